@@ -1,0 +1,27 @@
+# Two entry points (README): `make demo` and `make test`. Each creates .venv and installs on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint benchmark clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test,all]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/deepvision demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+benchmark: $(STAMP)
+	$(PY) benchmarks/lenet_mnist.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,27 @@
+"""deepvision: from raw images to trained, evaluated and deployed convolutional networks.
+
+The Python API mirrors the command line::
+
+    import deepvision as dv
+    run = dv.train("my_experiment.yaml", overrides=["optim.lr=0.01"])
+    dv.evaluate(run)
+    dv.predict(run, ["digit.png"], top=3)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_API = ("train", "resume", "evaluate", "predict", "demo", "load_run", "create_model", "list_models")
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:  # lazy, so `import deepvision` stays fast for the CLI
+    if name in _API:
+        from deepvision import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'deepvision' has no attribute {name!r}")

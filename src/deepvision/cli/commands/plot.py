@@ -1,0 +1,29 @@
+"""deepvision plot"""
+
+from __future__ import annotations
+
+import argparse
+
+ORDER = 30
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plot", help="regenerate a run's loss/accuracy plots from history.csv",
+                       description="Regenerate RUN_DIR/plots/loss.png and accuracy.png (vertical markers show "
+                                   "where the learning rate changed).")
+    p.add_argument("run_dir", help="run directory")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepvision.errors import UserError
+    from deepvision.runs.plots import plot_history
+    from deepvision.runs.rundir import RunDir
+
+    run_dir = RunDir.open(args.run_dir)
+    history = run_dir.read_history()
+    if not history:
+        raise UserError(f"{run_dir.history_path} holds no completed epoch yet")
+    for path in plot_history(history, run_dir.plots, title=run_dir.path.name):
+        print(path)
+    return 0

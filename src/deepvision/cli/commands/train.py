@@ -1,0 +1,65 @@
+"""deepvision train"""
+
+from __future__ import annotations
+
+import argparse
+
+ORDER = 10
+
+EPILOG = """config keys (YAML sections; override any with --set section.key=value):
+  model:      name, num_classes, in_channels, pretrained, args
+  data:       source (digits|mnist|mnist_text|folder|lst|rec), root, train, val, test, val_fraction,
+              test_fraction, split_seed, max_samples, batch_size, eval_batch_size, workers, image_size,
+              resize, channels, scale, mean, std, augment.*, shuffle, last_batch, in_memory, options
+  optim:      name (sgd|adam|adamw|adadelta|rmsprop), lr, momentum, nesterov, weight_decay,
+              decay_norm_and_bias, betas, eps, rho, alpha, centered
+  schedule:   name (constant|piecewise|step|multistep|poly|cosine), ranges, step_size, milestones,
+              gamma, power, min_lr, warmup_epochs, warmup_start_factor
+  train:      epochs, seed, device, amp, channels_last, compile, grad_accum, clip_grad_norm,
+              label_smoothing, sync_bn, log_every, max_steps, topk, reset_optimizer_on_resume,
+              tensorboard, progress
+  checkpoint: prefix, period, keep, monitor
+  top level:  name, description, profile (modern|reference)
+
+examples:
+  deepvision train lenet_mnist --set data.root=data/mnist
+  deepvision train my.yaml --set optim.lr=0.01 --set train.epochs=20 --name lr-0.01
+  torchrun --nproc_per_node 2 -m deepvision train my.yaml      (DDP, one process per GPU/CPU worker)
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train from a YAML experiment config (or a shipped recipe name)",
+                       description="Train a model from a YAML experiment config into a new run directory.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="YAML config file, or the name of a shipped recipe (see `deepvision recipes`)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value (repeatable), e.g. --set optim.lr=0.01")
+    p.add_argument("--name", help="run name (default: the config's name, else MODEL-SOURCE)")
+    p.add_argument("--out", default="runs", help="folder for run directories (default: runs)")
+    p.add_argument("--data-root", help="shortcut for --set data.root=DIR")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepvision.api import train
+    from deepvision.recipes import resolve_config_arg
+
+    overrides = list(args.overrides)
+    if args.data_root:
+        overrides.insert(0, f"data.root={args.data_root}")
+    result = train(resolve_config_arg(args.config), overrides, name=args.name, out=args.out)
+    _summary(result)
+    return 0
+
+
+def _summary(result) -> None:
+    last = result.last
+    if not last:
+        return
+    parts = [f"{result.run_dir}: {last['epoch']} epochs"]
+    if last.get("val_acc") is not None:
+        parts.append(f"val rank-1 {last['val_acc']:.4f}, rank-5 {last['val_top5']:.4f}")
+    if result.best_epoch is not None:
+        parts.append(f"best epoch {result.best_epoch}")
+    print("done: " + "; ".join(parts))

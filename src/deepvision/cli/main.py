@@ -1,0 +1,61 @@
+"""`deepvision <command>`: dispatch, one-line errors (exit 2) and clean interruption."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from deepvision import __version__
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error message (and exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> Parser:
+    from deepvision.cli import commands
+
+    parser = Parser(prog="deepvision", description="Train, evaluate and deploy convolutional networks.",
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"deepvision {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=Parser)
+    names = [m.name for m in pkgutil.iter_modules(commands.__path__)]
+    modules = [importlib.import_module(f"{commands.__name__}.{name}") for name in names]
+    for module in sorted(modules, key=lambda m: (getattr(m, "ORDER", 50), m.__name__)):
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    from deepvision.engine.signals import StopRequested
+    from deepvision.errors import UserError
+
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        sys.stderr.write(f"deepvision {args.command}: error: {exc}\n")
+        return 2
+    except StopRequested as stop:
+        sys.stderr.write(f"training stopped after {stop.epochs_done} completed epoch(s); resume with:\n"
+                         f"  deepvision resume {stop.run_dir}\n")
+        return stop.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

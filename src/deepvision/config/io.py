@@ -1,0 +1,89 @@
+"""Load, override and save experiment configs (YAML)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deepvision.config.coerce import from_dict, to_dict
+from deepvision.config.schema import Config
+from deepvision.errors import UserError
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with one-line errors for a missing file or bad syntax."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise UserError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text file; give a YAML experiment config") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a mapping of settings at the top level")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'optim.lr=1e-3' -> (['optim', 'lr'], 0.001). Values are parsed as YAML scalars/lists."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise UserError(f"--set expects key=value with a dotted key, e.g. optim.lr=0.01; got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Return a copy of `data` with each 'a.b.c=value' override applied."""
+    data = copy.deepcopy(data)
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        node = data
+        for k in keys[:-1]:
+            child = node.get(k)
+            if child is None:
+                child = node[k] = {}
+            if not isinstance(child, dict):
+                raise UserError(f"--set {text}: '{k}' is not a section")
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def build_config(data: dict[str, Any], overrides: list[str] | None = None) -> Config:
+    """Validate a config mapping (plus overrides) into a Config."""
+    return from_dict(Config, apply_overrides(data, overrides))
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config file, apply `overrides`, validate."""
+    return build_config(read_yaml(path), overrides)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for sections, flow style for short lists of scalars ([0.9, 0.999])."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+    flow = all(not isinstance(v, (dict, list)) for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
+def config_to_yaml(cfg: Config) -> str:
+    return yaml.dump(to_dict(cfg), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)

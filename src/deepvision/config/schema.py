@@ -1,0 +1,203 @@
+"""The experiment configuration: one YAML file, validated into these dataclasses.
+
+Every key has a default, so a config only states what differs. `deepvision train --help` and the
+README's configuration reference list the keys; unknown keys and wrong types are rejected with a
+one-line error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from deepvision.errors import UserError
+
+Profile = Literal["modern", "reference"]
+
+
+@dataclass
+class ModelConfig:
+    name: str = "lenet"
+    num_classes: int | None = None  # None: taken from the data
+    in_channels: int | None = None  # None: taken from the data
+    pretrained: str | None = None  # a torchvision state dict or a deepvision checkpoint
+    args: dict[str, Any] = field(default_factory=dict)  # builder keyword arguments
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation, named after the reference record iterator's options."""
+
+    rand_crop: bool = False  # random image_size window (otherwise centre crop)
+    rand_mirror: bool = False  # horizontal flip with p = 0.5
+    rotate: float = 0.0  # degrees
+    rotation_mode: Literal["uniform", "fixed"] = "uniform"  # fixed = the reference's +a quirk
+    max_shear_ratio: float = 0.0
+    fill: int = 255  # value for pixels uncovered by rotation/shear (reference: white)
+    random_resized_crop: bool = False
+    scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
+    ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
+
+    def validate(self, path: str) -> None:
+        if self.rotate < 0 or self.max_shear_ratio < 0:
+            raise UserError(f"{path}.rotate and {path}.max_shear_ratio must be >= 0")
+        if not 0 <= self.fill <= 255:
+            raise UserError(f"{path}.fill must be in 0..255, got {self.fill}")
+        for key in ("scale", "ratio"):
+            pair = getattr(self, key)
+            if len(pair) != 2 or not 0 < pair[0] <= pair[1]:
+                raise UserError(f"{path}.{key} must be [low, high] with 0 < low <= high, got {pair}")
+
+    @property
+    def active(self) -> bool:
+        return bool(
+            self.rand_crop or self.rand_mirror or self.rotate or self.max_shear_ratio or self.random_resized_crop
+        )
+
+
+@dataclass
+class DataConfig:
+    source: str = "digits"  # digits | mnist | mnist_text | folder | lst | rec (see `deepvision.data.sources`)
+    root: str | None = None
+    train: str | None = "train"  # split (or file) used for training
+    val: str | None = None  # None: carve val_fraction out of train
+    test: str | None = "test"
+    val_fraction: float = 0.0
+    test_fraction: float = 0.0  # carve a test split out of train too (when the source has none)
+    split_seed: int = 42
+    max_samples: int | None = None  # keep only the first N samples of each split (smoke runs)
+    batch_size: int = 64  # per device
+    eval_batch_size: int | None = None
+    workers: int | None = None  # loader processes; None: automatic
+    image_size: int | None = None  # square input fed to the model; None: the source's native size
+    resize: int | None = None  # shorter side before cropping; None: no resize
+    channels: int | None = None  # 1 or 3; None: the source's native channels
+    scale: float = 1 / 255  # multiply raw 0..255 values by this before mean/std
+    mean: list[float] | str | None = None  # per channel, in the scaled units, or a mean JSON path (0..255)
+    std: list[float] | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    shuffle: bool = True  # reshuffle every epoch (the reference read a fixed order)
+    last_batch: Literal["keep", "drop", "pad", "rollover"] = "keep"
+    in_memory: bool | None = None  # None: automatic (small datasets are held as tensors)
+    skip_corrupt: bool = False
+    options: dict[str, Any] = field(default_factory=dict)  # source-specific settings
+
+    def validate(self, path: str) -> None:
+        for key in ("val_fraction", "test_fraction"):
+            value = getattr(self, key)
+            if not 0.0 <= value < 1.0:
+                raise UserError(f"{path}.{key} must be in [0, 1), got {value}")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise UserError(f"{path}.val_fraction + {path}.test_fraction must be below 1")
+        for key in ("batch_size", "eval_batch_size", "image_size", "resize", "max_samples"):
+            value = getattr(self, key)
+            if value is not None and value <= 0:
+                raise UserError(f"{path}.{key} must be a positive integer, got {value}")
+        if self.channels not in (None, 1, 3):
+            raise UserError(f"{path}.channels must be 1 or 3, got {self.channels}")
+        if self.workers is not None and self.workers < 0:
+            raise UserError(f"{path}.workers must be >= 0, got {self.workers}")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise UserError(f"{path}.std values must be positive, got {self.std}")
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | adam | adamw | adadelta | rmsprop
+    lr: float = 0.01
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    decay_norm_and_bias: bool = True  # the reference decayed every parameter
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float | None = None  # None: the optimizer's own default
+    rho: float = 0.95  # Adadelta (Keras default; PyTorch's is 0.9)
+    alpha: float = 0.99  # RMSprop smoothing constant
+    centered: bool = False  # RMSprop
+
+    def validate(self, path: str) -> None:
+        if self.lr <= 0:
+            raise UserError(f"{path}.lr must be positive, got {self.lr}")
+        if self.momentum < 0 or self.weight_decay < 0:
+            raise UserError(f"{path}.momentum and {path}.weight_decay must be >= 0")
+        if self.nesterov and self.momentum <= 0:
+            raise UserError(f"{path}.nesterov needs {path}.momentum > 0")
+        if len(self.betas) != 2:
+            raise UserError(f"{path}.betas must be two numbers, got {self.betas}")
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "constant"  # constant | piecewise | step | multistep | poly | cosine
+    # piecewise: 1-based inclusive epoch ranges, e.g. ["1-50: 1e-2", "51-65: 1e-3"] or [[1, 50, 0.01], ...]
+    ranges: list[Any] = field(default_factory=list)
+    step_size: int = 30  # step: epochs between decays
+    milestones: list[int] = field(default_factory=list)  # multistep: 1-based epochs where the decay starts
+    gamma: float = 0.1
+    power: float = 1.0  # poly
+    min_lr: float = 0.0  # poly / cosine floor
+    warmup_epochs: float = 0.0  # linear warm-up, per iteration
+    warmup_start_factor: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, off on CPU
+    channels_last: bool | None = None  # None: on for CUDA
+    compile: bool = False
+    grad_accum: int = 1  # keep a reference global batch on fewer devices
+    clip_grad_norm: float | None = None
+    label_smoothing: float = 0.0
+    sync_bn: bool = False
+    log_every: int = 100  # speedometer line every N batches (the reference's "frequent")
+    max_steps: int | None = None  # cap training batches per epoch (smoke runs)
+    topk: int = 5
+    reset_optimizer_on_resume: bool | None = None  # None: profile decides (reference: reset)
+    tensorboard: bool = True
+    progress: Literal["auto", "bar", "lines"] = "auto"
+
+    def validate(self, path: str) -> None:
+        if self.epochs <= 0:
+            raise UserError(f"{path}.epochs must be a positive integer, got {self.epochs}")
+        for key in ("grad_accum", "log_every", "topk"):
+            if getattr(self, key) <= 0:
+                raise UserError(f"{path}.{key} must be a positive integer, got {getattr(self, key)}")
+        if self.max_steps is not None and self.max_steps <= 0:
+            raise UserError(f"{path}.max_steps must be a positive integer, got {self.max_steps}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise UserError(f"{path}.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+
+@dataclass
+class CheckpointConfig:
+    prefix: str | None = None  # None: the model name (files are <prefix>-NNNN.pt)
+    period: int = 1  # save every N epochs (plus last.pt and best.pt every epoch)
+    keep: int | None = None  # keep only the newest N periodic checkpoints; None keeps all
+    monitor: Literal["val_acc", "val_loss", "train_loss"] = "val_acc"  # what best.pt tracks
+
+    def validate(self, path: str) -> None:
+        if self.period <= 0:
+            raise UserError(f"{path}.period must be a positive integer, got {self.period}")
+        if self.keep is not None and self.keep <= 0:
+            raise UserError(f"{path}.keep must be a positive integer, got {self.keep}")
+
+
+@dataclass
+class Config:
+    name: str | None = None  # run name; None: derived from the model and data
+    description: str = ""
+    profile: Profile = "modern"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    reference: dict[str, Any] = field(default_factory=dict)  # published results of a recipe, for journals
+
+    def validate(self, path: str) -> None:
+        if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
+            raise UserError(f"name must be a plain folder name, got {self.name!r}")

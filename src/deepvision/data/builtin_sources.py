@@ -1,0 +1,175 @@
+"""Built-in data sources: scikit-learn digits, MNIST (idx and text), image folders and list files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from deepvision.config.schema import DataConfig
+from deepvision.data import mnist
+from deepvision.data.lst import read_lst
+from deepvision.data.preprocess import open_image
+from deepvision.data.sources import RawData, SubsetDataset, register_source, to_tensor_split
+from deepvision.errors import UserError
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def digits_images(size: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 8x8 handwritten digits as uint8 `size` x `size` images (ink = 255)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    small = np.round(d.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+    if size == 8:
+        return small, d.target.astype(np.int64)
+    big = np.stack([np.asarray(Image.fromarray(im, "L").resize((size, size), Image.BILINEAR)) for im in small])
+    return big, d.target.astype(np.int64)
+
+
+@register_source("digits")
+def digits_source(cfg: DataConfig, wanted: list[str]) -> RawData:
+    """The embedded default: one split named 'all' (or 'train'); carve val/test with fractions."""
+    size = int(cfg.options.get("size", 28))
+    images, labels = digits_images(size)
+    split = to_tensor_split(images, labels)
+    return RawData({"all": split, "train": split}, [str(i) for i in range(10)], 1, (size, size))
+
+
+@register_source("mnist")
+def mnist_source(cfg: DataConfig, wanted: list[str]) -> RawData:
+    """MNIST idx files in `data.root` (plain or .gz). Splits: train, test (either may be absent)."""
+    if not cfg.root:
+        raise UserError("data.root must point at the folder holding the MNIST idx files")
+    root = Path(cfg.root)
+    if not root.is_dir():
+        raise UserError(f"MNIST folder not found: {root} (set data.root, or fetch the files with "
+                        f"`deepvision data download mnist --root {root}`)")
+    if cfg.options.get("download"):
+        mnist.download(root, tuple(mnist.ALIASES.get(w, w) for w in wanted))
+    present = set(mnist.available_splits(root))
+    splits = {}
+    for name in wanted:
+        canonical = mnist.ALIASES.get(name, name)
+        if canonical not in mnist.FILES:
+            raise UserError(f"unknown MNIST split '{name}'; valid: train, test")
+        if canonical in present:
+            splits[name] = to_tensor_split(*mnist.load_mnist_split(root, canonical))
+        elif name != "test":
+            mnist.load_mnist_split(root, canonical)  # raises the precise missing-file error
+    return RawData(splits, mnist.CLASSES, 1, (28, 28))
+
+
+@register_source("mnist_text")
+def mnist_text_source(cfg: DataConfig, wanted: list[str]) -> RawData:
+    """The tutorial text format. Split names are file paths (relative to data.root when set)."""
+    splits = {}
+    for name in wanted:
+        path = _resolve(cfg.root, name)
+        if path.is_file():
+            splits[name] = to_tensor_split(*mnist.read_text(path))
+        elif name != "test":
+            raise UserError(f"MNIST text file not found: {path}")
+    return RawData(splits, mnist.CLASSES, 1, (28, 28))
+
+
+class ImageFileDataset:
+    """(PIL image, label) pairs read from image files; decoding happens in loader workers."""
+
+    def __init__(self, paths: list[str], labels: list[int], channels: int) -> None:
+        self.paths, self.channels = paths, channels
+        self.targets = np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[Image.Image, int]:
+        return open_image(self.paths[i], self.channels), int(self.targets[i])
+
+    def subset(self, idx: np.ndarray) -> SubsetDataset:
+        return SubsetDataset(self, idx)
+
+
+def _resolve(root: str | None, name: str) -> Path:
+    p = Path(name)
+    if not p.is_absolute() and root and not p.exists():
+        p = Path(root) / name
+    return p
+
+
+def _class_folders(folder: Path) -> list[str]:
+    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+@register_source("folder")
+def folder_source(cfg: DataConfig, wanted: list[str]) -> RawData:
+    """ImageFolder layout: `root/<split>/<class>/*.jpg`; the split name '.' means root itself."""
+    if not cfg.root or not Path(cfg.root).is_dir():
+        raise UserError(f"image folder not found: {cfg.root} (set data.root to a folder of class sub-folders)")
+    root = Path(cfg.root)
+    channels = cfg.channels or 3
+    train_dir = root if cfg.train in (".", "all") else root / (cfg.train or "")
+    if not train_dir.is_dir():
+        raise UserError(f"training folder not found: {train_dir}")
+    classes = _class_folders(train_dir)
+    if not classes:
+        raise UserError(f"{train_dir} holds no class sub-folders (expected {train_dir}/<class>/<image>)")
+    index = {c: i for i, c in enumerate(classes)}
+    splits = {}
+    for name in wanted:
+        folder = root if name in (".", "all") else root / name
+        if not folder.is_dir():
+            continue
+        paths, labels = [], []
+        for cls in _class_folders(folder):
+            if cls not in index:
+                raise UserError(f"{folder}/{cls} is not a class of the training folder {train_dir}")
+            for f in sorted((folder / cls).rglob("*")):
+                if f.suffix.lower() in IMAGE_EXTS and f.is_file():
+                    paths.append(str(f))
+                    labels.append(index[cls])
+        if not paths:
+            raise UserError(f"no images ({', '.join(IMAGE_EXTS)}) found under {folder}")
+        splits[name] = ImageFileDataset(paths, labels, channels)
+    return RawData(splits, classes, channels, None)
+
+
+@register_source("lst")
+def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
+    """MXNet list files with images under `data.root`. Split names are .lst paths.
+
+    Class names come from `data.options.labels` (a labels.txt, one name per line, optionally
+    'id name') when given, else they are the label numbers.
+    """
+    channels = cfg.channels or 3
+    splits, top = {}, -1
+    for name in wanted:
+        path = _resolve(None, name)
+        if not path.is_file():
+            if name == "test":
+                continue
+            raise UserError(f"list file not found: {path}")
+        entries = read_lst(path)
+        if not entries:
+            raise UserError(f"list file {path} is empty")
+        base = Path(cfg.root) if cfg.root else path.parent
+        paths = [e.path if Path(e.path).is_absolute() else str(base / e.path) for e in entries]
+        labels = [int(e.label) for e in entries]
+        top = max(top, max(labels))
+        splits[name] = ImageFileDataset(paths, labels, channels)
+    return RawData(splits, read_class_names(cfg.options.get("labels"), top + 1), channels, None)
+
+
+def read_class_names(path: str | None, count: int) -> list[str]:
+    """Names from a labels file ('name' or 'id name' per line), or '0'..'count-1'."""
+    if not path:
+        return [str(i) for i in range(count)]
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"labels file not found: {p}")
+    names = [line.strip() for line in p.read_text().splitlines() if line.strip()]
+    if len(names) < count:
+        raise UserError(f"{p} names {len(names)} classes but the labels go up to {count - 1}")
+    return names

@@ -1,0 +1,94 @@
+"""Turn a config + loaded data into the run's preprocessing and per-role loaders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepvision.config.schema import DataConfig
+from deepvision.data.dataset_loader import DatasetLoader
+from deepvision.data.preprocess import Preprocess
+from deepvision.data.sources import DataBundle, TensorSplit, adapt_tensor_split
+from deepvision.data.tensor_loader import BatchAugment, TensorLoader
+from deepvision.data.transforms import SampleTransform
+from deepvision.errors import UserError
+
+
+def read_mean_json(path: str | Path) -> list[float]:
+    """The reference mean file {"R": .., "G": .., "B": ..} (0..255 units) as [R, G, B]."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"mean file not found: {p}")
+    try:
+        d = json.loads(p.read_text())
+        return [float(d["R"]), float(d["G"]), float(d["B"])]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise UserError(f"{p} is not a mean file; expected JSON with keys R, G, B") from None
+
+
+def resolve_preprocess(cfg: DataConfig, bundle: DataBundle, model_input: tuple[int, int, int] | None) -> Preprocess:
+    """The run's evaluation transform: channels, input size, resize, scale, mean and std."""
+    channels = cfg.channels or bundle.channels
+    if cfg.image_size:
+        size = (cfg.image_size, cfg.image_size)
+    elif bundle.size is not None and not cfg.resize:
+        size = tuple(bundle.size)
+    elif model_input is not None:
+        size = tuple(model_input[1:])
+    else:
+        raise UserError("set data.image_size: the images have mixed sizes and the model has no default input size")
+    if cfg.resize and cfg.resize < min(size):
+        raise UserError(f"data.resize ({cfg.resize}) is smaller than data.image_size ({size[0]}); "
+                        f"the crop would not fit")
+    mean: list[float] = []
+    if isinstance(cfg.mean, str):
+        mean = [v * cfg.scale for v in read_mean_json(cfg.mean)]
+        if channels == 1:
+            mean = [sum(mean) / 3]
+    elif cfg.mean:
+        mean = list(cfg.mean)
+    std = list(cfg.std or [])
+    for key, values in (("mean", mean), ("std", std)):
+        if values and len(values) not in (1, channels):
+            raise UserError(f"data.{key} has {len(values)} values but the images have {channels} channels")
+    return Preprocess(channels=channels, size=size, resize=cfg.resize, scale=cfg.scale, mean=mean, std=std)
+
+
+def build_loaders(
+    cfg: DataConfig,
+    bundle: DataBundle,
+    pre: Preprocess,
+    *,
+    seed: int,
+    rank: int = 0,
+    world: int = 1,
+    device: torch.device | str = "cpu",
+    max_steps: int | None = None,
+    roles: tuple[str, ...] = ("train", "val", "test"),
+) -> dict[str, Any]:
+    """One loader per role present in `bundle` (train shuffles and augments; val/test never pad)."""
+    loaders: dict[str, Any] = {}
+    eval_bs = cfg.eval_batch_size or cfg.batch_size
+    on_cuda = torch.device(device).type == "cuda"
+    for role in roles:
+        split = bundle.role(role)
+        if split is None:
+            continue
+        training = role == "train"
+        bs = cfg.batch_size if training else eval_bs
+        common: dict[str, Any] = dict(training=training, shuffle=cfg.shuffle, seed=seed, rank=rank, world=world,
+                                      last_batch=cfg.last_batch if training else "keep", max_steps=max_steps)
+        if isinstance(split, TensorSplit):
+            split = adapt_tensor_split(split, pre.channels, pre.size, pre.resize)
+            augment = BatchAugment(cfg.augment, pre.size)
+            loaders[role] = TensorLoader(split.images, split.labels, bs, augment=augment, device=device, **common)
+        elif hasattr(split, "make_loader"):  # sources with their own fast path (records)
+            loaders[role] = split.make_loader(cfg, pre, batch_size=bs, device=device, **common)
+        else:
+            transform = SampleTransform(pre, cfg.augment, training)
+            loaders[role] = DatasetLoader(split, bs, transform=transform, workers=cfg.workers,
+                                          pin_memory=on_cuda, **common)
+    return loaders

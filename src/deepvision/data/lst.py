@@ -1,0 +1,61 @@
+"""MXNet list files: `index<TAB>label[<TAB>label2 ...]<TAB>path`, one image per line."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from deepvision.errors import UserError
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    index: int
+    labels: tuple[float, ...]
+    path: str
+
+    @property
+    def label(self) -> float:
+        return self.labels[0]
+
+
+def read_lst(path: str | Path) -> list[ListEntry]:
+    """Parse a .lst file; malformed lines raise UserError naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"list file not found: {path}")
+    entries = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) < 3:
+                raise UserError(f"{path}:{lineno}: expected 'index<TAB>label<TAB>path', got {line[:80]!r}")
+            try:
+                index = int(float(parts[0]))
+                labels = tuple(float(v) for v in parts[1:-1])
+            except ValueError:
+                raise UserError(f"{path}:{lineno}: index and labels must be numbers, got {line[:80]!r}") from None
+            entries.append(ListEntry(index, labels, parts[-1]))
+    return entries
+
+
+def write_lst(path: str | Path, entries: Iterable[ListEntry]) -> None:
+    """Write a .lst file atomically (temporary file, then rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for e in entries:
+                labels = "\t".join(f"{v:f}" for v in e.labels)
+                f.write(f"{e.index}\t{labels}\t{e.path}\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,174 @@
+"""MNIST: idx files (plain or gzip), the tutorial text format, and the download code.
+
+idx headers are big-endian int32: images have magic 2051, count, rows, cols and then count*rows*cols
+unsigned bytes; labels have magic 2049, count, then one byte per label.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import struct
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from deepvision.errors import UserError
+
+IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+ALIASES = {"t10k": "test", "training": "train", "testing": "test"}
+MIRRORS = [
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+]
+MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+CLASSES = [str(i) for i in range(10)]
+
+
+def _find(root: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (root / name).is_file():
+            return root / name
+    raise UserError(f"MNIST file {stem}[.gz] not found in {root}; download it with `deepvision data download mnist "
+                    f"--root {root}` or point data.root at the folder that holds it")
+
+
+def read_idx(path: str | Path, expect_magic: int | None = None) -> np.ndarray:
+    """Read one idx file (plain or gzip) into a uint8 array shaped by its header."""
+    path = Path(path)
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise UserError(f"{path} is corrupt or truncated ({exc}); download it again") from None
+    if len(data) < 8:
+        raise UserError(f"{path} is truncated: {len(data)} bytes, too short for an idx header")
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    magic = struct.unpack(">i", data[:4])[0]
+    if zero != 0 or dtype_code != 0x08 or not 1 <= ndim <= 4 or (expect_magic and magic != expect_magic):
+        want = f" (expected magic {expect_magic})" if expect_magic else ""
+        raise UserError(f"{path} is not an unsigned-byte idx file: magic {magic}{want}")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise UserError(f"{path} is truncated inside its header")
+    shape = struct.unpack(f">{ndim}i", data[4:header])
+    expected = int(np.prod(shape))
+    if len(data) - header < expected:
+        raise UserError(f"{path} is truncated: header promises {expected} bytes of data, "
+                        f"file holds {len(data) - header}")
+    return np.frombuffer(data, dtype=np.uint8, count=expected, offset=header).reshape(shape)
+
+
+def load_mnist_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 N x 28 x 28, labels int64 N) of split 'train' or 'test' from folder `root`."""
+    root = Path(root)
+    split = ALIASES.get(split, split)
+    if split not in FILES:
+        raise UserError(f"unknown MNIST split '{split}'; valid: train, test")
+    if not root.is_dir():
+        raise UserError(f"MNIST folder not found: {root}")
+    image_stem, label_stem = FILES[split]
+    images = read_idx(_find(root, image_stem), IMAGE_MAGIC)
+    labels = read_idx(_find(root, label_stem), LABEL_MAGIC)
+    if images.ndim != 3 or labels.ndim != 1:
+        raise UserError(f"MNIST {split} files in {root} have unexpected shapes {images.shape} / {labels.shape}")
+    if len(images) != len(labels):
+        raise UserError(f"MNIST {split}: {len(images)} images but {len(labels)} labels in {root}")
+    if labels.size and labels.max() > 9:
+        raise UserError(f"MNIST {split} labels in {root} hold values above 9; the label file is corrupt")
+    return images, labels.astype(np.int64)
+
+
+def available_splits(root: str | Path) -> list[str]:
+    root = Path(root)
+    found = []
+    for split, (image_stem, _) in FILES.items():
+        try:
+            _find(root, image_stem)
+            found.append(split)
+        except UserError:
+            pass
+    return found
+
+
+def read_text(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The tutorial text format: per line `label separator p1 ... p784` (separator ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"MNIST text file not found: {path}")
+    labels, rows = [], []
+    with open(path, encoding="utf-8", errors="strict") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 786:
+                raise UserError(f"{path}:{lineno}: expected label, separator and 784 pixels, got {len(parts)} fields")
+            try:
+                labels.append(int(float(parts[0])))
+                rows.append([int(float(v)) for v in parts[2:]])
+            except ValueError:
+                raise UserError(f"{path}:{lineno}: label and pixels must be numbers") from None
+    if not rows:
+        raise UserError(f"{path} holds no images")
+    pixels = np.asarray(rows)
+    if pixels.min() < 0 or pixels.max() > 255:
+        raise UserError(f"{path}: pixel values must be in 0..255")
+    return pixels.astype(np.uint8).reshape(-1, 28, 28), np.asarray(labels, dtype=np.int64)
+
+
+def write_text(path: str | Path, images: np.ndarray, labels: np.ndarray, separator: str = "**") -> None:
+    """Write the tutorial text format (the inverse of `read_text`)."""
+    with open(path, "w") as f:
+        for img, lab in zip(images.reshape(len(images), -1), labels):
+            f.write(f"{int(lab)} {separator} {' '.join(map(str, img.tolist()))}\n")
+
+
+def download(root: str | Path, splits: tuple[str, ...] = ("train", "test")) -> Path:
+    """Fetch the MNIST idx files from the official mirrors into `root` (checked by MD5)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for split in splits:
+        for stem in FILES[ALIASES.get(split, split)]:
+            name = stem + ".gz"
+            target = root / name
+            if target.is_file() and _md5(target) == MD5[name]:
+                continue
+            last_error: Exception | None = None
+            for mirror in MIRRORS:
+                try:
+                    with urllib.request.urlopen(mirror + name, timeout=60) as response, \
+                            tempfile.NamedTemporaryFile(dir=root, delete=False) as tmp:
+                        shutil.copyfileobj(response, tmp)
+                    if _md5(Path(tmp.name)) != MD5[name]:
+                        os.unlink(tmp.name)
+                        raise OSError(f"checksum mismatch for {name} from {mirror}")
+                    os.replace(tmp.name, target)
+                    break
+                except OSError as exc:
+                    last_error = exc
+            else:
+                raise UserError(f"could not download {name}: {last_error}")
+    return root
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,153 @@
+"""The one evaluation transform of a run: image file -> uint8 tensor -> normalised model input.
+
+Training stores a `Preprocess` in the run directory (config.yaml, `preprocess` block), and evaluate,
+predict and deployment all use it, so a given image produces identical tensors on every path.
+Images stay uint8 until the last moment; `normalize` runs on the device as one fused multiply-add.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from deepvision.errors import UserError
+
+Image.MAX_IMAGE_PIXELS = 20000 * 20000  # refuse decompression bombs beyond 400 MP
+
+
+@dataclass
+class Preprocess:
+    channels: int  # 1 (grayscale) or 3 (RGB)
+    size: tuple[int, int]  # model input (H, W)
+    resize: int | None = None  # shorter side before the centre crop; None: resize straight to `size`
+    scale: float = 1 / 255
+    mean: list[float] = field(default_factory=list)  # per channel, in scaled units; empty = none
+    std: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.size = (int(self.size[0]), int(self.size[1]))
+        self.mean = [float(v) for v in self.mean]
+        self.std = [float(v) for v in self.std]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["size"] = list(self.size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocess:
+        return cls(**{**d, "size": tuple(d["size"])})
+
+    # -- file -> uint8 tensor -------------------------------------------------------------
+    def load(self, source: str | Path | bytes | Image.Image) -> torch.Tensor:
+        """Decode an image (path, bytes or PIL image) to the uint8 C x H x W model-input tensor."""
+        img = open_image(source, self.channels)
+        if self.resize:
+            img = resize_short_side(img, self.resize)
+            img = center_crop(img, self.size)
+        elif img.size != (self.size[1], self.size[0]):
+            img = img.resize((self.size[1], self.size[0]), Image.BILINEAR)
+        return pil_to_tensor(img)
+
+    # -- uint8 batch -> float batch ---------------------------------------------------------
+    def affine(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """(a, b) such that normalised = raw * a + b, each shaped (1, C, 1, 1)."""
+        c = self.channels
+        mean = torch.tensor(self.mean if self.mean else [0.0] * c, dtype=torch.float32)
+        std = torch.tensor(self.std if self.std else [1.0] * c, dtype=torch.float32)
+        if mean.numel() == 1 and c > 1:
+            mean = mean.expand(c)
+        if std.numel() == 1 and c > 1:
+            std = std.expand(c)
+        a = (self.scale / std).view(1, c, 1, 1)
+        b = (-mean / std).view(1, c, 1, 1)
+        return a.to(device), b.to(device)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (N)CHW -> float normalised tensor, on x's device."""
+        a, b = self.affine(x.device)
+        if x.dim() == 3:
+            return (x.unsqueeze(0).float() * a + b).squeeze(0)
+        return x.float() * a + b
+
+
+def open_image(source: str | Path | bytes | Image.Image, channels: int) -> Image.Image:
+    """Open and fully decode an image, honouring EXIF orientation, converted to L (1) or RGB (3).
+
+    Palette/alpha images are composited on white; CMYK and 16-bit images are converted correctly.
+    """
+    name = "image"
+    try:
+        if isinstance(source, Image.Image):
+            img = source
+        elif isinstance(source, (bytes, bytearray, memoryview)):
+            img = Image.open(io.BytesIO(source))
+        else:
+            name = str(source)
+            path = Path(source)
+            if not path.is_file():
+                raise UserError(f"image not found: {source}")
+            img = Image.open(path)
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        return to_mode(img, channels)
+    except UserError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise UserError(f"cannot read {name} as an image ({type(exc).__name__}: {exc}); "
+                        f"give a JPEG, PNG, BMP, GIF, TIFF or WebP file") from None
+
+
+def to_mode(img: Image.Image, channels: int) -> Image.Image:
+    """Convert any PIL mode to 'L' or 'RGB' (alpha composited on white, 16-bit scaled to 8-bit)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr * (255.0 / peak), 0, 255).round().astype(np.uint8), "L")
+    elif img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode in ("RGB", "L") and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    want = "L" if channels == 1 else "RGB"
+    return img if img.mode == want else img.convert(want)
+
+
+def resize_short_side(img: Image.Image, size: int) -> Image.Image:
+    """Resize so the shorter side is `size` (bilinear), keeping the aspect ratio (im2rec's rule)."""
+    w, h = img.size
+    if min(w, h) == size:
+        return img
+    if h > w:
+        new = (size, h * size // w)
+    else:
+        new = (w * size // h, size)
+    return img.resize(new, Image.BILINEAR)
+
+
+def center_crop(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Centre crop to (H, W) with offsets floor((w - W) / 2), floor((h - H) / 2)."""
+    w, h = img.size
+    th, tw = size
+    if w < tw or h < th:
+        img = img.resize((max(w, tw), max(h, th)), Image.BILINEAR)
+        w, h = img.size
+    left, top = (w - tw) // 2, (h - th) // 2
+    return img.crop((left, top, left + tw, top + th))
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    arr = np.array(img, dtype=np.uint8)  # a writable copy
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))

@@ -1,0 +1,93 @@
+"""Epoch orders shared by every loader: seeded reshuffling, DDP sharding and last-batch policies.
+
+The order of epoch `e` depends only on (seed, e), never on earlier epochs, so resuming from a
+checkpoint replays exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+LAST_BATCH = ("keep", "drop", "pad", "rollover")
+
+
+def epoch_permutation(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
+    if not shuffle:
+        return torch.arange(n)
+    g = torch.Generator().manual_seed(_mix(seed, epoch))
+    return torch.randperm(n, generator=g)
+
+
+def _mix(seed: int, epoch: int) -> int:
+    return (int(seed) * 1_000_003 + int(epoch) * 7919 + 12345) % (2**63 - 1)
+
+
+def epoch_indices(
+    n: int,
+    batch_size: int,
+    *,
+    seed: int,
+    epoch: int,
+    shuffle: bool,
+    rank: int = 0,
+    world: int = 1,
+    last_batch: str = "keep",
+    training: bool = True,
+) -> list[torch.Tensor]:
+    """The batches (index tensors) rank `rank` reads in epoch `epoch`.
+
+    Training with several ranks pads the order by wrapping so every rank gets the same number of
+    batches (as torch's DistributedSampler does). Evaluation never pads: each sample is scored once.
+    Sharding interleaves (rank::world), so the union of the ranks' k-th batches is exactly the
+    k-th global batch of batch_size * world samples.
+    """
+    if last_batch not in LAST_BATCH:
+        raise ValueError(f"last_batch must be one of {LAST_BATCH}, got {last_batch!r}")
+    order = epoch_permutation(n, seed, epoch, shuffle)
+    if training and last_batch == "rollover" and epoch > 0:
+        # Samples left over by the previous epoch come first (MXNet's roll_over).
+        prev = epoch_permutation(n, seed, epoch - 1, shuffle)
+        carry = _leftover(n, batch_size * world, epoch - 1, seed, shuffle)
+        if carry:
+            order = torch.cat([prev[n - carry :], order])
+    if not training:
+        mine = order[rank::world]
+        return list(torch.split(mine, batch_size)) if len(mine) else []
+    global_batch = batch_size * world
+    total = len(order)
+    if last_batch in ("drop", "rollover"):
+        usable = (total // global_batch) * global_batch
+        order = order[:usable]
+    elif last_batch == "pad":
+        usable = math.ceil(total / global_batch) * global_batch
+        order = _wrap(order, usable)
+    else:  # keep: pad only to a multiple of world so ranks stay in step
+        order = _wrap(order, math.ceil(total / world) * world)
+    mine = order[rank::world]
+    return list(torch.split(mine, batch_size)) if len(mine) else []
+
+
+def _leftover(n: int, global_batch: int, epoch: int, seed: int, shuffle: bool) -> int:
+    """How many samples epoch `epoch` left unread under the rollover policy."""
+    return ((epoch + 1) * n) % global_batch
+
+
+def _wrap(order: torch.Tensor, size: int) -> torch.Tensor:
+    if size <= len(order):
+        return order[:size]
+    reps = math.ceil(size / len(order))
+    return order.repeat(reps)[:size]
+
+
+def num_batches(n: int, batch_size: int, world: int, last_batch: str, training: bool, rank: int = 0) -> int:
+    if not training:
+        mine = len(range(rank, n, world))
+        return math.ceil(mine / batch_size)
+    global_batch = batch_size * world
+    if last_batch in ("drop", "rollover"):
+        return n // global_batch
+    if last_batch == "pad":
+        return math.ceil(n / global_batch)
+    return math.ceil(math.ceil(n / world) / batch_size)

@@ -1,0 +1,127 @@
+"""Checkpoints: written atomically, loaded with `weights_only=True`, validated before use.
+
+A checkpoint is a plain dict of tensors and primitives (no pickled objects), so loading one never
+runs code. Writes go to a temporary file in the same folder, then `os.replace`, so a crash or a
+full disk leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepvision.errors import UserError
+
+FORMAT = "deepvision-checkpoint"
+VERSION = 1
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temp file beside `path`, fsync, then rename over it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        _unlink(tmp)
+        raise UserError(f"could not write {path}: {exc.strerror or exc}; the previous file is intact — "
+                        f"free some space or choose another --out") from None
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _unlink(tmp)
+        raise UserError(f"could not write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and validate a deepvision checkpoint (weights_only=True: nothing is unpickled)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for garbage input
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path} is not a readable checkpoint ({reason})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model_state" not in ckpt:
+        raise UserError(f"{path} is not a deepvision checkpoint (a plain state dict can be used as model.pretrained)")
+    return ckpt
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A model state dict from a deepvision checkpoint or a plain (torchvision-format) state dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"{path} is not a readable weights file ({type(exc).__name__})") from None
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        return obj["model_state"]
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserError(f"{path} holds no model weights (expected a state dict of tensors)")
+    return obj
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG the run touches, as tensors/primitives (weights_only-safe)."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": _py_state_to_list(random.getstate()),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].cpu() if state["torch"].device.type != "cpu" else state["torch"])
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _py_state_to_list(st: tuple) -> list:
+    version, internal, gauss = st
+    return [version, list(internal), gauss]

@@ -1,0 +1,48 @@
+"""Graceful stop on Ctrl+C / SIGTERM: the first signal asks training to stop after the current
+batch; a second Ctrl+C interrupts at once. Either way the last completed epoch's checkpoint stays."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+
+class StopRequested(Exception):
+    """Raised by the trainer after a stop signal; carries where training stopped."""
+
+    def __init__(self, signum: int, epochs_done: int, run_dir: str) -> None:
+        self.signum, self.epochs_done, self.run_dir = signum, epochs_done, run_dir
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class GracefulStop:
+    """Context manager installing SIGINT/SIGTERM handlers that set `requested`."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl+C: stop now
+        self.signum = signum
+
+    def __enter__(self) -> GracefulStop:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        self._old.clear()

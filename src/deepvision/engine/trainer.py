@@ -1,0 +1,448 @@
+"""The training engine: epochs of train + validate, checkpoints, resume, DDP, AMP.
+
+One `Trainer` runs one segment of a run: from scratch, or from a checkpoint (resume). Everything
+that shapes the numbers (model, optimizer, scaler, RNG states, history) is restored on resume, the
+epoch order depends only on (seed, epoch), and the learning rate only on the position in training,
+so resuming gives the same metrics as an uninterrupted run on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepvision.config.coerce import to_dict
+from deepvision.config.schema import Config
+from deepvision.data.loaders import build_loaders, resolve_preprocess
+from deepvision.data.sources import load_data
+from deepvision.engine import checkpoint as ckpt_io
+from deepvision.engine.build import build_model, load_weights
+from deepvision.engine.distributed import DistInfo, all_reduce_sum, barrier
+from deepvision.engine.metrics import MetricAccumulator
+from deepvision.engine.optim import build_optimizer
+from deepvision.engine.reporting import Reporter
+from deepvision.engine.schedules import Schedule
+from deepvision.engine.signals import GracefulStop, StopRequested
+from deepvision.errors import UserError
+from deepvision.models.registry import get_model_spec
+from deepvision.runs.rundir import RunDir
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    history: list[dict[str, Any]]
+    best_epoch: int | None
+    best_value: float | None
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return None
+    if mode == "fp16":
+        return torch.float16
+    if mode == "bf16" or (device.type == "cuda" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return torch.float16
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: Config,
+        run: RunDir,
+        *,
+        dist: DistInfo,
+        device: torch.device,
+        resume: dict[str, Any] | None = None,
+        manual_lr: float | None = None,
+        reset_optimizer: bool = False,
+    ) -> None:
+        self.cfg, self.run, self.dist, self.device = cfg, run, dist, device
+        tc = cfg.train
+        seed_everything(tc.seed)
+        self.data = load_data(cfg.data)
+        spec = get_model_spec(cfg.model.name)
+        self.pre = resolve_preprocess(cfg.data, self.data, spec.input_size)
+        cfg.model.num_classes = cfg.model.num_classes or len(self.data.classes)
+        cfg.model.in_channels = cfg.model.in_channels or self.pre.channels
+        if cfg.model.num_classes < len(self.data.classes):
+            raise UserError(f"model.num_classes is {cfg.model.num_classes} but the data has "
+                            f"{len(self.data.classes)} classes")
+        if cfg.model.in_channels != self.pre.channels:
+            raise UserError(f"model.in_channels is {cfg.model.in_channels} but the data gives "
+                            f"{self.pre.channels}-channel images (set data.channels)")
+        if cfg.checkpoint.prefix is None:
+            cfg.checkpoint.prefix = cfg.model.name.replace(":", "_")
+
+        model = build_model(cfg, self.pre)
+        self._check_input(model)
+        report = getattr(model, "pretrained_report", None)
+        self.channels_last = tc.channels_last if tc.channels_last is not None else device.type == "cuda"
+        model = model.to(device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if tc.sync_bn and dist.enabled:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model  # the plain module: evaluation, checkpoints
+        self.optimizer = build_optimizer(model, cfg.optim)
+        self.amp = amp_dtype(tc.amp, device)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
+        self.schedule = Schedule(cfg.schedule, cfg.optim.lr, tc.epochs)
+        self.manual_lr = manual_lr
+        self.history: list[dict[str, Any]] = []
+        self.start_epoch = 0
+        self.best_epoch: int | None = None
+        self.best_value: float | None = None
+
+        if resume is not None:
+            self._restore(resume, reset_optimizer)
+        train_model: nn.Module = model
+        self.ddp: nn.parallel.DistributedDataParallel | None = None
+        if dist.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            train_model = self.ddp = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if tc.compile:
+            train_model = torch.compile(train_model)
+        self.train_model = train_model
+        self.loaders = build_loaders(cfg.data, self.data, self.pre, seed=tc.seed, rank=dist.rank, world=dist.world,
+                                     device=device, max_steps=tc.max_steps, roles=("train", "val"))
+        self.affine = self.pre.affine(device)
+        self.reporter = Reporter(run.log_path, enabled=dist.is_main, progress=tc.progress)
+        self.tb = self._tensorboard() if dist.is_main and tc.tensorboard else None
+        if report and dist.is_main:
+            self.reporter.line(f"pretrained weights {cfg.model.pretrained}: {len(report['missing'])} missing "
+                               f"keys {report['missing'][:4]}, {len(report['unexpected'])} unexpected keys")
+
+    # -- set-up helpers ----------------------------------------------------------------------------
+    def _check_input(self, model: nn.Module) -> None:
+        try:
+            from deepvision.models.summary import check_input_size
+        except ImportError:
+            return
+        check_input_size(model, (self.pre.channels, *self.pre.size), self.cfg.model.name)
+
+    def _tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:
+            return None
+        return SummaryWriter(str(self.run.path / "tensorboard"))
+
+    def _restore(self, ckpt: dict[str, Any], reset_optimizer: bool) -> None:
+        saved = ckpt.get("model", {})
+        if saved.get("name") != self.cfg.model.name:
+            raise UserError(f"the checkpoint holds model '{saved.get('name')}' but the config asks for "
+                            f"'{self.cfg.model.name}'")
+        load_weights(self.model, ckpt["model_state"], strict=True, source="checkpoint weights")
+        if not reset_optimizer and ckpt.get("optimizer_state"):
+            fresh = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+            try:
+                self.optimizer.load_state_dict(ckpt["optimizer_state"])
+            except (ValueError, KeyError) as exc:
+                raise UserError(f"the checkpoint's optimizer state does not fit optim.name={self.cfg.optim.name} "
+                                f"({exc}); resume with --reset-optimizer") from None
+            # Moments/momentum buffers come from the checkpoint; hyper-parameters from the (new) config.
+            for group, settings in zip(self.optimizer.param_groups, fresh):
+                group.update(settings)
+            if ckpt.get("scaler_state") and self.scaler.is_enabled():
+                self.scaler.load_state_dict(ckpt["scaler_state"])
+        self.start_epoch = int(ckpt["epoch"])
+        self.history = [dict(r) for r in ckpt.get("history", [])][: self.start_epoch]
+        self.best_epoch, self.best_value = self._best_of(self.history)
+        if ckpt.get("rng"):
+            ckpt_io.set_rng_state(ckpt["rng"])
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def fit(self) -> FitResult:
+        tc = self.cfg.train
+        if self.start_epoch >= tc.epochs:
+            raise UserError(f"the run already has {self.start_epoch} epochs and train.epochs is {tc.epochs}; "
+                            f"continue with --set train.epochs={self.start_epoch + 10}")
+        rep = self.reporter
+        if self.dist.is_main:
+            counts = ", ".join(f"{k} {v}" for k, v in self.data.counts().items())
+            n_params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+            rep.line(f"run {self.run.path}: model {self.cfg.model.name} ({n_params:,} trainable parameters), "
+                     f"data {self.cfg.data.source} ({counts}), device {self.device}"
+                     + (f" x {self.dist.world} processes" if self.dist.enabled else "")
+                     + (f", amp {str(self.amp).removeprefix('torch.')}" if self.amp else ""))
+        with GracefulStop() as stop:
+            self.stop = stop
+            try:
+                for epoch in range(self.start_epoch, tc.epochs):
+                    self._epoch(epoch)
+            finally:
+                rep.end_epoch()
+                if self.dist.is_main:
+                    self._plots()
+        if self.tb is not None:
+            self.tb.close()
+        rep.close()
+        return FitResult(self.run.path, self.history, self.best_epoch, self.best_value)
+
+    def lr_at(self, epoch: int, fraction: float = 0.0) -> float:
+        return self.manual_lr if self.manual_lr is not None else self.schedule(epoch, fraction)
+
+    def _set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def _epoch(self, epoch: int) -> None:
+        tc, rep = self.cfg.train, self.reporter
+        loader = self.loaders["train"]
+        loader.set_epoch(epoch)
+        steps = len(loader)
+        if steps == 0:
+            raise UserError(f"the training split yields no batch for batch size {self.cfg.data.batch_size} "
+                            f"(last_batch={self.cfg.data.last_batch}); lower data.batch_size")
+        per_iter = self.schedule.per_iteration and self.manual_lr is None
+        lr = self.lr_at(epoch)
+        self._set_lr(lr)
+        self.train_model.train()
+        metrics = MetricAccumulator(self.device, tc.topk)
+        window = MetricAccumulator(self.device, tc.topk)
+        accum = tc.grad_accum
+        a, b = self.affine
+        model, opt, scaler = self.train_model, self.optimizer, self.scaler
+        label_smoothing = tc.label_smoothing
+        device_type = self.device.type
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        rep.start_epoch(epoch, steps, tc.epochs)
+        opt.zero_grad(set_to_none=True)
+        t_epoch = t_window = time.perf_counter()
+        seen = window_seen = 0
+        done = 0
+        for i, (x, y) in enumerate(loader):
+            if per_iter:
+                self._set_lr(self.lr_at(epoch, i / steps))
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            x = (x.float() * a + b).contiguous(memory_format=memory_format)
+            sync = (i + 1) % accum == 0 or i + 1 == steps
+            ctx = self.ddp.no_sync() if (self.ddp is not None and not sync) else _nullcontext
+            with ctx:
+                with torch.autocast(device_type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+                    logits = model(x)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+                scaler.scale(loss / accum if accum > 1 else loss).backward()
+            if sync:
+                if tc.clip_grad_norm:
+                    scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_grad_norm)
+                scaler.step(opt)
+                scaler.update()
+                opt.zero_grad(set_to_none=True)
+            n = y.shape[0]
+            loss_sum = loss.detach() * n
+            metrics.update(logits.detach(), y, loss_sum)
+            window.update(logits.detach(), y, loss_sum)
+            seen += n
+            window_seen += n
+            done = i + 1
+            rep.advance()
+            if self._stop_requested():
+                self._interrupted(epoch, done, steps)
+            if done % tc.log_every == 0:
+                now = time.perf_counter()
+                speed = window_seen * self.dist.world / max(now - t_window, 1e-9)
+                rep.speedometer(epoch, done, speed, window.compute(self.dist.enabled))
+                window.reset()
+                t_window, window_seen = now, 0
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        train_time = time.perf_counter() - t_epoch
+        rep.end_epoch()
+        train_m = metrics.compute(self.dist.enabled)
+        total_seen = train_m["count"]
+        rep.line(f"Epoch[{epoch}] Resetting Data Iterator", console=False)
+        rep.metrics(epoch, "Train", train_m, console=False)
+        rep.line(f"Epoch[{epoch}] Time cost={train_time:.3f}", console=False)
+        val_m = self.validate() if "val" in self.loaders else None
+        row = {
+            "epoch": epoch + 1, "lr": lr,
+            "train_loss": train_m["loss"], "train_acc": train_m["acc"], "train_top5": train_m["top5"],
+            "val_loss": val_m["loss"] if val_m else None, "val_acc": val_m["acc"] if val_m else None,
+            "val_top5": val_m["top5"] if val_m else None,
+            "samples_per_s": total_seen / train_time, "seconds": time.perf_counter() - t_epoch,
+        }
+        self.history.append(row)
+        self._end_of_epoch(epoch, row, val_m)
+
+    def _stop_requested(self) -> bool:
+        flag = self.stop.requested
+        if not self.dist.enabled:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        return bool(all_reduce_sum(t).item() > 0)
+
+    def _interrupted(self, epoch: int, done: int, steps: int) -> None:
+        signum = self.stop.signum or 2
+        self.reporter.end_epoch()
+        self.reporter.line(f"Epoch[{epoch}] interrupted at batch {done}/{steps}; this epoch is abandoned, "
+                           f"checkpoints up to epoch {epoch} are kept")
+        if self.dist.is_main:
+            self.run.update_state(status="interrupted", epochs_done=epoch)
+        raise StopRequested(signum, epoch, str(self.run.path))
+
+    @torch.no_grad()
+    def validate(self, role: str = "val") -> dict[str, float]:
+        """Score every sample of `role` exactly once (no padding) with the model in eval mode."""
+        loader = self.loaders[role]
+        model = self.model
+        was_training = model.training
+        model.eval()
+        metrics = MetricAccumulator(self.device, self.cfg.train.topk)
+        a, b = self.affine
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        with torch.inference_mode():
+            for x, y in loader:
+                x = (x.to(self.device, non_blocking=True).float() * a + b).contiguous(memory_format=memory_format)
+                y = y.to(self.device, non_blocking=True)
+                with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+                    logits = model(x)
+                metrics.update(logits.float(), y, F.cross_entropy(logits.float(), y, reduction="sum"))
+        model.train(was_training)
+        return metrics.compute(self.dist.enabled)
+
+    # -- end of epoch: checkpoints, history, plots ----------------------------------------------------
+    def _monitor(self, row: dict[str, Any]) -> tuple[float | None, bool]:
+        key = self.cfg.checkpoint.monitor
+        if key == "val_acc" and row.get("val_acc") is None:
+            key = "train_acc"
+        if key == "val_loss" and row.get("val_loss") is None:
+            key = "train_loss"
+        value = row.get(key)
+        return value, key.endswith("loss")
+
+    def _best_of(self, history: list[dict[str, Any]]) -> tuple[int | None, float | None]:
+        best_epoch = best = None
+        for row in history:
+            value, lower = self._monitor(row)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            if best is None or (value < best if lower else value > best):
+                best_epoch, best = row["epoch"], value
+        return best_epoch, best
+
+    def checkpoint_payload(self, epochs_done: int) -> dict[str, Any]:
+        return {
+            "format": ckpt_io.FORMAT, "version": ckpt_io.VERSION,
+            "epoch": epochs_done,
+            "model": {"name": self.cfg.model.name, "num_classes": self.cfg.model.num_classes,
+                      "in_channels": self.cfg.model.in_channels},
+            "model_state": self.model.state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "scheduler_state": {**self.schedule.state_dict(), "manual_lr": self.manual_lr,
+                                "last_lr": self.optimizer.param_groups[0]["lr"]},
+            "scaler_state": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "rng": ckpt_io.rng_state(),
+            "history": self.history,
+            "config": to_dict(self.cfg),
+            "preprocess": self.pre.to_dict(),
+            "classes": list(self.data.classes),
+        }
+
+    def _end_of_epoch(self, epoch: int, row: dict[str, Any], val_m: dict[str, float] | None) -> None:
+        epochs_done = epoch + 1
+        rep = self.reporter
+        if self.dist.is_main:
+            run, cc = self.run, self.cfg.checkpoint
+            payload = self.checkpoint_payload(epochs_done)
+            last = run.checkpoints / "last.pt"
+            ckpt_io.atomic_save(payload, last)
+            if epochs_done % cc.period == 0 or epochs_done == self.cfg.train.epochs:
+                path = run.checkpoint_path(cc.prefix, epochs_done)
+                _link_or_copy(last, path)
+                rep.line(f'Saved checkpoint to "{path}"', console=False)
+                self._prune(cc.prefix)
+            value, lower = self._monitor(row)
+            if value is not None and not (isinstance(value, float) and math.isnan(value)) and (
+                    self.best_value is None or (value < self.best_value if lower else value > self.best_value)):
+                self.best_epoch, self.best_value = epochs_done, value
+                _link_or_copy(last, run.checkpoints / "best.pt")
+            if val_m is not None:
+                rep.metrics(epoch, "Validation", val_m, console=False)
+            val = f"  val: {_fmt_metrics(val_m)}" if val_m else ""
+            rep.echo(f"epoch {epochs_done}/{self.cfg.train.epochs}  lr {row['lr']:.4g}  "
+                     f"train: {_fmt_metrics(row, 'train_')}{val}  {row['seconds']:.1f}s "
+                     f"{row['samples_per_s']:,.0f} samples/s")
+            run.write_history(self.history)
+            run.update_state(status="running", epochs_done=epochs_done, best_epoch=self.best_epoch)
+            if self.tb is not None:
+                for k, v in row.items():
+                    if k != "epoch" and v is not None:
+                        self.tb.add_scalar(k, v, epochs_done)
+            if row["seconds"] > 30:
+                self._plots()
+        barrier()
+
+    def _prune(self, prefix: str) -> None:
+        keep = self.cfg.checkpoint.keep
+        if not keep:
+            return
+        saved = self.run.saved_epochs()
+        for epoch in list(saved)[:-keep]:
+            saved[epoch].unlink(missing_ok=True)
+
+    def _plots(self) -> None:
+        if not self.history:
+            return
+        from deepvision.runs.plots import plot_history
+
+        try:
+            plot_history(self.history, self.run.plots)
+        except OSError as exc:  # plots are a convenience; never lose a run over them
+            self.reporter.line(f"could not write plots: {exc}")
+
+
+def _fmt_metrics(m: dict[str, Any], prefix: str = "") -> str:
+    return f"acc {m[prefix + 'acc']:.4f}  top5 {m[prefix + 'top5']:.4f}  loss {m[prefix + 'loss']:.4f}"
+
+
+class _NullContext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+_nullcontext = _NullContext()
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Make `dst` hold the same bytes as `src` (hard link when possible), atomically."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        if tmp.exists():
+            tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"could not write {dst}: {exc.strerror or exc}; the previous file is intact") from None

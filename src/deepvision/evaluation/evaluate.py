@@ -1,0 +1,176 @@
+"""`deepvision evaluate`: score a trained run on a split (or new data) and write a full report."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepvision.config.schema import Config
+from deepvision.data.loaders import build_loaders
+from deepvision.data.sources import DataBundle, load_data
+from deepvision.engine.checkpoint import atomic_write_text
+from deepvision.engine.distributed import resolve_device
+from deepvision.errors import UserError
+from deepvision.evaluation import metrics as M
+from deepvision.evaluation.plots import plot_binary, plot_confusion
+from deepvision.runs.loading import LoadedRun, load_run
+
+ROLES = ("train", "val", "test")
+
+
+def _data_config_for(cfg: Config, data: str | None) -> tuple[Config, str]:
+    """A config whose data section yields the split to evaluate, and that split's role."""
+    cfg = copy.deepcopy(cfg)
+    cfg.data.max_samples = None
+    if data is None or data in ROLES:
+        return cfg, data or "auto"
+    path = Path(data)
+    if not path.exists():
+        raise UserError(f"--data must be train, val, test or a path to a folder, .lst or .rec file; {data} not found")
+    d = cfg.data
+    d.val, d.test, d.val_fraction, d.test_fraction = None, None, 0.0, 0.0
+    if path.is_dir():
+        d.source, d.root, d.train = "folder", str(path), "."
+    elif path.suffix == ".lst":
+        d.source, d.train = "lst", str(path)
+        d.root = d.options.get("image_root") or str(path.parent)
+    elif path.suffix in (".rec", ".idx"):
+        d.source, d.train, d.root = "rec", str(path.with_suffix(".rec")), None
+    else:
+        raise UserError(f"--data {data}: give a folder of class sub-folders, a .lst or a .rec file")
+    return cfg, "train"
+
+
+def collect_probs(loaded: LoadedRun, loader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities and labels for every sample of `loader`, in loader order."""
+    a, b = loaded.pre.affine(device)
+    probs, labels = [], []
+    model = loaded.model
+    with torch.inference_mode():
+        for x, y in loader:
+            x = x.to(device, non_blocking=True).float() * a + b
+            probs.append(torch.softmax(model(x).float(), dim=1).cpu())
+            labels.append(y.cpu())
+    if not probs:
+        return np.zeros((0, len(loaded.classes)), np.float32), np.zeros(0, np.int64)
+    return torch.cat(probs).numpy(), torch.cat(labels).numpy().astype(np.int64)
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    epoch: int | None = None,
+    data: str | None = None,
+    which: str = "best",
+    batch_size: int | None = None,
+    device: str = "auto",
+    out: str | Path | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Evaluate a run and write metrics.json, report.csv, confusion matrix, (binary) ROC/PR.
+
+    Returns the metrics dict. Every sample is scored exactly once (no padded batches).
+    """
+    dev = resolve_device(device)
+    say = (lambda *_: None) if quiet else print
+    say("[INFO] loading model...")
+    loaded = load_run(run_dir, epoch=epoch, which=which, device=dev)
+    cfg, role = _data_config_for(loaded.cfg, data)
+    bundle: DataBundle = load_data(cfg.data)
+    if role == "auto":
+        role = "test" if bundle.test is not None else "val" if bundle.val is not None else None
+        if role is None:
+            raise UserError("the run's data has no test or val split; pass --data train or a data path")
+    if bundle.role(role) is None:
+        raise UserError(f"the run's data has no '{role}' split; choose from "
+                        f"{', '.join(r for r in ROLES if bundle.role(r) is not None)}")
+    if cfg.data.source == "folder" and data not in ROLES and bundle.classes != loaded.classes:
+        raise UserError(f"the class folders of {data} ({', '.join(bundle.classes[:5])}...) differ from the run's "
+                        f"classes ({', '.join(loaded.classes[:5])}...)")
+    if batch_size:
+        cfg.data.eval_batch_size = batch_size
+    # score the chosen split as evaluation data: no augmentation, no shuffling, no padding
+    eval_bundle = DataBundle(None, None, bundle.role(role), bundle.classes, bundle.channels, bundle.size)
+    loader = build_loaders(cfg.data, eval_bundle, loaded.pre, seed=cfg.train.seed, device=dev, roles=("test",))["test"]
+    say(f"[INFO] predicting on {role if data in (None, *ROLES) else data} data...")
+    probs, labels = collect_probs(loaded, loader, dev)
+    classes = loaded.classes
+    result: dict[str, Any] = {
+        "run": str(loaded.run.path), "checkpoint": str(loaded.checkpoint), "epoch": loaded.epoch,
+        "data": role if data in (None, *ROLES) else str(data), "samples": int(len(labels)),
+        "rank1": M.rank_k(probs, labels, 1), "rank5": M.rank_k(probs, labels, 5),
+        "cross_entropy": M.cross_entropy(probs, labels),
+    }
+    report = M.per_class_report(probs, labels, classes)
+    cm = M.confusion(probs, labels, len(classes))
+    out_dir = Path(out) if out else loaded.run.eval_dir / f"{_slug(result['data'])}-{loaded.checkpoint.stem}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {"metrics": out_dir / "metrics.json", "report": out_dir / "report.csv",
+             "confusion_csv": out_dir / "confusion_matrix.csv", "confusion_png": out_dir / "confusion_matrix.png",
+             "predictions": out_dir / "predictions.csv"}
+    plot_confusion(cm, classes, files["confusion_png"])
+    atomic_write_text(files["confusion_csv"], _matrix_csv(cm, classes))
+    atomic_write_text(files["report"], _report_csv(report, classes))
+    atomic_write_text(files["predictions"], _predictions_csv(probs, labels, classes))
+    if len(classes) == 2:
+        curves = M.binary_curves(probs, labels)
+        result["roc_auc"], result["average_precision"] = curves["roc_auc"], curves["average_precision"]
+        if curves.get("roc"):
+            files["curves_json"] = out_dir / "roc_pr.json"
+            files["curves_png"] = out_dir / "roc_pr.png"
+            atomic_write_text(files["curves_json"], json.dumps(curves) + "\n")
+            plot_binary(curves, classes[1], files["curves_png"])
+    result["per_class"] = {c: report[c] for c in classes if c in report}
+    result["macro_avg"] = report.get("macro avg")
+    result["confusion_matrix"] = cm.tolist()
+    result["files"] = {k: str(v) for k, v in files.items()}
+    atomic_write_text(files["metrics"], json.dumps(result, indent=2) + "\n")
+    say(f"[INFO] rank-1: {result['rank1'] * 100:.2f}%")
+    if len(classes) > 2:
+        say(f"[INFO] rank-5: {result['rank5'] * 100:.2f}%")
+    say(f"[INFO] cross-entropy: {result['cross_entropy']:.4f}")
+    if result.get("roc_auc") is not None:
+        say(f"[INFO] ROC AUC: {result['roc_auc']:.4f}  average precision: {result['average_precision']:.4f}")
+    say(f"[INFO] report written to {out_dir}")
+    return result
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(text).name) or "data"
+
+
+def _matrix_csv(cm: np.ndarray, classes: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["true\\predicted", *classes])
+    for name, row in zip(classes, cm.tolist()):
+        w.writerow([name, *row])
+    return buf.getvalue()
+
+
+def _report_csv(report: dict[str, Any], classes: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["class", "precision", "recall", "f1", "support"])
+    for name in [*classes, "macro avg", "weighted avg"]:
+        r = report.get(name)
+        if r:
+            w.writerow([name, f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1-score']:.4f}", int(r["support"])])
+    return buf.getvalue()
+
+
+def _predictions_csv(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["index", "label", "predicted", "probability"])
+    pred = probs.argmax(1)
+    for i, (y, p) in enumerate(zip(labels.tolist(), pred.tolist())):
+        w.writerow([i, classes[y], classes[p], f"{probs[i, p]:.6f}"])
+    return buf.getvalue()

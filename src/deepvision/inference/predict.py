@@ -1,0 +1,57 @@
+"""`deepvision predict`: top-k classes for image files, with the run's own preprocessing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from deepvision.engine.distributed import resolve_device
+from deepvision.runs.loading import LoadedRun, load_run
+
+
+@dataclass
+class Prediction:
+    image: str
+    top: list[tuple[str, float]]  # (class name, probability), most likely first
+
+    @property
+    def label(self) -> str:
+        return self.top[0][0]
+
+    def to_dict(self) -> dict:
+        return {"image": self.image, "top": [{"class": c, "probability": p} for c, p in self.top]}
+
+
+def predict_tensors(loaded: LoadedRun, batch: torch.Tensor, top: int) -> list[list[tuple[str, float]]]:
+    """Top-k (class, probability) lists for a uint8 N x C x H x W batch already preprocessed."""
+    device = next(loaded.model.parameters()).device
+    with torch.inference_mode():
+        x = loaded.pre.normalize(batch.to(device))
+        probs = torch.softmax(loaded.model(x).float(), dim=1).cpu()
+    k = min(top, probs.shape[1])
+    values, indices = probs.topk(k, dim=1)
+    return [[(loaded.classes[i], float(v)) for v, i in zip(vs.tolist(), ids.tolist())]
+            for vs, ids in zip(values, indices)]
+
+
+def predict_images(
+    run_dir: str | Path | LoadedRun,
+    images: list[str | Path],
+    *,
+    top: int = 5,
+    epoch: int | None = None,
+    which: str = "best",
+    device: str = "auto",
+    batch_size: int = 64,
+) -> list[Prediction]:
+    """Predict each image file. Unreadable files raise UserError before any prediction is made."""
+    loaded = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, epoch, which, resolve_device(device))
+    tensors = [loaded.pre.load(p) for p in images]  # decode everything first: fail fast on bad input
+    results: list[Prediction] = []
+    for start in range(0, len(tensors), batch_size):
+        batch = torch.stack(tensors[start : start + batch_size])
+        for path, top_k in zip(images[start : start + batch_size], predict_tensors(loaded, batch, top)):
+            results.append(Prediction(str(path), top_k))
+    return results

@@ -1,0 +1,69 @@
+"""LeNet as in the MXNet MNIST tutorial (T2) and the STL-10 two-class CNN (T1).
+
+conv 5x5x20 -> tanh -> max-pool 2/2 -> conv 5x5x50 -> tanh -> max-pool 2/2 -> dense 500 tanh -> dense
+classes. 431,080 parameters for 1x28x28 input and 10 classes; 427,072 for the 2-class STL-10 net.
+
+Differences from the reference: `reference=True` initialises every weight from Uniform(+/-0.01),
+the legacy MXNet default; the modern default keeps PyTorch's initialisation. The dense layer's input
+width is computed from `input_size`, so other square sizes work as long as both pools see >= 2 pixels.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from deepvision.models.init import initialize
+from deepvision.models.registry import register_model
+
+
+def _act(name: str) -> nn.Module:
+    return {"tanh": nn.Tanh, "relu": nn.ReLU}[name]()
+
+
+class LeNet(nn.Module):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        input_size: int = 28,
+        activation: str = "tanh",
+        fc_activation: str = "tanh",
+    ) -> None:
+        super().__init__()
+        side = ((input_size - 4) // 2 - 4) // 2
+        if side < 1:
+            raise ValueError(f"LeNet needs inputs of at least 16x16 pixels, got {input_size}")
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 20, 5),
+            _act(activation),
+            nn.MaxPool2d(2, 2),
+            nn.Conv2d(20, 50, 5),
+            _act(activation),
+            nn.MaxPool2d(2, 2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(50 * side * side, 500),
+            _act(fc_activation),
+            nn.Linear(500, num_classes),
+        )
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+@register_model("lenet", input_size=(1, 28, 28), num_classes=10)
+def lenet(
+    num_classes: int = 10,
+    in_channels: int = 1,
+    input_size: int = 28,
+    activation: str = "tanh",
+    fc_activation: str = "tanh",
+    init: str | None = None,
+    reference: bool = False,
+) -> nn.Module:
+    """LeNet-5 style CNN of the MXNet MNIST tutorial (tanh, 20/50 filters, dense 500)."""
+    if activation not in ("tanh", "relu") or fc_activation not in ("tanh", "relu"):
+        raise ValueError("activation and fc_activation must be 'tanh' or 'relu'")
+    model = LeNet(num_classes, in_channels, input_size, activation, fc_activation)
+    return initialize(model, init or ("uniform" if reference else "default"))

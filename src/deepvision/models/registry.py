@@ -1,0 +1,122 @@
+"""Model registry: build any network by name, like timm's `create_model`.
+
+Hand-built reference architectures register themselves with `@register_model`. Names with the
+prefix `tv:` build torchvision classification models and `timm:` builds timm models (when timm is
+installed); both are adapted to `num_classes` and `in_channels`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from deepvision.errors import UserError, suggest
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the registry knows about a model before building it."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    input_size: tuple[int, int, int]  # default (C, H, W)
+    num_classes: int = 1000
+    description: str = ""
+    # Preprocessing the architecture expects when its own docs say so (e.g. torchvision weights).
+    preprocess: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def options(self) -> list[str]:
+        """Keyword options the builder accepts besides num_classes/in_channels."""
+        params = inspect.signature(self.builder).parameters.values()
+        return [p.name for p in params if p.name not in ("num_classes", "in_channels") and p.kind is not p.VAR_KEYWORD]
+
+    @property
+    def accepts_reference(self) -> bool:
+        return "reference" in inspect.signature(self.builder).parameters
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_PROVIDERS: dict[str, Callable[[str], ModelSpec]] = {}  # prefix ("tv", "timm") -> spec factory
+
+
+def register_model(
+    name: str,
+    *,
+    input_size: tuple[int, int, int],
+    num_classes: int = 1000,
+    description: str = "",
+    preprocess: dict[str, Any] | None = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering a builder `fn(num_classes, in_channels, **options) -> nn.Module`."""
+
+    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        doc = description or (inspect.getdoc(fn) or "").split("\n")[0]
+        _REGISTRY[name] = ModelSpec(name, fn, tuple(input_size), num_classes, doc, dict(preprocess or {}))
+        return fn
+
+    return wrap
+
+
+def register_provider(prefix: str, factory: Callable[[str], ModelSpec]) -> None:
+    """Register a namespace like 'tv' whose names ('tv:resnet50') are resolved by `factory`."""
+    _PROVIDERS[prefix] = factory
+
+
+def _ensure_loaded() -> None:
+    # Importing the package registers every built-in architecture and provider.
+    import deepvision.models  # noqa: F401
+
+
+def list_models() -> list[str]:
+    """Names of the registered (hand-built) models, sorted."""
+    _ensure_loaded()
+    return sorted(_REGISTRY)
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    """The spec for `name`; unknown names raise UserError with the closest matches."""
+    _ensure_loaded()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    prefix, sep, rest = name.partition(":")
+    if sep:
+        if prefix not in _PROVIDERS:
+            raise UserError(f"unknown model namespace '{prefix}:' in '{name}'; valid namespaces: "
+                            f"{', '.join(sorted(_PROVIDERS))}")
+        return _PROVIDERS[prefix](rest)
+    hint = suggest(name, list(_REGISTRY) + [f"tv:{name}"])
+    raise UserError(f"unknown model '{name}'{hint}; run `deepvision models` for the list "
+                    f"(torchvision models are named tv:NAME, timm models timm:NAME)")
+
+
+def create_model(
+    name: str,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    **options: Any,
+) -> nn.Module:
+    """Build model `name`. Unknown options raise UserError listing the valid ones."""
+    spec = get_model_spec(name)
+    if "reference" in options and not spec.accepts_reference:
+        options.pop("reference")
+    valid = spec.options
+    params = inspect.signature(spec.builder).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    bad = [k for k in options if k not in valid and not takes_any]
+    if bad:
+        raise UserError(f"model '{name}' has no option '{bad[0]}'{suggest(bad[0], valid)}; "
+                        f"valid options: {', '.join(valid) or 'none'}")
+    kwargs: dict[str, Any] = dict(options)
+    kwargs["num_classes"] = spec.num_classes if num_classes is None else num_classes
+    kwargs["in_channels"] = spec.input_size[0] if in_channels is None else in_channels
+    try:
+        return spec.builder(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"cannot build model '{name}' with {options or 'default options'}: {exc}") from None
