@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import gzip
 import os
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -18,22 +16,13 @@ SHARED_MNIST = Path(os.environ.get("DEEPVISION_MNIST", REPO.parent / "shared" / 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
-def write_idx(path: Path, array: np.ndarray, magic: int) -> Path:
-    """Write an idx file (gzip when the name ends in .gz)."""
-    header = struct.pack(">i", magic) + b"".join(struct.pack(">i", d) for d in array.shape)
-    data = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "wb") as f:
-        f.write(data)
-    return path
-
-
 @pytest.fixture(scope="session")
 def mnist_dir(tmp_path_factory) -> Path:
     """A folder with the MNIST test pair: the real shared one when present, else digits as idx."""
     if (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
         return SHARED_MNIST
     from deepvision.data.builtin_sources import digits_images
+    from tests.helpers import write_idx
 
     images, labels = digits_images(28)
     root = tmp_path_factory.mktemp("mnist")
@@ -53,15 +42,3 @@ def run_cli(capsys):
         return code, out, err
 
     return _run
-
-
-def tiny_config(out_epochs: int = 2, **data) -> dict:
-    """A fast digits/LeNet config for engine tests."""
-    cfg = {
-        "name": "tiny",
-        "model": {"name": "lenet"},
-        "data": {"source": "digits", "train": "all", "test": None, "val_fraction": 0.2, "batch_size": 64, **data},
-        "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
-        "train": {"epochs": out_epochs, "seed": 0, "log_every": 5, "tensorboard": False},
-    }
-    return cfg

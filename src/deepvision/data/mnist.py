@@ -70,7 +70,7 @@ def read_idx(path: str | Path, expect_magic: int | None = None) -> np.ndarray:
     if len(data) - header < expected:
         raise UserError(f"{path} is truncated: header promises {expected} bytes of data, "
                         f"file holds {len(data) - header}")
-    return np.frombuffer(data, dtype=np.uint8, count=expected, offset=header).reshape(shape)
+    return np.frombuffer(data, dtype=np.uint8, count=expected, offset=header).reshape(shape).copy()
 
 
 def load_mnist_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -45,6 +45,7 @@ class FitResult:
     history: list[dict[str, Any]]
     best_epoch: int | None
     best_value: float | None
+    is_main: bool = True  # False on DDP ranks other than 0
 
     @property
     def last(self) -> dict[str, Any]:
@@ -200,7 +201,7 @@ class Trainer:
         if self.tb is not None:
             self.tb.close()
         rep.close()
-        return FitResult(self.run.path, self.history, self.best_epoch, self.best_value)
+        return FitResult(self.run.path, self.history, self.best_epoch, self.best_value, self.dist.is_main)
 
     def lr_at(self, epoch: int, fraction: float = 0.0) -> float:
         return self.manual_lr if self.manual_lr is not None else self.schedule(epoch, fraction)

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _summary(result) -> None:
     last = result.last
-    if not last:
+    if not last or not result.is_main:
         return
     parts = [f"{result.run_dir}: {last['epoch']} epochs"]
     if last.get("val_acc") is not None:

@@ -1,0 +1,204 @@
+"""The `deepvision` command line: help everywhere, the train -> evaluate -> predict -> plot -> runs path,
+and one-line errors (exit code 2, no traceback) for bad input."""
+
+import json
+import os
+import shutil
+import stat
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from deepvision.cli.main import build_parser
+from tests.helpers import make_image_folder, tiny_config
+
+
+def commands():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sorted(sub.choices)
+
+
+def test_every_command_has_help(run_cli):
+    names = commands()
+    assert {"demo", "train", "resume", "evaluate", "predict", "plot", "runs"} <= set(names)
+    for name in names:
+        with pytest.raises(SystemExit) as exc:
+            run_cli(name, "--help")
+        assert exc.value.code == 0
+    code, out, _ = run_cli()
+    assert code == 0 and "train" in out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 2-class run on an image folder (exercises the folder source and the binary reports)."""
+    from deepvision.cli.main import main
+
+    root = tmp_path_factory.mktemp("cli")
+    data = make_image_folder(root / "stripes", n_per_class=40)
+    cfg = tiny_config(3, source="folder", root=str(data), train=".", val_fraction=0.25, test_fraction=0.25,
+                      batch_size=16, workers=0, image_size=32)
+    cfg["model"] = {"name": "lenet", "args": {"activation": "relu"}}
+    cfg["data"]["channels"] = 3
+    path = root / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(path), "--out", str(root / "runs"), "--name", "stripes"]) == 0
+    return root, root / "runs" / "stripes", data
+
+
+def test_train_writes_a_complete_run(trained):
+    _, run, _ = trained
+    assert (run / "checkpoints" / "lenet-0003.pt").is_file()
+    assert json.loads((run / "preprocess.json").read_text())["size"] == [32, 32]
+    assert (run / "labels.txt").read_text().split() == ["horizontal", "vertical"]
+
+
+def test_evaluate_binary_reports(trained, run_cli):
+    _, run, _ = trained
+    code, out, err = run_cli("evaluate", run, "--data", "test", "--batch-size", "7")
+    assert code == 0, err
+    assert "[INFO] rank-1:" in out and "ROC AUC" in out
+    report = run / "eval" / "test-best"
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["samples"] == 20  # 80 images, 25% test: every sample once, although 7 does not divide 20
+    assert np.array(metrics["confusion_matrix"]).sum() == 20
+    assert metrics["rank1"] >= 0.9 and metrics["roc_auc"] >= 0.9
+    for name in ("roc_pr.png", "roc_pr.json", "confusion_matrix.png", "confusion_matrix.csv", "report.csv",
+                 "predictions.csv"):
+        assert (report / name).is_file(), name
+    curves = json.loads((report / "roc_pr.json").read_text())
+    assert curves["roc"]["fpr"][0] == 0.0 and curves["roc"]["tpr"][-1] == 1.0
+
+
+def test_evaluate_on_new_folder_data(trained, run_cli, tmp_path):
+    _, run, _ = trained
+    fresh = make_image_folder(tmp_path / "fresh", n_per_class=5, seed=9)
+    code, out, err = run_cli("evaluate", run, "--data", fresh, "--epoch", "2")
+    assert code == 0, err
+    assert json.loads((run / "eval" / "fresh-lenet-0002" / "metrics.json").read_text())["samples"] == 10
+
+
+def test_predict_top_k(trained, run_cli):
+    _, run, data = trained
+    image = data / "vertical" / "vertical_000.png"
+    code, out, err = run_cli("predict", run, image, "--top", "2", "--json")
+    assert code == 0, err
+    result = json.loads(out)[0]
+    probs = [t["probability"] for t in result["top"]]
+    assert result["top"][0]["class"] == "vertical" and probs == sorted(probs, reverse=True)
+    assert sum(probs) == pytest.approx(1.0, abs=1e-5)
+    code, out, _ = run_cli("predict", run, image)
+    assert code == 0 and "1. vertical:" in out
+
+
+def test_plot_and_runs_journal(trained, run_cli):
+    root, run, _ = trained
+    (run / "plots" / "loss.png").unlink()
+    code, out, _ = run_cli("plot", run)
+    assert code == 0 and (run / "plots" / "loss.png").is_file()
+    code, out, _ = run_cli("runs", root / "runs", "--csv")
+    assert code == 0
+    header, row = out.strip().splitlines()[:2]
+    assert header.startswith("name,model,data,epochs,lr_schedule")
+    assert row.startswith("stripes,lenet,folder:.,3,1-3: 0.05,")
+    assert (root / "runs" / "journal.csv").is_file()
+    code, out, _ = run_cli("runs", root / "runs", "--markdown")
+    assert "| stripes | lenet | 3 | 1-3: 0.05 |" in out
+
+
+@pytest.fixture
+def cfg_file(tmp_path):
+    def write(**changes):
+        cfg = tiny_config(1, max_samples=200)
+        for dotted, value in changes.items():
+            section, key = dotted.split("__")
+            cfg.setdefault(section, {})[key] = value
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+
+    return write
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"model__name": "lenett"}, "unknown model 'lenett' (did you mean: lenet"),
+        ({"optim__name": "sgdd"}, "unknown optimizer 'sgdd' (did you mean: sgd?); valid: adadelta, adam"),
+        ({"schedule__name": "steps"}, "unknown schedule 'steps'"),
+        ({"optim__momentom": 0.9}, "unknown config key 'optim.momentom'"),
+        ({"optim__lr": "fast"}, "optim.lr must be a number, got 'fast'"),
+        ({"data__source": "mnist", "data__root": "/nonexistent/mnist"}, "MNIST folder not found: /nonexistent/mnist"),
+        ({"model__args": {"dropout": 0.3}}, "model 'lenet' has no option 'dropout'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(run_cli, cfg_file, tmp_path, changes, message):
+    code, out, err = run_cli("train", cfg_file(**changes), "--out", tmp_path / "runs")
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_corrupt_idx_file_is_one_line(run_cli, cfg_file, tmp_path, mnist_dir):
+    bad = tmp_path / "mnist"
+    bad.mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(mnist_dir / name, bad / name)
+    data = (bad / "t10k-images-idx3-ubyte.gz").read_bytes()
+    (bad / "t10k-images-idx3-ubyte.gz").write_bytes(data[: len(data) // 2])
+    path = cfg_file(data__source="mnist", data__root=str(bad), data__train="test")
+    code, _, err = run_cli("train", path, "--out", tmp_path / "runs")
+    assert code == 2 and "t10k-images-idx3-ubyte.gz is corrupt or truncated" in err
+
+
+def test_predict_rejects_non_images(trained, run_cli, tmp_path):
+    _, run, _ = trained
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    truncated = tmp_path / "cut.png"
+    Image.new("RGB", (64, 64), "red").save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:40])
+    for path in (text, empty, truncated, tmp_path / "missing.png"):
+        code, out, err = run_cli("predict", run, path)
+        assert code == 2 and err.startswith("deepvision predict: error:") and err.count("\n") == 1, (path, err)
+        assert str(path) in err
+
+
+def test_unwritable_output_directory(run_cli, cfg_file, tmp_path):
+    if os.geteuid() == 0:
+        target = "/proc/deepvision-runs"  # not writable even for root
+    else:
+        target = tmp_path / "ro"
+        target.mkdir()
+        target.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    code, _, err = run_cli("train", cfg_file(), "--out", target)
+    assert code == 2 and "is not writable" in err and "--out" in err
+
+
+def test_evaluate_bad_checkpoints(trained, run_cli, tmp_path):
+    _, run, _ = trained
+    code, _, err = run_cli("evaluate", run, "--epoch", "42")
+    assert code == 2 and "epoch 42 was never saved" in err
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / "checkpoints" / "best.pt").write_text("not a checkpoint")
+    code, _, err = run_cli("evaluate", copy)
+    assert code == 2 and "best.pt is not a readable checkpoint" in err
+    code, _, err = run_cli("evaluate", tmp_path / "nothing")
+    assert code == 2 and "run directory not found" in err
+
+
+def test_checkpoint_of_another_model(trained, run_cli, tmp_path):
+    _, run, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    cfg = yaml.safe_load((copy / "config.yaml").read_text())
+    cfg["model"]["name"] = "mlp"
+    (copy / "config.yaml").write_text(yaml.safe_dump(cfg))
+    code, _, err = run_cli("evaluate", copy)
+    assert code == 2 and "holds model 'lenet'" in err and "'mlp'" in err

@@ -1,0 +1,67 @@
+import pytest
+
+from deepvision.config import build_config, config_to_yaml, load_config, read_yaml
+from deepvision.errors import UserError
+
+
+def test_defaults_and_yaml_round_trip(tmp_path):
+    cfg = build_config({"model": {"name": "mlp"}, "optim": {"lr": "1e-3"}})  # YAML 1.1 reads 1e-3 as a string
+    assert cfg.optim.lr == pytest.approx(1e-3)
+    assert cfg.data.source == "digits" and cfg.train.epochs == 10
+    path = tmp_path / "c.yaml"
+    path.write_text(config_to_yaml(cfg))
+    again = load_config(path)
+    assert again == cfg
+
+
+def test_overrides_parse_yaml_scalars_and_lists():
+    cfg = build_config({}, ["optim.lr=0.5", "data.mean=[0.1, 0.2, 0.3]", "train.compile=true",
+                            "model.args.activation=relu", "schedule.ranges=['1-2: 0.1', '3-4: 0.01']"])
+    assert cfg.optim.lr == 0.5
+    assert cfg.data.mean == [0.1, 0.2, 0.3]
+    assert cfg.train.compile is True
+    assert cfg.model.args == {"activation": "relu"}
+    assert cfg.schedule.ranges == ["1-2: 0.1", "3-4: 0.01"]
+
+
+@pytest.mark.parametrize(
+    ("data", "overrides", "message"),
+    [
+        ({"optim": {"lrr": 0.1}}, [], "unknown config key 'optim.lrr' in 'optim'  (did you mean: lr?)"),
+        ({"trian": {}}, [], "unknown config key 'trian'"),
+        ({}, ["optim.lr=abc"], "optim.lr must be a number, got 'abc'"),
+        ({}, ["train.epochs=2.5"], "train.epochs must be an integer"),
+        ({}, ["train.compile=maybe"], "train.compile must be true or false"),
+        ({}, ["train.amp=fp8"], "train.amp must be one of auto, off, bf16, fp16"),
+        ({}, ["optim.lr=-1"], "optim.lr must be positive"),
+        ({}, ["data.val_fraction=1.5"], "data.val_fraction must be in [0, 1)"),
+        ({"data": [1, 2]}, [], "data must be a mapping of settings"),
+        ({}, ["optim"], "--set expects key=value"),
+        ({}, ["optim.nesterov=true"], "optim.nesterov needs optim.momentum > 0"),
+    ],
+)
+def test_bad_config_values_give_one_line_errors(data, overrides, message):
+    with pytest.raises(UserError) as exc:
+        build_config(data, overrides)
+    text = str(exc.value)
+    assert "\n" not in text
+    for part in message.split("  "):
+        assert part in text
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(UserError, match="valid keys: .*momentum.*weight_decay"):
+        build_config({"optim": {"momentun": 0.9}})
+
+
+def test_read_yaml_errors(tmp_path):
+    with pytest.raises(UserError, match="config file not found"):
+        read_yaml(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        read_yaml(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just a string\n")
+    with pytest.raises(UserError, match="mapping of settings at the top level"):
+        read_yaml(scalar)

@@ -1,0 +1,66 @@
+"""The one evaluation transform: image files of every kind decode to identical model inputs on every path."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deepvision.config.schema import AugmentConfig
+from deepvision.data.preprocess import Preprocess, open_image
+from deepvision.data.tensor_loader import BatchAugment
+from deepvision.data.transforms import SampleTransform
+from deepvision.errors import UserError
+
+
+def photo(w=48, h=36):
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB")
+
+
+def test_same_tensor_on_predict_loader_and_tensor_paths(tmp_path):
+    pre = Preprocess(channels=3, size=(28, 28), resize=32, mean=[0.5, 0.4, 0.3], std=[0.2, 0.2, 0.2])
+    path = tmp_path / "x.png"
+    photo().save(path)
+    by_predict = pre.load(path)  # predict / deployment
+    by_loader = SampleTransform(pre, AugmentConfig(rand_crop=True, rand_mirror=True), training=False)(
+        open_image(path, 3))  # evaluation through worker loaders: augmentation is never applied
+    resized = open_image(path, 3).resize((42, 32), Image.BILINEAR)  # short side 32 (48x36 -> 42x32)
+    stored = torch.from_numpy(np.array(resized)).permute(2, 0, 1)[None]
+    by_tensor = BatchAugment(AugmentConfig(rand_crop=True), (28, 28)).center(stored)[0]  # in-memory eval path
+    assert torch.equal(by_predict, by_loader)
+    assert torch.equal(by_predict, by_tensor)
+    x = pre.normalize(by_predict)
+    expected = (by_predict.float() / 255 - torch.tensor([0.5, 0.4, 0.3]).view(3, 1, 1)) / 0.2
+    torch.testing.assert_close(x, expected)
+
+
+def test_image_modes_convert_correctly(tmp_path):
+    rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))  # fully transparent red -> white background
+    assert np.array(open_image(rgba, 3))[0, 0].tolist() == [255, 255, 255]
+    cmyk = Image.new("CMYK", (4, 4), (0, 255, 255, 0))  # CMYK red
+    assert np.array(open_image(cmyk, 3))[0, 0].tolist() == [255, 0, 0]
+    gray16 = Image.fromarray(np.full((4, 4), 65535, np.uint16))
+    assert np.array(open_image(gray16, 1)).max() == 255
+    pal = Image.new("P", (4, 4))
+    pal.putpalette([0, 0, 255] * 256)
+    assert np.array(open_image(pal, 3))[0, 0].tolist() == [0, 0, 255]
+    assert open_image(photo(), 1).mode == "L"
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.new("RGB", (40, 20), "black")
+    img.paste((255, 255, 255), (0, 0, 10, 20))  # white band on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW when displayed
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif.tobytes(), quality=95)
+    shown = open_image(buf.getvalue(), 3)
+    assert shown.size == (20, 40)
+    assert np.array(shown)[2, 10].mean() > 200  # the band is now on top
+
+
+def test_unreadable_input():
+    with pytest.raises(UserError, match="cannot read image as an image"):
+        open_image(b"definitely not an image", 3)

@@ -1,0 +1,123 @@
+"""MNIST idx/text readers, scikit-learn digits, splits and the generic source logic."""
+
+import gzip
+
+import numpy as np
+import pytest
+
+from deepvision.config import build_config
+from deepvision.data import mnist
+from deepvision.data.builtin_sources import digits_images
+from deepvision.data.sources import load_data
+from deepvision.data.splits import stratified_split
+from deepvision.errors import UserError
+from tests.helpers import write_idx
+
+
+def test_read_idx_plain_and_gzip_agree(tmp_path):
+    arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    plain = write_idx(tmp_path / "a-idx3-ubyte", arr, 2051)
+    gz = write_idx(tmp_path / "b-idx3-ubyte.gz", arr, 2051)
+    assert np.array_equal(mnist.read_idx(plain, 2051), arr)
+    assert np.array_equal(mnist.read_idx(gz, 2051), arr)
+
+
+def test_real_mnist_test_set(mnist_dir):
+    images, labels = mnist.load_mnist_split(mnist_dir, "test")
+    assert images.dtype == np.uint8 and images.shape[1:] == (28, 28)
+    assert len(images) == len(labels) and labels.max() == 9
+    if len(images) == 10000:  # the shared real MNIST
+        assert images.max() == 255 and np.bincount(labels).tolist()[:2] == [980, 1135]
+
+
+@pytest.mark.parametrize("damage", ["truncated_data", "truncated_header", "bad_magic", "bad_gzip"])
+def test_corrupt_idx_files_are_reported(tmp_path, damage):
+    arr = np.zeros((5, 28, 28), np.uint8)
+    path = write_idx(tmp_path / "t10k-images-idx3-ubyte", arr, 2051)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(5, np.uint8), 2049)
+    data = path.read_bytes()
+    if damage == "truncated_data":
+        path.write_bytes(data[:-100])
+        match = "truncated: header promises 3920 bytes"
+    elif damage == "truncated_header":
+        path.write_bytes(data[:10])
+        match = "truncated"
+    elif damage == "bad_magic":
+        path.write_bytes(b"\x00\x00\x0d\x03" + data[4:])
+        match = "not an unsigned-byte idx file"
+    else:
+        path.unlink()
+        (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(data)[:-30])
+        match = "corrupt or truncated"
+    with pytest.raises(UserError, match=match):
+        mnist.load_mnist_split(tmp_path, "test")
+
+
+def test_mnist_source_with_only_the_test_pair(mnist_dir):
+    cfg = build_config({"data": {"source": "mnist", "root": str(mnist_dir), "train": "test", "test": None,
+                                 "val_fraction": 0.2}})
+    bundle = load_data(cfg.data)
+    n = len(bundle.train) + len(bundle.val)
+    assert len(bundle.val) == round(0.2 * n)
+    # stratified: class proportions preserved within one sample per class
+    full = np.bincount(np.concatenate([bundle.train.targets, bundle.val.targets]), minlength=10)
+    assert np.abs(np.bincount(bundle.val.targets, minlength=10) - 0.2 * full).max() <= 1
+    # the default test split is optional, but asking for the train files that are absent is an error
+    missing = build_config({"data": {"source": "mnist", "root": str(mnist_dir), "train": "train"}})
+    with pytest.raises(UserError, match="train-images-idx3-ubyte"):
+        load_data(missing.data)
+
+
+def test_missing_data_folder(tmp_path):
+    cfg = build_config({"data": {"source": "mnist", "root": str(tmp_path / "nope")}})
+    with pytest.raises(UserError, match="MNIST folder not found"):
+        load_data(cfg.data)
+
+
+def test_unknown_source_suggests():
+    cfg = build_config({"data": {"source": "minst"}})
+    with pytest.raises(UserError, match="unknown data source 'minst' .*did you mean: mnist"):
+        load_data(cfg.data)
+
+
+def test_mnist_text_format_round_trip(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (7, 28, 28), dtype=np.uint8)
+    labels = np.array([3, 1, 4, 1, 5, 9, 2])
+    path = tmp_path / "mnist_train.txt"
+    mnist.write_text(path, images, labels, separator="**")
+    got_images, got_labels = mnist.read_text(path)
+    assert np.array_equal(got_images, images) and np.array_equal(got_labels, labels)
+    path.write_text("3 ## 1 2 3\n")
+    with pytest.raises(UserError, match="expected label, separator and 784 pixels, got 5 fields"):
+        mnist.read_text(path)
+    cfg = build_config({"data": {"source": "mnist_text", "root": str(tmp_path), "train": "mnist_train.txt",
+                                 "test": None}})
+    with pytest.raises(UserError, match="mnist_train.txt:1"):
+        load_data(cfg.data)
+
+
+def test_digits_are_28x28_ink_high():
+    images, labels = digits_images(28)
+    assert images.shape == (1797, 28, 28) and images.dtype == np.uint8
+    assert images.max() == 255 and images.min() == 0
+    assert np.bincount(labels).min() >= 170
+
+
+def test_carving_val_and_test_is_disjoint_covering_and_seeded():
+    cfg = build_config({"data": {"train": "all", "test": None, "val_fraction": 0.15, "test_fraction": 0.2}})
+    a, b = load_data(cfg.data), load_data(cfg.data)
+    sizes = [len(a.train), len(a.val), len(a.test)]
+    assert sum(sizes) == 1797 and sizes[2] == round(0.2 * 1797) and sizes[1] == round(0.15 * 1797)
+    for role in ("train", "val", "test"):
+        assert np.array_equal(a.role(role).labels.numpy(), b.role(role).labels.numpy())
+    rows = {bytes(x.numpy()) for split in (a.train, a.val, a.test) for x in split.images}
+    assert len(rows) >= 1790  # the digits set holds a handful of duplicates; no sample is in two splits twice
+
+
+def test_stratified_split_counts():
+    labels = np.repeat(np.arange(4), 25)
+    keep, out = stratified_split(labels, 20, seed=1)
+    assert len(out) == 20 and len(set(keep) | set(out)) == 100 and not set(keep) & set(out)
+    assert np.bincount(labels[out]).tolist() == [5, 5, 5, 5]
+    with pytest.raises(UserError):
+        stratified_split(labels, 100, seed=1)

@@ -1,0 +1,111 @@
+"""Checkpoints and resume: bit-identical continuation on the CPU, manual LR changes, bad resumes."""
+
+import shutil
+
+import pytest
+import torch
+
+from deepvision.api import resume, train
+from deepvision.engine.checkpoint import load_checkpoint
+from deepvision.errors import UserError
+from deepvision.runs.rundir import RunDir
+from tests.helpers import tiny_config
+
+METRICS = ["lr", "train_loss", "train_acc", "train_top5", "val_loss", "val_acc", "val_top5"]
+
+
+def cfg_with_dropout_and_adam(epochs=4):
+    cfg = tiny_config(epochs, max_samples=300)
+    cfg["model"] = {"name": "keras_mnist_cnn"}  # dropout: the RNG state must be restored too
+    cfg["optim"] = {"name": "adam", "lr": 0.002}
+    cfg["schedule"] = {"name": "cosine", "warmup_epochs": 1}
+    cfg["data"]["augment"] = {"rand_mirror": True}
+    return cfg
+
+
+def metrics(history):
+    return [[row[k] for k in METRICS] for row in history]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    return train(cfg_with_dropout_and_adam(), out=out, name="full")
+
+
+def test_run_directory_contents(full_run):
+    run = RunDir(full_run.run_dir)
+    names = {p.name for p in run.path.iterdir()}
+    assert {"config.yaml", "history.csv", "train.log", "checkpoints", "plots", "labels.txt", "preprocess.json",
+            "run.json"} <= names
+    assert sorted(p.name for p in run.checkpoints.iterdir()) == [
+        "best.pt", "keras_mnist_cnn-0001.pt", "keras_mnist_cnn-0002.pt", "keras_mnist_cnn-0003.pt",
+        "keras_mnist_cnn-0004.pt", "last.pt"]
+    assert {p.name for p in run.plots.iterdir()} == {"loss.png", "accuracy.png"}
+    assert run.read_labels() == [str(i) for i in range(10)]
+    rows = run.read_history()
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and all(r["samples_per_s"] > 0 for r in rows)
+    ckpt = load_checkpoint(run.checkpoints / "last.pt")
+    assert ckpt["epoch"] == 4 and ckpt["model"]["name"] == "keras_mnist_cnn"
+    assert set(ckpt) >= {"model_state", "optimizer_state", "scheduler_state", "scaler_state", "rng", "history",
+                         "config", "preprocess", "classes"}
+    best = load_checkpoint(run.checkpoints / "best.pt")
+    assert best["history"][-1]["val_acc"] == max(r["val_acc"] for r in rows)
+    log = run.log_path.read_text()
+    assert "Epoch[0] Batch [5]\tSpeed: " in log and "\tTrain-accuracy=" in log
+    assert "Epoch[3] Time cost=" in log and 'Saved checkpoint to "' in log and "Epoch[3] Validation-accuracy=" in log
+    resolved = run.read_config()
+    assert resolved.model.num_classes == 10 and resolved.model.in_channels == 1
+    assert resolved.checkpoint.prefix == "keras_mnist_cnn"
+
+
+def test_resume_from_checkpoint_is_bit_identical(full_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run.run_dir, copy)
+    resumed = resume(copy, epoch=2)
+    assert metrics(resumed.history) == metrics(full_run.history)  # exact equality, not approx
+    a = load_checkpoint(full_run.run_dir / "checkpoints" / "last.pt")["model_state"]
+    b = load_checkpoint(copy / "checkpoints" / "last.pt")["model_state"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    discarded = [p for p in (copy / "checkpoints").iterdir() if p.name.startswith("discarded-")]
+    assert len(discarded) == 1 and {p.name for p in discarded[0].iterdir()} >= {"keras_mnist_cnn-0003.pt"}
+    state = RunDir(copy).read_state()
+    assert [s["start_epoch"] for s in state["segments"]] == [0, 2] and state["status"] == "finished"
+
+
+def test_resume_with_a_new_learning_rate(full_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run.run_dir, copy)
+    result = resume(copy, epoch=3, overrides=["optim.lr=0.0001", "train.epochs=6"])
+    lrs = [row["lr"] for row in result.history]
+    assert lrs[:3] == [row["lr"] for row in full_run.history[:3]]
+    assert lrs[3:] == [0.0001, 0.0001, 0.0001]  # fixed by hand from epoch 4 on
+    assert RunDir(copy).read_config().optim.lr == 0.0001
+    # a later resume keeps the manual rate unless a schedule is given
+    again = resume(copy, overrides=["train.epochs=7"])
+    assert again.history[-1]["lr"] == 0.0001
+
+
+def test_reset_optimizer_changes_the_continuation(full_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run.run_dir, copy)
+    result = resume(copy, epoch=2, reset_optimizer=True)
+    assert metrics(result.history)[:2] == metrics(full_run.history)[:2]
+    assert metrics(result.history)[2] != metrics(full_run.history)[2]  # Adam moments restarted
+
+
+def test_bad_resumes(full_run, tmp_path):
+    with pytest.raises(UserError, match=r"epoch 9 was never saved .*saved epochs: 1, 2, 3, 4"):
+        resume(full_run.run_dir, epoch=9)
+    with pytest.raises(UserError, match="not a deepvision run directory"):
+        resume(tmp_path)
+    with pytest.raises(UserError, match="already has 4 epochs"):
+        resume(full_run.run_dir)
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run.run_dir, copy)
+    last = copy / "checkpoints" / "last.pt"
+    last.write_bytes(b"\x00garbage")
+    with pytest.raises(UserError, match="last.pt is not a readable checkpoint"):
+        resume(copy, overrides=["train.epochs=5"])
+    with pytest.raises(UserError, match="holds model 'keras_mnist_cnn' but the config asks for 'lenet'"):
+        resume(full_run.run_dir, epoch=1, overrides=["model.name=lenet"])

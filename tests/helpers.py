@@ -1,0 +1,52 @@
+"""Helpers shared by tests (import as `from tests.helpers import ...`)."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+
+
+def write_idx(path: Path, array: np.ndarray, magic: int) -> Path:
+    """Write an idx file (gzip when the name ends in .gz)."""
+    header = struct.pack(">i", magic) + b"".join(struct.pack(">i", d) for d in array.shape)
+    data = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def tiny_config(out_epochs: int = 2, **data) -> dict:
+    """A fast digits/LeNet config for engine tests."""
+    cfg = {
+        "name": "tiny",
+        "model": {"name": "lenet"},
+        "data": {"source": "digits", "train": "all", "test": None, "val_fraction": 0.2, "batch_size": 64, **data},
+        "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+        "train": {"epochs": out_epochs, "seed": 0, "log_every": 5, "tensorboard": False},
+    }
+    return cfg
+
+
+def make_image_folder(root: Path, n_per_class: int = 40, size: int = 32, seed: int = 0,
+                      classes: tuple[str, ...] = ("horizontal", "vertical"), ext: str = ".png") -> Path:
+    """An ImageFolder tree of RGB images whose class is the stripe direction (easy to learn)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            period = int(rng.integers(4, 9))
+            ramp = (np.arange(size) // (period // 2)) % 2 * 200 + 25
+            img = np.repeat(ramp[:, None], size, 1) if c == 0 else np.repeat(ramp[None, :], size, 0)
+            if c >= 2:
+                img = np.full((size, size), 128)
+            noise = rng.integers(-20, 21, (size, size, 3))
+            rgb = np.clip(img[:, :, None] + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(rgb).save(folder / f"{name}_{i:03d}{ext}")
+    return root
