@@ -202,3 +202,39 @@ def test_checkpoint_of_another_model(trained, run_cli, tmp_path):
     (copy / "config.yaml").write_text(yaml.safe_dump(cfg))
     code, _, err = run_cli("evaluate", copy)
     assert code == 2 and "holds model 'lenet'" in err and "'mlp'" in err
+
+
+def test_disk_full_during_training_keeps_the_last_checkpoint(run_cli, cfg_file, tmp_path, monkeypatch):
+    import errno
+
+    import torch
+
+    from deepvision.engine.checkpoint import load_checkpoint
+
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def flaky_save(obj, f, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] >= 2:  # the second epoch's checkpoint hits a full disk
+            f.write(b"half a checkpoint")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", flaky_save)
+    path = cfg_file(train__epochs=3)
+    code, _, err = run_cli("train", path, "--out", tmp_path / "runs", "--name", "full")
+    monkeypatch.undo()
+    assert code == 2 and "No space left on device" in err and "previous file is intact" in err
+    ckpt = load_checkpoint(tmp_path / "runs" / "full" / "checkpoints" / "last.pt")
+    assert ckpt["epoch"] == 1
+    assert not [p for p in (tmp_path / "runs" / "full" / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_data_info_and_download_help(run_cli, tmp_path, mnist_dir):
+    code, out, err = run_cli("data", "info", "lenet_mnist", "--set", f"data.root={mnist_dir}")
+    assert code == 0, err
+    assert "source mnist: 10 classes" in out and "train" in out and "val" in out
+    with pytest.raises(SystemExit) as exc:
+        run_cli("data", "download", "--help")
+    assert exc.value.code == 0

@@ -1,0 +1,51 @@
+"""deepvision data"""
+
+from __future__ import annotations
+
+import argparse
+
+ORDER = 50
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="fetch datasets (MNIST) and inspect a config's data",
+                       description="Dataset utilities.")
+    cmds = p.add_subparsers(dest="data_command", metavar="<action>")
+    dl = cmds.add_parser("download", help="download a dataset from its official mirrors",
+                         description="Download MNIST's idx files (checked by MD5) into --root.")
+    dl.add_argument("dataset", choices=["mnist"], help="dataset to fetch")
+    dl.add_argument("--root", required=True, help="destination folder")
+    dl.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
+    dl.set_defaults(func=download)
+    info = cmds.add_parser("info", help="load a config's data and print the split sizes and classes",
+                           description="Load the data a config describes (no training) and summarise it.")
+    info.add_argument("config", help="YAML config or recipe name")
+    info.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    info.set_defaults(func=show_info)
+    p.set_defaults(func=lambda args: p.print_help() or 0)
+
+
+def download(args: argparse.Namespace) -> int:
+    from deepvision.data import mnist
+
+    root = mnist.download(args.root, tuple(args.splits))
+    print(f"MNIST {', '.join(args.splits)} files in {root}")
+    return 0
+
+
+def show_info(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from deepvision.config.io import load_config
+    from deepvision.data.sources import load_data
+    from deepvision.recipes import resolve_config_arg
+
+    cfg = load_config(resolve_config_arg(args.config), args.overrides)
+    bundle = load_data(cfg.data)
+    print(f"source {cfg.data.source}: {len(bundle.classes)} classes ({', '.join(bundle.classes[:10])}"
+          f"{', ...' if len(bundle.classes) > 10 else ''}), {bundle.channels} channel(s), "
+          f"stored size {bundle.size or 'mixed'}")
+    for role, n in bundle.counts().items():
+        counts = np.bincount(np.asarray(bundle.role(role).targets), minlength=len(bundle.classes))
+        print(f"  {role:5s} {n:8,d} samples; per class min {counts.min()}, max {counts.max()}")
+    return 0

@@ -1,0 +1,46 @@
+"""Rebuild a trained model from its run directory (config + preprocessing + checkpoint)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from deepvision.config.schema import Config
+from deepvision.data.preprocess import Preprocess
+from deepvision.engine.build import build_model, load_weights
+from deepvision.engine.checkpoint import load_checkpoint
+from deepvision.errors import UserError
+from deepvision.runs.rundir import RunDir
+
+
+@dataclass
+class LoadedRun:
+    run: RunDir
+    cfg: Config
+    pre: Preprocess
+    classes: list[str]
+    model: nn.Module
+    checkpoint: Path
+    epoch: int
+
+
+def load_run(run_dir: str | Path, epoch: int | None = None, which: str = "best",
+             device: str | torch.device = "cpu") -> LoadedRun:
+    """The run's model in eval mode with the weights of `epoch` (or best.pt / last.pt)."""
+    run = RunDir.open(run_dir)
+    path = run.resolve_checkpoint(epoch, which)
+    ckpt = load_checkpoint(path)
+    cfg = run.read_config()
+    pre = run.read_preprocess()
+    saved = ckpt.get("model", {})
+    if saved.get("name") != cfg.model.name:
+        raise UserError(f"{path} holds model '{saved.get('name')}' but {run.path} trains '{cfg.model.name}'")
+    cfg.model.pretrained = None  # the checkpoint supersedes any initial weights
+    model = build_model(cfg, pre)
+    load_weights(model, ckpt["model_state"], strict=True, source=f"weights in {path}")
+    model.to(device).eval()
+    classes = run.read_labels() if run.labels_path.is_file() else list(ckpt.get("classes", []))
+    return LoadedRun(run, cfg, pre, classes, model, path, int(ckpt.get("epoch", 0)))

@@ -1,0 +1,79 @@
+"""Training curves: loss and accuracy, train vs val, with markers where the learning rate changed."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def _series(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    xs, ys = [], []
+    for row in history:
+        v = row.get(key)
+        if v is not None and not (isinstance(v, float) and math.isnan(v)):
+            xs.append(row["epoch"])
+            ys.append(v)
+    return xs, ys
+
+
+def lr_changes(history: list[dict[str, Any]]) -> list[tuple[int, float]]:
+    """(epoch, new lr) at every epoch whose starting rate differs from the previous epoch's."""
+    out = []
+    for prev, row in zip(history, history[1:]):
+        if prev.get("lr") and row.get("lr") and not math.isclose(prev["lr"], row["lr"], rel_tol=1e-9):
+            out.append((row["epoch"], row["lr"]))
+    return out
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Save atomically (temp file + rename) so a reader never sees half a PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _mark_lr(ax, changes: list[tuple[int, float]]) -> None:
+    for epoch, lr in changes:
+        ax.axvline(epoch - 0.5, color="grey", linestyle="--", linewidth=0.8)
+        ax.text(epoch - 0.5, 1.0, f" lr {lr:g}", transform=ax.get_xaxis_transform(), rotation=90,
+                va="top", ha="left", fontsize=7, color="grey")
+
+
+def plot_history(history: list[dict[str, Any]], out_dir: str | Path, title: str = "") -> list[Path]:
+    """Write loss.png and accuracy.png into `out_dir`; returns their paths."""
+    out_dir = Path(out_dir)
+    changes = lr_changes(history)
+    written = []
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for key, label, style in (("train_loss", "train", "-"), ("val_loss", "val", "-")):
+        xs, ys = _series(history, key)
+        if xs:
+            ax.plot(xs, ys, style, marker="o", markersize=3, label=label)
+    _mark_lr(ax, changes)
+    ax.set(xlabel="epoch", ylabel="cross-entropy", title=f"{title} loss".strip())
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    written.append(save_figure(fig, out_dir / "loss.png"))
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for key, label, style in (("train_acc", "train rank-1", "-"), ("val_acc", "val rank-1", "-"),
+                              ("train_top5", "train rank-5", "--"), ("val_top5", "val rank-5", "--")):
+        xs, ys = _series(history, key)
+        if xs:
+            ax.plot(xs, ys, style, marker="o", markersize=3, label=label)
+    _mark_lr(ax, changes)
+    ax.set(xlabel="epoch", ylabel="accuracy", title=f"{title} accuracy".strip())
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    written.append(save_figure(fig, out_dir / "accuracy.png"))
+    return written

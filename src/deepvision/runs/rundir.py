@@ -1,0 +1,191 @@
+"""The run directory: everything a user finds after training.
+
+    <out>/<name>/
+        config.yaml          fully resolved config
+        preprocess.json      the evaluation transform (predict/evaluate use it)
+        labels.txt           class names, one per line
+        history.csv          one row per epoch
+        train.log            speedometer and epoch lines (MXNet-compatible format)
+        run.json             status and the segments (start, resumes) of the run
+        checkpoints/<prefix>-NNNN.pt, last.pt, best.pt
+        plots/               loss and accuracy curves
+        eval/                evaluation reports
+        tensorboard/         event files (when tensorboard is installed)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from deepvision.config.io import build_config, config_to_yaml, read_yaml
+from deepvision.config.schema import Config
+from deepvision.data.preprocess import Preprocess
+from deepvision.engine.checkpoint import atomic_write_text
+from deepvision.errors import UserError
+
+HISTORY_FIELDS = [
+    "epoch", "lr", "train_loss", "train_acc", "train_top5", "val_loss", "val_acc", "val_top5",
+    "samples_per_s", "seconds",
+]
+_CKPT = re.compile(r"^(?P<prefix>.+)-(?P<epoch>\d{4,})\.pt$")
+
+
+class RunDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    # -- locations -------------------------------------------------------------------------
+    config_path = property(lambda self: self.path / "config.yaml")
+    preprocess_path = property(lambda self: self.path / "preprocess.json")
+    labels_path = property(lambda self: self.path / "labels.txt")
+    history_path = property(lambda self: self.path / "history.csv")
+    log_path = property(lambda self: self.path / "train.log")
+    state_path = property(lambda self: self.path / "run.json")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    plots = property(lambda self: self.path / "plots")
+    eval_dir = property(lambda self: self.path / "eval")
+
+    # -- creation / opening ----------------------------------------------------------------
+    @classmethod
+    def create(cls, out: str | Path, name: str, exist_ok: bool = False) -> RunDir:
+        """Make <out>/<name>, or <out>/<name>-2, -3 ... when taken (Ultralytics-style)."""
+        out = Path(out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / f".deepvision-write-test-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(f"output directory {out} is not writable ({exc.strerror or exc}); "
+                            f"choose another with --out") from None
+        path = out / name
+        k = 2
+        while path.exists() and not exist_ok:
+            path = out / f"{name}-{k}"
+            k += 1
+        path.mkdir(parents=True, exist_ok=exist_ok)
+        run = cls(path)
+        run.checkpoints.mkdir(exist_ok=True)
+        run.plots.mkdir(exist_ok=True)
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        run = cls(path)
+        if not run.path.is_dir():
+            raise UserError(f"run directory not found: {run.path}")
+        if not run.config_path.is_file():
+            raise UserError(f"{run.path} is not a deepvision run directory (no config.yaml)")
+        return run
+
+    # -- config, preprocessing, labels ---------------------------------------------------------
+    def write_config(self, cfg: Config) -> None:
+        atomic_write_text(self.config_path, config_to_yaml(cfg))
+
+    def read_config(self, overrides: list[str] | None = None) -> Config:
+        return build_config(read_yaml(self.config_path), overrides)
+
+    def write_preprocess(self, pre: Preprocess) -> None:
+        atomic_write_text(self.preprocess_path, json.dumps(pre.to_dict(), indent=2) + "\n")
+
+    def read_preprocess(self) -> Preprocess:
+        try:
+            return Preprocess.from_dict(json.loads(self.preprocess_path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UserError(f"{self.preprocess_path} is missing or damaged; re-run training or restore it") from None
+
+    def write_labels(self, classes: list[str]) -> None:
+        atomic_write_text(self.labels_path, "".join(f"{c}\n" for c in classes))
+
+    def read_labels(self) -> list[str]:
+        if not self.labels_path.is_file():
+            raise UserError(f"{self.labels_path} is missing")
+        return [line.rstrip("\n") for line in self.labels_path.read_text().splitlines()]
+
+    # -- run state -----------------------------------------------------------------------------
+    def read_state(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.state_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        atomic_write_text(self.state_path, json.dumps(state, indent=2) + "\n")
+
+    def update_state(self, **changes: Any) -> dict[str, Any]:
+        state = self.read_state()
+        state.update(changes)
+        self.write_state(state)
+        return state
+
+    # -- history ---------------------------------------------------------------------------------
+    def write_history(self, rows: list[dict[str, Any]]) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _fmt(row.get(k)) for k in HISTORY_FIELDS})
+        atomic_write_text(self.history_path, buf.getvalue())
+
+    def read_history(self) -> list[dict[str, Any]]:
+        if not self.history_path.is_file():
+            return []
+        rows = []
+        with open(self.history_path, newline="") as f:
+            for row in csv.DictReader(f):
+                rows.append({k: _parse(k, v) for k, v in row.items()})
+        return rows
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def checkpoint_path(self, prefix: str, epoch: int) -> Path:
+        return self.checkpoints / f"{prefix}-{epoch:04d}.pt"
+
+    def saved_epochs(self) -> dict[int, Path]:
+        found = {}
+        if self.checkpoints.is_dir():
+            for p in self.checkpoints.iterdir():
+                m = _CKPT.match(p.name)
+                if m:
+                    found[int(m["epoch"])] = p
+        return dict(sorted(found.items()))
+
+    def resolve_checkpoint(self, epoch: int | None = None, which: str = "last") -> Path:
+        """Checkpoint of `epoch`, or last.pt / best.pt; UserError listing what exists otherwise."""
+        if epoch is None:
+            path = self.checkpoints / f"{which}.pt"
+            if path.is_file():
+                return path
+            saved = self.saved_epochs()
+            if saved:
+                return saved[max(saved)]
+            raise UserError(f"{self.path} holds no checkpoints yet")
+        saved = self.saved_epochs()
+        if epoch not in saved:
+            have = ", ".join(map(str, saved)) or "none"
+            raise UserError(f"epoch {epoch} was never saved in {self.checkpoints}; saved epochs: {have}")
+        return saved[epoch]
+
+
+def _fmt(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v)  # shortest exact round-trip: history.csv reproduces the run's numbers bit for bit
+    return v
+
+
+def _parse(key: str, value: str) -> Any:
+    if value == "" or value is None:
+        return None
+    if key == "epoch":
+        return int(value)
+    try:
+        return float(value)
+    except ValueError:
+        return value
