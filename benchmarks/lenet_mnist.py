@@ -30,7 +30,7 @@ from deepvision.data.sources import load_data
 from deepvision.models import create_model
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import append_section, describe  # noqa: E402
+from machine import append_section, describe
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_MNIST = HERE.parent.parent / "shared" / "datasets" / "mnist"
