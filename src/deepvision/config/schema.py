@@ -148,7 +148,8 @@ class TrainConfig:
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, off on CPU
     channels_last: bool | None = None  # None: on for CUDA
     compile: bool = False
-    grad_accum: int = 1  # keep a reference global batch on fewer devices
+    grad_accum: int = 1  # micro-batches per optimizer step
+    global_batch: int | None = None  # keep a reference global batch: sets grad_accum = global / (batch x devices)
     clip_grad_norm: float | None = None
     label_smoothing: float = 0.0
     sync_bn: bool = False
@@ -165,6 +166,8 @@ class TrainConfig:
         for key in ("grad_accum", "log_every", "topk"):
             if getattr(self, key) <= 0:
                 raise UserError(f"{path}.{key} must be a positive integer, got {getattr(self, key)}")
+        if self.global_batch is not None and self.global_batch <= 0:
+            raise UserError(f"{path}.global_batch must be a positive integer, got {self.global_batch}")
         if self.max_steps is not None and self.max_steps <= 0:
             raise UserError(f"{path}.max_steps must be a positive integer, got {self.max_steps}")
         if not 0.0 <= self.label_smoothing < 1.0:

@@ -108,6 +108,12 @@ class Trainer:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model  # the plain module: evaluation, checkpoints
         self.optimizer = build_optimizer(model, cfg.optim)
+        if tc.global_batch:
+            per_step = cfg.data.batch_size * dist.world
+            if tc.global_batch % per_step:
+                raise UserError(f"train.global_batch {tc.global_batch} is not a multiple of data.batch_size x "
+                                f"processes = {per_step}; change one of them")
+            tc.grad_accum = max(1, tc.global_batch // per_step)
         self.amp = amp_dtype(tc.amp, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
         self.schedule = Schedule(cfg.schedule, cfg.optim.lr, tc.epochs)

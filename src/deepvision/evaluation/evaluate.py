@@ -13,13 +13,16 @@ import numpy as np
 import torch
 
 from deepvision.config.schema import Config
+from deepvision.data.dataset_loader import DatasetLoader
 from deepvision.data.loaders import build_loaders
-from deepvision.data.sources import DataBundle, load_data
+from deepvision.data.sources import DataBundle, TensorSplit, adapt_tensor_split, load_data
+from deepvision.data.tensor_loader import TensorLoader
 from deepvision.engine.checkpoint import atomic_write_text
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
 from deepvision.evaluation import metrics as M
 from deepvision.evaluation.plots import plot_binary, plot_confusion
+from deepvision.evaluation.tencrop import TenCropTransform, ten_crop
 from deepvision.runs.loading import LoadedRun, load_run
 
 ROLES = ("train", "val", "test")
@@ -28,7 +31,6 @@ ROLES = ("train", "val", "test")
 def _data_config_for(cfg: Config, data: str | None) -> tuple[Config, str]:
     """A config whose data section yields the split to evaluate, and that split's role."""
     cfg = copy.deepcopy(cfg)
-    cfg.data.max_samples = None
     if data is None or data in ROLES:
         return cfg, data or "auto"
     path = Path(data)
@@ -48,15 +50,26 @@ def _data_config_for(cfg: Config, data: str | None) -> tuple[Config, str]:
     return cfg, "train"
 
 
-def collect_probs(loaded: LoadedRun, loader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax probabilities and labels for every sample of `loader`, in loader order."""
+def collect_probs(loaded: LoadedRun, loader, device: torch.device, crops: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities and labels for every sample of `loader`, in loader order.
+
+    With crops=10 the loader yields raw (uncropped) batches, or batches of 10 crops per sample, and
+    the probabilities of the 10 crops are averaged.
+    """
     a, b = loaded.pre.affine(device)
     probs, labels = [], []
     model = loaded.model
     with torch.inference_mode():
         for x, y in loader:
-            x = x.to(device, non_blocking=True).float() * a + b
-            probs.append(torch.softmax(model(x).float(), dim=1).cpu())
+            x = x.to(device, non_blocking=True)
+            if crops == 10 and x.dim() == 4:  # in-memory tensors: crop on the device
+                x = ten_crop(x, loaded.pre.size)
+            if x.dim() == 5:
+                n = x.shape[0]
+                p = torch.softmax(model(x.flatten(0, 1).float() * a + b).float(), dim=1)
+                probs.append(p.view(n, -1, p.shape[1]).mean(1).cpu())
+            else:
+                probs.append(torch.softmax(model(x.float() * a + b).float(), dim=1).cpu())
             labels.append(y.cpu())
     if not probs:
         return np.zeros((0, len(loaded.classes)), np.float32), np.zeros(0, np.int64)
@@ -72,12 +85,16 @@ def evaluate_run(
     batch_size: int | None = None,
     device: str = "auto",
     out: str | Path | None = None,
+    crops: int = 1,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a run and write metrics.json, report.csv, confusion matrix, (binary) ROC/PR.
 
-    Returns the metrics dict. Every sample is scored exactly once (no padded batches).
+    Returns the metrics dict. Every sample is scored exactly once (no padded batches). `crops=10`
+    averages the probabilities of the 10-crop oversampling (corners + centre, and their mirrors).
     """
+    if crops not in (1, 10):
+        raise UserError(f"--crops must be 1 or 10, got {crops}")
     dev = resolve_device(device)
     say = (lambda *_: None) if quiet else print
     say("[INFO] loading model...")
@@ -98,19 +115,25 @@ def evaluate_run(
         cfg.data.eval_batch_size = batch_size
     # score the chosen split as evaluation data: no augmentation, no shuffling, no padding
     eval_bundle = DataBundle(None, None, bundle.role(role), bundle.classes, bundle.channels, bundle.size)
-    loader = build_loaders(cfg.data, eval_bundle, loaded.pre, seed=cfg.train.seed, device=dev, roles=("test",))["test"]
-    say(f"[INFO] predicting on {role if data in (None, *ROLES) else data} data...")
-    probs, labels = collect_probs(loaded, loader, dev)
+    if crops == 10:
+        loader = _ten_crop_loader(cfg, eval_bundle.test, loaded, dev)
+    else:
+        loader = build_loaders(cfg.data, eval_bundle, loaded.pre, seed=cfg.train.seed, device=dev,
+                               roles=("test",))["test"]
+    say(f"[INFO] predicting on {role if data in (None, *ROLES) else data} data"
+        + (" (10-crop oversampling)" if crops == 10 else "") + "...")
+    probs, labels = collect_probs(loaded, loader, dev, crops)
     classes = loaded.classes
     result: dict[str, Any] = {
         "run": str(loaded.run.path), "checkpoint": str(loaded.checkpoint), "epoch": loaded.epoch,
-        "data": role if data in (None, *ROLES) else str(data), "samples": int(len(labels)),
+        "data": role if data in (None, *ROLES) else str(data), "samples": int(len(labels)), "crops": crops,
         "rank1": M.rank_k(probs, labels, 1), "rank5": M.rank_k(probs, labels, 5),
         "cross_entropy": M.cross_entropy(probs, labels),
     }
     report = M.per_class_report(probs, labels, classes)
     cm = M.confusion(probs, labels, len(classes))
-    out_dir = Path(out) if out else loaded.run.eval_dir / f"{_slug(result['data'])}-{loaded.checkpoint.stem}"
+    suffix = "-10crop" if crops == 10 else ""
+    out_dir = Path(out) if out else loaded.run.eval_dir / f"{_slug(result['data'])}-{loaded.checkpoint.stem}{suffix}"
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"metrics": out_dir / "metrics.json", "report": out_dir / "report.csv",
              "confusion_csv": out_dir / "confusion_matrix.csv", "confusion_png": out_dir / "confusion_matrix.png",
@@ -140,6 +163,21 @@ def evaluate_run(
         say(f"[INFO] ROC AUC: {result['roc_auc']:.4f}  average precision: {result['average_precision']:.4f}")
     say(f"[INFO] report written to {out_dir}")
     return result
+
+
+def _ten_crop_loader(cfg: Config, split, loaded: LoadedRun, device: torch.device):
+    """Batches of uncropped images (in-memory data) or of 10 crops per sample (files/records)."""
+    pre = loaded.pre
+    bs = cfg.data.eval_batch_size or cfg.data.batch_size
+    if isinstance(split, TensorSplit):
+        stored = adapt_tensor_split(split, pre.channels, pre.size, pre.resize)
+        if tuple(stored.images.shape[-2:]) == tuple(pre.size):
+            raise UserError("10-crop needs images larger than the model input: set data.resize (e.g. 256 for a "
+                            "224 input) when training")
+        return TensorLoader(stored.images, stored.labels, bs, training=False, device=device)
+    if not pre.resize:
+        raise UserError("10-crop needs data.resize (the shorter side before cropping, e.g. 256 for a 224 input)")
+    return DatasetLoader(split, bs, training=False, transform=TenCropTransform(pre), workers=cfg.data.workers)
 
 
 def _slug(text: str) -> str:

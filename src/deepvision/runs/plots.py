@@ -77,3 +77,23 @@ def plot_history(history: list[dict[str, Any]], out_dir: str | Path, title: str 
     ax.legend(loc="lower right")
     written.append(save_figure(fig, out_dir / "accuracy.png"))
     return written
+
+
+def plot_compare(histories: dict[str, list[dict[str, Any]]], path: str | Path,
+                 metrics: tuple[str, ...] = ("val_acc", "val_loss")) -> Path:
+    """Overlay the curves of several runs (one colour per run; train dashed, val solid) in one PNG."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(7 * len(metrics), 5), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for i, (name, history) in enumerate(histories.items()):
+            color = f"C{i % 10}"
+            for key, style in ((metric, "-"), (metric.replace("val_", "train_"), "--")):
+                xs, ys = _series(history, key)
+                if xs and (key == metric or metric.startswith("val_")):
+                    ax.plot(xs, ys, style, color=color, marker="o", markersize=2,
+                            label=f"{name} ({'val' if key.startswith('val_') else 'train'})")
+            for epoch, _ in lr_changes(history):
+                ax.axvline(epoch - 0.5, color=color, linestyle=":", linewidth=0.7)
+        ax.set(xlabel="epoch", ylabel=metric.replace("_", " "), title=metric.replace("_", " "))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    return save_figure(fig, Path(path))

@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--last", action="store_true", help="use last.pt instead of best.pt")
     p.add_argument("--data", help="train, val, test, or a path: folder of class sub-folders, .lst or .rec")
     p.add_argument("--batch-size", type=int, help="evaluation batch size")
+    p.add_argument("--crops", type=int, default=1, choices=[1, 10],
+                   help="1: centre crop; 10: 4 corners + centre and their mirrors, probabilities averaged")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", help="report folder (default: RUN_DIR/eval/...)")
     p.set_defaults(func=run)
@@ -28,5 +30,5 @@ def run(args: argparse.Namespace) -> int:
     from deepvision.api import evaluate
 
     evaluate(args.run_dir, epoch=args.epoch, data=args.data, which="last" if args.last else "best",
-             batch_size=args.batch_size, device=args.device, out=args.out)
+             batch_size=args.batch_size, device=args.device, out=args.out, crops=args.crops)
     return 0

@@ -8,18 +8,34 @@ ORDER = 31
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("runs", help="the experiment journal: one row per run",
-                       description="List every run under DIR: model, data, epochs, the learning-rate schedule "
-                                   "actually used (by epoch range), best/last val rank-1 and rank-5, seconds "
-                                   "per epoch and samples/s. Also writes DIR/journal.csv.")
-    p.add_argument("dir", nargs="?", default="runs", help="folder holding run directories (default: runs)")
+    p = sub.add_parser(
+        "runs", help="the experiment journal (one row per run), or `runs compare A B ...` to overlay curves",
+        description="`deepvision runs [DIR]` lists every run under DIR (default: runs): model, data, epochs, the "
+                    "learning-rate schedule actually used (by epoch range), best/last val rank-1 and rank-5, "
+                    "seconds per epoch and samples/s; it also writes DIR/journal.csv. "
+                    "`deepvision runs compare RUN_A RUN_B ... [--out FILE.png]` overlays their curves in one PNG.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("args", nargs="*", metavar="DIR | compare RUN...", help="runs folder, or `compare` and run dirs")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true", help="print the reference-style markdown table")
     fmt.add_argument("--csv", action="store_true", help="print CSV")
+    p.add_argument("--out", help="compare: output PNG (default: compare.png beside the first run)")
+    p.add_argument("--metrics", nargs="+", default=["val_acc", "val_loss"],
+                   help="compare: history columns to plot (default: val_acc val_loss)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from deepvision.errors import UserError
+
+    if args.args and args.args[0] == "compare":
+        return compare(args.args[1:], args.out, args.metrics)
+    if len(args.args) > 1:
+        raise UserError("give one runs folder (or `compare RUN_A RUN_B ...`)")
+    return table(args.args[0] if args.args else "runs", args.markdown, args.csv)
+
+
+def table(folder: str, markdown: bool, as_csv: bool) -> int:
     import contextlib
     from pathlib import Path
 
@@ -27,13 +43,35 @@ def run(args: argparse.Namespace) -> int:
     from deepvision.errors import UserError
     from deepvision.runs.journal import journal, print_table, to_csv, to_markdown
 
-    rows = journal(args.dir)
+    rows = journal(folder)
     with contextlib.suppress(UserError, OSError):  # a read-only folder still gets its table printed
-        atomic_write_text(Path(args.dir) / "journal.csv", to_csv(rows))
-    if args.markdown:
+        atomic_write_text(Path(folder) / "journal.csv", to_csv(rows))
+    if markdown:
         print(to_markdown(rows), end="")
-    elif args.csv:
+    elif as_csv:
         print(to_csv(rows), end="")
     else:
         print_table(rows)
+    return 0
+
+
+def compare(runs: list[str], out: str | None, metrics: list[str]) -> int:
+    from pathlib import Path
+
+    from deepvision.errors import UserError
+    from deepvision.runs.plots import plot_compare
+    from deepvision.runs.rundir import HISTORY_FIELDS, RunDir
+
+    if len(runs) < 2:
+        raise UserError("runs compare needs at least two run directories")
+    bad = [m for m in metrics if m not in HISTORY_FIELDS or m == "epoch"]
+    if bad:
+        raise UserError(f"unknown metric '{bad[0]}'; choose from {', '.join(HISTORY_FIELDS[1:])}")
+    histories = {}
+    for path in runs:
+        run = RunDir.open(path)
+        name = run.path.name
+        histories[name if name not in histories else str(run.path)] = run.read_history()
+    target = Path(out) if out else Path(runs[0]).parent / "compare.png"
+    print(plot_compare(histories, target, tuple(metrics)))
     return 0

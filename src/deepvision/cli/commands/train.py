@@ -16,7 +16,7 @@ EPILOG = """config keys (YAML sections; override any with --set section.key=valu
   schedule:   name (constant|piecewise|step|multistep|poly|cosine), ranges, step_size, milestones,
               gamma, power, min_lr, warmup_epochs, warmup_start_factor
   train:      epochs, seed, device, amp, channels_last, compile, grad_accum, clip_grad_norm,
-              label_smoothing, sync_bn, log_every, max_steps, topk, reset_optimizer_on_resume,
+              global_batch, label_smoothing, sync_bn, log_every, max_steps, topk, reset_optimizer_on_resume,
               tensorboard, progress
   checkpoint: prefix, period, keep, monitor
   top level:  name, description, profile (modern|reference)
