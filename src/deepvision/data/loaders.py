@@ -45,7 +45,10 @@ def resolve_preprocess(cfg: DataConfig, bundle: DataBundle, model_input: tuple[i
                         f"the crop would not fit")
     mean: list[float] = []
     if isinstance(cfg.mean, str):
-        mean = [v * cfg.scale for v in read_mean_json(cfg.mean)]
+        mean_path = Path(cfg.mean)
+        if not mean_path.is_absolute() and not mean_path.exists() and cfg.root:
+            mean_path = Path(cfg.root) / mean_path  # relative to the data root, like the split files
+        mean = [v * cfg.scale for v in read_mean_json(mean_path)]
         if channels == 1:
             mean = [sum(mean) / 3]
     elif cfg.mean:

@@ -1,0 +1,160 @@
+"""Read the ILSVRC devkit and write train/val/test list files (SPEC §1.1, errata #1-#3, #37).
+
+Labels are `map_clsloc` id - 1, in map_clsloc order (not sorted-WNID order). Validation labels are
+the ground-truth id - 1; blacklisted validation images are dropped (ids compared as trimmed
+strings). The test split is carved from train: stratified by label, seeded, shuffled (scikit-learn
+`train_test_split` semantics); train and test lists come out in random order, val keeps val.txt order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deepvision.data.lst import ListEntry, write_lst
+from deepvision.data.splits import stratified_split
+from deepvision.engine.checkpoint import atomic_write_text
+from deepvision.errors import UserError
+
+
+@dataclass(frozen=True)
+class DevkitPaths:
+    """Where each devkit file lives under an ILSVRC root (the reference's layout)."""
+
+    root: Path
+
+    @property
+    def images(self) -> Path:
+        return self.root / "Data" / "CLS-LOC"
+
+    @property
+    def map_clsloc(self) -> Path:
+        return self.root / "devkit" / "data" / "map_clsloc.txt"
+
+    @property
+    def train_cls(self) -> Path:
+        return self.root / "ImageSets" / "CLS-LOC" / "train_cls.txt"
+
+    @property
+    def val(self) -> Path:
+        return self.root / "ImageSets" / "CLS-LOC" / "val.txt"
+
+    @property
+    def val_ground_truth(self) -> Path:
+        return self.root / "devkit" / "data" / "ILSVRC2015_clsloc_validation_ground_truth.txt"
+
+    @property
+    def val_blacklist(self) -> Path:
+        return self.root / "devkit" / "data" / "ILSVRC2015_clsloc_validation_blacklist.txt"
+
+
+@dataclass
+class ImagenetLists:
+    """Entries of the three lists plus the class table; paths are relative to `Data/CLS-LOC`."""
+
+    classes: list[tuple[str, str]]  # (wnid, human name), index = label
+    train: list[ListEntry]
+    val: list[ListEntry]
+    test: list[ListEntry]
+    blacklisted: int = 0
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise UserError(f"devkit file missing: {path}")
+    try:
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise UserError(f"devkit file {path} is not text") from None
+
+
+def read_map_clsloc(path: Path) -> list[tuple[str, str]]:
+    """[(wnid, name)] in map order; ids must run 1..N in order."""
+    classes = []
+    for lineno, line in enumerate(_lines(path), 1):
+        parts = line.split()
+        if len(parts) < 3 or not parts[1].isdigit():
+            raise UserError(f"{path}:{lineno}: expected '<wnid> <id> <name>', got {line[:60]!r}")
+        if int(parts[1]) != lineno:
+            raise UserError(f"{path}:{lineno}: class ids must run 1, 2, 3 ... in order; found {parts[1]}")
+        classes.append((parts[0], " ".join(parts[2:])))
+    if not classes:
+        raise UserError(f"{path} lists no classes")
+    return classes
+
+
+def read_train_cls(path: Path, index: dict[str, int]) -> tuple[list[str], list[int]]:
+    """Train image stems and labels; the label comes from the WNID directory (erratum #1)."""
+    stems, labels = [], []
+    for lineno, line in enumerate(_lines(path), 1):
+        stem = line.split()[0]
+        wnid = stem.split("/")[0]
+        if "/" not in stem or wnid not in index:
+            raise UserError(f"{path}:{lineno}: '{stem}' is not '<wnid>/<image>' with a wnid of map_clsloc.txt")
+        stems.append(stem)
+        labels.append(index[wnid])
+    return stems, labels
+
+
+def read_val(paths: DevkitPaths, num_classes: int) -> tuple[list[str], list[int], int]:
+    """Validation stems and labels in val.txt order, blacklisted ids removed."""
+    val_lines = _lines(paths.val)
+    truth = _lines(paths.val_ground_truth)
+    if len(truth) != len(val_lines):
+        raise UserError(f"{paths.val_ground_truth} has {len(truth)} lines but {paths.val} has {len(val_lines)}; "
+                        f"they must align line by line")
+    blacklist = {line.strip() for line in _lines(paths.val_blacklist)} if paths.val_blacklist.is_file() else set()
+    stems, labels, dropped = [], [], 0
+    for lineno, (line, gt) in enumerate(zip(val_lines, truth), 1):
+        parts = line.split()
+        if len(parts) != 2:
+            raise UserError(f"{paths.val}:{lineno}: expected '<image> <id>', got {line[:60]!r}")
+        try:
+            label = int(gt) - 1
+        except ValueError:
+            raise UserError(f"{paths.val_ground_truth}:{lineno}: expected a class id, got {gt!r}") from None
+        if not 0 <= label < num_classes:
+            raise UserError(f"{paths.val_ground_truth}:{lineno}: class id {gt} outside 1..{num_classes}")
+        if parts[1].strip() in blacklist:
+            dropped += 1
+            continue
+        stems.append(parts[0])
+        labels.append(label)
+    return stems, labels, dropped
+
+
+def build_lists(root: str | Path, out: str | Path | None = None, *, test_size: int | None = None,
+                test_per_class: int = 50, seed: int = 42, ext: str = ".JPEG", absolute: bool = False) -> ImagenetLists:
+    """Parse the devkit under `root` and (when `out` is given) write train/val/test.lst and labels.txt.
+
+    `test_size` defaults to `test_per_class` x classes (50,000 for ILSVRC's 1,000 classes).
+    """
+    paths = DevkitPaths(Path(root))
+    if not paths.root.is_dir():
+        raise UserError(f"ILSVRC root not found: {paths.root}")
+    classes = read_map_clsloc(paths.map_clsloc)
+    index = {wnid: i for i, (wnid, _) in enumerate(classes)}
+    train_stems, train_labels = read_train_cls(paths.train_cls, index)
+    val_stems, val_labels, dropped = read_val(paths, len(classes))
+    size = test_size if test_size is not None else test_per_class * len(classes)
+    keep, held = stratified_split(np.asarray(train_labels), size, seed) if size else (np.arange(len(train_stems)), [])
+    prefix = str(paths.images) + "/" if absolute else ""
+
+    def entries(stems: list[str], labels: list[int], order, folder: str) -> list[ListEntry]:
+        return [ListEntry(i, (float(labels[j]),), f"{prefix}{folder}/{stems[j]}{ext}") for i, j in enumerate(order)]
+
+    lists = ImagenetLists(classes, entries(train_stems, train_labels, keep, "train"),
+                          entries(val_stems, val_labels, range(len(val_stems)), "val"),
+                          entries(train_stems, train_labels, held, "train"), dropped)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("train", "val", "test"):
+            write_lst(out / f"{name}.lst", getattr(lists, name))
+            lists.files[name] = out / f"{name}.lst"
+        atomic_write_text(out / "labels.txt", "".join(f"{wnid} {name}\n" for wnid, name in classes))
+        lists.files["labels"] = out / "labels.txt"
+    return lists

@@ -1,0 +1,51 @@
+"""deepvision recipes"""
+
+from __future__ import annotations
+
+import argparse
+
+ORDER = 12
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("recipes", help="list the shipped experiment recipes with their reference results",
+                       description="List the shipped recipes (the reference experiments) with model, epochs, "
+                                   "learning-rate schedule and published results; `recipes show NAME` prints one. "
+                                   "Run one with `deepvision train NAME --data-root DIR`.")
+    p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    p.add_argument("name", nargs="?", help="recipe to show")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepvision.errors import UserError
+    from deepvision.recipes import recipe_names, recipe_path
+
+    if args.action == "show":
+        if not args.name:
+            raise UserError("recipes show needs a recipe name; see `deepvision recipes`")
+        print(recipe_path(args.name).read_text(), end="")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    from deepvision.config.io import load_config
+    from deepvision.engine.schedules import Schedule, describe_lrs
+
+    table = Table(title="deepvision recipes  (deepvision train NAME --data-root DIR)", title_justify="left")
+    for column in ("recipe", "model", "data", "epochs", "global batch", "lr schedule", "ref val r1/r5",
+                   "ref test r1/r5"):
+        table.add_column(column)
+    for name in recipe_names():
+        cfg = load_config(recipe_path(name))
+        sched = Schedule(cfg.schedule, cfg.optim.lr, cfg.train.epochs)
+        epochs = range(cfg.train.epochs)
+        lrs = cfg.schedule.name if sched.per_iteration else describe_lrs([sched(e) for e in epochs])
+        ref = cfg.reference
+        val = f"{ref['val_rank1']} / {ref['val_rank5']}" if "val_rank1" in ref else "-"
+        test = f"{ref['test_rank1']} / {ref['test_rank5']}" if "test_rank1" in ref else (
+            str(ref.get("test_acc", "-")))
+        batch = cfg.train.global_batch or cfg.data.batch_size
+        table.add_row(name, cfg.model.name, cfg.data.source, str(cfg.train.epochs), str(batch), lrs, val, test)
+    Console(width=None if Console().is_terminal else 200).print(table)
+    return 0

@@ -1,0 +1,62 @@
+"""ImageNet devkit -> lists on a fake ILSVRC tree: labels in map order, blacklist, stratified test split."""
+
+import numpy as np
+import pytest
+
+from deepvision.apps.imagenet import build_lists, make_fake_imagenet
+from deepvision.data.lst import read_lst
+from deepvision.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    return make_fake_imagenet(tmp_path_factory.mktemp("ilsvrc"), classes=6, per_class=12, val_per_class=4,
+                              min_side=40, max_side=80)
+
+
+def test_fake_tree_has_the_devkit_layout(fake):
+    for path in (fake.map_clsloc, fake.train_cls, fake.val, fake.val_ground_truth, fake.val_blacklist):
+        assert path.is_file(), path
+    wnids = [line.split()[0] for line in fake.map_clsloc.read_text().splitlines()]
+    assert wnids != sorted(wnids)  # map order is not sorted-WNID order, as in the real devkit
+    assert len(list((fake.images / "train").rglob("*.JPEG"))) == 72
+    assert len(list((fake.images / "val").glob("*.JPEG"))) == 24
+
+
+def test_lists_follow_the_reference_rules(fake, tmp_path):
+    lists = build_lists(fake.root, tmp_path, test_size=12)
+    map_lines = fake.map_clsloc.read_text().splitlines()
+    label_of = {line.split()[0]: int(line.split()[1]) - 1 for line in map_lines}
+    train = read_lst(tmp_path / "train.lst")
+    test = read_lst(tmp_path / "test.lst")
+    val = read_lst(tmp_path / "val.lst")
+    assert len(train) == 60 and len(test) == 12
+    for entry in train + test:  # label = map_clsloc id - 1 of the WNID directory (erratum #1)
+        assert entry.label == label_of[entry.path.split("/")[1]]
+        assert (fake.images / entry.path).is_file()
+    assert np.bincount([int(e.label) for e in test]).tolist() == [2] * 6  # stratified
+    assert not {e.path for e in train} & {e.path for e in test}
+    assert [e.index for e in train] == list(range(60))
+    # val: ground truth - 1, val.txt order, blacklisted ids (every 7th) dropped (erratum #2: all kept entries)
+    truth = [int(t) - 1 for t in fake.val_ground_truth.read_text().split()]
+    kept = [i for i in range(1, 25) if i % 7]
+    assert [e.path for e in val] == [f"val/ILSVRC2012_val_{i:08d}.JPEG" for i in kept]
+    assert [e.label for e in val] == [truth[i - 1] for i in kept]
+    assert lists.blacklisted == 3
+    labels = (tmp_path / "labels.txt").read_text().splitlines()
+    assert labels[0] == map_lines[0].split()[0] + " fake_class_0"
+    again = build_lists(fake.root, None, test_size=12)
+    assert [e.path for e in again.train] == [e.path for e in train]  # seeded
+
+
+def test_devkit_errors_name_the_file(fake, tmp_path):
+    with pytest.raises(UserError, match="ILSVRC root not found"):
+        build_lists(tmp_path / "nope")
+    broken = tmp_path / "broken"
+    make_fake_imagenet(broken, classes=2, per_class=2, val_per_class=1, min_side=16, max_side=20)
+    (broken / "devkit" / "data" / "map_clsloc.txt").write_text("n01 one\n")
+    with pytest.raises(UserError, match=r"map_clsloc.txt:1: expected '<wnid> <id> <name>'"):
+        build_lists(broken)
+    (broken / "devkit" / "data" / "map_clsloc.txt").unlink()
+    with pytest.raises(UserError, match="devkit file missing: .*map_clsloc.txt"):
+        build_lists(broken)
