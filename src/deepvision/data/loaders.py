@@ -29,8 +29,13 @@ def read_mean_json(path: str | Path) -> list[float]:
         raise UserError(f"{p} is not a mean file; expected JSON with keys R, G, B") from None
 
 
-def resolve_preprocess(cfg: DataConfig, bundle: DataBundle, model_input: tuple[int, int, int] | None) -> Preprocess:
-    """The run's evaluation transform: channels, input size, resize, scale, mean and std."""
+def resolve_preprocess(cfg: DataConfig, bundle: DataBundle, model_input: tuple[int, int, int] | None,
+                       model_preprocess: dict[str, Any] | None = None) -> Preprocess:
+    """The run's evaluation transform: channels, input size, resize, scale, mean and std.
+
+    Mean and std left unset in the config come from the model's own metadata when it has some
+    (torchvision/timm weights: ImageNet statistics), as timm's data config does.
+    """
     channels = cfg.channels or bundle.channels
     if cfg.image_size:
         size = (cfg.image_size, cfg.image_size)
@@ -54,6 +59,10 @@ def resolve_preprocess(cfg: DataConfig, bundle: DataBundle, model_input: tuple[i
     elif cfg.mean:
         mean = list(cfg.mean)
     std = list(cfg.std or [])
+    meta = model_preprocess or {}
+    if (cfg.mean is None and cfg.std is None and channels == 3 and meta.get("mean") and meta.get("std")
+            and abs(cfg.scale - meta.get("scale", 1 / 255)) < 1e-12):
+        mean, std = list(meta["mean"]), list(meta["std"])
     for key, values in (("mean", mean), ("std", std)):
         if values and len(values) not in (1, channels):
             raise UserError(f"data.{key} has {len(values)} values but the images have {channels} channels")

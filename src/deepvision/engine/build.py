@@ -10,7 +10,6 @@ from torch import nn
 
 from deepvision.config.schema import Config
 from deepvision.data.preprocess import Preprocess
-from deepvision.engine.checkpoint import load_state_dict_file
 from deepvision.errors import UserError
 from deepvision.models.registry import create_model, get_model_spec
 
@@ -28,10 +27,20 @@ def model_options(cfg: Config, pre: Preprocess) -> dict[str, Any]:
 
 
 def build_model(cfg: Config, pre: Preprocess) -> nn.Module:
-    """The model named by cfg.model, adapted to the data, with pretrained weights when configured."""
-    model = create_model(cfg.model.name, cfg.model.num_classes, cfg.model.in_channels, **model_options(cfg, pre))
-    if cfg.model.pretrained:
-        report = load_weights(model, load_state_dict_file(cfg.model.pretrained), strict=False)
+    """The model named by cfg.model, adapted to the data, with pretrained weights when configured.
+
+    `pretrained` is a weights file (only the classifier head may differ; see models/pretrained.py) or,
+    for tv: models, `torchvision[:TAG]` to fetch torchvision's published weights.
+    """
+    from deepvision.models.pretrained import load_pretrained, torchvision_tag
+
+    opts = model_options(cfg, pre)
+    tag = torchvision_tag(cfg.model.name, cfg.model.pretrained)
+    if tag:
+        opts.setdefault("weights", tag)
+    model = create_model(cfg.model.name, cfg.model.num_classes, cfg.model.in_channels, **opts)
+    if cfg.model.pretrained and not tag:
+        report = load_pretrained(model, cfg.model.pretrained, cfg.model.name)
         model.pretrained_report = report  # type: ignore[attr-defined]
     return model
 

@@ -85,7 +85,7 @@ class Trainer:
         seed_everything(tc.seed)
         self.data = load_data(cfg.data)
         spec = get_model_spec(cfg.model.name)
-        self.pre = resolve_preprocess(cfg.data, self.data, spec.input_size)
+        self.pre = resolve_preprocess(cfg.data, self.data, spec.input_size, spec.preprocess)
         cfg.model.num_classes = cfg.model.num_classes or len(self.data.classes)
         cfg.model.in_channels = cfg.model.in_channels or self.pre.channels
         if cfg.model.num_classes < len(self.data.classes):

@@ -1,6 +1,27 @@
-"""Model zoo: every architecture registered by name (see `deepvision models`)."""
+"""Model zoo: every architecture registered by name (see `deepvision models`).
 
-from deepvision.models import keras_mnist_cnn, lenet, mlp  # noqa: F401  (registers the models)
+Hand-built reference architectures (`alexnet_ref`, `vgg16_ref`, `googlenet_ref`, `resnet_ref`,
+`resnet50_ref`, `squeezenet_ref`, `emotion_vgg`, `age_gender_net`, `stl10_cnn`, `minivgg`, `lenet`,
+`mlp`, `keras_mnist_cnn`), every torchvision classification model as `tv:NAME` and, when timm is
+installed, every timm model as `timm:NAME`.
+"""
+
+from deepvision.models import (  # noqa: F401  (importing registers the models and providers)
+    age_gender,
+    alexnet,
+    emotion_vgg,
+    googlenet,
+    keras_mnist_cnn,
+    lenet,
+    minivgg,
+    mlp,
+    resnet,
+    squeezenet,
+    stl10,
+    timm_models,
+    torchvision_models,
+    vgg,
+)
 from deepvision.models.registry import (
     ModelSpec,
     create_model,

@@ -5,7 +5,7 @@ classes. 431,080 parameters for 1x28x28 input and 10 classes; 427,072 for the 2-
 
 Differences from the reference: `reference=True` initialises every weight from Uniform(+/-0.01),
 the legacy MXNet default; the modern default keeps PyTorch's initialisation. The dense layer's input
-width is computed from `input_size`, so other square sizes work as long as both pools see >= 2 pixels.
+width is computed from `input_size` (a side or (H, W)), so other sizes work down to 16x16.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from torch import nn
 
 from deepvision.models.init import initialize
 from deepvision.models.registry import register_model
+from deepvision.models.shapes import flat_features
 
 
 def _act(name: str) -> nn.Module:
@@ -25,14 +26,12 @@ class LeNet(nn.Module):
         self,
         num_classes: int = 10,
         in_channels: int = 1,
-        input_size: int = 28,
+        input_size: int | tuple[int, int] = 28,
         activation: str = "tanh",
         fc_activation: str = "tanh",
     ) -> None:
         super().__init__()
-        side = ((input_size - 4) // 2 - 4) // 2
-        if side < 1:
-            raise ValueError(f"LeNet needs inputs of at least 16x16 pixels, got {input_size}")
+        self.num_classes = num_classes
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 20, 5),
             _act(activation),
@@ -43,7 +42,7 @@ class LeNet(nn.Module):
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(50 * side * side, 500),
+            nn.Linear(flat_features(self.features, in_channels, input_size), 500),
             _act(fc_activation),
             nn.Linear(500, num_classes),
         )
@@ -56,7 +55,7 @@ class LeNet(nn.Module):
 def lenet(
     num_classes: int = 10,
     in_channels: int = 1,
-    input_size: int = 28,
+    input_size: int | tuple[int, int] = 28,
     activation: str = "tanh",
     fc_activation: str = "tanh",
     init: str | None = None,

@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from deepvision.errors import UserError, suggest
+from deepvision.models.shapes import InputSizeError
 
 
 @dataclass(frozen=True)
@@ -118,5 +119,7 @@ def create_model(
     kwargs["in_channels"] = spec.input_size[0] if in_channels is None else in_channels
     try:
         return spec.builder(**kwargs)
+    except InputSizeError as exc:
+        raise UserError(f"{name}: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise UserError(f"cannot build model '{name}' with {options or 'default options'}: {exc}") from None

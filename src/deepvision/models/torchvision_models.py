@@ -1,0 +1,190 @@
+"""Every torchvision classification model by name: `tv:resnet50`, `tv:efficientnet_b0`, `tv:vit_b_16`, ...
+
+Models are built with `weights=None` and the requested `num_classes`. `in_channels` other than 3
+replaces the first convolution (its weights are summed to one channel, or repeated and scaled by
+3/C, as timm does), so grayscale data works with any architecture. The default input size and
+preprocessing (resize, crop, ImageNet mean/std, interpolation) come from the default weights'
+transform metadata: 224 for most models, 299 for inception_v3, 240-600 for the EfficientNets.
+
+Options: `weights` fetches torchvision's published weights when online (`DEFAULT`, a tag such as
+`IMAGENET1K_V2`, or the full `ResNet50_Weights.IMAGENET1K_V2`); the download is loaded with
+`weights_only=True` and the classifier is then replaced when `num_classes` differs. Any other option
+is passed to the torchvision builder (e.g. `dropout`, `stochastic_depth_prob`). `tv:inception_v3` and
+`tv:googlenet` default to `aux_logits: false` so training gets one output tensor.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepvision.errors import UserError, suggest
+from deepvision.models.registry import ModelSpec, register_provider
+
+_AUX_MODELS = ("inception_v3", "googlenet")
+
+
+@functools.lru_cache(maxsize=1)
+def torchvision_names() -> tuple[str, ...]:
+    """Names of torchvision's classification models (the `tv:` namespace), sorted."""
+    import torchvision.models
+
+    return tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
+
+
+def _check_name(name: str) -> None:
+    names = torchvision_names()
+    if name not in names:
+        raise UserError(f"unknown torchvision model 'tv:{name}'{suggest(name, names)}; "
+                        f"run `deepvision models --tv` for the {len(names)} classification models")
+
+
+def _default_entry(name: str):
+    """The weights entry whose transforms describe the architecture's natural input."""
+    from torchvision.models import get_model_weights
+
+    enum = get_model_weights(name)
+    if name.startswith("vit_"):  # built with weights=None, ViTs take 224 (vit_h_14's DEFAULT is 518)
+        for entry in enum:
+            if tuple(entry.meta.get("min_size", ())) == (224, 224):
+                return entry
+    return enum.DEFAULT
+
+
+def resolve_weights(name: str, weights: str):
+    """torchvision's weights entry for `weights` ('DEFAULT', a tag, or 'Enum.TAG'); UserError if unknown."""
+    from torchvision.models import get_model_weights
+
+    enum = get_model_weights(name)
+    tag = weights.split(".", 1)[1] if weights.startswith(f"{enum.__name__}.") else weights
+    if tag == "DEFAULT":
+        return enum.DEFAULT
+    tags = [e.name for e in enum]
+    if tag not in tags:
+        raise UserError(f"tv:{name} has no weights '{weights}'{suggest(tag, tags)}; "
+                        f"available: DEFAULT, {', '.join(tags)}")
+    return enum[tag]
+
+
+def preprocess_of(entry: Any) -> dict[str, Any]:
+    """The evaluation preprocessing a torchvision weights entry documents, in `Preprocess` terms."""
+    t = entry.transforms()
+    crop = int(t.crop_size[0])
+    return {"size": [crop, crop], "resize": int(t.resize_size[0]), "scale": 1 / 255, "mean": list(t.mean),
+            "std": list(t.std), "interpolation": t.interpolation.value,
+            "weights": f"{type(entry).__name__}.{entry.name}"}
+
+
+def replace_head(model: nn.Module, old_classes: int, num_classes: int) -> list[str]:
+    """Give the classifier (the last Linear/Conv, plus auxiliary Linear heads) `num_classes` outputs.
+
+    Returns the replaced module names; the new layers use PyTorch's default initialisation.
+    """
+    weighted = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if not weighted:
+        raise UserError(f"{type(model).__name__} has no Linear or Conv2d classifier to resize")
+    last_name = weighted[-1][0]
+    replaced = []
+    for name, m in weighted:
+        if isinstance(m, nn.Linear) and (name == last_name or m.out_features == old_classes):
+            new: nn.Module = nn.Linear(m.in_features, num_classes, bias=m.bias is not None)
+        elif isinstance(m, nn.Conv2d) and name == last_name:
+            new = nn.Conv2d(m.in_channels, num_classes, m.kernel_size, m.stride, m.padding, bias=m.bias is not None)
+        else:
+            continue
+        model.set_submodule(name, new.to(m.weight.device, m.weight.dtype))
+        replaced.append(name)
+    return replaced
+
+
+@torch.no_grad()
+def adapt_first_conv(model: nn.Module, in_channels: int) -> str | None:
+    """Replace the first 3-channel Conv2d by one taking `in_channels`; returns its name (None if absent).
+
+    The kernel is summed over RGB for one channel, else repeated and scaled by 3/C, which keeps the
+    response to a gray image unchanged for pretrained weights.
+    """
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d) and m.in_channels == 3 and m.groups == 1:
+            new = nn.Conv2d(in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
+                            bias=m.bias is not None, padding_mode=m.padding_mode).to(m.weight.device, m.weight.dtype)
+            new.weight.copy_(adapt_conv_weight(m.weight, in_channels))
+            if m.bias is not None:
+                new.bias.copy_(m.bias)
+            model.set_submodule(name, new)
+            if hasattr(model, "transform_input"):  # inception/googlenet's RGB re-normalisation
+                model.transform_input = False
+            return name
+    return None
+
+
+def adapt_conv_weight(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """An (O, 3, k, k) kernel adapted to (O, C, k, k): summed for C = 1, else repeated and scaled by 3/C."""
+    if weight.device.type == "meta":
+        return torch.empty(weight.shape[0], in_channels, *weight.shape[2:], device="meta", dtype=weight.dtype)
+    if in_channels == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeats = -(-in_channels // weight.shape[1])
+    return weight.repeat(1, repeats, 1, 1)[:, :in_channels] * (weight.shape[1] / in_channels)
+
+
+def fetch_weights_model(name: str, entry: Any, **kwargs: Any) -> nn.Module:
+    """Build tv model `name` with torchvision's published weights `entry` (downloads once, then cached).
+
+    torchvision's own loader calls torch.hub without `weights_only`; it is wrapped here so the file
+    is unpickled with `weights_only=True`.
+    """
+    from unittest import mock
+
+    import torchvision.models as tvm
+    import torchvision.models._api as api
+
+    loader = functools.partial(torch.hub.load_state_dict_from_url, weights_only=True)
+    try:
+        with mock.patch.object(api, "load_state_dict_from_url", loader):
+            return tvm.get_model(name, weights=entry, **kwargs)
+    except OSError as exc:  # URLError, socket errors, a full disk
+        raise UserError(f"could not fetch {type(entry).__name__}.{entry.name} from {entry.url} ({exc}); download it "
+                        f"where there is internet access and set model.pretrained to the file") from None
+
+
+def _builder(name: str):
+    def build(num_classes: int = 1000, in_channels: int = 3, weights: str | None = None, **kwargs: Any) -> nn.Module:
+        from torchvision.models import get_model
+
+        if name in _AUX_MODELS:
+            kwargs.setdefault("aux_logits", False)
+            kwargs.setdefault("init_weights", True)
+        if weights:
+            entry = resolve_weights(name, str(weights))
+            model = fetch_weights_model(name, entry, **kwargs)
+            categories = len(entry.meta["categories"])
+            if num_classes != categories:
+                replace_head(model, categories, num_classes)
+        else:
+            model = get_model(name, weights=None, num_classes=num_classes, **kwargs)
+        if in_channels != 3:
+            adapt_first_conv(model, in_channels)
+        model.num_classes = num_classes
+        return model
+
+    build.__name__ = build.__qualname__ = f"tv_{name}"
+    build.__doc__ = f"torchvision {name}, adapted to num_classes and in_channels."
+    return build
+
+
+@functools.cache
+def torchvision_spec(name: str) -> ModelSpec:
+    """The ModelSpec of `tv:NAME` (input size and preprocessing from the default weights' transforms)."""
+    _check_name(name)
+    entry = _default_entry(name)
+    pre = preprocess_of(entry)
+    size = pre["size"][0]
+    return ModelSpec(f"tv:{name}", _builder(name), (3, size, size), 1000,
+                     f"torchvision {name}; preprocessing of {pre['weights']}", pre)
+
+
+register_provider("tv", torchvision_spec)
