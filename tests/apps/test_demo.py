@@ -15,4 +15,5 @@ def test_demo_end_to_end(run_cli, tmp_path):
                  "plots/accuracy.png", "eval/test-best/metrics.json", "sample_test_digit.png"):
         assert (run / name).is_file(), name
     assert "held-out image" in out and "true class" in out
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tensorboard").iterdir())
     assert seconds < 90

@@ -87,6 +87,10 @@ def test_mnist_text_format_round_trip(tmp_path):
     mnist.write_text(path, images, labels, separator="**")
     got_images, got_labels = mnist.read_text(path)
     assert np.array_equal(got_images, images) and np.array_equal(got_labels, labels)
+    cfg = build_config({"data": {"source": "mnist_text", "root": str(tmp_path), "train": "mnist_train.txt",
+                                 "test": None}})
+    bundle = load_data(cfg.data)
+    assert bundle.train.images.shape == (7, 1, 28, 28) and bundle.train.labels.tolist() == labels.tolist()
     path.write_text("3 ## 1 2 3\n")
     with pytest.raises(UserError, match="expected label, separator and 784 pixels, got 5 fields"):
         mnist.read_text(path)

@@ -1,0 +1,74 @@
+"""HDF5 containers: the buffered writer's semantics and the reader as a PyTorch dataset."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from deepvision.config import build_config
+from deepvision.data.hdf5 import HDF5Dataset, HDF5DatasetWriter
+from deepvision.data.sources import load_data
+from deepvision.errors import UserError
+
+
+def test_writer_layout_buffering_and_names(tmp_path):
+    path = tmp_path / "fer.hdf5"
+    with HDF5DatasetWriter(path, (10, 6, 5), "images", buf_size=4) as w:
+        w.add(np.full((3, 6, 5), 7), [0, 1, 2])
+        assert w.idx == 0  # still buffered
+        w.add(np.full((2, 6, 5), 9), [3, 4])
+        assert w.idx == 5  # flushed at >= buf_size rows
+        w.add(np.full((2, 30), 11), [5, 6])  # flattened rows are reshaped
+        w.store_class_labels(["angry", "happy", "é"])
+        assert not path.exists()  # written under a temporary name until closed
+    with h5py.File(path, "r") as db:
+        assert db["images"].dtype == np.float64 and db["images"].shape == (7, 6, 5)  # trimmed to rows written
+        assert db["images"].chunks is not None
+        assert db["labels"].dtype == np.int64 and db["labels"][:].tolist() == list(range(7))
+        assert [n.decode() for n in db["label_names"][:]] == ["angry", "happy", "é"]
+        assert db["images"][6, 0, 0] == 11
+
+
+def test_writer_refuses_to_overwrite_and_aborts_cleanly(tmp_path):
+    path = tmp_path / "x.hdf5"
+    path.write_bytes(b"existing")
+    with pytest.raises(UserError, match="already exists"):
+        HDF5DatasetWriter(path, (2, 3), "features")
+    other = tmp_path / "y.hdf5"
+    with pytest.raises(RuntimeError), HDF5DatasetWriter(other, (None, 3), "features") as w:
+        w.add(np.ones((1, 3)), [0])
+        raise RuntimeError("stop")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.hdf5"]
+    with pytest.raises(UserError, match="expected N x"), HDF5DatasetWriter(other, (2, 3), "features") as w:
+        w.add(np.ones((2, 4)), [0, 1])
+
+
+def test_reader_is_a_torch_dataset(tmp_path):
+    path = tmp_path / "feat.hdf5"
+    rows = np.arange(12 * 4, dtype=np.float64).reshape(12, 4)
+    with HDF5DatasetWriter(path, (None, 4), "features", buf_size=5) as w:
+        w.add(rows, np.arange(12) % 3)
+    ds = HDF5Dataset(path)
+    assert ds.data_key == "features" and len(ds) == 12 and ds.classes == ["0", "1", "2"]
+    x, y = ds[5]
+    assert x.dtype == torch.float32 and x.tolist() == rows[5].tolist() and y == 2
+    loader = torch.utils.data.DataLoader(ds, batch_size=5, num_workers=2)  # per-process file handles
+    xs, ys = zip(*loader)
+    assert torch.cat(xs).tolist() == rows.tolist() and torch.cat(ys).tolist() == (np.arange(12) % 3).tolist()
+    mem = HDF5Dataset(path, in_memory=True, transform=lambda r: r * 2)
+    assert mem[1][0].tolist() == (rows[1] * 2).tolist()
+
+
+def test_hdf5_source_feeds_training(tmp_path):
+    for name, n in (("train", 20), ("val", 6)):
+        with HDF5DatasetWriter(tmp_path / f"{name}.hdf5", (n, 12, 12), "images") as w:
+            w.add(np.random.default_rng(0).integers(0, 256, (n, 12, 12)).astype(np.float64), np.arange(n) % 2)
+            w.store_class_labels(["neutral", "happy"])
+    cfg = build_config({"data": {"source": "hdf5", "root": str(tmp_path), "train": "train.hdf5",
+                                 "val": "val.hdf5", "test": None}})
+    bundle = load_data(cfg.data)
+    assert bundle.classes == ["neutral", "happy"] and bundle.channels == 1 and bundle.size == (12, 12)
+    assert bundle.train.images.shape == (20, 1, 12, 12) and bundle.train.images.dtype == torch.uint8
+    assert len(bundle.val) == 6

@@ -1,0 +1,225 @@
+"""deepvision im2rec: list generation and packing with MXNet im2rec.py's arguments and outputs."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepvision.data import im2rec
+from deepvision.data.lst import read_lst
+from deepvision.data.records import RecordFile, unpack_header
+from tests.data.recordtools import jpeg_bytes, make_folder, noise_image, png_bytes
+
+
+def _decode(body: bytes, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(bytes(body), np.uint8), flags)
+
+
+def _records(rec) -> list[tuple]:
+    rf = RecordFile.open(rec, cache=False)
+    return [unpack_header(rf.read(i)) for i in range(len(rf))]
+
+
+def test_list_recursive_matches_im2rec(tmp_path, run_cli):
+    root = tmp_path / "imgs"
+    files = make_folder(root)
+    (root / "notes.txt").write_text("not an image")
+    code, out, _ = run_cli("im2rec", "--list", "--recursive", tmp_path / "data", root)
+    assert code == 0
+    assert out.split("\n")[:3] == ["cat 0", "dog 1", "owl 2"]
+    expected = [(i, os.path.relpath(f, root), i // 4) for i, f in enumerate(files)]
+    random.seed(100)
+    random.shuffle(expected)
+    lines = (tmp_path / "data.lst").read_text().splitlines()
+    assert lines == [f"{i}\t{label:f}\t{rel}" for i, rel, label in expected]
+
+
+def test_list_chunks_ratios_and_no_shuffle(tmp_path, run_cli):
+    root = tmp_path / "imgs"
+    make_folder(root, per_class=5)
+    code, _, _ = run_cli("im2rec", "--list", "--recursive", "--no-shuffle", "--chunks", "2", "--train-ratio", "0.6",
+                         "--test-ratio", "0.2", tmp_path / "d", root)
+    assert code == 0
+    names = sorted(p.name for p in tmp_path.glob("*.lst"))
+    assert names == ["d_0_test.lst", "d_0_train.lst", "d_0_val.lst", "d_1_test.lst", "d_1_train.lst", "d_1_val.lst"]
+    sizes = {n: len(read_lst(tmp_path / n)) for n in names}
+    assert sizes == {"d_0_test.lst": 1, "d_0_train.lst": 4, "d_0_val.lst": 3, "d_1_test.lst": 1,
+                     "d_1_train.lst": 4, "d_1_val.lst": 2}
+    assert [e.index for e in read_lst(tmp_path / "d_0_test.lst")] == [0]  # no shuffle: walk order
+    code, _, _ = run_cli("im2rec", "--list", tmp_path / "flat", root / "cat")  # not recursive: label 0
+    assert code == 0 and {e.label for e in read_lst(tmp_path / "flat.lst")} == {0.0}
+
+
+def test_pack_order_labels_ids_and_resize(tmp_path, run_cli):
+    root = tmp_path / "imgs"
+    make_folder(root)
+    Image.fromarray(np.full((50, 20, 3), 90, np.uint8)).save(root / "owl" / "tall.jpg", quality=95)
+    assert run_cli("im2rec", "--list", "--recursive", tmp_path / "data", root)[0] == 0
+    code, out, _ = run_cli("im2rec", "--resize", "16", "--num-thread", "2", tmp_path / "data", root)
+    assert code == 0 and "packed 13 images" in out
+    entries = read_lst(tmp_path / "data.lst")
+    records = _records(tmp_path / "data.rec")
+    assert [h.id for h, _ in records] == [e.index for e in entries]  # list order, id = list index
+    assert [h.label for h, _ in records] == [e.label for e in entries]
+    for entry, (_, body) in zip(entries, records):
+        h, w = cv2.imread(str(root / entry.path)).shape[:2]
+        want = (16, h * 16 // w) if h > w else (w * 16 // h, 16)  # (width, height), im2rec's rule
+        img = _decode(body)
+        assert (img.shape[1], img.shape[0]) == want and img.shape[2] == 3
+    assert not (tmp_path / "data.skipped.txt").exists()
+
+
+def test_center_crop_then_resize(tmp_path, run_cli):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    arr = np.zeros((30, 60, 3), np.uint8)
+    arr[:, 15:45] = 200  # the centre square is bright, the margins dark
+    Image.fromarray(arr).save(root / "wide.png")
+    (tmp_path / "c.lst").write_text("0\t1.000000\twide.png\n")
+    assert run_cli("im2rec", "--center-crop", "--resize", "10", "--encoding", ".png", tmp_path / "c", root)[0] == 0
+    (_, body), = _records(tmp_path / "c.rec")
+    img = _decode(body)
+    assert img.shape == (10, 10, 3) and img.min() == 200
+
+
+def test_unreadable_images_are_skipped_and_listed(tmp_path, run_cli):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    good = jpeg_bytes(noise_image(1))
+    (root / "good.jpg").write_bytes(good)
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "text.jpg").write_bytes(b"this is not an image at all")
+    (root / "cut.jpg").write_bytes(good[: len(good) // 2])
+    (root / "cut.png").write_bytes(png_bytes(noise_image(2))[:200])
+    names = ["good.jpg", "empty.jpg", "text.jpg", "cut.jpg", "cut.png", "missing.jpg"]
+    (tmp_path / "b.lst").write_text("".join(f"{i}\t0.000000\t{n}\n" for i, n in enumerate(names)) + "garbage line\n")
+    code, out, _ = run_cli("im2rec", tmp_path / "b", root)
+    assert code == 0 and "packed 1 images" in out and "skipped 6" in out
+    skipped = (tmp_path / "b.skipped.txt").read_text()
+    for name, reason in [("empty.jpg", "0 bytes"), ("text.jpg", "not a recognised image"),
+                         ("cut.jpg", "truncated"), ("cut.png", "PNG"), ("missing.jpg", "cannot read"),
+                         ("garbage line", "expected")]:
+        line = next(ln for ln in skipped.splitlines() if name in ln)
+        assert reason in line, line
+    assert len(_records(tmp_path / "b.rec")) == 1
+    # a later clean run removes the stale report
+    (tmp_path / "b.lst").write_text("0\t0.000000\tgood.jpg\n")
+    assert run_cli("im2rec", tmp_path / "b", root)[0] == 0
+    assert not (tmp_path / "b.skipped.txt").exists()
+
+
+def test_difficult_formats_are_converted(tmp_path, run_cli):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    rgb = np.zeros((20, 30, 3), np.uint8)
+    rgb[:10, :15] = (250, 10, 10)  # red block top-left
+    Image.fromarray(rgb).convert("CMYK").save(root / "cmyk.jpg", quality=98)
+    Image.fromarray(np.full((20, 30), 77, np.uint8), "L").save(root / "gray.jpg", quality=98)
+    Image.fromarray(np.full((20, 30), 40000, np.uint16)).save(root / "deep.png")  # 16-bit: 40000/65535*255 = 156
+    pal = Image.new("P", (30, 20), 0)
+    pal.putpalette([0, 0, 0, 0, 200, 0] + [0] * 762)
+    pal.paste(1, (0, 0, 15, 20))
+    pal.info["transparency"] = 0  # palette index 0 transparent -> white
+    pal.save(root / "pal.png", transparency=0)
+    rgba = np.zeros((20, 30, 4), np.uint8)
+    rgba[..., 2] = 255
+    rgba[:, 15:, 3] = 255  # left half fully transparent
+    Image.fromarray(rgba, "RGBA").save(root / "alpha.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
+    Image.fromarray(rgb).save(root / "exif.jpg", quality=98, exif=exif.tobytes())
+    names = ["cmyk.jpg", "gray.jpg", "deep.png", "pal.png", "alpha.png", "exif.jpg"]
+    (tmp_path / "f.lst").write_text("".join(f"{i}\t0.000000\t{n}\n" for i, n in enumerate(names)))
+    assert run_cli("im2rec", "--encoding", ".png", tmp_path / "f", root)[0] == 0
+    imgs = {n: _decode(b)[:, :, ::-1] for n, (_, b) in zip(names, _records(tmp_path / "f.rec"))}  # -> RGB
+    assert all(img.shape[2] == 3 for img in imgs.values())
+    assert np.abs(imgs["cmyk.jpg"][2, 2].astype(int) - (250, 10, 10)).max() <= 6
+    assert np.abs(imgs["cmyk.jpg"][15, 25].astype(int)).max() <= 6
+    assert np.abs(imgs["gray.jpg"].astype(int) - 77).max() <= 1
+    assert imgs["deep.png"].min() == imgs["deep.png"].max() == 156
+    assert tuple(imgs["pal.png"][5, 5]) == (0, 200, 0) and tuple(imgs["pal.png"][5, 25]) == (255, 255, 255)
+    assert tuple(imgs["alpha.png"][5, 5]) == (255, 255, 255) and tuple(imgs["alpha.png"][5, 25]) == (0, 0, 255)
+    exif_img = imgs["exif.jpg"]
+    assert exif_img.shape[:2] == (30, 20)  # rotated upright: the red block is now top-right
+    assert exif_img[2, 17, 0] > 200 and exif_img[2, 2, 0] < 50
+
+
+def test_pass_through_and_multi_label_round_trip(tmp_path, run_cli):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    raw = [jpeg_bytes(noise_image(k, (33 + k, 21))) for k in range(3)]
+    for k, data in enumerate(raw):
+        (root / f"{k}.jpg").write_bytes(data)
+    (tmp_path / "p.lst").write_text("".join(f"{k}\t{k}.000000\t{k * 2 + 0.5:f}\t{k}.jpg\n" for k in range(3)))
+    assert run_cli("im2rec", "--pass-through", "--pack-label", tmp_path / "p", root)[0] == 0
+    records = _records(tmp_path / "p.rec")
+    for k, (header, body) in enumerate(records):
+        assert bytes(body) == raw[k]
+        assert header.flag == 2 and header.label.tolist() == [float(k), k * 2 + 0.5] and header.id == k
+    # without --pack-label only the first label is stored, as im2rec.py does
+    assert run_cli("im2rec", "--pass-through", tmp_path / "p", root)[0] == 0
+    assert [(h.flag, h.label) for h, _ in _records(tmp_path / "p.rec")] == [(0, 0.0), (0, 1.0), (0, 2.0)]
+
+
+def test_grayscale_png_records_are_lossless(tmp_path, run_cli):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    gray = np.random.default_rng(0).integers(0, 256, (12, 14), dtype=np.uint8)
+    Image.fromarray(gray, "L").save(root / "g.png")
+    (tmp_path / "g.lst").write_text("0\t3.000000\tg.png\n")
+    assert run_cli("im2rec", "--color", "0", "--encoding", ".png", tmp_path / "g", root)[0] == 0
+    (header, body), = _records(tmp_path / "g.rec")
+    assert header.label == 3.0 and np.array_equal(_decode(body), gray)
+
+
+def test_interrupted_packing_leaves_no_record_file(tmp_path):
+    root = tmp_path / "imgs"
+    make_folder(root)
+    im2rec.make_list(tmp_path / "i", root, recursive=True)
+    (tmp_path / "i.rec").write_bytes(b"old")  # an earlier file stays untouched
+
+    def interrupt(done: int, total: int) -> None:
+        if done == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        im2rec.pack_list(tmp_path / "i.lst", im2rec.PackOptions(root=str(root)), workers=2, progress=interrupt)
+    assert (tmp_path / "i.rec").read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["i.lst", "i.rec", "imgs"]
+
+
+def test_prefix_selects_every_matching_list(tmp_path, run_cli):
+    root = tmp_path / "imgs"
+    make_folder(root, per_class=3)
+    run_cli("im2rec", "--list", "--recursive", "--train-ratio", "0.5", tmp_path / "set", root)
+    (tmp_path / "other.lst").write_text("0\t0.000000\tcat/img_0.jpg\n")
+    code, out, err = run_cli("im2rec", "--quality", "90", "--num-thread", "1", tmp_path / "set", root)
+    assert code == 0 and "Creating .rec file from" in err
+    assert sorted(p.name for p in tmp_path.glob("*.rec")) == ["set_train.rec", "set_val.rec"]
+    assert len(_records(tmp_path / "set_train.rec")) + len(_records(tmp_path / "set_val.rec")) == 9
+
+
+def test_errors_are_one_line(tmp_path, run_cli):
+    code, _, err = run_cli("im2rec", tmp_path / "none", tmp_path)
+    assert code == 2 and "did not find any list file" in err and err.count("\n") == 1
+    with pytest.raises(SystemExit) as exc:
+        run_cli("im2rec", "--color", "2", tmp_path / "x", tmp_path)
+    assert exc.value.code == 2
+    code, _, err = run_cli("im2rec", "--list", tmp_path / "x", tmp_path / "nowhere")
+    assert code == 2 and "not found" in err
+
+
+def test_png_in_memory_round_trip_helpers():
+    from deepvision.data.records import pack_img, unpack_img
+    from deepvision.data.records.header import IRHeader
+
+    arr = np.random.default_rng(1).integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    header, img = unpack_img(pack_img(IRHeader(0, 1.0, 9, 0), arr, quality=3, img_fmt=".png"))
+    assert header.id == 9 and np.array_equal(img, arr)
+    assert Image.open(io.BytesIO(png_bytes(noise_image(0)))).size == (40, 30)

@@ -1,0 +1,66 @@
+"""Mean files: the unweighted mean of per-image channel means, from a list or a record file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepvision.data.mean import compute_mean, read_mean_json, write_mean_json
+
+COLOURS = [((10, 20, 30), (8, 6)), ((200, 100, 50), (3, 40)), ((0, 255, 128), (17, 17))]  # (RGB, (w, h))
+
+
+@pytest.fixture
+def solid_list(tmp_path):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    lines = []
+    for i, (rgb, size) in enumerate(COLOURS):
+        Image.new("RGB", size, rgb).save(root / f"{i}.png")
+        lines.append(f"{i}\t{i}.000000\t{i}.png\n")
+    (tmp_path / "s.lst").write_text("".join(lines))
+    return tmp_path / "s.lst", root
+
+
+def expected() -> dict[str, float]:
+    arr = np.array([rgb for rgb, _ in COLOURS], dtype=np.float64)  # every image counts once, whatever its size
+    return dict(zip("RGB", arr.mean(axis=0).tolist()))
+
+
+def test_solid_colours_give_exact_means_from_list(solid_list):
+    lst, root = solid_list
+    for workers in (1, 2):
+        result = compute_mean(lst, root=root, workers=workers)
+        assert result.to_dict() == pytest.approx(expected(), abs=1e-9) and result.count == 3
+
+
+def test_solid_colours_give_exact_means_from_record(solid_list, run_cli):
+    lst, root = solid_list
+    assert run_cli("im2rec", "--encoding", ".png", lst.with_suffix(""), root)[0] == 0
+    result = compute_mean(lst.with_suffix(".rec"), workers=2)
+    assert result.to_dict() == pytest.approx(expected(), abs=1e-9)
+
+
+def test_unreadable_images_are_skipped(solid_list):
+    lst, root = solid_list
+    (root / "bad.png").write_bytes(b"nope")
+    lst.write_text(lst.read_text() + "3\t0.000000\tbad.png\n")
+    result = compute_mean(lst, root=root, workers=1)
+    assert result.count == 3 and result.skipped == [("bad.png", "not a recognised image format")]
+    assert result.to_dict() == pytest.approx(expected(), abs=1e-9)
+
+
+def test_cli_prints_or_writes_the_mean_file(solid_list, run_cli, tmp_path):
+    lst, root = solid_list
+    code, out, err = run_cli("mean", lst, "--root", root)
+    assert code == 0 and json.loads(out) == pytest.approx(expected()) and "mean of 3 images" in err
+    code, out, _ = run_cli("mean", lst, "--root", root, "--out", tmp_path / "mean.json", "--num-thread", "1")
+    assert code == 0 and read_mean_json(tmp_path / "mean.json") == pytest.approx(expected())
+    assert set(json.loads((tmp_path / "mean.json").read_text())) == {"R", "G", "B"}
+    write_mean_json(tmp_path / "m2.json", {"R": 1, "G": 2, "B": 3})
+    assert read_mean_json(tmp_path / "m2.json") == {"R": 1.0, "G": 2.0, "B": 3.0}
+    code, _, err = run_cli("mean", tmp_path / "missing.lst")
+    assert code == 2 and "not found" in err

@@ -1,0 +1,286 @@
+"""RecordIO framing, image headers and .idx files, checked against an independent reader written here
+from the format description (SPEC §2.3-2.5), not from the implementation."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepvision.data.records import (
+    IndexMismatchError,
+    IRHeader,
+    MXIndexedRecordIO,
+    MXRecordIO,
+    RecordError,
+    RecordFile,
+    RecordReader,
+    RecordWriter,
+    frame_record,
+    pack_header,
+    read_index,
+    rebuild_index,
+    unpack_header,
+)
+from deepvision.data.records import recordio as rio
+
+MAGIC = 0xCED7230A
+
+
+# -- an independent reader, from the format description ----------------------------------------------------
+def independent_read(data: bytes) -> list[tuple[int, bytes]]:
+    """(offset of the first magic word, payload) of every record of a RecordIO byte string."""
+    records, pos, start, parts = [], 0, None, []
+    while pos < len(data):
+        magic, lrec = struct.unpack("<II", data[pos : pos + 8])
+        assert magic == MAGIC, f"bad magic at {pos}"
+        cflag, length = lrec >> 29, lrec & ((1 << 29) - 1)
+        body = data[pos + 8 : pos + 8 + length]
+        assert len(body) == length
+        if cflag in (0, 1):
+            assert not parts
+            start = pos
+        parts.append(body)
+        pos += 8 + length + (-length % 4)
+        if cflag in (0, 3):
+            records.append((start, struct.pack("<I", MAGIC).join(parts)))
+            parts = []
+    assert not parts, "file ends inside a split record"
+    return records
+
+
+def independent_header(payload: bytes) -> tuple[int, object, int, int, bytes]:
+    flag, label, rid, rid2 = struct.unpack("<IfQQ", payload[:24])
+    if flag > 0:
+        labels = list(struct.unpack(f"<{flag}f", payload[24 : 24 + 4 * flag]))
+        return flag, labels, rid, rid2, payload[24 + 4 * flag :]
+    return flag, label, rid, rid2, payload[24:]
+
+
+MAGIC_LE = struct.pack("<I", MAGIC)
+PAYLOADS = [
+    b"",
+    b"a",
+    b"ab",
+    b"abc",
+    b"abcd",
+    MAGIC_LE,  # the magic alone, aligned at 0
+    b"xyz" + MAGIC_LE,  # unaligned: must not split
+    b"abcd" + MAGIC_LE + b"efgh",  # aligned at 4
+    MAGIC_LE + MAGIC_LE + b"tail!",  # two consecutive aligned occurrences
+    b"ab" + MAGIC_LE + b"cd" + MAGIC_LE + b"e",  # unaligned then aligned
+    b"0123" + MAGIC_LE,  # aligned magic as the last word
+    bytes(range(256)) * 3 + MAGIC_LE + b"x",
+]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_frame_round_trip_through_independent_reader(payload):
+    framed = frame_record(payload)
+    assert len(framed) % 4 == 0
+    assert independent_read(framed) == [(0, payload)]
+    buf = framed
+    got, nxt = rio.read_record_at(buf, 0)
+    assert bytes(got) == payload and nxt == len(framed)
+
+
+def test_split_flags_and_padding_follow_the_spec():
+    payload = b"abcd" + MAGIC_LE + b"ef" + MAGIC_LE + b"g"  # aligned at 4; the second one at 10 is unaligned
+    framed = frame_record(payload)
+    first = struct.unpack("<II", framed[:8])
+    assert first == (MAGIC, (1 << 29) | 4)
+    second = struct.unpack("<II", framed[12:20])
+    assert second[1] >> 29 == 3 and second[1] & ((1 << 29) - 1) == len(payload) - 8
+    assert len(framed) == 8 + 4 + 8 + 7 + 1  # last part padded to 4 bytes
+    # no magic in the payload: one part, flag 0, zero padding
+    for n in range(8):
+        framed = frame_record(b"z" * n)
+        assert struct.unpack("<II", framed[:8]) == (MAGIC, n)
+        assert framed[8 + n :] == b"\0" * (-n % 4)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 6, 7, 100, 101, 102, 103])
+def test_lengths_mod_4_round_trip_in_a_file(tmp_path, n):
+    rng = np.random.default_rng(n)
+    payloads = [rng.integers(0, 256, n + k, dtype=np.uint8).tobytes() for k in range(4)]
+    with RecordWriter(tmp_path / "a.rec") as w:
+        for k, p in enumerate(payloads):
+            w.write(p, key=10 + k)
+    data = (tmp_path / "a.rec").read_bytes()
+    records = independent_read(data)
+    assert [p for _, p in records] == payloads
+    keys, offsets = read_index(tmp_path / "a.idx")
+    assert keys.tolist() == [10, 11, 12, 13]
+    assert offsets.tolist() == [o for o, _ in records]
+    with RecordReader(tmp_path / "a.rec") as r:
+        assert [bytes(p) for _, p in r] == payloads
+        assert bytes(r.read_at(int(offsets[2]))) == payloads[2]
+
+
+def test_image_header_single_and_multi_label():
+    single = pack_header(IRHeader(0, 3.0, 42, 0), b"IMG")
+    assert independent_header(single) == (0, 3.0, 42, 0, b"IMG")
+    header, body = unpack_header(single)
+    assert header.flag == 0 and header.label == 3.0 and header.id == 42 and bytes(body) == b"IMG"
+    multi = pack_header(IRHeader(0, [1.0, 2.5, 7.0], 7, 0), b"JPEG")
+    flag, labels, rid, rid2, body = independent_header(multi)
+    assert (flag, labels, rid, rid2, body) == (3, [1.0, 2.5, 7.0], 7, 0, b"JPEG")
+    header, body = unpack_header(multi)
+    assert header.flag == 3 and header.label.tolist() == [1.0, 2.5, 7.0] and bytes(body) == b"JPEG"
+    assert len(pack_header(IRHeader(0, 1.0, 0, 0))) == 24
+
+
+def _write_records(path: Path, n: int, *, width: int = 1, magic_every: int = 0) -> list[bytes]:
+    payloads = []
+    with RecordWriter(path) as w:
+        for i in range(n):
+            label: object = float(i % 5) if width == 1 else [float(i), float(i % 3)][:width]
+            body = bytes([i % 256]) * (i % 7 + 1)
+            if magic_every and i % magic_every == 0:
+                body = b"\0" * (4 - 24 % 4 if 24 % 4 else 0) + MAGIC_LE + body
+            payload = pack_header(IRHeader(0, label, 1000 + i, 0), body)
+            payloads.append(payload)
+            w.write(payload, key=1000 + i)
+    return payloads
+
+
+def test_record_file_reads_labels_ids_and_random_access(tmp_path):
+    payloads = _write_records(tmp_path / "r.rec", 23, magic_every=4)
+    rf = RecordFile.open(tmp_path / "r.rec")
+    assert len(rf) == 23 and not rf.rebuilt
+    assert rf.ids.tolist() == [1000 + i for i in range(23)]
+    assert rf.labels[:, 0].tolist() == [float(i % 5) for i in range(23)]
+    for i in (0, 4, 22, 13):
+        assert bytes(rf.read(i)) == payloads[i]
+
+
+def test_multi_label_table(tmp_path):
+    _write_records(tmp_path / "m.rec", 9, width=2)
+    rf = RecordFile.open(tmp_path / "m.rec")
+    assert rf.label_width == 2
+    assert rf.labels.tolist() == [[float(i), float(i % 3)] for i in range(9)]
+
+
+def test_index_rebuilt_when_missing(tmp_path):
+    _write_records(tmp_path / "r.rec", 15, magic_every=3)
+    want_keys, want_offsets = read_index(tmp_path / "r.idx")
+    os.unlink(tmp_path / "r.idx")
+    rf = RecordFile.open(tmp_path / "r.rec")
+    assert rf.rebuilt
+    assert rf.keys.tolist() == want_keys.tolist() and rf.offsets.tolist() == want_offsets.tolist()
+    out = rebuild_index(tmp_path / "r.rec")
+    assert out == tmp_path / "r.idx"
+    assert read_index(out)[1].tolist() == want_offsets.tolist()
+
+
+def test_index_of_another_file_is_detected(tmp_path):
+    _write_records(tmp_path / "a.rec", 10)
+    _write_records(tmp_path / "b.rec", 12, magic_every=2)
+    with pytest.raises(IndexMismatchError, match="does not match"):
+        RecordFile.open(tmp_path / "a.rec", tmp_path / "b.idx", cache=False)
+
+
+def test_stale_index_and_trailing_records_are_detected(tmp_path):
+    _write_records(tmp_path / "a.rec", 10)
+    keys, offsets = read_index(tmp_path / "a.idx")
+    rio.write_index(tmp_path / "short.idx", keys[:7], offsets[:7])
+    with pytest.raises(IndexMismatchError, match="ends at byte"):
+        RecordFile.open(tmp_path / "a.rec", tmp_path / "short.idx", cache=False)
+    rio.write_index(tmp_path / "odd.idx", keys, offsets + 2)
+    with pytest.raises(IndexMismatchError, match="not a record boundary"):
+        RecordFile.open(tmp_path / "a.rec", tmp_path / "odd.idx", cache=False)
+
+
+def test_truncated_record_names_index_and_offset(tmp_path):
+    _write_records(tmp_path / "a.rec", 6)
+    data = (tmp_path / "a.rec").read_bytes()
+    (tmp_path / "a.rec").write_bytes(data[:-3])
+    os.unlink(tmp_path / "a.idx")
+    with pytest.raises(RecordError, match=r"record 5 at byte offset \d+") as info:
+        RecordFile.open(tmp_path / "a.rec", cache=False)
+    assert info.value.index == 5 and info.value.offset == independent_read(data)[5][0]
+
+
+def test_corrupt_magic_inside_file_is_reported_on_read(tmp_path):
+    _write_records(tmp_path / "a.rec", 6)
+    rf = RecordFile.open(tmp_path / "a.rec", cache=False)
+    data = bytearray((tmp_path / "a.rec").read_bytes())
+    off = int(rf.offsets[3])
+    data[off : off + 4] = b"XXXX"
+    bad = tmp_path / "bad.rec"
+    bad.write_bytes(bytes(data))
+    reader = RecordReader(bad)
+    with pytest.raises(RecordError, match=f"record 3 at byte offset {off}"):
+        reader.read_at(off, index=3)
+
+
+def test_writer_is_atomic_and_keeps_permissions(tmp_path):
+    with pytest.raises(RuntimeError), RecordWriter(tmp_path / "x.rec") as w:
+        w.write(b"data")
+        raise RuntimeError("interrupted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    with RecordWriter(tmp_path / "y.rec") as w:
+        w.write(b"data")
+        assert not (tmp_path / "y.rec").exists()  # only the temporary file exists while writing
+    mode = (tmp_path / "y.rec").stat().st_mode & 0o777
+    assert mode == rio.file_mode() and (tmp_path / "y.idx").stat().st_mode & 0o777 == mode
+
+
+def test_mxnet_style_classes(tmp_path):
+    rec = MXIndexedRecordIO(str(tmp_path / "t.idx"), str(tmp_path / "t.rec"), "w")
+    for i in range(5):
+        rec.write_idx(i, f"record_{i}".encode())
+    rec.close()
+    rec = MXIndexedRecordIO(str(tmp_path / "t.idx"), str(tmp_path / "t.rec"), "r")
+    assert rec.keys == [0, 1, 2, 3, 4]
+    assert rec.read_idx(3) == b"record_3"
+    rec.seek(1)
+    assert rec.read() == b"record_1" and rec.read() == b"record_2"
+    rec.close()
+    seq = MXRecordIO(str(tmp_path / "t.rec"), "r")
+    assert [seq.read() for _ in range(6)] == [f"record_{i}".encode() for i in range(5)] + [None]
+    seq.reset()
+    assert seq.read() == b"record_0"
+    seq.close()
+
+
+def test_table_cache_is_used_and_invalidated(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPVISION_CACHE_DIR", str(tmp_path / "cache"))
+    with RecordWriter(tmp_path / "big.rec") as w:
+        for i in range(1200):
+            w.write(pack_header(IRHeader(0, float(i % 10), i, 0), b"x" * (i % 5)), key=i)
+    first = RecordFile.open(tmp_path / "big.rec")
+    assert list((tmp_path / "cache" / "records").glob("big-*.npz"))
+    calls = []
+    monkeypatch.setattr(rio, "_header_table", lambda *a: calls.append(a) or (_ for _ in ()).throw(AssertionError))
+    again = RecordFile.open(tmp_path / "big.rec")
+    assert not calls and np.array_equal(again.labels, first.labels) and np.array_equal(again.ids, first.ids)
+    os.utime(tmp_path / "big.idx", ns=(1, 1))  # a changed .idx invalidates the cached table
+    with pytest.raises(AssertionError):
+        RecordFile.open(tmp_path / "big.rec")
+
+
+def test_headers_split_by_the_magic_number(tmp_path):
+    """A header field equal to the magic (id2 here, or a label's bits) splits the record inside the header."""
+    magic_float = struct.unpack("<f", MAGIC_LE)[0]
+    payloads = [
+        pack_header(IRHeader(0, 2.0, 1, MAGIC), b"img1"),
+        pack_header(IRHeader(0, magic_float, 2, 0), b"img2"),
+        pack_header(IRHeader(0, [1.0, magic_float], 3, 0), b"img3"),
+        pack_header(IRHeader(0, 4.0, 4, 0), b"img4"),
+    ]
+    with RecordWriter(tmp_path / "s.rec") as w:
+        for i, p in enumerate(payloads):
+            w.write(p, key=i)
+    assert [p for _, p in independent_read((tmp_path / "s.rec").read_bytes())] == payloads
+    for drop_idx in (False, True):
+        if drop_idx:
+            os.unlink(tmp_path / "s.idx")
+        rf = RecordFile.open(tmp_path / "s.rec", cache=False)
+        assert rf.ids.tolist() == [1, 2, 3, 4]
+        assert rf.labels[:, 0].tolist() == [2.0, magic_float, 1.0, 4.0]
+        assert rf.labels[2, 1] == magic_float
+        assert [bytes(rf.read(i)) for i in range(4)] == payloads
