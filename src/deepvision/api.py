@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -9,8 +11,9 @@ from typing import Any
 from deepvision.config.io import build_config, load_config
 from deepvision.config.schema import Config
 from deepvision.engine.checkpoint import load_checkpoint
-from deepvision.engine.distributed import broadcast_object, init_distributed, shutdown_distributed
-from deepvision.engine.trainer import FitResult, Trainer
+from deepvision.engine.distributed import DistInfo, init_distributed, on_main, shutdown_distributed
+from deepvision.engine.signals import StopRequested
+from deepvision.engine.trainer import FitResult, Trainer, link_or_copy
 from deepvision.errors import UserError
 from deepvision.evaluation.evaluate import evaluate_run
 from deepvision.inference.predict import Prediction, predict_images
@@ -46,24 +49,43 @@ def train(
     cfg = _as_config(config, overrides)
     if name is not None:
         cfg.name = name
+        cfg.validate("")
     dist, device = init_distributed(cfg.train.device)
     try:
-        path = None
-        if dist.is_main:
-            path = str(RunDir.create(out, default_name(cfg)).path)
-        run = RunDir(broadcast_object(path))
-        trainer = Trainer(cfg, run, dist=dist, device=device)
-        if dist.is_main:
+        run = RunDir(on_main(dist, lambda: str(RunDir.create(out, default_name(cfg)).path)))
+        try:
+            trainer = Trainer(cfg, run, dist=dist, device=device)
+        except BaseException:
+            if dist.is_main:  # nothing was trained: do not leave an empty run behind under this name
+                shutil.rmtree(run.path, ignore_errors=True)
+            raise
+
+        def start() -> None:
             _write_run_files(run, trainer)
-            run.write_state({"status": "running", "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-                             "epochs_done": 0, "segments": [{"start_epoch": 0, "overrides": list(overrides or []),
-                                                             "time": time.strftime("%Y-%m-%d %H:%M:%S")}]})
-        result = trainer.fit()
-        if dist.is_main:
-            run.update_state(status="finished")
-        return result
+            now = time.strftime("%Y-%m-%d %H:%M:%S")
+            run.write_state({"status": "running", "created": now, "epochs_done": 0,
+                             "segments": [{"start_epoch": 0, "overrides": list(overrides or []), "time": now}]})
+
+        on_main(dist, start)
+        return _fit(trainer, run, dist)
     finally:
         shutdown_distributed()
+
+
+def _fit(trainer: Trainer, run: RunDir, dist: DistInfo) -> FitResult:
+    """Run training; record in run.json how it ended."""
+    try:
+        result = trainer.fit()
+    except StopRequested:
+        raise  # the trainer marked the run interrupted
+    except BaseException as exc:
+        if dist.is_main:
+            with contextlib.suppress(Exception):
+                run.update_state(status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
+        raise
+    if dist.is_main:
+        run.update_state(status="finished")
+    return result
 
 
 def _write_run_files(run: RunDir, trainer: Trainer) -> None:
@@ -81,15 +103,18 @@ def resume(
 ) -> FitResult:
     """Continue a run from the checkpoint of `epoch` (default: the latest), with config overrides.
 
-    `optim.lr=X` among the overrides fixes the rate at X from here on (the reference's manual
-    "stop, lower the rate, restart" workflow); overriding any `schedule.*` key installs that
-    schedule instead. Resuming from an earlier epoch than the last moves the later checkpoints
-    aside into checkpoints/discarded-<time>/.
+    The config is the one saved in that checkpoint plus `overrides`. `optim.lr=X` among the
+    overrides fixes the rate at X from here on (the reference's manual "stop, lower the rate,
+    restart" workflow); overriding any `schedule.*` key installs that schedule instead. Resuming from
+    an earlier epoch than the last moves the later checkpoints aside into
+    checkpoints/discarded-<time>/ and rewinds last.pt, best.pt and history.csv to that epoch.
+    Nothing in the run directory changes when the resume is refused.
     """
     run = RunDir.open(run_dir)
-    cfg = run.read_config(overrides)
     path = run.resolve_checkpoint(epoch, "last")
     ckpt = load_checkpoint(path)
+    saved = ckpt.get("config")
+    cfg = build_config(saved, overrides) if isinstance(saved, dict) else run.read_config(overrides)
     keys = [o.partition("=")[0].strip() for o in overrides or []]
     manual_lr = ckpt.get("scheduler_state", {}).get("manual_lr")
     if any(k.startswith("schedule.") for k in keys):
@@ -101,46 +126,63 @@ def resume(
     dist, device = init_distributed(cfg.train.device)
     try:
         start = int(ckpt["epoch"])
-        if dist.is_main:
-            _discard_later(run, start)
         trainer = Trainer(cfg, run, dist=dist, device=device, resume=ckpt, manual_lr=manual_lr,
                           reset_optimizer=reset)
-        if dist.is_main:
+
+        def begin() -> None:
+            _rewind(run, start, path, trainer)
             _write_run_files(run, trainer)
             state = run.read_state()
             state.setdefault("segments", []).append(
                 {"start_epoch": start, "overrides": list(overrides or []), "checkpoint": str(path),
                  "manual_lr": manual_lr, "reset_optimizer": reset, "time": time.strftime("%Y-%m-%d %H:%M:%S")})
-            state.update(status="running", epochs_done=start)
+            state.update(status="running", epochs_done=start, best_epoch=trainer.best_epoch)
+            state.pop("error", None)
             run.write_state(state)
             note = f", learning rate fixed at {manual_lr:g}" if manual_lr is not None else ""
             trainer.reporter.line(f"resuming {run.path} from epoch {start} ({path.name}){note}"
                                   + (", optimizer state reset" if reset else ""))
-        result = trainer.fit()
-        if dist.is_main:
-            run.update_state(status="finished")
-        return result
+
+        on_main(dist, begin)
+        return _fit(trainer, run, dist)
     finally:
         shutdown_distributed()
 
 
-def _discard_later(run: RunDir, epoch: int) -> None:
+def _rewind(run: RunDir, epoch: int, source: Path, trainer: Trainer) -> None:
+    """Make the run directory describe epoch `epoch`: later periodic checkpoints (and a best.pt
+    from a later epoch) go to checkpoints/discarded-<time>/, last.pt becomes the resumed
+    checkpoint, best.pt the best epoch up to `epoch` (when saved), history.csv is truncated."""
     later = {e: p for e, p in run.saved_epochs().items() if e > epoch}
-    best = run.checkpoints / "best.pt"
-    best_epoch = None
-    if best.is_file():
-        try:
-            best_epoch = int(load_checkpoint(best)["epoch"])
-        except UserError:
-            best_epoch = None
-    if not later and (best_epoch is None or best_epoch <= epoch):
-        return
-    aside = run.checkpoints / f"discarded-{time.strftime('%Y%m%d-%H%M%S')}"
-    aside.mkdir(exist_ok=True)
-    for p in later.values():
-        p.rename(aside / p.name)
-    if best_epoch is not None and best_epoch > epoch:
-        best.rename(aside / "best.pt")
+    best, last = run.checkpoints / "best.pt", run.checkpoints / "last.pt"
+    best_epoch = _checkpoint_epoch(best)
+    last_epoch = _checkpoint_epoch(last)
+    moved = list(later.values()) + ([best] if best_epoch is not None and best_epoch > epoch else [])
+    if last_epoch is not None and last_epoch > epoch and source != last:
+        moved.append(last)
+    if moved:
+        aside = run.checkpoints / f"discarded-{time.strftime('%Y%m%d-%H%M%S')}"
+        aside.mkdir(exist_ok=True)
+        for p in moved:
+            p.rename(aside / (p.name if p not in (best, last) else f"{p.stem}-epoch{_checkpoint_epoch(p)}.pt"))
+    if source != last:
+        link_or_copy(source, last)
+    if not best.is_file() and trainer.best_epoch is not None:
+        saved = run.saved_epochs()
+        if trainer.best_epoch in saved:
+            link_or_copy(saved[trainer.best_epoch], best)
+        elif trainer.best_epoch == epoch:
+            link_or_copy(source, best)
+    run.write_history(trainer.history)
+
+
+def _checkpoint_epoch(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    try:
+        return int(load_checkpoint(path)["epoch"])
+    except (UserError, KeyError, ValueError):
+        return None
 
 
 def evaluate(run_dir: str | Path | FitResult, **kwargs: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from PIL import Image
 
 from deepvision.config.io import load_config
 from deepvision.data.sources import load_data
+from deepvision.errors import UserError
 from deepvision.recipes import recipe_path
 
 
@@ -28,6 +29,8 @@ def run_demo(out: str | Path = "runs", overrides: list[str] | None = None, quiet
     metrics = evaluate(run_dir, data="test", quiet=quiet)
     # One held-out digit, saved as a PNG and predicted from the file like any user image.
     test = load_data(cfg.data).test
+    if test is None:
+        raise UserError("the demo needs a test split: keep data.test_fraction above 0")
     image, label = test.images[0, 0].numpy(), int(test.labels[0])
     sample = run_dir / "sample_test_digit.png"
     Image.fromarray(image, "L").save(sample)

@@ -97,6 +97,8 @@ class DataConfig:
             raise UserError(f"{path}.channels must be 1 or 3, got {self.channels}")
         if self.workers is not None and self.workers < 0:
             raise UserError(f"{path}.workers must be >= 0, got {self.workers}")
+        if self.scale <= 0:
+            raise UserError(f"{path}.scale must be positive, got {self.scale}")
         if self.std is not None and any(s <= 0 for s in self.std):
             raise UserError(f"{path}.std values must be positive, got {self.std}")
 
@@ -122,8 +124,14 @@ class OptimConfig:
             raise UserError(f"{path}.momentum and {path}.weight_decay must be >= 0")
         if self.nesterov and self.momentum <= 0:
             raise UserError(f"{path}.nesterov needs {path}.momentum > 0")
-        if len(self.betas) != 2:
-            raise UserError(f"{path}.betas must be two numbers, got {self.betas}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise UserError(f"{path}.betas must be two numbers in [0, 1), got {self.betas}")
+        if self.eps is not None and self.eps <= 0:
+            raise UserError(f"{path}.eps must be positive, got {self.eps}")
+        if not 0.0 <= self.rho <= 1.0:
+            raise UserError(f"{path}.rho must be in [0, 1], got {self.rho}")
+        if not 0.0 <= self.alpha < 1.0:
+            raise UserError(f"{path}.alpha must be in [0, 1), got {self.alpha}")
 
 
 @dataclass
@@ -139,6 +147,14 @@ class ScheduleConfig:
     warmup_epochs: float = 0.0  # linear warm-up, per iteration
     warmup_start_factor: float = 0.1
 
+    def validate(self, path: str) -> None:
+        if self.gamma <= 0 or self.power <= 0 or self.min_lr < 0:
+            raise UserError(f"{path}.gamma and {path}.power must be positive and {path}.min_lr >= 0")
+        if self.step_size <= 0:
+            raise UserError(f"{path}.step_size must be a positive number of epochs, got {self.step_size}")
+        if any(m <= 0 for m in self.milestones) or self.milestones != sorted(self.milestones):
+            raise UserError(f"{path}.milestones must be increasing 1-based epochs, got {self.milestones}")
+
 
 @dataclass
 class TrainConfig:
@@ -151,7 +167,7 @@ class TrainConfig:
     grad_accum: int = 1  # micro-batches per optimizer step
     global_batch: int | None = None  # keep a reference global batch: sets grad_accum = global / (batch x devices)
     clip_grad_norm: float | None = None
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0  # train_loss in history.csv is the smoothed training objective
     sync_bn: bool = False
     log_every: int = 100  # speedometer line every N batches (the reference's "frequent")
     max_steps: int | None = None  # cap training batches per epoch (smoke runs)
@@ -170,6 +186,8 @@ class TrainConfig:
             raise UserError(f"{path}.global_batch must be a positive integer, got {self.global_batch}")
         if self.max_steps is not None and self.max_steps <= 0:
             raise UserError(f"{path}.max_steps must be a positive integer, got {self.max_steps}")
+        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
+            raise UserError(f"{path}.clip_grad_norm must be positive, got {self.clip_grad_norm}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise UserError(f"{path}.label_smoothing must be in [0, 1), got {self.label_smoothing}")
 

@@ -32,7 +32,9 @@ def digits_images(size: int = 28) -> tuple[np.ndarray, np.ndarray]:
 @register_source("digits")
 def digits_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     """The embedded default: one split named 'all' (or 'train'); carve val/test with fractions."""
-    size = int(cfg.options.get("size", 28))
+    size = cfg.options.get("size", 28)
+    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 512:
+        raise UserError(f"data.options.size must be an integer from 8 to 512, got {size!r}")
     images, labels = digits_images(size)
     split = to_tensor_split(images, labels)
     return RawData({"all": split, "train": split}, [str(i) for i in range(10)], 1, (size, size))
@@ -127,7 +129,7 @@ def folder_source(cfg: DataConfig, wanted: list[str]) -> RawData:
             if cls not in index:
                 raise UserError(f"{folder}/{cls} is not a class of the training folder {train_dir}")
             for f in sorted((folder / cls).rglob("*")):
-                if f.suffix.lower() in IMAGE_EXTS and f.is_file():
+                if f.suffix.lower() in IMAGE_EXTS and not f.name.startswith(".") and f.is_file():
                     paths.append(str(f))
                     labels.append(index[cls])
         if not paths:
@@ -156,6 +158,9 @@ def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
             raise UserError(f"list file {path} is empty")
         base = Path(cfg.root) if cfg.root else path.parent
         paths = [e.path if Path(e.path).is_absolute() else str(base / e.path) for e in entries]
+        bad = next((e for e in entries if not float(e.label).is_integer() or e.label < 0), None)
+        if bad is not None:
+            raise UserError(f"{path}: entry {bad.index} has label {bad.label}; labels must be class numbers 0, 1, ...")
         labels = [int(e.label) for e in entries]
         top = max(top, max(labels))
         splits[name] = ImageFileDataset(paths, labels, channels)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepvision.data.sampling import epoch_indices
 from deepvision.data.transforms import SampleTransform, sample_seed
+from deepvision.errors import UserError
 
 
 class _Keyed(Dataset):
@@ -35,8 +37,17 @@ class _Keyed(Dataset):
 
 
 class _EpochBatches:
+    """The DataLoader's batch sampler; holds its loader weakly so no reference cycle keeps workers alive."""
+
     def __init__(self, loader: DatasetLoader) -> None:
-        self.loader = loader
+        self._loader = weakref.ref(loader)
+
+    @property
+    def loader(self) -> DatasetLoader:
+        loader = self._loader()
+        if loader is None:
+            raise RuntimeError("the DatasetLoader was garbage-collected")
+        return loader
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         epoch = self.loader.epoch
@@ -48,7 +59,9 @@ class _EpochBatches:
 
 
 def default_workers() -> int:
-    return max(1, min(8, (os.cpu_count() or 2)))
+    """All cores, shared among the processes of this node (torchrun sets LOCAL_WORLD_SIZE), at most 8."""
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, min(8, (os.cpu_count() or 2) // max(1, per_node)))
 
 
 class DatasetLoader:
@@ -86,6 +99,9 @@ class DatasetLoader:
             pin_memory=pin_memory,
             persistent_workers=workers > 0,
             prefetch_factor=4 if workers > 0 else None,
+            # A private generator: building the worker iterator must not draw from the global RNG,
+            # or a resumed run's dropout masks would differ from an uninterrupted run's.
+            generator=torch.Generator().manual_seed(seed),
         )
 
     def set_epoch(self, epoch: int) -> None:
@@ -106,5 +122,27 @@ class DatasetLoader:
         return sum(len(b) for b in self._batches())
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for x, y in self._loader:
-            yield x, y.to(torch.int64)
+        try:
+            for x, y in self._loader:
+                yield x, y.to(torch.int64)
+        except UserError as exc:  # re-raised from a worker with its traceback in the message
+            raise UserError(worker_message(exc)) from None
+
+    def close(self) -> None:
+        """Stop the worker processes now (they would otherwise live until garbage collection)."""
+        iterator = getattr(self._loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        self._loader._iterator = None
+
+
+def worker_message(exc: BaseException) -> str:
+    """The one-line message of an error a DataLoader worker raised (without the worker's traceback)."""
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return text
+    for line in reversed(text.strip().splitlines()):
+        name, sep, message = line.partition(": ")
+        if sep and name.endswith(type(exc).__name__):
+            return message
+    return text.strip().splitlines()[-1]

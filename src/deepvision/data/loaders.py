@@ -66,7 +66,8 @@ def resolve_preprocess(cfg: DataConfig, bundle: DataBundle, model_input: tuple[i
     for key, values in (("mean", mean), ("std", std)):
         if values and len(values) not in (1, channels):
             raise UserError(f"data.{key} has {len(values)} values but the images have {channels} channels")
-    return Preprocess(channels=channels, size=size, resize=cfg.resize, scale=cfg.scale, mean=mean, std=std)
+    crop = bool(cfg.augment.rand_crop and not cfg.resize and not cfg.augment.random_resized_crop)
+    return Preprocess(channels=channels, size=size, resize=cfg.resize, scale=cfg.scale, mean=mean, std=std, crop=crop)
 
 
 def build_loaders(
@@ -94,7 +95,7 @@ def build_loaders(
         common: dict[str, Any] = dict(training=training, shuffle=cfg.shuffle, seed=seed, rank=rank, world=world,
                                       last_batch=cfg.last_batch if training else "keep", max_steps=max_steps)
         if isinstance(split, TensorSplit):
-            split = adapt_tensor_split(split, pre.channels, pre.size, pre.resize)
+            split = adapt_tensor_split(split, pre.channels, pre.size, pre.resize, pre.crop)
             augment = BatchAugment(cfg.augment, pre.size)
             loaders[role] = TensorLoader(split.images, split.labels, bs, augment=augment, device=device, **common)
         elif hasattr(split, "make_loader"):  # sources with their own fast path (records)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Iterable
@@ -27,21 +28,25 @@ def read_lst(path: str | Path) -> list[ListEntry]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"list file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text list file (expected UTF-8 'index<TAB>label<TAB>path' lines)") from None
     entries = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) < 3:
-                raise UserError(f"{path}:{lineno}: expected 'index<TAB>label<TAB>path', got {line[:80]!r}")
-            try:
-                index = int(float(parts[0]))
-                labels = tuple(float(v) for v in parts[1:-1])
-            except ValueError:
-                raise UserError(f"{path}:{lineno}: index and labels must be numbers, got {line[:80]!r}") from None
-            entries.append(ListEntry(index, labels, parts[-1]))
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) < 3:
+            raise UserError(f"{path}:{lineno}: expected 'index<TAB>label<TAB>path', got {line[:80]!r}")
+        try:
+            index = int(float(parts[0]))
+            labels = tuple(float(v) for v in parts[1:-1])
+        except (ValueError, OverflowError):
+            raise UserError(f"{path}:{lineno}: index and labels must be numbers, got {line[:80]!r}") from None
+        if not all(math.isfinite(v) for v in labels):
+            raise UserError(f"{path}:{lineno}: labels must be finite numbers, got {line[:80]!r}")
+        entries.append(ListEntry(index, labels, parts[-1]))
     return entries
 
 

@@ -13,6 +13,7 @@ import shutil
 import struct
 import tempfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ def read_idx(path: str | Path, expect_magic: int | None = None) -> np.ndarray:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise UserError(f"{path} is corrupt or truncated ({exc}); download it again") from None
     if len(data) < 8:
         raise UserError(f"{path} is truncated: {len(data)} bytes, too short for an idx header")
@@ -111,18 +112,21 @@ def read_text(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise UserError(f"MNIST text file not found: {path}")
     labels, rows = [], []
-    with open(path, encoding="utf-8", errors="strict") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 786:
-                raise UserError(f"{path}:{lineno}: expected label, separator and 784 pixels, got {len(parts)} fields")
-            try:
-                labels.append(int(float(parts[0])))
-                rows.append([int(float(v)) for v in parts[2:]])
-            except ValueError:
-                raise UserError(f"{path}:{lineno}: label and pixels must be numbers") from None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text file in the MNIST text format (label, separator, 784 pixels)") from None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 786:
+            raise UserError(f"{path}:{lineno}: expected label, separator and 784 pixels, got {len(parts)} fields")
+        try:
+            labels.append(int(float(parts[0])))
+            rows.append([int(float(v)) for v in parts[2:]])
+        except (ValueError, OverflowError):
+            raise UserError(f"{path}:{lineno}: label and pixels must be numbers") from None
     if not rows:
         raise UserError(f"{path} holds no images")
     pixels = np.asarray(rows)

@@ -29,6 +29,7 @@ class Preprocess:
     scale: float = 1 / 255
     mean: list[float] = field(default_factory=list)  # per channel, in scaled units; empty = none
     std: list[float] = field(default_factory=list)
+    crop: bool = False  # without `resize`: centre-crop larger images (training took random crops) instead of resizing
 
     def __post_init__(self) -> None:
         self.size = (int(self.size[0]), int(self.size[1]))
@@ -42,7 +43,8 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocess:
-        return cls(**{**d, "size": tuple(d["size"])})
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**{**known, "size": tuple(d["size"])})
 
     # -- file -> uint8 tensor -------------------------------------------------------------
     def load(self, source: str | Path | bytes | Image.Image) -> torch.Tensor:
@@ -50,6 +52,8 @@ class Preprocess:
         img = open_image(source, self.channels)
         if self.resize:
             img = resize_short_side(img, self.resize)
+            img = center_crop(img, self.size)
+        elif self.crop:
             img = center_crop(img, self.size)
         elif img.size != (self.size[1], self.size[0]):
             img = img.resize((self.size[1], self.size[0]), Image.BILINEAR)

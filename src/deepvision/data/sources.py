@@ -188,9 +188,13 @@ def to_tensor_split(images: np.ndarray, labels: np.ndarray) -> TensorSplit:
 
 
 def adapt_tensor_split(
-    split: TensorSplit, channels: int, size: tuple[int, int] | None, resize: int | None
+    split: TensorSplit, channels: int, size: tuple[int, int] | None, resize: int | None, crop: bool = False
 ) -> TensorSplit:
-    """Convert stored tensors to the configured channels and stored size (once, at load time)."""
+    """Convert stored tensors to the configured channels and stored size (once, at load time).
+
+    With `crop` (random crops in training, centre crops in evaluation) images at least as large as
+    `size` keep their native size; the loader crops them.
+    """
     x = split.images
     if x.shape[1] != channels:
         if channels == 3:
@@ -202,7 +206,7 @@ def adapt_tensor_split(
     target = None
     if resize:
         target = (resize, w_ * resize // h) if h <= w_ else (h * resize // w_, resize)
-    elif size is not None and (h, w_) != tuple(size):
+    elif size is not None and (h, w_) != tuple(size) and not (crop and h >= size[0] and w_ >= size[1]):
         target = tuple(size)
     if target is not None and target != (h, w_):
         x = F.interpolate(x.float(), size=target, mode="bilinear", antialias=True, align_corners=False)

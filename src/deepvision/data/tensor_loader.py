@@ -131,7 +131,7 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         device = self.images.device
-        g = torch.Generator().manual_seed(_mix(self.seed + 1, self.epoch))
+        g = torch.Generator().manual_seed(_mix(self.seed + 1 + 7919 * self.rank, self.epoch))  # own crops per rank
         for idx in self._batches():
             idx = idx.to(device)
             x = self.images.index_select(0, idx)

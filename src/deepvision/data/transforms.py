@@ -38,7 +38,7 @@ class SampleTransform:
         else:
             if pre.resize:
                 img = resize_short_side(img, pre.resize)
-            elif img.size != (tw, th) and not aug.rand_crop:
+            elif img.size != (tw, th) and not (aug.rand_crop or pre.crop):
                 img = img.resize((tw, th), Image.BILINEAR)
             if aug.rotate or aug.max_shear_ratio:
                 img = self._affine(img, rng)

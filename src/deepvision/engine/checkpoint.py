@@ -8,6 +8,7 @@ full disk leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import random
 import tempfile
@@ -23,19 +24,48 @@ FORMAT = "deepvision-checkpoint"
 VERSION = 1
 
 
+class _Recorder(io.RawIOBase):
+    """A write-only file that remembers the OSError it raised: torch.save reports a failed write
+    (a full disk, say) as a RuntimeError without the cause."""
+
+    def __init__(self, f: Any) -> None:
+        self.f, self.error = f, None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
 def atomic_save(obj: Any, path: str | Path) -> None:
     """torch.save to a temp file beside `path`, fsync, then rename over it."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise UserError(f"could not write {path}: {exc.strerror or exc}") from None
+    recorder = None
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            recorder = _Recorder(f)
+            torch.save(obj, recorder)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         _unlink(tmp)
-        raise UserError(f"could not write {path}: {exc.strerror or exc}; the previous file is intact — "
+        cause = recorder.error if recorder is not None and recorder.error is not None else exc
+        if not isinstance(cause, OSError):
+            raise
+        raise UserError(f"could not write {path}: {cause.strerror or cause}; the previous file is intact — "
                         f"free some space or choose another --out") from None
     except BaseException:
         _unlink(tmp)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
 from deepvision.errors import UserError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
             device = torch.device(f"cuda:{local_rank}")
         if device.index >= torch.cuda.device_count():
             raise UserError(f"train.device {spec}: only {torch.cuda.device_count()} GPU(s) present")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError("train.device is mps but Apple's MPS backend is not available here; use cpu")
     elif device.type not in ("cpu", "mps"):
         raise UserError(f"train.device {spec!r} is not supported; use auto, cpu or cuda")
     return device
@@ -80,6 +86,33 @@ def broadcast_object(obj, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def gather_object(obj: Any, dist_info: DistInfo) -> list[Any] | None:
+    """Collect one object from every rank on rank 0 (others get None)."""
+    if not dist_info.enabled:
+        return [obj]
+    out = [None] * dist_info.world if dist_info.is_main else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def on_main(dist_info: DistInfo, fn: Callable[[], T]) -> T:
+    """Run `fn` on rank 0 and hand its result to every rank. A UserError (or OSError) raised on
+    rank 0 is raised on every rank, so no rank is left waiting for the others."""
+    result = error = None
+    if dist_info.is_main:
+        try:
+            result = fn()
+        except UserError as exc:
+            error = str(exc)
+        except OSError as exc:
+            error = f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
+    if dist_info.enabled:
+        result, error = broadcast_object((result, error))
+    if error is not None:
+        raise UserError(error)
+    return result  # type: ignore[return-value]
 
 
 def barrier() -> None:

@@ -15,17 +15,18 @@ class MetricAccumulator:
         self.reset()
 
     def reset(self) -> None:
-        self.sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        self.sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        self.count = 0  # on the host: no device transfer per batch
 
     @torch.no_grad()
     def update(self, logits: torch.Tensor, targets: torch.Tensor, loss_sum: torch.Tensor) -> None:
         k = min(self.topk, logits.shape[1])
         hits = logits.topk(k, dim=1).indices.eq(targets[:, None])
-        n = torch.tensor(float(targets.shape[0]), device=self.device, dtype=torch.float64)
-        self.sums += torch.stack([loss_sum.double(), hits[:, 0].sum().double(), hits.any(1).sum().double(), n])
+        self.sums += torch.stack([loss_sum.double(), hits[:, 0].sum().double(), hits.any(1).sum().double()])
+        self.count += targets.shape[0]
 
     def compute(self, distributed: bool = False) -> dict[str, float]:
-        sums = self.sums.clone()
+        sums = torch.cat([self.sums, torch.tensor([float(self.count)], dtype=torch.float64, device=self.device)])
         if distributed:
             all_reduce_sum(sums)
         loss, top1, topk, n = sums.tolist()

@@ -23,8 +23,9 @@ class Reporter:
     """Writes lines to the console and train.log (rank 0 only); drives a rich progress bar on a TTY."""
 
     def __init__(self, log_path: Path | None, enabled: bool = True, progress: str = "auto",
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, topk: int = 5) -> None:
         self.enabled = enabled
+        self.names = {**METRIC_NAMES, "top5": f"top_k_accuracy_{topk}"}
         self.stream = stream or sys.stdout
         # kept open for the whole run (closed in close()), line-buffered so a crash loses nothing
         self.file = open(log_path, "a", encoding="utf-8", buffering=1) if (enabled and log_path) else None  # noqa: SIM115
@@ -58,18 +59,18 @@ class Reporter:
         head = f"Epoch[{epoch}] Batch [{batch}]\tSpeed: {speed:.2f} samples/sec"
         for key in ("acc", "top5", "loss"):
             if key in metrics:
-                self.line(f"{head}\tTrain-{METRIC_NAMES[key]}={metrics[key]:f}", console=False)
+                self.line(f"{head}\tTrain-{self.names[key]}={metrics[key]:f}", console=False)
         if self.use_bar and self._progress is not None:
             self._progress.update(self._task, description=self._describe(epoch, metrics, speed))
         else:
-            self.echo(f"Epoch[{epoch}] Batch [{batch}]  {speed:,.0f} samples/s  {_compact(metrics)}")
+            self.echo(f"Epoch[{epoch}] Batch [{batch}]  {speed:,.0f} samples/s  {_compact(metrics, self.names)}")
 
     def metrics(self, epoch: int, prefix: str, metrics: dict[str, float], console: bool = True) -> None:
         for key in ("acc", "top5", "loss"):
             if key in metrics:
-                self.line(f"Epoch[{epoch}] {prefix}-{METRIC_NAMES[key]}={metrics[key]:f}", console=False)
+                self.line(f"Epoch[{epoch}] {prefix}-{self.names[key]}={metrics[key]:f}", console=False)
         if console:
-            self.echo(f"Epoch[{epoch}] {prefix}: {_compact(metrics)}")
+            self.echo(f"Epoch[{epoch}] {prefix}: {_compact(metrics, self.names)}")
 
     # -- progress bar -------------------------------------------------------------------------
     def start_epoch(self, epoch: int, total: int, epochs: int) -> None:
@@ -108,5 +109,5 @@ class Reporter:
             self.file = None
 
 
-def _compact(m: dict[str, float]) -> str:
-    return "  ".join(f"{METRIC_NAMES[k]}={m[k]:.4f}" for k in ("acc", "top5", "loss") if k in m)
+def _compact(m: dict[str, float], names: dict[str, str]) -> str:
+    return "  ".join(f"{names[k]}={m[k]:.4f}" for k in ("acc", "top5", "loss") if k in m)

@@ -28,9 +28,13 @@ def parse_ranges(ranges: list[Any]) -> list[tuple[int, int, float]]:
                 if not m:
                     raise ValueError
                 start, end, lr = int(m[1]), int(m[2] or m[1]), float(m[3])
-            elif isinstance(item, dict):
+            elif isinstance(item, dict) and "epochs" in item:
                 first, _, last = str(item["epochs"]).partition("-")
                 start, end, lr = int(first), int(last or first), float(item["lr"])
+            elif isinstance(item, dict) and len(item) == 1:  # unquoted YAML `- 1-50: 0.01`
+                (span, rate), = item.items()
+                first, _, last = str(span).partition("-")
+                start, end, lr = int(first), int(last or first), float(rate)
             else:
                 start, end, lr = int(item[0]), int(item[1]), float(item[2])
         except (ValueError, TypeError, KeyError, IndexError):

@@ -28,7 +28,7 @@ from deepvision.data.loaders import build_loaders, resolve_preprocess
 from deepvision.data.sources import load_data
 from deepvision.engine import checkpoint as ckpt_io
 from deepvision.engine.build import build_model, load_weights
-from deepvision.engine.distributed import DistInfo, all_reduce_sum, barrier
+from deepvision.engine.distributed import DistInfo, all_reduce_sum, gather_object, on_main
 from deepvision.engine.metrics import MetricAccumulator
 from deepvision.engine.optim import build_optimizer
 from deepvision.engine.reporting import Reporter
@@ -86,6 +86,7 @@ class Trainer:
         self.data = load_data(cfg.data)
         spec = get_model_spec(cfg.model.name)
         self.pre = resolve_preprocess(cfg.data, self.data, spec.input_size, spec.preprocess)
+        _resolve_data_paths(cfg, self.pre)
         cfg.model.num_classes = cfg.model.num_classes or len(self.data.classes)
         cfg.model.in_channels = cfg.model.in_channels or self.pre.channels
         if cfg.model.num_classes < len(self.data.classes):
@@ -105,6 +106,9 @@ class Trainer:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if tc.sync_bn and dist.enabled:
+            if device.type != "cuda":
+                raise UserError("train.sync_bn needs CUDA GPUs (SyncBatchNorm has no CPU implementation); "
+                                "set train.sync_bn=false")
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model  # the plain module: evaluation, checkpoints
         self.optimizer = build_optimizer(model, cfg.optim)
@@ -123,8 +127,13 @@ class Trainer:
         self.best_epoch: int | None = None
         self.best_value: float | None = None
 
+        # Training randomness (dropout) gets its own stream per rank; initialisation used `seed` above.
+        torch.manual_seed(_training_seed(tc.seed, dist.rank))
         if resume is not None:
             self._restore(resume, reset_optimizer)
+        if self.start_epoch >= tc.epochs:
+            raise UserError(f"the run already has {self.start_epoch} epochs and train.epochs is {tc.epochs}; "
+                            f"continue with --set train.epochs={self.start_epoch + 10}")
         train_model: nn.Module = model
         self.ddp: nn.parallel.DistributedDataParallel | None = None
         if dist.enabled:
@@ -136,7 +145,7 @@ class Trainer:
         self.loaders = build_loaders(cfg.data, self.data, self.pre, seed=tc.seed, rank=dist.rank, world=dist.world,
                                      device=device, max_steps=tc.max_steps, roles=("train", "val"))
         self.affine = self.pre.affine(device)
-        self.reporter = Reporter(run.log_path, enabled=dist.is_main, progress=tc.progress)
+        self.reporter = Reporter(run.log_path, enabled=dist.is_main, progress=tc.progress, topk=tc.topk)
         self.tb = self._tensorboard() if dist.is_main and tc.tensorboard else None
         if report and dist.is_main:
             self.reporter.line(f"pretrained weights {cfg.model.pretrained}: {len(report['missing'])} missing "
@@ -178,15 +187,18 @@ class Trainer:
         self.start_epoch = int(ckpt["epoch"])
         self.history = [dict(r) for r in ckpt.get("history", [])][: self.start_epoch]
         self.best_epoch, self.best_value = self._best_of(self.history)
-        if ckpt.get("rng"):
-            ckpt_io.set_rng_state(ckpt["rng"])
+        rng = ckpt.get("rng")
+        if rng:
+            per_rank = rng.get("ranks")
+            if per_rank is None:
+                ckpt_io.set_rng_state(rng)
+            elif len(per_rank) == self.dist.world:
+                ckpt_io.set_rng_state(per_rank[self.dist.rank])
+            # else: a different number of processes; keep the fresh per-rank seeds
 
     # -- the loop ------------------------------------------------------------------------------------
     def fit(self) -> FitResult:
         tc = self.cfg.train
-        if self.start_epoch >= tc.epochs:
-            raise UserError(f"the run already has {self.start_epoch} epochs and train.epochs is {tc.epochs}; "
-                            f"continue with --set train.epochs={self.start_epoch + 10}")
         rep = self.reporter
         if self.dist.is_main:
             counts = ", ".join(f"{k} {v}" for k, v in self.data.counts().items())
@@ -204,10 +216,19 @@ class Trainer:
                 rep.end_epoch()
                 if self.dist.is_main:
                     self._plots()
+                self.close()
+        return FitResult(self.run.path, self.history, self.best_epoch, self.best_value, self.dist.is_main)
+
+    def close(self) -> None:
+        """Stop loader workers and close the log and TensorBoard files."""
+        for loader in self.loaders.values():
+            closer = getattr(loader, "close", None)
+            if closer is not None:
+                closer()
         if self.tb is not None:
             self.tb.close()
-        rep.close()
-        return FitResult(self.run.path, self.history, self.best_epoch, self.best_value, self.dist.is_main)
+            self.tb = None
+        self.reporter.close()
 
     def lr_at(self, epoch: int, fraction: float = 0.0) -> float:
         return self.manual_lr if self.manual_lr is not None else self.schedule(epoch, fraction)
@@ -248,12 +269,13 @@ class Trainer:
             y = y.to(self.device, non_blocking=True)
             x = (x.float() * a + b).contiguous(memory_format=memory_format)
             sync = (i + 1) % accum == 0 or i + 1 == steps
+            group = min(accum, steps - (i // accum) * accum)  # the epoch's last group may be shorter
             ctx = self.ddp.no_sync() if (self.ddp is not None and not sync) else _nullcontext
             with ctx:
                 with torch.autocast(device_type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
                     logits = model(x)
                     loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
-                scaler.scale(loss / accum if accum > 1 else loss).backward()
+                scaler.scale(loss / group if group > 1 else loss).backward()
             if sync:
                 if tc.clip_grad_norm:
                     scaler.unscale_(opt)
@@ -269,7 +291,7 @@ class Trainer:
             window_seen += n
             done = i + 1
             rep.advance()
-            if self._stop_requested():
+            if self._stop_requested(done):
                 self._interrupted(epoch, done, steps)
             if done % tc.log_every == 0:
                 now = time.perf_counter()
@@ -297,10 +319,12 @@ class Trainer:
         self.history.append(row)
         self._end_of_epoch(epoch, row, val_m)
 
-    def _stop_requested(self) -> bool:
+    def _stop_requested(self, batch: int) -> bool:
         flag = self.stop.requested
         if not self.dist.enabled:
             return flag
+        if batch % 10:  # ranks agree every 10 batches (a collective per batch would stall GPUs)
+            return False
         t = torch.tensor([1.0 if flag else 0.0], device=self.device)
         return bool(all_reduce_sum(t).item() > 0)
 
@@ -353,7 +377,7 @@ class Trainer:
                 best_epoch, best = row["epoch"], value
         return best_epoch, best
 
-    def checkpoint_payload(self, epochs_done: int) -> dict[str, Any]:
+    def checkpoint_payload(self, epochs_done: int, rng: Any = None) -> dict[str, Any]:
         return {
             "format": ckpt_io.FORMAT, "version": ckpt_io.VERSION,
             "epoch": epochs_done,
@@ -364,7 +388,7 @@ class Trainer:
             "scheduler_state": {**self.schedule.state_dict(), "manual_lr": self.manual_lr,
                                 "last_lr": self.optimizer.param_groups[0]["lr"]},
             "scaler_state": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-            "rng": ckpt_io.rng_state(),
+            "rng": rng if rng is not None else ckpt_io.rng_state(),
             "history": self.history,
             "config": to_dict(self.cfg),
             "preprocess": self.pre.to_dict(),
@@ -372,38 +396,41 @@ class Trainer:
         }
 
     def _end_of_epoch(self, epoch: int, row: dict[str, Any], val_m: dict[str, float] | None) -> None:
+        rng = ckpt_io.rng_state()
+        if self.dist.enabled:  # every rank's generators, so a resumed DDP run continues each stream
+            rng = {"ranks": gather_object(rng, self.dist)}
+        on_main(self.dist, lambda: self._save_epoch(epoch, row, val_m, rng))
+
+    def _save_epoch(self, epoch: int, row: dict[str, Any], val_m: dict[str, float] | None, rng: Any) -> None:
         epochs_done = epoch + 1
-        rep = self.reporter
-        if self.dist.is_main:
-            run, cc = self.run, self.cfg.checkpoint
-            payload = self.checkpoint_payload(epochs_done)
-            last = run.checkpoints / "last.pt"
-            ckpt_io.atomic_save(payload, last)
-            if epochs_done % cc.period == 0 or epochs_done == self.cfg.train.epochs:
-                path = run.checkpoint_path(cc.prefix, epochs_done)
-                _link_or_copy(last, path)
-                rep.line(f'Saved checkpoint to "{path}"', console=False)
-                self._prune(cc.prefix)
-            value, lower = self._monitor(row)
-            if value is not None and not (isinstance(value, float) and math.isnan(value)) and (
-                    self.best_value is None or (value < self.best_value if lower else value > self.best_value)):
-                self.best_epoch, self.best_value = epochs_done, value
-                _link_or_copy(last, run.checkpoints / "best.pt")
-            if val_m is not None:
-                rep.metrics(epoch, "Validation", val_m, console=False)
-            val = f"  val: {_fmt_metrics(val_m)}" if val_m else ""
-            rep.echo(f"epoch {epochs_done}/{self.cfg.train.epochs}  lr {row['lr']:.4g}  "
-                     f"train: {_fmt_metrics(row, 'train_')}{val}  {row['seconds']:.1f}s "
-                     f"{row['samples_per_s']:,.0f} samples/s")
-            run.write_history(self.history)
-            run.update_state(status="running", epochs_done=epochs_done, best_epoch=self.best_epoch)
-            if self.tb is not None:
-                for k, v in row.items():
-                    if k != "epoch" and v is not None:
-                        self.tb.add_scalar(k, v, epochs_done)
-            if row["seconds"] > 30:
-                self._plots()
-        barrier()
+        rep, run, cc = self.reporter, self.run, self.cfg.checkpoint
+        payload = self.checkpoint_payload(epochs_done, rng)
+        last = run.checkpoints / "last.pt"
+        ckpt_io.atomic_save(payload, last)
+        if epochs_done % cc.period == 0 or epochs_done == self.cfg.train.epochs:
+            path = run.checkpoint_path(cc.prefix, epochs_done)
+            link_or_copy(last, path)
+            rep.line(f'Saved checkpoint to "{path}"', console=False)
+            self._prune(cc.prefix)
+        value, lower = self._monitor(row)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)) and (
+                self.best_value is None or (value < self.best_value if lower else value > self.best_value)):
+            self.best_epoch, self.best_value = epochs_done, value
+            link_or_copy(last, run.checkpoints / "best.pt")
+        if val_m is not None:
+            rep.metrics(epoch, "Validation", val_m, console=False)
+        val = f"  val: {_fmt_metrics(val_m)}" if val_m else ""
+        rep.echo(f"epoch {epochs_done}/{self.cfg.train.epochs}  lr {row['lr']:.4g}  "
+                 f"train: {_fmt_metrics(row, 'train_')}{val}  {row['seconds']:.1f}s "
+                 f"{row['samples_per_s']:,.0f} samples/s")
+        run.write_history(self.history)
+        run.update_state(status="running", epochs_done=epochs_done, best_epoch=self.best_epoch)
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "epoch" and v is not None:
+                    self.tb.add_scalar(k, v, epochs_done)
+        if row["seconds"] > 30:
+            self._plots()
 
     def _prune(self, prefix: str) -> None:
         keep = self.cfg.checkpoint.keep
@@ -424,6 +451,30 @@ class Trainer:
             self.reporter.line(f"could not write plots: {exc}")
 
 
+def _resolve_data_paths(cfg: Config, pre: Any) -> None:
+    """Write what the data resolved to into the config (so config.yaml is complete and a run can be
+    evaluated or resumed from another working directory): channels, input size, absolute paths."""
+    d = cfg.data
+    d.channels = pre.channels
+    if d.image_size is None and pre.size[0] == pre.size[1]:
+        d.image_size = pre.size[0]
+    if d.root and Path(d.root).exists():
+        d.root = str(Path(d.root).resolve())
+    if isinstance(d.mean, str):
+        mean = Path(d.mean)
+        if not mean.is_absolute() and not mean.exists() and d.root:
+            mean = Path(d.root) / mean
+        d.mean = str(mean.resolve())
+    for role in ("train", "val", "test"):
+        name = getattr(d, role)
+        if name and Path(name).suffix in (".lst", ".rec", ".idx", ".txt") and Path(name).is_file():
+            setattr(d, role, str(Path(name).resolve()))
+
+
+def _training_seed(seed: int, rank: int) -> int:
+    return (int(seed) * 1_000_003 + 7_777 + int(rank) * 104_729) % (2**63 - 1)
+
+
 def _fmt_metrics(m: dict[str, Any], prefix: str = "") -> str:
     return f"acc {m[prefix + 'acc']:.4f}  top5 {m[prefix + 'top5']:.4f}  loss {m[prefix + 'loss']:.4f}"
 
@@ -439,7 +490,7 @@ class _NullContext:
 _nullcontext = _NullContext()
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+def link_or_copy(src: Path, dst: Path) -> None:
     """Make `dst` hold the same bytes as `src` (hard link when possible), atomically."""
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     try:

@@ -37,7 +37,7 @@ def _data_config_for(cfg: Config, data: str | None) -> tuple[Config, str]:
     if not path.exists():
         raise UserError(f"--data must be train, val, test or a path to a folder, .lst or .rec file; {data} not found")
     d = cfg.data
-    d.val, d.test, d.val_fraction, d.test_fraction = None, None, 0.0, 0.0
+    d.val, d.test, d.val_fraction, d.test_fraction, d.max_samples = None, None, 0.0, 0.0, None
     if path.is_dir():
         d.source, d.root, d.train = "folder", str(path), "."
     elif path.suffix == ".lst":
@@ -95,11 +95,14 @@ def evaluate_run(
     """
     if crops not in (1, 10):
         raise UserError(f"--crops must be 1 or 10, got {crops}")
+    if batch_size is not None and batch_size <= 0:
+        raise UserError(f"--batch-size must be a positive integer, got {batch_size}")
     dev = resolve_device(device)
     say = (lambda *_: None) if quiet else print
     say("[INFO] loading model...")
     loaded = load_run(run_dir, epoch=epoch, which=which, device=dev)
     cfg, role = _data_config_for(loaded.cfg, data)
+    cfg.data.channels = loaded.pre.channels  # new data is read the way the model was trained
     bundle: DataBundle = load_data(cfg.data)
     if role == "auto":
         role = "test" if bundle.test is not None else "val" if bundle.val is not None else None
@@ -109,8 +112,7 @@ def evaluate_run(
         raise UserError(f"the run's data has no '{role}' split; choose from "
                         f"{', '.join(r for r in ROLES if bundle.role(r) is not None)}")
     if cfg.data.source == "folder" and data not in ROLES and bundle.classes != loaded.classes:
-        raise UserError(f"the class folders of {data} ({', '.join(bundle.classes[:5])}...) differ from the run's "
-                        f"classes ({', '.join(loaded.classes[:5])}...)")
+        bundle = _remap_classes(bundle, role, loaded.classes, data)
     if batch_size:
         cfg.data.eval_batch_size = batch_size
     # score the chosen split as evaluation data: no augmentation, no shuffling, no padding
@@ -124,6 +126,9 @@ def evaluate_run(
         + (" (10-crop oversampling)" if crops == 10 else "") + "...")
     probs, labels = collect_probs(loaded, loader, dev, crops)
     classes = loaded.classes
+    if len(labels) and labels.max() >= probs.shape[1]:
+        raise UserError(f"the data has label {int(labels.max())} but the model predicts {probs.shape[1]} classes; "
+                        f"it was labelled for another model")
     result: dict[str, Any] = {
         "run": str(loaded.run.path), "checkpoint": str(loaded.checkpoint), "epoch": loaded.epoch,
         "data": role if data in (None, *ROLES) else str(data), "samples": int(len(labels)), "crops": crops,
@@ -134,7 +139,10 @@ def evaluate_run(
     cm = M.confusion(probs, labels, len(classes))
     suffix = "-10crop" if crops == 10 else ""
     out_dir = Path(out) if out else loaded.run.eval_dir / f"{_slug(result['data'])}-{loaded.checkpoint.stem}{suffix}"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write the report to {out_dir}: {exc.strerror or exc}; choose another --out") from None
     files = {"metrics": out_dir / "metrics.json", "report": out_dir / "report.csv",
              "confusion_csv": out_dir / "confusion_matrix.csv", "confusion_png": out_dir / "confusion_matrix.png",
              "predictions": out_dir / "predictions.csv"}
@@ -158,11 +166,23 @@ def evaluate_run(
     say(f"[INFO] rank-1: {result['rank1'] * 100:.2f}%")
     if len(classes) > 2:
         say(f"[INFO] rank-5: {result['rank5'] * 100:.2f}%")
-    say(f"[INFO] cross-entropy: {result['cross_entropy']:.4f}")
+    say(f"[INFO] cross-entropy: {abs(result['cross_entropy']):.4f}")
     if result.get("roc_auc") is not None:
         say(f"[INFO] ROC AUC: {result['roc_auc']:.4f}  average precision: {result['average_precision']:.4f}")
     say(f"[INFO] report written to {out_dir}")
     return result
+
+
+def _remap_classes(bundle: DataBundle, role: str, classes: list[str], data: str) -> DataBundle:
+    """Folder data whose class folders are a subset of the run's classes: relabel by name."""
+    unknown = [c for c in bundle.classes if c not in classes]
+    if unknown:
+        raise UserError(f"class folder(s) {', '.join(unknown[:5])} of {data} are not classes of this run "
+                        f"({', '.join(classes[:8])}{', ...' if len(classes) > 8 else ''})")
+    split = bundle.role(role)
+    index = np.array([classes.index(c) for c in bundle.classes])
+    split.targets = index[np.asarray(split.targets)]
+    return DataBundle(bundle.train, bundle.val, bundle.test, list(classes), bundle.channels, bundle.size)
 
 
 def _ten_crop_loader(cfg: Config, split, loaded: LoadedRun, device: torch.device):
@@ -170,7 +190,7 @@ def _ten_crop_loader(cfg: Config, split, loaded: LoadedRun, device: torch.device
     pre = loaded.pre
     bs = cfg.data.eval_batch_size or cfg.data.batch_size
     if isinstance(split, TensorSplit):
-        stored = adapt_tensor_split(split, pre.channels, pre.size, pre.resize)
+        stored = adapt_tensor_split(split, pre.channels, pre.size, pre.resize, pre.crop)
         if tuple(stored.images.shape[-2:]) == tuple(pre.size):
             raise UserError("10-crop needs images larger than the model input: set data.resize (e.g. 256 for a "
                             "224 input) when training")

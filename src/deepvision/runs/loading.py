@@ -43,4 +43,6 @@ def load_run(run_dir: str | Path, epoch: int | None = None, which: str = "best",
     load_weights(model, ckpt["model_state"], strict=True, source=f"weights in {path}")
     model.to(device).eval()
     classes = run.read_labels() if run.labels_path.is_file() else list(ckpt.get("classes", []))
+    outputs = cfg.model.num_classes or len(classes)
+    classes += [str(i) for i in range(len(classes), outputs)]  # a head wider than the data's classes
     return LoadedRun(run, cfg, pre, classes, model, path, int(ckpt.get("epoch", 0)))

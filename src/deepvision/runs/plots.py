@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from deepvision.errors import UserError
+
 
 def _series(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
     xs, ys = [], []
@@ -23,22 +25,30 @@ def _series(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[fl
     return xs, ys
 
 
-def lr_changes(history: list[dict[str, Any]]) -> list[tuple[int, float]]:
-    """(epoch, new lr) at every epoch whose starting rate differs from the previous epoch's."""
+def lr_changes(history: list[dict[str, Any]], ratio: float = 1.5) -> list[tuple[int, float]]:
+    """(epoch, new lr) where the rate jumped by at least `ratio` (a step of a piecewise schedule or a
+    manual change) since the previous epoch; the small per-epoch moves of cosine/poly schedules are
+    not marked."""
     out = []
     for prev, row in zip(history, history[1:]):
-        if prev.get("lr") and row.get("lr") and not math.isclose(prev["lr"], row["lr"], rel_tol=1e-9):
+        a, b = prev.get("lr"), row.get("lr")
+        if a and b and max(a, b) / min(a, b) >= ratio:
             out.append((row["epoch"], row["lr"]))
     return out
 
 
 def save_figure(fig, path: Path) -> Path:
-    """Save atomically (temp file + rename) so a reader never sees half a PNG."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    """Save atomically (temp file + rename) so a reader never sees half an image."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix or '.png'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
     return path
 
 

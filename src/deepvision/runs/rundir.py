@@ -166,10 +166,19 @@ class RunDir:
                 return saved[max(saved)]
             raise UserError(f"{self.path} holds no checkpoints yet")
         saved = self.saved_epochs()
-        if epoch not in saved:
-            have = ", ".join(map(str, saved)) or "none"
-            raise UserError(f"epoch {epoch} was never saved in {self.checkpoints}; saved epochs: {have}")
-        return saved[epoch]
+        if epoch in saved:
+            return saved[epoch]
+        last = self.checkpoints / "last.pt"
+        if last.is_file():  # with checkpoint.period > 1 the newest epoch may live in last.pt only
+            from deepvision.engine.checkpoint import load_checkpoint
+
+            try:
+                if int(load_checkpoint(last).get("epoch", -1)) == epoch:
+                    return last
+            except UserError:
+                pass
+        have = ", ".join(map(str, saved)) or "none"
+        raise UserError(f"epoch {epoch} was never saved in {self.checkpoints}; saved epochs: {have}")
 
 
 def _fmt(v: Any) -> Any:

@@ -73,5 +73,7 @@ def compare(runs: list[str], out: str | None, metrics: list[str]) -> int:
         name = run.path.name
         histories[name if name not in histories else str(run.path)] = run.read_history()
     target = Path(out) if out else Path(runs[0]).parent / "compare.png"
+    if target.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg"):
+        raise UserError(f"--out {target}: give an image file name ending in .png, .pdf, .svg or .jpg")
     print(plot_compare(histories, target, tuple(metrics)))
     return 0
