@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a file system problem no check anticipated: still one line, exit 2
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        sys.stderr.write(f"deepvision {args.command}: error: {where}{exc.strerror or exc}\n")
+        return 2
 
 
 if __name__ == "__main__":

@@ -78,7 +78,6 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     shuffle: bool = True  # reshuffle every epoch (the reference read a fixed order)
     last_batch: Literal["keep", "drop", "pad", "rollover"] = "keep"
-    in_memory: bool | None = None  # None: automatic (small datasets are held as tensors)
     skip_corrupt: bool = False
     options: dict[str, Any] = field(default_factory=dict)  # source-specific settings
 
