@@ -240,3 +240,79 @@ def test_decoders_and_exif_orientation(tmp_path):
         warnings.simplefilter("error")
         (x, _), = list(RecordLoader(path, 2, size=(40, 30), decoder="cv2", workers=0))
     assert x.shape == (2, 3, 40, 30)
+
+
+def test_reused_batch_buffers_are_never_overwritten_while_held(rec):
+    path, _ = rec
+    kw = dict(size=24, resize=30, training=True, augment=AugmentConfig(rand_crop=True, rand_mirror=True))
+    want = [x.clone() for x, _ in RecordLoader(path, 2, workers=0, **kw)]
+    loader = RecordLoader(path, 2, workers=1, prefetch=1, **kw)  # 2 reusable slots, 7 batches
+    held = [x for x, _ in loader]  # holding every batch: the worker falls back to fresh memory
+    assert all(torch.equal(a, b) for a, b in zip(held, want))
+    views = [x[:1, :, 2:5] for x in held]  # a view alone keeps its slot busy
+    del held
+    assert all(torch.equal(v, w[:1, :, 2:5]) for v, w in zip(views, want))
+    busy = loader._slots.busy
+    assert busy.sum() > 0
+    del views
+    assert busy.sum() == 0
+    for _ in range(2):  # steady state: slots are recycled as batches are dropped
+        assert all(torch.equal(x, w) for (x, _), w in zip(loader, want))
+    loader.close()
+
+
+def test_slot_batches_are_pinned_by_copy(rec, monkeypatch):
+    """With pin_memory (CUDA), the DataLoader's pin thread calls pin_memory() on what a worker sent: the
+    slot reference becomes a pinned copy and the slot is free again at once."""
+    path, _ = rec
+    loader = RecordLoader(path, 4, size=24, resize=30, workers=1, prefetch=1)
+    x_ref, raw_labels, _, _ = next(iter(loader._data_loader()))
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a: self.clone())
+    direct = x_ref.tensor().clone()
+    pinned = x_ref.pin_memory()
+    assert torch.equal(pinned, direct) and pinned.shape == (4, 3, 24, 24) and len(raw_labels) == 16
+    import gc
+
+    gc.collect()
+    assert loader._slots.busy.sum() <= 1  # at most the batch the worker is preparing ahead
+    loader.close()
+
+
+def test_workers_run_ahead_across_epochs_and_recover_from_abandoned_ones(rec):
+    path, images = rec
+    aug = AugmentConfig(rand_crop=True, rand_mirror=True)
+    transform = SampleTransform(Preprocess(channels=3, size=(24, 24), resize=30), aug, True)
+    loader = RecordLoader(path, 4, size=24, resize=30, training=True, augment=aug, seed=5, workers=2, prefetch=2)
+
+    def check(epoch: int, xs: list[torch.Tensor]) -> None:
+        order = torch.cat(epoch_indices(N, 4, seed=5, epoch=epoch, shuffle=True)).tolist()
+        want = _expected(images, transform, 5, epoch, order)
+        assert all(np.array_equal(_arr(x), w) for x, w in zip(torch.cat(xs), want))
+
+    for epoch in (0, 1, 2):  # consecutive epochs: one continuous stream
+        loader.set_epoch(epoch)
+        check(epoch, [x for x, _ in loader])
+        assert loader._stream_next == epoch + 1
+    loader.set_epoch(3)
+    next(iter(loader))  # abandoned after one batch
+    for epoch in (3, 1):  # restarted at the asked epoch, even a past one
+        loader.set_epoch(epoch)
+        check(epoch, [x for x, _ in loader])
+    import gc
+
+    gc.collect()
+    assert loader._slots.busy.sum() <= 2 * 2  # only what the workers prefetched: nothing leaked
+    loader.close()
+
+
+@pytest.mark.parametrize("decoder", ["cv2", "simplejpeg"] if simplejpeg is not None else ["cv2"])
+def test_decoder_tolerates_warnings_but_not_truncation(decoder):
+    from deepvision.data.records.codec import DecodeError, Decoder
+
+    data = jpeg_bytes(noise_image(1, (64, 48)))
+    dec = Decoder(3, decoder)
+    assert dec(data[:-2] + b"\x00\x00\x00" + data[-2:]).shape == (48, 64, 3)  # extraneous bytes before EOI
+    with pytest.raises(DecodeError, match="truncated"):
+        dec(data[: len(data) * 2 // 3])
+    with pytest.raises(DecodeError, match="not a recognised image format"):
+        dec(b"GIF? no, plain text")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from deepvision.errors import UserError
+from deepvision.fileio import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -52,15 +51,8 @@ def read_lst(path: str | Path) -> list[ListEntry]:
 
 def write_lst(path: str | Path, entries: Iterable[ListEntry]) -> None:
     """Write a .lst file atomically (temporary file, then rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for e in entries:
-                labels = "\t".join(f"{v:f}" for v in e.labels)
-                f.write(f"{e.index}\t{labels}\t{e.path}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    lines = []
+    for e in entries:
+        labels = "\t".join(f"{v:f}" for v in e.labels)
+        lines.append(f"{e.index}\t{labels}\t{e.path}\n")
+    atomic_write_text(path, "".join(lines))

@@ -7,7 +7,6 @@ full disk leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import random
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from deepvision.errors import UserError
+from deepvision.fileio import file_mode, unlink_quietly
 
 FORMAT = "deepvision-checkpoint"
 VERSION = 1
@@ -59,37 +59,18 @@ def atomic_save(obj: Any, path: str | Path) -> None:
             torch.save(obj, recorder)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:
-        _unlink(tmp)
+        unlink_quietly(tmp)
         cause = recorder.error if recorder is not None and recorder.error is not None else exc
         if not isinstance(cause, OSError):
             raise
         raise UserError(f"could not write {path}: {cause.strerror or cause}; the previous file is intact — "
                         f"free some space or choose another --out") from None
     except BaseException:
-        _unlink(tmp)
+        unlink_quietly(tmp)
         raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        _unlink(tmp)
-        raise UserError(f"could not write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        _unlink(tmp)
-        raise
-
-
-def _unlink(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

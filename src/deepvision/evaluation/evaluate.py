@@ -17,12 +17,12 @@ from deepvision.data.dataset_loader import DatasetLoader
 from deepvision.data.loaders import build_loaders
 from deepvision.data.sources import DataBundle, TensorSplit, adapt_tensor_split, load_data
 from deepvision.data.tensor_loader import TensorLoader
-from deepvision.engine.checkpoint import atomic_write_text
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
 from deepvision.evaluation import metrics as M
 from deepvision.evaluation.plots import plot_binary, plot_confusion
 from deepvision.evaluation.tencrop import TenCropTransform, ten_crop
+from deepvision.fileio import atomic_write_text
 from deepvision.runs.loading import LoadedRun, load_run
 
 ROLES = ("train", "val", "test")

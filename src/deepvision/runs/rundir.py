@@ -26,8 +26,8 @@ from typing import Any
 from deepvision.config.io import build_config, config_to_yaml, read_yaml
 from deepvision.config.schema import Config
 from deepvision.data.preprocess import Preprocess
-from deepvision.engine.checkpoint import atomic_write_text
 from deepvision.errors import UserError
+from deepvision.fileio import atomic_write_text
 
 HISTORY_FIELDS = [
     "epoch", "lr", "train_loss", "train_acc", "train_top5", "val_loss", "val_acc", "val_top5",

@@ -15,8 +15,8 @@ import numpy as np
 
 from deepvision.data.lst import ListEntry, write_lst
 from deepvision.data.splits import stratified_split
-from deepvision.engine.checkpoint import atomic_write_text
 from deepvision.errors import UserError
+from deepvision.fileio import atomic_write_text
 
 
 @dataclass(frozen=True)

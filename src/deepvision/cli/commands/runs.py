@@ -39,8 +39,8 @@ def table(folder: str, markdown: bool, as_csv: bool) -> int:
     import contextlib
     from pathlib import Path
 
-    from deepvision.engine.checkpoint import atomic_write_text
     from deepvision.errors import UserError
+    from deepvision.fileio import atomic_write_text
     from deepvision.runs.journal import journal, print_table, to_csv, to_markdown
 
     rows = journal(folder)

@@ -1,0 +1,99 @@
+"""deepvision im2rec: MXNet's tools/im2rec.py, same arguments, same outputs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+ORDER = 60
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "im2rec", help="make image lists (.lst) or pack them into record files (.rec/.idx), like MXNet's im2rec.py",
+        description="Create an image list (--list) or make a record database by reading from an image list. "
+                    "A drop-in for MXNet's tools/im2rec.py: the same arguments, defaults and output files. "
+                    "Packing uses all cores (--num-thread), shows progress, skips unreadable images (listed "
+                    "with the reason in PREFIX.skipped.txt) and writes outputs through temporary files.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("prefix", help="prefix of input/output lst and rec files.")
+    p.add_argument("root", help="path to folder containing images.")
+    c = p.add_argument_group("Options for creating image lists")
+    c.add_argument("--list", action="store_true",
+                   help="create image list(s) by traversing root and write <prefix>.lst; otherwise read "
+                        "<prefix>*.lst and create <name>.rec/.idx for each")
+    c.add_argument("--exts", nargs="+", default=[".jpeg", ".jpg", ".png"], help="list of acceptable image extensions.")
+    c.add_argument("--chunks", type=int, default=1, help="number of chunks.")
+    c.add_argument("--train-ratio", type=float, default=1.0, help="Ratio of images to use for training.")
+    c.add_argument("--test-ratio", type=float, default=0, help="Ratio of images to use for testing.")
+    c.add_argument("--recursive", action="store_true",
+                   help="recursively walk through subdirs and assign an unique label to images in each folder; "
+                        "otherwise only include images in the root folder and give them label 0.")
+    c.add_argument("--no-shuffle", dest="shuffle", action="store_false",
+                   help="do not randomize the image order in <prefix>.lst")
+    r = p.add_argument_group("Options for creating database")
+    r.add_argument("--pass-through", action="store_true", help="skip transformation and save image as is")
+    r.add_argument("--resize", type=int, default=0,
+                   help="resize the shorter edge of image to the newsize, original images will be packed by default.")
+    r.add_argument("--center-crop", action="store_true",
+                   help="crop the center of the image to make it square (before resizing).")
+    r.add_argument("--quality", type=int, default=95,
+                   help="JPEG quality for encoding, 1-100; or PNG compression for encoding, 1-9")
+    r.add_argument("--num-thread", type=int, default=os.cpu_count() or 1,
+                   help="number of worker processes for encoding (records are always in list order).")
+    r.add_argument("--color", type=int, default=1, choices=[-1, 0, 1],
+                   help="color mode of the loaded image. 1: color (transparency composited on white), "
+                        "0: grayscale, -1: unchanged, including alpha.")
+    r.add_argument("--encoding", type=str, default=".jpg", choices=[".jpg", ".png"],
+                   help="specify the encoding of the images.")
+    r.add_argument("--pack-label", action="store_true",
+                   help="Whether to also pack multi dimensional label in the record file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from deepvision.data.im2rec import PackOptions, ProgressReporter, find_lists, make_list, pack_list
+    from deepvision.errors import UserError
+
+    prefix = os.path.abspath(args.prefix)
+    root = os.path.abspath(args.root)
+    if args.list:
+        categories: dict[str, int] = {}
+        written = make_list(prefix, root, recursive=args.recursive, exts=args.exts, shuffle=args.shuffle,
+                            chunks=args.chunks, train_ratio=args.train_ratio, test_ratio=args.test_ratio,
+                            categories=categories)
+        for folder, label in sorted(categories.items(), key=lambda kv: kv[1]):
+            print(folder, label)
+        for path in written:
+            count = len(path.read_text(encoding="utf-8").splitlines())
+            print(f"wrote {path} ({count} images)", file=sys.stderr)
+        return 0
+    if not os.path.isdir(root):
+        raise UserError(f"image folder not found: {root}")
+    if args.num_thread < 1:
+        raise UserError(f"--num-thread must be >= 1, got {args.num_thread}")
+    if args.encoding == ".jpg" and not 1 <= args.quality <= 100:
+        raise UserError(f"--quality must be 1-100 for JPEG, got {args.quality}")
+    options = PackOptions(root=root, resize=args.resize, center_crop=args.center_crop, quality=args.quality,
+                          color=args.color, encoding=args.encoding, pass_through=args.pass_through,
+                          pack_label=args.pack_label)
+    working, lists = find_lists(prefix)
+    if not lists:
+        raise UserError(f"did not find any list file with prefix {prefix} (make one with `deepvision im2rec "
+                        f"--list {args.prefix} {args.root}`)")
+    for lst in lists:
+        print(f"Creating .rec file from {lst} in {working}", file=sys.stderr)
+        reporter = ProgressReporter(lst.stem)
+        try:
+            result = pack_list(lst, options, rec=working / (lst.stem + ".rec"), workers=args.num_thread,
+                               progress=reporter)
+        finally:
+            reporter.close()
+        line = (f"packed {result.packed} images into {result.rec} ({result.nbytes / 1e6:.1f} MB) in "
+                f"{result.seconds:.1f} s ({result.images_per_s:.0f} images/s)")
+        if result.skipped:
+            line += f"; skipped {len(result.skipped)}, listed in {result.skipped_file}"
+        print(line)
+    return 0

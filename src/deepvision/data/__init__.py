@@ -1,0 +1,46 @@
+"""Data: sources, list and record files, loaders and transforms.
+
+The record-file API (imported lazily, so `import deepvision.data` stays light)::
+
+    from deepvision.data import RecordDataset, RecordLoader, ImageRecordIter, im2rec, compute_mean
+    from deepvision.data import RecordWriter, RecordReader, pack_header, unpack_header, rebuild_index
+    from deepvision.data import HDF5DatasetWriter, HDF5Dataset
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    # list files
+    "ListEntry": "deepvision.data.lst", "read_lst": "deepvision.data.lst", "write_lst": "deepvision.data.lst",
+    # record files
+    "IRHeader": "deepvision.data.records", "pack_header": "deepvision.data.records",
+    "unpack_header": "deepvision.data.records", "pack_img": "deepvision.data.records",
+    "unpack_img": "deepvision.data.records", "RecordWriter": "deepvision.data.records",
+    "RecordReader": "deepvision.data.records", "RecordFile": "deepvision.data.records",
+    "RecordError": "deepvision.data.records", "IndexMismatchError": "deepvision.data.records",
+    "MXRecordIO": "deepvision.data.records", "MXIndexedRecordIO": "deepvision.data.records",
+    "read_index": "deepvision.data.records", "write_index": "deepvision.data.records",
+    "rebuild_index": "deepvision.data.records", "scan_records": "deepvision.data.records",
+    # packing and mean files
+    "make_list": "deepvision.data.im2rec", "pack_list": "deepvision.data.im2rec",
+    "PackOptions": "deepvision.data.im2rec", "compute_mean": "deepvision.data.mean",
+    "write_mean_json": "deepvision.data.mean", "read_mean_json": "deepvision.data.mean",
+    # loading
+    "RecordDataset": "deepvision.data.record_loader", "RecordLoader": "deepvision.data.record_loader",
+    "ImageRecordIter": "deepvision.data.record_loader", "EpochBatchSampler": "deepvision.data.record_loader",
+    "HDF5DatasetWriter": "deepvision.data.hdf5", "HDF5Dataset": "deepvision.data.hdf5",
+    "Preprocess": "deepvision.data.preprocess", "SampleTransform": "deepvision.data.transforms",
+    "load_data": "deepvision.data.sources", "register_source": "deepvision.data.sources",
+    "build_loaders": "deepvision.data.loaders",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'deepvision.data' has no attribute {name!r}")

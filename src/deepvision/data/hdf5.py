@@ -1,0 +1,243 @@
+"""HDF5 containers for the Keras-side pipelines (FER2013 images, extracted features).
+
+`HDF5DatasetWriter` mirrors the reference writer: a data dataset (named per use: "images" or
+"features"), int64 `labels` and optional UTF-8 `label_names`; rows are buffered and flushed every
+`buf_size` rows, the rest on `close()`. It refuses to overwrite an existing file, writes a temporary
+file renamed into place on close (an interrupted run leaves no half-written file), stores the data
+chunked, and trims the datasets to the rows actually written.
+
+`HDF5Dataset` reads such a file as a PyTorch dataset of (tensor, label) pairs, opening the file lazily
+in each worker process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from deepvision.errors import UserError
+
+DATA_KEYS = ("images", "features", "data")
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError:  # pragma: no cover - h5py is part of deepvision[records]
+        raise UserError("HDF5 files need h5py: pip install 'deepvision[records]'") from None
+    return h5py
+
+
+class HDF5DatasetWriter:
+    """Buffered writer of (rows, labels) to an HDF5 file.
+
+    dims: (N, ...) the expected number of rows and the shape of one row (N may be None: unknown).
+    dtype: float64 by default (the reference's files); uint8 keeps images compact.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        dims: Sequence[int | None],
+        data_key: str = "images",
+        buf_size: int = 1000,
+        *,
+        dtype: str | np.dtype = "float64",
+        compression: str | None = None,
+    ) -> None:
+        h5py = _h5py()
+        self.path = Path(path)
+        if self.path.exists():
+            raise UserError(f"{self.path} already exists; delete it or choose another output path "
+                            f"(the writer never overwrites)")
+        if len(dims) < 2:
+            raise UserError(f"dims must be (rows, ...row shape), got {tuple(dims)}")
+        if buf_size <= 0:
+            raise UserError(f"buf_size must be positive, got {buf_size}")
+        self.data_key, self.buf_size = data_key, int(buf_size)
+        self.row_shape = tuple(int(d) for d in dims[1:])
+        expected = int(dims[0]) if dims[0] else 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".partial")
+        os.close(fd)
+        self.db = h5py.File(self._tmp, "w")
+        row_bytes = max(1, int(np.prod(self.row_shape)) * np.dtype(dtype).itemsize)
+        chunk_rows = max(1, min(self.buf_size, (1 << 20) // row_bytes))
+        self.data = self.db.create_dataset(data_key, (expected, *self.row_shape), maxshape=(None, *self.row_shape),
+                                           dtype=dtype, chunks=(chunk_rows, *self.row_shape), compression=compression)
+        self.labels = self.db.create_dataset("labels", (expected,), maxshape=(None,), dtype="int64",
+                                             chunks=(max(1, min(self.buf_size, 1 << 16)),))
+        self._rows: list[np.ndarray] = []
+        self._labels: list[np.ndarray] = []
+        self._buffered = 0
+        self.idx = 0  # rows written to the file so far
+        self.closed = False
+
+    def add(self, rows: Any, labels: Any) -> None:
+        """Append rows (N x row shape) and their labels (N); flushes when the buffer holds buf_size rows."""
+        rows = np.asarray(rows)
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        per_row = int(np.prod(self.row_shape))
+        if rows.ndim >= 1 and rows.shape[1:] != self.row_shape and rows.size == len(rows) * per_row:
+            rows = rows.reshape(len(rows), *self.row_shape)  # e.g. flattened features
+        if rows.ndim < 1 or rows.shape[1:] != self.row_shape or len(rows) != len(labels):
+            raise UserError(f"add() got rows {rows.shape} and {len(labels)} labels; expected N x {self.row_shape} "
+                            f"rows and N labels")
+        self._rows.append(rows)
+        self._labels.append(labels)
+        self._buffered += len(rows)
+        if self._buffered >= self.buf_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered rows to the file."""
+        if not self._buffered:
+            return
+        rows = np.concatenate(self._rows)
+        labels = np.concatenate(self._labels)
+        end = self.idx + len(rows)
+        if end > self.data.shape[0]:
+            self.data.resize(end, axis=0)
+            self.labels.resize(end, axis=0)
+        self.data[self.idx : end] = rows
+        self.labels[self.idx : end] = labels
+        self.idx = end
+        self._rows, self._labels, self._buffered = [], [], 0
+
+    def store_class_labels(self, names: Sequence[str]) -> None:
+        """Store the class names as the `label_names` dataset (variable-length UTF-8 strings)."""
+        h5py = _h5py()
+        dt = h5py.string_dtype(encoding="utf-8")
+        if "label_names" in self.db:
+            del self.db["label_names"]
+        ds = self.db.create_dataset("label_names", (len(names),), dtype=dt)
+        ds[:] = [str(n) for n in names]
+
+    def close(self) -> None:
+        """Flush, trim the datasets to the rows written, close and rename the file into place."""
+        if self.closed:
+            return
+        self.flush()
+        if self.data.shape[0] != self.idx:
+            self.data.resize(self.idx, axis=0)
+            self.labels.resize(self.idx, axis=0)
+        self.db.close()
+        self.closed = True
+        if self.path.exists():
+            os.unlink(self._tmp)
+            raise UserError(f"{self.path} appeared while writing; the new data was discarded")
+        from deepvision.fileio import file_mode
+
+        os.chmod(self._tmp, file_mode())
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Discard the file being written."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self.db.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp)
+
+    def __enter__(self) -> HDF5DatasetWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class HDF5Dataset(Dataset):
+    """(row tensor, label) pairs from an HDF5 file written by HDF5DatasetWriter (or the reference).
+
+    data_key: the data dataset (default: the first of images/features/data present). Rows come back
+    as tensors of the stored dtype (float64 files: float32 unless `dtype` says otherwise); `transform`
+    receives the numpy row. `in_memory=True` reads everything once (FER2013 is 80 MB as uint8).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        data_key: str | None = None,
+        *,
+        transform: Any = None,
+        dtype: torch.dtype | None = None,
+        in_memory: bool = False,
+    ) -> None:
+        h5py = _h5py()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise UserError(f"HDF5 file not found: {self.path}")
+        try:
+            with h5py.File(self.path, "r") as db:
+                keys = list(db.keys())
+                if data_key is None:
+                    data_key = next((k for k in DATA_KEYS if k in db), None)
+                if data_key is None or data_key not in db:
+                    raise UserError(f"{self.path} has no data dataset {data_key or '/'.join(DATA_KEYS)} "
+                                    f"(datasets: {', '.join(keys)})")
+                if "labels" not in db:
+                    raise UserError(f"{self.path} has no 'labels' dataset (datasets: {', '.join(keys)})")
+                self.shape = tuple(db[data_key].shape)
+                self.stored_dtype = db[data_key].dtype
+                self.targets = np.asarray(db["labels"][:], dtype=np.int64)
+                names = db["label_names"][:] if "label_names" in db else None
+                self.data = np.asarray(db[data_key][:]) if in_memory else None
+        except OSError as exc:
+            raise UserError(f"cannot read {self.path} as HDF5 ({exc})") from None
+        if len(self.targets) != self.shape[0]:
+            raise UserError(f"{self.path}: {self.shape[0]} rows but {len(self.targets)} labels")
+        self.classes = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names] if names is not None \
+            else [str(i) for i in range(int(self.targets.max()) + 1 if len(self.targets) else 0)]
+        self.data_key = data_key
+        self.transform = transform
+        self.dtype = dtype or (torch.float32 if self.stored_dtype.kind == "f" else None)
+        self._file: Any = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _dataset(self) -> Any:
+        if self._file is None or self._pid != os.getpid():  # h5py handles must not cross a fork
+            self._file = _h5py().File(self.path, "r")
+            self._pid = os.getpid()
+        return self._file[self.data_key]
+
+    def row(self, i: int) -> np.ndarray:
+        return self.data[i] if self.data is not None else self._dataset()[i]
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        row = self.row(int(i))
+        if self.transform is not None:
+            return self.transform(row), int(self.targets[i])
+        t = torch.from_numpy(np.array(row))
+        return (t.to(self.dtype) if self.dtype is not None else t), int(self.targets[i])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_file": None, "_pid": None}
+
+    def close(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                self._file.close()
+            self._file = None
+
+
+def read_hdf5_arrays(path: str | Path, data_key: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(data, labels, class names) of a whole HDF5 file, read at once."""
+    ds = HDF5Dataset(path, data_key, in_memory=True)
+    assert ds.data is not None
+    return ds.data, ds.targets, ds.classes

@@ -1,0 +1,375 @@
+"""im2rec: image folders -> .lst files -> packed .rec/.idx files, a drop-in for MXNet's tools/im2rec.py.
+
+`make_list` walks an image folder exactly as im2rec.py does (sorted walk, one label per folder with
+`recursive`, shuffle with `random.seed(100)`, chunks, train/val/test ratios), so the same command
+line writes the same `.lst` files. `pack_list` packs a list: each line becomes one record, in list
+order, with the image header (flag, label, id = list index, id2 = 0) and the image re-encoded after
+an optional centre crop and short-side resize (or the file's bytes as they are with `pass_through`).
+
+Differences from im2rec.py, all on the side of robustness: the work is spread over worker processes
+(all cores by default); an unreadable image (not an image, truncated, zero bytes) is skipped and listed
+with the reason in `PREFIX.skipped.txt` instead of ending the run; palette/alpha PNGs are composited on
+white and 16-bit images scaled (EXIF orientation, CMYK and grayscale JPEGs are handled as OpenCV does);
+outputs are written to temporary files and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+
+from deepvision.data.lst import ListEntry, write_lst
+from deepvision.data.records.codec import (
+    DecodeError,
+    encode_image,
+    forking_cv2,
+    jpeg_truncated,
+    load_for_packing,
+    sniff_format,
+)
+from deepvision.data.records.header import IRHeader, pack_header
+from deepvision.data.records.recordio import RecordWriter, frame_record
+from deepvision.errors import UserError
+from deepvision.fileio import atomic_write_text
+
+DEFAULT_EXTS = (".jpeg", ".jpg", ".png")
+
+
+# -- list generation ------------------------------------------------------------------------------------
+def list_images(root: str | Path, recursive: bool, exts: Iterable[str],
+                categories: dict[str, int] | None = None) -> Iterator[tuple[int, str, int]]:
+    """(index, path relative to root, label) for every image, in im2rec.py's order.
+
+    With `recursive`, every folder holding images gets the next label in sorted-walk order (recorded in
+    `categories` as relative folder -> label); otherwise only files directly in root, all labelled 0.
+    """
+    root = str(root)
+    exts = {e.lower() for e in exts}
+    i = 0
+    if recursive:
+        cat: dict[str, int] = {} if categories is None else categories
+        for path, dirs, files in os.walk(root, followlinks=True):
+            dirs.sort()
+            files.sort()
+            for fname in files:
+                fpath = os.path.join(path, fname)
+                if os.path.splitext(fname)[1].lower() in exts and os.path.isfile(fpath):
+                    rel_dir = os.path.relpath(path, root)
+                    if rel_dir not in cat:
+                        cat[rel_dir] = len(cat)
+                    yield i, os.path.relpath(fpath, root), cat[rel_dir]
+                    i += 1
+    else:
+        for fname in sorted(os.listdir(root)):
+            fpath = os.path.join(root, fname)
+            if os.path.isfile(fpath) and os.path.splitext(fname)[1].lower() in exts:
+                yield i, os.path.relpath(fpath, root), 0
+                i += 1
+
+
+def make_list(
+    prefix: str | Path,
+    root: str | Path,
+    *,
+    recursive: bool = False,
+    exts: Iterable[str] = DEFAULT_EXTS,
+    shuffle: bool = True,
+    chunks: int = 1,
+    train_ratio: float = 1.0,
+    test_ratio: float = 0.0,
+    categories: dict[str, int] | None = None,
+) -> list[Path]:
+    """Write PREFIX.lst (or PREFIX[_k]_train/_val/_test.lst) like `im2rec.py --list`; returns the files."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"image folder not found: {root}")
+    if chunks < 1:
+        raise UserError(f"--chunks must be >= 1, got {chunks}")
+    if not (0 <= train_ratio <= 1 and 0 <= test_ratio <= 1 and train_ratio + test_ratio <= 1):
+        raise UserError(f"--train-ratio ({train_ratio}) and --test-ratio ({test_ratio}) must be in [0, 1] and sum "
+                        f"to at most 1")
+    image_list = list(list_images(root, recursive, exts, categories))
+    if shuffle:
+        random.seed(100)  # im2rec.py's seed: the same folder gives the same list
+        random.shuffle(image_list)
+    n = len(image_list)
+    chunk_size = (n + chunks - 1) // chunks
+    prefix = str(prefix)
+    written: list[Path] = []
+
+    def write(name: str, items: list[tuple[int, str, int]]) -> None:
+        path = Path(name)
+        write_lst(path, (ListEntry(i, (float(label),), rel) for i, rel, label in items))
+        written.append(path)
+
+    for k in range(chunks):
+        chunk = image_list[k * chunk_size : (k + 1) * chunk_size]
+        suffix = f"_{k}" if chunks > 1 else ""
+        sep = int(chunk_size * train_ratio)
+        sep_test = int(chunk_size * test_ratio)
+        if train_ratio == 1.0:
+            write(f"{prefix}{suffix}.lst", chunk)
+        else:
+            if test_ratio:
+                write(f"{prefix}{suffix}_test.lst", chunk[:sep_test])
+            if train_ratio + test_ratio < 1.0:
+                write(f"{prefix}{suffix}_val.lst", chunk[sep_test + sep :])
+            write(f"{prefix}{suffix}_train.lst", chunk[sep_test : sep_test + sep])
+    return written
+
+
+# -- list reading (lenient, like im2rec.py) ---------------------------------------------------------------
+@dataclass(frozen=True)
+class PackItem:
+    index: int
+    path: str
+    labels: tuple[float, ...]
+
+
+def read_list_lenient(path: str | Path) -> tuple[list[PackItem], list[tuple[str, str, str]]]:
+    """Items of a .lst, skipping malformed lines as im2rec.py does; also returns (where, line, reason)."""
+    items, problems = [], []
+    with open(path, encoding="utf-8") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = raw.strip()
+            if not line:
+                continue
+            parts = [p.strip() for p in line.split("\t")]
+            if len(parts) < 3:
+                problems.append((f"line {lineno}", line[:200], "expected 'index<TAB>label<TAB>path'"))
+                continue
+            try:
+                items.append(PackItem(int(parts[0]), parts[-1], tuple(float(v) for v in parts[1:-1])))
+            except ValueError:
+                problems.append((f"line {lineno}", line[:200], "index and labels must be numbers"))
+    return items, problems
+
+
+# -- encoding one image (runs in worker processes) ----------------------------------------------------------
+@dataclass(frozen=True)
+class PackOptions:
+    """im2rec.py's packing options."""
+
+    root: str = ""
+    resize: int = 0
+    center_crop: bool = False
+    quality: int = 95
+    color: int = 1
+    encoding: str = ".jpg"
+    pass_through: bool = False
+    pack_label: bool = False
+
+
+def encode_item(options: PackOptions, item: PackItem) -> tuple[bytes | None, str]:
+    """(framed record bytes, '') for one list item, or (None, reason) when the image cannot be packed."""
+    labels = item.labels
+    label: float | list[float] = list(labels) if (len(labels) > 1 and options.pack_label) else labels[0]
+    header = IRHeader(0, label, item.index, 0)
+    fullpath = os.path.join(options.root, item.path)
+    try:
+        with open(fullpath, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        return None, f"cannot read file ({exc.strerror or exc})"
+    try:
+        if options.pass_through:
+            _check_pass_through(data)
+            payload = pack_header(header, data)
+        else:
+            img = load_for_packing(data, options.color)
+            if options.center_crop:
+                h, w = img.shape[:2]
+                if h > w:
+                    margin = (h - w) // 2
+                    img = img[margin : margin + w]
+                else:
+                    margin = (w - h) // 2
+                    img = img[:, margin : margin + h]
+            if options.resize:
+                h, w = img.shape[:2]
+                new = (options.resize, h * options.resize // w) if h > w else (w * options.resize // h, options.resize)
+                if new != (w, h):
+                    img = cv2.resize(img, new)  # bilinear, as im2rec.py
+            payload = pack_header(header, encode_image(img, options.encoding, options.quality))
+    except DecodeError as exc:
+        return None, str(exc)
+    except (cv2.error, ValueError, MemoryError) as exc:
+        return None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}"
+    return frame_record(payload), ""
+
+
+def _check_pass_through(data: bytes) -> None:
+    if not data:
+        raise DecodeError("empty file (0 bytes)")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise DecodeError("not a recognised image format")
+    if fmt == "jpeg" and jpeg_truncated(data):
+        raise DecodeError("truncated JPEG (no end-of-image marker)")
+    if fmt == "png" and b"IEND" not in data[-12:]:
+        raise DecodeError("truncated PNG (no IEND chunk)")
+
+
+_OPTIONS: PackOptions | None = None
+
+
+def _init_worker(options: PackOptions) -> None:
+    global _OPTIONS
+    _OPTIONS = options
+
+
+def _encode_task(task: tuple[int, PackItem]) -> tuple[int, bytes | None, str]:
+    pos, item = task
+    assert _OPTIONS is not None
+    framed, reason = encode_item(_OPTIONS, item)
+    return pos, framed, reason
+
+
+# -- packing ---------------------------------------------------------------------------------------------
+@dataclass
+class PackResult:
+    rec: Path
+    idx: Path
+    packed: int
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (index or line, path, reason)
+    seconds: float = 0.0
+    nbytes: int = 0  # size of the .rec
+
+    @property
+    def skipped_file(self) -> Path:
+        return skipped_path(self.rec)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.packed / self.seconds if self.seconds > 0 else 0.0
+
+
+def skipped_path(rec: str | Path) -> Path:
+    rec = Path(rec)
+    return rec.with_name(rec.stem + ".skipped.txt")
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def pack_list(
+    lst: str | Path,
+    options: PackOptions,
+    *,
+    rec: str | Path | None = None,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PackResult:
+    """Pack every image of a .lst into REC (default: the list's name with .rec) and its .idx.
+
+    Records follow list order whatever the number of workers. Unreadable images are skipped and
+    listed in NAME.skipped.txt (removed when a later run skips nothing). `progress(done, total)` is
+    called as images complete.
+    """
+    lst = Path(lst)
+    items, problems = read_list_lenient(lst)
+    rec = Path(rec) if rec else lst.with_suffix(".rec")
+    workers = max(1, workers or os.cpu_count() or 1)
+    skipped: list[tuple[str, str, str]] = list(problems)
+    t0 = time.perf_counter()
+    tasks = list(enumerate(items))
+    with RecordWriter(rec) as writer:
+        if workers == 1 or len(items) < 2:
+            _init_worker(options)
+            results: Iterable[tuple[int, bytes | None, str]] = map(_encode_task, tasks)
+            pool = None
+        else:
+            with forking_cv2():
+                pool = _pool_context().Pool(min(workers, len(items)), initializer=_init_worker, initargs=(options,))
+            results = pool.imap(_encode_task, tasks, chunksize=max(1, min(16, len(items) // (workers * 8) or 1)))
+        try:
+            for done, (pos, framed, reason) in enumerate(results, 1):
+                item = items[pos]
+                if framed is None:
+                    skipped.append((str(item.index), item.path, reason))
+                else:
+                    writer.write_framed(framed, item.index)
+                if progress is not None:
+                    progress(done, len(items))
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+        if writer.count == 0:
+            writer.abort()
+            _write_skipped(rec, skipped)
+            raise UserError(f"no image of {lst} could be packed" + (f"; reasons in {skipped_path(rec)}" if skipped
+                                                                   else " (the list is empty)"))
+        packed, size = writer.count, writer.tell()
+    _write_skipped(rec, skipped)
+    return PackResult(rec, rec.with_suffix(".idx"), packed, skipped, time.perf_counter() - t0, size)
+
+
+def _write_skipped(rec: Path, skipped: list[tuple[str, str, str]]) -> None:
+    path = skipped_path(rec)
+    if not skipped:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    lines = ["# index\tpath\treason\n"] + [f"{i}\t{p}\t{' '.join(r.split())}\n" for i, p, r in skipped]
+    atomic_write_text(path, "".join(lines))
+
+
+def find_lists(prefix: str | Path) -> tuple[Path, list[Path]]:
+    """(working dir, .lst files) im2rec.py packs for PREFIX: every file whose path starts with PREFIX
+    and ends in .lst, in the prefix's folder (or in PREFIX itself when it is a folder)."""
+    prefix = os.path.abspath(str(prefix))
+    working = prefix if os.path.isdir(prefix) else os.path.dirname(prefix)
+    if not os.path.isdir(working):
+        raise UserError(f"folder not found: {working}")
+    names = sorted(os.listdir(working))
+    lists = [Path(working, n) for n in names
+             if os.path.isfile(os.path.join(working, n)) and os.path.join(working, n).startswith(prefix)
+             and n.endswith(".lst")]
+    return Path(working), lists
+
+
+class ProgressReporter:
+    """A rich progress bar on a terminal; otherwise a line every 1,000 images (im2rec.py's log)."""
+
+    def __init__(self, label: str, stream=None, every: int = 1000) -> None:
+        self.label, self.every = label, every
+        self.stream = stream or sys.stderr
+        self._bar = None
+        self._task = None
+        self._t0 = self._last = time.perf_counter()
+        if hasattr(self.stream, "isatty") and self.stream.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                                 console=Console(file=self.stream), transient=True)
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is not None:
+            if self._task is None:
+                self._bar.start()
+                self._task = self._bar.add_task(self.label, total=total, rate="")
+            rate = done / max(time.perf_counter() - self._t0, 1e-9)
+            self._bar.update(self._task, completed=done, rate=f"{rate:.0f} img/s")
+        elif done % self.every == 0 or done == total:
+            now = time.perf_counter()
+            self.stream.write(f"{self.label}: {done}/{total} images, {now - self._last:.2f} s since the last line\n")
+            self.stream.flush()
+            self._last = now
+
+    def close(self) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.stop()

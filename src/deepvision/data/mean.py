@@ -1,0 +1,171 @@
+"""Mean files: the per-channel mean R, G, B of a training set, as JSON {"R": .., "G": .., "B": ..}.
+
+Each value is the unweighted mean of the per-image channel means (every image counts once, whatever
+its size), in 0-255 units. From a `.lst`, the original files are decoded as the packer decodes them
+(OpenCV for JPEGs, composited on white for transparent images); from a `.rec`, the stored images are
+decoded. Work is spread over processes; unreadable images are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from deepvision.data.records.codec import DecodeError, Decoder, forking_cv2, load_for_packing
+from deepvision.data.records.recordio import RecordError, RecordFile
+from deepvision.errors import UserError
+from deepvision.fileio import atomic_write_text
+
+
+@dataclass
+class MeanResult:
+    """Means in R, G, B order (0-255), the images that counted, and those skipped (where, reason)."""
+
+    r: float
+    g: float
+    b: float
+    count: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {"R": self.r, "G": self.g, "B": self.b}
+
+
+def _file_means(path: str) -> tuple[np.ndarray | None, str]:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        img = load_for_packing(data, 1)  # BGR, like the reference's cv2.imread
+    except OSError as exc:
+        return None, f"cannot read file ({exc.strerror or exc})"
+    except DecodeError as exc:
+        return None, str(exc)
+    b, g, r = cv2.mean(img)[:3]
+    return np.array([r, g, b]), ""
+
+
+def _record_means(task: tuple[str, int, int]) -> tuple[np.ndarray, int, list[tuple[str, str]]]:
+    """Sum of per-image RGB means over records [start, stop) of a record file, count, skipped."""
+    path, start, stop = task
+    rf = RecordFile.open(path, cache=False) if _RECORD_FILE is None or str(_RECORD_FILE.path) != path else _RECORD_FILE
+    decoder = Decoder(3)
+    total, count, skipped = np.zeros(3), 0, []
+    for i in range(start, stop):
+        try:
+            payload = rf.read(i)
+            flag = int.from_bytes(bytes(payload[:4]), "little")
+            img = decoder(payload[24 + 4 * flag :])
+        except (RecordError, DecodeError, ValueError) as exc:
+            skipped.append((f"record {i} (byte offset {int(rf.offsets[i])})", str(exc)))
+            continue
+        total += np.asarray(cv2.mean(img)[:3])
+        count += 1
+    return total, count, skipped
+
+
+_RECORD_FILE: RecordFile | None = None
+
+
+def _init(record_file: RecordFile | None) -> None:
+    global _RECORD_FILE
+    _RECORD_FILE = record_file
+
+
+def compute_mean(
+    source: str | Path,
+    *,
+    root: str | Path | None = None,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> MeanResult:
+    """Mean R, G, B of the images of a .lst (files under `root`, default the list's folder) or a .rec."""
+    source = Path(source)
+    if not source.is_file():
+        raise UserError(f"file not found: {source}")
+    workers = max(1, workers or os.cpu_count() or 1)
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    t0 = time.perf_counter()
+    sums, count, skipped = np.zeros(3), 0, []
+    if source.suffix == ".rec" or source.suffix == ".idx":
+        rf = RecordFile.open(source.with_suffix(".rec"))
+        n = len(rf)
+        step = max(1, min(256, n // (workers * 4) or 1))
+        tasks = [(str(rf.path), s, min(n, s + step)) for s in range(0, n, step)]
+        with _pool(ctx, workers, rf) as pool:
+            done = 0
+            for total, k, bad in pool.imap(_record_means, tasks):
+                sums += total
+                count += k
+                skipped += bad
+                done += k + len(bad)
+                if progress is not None:
+                    progress(done, n)
+    else:
+        from deepvision.data.im2rec import read_list_lenient
+
+        items, problems = read_list_lenient(source)
+        skipped += [(where, reason) for where, _, reason in problems]
+        base = str(root) if root is not None else str(source.parent)
+        paths = [os.path.join(base, it.path) for it in items]
+        chunk = max(1, min(32, len(paths) // (workers * 8) or 1))
+        with _pool(ctx, workers, None) as pool:
+            for done, (means, reason) in enumerate(pool.imap(_file_means, paths, chunksize=chunk), 1):
+                if means is None:
+                    skipped.append((items[done - 1].path, reason))
+                else:
+                    sums += means
+                    count += 1
+                if progress is not None:
+                    progress(done, len(paths))
+    if count == 0:
+        raise UserError(f"no readable image in {source}" + (f" (first problem: {skipped[0][1]})" if skipped else ""))
+    r, g, b = (sums / count).tolist()
+    return MeanResult(r, g, b, count, skipped, time.perf_counter() - t0)
+
+
+def _pool(ctx, workers: int, record_file: RecordFile | None):
+    if workers == 1:
+        return _Serial(record_file)
+    with forking_cv2():
+        return ctx.Pool(workers, initializer=_init, initargs=(record_file,))
+
+
+class _Serial:
+    """The Pool interface, in process (workers=1)."""
+
+    def __init__(self, record_file: RecordFile | None) -> None:
+        _init(record_file)
+
+    def imap(self, fn, items, chunksize: int = 1):
+        return map(fn, items)
+
+    def __enter__(self) -> _Serial:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def write_mean_json(path: str | Path, means: MeanResult | dict[str, float]) -> Path:
+    """Write the mean file (atomically) and return its path."""
+    d = means.to_dict() if isinstance(means, MeanResult) else {k: float(means[k]) for k in ("R", "G", "B")}
+    path = Path(path)
+    atomic_write_text(path, json.dumps(d) + "\n")
+    return path
+
+
+def read_mean_json(path: str | Path) -> dict[str, float]:
+    """{"R", "G", "B"} from a mean file."""
+    from deepvision.data.loaders import read_mean_json as read_rgb
+
+    r, g, b = read_rgb(path)
+    return {"R": r, "G": g, "B": b}
