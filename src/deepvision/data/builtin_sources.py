@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from deepvision.config.schema import DataConfig
 from deepvision.data import mnist
 from deepvision.data.lst import read_lst
 from deepvision.data.preprocess import open_image
-from deepvision.data.sources import RawData, SubsetDataset, register_source, to_tensor_split
+from deepvision.data.sources import RawData, SubsetDataset, TensorSplit, register_source, to_tensor_split
 from deepvision.errors import UserError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -38,6 +39,27 @@ def digits_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     images, labels = digits_images(size)
     split = to_tensor_split(images, labels)
     return RawData({"all": split, "train": split}, [str(i) for i in range(10)], 1, (size, size))
+
+
+@register_source("synthetic")
+def synthetic_source(cfg: DataConfig, wanted: list[str]) -> RawData:
+    """Random uint8 images (benchmarks, smoke tests): `options` samples (default 1024), classes (10),
+    size (224), channels (3), seed (0). Every requested split name gets its own random tensor."""
+    opts = {"samples": 1024, "classes": 10, "size": 224, "channels": 3, "seed": 0, **cfg.options}
+    for key in ("samples", "classes", "size", "channels", "seed"):
+        if not isinstance(opts[key], int) or isinstance(opts[key], bool) or opts[key] < (0 if key == "seed" else 1):
+            raise UserError(f"data.options.{key} must be a positive integer, got {opts[key]!r}")
+    if opts["channels"] not in (1, 3):
+        raise UserError("data.options.channels must be 1 or 3")
+    splits = {}
+    for k, name in enumerate(wanted):
+        g = torch.Generator().manual_seed(opts["seed"] + k)
+        shape = (opts["samples"], opts["channels"], opts["size"], opts["size"])
+        images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+        labels = torch.randint(0, opts["classes"], (opts["samples"],), generator=g)
+        splits[name] = TensorSplit(images, labels)
+    side = opts["size"]
+    return RawData(splits, [str(i) for i in range(opts["classes"])], opts["channels"], (side, side))
 
 
 @register_source("mnist")
@@ -164,14 +186,17 @@ def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         labels = [int(e.label) for e in entries]
         top = max(top, max(labels))
         splits[name] = ImageFileDataset(paths, labels, channels)
-    return RawData(splits, read_class_names(cfg.options.get("labels"), top + 1), channels, None)
+    return RawData(splits, read_class_names(cfg.options.get("labels"), top + 1, cfg.root), channels, None)
 
 
-def read_class_names(path: str | None, count: int) -> list[str]:
-    """Names from a labels file ('name' or 'id name' per line), or '0'..'count-1'."""
+def read_class_names(path: str | None, count: int, root: str | None = None) -> list[str]:
+    """Names from a labels file (one name per line, e.g. 'n01440764 tench'), or '0'..'count-1'.
+
+    A relative path is looked up in the working directory, then under `root` (the data root).
+    """
     if not path:
         return [str(i) for i in range(count)]
-    p = Path(path)
+    p = _resolve(root, path)
     if not p.is_file():
         raise UserError(f"labels file not found: {p}")
     names = [line.strip() for line in p.read_text().splitlines() if line.strip()]

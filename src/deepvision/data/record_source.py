@@ -66,7 +66,7 @@ def rec_source(cfg: DataConfig, wanted: list[str]) -> RawData:
             raise UserError(f"{path}: labels must be class indices >= 0, found {labels.min()}")
         top = max(top, int(labels.max()))
         splits[name] = ds
-    return RawData(splits, read_class_names(cfg.options.get("labels"), top + 1), channels, None)
+    return RawData(splits, read_class_names(cfg.options.get("labels"), top + 1, cfg.root), channels, None)
 
 
 @register_source("hdf5")
