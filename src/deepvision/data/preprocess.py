@@ -77,8 +77,14 @@ class Preprocess:
         """uint8 (N)CHW -> float normalised tensor, on x's device."""
         a, b = self.affine(x.device)
         if x.dim() == 3:
-            return (x.unsqueeze(0).float() * a + b).squeeze(0)
-        return x.float() * a + b
+            return normalize_batch(x.unsqueeze(0), a, b).squeeze(0)
+        return normalize_batch(x, a, b)
+
+
+def normalize_batch(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """raw * a + b as float32 in one fused pass; every path (training, evaluation, prediction) uses it,
+    so a given image gives bit-identical model inputs everywhere."""
+    return torch.addcmul(b, x.float(), a)
 
 
 def open_image(source: str | Path | bytes | Image.Image, channels: int) -> Image.Image:

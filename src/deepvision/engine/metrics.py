@@ -8,31 +8,47 @@ from deepvision.engine.distributed import all_reduce_sum
 
 
 class MetricAccumulator:
-    """Running sums of cross-entropy, rank-1 and rank-k hits and sample count."""
+    """Running sums of cross-entropy, rank-1 and rank-k hits and the sample count.
+
+    `mark()` remembers the current sums, so `compute(since_mark=True)` gives the metrics of the
+    batches after it (the speedometer's window) without a second accumulator.
+    """
 
     def __init__(self, device: torch.device, topk: int = 5) -> None:
         self.device, self.topk = device, topk
         self.reset()
 
     def reset(self) -> None:
-        self.sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        self.loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.hits = torch.zeros(2, dtype=torch.int64, device=self.device)  # rank-1, rank-k
         self.count = 0  # on the host: no device transfer per batch
+        self._mark = (self.loss.clone(), self.hits.clone(), 0)
 
     @torch.no_grad()
-    def update(self, logits: torch.Tensor, targets: torch.Tensor, loss_sum: torch.Tensor) -> None:
+    def update(self, logits: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor, mean: bool = True) -> None:
+        """Add a batch: `loss` is its mean cross-entropy (or the sum when mean=False)."""
         k = min(self.topk, logits.shape[1])
-        hits = logits.topk(k, dim=1).indices.eq(targets[:, None])
-        self.sums += torch.stack([loss_sum.double(), hits[:, 0].sum().double(), hits.any(1).sum().double()])
-        self.count += targets.shape[0]
+        hits = logits.topk(k, dim=1).indices == targets.unsqueeze(1)  # at most one hit per row
+        self.hits += torch.stack([hits[:, 0].sum(), hits.sum()])
+        n = targets.shape[0]
+        self.loss += loss.double() * n if mean else loss.double()
+        self.count += n
 
-    def compute(self, distributed: bool = False) -> dict[str, float]:
-        sums = torch.cat([self.sums, torch.tensor([float(self.count)], dtype=torch.float64, device=self.device)])
+    def mark(self) -> None:
+        self._mark = (self.loss.clone(), self.hits.clone(), self.count)
+
+    def compute(self, distributed: bool = False, since_mark: bool = False) -> dict[str, float]:
+        loss, hits, count = self.loss, self.hits, self.count
+        if since_mark:
+            loss, hits, count = loss - self._mark[0], hits - self._mark[1], count - self._mark[2]
+        sums = torch.cat([loss.view(1), hits.double(), torch.tensor([float(count)], dtype=torch.float64,
+                                                                    device=self.device)])
         if distributed:
             all_reduce_sum(sums)
-        loss, top1, topk, n = sums.tolist()
+        total_loss, top1, topk, n = sums.tolist()
         if n == 0:
             return {"loss": float("nan"), "acc": float("nan"), "top5": float("nan"), "count": 0}
-        return {"loss": loss / n, "acc": top1 / n, "top5": topk / n, "count": int(n)}
+        return {"loss": total_loss / n, "acc": top1 / n, "top5": topk / n, "count": int(n)}
 
 
 def topk_accuracy(probs: torch.Tensor, targets: torch.Tensor, k: int) -> float:

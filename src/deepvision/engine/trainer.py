@@ -25,6 +25,7 @@ from torch import nn
 from deepvision.config.coerce import to_dict
 from deepvision.config.schema import Config
 from deepvision.data.loaders import build_loaders, resolve_preprocess
+from deepvision.data.preprocess import normalize_batch
 from deepvision.data.sources import load_data
 from deepvision.engine import checkpoint as ckpt_io
 from deepvision.engine.build import build_model, load_weights
@@ -122,6 +123,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
         self.schedule = Schedule(cfg.schedule, cfg.optim.lr, tc.epochs)
         self.manual_lr = manual_lr
+        self.stop = GracefulStop()  # fit() installs its signal handlers; until then nothing is requested
         self.history: list[dict[str, Any]] = []
         self.start_epoch = 0
         self.best_epoch: int | None = None
@@ -211,7 +213,7 @@ class Trainer:
             self.stop = stop
             try:
                 for epoch in range(self.start_epoch, tc.epochs):
-                    self._epoch(epoch)
+                    self.train_epoch(epoch)
             finally:
                 rep.end_epoch()
                 if self.dist.is_main:
@@ -237,7 +239,11 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def _epoch(self, epoch: int) -> None:
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        """Train epoch `epoch` (0-based), validate, checkpoint; returns its history row.
+
+        `fit` calls this for every epoch; call it directly to drive training epoch by epoch.
+        """
         tc, rep = self.cfg.train, self.reporter
         loader = self.loaders["train"]
         loader.set_epoch(epoch)
@@ -250,55 +256,55 @@ class Trainer:
         self._set_lr(lr)
         self.train_model.train()
         metrics = MetricAccumulator(self.device, tc.topk)
-        window = MetricAccumulator(self.device, tc.topk)
         accum = tc.grad_accum
         a, b = self.affine
         model, opt, scaler = self.train_model, self.optimizer, self.scaler
+        scaled = scaler.is_enabled()
         label_smoothing = tc.label_smoothing
-        device_type = self.device.type
-        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        device, amp = self.device, self.amp
         rep.start_epoch(epoch, steps, tc.epochs)
         opt.zero_grad(set_to_none=True)
         t_epoch = t_window = time.perf_counter()
-        seen = window_seen = 0
         done = 0
         for i, (x, y) in enumerate(loader):
             if per_iter:
                 self._set_lr(self.lr_at(epoch, i / steps))
-            x = x.to(self.device, non_blocking=True)
-            y = y.to(self.device, non_blocking=True)
-            x = (x.float() * a + b).contiguous(memory_format=memory_format)
+            x = x.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True)
+            x = normalize_batch(x, a, b)  # uint8 -> normalised float in one pass, on the device
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             sync = (i + 1) % accum == 0 or i + 1 == steps
             group = min(accum, steps - (i // accum) * accum)  # the epoch's last group may be shorter
             ctx = self.ddp.no_sync() if (self.ddp is not None and not sync) else _nullcontext
             with ctx:
-                with torch.autocast(device_type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+                with torch.autocast(device.type, dtype=amp) if amp is not None else _nullcontext:
                     logits = model(x)
                     loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
-                scaler.scale(loss / group if group > 1 else loss).backward()
+                step_loss = loss / group if group > 1 else loss
+                (scaler.scale(step_loss) if scaled else step_loss).backward()
             if sync:
                 if tc.clip_grad_norm:
-                    scaler.unscale_(opt)
+                    if scaled:
+                        scaler.unscale_(opt)
                     nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_grad_norm)
-                scaler.step(opt)
-                scaler.update()
+                if scaled:
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    opt.step()
                 opt.zero_grad(set_to_none=True)
-            n = y.shape[0]
-            loss_sum = loss.detach() * n
-            metrics.update(logits.detach(), y, loss_sum)
-            window.update(logits.detach(), y, loss_sum)
-            seen += n
-            window_seen += n
+            metrics.update(logits.detach(), y, loss.detach())
             done = i + 1
             rep.advance()
             if self._stop_requested(done):
                 self._interrupted(epoch, done, steps)
             if done % tc.log_every == 0:
                 now = time.perf_counter()
-                speed = window_seen * self.dist.world / max(now - t_window, 1e-9)
-                rep.speedometer(epoch, done, speed, window.compute(self.dist.enabled))
-                window.reset()
-                t_window, window_seen = now, 0
+                window = metrics.compute(self.dist.enabled, since_mark=True)
+                rep.speedometer(epoch, done, window["count"] / max(now - t_window, 1e-9), window)
+                metrics.mark()
+                t_window = now
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         train_time = time.perf_counter() - t_epoch
@@ -318,6 +324,7 @@ class Trainer:
         }
         self.history.append(row)
         self._end_of_epoch(epoch, row, val_m)
+        return row
 
     def _stop_requested(self, batch: int) -> bool:
         flag = self.stop.requested
@@ -346,14 +353,15 @@ class Trainer:
         model.eval()
         metrics = MetricAccumulator(self.device, self.cfg.train.topk)
         a, b = self.affine
-        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         with torch.inference_mode():
             for x, y in loader:
-                x = (x.to(self.device, non_blocking=True).float() * a + b).contiguous(memory_format=memory_format)
+                x = normalize_batch(x.to(self.device, non_blocking=True), a, b)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 y = y.to(self.device, non_blocking=True)
-                with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-                    logits = model(x)
-                metrics.update(logits.float(), y, F.cross_entropy(logits.float(), y, reduction="sum"))
+                with torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None else _nullcontext:
+                    logits = model(x).float()
+                metrics.update(logits, y, F.cross_entropy(logits, y, reduction="sum"), mean=False)
         model.train(was_training)
         return metrics.compute(self.dist.enabled)
 

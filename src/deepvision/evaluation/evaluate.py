@@ -15,6 +15,7 @@ import torch
 from deepvision.config.schema import Config
 from deepvision.data.dataset_loader import DatasetLoader
 from deepvision.data.loaders import build_loaders
+from deepvision.data.preprocess import normalize_batch
 from deepvision.data.sources import DataBundle, TensorSplit, adapt_tensor_split, load_data
 from deepvision.data.tensor_loader import TensorLoader
 from deepvision.engine.distributed import resolve_device
@@ -66,10 +67,10 @@ def collect_probs(loaded: LoadedRun, loader, device: torch.device, crops: int = 
                 x = ten_crop(x, loaded.pre.size)
             if x.dim() == 5:
                 n = x.shape[0]
-                p = torch.softmax(model(x.flatten(0, 1).float() * a + b).float(), dim=1)
+                p = torch.softmax(model(normalize_batch(x.flatten(0, 1), a, b)).float(), dim=1)
                 probs.append(p.view(n, -1, p.shape[1]).mean(1).cpu())
             else:
-                probs.append(torch.softmax(model(x.float() * a + b).float(), dim=1).cpu())
+                probs.append(torch.softmax(model(normalize_batch(x, a, b)).float(), dim=1).cpu())
             labels.append(y.cpu())
     if not probs:
         return np.zeros((0, len(loaded.classes)), np.float32), np.zeros(0, np.int64)
