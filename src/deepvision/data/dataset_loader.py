@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from deepvision.data.sampling import epoch_indices
+from deepvision.data.sampling import EpochPlan
 from deepvision.data.transforms import SampleTransform, sample_seed
 from deepvision.errors import UserError
 
@@ -51,11 +51,11 @@ class _EpochBatches:
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         epoch = self.loader.epoch
-        for batch in self.loader._batches():
+        for batch in self.loader.batches():
             yield [(i, epoch) for i in batch.tolist()]
 
     def __len__(self) -> int:
-        return len(self.loader._batches())
+        return len(self.loader.batches())
 
 
 def default_workers() -> int:
@@ -64,7 +64,7 @@ def default_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 2) // max(1, per_node)))
 
 
-class DatasetLoader:
+class DatasetLoader(EpochPlan):
     """Batches (uint8 N x C x H x W, int64 N) from a map-style dataset of (PIL image, label)."""
 
     def __init__(
@@ -83,14 +83,9 @@ class DatasetLoader:
         max_steps: int | None = None,
         pin_memory: bool = False,
     ) -> None:
+        super().__init__(len(dataset), batch_size, seed=seed, shuffle=shuffle and training, training=training,
+                         rank=rank, world=world, last_batch=last_batch, max_steps=max_steps)
         self.dataset = dataset
-        self.batch_size = batch_size
-        self.training = training
-        self.shuffle = shuffle and training
-        self.seed, self.rank, self.world = seed, rank, world
-        self.last_batch = last_batch
-        self.max_steps = max_steps if training else None
-        self.epoch = 0
         workers = default_workers() if workers is None else workers
         self._loader = DataLoader(
             _Keyed(dataset, transform, seed),
@@ -103,23 +98,6 @@ class DatasetLoader:
             # or a resumed run's dropout masks would differ from an uninterrupted run's.
             generator=torch.Generator().manual_seed(seed),
         )
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _batches(self) -> list[torch.Tensor]:
-        batches = epoch_indices(
-            len(self.dataset), self.batch_size, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle,
-            rank=self.rank, world=self.world, last_batch=self.last_batch, training=self.training,
-        )
-        return batches[: self.max_steps] if self.max_steps else batches
-
-    def __len__(self) -> int:
-        return len(self._batches())
-
-    @property
-    def num_samples(self) -> int:
-        return sum(len(b) for b in self._batches())
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         try:

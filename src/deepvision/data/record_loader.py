@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import math
 import mmap
 import multiprocessing as mp
 import os
@@ -41,8 +40,8 @@ from deepvision.config.schema import AugmentConfig
 from deepvision.data.records.codec import DecodeError, Decoder, forking_cv2
 from deepvision.data.records.header import HEADER_SIZE, IRHeader, unpack_header
 from deepvision.data.records.recordio import RecordError, RecordFile
-from deepvision.data.sampling import LAST_BATCH, epoch_indices
-from deepvision.data.transforms import inverse_affine, sample_seed
+from deepvision.data.sampling import LAST_BATCH, EpochPlan
+from deepvision.data.transforms import inverse_affine, random_resized_crop_box, sample_seed
 from deepvision.errors import UserError
 
 MEMORY_FORMATS = ("channels_last", "contiguous")
@@ -190,30 +189,19 @@ def _corrupt(file: RecordFile, pos: int, why: str) -> RecordError:
                        f"the images", index=pos, offset=offset)
 
 
-class EpochBatchSampler:
+class EpochBatchSampler(EpochPlan):
     """Batches of indices for one epoch (`sampling.epoch_indices`): seeded reshuffle, DDP sharding and the
     last-batch policy. Defaults rank/world to the initialised process group."""
 
     def __init__(self, n: int, batch_size: int, *, seed: int = 0, shuffle: bool = True, training: bool = True,
                  rank: int | None = None, world: int | None = None, last_batch: str = "keep") -> None:
-        self.n, self.batch_size, self.seed, self.shuffle, self.training = n, batch_size, seed, shuffle, training
-        self.rank, self.world = _rank_world(rank, world)
-        self.last_batch = _last_batch(last_batch)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def batches(self) -> list[torch.Tensor]:
-        return epoch_indices(self.n, self.batch_size, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle,
-                             rank=self.rank, world=self.world, last_batch=self.last_batch, training=self.training)
+        rank, world = _rank_world(rank, world)
+        super().__init__(n, batch_size, seed=seed, shuffle=shuffle, training=training, rank=rank, world=world,
+                         last_batch=_last_batch(last_batch))
 
     def __iter__(self) -> Iterator[list[int]]:
         for b in self.batches():
             yield b.tolist()
-
-    def __len__(self) -> int:
-        return len(self.batches())
 
 
 def _rank_world(rank: int | None, world: int | None) -> tuple[int, int]:
@@ -481,28 +469,12 @@ def resize_short_side_array(img: np.ndarray, size: int) -> np.ndarray:
     return _resize(img, *new)
 
 
-def _rrc_box(w: int, h: int, aug: AugmentConfig, rng: random.Random) -> tuple[int, int, int, int]:
-    """SampleTransform._random_resized_crop's box (left, top, width, height), same random draws."""
-    area = w * h
-    lo, hi = aug.scale
-    rlo, rhi = (math.log(r) for r in aug.ratio)
-    for _ in range(10):
-        target = area * rng.uniform(lo, hi)
-        ratio = math.exp(rng.uniform(rlo, rhi))
-        cw = int(round(math.sqrt(target * ratio)))
-        ch = int(round(math.sqrt(target / ratio)))
-        if 0 < cw <= w and 0 < ch <= h:
-            return rng.randint(0, w - cw), rng.randint(0, h - ch), cw, ch
-    side = min(w, h)
-    return (w - side) // 2, (h - side) // 2, side, side
-
-
 def _transform_into(img: np.ndarray, rng: random.Random, out: np.ndarray, spec: _Spec, aug: AugmentConfig) -> None:
     """Write the augmented (training) or centre-cropped (evaluation) H x W x C sample into `out`."""
     th, tw = spec.size
     if aug.random_resized_crop:
         h, w = img.shape[:2]
-        left, top, cw, ch = _rrc_box(w, h, aug, rng)
+        left, top, cw, ch = random_resized_crop_box(w, h, aug, rng)
         mirror = aug.rand_mirror and rng.random() < 0.5
         region = img[top : top + ch, left : left + cw]
         if mirror:
@@ -595,7 +567,7 @@ class _Tasks:
     def __iter__(self) -> Iterator[tuple[int, list[int]]]:
         epoch = self._owner()._stream_start
         while True:
-            batches = self._owner()._batches(epoch)
+            batches = self._owner().batches(epoch)
             if not batches:
                 return
             for b in batches:
@@ -603,7 +575,7 @@ class _Tasks:
             epoch += 1
 
     def __len__(self) -> int:
-        return len(self._owner()._batches())
+        return len(self._owner().batches())
 
 
 def _worker_init(_: int) -> None:
@@ -614,7 +586,7 @@ def default_workers() -> int:
     return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2))
 
 
-class RecordLoader:
+class RecordLoader(EpochPlan):
     """Batches of (images, labels) from a record file, decoded and augmented in worker processes.
 
     images: N x C x H x W, uint8 (`dtype='uint8'`; stored channels-last unless memory_format='contiguous')
@@ -678,13 +650,10 @@ class RecordLoader:
         if augment is not None:
             augment.validate("augment")
         self.dataset = dataset
-        self.batch_size = int(batch_size)
-        self.training = training
-        self.shuffle = training if shuffle is None else (shuffle and training)
-        self.seed = int(seed)
-        self.rank, self.world = _rank_world(rank, world)
-        self.last_batch = _last_batch(last_batch)
-        self.max_steps = max_steps if training else None
+        rank, world = _rank_world(rank, world)
+        super().__init__(len(dataset), batch_size, seed=seed, training=training, rank=rank, world=world,
+                         shuffle=training if shuffle is None else (shuffle and training),
+                         last_batch=_last_batch(last_batch), max_steps=max_steps)
         self.dtype = dtype
         self.label_width = int(label_width)
         self.device = torch.device(device) if device is not None else None
@@ -692,7 +661,6 @@ class RecordLoader:
         on_cuda = self.device is not None and self.device.type == "cuda"
         self.pin_memory = on_cuda if pin_memory is None else pin_memory
         self.prefetch = max(1, int(prefetch))
-        self.epoch = 0
         self.skipped: list[tuple[int, int, str]] = []  # (position, byte offset, reason) of skipped records
         skip = dataset.skip_corrupt if skip_corrupt is None else skip_corrupt
         self.spec = _Spec(size, channels, resize, training, augment or AugmentConfig(),
@@ -712,23 +680,6 @@ class RecordLoader:
         self._finalizer: weakref.finalize | None = None
 
     # -- protocol -------------------------------------------------------------------------------------
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def _batches(self, epoch: int | None = None) -> list[torch.Tensor]:
-        """This rank's batches (index tensors) in `epoch` (default: the current one)."""
-        batches = epoch_indices(len(self.dataset), self.batch_size, seed=self.seed,
-                                epoch=self.epoch if epoch is None else epoch, shuffle=self.shuffle, rank=self.rank,
-                                world=self.world, last_batch=self.last_batch, training=self.training)
-        return batches[: self.max_steps] if self.max_steps else batches
-
-    def __len__(self) -> int:
-        return len(self._batches())
-
-    @property
-    def num_samples(self) -> int:
-        return sum(len(b) for b in self._batches())
-
     def _data_loader(self) -> DataLoader:
         if self._loader is None:
             workers = self.workers
@@ -759,7 +710,7 @@ class RecordLoader:
         return self._stream
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        epoch, count = self.epoch, len(self._batches())
+        epoch, count = self.epoch, len(self.batches())
         skipped_before = len(self.skipped)
         stream = self._stream_at(epoch)
         for done in range(1, count + 1):

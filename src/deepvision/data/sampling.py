@@ -91,3 +91,39 @@ def num_batches(n: int, batch_size: int, world: int, last_batch: str, training: 
     if last_batch == "pad":
         return math.ceil(n / global_batch)
     return math.ceil(math.ceil(n / world) / batch_size)
+
+
+class EpochPlan:
+    """Which batches one rank reads in each epoch: the base of every loader and batch sampler.
+
+    Subclasses set the attributes through `__init__` and read `batches()`; `set_epoch`, `len()` and
+    `num_samples` come from here.
+    """
+
+    def __init__(self, n: int, batch_size: int, *, seed: int = 0, shuffle: bool = True, training: bool = True,
+                 rank: int = 0, world: int = 1, last_batch: str = "keep", max_steps: int | None = None) -> None:
+        if last_batch not in LAST_BATCH:
+            raise ValueError(f"last_batch must be one of {LAST_BATCH}, got {last_batch!r}")
+        self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
+        self.shuffle, self.training = shuffle, training
+        self.rank, self.world = int(rank), int(world)
+        self.last_batch = last_batch
+        self.max_steps = max_steps if training else None
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def batches(self, epoch: int | None = None) -> list[torch.Tensor]:
+        """This rank's batches (index tensors) in `epoch` (default: the current one)."""
+        batches = epoch_indices(self.n, self.batch_size, seed=self.seed,
+                                epoch=self.epoch if epoch is None else epoch, shuffle=self.shuffle, rank=self.rank,
+                                world=self.world, last_batch=self.last_batch, training=self.training)
+        return batches[: self.max_steps] if self.max_steps else batches
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+    @property
+    def num_samples(self) -> int:
+        return sum(len(b) for b in self.batches())

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from deepvision.config.schema import AugmentConfig
-from deepvision.data.sampling import _mix, epoch_indices
+from deepvision.data.sampling import EpochPlan, _mix
 from deepvision.data.transforms import inverse_affine
 
 
@@ -75,7 +75,7 @@ class BatchAugment:
         return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
-class TensorLoader:
+class TensorLoader(EpochPlan):
     """Batches (uint8 images, int64 labels) from tensors by indexing.
 
     Implements the loader protocol used by the engine: `set_epoch`, `__iter__`, `__len__`,
@@ -102,37 +102,14 @@ class TensorLoader:
             raise ValueError("images and labels differ in length")
         self.images = images.to(device)
         self.labels = labels.to(device=device, dtype=torch.int64)
-        self.batch_size = batch_size
-        self.training = training
-        self.shuffle = shuffle and training
-        self.seed = seed
-        self.rank, self.world = rank, world
-        self.last_batch = last_batch
+        super().__init__(len(labels), batch_size, seed=seed, shuffle=shuffle and training, training=training,
+                         rank=rank, world=world, last_batch=last_batch, max_steps=max_steps)
         self.augment = augment
-        self.max_steps = max_steps if training else None
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _batches(self) -> list[torch.Tensor]:
-        batches = epoch_indices(
-            len(self.labels), self.batch_size, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle,
-            rank=self.rank, world=self.world, last_batch=self.last_batch, training=self.training,
-        )
-        return batches[: self.max_steps] if self.max_steps else batches
-
-    def __len__(self) -> int:
-        return len(self._batches())
-
-    @property
-    def num_samples(self) -> int:
-        return sum(len(b) for b in self._batches())
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         device = self.images.device
         g = torch.Generator().manual_seed(_mix(self.seed + 1 + 7919 * self.rank, self.epoch))  # own crops per rank
-        for idx in self._batches():
+        for idx in self.batches():
             idx = idx.to(device)
             x = self.images.index_select(0, idx)
             if self.augment is not None:

@@ -68,21 +68,25 @@ class SampleTransform:
 
     def _random_resized_crop(self, img: Image.Image, rng: random.Random) -> Image.Image:
         th, tw = self.pre.size
-        w, h = img.size
-        area = w * h
-        lo, hi = self.aug.scale
-        rlo, rhi = (math.log(r) for r in self.aug.ratio)
-        for _ in range(10):
-            target = area * rng.uniform(lo, hi)
-            ratio = math.exp(rng.uniform(rlo, rhi))
-            cw = int(round(math.sqrt(target * ratio)))
-            ch = int(round(math.sqrt(target / ratio)))
-            if 0 < cw <= w and 0 < ch <= h:
-                left, top = rng.randint(0, w - cw), rng.randint(0, h - ch)
-                return img.resize((tw, th), Image.BILINEAR, box=(left, top, left + cw, top + ch))
-        side = min(w, h)  # fallback: centre square
-        left, top = (w - side) // 2, (h - side) // 2
-        return img.resize((tw, th), Image.BILINEAR, box=(left, top, left + side, top + side))
+        left, top, cw, ch = random_resized_crop_box(*img.size, self.aug, rng)
+        return img.resize((tw, th), Image.BILINEAR, box=(left, top, left + cw, top + ch))
+
+
+def random_resized_crop_box(w: int, h: int, aug: AugmentConfig, rng: random.Random) -> tuple[int, int, int, int]:
+    """(left, top, width, height) of a random-resized crop (torchvision's rule: area in `aug.scale`,
+    log-uniform aspect ratio in `aug.ratio`, 10 tries, then the centre square)."""
+    area = w * h
+    lo, hi = aug.scale
+    rlo, rhi = (math.log(r) for r in aug.ratio)
+    for _ in range(10):
+        target = area * rng.uniform(lo, hi)
+        ratio = math.exp(rng.uniform(rlo, rhi))
+        cw = int(round(math.sqrt(target * ratio)))
+        ch = int(round(math.sqrt(target / ratio)))
+        if 0 < cw <= w and 0 < ch <= h:
+            return rng.randint(0, w - cw), rng.randint(0, h - ch), cw, ch
+    side = min(w, h)
+    return (w - side) // 2, (h - side) // 2, side, side
 
 
 def inverse_affine(angle: float, shear: float) -> tuple[float, float, float, float]:

@@ -59,34 +59,30 @@ def _mark_lr(ax, changes: list[tuple[int, float]]) -> None:
                 va="top", ha="left", fontsize=7, color="grey")
 
 
+def _curves_figure(history: list[dict[str, Any]], curves: tuple[tuple[str, str, str], ...], ylabel: str,
+                   title: str, legend: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for key, label, style in curves:
+        xs, ys = _series(history, key)
+        if xs:
+            ax.plot(xs, ys, style, marker="o", markersize=3, label=label)
+    _mark_lr(ax, lr_changes(history))
+    ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc=legend)
+    return save_figure(fig, path)
+
+
 def plot_history(history: list[dict[str, Any]], out_dir: str | Path, title: str = "") -> list[Path]:
     """Write loss.png and accuracy.png into `out_dir`; returns their paths."""
     out_dir = Path(out_dir)
-    changes = lr_changes(history)
-    written = []
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for key, label, style in (("train_loss", "train", "-"), ("val_loss", "val", "-")):
-        xs, ys = _series(history, key)
-        if xs:
-            ax.plot(xs, ys, style, marker="o", markersize=3, label=label)
-    _mark_lr(ax, changes)
-    ax.set(xlabel="epoch", ylabel="cross-entropy", title=f"{title} loss".strip())
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right")
-    written.append(save_figure(fig, out_dir / "loss.png"))
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for key, label, style in (("train_acc", "train rank-1", "-"), ("val_acc", "val rank-1", "-"),
-                              ("train_top5", "train rank-5", "--"), ("val_top5", "val rank-5", "--")):
-        xs, ys = _series(history, key)
-        if xs:
-            ax.plot(xs, ys, style, marker="o", markersize=3, label=label)
-    _mark_lr(ax, changes)
-    ax.set(xlabel="epoch", ylabel="accuracy", title=f"{title} accuracy".strip())
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    written.append(save_figure(fig, out_dir / "accuracy.png"))
-    return written
+    return [
+        _curves_figure(history, (("train_loss", "train", "-"), ("val_loss", "val", "-")), "cross-entropy",
+                       f"{title} loss".strip(), "upper right", out_dir / "loss.png"),
+        _curves_figure(history, (("train_acc", "train rank-1", "-"), ("val_acc", "val rank-1", "-"),
+                                 ("train_top5", "train rank-5", "--"), ("val_top5", "val rank-5", "--")),
+                       "accuracy", f"{title} accuracy".strip(), "lower right", out_dir / "accuracy.png"),
+    ]
 
 
 def plot_compare(histories: dict[str, list[dict[str, Any]]], path: str | Path,
