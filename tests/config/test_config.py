@@ -65,3 +65,8 @@ def test_read_yaml_errors(tmp_path):
     scalar.write_text("just a string\n")
     with pytest.raises(UserError, match="mapping of settings at the top level"):
         read_yaml(scalar)
+
+
+def test_data_format_is_an_alias_of_source():
+    cfg = build_config({"data": {"format": "rec", "train": "x.rec"}})
+    assert cfg.data.source == "rec" and cfg.data.format is None

@@ -57,7 +57,8 @@ class AugmentConfig:
 
 @dataclass
 class DataConfig:
-    source: str = "digits"  # digits | mnist | mnist_text | folder | lst | rec (see `deepvision.data.sources`)
+    source: str = "digits"  # digits | mnist | mnist_text | folder | lst | rec | hdf5 | synthetic
+    format: str | None = None  # alias of `source` (`data.format: rec`); when set it wins
     root: str | None = None
     train: str | None = "train"  # split (or file) used for training
     val: str | None = None  # None: carve val_fraction out of train
@@ -82,6 +83,8 @@ class DataConfig:
     options: dict[str, Any] = field(default_factory=dict)  # source-specific settings
 
     def validate(self, path: str) -> None:
+        if self.format is not None:  # one name for the data kind in the resolved config
+            self.source, self.format = self.format, None
         for key in ("val_fraction", "test_fraction"):
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:

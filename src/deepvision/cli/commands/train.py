@@ -8,9 +8,10 @@ ORDER = 10
 
 EPILOG = """config keys (YAML sections; override any with --set section.key=value):
   model:      name, num_classes, in_channels, pretrained, args
-  data:       source (digits|mnist|mnist_text|folder|lst|rec), root, train, val, test, val_fraction,
-              test_fraction, split_seed, max_samples, batch_size, eval_batch_size, workers, image_size,
-              resize, channels, scale, mean, std, augment.*, shuffle, last_batch, skip_corrupt, options
+  data:       source (digits|mnist|mnist_text|folder|lst|rec|hdf5|synthetic; alias: format), root, train,
+              val, test, val_fraction, test_fraction, split_seed, max_samples, batch_size, eval_batch_size,
+              workers, image_size, resize, channels, scale, mean, std, augment.*, shuffle, last_batch,
+              skip_corrupt, options
   optim:      name (sgd|adam|adamw|adadelta|rmsprop), lr, momentum, nesterov, weight_decay,
               decay_norm_and_bias, betas, eps, rho, alpha, centered
   schedule:   name (constant|piecewise|step|multistep|poly|cosine), ranges, step_size, milestones,
