@@ -285,3 +285,23 @@ def test_headers_split_by_the_magic_number(tmp_path):
         assert rf.labels[:, 0].tolist() == [2.0, magic_float, 1.0, 4.0]
         assert rf.labels[2, 1] == magic_float
         assert [bytes(rf.read(i)) for i in range(4)] == payloads
+
+
+def test_corrupt_label_count_is_a_record_error(tmp_path):
+    _write_records(tmp_path / "a.rec", 6)
+    keys, offsets = read_index(tmp_path / "a.idx")
+    data = bytearray((tmp_path / "a.rec").read_bytes())
+    data[int(offsets[2]) + 8 + 3] = 0x01  # the header's flag now announces 16,777,216 labels
+    (tmp_path / "a.rec").write_bytes(bytes(data))
+    with pytest.raises(RecordError, match=r"record 2 at byte offset \d+ is corrupt: its header announces 16777216"):
+        RecordFile.open(tmp_path / "a.rec", cache=False)
+
+
+def test_truncated_rec_with_its_index_names_the_cut_record(tmp_path):
+    _write_records(tmp_path / "a.rec", 8)
+    keys, offsets = read_index(tmp_path / "a.idx")
+    data = (tmp_path / "a.rec").read_bytes()
+    (tmp_path / "a.rec").write_bytes(data[: int(offsets[5]) + 10])  # cut inside record 5; records 6, 7 gone
+    with pytest.raises(RecordError, match=f"record 5 at byte offset {offsets[5]} is truncated") as exc:
+        RecordFile.open(tmp_path / "a.rec", cache=False)
+    assert exc.value.index == 5 and exc.value.offset == int(offsets[5])

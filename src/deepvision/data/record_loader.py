@@ -583,7 +583,9 @@ def _worker_init(_: int) -> None:
 
 
 def default_workers() -> int:
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2))
+    """The cores this process may use, shared among torchrun's processes on the node, at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    return max(1, min(8, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))))
 
 
 class RecordLoader(EpochPlan):
@@ -693,6 +695,9 @@ class RecordLoader(EpochPlan):
                 maker, batch_size=None, sampler=_Tasks(self), num_workers=workers, multiprocessing_context=context,
                 pin_memory=self.pin_memory, persistent_workers=workers > 0, worker_init_fn=_worker_init,
                 prefetch_factor=self.prefetch if workers > 0 else None,
+                # a private generator: starting the workers must not draw from the global RNG, or a
+                # resumed run's dropout masks would differ from an uninterrupted run's
+                generator=torch.Generator().manual_seed(self.seed),
             )
             if workers > 0:
                 # Stop the persistent workers when this loader dies, even inside a garbage cycle: the

@@ -470,63 +470,93 @@ def _header_table(path: Path, idx: Path | None, offsets: np.ndarray) -> tuple[np
         return np.zeros(0, np.int64), np.zeros((0, 1), np.float32)
     if size == 0:
         raise _mismatch(path, idx, "the .rec is empty")
-    if np.any(offsets % 4) or np.any(offsets < 0) or np.any(offsets + 8 > size):
-        bad = int(np.flatnonzero((offsets % 4 != 0) | (offsets < 0) | (offsets + 8 > size))[0])
-        raise _mismatch(path, idx, f"record {bad} is at byte offset {offsets[bad]}, which is not a record "
-                                   f"boundary inside the {size}-byte file")
+    if np.any(offsets % 4) or np.any(offsets < 0):
+        bad = int(np.flatnonzero((offsets % 4 != 0) | (offsets < 0))[0])
+        raise _mismatch(path, idx, f"record {bad} is at byte offset {offsets[bad]}, which is not a record boundary")
+    failure: tuple[type[UserError], str, int | None, int | None] | None = None
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        words = np.frombuffer(mm, dtype="<u4", count=size // 4)
         try:
-            w = offsets // 4
-            magic = words[w]
-            if np.any(magic != MAGIC):
-                bad = int(np.flatnonzero(magic != MAGIC)[0])
-                raise _mismatch(path, idx, f"record {bad} at byte offset {offsets[bad]} does not start with the "
-                                           f"RecordIO magic number")
-            lrec = words[w + 1]
-            cflag, length = lrec >> 29, (lrec & LENGTH_MASK).astype(np.int64)
-            if np.any(cflag > 1):
-                bad = int(np.flatnonzero(cflag > 1)[0])
-                raise _mismatch(path, idx, f"record {bad} at byte offset {offsets[bad]} points into the middle "
-                                           f"of a split record")
-            first_end = offsets + 8 + ((length + 3) & ~3)
-            if np.any(offsets + 8 + length > size):
-                bad = int(np.flatnonzero(offsets + 8 + length > size)[0])
-                raise RecordError(f"{path}: record {bad} at byte offset {offsets[bad]} is truncated (the file "
-                                  f"ends inside it)", index=bad, offset=int(offsets[bad]))
-            _check_tiling(path, idx, mm, offsets, cflag, first_end, size)
-            ids = np.zeros(n, np.int64)
-            flag = np.zeros(n, np.int64)
-            direct = length >= HEADER_SIZE
-            dw = w[direct]
-            flag[direct] = words[dw + 2]
-            ids[direct] = (words[dw + 4].astype(np.uint64) | (words[dw + 5].astype(np.uint64) << np.uint64(32))
-                           ).astype(np.int64)
-            joined: dict[int, tuple] = {}
-            for i in np.flatnonzero(~direct & (cflag == 1)):  # the header itself is split by a magic number
-                header, _ = unpack_header(read_record_at(mm, int(offsets[i]), size)[0])
-                joined[int(i)] = header
-                flag[i], ids[i] = header.flag, header.id
-            width = max(1, int(flag.max()))
-            labels = np.zeros((n, width), np.float32)
-            single = direct & (flag == 0)
-            labels[single, 0] = words[w[single] + 3].view("<f4")
-            multi = np.flatnonzero(direct & (flag > 0))
-            fits = length[multi] >= HEADER_SIZE + 4 * flag[multi]
-            for k in range(width):
-                sel = multi[fits & (flag[multi] > k)]
-                labels[sel, k] = words[w[sel] + 8 + k].view("<f4")
-            for i in multi[~fits]:  # labels split by a magic number: parse the joined payload
-                header, _ = unpack_header(read_record_at(mm, int(offsets[i]), size)[0])
-                joined[int(i)] = header
-            for i, header in joined.items():
-                if header.flag > 0:
-                    labels[i, : header.flag] = header.label
-                else:
-                    labels[i, 0] = header.label
-            return ids, labels
-        finally:
-            del words
+            return _scan_headers(path, idx, mm, offsets, size)
+        except UserError as exc:
+            failure = (type(exc), str(exc), getattr(exc, "index", None), getattr(exc, "offset", None))
+        except (ValueError, struct.error) as exc:  # damage found while joining a split record
+            failure = (RecordError, f"{path} is corrupt: {exc}", None, None)
+        # the exception (and the memoryviews its traceback holds) is gone here, so the map can close
+    kind, message, index, offset = failure
+    if issubclass(kind, RecordError):
+        raise RecordError(message, index=index, offset=offset)
+    raise kind(message)
+
+
+def _scan_headers(path: Path, idx: Path | None, mm: mmap.mmap, offsets: np.ndarray, size: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    n = len(offsets)
+    words = np.frombuffer(mm, dtype="<u4", count=size // 4)
+    try:
+        inside = offsets + 8 <= size
+        w_in = offsets[inside] // 4
+        wrong = words[w_in] != MAGIC
+        if np.any(wrong):
+            bad = int(np.flatnonzero(inside)[np.argmax(wrong)])
+            raise _mismatch(path, idx, f"record {bad} at byte offset {offsets[bad]} does not start with the "
+                                       f"RecordIO magic number")
+        ends_in = offsets[inside] + 8 + (words[w_in + 1] & LENGTH_MASK).astype(np.int64)
+        if np.any(ends_in > size):  # a record running past the end: the .rec was cut short (not a stale index)
+            cut = np.flatnonzero(inside)[ends_in > size]
+            bad = int(cut[np.argmin(offsets[cut])])
+            raise RecordError(f"{path}: record {bad} at byte offset {offsets[bad]} is truncated (the file ends "
+                              f"inside it at byte {size})", index=bad, offset=int(offsets[bad]))
+        if not inside.all():
+            bad = int(np.flatnonzero(~inside)[0])
+            raise _mismatch(path, idx, f"record {bad} is at byte offset {offsets[bad]}, beyond the end of the "
+                                       f"{size}-byte file")
+        w = offsets // 4
+        lrec = words[w + 1]
+        cflag, length = lrec >> 29, (lrec & LENGTH_MASK).astype(np.int64)
+        if np.any(cflag > 1):
+            bad = int(np.flatnonzero(cflag > 1)[0])
+            raise _mismatch(path, idx, f"record {bad} at byte offset {offsets[bad]} points into the middle "
+                                       f"of a split record")
+        first_end = offsets + 8 + ((length + 3) & ~3)
+        _check_tiling(path, idx, mm, offsets, cflag, first_end, size)
+        ids = np.zeros(n, np.int64)
+        flag = np.zeros(n, np.int64)
+        direct = length >= HEADER_SIZE
+        dw = w[direct]
+        flag[direct] = words[dw + 2]
+        ids[direct] = (words[dw + 4].astype(np.uint64) | (words[dw + 5].astype(np.uint64) << np.uint64(32))
+                       ).astype(np.int64)
+        joined: dict[int, tuple] = {}
+        for i in np.flatnonzero(~direct & (cflag == 1)):  # the header itself is split by a magic number
+            header, _ = unpack_header(read_record_at(mm, int(offsets[i]), size)[0])
+            joined[int(i)] = header
+            flag[i], ids[i] = header.flag, header.id
+        whole = direct & (cflag == 0)
+        too_many = whole & (HEADER_SIZE + 4 * flag > length)  # more labels announced than the record holds
+        if np.any(too_many):
+            bad = int(np.flatnonzero(too_many)[0])
+            raise RecordError(f"{path}: record {bad} at byte offset {offsets[bad]} is corrupt: its header announces "
+                              f"{flag[bad]} labels in a {length[bad]}-byte record", index=bad, offset=int(offsets[bad]))
+        width = max(1, int(flag.max()))
+        labels = np.zeros((n, width), np.float32)
+        single = direct & (flag == 0)
+        labels[single, 0] = words[w[single] + 3].view("<f4")
+        multi = np.flatnonzero(direct & (flag > 0))
+        fits = length[multi] >= HEADER_SIZE + 4 * flag[multi]
+        for k in range(width):
+            sel = multi[fits & (flag[multi] > k)]
+            labels[sel, k] = words[w[sel] + 8 + k].view("<f4")
+        for i in multi[~fits]:  # labels split by a magic number: parse the joined payload
+            header, _ = unpack_header(read_record_at(mm, int(offsets[i]), size)[0])
+            joined[int(i)] = header
+        for i, header in joined.items():
+            if header.flag > 0:
+                labels[i, : header.flag] = header.label
+            else:
+                labels[i, 0] = header.label
+        return ids, labels
+    finally:
+        del words
 
 
 def _check_tiling(path: Path, idx: Path | None, mm: mmap.mmap, offsets: np.ndarray, cflag: np.ndarray,
