@@ -238,3 +238,33 @@ def test_data_info_and_download_help(run_cli, tmp_path, mnist_dir):
     with pytest.raises(SystemExit) as exc:
         run_cli("data", "download", "--help")
     assert exc.value.code == 0
+
+
+def test_record_runs_resolve_files_under_the_data_root(tmp_path, run_cli, monkeypatch):
+    """Relative .rec/labels/mean names live under data.root; no test.rec is needed to train; evaluation on
+    another record file works from any working directory."""
+    images = make_image_folder(tmp_path / "images", n_per_class=12, size=32)
+    data = tmp_path / "data"
+    data.mkdir()
+    assert run_cli("im2rec", "--list", "--recursive", "--train-ratio", "0.75", data / "set", images)[0] == 0
+    assert run_cli("im2rec", "--encoding", ".png", "--num-thread", "1", data / "set", images)[0] == 0
+    (data / "labels.txt").write_text("horizontal\nvertical\n")
+    (data / "mean.json").write_text('{"R": 120.0, "G": 120.0, "B": 120.0}')
+    cfg = tiny_config(2, source="rec", root=str(data), train="set_train.rec", val="set_val.rec", test="test.rec",
+                      val_fraction=0.0, batch_size=6, workers=0, image_size=32, channels=3, mean="mean.json",
+                      options={"labels": "labels.txt"})
+    cfg["model"] = {"name": "lenet", "args": {"activation": "relu"}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli("train", "cfg.yaml", "--out", "runs", "--name", "rec")
+    assert code == 0, err
+    saved = yaml.safe_load((tmp_path / "runs" / "rec" / "config.yaml").read_text())["data"]
+    assert saved["train"] == str(data / "set_train.rec") and saved["options"]["labels"] == str(data / "labels.txt")
+    assert saved["mean"] == str(data / "mean.json")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out, err = run_cli("evaluate", tmp_path / "runs" / "rec", "--data", data / "set_val.rec")
+    assert code == 0, err
+    report = json.loads(next((tmp_path / "runs" / "rec" / "eval").glob("*/metrics.json")).read_text())
+    assert report["samples"] == 6 and "[INFO] rank-1:" in out

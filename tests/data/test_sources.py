@@ -125,3 +125,39 @@ def test_stratified_split_counts():
     assert np.bincount(labels[out]).tolist() == [5, 5, 5, 5]
     with pytest.raises(UserError):
         stratified_split(labels, 100, seed=1)
+
+
+def test_relative_data_files_prefer_the_data_root(tmp_path, monkeypatch):
+    from deepvision.data.builtin_sources import resolve_path
+
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "labels.txt").write_text("a\n")
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "cwd" / "labels.txt").write_text("stray\n")
+    (tmp_path / "cwd" / "only_here.txt").write_text("x\n")
+    monkeypatch.chdir(tmp_path / "cwd")
+    root = tmp_path / "root"
+    assert resolve_path(root, "labels.txt") == root / "labels.txt"  # the root's, not the stray copy
+    assert resolve_path(root, "only_here.txt").resolve() == (tmp_path / "cwd" / "only_here.txt")
+    assert resolve_path(None, "labels.txt") == resolve_path("", "labels.txt")
+    assert resolve_path(root, tmp_path / "abs.txt") == tmp_path / "abs.txt"
+
+
+def test_folder_source_skips_unreadable_images_when_asked(tmp_path):
+    from deepvision.data.loaders import build_loaders, resolve_preprocess
+    from tests.helpers import make_image_folder
+
+    make_image_folder(tmp_path / "train", n_per_class=4, size=16)
+    (tmp_path / "train" / "vertical" / "vertical_001.png").write_bytes(b"not a png")
+    data = {"source": "folder", "root": str(tmp_path), "train": "train", "val": None, "test": None,
+            "image_size": 16, "batch_size": 4, "workers": 0, "shuffle": False}
+    for skip in (False, True):
+        cfg = build_config({"data": {**data, "skip_corrupt": skip}})
+        bundle = load_data(cfg.data)
+        loaders = build_loaders(cfg.data, bundle, resolve_preprocess(cfg.data, bundle, None), seed=0)
+        if not skip:
+            with pytest.raises(UserError, match="vertical_001.png"):
+                list(loaders["train"])
+        else:
+            labels = [y for _, y in loaders["train"]]
+            assert sum(len(y) for y in labels) == 7 and int(sum(y.sum() for y in labels)) == 3

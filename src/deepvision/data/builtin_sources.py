@@ -91,7 +91,7 @@ def mnist_text_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     """The tutorial text format. Split names are file paths (relative to data.root when set)."""
     splits = {}
     for name in wanted:
-        path = _resolve(cfg.root, name)
+        path = resolve_path(cfg.root, name)
         if path.is_file():
             splits[name] = to_tensor_split(*mnist.read_text(path))
         elif name != "test":
@@ -116,11 +116,14 @@ class ImageFileDataset:
         return SubsetDataset(self, idx)
 
 
-def _resolve(root: str | None, name: str) -> Path:
+def resolve_path(root: str | Path | None, name: str | Path) -> Path:
+    """A data file named in a config: absolute as given; relative ones under `data.root` first, then in
+    the working directory (so a stray file in the working directory never shadows the data root's)."""
     p = Path(name)
-    if not p.is_absolute() and root and not p.exists():
-        p = Path(root) / name
-    return p
+    if p.is_absolute() or not root:
+        return p
+    under_root = Path(root) / p
+    return under_root if under_root.exists() or not p.exists() else p
 
 
 def _class_folders(folder: Path) -> list[str]:
@@ -170,7 +173,7 @@ def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     channels = cfg.channels or 3
     splits, top = {}, -1
     for name in wanted:
-        path = _resolve(None, name)
+        path = resolve_path(None, name)
         if not path.is_file():
             if name == "test":
                 continue
@@ -196,7 +199,7 @@ def read_class_names(path: str | None, count: int, root: str | None = None) -> l
     """
     if not path:
         return [str(i) for i in range(count)]
-    p = _resolve(root, path)
+    p = resolve_path(root, path)
     if not p.is_file():
         raise UserError(f"labels file not found: {p}")
     names = [line.strip() for line in p.read_text().splitlines() if line.strip()]

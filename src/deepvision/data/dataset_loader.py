@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from deepvision.data.sampling import EpochPlan
 from deepvision.data.transforms import SampleTransform, sample_seed
@@ -23,15 +23,20 @@ from deepvision.errors import UserError
 class _Keyed(Dataset):
     """Dataset addressed by (index, epoch) keys, applying the seeded per-sample transform."""
 
-    def __init__(self, dataset: Any, transform: SampleTransform, seed: int) -> None:
-        self.dataset, self.transform, self.seed = dataset, transform, seed
+    def __init__(self, dataset: Any, transform: SampleTransform, seed: int, skip_errors: bool = False) -> None:
+        self.dataset, self.transform, self.seed, self.skip_errors = dataset, transform, seed, skip_errors
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int] | None:
         index, epoch = key
-        img, label = self.dataset[index]
+        try:
+            img, label = self.dataset[index]
+        except UserError:
+            if self.skip_errors:  # an unreadable sample: dropped from its batch (data.skip_corrupt)
+                return None
+            raise
         rng = random.Random(sample_seed(self.seed, epoch, index))
         return self.transform(img, rng), int(label)
 
@@ -82,14 +87,16 @@ class DatasetLoader(EpochPlan):
         workers: int | None = None,
         max_steps: int | None = None,
         pin_memory: bool = False,
+        skip_errors: bool = False,
     ) -> None:
         super().__init__(len(dataset), batch_size, seed=seed, shuffle=shuffle and training, training=training,
                          rank=rank, world=world, last_batch=last_batch, max_steps=max_steps)
         self.dataset = dataset
         workers = default_workers() if workers is None else workers
         self._loader = DataLoader(
-            _Keyed(dataset, transform, seed),
+            _Keyed(dataset, transform, seed, skip_errors),
             batch_sampler=_EpochBatches(self),
+            collate_fn=_collate_present if skip_errors else None,
             num_workers=workers,
             pin_memory=pin_memory,
             persistent_workers=workers > 0,
@@ -101,7 +108,10 @@ class DatasetLoader(EpochPlan):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         try:
-            for x, y in self._loader:
+            for batch in self._loader:
+                if batch is None:  # every sample of the batch was unreadable and skipped
+                    continue
+                x, y = batch
                 yield x, y.to(torch.int64)
         except UserError as exc:  # re-raised from a worker with its traceback in the message
             raise UserError(worker_message(exc)) from None
@@ -112,6 +122,11 @@ class DatasetLoader(EpochPlan):
         if iterator is not None and hasattr(iterator, "_shutdown_workers"):
             iterator._shutdown_workers()
         self._loader._iterator = None
+
+
+def _collate_present(batch: list[Any]) -> Any:
+    present = [item for item in batch if item is not None]
+    return default_collate(present) if present else None
 
 
 def worker_message(exc: BaseException) -> str:

@@ -50,10 +50,9 @@ def resolve_preprocess(cfg: DataConfig, bundle: DataBundle, model_input: tuple[i
                         f"the crop would not fit")
     mean: list[float] = []
     if isinstance(cfg.mean, str):
-        mean_path = Path(cfg.mean)
-        if not mean_path.is_absolute() and not mean_path.exists() and cfg.root:
-            mean_path = Path(cfg.root) / mean_path  # relative to the data root, like the split files
-        mean = [v * cfg.scale for v in read_mean_json(mean_path)]
+        from deepvision.data.builtin_sources import resolve_path
+
+        mean = [v * cfg.scale for v in read_mean_json(resolve_path(cfg.root, cfg.mean))]
         if channels == 1:
             mean = [sum(mean) / 3]
     elif cfg.mean:
@@ -92,7 +91,8 @@ def build_loaders(
             continue
         training = role == "train"
         bs = cfg.batch_size if training else eval_bs
-        common: dict[str, Any] = dict(training=training, shuffle=cfg.shuffle, seed=seed, rank=rank, world=world,
+        common: dict[str, Any] = dict(training=training, shuffle=cfg.shuffle is not False, seed=seed, rank=rank,
+                                      world=world,
                                       last_batch=cfg.last_batch if training else "keep", max_steps=max_steps)
         if isinstance(split, TensorSplit):
             split = adapt_tensor_split(split, pre.channels, pre.size, pre.resize, pre.crop)
@@ -103,5 +103,5 @@ def build_loaders(
         else:
             transform = SampleTransform(pre, cfg.augment, training)
             loaders[role] = DatasetLoader(split, bs, transform=transform, workers=cfg.workers,
-                                          pin_memory=on_cuda, **common)
+                                          pin_memory=on_cuda, skip_errors=cfg.skip_corrupt, **common)
     return loaders

@@ -21,21 +21,12 @@ memory as uint8 tensors; `data.options.data_key` names the image dataset (defaul
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from deepvision.config.schema import DataConfig
-from deepvision.data.builtin_sources import read_class_names
+from deepvision.data.builtin_sources import read_class_names, resolve_path
 from deepvision.data.sources import RawData, register_source, to_tensor_split
 from deepvision.errors import UserError
-
-
-def _resolve(root: str | None, name: str) -> Path:
-    p = Path(name)
-    if not p.is_absolute() and root and not p.exists():
-        p = Path(root) / name
-    return p
 
 
 @register_source("rec")
@@ -49,7 +40,7 @@ def rec_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     idx_paths = cfg.options.get("idx") or {}
     splits, top = {}, -1
     for name in wanted:
-        path = _resolve(cfg.root, name)
+        path = resolve_path(cfg.root, name)
         if path.suffix == ".idx":
             path = path.with_suffix(".rec")
         if not path.is_file():
@@ -77,7 +68,7 @@ def hdf5_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     key = cfg.options.get("data_key")
     splits, classes, size, channels = {}, None, None, 1
     for name in wanted:
-        path = _resolve(cfg.root, name)
+        path = resolve_path(cfg.root, name)
         if not path.is_file():
             if name == "test":
                 continue

@@ -126,52 +126,56 @@ def _ensure_loaded() -> None:
         import deepvision.data.record_source  # noqa: F401
 
 
-def load_data(cfg: DataConfig) -> DataBundle:
-    """Load the splits a config asks for and assign train/val/test roles."""
+def load_data(cfg: DataConfig, roles: tuple[str, ...] = ("train", "val", "test")) -> DataBundle:
+    """Load the splits a config asks for and assign train/val/test roles.
+
+    Only the named `roles` are read (training needs no test file); the training split is always read,
+    since validation and test parts may be carved out of it.
+    """
     _ensure_loaded()
     if cfg.source not in _SOURCES:
         raise unknown("data source", cfg.source, _SOURCES)
     defaults = DataConfig()
-    wanted = [name for name in (cfg.train, cfg.val, cfg.test) if name]
-    raw = _SOURCES[cfg.source](cfg, list(dict.fromkeys(wanted)))
-    roles: dict[str, Split | None] = {}
+    wanted = [getattr(cfg, role) for role in ("train", "val", "test") if role == "train" or role in roles]
+    raw = _SOURCES[cfg.source](cfg, list(dict.fromkeys(name for name in wanted if name)))
+    split_of: dict[str, Split | None] = {}
     for role in ("train", "val", "test"):
         name = getattr(cfg, role)
-        if not name:
-            roles[role] = None
+        if not name or (role != "train" and role not in roles):
+            split_of[role] = None
         elif name in raw.splits:
-            roles[role] = raw.splits[name]
+            split_of[role] = raw.splits[name]
         elif role == "test" and name == defaults.test:
-            roles[role] = None  # the default test split is optional
+            split_of[role] = None  # the default test split is optional
         else:
             have = ", ".join(sorted(raw.splits)) or "none"
             raise UserError(f"data.{role}: split '{name}' not found in {cfg.source} data at {cfg.root}; "
                             f"available: {have}")
-    if roles["train"] is None:
+    if split_of["train"] is None:
         raise UserError("data.train must name the training split")
-    if len(roles["train"]) == 0:
+    if len(split_of["train"]) == 0:
         raise UserError(f"the training split '{cfg.train}' is empty")
     # Carve held-out parts from the training part: test first, then validation (sizes from full N).
-    n = len(roles["train"])
+    n = len(split_of["train"])
     for role, fraction in (("test", cfg.test_fraction), ("val", cfg.val_fraction)):
         if fraction > 0:
-            if roles[role] is not None and getattr(cfg, role) != getattr(defaults, role):
+            if split_of[role] is not None and getattr(cfg, role) != getattr(defaults, role):
                 raise UserError(f"data.{role} and data.{role}_fraction are both set; use one of them")
             count = int(round(fraction * n))
-            keep, out = stratified_split(_targets(roles["train"]), count, cfg.split_seed + (role == "val"))
-            roles[role] = roles["train"].subset(out)
-            roles["train"] = roles["train"].subset(keep)
+            keep, out = stratified_split(_targets(split_of["train"]), count, cfg.split_seed + (role == "val"))
+            split_of[role] = split_of["train"].subset(out)
+            split_of["train"] = split_of["train"].subset(keep)
     if cfg.max_samples:
-        for role, split in roles.items():
+        for role, split in split_of.items():
             if split is not None and len(split) > cfg.max_samples:
-                roles[role] = split.subset(np.arange(cfg.max_samples))
-    for role, split in roles.items():
+                split_of[role] = split.subset(np.arange(cfg.max_samples))
+    for role, split in split_of.items():
         labels = _targets(split) if split is not None else None
         if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= len(raw.classes)):
             raise UserError(f"{role} labels range {labels.min()}..{labels.max()} but the data names "
                             f"{len(raw.classes)} classes")
-    counts = "/".join(str(len(roles[r])) for r in ("train", "val", "test") if roles[r] is not None)
-    return DataBundle(roles["train"], roles["val"], roles["test"], list(raw.classes), raw.channels, raw.size,
+    counts = "/".join(str(len(split_of[r])) for r in ("train", "val", "test") if split_of[r] is not None)
+    return DataBundle(split_of["train"], split_of["val"], split_of["test"], list(raw.classes), raw.channels, raw.size,
                       f"{cfg.source}:{cfg.train} ({counts})")
 
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from deepvision.config.coerce import to_dict
 from deepvision.config.schema import Config
+from deepvision.data.builtin_sources import resolve_path
 from deepvision.data.loaders import build_loaders, resolve_preprocess
 from deepvision.data.preprocess import normalize_batch
 from deepvision.data.sources import load_data
@@ -84,7 +85,7 @@ class Trainer:
         self.cfg, self.run, self.dist, self.device = cfg, run, dist, device
         tc = cfg.train
         seed_everything(tc.seed)
-        self.data = load_data(cfg.data)
+        self.data = load_data(cfg.data, roles=("train", "val"))
         spec = get_model_spec(cfg.model.name)
         self.pre = resolve_preprocess(cfg.data, self.data, spec.input_size, spec.preprocess)
         _resolve_data_paths(cfg, self.pre)
@@ -267,6 +268,8 @@ class Trainer:
         t_epoch = t_window = time.perf_counter()
         done = 0
         for i, (x, y) in enumerate(loader):
+            if y.shape[0] == 0 and self.ddp is None:
+                continue  # every record of the batch was corrupt and skipped (data.skip_corrupt)
             if per_iter:
                 self._set_lr(self.lr_at(epoch, i / steps))
             x = x.to(device, non_blocking=True)
@@ -469,14 +472,19 @@ def _resolve_data_paths(cfg: Config, pre: Any) -> None:
     if d.root and Path(d.root).exists():
         d.root = str(Path(d.root).resolve())
     if isinstance(d.mean, str):
-        mean = Path(d.mean)
-        if not mean.is_absolute() and not mean.exists() and d.root:
-            mean = Path(d.root) / mean
-        d.mean = str(mean.resolve())
+        d.mean = str(resolve_path(d.root, d.mean).resolve())
     for role in ("train", "val", "test"):
         name = getattr(d, role)
-        if name and Path(name).suffix in (".lst", ".rec", ".idx", ".txt") and Path(name).is_file():
-            setattr(d, role, str(Path(name).resolve()))
+        if name and Path(name).suffix in (".lst", ".rec", ".idx", ".txt", ".h5", ".hdf5"):
+            path = resolve_path(d.root, name)
+            if path.is_file():
+                setattr(d, role, str(path.resolve()))
+    if isinstance(d.options.get("labels"), str):
+        path = resolve_path(d.root, d.options["labels"])
+        if path.is_file():
+            d.options["labels"] = str(path.resolve())
+    if isinstance(d.options.get("idx"), dict):
+        d.options["idx"] = {k: str(resolve_path(d.root, v).resolve()) for k, v in d.options["idx"].items()}
 
 
 def _training_seed(seed: int, rank: int) -> int:

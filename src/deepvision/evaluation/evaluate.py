@@ -104,7 +104,7 @@ def evaluate_run(
     loaded = load_run(run_dir, epoch=epoch, which=which, device=dev)
     cfg, role = _data_config_for(loaded.cfg, data)
     cfg.data.channels = loaded.pre.channels  # new data is read the way the model was trained
-    bundle: DataBundle = load_data(cfg.data)
+    bundle: DataBundle = load_data(cfg.data, roles=("val", "test") if role == "auto" else (role,))
     if role == "auto":
         role = "test" if bundle.test is not None else "val" if bundle.val is not None else None
         if role is None:
@@ -198,7 +198,8 @@ def _ten_crop_loader(cfg: Config, split, loaded: LoadedRun, device: torch.device
         return TensorLoader(stored.images, stored.labels, bs, training=False, device=device)
     if not pre.resize:
         raise UserError("10-crop needs data.resize (the shorter side before cropping, e.g. 256 for a 224 input)")
-    return DatasetLoader(split, bs, training=False, transform=TenCropTransform(pre), workers=cfg.data.workers)
+    return DatasetLoader(split, bs, training=False, transform=TenCropTransform(pre), workers=cfg.data.workers,
+                         skip_errors=cfg.data.skip_corrupt)
 
 
 def _slug(text: str) -> str:
