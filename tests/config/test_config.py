@@ -70,3 +70,20 @@ def test_read_yaml_errors(tmp_path):
 def test_data_format_is_an_alias_of_source():
     cfg = build_config({"data": {"format": "rec", "train": "x.rec"}})
     assert cfg.data.source == "rec" and cfg.data.format is None
+
+
+@pytest.mark.parametrize("profile, rotation, shuffle", [("modern", "uniform", True), ("reference", "fixed", False)])
+def test_profile_switches_data_behaviours_unless_set(profile, rotation, shuffle):
+    cfg = build_config({"profile": profile})
+    assert cfg.data.augment.rotation_mode == rotation and cfg.data.shuffle is shuffle
+    explicit = build_config({"profile": profile, "data": {"shuffle": not shuffle,
+                                                          "augment": {"rotation_mode": "uniform"}}})
+    assert explicit.data.shuffle is (not shuffle) and explicit.data.augment.rotation_mode == "uniform"
+    again = build_config(read_yaml_text(config_to_yaml(cfg)))
+    assert again.data.shuffle is shuffle and again.data.augment.rotation_mode == rotation
+
+
+def read_yaml_text(text: str) -> dict:
+    import yaml
+
+    return yaml.safe_load(text)

@@ -31,7 +31,7 @@ class AugmentConfig:
     rand_crop: bool = False  # random image_size window (otherwise centre crop)
     rand_mirror: bool = False  # horizontal flip with p = 0.5
     rotate: float = 0.0  # degrees
-    rotation_mode: Literal["uniform", "fixed"] = "uniform"  # fixed = the reference's +a quirk
+    rotation_mode: Literal["uniform", "fixed"] | None = None  # None: profile (modern uniform, reference fixed +a)
     max_shear_ratio: float = 0.0
     fill: int = 255  # value for pixels uncovered by rotation/shear (reference: white)
     random_resized_crop: bool = False
@@ -77,7 +77,7 @@ class DataConfig:
     mean: list[float] | str | None = None  # per channel, in the scaled units, or a mean JSON path (0..255)
     std: list[float] | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    shuffle: bool = True  # reshuffle every epoch (the reference read a fixed order)
+    shuffle: bool | None = None  # reshuffle every epoch; None: profile (modern yes, reference one fixed order)
     last_batch: Literal["keep", "drop", "pad", "rollover"] = "keep"
     skip_corrupt: bool = False
     options: dict[str, Any] = field(default_factory=dict)  # source-specific settings
@@ -222,5 +222,11 @@ class Config:
     reference: dict[str, Any] = field(default_factory=dict)  # published results of a recipe, for journals
 
     def validate(self, path: str) -> None:
+        # data behaviours the profile switches, unless set explicitly (SPEC §0: one switch, flags override)
+        reference = self.profile == "reference"
+        if self.data.augment.rotation_mode is None:
+            self.data.augment.rotation_mode = "fixed" if reference else "uniform"
+        if self.data.shuffle is None:
+            self.data.shuffle = not reference
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
             raise UserError(f"name must be a plain folder name, got {self.name!r}")
