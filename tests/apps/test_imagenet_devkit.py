@@ -60,3 +60,23 @@ def test_devkit_errors_name_the_file(fake, tmp_path):
     (broken / "devkit" / "data" / "map_clsloc.txt").unlink()
     with pytest.raises(UserError, match="devkit file missing: .*map_clsloc.txt"):
         build_lists(broken)
+
+
+def test_missing_blacklist_needs_an_explicit_choice(tmp_path, run_cli):
+    root = tmp_path / "noblack"
+    make_fake_imagenet(root, classes=2, per_class=4, val_per_class=4, min_side=16, max_side=20)
+    (root / "devkit" / "data" / "ILSVRC2015_clsloc_validation_blacklist.txt").unlink()
+    with pytest.raises(UserError, match="blacklist.txt .*--no-blacklist"):
+        build_lists(root, test_size=2)
+    lists = build_lists(root, test_size=2, blacklist=False)
+    assert lists.blacklisted == 0 and len(lists.val) == 8
+    code, _, err = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "lists", "--test-size", "2")
+    assert code == 2 and "--no-blacklist" in err and err.count("\n") == 1
+    code, out, _ = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "lists", "--test-size", "2",
+                           "--no-blacklist")
+    assert code == 0 and len((tmp_path / "lists" / "val.lst").read_text().splitlines()) == 8
+
+
+def test_test_split_must_leave_training_images(fake):
+    with pytest.raises(UserError, match="leaves nothing to train on"):
+        build_lists(fake.root, test_size=10_000)

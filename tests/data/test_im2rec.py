@@ -223,3 +223,10 @@ def test_png_in_memory_round_trip_helpers():
     header, img = unpack_img(pack_img(IRHeader(0, 1.0, 9, 0), arr, quality=3, img_fmt=".png"))
     assert header.id == 9 and np.array_equal(img, arr)
     assert Image.open(io.BytesIO(png_bytes(noise_image(0)))).size == (40, 30)
+
+
+def test_binary_list_file_is_a_one_line_error(tmp_path, run_cli):
+    (tmp_path / "bad.lst").write_bytes(b"0\t1\t\xff\xfe.jpg\n")
+    code, _, err = run_cli("im2rec", tmp_path / "bad", tmp_path)
+    assert code == 2 and "not a text list file" in err.splitlines()[-1] and "Traceback" not in err
+    assert not (tmp_path / "bad.rec").exists()

@@ -64,3 +64,9 @@ def test_cli_prints_or_writes_the_mean_file(solid_list, run_cli, tmp_path):
     assert read_mean_json(tmp_path / "m2.json") == {"R": 1.0, "G": 2.0, "B": 3.0}
     code, _, err = run_cli("mean", tmp_path / "missing.lst")
     assert code == 2 and "not found" in err
+
+
+def test_binary_list_file_is_reported(tmp_path, run_cli):
+    (tmp_path / "bin.lst").write_bytes(b"\x00\xff\xfe\x80")
+    code, _, err = run_cli("mean", tmp_path / "bin.lst")
+    assert code == 2 and "not a text list file" in err and err.count("\n") == 1

@@ -138,19 +138,23 @@ class PackItem:
 def read_list_lenient(path: str | Path) -> tuple[list[PackItem], list[tuple[str, str, str]]]:
     """Items of a .lst, skipping malformed lines as im2rec.py does; also returns (where, line, reason)."""
     items, problems = [], []
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, 1):
-            line = raw.strip()
-            if not line:
-                continue
-            parts = [p.strip() for p in line.split("\t")]
-            if len(parts) < 3:
-                problems.append((f"line {lineno}", line[:200], "expected 'index<TAB>label<TAB>path'"))
-                continue
-            try:
-                items.append(PackItem(int(parts[0]), parts[-1], tuple(float(v) for v in parts[1:-1])))
-            except ValueError:
-                problems.append((f"line {lineno}", line[:200], "index and labels must be numbers"))
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text list file (expected UTF-8 'index<TAB>label<TAB>path' lines)") from None
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        parts = [p.strip() for p in line.split("\t")]
+        shown = line[:200].replace("\t", " ")  # PREFIX.skipped.txt is tab-separated
+        if len(parts) < 3:
+            problems.append((f"line {lineno}", shown, "expected 'index<TAB>label<TAB>path'"))
+            continue
+        try:
+            items.append(PackItem(int(parts[0]), parts[-1], tuple(float(v) for v in parts[1:-1])))
+        except (ValueError, OverflowError):
+            problems.append((f"line {lineno}", shown, "index and labels must be numbers"))
     return items, problems
 
 

@@ -99,14 +99,17 @@ def read_train_cls(path: Path, index: dict[str, int]) -> tuple[list[str], list[i
     return stems, labels
 
 
-def read_val(paths: DevkitPaths, num_classes: int) -> tuple[list[str], list[int], int]:
-    """Validation stems and labels in val.txt order, blacklisted ids removed."""
+def read_val(paths: DevkitPaths, num_classes: int, blacklist: bool = True) -> tuple[list[str], list[int], int]:
+    """Validation stems and labels in val.txt order, blacklisted ids removed (unless blacklist=False)."""
     val_lines = _lines(paths.val)
     truth = _lines(paths.val_ground_truth)
     if len(truth) != len(val_lines):
         raise UserError(f"{paths.val_ground_truth} has {len(truth)} lines but {paths.val} has {len(val_lines)}; "
                         f"they must align line by line")
-    blacklist = {line.strip() for line in _lines(paths.val_blacklist)} if paths.val_blacklist.is_file() else set()
+    if blacklist and not paths.val_blacklist.is_file():
+        raise UserError(f"devkit file missing: {paths.val_blacklist} (pass --no-blacklist to keep every validation "
+                        f"image)")
+    banned = {line.strip() for line in _lines(paths.val_blacklist)} if blacklist else set()
     stems, labels, dropped = [], [], 0
     for lineno, (line, gt) in enumerate(zip(val_lines, truth), 1):
         parts = line.split()
@@ -118,7 +121,7 @@ def read_val(paths: DevkitPaths, num_classes: int) -> tuple[list[str], list[int]
             raise UserError(f"{paths.val_ground_truth}:{lineno}: expected a class id, got {gt!r}") from None
         if not 0 <= label < num_classes:
             raise UserError(f"{paths.val_ground_truth}:{lineno}: class id {gt} outside 1..{num_classes}")
-        if parts[1].strip() in blacklist:
+        if parts[1].strip() in banned:
             dropped += 1
             continue
         stems.append(parts[0])
@@ -127,7 +130,8 @@ def read_val(paths: DevkitPaths, num_classes: int) -> tuple[list[str], list[int]
 
 
 def build_lists(root: str | Path, out: str | Path | None = None, *, test_size: int | None = None,
-                test_per_class: int = 50, seed: int = 42, ext: str = ".JPEG", absolute: bool = False) -> ImagenetLists:
+                test_per_class: int = 50, seed: int = 42, ext: str = ".JPEG", absolute: bool = False,
+                blacklist: bool = True) -> ImagenetLists:
     """Parse the devkit under `root` and (when `out` is given) write train/val/test.lst and labels.txt.
 
     `test_size` defaults to `test_per_class` x classes (50,000 for ILSVRC's 1,000 classes).
@@ -138,8 +142,11 @@ def build_lists(root: str | Path, out: str | Path | None = None, *, test_size: i
     classes = read_map_clsloc(paths.map_clsloc)
     index = {wnid: i for i, (wnid, _) in enumerate(classes)}
     train_stems, train_labels = read_train_cls(paths.train_cls, index)
-    val_stems, val_labels, dropped = read_val(paths, len(classes))
+    val_stems, val_labels, dropped = read_val(paths, len(classes), blacklist)
     size = test_size if test_size is not None else test_per_class * len(classes)
+    if size >= len(train_stems):
+        raise UserError(f"a test split of {size} images leaves nothing to train on ({len(train_stems)} training "
+                        f"images); choose a smaller --test-size")
     keep, held = stratified_split(np.asarray(train_labels), size, seed) if size else (np.arange(len(train_stems)), [])
     prefix = str(paths.images) + "/" if absolute else ""
 

@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     lists.add_argument("--seed", type=int, default=42, help="seed of the test split (default 42)")
     lists.add_argument("--absolute", action="store_true", help="write absolute paths (the reference's choice)")
     lists.add_argument("--no-mean", action="store_true", help="skip the mean computation")
+    lists.add_argument("--no-blacklist", action="store_true",
+                       help="keep every validation image (when the devkit has no blacklist file)")
     lists.add_argument("--workers", type=int, help="processes for the mean (default: all cores)")
     lists.set_defaults(func=make_lists)
     fake = cmds.add_parser("fake", help="write a miniature ILSVRC tree (devkit files + JPEGs) for testing",
@@ -52,7 +54,8 @@ def make_lists(args: argparse.Namespace) -> int:
 
     from deepvision.apps.imagenet.devkit import DevkitPaths, build_lists
 
-    lists = build_lists(args.root, args.out, test_size=args.test_size, seed=args.seed, absolute=args.absolute)
+    lists = build_lists(args.root, args.out, test_size=args.test_size, seed=args.seed, absolute=args.absolute,
+                        blacklist=not args.no_blacklist)
     print(f"{len(lists.classes)} classes; train {len(lists.train):,}, val {len(lists.val):,} "
           f"({lists.blacklisted:,} blacklisted dropped), test {len(lists.test):,}")
     for path in lists.files.values():
