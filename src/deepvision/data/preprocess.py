@@ -118,7 +118,8 @@ def to_mode(img: Image.Image, channels: int) -> Image.Image:
     """Convert any PIL mode to 'L' or 'RGB' (alpha composited on white, 16-bit scaled to 8-bit)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if arr.max() > 255 else 255.0
+        # 16-bit modes span 0..65535 whatever the content; mode I (32-bit) is read as 16-bit when it exceeds 255
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
         img = Image.fromarray(np.clip(arr * (255.0 / peak), 0, 255).round().astype(np.uint8), "L")
     elif img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)

@@ -92,7 +92,9 @@ def get_model_spec(name: str) -> ModelSpec:
             raise UserError(f"unknown model namespace '{prefix}:' in '{name}'; valid namespaces: "
                             f"{', '.join(sorted(_PROVIDERS))}")
         return _PROVIDERS[prefix](rest)
-    hint = suggest(name, list(_REGISTRY) + [f"tv:{name}"])
+    from deepvision.models.torchvision_models import torchvision_names
+
+    hint = suggest(name, list(_REGISTRY) + [f"tv:{n}" for n in torchvision_names()])
     raise UserError(f"unknown model '{name}'{hint}; run `deepvision models` for the list "
                     f"(torchvision models are named tv:NAME, timm models timm:NAME)")
 

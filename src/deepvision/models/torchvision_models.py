@@ -151,20 +151,33 @@ def fetch_weights_model(name: str, entry: Any, **kwargs: Any) -> nn.Module:
                         f"where there is internet access and set model.pretrained to the file") from None
 
 
+def _drop_aux_heads(model: nn.Module) -> None:
+    """Turn off inception_v3's / googlenet's auxiliary classifiers, so training sees one output tensor."""
+    model.aux_logits = False
+    for attr in ("AuxLogits", "aux1", "aux2"):
+        if hasattr(model, attr):
+            setattr(model, attr, None)
+
+
 def _builder(name: str):
     def build(num_classes: int = 1000, in_channels: int = 3, weights: str | None = None, **kwargs: Any) -> nn.Module:
         from torchvision.models import get_model
 
-        if name in _AUX_MODELS:
-            kwargs.setdefault("aux_logits", False)
+        aux = kwargs.pop("aux_logits", False) if name in _AUX_MODELS else None
+        if name in _AUX_MODELS and not weights:
             kwargs.setdefault("init_weights", True)
         if weights:
             entry = resolve_weights(name, str(weights))
+            # torchvision builds these with their auxiliary heads when loading its weights; drop them after
             model = fetch_weights_model(name, entry, **kwargs)
+            if name in _AUX_MODELS and not aux:
+                _drop_aux_heads(model)
             categories = len(entry.meta["categories"])
             if num_classes != categories:
                 replace_head(model, categories, num_classes)
         else:
+            if aux is not None:
+                kwargs["aux_logits"] = aux
             model = get_model(name, weights=None, num_classes=num_classes, **kwargs)
         if in_channels != 3:
             adapt_first_conv(model, in_channels)

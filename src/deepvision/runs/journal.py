@@ -50,18 +50,30 @@ def run_row(run: RunDir) -> dict[str, Any]:
         best = max(scored, key=lambda r: r["val_acc"])
         row.update(best_val_acc=best["val_acc"], best_val_top5=best.get("val_top5"), best_epoch=best["epoch"],
                    last_val_acc=scored[-1]["val_acc"], last_val_top5=scored[-1].get("val_top5"))
-    tests = sorted(run.eval_dir.glob("test-*/metrics.json"), key=lambda p: p.stat().st_mtime)
-    if tests:
-        try:
-            m = json.loads(tests[-1].read_text())
-            row.update(test_acc=m.get("rank1"), test_top5=m.get("rank5"))
-        except ValueError:
-            pass
+    test = _test_metrics(run)
+    if test:
+        row.update(test_acc=test.get("rank1"), test_top5=test.get("rank5"), test_crops=test.get("crops", 1))
     secs = _finite([r.get("seconds") for r in hist])
     speed = _finite([r.get("samples_per_s") for r in hist])
     row["s_per_epoch"] = sum(secs) / len(secs) if secs else None
     row["samples_per_s"] = sum(speed) / len(speed) if speed else None
     return row
+
+
+def _test_metrics(run: RunDir) -> dict[str, Any] | None:
+    """The test-split evaluation to report: single centre crop of best.pt (the reference's protocol),
+    else the newest single-crop one, else the newest of any kind."""
+    found = []
+    for path in sorted(run.eval_dir.glob("test-*/metrics.json"), key=lambda p: p.stat().st_mtime):
+        try:
+            found.append((path.parent.name, json.loads(path.read_text())))
+        except ValueError:
+            continue
+    for wanted in (lambda name, m: name == "test-best", lambda name, m: m.get("crops", 1) == 1, lambda name, m: True):
+        matches = [m for name, m in found if wanted(name, m)]
+        if matches:
+            return matches[-1]
+    return None
 
 
 def journal(root: str | Path) -> list[dict[str, Any]]:
@@ -89,14 +101,19 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def crops(row: dict[str, Any]) -> str:
+    return " (10-crop)" if row.get("test_crops") == 10 else ""
+
+
 def to_markdown(rows: list[dict[str, Any]]) -> str:
     """The reference's journal table: experiment, epochs, schedule by epoch range, rank-1/rank-5."""
     head = "| Experiment | Model | Epochs | LR schedule | Val rank-1 | Val rank-5 | Test rank-1 | Test rank-5 |"
+    # test figures are single centre crop unless marked "(10-crop)"
     lines = [head, "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['name']} | {r['model']} | {r['epochs']} | {r['lr_schedule'] or '-'} | "
                      f"{_cell('acc', r.get('last_val_acc'))} | {_cell('top5', r.get('last_val_top5'))} | "
-                     f"{_cell('acc', r.get('test_acc'))} | {_cell('top5', r.get('test_top5'))} |")
+                     f"{_cell('acc', r.get('test_acc'))}{crops(r)} | {_cell('top5', r.get('test_top5'))}{crops(r)} |")
     return "\n".join(lines) + "\n"
 
 

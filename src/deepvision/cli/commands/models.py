@@ -137,9 +137,12 @@ def run_show(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
+    from deepvision.errors import UserError
     from deepvision.models import get_model_spec
     from deepvision.models.summary import check_input_size, format_macs, format_shape, summarize
 
+    if args.classes is not None and args.classes < 1:
+        raise UserError(f"--classes must be at least 1, got {args.classes}")
     spec = get_model_spec(args.name)
     shape = parse_input(args.input, spec.input_size)
     options = parse_options(args.options)
