@@ -159,5 +159,30 @@ def test_folder_source_skips_unreadable_images_when_asked(tmp_path):
             with pytest.raises(UserError, match="vertical_001.png"):
                 list(loaders["train"])
         else:
-            labels = [y for _, y in loaders["train"]]
+            with pytest.warns(UserWarning, match="skipped 1 unreadable image"):
+                labels = [y for _, y in loaders["train"]]
             assert sum(len(y) for y in labels) == 7 and int(sum(y.sum() for y in labels)) == 3
+
+
+def test_a_batch_of_nothing_but_unreadable_images_stays_in_the_epoch(tmp_path):
+    from deepvision.api import train
+    from tests.helpers import make_image_folder
+
+    make_image_folder(tmp_path / "train", n_per_class=4, size=16)
+    for i in range(4):  # with batch 4 and no shuffling, the second batch is entirely unreadable
+        (tmp_path / "train" / "horizontal" / f"horizontal_{i:03d}.png").write_bytes(b"")
+    data = {"source": "folder", "root": str(tmp_path), "train": "train", "val": "train", "test": None,
+            "image_size": 16, "channels": 3, "batch_size": 4, "workers": 0, "shuffle": False,
+            "skip_corrupt": True}
+    cfg = build_config({"data": data})
+    bundle = load_data(cfg.data)
+    from deepvision.data.loaders import build_loaders, resolve_preprocess
+
+    loaders = build_loaders(cfg.data, bundle, resolve_preprocess(cfg.data, bundle, None), seed=0)
+    with pytest.warns(UserWarning, match="skipped 4 unreadable"):
+        shapes = [tuple(x.shape) for x, _ in loaders["train"]]
+    assert shapes == [(0, 3, 16, 16), (4, 3, 16, 16)]
+    with pytest.warns(UserWarning):
+        result = train({"model": {"name": "lenet", "args": {"activation": "relu"}}, "data": data,
+                        "train": {"epochs": 1, "tensorboard": False}}, out=tmp_path / "runs", name="skip")
+    assert result.history[0]["epoch"] == 1 and result.history[0]["val_acc"] == 1.0  # 4 readable, all class 1

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 
 from deepvision.data.sampling import EpochPlan
 from deepvision.data.transforms import SampleTransform, sample_seed
@@ -29,16 +31,23 @@ class _Keyed(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int] | None:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
         index, epoch = key
         try:
             img, label = self.dataset[index]
         except UserError:
-            if self.skip_errors:  # an unreadable sample: dropped from its batch (data.skip_corrupt)
-                return None
-            raise
+            if not self.skip_errors:
+                raise
+            # an unreadable sample (data.skip_corrupt): a blank stand-in labelled -1, dropped after collation,
+            # so even a batch of nothing but bad files keeps its (0, C, H, W) shape and its place in the epoch
+            return self._blank(), -1
         rng = random.Random(sample_seed(self.seed, epoch, index))
         return self.transform(img, rng), int(label)
+
+    def _blank(self) -> torch.Tensor:
+        pre = self.transform.pre
+        side = max(pre.resize or 0, *pre.size)
+        return self.transform(Image.new("L" if pre.channels == 1 else "RGB", (side, side)), random.Random(0))
 
 
 class _EpochBatches:
@@ -91,12 +100,11 @@ class DatasetLoader(EpochPlan):
     ) -> None:
         super().__init__(len(dataset), batch_size, seed=seed, shuffle=shuffle and training, training=training,
                          rank=rank, world=world, last_batch=last_batch, max_steps=max_steps)
-        self.dataset = dataset
+        self.dataset, self.skip_errors = dataset, skip_errors
         workers = default_workers() if workers is None else workers
         self._loader = DataLoader(
             _Keyed(dataset, transform, seed, skip_errors),
             batch_sampler=_EpochBatches(self),
-            collate_fn=_collate_present if skip_errors else None,
             num_workers=workers,
             pin_memory=pin_memory,
             persistent_workers=workers > 0,
@@ -108,13 +116,19 @@ class DatasetLoader(EpochPlan):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         try:
-            for batch in self._loader:
-                if batch is None:  # every sample of the batch was unreadable and skipped
-                    continue
-                x, y = batch
+            skipped = 0
+            for x, y in self._loader:
+                if self.skip_errors:
+                    keep = y >= 0
+                    if not bool(keep.all()):
+                        skipped += int((~keep).sum())
+                        x, y = x[keep], y[keep]
                 yield x, y.to(torch.int64)
         except UserError as exc:  # re-raised from a worker with its traceback in the message
             raise UserError(worker_message(exc)) from None
+        if skipped:
+            warnings.warn(f"skipped {skipped} unreadable image(s) in epoch {self.epoch} (data.skip_corrupt)",
+                          stacklevel=2)
 
     def close(self) -> None:
         """Stop the worker processes now (they would otherwise live until garbage collection)."""
@@ -122,11 +136,6 @@ class DatasetLoader(EpochPlan):
         if iterator is not None and hasattr(iterator, "_shutdown_workers"):
             iterator._shutdown_workers()
         self._loader._iterator = None
-
-
-def _collate_present(batch: list[Any]) -> Any:
-    present = [item for item in batch if item is not None]
-    return default_collate(present) if present else None
 
 
 def worker_message(exc: BaseException) -> str:

@@ -263,12 +263,14 @@ class Trainer:
         scaled = scaler.is_enabled()
         label_smoothing = tc.label_smoothing
         device, amp = self.device, self.amp
+        # only skip_corrupt empties batches; under DDP the ranks must agree on skipping (a collective per batch)
+        check_empty = self.ddp is None or self.cfg.data.skip_corrupt
         rep.start_epoch(epoch, steps, tc.epochs)
         opt.zero_grad(set_to_none=True)
         t_epoch = t_window = time.perf_counter()
         done = 0
         for i, (x, y) in enumerate(loader):
-            if y.shape[0] == 0 and self.ddp is None:
+            if check_empty and self._empty_batch(y):
                 continue  # every record of the batch was corrupt and skipped (data.skip_corrupt)
             if per_iter:
                 self._set_lr(self.lr_at(epoch, i / steps))
@@ -328,6 +330,13 @@ class Trainer:
         self.history.append(row)
         self._end_of_epoch(epoch, row, val_m)
         return row
+
+    def _empty_batch(self, y: torch.Tensor) -> bool:
+        """Whether this batch is empty here or, under DDP, on any rank (then every rank skips it)."""
+        empty = y.shape[0] == 0
+        if self.ddp is None:
+            return empty
+        return bool(all_reduce_sum(torch.tensor([float(empty)], device=self.device)).item() > 0)
 
     def _stop_requested(self, batch: int) -> bool:
         flag = self.stop.requested

@@ -68,7 +68,7 @@ def collect_probs(loaded: LoadedRun, loader, device: torch.device, crops: int = 
             if x.dim() == 5:
                 n = x.shape[0]
                 p = torch.softmax(model(normalize_batch(x.flatten(0, 1), a, b)).float(), dim=1)
-                probs.append(p.view(n, -1, p.shape[1]).mean(1).cpu())
+                probs.append(p.view(n, x.shape[1], p.shape[1]).mean(1).cpu())
             else:
                 probs.append(torch.softmax(model(normalize_batch(x, a, b)).float(), dim=1).cpu())
             labels.append(y.cpu())
