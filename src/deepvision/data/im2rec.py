@@ -27,7 +27,7 @@ from pathlib import Path
 
 import cv2
 
-from deepvision.data.lst import ListEntry, write_lst
+from deepvision.data.lst import ListEntry, read_list_text, write_lst
 from deepvision.data.records.codec import (
     DecodeError,
     encode_image,
@@ -138,11 +138,7 @@ class PackItem:
 def read_list_lenient(path: str | Path) -> tuple[list[PackItem], list[tuple[str, str, str]]]:
     """Items of a .lst, skipping malformed lines as im2rec.py does; also returns (where, line, reason)."""
     items, problems = [], []
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not a text list file (expected UTF-8 'index<TAB>label<TAB>path' lines)") from None
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    for lineno, raw in enumerate(read_list_text(path).splitlines(), 1):
         line = raw.strip()
         if not line:
             continue

@@ -22,15 +22,20 @@ class ListEntry:
         return self.labels[0]
 
 
+def read_list_text(path: str | Path) -> str:
+    """The text of a .lst file; a file that is not UTF-8 text is a UserError."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text list file (expected UTF-8 'index<TAB>label<TAB>path' lines)") from None
+
+
 def read_lst(path: str | Path) -> list[ListEntry]:
     """Parse a .lst file; malformed lines raise UserError naming the line."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"list file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not a text list file (expected UTF-8 'index<TAB>label<TAB>path' lines)") from None
+    text = read_list_text(path)
     entries = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
