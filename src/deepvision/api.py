@@ -10,7 +10,6 @@ from typing import Any
 
 from deepvision.config.io import build_config, load_config
 from deepvision.config.schema import Config
-from deepvision.engine.checkpoint import load_checkpoint
 from deepvision.engine.distributed import DistInfo, init_distributed, on_main, shutdown_distributed
 from deepvision.engine.signals import StopRequested
 from deepvision.engine.trainer import FitResult, Trainer, link_or_copy
@@ -18,6 +17,7 @@ from deepvision.errors import UserError
 from deepvision.evaluation.evaluate import evaluate_run
 from deepvision.inference.predict import Prediction, predict_images
 from deepvision.models.registry import create_model, list_models
+from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.loading import load_run
 from deepvision.runs.rundir import RunDir
 

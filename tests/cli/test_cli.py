@@ -209,7 +209,7 @@ def test_disk_full_during_training_keeps_the_last_checkpoint(run_cli, cfg_file, 
 
     import torch
 
-    from deepvision.engine.checkpoint import load_checkpoint
+    from deepvision.runs.checkpoint import load_checkpoint
 
     real_save = torch.save
     calls = {"n": 0}

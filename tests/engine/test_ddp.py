@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from deepvision.api import train
-from deepvision.engine.checkpoint import load_checkpoint
+from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.rundir import RunDir
 from tests.helpers import tiny_config
 

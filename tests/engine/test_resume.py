@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from deepvision.api import resume, train
-from deepvision.engine.checkpoint import load_checkpoint
 from deepvision.errors import UserError
+from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.rundir import RunDir
 from tests.helpers import tiny_config
 

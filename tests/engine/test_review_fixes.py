@@ -13,8 +13,8 @@ import yaml
 
 from deepvision.api import evaluate, resume, train
 from deepvision.config import build_config
-from deepvision.engine.checkpoint import load_checkpoint
 from deepvision.errors import UserError
+from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.rundir import RunDir
 from tests.helpers import make_image_folder, tiny_config
 

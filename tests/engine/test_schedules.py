@@ -1,8 +1,9 @@
 import pytest
 
 from deepvision.config.schema import ScheduleConfig
-from deepvision.engine.schedules import Schedule, describe_lrs, parse_ranges
+from deepvision.engine.schedules import Schedule, parse_ranges
 from deepvision.errors import UserError
+from deepvision.runs.history import describe_lrs
 
 
 def test_piecewise_reference_vgg_schedule():

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from deepvision.api import resume, train
-from deepvision.engine.checkpoint import load_checkpoint
+from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.rundir import RunDir
 from tests.helpers import tiny_config
 

@@ -8,11 +8,11 @@ import torchvision
 
 from deepvision.config.io import build_config
 from deepvision.data.preprocess import Preprocess
-from deepvision.engine.build import build_model
-from deepvision.engine.checkpoint import FORMAT
 from deepvision.errors import UserError
 from deepvision.models import create_model
+from deepvision.models.build import build_model
 from deepvision.models.pretrained import head_modules, load_pretrained
+from deepvision.runs.checkpoint import FORMAT
 
 SMALL_RESNET = {"stages": (1, 1, 1, 1), "filters": (8, 16, 16, 32, 32)}
 

@@ -222,11 +222,8 @@ class Config:
     reference: dict[str, Any] = field(default_factory=dict)  # published results of a recipe, for journals
 
     def validate(self, path: str) -> None:
-        # data behaviours the profile switches, unless set explicitly (SPEC §0: one switch, flags override)
-        reference = self.profile == "reference"
-        if self.data.augment.rotation_mode is None:
-            self.data.augment.rotation_mode = "fixed" if reference else "uniform"
-        if self.data.shuffle is None:
-            self.data.shuffle = not reference
+        from deepvision.config.profile import apply_profile
+
+        apply_profile(self)
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
             raise UserError(f"name must be a plain folder name, got {self.name!r}")

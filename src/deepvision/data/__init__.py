@@ -29,8 +29,8 @@ _EXPORTS = {
     "PackOptions": "deepvision.data.im2rec", "compute_mean": "deepvision.data.mean",
     "write_mean_json": "deepvision.data.mean", "read_mean_json": "deepvision.data.mean",
     # loading
-    "RecordDataset": "deepvision.data.record_loader", "RecordLoader": "deepvision.data.record_loader",
-    "ImageRecordIter": "deepvision.data.record_loader", "EpochBatchSampler": "deepvision.data.record_loader",
+    "RecordDataset": "deepvision.data.records.loader", "RecordLoader": "deepvision.data.records.loader",
+    "ImageRecordIter": "deepvision.data.records.mxnet_iter", "EpochBatchSampler": "deepvision.data.sampling",
     "HDF5DatasetWriter": "deepvision.data.hdf5", "HDF5Dataset": "deepvision.data.hdf5",
     "Preprocess": "deepvision.data.preprocess", "SampleTransform": "deepvision.data.transforms",
     "load_data": "deepvision.data.sources", "register_source": "deepvision.data.sources",

@@ -11,8 +11,10 @@ from PIL import Image
 from deepvision.config.schema import DataConfig
 from deepvision.data import mnist
 from deepvision.data.lst import read_lst
+from deepvision.data.paths import resolve_path
 from deepvision.data.preprocess import open_image
-from deepvision.data.sources import RawData, SubsetDataset, TensorSplit, register_source, to_tensor_split
+from deepvision.data.source_registry import RawData, register_source
+from deepvision.data.tensors import SubsetDataset, TensorSplit, to_tensor_split
 from deepvision.errors import UserError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -114,16 +116,6 @@ class ImageFileDataset:
 
     def subset(self, idx: np.ndarray) -> SubsetDataset:
         return SubsetDataset(self, idx)
-
-
-def resolve_path(root: str | Path | None, name: str | Path) -> Path:
-    """A data file named in a config: absolute as given; relative ones under `data.root` first, then in
-    the working directory (so a stray file in the working directory never shadows the data root's)."""
-    p = Path(name)
-    if p.is_absolute() or not root:
-        return p
-    under_root = Path(root) / p
-    return under_root if under_root.exists() or not p.exists() else p
 
 
 def _class_folders(folder: Path) -> list[str]:

@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from deepvision.config.schema import DataConfig
 from deepvision.data.dataset_loader import DatasetLoader
+from deepvision.data.mean_file import read_mean_rgb
+from deepvision.data.paths import resolve_path
 from deepvision.data.preprocess import Preprocess
-from deepvision.data.sources import DataBundle, TensorSplit, adapt_tensor_split
+from deepvision.data.protocols import Loader, LoaderFactory
+from deepvision.data.sources import DataBundle
 from deepvision.data.tensor_loader import BatchAugment, TensorLoader
+from deepvision.data.tensors import TensorSplit, adapt_tensor_split
 from deepvision.data.transforms import SampleTransform
 from deepvision.errors import UserError
-
-
-def read_mean_json(path: str | Path) -> list[float]:
-    """The reference mean file {"R": .., "G": .., "B": ..} (0..255 units) as [R, G, B]."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"mean file not found: {p}")
-    try:
-        d = json.loads(p.read_text())
-        return [float(d["R"]), float(d["G"]), float(d["B"])]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-        raise UserError(f"{p} is not a mean file; expected JSON with keys R, G, B") from None
 
 
 def resolve_preprocess(cfg: DataConfig, bundle: DataBundle, model_input: tuple[int, int, int] | None,
@@ -50,9 +40,7 @@ def resolve_preprocess(cfg: DataConfig, bundle: DataBundle, model_input: tuple[i
                         f"the crop would not fit")
     mean: list[float] = []
     if isinstance(cfg.mean, str):
-        from deepvision.data.builtin_sources import resolve_path
-
-        mean = [v * cfg.scale for v in read_mean_json(resolve_path(cfg.root, cfg.mean))]
+        mean = [v * cfg.scale for v in read_mean_rgb(resolve_path(cfg.root, cfg.mean))]
         if channels == 1:
             mean = [sum(mean) / 3]
     elif cfg.mean:
@@ -80,9 +68,9 @@ def build_loaders(
     device: torch.device | str = "cpu",
     max_steps: int | None = None,
     roles: tuple[str, ...] = ("train", "val", "test"),
-) -> dict[str, Any]:
+) -> dict[str, Loader]:
     """One loader per role present in `bundle` (train shuffles and augments; val/test never pad)."""
-    loaders: dict[str, Any] = {}
+    loaders: dict[str, Loader] = {}
     eval_bs = cfg.eval_batch_size or cfg.batch_size
     on_cuda = torch.device(device).type == "cuda"
     for role in roles:
@@ -98,7 +86,7 @@ def build_loaders(
             split = adapt_tensor_split(split, pre.channels, pre.size, pre.resize, pre.crop)
             augment = BatchAugment(cfg.augment, pre.size)
             loaders[role] = TensorLoader(split.images, split.labels, bs, augment=augment, device=device, **common)
-        elif hasattr(split, "make_loader"):  # sources with their own fast path (records)
+        elif isinstance(split, LoaderFactory):  # sources with their own fast path (records)
             loaders[role] = split.make_loader(cfg, pre, batch_size=bs, device=device, **common)
         else:
             transform = SampleTransform(pre, cfg.augment, training)

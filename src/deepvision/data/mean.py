@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from deepvision.data.mean_file import read_mean_rgb
 from deepvision.data.records.codec import DecodeError, Decoder, forking_cv2, load_for_packing
 from deepvision.data.records.recordio import RecordError, RecordFile
 from deepvision.errors import UserError
@@ -165,7 +166,5 @@ def write_mean_json(path: str | Path, means: MeanResult | dict[str, float]) -> P
 
 def read_mean_json(path: str | Path) -> dict[str, float]:
     """{"R", "G", "B"} from a mean file."""
-    from deepvision.data.loaders import read_mean_json as read_rgb
-
-    r, g, b = read_rgb(path)
+    r, g, b = read_mean_rgb(path)
     return {"R": r, "G": g, "B": b}

@@ -24,8 +24,10 @@ from __future__ import annotations
 import numpy as np
 
 from deepvision.config.schema import DataConfig
-from deepvision.data.builtin_sources import read_class_names, resolve_path
-from deepvision.data.sources import RawData, register_source, to_tensor_split
+from deepvision.data.builtin_sources import read_class_names
+from deepvision.data.paths import resolve_path
+from deepvision.data.source_registry import RawData, register_source
+from deepvision.data.tensors import to_tensor_split
 from deepvision.errors import UserError
 
 
@@ -33,7 +35,7 @@ from deepvision.errors import UserError
 def rec_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     """MXNet record files; split names are .rec paths (an .idx path is accepted too)."""
     try:
-        from deepvision.data.record_loader import RecordDataset
+        from deepvision.data.records.loader import RecordDataset
     except ImportError as exc:
         raise UserError(f"record files need OpenCV: pip install 'deepvision[records]' ({exc})") from None
     channels = cfg.channels or 3

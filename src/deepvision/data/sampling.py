@@ -7,8 +7,11 @@ checkpoint replays exactly the batches an uninterrupted run would have seen.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
+
+from deepvision.errors import UserError
 
 LAST_BATCH = ("keep", "drop", "pad", "rollover")
 
@@ -127,3 +130,40 @@ class EpochPlan:
     @property
     def num_samples(self) -> int:
         return sum(len(b) for b in self.batches())
+
+
+_LAST_BATCH_ALIASES = {"discard": "drop", "roll_over": "rollover", "keep": "keep", "drop": "drop", "pad": "pad",
+                       "rollover": "rollover"}
+
+
+class EpochBatchSampler(EpochPlan):
+    """Batches of indices for one epoch (`sampling.epoch_indices`): seeded reshuffle, DDP sharding and the
+    last-batch policy. Defaults rank/world to the initialised process group."""
+
+    def __init__(self, n: int, batch_size: int, *, seed: int = 0, shuffle: bool = True, training: bool = True,
+                 rank: int | None = None, world: int | None = None, last_batch: str = "keep") -> None:
+        rank, world = _rank_world(rank, world)
+        super().__init__(n, batch_size, seed=seed, shuffle=shuffle, training=training, rank=rank, world=world,
+                         last_batch=_last_batch(last_batch))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for b in self.batches():
+            yield b.tolist()
+
+
+def _rank_world(rank: int | None, world: int | None) -> tuple[int, int]:
+    if rank is None or world is None:
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            rank = dist.get_rank() if rank is None else rank
+            world = dist.get_world_size() if world is None else world
+    rank, world = int(rank or 0), int(world or 1)
+    if not 0 <= rank < world:
+        raise UserError(f"rank {rank} is not in 0..{world - 1} (num_parts/world {world})")
+    return rank, world
+
+
+def _last_batch(policy: str) -> str:
+    if policy not in _LAST_BATCH_ALIASES:
+        raise UserError(f"last_batch must be one of {', '.join(LAST_BATCH)}, got {policy!r}")
+    return _LAST_BATCH_ALIASES[policy]

@@ -100,15 +100,3 @@ class Schedule:
 
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name, "base_lr": self.base_lr, "epochs": self.epochs, "ranges": self.ranges}
-
-
-def describe_lrs(lrs: list[float]) -> str:
-    """Compress per-epoch rates into '1-50: 0.01; 51-65: 0.001' (1-based inclusive)."""
-    parts: list[str] = []
-    start = 0
-    for i in range(1, len(lrs) + 1):
-        if i == len(lrs) or not math.isclose(lrs[i], lrs[start], rel_tol=1e-9):
-            span = f"{start + 1}" if i - 1 == start else f"{start + 1}-{i}"
-            parts.append(f"{span}: {lrs[start]:g}")
-            start = i
-    return "; ".join(parts)

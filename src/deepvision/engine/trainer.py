@@ -28,8 +28,6 @@ from deepvision.data.builtin_sources import resolve_path
 from deepvision.data.loaders import build_loaders, resolve_preprocess
 from deepvision.data.preprocess import normalize_batch
 from deepvision.data.sources import load_data
-from deepvision.engine import checkpoint as ckpt_io
-from deepvision.engine.build import build_model, load_weights
 from deepvision.engine.distributed import DistInfo, all_reduce_sum, gather_object, on_main
 from deepvision.engine.metrics import MetricAccumulator
 from deepvision.engine.optim import build_optimizer
@@ -37,7 +35,10 @@ from deepvision.engine.reporting import Reporter
 from deepvision.engine.schedules import Schedule
 from deepvision.engine.signals import GracefulStop, StopRequested
 from deepvision.errors import UserError
+from deepvision.models.build import build_model
 from deepvision.models.registry import get_model_spec
+from deepvision.models.weights import load_weights
+from deepvision.runs import checkpoint as ckpt_io
 from deepvision.runs.rundir import RunDir
 
 

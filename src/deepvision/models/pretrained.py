@@ -71,7 +71,7 @@ def load_pretrained(model: nn.Module, source: str | Path | dict[str, torch.Tenso
     if isinstance(source, dict):
         state, label = source, "the weights"
     else:
-        from deepvision.engine.checkpoint import load_state_dict_file
+        from deepvision.models.weights import load_state_dict_file
 
         state, label = load_state_dict_file(source), str(source)
     state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}

@@ -43,6 +43,7 @@ class ModelSpec:
 
 _REGISTRY: dict[str, ModelSpec] = {}
 _PROVIDERS: dict[str, Callable[[str], ModelSpec]] = {}  # prefix ("tv", "timm") -> spec factory
+_PROVIDER_NAMES: dict[str, Callable[[], Any]] = {}  # prefix -> names it can build (for suggestions)
 
 
 def register_model(
@@ -65,25 +66,26 @@ def register_model(
     return wrap
 
 
-def register_provider(prefix: str, factory: Callable[[str], ModelSpec]) -> None:
-    """Register a namespace like 'tv' whose names ('tv:resnet50') are resolved by `factory`."""
+def register_provider(prefix: str, factory: Callable[[str], ModelSpec],
+                      names: Callable[[], Any] | None = None) -> None:
+    """Register a namespace like 'tv' whose names ('tv:resnet50') are resolved by `factory`;
+    `names()` lists them for "did you mean" suggestions."""
     _PROVIDERS[prefix] = factory
+    if names is not None:
+        _PROVIDER_NAMES[prefix] = names
 
 
-def _ensure_loaded() -> None:
-    # Importing the package registers every built-in architecture and provider.
-    import deepvision.models  # noqa: F401
+# Importing this module imports its package first, and `deepvision.models` imports every built-in
+# architecture and provider: the registry is complete whenever one of these functions runs.
 
 
 def list_models() -> list[str]:
     """Names of the registered (hand-built) models, sorted."""
-    _ensure_loaded()
     return sorted(_REGISTRY)
 
 
 def get_model_spec(name: str) -> ModelSpec:
     """The spec for `name`; unknown names raise UserError with the closest matches."""
-    _ensure_loaded()
     if name in _REGISTRY:
         return _REGISTRY[name]
     prefix, sep, rest = name.partition(":")
@@ -92,9 +94,7 @@ def get_model_spec(name: str) -> ModelSpec:
             raise UserError(f"unknown model namespace '{prefix}:' in '{name}'; valid namespaces: "
                             f"{', '.join(sorted(_PROVIDERS))}")
         return _PROVIDERS[prefix](rest)
-    from deepvision.models.torchvision_models import torchvision_names
-
-    hint = suggest(name, list(_REGISTRY) + [f"tv:{n}" for n in torchvision_names()])
+    hint = suggest(name, list(_REGISTRY) + [f"tv:{n}" for n in _PROVIDER_NAMES.get("tv", tuple)()])
     raise UserError(f"unknown model '{name}'{hint}; run `deepvision models` for the list "
                     f"(torchvision models are named tv:NAME, timm models timm:NAME)")
 

@@ -200,4 +200,4 @@ def torchvision_spec(name: str) -> ModelSpec:
                      f"torchvision {name}; preprocessing of {pre['weights']}", pre)
 
 
-register_provider("tv", torchvision_spec)
+register_provider("tv", torchvision_spec, names=torchvision_names)

@@ -9,8 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from deepvision.engine.schedules import describe_lrs
 from deepvision.errors import UserError
+from deepvision.runs.history import describe_lrs
 from deepvision.runs.rundir import RunDir
 
 COLUMNS = [

@@ -10,9 +10,10 @@ from torch import nn
 
 from deepvision.config.schema import Config
 from deepvision.data.preprocess import Preprocess
-from deepvision.engine.build import build_model, load_weights
-from deepvision.engine.checkpoint import load_checkpoint
 from deepvision.errors import UserError
+from deepvision.models.build import build_model
+from deepvision.models.weights import load_weights
+from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.rundir import RunDir
 
 

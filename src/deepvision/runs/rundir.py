@@ -170,7 +170,7 @@ class RunDir:
             return saved[epoch]
         last = self.checkpoints / "last.pt"
         if last.is_file():  # with checkpoint.period > 1 the newest epoch may live in last.pt only
-            from deepvision.engine.checkpoint import load_checkpoint
+            from deepvision.runs.checkpoint import load_checkpoint
 
             try:
                 if int(load_checkpoint(last).get("epoch", -1)) == epoch:

@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from deepvision.config.io import load_config
-    from deepvision.engine.schedules import Schedule, describe_lrs
+    from deepvision.engine.schedules import Schedule
+    from deepvision.runs.history import describe_lrs
 
     table = Table(title="deepvision recipes  (deepvision train NAME --data-root DIR)", title_justify="left")
     for column in ("recipe", "model", "data", "epochs", "global batch", "lr schedule", "ref val r1/r5",

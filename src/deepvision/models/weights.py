@@ -1,48 +1,19 @@
-"""Build a run's model from its config, and load weights into it with clear errors."""
+"""Loading weights into a model, in one place: whole checkpoints (strict), weights files.
+
+`load_weights` restores a model from its own checkpoint (every tensor must fit);
+`load_state_dict_file` reads a deepvision checkpoint or a plain (torchvision-format) state dict for
+`models.pretrained.load_pretrained`, which allows a different classifier head. Files are always
+read with `weights_only=True`: loading never runs code.
+"""
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from deepvision.config.schema import Config
-from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
-from deepvision.models.registry import create_model, get_model_spec
-
-
-def model_options(cfg: Config, pre: Preprocess) -> dict[str, Any]:
-    """Builder options: the config's model.args, plus the profile and input size when accepted."""
-    spec = get_model_spec(cfg.model.name)
-    opts = dict(cfg.model.args)
-    params = inspect.signature(spec.builder).parameters
-    if "reference" in params and "reference" not in opts:
-        opts["reference"] = cfg.profile == "reference"
-    if "input_size" in params and "input_size" not in opts:
-        opts["input_size"] = pre.size[0] if pre.size[0] == pre.size[1] else tuple(pre.size)
-    return opts
-
-
-def build_model(cfg: Config, pre: Preprocess) -> nn.Module:
-    """The model named by cfg.model, adapted to the data, with pretrained weights when configured.
-
-    `pretrained` is a weights file (only the classifier head may differ; see models/pretrained.py) or,
-    for tv: models, `torchvision[:TAG]` to fetch torchvision's published weights.
-    """
-    from deepvision.models.pretrained import load_pretrained, torchvision_tag
-
-    opts = model_options(cfg, pre)
-    tag = torchvision_tag(cfg.model.name, cfg.model.pretrained)
-    if tag:
-        opts.setdefault("weights", tag)
-    model = create_model(cfg.model.name, cfg.model.num_classes, cfg.model.in_channels, **opts)
-    if cfg.model.pretrained and not tag:
-        report = load_pretrained(model, cfg.model.pretrained, cfg.model.name)
-        model.pretrained_report = report  # type: ignore[attr-defined]
-    return model
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True,
@@ -70,3 +41,23 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], strict: bool 
     model.load_state_dict(filtered, strict=False)
     return {"missing": missing + [m.split()[0] for m in mismatched], "unexpected": unexpected,
             "mismatched": mismatched}
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A model state dict from a deepvision checkpoint or a plain (torchvision-format) state dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"{path} is not a readable weights file ({type(exc).__name__})") from None
+    if isinstance(obj, dict) and isinstance(obj.get("model_state"), dict):  # a deepvision checkpoint
+        return obj["model_state"]
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserError(f"{path} holds no model weights (expected a state dict of tensors)")
+    return obj

@@ -88,26 +88,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A model state dict from a deepvision checkpoint or a plain (torchvision-format) state dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"weights file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"{path} is not a readable weights file ({type(exc).__name__})") from None
-    if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        return obj["model_state"]
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-        obj = obj["model"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise UserError(f"{path} holds no model weights (expected a state dict of tensors)")
-    return obj
-
-
 def rng_state() -> dict[str, Any]:
     """Every RNG the run touches, as tensors/primitives (weights_only-safe)."""
     np_state = np.random.get_state()

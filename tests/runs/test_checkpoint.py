@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from deepvision.engine import checkpoint as C
 from deepvision.errors import UserError
+from deepvision.models.weights import load_state_dict_file
+from deepvision.runs import checkpoint as C
 
 
 def payload(value: float) -> dict:
@@ -48,7 +49,7 @@ def test_not_a_checkpoint(tmp_path):
     torch.save({"weight": torch.zeros(2)}, plain)
     with pytest.raises(UserError, match="not a deepvision checkpoint"):
         C.load_checkpoint(plain)
-    assert set(C.load_state_dict_file(plain)) == {"weight"}  # but it is usable as pretrained weights
+    assert set(load_state_dict_file(plain)) == {"weight"}  # but it is usable as pretrained weights
     with pytest.raises(UserError, match="checkpoint not found"):
         C.load_checkpoint(tmp_path / "missing.pt")
 
@@ -66,7 +67,7 @@ def test_loading_never_unpickles_code(tmp_path, monkeypatch):
     with pytest.raises(UserError):
         C.load_checkpoint(path)
     with pytest.raises(UserError):
-        C.load_state_dict_file(path)
+        load_state_dict_file(path)
     assert not (tmp_path / "pwned").exists()
 
 

@@ -1,0 +1,20 @@
+"""The reference's mean file: JSON {"R": .., "G": .., "B": ..} in 0..255 units."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from deepvision.errors import UserError
+
+
+def read_mean_rgb(path: str | Path) -> list[float]:
+    """The reference mean file {"R": .., "G": .., "B": ..} (0..255 units) as [R, G, B]."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"mean file not found: {p}")
+    try:
+        d = json.loads(p.read_text())
+        return [float(d["R"]), float(d["G"]), float(d["B"])]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise UserError(f"{p} is not a mean file; expected JSON with keys R, G, B") from None

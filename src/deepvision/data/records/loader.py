@@ -1,0 +1,417 @@
+"""Record datasets and the high-throughput record loader (the ImageRecordIter replacement).
+
+`RecordDataset` is a map-style PyTorch dataset over a `.rec` (+ `.idx`): labels come from the record
+headers without decoding, `dataset[i]` gives (PIL image, label) like torchvision datasets, and
+`batch_sampler(...)` shards and reshuffles it for a plain `DataLoader`.
+
+`RecordLoader` is the fast path. Each worker process memory-maps the `.rec`, decodes the JPEGs of a
+whole batch with libjpeg-turbo, augments them with OpenCV (`records.pipeline`) and writes them straight
+into a reusable shared-memory batch buffer (`records.shared_batches`), so only the buffer's number
+crosses the process boundary. Batches stay uint8 and are normalised on the GPU (or, for float32 output
+on the CPU, by the workers). Augmentation follows the one augmentation plan (`data.augment_plan`), so
+the same epoch of the same run gives the same crops and flips whichever loader or worker count is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import warnings
+import weakref
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from deepvision.config.schema import AugmentConfig
+from deepvision.data.records.codec import DecodeError, Decoder, forking_cv2
+from deepvision.data.records.header import IRHeader, unpack_header
+from deepvision.data.records.pipeline import _BatchMaker, _corrupt, _Spec
+from deepvision.data.records.recordio import RecordError, RecordFile
+from deepvision.data.records.shared_batches import _SlotPool, _SlotRef
+from deepvision.data.sampling import EpochBatchSampler, EpochPlan, _last_batch, _rank_world
+from deepvision.errors import UserError
+
+MEMORY_FORMATS = ("channels_last", "contiguous")
+
+
+class RecordDataset(Dataset):
+    """Map-style dataset over an indexed record file (optionally restricted to some positions).
+
+    `dataset[i]` is (PIL image, label) or (transform(image), label); the label is an int, or a float32
+    array for multi-label records. `targets` holds the first label of every record as int64.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        idx_path: str | Path | None = None,
+        *,
+        channels: int = 3,
+        transform: Any = None,
+        skip_corrupt: bool = False,
+        decoder: str = "auto",
+        cache: bool = True,
+    ) -> None:
+        self.file = path if isinstance(path, RecordFile) else RecordFile.open(path, idx_path, cache=cache)
+        self.channels = channels
+        self.transform = transform
+        self.skip_corrupt = skip_corrupt
+        self.decoder = decoder
+        self.positions: np.ndarray | None = None  # None: every record, in index order
+        self._decoder: Decoder | None = None
+
+    # -- views ----------------------------------------------------------------------------------------
+    def _view(self, positions: np.ndarray) -> RecordDataset:
+        view = object.__new__(RecordDataset)
+        view.__dict__.update(self.__dict__)
+        view.positions = positions
+        view._decoder = None
+        return view
+
+    def subset(self, idx: Sequence[int] | np.ndarray) -> RecordDataset:
+        """A view holding records `idx` (positions in this dataset), sharing the open file."""
+        return self._view(self._positions()[np.asarray(idx, dtype=np.int64)])
+
+    def _positions(self) -> np.ndarray:
+        return np.arange(len(self.file), dtype=np.int64) if self.positions is None else self.positions
+
+    def _pos(self, i: int) -> int:
+        """The record position of sample i."""
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"sample {i} is out of range for {n} records")
+        i = i % n
+        return i if self.positions is None else int(self.positions[i])
+
+    # -- metadata -------------------------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self.file.path
+
+    def __len__(self) -> int:
+        return len(self.file) if self.positions is None else len(self.positions)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """float32 N x label_width labels from the record headers."""
+        return self.file.labels if self.positions is None else self.file.labels[self.positions]
+
+    @property
+    def targets(self) -> np.ndarray:
+        return self.labels[:, 0].astype(np.int64)
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.file.ids if self.positions is None else self.file.ids[self.positions]
+
+    @property
+    def label_width(self) -> int:
+        return self.file.label_width
+
+    # -- reading --------------------------------------------------------------------------------------
+    def read_raw(self, i: int) -> tuple[IRHeader, bytes]:
+        """(header, encoded image bytes) of sample i."""
+        pos = self._pos(i)
+        try:
+            header, body = unpack_header(self.file.read(pos))
+        except ValueError as exc:
+            raise _corrupt(self.file, pos, str(exc)) from None
+        return header, bytes(body)
+
+    def decode(self, i: int) -> np.ndarray:
+        """Sample i decoded to a uint8 H x W x C (RGB or gray) array."""
+        _, body = self.read_raw(i)
+        if self._decoder is None:
+            self._decoder = Decoder(self.channels, self.decoder)
+        try:
+            return np.array(self._decoder(body), copy=True)
+        except DecodeError as exc:
+            raise _corrupt(self.file, self._pos(i), str(exc)) from None
+
+    def __getitem__(self, i: int) -> tuple[Any, Any]:
+        arr = self.decode(i)
+        img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr, "L" if arr.shape[2] == 1 else "RGB")
+        label = self.file.labels[self._pos(i)]
+        target: Any = int(label[0]) if len(label) == 1 else label.copy()
+        return (self.transform(img) if self.transform is not None else img), target
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_decoder": None}
+
+    # -- loaders --------------------------------------------------------------------------------------
+    def batch_sampler(self, batch_size: int, *, seed: int = 0, shuffle: bool = True, training: bool = True,
+                      rank: int | None = None, world: int | None = None, last_batch: str = "keep") -> EpochBatchSampler:
+        """A batch sampler for `torch.utils.data.DataLoader(dataset, batch_sampler=...)`: reshuffled from
+        seed + epoch (call `set_epoch`), sharded across DDP ranks."""
+        return EpochBatchSampler(len(self), batch_size, seed=seed, shuffle=shuffle, training=training, rank=rank,
+                                 world=world, last_batch=last_batch)
+
+    def loader(self, batch_size: int, **kwargs: Any) -> RecordLoader:
+        """A `RecordLoader` over this dataset (keyword arguments as for RecordLoader)."""
+        return RecordLoader(self, batch_size, **kwargs)
+
+    def make_loader(self, cfg: Any, pre: Any, *, batch_size: int, device: Any = "cpu", training: bool,
+                    shuffle: bool, seed: int, rank: int = 0, world: int = 1, last_batch: str = "keep",
+                    max_steps: int | None = None) -> RecordLoader:
+        """The engine hook (`loaders.build_loaders`): uint8 N x C x H x W batches, normalised on the device."""
+        on_cuda = torch.device(device).type == "cuda"
+        opts = cfg.options or {}
+        return RecordLoader(
+            self, batch_size, size=pre.size, channels=pre.channels, resize=pre.resize,
+            crop=bool(getattr(pre, "crop", False)), training=training,
+            augment=cfg.augment, shuffle=shuffle, seed=seed, rank=rank, world=world, last_batch=last_batch,
+            workers=cfg.workers, max_steps=max_steps, dtype="uint8", pin_memory=on_cuda,
+            skip_corrupt=cfg.skip_corrupt, memory_format=opts.get("memory_format", "channels_last"),
+            decoder=opts.get("decoder", "auto"), prefetch=int(opts.get("prefetch", 4)),
+        )
+
+
+class _Tasks:
+    """Sampler of (epoch, indices) tasks: the batches of epoch `loader._stream_start`, then of the following
+    epochs, so the workers keep decoding across epoch boundaries instead of idling while the last batches
+    of an epoch drain. The loader counts batches per epoch and restarts the stream when the next epoch is
+    not the one that follows. The loader is held by weak reference, so a dropped loader is freed at once
+    and its workers stop before another loader forks."""
+
+    def __init__(self, loader: RecordLoader) -> None:
+        self.loader = weakref.ref(loader)
+
+    def _owner(self) -> RecordLoader:
+        loader = self.loader()
+        if loader is None:
+            raise RuntimeError("the RecordLoader of this sampler was garbage-collected")
+        return loader
+
+    def __iter__(self) -> Iterator[tuple[int, list[int]]]:
+        epoch = self._owner()._stream_start
+        while True:
+            batches = self._owner().batches(epoch)
+            if not batches:
+                return
+            for b in batches:
+                yield epoch, b.tolist()
+            epoch += 1
+
+    def __len__(self) -> int:
+        return len(self._owner().batches())
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # OpenCV is already single-threaded: the workers fork inside `forking_cv2`
+
+
+def default_workers() -> int:
+    """The cores this process may use, shared among torchrun's processes on the node, at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    return max(1, min(8, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))))
+
+
+class RecordLoader(EpochPlan):
+    """Batches of (images, labels) from a record file, decoded and augmented in worker processes.
+
+    images: N x C x H x W, uint8 (`dtype='uint8'`; stored channels-last unless memory_format='contiguous')
+    or float32 normalised as (x * scale - mean) / std (`dtype='float32'`, on `device` when given).
+    labels: int64 N, or float32 N x label_width when label_width > 1.
+
+    Samples follow `SampleTransform(Preprocess(channels, size, resize, crop=crop), augment, training)`:
+    `resize` scales the shorter side first; without it, images are centre-cropped (`crop=True`, MXNet's
+    behaviour) or resized to `size` unless random crops are taken.
+
+    The engine's protocol: `set_epoch(e)`, iteration, `len()` (batches), `num_samples`. Epoch e's order
+    depends only on (seed, e) (`sampling.epoch_indices`); training shards across DDP ranks and applies the
+    last-batch policy (keep, drop, pad, rollover); evaluation never pads or drops.
+    """
+
+    def __init__(
+        self,
+        dataset: RecordDataset | str | Path,
+        batch_size: int,
+        *,
+        size: int | tuple[int, int] = 224,
+        channels: int | None = None,
+        resize: int | None = None,
+        crop: bool = False,
+        training: bool = False,
+        augment: AugmentConfig | None = None,
+        shuffle: bool | None = None,
+        seed: int = 0,
+        rank: int | None = None,
+        world: int | None = None,
+        last_batch: str = "keep",
+        workers: int | None = None,
+        max_steps: int | None = None,
+        dtype: str = "uint8",
+        mean: Sequence[float] | float | None = None,
+        std: Sequence[float] | float | None = None,
+        scale: float = 1.0,
+        device: torch.device | str | None = None,
+        pin_memory: bool | None = None,
+        memory_format: str = "channels_last",
+        skip_corrupt: bool | None = None,
+        label_width: int = 1,
+        prefetch: int = 4,
+        decoder: str = "auto",
+    ) -> None:
+        if not isinstance(dataset, RecordDataset):
+            dataset = RecordDataset(dataset, channels=channels or 3)
+        if batch_size <= 0:
+            raise UserError(f"batch_size must be a positive integer, got {batch_size}")
+        if dtype not in ("uint8", "float32"):
+            raise UserError(f"dtype must be 'uint8' or 'float32', got {dtype!r}")
+        if memory_format not in MEMORY_FORMATS:
+            raise UserError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}")
+        size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        channels = channels or dataset.channels
+        if channels not in (1, 3):
+            raise UserError(f"channels must be 1 or 3, got {channels}")
+        if label_width > dataset.label_width and label_width > 1:
+            raise UserError(f"label_width={label_width} but the records of {dataset.path} hold "
+                            f"{dataset.label_width} label(s)")
+        if augment is not None:
+            augment.validate("augment")
+        self.dataset = dataset
+        rank, world = _rank_world(rank, world)
+        super().__init__(len(dataset), batch_size, seed=seed, training=training, rank=rank, world=world,
+                         shuffle=training if shuffle is None else (shuffle and training),
+                         last_batch=_last_batch(last_batch), max_steps=max_steps)
+        self.dtype = dtype
+        self.label_width = int(label_width)
+        self.device = torch.device(device) if device is not None else None
+        self.workers = default_workers() if workers is None else int(workers)
+        on_cuda = self.device is not None and self.device.type == "cuda"
+        self.pin_memory = on_cuda if pin_memory is None else pin_memory
+        self.prefetch = max(1, int(prefetch))
+        self.skipped: list[tuple[int, int, str]] = []  # (position, byte offset, reason) of skipped records
+        skip = dataset.skip_corrupt if skip_corrupt is None else skip_corrupt
+        self.spec = _Spec(size, channels, resize, training, augment or AugmentConfig(),
+                          memory_format == "channels_last", self.seed, bool(skip), decoder, crop_only=bool(crop))
+        self._affine = None  # normalisation on `device` (a GPU): uint8 crosses the bus, floats are made there
+        if dtype == "float32":
+            a, b = _affine(mean, std, scale, channels)
+            if self.device is not None and self.device.type != "cpu":
+                self._affine = (a, b)
+            else:  # on the CPU the workers write float32 straight into the batch
+                self.spec.affine = (tuple(a.flatten().tolist()), tuple(b.flatten().tolist()))
+        self._loader: DataLoader | None = None
+        self._stream: Iterator[Any] | None = None  # the DataLoader iterator over `_Tasks`
+        self._stream_start = 0
+        self._stream_next: int | None = None  # the epoch the stream is positioned at, None: mid-epoch
+        self._slots: _SlotPool | None = None
+        self._finalizer: weakref.finalize | None = None
+
+    # -- protocol -------------------------------------------------------------------------------------
+    def _data_loader(self) -> DataLoader:
+        if self._loader is None:
+            workers = self.workers
+            maker = _BatchMaker(self.dataset, self.spec)
+            context = None
+            if workers > 0 and "fork" in mp.get_all_start_methods():
+                context = "fork"
+                with contextlib.suppress(OSError, ValueError):
+                    self._slots = maker.slots = _SlotPool(workers, self.prefetch + 1, self.batch_size, self.spec)
+            self._loader = DataLoader(
+                maker, batch_size=None, sampler=_Tasks(self), num_workers=workers, multiprocessing_context=context,
+                pin_memory=self.pin_memory, persistent_workers=workers > 0, worker_init_fn=_worker_init,
+                prefetch_factor=self.prefetch if workers > 0 else None,
+                # a private generator: starting the workers must not draw from the global RNG, or a
+                # resumed run's dropout masks would differ from an uninterrupted run's
+                generator=torch.Generator().manual_seed(self.seed),
+            )
+            if workers > 0:
+                # Stop the persistent workers when this loader dies, even inside a garbage cycle: the
+                # finalizer runs before the collector tears the loader's queues apart.
+                self._finalizer = weakref.finalize(self, _stop_workers, self._loader)
+        return self._loader
+
+    def _stream_at(self, epoch: int) -> Iterator[Any]:
+        """The task stream positioned at the first batch of `epoch` (restarted unless it is already there)."""
+        if self._stream is None or self._stream_next != epoch:
+            self._stream_start = epoch
+            with forking_cv2():
+                self._stream = iter(self._data_loader())  # forks the workers the first time (they persist)
+        self._stream_next = None  # in progress until this epoch's batches are all consumed
+        return self._stream
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch, count = self.epoch, len(self.batches())
+        skipped_before = len(self.skipped)
+        stream = self._stream_at(epoch)
+        for done in range(1, count + 1):
+            x, labels, skipped, error = next(stream)
+            if error:
+                self._stream = None
+                raise RecordError(error[0], index=int(error[1]), offset=int(error[2]))
+            if skipped:
+                self.skipped.extend((int(p), int(o), str(r)) for p, o, r in skipped)
+            if done == count:
+                self._stream_next = epoch + 1  # the workers are already decoding the next epoch
+            yield self._finish(x, labels)
+        count = len(self.skipped) - skipped_before
+        if count:
+            warnings.warn(f"{self.dataset.path}: skipped {count} corrupt record(s) in epoch {self.epoch} "
+                          f"(first: record {self.skipped[skipped_before][0]}, {self.skipped[skipped_before][2]})",
+                          stacklevel=2)
+
+    def _finish(self, x: torch.Tensor | _SlotRef, raw_labels: bytes) -> tuple[torch.Tensor, torch.Tensor]:
+        width = self.dataset.label_width
+        labels = torch.from_numpy(np.frombuffer(raw_labels, dtype=np.float32).reshape(-1, width).copy())
+        if isinstance(x, _SlotRef):  # not pinned (pinning turns it into a tensor in the pin-memory thread)
+            x = x.tensor()
+        y = labels[:, 0].to(torch.int64) if self.label_width == 1 else labels[:, : self.label_width].float()
+        if self.device is not None:
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+        if self._affine is not None:
+            a, b = (t.to(x.device) for t in self._affine)
+            x = x.to(torch.float32).mul_(a).add_(b)
+        return x, y
+
+    def close(self) -> None:
+        """Stop the worker processes now (they also stop when the loader is garbage-collected)."""
+        if self._finalizer is not None:
+            self._finalizer()
+            self._finalizer = None
+        self._loader = self._stream = None
+        self._slots = None  # the memory goes when the last batch using it is freed
+
+    def __enter__(self) -> RecordLoader:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_loader": None, "_finalizer": None, "_slots": None, "_stream": None,
+                "_stream_next": None}
+
+
+def _stop_workers(loader: DataLoader) -> None:
+    it = getattr(loader, "_iterator", None)
+    if it is not None and hasattr(it, "_shutdown_workers"):
+        it._shutdown_workers()
+    loader._iterator = None
+
+
+def _affine(mean: Sequence[float] | float | None, std: Sequence[float] | float | None, scale: float,
+            channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def per_channel(v: Sequence[float] | float | None, default: float, name: str) -> torch.Tensor:
+        if v is None:
+            v = [default]
+        vals = [float(v)] if isinstance(v, (int, float)) else [float(t) for t in v]
+        if len(vals) == 1:
+            vals = vals * channels
+        if len(vals) != channels:
+            raise UserError(f"{name} has {len(vals)} values but the images have {channels} channel(s)")
+        return torch.tensor(vals, dtype=torch.float32).view(1, channels, 1, 1)
+
+    m = per_channel(mean, 0.0, "mean")
+    s = per_channel(std, 1.0, "std")
+    if torch.any(s <= 0):
+        raise UserError("std values must be positive")
+    return scale / s, -m / s

@@ -1,0 +1,260 @@
+"""Per-batch work inside record-loader workers: decode, augment with OpenCV, store into the batch.
+
+`_BatchMaker` turns one (epoch, indices) task into one uint8 (or normalised float32) batch. Each sample
+is augmented by executing its augmentation plan (`data.augment_plan.draw_plan`) with OpenCV: the crop,
+mirror and affine warp are fused so only output pixels are computed.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
+
+from deepvision.config.schema import AugmentConfig
+from deepvision.data.records.codec import DecodeError, Decoder
+from deepvision.data.records.header import HEADER_SIZE
+from deepvision.data.records.recordio import RecordError, RecordFile
+from deepvision.data.records.shared_batches import _new_batch, _SlotPool, _SlotRef
+from deepvision.data.transforms import inverse_affine, random_resized_crop_box, sample_seed
+
+if TYPE_CHECKING:
+    from deepvision.data.records.loader import RecordDataset
+
+
+def _corrupt(file: RecordFile, pos: int, why: str) -> RecordError:
+    offset = int(file.offsets[pos])
+    return RecordError(f"{file.path}: record {pos} (id {int(file.ids[pos])}) at byte offset {offset} is corrupt: "
+                       f"{why}; set data.skip_corrupt: true (skip_corrupt=True) to skip such records, or re-pack "
+                       f"the images", index=pos, offset=offset)
+
+
+@dataclass
+class _Spec:
+    """What every sample goes through, mirroring SampleTransform(preprocess, augment, training)."""
+
+    size: tuple[int, int]
+    channels: int
+    resize: int | None
+    training: bool
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    channels_last: bool = True
+    seed: int = 0
+    skip_corrupt: bool = False
+    decoder: str = "auto"
+    crop_only: bool = False  # Preprocess.crop: without `resize`, centre-crop (MXNet) instead of resizing
+    affine: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # float32 output x * a + b, made in workers
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float32 if self.affine is not None else np.uint8)
+
+
+class _BatchMaker(Dataset):
+    """Keyed by (epoch, indices): decodes and augments one whole batch into one tensor."""
+
+    def __init__(self, dataset: RecordDataset, spec: _Spec) -> None:
+        self.file = dataset.file
+        self.positions = dataset._positions()
+        self.labels = dataset.labels
+        self.spec = spec
+        self.slots: _SlotPool | None = None  # set before the workers fork
+        self._decoder: Decoder | None = None
+        self._scratch: np.ndarray | None = None
+
+    def __getstate__(self) -> dict[str, Any]:  # only a forked worker can share the anonymous slot pool
+        return {**self.__dict__, "_decoder": None, "_scratch": None, "slots": None}
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, task: tuple[int, list[int]]) -> tuple[torch.Tensor | _SlotRef, bytes, list, tuple | None]:
+        """(images, float32 label bytes, skipped, error); images is a reference to the slot holding them
+        when the slot pool is in use (nothing but the slot's number crosses the process boundary)."""
+        epoch, indices = task
+        spec = self.spec
+        if self._decoder is None:
+            self._decoder = Decoder(spec.channels, spec.decoder)
+        th, tw = spec.size
+        c = spec.channels
+        shape = (len(indices), c, th, tw)
+        info = get_worker_info()
+        slot = self.slots.acquire(info.id) if (self.slots is not None and info is not None) else -1
+        x = self.slots.tensor(slot, shape) if slot >= 0 else _new_batch(shape, spec)
+        arr = x.numpy()
+        view = arr.transpose(0, 2, 3, 1) if spec.channels_last else arr  # per sample: H x W x C or C x H x W
+        direct = spec.channels_last and spec.affine is None  # write straight into the batch
+        if not direct and self._scratch is None:
+            self._scratch = np.empty((th, tw, c), np.uint8)
+        aug = spec.augment if spec.training else _NO_AUG
+        rng = random.Random()
+        kept: list[int] = []
+        skipped: list[tuple[int, int, str]] = []
+        for index in indices:
+            pos = int(self.positions[index])
+            try:
+                img = self._decode(pos)
+            except (RecordError, DecodeError, ValueError) as exc:
+                reason = str(exc)
+                if not spec.skip_corrupt:
+                    error = _corrupt(self.file, pos, reason)
+                    if slot >= 0:
+                        self.slots.release(slot)
+                    return x[:0], b"", [], (str(error), error.index, error.offset)
+                skipped.append((pos, int(self.file.offsets[pos]), reason))
+                continue
+            _reseed(rng, sample_seed(spec.seed, epoch, index))  # = random.Random(seed), without the Python wrapper
+            k = len(kept)
+            if direct:
+                _transform_into(img, rng, view[k], spec, aug)
+            else:
+                _transform_into(img, rng, self._scratch, spec, aug)
+                _store(self._scratch, view[k], spec)
+            kept.append(index)
+        labels = self.labels[np.asarray(kept, dtype=np.int64)].tobytes()  # bytes: no shared-memory round trip
+        if slot >= 0:
+            return _SlotRef(self.slots.key, slot, (len(kept), c, th, tw)), labels, skipped, None
+        return (x[: len(kept)] if len(kept) < len(indices) else x), labels, skipped, None
+
+    def _decode(self, pos: int) -> np.ndarray:
+        payload = self.file.read(pos)
+        if len(payload) < HEADER_SIZE:
+            raise ValueError(f"payload of {len(payload)} bytes is shorter than the image header")
+        flag = int.from_bytes(payload[:4], "little")
+        start = HEADER_SIZE + 4 * flag
+        if start > len(payload):
+            raise ValueError(f"header announces {flag} labels but the payload is too short")
+        return self._decoder(payload[start:])
+
+
+def _store(src: np.ndarray, dst: np.ndarray, spec: _Spec) -> None:
+    """Copy an H x W x C uint8 sample into the batch: transposed to C x H x W and/or normalised to float32."""
+    if spec.affine is None:
+        dst[:] = src.transpose(2, 0, 1)
+        return
+    a, b = spec.affine
+    if spec.channels_last:  # dst H x W x C float32: (x - m) * a with m = -b / a, per channel
+        if len(set(a)) == 1:
+            cv2.subtract(src, tuple(-bb / a[0] for bb in b) + (0.0,) * (4 - len(b)), dst=dst, dtype=cv2.CV_32F)
+            if a[0] != 1.0:
+                cv2.multiply(dst, a[0], dst=dst)
+        else:
+            cv2.multiply(src, tuple(a) + (0.0,) * (4 - len(a)), dst=dst, dtype=cv2.CV_32F)
+            cv2.add(dst, tuple(b) + (0.0,) * (4 - len(b)), dst=dst)
+        return
+    planes = cv2.split(src)
+    for ch, plane in enumerate(planes):  # dst C x H x W float32
+        cv2.addWeighted(plane, a[ch], plane, 0.0, b[ch], dst=dst[ch], dtype=cv2.CV_32F)
+
+
+_NO_AUG = AugmentConfig()
+
+
+_reseed_c = random.Random.__mro__[1].seed  # the C seeding random.Random(int) ends up calling
+
+
+def _reseed(rng: random.Random, seed: int) -> None:
+    """Put `rng` in the state random.Random(seed) starts in (an int seed goes to the C generator as is)."""
+    _reseed_c(rng, seed)
+    rng.gauss_next = None
+
+
+def _interp(src_w: int, src_h: int, dst_w: int, dst_h: int) -> int:
+    return cv2.INTER_AREA if dst_w < src_w and dst_h < src_h else cv2.INTER_LINEAR
+
+
+def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    out = cv2.resize(img, (w, h), interpolation=_interp(img.shape[1], img.shape[0], w, h))
+    return out if out.ndim == 3 else out[:, :, None]
+
+
+def resize_short_side_array(img: np.ndarray, size: int) -> np.ndarray:
+    """`preprocess.resize_short_side` for H x W x C arrays (area filter when shrinking)."""
+    h, w = img.shape[:2]
+    if min(w, h) == size:
+        return img
+    new = (size, h * size // w) if h > w else (w * size // h, size)
+    return _resize(img, *new)
+
+
+def _transform_into(img: np.ndarray, rng: random.Random, out: np.ndarray, spec: _Spec, aug: AugmentConfig) -> None:
+    """Write the augmented (training) or centre-cropped (evaluation) H x W x C sample into `out`."""
+    th, tw = spec.size
+    if aug.random_resized_crop:
+        h, w = img.shape[:2]
+        left, top, cw, ch = random_resized_crop_box(w, h, aug, rng)
+        mirror = aug.rand_mirror and rng.random() < 0.5
+        region = img[top : top + ch, left : left + cw]
+        if mirror:
+            region = region[:, ::-1]
+        cv2.resize(region, (tw, th), dst=out, interpolation=_interp(cw, ch, tw, th))
+        return
+    if spec.resize:
+        img = resize_short_side_array(img, spec.resize)
+    elif img.shape[:2] != (th, tw) and not aug.rand_crop and not spec.crop_only:
+        img = _resize(img, tw, th)
+    h, w = img.shape[:2]
+    affine = None
+    if aug.rotate or aug.max_shear_ratio:
+        angle = aug.rotate if aug.rotation_mode == "fixed" else rng.uniform(-aug.rotate, aug.rotate)
+        shear = rng.uniform(-aug.max_shear_ratio, aug.max_shear_ratio) if aug.max_shear_ratio else 0.0
+        affine = (angle, shear)
+    outside = False
+    if aug.rand_crop and (w > tw or h > th):
+        left, top = rng.randint(0, max(0, w - tw)), rng.randint(0, max(0, h - th))
+        outside = w < tw or h < th  # PIL's crop pads the missing part with zeros
+    else:
+        if w < tw or h < th:  # preprocess.center_crop: stretch up to the crop size first
+            img = _resize(img, max(w, tw), max(h, th))
+            h, w = img.shape[:2]
+        left, top = (w - tw) // 2, (h - th) // 2
+    mirror = aug.rand_mirror and rng.random() < 0.5
+    if affine is not None and not outside:
+        _warp_into(img, out, affine, left, top, mirror, aug.fill)
+        return
+    if affine is not None:
+        canvas = np.empty_like(img)
+        _warp_into(img, canvas, affine, 0, 0, False, aug.fill)
+        img = canvas
+    if outside:
+        out[:] = 0
+        region = img[top : top + th, left : left + tw]
+        rh, rw = region.shape[:2]
+        dst = out[:rh, :rw]
+        if mirror:  # mirror the whole padded crop: the image part lands on the right
+            dst = out[:rh, tw - rw :]
+            cv2.flip(region, 1, dst=dst)
+        else:
+            dst[:] = region
+        return
+    region = img[top : top + th, left : left + tw]
+    if mirror:
+        cv2.flip(region, 1, dst=out)
+    else:
+        out[:] = region
+
+
+def _warp_into(img: np.ndarray, out: np.ndarray, affine: tuple[float, float], left: int, top: int, mirror: bool,
+               fill: int) -> None:
+    """Rotate/shear about the image centre (SampleTransform._affine), crop at (left, top) and mirror, in one
+    OpenCV warp that computes only the output pixels."""
+    angle, shear = affine
+    h, w = img.shape[:2]
+    oh, ow = out.shape[:2]
+    a, b, d, e = inverse_affine(angle, shear)
+    cx, cy = w / 2, h / 2
+    c = cx - a * cx - b * cy
+    f = cy - d * cx - e * cy
+    # PIL maps pixel centres (x + 0.5); OpenCV maps integer indices
+    c += 0.5 * (a + b) - 0.5
+    f += 0.5 * (d + e) - 0.5
+    sx, qx = (-1.0, left + ow - 1) if mirror else (1.0, left)
+    m = np.array([[a * sx, b, a * qx + b * top + c], [d * sx, e, d * qx + e * top + f]], dtype=np.float64)
+    border = (fill,) * 4
+    cv2.warpAffine(img, m, (ow, oh), dst=out, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                   borderMode=cv2.BORDER_CONSTANT, borderValue=border)

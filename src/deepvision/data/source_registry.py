@@ -1,0 +1,40 @@
+"""The registry of data sources (`data.source` names). Sources register themselves on import."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from deepvision.config.schema import DataConfig
+from deepvision.data.tensors import Split
+
+
+@dataclass
+class RawData:
+    """What a source returns: its splits by name plus what it knows about the images."""
+
+    splits: dict[str, Split]
+    classes: list[str]
+    channels: int
+    size: tuple[int, int] | None  # stored (H, W) when all samples share one, else None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+SourceFn = Callable[[DataConfig, list[str]], RawData]
+_SOURCES: dict[str, SourceFn] = {}
+
+
+def register_source(name: str) -> Callable[[SourceFn], SourceFn]:
+    """Register `fn(cfg, wanted_split_names) -> RawData` under `data.source: name`."""
+
+    def wrap(fn: SourceFn) -> SourceFn:
+        _SOURCES[name] = fn
+        return fn
+
+    return wrap
+
+
+def registered_sources() -> dict[str, SourceFn]:
+    """Name -> source function of every source imported so far."""
+    return dict(_SOURCES)

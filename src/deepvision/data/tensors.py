@@ -1,0 +1,93 @@
+"""In-memory and index-view splits, and the tensor helpers shared by in-memory sources."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class TensorSplit:
+    """A split held in memory: uint8 images N x C x H x W and int64 labels N."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    @property
+    def targets(self) -> np.ndarray:
+        return self.labels.numpy()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, idx: np.ndarray) -> TensorSplit:
+        t = torch.as_tensor(idx, dtype=torch.long)
+        return TensorSplit(self.images.index_select(0, t), self.labels.index_select(0, t))
+
+
+class SubsetDataset(torch.utils.data.Dataset):
+    """A view of a file dataset restricted to some indices; keeps `targets` for stratification."""
+
+    def __init__(self, dataset: Any, indices: Sequence[int]) -> None:
+        self.dataset = dataset
+        self.indices = np.asarray(indices, dtype=np.int64)
+
+    @property
+    def targets(self) -> np.ndarray:
+        return np.asarray(self.dataset.targets)[self.indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        return self.dataset[int(self.indices[i])]
+
+    def subset(self, idx: np.ndarray) -> SubsetDataset:
+        return SubsetDataset(self.dataset, self.indices[np.asarray(idx)])
+
+    def __getattr__(self, name: str) -> Any:  # e.g. a record dataset's `read_raw`
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+Split = Union[TensorSplit, Any]  # noqa: UP007  (a TensorSplit, or a map-style dataset with `targets`)
+
+
+def to_tensor_split(images: np.ndarray, labels: np.ndarray) -> TensorSplit:
+    """N x H x W (grayscale) or N x H x W x C uint8 arrays -> TensorSplit in NCHW."""
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2).contiguous()
+    return TensorSplit(x, torch.from_numpy(np.asarray(labels, dtype=np.int64)))
+
+
+def adapt_tensor_split(
+    split: TensorSplit, channels: int, size: tuple[int, int] | None, resize: int | None, crop: bool = False
+) -> TensorSplit:
+    """Convert stored tensors to the configured channels and stored size (once, at load time).
+
+    With `crop` (random crops in training, centre crops in evaluation) images at least as large as
+    `size` keep their native size; the loader crops them.
+    """
+    x = split.images
+    if x.shape[1] != channels:
+        if channels == 3:
+            x = x.expand(-1, 3, -1, -1).contiguous()
+        else:
+            w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            x = (x.float() * w).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    h, w_ = x.shape[-2:]
+    target = None
+    if resize:
+        target = (resize, w_ * resize // h) if h <= w_ else (h * resize // w_, resize)
+    elif size is not None and (h, w_) != tuple(size) and not (crop and h >= size[0] and w_ >= size[1]):
+        target = tuple(size)
+    if target is not None and target != (h, w_):
+        x = F.interpolate(x.float(), size=target, mode="bilinear", antialias=True, align_corners=False)
+        x = x.round().clamp(0, 255).to(torch.uint8)
+    return TensorSplit(x, split.labels)

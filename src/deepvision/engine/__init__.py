@@ -1,0 +1,1 @@
+"""The training engine: tasks, the trainer loop, callbacks, checkpoints, distributed helpers."""

@@ -1,0 +1,51 @@
+"""Build a run's model from its config: registry name, builder options, initial weights."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from torch import nn
+
+from deepvision.config.profile import model_reference
+from deepvision.config.schema import Config
+from deepvision.models.registry import create_model, get_model_spec
+
+
+def _size(input_size: Any) -> tuple[int, int]:
+    """(H, W) from a size pair or anything with a `.size` pair (a data Preprocess)."""
+    size = getattr(input_size, "size", input_size)
+    return int(size[0]), int(size[1])
+
+
+def model_options(cfg: Config, input_size: Any) -> dict[str, Any]:
+    """Builder options: the config's model.args, plus the profile and input size when accepted."""
+    spec = get_model_spec(cfg.model.name)
+    opts = dict(cfg.model.args)
+    params = inspect.signature(spec.builder).parameters
+    if "reference" in params and "reference" not in opts:
+        opts["reference"] = model_reference(cfg)
+    h, w = _size(input_size)
+    if "input_size" in params and "input_size" not in opts:
+        opts["input_size"] = h if h == w else (h, w)
+    return opts
+
+
+def build_model(cfg: Config, input_size: Any) -> nn.Module:
+    """The model named by cfg.model for inputs of `input_size` ((H, W), or a Preprocess), with
+    pretrained weights when configured.
+
+    `pretrained` is a weights file (only the classifier head may differ; see models/pretrained.py) or,
+    for tv: models, `torchvision[:TAG]` to fetch torchvision's published weights.
+    """
+    from deepvision.models.pretrained import load_pretrained, torchvision_tag
+
+    opts = model_options(cfg, input_size)
+    tag = torchvision_tag(cfg.model.name, cfg.model.pretrained)
+    if tag:
+        opts.setdefault("weights", tag)
+    model = create_model(cfg.model.name, cfg.model.num_classes, cfg.model.in_channels, **opts)
+    if cfg.model.pretrained and not tag:
+        report = load_pretrained(model, cfg.model.pretrained, cfg.model.name)
+        model.pretrained_report = report  # type: ignore[attr-defined]
+    return model

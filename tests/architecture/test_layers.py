@@ -1,0 +1,93 @@
+"""The import structure: the layer contract (import-linter) holds and no modules import each other in a cycle."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _graph():
+    grimp = pytest.importorskip("grimp")
+    return grimp.build_graph("deepvision", cache_dir=None, exclude_type_checking_imports=True)
+
+
+def _cycles(graph) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    modules = sorted(graph.modules)
+    edges = {m: sorted(graph.find_modules_directly_imported_by(m)) for m in modules}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    found: list[list[str]] = []
+    counter = 0
+    for root in modules:
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            recurse = False
+            for j in range(i, len(edges[node])):
+                nxt = edges[node][j]
+                if nxt not in index:
+                    work.append((node, j + 1))
+                    work.append((nxt, 0))
+                    recurse = True
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            if recurse:
+                continue
+            if low[node] == index[node]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    comp.append(w)
+                    if w == node:
+                        break
+                if len(comp) > 1:
+                    found.append(sorted(comp))
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return found
+
+
+def test_no_import_cycles_between_modules():
+    graph = _graph()
+    # a package's __init__ re-exporting its own modules is not a cycle worth reporting
+    cycles = [c for c in _cycles(graph) if not all(m.startswith(c[0].rsplit(".", 1)[0]) for m in c)
+              or not any(m.count(".") < c[0].count(".") for m in c)]
+    cycles = [c for c in cycles if not _only_package_reexports(graph, c)]
+    assert cycles == []
+
+
+def _only_package_reexports(graph, component: list[str]) -> bool:
+    """True when every import inside the component that closes a loop goes to or from a package __init__."""
+    packages = {m for m in component if graph.find_children(m)}
+    return bool(packages) and all(
+        (a in packages or b in packages)
+        for a in component for b in graph.find_modules_directly_imported_by(a) if b in component
+    ) and len(component) == len(packages) + 1
+
+
+def test_layer_contract_is_kept():
+    exe = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
+    if not Path(exe).exists():
+        pytest.skip("import-linter is not installed")
+    done = subprocess.run([exe, "--no-cache", "--config", str(ROOT / "pyproject.toml")], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:]
