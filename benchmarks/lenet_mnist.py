@@ -39,6 +39,7 @@ from deepvision.api import train
 from deepvision.config.io import build_config
 from deepvision.data.sources import load_data
 from deepvision.engine.distributed import DistInfo
+from deepvision.engine.resolve import resolve_run
 from deepvision.engine.trainer import Trainer
 from deepvision.models import create_model
 from deepvision.runs.rundir import RunDir
@@ -106,8 +107,8 @@ def paired_epochs(root: Path, bundle, rounds: int, tmp: Path, bare_first: bool =
     different speeds), and the order of creation would otherwise favour one side every time.
     """
     def make_trainer() -> Trainer:
-        return Trainer(build_config(config(root, epochs=rounds)), RunDir.create(tmp, "paired"), dist=DistInfo(),
-                       device=torch.device("cpu"))
+        return Trainer(resolve_run(build_config(config(root, epochs=rounds))), RunDir.create(tmp, "paired"),
+                       dist=DistInfo(), device=torch.device("cpu"))
 
     def make_bare() -> BareLoop:
         return BareLoop(bundle.train.images, bundle.train.labels, bundle.val.images, bundle.val.labels)

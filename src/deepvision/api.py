@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from deepvision.config.io import build_config, load_config
+from deepvision.config.profile import reset_optimizer_on_resume
 from deepvision.config.schema import Config
 from deepvision.engine.distributed import DistInfo, init_distributed, on_main, shutdown_distributed
+from deepvision.engine.resolve import resolve_run
 from deepvision.engine.signals import StopRequested
-from deepvision.engine.trainer import FitResult, Trainer, link_or_copy
+from deepvision.engine.trainer import FitResult, Trainer
 from deepvision.errors import UserError
 from deepvision.evaluation.evaluate import evaluate_run
 from deepvision.inference.predict import Prediction, predict_images
@@ -21,7 +23,7 @@ from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.loading import load_run
 from deepvision.runs.rundir import RunDir
 
-__all__ = ["create_model", "demo", "evaluate", "list_models", "load_run", "predict", "resume", "train"]
+__all__ = ["create_model", "evaluate", "list_models", "load_run", "predict", "resolve_run", "resume", "train"]
 
 
 def _as_config(config: str | Path | dict[str, Any] | Config, overrides: list[str] | None) -> Config:
@@ -54,7 +56,7 @@ def train(
     try:
         run = RunDir(on_main(dist, lambda: str(RunDir.create(out, default_name(cfg)).path)))
         try:
-            trainer = Trainer(cfg, run, dist=dist, device=device)
+            trainer = Trainer(resolve_run(cfg, world=dist.world), run, dist=dist, device=device)
         except BaseException:
             if dist.is_main:  # nothing was trained: do not leave an empty run behind under this name
                 shutil.rmtree(run.path, ignore_errors=True)
@@ -121,16 +123,16 @@ def resume(
         manual_lr = None
     elif "optim.lr" in keys:
         manual_lr = cfg.optim.lr
-    reset = reset_optimizer or (cfg.train.reset_optimizer_on_resume
-                                if cfg.train.reset_optimizer_on_resume is not None else cfg.profile == "reference")
+    reset = reset_optimizer or reset_optimizer_on_resume(cfg)
     dist, device = init_distributed(cfg.train.device)
     try:
         start = int(ckpt["epoch"])
-        trainer = Trainer(cfg, run, dist=dist, device=device, resume=ckpt, manual_lr=manual_lr,
-                          reset_optimizer=reset)
+        trainer = Trainer(resolve_run(cfg, world=dist.world), run, dist=dist, device=device, resume=ckpt,
+                          manual_lr=manual_lr, reset_optimizer=reset)
 
         def begin() -> None:
-            _rewind(run, start, path, trainer)
+            run.rewind(start, path, trainer.best_epoch)
+            run.write_history(trainer.history, trainer.task.history_fields())
             _write_run_files(run, trainer)
             state = run.read_state()
             state.setdefault("segments", []).append(
@@ -149,42 +151,6 @@ def resume(
         shutdown_distributed()
 
 
-def _rewind(run: RunDir, epoch: int, source: Path, trainer: Trainer) -> None:
-    """Make the run directory describe epoch `epoch`: later periodic checkpoints (and a best.pt
-    from a later epoch) go to checkpoints/discarded-<time>/, last.pt becomes the resumed
-    checkpoint, best.pt the best epoch up to `epoch` (when saved), history.csv is truncated."""
-    later = {e: p for e, p in run.saved_epochs().items() if e > epoch}
-    best, last = run.checkpoints / "best.pt", run.checkpoints / "last.pt"
-    best_epoch = _checkpoint_epoch(best)
-    last_epoch = _checkpoint_epoch(last)
-    moved = list(later.values()) + ([best] if best_epoch is not None and best_epoch > epoch else [])
-    if last_epoch is not None and last_epoch > epoch and source != last:
-        moved.append(last)
-    if moved:
-        aside = run.checkpoints / f"discarded-{time.strftime('%Y%m%d-%H%M%S')}"
-        aside.mkdir(exist_ok=True)
-        for p in moved:
-            p.rename(aside / (p.name if p not in (best, last) else f"{p.stem}-epoch{_checkpoint_epoch(p)}.pt"))
-    if source != last:
-        link_or_copy(source, last)
-    if not best.is_file() and trainer.best_epoch is not None:
-        saved = run.saved_epochs()
-        if trainer.best_epoch in saved:
-            link_or_copy(saved[trainer.best_epoch], best)
-        elif trainer.best_epoch == epoch:
-            link_or_copy(source, best)
-    run.write_history(trainer.history)
-
-
-def _checkpoint_epoch(path: Path) -> int | None:
-    if not path.is_file():
-        return None
-    try:
-        return int(load_checkpoint(path)["epoch"])
-    except (UserError, KeyError, ValueError):
-        return None
-
-
 def evaluate(run_dir: str | Path | FitResult, **kwargs: Any) -> dict[str, Any]:
     """Evaluate a run; see `deepvision.evaluation.evaluate.evaluate_run` for the options."""
     return evaluate_run(_path(run_dir), **kwargs)
@@ -193,12 +159,6 @@ def evaluate(run_dir: str | Path | FitResult, **kwargs: Any) -> dict[str, Any]:
 def predict(run_dir: str | Path | FitResult, images: list[str | Path], top: int = 5, **kwargs: Any) -> list[Prediction]:
     """Top-k predictions for image files with the run's preprocessing."""
     return predict_images(_path(run_dir), list(images), top=top, **kwargs)
-
-
-def demo(out: str | Path = "runs", **kwargs: Any) -> dict[str, Any]:
-    from deepvision.apps.demo import run_demo
-
-    return run_demo(out=out, **kwargs)
 
 
 def _path(run: str | Path | FitResult) -> Path:

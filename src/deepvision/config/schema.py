@@ -199,7 +199,7 @@ class CheckpointConfig:
     prefix: str | None = None  # None: the model name (files are <prefix>-NNNN.pt)
     period: int = 1  # save every N epochs (plus last.pt and best.pt every epoch)
     keep: int | None = None  # keep only the newest N periodic checkpoints; None keeps all
-    monitor: Literal["val_acc", "val_loss", "train_loss"] = "val_acc"  # what best.pt tracks
+    monitor: str | None = None  # what best.pt tracks (a history column); None: the task's default (val_acc)
 
     def validate(self, path: str) -> None:
         if self.period <= 0:
@@ -212,6 +212,7 @@ class CheckpointConfig:
 class Config:
     name: str | None = None  # run name; None: derived from the model and data
     description: str = ""
+    task: str = "classification"  # what is trained: classification (detection when installed)
     profile: Profile = "modern"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -56,19 +56,23 @@ class Reporter:
     def speedometer(self, epoch: int, batch: int, speed: float, metrics: dict[str, float]) -> None:
         """train.log gets one line per metric, as the reference Speedometer wrote them; the console
         one compact line (or a progress-bar update on a terminal)."""
+        self.speedometer_log(epoch, batch, speed, metrics)
+        self.speedometer_console(epoch, batch, speed, metrics)
+
+    def speedometer_log(self, epoch: int, batch: int, speed: float, metrics: dict[str, float]) -> None:
         head = f"Epoch[{epoch}] Batch [{batch}]\tSpeed: {speed:.2f} samples/sec"
-        for key in ("acc", "top5", "loss"):
-            if key in metrics:
-                self.line(f"{head}\tTrain-{self.names[key]}={metrics[key]:f}", console=False)
+        for key in _keys(metrics):
+            self.line(f"{head}\tTrain-{self.names.get(key, key)}={metrics[key]:f}", console=False)
+
+    def speedometer_console(self, epoch: int, batch: int, speed: float, metrics: dict[str, float]) -> None:
         if self.use_bar and self._progress is not None:
             self._progress.update(self._task, description=self._describe(epoch, metrics, speed))
         else:
             self.echo(f"Epoch[{epoch}] Batch [{batch}]  {speed:,.0f} samples/s  {_compact(metrics, self.names)}")
 
     def metrics(self, epoch: int, prefix: str, metrics: dict[str, float], console: bool = True) -> None:
-        for key in ("acc", "top5", "loss"):
-            if key in metrics:
-                self.line(f"Epoch[{epoch}] {prefix}-{self.names[key]}={metrics[key]:f}", console=False)
+        for key in _keys(metrics):
+            self.line(f"Epoch[{epoch}] {prefix}-{self.names.get(key, key)}={metrics[key]:f}", console=False)
         if console:
             self.echo(f"Epoch[{epoch}] {prefix}: {_compact(metrics, self.names)}")
 
@@ -110,4 +114,10 @@ class Reporter:
 
 
 def _compact(m: dict[str, float], names: dict[str, str]) -> str:
-    return "  ".join(f"{names[k]}={m[k]:.4f}" for k in ("acc", "top5", "loss") if k in m)
+    return "  ".join(f"{names.get(k, k)}={m[k]:.4f}" for k in _keys(m))
+
+
+def _keys(m: dict[str, float]) -> list[str]:
+    """Metric names in log order: the reference's (accuracy, top-k, cross-entropy), then any others."""
+    known = [k for k in ("acc", "top5", "loss") if k in m]
+    return known + [k for k in m if k not in known and k != "count" and m[k] is not None]

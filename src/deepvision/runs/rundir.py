@@ -20,6 +20,8 @@ import io
 import json
 import os
 import re
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +30,9 @@ from deepvision.config.schema import Config
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
+from deepvision.runs.checkpoint import atomic_save, load_checkpoint
+from deepvision.runs.history import HISTORY_FIELDS
 
-HISTORY_FIELDS = [
-    "epoch", "lr", "train_loss", "train_acc", "train_top5", "val_loss", "val_acc", "val_top5",
-    "samples_per_s", "seconds",
-]
 _CKPT = re.compile(r"^(?P<prefix>.+)-(?P<epoch>\d{4,})\.pt$")
 
 
@@ -125,12 +125,14 @@ class RunDir:
         return state
 
     # -- history ---------------------------------------------------------------------------------
-    def write_history(self, rows: list[dict[str, Any]]) -> None:
+    def write_history(self, rows: list[dict[str, Any]], fields: list[str] | None = None) -> None:
+        """history.csv with `fields` as columns (default: the classification schema)."""
+        fields = fields or HISTORY_FIELDS
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _fmt(row.get(k)) for k in HISTORY_FIELDS})
+            writer.writerow({k: _fmt(row.get(k)) for k in fields})
         atomic_write_text(self.history_path, buf.getvalue())
 
     def read_history(self) -> list[dict[str, Any]]:
@@ -170,8 +172,6 @@ class RunDir:
             return saved[epoch]
         last = self.checkpoints / "last.pt"
         if last.is_file():  # with checkpoint.period > 1 the newest epoch may live in last.pt only
-            from deepvision.runs.checkpoint import load_checkpoint
-
             try:
                 if int(load_checkpoint(last).get("epoch", -1)) == epoch:
                     return last
@@ -179,6 +179,78 @@ class RunDir:
                 pass
         have = ", ".join(map(str, saved)) or "none"
         raise UserError(f"epoch {epoch} was never saved in {self.checkpoints}; saved epochs: {have}")
+
+
+    # -- writing checkpoints: the only code that creates, links, prunes and rewinds them ------------------
+    def save_checkpoint(self, payload: dict[str, Any], epoch: int, *, prefix: str, periodic: bool, best: bool,
+                        keep: int | None = None) -> Path | None:
+        """Write `payload` as last.pt; link it as `<prefix>-NNNN.pt` when `periodic` (then keep only the
+        newest `keep` of those) and as best.pt when `best`. Returns the periodic file, if one was made."""
+        last = self.checkpoints / "last.pt"
+        atomic_save(payload, last)
+        path = None
+        if periodic:
+            path = self.checkpoint_path(prefix, epoch)
+            link_or_copy(last, path)
+            if keep:
+                saved = self.saved_epochs()
+                for old in list(saved)[:-keep]:
+                    saved[old].unlink(missing_ok=True)
+        if best:
+            link_or_copy(last, self.checkpoints / "best.pt")
+        return path
+
+    def rewind(self, epoch: int, source: Path, best_epoch: int | None) -> None:
+        """Make the checkpoints describe epoch `epoch` before a resume from `source`: later periodic
+        checkpoints (and a best.pt or last.pt from a later epoch) go to checkpoints/discarded-<time>/,
+        last.pt becomes `source`, best.pt the best epoch up to `epoch` (`best_epoch`, when saved)."""
+        later = {e: p for e, p in self.saved_epochs().items() if e > epoch}
+        best, last = self.checkpoints / "best.pt", self.checkpoints / "last.pt"
+        moved = list(later.values())
+        if (checkpoint_epoch(best) or 0) > epoch:
+            moved.append(best)
+        if (checkpoint_epoch(last) or 0) > epoch and source != last:
+            moved.append(last)
+        if moved:
+            aside = self.checkpoints / f"discarded-{time.strftime('%Y%m%d-%H%M%S')}"
+            aside.mkdir(exist_ok=True)
+            for p in moved:
+                name = p.name if p not in (best, last) else f"{p.stem}-epoch{checkpoint_epoch(p)}.pt"
+                p.rename(aside / name)
+        if source != last:
+            link_or_copy(source, last)
+        if not best.is_file() and best_epoch is not None:
+            saved = self.saved_epochs()
+            if best_epoch in saved:
+                link_or_copy(saved[best_epoch], best)
+            elif best_epoch == epoch:
+                link_or_copy(source, best)
+
+
+def checkpoint_epoch(path: Path) -> int | None:
+    """The epoch stored in a checkpoint file, or None when there is none or it is unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        return int(load_checkpoint(path)["epoch"])
+    except (UserError, KeyError, ValueError):
+        return None
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Make `dst` hold the same bytes as `src` (hard link when possible), atomically."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        if tmp.exists():
+            tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"could not write {dst}: {exc.strerror or exc}; the previous file is intact") from None
 
 
 def _fmt(v: Any) -> Any:

@@ -1,0 +1,24 @@
+"""Callbacks on training events; `default_callbacks` is what `deepvision train` runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepvision.engine.callbacks.base import Callback, CallbackList
+from deepvision.engine.callbacks.checkpoint import Checkpointer
+from deepvision.engine.callbacks.logging import MXNetLog, Terminal
+from deepvision.engine.callbacks.records import HistoryWriter, Plotter, TensorBoardLogger
+
+__all__ = ["Callback", "CallbackList", "Checkpointer", "HistoryWriter", "MXNetLog", "Plotter", "TensorBoardLogger",
+           "Terminal", "default_callbacks"]
+
+
+def default_callbacks(cfg: Any) -> list[Callback]:
+    """What `deepvision train` runs after the trainer's own `Checkpointer` (always first, so the log
+    and history never name an epoch whose checkpoint is missing): the log, the terminal,
+    history.csv, TensorBoard and plots."""
+    callbacks: list[Callback] = [MXNetLog(), Terminal(), HistoryWriter()]
+    if cfg.train.tensorboard:
+        callbacks.append(TensorBoardLogger())
+    callbacks.append(Plotter())
+    return callbacks

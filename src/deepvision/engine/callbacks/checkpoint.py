@@ -1,0 +1,68 @@
+"""Checkpointing as a callback: last.pt every epoch, periodic `<prefix>-NNNN.pt`, best.pt.
+
+This callback decides *what* to save and which epoch is best (one place owns last/best); the run
+directory (`RunDir.save_checkpoint`) owns the files: it writes, links and prunes them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from deepvision.engine.callbacks.base import Callback
+from deepvision.engine.distributed import gather_object
+from deepvision.runs import checkpoint as ckpt_io
+from deepvision.runs.history import EpochRecord
+
+
+def monitored(row: dict[str, Any], monitor: str) -> tuple[float | None, bool]:
+    """(value, lower_is_better) of `monitor` in a history row; val_* falls back to train_* when the
+    run has no validation split."""
+    key = monitor
+    if row.get(key) is None and key.startswith("val_"):
+        key = "train_" + key.removeprefix("val_")
+    return row.get(key), key.endswith("loss")
+
+
+def best_of(history: list[dict[str, Any]], monitor: str) -> tuple[int | None, float | None]:
+    best_epoch = best = None
+    for row in history:
+        value, lower = monitored(row, monitor)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        if best is None or (value < best if lower else value > best):
+            best_epoch, best = row["epoch"], value
+    return best_epoch, best
+
+
+class Checkpointer(Callback):
+    main_only = False  # every rank's RNG state is gathered (a collective); rank 0 writes
+
+    def __init__(self, history: list[dict[str, Any]], monitor: str) -> None:
+        self.monitor = monitor
+        self.best_epoch, self.best_value = best_of(history, monitor)
+
+    def is_improvement(self, row: dict[str, Any]) -> bool:
+        value, lower = monitored(row, self.monitor)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return False
+        return self.best_value is None or (value < self.best_value if lower else value > self.best_value)
+
+    def on_epoch_end(self, epoch: int, logs: EpochRecord) -> None:
+        t = self.trainer
+        rng = ckpt_io.rng_state()
+        if t.dist.enabled:  # every rank's generators, so a resumed DDP run continues each stream
+            rng = {"ranks": gather_object(rng, t.dist)}
+        if not t.dist.is_main:
+            return
+        epochs_done = logs.epoch
+        row = logs.row()
+        best = self.is_improvement(row)
+        if best:
+            self.best_epoch, self.best_value = epochs_done, monitored(row, self.monitor)[0]
+        cc = t.cfg.checkpoint
+        periodic = epochs_done % cc.period == 0 or epochs_done == t.cfg.train.epochs
+        path = t.run.save_checkpoint(t.checkpoint_payload(epochs_done, rng), epochs_done, prefix=cc.prefix,
+                                     periodic=periodic, best=best, keep=cc.keep)
+        if path is not None:
+            t.callbacks.on_checkpoint_saved(path)

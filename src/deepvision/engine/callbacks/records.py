@@ -1,0 +1,63 @@
+"""Per-epoch records: history.csv and run.json, TensorBoard scalars, the loss/accuracy plots."""
+
+from __future__ import annotations
+
+from deepvision.engine.callbacks.base import Callback
+from deepvision.runs.history import EpochRecord
+
+
+class HistoryWriter(Callback):
+    """history.csv (exact floats) and the run's state after every epoch."""
+
+    def on_epoch_end(self, epoch: int, logs: EpochRecord) -> None:
+        t = self.trainer
+        t.run.write_history(t.history, t.task.history_fields())
+        t.run.update_state(status="running", epochs_done=logs.epoch, best_epoch=t.best_epoch)
+
+
+class TensorBoardLogger(Callback):
+    """Every history column as a scalar, when tensorboard is installed (`train.tensorboard`)."""
+
+    def __init__(self) -> None:
+        self.writer = None
+
+    def on_train_start(self) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:  # tensorboard missing or broken: it is optional
+            return
+        self.writer = SummaryWriter(str(self.trainer.run.path / "tensorboard"))
+
+    def on_epoch_end(self, epoch: int, logs: EpochRecord) -> None:
+        if self.writer is None:
+            return
+        for k, v in logs.row().items():
+            if k != "epoch" and v is not None:
+                self.writer.add_scalar(k, v, logs.epoch)
+
+    def on_train_end(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class Plotter(Callback):
+    """plots/ after long epochs (> 30 s) and when training stops."""
+
+    def on_epoch_end(self, epoch: int, logs: EpochRecord) -> None:
+        if logs.seconds > 30:
+            self.plot()
+
+    def on_train_end(self) -> None:
+        self.plot()
+
+    def plot(self) -> None:
+        t = self.trainer
+        if not t.history:
+            return
+        from deepvision.runs.plots import plot_history
+
+        try:
+            plot_history(t.history, t.run.plots)
+        except OSError as exc:  # plots are a convenience; never lose a run over them
+            t.reporter.line(f"could not write plots: {exc}")

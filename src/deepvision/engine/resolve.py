@@ -1,0 +1,114 @@
+"""Resolve, then run: turn a config into the fully resolved run before any trainer exists.
+
+`resolve_run` is the one step between a config and training. It copies the config and fills in
+everything a run needs: the task, the data (read once: class names, channels, preprocessing), absolute
+data paths (so the run can be evaluated or resumed from any directory), the class count and input
+channels, the checkpoint prefix and the gradient-accumulation factor. Profile decisions come from
+`config.profile` (applied when the config is validated). `config.yaml` is written from the result.
+The config passed in is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepvision.config.schema import Config
+from deepvision.data.paths import resolve_path
+from deepvision.data.preprocess import Preprocess
+from deepvision.engine.tasks import Task, TaskData, get_task
+from deepvision.errors import UserError
+from deepvision.models.registry import ModelSpec, get_model_spec
+
+DATA_FILE_SUFFIXES = (".lst", ".rec", ".idx", ".txt", ".h5", ".hdf5")
+
+
+@dataclass
+class ResolvedRun:
+    cfg: Config  # every default filled in: what config.yaml holds
+    task: Task
+    data: TaskData
+    spec: ModelSpec
+
+    @property
+    def pre(self) -> Preprocess:
+        return self.data.preprocess
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.data.classes)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_run(cfg: Config, *, roles: tuple[str, ...] = ("train", "val"), world: int = 1) -> ResolvedRun:
+    """The resolved run for `cfg` on `world` processes, reading the data of `roles`.
+
+    Seeds the global generators from `train.seed` first, so data that is generated or split at load
+    time, and the model initialised next, are the same in every process and every attempt.
+    """
+    cfg = copy.deepcopy(cfg)
+    seed_everything(cfg.train.seed)
+    task = get_task(cfg.task)(cfg)
+    spec = get_model_spec(cfg.model.name)
+    data = task.load_data(roles, spec.input_size, spec.preprocess)
+    pre = data.preprocess
+    _resolve_data_paths(cfg, pre)
+    classes = len(data.classes)
+    m = cfg.model
+    m.num_classes = m.num_classes or task.num_outputs(classes)
+    m.in_channels = m.in_channels or pre.channels
+    if m.num_classes < task.num_outputs(classes):
+        raise UserError(f"model.num_classes is {m.num_classes} but the data has {classes} classes")
+    if m.in_channels != pre.channels:
+        raise UserError(f"model.in_channels is {m.in_channels} but the data gives "
+                        f"{pre.channels}-channel images (set data.channels)")
+    if cfg.checkpoint.prefix is None:
+        cfg.checkpoint.prefix = m.name.replace(":", "_")
+    if cfg.checkpoint.monitor is None:
+        cfg.checkpoint.monitor = task.default_monitor
+    metrics = [f for f in task.history_fields() if f.startswith(("train_", "val_"))]
+    if cfg.checkpoint.monitor not in metrics:
+        raise UserError(f"checkpoint.monitor '{cfg.checkpoint.monitor}' is not a metric of the {task.name} task; "
+                        f"choose from {', '.join(metrics)}")
+    tc = cfg.train
+    if tc.global_batch:
+        per_step = cfg.data.batch_size * world
+        if tc.global_batch % per_step:
+            raise UserError(f"train.global_batch {tc.global_batch} is not a multiple of data.batch_size x "
+                            f"processes = {per_step}; change one of them")
+        tc.grad_accum = max(1, tc.global_batch // per_step)
+    return ResolvedRun(cfg, task, data, spec)
+
+
+def _resolve_data_paths(cfg: Config, pre: Preprocess) -> None:
+    """Write what the data resolved to into the config: channels, input size, absolute paths."""
+    d = cfg.data
+    d.channels = pre.channels
+    if d.image_size is None and pre.size[0] == pre.size[1]:
+        d.image_size = pre.size[0]
+    if d.root and Path(d.root).exists():
+        d.root = str(Path(d.root).resolve())
+    if isinstance(d.mean, str):
+        d.mean = str(resolve_path(d.root, d.mean).resolve())
+    for role in ("train", "val", "test"):
+        name = getattr(d, role)
+        if name and Path(name).suffix in DATA_FILE_SUFFIXES:
+            path = resolve_path(d.root, name)
+            if path.is_file():
+                setattr(d, role, str(path.resolve()))
+    if isinstance(d.options.get("labels"), str):
+        path = resolve_path(d.root, d.options["labels"])
+        if path.is_file():
+            d.options["labels"] = str(path.resolve())
+    if isinstance(d.options.get("idx"), dict):
+        d.options["idx"] = {k: str(resolve_path(d.root, v).resolve()) for k, v in d.options["idx"].items()}

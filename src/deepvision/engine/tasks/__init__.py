@@ -1,0 +1,7 @@
+"""Tasks: classification (built in), and every task module imported here registers itself."""
+
+from deepvision.engine.tasks import classification  # noqa: F401  (registers "classification")
+from deepvision.engine.tasks.base import Meter, Task, TaskData
+from deepvision.engine.tasks.registry import get_task, register_task, task_names
+
+__all__ = ["Meter", "Task", "TaskData", "get_task", "register_task", "task_names"]

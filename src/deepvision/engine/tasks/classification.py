@@ -1,0 +1,140 @@
+"""Image classification: cross-entropy on logits; rank-1, rank-k and loss as metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepvision.data.loaders import build_loaders, resolve_preprocess
+from deepvision.data.preprocess import Preprocess, normalize_batch
+from deepvision.data.protocols import Loader
+from deepvision.data.sources import DataBundle, load_data
+from deepvision.engine.distributed import all_reduce_sum
+from deepvision.engine.tasks.base import Task
+from deepvision.engine.tasks.registry import register_task
+
+
+class ClassificationMeter:
+    """Running sums of cross-entropy, rank-1 and rank-k hits and the sample count.
+
+    `mark()` remembers the current sums, so `compute(since_mark=True)` gives the metrics of the
+    batches after it (the speedometer's window) without a second accumulator. With `loss_is_sum`
+    each update's loss is the batch's summed cross-entropy (validation), else its mean (training).
+    """
+
+    def __init__(self, device: torch.device, topk: int = 5, loss_is_sum: bool = False) -> None:
+        self.device, self.topk, self.loss_is_sum = device, topk, loss_is_sum
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.hits = torch.zeros(2, dtype=torch.int64, device=self.device)  # rank-1, rank-k
+        self.count = 0  # on the host: no device transfer per batch
+        self._mark = (self.loss.clone(), self.hits.clone(), 0)
+
+    @torch.no_grad()
+    def update(self, logits: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor | None) -> None:
+        k = min(self.topk, logits.shape[1])
+        hits = logits.topk(k, dim=1).indices == targets.unsqueeze(1)  # at most one hit per row
+        self.hits += torch.stack([hits[:, 0].sum(), hits.sum()])
+        n = targets.shape[0]
+        if loss is None:
+            loss = F.cross_entropy(logits.float(), targets, reduction="sum")
+            self.loss += loss.double()
+        else:
+            self.loss += loss.double() if self.loss_is_sum else loss.double() * n
+        self.count += n
+
+    def mark(self) -> None:
+        self._mark = (self.loss.clone(), self.hits.clone(), self.count)
+
+    def compute(self, distributed: bool = False, since_mark: bool = False) -> dict[str, float]:
+        loss, hits, count = self.loss, self.hits, self.count
+        if since_mark:
+            loss, hits, count = loss - self._mark[0], hits - self._mark[1], count - self._mark[2]
+        sums = torch.cat([loss.view(1), hits.double(), torch.tensor([float(count)], dtype=torch.float64,
+                                                                    device=self.device)])
+        if distributed:
+            all_reduce_sum(sums)
+        total_loss, top1, topk, n = sums.tolist()
+        if n == 0:
+            return {"loss": float("nan"), "acc": float("nan"), "top5": float("nan"), "count": 0}
+        return {"loss": total_loss / n, "acc": top1 / n, "top5": topk / n, "count": int(n)}
+
+
+@dataclass
+class ClassificationData:
+    """The splits of a classification run and the preprocessing resolved for them."""
+
+    bundle: DataBundle
+    preprocess: Preprocess
+    data_cfg: Any
+
+    @property
+    def classes(self) -> list[str]:
+        return self.bundle.classes
+
+    @property
+    def channels(self) -> int:
+        return self.preprocess.channels
+
+    def counts(self) -> dict[str, int]:
+        return self.bundle.counts()
+
+    def loaders(self, roles: tuple[str, ...], *, seed: int, rank: int = 0, world: int = 1,
+                device: torch.device | str = "cpu", max_steps: int | None = None) -> dict[str, Loader]:
+        return build_loaders(self.data_cfg, self.bundle, self.preprocess, seed=seed, rank=rank, world=world,
+                             device=device, max_steps=max_steps, roles=roles)
+
+
+@register_task("classification")
+class ClassificationTask(Task):
+    """One label per image; logits out of the model."""
+
+    train_metrics = ("loss", "acc", "top5")
+    val_metrics = ("loss", "acc", "top5")
+    default_monitor = "val_acc"
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(cfg)
+        self.label_smoothing = cfg.train.label_smoothing
+        self.topk = cfg.train.topk
+        self.channels_last = False
+        self._affine: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def load_data(self, roles: tuple[str, ...], model_input: tuple[int, int, int] | None,
+                  model_preprocess: dict[str, Any] | None) -> ClassificationData:
+        bundle = load_data(self.cfg.data, roles=roles)
+        pre = resolve_preprocess(self.cfg.data, bundle, model_input, model_preprocess)
+        return ClassificationData(bundle, pre, self.cfg.data)
+
+    def setup(self, pre: Preprocess, device: torch.device, channels_last: bool) -> None:
+        """Fix the device-side normalisation (uint8 -> float in one pass) and the memory format."""
+        super().setup(pre, device, channels_last)
+        self._affine = pre.affine(device)
+
+    def to_device(self, batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        a, b = self._affine
+        x = normalize_batch(x, a, b)  # uint8 -> normalised float in one pass, on the device
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+    def train_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(x)
+        return F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing), logits
+
+    def eval_outputs(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(x).float()
+        return logits, F.cross_entropy(logits, y, reduction="sum")
+
+    def meter(self, device: torch.device, phase: str) -> ClassificationMeter:
+        return ClassificationMeter(device, self.topk, loss_is_sum=phase != "train")
