@@ -117,7 +117,8 @@ class Trainer:
         self.loaders = self.data.loaders(("train", "val"), seed=tc.seed, rank=dist.rank, world=dist.world,
                                          device=device, max_steps=tc.max_steps)
         self.reporter = Reporter(run.log_path, enabled=dist.is_main, progress=tc.progress, topk=tc.topk)
-        self.checkpointer = Checkpointer(self.history, cfg.checkpoint.monitor)
+        monitor = cfg.checkpoint.monitor
+        self.checkpointer = Checkpointer(self.history, monitor, self.task.lower_is_better(monitor))
         extra = callbacks if callbacks is not None else default_callbacks(cfg)
         self.callbacks = CallbackList([self.checkpointer, *extra], self, dist.is_main)
         if report and dist.is_main:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from deepvision.config.schema import Config
 from deepvision.data.dataset_loader import DatasetLoader
@@ -19,6 +20,8 @@ from deepvision.data.preprocess import normalize_batch
 from deepvision.data.sources import DataBundle, TensorSplit, adapt_tensor_split, load_data
 from deepvision.data.tensor_loader import TensorLoader
 from deepvision.engine.distributed import resolve_device
+from deepvision.engine.tasks.base import Meter
+from deepvision.engine.tasks.classification import ClassificationMeter
 from deepvision.errors import UserError
 from deepvision.evaluation import metrics as M
 from deepvision.evaluation.plots import plot_binary, plot_confusion
@@ -51,11 +54,13 @@ def _data_config_for(cfg: Config, data: str | None) -> tuple[Config, str]:
     return cfg, "train"
 
 
-def collect_probs(loaded: LoadedRun, loader, device: torch.device, crops: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def collect_probs(loaded: LoadedRun, loader, device: torch.device, crops: int = 1,
+                  meter: Meter | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities and labels for every sample of `loader`, in loader order.
 
     With crops=10 the loader yields raw (uncropped) batches, or batches of 10 crops per sample, and
-    the probabilities of the 10 crops are averaged.
+    the probabilities of the 10 crops are averaged. A `meter` (single crop) is fed the logits, so its
+    loss and accuracies are computed exactly as training-time validation computes them.
     """
     a, b = loaded.pre.affine(device)
     probs, labels = [], []
@@ -70,7 +75,11 @@ def collect_probs(loaded: LoadedRun, loader, device: torch.device, crops: int = 
                 p = torch.softmax(model(normalize_batch(x.flatten(0, 1), a, b)).float(), dim=1)
                 probs.append(p.view(n, x.shape[1], p.shape[1]).mean(1).cpu())
             else:
-                probs.append(torch.softmax(model(normalize_batch(x, a, b)).float(), dim=1).cpu())
+                logits = model(normalize_batch(x, a, b)).float()
+                if meter is not None:
+                    y_dev = y.to(device)
+                    meter.update(logits, y_dev, F.cross_entropy(logits, y_dev, reduction="sum"))
+                probs.append(torch.softmax(logits, dim=1).cpu())
             labels.append(y.cpu())
     if not probs:
         return np.zeros((0, len(loaded.classes)), np.float32), np.zeros(0, np.int64)
@@ -125,7 +134,8 @@ def evaluate_run(
                                roles=("test",))["test"]
     say(f"[INFO] predicting on {role if data in (None, *ROLES) else data} data"
         + (" (10-crop oversampling)" if crops == 10 else "") + "...")
-    probs, labels = collect_probs(loaded, loader, dev, crops)
+    meter = ClassificationMeter(dev, loss_is_sum=True) if crops == 1 else None
+    probs, labels = collect_probs(loaded, loader, dev, crops, meter)
     classes = loaded.classes
     if len(labels) and labels.max() >= probs.shape[1]:
         raise UserError(f"the data has label {int(labels.max())} but the model predicts {probs.shape[1]} classes; "
@@ -136,6 +146,9 @@ def evaluate_run(
         "rank1": M.rank_k(probs, labels, 1), "rank5": M.rank_k(probs, labels, 5),
         "cross_entropy": M.cross_entropy(probs, labels),
     }
+    if meter is not None and len(labels):  # the numbers training-time validation reports, from the logits
+        scores = meter.compute()
+        result.update(rank1=scores["acc"], rank5=scores["top5"], cross_entropy=scores["loss"])
     report = M.per_class_report(probs, labels, classes)
     cm = M.confusion(probs, labels, len(classes))
     suffix = "-10crop" if crops == 10 else ""

@@ -15,38 +15,31 @@ from deepvision.runs import checkpoint as ckpt_io
 from deepvision.runs.history import EpochRecord
 
 
-def monitored(row: dict[str, Any], monitor: str) -> tuple[float | None, bool]:
-    """(value, lower_is_better) of `monitor` in a history row; val_* falls back to train_* when the
-    run has no validation split."""
-    key = monitor
-    if row.get(key) is None and key.startswith("val_"):
-        key = "train_" + key.removeprefix("val_")
-    return row.get(key), key.endswith("loss")
-
-
-def best_of(history: list[dict[str, Any]], monitor: str) -> tuple[int | None, float | None]:
-    best_epoch = best = None
-    for row in history:
-        value, lower = monitored(row, monitor)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            continue
-        if best is None or (value < best if lower else value > best):
-            best_epoch, best = row["epoch"], value
-    return best_epoch, best
+def monitored(row: dict[str, Any], monitor: str) -> float | None:
+    """The value of `monitor` in a history row; val_* falls back to train_* when the run has no
+    validation split. None when missing or NaN."""
+    value = row.get(monitor)
+    if value is None and monitor.startswith("val_"):
+        value = row.get("train_" + monitor.removeprefix("val_"))
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
 class Checkpointer(Callback):
     main_only = False  # every rank's RNG state is gathered (a collective); rank 0 writes
 
-    def __init__(self, history: list[dict[str, Any]], monitor: str) -> None:
-        self.monitor = monitor
-        self.best_epoch, self.best_value = best_of(history, monitor)
+    def __init__(self, history: list[dict[str, Any]], monitor: str, lower_is_better: bool) -> None:
+        self.monitor, self.lower = monitor, lower_is_better
+        self.best_epoch: int | None = None
+        self.best_value: float | None = None
+        for row in history:
+            if self.is_improvement(row):
+                self.best_epoch, self.best_value = row["epoch"], monitored(row, monitor)
 
     def is_improvement(self, row: dict[str, Any]) -> bool:
-        value, lower = monitored(row, self.monitor)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        value = monitored(row, self.monitor)
+        if value is None:
             return False
-        return self.best_value is None or (value < self.best_value if lower else value > self.best_value)
+        return self.best_value is None or (value < self.best_value if self.lower else value > self.best_value)
 
     def on_epoch_end(self, epoch: int, logs: EpochRecord) -> None:
         t = self.trainer
@@ -59,7 +52,7 @@ class Checkpointer(Callback):
         row = logs.row()
         best = self.is_improvement(row)
         if best:
-            self.best_epoch, self.best_value = epochs_done, monitored(row, self.monitor)[0]
+            self.best_epoch, self.best_value = epochs_done, monitored(row, self.monitor)
         cc = t.cfg.checkpoint
         periodic = epochs_done % cc.period == 0 or epochs_done == t.cfg.train.epochs
         path = t.run.save_checkpoint(t.checkpoint_payload(epochs_done, rng), epochs_done, prefix=cc.prefix,

@@ -54,7 +54,8 @@ class Task(ABC):
     name: ClassVar[str] = ""
     train_metrics: ClassVar[tuple[str, ...]] = ("loss",)
     val_metrics: ClassVar[tuple[str, ...]] = ("loss",)
-    default_monitor: ClassVar[str] = "val_loss"  # lower is better iff the name ends with "loss"
+    default_monitor: ClassVar[str] = "val_loss"
+    minimize: ClassVar[tuple[str, ...]] = ()  # metrics where lower is better, besides every "*loss"
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -87,6 +88,11 @@ class Task(ABC):
     @abstractmethod
     def meter(self, device: torch.device, phase: str) -> Meter:
         """A fresh meter for `phase` ("train" or "val")."""
+
+    def lower_is_better(self, column: str) -> bool:
+        """Whether a smaller value of history column `column` (e.g. "val_loss") is better."""
+        metric = column.split("_", 1)[-1]
+        return metric.endswith("loss") or metric in self.minimize
 
     def history_fields(self) -> list[str]:
         from deepvision.runs.history import history_fields

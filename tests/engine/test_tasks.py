@@ -1,0 +1,146 @@
+"""The task interface: the trainer runs any registered task; classification's numbers are the same in
+training-time validation and in `evaluate`; callbacks receive the named events."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from deepvision.api import evaluate, train
+from deepvision.config import build_config
+from deepvision.engine.callbacks import Callback
+from deepvision.engine.distributed import DistInfo
+from deepvision.engine.resolve import resolve_run
+from deepvision.engine.tasks import get_task, register_task, task_names
+from deepvision.engine.tasks.classification import ClassificationMeter, ClassificationTask
+from deepvision.engine.trainer import Trainer
+from deepvision.errors import UserError
+from deepvision.runs.rundir import RunDir
+from tests.helpers import tiny_config
+
+
+def test_classification_is_registered_and_unknown_tasks_are_one_line_errors():
+    assert "classification" in task_names() and get_task("classification") is ClassificationTask
+    with pytest.raises(UserError, match="unknown task 'segmentation'"):
+        resolve_run(build_config({**tiny_config(1), "task": "segmentation"}))
+
+
+def test_resolve_run_leaves_the_config_alone_and_fills_in_the_run():
+    cfg = build_config(tiny_config(1))
+    resolved = resolve_run(cfg)
+    assert cfg.model.num_classes is None and cfg.checkpoint.prefix is None and cfg.checkpoint.monitor is None
+    r = resolved.cfg
+    assert r.model.num_classes == 10 and r.model.in_channels == 1 and r.data.channels == 1
+    assert r.checkpoint.prefix == "lenet" and r.checkpoint.monitor == "val_acc"
+    assert resolved.classes == [str(i) for i in range(10)] and resolved.pre.size == (28, 28)
+    with pytest.raises(UserError, match="checkpoint.monitor 'val_map' is not a metric"):
+        resolve_run(build_config({**tiny_config(1), "checkpoint": {"monitor": "val_map"}}))
+
+
+def test_meter_matches_cross_entropy_and_topk_of_logits():
+    torch.manual_seed(0)
+    logits, y = torch.randn(50, 7) * 4, torch.randint(0, 7, (50,))
+    m = ClassificationMeter(torch.device("cpu"), topk=3, loss_is_sum=True)
+    for i in range(0, 50, 16):
+        m.update(logits[i:i + 16], y[i:i + 16], F.cross_entropy(logits[i:i + 16], y[i:i + 16], reduction="sum"))
+    got = m.compute()
+    assert got["count"] == 50
+    assert got["loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-6)
+    assert got["acc"] == pytest.approx((logits.argmax(1) == y).double().mean().item(), abs=1e-12)
+    top3 = (logits.topk(3, 1).indices == y[:, None]).any(1).double().mean().item()
+    assert got["top5"] == pytest.approx(top3, abs=1e-12)
+
+
+def test_validation_and_evaluate_compute_the_same_numbers(tmp_path):
+    """One metrics path: history.csv's val_* and `evaluate --data val` agree for the same checkpoint
+    (formerly evaluate took the cross-entropy of clipped probabilities: 277.63 vs 8.66)."""
+    cfg = tiny_config(1, max_samples=400)
+    cfg["optim"]["lr"] = 2.0  # a diverged, over-confident model: where clipped probabilities went wrong
+    result = train(cfg, out=tmp_path, name="m")
+    row = result.history[-1]
+    report = evaluate(result.run_dir, data="val", which="last", quiet=True)
+    assert report["samples"] == 359  # the digits validation split (20% of 1,797)
+    assert report["rank1"] == row["val_acc"] and report["rank5"] == row["val_top5"]
+    assert report["cross_entropy"] == pytest.approx(row["val_loss"], rel=1e-6)
+    assert math.isfinite(report["cross_entropy"])
+
+
+class _Recorder(Callback):
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def on_train_start(self) -> None:
+        self.events.append(("train_start",))
+
+    def on_epoch_start(self, epoch: int, steps: int) -> None:
+        self.events.append(("epoch_start", epoch, steps))
+
+    def on_train_epoch_end(self, epoch, train, seconds) -> None:
+        self.events.append(("train_epoch_end", epoch, sorted(train)))
+
+    def on_epoch_end(self, epoch, logs) -> None:
+        self.events.append(("epoch_end", epoch, logs.epoch, logs.row()["val_acc"] is not None))
+
+    def on_train_end(self) -> None:
+        self.events.append(("train_end",))
+
+
+def test_custom_callbacks_get_the_events_and_checkpoints_are_still_written(tmp_path):
+    rec = _Recorder()
+    resolved = resolve_run(build_config(tiny_config(2, max_samples=200)))
+    run = RunDir.create(tmp_path, "cb")
+    trainer = Trainer(resolved, run, dist=DistInfo(), device=torch.device("cpu"), callbacks=[rec])
+    trainer.fit()
+    steps = len(trainer.loaders["train"])
+    assert rec.events == [("train_start",), ("epoch_start", 0, steps), ("train_epoch_end", 0, ["acc", "count",
+                          "loss", "top5"]), ("epoch_end", 0, 1, True), ("epoch_start", 1, steps),
+                          ("train_epoch_end", 1, ["acc", "count", "loss", "top5"]), ("epoch_end", 1, 2, True),
+                          ("train_end",)]
+    assert (run.checkpoints / "last.pt").is_file() and (run.checkpoints / "lenet-0002.pt").is_file()
+    assert not run.history_path.exists()  # the history writer was not among the chosen callbacks
+
+
+def test_a_new_task_is_a_module_and_a_registry_entry(tmp_path):
+    """A regression task on the same data: its own loss, metrics and history columns; the loop is untouched."""
+
+    class MeanAbsMeter:
+        def __init__(self) -> None:
+            self.total, self.n, self._mark = 0.0, 0, (0.0, 0)
+
+        def update(self, outputs, targets, loss):
+            self.total += float((outputs.argmax(1).float() - targets.float()).abs().sum())
+            self.n += len(targets)
+
+        def mark(self):
+            self._mark = (self.total, self.n)
+
+        def compute(self, distributed=False, since_mark=False):
+            total, n = (self.total - self._mark[0], self.n - self._mark[1]) if since_mark else (self.total, self.n)
+            return {"mae": total / max(n, 1), "count": n}
+
+    @register_task("digit_distance")
+    class DigitDistance(ClassificationTask):
+        train_metrics = ("mae",)
+        val_metrics = ("mae",)
+        default_monitor = "val_mae"
+        minimize = ("mae",)
+
+        def meter(self, device, phase):
+            return MeanAbsMeter()
+
+    try:
+        cfg = {**tiny_config(2, max_samples=300), "task": "digit_distance"}
+        result = train(cfg, out=tmp_path, name="reg")
+        run = RunDir(result.run_dir)
+        header = run.history_path.read_text().splitlines()[0]
+        assert header == "epoch,lr,train_mae,val_mae,samples_per_s,seconds"
+        assert result.history[-1]["val_mae"] < result.history[0]["train_mae"]
+        maes = [row["val_mae"] for row in result.history]
+        assert result.best_epoch == 1 + maes.index(min(maes))  # lower is better: the task says so
+    finally:
+        from deepvision.engine.tasks import registry
+
+        registry._TASKS.pop("digit_distance", None)
