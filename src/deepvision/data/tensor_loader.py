@@ -4,21 +4,24 @@ indexing, with no per-sample Python loop. Augmentation runs on whole batches on 
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 
 from deepvision.config.schema import AugmentConfig
-from deepvision.data.sampling import EpochPlan, _mix
-from deepvision.data.transforms import inverse_affine
+from deepvision.data.augment_plan import AugmentPlan, draw_plan, inverse_affine, reseed, sample_seed
+from deepvision.data.sampling import EpochPlan
 
 
 class BatchAugment:
-    """Random crop, mirror, rotation and shear on a uint8 N x C x H x W batch.
+    """The torch executor of augmentation plans: crop, mirror, rotation, shear and random-resized crops
+    on a uint8 N x C x H x W batch, on the batch's device.
 
-    Random numbers come from a generator seeded by (seed, epoch, batch), so the result does not
-    depend on what ran before: resumed runs see the same augmented batches.
+    `apply(x, plans)` executes one `AugmentPlan` per sample; `__call__(x, g)` first draws the plans
+    from a torch generator (`draw`). The tensor loader draws them per sample from (seed, epoch, index),
+    like the file and record loaders, so the same sample gets the same augmentation everywhere.
     """
 
     def __init__(self, cfg: AugmentConfig, out_size: tuple[int, int]) -> None:
@@ -26,25 +29,41 @@ class BatchAugment:
         self.out_size = out_size
 
     def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        cfg = self.cfg
+        return self.apply(x, self.draw(x, g))
+
+    def draw(self, x: torch.Tensor, g: torch.Generator) -> list[AugmentPlan]:
+        """One plan per sample, from generators seeded by `g`."""
+        size = (x.shape[-1], x.shape[-2])
+        seeds = torch.randint(0, 2**62, (x.shape[0],), generator=g).tolist()
+        return [draw_plan(self.cfg, size, self.out_size, random.Random(s)) for s in seeds]
+
+    def plans_for(self, indices: list[int], size: tuple[int, int], seed: int, epoch: int) -> list[AugmentPlan]:
+        """The plans of dataset samples `indices` in epoch `epoch` (per-sample seeds, as every loader)."""
+        rng = random.Random()
+        return [draw_plan(self.cfg, size, self.out_size, reseed(rng, sample_seed(seed, epoch, i))) for i in indices]
+
+    def apply(self, x: torch.Tensor, plans: list[AugmentPlan]) -> torch.Tensor:
         n = x.shape[0]
-        if cfg.rotate or cfg.max_shear_ratio:
-            x = self._affine(x, g)
-        th, tw = self.out_size
-        h, w = x.shape[-2:]
-        if (h, w) != (th, tw):
-            if cfg.rand_crop and (h > th or w > tw):
-                top = torch.randint(0, h - th + 1, (n,), generator=g)
-                left = torch.randint(0, w - tw + 1, (n,), generator=g)
-                rows = (top[:, None] + torch.arange(th)).to(x.device)  # n x th
-                cols = (left[:, None] + torch.arange(tw)).to(x.device)  # n x tw
-                x = x[torch.arange(n, device=x.device)[:, None, None, None],
-                      torch.arange(x.shape[1], device=x.device)[None, :, None, None],
-                      rows[:, None, :, None], cols[:, None, None, :]]
-            else:
-                x = self.center(x)
-        if cfg.rand_mirror:
-            flip = (torch.rand(n, generator=g) < 0.5).to(x.device)
+        if any(p.box is not None for p in plans):
+            x = self._resized_crops(x, plans)
+        else:
+            if any(p.affine for p in plans):
+                x = self._affine(x, plans)
+            th, tw = self.out_size
+            h, w = x.shape[-2:]
+            if (h, w) != (th, tw):
+                if any(p.crop is not None for p in plans):
+                    centre = ((w - tw) // 2, (h - th) // 2)
+                    left, top = zip(*(p.crop if p.crop is not None else centre for p in plans))
+                    rows = (torch.tensor(top)[:, None] + torch.arange(th)).to(x.device)  # n x th
+                    cols = (torch.tensor(left)[:, None] + torch.arange(tw)).to(x.device)  # n x tw
+                    x = x[torch.arange(n, device=x.device)[:, None, None, None],
+                          torch.arange(x.shape[1], device=x.device)[None, :, None, None],
+                          rows[:, None, :, None], cols[:, None, None, :]]
+                else:
+                    x = self.center(x)
+        if any(p.mirror for p in plans):
+            flip = torch.tensor([p.mirror for p in plans], device=x.device)
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         return x
 
@@ -55,22 +74,27 @@ class BatchAugment:
         top, left = (h - th) // 2, (w - tw) // 2
         return x[..., top : top + th, left : left + tw]
 
-    def _affine(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        cfg = self.cfg
+    def _resized_crops(self, x: torch.Tensor, plans: list[AugmentPlan]) -> torch.Tensor:
+        th, tw = self.out_size
+        out = []
+        for img, p in zip(x, plans):
+            left, top, cw, ch = p.box
+            region = img[None, :, top : top + ch, left : left + cw].float()
+            resized = F.interpolate(region, size=(th, tw), mode="bilinear", align_corners=False,
+                                    antialias=cw > tw and ch > th)
+            out.append(resized.round_().clamp_(0, 255).to(torch.uint8))
+        return torch.cat(out)
+
+    def _affine(self, x: torch.Tensor, plans: list[AugmentPlan]) -> torch.Tensor:
         n, _, h, w = x.shape
-        if cfg.rotation_mode == "fixed":
-            angles = [float(cfg.rotate)] * n
-        else:
-            angles = ((torch.rand(n, generator=g) * 2 - 1) * cfg.rotate).tolist()
-        shears = ((torch.rand(n, generator=g) * 2 - 1) * cfg.max_shear_ratio).tolist()
         theta = torch.zeros(n, 2, 3)
-        for i, (angle, shear) in enumerate(zip(angles, shears)):
-            a, b, d, e = inverse_affine(angle, shear)
+        for i, p in enumerate(plans):
+            a, b, d, e = inverse_affine(p.angle, p.shear)
             # pixel-space inverse map conjugated into affine_grid's normalised [-1, 1] coordinates
             theta[i, 0, 0], theta[i, 0, 1] = a, b * h / w
             theta[i, 1, 0], theta[i, 1, 1] = d * w / h, e
         grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
-        fill = float(cfg.fill)
+        fill = float(self.cfg.fill)
         out = F.grid_sample(x.float() - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
         return out.round_().clamp_(0, 255).to(torch.uint8)
 
@@ -108,10 +132,12 @@ class TensorLoader(EpochPlan):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         device = self.images.device
-        g = torch.Generator().manual_seed(_mix(self.seed + 1 + 7919 * self.rank, self.epoch))  # own crops per rank
+        size = (self.images.shape[-1], self.images.shape[-2])
         for idx in self.batches():
-            idx = idx.to(device)
-            x = self.images.index_select(0, idx)
+            x = self.images.index_select(0, idx.to(device))
             if self.augment is not None:
-                x = self.augment(x, g) if self.training else self.augment.center(x)
-            yield x, self.labels.index_select(0, idx)
+                if self.training and self.augment.cfg.active:
+                    x = self.augment.apply(x, self.augment.plans_for(idx.tolist(), size, self.seed, self.epoch))
+                else:
+                    x = self.augment.center(x)
+            yield x, self.labels.index_select(0, idx.to(device))

@@ -17,11 +17,11 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from deepvision.config.schema import AugmentConfig
+from deepvision.data.augment_plan import AugmentPlan, draw_plan, inverse_affine, reseed, sample_seed
 from deepvision.data.records.codec import DecodeError, Decoder
 from deepvision.data.records.header import HEADER_SIZE
 from deepvision.data.records.recordio import RecordError, RecordFile
 from deepvision.data.records.shared_batches import _new_batch, _SlotPool, _SlotRef
-from deepvision.data.transforms import inverse_affine, random_resized_crop_box, sample_seed
 
 if TYPE_CHECKING:
     from deepvision.data.records.loader import RecordDataset
@@ -108,7 +108,7 @@ class _BatchMaker(Dataset):
                     return x[:0], b"", [], (str(error), error.index, error.offset)
                 skipped.append((pos, int(self.file.offsets[pos]), reason))
                 continue
-            _reseed(rng, sample_seed(spec.seed, epoch, index))  # = random.Random(seed), without the Python wrapper
+            reseed(rng, sample_seed(spec.seed, epoch, index))  # = random.Random(seed), without the Python wrapper
             k = len(kept)
             if direct:
                 _transform_into(img, rng, view[k], spec, aug)
@@ -155,15 +155,6 @@ def _store(src: np.ndarray, dst: np.ndarray, spec: _Spec) -> None:
 _NO_AUG = AugmentConfig()
 
 
-_reseed_c = random.Random.__mro__[1].seed  # the C seeding random.Random(int) ends up calling
-
-
-def _reseed(rng: random.Random, seed: int) -> None:
-    """Put `rng` in the state random.Random(seed) starts in (an int seed goes to the C generator as is)."""
-    _reseed_c(rng, seed)
-    rng.gauss_next = None
-
-
 def _interp(src_w: int, src_h: int, dst_w: int, dst_h: int) -> int:
     return cv2.INTER_AREA if dst_w < src_w and dst_h < src_h else cv2.INTER_LINEAR
 
@@ -184,42 +175,50 @@ def resize_short_side_array(img: np.ndarray, size: int) -> np.ndarray:
 
 def _transform_into(img: np.ndarray, rng: random.Random, out: np.ndarray, spec: _Spec, aug: AugmentConfig) -> None:
     """Write the augmented (training) or centre-cropped (evaluation) H x W x C sample into `out`."""
+    img = _prepare(img, spec, aug)
+    apply_plan(img, draw_plan(aug, (img.shape[1], img.shape[0]), spec.size, rng), out, aug.fill)
+
+
+def _prepare(img: np.ndarray, spec: _Spec, aug: AugmentConfig) -> np.ndarray:
+    """`SampleTransform.prepare` for arrays: the deterministic resize before the random steps."""
     th, tw = spec.size
     if aug.random_resized_crop:
-        h, w = img.shape[:2]
-        left, top, cw, ch = random_resized_crop_box(w, h, aug, rng)
-        mirror = aug.rand_mirror and rng.random() < 0.5
+        return img
+    if spec.resize:
+        return resize_short_side_array(img, spec.resize)
+    if img.shape[:2] != (th, tw) and not aug.rand_crop and not spec.crop_only:
+        return _resize(img, tw, th)
+    return img
+
+
+def apply_plan(img: np.ndarray, plan: AugmentPlan, out: np.ndarray, fill: int = 255) -> None:
+    """Execute `plan` on a prepared H x W x C image with OpenCV, writing the output-size sample into `out`."""
+    th, tw = out.shape[:2]
+    if plan.box is not None:
+        left, top, cw, ch = plan.box
         region = img[top : top + ch, left : left + cw]
-        if mirror:
+        if plan.mirror:
             region = region[:, ::-1]
         cv2.resize(region, (tw, th), dst=out, interpolation=_interp(cw, ch, tw, th))
         return
-    if spec.resize:
-        img = resize_short_side_array(img, spec.resize)
-    elif img.shape[:2] != (th, tw) and not aug.rand_crop and not spec.crop_only:
-        img = _resize(img, tw, th)
     h, w = img.shape[:2]
-    affine = None
-    if aug.rotate or aug.max_shear_ratio:
-        angle = aug.rotate if aug.rotation_mode == "fixed" else rng.uniform(-aug.rotate, aug.rotate)
-        shear = rng.uniform(-aug.max_shear_ratio, aug.max_shear_ratio) if aug.max_shear_ratio else 0.0
-        affine = (angle, shear)
+    affine = (plan.angle, plan.shear) if plan.affine else None
     outside = False
-    if aug.rand_crop and (w > tw or h > th):
-        left, top = rng.randint(0, max(0, w - tw)), rng.randint(0, max(0, h - th))
+    if plan.crop is not None:
+        left, top = plan.crop
         outside = w < tw or h < th  # PIL's crop pads the missing part with zeros
     else:
         if w < tw or h < th:  # preprocess.center_crop: stretch up to the crop size first
             img = _resize(img, max(w, tw), max(h, th))
             h, w = img.shape[:2]
         left, top = (w - tw) // 2, (h - th) // 2
-    mirror = aug.rand_mirror and rng.random() < 0.5
+    mirror = plan.mirror
     if affine is not None and not outside:
-        _warp_into(img, out, affine, left, top, mirror, aug.fill)
+        _warp_into(img, out, affine, left, top, mirror, fill)
         return
     if affine is not None:
         canvas = np.empty_like(img)
-        _warp_into(img, canvas, affine, 0, 0, False, aug.fill)
+        _warp_into(img, canvas, affine, 0, 0, False, fill)
         img = canvas
     if outside:
         out[:] = 0
