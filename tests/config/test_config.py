@@ -87,3 +87,37 @@ def read_yaml_text(text: str) -> dict:
     import yaml
 
     return yaml.safe_load(text)
+
+
+def test_names_are_checked_against_their_registries_when_the_config_loads():
+    import deepvision.engine.trainer  # noqa: F401  (the registries register their names on import)
+
+    for override, message in [("optim.name=adamm", "unknown optimizer 'adamm'.*did you mean: adam"),
+                              ("schedule.name=cosin", "unknown schedule 'cosin'.*did you mean: cosine"),
+                              ("data.source=folders", "unknown data source 'folders'.*did you mean: folder"),
+                              ("model.name=lenett", "unknown model 'lenett'"),
+                              ("task=clasification", "unknown task 'clasification'")]:
+        with pytest.raises(UserError, match=message):
+            build_config({}, [override])
+
+
+def test_train_help_is_generated_from_the_schema(capsys):
+    import dataclasses
+
+    from deepvision.cli.main import main
+    from deepvision.config.schema import Config
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    reference = out[out.index("config keys"):]
+    for f in dataclasses.fields(Config):
+        section = getattr(Config(), f.name)
+        keys = [s.name for s in dataclasses.fields(section)] if dataclasses.is_dataclass(section) else [f.name]
+        for key in keys:
+            assert key in reference, key
+    assert "reference" in reference and "task (classification" in reference
+    assert "optim:" in reference and "sgd" in reference and "(keep|drop|pad|rollover)" in reference
+    keys_block = reference[: reference.index("examples:")]
+    assert max(len(line) for line in keys_block.splitlines()) <= 80

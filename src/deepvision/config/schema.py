@@ -223,8 +223,10 @@ class Config:
     reference: dict[str, Any] = field(default_factory=dict)  # published results of a recipe, for journals
 
     def validate(self, path: str) -> None:
+        from deepvision.config.names import check_names
         from deepvision.config.profile import apply_profile
 
         apply_profile(self)
+        check_names(self)
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
             raise UserError(f"name must be a plain folder name, got {self.name!r}")

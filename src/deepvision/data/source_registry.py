@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from deepvision.config.names import register_names
 from deepvision.config.schema import DataConfig
 from deepvision.data.tensors import Split
 
@@ -33,6 +34,9 @@ def register_source(name: str) -> Callable[[SourceFn], SourceFn]:
         return fn
 
     return wrap
+
+
+register_names("data.source", "data source", lambda: _SOURCES)
 
 
 def registered_sources() -> dict[str, SourceFn]:

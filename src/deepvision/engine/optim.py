@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deepvision.config.names import register_names
 from deepvision.config.schema import OptimConfig
 from deepvision.errors import unknown
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta", "rmsprop")
+register_names("optim.name", "optimizer", lambda: OPTIMIZERS)
 
 
 def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict]:

@@ -11,10 +11,12 @@ import math
 import re
 from typing import Any
 
+from deepvision.config.names import register_names
 from deepvision.config.schema import ScheduleConfig
 from deepvision.errors import UserError, unknown
 
 SCHEDULES = ("constant", "piecewise", "step", "multistep", "poly", "cosine")
+register_names("schedule.name", "schedule", lambda: SCHEDULES)
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+))?\s*:\s*(\S+)\s*$")
 
 

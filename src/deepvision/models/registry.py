@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import nn
 
+from deepvision.config.names import register_check
 from deepvision.errors import UserError, suggest
 from deepvision.models.shapes import InputSizeError
 
@@ -97,6 +98,9 @@ def get_model_spec(name: str) -> ModelSpec:
     hint = suggest(name, list(_REGISTRY) + [f"tv:{n}" for n in _PROVIDER_NAMES.get("tv", tuple)()])
     raise UserError(f"unknown model '{name}'{hint}; run `deepvision models` for the list "
                     f"(torchvision models are named tv:NAME, timm models timm:NAME)")
+
+
+register_check("model.name", get_model_spec)
 
 
 def create_model(

@@ -6,22 +6,7 @@ import argparse
 
 ORDER = 10
 
-EPILOG = """config keys (YAML sections; override any with --set section.key=value):
-  model:      name, num_classes, in_channels, pretrained, args
-  data:       source (digits|mnist|mnist_text|folder|lst|rec|hdf5|synthetic; alias: format), root, train,
-              val, test, val_fraction, test_fraction, split_seed, max_samples, batch_size, eval_batch_size,
-              workers, image_size, resize, channels, scale, mean, std, augment.*, shuffle, last_batch,
-              skip_corrupt, options
-  optim:      name (sgd|adam|adamw|adadelta|rmsprop), lr, momentum, nesterov, weight_decay,
-              decay_norm_and_bias, betas, eps, rho, alpha, centered
-  schedule:   name (constant|piecewise|step|multistep|poly|cosine), ranges, step_size, milestones,
-              gamma, power, min_lr, warmup_epochs, warmup_start_factor
-  train:      epochs, seed, device, amp, channels_last, compile, grad_accum, clip_grad_norm,
-              global_batch, label_smoothing, sync_bn, log_every, max_steps, topk, reset_optimizer_on_resume,
-              tensorboard, progress
-  checkpoint: prefix, period, keep, monitor
-  top level:  name, description, profile (modern|reference)
-
+EXAMPLES = """
 examples:
   deepvision train lenet_mnist --set data.root=data/mnist
   deepvision train my.yaml --set optim.lr=0.01 --set train.epochs=20 --name lr-0.01
@@ -32,7 +17,8 @@ examples:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train from a YAML experiment config (or a shipped recipe name)",
                        description="Train a model from a YAML experiment config into a new run directory.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    lazy_config_help(p)
     p.add_argument("config", help="YAML config file, or the name of a shipped recipe (see `deepvision recipes`)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable), e.g. --set optim.lr=0.01")
@@ -40,6 +26,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs", help="folder for run directories (default: runs)")
     p.add_argument("--data-root", help="shortcut for --set data.root=DIR")
     p.set_defaults(func=run)
+
+
+def lazy_config_help(p: argparse.ArgumentParser) -> None:
+    """Prepend the configuration reference (generated from the schema and the registries) to the
+    epilog when help is printed; building it imports the registries, which `--help` alone pays for."""
+    plain = p.format_help
+
+    def format_help() -> str:
+        import deepvision.engine.trainer  # noqa: F401  (registers optimizers, schedules, tasks, sources)
+        from deepvision.config.reference import config_reference
+
+        p.epilog = config_reference() + "\n\n" + EXAMPLES
+        return plain()
+
+    p.format_help = format_help  # type: ignore[method-assign]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from deepvision.config.names import register_names
 from deepvision.engine.tasks.base import Task
 from deepvision.errors import unknown
 
 _TASKS: dict[str, type[Task]] = {}
+register_names("task", "task", lambda: _TASKS)
 
 
 def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
