@@ -21,7 +21,8 @@ import numpy as np
 
 from deepvision.data.mean_file import read_mean_rgb
 from deepvision.data.records.codec import DecodeError, Decoder, forking_cv2, load_for_packing
-from deepvision.data.records.recordio import RecordError, RecordFile
+from deepvision.data.records.record_file import RecordFile
+from deepvision.data.records.recordio import RecordError
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
 

@@ -13,13 +13,12 @@ from typing import Any
 import numpy as np
 
 from deepvision.data.records.header import HEADER_SIZE, IRHeader, pack, pack_header, unpack, unpack_header
+from deepvision.data.records.mxnet_recordio import MXIndexedRecordIO, MXRecordIO
+from deepvision.data.records.record_file import RecordFile
 from deepvision.data.records.recordio import (
     MAGIC,
     IndexMismatchError,
-    MXIndexedRecordIO,
-    MXRecordIO,
     RecordError,
-    RecordFile,
     RecordReader,
     RecordWriter,
     frame_record,

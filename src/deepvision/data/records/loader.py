@@ -10,6 +10,9 @@ into a reusable shared-memory batch buffer (`records.shared_batches`), so only t
 crosses the process boundary. Batches stay uint8 and are normalised on the GPU (or, for float32 output
 on the CPU, by the workers). Augmentation follows the one augmentation plan (`data.augment_plan`), so
 the same epoch of the same run gives the same crops and flips whichever loader or worker count is used.
+
+Why one module of ~400 lines: the dataset builds its loader (it is the engine's `LoaderFactory`) and
+the loader reads the dataset; in two modules they would import each other.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from deepvision.config.schema import AugmentConfig
 from deepvision.data.records.codec import DecodeError, Decoder, forking_cv2
 from deepvision.data.records.header import IRHeader, unpack_header
 from deepvision.data.records.pipeline import _BatchMaker, _corrupt, _Spec
-from deepvision.data.records.recordio import RecordError, RecordFile
+from deepvision.data.records.record_file import RecordFile
+from deepvision.data.records.recordio import RecordError
 from deepvision.data.records.shared_batches import _SlotPool, _SlotRef
 from deepvision.data.sampling import EpochBatchSampler, EpochPlan, _last_batch, _rank_world
 from deepvision.errors import UserError

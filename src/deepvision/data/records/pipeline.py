@@ -20,7 +20,8 @@ from deepvision.config.schema import AugmentConfig
 from deepvision.data.augment_plan import AugmentPlan, draw_plan, inverse_affine, reseed, sample_seed
 from deepvision.data.records.codec import DecodeError, Decoder
 from deepvision.data.records.header import HEADER_SIZE
-from deepvision.data.records.recordio import RecordError, RecordFile
+from deepvision.data.records.record_file import RecordFile
+from deepvision.data.records.recordio import RecordError
 from deepvision.data.records.shared_batches import _new_batch, _SlotPool, _SlotRef
 
 if TYPE_CHECKING:
