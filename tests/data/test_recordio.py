@@ -258,7 +258,8 @@ def test_table_cache_is_used_and_invalidated(tmp_path, monkeypatch):
     calls = []
     from deepvision.data.records import record_file
 
-    monkeypatch.setattr(record_file, "_header_table", lambda *a: calls.append(a) or (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr(record_file, "_header_table",
+                        lambda *a: calls.append(a) or (_ for _ in ()).throw(AssertionError))
     again = RecordFile.open(tmp_path / "big.rec")
     assert not calls and np.array_equal(again.labels, first.labels) and np.array_equal(again.ids, first.ids)
     os.utime(tmp_path / "big.idx", ns=(1, 1))  # a changed .idx invalidates the cached table
