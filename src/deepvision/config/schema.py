@@ -118,6 +118,7 @@ class OptimConfig:
     rho: float = 0.95  # Adadelta (Keras default; PyTorch's is 0.9)
     alpha: float = 0.99  # RMSprop smoothing constant
     centered: bool = False  # RMSprop
+    lr_mult: dict[str, float] = field(default_factory=dict)  # fine-tuning: {body: 0.1, head: 1.0}
 
     def validate(self, path: str) -> None:
         if self.lr <= 0:
@@ -134,6 +135,11 @@ class OptimConfig:
             raise UserError(f"{path}.rho must be in [0, 1], got {self.rho}")
         if not 0.0 <= self.alpha < 1.0:
             raise UserError(f"{path}.alpha must be in [0, 1), got {self.alpha}")
+        for part, mult in self.lr_mult.items():
+            if part not in ("body", "head"):
+                raise UserError(f"{path}.lr_mult keys are body and head, got {part!r}")
+            if not isinstance(mult, (int, float)) or not 0 <= mult < float("inf"):
+                raise UserError(f"{path}.lr_mult.{part} must be a number >= 0, got {mult!r}")
 
 
 @dataclass
@@ -159,6 +165,17 @@ class ScheduleConfig:
 
 
 @dataclass
+class FreezeConfig:
+    """Fine-tuning's warm-up: train only the new head for the first epochs, then everything."""
+
+    body_epochs: int = 0  # epochs with the body (every layer but the classifier head) frozen
+
+    def validate(self, path: str) -> None:
+        if self.body_epochs < 0:
+            raise UserError(f"{path}.body_epochs must be >= 0, got {self.body_epochs}")
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 10
     seed: int = 42
@@ -177,6 +194,7 @@ class TrainConfig:
     reset_optimizer_on_resume: bool | None = None  # None: profile decides (reference: reset)
     tensorboard: bool = True
     progress: Literal["auto", "bar", "lines"] = "auto"
+    freeze: FreezeConfig = field(default_factory=FreezeConfig)
 
     def validate(self, path: str) -> None:
         if self.epochs <= 0:

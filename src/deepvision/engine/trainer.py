@@ -20,7 +20,7 @@ from torch import nn
 
 from deepvision.config.coerce import to_dict
 from deepvision.data.protocols import close_loader
-from deepvision.engine.callbacks import Callback, CallbackList, Checkpointer, default_callbacks
+from deepvision.engine.callbacks import Callback, CallbackList, Checkpointer, FreezeBody, default_callbacks
 from deepvision.engine.distributed import DistInfo, all_reduce_sum
 from deepvision.engine.optim import build_optimizer
 from deepvision.engine.reporting import Reporter
@@ -72,11 +72,12 @@ class Trainer:
         callbacks: list[Callback] | None = None,
     ) -> None:
         """`callbacks` replace the default ones (log, terminal, history, TensorBoard, plots); the
-        checkpointing callback always runs first."""
+        checkpointing callback always runs first, and fine-tuning's `FreezeBody` when configured."""
         self.resolved, self.run, self.dist, self.device = resolved, run, dist, device
         self.cfg, self.task, self.data, self.pre = resolved.cfg, resolved.task, resolved.data, resolved.pre
         cfg, tc = self.cfg, self.cfg.train
-        model = build_model(cfg, self.pre)
+        # a resumed run loads its own checkpoint below: no second network surgery from the initial weights
+        model = build_model(_without_initial_weights(cfg) if resume is not None else cfg, self.pre)
         self._check_input(model)
         report = getattr(model, "pretrained_report", None)
         self.channels_last = tc.channels_last if tc.channels_last is not None else device.type == "cuda"
@@ -89,7 +90,8 @@ class Trainer:
                                 "set train.sync_bn=false")
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model  # the plain module: evaluation, checkpoints
-        self.optimizer = build_optimizer(model, cfg.optim)
+        self.optimizer = build_optimizer(model, cfg.optim, split_head=tc.freeze.body_epochs > 0)
+        self.frozen: set[str] = set()  # parameter-group parts ("body") trained with a zero learning rate
         self.amp = amp_dtype(tc.amp, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
         self.schedule = Schedule(cfg.schedule, cfg.optim.lr, tc.epochs)
@@ -120,7 +122,10 @@ class Trainer:
         monitor = cfg.checkpoint.monitor
         self.checkpointer = Checkpointer(self.history, monitor, self.task.lower_is_better(monitor))
         extra = callbacks if callbacks is not None else default_callbacks(cfg)
-        self.callbacks = CallbackList([self.checkpointer, *extra], self, dist.is_main)
+        core: list[Callback] = [self.checkpointer]
+        if tc.freeze.body_epochs:
+            core.append(FreezeBody(tc.freeze.body_epochs))
+        self.callbacks = CallbackList([*core, *extra], self, dist.is_main)
         if report and dist.is_main:
             self.reporter.line(f"pretrained weights {cfg.model.pretrained}: {len(report['missing'])} missing "
                                f"keys {report['missing'][:4]}, {len(report['unexpected'])} unexpected keys")
@@ -202,7 +207,8 @@ class Trainer:
 
     def _set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            part = group.get("part")
+            group["lr"] = 0.0 if part in self.frozen else lr * group.get("lr_mult", 1.0)
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """Train epoch `epoch` (0-based), validate, run the epoch-end callbacks; returns its history row.
@@ -346,6 +352,14 @@ class Trainer:
             "preprocess": self.pre.to_dict(),
             "classes": list(self.data.classes),
         }
+
+
+def _without_initial_weights(cfg: Any) -> Any:
+    import copy
+
+    cfg = copy.deepcopy(cfg)
+    cfg.model.pretrained = None
+    return cfg
 
 
 def _training_seed(seed: int, rank: int) -> int:

@@ -38,14 +38,30 @@ def build_model(cfg: Config, input_size: Any) -> nn.Module:
     `pretrained` is a weights file (only the classifier head may differ; see models/pretrained.py) or,
     for tv: models, `torchvision[:TAG]` to fetch torchvision's published weights.
     """
-    from deepvision.models.pretrained import load_pretrained, torchvision_tag
+    from deepvision.models.pretrained import head_modules, load_pretrained, torchvision_tag
 
     opts = model_options(cfg, input_size)
     tag = torchvision_tag(cfg.model.name, cfg.model.pretrained)
     if tag:
         opts.setdefault("weights", tag)
     model = create_model(cfg.model.name, cfg.model.num_classes, cfg.model.in_channels, **opts)
+    if tag and cfg.model.num_classes not in (None, get_model_spec(cfg.model.name).num_classes):
+        init_head(model, head_modules(model))  # torchvision's weights with a new classifier
     if cfg.model.pretrained and not tag:
         report = load_pretrained(model, cfg.model.pretrained, cfg.model.name)
         model.pretrained_report = report  # type: ignore[attr-defined]
+        fresh = {k.rsplit(".", 1)[0] for k in report["missing"]}
+        init_head(model, [h for h in head_modules(model) if h in fresh])
     return model
+
+
+def init_head(model: nn.Module, names: list[str]) -> None:
+    """Xavier-initialise a new classifier head (weights uniform, biases zero), as the reference's
+    network surgery did (SPEC §8.3)."""
+    modules = dict(model.named_modules())
+    for name in names:
+        m = modules[name]
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

@@ -6,11 +6,12 @@ from typing import Any
 
 from deepvision.engine.callbacks.base import Callback, CallbackList
 from deepvision.engine.callbacks.checkpoint import Checkpointer
+from deepvision.engine.callbacks.finetune import FreezeBody
 from deepvision.engine.callbacks.logging import MXNetLog, Terminal
 from deepvision.engine.callbacks.records import HistoryWriter, Plotter, TensorBoardLogger
 
-__all__ = ["Callback", "CallbackList", "Checkpointer", "HistoryWriter", "MXNetLog", "Plotter", "TensorBoardLogger",
-           "Terminal", "default_callbacks"]
+__all__ = ["Callback", "CallbackList", "Checkpointer", "FreezeBody", "HistoryWriter", "MXNetLog", "Plotter",
+           "TensorBoardLogger", "Terminal", "default_callbacks"]
 
 
 def default_callbacks(cfg: Any) -> list[Callback]:
