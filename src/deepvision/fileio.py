@@ -43,3 +43,18 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     except BaseException:
         unlink_quietly(tmp)
         raise
+
+
+def zip_damage(path: str | Path) -> str | None:
+    """For a zip file (torch.save's format): the first member whose CRC does not match, or the reason
+    the archive cannot be read; None when it is intact or not a zip file at all."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+    return f"CRC mismatch in {bad}" if bad else None

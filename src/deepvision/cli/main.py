@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -47,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"deepvision {args.command}: error: {exc}\n")
         return 2
     except StopRequested as stop:
-        sys.stderr.write(f"training stopped after {stop.epochs_done} completed epoch(s); resume with:\n"
-                         f"  deepvision resume {stop.run_dir}\n")
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops; rank 0 speaks
+            done = f"after {stop.epochs_done} completed epoch(s)" if stop.epochs_done else "before any epoch completed"
+            again = "resume" if stop.epochs_done else "start it again"
+            sys.stderr.write(f"training stopped {done}; {again} with:\n  deepvision resume {stop.run_dir}\n")
         return stop.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

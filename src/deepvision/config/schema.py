@@ -15,6 +15,14 @@ from deepvision.errors import UserError
 Profile = Literal["modern", "reference"]
 
 
+def check_file_name(value: str, key: str, kind: str = "file") -> None:
+    """Names that become files or folders of a run: plain names only, so nothing is written outside it."""
+    bad = not value or value.startswith(".") or any(c in value for c in "/\\\t\n\r\0:") or ".." in value
+    if bad:
+        raise UserError(f"{key} must be a plain {kind} name (no path separators, '..', tabs or newlines, "
+                        f"not starting with '.'), got {value!r}")
+
+
 @dataclass
 class ModelConfig:
     name: str = "lenet"
@@ -220,6 +228,8 @@ class CheckpointConfig:
     monitor: str | None = None  # what best.pt tracks (a history column); None: the task's default (val_acc)
 
     def validate(self, path: str) -> None:
+        if self.prefix is not None:
+            check_file_name(self.prefix, f"{path}.prefix")
         if self.period <= 0:
             raise UserError(f"{path}.period must be a positive integer, got {self.period}")
         if self.keep is not None and self.keep <= 0:
@@ -246,5 +256,5 @@ class Config:
 
         apply_profile(self)
         check_names(self)
-        if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
-            raise UserError(f"name must be a plain folder name, got {self.name!r}")
+        if self.name is not None:
+            check_file_name(self.name, "name", "folder")

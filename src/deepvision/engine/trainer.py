@@ -310,8 +310,9 @@ class Trainer:
     def _interrupted(self, epoch: int, done: int, steps: int) -> None:
         signum = self.stop.signum or 2
         self.reporter.end_epoch()
-        self.reporter.line(f"Epoch[{epoch}] interrupted at batch {done}/{steps}; this epoch is abandoned, "
-                           f"checkpoints up to epoch {epoch} are kept")
+        kept = (f"checkpoints up to epoch {epoch} are kept" if epoch else
+                "no epoch was completed, so there is no checkpoint; `deepvision resume` starts the run again")
+        self.reporter.line(f"Epoch[{epoch}] interrupted at batch {done}/{steps}; this epoch is abandoned, {kept}")
         if self.dist.is_main:
             self.run.update_state(status="interrupted", epochs_done=epoch)
         raise StopRequested(signum, epoch, str(self.run.path))
@@ -338,6 +339,7 @@ class Trainer:
         return {
             "format": ckpt_io.FORMAT, "version": ckpt_io.VERSION,
             "epoch": epochs_done,
+            "run_id": self.run.run_id,
             "task": self.task.name,
             "model": {"name": self.cfg.model.name, "num_classes": self.cfg.model.num_classes,
                       "in_channels": self.cfg.model.in_channels},

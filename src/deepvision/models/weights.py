@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from deepvision.errors import UserError
+from deepvision.fileio import zip_damage
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True,
@@ -48,6 +49,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"weights file not found: {path}")
+    damage = zip_damage(path)
+    if damage:
+        raise UserError(f"{path} is corrupt ({damage}); copy the weights file again")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from deepvision.errors import UserError
-from deepvision.fileio import file_mode, unlink_quietly
+from deepvision.fileio import file_mode, unlink_quietly, zip_damage
 
 FORMAT = "deepvision-checkpoint"
 VERSION = 1
@@ -78,6 +78,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
+    damage = zip_damage(path)
+    if damage:
+        raise UserError(f"{path} is corrupt ({damage}); use another checkpoint (deepvision resume --epoch N, "
+                        f"evaluate --epoch N)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for garbage input

@@ -35,14 +35,14 @@ def _finite(values: list[Any]) -> list[float]:
 
 def run_row(run: RunDir) -> dict[str, Any]:
     hist = run.read_history()
-    state = run.read_state()
+    status = run.status()
     try:
         cfg = run.read_config()
         model, data = cfg.model.name, f"{cfg.data.source}:{cfg.data.train}"
     except UserError:
         model = data = "?"
     row: dict[str, Any] = {"name": run.path.name, "path": str(run.path), "model": model, "data": data,
-                           "epochs": len(hist), "status": state.get("status", "?")}
+                           "epochs": len(hist), "status": status}
     lrs = [r["lr"] for r in hist if r.get("lr") is not None]
     row["lr_schedule"] = describe_lrs(lrs) if lrs else ""
     scored = [r for r in hist if r.get("val_acc") is not None]
@@ -77,7 +77,15 @@ def _test_metrics(run: RunDir) -> dict[str, Any] | None:
 
 
 def journal(root: str | Path) -> list[dict[str, Any]]:
-    return [run_row(r) for r in find_runs(root)]
+    """One row per run; a run whose files are damaged gets a row that says so (the others are listed)."""
+    rows = []
+    for run in find_runs(root):
+        try:
+            rows.append(run_row(run))
+        except UserError as exc:
+            rows.append({"name": run.path.name, "path": str(run.path), "model": "?", "data": "?", "epochs": None,
+                         "status": f"damaged: {exc}"})
+    return rows
 
 
 def _cell(key: str, v: Any) -> str:

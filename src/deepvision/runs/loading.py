@@ -37,6 +37,9 @@ def load_run(run_dir: str | Path, epoch: int | None = None, which: str = "best",
     cfg = run.read_config()
     pre = run.read_preprocess()
     saved = ckpt.get("model", {})
+    theirs, ours = ckpt.get("run_id"), run.run_id
+    if theirs and ours and theirs != ours:
+        raise UserError(f"{path} belongs to another run (run id {theirs[:8]}, this run is {ours[:8]})")
     if saved.get("name") != cfg.model.name:
         raise UserError(f"{path} holds model '{saved.get('name')}' but {run.path} trains '{cfg.model.name}'")
     cfg.model.pretrained = None  # the checkpoint supersedes any initial weights

@@ -32,6 +32,7 @@ from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
 from deepvision.runs.checkpoint import atomic_save, load_checkpoint
 from deepvision.runs.history import HISTORY_FIELDS
+from deepvision.runs.lock import LOCK_NAME, is_stale, read_holder
 
 _CKPT = re.compile(r"^(?P<prefix>.+)-(?P<epoch>\d{4,})\.pt$")
 
@@ -66,10 +67,10 @@ class RunDir:
                             f"choose another with --out") from None
         path = out / name
         k = 2
-        while path.exists() and not exist_ok:
+        while path.exists() and not exist_ok and not _abandoned_start(path):
             path = out / f"{name}-{k}"
             k += 1
-        path.mkdir(parents=True, exist_ok=exist_ok)
+        path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
         run.checkpoints.mkdir(exist_ok=True)
         run.plots.mkdir(exist_ok=True)
@@ -110,10 +111,34 @@ class RunDir:
 
     # -- run state -----------------------------------------------------------------------------
     def read_state(self) -> dict[str, Any]:
+        """run.json ({} before it is written); a damaged one is a one-line error naming it."""
         try:
-            return json.loads(self.state_path.read_text())
-        except (OSError, ValueError):
+            state = json.loads(self.state_path.read_text())
+        except FileNotFoundError:
             return {}
+        except (OSError, ValueError):
+            state = None
+        if not isinstance(state, dict):
+            raise UserError(f"{self.state_path} is damaged (not a JSON object); restore it or delete it "
+                            f"(its status and segment list are lost then)")
+        return state
+
+    @property
+    def run_id(self) -> str | None:
+        """The identity checkpoints of this run carry (set when the run is created)."""
+        if not hasattr(self, "_run_id"):
+            self._run_id = self.read_state().get("run_id")
+        return self._run_id
+
+    def status(self) -> str:
+        """run.json's status, except that a "running" run whose process is gone reads "killed"."""
+        state = self.read_state()
+        status = str(state.get("status", "unknown"))
+        if status == "running":
+            holder = read_holder(self.path / LOCK_NAME)
+            if holder is None or is_stale(holder):
+                return "killed"
+        return status
 
     def write_state(self, state: dict[str, Any]) -> None:
         atomic_write_text(self.state_path, json.dumps(state, indent=2) + "\n")
@@ -139,14 +164,26 @@ class RunDir:
         if not self.history_path.is_file():
             return []
         rows = []
-        with open(self.history_path, newline="") as f:
-            for row in csv.DictReader(f):
-                rows.append({k: _parse(k, v) for k, v in row.items()})
+        try:
+            with open(self.history_path, newline="", encoding="utf-8") as f:
+                for row in csv.DictReader(f):
+                    if None in row or "epoch" not in row:
+                        raise ValueError("unexpected columns")
+                    rows.append({k: _parse(k, v) for k, v in row.items()})
+        except (UnicodeDecodeError, csv.Error, ValueError) as exc:
+            raise UserError(f"{self.history_path} is damaged ({exc.__class__.__name__}); every checkpoint holds the "
+                            f"history: `deepvision resume` rewrites it") from None
         return rows
 
     # -- checkpoints -------------------------------------------------------------------------------
     def checkpoint_path(self, prefix: str, epoch: int) -> Path:
-        return self.checkpoints / f"{prefix}-{epoch:04d}.pt"
+        path = self.checkpoints / f"{prefix}-{epoch:04d}.pt"
+        if path.resolve().parent != self.checkpoints.resolve():
+            raise UserError(f"checkpoint.prefix {prefix!r} would write outside {self.checkpoints}; use a plain name")
+        return path
+
+    def has_checkpoints(self) -> bool:
+        return (self.checkpoints / "last.pt").is_file() or bool(self.saved_epochs())
 
     def saved_epochs(self) -> dict[int, Path]:
         found = {}
@@ -225,6 +262,18 @@ class RunDir:
                 link_or_copy(saved[best_epoch], best)
             elif best_epoch == epoch:
                 link_or_copy(source, best)
+
+
+def _abandoned_start(path: Path) -> bool:
+    """A run directory whose start-up was killed before config.yaml existed: only the skeleton, no live
+    lock. Its name is reused instead of being taken for ever."""
+    if not path.is_dir() or (path / "config.yaml").exists():
+        return False
+    holder = read_holder(path / LOCK_NAME)
+    if holder is not None and not is_stale(holder):
+        return False
+    skeleton = {"checkpoints", "plots", "run.json", LOCK_NAME, "train.log"}
+    return all(p.name in skeleton and (p.is_file() or not any(p.iterdir())) for p in path.iterdir())
 
 
 def checkpoint_epoch(path: Path) -> int | None:

@@ -1,0 +1,187 @@
+"""Training sessions: `train` makes a new run directory, `resume` continues one, each holding the
+run's lock and recording in run.json how the segment ended (the Python API and CLI call these)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from deepvision.config.io import build_config
+from deepvision.config.profile import reset_optimizer_on_resume
+from deepvision.config.schema import Config
+from deepvision.engine.distributed import DistInfo, init_distributed, on_main, shutdown_distributed
+from deepvision.engine.resolve import resolve_run
+from deepvision.engine.signals import StopRequested
+from deepvision.engine.trainer import FitResult, Trainer
+from deepvision.errors import UserError
+from deepvision.runs.checkpoint import load_checkpoint
+from deepvision.runs.lock import RunLock
+from deepvision.runs.rundir import RunDir
+
+
+def default_name(cfg: Config) -> str:
+    return cfg.name or f"{cfg.model.name.replace(':', '_')}-{cfg.data.source}"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def train_run(cfg: Config, overrides: list[str] | None, out: str | Path) -> FitResult:
+    """Train `cfg` into a new run directory under `out`."""
+    dist, device = init_distributed(cfg.train.device)
+    lock: list[RunLock] = []
+    try:
+        def create() -> str:
+            run = RunDir.create(out, default_name(cfg))
+            lock.append(RunLock(run.path).acquire())
+            run.write_state({"status": "starting", "run_id": uuid.uuid4().hex, "created": _now()})
+            return str(run.path)
+
+        run = RunDir(on_main(dist, create))
+        try:
+            trainer = Trainer(resolve_run(cfg, world=dist.world), run, dist=dist, device=device)
+        except BaseException:
+            if dist.is_main:  # nothing was trained: do not leave an empty run behind under this name
+                for held in lock:
+                    held.release()
+                shutil.rmtree(run.path, ignore_errors=True)
+            raise
+
+        def start() -> None:
+            _write_run_files(run, trainer)
+            run.update_state(status="running", epochs_done=0,
+                             segments=[{"start_epoch": 0, "overrides": list(overrides or []), "time": _now()}])
+
+        on_main(dist, start)
+        return _fit(trainer, run, dist)
+    finally:
+        for held in lock:
+            held.release()
+        shutdown_distributed()
+
+
+def resume_run(run_dir: str | Path, *, epoch: int | None = None, overrides: list[str] | None = None,
+               reset_optimizer: bool = False) -> FitResult:
+    """Continue a run from the checkpoint of `epoch` (default: the latest); see `deepvision.api.resume`.
+    A run interrupted before its first checkpoint starts again from epoch 0 with its config.yaml."""
+    run = RunDir.open(run_dir)
+    lock = RunLock(run.path)
+    try:
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 holds the lock for the segment
+            lock.acquire()
+        return _resume_locked(run, epoch, overrides, reset_optimizer)
+    finally:
+        lock.release()
+
+
+def _resume_locked(run: RunDir, epoch: int | None, overrides: list[str] | None, reset_optimizer: bool
+                   ) -> FitResult:
+    run.read_state()  # a damaged run.json is a one-line error before anything changes
+    if epoch is None and not run.has_checkpoints():
+        return _restart(run, overrides)
+    path = run.resolve_checkpoint(epoch, "last")
+    ckpt = load_checkpoint(path)
+    check_identity(run, ckpt, path)
+    saved = ckpt.get("config")
+    cfg = build_config(saved, overrides) if isinstance(saved, dict) else run.read_config(overrides)
+    keys = [o.partition("=")[0].strip() for o in overrides or []]
+    manual_lr = ckpt.get("scheduler_state", {}).get("manual_lr")
+    if any(k.startswith("schedule.") for k in keys):
+        manual_lr = None
+    elif "optim.lr" in keys:
+        manual_lr = cfg.optim.lr
+    reset = reset_optimizer or reset_optimizer_on_resume(cfg)
+    start = int(ckpt["epoch"])
+
+    def make(dist: DistInfo, device: Any) -> Trainer:
+        return Trainer(resolve_run(cfg, world=dist.world), run, dist=dist, device=device, resume=ckpt,
+                       manual_lr=manual_lr, reset_optimizer=reset)
+
+    def begin(trainer: Trainer) -> None:
+        run.rewind(start, path, trainer.best_epoch)
+        note = f", learning rate fixed at {manual_lr:g}" if manual_lr is not None else ""
+        _begin_segment(run, trainer, {"start_epoch": start, "overrides": list(overrides or []),
+                                      "checkpoint": str(path), "manual_lr": manual_lr, "reset_optimizer": reset},
+                       f"resuming {run.path} from epoch {start} ({path.name}){note}"
+                       + (", optimizer state reset" if reset else ""))
+
+    return _run_segment(cfg, make, begin, run)
+
+
+def _restart(run: RunDir, overrides: list[str] | None) -> FitResult:
+    """No epoch was ever completed: train again from epoch 0 in the same directory."""
+    cfg = run.read_config(overrides)
+
+    def make(dist: DistInfo, device: Any) -> Trainer:
+        return Trainer(resolve_run(cfg, world=dist.world), run, dist=dist, device=device)
+
+    def begin(trainer: Trainer) -> None:
+        _begin_segment(run, trainer, {"start_epoch": 0, "overrides": list(overrides or []), "restart": True},
+                       f"restarting {run.path} from epoch 0 (no epoch was completed before)")
+
+    return _run_segment(cfg, make, begin, run)
+
+
+def _run_segment(cfg: Config, make: Callable[[DistInfo, Any], Trainer], begin: Callable[[Trainer], None],
+                 run: RunDir) -> FitResult:
+    dist, device = init_distributed(cfg.train.device)
+    try:
+        trainer = make(dist, device)
+        on_main(dist, lambda: begin(trainer))
+        return _fit(trainer, run, dist)
+    finally:
+        shutdown_distributed()
+
+
+def _begin_segment(run: RunDir, trainer: Trainer, segment: dict[str, Any], message: str) -> None:
+    run.write_history(trainer.history, trainer.task.history_fields())
+    _write_run_files(run, trainer)
+    state = run.read_state()
+    state.setdefault("segments", []).append({**segment, "time": _now()})
+    state.update(status="running", epochs_done=trainer.start_epoch, best_epoch=trainer.best_epoch)
+    state.pop("error", None)
+    run.write_state(state)
+    trainer.reporter.line(message)
+
+
+def check_identity(run: RunDir, ckpt: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint that belongs to another run (a copied-in file): other run id or model."""
+    theirs, ours = ckpt.get("run_id"), run.run_id
+    if theirs and ours and theirs != ours:
+        raise UserError(f"{path} belongs to another run (run id {theirs[:8]}, this run is {ours[:8]}); "
+                        f"copy it into its own run directory or evaluate it there")
+    with contextlib.suppress(UserError):
+        expected = run.read_config().model.name
+        found = ckpt.get("model", {}).get("name")
+        if found != expected:
+            raise UserError(f"{path} holds model '{found}' but {run.path} trains '{expected}'; it belongs to "
+                            f"another run")
+
+
+def _fit(trainer: Trainer, run: RunDir, dist: DistInfo) -> FitResult:
+    """Run training; record in run.json how it ended."""
+    try:
+        result = trainer.fit()
+    except StopRequested:
+        raise  # the trainer marked the run interrupted
+    except BaseException as exc:
+        if dist.is_main:
+            with contextlib.suppress(Exception):
+                run.update_state(status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
+        raise
+    if dist.is_main:
+        run.update_state(status="finished")
+    return result
+
+
+def _write_run_files(run: RunDir, trainer: Trainer) -> None:
+    run.write_config(trainer.cfg)
+    run.write_preprocess(trainer.pre)
+    run.write_labels(trainer.data.classes)

@@ -1,0 +1,101 @@
+"""The run lock: one process at a time writes a run directory.
+
+`run.lock` holds the writer's PID, host name, start time and command. A second `train`/`resume`
+on the same run gets a one-line error naming the holder. A lock whose process is gone (same host,
+dead PID: a SIGKILL or a crash) is stale and taken over. Locks from another host are never taken
+over automatically: on shared file systems only the user knows whether that process still runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from deepvision.errors import UserError
+
+LOCK_NAME = "run.lock"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def read_holder(path: Path) -> dict[str, Any] | None:
+    """The lock's content, or None when there is no lock; {} when it is unreadable (a torn write)."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def is_stale(holder: dict[str, Any]) -> bool:
+    """A lock nobody holds any more: its process (on this host) is gone, or it was never written whole."""
+    if not holder:
+        return True
+    if holder.get("host") != socket.gethostname():
+        return False
+    try:
+        return not pid_alive(int(holder.get("pid", -1)))
+    except (TypeError, ValueError):
+        return True
+
+
+class RunLock:
+    """`with RunLock(run_path):` holds the run for this process; re-entrant within the process."""
+
+    def __init__(self, run_path: str | Path) -> None:
+        self.path = Path(run_path) / LOCK_NAME
+        self.held = False
+
+    def acquire(self) -> RunLock:
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "command": " ".join(["deepvision", *sys.argv[1:]])[:300]}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = read_holder(self.path)
+                if holder is None:
+                    continue  # released meanwhile: try again
+                if holder.get("pid") == os.getpid() and holder.get("host") == me["host"]:
+                    return self  # this process already holds it
+                if is_stale(holder):
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise UserError(f"{self.path.parent} is in use by `{holder.get('command', '?')}` (PID "
+                                f"{holder.get('pid')} on {holder.get('host')}, since {holder.get('since')}); wait "
+                                f"for it to finish or stop it, then try again") from None
+            except OSError as exc:
+                raise UserError(f"cannot lock {self.path.parent}: {exc.strerror or exc}") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(me))
+            self.held = True
+            return self
+        raise UserError(f"cannot lock {self.path.parent}: another process keeps taking the lock; try again")
+
+    def release(self) -> None:
+        if self.held:
+            holder = read_holder(self.path)
+            if holder and holder.get("pid") == os.getpid():
+                self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()

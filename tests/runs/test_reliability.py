@@ -1,0 +1,164 @@
+"""Issue 16's run-level cases: each reproduces a way a run could be lost or written outside itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from deepvision.api import evaluate, resume, train
+from deepvision.config import build_config
+from deepvision.engine.callbacks import Callback
+from deepvision.engine.distributed import DistInfo
+from deepvision.engine.resolve import resolve_run
+from deepvision.engine.signals import StopRequested
+from deepvision.engine.trainer import Trainer
+from deepvision.errors import UserError
+from deepvision.runs.journal import journal
+from deepvision.runs.lock import RunLock
+from deepvision.runs.rundir import RunDir
+from tests.helpers import tiny_config
+
+
+def _run(tmp_path, name="r", epochs=2, **model):
+    cfg = tiny_config(epochs, max_samples=160)
+    cfg["model"] = {"name": "lenet", **model}
+    return RunDir(train(cfg, out=tmp_path, name=name).run_dir)
+
+
+def _snapshot(run: RunDir) -> dict[str, bytes]:
+    return {str(p.relative_to(run.path)): p.read_bytes() for p in sorted(run.path.rglob("*")) if p.is_file()}
+
+
+def test_case6_a_run_is_locked_while_a_process_trains_in_it(tmp_path):
+    run = _run(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.stdout.write('x'); sys.stdout.flush(); "
+                               "time.sleep(60)"], stdout=subprocess.PIPE)
+    holder.stdout.read(1)
+    (run.path / "run.lock").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
+                                                   "since": "now", "command": "deepvision train x.yaml"}))
+    try:
+        before = _snapshot(run)
+        with pytest.raises(UserError, match=rf"in use by `deepvision train x.yaml` \(PID {holder.pid}"):
+            resume(run.path, overrides=["train.epochs=3"])
+        assert _snapshot(run) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale and taken over
+    assert len(resume(run.path, overrides=["train.epochs=3"]).history) == 3
+    assert not (run.path / "run.lock").exists()
+    assert run.status() == "finished"
+
+
+def test_case6_the_lock_is_reentrant_and_released(tmp_path):
+    with RunLock(tmp_path) as lock:
+        assert lock.held and json.loads((tmp_path / "run.lock").read_text())["pid"] == os.getpid()
+        RunLock(tmp_path).acquire()  # the same process may enter again
+    assert not (tmp_path / "run.lock").exists()
+
+
+def test_case7_flipped_bytes_in_a_checkpoint_are_refused(tmp_path):
+    run = _run(tmp_path)
+    last = run.checkpoints / "last.pt"
+    data = bytearray(last.read_bytes())
+    for i in range(2000, 2050):
+        data[i] ^= 0x5A
+    last.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=r"last.pt is corrupt"):
+        resume(run.path, overrides=["train.epochs=3"])
+    with pytest.raises(UserError, match=r"last.pt is corrupt"):
+        evaluate(run.path, which="last", quiet=True)
+
+
+def test_case8_a_foreign_checkpoint_is_refused_and_changes_nothing(tmp_path):
+    lenet = _run(tmp_path, "lenet")
+    other = _run(tmp_path, "other")  # same model, another run
+    shutil.copy(other.checkpoints / "last.pt", lenet.checkpoints / "last.pt")
+    before = _snapshot(lenet)
+    with pytest.raises(UserError, match="belongs to another run"):
+        resume(lenet.path, overrides=["train.epochs=3"])
+    with pytest.raises(UserError, match="belongs to another run"):
+        evaluate(lenet.path, which="last", quiet=True)
+    assert _snapshot(lenet) == before
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("checkpoint", "prefix", "../../../x"), ("checkpoint", "prefix", "/tmp/x"), ("checkpoint", "prefix", "a\tb"),
+    (None, "name", "a\nb"), (None, "name", ".."), (None, "name", "a\\b")])
+def test_case9_names_that_would_escape_the_run_are_refused(section, key, value):
+    cfg = tiny_config(1)
+    if section:
+        cfg[section] = {key: value}
+    else:
+        cfg[key] = value
+    with pytest.raises(UserError, match="must be a plain (file|folder) name"):
+        build_config(cfg)
+
+
+def test_case9_a_checkpoint_config_with_an_escaping_prefix_is_refused(tmp_path):
+    run = _run(tmp_path)
+    ckpt = torch.load(run.checkpoints / "last.pt", weights_only=True)
+    ckpt["config"]["checkpoint"]["prefix"] = "../../escaped"
+    torch.save(ckpt, run.checkpoints / "last.pt")
+    with pytest.raises(UserError, match="checkpoint.prefix must be a plain file name"):
+        resume(run.path, overrides=["train.epochs=3"])
+    assert not list(tmp_path.rglob("escaped*"))
+
+
+def test_case10_damaged_run_metadata_gives_one_line_and_the_journal_lists_the_rest(tmp_path, run_cli):
+    good, bad = _run(tmp_path, "good"), _run(tmp_path, "bad")
+    bad.state_path.write_text('["not", "an", "object"]')
+    with pytest.raises(UserError, match="run.json is damaged"):
+        resume(bad.path, overrides=["train.epochs=3"])
+    rows = {r["name"]: r for r in journal(tmp_path)}
+    assert rows["good"]["status"] == "finished" and rows["bad"]["status"].startswith("damaged: ")
+    good.history_path.write_bytes(bytes(range(256)) * 4)
+    code, _, err = run_cli("plot", good.path)
+    assert code == 2 and "history.csv is damaged" in err and "Traceback" not in err
+
+
+def test_case10_killed_start_up_and_killed_runs_are_detected(tmp_path):
+    dead = tmp_path / "r"
+    (dead / "checkpoints").mkdir(parents=True)
+    (dead / "run.json").write_text('{"status": "starting"}')
+    assert RunDir.create(tmp_path, "r").path == dead  # the name is not used up by a start-up that died
+    run = _run(tmp_path, "k")
+    state = run.read_state()
+    state["status"] = "running"  # as left by SIGKILL: no live process holds the run
+    run.write_state(state)
+    assert run.status() == "killed"
+
+
+class _StopAt(Callback):
+    main_only = False
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.at = (epoch, batch)
+
+    def on_batch_end(self, epoch: int, batch: int) -> None:
+        if (epoch, batch) == self.at:
+            self.trainer.stop.signum = signal.SIGINT
+
+
+def test_case15_an_interrupt_in_the_first_epoch_prints_a_command_that_works(tmp_path, run_cli):
+    cfg = build_config(tiny_config(2, max_samples=160))
+    run = RunDir.create(tmp_path, "first")
+    run.write_state({"status": "running", "run_id": "abc"})
+    resolved = resolve_run(cfg)
+    run.write_config(resolved.cfg)
+    trainer = Trainer(resolved, run, dist=DistInfo(), device=torch.device("cpu"), callbacks=[_StopAt(0, 1)])
+    with pytest.raises(StopRequested) as stop:
+        trainer.fit()
+    assert stop.value.epochs_done == 0 and not run.has_checkpoints()
+    assert "no epoch was completed" in run.log_path.read_text()
+    code, out, err = run_cli("resume", run.path)  # the command the interrupt printed
+    assert code == 0, err
+    assert len(run.read_history()) == 2 and run.read_state()["segments"][-1]["restart"] is True
