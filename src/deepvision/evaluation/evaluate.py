@@ -136,6 +136,8 @@ def evaluate_run(
         "rank1": M.rank_k(probs, labels, 1), "rank5": M.rank_k(probs, labels, 5),
         "cross_entropy": M.cross_entropy(probs, labels),
     }
+    if M.is_age_buckets(classes):  # Adience age: one-off accuracy (§7.3)
+        result["one_off"] = M.one_off(probs, labels, classes)
     report = M.per_class_report(probs, labels, classes)
     cm = M.confusion(probs, labels, len(classes))
     suffix = "-10crop" if crops == 10 else ""
@@ -165,6 +167,8 @@ def evaluate_run(
     result["files"] = {k: str(v) for k, v in files.items()}
     atomic_write_text(files["metrics"], json.dumps(result, indent=2) + "\n")
     say(f"[INFO] rank-1: {result['rank1'] * 100:.2f}%")
+    if "one_off" in result:
+        say(f"[INFO] one-off: {result['one_off'] * 100:.2f}%")
     if len(classes) > 2:
         say(f"[INFO] rank-5: {result['rank5'] * 100:.2f}%")
     say(f"[INFO] cross-entropy: {abs(result['cross_entropy']):.4f}")

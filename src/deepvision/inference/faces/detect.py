@@ -201,7 +201,11 @@ def available_detectors() -> list[str]:
 def create_detector(name: str = "haar", **options: Any) -> FaceDetector:
     """A detector by name: haar (default), dlib, mtcnn, or auto (dlib when importable, else haar)."""
     if name == "auto":
-        name = "dlib" if "dlib" in available_detectors() else "haar"
+        try:
+            dlib_module()
+            name = "dlib"
+        except UserError:
+            name = "haar"
     if name == "haar":
         return HaarDetector(**options)
     if name == "dlib":
