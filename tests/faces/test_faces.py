@@ -106,7 +106,8 @@ def _centroid(img: np.ndarray, channel: int) -> tuple[float, float]:
     return float(xs.mean()), float(ys.mean())
 
 
-@pytest.mark.parametrize(("centre", "distance", "tilt"), [((200, 180), 60, 0), ((150, 220), 44, 17), ((260, 160), 90, -25)])
+@pytest.mark.parametrize(("centre", "distance", "tilt"),
+                         [((200, 180), 60, 0), ((150, 220), 44, 17), ((260, 160), 90, -25)])
 def test_alignment_puts_the_eyes_at_the_specified_coordinates(centre, distance, tilt):
     a = math.radians(tilt)
     dx, dy = distance / 2 * math.cos(a), distance / 2 * math.sin(a)
