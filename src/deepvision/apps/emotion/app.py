@@ -157,6 +157,9 @@ class _Sink:
         cv2 = self.cv2
         if self.is_video:
             composite = side_by_side(frame, canvas)
+            h, w = composite.shape[:2]
+            if h % 2 or w % 2:  # most codecs (mp4v, H.264) need even sizes
+                composite = np.pad(composite, ((0, h % 2), (0, w % 2), (0, 0)))
             if self.writer is None:
                 h, w = composite.shape[:2]
                 self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
