@@ -210,13 +210,24 @@ def run_emotion(
     width: int = 300,
     max_frames: int | None = None,
     device: str = "cpu",
+    threads: int | None = None,
     on_frame: Callable[[FrameResult], None] | None = None,
 ) -> EmotionSummary:
-    """Run the §9.1 loop; returns the per-frame results and the speed. See the module doc for outputs."""
+    """Run the §9.1 loop; returns the per-frame results and the speed. See the module doc for outputs.
+
+    `threads` sets PyTorch's CPU threads (process-wide); one frame's work is tiny, so 1 is fastest on
+    a busy CPU (idle threads spin while waiting for each other).
+    """
     if headless and out is None:
         raise UserError("--headless needs --out DIR (annotated frames) or --out FILE.mp4 (a video)")
     if max_frames is not None and max_frames <= 0:
         raise UserError(f"--max-frames must be positive, got {max_frames}")
+    if threads is not None:
+        if threads < 1:
+            raise UserError(f"--threads must be at least 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
     out_path = Path(out) if out is not None else None
     if out_path is not None and out_path.suffix and out_path.suffix.lower() not in VIDEO_SUFFIXES:
         raise UserError(f"--out {out_path}: give a folder or a video file ({', '.join(VIDEO_SUFFIXES)})")

@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, default=300, help="frame width for detection and display (300)")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    p.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (default 1: fastest for one small "
+                                                          "face per frame)")
     p.set_defaults(func=run)
 
 
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     summary = run_emotion(args.model, video=args.video, camera=args.camera, headless=args.headless, out=args.out,
                           detector=args.detector, keras_model=args.keras_model, width=args.width,
-                          max_frames=args.max_frames, device=args.device)
+                          max_frames=args.max_frames, device=args.device, threads=args.threads)
     if summary.no_face:
         print(f"no face found in {summary.no_face} of {summary.frames} frames")
     for kind, path in summary.files.items():
