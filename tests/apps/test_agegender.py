@@ -18,7 +18,7 @@ from deepvision.apps.agegender.adience import (
     make_fake_adience,
 )
 from deepvision.data.lst import read_lst
-from tests.faces.videotools import FACE, astronaut_bgr, iou
+from tests.faces.facetools import FACE, astronaut_bgr, iou
 
 FACES = 60  # every 10th face has the bucket-less age (8, 23); 4 rows per fold are dropped for both tasks
 TINY = ["--set", "model.name=lenet", "--set", "model.num_classes=null", "--set", "data.image_size=28",

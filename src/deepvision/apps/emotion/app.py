@@ -9,9 +9,11 @@ probabilities; the probability canvas and the red box + label overlay of §9.1. 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -97,6 +99,7 @@ class EmotionRecognizer:
 
 def open_capture(video: str | Path | None = None, camera: int = 0) -> Any:
     """An opened cv2.VideoCapture for a video file or a camera index; UserError when it cannot be opened."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "0")  # FFmpeg's own messages ("moov atom not found"): off
     cv2 = cv2_module()
     if video is not None:
         path = Path(video)
@@ -106,11 +109,26 @@ def open_capture(video: str | Path | None = None, camera: int = 0) -> Any:
         if not cap.isOpened():
             raise UserError(f"cannot open {path} as a video (unsupported or damaged file)")
         return cap
-    cap = cv2.VideoCapture(int(camera))
+    with _quiet_opencv(cv2):  # OpenCV logs its own warnings for a missing camera; ours is the one line
+        cap = cv2.VideoCapture(int(camera))
     if not cap.isOpened():
         raise UserError(f"camera {camera} cannot be opened (no such device, or it is busy); "
                         f"try --camera with another index, or --video FILE")
     return cap
+
+
+@contextlib.contextmanager
+def _quiet_opencv(cv2: Any) -> Iterator[None]:
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is None:
+        yield
+        return
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        log.setLogLevel(level)
 
 
 def frames_from(cap: Any, is_camera: bool, max_frames: int | None = None) -> Iterator[np.ndarray]:

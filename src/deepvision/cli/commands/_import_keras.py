@@ -67,9 +67,10 @@ def run(args: argparse.Namespace) -> int:
     from deepvision.runs.loading import load_run
 
     loaded = load_run(out)
-    print(f"imported {args.h5} as {loaded.cfg.model.name} ({len(loaded.classes)} classes: "
-          f"{', '.join(loaded.classes[:7])}{', ...' if len(loaded.classes) > 7 else ''})")
-    print(f"  run: {out}")
-    print(f"  input: {loaded.pre.channels}x{loaded.pre.size[0]}x{loaded.pre.size[1]}, scale {loaded.pre.scale:.6g}"
-          + (f", mean {loaded.pre.mean}, std {loaded.pre.std}" if loaded.pre.mean else ""))
+    pre = loaded.pre
+    print(f"imported {Path(args.h5).name} as {loaded.cfg.model.name}, {len(loaded.classes)} classes")
+    print(f"  classes: {', '.join(loaded.classes[:8])}{', ...' if len(loaded.classes) > 8 else ''}")
+    print(f"  input:   {pre.channels}x{pre.size[0]}x{pre.size[1]}, scale {pre.scale:.6g}"
+          + (f", mean {pre.mean}, std {pre.std}" if pre.mean else ""))
+    print(f"  run:     {out}")
     return 0

