@@ -109,9 +109,10 @@ def _config_layers(model_config: Any) -> tuple[list[dict[str, Any]], tuple[int, 
 
 def read_keras_h5(path: str | Path) -> KerasFile:
     """Every layer of a Keras HDF5 model or weights file, with its config (when stored) and weights."""
-    from deepvision.data.hdf5 import _h5py
-
-    h5py = _h5py()
+    try:
+        import h5py
+    except ImportError:
+        raise UserError("reading Keras .h5 files needs h5py: pip install 'deepvision[faces]'") from None
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Keras file not found: {path}")
@@ -262,7 +263,7 @@ def convert_layer(layer: KerasLayer, unit: TorchUnit) -> dict[str, torch.Tensor]
 
 
 def _mismatch(layer: KerasLayer, unit: TorchUnit, why: str) -> UserError:
-    return UserError(f"the .h5 does not match the model at {layer.describe()} vs PyTorch {unit.describe()}: {why}")
+    return UserError(f"{layer.describe()} does not fit PyTorch {unit.describe()}: {why}")
 
 
 def keras_state_dict(kfile: KerasFile, model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, Any]:
@@ -294,11 +295,11 @@ def keras_state_dict(kfile: KerasFile, model: nn.Module, input_shape: tuple[int,
     if len(layers) != len(units):
         extra = (layers[len(units)].describe() if len(layers) > len(units)
                  else f"PyTorch {units[len(layers)].describe()}")
-        raise UserError(f"the .h5 has {len(layers)} weighted layers but the model has {len(units)}; the first "
+        raise UserError(f"the file has {len(layers)} weighted layers but the model has {len(units)}; the first "
                         f"unmatched one is {extra}")
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     if missing:
-        raise UserError(f"the .h5 leaves {len(missing)} model tensors unset (first: {missing[0]})")
+        raise UserError(f"the file leaves {len(missing)} model tensors unset (first: {missing[0]})")
     for k in own:
         if k.endswith("num_batches_tracked"):
             state[k] = own[k]

@@ -81,7 +81,10 @@ def _try_model(kfile: KerasFile, model: str, size: int | None, args: dict[str, A
     hw = _input_size(kfile, model, size)
     opts = _builder_options(kfile, model, hw, args)
     net = create_model(model, classes, in_channels, **opts)
-    mapped = keras_state_dict(kfile, net, (in_channels, *hw))
+    try:
+        mapped = keras_state_dict(kfile, net, (in_channels, *hw))
+    except UserError as exc:
+        raise UserError(f"{kfile.path.name} does not match {model}: {exc}") from None
     eps = sorted(set(mapped["bn_eps"]))
     if eps:
         if "bn_eps" not in get_model_spec(model).options:
