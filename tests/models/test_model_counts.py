@@ -45,6 +45,7 @@ COUNTS = [
     ("squeezenet_ref", {}, 1_248_424, 1_248_424),
     ("emotion_vgg", {}, 587_110, 587_110),
     ("emotion_vgg", {"num_classes": 7}, 587_175, 587_175),
+    ("mini_xception", {}, 56_951, 56_951),  # Keras: 58,423 with the 1,472 BN moving statistics
     ("age_gender_net", {}, 8_862_664, 8_860_904),  # 8,859,144 conv/FC + BN (1,760 channels)
     ("age_gender_net", {"num_classes": 2}, 8_859_586, 8_857_826),  # 8,856,066 conv/FC + BN
     ("stl10_cnn", {}, 427_072, 427_072),

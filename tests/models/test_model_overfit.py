@@ -37,6 +37,7 @@ CASES = {  # name[-variant]: (options, input shape[, lr])
                                 (3, 32, 32)),
     "squeezenet_ref": ({"global_pool": True}, (3, 48, 48)),
     "emotion_vgg": ({}, (1, 48, 48)),
+    "mini_xception": ({}, (1, 64, 64)),
     "age_gender_net": ({"input_size": 64, "fc_units": 64}, (3, 64, 64), 1e-2),
     "minivgg": ({}, (3, 32, 32)),
     "lenet": ({}, (1, 28, 28)),

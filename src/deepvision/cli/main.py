@@ -26,7 +26,7 @@ def build_parser() -> Parser:
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"deepvision {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=Parser)
-    names = [m.name for m in pkgutil.iter_modules(commands.__path__)]
+    names = [m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")]  # _x: helpers
     modules = [importlib.import_module(f"{commands.__name__}.{name}") for name in names]
     for module in sorted(modules, key=lambda m: (getattr(m, "ORDER", 50), m.__name__)):
         module.register(sub)

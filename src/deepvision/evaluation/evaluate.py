@@ -149,6 +149,8 @@ def evaluate_run(
     if meter is not None and len(labels):  # the numbers training-time validation reports, from the logits
         scores = meter.compute()
         result.update(rank1=scores["acc"], rank5=scores["top5"], cross_entropy=scores["loss"])
+    if M.is_age_buckets(classes):  # Adience age: one-off accuracy (§7.3)
+        result["one_off"] = M.one_off(probs, labels, classes)
     report = M.per_class_report(probs, labels, classes)
     cm = M.confusion(probs, labels, len(classes))
     suffix = "-10crop" if crops == 10 else ""
@@ -178,6 +180,8 @@ def evaluate_run(
     result["files"] = {k: str(v) for k, v in files.items()}
     atomic_write_text(files["metrics"], json.dumps(result, indent=2) + "\n")
     say(f"[INFO] rank-1: {result['rank1'] * 100:.2f}%")
+    if "one_off" in result:
+        say(f"[INFO] one-off: {result['one_off'] * 100:.2f}%")
     if len(classes) > 2:
         say(f"[INFO] rank-5: {result['rank5'] * 100:.2f}%")
     say(f"[INFO] cross-entropy: {abs(result['cross_entropy']):.4f}")

@@ -51,3 +51,25 @@ def binary_curves(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
         "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": np.nan_to_num(roc_thr, posinf=1.0).tolist()},
         "pr": {"precision": precision.tolist(), "recall": recall.tolist(), "thresholds": pr_thr.tolist()},
     }
+
+
+# Adience age buckets (SPEC §1.8, §7.3), in numeric order; class ids follow the run's own label order
+AGE_BUCKETS = ("0_2", "4_6", "8_13", "15_20", "25_32", "38_43", "48_53", "60_inf")
+
+
+def is_age_buckets(classes: list[str]) -> bool:
+    """True when the class names are exactly the 8 Adience age buckets (in any order)."""
+    return len(classes) == len(AGE_BUCKETS) and set(classes) == set(AGE_BUCKETS)
+
+
+def one_off(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> float:
+    """One-off accuracy (§7.3): the arg-max bucket is the true one or its neighbour in age order.
+
+    Only the arg-max counts; buckets are ordered by their numeric lower bound whatever the class ids.
+    """
+    if not is_age_buckets(classes):
+        raise ValueError(f"one-off accuracy needs the 8 Adience age buckets as classes, got {classes}")
+    order = np.array([AGE_BUCKETS.index(c) for c in classes])
+    if not len(labels):
+        return float("nan")
+    return float((np.abs(order[probs.argmax(1)] - order[labels]) <= 1).mean())

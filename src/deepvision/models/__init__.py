@@ -1,7 +1,7 @@
 """Model zoo: every architecture registered by name (see `deepvision models`).
 
 Hand-built reference architectures (`alexnet_ref`, `vgg16_ref`, `googlenet_ref`, `resnet_ref`,
-`resnet50_ref`, `squeezenet_ref`, `emotion_vgg`, `age_gender_net`, `stl10_cnn`, `minivgg`, `lenet`,
+`resnet50_ref`, `squeezenet_ref`, `emotion_vgg`, `mini_xception`, `age_gender_net`, `stl10_cnn`, `minivgg`, `lenet`,
 `mlp`, `keras_mnist_cnn`), every torchvision classification model as `tv:NAME` and, when timm is
 installed, every timm model as `timm:NAME`.
 """
@@ -13,6 +13,7 @@ from deepvision.models import (  # noqa: F401  (importing registers the models a
     googlenet,
     keras_mnist_cnn,
     lenet,
+    mini_xception,
     minivgg,
     mlp,
     resnet,

@@ -43,10 +43,17 @@ def run(args: argparse.Namespace) -> int:
         epochs = range(cfg.train.epochs)
         lrs = cfg.schedule.name if sched.per_iteration else describe_lrs([sched(e) for e in epochs])
         ref = cfg.reference
-        val = f"{ref['val_rank1']} / {ref['val_rank5']}" if "val_rank1" in ref else "-"
-        test = f"{ref['test_rank1']} / {ref['test_rank5']}" if "test_rank1" in ref else (
-            str(ref.get("test_acc", "-")))
+        val, test = _published(ref, "val"), _published(ref, "test")
         batch = cfg.train.global_batch or cfg.data.batch_size
         table.add_row(name, cfg.model.name, cfg.data.source, str(cfg.train.epochs), str(batch), lrs, val, test)
     Console(width=None if Console().is_terminal else 200).print(table)
     return 0
+
+
+def _published(ref: dict, split: str) -> str:
+    """'r1 / r5', 'r1' alone, with the one-off accuracy when published (Adience age), or the plain accuracy."""
+    r1, r5, one_off = ref.get(f"{split}_rank1"), ref.get(f"{split}_rank5"), ref.get(f"{split}_one_off")
+    if r1 is None:
+        return str(ref.get(f"{split}_acc", "-"))
+    text = f"{r1} / {r5}" if r5 is not None else str(r1)
+    return f"{text} (one-off {one_off})" if one_off is not None else text

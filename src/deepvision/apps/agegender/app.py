@@ -1,0 +1,245 @@
+"""Age and gender deployment (SPEC §9.4).
+
+Images outside the dataset (`--image FILE|FOLDER`, a folder in sorted order): resize to width 800,
+detect every face (dlib HOG upsampled once when dlib is installed, else the Haar cascade), locate
+the eyes (68 landmarks, MTCNN points, eye cascade or box), align to 256 x 256, 10-crop at each run's
+input size with each run's mean (RGB, erratum #13), average the probabilities. Test samples
+(`--sample-size N` rows of the age test list): resize to the input size (bicubic), one crop.
+Writes the input with green face boxes, the aligned faces and one probability canvas per task as
+PNG files (headless), or shows them in windows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepvision.apps.agegender.adience import display_label
+from deepvision.apps.classifier import Classifier, load_classifier
+from deepvision.errors import UserError
+from deepvision.evaluation.tencrop import ten_crop
+from deepvision.fileio import atomic_write_text
+from deepvision.inference.faces.align import align_face
+from deepvision.inference.faces.detect import create_detector, cv2_module
+from deepvision.inference.faces.draw import GREEN, RED, draw_face, probability_canvas, resize_to_width
+from deepvision.inference.faces.landmarks import EyeFinder
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class FaceResult:
+    image: str
+    face: int
+    box: tuple[int, int, int, int]  # in the original image's pixels
+    eyes: str  # the eye source used for alignment
+    age: dict[str, float]
+    gender: dict[str, float]
+
+    @property
+    def age_label(self) -> str:
+        return max(self.age, key=self.age.get)
+
+    @property
+    def gender_label(self) -> str:
+        return max(self.gender, key=self.gender.get)
+
+
+@dataclass
+class AgeGenderReport:
+    faces: list[FaceResult] = field(default_factory=list)
+    no_face: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def face_probabilities(clf: Classifier, aligned_bgr: np.ndarray) -> np.ndarray:
+    """§7.4 on an aligned face: resize to the run's resize side (bicubic), 10 crops, mean of the softmaxes.
+
+    A run without a resize side scores one bicubic resize to its input size instead.
+    """
+    cv2 = cv2_module()
+    rgb = cv2.cvtColor(aligned_bgr, cv2.COLOR_BGR2RGB) if clf.pre.channels == 3 else \
+        cv2.cvtColor(aligned_bgr, cv2.COLOR_BGR2GRAY)[:, :, None]
+    h, w = clf.pre.size
+    side = clf.pre.resize
+    if side and side >= max(h, w):
+        img = cv2.resize(rgb, (side, side), interpolation=cv2.INTER_CUBIC).reshape(side, side, -1)
+        crops = ten_crop(torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), (h, w))
+        return clf.probabilities(crops).mean(0)
+    img = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_CUBIC).reshape(h, w, -1)
+    return clf.probabilities(torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None])[0]
+
+
+def list_images(image: str | Path) -> list[Path]:
+    path = Path(image)
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+        if not found:
+            raise UserError(f"no image ({', '.join(IMAGE_EXTS)}) in {path}")
+        return found
+    if not path.is_file():
+        raise UserError(f"image not found: {path}")
+    return [path]
+
+
+class _Output:
+    """Images go to files under `out` (headless) or to windows (any key for the next image)."""
+
+    def __init__(self, out: Path | None) -> None:
+        self.cv2, self.out = cv2_module(), out
+        if out is not None:
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"cannot create {out}: {exc.strerror or exc}") from None
+
+    def show(self, name: str, image: np.ndarray) -> None:
+        if self.out is not None:
+            path = self.out / f"{name}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.cv2.imwrite(str(path), image):
+                raise UserError(f"could not write {path}; check the folder and free space")
+            return
+        try:
+            self.cv2.imshow(name, image)
+        except self.cv2.error:
+            raise UserError("this OpenCV build cannot open windows (opencv-python-headless); give --out DIR") from None
+
+    def wait(self) -> None:
+        if self.out is None:
+            self.cv2.waitKey(0)
+            self.cv2.destroyAllWindows()
+
+
+def _models(run_age, run_gender, device: str) -> tuple[Classifier, Classifier]:
+    age = run_age if isinstance(run_age, Classifier) else load_classifier(run_age, device=device)
+    gender = run_gender if isinstance(run_gender, Classifier) else load_classifier(run_gender, device=device)
+    return age, gender
+
+
+def predict_agegender(run_age: str | Path | Classifier, run_gender: str | Path | Classifier, image: str | Path, *,
+                      out: str | Path | None = None, detector: str = "auto", landmarks: str | Path | None = None,
+                      eyes: str = "auto", device: str = "cpu") -> AgeGenderReport:
+    """Every face of an image (or of each image of a folder, sorted): box, aligned face, age and gender."""
+    paths = list_images(image)
+    age_clf, gender_clf = _models(run_age, run_gender, device)
+    det = create_detector(detector)  # dlib: HOG upsampled once
+    finder = EyeFinder(eyes, landmarks)
+    output = _Output(Path(out) if out is not None else None)
+    report = AgeGenderReport()
+    cv2 = cv2_module()
+    for path in paths:
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise UserError(f"cannot read {path} as an image")
+        small, factor = resize_to_width(frame, 800)
+        faces = det.detect(small)
+        if not faces:
+            print(f"no face found in {path}")
+            report.no_face.append(str(path))
+            continue
+        shown = small.copy()
+        for k, face in enumerate(faces):
+            found = finder(small, face)
+            aligned = align_face(small, found)
+            p_age, p_gender = face_probabilities(age_clf, aligned), face_probabilities(gender_clf, aligned)
+            box = tuple(int(round(v / factor)) for v in face.box)
+            result = FaceResult(str(path), k, box, found.source,  # type: ignore[arg-type]
+                                dict(zip(age_clf.classes, map(float, p_age))),
+                                dict(zip(gender_clf.classes, map(float, p_gender))))
+            report.faces.append(result)
+            draw_face(shown, face.box, None, GREEN)
+            stem = f"{path.stem}/face{k}"
+            output.show(f"{stem}_aligned", aligned)
+            output.show(f"{stem}_age", probability_canvas([display_label(c) for c in age_clf.classes], p_age))
+            output.show(f"{stem}_gender", probability_canvas([display_label(c) for c in gender_clf.classes], p_gender))
+        output.show(f"{path.stem}/input", shown)
+        output.wait()
+    if out is not None:
+        report.files = _write_results(Path(out), report.faces)
+    return report
+
+
+def sample_agegender(run_age: str | Path | Classifier, run_gender: str | Path | Classifier, *, sample_size: int = 10,
+                     test_list: str | Path | None = None, root: str | Path | None = None,
+                     out: str | Path | None = None, seed: int | None = None, device: str = "cpu") -> AgeGenderReport:
+    """`sample_size` rows of the age test list, sampled without replacement: image with the actual age, canvases."""
+    from deepvision.data.lst import read_lst
+
+    if sample_size <= 0:
+        raise UserError(f"--sample-size is a number of samples and must be positive, got {sample_size}")
+    age_clf, gender_clf = _models(run_age, run_gender, device)
+    lst = Path(test_list) if test_list else _default_test_list(run_age)
+    entries = read_lst(lst)
+    if not entries:
+        raise UserError(f"{lst} lists no image")
+    rows = random.Random(seed).sample(entries, min(sample_size, len(entries)))
+    base = Path(root) if root else lst.parent
+    output = _Output(Path(out) if out is not None else None)
+    report = AgeGenderReport()
+    cv2 = cv2_module()
+    for n, entry in enumerate(rows):
+        path = base / entry.path
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise UserError(f"cannot read {path} (give the Adience folder with --root)")
+        p_age = _single(age_clf, image)
+        p_gender = _single(gender_clf, image)
+        actual = age_clf.classes[int(entry.label)] if 0 <= int(entry.label) < len(age_clf.classes) else "?"
+        shown, _ = resize_to_width(image, 400)
+        shown = shown.copy()
+        cv2.putText(shown, f"Actual: {display_label(actual)}", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.7, RED, 3)
+        output.show(f"sample{n:03d}/image", shown)
+        output.show(f"sample{n:03d}/age", probability_canvas([display_label(c) for c in age_clf.classes], p_age))
+        output.show(f"sample{n:03d}/gender", probability_canvas([display_label(c) for c in gender_clf.classes],
+                                                                p_gender))
+        output.wait()
+        report.faces.append(FaceResult(str(path), 0, (0, 0, image.shape[1], image.shape[0]), f"actual {actual}",
+                                       dict(zip(age_clf.classes, map(float, p_age))),
+                                       dict(zip(gender_clf.classes, map(float, p_gender)))))
+    if out is not None:
+        report.files = _write_results(Path(out), report.faces)
+    return report
+
+
+def _single(clf: Classifier, image_bgr: np.ndarray) -> np.ndarray:
+    cv2 = cv2_module()
+    h, w = clf.pre.size
+    img = cv2.resize(image_bgr, (w, h), interpolation=cv2.INTER_CUBIC)
+    return clf.probabilities(clf.prepare(img))[0]
+
+
+def _default_test_list(run_age: Any) -> Path:
+    if isinstance(run_age, (str, Path)) and Path(run_age).is_dir():
+        from deepvision.runs.rundir import RunDir
+
+        cfg = RunDir.open(run_age).read_config()
+        if cfg.data.test:
+            candidate = Path(cfg.data.test).with_suffix(".lst")
+            if not candidate.is_absolute() and cfg.data.root:
+                candidate = Path(cfg.data.root) / candidate
+            if candidate.is_file():
+                return candidate
+    raise UserError("give the age test list with --list (written by `deepvision adience lists`)")
+
+
+def _write_results(out: Path, faces: list[FaceResult]) -> dict[str, str]:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image", "face", "x", "y", "w", "h", "eyes", "age", "age_probability", "gender",
+                "gender_probability"])
+    for f in faces:
+        w.writerow([f.image, f.face, *f.box, f.eyes, f.age_label, f"{f.age[f.age_label]:.4f}", f.gender_label,
+                    f"{f.gender[f.gender_label]:.4f}"])
+    files = {"csv": str(out / "results.csv"), "json": str(out / "results.json")}
+    atomic_write_text(files["csv"], buf.getvalue())
+    atomic_write_text(files["json"], json.dumps([f.__dict__ for f in faces], indent=1, default=list) + "\n")
+    return files

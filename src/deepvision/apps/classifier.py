@@ -1,0 +1,89 @@
+"""A trained classifier for the applications, from a run directory, a checkpoint file or a Keras .h5 file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepvision.data.preprocess import Preprocess
+from deepvision.errors import UserError
+
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras5")
+
+
+@dataclass
+class Classifier:
+    model: nn.Module
+    pre: Preprocess
+    classes: list[str]
+    source: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def probabilities(self, batch: torch.Tensor) -> np.ndarray:
+        """Softmax probabilities (N x classes) of a uint8 N x C x H x W batch at the model's input size."""
+        with torch.inference_mode():
+            x = self.pre.normalize(batch.to(self.device))
+            return torch.softmax(self.model(x).float(), dim=1).cpu().numpy()
+
+    def prepare(self, image: np.ndarray) -> torch.Tensor:
+        """A BGR or grayscale uint8 image (any size) -> the uint8 1 x C x H x W model input (bilinear resize)."""
+        import cv2
+
+        h, w = self.pre.size
+        if self.pre.channels == 1:
+            img = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        else:
+            img = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB if image.ndim == 2 else cv2.COLOR_BGR2RGB)
+        if img.shape[:2] != (h, w):
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+        arr = img[:, :, None] if img.ndim == 2 else img
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
+
+
+def load_classifier(source: str | Path, *, keras_model: str | None = None, epoch: int | None = None,
+                    device: str = "cpu") -> Classifier:
+    """From a run directory (best.pt, or `epoch`), a deepvision checkpoint (.pt) or a Keras .h5 (imported in memory)."""
+    from deepvision.engine.distributed import resolve_device
+
+    dev = resolve_device(device)
+    path = Path(source)
+    if path.is_dir():
+        from deepvision.runs.loading import load_run
+
+        loaded = load_run(path, epoch=epoch, device=dev)
+        return Classifier(loaded.model, loaded.pre, loaded.classes, str(loaded.checkpoint))
+    if not path.is_file():
+        raise UserError(f"model not found: {path} (give a run directory, a .pt checkpoint or a Keras .h5 file)")
+    if path.suffix.lower() in KERAS_SUFFIXES:
+        from deepvision.interop.keras_import import load_keras
+
+        imported = load_keras(path, keras_model)
+        return Classifier(imported.model.to(dev).eval(), imported.pre, imported.classes, str(path))
+    return _from_checkpoint(path, dev)
+
+
+def _from_checkpoint(path: Path, device: torch.device) -> Classifier:
+    from deepvision.config.io import build_config
+    from deepvision.models.build import build_model
+    from deepvision.models.weights import load_weights
+    from deepvision.runs.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt.get("config"), dict) or not isinstance(ckpt.get("preprocess"), dict):
+        raise UserError(f"{path} holds no config/preprocessing; give its run directory instead")
+    cfg = build_config(ckpt["config"])
+    cfg.model.pretrained = None
+    pre = Preprocess.from_dict(ckpt["preprocess"])
+    model = build_model(cfg, pre)
+    load_weights(model, ckpt["model_state"], strict=True, source=f"weights in {path}")
+    classes = list(ckpt.get("classes") or [])
+    outputs = cfg.model.num_classes or len(classes)
+    classes += [str(i) for i in range(len(classes), outputs)]
+    return Classifier(model.to(device).eval(), pre, classes, str(path))

@@ -1,0 +1,285 @@
+"""Real-time emotion recognition from a camera or a video (SPEC §9.1).
+
+Per frame: resize to width 300, grayscale, Haar detection (scale 1.1, 5 neighbours, 30 x 30), the
+largest face by area w * h, its ROI resized to the model input (48 x 48 for EmotionVGGNet), class
+probabilities; the probability canvas and the red box + label overlay of §9.1. Windows "Face" and
+"Probabilities" (`q` quits), or headless: annotated frames as PNG files in a folder, or one video
+(frame and canvas side by side), plus per-frame results as CSV and JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepvision.apps.classifier import Classifier, load_classifier
+from deepvision.errors import UserError
+from deepvision.fileio import atomic_write_text
+from deepvision.inference.faces.detect import FaceDetector, create_detector, cv2_module, largest_face, to_gray
+from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
+MAX_FAILED_READS = 50  # consecutive failed camera reads before giving up
+
+
+@dataclass
+class FrameResult:
+    frame: int
+    box: tuple[int, int, int, int] | None  # in the width-300 frame
+    faces: int
+    label: str | None
+    probs: list[float] | None
+    seconds: float  # processing time of this frame (resize, detect, classify, draw)
+
+    def to_dict(self, classes: list[str]) -> dict[str, Any]:
+        return {"frame": self.frame, "faces": self.faces, "box": list(self.box) if self.box else None,
+                "label": self.label, "probabilities": dict(zip(classes, self.probs)) if self.probs else None,
+                "ms": round(self.seconds * 1000, 3)}
+
+
+@dataclass
+class EmotionSummary:
+    frames: int
+    no_face: int
+    seconds: float  # processing only (excludes decoding and writing)
+    wall_seconds: float
+    results: list[FrameResult] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def wall_fps(self) -> float:
+        return self.frames / self.wall_seconds if self.wall_seconds > 0 else float("nan")
+
+
+class EmotionRecognizer:
+    """The per-frame pipeline of §9.1 around a classifier and a face detector."""
+
+    def __init__(self, classifier: Classifier, detector: FaceDetector | None = None, width: int = 300) -> None:
+        self.classifier = classifier
+        self.detector = detector or create_detector("haar")
+        self.width = width
+        self.classes = classifier.classes
+
+    def process(self, frame: np.ndarray, index: int = 0) -> tuple[np.ndarray, np.ndarray, FrameResult]:
+        """(annotated frame at width 300, probability canvas, result) for one BGR or grayscale frame."""
+        start = time.perf_counter()
+        small, _ = resize_to_width(frame, self.width)
+        gray = to_gray(small)
+        faces = self.detector.detect(gray if self.detector.name == "haar" else small)
+        face = largest_face(faces)
+        clone = small.copy() if small.ndim == 3 else cv2_module().cvtColor(small, cv2_module().COLOR_GRAY2BGR)
+        probs = label = None
+        if face is not None:
+            x, y, w, h = face.box
+            roi = (gray if self.classifier.pre.channels == 1 else small)[y : y + h, x : x + w]
+            probs = self.classifier.probabilities(self.classifier.prepare(roi))[0]
+            label = self.classes[int(probs.argmax())]
+            draw_face(clone, face.box, label)
+            canvas = probability_canvas(self.classes, probs, self.width)
+        else:
+            canvas = probability_canvas(self.classes, np.zeros(len(self.classes)), self.width)
+        result = FrameResult(index, face.box if face else None, len(faces), label,
+                             [float(p) for p in probs] if probs is not None else None, time.perf_counter() - start)
+        return clone, canvas, result
+
+
+def open_capture(video: str | Path | None = None, camera: int = 0) -> Any:
+    """An opened cv2.VideoCapture for a video file or a camera index; UserError when it cannot be opened."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "0")  # FFmpeg's own messages ("moov atom not found"): off
+    cv2 = cv2_module()
+    if video is not None:
+        path = Path(video)
+        if not path.is_file():
+            raise UserError(f"video not found: {path}")
+        cap = cv2.VideoCapture(str(path))
+        if not cap.isOpened():
+            raise UserError(f"cannot open {path} as a video (unsupported or damaged file)")
+        return cap
+    with _quiet_opencv(cv2):  # OpenCV logs its own warnings for a missing camera; ours is the one line
+        cap = cv2.VideoCapture(int(camera))
+    if not cap.isOpened():
+        raise UserError(f"camera {camera} cannot be opened (no such device, or it is busy); "
+                        f"try --camera with another index, or --video FILE")
+    return cap
+
+
+@contextlib.contextmanager
+def _quiet_opencv(cv2: Any) -> Iterator[None]:
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is None:
+        yield
+        return
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        log.setLogLevel(level)
+
+
+def frames_from(cap: Any, is_camera: bool, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Frames until the end of the stream; failed camera reads are skipped (erratum #18)."""
+    failed = given = 0
+    while max_frames is None or given < max_frames:
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            if not is_camera:
+                return
+            failed += 1
+            if failed >= MAX_FAILED_READS:
+                raise UserError(f"the camera returned no frame {MAX_FAILED_READS} times in a row; stopping")
+            continue
+        failed = 0
+        given += 1
+        yield frame
+
+
+class _Sink:
+    """Where annotated frames go: windows, a folder of PNG files, or a video file (temp file, renamed at the end)."""
+
+    def __init__(self, out: Path | None, headless: bool, fps: float) -> None:
+        self.cv2 = cv2_module()
+        self.out, self.headless, self.fps = out, headless, fps
+        self.writer = self.tmp = None
+        self.is_video = out is not None and out.suffix.lower() in VIDEO_SUFFIXES
+        if out is not None and not self.is_video:
+            for sub in ("face", "probabilities"):
+                (out / sub).mkdir(parents=True, exist_ok=True)
+        elif self.is_video:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
+        if not headless:
+            try:
+                self.cv2.namedWindow("Face")
+                self.cv2.namedWindow("Probabilities")
+            except self.cv2.error:
+                raise UserError("this OpenCV build cannot open windows (opencv-python-headless); run with "
+                                "--headless --out DIR|video.mp4, or install opencv-python") from None
+
+    def put(self, index: int, frame: np.ndarray, canvas: np.ndarray) -> bool:
+        """Show or write one frame; False when the user pressed q."""
+        cv2 = self.cv2
+        if self.is_video:
+            composite = side_by_side(frame, canvas)
+            h, w = composite.shape[:2]
+            if h % 2 or w % 2:  # most codecs (mp4v, H.264) need even sizes
+                composite = np.pad(composite, ((0, h % 2), (0, w % 2), (0, 0)))
+            if self.writer is None:
+                h, w = composite.shape[:2]
+                self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+                if not self.writer.isOpened():
+                    raise UserError(f"cannot write the video {self.out} (no encoder for {self.out.suffix})")
+            self.writer.write(composite)
+        elif self.out is not None:
+            for sub, image in (("face", frame), ("probabilities", canvas)):
+                if not cv2.imwrite(str(self.out / sub / f"{index:06d}.png"), image):
+                    raise UserError(f"could not write {self.out / sub}; check the folder and free space")
+        if not self.headless:
+            cv2.imshow("Face", frame)
+            cv2.imshow("Probabilities", canvas)
+            return (cv2.waitKey(1) & 0xFF) != ord("q")
+        return True
+
+    def close(self, ok: bool) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            if ok:
+                self.tmp.replace(self.out)
+            else:
+                self.tmp.unlink(missing_ok=True)
+        if not self.headless:
+            self.cv2.destroyAllWindows()
+
+
+def results_csv(results: list[FrameResult], classes: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["frame", "faces", "x", "y", "w", "h", "label", *classes, "ms"])
+    for r in results:
+        box = list(r.box) if r.box else [""] * 4
+        probs = [f"{p:.6f}" for p in r.probs] if r.probs else [""] * len(classes)
+        w.writerow([r.frame, r.faces, *box, r.label or "", *probs, f"{r.seconds * 1000:.3f}"])
+    return buf.getvalue()
+
+
+def run_emotion(
+    model: str | Path | Classifier,
+    *,
+    video: str | Path | None = None,
+    camera: int = 0,
+    headless: bool = False,
+    out: str | Path | None = None,
+    detector: str = "haar",
+    keras_model: str | None = None,
+    width: int = 300,
+    max_frames: int | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    on_frame: Callable[[FrameResult], None] | None = None,
+) -> EmotionSummary:
+    """Run the §9.1 loop; returns the per-frame results and the speed. See the module doc for outputs.
+
+    `threads` sets PyTorch's CPU threads (process-wide); one frame's work is tiny, so 1 is fastest on
+    a busy CPU (idle threads spin while waiting for each other).
+    """
+    if headless and out is None:
+        raise UserError("--headless needs --out DIR (annotated frames) or --out FILE.mp4 (a video)")
+    if max_frames is not None and max_frames <= 0:
+        raise UserError(f"--max-frames must be positive, got {max_frames}")
+    if threads is not None:
+        if threads < 1:
+            raise UserError(f"--threads must be at least 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+    out_path = Path(out) if out is not None else None
+    if out_path is not None and out_path.suffix and out_path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UserError(f"--out {out_path}: give a folder or a video file ({', '.join(VIDEO_SUFFIXES)})")
+    clf = model if isinstance(model, Classifier) else load_classifier(model, keras_model=keras_model, device=device)
+    recognizer = EmotionRecognizer(clf, create_detector(detector), width)
+    cap = open_capture(video, camera)
+    fps_in = cap.get(cv2_module().CAP_PROP_FPS) or 0.0
+    sink = _Sink(out_path, headless or out_path is not None, fps_in if 1 <= fps_in <= 240 else 30.0)
+    results: list[FrameResult] = []
+    started, ok = time.perf_counter(), False
+    try:
+        for i, frame in enumerate(frames_from(cap, video is None, max_frames)):
+            annotated, canvas, result = recognizer.process(frame, i)
+            results.append(result)
+            if on_frame:
+                on_frame(result)
+            if not sink.put(i, annotated, canvas):
+                break
+        ok = True
+    except KeyboardInterrupt:
+        ok = True  # keep what was processed
+    finally:
+        cap.release()
+        sink.close(ok)
+    summary = EmotionSummary(len(results), sum(r.box is None for r in results), sum(r.seconds for r in results),
+                             time.perf_counter() - started, results)
+    if out_path is not None:
+        base = out_path.with_suffix("") if sink.is_video else out_path / "results"
+        summary.files = {"csv": f"{base}.csv", "json": f"{base}.json"}
+        if sink.is_video:
+            summary.files["video"] = str(out_path)
+        atomic_write_text(summary.files["csv"], results_csv(results, clf.classes))
+        payload = {"model": clf.source, "classes": clf.classes, "detector": detector, "width": width,
+                   "frames": summary.frames, "no_face": summary.no_face, "fps": summary.fps,
+                   "results": [r.to_dict(clf.classes) for r in results]}
+        atomic_write_text(summary.files["json"], json.dumps(payload, indent=1) + "\n")
+    return summary

@@ -1,0 +1,65 @@
+"""deepvision fer2013"""
+
+from __future__ import annotations
+
+import argparse
+
+ORDER = 66
+
+BUILD_EPILOG = """then train a recipe of SPEC §5.3 on it:
+  deepvision train emotion_vgg_e4 --data-root OUT           # 6 classes (final model)
+  deepvision train emotion_vgg_e1 --data-root OUT7          # built with --classes 7
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fer2013", help="FER2013 CSV -> HDF5 train/val/test; a fake FER CSV for testing",
+                       description="FER2013 (facial expressions) preparation.")
+    cmds = p.add_subparsers(dest="fer2013_command", metavar="<action>")
+    build = cmds.add_parser(
+        "build", help="the FER2013 CSV -> OUT/train.hdf5, val.hdf5, test.hdf5",
+        description="Read fer2013.csv (emotion,pixels,Usage) and write the Training rows to train.hdf5, PrivateTest "
+                    "to val.hdf5 and PublicTest to test.hdf5 (images N x 48 x 48, labels, label_names). In 6-class "
+                    "mode (default) disgust is merged into angry: angry, scared, happy, sad, surprised, neutral.",
+        epilog=BUILD_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    build.add_argument("csv", help="fer2013.csv")
+    build.add_argument("--out", required=True, help="output folder (existing .hdf5 files are never overwritten)")
+    build.add_argument("--classes", type=int, default=6, choices=[6, 7], help="6 (disgust merged, default) or 7")
+    build.add_argument("--dtype", default="float64", choices=["float64", "uint8"],
+                       help="pixel storage: float64 like the reference (default) or compact uint8")
+    build.set_defaults(func=run_build)
+    fake = cmds.add_parser("fake", help="write a FER2013-format CSV of synthetic faces (for tests)",
+                           description="Write a small CSV in the FER2013 format whose classes are learnable "
+                                       "patterns; every emotion occurs in every split.")
+    fake.add_argument("--out", required=True, help="CSV file to write")
+    fake.add_argument("--rows", type=int, default=140)
+    fake.add_argument("--seed", type=int, default=0)
+    fake.set_defaults(func=run_fake)
+    p.set_defaults(func=lambda args: p.print_help() or 0)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from deepvision.apps.emotion.fer2013 import build_fer2013
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("FER2013 rows", total=None)
+        result = build_fer2013(args.csv, args.out, classes=args.classes, dtype=args.dtype,
+                               progress=lambda done, total: bar.update(task, completed=done, total=total))
+    width = max(len(c) for c in result.classes)
+    print(f"{'split':<6} {'samples':>8}  " + " ".join(f"{c:>{width}}" for c in result.classes))
+    for split in result.files:
+        counts = result.counts[split]
+        print(f"{split:<6} {sum(counts):>8,}  " + " ".join(f"{n:>{width},}" for n in counts))
+    for path in result.files.values():
+        print(f"  {path}")
+    return 0
+
+
+def run_fake(args: argparse.Namespace) -> int:
+    from deepvision.apps.emotion.fer2013 import make_fake_fer_csv
+
+    path = make_fake_fer_csv(args.out, args.rows, args.seed)
+    print(f"fake FER2013 CSV with {args.rows} rows at {path}")
+    return 0

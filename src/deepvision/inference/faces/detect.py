@@ -1,0 +1,220 @@
+"""Face detectors behind one interface: OpenCV Haar cascade (default), dlib HOG, MTCNN.
+
+Every detector takes an 8-bit image, BGR (OpenCV's order) or grayscale, and returns `Face`s with an
+integer (x, y, w, h) box in that image's pixels; MTCNN also returns its five landmarks (eyes, nose,
+mouth corners). The Haar cascade ships with OpenCV 4.x wheels (`cv2.data.haarcascades`); OpenCV 5.0
+wheels have neither `CascadeClassifier` nor the cascade files, hence the `<5` pin of the extra.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from deepvision.errors import UserError
+
+DETECTORS = ("haar", "dlib", "mtcnn")
+CV2_HINT = "pip install 'deepvision[faces]' (OpenCV 4.x: opencv-python-headless>=4.8,<5)"
+
+
+def cv2_module() -> Any:
+    """OpenCV with cascade support, or a one-line UserError naming the extra to install."""
+    try:
+        import cv2
+    except ImportError:
+        raise UserError(f"face detection needs OpenCV: {CV2_HINT}") from None
+    if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
+        raise UserError(f"OpenCV {cv2.__version__} has no Haar cascades (OpenCV 5 wheels dropped them): {CV2_HINT}")
+    return cv2
+
+
+@dataclass
+class Face:
+    """One detected face: box (x, y, w, h) in pixels, a detector score, optional landmarks (K x 2, x/y)."""
+
+    box: tuple[int, int, int, int]
+    score: float | None = None
+    landmarks: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def area(self) -> int:
+        return int(self.box[2]) * int(self.box[3])
+
+    def scaled(self, factor: float) -> Face:
+        """The same face in an image resized by `factor` (boxes rounded to whole pixels)."""
+        box = tuple(int(round(v * factor)) for v in self.box)
+        points = None if self.landmarks is None else self.landmarks * factor
+        return Face(box, self.score, points)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"box": [int(v) for v in self.box], "score": self.score}
+        if self.landmarks is not None:
+            d["landmarks"] = np.round(self.landmarks, 2).tolist()
+        return d
+
+
+class FaceDetector(Protocol):
+    name: str
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Faces in an 8-bit BGR or grayscale image, in the detector's order."""
+        ...
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    cv2 = cv2_module()
+    if image.ndim == 2:
+        return image
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[:, :, 0]
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    cv2 = cv2_module()
+    if image.ndim == 2 or image.shape[2] == 1:
+        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def cascade_path(name: str) -> Path:
+    """A cascade file: a path, or a file name inside OpenCV's `cv2.data.haarcascades`."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    cv2 = cv2_module()
+    bundled = Path(cv2.data.haarcascades) / (name if name.endswith(".xml") else f"{name}.xml")
+    if bundled.is_file():
+        return bundled
+    have = sorted(p.stem for p in Path(cv2.data.haarcascades).glob("*.xml"))
+    raise UserError(f"cascade not found: {name} (give a path or one of {', '.join(have[:6])}, ...)")
+
+
+class HaarDetector:
+    """OpenCV's Viola-Jones cascade; defaults are the reference's (scale 1.1, 5 neighbours, 30 x 30)."""
+
+    name = "haar"
+
+    def __init__(self, cascade: str = "haarcascade_frontalface_default", scale_factor: float = 1.1,
+                 min_neighbors: int = 5, min_size: tuple[int, int] = (30, 30)) -> None:
+        if scale_factor <= 1.0:
+            raise UserError(f"the cascade scale factor must be above 1, got {scale_factor}")
+        cv2 = cv2_module()
+        self.path = cascade_path(cascade)
+        self.cascade = cv2.CascadeClassifier(str(self.path))
+        if self.cascade.empty():
+            raise UserError(f"{self.path} is not an OpenCV cascade file")
+        self.scale_factor, self.min_neighbors, self.min_size = scale_factor, int(min_neighbors), tuple(min_size)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        cv2 = cv2_module()
+        rects = self.cascade.detectMultiScale(to_gray(image), scaleFactor=self.scale_factor,
+                                              minNeighbors=self.min_neighbors, minSize=self.min_size,
+                                              flags=cv2.CASCADE_SCALE_IMAGE)
+        return [Face(tuple(int(v) for v in r)) for r in (rects if len(rects) else [])]  # type: ignore[misc]
+
+
+class DlibHogDetector:
+    """dlib's HOG + linear-SVM frontal detector (the reference's age/gender detector), upsampled once."""
+
+    name = "dlib"
+
+    def __init__(self, upsample: int = 1, threshold: float = 0.0) -> None:
+        dlib = dlib_module()
+        self.detector = dlib.get_frontal_face_detector()
+        self.upsample, self.threshold = int(upsample), float(threshold)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        rects, scores, _ = self.detector.run(to_gray(image), self.upsample, self.threshold)
+        h, w = image.shape[:2]
+        faces = []
+        for r, s in zip(rects, scores):
+            x0, y0 = max(0, r.left()), max(0, r.top())
+            x1, y1 = min(w, r.right() + 1), min(h, r.bottom() + 1)
+            if x1 > x0 and y1 > y0:
+                faces.append(Face((x0, y0, x1 - x0, y1 - y0), float(s)))
+        return faces
+
+
+class MtcnnDetector:
+    """facenet-pytorch's MTCNN (weights ship in the package); landmarks: image-left eye, image-right eye,
+    nose, mouth left, mouth right."""
+
+    name = "mtcnn"
+
+    def __init__(self, min_face_size: int = 20, min_score: float = 0.9, device: str = "cpu") -> None:
+        mtcnn = mtcnn_class()
+        self.model = mtcnn(keep_all=True, min_face_size=int(min_face_size), device=device)
+        self.min_score = float(min_score)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        import torch
+
+        with torch.inference_mode():
+            boxes, probs, points = self.model.detect(to_rgb(image), landmarks=True)
+        if boxes is None:
+            return []
+        h, w = image.shape[:2]
+        faces = []
+        for box, p, pts in zip(boxes, probs, points):
+            if p is None or p < self.min_score:
+                continue
+            x0, y0 = max(0, int(round(box[0]))), max(0, int(round(box[1])))
+            x1, y1 = min(w, int(round(box[2]))), min(h, int(round(box[3])))
+            if x1 > x0 and y1 > y0:
+                faces.append(Face((x0, y0, x1 - x0, y1 - y0), float(p), np.asarray(pts, dtype=np.float64)))
+        return faces
+
+
+def dlib_module() -> Any:
+    try:
+        import dlib
+    except ImportError:
+        raise UserError("the dlib detector and 68-point landmarks need dlib: pip install 'deepvision[dlib]'") from None
+    return dlib
+
+
+def mtcnn_class() -> Any:
+    try:
+        from facenet_pytorch import MTCNN
+    except ImportError as exc:
+        raise UserError(f"the MTCNN detector needs facenet-pytorch ({exc}): pip install 'deepvision[mtcnn]' && "
+                        f"pip install --no-deps facenet-pytorch") from None
+    return MTCNN
+
+
+def available_detectors() -> list[str]:
+    """The detector backends importable here (haar needs OpenCV 4.x, dlib needs dlib, mtcnn facenet-pytorch)."""
+    found = []
+    for name, check in (("haar", cv2_module), ("dlib", dlib_module), ("mtcnn", mtcnn_class)):
+        try:
+            check()
+            found.append(name)
+        except UserError:
+            pass
+    return found
+
+
+def create_detector(name: str = "haar", **options: Any) -> FaceDetector:
+    """A detector by name: haar (default), dlib, mtcnn, or auto (dlib when importable, else haar)."""
+    if name == "auto":
+        try:
+            dlib_module()
+            name = "dlib"
+        except UserError:
+            name = "haar"
+    if name == "haar":
+        return HaarDetector(**options)
+    if name == "dlib":
+        return DlibHogDetector(**options)
+    if name == "mtcnn":
+        return MtcnnDetector(**options)
+    raise UserError(f"unknown face detector '{name}'; valid: auto, {', '.join(DETECTORS)}")
+
+
+def largest_face(faces: list[Face]) -> Face | None:
+    """The face with the largest area w * h (erratum #16: not (w - x)(h - y)); the first on ties."""
+    return max(faces, key=lambda f: f.area) if faces else None

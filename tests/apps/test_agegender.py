@@ -1,0 +1,161 @@
+"""Age and gender case study: Adience fold files -> lists and means (errata #23-#28), one-off accuracy in
+evaluate, and the §9.4 deployment (detect, align, 10-crop, canvases) on the astronaut photo."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from deepvision.apps.agegender.adience import (
+    AGE_CLASSES,
+    age_bucket,
+    display_label,
+    make_fake_adience,
+)
+from deepvision.data.lst import read_lst
+from tests.faces.facetools import FACE, astronaut_bgr, iou
+
+FACES = 60  # every 10th face has the bucket-less age (8, 23); 4 rows per fold are dropped for both tasks
+TINY = ["--set", "model.name=lenet", "--set", "model.num_classes=null", "--set", "data.image_size=28",
+        "--set", "data.resize=32", "--set", "train.epochs=1", "--set", "train.global_batch=null",
+        "--set", "data.batch_size=16", "--set", "data.workers=0", "--set", "train.tensorboard=false"]
+
+
+def test_age_buckets_and_labels():
+    assert age_bucket("(38, 42)") == "38_43" and age_bucket("(60, 100)") == "60_inf"
+    assert age_bucket("(8, 23)") is None and age_bucket("(27, 32)") == "25_32" and age_bucket("35") is None
+    assert age_bucket("(0, 2)") == "0_2" and age_bucket("(8, 12)") == "8_13"
+    assert AGE_CLASSES == ["0_2", "15_20", "25_32", "38_43", "48_53", "4_6", "60_inf", "8_13"]  # encoder order
+    assert [display_label(c) for c in ("25_32", "60_inf", "female")] == ["25-32", "60+", "Female"]
+
+
+@pytest.fixture(scope="module")
+def adience(tmp_path_factory):
+    """Fake Adience -> lists and means -> record files (shorter side 32) for both tasks."""
+    from deepvision.cli.main import main
+
+    tmp = tmp_path_factory.mktemp("adience")
+    root = make_fake_adience(tmp / "adience", faces=FACES, size=48)
+    out = tmp / "lists"
+    assert main(["adience", "lists", "--root", str(root), "--out", str(out), "--workers", "1"]) == 0
+    for task in ("age", "gender"):
+        for split in ("train", "val", "test"):
+            assert main(["im2rec", str(out / task / split), str(root), "--resize", "32", "--quality", "95"]) == 0
+    return tmp, root, out
+
+
+def test_adience_lists(adience):
+    _, root, out = adience
+    for task, total, classes in (("age", 54, AGE_CLASSES), ("gender", 60, ["male", "female"])):
+        folder = out / task
+        assert (folder / "labels.txt").read_text().split() == classes
+        splits = {s: read_lst(folder / f"{s}.lst") for s in ("train", "val", "test")}
+        held = int(0.15 * total)
+        assert [len(splits[s]) for s in ("val", "test")] == [held, held]
+        assert sum(len(v) for v in splits.values()) == total
+        paths = [e.path for v in splits.values() for e in v]
+        assert len(set(paths)) == total and all((root / p).is_file() for p in paths)  # erratum #23: the path column
+        line = (folder / "train.lst").read_text().splitlines()[0].split("\t")
+        assert len(line) == 3 and line[2].startswith("aligned/") and "landmark_aligned_face." in line[2]
+        mean = json.loads((folder / "mean.json").read_text())
+        assert set(mean) == {"R", "G", "B"} and all(0 < v < 255 for v in mean.values())
+    # gender labels follow m -> 0, f -> 1 (the fake alternates m, f)
+    gender = {e.path: int(e.label) for s in ("train", "val", "test") for e in read_lst(out / "gender" / f"{s}.lst")}
+    face_ids = {p: int(p.split("landmark_aligned_face.")[1].split(".")[0]) for p in gender}
+    assert all(gender[p] == (face_ids[p] - 1) % 2 for p in gender)
+
+
+def test_adience_lists_refuse_bad_input(tmp_path, run_cli):
+    code, _, err = run_cli("adience", "lists", "--root", tmp_path, "--out", tmp_path / "o")
+    assert code == 2 and "fold_frontal_" in err
+    (tmp_path / "fold_frontal_0_data.txt").write_text("header\nonly\ttwo\n")
+    code, _, err = run_cli("adience", "lists", "--root", tmp_path, "--out", tmp_path / "o")
+    assert code == 2 and "fold_frontal_0_data.txt:2" in err
+
+
+@pytest.fixture(scope="module")
+def runs(adience):
+    from deepvision.cli.main import main
+
+    tmp, _, out = adience
+    for task in ("age", "gender"):
+        assert main(["train", f"adience_{task}", "--data-root", str(out / task), "--out", str(tmp / "runs"),
+                     *TINY]) == 0
+    return tmp / "runs" / "adience_age", tmp / "runs" / "adience_gender"
+
+
+def test_evaluate_reports_one_off_for_age_only(runs, run_cli):
+    age, gender = runs
+    code, out, err = run_cli("evaluate", age)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines.index(next(x for x in lines if x.startswith("[INFO] one-off:"))) == \
+        lines.index(next(x for x in lines if x.startswith("[INFO] rank-1:"))) + 1
+    metrics = json.loads((age / "eval" / "test-best" / "metrics.json").read_text())
+    assert metrics["rank1"] <= metrics["one_off"] <= 1
+    code, out, err = run_cli("evaluate", gender)
+    assert code == 0 and "one-off" not in out
+    assert "one_off" not in json.loads((gender / "eval" / "test-best" / "metrics.json").read_text())
+
+
+def test_agegender_on_images(runs, tmp_path, run_cli):
+    age, gender = runs
+    folder = tmp_path / "images"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a_astronaut.png"), astronaut_bgr())
+    cv2.imwrite(str(folder / "b_blank.png"), np.full((200, 300, 3), 127, np.uint8))
+    out = tmp_path / "out"
+    code, stdout, err = run_cli("agegender", age, gender, "--image", folder, "--out", out, "--headless",
+                                "--detector", "haar")
+    assert code == 0, err
+    assert "no face found in" in stdout and "b_blank.png" in stdout
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(r["image"].endswith("a_astronaut.png") for r in rows)  # every face of the image
+    row = next(r for r in rows if iou(tuple(int(r[k]) for k in "xywh"), FACE) > 0.8)  # the astronaut's
+    box = tuple(int(row[k]) for k in "xywh")
+    assert row["face"] == "0" and row["eyes"] == "cascade"
+    assert row["age"] in AGE_CLASSES and row["gender"] in ("male", "female")
+    aligned = cv2.imread(str(out / "a_astronaut" / "face0_aligned.png"))
+    assert aligned.shape == (256, 256, 3)
+    assert cv2.imread(str(out / "a_astronaut" / "face0_age.png")).shape == (8 * 35 + 10, 300, 3)
+    assert cv2.imread(str(out / "a_astronaut" / "face0_gender.png")).shape == (2 * 35 + 10, 300, 3)
+    shown = cv2.imread(str(out / "a_astronaut" / "input.png"))
+    f = 800 / 512
+    x, y, w, h = (round(v * f) for v in box)
+    edge = shown[y + h // 2, x - 1 : x + 2].astype(int)  # the green box (thickness 2) on the left edge
+    assert shown.shape[1] == 800 and (np.abs(edge - (0, 255, 0)) < 60).all(-1).any()
+    doc = json.loads((out / "results.json").read_text())
+    assert abs(sum(doc[0]["age"].values()) - 1) < 1e-5
+
+
+def test_agegender_samples_from_the_test_list(runs, adience, tmp_path, run_cli):
+    age, gender = runs
+    _, root, out_lists = adience
+    out = tmp_path / "samples"
+    code, stdout, err = run_cli("agegender", age, gender, "--sample-size", "3", "--root", root, "--out", out,
+                                "--seed", "1")
+    assert code == 0, err
+    images = sorted(out.glob("sample*/image.png"))
+    assert len(images) == 3
+    img = cv2.imread(str(images[0]))
+    assert img.shape[1] == 400
+    red = (img[10:35, 10:150, 2] > 200) & (img[10:35, 10:150, 1] < 60)
+    assert red.sum() > 50  # "Actual: lo-hi" in red at (10, 30)
+    assert len(list(out.glob("sample*/age.png"))) == 3
+    code, _, err = run_cli("agegender", age, gender, "--sample-size", "0", "--root", root)
+    assert code == 2 and "number of samples" in err  # erratum #27: not "epoch"
+
+
+def test_agegender_bad_input(runs, tmp_path, run_cli):
+    age, gender = runs
+    code, _, err = run_cli("agegender", age, gender, "--image", tmp_path / "none.jpg", "--out", tmp_path / "o")
+    assert code == 2 and "image not found" in err
+    code, _, err = run_cli("agegender", age, gender, "--image", tmp_path, "--headless")
+    assert code == 2 and "--headless needs --out" in err
+    assert not Path(tmp_path / "o").exists()

