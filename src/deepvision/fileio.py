@@ -43,3 +43,23 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     except BaseException:
         unlink_quietly(tmp)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """`atomic_write_text` for bytes: temporary file beside `path`, then rename; UserError on failure."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise UserError(f"could not write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except OSError as exc:
+        unlink_quietly(tmp)
+        raise UserError(f"could not write {path}: {exc.strerror or exc}; the previous file is intact") from None
+    except BaseException:
+        unlink_quietly(tmp)
+        raise

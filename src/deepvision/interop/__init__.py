@@ -1,0 +1,1 @@
+"""Bringing models in from other frameworks (MXNet checkpoints)."""
