@@ -177,7 +177,11 @@ def _run_file(format: str, path: Path, pixels: np.ndarray, dynamic_batch: bool) 
         session = ort_session(path)
         outs = [session.run([OUTPUT], {INPUT: b})[0] for b in batches]
     else:
-        module = torch.jit.load(str(path), map_location="cpu")
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+            module = torch.jit.load(str(path), map_location="cpu")
         with torch.inference_mode():
             outs = [module(torch.from_numpy(b)).numpy() for b in batches]
     return np.concatenate(outs)
