@@ -4,6 +4,7 @@ PyTorch; `deepvision predict` on the exported .onnx gives the run's own predicti
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +76,8 @@ def test_dynamic_batch_onnx_and_torchscript(runs, tmp_path):
     ts = export_run(zoo, format="torchscript", dynamic_batch=True, quiet=True)
     assert ts.path == zoo / "export" / "zoo.torchscript"
     extra = {"deepvision.json": ""}
-    with pytest.warns(FutureWarning):  # TorchScript is deprecated upstream; the file still loads
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream; files still load
         module = torch.jit.load(str(ts.path), _extra_files=extra)
     assert json.loads(extra["deepvision.json"])["classes"] == loaded.classes
     with torch.inference_mode():
