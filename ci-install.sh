@@ -5,4 +5,4 @@
 # is NOT needed: the test launches /usr/bin/chromium).
 set -euo pipefail
 apt-get update
-DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
