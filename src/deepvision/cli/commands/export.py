@@ -10,9 +10,10 @@ ORDER = 41
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export", help="write a run's model to one ONNX or TorchScript file, verified against PyTorch",
-        description="Export a run's model (its normalisation included; input: 0..255 pixels N x C x H x W)\n"
-                    "with the class names and preprocessing in the file's metadata, then run the file\n"
-                    "(onnxruntime / torch.jit) on real images and fail unless it matches PyTorch.",
+        description="Export a run's model, its normalisation included (input: 0..255 pixels,\n"
+                    "N x C x H x W), with the class names and preprocessing in the file's metadata;\n"
+                    "then run the file (onnxruntime / torch.jit) on real images and fail unless it\n"
+                    "matches PyTorch.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  deepvision export runs/lenet-mnist --format onnx --dynamic-batch\n"
                "  deepvision export runs/resnet --format torchscript --out resnet.torchscript")

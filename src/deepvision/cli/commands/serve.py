@@ -10,8 +10,9 @@ ORDER = 42
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve", help="a local web page + JSON API for a run or an exported .onnx (FastAPI + uvicorn)",
-        description="Serve a model on a local web page (drop an image, see the top-5) with a JSON endpoint\n"
-                    "(POST /api/predict, multipart field 'file') and a health endpoint (GET /health).",
+        description="Serve a model on a local web page (drop an image, see the top-5), with a JSON\n"
+                    "endpoint (POST /api/predict, multipart field 'file') and a health endpoint\n"
+                    "(GET /health).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  deepvision serve runs/lenet-mnist\n"
                "  deepvision serve model.onnx --port 8080\n"

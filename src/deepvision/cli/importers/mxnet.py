@@ -7,8 +7,9 @@ import argparse
 FORMAT = "mxnet"
 
 EPILOG = """examples:
-  deepvision import mxnet checkpoints/resnet 90 --mean 123.68,116.779,103.939 --labels synset.txt
-  deepvision import mxnet models/Inception-BN 126 --input-size 3x224x224 --out runs/inception-bn
+  deepvision import mxnet checkpoints/resnet 90 --mean 123.68,116.779,103.939 \\
+      --labels synset.txt
+  deepvision import mxnet models/Inception-BN 126 --input-size 3x224x224
   deepvision import mxnet resnet18_v1 0 --model tv:resnet18 --scale 0.00392157 \\
       --mean 123.675,116.28,103.53 --std 58.395,57.12,57.375
   deepvision import mxnet alexnet 100 --model alexnet_ref --option fc_units=4096
@@ -18,9 +19,9 @@ EPILOG = """examples:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         FORMAT, help="PREFIX-symbol.json + PREFIX-NNNN.params (symbol API or Gluon export)",
-        description="Import an MXNet checkpoint (no MXNet needed). Without --model the network is built from "
-                    "the symbol graph; with --model the weights are mapped onto that deepvision architecture and "
-                    "checked against the graph on a random batch.",
+        description="Import an MXNet checkpoint (no MXNet needed). Without --model the network is\n"
+                    "built from the symbol graph; with --model the weights are mapped onto that\n"
+                    "deepvision architecture and checked against the graph on a random batch.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("prefix", metavar="PREFIX", help="checkpoint prefix (PREFIX-symbol.json, PREFIX-NNNN.params)")
     p.add_argument("epoch", metavar="EPOCH", type=int, help="epoch number of the .params file")
