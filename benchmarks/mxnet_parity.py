@@ -54,6 +54,7 @@ def measure(folder: Path, stem: str, model: str | None, options: dict, tmp: Path
     probs = torch.softmax(torch.from_numpy(logits), 1).numpy()
     return {"input": "x".join(map(str, io["input"].shape[1:])), "target": model or "mxnet:graph",
             "probs": float(np.abs(probs - io["probs"]).max()), "logits": float(np.abs(logits - io["logits"]).max()),
+            "scale": float(np.abs(io["logits"]).max()),
             "top1": float((probs.argmax(1) == io["probs"].argmax(1)).mean())}
 
 
@@ -85,11 +86,12 @@ def main() -> None:
     lines = [f"\n### MXNet import parity ({kind}, {datetime.date.today()})\n",
              f"`python benchmarks/mxnet_parity.py{' --live' if args.live else ''}`; random weights with randomised "
              "BatchNorm statistics, gamma and PReLU slopes; MXNet's outputs on a fixed seeded input.\n",
-             "| network | input | imported as | max abs diff, probabilities | max abs diff, logits | top-1 agreement |",
-             "|---|---|---|---:|---:|---:|"]
+             "| network | input | imported as | max abs diff, probabilities | max abs diff, logits | largest logit "
+             "| top-1 agreement |",
+             "|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['net']} | {r['input']} | {r['target']} | {r['probs']:.1e} | {r['logits']:.1e} | "
-                     f"{r['top1'] * 100:.0f}% |")
+                     f"{r['scale']:.3g} | {r['top1'] * 100:.0f}% |")
     print("\n".join(lines))
     if any(r["probs"] > 1e-4 or r["top1"] < 1 for r in rows):
         sys.exit(1)
