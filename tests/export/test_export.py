@@ -24,17 +24,18 @@ FIX = Path(__file__).resolve().parents[1] / "fixtures" / "mxnet"
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """An MXNet graph run (concat, LRN, 'full' pooling) and a zoo run (lenet), with normalisation, and images."""
+    """MXNet graph runs (concat, LRN, 'full' pooling; every other operator) and a zoo run (lenet), and images."""
     tmp = tmp_path_factory.mktemp("export")
     graph = import_mxnet(FIX / "inception_bn_block", 7, input_size=(3, 32, 32), out=tmp / "graph", scale=1 / 255,
                          mean=[120.0, 110.0, 100.0], std=[60.0, 60.0, 60.0], quiet=True).run_dir
     zoo = import_mxnet(FIX / "lenet", 7, model="lenet", input_size=(1, 16, 16), out=tmp / "zoo", quiet=True).run_dir
+    ops = import_mxnet(FIX / "operators", 7, input_size=(3, 8, 8), out=tmp / "ops", quiet=True).run_dir
     images = make_image_folder(tmp / "images", n_per_class=3, size=40)
-    return graph, zoo, sorted(images.rglob("*.png"))
+    return graph, zoo, ops, sorted(images.rglob("*.png"))
 
 
 def test_onnx_file_predicts_like_the_run(runs, run_cli, tmp_path):
-    graph, _, images = runs
+    graph, _, _, images = runs
     target = tmp_path / "model.onnx"
     code, out, err = run_cli("export", graph, "--out", target, "--images", *images[:4])
     assert code == 0, err
@@ -62,16 +63,22 @@ def test_dynamic_batch_onnx_and_torchscript(runs, tmp_path):
     from deepvision.export.export import export_run
     from deepvision.export.onnx_export import ort_session
 
-    _, zoo, images = runs
-    result = export_run(zoo, format="onnx", dynamic_batch=True, out=tmp_path / "lenet.onnx", quiet=True)
+    _, zoo, ops, images = runs
+    # every operator of the graph importer (sum pooling, PReLU, SELU, Reshape, clip, ...) through ONNX
+    result = export_run(ops, format="onnx", dynamic_batch=True, out=tmp_path / "ops.onnx", quiet=True)
     assert result.checked == 8 and result.top1_agreement == 1.0 and result.max_abs_diff < 1e-4
     assert "synthetic" in result.check_source  # the imported run has no data.root
-    loaded = load_run(zoo)
+    loaded = load_run(ops)
     pixels = torch.stack([loaded.pre.load(p) for p in images[:5]])
     with torch.inference_mode():
         expected = loaded.model(loaded.pre.normalize(pixels)).numpy()
     got = ort_session(result.path).run(["logits"], {"pixels": pixels.float().numpy()})[0]
-    assert got.shape == (5, 10) and np.abs(got - expected).max() < 1e-4
+    assert got.shape == (5, 6) and np.abs(got - expected).max() < 1e-4
+
+    loaded = load_run(zoo)
+    pixels = torch.stack([loaded.pre.load(p) for p in images[:5]])
+    with torch.inference_mode():
+        expected = loaded.model(loaded.pre.normalize(pixels)).numpy()
 
     ts = export_run(zoo, format="torchscript", dynamic_batch=True, quiet=True)
     assert ts.path == zoo / "export" / "zoo.torchscript"
@@ -87,7 +94,7 @@ def test_dynamic_batch_onnx_and_torchscript(runs, tmp_path):
 def test_export_refuses_a_file_that_differs_and_bad_options(runs, tmp_path, monkeypatch):
     from deepvision.export import export as E
 
-    _, zoo, _ = runs
+    _, zoo, _, _ = runs
     real = E._run_file
     monkeypatch.setattr(E, "_run_file", lambda *a: real(*a) + np.eye(10, dtype=np.float32)[[3] * 8] * 5)
     target = tmp_path / "bad.torchscript"

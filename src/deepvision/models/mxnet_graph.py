@@ -88,6 +88,26 @@ class GlobalPool(nn.Module):
         return x.mean(dim=(2, 3), keepdim=True)
 
 
+class SumPool2d(nn.Module):
+    """MXNet's sum pooling: zero padding (plus what the 'full' convention needs), then window sums.
+
+    Written as average x window area over explicitly padded input, since torch.onnx drops AvgPool's
+    `divisor_override`."""
+
+    def __init__(self, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int], full: bool) -> None:
+        super().__init__()
+        self.kernel, self.stride, self.pad, self.full = kernel, stride, pad, full
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        extra = []
+        for i in (1, 0):  # F.pad takes the last dimension first
+            size, k, s, p = x.shape[2 + i], self.kernel[i], self.stride[i], self.pad[i]
+            out = _pool_size(size, k, s, p, self.full)
+            extra += [p, max(p, (out - 1) * s + k - size - p)]
+        y = nn.functional.pad(x, extra)
+        return nn.functional.avg_pool2d(y, self.kernel, self.stride) * (self.kernel[0] * self.kernel[1])
+
+
 class Reshape(nn.Module):
     """MXNet Reshape with 0 (copy the input's size), -1 (infer) and positive sizes."""
 
@@ -213,10 +233,11 @@ def _pooling(node: Node, x: torch.Tensor) -> nn.Module:
     full = convention == "full"
     if pool_type == "max":
         module: nn.Module = nn.MaxPool2d(k, s, p, ceil_mode=full)
+    elif pool_type == "sum":
+        module = SumPool2d(k, s, p, full)
     else:
         include = node.get("count_include_pad")
-        module = nn.AvgPool2d(k, s, p, ceil_mode=full, count_include_pad=include is None or bool(include),
-                              divisor_override=1 if pool_type == "sum" else None)
+        module = nn.AvgPool2d(k, s, p, ceil_mode=full, count_include_pad=include is None or bool(include))
     want = tuple(_pool_size(x.shape[2 + i], k[i], s[i], p[i], full) for i in range(2))
     try:
         got = tuple(module(x).shape[2:])
