@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from deepvision.version import __version__
 
-_API = ("train", "resume", "evaluate", "predict", "demo", "load_run", "create_model", "list_models")
+_API = ("train", "resume", "evaluate", "predict", "load_run", "create_model", "list_models")
 
 __all__ = ["__version__", *_API]
 

@@ -58,3 +58,23 @@ def zip_damage(path: str | Path) -> str | None:
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         return str(exc) or type(exc).__name__
     return f"CRC mismatch in {bad}" if bad else None
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """`atomic_write_text` for bytes: temporary file beside `path`, then rename; UserError on failure."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise UserError(f"could not write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except OSError as exc:
+        unlink_quietly(tmp)
+        raise UserError(f"could not write {path}: {exc.strerror or exc}; the previous file is intact") from None
+    except BaseException:
+        unlink_quietly(tmp)
+        raise

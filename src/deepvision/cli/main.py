@@ -8,7 +8,7 @@ import os
 import pkgutil
 import sys
 
-from deepvision import __version__
+from deepvision.version import __version__
 
 
 class Parser(argparse.ArgumentParser):

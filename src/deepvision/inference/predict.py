@@ -46,12 +46,22 @@ def predict_images(
     device: str = "auto",
     batch_size: int = 64,
 ) -> list[Prediction]:
-    """Predict each image file. Unreadable files raise UserError before any prediction is made."""
-    loaded = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, epoch, which, resolve_device(device))
+    """Predict each image file with a run, or an exported `.onnx` file (onnxruntime, CPU).
+
+    Unreadable files raise UserError before any prediction is made.
+    """
+    if not isinstance(run_dir, LoadedRun) and Path(run_dir).suffix == ".onnx":
+        from deepvision.inference.onnx_runtime import OnnxClassifier
+
+        loaded = OnnxClassifier(run_dir)
+    else:
+        loaded = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, epoch, which, resolve_device(device))
     tensors = [loaded.pre.load(p) for p in images]  # decode everything first: fail fast on bad input
     results: list[Prediction] = []
     for start in range(0, len(tensors), batch_size):
         batch = torch.stack(tensors[start : start + batch_size])
-        for path, top_k in zip(images[start : start + batch_size], predict_tensors(loaded, batch, top)):
+        tops = loaded.predict_tensors(batch, top) if not isinstance(loaded, LoadedRun) else \
+            predict_tensors(loaded, batch, top)
+        for path, top_k in zip(images[start : start + batch_size], tops):
             results.append(Prediction(str(path), top_k))
     return results

@@ -8,10 +8,6 @@ checkpoints/best.pt = last.pt (epoch 0). Use the checkpoint as `model.pretrained
 
 from __future__ import annotations
 
-import contextlib
-import os
-import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,52 +162,15 @@ def import_keras(
     **options: Any,
 ) -> Path:
     """Import `h5` into the new run directory `out` (see module doc); returns its path. Options: see load_keras."""
-    from deepvision.runs.checkpoint import FORMAT, VERSION, atomic_save
-    from deepvision.runs.rundir import RunDir
+    from deepvision.runs.imported import write_imported_run
 
     out = Path(out)
-    existed = out.exists()
-    if existed and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not empty; choose a new --out folder")
     imported = load_keras(h5, model, **options)
     cfg = imported.cfg
     cfg.name = out.name
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create {out}: {exc.strerror or exc}") from None
-    try:
-        run = RunDir(out)
-        run.checkpoints.mkdir()
-        run.write_config(cfg)
-        run.write_preprocess(imported.pre)
-        run.write_labels(imported.classes)
-        run_id = uuid.uuid4().hex
-        run.write_state({"status": "imported", "run_id": run_id, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-                         "source": str(Path(h5).resolve())})
-        payload = {
-            "format": FORMAT, "version": VERSION, "epoch": 0, "run_id": run_id,
-            "model": {"name": cfg.model.name, "num_classes": cfg.model.num_classes,
-                      "in_channels": cfg.model.in_channels},
-            "model_state": imported.model.state_dict(), "history": [], "config": to_dict(cfg),
-            "preprocess": imported.pre.to_dict(), "classes": list(imported.classes),
-            "source": {"keras_file": str(Path(h5).resolve()), "keras_version": imported.source.keras_version},
-        }
-        atomic_save(payload, run.checkpoints / "best.pt")
-        try:
-            os.link(run.checkpoints / "best.pt", run.checkpoints / "last.pt")
-        except OSError:
-            atomic_save(payload, run.checkpoints / "last.pt")
-        now = time.strftime("%Y-%m-%dT%H:%M:%S")
-        run.write_state({"status": "imported", "created": now, "epochs_done": 0,
-                         "source": str(Path(h5).resolve()), "keras_version": imported.source.keras_version,
-                         "segments": []})
-    except BaseException:
-        import shutil
-
-        with contextlib.suppress(OSError):
-            shutil.rmtree(out)
-            if existed:
-                out.mkdir()
-        raise
+    source = {"keras_file": str(Path(h5).resolve()), "keras_version": imported.source.keras_version}
+    write_imported_run(out, cfg, imported.pre, imported.classes, imported.model.state_dict(), epoch=0,
+                       source=source)
     return out

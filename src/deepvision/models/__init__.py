@@ -3,7 +3,7 @@
 Hand-built reference architectures (`alexnet_ref`, `vgg16_ref`, `googlenet_ref`, `resnet_ref`,
 `resnet50_ref`, `squeezenet_ref`, `emotion_vgg`, `mini_xception`, `age_gender_net`, `stl10_cnn`, `minivgg`, `lenet`,
 `mlp`, `keras_mnist_cnn`), every torchvision classification model as `tv:NAME` and, when timm is
-installed, every timm model as `timm:NAME`.
+installed, every timm model as `timm:NAME`; `mxnet:graph` rebuilds an imported MXNet symbol graph.
 """
 
 from deepvision.models import (  # noqa: F401  (importing registers the models and providers)
@@ -16,6 +16,7 @@ from deepvision.models import (  # noqa: F401  (importing registers the models a
     mini_xception,
     minivgg,
     mlp,
+    mxnet_graph,
     resnet,
     squeezenet,
     stl10,

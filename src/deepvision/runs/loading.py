@@ -43,6 +43,7 @@ def load_run(run_dir: str | Path, epoch: int | None = None, which: str = "best",
     if saved.get("name") != cfg.model.name:
         raise UserError(f"{path} holds model '{saved.get('name')}' but {run.path} trains '{cfg.model.name}'")
     cfg.model.pretrained = None  # the checkpoint supersedes any initial weights
+    _relocate_model_files(cfg, run)
     model = build_model(cfg, pre)
     load_weights(model, ckpt["model_state"], strict=True, source=f"weights in {path}")
     model.to(device).eval()
@@ -50,3 +51,13 @@ def load_run(run_dir: str | Path, epoch: int | None = None, which: str = "best",
     outputs = cfg.model.num_classes or len(classes)
     classes += [str(i) for i in range(len(classes), outputs)]  # a head wider than the data's classes
     return LoadedRun(run, cfg, pre, classes, model, path, int(ckpt.get("epoch", 0)))
+
+
+def _relocate_model_files(cfg: Config, run: RunDir) -> None:
+    """A file named in model.args (an imported MXNet symbol) that is gone from its recorded place but sits in
+    the run directory (the run was moved or copied) is read from the run directory."""
+    for key, value in cfg.model.args.items():
+        if isinstance(value, str) and value.endswith(".json") and not Path(value).is_file():
+            moved = run.path / Path(value).name
+            if moved.is_file():
+                cfg.model.args[key] = str(moved)

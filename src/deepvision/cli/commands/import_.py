@@ -1,18 +1,34 @@
-"""deepvision import: weights from other frameworks (`import keras`)."""
+"""deepvision import FORMAT ...: bring a model trained elsewhere in as a run directory.
+
+Each format is one module in `deepvision.cli.importers` exposing `FORMAT` (the sub-command name),
+`HELP` and `register(subparsers)`; adding a format is adding a module there.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
 
-ORDER = 26
+ORDER = 40
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from deepvision.cli.commands._import_keras import register_keras
+    from deepvision.cli import importers
 
-    p = sub.add_parser("import", help="turn another framework's trained weights into a deepvision run",
-                       description="Import trained weights from another framework into a deepvision run directory "
-                                   "that predict, evaluate and the applications accept.")
-    cmds = p.add_subparsers(dest="import_command", metavar="<framework>")
-    register_keras(cmds)
-    p.set_defaults(func=lambda args: p.print_help() or 0)
+    modules = [importlib.import_module(f"{importers.__name__}.{m.name}")
+               for m in pkgutil.iter_modules(importers.__path__)]
+    modules.sort(key=lambda m: m.FORMAT)
+    p = sub.add_parser("import", help="import a model trained elsewhere as a run "
+                                      f"({', '.join(m.FORMAT for m in modules)})",
+                       description="Import a checkpoint written by another framework into a deepvision run "
+                                   "directory that predict, evaluate, export, serve and fine-tuning accept.")
+    formats = p.add_subparsers(dest="format", metavar="<format>", parser_class=type(p))
+    for module in modules:
+        module.register(formats)
+    p.set_defaults(func=lambda args: _missing_format(p))
+
+
+def _missing_format(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2

@@ -11,7 +11,7 @@ ORDER = 21
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="top-k classes of image files, with the run's preprocessing",
                        description="Print the top-k class names with probabilities for each image.")
-    p.add_argument("run_dir", help="run directory")
+    p.add_argument("run_dir", metavar="RUN", help="run directory, or a .onnx file written by `deepvision export`")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--top", type=int, default=5, help="how many classes to show (default 5)")
     p.add_argument("--epoch", type=int, help="checkpoint epoch (default: best.pt)")

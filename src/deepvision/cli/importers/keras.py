@@ -1,8 +1,10 @@
-"""`deepvision import keras`: the sub-command, added to the `import` parser by import_.py."""
+"""deepvision import keras MODEL.h5"""
 
 from __future__ import annotations
 
 import argparse
+
+FORMAT = "keras"
 
 EPILOG = """examples:
   deepvision import keras emotion.h5 --model emotion_vgg --out runs/emotion-keras --data-root fer2013
@@ -12,9 +14,9 @@ EPILOG = """examples:
 """
 
 
-def register_keras(cmds: argparse._SubParsersAction) -> None:
+def register(cmds: argparse._SubParsersAction) -> None:
     p = cmds.add_parser(
-        "keras", help="a Keras .h5 model or weights file -> a deepvision run (read with h5py, no TensorFlow)",
+        FORMAT, help="a Keras .h5 model or weights file -> a deepvision run (read with h5py, no TensorFlow)",
         description="Map the weights of a Keras .h5 file (conv kernels HWIO -> OIHW, dense layers after a flatten "
                     "reordered from channels-last, BatchNorm gamma/beta/moving statistics and epsilon) onto a "
                     "deepvision architecture and write a run directory (config.yaml, preprocess.json, labels.txt, "

@@ -1,0 +1,141 @@
+"""CPU inference speed: onnxruntime vs PyTorch eager on the same exported networks.
+
+Each model (random weights: speed does not depend on them) is wrapped the way `deepvision export`
+wraps a run (normalisation inside), exported to ONNX with a dynamic batch, and timed on the CPU at
+batch 1 and 32: PyTorch eager under `torch.inference_mode()` (torch's default thread count) and
+onnxruntime's CPU provider (its default thread count, idle threads not spinning), alternating round
+by round; images/s is the
+median over rounds. The max abs difference of the logits between the two is printed as a check.
+
+    python benchmarks/onnx_vs_torch.py                      # lenet, resnet50_ref, tv:mobilenet_v2 (a few minutes)
+    python benchmarks/onnx_vs_torch.py --tiny               # smoke run: small inputs, batch 1 and 2, seconds
+    python benchmarks/onnx_vs_torch.py --append             # also append the table to BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepvision.export.export import Deployable
+from deepvision.export.onnx_export import ort_session, to_onnx
+from deepvision.models import create_model, get_model_spec
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = ("lenet", "resnet50_ref", "tv:mobilenet_v2")
+
+
+def build(name: str, side: int | None) -> tuple[torch.nn.Module, tuple[int, int, int]]:
+    spec = get_model_spec(name)
+    c, h, w = spec.input_size
+    if side:
+        h = w = side
+    options = {"input_size": h} if "input_size" in spec.options else {}
+    torch.manual_seed(0)
+    model = create_model(name, **options).eval()
+    return Deployable(model, torch.full((c, 1, 1), 1 / 255), torch.zeros(c, 1, 1)).eval(), (c, h, w)
+
+
+def rate(fn, batch: int, seconds: float) -> float:
+    """Images/s of `fn` run repeatedly for about `seconds` (after warm-up calls: first-call allocations)."""
+    t0 = time.perf_counter()
+    for _ in range(3):
+        fn()
+    while time.perf_counter() - t0 < seconds / 4:
+        fn()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds and n >= 3:
+            return n * batch / elapsed
+
+
+def bench(name: str, batches: list[int], side: int | None, seconds: float, rounds: int, tmp: Path,
+          threads: int | None = None) -> list[dict]:
+    wrapper, shape = build(name, side)
+    path = tmp / f"{name.replace(':', '_')}.onnx"
+    meta = {"classes": [], "preprocess": {}}
+    to_onnx(wrapper, torch.zeros(2, *shape), path, path.name, meta, dynamic_batch=True, opset=None)
+    session = ort_session(path, spin=False, threads=threads)  # idle ORT threads must not busy-wait while PyTorch runs
+    rows = []
+    for batch in batches:
+        x = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(1)) * 255
+        xn = x.numpy()
+        with torch.inference_mode():
+            expected = wrapper(x).numpy()
+        diff = float(np.abs(session.run(["logits"], {"pixels": xn})[0] - expected).max())
+        torch_rates, ort_rates = [], []
+        def eager(x=x):
+            with torch.inference_mode():
+                wrapper(x)
+
+        def ort(xn=xn):
+            session.run(["logits"], {"pixels": xn})
+
+        for r in range(rounds):
+            pair = [("torch", eager), ("ort", ort)]
+            for label, fn in pair if r % 2 == 0 else pair[::-1]:
+                (torch_rates if label == "torch" else ort_rates).append(rate(fn, batch, seconds))
+        t, o = statistics.median(torch_rates), statistics.median(ort_rates)
+        rows.append({"model": name, "input": "x".join(map(str, shape)), "batch": batch, "torch": t, "ort": o,
+                     "diff": diff})
+        print(f"  {name} batch {batch}: PyTorch {t:,.1f} img/s, onnxruntime {o:,.1f} img/s", flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | input | batch | PyTorch eager (img/s) | onnxruntime (img/s) | speed-up | max abs diff |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['input']} | {r['batch']} | {r['torch']:,.1f} | {r['ort']:,.1f} | "
+                     f"{r['ort'] / r['torch']:.2f}x | {r['diff']:.1e} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 32])
+    p.add_argument("--seconds", type=float, default=3.0, help="timed seconds per measurement")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds (median reported)")
+    p.add_argument("--threads", type=int, help="threads for both (default: each library's own; on a busy machine "
+                                                "use 1: spinning thread pools collapse when cores are shared)")
+    p.add_argument("--tiny", action="store_true", help="smoke run: 64-pixel inputs, batch 1 and 2, 0.2 s")
+    p.add_argument("--append", action="store_true", help="append the table to BENCHMARKS.md")
+    args = p.parse_args()
+    side = None
+    if args.tiny:
+        side, args.batches, args.seconds, args.rounds = 64, [1, 2], 0.2, 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), {os.cpu_count()} CPUs", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            rows += bench(name, args.batches, None if name == "lenet" else side, args.seconds, args.rounds, Path(tmp),
+                          args.threads)
+    import onnxruntime
+
+    text = (f"\n### ONNX Runtime vs PyTorch eager, CPU inference ({datetime.date.today()})\n\n"
+            f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, {os.cpu_count()} CPUs; "
+            f"{args.threads or 'default'} threads; `python benchmarks/onnx_vs_torch.py {' '.join(sys.argv[1:])}`\n\n"
+            f"{table(rows)}")
+    print(text)
+    if args.append:
+        with open(REPO / "BENCHMARKS.md", "a") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""deepvision serve"""
+
+from __future__ import annotations
+
+import argparse
+
+ORDER = 42
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="a local web page + JSON API for a run or an exported .onnx (FastAPI + uvicorn)",
+        description="Serve a model on a local web page (drop an image, see the top-5), with a JSON\n"
+                    "endpoint (POST /api/predict, multipart field 'file') and a health endpoint\n"
+                    "(GET /health).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  deepvision serve runs/lenet-mnist\n"
+               "  deepvision serve model.onnx --port 8080\n"
+               "  curl -F file=@cat.jpg http://127.0.0.1:8000/api/predict")
+    p.add_argument("source", metavar="RUN_OR_MODEL", help="run directory, or a .onnx file from `deepvision export`")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload in MB (default 10)")
+    p.add_argument("--max-megapixels", type=float, default=40.0,
+                   help="largest image in megapixels, checked before decoding (default 40)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (runs; .onnx files run on the CPU)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepvision.apps.serve import serve
+    from deepvision.errors import UserError
+
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port must be 1..65535, got {args.port}")
+    if args.max_upload_mb <= 0 or args.max_megapixels <= 0:
+        raise UserError("--max-upload-mb and --max-megapixels must be positive")
+    serve(args.source, args.host, args.port, max_upload_mb=args.max_upload_mb,
+          max_pixels=int(args.max_megapixels * 1e6), device=args.device)
+    return 0

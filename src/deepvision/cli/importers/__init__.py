@@ -1,0 +1,1 @@
+"""Sub-commands of `deepvision import`, one module per format (see cli/commands/import_.py)."""

@@ -1,0 +1,75 @@
+"""ONNX writing (torch.onnx's exporter, weights inside the file) and onnxruntime loading."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepvision.errors import UserError
+
+ONNX_EXTRA = "pip install deepvision[onnx]"
+
+
+def require(module: str) -> Any:
+    """Import onnx / onnxruntime / onnxscript, or a one-line UserError naming the extra to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError(f"ONNX export and inference need the '{module}' package: {ONNX_EXTRA}") from None
+
+
+def to_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path, final_name: str, meta: dict[str, Any],
+            dynamic_batch: bool, opset: int | None) -> Path | None:
+    """Export to `path` with the metadata. Models over protobuf's 2 GB limit keep their weights in
+    `<final_name>.data` beside it (returned); others are one file (None)."""
+    from deepvision.export.export import _ONNX_SINGLE_FILE_LIMIT, INPUT, METADATA_KEY, OUTPUT
+
+    onnx = require("onnx")
+    require("onnxscript")
+    dynamic = {"pixels": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(wrapper, (example,), input_names=[INPUT], output_names=[OUTPUT],
+                                        opset_version=opset, dynamo=True, external_data=False,
+                                        dynamic_shapes=dynamic, verbose=False)
+    except Exception as exc:  # the exporter raises many types for operators it cannot convert
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"torch.onnx could not export this model ({type(exc).__name__}: {reason})") from None
+    if program is None:
+        raise UserError("torch.onnx returned no program")
+    model = program.model_proto
+    del model.metadata_props[:]
+    for key, value in ((METADATA_KEY, json.dumps(meta)), ("classes", json.dumps(meta["classes"])),
+                       ("preprocess", json.dumps(meta["preprocess"]))):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.producer_name = "deepvision"
+    big = model.ByteSize() > _ONNX_SINGLE_FILE_LIMIT
+    onnx.save_model(model, str(path), save_as_external_data=big, all_tensors_to_one_file=True,
+                    location=f"{final_name}.data" if big else None)
+    onnx.checker.check_model(str(path))
+    return path.parent / f"{final_name}.data" if big else None
+
+
+def ort_session(path: str | Path, spin: bool = True, threads: int | None = None):
+    """An onnxruntime CPU inference session for `path`; `spin=False` stops its idle threads from busy-waiting
+    (fair timing when PyTorch runs in between)."""
+    ort = require("onnxruntime")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        raise UserError(f"onnxruntime cannot load {path} ({str(exc).strip().splitlines()[0][:200]})") from None

@@ -1,0 +1,66 @@
+"""Predict with an exported `.onnx` file (onnxruntime, CPU provider) instead of a run directory.
+
+The file's `deepvision` metadata (written by `deepvision export`) gives the class names and the
+preprocessing, so an image goes through exactly the transform the run used; the normalisation is
+inside the model, which takes 0..255 pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepvision.data.preprocess import Preprocess
+from deepvision.errors import UserError
+
+METADATA_KEY = "deepvision"  # written by deepvision.export.export
+
+
+class OnnxClassifier:
+    """An exported classifier: `.classes`, `.pre` and `predict_tensors(uint8 batch, top)`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise UserError(f"ONNX file not found: {self.path}")
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise UserError("predicting with an .onnx file needs onnxruntime: pip install deepvision[onnx]") from None
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's own exception types
+            raise UserError(f"onnxruntime cannot load {self.path} ({str(exc).strip().splitlines()[0][:160]})") from None
+        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        try:
+            self.meta = json.loads(raw) if raw else None
+            self.pre = Preprocess.from_dict(self.meta["preprocess"])
+            self.classes = [str(c) for c in self.meta["classes"]]
+            self.input = self.meta["input"]["name"]
+            self.output = self.meta["output"]["name"]
+        except (TypeError, KeyError, ValueError):
+            raise UserError(f"{self.path} has no deepvision metadata; export it with `deepvision export RUN`") from None
+        batch = self.session.get_inputs()[0].shape[0]
+        self.fixed_batch = batch if isinstance(batch, int) else None
+        self.task = self.meta.get("task", "classification")
+
+    def logits(self, batch: torch.Tensor) -> np.ndarray:
+        """Logits for a uint8 N x C x H x W batch (one image at a time for a fixed-batch file)."""
+        pixels = batch.float().numpy()
+        step = self.fixed_batch or len(pixels)
+        outs = [self.session.run([self.output], {self.input: pixels[i : i + step]})[0]
+                for i in range(0, len(pixels), step)]
+        return np.concatenate(outs)
+
+    def predict_tensors(self, batch: torch.Tensor, top: int) -> list[list[tuple[str, float]]]:
+        """Top-k (class, probability) lists for a uint8 batch already resized the run's way."""
+        probs = torch.softmax(torch.from_numpy(self.logits(batch)).float(), dim=1)
+        k = min(top, probs.shape[1])
+        values, indices = probs.topk(k, dim=1)
+        return [[(self.classes[i] if i < len(self.classes) else str(i), float(v))
+                 for v, i in zip(vs.tolist(), ids.tolist())] for vs, ids in zip(values, indices)]

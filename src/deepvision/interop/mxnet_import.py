@@ -1,0 +1,300 @@
+"""`deepvision import mxnet PREFIX EPOCH`: an MXNet checkpoint becomes a deepvision run directory.
+
+Reads `PREFIX-symbol.json` (the graph) and `PREFIX-NNNN.params` (the weights, pure Python) and
+builds the network as a PyTorch module straight from the graph (`mxnet:graph`). With `model=NAME`
+the weights are moved onto a deepvision architecture instead (the reference nets, `tv:resnet*` for
+Gluon ResNet v1, `resnet_ref` for Gluon ResNet v2 bottlenecks) and both networks are run on the same
+batch to prove they agree. The run directory holds config.yaml, preprocess.json, labels.txt, the
+symbol file (mxnet-symbol.json), import.json and checkpoints/<name>-NNNN.pt (+ best.pt, last.pt), so
+`predict`, `evaluate`, `export`, `serve` and fine-tuning (`model.pretrained`) accept it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepvision.errors import UserError
+from deepvision.interop.mxnet_params import read_params, split_params
+from deepvision.models.mxnet_graph import MXNetGraph, check_operators
+from deepvision.models.mxnet_symbol import Symbol, read_symbol
+
+SYMBOL_FILE = "mxnet-symbol.json"
+_CANDIDATE_SIDES = (224, 227, 299, 32, 28, 256, 192, 112, 96, 64, 48, 16, 8)
+
+
+@dataclass
+class ImportResult:
+    run_dir: Path
+    model: str
+    num_classes: int
+    input_size: tuple[int, int, int]
+    tensors: int  # weight tensors read from the file
+    check_diff: float | None = None  # --model: max |graph - model| on a random batch
+    unused: list[str] = field(default_factory=list)
+
+
+def checkpoint_files(prefix: str | Path, epoch: int) -> tuple[Path, Path]:
+    """(symbol file, params file) of an MXNet checkpoint; UserError listing the saved epochs if absent."""
+    prefix = Path(prefix)
+    symbol = Path(f"{prefix}-symbol.json")
+    params = Path(f"{prefix}-{epoch:04d}.params")
+    if not params.is_file():
+        saved = sorted(p.name for p in prefix.parent.glob(f"{prefix.name}-*.params")) if prefix.parent.is_dir() else []
+        raise UserError(f"MXNet parameter file not found: {params}"
+                        + (f"; found {', '.join(saved[:5])}" if saved else "; check PREFIX and EPOCH"))
+    if not symbol.is_file():
+        raise UserError(f"MXNet symbol file not found: {symbol}; an MXNet checkpoint is PREFIX-symbol.json "
+                        f"plus PREFIX-NNNN.params")
+    return symbol, params
+
+
+def load_graph_weights(graph: MXNetGraph, args: dict[str, np.ndarray], aux: dict[str, np.ndarray],
+                       source: str) -> list[str]:
+    """Put the file's arrays into the graph module; returns the names of arrays the graph does not use."""
+    state = graph.state_dict()
+    used = set()
+    for key, roles in graph.mx_params.items():
+        module = graph.layers[key]
+        for role, var in roles.items():
+            array = aux.get(var) if role.startswith("running_") else args.get(var)
+            if array is None:
+                array = args.get(var, aux.get(var))
+            if array is None:
+                raise UserError(f"{source} has no '{var}' ({role} of layer '{var.rsplit('_', 1)[0]}'); the "
+                                f"parameters belong to another network or epoch")
+            target = state[f"layers.{key}.{role}"]
+            value = torch.from_numpy(np.asarray(array, dtype=np.float32))
+            if role == "weight" and getattr(module, "fix_gamma", False):
+                value = torch.ones_like(target)  # fix_gamma: MXNet multiplies by 1 whatever was saved
+            elif value.numel() == 1 and target.numel() > 1 and isinstance(module, torch.nn.PReLU):
+                value = value.expand_as(target)
+            if tuple(value.shape) != tuple(target.shape):
+                raise UserError(f"'{var}' in {source} has shape {tuple(value.shape)} but layer '{key}' needs "
+                                f"{tuple(target.shape)} for this input size; check --input-size")
+            target.copy_(value)
+            used.add(var)
+    return [k for k in (*args, *aux) if k not in used]
+
+
+def graph_params(graph: MXNetGraph) -> dict[str, np.ndarray]:
+    """The graph module's weights under MXNet checkpoint names (`arg:`/`aux:`), e.g. for `write_params`."""
+    state = graph.state_dict()
+    out: dict[str, np.ndarray] = {}
+    for key, roles in graph.mx_params.items():
+        for role, var in roles.items():
+            kind = "aux" if role.startswith("running_") else "arg"
+            out[f"{kind}:{var}"] = state[f"layers.{key}.{role}"].detach().cpu().numpy().astype(np.float32)
+    return out
+
+
+def infer_input_size(symbol: Symbol, args: dict[str, np.ndarray], aux: dict[str, np.ndarray]
+                     ) -> tuple[int, int, int]:
+    """(C, H, W) from the data variable's __shape__, else the first standard size the weights fit."""
+    data = symbol.input_nodes()
+    shape = data[0].get("__shape__", None) if data else None
+    if isinstance(shape, tuple) and len(shape) == 4 and all(int(v) > 0 for v in shape[1:]):
+        return int(shape[1]), int(shape[2]), int(shape[3])
+    check_operators(symbol)
+    arrays = {**args, **aux}
+    for channels in (3, 1):
+        for side in _CANDIDATE_SIDES:
+            try:
+                graph = MXNetGraph(symbol, channels, side, materialize=False)
+            except UserError:
+                continue
+            fits = all(tuple(arrays[var].shape) == tuple(graph.layers[key].state_dict()[role].shape)
+                       for key, roles in graph.mx_params.items() for role, var in roles.items()
+                       if var in arrays and not (role == "weight" and getattr(graph.layers[key], "fix_gamma", 0)))
+            if fits:
+                return channels, side, side
+    raise UserError(f"{symbol.path}: cannot tell the input size from the weights; give --input-size CxHxW")
+
+
+def infer_options(model: str, symbol: Symbol, given: dict[str, Any], input_size: tuple[int, int, int]
+                  ) -> dict[str, Any]:
+    """Builder options the graph determines (BN eps, ELU alpha, activations, input size) unless given."""
+    from deepvision.models.registry import get_model_spec
+
+    params = inspect.signature(get_model_spec(model).builder).parameters
+    found: dict[str, Any] = {}
+    bn = [float(n.get("eps")) for n in symbol.nodes if n.op == "BatchNorm"]
+    if bn:
+        found["bn_eps"] = max(set(bn), key=bn.count)
+    acts = [n for n in symbol.nodes if n.op == "Activation" or (n.op == "LeakyReLU" and n.get("act_type") != "prelu")]
+    if acts:
+        first = acts[0]
+        found["activation"] = first.get("act_type")
+        if first.op == "LeakyReLU" and first.get("act_type") == "elu":
+            found["elu_alpha"] = float(first.get("slope"))
+    fcs = [n for n in symbol.nodes if n.op == "FullyConnected"]
+    if fcs:
+        after = [symbol.nodes[c] for c in symbol.consumers.get(fcs[0].index, [])]
+        if after and after[0].op == "Activation":
+            found["fc_activation"] = after[0].get("act_type")
+    if "input_size" in params:
+        found["input_size"] = input_size[1] if input_size[1] == input_size[2] else list(input_size[1:])
+    opts = {k: v for k, v in found.items() if k in params and k not in given}
+    return {**opts, **given}
+
+
+def read_labels(path: str | Path | None, count: int) -> list[str]:
+    """Class names from a file (one per line; `n01440764 tench, Tinca tinca` synset lines keep the words)."""
+    if path is None:
+        return [str(i) for i in range(count)]
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"labels file not found: {p}")
+    names = []
+    for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        head, _, rest = line.partition(" ")
+        names.append(rest.strip() if rest and len(head) == 9 and head[0] == "n" and head[1:].isdigit() else line)
+    if len(names) != count:
+        raise UserError(f"{p} names {len(names)} classes but the network has {count} outputs")
+    return names
+
+
+def _preprocess(channels: int, size: tuple[int, int], resize: int | None, scale: float,
+                mean: list[float] | str | None, std: list[float] | None):
+    from deepvision.data.preprocess import Preprocess
+
+    if isinstance(mean, (str, Path)):
+        from deepvision.data.loaders import read_mean_json
+
+        values = read_mean_json(mean)
+    else:
+        values = list(mean or [])
+    if channels == 1 and len(values) == 3:
+        values = [sum(values) / 3]
+    for label, v in (("--mean", values), ("--std", std or [])):
+        if v and len(v) not in (1, channels):
+            raise UserError(f"{label} has {len(v)} values but the network takes {channels} channels")
+    if std and any(s <= 0 for s in std):
+        raise UserError("--std values must be positive")
+    if scale <= 0:
+        raise UserError("--scale must be positive")
+    if resize is not None and resize < min(size):
+        raise UserError(f"--resize {resize} is smaller than the input size {size}")
+    return Preprocess(channels=channels, size=size, resize=resize, scale=scale, mean=[m * scale for m in values],
+                      std=[s * scale for s in (std or [])])
+
+
+def import_mxnet(
+    prefix: str | Path,
+    epoch: int,
+    *,
+    model: str | None = None,
+    out: str | Path | None = None,
+    options: dict[str, Any] | None = None,
+    input_size: tuple[int, int, int] | None = None,
+    labels: str | Path | None = None,
+    scale: float = 1.0,
+    mean: list[float] | str | None = None,
+    std: list[float] | None = None,
+    resize: int | None = None,
+    quiet: bool = False,
+) -> ImportResult:
+    """Import an MXNet checkpoint into a new run directory (`out`, default runs/mxnet-PREFIX-EPOCH).
+
+    `scale`, `mean` (R, G, B values or a mean JSON file, in 0..255 units) and `std` describe the input
+    the MXNet network was trained on: MXNet reference networks take raw pixels minus the dataset mean
+    (scale 1), Gluon model-zoo networks 0..1 pixels with ImageNet mean/std.
+    """
+    say = (lambda *_: None) if quiet else print
+    symbol_path, params_path = checkpoint_files(prefix, epoch)
+    symbol = read_symbol(symbol_path)
+    args, aux = split_params(read_params(params_path))
+    if input_size is None and model:
+        from deepvision.models.registry import get_model_spec
+
+        input_size = get_model_spec(model).input_size
+    input_size = input_size or infer_input_size(symbol, args, aux)
+    channels, height, width = input_size
+    graph = MXNetGraph(symbol, channels, (height, width))
+    unused = load_graph_weights(graph, args, aux, str(params_path))
+    say(f"[INFO] {params_path.name}: {len(args) + len(aux)} tensors; graph input {channels}x{height}x{width}, "
+        f"{graph.num_classes} outputs")
+    classes = read_labels(labels, graph.num_classes)
+    pre = _preprocess(channels, (height, width), resize, scale, mean, std)
+    run_dir = _target(out, f"mxnet-{Path(prefix).name}-{epoch:04d}")
+    if model:
+        from deepvision.interop.mxnet_mapping import align, compare, transfer
+        from deepvision.models.registry import create_model
+
+        opts = infer_options(model, symbol, dict(options or {}), input_size)
+        target = create_model(model, graph.num_classes, channels, **opts)
+        pairs = align(graph, target, model)
+        transfer(graph, target, pairs)
+        x = torch.randn(2, channels, height, width, generator=torch.Generator().manual_seed(0))
+        diff = compare(graph, target, pairs, x)
+        say(f"[INFO] {len(pairs)} layers mapped onto {model}; max |MXNet graph - {model}| on a random batch: "
+            f"{diff:.2e}")
+        state, name, model_args = target.state_dict(), model, opts
+    else:
+        diff, state, name = None, graph.state_dict(), "mxnet:graph"
+        model_args = {"symbol": str(run_dir / SYMBOL_FILE)}
+    cfg = _config(name, model_args, graph.num_classes, channels, pre, run_dir, epoch, Path(prefix).name)
+    source = {"prefix": str(Path(prefix).resolve()), "epoch": epoch, "symbol": str(symbol_path.resolve()),
+              "params": str(params_path.resolve()), "mxnet_version": symbol.version}
+    report = {"source": source, "model": name, "model_args": model_args, "num_classes": graph.num_classes,
+              "input_size": list(input_size), "tensors": len(args) + len(aux), "unused": unused,
+              "check_max_abs_diff": diff}
+    _write_run(run_dir, cfg, pre, classes, state, symbol_path, epoch, report)
+    if unused:
+        say(f"[WARN] {len(unused)} arrays in {params_path.name} are not used by the graph (e.g. {unused[0]})")
+    say(f"imported {params_path.name} into {run_dir} (model {name})")
+    return ImportResult(run_dir, name, graph.num_classes, tuple(input_size), len(args) + len(aux), diff, unused)
+
+
+def _target(out: str | Path | None, default_name: str) -> Path:
+    if out is not None:
+        path = Path(out).resolve()
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise UserError(f"{path} already exists; choose another --out")
+        return path
+    base = Path("runs").resolve() / default_name
+    path, k = base, 2
+    while path.exists():
+        path, k = base.with_name(f"{base.name}-{k}"), k + 1
+    return path
+
+
+def _config(name: str, model_args: dict[str, Any], num_classes: int, channels: int, pre, run_dir: Path, epoch: int,
+            prefix: str):
+    from deepvision.config.io import build_config
+
+    data = {"source": "folder", "root": None, "channels": channels,
+            "image_size": pre.size[0] if pre.size[0] == pre.size[1] else None, "resize": pre.resize,
+            "scale": pre.scale, "mean": pre.mean or None, "std": pre.std or None}
+    if data["image_size"] is None:
+        raise UserError(f"input {pre.size[0]}x{pre.size[1]} is not square; deepvision runs take square inputs")
+    return build_config({
+        "description": f"imported from MXNet {prefix} epoch {epoch}",
+        "model": {"name": name, "num_classes": num_classes, "in_channels": channels, "args": model_args,
+                  "pretrained": str(run_dir / "checkpoints" / "best.pt")},
+        "data": data,
+        "checkpoint": {"prefix": prefix.replace(":", "_")},
+    })
+
+
+def _write_run(run_dir: Path, cfg, pre, classes: list[str], state: dict[str, torch.Tensor], symbol_path: Path,
+               epoch: int, report: dict[str, Any]) -> None:
+    """The run (atomically, see `runs.imported`), with the symbol the graph model is rebuilt from and
+    the import report."""
+    from deepvision.runs.imported import write_imported_run
+
+    with tempfile.TemporaryDirectory() as scratch:
+        report_path = Path(scratch) / "import.json"
+        report_path.write_text(json.dumps(report, indent=2) + "\n")
+        write_imported_run(run_dir, cfg, pre, classes, state, epoch=epoch, source=report["source"],
+                           files={SYMBOL_FILE: symbol_path, "import.json": report_path})

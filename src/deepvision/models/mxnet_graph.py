@@ -1,0 +1,262 @@
+"""A PyTorch module built from an MXNet symbol graph: `mxnet:graph` with option `symbol: PATH`.
+
+Any MXNet classification network written with the symbol API (or exported from Gluon) becomes an
+`nn.Module` that computes what MXNet computes, so an imported checkpoint runs without MXNet. The
+module is rebuilt from the symbol file every time (nothing is pickled); its state dict holds the
+weights under `layers.<node name>.*`. Operators (MXNet 1.x names and defaults):
+
+    Convolution (groups, dilation, no_bias), FullyConnected (flatten), BatchNorm (eps, fix_gamma:
+    gamma is 1), Activation (relu, sigmoid, tanh, softrelu, softsign), LeakyReLU (leaky, elu, prelu,
+    selu, gelu, rrelu at inference), Pooling (max, avg, sum; valid/full convention; global;
+    count_include_pad), LRN, Flatten, Concat, elemwise_add / _Plus / broadcast_add / add_n,
+    elemwise_mul / elemwise_sub, the *_scalar arithmetic, clip, Dropout (inference: identity),
+    Reshape (0, -1 and positive sizes), softmax / SoftmaxActivation, identity / BlockGrad / _copy,
+    and a final SoftmaxOutput / Softmax / softmax, which is dropped: the module returns logits.
+
+Anything else is refused with one line naming every unsupported operator. A Pooling window that
+PyTorch would size differently from MXNet's "full" convention is refused naming the layer.
+
+`num_classes` other than the symbol's replaces the classifier (the last FullyConnected or
+Convolution before the output) with a freshly initialised one, for fine-tuning; 0 keeps the symbol's.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepvision.errors import UserError
+from deepvision.models.mxnet_ops import ADD_OPS, CONCAT_OPS, MUL_OPS, SUB_OPS, SUPPORTED, make_module, node_error
+from deepvision.models.mxnet_symbol import SOFTMAX_HEADS, Node, Symbol, read_symbol
+from deepvision.models.registry import ModelSpec, register_provider
+from deepvision.models.shapes import hw
+
+
+def _key(name: str, taken: set[str]) -> str:
+    key = re.sub(r"[^0-9A-Za-z_]", "_", name) or "node"
+    if hasattr(nn.ModuleDict(), key) or key[0].isdigit():
+        key = f"n_{key}"
+    base, k = key, 2
+    while key in taken:
+        key, k = f"{base}_{k}", k + 1
+    taken.add(key)
+    return key
+
+
+class MXNetGraph(nn.Module):
+    """Runs an MXNet symbol graph; `mx_params[key]` maps each module's tensors to MXNet variable names.
+
+    `input_size` (H, W) fixes the width of layers after a flatten; `materialize=False` keeps the
+    layers on the meta device (shapes only).
+    """
+
+    def __init__(self, symbol: Symbol, in_channels: int = 3, input_size: int | tuple[int, int] = 224,
+                 num_classes: int = 0, materialize: bool = True) -> None:
+        super().__init__()
+        self.symbol_path = symbol.path
+        self.layers = nn.ModuleDict()
+        self.mx_params: dict[str, dict[str, str]] = {}
+        self.node_keys: dict[int, str] = {}
+        self.steps: list[tuple[int, str, str, tuple[int, ...], tuple[int, ...]]] = []
+        output, self.softmax_head = _strip_softmax(symbol)
+        needed = symbol.ancestors(output.index)
+        _check_supported(symbol, needed)
+        data = [n for n in symbol.input_nodes() if n.index in needed]
+        if len(data) != 1:
+            raise UserError(f"{symbol.path}: the graph must have one data input, found "
+                            f"{', '.join(n.name for n in data) or 'none'}")
+        self.input_index, self.output_index = data[0].index, output.index
+        self.input_name = data[0].name
+        head = _classifier(symbol, output)
+        self.head_key: str | None = None
+        self.feature_index: int | None = None
+        height, width = hw(input_size)
+        taken: set[str] = set()
+        with torch.device("meta"):
+            values = {self.input_index: torch.empty(1, in_channels, height, width)}
+            for node in symbol.nodes:
+                if node.op == "null" or node.index not in needed:
+                    continue
+                ins = symbol.data_inputs(node)
+                if any(idx != 0 for _, idx in ins):
+                    raise node_error(node, "reads a second output of a multi-output operator (not supported)")
+                xs = [values[i] for i, _ in ins]
+                key = _key(node.name, taken)
+                kind = _kind(node.op)
+                if kind == "module":
+                    override = num_classes if head is not None and node.index == head.index and num_classes > 0 \
+                        else None
+                    self.layers[key] = make_module(node, xs, override).eval()  # BN on 1 sample
+                    self.mx_params[key] = _param_names(symbol, node)
+                    if head is not None and node.index == head.index:
+                        self.head_key, self.feature_index = key, ins[0][0]
+                self.node_keys[node.index] = key
+                self.steps.append((node.index, kind, key, tuple(i for i, _ in ins), ()))
+                try:
+                    values[node.index] = self._step(kind, key, xs)
+                except RuntimeError as exc:
+                    shapes = ", ".join(str(tuple(x.shape)) for x in xs)
+                    raise node_error(node, f"cannot take input {shapes} ({str(exc).splitlines()[0]}); check "
+                                            f"the input size") from None
+            out_shape = tuple(values[self.output_index].shape)
+        self.output_shape = out_shape[1:]
+        if num_classes > 0 and out_shape[1] != num_classes:
+            raise UserError(f"{symbol.path}: the graph has {out_shape[1]} outputs and no final FullyConnected or "
+                            f"Convolution to resize to {num_classes} classes")
+        self.num_classes = out_shape[1]
+        self._plan_release()
+        if materialize:  # else the layers stay on the meta device: shapes only, for inspection
+            self.to_empty(device="cpu")
+            self._reset()
+        self.train()
+
+    def _plan_release(self) -> None:
+        """After each step, drop the values no later step reads (keeps inference memory low)."""
+        last_use: dict[int, int] = {}
+        for pos, (_, _, _, ins, _) in enumerate(self.steps):
+            for i in ins:
+                last_use[i] = pos
+        for pos, (index, kind, key, ins, _) in enumerate(self.steps):
+            free = tuple(sorted({i for i in ins if last_use[i] == pos and i != self.output_index}))
+            self.steps[pos] = (index, kind, key, ins, free)
+
+    @torch.no_grad()
+    def _reset(self) -> None:
+        for module in self.layers.values():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+            if getattr(module, "fix_gamma", False):
+                module.weight.fill_(1.0)
+            if isinstance(module, nn.PReLU):
+                module.weight.fill_(0.25)
+
+    def _step(self, kind: str, key: str, xs: list[torch.Tensor]) -> torch.Tensor:
+        if kind == "module":
+            return self.layers[key](xs[0])
+        if kind == "add":
+            y = xs[0]
+            for t in xs[1:]:
+                y = y + t
+            return y
+        if kind == "mul":
+            return xs[0] * xs[1]
+        if kind == "sub":
+            return xs[0] - xs[1]
+        if kind == "concat":
+            return torch.cat(xs, dim=1)
+        return xs[0]
+
+    def _run(self, x: torch.Tensor, stop: int) -> torch.Tensor:
+        values = {self.input_index: x}
+        for index, kind, key, ins, free in self.steps:
+            values[index] = self._step(kind, key, [values[i] for i in ins])
+            if index == stop:
+                return values[index]
+            for i in free:
+                del values[i]
+        return values[stop]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (the final softmax of the MXNet graph is left out)."""
+        return self._run(x, self.output_index)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The classifier's input, flattened to (N, features) when the classifier is fully connected."""
+        if self.feature_index is None:
+            raise UserError("this MXNet graph has no final FullyConnected/Convolution classifier")
+        out = x if self.feature_index == self.input_index else self._run(x, self.feature_index)
+        return out.flatten(1) if isinstance(self.layers[self.head_key], nn.Linear) else out
+
+
+def _kind(op: str) -> str:
+    if op in ADD_OPS:
+        return "add"
+    if op in MUL_OPS:
+        return "mul"
+    if op in SUB_OPS:
+        return "sub"
+    if op in CONCAT_OPS:
+        return "concat"
+    return "module"
+
+
+def _param_names(symbol: Symbol, node: Node) -> dict[str, str]:
+    roles = symbol.params_of(node)
+    rename = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_var": "running_var"}
+    if node.op == "LeakyReLU":
+        rename = {"gamma": "weight"}
+    return {rename.get(role, role): name for role, name in roles.items()}
+
+
+def _strip_softmax(symbol: Symbol) -> tuple[Node, bool]:
+    node, stripped = symbol.output, False
+    if symbol.heads[0][1] != 0:
+        raise UserError(f"{symbol.path}: the output is output {symbol.heads[0][1]} of '{node.name}' "
+                        f"(multi-output operators are not supported)")
+    while node.op in SOFTMAX_HEADS:
+        node, stripped = symbol.nodes[symbol.data_inputs(node)[0][0]], True
+    return node, stripped
+
+
+def _classifier(symbol: Symbol, output: Node) -> Node | None:
+    """The last FullyConnected/Convolution feeding the output through parameter-free one-input layers."""
+    node = output
+    while True:
+        if node.op in ("FullyConnected", "Convolution"):
+            return node
+        ins = symbol.data_inputs(node)
+        if node.op == "null" or len(ins) != 1 or node.op in ("BatchNorm", "LeakyReLU"):
+            return None
+        node = symbol.nodes[ins[0][0]]
+
+
+def check_operators(symbol: Symbol) -> None:
+    """UserError naming every operator of the graph (up to its output) that the importer cannot build."""
+    output, _ = _strip_softmax(symbol)
+    _check_supported(symbol, symbol.ancestors(output.index))
+
+
+def _check_supported(symbol: Symbol, needed: set[int]) -> None:
+    bad: dict[str, list[str]] = {}
+    for node in symbol.nodes:
+        if node.index in needed and node.op != "null" and node.op not in SUPPORTED:
+            bad.setdefault(node.op, []).append(node.name)
+    if bad:
+        listed = ", ".join(f"{op} (node '{names[0]}'{f' and {len(names) - 1} more' if len(names) > 1 else ''})"
+                           for op, names in bad.items())
+        raise UserError(f"{symbol.path}: MXNet operator(s) not supported by the graph importer: {listed}")
+
+
+def build_graph(symbol: str | Path | Symbol, num_classes: int = 0, in_channels: int = 3,
+                input_size: int | tuple[int, int] = 224) -> MXNetGraph:
+    """An `MXNetGraph` for a symbol file (or parsed Symbol), freshly initialised."""
+    parsed = symbol if isinstance(symbol, Symbol) else read_symbol(symbol)
+    return MXNetGraph(parsed, in_channels, input_size, num_classes)
+
+
+def mxnet_graph(num_classes: int = 0, in_channels: int = 3, symbol: str = "",
+                input_size: int | tuple[int, int] = 224) -> nn.Module:
+    """An MXNet symbol graph (`symbol`: path of prefix-symbol.json) as a PyTorch module."""
+    if not symbol:
+        raise ValueError("model mxnet:graph needs the option symbol: PATH of an MXNet -symbol.json file")
+    return build_graph(symbol, num_classes, in_channels, input_size)
+
+
+def _provider(name: str) -> ModelSpec:
+    if name != "graph":
+        raise UserError(f"unknown model 'mxnet:{name}'; the MXNet namespace has one model, mxnet:graph "
+                        f"(option symbol: PATH), written by `deepvision import mxnet`")
+    return ModelSpec("mxnet:graph", mxnet_graph, (3, 224, 224), 0,
+                     "an MXNet symbol graph (option symbol: prefix-symbol.json) as a PyTorch module")
+
+
+def spec_args(symbol: str | Path) -> dict[str, Any]:
+    """The `model.args` that rebuild a graph from `symbol`."""
+    return {"symbol": str(Path(symbol).resolve())}
+
+
+register_provider("mxnet", _provider)

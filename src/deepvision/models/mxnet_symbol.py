@@ -1,0 +1,234 @@
+"""Read an MXNet symbol file (`prefix-symbol.json`) into a plain graph, with MXNet's attribute defaults.
+
+The JSON lists nodes in topological order: `{"op", "name", "attrs", "inputs": [[node, output, version],
+...]}`; variables (data, weights, labels) are nodes with op "null". Files written by MXNet before
+0.9 keep the attributes under "param" or "attr" instead of "attrs", and inputs as [node, output]
+pairs; all spellings are read. Attribute values are strings ("(3, 3)", "True", "0.001"); `Node`
+parses them on demand with the operator's default when an attribute is absent: MXNet writes only the
+attributes a script set, so the defaults matter (BatchNorm eps 1e-3 and fix_gamma true, Pooling
+convention "valid", LeakyReLU slope 0.25, ...).
+
+No MXNet is needed; nothing here executes code from the file.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepvision.errors import UserError
+
+# Inputs that are parameters or labels rather than data, per operator (positions after the data input).
+PARAM_INPUTS: dict[str, tuple[str, ...]] = {
+    "Convolution": ("weight", "bias"),
+    "Deconvolution": ("weight", "bias"),
+    "FullyConnected": ("weight", "bias"),
+    "BatchNorm": ("gamma", "beta", "moving_mean", "moving_var"),
+    "LeakyReLU": ("gamma",),
+    "SoftmaxOutput": ("label",),
+    "Softmax": ("label",),
+    "LinearRegressionOutput": ("label",),
+    "LogisticRegressionOutput": ("label",),
+    "MAERegressionOutput": ("label",),
+    "SVMOutput": ("label",),
+}
+AUX_INPUTS = {"moving_mean", "moving_var"}
+# Operators whose output is the network's probability head (stripped: deepvision models return logits).
+SOFTMAX_HEADS = {"SoftmaxOutput", "Softmax", "softmax", "SoftmaxActivation"}
+
+# Defaults of the attributes the importer reads (MXNet 1.x operator documentation).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "Convolution": {"stride": None, "dilate": None, "pad": None, "num_group": 1, "no_bias": False, "layout": None},
+    "FullyConnected": {"no_bias": False, "flatten": True},
+    "BatchNorm": {"eps": 1e-3, "momentum": 0.9, "fix_gamma": True, "use_global_stats": False, "axis": 1},
+    "Pooling": {"pool_type": "max", "global_pool": False, "pooling_convention": "valid", "stride": None,
+                "pad": None, "count_include_pad": True, "kernel": None, "layout": None, "p_value": None},
+    "Activation": {},
+    "LeakyReLU": {"act_type": "leaky", "slope": 0.25, "lower_bound": 0.125, "upper_bound": 0.334},
+    "LRN": {"alpha": 1e-4, "beta": 0.75, "knorm": 2.0},
+    "Concat": {"dim": 1},
+    "concat": {"dim": 1},
+    "Dropout": {"p": 0.5, "mode": "training"},
+    "Reshape": {"reverse": False, "shape": None, "target_shape": None},
+    "reshape": {"reverse": False, "shape": None, "target_shape": None},
+    "softmax": {"axis": -1, "temperature": None},
+    "SoftmaxActivation": {"mode": "instance"},
+    "SoftmaxOutput": {"multi_output": False, "preserve_shape": False},
+    "clip": {},
+}
+
+
+def parse_value(text: Any) -> Any:
+    """An MXNet attribute string as a Python value: '(3, 3)' -> (3, 3), 'True' -> True, '1e-3' -> 0.001."""
+    if not isinstance(text, str):
+        return text
+    s = text.strip()
+    if s in ("True", "true"):
+        return True
+    if s in ("False", "false"):
+        return False
+    if s == "None":
+        return None
+    if s.startswith(("(", "[")):
+        try:
+            value = ast.literal_eval(s.replace("L", ""))  # Python 2 era files wrote (3L, 3L)
+        except (ValueError, SyntaxError):
+            return s
+        return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    try:
+        return int(s)
+    except ValueError:
+        pass
+    try:
+        return float(s)
+    except ValueError:
+        return s
+
+
+@dataclass
+class Node:
+    index: int
+    op: str  # "null" for variables
+    name: str
+    attrs: dict[str, str]
+    inputs: list[tuple[int, int]]  # (node index, output index)
+
+    def get(self, key: str, default: Any = ...) -> Any:
+        """Attribute `key` parsed, else the operator's MXNet default (or `default` when given)."""
+        if key in self.attrs:
+            return parse_value(self.attrs[key])
+        if default is not ...:
+            return default
+        return DEFAULTS.get(self.op, {}).get(key)
+
+    def flag(self, key: str) -> bool:
+        value = self.get(key)
+        if isinstance(value, str):
+            return value.lower() in ("1", "true")
+        return bool(value)
+
+    def pair(self, key: str, fill: int) -> tuple[int, int]:
+        """A 2-D tuple attribute (kernel, stride, pad, dilate); `fill` when absent or empty."""
+        value = self.get(key)
+        if value is None or value == ():
+            return fill, fill
+        if isinstance(value, (int, float)):
+            return int(value), int(value)
+        if len(value) == 1:
+            return int(value[0]), int(value[0])
+        if len(value) != 2:
+            raise UserError(f"MXNet node '{self.name}' ({self.op}): {key}={self.attrs.get(key)} is not 2-D; "
+                            f"only 2-D images are supported")
+        return int(value[0]), int(value[1])
+
+    @property
+    def param_roles(self) -> tuple[str, ...]:
+        if self.op == "LeakyReLU" and self.get("act_type") != "prelu":
+            return ()
+        if self.op == "Convolution" or self.op == "FullyConnected":
+            return ("weight",) if self.flag("no_bias") else ("weight", "bias")
+        return PARAM_INPUTS.get(self.op, ())
+
+
+@dataclass
+class Symbol:
+    nodes: list[Node]
+    heads: list[tuple[int, int]]
+    path: str = ""
+    version: int | None = None
+    consumers: dict[int, list[int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for node in self.nodes:
+            for src, _ in self.data_inputs(node):
+                self.consumers.setdefault(src, []).append(node.index)
+
+    @property
+    def output(self) -> Node:
+        return self.nodes[self.heads[0][0]]
+
+    def data_inputs(self, node: Node) -> list[tuple[int, int]]:
+        """The inputs of `node` that carry data (not weights, statistics or labels)."""
+        if node.op == "null":
+            return []
+        n_params = len(PARAM_INPUTS.get(node.op, ()))
+        if node.op in ("Convolution", "FullyConnected", "Deconvolution"):
+            return node.inputs[:1]
+        if node.op == "LeakyReLU":
+            return node.inputs[:1]
+        if n_params:
+            return node.inputs[: max(1, len(node.inputs) - n_params)]
+        return list(node.inputs)
+
+    def params_of(self, node: Node) -> dict[str, str]:
+        """{role: variable name} of a node's parameters, e.g. {'weight': 'conv1_weight', 'bias': ...}."""
+        if node.op == "null":
+            return {}
+        roles = node.param_roles
+        extra = node.inputs[1:]
+        return {role: self.nodes[i].name for role, (i, _) in zip(roles, extra) if role != "label"}
+
+    def input_nodes(self) -> list[Node]:
+        """Variables fed as data (not as parameters or labels): normally just 'data'."""
+        used: list[int] = []
+        for node in self.nodes:
+            for src, _ in self.data_inputs(node):
+                if self.nodes[src].op == "null" and src not in used:
+                    used.append(src)
+        return [self.nodes[i] for i in used]
+
+    def ancestors(self, index: int) -> set[int]:
+        """Every node the given node depends on through data inputs (itself included)."""
+        seen, stack = set(), [index]
+        while stack:
+            i = stack.pop()
+            if i in seen:
+                continue
+            seen.add(i)
+            stack.extend(src for src, _ in self.data_inputs(self.nodes[i]))
+        return seen
+
+
+def parse_symbol(text: str, path: str = "symbol") -> Symbol:
+    """Parse symbol JSON text; UserError naming the file when it is not an MXNet symbol."""
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"{path} is not JSON ({exc}); give the -symbol.json file MXNet wrote") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("nodes"), list) or "heads" not in raw:
+        raise UserError(f"{path} is not an MXNet symbol file (no 'nodes'/'heads'); give the -symbol.json file")
+    nodes = []
+    try:
+        for i, item in enumerate(raw["nodes"]):
+            attrs: dict[str, str] = {}
+            for key in ("param", "attr", "attrs"):
+                if isinstance(item.get(key), dict):
+                    attrs.update({k: str(v) for k, v in item[key].items()})
+            inputs = [(int(e[0]), int(e[1]) if len(e) > 1 else 0) for e in item.get("inputs", [])]
+            if any(src >= i for src, _ in inputs):
+                raise ValueError(f"node {i} reads a later node")
+            nodes.append(Node(i, str(item["op"]), str(item["name"]), attrs, inputs))
+        heads = [(int(h[0]), int(h[1]) if len(h) > 1 else 0) for h in raw["heads"]]
+        if not heads or any(h[0] >= len(nodes) for h in heads):
+            raise ValueError("no valid head")
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise UserError(f"{path} is a damaged MXNet symbol file ({exc})") from None
+    version = raw.get("attrs", {}).get("mxnet_version") if isinstance(raw.get("attrs"), dict) else None
+    if isinstance(version, list) and len(version) == 2:
+        version = version[1]
+    return Symbol(nodes, heads, path, int(version) if isinstance(version, int) else None)
+
+
+def read_symbol(path: str | Path) -> Symbol:
+    """Read `prefix-symbol.json`."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"MXNet symbol file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    return parse_symbol(text, str(path))

@@ -1,0 +1,112 @@
+"""`deepvision export`: one file with the normalisation inside and the run's metadata, verified against
+PyTorch; `deepvision predict` on the exported .onnx gives the run's own predictions."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deepvision.errors import UserError
+from deepvision.interop.mxnet_import import import_mxnet
+from deepvision.runs.loading import load_run
+from tests.helpers import make_image_folder
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "mxnet"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """MXNet graph runs (concat, LRN, 'full' pooling; every other operator) and a zoo run (lenet), and images."""
+    tmp = tmp_path_factory.mktemp("export")
+    graph = import_mxnet(FIX / "inception_bn_block", 7, input_size=(3, 32, 32), out=tmp / "graph", scale=1 / 255,
+                         mean=[120.0, 110.0, 100.0], std=[60.0, 60.0, 60.0], quiet=True).run_dir
+    zoo = import_mxnet(FIX / "lenet", 7, model="lenet", input_size=(1, 16, 16), out=tmp / "zoo", quiet=True).run_dir
+    ops = import_mxnet(FIX / "operators", 7, input_size=(3, 8, 8), out=tmp / "ops", quiet=True).run_dir
+    images = make_image_folder(tmp / "images", n_per_class=3, size=40)
+    return graph, zoo, ops, sorted(images.rglob("*.png"))
+
+
+def test_onnx_file_predicts_like_the_run(runs, run_cli, tmp_path):
+    graph, _, _, images = runs
+    target = tmp_path / "model.onnx"
+    code, out, err = run_cli("export", graph, "--out", target, "--images", *images[:4])
+    assert code == 0, err
+    assert "parity on 4 the given images: max |logits difference|" in out and "top-1 agreement 100.0%" in out
+    assert target.is_file() and not list(tmp_path.glob("*.data"))  # one self-contained file
+    import onnx
+
+    model = onnx.load(str(target))
+    meta = json.loads({p.key: p.value for p in model.metadata_props}["deepvision"])
+    loaded = load_run(graph)
+    assert meta["classes"] == loaded.classes and meta["preprocess"] == loaded.pre.to_dict()
+    assert meta["input"]["shape"] == [1, 3, 32, 32] and meta["model"] == "mxnet:graph"
+
+    code, out, err = run_cli("predict", target, *images, "--json")
+    assert code == 0, err
+    from_onnx = json.loads(out)
+    code, out, err = run_cli("predict", graph, *images, "--json")
+    from_run = json.loads(out)
+    assert [r["top"][0]["class"] for r in from_onnx] == [r["top"][0]["class"] for r in from_run]
+    for a, b in zip(from_onnx, from_run):
+        assert np.allclose([t["probability"] for t in a["top"]], [t["probability"] for t in b["top"]], atol=1e-5)
+
+
+def test_dynamic_batch_onnx_and_torchscript(runs, tmp_path):
+    from deepvision.export.export import export_run
+    from deepvision.export.onnx_export import ort_session
+
+    _, zoo, ops, images = runs
+    # every operator of the graph importer (sum pooling, PReLU, SELU, Reshape, clip, ...) through ONNX
+    result = export_run(ops, format="onnx", dynamic_batch=True, out=tmp_path / "ops.onnx", quiet=True)
+    assert result.checked == 8 and result.top1_agreement == 1.0 and result.max_abs_diff < 1e-4
+    assert "synthetic" in result.check_source  # the imported run has no data.root
+    loaded = load_run(ops)
+    pixels = torch.stack([loaded.pre.load(p) for p in images[:5]])
+    with torch.inference_mode():
+        expected = loaded.model(loaded.pre.normalize(pixels)).numpy()
+    got = ort_session(result.path).run(["logits"], {"pixels": pixels.float().numpy()})[0]
+    assert got.shape == (5, 6) and np.abs(got - expected).max() < 1e-4
+
+    loaded = load_run(zoo)
+    pixels = torch.stack([loaded.pre.load(p) for p in images[:5]])
+    with torch.inference_mode():
+        expected = loaded.model(loaded.pre.normalize(pixels)).numpy()
+
+    ts = export_run(zoo, format="torchscript", dynamic_batch=True, quiet=True)
+    assert ts.path == zoo / "export" / "zoo.torchscript"
+    extra = {"deepvision.json": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream; files still load
+        module = torch.jit.load(str(ts.path), _extra_files=extra)
+    assert json.loads(extra["deepvision.json"])["classes"] == loaded.classes
+    with torch.inference_mode():
+        assert np.abs(module(pixels.float()).numpy() - expected).max() < 1e-4
+
+
+def test_export_refuses_a_file_that_differs_and_bad_options(runs, tmp_path, monkeypatch):
+    from deepvision.export import export as E
+
+    _, zoo, _, _ = runs
+    real = E._run_file
+    monkeypatch.setattr(E, "_run_file", lambda *a: real(*a) + np.eye(10, dtype=np.float32)[[3] * 8] * 5)
+    target = tmp_path / "bad.torchscript"
+    with pytest.raises(UserError, match=r"differs from PyTorch \(max abs difference 5 > .*nothing was written"):
+        E.export_run(zoo, format="torchscript", dynamic_batch=True, out=target, quiet=True)
+    assert not list(tmp_path.iterdir())  # no file, no temporary left behind
+    with pytest.raises(UserError, match="--opset applies to --format onnx only"):
+        E.export_run(zoo, format="torchscript", opset=17, quiet=True)
+    with pytest.raises(UserError, match=r"must end in \.onnx"):
+        E.export_run(zoo, format="onnx", out=tmp_path / "x.pt", quiet=True)
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)
+    with pytest.raises(UserError, match=r"needs onnxruntime: pip install deepvision\[onnx\]"):
+        from deepvision.inference.onnx_runtime import OnnxClassifier
+
+        OnnxClassifier(Path(__file__))  # any existing file: the missing package is reported first
