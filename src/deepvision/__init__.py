@@ -14,7 +14,8 @@ from typing import Any
 
 from deepvision.version import __version__
 
-_API = ("train", "resume", "evaluate", "predict", "load_run", "create_model", "list_models")
+_API = ("train", "resume", "evaluate", "predict", "export", "import_mxnet", "import_keras", "load_run", "create_model",
+        "list_models")
 
 __all__ = ["__version__", *_API]
 

@@ -16,8 +16,8 @@ from deepvision.inference.predict import Prediction, predict_images
 from deepvision.models.registry import create_model, list_models
 from deepvision.runs.loading import load_run
 
-__all__ = ["create_model", "default_name", "evaluate", "list_models", "load_run", "predict", "resolve_run", "resume",
-           "train"]
+__all__ = ["create_model", "default_name", "evaluate", "export", "import_keras", "import_mxnet", "list_models",
+           "load_run", "predict", "resolve_run", "resume", "train"]
 
 
 def _as_config(config: str | Path | dict[str, Any] | Config, overrides: list[str] | None) -> Config:
@@ -81,3 +81,24 @@ def _path(run: str | Path | FitResult) -> Path:
     if not isinstance(run, (str, Path)):
         raise UserError(f"expected a run directory, got {type(run).__name__}")
     return Path(run)
+
+
+def export(run_dir: str | Path | FitResult, **kwargs: Any) -> Any:
+    """`deepvision export`: see `deepvision.export.export.export_run` for the options."""
+    from deepvision.export.export import export_run
+
+    return export_run(_path(run_dir), **kwargs)
+
+
+def import_mxnet(prefix: str | Path, epoch: int, **kwargs: Any) -> Any:
+    """`deepvision import mxnet`: see `deepvision.interop.mxnet_import.import_mxnet`."""
+    from deepvision.interop.mxnet_import import import_mxnet as run_import
+
+    return run_import(prefix, epoch, **kwargs)
+
+
+def import_keras(h5: str | Path, out: str | Path, model: str | None = None, **kwargs: Any) -> Path:
+    """`deepvision import keras`: see `deepvision.interop.keras_import.import_keras`."""
+    from deepvision.interop.keras_import import import_keras as run_import
+
+    return run_import(h5, out, model, **kwargs)
