@@ -19,7 +19,9 @@ import contextlib
 import multiprocessing
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -39,41 +41,81 @@ from deepvision.data.records.codec import (
 from deepvision.data.records.header import IRHeader, pack_header
 from deepvision.data.records.recordio import RecordWriter, frame_record
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, read_regular_file
 
 DEFAULT_EXTS = (".jpeg", ".jpg", ".png")
 
 
 # -- list generation ------------------------------------------------------------------------------------
 def list_images(root: str | Path, recursive: bool, exts: Iterable[str],
-                categories: dict[str, int] | None = None) -> Iterator[tuple[int, str, int]]:
+                categories: dict[str, int] | None = None, loops: list[str] | None = None,
+                rejected: list[str] | None = None) -> Iterator[tuple[int, str, int]]:
     """(index, path relative to root, label) for every image, in im2rec.py's order.
 
     With `recursive`, every folder holding images gets the next label in sorted-walk order (recorded in
     `categories` as relative folder -> label); otherwise only files directly in root, all labelled 0.
+    Directory links are followed, as im2rec.py does, except a link back to one of its own ancestors
+    (a cycle, which im2rec.py walks until the path is too long): it is skipped and its relative path
+    appended to `loops`. Only regular files are listed (a FIFO named .jpg would block the packer).
+    Paths with a tab or a line break, which a .lst line cannot hold, are left out and appended to
+    `rejected` (im2rec.py writes them and every reader then refuses the list).
     """
     root = str(root)
     exts = {e.lower() for e in exts}
     i = 0
     if recursive:
         cat: dict[str, int] = {} if categories is None else categories
+        ancestors: dict[str, frozenset[tuple[int, int]]] = {}
         for path, dirs, files in os.walk(root, followlinks=True):
+            here = ancestors.get(path, frozenset()) | {_dir_id(path)}
+            for d in list(dirs):
+                sub = os.path.join(path, d)
+                ident = _dir_id(sub)
+                if ident in here:  # a link back into its own ancestry: following it never ends
+                    dirs.remove(d)
+                    if loops is not None:
+                        loops.append(os.path.relpath(sub, root))
+                else:
+                    ancestors[sub] = here
             dirs.sort()
             files.sort()
             for fname in files:
                 fpath = os.path.join(path, fname)
                 if os.path.splitext(fname)[1].lower() in exts and os.path.isfile(fpath):
+                    rel = os.path.relpath(fpath, root)
+                    if unlistable(rel):
+                        if rejected is not None:
+                            rejected.append(rel)
+                        continue
                     rel_dir = os.path.relpath(path, root)
                     if rel_dir not in cat:
                         cat[rel_dir] = len(cat)
-                    yield i, os.path.relpath(fpath, root), cat[rel_dir]
+                    yield i, rel, cat[rel_dir]
                     i += 1
     else:
         for fname in sorted(os.listdir(root)):
             fpath = os.path.join(root, fname)
             if os.path.isfile(fpath) and os.path.splitext(fname)[1].lower() in exts:
-                yield i, os.path.relpath(fpath, root), 0
+                rel = os.path.relpath(fpath, root)
+                if unlistable(rel):
+                    if rejected is not None:
+                        rejected.append(rel)
+                    continue
+                yield i, rel, 0
                 i += 1
+
+
+def _dir_id(path: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (-1, hash(path))
+    return st.st_dev, st.st_ino
+
+
+def unlistable(name: str) -> bool:
+    """True for a path the .lst format cannot hold: a tab or anything `str.splitlines` breaks on."""
+    return "\t" in name or len(f"a{name}b".splitlines()) > 1
 
 
 def make_list(
@@ -87,8 +129,14 @@ def make_list(
     train_ratio: float = 1.0,
     test_ratio: float = 0.0,
     categories: dict[str, int] | None = None,
+    loops: list[str] | None = None,
+    rejected: list[str] | None = None,
 ) -> list[Path]:
-    """Write PREFIX.lst (or PREFIX[_k]_train/_val/_test.lst) like `im2rec.py --list`; returns the files."""
+    """Write PREFIX.lst (or PREFIX[_k]_train/_val/_test.lst) like `im2rec.py --list`; returns the files.
+
+    `categories`, `loops` and `rejected` collect what `list_images` reports (folder labels, directory
+    links that loop, file names a list cannot hold).
+    """
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"image folder not found: {root}")
@@ -97,7 +145,7 @@ def make_list(
     if not (0 <= train_ratio <= 1 and 0 <= test_ratio <= 1 and train_ratio + test_ratio <= 1):
         raise UserError(f"--train-ratio ({train_ratio}) and --test-ratio ({test_ratio}) must be in [0, 1] and sum "
                         f"to at most 1")
-    image_list = list(list_images(root, recursive, exts, categories))
+    image_list = list(list_images(root, recursive, exts, categories, loops, rejected))
     if shuffle:
         random.seed(100)  # im2rec.py's seed: the same folder gives the same list
         random.shuffle(image_list)
@@ -176,8 +224,7 @@ def encode_item(options: PackOptions, item: PackItem) -> tuple[bytes | None, str
     header = IRHeader(0, label, item.index, 0)
     fullpath = os.path.join(options.root, item.path)
     try:
-        with open(fullpath, "rb") as f:
-            data = f.read()
+        data = read_regular_file(fullpath)  # a FIFO or device named like an image must not block the packer
     except OSError as exc:
         return None, f"cannot read file ({exc.strerror or exc})"
     try:
@@ -222,9 +269,12 @@ def _check_pass_through(data: bytes) -> None:
 _OPTIONS: PackOptions | None = None
 
 
-def _init_worker(options: PackOptions) -> None:
+def _init_worker(options: PackOptions, in_worker: bool = False) -> None:
     global _OPTIONS
     _OPTIONS = options
+    if in_worker:  # the parent alone reacts to Ctrl+C/SIGTERM, then terminates the pool (SIGTERM: exit quietly)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _encode_task(task: tuple[int, PackItem]) -> tuple[int, bytes | None, str]:
@@ -291,7 +341,8 @@ def pack_list(
             pool = None
         else:
             with forking_cv2():
-                pool = _pool_context().Pool(min(workers, len(items)), initializer=_init_worker, initargs=(options,))
+                pool = _pool_context().Pool(min(workers, len(items)), initializer=_init_worker,
+                                            initargs=(options, True))
             results = pool.imap(_encode_task, tasks, chunksize=max(1, min(16, len(items) // (workers * 8) or 1)))
         try:
             for done, (pos, framed, reason) in enumerate(results, 1):
@@ -338,6 +389,32 @@ def find_lists(prefix: str | Path) -> tuple[Path, list[Path]]:
              if os.path.isfile(os.path.join(working, n)) and os.path.join(working, n).startswith(prefix)
              and n.endswith(".lst")]
     return Path(working), lists
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived while `sigterm_raises()` was active (a BaseException, like KeyboardInterrupt, so
+    that cleanup code runs and nothing swallows it)."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into a `Terminated` exception in the main thread for the duration, so a packing run
+    that is asked to stop unwinds like Ctrl+C: worker processes terminated, temporary files removed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+        raise Terminated
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 class ProgressReporter:
