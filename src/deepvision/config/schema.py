@@ -32,7 +32,10 @@ def _bounded(where: str, value: float | None, low: float, high: float, *, low_op
     ok = math.isfinite(number) and (low < number if low_open else low <= number) and \
         (number < high if high_open else number <= high)
     if not ok:
-        rng = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        def num(v: float) -> str:
+            return f"{int(v):,}" if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
+
+        rng = f"{'(' if low_open else '['}{num(low)}, {num(high)}{')' if high_open else ']'}"
         raise UserError(f"{where} must be a finite number in {rng}, got {value!r}")
 
 

@@ -185,7 +185,7 @@ def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         base = Path(cfg.root) if cfg.root else path.parent
         paths = [e.path if Path(e.path).is_absolute() else str(base / e.path) for e in entries]
         labels = class_labels(np.array([e.label for e in entries], dtype=np.float64), path, "entry",
-                              [e.index for e in entries], limit)
+                              [e.index for e in entries], limit, names is not None)
         top = max(top, int(labels.max()))
         splits[name] = ImageFileDataset(paths, labels.tolist(), channels)
     return RawData(splits, names if names is not None else read_class_names(None, top + 1), channels, None)
@@ -201,9 +201,10 @@ def class_limit(cfg: DataConfig) -> tuple[list[str] | None, int]:
 
 
 def class_labels(values: np.ndarray, source: str | Path, what: str, ids: list[int] | np.ndarray | None,
-                 limit: int) -> np.ndarray:
+                 limit: int, labels_file: bool = False) -> np.ndarray:
     """Single-label class numbers as int64, checked before anything is sized by them: every value must
-    be a whole number in [0, limit). `what`/`ids` name the offending entry ("entry 7", "record 12")."""
+    be a whole number in [0, limit). `what`/`ids` name the offending entry ("entry 7", "record 12");
+    `labels_file` says the limit is the length of a labels file (else it is MAX_CLASSES)."""
     values = np.asarray(values, dtype=np.float64)
     bad = ~np.isfinite(values) | (values < 0) | (values != np.floor(values)) | (values >= limit)
     if np.any(bad):
@@ -211,9 +212,10 @@ def class_labels(values: np.ndarray, source: str | Path, what: str, ids: list[in
         v = values[k]
         name = f"{what} {ids[k] if ids is not None else k}"
         if np.isfinite(v) and v >= 0 and v == np.floor(v):
-            hint = ("the labels file names only " if limit != MAX_CLASSES else
-                    "without a labels file (data.options.labels) at most ") + f"{limit:,} classes"
-            raise UserError(f"{source}: {name} has label {v:g}, beyond the class numbers 0..{limit - 1:,} ({hint})")
+            hint = ("named by the labels file (data.options.labels)" if labels_file else
+                    "allowed without a labels file; if there really are more classes, name them in "
+                    "data.options.labels")
+            raise UserError(f"{source}: {name} has label {v:g}, beyond the class numbers 0..{limit - 1:,} {hint}")
         raise UserError(f"{source}: {name} has label {v:g}; single-label data needs whole class numbers 0, 1, ... "
                         f"({int(np.count_nonzero(bad)):,} such label(s))")
     return values.astype(np.int64)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import cv2
 
+from deepvision.data.imageio import check_image_data
 from deepvision.data.lst import ListEntry, read_list_text, write_lst
 from deepvision.data.records.codec import (
     DecodeError,
@@ -264,6 +265,7 @@ def _check_pass_through(data: bytes) -> None:
         raise DecodeError("truncated JPEG (no end-of-image marker)")
     if fmt == "png" and b"IEND" not in data[-12:]:
         raise DecodeError("truncated PNG (no IEND chunk)")
+    check_image_data(data)  # stored as is, but decoded by every reader: refuse a decompression bomb now
 
 
 _OPTIONS: PackOptions | None = None

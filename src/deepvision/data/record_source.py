@@ -53,7 +53,8 @@ def rec_source(cfg: DataConfig, wanted: list[str]) -> RawData:
                            decoder=cfg.options.get("decoder", "auto"))
         if len(ds) == 0:
             raise UserError(f"record file {path} holds no record")
-        labels = class_labels(ds.labels[:, 0], path, "record", None, limit)  # before `targets` truncates them
+        # check the float labels before `targets` truncates them to integers
+        labels = class_labels(ds.labels[:, 0], path, "record", None, limit, names is not None)
         top = max(top, int(labels.max()))
         splits[name] = ds
     return RawData(splits, names if names is not None else read_class_names(None, top + 1), channels, None)
@@ -85,7 +86,8 @@ def hdf5_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         size = tuple(data.shape[1:3])
         classes = classes or names
         if len(labels):
-            class_labels(labels, path, "row", None, limit if file_names else max(limit, len(classes or [])))
+            class_labels(labels, path, "row", None, limit if file_names else max(limit, len(classes or [])),
+                         file_names is not None)
         splits[name] = to_tensor_split(data, labels)
     if classes is None:
         classes = []

@@ -9,6 +9,7 @@ ORDER = 66
 BUILD_EPILOG = """then train the tutorial's recipe and evaluate it (ROC and precision-recall for 2 classes):
   deepvision train stl10_cnn_t1 --data-root OUT
   deepvision evaluate runs/stl10_cnn_t1
+  deepvision stl10 report runs/stl10_cnn_t1    (train and test curves in one figure, as T1)
 """
 
 
@@ -46,6 +47,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                                      "to ROOT/stl10_binary/.")
     dl.add_argument("--root", required=True, help="destination folder")
     dl.set_defaults(func=run_download)
+    rep = cmds.add_parser(
+        "report", help="T1's figure: ROC and precision-recall of the train (no augmentation) and test splits",
+        description="Evaluate a two-class run on its training split (scored without augmentation) and its test "
+                    "split, and write roc_pr.png (train magenta, test cyan) and t1_report.json with the "
+                    "per-class correct counts into RUN_DIR/eval/t1-<checkpoint>/.")
+    rep.add_argument("run_dir", help="run directory (e.g. runs/stl10_cnn_t1)")
+    which = rep.add_mutually_exclusive_group()
+    which.add_argument("--epoch", type=int, help="checkpoint epoch (default: best.pt)")
+    which.add_argument("--last", action="store_true", help="use last.pt instead of best.pt")
+    rep.add_argument("--data", default="test", choices=["val", "test"], help="the split drawn in cyan")
+    rep.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    rep.add_argument("--out", help="report folder (default: RUN_DIR/eval/t1-<checkpoint>)")
+    rep.set_defaults(func=run_report)
     p.set_defaults(func=lambda args: p.print_help() or 0)
 
 
@@ -96,4 +110,12 @@ def run_download(args: argparse.Namespace) -> int:
         folder = download(args.root, progress=lambda done, total: bar.update(task, completed=done,
                                                                                total=total or None))
     print(f"STL-10 binary files in {folder}")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from deepvision.apps.stl10 import t1_report
+
+    t1_report(args.run_dir, epoch=args.epoch, which="last" if args.last else "best", data=args.data,
+              device=args.device, out=args.out)
     return 0
