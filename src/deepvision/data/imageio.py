@@ -123,11 +123,10 @@ def check_image_data(data: bytes | memoryview) -> None:
     """Refuse encoded image bytes whose header announces more pixels than the limit (raises
     PixelLimitError). Reads JPEG and PNG headers directly, other formats through Pillow's header
     parser; data no parser recognises is left to the decoder to reject."""
-    head = bytes(data[:32])
-    if head.startswith(b"\xff\xd8\xff"):
+    if data[:3] == b"\xff\xd8\xff":
         size = jpeg_dimensions(data)
-    elif head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
-        size = struct.unpack(">II", head[16:24])
+    elif data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        size = struct.unpack_from(">II", data, 16)
     else:
         try:
             _pil_open(bytes(data)).close()
