@@ -64,6 +64,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    import sys
+
+    from deepvision.data.im2rec import Terminated, sigterm_raises
+
+    try:
+        with sigterm_raises():
+            return _build(args)
+    except Terminated:
+        sys.stderr.write("deepvision stl10: terminated (SIGTERM); unfinished record files were removed\n")
+        return Terminated.exit_code
+
+
+def _build(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from deepvision.apps.stl10 import build_stl10
