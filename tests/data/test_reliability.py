@@ -167,6 +167,10 @@ def test_pixel_limit_is_configurable_and_shared_by_every_decoder(tmp_path, run_c
                 decode(data)
         with pytest.raises(UserError, match="pixel limit of 191"):
             open_image(data, 3)
+    from deepvision.data.records import unpack_img
+
+    with pytest.raises(PixelLimitError, match="pixel limit of 191"):
+        unpack_img(pack_header(IRHeader(0, 1.0, 0, 0), jpg))
     monkeypatch.setenv(ENV_MAX_PIXELS, "192")
     for data in (jpg, png, rgba):
         assert all(d(data).shape[:2] == (12, 16) for d in decoders)
