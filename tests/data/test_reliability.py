@@ -309,6 +309,7 @@ def test_transparent_images_decode_the_same_in_training_and_prediction(tmp_path,
 
 
 # -- 14: SIGTERM during packing -------------------------------------------------------------------------------
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_sigterm_during_im2rec_exits_143_in_one_line_and_removes_temporary_files(tmp_path):
     root = tmp_path / "imgs"
     root.mkdir()
