@@ -106,6 +106,7 @@ def jpeg_dimensions(data: bytes | memoryview) -> tuple[int, int] | None:
 
 def _pil_open(data: bytes) -> Image.Image:
     """Image.open (header only) with the pixel limit applied; raises PixelLimitError or Pillow's errors."""
+    _sync_pillow()  # the limit may have changed (environment) since the last image
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -123,6 +124,8 @@ def check_image_data(data: bytes | memoryview) -> None:
     """Refuse encoded image bytes whose header announces more pixels than the limit (raises
     PixelLimitError). Reads JPEG and PNG headers directly, other formats through Pillow's header
     parser; data no parser recognises is left to the decoder to reject."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):  # e.g. a uint8 NumPy buffer
+        data = memoryview(np.ascontiguousarray(data, dtype=np.uint8)).cast("B")
     if data[:3] == b"\xff\xd8\xff":
         size = jpeg_dimensions(data)
     elif data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
@@ -148,9 +151,8 @@ def decode_bytes(data: bytes | memoryview, channels: int) -> Image.Image:
     data = bytes(data)
     if not data:
         raise DecodeError("empty image data (0 bytes)")
-    check_image_data(data)
     try:
-        img = _pil_open(data)
+        img = _pil_open(data)  # reads the header only, and refuses an image above the pixel limit
         img.load()
         return to_mode(ImageOps.exif_transpose(img), channels)
     except PixelLimitError:
@@ -225,5 +227,3 @@ def to_mode(img: Image.Image, channels: int) -> Image.Image:
     want = "L" if channels == 1 else "RGB"
     return img if img.mode == want else img.convert(want)
 
-
-_sync_pillow()
