@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 ORDER = 66
 
-BUILD_EPILOG = """then train the tutorial's recipe and evaluate it (ROC and precision-recall for 2 classes):
+BUILD_EPILOG = """then train the tutorial's recipe and evaluate it (ROC and precision-recall):
   deepvision train stl10_cnn_t1 --data-root OUT
   deepvision evaluate runs/stl10_cnn_t1
-  deepvision stl10 report runs/stl10_cnn_t1    (train and test curves in one figure, as T1)
+  deepvision stl10 report runs/stl10_cnn_t1   (train and test curves, as T1)
 """
 
 
@@ -19,10 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmds = p.add_subparsers(dest="stl10_command", metavar="<action>")
     build = cmds.add_parser(
         "build", help="take STL-10's airplanes and cats, split 70/20/10, write lists and 28x28 gray records",
-        description="Read STL-10's binary files under --root (train_X.bin, train_y.bin, test_X.bin, test_y.bin), "
-                    "take every airplane and cat image (relabelled 0 = airplane, 1 = cat), split them 70/20/10 "
-                    "per class (seeded), and write OUT/images/, train.lst, val.lst, test.lst, labels.txt and "
-                    "train/val/test.rec resized to 28x28 and converted to grayscale at packing time.",
+        description=textwrap.fill(
+            "Read STL-10's binary files under --root (train_X.bin, train_y.bin, test_X.bin, test_y.bin), take "
+            "every airplane and cat image (relabelled 0 = airplane, 1 = cat), split them 70/20/10 per class "
+            "(seeded), and write OUT/images/, train.lst, val.lst, test.lst, labels.txt and train/val/test.rec "
+            "resized to 28x28 and converted to grayscale at packing time.", 78),
         epilog=BUILD_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     build.add_argument("--root", required=True, help="folder with the STL-10 .bin files (or its parent)")
     build.add_argument("--out", required=True, help="output folder")
