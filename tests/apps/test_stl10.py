@@ -90,6 +90,14 @@ def test_build_splits_balanced_disjoint_seeded_and_packs_gray_28(fake_bins, tmp_
     other = build_stl10(fake_bins, tmp_path / "other", seed=7, pack=False)
     assert (tmp_path / "other" / "test.lst").read_text() != (out / "test.lst").read_text()
     assert again.records == {} and other.counts == subset.counts
+    full = build_stl10(fake_bins, tmp_path / "full", pack=False, full_size=True, workers=1)
+    assert full.records == {} and {s: r.packed for s, r in full.full_size.items()} == {"train": 22, "val": 6,
+                                                                                        "test": 4}
+    first = read_lst(tmp_path / "full" / "test.lst")[0]
+    _, body = unpack_header(RecordFile.open(tmp_path / "full" / "rgb96" / "test.rec", cache=False).read(0))
+    colour = cv2.imdecode(np.frombuffer(bytes(body), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(colour, cv2.imread(str(tmp_path / "full" / first.path)))  # 96x96 BGR, lossless
+    assert (tmp_path / "full" / "rgb96" / "labels.txt").read_text() == "airplane\ncat\n"
 
 
 @pytest.mark.parametrize("damage", ["truncated", "count", "label_high", "label_zero", "missing"])
