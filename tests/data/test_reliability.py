@@ -1,5 +1,6 @@
 """Issue 16, data layer: each case reproduces a way a careless or malicious input used to hang, exhaust the
-machine or mislead (huge labels, decompression bombs, FIFOs, link loops, odd file names, alpha, SIGTERM)."""
+machine or mislead (huge labels, decompression bombs, FIFOs, link loops, odd file names, alpha, SIGTERM).
+Kept in one file (over 400 lines) so the issue's cases and docs/data-reliability.md's table map one to one."""
 
 from __future__ import annotations
 
