@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -78,3 +80,26 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         unlink_quietly(tmp)
         raise
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def read_regular_file(path: str | Path) -> bytes:
+    """The bytes of a regular file. A FIFO, device, socket or directory raises OSError ("not a
+    regular file: a FIFO") at once instead of blocking or reading forever (the file is opened
+    non-blocking and checked with fstat, so a path swapped for a FIFO after a check is caught too)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+            raise OSError(errno.EINVAL, f"not a regular file ({kind})", str(path))
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
+        return f.read()

@@ -33,7 +33,7 @@ def test_overrides_parse_yaml_scalars_and_lists():
         ({}, ["train.epochs=2.5"], "train.epochs must be an integer"),
         ({}, ["train.compile=maybe"], "train.compile must be true or false"),
         ({}, ["train.amp=fp8"], "train.amp must be one of auto, off, bf16, fp16"),
-        ({}, ["optim.lr=-1"], "optim.lr must be positive"),
+        ({}, ["optim.lr=-1"], "optim.lr must be a finite number in (0, 100], got -1.0"),
         ({}, ["data.val_fraction=1.5"], "data.val_fraction must be in [0, 1)"),
         ({"data": [1, 2]}, [], "data must be a mapping of settings"),
         ({}, ["optim"], "--set expects key=value"),

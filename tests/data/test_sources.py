@@ -75,7 +75,11 @@ def test_missing_data_folder(tmp_path):
 
 
 def test_unknown_source_suggests():
-    cfg = build_config({"data": {"source": "minst"}})
+    # checked when the config loads (the source registry), and again by load_data for a DataConfig built directly
+    with pytest.raises(UserError, match="unknown data source 'minst' .*did you mean: mnist"):
+        build_config({"data": {"source": "minst"}})
+    cfg = build_config({})
+    cfg.data.source = "minst"
     with pytest.raises(UserError, match="unknown data source 'minst' .*did you mean: mnist"):
         load_data(cfg.data)
 

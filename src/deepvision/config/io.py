@@ -19,6 +19,26 @@ class Loader(yaml.SafeLoader):
     strings), dates stay strings, and `1e-3` is a number."""
 
 
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    """A mapping that refuses a key given twice (PyYAML keeps the last one silently). Keys brought in
+    by a '<<' merge may be overridden, as YAML intends."""
+    seen: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.setdefault(key, key_node)
+        except TypeError:  # an unhashable key: the base constructor reports it
+            continue
+        if first is not key_node:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key '{key}' (first given on line {first.start_mark.line + 1}); "
+                            f"keep one of them", key_node.start_mark)
+    return loader.construct_mapping(node, deep=True)
+
+
+Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 Loader.yaml_implicit_resolvers = {
     key: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")]
     for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()

@@ -7,12 +7,36 @@ one-line error.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from deepvision.errors import UserError
 
 Profile = Literal["modern", "reference"]
+MAX_CLASSES = 100_000  # the largest class count accepted without a labels file naming the classes
+MAX_SIDE = 8192  # the largest image_size / resize / model input side
+MAX_BATCH = 65_536
+MAX_SEED = 2**32 - 1  # NumPy's and scikit-learn's seed range
+
+
+def _bounded(where: str, value: float | None, low: float, high: float, *, low_open: bool = False,
+             high_open: bool = False) -> None:
+    """Raise a one-line UserError unless `value` (None passes) is a finite number in the range."""
+    if value is None:
+        return
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        number = math.inf
+    ok = math.isfinite(number) and (low < number if low_open else low <= number) and \
+        (number < high if high_open else number <= high)
+    if not ok:
+        def num(v: float) -> str:
+            return f"{int(v):,}" if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
+
+        rng = f"{'(' if low_open else '['}{num(low)}, {num(high)}{')' if high_open else ']'}"
+        raise UserError(f"{where} must be a finite number in {rng}, got {value!r}")
 
 
 def check_file_name(value: str, key: str, kind: str = "file") -> None:
@@ -31,6 +55,10 @@ class ModelConfig:
     pretrained: str | None = None  # a torchvision state dict or a deepvision checkpoint
     args: dict[str, Any] = field(default_factory=dict)  # builder keyword arguments
 
+    def validate(self, path: str) -> None:
+        _bounded(f"{path}.num_classes", self.num_classes, 1, MAX_CLASSES)
+        _bounded(f"{path}.in_channels", self.in_channels, 1, 1024)
+
 
 @dataclass
 class AugmentConfig:
@@ -47,13 +75,13 @@ class AugmentConfig:
     ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
 
     def validate(self, path: str) -> None:
-        if self.rotate < 0 or self.max_shear_ratio < 0:
-            raise UserError(f"{path}.rotate and {path}.max_shear_ratio must be >= 0")
+        _bounded(f"{path}.rotate", self.rotate, 0, 360)
+        _bounded(f"{path}.max_shear_ratio", self.max_shear_ratio, 0, 1)
         if not 0 <= self.fill <= 255:
             raise UserError(f"{path}.fill must be in 0..255, got {self.fill}")
         for key in ("scale", "ratio"):
             pair = getattr(self, key)
-            if len(pair) != 2 or not 0 < pair[0] <= pair[1]:
+            if len(pair) != 2 or not all(math.isfinite(v) for v in pair) or not 0 < pair[0] <= pair[1]:
                 raise UserError(f"{path}.{key} must be [low, high] with 0 < low <= high, got {pair}")
 
     @property
@@ -99,18 +127,21 @@ class DataConfig:
                 raise UserError(f"{path}.{key} must be in [0, 1), got {value}")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise UserError(f"{path}.val_fraction + {path}.test_fraction must be below 1")
-        for key in ("batch_size", "eval_batch_size", "image_size", "resize", "max_samples"):
-            value = getattr(self, key)
-            if value is not None and value <= 0:
-                raise UserError(f"{path}.{key} must be a positive integer, got {value}")
+        for key, high in (("batch_size", MAX_BATCH), ("eval_batch_size", MAX_BATCH), ("image_size", MAX_SIDE),
+                          ("resize", MAX_SIDE)):
+            _bounded(f"{path}.{key}", getattr(self, key), 1, high)
+        if self.max_samples is not None and self.max_samples <= 0:
+            raise UserError(f"{path}.max_samples must be a positive integer, got {self.max_samples}")
         if self.channels not in (None, 1, 3):
             raise UserError(f"{path}.channels must be 1 or 3, got {self.channels}")
-        if self.workers is not None and self.workers < 0:
-            raise UserError(f"{path}.workers must be >= 0, got {self.workers}")
-        if self.scale <= 0:
-            raise UserError(f"{path}.scale must be positive, got {self.scale}")
-        if self.std is not None and any(s <= 0 for s in self.std):
-            raise UserError(f"{path}.std values must be positive, got {self.std}")
+        _bounded(f"{path}.workers", self.workers, 0, 1024)
+        _bounded(f"{path}.split_seed", self.split_seed, 0, MAX_SEED)
+        _bounded(f"{path}.scale", self.scale, 0, 1e6, low_open=True)
+        if isinstance(self.mean, list):
+            for i, v in enumerate(self.mean):
+                _bounded(f"{path}.mean[{i}]", v, -1e6, 1e6)
+        for i, v in enumerate(self.std or []):
+            _bounded(f"{path}.std[{i}]", v, 0, 1e6, low_open=True)
 
 
 @dataclass
@@ -129,16 +160,14 @@ class OptimConfig:
     lr_mult: dict[str, float] = field(default_factory=dict)  # fine-tuning: {body: 0.1, head: 1.0}
 
     def validate(self, path: str) -> None:
-        if self.lr <= 0:
-            raise UserError(f"{path}.lr must be positive, got {self.lr}")
-        if self.momentum < 0 or self.weight_decay < 0:
-            raise UserError(f"{path}.momentum and {path}.weight_decay must be >= 0")
+        _bounded(f"{path}.lr", self.lr, 0, 100, low_open=True)
+        _bounded(f"{path}.momentum", self.momentum, 0, 1, high_open=True)
+        _bounded(f"{path}.weight_decay", self.weight_decay, 0, 1, high_open=True)
         if self.nesterov and self.momentum <= 0:
             raise UserError(f"{path}.nesterov needs {path}.momentum > 0")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise UserError(f"{path}.betas must be two numbers in [0, 1), got {self.betas}")
-        if self.eps is not None and self.eps <= 0:
-            raise UserError(f"{path}.eps must be positive, got {self.eps}")
+        _bounded(f"{path}.eps", self.eps, 0, 1, low_open=True)
         if not 0.0 <= self.rho <= 1.0:
             raise UserError(f"{path}.rho must be in [0, 1], got {self.rho}")
         if not 0.0 <= self.alpha < 1.0:
@@ -164,8 +193,18 @@ class ScheduleConfig:
     warmup_start_factor: float = 0.1
 
     def validate(self, path: str) -> None:
-        if self.gamma <= 0 or self.power <= 0 or self.min_lr < 0:
-            raise UserError(f"{path}.gamma and {path}.power must be positive and {path}.min_lr >= 0")
+        _bounded(f"{path}.gamma", self.gamma, 0, 1e6, low_open=True)
+        _bounded(f"{path}.power", self.power, 0, 1e3, low_open=True)
+        _bounded(f"{path}.min_lr", self.min_lr, 0, 100)
+        _bounded(f"{path}.warmup_epochs", self.warmup_epochs, 0, 1e5)
+        _bounded(f"{path}.warmup_start_factor", self.warmup_start_factor, 0, 1, low_open=True)
+        for i, item in enumerate(self.ranges):  # the learning rates of "1-50: 1e-2" or [1, 50, 0.01]
+            text = str(item[-1]) if isinstance(item, (list, tuple)) and item else str(item).rpartition(":")[2]
+            try:
+                lr = float(text)
+            except ValueError:
+                continue  # malformed ranges are reported by the schedule parser
+            _bounded(f"{path}.ranges[{i}] learning rate", lr, 0, 100)
         if self.step_size <= 0:
             raise UserError(f"{path}.step_size must be a positive number of epochs, got {self.step_size}")
         if any(m <= 0 for m in self.milestones) or self.milestones != sorted(self.milestones):
@@ -205,17 +244,16 @@ class TrainConfig:
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
 
     def validate(self, path: str) -> None:
-        if self.epochs <= 0:
-            raise UserError(f"{path}.epochs must be a positive integer, got {self.epochs}")
-        for key in ("grad_accum", "log_every", "topk"):
+        _bounded(f"{path}.epochs", self.epochs, 1, 100_000)
+        _bounded(f"{path}.seed", self.seed, 0, MAX_SEED)
+        _bounded(f"{path}.grad_accum", self.grad_accum, 1, MAX_BATCH)
+        _bounded(f"{path}.global_batch", self.global_batch, 1, 2**24)
+        for key in ("log_every", "topk"):
             if getattr(self, key) <= 0:
                 raise UserError(f"{path}.{key} must be a positive integer, got {getattr(self, key)}")
-        if self.global_batch is not None and self.global_batch <= 0:
-            raise UserError(f"{path}.global_batch must be a positive integer, got {self.global_batch}")
         if self.max_steps is not None and self.max_steps <= 0:
             raise UserError(f"{path}.max_steps must be a positive integer, got {self.max_steps}")
-        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
-            raise UserError(f"{path}.clip_grad_norm must be positive, got {self.clip_grad_norm}")
+        _bounded(f"{path}.clip_grad_norm", self.clip_grad_norm, 0, 1e6, low_open=True)
         if not 0.0 <= self.label_smoothing < 1.0:
             raise UserError(f"{path}.label_smoothing must be in [0, 1), got {self.label_smoothing}")
 

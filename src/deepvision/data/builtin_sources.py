@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from deepvision.config.schema import DataConfig
+from deepvision.config.schema import MAX_CLASSES, DataConfig
 from deepvision.data import mnist
 from deepvision.data.lst import read_lst
 from deepvision.data.paths import resolve_path
@@ -163,6 +163,7 @@ def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     'id name') when given, else they are the label numbers.
     """
     channels = cfg.channels or 3
+    names, limit = class_limit(cfg)
     splits, top = {}, -1
     for name in wanted:
         path = resolve_path(None, name)
@@ -175,13 +176,41 @@ def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
             raise UserError(f"list file {path} is empty")
         base = Path(cfg.root) if cfg.root else path.parent
         paths = [e.path if Path(e.path).is_absolute() else str(base / e.path) for e in entries]
-        bad = next((e for e in entries if not float(e.label).is_integer() or e.label < 0), None)
-        if bad is not None:
-            raise UserError(f"{path}: entry {bad.index} has label {bad.label}; labels must be class numbers 0, 1, ...")
-        labels = [int(e.label) for e in entries]
-        top = max(top, max(labels))
-        splits[name] = ImageFileDataset(paths, labels, channels)
-    return RawData(splits, read_class_names(cfg.options.get("labels"), top + 1, cfg.root), channels, None)
+        labels = class_labels(np.array([e.label for e in entries], dtype=np.float64), path, "entry",
+                              [e.index for e in entries], limit, names is not None)
+        top = max(top, int(labels.max()))
+        splits[name] = ImageFileDataset(paths, labels.tolist(), channels)
+    return RawData(splits, names if names is not None else read_class_names(None, top + 1), channels, None)
+
+
+def class_limit(cfg: DataConfig) -> tuple[list[str] | None, int]:
+    """(class names from data.options.labels or None, the number of classes labels may address)."""
+    labels_file = cfg.options.get("labels")
+    if not labels_file:
+        return None, MAX_CLASSES
+    names = read_class_names(labels_file, 0, cfg.root)
+    return names, len(names)
+
+
+def class_labels(values: np.ndarray, source: str | Path, what: str, ids: list[int] | np.ndarray | None,
+                 limit: int, labels_file: bool = False) -> np.ndarray:
+    """Single-label class numbers as int64, checked before anything is sized by them: every value must
+    be a whole number in [0, limit). `what`/`ids` name the offending entry ("entry 7", "record 12");
+    `labels_file` says the limit is the length of a labels file (else it is MAX_CLASSES)."""
+    values = np.asarray(values, dtype=np.float64)
+    bad = ~np.isfinite(values) | (values < 0) | (values != np.floor(values)) | (values >= limit)
+    if np.any(bad):
+        k = int(np.flatnonzero(bad)[0])
+        v = values[k]
+        name = f"{what} {ids[k] if ids is not None else k}"
+        if np.isfinite(v) and v >= 0 and v == np.floor(v):
+            hint = ("named by the labels file (data.options.labels)" if labels_file else
+                    "allowed without a labels file; if there really are more classes, name them in "
+                    "data.options.labels")
+            raise UserError(f"{source}: {name} has label {v:g}, beyond the class numbers 0..{limit - 1:,} {hint}")
+        raise UserError(f"{source}: {name} has label {v:g}; single-label data needs whole class numbers 0, 1, ... "
+                        f"({int(np.count_nonzero(bad)):,} such label(s))")
+    return values.astype(np.int64)
 
 
 def read_class_names(path: str | None, count: int, root: str | None = None) -> list[str]:
@@ -190,11 +219,17 @@ def read_class_names(path: str | None, count: int, root: str | None = None) -> l
     A relative path is looked up in the working directory, then under `root` (the data root).
     """
     if not path:
+        if count > MAX_CLASSES:  # never build a billion names from one stray label
+            raise UserError(f"the labels go up to {count - 1:,}, beyond {MAX_CLASSES - 1:,}; give a labels file "
+                            f"naming the classes (data.options.labels) or fix the labels")
         return [str(i) for i in range(count)]
     p = resolve_path(root, path)
     if not p.is_file():
         raise UserError(f"labels file not found: {p}")
-    names = [line.strip() for line in p.read_text().splitlines() if line.strip()]
+    try:
+        names = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read the labels file {p}: {getattr(exc, 'strerror', None) or exc}") from None
     if len(names) < count:
         raise UserError(f"{p} names {len(names)} classes but the labels go up to {count - 1}")
     return names

@@ -1,10 +1,11 @@
 """im2rec: image folders -> .lst files -> packed .rec/.idx files, a drop-in for MXNet's tools/im2rec.py.
 
-`make_list` walks an image folder exactly as im2rec.py does (sorted walk, one label per folder with
-`recursive`, shuffle with `random.seed(100)`, chunks, train/val/test ratios), so the same command
-line writes the same `.lst` files. `pack_list` packs a list: each line becomes one record, in list
-order, with the image header (flag, label, id = list index, id2 = 0) and the image re-encoded after
-an optional centre crop and short-side resize (or the file's bytes as they are with `pass_through`).
+`make_list` (in `listing`, re-exported here) walks an image folder exactly as im2rec.py does (sorted
+walk, one label per folder with `recursive`, shuffle with `random.seed(100)`, chunks, train/val/test
+ratios), so the same command line writes the same `.lst` files. `pack_list` packs a list: each line
+becomes one record, in list order, with the image header (flag, label, id = list index, id2 = 0) and
+the image re-encoded after an optional centre crop and short-side resize (or the file's bytes as they
+are with `pass_through`).
 
 Differences from im2rec.py, all on the side of robustness: the work is spread over worker processes
 (all cores by default); an unreadable image (not an image, truncated, zero bytes) is skipped and listed
@@ -18,8 +19,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import random
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -27,7 +29,9 @@ from pathlib import Path
 
 import cv2
 
-from deepvision.data.lst import ListEntry, read_list_text, write_lst
+from deepvision.data.imageio import check_image_data
+from deepvision.data.listing import DEFAULT_EXTS, list_images, make_list, unlistable
+from deepvision.data.lst import read_list_text
 from deepvision.data.records.codec import (
     DecodeError,
     encode_image,
@@ -39,93 +43,11 @@ from deepvision.data.records.codec import (
 from deepvision.data.records.header import IRHeader, pack_header
 from deepvision.data.records.recordio import RecordWriter, frame_record
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, read_regular_file
 
-DEFAULT_EXTS = (".jpeg", ".jpg", ".png")
-
-
-# -- list generation ------------------------------------------------------------------------------------
-def list_images(root: str | Path, recursive: bool, exts: Iterable[str],
-                categories: dict[str, int] | None = None) -> Iterator[tuple[int, str, int]]:
-    """(index, path relative to root, label) for every image, in im2rec.py's order.
-
-    With `recursive`, every folder holding images gets the next label in sorted-walk order (recorded in
-    `categories` as relative folder -> label); otherwise only files directly in root, all labelled 0.
-    """
-    root = str(root)
-    exts = {e.lower() for e in exts}
-    i = 0
-    if recursive:
-        cat: dict[str, int] = {} if categories is None else categories
-        for path, dirs, files in os.walk(root, followlinks=True):
-            dirs.sort()
-            files.sort()
-            for fname in files:
-                fpath = os.path.join(path, fname)
-                if os.path.splitext(fname)[1].lower() in exts and os.path.isfile(fpath):
-                    rel_dir = os.path.relpath(path, root)
-                    if rel_dir not in cat:
-                        cat[rel_dir] = len(cat)
-                    yield i, os.path.relpath(fpath, root), cat[rel_dir]
-                    i += 1
-    else:
-        for fname in sorted(os.listdir(root)):
-            fpath = os.path.join(root, fname)
-            if os.path.isfile(fpath) and os.path.splitext(fname)[1].lower() in exts:
-                yield i, os.path.relpath(fpath, root), 0
-                i += 1
-
-
-def make_list(
-    prefix: str | Path,
-    root: str | Path,
-    *,
-    recursive: bool = False,
-    exts: Iterable[str] = DEFAULT_EXTS,
-    shuffle: bool = True,
-    chunks: int = 1,
-    train_ratio: float = 1.0,
-    test_ratio: float = 0.0,
-    categories: dict[str, int] | None = None,
-) -> list[Path]:
-    """Write PREFIX.lst (or PREFIX[_k]_train/_val/_test.lst) like `im2rec.py --list`; returns the files."""
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"image folder not found: {root}")
-    if chunks < 1:
-        raise UserError(f"--chunks must be >= 1, got {chunks}")
-    if not (0 <= train_ratio <= 1 and 0 <= test_ratio <= 1 and train_ratio + test_ratio <= 1):
-        raise UserError(f"--train-ratio ({train_ratio}) and --test-ratio ({test_ratio}) must be in [0, 1] and sum "
-                        f"to at most 1")
-    image_list = list(list_images(root, recursive, exts, categories))
-    if shuffle:
-        random.seed(100)  # im2rec.py's seed: the same folder gives the same list
-        random.shuffle(image_list)
-    n = len(image_list)
-    chunk_size = (n + chunks - 1) // chunks
-    prefix = str(prefix)
-    written: list[Path] = []
-
-    def write(name: str, items: list[tuple[int, str, int]]) -> None:
-        path = Path(name)
-        write_lst(path, (ListEntry(i, (float(label),), rel) for i, rel, label in items))
-        written.append(path)
-
-    for k in range(chunks):
-        chunk = image_list[k * chunk_size : (k + 1) * chunk_size]
-        suffix = f"_{k}" if chunks > 1 else ""
-        sep = int(chunk_size * train_ratio)
-        sep_test = int(chunk_size * test_ratio)
-        if train_ratio == 1.0:
-            write(f"{prefix}{suffix}.lst", chunk)
-        else:
-            if test_ratio:
-                write(f"{prefix}{suffix}_test.lst", chunk[:sep_test])
-            if train_ratio + test_ratio < 1.0:
-                write(f"{prefix}{suffix}_val.lst", chunk[sep_test + sep :])
-            write(f"{prefix}{suffix}_train.lst", chunk[sep_test : sep_test + sep])
-    return written
-
+__all__ = ["DEFAULT_EXTS", "PackItem", "PackOptions", "PackResult", "ProgressReporter", "Terminated", "encode_item",
+           "find_lists", "list_images", "make_list", "pack_list", "read_list_lenient", "sigterm_raises",
+           "skipped_path", "unlistable"]
 
 # -- list reading (lenient, like im2rec.py) ---------------------------------------------------------------
 @dataclass(frozen=True)
@@ -176,8 +98,7 @@ def encode_item(options: PackOptions, item: PackItem) -> tuple[bytes | None, str
     header = IRHeader(0, label, item.index, 0)
     fullpath = os.path.join(options.root, item.path)
     try:
-        with open(fullpath, "rb") as f:
-            data = f.read()
+        data = read_regular_file(fullpath)  # a FIFO or device named like an image must not block the packer
     except OSError as exc:
         return None, f"cannot read file ({exc.strerror or exc})"
     try:
@@ -217,14 +138,18 @@ def _check_pass_through(data: bytes) -> None:
         raise DecodeError("truncated JPEG (no end-of-image marker)")
     if fmt == "png" and b"IEND" not in data[-12:]:
         raise DecodeError("truncated PNG (no IEND chunk)")
+    check_image_data(data)  # stored as is, but decoded by every reader: refuse a decompression bomb now
 
 
 _OPTIONS: PackOptions | None = None
 
 
-def _init_worker(options: PackOptions) -> None:
+def _init_worker(options: PackOptions, in_worker: bool = False) -> None:
     global _OPTIONS
     _OPTIONS = options
+    if in_worker:  # the parent alone reacts to Ctrl+C/SIGTERM, then terminates the pool (SIGTERM: exit quietly)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _encode_task(task: tuple[int, PackItem]) -> tuple[int, bytes | None, str]:
@@ -291,7 +216,8 @@ def pack_list(
             pool = None
         else:
             with forking_cv2():
-                pool = _pool_context().Pool(min(workers, len(items)), initializer=_init_worker, initargs=(options,))
+                pool = _pool_context().Pool(min(workers, len(items)), initializer=_init_worker,
+                                            initargs=(options, True))
             results = pool.imap(_encode_task, tasks, chunksize=max(1, min(16, len(items) // (workers * 8) or 1)))
         try:
             for done, (pos, framed, reason) in enumerate(results, 1):
@@ -338,6 +264,32 @@ def find_lists(prefix: str | Path) -> tuple[Path, list[Path]]:
              if os.path.isfile(os.path.join(working, n)) and os.path.join(working, n).startswith(prefix)
              and n.endswith(".lst")]
     return Path(working), lists
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived while `sigterm_raises()` was active (a BaseException, like KeyboardInterrupt, so
+    that cleanup code runs and nothing swallows it)."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into a `Terminated` exception in the main thread for the duration, so a packing run
+    that is asked to stop unwinds like Ctrl+C: worker processes terminated, temporary files removed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+        raise Terminated
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 class ProgressReporter:

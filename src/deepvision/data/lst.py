@@ -58,6 +58,9 @@ def write_lst(path: str | Path, entries: Iterable[ListEntry]) -> None:
     """Write a .lst file atomically (temporary file, then rename)."""
     lines = []
     for e in entries:
+        if "\t" in e.path or len(f"a{e.path}b".splitlines()) > 1:
+            raise UserError(f"cannot write {path}: the file name {e.path!r} holds a tab or a line break, which a "
+                            f".lst line cannot hold; rename the file")
         labels = "\t".join(f"{v:f}" for v in e.labels)
         lines.append(f"{e.index}\t{labels}\t{e.path}\n")
     atomic_write_text(path, "".join(lines))

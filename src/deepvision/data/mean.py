@@ -24,7 +24,7 @@ from deepvision.data.records.codec import DecodeError, Decoder, forking_cv2, loa
 from deepvision.data.records.record_file import RecordFile
 from deepvision.data.records.recordio import RecordError
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, read_regular_file
 
 
 @dataclass
@@ -44,8 +44,7 @@ class MeanResult:
 
 def _file_means(path: str) -> tuple[np.ndarray | None, str]:
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_regular_file(path)  # a FIFO named like an image must not block
         img = load_for_packing(data, 1)  # BGR, like the reference's cv2.imread
     except OSError as exc:
         return None, f"cannot read file ({exc.strerror or exc})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from deepvision.errors import UserError
@@ -15,6 +16,10 @@ def read_mean_rgb(path: str | Path) -> list[float]:
         raise UserError(f"mean file not found: {p}")
     try:
         d = json.loads(p.read_text())
-        return [float(d["R"]), float(d["G"]), float(d["B"])]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        values = [float(d["R"]), float(d["G"]), float(d["B"])]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError, OverflowError):
         raise UserError(f"{p} is not a mean file; expected JSON with keys R, G, B") from None
+    for key, v in zip("RGB", values):
+        if not (math.isfinite(v) and 0.0 <= v <= 255.0):
+            raise UserError(f"{p}: mean {key} is {v}; mean values must be finite numbers in [0, 255]")
+    return values

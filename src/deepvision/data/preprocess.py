@@ -7,18 +7,18 @@ Images stay uint8 until the last moment; `normalize` runs on the device as one f
 
 from __future__ import annotations
 
-import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from deepvision.errors import UserError
+from deepvision.data.imageio import open_image, to_mode
 
-Image.MAX_IMAGE_PIXELS = 20000 * 20000  # refuse decompression bombs beyond 400 MP
+__all__ = ["Preprocess", "center_crop", "normalize_batch", "open_image", "pil_to_tensor", "resize_short_side",
+           "to_mode"]
 
 
 @dataclass
@@ -85,53 +85,6 @@ def normalize_batch(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.
     """raw * a + b as float32 in one fused pass; every path (training, evaluation, prediction) uses it,
     so a given image gives bit-identical model inputs everywhere."""
     return torch.addcmul(b, x.float(), a)
-
-
-def open_image(source: str | Path | bytes | Image.Image, channels: int) -> Image.Image:
-    """Open and fully decode an image, honouring EXIF orientation, converted to L (1) or RGB (3).
-
-    Palette/alpha images are composited on white; CMYK and 16-bit images are converted correctly.
-    """
-    name = "image"
-    try:
-        if isinstance(source, Image.Image):
-            img = source
-        elif isinstance(source, (bytes, bytearray, memoryview)):
-            img = Image.open(io.BytesIO(source))
-        else:
-            name = str(source)
-            path = Path(source)
-            if not path.is_file():
-                raise UserError(f"image not found: {source}")
-            img = Image.open(path)
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        return to_mode(img, channels)
-    except UserError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise UserError(f"cannot read {name} as an image ({type(exc).__name__}: {exc}); "
-                        f"give a JPEG, PNG, BMP, GIF, TIFF or WebP file") from None
-
-
-def to_mode(img: Image.Image, channels: int) -> Image.Image:
-    """Convert any PIL mode to 'L' or 'RGB' (alpha composited on white, 16-bit scaled to 8-bit)."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        # 16-bit modes span 0..65535 whatever the content; mode I (32-bit) is read as 16-bit when it exceeds 255
-        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr * (255.0 / peak), 0, 255).round().astype(np.uint8), "L")
-    elif img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        img = Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8), "L")
-    if img.mode == "P":
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode in ("RGB", "L") and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, rgba)
-    want = "L" if channels == 1 else "RGB"
-    return img if img.mode == want else img.convert(want)
 
 
 def resize_short_side(img: Image.Image, size: int) -> Image.Image:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from deepvision.config.schema import DataConfig
-from deepvision.data.builtin_sources import read_class_names
+from deepvision.data.builtin_sources import class_labels, class_limit, read_class_names
 from deepvision.data.paths import resolve_path
 from deepvision.data.source_registry import RawData, register_source
 from deepvision.data.tensors import to_tensor_split
@@ -40,6 +40,7 @@ def rec_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         raise UserError(f"record files need OpenCV: pip install 'deepvision[records]' ({exc})") from None
     channels = cfg.channels or 3
     idx_paths = cfg.options.get("idx") or {}
+    names, limit = class_limit(cfg)
     splits, top = {}, -1
     for name in wanted:
         path = resolve_path(cfg.root, name)
@@ -54,12 +55,11 @@ def rec_source(cfg: DataConfig, wanted: list[str]) -> RawData:
                            decoder=cfg.options.get("decoder", "auto"))
         if len(ds) == 0:
             raise UserError(f"record file {path} holds no record")
-        labels = ds.targets
-        if labels.min() < 0:
-            raise UserError(f"{path}: labels must be class indices >= 0, found {labels.min()}")
+        # check the float labels before `targets` truncates them to integers
+        labels = class_labels(ds.labels[:, 0], path, "record", None, limit, names is not None)
         top = max(top, int(labels.max()))
         splits[name] = ds
-    return RawData(splits, read_class_names(cfg.options.get("labels"), top + 1, cfg.root), channels, None)
+    return RawData(splits, names if names is not None else read_class_names(None, top + 1), channels, None)
 
 
 @register_source("hdf5")
@@ -68,6 +68,7 @@ def hdf5_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     from deepvision.data.hdf5 import read_hdf5_arrays
 
     key = cfg.options.get("data_key")
+    file_names, limit = class_limit(cfg)
     splits, classes, size, channels = {}, None, None, 1
     for name in wanted:
         path = resolve_path(cfg.root, name)
@@ -86,10 +87,13 @@ def hdf5_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         channels = 1 if data.ndim == 3 else 3
         size = tuple(data.shape[1:3])
         classes = classes or names
+        if len(labels):
+            class_labels(labels, path, "row", None, limit if file_names else max(limit, len(classes or [])),
+                         file_names is not None)
         splits[name] = to_tensor_split(data, labels)
     if classes is None:
         classes = []
     top = max((int(s.labels.max()) for s in splits.values() if len(s)), default=-1)
     if len(classes) <= top:
-        classes = read_class_names(cfg.options.get("labels"), top + 1)
+        classes = file_names if file_names is not None else read_class_names(None, top + 1)
     return RawData(splits, list(classes), channels, size)

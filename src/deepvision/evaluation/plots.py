@@ -29,18 +29,25 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, normalize: bo
     return save_figure(fig, path)
 
 
-def plot_binary(curves: dict[str, Any], positive: str, path: Path) -> Path:
-    """ROC and Precision-Recall panels side by side (15x6 inches, as the reference)."""
+def plot_binary(curves: dict[str, Any], positive: str, path: Path, *, label: str = "",
+                train: dict[str, Any] | None = None) -> Path:
+    """ROC and Precision-Recall panels side by side, in the style of tutorial T1 (SPEC §7.5): 15x6
+    inches, evaluation curves cyan and training curves (`train`, optional) magenta, alpha 0.6, legend
+    upper left, the chance diagonal on the ROC panel, precision 0.5 marked and the PR y-axis 0.5-1.
+    The PR curve's "AUC" is the average precision. T1 titled both panels "ROC" (erratum #35)."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(15, 6))
-    roc, pr = curves["roc"], curves["pr"]
-    ax1.plot(roc["fpr"], roc["tpr"], color="c", alpha=0.8, label=f"AUC = {curves['roc_auc']:.4f}")
+    runs = ([("train", train, "m")] if train and train.get("roc") else []) + [(label, curves, "c")]
+    for name, c, color in runs:
+        prefix = f"{name} " if name else ""
+        ax1.plot(c["roc"]["fpr"], c["roc"]["tpr"], color=color, alpha=0.6, label=f"{prefix}AUC = {c['roc_auc']:.4f}")
+        ax2.plot(c["pr"]["recall"], c["pr"]["precision"], color=color, alpha=0.6,
+                 label=f"{prefix}AUC (average precision) = {c['average_precision']:.4f}")
     ax1.plot([0, 1], [0, 1], "k--", linewidth=0.8, label="chance")
     ax1.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC (positive: {positive})",
             xlim=(0, 1), ylim=(0, 1.01))
-    ax1.legend(loc="lower right")
-    ax2.plot(pr["recall"], pr["precision"], color="c", alpha=0.8, label=f"AP = {curves['average_precision']:.4f}")
     ax2.axhline(0.5, color="k", linestyle="--", linewidth=0.8)
     ax2.set(xlabel="recall", ylabel="precision", title=f"Precision-Recall (positive: {positive})",
             xlim=(0, 1), ylim=(0.5, 1.01))
-    ax2.legend(loc="lower left")
+    for ax in (ax1, ax2):
+        ax.legend(loc="upper left")
     return save_figure(fig, path)

@@ -26,16 +26,14 @@ import torch
 from torch import nn
 
 from deepvision.errors import UserError
+from deepvision.export.onnx_export import INPUT, OUTPUT
 from deepvision.fileio import unlink_quietly
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.version import __version__
 
 FORMATS = ("onnx", "torchscript")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript"}
-METADATA_KEY = "deepvision"  # read by deepvision.inference.onnx_runtime
-INPUT, OUTPUT = "pixels", "logits"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-_ONNX_SINGLE_FILE_LIMIT = 1_900_000_000  # protobuf's 2 GB cap, with room for the graph
 
 
 class Deployable(nn.Module):

@@ -15,6 +15,11 @@ from deepvision.errors import UserError
 ONNX_EXTRA = "pip install deepvision[onnx]"
 
 
+METADATA_KEY = "deepvision"  # read by deepvision.inference.onnx_runtime
+INPUT, OUTPUT = "pixels", "logits"
+_ONNX_SINGLE_FILE_LIMIT = 1_900_000_000  # protobuf's 2 GB cap, with room for the graph
+
+
 def require(module: str) -> Any:
     """Import onnx / onnxruntime / onnxscript, or a one-line UserError naming the extra to install."""
     import importlib
@@ -29,8 +34,6 @@ def to_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path, final_name: s
             dynamic_batch: bool, opset: int | None) -> Path | None:
     """Export to `path` with the metadata. Models over protobuf's 2 GB limit keep their weights in
     `<final_name>.data` beside it (returned); others are one file (None)."""
-    from deepvision.export.export import _ONNX_SINGLE_FILE_LIMIT, INPUT, METADATA_KEY, OUTPUT
-
     onnx = require("onnx")
     require("onnxscript")
     dynamic = {"pixels": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None

@@ -169,9 +169,9 @@ def _preprocess(channels: int, size: tuple[int, int], resize: int | None, scale:
     from deepvision.data.preprocess import Preprocess
 
     if isinstance(mean, (str, Path)):
-        from deepvision.data.loaders import read_mean_json
+        from deepvision.data.mean_file import read_mean_rgb
 
-        values = read_mean_json(mean)
+        values = read_mean_rgb(mean)
     else:
         values = list(mean or [])
     if channels == 1 and len(values) == 3:

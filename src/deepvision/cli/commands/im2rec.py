@@ -48,10 +48,26 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="specify the encoding of the images.")
     r.add_argument("--pack-label", action="store_true",
                    help="Whether to also pack multi dimensional label in the record file")
+    r.add_argument("--max-pixels", type=float, default=None,
+                   help="refuse (skip) images whose header announces more pixels than this, before decoding "
+                        "them (default: $DEEPVISION_MAX_IMAGE_PIXELS, else Pillow's limit of 178,956,970)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from deepvision.data.im2rec import Terminated, sigterm_raises
+
+    try:
+        with sigterm_raises():
+            return _run(args)
+    except Terminated:
+        sys.stderr.write("deepvision im2rec: terminated (SIGTERM); unfinished record files were removed\n")
+        return Terminated.exit_code
+
+
+def _run(args: argparse.Namespace) -> int:
     import sys
 
     from deepvision.data.im2rec import PackOptions, ProgressReporter, find_lists, make_list, pack_list
@@ -61,15 +77,33 @@ def run(args: argparse.Namespace) -> int:
     root = os.path.abspath(args.root)
     if args.list:
         categories: dict[str, int] = {}
+        loops: list[str] = []
+        rejected: list[str] = []
         written = make_list(prefix, root, recursive=args.recursive, exts=args.exts, shuffle=args.shuffle,
                             chunks=args.chunks, train_ratio=args.train_ratio, test_ratio=args.test_ratio,
-                            categories=categories)
+                            categories=categories, loops=loops, rejected=rejected)
         for folder, label in sorted(categories.items(), key=lambda kv: kv[1]):
             print(folder, label)
         for path in written:
             count = len(path.read_text(encoding="utf-8").splitlines())
             print(f"wrote {path} ({count} images)", file=sys.stderr)
+        if loops:
+            print(f"not followed: {len(loops)} directory link(s) that loop back to their own parent folders: "
+                  f"{', '.join(loops[:3])}{', ...' if len(loops) > 3 else ''}", file=sys.stderr)
+        if rejected:
+            shown = ", ".join(repr(r) for r in rejected[:3]) + (", ..." if len(rejected) > 3 else "")
+            print(f"left out: {len(rejected)} file(s) whose names hold a tab or a line break, which a .lst line "
+                  f"cannot hold (rename them): {shown}", file=sys.stderr)
         return 0
+    if args.max_pixels is not None:
+        import math
+
+        from deepvision.data.imageio import ENV_MAX_PIXELS, set_max_image_pixels
+
+        if not (math.isfinite(args.max_pixels) and args.max_pixels >= 1):
+            raise UserError(f"--max-pixels must be a positive number of pixels, got {args.max_pixels:g}")
+        os.environ[ENV_MAX_PIXELS] = str(int(args.max_pixels))  # for worker processes, however they start
+        set_max_image_pixels(int(args.max_pixels))
     if not os.path.isdir(root):
         raise UserError(f"image folder not found: {root}")
     if args.num_thread < 1:

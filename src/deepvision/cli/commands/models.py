@@ -110,6 +110,10 @@ def parse_input(text: str | None, default: tuple[int, int, int]) -> tuple[int, i
         parts = [default[0], *parts]
     if len(parts) != 3 or min(parts) < 1:
         raise UserError(f"--input must look like 3x224x224 (CxHxW), 224x224 or 224, got '{text}'")
+    from deepvision.config.schema import MAX_SIDE
+
+    if parts[0] > 1024 or max(parts[1:]) > MAX_SIDE:
+        raise UserError(f"--input {text}: channels must be in [1, 1024] and sides in [1, {MAX_SIDE}]")
     return parts[0], parts[1], parts[2]
 
 
@@ -137,12 +141,13 @@ def run_show(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
+    from deepvision.config.schema import MAX_CLASSES
     from deepvision.errors import UserError
     from deepvision.models import get_model_spec
     from deepvision.models.summary import check_input_size, format_macs, format_shape, summarize
 
-    if args.classes is not None and args.classes < 1:
-        raise UserError(f"--classes must be at least 1, got {args.classes}")
+    if args.classes is not None and not 1 <= args.classes <= MAX_CLASSES:
+        raise UserError(f"--classes must be in [1, {MAX_CLASSES:,}], got {args.classes}")
     spec = get_model_spec(args.name)
     shape = parse_input(args.input, spec.input_size)
     options = parse_options(args.options)

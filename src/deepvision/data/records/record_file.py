@@ -211,8 +211,10 @@ def _scan_headers(path: Path, idx: Path | None, mm: mmap.mmap, offsets: np.ndarr
                               f"inside it at byte {size})", index=bad, offset=int(offsets[bad]))
         if not inside.all():
             bad = int(np.flatnonzero(~inside)[0])
-            raise _mismatch(path, idx, f"record {bad} is at byte offset {offsets[bad]}, beyond the end of the "
-                                       f"{size}-byte file")
+            where = (f"beyond the end of the {size}-byte file" if offsets[bad] >= size else
+                     f"only {size - offsets[bad]} byte(s) before the end of the {size}-byte file, too close for "
+                     f"an 8-byte record header")
+            raise _mismatch(path, idx, f"record {bad} is at byte offset {offsets[bad]}, {where}")
         w = offsets // 4
         lrec = words[w + 1]
         cflag, length = lrec >> 29, (lrec & LENGTH_MASK).astype(np.int64)

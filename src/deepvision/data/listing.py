@@ -1,0 +1,148 @@
+"""im2rec --list: walk an image folder exactly as MXNet's tools/im2rec.py does and write .lst files.
+
+`list_images` is im2rec.py's sorted walk (one label per folder with `recursive`, directory links
+followed), made safe: a directory link back into its own ancestry is not followed (im2rec.py walks it
+until the path is too long), only regular files are listed, and names a .lst line cannot hold (a tab,
+a line break) are left out and reported. `make_list` shuffles with `random.seed(100)` and writes the
+chunks and train/val/test ratios; on trees without link cycles the output is im2rec.py's, byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from deepvision.data.lst import ListEntry, write_lst
+from deepvision.errors import UserError
+
+DEFAULT_EXTS = (".jpeg", ".jpg", ".png")
+
+
+def list_images(root: str | Path, recursive: bool, exts: Iterable[str],
+                categories: dict[str, int] | None = None, loops: list[str] | None = None,
+                rejected: list[str] | None = None) -> Iterator[tuple[int, str, int]]:
+    """(index, path relative to root, label) for every image, in im2rec.py's order.
+
+    With `recursive`, every folder holding images gets the next label in sorted-walk order (recorded in
+    `categories` as relative folder -> label); otherwise only files directly in root, all labelled 0.
+    Directory links are followed, as im2rec.py does, except a link back to one of its own ancestors
+    (a cycle, which im2rec.py walks until the path is too long): it is skipped and its relative path
+    appended to `loops`. Only regular files are listed (a FIFO named .jpg would block the packer).
+    Paths with a tab or a line break, which a .lst line cannot hold, are left out and appended to
+    `rejected` (im2rec.py writes them and every reader then refuses the list).
+    """
+    root = str(root)
+    exts = {e.lower() for e in exts}
+    i = 0
+    if recursive:
+        cat: dict[str, int] = {} if categories is None else categories
+        ancestors: dict[str, frozenset[tuple[int, int]]] = {}
+        for path, dirs, files in os.walk(root, followlinks=True):
+            here = ancestors.get(path, frozenset()) | {_dir_id(path)}
+            for d in list(dirs):
+                sub = os.path.join(path, d)
+                ident = _dir_id(sub)
+                if ident in here:  # a link back into its own ancestry: following it never ends
+                    dirs.remove(d)
+                    if loops is not None:
+                        loops.append(os.path.relpath(sub, root))
+                else:
+                    ancestors[sub] = here
+            dirs.sort()
+            files.sort()
+            for fname in files:
+                fpath = os.path.join(path, fname)
+                if os.path.splitext(fname)[1].lower() in exts and os.path.isfile(fpath):
+                    rel = os.path.relpath(fpath, root)
+                    if unlistable(rel):
+                        if rejected is not None:
+                            rejected.append(rel)
+                        continue
+                    rel_dir = os.path.relpath(path, root)
+                    if rel_dir not in cat:
+                        cat[rel_dir] = len(cat)
+                    yield i, rel, cat[rel_dir]
+                    i += 1
+    else:
+        for fname in sorted(os.listdir(root)):
+            fpath = os.path.join(root, fname)
+            if os.path.isfile(fpath) and os.path.splitext(fname)[1].lower() in exts:
+                rel = os.path.relpath(fpath, root)
+                if unlistable(rel):
+                    if rejected is not None:
+                        rejected.append(rel)
+                    continue
+                yield i, rel, 0
+                i += 1
+
+
+def _dir_id(path: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (-1, hash(path))
+    return st.st_dev, st.st_ino
+
+
+def unlistable(name: str) -> bool:
+    """True for a path the .lst format cannot hold: a tab or anything `str.splitlines` breaks on."""
+    return "\t" in name or len(f"a{name}b".splitlines()) > 1
+
+
+def make_list(
+    prefix: str | Path,
+    root: str | Path,
+    *,
+    recursive: bool = False,
+    exts: Iterable[str] = DEFAULT_EXTS,
+    shuffle: bool = True,
+    chunks: int = 1,
+    train_ratio: float = 1.0,
+    test_ratio: float = 0.0,
+    categories: dict[str, int] | None = None,
+    loops: list[str] | None = None,
+    rejected: list[str] | None = None,
+) -> list[Path]:
+    """Write PREFIX.lst (or PREFIX[_k]_train/_val/_test.lst) like `im2rec.py --list`; returns the files.
+
+    `categories`, `loops` and `rejected` collect what `list_images` reports (folder labels, directory
+    links that loop, file names a list cannot hold).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"image folder not found: {root}")
+    if chunks < 1:
+        raise UserError(f"--chunks must be >= 1, got {chunks}")
+    if not (0 <= train_ratio <= 1 and 0 <= test_ratio <= 1 and train_ratio + test_ratio <= 1):
+        raise UserError(f"--train-ratio ({train_ratio}) and --test-ratio ({test_ratio}) must be in [0, 1] and sum "
+                        f"to at most 1")
+    image_list = list(list_images(root, recursive, exts, categories, loops, rejected))
+    if shuffle:
+        random.seed(100)  # im2rec.py's seed: the same folder gives the same list
+        random.shuffle(image_list)
+    n = len(image_list)
+    chunk_size = (n + chunks - 1) // chunks
+    prefix = str(prefix)
+    written: list[Path] = []
+
+    def write(name: str, items: list[tuple[int, str, int]]) -> None:
+        path = Path(name)
+        write_lst(path, (ListEntry(i, (float(label),), rel) for i, rel, label in items))
+        written.append(path)
+
+    for k in range(chunks):
+        chunk = image_list[k * chunk_size : (k + 1) * chunk_size]
+        suffix = f"_{k}" if chunks > 1 else ""
+        sep = int(chunk_size * train_ratio)
+        sep_test = int(chunk_size * test_ratio)
+        if train_ratio == 1.0:
+            write(f"{prefix}{suffix}.lst", chunk)
+        else:
+            if test_ratio:
+                write(f"{prefix}{suffix}_test.lst", chunk[:sep_test])
+            if train_ratio + test_ratio < 1.0:
+                write(f"{prefix}{suffix}_val.lst", chunk[sep_test + sep :])
+            write(f"{prefix}{suffix}_train.lst", chunk[sep_test : sep_test + sep])
+    return written
