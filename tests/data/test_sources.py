@@ -186,7 +186,11 @@ def test_a_batch_of_nothing_but_unreadable_images_stays_in_the_epoch(tmp_path):
     with pytest.warns(UserWarning, match="skipped 4 unreadable"):
         shapes = [tuple(x.shape) for x, _ in loaders["train"]]
     assert shapes == [(0, 3, 16, 16), (4, 3, 16, 16)]
-    with pytest.warns(UserWarning):
-        result = train({"model": {"name": "lenet", "args": {"activation": "relu"}}, "data": data,
-                        "train": {"epochs": 1, "tensorboard": False}}, out=tmp_path / "runs", name="skip")
+    # the engine reports skipped files as one line plus a listing (issue 16 #11), and accepts half of them
+    # unreadable only when data.max_skipped_fraction allows it
+    result = train({"model": {"name": "lenet", "args": {"activation": "relu"}},
+                    "data": {**data, "max_skipped_fraction": 0.5},
+                    "train": {"epochs": 1, "tensorboard": False}}, out=tmp_path / "runs", name="skip")
     assert result.history[0]["epoch"] == 1 and result.history[0]["val_acc"] == 1.0  # 4 readable, all class 1
+    listing = (result.run_dir / "skipped.txt").read_text().splitlines()
+    assert len(listing) == 8 and all("horizontal_00" in line for line in listing)  # 4 in train, 4 in val

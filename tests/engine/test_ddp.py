@@ -57,7 +57,7 @@ def test_ranks_skip_a_batch_together_when_one_rank_has_only_unreadable_images(tm
     cfg = {"model": {"name": "lenet", "args": {"activation": "relu"}},
            "data": {"source": "folder", "root": str(tmp_path), "train": "train", "val": None, "test": None,
                     "image_size": 16, "channels": 3, "batch_size": 2, "workers": 0, "shuffle": False,
-                    "skip_corrupt": True},
+                    "skip_corrupt": True, "max_skipped_fraction": 0.5},
            "train": {"epochs": 1, "tensorboard": False}}
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -162,3 +162,26 @@ def test_case15_an_interrupt_in_the_first_epoch_prints_a_command_that_works(tmp_
     code, out, err = run_cli("resume", run.path)  # the command the interrupt printed
     assert code == 0, err
     assert len(run.read_history()) == 2 and run.read_state()["segments"][-1]["restart"] is True
+
+
+def test_case11_unreadable_data_fails_loudly_with_one_line_and_a_listing(tmp_path, run_cli):
+    from tests.helpers import make_image_folder
+
+    make_image_folder(tmp_path / "all_bad", n_per_class=4, size=16)
+    for p in (tmp_path / "all_bad").rglob("*.png"):
+        p.write_bytes(b"not an image")
+    cfg = {"model": {"name": "lenet"}, "train": {"epochs": 1, "tensorboard": False},
+           "data": {"source": "folder", "root": str(tmp_path), "train": "all_bad", "val": None, "test": None,
+                    "image_size": 16, "channels": 1, "batch_size": 4, "workers": 0, "skip_corrupt": True}}
+    with pytest.raises(UserError, match=r"8 of 8 train samples are unreadable .*skipped.txt"):
+        train(cfg, out=tmp_path / "runs", name="bad")
+    make_image_folder(tmp_path / "some_bad", n_per_class=10, size=16)
+    (tmp_path / "some_bad" / "vertical" / "vertical_003.png").write_bytes(b"")
+    cfg["data"]["train"] = "some_bad"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no per-epoch UserWarning any more: one line in the log instead
+        result = train(cfg, out=tmp_path / "runs", name="ok")
+    assert "skipped 1 of 20 train samples" in (result.run_dir / "train.log").read_text()
+    assert (result.run_dir / "skipped.txt").read_text().split("\t")[2].strip().endswith("vertical_003.png")

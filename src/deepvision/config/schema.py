@@ -116,11 +116,14 @@ class DataConfig:
     shuffle: bool | None = None  # reshuffle every epoch; None: profile (modern yes, reference one fixed order)
     last_batch: Literal["keep", "drop", "pad", "rollover"] = "keep"
     skip_corrupt: bool = False
+    max_skipped_fraction: float = 0.1  # with skip_corrupt: fail when more of an epoch's samples are unreadable
     options: dict[str, Any] = field(default_factory=dict)  # source-specific settings
 
     def validate(self, path: str) -> None:
         if self.format is not None:  # one name for the data kind in the resolved config
             self.source, self.format = self.format, None
+        if not 0.0 <= self.max_skipped_fraction <= 1.0:
+            raise UserError(f"{path}.max_skipped_fraction must be in [0, 1], got {self.max_skipped_fraction}")
         for key in ("val_fraction", "test_fraction"):
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:

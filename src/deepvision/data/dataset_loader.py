@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -38,9 +39,9 @@ class _Keyed(Dataset):
         except UserError:
             if not self.skip_errors:
                 raise
-            # an unreadable sample (data.skip_corrupt): a blank stand-in labelled -1, dropped after collation,
-            # so even a batch of nothing but bad files keeps its (0, C, H, W) shape and its place in the epoch
-            return self._blank(), -1
+            # an unreadable sample (data.skip_corrupt): a blank stand-in labelled -(index + 1), dropped after
+            # collation, so even a batch of nothing but bad files keeps its (0, C, H, W) shape and its place
+            return self._blank(), -(index + 1)
         rng = random.Random(sample_seed(self.seed, epoch, index))
         return self.transform(img, rng), int(label)
 
@@ -101,6 +102,8 @@ class DatasetLoader(EpochPlan):
         super().__init__(len(dataset), batch_size, seed=seed, shuffle=shuffle and training, training=training,
                          rank=rank, world=world, last_batch=last_batch, max_steps=max_steps)
         self.dataset, self.skip_errors = dataset, skip_errors
+        self.epoch_skipped: list[str] = []  # unreadable samples of the last epoch (data.skip_corrupt)
+        self.warn_skipped = True  # a UserWarning per epoch; the engine reports them itself
         workers = default_workers() if workers is None else workers
         self._loader = DataLoader(
             _Keyed(dataset, transform, seed, skip_errors),
@@ -115,20 +118,33 @@ class DatasetLoader(EpochPlan):
         )
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.epoch_skipped = []
         try:
-            skipped = 0
             for x, y in self._loader:
                 if self.skip_errors:
                     keep = y >= 0
                     if not bool(keep.all()):
-                        skipped += int((~keep).sum())
+                        self.epoch_skipped += [self._describe(int(-v) - 1) for v in y[~keep].tolist()]
                         x, y = x[keep], y[keep]
                 yield x, y.to(torch.int64)
         except UserError as exc:  # re-raised from a worker with its traceback in the message
             raise UserError(worker_message(exc)) from None
-        if skipped:
-            warnings.warn(f"skipped {skipped} unreadable image(s) in epoch {self.epoch} (data.skip_corrupt)",
-                          stacklevel=2)
+        if self.epoch_skipped and self.warn_skipped:
+            warnings.warn(f"skipped {len(self.epoch_skipped)} unreadable image(s) in epoch {self.epoch} "
+                          f"(data.skip_corrupt)", stacklevel=2)
+
+    def _describe(self, index: int) -> str:
+        """The file of sample `index` (through subset views), when the dataset lists its files."""
+        ds, i = self.dataset, index
+        try:
+            while isinstance(getattr(ds, "indices", None), np.ndarray) and "dataset" in vars(ds):
+                ds, i = ds.dataset, int(ds.indices[i])
+            paths = getattr(ds, "paths", None)
+            if paths is None and getattr(ds, "samples", None) is not None:
+                paths = [s[0] for s in ds.samples]
+            return str(paths[i]) if paths is not None else f"sample {index}"
+        except (IndexError, TypeError, KeyError):
+            return f"sample {index}"
 
     def close(self) -> None:
         """Stop the worker processes now (they would otherwise live until garbage collection)."""

@@ -21,7 +21,7 @@ from torch import nn
 from deepvision.config.coerce import to_dict
 from deepvision.data.protocols import close_loader
 from deepvision.engine.callbacks import Callback, CallbackList, Checkpointer, FreezeBody, default_callbacks
-from deepvision.engine.distributed import DistInfo, all_reduce_sum
+from deepvision.engine.distributed import DistInfo, all_reduce_sum, gather_object
 from deepvision.engine.optim import build_optimizer
 from deepvision.engine.reporting import Reporter
 from deepvision.engine.resolve import ResolvedRun
@@ -118,6 +118,9 @@ class Trainer:
         self.task.setup(self.pre, device, self.channels_last)
         self.loaders = self.data.loaders(("train", "val"), seed=tc.seed, rank=dist.rank, world=dist.world,
                                          device=device, max_steps=tc.max_steps)
+        for loader in self.loaders.values():
+            if hasattr(loader, "warn_skipped"):
+                loader.warn_skipped = False  # reported once per epoch and role by `_check_skipped`
         self.reporter = Reporter(run.log_path, enabled=dist.is_main, progress=tc.progress, topk=tc.topk)
         monitor = cfg.checkpoint.monitor
         self.checkpointer = Checkpointer(self.history, monitor, self.task.lower_is_better(monitor))
@@ -217,8 +220,11 @@ class Trainer:
         """
         t_epoch = time.perf_counter()
         lr, train_m, seconds = self._train_pass(epoch)
+        self._check_skipped(epoch, "train", train_m["count"])
         self.callbacks.on_train_epoch_end(epoch, train_m, seconds)
         val_m = self.validate() if "val" in self.loaders else None
+        if val_m is not None:
+            self._check_skipped(epoch, "val", val_m["count"])
         record = EpochRecord(epoch + 1, lr, train_m, val_m, train_m["count"] / seconds,
                              time.perf_counter() - t_epoch, self.task.history_fields())
         self.history.append(record.row())
@@ -273,6 +279,31 @@ class Trainer:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return lr, meter.compute(self.dist.enabled), time.perf_counter() - t_epoch
+
+    def _check_skipped(self, epoch: int, role: str, scored: int) -> None:
+        """data.skip_corrupt: list the epoch's unreadable samples in skipped.txt with one line on the
+        console, and stop when a split is left empty or more than data.max_skipped_fraction is skipped."""
+        if not self.cfg.data.skip_corrupt:
+            return
+        skipped = list(getattr(self.loaders[role], "epoch_skipped", []))
+        count = len(skipped)
+        if self.dist.enabled:  # every rank takes part; rank 0 writes the listing
+            sums = all_reduce_sum(torch.tensor([float(count), float(scored)], dtype=torch.float64, device=self.device))
+            count, scored = (int(v) for v in sums.tolist())
+            skipped = [s for rank in gather_object(skipped, self.dist) or [] for s in rank]
+        if not count:
+            return
+        listing = self.run.path / "skipped.txt"
+        if self.dist.is_main:
+            with open(listing, "a", encoding="utf-8") as f:
+                f.writelines(f"{epoch}\t{role}\t{s}\n" for s in skipped)
+        total = count + scored
+        self.reporter.line(f"Epoch[{epoch}] skipped {count} of {total} {role} samples as unreadable "
+                           f"(data.skip_corrupt); listed in {listing}")
+        limit = self.cfg.data.max_skipped_fraction
+        if scored == 0 or count > limit * total:
+            raise UserError(f"{count} of {total} {role} samples are unreadable (listed in {listing}), more than "
+                            f"data.max_skipped_fraction={limit:g}; repair or remove those files")
 
     def _backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler.is_enabled() else loss).backward()

@@ -292,6 +292,8 @@ class RecordLoader(EpochPlan):
         self.pin_memory = on_cuda if pin_memory is None else pin_memory
         self.prefetch = max(1, int(prefetch))
         self.skipped: list[tuple[int, int, str]] = []  # (position, byte offset, reason) of skipped records
+        self.epoch_skipped: list[str] = []  # the last epoch's, described (data.skip_corrupt)
+        self.warn_skipped = True  # a UserWarning per epoch; the engine reports them itself
         skip = dataset.skip_corrupt if skip_corrupt is None else skip_corrupt
         self.spec = _Spec(size, channels, resize, training, augment or AugmentConfig(),
                           memory_format == "channels_last", self.seed, bool(skip), decoder, crop_only=bool(crop))
@@ -356,8 +358,10 @@ class RecordLoader(EpochPlan):
             if done == count:
                 self._stream_next = epoch + 1  # the workers are already decoding the next epoch
             yield self._finish(x, labels)
-        count = len(self.skipped) - skipped_before
-        if count:
+        self.epoch_skipped = [f"{self.dataset.path} record {pos} at byte {off}: {why}"
+                              for pos, off, why in self.skipped[skipped_before:]]
+        count = len(self.epoch_skipped)
+        if count and self.warn_skipped:
             warnings.warn(f"{self.dataset.path}: skipped {count} corrupt record(s) in epoch {self.epoch} "
                           f"(first: record {self.skipped[skipped_before][0]}, {self.skipped[skipped_before][2]})",
                           stacklevel=2)
