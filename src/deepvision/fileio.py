@@ -24,27 +24,18 @@ def unlink_quietly(path: str | Path) -> None:
         os.unlink(path)
 
 
+def write_failed(path: str | Path, exc: OSError) -> UserError:
+    """The one-line error for a failed atomic write of `path` (the temporary file is already gone)."""
+    kept = "; the previous file is intact" if Path(path).exists() else ""
+    return UserError(f"could not write {path}: {exc.strerror or exc}{kept}")
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write a text file through a temporary file renamed into place, with the usual permissions.
 
     A failure (a full disk, a read-only folder) raises UserError and leaves any previous file intact.
     """
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise UserError(f"could not write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except OSError as exc:
-        unlink_quietly(tmp)
-        raise UserError(f"could not write {path}: {exc.strerror or exc}; the previous file is intact") from None
-    except BaseException:
-        unlink_quietly(tmp)
-        raise
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def zip_damage(path: str | Path) -> str | None:
@@ -76,7 +67,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         unlink_quietly(tmp)
-        raise UserError(f"could not write {path}: {exc.strerror or exc}; the previous file is intact") from None
+        raise write_failed(path, exc) from None
     except BaseException:
         unlink_quietly(tmp)
         raise

@@ -185,3 +185,34 @@ def test_case11_unreadable_data_fails_loudly_with_one_line_and_a_listing(tmp_pat
         result = train(cfg, out=tmp_path / "runs", name="ok")
     assert "skipped 1 of 20 train samples" in (result.run_dir / "train.log").read_text()
     assert (result.run_dir / "skipped.txt").read_text().split("\t")[2].strip().endswith("vertical_003.png")
+
+
+def test_disk_full_without_a_previous_file_does_not_claim_one_is_intact(tmp_path, monkeypatch):
+    import errno
+
+    from deepvision.runs.checkpoint import atomic_save
+
+    def full_disk(obj, f):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(UserError) as err:
+        atomic_save({"x": 1}, tmp_path / "new.pt")
+    assert "No space left on device" in str(err.value) and "intact" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_offers_the_skip_it_suggests(tmp_path, run_cli):
+    from tests.helpers import make_image_folder
+
+    make_image_folder(tmp_path / "data", n_per_class=6, size=16)
+    cfg = {"model": {"name": "lenet"}, "train": {"epochs": 1, "tensorboard": False},
+           "data": {"source": "folder", "root": str(tmp_path / "data"), "train": ".", "val": None, "test": None,
+                    "image_size": 16, "channels": 1, "batch_size": 4, "workers": 0}}
+    run = train(cfg, out=tmp_path / "runs", name="e").run_dir
+    (tmp_path / "data" / "vertical" / "vertical_002.png").write_bytes(b"")
+    code, _, err = run_cli("evaluate", run, "--data", tmp_path / "data")
+    assert code == 2 and "vertical_002.png" in err
+    code, out, err = run_cli("evaluate", run, "--data", tmp_path / "data", "--skip-corrupt")
+    assert code == 0, err
+    assert json.loads((run / "eval" / "data-best" / "metrics.json").read_text())["samples"] == 11

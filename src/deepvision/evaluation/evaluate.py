@@ -97,11 +97,14 @@ def evaluate_run(
     out: str | Path | None = None,
     crops: int = 1,
     quiet: bool = False,
+    skip_corrupt: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a run and write metrics.json, report.csv, confusion matrix, (binary) ROC/PR.
 
     Returns the metrics dict. Every sample is scored exactly once (no padded batches). `crops=10`
     averages the probabilities of the 10-crop oversampling (corners + centre, and their mirrors).
+    `skip_corrupt` scores only the readable samples (the report counts them) instead of stopping at
+    the first unreadable record or image.
     """
     if crops not in (1, 10):
         raise UserError(f"--crops must be 1 or 10, got {crops}")
@@ -113,6 +116,7 @@ def evaluate_run(
     loaded = load_run(run_dir, epoch=epoch, which=which, device=dev)
     cfg, role = _data_config_for(loaded.cfg, data)
     cfg.data.channels = loaded.pre.channels  # new data is read the way the model was trained
+    cfg.data.skip_corrupt = cfg.data.skip_corrupt or skip_corrupt
     bundle: DataBundle = load_data(cfg.data, roles=("val", "test") if role == "auto" else (role,))
     if role == "auto":
         role = "test" if bundle.test is not None else "val" if bundle.val is not None else None

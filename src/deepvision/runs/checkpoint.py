@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from deepvision.errors import UserError
-from deepvision.fileio import file_mode, unlink_quietly, zip_damage
+from deepvision.fileio import file_mode, unlink_quietly, write_failed, zip_damage
 
 FORMAT = "deepvision-checkpoint"
 VERSION = 1
@@ -66,8 +66,8 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         cause = recorder.error if recorder is not None and recorder.error is not None else exc
         if not isinstance(cause, OSError):
             raise
-        raise UserError(f"could not write {path}: {cause.strerror or cause}; the previous file is intact — "
-                        f"free some space or choose another --out") from None
+        error = write_failed(path, cause)
+        raise UserError(f"{error} — free some space or choose another --out") from None
     except BaseException:
         unlink_quietly(tmp)
         raise

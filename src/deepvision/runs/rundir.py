@@ -29,7 +29,7 @@ from deepvision.config.io import build_config, config_to_yaml, read_yaml
 from deepvision.config.schema import Config
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, write_failed
 from deepvision.runs.checkpoint import atomic_save, load_checkpoint
 from deepvision.runs.history import HISTORY_FIELDS
 from deepvision.runs.lock import LOCK_NAME, is_stale, read_holder
@@ -299,7 +299,7 @@ def link_or_copy(src: Path, dst: Path) -> None:
         os.replace(tmp, dst)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise UserError(f"could not write {dst}: {exc.strerror or exc}; the previous file is intact") from None
+        raise write_failed(dst, exc) from None
 
 
 def _fmt(v: Any) -> Any:

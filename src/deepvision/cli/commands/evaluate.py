@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="1: centre crop; 10: 4 corners + centre and their mirrors, probabilities averaged")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", help="report folder (default: RUN_DIR/eval/...)")
+    p.add_argument("--skip-corrupt", action="store_true",
+                   help="score only readable samples instead of stopping at an unreadable record or image")
     p.set_defaults(func=run)
 
 
@@ -31,5 +33,6 @@ def run(args: argparse.Namespace) -> int:
     from deepvision.api import evaluate
 
     evaluate(args.run_dir, epoch=args.epoch, data=args.data, which="last" if args.last else "best",
-             batch_size=args.batch_size, device=args.device, out=args.out, crops=args.crops)
+             batch_size=args.batch_size, device=args.device, out=args.out, crops=args.crops,
+             skip_corrupt=args.skip_corrupt)
     return 0

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 def _corrupt(file: RecordFile, pos: int, why: str) -> RecordError:
     offset = int(file.offsets[pos])
     return RecordError(f"{file.path}: record {pos} (id {int(file.ids[pos])}) at byte offset {offset} is corrupt: "
-                       f"{why}; set data.skip_corrupt: true (skip_corrupt=True) to skip such records, or re-pack "
+                       f"{why}; set data.skip_corrupt: true (evaluate --skip-corrupt, skip_corrupt=True) to skip such "
+                       f"records, or re-pack "
                        f"the images", index=pos, offset=offset)
 
 
