@@ -38,6 +38,8 @@ def features(model: str, data: str | Path, out: str | Path, *, layer: str | None
     if Path(out).exists():  # before loading anything
         raise UserError(f"{out} already exists; delete it or choose another --out (feature files are never "
                         f"overwritten)")
+    if not Path(data).exists():
+        raise UserError(f"data not found: {data} (give a folder of class sub-folders, a .lst or a .rec file)")
     loaded = load_model(model, weights, device=device)
     extractor = FeatureExtractor(loaded, layer, pool=pool, flatten=flatten)
     items = open_data(data, channels=loaded.pre.channels, labels=labels, image_root=image_root)

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from deepvision.data.im2rec import ProgressReporter
     from deepvision.errors import UserError
     from deepvision.inference.backbones import load_model
+    from deepvision.inference.batching import expand_images
     from deepvision.inference.classify import classify_images, write_predictions
 
     if args.top < 1:
@@ -46,11 +47,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give either --model tv:NAME or --run DIR")
     if args.epoch is not None and not args.run:
         raise UserError("--epoch goes with --run")
+    paths = expand_images(args.inputs)  # missing files fail before the model loads
     loaded = load_model(None if args.run else args.model, args.weights, run=args.run, epoch=args.epoch,
                         device=args.device)
     bar = ProgressReporter("classifying", every=10 * args.batch_size)
     try:
-        results = classify_images(loaded, args.inputs, top=args.top, batch_size=args.batch_size, progress=bar)
+        results = classify_images(loaded, paths, top=args.top, batch_size=args.batch_size, progress=bar)
     finally:
         bar.close()
     if args.out:
