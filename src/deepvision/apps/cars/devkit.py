@@ -70,12 +70,13 @@ def make_model(class_name: str) -> str:
 
 def _loadmat(path: Path) -> dict:
     import scipy.io
+    from scipy.io.matlab import MatReadError
 
     if not path.is_file():
         raise UserError(f"Stanford Cars file missing: {path}")
     try:
         return scipy.io.loadmat(path, squeeze_me=True)
-    except (ValueError, TypeError, OSError, NotImplementedError) as exc:
+    except (MatReadError, ValueError, TypeError, OSError, NotImplementedError) as exc:
         raise UserError(f"cannot read {path} as a MATLAB file ({exc})") from None
 
 

@@ -50,7 +50,7 @@ def annotate(img: Image.Image, text: str) -> np.ndarray:
     display = img.convert("RGB")
     if width != w:
         display = display.resize((width, max(1, round(h * width / w))), Image.BILINEAR)
-    arr = np.ascontiguousarray(np.asarray(display))
+    arr = np.array(display)  # a writable copy
     cv2.putText(arr, text, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 0), 2)  # green in RGB order
     return arr
 
