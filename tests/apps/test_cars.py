@@ -146,3 +146,22 @@ def test_recipes_validate():
     for name in ("c1", "c2", "c3"):
         cfg = load_config(recipe_path(f"cars_vgg16_{name}"))
         assert cfg.model.name == "tv:vgg16" and cfg.data.image_size == 224
+
+
+def test_features_and_classify_with_a_run(run_cli, cars_run, fake, tmp_path):
+    import h5py
+
+    lists = cars_run.parent.parent / "lists"
+    code, _, err = run_cli("features", cars_run, lists / "test.lst", "--image-root", fake, "--labels",
+                           lists / "labels.txt", "--out", tmp_path / "f.h5", "--no-shuffle")
+    assert code == 0, err
+    with h5py.File(tmp_path / "f.h5", "r") as db:
+        meta = json.loads(db.attrs["deepvision"])
+        assert db["features"].shape[0] == 13
+        assert db["labels"][:].tolist() == [int(e.label) for e in read_lst(lists / "test.lst")]
+    assert meta["run"] == str(cars_run.resolve()) and meta["preprocess"]["size"] == [28, 28]
+    code, out, err = run_cli("classify", fake / "car_ims" / "000001.jpg", "--run", cars_run, "--top", "2", "--json")
+    assert code == 0, err
+    top = json.loads(out)[0]["top"]
+    labels = (lists / "labels.txt").read_text().splitlines()
+    assert len(top) == 2 and all(t["class"] in labels for t in top)
