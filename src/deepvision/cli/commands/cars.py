@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 ORDER = 71
 
@@ -26,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         "val.lst, test.lst (paths relative to ROOT), labels.txt and mean.json "
                                         "(the ImageNet constants).",
                             epilog=LISTS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    lists.description = textwrap.fill(lists.description, 79)  # the epilog stays as written
     lists.add_argument("--root", required=True, help="Stanford Cars folder (cars_annos.mat + car_ims/)")
     lists.add_argument("--out", required=True, help="output folder")
     lists.add_argument("--csv", help="the reference's label CSV (filename, make, model, type, year; header row)")

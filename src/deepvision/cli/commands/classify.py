@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 
 ORDER = 22
 
 EPILOG = """examples:
   deepvision classify photo.jpg --model tv:resnet50
-  deepvision classify photos/ --model tv:mobilenet_v2 --weights IMAGENET1K_V1 --top 3 --out preds.csv
+  deepvision classify photos/ --model tv:mobilenet_v2 --weights IMAGENET1K_V1 \
+      --top 3 --out preds.csv
   deepvision classify photos/ --run runs/cars_vgg16_c3 --json
-weights are read from torch's cache ($TORCH_HOME/hub/checkpoints), downloaded when missing and online.
+weights are read from torch's cache ($TORCH_HOME/hub/checkpoints), downloaded
+when missing and online (never with DEEPVISION_OFFLINE=1).
 """
 
 
@@ -21,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "model with its own documented preprocessing; classes as ImageNet synsets, "
                                    "e.g. 'n07920052 espresso') or with a deepvision run.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.description = textwrap.fill(p.description, 79)  # the epilog stays as written
     p.add_argument("inputs", nargs="+", metavar="IMAGE|FOLDER", help="image files and folders (searched recursively)")
     p.add_argument("--model", help="tv:NAME, e.g. tv:resnet50 (or give --run)")
     p.add_argument("--weights", help="DEFAULT, a tag such as IMAGENET1K_V1, or a weights file (default DEFAULT)")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 ORDER = 23
 
 EPILOG = """examples:
-  deepvision features tv:vgg16 orientation/ --layer features.30 --out features.h5
-  deepvision features tv:mobilenet_v2 data/ --weights IMAGENET1K_V1 --layer features.18 --pool 2 --out f.h5
-  deepvision features runs/my_run test.lst --out f.h5          # the layer feeding a run's classifier
+  deepvision features tv:vgg16 rotated/ --layer features.30 --out features.h5
+  deepvision features tv:mobilenet_v2 data/ --weights IMAGENET1K_V1 \
+      --layer features.18 --pool 2 --out f.h5
+  deepvision features runs/my_run test.lst --out f.h5   # input of its classifier
   deepvision features tv:resnet50 --list-layers
 then: deepvision logreg features.h5
 """
@@ -22,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "activations of --layer as rows of an HDF5 file (features, labels, label_names). "
                                    "The images are shuffled first (seeded), so a plain slice splits train/test.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.description = textwrap.fill(p.description, 79)  # the epilog stays as written
     p.add_argument("model", metavar="MODEL_OR_RUN", help="tv:NAME, a registered model name or a run directory")
     p.add_argument("data", nargs="?", metavar="DATA", help="folder of class sub-folders, .lst or .rec file")
     p.add_argument("--out", help="HDF5 file to write (never overwritten)")

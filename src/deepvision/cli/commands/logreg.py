@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 ORDER = 24
 
 EPILOG = """example:
-  deepvision logreg features.h5 --grid C=0.01,0.1,1,10,100,1000,10000 --cv 3 --jobs -1 --out model/
-writes model.npz (arrays only, loaded without unpickling), metrics.json, report.csv/.txt,
-confusion_matrix.csv/.png and cv_results.csv.
+  deepvision logreg features.h5 --grid C=0.01,0.1,1,10,100,1000,10000 \
+      --cv 3 --jobs -1 --out model/
+writes model.npz (arrays only, loaded without unpickling), metrics.json,
+report.csv/.txt, confusion_matrix.csv/.png and cv_results.csv.
 """
 
 
@@ -19,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "feature file (features, labels, label_names), choosing C by k-fold grid search, "
                                    "and report precision/recall/F1 per class on the remaining rows.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.description = textwrap.fill(p.description, 79)  # the epilog stays as written
     p.add_argument("features", metavar="FEATURES.h5", help="file written by `deepvision features`")
     p.add_argument("--train-fraction", type=float, default=0.75, help="leading rows used for training (0.75)")
     p.add_argument("--grid", help="C values, e.g. C=0.01,0.1,1 (default 0.01 ... 10000 in decades)")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 ORDER = 70
 
 EPILOG = """workflow:
   deepvision orientation dataset photos/ rotated/ --max 10000
-  deepvision features tv:mobilenet_v2 rotated/ --layer features.18 --pool 2 --out rotated.h5
+  deepvision features tv:mobilenet_v2 rotated/ --weights IMAGENET1K_V1 \
+      --layer features.18 --pool 2 --out rotated.h5
   deepvision logreg rotated.h5 --out orientation-model/
   deepvision orientation apply orientation-model/ new_photos/ --out corrected/
 """
@@ -18,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("orientation", help="orientation correction: rotated data set; apply a fitted model",
                        description="Detect and undo 90/180/270-degree turns of photos (features + logistic "
                                    "regression).", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.description = textwrap.fill(p.description, 79)  # the epilog stays as written
     cmds = p.add_subparsers(dest="orientation_command", metavar="<action>")
     ds = cmds.add_parser("dataset", help="turn upright photos by random quarter turns into OUT/<angle>/",
                          description="Take up to --max images from SRC (recursively), turn each clockwise by 0, 90, "
