@@ -10,7 +10,7 @@ ORDER = 22
 
 EPILOG = """examples:
   deepvision classify photo.jpg --model tv:resnet50
-  deepvision classify photos/ --model tv:mobilenet_v2 --weights IMAGENET1K_V1 \
+  deepvision classify photos/ --model tv:mobilenet_v2 --weights IMAGENET1K_V1 \\
       --top 3 --out preds.csv
   deepvision classify photos/ --run runs/cars_vgg16_c3 --json
 weights are read from torch's cache ($TORCH_HOME/hub/checkpoints), downloaded

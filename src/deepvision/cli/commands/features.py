@@ -9,7 +9,7 @@ ORDER = 23
 
 EPILOG = """examples:
   deepvision features tv:vgg16 rotated/ --layer features.30 --out features.h5
-  deepvision features tv:mobilenet_v2 data/ --weights IMAGENET1K_V1 \
+  deepvision features tv:mobilenet_v2 data/ --weights IMAGENET1K_V1 \\
       --layer features.18 --pool 2 --out f.h5
   deepvision features runs/my_run test.lst --out f.h5   # input of its classifier
   deepvision features tv:resnet50 --list-layers

@@ -8,7 +8,7 @@ import textwrap
 ORDER = 24
 
 EPILOG = """example:
-  deepvision logreg features.h5 --grid C=0.01,0.1,1,10,100,1000,10000 \
+  deepvision logreg features.h5 --grid C=0.01,0.1,1,10,100,1000,10000 \\
       --cv 3 --jobs -1 --out model/
 writes model.npz (arrays only, loaded without unpickling), metrics.json,
 report.csv/.txt, confusion_matrix.csv/.png and cv_results.csv.

@@ -9,8 +9,8 @@ ORDER = 70
 
 EPILOG = """workflow:
   deepvision orientation dataset photos/ rotated/ --max 10000
-  deepvision features tv:mobilenet_v2 rotated/ --weights IMAGENET1K_V1 \
-      --layer features.18 --pool 2 --out rotated.h5
+  deepvision features tv:mobilenet_v2 rotated/ --weights IMAGENET1K_V1 \\
+      --layer features.18 --pool 2 --no-crop --out rotated.h5
   deepvision logreg rotated.h5 --out orientation-model/
   deepvision orientation apply orientation-model/ new_photos/ --out corrected/
 """
