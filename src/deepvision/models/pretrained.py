@@ -12,8 +12,8 @@
 Anything else (missing layers, other shapes, extra units inside the network) means the weights come
 from another architecture and raises a UserError that says what differs.
 
-`pretrained: torchvision` (or `torchvision:TAG`) on a `tv:` model downloads torchvision's weights
-when online (see `torchvision_models.fetch_weights_model`).
+`pretrained: torchvision` (or `torchvision:TAG`) on a `tv:` model loads torchvision's weights from torch's
+hub cache, downloading them when missing and online (see `torchvision_models.fetch_weights_model`).
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ replaces the first convolution (its weights are summed to one channel, or repeat
 preprocessing (resize, crop, ImageNet mean/std, interpolation) come from the default weights'
 transform metadata: 224 for most models, 299 for inception_v3, 240-600 for the EfficientNets.
 
-Options: `weights` fetches torchvision's published weights when online (`DEFAULT`, a tag such as
-`IMAGENET1K_V2`, or the full `ResNet50_Weights.IMAGENET1K_V2`); the download is loaded with
+Options: `weights` loads torchvision's published weights (`DEFAULT`, a tag such as `IMAGENET1K_V2`,
+or the full `ResNet50_Weights.IMAGENET1K_V2`) from torch's hub cache (`$TORCH_HOME/hub/checkpoints/`,
+as torchvision resolves them), downloading them when missing and online; the file is loaded with
 `weights_only=True` and the classifier is then replaced when `num_classes` differs. Any other option
 is passed to the torchvision builder (e.g. `dropout`, `stochastic_depth_prob`). `tv:inception_v3` and
 `tv:googlenet` default to `aux_logits: false` so training gets one output tensor.
@@ -16,7 +17,11 @@ is passed to the torchvision builder (e.g. `dropout`, `stochastic_depth_prob`). 
 from __future__ import annotations
 
 import functools
+import os
+import pickle
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -131,24 +136,58 @@ def adapt_conv_weight(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     return weight.repeat(1, repeats, 1, 1)[:, :in_channels] * (weight.shape[1] / in_channels)
 
 
-def fetch_weights_model(name: str, entry: Any, **kwargs: Any) -> nn.Module:
-    """Build tv model `name` with torchvision's published weights `entry` (downloads once, then cached).
+def weights_path(entry: Any) -> Path:
+    """Where torch.hub keeps (or would download) the file of a torchvision weights entry:
+    `$TORCH_HOME/hub/checkpoints/<file name of the URL>` (default TORCH_HOME: ~/.cache/torch)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(entry.url).path)
 
-    torchvision's own loader calls torch.hub without `weights_only`; it is wrapped here so the file
-    is unpickled with `weights_only=True`.
+
+def cached_weights(name: str) -> list[Any]:
+    """The weights entries of tv model `name` whose files are already in torch's hub cache."""
+    from torchvision.models import get_model_weights
+
+    return [e for e in get_model_weights(name) if weights_path(e).is_file()]
+
+
+def missing_weights_message(name: str, entry: Any, why: str) -> str:
+    """One line: which file to place where, and which other weights of the model are cached."""
+    path = weights_path(entry)
+    text = (f"could not fetch {type(entry).__name__}.{entry.name} from {entry.url} ({why}); without network, "
+            f"download it elsewhere and place it at {path} (or set model.pretrained to the file)")
+    others = [e.name for e in cached_weights(name) if e != entry]
+    if others:
+        text += (f"; cached weights of tv:{name}: {', '.join(others)} (select with model.pretrained: "
+                 f"torchvision:{others[0]} or --weights {others[0]})")
+    return text
+
+
+def fetch_weights_model(name: str, entry: Any, **kwargs: Any) -> nn.Module:
+    """Build tv model `name` with torchvision's published weights `entry`.
+
+    The file is resolved exactly as torchvision does (torch.hub's cache, `weights_path`), so it works
+    offline once the file is there; otherwise it is downloaded, unless DEEPVISION_OFFLINE is set.
+    torchvision's own loader calls torch.hub without `weights_only`; it is wrapped here so the file is
+    unpickled with `weights_only=True`.
     """
     from unittest import mock
 
     import torchvision.models as tvm
     import torchvision.models._api as api
 
+    path = weights_path(entry)
+    if not path.is_file() and os.environ.get("DEEPVISION_OFFLINE", "") not in ("", "0"):
+        raise UserError(missing_weights_message(name, entry, "DEEPVISION_OFFLINE is set"))
     loader = functools.partial(torch.hub.load_state_dict_from_url, weights_only=True)
     try:
         with mock.patch.object(api, "load_state_dict_from_url", loader):
             return tvm.get_model(name, weights=entry, **kwargs)
     except OSError as exc:  # URLError, socket errors, a full disk
-        raise UserError(f"could not fetch {type(entry).__name__}.{entry.name} from {entry.url} ({exc}); download it "
-                        f"where there is internet access and set model.pretrained to the file") from None
+        raise UserError(missing_weights_message(name, entry, str(exc))) from None
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as exc:
+        if not path.is_file():
+            raise
+        raise UserError(f"{path} (cached {type(entry).__name__}.{entry.name}) cannot be loaded "
+                        f"({str(exc).splitlines()[0]}); delete it and fetch it again") from None
 
 
 def _drop_aux_heads(model: nn.Module) -> None:

@@ -1,0 +1,210 @@
+"""Stanford Cars -> make/model list files (SPEC §1.7, §2.1, §2.6).
+
+Annotations come from the dataset's MATLAB files, read with scipy.io:
+
+- `cars_annos.mat` (all 16,185 images in `car_ims/`, the layout the reference used): `annotations`
+  (relative_im_path, bbox_x1..bbox_y2, class, test) and `class_names`;
+- or the devkit: `devkit/cars_meta.mat` (`class_names`), `devkit/cars_train_annos.mat` (images in
+  `cars_train/`) and `cars_test_annos_withlabels.mat` (in `devkit/` or the root; images in `cars_test/`).
+
+The official train/test split is ignored (the reference pooled everything). The label is
+`"<make>:<model>"` with the year dropped: from a user-supplied CSV with the reference's columns (image
+filename, make, model, vehicle type, year; a header row; the basename of the filename is looked up in the
+image folder), or parsed from the class name `"<Make> <Model> [<body type>] <Year>"`: the make is the first
+word, or the first two for AM General, Aston Martin and Land Rover; the year is the last word; a trailing
+body type (Sedan, Coupe, Convertible, SUV, Hatchback, Wagon, Minivan, Van, Cargo Van, Wagon Van, Passenger
+Van, and Crew/Extended/Regular/Club/Quad Cab, SuperCab) is dropped, so the years and body styles of one
+model share a label. Labels are numbered in sorted order (scikit-learn's LabelEncoder).
+
+Split (§2.1): validation then test, each `int(0.15 * N)` images computed from the full N, drawn by two
+successive stratified splits (seed 42 by default; the reference had none). The mean file holds the fixed
+ImageNet constants R 123.68, G 116.779, B 103.939 (§2.6).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deepvision.data.lst import ListEntry, write_lst
+from deepvision.data.splits import stratified_split
+from deepvision.errors import UserError
+from deepvision.fileio import atomic_write_text
+
+IMAGENET_MEAN = {"R": 123.68, "G": 116.779, "B": 103.939}
+MULTIWORD_MAKES = ("AM General", "Aston Martin", "Land Rover")
+BODY_TYPES = ("Crew Cab", "Extended Cab", "Regular Cab", "Club Cab", "Quad Cab", "Cargo Van", "Wagon Van",
+              "Passenger Van", "SuperCab", "Sedan", "Coupe", "Convertible", "SUV", "Hatchback", "Wagon", "Minivan",
+              "Van")
+ANNOTATION_FIELDS = ("relative_im_path", "class")
+
+
+@dataclass
+class CarsLists:
+    classes: list[str]  # "make:model", index = label
+    train: list[ListEntry]
+    val: list[ListEntry]
+    test: list[ListEntry]
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def make_model(class_name: str) -> str:
+    """'Chevrolet Silverado 1500 Extended Cab 2012' -> 'Chevrolet:Silverado 1500'."""
+    words = class_name.split()
+    if len(words) < 2:
+        raise UserError(f"class name {class_name!r} is not '<make> <model> <year>'")
+    if words[-1].isdigit() and len(words[-1]) == 4:
+        words = words[:-1]
+    text = " ".join(words)
+    make = next((m for m in MULTIWORD_MAKES if text.startswith(m + " ")), words[0])
+    model = text[len(make):].strip()
+    for body in BODY_TYPES:
+        if model.endswith(" " + body):
+            model = model[: -len(body) - 1].strip()
+            break
+    return f"{make}:{model or make}"
+
+
+def _loadmat(path: Path) -> dict:
+    import scipy.io
+    from scipy.io.matlab import MatReadError
+
+    if not path.is_file():
+        raise UserError(f"Stanford Cars file missing: {path}")
+    try:
+        return scipy.io.loadmat(path, squeeze_me=True)
+    except (MatReadError, ValueError, TypeError, OSError, NotImplementedError) as exc:
+        raise UserError(f"cannot read {path} as a MATLAB file ({exc})") from None
+
+
+def _class_names(mat: dict, path: Path) -> list[str]:
+    names = mat.get("class_names")
+    if names is None:
+        raise UserError(f"{path} has no 'class_names' (found: {', '.join(k for k in mat if not k.startswith('__'))})")
+    names = np.atleast_1d(names)
+    if names.ndim != 1 or not all(isinstance(n, str) for n in names.tolist()):
+        raise UserError(f"{path}: 'class_names' must be a 1 x K cell array of strings, got shape {names.shape}")
+    return [str(n) for n in names.tolist()]
+
+
+def _annotations(mat: dict, path: Path, path_field: str, num_classes: int) -> tuple[list[str], list[int]]:
+    ann = mat.get("annotations")
+    if ann is None:
+        raise UserError(f"{path} has no 'annotations' struct array")
+    ann = np.atleast_1d(ann)
+    fields = ann.dtype.names or ()
+    missing = [f for f in (path_field, "class") if f not in fields]
+    if ann.ndim != 1 or missing:
+        raise UserError(f"{path}: 'annotations' must be a 1 x N struct array with fields {path_field} and class; "
+                        f"got shape {ann.shape} with fields {', '.join(fields) or 'none'}")
+    paths, labels = [], []
+    for i, row in enumerate(ann):
+        name, cls = row[path_field], row["class"]
+        try:
+            k = int(np.asarray(cls).reshape(-1)[0])
+        except (TypeError, ValueError, IndexError):
+            raise UserError(f"{path}: annotation {i + 1} has class {cls!r}, not a number") from None
+        if not 1 <= k <= num_classes:
+            raise UserError(f"{path}: annotation {i + 1} has class {k}, outside 1..{num_classes}")
+        paths.append(str(name))
+        labels.append(k - 1)
+    return paths, labels
+
+
+def read_annotations(root: str | Path) -> tuple[list[str], list[str]]:
+    """(image paths relative to root, class names) for every annotated image."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"Stanford Cars root not found: {root}")
+    allinone = root / "cars_annos.mat"
+    if allinone.is_file():
+        mat = _loadmat(allinone)
+        names = _class_names(mat, allinone)
+        paths, labels = _annotations(mat, allinone, "relative_im_path", len(names))
+        return paths, [names[k] for k in labels]
+    meta = root / "devkit" / "cars_meta.mat"
+    if not meta.is_file():
+        raise UserError(f"{root} holds neither cars_annos.mat (with car_ims/) nor devkit/cars_meta.mat; point --root "
+                        f"at the Stanford Cars folder")
+    names = _class_names(_loadmat(meta), meta)
+    train = root / "devkit" / "cars_train_annos.mat"
+    test = next((p for p in (root / "devkit" / "cars_test_annos_withlabels.mat",
+                             root / "cars_test_annos_withlabels.mat") if p.is_file()), None)
+    out_paths, out_names = [], []
+    for mat_path, folder in ((train, "cars_train"), (test, "cars_test")):
+        if mat_path is None:
+            raise UserError(f"cars_test_annos_withlabels.mat not found in {root}/devkit or {root}; the test images "
+                            f"need their labels")
+        paths, labels = _annotations(_loadmat(mat_path), mat_path, "fname", len(names))
+        out_paths += [f"{folder}/{p}" for p in paths]
+        out_names += [names[k] for k in labels]
+    return out_paths, out_names
+
+
+def read_label_csv(path: str | Path, images: str) -> tuple[list[str], list[str]]:
+    """(image paths, 'make:model' labels) from the reference's CSV (filename, make, model, type, year)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"label CSV not found: {path}")
+    try:
+        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text") from None
+    paths, labels = [], []
+    for lineno, row in enumerate(rows[1:], 2):
+        if not row:
+            continue
+        if len(row) < 3:
+            raise UserError(f"{path}:{lineno}: expected filename, make, model, type, year; got {row}")
+        paths.append(f"{images}/{Path(row[0].strip()).name}")
+        labels.append(f"{row[1].strip()}:{row[2].strip()}")
+    if not paths:
+        raise UserError(f"{path} lists no images")
+    return paths, labels
+
+
+def build_cars_lists(root: str | Path, out: str | Path | None = None, *, csv_path: str | Path | None = None,
+                     images: str = "car_ims", fraction: float = 0.15, seed: int = 42,
+                     absolute: bool = False, check_files: bool = True) -> CarsLists:
+    """Read the annotations, split them and (with `out`) write the lists, labels.txt and mean.json."""
+    root = Path(root)
+    if csv_path is not None:
+        paths, labels = read_label_csv(csv_path, images)
+    else:
+        paths, class_names = read_annotations(root)
+        labels = [make_model(n) for n in class_names]
+    if check_files:
+        absent = [p for p in paths if not (root / p).is_file()]
+        if absent:
+            raise UserError(f"{len(absent)} annotated images are missing under {root} (first: {absent[0]})")
+    classes = sorted(set(labels))
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[c] for c in labels])
+    n = len(y)
+    count = int(fraction * n)
+    if count < 1 or n - 2 * count < 1:
+        raise UserError(f"{n} images are too few for validation and test splits of {fraction:g} each")
+    rest, val = stratified_split(y, count, seed)
+    keep, test = stratified_split(y[rest], count, seed)
+    train, test = rest[keep], rest[test]
+    prefix = f"{root.resolve()}/" if absolute else ""
+
+    def entries(order: np.ndarray) -> list[ListEntry]:
+        return [ListEntry(i, (float(y[j]),), f"{prefix}{paths[j]}") for i, j in enumerate(order)]
+
+    lists = CarsLists(classes, entries(train), entries(val), entries(test))
+    if out is not None:
+        from deepvision.data.mean import write_mean_json
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("train", "val", "test"):
+            write_lst(out / f"{name}.lst", getattr(lists, name))
+            lists.files[name] = out / f"{name}.lst"
+        atomic_write_text(out / "labels.txt", "".join(f"{c}\n" for c in classes))
+        lists.files["labels"] = out / "labels.txt"
+        lists.files["mean"] = write_mean_json(out / "mean.json", IMAGENET_MEAN)
+    return lists

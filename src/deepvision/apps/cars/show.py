@@ -1,0 +1,113 @@
+"""`deepvision cars show`: the vehicle-identification visualiser of SPEC §9.3, errata #13-#15 fixed.
+
+Samples `sample_size` images of the run's test split (without replacement unless asked; the reference
+drew with replacement), prints `[INFO] actual=<make:model>` and the top 5 in descending probability,
+and writes each image with its top-1 label `"<make> <model>: <p>%"` drawn in green at (10, 30) (Hershey
+simplex, scale 0.6, thickness 2) on a display copy resized to width min(500, w). The model input comes
+from the run's one evaluation transform on RGB pixels (the same tensors `deepvision evaluate` and
+`predict` produce), and the class names from the run's label table as a whole vector.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from deepvision.errors import UserError
+from deepvision.fileio import atomic_write_text
+
+
+@dataclass
+class CarPrediction:
+    index: int  # position in the test split
+    actual: str
+    top: list[tuple[str, float]]  # descending
+    image: str | None = None  # the annotated PNG
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "actual": self.actual, "image": self.image,
+                "top": [{"class": c, "probability": p} for c, p in self.top]}
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError:
+        raise UserError("drawing the labels needs OpenCV: pip install 'deepvision[records]'") from None
+    return cv2
+
+
+def annotate(img: Image.Image, text: str) -> np.ndarray:
+    """An RGB display copy (width min(500, w)) with `text` drawn as the reference drew it."""
+    cv2 = _cv2()
+    w, h = img.size
+    width = min(500, w)
+    display = img.convert("RGB")
+    if width != w:
+        display = display.resize((width, max(1, round(h * width / w))), Image.BILINEAR)
+    arr = np.array(display)  # a writable copy
+    cv2.putText(arr, text, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 0), 2)  # green in RGB order
+    return arr
+
+
+def show_cars(run_dir: str | Path, *, sample_size: int = 10, out: str | Path | None = None, seed: int | None = None,
+              replace: bool = False, epoch: int | None = None, device: str = "auto",
+              quiet: bool = False) -> list[CarPrediction]:
+    """Predict a sample of the run's test images; write the annotated PNGs and predictions.json to `out`."""
+    from deepvision.data.sources import TensorSplit, load_data
+    from deepvision.engine.distributed import resolve_device
+    from deepvision.inference.predict import predict_tensors
+    from deepvision.runs.loading import load_run
+
+    if sample_size < 1:
+        raise UserError(f"--sample-size must be a positive number of samples, got {sample_size}")
+    say = (lambda *_: None) if quiet else print
+    loaded = load_run(run_dir, epoch=epoch, device=resolve_device(device))
+    cfg = loaded.cfg
+    cfg.data.channels = loaded.pre.channels
+    bundle = load_data(cfg.data, roles=("test",))
+    split = bundle.test
+    if split is None:
+        raise UserError(f"the run's data has no test split ({cfg.data.test}); the visualiser samples test images")
+    if isinstance(split, TensorSplit):
+        raise UserError("cars show reads image files or records; this run trained on in-memory tensors")
+    n = len(split)
+    if not replace and sample_size > n:
+        raise UserError(f"--sample-size {sample_size} exceeds the {n} test images (use --with-replacement)")
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(n, sample_size, replace=replace).tolist()
+    targets = np.asarray(split.targets)
+    out_dir = Path(out) if out else loaded.run.eval_dir / "cars-show"
+    results: list[CarPrediction] = []
+    images: list[tuple[Image.Image, str]] = []
+    for i in picks:
+        img, _ = split[int(i)]
+        top = predict_tensors(loaded, loaded.pre.load(img).unsqueeze(0), 5)[0]
+        actual = loaded.classes[int(targets[i])]
+        results.append(CarPrediction(int(i), actual, top))
+        images.append((img, f"{top[0][0].replace(':', ' ')}: {top[0][1] * 100:.2f}%"))
+        say(f"[INFO] actual={actual}")
+        for name, p in top:
+            say(f"\tpredicted={name}, probability={p * 100:.2f}%")
+    cv2 = _cv2()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {out_dir}: {exc.strerror or exc}; choose another --out") from None
+    for k, (r, (img, text)) in enumerate(zip(results, images)):
+        path = out_dir / f"{k:03d}_sample{r.index}.png"
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(annotate(img, text), cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise UserError(f"could not encode {path}")
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(buf.tobytes())
+        tmp.replace(path)
+        r.image = str(path)
+    atomic_write_text(out_dir / "predictions.json", json.dumps([r.to_dict() for r in results], indent=2) + "\n")
+    say(f"[INFO] {len(results)} annotated images written to {out_dir}")
+    return results

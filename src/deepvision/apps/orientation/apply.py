@@ -1,0 +1,169 @@
+"""`deepvision orientation apply`: predict how each photo was turned and write it upright (SPEC §9.2).
+
+MODEL is a `deepvision logreg` output (folder or model.npz) fitted on an orientation feature file. The
+features are extracted again exactly as the file recorded (network, weights, layer, pooling, flatten
+order, preprocessing); the predicted class maps to an angle through `label_names`, and the image is
+corrected by turning it clockwise by (360 - angle) mod 360. Corrected images keep their file names under
+OUT; `predictions.csv` lists each image's angle and probability and `sheet.png` shows originals beside
+their corrections. Every prediction is made before the first file is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from deepvision.errors import UserError
+from deepvision.fileio import atomic_write_text
+
+
+@dataclass
+class OrientationPrediction:
+    image: str
+    angle: int  # how the image is turned (clockwise), as predicted
+    probability: float
+    corrected: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"image": self.image, "angle": self.angle, "probability": self.probability,
+                "corrected": self.corrected}
+
+
+def load_orientation_model(model: str | Path, device: str = "auto") -> tuple[Any, Any]:
+    """(LinearModel, FeatureExtractor) rebuilt from a logreg model fitted on a deepvision feature file."""
+    from deepvision.apps.transfer.logreg import LinearModel
+    from deepvision.data.preprocess import Preprocess
+    from deepvision.inference.backbones import load_model
+    from deepvision.inference.features import FeatureExtractor
+
+    clf = LinearModel.load(model)
+    feat = clf.info.get("features") or {}
+    if not feat:
+        raise UserError(f"{model} was fitted on a feature file without extraction metadata; extract the features "
+                        f"with `deepvision features` so the same network can be applied to new images")
+    try:
+        angles = [int(n) for n in clf.label_names]
+    except ValueError:
+        raise UserError(f"{model} predicts classes {', '.join(clf.label_names)}, not rotation angles; fit it on "
+                        f"`deepvision orientation dataset` features") from None
+    if any(a % 90 for a in angles):
+        raise UserError(f"{model} predicts angles {angles}; orientation models predict 0, 90, 180 and 270")
+    loaded = load_model(feat.get("model"), feat.get("weights"), run=feat.get("run"), epoch=feat.get("epoch"),
+                        device=device)
+    if feat.get("preprocess"):
+        loaded.pre = Preprocess.from_dict(feat["preprocess"])  # exactly the transform of the training features
+    extractor = FeatureExtractor(loaded, feat.get("layer"), pool=feat.get("pool"),
+                                 flatten=feat.get("flatten", "channels_last"))
+    return clf, extractor
+
+
+def predict_orientation(clf: Any, extractor: Any, paths: Sequence[Path], *, batch_size: int = 32,
+                        progress: Callable[[int, int], None] | None = None) -> list[OrientationPrediction]:
+    from deepvision.inference.batching import batches
+
+    out: list[OrientationPrediction] = []
+    for chunk, batch in batches(list(paths), extractor.loaded.pre.load, batch_size):
+        rows = extractor(batch)
+        if rows.shape[1] != clf.n_features:
+            raise UserError(f"the network gives {rows.shape[1]} features but the model takes {clf.n_features}")
+        probs = clf.predict_proba(rows)
+        for path, p in zip(chunk, probs):
+            k = int(p.argmax())
+            out.append(OrientationPrediction(str(path), int(clf.label_names[int(clf.classes[k])]), float(p[k])))
+        if progress is not None:
+            progress(len(out), len(paths))
+    return out
+
+
+def apply_orientation(
+    model: str | Path,
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    sample: int | None = None,
+    seed: int = 42,
+    batch_size: int = 32,
+    device: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+) -> list[OrientationPrediction]:
+    """Predict the angle of each image (or of `sample` drawn without replacement) and write corrections."""
+    from deepvision.apps.orientation.dataset import SAVE_FORMATS, _save, correction_angle, rotate_clockwise
+    from deepvision.data.preprocess import open_image
+    from deepvision.inference.batching import expand_images
+
+    paths = expand_images(inputs)
+    if sample is not None:
+        if sample < 1:
+            raise UserError(f"--sample must be a positive number of images, got {sample}")
+        if sample < len(paths):
+            rng = np.random.default_rng(seed)
+            paths = [paths[i] for i in sorted(rng.choice(len(paths), sample, replace=False))]
+    clf, extractor = load_orientation_model(model, device)
+    results = predict_orientation(clf, extractor, paths, batch_size=batch_size, progress=progress)
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {out}: {exc.strerror or exc}") from None
+    used: set[str] = set()
+    pairs = []
+    for r in results:
+        src = Path(r.image)
+        img = open_image(src, 3)
+        fixed = rotate_clockwise(img, correction_angle(r.angle))
+        name = src.name if src.suffix.lower() in SAVE_FORMATS else f"{src.stem}.png"
+        stem, suffix = Path(name).stem, Path(name).suffix
+        k = 1
+        while name in used:  # same file names from different folders
+            name, k = f"{stem}_{k}{suffix}", k + 1
+        used.add(name)
+        target = out / name
+        _save(fixed, target, 95)
+        r.corrected = str(target)
+        if len(pairs) < 40:  # the sheet shows the first 40
+            small = [im.copy() for im in (img, fixed)]
+            for im in small:
+                im.thumbnail((160, 160))
+            pairs.append((small[0], small[1], r))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image", "angle", "probability", "corrected"])
+    for r in results:
+        w.writerow([r.image, r.angle, f"{r.probability:.6f}", r.corrected])
+    atomic_write_text(out / "predictions.csv", buf.getvalue())
+    side_by_side_sheet(pairs, out / "sheet.png")
+    return results
+
+
+def side_by_side_sheet(pairs: list[tuple[Image.Image, Image.Image, OrientationPrediction]], path: Path,
+                       thumb: int = 160, max_rows: int = 40) -> Path:
+    """A PNG with one row per image: the input and its correction, labelled with the predicted angle."""
+    from PIL import ImageDraw
+
+    pairs = pairs[:max_rows]
+    label_h = 16
+    cols = 2 if len(pairs) <= 10 else 4  # image pairs per row
+    rows = math.ceil(len(pairs) / (cols // 2))
+    sheet = Image.new("RGB", (cols * (thumb + 8) + 8, rows * (thumb + label_h + 8) + 8), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (orig, fixed, r) in enumerate(pairs):
+        row, pair = divmod(i, cols // 2)
+        for j, (img, text) in enumerate(((orig, f"turned {r.angle}"), (fixed, f"corrected ({r.probability:.0%})"))):
+            t = img.copy()
+            t.thumbnail((thumb, thumb))
+            x = 8 + (pair * 2 + j) * (thumb + 8)
+            y = 8 + row * (thumb + label_h + 8)
+            sheet.paste(t, (x + (thumb - t.width) // 2, y + label_h + (thumb - t.height) // 2))
+            draw.text((x, y), text, fill=(0, 0, 0))
+    tmp = path.with_name(f".{path.name}.tmp")
+    sheet.save(tmp, "PNG")
+    tmp.replace(path)
+    return path

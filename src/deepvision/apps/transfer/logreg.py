@@ -1,0 +1,296 @@
+"""`deepvision logreg`: logistic regression with a grid search over C on an HDF5 feature file (SPEC §8.2).
+
+The file's rows are already in a shuffled order (`deepvision features` shuffles before extracting), so
+the first ⌊train_fraction·N⌋ rows train and the rest are held out, as the reference sliced them. The
+grid search is scikit-learn's `GridSearchCV` (k-fold, parallel jobs); the best estimator, refitted on
+the whole training part, is scored on the held-out rows with the §7.6 report (precision, recall, F1,
+support per class with the file's `label_names`) and a confusion matrix.
+
+Solver: the reference era's scikit-learn used liblinear, one-vs-rest. The default here is lbfgs
+(multinomial softmax), which needs more than the default 100 iterations on unscaled CNN features:
+`max_iter` defaults to 1000 (raise it if scikit-learn warns about convergence, or pass `--standardize`
+to scale the features, which makes lbfgs converge in far fewer iterations). `solver="liblinear"` gives
+the reference's one-vs-rest fit (scikit-learn >= 1.8 needs it wrapped in OneVsRestClassifier).
+
+The fitted model is saved as `model.npz`: plain arrays (coefficients, intercepts, classes, label names,
+optional standardisation) plus JSON metadata, loaded with `allow_pickle=False`, so loading a model never
+runs code. `LinearModel` predicts from it with numpy alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepvision.errors import UserError
+from deepvision.fileio import atomic_write_text
+
+DEFAULT_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+SOLVERS = ("lbfgs", "liblinear", "newton-cg", "newton-cholesky", "sag", "saga")
+
+
+@dataclass
+class LinearModel:
+    """A fitted (multinomial or one-vs-rest) logistic regression as plain arrays."""
+
+    coef: np.ndarray  # (K, D), or (1, D) for two classes
+    intercept: np.ndarray  # (K,) or (1,)
+    classes: np.ndarray  # label values, (C,)
+    label_names: list[str]
+    kind: str = "multinomial"  # or "ovr"
+    mean: np.ndarray | None = None  # standardisation applied before the linear map
+    scale: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.coef.shape[1])
+
+    def decision(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise UserError(f"the model takes {self.n_features} features per row, got an array of shape {x.shape}")
+        if self.mean is not None and self.scale is not None:
+            x = (x - self.mean) / self.scale
+        return x @ self.coef.T + self.intercept
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        z = self.decision(x)
+        if z.shape[1] == 1:  # two classes: one logit
+            p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
+            return np.stack([1.0 - p1, p1], axis=1)
+        if self.kind == "ovr":
+            p = 1.0 / (1.0 + np.exp(-z))
+            return p / np.maximum(p.sum(axis=1, keepdims=True), 1e-300)
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Predicted label values (entries of `classes`)."""
+        return self.classes[self.predict_proba(x).argmax(axis=1)]
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        arrays: dict[str, Any] = {"coef": self.coef, "intercept": self.intercept, "classes": self.classes,
+                                  "label_names": np.array(self.label_names, dtype=str), "kind": np.array(self.kind),
+                                  "info": np.array(json.dumps(self.info))}
+        if self.mean is not None and self.scale is not None:
+            arrays["mean"], arrays["scale"] = self.mean, self.scale
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        from deepvision.fileio import file_mode, unlink_quietly
+
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(buf.getvalue())
+            tmp.chmod(file_mode())
+            tmp.replace(path)
+        except OSError as exc:
+            unlink_quietly(tmp)
+            raise UserError(f"could not write {path}: {exc.strerror or exc}") from None
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> LinearModel:
+        p = Path(path)
+        if p.is_dir():
+            p = p / "model.npz"
+        if not p.is_file():
+            raise UserError(f"model file not found: {p} (fit one with `deepvision logreg FEATURES.h5`)")
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                need = ("coef", "intercept", "classes", "label_names", "kind", "info")
+                missing = [k for k in need if k not in z.files]
+                if missing:
+                    raise UserError(f"{p} is not a deepvision logistic-regression model (no {', '.join(missing)})")
+                return cls(z["coef"], z["intercept"], z["classes"], [str(s) for s in z["label_names"]],
+                           str(z["kind"]), z["mean"] if "mean" in z.files else None,
+                           z["scale"] if "scale" in z.files else None, json.loads(str(z["info"])))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read {p} as a model file ({exc})") from None
+
+
+def parse_grid(spec: str | Sequence[float] | None) -> list[float]:
+    """`C=0.01,0.1,1` (or `0.01,0.1,1`, or a sequence) -> [0.01, 0.1, 1.0]."""
+    if spec is None:
+        return list(DEFAULT_GRID)
+    if isinstance(spec, str):
+        key, sep, values = spec.partition("=")
+        if not sep:
+            key, values = "C", spec
+        if key.strip() != "C":
+            raise UserError(f"--grid searches the inverse regularisation C only (C=0.01,0.1,...), got '{key}'")
+        try:
+            grid = [float(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            raise UserError(f"--grid values must be numbers, got '{values}'") from None
+    else:
+        grid = [float(v) for v in spec]
+    if not grid or any(not np.isfinite(c) or c <= 0 for c in grid):
+        raise UserError(f"--grid needs one or more positive C values, got {spec!r}")
+    return grid
+
+
+def _estimator(solver: str, max_iter: int, seed: int):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    if solver not in SOLVERS:
+        raise UserError(f"unknown solver '{solver}'; valid: {', '.join(SOLVERS)}")
+    lr = LogisticRegression(solver=solver, max_iter=max_iter, random_state=seed)
+    if solver == "liblinear":
+        return OneVsRestClassifier(lr), "estimator__C", "ovr"
+    return lr, "C", "multinomial"
+
+
+def _as_linear(best: Any, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if kind == "ovr":
+        if len(best.estimators_) == 1:  # two classes: one binary problem
+            est = best.estimators_[0]
+            return est.coef_, est.intercept_, best.classes_
+        coef = np.concatenate([e.coef_ for e in best.estimators_])
+        intercept = np.concatenate([np.atleast_1d(e.intercept_) for e in best.estimators_])
+        return coef, intercept, best.classes_
+    return best.coef_, np.atleast_1d(best.intercept_), best.classes_
+
+
+def fit_logreg(
+    features: str | Path,
+    out: str | Path | None = None,
+    *,
+    train_fraction: float = 0.75,
+    grid: str | Sequence[float] | None = None,
+    cv: int = 3,
+    jobs: int = -1,
+    solver: str = "lbfgs",
+    max_iter: int = 1000,
+    standardize: bool = False,
+    seed: int = 42,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Grid-search C, score the held-out rows, write the report and `model.npz` under `out`."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    from deepvision.data.hdf5 import read_hdf5_arrays
+    from deepvision.evaluation import metrics as M
+    from deepvision.evaluation.plots import plot_confusion
+    from deepvision.inference.features import read_feature_info
+
+    say = (lambda *_: None) if quiet else print
+    if not 0.0 < train_fraction < 1.0:
+        raise UserError(f"--train-fraction must be between 0 and 1, got {train_fraction}")
+    if cv < 2:
+        raise UserError(f"--cv must be at least 2 folds, got {cv}")
+    if max_iter < 1:
+        raise UserError(f"--max-iter must be positive, got {max_iter}")
+    values = parse_grid(grid)
+    features = Path(features)
+    estimator, key, kind = _estimator(solver, max_iter, seed)
+    x, y, names = read_hdf5_arrays(features, "features")
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        x = x.reshape(len(x), -1)
+    n = len(y)
+    i = int(train_fraction * n)
+    if i < cv or n - i < 1:
+        raise UserError(f"{features} has {n} rows: too few for a {train_fraction:g} train split and {cv}-fold CV")
+    counts = np.bincount(y[:i], minlength=len(names))
+    present = counts[counts > 0]
+    if len(present) < 2:
+        raise UserError(f"the training rows of {features} hold a single class; a classifier needs two or more")
+    folds = StratifiedKFold(cv, shuffle=False) if present.min() >= cv else cv
+    x_train = x[:i]
+    mean = scale = None
+    if standardize:
+        mean = x_train.mean(axis=0)
+        scale = x_train.std(axis=0)
+        scale[scale == 0] = 1.0
+    fit_x = (x_train - mean) / scale if standardize else x_train
+    say(f"[INFO] {n:,} rows x {x.shape[1]:,} features; training on the first {i:,}, testing on the last {n - i:,}")
+    say(f"[INFO] tuning hyperparameters: C in {', '.join(f'{c:g}' for c in values)} ({cv}-fold, solver {solver})")
+    search = GridSearchCV(estimator, {key: values}, cv=folds, n_jobs=jobs)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        search.fit(fit_x, y[:i])
+    fit_seconds = time.perf_counter() - t0
+    unconverged = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
+    best_c = float(search.best_params_[key])
+    say(f"[INFO] best hyperparameters: {{'C': {best_c:g}}} (CV accuracy {search.best_score_:.4f})")
+    coef, intercept, classes = _as_linear(search.best_estimator_, kind)
+    info = {"features": read_feature_info(features), "features_file": str(features.resolve()), "C": best_c,
+            "solver": solver, "max_iter": max_iter, "standardize": standardize, "train_rows": i, "test_rows": n - i}
+    model = LinearModel(np.asarray(coef, np.float64), np.asarray(intercept, np.float64), np.asarray(classes),
+                        list(names), kind, mean, scale, info)
+    probs_known = model.predict_proba(x[i:])
+    probs = np.zeros((n - i, len(names)))
+    probs[:, np.asarray(classes, dtype=np.int64)] = probs_known  # columns for every label name
+    labels = y[i:]
+    report = M.per_class_report(probs, labels, names)
+    cm = M.confusion(probs, labels, len(names))
+    accuracy = float((probs.argmax(1) == labels).mean())
+    from sklearn.metrics import classification_report
+
+    text = classification_report(labels, probs.argmax(1), labels=list(range(len(names))), target_names=names,
+                                 zero_division=0, digits=2)
+    say(text.rstrip("\n"))
+    say(f"[INFO] held-out accuracy: {accuracy * 100:.2f}% ({n - i:,} rows)")
+    if unconverged:
+        say(f"[WARN] {unconverged} fit(s) reached max_iter={max_iter} before converging; raise --max-iter or "
+            f"use --standardize")
+    out_dir = Path(out) if out else features.with_name(f"{features.stem}-logreg")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write to {out_dir}: {exc.strerror or exc}; choose another --out") from None
+    files = {"model": out_dir / "model.npz", "metrics": out_dir / "metrics.json", "report": out_dir / "report.csv",
+             "report_txt": out_dir / "report.txt", "confusion_csv": out_dir / "confusion_matrix.csv",
+             "confusion_png": out_dir / "confusion_matrix.png", "cv_results": out_dir / "cv_results.csv"}
+    plot_confusion(cm, names, files["confusion_png"])
+    atomic_write_text(files["confusion_csv"], _table([["true\\predicted", *names],
+                                                      *[[c, *row] for c, row in zip(names, cm.tolist())]]))
+    atomic_write_text(files["report"], _report_csv(report, names))
+    atomic_write_text(files["report_txt"], text)
+    cv_rows = [["C", "mean_test_score", "std_test_score", "rank"]]
+    res = search.cv_results_
+    for c, m, s, r in zip(res[f"param_{key}"], res["mean_test_score"], res["std_test_score"], res["rank_test_score"]):
+        cv_rows.append([f"{float(c):g}", f"{m:.6f}", f"{s:.6f}", int(r)])
+    atomic_write_text(files["cv_results"], _table(cv_rows))
+    model.save(files["model"])
+    result = {"features": str(features), "rows": n, "dim": int(x.shape[1]), "train_rows": i, "test_rows": n - i,
+              "best_params": {"C": best_c}, "cv_accuracy": float(search.best_score_), "accuracy": accuracy,
+              "solver": solver, "max_iter": max_iter, "standardize": standardize, "unconverged_fits": unconverged,
+              "fit_seconds": fit_seconds, "per_class": {c: report[c] for c in names if c in report},
+              "macro_avg": report.get("macro avg"), "weighted_avg": report.get("weighted avg"),
+              "confusion_matrix": cm.tolist(), "files": {k: str(v) for k, v in files.items()}}
+    atomic_write_text(files["metrics"], json.dumps(result, indent=2) + "\n")
+    say(f"[INFO] model and report written to {out_dir}")
+    return result
+
+
+def _table(rows: list[list[Any]]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
+def _report_csv(report: dict[str, Any], names: list[str]) -> str:
+    rows: list[list[Any]] = [["class", "precision", "recall", "f1", "support"]]
+    for name in [*names, "macro avg", "weighted avg"]:
+        r = report.get(name)
+        if r:
+            rows.append([name, f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1-score']:.4f}",
+                         int(r["support"])])
+    return _table(rows)

@@ -1,0 +1,75 @@
+"""`deepvision classify`: top-k classes of image files or folders with a pretrained network or a run.
+
+Each network brings its own evaluation transform (torchvision weights: their documented resize, crop,
+mean/std and interpolation) and class table (ImageNet synsets `n07920052 espresso` for ImageNet
+weights). Images decode in background threads and go through the model in batches on the device.
+Every result comes back before anything is written, so a file that is not an image stops the command
+with one line and leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from deepvision.errors import UserError
+from deepvision.fileio import atomic_write_text
+from deepvision.inference.backbones import LoadedModel
+from deepvision.inference.batching import batches, expand_images
+from deepvision.inference.predict import Prediction
+
+
+def classify_tensors(loaded: LoadedModel, batch: torch.Tensor, top: int) -> list[list[tuple[str, float]]]:
+    """Top-k (class, probability) lists for a uint8 N x C x H x W batch from `loaded.pre.load`."""
+    with torch.inference_mode():
+        x = loaded.pre.normalize(batch.to(loaded.device, non_blocking=True))
+        probs = torch.softmax(loaded.model(x).float(), dim=1).cpu()
+    k = min(top, probs.shape[1])
+    values, indices = probs.topk(k, dim=1)  # descending, the first is the top-1
+    names = loaded.classes
+    return [[(names[i] if i < len(names) else str(i), float(v)) for v, i in zip(vs.tolist(), ids.tolist())]
+            for vs, ids in zip(values, indices)]
+
+
+def classify_images(
+    loaded: LoadedModel,
+    inputs: Sequence[str | Path],
+    *,
+    top: int = 5,
+    batch_size: int = 32,
+    threads: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Prediction]:
+    """Classify image files and every image under the given folders, in batches."""
+    if top < 1:
+        raise UserError(f"--top must be at least 1, got {top}")
+    paths = expand_images(inputs)
+    results: list[Prediction] = []
+    for chunk, batch in batches(paths, loaded.pre.load, batch_size, threads):
+        for path, top_k in zip(chunk, classify_tensors(loaded, batch, top)):
+            results.append(Prediction(str(path), top_k))
+        if progress is not None:
+            progress(len(results), len(paths))
+    return results
+
+
+def write_predictions(results: list[Prediction], path: str | Path) -> Path:
+    """Write predictions as JSON (`.json`) or CSV (any other suffix: image, rank, class, probability)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".json":
+        atomic_write_text(path, json.dumps([r.to_dict() for r in results], indent=2) + "\n")
+        return path
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image", "rank", "class", "probability"])
+    for r in results:
+        for rank, (name, prob) in enumerate(r.top, 1):
+            w.writerow([r.image, rank, name, f"{prob:.6f}"])
+    atomic_write_text(path, buf.getvalue())
+    return path

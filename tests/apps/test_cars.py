@@ -1,0 +1,164 @@
+"""Vehicle identification (SPEC §1.7, §2.1, §9.3): .mat annotations -> make/model lists, the fake tree,
+the visualiser (errata #13-#15), and the C1-C3 recipes."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.io
+import yaml
+from PIL import Image
+
+from deepvision.apps.cars import build_cars_lists, make_fake_cars, make_model
+from deepvision.data.lst import read_lst
+from deepvision.recipes import recipe_path
+
+
+@pytest.mark.parametrize(("name", "label"), [
+    ("AM General Hummer SUV 2000", "AM General:Hummer"),
+    ("Aston Martin V8 Vantage Convertible 2012", "Aston Martin:V8 Vantage"),
+    ("Chevrolet Silverado 1500 Extended Cab 2012", "Chevrolet:Silverado 1500"),
+    ("Chevrolet Silverado 1500 Regular Cab 2012", "Chevrolet:Silverado 1500"),
+    ("Ford Ranger SuperCab 2011", "Ford:Ranger"),
+    ("Land Rover Range Rover SUV 2012", "Land Rover:Range Rover"),
+    ("Audi S4 Sedan 2007", "Audi:S4"),
+    ("Dodge Sprinter Cargo Van 2009", "Dodge:Sprinter"),
+    ("Jaguar XK XKR 2012", "Jaguar:XK XKR"),
+])
+def test_make_model_labels(name, label):
+    assert make_model(name) == label
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    root = make_fake_cars(tmp_path_factory.mktemp("cars") / "stanford", per_class=10, min_side=64, max_side=120)
+    return root
+
+
+def test_lists_from_the_mat_file(run_cli, fake, tmp_path):
+    code, out, err = run_cli("cars", "lists", "--root", fake, "--out", tmp_path / "lists")
+    assert code == 0, err
+    assert "7 make:model classes; train 64, val 13, test 13" in out  # 90 images: int(0.15 * 90) = 13 each
+    lists = {s: read_lst(tmp_path / "lists" / f"{s}.lst") for s in ("train", "val", "test")}
+    paths = [e.path for entries in lists.values() for e in entries]
+    assert sorted(paths) == [f"car_ims/{i:06d}.jpg" for i in range(1, 91)]  # disjoint, together everything
+    labels = (tmp_path / "lists" / "labels.txt").read_text().splitlines()
+    assert labels == sorted(labels) and "Chevrolet:Silverado 1500" in labels and "Audi:S4" in labels
+    assert json.loads((tmp_path / "lists" / "mean.json").read_text()) == {"R": 123.68, "G": 116.779, "B": 103.939}
+    ann = scipy.io.loadmat(fake / "cars_annos.mat", squeeze_me=True)
+    truth = {str(a["relative_im_path"]): make_model(str(ann["class_names"][int(a["class"]) - 1]))
+             for a in ann["annotations"]}
+    for entries in lists.values():
+        assert all(labels[int(e.label)] == truth[e.path] for e in entries)
+    # stratified: every label in every split
+    assert all(len({int(e.label) for e in entries}) == 7 for entries in lists.values())
+    again = build_cars_lists(fake, seed=42)
+    assert [e.path for e in again.test] == [e.path for e in lists["test"]]  # seeded
+
+
+def test_bad_mat_files_are_one_line(run_cli, fake, tmp_path):
+    root = tmp_path / "bad"
+    root.mkdir()
+    scipy.io.savemat(root / "cars_annos.mat", {"annotations": np.zeros((3, 4)), "class_names": np.array(["a"])})
+    code, _, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "lists")
+    assert code == 2 and "struct array" in err and err.count("\n") == 1
+    assert not (tmp_path / "lists").exists()
+    (root / "cars_annos.mat").write_bytes(b"garbage")
+    code, _, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "lists")
+    assert code == 2 and "MATLAB" in err
+    code, _, err = run_cli("cars", "lists", "--root", tmp_path, "--out", tmp_path / "lists")
+    assert code == 2 and "cars_annos.mat" in err
+
+
+def test_csv_labels(fake, tmp_path):
+    rows = ["Image Filename,Make,Model,Vehicle Type,Year"]
+    rows += [f"car_ims/{i:06d}.jpg,{'Tesla' if i % 2 else 'Audi'},{'Model S' if i % 2 else 'S4'},Sedan,2012"
+             for i in range(1, 91)]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    lists = build_cars_lists(fake, tmp_path / "out", csv_path=tmp_path / "labels.csv")
+    assert lists.classes == ["Audi:S4", "Tesla:Model S"]
+
+
+@pytest.fixture(scope="module")
+def cars_run(fake, tmp_path_factory):
+    from deepvision.api import train
+
+    out = tmp_path_factory.mktemp("carsrun")
+    build_cars_lists(fake, out / "lists")
+    lists = out / "lists"
+    cfg = {"name": "cars", "model": {"name": "lenet", "args": {"activation": "relu"}},
+           "data": {"source": "lst", "root": str(fake), "train": str(lists / "train.lst"),
+                    "val": str(lists / "val.lst"), "test": str(lists / "test.lst"),
+                    "options": {"labels": str(lists / "labels.txt")}, "image_size": 28, "resize": 32,
+                    "batch_size": 16, "workers": 0, "channels": 3},
+           "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+           "train": {"epochs": 1, "seed": 0, "tensorboard": False, "log_every": 50}}
+    train(cfg, out=out / "runs")
+    return out / "runs" / "cars"
+
+
+def test_show_samples_and_draws(run_cli, cars_run, fake, tmp_path):
+    from deepvision.api import predict
+
+    code, out, err = run_cli("cars", "show", cars_run, "--sample-size", "4", "--seed", "0", "--out", tmp_path / "s")
+    assert code == 0, err
+    assert out.count("[INFO] actual=") == 4 and out.count("predicted=") == 20
+    results = json.loads((tmp_path / "s" / "predictions.json").read_text())
+    assert len({r["index"] for r in results}) == 4  # without replacement
+    test = read_lst(cars_run.parent.parent / "lists" / "test.lst")
+    for r in results:
+        probs = [t["probability"] for t in r["top"]]
+        assert probs == sorted(probs, reverse=True) and len(probs) == 5  # descending top-5 (erratum #14)
+        entry = test[r["index"]]
+        # the one evaluation transform: the same numbers as `predict` on the image file (erratum #15)
+        expected = predict(cars_run, [fake / entry.path], top=5)[0]
+        assert [t["class"] for t in r["top"]] == [c for c, _ in expected.top]
+        np.testing.assert_allclose(probs, [p for _, p in expected.top], rtol=1e-5)
+        img = np.asarray(Image.open(r["image"]))
+        src = Image.open(fake / entry.path)
+        assert img.shape[1] == min(500, src.width)
+        green = (img[:, :, 1] == 255) & (img[:, :, 0] == 0) & (img[:, :, 2] == 0)
+        assert green[10:40].sum() > 20  # the top-1 label drawn in green near (10, 30)
+    code, _, err = run_cli("cars", "show", cars_run, "--sample-size", "100")
+    assert code == 2 and "exceeds" in err
+
+
+def test_recipes_c1_to_c3():
+    expected = {"c1": (45, ["1-30: 1e-4", "31-45: 1e-5"], 82.48), "c2": (120, ["1-100: 1e-5", "101-120: 1e-6"], 78.41),
+                "c3": (55, ["1-50: 5e-4", "51-55: 5e-5"], 81.25)}
+    for name, (epochs, ranges, val_rank1) in expected.items():
+        raw = yaml.safe_load(recipe_path(f"cars_vgg16_{name}").read_text())
+        assert raw["model"] == {"name": "tv:vgg16", "pretrained": "torchvision"}
+        assert raw["optim"]["momentum"] == 0.9 and raw["optim"]["weight_decay"] == 0.0005
+        assert raw["train"]["epochs"] == epochs and raw["schedule"]["ranges"] == ranges
+        assert raw["reference"]["val_rank1"] == val_rank1
+        assert raw["train"]["freeze"] == {"body_epochs": 0}  # no layer frozen, one rate (SPEC §4.12, §8.3)
+        assert raw["optim"]["lr_mult"] == {"body": 1.0, "head": 1.0}
+    assert yaml.safe_load(recipe_path("cars_vgg16_c3").read_text())["reference"]["test_rank1"] == 84.22
+
+
+def test_recipes_validate():
+    from deepvision.config.io import load_config
+
+    for name in ("c1", "c2", "c3"):
+        cfg = load_config(recipe_path(f"cars_vgg16_{name}"))
+        assert cfg.model.name == "tv:vgg16" and cfg.data.image_size == 224
+
+
+def test_features_and_classify_with_a_run(run_cli, cars_run, fake, tmp_path):
+    import h5py
+
+    lists = cars_run.parent.parent / "lists"
+    code, _, err = run_cli("features", cars_run, lists / "test.lst", "--image-root", fake, "--labels",
+                           lists / "labels.txt", "--out", tmp_path / "f.h5", "--no-shuffle")
+    assert code == 0, err
+    with h5py.File(tmp_path / "f.h5", "r") as db:
+        meta = json.loads(db.attrs["deepvision"])
+        assert db["features"].shape[0] == 13
+        assert db["labels"][:].tolist() == [int(e.label) for e in read_lst(lists / "test.lst")]
+    assert meta["run"] == str(cars_run.resolve()) and meta["preprocess"]["size"] == [28, 28]
+    code, out, err = run_cli("classify", fake / "car_ims" / "000001.jpg", "--run", cars_run, "--top", "2", "--json")
+    assert code == 0, err
+    top = json.loads(out)[0]["top"]
+    labels = (lists / "labels.txt").read_text().splitlines()
+    assert len(top) == 2 and all(t["class"] in labels for t in top)

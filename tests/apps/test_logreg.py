@@ -1,0 +1,89 @@
+"""`deepvision logreg` (SPEC §8.2, §7.6): grid search, held-out report, a model saved without pickle."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+
+from deepvision.apps.transfer.logreg import LinearModel, fit_logreg, parse_grid
+from deepvision.data.hdf5 import HDF5DatasetWriter
+from deepvision.errors import UserError
+
+
+def blobs(path, n=240, d=12, classes=("0", "180", "270", "90"), seed=0, spread=1.0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 3, (len(classes), d))
+    y = rng.integers(0, len(classes), n)
+    x = centres[y] + rng.normal(0, spread, (n, d))
+    with HDF5DatasetWriter(path, (n, d), "features", buf_size=50) as w:
+        w.add(x, y)
+        w.store_class_labels(classes)
+    return x, y
+
+
+def test_fit_reports_and_saves_a_pickle_free_model(tmp_path, capsys):
+    x, y = blobs(tmp_path / "f.h5")
+    res = fit_logreg(tmp_path / "f.h5", tmp_path / "m", grid="C=0.001,0.1,10", cv=3, jobs=1)
+    out = capsys.readouterr().out
+    assert "[INFO] best hyperparameters: {'C': " in out and "precision" in out and "270" in out
+    assert res["train_rows"] == 180 and res["test_rows"] == 60  # first 75% train, the rest held out
+    assert res["accuracy"] >= 0.95
+    rows = [line.split(",") for line in (tmp_path / "m" / "cv_results.csv").read_text().splitlines()[1:]]
+    assert [float(r[0]) for r in rows] == [0.001, 0.1, 10.0]
+    assert float(next(r for r in rows if r[3] == "1")[0]) == res["best_params"]["C"]
+    assert sum(r["support"] for r in res["per_class"].values()) == 60
+    for name in ("model.npz", "metrics.json", "report.csv", "report.txt", "confusion_matrix.csv",
+                 "confusion_matrix.png", "cv_results.csv"):
+        assert (tmp_path / "m" / name).is_file()
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["accuracy"] == res["accuracy"]
+    with np.load(tmp_path / "m" / "model.npz", allow_pickle=False) as z:  # nothing to unpickle
+        assert z["coef"].shape == (4, 12)
+    model = LinearModel.load(tmp_path / "m")
+    ref = LogisticRegression(C=res["best_params"]["C"], max_iter=1000, random_state=42).fit(x[:180], y[:180])
+    np.testing.assert_allclose(model.predict_proba(x[180:]), ref.predict_proba(x[180:]), rtol=1e-6, atol=1e-9)
+    assert model.label_names == ["0", "180", "270", "90"]
+    assert (model.predict(x[180:]) == y[180:]).mean() == res["accuracy"]
+
+
+def test_liblinear_one_vs_rest_and_standardize(tmp_path):
+    x, y = blobs(tmp_path / "f.h5", spread=2.0)
+    fit_logreg(tmp_path / "f.h5", tmp_path / "m", grid=[1.0], cv=2, jobs=1, solver="liblinear", quiet=True)
+    model = LinearModel.load(tmp_path / "m" / "model.npz")
+    ref = OneVsRestClassifier(LogisticRegression(C=1.0, solver="liblinear", random_state=42)).fit(x[:180], y[:180])
+    np.testing.assert_allclose(model.predict_proba(x[180:]), ref.predict_proba(x[180:]), rtol=1e-6, atol=1e-9)
+    res = fit_logreg(tmp_path / "f.h5", tmp_path / "s", grid=[1.0], cv=2, jobs=1, standardize=True, quiet=True)
+    scaled = LinearModel.load(tmp_path / "s")
+    assert scaled.mean is not None and (scaled.predict(x[180:]) == y[180:]).mean() == res["accuracy"]
+
+
+def test_binary_features(tmp_path):
+    x, y = blobs(tmp_path / "f.h5", classes=("cat", "dog"))
+    res = fit_logreg(tmp_path / "f.h5", tmp_path / "m", grid=[1.0], cv=2, jobs=1, quiet=True)
+    model = LinearModel.load(tmp_path / "m")
+    assert model.coef.shape == (1, 12) and res["accuracy"] > 0.9
+    assert model.predict_proba(x[:5]).shape == (5, 2)
+
+
+def test_bad_input_is_one_line(run_cli, tmp_path):
+    with h5py.File(tmp_path / "nofeat.h5", "w") as db:
+        db["labels"] = np.zeros(4, np.int64)
+    code, _, err = run_cli("logreg", tmp_path / "nofeat.h5", "--out", tmp_path / "m")
+    assert code == 2 and "no data dataset features" in err and err.count("\n") == 1
+    assert not (tmp_path / "m").exists()
+    (tmp_path / "junk.h5").write_text("not hdf5")
+    code, _, err = run_cli("logreg", tmp_path / "junk.h5")
+    assert code == 2 and "cannot read" in err
+    blobs(tmp_path / "f.h5")
+    code, _, err = run_cli("logreg", tmp_path / "f.h5", "--grid", "gamma=1")
+    assert code == 2 and "C only" in err
+    with pytest.raises(UserError, match="positive C"):
+        parse_grid("C=0,1")
+    assert parse_grid("C=0.01,10") == [0.01, 10.0] and len(parse_grid(None)) == 7
+    code, _, err = run_cli("logreg", tmp_path / "f.h5", "--solver", "adam")
+    assert code == 2 and "unknown solver" in err
+    with pytest.raises(UserError, match="not a deepvision logistic-regression model"):
+        np.savez(tmp_path / "other.npz", a=np.zeros(2))
+        LinearModel.load(tmp_path / "other.npz")

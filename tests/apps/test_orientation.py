@@ -1,0 +1,111 @@
+"""Orientation correction (SPEC §9.2): exact quarter turns, the rotated data set, and the whole
+dataset -> features -> logreg -> apply path on real photos with torchvision's MobileNet-V2 weights."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepvision.apps.orientation import (
+    ANGLES,
+    apply_orientation,
+    build_orientation_dataset,
+    correction_angle,
+    rotate_clockwise,
+)
+from deepvision.errors import UserError
+
+
+def photos(folder, count=12, seed=0):
+    """Upright crops of scikit-image's photographs, saved as PNG (lossless)."""
+    skd = pytest.importorskip("skimage.data")
+    sources = [skd.astronaut(), skd.chelsea(), skd.coffee(), skd.rocket()]
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        src = sources[i % len(sources)]
+        h, w = src.shape[:2]
+        ch, cw = int(h * rng.uniform(0.5, 0.9)), int(w * rng.uniform(0.5, 0.9))
+        top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        img = Image.fromarray(src[top : top + ch, left : left + cw]).resize((cw // 3, ch // 3))
+        img.save(folder / f"photo_{i:02d}.png")
+    return folder
+
+
+def test_quarter_turns_are_exact():
+    arr = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    img = Image.fromarray(arr)
+    for angle in ANGLES:
+        turned = np.asarray(rotate_clockwise(img, angle))
+        np.testing.assert_array_equal(turned, np.rot90(arr, k=-angle // 90))  # clockwise
+        back = rotate_clockwise(Image.fromarray(turned), correction_angle(angle))
+        np.testing.assert_array_equal(np.asarray(back), arr)
+    assert np.asarray(rotate_clockwise(img, 90)).shape == (3, 2, 3)  # H x W becomes W x H
+    assert [correction_angle(a) for a in ANGLES] == [0, 270, 180, 90]
+    with pytest.raises(UserError, match="multiples of 90"):
+        rotate_clockwise(img, 45)
+
+
+def test_dataset_counts_skips_and_exact_pixels(run_cli, tmp_path):
+    src = photos(tmp_path / "src", count=10)
+    (src / "broken.jpg").write_bytes(b"not a JPEG")
+    code, out, err = run_cli("orientation", "dataset", src, tmp_path / "out", "--seed", "3")
+    assert code == 0, err
+    assert "1 unreadable skipped" in out
+    written = sorted((tmp_path / "out").glob("*/image_*.png"))
+    assert len(written) == 10
+    counts = {a: len(list((tmp_path / "out" / str(a)).glob("*.png"))) for a in ANGLES}
+    for a in ANGLES:
+        assert f"[INFO] {a:>3}: {counts[a]}" in out
+        assert sorted(p.name for p in (tmp_path / "out" / str(a)).glob("*.png")) == \
+            [f"image_{i:05d}.png" for i in range(counts[a])]
+    assert (tmp_path / "out" / "skipped.txt").read_text().strip().endswith("broken.jpg")
+    sources = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(src.glob("*.png"))]
+    for path in written:  # every output is exactly one source turned by its folder's angle
+        upright = np.asarray(rotate_clockwise(Image.open(path), correction_angle(int(path.parent.name))))
+        assert sum(s.shape == upright.shape and np.array_equal(s, upright) for s in sources) == 1
+    code, _, err = run_cli("orientation", "dataset", src, tmp_path / "out")
+    assert code == 2 and "not empty" in err
+    first = build_orientation_dataset(src, tmp_path / "first", max_images=3, seed=0)
+    assert first.total == 2 and len(first.skipped) == 1  # the first 3 in listing order include broken.jpg
+
+
+def test_features_logreg_apply_end_to_end(run_cli, offline_torch_home, tmp_path):
+    src = photos(tmp_path / "src", count=16)
+    assert build_orientation_dataset(src, tmp_path / "rot", seed=1).total == 16
+    code, _, err = run_cli("features", "tv:mobilenet_v2", tmp_path / "rot", "--weights", "IMAGENET1K_V1",
+                           "--layer", "features.18", "--pool", "2", "--out", tmp_path / "rot.h5", "--batch-size", "8",
+                           "--no-crop")  # whole images squashed to 224 x 224, as the reference did
+    assert code == 0, err
+    code, out, err = run_cli("logreg", tmp_path / "rot.h5", "--grid", "C=1", "--cv", "2", "--jobs", "1",
+                             "--out", tmp_path / "model")
+    assert code == 0, err
+    assert "held-out accuracy" in out
+    # apply re-extracts the same features: its predictions equal the model's on the stored rows
+    import h5py
+
+    from deepvision.apps.transfer.logreg import LinearModel
+
+    with h5py.File(tmp_path / "rot.h5", "r") as db:
+        feats, index = db["features"][:], db["index"][:]
+        pre = json.loads(db.attrs["deepvision"])["preprocess"]
+    assert pre["resize"] is None and pre["size"] == [224, 224]
+    files = sorted(p for a in sorted(str(a) for a in ANGLES) for p in (tmp_path / "rot" / a).glob("*.png"))
+    model = LinearModel.load(tmp_path / "model")
+    expected = {files[i].name + files[i].parent.name: int(model.label_names[int(k)])
+                for i, k in zip(index, model.predict(feats))}
+    results = apply_orientation(tmp_path / "model", [tmp_path / "rot"], tmp_path / "fixed", batch_size=5)
+    assert len(results) == 16
+    for r in results:
+        src_path = tmp_path / "rot" / r.image.split("/rot/")[1]
+        assert r.angle == expected[src_path.name + src_path.parent.name]
+        fixed = np.asarray(Image.open(r.corrected))
+        np.testing.assert_array_equal(fixed, np.asarray(rotate_clockwise(Image.open(src_path).convert("RGB"),
+                                                                         correction_angle(r.angle))))
+    rows = list(csv.DictReader((tmp_path / "fixed" / "predictions.csv").open()))
+    assert [int(r["angle"]) for r in rows] == [r.angle for r in results]
+    assert Image.open(tmp_path / "fixed" / "sheet.png").size[0] > 300
+    code, _, err = run_cli("orientation", "apply", tmp_path / "rot.h5", src, "--out", tmp_path / "x")
+    assert code == 2 and "model" in err and err.count("\n") == 1

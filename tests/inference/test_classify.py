@@ -1,0 +1,105 @@
+"""Pretrained inference (SPEC §11): the ImageNet synset table, offline torchvision weights, and
+`deepvision classify` on real photos (scikit-image's) with torchvision's real MobileNet-V2 weights."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from deepvision.errors import UserError
+from deepvision.inference.synsets import imagenet_class_names, imagenet_synsets
+
+SKIMAGE = pytest.importorskip("skimage.data").__path__[0]
+CATS = {"n02123045", "n02123159", "n02123394", "n02123597", "n02124075"}  # tabby, tiger, Persian, Siamese, Egyptian
+
+
+def test_synset_table_is_the_ilsvrc_class_list():
+    syn = imagenet_synsets()
+    assert len(syn) == 1000
+    wnids = [s.wnid for s in syn]
+    assert all(re.fullmatch(r"n\d{8}", w) for w in wnids) and wnids == sorted(set(wnids))
+    assert str(syn[967]) == "n07920052 espresso"
+    assert str(syn[470]) == "n02948072 candle, taper, wax light"  # the reference's candle photo
+    assert str(syn[517]) == "n03126707 crane"  # the reference's (wrong) cat prediction
+    assert imagenet_class_names()[0] == "n01440764 tench, Tinca tinca"
+    # output i of torchvision's ImageNet weights is line i: its category is one of the line's names
+    categories = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"]
+    differ = [i for i, (c, s) in enumerate(zip(categories, syn))
+              if c.lower() not in [n.strip().lower() for n in s.names.split(",")]]
+    assert differ == [134, 639]  # torchvision's "crane bird" and "maillot tank suit" disambiguate duplicates
+    assert syn[134].name == "crane" and syn[639].names == "maillot, tank suit"
+
+
+def test_classify_real_photos_offline(run_cli, offline_torch_home, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("coffee.png", "chelsea.png"):
+        shutil.copy(Path(SKIMAGE) / name, photos / name)
+    out = tmp_path / "preds.csv"
+    code, stdout, err = run_cli("classify", photos, "--model", "tv:mobilenet_v2", "--weights", "IMAGENET1K_V1",
+                                "--json", "--batch-size", "1", "--out", out)
+    assert code == 0, err
+    results = {Path(r["image"]).name: r["top"] for r in json.loads(stdout)}
+    assert results["coffee.png"][0]["class"] == "n07920052 espresso"
+    assert results["coffee.png"][0]["probability"] > 0.9
+    assert results["chelsea.png"][0]["class"].split()[0] in CATS
+    for top in results.values():
+        probs = [t["probability"] for t in top]
+        assert len(top) == 5 and probs == sorted(probs, reverse=True)
+    assert out.read_text().splitlines()[0] == "image,rank,class,probability"
+    assert len(out.read_text().splitlines()) == 11
+
+
+def test_default_weights_missing_names_the_file_and_the_cached_ones(run_cli, offline_torch_home, tmp_path):
+    code, _, err = run_cli("classify", Path(SKIMAGE) / "coffee.png", "--model", "tv:mobilenet_v2")
+    assert code == 2 and err.count("\n") == 1
+    expected = offline_torch_home / "hub" / "checkpoints" / "mobilenet_v2-7ebf99e0.pth"  # DEFAULT = IMAGENET1K_V2
+    assert f"place it at {expected}" in err
+    assert "cached weights of tv:mobilenet_v2: IMAGENET1K_V1" in err and "--weights IMAGENET1K_V1" in err
+
+
+def test_no_cache_no_network_is_one_line(monkeypatch, tmp_path):
+    from deepvision.models.registry import create_model
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("DEEPVISION_OFFLINE", "1")
+    with pytest.raises(UserError, match=r"ResNet18_Weights\.IMAGENET1K_V1 .*place it at .*/hub/checkpoints/"
+                                        r"resnet18-f37072fd\.pth") as exc:
+        create_model("tv:resnet18", weights="DEFAULT")
+    assert "cached weights" not in str(exc.value)
+
+
+def test_corrupt_cached_file_is_a_user_error(monkeypatch, tmp_path):
+    from deepvision.models.registry import create_model
+
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth").write_bytes(b"not a zip file")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(UserError, match="resnet18-f37072fd.pth .*cannot be loaded .*delete it"):
+        create_model("tv:resnet18", weights="DEFAULT")
+
+
+def test_bad_inputs_are_one_line_and_write_nothing(run_cli, offline_torch_home, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(Path(SKIMAGE) / "coffee.png", photos / "a.png")
+    (photos / "b.jpg").write_bytes(b"this is not a JPEG")
+    out = tmp_path / "preds.json"
+    code, _, err = run_cli("classify", photos, "--model", "tv:mobilenet_v2", "--weights", "IMAGENET1K_V1",
+                           "--batch-size", "1", "--out", out)
+    assert code == 2 and "cannot read" in err and "b.jpg" in err and err.count("\n") == 1
+    assert not out.exists()
+    # weights of another architecture
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "resnet18.pth")
+    code, _, err = run_cli("classify", photos / "a.png", "--model", "tv:mobilenet_v2", "--weights",
+                           tmp_path / "resnet18.pth")
+    assert code == 2 and "do not fit this model" in err and err.count("\n") == 1
+    code, _, err = run_cli("classify", tmp_path / "missing.png", "--model", "tv:mobilenet_v2", "--weights",
+                           "IMAGENET1K_V1")
+    assert code == 2 and "not found" in err
+    code, _, err = run_cli("classify", photos / "a.png", "--model", "tv:mobilenet_v3")
+    assert code == 2 and "unknown torchvision model" in err

@@ -1,0 +1,107 @@
+"""Feature extraction to HDF5 (SPEC §8.1) with torchvision's real MobileNet-V2 weights: layer names,
+the reference's shuffle/flatten/buffer options, atomic files and one-line errors."""
+
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from deepvision.data.lst import ListEntry, write_lst
+from deepvision.errors import UserError
+from deepvision.inference.backbones import load_model
+from deepvision.inference.features import FeatureExtractor, default_layer, extract_features, layer_names, open_data
+from tests.helpers import make_image_folder
+
+
+@pytest.fixture(scope="module")
+def mobilenet(torch_hub_cache):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TORCH_HOME", str(torch_hub_cache))
+    mp.setenv("DEEPVISION_OFFLINE", "1")
+    try:
+        yield load_model("tv:mobilenet_v2", "IMAGENET1K_V1", device="cpu")
+    finally:
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("feat") / "data", n_per_class=4, size=40)
+
+
+def test_layer_names_and_default_layer():
+    with torch.device("meta"):
+        vgg = torchvision.models.vgg16()
+        resnet = torchvision.models.resnet18()
+    assert default_layer(vgg) == "classifier.5"  # the dropout after fc7: the reference's cut (SPEC §4.12)
+    assert default_layer(resnet) == "flatten"
+    names = layer_names(resnet)
+    assert names[:2] == ["conv1", "bn1"] and names[-3:] == ["avgpool", "flatten", "fc"]
+
+
+def test_extract_channels_last_shuffled(mobilenet, folder, tmp_path):
+    data = open_data(folder)
+    ex = FeatureExtractor(mobilenet, "features.18", pool=2)
+    out = tmp_path / "f.h5"
+    info = extract_features(ex, data, out, batch_size=3, buffer_size=2, seed=7)
+    order = np.random.default_rng(7).permutation(8)
+    with h5py.File(out, "r") as db:
+        feats, labels, index = db["features"][:], db["labels"][:], db["index"][:]
+        assert feats.shape == (8, 2 * 2 * 1280) and feats.dtype == np.float64
+        assert [n.decode() for n in db["label_names"][:]] == ["horizontal", "vertical"]
+        meta = json.loads(db.attrs["deepvision"])
+    assert index.tolist() == order.tolist()
+    assert labels.tolist() == data.dataset.targets[order].tolist()
+    assert meta["model"] == "tv:mobilenet_v2" and meta["weights"] == "IMAGENET1K_V1" and meta["layer"] == "features.18"
+    assert meta["pool"] == 2 and meta["flatten"] == "channels_last" and meta["preprocess"]["size"] == [224, 224]
+    assert info["rows"] == 8 and info["dim"] == 5120
+    # row 0 is image order[0]: pooled 1280 x 2 x 2 activations flattened as (H, W, C)
+    img, _ = data.dataset[int(order[0])]
+    x = mobilenet.pre.normalize(mobilenet.pre.load(img).unsqueeze(0))
+    with torch.inference_mode():
+        fmap = torch.nn.functional.adaptive_avg_pool2d(mobilenet.model.features(x), 2)
+    np.testing.assert_allclose(feats[0], fmap[0].permute(1, 2, 0).reshape(-1).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_interrupted_extraction_leaves_no_file(mobilenet, folder, tmp_path):
+    def stop(done, total):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "f.h5"
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(FeatureExtractor(mobilenet), open_data(folder), out, batch_size=2, progress=stop)
+    assert os.listdir(tmp_path) == []
+    out.write_text("precious")
+    with pytest.raises(UserError, match="already exists"):
+        extract_features(FeatureExtractor(mobilenet), open_data(folder), out)
+    assert out.read_text() == "precious"
+
+
+def test_lst_data_and_default_layer(mobilenet, folder, tmp_path):
+    files = sorted(folder.rglob("*.png"))
+    write_lst(tmp_path / "d.lst", [ListEntry(i, (float(i % 3),), str(p.relative_to(folder)))
+                                   for i, p in enumerate(files)])
+    (tmp_path / "names.txt").write_text("a\nb\nc\n")
+    data = open_data(tmp_path / "d.lst", image_root=str(folder), labels=str(tmp_path / "names.txt"))
+    info = extract_features(FeatureExtractor(mobilenet), data, tmp_path / "f.h5", shuffle=False, dtype="float32")
+    assert info["layer"] == "classifier.0" and info["dim"] == 1280  # the pooled vector feeding the classifier
+    with h5py.File(tmp_path / "f.h5", "r") as db:
+        assert db["features"].dtype == np.float32
+        assert db["labels"][:].tolist() == [i % 3 for i in range(8)]
+        assert [n.decode() for n in db["label_names"][:]] == ["a", "b", "c"]
+
+
+def test_cli_errors_are_one_line(run_cli, offline_torch_home, folder, tmp_path):
+    code, _, err = run_cli("features", "tv:mobilenet_v2", folder, "--weights", "IMAGENET1K_V1", "--layer",
+                           "features.99", "--out", tmp_path / "f.h5")
+    assert code == 2 and err.count("\n") == 1
+    assert "unknown layer 'features.99'" in err and "features.18" in err and "--list-layers" in err
+    assert not (tmp_path / "f.h5").exists()
+    code, out, _ = run_cli("features", "tv:mobilenet_v2", "--weights", "IMAGENET1K_V1", "--list-layers")
+    assert code == 0 and "classifier.0   (default)" in out and "features.18" in out.split()
+    code, _, err = run_cli("features", "tv:mobilenet_v2", tmp_path / "nothing", "--out", tmp_path / "f.h5")
+    assert code == 2 and "data not found" in err
