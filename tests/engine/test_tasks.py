@@ -144,3 +144,26 @@ def test_a_new_task_is_a_module_and_a_registry_entry(tmp_path):
         from deepvision.engine.tasks import registry
 
         registry._TASKS.pop("digit_distance", None)
+
+
+def test_age_task_tracks_one_off_accuracy_in_training_and_validation(tmp_path):
+    from deepvision.data.age_buckets import AGE_BUCKETS
+    from deepvision.engine.tasks.age import OneOffMeter
+    from tests.helpers import make_image_folder
+
+    order = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7])
+    meter = OneOffMeter(torch.device("cpu"), order)
+    logits = torch.eye(8)[[0, 2, 5, 7]]  # predicted buckets 0, 2, 5, 7
+    meter.update(logits, torch.tensor([0, 1, 3, 7]), torch.tensor(1.0))
+    assert meter.compute()["one_off"] == 0.75 and meter.compute()["acc"] == 0.5
+    make_image_folder(tmp_path / "ages", n_per_class=3, size=16, classes=AGE_BUCKETS)
+    cfg = {"task": "age", "model": {"name": "lenet"}, "train": {"epochs": 1, "tensorboard": False},
+           "data": {"source": "folder", "root": str(tmp_path / "ages"), "train": ".", "val": ".", "test": None,
+                    "image_size": 16, "channels": 1, "batch_size": 8, "workers": 0}}
+    result = train(cfg, out=tmp_path / "runs", name="age")
+    row = result.history[0]
+    assert 0 <= row["val_acc"] <= row["val_one_off"] <= 1 and row["train_one_off"] >= row["train_acc"]
+    header = (result.run_dir / "history.csv").read_text().splitlines()[0]
+    assert "train_one_off" in header and "val_one_off" in header
+    with pytest.raises(UserError, match="8 Adience age buckets"):
+        train({**tiny_config(1, max_samples=50), "task": "age"}, out=tmp_path / "runs", name="digits")

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from deepvision.config.schema import Config
+from deepvision.data.age_buckets import is_age_buckets
 from deepvision.data.dataset_loader import DatasetLoader
 from deepvision.data.loaders import build_loaders
 from deepvision.data.preprocess import normalize_batch
@@ -153,7 +154,7 @@ def evaluate_run(
     if meter is not None and len(labels):  # the numbers training-time validation reports, from the logits
         scores = meter.compute()
         result.update(rank1=scores["acc"], rank5=scores["top5"], cross_entropy=scores["loss"])
-    if M.is_age_buckets(classes):  # Adience age: one-off accuracy (§7.3)
+    if is_age_buckets(classes):  # Adience age: one-off accuracy (§7.3)
         result["one_off"] = M.one_off(probs, labels, classes)
     report = M.per_class_report(probs, labels, classes)
     cm = M.confusion(probs, labels, len(classes))

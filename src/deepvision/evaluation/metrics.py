@@ -14,6 +14,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from deepvision.data.age_buckets import bucket_order, is_age_buckets
+
 
 def rank_k(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
     """Fraction of samples whose true label is among the k highest scores."""
@@ -54,12 +56,6 @@ def binary_curves(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
 
 
 # Adience age buckets (SPEC §1.8, §7.3), in numeric order; class ids follow the run's own label order
-AGE_BUCKETS = ("0_2", "4_6", "8_13", "15_20", "25_32", "38_43", "48_53", "60_inf")
-
-
-def is_age_buckets(classes: list[str]) -> bool:
-    """True when the class names are exactly the 8 Adience age buckets (in any order)."""
-    return len(classes) == len(AGE_BUCKETS) and set(classes) == set(AGE_BUCKETS)
 
 
 def one_off(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> float:
@@ -69,7 +65,7 @@ def one_off(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> float:
     """
     if not is_age_buckets(classes):
         raise ValueError(f"one-off accuracy needs the 8 Adience age buckets as classes, got {classes}")
-    order = np.array([AGE_BUCKETS.index(c) for c in classes])
+    order = np.array(bucket_order(classes))
     if not len(labels):
         return float("nan")
     return float((np.abs(order[probs.argmax(1)] - order[labels]) <= 1).mean())
