@@ -1,4 +1,4 @@
-"""LeNet on the shared MNIST test set: deepvision engine vs a bare PyTorch loop (vs MXNet 1.9.1).
+"""LeNet on the shared MNIST test set: deepvision engine vs a bare PyTorch loop (vs Keras/TF, MXNet 1.9.1).
 
 Setting (issue 2): 8,000 train / 2,000 val (stratified, seed 42) from the 10,000 real MNIST test
 digits, batch 100, SGD lr 0.05 momentum 0.9, 5 epochs, CPU. Goals: engine >= 0.95x the bare loop's
@@ -11,10 +11,18 @@ metrics, logging, validation and checkpoints, the last two outside the timed tra
 alternates with an epoch of the bare loop in one process; this is repeated in several fresh
 processes (half build the engine first, half the bare loop: memory placement alone moves a loop's
 speed by several per cent), and the ratio is the median over all pairs. Complete 5-epoch runs (`deepvision.train`,
-the bare loop, MXNet) then give the final validation accuracy, wall time and the MXNet comparison.
+the bare loop, Keras/TF, MXNet; the order rotates from trial to trial) then give the final validation
+accuracy, wall time and the Keras and MXNet comparisons (goals, issue 14: engine >= 1.2x Keras/TF-CPU,
+>= 1.5x MXNet, val accuracy >= 98%). Keras runs when KERAS_PYTHON names an interpreter with Keras 3 and
+tensorflow-cpu (`benchmarks/keras_lenet.py`, same threads as torch).
+
+`--neighbour` measures the engine (and Keras) with and without a `yes > /dev/null` process busy on one
+core, runs alternating; goal: the engine keeps at least half its idle samples/s.
 
     python benchmarks/lenet_mnist.py [--mnist DIR] [--processes 6] [--rounds 6] [--trials 3] [--no-append]
-    MXNET_PYTHON=/path/to/mxnet-venv/bin/python python benchmarks/lenet_mnist.py
+    KERAS_PYTHON=/work/keras-venv/bin/python MXNET_PYTHON=/path/to/mxnet-venv/bin/python \
+        python benchmarks/lenet_mnist.py
+    KERAS_PYTHON=/work/keras-venv/bin/python python benchmarks/lenet_mnist.py --neighbour [--trials 3]
 """
 
 from __future__ import annotations
@@ -53,14 +61,14 @@ EPOCHS, BATCH, LR, MOMENTUM = 5, 100, 0.05, 0.9
 MEAN, STD = 0.1307, 0.3081  # standard MNIST normalisation, applied by every variant
 
 
-def config(root: Path, epochs: int = EPOCHS) -> dict:
+def config(root: Path, epochs: int | None = None) -> dict:
     return {
         "name": "bench-lenet",
         "model": {"name": "lenet"},
         "data": {"source": "mnist", "root": str(root), "train": "test", "test": None, "val_fraction": 0.2,
                  "batch_size": BATCH, "mean": [MEAN], "std": [STD]},
         "optim": {"name": "sgd", "lr": LR, "momentum": MOMENTUM},
-        "train": {"epochs": epochs, "seed": 0, "device": "cpu", "log_every": 100, "tensorboard": False,
+        "train": {"epochs": epochs or EPOCHS, "seed": 0, "device": "cpu", "log_every": 100, "tensorboard": False,
                   "progress": "lines"},
     }
 
@@ -180,12 +188,66 @@ def full_mxnet(python: str, npz: Path) -> dict:
             "version": result["mxnet"]}
 
 
+def full_keras(python: str, npz: Path) -> dict:
+    t0 = time.perf_counter()
+    out = subprocess.run([python, str(HERE / "keras_lenet.py"), str(npz), "--epochs", str(EPOCHS), "--batch",
+                          str(BATCH), "--lr", str(LR), "--momentum", str(MOMENTUM), "--threads",
+                          str(torch.get_num_threads())], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"speeds": result["samples_per_s"], "val_acc": result["val_acc"][-1], "wall": time.perf_counter() - t0,
+            "version": f"Keras {result['keras']} / TF {result['tensorflow']}"}
+
+
+@contextlib.contextmanager
+def busy_neighbour(on: bool):
+    """`yes > /dev/null`: another process keeping one core busy while the body runs."""
+    if not on:
+        yield
+        return
+    proc = subprocess.Popen(["yes"], stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.2)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def neighbour(a: argparse.Namespace, bundle, npz: Path, tmp: Path) -> str:
+    """Engine (and Keras) samples/s idle vs with a busy neighbour, runs alternating."""
+    keras_python = os.environ.get("KERAS_PYTHON")
+    got: dict[tuple[str, bool], list[float]] = {}
+    for trial in range(a.trials):
+        for loaded in (False, True) if trial % 2 == 0 else (True, False):
+            with busy_neighbour(loaded):
+                got.setdefault(("engine", loaded), []).append(
+                    steady(full_engine(a.mnist, tmp / f"n{trial}{loaded}")["speeds"]))
+                if keras_python:
+                    got.setdefault(("keras", loaded), []).append(steady(full_keras(keras_python, npz)["speeds"]))
+            print(f"trial {trial + 1} {'with' if loaded else 'without'} neighbour: " + ", ".join(
+                f"{k} {v[-1]:.0f}" for (k, ld), v in got.items() if ld == loaded), flush=True)
+    lines = [f"Machine: {describe()}",
+             f"Setting: as above, {EPOCHS}-epoch runs, median of {a.trials} per condition (alternating); "
+             f"neighbour: one `yes > /dev/null` process; torch threads {torch.get_num_threads()}, "
+             f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}.", "",
+             "| variant | idle samples/s | with a busy neighbour | loaded / idle |", "|---|---|---|---|"]
+    for name in ("engine", "keras"):
+        if (name, False) in got:
+            idle, busy = statistics.median(got[(name, False)]), statistics.median(got[(name, True)])
+            lines.append(f"| {name} | {idle:,.0f} | {busy:,.0f} | {busy / idle:.2f} |")
+    idle, busy = statistics.median(got[("engine", False)]), statistics.median(got[("engine", True)])
+    lines += ["", f"- engine keeps **{busy / idle:.2f}x** of its idle speed with a neighbour (goal >= 0.5x): "
+                  f"{'met' if busy / idle >= 0.5 else 'NOT met'}"]
+    return "\n".join(lines)
+
+
 def steady(speeds: list[float]) -> float:
     """Median samples/s over epochs 2..N (epoch 1 warms up)."""
     return statistics.median(speeds[1:] if len(speeds) > 1 else speeds)
 
 
 def main() -> None:
+    global EPOCHS
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mnist", type=Path, default=Path(os.environ.get("DEEPVISION_MNIST", DEFAULT_MNIST)))
     p.add_argument("--processes", type=int, default=6, help="fresh processes for the interleaved epochs")
@@ -193,26 +255,39 @@ def main() -> None:
     p.add_argument("--paired-worker", type=int, help=argparse.SUPPRESS)
     p.add_argument("--bare-first", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--trials", type=int, default=3, help="complete runs of each variant")
+    p.add_argument("--neighbour", action="store_true", help="engine speed with and without a busy neighbour")
+    p.add_argument("--epochs", type=int, default=EPOCHS, help=f"epochs of the complete runs (default {EPOCHS})")
     p.add_argument("--no-append", action="store_true", help="print only; do not append to BENCHMARKS.md")
     a = p.parse_args()
+    EPOCHS = a.epochs
     bundle = load_data(build_config(config(a.mnist)).data)
     if a.paired_worker:
         with tempfile.TemporaryDirectory() as tmp:
             print(json.dumps(paired_epochs(a.mnist, bundle, a.paired_worker, Path(tmp), a.bare_first)))
         return
     mx_python = os.environ.get("MXNET_PYTHON")
-    runs: dict[str, list[dict]] = {"engine": [], "bare": [], "mxnet": []}
+    keras_python = os.environ.get("KERAS_PYTHON")
+    runs: dict[str, list[dict]] = {"engine": [], "bare": [], "keras": [], "mxnet": []}
     with tempfile.TemporaryDirectory() as tmp:
-        paired = paired_in_processes(a.mnist, a.processes, a.rounds)
         npz = Path(tmp) / "split.npz"
         np.savez(npz, x_train=bundle.train.images.numpy()[:, 0], y_train=bundle.train.labels.numpy(),
                  x_val=bundle.val.images.numpy()[:, 0], y_val=bundle.val.labels.numpy(), mean=MEAN, std=STD)
-        for trial in range(a.trials):  # alternate which runs first
-            for name in ("engine", "bare") if trial % 2 == 0 else ("bare", "engine"):
-                runs[name].append(full_engine(a.mnist, Path(tmp) / f"runs{trial}") if name == "engine"
-                                  else full_bare(bundle))
-            if mx_python:
-                runs["mxnet"].append(full_mxnet(mx_python, npz))
+        if a.neighbour:
+            text = neighbour(a, bundle, npz, Path(tmp))
+            print(text)
+            if not a.no_append:
+                print(f"appended to {append_section('LeNet on MNIST (issue 14): a busy neighbour', text)}")
+            return
+        paired = paired_in_processes(a.mnist, a.processes, a.rounds)
+        runners = {"engine": lambda t: full_engine(a.mnist, Path(tmp) / f"runs{t}"),
+                   "bare": lambda t: full_bare(bundle),
+                   "keras": lambda t: full_keras(keras_python, npz), "mxnet": lambda t: full_mxnet(mx_python, npz)}
+        names = [n for n in runners if n in ("engine", "bare") or (n == "keras" and keras_python)
+                 or (n == "mxnet" and mx_python)]
+        for trial in range(a.trials):  # interleaved: the order rotates from trial to trial
+            k = trial % len(names)
+            for name in names[k:] + names[:k]:
+                runs[name].append(runners[name](trial))
             print(f"trial {trial + 1}: " + ", ".join(f"{k} {steady(v[-1]['speeds']):.0f}" for k, v in runs.items()
                                                      if v), flush=True)
     summary = {k: {"samples_per_s": statistics.median(steady(r["speeds"]) for r in v),
@@ -236,8 +311,9 @@ def main() -> None:
         "|---|---|---|---|",
     ]
     labels = {"engine": "deepvision engine (`deepvision.train`)", "bare": "bare PyTorch loop",
+              "keras": f"{runs['keras'][0]['version']} (`fit`)" if runs["keras"] else "",
               "mxnet": f"MXNet {runs['mxnet'][0]['version']} Module" if runs["mxnet"] else ""}
-    for name in ("engine", "bare", "mxnet"):
+    for name in ("engine", "bare", "keras", "mxnet"):
         if name in summary:
             s = summary[name]
             lines.append(f"| {labels[name]} | {s['samples_per_s']:,.0f} | {s['val_acc'] * 100:.2f}% | "
@@ -252,6 +328,13 @@ def main() -> None:
                  f"per-trial ratios): **{run_ratio:.2f}x** (goal >= 0.95x): {verdict}")
     lines.append(f"- engine val accuracy after {EPOCHS} epochs: **{engine['val_acc'] * 100:.2f}%** (goal >= 98%): "
                  f"{'met' if engine['val_acc'] >= 0.98 else 'NOT met'}")
+    if "keras" in summary:
+        kr = statistics.median(steady(e["speeds"]) / steady(k["speeds"]) for e, k in zip(runs["engine"],
+                                                                                          runs["keras"]))
+        lines.append(f"- engine / Keras-TF (complete runs, median of the per-trial ratios): **{kr:.2f}x** "
+                     f"(goal >= 1.2x): {'met' if kr >= 1.2 else 'NOT met'}")
+    else:
+        lines.append("- Keras/TF: not measured (set KERAS_PYTHON to an interpreter with Keras 3 + tensorflow-cpu)")
     if "mxnet" in summary:
         mr = engine["samples_per_s"] / summary["mxnet"]["samples_per_s"]
         verdict = "met" if mr >= 1.5 else "NOT met"

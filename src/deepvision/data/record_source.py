@@ -12,7 +12,8 @@
 
 Split names are file paths (relative to `data.root` when it is set). Each split is a `RecordDataset`
 whose `make_loader` builds the fast `RecordLoader`. Record options (`data.options`): `labels` (class
-names file), `idx` (a mapping of split name to .idx path), `decoder` (auto | simplejpeg | cv2),
+names file), `idx` (a mapping of split name to .idx path), `decoder` (auto | simplejpeg | cv2 | nvjpeg:
+batches decoded and augmented on the GPU),
 `memory_format` (channels_last | contiguous), `prefetch` (batches per worker).
 
 `hdf5` reads files written by `HDF5DatasetWriter` (images N x H x W [x C], labels, label_names) into

@@ -11,7 +11,10 @@ crosses the process boundary. Batches stay uint8 and are normalised on the GPU (
 on the CPU, by the workers). Augmentation follows the one augmentation plan (`data.augment_plan`), so
 the same epoch of the same run gives the same crops and flips whichever loader or worker count is used.
 
-Why one module of ~400 lines: the dataset builds its loader (it is the engine's `LoaderFactory`) and
+`decoder='nvjpeg'` (alias 'gpu'; `data.options.decoder`) skips the workers: a thread decodes whole batches
+with nvJPEG and augments them on the GPU (`records.gpu_decode`).
+
+Why one module of ~480 lines: the dataset builds its loader (it is the engine's `LoaderFactory`) and
 the loader reads the dataset; in two modules they would import each other.
 """
 
@@ -20,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import queue
+import threading
 import warnings
 import weakref
 from collections.abc import Iterator, Sequence
@@ -33,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepvision.config.schema import AugmentConfig
 from deepvision.data.records.codec import DecodeError, Decoder, forking_cv2
+from deepvision.data.records.gpu_decode import GPU_DECODERS, BatchJpegDecoder, gpu_decode_device
 from deepvision.data.records.header import IRHeader, unpack_header
 from deepvision.data.records.pipeline import _BatchMaker, _corrupt, _Spec
 from deepvision.data.records.record_file import RecordFile
@@ -131,8 +137,8 @@ class RecordDataset(Dataset):
     def decode(self, i: int) -> np.ndarray:
         """Sample i decoded to a uint8 H x W x C (RGB or gray) array."""
         _, body = self.read_raw(i)
-        if self._decoder is None:
-            self._decoder = Decoder(self.channels, self.decoder)
+        if self._decoder is None:  # a GPU decoder is for RecordLoader batches; single samples decode here
+            self._decoder = Decoder(self.channels, "auto" if self.decoder in GPU_DECODERS else self.decoder)
         try:
             return np.array(self._decoder(body), copy=True)
         except DecodeError as exc:
@@ -166,13 +172,19 @@ class RecordDataset(Dataset):
         """The engine hook (`loaders.build_loaders`): uint8 N x C x H x W batches, normalised on the device."""
         on_cuda = torch.device(device).type == "cuda"
         opts = cfg.options or {}
+        decoder = opts.get("decoder", "auto")
+        gpu = decoder in GPU_DECODERS
+        if gpu and not on_cuda:
+            gpu_decode_device(decoder, "cuda")  # the one-line UserError on a machine without CUDA
+            raise UserError(f"data.options.decoder: {decoder} decodes on a CUDA GPU, but this run trains on "
+                            f"{device}; use decoder: auto")
         return RecordLoader(
             self, batch_size, size=pre.size, channels=pre.channels, resize=pre.resize,
             crop=bool(getattr(pre, "crop", False)), training=training,
             augment=cfg.augment, shuffle=shuffle, seed=seed, rank=rank, world=world, last_batch=last_batch,
             workers=cfg.workers, max_steps=max_steps, dtype="uint8", pin_memory=on_cuda,
             skip_corrupt=cfg.skip_corrupt, memory_format=opts.get("memory_format", "channels_last"),
-            decoder=opts.get("decoder", "auto"), prefetch=int(opts.get("prefetch", 4)),
+            decoder=decoder, prefetch=int(opts.get("prefetch", 4)), device=device if gpu else None,
         )
 
 
@@ -287,6 +299,9 @@ class RecordLoader(EpochPlan):
         self.dtype = dtype
         self.label_width = int(label_width)
         self.device = torch.device(device) if device is not None else None
+        self._gpu: BatchJpegDecoder | None = None  # decoder: nvjpeg/gpu: batches decoded on the device
+        if decoder in GPU_DECODERS:
+            self.device = gpu_decode_device(decoder, device)
         self.workers = default_workers() if workers is None else int(workers)
         on_cuda = self.device is not None and self.device.type == "cuda"
         self.pin_memory = on_cuda if pin_memory is None else pin_memory
@@ -298,9 +313,11 @@ class RecordLoader(EpochPlan):
         self.spec = _Spec(size, channels, resize, training, augment or AugmentConfig(),
                           memory_format == "channels_last", self.seed, bool(skip), decoder, crop_only=bool(crop))
         self._affine = None  # normalisation on `device` (a GPU): uint8 crosses the bus, floats are made there
+        if decoder in GPU_DECODERS:
+            self._gpu = BatchJpegDecoder(dataset, self.spec, self.device)
         if dtype == "float32":
             a, b = _affine(mean, std, scale, channels)
-            if self.device is not None and self.device.type != "cpu":
+            if self.device is not None and (self.device.type != "cpu" or self._gpu is not None):
                 self._affine = (a, b)
             else:  # on the CPU the workers write float32 straight into the batch
                 self.spec.affine = (tuple(a.flatten().tolist()), tuple(b.flatten().tolist()))
@@ -345,6 +362,9 @@ class RecordLoader(EpochPlan):
         return self._stream
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self._gpu is not None:
+            yield from self._iter_gpu()
+            return
         epoch, count = self.epoch, len(self.batches())
         skipped_before = len(self.skipped)
         stream = self._stream_at(epoch)
@@ -363,6 +383,56 @@ class RecordLoader(EpochPlan):
         count = len(self.epoch_skipped)
         if count and self.warn_skipped:
             warnings.warn(f"{self.dataset.path}: skipped {count} corrupt record(s) in epoch {self.epoch} "
+                          f"(first: record {self.skipped[skipped_before][0]}, {self.skipped[skipped_before][2]})",
+                          stacklevel=2)
+
+    def _iter_gpu(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """decoder: nvjpeg: a thread reads, decodes and augments up to `prefetch` batches ahead on its own CUDA
+        stream while the model trains on the current one."""
+        epoch, maker, labels = self.epoch, self._gpu, self.dataset.labels
+        batches = [b.tolist() for b in self.batches()]
+        cuda = self.device.type == "cuda"
+        results: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+
+        def put(item: Any) -> None:
+            while not stop.is_set():
+                with contextlib.suppress(queue.Full):
+                    results.put(item, timeout=0.1)
+                    return
+
+        def produce() -> None:
+            stream = torch.cuda.Stream(self.device) if cuda else None
+            try:
+                for idx in batches:
+                    if stop.is_set():
+                        return
+                    with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
+                        x, kept, skipped = maker(epoch, maker.read(idx), idx)
+                    if cuda:
+                        stream.synchronize()
+                    put((x, kept, skipped, None))
+            except BaseException as exc:  # handed to the consumer, raised there
+                put((None, None, None, exc))
+
+        thread = threading.Thread(target=produce, name="deepvision-nvjpeg", daemon=True)
+        thread.start()
+        skipped_before = len(self.skipped)
+        try:
+            for _ in batches:
+                x, kept, skipped, exc = results.get()
+                if exc is not None:
+                    raise exc
+                if cuda:  # made on the producer's stream: keep its memory until this stream is done with it
+                    x.record_stream(torch.cuda.current_stream(self.device))
+                self.skipped.extend(skipped)
+                yield self._finish(x, labels[np.asarray(kept, dtype=np.int64)].tobytes())
+        finally:
+            stop.set()
+            thread.join()
+        count = len(self.skipped) - skipped_before
+        if count:
+            warnings.warn(f"{self.dataset.path}: skipped {count} corrupt record(s) in epoch {epoch} "
                           f"(first: record {self.skipped[skipped_before][0]}, {self.skipped[skipped_before][2]})",
                           stacklevel=2)
 

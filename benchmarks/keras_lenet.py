@@ -1,0 +1,67 @@
+"""The same LeNet in Keras 3 on TensorFlow-CPU, timed epoch by epoch. Run with the Keras interpreter:
+
+    $KERAS_PYTHON benchmarks/keras_lenet.py DATA.npz --epochs 5 --batch 100 --lr 0.05 --momentum 0.9 --threads 2
+
+DATA.npz holds x_train/y_train/x_val/y_val (uint8 N x 28 x 28, int labels), mean and std, written by
+lenet_mnist.py. Same network as deepvision's `lenet` (conv 5x5x20 tanh, max-pool, conv 5x5x50 tanh,
+max-pool, dense 500 tanh, dense 10), same normalisation, SGD with momentum, shuffled batches. `--threads`
+sets TensorFlow's intra- and inter-op pools (2 = the cores of the issue's machine). Prints one JSON line:
+training samples/s per epoch (the time of `fit` for one epoch, Keras's own loop) and validation accuracy.
+"""
+
+import argparse
+import json
+import os
+import time
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("data")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0: TF's choice)")
+    a = p.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import numpy as np
+    import tensorflow as tf
+
+    if a.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(a.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(a.threads)
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    d = np.load(a.data)
+    mean, std = float(d["mean"]), float(d["std"])
+    x_train = ((d["x_train"].astype(np.float32) / 255 - mean) / std)[..., None]  # N x 28 x 28 x 1 (TF's layout)
+    x_val = ((d["x_val"].astype(np.float32) / 255 - mean) / std)[..., None]
+    y_train, y_val = d["y_train"].astype(np.int64), d["y_val"].astype(np.int64)
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        layers.Conv2D(20, 5, activation="tanh"),
+        layers.MaxPooling2D(2, 2),
+        layers.Conv2D(50, 5, activation="tanh"),
+        layers.MaxPooling2D(2, 2),
+        layers.Flatten(),
+        layers.Dense(500, activation="tanh"),
+        layers.Dense(10),
+    ])
+    model.compile(optimizer=keras.optimizers.SGD(a.lr, momentum=a.momentum),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    speeds, accs = [], []
+    for _ in range(a.epochs):
+        t0 = time.perf_counter()
+        model.fit(x_train, y_train, batch_size=a.batch, epochs=1, shuffle=True, verbose=0)
+        speeds.append(len(y_train) / (time.perf_counter() - t0))
+        accs.append(float(model.evaluate(x_val, y_val, batch_size=a.batch, verbose=0)[1]))
+    print(json.dumps({"samples_per_s": speeds, "val_acc": accs, "keras": keras.__version__,
+                      "tensorflow": tf.__version__}))
+
+
+if __name__ == "__main__":
+    main()
