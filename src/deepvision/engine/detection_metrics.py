@@ -174,14 +174,15 @@ def evaluate_coco(
     detections: Sequence[dict[str, Any]],
     ground_truth: Sequence[dict[str, Any]],
     classes: Sequence[str],
-    sizes: Sequence[tuple[int, int]],
+    sizes: Sequence[tuple[int, int]] | None = None,
 ) -> dict[str, float]:
-    """COCO metrics (COCO_KEYS) by pycocotools for images of `sizes` (width, height); NaN where COCO
-    has nothing to measure. Raises ImportError when pycocotools is missing."""
+    """COCO metrics (COCO_KEYS) by pycocotools (`sizes`: the images' (width, height), informative only);
+    NaN where COCO has nothing to measure. Raises ImportError when pycocotools is missing."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     images, annotations, results = [], [], []
+    sizes = sizes if sizes is not None else [(0, 0)] * len(ground_truth)
     for i, ((w, h), g, d) in enumerate(zip(sizes, ground_truth, detections), 1):
         images.append({"id": i, "width": int(w), "height": int(h)})
         boxes = _np(g["boxes"], np.float64, (-1, 4))
