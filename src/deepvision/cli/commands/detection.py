@@ -24,7 +24,7 @@ then train on it:  deepvision train CONFIG --set data.root=OUT
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("detection", help="object-detection datasets: build from LISA/imglab/VOC/COCO/YOLO, fake, show",
+    p = sub.add_parser("detection", help="detection datasets (build, fake, show), evaluation and export",
                        description="Object-detection datasets (see also `deepvision detect`).")
     cmds = p.add_subparsers(dest="detection_command", metavar="<action>")
 
@@ -67,7 +67,54 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", help="output folder (default DIR/show)")
     s.set_defaults(func=show)
+
+    e = cmds.add_parser("evaluate", help="VOC AP@0.5 (all-point and 11-point) and COCO mAP of a detection run",
+                        description="Score a detection run on a split: PASCAL VOC AP@0.5 per class and mAP "
+                                    "(all-point VOC2010+ and 11-point VOC2007, difficult boxes ignored) and COCO "
+                                    "mAP@[.5:.95], mAP50, mAP75, small/medium/large (pycocotools). Writes "
+                                    "metrics.json, per_class_ap.csv and pr_curves.png under RUN/eval/.")
+    e.add_argument("run_dir", help="detection run directory")
+    e.add_argument("--split", default="test", help="split to score (default test)")
+    e.add_argument("--data", help="another built dataset (same classes) to score instead of the run's")
+    e.add_argument("--epoch", type=int, help="checkpoint epoch (default: best.pt)")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--out", help="output folder (default RUN/eval/detection-SPLIT-CHECKPOINT)")
+    e.set_defaults(func=evaluate)
+
+    x = cmds.add_parser("export", help="write a detection run as TorchScript or ONNX, checked against PyTorch",
+                        description="Export the run's detector (uint8 RGB image in; boxes, scores, labels out; "
+                                    "class names embedded) and check boxes, scores and labels against PyTorch on "
+                                    "the run's test images. ONNX uses the TorchScript-based exporter.")
+    x.add_argument("run_dir", help="detection run directory")
+    x.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript")
+    x.add_argument("--out", help="output file (default RUN/export/MODEL.pt or .onnx)")
+    x.add_argument("--images", nargs="+", help="images for the parity check (default: the run's test images)")
+    x.add_argument("--epoch", type=int, help="checkpoint epoch (default: best.pt)")
+    x.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    x.add_argument("--no-check", action="store_true", help="skip the parity check")
+    x.set_defaults(func=export)
     p.set_defaults(func=lambda args: p.print_help() or 0)
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from deepvision.evaluation.detection import evaluate_detection_run
+
+    result = evaluate_detection_run(args.run_dir, args.split, data=args.data, epoch=args.epoch, device=args.device,
+                                    out=args.out)
+    for line in result.lines():
+        print(line)
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from deepvision.export.detection import export_detector
+
+    result = export_detector(args.run_dir, args.out, args.format, check=not args.no_check, images=args.images,
+                             opset=args.opset, epoch=args.epoch)
+    print(f"wrote {result.path} ({result.format}, {len(result.classes)} classes)")
+    if result.parity is not None:
+        print(result.parity.line())
+    return 0
 
 
 def build(args: argparse.Namespace) -> int:

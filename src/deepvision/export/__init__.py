@@ -1,0 +1,1 @@
+"""Sending models out: ONNX and TorchScript files verified against PyTorch (`deepvision export`)."""
