@@ -264,7 +264,8 @@ def test_unknown_classes_missing_images_negatives_strict(tmp_path):
     Image.new("RGB", (30, 30)).save(tmp_path / "empty.png")
     ann.splits["train"].append(ImageRecord(str(tmp_path / "empty.png")))
     report = build_dataset(ann, tmp_path / "out", classes=["cat", "dog"])
-    text = "\n".join(report.lines())
+    text = "\n".join(report.notes)
+    assert all(len(line) <= 80 or " " not in line.strip() for line in report.lines())  # wrapped to 80 columns
     assert "skipped 1 image(s) whose image file is missing, first: " + str(tmp_path / "gone.jpg") in text
     assert "skipped 1 box(es) of 1 class(es) not in the class list: zebra (1)" in text
     assert report.counts["train"].images == 2 and report.counts["train"].negatives == 1

@@ -37,7 +37,7 @@ def test_long_side_capped_and_json_boxes_in_original_pixels(run, tmp_path, run_c
     assert all(d["score"] >= 0.2 and d["class"] in CLASSES for d in result["detections"])
     drawn = cv2.imread(str(tmp_path / "out" / "big.jpg"))
     assert drawn.shape == (750, 1000, 3)  # longer side capped at 1,000
-    detector = Detector(load_run(run), min_confidence=0.2)
+    detector = Detector.from_run(load_run(run), min_confidence=0.2)
     capped, scale = detector.cap(np.asarray(Image.open(tmp_path / "big.png")))
     assert capped.shape == (750, 1000, 3) and scale == pytest.approx(1000 / 1200)
     direct = detector.detect([capped])[0]
@@ -54,7 +54,7 @@ def test_label_placement_and_colours(run):
     from deepvision.inference.detect import Detection, Detector
     from deepvision.runs.loading import load_run
 
-    detector = Detector(load_run(run))
+    detector = Detector.from_run(load_run(run))
     canvas = np.zeros((120, 160, 3), np.uint8)
     detector.draw(canvas, [Detection(1, "disc", 0.91, (20, 5, 70, 40)),
                            Detection(2, "square", 0.5, (90, 60, 150, 110))])
@@ -103,7 +103,7 @@ def test_evaluate_writes_metrics_table_and_curves(run):
     from deepvision.data.detection import load_index
 
     index = load_index(loaded.cfg.data.root, ["test"])
-    detector = Detector(loaded, min_confidence=0.0)
+    detector = Detector.from_run(loaded, min_confidence=0.0)
     dets, gts = [], []
     for im in index.splits["test"]:
         found = detector.detect([np.asarray(Image.open(im.file).convert("RGB"))])[0]

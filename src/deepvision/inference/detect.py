@@ -69,20 +69,25 @@ class ImageDetections:
 
 
 class Detector:
-    """A run's detector with the §10.7 pre- and post-processing; call it on RGB uint8 H x W x 3 arrays."""
+    """A detector with the §10.7 pre- and post-processing; `detect` takes RGB uint8 H x W x 3 arrays."""
 
-    def __init__(self, loaded: LoadedRun, min_confidence: float = 0.5, max_side: int = MAX_SIDE, seed: int = 42):
-        if detection_family(loaded.cfg.model.name) is None:
-            raise UserError(f"{loaded.run.path} trains '{loaded.cfg.model.name}', not a detector; "
-                            f"use `deepvision predict` for classifiers")
+    def __init__(self, model: torch.nn.Module, classes: list[str], min_confidence: float = 0.5,
+                 max_side: int = MAX_SIDE, seed: int = 42) -> None:
         if not 0 <= min_confidence <= 1:
             raise UserError(f"--min-confidence must be in [0, 1], got {min_confidence}")
-        self.loaded, self.model = loaded, loaded.model.eval()
+        self.model = model.eval()
         self.device = next(self.model.parameters()).device
-        self.names = list(loaded.classes)
+        self.names = list(classes)
         self.min_confidence, self.max_side = min_confidence, max_side
         # one random colour per class (the reference draws np.random.uniform(0, 255) per class)
         self.colours = np.random.default_rng(seed).uniform(0, 255, (len(self.names) + 1, 3))
+
+    @classmethod
+    def from_run(cls, loaded: LoadedRun, min_confidence: float = 0.5, max_side: int = MAX_SIDE) -> Detector:
+        if detection_family(loaded.cfg.model.name) is None:
+            raise UserError(f"{loaded.run.path} trains '{loaded.cfg.model.name}', not a detector; "
+                            f"use `deepvision predict` for classifiers")
+        return cls(loaded.model, loaded.classes, min_confidence, max_side)
 
     def name(self, class_id: int) -> str:
         return self.names[class_id - 1] if 0 < class_id <= len(self.names) else str(class_id)
@@ -244,7 +249,7 @@ def run_detect(run_dir: str | Path, sources: list[str | Path], *, min_confidence
                ) -> tuple[list[ImageDetections], list[VideoResult]]:
     """Detect in every source; with `out`, annotated images/videos and detections.json are written there."""
     items = expand_sources(sources)
-    detector = Detector(load_run(run_dir, epoch, which, resolve_device(device)), min_confidence)
+    detector = Detector.from_run(load_run(run_dir, epoch, which, resolve_device(device)), min_confidence)
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ The checks every format shares happen here, each reported on one line:
 from __future__ import annotations
 
 import os
+import textwrap
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,12 +46,15 @@ class BuildReport:
 
     def lines(self) -> list[str]:
         """The summary printed by the CLI (fits 80 columns)."""
-        out = list(self.notes)
+        out = [line for note in self.notes
+               for line in textwrap.wrap(note, 80, subsequent_indent="  ", break_long_words=False,
+                                         break_on_hyphens=False)]
         width = max(len(s) for s in self.counts) if self.counts else 5
         for split, c in self.counts.items():
             out.append(f"{split:<{width}}  {c.images:>7,} images  {c.boxes:>8,} boxes  {c.negatives:>6,} negatives"
                        + (f"  {c.difficult:,} difficult" if c.difficult else ""))
-            out.append(" " * (width + 2) + ", ".join(f"{k} {c.per_class.get(k, 0):,}" for k in self.classes))
+            per_class = ", ".join(f"{k} {c.per_class.get(k, 0):,}" for k in self.classes)
+            out += textwrap.wrap(per_class, 80, initial_indent=" " * (width + 2), subsequent_indent=" " * (width + 2))
         out.append(f"{len(self.classes)} classes; wrote the label map and "
                    f"{', '.join(f'{s}.json' for s in self.counts)} to")
         out.append(f"  {self.out}/")
