@@ -116,3 +116,8 @@ def test_imagenet_backbone_weights_from_the_hub_cache(tmp_path, monkeypatch):
     first = model.backbone.body["0"][0].weight
     assert torch.equal(first, net.features[0][0].weight)
     assert type(model.backbone.body["1"].block[0][1]).__name__ == "FrozenBatchNorm2d"  # as torchvision does
+
+
+def test_models_show_on_a_detector_is_one_line(run_cli):
+    code, _, err = run_cli("models", "show", "ssdlite320_mobilenet_v3_large")
+    assert code == 2 and err.count("\n") == 1 and "depends on the data" in err

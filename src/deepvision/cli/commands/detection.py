@@ -25,7 +25,8 @@ then train on it:  deepvision train CONFIG --set data.root=OUT
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("detection", help="detection datasets (build, fake, show), evaluation and export",
-                       description="Object-detection datasets (see also `deepvision detect`).")
+                       description="Object-detection datasets (build, fake, show), evaluation and export; "
+                                   "see also `deepvision detect`.")
     cmds = p.add_subparsers(dest="detection_command", metavar="<action>")
 
     b = cmds.add_parser("build", help="convert annotations into a dataset index (label map + split files)",
