@@ -17,7 +17,7 @@ VOC-style difficult flags), built with a 75/25 split by image.
 
 `--loop trainer` runs step 1 through `deepvision.api.train` (needs the task-generic trainer: `task: detection`).
 
-    python benchmarks/detection_synthetic.py                   # CPU, ~few minutes per model on 2 cores
+    python benchmarks/detection_synthetic.py                   # CPU: 40 epochs x 38 steps of 8 images per model
     python benchmarks/detection_synthetic.py --tiny --no-append  # smoke run
     python benchmarks/detection_synthetic.py --device cuda --amp --models fasterrcnn_resnet50_fpn --images 800
 """
@@ -266,9 +266,9 @@ def main() -> None:
     ap.add_argument("--models", default="ssdlite320_mobilenet_v3_large,fasterrcnn_mobilenet_v3_large_320_fpn")
     ap.add_argument("--images", type=int, default=400)
     ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--eval-every", type=int, default=5)
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved epoch pairs for the speed ratio")
     ap.add_argument("--frames", type=int, default=100, help="frames of the inference video")
