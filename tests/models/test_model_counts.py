@@ -53,6 +53,15 @@ COUNTS = [
     ("mlp", {}, 109_386, 109_386),
     ("keras_mnist_cnn", {}, 1_274_326, 1_274_326),
     ("minivgg", {}, 2_169_770, 2_169_770),  # not in SPEC: the textbook MiniVGGNet
+    # torchvision detectors, 91 COCO classes, from scratch (BatchNorm trainable); SSD and v2 match torchvision's docs,
+    # the others exceed the documented COCO-weights counts by their backbone's BatchNorm (frozen when pretrained)
+    ("ssd300_vgg16", {}, 35_641_826, 35_641_826),
+    ("ssdlite320_mobilenet_v3_large", {}, 3_440_060, 3_440_060),
+    ("fasterrcnn_resnet50_fpn_v2", {}, 43_712_278, 43_712_278),
+    ("fasterrcnn_resnet50_fpn", {}, 41_808_406, 41_808_406),  # 41,755,286 + ResNet-50's 53,120 BN parameters
+    ("fasterrcnn_resnet101_fpn", {}, 60_800_534, 60_800_534),
+    ("fasterrcnn_mobilenet_v3_large_fpn", {}, 19_410_754, 19_410_754),
+    ("fasterrcnn_mobilenet_v3_large_320_fpn", {}, 19_410_754, 19_410_754),
 ]
 
 

@@ -36,7 +36,17 @@ def register_source(name: str) -> Callable[[SourceFn], SourceFn]:
     return wrap
 
 
-register_names("data.source", "data source", lambda: _SOURCES)
+_TASK_SOURCES: dict[str, str] = {}  # sources a task reads itself (not classification splits): name -> task
+register_names("data.source", "data source", lambda: [*_SOURCES, *_TASK_SOURCES])
+
+
+def register_task_source(name: str, task: str) -> None:
+    """`data.source: name` is read by the task `task` (e.g. detection datasets), not by `load_data`."""
+    _TASK_SOURCES[name] = task
+
+
+def task_of_source(name: str) -> str | None:
+    return _TASK_SOURCES.get(name)
 
 
 def registered_sources() -> dict[str, SourceFn]:

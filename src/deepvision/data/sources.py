@@ -15,7 +15,7 @@ import numpy as np
 
 import deepvision.data.builtin_sources
 from deepvision.config.schema import DataConfig
-from deepvision.data.source_registry import RawData, registered_sources
+from deepvision.data.source_registry import RawData, registered_sources, task_of_source
 from deepvision.data.splits import stratified_split
 from deepvision.data.tensors import Split, SubsetDataset, TensorSplit, adapt_tensor_split, to_tensor_split
 from deepvision.errors import UserError, unknown
@@ -57,6 +57,9 @@ def load_data(cfg: DataConfig, roles: tuple[str, ...] = ("train", "val", "test")
     since validation and test parts may be carved out of it.
     """
     sources = registered_sources()
+    if task_of_source(cfg.source):
+        raise UserError(f"data.source {cfg.source} is read by the {task_of_source(cfg.source)} task: set "
+                        f"task: {task_of_source(cfg.source)}")
     if cfg.source not in sources:
         raise unknown("data source", cfg.source, sources)
     defaults = DataConfig()

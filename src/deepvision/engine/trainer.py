@@ -78,9 +78,11 @@ class Trainer:
         cfg, tc = self.cfg, self.cfg.train
         # a resumed run loads its own checkpoint below: no second network surgery from the initial weights
         model = build_model(_without_initial_weights(cfg) if resume is not None else cfg, self.pre)
-        self._check_input(model)
+        if self.task.check_input:
+            self._check_input(model)
         report = getattr(model, "pretrained_report", None)
         self.channels_last = tc.channels_last if tc.channels_last is not None else device.type == "cuda"
+        self.channels_last = self.channels_last and self.task.supports_channels_last
         model = model.to(device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)

@@ -29,6 +29,7 @@ from deepvision.evaluation.plots import plot_binary, plot_confusion
 from deepvision.evaluation.tencrop import TenCropTransform, ten_crop
 from deepvision.fileio import atomic_write_text
 from deepvision.runs.loading import LoadedRun, load_run
+from deepvision.runs.rundir import RunDir
 
 ROLES = ("train", "val", "test")
 
@@ -107,6 +108,10 @@ def evaluate_run(
     `skip_corrupt` scores only the readable samples (the report counts them) instead of stopping at
     the first unreadable record or image.
     """
+    if RunDir.open(run_dir).read_config().task == "detection":  # mAP, per-class AP, PR curves
+        from deepvision.evaluation.detection import evaluate_detection_run
+
+        return evaluate_detection_run(run_dir, data or "test", epoch=epoch, device=device, out=out).metrics()
     if crops not in (1, 10):
         raise UserError(f"--crops must be 1 or 10, got {crops}")
     if batch_size is not None and batch_size <= 0:

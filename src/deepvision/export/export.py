@@ -29,6 +29,7 @@ from deepvision.errors import UserError
 from deepvision.export.onnx_export import INPUT, OUTPUT
 from deepvision.fileio import unlink_quietly
 from deepvision.runs.loading import LoadedRun, load_run
+from deepvision.runs.rundir import RunDir
 from deepvision.version import __version__
 
 FORMATS = ("onnx", "torchscript")
@@ -110,6 +111,10 @@ def export_run(
 ) -> ExportResult:
     """Export a run's model to one ONNX or TorchScript file and verify it against PyTorch eager."""
     say = (lambda *_: None) if quiet else print
+    if RunDir.open(run_dir).read_config().task == "detection":  # boxes, scores and labels out
+        from deepvision.export.detection import export_detector
+
+        return export_detector(run_dir, out, format, images=images, opset=opset or 17, epoch=epoch)
     if format not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got '{format}'")
     if opset is not None and format != "onnx":

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from deepvision.engine.distributed import resolve_device
+from deepvision.errors import UserError
 from deepvision.runs.loading import LoadedRun, load_run
 
 
@@ -56,6 +57,8 @@ def predict_images(
         loaded = OnnxClassifier(run_dir)
     else:
         loaded = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, epoch, which, resolve_device(device))
+    if loaded.cfg.task == "detection":
+        raise UserError(f"{loaded.run.path} is a detection run: use `deepvision detect {loaded.run.path} IMAGE...`")
     tensors = [loaded.pre.load(p) for p in images]  # decode everything first: fail fast on bad input
     results: list[Prediction] = []
     for start in range(0, len(tensors), batch_size):

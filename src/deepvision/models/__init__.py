@@ -2,13 +2,16 @@
 
 Hand-built reference architectures (`alexnet_ref`, `vgg16_ref`, `googlenet_ref`, `resnet_ref`,
 `resnet50_ref`, `squeezenet_ref`, `emotion_vgg`, `mini_xception`, `age_gender_net`, `stl10_cnn`, `minivgg`, `lenet`,
-`mlp`, `keras_mnist_cnn`), every torchvision classification model as `tv:NAME` and, when timm is
-installed, every timm model as `timm:NAME`; `mxnet:graph` rebuilds an imported MXNet symbol graph.
+`mlp`, `keras_mnist_cnn`), torchvision detectors (`fasterrcnn_*`, `ssd300_vgg16`,
+`ssdlite320_mobilenet_v3_large`; see models/detection.py), every torchvision classification model as
+`tv:NAME` and, when timm is installed, every timm model as `timm:NAME`; `mxnet:graph` rebuilds an
+imported MXNet symbol graph.
 """
 
 from deepvision.models import (  # noqa: F401  (importing registers the models and providers)
     age_gender,
     alexnet,
+    detection,
     emotion_vgg,
     googlenet,
     keras_mnist_cnn,

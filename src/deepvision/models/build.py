@@ -36,11 +36,17 @@ def build_model(cfg: Config, input_size: Any) -> nn.Module:
     pretrained weights when configured.
 
     `pretrained` is a weights file (only the classifier head may differ; see models/pretrained.py) or,
-    for tv: models, `torchvision[:TAG]` to fetch torchvision's published weights.
+    for tv: models, `torchvision[:TAG]` to fetch torchvision's published weights, or for detectors
+    `coco` (torchvision's COCO weights, new class head) or `imagenet` (backbone only).
     """
+    from deepvision.models.detection import detection_family
     from deepvision.models.pretrained import head_modules, load_pretrained, torchvision_tag
 
     opts = model_options(cfg, input_size)
+    if detection_family(cfg.model.name) and cfg.model.pretrained in ("coco", "imagenet"):
+        # detectors: torchvision's COCO weights with a new class head, or ImageNet weights for the backbone only
+        opts["weights"] = cfg.model.pretrained
+        return create_model(cfg.model.name, cfg.model.num_classes, cfg.model.in_channels, **opts)
     tag = torchvision_tag(cfg.model.name, cfg.model.pretrained)
     if tag:
         opts.setdefault("weights", tag)

@@ -183,8 +183,12 @@ def summarize(model: nn.Module, input_shape: Sequence[int], name: str = "model",
     from torch.utils.flop_counter import FlopCounterMode
 
     shape = tuple(int(v) for v in input_shape)
-    with FlopCounterMode(display=False, depth=None) as counter:
-        out, calls = meta_forward(model, shape)
+    try:
+        with FlopCounterMode(display=False, depth=None) as counter:
+            out, calls = meta_forward(model, shape)
+    except UnsupportedTrace:  # e.g. detectors: NMS and box sampling depend on the values
+        raise UserError(f"{name}: no layer table: its forward pass depends on the data (e.g. NMS), which the "
+                        f"meta-device trace cannot follow; `deepvision models` lists its parameter count") from None
     flops = counter.get_flop_counts()
     root = type(model).__name__
     by_module: dict[nn.Module, LayerCall] = {c.module: c for c in calls}

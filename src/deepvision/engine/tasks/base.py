@@ -56,6 +56,8 @@ class Task(ABC):
     val_metrics: ClassVar[tuple[str, ...]] = ("loss",)
     default_monitor: ClassVar[str] = "val_loss"
     minimize: ClassVar[tuple[str, ...]] = ()  # metrics where lower is better, besides every "*loss"
+    check_input: ClassVar[bool] = True  # check the model accepts the preprocessed input size before training
+    supports_channels_last: ClassVar[bool] = True  # the model may run in channels_last memory format
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg

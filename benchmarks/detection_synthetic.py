@@ -1,0 +1,327 @@
+"""Detection on synthetic shapes: accuracy from scratch, training speed against torchvision's reference loop,
+inference images/s and video frames/s.
+
+Data: `deepvision detection fake --format voc` (textured 128-px images, discs/squares/triangles of 10..64 px,
+VOC-style difficult flags), built with a 75/25 split by image.
+
+1. Accuracy: each model is trained from scratch for `--epochs` (AdamW 2e-3, 1-epoch warm-up then cosine, flip +
+   zoom-out + SSD IoU crop) and scored on the test split every `--eval-every` epochs: VOC mAP@0.5 (all-point)
+   and COCO mAP. Reported: the final numbers and the training time at which VOC mAP@0.5 first reached 0.90.
+2. Training speed: epochs of the deepvision loop (DetectionLoader + the detection Task's to_device/train_loss +
+   the loss meter: what the engine runs per batch) alternate with epochs of torchvision's
+   references/detection/train.py loop (a torch DataLoader over PIL images, v2 flip, `tuple(zip(*batch))`
+   collation, `sum(loss_dict.values())`) on the same model, data, batch size, optimizer and workers;
+   the ratio is the median of the per-round ratios of images/s.
+3. Inference: `deepvision detect`'s Detector (long side cap, threshold 0.5) on the test images, one at a time,
+   and on a video made of them (frames/s including decoding, drawing and encoding).
+
+`--loop trainer` runs step 1 through `deepvision.api.train` (needs the task-generic trainer: `task: detection`).
+
+    python benchmarks/detection_synthetic.py                   # CPU: 40 epochs x 38 steps of 8 images per model
+    python benchmarks/detection_synthetic.py --tiny --no-append  # smoke run
+    python benchmarks/detection_synthetic.py --device cuda --amp --models fasterrcnn_resnet50_fpn --images 800
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepvision.config.schema import Config, DataConfig, ModelConfig
+from deepvision.data.detection import build_dataset, make_fake
+from deepvision.data.detection.build import read_annotations
+from deepvision.engine.tasks.detection import DetectionMeter, DetectionTask
+from deepvision.models import create_model, get_model_spec
+
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import append_section, describe
+
+MODELS = {
+    "ssdlite320_mobilenet_v3_large": {"detections_per_img": 100},
+    "fasterrcnn_mobilenet_v3_large_320_fpn": {},
+    "fasterrcnn_resnet50_fpn": {"min_size": 512, "max_size": 683},
+}
+TARGET = 0.90
+
+
+def make_data(root: Path, images: int, size: int) -> Path:
+    fake = make_fake(root / "voc", "voc", images=images, size=size, seed=0)
+    build_dataset(read_annotations("voc", fake.build_args[1:]), root / "built")
+    return root / "built"
+
+
+def config(name: str, built: Path, batch: int, workers: int, epochs: int, augment: bool = True) -> Config:
+    options = {"iou_crop": True, "zoom_out": True, "zoom_out_max": 2.0} if augment else {}
+    cfg = Config(model=ModelConfig(name=name, args=dict(MODELS.get(name, {}))),
+                 data=DataConfig(source="detection", root=str(built), batch_size=batch, workers=workers, val="test",
+                                 options=options))
+    cfg.data.augment.rand_mirror = True
+    cfg.train.epochs = epochs
+    return cfg
+
+
+def build(cfg: Config, task: DetectionTask, classes: int, device: torch.device) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model(cfg.model.name, num_classes=task.num_outputs(classes), **cfg.model.args).to(device)
+
+
+def evaluate(task: DetectionTask, model, loader, device, amp) -> dict[str, float]:
+    meter = DetectionMeter(task.classes)
+    for batch in loader:
+        x, y = task.to_device(batch, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out, _ = task.eval_outputs(model, x, y)
+        meter.update(out, y)
+    return meter.compute()
+
+
+def accuracy(name: str, built: Path, args, device: torch.device) -> dict[str, float]:
+    """Step 1: train from scratch with the Task pieces (or the trainer) and score the test split."""
+    if args.loop == "trainer":
+        from deepvision.api import train
+        from deepvision.config.coerce import to_dict
+
+        cfg = config(name, built, args.batch, args.workers, args.epochs)
+        d = to_dict(cfg)
+        d.update(task="detection", optim={"name": "adamw", "lr": 2e-3, "weight_decay": 5e-4},
+                 schedule={"name": "cosine", "warmup_epochs": 1})
+        d["checkpoint"] = {"monitor": "val_map50"}
+        d["train"].update(device=str(device), amp="bf16" if args.amp else "off", tensorboard=False)
+        t0 = time.perf_counter()
+        result = train(d, out=args.out or tempfile.mkdtemp())
+        last = result.last
+        return {"epochs": args.epochs, "seconds": time.perf_counter() - t0, "map50": last.get("val_map50", math.nan),
+                "map": last.get("val_map", math.nan), "to_target": math.nan}
+    cfg = config(name, built, args.batch, args.workers, args.epochs)
+    task = DetectionTask(cfg)
+    spec = get_model_spec(name)
+    data = task.load_data(("train", "val"), spec.input_size)
+    loaders = data.loaders(("train", "val"), seed=0, device=device)
+    model = build(cfg, task, len(data.classes), device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=5e-4)
+    steps = args.epochs * len(loaders["train"])
+    warm = len(loaders["train"])
+
+    def factor(i: int) -> float:  # linear warm-up over the first epoch, then cosine to 0
+        return (i + 1) / warm if i < warm else 0.5 * (1 + math.cos(math.pi * (i - warm) / max(1, steps - warm)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    trained, to_target, scores = 0.0, math.nan, {"map50": math.nan, "map": math.nan}
+    for epoch in range(args.epochs):
+        loaders["train"].set_epoch(epoch)
+        t0 = time.perf_counter()
+        for batch in loaders["train"]:
+            x, y = task.to_device(batch, device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
+                loss, _ = task.train_loss(model, x, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 10.0)
+            opt.step()
+            sched.step()
+        trained += time.perf_counter() - t0
+        if (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs:
+            scores = evaluate(task, model, loaders["val"], device, args.amp)
+            print(f"  {name} epoch {epoch + 1}: VOC mAP@0.5 {scores['map50']:.3f}, COCO mAP {scores['map']:.3f}, "
+                  f"{trained:.0f} s training", flush=True)
+            if math.isnan(to_target) and scores["map50"] >= TARGET:
+                to_target = trained
+    for loader in loaders.values():
+        loader.close()
+    return {"epochs": args.epochs, "seconds": trained, "map50": scores["map50"], "map": scores["map"],
+            "to_target": to_target, "_model": model, "_task": task}
+
+
+class ReferenceDataset(torch.utils.data.Dataset):
+    """torchvision's reference recipe on our index: PIL image, v2 horizontal flip, float tensor, target dict."""
+
+    def __init__(self, images) -> None:
+        from torchvision.transforms import v2 as T
+
+        self.images = images
+        self.transform = T.Compose([T.RandomHorizontalFlip(0.5), T.PILToTensor(), T.ToDtype(torch.float, scale=True)])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+        from torchvision import tv_tensors
+
+        im = self.images[i]
+        img = Image.open(im.file).convert("RGB")
+        keep = ~im.difficult
+        boxes = tv_tensors.BoundingBoxes(torch.from_numpy(im.pixel_boxes()[keep]), format="XYXY",
+                                         canvas_size=(img.height, img.width))
+        return self.transform(img, {"boxes": boxes, "labels": torch.from_numpy(im.labels[keep])})
+
+
+def reference_epoch(model, loader, opt, device, amp) -> tuple[int, float]:
+    """The body of torchvision's references/detection/engine.py train_one_epoch (without its logger)."""
+    model.train()
+    seen, t0 = 0, time.perf_counter()
+    for images, targets in loader:
+        images = [image.to(device) for image in images]
+        targets = [{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in t.items()} for t in targets]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss_dict = model(images, targets)
+            losses = sum(loss for loss in loss_dict.values())
+        opt.zero_grad()
+        losses.backward()
+        opt.step()
+        seen += len(images)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return seen, time.perf_counter() - t0
+
+
+def deepvision_epoch(task, model, loader, opt, device, amp, epoch: int) -> tuple[int, float]:
+    """What the engine runs per batch for this task: to_device, train_loss, backward, step, meter update."""
+    meter = task.meter(device, "train")
+    loader.set_epoch(epoch)
+    seen, t0 = 0, time.perf_counter()
+    for batch in loader:
+        x, y = task.to_device(batch, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss, out = task.train_loss(model, x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        meter.update(out, y, loss.detach())
+        seen += len(x)
+    meter.compute()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return seen, time.perf_counter() - t0
+
+
+def throughput(name: str, built: Path, args, device: torch.device) -> dict[str, float]:
+    """Step 2: interleaved epochs of both loops on the same model (flip only, as torchvision's default recipe)."""
+    cfg = config(name, built, args.batch, args.workers, 1, augment=False)
+    task = DetectionTask(cfg)
+    data = task.load_data(("train",), get_model_spec(name).input_size)
+    ours = data.loaders(("train",), seed=0, device=device)["train"]
+    ref_loader = torch.utils.data.DataLoader(
+        ReferenceDataset(data.splits["train"]), batch_size=args.batch, shuffle=True, num_workers=args.workers,
+        collate_fn=lambda batch: tuple(zip(*batch)), persistent_workers=args.workers > 0,
+        pin_memory=device.type == "cuda")
+    model = build(cfg, task, len(data.classes), device)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
+    deepvision_epoch(task, model, ours, opt, device, args.amp, 0)  # warm-up: workers, allocator, kernels
+    reference_epoch(model, ref_loader, opt, device, args.amp)
+    ratios, dv, ref = [], [], []
+    for r in range(args.rounds):
+        pair = []
+        order = (0, 1) if r % 2 == 0 else (1, 0)
+        for which in order:
+            n, s = (deepvision_epoch(task, model, ours, opt, device, args.amp, r + 1) if which == 0
+                    else reference_epoch(model, ref_loader, opt, device, args.amp))
+            pair.append((which, n / s))
+        rates = dict(pair)
+        dv.append(rates[0])
+        ref.append(rates[1])
+        ratios.append(rates[0] / rates[1])
+    ours.close()
+    return {"deepvision": statistics.median(dv), "torchvision": statistics.median(ref),
+            "ratio": statistics.median(ratios)}
+
+
+def inference(model, task, built: Path, device: torch.device, frames: int) -> dict[str, float]:
+    """Step 3: the Detector of `deepvision detect` on the test images and on a video made of them."""
+    import cv2
+
+    from deepvision.data.detection import load_index
+    from deepvision.inference.detect import Detector, detect_video
+
+    index = load_index(built, ["test"])
+    images = [np.asarray(cv2.cvtColor(cv2.imread(str(im.file)), cv2.COLOR_BGR2RGB)) for im in index.splits["test"]]
+
+    detector = Detector(model, task.classes, min_confidence=0.5)
+    detector.detect([images[0]])
+    t0 = time.perf_counter()
+    for im in images:
+        detector.detect([detector.cap(im)[0]])
+    per_image = len(images) / (time.perf_counter() - t0)
+    with tempfile.TemporaryDirectory() as tmp:
+        h, w = images[0].shape[:2]
+        writer = cv2.VideoWriter(str(Path(tmp) / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 25, (w, h))
+        for i in range(frames):
+            writer.write(cv2.cvtColor(cv2.resize(images[i % len(images)], (w, h)), cv2.COLOR_RGB2BGR))
+        writer.release()
+        video = detect_video(detector, Path(tmp) / "clip.mp4", Path(tmp))
+    return {"images_per_s": per_image, "video_fps": video.fps}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="ssdlite320_mobilenet_v3_large,fasterrcnn_mobilenet_v3_large_320_fpn")
+    ap.add_argument("--images", type=int, default=400)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--eval-every", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved epoch pairs for the speed ratio")
+    ap.add_argument("--frames", type=int, default=100, help="frames of the inference video")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
+    ap.add_argument("--loop", choices=("task", "trainer"), default="task")
+    ap.add_argument("--skip", default="", help="comma list of steps to skip: accuracy, speed, inference")
+    ap.add_argument("--out", help="run folder for --loop trainer")
+    ap.add_argument("--tiny", action="store_true", help="smoke size: 24 images of 96 px, 1 epoch, 1 round")
+    ap.add_argument("--no-append", action="store_true", help="do not append the results to BENCHMARKS.md")
+    args = ap.parse_args()
+    if args.tiny:
+        args.images, args.size, args.epochs, args.eval_every, args.rounds, args.frames = 24, 96, 1, 1, 1, 8
+        args.batch, args.workers = 4, 0
+        MODELS["ssdlite320_mobilenet_v3_large"]["size"] = 96
+        MODELS["fasterrcnn_mobilenet_v3_large_320_fpn"].update(min_size=96, max_size=128)
+    device = torch.device(args.device)
+    skip = set(filter(None, args.skip.split(",")))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        built = make_data(Path(tmp), args.images, args.size)
+        for name in args.models.split(","):
+            print(f"{name}:", flush=True)
+            row = {"model": name}
+            if "accuracy" not in skip:
+                row.update(accuracy(name, built, args, device))
+            if "speed" not in skip:
+                row.update(throughput(name, built, args, device))
+            if "inference" not in skip and "_model" in row:
+                row.update(inference(row.pop("_model"), row.pop("_task"), built, device, args.frames))
+            rows.append(row)
+
+    def f(v, fmt):
+        return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+    lines = [f"Machine: {describe()}", "",
+             f"Synthetic VOC shapes: {args.images} images of {args.size} px (75/25 by image), batch {args.batch}, "
+             f"{args.workers} workers, device {args.device}{' bf16' if args.amp else ''}, {args.epochs} epochs from "
+             f"scratch.", "",
+             "| model | VOC mAP@0.5 | COCO mAP | train s | s to mAP50 0.90 | train img/s (deepvision) | "
+             "train img/s (torchvision ref) | ratio | infer img/s | video fps |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {f(r.get('map50'), '.3f')} | {f(r.get('map'), '.3f')} | "
+                     f"{f(r.get('seconds'), '.0f')} | {f(r.get('to_target'), '.0f')} | "
+                     f"{f(r.get('deepvision'), '.1f')} | "
+                     f"{f(r.get('torchvision'), '.1f')} | {f(r.get('ratio'), '.2f')}x | "
+                     f"{f(r.get('images_per_s'), '.1f')} | {f(r.get('video_fps'), '.1f')} |")
+    table = "\n".join(lines)
+    print(table)
+    if not args.no_append:
+        append_section("Detection on synthetic shapes", table)
+
+
+if __name__ == "__main__":
+    main()

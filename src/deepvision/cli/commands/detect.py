@@ -1,0 +1,61 @@
+"""deepvision detect"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+ORDER = 22
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("detect", help="run a trained detector on images, folders or videos",
+                       description="Detect objects with a trained detection run (SPEC 10.7): the longer side is "
+                                   "capped at 1000 px, boxes below --min-confidence are dropped, the rest are drawn "
+                                   "with '<class>: <score>' labels. With --out, annotated images (.jpg), videos "
+                                   "(.mp4) and detections.json (pixel boxes of the original images) are written.")
+    p.add_argument("run_dir", help="detection run directory")
+    p.add_argument("sources", nargs="+", metavar="IMAGE|FOLDER|VIDEO", help="image files, folders of images, videos")
+    p.add_argument("--min-confidence", type=float, default=0.5, help="score threshold (default 0.5)")
+    p.add_argument("--out", help="folder for annotated images/videos and detections.json")
+    p.add_argument("--json", action="store_true", help="print the detections as JSON")
+    p.add_argument("--show", action="store_true", help="show videos in a window (q quits); headless by default")
+    p.add_argument("--epoch", type=int, help="checkpoint epoch (default: best.pt)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from deepvision.errors import UserError
+    from deepvision.inference.detect import run_detect
+
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeRemainingColumn(), transient=True, disable=args.json) as bar:
+        task = bar.add_task("video frames", total=None)
+
+        def frame(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total or None)
+
+        images, videos = run_detect(args.run_dir, args.sources, min_confidence=args.min_confidence, out=args.out,
+                                    show=args.show, epoch=args.epoch, device=args.device,
+                                    batch_size=args.batch_size, on_video_frame=frame)
+    if args.json:
+        print(json.dumps({"images": [r.to_dict() for r in images],
+                          "videos": [{"video": v.source, "frames": v.frames, "output": v.output,
+                                      "detections": [[d.to_dict() for d in f] for f in v.per_frame]}
+                                     for v in videos]}, indent=1))
+        return 0
+    for r in images:
+        print(f"{r.source}: {len(r.detections)} detection(s)" + (f" -> {r.output}" if r.output else ""))
+        for d in r.detections:
+            x1, y1, x2, y2 = d.box
+            print(f"  {d.name}: {d.score:.2f} at [{x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}]")
+    for v in videos:
+        print(f"{v.source}: {v.frames} frames, {v.detections} detection(s), {v.fps:.1f} frames/s"
+              + (f" -> {v.output}" if v.output else ""))
+    return 0

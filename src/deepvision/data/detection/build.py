@@ -1,0 +1,230 @@
+"""`deepvision detection build`: any supported annotation format -> the index of SPEC §10.4.
+
+The checks every format shares happen here, each reported on one line:
+
+- boxes with zero or negative width/height, or reaching more than 1 px outside the image: an
+  error naming the file and box, unless `fix` is "clip" (clip to the image, drop what is then empty)
+  or "drop"; coordinates at most 1 px outside (annotation tools round) are clipped silently;
+- class names not in the class list: skipped and counted (an error with `strict`);
+- images without boxes: kept as negatives and counted;
+- missing or unreadable image files: skipped and counted (an error with `strict`).
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepvision.data.detection.index import write_index
+from deepvision.data.detection.readers import image_size
+from deepvision.data.detection.schema import Annotations, Box, ImageRecord
+from deepvision.errors import UserError
+
+TOLERANCE = 1.0  # px beyond the border that annotation tools produce by rounding; clipped silently
+FIXES = ("clip", "drop")
+
+
+@dataclass
+class SplitCounts:
+    images: int = 0
+    boxes: int = 0
+    negatives: int = 0
+    difficult: int = 0
+    per_class: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class BuildReport:
+    out: Path
+    classes: list[str]
+    counts: dict[str, SplitCounts]
+    notes: list[str]
+
+    def lines(self) -> list[str]:
+        """The summary printed by the CLI (fits 80 columns)."""
+        out = [line for note in self.notes
+               for line in textwrap.wrap(note, 80, subsequent_indent="  ", break_long_words=False,
+                                         break_on_hyphens=False)]
+        width = max(len(s) for s in self.counts) if self.counts else 5
+        for split, c in self.counts.items():
+            out.append(f"{split:<{width}}  {c.images:>7,} images  {c.boxes:>8,} boxes  {c.negatives:>6,} negatives"
+                       + (f"  {c.difficult:,} difficult" if c.difficult else ""))
+            per_class = ", ".join(f"{k} {c.per_class.get(k, 0):,}" for k in self.classes)
+            out += textwrap.wrap(per_class, 80, initial_indent=" " * (width + 2), subsequent_indent=" " * (width + 2))
+        out.append(f"{len(self.classes)} classes; wrote the label map and "
+                   f"{', '.join(f'{s}.json' for s in self.counts)} to")
+        out.append(f"  {self.out}/")
+        return out
+
+
+def _problem(box: Box, width: int, height: int) -> str | None:
+    if box.xmax <= box.xmin or box.ymax <= box.ymin:
+        return "has zero or negative width/height"
+    t = TOLERANCE
+    if box.xmin < -t or box.ymin < -t or box.xmax > width + t or box.ymax > height + t:
+        return f"extends outside the {width}x{height} image"
+    return None
+
+
+def _clip(box: Box, width: int, height: int) -> Box:
+    return Box(min(max(box.xmin, 0.0), width), min(max(box.ymin, 0.0), height),
+               min(max(box.xmax, 0.0), width), min(max(box.ymax, 0.0), height), box.label, box.difficult)
+
+
+def check_records(records: list[ImageRecord], classes: list[str], fix: str | None, counters: dict[str, Any]
+                  ) -> list[ImageRecord]:
+    """Resolve sizes, drop missing images and unknown classes, repair or refuse bad boxes (see module doc)."""
+    known = set(classes)
+    kept = []
+    for rec in records:
+        if not Path(rec.file).is_file():
+            counters["missing"].append(rec.file)
+            continue
+        if rec.width is None or rec.height is None:
+            size = image_size(rec.file)
+            if size is None:
+                counters["unreadable"].append(rec.file)
+                continue
+            rec.width, rec.height = size
+        boxes = []
+        for box in rec.boxes:
+            if box.label not in known:
+                counters["unknown"][box.label] += 1
+                continue
+            problem = _problem(box, rec.width, rec.height)
+            if problem is not None:
+                counters["bad"].append(f"{rec.file}: {box.describe()} {problem}")
+                if fix == "drop" or fix is None:
+                    continue
+            box = _clip(box, rec.width, rec.height)
+            if box.xmax <= box.xmin or box.ymax <= box.ymin:
+                if problem is None:  # a sliver within the tolerance band: nothing left to keep
+                    counters["bad"].append(f"{rec.file}: {box.describe()} is empty inside the image")
+                counters["emptied"] += 1
+                continue
+            boxes.append(box)
+        rec.boxes = boxes
+        kept.append(rec)
+    return kept
+
+
+def _split_all(records: list[ImageRecord], test_fraction: float, seed: int) -> dict[str, list[ImageRecord]]:
+    """Split by image as the reference does: sklearn's train_test_split of the image list (75/25, seed 42)."""
+    if test_fraction <= 0:
+        return {"train": records}
+    if len(records) < 2:
+        raise UserError(f"{len(records)} image(s) cannot be split into train and test; add images or set "
+                        f"--test-fraction 0")
+    import numpy as np
+
+    # scikit-learn's train_test_split(records, test_size=f, random_state=seed), without importing it
+    n_test = int(np.ceil(test_fraction * len(records)))
+    order = np.random.RandomState(seed).permutation(len(records))
+    return {"train": [records[i] for i in order[n_test:]], "test": [records[i] for i in order[:n_test]]}
+
+
+def build_dataset(
+    ann: Annotations,
+    out: str | Path,
+    *,
+    classes: list[str] | None = None,
+    fix: str | None = None,
+    test_fraction: float = 0.25,
+    seed: int = 42,
+    strict: bool = False,
+    command: str = "",
+) -> BuildReport:
+    """Check the annotations, split by image when they come as one set, and write the index to `out`."""
+    if fix is not None and fix not in FIXES:
+        raise UserError(f"--fix must be clip or drop, got {fix!r}")
+    if not 0 <= test_fraction < 1:
+        raise UserError(f"--test-fraction must be in [0, 1), got {test_fraction}")
+    classes = list(classes or ann.classes or sorted({b.label for rs in ann.splits.values() for r in rs
+                                                      for b in r.boxes}))
+    if not classes:
+        raise UserError("the annotations name no class; give the class names with --classes")
+    counters: dict[str, Any] = {"missing": [], "unreadable": [], "unknown": Counter(), "bad": [], "emptied": 0}
+    splits = {name: check_records(records, classes, fix, counters) for name, records in ann.splits.items()}
+    notes = list(ann.notes)
+    if counters["bad"]:
+        bad = counters["bad"]
+        if fix is None:
+            raise UserError(f"{len(bad):,} bad box(es), first: {bad[0]}; repair with --fix clip (clip to the "
+                            f"image, drop what is left empty) or --fix drop")
+        verb = "clipped" if fix == "clip" else "dropped"
+        notes.append(f"{verb} {len(bad):,} bad box(es) (--fix {fix}), first: {bad[0]}"
+                     + (f"; {counters['emptied']:,} left empty were dropped" if fix == "clip" and
+                        counters["emptied"] else ""))
+    problems = []
+    for key, what in (("missing", "whose image file is missing"), ("unreadable", "whose image file is unreadable")):
+        files = counters[key]
+        if files:
+            problems.append(f"skipped {len(files):,} image(s) {what}, first: {files[0]}")
+    if counters["unknown"]:
+        unknown = counters["unknown"]
+        top = ", ".join(f"{k} ({n:,})" for k, n in unknown.most_common(5))
+        problems.append(f"skipped {sum(unknown.values()):,} box(es) of {len(unknown)} class(es) not in the class "
+                        f"list: {top}" + (" ..." if len(unknown) > 5 else ""))
+    if strict and problems:
+        raise UserError(problems[0] + " (--strict)")
+    notes += problems
+    if "all" in splits and len(splits) == 1:
+        splits = _split_all(splits["all"], test_fraction, seed)
+    if not any(splits.values()):
+        raise UserError("no image is left to write (see the skipped images above)")
+    files = [Path(r.file) for rs in splits.values() for r in rs]
+    image_root = Path(os.path.commonpath([str(f.parent) for f in files]))
+    index: dict[str, list[dict[str, Any]]] = {}
+    counts: dict[str, SplitCounts] = {}
+    ids = {name: i for i, name in enumerate(classes, 1)}
+    for split, records in splits.items():
+        c = counts[split] = SplitCounts(images=len(records))
+        entries = []
+        for rec in records:
+            w, h = rec.width, rec.height
+            entries.append({
+                "file": os.path.relpath(rec.file, image_root), "width": w, "height": h,
+                "boxes": [[b.xmin / w, b.ymin / h, b.xmax / w, b.ymax / h] for b in rec.boxes],
+                "labels": [ids[b.label] for b in rec.boxes], "names": [b.label for b in rec.boxes],
+                "difficult": [int(b.difficult) for b in rec.boxes],
+            })
+            c.boxes += len(rec.boxes)
+            c.negatives += not rec.boxes
+            c.difficult += sum(b.difficult for b in rec.boxes)
+            c.per_class.update(b.label for b in rec.boxes)
+        index[split] = entries
+    info = {"source_format": ann.source_format, "command": command, "notes": notes,
+            "counts": {s: {"images": c.images, "boxes": c.boxes, "negatives": c.negatives,
+                           "difficult": c.difficult} for s, c in counts.items()}}
+    out = Path(out)
+    write_index(out, classes, image_root, index, info)
+    return BuildReport(out, classes, counts, notes)
+
+
+def read_annotations(fmt: str, inputs: list[str], *, classes: list[str] | None = None,
+                     images_dir: str | None = None, reference_clip: bool = False) -> Annotations:
+    """Read `inputs` in format `fmt` (lisa: the CSV; imglab/coco: one file per split, `SPLIT=PATH` or
+    named by stem; voc: the VOC folder; yolo: the data YAML or folder)."""
+    from deepvision.data.detection import readers
+    from deepvision.data.detection.schema import FORMATS
+
+    if fmt not in FORMATS:
+        raise UserError(f"unknown annotation format '{fmt}'; valid: {', '.join(FORMATS)}")
+    if not inputs:
+        raise UserError(f"give the {fmt} annotations to read")
+    single = {"lisa": "the allAnnotations.csv file", "voc": "the VOC folder", "yolo": "the data YAML or folder"}
+    if fmt in single and len(inputs) != 1:
+        raise UserError(f"{fmt}: give one input, {single[fmt]}; got {len(inputs)}")
+    if fmt == "lisa":
+        return readers.read_lisa(inputs[0], classes)
+    if fmt == "imglab":
+        return readers.read_imglab(readers.split_files(inputs), reference_clip)
+    if fmt == "voc":
+        return readers.read_voc(inputs[0])
+    if fmt == "coco":
+        return readers.read_coco(readers.split_files(inputs), images_dir)
+    return readers.read_yolo(inputs[0])

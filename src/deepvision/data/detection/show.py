@@ -1,0 +1,53 @@
+"""`deepvision detection show`: the visual check of SPEC §10.4 (de-normalised boxes and labels drawn in
+green, thickness 2, on sampled images of a built dataset). Difficult boxes are drawn in orange."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from deepvision.data.detection.index import IndexImage, load_index
+from deepvision.data.preprocess import open_image
+from deepvision.errors import UserError
+
+GREEN = (0, 255, 0)
+ORANGE = (255, 165, 0)
+
+
+def draw_boxes(image: IndexImage, classes: list[str]) -> Image.Image:
+    img = open_image(image.file, 3)
+    if img.size != (image.width, image.height):  # the index's size is the one the boxes were normalised by
+        img = img.resize((image.width, image.height), Image.BILINEAR)
+    draw = ImageDraw.Draw(img)
+    for (x1, y1, x2, y2), label, difficult in zip(image.pixel_boxes(), image.labels, image.difficult):
+        colour = ORANGE if difficult else GREEN
+        draw.rectangle((x1, y1, x2 - 1, y2 - 1), outline=colour, width=2)
+        text = classes[int(label) - 1] + (" (difficult)" if difficult else "")
+        ty = y1 - 12 if y1 >= 12 else y1 + 2
+        draw.text((x1 + 2, ty), text, fill=colour)
+    return img
+
+
+def show_dataset(root: str | Path, out: str | Path | None = None, split: str | None = None, count: int = 8,
+                 seed: int = 0) -> list[Path]:
+    """Draw the boxes of `count` randomly sampled images of `split` (default: the first split) into PNGs."""
+    if count < 1:
+        raise UserError("--count must be at least 1")
+    index = load_index(root, [split] if split else None)
+    name = split or next(iter(index.splits), None)
+    if name is None:
+        raise UserError(f"{root} has no split")
+    images = index.splits[name]
+    if not images:
+        raise UserError(f"split '{name}' of {root} has no image")
+    chosen = sorted(random.Random(seed).sample(range(len(images)), min(count, len(images))))
+    out = Path(out) if out else Path(root) / "show"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i in chosen:
+        path = out / f"{name}_{i:05d}_{images[i].file.stem}.png"
+        draw_boxes(images[i], index.classes).save(path)
+        written.append(path)
+    return written

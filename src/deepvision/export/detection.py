@@ -1,0 +1,224 @@
+"""A trained detector as one self-contained file: TorchScript or ONNX, checked against PyTorch.
+
+The artefact takes one uint8 RGB image (3, H, W) of any size and returns `boxes` (N, 4) xyxy in
+that image's pixels, `scores` (N,) and `labels` (N,) (class ids from 1); the detector's own
+normalisation, resizing and NMS are inside. The class names travel with the file (TorchScript extra
+file `classes.json`, ONNX metadata `classes`). ONNX goes through the TorchScript-based exporter
+(`torch.onnx.export(..., dynamo=False)`): the dynamo exporter fails on torchvision's data-dependent NMS.
+
+The parity check runs both on sample images (the run's own test/val images when its dataset is at
+hand, else seeded noise) and requires, for every PyTorch detection scoring at least `min_score`, an
+exported one with the same label, a score within `score_tol` and an IoU of at least `iou_min`, and
+the same number of such detections.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepvision.data.preprocess import open_image, pil_to_tensor
+from deepvision.engine.detection_metrics import box_iou
+from deepvision.errors import UserError
+from deepvision.models.detection import detection_family
+from deepvision.runs.loading import LoadedRun, load_run
+
+FORMATS = ("torchscript", "onnx")
+
+
+class SingleImageDetector(nn.Module):
+    """uint8 RGB (3, H, W) -> (boxes, scores, labels): the exportable form of a torchvision detector."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.eval()  # the exporters run the module in its own mode; a detector in train mode wants targets
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.model([image.float() / 255.0])
+        if torch.jit.is_scripting():  # scripted torchvision detectors return (losses, detections)
+            det = out[1][0]
+        else:
+            det = out[0]
+        return det["boxes"], det["scores"], det["labels"]
+
+
+@dataclass
+class ParityReport:
+    images: int
+    compared: int  # PyTorch detections at or above min_score
+    matched: int
+    max_box_diff: float
+    max_score_diff: float
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def line(self) -> str:
+        status = "ok" if self.ok else "FAILED: " + "; ".join(self.problems[:3])
+        return (f"parity on {self.images} image(s): {self.matched}/{self.compared} detections matched, max box "
+                f"difference {self.max_box_diff:.2g} px, max score difference {self.max_score_diff:.2g}: {status}")
+
+
+def compare_detections(ref: list[tuple[np.ndarray, ...]], got: list[tuple[np.ndarray, ...]], min_score: float = 0.05,
+                       score_tol: float = 1e-3, iou_min: float = 0.99) -> ParityReport:
+    """Match per image (boxes, scores, labels) of the exported model to PyTorch's (see the module doc)."""
+    compared = matched = 0
+    box_diff = score_diff = 0.0
+    problems: list[str] = []
+    for i, ((rb, rs, rl), (gb, gs, gl)) in enumerate(zip(ref, got)):
+        keep_r, keep_g = rs >= min_score, gs >= min_score
+        rb, rs, rl, gb, gs, gl = rb[keep_r], rs[keep_r], rl[keep_r], gb[keep_g], gs[keep_g], gl[keep_g]
+        compared += len(rs)
+        if abs(len(rs) - len(gs)) > 0 and not _borderline(rs, gs, min_score, score_tol):
+            problems.append(f"image {i}: {len(rs)} detections in PyTorch, {len(gs)} exported")
+        used = np.zeros(len(gs), bool)
+        iou = box_iou(rb, gb) if len(rb) and len(gb) else np.zeros((len(rb), len(gb)))
+        for j in range(len(rs)):
+            candidates = [k for k in range(len(gs)) if not used[k] and gl[k] == rl[j]
+                          and abs(gs[k] - rs[j]) <= score_tol and iou[j, k] >= iou_min]
+            if not candidates:
+                if rs[j] >= min_score + score_tol:
+                    problems.append(f"image {i}: no exported match for label {int(rl[j])} score {rs[j]:.4f}")
+                continue
+            k = max(candidates, key=lambda c: iou[j, c])
+            used[k] = True
+            matched += 1
+            box_diff = max(box_diff, float(np.abs(rb[j] - gb[k]).max()))
+            score_diff = max(score_diff, float(abs(rs[j] - gs[k])))
+    return ParityReport(len(ref), compared, matched, box_diff, score_diff, problems)
+
+
+def _borderline(a: np.ndarray, b: np.ndarray, threshold: float, tol: float) -> bool:
+    """Counts differ only by detections scoring within `tol` of the threshold."""
+    return int((a >= threshold + tol).sum()) == int((b >= threshold + tol).sum())
+
+
+def sample_images(loaded: LoadedRun, count: int = 3, seed: int = 0) -> list[torch.Tensor]:
+    """Up to `count` images of the run's test/val split (uint8 3 x H x W), else seeded noise of two sizes."""
+    images: list[torch.Tensor] = []
+    root = loaded.cfg.data.root
+    if root and (Path(root) / "dataset.json").is_file():
+        from deepvision.data.detection.index import load_index
+
+        try:
+            index = load_index(root, [])
+            split = next((s for s in ("test", "val", "train") if s in index.info.get("splits", [])), None)
+            if split:
+                files = [im.file for im in load_index(root, [split]).splits[split][:count]]
+                images = [pil_to_tensor(open_image(f, 3)) for f in files if Path(f).is_file()]
+        except UserError:
+            images = []
+    if not images:
+        g = torch.Generator().manual_seed(seed)
+        images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g) for h, w in ((240, 320), (300, 200))]
+    return images
+
+
+def _run_torch(module: nn.Module, images: list[torch.Tensor]) -> list[tuple[np.ndarray, ...]]:
+    with torch.inference_mode():
+        return [tuple(t.float().numpy() if t.is_floating_point() else t.numpy() for t in module(im)) for im in images]
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    classes: list[str]
+    parity: ParityReport | None
+
+
+def export_detector(run_dir: str | Path | LoadedRun, out: str | Path | None = None, fmt: str = "torchscript", *,
+                    check: bool = True, images: list[str | Path] | None = None, opset: int = 17,
+                    min_score: float = 0.05, epoch: int | None = None) -> ExportResult:
+    """Write the run's detector as TorchScript (.pt) or ONNX (.onnx) and check it against PyTorch.
+
+    A failed parity check raises UserError (the file is kept, for inspection).
+    """
+    if fmt not in FORMATS:
+        raise UserError(f"--format must be torchscript or onnx, got {fmt!r}")
+    loaded = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, epoch, "best", "cpu")
+    if detection_family(loaded.cfg.model.name) is None:
+        raise UserError(f"{loaded.run.path} trains '{loaded.cfg.model.name}', not a detector")
+    classes = list(loaded.classes[: (loaded.cfg.model.num_classes or len(loaded.classes) + 1) - 1])
+    module = SingleImageDetector(loaded.model.cpu())
+    suffix = ".pt" if fmt == "torchscript" else ".onnx"
+    path = Path(out) if out is not None else loaded.run.path / "export" / f"{loaded.cfg.model.name}{suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    samples = [pil_to_tensor(open_image(p, 3)) for p in images] if images else sample_images(loaded)
+    try:
+        if fmt == "torchscript":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.jit's deprecation notice; torchvision's scripting notes
+                scripted = torch.jit.script(module)
+                torch.jit.save(scripted, str(tmp), _extra_files={"classes.json": json.dumps(classes)})
+                runner: Any = torch.jit.load(str(tmp))
+                got = _run_torch(runner, samples)  # the reloaded file, not the in-memory module
+        else:
+            got = _export_onnx(module, tmp, samples, classes, opset)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    parity = None
+    if check:
+        parity = compare_detections(_run_torch(module, samples), got, min_score=min_score)
+        if not parity.ok:
+            raise UserError(f"{path}: the exported model differs from PyTorch: {parity.line()}")
+    return ExportResult(path, fmt, classes, parity)
+
+
+def _export_onnx(module: nn.Module, path: Path, samples: list[torch.Tensor], classes: list[str], opset: int
+                 ) -> list[tuple[np.ndarray, ...]]:
+    try:
+        import onnx
+        import onnxruntime as ort
+    except ImportError:
+        raise UserError("ONNX export needs onnx and onnxruntime: pip install deepvision[onnx]") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about data-dependent shapes (expected for NMS)
+        torch.onnx.export(module, (samples[0],), str(path), dynamo=False, opset_version=opset,
+                          input_names=["image"], output_names=["boxes", "scores", "labels"],
+                          dynamic_axes={"image": {1: "height", 2: "width"}, "boxes": {0: "detections"},
+                                        "scores": {0: "detections"}, "labels": {0: "detections"}})
+    model = onnx.load(str(path))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "classes", json.dumps(classes)
+    onnx.save(model, str(path))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return [tuple(session.run(None, {"image": im.numpy()})) for im in samples]
+
+
+def load_exported(path: str | Path) -> tuple[Any, list[str]]:
+    """(callable image -> (boxes, scores, labels) as numpy, class names) for an exported file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"exported model not found: {path}")
+    if path.suffix == ".onnx":
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise UserError("running ONNX models needs onnxruntime: pip install deepvision[onnx]") from None
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        meta = session.get_modelmeta().custom_metadata_map
+        return (lambda im: tuple(session.run(None, {"image": np.asarray(im)}))), json.loads(meta.get("classes", "[]"))
+    files = {"classes.json": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit's deprecation notice
+        module = torch.jit.load(str(path), _extra_files=files)
+
+    def run(image: Any) -> tuple[np.ndarray, ...]:
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "SSD always returns a (Losses, Detections) tuple in scripting"
+            return tuple(t.numpy() for t in module(torch.as_tensor(image)))
+
+    return run, json.loads(files["classes.json"] or "[]")

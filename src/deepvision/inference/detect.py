@@ -1,0 +1,265 @@
+"""`deepvision detect`: a trained detector on images, folders and videos (SPEC §10.7).
+
+Per image or frame: the longer side is capped at 1,000 px (INTER_AREA), the RGB image goes through
+the model (which normalises and resizes it itself), detections below `min_confidence` are dropped,
+and each box is drawn (thickness 2) in a random colour per class with "<name>: <score:.2f>" 10 px
+above its top, or 10 px below the top when that would be within 10 px of the image top (font scale
+0.3, thickness 1). JSON results give pixel boxes in the original image's coordinates. Videos are
+written back annotated; a window with `q` to quit is shown only when asked (headless by default).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepvision.data.detection.readers import IMAGE_EXTENSIONS
+from deepvision.data.preprocess import open_image
+from deepvision.engine.distributed import resolve_device
+from deepvision.errors import UserError
+from deepvision.fileio import atomic_write_text
+from deepvision.models.detection import detection_family
+from deepvision.runs.loading import LoadedRun, load_run
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+MAX_SIDE = 1000
+
+
+def _cv2() -> Any:
+    try:
+        import cv2
+    except ImportError:
+        raise UserError("detect needs OpenCV: pip install deepvision[detection]") from None
+    return cv2
+
+
+@dataclass
+class Detection:
+    class_id: int  # from 1
+    name: str
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 pixels of the original image
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"class": self.name, "class_id": self.class_id, "score": round(self.score, 6),
+                "box": [round(v, 2) for v in self.box]}
+
+
+@dataclass
+class ImageDetections:
+    source: str
+    width: int
+    height: int
+    detections: list[Detection] = field(default_factory=list)
+    output: str | None = None  # the annotated file written, if any
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"image": self.source, "width": self.width, "height": self.height,
+             "detections": [x.to_dict() for x in self.detections]}
+        if self.output:
+            d["output"] = self.output
+        return d
+
+
+class Detector:
+    """A detector with the §10.7 pre- and post-processing; `detect` takes RGB uint8 H x W x 3 arrays."""
+
+    def __init__(self, model: torch.nn.Module, classes: list[str], min_confidence: float = 0.5,
+                 max_side: int = MAX_SIDE, seed: int = 42) -> None:
+        if not 0 <= min_confidence <= 1:
+            raise UserError(f"--min-confidence must be in [0, 1], got {min_confidence}")
+        self.model = model.eval()
+        self.device = next(self.model.parameters()).device
+        self.names = list(classes)
+        self.min_confidence, self.max_side = min_confidence, max_side
+        # one random colour per class (the reference draws np.random.uniform(0, 255) per class)
+        self.colours = np.random.default_rng(seed).uniform(0, 255, (len(self.names) + 1, 3))
+
+    @classmethod
+    def from_run(cls, loaded: LoadedRun, min_confidence: float = 0.5, max_side: int = MAX_SIDE) -> Detector:
+        if detection_family(loaded.cfg.model.name) is None:
+            raise UserError(f"{loaded.run.path} trains '{loaded.cfg.model.name}', not a detector; "
+                            f"use `deepvision predict` for classifiers")
+        return cls(loaded.model, loaded.classes, min_confidence, max_side)
+
+    def name(self, class_id: int) -> str:
+        return self.names[class_id - 1] if 0 < class_id <= len(self.names) else str(class_id)
+
+    def cap(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """Step 1: the image with its longer side at most max_side, and the scale applied."""
+        h, w = image.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        if scale < 1.0:
+            cv2 = _cv2()
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        return image, scale
+
+    @torch.inference_mode()
+    def detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        """Detections for RGB uint8 arrays already capped, in their own pixel coordinates."""
+        x = [torch.from_numpy(np.array(im, copy=not im.flags.writeable, order="C")).permute(2, 0, 1)
+             .to(self.device).float().div_(255) for im in images]
+        outputs = self.model(x)
+        results = []
+        for out in outputs:
+            keep = out["scores"] >= self.min_confidence
+            boxes, scores, labels = (out[k][keep].float().cpu().tolist() for k in ("boxes", "scores", "labels"))
+            results.append([Detection(int(k), self.name(int(k)), float(s), tuple(b))
+                            for b, s, k in zip(boxes, scores, labels)])
+        return results
+
+    def draw(self, bgr: np.ndarray, detections: list[Detection]) -> np.ndarray:
+        """Step 5 on a BGR image (in place), boxes in its coordinates."""
+        cv2 = _cv2()
+        for d in detections:
+            x1, y1, x2, y2 = (int(round(v)) for v in d.box)
+            colour = tuple(float(c) for c in self.colours[d.class_id % len(self.colours)])
+            cv2.rectangle(bgr, (x1, y1), (x2, y2), colour, 2)
+            y = y1 - 10 if y1 - 10 > 10 else y1 + 10
+            cv2.putText(bgr, f"{d.name}: {d.score:.2f}", (x1, y), cv2.FONT_HERSHEY_SIMPLEX, 0.3, colour, 1)
+        return bgr
+
+
+def _scaled(detections: list[Detection], scale: float) -> list[Detection]:
+    if scale == 1.0:
+        return detections
+    return [Detection(d.class_id, d.name, d.score, tuple(v / scale for v in d.box)) for d in detections]
+
+
+def expand_sources(sources: list[str | Path]) -> list[tuple[Path, str]]:
+    """(path, kind) for every image ("image") and video ("video"); folders give their images, sorted."""
+    out: list[tuple[Path, str]] = []
+    for src in sources:
+        p = Path(src)
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+            if not files:
+                raise UserError(f"{p} holds no image ({', '.join(IMAGE_EXTENSIONS)})")
+            out += [(f, "image") for f in files]
+        elif not p.is_file():
+            raise UserError(f"not found: {p}")
+        elif p.suffix.lower() in VIDEO_EXTENSIONS:
+            out.append((p, "video"))
+        else:
+            out.append((p, "image"))
+    return out
+
+
+def detect_images(detector: Detector, paths: list[Path], out: Path | None = None, batch_size: int = 4
+                  ) -> Iterator[ImageDetections]:
+    """Detect in image files (decoded with EXIF rotation); writes annotated copies to `out` when given."""
+    cv2 = _cv2() if out is not None else None
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        originals = [np.asarray(open_image(p, 3)) for p in chunk]
+        capped = [detector.cap(im) for im in originals]
+        found = detector.detect([im for im, _ in capped])
+        for path, original, (im, scale), dets in zip(chunk, originals, capped, found):
+            result = ImageDetections(str(path), original.shape[1], original.shape[0], _scaled(dets, scale))
+            if out is not None:
+                bgr = detector.draw(cv2.cvtColor(im, cv2.COLOR_RGB2BGR), dets)
+                target = out / f"{path.stem}.jpg"
+                if not cv2.imwrite(str(target), bgr):
+                    raise UserError(f"could not write {target}")
+                result.output = str(target)
+            yield result
+
+
+@dataclass
+class VideoResult:
+    source: str
+    frames: int
+    detections: int
+    seconds: float
+    output: str | None
+    per_frame: list[list[Detection]] = field(default_factory=list, repr=False)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+def detect_video(detector: Detector, path: Path, out: Path | None = None, show: bool = False,
+                 progress: Callable[[int, int], None] | None = None, max_frames: int | None = None) -> VideoResult:
+    """Every frame of a video: detect, draw, write `out/<stem>.mp4`; `show` opens a window (`q` quits)."""
+    cv2 = _cv2()
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise UserError(f"cannot open {path} as a video")
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    fps_in = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    writer = None
+    target = out / f"{path.stem}.mp4" if out is not None else None
+    frames = count = 0
+    per_frame: list[list[Detection]] = []
+    start = time.perf_counter()
+    try:
+        while max_frames is None or frames < max_frames:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frame, scale = detector.cap(frame)
+            dets = detector.detect([cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)])[0]
+            detector.draw(frame, dets)
+            per_frame.append(_scaled(dets, scale))
+            count += len(dets)
+            frames += 1
+            if target is not None:
+                if writer is None:
+                    writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps_in,
+                                             (frame.shape[1], frame.shape[0]))
+                    if not writer.isOpened():
+                        raise UserError(f"could not open {target} for writing")
+                writer.write(frame)
+            if show:
+                try:
+                    cv2.imshow("deepvision detect", frame)
+                    key = cv2.waitKey(1) & 0xFF
+                except cv2.error:
+                    raise UserError("--show needs OpenCV with GUI support (pip install opencv-python); "
+                                    "leave it out to run headless") from None
+                if key == ord("q"):
+                    break
+            if progress is not None:
+                progress(frames, total)
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+        if show:
+            import contextlib
+
+            with contextlib.suppress(Exception):
+                cv2.destroyAllWindows()
+    return VideoResult(str(path), frames, count, time.perf_counter() - start, str(target) if target else None,
+                       per_frame)
+
+
+def run_detect(run_dir: str | Path, sources: list[str | Path], *, min_confidence: float = 0.5,
+               out: str | Path | None = None, show: bool = False, epoch: int | None = None, which: str = "best",
+               device: str = "auto", batch_size: int = 4, on_video_frame: Callable[[int, int], None] | None = None
+               ) -> tuple[list[ImageDetections], list[VideoResult]]:
+    """Detect in every source; with `out`, annotated images/videos and detections.json are written there."""
+    items = expand_sources(sources)
+    detector = Detector.from_run(load_run(run_dir, epoch, which, resolve_device(device)), min_confidence)
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    images = [p for p, kind in items if kind == "image"]
+    image_results = list(detect_images(detector, images, out_dir, batch_size)) if images else []
+    videos = [detect_video(detector, p, out_dir, show, on_video_frame) for p, kind in items if kind == "video"]
+    if out_dir is not None:
+        doc = {"run": str(Path(run_dir)), "min_confidence": min_confidence,
+               "images": [r.to_dict() for r in image_results],
+               "videos": [{"video": v.source, "frames": v.frames, "output": v.output,
+                           "detections": [[d.to_dict() for d in f] for f in v.per_frame]} for v in videos]}
+        atomic_write_text(out_dir / "detections.json", json.dumps(doc, indent=1) + "\n")
+    return image_results, videos

@@ -1,0 +1,315 @@
+"""Detection datasets: every reader on files written the way each tool writes them, the build checks, the index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepvision.data.detection import build_dataset, load_index, make_fake, read_class_list
+from deepvision.data.detection.build import read_annotations
+from deepvision.data.detection.index import label_map_text
+from deepvision.errors import UserError
+
+
+def _built_truth(root: Path, split: str) -> dict[str, list[tuple]]:
+    index = load_index(root, [split])
+    out = {}
+    for img in index.splits[split]:
+        out[str(img.file.resolve())] = [(*map(float, b), index.classes[int(k) - 1], bool(d))
+                                        for b, k, d in zip(img.pixel_boxes(), img.labels, img.difficult)]
+    return out
+
+
+def _key(box: tuple) -> tuple:
+    return tuple(round(v) for v in box[:4])
+
+
+def _same(a: dict[str, list[tuple]], b: dict[str, list[tuple]], tol: float = 1e-3) -> None:
+    assert sorted(a) == sorted(b)
+    for key in a:
+        assert len(a[key]) == len(b[key]), key
+        for x, y in zip(sorted(a[key], key=_key), sorted(b[key], key=_key)):
+            assert np.allclose(x[:4], y[:4], atol=tol), (key, x, y)
+            assert x[4:] == y[4:], (key, x, y)
+
+
+@pytest.mark.parametrize("fmt", ["voc", "coco", "yolo", "imglab"])
+def test_fake_round_trip_every_format(tmp_path, fmt):
+    fake = make_fake(tmp_path / fmt, fmt, images=10, size=96, seed=1)
+    ann = read_annotations(fmt, fake.build_args[1:])
+    report = build_dataset(ann, tmp_path / "built")
+    assert sorted(report.counts) == sorted(fake.splits)
+    for split in fake.splits:
+        _same(_built_truth(tmp_path / "built", split), fake.truth(split), tol=1e-3 if fmt == "yolo" else 1e-5)
+        truth = fake.truth(split)
+        assert report.counts[split].boxes == sum(len(v) for v in truth.values())
+        assert report.counts[split].negatives == sum(not v for v in truth.values())
+    # formats without a class order (VOC, imglab) get sorted names; COCO/YOLO keep theirs
+    assert report.classes == (sorted(fake.classes) if fmt in ("voc", "imglab") else fake.classes)
+
+
+def test_lisa_three_class_filter_and_reference_split(tmp_path):
+    from sklearn.model_selection import train_test_split
+
+    fake = make_fake(tmp_path / "lisa", "lisa", images=16, size=96, seed=2)
+    csv = fake.out / "allAnnotations.csv"
+    ann = read_annotations("lisa", [str(csv)], classes=fake.classes)
+    assert any("speedLimit35" in n for n in ann.notes)
+    report = build_dataset(ann, tmp_path / "built", classes=fake.classes)
+    truth = {**fake.truth("train"), **fake.truth("test")}
+    kept = [k for k, v in truth.items() if v]  # frames enter only through rows of the 3 classes
+    # the reference: group by image in CSV order, then train_test_split(keys, test_size=0.25, random_state=42)
+    order = list(dict.fromkeys(str((csv.parent / line.split(";")[0]).resolve())
+                               for line in csv.read_text().splitlines()[1:] if line.split(";")[1] in fake.classes))
+    assert sorted(order) == sorted(kept)
+    train_keys, test_keys = train_test_split(order, test_size=0.25, random_state=42)
+    assert list(_built_truth(tmp_path / "built", "train")) == train_keys
+    assert list(_built_truth(tmp_path / "built", "test")) == test_keys
+    _same({**_built_truth(tmp_path / "built", "train"), **_built_truth(tmp_path / "built", "test")},
+          {k: truth[k] for k in kept})
+    assert report.counts["train"].negatives == 0
+
+
+def test_lisa_csv_as_distributed(tmp_path):
+    """The header and row layout of the real allAnnotations.csv (one ',' pair inside ';' fields)."""
+    folder = tmp_path / "aiua120214-0" / "frameAnnotations-DataLog02142012_external_camera.avi_annotations"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (1024, 522)).save(folder / "stop_1330545910.avi_image0.png")
+    rel = folder.relative_to(tmp_path).as_posix() + "/stop_1330545910.avi_image0.png"
+    (tmp_path / "allAnnotations.csv").write_text(
+        "Filename;Annotation tag;Upper left corner X;Upper left corner Y;Lower right corner X;Lower right corner Y;"
+        "Occluded,On another road;Origin file;Origin frame number;Origin track;Origin track frame number\n"
+        f"{rel};stop;862;104;916;158;0,0;aiua120214-0/DataLog02142012_external_camera.avi;2667;"
+        "stop_1330545910.avi;0\n"
+        f"{rel};speedLimit25;10;10;40;40;1,0;aiua120214-0/DataLog02142012_external_camera.avi;2667;x.avi;0\n")
+    ann = read_annotations("lisa", [str(tmp_path / "allAnnotations.csv")], classes=["pedestrianCrossing",
+                                                                                     "signalAhead", "stop"])
+    report = build_dataset(ann, tmp_path / "out", classes=["pedestrianCrossing", "signalAhead", "stop"],
+                           test_fraction=0)
+    img = load_index(tmp_path / "out").splits["train"][0]
+    assert (img.width, img.height) == (1024, 522) and img.labels.tolist() == [3]
+    assert np.allclose(img.boxes, [[862 / 1024, 104 / 522, 916 / 1024, 158 / 522]])
+    assert report.counts["train"].boxes == 1
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Filename;Annotation tag;x\nimg.png;stop;1;2;abc;4;0,0\n")
+    with pytest.raises(UserError, match="bad.csv line 2: x2 'abc' is not a number"):
+        read_annotations("lisa", [str(bad)], classes=["stop"])
+
+
+def test_imglab_written_by_dlib_clipping_rules(tmp_path):
+    dlib = pytest.importorskip("dlib")
+    Image.new("RGB", (100, 80)).save(tmp_path / "a.jpg")
+    meta = dlib.image_dataset_metadata
+    data = meta.dataset()
+    image = meta.image()
+    image.filename = "a.jpg"
+    for rect, label, ignore in (((-10, 5, 39, 24), "rear", False),  # left -10, width 50: past the left border
+                                ((60, 50, 109, 89), "front", False),  # past the right and bottom borders
+                                ((120, 5, 130, 15), "rear", False),  # wholly outside: max < min after clipping
+                                ((5, 5, 20, 20), "front", True)):  # ignore
+        box = meta.box()
+        box.rect = dlib.rectangle(*rect)
+        box.label, box.ignore = label, ignore
+        image.boxes.append(box)
+    data.images.append(image)
+    meta.save_image_dataset_metadata(data, str(tmp_path / "training.xml"))
+    modern = read_annotations("imglab", [str(tmp_path / "training.xml")])
+    ref = read_annotations("imglab", [str(tmp_path / "training.xml")], reference_clip=True)
+    assert list(modern.splits) == ["train"]
+    boxes = [b.coords for b in modern.splits["train"][0].boxes]
+    assert boxes == [(0, 5, 40, 25), (60, 50, 100, 80)]  # end from the unclipped start: -10 + 50 = 40
+    assert [b.coords for b in ref.splits["train"][0].boxes] == [(0, 5, 50, 25), (60, 50, 100, 80)]  # erratum 34
+    assert "skipped 1 boxes marked ignore" in modern.notes[0]
+    assert "dropped 1" in modern.notes[1]
+
+
+VOC2007_000001 = """<annotation>
+\t<folder>VOC2007</folder>
+\t<filename>000001.jpg</filename>
+\t<source>
+\t\t<database>The VOC2007 Database</database>
+\t\t<annotation>PASCAL VOC2007</annotation>
+\t\t<image>flickr</image>
+\t\t<flickrid>341012865</flickrid>
+\t</source>
+\t<owner>
+\t\t<flickrid>Fried Camels</flickrid>
+\t\t<name>Jinky the Fruit Bat</name>
+\t</owner>
+\t<size>
+\t\t<width>353</width>
+\t\t<height>500</height>
+\t\t<depth>3</depth>
+\t</size>
+\t<segmented>0</segmented>
+\t<object>
+\t\t<name>dog</name>
+\t\t<pose>Left</pose>
+\t\t<truncated>1</truncated>
+\t\t<difficult>0</difficult>
+\t\t<bndbox>
+\t\t\t<xmin>48</xmin>
+\t\t\t<ymin>240</ymin>
+\t\t\t<xmax>195</xmax>
+\t\t\t<ymax>371</ymax>
+\t\t</bndbox>
+\t</object>
+\t<object>
+\t\t<name>person</name>
+\t\t<pose>Left</pose>
+\t\t<truncated>1</truncated>
+\t\t<difficult>1</difficult>
+\t\t<bndbox>
+\t\t\t<xmin>8</xmin>
+\t\t\t<ymin>12</ymin>
+\t\t\t<xmax>352</xmax>
+\t\t\t<ymax>498</ymax>
+\t\t</bndbox>
+\t</object>
+</annotation>
+"""
+
+
+def _voc_tree(root: Path) -> Path:
+    for d in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (root / d).mkdir(parents=True)
+    (root / "Annotations" / "000001.xml").write_text(VOC2007_000001)
+    Image.new("RGB", (353, 500)).save(root / "JPEGImages" / "000001.jpg")
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text("000001\n")
+    (root / "ImageSets" / "Main" / "dog_trainval.txt").write_text("000001  1\n")  # per-class lists are skipped
+    return root
+
+
+def test_voc2007_file_one_based_corners_and_difficult(tmp_path):
+    ann = read_annotations("voc", [str(_voc_tree(tmp_path / "VOC2007"))])
+    assert list(ann.splits) == ["train"]  # trainval serves as train when there is no train.txt
+    rec = ann.splits["train"][0]
+    assert (rec.width, rec.height) == (353, 500)
+    assert [(b.coords, b.label, b.difficult) for b in rec.boxes] == [
+        ((47, 239, 195, 371), "dog", False), ((7, 11, 352, 498), "person", True)]
+
+
+def test_coco_file_loads_in_pycocotools_and_maps_sparse_ids(tmp_path):
+    pycocotools = pytest.importorskip("pycocotools.coco")
+    from pycocotools import mask as mask_utils
+
+    fake = make_fake(tmp_path / "coco", "coco", images=8, size=96, seed=3)
+    path = fake.out / "annotations" / "instances_train2017.json"
+    coco = pycocotools.COCO(str(path))
+    assert sorted(coco.getCatIds()) == [1, 3, 7]
+    crowd = [a for a in coco.dataset["annotations"] if a["iscrowd"]]
+    assert crowd, "the fake has crowd regions"
+    a = crowd[0]
+    x, y, w, h = a["bbox"]
+    mask = coco.annToMask(a)  # our uncompressed RLE decodes to the box
+    assert mask.sum() == w * h and mask[y:y + h, x:x + w].all()
+    assert mask_utils.area(mask_utils.encode(np.asfortranarray(mask))) == w * h
+    # a plain path (standard layout: annotations/instances_val2017.json + val2017/) names the split and finds images
+    ann = read_annotations("coco", [str(fake.out / "annotations" / "instances_val2017.json")])
+    assert list(ann.splits) == ["val"] and all(Path(r.file).is_file() for r in ann.splits["val"])
+    assert ann.classes == ["disc", "square", "triangle"]
+
+
+def test_yolo_polygons_missing_label_files_and_bad_class(tmp_path):
+    root = tmp_path / "ds"
+    (root / "images" / "train").mkdir(parents=True)
+    (root / "labels" / "train").mkdir(parents=True)
+    for name in ("a", "b", "c"):
+        Image.new("RGB", (200, 100)).save(root / "images" / "train" / f"{name}.jpg")
+    lines = ["0 0.5 0.5 0.2 0.4", "1 0.1 0.1 0.3 0.1 0.3 0.5 0.1 0.5", "7 0.5 0.5 0.1 0.1"]  # box, polygon, bad class
+    (root / "labels" / "train" / "a.txt").write_text("\n".join(lines) + "\n")
+    (root / "labels" / "train" / "b.txt").write_text("")  # negative; c has no label file: also a negative
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nnames: [car, sign]\n")
+    ann = read_annotations("yolo", [str(root / "data.yaml")])
+    assert "class index is not in names" in ann.notes[0]
+    report = build_dataset(ann, tmp_path / "out", test_fraction=0)
+    assert report.counts["train"].negatives == 2
+    img = load_index(tmp_path / "out").splits["train"][0]
+    assert np.allclose(img.pixel_boxes(), [[80, 30, 120, 70], [20, 10, 60, 50]], atol=1e-3)
+    assert img.labels.tolist() == [1, 2]
+
+
+def _one_image(tmp_path: Path, boxes: list[tuple], size=(50, 40)):
+    from deepvision.data.detection.schema import Annotations, Box, ImageRecord
+
+    Image.new("RGB", size).save(tmp_path / "img.png")
+    rec = ImageRecord(str(tmp_path / "img.png"), [Box(*b) for b in boxes])
+    return Annotations({"train": [rec]}, None, [], "test")
+
+
+def test_bad_boxes_need_fix_and_are_named(tmp_path):
+    boxes = [(10, 10, 10, 20, "a"), (40, 5, 60, 30, "a"), (1, 1, 20, 20, "a"), (-0.5, 0, 50.8, 40, "b")]
+    with pytest.raises(UserError) as err:
+        build_dataset(_one_image(tmp_path, boxes), tmp_path / "out")
+    msg = str(err.value)
+    assert "2 bad box(es)" in msg and "img.png: box [10, 10, 10, 20] 'a' has zero or negative width" in msg
+    assert "--fix clip" in msg and "\n" not in msg
+    report = build_dataset(_one_image(tmp_path, boxes), tmp_path / "clip", fix="clip")
+    img = load_index(tmp_path / "clip").splits["train"][0]
+    assert np.allclose(img.pixel_boxes(), [[40, 5, 50, 30], [1, 1, 20, 20], [0, 0, 50, 40]])  # empty one dropped
+    assert "clipped 2 bad box(es)" in report.notes[0]
+    build_dataset(_one_image(tmp_path, boxes), tmp_path / "drop", fix="drop")
+    assert np.allclose(load_index(tmp_path / "drop").splits["train"][0].pixel_boxes(), [[1, 1, 20, 20], [0, 0, 50, 40]])
+
+
+def test_unknown_classes_missing_images_negatives_strict(tmp_path):
+    from deepvision.data.detection.schema import Box, ImageRecord
+
+    ann = _one_image(tmp_path, [(1, 1, 20, 20, "cat"), (2, 2, 9, 9, "zebra")])
+    ann.splits["train"].append(ImageRecord(str(tmp_path / "gone.jpg"), [Box(1, 1, 5, 5, "cat")]))
+    Image.new("RGB", (30, 30)).save(tmp_path / "empty.png")
+    ann.splits["train"].append(ImageRecord(str(tmp_path / "empty.png")))
+    report = build_dataset(ann, tmp_path / "out", classes=["cat", "dog"])
+    text = "\n".join(report.notes)
+    assert all(len(line) <= 80 or " " not in line.strip() for line in report.lines())  # wrapped to 80 columns
+    assert "skipped 1 image(s) whose image file is missing, first: " + str(tmp_path / "gone.jpg") in text
+    assert "skipped 1 box(es) of 1 class(es) not in the class list: zebra (1)" in text
+    assert report.counts["train"].images == 2 and report.counts["train"].negatives == 1
+    with pytest.raises(UserError, match="missing.*--strict"):
+        build_dataset(ann, tmp_path / "strict", classes=["cat", "dog"], strict=True)
+
+
+def test_label_map_and_class_lists(tmp_path):
+    (tmp_path / "label_map.pbtxt").write_text(label_map_text(["b", "a"]).replace("id: 1", "id:1"))
+    assert read_class_list(str(tmp_path / "label_map.pbtxt")) == ["b", "a"]
+    (tmp_path / "classes.txt").write_text("x\ny\n")
+    assert read_class_list(str(tmp_path / "classes.txt")) == ["x", "y"]
+    assert read_class_list("stop, yield") == ["stop", "yield"]
+    with pytest.raises(UserError, match="repeat"):
+        read_class_list("a,a")
+
+
+def test_load_index_rejects_edited_files(tmp_path):
+    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out", test_fraction=0)
+    doc = json.loads((tmp_path / "out" / "train.json").read_text())
+    doc["images"][0]["labels"] = [5]
+    (tmp_path / "out" / "train.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError, match="class ids outside 1..1"):
+        load_index(tmp_path / "out")
+    with pytest.raises(UserError, match="not a built detection dataset"):
+        load_index(tmp_path)
+
+
+def test_cli_build_fake_show(tmp_path, run_cli):
+    code, out, _ = run_cli("detection", "fake", "--format", "voc", "--out", tmp_path / "voc", "--images", "6",
+                           "--size", "64")
+    assert code == 0 and "deepvision detection build voc" in out
+    code, out, _ = run_cli("detection", "build", "voc", tmp_path / "voc", "--out", tmp_path / "built")
+    assert code == 0 and "3 classes; wrote" in out
+    assert max(len(line) for line in out.splitlines() if str(tmp_path) not in line) <= 80
+    code, out, _ = run_cli("detection", "show", tmp_path / "built", "--count", "2")
+    shown = sorted((tmp_path / "built" / "show").glob("*.png"))
+    assert code == 0 and len(shown) == 2
+    index = load_index(tmp_path / "built", ["train"])
+    first = next(i for i, img in enumerate(index.splits["train"]) if len(img.boxes))
+    run_cli("detection", "show", tmp_path / "built", "--count", "99", "--out", tmp_path / "all")
+    drawn = np.asarray(Image.open(sorted((tmp_path / "all").glob(f"train_{first:05d}_*.png"))[0]))
+    x1, y1, x2, y2 = index.splits["train"][first].pixel_boxes()[0].round().astype(int)
+    edge = drawn[y1 + 3: y2 - 3, x1]  # the left edge of the first box
+    assert ((edge == [0, 255, 0]).all(1) | (edge == [255, 165, 0]).all(1)).all()
+    code, _, err = run_cli("detection", "build", "coco", tmp_path / "nope.json", "--out", tmp_path / "x")
+    assert code == 2 and err.count("\n") == 1 and "not found" in err

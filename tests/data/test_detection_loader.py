@@ -1,0 +1,129 @@
+"""Box-aware augmentation and the detection loader: boxes follow the pixels, order and augmentation depend
+only on (seed, epoch), difficult boxes stay out of training targets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deepvision.config.schema import DataConfig
+from deepvision.data.detection import build_dataset, make_fake
+from deepvision.data.detection.build import read_annotations
+from deepvision.data.detection.loader import DetectionLoader, load_detection_data
+from deepvision.data.detection.transforms import BoxTransform, DetectionAugment
+from deepvision.data.preprocess import Preprocess
+from deepvision.errors import UserError
+
+PRE = Preprocess(channels=3, size=(96, 96))
+
+
+@pytest.fixture(scope="module")
+def voc_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("det")
+    fake = make_fake(root / "voc", "voc", images=12, size=96, seed=5)
+    build_dataset(read_annotations("voc", fake.build_args[1:]), root / "built")
+    return root / "built"
+
+
+def _image_with_boxes():
+    g = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (3, 60, 80), dtype=torch.uint8, generator=g)
+    boxes = torch.tensor([[5.0, 6.0, 25.0, 30.0], [40.0, 10.0, 70.0, 50.0]])
+    return image, boxes, torch.tensor([1, 2]), torch.tensor([False, True])
+
+
+def test_flip_moves_boxes_with_the_pixels():
+    image, boxes, labels, diff = _image_with_boxes()
+    t = BoxTransform(DetectionAugment(hflip=True))
+    flipped = 0
+    for seed in range(8):
+        img, b, lab, d = t(image, boxes, labels, diff, seed)
+        assert lab.tolist() == [1, 2] and d.tolist() == [False, True]
+        if torch.equal(img, image):
+            assert torch.equal(b, boxes)
+        else:
+            flipped += 1
+            assert torch.equal(img, image.flip(-1))
+            assert torch.allclose(b, torch.stack([80 - boxes[:, 2], boxes[:, 1], 80 - boxes[:, 0], boxes[:, 3]], 1))
+    assert 0 < flipped < 8
+
+
+def test_zoom_out_keeps_box_contents_and_crop_keeps_boxes_inside():
+    image, boxes, labels, diff = _image_with_boxes()
+    zoom = BoxTransform(DetectionAugment(zoom_out=True))
+    grown = 0
+    for seed in range(6):
+        img, b, lab, d = zoom(image, boxes, labels, diff, seed)
+        grown += img.shape[-1] > 80
+        for (x1, y1, x2, y2), (u1, v1, u2, v2) in zip(b.round().int().tolist(), boxes.int().tolist()):
+            assert torch.equal(img[:, y1:y2, x1:x2], image[:, v1:v2, u1:u2])
+    assert grown
+    crop = BoxTransform(DetectionAugment(iou_crop=True, photometric=True))
+    for seed in range(10):
+        img, b, lab, d = crop(image, boxes, labels, diff, seed)
+        h, w = img.shape[-2:]
+        assert len(b) == len(lab) == len(d) and img.dtype == torch.uint8
+        assert (b[:, 0] >= 0).all() and (b[:, 2] <= w).all() and (b[:, 3] <= h).all() and (b[:, 2] > b[:, 0]).all()
+        assert all((lab_ == 2) == d_ for lab_, d_ in zip(lab.tolist(), d.tolist()))  # flags travel with their boxes
+
+
+def test_same_seed_and_epoch_same_batches_whatever_the_workers(voc_root):
+    cfg = DataConfig(source="detection", root=str(voc_root), batch_size=4, workers=0,
+                     options={"iou_crop": True, "photometric": True})
+    cfg.augment.rand_mirror = True
+    data = load_detection_data(cfg, ("train", "val"), PRE)
+    a = data.loaders(("train",), seed=3)["train"]
+    cfg.workers = 2
+    b = load_detection_data(cfg, ("train",), PRE).loaders(("train",), seed=3)["train"]
+    try:
+        for epoch in (0, 1):
+            a.set_epoch(epoch)
+            b.set_epoch(epoch)
+            batches_a, batches_b = list(a), list(b)
+            assert len(batches_a) == len(a) == 3
+            for (xa, ya), (xb, yb) in zip(batches_a, batches_b):
+                assert isinstance(xa, list) and all(torch.equal(p, q) for p, q in zip(xa, xb))
+                assert all(torch.equal(p["boxes"], q["boxes"]) for p, q in zip(ya, yb))
+            if epoch == 0:
+                first = [t["image_id"].item() for _, ys in batches_a for t in ys]
+        assert [t["image_id"].item() for _, ys in batches_a for t in ys] != first  # reshuffled per epoch
+    finally:
+        b.close()
+
+
+def test_training_targets_leave_out_difficult_boxes(voc_root):
+    cfg = DataConfig(source="detection", root=str(voc_root), batch_size=16, workers=0, test=None)
+    data = load_detection_data(cfg, ("train",), PRE)
+    with_difficult = [i for i, im in enumerate(data.splits["train"]) if im.difficult.any()]
+    assert with_difficult
+    i = with_difficult[0]
+    _, target = data.dataset("train")[(i, 0)]
+    assert not target["difficult"].any() and len(target["boxes"]) == int((~data.splits["train"][i].difficult).sum())
+    data.train_difficult = True
+    _, full = data.dataset("train")[(i, 0)]
+    assert full["difficult"].any() and len(full["boxes"]) == len(data.splits["train"][i].labels)
+
+
+def test_roles_fractions_and_errors(voc_root):
+    cfg = DataConfig(source="detection", root=str(voc_root), val_fraction=0.25, workers=0)
+    data = load_detection_data(cfg, ("train", "val", "test"), PRE)
+    assert data.counts() == {"train": 7, "val": 2, "test": 3}
+    files = [im.file for r in ("train", "val") for im in data.splits[r]]
+    assert len(set(files)) == 9
+    with pytest.raises(UserError, match="data.source: detection"):
+        load_detection_data(DataConfig(source="folder", root=str(voc_root)), ("train",), PRE)
+    with pytest.raises(UserError, match="split 'nope' not found.*available: train, test"):
+        load_detection_data(DataConfig(source="detection", root=str(voc_root), val="nope"), ("train", "val"), PRE)
+    with pytest.raises(UserError, match="iou_crops is not a detection option.*did you mean: iou_crop"):
+        load_detection_data(DataConfig(source="detection", root=str(voc_root), options={"iou_crops": True}),
+                            ("train",), PRE)
+
+
+def test_min_batch_drops_a_trailing_single_image(voc_root):
+    data = load_detection_data(DataConfig(source="detection", root=str(voc_root), batch_size=4, workers=0),
+                               ("train",), PRE)
+    ds = data.dataset("train")  # 9 images: 4 + 4 + 1
+    assert len(DetectionLoader(ds, 4, training=True, workers=0)) == 3
+    loader = DetectionLoader(ds, 4, training=True, workers=0, min_batch=2)
+    assert len(loader) == 2 and sum(len(x) for x, _ in loader) == 8
+    assert len(DetectionLoader(ds, 4, training=False, workers=0, min_batch=2)) == 3  # evaluation scores every image

@@ -1,0 +1,145 @@
+"""deepvision detect (SPEC §10.7), detection evaluation files, TorchScript/ONNX export with parity."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deepvision.errors import UserError
+from tests.detection_helpers import built_fake, make_detection_run
+
+cv2 = pytest.importorskip("cv2")
+CLASSES = ["disc", "square", "triangle"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("detect")
+    data = built_fake(root, images=8, size=96, seed=4)
+    return make_detection_run(root / "runs", data, CLASSES)
+
+
+def test_long_side_capped_and_json_boxes_in_original_pixels(run, tmp_path, run_cli):
+    from deepvision.inference.detect import Detector
+    from deepvision.runs.loading import load_run
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (900, 1200, 3), dtype=np.uint8)).save(tmp_path / "big.png")
+    code, out, _ = run_cli("detect", run, tmp_path / "big.png", "--min-confidence", "0.2", "--json",
+                           "--out", tmp_path / "out")
+    assert code == 0
+    result = json.loads(out)["images"][0]
+    assert (result["width"], result["height"]) == (1200, 900) and result["detections"]
+    assert all(d["score"] >= 0.2 and d["class"] in CLASSES for d in result["detections"])
+    drawn = cv2.imread(str(tmp_path / "out" / "big.jpg"))
+    assert drawn.shape == (750, 1000, 3)  # longer side capped at 1,000
+    detector = Detector.from_run(load_run(run), min_confidence=0.2)
+    capped, scale = detector.cap(np.asarray(Image.open(tmp_path / "big.png")))
+    assert capped.shape == (750, 1000, 3) and scale == pytest.approx(1000 / 1200)
+    direct = detector.detect([capped])[0]
+    assert len(direct) == len(result["detections"])
+    for d, j in zip(direct, result["detections"]):
+        assert np.allclose(np.array(d.box) / scale, j["box"], atol=0.01) and d.name == j["class"]
+    saved = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert saved["images"][0]["detections"] == result["detections"]
+    code, out, _ = run_cli("detect", run, tmp_path / "big.png", "--min-confidence", "1.0")
+    assert code == 0 and "0 detection(s)" in out
+
+
+def test_label_placement_and_colours(run):
+    from deepvision.inference.detect import Detection, Detector
+    from deepvision.runs.loading import load_run
+
+    detector = Detector.from_run(load_run(run))
+    canvas = np.zeros((120, 160, 3), np.uint8)
+    detector.draw(canvas, [Detection(1, "disc", 0.91, (20, 5, 70, 40)),
+                           Detection(2, "square", 0.5, (90, 60, 150, 110))])
+    colour1 = np.round(detector.colours[1]).astype(int)
+    assert (np.abs(canvas[20, 20].astype(int) - colour1) <= 1).all()  # the box edge, thickness 2
+    # near the image top the label's baseline is 10 px below the box top; elsewhere 10 px above it
+    assert canvas[8:16, 22:68].any() and not canvas[:4, 22:68].any() and not canvas[17:38, 22:68].any()
+    assert canvas[43:53, 92:148].any() and not canvas[63:108, 93:148].any()
+
+
+def test_video_in_annotated_video_out(run, tmp_path):
+    from deepvision.inference.detect import run_detect
+
+    writer = cv2.VideoWriter(str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (128, 96))
+    rng = np.random.default_rng(1)
+    for _ in range(6):
+        writer.write(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8))
+    writer.release()
+    images, videos = run_detect(run, [tmp_path / "clip.mp4"], min_confidence=0.2, out=tmp_path / "out")
+    assert not images and videos[0].frames == 6 and len(videos[0].per_frame) == 6
+    assert videos[0].detections == sum(len(f) for f in videos[0].per_frame) > 0
+    cap = cv2.VideoCapture(videos[0].output)
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 128
+    cap.release()
+    doc = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert len(doc["videos"][0]["detections"]) == 6
+    with pytest.raises(UserError, match="not found"):
+        run_detect(run, [tmp_path / "missing.mp4"])
+
+
+def test_evaluate_writes_metrics_table_and_curves(run):
+    from deepvision.engine.detection_metrics import evaluate_voc
+    from deepvision.evaluation.detection import evaluate_detection_run
+    from deepvision.inference.detect import Detector
+    from deepvision.runs.loading import load_run
+
+    result = evaluate_detection_run(run, "test")
+    files = sorted(p.name for p in result.out_dir.iterdir())
+    assert files == ["metrics.json", "per_class_ap.csv", "pr_curves.png"]
+    metrics = json.loads((result.out_dir / "metrics.json").read_text())
+    assert metrics["images"] == 2 and "all-point" in metrics["definitions"]["voc_map50"]
+    rows = (result.out_dir / "per_class_ap.csv").read_text().splitlines()
+    assert rows[0].startswith("class,positives") and len(rows) == 2 + len(CLASSES)
+    # the same number from the model called directly on the test images
+    loaded = load_run(run)
+    from deepvision.data.detection import load_index
+
+    index = load_index(loaded.cfg.data.root, ["test"])
+    detector = Detector.from_run(loaded, min_confidence=0.0)
+    dets, gts = [], []
+    for im in index.splits["test"]:
+        found = detector.detect([np.asarray(Image.open(im.file).convert("RGB"))])[0]
+        dets.append({"boxes": np.array([d.box for d in found]).reshape(-1, 4), "scores": [d.score for d in found],
+                     "labels": [d.class_id for d in found]})
+        gts.append({"boxes": im.pixel_boxes(), "labels": im.labels, "difficult": im.difficult})
+    expected = evaluate_voc(dets, gts, CLASSES).map
+    assert metrics["voc_map50"] == pytest.approx(expected, abs=1e-9)
+    assert "VOC mAP@0.5, 11-point (VOC2007)" in "\n".join(result.lines())
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_parity_and_embedded_classes(run, tmp_path, fmt):
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    from deepvision.export.detection import export_detector, load_exported
+
+    result = export_detector(run, tmp_path / f"det.{'pt' if fmt == 'torchscript' else 'onnx'}", fmt)
+    assert result.parity.ok and result.parity.compared > 0 and result.parity.matched == result.parity.compared
+    assert result.parity.max_box_diff < 1e-2
+    fn, classes = load_exported(result.path)
+    assert classes == CLASSES
+    image = torch.randint(0, 256, (3, 70, 110), dtype=torch.uint8)  # another size than the samples
+    boxes, scores, labels = fn(image.numpy() if fmt == "onnx" else image)
+    assert boxes.shape[1] == 4 and len(scores) == len(labels) and (labels >= 1).all() and (labels <= 3).all()
+
+
+def test_parity_check_catches_a_changed_model():
+    from deepvision.export.detection import compare_detections
+
+    ref = [(np.array([[0, 0, 10, 10], [5, 5, 20, 20]], np.float32), np.array([0.9, 0.6], np.float32),
+            np.array([1, 2]))]
+    same = compare_detections(ref, ref)
+    assert same.ok and same.matched == 2
+    moved = [(ref[0][0] + np.array([[0, 0, 0, 0], [3, 0, 3, 0]], np.float32), ref[0][1], ref[0][2])]
+    bad = compare_detections(ref, moved)
+    assert not bad.ok and "label 2" in bad.line()
+    relabelled = [(ref[0][0], ref[0][1], np.array([1, 1]))]
+    assert not compare_detections(ref, relabelled).ok

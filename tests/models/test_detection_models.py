@@ -1,0 +1,123 @@
+"""torchvision detectors by name: class counts, SPEC §10.2/§10.3 options, COCO/ImageNet weights from the hub cache."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+
+from deepvision.errors import UserError
+from deepvision.models import create_model, get_model_spec
+from deepvision.models.detection import DETECTION_MODELS, cached_weights_path, detection_family
+
+
+def _targets(n_classes: int):
+    return [{"boxes": torch.tensor([[10.0, 12.0, 60.0, 70.0], [70.0, 20.0, 110.0, 50.0]]),
+             "labels": torch.tensor([1, n_classes - 1])}]
+
+
+@pytest.mark.parametrize("name,losses,options", [
+    ("ssdlite320_mobilenet_v3_large", {"classification", "bbox_regression"}, {"size": 128}),
+    ("fasterrcnn_mobilenet_v3_large_320_fpn", {"loss_classifier", "loss_box_reg", "loss_objectness",
+                                               "loss_rpn_box_reg"}, {"min_size": 128, "max_size": 160}),
+])
+def test_train_losses_and_eval_detections(name, losses, options):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=4, **options)
+    model.train()
+    out = model([torch.rand(3, 120, 128), torch.rand(3, 128, 100)], _targets(4) * 2)  # ssdlite: BN needs 2 images
+    assert set(out) == losses and all(torch.isfinite(v) and v.dim() == 0 for v in out.values())
+    model.eval()
+    with torch.no_grad():
+        det = model([torch.rand(3, 96, 140)])[0]
+    assert set(det) == {"boxes", "scores", "labels"}
+    if len(det["labels"]):
+        assert det["labels"].min() >= 1 and det["labels"].max() <= 3
+        assert (det["boxes"][:, 2] <= 140 + 1e-3).all() and (det["boxes"][:, 3] <= 96 + 1e-3).all()
+
+
+def test_registry_lists_every_detector_with_its_options():
+    assert set(DETECTION_MODELS) == {
+        "fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2", "fasterrcnn_resnet101_fpn",
+        "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn", "ssd300_vgg16",
+        "ssdlite320_mobilenet_v3_large"}
+    assert detection_family("ssd300_vgg16") == "ssd" and detection_family("lenet") is None
+    rcnn = get_model_spec("fasterrcnn_resnet50_fpn").options
+    assert {"weights", "anchor_sizes", "aspect_ratios", "rpn_nms_thresh", "box_nms_thresh", "box_detections_per_img",
+            "bbox_reg_weights", "min_size", "max_size"} <= set(rcnn)
+    assert {"neg_to_pos_ratio", "box_coder_weights", "nms_thresh", "detections_per_img"} <= set(
+        get_model_spec("ssd300_vgg16").options)
+    with pytest.raises(UserError, match="has no option 'nms_thresh'.*valid options"):
+        create_model("fasterrcnn_mobilenet_v3_large_320_fpn", num_classes=3, nms_thresh=0.5)
+
+
+def test_spec_parameters_reach_the_torchvision_modules():
+    m = create_model("fasterrcnn_mobilenet_v3_large_320_fpn", num_classes=4, anchor_sizes=[64, 128, 256, 512],
+                     aspect_ratios=[0.5, 1.0, 2.0], rpn_nms_thresh=0.7, rpn_post_nms_top_n_test=300,
+                     box_nms_thresh=0.6, box_detections_per_img=300, bbox_reg_weights=[10, 10, 5, 5], min_size=600,
+                     max_size=1024)
+    assert m.rpn.anchor_generator.num_anchors_per_location() == [12, 12, 12]  # §10.2: 4 scales x 3 ratios
+    assert m.rpn.head.cls_logits.out_channels == 12 and m.rpn.head.bbox_pred.out_channels == 48
+    assert m.rpn.nms_thresh == 0.7 and m.rpn._post_nms_top_n["testing"] == 300
+    assert m.roi_heads.nms_thresh == 0.6 and m.roi_heads.detections_per_img == 300
+    assert m.roi_heads.box_coder.weights == (10, 10, 5, 5)
+    assert m.transform.min_size == (600,) and m.transform.max_size == 1024
+    assert m.roi_heads.box_predictor.cls_score.out_features == 4
+    s = create_model("ssdlite320_mobilenet_v3_large", num_classes=3, neg_to_pos_ratio=3, nms_thresh=0.6,
+                     detections_per_img=100, iou_thresh=0.5, box_coder_weights=[10, 10, 5, 5])
+    assert s.neg_to_pos_ratio == 3 and s.nms_thresh == 0.6 and s.detections_per_img == 100
+    assert s.proposal_matcher.high_threshold == 0.5 and s.box_coder.weights == (10.0, 10.0, 5.0, 5.0)
+    assert create_model("ssdlite320_mobilenet_v3_large", num_classes=3, size=160).transform.fixed_size == (160, 160)
+    with pytest.raises(UserError, match="RGB"):
+        create_model("ssdlite320_mobilenet_v3_large", num_classes=3, in_channels=1)
+    with pytest.raises(UserError, match="no COCO weights for fasterrcnn_resnet101_fpn"):
+        create_model("fasterrcnn_resnet101_fpn", num_classes=3, weights="coco")
+    with pytest.raises(UserError, match="has 2 lists but the model has 3 feature levels"):
+        create_model("fasterrcnn_mobilenet_v3_large_320_fpn", num_classes=3, anchor_sizes=[[32], [64]])
+
+
+def test_coco_weights_from_the_hub_cache_and_offline_error(tmp_path, monkeypatch):
+    from torchvision.models.detection import SSDLite320_MobileNet_V3_Large_Weights, ssdlite320_mobilenet_v3_large
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    entry = SSDLite320_MobileNet_V3_Large_Weights.COCO_V1
+    path = cached_weights_path(entry.url)
+    with pytest.raises(UserError) as err:
+        create_model("ssdlite320_mobilenet_v3_large", num_classes=3, weights="coco")
+    assert str(path) in str(err.value) and "\n" not in str(err.value) and entry.url in str(err.value)
+    torch.manual_seed(1)
+    coco = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=91)
+    path.parent.mkdir(parents=True)
+    torch.save(coco.state_dict(), path)
+    model = create_model("ssdlite320_mobilenet_v3_large", num_classes=3, weights="coco")
+    assert model.head.classification_head.num_columns == 3
+    mine, theirs = model.state_dict(), coco.state_dict()
+    shared = [k for k in theirs if not k.startswith("head.classification_head")]
+    assert all(torch.equal(mine[k], theirs[k]) for k in shared)
+    assert mine["head.classification_head.module_list.0.1.weight"].shape[0] == 3 * 6
+
+
+def test_imagenet_backbone_weights_from_the_hub_cache(tmp_path, monkeypatch):
+    from torchvision.models import MobileNet_V3_Large_Weights, mobilenet_v3_large
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(2)
+    net = mobilenet_v3_large()
+    path = cached_weights_path(MobileNet_V3_Large_Weights.IMAGENET1K_V1.url)
+    path.parent.mkdir(parents=True)
+    torch.save(net.state_dict(), path)
+    model = create_model("fasterrcnn_mobilenet_v3_large_320_fpn", num_classes=3, weights="imagenet")
+    first = model.backbone.body["0"][0].weight
+    assert torch.equal(first, net.features[0][0].weight)
+    assert type(model.backbone.body["1"].block[0][1]).__name__ == "FrozenBatchNorm2d"  # as torchvision does
+
+
+def test_models_show_on_a_detector_is_one_line(run_cli):
+    code, _, err = run_cli("models", "show", "ssdlite320_mobilenet_v3_large")
+    assert code == 2 and err.count("\n") == 1 and "depends on the data" in err
