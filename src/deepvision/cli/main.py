@@ -9,6 +9,19 @@ import sys
 
 from deepvision import __version__
 
+# optional modules -> (the pip package, the deepvision extra that installs it)
+EXTRAS = {"cv2": ("opencv-python-headless", "records"), "simplejpeg": ("simplejpeg", "records"),
+          "h5py": ("h5py", "records"), "tensorboard": ("tensorboard", "tensorboard"), "timm": ("timm", "timm")}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The one-line advice for a missing optional dependency, or None when `exc` is about another module."""
+    module = (exc.name or "").split(".")[0]
+    if module not in EXTRAS:
+        return None
+    package, extra = EXTRAS[module]
+    return f"this needs {package} (module {module}), which is not installed: pip install 'deepvision[{extra}]'"
+
 
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error message (and exit code 2)."""
@@ -50,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"training stopped after {stop.epochs_done} completed epoch(s); resume with:\n"
                          f"  deepvision resume {stop.run_dir}\n")
         return stop.exit_code
+    except ModuleNotFoundError as exc:
+        advice = missing_extra(exc)
+        if advice is None:
+            raise
+        sys.stderr.write(f"deepvision {args.command}: error: {advice}\n")
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130

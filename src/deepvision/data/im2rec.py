@@ -27,7 +27,7 @@ from pathlib import Path
 
 import cv2
 
-from deepvision.data.lst import ListEntry, read_list_text, write_lst
+from deepvision.data.lst import ListEntry, labels_file_for, read_list_text, write_lst
 from deepvision.data.records.codec import (
     DecodeError,
     encode_image,
@@ -88,7 +88,11 @@ def make_list(
     test_ratio: float = 0.0,
     categories: dict[str, int] | None = None,
 ) -> list[Path]:
-    """Write PREFIX.lst (or PREFIX[_k]_train/_val/_test.lst) like `im2rec.py --list`; returns the files."""
+    """Write PREFIX.lst (or PREFIX[_k]_train/_val/_test.lst) like `im2rec.py --list`; returns the files.
+
+    With `recursive`, the class names (each label's folder, relative to root) also go to
+    PREFIX.labels.txt, one per line in label order; the lst and rec sources read it automatically.
+    """
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"image folder not found: {root}")
@@ -97,7 +101,8 @@ def make_list(
     if not (0 <= train_ratio <= 1 and 0 <= test_ratio <= 1 and train_ratio + test_ratio <= 1):
         raise UserError(f"--train-ratio ({train_ratio}) and --test-ratio ({test_ratio}) must be in [0, 1] and sum "
                         f"to at most 1")
-    image_list = list(list_images(root, recursive, exts, categories))
+    cat: dict[str, int] = {} if categories is None else categories
+    image_list = list(list_images(root, recursive, exts, cat))
     if shuffle:
         random.seed(100)  # im2rec.py's seed: the same folder gives the same list
         random.shuffle(image_list)
@@ -124,6 +129,9 @@ def make_list(
             if train_ratio + test_ratio < 1.0:
                 write(f"{prefix}{suffix}_val.lst", chunk[sep_test + sep :])
             write(f"{prefix}{suffix}_train.lst", chunk[sep_test : sep_test + sep])
+    if recursive and cat:  # the class names, for training from these lists or their records
+        names = sorted(cat, key=cat.get)
+        atomic_write_text(labels_file_for(prefix), "".join(f"{name}\n" for name in names))
     return written
 
 

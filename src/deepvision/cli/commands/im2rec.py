@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from deepvision.data.im2rec import PackOptions, ProgressReporter, find_lists, make_list, pack_list
+    from deepvision.data.lst import labels_file_for
     from deepvision.errors import UserError
 
     prefix = os.path.abspath(args.prefix)
@@ -69,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
         for path in written:
             count = len(path.read_text(encoding="utf-8").splitlines())
             print(f"wrote {path} ({count} images)", file=sys.stderr)
+        if args.recursive and categories:
+            n = len(categories)
+            print(f"wrote {labels_file_for(prefix)} ({n} class name{'s' if n != 1 else ''}; training from these "
+                  f"lists or their .rec files reads it)", file=sys.stderr)
         return 0
     if not os.path.isdir(root):
         raise UserError(f"image folder not found: {root}")
