@@ -18,6 +18,7 @@ when `HEARTBEAT_S` seconds pass without one, and a summary line per epoch.
 from __future__ import annotations
 
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -140,13 +141,16 @@ class Reporter:
 
     # -- plain lines ------------------------------------------------------------------------
     def line(self, text: str, console: bool | str = True) -> None:
-        """Write `text` to train.log; print it too (or the shorter `console` text when a string)."""
+        """Write `text` to train.log; print it too (or the shorter `console` text when a string),
+        wrapped at 80 columns."""
         if not self.enabled:
             return
         if self.file:
             self.file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
         if console:
-            self.echo(console if isinstance(console, str) else text)
+            shown = console if isinstance(console, str) else text
+            self.echo("\n".join(textwrap.wrap(shown, WIDTH, subsequent_indent="  ", break_on_hyphens=False,
+                                               break_long_words=False)) or shown)
 
     def echo(self, text: str) -> None:
         """Console only (above the progress bar when one is shown)."""

@@ -32,7 +32,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
 DEFAULT_COLUMNS = ("name", "epochs", "lr_schedule", "best_val_acc", "best_val_top5", "ckpt_bytes", "status")
 OPTIONAL_COLUMNS = ("model", "best_epoch", "test_acc")  # added by default while the table still fits
 WIDTH = 80
-SCHEDULE_MIN = 14  # the schedule column wraps, but not narrower than this
+SCHEDULE_MIN = 12  # the schedule column wraps, but not narrower than this
+STATUS = {"finished": "done", "interrupted": "stopped"}  # short words in the table (run.json keeps its own)
 
 
 def find_runs(root: str | Path) -> list[RunDir]:
@@ -157,6 +158,8 @@ def cell(key: str, v: Any) -> str:
         return f"{v:,.0f}"
     if key == "ckpt_bytes":
         return format_bytes(v).replace(" ", "")
+    if key == "status":
+        return STATUS.get(v, v)
     return str(v)
 
 
@@ -214,8 +217,15 @@ def layout(rows: list[dict[str, Any]], columns: Sequence[str] | None = None,
         flexible = [k for k in keys if COLUMNS[k][1] != "num" and k != "status"]
         room = width - 2 * (len(keys) - 1) - sum(w[k] for k in keys if k not in flexible)
         others = [k for k in flexible if k != "name"]
-        if "name" in w:  # the name first, leaving each other flexible column its minimum
-            w["name"] = max(12, min(w["name"], room - sum(min(w[k], SCHEDULE_MIN) for k in others)))
+        if "name" in w:  # whole names first, leaving the others a readable width, else their minimum
+            names = [len(str(r.get("name", ""))) for r in rows] or [0]
+            for floor in (20, 16, SCHEDULE_MIN):
+                spare = room - sum(min(w[k], floor) for k in others)
+                if max(names) <= spare:
+                    break
+            else:  # some name folds anyway: keep the schedule readable, fold in what is left
+                spare = room - sum(min(w[k], 16) for k in others)
+            w["name"] = max(12, min(max(names), spare))
             room -= w["name"]
         for k in others:
             w[k] = max(min(w[k], SCHEDULE_MIN), room // max(len(others), 1))
@@ -251,7 +261,7 @@ def render_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = Non
     from rich.table import Table
 
     chosen, widths = layout(rows, columns, width)
-    table = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
                   padding=(0, 1), collapse_padding=True, show_edge=False)
     for key in chosen:
         header, kind = COLUMNS[key]
@@ -274,7 +284,7 @@ def render_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = Non
     if rows and "status" not in chosen and not columns:
         notes.append("all runs finished")
     text = console.file.getvalue()
-    lines = [line.rstrip() for line in text.splitlines()]
+    lines = ([title] if title else []) + [line.rstrip() for line in text.splitlines()]
     if notes:
         joined = "; ".join(notes)
         lines += [joined] if width is None or len(joined) <= width else notes

@@ -63,10 +63,11 @@ def _summary(result) -> None:
     if not last or not result.is_main:
         return
     n = last["epoch"]
-    head = f"done: {result.run_dir}: {n} epoch{'s' if n != 1 else ''}"
+    head = f"done: {n} epoch{'s' if n != 1 else ''}"
     if result.best_epoch is not None:
         head += f"; best epoch {result.best_epoch}"
     print(head)
+    print(f"  run directory: {result.run_dir}")
     if last.get("val_acc") is not None:
         rank5 = f", rank-5 {last['val_top5']:.4f}" if last.get("val_top5") is not None else ""
         print(f"  last epoch: val rank-1 {last['val_acc']:.4f}{rank5}")

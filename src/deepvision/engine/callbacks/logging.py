@@ -83,11 +83,11 @@ class Terminal(Callback):
         train = {k: v for k, v in logs.train.items() if k != "top5"}
         required = [f"epoch {logs.epoch}/{t.cfg.train.epochs}", format_metrics(train)]
         optional = [f"{logs.seconds:.1f}s"]
+        if self._prev_lr is None or logs.lr != self._prev_lr:
+            optional.append(f"lr {logs.lr:.3g}")
         if logs.val:
             required.append("val " + format_metrics({k: v for k, v in logs.val.items() if k != "top5"}))
             optional.append(f"val {format_metrics({'top5': logs.val['top5']})}" if logs.val.get("top5") else "")
-        if self._prev_lr is None or logs.lr != self._prev_lr:
-            optional.append(f"lr {logs.lr:.3g}")
         if t.best_epoch == logs.epoch and logs.val:
             optional.append("best")
         optional.append(f"{logs.samples_per_s:,.0f} samples/s")
