@@ -17,6 +17,6 @@ def test_demo_end_to_end(run_cli, tmp_path):
     assert "held-out image" in out and "true class" in out
     measured = next(line for line in out.splitlines() if line.startswith("measured: "))  # the demo times itself
     assert "(training, 6 epochs: " in measured and "evaluation and prediction: " in measured
-    assert float(measured.split()[1]) < seconds
+    assert float(measured.split()[1]) <= seconds + 0.05  # printed to 0.1 s; the CLI adds a little
     assert any(p.name.startswith("events.out.tfevents") for p in (run / "tensorboard").iterdir())
     assert seconds < 90

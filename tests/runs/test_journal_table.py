@@ -134,3 +134,17 @@ def test_a_name_longer_than_the_table_is_folded_whole(tmp_path):
         pieces.append(line.split()[0])
     assert len(pieces) > 1 and all(p.endswith("-") for p in pieces[:-1])  # folded after a '-'
     assert "".join(pieces) == LONGEST  # every character kept
+
+
+def test_disk_use_counts_links_once_and_names_what_resumes_set_aside(tmp_path):
+    from deepvision.runs.journal import checkpoint_note
+
+    run = fake_run(tmp_path, "r", {"name": "constant"}, 3, ckpts=2)  # lenet-0002, lenet-0003 = last.pt
+    aside = run.checkpoints / "discarded-20260101-000000"
+    aside.mkdir()
+    os.link(run.checkpoints / "lenet-0002.pt", aside / "linked.pt")  # the same bytes as a kept file
+    (aside / "lenet-0004.pt").write_bytes(b"x" * 500_000)
+    assert run.checkpoint_disk_use() == {"total": 2_500_000, "discarded": 500_000, "files": 5}
+    assert checkpoint_note(run.path, indent="  ") == (
+        "  checkpoints: 2.5 MB (last.pt, epochs 2-3; checkpoint.keep 5)\n"
+        "    of which 500 kB set aside by resumes in checkpoints/discarded-*/")

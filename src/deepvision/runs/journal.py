@@ -130,8 +130,9 @@ def epoch_ranges(epochs: Sequence[int]) -> str:
     return ", ".join(parts)
 
 
-def checkpoint_note(run_dir: str | Path, width: int = WIDTH - 2) -> str:
-    """'checkpoints: 8.6 MB (last.pt, best.pt, epochs 4-8; checkpoint.keep 5)' for the run summary."""
+def checkpoint_note(run_dir: str | Path, indent: str = "") -> str:
+    """'checkpoints: 8.6 MB (last.pt, best.pt, epochs 4-8; checkpoint.keep 5)' for the run summary, and
+    a second line for what resumes from earlier epochs set aside."""
     run = RunDir(run_dir)
     disk = run.checkpoint_disk_use()
     saved = list(run.saved_epochs())
@@ -141,10 +142,11 @@ def checkpoint_note(run_dir: str | Path, width: int = WIDTH - 2) -> str:
     with contextlib.suppress(UserError):
         keep = run.read_config().checkpoint.keep
     rule = "checkpoint.keep: all" if keep is None else f"checkpoint.keep {keep}"
-    text = f"checkpoints: {format_bytes(disk['total'])} ({what}; {rule})"
+    text = f"{indent}checkpoints: {format_bytes(disk['total'])} ({what}; {rule})"
     if disk["discarded"]:
-        text += f", {format_bytes(disk['discarded'])} set aside in discarded-*/"
-    return text if len(text) <= width else text[: width - 1] + "…"
+        text += (f"\n{indent}  of which {format_bytes(disk['discarded'])} set aside by resumes in "
+                 f"checkpoints/discarded-*/")
+    return text
 
 
 def cell(key: str, v: Any) -> str:

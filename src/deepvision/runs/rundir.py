@@ -225,7 +225,6 @@ class RunDir:
             elif best_epoch == epoch:
                 link_or_copy(source, best)
 
-
     # -- retention and disk use (checkpoint.keep; the journal's and the summary's disk figures) ---------------
     def prune_checkpoints(self, keep: int | None, protect: Iterable[int] = ()) -> list[int]:
         """Delete periodic checkpoints beyond the newest `keep` (None keeps all), sparing the epochs in
@@ -245,7 +244,8 @@ class RunDir:
         seen: set[tuple[int, int]] = set()
         total = discarded = files = 0
         if self.checkpoints.is_dir():
-            for p in sorted(self.checkpoints.rglob("*.pt")):
+            # files in checkpoints/ itself first: a discarded file linked to a kept one is not counted as discarded
+            for p in sorted(self.checkpoints.rglob("*.pt"), key=lambda p: (p.parent != self.checkpoints, str(p))):
                 try:
                     st = p.stat()
                 except OSError:
@@ -258,6 +258,7 @@ class RunDir:
                 if p.parent != self.checkpoints:
                     discarded += st.st_size
         return {"total": total, "discarded": discarded, "files": files}
+
 
 def checkpoint_epoch(path: Path) -> int | None:
     """The epoch stored in a checkpoint file, or None when there is none or it is unreadable."""

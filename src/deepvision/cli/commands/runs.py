@@ -17,8 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "--columns chooses them. It also writes DIR/journal.csv with every column. "
                     "`deepvision runs compare RUN_A RUN_B ... [--out FILE.png]` overlays their curves in one PNG.",
         epilog="columns: name, model, data, epochs, lr_schedule, best_val_acc, best_val_top5, best_epoch, "
-               "last_val_acc, last_val_top5, test_acc, test_top5, s_per_epoch, samples_per_s, ckpt_bytes, status",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+               "last_val_acc, last_val_top5, test_acc, test_top5, s_per_epoch, samples_per_s, ckpt_bytes, status")
     p.add_argument("args", nargs="*", metavar="DIR | compare RUN...", help="runs folder, or `compare` and run dirs")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true", help="print the reference-style markdown table")
@@ -57,6 +56,8 @@ def table(folder: str, markdown: bool, as_csv: bool, wide: bool = False, columns
         print(to_markdown(rows), end="")
     elif as_csv:
         print(to_csv(rows), end="")
+    elif not rows:
+        print(f"no runs under {folder} (a run directory holds config.yaml and run.json)")
     else:
         if wide and not columns:
             columns = list(COLUMNS)

@@ -71,4 +71,4 @@ def _summary(result) -> None:
     if last.get("val_acc") is not None:
         rank5 = f", rank-5 {last['val_top5']:.4f}" if last.get("val_top5") is not None else ""
         print(f"  last epoch: val rank-1 {last['val_acc']:.4f}{rank5}")
-    print(f"  {checkpoint_note(result.run_dir)}")
+    print(checkpoint_note(result.run_dir, indent="  "))
