@@ -11,8 +11,8 @@ from deepvision.config.schema import Config, DataConfig, ModelConfig
 from deepvision.data.detection import build_dataset, make_fake
 from deepvision.data.detection.build import read_annotations
 from deepvision.data.preprocess import Preprocess
-from deepvision.runs.checkpoint import FORMAT, VERSION, atomic_save
 from deepvision.models import create_model
+from deepvision.runs.checkpoint import FORMAT, VERSION, atomic_save
 from deepvision.runs.rundir import RunDir
 
 MODEL = "ssdlite320_mobilenet_v3_large"
@@ -47,8 +47,8 @@ def calibrate_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:
 def make_detection_run(root: Path, data_root: Path, classes: list[str], seed: int = 0) -> Path:
     """A run directory as the trainer leaves it (config, preprocess, labels, best.pt) with an untrained SSDlite
     whose BatchNorm statistics are calibrated (see calibrate_batchnorm)."""
-    cfg = Config(name="det", task="detection", model=ModelConfig(name=MODEL, num_classes=len(classes) + 1, in_channels=3,
-                                               args=dict(ARGS)),
+    cfg = Config(name="det", task="detection",
+                 model=ModelConfig(name=MODEL, num_classes=len(classes) + 1, in_channels=3, args=dict(ARGS)),
                  data=DataConfig(source="detection", root=str(data_root), batch_size=2, workers=0))
     run = RunDir.create(root, "det")
     run.write_config(cfg)

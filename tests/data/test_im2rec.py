@@ -191,7 +191,8 @@ def test_interrupted_packing_leaves_no_record_file(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         im2rec.pack_list(tmp_path / "i.lst", im2rec.PackOptions(root=str(root)), workers=2, progress=interrupt)
     assert (tmp_path / "i.rec").read_bytes() == b"old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["i.lst", "i.rec", "imgs"]
+    # i.labels.txt: the class names `make_list(recursive=True)` writes beside the list (issue 15)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["i.labels.txt", "i.lst", "i.rec", "imgs"]
 
 
 def test_prefix_selects_every_matching_list(tmp_path, run_cli):

@@ -10,6 +10,19 @@ import sys
 
 from deepvision.version import __version__
 
+# optional modules -> (the pip package, the deepvision extra that installs it)
+EXTRAS = {"cv2": ("opencv-python-headless", "records"), "simplejpeg": ("simplejpeg", "records"),
+          "h5py": ("h5py", "records"), "tensorboard": ("tensorboard", "tensorboard"), "timm": ("timm", "timm")}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The one-line advice for a missing optional dependency, or None when `exc` is about another module."""
+    module = (exc.name or "").split(".")[0]
+    if module not in EXTRAS:
+        return None
+    package, extra = EXTRAS[module]
+    return f"this needs {package} (module {module}), which is not installed: pip install 'deepvision[{extra}]'"
+
 
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error message (and exit code 2)."""
@@ -49,10 +62,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except StopRequested as stop:
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops; rank 0 speaks
-            done = f"after {stop.epochs_done} completed epoch(s)" if stop.epochs_done else "before any epoch completed"
+            n = stop.epochs_done
+            done = f"after {n} completed epoch{'s' if n != 1 else ''}" if n else "before any epoch completed"
             again = "resume" if stop.epochs_done else "start it again"
             sys.stderr.write(f"training stopped {done}; {again} with:\n  deepvision resume {stop.run_dir}\n")
         return stop.exit_code
+    except ModuleNotFoundError as exc:
+        advice = missing_extra(exc)
+        if advice is None:
+            raise
+        sys.stderr.write(f"deepvision {args.command}: error: {advice}\n")
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130

@@ -265,7 +265,8 @@ class TrainConfig:
 class CheckpointConfig:
     prefix: str | None = None  # None: the model name (files are <prefix>-NNNN.pt)
     period: int = 1  # save every N epochs (plus last.pt and best.pt every epoch)
-    keep: int | None = None  # keep only the newest N periodic checkpoints; None keeps all
+    # the newest N periodic checkpoints stay, plus those saved just before a learning-rate step; null keeps all
+    keep: int | None = 5
     monitor: str | None = None  # what best.pt tracks (a history column); None: the task's default (val_acc)
 
     def validate(self, path: str) -> None:

@@ -10,7 +10,7 @@ from PIL import Image
 
 from deepvision.config.schema import MAX_CLASSES, DataConfig
 from deepvision.data import mnist
-from deepvision.data.lst import read_lst
+from deepvision.data.lst import find_labels_file, read_lst
 from deepvision.data.paths import resolve_path
 from deepvision.data.preprocess import open_image
 from deepvision.data.source_registry import RawData, register_source
@@ -68,7 +68,8 @@ def synthetic_source(cfg: DataConfig, wanted: list[str]) -> RawData:
 def mnist_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     """MNIST idx files in `data.root` (plain or .gz). Splits: train, test (either may be absent)."""
     if not cfg.root:
-        raise UserError("data.root must point at the folder holding the MNIST idx files")
+        raise UserError("data.root is not set: give the folder holding the MNIST idx files with --data-root DIR "
+                        "(or --set data.root=DIR); fetch them with `deepvision data download mnist --root DIR`")
     root = Path(cfg.root)
     if not root.is_dir():
         raise UserError(f"MNIST folder not found: {root} (set data.root, or fetch the files with "
@@ -160,11 +161,12 @@ def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     """MXNet list files with images under `data.root`. Split names are .lst paths.
 
     Class names come from `data.options.labels` (a labels.txt, one name per line, optionally
-    'id name') when given, else they are the label numbers.
+    'id name') when given, else from the PREFIX.labels.txt `im2rec --list` wrote beside the lists,
+    else they are the label numbers.
     """
     channels = cfg.channels or 3
     names, limit = class_limit(cfg)
-    splits, top = {}, -1
+    splits, top, files = {}, -1, []
     for name in wanted:
         path = resolve_path(None, name)
         if not path.is_file():
@@ -180,7 +182,8 @@ def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
                               [e.index for e in entries], limit, names is not None)
         top = max(top, int(labels.max()))
         splits[name] = ImageFileDataset(paths, labels.tolist(), channels)
-    return RawData(splits, names if names is not None else read_class_names(None, top + 1), channels, None)
+        files.append(path)
+    return RawData(splits, names if names is not None else class_names_for(cfg, files, top + 1), channels, None)
 
 
 def class_limit(cfg: DataConfig) -> tuple[list[str] | None, int]:
@@ -211,6 +214,23 @@ def class_labels(values: np.ndarray, source: str | Path, what: str, ids: list[in
         raise UserError(f"{source}: {name} has label {v:g}; single-label data needs whole class numbers 0, 1, ... "
                         f"({int(np.count_nonzero(bad)):,} such label(s))")
     return values.astype(np.int64)
+
+
+def class_names_for(cfg: DataConfig, data_files: list[Path], count: int) -> list[str]:
+    """Class names of list/record data: `data.options.labels` when set, else the labels file im2rec wrote
+    beside the first split's file (see `lst.find_labels_file`), else the label numbers."""
+    explicit = cfg.options.get("labels")
+    if explicit or not data_files:
+        return read_class_names(explicit, count, cfg.root)
+    found = find_labels_file(data_files[0])
+    if found is None:
+        return read_class_names(None, count)
+    names = [line.strip() for line in found.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(names) < count:
+        raise UserError(f"{found} (found beside {data_files[0].name}) names {len(names)} classes but the labels go "
+                        f"up to {count - 1}; fix it or name another file in data.options.labels")
+    return names
+
 
 
 def read_class_names(path: str | None, count: int, root: str | None = None) -> list[str]:

@@ -14,8 +14,9 @@ import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from deepvision.data.lst import ListEntry, write_lst
+from deepvision.data.lst import ListEntry, labels_file_for, write_lst
 from deepvision.errors import UserError
+from deepvision.fileio import atomic_write_text
 
 DEFAULT_EXTS = (".jpeg", ".jpg", ".png")
 
@@ -108,7 +109,9 @@ def make_list(
     """Write PREFIX.lst (or PREFIX[_k]_train/_val/_test.lst) like `im2rec.py --list`; returns the files.
 
     `categories`, `loops` and `rejected` collect what `list_images` reports (folder labels, directory
-    links that loop, file names a list cannot hold).
+    links that loop, file names a list cannot hold). With `recursive`, the class names (each label's
+    folder, relative to root) also go to PREFIX.labels.txt, one per line in label order; the lst and
+    rec sources read it automatically.
     """
     root = Path(root)
     if not root.is_dir():
@@ -118,7 +121,8 @@ def make_list(
     if not (0 <= train_ratio <= 1 and 0 <= test_ratio <= 1 and train_ratio + test_ratio <= 1):
         raise UserError(f"--train-ratio ({train_ratio}) and --test-ratio ({test_ratio}) must be in [0, 1] and sum "
                         f"to at most 1")
-    image_list = list(list_images(root, recursive, exts, categories, loops, rejected))
+    cat: dict[str, int] = {} if categories is None else categories
+    image_list = list(list_images(root, recursive, exts, cat, loops, rejected))
     if shuffle:
         random.seed(100)  # im2rec.py's seed: the same folder gives the same list
         random.shuffle(image_list)
@@ -145,4 +149,7 @@ def make_list(
             if train_ratio + test_ratio < 1.0:
                 write(f"{prefix}{suffix}_val.lst", chunk[sep_test + sep :])
             write(f"{prefix}{suffix}_train.lst", chunk[sep_test : sep_test + sep])
+    if recursive and cat:  # the class names, for training from these lists or their records
+        names = sorted(cat, key=cat.get)
+        atomic_write_text(labels_file_for(prefix), "".join(f"{name}\n" for name in names))
     return written

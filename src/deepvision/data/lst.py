@@ -64,3 +64,22 @@ def write_lst(path: str | Path, entries: Iterable[ListEntry]) -> None:
         labels = "\t".join(f"{v:f}" for v in e.labels)
         lines.append(f"{e.index}\t{labels}\t{e.path}\n")
     atomic_write_text(path, "".join(lines))
+
+
+def labels_file_for(prefix: str | Path) -> Path:
+    """Where `im2rec --list PREFIX` writes the class names: PREFIX.labels.txt."""
+    return Path(f"{prefix}.labels.txt")
+
+
+def find_labels_file(data_file: str | Path) -> Path | None:
+    """The class-names file beside a .lst/.rec written by im2rec: NAME.labels.txt for NAME.lst or NAME.rec,
+    or for a shorter prefix of NAME ('set' for set_train.rec, set_0_val.rec), else labels.txt in the
+    same folder (as `deepvision imagenet lists` writes it); None when there is none."""
+    path = Path(data_file)
+    parts = path.stem.split("_")
+    for k in range(len(parts), 0, -1):
+        candidate = labels_file_for(path.with_name("_".join(parts[:k])))
+        if candidate.is_file():
+            return candidate
+    fallback = path.with_name("labels.txt")
+    return fallback if fallback.is_file() else None

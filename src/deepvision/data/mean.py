@@ -117,6 +117,7 @@ def compute_mean(
         skipped += [(where, reason) for where, _, reason in problems]
         base = str(root) if root is not None else str(source.parent)
         paths = [os.path.join(base, it.path) for it in items]
+        _check_base(source, base, root, paths)
         chunk = max(1, min(32, len(paths) // (workers * 8) or 1))
         with _pool(ctx, workers, None) as pool:
             for done, (means, reason) in enumerate(pool.imap(_file_means, paths, chunksize=chunk), 1):
@@ -128,9 +129,21 @@ def compute_mean(
                 if progress is not None:
                     progress(done, len(paths))
     if count == 0:
-        raise UserError(f"no readable image in {source}" + (f" (first problem: {skipped[0][1]})" if skipped else ""))
+        raise UserError(f"no readable image in {source}"
+                        + (f" (first problem: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""))
     r, g, b = (sums / count).tolist()
     return MeanResult(r, g, b, count, skipped, time.perf_counter() - t0)
+
+
+def _check_base(source: Path, base: str, root: str | Path | None, paths: list[str]) -> None:
+    """Fail at once, naming a path tried, when none of the list's first images exist under `base`."""
+    sample = paths[:20]
+    if not sample or any(os.path.exists(p) for p in sample):
+        return
+    where = "the list's folder" if root is None else "--root"
+    hint = ("pass --root DIR, the image folder the list's paths start from (the ROOT given to "
+            "`im2rec --list PREFIX ROOT`)" if root is None else "check --root")
+    raise UserError(f"the images of {source} are not under {base} ({where}): {sample[0]} does not exist; {hint}")
 
 
 def _pool(ctx, workers: int, record_file: RecordFile | None):

@@ -8,7 +8,7 @@
       resize: 256
       image_size: 224
       mean: data/imagenet_mean.json
-      options: {labels: data/labels.txt}  # optional class names; else the label numbers
+      options: {labels: data/labels.txt}  # class names; default: the PREFIX.labels.txt im2rec wrote, else numbers
 
 Split names are file paths (relative to `data.root` when it is set). Each split is a `RecordDataset`
 whose `make_loader` builds the fast `RecordLoader`. Record options (`data.options`): `labels` (class
@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from deepvision.config.schema import DataConfig
-from deepvision.data.builtin_sources import class_labels, class_limit, read_class_names
+from deepvision.data.builtin_sources import class_labels, class_limit, class_names_for, read_class_names
 from deepvision.data.paths import resolve_path
 from deepvision.data.source_registry import RawData, register_source
 from deepvision.data.tensors import to_tensor_split
@@ -42,7 +42,7 @@ def rec_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     channels = cfg.channels or 3
     idx_paths = cfg.options.get("idx") or {}
     names, limit = class_limit(cfg)
-    splits, top = {}, -1
+    splits, top, files = {}, -1, []
     for name in wanted:
         path = resolve_path(cfg.root, name)
         if path.suffix == ".idx":
@@ -60,7 +60,8 @@ def rec_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         labels = class_labels(ds.labels[:, 0], path, "record", None, limit, names is not None)
         top = max(top, int(labels.max()))
         splits[name] = ds
-    return RawData(splits, names if names is not None else read_class_names(None, top + 1), channels, None)
+        files.append(path)
+    return RawData(splits, names if names is not None else class_names_for(cfg, files, top + 1), channels, None)
 
 
 @register_source("hdf5")

@@ -246,7 +246,7 @@ class Trainer:
         lr = self.lr_at(epoch)
         self._set_lr(lr)
         self.train_model.train()
-        meter = task.meter(self.device, "train")
+        meter = self.train_meter = task.meter(self.device, "train")  # the running metrics callbacks may read
         accum, model, device, amp = tc.grad_accum, self.train_model, self.device, self.amp
         # only skip_corrupt empties batches; under DDP the ranks must agree on skipping (a collective per batch)
         check_empty = self.ddp is None or self.cfg.data.skip_corrupt
@@ -345,7 +345,8 @@ class Trainer:
         self.reporter.end_epoch()
         kept = (f"checkpoints up to epoch {epoch} are kept" if epoch else
                 "no epoch was completed, so there is no checkpoint; `deepvision resume` starts the run again")
-        self.reporter.line(f"Epoch[{epoch}] interrupted at batch {done}/{steps}; this epoch is abandoned, {kept}")
+        self.reporter.line(f"Epoch[{epoch}] interrupted at batch {done}/{steps}; this epoch is abandoned, {kept}",
+                           console=f"epoch {epoch + 1} interrupted at batch {done}/{steps} and abandoned; {kept}")
         if self.dist.is_main:
             self.run.update_state(status="interrupted", epochs_done=epoch)
         raise StopRequested(signum, epoch, str(self.run.path))
@@ -357,14 +358,19 @@ class Trainer:
         was_training = model.training
         model.eval()
         meter = task.meter(self.device, "val")
+        loader, cb = self.loaders[role], self.callbacks
+        cb.on_val_start(len(loader))
         with torch.inference_mode():
-            for batch in self.loaders[role]:
+            for i, batch in enumerate(loader):
                 x, y = task.to_device(batch, self.device)
                 with torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None else _nullcontext:
                     out, loss = task.eval_outputs(model, x, y)
                 meter.update(out, y, loss)
+                cb.on_val_batch_end(i + 1)
         model.train(was_training)
-        return meter.compute(self.dist.enabled)
+        metrics = meter.compute(self.dist.enabled)
+        cb.on_val_end(metrics)
+        return metrics
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def checkpoint_payload(self, epochs_done: int, rng: Any = None) -> dict[str, Any]:

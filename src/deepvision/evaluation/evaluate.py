@@ -6,6 +6,7 @@ import copy
 import csv
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from deepvision.data.preprocess import normalize_batch
 from deepvision.data.sources import DataBundle, TensorSplit, adapt_tensor_split, load_data
 from deepvision.data.tensor_loader import TensorLoader
 from deepvision.engine.distributed import resolve_device
+from deepvision.engine.reporting import PhaseProgress
 from deepvision.engine.tasks.base import Meter
 from deepvision.engine.tasks.classification import ClassificationMeter
 from deepvision.errors import UserError
@@ -57,12 +59,14 @@ def _data_config_for(cfg: Config, data: str | None) -> tuple[Config, str]:
 
 
 def collect_probs(loaded: LoadedRun, loader, device: torch.device, crops: int = 1,
-                  meter: Meter | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  meter: Meter | None = None, progress: PhaseProgress | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities and labels for every sample of `loader`, in loader order.
 
     With crops=10 the loader yields raw (uncropped) batches, or batches of 10 crops per sample, and
     the probabilities of the 10 crops are averaged. A `meter` (single crop) is fed the logits, so its
-    loss and accuracies are computed exactly as training-time validation computes them.
+    loss and accuracies are computed exactly as training-time validation computes them. `progress`
+    advances by one per batch.
     """
     a, b = loaded.pre.affine(device)
     probs, labels = [], []
@@ -83,6 +87,8 @@ def collect_probs(loaded: LoadedRun, loader, device: torch.device, crops: int = 
                     meter.update(logits, y_dev, F.cross_entropy(logits, y_dev, reduction="sum"))
                 probs.append(torch.softmax(logits, dim=1).cpu())
             labels.append(y.cpu())
+            if progress is not None:
+                progress.advance(1)
     if not probs:
         return np.zeros((0, len(loaded.classes)), np.float32), np.zeros(0, np.int64)
     return torch.cat(probs).numpy(), torch.cat(labels).numpy().astype(np.int64)
@@ -129,8 +135,10 @@ def evaluate_run(
         if role is None:
             raise UserError("the run's data has no test or val split; pass --data train or a data path")
     if bundle.role(role) is None:
+        present = load_data(cfg.data, roles=ROLES)  # only to name the splits the run does have
         raise UserError(f"the run's data has no '{role}' split; choose from "
-                        f"{', '.join(r for r in ROLES if bundle.role(r) is not None)}")
+                        f"{', '.join(r for r in ROLES if present.role(r) is not None)} (--data), or give a "
+                        f"folder, .lst or .rec file")
     if cfg.data.source == "folder" and data not in ROLES and bundle.classes != loaded.classes:
         bundle = _remap_classes(bundle, role, loaded.classes, data)
     if batch_size:
@@ -145,7 +153,12 @@ def evaluate_run(
     say(f"[INFO] predicting on {role if data in (None, *ROLES) else data} data"
         + (" (10-crop oversampling)" if crops == 10 else "") + "...")
     meter = ClassificationMeter(dev, loss_is_sum=True) if crops == 1 else None
-    probs, labels = collect_probs(loaded, loader, dev, crops, meter)
+    progress = PhaseProgress("evaluate", len(loader), stream=sys.stdout, bar=None) if not quiet else None
+    try:
+        probs, labels = collect_probs(loaded, loader, dev, crops, meter, progress)
+    finally:
+        if progress is not None:
+            progress.close()
     classes = loaded.classes
     if len(labels) and labels.max() >= probs.shape[1]:
         raise UserError(f"the data has label {int(labels.max())} but the model predicts {probs.shape[1]} classes; "
@@ -153,7 +166,8 @@ def evaluate_run(
     result: dict[str, Any] = {
         "run": str(loaded.run.path), "checkpoint": str(loaded.checkpoint), "epoch": loaded.epoch,
         "data": role if data in (None, *ROLES) else str(data), "samples": int(len(labels)), "crops": crops,
-        "rank1": M.rank_k(probs, labels, 1), "rank5": M.rank_k(probs, labels, 5),
+        # rank-5 is omitted (None) with 5 classes or fewer, where it is always 100%
+        "rank1": M.rank_k(probs, labels, 1), "rank5": M.rank_k(probs, labels, 5) if len(loaded.classes) > 5 else None,
         "cross_entropy": M.cross_entropy(probs, labels),
     }
     if meter is not None and len(labels):  # the numbers training-time validation reports, from the logits
@@ -192,7 +206,7 @@ def evaluate_run(
     say(f"[INFO] rank-1: {result['rank1'] * 100:.2f}%")
     if "one_off" in result:
         say(f"[INFO] one-off: {result['one_off'] * 100:.2f}%")
-    if len(classes) > 2:
+    if result["rank5"] is not None:
         say(f"[INFO] rank-5: {result['rank5'] * 100:.2f}%")
     say(f"[INFO] cross-entropy: {abs(result['cross_entropy']):.4f}")
     if result.get("roc_auc") is not None:

@@ -48,13 +48,53 @@ class EpochRecord:
         return {k: flat.get(k) for k in self.fields}
 
 
-def describe_lrs(lrs: list[float]) -> str:
-    """Compress per-epoch rates into '1-50: 0.01; 51-65: 0.001' (1-based inclusive)."""
+CONTINUOUS_SCHEDULES = ("cosine", "poly")
+
+
+def _same(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
+
+
+def lr_steps(lrs: list[float]) -> list[int]:
+    """The 1-based epochs that start a new rate in steps: piecewise/step boundaries and manual changes.
+
+    A change counts when the rate was flat before it or stays flat after it; the epoch-by-epoch moves
+    of cosine or poly schedules (never flat) are not steps. Plots mark these epochs, and checkpoint
+    retention keeps the checkpoint saved just before each of them.
+    """
+    steps = []
+    for i in range(1, len(lrs)):
+        if _same(lrs[i], lrs[i - 1]):
+            continue
+        flat_before = i >= 2 and _same(lrs[i - 1], lrs[i - 2])
+        flat_after = i + 1 < len(lrs) and _same(lrs[i + 1], lrs[i])
+        if flat_before or flat_after:
+            steps.append(i + 1)
+    return steps
+
+
+def describe_lrs(lrs: list[float], schedule: str | None = None) -> str:
+    """Summarise per-epoch rates (1-based inclusive ranges): flat stretches as '1-50: 0.01; 51-65: 0.001',
+    runs of changing rates as '1-8: cosine 0.05→0.000546' (`schedule` names a decaying run; a rising
+    one is a warm-up)."""
     parts: list[str] = []
-    start = 0
-    for i in range(1, len(lrs) + 1):
-        if i == len(lrs) or not math.isclose(lrs[i], lrs[start], rel_tol=1e-9):
-            span = f"{start + 1}" if i - 1 == start else f"{start + 1}-{i}"
-            parts.append(f"{span}: {lrs[start]:g}")
-            start = i
+    i, n = 0, len(lrs)
+    while i < n:
+        j = i
+        while j + 1 < n and _same(lrs[j + 1], lrs[i]):
+            j += 1
+        if j > i or i + 2 >= n or _same(lrs[i + 1], lrs[i + 2]):
+            span = f"{i + 1}" if j == i else f"{i + 1}-{j + 1}"
+            parts.append(f"{span}: {lrs[i]:g}")
+            i = j + 1
+            continue
+        # a run of changing rates, in one direction, up to the start of the next flat stretch
+        rising = lrs[i + 1] > lrs[i]
+        j = i + 1
+        while (j + 1 < n and not _same(lrs[j + 1], lrs[j]) and (lrs[j + 1] > lrs[j]) == rising
+               and not (j + 2 < n and _same(lrs[j + 2], lrs[j + 1]))):
+            j += 1
+        label = "warm-up" if rising else (schedule if schedule in CONTINUOUS_SCHEDULES else "decay")
+        parts.append(f"{i + 1}-{j + 1}: {label} {lrs[i]:.3g}→{lrs[j]:.3g}")
+        i = j + 1
     return "; ".join(parts)

@@ -1,11 +1,19 @@
-"""The experiment journal: one row per run found under a folder."""
+"""The experiment journal: one row per run found under a folder.
+
+The terminal table fits 80 columns by default: whole run names, the schedule summarised by epoch
+range (`1-50: 0.01; 51-65: 0.001`, `1-8: cosine 0.05→0.000546`), the best epoch's val rank-1/rank-5
+and the checkpoints' disk use; `--wide` or `--columns` show more. Rank-5 is left out for runs with
+5 classes or fewer, where it is always 100%.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +21,19 @@ from deepvision.errors import UserError
 from deepvision.runs.history import describe_lrs
 from deepvision.runs.rundir import RunDir
 
-COLUMNS = [
-    ("name", "run"), ("model", "model"), ("data", "data"), ("epochs", "epochs"), ("lr_schedule", "lr schedule"),
-    ("best_val_acc", "best val r1"), ("best_val_top5", "best val r5"), ("best_epoch", "best epoch"),
-    ("last_val_acc", "last val r1"), ("last_val_top5", "last val r5"), ("s_per_epoch", "s/epoch"),
-    ("samples_per_s", "samples/s"), ("status", "status"),
-]
+# key -> (table header, kind); kind: "text" (wraps), "name" (kept whole), "num" (right-aligned, never cut)
+COLUMNS: dict[str, tuple[str, str]] = {
+    "name": ("run", "name"), "model": ("model", "text"), "data": ("data", "text"), "epochs": ("ep", "num"),
+    "lr_schedule": ("lr schedule", "text"), "best_val_acc": ("val r1", "num"), "best_val_top5": ("val r5", "num"),
+    "best_epoch": ("best", "num"), "last_val_acc": ("last r1", "num"), "last_val_top5": ("last r5", "num"),
+    "test_acc": ("test r1", "num"), "test_top5": ("test r5", "num"), "s_per_epoch": ("s/ep", "num"),
+    "samples_per_s": ("img/s", "num"), "ckpt_bytes": ("ckpt", "num"), "status": ("status", "text"),
+}
+DEFAULT_COLUMNS = ("name", "epochs", "lr_schedule", "best_val_acc", "best_val_top5", "ckpt_bytes", "status")
+OPTIONAL_COLUMNS = ("model", "best_epoch", "test_acc")  # added by default while the table still fits
+WIDTH = 80
+SCHEDULE_MIN = 12  # the schedule column wraps, but not narrower than this
+STATUS = {"finished": "done", "interrupted": "stopped"}  # short words in the table (run.json keeps its own)
 
 
 def find_runs(root: str | Path) -> list[RunDir]:
@@ -36,15 +51,20 @@ def _finite(values: list[Any]) -> list[float]:
 def run_row(run: RunDir) -> dict[str, Any]:
     hist = run.read_history()
     status = run.status()
+    schedule, classes = None, None
     try:
         cfg = run.read_config()
         model, data = cfg.model.name, f"{cfg.data.source}:{cfg.data.train}"
+        schedule, classes, topk = cfg.schedule.name, cfg.model.num_classes, cfg.train.topk
     except UserError:
-        model = data = "?"
+        model, data, topk = "?", "?", 5
+    if run.labels_path.is_file():
+        classes = len(run.read_labels())
+    with_rank5 = classes is None or classes > topk
     row: dict[str, Any] = {"name": run.path.name, "path": str(run.path), "model": model, "data": data,
-                           "epochs": len(hist), "status": status}
+                           "epochs": len(hist), "status": status, "classes": classes}
     lrs = [r["lr"] for r in hist if r.get("lr") is not None]
-    row["lr_schedule"] = describe_lrs(lrs) if lrs else ""
+    row["lr_schedule"] = describe_lrs(lrs, schedule) if lrs else ""
     scored = [r for r in hist if r.get("val_acc") is not None]
     if scored:
         best = max(scored, key=lambda r: r["val_acc"])
@@ -53,10 +73,15 @@ def run_row(run: RunDir) -> dict[str, Any]:
     test = _test_metrics(run)
     if test:
         row.update(test_acc=test.get("rank1"), test_top5=test.get("rank5"), test_crops=test.get("crops", 1))
+    if not with_rank5:
+        for key in ("best_val_top5", "last_val_top5", "test_top5"):
+            row[key] = None
     secs = _finite([r.get("seconds") for r in hist])
     speed = _finite([r.get("samples_per_s") for r in hist])
     row["s_per_epoch"] = sum(secs) / len(secs) if secs else None
     row["samples_per_s"] = sum(speed) / len(speed) if speed else None
+    disk = run.checkpoint_disk_use()
+    row["ckpt_bytes"], row["ckpt_discarded_bytes"] = disk["total"], disk["discarded"]
     return row
 
 
@@ -88,21 +113,70 @@ def journal(root: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _cell(key: str, v: Any) -> str:
+def format_bytes(n: int | float | None) -> str:
+    """1234567 -> '1.2 MB' (decimal units, like `du --si`)."""
+    if n is None:
+        return "-"
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" or n >= 100 else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def epoch_ranges(epochs: Sequence[int]) -> str:
+    """[1, 2, 3, 7, 9, 10] -> '1-3, 7, 9-10'."""
+    parts: list[str] = []
+    values = sorted(epochs)
+    i = 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
+            j += 1
+        parts.append(str(values[i]) if i == j else f"{values[i]}-{values[j]}")
+        i = j + 1
+    return ", ".join(parts)
+
+
+def checkpoint_note(run_dir: str | Path, indent: str = "") -> str:
+    """'checkpoints: 8.6 MB (last.pt, best.pt, epochs 4-8; checkpoint.keep 5)' for the run summary, and
+    a second line for what resumes from earlier epochs set aside."""
+    run = RunDir(run_dir)
+    disk = run.checkpoint_disk_use()
+    saved = list(run.saved_epochs())
+    named = [n for n in ("last.pt", "best.pt") if (run.checkpoints / n).is_file()]
+    what = ", ".join(named + ([f"epochs {epoch_ranges(saved)}"] if saved else []))
+    keep = None
+    with contextlib.suppress(UserError):
+        keep = run.read_config().checkpoint.keep
+    rule = "checkpoint.keep: all" if keep is None else f"checkpoint.keep {keep}"
+    text = f"{indent}checkpoints: {format_bytes(disk['total'])} ({what}; {rule})"
+    if disk["discarded"]:
+        text += (f"\n{indent}  of which {format_bytes(disk['discarded'])} set aside by resumes in "
+                 f"checkpoints/discarded-*/")
+    return text
+
+
+def cell(key: str, v: Any) -> str:
     if v is None or v == "":
         return "-"
     if key.endswith(("acc", "top5")):
         return f"{v * 100:.2f}"
-    if key in ("s_per_epoch",):
+    if key == "s_per_epoch":
         return f"{v:.1f}"
     if key == "samples_per_s":
         return f"{v:,.0f}"
+    if key == "ckpt_bytes":
+        return format_bytes(v).replace(" ", "")
+    if key == "status":
+        return STATUS.get(v, v)
     return str(v)
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=[k for k, _ in COLUMNS] + ["path"], extrasaction="ignore", lineterminator="\n")
+    fields = [*COLUMNS, "classes", "ckpt_discarded_bytes", "path"]
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow(r)
@@ -114,25 +188,119 @@ def crops(row: dict[str, Any]) -> str:
 
 
 def to_markdown(rows: list[dict[str, Any]]) -> str:
-    """The reference's journal table: experiment, epochs, schedule by epoch range, rank-1/rank-5."""
+    """The reference's journal table: experiment, epochs, schedule by epoch range, the best epoch's
+    val rank-1/rank-5, test rank-1/rank-5 (single centre crop unless marked)."""
     head = "| Experiment | Model | Epochs | LR schedule | Val rank-1 | Val rank-5 | Test rank-1 | Test rank-5 |"
-    # test figures are single centre crop unless marked "(10-crop)"
     lines = [head, "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['name']} | {r['model']} | {r['epochs']} | {r['lr_schedule'] or '-'} | "
-                     f"{_cell('acc', r.get('last_val_acc'))} | {_cell('top5', r.get('last_val_top5'))} | "
-                     f"{_cell('acc', r.get('test_acc'))}{crops(r)} | {_cell('top5', r.get('test_top5'))}{crops(r)} |")
+                     f"{cell('acc', r.get('best_val_acc'))} | {cell('top5', r.get('best_val_top5'))} | "
+                     f"{cell('acc', r.get('test_acc'))}{crops(r)} | {cell('top5', r.get('test_top5'))}{crops(r)} |")
+    lines += ["", "Val: the epoch with the best val rank-1. Rank-5 is omitted (-) with 5 classes or fewer."]
     return "\n".join(lines) + "\n"
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
+def _widest(key: str, rows: list[dict[str, Any]]) -> int:
+    return max([len(cell(key, r.get(key))) for r in rows] + [len(COLUMNS[key][0])])
+
+
+def layout(rows: list[dict[str, Any]], columns: Sequence[str] | None = None,
+           width: int | None = WIDTH) -> tuple[list[str], dict[str, int]]:
+    """Columns and their widths. Numbers and statuses are never cut; the run name gets what it needs
+    (folded at '-', '_' or '.' only when it cannot fit), the schedule wraps in what is left. Without
+    `columns`: the default ones (empty ones dropped) plus optional ones while the names stay whole."""
+    if columns:
+        unknown = [c for c in columns if c not in COLUMNS]
+        if unknown:
+            raise UserError(f"unknown journal column '{unknown[0]}'; choose from {', '.join(COLUMNS)}")
+        chosen = list(dict.fromkeys(columns))
+    else:
+        # status only when some run did not finish; rank-5 and disk use only when some run has them
+        chosen = [k for k in DEFAULT_COLUMNS if k in ("name", "epochs", "lr_schedule")
+                  or (k == "status" and any(r.get("status") != "finished" for r in rows))
+                  or (k != "status" and any(r.get(k) is not None for r in rows))]
+
+    def widths(keys: list[str]) -> dict[str, int]:
+        w = {k: _widest(k, rows) for k in keys}
+        if width is None:
+            return w
+        flexible = [k for k in keys if COLUMNS[k][1] != "num" and k != "status"]
+        room = width - 2 * (len(keys) - 1) - sum(w[k] for k in keys if k not in flexible)
+        others = [k for k in flexible if k != "name"]
+        if "name" in w:  # whole names first, leaving the others a readable width, else their minimum
+            names = [len(str(r.get("name", ""))) for r in rows] or [0]
+            for floor in (20, 16, SCHEDULE_MIN):
+                spare = room - sum(min(w[k], floor) for k in others)
+                if max(names) <= spare:
+                    break
+            else:  # some name folds anyway: keep the schedule readable, fold in what is left
+                spare = room - sum(min(w[k], 16) for k in others)
+            w["name"] = max(12, min(max(names), spare))
+            room -= w["name"]
+        for k in others:
+            w[k] = max(min(w[k], SCHEDULE_MIN), room // max(len(others), 1))
+        return w
+
+    if not columns and width is not None:
+        for k in OPTIONAL_COLUMNS:
+            if any(r.get(k) is not None for r in rows):
+                trial = sorted([*chosen, k], key=list(COLUMNS).index)
+                w = widths(trial)
+                if w.get("name", 0) >= _widest("name", rows) and w.get("lr_schedule", 99) >= 20 and \
+                        sum(w.values()) + 2 * (len(trial) - 1) <= width:
+                    chosen = trial
+    return chosen, widths(chosen)
+
+
+def fold_name(name: str, width: int) -> str:
+    """Break a long run name into lines of at most `width`, after '-', '_' or '.' where possible."""
+    lines, rest = [], name
+    while len(rest) > width:
+        cut = max(rest.rfind(c, 0, width) for c in "-_.") + 1
+        cut = cut if cut > width // 3 else width
+        lines.append(rest[:cut])
+        rest = rest[cut:]
+    return "\n".join([*lines, rest])
+
+
+def render_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None, width: int | None = WIDTH,
+                 title: str = "") -> str:
+    """The journal as a text table of at most `width` columns (None: as wide as it needs)."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} run(s)")
-    text_columns = ("name", "model", "data", "lr_schedule", "status")
-    for key, title in COLUMNS:
-        table.add_column(title, justify="left" if key in text_columns else "right")
+    chosen, widths = layout(rows, columns, width)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
+                  padding=(0, 1), collapse_padding=True, show_edge=False)
+    for key in chosen:
+        header, kind = COLUMNS[key]
+        table.add_column(header, justify="right" if kind == "num" else "left", width=widths[key],
+                         no_wrap=kind == "num", overflow="fold")
     for r in rows:
-        table.add_row(*[_cell(k, r.get(k)) for k, _ in COLUMNS])
-    Console().print(table)
+        values = [cell(k, r.get(k)) for k in chosen]
+        if "name" in chosen:
+            i = chosen.index("name")
+            values[i] = fold_name(values[i], widths["name"])
+        table.add_row(*values)
+    console = Console(file=io.StringIO(), width=sum(widths.values()) + 2 * len(widths) + 2,
+                      force_terminal=False, color_system=None)
+    console.print(table)
+    notes = []
+    if {"best_val_acc", "best_val_top5"} & set(chosen):
+        notes.append("val r1/r5: rank-1/rank-5 of the best epoch, %")
+    if "ckpt_bytes" in chosen:
+        notes.append("ckpt: checkpoint disk use")
+    if rows and "status" not in chosen and not columns:
+        notes.append("all runs finished")
+    text = console.file.getvalue()
+    lines = ([title] if title else []) + [line.rstrip() for line in text.splitlines()]
+    if notes:
+        joined = "; ".join(notes)
+        lines += [joined] if width is None or len(joined) <= width else notes
+    return "\n".join(lines) + "\n"
+
+
+def print_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None, wide: bool = False,
+                title: str = "") -> None:
+    print(render_table(rows, columns, None if wide else WIDTH, title), end="")

@@ -1,4 +1,11 @@
-"""Training curves: loss and accuracy, train vs val, with markers where the learning rate changed."""
+"""Training curves: loss and accuracy, train vs val, with the learning rate in a panel below.
+
+`plot_run` is the one entry point for a run directory (the `Plotter` callback during training and
+`deepvision plot` afterwards draw the same figures). A learning rate that changes gets its own
+panel; dashed lines mark only its steps (piecewise boundaries, manual changes on resume), labelled
+with the new rate, never the epoch-by-epoch moves of cosine or poly schedules. Loss goes on a log
+axis when it spans more than a factor of 20; legends sit outside the axes so they never hide a curve.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +18,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from deepvision.errors import UserError
+from deepvision.runs.history import lr_steps
+from deepvision.runs.rundir import RunDir
+
+LOG_SPAN = 20.0  # loss axes become logarithmic beyond this max/min ratio
+METRIC_TITLES = {"loss": "loss (cross-entropy)", "acc": "rank-1 accuracy", "top5": "rank-5 accuracy",
+                 "lr": "learning rate"}
 
 
 def _series(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -25,16 +40,24 @@ def _series(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[fl
     return xs, ys
 
 
-def lr_changes(history: list[dict[str, Any]], ratio: float = 1.5) -> list[tuple[int, float]]:
-    """(epoch, new lr) where the rate jumped by at least `ratio` (a step of a piecewise schedule or a
-    manual change) since the previous epoch; the small per-epoch moves of cosine/poly schedules are
-    not marked."""
-    out = []
-    for prev, row in zip(history, history[1:]):
-        a, b = prev.get("lr"), row.get("lr")
-        if a and b and max(a, b) / min(a, b) >= ratio:
-            out.append((row["epoch"], row["lr"]))
-    return out
+def lr_changes(history: list[dict[str, Any]], manual: tuple[int, ...] = ()) -> list[tuple[int, float]]:
+    """(epoch, new lr) at each learning-rate step (`runs.history.lr_steps`) and at the `manual` epochs
+    (1-based) where a resume set the rate."""
+    lrs = {row["epoch"]: row["lr"] for row in history if row.get("lr") is not None}
+    epochs = sorted(lrs)
+    steps = {epochs[i - 1] for i in lr_steps([lrs[e] for e in epochs])}
+    steps |= {e for e in manual if e in lrs and e - 1 in lrs and lrs[e] != lrs[e - 1]}
+    return [(e, lrs[e]) for e in sorted(steps)]
+
+
+def manual_lr_epochs(run: RunDir) -> tuple[int, ...]:
+    """1-based epochs where a resume set the learning rate or the schedule (from run.json)."""
+    epochs = []
+    for seg in run.read_state().get("segments", [])[1:]:
+        keys = [str(o).partition("=")[0].strip() for o in seg.get("overrides", [])]
+        if seg.get("manual_lr") is not None or any(k == "optim.lr" or k.startswith("schedule.") for k in keys):
+            epochs.append(int(seg.get("start_epoch", 0)) + 1)
+    return tuple(epochs)
 
 
 def save_figure(fig, path: Path) -> Path:
@@ -52,54 +75,150 @@ def save_figure(fig, path: Path) -> Path:
     return path
 
 
-def _mark_lr(ax, changes: list[tuple[int, float]]) -> None:
+def _log_if_wide(ax, values: list[float]) -> None:
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) / min(positive) > LOG_SPAN:
+        ax.set_yscale("log")
+
+
+def _lr_panel(ax, history: list[dict[str, Any]], changes: list[tuple[int, float]]) -> None:
+    xs, ys = _series(history, "lr")
+    ax.set_ylabel("learning rate")
+    if changes:  # steps: drawn as steps, on a log axis when they span decades
+        ax.step(xs, ys, where="mid", color="0.3", linewidth=1.2)
+        _log_if_wide(ax, ys)
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    else:  # a continuous schedule (the rate each epoch starts with)
+        ax.plot(xs, ys, color="0.3", linewidth=1.2, marker="o" if len(xs) <= 40 else None, markersize=2)
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    ax.grid(alpha=0.3)
     for epoch, lr in changes:
-        ax.axvline(epoch - 0.5, color="grey", linestyle="--", linewidth=0.8)
-        ax.text(epoch - 0.5, 1.0, f" lr {lr:g}", transform=ax.get_xaxis_transform(), rotation=90,
-                va="top", ha="left", fontsize=7, color="grey")
+        ax.annotate(f"{lr:.3g}", (epoch - 0.5, lr), xytext=(3, 3), textcoords="offset points", fontsize=7,
+                    color="0.25", bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+
+
+def _mark(axes, changes: list[tuple[int, float]], color: str = "grey") -> None:
+    for ax in axes:
+        for epoch, _ in changes:
+            ax.axvline(epoch - 0.5, color=color, linestyle="--", linewidth=0.8, zorder=0)
 
 
 def _curves_figure(history: list[dict[str, Any]], curves: tuple[tuple[str, str, str], ...], ylabel: str,
-                   title: str, legend: str, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(8, 5))
+                   title: str, path: Path, changes: list[tuple[int, float]], log_ok: bool) -> Path:
+    lrs = [v for v in _series(history, "lr")[1]]
+    with_lr = len({round(v, 15) for v in lrs}) > 1
+    if with_lr:
+        fig, (ax, lr_ax) = plt.subplots(2, 1, figsize=(8, 5.6), sharex=True, height_ratios=[3, 1])
+    else:
+        fig, ax = plt.subplots(figsize=(8, 4.6))
+        lr_ax = None
+    plotted: list[float] = []
+    marker = "o" if len(history) <= 40 else None
     for key, label, style in curves:
         xs, ys = _series(history, key)
         if xs:
-            ax.plot(xs, ys, style, marker="o", markersize=3, label=label)
-    _mark_lr(ax, lr_changes(history))
-    ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+            ax.plot(xs, ys, style, marker=marker, markersize=3, label=label)
+            plotted += ys
+    if log_ok:
+        _log_if_wide(ax, plotted)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title if with_lr or not lrs else f"{title}  (learning rate {lrs[0]:g})", loc="left")
     ax.grid(alpha=0.3)
-    ax.legend(loc=legend)
+    handles, labels = ax.get_legend_handles_labels()
+    if changes:
+        handles.append(Line2D([], [], color="grey", linestyle="--", linewidth=0.8))
+        labels.append("learning-rate step")
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, fontsize=8)
+    _mark([a for a in (ax, lr_ax) if a is not None], changes)
+    if lr_ax is not None:
+        _lr_panel(lr_ax, history, changes)
+    (lr_ax or ax).set_xlabel("epoch")
+    (lr_ax or ax).xaxis.set_major_locator(MaxNLocator(integer=True))
     return save_figure(fig, path)
 
 
-def plot_history(history: list[dict[str, Any]], out_dir: str | Path, title: str = "") -> list[Path]:
-    """Write loss.png and accuracy.png into `out_dir`; returns their paths."""
+def plot_history(history: list[dict[str, Any]], out_dir: str | Path, title: str = "", rank5: bool = True,
+                 manual: tuple[int, ...] = ()) -> list[Path]:
+    """Write loss.png and accuracy.png into `out_dir`; returns their paths. `rank5=False` leaves the
+    rank-5 curves out (5 classes or fewer); `manual` are epochs where a resume set the rate."""
     out_dir = Path(out_dir)
+    changes = lr_changes(history, manual)
+    prefix = f"{title}: " if title else ""
+    accuracy = [("train_acc", "train rank-1", "-"), ("val_acc", "val rank-1", "-")]
+    if rank5:
+        accuracy += [("train_top5", "train rank-5", "--"), ("val_top5", "val rank-5", "--")]
     return [
         _curves_figure(history, (("train_loss", "train", "-"), ("val_loss", "val", "-")), "cross-entropy",
-                       f"{title} loss".strip(), "upper right", out_dir / "loss.png"),
-        _curves_figure(history, (("train_acc", "train rank-1", "-"), ("val_acc", "val rank-1", "-"),
-                                 ("train_top5", "train rank-5", "--"), ("val_top5", "val rank-5", "--")),
-                       "accuracy", f"{title} accuracy".strip(), "lower right", out_dir / "accuracy.png"),
+                       f"{prefix}loss", out_dir / "loss.png", changes, log_ok=True),
+        _curves_figure(history, tuple(accuracy), "accuracy", f"{prefix}accuracy", out_dir / "accuracy.png",
+                       changes, log_ok=False),
     ]
+
+
+def plot_run(run: RunDir, history: list[dict[str, Any]] | None = None) -> list[Path]:
+    """The run's plots/loss.png and plots/accuracy.png, titled with the run's name."""
+    history = history if history is not None else run.read_history()
+    try:
+        classes = len(run.read_labels())
+    except UserError:
+        classes = None
+    return plot_history(history, run.plots, title=run.path.name, rank5=classes is None or classes > 5,
+                        manual=manual_lr_epochs(run))
+
+
+def metric_title(metric: str) -> str:
+    """'val_acc' -> 'validation rank-1 accuracy'."""
+    split, _, name = metric.partition("_")
+    if not name:
+        return METRIC_TITLES.get(split, split)
+    where = {"val": "validation", "train": "training"}.get(split, split)
+    return f"{where} {METRIC_TITLES.get(name, name.replace('_', ' '))}"
 
 
 def plot_compare(histories: dict[str, list[dict[str, Any]]], path: str | Path,
                  metrics: tuple[str, ...] = ("val_acc", "val_loss")) -> Path:
-    """Overlay the curves of several runs (one colour per run; train dashed, val solid) in one PNG."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(7 * len(metrics), 5), squeeze=False)
+    """Overlay the curves of several runs in one PNG: a panel per metric, one colour per run (val solid,
+    train dashed where a val metric is drawn), dotted lines at each run's learning-rate steps; one
+    legend for the figure."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4.6), squeeze=False)
+    styles_used: set[str] = set()
     for ax, metric in zip(axes[0], metrics):
-        for i, (name, history) in enumerate(histories.items()):
+        plotted: list[float] = []
+        for i, history in enumerate(histories.values()):
             color = f"C{i % 10}"
-            for key, style in ((metric, "-"), (metric.replace("val_", "train_"), "--")):
+            pairs = [(metric, "-")]
+            if metric.startswith("val_"):
+                pairs.append(("train_" + metric.removeprefix("val_"), "--"))
+            for key, style in pairs:
                 xs, ys = _series(history, key)
-                if xs and (key == metric or metric.startswith("val_")):
-                    ax.plot(xs, ys, style, color=color, marker="o", markersize=2,
-                            label=f"{name} ({'val' if key.startswith('val_') else 'train'})")
+                if xs:
+                    ax.plot(xs, ys, style, color=color, marker="o" if len(xs) <= 40 else None, markersize=2)
+                    plotted += ys
+                    styles_used.add("train" if key.startswith("train_") and metric.startswith("val_") else "main")
             for epoch, _ in lr_changes(history):
-                ax.axvline(epoch - 0.5, color=color, linestyle=":", linewidth=0.7)
-        ax.set(xlabel="epoch", ylabel=metric.replace("_", " "), title=metric.replace("_", " "))
+                ax.axvline(epoch - 0.5, color=color, linestyle=":", linewidth=0.9)
+                styles_used.add("lr")
+        if metric.endswith("loss"):
+            _log_if_wide(ax, plotted)
+        shown = metric_title(metric)
+        if metric.startswith("val_"):
+            shown = f"{METRIC_TITLES.get(metric[4:], metric[4:])}: validation (solid), training (dashed)"
+        ax.set_title(shown, loc="left", fontsize=10)
+        ax.set(xlabel="epoch", ylabel=METRIC_TITLES.get(metric.partition("_")[2] or metric, metric))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    runs = [Line2D([], [], color=f"C{i % 10}", linewidth=2) for i in range(len(histories))]
+    fig.legend(runs, list(histories), loc="upper left", bbox_to_anchor=(0.02, 0.0), fontsize=8, frameon=False,
+               title="runs", title_fontsize=8, alignment="left")
+    handles, labels = [], []
+    if "train" in styles_used:
+        handles += [Line2D([], [], color="0.3"), Line2D([], [], color="0.3", linestyle="--")]
+        labels += ["validation", "training"]
+    if "lr" in styles_used:
+        handles.append(Line2D([], [], color="0.3", linestyle=":"))
+        labels.append("learning-rate step (in the run's colour)")
+    if handles:
+        fig.legend(handles, labels, loc="upper right", bbox_to_anchor=(0.98, 0.0), fontsize=8, frameon=False,
+                   title="lines", title_fontsize=8, alignment="left")
     return save_figure(fig, Path(path))

@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -220,19 +221,17 @@ class RunDir:
 
     # -- writing checkpoints: the only code that creates, links, prunes and rewinds them ------------------
     def save_checkpoint(self, payload: dict[str, Any], epoch: int, *, prefix: str, periodic: bool, best: bool,
-                        keep: int | None = None) -> Path | None:
-        """Write `payload` as last.pt; link it as `<prefix>-NNNN.pt` when `periodic` (then keep only the
-        newest `keep` of those) and as best.pt when `best`. Returns the periodic file, if one was made."""
+                        keep: int | None = None, protect: Iterable[int] = ()) -> Path | None:
+        """Write `payload` as last.pt; link it as `<prefix>-NNNN.pt` when `periodic` (then prune to the
+        newest `keep` of those plus the `protect`ed epochs) and as best.pt when `best`. Returns the
+        periodic file, if one was made."""
         last = self.checkpoints / "last.pt"
         atomic_save(payload, last)
         path = None
         if periodic:
             path = self.checkpoint_path(prefix, epoch)
             link_or_copy(last, path)
-            if keep:
-                saved = self.saved_epochs()
-                for old in list(saved)[:-keep]:
-                    saved[old].unlink(missing_ok=True)
+            self.prune_checkpoints(keep, protect)
         if best:
             link_or_copy(last, self.checkpoints / "best.pt")
         return path
@@ -262,6 +261,40 @@ class RunDir:
                 link_or_copy(saved[best_epoch], best)
             elif best_epoch == epoch:
                 link_or_copy(source, best)
+
+    # -- retention and disk use (checkpoint.keep; the journal's and the summary's disk figures) ---------------
+    def prune_checkpoints(self, keep: int | None, protect: Iterable[int] = ()) -> list[int]:
+        """Delete periodic checkpoints beyond the newest `keep` (None keeps all), sparing the epochs in
+        `protect`; last.pt and best.pt are separate links and stay. Returns the deleted epochs."""
+        if not keep:
+            return []
+        saved = self.saved_epochs()
+        spared = set(protect)
+        doomed = [e for e in list(saved)[:-keep] if e not in spared]
+        for e in doomed:
+            saved[e].unlink(missing_ok=True)
+        return doomed
+
+    def checkpoint_disk_use(self) -> dict[str, int]:
+        """Bytes under checkpoints/ (hard links counted once): {"total", "discarded", "files"}; "discarded"
+        is the part in discarded-*/ folders left by resumes from earlier epochs."""
+        seen: set[tuple[int, int]] = set()
+        total = discarded = files = 0
+        if self.checkpoints.is_dir():
+            # files in checkpoints/ itself first: a discarded file linked to a kept one is not counted as discarded
+            for p in sorted(self.checkpoints.rglob("*.pt"), key=lambda p: (p.parent != self.checkpoints, str(p))):
+                try:
+                    st = p.stat()
+                except OSError:
+                    continue
+                files += 1
+                if (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+                if p.parent != self.checkpoints:
+                    discarded += st.st_size
+        return {"total": total, "discarded": discarded, "files": files}
 
 
 def _abandoned_start(path: Path) -> bool:

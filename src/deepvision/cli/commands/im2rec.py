@@ -71,6 +71,7 @@ def _run(args: argparse.Namespace) -> int:
     import sys
 
     from deepvision.data.im2rec import PackOptions, ProgressReporter, find_lists, make_list, pack_list
+    from deepvision.data.lst import labels_file_for
     from deepvision.errors import UserError
 
     prefix = os.path.abspath(args.prefix)
@@ -94,6 +95,10 @@ def _run(args: argparse.Namespace) -> int:
             shown = ", ".join(repr(r) for r in rejected[:3]) + (", ..." if len(rejected) > 3 else "")
             print(f"left out: {len(rejected)} file(s) whose names hold a tab or a line break, which a .lst line "
                   f"cannot hold (rename them): {shown}", file=sys.stderr)
+        if args.recursive and categories:
+            n = len(categories)
+            print(f"wrote {labels_file_for(prefix)} ({n} class name{'s' if n != 1 else ''}; training from these "
+                  f"lists or their .rec files reads it)", file=sys.stderr)
         return 0
     if args.max_pixels is not None:
         import math

@@ -54,6 +54,8 @@ def make_lists(args: argparse.Namespace) -> int:
 
     from deepvision.apps.imagenet.devkit import DevkitPaths, build_lists
 
+    if not args.no_mean:  # needs the records extra (OpenCV): fail before writing anything
+        import deepvision.data.mean  # noqa: F401
     lists = build_lists(args.root, args.out, test_size=args.test_size, seed=args.seed, absolute=args.absolute,
                         blacklist=not args.no_blacklist)
     print(f"{len(lists.classes)} classes; train {len(lists.train):,}, val {len(lists.val):,} "

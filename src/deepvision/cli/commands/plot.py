@@ -9,21 +9,22 @@ ORDER = 30
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plot", help="regenerate a run's loss/accuracy plots from history.csv",
-                       description="Regenerate RUN_DIR/plots/loss.png and accuracy.png (vertical markers show "
-                                   "where the learning rate changed).")
+                       description="Regenerate RUN_DIR/plots/loss.png and accuracy.png, the same figures training "
+                                   "writes: train vs val, the learning rate in a panel below when it changes, "
+                                   "dashed lines at its steps (piecewise boundaries, manual changes on resume).")
     p.add_argument("run_dir", help="run directory")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from deepvision.errors import UserError
-    from deepvision.runs.plots import plot_history
+    from deepvision.runs.plots import plot_run
     from deepvision.runs.rundir import RunDir
 
     run_dir = RunDir.open(args.run_dir)
     history = run_dir.read_history()
     if not history:
         raise UserError(f"{run_dir.history_path} holds no completed epoch yet")
-    for path in plot_history(history, run_dir.plots, title=run_dir.path.name):
+    for path in plot_run(run_dir, history):
         print(path)
     return 0

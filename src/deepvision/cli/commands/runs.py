@@ -10,15 +10,20 @@ ORDER = 31
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "runs", help="the experiment journal (one row per run), or `runs compare A B ...` to overlay curves",
-        description="`deepvision runs [DIR]` lists every run under DIR (default: runs): model, data, epochs, the "
-                    "learning-rate schedule actually used (by epoch range), best/last val rank-1 and rank-5, "
-                    "seconds per epoch and samples/s; it also writes DIR/journal.csv. "
+        description="`deepvision runs [DIR]` lists every run under DIR (default: runs) in a table that fits 80 "
+                    "columns: the run, epochs, the learning-rate schedule actually used (by epoch range), the best "
+                    "epoch's val rank-1 and rank-5 (rank-5 only with more than 5 classes), checkpoint disk use and "
+                    "status (model, best epoch and test rank-1 too when they fit). --wide shows every column, "
+                    "--columns chooses them. It also writes DIR/journal.csv with every column. "
                     "`deepvision runs compare RUN_A RUN_B ... [--out FILE.png]` overlays their curves in one PNG.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog="columns: name, model, data, epochs, lr_schedule, best_val_acc, best_val_top5, best_epoch, "
+               "last_val_acc, last_val_top5, test_acc, test_top5, s_per_epoch, samples_per_s, ckpt_bytes, status")
     p.add_argument("args", nargs="*", metavar="DIR | compare RUN...", help="runs folder, or `compare` and run dirs")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true", help="print the reference-style markdown table")
     fmt.add_argument("--csv", action="store_true", help="print CSV")
+    p.add_argument("--wide", action="store_true", help="every column, as wide as it needs")
+    p.add_argument("--columns", metavar="A,B,...", help="these columns, in this order (see below)")
     p.add_argument("--out", help="compare: output PNG (default: compare.png beside the first run)")
     p.add_argument("--metrics", nargs="+", default=["val_acc", "val_loss"],
                    help="compare: history columns to plot (default: val_acc val_loss)")
@@ -32,16 +37,17 @@ def run(args: argparse.Namespace) -> int:
         return compare(args.args[1:], args.out, args.metrics)
     if len(args.args) > 1:
         raise UserError("give one runs folder (or `compare RUN_A RUN_B ...`)")
-    return table(args.args[0] if args.args else "runs", args.markdown, args.csv)
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    return table(args.args[0] if args.args else "runs", args.markdown, args.csv, wide=args.wide, columns=columns)
 
 
-def table(folder: str, markdown: bool, as_csv: bool) -> int:
+def table(folder: str, markdown: bool, as_csv: bool, wide: bool = False, columns: list[str] | None = None) -> int:
     import contextlib
     from pathlib import Path
 
     from deepvision.errors import UserError
     from deepvision.fileio import atomic_write_text
-    from deepvision.runs.journal import journal, print_table, to_csv, to_markdown
+    from deepvision.runs.journal import COLUMNS, journal, print_table, to_csv, to_markdown
 
     rows = journal(folder)
     with contextlib.suppress(UserError, OSError):  # a read-only folder still gets its table printed
@@ -50,8 +56,13 @@ def table(folder: str, markdown: bool, as_csv: bool) -> int:
         print(to_markdown(rows), end="")
     elif as_csv:
         print(to_csv(rows), end="")
+    elif not rows:
+        print(f"no runs under {folder} (a run directory holds config.yaml and run.json)")
     else:
-        print_table(rows)
+        if wide and not columns:
+            columns = list(COLUMNS)
+        n = len(rows)
+        print_table(rows, columns, wide=wide, title=f"{n} run{'s' if n != 1 else ''} in {folder}")
     return 0
 
 

@@ -56,12 +56,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _summary(result) -> None:
+    """What `train` and `resume` print last: the run, its best epoch, the checkpoints and their disk use."""
+    from deepvision.runs.journal import checkpoint_note
+
     last = result.last
     if not last or not result.is_main:
         return
-    parts = [f"{result.run_dir}: {last['epoch']} epochs"]
-    if last.get("val_acc") is not None:
-        parts.append(f"val rank-1 {last['val_acc']:.4f}, rank-5 {last['val_top5']:.4f}")
+    n = last["epoch"]
+    head = f"done: {n} epoch{'s' if n != 1 else ''}"
     if result.best_epoch is not None:
-        parts.append(f"best epoch {result.best_epoch}")
-    print("done: " + "; ".join(parts))
+        head += f"; best epoch {result.best_epoch}"
+    print(head)
+    print(f"  run directory: {result.run_dir}")
+    if last.get("val_acc") is not None:
+        rank5 = f", rank-5 {last['val_top5']:.4f}" if last.get("val_top5") is not None else ""
+        print(f"  last epoch: val rank-1 {last['val_acc']:.4f}{rank5}")
+    print(checkpoint_note(result.run_dir, indent="  "))

@@ -3,7 +3,8 @@
 The trainer calls, in order: `on_train_start()`, then per epoch `on_epoch_start(epoch, steps)`,
 `on_batch_end(epoch, batch)` after every batch, `on_log(epoch, batch, speed, window)` every
 `train.log_every` batches, `on_train_epoch_end(epoch, train, seconds)` once the training pass is
-done, `on_epoch_end(epoch, logs)` with the epoch's `EpochRecord` after validation, and
+done, `on_val_start(steps)`, `on_val_batch_end(batch)` and `on_val_end(metrics)` around the
+validation pass, `on_epoch_end(epoch, logs)` with the epoch's `EpochRecord` after validation, and
 `on_train_end()` when training stops (finished, interrupted or failed). `on_checkpoint_saved(path)`
 follows each periodic checkpoint. `epoch` is 0-based (the MXNet log format); `logs.epoch` counts
 completed epochs.
@@ -38,6 +39,12 @@ class Callback:
 
     def on_train_epoch_end(self, epoch: int, train: dict[str, float], seconds: float) -> None: ...
 
+    def on_val_start(self, steps: int) -> None: ...
+
+    def on_val_batch_end(self, batch: int) -> None: ...
+
+    def on_val_end(self, metrics: dict[str, float]) -> None: ...
+
     def on_checkpoint_saved(self, path: Path) -> None: ...
 
     def on_epoch_end(self, epoch: int, logs: EpochRecord) -> None: ...
@@ -54,6 +61,8 @@ class CallbackList:
             c.set_trainer(trainer)
         # per-batch events are on the hot path: dispatch only to callbacks that override them
         self._batch_end = [c for c in self.callbacks if type(c).on_batch_end is not Callback.on_batch_end]
+        self._val_batch_end = [c for c in self.callbacks
+                               if type(c).on_val_batch_end is not Callback.on_val_batch_end]
 
     def __getattr__(self, event: str) -> Any:
         if not event.startswith("on_"):
@@ -68,6 +77,10 @@ class CallbackList:
     def on_batch_end(self, epoch: int, batch: int) -> None:
         for c in self._batch_end:
             c.on_batch_end(epoch, batch)
+
+    def on_val_batch_end(self, batch: int) -> None:
+        for c in self._val_batch_end:
+            c.on_val_batch_end(batch)
 
     def find(self, kind: type) -> Any:
         return next((c for c in self.callbacks if isinstance(c, kind)), None)

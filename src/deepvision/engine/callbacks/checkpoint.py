@@ -1,7 +1,9 @@
 """Checkpointing as a callback: last.pt every epoch, periodic `<prefix>-NNNN.pt`, best.pt.
 
-This callback decides *what* to save and which epoch is best (one place owns last/best); the run
-directory (`RunDir.save_checkpoint`) owns the files: it writes, links and prunes them.
+This callback decides *what* to save, which epoch is best (one place owns last/best) and which
+periodic checkpoints retention must spare: those saved just before a learning-rate step (where the
+reference's workflow resumes from). The run directory (`RunDir.save_checkpoint`) owns the files: it
+writes, links and prunes them, keeping the newest `checkpoint.keep` periodic ones plus the spared.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 from deepvision.engine.callbacks.base import Callback
 from deepvision.engine.distributed import gather_object
 from deepvision.runs import checkpoint as ckpt_io
-from deepvision.runs.history import EpochRecord
+from deepvision.runs.history import EpochRecord, lr_steps
 
 
 def monitored(row: dict[str, Any], monitor: str) -> float | None:
@@ -56,6 +58,15 @@ class Checkpointer(Callback):
         cc = t.cfg.checkpoint
         periodic = epochs_done % cc.period == 0 or epochs_done == t.cfg.train.epochs
         path = t.run.save_checkpoint(t.checkpoint_payload(epochs_done, rng), epochs_done, prefix=cc.prefix,
-                                     periodic=periodic, best=best, keep=cc.keep)
+                                     periodic=periodic, best=best, keep=cc.keep, protect=self.lr_step_epochs())
         if path is not None:
             t.callbacks.on_checkpoint_saved(path)
+
+    def lr_step_epochs(self) -> set[int]:
+        """Completed-epoch counts whose checkpoint precedes a learning-rate step (including the coming
+        epoch's rate, when training goes on)."""
+        t = self.trainer
+        lrs = [row["lr"] for row in t.history if row.get("lr") is not None]
+        if len(lrs) < t.cfg.train.epochs:
+            lrs.append(t.lr_at(len(lrs)))
+        return {epoch - 1 for epoch in lr_steps(lrs)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from deepvision.engine.callbacks.base import Callback
+from deepvision.errors import UserError
 from deepvision.runs.history import EpochRecord
 
 
@@ -55,9 +56,9 @@ class Plotter(Callback):
         t = self.trainer
         if not t.history:
             return
-        from deepvision.runs.plots import plot_history
+        from deepvision.runs.plots import plot_run
 
         try:
-            plot_history(t.history, t.run.plots)
-        except OSError as exc:  # plots are a convenience; never lose a run over them
+            plot_run(t.run, t.history)
+        except (OSError, UserError) as exc:  # plots are a convenience; never lose a run over them
             t.reporter.line(f"could not write plots: {exc}")

@@ -24,6 +24,7 @@ class ClassificationMeter:
     `mark()` remembers the current sums, so `compute(since_mark=True)` gives the metrics of the
     batches after it (the speedometer's window) without a second accumulator. With `loss_is_sum`
     each update's loss is the batch's summed cross-entropy (validation), else its mean (training).
+    Rank-k is None when there are no more than k classes (it would always be 1).
     """
 
     def __init__(self, device: torch.device, topk: int = 5, loss_is_sum: bool = False) -> None:
@@ -34,11 +35,13 @@ class ClassificationMeter:
         self.loss = torch.zeros((), dtype=torch.float64, device=self.device)
         self.hits = torch.zeros(2, dtype=torch.int64, device=self.device)  # rank-1, rank-k
         self.count = 0  # on the host: no device transfer per batch
+        self.classes: int | None = None
         self._mark = (self.loss.clone(), self.hits.clone(), 0)
 
     @torch.no_grad()
     def update(self, logits: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor | None) -> None:
-        k = min(self.topk, logits.shape[1])
+        self.classes = logits.shape[1]
+        k = min(self.topk, self.classes)
         hits = logits.topk(k, dim=1).indices == targets.unsqueeze(1)  # at most one hit per row
         self.hits += torch.stack([hits[:, 0].sum(), hits.sum()])
         n = targets.shape[0]
@@ -61,9 +64,10 @@ class ClassificationMeter:
         if distributed:
             all_reduce_sum(sums)
         total_loss, top1, topk, n = sums.tolist()
+        trivial = self.classes is not None and self.classes <= self.topk
         if n == 0:
-            return {"loss": float("nan"), "acc": float("nan"), "top5": float("nan"), "count": 0}
-        return {"loss": total_loss / n, "acc": top1 / n, "top5": topk / n, "count": int(n)}
+            return {"loss": float("nan"), "acc": float("nan"), "top5": None if trivial else float("nan"), "count": 0}
+        return {"loss": total_loss / n, "acc": top1 / n, "top5": None if trivial else topk / n, "count": int(n)}
 
 
 @dataclass

@@ -1,0 +1,113 @@
+"""Issue 15's data items: im2rec records class names and training from its lists or records uses them;
+recipes need a data root; `mean` names the path it tried; a missing optional module names its extra."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deepvision.config import build_config
+from deepvision.data.lst import find_labels_file
+from deepvision.data.sources import load_data
+from tests.helpers import make_image_folder, tiny_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    """Lists and records of a 2-class image folder, made with the CLI."""
+    from deepvision.cli.main import main
+
+    tmp = tmp_path_factory.mktemp("packed")
+    images = make_image_folder(tmp / "images", n_per_class=8, size=28)
+    data = tmp / "data"
+    data.mkdir()
+    assert main(["im2rec", "--list", "--recursive", "--train-ratio", "0.75", str(data / "set"), str(images)]) == 0
+    assert main(["im2rec", "--encoding", ".png", "--num-thread", "1", str(data / "set"), str(images)]) == 0
+    return tmp, data, images
+
+
+def test_im2rec_writes_the_class_names_beside_the_lists(packed):
+    _, data, _ = packed
+    assert (data / "set.labels.txt").read_text() == "horizontal\nvertical\n"
+    assert find_labels_file(data / "set_train.rec") == data / "set.labels.txt"
+    assert find_labels_file(data / "set_val.lst") == data / "set.labels.txt"
+    assert find_labels_file(data / "other.rec") is None
+
+
+@pytest.mark.parametrize(("source", "ext"), [("rec", ".rec"), ("lst", ".lst")])
+def test_training_data_from_those_files_has_the_names(packed, source, ext):
+    tmp, data, images = packed
+    cfg = build_config(tiny_config(1, source=source, root=str(data) if source == "rec" else str(images),
+                                   train=str(data / f"set_train{ext}"), val=str(data / f"set_val{ext}"),
+                                   val_fraction=0.0, channels=3))
+    bundle = load_data(cfg.data, roles=("train", "val"))
+    assert bundle.classes == ["horizontal", "vertical"]
+    assert len(bundle.train) == 12 and len(bundle.val) == 4
+
+
+def test_a_run_trained_from_records_stores_the_names(packed, run_cli):
+    tmp, data, _ = packed
+    cfg = tiny_config(1, source="rec", root=str(data), train="set_train.rec", val="set_val.rec", val_fraction=0.0,
+                      batch_size=4, workers=0, channels=3)
+    cfg["train"]["max_steps"] = 1
+    (tmp / "rec.yaml").write_text(yaml.safe_dump(cfg))
+    code, _, err = run_cli("train", tmp / "rec.yaml", "--out", tmp / "runs", "--name", "rec")
+    assert code == 0, err
+    assert (tmp / "runs" / "rec" / "labels.txt").read_text() == "horizontal\nvertical\n"
+
+
+def test_a_stale_labels_file_is_a_one_line_error(tmp_path, packed):
+    _, data, _ = packed
+    (tmp_path / "set_train.rec").symlink_to(data / "set_train.rec")
+    (tmp_path / "set.labels.txt").write_text("only-one\n")
+    cfg = build_config(tiny_config(1, source="rec", train=str(tmp_path / "set_train.rec"), val_fraction=0.25))
+    with pytest.raises(Exception, match=r"set.labels.txt \(found beside set_train.rec\) names 1 classes"):
+        load_data(cfg.data, roles=("train",))
+
+
+def test_recipes_need_a_data_root(run_cli, tmp_path):
+    code, _, err = run_cli("train", "lenet_mnist", "--out", tmp_path)
+    assert code == 2 and err.count("\n") == 1
+    assert "data.root is not set" in err and "--data-root DIR" in err
+    assert not list(tmp_path.iterdir())  # nothing left behind
+
+
+def test_mean_without_root_names_the_path_and_suggests_root(packed, run_cli, tmp_path):
+    _, data, images = packed
+    code, _, err = run_cli("mean", data / "set_train.lst", "--num-thread", "1")
+    assert code == 2 and err.count("\n") == 1
+    first = (data / "set_train.lst").read_text().splitlines()[0].split("\t")[-1]
+    assert str(data / first) in err and "does not exist" in err and "pass --root DIR" in err
+    code, out, err = run_cli("mean", data / "set_train.lst", "--root", images, "--num-thread", "1")
+    assert code == 0 and '"R"' in out
+
+
+def test_a_missing_extra_is_one_line_naming_it(tmp_path):
+    """Without OpenCV: `im2rec` and `imagenet lists` say which extra to install, and write nothing."""
+    script = f"""
+import sys
+sys.modules["cv2"] = None  # as if opencv-python-headless were not installed
+from deepvision.apps.imagenet import make_fake_imagenet
+from deepvision.cli.main import main
+root = make_fake_imagenet({str(tmp_path / "ILSVRC")!r}, classes=2, per_class=2, val_per_class=1, min_side=32,
+                          max_side=40)
+codes = [main(["im2rec", "--list", "--recursive", {str(tmp_path / "x")!r}, str(root.images)]),
+         main(["imagenet", "lists", "--root", str(root.root), "--out", {str(tmp_path / "lists")!r}])]
+print(codes)
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.stdout.strip() == "[2, 2]", proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 2 and "Traceback" not in proc.stderr
+    assert lines[0].startswith("deepvision im2rec: error: this needs opencv-python-headless (module cv2)")
+    assert lines[1].startswith("deepvision imagenet: error: this needs opencv-python-headless")
+    assert all(line.endswith("pip install 'deepvision[records]'") for line in lines)
+    assert not (tmp_path / "lists").exists() and not list(tmp_path.glob("x*"))

@@ -1,0 +1,58 @@
+"""Model diagrams (issue 15): box text never overlaps or leaves its box, and a figure whose blocks hold
+branches or skips says so instead of passing them off as a plain chain."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from deepvision.models import create_model
+from deepvision.models.diagram import branch_note, branches, diagram_summary, write_diagram
+
+
+def meta(name: str):
+    with torch.device("meta"):
+        return create_model(name)
+
+
+@pytest.mark.parametrize(("name", "shape", "expected"), [
+    ("googlenet_ref", (3, 224, 224), (["Inception"], False)),
+    ("lenet", (1, 28, 28), ([], False)),
+])
+def test_branches_are_found_by_tracing(name, shape, expected):
+    model = meta(name)
+    assert branches(model, diagram_summary(model, shape, name).rows) == expected
+
+
+def test_notes_name_what_the_chain_does_not_show():
+    assert branch_note([], False) == ""
+    assert "each PreActBottleneck block has parallel branches or a skip connection" in branch_note(
+        ["PreActBottleneck"], False)
+    assert "take the same input in parallel" in branch_note([], True)
+
+
+def test_box_text_stays_inside_its_box(tmp_path, monkeypatch):
+    drawn = {}
+    real_savefig = plt.Figure.savefig
+
+    def capture(fig, path, *args, **kwargs):
+        fig.canvas.draw()
+        drawn["fig"] = fig
+        return real_savefig(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(plt.Figure, "savefig", capture)
+    monkeypatch.setattr(plt, "close", lambda fig=None: None)
+    write_diagram(meta("resnet50_ref"), (3, 224, 224), tmp_path / "r.png", "resnet50_ref")
+    fig = drawn["fig"]
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    boxes = [p.get_window_extent(renderer) for p in ax.patches]
+    texts = [t for t in ax.texts if t.get_fontfamily() == ["DejaVu Sans Mono"]]
+    assert len(texts) == len(boxes) == 27  # the input and 26 blocks
+    for text, box in zip(texts, boxes):
+        extent = text.get_window_extent(renderer)
+        assert box.x0 <= extent.x0 and extent.x1 <= box.x1, text.get_text()
+    assert "features.stage3.unit1" in texts[13].get_text() and "1,509,376 p" in texts[13].get_text()
+    note = [t.get_text() for t in ax.texts if t.get_style() == "italic"]
+    assert note and "PreActBottleneck" in " ".join(note)

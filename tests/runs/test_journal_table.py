@@ -1,0 +1,150 @@
+"""The journal as a new user reads it (issue 15): 80 columns with long run names, schedules summarised,
+the best epoch's rank-1/rank-5 (rank-5 left out with <= 5 classes), checkpoint disk use; retention helpers."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from deepvision.config import build_config
+from deepvision.config.schema import CheckpointConfig
+from deepvision.engine.schedules import Schedule
+from deepvision.runs.history import describe_lrs, lr_steps
+from deepvision.runs.journal import journal, render_table, to_markdown
+from deepvision.runs.rundir import RunDir
+from tests.helpers import tiny_config
+
+LONG = ("resnet18-photos-lr0.01-cosine", "search-momentum0.9-wd5e-4-b64")  # 29 characters
+LONGEST = "a-run-name-far-too-long-for-eighty-columns-lr0.01-momentum0.9-wd5e-4"
+
+
+def fake_run(out, name, schedule, epochs, classes=10, best_at=None, status="finished", ckpts=3):
+    """A run directory as training leaves it (config, labels, history, run.json, checkpoint files)."""
+    cfg = tiny_config(epochs)
+    cfg["schedule"] = schedule
+    cfg = build_config(cfg)
+    cfg.model.num_classes = classes
+    run = RunDir.create(out, name)
+    run.write_config(cfg)
+    run.write_labels([f"c{i}" for i in range(classes)])
+    sched = Schedule(cfg.schedule, cfg.optim.lr, epochs)
+    rows = []
+    for e in range(epochs):
+        acc = 0.9 if e + 1 == best_at else 0.5 + e / (4 * epochs)
+        rows.append({"epoch": e + 1, "lr": sched(e), "train_loss": 1 / (e + 1), "train_acc": acc, "train_top5": 0.9,
+                     "val_loss": 1 / (e + 2), "val_acc": acc, "val_top5": 0.95 if e + 1 == best_at else 0.93,
+                     "samples_per_s": 1000.0, "seconds": 10.0})
+    run.write_history(rows)
+    run.write_state({"status": status})
+    for e in range(epochs - ckpts + 1, epochs + 1):
+        (run.checkpoints / f"lenet-{e:04d}.pt").write_bytes(b"x" * 1_000_000)
+    os.link(run.checkpoints / f"lenet-{epochs:04d}.pt", run.checkpoints / "last.pt")  # a link: counted once
+    return run
+
+
+@pytest.fixture
+def runs(tmp_path):
+    fake_run(tmp_path, LONG[0], {"name": "cosine"}, 8)
+    fake_run(tmp_path, LONG[1], {"name": "piecewise", "ranges": ["1-50: 0.01", "51-65: 0.001", "66-70: 0.0001"]},
+             70, best_at=60, status="interrupted")
+    fake_run(tmp_path, "cats-dogs", {"name": "constant"}, 3, classes=2)
+    return tmp_path
+
+
+def test_schedules_are_summarised_and_only_steps_count():
+    cosine = Schedule(build_config({"schedule": {"name": "cosine"}}).schedule, 0.05, 8)
+    lrs = [cosine(e) for e in range(8)]
+    assert describe_lrs(lrs, "cosine") == f"1-8: cosine 0.05→{lrs[-1]:.3g}"
+    assert lr_steps(lrs) == []  # cosine moves every epoch: no step
+    piecewise = [0.05, 0.05, 0.005, 0.005]
+    assert describe_lrs(piecewise) == "1-2: 0.05; 3-4: 0.005" and lr_steps(piecewise) == [3]
+    resumed = lrs[:5] + [0.001] * 3  # cosine, then a manual rate from epoch 6
+    assert describe_lrs(resumed, "cosine") == f"1-5: cosine 0.05→{lrs[4]:.3g}; 6-8: 0.001"
+    assert lr_steps(resumed) == [6]
+    warm = [0.01, 0.03, 0.05, 0.05, 0.05]
+    assert describe_lrs(warm) == "1-2: warm-up 0.01→0.03; 3-5: 0.05"
+
+
+def test_journal_fits_80_columns_with_whole_names(runs, run_cli):
+    code, out, err = run_cli("runs", runs)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for name in (*LONG, "cats-dogs"):
+        assert any(name in line for line in lines), name  # whole, on one line
+    assert "…" not in out
+    assert "1-8: cosine" in out and "1-50: 0.01;" in out  # summarised, not one epoch per line
+    assert len([line for line in lines if "cosine" in line or "0.05→" in line]) <= 2
+    assert "stopped" in out  # the status column appears because one run was interrupted
+    row = next(line for line in lines if line.startswith("cats-dogs"))
+    assert row.split()[4:8] == ["66.67", "-", "3.0MB", "done"]  # 2 classes: no rank-5; 3 files of 1 MB (last.pt a link)
+
+
+def test_wide_and_chosen_columns(runs, run_cli):
+    code, out, _ = run_cli("runs", runs, "--wide")
+    assert code == 0 and max(len(line) for line in out.splitlines()) > 80
+    assert "samples" not in out and "img/s" in out and "last r1" in out
+    code, out, _ = run_cli("runs", runs, "--columns", "name,best_epoch")
+    header = out.splitlines()[1].split()
+    assert code == 0 and header == ["run", "best"]
+    assert any(line.split() == [LONG[1], "60"] for line in out.splitlines())
+    code, _, err = run_cli("runs", runs, "--columns", "name,speed")
+    assert code == 2 and "unknown journal column 'speed'" in err and err.count("\n") == 1
+
+
+def test_markdown_reports_the_best_epoch(runs):
+    rows = {r["name"]: r for r in journal(runs)}
+    row = rows[LONG[1]]
+    assert row["best_epoch"] == 60 and row["best_val_acc"] == 0.9 and row["last_val_acc"] < 0.9
+    md = to_markdown(list(rows.values()))
+    assert f"| {LONG[1]} | lenet | 70 | 1-50: 0.01; 51-65: 0.001; 66-70: 0.0001 | 90.00 | 95.00 |" in md
+    assert "| cats-dogs | lenet | 3 | 1-3: 0.05 | 66.67 | - |" in md
+    assert rows["cats-dogs"]["best_val_top5"] is None and rows["cats-dogs"]["ckpt_bytes"] == 3_000_000
+
+
+def test_table_without_rank5_or_unfinished_runs_drops_those_columns(tmp_path):
+    fake_run(tmp_path, "cats-dogs", {"name": "constant"}, 3, classes=2)
+    text = render_table(journal(tmp_path))
+    header = text.splitlines()[0].split()
+    assert "r5" not in header and "status" not in header and "all runs finished" in text
+
+
+def test_retention_keeps_the_newest_and_the_protected(tmp_path):
+    run = RunDir.create(tmp_path, "r")
+    for e in range(1, 10):
+        (run.checkpoints / f"lenet-{e:04d}.pt").write_bytes(b"x")
+    assert run.prune_checkpoints(None) == [] and len(run.saved_epochs()) == 9  # null keeps every one
+    assert run.prune_checkpoints(3, protect={2}) == [1, 3, 4, 5, 6]
+    assert list(run.saved_epochs()) == [2, 7, 8, 9]
+    assert CheckpointConfig().keep == 5  # the default
+    assert build_config({"checkpoint": {"keep": None}}).checkpoint.keep is None
+
+
+def test_a_name_longer_than_the_table_is_folded_whole(tmp_path):
+    fake_run(tmp_path, LONGEST, {"name": "constant"}, 2)
+    text = render_table(journal(tmp_path))
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    first = next(i for i, line in enumerate(lines) if line.startswith(LONGEST[:10]))
+    pieces = [lines[first].split()[0]]
+    for line in lines[first + 1:]:
+        if line[:1] in ("", " ") or "".join(pieces) == LONGEST:
+            break
+        pieces.append(line.split()[0])
+    assert len(pieces) > 1 and all(p.endswith("-") for p in pieces[:-1])  # folded after a '-'
+    assert "".join(pieces) == LONGEST  # every character kept
+
+
+def test_disk_use_counts_links_once_and_names_what_resumes_set_aside(tmp_path):
+    from deepvision.runs.journal import checkpoint_note
+
+    run = fake_run(tmp_path, "r", {"name": "constant"}, 3, ckpts=2)  # lenet-0002, lenet-0003 = last.pt
+    aside = run.checkpoints / "discarded-20260101-000000"
+    aside.mkdir()
+    os.link(run.checkpoints / "lenet-0002.pt", aside / "linked.pt")  # the same bytes as a kept file
+    (aside / "lenet-0004.pt").write_bytes(b"x" * 500_000)
+    assert run.checkpoint_disk_use() == {"total": 2_500_000, "discarded": 500_000, "files": 5}
+    assert checkpoint_note(run.path, indent="  ") == (
+        "  checkpoints: 2.5 MB (last.pt, epochs 2-3; checkpoint.keep 5)\n"
+        "    of which 500 kB set aside by resumes in checkpoints/discarded-*/")

@@ -1,0 +1,97 @@
+"""Training-curve figures (issue 15): a learning-rate panel, marks only at real steps with readable labels,
+a log loss axis when it spans decades, legends that never cover the curves, titled compare panels."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepvision.runs import plots
+from deepvision.runs.rundir import RunDir
+from tests.runs.test_journal_table import fake_run
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The figures plots.py would save, drawn (so extents are known) instead of written."""
+    saved = {}
+
+    def keep(fig, path):
+        fig.canvas.draw()
+        saved[path.name] = fig
+        return path
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    yield saved
+    for fig in saved.values():
+        plots.plt.close(fig)
+
+
+def vlines(ax) -> list[float]:
+    return sorted(line.get_xdata()[0] for line in ax.lines if len(set(line.get_xdata())) == 1 and
+                  line.get_linestyle() == "--")
+
+
+def legend_outside(fig, ax) -> bool:
+    renderer = fig.canvas.get_renderer()
+    return ax.get_legend().get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
+
+
+def test_piecewise_steps_are_marked_and_labelled(tmp_path, figures):
+    run = fake_run(tmp_path, "steps", {"name": "piecewise", "ranges": ["1-50: 0.01", "51-65: 0.001",
+                                                                       "66-70: 0.0001"]}, 70)
+    plots.plot_run(run)
+    loss = figures["loss.png"]
+    ax, lr_ax = loss.axes
+    assert ax.get_title(loc="left") == "steps: loss" and ax.get_yscale() == "log"  # 1.0 .. 0.014: beyond a factor of 20
+    assert vlines(ax) == vlines(lr_ax) == [50.5, 65.5]
+    assert sorted(t.get_text() for t in lr_ax.texts) == ["0.0001", "0.001"] and lr_ax.get_yscale() == "log"
+    assert all(t.get_rotation() == 0 for t in lr_ax.texts)
+    assert legend_outside(loss, ax)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train", "val", "learning-rate step"]
+    labels = [t.get_text() for t in figures["accuracy.png"].axes[0].get_legend().get_texts()]
+    assert labels == ["train rank-1", "val rank-1", "train rank-5", "val rank-5", "learning-rate step"]
+
+
+def test_cosine_gets_a_panel_but_no_marks_and_few_classes_no_rank5(tmp_path, figures):
+    run = fake_run(tmp_path, "cos", {"name": "cosine"}, 8, classes=2)
+    plots.plot_run(run)
+    ax, lr_ax = figures["loss.png"].axes
+    assert vlines(ax) == [] and len(lr_ax.texts) == 0 and ax.get_yscale() == "linear"
+    assert list(lr_ax.lines[0].get_ydata()) == [r["lr"] for r in run.read_history()]
+    labels = [t.get_text() for t in figures["accuracy.png"].axes[0].get_legend().get_texts()]
+    assert labels == ["train rank-1", "val rank-1"]  # 2 classes: rank-5 is always 100%
+
+
+def test_constant_rate_has_no_panel_and_names_the_rate(tmp_path, figures):
+    plots.plot_run(fake_run(tmp_path, "flat", {"name": "constant"}, 3))
+    assert len(figures["loss.png"].axes) == 1
+    assert figures["loss.png"].axes[0].get_title(loc="left") == "flat: loss  (learning rate 0.05)"
+
+
+def test_a_manual_resume_is_marked(tmp_path, figures):
+    run = fake_run(tmp_path, "manual", {"name": "cosine"}, 8)
+    history = run.read_history()
+    for row in history[5:]:
+        row["lr"] = 0.02  # resumed at epoch 6 with --set optim.lr=0.02
+    run.write_history(history)
+    run.write_state({"status": "finished", "segments": [{"start_epoch": 0, "overrides": []},
+                                                        {"start_epoch": 5, "overrides": ["optim.lr=0.02"],
+                                                         "manual_lr": 0.02}]})
+    assert plots.manual_lr_epochs(RunDir(run.path)) == (6,)
+    plots.plot_run(run)
+    assert vlines(figures["loss.png"].axes[0]) == [5.5]
+
+
+def test_compare_titles_panels_and_lists_each_run_once(tmp_path, figures):
+    a = fake_run(tmp_path, "a", {"name": "piecewise", "ranges": ["1-3: 0.05", "4-6: 0.005"]}, 6)
+    b = fake_run(tmp_path, "b", {"name": "cosine"}, 6)
+    plots.plot_compare({"a": a.read_history(), "b": b.read_history()}, tmp_path / "c.png")
+    fig = figures["c.png"]
+    assert [ax.get_title(loc="left") for ax in fig.axes] == [
+        "rank-1 accuracy: validation (solid), training (dashed)",
+        "loss (cross-entropy): validation (solid), training (dashed)"]
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    runs, lines = fig.legends
+    assert [t.get_text() for t in runs.get_texts()] == ["a", "b"]
+    assert [t.get_text() for t in lines.get_texts()] == ["validation", "training",
+                                                         "learning-rate step (in the run's colour)"]
