@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import textwrap
 
 ORDER = 22
@@ -61,11 +60,7 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     if args.out:
         write_predictions(results, args.out)
-    if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
-        return 0
-    for r in results:
-        print(r.image)
-        for rank, (name, prob) in enumerate(r.top, 1):
-            print(f"  {rank}. {name[:60]}: {prob * 100:.2f}%")
+    from deepvision.cli.output import print_top_k
+
+    print_top_k(results, args.json, name_width=60)
     return 0

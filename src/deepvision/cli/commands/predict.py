@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 ORDER = 21
 
@@ -27,11 +26,7 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise UserError("--top must be at least 1")
     results = predict(args.run_dir, args.images, top=args.top, epoch=args.epoch, device=args.device)
-    if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
-        return 0
-    for r in results:
-        print(r.image)
-        for rank, (name, prob) in enumerate(r.top, 1):
-            print(f"  {rank}. {name}: {prob * 100:.2f}%")
+    from deepvision.cli.output import print_top_k
+
+    print_top_k(results, args.json)
     return 0

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from deepvision.config.schema import AugmentConfig
 from deepvision.data.augment_plan import AugmentPlan, draw_plan, reseed, sample_seed
 from deepvision.data.records.codec import DecodeError, Decoder, is_jpeg
-from deepvision.data.records.header import HEADER_SIZE
+from deepvision.data.records.header import image_bytes
 from deepvision.data.tensor_loader import BatchAugment
 from deepvision.errors import UserError
 
@@ -51,17 +51,6 @@ def gpu_decode_device(decoder: str, device: torch.device | str | None) -> torch.
     return dev
 
 
-def _body(payload: bytes | memoryview) -> memoryview:
-    payload = memoryview(payload)
-    if len(payload) < HEADER_SIZE:
-        raise ValueError(f"payload of {len(payload)} bytes is shorter than the image header")
-    flag = int.from_bytes(payload[:4], "little")
-    start = HEADER_SIZE + 4 * flag
-    if start > len(payload):
-        raise ValueError(f"header announces {flag} labels but the payload is too short")
-    return payload[start:]
-
-
 class BatchJpegDecoder:
     """(epoch, indices) -> uint8 N x C x H x W batch on `device`, augmented by the per-sample plans."""
 
@@ -80,7 +69,7 @@ class BatchJpegDecoder:
         for index in indices:
             pos = int(self.positions[index])
             try:
-                out.append((pos, _body(self.file.read(pos)), ""))
+                out.append((pos, image_bytes(self.file.read(pos)), ""))
             except ValueError as exc:
                 out.append((pos, None, str(exc)))
         return out

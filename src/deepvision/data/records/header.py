@@ -61,3 +61,15 @@ def unpack(record: bytes | memoryview) -> tuple[IRHeader, bytes]:
     """mx.recordio.unpack: (header, image bytes as `bytes`)."""
     header, body = unpack_header(record)
     return header, bytes(body)
+
+
+def image_bytes(payload: bytes | memoryview) -> memoryview:
+    """The encoded image of a record payload: what follows its header and `flag` extra labels."""
+    payload = memoryview(payload)
+    if len(payload) < HEADER_SIZE:
+        raise ValueError(f"payload of {len(payload)} bytes is shorter than the image header")
+    flag = int.from_bytes(payload[:4], "little")
+    start = HEADER_SIZE + 4 * flag
+    if start > len(payload):
+        raise ValueError(f"header announces {flag} labels but the payload is too short")
+    return payload[start:]

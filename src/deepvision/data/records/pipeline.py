@@ -19,7 +19,7 @@ from torch.utils.data import Dataset, get_worker_info
 from deepvision.config.schema import AugmentConfig
 from deepvision.data.augment_plan import AugmentPlan, draw_plan, inverse_affine, reseed, sample_seed
 from deepvision.data.records.codec import DecodeError, Decoder
-from deepvision.data.records.header import HEADER_SIZE
+from deepvision.data.records.header import image_bytes
 from deepvision.data.records.record_file import RecordFile
 from deepvision.data.records.recordio import RecordError
 from deepvision.data.records.shared_batches import _new_batch, _SlotPool, _SlotRef
@@ -124,14 +124,7 @@ class _BatchMaker(Dataset):
         return (x[: len(kept)] if len(kept) < len(indices) else x), labels, skipped, None
 
     def _decode(self, pos: int) -> np.ndarray:
-        payload = self.file.read(pos)
-        if len(payload) < HEADER_SIZE:
-            raise ValueError(f"payload of {len(payload)} bytes is shorter than the image header")
-        flag = int.from_bytes(payload[:4], "little")
-        start = HEADER_SIZE + 4 * flag
-        if start > len(payload):
-            raise ValueError(f"header announces {flag} labels but the payload is too short")
-        return self._decoder(payload[start:])
+        return self._decoder(image_bytes(self.file.read(pos)))
 
 
 def _store(src: np.ndarray, dst: np.ndarray, spec: _Spec) -> None:
