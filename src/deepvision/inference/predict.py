@@ -57,7 +57,7 @@ def predict_images(
         loaded = OnnxClassifier(run_dir)
     else:
         loaded = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, epoch, which, resolve_device(device))
-    if loaded.cfg.task == "detection":
+    if getattr(getattr(loaded, "cfg", None), "task", None) == "detection":
         raise UserError(f"{loaded.run.path} is a detection run: use `deepvision detect {loaded.run.path} IMAGE...`")
     tensors = [loaded.pre.load(p) for p in images]  # decode everything first: fail fast on bad input
     results: list[Prediction] = []

@@ -240,12 +240,11 @@ def run_emotion(
         raise UserError("--headless needs --out DIR (annotated frames) or --out FILE.mp4 (a video)")
     if max_frames is not None and max_frames <= 0:
         raise UserError(f"--max-frames must be positive, got {max_frames}")
-    if threads is not None:
-        if threads < 1:
-            raise UserError(f"--threads must be at least 1, got {threads}")
-        import torch
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be at least 1, got {threads}")
+    import torch
 
-        torch.set_num_threads(threads)
+    previous_threads = torch.get_num_threads()  # restored at the end: the caller's process keeps its setting
     out_path = Path(out) if out is not None else None
     if out_path is not None and out_path.suffix and out_path.suffix.lower() not in VIDEO_SUFFIXES:
         raise UserError(f"--out {out_path}: give a folder or a video file ({', '.join(VIDEO_SUFFIXES)})")
@@ -256,6 +255,8 @@ def run_emotion(
     sink = _Sink(out_path, headless or out_path is not None, fps_in if 1 <= fps_in <= 240 else 30.0)
     results: list[FrameResult] = []
     started, ok = time.perf_counter(), False
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         for i, frame in enumerate(frames_from(cap, video is None, max_frames)):
             annotated, canvas, result = recognizer.process(frame, i)
@@ -270,6 +271,7 @@ def run_emotion(
     finally:
         cap.release()
         sink.close(ok)
+        torch.set_num_threads(previous_threads)
     summary = EmotionSummary(len(results), sum(r.box is None for r in results), sum(r.seconds for r in results),
                              time.perf_counter() - started, results)
     if out_path is not None:
