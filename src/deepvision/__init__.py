@@ -16,13 +16,6 @@ from typing import Any
 
 from deepvision.version import __version__
 
-if "torch" not in sys.modules:
-    # PyTorch's OpenMP threads (libgomp) busy-wait between parallel regions by default. When another process
-    # takes one of the cores, every region's barrier waits for the preempted spinner: on 2 heavily shared
-    # cores LeNet trained at 96-133 samples/s spinning and ~430 with passive waiters (issue 14 profile).
-    # libgomp reads this once, when torch loads it, hence here; an explicit setting wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 _API = ("train", "resume", "evaluate", "predict", "export", "import_mxnet", "import_keras", "load_run", "create_model",
         "list_models")
 
