@@ -10,8 +10,6 @@ The Python API mirrors the command line::
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
 from deepvision.version import __version__
