@@ -3,6 +3,9 @@
 Each returns `Annotations` (schema.py): absolute image paths, boxes in continuous pixel coordinates,
 and a note for everything it skipped or repaired. Checks common to all formats (bad boxes, unknown
 classes, missing images) happen when the dataset is built (build.py).
+
+Why one module of ~430 lines: five small readers that share the path and box helpers; each is
+~60 lines and they are read side by side when a format's conventions are compared.
 """
 
 from __future__ import annotations
