@@ -209,12 +209,8 @@ class RunDir:
         if epoch in saved:
             return saved[epoch]
         last = self.checkpoints / "last.pt"
-        if last.is_file():  # with checkpoint.period > 1 the newest epoch may live in last.pt only
-            try:
-                if int(load_checkpoint(last).get("epoch", -1)) == epoch:
-                    return last
-            except UserError:
-                pass
+        if checkpoint_epoch(last) == epoch:  # with checkpoint.period > 1 the newest epoch may live in last.pt only
+            return last
         have = ", ".join(map(str, saved)) or "none"
         raise UserError(f"epoch {epoch} was never saved in {self.checkpoints}; saved epochs: {have}")
 
@@ -242,16 +238,15 @@ class RunDir:
         last.pt becomes `source`, best.pt the best epoch up to `epoch` (`best_epoch`, when saved)."""
         later = {e: p for e, p in self.saved_epochs().items() if e > epoch}
         best, last = self.checkpoints / "best.pt", self.checkpoints / "last.pt"
-        moved = list(later.values())
-        if (checkpoint_epoch(best) or 0) > epoch:
-            moved.append(best)
-        if (checkpoint_epoch(last) or 0) > epoch and source != last:
-            moved.append(last)
+        moved = {p: p.name for p in later.values()}
+        for alias in (best, last):
+            at = checkpoint_epoch(alias)  # read once: loading verifies the whole file
+            if (at or 0) > epoch and alias != source:
+                moved[alias] = f"{alias.stem}-epoch{at}.pt"
         if moved:
             aside = self.checkpoints / f"discarded-{time.strftime('%Y%m%d-%H%M%S')}"
             aside.mkdir(exist_ok=True)
-            for p in moved:
-                name = p.name if p not in (best, last) else f"{p.stem}-epoch{checkpoint_epoch(p)}.pt"
+            for p, name in moved.items():
                 p.rename(aside / name)
         if source != last:
             link_or_copy(source, last)
