@@ -21,6 +21,7 @@ from deepvision.engine.signals import StopRequested
 from deepvision.engine.trainer import FitResult, Trainer
 from deepvision.errors import UserError
 from deepvision.runs.checkpoint import load_checkpoint
+from deepvision.runs.loading import check_identity
 from deepvision.runs.lock import RunLock
 from deepvision.runs.rundir import RunDir
 
@@ -88,7 +89,7 @@ def _resume_locked(run: RunDir, epoch: int | None, overrides: list[str] | None, 
         return _restart(run, overrides)
     path = run.resolve_checkpoint(epoch, "last")
     ckpt = load_checkpoint(path)
-    check_identity(run, ckpt, path)
+    _check_identity(run, ckpt, path)
     saved = ckpt.get("config")
     cfg = build_config(saved, overrides) if isinstance(saved, dict) else run.read_config(overrides)
     keys = [o.partition("=")[0].strip() for o in overrides or []]
@@ -151,18 +152,12 @@ def _begin_segment(run: RunDir, trainer: Trainer, segment: dict[str, Any], messa
     trainer.reporter.line(message)
 
 
-def check_identity(run: RunDir, ckpt: dict[str, Any], path: Path) -> None:
-    """Refuse a checkpoint that belongs to another run (a copied-in file): other run id or model."""
-    theirs, ours = ckpt.get("run_id"), run.run_id
-    if theirs and ours and theirs != ours:
-        raise UserError(f"{path} belongs to another run (run id {theirs[:8]}, this run is {ours[:8]}); "
-                        f"copy it into its own run directory or evaluate it there")
-    with contextlib.suppress(UserError):
+def _check_identity(run: RunDir, ckpt: dict[str, Any], path: Path) -> None:
+    try:
         expected = run.read_config().model.name
-        found = ckpt.get("model", {}).get("name")
-        if found != expected:
-            raise UserError(f"{path} holds model '{found}' but {run.path} trains '{expected}'; it belongs to "
-                            f"another run")
+    except UserError:  # no readable config.yaml: the run id still decides
+        expected = ckpt.get("model", {}).get("name")
+    check_identity(run, ckpt, path, expected)
 
 
 def _fit(trainer: Trainer, run: RunDir, dist: DistInfo) -> FitResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,6 +29,18 @@ class LoadedRun:
     epoch: int
 
 
+def check_identity(run: RunDir, ckpt: dict[str, Any], path: Path, model_name: str) -> None:
+    """Refuse a checkpoint that belongs to another run (a copied-in file): another run id or model."""
+    theirs, ours = ckpt.get("run_id"), run.run_id
+    if theirs and ours and theirs != ours:
+        raise UserError(f"{path} belongs to another run (run id {theirs[:8]}, this run is {ours[:8]}); "
+                        f"copy it into its own run directory or evaluate it there")
+    found = ckpt.get("model", {}).get("name")
+    if found != model_name:
+        raise UserError(f"{path} holds model '{found}' but {run.path} trains '{model_name}'; it belongs to "
+                        f"another run")
+
+
 def load_run(run_dir: str | Path, epoch: int | None = None, which: str = "best",
              device: str | torch.device = "cpu") -> LoadedRun:
     """The run's model in eval mode with the weights of `epoch` (or best.pt / last.pt)."""
@@ -36,12 +49,7 @@ def load_run(run_dir: str | Path, epoch: int | None = None, which: str = "best",
     ckpt = load_checkpoint(path)
     cfg = run.read_config()
     pre = run.read_preprocess()
-    saved = ckpt.get("model", {})
-    theirs, ours = ckpt.get("run_id"), run.run_id
-    if theirs and ours and theirs != ours:
-        raise UserError(f"{path} belongs to another run (run id {theirs[:8]}, this run is {ours[:8]})")
-    if saved.get("name") != cfg.model.name:
-        raise UserError(f"{path} holds model '{saved.get('name')}' but {run.path} trains '{cfg.model.name}'")
+    check_identity(run, ckpt, path, cfg.model.name)
     cfg.model.pretrained = None  # the checkpoint supersedes any initial weights
     _relocate_model_files(cfg, run)
     model = build_model(cfg, pre)
