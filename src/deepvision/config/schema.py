@@ -244,6 +244,10 @@ class TrainConfig:
     reset_optimizer_on_resume: bool | None = None  # None: profile decides (reference: reset)
     tensorboard: bool = True
     progress: Literal["auto", "bar", "lines"] = "auto"
+    # score the test split after training (best.pt; test_metrics.json): auto when the data has a test split
+    # other than the val split; on: require one; off: never
+    test: Literal["auto", "on", "off"] = "auto"
+    test_every: int = 0  # also score it every N epochs (test_history.csv); 0: only after training
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
 
     def validate(self, path: str) -> None:
@@ -259,6 +263,9 @@ class TrainConfig:
         _bounded(f"{path}.clip_grad_norm", self.clip_grad_norm, 0, 1e6, low_open=True)
         if not 0.0 <= self.label_smoothing < 1.0:
             raise UserError(f"{path}.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        _bounded(f"{path}.test_every", self.test_every, 0, 100_000)
+        if self.test == "off" and self.test_every:
+            raise UserError(f"{path}.test_every={self.test_every} needs {path}.test auto or on (it is off)")
 
 
 @dataclass

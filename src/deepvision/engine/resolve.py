@@ -60,7 +60,13 @@ def resolve_run(cfg: Config, *, roles: tuple[str, ...] = ("train", "val"), world
     seed_everything(cfg.train.seed)
     task = get_task(cfg.task)(cfg)
     spec = get_model_spec(cfg.model.name)
+    scored_test = cfg.train.test != "off" and has_own_test_split(cfg)
+    if scored_test and "test" not in roles:
+        roles = (*roles, "test")
     data = task.load_data(roles, spec.input_size, spec.preprocess)
+    if cfg.train.test == "on" and "test" not in data.counts():
+        raise UserError("train.test is on but the data has no test split other than the val split; set data.test "
+                        "(or data.test_fraction), or train.test=auto")
     pre = data.preprocess
     _resolve_data_paths(cfg, pre)
     classes = len(data.classes)
@@ -88,6 +94,14 @@ def resolve_run(cfg: Config, *, roles: tuple[str, ...] = ("train", "val"), world
                             f"processes = {per_step}; change one of them")
         tc.grad_accum = max(1, tc.global_batch // per_step)
     return ResolvedRun(cfg, task, data, spec)
+
+
+def has_own_test_split(cfg: Config) -> bool:
+    """Whether the config names a test split (or carves one) that is not the val split monitored in training."""
+    d = cfg.data
+    if d.test_fraction > 0:
+        return True
+    return bool(d.test) and d.test != d.val
 
 
 def _resolve_data_paths(cfg: Config, pre: Preprocess) -> None:

@@ -354,26 +354,34 @@ class Trainer:
             self.run.update_state(status="interrupted", epochs_done=epoch)
         raise StopRequested(signum, epoch, str(self.run.path))
 
-    @torch.no_grad()
     def validate(self, role: str = "val") -> dict[str, float]:
         """Score every sample of `role` exactly once (no padding) with the model in eval mode."""
-        model, task = self.model, self.task
+        loader, cb = self.loaders[role], self.callbacks
+        cb.on_val_start(len(loader))
+        metrics = self.score(loader, on_batch=cb.on_val_batch_end)
+        cb.on_val_end(metrics)
+        return metrics
+
+    @torch.no_grad()
+    def score(self, loader: Any, model: nn.Module | None = None, on_batch: Any = None) -> dict[str, float]:
+        """The task's evaluation metrics of `model` (default: the trained one) over `loader`, every sample
+        once, the model in eval mode; under DDP every rank scores its share and the metrics are reduced.
+        `on_batch(i)` follows each batch."""
+        model = model if model is not None else self.model
+        task = self.task
         was_training = model.training
         model.eval()
         meter = task.meter(self.device, "val")
-        loader, cb = self.loaders[role], self.callbacks
-        cb.on_val_start(len(loader))
         with torch.inference_mode():
             for i, batch in enumerate(loader):
                 x, y = task.to_device(batch, self.device)
                 with torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None else _nullcontext:
                     out, loss = task.eval_outputs(model, x, y)
                 meter.update(out, y, loss)
-                cb.on_val_batch_end(i + 1)
+                if on_batch is not None:
+                    on_batch(i + 1)
         model.train(was_training)
-        metrics = meter.compute(self.dist.enabled)
-        cb.on_val_end(metrics)
-        return metrics
+        return meter.compute(self.dist.enabled)
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def checkpoint_payload(self, epochs_done: int, rng: Any = None) -> dict[str, Any]:

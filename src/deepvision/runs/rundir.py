@@ -5,6 +5,8 @@
         preprocess.json      the evaluation transform (predict/evaluate use it)
         labels.txt           class names, one per line
         history.csv          one row per epoch
+        test_metrics.json    the test split scored after training (train.test)
+        test_history.csv     the test split scored every train.test_every epochs
         train.log            speedometer and epoch lines (MXNet-compatible format)
         run.json             status and the segments (start, resumes) of the run
         checkpoints/<prefix>-NNNN.pt, last.pt, best.pt
@@ -47,6 +49,8 @@ class RunDir:
     preprocess_path = property(lambda self: self.path / "preprocess.json")
     labels_path = property(lambda self: self.path / "labels.txt")
     history_path = property(lambda self: self.path / "history.csv")
+    test_metrics_path = property(lambda self: self.path / "test_metrics.json")
+    test_history_path = property(lambda self: self.path / "test_history.csv")
     log_path = property(lambda self: self.path / "train.log")
     state_path = property(lambda self: self.path / "run.json")
     checkpoints = property(lambda self: self.path / "checkpoints")
@@ -151,30 +155,46 @@ class RunDir:
         return state
 
     # -- history ---------------------------------------------------------------------------------
-    def write_history(self, rows: list[dict[str, Any]], fields: list[str] | None = None) -> None:
-        """history.csv with `fields` as columns (default: the classification schema)."""
+    def write_history(self, rows: list[dict[str, Any]], fields: list[str] | None = None,
+                      path: Path | None = None) -> None:
+        """history.csv (or another per-epoch table at `path`, e.g. test_history.csv) with `fields` as
+        columns (default: the classification schema)."""
         fields = fields or HISTORY_FIELDS
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _fmt(row.get(k)) for k in fields})
-        atomic_write_text(self.history_path, buf.getvalue())
+        atomic_write_text(path or self.history_path, buf.getvalue())
 
-    def read_history(self) -> list[dict[str, Any]]:
-        if not self.history_path.is_file():
+    def read_history(self, path: Path | None = None) -> list[dict[str, Any]]:
+        path = path or self.history_path
+        if not path.is_file():
             return []
         rows = []
         try:
-            with open(self.history_path, newline="", encoding="utf-8") as f:
+            with open(path, newline="", encoding="utf-8") as f:
                 for row in csv.DictReader(f):
                     if None in row or "epoch" not in row:
                         raise ValueError("unexpected columns")
                     rows.append({k: _parse(k, v) for k, v in row.items()})
         except (UnicodeDecodeError, csv.Error, ValueError) as exc:
+            if path != self.history_path:
+                raise UserError(f"{path} is damaged ({exc.__class__.__name__}); delete it") from None
             raise UserError(f"{self.history_path} is damaged ({exc.__class__.__name__}); every checkpoint holds the "
                             f"history: `deepvision resume` rewrites it") from None
         return rows
+
+    def write_test_metrics(self, metrics: dict[str, Any]) -> None:
+        atomic_write_text(self.test_metrics_path, json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+
+    def read_test_metrics(self) -> dict[str, Any] | None:
+        """test_metrics.json, or None when the run has none (or it is unreadable: it is a report, not state)."""
+        try:
+            data = json.loads(self.test_metrics_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     # -- checkpoints -------------------------------------------------------------------------------
     def checkpoint_path(self, prefix: str, epoch: int) -> Path:

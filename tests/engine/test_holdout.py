@@ -1,0 +1,105 @@
+"""The test split scored by the trainer (train.test, train.test_every): after training (best.pt ->
+test_metrics.json) and every N epochs (test_history.csv), for classification and detection, across resume."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from deepvision.api import evaluate, resume, train
+from deepvision.config.io import build_config
+from deepvision.errors import UserError
+from deepvision.runs.rundir import RunDir
+from tests.detection_helpers import built_fake
+from tests.helpers import tiny_config
+
+
+def _classification(epochs: int, **train_keys) -> dict:
+    cfg = tiny_config(epochs, max_samples=120, test_fraction=0.2)
+    cfg["train"].update(train_keys)
+    return cfg
+
+
+def test_classification_test_every_epoch_best_at_the_end_and_resume(tmp_path):
+    result = train(_classification(2, test_every=1), out=tmp_path, name="cls")
+    run = RunDir(result.run_dir)
+    rows = run.read_history(run.test_history_path)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert run.test_history_path.read_text().splitlines()[0] == "epoch,test_loss,test_acc,test_top5,count,seconds"
+    assert all(r["count"] == 120 and 0 <= r["test_acc"] <= 1 and r["test_loss"] > 0 for r in rows)
+    final = run.read_test_metrics()
+    assert final["checkpoint"] == "best" and final["epoch"] == result.best_epoch and final["epochs"] == 2
+    assert final["samples"] == 120 and final["monitor"] == "val_acc"
+    # best.pt scored at the end = that epoch's test_history row = `deepvision evaluate` on the test split
+    assert final["test_acc"] == rows[result.best_epoch - 1]["test_acc"]
+    report = evaluate(run.path, data="test", quiet=True)
+    assert report["samples"] == 120 and report["rank1"] == pytest.approx(final["test_acc"], abs=1e-12)
+    assert report["cross_entropy"] == pytest.approx(final["test_loss"], rel=1e-5)
+    log = run.log_path.read_text()
+    assert "Epoch[1] Test-accuracy=" in log and f"written to {run.test_metrics_path}" in log
+
+    # a resumed run scores again at its new end; resuming from epoch 1 drops the later rows first
+    resume(run.path, overrides=["train.epochs=3"])
+    assert [r["epoch"] for r in run.read_history(run.test_history_path)] == [1, 2, 3]
+    assert run.read_test_metrics()["epochs"] == 3
+    resume(run.path, epoch=1, overrides=["train.epochs=2"])
+    again = run.read_history(run.test_history_path)
+    assert [r["epoch"] for r in again] == [1, 2] and again[0] == rows[0]
+    assert run.read_test_metrics()["epochs"] == 2
+
+
+def test_test_keys_off_on_and_validation(tmp_path):
+    off = train(_classification(1, test="off"), out=tmp_path, name="off")
+    assert not RunDir(off.run_dir).test_metrics_path.exists()
+    only_end = train(_classification(1), out=tmp_path, name="end")  # auto: scored once, after training
+    run = RunDir(only_end.run_dir)
+    assert run.read_test_metrics()["samples"] == 120 and not run.test_history_path.exists()
+    no_test = tiny_config(1, max_samples=100)  # digits without a test split
+    no_test["train"]["test"] = "on"
+    with pytest.raises(UserError, match="train.test is on but the data has no test split"):
+        train(no_test, out=tmp_path, name="none")
+    with pytest.raises(UserError, match=r"train.test_every must be a finite number in \[0, 100,000\]"):
+        build_config(_classification(1, test_every=-1))
+    with pytest.raises(UserError, match="train.test_every=2 needs train.test auto or on"):
+        build_config(_classification(1, test="off", test_every=2))
+    with pytest.raises(UserError, match="train.test"):
+        build_config(_classification(1, test="always"))
+
+
+@pytest.fixture(scope="module")
+def detection_data(tmp_path_factory):
+    return built_fake(tmp_path_factory.mktemp("holdout"), images=12, size=96, seed=3)
+
+
+def detection_config(root, epochs: int = 1, **train_keys) -> dict:
+    """A tiny SSDlite detection config: val carved out of train, the built test split as test."""
+    return {"task": "detection",
+            "model": {"name": "ssdlite320_mobilenet_v3_large", "args": {"size": 96, "detections_per_img": 20}},
+            "data": {"source": "detection", "root": str(root), "train": "train", "val": None, "val_fraction": 0.25,
+                     "test": "test", "batch_size": 2, "workers": 0},
+            "optim": {"name": "sgd", "lr": 0.01, "momentum": 0.9},
+            "train": {"epochs": epochs, "max_steps": 2, "tensorboard": False, "clip_grad_norm": 10.0, **train_keys}}
+
+
+def test_detection_test_map_after_training_matches_evaluate(detection_data, tmp_path, capsys):
+    from deepvision.evaluation.detection import evaluate_detection_run
+
+    result = train(detection_config(detection_data, test_every=1), out=tmp_path, name="det")
+    run = RunDir(result.run_dir)
+    printed = capsys.readouterr().out
+    assert "test (best.pt, epoch 1, 3 samples): map50 " in printed.replace("\n  ", " ")
+    final = run.read_test_metrics()
+    assert final["monitor"] == "val_map50" and final["samples"] == 3
+    assert 0.0 <= final["test_map50"] <= 1.0 and set(final) >= {"test_map50", "test_map"}
+    rows = run.read_history(run.test_history_path)
+    assert len(rows) == 1 and rows[0]["test_map50"] == final["test_map50"]
+    report = evaluate_detection_run(run.path, "test", out=tmp_path / "eval").metrics()
+    assert report["images"] == 3 and report["voc_map50"] == pytest.approx(final["test_map50"], abs=1e-12)
+    if report["coco"]:
+        assert report["coco"]["map"] == pytest.approx(final["test_map"], abs=1e-12)
+    else:
+        assert final["test_map"] is None
+    assert json.loads(run.test_metrics_path.read_text()) == final
+    assert math.isfinite(result.history[0]["val_map50"])
