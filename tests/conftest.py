@@ -44,6 +44,18 @@ def run_cli(capsys):
     return _run
 
 
+@pytest.fixture(scope="session")
+def trained_detection_run(tmp_path_factory) -> Path:
+    """A detection run trained by the engine (SSDlite at 96 px, 1 epoch of 2 steps, the test split scored every
+    epoch): history.csv, checkpoints, test_metrics.json, test_history.csv. Tests must not modify it."""
+    from deepvision.api import train
+    from tests.detection_helpers import built_fake, detection_config
+
+    root = tmp_path_factory.mktemp("trained_detection")
+    data = built_fake(root, images=12, size=96, seed=3)
+    return train(detection_config(data, test_every=1), out=root / "runs", name="det").run_dir
+
+
 MOBILENET_V2_FILE = "mobilenet_v2-b0353104.pth"  # torchvision's MobileNet_V2_Weights.IMAGENET1K_V1
 MOBILENET_V2_SHA256_PREFIX = "b0353104"  # the hash prefix torchvision publishes in the file name
 

@@ -25,6 +25,16 @@ def built_fake(root: Path, fmt: str = "voc", images: int = 8, size: int = 96, se
     return root / f"{fmt}-built"
 
 
+def detection_config(root: Path, epochs: int = 1, **train_keys) -> dict:
+    """A tiny SSDlite training config: val carved out of the built train split, the built test split as test."""
+    return {"task": "detection",
+            "model": {"name": MODEL, "args": {"size": 96, "detections_per_img": 20}},
+            "data": {"source": "detection", "root": str(root), "train": "train", "val": None, "val_fraction": 0.25,
+                     "test": "test", "batch_size": 2, "workers": 0},
+            "optim": {"name": "sgd", "lr": 0.01, "momentum": 0.9},
+            "train": {"epochs": epochs, "max_steps": 2, "tensorboard": False, "clip_grad_norm": 10.0, **train_keys}}
+
+
 def calibrate_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:
     """Give an untrained SSDlite BatchNorm statistics of real activations (exact averages over a few noise images),
     so its eval-mode features do not vanish and its scores differ from box to box, as a trained model's do."""

@@ -12,7 +12,6 @@ from deepvision.api import evaluate, resume, train
 from deepvision.config.io import build_config
 from deepvision.errors import UserError
 from deepvision.runs.rundir import RunDir
-from tests.detection_helpers import built_fake
 from tests.helpers import tiny_config
 
 
@@ -68,30 +67,13 @@ def test_test_keys_off_on_and_validation(tmp_path):
         build_config(_classification(1, test="always"))
 
 
-@pytest.fixture(scope="module")
-def detection_data(tmp_path_factory):
-    return built_fake(tmp_path_factory.mktemp("holdout"), images=12, size=96, seed=3)
-
-
-def detection_config(root, epochs: int = 1, **train_keys) -> dict:
-    """A tiny SSDlite detection config: val carved out of train, the built test split as test."""
-    return {"task": "detection",
-            "model": {"name": "ssdlite320_mobilenet_v3_large", "args": {"size": 96, "detections_per_img": 20}},
-            "data": {"source": "detection", "root": str(root), "train": "train", "val": None, "val_fraction": 0.25,
-                     "test": "test", "batch_size": 2, "workers": 0},
-            "optim": {"name": "sgd", "lr": 0.01, "momentum": 0.9},
-            "train": {"epochs": epochs, "max_steps": 2, "tensorboard": False, "clip_grad_norm": 10.0, **train_keys}}
-
-
-def test_detection_test_map_after_training_matches_evaluate(detection_data, tmp_path, capsys):
+def test_detection_test_map_after_training_matches_evaluate(trained_detection_run, tmp_path):
     from deepvision.evaluation.detection import evaluate_detection_run
 
-    result = train(detection_config(detection_data, test_every=1), out=tmp_path, name="det")
-    run = RunDir(result.run_dir)
-    printed = capsys.readouterr().out
-    assert "test (best.pt, epoch 1, 3 samples): map50 " in printed.replace("\n  ", " ")
+    run = RunDir(trained_detection_run)
+    assert "test (best.pt, epoch 1, 3 samples): map50 " in run.log_path.read_text()
     final = run.read_test_metrics()
-    assert final["monitor"] == "val_map50" and final["samples"] == 3
+    assert final["monitor"] == "val_map50" and final["samples"] == 3 and final["checkpoint"] == "best"
     assert 0.0 <= final["test_map50"] <= 1.0 and set(final) >= {"test_map50", "test_map"}
     rows = run.read_history(run.test_history_path)
     assert len(rows) == 1 and rows[0]["test_map50"] == final["test_map50"]
@@ -102,4 +84,4 @@ def test_detection_test_map_after_training_matches_evaluate(detection_data, tmp_
     else:
         assert final["test_map"] is None
     assert json.loads(run.test_metrics_path.read_text()) == final
-    assert math.isfinite(result.history[0]["val_map50"])
+    assert math.isfinite(run.read_history()[0]["val_map50"])

@@ -3,7 +3,8 @@
 The terminal table fits 80 columns by default: whole run names, the schedule summarised by epoch
 range (`1-50: 0.01; 51-65: 0.001`, `1-8: cosine 0.05→0.000546`), the best epoch's val rank-1/rank-5
 and the checkpoints' disk use; `--wide` or `--columns` show more. Rank-5 is left out for runs with
-5 classes or fewer, where it is always 100%.
+5 classes or fewer, where it is always 100%. Runs that monitor another metric (detection: val_map50)
+get a column with its best value, and the test split's mAP (test_metrics.json or `deepvision evaluate`).
 """
 
 from __future__ import annotations
@@ -26,11 +27,15 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "name": ("run", "name"), "model": ("model", "text"), "data": ("data", "text"), "epochs": ("ep", "num"),
     "lr_schedule": ("lr schedule", "text"), "best_val_acc": ("val r1", "num"), "best_val_top5": ("val r5", "num"),
     "best_epoch": ("best", "num"), "last_val_acc": ("last r1", "num"), "last_val_top5": ("last r5", "num"),
-    "test_acc": ("test r1", "num"), "test_top5": ("test r5", "num"), "s_per_epoch": ("s/ep", "num"),
-    "samples_per_s": ("img/s", "num"), "ckpt_bytes": ("ckpt", "num"), "status": ("status", "text"),
+    "test_acc": ("test r1", "num"), "test_top5": ("test r5", "num"), "monitor": ("monitor", "text"),
+    "best_value": ("val best", "num"), "test_value": ("test best", "num"), "test_map50": ("test mAP50", "num"),
+    "test_map": ("test mAP", "num"), "s_per_epoch": ("s/ep", "num"), "samples_per_s": ("img/s", "num"),
+    "ckpt_bytes": ("ckpt", "num"), "status": ("status", "text"),
 }
-DEFAULT_COLUMNS = ("name", "epochs", "lr_schedule", "best_val_acc", "best_val_top5", "ckpt_bytes", "status")
-OPTIONAL_COLUMNS = ("model", "best_epoch", "test_acc")  # added by default while the table still fits
+DEFAULT_COLUMNS = ("name", "epochs", "lr_schedule", "best_val_acc", "best_val_top5", "best_value", "test_map50",
+                   "ckpt_bytes", "status")
+OPTIONAL_COLUMNS = ("model", "best_epoch", "test_acc", "test_map")  # added by default while the table still fits
+PERCENT_METRICS = ("acc", "top5", "map", "map50", "map75")  # shown in per cent
 WIDTH = 80
 SCHEDULE_MIN = 12  # the schedule column wraps, but not narrower than this
 STATUS = {"finished": "done", "interrupted": "stopped"}  # short words in the table (run.json keeps its own)
@@ -51,11 +56,12 @@ def _finite(values: list[Any]) -> list[float]:
 def run_row(run: RunDir) -> dict[str, Any]:
     hist = run.read_history()
     status = run.status()
-    schedule, classes = None, None
+    schedule, classes, monitor = None, None, "val_acc"
     try:
         cfg = run.read_config()
         model, data = cfg.model.name, f"{cfg.data.source}:{cfg.data.train}"
         schedule, classes, topk = cfg.schedule.name, cfg.model.num_classes, cfg.train.topk
+        monitor = cfg.checkpoint.monitor or ("val_map50" if cfg.task == "detection" else "val_acc")
     except UserError:
         model, data, topk = "?", "?", 5
     if run.labels_path.is_file():
@@ -70,9 +76,8 @@ def run_row(run: RunDir) -> dict[str, Any]:
         best = max(scored, key=lambda r: r["val_acc"])
         row.update(best_val_acc=best["val_acc"], best_val_top5=best.get("val_top5"), best_epoch=best["epoch"],
                    last_val_acc=scored[-1]["val_acc"], last_val_top5=scored[-1].get("val_top5"))
-    test = _test_metrics(run)
-    if test:
-        row.update(test_acc=test.get("rank1"), test_top5=test.get("rank5"), test_crops=test.get("crops", 1))
+    row.update(_monitored(run, hist, monitor))
+    row.update(_test_scores(run, monitor))
     if not with_rank5:
         for key in ("best_val_top5", "last_val_top5", "test_top5"):
             row[key] = None
@@ -83,6 +88,56 @@ def run_row(run: RunDir) -> dict[str, Any]:
     disk = run.checkpoint_disk_use()
     row["ckpt_bytes"], row["ckpt_discarded_bytes"] = disk["total"], disk["discarded"]
     return row
+
+
+def _monitored(run: RunDir, hist: list[dict[str, Any]], monitor: str) -> dict[str, Any]:
+    """The monitored metric (checkpoint.monitor, whatever it is named) at the best epoch: the one best.pt
+    holds (run.json), else the best value in the history."""
+    values = {r["epoch"]: r.get(monitor) for r in hist if isinstance(r.get(monitor), (int, float))}
+    values = {e: v for e, v in values.items() if not math.isnan(v)}
+    if not values:
+        return {"monitor": monitor}
+    best = run.read_state().get("best_epoch")
+    if best not in values:
+        lower = monitor.endswith("loss")
+        best = (min if lower else max)(values, key=lambda e: values[e])
+    out: dict[str, Any] = {"monitor": monitor, "best_value": values[best]}
+    if monitor != "val_acc":
+        out["best_epoch"] = best
+    return out
+
+
+def _test_scores(run: RunDir, monitor: str) -> dict[str, Any]:
+    """Test-split numbers: `deepvision evaluate` reports under eval/ first, then the trainer's test_metrics.json
+    (train.test). test_value is the monitored metric on the test split."""
+    out: dict[str, Any] = {}
+    trained = run.read_test_metrics() or {}
+    test = _test_metrics(run)
+    if test:
+        out.update(test_acc=test.get("rank1"), test_top5=test.get("rank5"), test_crops=test.get("crops", 1))
+    elif trained.get("test_acc") is not None:
+        out.update(test_acc=trained["test_acc"], test_top5=trained.get("test_top5"))
+    detection = _detection_metrics(run)
+    if detection:
+        out.update(test_map50=detection.get("voc_map50"), test_map=(detection.get("coco") or {}).get("map"))
+    elif trained.get("test_map50") is not None:
+        out.update(test_map50=trained["test_map50"], test_map=trained.get("test_map"))
+    metric = monitor.removeprefix("val_")
+    out["test_value"] = {"acc": out.get("test_acc"), "top5": out.get("test_top5"), "map50": out.get("test_map50"),
+                         "map": out.get("test_map")}.get(metric, trained.get(f"test_{metric}"))
+    return out
+
+
+def _detection_metrics(run: RunDir) -> dict[str, Any] | None:
+    """The newest `deepvision evaluate` report of a detection run on its test split (best.pt preferred)."""
+    found = []
+    for path in sorted(run.eval_dir.glob("detection-test-*/metrics.json"), key=lambda p: p.stat().st_mtime):
+        try:
+            found.append((path.parent.name, json.loads(path.read_text())))
+        except ValueError:
+            continue
+    best = [m for name, m in found if name == "detection-test-best"]
+    return (best or [m for _, m in found] or [None])[-1]
 
 
 def _test_metrics(run: RunDir) -> dict[str, Any] | None:
@@ -157,11 +212,15 @@ def checkpoint_note(run_dir: str | Path, indent: str = "") -> str:
     return text
 
 
-def cell(key: str, v: Any) -> str:
+def cell(key: str, v: Any, row: dict[str, Any] | None = None) -> str:
     if v is None or v == "":
         return "-"
-    if key.endswith(("acc", "top5")):
+    if key in ("best_value", "test_value"):  # formatted as the monitored metric is
+        key = str((row or {}).get("monitor", ""))
+    if key.rsplit("_", 1)[-1] in PERCENT_METRICS:
         return f"{v * 100:.2f}"
+    if key.endswith("loss") and isinstance(v, float):
+        return f"{v:.4f}"
     if key == "s_per_epoch":
         return f"{v:.1f}"
     if key == "samples_per_s":
@@ -201,7 +260,17 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def _widest(key: str, rows: list[dict[str, Any]]) -> int:
-    return max([len(cell(key, r.get(key))) for r in rows] + [len(COLUMNS[key][0])])
+    return max([len(cell(key, r.get(key), r)) for r in rows] + [len(header(key, rows))])
+
+
+def header(key: str, rows: list[dict[str, Any]]) -> str:
+    """The column's title; the monitored-metric columns name the metric when every run monitors the same one."""
+    if key in ("best_value", "test_value"):
+        monitors = {r.get("monitor") for r in rows if r.get(key) is not None}
+        if len(monitors) == 1:
+            metric = str(monitors.pop()).removeprefix("val_").replace("map", "mAP")
+            return f"{'val' if key == 'best_value' else 'test'} {metric}"
+    return COLUMNS[key][0]
 
 
 def layout(rows: list[dict[str, Any]], columns: Sequence[str] | None = None,
@@ -216,9 +285,11 @@ def layout(rows: list[dict[str, Any]], columns: Sequence[str] | None = None,
         chosen = list(dict.fromkeys(columns))
     else:
         # status only when some run did not finish; rank-5 and disk use only when some run has them
+        # the monitored metric's column only when some run monitors another metric than val rank-1
         chosen = [k for k in DEFAULT_COLUMNS if k in ("name", "epochs", "lr_schedule")
                   or (k == "status" and any(r.get("status") != "finished" for r in rows))
-                  or (k != "status" and any(r.get(k) is not None for r in rows))]
+                  or (k == "best_value" and any(r.get(k) is not None and r.get("monitor") != "val_acc" for r in rows))
+                  or (k not in ("status", "best_value") and any(r.get(k) is not None for r in rows))]
 
     def widths(keys: list[str]) -> dict[str, int]:
         w = {k: _widest(k, rows) for k in keys}
@@ -274,11 +345,11 @@ def render_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = Non
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
                   padding=(0, 1), collapse_padding=True, show_edge=False)
     for key in chosen:
-        header, kind = COLUMNS[key]
-        table.add_column(header, justify="right" if kind == "num" else "left", width=widths[key],
+        kind = COLUMNS[key][1]
+        table.add_column(header(key, rows), justify="right" if kind == "num" else "left", width=widths[key],
                          no_wrap=kind == "num", overflow="fold")
     for r in rows:
-        values = [cell(k, r.get(k)) for k in chosen]
+        values = [cell(k, r.get(k), r) for k in chosen]
         if "name" in chosen:
             i = chosen.index("name")
             values[i] = fold_name(values[i], widths["name"])
@@ -289,6 +360,10 @@ def render_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = Non
     notes = []
     if {"best_val_acc", "best_val_top5"} & set(chosen):
         notes.append("val r1/r5: rank-1/rank-5 of the best epoch, %")
+    if "best_value" in chosen:
+        notes.append("val <metric>: the monitored metric at the best epoch (checkpoint.monitor)")
+    if {"test_map50", "test_map"} & set(chosen):
+        notes.append("test mAP50/mAP: VOC mAP@0.5 and COCO mAP@[.5:.95], %")
     if "ckpt_bytes" in chosen:
         notes.append("ckpt: checkpoint disk use")
     if rows and "status" not in chosen and not columns:

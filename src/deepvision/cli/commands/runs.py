@@ -13,11 +13,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="`deepvision runs [DIR]` lists every run under DIR (default: runs) in a table that fits 80 "
                     "columns: the run, epochs, the learning-rate schedule actually used (by epoch range), the best "
                     "epoch's val rank-1 and rank-5 (rank-5 only with more than 5 classes), checkpoint disk use and "
-                    "status (model, best epoch and test rank-1 too when they fit). --wide shows every column, "
+                    "status (model, best epoch and test rank-1 too when they fit). Runs that monitor another "
+                    "metric (detection: val_map50) get a column with its best value, and test mAP50/mAP "
+                    "(after training or `deepvision evaluate`). --wide shows every column, "
                     "--columns chooses them. It also writes DIR/journal.csv with every column. "
                     "`deepvision runs compare RUN_A RUN_B ... [--out FILE.png]` overlays their curves in one PNG.",
         epilog="columns: name, model, data, epochs, lr_schedule, best_val_acc, best_val_top5, best_epoch, "
-               "last_val_acc, last_val_top5, test_acc, test_top5, s_per_epoch, samples_per_s, ckpt_bytes, status")
+               "last_val_acc, last_val_top5, test_acc, test_top5, monitor, best_value, test_value, test_map50, "
+               "test_map, s_per_epoch, samples_per_s, ckpt_bytes, status")
     p.add_argument("args", nargs="*", metavar="DIR | compare RUN...", help="runs folder, or `compare` and run dirs")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true", help="print the reference-style markdown table")
@@ -75,14 +78,16 @@ def compare(runs: list[str], out: str | None, metrics: list[str]) -> int:
 
     if len(runs) < 2:
         raise UserError("runs compare needs at least two run directories")
-    bad = [m for m in metrics if m not in HISTORY_FIELDS or m == "epoch"]
-    if bad:
-        raise UserError(f"unknown metric '{bad[0]}'; choose from {', '.join(HISTORY_FIELDS[1:])}")
     histories = {}
     for path in runs:
         run = RunDir.open(path)
         name = run.path.name
         histories[name if name not in histories else str(run.path)] = run.read_history()
+    # any run's history column (detection runs have val_map50, train_loss_classifier, ...)
+    known = list(dict.fromkeys([*HISTORY_FIELDS, *(k for h in histories.values() for r in h for k in r)]))
+    bad = [m for m in metrics if m not in known or m == "epoch"]
+    if bad:
+        raise UserError(f"unknown metric '{bad[0]}'; choose from {', '.join(known[1:])}")
     target = Path(out) if out else Path(runs[0]).parent / "compare.png"
     if target.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg"):
         raise UserError(f"--out {target}: give an image file name ending in .png, .pdf, .svg or .jpg")

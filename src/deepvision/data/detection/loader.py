@@ -129,7 +129,7 @@ class DetectionData:
     datasets: dict[str, DetectionDataset] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
-        return {role: len(images) for role, images in self.splits.items()}
+        return {role: len(self.splits[role]) for role in ("train", "val", "test") if role in self.splits}
 
     def boxes(self) -> dict[str, int]:
         return {role: int(sum(len(i.labels) for i in images)) for role, images in self.splits.items()}

@@ -1,0 +1,55 @@
+"""`deepvision runs` with detection runs: the monitored metric (val_map50) at the best epoch and the test mAP."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+
+from deepvision.runs.journal import journal
+from deepvision.runs.rundir import RunDir
+from tests.runs.test_journal_table import fake_run
+
+
+def test_journal_shows_the_monitored_metric_and_test_map(trained_detection_run, tmp_path, run_cli):
+    det = RunDir(shutil.copytree(trained_detection_run, tmp_path / "det"))
+    best = det.read_history()[0]["val_map50"]
+    test = det.read_test_metrics()
+    (row,) = journal(tmp_path)
+    assert row["monitor"] == "val_map50" and row["best_value"] == best and row["best_epoch"] == 1
+    assert row["test_map50"] == test["test_map50"] and row["test_value"] == test["test_map50"]
+    assert row["test_map"] == test["test_map"] and row.get("best_val_acc") is None
+
+    fake_run(tmp_path, "cls", {"name": "constant"}, 3)  # a classification run in the same table
+    code, out, err = run_cli("runs", tmp_path)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    head = next(line for line in lines if line.lstrip().startswith("run"))
+    assert "val r1" in head and "val best" in head and "test mAP50" in head  # two monitors: a generic title
+    det_line = next(line for line in lines if line.startswith("det "))
+    assert f"{best * 100:.2f}" in det_line and f"{test['test_map50'] * 100:.2f}" in det_line
+    assert "VOC mAP@0.5 and COCO mAP@[.5:.95], %" in out
+
+    (tmp_path / "cls").rename(tmp_path.parent / f"{tmp_path.name}-cls")  # detection alone: the metric's name
+    code, out, _ = run_cli("runs", tmp_path, "--columns", "name,best_epoch,best_value,test_value,test_map")
+    assert "val mAP50" in out and "test mAP50" in out and "test mAP" in out
+    table = list(csv.DictReader(io.StringIO((tmp_path / "journal.csv").read_text())))
+    assert table[0]["monitor"] == "val_map50" and float(table[0]["best_value"]) == best
+
+    # `deepvision evaluate` reports on the test split take precedence over the trainer's numbers
+    report = det.eval_dir / "detection-test-best"
+    report.mkdir(parents=True)
+    (report / "metrics.json").write_text(json.dumps({"voc_map50": 0.5, "coco": {"map": 0.25}}))
+    (row,) = journal(tmp_path)
+    assert (row["test_map50"], row["test_map"], row["test_value"]) == (0.5, 0.25, 0.5)
+
+
+def test_runs_compare_accepts_detection_columns(trained_detection_run, tmp_path, run_cli):
+    code, out, err = run_cli("runs", "compare", trained_detection_run, trained_detection_run,
+                             "--metrics", "val_map50", "--out", tmp_path / "cmp.png")
+    assert code == 0, err
+    assert (tmp_path / "cmp.png").stat().st_size > 0
+    code, _, err = run_cli("runs", "compare", trained_detection_run, trained_detection_run, "--metrics", "val_nope")
+    assert code == 2 and "unknown metric 'val_nope'" in err and "val_map50" in err
