@@ -3,8 +3,10 @@
 The artefact takes one uint8 RGB image (3, H, W) of any size and returns `boxes` (N, 4) xyxy in
 that image's pixels, `scores` (N,) and `labels` (N,) (class ids from 1); the detector's own
 normalisation, resizing and NMS are inside. The class names travel with the file (TorchScript extra
-file `classes.json`, ONNX metadata `classes`). ONNX goes through the TorchScript-based exporter
-(`torch.onnx.export(..., dynamo=False)`): the dynamo exporter fails on torchvision's data-dependent NMS.
+file `classes.json`, ONNX metadata `classes`) with the JSON description every deepvision export carries
+(`deepvision.json` / metadata `deepvision`, "task": "detection"). ONNX goes through the TorchScript-based
+exporter (`torch.onnx.export(..., dynamo=False)`): the dynamo exporter fails on torchvision's
+data-dependent NMS.
 
 The parity check runs both on sample images (the run's own test/val images when its dataset is at
 hand, else seeded noise) and requires, for every PyTorch detection scoring at least `min_score`, an
@@ -15,6 +17,8 @@ the same number of such detections.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +31,14 @@ from torch import nn
 from deepvision.data.preprocess import open_image, pil_to_tensor
 from deepvision.engine.detection_metrics import box_iou
 from deepvision.errors import UserError
+from deepvision.export.onnx_export import METADATA_KEY
+from deepvision.export.result import ExportResult
 from deepvision.models.detection import detection_family
 from deepvision.runs.loading import LoadedRun, load_run
+from deepvision.version import __version__
 
 FORMATS = ("torchscript", "onnx")
+SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript"}  # as `deepvision export` names classification files
 
 
 class SingleImageDetector(nn.Module):
@@ -70,12 +78,18 @@ class ParityReport:
 
 
 def compare_detections(ref: list[tuple[np.ndarray, ...]], got: list[tuple[np.ndarray, ...]], min_score: float = 0.05,
-                       score_tol: float = 1e-3, iou_min: float = 0.99) -> ParityReport:
-    """Match per image (boxes, scores, labels) of the exported model to PyTorch's (see the module doc)."""
+                       score_tol: float = 1e-3, iou_min: float = 0.99, cap: int | None = None) -> ParityReport:
+    """Match per image (boxes, scores, labels) of the exported model to PyTorch's (see the module doc).
+
+    `cap`: the detector's detections per image. When PyTorch's list is full, the detections tied (within
+    `score_tol`) with its lowest score are the arbitrary survivors of the cut among equal scores: the
+    exported model may keep other ones, so they are not required to match.
+    """
     compared = matched = 0
     box_diff = score_diff = 0.0
     problems: list[str] = []
     for i, ((rb, rs, rl), (gb, gs, gl)) in enumerate(zip(ref, got)):
+        cut = float(rs.min()) + score_tol if cap is not None and len(rs) >= cap else -np.inf
         keep_r, keep_g = rs >= min_score, gs >= min_score
         rb, rs, rl, gb, gs, gl = rb[keep_r], rs[keep_r], rl[keep_r], gb[keep_g], gs[keep_g], gl[keep_g]
         compared += len(rs)
@@ -87,7 +101,7 @@ def compare_detections(ref: list[tuple[np.ndarray, ...]], got: list[tuple[np.nda
             candidates = [k for k in range(len(gs)) if not used[k] and gl[k] == rl[j]
                           and abs(gs[k] - rs[j]) <= score_tol and iou[j, k] >= iou_min]
             if not candidates:
-                if rs[j] >= min_score + score_tol:
+                if rs[j] >= min_score + score_tol and rs[j] > cut:
                     problems.append(f"image {i}: no exported match for label {int(rl[j])} score {rs[j]:.4f}")
                 continue
             k = max(candidates, key=lambda c: iou[j, c])
@@ -103,9 +117,11 @@ def _borderline(a: np.ndarray, b: np.ndarray, threshold: float, tol: float) -> b
     return int((a >= threshold + tol).sum()) == int((b >= threshold + tol).sum())
 
 
-def sample_images(loaded: LoadedRun, count: int = 3, seed: int = 0) -> list[torch.Tensor]:
-    """Up to `count` images of the run's test/val split (uint8 3 x H x W), else seeded noise of two sizes."""
+def sample_images(loaded: LoadedRun, count: int = 3, seed: int = 0) -> tuple[list[torch.Tensor], str]:
+    """Up to `count` images of the run's test/val split (uint8 3 x H x W), else seeded noise of two sizes;
+    and where they came from."""
     images: list[torch.Tensor] = []
+    source = "2 noise images (the run's dataset is not at hand)"
     root = loaded.cfg.data.root
     if root and (Path(root) / "dataset.json").is_file():
         from deepvision.data.detection.index import load_index
@@ -116,12 +132,14 @@ def sample_images(loaded: LoadedRun, count: int = 3, seed: int = 0) -> list[torc
             if split:
                 files = [im.file for im in load_index(root, [split]).splits[split][:count]]
                 images = [pil_to_tensor(open_image(f, 3)) for f in files if Path(f).is_file()]
+                source = f"{len(images)} {split} image(s) of {root}"
         except UserError:
             images = []
     if not images:
         g = torch.Generator().manual_seed(seed)
         images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g) for h, w in ((240, 320), (300, 200))]
-    return images
+        source = "2 noise images (the run's dataset is not at hand)"
+    return images, source
 
 
 def _run_torch(module: nn.Module, images: list[torch.Tensor]) -> list[tuple[np.ndarray, ...]]:
@@ -129,56 +147,86 @@ def _run_torch(module: nn.Module, images: list[torch.Tensor]) -> list[tuple[np.n
         return [tuple(t.float().numpy() if t.is_floating_point() else t.numpy() for t in module(im)) for im in images]
 
 
-@dataclass
-class ExportResult:
-    path: Path
-    format: str
-    classes: list[str]
-    parity: ParityReport | None
-
-
 def export_detector(run_dir: str | Path | LoadedRun, out: str | Path | None = None, fmt: str = "torchscript", *,
                     check: bool = True, images: list[str | Path] | None = None, opset: int = 17,
-                    min_score: float = 0.05, epoch: int | None = None) -> ExportResult:
-    """Write the run's detector as TorchScript (.pt) or ONNX (.onnx) and check it against PyTorch.
+                    min_score: float = 0.05, epoch: int | None = None, which: str = "best", quiet: bool = True
+                    ) -> ExportResult:
+    """Write the run's detector as TorchScript (.torchscript) or ONNX (.onnx), checked against PyTorch.
 
-    A failed parity check raises UserError (the file is kept, for inspection).
+    The file is written under a temporary name, run from disk on the sample images, compared with the
+    PyTorch model, and only then moved to its place: a failed parity check raises UserError and leaves
+    nothing at the destination. Prints the parity and summary lines unless `quiet`.
     """
     if fmt not in FORMATS:
         raise UserError(f"--format must be torchscript or onnx, got {fmt!r}")
-    loaded = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, epoch, "best", "cpu")
+    loaded = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, epoch, which, "cpu")
     if detection_family(loaded.cfg.model.name) is None:
         raise UserError(f"{loaded.run.path} trains '{loaded.cfg.model.name}', not a detector")
     classes = list(loaded.classes[: (loaded.cfg.model.num_classes or len(loaded.classes) + 1) - 1])
     module = SingleImageDetector(loaded.model.cpu())
-    suffix = ".pt" if fmt == "torchscript" else ".onnx"
-    path = Path(out) if out is not None else loaded.run.path / "export" / f"{loaded.cfg.model.name}{suffix}"
+    path = Path(out) if out is not None else loaded.run.path / "export" / f"{loaded.run.path.name}{SUFFIX[fmt]}"
+    if path.suffix != SUFFIX[fmt]:
+        raise UserError(f"--out {path}: a {fmt} file must end in {SUFFIX[fmt]}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    samples = [pil_to_tensor(open_image(p, 3)) for p in images] if images else sample_images(loaded)
+    if images:
+        samples, source = [pil_to_tensor(open_image(p, 3)) for p in images], f"{len(images)} given image(s)"
+    else:
+        samples, source = sample_images(loaded)
+    meta = describe_detector(loaded, classes, fmt)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
     try:
         if fmt == "torchscript":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch.jit's deprecation notice; torchvision's scripting notes
                 scripted = torch.jit.script(module)
-                torch.jit.save(scripted, str(tmp), _extra_files={"classes.json": json.dumps(classes)})
+                torch.jit.save(scripted, str(tmp), _extra_files={"classes.json": json.dumps(classes),
+                                                                  "deepvision.json": json.dumps(meta)})
                 runner: Any = torch.jit.load(str(tmp))
                 got = _run_torch(runner, samples)  # the reloaded file, not the in-memory module
         else:
-            got = _export_onnx(module, tmp, samples, classes, opset)
-        tmp.replace(path)
+            got = _export_onnx(module, tmp, samples, classes, opset, meta)
+        parity = None
+        if check:
+            parity = compare_detections(_run_torch(module, samples), got, min_score=min_score,
+                                        cap=_detections_cap(loaded.model))
+            if not quiet:
+                print(parity.line())
+            if not parity.ok:
+                raise UserError(f"the exported {fmt} model differs from PyTorch ({parity.line()}); nothing was "
+                                f"written to {path}")
+        os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    parity = None
-    if check:
-        parity = compare_detections(_run_torch(module, samples), got, min_score=min_score)
-        if not parity.ok:
-            raise UserError(f"{path}: the exported model differs from PyTorch: {parity.line()}")
-    return ExportResult(path, fmt, classes, parity)
+    result = ExportResult(path, fmt, path.stat().st_size, len(samples), source, task="detection", classes=classes,
+                          parity=parity)
+    if not quiet:
+        print(result.summary())
+    return result
 
 
-def _export_onnx(module: nn.Module, path: Path, samples: list[torch.Tensor], classes: list[str], opset: int
-                 ) -> list[tuple[np.ndarray, ...]]:
+def _detections_cap(model: nn.Module) -> int | None:
+    """The most detections the model returns per image (SSD: detections_per_img; Faster R-CNN: its ROI heads')."""
+    heads = getattr(model, "roi_heads", model)
+    cap = getattr(heads, "detections_per_img", None)
+    return int(cap) if isinstance(cap, int) else None
+
+
+def describe_detector(loaded: LoadedRun, classes: list[str], fmt: str) -> dict[str, Any]:
+    """The file's JSON description (TorchScript extra file `deepvision.json`, ONNX metadata `deepvision`)."""
+    return {"format": "deepvision-export", "version": 1, "deepvision": __version__, "export_format": fmt,
+            "task": "detection", "model": loaded.cfg.model.name, "run": str(loaded.run.path.resolve()),
+            "epoch": loaded.epoch, "classes": classes,
+            "input": {"name": "image", "shape": [3, "height", "width"], "dtype": "uint8", "layout": "CHW",
+                      "color": "RGB", "note": "one image of any size; the detector normalises and resizes it"},
+            "output": {"names": ["boxes", "scores", "labels"],
+                       "meaning": "boxes (N, 4) x1 y1 x2 y2 in input pixels, scores (N,), labels (N,) class ids "
+                                  "from 1 (classes[label - 1])"}}
+
+
+def _export_onnx(module: nn.Module, path: Path, samples: list[torch.Tensor], classes: list[str], opset: int,
+                 meta: dict[str, Any]) -> list[tuple[np.ndarray, ...]]:
     try:
         import onnx
         import onnxruntime as ort
@@ -191,8 +239,9 @@ def _export_onnx(module: nn.Module, path: Path, samples: list[torch.Tensor], cla
                           dynamic_axes={"image": {1: "height", 2: "width"}, "boxes": {0: "detections"},
                                         "scores": {0: "detections"}, "labels": {0: "detections"}})
     model = onnx.load(str(path))
-    entry = model.metadata_props.add()
-    entry.key, entry.value = "classes", json.dumps(classes)
+    for key, value in (("classes", json.dumps(classes)), (METADATA_KEY, json.dumps(meta))):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
     onnx.save(model, str(path))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return [tuple(session.run(None, {"image": im.numpy()})) for im in samples]

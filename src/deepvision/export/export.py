@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from torch import nn
 
 from deepvision.errors import UserError
 from deepvision.export.onnx_export import INPUT, OUTPUT
+from deepvision.export.result import ExportResult
 from deepvision.fileio import unlink_quietly
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
@@ -48,17 +48,6 @@ class Deployable(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model(pixels * self.scale + self.shift)
-
-
-@dataclass
-class ExportResult:
-    path: Path
-    format: str
-    max_abs_diff: float
-    top1_agreement: float  # fraction of check inputs whose top-1 class matches PyTorch
-    checked: int  # number of check inputs
-    check_source: str  # where the check inputs came from
-    bytes: int
 
 
 def describe(loaded: LoadedRun, dynamic_batch: bool, fmt: str) -> dict[str, Any]:
@@ -109,16 +98,23 @@ def export_run(
     tolerance: float = 1e-4,
     quiet: bool = False,
 ) -> ExportResult:
-    """Export a run's model to one ONNX or TorchScript file and verify it against PyTorch eager."""
-    say = (lambda *_: None) if quiet else print
-    if RunDir.open(run_dir).read_config().task == "detection":  # boxes, scores and labels out
-        from deepvision.export.detection import export_detector
+    """Export a run's model to one ONNX or TorchScript file and verify it against PyTorch eager.
 
-        return export_detector(run_dir, out, format, images=images, opset=opset or 17, epoch=epoch)
+    Detection runs go to `deepvision.export.detection.export_detector` (one image of any size in; boxes,
+    scores and labels out); `dynamic_batch` and `tolerance` apply to classification only.
+    """
+    say = (lambda *_: None) if quiet else print
     if format not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got '{format}'")
     if opset is not None and format != "onnx":
         raise UserError("--opset applies to --format onnx only")
+    if RunDir.open(run_dir).read_config().task == "detection":  # boxes, scores and labels out
+        from deepvision.export.detection import export_detector
+
+        if dynamic_batch:
+            raise UserError("a detection export takes one image of any size; --dynamic-batch does not apply")
+        return export_detector(run_dir, out, format, images=images, opset=opset or 17, epoch=epoch, which=which,
+                               quiet=quiet)
     loaded = load_run(run_dir, epoch, which, "cpu")
     scale, shift = loaded.pre.affine()
     wrapper = Deployable(loaded.model, scale.squeeze(0), shift.squeeze(0)).eval()
@@ -159,7 +155,8 @@ def export_run(
     size = target.stat().st_size
     say(f"exported {target} ({size / 1e6:.1f} MB, {format}, "
         f"{'dynamic' if dynamic_batch else 'fixed'} batch); verified against PyTorch")
-    return ExportResult(target, format, diff, agree, int(pixels.shape[0]), source, size)
+    return ExportResult(target, format, size, int(pixels.shape[0]), source, classes=list(loaded.classes),
+                        max_abs_diff=diff, top1_agreement=agree)
 
 
 def _to_torchscript(wrapper: nn.Module, example: torch.Tensor, path: Path, meta: dict[str, Any]) -> None:

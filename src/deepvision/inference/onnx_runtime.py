@@ -39,6 +39,9 @@ class OnnxClassifier:
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         try:
             self.meta = json.loads(raw) if raw else None
+            if isinstance(self.meta, dict) and self.meta.get("task") == "detection":
+                raise UserError(f"{self.path} is an exported detector (boxes out); run it with "
+                                f"deepvision.export.detection.load_exported, or `deepvision detect` on its run")
             self.pre = Preprocess.from_dict(self.meta["preprocess"])
             self.classes = [str(c) for c in self.meta["classes"]]
             self.input = self.meta["input"]["name"]

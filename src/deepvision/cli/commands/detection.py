@@ -85,10 +85,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     x = cmds.add_parser("export", help="write a detection run as TorchScript or ONNX, checked against PyTorch",
                         description="Export the run's detector (uint8 RGB image in; boxes, scores, labels out; "
                                     "class names embedded) and check boxes, scores and labels against PyTorch on "
-                                    "the run's test images. ONNX uses the TorchScript-based exporter.")
+                                    "the run's test images. ONNX uses the TorchScript-based exporter. "
+                                    "`deepvision export RUN` does the same for detection runs.")
     x.add_argument("run_dir", help="detection run directory")
     x.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript")
-    x.add_argument("--out", help="output file (default RUN/export/MODEL.pt or .onnx)")
+    x.add_argument("--out", help="output file (default RUN/export/RUN_NAME.torchscript or .onnx)")
     x.add_argument("--images", nargs="+", help="images for the parity check (default: the run's test images)")
     x.add_argument("--epoch", type=int, help="checkpoint epoch (default: best.pt)")
     x.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
@@ -110,11 +111,8 @@ def evaluate(args: argparse.Namespace) -> int:
 def export(args: argparse.Namespace) -> int:
     from deepvision.export.detection import export_detector
 
-    result = export_detector(args.run_dir, args.out, args.format, check=not args.no_check, images=args.images,
-                             opset=args.opset, epoch=args.epoch)
-    print(f"wrote {result.path} ({result.format}, {len(result.classes)} classes)")
-    if result.parity is not None:
-        print(result.parity.line())
+    export_detector(args.run_dir, args.out, args.format, check=not args.no_check, images=args.images,
+                    opset=args.opset, epoch=args.epoch, quiet=False)
     return 0
 
 
