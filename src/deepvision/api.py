@@ -16,8 +16,8 @@ from deepvision.inference.predict import Prediction, predict_images
 from deepvision.models.registry import create_model, list_models
 from deepvision.runs.loading import load_run
 
-__all__ = ["create_model", "default_name", "evaluate", "export", "import_keras", "import_mxnet", "list_models",
-           "load_run", "predict", "resolve_run", "resume", "train"]
+__all__ = ["create_model", "default_name", "detect", "detection_build", "detection_fake", "evaluate", "export",
+           "import_keras", "import_mxnet", "list_models", "load_run", "predict", "resolve_run", "resume", "train"]
 
 
 def _as_config(config: str | Path | dict[str, Any] | Config, overrides: list[str] | None) -> Config:
@@ -66,7 +66,8 @@ def resume(
 
 
 def evaluate(run_dir: str | Path | FitResult, **kwargs: Any) -> dict[str, Any]:
-    """Evaluate a run; see `deepvision.evaluation.evaluate.evaluate_run` for the options."""
+    """Evaluate a run; see `deepvision.evaluation.evaluate.evaluate_run` for the options. A detection run
+    returns its mAP report (voc_map50, voc_map50_11pt, coco, per_class) on `data` (default: test)."""
     return evaluate_run(_path(run_dir), **kwargs)
 
 
@@ -84,7 +85,8 @@ def _path(run: str | Path | FitResult) -> Path:
 
 
 def export(run_dir: str | Path | FitResult, **kwargs: Any) -> Any:
-    """`deepvision export`: see `deepvision.export.export.export_run` for the options."""
+    """`deepvision export`: see `deepvision.export.export.export_run` for the options (detection runs too);
+    returns a `deepvision.export.result.ExportResult`."""
     from deepvision.export.export import export_run
 
     return export_run(_path(run_dir), **kwargs)
@@ -102,3 +104,32 @@ def import_keras(h5: str | Path, out: str | Path, model: str | None = None, **kw
     from deepvision.interop.keras_import import import_keras as run_import
 
     return run_import(h5, out, model, **kwargs)
+
+
+def detection_fake(out: str | Path, format: str = "voc", *, images: int = 40, size: int = 128, seed: int = 0,
+                   test_fraction: float = 0.25) -> Any:
+    """`deepvision detection fake`: synthetic images with known objects in an annotation format (voc, coco,
+    lisa, imglab, yolo); returns a `FakeResult` whose `build_args` are the inputs for `detection_build`."""
+    from deepvision.data.detection.fake import make_fake
+
+    return make_fake(out, format, images=images, size=size, seed=seed, test_fraction=test_fraction)
+
+
+def detection_build(format: str, inputs: str | Path | list[str | Path], out: str | Path, **kwargs: Any) -> Any:
+    """`deepvision detection build`: annotations -> a built dataset (`data.source: detection`, `data.root: out`);
+    see `deepvision.data.detection.build.build_from_files` for the options. Returns the `BuildReport`
+    (per-split counts of images and boxes; `lines()` is what the CLI prints)."""
+    from deepvision.data.detection.build import build_from_files
+
+    return build_from_files(format, [inputs] if isinstance(inputs, (str, Path)) else list(inputs), out, **kwargs)
+
+
+def detect(run_dir: str | Path | FitResult, sources: str | Path | list[str | Path], *, min_confidence: float = 0.5,
+           out: str | Path | None = None, **kwargs: Any) -> Any:
+    """`deepvision detect`: a detection run on image files, folders and videos. Returns (per-image
+    `ImageDetections`, per-video `VideoResult`); with `out`, annotated images/videos and detections.json
+    are written there. See `deepvision.inference.detect.run_detect` for the options."""
+    from deepvision.inference.detect import run_detect
+
+    listed = [sources] if isinstance(sources, (str, Path)) else list(sources)
+    return run_detect(_path(run_dir), listed, min_confidence=min_confidence, out=out, **kwargs)

@@ -119,20 +119,12 @@ def export(args: argparse.Namespace) -> int:
 def build(args: argparse.Namespace) -> int:
     import sys
 
-    from deepvision.data.detection.build import build_dataset, read_annotations
-    from deepvision.data.detection.index import read_class_list
-    from deepvision.data.detection.schema import LISA_CLASSES
+    from deepvision.data.detection.build import build_from_files
 
-    classes = None
-    if args.classes and args.classes != "all":
-        classes = read_class_list(args.classes)
-    elif args.format == "lisa" and args.classes is None:
-        classes = list(LISA_CLASSES)
-    ann = read_annotations(args.format, args.inputs, classes=classes, images_dir=args.images,
-                           reference_clip=args.reference_clip)
     command = "deepvision detection " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else ""
-    report = build_dataset(ann, args.out, classes=classes, fix=args.fix, test_fraction=args.test_fraction,
-                           seed=args.seed, strict=args.strict, command=command)
+    report = build_from_files(args.format, args.inputs, args.out, classes=args.classes, fix=args.fix,
+                              test_fraction=args.test_fraction, seed=args.seed, images_dir=args.images,
+                              reference_clip=args.reference_clip, strict=args.strict, command=command)
     for line in report.lines():
         print(line)
     return 0

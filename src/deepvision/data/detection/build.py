@@ -228,3 +228,27 @@ def read_annotations(fmt: str, inputs: list[str], *, classes: list[str] | None =
     if fmt == "coco":
         return readers.read_coco(readers.split_files(inputs), images_dir)
     return readers.read_yolo(inputs[0])
+
+
+def build_from_files(fmt: str, inputs: list[str | Path], out: str | Path, *, classes: str | list[str] | None = None,
+                     fix: str | None = None, test_fraction: float = 0.25, seed: int = 42, images_dir: str | None = None,
+                     reference_clip: bool = False, strict: bool = False, command: str = "") -> BuildReport:
+    """`deepvision detection build`: read annotations in format `fmt` and write the dataset index to `out`.
+
+    `classes`: names in id order (a list, a comma list, classes.txt or label_map.pbtxt), "all" (every class
+    found), or None (the format's own order, else sorted; LISA: the reference's 3 classes).
+    """
+    from deepvision.data.detection.index import read_class_list
+    from deepvision.data.detection.schema import LISA_CLASSES
+
+    names: list[str] | None = None
+    if isinstance(classes, list):
+        names = list(classes)
+    elif classes and classes != "all":
+        names = read_class_list(classes)
+    elif fmt == "lisa" and classes is None:
+        names = list(LISA_CLASSES)
+    ann = read_annotations(fmt, [str(i) for i in inputs], classes=names, images_dir=images_dir,
+                           reference_clip=reference_clip)
+    return build_dataset(ann, out, classes=names, fix=fix, test_fraction=test_fraction, seed=seed, strict=strict,
+                         command=command)
