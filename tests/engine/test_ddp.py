@@ -15,23 +15,31 @@ from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.rundir import RunDir
 from tests.helpers import tiny_config
 
+TORCHRUN = os.path.join(os.path.dirname(sys.executable), "torchrun")
+needs_torchrun = pytest.mark.skipif(shutil.which("torchrun") is None and not os.path.exists(TORCHRUN),
+                                    reason="torchrun not installed")
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not os.path.exists(
-    os.path.join(os.path.dirname(sys.executable), "torchrun")), reason="torchrun not installed")
+
+def torchrun_train(cfg: dict, tmp_path, name: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node 2 -m deepvision train CFG` on the CPU (gloo) into tmp_path/runs/NAME."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    torchrun = TORCHRUN if os.path.exists(TORCHRUN) else "torchrun"
+    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "deepvision", "train", str(path),
+                           "--out", str(tmp_path / "runs"), "--name", name],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@needs_torchrun
 def test_two_process_ddp_matches_single_process(tmp_path):
     cfg = tiny_config(2, batch_size=32, max_samples=640)  # 640 train samples: no padding across ranks
     cfg["data"]["val_fraction"] = 0.0
     cfg["data"]["val"] = None
     cfg["data"]["train"] = "all"
     cfg["data"]["test_fraction"] = 0.25
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "deepvision", "train", str(path),
-                           "--out", str(tmp_path / "runs"), "--name", "ddp"],
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = torchrun_train(cfg, tmp_path, "ddp")
     assert proc.stdout.count("done: ") == 1  # rank 0 alone reports
     run = RunDir(tmp_path / "runs" / "ddp")
     history = run.read_history()
@@ -46,8 +54,7 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     assert history[-1]["train_loss"] == pytest.approx(single.history[-1]["train_loss"], rel=1e-4)
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not os.path.exists(
-    os.path.join(os.path.dirname(sys.executable), "torchrun")), reason="torchrun not installed")
+@needs_torchrun
 def test_ranks_skip_a_batch_together_when_one_rank_has_only_unreadable_images(tmp_path):
     from tests.helpers import make_image_folder
 
@@ -59,14 +66,28 @@ def test_ranks_skip_a_batch_together_when_one_rank_has_only_unreadable_images(tm
                     "image_size": 16, "channels": 3, "batch_size": 2, "workers": 0, "shuffle": False,
                     "skip_corrupt": True, "max_skipped_fraction": 0.5},
            "train": {"epochs": 1, "tensorboard": False}}
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "deepvision", "train", str(path),
-                           "--out", str(tmp_path / "runs"), "--name", "skip"],
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun_train(cfg, tmp_path, "skip", timeout=240)
     history = RunDir(tmp_path / "runs" / "skip").read_history()
     assert len(history) == 1 and math.isfinite(history[0]["train_loss"])  # no NaN from an empty batch's loss
     state = load_checkpoint(tmp_path / "runs" / "skip" / "checkpoints" / "last.pt")["model_state"]
     assert all(bool(torch.isfinite(v).all()) for v in state.values())
+
+
+@needs_torchrun
+def test_detection_trains_under_ddp_and_scores_the_test_split_once(tmp_path):
+    """SSDlite on the fake detection set, 2 processes: mAP columns in history.csv, a checkpoint that loads, the
+    val and test splits scored over both ranks' shares (every image once), rank 0 alone writing."""
+    from deepvision.runs.loading import load_run
+    from tests.detection_helpers import built_fake, detection_config
+
+    data = built_fake(tmp_path, images=12, size=96, seed=3)
+    proc = torchrun_train(detection_config(data, test_every=1), tmp_path, "det")
+    assert proc.stdout.count("test (best.pt, epoch 1, 3 samples)") == 1
+    run = RunDir(tmp_path / "runs" / "det")
+    (row,) = run.read_history()
+    assert {"train_loss_classifier", "train_loss_box_reg", "val_map50", "val_map"} <= set(row)
+    assert 0.0 <= row["val_map50"] <= 1.0 and math.isfinite(row["train_loss"])
+    assert run.read_test_metrics()["samples"] == 3 and len(run.read_history(run.test_history_path)) == 1
+    loaded = load_run(run.path)
+    assert loaded.epoch == 1 and loaded.classes[:3] == ["disc", "square", "triangle"]
+    assert loaded.cfg.model.num_classes == 4 and not loaded.model.training

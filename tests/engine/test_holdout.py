@@ -55,6 +55,13 @@ def test_test_keys_off_on_and_validation(tmp_path):
     only_end = train(_classification(1), out=tmp_path, name="end")  # auto: scored once, after training
     run = RunDir(only_end.run_dir)
     assert run.read_test_metrics()["samples"] == 120 and not run.test_history_path.exists()
+    missing = tiny_config(1, max_samples=100, test="nope")  # auto: an unreadable test split is skipped, with a line
+    run = RunDir(train(missing, out=tmp_path, name="missing").run_dir)
+    assert "the test split is not scored (train.test auto): data.test: split 'nope'" in run.log_path.read_text()
+    assert not run.test_metrics_path.exists()
+    missing["train"]["test"] = "on"
+    with pytest.raises(UserError, match="data.test: split 'nope' not found"):
+        train(missing, out=tmp_path, name="missing-on")
     no_test = tiny_config(1, max_samples=100)  # digits without a test split
     no_test["train"]["test"] = "on"
     with pytest.raises(UserError, match="train.test is on but the data has no test split"):

@@ -34,6 +34,7 @@ class ResolvedRun:
     task: Task
     data: TaskData
     spec: ModelSpec
+    test_note: str | None = None  # why a configured test split is not scored (train.test auto), for the log
 
     @property
     def pre(self) -> Preprocess:
@@ -60,10 +61,18 @@ def resolve_run(cfg: Config, *, roles: tuple[str, ...] = ("train", "val"), world
     seed_everything(cfg.train.seed)
     task = get_task(cfg.task)(cfg)
     spec = get_model_spec(cfg.model.name)
-    scored_test = cfg.train.test != "off" and has_own_test_split(cfg)
-    if scored_test and "test" not in roles:
-        roles = (*roles, "test")
-    data = task.load_data(roles, spec.input_size, spec.preprocess)
+    test_note = None
+    if cfg.train.test != "off" and has_own_test_split(cfg) and "test" not in roles:
+        try:
+            data = task.load_data((*roles, "test"), spec.input_size, spec.preprocess)
+        except UserError as exc:
+            if cfg.train.test == "on":
+                raise
+            # train.test auto: a test split that cannot be read is not scored (training does not need it)
+            data = task.load_data(roles, spec.input_size, spec.preprocess)
+            test_note = f"the test split is not scored (train.test auto): {exc}"
+    else:
+        data = task.load_data(roles, spec.input_size, spec.preprocess)
     if cfg.train.test == "on" and "test" not in data.counts():
         raise UserError("train.test is on but the data has no test split other than the val split; set data.test "
                         "(or data.test_fraction), or train.test=auto")
@@ -93,7 +102,7 @@ def resolve_run(cfg: Config, *, roles: tuple[str, ...] = ("train", "val"), world
             raise UserError(f"train.global_batch {tc.global_batch} is not a multiple of data.batch_size x "
                             f"processes = {per_step}; change one of them")
         tc.grad_accum = max(1, tc.global_batch // per_step)
-    return ResolvedRun(cfg, task, data, spec)
+    return ResolvedRun(cfg, task, data, spec, test_note)
 
 
 def has_own_test_split(cfg: Config) -> bool:

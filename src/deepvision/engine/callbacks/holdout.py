@@ -47,6 +47,8 @@ class TestEvaluator(Callback):
 
     def on_train_start(self) -> None:
         t = self.trainer
+        if t.resolved.test_note:
+            t.reporter.line(t.resolved.test_note)
         if not (self.active and self.every and t.dist.is_main):
             return
         rows = [r for r in t.run.read_history(t.run.test_history_path) if (r.get("epoch") or 0) <= t.start_epoch]
