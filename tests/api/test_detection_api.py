@@ -32,9 +32,11 @@ def test_fake_then_build_like_the_cli(tmp_path, run_cli):
         api.detection_build("pascal", fake.build_args[1], tmp_path / "x")
 
 
-def test_evaluate_and_detect_on_image_folder_and_video(trained_detection_run, tmp_path):
+def test_evaluate_and_detect_on_image_folder_and_video(trained_detection_run, tmp_path, capsys):
     cv2 = pytest.importorskip("cv2")
     report = api.evaluate(trained_detection_run, out=tmp_path / "eval")  # a detection run: test split by default
+    printed = capsys.readouterr().out
+    assert printed.startswith("test: 3 images") and "VOC mAP@0.5, all-point (VOC2010+): " in printed
     trained = json.loads((trained_detection_run / "test_metrics.json").read_text())
     assert report["split"] == "test" and report["voc_map50"] == pytest.approx(trained["test_map50"], abs=1e-12)
 

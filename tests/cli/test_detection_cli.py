@@ -42,8 +42,8 @@ def test_export_onnx_through_the_cli(trained_detection_run, run_cli, tmp_path):
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].startswith("parity on 3 image(s): ") and lines[0].endswith(": ok")
-    assert lines[1] == f"exported {target} ({target.stat().st_size / 1e6:.1f} MB, onnx, 3 classes); " \
-                       f"verified against PyTorch"
+    assert lines[1:] == [f"exported {target}",
+                         f"  {target.stat().st_size / 1e6:.1f} MB, onnx, 3 classes; verified against PyTorch"]
     run_model, classes = load_exported(target)
     assert classes == ["disc", "square", "triangle"]
     image = _test_image(trained_detection_run)
@@ -62,7 +62,8 @@ def test_export_torchscript_api_result_and_failures(trained_detection_run, run_c
 
     result = export(trained_detection_run, format="torchscript")  # default: RUN/export/RUN_NAME.torchscript
     printed = capsys.readouterr().out.splitlines()
-    assert printed == [result.parity.line(), result.summary()] and result.summary().endswith("verified against PyTorch")
+    assert printed == [result.parity.line(), *result.summary().splitlines()]
+    assert result.summary().endswith("verified against PyTorch")
     assert isinstance(result, ExportResult) and result.task == "detection" and result.verified
     assert result.path == trained_detection_run / "export" / "det.torchscript"
     assert result.parity.ok and result.parity.compared > 0 and result.parity.max_box_diff < 1e-2

@@ -117,7 +117,13 @@ def evaluate_run(
     if RunDir.open(run_dir).read_config().task == "detection":  # mAP, per-class AP, PR curves
         from deepvision.evaluation.detection import evaluate_detection_run
 
-        return evaluate_detection_run(run_dir, data or "test", epoch=epoch, device=device, out=out).metrics()
+        loaded = load_run(run_dir, epoch=epoch, which=which, device=resolve_device(device))
+        own_split = data is None or data in ROLES  # else: another built dataset's test split
+        report = evaluate_detection_run(loaded, (data or "test") if own_split else "test",
+                                        data=None if own_split else data, out=out)
+        if not quiet:
+            print("\n".join(report.lines()))
+        return report.metrics()
     if crops not in (1, 10):
         raise UserError(f"--crops must be 1 or 10, got {crops}")
     if batch_size is not None and batch_size <= 0:

@@ -41,9 +41,9 @@ class ExportResult:
                 f"top-1 agreement {(self.top1_agreement or 0) * 100:.1f}%")
 
     def summary(self) -> str:
-        """'exported PATH (4.3 MB, onnx, 3 classes); verified against PyTorch'."""
+        """'exported PATH' and, indented on a second line, '4.3 MB, onnx, 3 classes; verified against PyTorch'."""
         what = [f"{self.bytes / 1e6:.1f} MB", self.format]
         if self.classes:
             what.append(f"{len(self.classes)} classes")
         check = "verified against PyTorch" if self.verified else "not verified (--no-check)"
-        return f"exported {self.path} ({', '.join(what)}); {check}"
+        return f"exported {self.path}\n  {', '.join(what)}; {check}"

@@ -361,7 +361,7 @@ def render_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = Non
     if {"best_val_acc", "best_val_top5"} & set(chosen):
         notes.append("val r1/r5: rank-1/rank-5 of the best epoch, %")
     if "best_value" in chosen:
-        notes.append("val <metric>: the monitored metric at the best epoch (checkpoint.monitor)")
+        notes.append("val <metric>: checkpoint.monitor at the best epoch (% for accuracy, mAP)")
     if {"test_map50", "test_map"} & set(chosen):
         notes.append("test mAP50/mAP: VOC mAP@0.5 and COCO mAP@[.5:.95], %")
     if "ckpt_bytes" in chosen:
