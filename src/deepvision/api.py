@@ -27,6 +27,10 @@ def _as_config(config: str | Path | dict[str, Any] | Config, overrides: list[str
         return build_config(to_dict(config), overrides)
     if isinstance(config, dict):
         return build_config(config, overrides)
+    if isinstance(config, str):  # a YAML path, or a shipped recipe's name (as `deepvision train` takes)
+        from deepvision.recipes import resolve_config_arg
+
+        return load_config(resolve_config_arg(config), overrides)
     return load_config(config, overrides)
 
 
@@ -37,7 +41,7 @@ def train(
     name: str | None = None,
     out: str | Path = "runs",
 ) -> FitResult:
-    """Train from a config (YAML path, mapping or Config) into a new run directory under `out`."""
+    """Train from a config (YAML path, recipe name, mapping or Config) into a new run directory under `out`."""
     cfg = _as_config(config, overrides)
     if name is not None:
         cfg.name = name

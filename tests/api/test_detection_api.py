@@ -28,6 +28,8 @@ def test_fake_then_build_like_the_cli(tmp_path, run_cli):
     assert (tmp_path / "cli" / "train.json").read_text() == (tmp_path / "built" / "train.json").read_text()
     only_two = api.detection_build("yolo", fake.build_args[1], tmp_path / "two", classes=["disc", "square"])
     assert only_two.classes == ["disc", "square"]
+    recipe = api._as_config("detection_synthetic", ["data.root=shapes-built"])  # train takes recipe names too
+    assert recipe.task == "detection" and recipe.data.root == "shapes-built"
     with pytest.raises(UserError, match="unknown annotation format"):
         api.detection_build("pascal", fake.build_args[1], tmp_path / "x")
 
