@@ -11,9 +11,9 @@ ORDER = 10
 EXAMPLES = """
 examples:
   deepvision train lenet_mnist --set data.root=data/mnist
-  deepvision train my.yaml --set optim.lr=0.01 --set train.epochs=20 --name lr-0.01
-  deepvision train my.yaml --nproc-per-node 2     (DDP, one process per GPU/CPU worker)
-  torchrun --nproc_per_node 2 -m deepvision train my.yaml          (the same through torchrun)
+  deepvision train my.yaml --set optim.lr=0.01 --set train.epochs=20 --name lr2
+  deepvision train my.yaml --nproc-per-node 2     (DDP: one process per GPU)
+  torchrun --nproc_per_node 2 -m deepvision train my.yaml       (the same)
 """
 
 
