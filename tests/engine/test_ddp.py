@@ -3,8 +3,11 @@
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -91,3 +94,67 @@ def test_detection_trains_under_ddp_and_scores_the_test_split_once(tmp_path):
     loaded = load_run(run.path)
     assert loaded.epoch == 1 and loaded.classes[:3] == ["disc", "square", "triangle"]
     assert loaded.cfg.model.num_classes == 4 and not loaded.model.training
+
+
+def _wait_for(path, proc, seconds: float) -> None:
+    """Poll until `path` exists (the run's first checkpoint); fail if the launcher exits first."""
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, f"{path} did not appear within {seconds} s"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_case16_sigterm_under_the_launcher_stops_with_one_line_and_resumes(tmp_path, run_cli):
+    """`deepvision train --nproc-per-node 2` (torchrun's launcher in-process): SIGTERM after the first
+    epoch gives rank 0's stop line once, no traceback, exit 143, an intact last.pt, and a run that
+    resumes. The first epoch has 5 batches: under DDP a stop used to be noticed only at batch 10."""
+    cfg = tiny_config(30, batch_size=64, max_samples=640)  # 5 batches per rank and epoch
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[2] / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "deepvision", "train", str(path), "--out", str(tmp_path / "runs"),
+                             "--name", "stop", "--nproc-per-node", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    run = RunDir(tmp_path / "runs" / "stop")
+    try:
+        _wait_for(run.checkpoints / "last.pt", proc, 120)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err[-3000:]
+    assert "Traceback" not in out + err and "SignalException" not in err and "death signal" not in err
+    assert err.count("training stopped after") == 1, err  # rank 0 alone speaks
+    assert f"deepvision resume {run.path} --nproc-per-node 2" in err  # the printed command names the launcher
+    assert out.count("interrupted at batch") == 1
+    stopped_at = len(run.read_history())
+    assert 1 <= stopped_at < 30 and run.read_state()["status"] == "interrupted"
+    assert load_checkpoint(run.checkpoints / "last.pt")["epoch"] == stopped_at  # intact, verified on load
+    code, _, err = run_cli("resume", run.path, "--set", f"train.epochs={stopped_at + 1}")
+    assert code == 0, err
+    history = run.read_history()
+    assert [row["epoch"] for row in history] == list(range(1, stopped_at + 2))
+    assert math.isfinite(history[-1]["train_loss"])
+
+
+def test_nproc_option_under_torchrun_must_agree_and_the_hint_names_the_launcher(monkeypatch):
+    from deepvision.cli.launch import NPROC_ENV, resume_hint, should_launch
+    from deepvision.errors import UserError
+
+    for key in ("LOCAL_RANK", "LOCAL_WORLD_SIZE", "WORLD_SIZE", NPROC_ENV):
+        monkeypatch.delenv(key, raising=False)
+    assert should_launch(2) and not should_launch(1) and not should_launch(None)
+    assert resume_hint("runs/a") == "deepvision resume runs/a"
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert not should_launch(2)  # a worker: it trains, it does not launch again
+    with pytest.raises(UserError, match="leave the option out"):
+        should_launch(4)
+    assert resume_hint("runs/a") == "torchrun --nproc_per_node 2 -m deepvision resume runs/a"
+    monkeypatch.setenv(NPROC_ENV, "2")
+    assert resume_hint("runs/a") == "deepvision resume runs/a --nproc-per-node 2"

@@ -216,3 +216,48 @@ def test_evaluate_offers_the_skip_it_suggests(tmp_path, run_cli):
     code, out, err = run_cli("evaluate", run, "--data", tmp_path / "data", "--skip-corrupt")
     assert code == 0, err
     assert json.loads((run / "eval" / "data-best" / "metrics.json").read_text())["samples"] == 11
+
+
+def test_runs_compare_refuses_an_out_file_in_a_folder_that_does_not_exist(tmp_path, run_cli):
+    run = _run(tmp_path / "runs", "a", epochs=1)
+    missing = tmp_path / "nonexistent" / "deeper" / "c.png"
+    code, out, err = run_cli("runs", "compare", run.path, run.path, "--out", missing)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"the folder {missing.parent} does not exist" in err and f"mkdir -p {missing.parent}" in err
+    assert not (tmp_path / "nonexistent").exists()  # nothing created
+    (tmp_path / "afile").write_text("x")
+    code, _, err = run_cli("runs", "compare", run.path, run.path, "--out", tmp_path / "afile" / "c.png")
+    assert code == 2 and "is not a folder" in err
+    (tmp_path / "dir.png").mkdir()
+    code, _, err = run_cli("runs", "compare", run.path, run.path, "--out", tmp_path / "dir.png")
+    assert code == 2 and "is a folder" in err
+    code, out, err = run_cli("runs", "compare", run.path, run.path, "--out", tmp_path / "c.png")
+    assert code == 0, err
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_runs_on_a_read_only_folder_says_journal_csv_was_not_written(tmp_path, run_cli, monkeypatch):
+    import errno
+    import tempfile
+
+    runs = tmp_path / "runs"
+    _run(runs, "a", epochs=1)
+    code, out, err = run_cli("runs", runs)
+    assert code == 0 and err == "" and (runs / "journal.csv").is_file()
+    (runs / "journal.csv").unlink()
+    runs.chmod(0o555)
+    try:
+        if os.access(runs, os.W_OK):  # root ignores the mode: make the write fail as a read-only mount would
+            def read_only(*args, **kwargs):
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+            monkeypatch.setattr(tempfile, "mkstemp", read_only)
+        code, out, err = run_cli("runs", runs)
+        monkeypatch.undo()
+    finally:
+        runs.chmod(0o755)
+    assert code == 0 and "1 run in" in out and "\na " in out  # the runs are still listed
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("deepvision runs: warning: could not write ")
+    assert "journal.csv" in lines[0] and ("Read-only file system" in lines[0] or "Permission denied" in lines[0])
+    assert not (runs / "journal.csv").exists()

@@ -48,7 +48,9 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # what a launcher (--nproc-per-node) hands to its workers
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
@@ -61,11 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"deepvision {args.command}: error: {exc}\n")
         return 2
     except StopRequested as stop:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops; rank 0 speaks
+        if os.environ.get("RANK", "0") == "0":  # under DDP every rank stops; rank 0 speaks
+            from deepvision.cli.launch import resume_hint
+
             n = stop.epochs_done
             done = f"after {n} completed epoch{'s' if n != 1 else ''}" if n else "before any epoch completed"
             again = "resume" if stop.epochs_done else "start it again"
-            sys.stderr.write(f"training stopped {done}; {again} with:\n  deepvision resume {stop.run_dir}\n")
+            sys.stderr.write(f"training stopped {done}; {again} with:\n  {resume_hint(stop.run_dir)}\n")
         return stop.exit_code
     except ModuleNotFoundError as exc:
         advice = missing_extra(exc)

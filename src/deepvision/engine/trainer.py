@@ -273,7 +273,7 @@ class Trainer:
             meter.update(out.detach() if isinstance(out, torch.Tensor) else out, y, loss.detach())
             done = i + 1
             cb.on_batch_end(epoch, done)
-            if self._stop_requested(done):
+            if self._stop_requested(done, steps):
                 self._interrupted(epoch, done, steps)
             if done % tc.log_every == 0:
                 now = time.perf_counter()
@@ -334,11 +334,13 @@ class Trainer:
             return empty
         return bool(all_reduce_sum(torch.tensor([float(empty)], device=self.device)).item() > 0)
 
-    def _stop_requested(self, batch: int) -> bool:
+    def _stop_requested(self, batch: int, steps: int) -> bool:
         flag = self.stop.requested
         if not self.dist.enabled:
             return flag
-        if batch % 10:  # ranks agree every 10 batches (a collective per batch would stall GPUs)
+        # ranks agree every 10 batches (a collective per batch would stall GPUs) and at the epoch's last
+        # batch, so an epoch of fewer than 10 batches still stops (it used to train on to the end)
+        if batch % 10 and batch != steps:
             return False
         t = torch.tensor([1.0 if flag else 0.0], device=self.device)
         return bool(all_reduce_sum(t).item() > 0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from deepvision.cli.launch import add_nproc_option
+
 ORDER = 11
 
 
@@ -21,10 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a config value (repeatable)")
     p.add_argument("--reset-optimizer", action="store_true",
                    help="keep only the weights, restarting momentum/Adam moments (as the reference did)")
+    add_nproc_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from deepvision.cli.launch import launch, should_launch
+
+    if should_launch(args.nproc_per_node):
+        return launch(args.nproc_per_node, "resume", args.argv)
     from deepvision.api import resume
     from deepvision.cli.commands.train import _summary
 

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def table(folder: str, markdown: bool, as_csv: bool, wide: bool = False, columns: list[str] | None = None) -> int:
-    import contextlib
+    import sys
     from pathlib import Path
 
     from deepvision.errors import UserError
@@ -53,8 +53,10 @@ def table(folder: str, markdown: bool, as_csv: bool, wide: bool = False, columns
     from deepvision.runs.journal import COLUMNS, journal, print_table, to_csv, to_markdown
 
     rows = journal(folder)
-    with contextlib.suppress(UserError, OSError):  # a read-only folder still gets its table printed
+    try:
         atomic_write_text(Path(folder) / "journal.csv", to_csv(rows))
+    except UserError as exc:  # a read-only folder, a full disk: the table is still printed, with one line why
+        sys.stderr.write(f"deepvision runs: warning: {exc}; listing the runs anyway\n")
     if markdown:
         print(to_markdown(rows), end="")
     elif as_csv:
@@ -91,5 +93,12 @@ def compare(runs: list[str], out: str | None, metrics: list[str]) -> int:
     target = Path(out) if out else Path(runs[0]).parent / "compare.png"
     if target.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg"):
         raise UserError(f"--out {target}: give an image file name ending in .png, .pdf, .svg or .jpg")
+    folder = target.parent
+    if not folder.is_dir():  # never create folders nobody asked for (a typo would make a tree of them)
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise UserError(f"--out {target}: the folder {folder} {what}; create it first (mkdir -p {folder}) "
+                        "or choose a file in an existing folder")
+    if target.is_dir():
+        raise UserError(f"--out {target} is a folder; give a file name such as {target / 'compare.png'}")
     print(plot_compare(histories, target, tuple(metrics)))
     return 0

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from deepvision.cli.launch import add_nproc_option
+
 ORDER = 10
 
 EXAMPLES = """
 examples:
   deepvision train lenet_mnist --set data.root=data/mnist
-  deepvision train my.yaml --set optim.lr=0.01 --set train.epochs=20 --name lr-0.01
-  torchrun --nproc_per_node 2 -m deepvision train my.yaml      (DDP, one process per GPU/CPU worker)
+  deepvision train my.yaml --set optim.lr=0.01 --set train.epochs=20 --name lr2
+  deepvision train my.yaml --nproc-per-node 2     (DDP: one process per GPU)
+  torchrun --nproc_per_node 2 -m deepvision train my.yaml       (the same)
 """
 
 
@@ -25,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="run name (default: the config's name, else MODEL-SOURCE)")
     p.add_argument("--out", default="runs", help="folder for run directories (default: runs)")
     p.add_argument("--data-root", help="shortcut for --set data.root=DIR")
+    add_nproc_option(p)
     p.set_defaults(func=run)
 
 
@@ -44,6 +48,10 @@ def lazy_config_help(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from deepvision.cli.launch import launch, should_launch
+
+    if should_launch(args.nproc_per_node):
+        return launch(args.nproc_per_node, "train", args.argv)
     from deepvision.api import train
     from deepvision.recipes import resolve_config_arg
 
