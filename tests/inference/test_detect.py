@@ -83,6 +83,26 @@ def test_video_in_annotated_video_out(run, tmp_path):
     assert len(doc["videos"][0]["detections"]) == 6
     with pytest.raises(UserError, match="not found"):
         run_detect(run, [tmp_path / "missing.mp4"])
+    assert not list((tmp_path / "out").glob(".*partial*"))  # written under a temporary name, then renamed
+
+
+def test_outputs_never_overwrite_inputs_or_each_other(run, tmp_path):
+    from deepvision.inference.detect import run_detect
+
+    writer = cv2.VideoWriter(str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (128, 96))
+    for _ in range(3):
+        writer.write(np.full((96, 128, 3), 90, np.uint8))
+    writer.release()
+    Image.fromarray(np.full((60, 80, 3), 200, np.uint8)).save(tmp_path / "a.jpg")
+    Image.fromarray(np.full((60, 80, 3), 10, np.uint8)).save(tmp_path / "a.png")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(UserError, match="would overwrite the input .*clip.mp4"):
+        run_detect(run, [tmp_path / "clip.mp4"], out=tmp_path)  # used to read the video while overwriting it
+    with pytest.raises(UserError, match="would overwrite the input .*a.jpg"):
+        run_detect(run, [tmp_path / "a.jpg"], out=tmp_path)
+    with pytest.raises(UserError, match="a.jpg and .*a.png would both be written"):
+        run_detect(run, [tmp_path / "a.jpg", tmp_path / "a.png"], out=tmp_path / "out")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before and not (tmp_path / "out").exists()
 
 
 def test_evaluate_writes_metrics_table_and_curves(run):

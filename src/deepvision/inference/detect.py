@@ -11,6 +11,7 @@ written back annotated; a window with `q` to quit is shown only when asked (head
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -198,6 +199,9 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 25.0
     writer = None
     target = out / f"{path.stem}.mp4" if out is not None else None
+    if target is not None and target.resolve() == path.resolve():
+        raise UserError(f"the annotated video would overwrite its input {path}; choose another --out folder")
+    partial = target.with_name(f".{target.stem}.partial.mp4") if target is not None else None
     frames = count = 0
     per_frame: list[list[Detection]] = []
     start = time.perf_counter()
@@ -214,7 +218,7 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
             frames += 1
             if target is not None:
                 if writer is None:
-                    writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps_in,
+                    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps_in,
                                              (frame.shape[1], frame.shape[0]))
                     if not writer.isOpened():
                         raise UserError(f"could not open {target} for writing")
@@ -230,10 +234,16 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
                     break
             if progress is not None:
                 progress(frames, total)
+        if writer is not None:
+            writer.release()
+            writer = None
+            os.replace(partial, target)  # a stopped or failed run never leaves half a video under the final name
     finally:
         cap.release()
         if writer is not None:
             writer.release()
+        if partial is not None:
+            partial.unlink(missing_ok=True)
         if show:
             import contextlib
 
@@ -241,6 +251,21 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
                 cv2.destroyAllWindows()
     return VideoResult(str(path), frames, count, time.perf_counter() - start, str(target) if target else None,
                        per_frame)
+
+
+def _check_outputs(items: list[tuple[Path, str]], out_dir: Path) -> None:
+    """Refuse, before anything is written, outputs that would overwrite an input or each other."""
+    inputs = {p.resolve(): p for p, _ in items}
+    written: dict[Path, Path] = {}
+    for path, kind in items:
+        target = (out_dir / f"{path.stem}{'.mp4' if kind == 'video' else '.jpg'}").resolve()
+        if target in inputs:
+            raise UserError(f"--out {out_dir} would overwrite the input {inputs[target]} with its annotated copy; "
+                            "choose another folder")
+        if target in written:
+            raise UserError(f"{written[target]} and {path} would both be written to {target}; "
+                            "detect them into separate --out folders")
+        written[target] = path
 
 
 def run_detect(run_dir: str | Path, sources: list[str | Path], *, min_confidence: float = 0.5,
@@ -252,6 +277,7 @@ def run_detect(run_dir: str | Path, sources: list[str | Path], *, min_confidence
     detector = Detector.from_run(load_run(run_dir, epoch, which, resolve_device(device)), min_confidence)
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
+        _check_outputs(items, out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
     images = [p for p, kind in items if kind == "image"]
     image_results = list(detect_images(detector, images, out_dir, batch_size)) if images else []
