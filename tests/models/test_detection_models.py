@@ -52,6 +52,16 @@ def test_registry_lists_every_detector_with_its_options():
         create_model("fasterrcnn_mobilenet_v3_large_320_fpn", num_classes=3, nms_thresh=0.5)
 
 
+def _ssd_inputs(model, size: int):
+    from torchvision.models.detection.image_list import ImageList
+
+    images = ImageList(torch.zeros(1, 3, size, size), [(size, size)])
+    model.eval()
+    with torch.no_grad():
+        feats = list(model.backbone(images.tensors).values())
+    return images, feats
+
+
 def test_spec_parameters_reach_the_torchvision_modules():
     m = create_model("fasterrcnn_mobilenet_v3_large_320_fpn", num_classes=4, anchor_sizes=[64, 128, 256, 512],
                      aspect_ratios=[0.5, 1.0, 2.0], rpn_nms_thresh=0.7, rpn_post_nms_top_n_test=300,
@@ -69,6 +79,13 @@ def test_spec_parameters_reach_the_torchvision_modules():
     assert s.neg_to_pos_ratio == 3 and s.nms_thresh == 0.6 and s.detections_per_img == 100
     assert s.proposal_matcher.high_threshold == 0.5 and s.box_coder.weights == (10.0, 10.0, 5.0, 5.0)
     assert create_model("ssdlite320_mobilenet_v3_large", num_classes=3, size=160).transform.fixed_size == (160, 160)
+    small = create_model("ssdlite320_mobilenet_v3_large", num_classes=3, size=128,
+                         anchor_scales=[0.08, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95])
+    boxes = small.anchor_generator(*_ssd_inputs(small, 128))[0]  # cx, cy, w, h of the first map's square boxes
+    assert small.anchor_generator.scales[0] == 0.08 and boxes.shape[0] == 8 * 8 * 6 + 4 * 4 * 6 + 2 * 2 * 6 + 3 * 6
+    assert torch.isclose((boxes[0, 2] - boxes[0, 0]), torch.tensor(0.08 * 128), atol=1e-3)
+    with pytest.raises(UserError, match="anchor_scales needs 7 increasing"):
+        create_model("ssdlite320_mobilenet_v3_large", num_classes=3, anchor_scales=[0.3, 0.2])
     with pytest.raises(UserError, match="RGB"):
         create_model("ssdlite320_mobilenet_v3_large", num_classes=3, in_channels=1)
     with pytest.raises(UserError, match="no COCO weights for fasterrcnn_resnet101_fpn"):

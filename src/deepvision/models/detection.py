@@ -13,7 +13,8 @@ The parameters of SPEC §10.2/§10.3 that torchvision exposes are builder option
 Faster R-CNN takes torchvision's own names (min_size, max_size, rpn_nms_thresh, rpn_pre/post_nms_top_n_*,
 rpn_fg/bg_iou_thresh, box_nms_thresh, box_detections_per_img, box_score_thresh, bbox_reg_weights, ...)
 plus anchor_sizes / aspect_ratios; SSD takes nms_thresh, detections_per_img, score_thresh, iou_thresh,
-topk_candidates, neg_to_pos_ratio (hard-negative mining), box_coder_weights and, for SSDlite (whose
+topk_candidates, neg_to_pos_ratio (hard-negative mining), box_coder_weights, anchor_scales (default-box
+sizes as fractions of the input, one per feature map plus one) and, for SSDlite (whose
 default boxes are relative to the image), the input `size` (default 320).
 """
 
@@ -233,12 +234,27 @@ def _resnet101_fpn(weights: Any, weights_backbone: Any, trainable_backbone_layer
     return FasterRCNN(backbone, num_classes=num_classes, **kwargs)
 
 
+def _set_ssd_scales(model: nn.Module, scales: Sequence[Any]) -> None:
+    """Default-box scales (fractions of the input, one per feature map plus one): smaller first scales find
+    smaller objects. The box count per cell is unchanged, so the heads stay as built."""
+    from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
+
+    gen = model.anchor_generator
+    want = len(gen.aspect_ratios) + 1
+    values = [float(v) for v in scales]
+    if len(values) != want or any(not 0 < v <= 2 for v in values) or values != sorted(values):
+        raise UserError(f"anchor_scales needs {want} increasing fractions of the input in (0, 2] (one per feature "
+                        f"map and a last one), got {list(scales)}; the default is {[round(v, 3) for v in gen.scales]}")
+    model.anchor_generator = DefaultBoxGenerator(gen.aspect_ratios, scales=values, steps=gen.steps, clip=gen.clip)
+
+
 def _ssd(name: str, coco: str, backbone: str, lite: bool, input_size: tuple[int, int, int]) -> None:
     def build(num_classes: int = 91, in_channels: int = 3, weights: str | None = None,
               trainable_backbone_layers: int | None = None, score_thresh: float | None = None,
               nms_thresh: float | None = None, detections_per_img: int | None = None, iou_thresh: float | None = None,
               topk_candidates: int | None = None, neg_to_pos_ratio: float | None = None,
-              box_coder_weights: list[float] | None = None, size: int | None = None) -> nn.Module:
+              box_coder_weights: list[float] | None = None, size: int | None = None,
+              anchor_scales: list[float] | None = None) -> nn.Module:
         import torchvision.models.detection as tvd
         from torchvision.models.detection import _utils as det_utils
 
@@ -264,6 +280,8 @@ def _ssd(name: str, coco: str, backbone: str, lite: bool, input_size: tuple[int,
             if size < 64:
                 raise UserError(f"size must be at least 64, got {size}")
             model.transform.fixed_size, model.transform.min_size, model.transform.max_size = (size, size), (size,), size
+        if anchor_scales is not None:
+            _set_ssd_scales(model, anchor_scales)
         if iou_thresh is not None:
             model.proposal_matcher = det_utils.SSDMatcher(iou_thresh)
         if box_coder_weights is not None:
