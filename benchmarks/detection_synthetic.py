@@ -97,9 +97,15 @@ def accuracy(name: str, built: Path, args, device: torch.device) -> dict[str, fl
         d["train"].update(device=str(device), amp="bf16" if args.amp else "off", tensorboard=False)
         t0 = time.perf_counter()
         result = train(d, out=args.out or tempfile.mkdtemp())
-        last = result.last
-        return {"epochs": args.epochs, "seconds": time.perf_counter() - t0, "map50": last.get("val_map50", math.nan),
-                "map": last.get("val_map", math.nan), "to_target": math.nan}
+        last, trained, to_target = result.last, 0.0, math.nan
+        for row in result.history:  # seconds: the training phase of each epoch (validation excluded)
+            trained += float(row["seconds"])
+            if math.isnan(to_target) and float(row.get("val_map50") or 0) >= TARGET:
+                to_target = trained
+        print(f"  {name}: run folder {result.run_dir}, best epoch {result.best_epoch} ({result.best_value})")
+        return {"epochs": args.epochs, "seconds": trained, "wall": time.perf_counter() - t0,
+                "map50": last.get("val_map50", math.nan), "map": last.get("val_map", math.nan),
+                "to_target": to_target}
     cfg = config(name, built, args.batch, args.workers, args.epochs)
     task = DetectionTask(cfg)
     spec = get_model_spec(name)
@@ -235,7 +241,7 @@ def throughput(name: str, built: Path, args, device: torch.device) -> dict[str, 
             "ratio": statistics.median(ratios)}
 
 
-def inference(model, task, built: Path, device: torch.device, frames: int) -> dict[str, float]:
+def inference(model, classes: list[str], built: Path, device: torch.device, frames: int) -> dict[str, float]:
     """Step 3: the Detector of `deepvision detect` on the test images and on a video made of them."""
     import cv2
 
@@ -245,7 +251,7 @@ def inference(model, task, built: Path, device: torch.device, frames: int) -> di
     index = load_index(built, ["test"])
     images = [np.asarray(cv2.cvtColor(cv2.imread(str(im.file)), cv2.COLOR_BGR2RGB)) for im in index.splits["test"]]
 
-    detector = Detector(model, task.classes, min_confidence=0.5)
+    detector = Detector(model, classes, min_confidence=0.5)
     detector.detect([images[0]])
     t0 = time.perf_counter()
     for im in images:
@@ -257,7 +263,8 @@ def inference(model, task, built: Path, device: torch.device, frames: int) -> di
         for i in range(frames):
             writer.write(cv2.cvtColor(cv2.resize(images[i % len(images)], (w, h)), cv2.COLOR_RGB2BGR))
         writer.release()
-        video = detect_video(detector, Path(tmp) / "clip.mp4", Path(tmp))
+        (Path(tmp) / "out").mkdir()
+        video = detect_video(detector, Path(tmp) / "clip.mp4", Path(tmp) / "out")
     return {"images_per_s": per_image, "video_fps": video.fps}
 
 
@@ -277,6 +284,12 @@ def main() -> None:
     ap.add_argument("--loop", choices=("task", "trainer"), default="task")
     ap.add_argument("--skip", default="", help="comma list of steps to skip: accuracy, speed, inference")
     ap.add_argument("--out", help="run folder for --loop trainer")
+    ap.add_argument("--from-run", help="step 3 on this trained run's best.pt (e.g. one made with --loop trainer)")
+    ap.add_argument("--input", type=int, help="network input size instead of the model's default (SSDlite `size`, "
+                    "Faster R-CNN min/max size with anchors 16-256 px)")
+    ap.add_argument("--proposals", type=int, help="Faster R-CNN RPN proposals kept per training image (default 2000; "
+                    "the RoI heads then sample a quarter of them, at most 512)")
+    ap.add_argument("--anchor-scales", help="SSD default-box scales, comma list (e.g. 0.08,0.2,0.35,0.5,0.65,0.8,0.95)")
     ap.add_argument("--tiny", action="store_true", help="smoke size: 24 images of 96 px, 1 epoch, 1 round")
     ap.add_argument("--no-append", action="store_true", help="do not append the results to BENCHMARKS.md")
     args = ap.parse_args()
@@ -285,6 +298,16 @@ def main() -> None:
         args.batch, args.workers = 4, 0
         MODELS["ssdlite320_mobilenet_v3_large"]["size"] = 96
         MODELS["fasterrcnn_mobilenet_v3_large_320_fpn"].update(min_size=96, max_size=128)
+    if args.input:
+        MODELS["ssdlite320_mobilenet_v3_large"]["size"] = args.input
+        for name in ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_resnet50_fpn"):
+            MODELS[name].update(min_size=args.input, max_size=args.input, anchor_sizes=[16, 32, 64, 128, 256])
+    if args.anchor_scales:
+        MODELS["ssdlite320_mobilenet_v3_large"]["anchor_scales"] = [float(v) for v in args.anchor_scales.split(",")]
+    if args.proposals:
+        for name in ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_resnet50_fpn"):
+            MODELS[name].update(rpn_pre_nms_top_n_train=2 * args.proposals, rpn_post_nms_top_n_train=args.proposals,
+                                box_batch_size_per_image=min(512, max(64, args.proposals // 4)))
     device = torch.device(args.device)
     skip = set(filter(None, args.skip.split(",")))
     rows = []
@@ -297,8 +320,13 @@ def main() -> None:
                 row.update(accuracy(name, built, args, device))
             if "speed" not in skip:
                 row.update(throughput(name, built, args, device))
-            if "inference" not in skip and "_model" in row:
-                row.update(inference(row.pop("_model"), row.pop("_task"), built, device, args.frames))
+            if "inference" not in skip and args.from_run:
+                from deepvision.runs.loading import load_run
+
+                loaded = load_run(args.from_run, device=device)
+                row.update(inference(loaded.model, loaded.classes, built, device, args.frames))
+            elif "inference" not in skip and "_model" in row:
+                row.update(inference(row.pop("_model"), row.pop("_task").classes, built, device, args.frames))
             rows.append(row)
 
     def f(v, fmt):
