@@ -14,6 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = Path(os.environ.get("DEEPVISION_MNIST", REPO.parent / "shared" / "datasets" / "mnist"))
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# runs in tests keep that count instead of adapting to the machine's load (engine/threads.py): results
+# that depend on the thread count must not depend on what else the machine runs
+os.environ.setdefault("DEEPVISION_CPU_THREADS", str(torch.get_num_threads()))
 
 
 @pytest.fixture(scope="session")

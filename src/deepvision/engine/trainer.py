@@ -30,6 +30,7 @@ from deepvision.engine.reporting import Reporter
 from deepvision.engine.resolve import ResolvedRun
 from deepvision.engine.schedules import Schedule
 from deepvision.engine.signals import GracefulStop, StopRequested
+from deepvision.engine.threads import fit_threads_to_load
 from deepvision.errors import UserError
 from deepvision.models.build import build_model
 from deepvision.models.weights import load_weights
@@ -77,6 +78,7 @@ class Trainer:
         """`callbacks` replace the default ones (log, terminal, history, TensorBoard, plots); the
         checkpointing callback always runs first, and fine-tuning's `FreezeBody` when configured."""
         self.resolved, self.run, self.dist, self.device = resolved, run, dist, device
+        self._threads, self._threads_note = fit_threads_to_load(device)  # before any loader worker starts
         self.cfg, self.task, self.data, self.pre = resolved.cfg, resolved.task, resolved.data, resolved.pre
         cfg, tc = self.cfg, self.cfg.train
         # a resumed run loads its own checkpoint below: no second network surgery from the initial weights
@@ -84,7 +86,9 @@ class Trainer:
         if self.task.check_input:
             self._check_input(model)
         report = getattr(model, "pretrained_report", None)
-        self.channels_last = tc.channels_last if tc.channels_last is not None else device.type == "cuda"
+        # default on for CPU too: oneDNN's NHWC kernels trained LeNet 1.39x, MiniVGG 1.25x, mini-Xception 1.50x
+        # and ResNet/SqueezeNet 1.05-1.22x faster than NCHW on a 2-core EPYC (docs/performance.md)
+        self.channels_last = tc.channels_last if tc.channels_last is not None else True
         self.channels_last = self.channels_last and self.task.supports_channels_last
         model = model.to(device)
         if self.channels_last:
@@ -193,6 +197,8 @@ class Trainer:
                 f"data {self.cfg.data.source} ({counts}), device {self.device}"
                 + (f" x {self.dist.world} processes" if self.dist.enabled else "")
                 + (f", amp {str(self.amp).removeprefix('torch.')}" if self.amp else ""))
+        if self._threads_note and self.dist.is_main:
+            self.reporter.line(self._threads_note)
         with GracefulStop() as stop:
             self.stop = stop
             try:
@@ -209,6 +215,7 @@ class Trainer:
         for loader in self.loaders.values():
             close_loader(loader)
         self.reporter.close()
+        torch.set_num_threads(self._threads)  # the caller's process keeps its own setting
 
     def lr_at(self, epoch: int, fraction: float = 0.0) -> float:
         return self.manual_lr if self.manual_lr is not None else self.schedule(epoch, fraction)
