@@ -18,6 +18,8 @@ VOC-style difficult flags), built with a 75/25 split by image.
 `--loop trainer` runs step 1 through `deepvision.api.train` (needs the task-generic trainer: `task: detection`).
 
     python benchmarks/detection_synthetic.py                   # CPU: 40 epochs x 38 steps of 8 images per model
+    python benchmarks/detection_synthetic.py --models ssdlite320_mobilenet_v3_large --input 128 --epochs 100 \
+        --eval-every 10 --skip speed,inference                # the 2-core CPU accuracy run in BENCHMARKS.md (~30 min)
     python benchmarks/detection_synthetic.py --tiny --no-append  # smoke run
     python benchmarks/detection_synthetic.py --device cuda --amp --models fasterrcnn_resnet50_fpn --images 800
 """
