@@ -96,7 +96,7 @@ def accuracy(name: str, built: Path, args, device: torch.device) -> dict[str, fl
         d.update(task="detection", optim={"name": "adamw", "lr": 2e-3, "weight_decay": 5e-4},
                  schedule={"name": "cosine", "warmup_epochs": 1})
         d["checkpoint"] = {"monitor": "val_map50"}
-        d["train"].update(device=str(device), amp="bf16" if args.amp else "off", tensorboard=False)
+        d["train"].update(device=str(device), amp="bf16" if args.amp else "off", tensorboard=False, clip_grad_norm=10.0)
         t0 = time.perf_counter()
         result = train(d, out=args.out or tempfile.mkdtemp())
         last, trained, to_target = result.last, 0.0, math.nan
