@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import stat
 import tempfile
@@ -28,6 +29,15 @@ def write_failed(path: str | Path, exc: OSError) -> UserError:
     """The one-line error for a failed atomic write of `path` (the temporary file is already gone)."""
     kept = "; the previous file is intact" if Path(path).exists() else ""
     return UserError(f"could not write {path}: {exc.strerror or exc}{kept}")
+
+
+def md5_of(path: str | Path) -> str:
+    """The MD5 hex digest of a file, read in 1 MiB blocks (checksums of downloaded datasets)."""
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -7,7 +7,6 @@ unsigned bytes; labels have magic 2049, count, then one byte per label.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import shutil
 import struct
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from deepvision.errors import UserError
+from deepvision.fileio import md5_of
 
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
 FILES = {
@@ -150,7 +150,7 @@ def download(root: str | Path, splits: tuple[str, ...] = ("train", "test")) -> P
         for stem in FILES[ALIASES.get(split, split)]:
             name = stem + ".gz"
             target = root / name
-            if target.is_file() and _md5(target) == MD5[name]:
+            if target.is_file() and md5_of(target) == MD5[name]:
                 continue
             last_error: Exception | None = None
             for mirror in MIRRORS:
@@ -158,7 +158,7 @@ def download(root: str | Path, splits: tuple[str, ...] = ("train", "test")) -> P
                     with urllib.request.urlopen(mirror + name, timeout=60) as response, \
                             tempfile.NamedTemporaryFile(dir=root, delete=False) as tmp:
                         shutil.copyfileobj(response, tmp)
-                    if _md5(Path(tmp.name)) != MD5[name]:
+                    if md5_of(Path(tmp.name)) != MD5[name]:
                         os.unlink(tmp.name)
                         raise OSError(f"checksum mismatch for {name} from {mirror}")
                     os.replace(tmp.name, target)
@@ -169,10 +169,3 @@ def download(root: str | Path, splits: tuple[str, ...] = ("train", "test")) -> P
                 raise UserError(f"could not download {name}: {last_error}")
     return root
 
-
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

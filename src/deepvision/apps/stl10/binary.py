@@ -8,7 +8,6 @@ are extracted from it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tarfile
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from deepvision.errors import UserError
-from deepvision.fileio import unlink_quietly
+from deepvision.fileio import md5_of, unlink_quietly
 
 SIDE = 96
 IMAGE_BYTES = 3 * SIDE * SIDE  # 27,648
@@ -116,10 +115,10 @@ def download(root: str | Path, url: str = URL, md5: str | None = ARCHIVE_MD5,
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create {target}: {exc.strerror or exc}") from None
-    if all((target / n).is_file() and (m is None or _md5(target / n) == m) for n, m in file_md5.items()):
+    if all((target / n).is_file() and (m is None or md5_of(target / n) == m) for n, m in file_md5.items()):
         return target
     archive = root / url.rstrip("/").rsplit("/", 1)[-1]
-    if not (archive.is_file() and (md5 is None or _md5(archive) == md5)):
+    if not (archive.is_file() and (md5 is None or md5_of(archive) == md5)):
         _fetch(url, archive, md5, progress)
     _extract(archive, target, file_md5)
     return target
@@ -135,7 +134,7 @@ def _fetch(url: str, archive: Path, md5: str | None, progress: Callable[[int, in
                 done += len(block)
                 if progress is not None:
                     progress(done, total)
-        if md5 is not None and _md5(Path(tmp)) != md5:
+        if md5 is not None and md5_of(Path(tmp)) != md5:
             raise UserError(f"the download from {url} is corrupt (MD5 mismatch); run the command again")
         os.replace(tmp, archive)
     except OSError as exc:
@@ -159,7 +158,7 @@ def _extract(archive: Path, target: Path, file_md5: dict[str, str | None]) -> No
                     with os.fdopen(fd, "wb") as out:
                         shutil.copyfileobj(src, out, 1 << 20)
                     expected = file_md5[name]
-                    if expected is not None and _md5(Path(tmp)) != expected:
+                    if expected is not None and md5_of(Path(tmp)) != expected:
                         raise UserError(f"{archive}: member {member.name} fails its MD5 check; delete the archive "
                                         f"and download it again")
                     os.replace(tmp, target / name)
@@ -173,10 +172,3 @@ def _extract(archive: Path, target: Path, file_md5: dict[str, str | None]) -> No
     if missing:
         raise UserError(f"{archive} lacks {', '.join(missing)}; it is not the STL-10 binary archive")
 
-
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
