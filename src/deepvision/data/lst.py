@@ -66,6 +66,17 @@ def write_lst(path: str | Path, entries: Iterable[ListEntry]) -> None:
     atomic_write_text(path, "".join(lines))
 
 
+def write_split_lists(out: str | Path, splits: dict[str, Iterable[ListEntry]]) -> dict[str, Path]:
+    """Write `out/NAME.lst` for every split (creating `out`); returns the paths by split name."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, entries in splits.items():
+        write_lst(out / f"{name}.lst", entries)
+        files[name] = out / f"{name}.lst"
+    return files
+
+
 def labels_file_for(prefix: str | Path) -> Path:
     """Where `im2rec --list PREFIX` writes the class names: PREFIX.labels.txt."""
     return Path(f"{prefix}.labels.txt")

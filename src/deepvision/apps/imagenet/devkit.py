@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepvision.data.lst import ListEntry, write_lst
+from deepvision.data.lst import ListEntry, write_split_lists
 from deepvision.data.splits import stratified_split
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
@@ -158,10 +158,7 @@ def build_lists(root: str | Path, out: str | Path | None = None, *, test_size: i
                           entries(train_stems, train_labels, held, "train"), dropped)
     if out is not None:
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in ("train", "val", "test"):
-            write_lst(out / f"{name}.lst", getattr(lists, name))
-            lists.files[name] = out / f"{name}.lst"
+        lists.files.update(write_split_lists(out, {n: getattr(lists, n) for n in ("train", "val", "test")}))
         atomic_write_text(out / "labels.txt", "".join(f"{wnid} {name}\n" for wnid, name in classes))
         lists.files["labels"] = out / "labels.txt"
     return lists
