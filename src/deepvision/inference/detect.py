@@ -154,6 +154,11 @@ def expand_sources(sources: list[str | Path]) -> list[tuple[Path, str]]:
     return out
 
 
+def output_path(out: Path, source: Path, kind: str) -> Path:
+    """Where the annotated copy of an image ("image": .jpg) or a video ("video": .mp4) is written."""
+    return out / f"{source.stem}{'.mp4' if kind == 'video' else '.jpg'}"
+
+
 def detect_images(detector: Detector, paths: list[Path], out: Path | None = None, batch_size: int = 4
                   ) -> Iterator[ImageDetections]:
     """Detect in image files (decoded with EXIF rotation); writes annotated copies to `out` when given."""
@@ -167,7 +172,7 @@ def detect_images(detector: Detector, paths: list[Path], out: Path | None = None
             result = ImageDetections(str(path), original.shape[1], original.shape[0], _scaled(dets, scale))
             if out is not None:
                 bgr = detector.draw(cv2.cvtColor(im, cv2.COLOR_RGB2BGR), dets)
-                target = out / f"{path.stem}.jpg"
+                target = output_path(out, path, "image")
                 if not cv2.imwrite(str(target), bgr):
                     raise UserError(f"could not write {target}")
                 result.output = str(target)
@@ -198,7 +203,7 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 25.0
     writer = None
-    target = out / f"{path.stem}.mp4" if out is not None else None
+    target = output_path(out, path, "video") if out is not None else None
     if target is not None and target.resolve() == path.resolve():
         raise UserError(f"the annotated video would overwrite its input {path}; choose another --out folder")
     partial = target.with_name(f".{target.stem}.partial.mp4") if target is not None else None
@@ -258,7 +263,7 @@ def _check_outputs(items: list[tuple[Path, str]], out_dir: Path) -> None:
     inputs = {p.resolve(): p for p, _ in items}
     written: dict[Path, Path] = {}
     for path, kind in items:
-        target = (out_dir / f"{path.stem}{'.mp4' if kind == 'video' else '.jpg'}").resolve()
+        target = output_path(out_dir, path, kind).resolve()
         if target in inputs:
             raise UserError(f"--out {out_dir} would overwrite the input {inputs[target]} with its annotated copy; "
                             "choose another folder")
