@@ -7,22 +7,18 @@ import pytest
 import torch
 
 from deepvision.config.schema import DataConfig
-from deepvision.data.detection import build_dataset, make_fake
-from deepvision.data.detection.build import read_annotations
 from deepvision.data.detection.loader import DetectionLoader, load_detection_data
 from deepvision.data.detection.transforms import BoxTransform, DetectionAugment
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
+from tests.detection_helpers import built_fake
 
 PRE = Preprocess(channels=3, size=(96, 96))
 
 
 @pytest.fixture(scope="module")
 def voc_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("det")
-    fake = make_fake(root / "voc", "voc", images=12, size=96, seed=5)
-    build_dataset(read_annotations("voc", fake.build_args[1:]), root / "built")
-    return root / "built"
+    return built_fake(tmp_path_factory.mktemp("det"), images=12, size=96, seed=5)
 
 
 def _image_with_boxes():

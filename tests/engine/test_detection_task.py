@@ -8,11 +8,10 @@ import pytest
 import torch
 
 from deepvision.config.schema import Config, DataConfig, ModelConfig
-from deepvision.data.detection import build_dataset, make_fake
-from deepvision.data.detection.build import read_annotations
 from deepvision.engine.tasks.detection import RCNN_METRICS, SSD_METRICS, DetectionMeter, DetectionTask, LossMeter
 from deepvision.errors import UserError
 from deepvision.models import create_model, get_model_spec
+from tests.detection_helpers import built_fake
 
 RCNN = ("fasterrcnn_mobilenet_v3_large_320_fpn", {"min_size": 96, "max_size": 128, "rpn_pre_nms_top_n_train": 200,
                                                   "rpn_post_nms_top_n_train": 50, "box_batch_size_per_image": 16,
@@ -21,10 +20,7 @@ RCNN = ("fasterrcnn_mobilenet_v3_large_320_fpn", {"min_size": 96, "max_size": 12
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("task")
-    fake = make_fake(root / "voc", "voc", images=8, size=96, seed=11)
-    build_dataset(read_annotations("voc", fake.build_args[1:]), root / "built")
-    return root / "built"
+    return built_fake(tmp_path_factory.mktemp("task"), images=8, size=96, seed=11)
 
 
 def _cfg(built, name, args, **data) -> Config:
