@@ -68,9 +68,10 @@ class _BatchMaker(Dataset):
         self.slots: _SlotPool | None = None  # set before the workers fork
         self._decoder: Decoder | None = None
         self._scratch: np.ndarray | None = None
+        self._planes: list[np.ndarray] = []  # C x (H x W) uint8: the sample split into planes, reused
 
     def __getstate__(self) -> dict[str, Any]:  # only a forked worker can share the anonymous slot pool
-        return {**self.__dict__, "_decoder": None, "_scratch": None, "slots": None}
+        return {**self.__dict__, "_decoder": None, "_scratch": None, "_planes": [], "slots": None}
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -93,6 +94,7 @@ class _BatchMaker(Dataset):
         direct = spec.channels_last and spec.affine is None  # write straight into the batch
         if not direct and self._scratch is None:
             self._scratch = np.empty((th, tw, c), np.uint8)
+            self._planes = [np.empty((th, tw), np.uint8) for _ in range(c)]
         aug = spec.augment if spec.training else _NO_AUG
         rng = random.Random()
         kept: list[int] = []
@@ -116,7 +118,7 @@ class _BatchMaker(Dataset):
                 _transform_into(img, rng, view[k], spec, aug)
             else:
                 _transform_into(img, rng, self._scratch, spec, aug)
-                _store(self._scratch, view[k], spec)
+                _store(self._scratch, view[k], spec, self._planes)
             kept.append(index)
         labels = self.labels[np.asarray(kept, dtype=np.int64)].tobytes()  # bytes: no shared-memory round trip
         if slot >= 0:
@@ -127,10 +129,18 @@ class _BatchMaker(Dataset):
         return self._decoder(image_bytes(self.file.read(pos)))
 
 
-def _store(src: np.ndarray, dst: np.ndarray, spec: _Spec) -> None:
-    """Copy an H x W x C uint8 sample into the batch: transposed to C x H x W and/or normalised to float32."""
-    if spec.affine is None:
-        dst[:] = src.transpose(2, 0, 1)
+def _store(src: np.ndarray, dst: np.ndarray, spec: _Spec, planes: list[np.ndarray] | None = None) -> None:
+    """Copy an H x W x C uint8 sample into the batch: transposed to C x H x W and/or normalised to float32.
+
+    `planes`: C reusable H x W uint8 buffers for the channel split (allocating them per sample costs as
+    much as the split itself). The float conversion is one `addWeighted` per plane, the fastest of
+    OpenCV's, numpy's and torch's u8 -> f32 affine conversions measured (benchmarks/records_load.py).
+    """
+    if spec.affine is None:  # C x H x W uint8 (channels-last uint8 samples are written in place)
+        if src.shape[2] == 1:
+            dst[0] = src[:, :, 0]
+        else:
+            cv2.split(src, list(dst))  # straight into the C x H x W sample's planes
         return
     a, b = spec.affine
     if spec.channels_last:  # dst H x W x C float32: (x - m) * a with m = -b / a, per channel
@@ -142,8 +152,13 @@ def _store(src: np.ndarray, dst: np.ndarray, spec: _Spec) -> None:
             cv2.multiply(src, tuple(a) + (0.0,) * (4 - len(a)), dst=dst, dtype=cv2.CV_32F)
             cv2.add(dst, tuple(b) + (0.0,) * (4 - len(b)), dst=dst)
         return
-    planes = cv2.split(src)
-    for ch, plane in enumerate(planes):  # dst C x H x W float32
+    if src.shape[2] == 1:
+        split = [src[:, :, 0]]
+    elif planes:
+        split = cv2.split(src, planes)
+    else:
+        split = cv2.split(src)
+    for ch, plane in enumerate(split):  # dst C x H x W float32
         cv2.addWeighted(plane, a[ch], plane, 0.0, b[ch], dst=dst[ch], dtype=cv2.CV_32F)
 
 
