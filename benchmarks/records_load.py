@@ -258,6 +258,8 @@ def main() -> None:
     if mx_python:
         candidates["MXNet ImageRecordIter (float32)"] = lambda: measure_mxnet(mx_python, rec, args.workers,
                                                                               args.seconds, args.batch)
+    corpus.wait_for_quiet()
+    stages = profile_stages(rec, args.batch)  # first: a mistake here shows before minutes of measuring
     results: dict[str, list[dict]] = {name: [] for name in candidates}
     for r in range(args.rounds):
         for name, fn in candidates.items():
@@ -278,7 +280,6 @@ def main() -> None:
             extra = f" ({results[name][-1].get('threads', '?')} decode thread(s) used)"
         rows.append(f"| {name}{extra} | {m['rate']:,.0f} | {m['cpu_per_image'] * 1e6:,.0f} | "
                     f"{m['rate'] / ceiling:.0%} | {m['rate'] / ceiling_cv2:.0%} | {vs_mx} | {m['background']:.2f} |")
-    stages = corpus.measure_quietly(lambda: profile_stages(rec, args.batch))
     steps = dict(stages)
     decode = steps["decode (the ceiling's work)"]
     common = decode + steps["read record"] + steps["draw the augmentation plan"]
