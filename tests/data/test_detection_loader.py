@@ -141,3 +141,24 @@ def test_min_batch_drops_a_trailing_single_image(voc_root):
     loader = DetectionLoader(ds, 4, training=True, workers=0, min_batch=2)
     assert len(loader) == 2 and sum(len(x) for x, _ in loader) == 8
     assert len(DetectionLoader(ds, 4, training=False, workers=0, min_batch=2)) == 3  # evaluation scores every image
+
+
+def test_worker_batches_share_one_storage_per_field_and_equal_the_inline_ones(voc_root):
+    """Batches made by worker processes hand over one storage per field (not one per tensor) and hold
+    exactly what an in-process loader yields."""
+    cfg = DataConfig(source="detection", root=str(voc_root), batch_size=4)
+    data = load_detection_data(cfg, ("train",), PRE)
+    ds = data.dataset("train")
+    inline = DetectionLoader(ds, 4, training=True, seed=3, workers=0)
+    forked = DetectionLoader(ds, 4, training=True, seed=3, workers=1)
+    try:
+        (xa, ya), (xb, yb) = next(iter(inline)), next(iter(forked))
+    finally:
+        inline.close()
+        forked.close()
+    assert len({x.untyped_storage().data_ptr() for x in xb}) == 1
+    assert len({t["boxes"].untyped_storage().data_ptr() for t in yb}) == 1
+    for a, b in zip(xa, xb):
+        assert torch.equal(a, b)
+    for a, b in zip(ya, yb):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)

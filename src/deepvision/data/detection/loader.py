@@ -9,12 +9,12 @@ augmentation depend only on (seed, epoch), as for every deepvision loader.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from deepvision.config.schema import DataConfig
 from deepvision.data.dataset_loader import _EpochBatches, default_workers, worker_message
@@ -72,7 +72,29 @@ class DetectionDataset(Dataset):
 
 
 def collate(batch: list[tuple[torch.Tensor, Target]]) -> tuple[list[torch.Tensor], list[Target]]:
-    return [b[0] for b in batch], [b[1] for b in batch]
+    """Lists of images and targets. In a worker process, each field of the batch becomes views of one
+    tensor: every tensor storage crossing to the main process costs a file-descriptor hand-over (~5 per
+    batch instead of ~5 per image; it was 1% of a CPU training step for SSDlite)."""
+    images, targets = [b[0] for b in batch], [b[1] for b in batch]
+    if get_worker_info() is None or not batch:
+        return images, targets
+    fields = {key: _views_of_one(t[key] for t in targets) for key in targets[0]}
+    return _views_of_one(images), [{key: fields[key][i] for key in fields} for i in range(len(targets))]
+
+
+def _views_of_one(tensors: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    """Equal-dtype tensors of any shapes, copied into one storage and returned as views of it (tensors of
+    mixed dtypes are returned as they are)."""
+    tensors = list(tensors)
+    if len({t.dtype for t in tensors}) != 1:
+        return tensors
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    out, offset = [], 0
+    for t in tensors:
+        n = t.numel()
+        out.append(flat[offset : offset + n].view(t.shape))
+        offset += n
+    return out
 
 
 class DetectionLoader(EpochPlan):
