@@ -125,6 +125,7 @@ def accuracy(name: str, built: Path, args, device: torch.device) -> dict[str, fl
     schedule = Schedule(ScheduleConfig(**SCHEDULE), OPTIM["lr"], args.epochs)  # the trainer's rate at each step
     steps = len(loaders["train"])
     trained, to_target, scores = 0.0, math.nan, {"map50": math.nan, "map": math.nan}
+    curve = []
     for epoch in range(args.epochs):
         loaders["train"].set_epoch(epoch)
         t0 = time.perf_counter()
@@ -143,12 +144,13 @@ def accuracy(name: str, built: Path, args, device: torch.device) -> dict[str, fl
             scores = evaluate(task, model, loaders["val"], device, args.amp)
             print(f"  {name} epoch {epoch + 1}: VOC mAP@0.5 {scores['map50']:.3f}, COCO mAP {scores['map']:.3f}, "
                   f"{trained:.0f} s training", flush=True)
+            curve.append(f"{epoch + 1}: {scores['map50']:.3f} ({trained:.0f} s)")
             if math.isnan(to_target) and scores["map50"] >= TARGET:
                 to_target = trained
     for loader in loaders.values():
         loader.close()
     return {"epochs": args.epochs, "seconds": trained, "map50": scores["map50"], "map": scores["map"],
-            "to_target": to_target, "_model": model, "_task": task}
+            "to_target": to_target, "_model": model, "_task": task, "curve": curve}
 
 
 class ReferenceDataset(torch.utils.data.Dataset):
@@ -347,8 +349,11 @@ def main() -> None:
         lines.append(f"| {r['model']} | {f(r.get('map50'), '.3f')} | {f(r.get('map'), '.3f')} | "
                      f"{f(r.get('seconds'), '.0f')} | {f(r.get('to_target'), '.0f')} | "
                      f"{f(r.get('deepvision'), '.1f')} | "
-                     f"{f(r.get('torchvision'), '.1f')} | {f(r.get('ratio'), '.2f')}x | "
+                     f"{f(r.get('torchvision'), '.1f')} | {f(r.get('ratio'), '.2f')}"
+                     f"{'' if r.get('ratio') is None else 'x'} | "
                      f"{f(r.get('images_per_s'), '.1f')} | {f(r.get('video_fps'), '.1f')} |")
+    lines += [f"\n{r['model']}, test VOC mAP@0.5 by epoch (training s): {', '.join(r['curve'])}"
+              for r in rows if r.get("curve")]
     table = "\n".join(lines)
     print(table)
     if not args.no_append:
