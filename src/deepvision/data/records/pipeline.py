@@ -129,7 +129,7 @@ class _BatchMaker(Dataset):
         return self._decoder(image_bytes(self.file.read(pos)))
 
 
-def _store(src: np.ndarray, dst: np.ndarray, spec: _Spec, planes: list[np.ndarray] | None = None) -> None:
+def _store(src: np.ndarray, dst: np.ndarray, spec: _Spec, planes: list[np.ndarray]) -> None:
     """Copy an H x W x C uint8 sample into the batch: transposed to C x H x W and/or normalised to float32.
 
     `planes`: C reusable H x W uint8 buffers for the channel split (allocating them per sample costs as
@@ -152,12 +152,7 @@ def _store(src: np.ndarray, dst: np.ndarray, spec: _Spec, planes: list[np.ndarra
             cv2.multiply(src, tuple(a) + (0.0,) * (4 - len(a)), dst=dst, dtype=cv2.CV_32F)
             cv2.add(dst, tuple(b) + (0.0,) * (4 - len(b)), dst=dst)
         return
-    if src.shape[2] == 1:
-        split = [src[:, :, 0]]
-    elif planes:
-        split = cv2.split(src, planes)
-    else:
-        split = cv2.split(src)
+    split = [src[:, :, 0]] if src.shape[2] == 1 else cv2.split(src, planes)
     for ch, plane in enumerate(split):  # dst C x H x W float32
         cv2.addWeighted(plane, a[ch], plane, 0.0, b[ch], dst=dst[ch], dtype=cv2.CV_32F)
 
