@@ -89,13 +89,7 @@ def _views_of_one(tensors: Iterable[torch.Tensor]) -> list[torch.Tensor]:
     if len({t.dtype for t in tensors}) != 1:
         return tensors
     flat = torch.cat([t.reshape(-1) for t in tensors])
-    out, offset = [], 0
-    for t in tensors:
-        n = t.numel()
-        out.append(flat[offset : offset + n].view(t.shape))
-        offset += n
-    return out
-
+    return [part.view(t.shape) for part, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
 
 class DetectionLoader(EpochPlan):
     """The declared loader protocol: iterate (images, targets) batches; len, set_epoch, close.
