@@ -204,8 +204,8 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 25.0
     writer = None
     target = output_path(out, path, "video") if out is not None else None
-    if target is not None and target.resolve() == path.resolve():
-        raise UserError(f"the annotated video would overwrite its input {path}; choose another --out folder")
+    if out is not None:
+        _check_outputs([(path, "video")], out)
     partial = target.with_name(f".{target.stem}.partial.mp4") if target is not None else None
     frames = count = 0
     per_frame: list[list[Detection]] = []
