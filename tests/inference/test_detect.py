@@ -46,6 +46,7 @@ def test_long_side_capped_and_json_boxes_in_original_pixels(run, tmp_path, run_c
         assert np.allclose(np.array(d.box) / scale, j["box"], atol=0.01) and d.name == j["class"]
     saved = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert saved["images"][0]["detections"] == result["detections"]
+    assert not list((tmp_path / "out").glob(".*partial*"))  # each picture written under a temporary name
     code, out, _ = run_cli("detect", run, tmp_path / "big.png", "--min-confidence", "1.0")
     assert code == 0 and "0 detection(s)" in out
 
@@ -102,6 +103,12 @@ def test_outputs_never_overwrite_inputs_or_each_other(run, tmp_path):
         run_detect(run, [tmp_path / "a.jpg"], out=tmp_path)
     with pytest.raises(UserError, match="a.jpg and .*a.png would both be written"):
         run_detect(run, [tmp_path / "a.jpg", tmp_path / "a.png"], out=tmp_path / "out")
+    from deepvision.inference.detect import Detector, detect_images
+    from deepvision.runs.loading import load_run
+
+    detector = Detector.from_run(load_run(run))
+    with pytest.raises(UserError, match="would overwrite the input .*a.jpg"):
+        next(detect_images(detector, [tmp_path / "a.jpg"], tmp_path))  # the same rule for direct callers
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before and not (tmp_path / "out").exists()
 
 

@@ -163,6 +163,8 @@ def detect_images(detector: Detector, paths: list[Path], out: Path | None = None
                   ) -> Iterator[ImageDetections]:
     """Detect in image files (decoded with EXIF rotation); writes annotated copies to `out` when given."""
     cv2 = _cv2() if out is not None else None
+    if out is not None:
+        _check_outputs([(p, "image") for p in paths], out)
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
         originals = [np.asarray(open_image(p, 3)) for p in chunk]
@@ -173,8 +175,11 @@ def detect_images(detector: Detector, paths: list[Path], out: Path | None = None
             if out is not None:
                 bgr = detector.draw(cv2.cvtColor(im, cv2.COLOR_RGB2BGR), dets)
                 target = output_path(out, path, "image")
-                if not cv2.imwrite(str(target), bgr):
+                partial = target.with_name(f".{target.stem}.partial.jpg")
+                if not cv2.imwrite(str(partial), bgr):
+                    partial.unlink(missing_ok=True)
                     raise UserError(f"could not write {target}")
+                os.replace(partial, target)  # an interrupted write never leaves half a picture under the final name
                 result.output = str(target)
             yield result
 
