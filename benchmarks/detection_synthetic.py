@@ -5,10 +5,11 @@ Data: `deepvision detection fake --format voc` (textured 128-px images, discs/sq
 VOC-style difficult flags), built with a 75/25 split by image.
 
 1. Accuracy: each model is trained from scratch for `--epochs` (AdamW 2e-3, 1-epoch warm-up from 0.1x then cosine,
-   per step; flip + zoom-out + SSD IoU crop; seed 0) and scored on the test split every `--eval-every` epochs: VOC
-   mAP@0.5 (all-point) and COCO mAP. Reported: the final numbers and the training time at which VOC mAP@0.5 first
-   reached 0.90. Both loops (`--loop task`, `--loop trainer`) use the same seed, optimizer and the library's
-   Schedule, so on the CPU they train the same weights and print the same scores.
+   per step; seed 0; augmentation as torchvision's references/detection recipes: flip + zoom-out + SSD IoU crop
+   for SSD models, flip only for Faster R-CNN, `--augment` to choose) and scored on the test split every
+   `--eval-every` epochs: VOC mAP@0.5 (all-point) and COCO mAP. Reported: the final numbers and the training
+   time at which VOC mAP@0.5 first reached 0.90. Both loops (`--loop task`, `--loop trainer`) use the same seed,
+   optimizer and the library's Schedule, so on the CPU they train the same weights and print the same scores.
 2. Training speed: epochs of the deepvision loop (DetectionLoader + the detection Task's to_device/train_loss +
    the loss meter: what the engine runs per batch) alternate with epochs of torchvision's
    references/detection/train.py loop (a torch DataLoader over PIL images, v2 flip, `tuple(zip(*batch))`
@@ -66,8 +67,10 @@ def make_data(root: Path, images: int, size: int) -> Path:
     return root / "built"
 
 
-def config(name: str, built: Path, batch: int, workers: int, epochs: int, augment: bool = True) -> Config:
-    options = {"iou_crop": True, "zoom_out": True, "zoom_out_max": 2.0} if augment else {}
+def config(name: str, built: Path, batch: int, workers: int, epochs: int, augment: str = "flip") -> Config:
+    if augment == "auto":  # torchvision's references/detection: `ssd`/`ssdlite` augmentation for SSD, hflip otherwise
+        augment = "ssd" if name.startswith("ssd") else "flip"
+    options = {"iou_crop": True, "zoom_out": True, "zoom_out_max": 2.0} if augment == "ssd" else {}
     cfg = Config(model=ModelConfig(name=name, args=dict(MODELS.get(name, {}))),
                  data=DataConfig(source="detection", root=str(built), batch_size=batch, workers=workers, val="test",
                                  options=options))
@@ -97,7 +100,7 @@ def accuracy(name: str, built: Path, args, device: torch.device) -> dict[str, fl
         from deepvision.api import train
         from deepvision.config.coerce import to_dict
 
-        cfg = config(name, built, args.batch, args.workers, args.epochs)
+        cfg = config(name, built, args.batch, args.workers, args.epochs, args.augment)
         d = to_dict(cfg)
         d.update(task="detection", optim=dict(OPTIM), schedule=dict(SCHEDULE))
         d["checkpoint"] = {"monitor": "val_map50"}
@@ -114,7 +117,7 @@ def accuracy(name: str, built: Path, args, device: torch.device) -> dict[str, fl
         return {"epochs": args.epochs, "seconds": trained, "wall": time.perf_counter() - t0,
                 "map50": last.get("val_map50", math.nan), "map": last.get("val_map", math.nan),
                 "to_target": to_target}
-    cfg = config(name, built, args.batch, args.workers, args.epochs)
+    cfg = config(name, built, args.batch, args.workers, args.epochs, args.augment)
     task = DetectionTask(cfg)
     spec = get_model_spec(name)
     data = task.load_data(("train", "val"), spec.input_size)
@@ -218,7 +221,7 @@ def deepvision_epoch(task, model, loader, opt, device, amp, epoch: int) -> tuple
 
 def throughput(name: str, built: Path, args, device: torch.device) -> dict[str, float]:
     """Step 2: interleaved epochs of both loops on the same model (flip only, as torchvision's default recipe)."""
-    cfg = config(name, built, args.batch, args.workers, 1, augment=False)
+    cfg = config(name, built, args.batch, args.workers, 1)
     task = DetectionTask(cfg)
     data = task.load_data(("train",), get_model_spec(name).input_size)
     ours = data.loaders(("train",), seed=0, device=device)["train"]
@@ -296,6 +299,9 @@ def main() -> None:
     ap.add_argument("--proposals", type=int, help="Faster R-CNN RPN proposals kept per training image (default 2000; "
                     "the RoI heads then sample a quarter of them, at most 512)")
     ap.add_argument("--anchor-scales", help="SSD default-box scales, comma list (e.g. 0.08,0.2,0.35,0.5,0.65,0.8,0.95)")
+    ap.add_argument("--augment", choices=("auto", "ssd", "flip"), default="auto",
+                    help="step 1's augmentation: ssd (flip + zoom-out + IoU crop), flip, or auto (ssd for SSD models, "
+                    "flip for Faster R-CNN, as torchvision's detection references)")
     ap.add_argument("--tiny", action="store_true", help="smoke size: 24 images of 96 px, 1 epoch, 1 round")
     ap.add_argument("--no-append", action="store_true", help="do not append the results to BENCHMARKS.md")
     args = ap.parse_args()
