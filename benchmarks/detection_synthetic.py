@@ -23,6 +23,8 @@ VOC-style difficult flags), built with a 75/25 split by image.
     python benchmarks/detection_synthetic.py                   # CPU: 40 epochs x 38 steps of 8 images per model
     python benchmarks/detection_synthetic.py --models ssdlite320_mobilenet_v3_large --input 128 --epochs 100 \
         --eval-every 10 --skip speed,inference                # the 2-core CPU accuracy run in BENCHMARKS.md (~30 min)
+    python benchmarks/detection_synthetic.py --models fasterrcnn_mobilenet_v3_large_320_fpn --input 320 \
+        --proposals 256 --images 1600 --epochs 12 --eval-every 2 --skip speed,inference  # ~1 h: 0.90 at epoch 4
     python benchmarks/detection_synthetic.py --tiny --no-append  # smoke run
     python benchmarks/detection_synthetic.py --device cuda --amp --models fasterrcnn_resnet50_fpn --images 800
 """
@@ -344,10 +346,10 @@ def main() -> None:
     def f(v, fmt):
         return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
-    lines = [f"Machine: {describe()}", "",
+    lines = [f"Machine: {describe()}", "", f"`python benchmarks/detection_synthetic.py {' '.join(sys.argv[1:])}`", "",
              f"Synthetic VOC shapes: {args.images} images of {args.size} px (75/25 by image), batch {args.batch}, "
-             f"{args.workers} workers, device {args.device}{' bf16' if args.amp else ''}, {args.epochs} epochs from "
-             f"scratch.", "",
+             f"{args.workers} workers, device {args.device}{' bf16' if args.amp else ''}, "
+             f"{'training speed only' if 'accuracy' in skip else f'{args.epochs} epochs from scratch'}.", "",
              "| model | VOC mAP@0.5 | COCO mAP | train s | s to mAP50 0.90 | train img/s (deepvision) | "
              "train img/s (torchvision ref) | ratio | infer img/s | video fps |",
              "|---|---|---|---|---|---|---|---|---|---|"]
