@@ -311,7 +311,8 @@ def main() -> None:
         args.images, args.size, args.epochs, args.eval_every, args.rounds, args.frames = 24, 96, 1, 1, 1, 8
         args.batch, args.workers = 4, 0
         MODELS["ssdlite320_mobilenet_v3_large"]["size"] = 96
-        MODELS["fasterrcnn_mobilenet_v3_large_320_fpn"].update(min_size=96, max_size=128)
+        for name in ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_resnet50_fpn"):
+            MODELS[name].update(min_size=96, max_size=128)
     if args.input:
         MODELS["ssdlite320_mobilenet_v3_large"]["size"] = args.input
         for name in ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_resnet50_fpn"):
