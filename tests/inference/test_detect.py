@@ -46,7 +46,7 @@ def test_long_side_capped_and_json_boxes_in_original_pixels(run, tmp_path, run_c
         assert np.allclose(np.array(d.box) / scale, j["box"], atol=0.01) and d.name == j["class"]
     saved = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert saved["images"][0]["detections"] == result["detections"]
-    assert not list((tmp_path / "out").glob(".*partial*"))  # each picture written under a temporary name
+    assert not list((tmp_path / "out").glob(".*"))  # each picture written under a temporary name, then renamed
     code, out, _ = run_cli("detect", run, tmp_path / "big.png", "--min-confidence", "1.0")
     assert code == 0 and "0 detection(s)" in out
 

@@ -25,7 +25,7 @@ from deepvision.data.detection.readers import IMAGE_EXTENSIONS
 from deepvision.data.preprocess import open_image
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_bytes, atomic_write_text
 from deepvision.models.detection import detection_family
 from deepvision.runs.loading import LoadedRun, load_run
 
@@ -175,11 +175,10 @@ def detect_images(detector: Detector, paths: list[Path], out: Path | None = None
             if out is not None:
                 bgr = detector.draw(cv2.cvtColor(im, cv2.COLOR_RGB2BGR), dets)
                 target = output_path(out, path, "image")
-                partial = target.with_name(f".{target.stem}.partial.jpg")
-                if not cv2.imwrite(str(partial), bgr):
-                    partial.unlink(missing_ok=True)
-                    raise UserError(f"could not write {target}")
-                os.replace(partial, target)  # an interrupted write never leaves half a picture under the final name
+                ok, buf = cv2.imencode(".jpg", bgr)
+                if not ok:
+                    raise UserError(f"could not encode {target}")
+                atomic_write_bytes(target, buf.tobytes())  # never half a picture under the final name
                 result.output = str(target)
             yield result
 

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_bytes, atomic_write_text
 
 
 @dataclass
@@ -104,9 +104,7 @@ def show_cars(run_dir: str | Path, *, sample_size: int = 10, out: str | Path | N
         ok, buf = cv2.imencode(".png", cv2.cvtColor(annotate(img, text), cv2.COLOR_RGB2BGR))
         if not ok:
             raise UserError(f"could not encode {path}")
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(buf.tobytes())
-        tmp.replace(path)
+        atomic_write_bytes(path, buf.tobytes())
         r.image = str(path)
     atomic_write_text(out_dir / "predictions.json", json.dumps([r.to_dict() for r in results], indent=2) + "\n")
     say(f"[INFO] {len(results)} annotated images written to {out_dir}")
