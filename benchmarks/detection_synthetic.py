@@ -57,6 +57,7 @@ MODELS = {
     "fasterrcnn_mobilenet_v3_large_320_fpn": {},
     "fasterrcnn_resnet50_fpn": {"min_size": 512, "max_size": 683},
 }
+FASTER_RCNN = [name for name in MODELS if name.startswith("fasterrcnn")]
 TARGET = 0.90
 SEED = 0  # model initialisation, epoch order and augmentation, in both loops
 OPTIM = {"name": "adamw", "lr": 2e-3, "weight_decay": 5e-4}
@@ -311,16 +312,16 @@ def main() -> None:
         args.images, args.size, args.epochs, args.eval_every, args.rounds, args.frames = 24, 96, 1, 1, 1, 8
         args.batch, args.workers = 4, 0
         MODELS["ssdlite320_mobilenet_v3_large"]["size"] = 96
-        for name in ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_resnet50_fpn"):
+        for name in FASTER_RCNN:
             MODELS[name].update(min_size=96, max_size=128)
     if args.input:
         MODELS["ssdlite320_mobilenet_v3_large"]["size"] = args.input
-        for name in ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_resnet50_fpn"):
+        for name in FASTER_RCNN:
             MODELS[name].update(min_size=args.input, max_size=args.input, anchor_sizes=[16, 32, 64, 128, 256])
     if args.anchor_scales:
         MODELS["ssdlite320_mobilenet_v3_large"]["anchor_scales"] = [float(v) for v in args.anchor_scales.split(",")]
     if args.proposals:
-        for name in ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_resnet50_fpn"):
+        for name in FASTER_RCNN:
             MODELS[name].update(rpn_pre_nms_top_n_train=2 * args.proposals, rpn_post_nms_top_n_train=args.proposals,
                                 box_batch_size_per_image=min(512, max(64, args.proposals // 4)))
     device = torch.device(args.device)
