@@ -33,6 +33,7 @@ from deepvision.engine.signals import GracefulStop, StopRequested
 from deepvision.engine.threads import fit_threads_to_load
 from deepvision.errors import UserError
 from deepvision.models.build import build_model
+from deepvision.models.memory_format import to_channels_last
 from deepvision.models.weights import load_weights
 from deepvision.runs import checkpoint as ckpt_io
 from deepvision.runs.history import EpochRecord
@@ -86,13 +87,13 @@ class Trainer:
         if self.task.check_input:
             self._check_input(model)
         report = getattr(model, "pretrained_report", None)
-        # default on for CPU too: oneDNN's NHWC kernels trained LeNet 1.39x, MiniVGG 1.25x, mini-Xception 1.50x
-        # and ResNet/SqueezeNet 1.05-1.22x faster than NCHW on a 2-core EPYC (docs/performance.md)
+        # default on for CPU too: oneDNN's NHWC kernels train the zoo faster than NCHW (docs/performance.md);
+        # to_channels_last steers clear of the one NHWC CPU kernel known to crash
         self.channels_last = tc.channels_last if tc.channels_last is not None else True
         self.channels_last = self.channels_last and self.task.supports_channels_last
         model = model.to(device)
         if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            model = to_channels_last(model, device)
         if tc.sync_bn and dist.enabled:
             if device.type != "cuda":
                 raise UserError("train.sync_bn needs CUDA GPUs (SyncBatchNorm has no CPU implementation); "
