@@ -44,7 +44,8 @@ def epoch_indices(
     Training with several ranks pads the order by wrapping so every rank gets the same number of
     batches (as torch's DistributedSampler does). Evaluation never pads: each sample is scored once.
     Sharding interleaves (rank::world), so the union of the ranks' k-th batches is exactly the
-    k-th global batch of batch_size * world samples.
+    k-th global batch of batch_size * world samples. Under `keep`, a training epoch never ends in a
+    batch of one sample: it joins the batch before it.
     """
     if last_batch not in LAST_BATCH:
         raise ValueError(f"last_batch must be one of {LAST_BATCH}, got {last_batch!r}")
@@ -69,7 +70,11 @@ def epoch_indices(
     else:  # keep: pad only to a multiple of world so ranks stay in step
         order = _wrap(order, math.ceil(total / world) * world)
     mine = order[rank::world]
-    return list(torch.split(mine, batch_size)) if len(mine) else []
+    batches = list(torch.split(mine, batch_size)) if len(mine) else []
+    if last_batch == "keep" and len(batches) > 1 and len(batches[-1]) == 1:
+        # BatchNorm cannot train on a single sample (PyTorch refuses it): the lone one joins the batch before
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
 
 
 def _leftover(n: int, global_batch: int, epoch: int, seed: int, shuffle: bool) -> int:
@@ -82,18 +87,6 @@ def _wrap(order: torch.Tensor, size: int) -> torch.Tensor:
         return order[:size]
     reps = math.ceil(size / len(order))
     return order.repeat(reps)[:size]
-
-
-def num_batches(n: int, batch_size: int, world: int, last_batch: str, training: bool, rank: int = 0) -> int:
-    if not training:
-        mine = len(range(rank, n, world))
-        return math.ceil(mine / batch_size)
-    global_batch = batch_size * world
-    if last_batch in ("drop", "rollover"):
-        return n // global_batch
-    if last_batch == "pad":
-        return math.ceil(n / global_batch)
-    return math.ceil(math.ceil(n / world) / batch_size)
 
 
 class EpochPlan:
