@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -368,11 +369,16 @@ def render_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = Non
         notes.append("ckpt: checkpoint disk use")
     if rows and "status" not in chosen and not columns:
         notes.append("all runs finished")
+    died = [r["name"] for r in rows if r.get("status") in ("crashed", "killed")]
+    if died:
+        notes.append(f"{', '.join(died)}: the process died mid-run (a crash's report ends train.log); "
+                     f"`deepvision resume RUN` goes on from the last completed epoch")
     text = console.file.getvalue()
     lines = ([title] if title else []) + [line.rstrip() for line in text.splitlines()]
     if notes:
         joined = "; ".join(notes)
-        lines += [joined] if width is None or len(joined) <= width else notes
+        lines += [joined] if width is None or len(joined) <= width else [
+            wrapped for note in notes for wrapped in textwrap.wrap(note, width, subsequent_indent="  ")]
     return "\n".join(lines) + "\n"
 
 

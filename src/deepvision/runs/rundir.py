@@ -37,6 +37,9 @@ from deepvision.runs.checkpoint import atomic_save, load_checkpoint
 from deepvision.runs.history import HISTORY_FIELDS
 from deepvision.runs.lock import LOCK_NAME, is_stale, read_holder
 
+FATAL_ERROR = "Fatal Python error:"  # how faulthandler starts its report of a native crash
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", re.M)  # a line written by the run itself
+
 _CKPT = re.compile(r"^(?P<prefix>.+)-(?P<epoch>\d{4,})\.pt$")
 
 
@@ -136,14 +139,29 @@ class RunDir:
         return self._run_id
 
     def status(self) -> str:
-        """run.json's status, except that a "running" run whose process is gone reads "killed"."""
+        """run.json's status, except that a "running" run whose process is gone reads "crashed" when train.log
+        ends in the fatal-error report of a native crash, else "killed" (SIGKILL, the OOM killer, power loss)."""
         state = self.read_state()
         status = str(state.get("status", "unknown"))
         if status == "running":
             holder = read_holder(self.path / LOCK_NAME)
             if holder is None or is_stale(holder):
-                return "killed"
+                return "crashed" if self.crash_report() else "killed"
         return status
+
+    def crash_report(self) -> str | None:
+        """The first line of the fatal-error report that ends train.log ("Fatal Python error: Segmentation
+        fault"), or None when the log ends in a line of the run's own."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))
+                tail = f.read().decode("utf-8", "replace")
+        except OSError:
+            return None
+        at = tail.rfind(FATAL_ERROR)
+        if at < 0 or _LOG_LINE.search(tail, at):
+            return None
+        return tail[at:].splitlines()[0].strip()
 
     def write_state(self, state: dict[str, Any]) -> None:
         atomic_write_text(self.state_path, json.dumps(state, indent=2) + "\n")
