@@ -84,7 +84,7 @@ def test_corrupt_records_raise_or_are_skipped(tmp_path):
     with pytest.raises(Exception, match="record 2"):
         list(RecordLoader(path, 4, size=24, decoder="gpu", device="cpu"))
     loader = RecordLoader(path, 4, size=24, decoder="gpu", device="cpu", skip_corrupt=True)
-    with pytest.warns(UserWarning, match="skipped 1 corrupt"):
+    with pytest.warns(UserWarning, match="skipped 1 unreadable sample"):
         (x, y), = list(loader)
     assert x.shape[0] == 3 and y.tolist() == [0, 1, 3] and loader.skipped[0][0] == 2
 

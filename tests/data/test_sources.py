@@ -163,7 +163,7 @@ def test_folder_source_skips_unreadable_images_when_asked(tmp_path):
             with pytest.raises(UserError, match="vertical_001.png"):
                 list(loaders["train"])
         else:
-            with pytest.warns(UserWarning, match="skipped 1 unreadable image"):
+            with pytest.warns(UserWarning, match="skipped 1 unreadable sample"):
                 labels = [y for _, y in loaders["train"]]
             assert sum(len(y) for y in labels) == 7 and int(sum(y.sum() for y in labels)) == 3
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import torch
 
+from deepvision.data.protocols import SkipLog
 from deepvision.errors import UserError
 
 LAST_BATCH = ("keep", "drop", "pad", "rollover")
@@ -106,6 +107,7 @@ class EpochPlan:
         self.last_batch = last_batch
         self.max_steps = max_steps if training else None
         self.epoch = 0
+        self.skips = SkipLog()  # what the last epoch skipped as unreadable (data.skip_corrupt)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -119,6 +121,11 @@ class EpochPlan:
 
     def __len__(self) -> int:
         return len(self.batches())
+
+    @property
+    def largest_batch(self) -> int:
+        """The most samples one batch can hold (a lone last training sample joins the batch before it)."""
+        return self.batch_size + 1 if self.training and self.last_batch == "keep" else self.batch_size
 
     @property
     def num_samples(self) -> int:

@@ -17,11 +17,12 @@ when `HEARTBEAT_S` seconds pass without one, and a summary line per epoch.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import sys
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -136,12 +137,25 @@ class Reporter:
         self.stream = stream or sys.stdout
         # kept open for the whole run (closed in close()), line-buffered so a crash loses nothing
         self.file = open(log_path, "a", encoding="utf-8", buffering=1) if (enabled and log_path) else None  # noqa: SIM115
-        self._faults_before = faulthandler.is_enabled()
-        if self.file:  # a native crash (segfault, abort) leaves its Python stack in train.log: status "crashed"
-            faulthandler.enable(self.file)
         self.use_bar = enabled and (progress == "bar" or (progress == "auto" and is_tty(self.stream)))
         self.phase: PhaseProgress | None = None
         self.epoch, self.epochs, self.steps = 0, 0, 0
+
+    @contextlib.contextmanager
+    def crash_reports(self) -> Iterator[None]:
+        """While training: a native crash (segfault, abort) writes Python's fatal-error report and stack into
+        train.log, which is how `deepvision runs` tells a crashed run from a killed one."""
+        if not self.file:
+            yield
+            return
+        before = faulthandler.is_enabled()
+        faulthandler.enable(self.file)
+        try:
+            yield
+        finally:
+            faulthandler.disable()
+            if before and sys.__stderr__ is not None:
+                faulthandler.enable(sys.__stderr__)
 
     # -- plain lines ------------------------------------------------------------------------
     def line(self, text: str, console: bool | str = True) -> None:
@@ -220,9 +234,6 @@ class Reporter:
     def close(self) -> None:
         self.end_epoch()
         if self.file:
-            faulthandler.disable()
-            if self._faults_before and sys.__stderr__ is not None:
-                faulthandler.enable(sys.__stderr__)
             self.file.close()
             self.file = None
 

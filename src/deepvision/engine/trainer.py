@@ -129,8 +129,7 @@ class Trainer:
         self.loaders = self.data.loaders(("train", "val"), seed=tc.seed, rank=dist.rank, world=dist.world,
                                          device=device, max_steps=tc.max_steps)
         for loader in self.loaders.values():
-            if hasattr(loader, "warn_skipped"):
-                loader.warn_skipped = False  # reported once per epoch and role by `_check_skipped`
+            loader.skips.warn = False  # reported once per epoch and role by `_check_skipped`
         self.reporter = Reporter(run.log_path, enabled=dist.is_main, progress=tc.progress, topk=tc.topk)
         monitor = cfg.checkpoint.monitor
         self.checkpointer = Checkpointer(self.history, monitor, self.task.lower_is_better(monitor))
@@ -200,7 +199,7 @@ class Trainer:
                 + (f", amp {str(self.amp).removeprefix('torch.')}" if self.amp else ""))
         if self._threads_note and self.dist.is_main:
             self.reporter.line(self._threads_note)
-        with GracefulStop() as stop:
+        with GracefulStop() as stop, self.reporter.crash_reports():
             self.stop = stop
             try:
                 self.callbacks.on_train_start()
@@ -298,7 +297,7 @@ class Trainer:
         console, and stop when a split is left empty or more than data.max_skipped_fraction is skipped."""
         if not self.cfg.data.skip_corrupt:
             return
-        skipped = list(getattr(self.loaders[role], "epoch_skipped", []))
+        skipped = list(self.loaders[role].skips.epoch)
         count = len(skipped)
         if self.dist.enabled:  # every rank takes part; rank 0 writes the listing
             sums = all_reduce_sum(torch.tensor([float(count), float(scored)], dtype=torch.float64, device=self.device))
