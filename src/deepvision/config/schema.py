@@ -242,7 +242,7 @@ class TrainConfig:
     max_steps: int | None = None  # cap training batches per epoch (smoke runs)
     topk: int = 5
     reset_optimizer_on_resume: bool | None = None  # None: profile decides (reference: reset)
-    tensorboard: bool = True
+    tensorboard: bool | None = None  # None: event files when tensorboard is installed; true: require it
     progress: Literal["auto", "bar", "lines"] = "auto"
     # score the test split after training (best.pt; test_metrics.json): auto when the data has a test split
     # other than the val split; on: require one; off: never
