@@ -9,6 +9,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from deepvision.errors import UserError
 
@@ -61,6 +62,25 @@ def zip_damage(path: str | Path) -> str | None:
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         return str(exc) or type(exc).__name__
     return f"CRC mismatch in {bad}" if bad else None
+
+
+def read_torch_file(path: str | Path, kind: str, fix: str, map_location: Any = "cpu") -> Any:
+    """The object in a torch.save file, read with weights_only=True (nothing is unpickled). A missing file, a
+    damaged zip (CRC checked first) or anything torch cannot read is a one-line UserError naming the file as
+    `kind` ("checkpoint", "weights file") and saying what to do (`fix`)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{kind} not found: {path}")
+    damage = zip_damage(path)
+    if damage:
+        raise UserError(f"{path} is corrupt ({damage}); {fix}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for garbage input
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path} is not a readable {kind} ({reason}); {fix}") from None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -6,7 +6,6 @@ so augmentation does not depend on the worker count and resumed runs replay it e
 
 from __future__ import annotations
 
-import os
 import random
 import weakref
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from deepvision.data.sampling import EpochPlan
+from deepvision.data.sampling import EpochPlan, default_workers
 from deepvision.data.transforms import SampleTransform, sample_seed
 from deepvision.errors import UserError
 
@@ -70,12 +69,6 @@ class _EpochBatches:
 
     def __len__(self) -> int:
         return len(self.loader.batches())
-
-
-def default_workers() -> int:
-    """All cores, shared among the processes of this node (torchrun sets LOCAL_WORLD_SIZE), at most 8."""
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return max(1, min(8, (os.cpu_count() or 2) // max(1, per_node)))
 
 
 class DatasetLoader(EpochPlan):

@@ -7,6 +7,7 @@ checkpoint replays exactly the batches an uninterrupted run would have seen.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 
 import torch
@@ -15,6 +16,13 @@ from deepvision.data.protocols import SkipLog
 from deepvision.errors import UserError
 
 LAST_BATCH = ("keep", "drop", "pad", "rollover")
+
+
+def default_workers() -> int:
+    """Loader worker processes: the cores this process may use (its CPU affinity, so a container's or
+    taskset's limit counts), shared among the processes torchrun starts on the node, at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    return max(1, min(8, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))))
 
 
 def epoch_permutation(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:

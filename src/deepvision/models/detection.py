@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from deepvision.errors import UserError
+from deepvision.fileio import read_torch_file
 from deepvision.models.registry import register_model
 
 RCNN_LOSSES = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
@@ -52,12 +53,8 @@ def load_weights_file(entry: Any) -> dict[str, torch.Tensor]:
     """The state dict of a torchvision weights entry: from the hub cache, else downloaded into it."""
     path = cached_weights_path(entry.url)
     label = f"{type(entry).__name__}.{entry.name}"
-    if path.is_file():
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a truncated download, or not a state dict
-            raise UserError(f"cannot read {label} weights from {path} ({type(exc).__name__}); delete the file and "
-                            f"download {entry.url} again") from None
+    if path.is_file():  # a truncated download, or not a state dict: a one-line error
+        return read_torch_file(path, f"{label} weights file", f"delete it and download {entry.url} again")
     try:
         return torch.hub.load_state_dict_from_url(entry.url, map_location="cpu", weights_only=True, check_hash=True,
                                                   progress=False)

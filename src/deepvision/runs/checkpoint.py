@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from deepvision.errors import UserError
-from deepvision.fileio import file_mode, unlink_quietly, write_failed, zip_damage
+from deepvision.fileio import file_mode, read_torch_file, unlink_quietly, write_failed
 
 FORMAT = "deepvision-checkpoint"
 VERSION = 1
@@ -76,17 +76,8 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load and validate a deepvision checkpoint (weights_only=True: nothing is unpickled)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    damage = zip_damage(path)
-    if damage:
-        raise UserError(f"{path} is corrupt ({damage}); use another checkpoint (deepvision resume --epoch N, "
-                        f"evaluate --epoch N)")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for garbage input
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path} is not a readable checkpoint ({reason})") from None
+    ckpt = read_torch_file(path, "checkpoint", "use another checkpoint (deepvision resume --epoch N, evaluate "
+                           "--epoch N)", map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model_state" not in ckpt:
         raise UserError(f"{path} is not a deepvision checkpoint (a plain state dict can be used as model.pretrained)")
     return ckpt

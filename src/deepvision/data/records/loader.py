@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
-import os
 import queue
 import threading
 import weakref
@@ -43,7 +42,7 @@ from deepvision.data.records.pipeline import _BatchMaker, _corrupt, _Spec
 from deepvision.data.records.record_file import RecordFile
 from deepvision.data.records.recordio import RecordError
 from deepvision.data.records.shared_batches import _SlotPool, _SlotRef
-from deepvision.data.sampling import EpochBatchSampler, EpochPlan, _last_batch, _rank_world
+from deepvision.data.sampling import EpochBatchSampler, EpochPlan, _last_batch, _rank_world, default_workers
 from deepvision.errors import UserError
 
 MEMORY_FORMATS = ("channels_last", "contiguous")
@@ -219,12 +218,6 @@ class _Tasks:
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # OpenCV is already single-threaded: the workers fork inside `forking_cv2`
-
-
-def default_workers() -> int:
-    """The cores this process may use, shared among torchrun's processes on the node, at most 8."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
-    return max(1, min(8, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))))
 
 
 class RecordLoader(EpochPlan):
