@@ -61,7 +61,7 @@ def test_onnx_file_predicts_like_the_run(runs, run_cli, tmp_path):
 
 def test_dynamic_batch_onnx_and_torchscript(runs, tmp_path):
     from deepvision.export.export import export_run
-    from deepvision.export.onnx_export import ort_session
+    from deepvision.onnxrt import ort_session
 
     _, zoo, ops, images = runs
     # every operator of the graph importer (sum pooling, PReLU, SELU, Reshape, clip, ...) through ONNX
@@ -106,7 +106,7 @@ def test_export_refuses_a_file_that_differs_and_bad_options(runs, tmp_path, monk
     with pytest.raises(UserError, match=r"must end in \.onnx"):
         E.export_run(zoo, format="onnx", out=tmp_path / "x.pt", quiet=True)
     monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)
-    with pytest.raises(UserError, match=r"needs onnxruntime: pip install deepvision\[onnx\]"):
+    with pytest.raises(UserError, match=r"need the 'onnxruntime' package: pip install 'deepvision\[onnx\]'"):
         from deepvision.inference.onnx_runtime import OnnxClassifier
 
         OnnxClassifier(Path(__file__))  # any existing file: the missing package is reported first

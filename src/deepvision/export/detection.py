@@ -34,6 +34,7 @@ from deepvision.errors import UserError
 from deepvision.export.onnx_export import METADATA_KEY
 from deepvision.export.result import ExportResult
 from deepvision.models.detection import detection_family
+from deepvision.onnxrt import ort_session, require
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.version import __version__
 
@@ -227,11 +228,7 @@ def describe_detector(loaded: LoadedRun, classes: list[str], fmt: str) -> dict[s
 
 def _export_onnx(module: nn.Module, path: Path, samples: list[torch.Tensor], classes: list[str], opset: int,
                  meta: dict[str, Any]) -> list[tuple[np.ndarray, ...]]:
-    try:
-        import onnx
-        import onnxruntime as ort
-    except ImportError:
-        raise UserError("ONNX export needs onnx and onnxruntime: pip install deepvision[onnx]") from None
+    onnx = require("onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about data-dependent shapes (expected for NMS)
         torch.onnx.export(module, (samples[0],), str(path), dynamo=False, opset_version=opset,
@@ -243,7 +240,7 @@ def _export_onnx(module: nn.Module, path: Path, samples: list[torch.Tensor], cla
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(model, str(path))
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort_session(path)
     return [tuple(session.run(None, {"image": im.numpy()})) for im in samples]
 
 
@@ -253,11 +250,7 @@ def load_exported(path: str | Path) -> tuple[Any, list[str]]:
     if not path.is_file():
         raise UserError(f"exported model not found: {path}")
     if path.suffix == ".onnx":
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise UserError("running ONNX models needs onnxruntime: pip install deepvision[onnx]") from None
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort_session(path)
         meta = session.get_modelmeta().custom_metadata_map
         return (lambda im: tuple(session.run(None, {"image": np.asarray(im)}))), json.loads(meta.get("classes", "[]"))
     files = {"classes.json": ""}

@@ -15,6 +15,7 @@ import torch
 
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
+from deepvision.onnxrt import ort_session
 
 METADATA_KEY = "deepvision"  # written by deepvision.export.export
 
@@ -26,16 +27,7 @@ class OnnxClassifier:
         self.path = Path(path)
         if not self.path.is_file():
             raise UserError(f"ONNX file not found: {self.path}")
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise UserError("predicting with an .onnx file needs onnxruntime: pip install deepvision[onnx]") from None
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime's own exception types
-            raise UserError(f"onnxruntime cannot load {self.path} ({str(exc).strip().splitlines()[0][:160]})") from None
+        self.session = ort_session(self.path)
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         try:
             self.meta = json.loads(raw) if raw else None
