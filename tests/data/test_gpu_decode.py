@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from deepvision.config.schema import AugmentConfig
+from deepvision.data import RecordDataset, RecordLoader
 from deepvision.data.preprocess import Preprocess
-from deepvision.data.record_loader import RecordDataset, RecordLoader
 from deepvision.data.records import IRHeader, RecordWriter, pack_header
 from deepvision.errors import UserError
 from tests.data.recordtools import jpeg_bytes, noise_image, png_bytes

@@ -13,9 +13,9 @@ from PIL import Image
 
 from deepvision.config import build_config
 from deepvision.config.schema import AugmentConfig
+from deepvision.data import ImageRecordIter, RecordDataset, RecordLoader
 from deepvision.data.loaders import build_loaders, resolve_preprocess
 from deepvision.data.preprocess import Preprocess
-from deepvision.data.record_loader import ImageRecordIter, RecordDataset, RecordLoader
 from deepvision.data.records import IndexMismatchError, IRHeader, RecordError, RecordWriter, pack_header
 from deepvision.data.records.codec import simplejpeg
 from deepvision.data.sampling import epoch_indices

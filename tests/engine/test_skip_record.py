@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from deepvision.config import build_config
+from deepvision.data import RecordLoader
 from deepvision.data.protocols import Loader
-from deepvision.data.record_loader import RecordLoader
 from deepvision.data.records import IRHeader, RecordWriter, pack_header
 from deepvision.engine.distributed import DistInfo
 from deepvision.engine.resolve import resolve_run

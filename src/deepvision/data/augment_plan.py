@@ -36,8 +36,6 @@ class AugmentPlan:
     mirror: bool = False
 
 
-NO_PLAN = AugmentPlan()
-
 
 def draw_plan(aug: AugmentConfig, size: tuple[int, int], out_size: tuple[int, int], rng: random.Random
               ) -> AugmentPlan:

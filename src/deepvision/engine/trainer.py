@@ -13,6 +13,7 @@ trainer's state (model, optimizer, scaler, loaders, the frozen parts); the step 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,8 +272,8 @@ class Trainer:
             x, y = task.to_device(batch, device)
             sync = (i + 1) % accum == 0 or i + 1 == steps
             group = min(accum, steps - (i // accum) * accum)  # the epoch's last group may be shorter
-            with self.ddp.no_sync() if (self.ddp is not None and not sync) else _nullcontext:
-                with torch.autocast(device.type, dtype=amp) if amp is not None else _nullcontext:
+            with self.ddp.no_sync() if (self.ddp is not None and not sync) else contextlib.nullcontext():
+                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                     loss, out = task.train_loss(model, x, y)
                 self._backward(loss / group if group > 1 else loss)
             if sync:
@@ -384,7 +385,7 @@ class Trainer:
         with torch.inference_mode():
             for i, batch in enumerate(loader):
                 x, y = task.to_device(batch, self.device)
-                with torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None else _nullcontext:
+                with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
                     out, loss = task.eval_outputs(model, x, y)
                 meter.update(out, y, loss)
                 if on_batch is not None:
@@ -425,14 +426,3 @@ def _without_initial_weights(cfg: Any) -> Any:
 
 def _training_seed(seed: int, rank: int) -> int:
     return (int(seed) * 1_000_003 + 7_777 + int(rank) * 104_729) % (2**63 - 1)
-
-
-class _NullContext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-_nullcontext = _NullContext()
