@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import unicodedata
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -50,8 +51,10 @@ def file_problem(path: str | Path) -> str | None:
 def inside(base: Path, name: str, where: str) -> Path:
     """`base / name` for a path named by an annotation; refused when it would leave `base` (an absolute
     path, a drive, or '..' reaching above it), so an annotation can only name files of its dataset."""
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+        raise UserError(f"{where}: image path {name!r} holds a control character")
     rel = PurePosixPath(name.replace("\\", "/"))
-    if not name or "\0" in name or rel.is_absolute() or PureWindowsPath(name).drive \
+    if not name or rel.is_absolute() or PureWindowsPath(name).drive \
             or os.path.normpath(str(rel)).split("/")[0] == "..":
         raise UserError(f"{where}: image path {name!r} is outside the dataset folder {base}; paths in "
                         f"annotations must be relative to it")
@@ -421,7 +424,10 @@ def read_coco(files: dict[str, Path], images_dir: str | Path | None = None) -> A
 # -- YOLO ------------------------------------------------------------------------------------------
 def _yolo_names(value: Any, where: str) -> list[str]:
     if isinstance(value, dict):
-        keys = sorted(int(k) for k in value)
+        try:
+            keys = sorted(int(k) for k in value)
+        except (TypeError, ValueError):
+            raise UserError(f"{where}: names must map class indices 0, 1, ... to names") from None
         if keys != list(range(len(keys))):
             raise UserError(f"{where}: names must be numbered 0..{len(keys) - 1}")
         return [str(value[k] if k in value else value[str(k)]) for k in keys]
@@ -442,6 +448,8 @@ def _yolo_images(entry: Any, base: Path) -> list[Path]:
     entries = entry if isinstance(entry, list) else [entry]
     out: list[Path] = []
     for e in entries:
+        if not isinstance(e, str) or not e or "\0" in e:
+            raise UserError(f"YOLO split {e!r}: give a folder of images or a .txt list of images")
         p = Path(e) if Path(e).is_absolute() else base / e
         if p.is_dir():
             out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS)
@@ -471,6 +479,8 @@ def read_yolo(source: str | Path) -> Annotations:
     """
     import yaml
 
+    from deepvision.config.io import load_yaml_text  # the project's one YAML loader (plain data only)
+
     source = Path(source)
     spec: dict[str, Any]
     if source.is_dir() and not any(source.glob("*.yaml")):
@@ -486,12 +496,16 @@ def read_yolo(source: str | Path) -> Annotations:
     else:
         yaml_path = source if source.is_file() else sorted(source.glob("*.yaml"))[0]
         try:
-            spec = yaml.safe_load(read_text(yaml_path)) or {}
+            spec = load_yaml_text(read_text(yaml_path)) or {}
+        except RecursionError:
+            raise UserError(f"{yaml_path} is nested too deeply to be a YOLO data file") from None
         except yaml.YAMLError as exc:
             raise UserError(f"cannot read {yaml_path} as YAML: {' '.join(str(exc).split())}") from None
         if not isinstance(spec, dict) or "names" not in spec:
             raise UserError(f"{yaml_path} has no 'names' (the class names)")
     names = _yolo_names(spec["names"], str(yaml_path))
+    if not isinstance(spec.get("path") or "", str):
+        raise UserError(f"{yaml_path}: path must be a folder, got {spec['path']!r}")
     base = Path(spec.get("path") or yaml_path.parent)
     if not base.is_absolute():
         base = yaml_path.parent / base
