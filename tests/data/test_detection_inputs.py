@@ -149,6 +149,12 @@ def test_fifo_named_by_an_annotation_is_refused_not_opened(tmp_path):
     ann = read_annotations("imglab", [str(tmp_path / "training.xml")])
     with pytest.raises(UserError, match=r"a\.jpg is a FIFO, not an image file"):
         build_dataset(ann, tmp_path / "out")
+    data = _yolo(tmp_path, "0 0.5 0.5 0.2 0.2")
+    label = data.parent / "labels" / "train" / "a.txt"
+    label.unlink()
+    os.mkfifo(label)
+    with pytest.raises(UserError, match="a.txt is a FIFO, not a text file"):
+        read_annotations("yolo", [str(data)])
 
 
 @pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])

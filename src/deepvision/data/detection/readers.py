@@ -518,7 +518,10 @@ def read_yolo(source: str | Path) -> Annotations:
         for image in _yolo_images(spec[split], base):
             record = ImageRecord(str(image.resolve()))
             label = yolo_label_path(image)
-            if label.is_file():
+            kind = file_problem(label)
+            if kind not in (None, "missing"):
+                raise UserError(f"YOLO label file {label} is {kind}, not a text file")
+            if kind is None:
                 size = image_size(image)
                 if size is not None:
                     record.width, record.height = size
