@@ -99,6 +99,10 @@ def test_fer2013_build_from_the_image_folder_release(fer_csv, tmp_path, run_cli)
     assert code == 2 and err.count("\n") == 1 and "contempt: unknown emotion folder" in err
     code, _, err = run_cli("fer2013", "build", tmp_path, "--out", tmp_path / "bad")
     assert code == 2 and "neither train/ nor test/" in err
+    (tmp_path / "other" / "train" / "happy").mkdir(parents=True)
+    Image.new("L", (48, 48)).save(tmp_path / "other" / "train" / "happy" / "im0.png")
+    code, _, err = run_cli("fer2013", "build", tmp_path / "other", "--out", tmp_path / "bad")
+    assert code == 2 and err.count("\n") == 1 and "the 1 file(s) there, e.g." in err and "im0.png" in err
 
 
 @pytest.fixture(scope="module")

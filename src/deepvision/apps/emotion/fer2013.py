@@ -110,8 +110,9 @@ def _folder_samples(root: Path, notes: list[str]) -> tuple[int, Iterator[tuple[i
         notes.append(f"left out {sum(other.values()):,} file(s) not named Training_N, PrivateTest_N or "
                      f"PublicTest_N ({where}), e.g. {example}")
     if not found:
+        seen = f"; the {sum(other.values()):,} file(s) there, e.g. {example}, do not name their split" if other else ""
         raise UserError(f"no FER2013 image under {root} (expected train/<emotion>/Training_N.jpg and "
-                        f"test/<emotion>/PublicTest_N.jpg)")
+                        f"test/<emotion>/PublicTest_N.jpg or PrivateTest_N.jpg){seen}")
     found.sort(key=lambda item: (order[item[0]], item[1], item[2]))
 
     def images() -> Iterator[tuple[int, np.ndarray, str]]:
