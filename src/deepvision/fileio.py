@@ -9,7 +9,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from deepvision.errors import UserError
 
@@ -107,20 +107,30 @@ _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"), (stat.S_ISCH
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
-def read_regular_file(path: str | Path) -> bytes:
-    """The bytes of a regular file. A FIFO, device, socket or directory raises OSError ("not a
+def special_kind(mode: int) -> str | None:
+    """What a file of this st_mode is when it is not a regular file ("a FIFO", ...); None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _KINDS if test(mode)), "a special file")
+
+
+def open_regular_file(path: str | Path) -> BinaryIO:
+    """Open a regular file for reading. A FIFO, device, socket or directory raises OSError ("not a
     regular file: a FIFO") at once instead of blocking or reading forever (the file is opened
     non-blocking and checked with fstat, so a path swapped for a FIFO after a check is caught too)."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags)
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+        kind = special_kind(os.fstat(fd).st_mode)
+        if kind is not None:
             raise OSError(errno.EINVAL, f"not a regular file ({kind})", str(path))
-        f = os.fdopen(fd, "rb")
+        return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
-    with f:
+
+
+def read_regular_file(path: str | Path) -> bytes:
+    """The bytes of a regular file (see `open_regular_file`)."""
+    with open_regular_file(path) as f:
         return f.read()

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from deepvision.apps.emotion.app import frames_from, run_emotion
 from deepvision.apps.emotion.fer2013 import build_fer2013, make_fake_fer_csv
@@ -59,6 +60,49 @@ def test_fer2013_build_seven_classes_and_bad_rows(fer_csv, tmp_path, run_cli):
     code, _, err = run_cli("fer2013", "build", bad, "--out", tmp_path / "bad")
     assert code == 2 and "bad.csv:6: Usage must be" in err
     assert not any((tmp_path / "bad").glob("*.hdf5"))  # nothing half-written
+
+
+def _image_release(fer_csv: Path, root: Path) -> list[tuple[str, int, Path]]:
+    """The CSV as the Kaggle image-folder release: train/<emotion>/Training_N.jpg, test/<emotion>/PublicTest_N.jpg
+    and PrivateTest_N.jpg (48x48 grayscale JPEGs); returns (usage, emotion, file) in CSV order."""
+    folders = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    out = []
+    for n, row in enumerate(_csv_rows(fer_csv)):
+        usage, emotion = row["Usage"], int(row["emotion"])
+        folder = root / ("train" if usage == "Training" else "test") / folders[emotion]
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = np.array(row["pixels"].split(), np.uint8).reshape(48, 48)
+        Image.fromarray(pixels, "L").save(folder / f"{usage}_{n * 7 + 3}.jpg", quality=90)
+        out.append((usage, emotion, folder / f"{usage}_{n * 7 + 3}.jpg"))
+    return out
+
+
+def test_fer2013_build_from_the_image_folder_release(fer_csv, tmp_path, run_cli):
+    release = _image_release(fer_csv, tmp_path / "FER")
+    # augmented copies and stray files of the re-shared releases are left out and counted
+    Image.new("L", (48, 48)).save(tmp_path / "FER" / "train" / "happy" / "aug_Training_3_flip.jpg")
+    (tmp_path / "FER" / "test" / "sad" / "Thumbs.db").write_bytes(b"x")
+    code, out, err = run_cli("fer2013", "build", tmp_path / "FER", "--out", tmp_path / "fer")
+    assert code == 0, err
+    assert "left out 2 file(s) not named Training_N, PrivateTest_N or PublicTest_N (1 in test/, 1 in train/)" in (
+        " ".join(out.split()))
+    for split, usage in (("train", "Training"), ("val", "PrivateTest"), ("test", "PublicTest")):
+        images, labels, names = read_hdf5_arrays(tmp_path / "fer" / f"{split}.hdf5")
+        mine = [(emotion, file) for u, emotion, file in release if u == usage]
+        assert names == SIX and images.shape == (len(mine), 48, 48)
+        assert labels.tolist() == [{0: 0, 1: 0, 2: 1, 3: 2, 4: 3, 5: 4, 6: 5}[e] for e, _ in mine]
+        assert np.array_equal(images[0], np.asarray(Image.open(mine[0][1])))  # the decoded JPEG, unchanged
+    seven = build_fer2013(tmp_path / "FER", tmp_path / "fer7", classes=7, dtype="uint8")
+    assert seven.counts["val"] == [sum(1 for u, e, _ in release if u == "PrivateTest" and e == k) for k in range(7)]
+    (tmp_path / "FER" / "train" / "contempt").mkdir()
+    code, _, err = run_cli("fer2013", "build", tmp_path / "FER", "--out", tmp_path / "bad")
+    assert code == 2 and err.count("\n") == 1 and "contempt: unknown emotion folder" in err
+    code, _, err = run_cli("fer2013", "build", tmp_path, "--out", tmp_path / "bad")
+    assert code == 2 and "neither train/ nor test/" in err
+    (tmp_path / "other" / "train" / "happy").mkdir(parents=True)
+    Image.new("L", (48, 48)).save(tmp_path / "other" / "train" / "happy" / "im0.png")
+    code, _, err = run_cli("fer2013", "build", tmp_path / "other", "--out", tmp_path / "bad")
+    assert code == 2 and err.count("\n") == 1 and "the 1 file(s) there, e.g." in err and "im0.png" in err
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,9 @@ splits out of the training part when asked, and `build_loaders` makes the per-ro
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -23,8 +25,11 @@ from deepvision.errors import UserError, unknown
 with contextlib.suppress(ImportError):  # record files need the `records` extra (OpenCV)
     import deepvision.data.record_source  # noqa: F401
 
-__all__ = ["DataBundle", "RawData", "Split", "SubsetDataset", "TensorSplit", "adapt_tensor_split", "list_sources",
-           "load_data", "to_tensor_split"]
+__all__ = ["DATA_FORMS", "DataBundle", "RawData", "Split", "SubsetDataset", "TensorSplit", "adapt_tensor_split",
+           "data_config_for_path", "list_sources", "load_data", "to_tensor_split"]
+
+DATA_FORMS = "a folder of class sub-folders, a .lst, a .rec or an HDF5 file"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def list_sources() -> list[str]:
@@ -48,6 +53,41 @@ class DataBundle:
 
     def counts(self) -> dict[str, int]:
         return {r: len(s) for r in ("train", "val", "test") if (s := self.role(r)) is not None}
+
+
+def _is_hdf5(path: Path) -> bool:
+    if path.suffix.lower() in (".hdf5", ".h5", ".he5", ".hdf"):
+        return True
+    from deepvision.fileio import open_regular_file
+
+    try:
+        with open_regular_file(path) as f:
+            return f.read(8) == HDF5_SIGNATURE
+    except OSError:
+        return False
+
+
+def data_config_for_path(cfg: DataConfig, data: str | Path, image_root: str | None = None) -> DataConfig:
+    """A copy of `cfg` whose training split is every sample of the data at `data`, in any form training
+    reads from a path: a folder of class sub-folders, a .lst list (images under `image_root`, default
+    its folder), a .rec (or .idx) record file, or an HDF5 image file (.hdf5/.h5 or the HDF5 signature).
+    No validation or test split is carved from it."""
+    path = Path(data)
+    if not path.exists():
+        raise UserError(f"data not found: {data} (give {DATA_FORMS})")
+    d = copy.deepcopy(cfg)
+    d.val, d.test, d.val_fraction, d.test_fraction, d.max_samples = None, None, 0.0, 0.0, None
+    if path.is_dir():
+        d.source, d.root, d.train = "folder", str(path), "."
+    elif path.suffix == ".lst":
+        d.source, d.train, d.root = "lst", str(path), image_root or str(path.parent)
+    elif path.suffix in (".rec", ".idx"):
+        d.source, d.train, d.root = "rec", str(path.with_suffix(".rec")), None
+    elif _is_hdf5(path):
+        d.source, d.train, d.root = "hdf5", str(path), None
+    else:
+        raise UserError(f"{data}: give {DATA_FORMS}")
+    return d
 
 
 def load_data(cfg: DataConfig, roles: tuple[str, ...] = ("train", "val", "test")) -> DataBundle:

@@ -19,7 +19,14 @@ from deepvision.data.age_buckets import is_age_buckets
 from deepvision.data.dataset_loader import DatasetLoader
 from deepvision.data.loaders import build_loaders
 from deepvision.data.preprocess import normalize_batch
-from deepvision.data.sources import DataBundle, TensorSplit, adapt_tensor_split, load_data
+from deepvision.data.sources import (
+    DATA_FORMS,
+    DataBundle,
+    TensorSplit,
+    adapt_tensor_split,
+    data_config_for_path,
+    load_data,
+)
 from deepvision.data.tensor_loader import TensorLoader
 from deepvision.engine.distributed import resolve_device
 from deepvision.engine.reporting import PhaseProgress
@@ -41,20 +48,9 @@ def _data_config_for(cfg: Config, data: str | None) -> tuple[Config, str]:
     cfg = copy.deepcopy(cfg)
     if data is None or data in ROLES:
         return cfg, data or "auto"
-    path = Path(data)
-    if not path.exists():
-        raise UserError(f"--data must be train, val, test or a path to a folder, .lst or .rec file; {data} not found")
-    d = cfg.data
-    d.val, d.test, d.val_fraction, d.test_fraction, d.max_samples = None, None, 0.0, 0.0, None
-    if path.is_dir():
-        d.source, d.root, d.train = "folder", str(path), "."
-    elif path.suffix == ".lst":
-        d.source, d.train = "lst", str(path)
-        d.root = d.options.get("image_root") or str(path.parent)
-    elif path.suffix in (".rec", ".idx"):
-        d.source, d.train, d.root = "rec", str(path.with_suffix(".rec")), None
-    else:
-        raise UserError(f"--data {data}: give a folder of class sub-folders, a .lst or a .rec file")
+    if not Path(data).exists():
+        raise UserError(f"--data must be train, val, test or a path to {DATA_FORMS}; {data} not found")
+    cfg.data = data_config_for_path(cfg.data, data, image_root=cfg.data.options.get("image_root"))
     return cfg, "train"
 
 
@@ -143,10 +139,13 @@ def evaluate_run(
     if bundle.role(role) is None:
         present = load_data(cfg.data, roles=ROLES)  # only to name the splits the run does have
         raise UserError(f"the run's data has no '{role}' split; choose from "
-                        f"{', '.join(r for r in ROLES if present.role(r) is not None)} (--data), or give a "
-                        f"folder, .lst or .rec file")
+                        f"{', '.join(r for r in ROLES if present.role(r) is not None)} (--data), or give "
+                        f"{DATA_FORMS}")
     if cfg.data.source == "folder" and data not in ROLES and bundle.classes != loaded.classes:
         bundle = _remap_classes(bundle, role, loaded.classes, data)
+    unnamed = [str(i) for i in range(len(bundle.classes))]  # an HDF5 file without label_names
+    if cfg.data.source == "hdf5" and data not in ROLES and bundle.classes not in (loaded.classes, unnamed):
+        bundle = _remap_classes(bundle, role, loaded.classes, data, "class(es)")
     if batch_size:
         cfg.data.eval_batch_size = batch_size
     # score the chosen split as evaluation data: no augmentation, no shuffling, no padding
@@ -221,15 +220,19 @@ def evaluate_run(
     return result
 
 
-def _remap_classes(bundle: DataBundle, role: str, classes: list[str], data: str) -> DataBundle:
-    """Folder data whose class folders are a subset of the run's classes: relabel by name."""
+def _remap_classes(bundle: DataBundle, role: str, classes: list[str], data: str, what: str = "class folder(s)"
+                   ) -> DataBundle:
+    """Data whose classes (folders, or an HDF5 file's label names) are a subset of the run's: relabel by name."""
     unknown = [c for c in bundle.classes if c not in classes]
     if unknown:
-        raise UserError(f"class folder(s) {', '.join(unknown[:5])} of {data} are not classes of this run "
+        raise UserError(f"{what} {', '.join(unknown[:5])} of {data} are not classes of this run "
                         f"({', '.join(classes[:8])}{', ...' if len(classes) > 8 else ''})")
     split = bundle.role(role)
     index = np.array([classes.index(c) for c in bundle.classes])
-    split.targets = index[np.asarray(split.targets)]
+    if isinstance(split, TensorSplit):
+        split.labels = torch.as_tensor(index[split.labels.numpy()], dtype=torch.int64)
+    else:
+        split.targets = index[np.asarray(split.targets)]
     return DataBundle(bundle.train, bundle.val, bundle.test, list(classes), bundle.channels, bundle.size)
 
 
