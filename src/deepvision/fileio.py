@@ -1,4 +1,5 @@
-"""Writing files so that readers never see half a file: temporary file beside the target, then rename."""
+"""Files in and out: writes that readers never see half done (`atomic_path`: a temporary file beside the
+target, then rename), regular-file reads that cannot hang on a FIFO, and torch files read safely."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hashlib
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -83,24 +85,60 @@ def read_torch_file(path: str | Path, kind: str, fix: str, map_location: Any = "
         raise UserError(f"{path} is not a readable {kind} ({reason}); {fix}") from None
 
 
+class PendingFile:
+    """A new file that replaces `path` only when it is complete: `tmp` is a temporary file beside `path` (same
+    file system, hidden name ending in `suffix`) to write by any means; `commit()` flushes it to disk, gives
+    it the usual permissions and renames it over `path` in one step; `discard()` removes it. A failure is a
+    one-line UserError naming `path` (with `hint` appended) and leaves `path` untouched. For writers that
+    stay open across calls (record files, HDF5); `atomic_path` is the same for one block of code."""
+
+    def __init__(self, path: str | Path, suffix: str = ".tmp", hint: str = "") -> None:
+        self.path, self.hint = Path(path), hint
+        try:
+            fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=suffix)
+            os.close(fd)
+        except OSError as exc:
+            raise UserError(f"could not write {self.path}: {exc.strerror or exc}{hint}") from None
+        self.tmp = Path(name)
+
+    def commit(self) -> None:
+        try:
+            with open(self.tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.chmod(self.tmp, file_mode())
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            self.failed(exc)
+
+    def discard(self) -> None:
+        unlink_quietly(self.tmp)
+
+    def failed(self, exc: OSError) -> None:
+        """Discard the file and raise the one-line error for `exc`."""
+        self.discard()
+        raise UserError(f"{write_failed(self.path, exc)}{self.hint}") from None
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp", hint: str = "") -> Iterator[Path]:
+    """The one way deepvision replaces a file: yields a temporary path beside `path` (`PendingFile`); when
+    the block ends normally the file is renamed over `path`. On any error the temporary file is removed and
+    `path` is untouched; an OSError becomes a one-line UserError naming `path`."""
+    pending = PendingFile(path, suffix, hint)
+    try:
+        yield pending.tmp
+    except OSError as exc:
+        pending.failed(exc)
+    except BaseException:
+        pending.discard()
+        raise
+    pending.commit()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """`atomic_write_text` for bytes: temporary file beside `path`, then rename; UserError on failure."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise UserError(f"could not write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except OSError as exc:
-        unlink_quietly(tmp)
-        raise write_failed(path, exc) from None
-    except BaseException:
-        unlink_quietly(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),

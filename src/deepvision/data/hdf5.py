@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from deepvision.errors import UserError
+from deepvision.fileio import PendingFile
 
 DATA_KEYS = ("images", "features", "data")
 
@@ -66,9 +66,8 @@ class HDF5DatasetWriter:
         self.row_shape = tuple(int(d) for d in dims[1:])
         expected = int(dims[0]) if dims[0] else 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".partial")
-        os.close(fd)
-        self.db = h5py.File(self._tmp, "w")
+        self._pending = PendingFile(self.path, ".partial")
+        self.db = h5py.File(self._pending.tmp, "w")
         row_bytes = max(1, int(np.prod(self.row_shape)) * np.dtype(dtype).itemsize)
         chunk_rows = max(1, min(self.buf_size, (1 << 20) // row_bytes))
         self.data = self.db.create_dataset(data_key, (expected, *self.row_shape), maxshape=(None, *self.row_shape),
@@ -132,12 +131,9 @@ class HDF5DatasetWriter:
         self.db.close()
         self.closed = True
         if self.path.exists():
-            os.unlink(self._tmp)
+            self._pending.discard()
             raise UserError(f"{self.path} appeared while writing; the new data was discarded")
-        from deepvision.fileio import file_mode
-
-        os.chmod(self._tmp, file_mode())
-        os.replace(self._tmp, self.path)
+        self._pending.commit()
 
     def abort(self) -> None:
         """Discard the file being written."""
@@ -146,8 +142,7 @@ class HDF5DatasetWriter:
         self.closed = True
         with contextlib.suppress(Exception):
             self.db.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self._tmp)
+        self._pending.discard()
 
     def __enter__(self) -> HDF5DatasetWriter:
         return self

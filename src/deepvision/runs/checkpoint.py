@@ -1,16 +1,14 @@
 """Checkpoints: written atomically, loaded with `weights_only=True`, validated before use.
 
 A checkpoint is a plain dict of tensors and primitives (no pickled objects), so loading one never
-runs code. Writes go to a temporary file in the same folder, then `os.replace`, so a crash or a
+runs code. Writes go to a temporary file in the same folder, then a rename (`fileio.atomic_path`), so a crash or a
 full disk leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ import numpy as np
 import torch
 
 from deepvision.errors import UserError
-from deepvision.fileio import file_mode, read_torch_file, unlink_quietly, write_failed
+from deepvision.fileio import atomic_path, read_torch_file
 
 FORMAT = "deepvision-checkpoint"
 VERSION = 1
@@ -46,31 +44,15 @@ class _Recorder(io.RawIOBase):
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temp file beside `path`, fsync, then rename over it."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise UserError(f"could not write {path}: {exc.strerror or exc}") from None
-    recorder = None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            recorder = _Recorder(f)
+    """torch.save to a temp file beside `path`, fsync, then rename over it (`fileio.atomic_path`)."""
+    with atomic_path(path, hint=" — free some space or choose another --out") as tmp, open(tmp, "wb") as f:
+        recorder = _Recorder(f)
+        try:
             torch.save(obj, recorder)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:
-        unlink_quietly(tmp)
-        cause = recorder.error if recorder is not None and recorder.error is not None else exc
-        if not isinstance(cause, OSError):
+        except RuntimeError:  # torch wraps the file's OSError (a full disk); report the real cause
+            if recorder.error is not None:
+                raise recorder.error from None
             raise
-        error = write_failed(path, cause)
-        raise UserError(f"{error} — free some space or choose another --out") from None
-    except BaseException:
-        unlink_quietly(tmp)
-        raise
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -10,7 +10,6 @@ axis when it spans more than a factor of 20; legends sit outside the axes so the
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from deepvision.errors import UserError
+from deepvision.fileio import atomic_path
 from deepvision.runs.history import lr_steps
 from deepvision.runs.rundir import RunDir
 
@@ -62,13 +62,11 @@ def manual_lr_epochs(run: RunDir) -> tuple[int, ...]:
 
 def save_figure(fig, path: Path) -> Path:
     """Save atomically (temp file + rename) so a reader never sees half an image."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix or '.png'}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path, path.suffix or ".png") as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format=(path.suffix or ".png")[1:])
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
         plt.close(fig)

@@ -32,7 +32,7 @@ from deepvision.config.io import build_config, config_to_yaml, read_yaml
 from deepvision.config.schema import Config
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, write_failed
+from deepvision.fileio import atomic_path, atomic_write_text
 from deepvision.runs.checkpoint import atomic_save, load_checkpoint
 from deepvision.runs.history import HISTORY_FIELDS
 from deepvision.runs.lock import LOCK_NAME, is_stale, read_holder
@@ -354,18 +354,12 @@ def checkpoint_epoch(path: Path) -> int | None:
 
 def link_or_copy(src: Path, dst: Path) -> None:
     """Make `dst` hold the same bytes as `src` (hard link when possible), atomically."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(dst) as tmp:
+        tmp.unlink()  # the unique name is reserved; a hard link needs it free
         try:
             os.link(src, tmp)
         except OSError:
             shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise write_failed(dst, exc) from None
 
 
 def _fmt(v: Any) -> Any:
