@@ -12,13 +12,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from deepvision.config.schema import Config
 from deepvision.data.age_buckets import is_age_buckets
 from deepvision.data.dataset_loader import DatasetLoader
 from deepvision.data.loaders import build_loaders
-from deepvision.data.preprocess import normalize_batch
 from deepvision.data.sources import (
     DATA_FORMS,
     DataBundle,
@@ -30,8 +28,10 @@ from deepvision.data.sources import (
 from deepvision.data.tensor_loader import TensorLoader
 from deepvision.engine.distributed import resolve_device
 from deepvision.engine.reporting import PhaseProgress
+from deepvision.engine.tasks import get_task
 from deepvision.engine.tasks.base import Meter
 from deepvision.engine.tasks.classification import ClassificationMeter
+from deepvision.engine.trainer import amp_dtype
 from deepvision.errors import UserError
 from deepvision.evaluation import metrics as M
 from deepvision.evaluation.plots import plot_binary, plot_confusion
@@ -59,29 +59,31 @@ def collect_probs(loaded: LoadedRun, loader, device: torch.device, crops: int = 
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities and labels for every sample of `loader`, in loader order.
 
-    With crops=10 the loader yields raw (uncropped) batches, or batches of 10 crops per sample, and
-    the probabilities of the 10 crops are averaged. A `meter` (single crop) is fed the logits, so its
-    loss and accuracies are computed exactly as training-time validation computes them. `progress`
+    Batches go through the run's task exactly as training-time validation sends them (`to_device`,
+    then `eval_outputs` under the run's autocast setting), so a `meter` (single crop) reports the same
+    loss and accuracies for the same checkpoint. With crops=10 the loader yields raw (uncropped) batches,
+    or batches of 10 crops per sample, and the probabilities of the 10 crops are averaged. `progress`
     advances by one per batch.
     """
-    a, b = loaded.pre.affine(device)
+    task = get_task(loaded.cfg.task)(loaded.cfg)
+    task.setup(loaded.pre, device, channels_last=False)
+    amp = amp_dtype(loaded.cfg.train.amp, device)
     probs, labels = [], []
-    model = loaded.model
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
         for x, y in loader:
-            x = x.to(device, non_blocking=True)
             if crops == 10 and x.dim() == 4:  # in-memory tensors: crop on the device
-                x = ten_crop(x, loaded.pre.size)
+                x = ten_crop(x.to(device, non_blocking=True), loaded.pre.size)
             if x.dim() == 5:
-                n = x.shape[0]
-                p = torch.softmax(model(normalize_batch(x.flatten(0, 1), a, b)).float(), dim=1)
-                probs.append(p.view(n, x.shape[1], p.shape[1]).mean(1).cpu())
+                n, k = x.shape[:2]
+                xs, ys = task.to_device((x.flatten(0, 1), y.repeat_interleave(k)), device)
+                logits, _ = task.eval_outputs(loaded.model, xs, ys)
+                probs.append(torch.softmax(logits.float(), dim=1).view(n, k, -1).mean(1).cpu())
             else:
-                logits = model(normalize_batch(x, a, b)).float()
+                xs, ys = task.to_device((x, y), device)
+                logits, loss = task.eval_outputs(loaded.model, xs, ys)
                 if meter is not None:
-                    y_dev = y.to(device)
-                    meter.update(logits, y_dev, F.cross_entropy(logits, y_dev, reduction="sum"))
-                probs.append(torch.softmax(logits, dim=1).cpu())
+                    meter.update(logits, ys, loss)
+                probs.append(torch.softmax(logits.float(), dim=1).cpu())
             labels.append(y.cpu())
             if progress is not None:
                 progress.advance(1)
