@@ -98,11 +98,29 @@ def test_fer2013_build_from_the_image_folder_release(fer_csv, tmp_path, run_cli)
     code, _, err = run_cli("fer2013", "build", tmp_path / "FER", "--out", tmp_path / "bad")
     assert code == 2 and err.count("\n") == 1 and "contempt: unknown emotion folder" in err
     code, _, err = run_cli("fer2013", "build", tmp_path, "--out", tmp_path / "bad")
-    assert code == 2 and "neither train/ nor test/" in err
+    assert code == 2 and "has no folder of emotion folders" in err
     (tmp_path / "other" / "train" / "happy").mkdir(parents=True)
     Image.new("L", (48, 48)).save(tmp_path / "other" / "train" / "happy" / "im0.png")
     code, _, err = run_cli("fer2013", "build", tmp_path / "other", "--out", tmp_path / "bad")
     assert code == 2 and err.count("\n") == 1 and "the 1 file(s) there, e.g." in err and "im0.png" in err
+
+
+def test_fer2013_folders_of_any_name_and_a_missing_split(fer_csv, tmp_path, run_cli):
+    """Copies that move PublicTest into validation/ build the same splits; a missing part is one line."""
+    import shutil
+
+    release = _image_release(fer_csv, tmp_path / "FER")
+    for _, _, file in release:
+        if file.name.startswith("PublicTest_"):
+            target = tmp_path / "FER" / "validation" / file.parent.name / file.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            file.rename(target)
+    built = build_fer2013(tmp_path / "FER", tmp_path / "fer", dtype="uint8")
+    assert sum(built.counts["test"]) == sum(1 for u, _, _ in release if u == "PublicTest") > 0
+    shutil.rmtree(tmp_path / "FER" / "validation")
+    code, _, err = run_cli("fer2013", "build", tmp_path / "FER", "--out", tmp_path / "bad")
+    assert code == 2 and err.count("\n") == 1 and "no PublicTest_N image under" in err
+    assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").iterdir())
 
 
 @pytest.fixture(scope="module")

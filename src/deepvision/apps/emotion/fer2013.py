@@ -1,4 +1,4 @@
-"""FER2013 CSV or image-folder release -> HDF5 train/val/test (SPEC §1.5, §2.7), and a fake FER CSV.
+"""FER2013 CSV or image-folder release -> HDF5 train/val/test (docs/faces.md), and a fake FER CSV.
 
 The CSV has a header `emotion,pixels,Usage`: an emotion 0-6, 2,304 space-separated pixel values (a
 48 x 48 grayscale face) and Training / PrivateTest / PublicTest, which become train.hdf5, val.hdf5
@@ -81,13 +81,15 @@ def _csv_samples(csv_path: Path) -> tuple[int, Iterator[tuple[int, np.ndarray, s
 
 def _folder_samples(root: Path, notes: list[str]) -> tuple[int, Iterator[tuple[int, np.ndarray, str]]]:
     """The image-folder release: every `Training_N`, `PrivateTest_N` and `PublicTest_N` image under
-    ROOT/train/<emotion>/ and ROOT/test/<emotion>/, in the order split, N, emotion. Files with other
-    names (augmented copies, notes) are left out and counted in `notes`."""
+    ROOT/<part>/<emotion>/ for every part folder (train/ and test/ in the Kaggle release; some copies add
+    validation/), in the order split, N, emotion. The name prefix decides the split, not the folder. Files
+    with other names (augmented copies, notes) are left out and counted in `notes`."""
     from deepvision.data.imageio import open_image
 
-    parts = [d for d in (root / "train", root / "test") if d.is_dir()]
+    parts = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+                   and any(e.is_dir() and e.name.lower() in FOLDER_LABELS for e in d.iterdir()))
     if not parts:
-        raise UserError(f"{root} has neither train/ nor test/: give fer2013.csv or the image-folder release "
+        raise UserError(f"{root} has no folder of emotion folders: give fer2013.csv or the image-folder release "
                         f"(train/<emotion>/*.jpg, test/<emotion>/*.jpg)")
     found: list[tuple[str, int, int, Path]] = []
     other: Counter = Counter()
@@ -113,6 +115,11 @@ def _folder_samples(root: Path, notes: list[str]) -> tuple[int, Iterator[tuple[i
         seen = f"; the {sum(other.values()):,} file(s) there, e.g. {example}, do not name their split" if other else ""
         raise UserError(f"no FER2013 image under {root} (expected train/<emotion>/Training_N.jpg and "
                         f"test/<emotion>/PublicTest_N.jpg or PrivateTest_N.jpg){seen}")
+    missing = [prefix for prefix, split in SPLITS.items() if not any(item[0] == split for item in found)]
+    if missing:
+        raise UserError(f"no {' or '.join(f'{p}_N' for p in missing)} image under {', '.join(str(p) for p in parts)}: "
+                        f"part of the release is missing (the reference's splits need Training, PrivateTest and "
+                        f"PublicTest)")
     found.sort(key=lambda item: (order[item[0]], item[1], item[2]))
 
     def images() -> Iterator[tuple[int, np.ndarray, str]]:
