@@ -36,6 +36,7 @@ from deepvision.export.result import ExportResult
 from deepvision.models.detection import detection_family
 from deepvision.onnxrt import ort_session, require
 from deepvision.runs.loading import LoadedRun, load_run
+from deepvision.safeload import load_json
 from deepvision.version import __version__
 
 FORMATS = ("torchscript", "onnx")
@@ -252,7 +253,8 @@ def load_exported(path: str | Path) -> tuple[Any, list[str]]:
     if path.suffix == ".onnx":
         session = ort_session(path)
         meta = session.get_modelmeta().custom_metadata_map
-        return (lambda im: tuple(session.run(None, {"image": np.asarray(im)}))), json.loads(meta.get("classes", "[]"))
+        classes = _classes(load_json(meta.get("classes", "[]"), f"{path} metadata"))
+        return (lambda im: tuple(session.run(None, {"image": np.asarray(im)}))), classes
     files = {"classes.json": ""}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit's deprecation notice
@@ -263,4 +265,10 @@ def load_exported(path: str | Path) -> tuple[Any, list[str]]:
             warnings.simplefilter("ignore")  # "SSD always returns a (Losses, Detections) tuple in scripting"
             return tuple(t.numpy() for t in module(torch.as_tensor(image)))
 
-    return run, json.loads(files["classes.json"] or "[]")
+    return run, _classes(load_json(files["classes.json"] or "[]", f"{path} classes.json"))
+
+
+def _classes(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise UserError("an exported detector's class list must be a JSON list of names")
+    return value

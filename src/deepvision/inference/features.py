@@ -31,6 +31,7 @@ from torch import nn
 from deepvision.errors import UserError, suggest
 from deepvision.inference.backbones import LoadedModel
 from deepvision.inference.batching import batches
+from deepvision.safeload import load_json
 
 FLATTEN_ORDERS = ("channels_last", "channels_first")
 
@@ -239,4 +240,7 @@ def read_feature_info(path: str | Path) -> dict[str, Any]:
         raise UserError(f"cannot read {path} as HDF5 ({exc})") from None
     if raw is None:
         return {}
-    return json.loads(raw if isinstance(raw, str) else raw.decode("utf-8"))
+    info = load_json(raw if isinstance(raw, (str, bytes)) else str(raw), f"{path} attribute 'deepvision'")
+    if not isinstance(info, dict):
+        raise UserError(f"{path} attribute 'deepvision' is not a JSON object; re-extract the features")
+    return info

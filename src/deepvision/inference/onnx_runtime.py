@@ -7,7 +7,6 @@ inside the model, which takes 0..255 pixels.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
 from deepvision.onnxrt import ort_session
+from deepvision.safeload import load_json
 
 METADATA_KEY = "deepvision"  # written by deepvision.export.export
 
@@ -30,7 +30,7 @@ class OnnxClassifier:
         self.session = ort_session(self.path)
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         try:
-            self.meta = json.loads(raw) if raw else None
+            self.meta = load_json(raw, f"{self.path} metadata") if raw else None
             if isinstance(self.meta, dict) and self.meta.get("task") == "detection":
                 raise UserError(f"{self.path} is an exported detector (boxes out); run it with "
                                 f"deepvision.export.detection.load_exported, or `deepvision detect` on its run")

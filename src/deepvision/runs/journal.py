@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import math
 import textwrap
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from typing import Any
 from deepvision.errors import UserError
 from deepvision.runs.history import describe_lrs
 from deepvision.runs.rundir import RunDir
+from deepvision.safeload import read_json
 
 # key -> (table header, kind); kind: "text" (wraps), "name" (kept whole), "num" (right-aligned, never cut)
 COLUMNS: dict[str, tuple[str, str]] = {
@@ -134,9 +134,10 @@ def _detection_metrics(run: RunDir) -> dict[str, Any] | None:
     found = []
     for path in sorted(run.eval_dir.glob("detection-test-*/metrics.json"), key=lambda p: p.stat().st_mtime):
         try:
-            found.append((path.parent.name, json.loads(path.read_text())))
-        except ValueError:
+            found.append((path.parent.name, read_json(path, "evaluation report")))
+        except (OSError, UserError):
             continue
+    found = [(name, m) for name, m in found if isinstance(m, dict)]
     best = [m for name, m in found if name == "detection-test-best"]
     return (best or [m for _, m in found] or [None])[-1]
 
@@ -147,9 +148,10 @@ def _test_metrics(run: RunDir) -> dict[str, Any] | None:
     found = []
     for path in sorted(run.eval_dir.glob("test-*/metrics.json"), key=lambda p: p.stat().st_mtime):
         try:
-            found.append((path.parent.name, json.loads(path.read_text())))
-        except ValueError:
+            found.append((path.parent.name, read_json(path, "evaluation report")))
+        except (OSError, UserError):
             continue
+    found = [(name, m) for name, m in found if isinstance(m, dict)]
     for wanted in (lambda name, m: name == "test-best", lambda name, m: m.get("crops", 1) == 1, lambda name, m: True):
         matches = [m for name, m in found if wanted(name, m)]
         if matches:

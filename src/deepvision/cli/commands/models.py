@@ -119,9 +119,8 @@ def parse_input(text: str | None, default: tuple[int, int, int]) -> tuple[int, i
 
 def parse_options(items: list[str]) -> dict[str, Any]:
     """KEY=VALUE pairs with YAML values ('stages=[2,2,2,2]', 'reference=true')."""
-    import yaml
-
     from deepvision.errors import UserError
+    from deepvision.safeload import ParseError, load_yaml
 
     options: dict[str, Any] = {}
     for item in items:
@@ -129,8 +128,8 @@ def parse_options(items: list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise UserError(f"--set expects KEY=VALUE, got '{item}'")
         try:
-            options[key.strip()] = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
+            options[key.strip()] = load_yaml(value, f"--set {key.strip()}") if value.strip() else None
+        except ParseError:
             options[key.strip()] = value
     return options
 
