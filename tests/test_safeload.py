@@ -9,8 +9,16 @@ import pytest
 import yaml
 
 from deepvision.errors import UserError
-from deepvision.safeload import (LimitError, ParseError, check_image_side, json_depth, load_json, load_yaml,
-                                 read_json, regular_file)
+from deepvision.safeload import (
+    LimitError,
+    ParseError,
+    check_image_side,
+    json_depth,
+    load_json,
+    load_yaml,
+    read_json,
+    regular_file,
+)
 
 # A 9-level "billion laughs": 9**9 (387 million) strings once expanded, from 400 bytes of text.
 ALIAS_BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
