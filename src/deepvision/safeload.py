@@ -17,6 +17,7 @@ file" message keep doing so); exceeded limits raise `LimitError`, a plain UserEr
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import stat
@@ -245,3 +246,80 @@ def read_yaml(path: str | Path, what: str = "YAML file", loader: type[SafeLoader
     except OSError as exc:
         raise UserError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
     return load_yaml(data, str(path), loader)
+
+
+def max_read_bytes() -> int:
+    """The most bytes one declared array may ask for: DEEPVISION_MAX_READ_GB (decimal GB), else this
+    machine's physical memory."""
+    raw = os.environ.get("DEEPVISION_MAX_READ_GB", "")
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value <= 0:
+            raise UserError(f"DEEPVISION_MAX_READ_GB must be a positive number of gigabytes, got {raw!r}")
+        return int(value * 1e9)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on this platform
+        return 16 * 10**9
+
+
+def format_bytes(n: float) -> str:
+    """1234567 -> '1.2 MB' (decimal units)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def check_declared_bytes(field: str, declared: int, stored: int | None = None, max_ratio: float = 1.0) -> None:
+    """UserError naming `field` when an array's declared size exceeds what its file stores (`stored` bytes,
+    times `max_ratio` for compressed storage) or the `max_read_bytes()` ceiling; checked before reading."""
+    if stored is not None and declared > stored * max_ratio:
+        more = f" (compressed more than {max_ratio:g}:1)" if max_ratio > 1 else ""
+        raise UserError(f"{field} declares {format_bytes(declared)} but the file stores "
+                        f"{format_bytes(stored)} for it{more}; the file is damaged or crafted")
+    ceiling = max_read_bytes()
+    if declared > ceiling:
+        raise UserError(f"{field} declares {format_bytes(declared)}, above the {format_bytes(ceiling)} one read "
+                        f"may take (DEEPVISION_MAX_READ_GB raises it)")
+
+
+NPZ_MAX_RATIO = 100.0  # deflate rarely beats 10:1 on weights; a zip bomb reaches 1000:1
+
+
+def open_npz(path: str | Path, max_ratio: float = NPZ_MAX_RATIO, what: str = ".npz file") -> Any:
+    """`np.load(path, allow_pickle=False)` after checking the zip directory: every member's uncompressed
+    size within the read ceiling and `max_ratio` times its compressed size, and every .npy header's shape
+    within its member's size (numpy allocates the declared shape before reading). UserError otherwise."""
+    import zipfile
+
+    import numpy as np
+
+    path = regular_file(path, what)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                field = f"{path} member {info.filename}"
+                ratio = max_ratio if info.compress_type != zipfile.ZIP_STORED else 1.0
+                check_declared_bytes(field, info.file_size, info.compress_size, ratio)
+                if not info.filename.endswith(".npy"):
+                    continue
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                    elif version == (2, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                    else:
+                        raise ValueError(f"npy format version {version}")
+                if dtype.hasobject:
+                    raise UserError(f"{field} holds Python objects; only plain arrays are read")
+                check_declared_bytes(f"{field} shape {shape}", math.prod(shape) * dtype.itemsize,
+                                     info.file_size)
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError) as exc:
+        raise UserError(f"{path} is not a readable {what} ({' '.join(str(exc).split())[:120]})") from None
+    return np.load(path, allow_pickle=False)

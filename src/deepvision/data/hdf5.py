@@ -13,6 +13,7 @@ in each worker process.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from torch.utils.data import Dataset
 
 from deepvision.errors import UserError
 from deepvision.fileio import PendingFile
+from deepvision.safeload import check_declared_bytes
 
 DATA_KEYS = ("images", "features", "data")
 
@@ -185,13 +187,21 @@ class HDF5Dataset(Dataset):
                                     f"(datasets: {', '.join(keys)})")
                 if "labels" not in db:
                     raise UserError(f"{self.path} has no 'labels' dataset (datasets: {', '.join(keys)})")
+                for key in ("labels", "label_names", *([data_key] if in_memory else [])):
+                    if key in db:
+                        check_dataset(self.path, key, db[key])
                 self.shape = tuple(db[data_key].shape)
                 self.stored_dtype = db[data_key].dtype
+                if db["labels"].dtype.kind not in "iu" or db["labels"].ndim != 1:
+                    raise UserError(f"{self.path}: 'labels' must be a 1-D integer dataset, got "
+                                    f"{db['labels'].dtype} {db['labels'].shape}")
                 self.targets = np.asarray(db["labels"][:], dtype=np.int64)
                 names = db["label_names"][:] if "label_names" in db else None
                 self.data = np.asarray(db[data_key][:]) if in_memory else None
-        except OSError as exc:
-            raise UserError(f"cannot read {self.path} as HDF5 ({exc})") from None
+        except (OSError, TypeError, ValueError, AttributeError) as exc:
+            raise UserError(f"cannot read {self.path} as HDF5 ({' '.join(str(exc).split())[:160]})") from None
+        if not self.shape:
+            raise UserError(f"{self.path}: '{data_key}' is a scalar, not rows")
         if len(self.targets) != self.shape[0]:
             raise UserError(f"{self.path}: {self.shape[0]} rows but {len(self.targets)} labels")
         self.classes = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names] if names is not None \
@@ -229,6 +239,21 @@ class HDF5Dataset(Dataset):
             with contextlib.suppress(Exception):
                 self._file.close()
             self._file = None
+
+
+HDF5_MAX_RATIO = 1000.0  # gzip on real features or images stays far below; a few MB of zeros declaring GBs does not
+
+
+def check_dataset(path: Path, key: str, ds: Any) -> None:
+    """UserError when dataset `key` declares more bytes than the file stores for it (times HDF5_MAX_RATIO
+    when compressed) or than one read may take; checked before reading it."""
+    if not hasattr(ds, "shape") or not hasattr(ds, "dtype"):
+        raise UserError(f"{path}: '{key}' is not a dataset")
+    declared = math.prod(ds.shape or ()) * ds.dtype.itemsize
+    stored = ds.id.get_storage_size()
+    compressed = ds.id.get_create_plist().get_nfilters() > 0
+    check_declared_bytes(f"{path} dataset '{key}' ({'x'.join(map(str, ds.shape))} {ds.dtype})", declared, stored,
+                         HDF5_MAX_RATIO if compressed else 1.0)
 
 
 def read_hdf5_arrays(path: str | Path, data_key: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
