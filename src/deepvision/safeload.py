@@ -323,3 +323,14 @@ def open_npz(path: str | Path, max_ratio: float = NPZ_MAX_RATIO, what: str = ".n
     except (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError) as exc:
         raise UserError(f"{path} is not a readable {what} ({' '.join(str(exc).split())[:120]})") from None
     return np.load(path, allow_pickle=False)
+
+
+def check_class_names(names: list[str], where: str) -> None:
+    """UserError naming the first class name that labels.txt (one name a line) could not keep: empty, or
+    holding a control character or a line separator (a newline would split it into two classes)."""
+    import unicodedata
+
+    for name in names:
+        if not name or any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name):
+            raise UserError(f"{where}: class name {name!r} is empty or holds a control character (a newline "
+                            f"would split labels.txt); rename it")

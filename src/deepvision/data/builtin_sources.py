@@ -16,6 +16,7 @@ from deepvision.data.preprocess import open_image
 from deepvision.data.source_registry import RawData, register_source
 from deepvision.data.tensors import SubsetDataset, TensorSplit, to_tensor_split
 from deepvision.errors import UserError
+from deepvision.safeload import check_class_names
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -120,7 +121,9 @@ class ImageFileDataset:
 
 
 def _class_folders(folder: Path) -> list[str]:
-    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    names = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    check_class_names(names, str(folder))
+    return names
 
 
 @register_source("folder")

@@ -36,7 +36,7 @@ from deepvision.fileio import atomic_path, atomic_write_text
 from deepvision.runs.checkpoint import atomic_save, load_checkpoint
 from deepvision.runs.history import HISTORY_FIELDS
 from deepvision.runs.lock import LOCK_NAME, is_stale, read_holder
-from deepvision.safeload import LimitError, ParseError, read_json
+from deepvision.safeload import LimitError, ParseError, check_class_names, read_json
 
 FATAL_ERROR = "Fatal Python error:"  # how faulthandler starts its report of a native crash
 _LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", re.M)  # a line written by the run itself
@@ -115,6 +115,7 @@ class RunDir:
             raise UserError(f"{self.preprocess_path}: {exc}") from None
 
     def write_labels(self, classes: list[str]) -> None:
+        check_class_names([str(c) for c in classes], str(self.labels_path))
         atomic_write_text(self.labels_path, "".join(f"{c}\n" for c in classes))
 
     def read_labels(self) -> list[str]:
