@@ -213,9 +213,10 @@ def load_yaml(text: str | bytes, source: str | None = None, loader: type[SafeLoa
             text = text.decode("utf-8")
         except UnicodeDecodeError:
             raise _invalid(source, "YAML", "", "not UTF-8 text") from None
-    ldr = loader(text)
+    ldr = None
     try:
         try:
+            ldr = loader(text)  # the reader already refuses control characters
             node = ldr.get_single_node()
             if node is None:
                 return None
@@ -231,7 +232,8 @@ def load_yaml(text: str | bytes, source: str | None = None, loader: type[SafeLoa
         except RecursionError:  # a guard: the depth limit keeps the composer and constructor shallow
             raise LimitError(f"{_where(source)}YAML nested too deeply") from None
     finally:
-        ldr.dispose()
+        if ldr is not None:
+            ldr.dispose()
 
 
 def read_yaml(path: str | Path, what: str = "YAML file", loader: type[SafeLoader] = SafeLoader) -> Any:
