@@ -40,6 +40,11 @@ class OnnxClassifier:
             self.output = self.meta["output"]["name"]
         except (TypeError, KeyError, ValueError):
             raise UserError(f"{self.path} has no deepvision metadata; export it with `deepvision export RUN`") from None
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if self.input not in inputs or self.output not in outputs:
+            raise UserError(f"{self.path}: its metadata names input {self.input!r} and output {self.output!r}, the "
+                            f"graph has {inputs} and {outputs}; export it again with `deepvision export RUN`")
         batch = self.session.get_inputs()[0].shape[0]
         self.fixed_batch = batch if isinstance(batch, int) else None
         self.task = self.meta.get("task", "classification")
