@@ -85,11 +85,11 @@ def test_yaml_tags_and_syntax_errors_are_one_line():
 def test_read_json_refuses_fifo_before_opening(tmp_path):
     fifo = tmp_path / "run.json"
     os.mkfifo(fifo)
-    with pytest.raises(UserError, match="is not a regular file"):
+    with pytest.raises(UserError, match=r"cannot be read: not a regular file \(a FIFO\)"):
         read_json(fifo)
     with pytest.raises(FileNotFoundError):
         read_json(tmp_path / "absent.json")
-    with pytest.raises(UserError, match="is a folder"):
+    with pytest.raises(UserError, match="is a directory, not a regular file"):
         regular_file(tmp_path)
 
 

@@ -20,13 +20,13 @@ import json
 import math
 import os
 import re
-import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from deepvision.errors import UserError
+from deepvision.fileio import read_regular_file, special_kind
 
 MAX_DEPTH = 100
 MAX_ALIAS_GROWTH = 1_000_000
@@ -61,10 +61,21 @@ def regular_file(path: str | Path, what: str = "file") -> Path:
         mode = os.stat(path).st_mode
     except OSError as exc:
         raise UserError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(mode):
-        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
-        raise UserError(f"{what} {path} is {kind}; give a regular file")
+    kind = special_kind(mode)
+    if kind is not None:
+        raise UserError(f"{what} {path} is {kind}, not a regular file; give a regular file")
     return path
+
+
+def read_bytes(path: str | Path, what: str = "file") -> bytes:
+    """The bytes of a regular file (fileio.read_regular_file: a FIFO or device is refused, never waited on).
+    FileNotFoundError when it is absent, so callers can tell "absent" from "damaged"; UserError otherwise."""
+    try:
+        return read_regular_file(path)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise UserError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
 
 
 def max_image_side() -> int:
@@ -130,15 +141,7 @@ def load_json(data: str | bytes, source: str | None = None, max_depth: int = MAX
 def read_json(path: str | Path, what: str = "JSON file", max_depth: int = MAX_DEPTH) -> Any:
     """Read and parse a JSON file (regular files only) with `load_json`'s limits. A missing file raises
     FileNotFoundError, so callers can tell "absent" from "damaged"; other failures are UserErrors."""
-    path = Path(path)
-    if not path.exists() and not path.is_symlink():
-        raise FileNotFoundError(2, "No such file or directory", str(path))
-    regular_file(path, what)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
-    return load_json(data, str(path), max_depth)
+    return load_json(read_bytes(path, what), str(path), max_depth)
 
 
 class SafeLoader(yaml.SafeLoader):
@@ -239,15 +242,7 @@ def load_yaml(text: str | bytes, source: str | None = None, loader: type[SafeLoa
 def read_yaml(path: str | Path, what: str = "YAML file", loader: type[SafeLoader] = SafeLoader) -> Any:
     """Read and parse a YAML file (regular files only) with `load_yaml`'s limits; FileNotFoundError when
     absent, UserError otherwise."""
-    path = Path(path)
-    if not path.exists() and not path.is_symlink():
-        raise FileNotFoundError(2, "No such file or directory", str(path))
-    regular_file(path, what)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
-    return load_yaml(data, str(path), loader)
+    return load_yaml(read_bytes(path, what), str(path), loader)
 
 
 def max_read_bytes() -> int:

@@ -47,6 +47,7 @@ def test_labels_refuse_names_that_would_split_labels_txt(tmp_path, name):
 
 
 def test_folder_source_refuses_a_class_folder_with_a_newline(tmp_path):
+    import deepvision.data.sources  # noqa: F401 - registers every source, as the CLI does
     from deepvision.config.schema import DataConfig
     from deepvision.data.builtin_sources import folder_source
 

@@ -223,6 +223,7 @@ def model_npz_nan_coef(d: Path):
 
 @case
 def class_folder_with_newline(d: Path):
+    import deepvision.data.sources  # noqa: F401 - registers every source, as the CLI does
     from deepvision.config.schema import DataConfig
     from deepvision.data.builtin_sources import folder_source
 

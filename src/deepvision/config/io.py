@@ -12,7 +12,7 @@ import yaml
 from deepvision.config.coerce import from_dict, to_dict
 from deepvision.config.schema import Config
 from deepvision.errors import UserError
-from deepvision.safeload import ParseError, SafeLoader, load_yaml, regular_file
+from deepvision.safeload import ParseError, SafeLoader, load_yaml, read_bytes
 
 
 class Loader(SafeLoader):
@@ -61,11 +61,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise UserError(f"config file not found: {path}")
-    regular_file(path, "config file")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+    raw = read_bytes(path, "config file")
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError:
