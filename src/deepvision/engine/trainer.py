@@ -27,7 +27,7 @@ from deepvision.data.protocols import close_loader
 from deepvision.engine.callbacks import Callback, CallbackList, Checkpointer, FreezeBody, default_callbacks
 from deepvision.engine.distributed import DistInfo, all_reduce_sum, gather_object
 from deepvision.engine.optim import build_optimizer
-from deepvision.engine.reporting import Reporter
+from deepvision.engine.reporting import Reporter, open_log
 from deepvision.engine.resolve import ResolvedRun
 from deepvision.engine.schedules import Schedule
 from deepvision.engine.signals import GracefulStop, StopRequested
@@ -308,13 +308,16 @@ class Trainer:
             return
         listing = self.run.path / "skipped.txt"
         if self.dist.is_main:
-            with open(listing, "a", encoding="utf-8") as f:
+            with open_log(listing) as f:  # never through a link planted in the run folder
                 f.writelines(f"{epoch}\t{role}\t{s}\n" for s in skipped)
         total = count + scored
         self.reporter.line(f"Epoch[{epoch}] skipped {count} of {total} {role} samples as unreadable "
                            f"(data.skip_corrupt); listed in {listing}")
         limit = self.cfg.data.max_skipped_fraction
-        if scored == 0 or count > limit * total:
+        if scored == 0:
+            raise UserError(f"all {total} {role} samples are unreadable (listed in {listing}); nothing to "
+                            f"{'train' if role == 'train' else 'score'} on: repair or remove those files")
+        if count > limit * total:
             raise UserError(f"{count} of {total} {role} samples are unreadable (listed in {listing}), more than "
                             f"data.max_skipped_fraction={limit:g}; repair or remove those files")
 

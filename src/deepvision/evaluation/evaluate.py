@@ -167,6 +167,11 @@ def evaluate_run(
         if progress is not None:
             progress.close()
     classes = loaded.classes
+    if not len(labels):
+        what = role if data in (None, *ROLES) else str(data)
+        raise UserError(f"no sample of the {what} data could be read"
+                        + (" (every one was unreadable and skipped)" if cfg.data.skip_corrupt else "")
+                        + "; nothing to evaluate, no report written")
     if len(labels) and labels.max() >= probs.shape[1]:
         raise UserError(f"the data has label {int(labels.max())} but the model predicts {probs.shape[1]} classes; "
                         f"it was labelled for another model")
