@@ -133,8 +133,9 @@ def test_binding_beyond_loopback_warns_unless_a_token_is_set(run_dir, monkeypatc
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
     serve(run_dir, "0.0.0.0", 8000)
-    assert "warning: --host 0.0.0.0 opens the API to other machines without authentication; pass --token" \
-        in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "warning: --host 0.0.0.0 opens the API to the network; add --token SECRET" in err
+    assert all(len(line) <= 80 for line in err.splitlines())
     serve(run_dir, "0.0.0.0", 8000, token=TOKEN)
     out = capsys.readouterr()
     assert "warning" not in out.err and "?token=TOKEN" in out.out

@@ -179,8 +179,7 @@ def serve(source: str | Path, host: str = "127.0.0.1", port: int = 8000, *, max_
         raise UserError(f"deepvision serve needs FastAPI and uvicorn: {SERVE_EXTRA}") from None
     app = create_app(source, max_upload_mb=max_upload_mb, max_pixels=max_pixels, device=device, token=token)
     if not is_loopback(host) and token is None:
-        print(f"warning: --host {host} opens the API to other machines without authentication; "
-              f"pass --token SECRET to require an access token", file=sys.stderr)
+        print(f"warning: --host {host} opens the API to the network; add --token SECRET", file=sys.stderr)
     query = "?token=TOKEN" if token is not None else ""
     print(f"serving {source} on http://{host}:{port}/{query}  (JSON: POST /api/predict, health: GET /health; "
           f"Ctrl+C stops)")
