@@ -141,3 +141,16 @@ def test_binding_beyond_loopback_warns_unless_a_token_is_set(run_dir, monkeypatc
     assert "warning" not in out.err and "?token=TOKEN" in out.out
     serve(run_dir, "127.0.0.1", 8000)
     assert "warning" not in capsys.readouterr().err
+
+
+def test_serve_cli_takes_the_token_from_the_option_or_the_environment(run_cli, tmp_path, monkeypatch):
+    import deepvision.apps.serve as serve_pkg
+
+    seen = []
+    monkeypatch.setattr(serve_pkg, "serve", lambda *a, **k: seen.append(k["token"]))
+    monkeypatch.setenv("DEEPVISION_SERVE_TOKEN", "from-the-environment")
+    assert run_cli("serve", tmp_path, "--token", TOKEN)[0] == 0
+    assert run_cli("serve", tmp_path)[0] == 0
+    monkeypatch.delenv("DEEPVISION_SERVE_TOKEN")
+    assert run_cli("serve", tmp_path)[0] == 0
+    assert seen == [TOKEN, "from-the-environment", None]
