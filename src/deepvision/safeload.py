@@ -124,8 +124,7 @@ def load_json(data: str | bytes, source: str | None = None, max_depth: int = MAX
     """Parse JSON text with the nesting limit; ParseError for invalid JSON, LimitError when too deep."""
     depth = json_depth(data)
     if depth > max_depth:
-        raise LimitError(f"{_where(source)}JSON nested deeper than {max_depth} levels ({depth}); "
-                         f"not a file deepvision writes or reads")
+        raise LimitError(f"{_where(source)}JSON nested deeper than {max_depth} levels ({depth})")
     try:
         return json.loads(data)
     except RecursionError:  # not reachable within the depth limit; kept as a last guard
