@@ -148,3 +148,14 @@ def test_squeezenet_ref_at_224_is_one_line(tmp_path):
                      quiet=True)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_symbol_alone_cannot_allocate_beyond_the_read_ceiling(tmp_path, monkeypatch):
+    """`mxnet:graph` rebuilds an imported run from its symbol file before the checkpoint is read: the
+    weights the symbol declares are checked against the read ceiling first."""
+    from deepvision.models.mxnet_graph import build_graph
+
+    prefix = _checkpoint(tmp_path, {"num_filter": "1000000"})
+    monkeypatch.setenv("DEEPVISION_MAX_READ_GB", "0.01")
+    with pytest.raises(UserError, match=r"the graph's weights declares 328.0 MB, above the 10.0 MB one read"):
+        build_graph(f"{prefix}-symbol.json", 0, 1, (8, 8))

@@ -34,6 +34,7 @@ from deepvision.models.mxnet_ops import ADD_OPS, CONCAT_OPS, MUL_OPS, SUB_OPS, S
 from deepvision.models.mxnet_symbol import SOFTMAX_HEADS, Node, Symbol, read_symbol
 from deepvision.models.registry import ModelSpec, register_provider
 from deepvision.models.shapes import hw
+from deepvision.safeload import check_declared_bytes
 
 
 def _key(name: str, taken: set[str]) -> str:
@@ -119,7 +120,10 @@ class MXNetGraph(nn.Module):
 
     def materialize(self) -> None:
         """Give the layers real (CPU) storage, freshly initialised; a graph built with materialize=False
-        holds shapes only, so weights can be checked against a file before any is allocated."""
+        holds shapes only, so weights can be checked against a file before any is allocated. The total
+        is checked against the read ceiling first (a symbol file alone can declare terabytes)."""
+        total = sum(t.numel() * t.element_size() for t in (*self.parameters(), *self.buffers()))
+        check_declared_bytes(f"{self.symbol_path}: the graph's weights", total)
         self.to_empty(device="cpu")
         self._reset()
 
