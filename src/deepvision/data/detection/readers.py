@@ -10,7 +10,6 @@ Why one module of ~430 lines: five small readers that share the path and box hel
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import unicodedata
@@ -24,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from deepvision.data.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
 from deepvision.fileio import open_regular_file, read_regular_file, special_kind
+from deepvision.safeload import load_json
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -339,11 +339,7 @@ def _coco_image_dir(json_path: Path, images: list[dict[str, Any]], images_dir: P
 
 def _coco_json(json_path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(read_regular_file(json_path).decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{json_path} is not a JSON file ({exc})") from None
-    except RecursionError:
-        raise UserError(f"{json_path} is nested too deeply to be a COCO file") from None
+        data = load_json(read_regular_file(json_path), str(json_path))  # bounded: depth, one-line errors
     except OSError as exc:
         raise UserError(f"cannot read {json_path}: {exc.strerror or exc}") from None
     if not isinstance(data, dict) or not {"images", "annotations", "categories"} <= set(data):
@@ -477,8 +473,6 @@ def read_yolo(source: str | Path) -> Annotations:
     or a folder with images/SPLIT/ and labels/SPLIT/ plus classes.txt. Label lines are
     `class cx cy w h` normalised; polygon lines (segments) become their bounding box.
     """
-    import yaml
-
     from deepvision.config.io import load_yaml_text  # the project's one YAML loader (plain data only)
 
     source = Path(source)
@@ -495,12 +489,7 @@ def read_yolo(source: str | Path) -> Annotations:
         yaml_path = source / "classes.txt"
     else:
         yaml_path = source if source.is_file() else sorted(source.glob("*.yaml"))[0]
-        try:
-            spec = load_yaml_text(read_text(yaml_path)) or {}
-        except RecursionError:
-            raise UserError(f"{yaml_path} is nested too deeply to be a YOLO data file") from None
-        except yaml.YAMLError as exc:
-            raise UserError(f"cannot read {yaml_path} as YAML: {' '.join(str(exc).split())}") from None
+        spec = load_yaml_text(read_text(yaml_path), str(yaml_path)) or {}  # bounded: depth and alias expansion
         if not isinstance(spec, dict) or "names" not in spec:
             raise UserError(f"{yaml_path} has no 'names' (the class names)")
     names = _yolo_names(spec["names"], str(yaml_path))
