@@ -78,7 +78,7 @@ def test_show_writes_a_diagram(run_cli, tmp_path):
     (("show", "googlenet_ref", "--input", "227"), "googlenet_ref: input 227x227 is too large"),
     (("show", "alexnet_ref", "--input", "40"), "alexnet_ref: input 40x40 is too small: features.block3.pool3"),
     (("show", "squeezenet"), "unknown model 'squeezenet' (did you mean: "),
-    (("show", "tv:resnet5"), "unknown torchvision model 'tv:resnet5' (did you mean: resnet50"),
+    (("show", "tv:resnet5"), "unknown torchvision model 'tv:resnet5' (did you mean: tv:resnet50"),
     (("show", "lenet", "--input", "3by28"), "--input must look like 3x224x224"),
     (("show", "lenet", "--set", "activation"), "--set expects KEY=VALUE"),
     (("show", "lenet", "--set", "activaton=relu"), "model 'lenet' has no option 'activaton' (did you mean: activation"),

@@ -1,4 +1,5 @@
-"""torchvision detectors by name, adapted to `num_classes` (which counts the background, class 0).
+"""torchvision detectors by name (each also answers to `tv:NAME`), adapted to `num_classes` (which
+counts the background, class 0).
 
     fasterrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn_v2, fasterrcnn_resnet101_fpn,
     fasterrcnn_mobilenet_v3_large_fpn, fasterrcnn_mobilenet_v3_large_320_fpn,
@@ -40,8 +41,8 @@ WEIGHT_CHOICES = ("coco", "imagenet", "none")
 
 
 def detection_family(name: str) -> str | None:
-    """'rcnn' or 'ssd' for a registered detector, None for any other model."""
-    return DETECTION_MODELS.get(name)
+    """'rcnn' or 'ssd' for a registered detector (by its name or `tv:NAME`), None for any other model."""
+    return DETECTION_MODELS.get(name.removeprefix("tv:"))
 
 
 def cached_weights_path(url: str) -> Path:
@@ -207,7 +208,8 @@ def _rcnn(name: str, coco: str | None, backbone: str, per_level: bool, input_siz
 
     build.__name__ = build.__qualname__ = name
     build.__doc__ = f"torchvision {name} (Faster R-CNN), COCO/ImageNet/no weights."
-    register_model(name, input_size=input_size, num_classes=91, description=build.__doc__)(build)
+    register_model(name, input_size=input_size, num_classes=91, description=build.__doc__,
+                   aliases=(f"tv:{name}",))(build)
     DETECTION_MODELS[name] = "rcnn"
 
 
@@ -289,7 +291,8 @@ def _ssd(name: str, coco: str, backbone: str, lite: bool, input_size: tuple[int,
 
     build.__name__ = build.__qualname__ = name
     build.__doc__ = f"torchvision {name} (SSD), COCO/ImageNet/no weights."
-    register_model(name, input_size=input_size, num_classes=91, description=build.__doc__)(build)
+    register_model(name, input_size=input_size, num_classes=91, description=build.__doc__,
+                   aliases=(f"tv:{name}",))(build)
     DETECTION_MODELS[name] = "ssd"
 
 

@@ -1,4 +1,5 @@
 """Every torchvision classification model by name: `tv:resnet50`, `tv:efficientnet_b0`, `tv:vit_b_16`, ...
+(torchvision's detectors answer to `tv:NAME` too: they are registered in models/detection.py).
 
 Models are built with `weights=None` and the requested `num_classes`. `in_channels` other than 3
 replaces the first convolution (its weights are summed to one channel, or repeated and scaled by
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from deepvision.errors import UserError, suggest
-from deepvision.models.registry import ModelSpec, register_provider
+from deepvision.models.registry import ModelSpec, register_provider, suggest_model
 
 _AUX_MODELS = ("inception_v3", "googlenet")
 
@@ -43,8 +44,9 @@ def torchvision_names() -> tuple[str, ...]:
 def _check_name(name: str) -> None:
     names = torchvision_names()
     if name not in names:
-        raise UserError(f"unknown torchvision model 'tv:{name}'{suggest(name, names)}; "
-                        f"run `deepvision models --tv` for the {len(names)} classification models")
+        raise UserError(f"unknown torchvision model 'tv:{name}'{suggest_model(f'tv:{name}')}; "
+                        f"run `deepvision models --tv` for the {len(names)} classification models "
+                        f"(detectors: `deepvision models`)")
 
 
 def _default_entry(name: str):

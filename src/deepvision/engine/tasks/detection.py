@@ -10,6 +10,9 @@ It implements the engine's Task contract (engine/tasks/base.py in main):
   sum, and the meter records every component (history.csv: train_loss, train_loss_classifier, ...);
 - validation: detections in eval mode, accumulated on the CPU; the meter computes PASCAL VOC
   mAP@0.5 (all-point) and, with pycocotools installed, COCO mAP@[.5:.95] (val_map50, val_map).
+
+A config that trains a detector on `data.source: detection` is this task without `task: detection`
+being written.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from deepvision.config.names import register_inference
 from deepvision.config.schema import Config
 from deepvision.data.detection.loader import DetectionData, load_detection_data
 from deepvision.data.preprocess import Preprocess
@@ -108,6 +112,15 @@ class DetectionMeter:
         except ImportError:
             self.coco = {}
         return {"map50": self.voc.map, "map": self.coco.get("map", math.nan), "count": len(records)}
+
+
+def infer_detection_task(cfg: Config) -> None:
+    """A detector on a detection source is the detection task, whatever the (default) task says."""
+    if cfg.task == "classification" and cfg.data.source == "detection" and detection_family(cfg.model.name):
+        cfg.task = "detection"
+
+
+register_inference(infer_detection_task)
 
 
 @register_task("detection")
