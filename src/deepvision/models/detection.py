@@ -8,7 +8,8 @@ counts the background, class 0).
 `weights`: "coco" (torchvision's COCO weights; the class head is then replaced when `num_classes`
 is not 91), "imagenet" (backbone only) or None (from scratch). Weight files are read from the torch
 hub cache (`$TORCH_HOME/hub/checkpoints`, as torchvision stores them) with `weights_only=True`, and
-downloaded there when online; offline, a missing file is a one-line error naming it.
+downloaded there when online (never with DEEPVISION_OFFLINE=1); offline, a missing file is a one-line
+error naming it and where to place it.
 
 The parameters of SPEC §10.2/§10.3 that torchvision exposes are builder options (`model.args`):
 Faster R-CNN takes torchvision's own names (min_size, max_size, rpn_nms_thresh, rpn_pre/post_nms_top_n_*,
@@ -56,6 +57,9 @@ def load_weights_file(entry: Any) -> dict[str, torch.Tensor]:
     label = f"{type(entry).__name__}.{entry.name}"
     if path.is_file():  # a truncated download, or not a state dict: a one-line error
         return read_torch_file(path, f"{label} weights file", f"delete it and download {entry.url} again")
+    if os.environ.get("DEEPVISION_OFFLINE", "") not in ("", "0"):
+        raise UserError(f"{label} weights are not in the torch hub cache and DEEPVISION_OFFLINE is set; without "
+                        f"network, download {entry.url} elsewhere and place it at {path} (docs/transfer.md)")
     try:
         return torch.hub.load_state_dict_from_url(entry.url, map_location="cpu", weights_only=True, check_hash=True,
                                                   progress=False)

@@ -61,11 +61,34 @@ def _default_entry(name: str):
     return enum.DEFAULT
 
 
+def weights_tag(weights: str) -> str:
+    """The tag of a weights spelling: `torchvision` -> DEFAULT, `torchvision:TAG` -> TAG, `TAG` -> TAG
+    (the same spellings in `model.pretrained` and on the command line's `--weights`)."""
+    if weights == "torchvision":
+        return "DEFAULT"
+    return weights.removeprefix("torchvision:") or "DEFAULT"
+
+
+def is_weights_tag(name: str, weights: str) -> bool:
+    """Whether `weights` names published weights of tv model `name` (DEFAULT, a tag, Enum.TAG, any with
+    the `torchvision:` prefix), rather than a file."""
+    from torchvision.models import get_model_weights
+
+    if name not in torchvision_names():
+        return False
+    enum = get_model_weights(name)
+    tag = weights_tag(weights)
+    tag = tag.split(".", 1)[1] if tag.startswith(f"{enum.__name__}.") else tag
+    return tag == "DEFAULT" or tag in [e.name for e in enum]
+
+
 def resolve_weights(name: str, weights: str):
-    """torchvision's weights entry for `weights` ('DEFAULT', a tag, or 'Enum.TAG'); UserError if unknown."""
+    """torchvision's weights entry for `weights` ('DEFAULT', a tag, or 'Enum.TAG', each optionally written
+    `torchvision:...`; `torchvision` alone is DEFAULT); UserError if unknown."""
     from torchvision.models import get_model_weights
 
     enum = get_model_weights(name)
+    weights = weights_tag(weights)
     tag = weights.split(".", 1)[1] if weights.startswith(f"{enum.__name__}.") else weights
     if tag == "DEFAULT":
         return enum.DEFAULT
