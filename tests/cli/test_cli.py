@@ -32,6 +32,66 @@ def test_every_command_has_help(run_cli):
     assert code == 0 and "train" in out
 
 
+def parsers(parser=None, path=("deepvision",)):
+    """(command path, parser) of every command and sub-command."""
+    import argparse
+
+    parser = parser or build_parser()
+    yield " ".join(path), parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in dict(action.choices).items():
+                yield from parsers(child, (*path, name))
+
+
+def test_every_help_fits_80_columns_on_any_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    seen = 0
+    for name, parser in parsers():
+        wide = [line for line in parser.format_help().splitlines() if len(line) > 80]
+        assert not wide, f"{name} --help: {wide[0]!r}"
+        seen += 1
+    assert seen > 40
+
+
+def test_help_wrapping_keeps_examples_readable():
+    from deepvision.cli.main import fit_lines
+
+    example = "  deepvision features runs/my_run test.lst --out f.h5" + " " * 20 + "  # the input of its classifier"
+    assert fit_lines(example + "\n") == ("  deepvision features runs/my_run test.lst --out f.h5\n"
+                                          "    # the input of its classifier\n")
+    prose = "word " * 40
+    lines = fit_lines(prose).splitlines()
+    assert max(map(len, lines)) <= 80 and " ".join(lines).split() == prose.split()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("trian",), "deepvision: error: unknown command 'trian' (did you mean train?)"),
+    (("detection", "biuld"), "deepvision detection: error: unknown command 'biuld' (did you mean build?)"),
+    (("recipes", "lst"), "invalid choice: 'lst' (did you mean list? choose from list, show)"),
+])
+def test_mistyped_commands_get_a_suggestion(capsys, argv, message):
+    from deepvision.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err and err.count("\n") == 1
+
+
+def test_recipes_list_fits_80_columns_and_keeps_names_whole(run_cli):
+    from deepvision.recipes import recipe_names
+
+    code, out, err = run_cli("recipes")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 80
+    assert set(recipe_names()) <= set(lines)  # each name whole, on its own line
+    assert "  tv:mobilenet_v2 on folder, 12 epochs, batch 16, lr cosine" in lines
+    age = lines[lines.index("adience_age") + 1:lines.index("adience_gender")]
+    assert "reference val 71.65 (one-off 94.14), test 71.15 (one-off 88.28)" in " ".join(x.strip() for x in age)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A 2-class run on an image folder (exercises the folder source and the binary reports)."""

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import pkgutil
+import shutil
 import sys
+import textwrap
+from typing import Any
 
 from deepvision.version import __version__
 
@@ -24,12 +28,60 @@ def missing_extra(exc: ModuleNotFoundError) -> str | None:
     return f"this needs {package} (module {module}), which is not installed: pip install 'deepvision[{extra}]'"
 
 
+HELP_WIDTH = 80  # --help never needs a wider terminal
+
+
+def fit_lines(text: str, width: int = HELP_WIDTH) -> str:
+    """`text` with every line wrapped to `width` columns: prose keeps its indentation, an example's
+    trailing `# comment` moves to the next line, and long commands continue indented."""
+    out: list[str] = []
+    for line in text.splitlines():
+        if len(line) <= width:
+            out.append(line)
+            continue
+        indent = line[: len(line) - len(line.lstrip())]
+        code, sep, comment = line.partition("  # ")
+        if sep and code.strip() and len(code.rstrip()) <= width:
+            out.append(code.rstrip())
+            out += textwrap.wrap(f"# {comment.strip()}", width, initial_indent=indent + "  ",
+                                 subsequent_indent=indent + "  # ", break_on_hyphens=False)
+            continue
+        example = line.lstrip().startswith("deepvision ")
+        out += textwrap.wrap(line.strip(), width, initial_indent=indent,
+                             subsequent_indent=indent + ("    " if example else ""), break_on_hyphens=False,
+                             break_long_words=False)
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse with a one-line error message (and exit code 2)."""
+    """argparse with a one-line error message (and exit code 2), a did-you-mean for mistyped commands
+    and choices, and help that fits 80 columns."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         raise SystemExit(2)
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        choices = action.choices
+        if choices is None or value in choices:
+            return
+        names = [str(c) for c in choices]
+        close = difflib.get_close_matches(str(value), names, n=3, cutoff=0.6)
+        if isinstance(action, argparse._SubParsersAction):
+            hint = f" (did you mean {' or '.join(close)}?)" if close else f"; commands: {', '.join(names)}"
+            raise argparse.ArgumentError(None, f"unknown command '{value}'{hint}")
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise argparse.ArgumentError(action, f"invalid choice: '{value}' ({hint}choose from {', '.join(names)})")
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        columns = min(shutil.get_terminal_size().columns, HELP_WIDTH)
+        return self.formatter_class(prog=self.prog, width=columns - 2)
+
+    def format_help(self) -> str:
+        return fit_lines(super().format_help())
+
+    def format_usage(self) -> str:
+        return fit_lines(super().format_usage())
 
 
 def build_parser() -> Parser:
