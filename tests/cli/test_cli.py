@@ -330,3 +330,57 @@ def test_record_runs_resolve_files_under_the_data_root(tmp_path, run_cli, monkey
     assert code == 0, err
     report = json.loads(next((tmp_path / "runs" / "rec" / "eval").glob("*/metrics.json")).read_text())
     assert report["samples"] == 6 and "[INFO] rank-1:" in out
+
+
+@pytest.fixture
+def busy_machine(monkeypatch):
+    """4 cores, 3 of them busy with other processes (a faked /proc/stat reading); torch on 4 threads."""
+    import torch
+
+    from deepvision.engine import threads
+
+    monkeypatch.setenv("DEEPVISION_CPU_THREADS", "auto")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(threads, "busy_cores", lambda interval=0.25: 3.0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("command, argv", [("predict", ["RUN", "a.png", "--device", "cpu"]),
+                                           ("detect", ["RUN", "a.png", "--device", "cpu"]),
+                                           ("evaluate", ["RUN"]), ("classify", ["a.png"]),
+                                           ("features", ["tv:resnet18", "photos/"]), ("export", ["RUN"]),
+                                           ("emotion", ["RUN", "--headless"])])
+def test_computing_commands_run_on_the_free_cores(busy_machine, monkeypatch, capsys, command, argv):
+    import importlib
+
+    import torch
+
+    from deepvision.cli.main import COMPUTING, main
+
+    module = importlib.import_module(f"deepvision.cli.commands.{command}")
+    seen = []
+    monkeypatch.setattr(module, "run", lambda args: seen.append(torch.get_num_threads()) or 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main([command, *argv]) == 0
+    assert command in COMPUTING and seen == [1] and torch.get_num_threads() == 4  # restored afterwards
+    assert capsys.readouterr().err == (f"3.0 of 4 cores are busy with other processes: running {command} on 1 "
+                                       f"thread(s) instead of 4 (set OMP_NUM_THREADS to choose)\n")
+
+
+def test_thread_policy_leaves_gpu_and_chosen_counts_alone(busy_machine, monkeypatch, capsys):
+    import torch
+
+    from deepvision.cli.commands import predict
+    from deepvision.cli.main import COMPUTING, main
+
+    seen = []
+    monkeypatch.setattr(predict, "run", lambda args: seen.append(torch.get_num_threads()) or 0)
+    assert main(["predict", "RUN", "a.png", "--device", "cuda"]) == 0  # the GPU computes
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert main(["predict", "RUN", "a.png", "--device", "cpu"]) == 0  # the user's choice wins
+    assert seen == [4, 4] and capsys.readouterr().err == ""
+    assert set(COMPUTING) <= set(commands()) and not {"runs", "train", "resume"} & COMPUTING

@@ -98,6 +98,30 @@ def build_parser() -> Parser:
     return parser
 
 
+# Commands that compute on the CPU besides training (train, resume and demo fit their threads in the trainer):
+# they run on the cores other processes leave free, as training does (engine/threads.py).
+COMPUTING = frozenset({"agegender", "cars", "classify", "detect", "emotion", "evaluate", "export", "features",
+                       "orientation", "predict", "serve", "stl10"})
+
+
+def fit_threads(args: argparse.Namespace) -> int | None:
+    """Apply the training thread policy to a computing command on the CPU; returns the thread count to
+    restore afterwards (None when nothing was changed). The note, when threads were lowered, goes to stderr
+    so that stdout (JSON, tables) stays clean."""
+    if args.command not in COMPUTING:
+        return None
+    import torch
+
+    from deepvision.engine.threads import fit_threads_to_load
+
+    device = str(getattr(args, "device", None) or "auto")
+    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    previous, note = fit_threads_to_load(torch.device("cpu" if on_cpu else "cuda"), what=f"running {args.command}")
+    if note:
+        sys.stderr.write(note + "\n")
+    return previous
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -109,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     from deepvision.engine.signals import StopRequested
     from deepvision.errors import UserError
 
+    threads = None
     try:
+        threads = fit_threads(args)
         return int(args.func(args) or 0)
     except UserError as exc:
         sys.stderr.write(f"deepvision {args.command}: error: {exc}\n")
@@ -138,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         sys.stderr.write(f"deepvision {args.command}: error: {where}{exc.strerror or exc}\n")
         return 2
+    finally:
+        if threads is not None:  # a caller in the same process (a test, a notebook) keeps its own setting
+            import torch
+
+            torch.set_num_threads(threads)
 
 
 if __name__ == "__main__":
