@@ -50,7 +50,7 @@ def table(folder: str, markdown: bool, as_csv: bool, wide: bool = False, columns
 
     from deepvision.errors import UserError
     from deepvision.fileio import atomic_write_text
-    from deepvision.runs.journal import COLUMNS, journal, print_table, to_csv, to_markdown
+    from deepvision.runs.journal import journal, print_table, to_csv, to_markdown, wide_columns
 
     rows = journal(folder)
     try:
@@ -65,7 +65,7 @@ def table(folder: str, markdown: bool, as_csv: bool, wide: bool = False, columns
         print(f"no runs under {folder} (a run directory holds config.yaml and run.json)")
     else:
         if wide and not columns:
-            columns = list(COLUMNS)
+            columns = wide_columns(rows)
         n = len(rows)
         print_table(rows, columns, wide=wide, title=f"{n} run{'s' if n != 1 else ''} in {folder}")
     return 0
