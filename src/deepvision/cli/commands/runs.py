@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "epoch's val rank-1 and rank-5 (rank-5 only with more than 5 classes), checkpoint disk use and "
                     "status (model, best epoch and test rank-1 too when they fit). Runs that monitor another "
                     "metric (detection: val_map50) get a column with its best value, and test mAP50/mAP "
-                    "(after training or `deepvision evaluate`). --wide shows every column, "
+                    "(after training or `deepvision evaluate`). --wide shows every column once, "
                     "--columns chooses them. It also writes DIR/journal.csv with every column. "
                     "`deepvision runs compare RUN_A RUN_B ... [--out FILE.png]` overlays their curves in one PNG.",
         epilog="columns: name, model, data, epochs, lr_schedule, best_val_acc, best_val_top5, best_epoch, "
