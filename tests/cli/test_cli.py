@@ -384,3 +384,16 @@ def test_thread_policy_leaves_gpu_and_chosen_counts_alone(busy_machine, monkeypa
     assert main(["predict", "RUN", "a.png", "--device", "cpu"]) == 0  # the user's choice wins
     assert seen == [4, 4] and capsys.readouterr().err == ""
     assert set(COMPUTING) <= set(commands()) and not {"runs", "train", "resume"} & COMPUTING
+
+
+def test_long_class_names_are_shortened_at_a_synonym_never_mid_word():
+    from deepvision.cli.output import shorten_name
+
+    van = "n03977966 police van, police wagon, paddy wagon, patrol wagon, wagon, black Maria"
+    assert shorten_name(van, 64) == "n03977966 police van, police wagon, paddy wagon, ..."
+    assert shorten_name("n04118776 rule, ruler", 64) == "n04118776 rule, ruler"
+    assert shorten_name("a very long class name without any synonyms at all", 20) == "a very long ..."
+    for width in range(12, 80):
+        short = shorten_name(van, width)
+        assert len(short) <= width and (short == van or short.endswith("..."))
+        assert all(word in van.replace(",", "").split() for word in short.replace(",", "").split()[:-1])

@@ -63,5 +63,5 @@ def run(args: argparse.Namespace) -> int:
         write_predictions(results, args.out)
     from deepvision.cli.output import print_top_k
 
-    print_top_k(results, args.json, name_width=60)
+    print_top_k(results, args.json, name_width=64)  # "  10. NAME: 100.00%" in 80 columns
     return 0
