@@ -155,7 +155,7 @@ class DetectionTask(Task):
             raise UserError("detection models take RGB images: set data.channels to 3 (or leave it unset)")
         pre = Preprocess(channels=3, size=size, scale=1 / 255)
         # SSDlite's BatchNorm cannot train on one image (1 x 1 feature maps): never a 1-image batch
-        min_batch = 2 if self.cfg.model.name.startswith("ssdlite") else 1
+        min_batch = 2 if self.cfg.model.name.removeprefix("tv:").startswith("ssdlite") else 1
         if min_batch > self.cfg.data.batch_size:
             raise UserError(f"{self.cfg.model.name} needs data.batch_size >= 2 (BatchNorm on 1 x 1 feature maps)")
         data = load_detection_data(self.cfg.data, roles, pre, min_batch=min_batch)
