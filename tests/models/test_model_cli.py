@@ -12,19 +12,23 @@ from deepvision.models import list_models
 def test_models_lists_every_registered_model_with_size_and_counts(run_cli):
     code, out, err = run_cli("models")
     assert code == 0, err
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 80
     for name in list_models():
-        assert re.search(rf"\b{name}\b", out), name
-    row = next(line for line in out.splitlines() if " alexnet_ref " in line)
-    assert "3x227x227" in row and "62,397,480" in row and "62,387,912" in row
-    row = next(line for line in out.splitlines() if " resnet50_ref " in line)
-    assert "25,549,486" in row and "25,549,483" in row
+        assert name in lines, name  # each name whole, on its own line
+    row = lines[lines.index("alexnet_ref") + 1]
+    assert row == "  3x227x227, 1000 classes, 62,397,480 parameters (reference profile 62,387,912)"
+    row = lines[lines.index("resnet50_ref") + 1]
+    assert "25,549,486 parameters (reference profile 25,549,483)" in row
+    assert lines[lines.index("lenet") + 1] == "  1x28x28, 10 classes, 431,080 parameters"  # one profile: one count
     assert "tv:" not in out.split("torchvision:")[0]  # torchvision models only with --tv
 
 
 def test_models_tv_filter(run_cli):
     code, out, err = run_cli("models", "--tv", "--filter", "resnet5")
     assert code == 0, err
-    row = next(line for line in out.splitlines() if "tv:resnet50 " in line)
+    lines = out.splitlines()
+    row = lines[lines.index("tv:resnet50") + 1]
     assert "3x224x224" in row and "25,557,032" in row
     assert "resnet50_ref" in out and "tv:resnet18" not in out
     code, _, err = run_cli("models", "--filter", "nothing-like-this")
