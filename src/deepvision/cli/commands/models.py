@@ -47,7 +47,7 @@ def _console():
 
     from rich.console import Console
 
-    return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
+    return Console(width=None if sys.stdout.isatty() else 80, highlight=False)
 
 
 def _meta_model(name: str, num_classes: int | None = None, in_channels: int | None = None, **options: Any):
@@ -161,10 +161,14 @@ def run_show(args: argparse.Namespace) -> int:
 
     profile = "reference" if options.get("reference") else "modern"
     title = f"{args.name} ({profile} profile{', ' + escape(shown) if shown else ''})"
-    table = Table(title=title, title_justify="left")
+    from rich import box
+
+    # no cell borders: the table is as narrow as Keras' summary and fits 80 columns
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  padding=(0, 1), collapse_padding=True)
     for column, justify in (("layer", "left"), ("type", "left"), ("output shape", "left"), ("params", "right"),
                             ("mult-adds", "right")):
-        table.add_column(column, justify=justify, overflow="fold")
+        table.add_column(column, justify=justify, overflow="fold", no_wrap=column != "layer")
     for row in summary.rows:
         params = f"{row.params:,}" + (" (frozen)" if row.params and row.trainable == 0 else "")
         if 0 < row.trainable < row.params:
