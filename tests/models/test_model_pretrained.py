@@ -145,7 +145,7 @@ def test_detector_coco_weights_offline_is_one_line_without_download(monkeypatch,
     calls = []
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: calls.append(a))
     cfg = build_config({"model": {"name": "ssdlite320_mobilenet_v3_large", "num_classes": 3, "in_channels": 3,
-                                  "pretrained": "coco"}, "data": {"source": "detection"}})
+                                  "pretrained": "coco"}})
     with pytest.raises(UserError) as err:
         build_model(cfg, Preprocess(3, (320, 320)))
     from torchvision.models.detection import SSDLite320_MobileNet_V3_Large_Weights
