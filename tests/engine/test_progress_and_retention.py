@@ -145,3 +145,19 @@ def test_detection_epoch_line_fits_80_columns():
     assert len(ssd) <= 80 and "classification" not in ssd  # the components give way whole (history.csv has them)
     short = terminal.summary(EpochRecord(3, 0.01, {"loss": 3.1, "loss_classification": 2.0}, None, 80.0, 2.0))
     assert short.startswith("epoch 3/40  loss 3.1  2.0s  lr 0.01  (classification 2)")
+
+
+def test_detection_speedometer_line_fits_80_columns():
+    import io
+
+    from deepvision.engine.reporting import Reporter
+
+    stream = io.StringIO()
+    reporter = Reporter(None, progress="lines", stream=stream)
+    reporter.epoch, reporter.epochs, reporter.steps = 4, 40, 1250
+    window = {"loss": 0.8123, "loss_classifier": 0.2345, "loss_box_reg": 0.3456, "loss_objectness": 0.0123,
+              "loss_rpn_box_reg": 0.0456}
+    reporter.speedometer_console(4, 1200, 12.3, window)
+    (line,) = stream.getvalue().splitlines()
+    assert len(line) <= 80 and line.startswith("epoch 5/40  batch 1200/1250  loss 0.8123  12 samples/s")
+    assert "loss_" not in line  # components whole or not at all (train.log has them)

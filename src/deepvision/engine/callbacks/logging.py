@@ -53,7 +53,7 @@ class Terminal(Callback):
             self._live_at = now
             meter = getattr(self.trainer, "train_meter", None)
             if meter is not None:  # the epoch's running loss and accuracy (rank-5 stays in the log lines)
-                live = {k: v for k, v in meter.compute().items() if k != "top5"}
+                live = {k: v for k, v in meter.compute().items() if k != "top5" and not k.startswith("loss_")}
         self.trainer.reporter.advance(1, live)
 
     def on_log(self, epoch: int, batch: int, speed: float, window: dict[str, float]) -> None:
