@@ -226,3 +226,31 @@ class _FlakyCamera:
 def test_failed_camera_reads_are_skipped():
     assert len(list(frames_from(_FlakyCamera("1001101"), is_camera=True, max_frames=4))) == 4
     assert len(list(frames_from(_FlakyCamera("1101"), is_camera=False))) == 2  # a video ends at its first failure
+
+
+def test_emotion_on_still_images_labels_every_face(fer_run, tmp_path, run_cli):
+    from tests.faces.facetools import FACE, astronaut_bgr
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    astronaut = astronaut_bgr()
+    cv2.imwrite(str(photos / "pair.png"), np.concatenate([astronaut, astronaut], axis=1))  # 1024 x 512, two faces
+    cv2.imwrite(str(photos / "wall.png"), np.full((200, 300, 3), 90, np.uint8))
+    out = tmp_path / "emotions"
+    code, stdout, err = run_cli("emotion", fer_run, "--image", photos, "--out", out)
+    assert code == 0, err
+    lines = stdout.splitlines()
+    assert lines[0] == f"{photos / 'pair.png'}: 2 faces" and lines[1].startswith("  face 1 at ")
+    assert f"{photos / 'wall.png'}: no face found" in lines
+    rows = _csv_rows(out / "results.csv")
+    assert [r["face"] for r in rows] == ["0", "1"] and all(r["label"] == "happy" for r in rows)
+    # boxes in the photo's own pixels (detected at width 800): the cascade's face, and the same 512 px to the right
+    for row, dx in zip(rows, (0, 512)):
+        box = tuple(int(row[k]) for k in "xywh")
+        assert iou(box, (FACE[0] + dx, *FACE[1:])) > 0.7, box
+    annotated = cv2.imread(str(out / "pair.png"))
+    assert annotated.shape == (400, 800, 3)  # the detection size: width 800
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["images"] == 2 and doc["no_face"] == [str(photos / "wall.png")] and len(doc["faces"]) == 2
+    code, _, err = run_cli("emotion", fer_run, "--image", tmp_path / "none.jpg")
+    assert code == 2 and "image not found" in err

@@ -41,6 +41,9 @@ def test_onnx_file_predicts_like_the_run(runs, run_cli, tmp_path):
     assert code == 0, err
     assert "parity on 4 the given images: max |logits difference|" in out and "top-1 agreement 100.0%" in out
     assert target.is_file() and not list(tmp_path.glob("*.data"))  # one self-contained file
+    from deepvision.fileio import file_mode
+
+    assert target.stat().st_mode & 0o777 == file_mode()  # like every other output, not mkstemp's 0600
     import onnx
 
     model = onnx.load(str(target))
@@ -82,6 +85,9 @@ def test_dynamic_batch_onnx_and_torchscript(runs, tmp_path):
 
     ts = export_run(zoo, format="torchscript", dynamic_batch=True, quiet=True)
     assert ts.path == zoo / "export" / "zoo.torchscript"
+    from deepvision.fileio import file_mode
+
+    assert ts.path.stat().st_mode & 0o777 == result.path.stat().st_mode & 0o777 == file_mode()
     extra = {"deepvision.json": ""}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream; files still load
@@ -110,3 +116,4 @@ def test_export_refuses_a_file_that_differs_and_bad_options(runs, tmp_path, monk
         from deepvision.inference.onnx_runtime import OnnxClassifier
 
         OnnxClassifier(Path(__file__))  # any existing file: the missing package is reported first
+

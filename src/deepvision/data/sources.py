@@ -94,7 +94,8 @@ def load_data(cfg: DataConfig, roles: tuple[str, ...] = ("train", "val", "test")
     """Load the splits a config asks for and assign train/val/test roles.
 
     Only the named `roles` are read (training needs no test file); the training split is always read,
-    since validation and test parts may be carved out of it.
+    since validation and test parts may be carved out of it. With both `data.val` and `data.val_fraction`
+    set, the named split is used when the data has it, else the fraction is carved.
     """
     sources = registered_sources()
     if task_of_source(cfg.source):
@@ -114,6 +115,8 @@ def load_data(cfg: DataConfig, roles: tuple[str, ...] = ("train", "val", "test")
             split_of[role] = raw.splits[name]
         elif role == "test" and name == defaults.test:
             split_of[role] = None  # the default test split is optional
+        elif role == "val" and cfg.val_fraction > 0:
+            split_of[role] = None  # no such split: val_fraction of the training split is carved instead
         else:
             have = ", ".join(sorted(raw.splits)) or "none"
             raise UserError(f"data.{role}: split '{name}' not found in {cfg.source} data at {cfg.root}; "
@@ -126,6 +129,8 @@ def load_data(cfg: DataConfig, roles: tuple[str, ...] = ("train", "val", "test")
     n = len(split_of["train"])
     for role, fraction in (("test", cfg.test_fraction), ("val", cfg.val_fraction)):
         if fraction > 0:
+            if role == "val" and split_of[role] is not None:
+                continue  # the data has the named val split: val_fraction is only the fallback
             if split_of[role] is not None and getattr(cfg, role) != getattr(defaults, role):
                 raise UserError(f"data.{role} and data.{role}_fraction are both set; use one of them")
             count = int(round(fraction * n))

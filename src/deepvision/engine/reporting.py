@@ -223,8 +223,11 @@ class Reporter:
             return
         steps = f"/{self.steps}" if self.steps and self.epoch == epoch else ""
         of = f"/{self.epochs}" if self.epochs else ""
-        self.echo(fit_line([f"epoch {epoch + 1}{of}", f"batch {batch}{steps}", format_metrics(metrics)],
-                           [f"{speed:,.0f} samples/s"]))
+        # a detector's loss components give way first (train.log has every one of them)
+        main = {k: v for k, v in metrics.items() if not k.startswith("loss_")}
+        parts = {k.removeprefix("loss_"): v for k, v in metrics.items() if k.startswith("loss_")}
+        self.echo(fit_line([f"epoch {epoch + 1}{of}", f"batch {batch}{steps}", format_metrics(main)],
+                           [f"{speed:,.0f} samples/s", f"({format_metrics(parts)})" if parts else ""]))
 
     def metrics(self, epoch: int, prefix: str, metrics: dict[str, float], console: bool = True) -> None:
         for key in _keys(metrics):

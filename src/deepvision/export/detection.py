@@ -33,6 +33,7 @@ from deepvision.engine.detection_metrics import box_iou
 from deepvision.errors import UserError
 from deepvision.export.onnx_export import METADATA_KEY
 from deepvision.export.result import ExportResult
+from deepvision.fileio import file_mode
 from deepvision.models.detection import detection_family
 from deepvision.onnxrt import ort_session, require
 from deepvision.runs.loading import LoadedRun, load_run
@@ -198,6 +199,7 @@ def export_detector(run_dir: str | Path | LoadedRun, out: str | Path | None = No
             if not parity.ok:
                 raise UserError(f"the exported {fmt} model differs from PyTorch ({parity.line()}); nothing was "
                                 f"written to {path}")
+        os.chmod(tmp, file_mode())  # mkstemp's 0600 -> what every other output gets (0644 under umask 022)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="HDF5 file to write (never overwritten)")
     p.add_argument("--layer", help="layer name (default: the input of the classifier head); see --list-layers")
     p.add_argument("--list-layers", action="store_true", help="print the valid layer names and exit")
-    p.add_argument("--weights", help="tv: DEFAULT, a tag or a file; registered models: a weights file")
+    p.add_argument("--weights", help="tv: DEFAULT, a tag (IMAGENET1K_V1, torchvision:IMAGENET1K_V1) or a file; "
+                   "registered models: a weights file")
     p.add_argument("--pool", type=int, help="average-pool 4-D activations to a K x K grid before flattening")
     p.add_argument("--flatten", choices=["channels_last", "channels_first"], default="channels_last",
                    help="flatten order of 4-D activations (default channels_last, the reference's H, W, C)")
