@@ -17,8 +17,6 @@ the same number of such detections.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +31,7 @@ from deepvision.engine.detection_metrics import box_iou
 from deepvision.errors import UserError
 from deepvision.export.onnx_export import METADATA_KEY
 from deepvision.export.result import ExportResult
-from deepvision.fileio import file_mode
+from deepvision.fileio import atomic_path
 from deepvision.models.detection import detection_family
 from deepvision.onnxrt import ort_session, require
 from deepvision.runs.loading import LoadedRun, load_run
@@ -176,10 +174,7 @@ def export_detector(run_dir: str | Path | LoadedRun, out: str | Path | None = No
     else:
         samples, source = sample_images(loaded)
     meta = describe_detector(loaded, classes, fmt)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(path) as tmp:  # nothing reaches `path` unless the file passed its parity check
         if fmt == "torchscript":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch.jit's deprecation notice; torchvision's scripting notes
@@ -199,10 +194,6 @@ def export_detector(run_dir: str | Path | LoadedRun, out: str | Path | None = No
             if not parity.ok:
                 raise UserError(f"the exported {fmt} model differs from PyTorch ({parity.line()}); nothing was "
                                 f"written to {path}")
-        os.chmod(tmp, file_mode())  # mkstemp's 0600 -> what every other output gets (0644 under umask 022)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     result = ExportResult(path, fmt, path.stat().st_size, len(samples), source, task="detection", classes=classes,
                           parity=parity)
     if not quiet:

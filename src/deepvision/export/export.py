@@ -15,8 +15,6 @@ differ beyond 1e-4 (relative to the largest logit when above 1).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ from torch import nn
 from deepvision.errors import UserError
 from deepvision.export.onnx_export import INPUT, OUTPUT
 from deepvision.export.result import ExportResult
-from deepvision.fileio import file_mode, unlink_quietly
+from deepvision.fileio import atomic_path, unlink_quietly
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
 from deepvision.version import __version__
@@ -125,34 +123,30 @@ def export_run(
     meta = describe(loaded, dynamic_batch, format)
     c, (h, w) = loaded.pre.channels, loaded.pre.size
     example = torch.zeros(2 if dynamic_batch else 1, c, h, w)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp, sidecar, done = Path(tmp_name), None, False
+    sidecar = None
     try:
-        if format == "onnx":
-            from deepvision.export.onnx_export import to_onnx
+        with atomic_path(target) as tmp:  # nothing reaches `target` unless the file passed its parity check
+            if format == "onnx":
+                from deepvision.export.onnx_export import to_onnx
 
-            sidecar = to_onnx(wrapper, example, tmp, target.name, meta, dynamic_batch, opset)
-        else:
-            _to_torchscript(wrapper, example, tmp, meta)
-        pixels, source = check_inputs(loaded, images)
-        with torch.inference_mode():
-            expected = wrapper(pixels.float()).numpy()
-        got = _run_file(format, tmp, pixels.float().numpy(), dynamic_batch)
-        diff = float(np.abs(got - expected).max())
-        agree = float((got.argmax(1) == expected.argmax(1)).mean())
-        say(f"[INFO] parity on {source}: max |logits difference| {diff:.2e}, top-1 agreement {agree * 100:.1f}%")
-        limit = tolerance * max(1.0, float(np.abs(expected).max()))
-        if diff > limit or agree < 1.0:
-            raise UserError(f"the exported {format} model differs from PyTorch (max abs difference {diff:.3g} > "
-                            f"{limit:.3g} or top-1 agreement {agree * 100:.1f}% < 100%); nothing was written")
-        os.chmod(tmp, file_mode())  # mkstemp's 0600 -> what every other output gets (0644 under umask 022)
-        os.replace(tmp, target)
-        done = True
-    finally:
-        unlink_quietly(tmp)
-        if sidecar is not None and not done:
+                sidecar = to_onnx(wrapper, example, tmp, target.name, meta, dynamic_batch, opset)
+            else:
+                _to_torchscript(wrapper, example, tmp, meta)
+            pixels, source = check_inputs(loaded, images)
+            with torch.inference_mode():
+                expected = wrapper(pixels.float()).numpy()
+            got = _run_file(format, tmp, pixels.float().numpy(), dynamic_batch)
+            diff = float(np.abs(got - expected).max())
+            agree = float((got.argmax(1) == expected.argmax(1)).mean())
+            say(f"[INFO] parity on {source}: max |logits difference| {diff:.2e}, top-1 agreement {agree * 100:.1f}%")
+            limit = tolerance * max(1.0, float(np.abs(expected).max()))
+            if diff > limit or agree < 1.0:
+                raise UserError(f"the exported {format} model differs from PyTorch (max abs difference {diff:.3g} > "
+                                f"{limit:.3g} or top-1 agreement {agree * 100:.1f}% < 100%); nothing was written")
+    except BaseException:
+        if sidecar is not None:
             unlink_quietly(sidecar)
+        raise
     size = target.stat().st_size
     say(f"exported {target} ({size / 1e6:.1f} MB, {format}, "
         f"{'dynamic' if dynamic_batch else 'fixed'} batch); verified against PyTorch")

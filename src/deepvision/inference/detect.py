@@ -25,7 +25,7 @@ from deepvision.data.detection.readers import IMAGE_EXTENSIONS
 from deepvision.data.preprocess import open_image
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_bytes, atomic_write_text
+from deepvision.fileio import PendingFile, atomic_write_bytes, atomic_write_text
 from deepvision.models.detection import detection_family
 from deepvision.runs.loading import LoadedRun, load_run
 
@@ -212,7 +212,8 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
     target = output_path(out, path, "video") if out is not None else None
     if out is not None:
         _check_outputs([(path, "video")], out)
-    partial = target.with_name(f".{target.stem}.partial.mp4") if target is not None else None
+    pending = PendingFile(target, ".partial.mp4") if target is not None else None
+    partial = pending.tmp if pending is not None else None
     frames = count = 0
     per_frame: list[list[Detection]] = []
     start = time.perf_counter()
@@ -251,13 +252,14 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
         if writer is not None:
             writer.release()
             writer = None
-            os.replace(partial, target)  # a stopped or failed run never leaves half a video under the final name
+            pending.commit()  # a stopped or failed run never leaves half a video under the final name
+            pending = None
     finally:
         cap.release()
         if writer is not None:
             writer.release()
-        if partial is not None:
-            partial.unlink(missing_ok=True)
+        if pending is not None:
+            pending.discard()
         if show:
             import contextlib
 
