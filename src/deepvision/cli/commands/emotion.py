@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="folder (face/NNNNNN.png, probabilities/NNNNNN.png, results.csv/json) or video "
                                  "file .mp4/.avi/.mkv/.mov (frame and canvas side by side, plus .csv/.json beside it)")
     p.add_argument("--detector", default="haar", choices=["haar", "dlib", "mtcnn"], help="face detector (haar)")
-    p.add_argument("--keras-model", help="architecture of a Keras .h5 (default: detected)")
+    p.add_argument("--keras-model", help="architecture of a Keras .h5 (default: the emotion architecture it fits)")
     p.add_argument("--width", type=int, default=300, help="frame width for detection and display (300)")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
