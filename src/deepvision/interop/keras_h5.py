@@ -266,6 +266,21 @@ def _mismatch(layer: KerasLayer, unit: TorchUnit, why: str) -> UserError:
     return UserError(f"{layer.describe()} does not fit PyTorch {unit.describe()}: {why}")
 
 
+def _map_pair(i: int, layer: KerasLayer, unit: TorchUnit, own: dict[str, Any], state: dict[str, torch.Tensor],
+              eps: list[float]) -> None:
+    if layer.kind != unit.kind:
+        raise _mismatch(layer, unit, f"weighted layer {i + 1} is a {layer.kind} layer in Keras but a {unit.kind} "
+                                     f"layer here")
+    for key, tensor in convert_layer(layer, unit).items():
+        full = f"{unit.name}.{key}" if unit.name else key
+        if own[full].shape != tensor.shape:
+            raise _mismatch(layer, unit, f"{key} would be {tuple(tensor.shape)} but the model has "
+                                         f"{tuple(own[full].shape)}")
+        state[full] = tensor.to(own[full].dtype)
+    if unit.kind == "bn":
+        eps.append(float(layer.config.get("epsilon", 1e-3)))
+
+
 def keras_state_dict(kfile: KerasFile, model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, Any]:
     """`model`'s state dict filled from the Keras file, plus the BN epsilons found ({"bn_eps": [...]}).
 
@@ -281,22 +296,18 @@ def keras_state_dict(kfile: KerasFile, model: nn.Module, input_shape: tuple[int,
     state: dict[str, torch.Tensor] = {}
     eps: list[float] = []
     for i, (layer, unit) in enumerate(zip(layers, units)):
-        if layer.kind != unit.kind:
-            raise _mismatch(layer, unit, f"weighted layer {i + 1} is a {layer.kind} layer in Keras but a {unit.kind} "
-                                         f"layer here")
-        for key, tensor in convert_layer(layer, unit).items():
-            full = f"{unit.name}.{key}" if unit.name else key
-            if own[full].shape != tensor.shape:
-                raise _mismatch(layer, unit, f"{key} would be {tuple(tensor.shape)} but the model has "
-                                             f"{tuple(own[full].shape)}")
-            state[full] = tensor.to(own[full].dtype)
-        if unit.kind == "bn":
-            eps.append(float(layer.config.get("epsilon", 1e-3)))
+        try:
+            _map_pair(i, layer, unit, own, state, eps)
+        except UserError as exc:
+            exc.progress = i  # type: ignore[attr-defined]  (ranks auto mode's candidates)
+            raise
     if len(layers) != len(units):
         extra = (layers[len(units)].describe() if len(layers) > len(units)
                  else f"PyTorch {units[len(layers)].describe()}")
-        raise UserError(f"the file has {len(layers)} weighted layers but the model has {len(units)}; the first "
+        err = UserError(f"the file has {len(layers)} weighted layers but the model has {len(units)}; the first "
                         f"unmatched one is {extra}")
+        err.progress = min(len(layers), len(units))  # type: ignore[attr-defined]
+        raise err
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     if missing:
         raise UserError(f"the file leaves {len(missing)} model tensors unset (first: {missing[0]})")

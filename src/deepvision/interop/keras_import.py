@@ -28,6 +28,7 @@ from deepvision.config.schema import Config
 from deepvision.data.fer import emotion_labels
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
+from deepvision.interop.keras_check import Mismatch, check_mapping
 from deepvision.interop.keras_h5 import KerasFile, keras_classes, keras_in_channels, keras_state_dict, read_keras_h5
 from deepvision.models.keras_graph import KerasGraph, read_config
 from deepvision.models.registry import create_model, get_model_spec
@@ -86,7 +87,8 @@ def _builder_options(kfile: KerasFile, model: str, size: tuple[int, int], args: 
     return opts
 
 
-def _try_model(kfile: KerasFile, model: str, size: int | None, args: dict[str, Any]) -> tuple[nn.Module, dict, dict]:
+def _try_model(kfile: KerasFile, model: str, size: int | None, args: dict[str, Any],
+               config: str | Path | None = None) -> tuple[nn.Module, dict, dict]:
     classes = keras_classes(kfile)
     in_channels = keras_in_channels(kfile) or get_model_spec(model).input_size[0]
     hw = _input_size(kfile, model, size)
@@ -95,7 +97,7 @@ def _try_model(kfile: KerasFile, model: str, size: int | None, args: dict[str, A
     try:
         mapped = keras_state_dict(kfile, net, (in_channels, *hw))
     except UserError as exc:
-        raise UserError(f"{kfile.path.name} does not match {model}: {exc}") from None
+        raise Mismatch(f"{kfile.path.name} does not match {model}: {exc}", getattr(exc, "progress", 0)) from None
     eps = sorted(set(mapped["bn_eps"]))
     if eps:
         if "bn_eps" not in get_model_spec(model).options:
@@ -106,7 +108,33 @@ def _try_model(kfile: KerasFile, model: str, size: int | None, args: dict[str, A
         net = create_model(model, classes, in_channels, **opts)
     net.load_state_dict(mapped["state"], strict=True)
     net.eval()
+    _check_against_config(kfile, net, model, (in_channels, *hw), config)
     return net, opts, {"classes": classes, "in_channels": in_channels, "size": hw}
+
+
+def _check_against_config(kfile: KerasFile, net: nn.Module, model: str, input_shape: tuple[int, int, int],
+                          config: str | Path | None) -> None:
+    """Refuse the mapping unless `net` computes what the file's own network (its stored config, or
+    `config`) computes; a file without a config has nothing to compare with."""
+    from deepvision.interop.keras_h5 import load_graph_weights, open_keras, torch_units
+
+    with open_keras(kfile.path) as src:
+        model_cfg = read_config(config) if config else src.config
+        if model_cfg is None:
+            return
+        c, h, w = input_shape
+        try:
+            graph = KerasGraph(model_cfg, (h, w, c), keras_version=src.keras_version)
+        except UserError as exc:
+            raise Mismatch(f"{kfile.path.name} does not match {model}: {exc}", 0) from None
+        load_graph_weights(src, graph)
+    units = torch_units(net, input_shape)
+    modules = [getattr(u.module, "pointwise", u.module) if u.kind == "separable" else u.module for u in units]
+    pairs = list(zip([layer.name for layer in kfile.weighted], modules))
+    try:
+        check_mapping(graph, net, pairs, model, input_shape)
+    except Mismatch as exc:
+        raise Mismatch(f"{kfile.path.name} does not match {model}: {exc}", exc.progress + len(pairs)) from None
 
 
 def load_keras(
@@ -134,19 +162,20 @@ def load_keras(
     kfile = read_keras_h5(h5)
     args = dict(model_args or {})
     if model is None:
-        errors = []
+        errors: list[tuple[int, str]] = []
         for name in KERAS_MODELS:
             try:
-                net, opts, info = _try_model(kfile, name, size, args)
+                net, opts, info = _try_model(kfile, name, size, args, config)
                 model = name
                 break
             except UserError as exc:
-                errors.append(f"{name}: {exc}")
+                errors.append((getattr(exc, "progress", 0), str(exc)))
         else:
-            raise UserError(f"{Path(h5).name} fits none of {', '.join(KERAS_MODELS)}; name the architecture with "
-                            f"--model ({errors[0]})")
+            closest = max(errors, key=lambda e: e[0])[1]  # the candidate that agreed longest
+            raise UserError(f"{Path(h5).name} fits none of {', '.join(KERAS_MODELS)}; import it without --model "
+                            f"to rebuild its own network (closest: {closest})")
     else:
-        net, opts, info = _try_model(kfile, model, size, args)
+        net, opts, info = _try_model(kfile, model, size, args, config)
     n = info["classes"]
     names = list(classes) if classes else (emotion_labels(n) if model in ("emotion_vgg", "mini_xception") else None)
     names = names or [str(i) for i in range(n)]
