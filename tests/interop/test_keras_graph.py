@@ -198,3 +198,47 @@ def test_live_keras_parity(tmp_path):
     subprocess.run([KERAS_PYTHON, str(script), str(tmp_path), "--keras2"], check=True, capture_output=True)
     for name in KERAS2:
         check_parity(tmp_path / f"{name}.h5", tmp_path / f"{name}.npz")
+    imported = load_keras(tmp_path / "k2_resnet_small_weights.h5", config=tmp_path / "k2_resnet_small.json")
+    ref = np.load(tmp_path / "k2_resnet_small.npz")
+    np.testing.assert_allclose(run_graph(imported.model, ref["x"]), ref["out"], atol=1e-5, rtol=0)
+
+
+def _to_keras3(h5: Path, out: Path) -> tuple[Path, Path, Path]:
+    """The Keras 3 forms of a Keras 3 `.h5` Sequential: a .keras zip, a .weights.h5 and its JSON config."""
+    weights, config = out / "m.weights.h5", out / "m.json"
+    with h5py.File(h5, "r") as f, h5py.File(weights, "w") as w:
+        config.write_text(f.attrs["model_config"] if isinstance(f.attrs["model_config"], str)
+                          else f.attrs["model_config"].decode())
+        group = f["model_weights"]
+        for raw in group.attrs["layer_names"]:
+            name = raw.decode() if isinstance(raw, bytes) else raw
+            v = w.create_group(f"layers/{name}/vars")
+            v.attrs["name"] = name
+            for i, wname in enumerate(group[name].attrs["weight_names"]):
+                v.create_dataset(str(i), data=group[name][wname.decode() if isinstance(wname, bytes) else wname][()])
+    zipped = out / "m.keras"
+    with zipfile.ZipFile(zipped, "w") as z:
+        z.write(config, "config.json")
+        z.write(weights, "model.weights.h5")
+    return zipped, weights, config
+
+
+def test_mapped_route_reads_keras3_files(tmp_path):
+    zipped, weights, config = _to_keras3(FIXTURES / "keras_mnist_cnn.h5", tmp_path)
+    ref = np.load(FIXTURES / "keras_mnist_cnn.npz")
+    for imported in (load_keras(zipped, "keras_mnist_cnn"), load_keras(weights, "keras_mnist_cnn", config=config),
+                     load_keras(zipped, "auto")):
+        assert imported.model_name == "keras_mnist_cnn"
+        x = torch.from_numpy(ref["x"]).permute(0, 3, 1, 2)
+        with torch.no_grad():
+            np.testing.assert_allclose(torch.softmax(imported.model(x), 1).numpy(), ref["probs"], atol=1e-5)
+    with pytest.raises(UserError, match="Keras 3 weights-only file: .* give the model config"):
+        load_keras(weights, "keras_mnist_cnn")
+
+
+@pytest.mark.parametrize("weights", ["k2_lenet_weights.h5", "k2_lenet.weights.h5"])
+def test_keras2_weights_only_files_with_their_config(weights):
+    imported = load_keras(GRAPH / weights, config=GRAPH / "k2_lenet.json")
+    assert imported.keras_version == "2.21.0"  # from the config: Keras 2's hard_sigmoid, if any
+    ref = np.load(GRAPH / "k2_lenet.npz")
+    np.testing.assert_allclose(run_graph(imported.model, ref["x"]), ref["out"], atol=1e-5, rtol=0)

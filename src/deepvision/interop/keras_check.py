@@ -68,7 +68,7 @@ def _differs(a: torch.Tensor | None, b: torch.Tensor | None) -> str | None:
 
 
 def _describe(graph: KerasGraph, name: str) -> str:
-    entry = graph.entries.get(name, {})
+    entry = graph.entry(name)
     cfg = entry.get("config", {}) or {}
     cls = entry.get("class_name", "?")
     facts = []
@@ -87,7 +87,7 @@ def check_mapping(graph: KerasGraph, target: nn.Module, pairs: list[tuple[str, n
     was_training = target.training
     target.eval()
     x = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0))
-    g_mods = [_core(graph.layers[graph.keys[name]]) for name, _ in pairs]
+    g_mods = [_core(graph.module_at(name)) for name, _ in pairs]
     t_mods = [module for _, module in pairs]
     try:
         g_out, g_final = _capture(graph, g_mods, x)
@@ -101,9 +101,9 @@ def check_mapping(graph: KerasGraph, target: nn.Module, pairs: list[tuple[str, n
     previous = -1
     for i, (name, _) in enumerate(pairs):
         why = _differs(g_out[i], t_out[i])
-        at = order.index(name)
+        at = order.index(name.split("/")[0])  # a layer of a nested model: where that model runs
         if why:
-            between = [n for n in order[previous + 1 : at] if n in graph.entries]
+            between = [n for n in order[previous + 1 : at] if n in graph.entries and n != name]
             suspects = [_describe(graph, n) for n in between if graph.entries[n].get("class_name") not in
                         ("Dropout", "SpatialDropout2D", "GaussianNoise", "Flatten")]
             here = _describe(graph, name)
@@ -113,7 +113,7 @@ def check_mapping(graph: KerasGraph, target: nn.Module, pairs: list[tuple[str, n
             else:
                 detail = f"{here}: {why}"
             raise Mismatch(f"the file's network differs from {model} first at Keras layer {detail}", i)
-        previous = at
+        previous = max(previous, at - 1) if "/" in name else at
     final_why = _differs(torch.softmax(g_final, 1) if g_final.dim() == 2 else g_final,
                          torch.softmax(t_final, 1) if t_final.dim() == 2 else t_final)
     if final_why:

@@ -524,14 +524,47 @@ def _alias(short: str, wanted: dict[str, Any]) -> str:
     return short
 
 
-def load_graph_weights(src: KerasSource, graph: nn.Module) -> int:
-    """Read the file's weights into a `KerasGraph` (shapes checked before reading); returns the count."""
+def load_graph_weights(src: KerasSource, graph: nn.Module) -> dict[str, dict[str, np.ndarray]]:
+    """Read the file's weights into a `KerasGraph` (shapes checked before reading); returns them by
+    layer path."""
     layers = graph.weighted_layers()
     found = graph_weights(src, layers)
-    count = 0
+    read: dict[str, dict[str, np.ndarray]] = {}
     with torch.no_grad():
         for path, module in layers:
             arrays = {name: np.asarray(ds[()], dtype=np.float32) for name, ds in found[path].items()}
             module.set_keras(arrays)
-            count += len(arrays)
-    return count
+            read[path] = arrays
+    return read
+
+
+def read_keras_file(path: str | Path, config: str | Path | None = None) -> KerasFile:
+    """Every weighted layer of any Keras file, in the order its network runs them.
+
+    Files with a model config (stored, or `config`: a model.to_json() file) are read through the
+    rebuilt network; Keras 2 files without one in their stored layer order (`read_keras_h5`). A
+    Keras 3 weights-only file names its variables by position only, so it needs the config.
+    """
+    from deepvision.models.keras_graph import KerasGraph, input_shape, model_layers, read_config
+
+    with open_keras(path) as src:
+        model_cfg = read_config(config) if config else src.config
+        if model_cfg is None:
+            if src.legacy:
+                return read_keras_h5(path)
+            raise UserError(f"{path} is a Keras 3 weights-only file: its weights are told apart by position, "
+                            f"so give the model config too (--config model.json, from model.to_json())")
+        graph = KerasGraph(model_cfg, keras_version=src.keras_version, materialize=False)
+        arrays = load_graph_weights_arrays(src, graph)
+        version = src.keras_version
+    layers = [KerasLayer(p, str(graph.entry(p).get("class_name")), graph.entry(p).get("config", {}) or {},
+                         arrays[p]) for p, _ in graph.weighted_layers()]
+    shape = input_shape(model_cfg)
+    return KerasFile(Path(path), layers, version, tuple(int(v) for v in shape if v is not None) if shape else None,
+                     model_layers(model_cfg))
+
+
+def load_graph_weights_arrays(src: KerasSource, graph: nn.Module) -> dict[str, dict[str, np.ndarray]]:
+    """The file's weights by layer path, checked against `graph` but not loaded into it."""
+    found = graph_weights(src, graph.weighted_layers())
+    return {p: {n: np.asarray(ds[()], dtype=np.float32) for n, ds in w.items()} for p, w in found.items()}

@@ -29,7 +29,7 @@ from deepvision.data.fer import emotion_labels
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
 from deepvision.interop.keras_check import Mismatch, check_mapping
-from deepvision.interop.keras_h5 import KerasFile, keras_classes, keras_in_channels, keras_state_dict, read_keras_h5
+from deepvision.interop.keras_h5 import KerasFile, keras_classes, keras_in_channels, keras_state_dict, read_keras_file
 from deepvision.models.keras_graph import KerasGraph, read_config
 from deepvision.models.registry import create_model, get_model_spec
 
@@ -159,7 +159,7 @@ def load_keras(
                            recipe=recipe, data_root=data_root)
     if model == "auto":
         model = None
-    kfile = read_keras_h5(h5)
+    kfile = read_keras_file(h5, config)
     args = dict(model_args or {})
     if model is None:
         errors: list[tuple[int, str]] = []
@@ -230,7 +230,7 @@ def _load_graph(path: Path, config: str | Path | None, *, classes: list[str] | N
                             f"model.to_json()) or a deepvision architecture (--model NAME)")
         if isinstance(model_cfg, dict) and "class_name" not in model_cfg and "config" in model_cfg:
             model_cfg = model_cfg["config"]
-        version = src.keras_version
+        version = str(model_cfg.get("keras_version") or src.keras_version) if config else src.keras_version
         from deepvision.models.keras_graph import input_shape
 
         stated = input_shape(model_cfg)

@@ -437,6 +437,19 @@ class KerasGraph(nn.Module):
         return values[self.output_ref]
 
     # -- weights ----------------------------------------------------------------------------------
+    def entry(self, path: str) -> dict[str, Any]:
+        """The config entry of layer 'outer/inner/layer'."""
+        head, _, rest = path.partition("/")
+        if rest:
+            return self.layers[self.keys[head]].entry(rest)
+        return self.entries[head]
+
+    def module_at(self, path: str) -> nn.Module:
+        """The module of layer 'outer/inner/layer'."""
+        head, _, rest = path.partition("/")
+        module = self.layers[self.keys[head]]
+        return module.module_at(rest) if rest else module
+
     def weighted_layers(self, prefix: str = "") -> list[tuple[str, nn.Module]]:
         """('outer/inner/layer', module) for every layer that takes Keras weights, nested models included."""
         out = []
