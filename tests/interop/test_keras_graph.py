@@ -28,7 +28,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "keras"
 GRAPH = FIXTURES / "graph"
 KERAS_PYTHON = os.environ.get("KERAS_PYTHON")
 KERAS3 = ["shallownet", "lenet", "minivggnet", "mnist_cnn", "resnet_small", "inception_small", "zoo_a", "zoo_b",
-          "nested", "dense_raw", "vgg_leaky", "vgg_bn_first", "vgg_strided"]
+          "nested", "dense_raw", "vgg_leaky", "vgg_bn_first", "vgg_strided", "ops_se"]
 KERAS2 = ["k2_lenet", "k2_minivggnet", "k2_resnet_small", "k2_zoo_a", "k2_zoo_b", "k2_nested", "k2_vgg_leaky"]
 
 
@@ -61,7 +61,7 @@ def test_keras3_files_match_keras(name):
     check_parity(GRAPH / f"{name}.keras", GRAPH / f"{name}.npz")
 
 
-@pytest.mark.parametrize("name", ["shallownet", "zoo_a", "zoo_b", "nested", "conv1d"])
+@pytest.mark.parametrize("name", ["shallownet", "zoo_a", "zoo_b", "nested", "conv1d", "ops_se"])
 def test_keras3_h5_files_match_keras(name):
     check_parity(GRAPH / f"{name}.h5", GRAPH / f"{name}.npz")
 
@@ -123,6 +123,14 @@ def test_unsupported_layers_are_all_named_in_one_line(tmp_path, run_cli):
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "conv2d" in err and "(Lambda)" in err and "(MyCustomLayer)" in err
     assert not (tmp_path / "run").exists()
+
+    def power(cfg):
+        op = next(e for e in cfg["config"]["layers"] if e["name"].startswith("multiply_"))
+        op["class_name"] = "Power"  # x ** 0.166: an operation the importer does not rebuild
+
+    _rewrite_keras(GRAPH / "ops_se.keras", bad, power)
+    with pytest.raises(UserError, match=r"multiply_\d+ \(operation Power\)"):
+        load_keras(bad)
 
 
 def test_declared_shapes_are_checked_against_the_config(tmp_path):

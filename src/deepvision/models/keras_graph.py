@@ -46,6 +46,9 @@ LAYERS = frozenset({
     "GlobalMaxPool2D", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D",
     "UpSampling2D", "Flatten", "Reshape", "Permute", "Rescaling", "Normalization", *MERGE, *IDENTITY,
     *MODEL_CLASSES})
+# Keras 3 operations on a tensor and numbers (`x + 3.0` in a functional model): module keras.src.ops.*
+OPS = {"Add": "add", "Subtract": "sub", "Multiply": "mul", "Divide": "div", "TrueDivide": "div", "Maximum": "max",
+       "Minimum": "min"}
 MAX_JSON_DEPTH = 256
 MAX_JSON_BYTES = 64 * 1024 * 1024
 
@@ -111,6 +114,9 @@ def unsupported_layers(model: dict[str, Any], prefix: str = "") -> list[str]:
         cls = str(entry.get("class_name", "?"))
         if cls in MODEL_CLASSES:
             bad += unsupported_layers(entry, f"{prefix}{layer_name(entry)}/")
+        elif is_op(entry):
+            if cls not in OPS:
+                bad.append(f"{prefix}{layer_name(entry)} (operation {cls})")
         elif cls not in LAYERS:
             bad.append(f"{prefix}{layer_name(entry)} ({cls})")
     return bad
@@ -131,6 +137,34 @@ def input_shape(model: dict[str, Any]) -> tuple[int | None, ...] | None:
         break
     found = cfg.get("build_input_shape")
     return tuple(None if v is None else int(v) for v in found[1:]) if isinstance(found, list) else None
+
+
+def is_op(entry: dict[str, Any]) -> bool:
+    """A Keras 3 operation node (e.g. `x + 3.0`), not a layer. Its module says so in .keras files;
+    the .h5 config leaves the module out, but an operation's arguments are positional (a merge
+    layer takes one list of tensors)."""
+    if str(entry.get("module") or "").startswith("keras.src.ops"):
+        return True
+    nodes = entry.get("inbound_nodes") or []
+    if entry.get("module") or entry.get("class_name") not in OPS or not nodes or not isinstance(nodes[0], dict):
+        return False
+    args = nodes[0].get("args", [])
+    return len(args) != 1 or not isinstance(args[0], list)
+
+
+def _op_template(entry: dict[str, Any], call: int) -> list[float | None]:
+    """The operands of an operation call: None where a tensor goes, else the number."""
+    node = (entry.get("inbound_nodes") or [])[call]
+    args = node.get("args", []) if isinstance(node, dict) else []
+    out: list[float | None] = []
+    for a in args:
+        if isinstance(a, (int, float)) and not isinstance(a, bool):
+            out.append(float(a))
+        elif isinstance(a, dict) and a.get("class_name") == "__keras_tensor__":
+            out.append(None)
+        else:
+            raise UserError(f"Keras operation '{layer_name(entry)}' takes an argument the importer cannot read")
+    return out
 
 
 def _refs(args: Any) -> list[tuple[str, int, int]]:
@@ -200,6 +234,7 @@ class KerasGraph(nn.Module):
         self.steps: list[tuple[str, int, str, str, tuple[tuple[str, int, int], ...]]] = []
         entries = model_layers(model)
         self.entries = {layer_name(e): e for e in entries}
+        self.op_args: dict[tuple[str, int], list[float | None]] = {}
         if model.get("class_name") == "Sequential" or "inbound_nodes" not in (entries[0] if entries else {}):
             entries, ins, outs = self._as_functional(entries)
         else:
@@ -264,15 +299,18 @@ class KerasGraph(nn.Module):
         done = {self.input_ref[:2]}
         done |= {(layer_name(e), 0) for e in entries if e.get("class_name") == "InputLayer"}
         order = []
-        while pending:
-            ready = [p for p in pending if all(r[:2] in done for r in p[2])]
-            if not ready:
-                names = ", ".join(layer_name(p[0]) for p in pending[:3])
+        while pending:  # config order wherever it is already a running order (it is, as Keras writes it)
+            waiting = []
+            for p in pending:
+                if all(r[:2] in done for r in p[2]):
+                    order.append(p)
+                    done.add((layer_name(p[0]), p[1]))
+                else:
+                    waiting.append(p)
+            if len(waiting) == len(pending):
+                names = ", ".join(layer_name(p[0]) for p in waiting[:3])
                 raise UserError(f"model '{self.name}': layers {names} read inputs that no layer produces")
-            for p in ready:
-                order.append(p)
-                done.add((layer_name(p[0]), p[1]))
-            pending = [p for p in pending if (layer_name(p[0]), p[1]) not in done]
+            pending = waiting
         return order
 
     def _build(self, entries: list[dict[str, Any]], x: torch.Tensor, num_classes: int, top: bool
@@ -288,7 +326,9 @@ class KerasGraph(nn.Module):
             name, cls = layer_name(entry), str(entry.get("class_name"))
             cfg = entry.get("config", {}) or {}
             xs = [values[r] for r in refs]
-            kind = MERGE.get(cls, "module")
+            kind = "op:" + OPS[cls] if is_op(entry) else MERGE.get(cls, "module")
+            if kind.startswith("op:"):
+                self.op_args[(name, call)] = _op_template(entry, call)
             if name not in self.keys:
                 self.keys[name] = key = _key(name, taken)
                 if kind == "module":
@@ -301,7 +341,7 @@ class KerasGraph(nn.Module):
             key = self.keys[name]
             self.steps.append((name, call, kind, key, tuple(refs)))
             try:
-                values[(name, call, 0)] = self._step(kind, key, xs, cfg)
+                values[(name, call, 0)] = self._step(kind, key, xs, cfg, self.op_args.get((name, call)))
             except (RuntimeError, ValueError, IndexError) as exc:
                 shapes = ", ".join(str(tuple(kl.to_keras(v).shape[1:])) for v in xs)
                 raise UserError(f"Keras layer '{name}' ({cls}) cannot take input {shapes} "
@@ -383,7 +423,7 @@ class KerasGraph(nn.Module):
         if cls == "Rescaling":
             return kl.Rescaling(cfg.get("scale", 1.0), cfg.get("offset", 0.0))
         if cls == "Normalization":
-            return kl.Normalization(ch, cfg)
+            return kl.Normalization(ch, cfg, rank)
         if cls == "Dropout":
             return nn.Dropout(float(cfg.get("rate", 0.5)))
         if cls == "SpatialDropout2D":
@@ -406,9 +446,21 @@ class KerasGraph(nn.Module):
                 module.reset_parameters()
 
     # -- running ----------------------------------------------------------------------------------
-    def _step(self, kind: str, key: str, xs: list[torch.Tensor], cfg: dict[str, Any]) -> torch.Tensor:
+    def _step(self, kind: str, key: str, xs: list[torch.Tensor], cfg: dict[str, Any],
+              operands: list[float | None] | None = None) -> torch.Tensor:
         if kind == "module":
             return self.layers[key](*xs)
+        if kind.startswith("op:"):
+            tensors = iter(xs)
+            values = [next(tensors) if v is None else v for v in operands or []]
+            a, b = values[0], values[1]
+            fn = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div}.get(kind[3:])
+            if fn is not None:
+                return fn(a, b) if isinstance(a, torch.Tensor) else fn(torch.as_tensor(a, dtype=b.dtype), b)
+            pick = torch.maximum if kind == "op:max" else torch.minimum
+            a = a if isinstance(a, torch.Tensor) else torch.full_like(b, a)
+            b = b if isinstance(b, torch.Tensor) else torch.full_like(a, b)
+            return pick(a, b)
         if kind == "concat":
             return torch.cat(xs, dim=kl.torch_axis(int(cfg.get("axis", -1)), xs[0].dim()))
         y = xs[0]
@@ -433,7 +485,8 @@ class KerasGraph(nn.Module):
                 values[(name, 0, 0)] = inputs[0]
         for name, call, kind, key, refs in self.steps:
             cfg = self.entries[name].get("config", {}) if kind == "concat" else {}
-            values[(name, call, 0)] = self._step(kind, key, [values[r] for r in refs], cfg)
+            values[(name, call, 0)] = self._step(kind, key, [values[r] for r in refs], cfg,
+                                                 self.op_args.get((name, call)))
         return values[self.output_ref]
 
     # -- weights ----------------------------------------------------------------------------------

@@ -516,11 +516,11 @@ class Rescaling(nn.Module):
 class Normalization(nn.Module):
     """Keras Normalization over the channel axis: (x - mean) / max(sqrt(variance), 1e-7)."""
 
-    def __init__(self, channels: int, cfg: dict[str, Any]) -> None:
+    def __init__(self, channels: int, cfg: dict[str, Any], rank: int) -> None:
         super().__init__()
         axis = cfg.get("axis", -1)
         axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
-        if axis != -1 or cfg.get("invert"):
+        if axis not in (-1, rank - 1) or cfg.get("invert"):
             raise UserError("Normalization is supported over the last axis (axis=-1, invert=False) only")
         self.channels = channels
         self.register_buffer("mean", torch.zeros(channels))
