@@ -193,6 +193,28 @@ def test_imported_graph_run_evaluates_predicts_exports(tmp_path, run_cli):
     assert onnx.is_file() and onnx.stat().st_size > 1000
 
 
+def test_imported_graph_run_fine_tunes_with_a_new_head(tmp_path, run_cli):
+    rng = np.random.default_rng(1)
+    data = tmp_path / "data"
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            (data / split / cls).mkdir(parents=True)
+            for i in range(4):
+                cv2.imwrite(str(data / split / cls / f"{i}.png"), rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    run = tmp_path / "imported"
+    assert run_cli("import", "keras", GRAPH / "shallownet.keras", "--out", run)[0] == 0
+    code, out, err = run_cli("train", run / "config.yaml", "--data-root", data, "--set", "model.num_classes=2",
+                             "--set", "train.epochs=1", "--set", "data.val=val", "--set", "data.test=null",
+                             "--out", tmp_path / "ft")
+    assert code == 0, err
+    assert "2 missing keys" in out and "layers.dense.linear.weight" in out  # only the head starts afresh
+    tuned = load_run(tmp_path / "ft" / "imported")
+    start = load_run(run)
+    assert tuned.model.layers["dense"].linear.out_features == 2
+    conv = "layers.conv2d.conv.weight"
+    assert tuned.model.state_dict()[conv].shape == start.model.state_dict()[conv].shape
+
+
 @pytest.mark.skipif(not KERAS_PYTHON, reason="set KERAS_PYTHON to an interpreter with Keras to test it live")
 def test_live_keras_parity(tmp_path):
     script = FIXTURES / "make_keras_graph_fixtures.py"

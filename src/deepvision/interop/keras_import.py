@@ -295,6 +295,7 @@ def import_keras(
                            source=source)
         return out
     cfg.model.args["config"] = str(out.resolve() / CONFIG_FILE)
+    cfg.model.pretrained = str(out.resolve() / "checkpoints" / "best.pt")  # fine-tuning starts from the import
     with tempfile.TemporaryDirectory() as scratch:
         config_path = Path(scratch) / CONFIG_FILE
         config_path.write_text(json.dumps(imported.keras_config, indent=1) + "\n")

@@ -534,6 +534,7 @@ def keras_graph(num_classes: int = 0, in_channels: int = 3, config: str = "",
     if not config:
         raise ValueError("model keras:graph needs the option config: PATH of a Keras model config JSON file")
     model = read_config(config)
+    num_classes = num_classes or 0  # None: the file's own head
     stated = input_shape(model)
     shape = None
     if input_size is not None and stated is not None and len(stated) == 3:
