@@ -278,3 +278,21 @@ def test_keras2_weights_only_files_with_their_config(weights):
     assert imported.keras_version == "2.21.0"  # from the config: Keras 2's hard_sigmoid, if any
     ref = np.load(GRAPH / "k2_lenet.npz")
     np.testing.assert_allclose(run_graph(imported.model, ref["x"]), ref["out"], atol=1e-5, rtol=0)
+
+
+def test_broken_configs_and_weights_are_one_line_errors(tmp_path):
+    def no_units(cfg):
+        del cfg["config"]["layers"][-1]["config"]["units"]
+
+    bad = tmp_path / "bad.keras"
+    _rewrite_keras(GRAPH / "lenet.keras", bad, no_units)
+    with pytest.raises(UserError, match=r"Keras layer 'dense_\d+' \(Dense\) has a config the importer cannot read"):
+        load_keras(bad)
+    text = tmp_path / "text.weights.h5"
+    with h5py.File(GRAPH / "shallownet.weights.h5", "r") as src, h5py.File(text, "w") as dst:
+        src.copy(src["layers"], dst, "layers")
+        kernel = next(k for k in dst["layers"] if k.startswith("dense"))
+        del dst[f"layers/{kernel}/vars/1"]
+        dst[f"layers/{kernel}/vars"].create_dataset("1", data=np.array([b"a", b"b", b"c"]))
+    with pytest.raises(UserError, match="cannot be read as numbers"):
+        load_keras(text, config=GRAPH / "shallownet.json")

@@ -532,10 +532,17 @@ def load_graph_weights(src: KerasSource, graph: nn.Module) -> dict[str, dict[str
     read: dict[str, dict[str, np.ndarray]] = {}
     with torch.no_grad():
         for path, module in layers:
-            arrays = {name: np.asarray(ds[()], dtype=np.float32) for name, ds in found[path].items()}
+            arrays = _read_arrays(src, path, found[path])
             module.set_keras(arrays)
             read[path] = arrays
     return read
+
+
+def _read_arrays(src: KerasSource, path: str, datasets: dict[str, Any]) -> dict[str, np.ndarray]:
+    try:
+        return {name: np.asarray(ds[()], dtype=np.float32) for name, ds in datasets.items()}
+    except (OSError, TypeError, ValueError) as exc:
+        raise UserError(f"{src.path}: the weights of layer '{path}' cannot be read as numbers ({exc})") from None
 
 
 def read_keras_file(path: str | Path, config: str | Path | None = None) -> KerasFile:
@@ -567,4 +574,4 @@ def read_keras_file(path: str | Path, config: str | Path | None = None) -> Keras
 def load_graph_weights_arrays(src: KerasSource, graph: nn.Module) -> dict[str, dict[str, np.ndarray]]:
     """The file's weights by layer path, checked against `graph` but not loaded into it."""
     found = graph_weights(src, graph.weighted_layers())
-    return {p: {n: np.asarray(ds[()], dtype=np.float32) for n, ds in w.items()} for p, w in found.items()}
+    return {p: _read_arrays(src, p, w) for p, w in found.items()}

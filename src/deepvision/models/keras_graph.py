@@ -333,7 +333,12 @@ class KerasGraph(nn.Module):
                 self.keys[name] = key = _key(name, taken)
                 if kind == "module":
                     is_head = top and entry is final and cls == "Dense" and num_classes > 0
-                    self.layers[key] = self._make(cls, cfg, entry, xs, num_classes if is_head else None).eval()
+                    try:
+                        made = self._make(cls, cfg, entry, xs, num_classes if is_head else None)
+                    except (KeyError, TypeError, ValueError, IndexError) as exc:
+                        raise UserError(f"Keras layer '{name}' ({cls}) has a config the importer cannot read "
+                                        f"({type(exc).__name__}: {exc})") from None
+                    self.layers[key] = made.eval()
                     if top and entry is final:
                         self._drop_softmax(cls, cfg, key)
                         if cls == "Dense":
