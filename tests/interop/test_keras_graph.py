@@ -296,3 +296,24 @@ def test_broken_configs_and_weights_are_one_line_errors(tmp_path):
         dst[f"layers/{kernel}/vars"].create_dataset("1", data=np.array([b"a", b"b", b"c"]))
     with pytest.raises(UserError, match="cannot be read as numbers"):
         load_keras(text, config=GRAPH / "shallownet.json")
+
+
+def test_imported_graph_run_serves(tmp_path, run_cli):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from deepvision.apps.serve import create_app
+    from deepvision.inference.predict import predict_images
+
+    run = tmp_path / "run"
+    assert run_cli("import", "keras", GRAPH / "zoo_a.keras", "--out", run, "--classes", "a,b,c,d")[0] == 0
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), np.random.default_rng(2).integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    expected = predict_images(load_run(run), [image], top=4)[0].top
+    with TestClient(create_app(run)) as client:
+        assert client.get("/health").json()["model"] == "run (keras:graph)"
+        answer = client.post("/api/predict", files={"file": (image.name, image.read_bytes(), "image/png")}).json()
+    got = [(t["class"], t["probability"]) for t in answer["top"]]
+    assert [c for c, _ in got] == [c for c, _ in expected]
+    assert all(abs(p - q) < 1e-6 for (_, p), (_, q) in zip(got, expected))

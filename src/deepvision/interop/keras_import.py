@@ -125,8 +125,9 @@ def _check_against_config(kfile: KerasFile, net: nn.Module, model: str, input_sh
         c, h, w = input_shape
         try:
             graph = KerasGraph(model_cfg, (h, w, c), keras_version=src.keras_version)
-        except UserError as exc:
-            raise Mismatch(f"{kfile.path.name} does not match {model}: {exc}", 0) from None
+        except UserError as exc:  # a mapping that cannot be checked is not made
+            raise Mismatch(f"{kfile.path.name}: cannot check that {model} computes what the file's network "
+                           f"computes ({exc})", 0) from None
         load_graph_weights(src, graph)
     units = torch_units(net, input_shape)
     modules = [getattr(u.module, "pointwise", u.module) if u.kind == "separable" else u.module for u in units]
