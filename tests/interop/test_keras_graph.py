@@ -122,12 +122,14 @@ def test_unsupported_layers_are_all_named_in_one_line(tmp_path, run_cli):
         layers = cfg["config"]["layers"]
         layers[1]["class_name"] = "Lambda"
         layers[3]["class_name"] = "MyCustomLayer"
+        layers[-2]["config"]["activation"] = "my_activation"
 
     bad = tmp_path / "bad.keras"
     _rewrite_keras(GRAPH / "lenet.keras", bad, lambdas)
     code, _, err = run_cli("import", "keras", bad, "--out", tmp_path / "run")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "conv2d" in err and "(Lambda)" in err and "(MyCustomLayer)" in err
+    assert "(Dense with activation my_activation)" in err
     assert not (tmp_path / "run").exists()
 
     def power(cfg):

@@ -119,6 +119,13 @@ def unsupported_layers(model: dict[str, Any], prefix: str = "") -> list[str]:
                 bad.append(f"{prefix}{layer_name(entry)} (operation {cls})")
         elif cls not in LAYERS:
             bad.append(f"{prefix}{layer_name(entry)} ({cls})")
+        else:
+            cfg = entry.get("config", {}) or {}
+            act = kl.activation_name(cfg.get("activation"))
+            if "activation" in cfg and act not in kl.ACTIVATIONS:
+                bad.append(f"{prefix}{layer_name(entry)} ({cls} with activation {act})")
+            elif cfg.get("data_format") not in (None, "channels_last"):
+                bad.append(f"{prefix}{layer_name(entry)} ({cls}, {cfg.get('data_format')})")
     return bad
 
 
@@ -338,6 +345,10 @@ class KerasGraph(nn.Module):
                     except (KeyError, TypeError, ValueError, IndexError) as exc:
                         raise UserError(f"Keras layer '{name}' ({cls}) has a config the importer cannot read "
                                         f"({type(exc).__name__}: {exc})") from None
+                    except UserError as exc:
+                        if str(exc).startswith("Keras layer"):
+                            raise
+                        raise UserError(f"Keras layer '{name}' ({cls}): {exc}") from None
                     self.layers[key] = made.eval()
                     if top and entry is final:
                         self._drop_softmax(cls, cfg, key)
