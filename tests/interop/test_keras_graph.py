@@ -319,3 +319,19 @@ def test_imported_graph_run_serves(tmp_path, run_cli):
     got = [(t["class"], t["probability"]) for t in answer["top"]]
     assert [c for c, _ in got] == [c for c, _ in expected]
     assert all(abs(p - q) < 1e-6 for (_, p), (_, q) in zip(got, expected))
+
+
+def test_free_input_size_needs_size(tmp_path):
+    def free(cfg):
+        cfg["config"]["layers"][0]["config"]["batch_shape"] = [None, None, None, 1]
+
+    path = tmp_path / "free.keras"
+    _rewrite_keras(GRAPH / "lenet.keras", path, free)
+    with pytest.raises(UserError, match=r"takes inputs of free size \(None, None, 1\); give the input size"):
+        load_keras(path)
+    imported = load_keras(path, size=12)
+    assert imported.pre.size == (12, 12)
+    ref = np.load(GRAPH / "lenet.npz")
+    np.testing.assert_allclose(run_graph(imported.model, ref["x"]), ref["out"], atol=1e-5, rtol=0)
+    with pytest.raises(UserError, match=r"'kernel' is \(54, 10\) in the file but the config makes it \(96, 10\)"):
+        load_keras(path, size=16)  # the Dense after the Flatten was trained on 12 x 12 inputs
