@@ -335,3 +335,14 @@ def test_free_input_size_needs_size(tmp_path):
     np.testing.assert_allclose(run_graph(imported.model, ref["x"]), ref["out"], atol=1e-5, rtol=0)
     with pytest.raises(UserError, match=r"'kernel' is \(54, 10\) in the file but the config makes it \(96, 10\)"):
         load_keras(path, size=16)  # the Dense after the Flatten was trained on 12 x 12 inputs
+
+
+@pytest.mark.parametrize("config", [[1, 2], {"class_name": "Dense", "config": {}},
+                                    {"class_name": "Sequential", "config": {"layers": [3]}}])
+def test_configs_that_are_no_model_are_refused(tmp_path, config):
+    bad = tmp_path / "bad.keras"
+    with zipfile.ZipFile(GRAPH / "lenet.keras") as z, zipfile.ZipFile(bad, "w") as out:
+        for name in z.namelist():
+            out.writestr(name, json.dumps(config) if name == "config.json" else z.read(name))
+    with pytest.raises(UserError, match="not a Keras model|not a layer config"):
+        load_keras(bad)

@@ -418,6 +418,15 @@ def _open_zip(path: Path) -> tuple[dict[str, Any], str, bytes]:
         return config, version or "3", z.read("model.weights.h5")
 
 
+def _checked(config: Any, path: Path) -> dict[str, Any] | None:
+    from deepvision.models.keras_graph import MODEL_CLASSES
+
+    if config is not None and (not isinstance(config, dict) or config.get("class_name") not in MODEL_CLASSES):
+        raise UserError(f"{path}: the stored model config is not a Keras model (class_name Sequential, "
+                        f"Functional or Model)")
+    return config
+
+
 class open_keras:
     """`with open_keras(path) as src:` (named like open()): a KerasSource of an .h5, .weights.h5 or .keras file."""
 
@@ -453,9 +462,9 @@ class open_keras:
             if raw is not None:
                 config = parse_json(_text(raw), str(path))
             version = _text(f.attrs.get("keras_version", group.attrs.get("keras_version", "")))
-            return KerasSource(path, config, version or "2", True, _legacy_groups(group))
+            return KerasSource(path, _checked(config, path), version or "2", True, _legacy_groups(group))
         if "layers" in f or "vars" in f:
-            return KerasSource(path, config, version or "3", False, _v3_groups(f))
+            return KerasSource(path, _checked(config, path), version or "3", False, _v3_groups(f))
         self._file.close()
         raise UserError(f"{path} holds no Keras weights (neither the .h5 layout nor Keras 3's layers/ groups)")
 

@@ -229,8 +229,6 @@ def _load_graph(path: Path, config: str | Path | None, *, classes: list[str] | N
         if model_cfg is None:
             raise UserError(f"{path} holds weights only; give the model config (--config model.json, from "
                             f"model.to_json()) or a deepvision architecture (--model NAME)")
-        if isinstance(model_cfg, dict) and "class_name" not in model_cfg and "config" in model_cfg:
-            model_cfg = model_cfg["config"]
         version = str(model_cfg.get("keras_version") or src.keras_version) if config else src.keras_version
         from deepvision.models.keras_graph import input_shape
 

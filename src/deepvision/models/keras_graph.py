@@ -99,7 +99,10 @@ def model_layers(model: dict[str, Any]) -> list[dict[str, Any]]:
     """The layer entries of a model config ({"class_name", "config"}; Keras 2.0 Sequential: a list)."""
     cfg = model.get("config", {})
     layers = cfg.get("layers", []) if isinstance(cfg, dict) else cfg
-    return layers if isinstance(layers, list) else []
+    layers = layers if isinstance(layers, list) else []
+    if not all(isinstance(e, dict) for e in layers):
+        raise UserError(f"model '{layer_name(model)}': the config lists a layer that is not a layer config")
+    return layers
 
 
 def layer_name(entry: dict[str, Any]) -> str:
@@ -332,6 +335,9 @@ class KerasGraph(nn.Module):
         for entry, call, refs in order:
             name, cls = layer_name(entry), str(entry.get("class_name"))
             cfg = entry.get("config", {}) or {}
+            if any(r[2] != 0 for r in refs):
+                raise UserError(f"Keras layer '{name}' reads a second output of a layer (multi-output layers are not "
+                                f"supported)")
             xs = [values[r] for r in refs]
             kind = "op:" + OPS[cls] if is_op(entry) else MERGE.get(cls, "module")
             if kind.startswith("op:"):
