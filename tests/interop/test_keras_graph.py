@@ -346,3 +346,19 @@ def test_configs_that_are_no_model_are_refused(tmp_path, config):
             out.writestr(name, json.dumps(config) if name == "config.json" else z.read(name))
     with pytest.raises(UserError, match="not a Keras model|not a layer config"):
         load_keras(bad)
+
+
+def test_non_square_inputs_and_builder_options_are_refused_for_runs(tmp_path, run_cli):
+    def wide(cfg):
+        cfg["config"]["layers"][0]["config"]["batch_shape"] = [None, 8, 16, 3]
+        cfg["config"]["layers"][-1]["build_config"] = None
+
+    path = tmp_path / "wide.keras"
+    _rewrite_keras(GRAPH / "inception_small.keras", path, wide)  # global pooling: any size fits
+    imported = load_keras(path)
+    assert imported.pre.size == (8, 16)
+    code, _, err = run_cli("import", "keras", path, "--out", tmp_path / "run")
+    assert code == 2 and "input 8x16 is not square" in err and not (tmp_path / "run").exists()
+    code, _, err = run_cli("import", "keras", GRAPH / "lenet.keras", "--arg", "activation=relu", "--out",
+                           tmp_path / "run")
+    assert code == 2 and "--arg sets options of a deepvision architecture" in err

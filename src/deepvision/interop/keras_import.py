@@ -156,6 +156,8 @@ def load_keras(
     model.to_json() file for weights-only files), or as deepvision architecture `model` ("auto":
     the first of KERAS_MODELS that fits)."""
     if model is None:
+        if model_args:
+            raise UserError("--arg sets options of a deepvision architecture: give it with --model NAME")
         return _load_graph(Path(h5), config, classes=classes, size=size, scale=scale, mean=mean, std=std,
                            recipe=recipe, data_root=data_root)
     if model == "auto":
@@ -286,6 +288,9 @@ def import_keras(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not empty; choose a new --out folder")
     imported = load_keras(h5, model, **options)
+    if imported.pre.size[0] != imported.pre.size[1]:
+        raise UserError(f"input {imported.pre.size[0]}x{imported.pre.size[1]} is not square; deepvision runs take "
+                        f"square inputs (load_keras imports it in memory)")
     cfg = imported.cfg
     cfg.name = out.name
     source = {"keras_file": str(Path(h5).resolve()), "keras_version": imported.keras_version}
