@@ -88,11 +88,11 @@ def main() -> None:
             for layout, model in models.items():
                 times[layout].append(step_time(model, name, side, batch, layout, a.steps))
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-        spread = {k: (min(v) * 1e3, max(v) * 1e3) for k, v in times.items()}
-        unguarded = (f"{med['channels_last_unguarded']:.1f} ({med['channels_last'] / med['channels_last_unguarded']:.2f}x)"
-                     if "channels_last_unguarded" in med else "-")
-        rows.append(f"| {name} | {side} | {batch} | {med['nchw']:.1f} ({spread['nchw'][0]:.1f}-{spread['nchw'][1]:.1f}) "
-                    f"| {med['channels_last']:.1f} ({spread['channels_last'][0]:.1f}-{spread['channels_last'][1]:.1f}) "
+        cell = {k: f"{med[k]:.1f} ({min(v) * 1e3:.1f}-{max(v) * 1e3:.1f})" for k, v in times.items()}
+
+        raw = med.get("channels_last_unguarded")
+        unguarded = f"{raw:.1f} ({med['channels_last'] / raw:.2f}x)" if raw else "-"
+        rows.append(f"| {name} | {side} | {batch} | {cell['nchw']} | {cell['channels_last']} "
                     f"| {med['nchw'] / med['channels_last']:.2f}x | {unguarded} |")
         print(rows[-1], flush=True)
     table = ("| model | input | batch | NCHW ms/step (range) | channels_last ms/step (range) | NCHW / channels_last "

@@ -27,8 +27,9 @@ import numpy as np
 import torch
 
 from deepvision.export.export import Deployable
-from deepvision.export.onnx_export import ort_session, to_onnx
+from deepvision.export.onnx_export import to_onnx
 from deepvision.models import create_model, get_model_spec
+from deepvision.onnxrt import ort_session
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("lenet", "resnet50_ref", "tv:mobilenet_v2")

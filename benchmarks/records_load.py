@@ -37,7 +37,7 @@ import torch
 
 import corpus
 from deepvision.config.schema import AugmentConfig
-from deepvision.data.record_loader import ImageRecordIter, RecordLoader
+from deepvision.data import ImageRecordIter, RecordLoader
 from deepvision.data.records import RecordFile, unpack_header
 
 REPO = Path(__file__).resolve().parents[1]

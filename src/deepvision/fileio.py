@@ -1,4 +1,5 @@
-"""Writing files so that readers never see half a file: temporary file beside the target, then rename."""
+"""Files in and out: writes that readers never see half done (`atomic_path`: a temporary file beside the
+target, then rename), regular-file reads that cannot hang on a FIFO, and torch files read safely."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import hashlib
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from deepvision.errors import UserError
 
@@ -63,44 +66,109 @@ def zip_damage(path: str | Path) -> str | None:
     return f"CRC mismatch in {bad}" if bad else None
 
 
+def read_torch_file(path: str | Path, kind: str, fix: str, map_location: Any = "cpu") -> Any:
+    """The object in a torch.save file, read with weights_only=True (nothing is unpickled). A missing file, a
+    damaged zip (CRC checked first) or anything torch cannot read is a one-line UserError naming the file as
+    `kind` ("checkpoint", "weights file") and saying what to do (`fix`)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{kind} not found: {path}")
+    damage = zip_damage(path)
+    if damage:
+        raise UserError(f"{path} is corrupt ({damage}); {fix}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for garbage input
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path} is not a readable {kind} ({reason}); {fix}") from None
+
+
+class PendingFile:
+    """A new file that replaces `path` only when it is complete: `tmp` is a temporary file beside `path` (same
+    file system, hidden name ending in `suffix`) to write by any means; `commit()` flushes it to disk, gives
+    it the usual permissions and renames it over `path` in one step; `discard()` removes it. A failure is a
+    one-line UserError naming `path` (with `hint` appended) and leaves `path` untouched. For writers that
+    stay open across calls (record files, HDF5); `atomic_path` is the same for one block of code."""
+
+    def __init__(self, path: str | Path, suffix: str = ".tmp", hint: str = "") -> None:
+        self.path, self.hint = Path(path), hint
+        try:
+            fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=suffix)
+            os.close(fd)
+        except OSError as exc:
+            raise UserError(f"could not write {self.path}: {exc.strerror or exc}{hint}") from None
+        self.tmp = Path(name)
+
+    def commit(self) -> None:
+        try:
+            with open(self.tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.chmod(self.tmp, file_mode())
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            self.failed(exc)
+
+    def discard(self) -> None:
+        unlink_quietly(self.tmp)
+
+    def failed(self, exc: OSError) -> None:
+        """Discard the file and raise the one-line error for `exc`."""
+        self.discard()
+        raise UserError(f"{write_failed(self.path, exc)}{self.hint}") from None
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp", hint: str = "") -> Iterator[Path]:
+    """The one way deepvision replaces a file: yields a temporary path beside `path` (`PendingFile`); when
+    the block ends normally the file is renamed over `path`. On any error the temporary file is removed and
+    `path` is untouched; an OSError becomes a one-line UserError naming `path`."""
+    pending = PendingFile(path, suffix, hint)
+    try:
+        yield pending.tmp
+    except OSError as exc:
+        pending.failed(exc)
+    except BaseException:
+        pending.discard()
+        raise
+    pending.commit()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """`atomic_write_text` for bytes: temporary file beside `path`, then rename; UserError on failure."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise UserError(f"could not write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except OSError as exc:
-        unlink_quietly(tmp)
-        raise write_failed(path, exc) from None
-    except BaseException:
-        unlink_quietly(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
-def read_regular_file(path: str | Path) -> bytes:
-    """The bytes of a regular file. A FIFO, device, socket or directory raises OSError ("not a
+def special_kind(mode: int) -> str | None:
+    """What a file of this st_mode is when it is not a regular file ("a FIFO", ...); None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _KINDS if test(mode)), "a special file")
+
+
+def open_regular_file(path: str | Path) -> BinaryIO:
+    """Open a regular file for reading. A FIFO, device, socket or directory raises OSError ("not a
     regular file: a FIFO") at once instead of blocking or reading forever (the file is opened
     non-blocking and checked with fstat, so a path swapped for a FIFO after a check is caught too)."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags)
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+        kind = special_kind(os.fstat(fd).st_mode)
+        if kind is not None:
             raise OSError(errno.EINVAL, f"not a regular file ({kind})", str(path))
-        f = os.fdopen(fd, "rb")
+        return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
-    with f:
+
+
+def read_regular_file(path: str | Path) -> bytes:
+    """The bytes of a regular file (see `open_regular_file`)."""
+    with open_regular_file(path) as f:
         return f.read()

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from deepvision.apps.emotion.app import frames_from, run_emotion
 from deepvision.apps.emotion.fer2013 import build_fer2013, make_fake_fer_csv
@@ -59,6 +60,67 @@ def test_fer2013_build_seven_classes_and_bad_rows(fer_csv, tmp_path, run_cli):
     code, _, err = run_cli("fer2013", "build", bad, "--out", tmp_path / "bad")
     assert code == 2 and "bad.csv:6: Usage must be" in err
     assert not any((tmp_path / "bad").glob("*.hdf5"))  # nothing half-written
+
+
+def _image_release(fer_csv: Path, root: Path) -> list[tuple[str, int, Path]]:
+    """The CSV as the Kaggle image-folder release: train/<emotion>/Training_N.jpg, test/<emotion>/PublicTest_N.jpg
+    and PrivateTest_N.jpg (48x48 grayscale JPEGs); returns (usage, emotion, file) in CSV order."""
+    folders = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    out = []
+    for n, row in enumerate(_csv_rows(fer_csv)):
+        usage, emotion = row["Usage"], int(row["emotion"])
+        folder = root / ("train" if usage == "Training" else "test") / folders[emotion]
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = np.array(row["pixels"].split(), np.uint8).reshape(48, 48)
+        Image.fromarray(pixels, "L").save(folder / f"{usage}_{n * 7 + 3}.jpg", quality=90)
+        out.append((usage, emotion, folder / f"{usage}_{n * 7 + 3}.jpg"))
+    return out
+
+
+def test_fer2013_build_from_the_image_folder_release(fer_csv, tmp_path, run_cli):
+    release = _image_release(fer_csv, tmp_path / "FER")
+    # augmented copies and stray files of the re-shared releases are left out and counted
+    Image.new("L", (48, 48)).save(tmp_path / "FER" / "train" / "happy" / "aug_Training_3_flip.jpg")
+    (tmp_path / "FER" / "test" / "sad" / "Thumbs.db").write_bytes(b"x")
+    code, out, err = run_cli("fer2013", "build", tmp_path / "FER", "--out", tmp_path / "fer")
+    assert code == 0, err
+    assert "left out 2 file(s) not named Training_N, PrivateTest_N or PublicTest_N (1 in test/, 1 in train/)" in (
+        " ".join(out.split()))
+    for split, usage in (("train", "Training"), ("val", "PrivateTest"), ("test", "PublicTest")):
+        images, labels, names = read_hdf5_arrays(tmp_path / "fer" / f"{split}.hdf5")
+        mine = [(emotion, file) for u, emotion, file in release if u == usage]
+        assert names == SIX and images.shape == (len(mine), 48, 48)
+        assert labels.tolist() == [{0: 0, 1: 0, 2: 1, 3: 2, 4: 3, 5: 4, 6: 5}[e] for e, _ in mine]
+        assert np.array_equal(images[0], np.asarray(Image.open(mine[0][1])))  # the decoded JPEG, unchanged
+    seven = build_fer2013(tmp_path / "FER", tmp_path / "fer7", classes=7, dtype="uint8")
+    assert seven.counts["val"] == [sum(1 for u, e, _ in release if u == "PrivateTest" and e == k) for k in range(7)]
+    (tmp_path / "FER" / "train" / "contempt").mkdir()
+    code, _, err = run_cli("fer2013", "build", tmp_path / "FER", "--out", tmp_path / "bad")
+    assert code == 2 and err.count("\n") == 1 and "contempt: unknown emotion folder" in err
+    code, _, err = run_cli("fer2013", "build", tmp_path, "--out", tmp_path / "bad")
+    assert code == 2 and "has no folder of emotion folders" in err
+    (tmp_path / "other" / "train" / "happy").mkdir(parents=True)
+    Image.new("L", (48, 48)).save(tmp_path / "other" / "train" / "happy" / "im0.png")
+    code, _, err = run_cli("fer2013", "build", tmp_path / "other", "--out", tmp_path / "bad")
+    assert code == 2 and err.count("\n") == 1 and "the 1 file(s) there, e.g." in err and "im0.png" in err
+
+
+def test_fer2013_folders_of_any_name_and_a_missing_split(fer_csv, tmp_path, run_cli):
+    """Copies that move PublicTest into validation/ build the same splits; a missing part is one line."""
+    import shutil
+
+    release = _image_release(fer_csv, tmp_path / "FER")
+    for _, _, file in release:
+        if file.name.startswith("PublicTest_"):
+            target = tmp_path / "FER" / "validation" / file.parent.name / file.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            file.rename(target)
+    built = build_fer2013(tmp_path / "FER", tmp_path / "fer", dtype="uint8")
+    assert sum(built.counts["test"]) == sum(1 for u, _, _ in release if u == "PublicTest") > 0
+    shutil.rmtree(tmp_path / "FER" / "validation")
+    code, _, err = run_cli("fer2013", "build", tmp_path / "FER", "--out", tmp_path / "bad")
+    assert code == 2 and err.count("\n") == 1 and "no PublicTest_N image under" in err
+    assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").iterdir())
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +226,31 @@ class _FlakyCamera:
 def test_failed_camera_reads_are_skipped():
     assert len(list(frames_from(_FlakyCamera("1001101"), is_camera=True, max_frames=4))) == 4
     assert len(list(frames_from(_FlakyCamera("1101"), is_camera=False))) == 2  # a video ends at its first failure
+
+
+def test_emotion_on_still_images_labels_every_face(fer_run, tmp_path, run_cli):
+    from tests.faces.facetools import FACE, astronaut_bgr
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    astronaut = astronaut_bgr()
+    cv2.imwrite(str(photos / "pair.png"), np.concatenate([astronaut, astronaut], axis=1))  # 1024 x 512, two faces
+    cv2.imwrite(str(photos / "wall.png"), np.full((200, 300, 3), 90, np.uint8))
+    out = tmp_path / "emotions"
+    code, stdout, err = run_cli("emotion", fer_run, "--image", photos, "--out", out)
+    assert code == 0, err
+    lines = stdout.splitlines()
+    assert lines[0] == f"{photos / 'pair.png'}: 2 faces" and lines[1].startswith("  face 1 at ")
+    assert f"{photos / 'wall.png'}: no face found" in lines
+    rows = _csv_rows(out / "results.csv")
+    assert [r["face"] for r in rows] == ["0", "1"] and all(r["label"] == "happy" for r in rows)
+    # boxes in the photo's own pixels (detected at width 800): the cascade's face, and the same 512 px to the right
+    for row, dx in zip(rows, (0, 512)):
+        box = tuple(int(row[k]) for k in "xywh")
+        assert iou(box, (FACE[0] + dx, *FACE[1:])) > 0.7, box
+    annotated = cv2.imread(str(out / "pair.png"))
+    assert annotated.shape == (400, 800, 3)  # the detection size: width 800
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["images"] == 2 and doc["no_face"] == [str(photos / "wall.png")] and len(doc["faces"]) == 2
+    code, _, err = run_cli("emotion", fer_run, "--image", tmp_path / "none.jpg")
+    assert code == 2 and "image not found" in err

@@ -108,6 +108,14 @@ def _browser():
     return chromium, sync_api
 
 
+def _assert_no_overlaps(page, selectors: list[str]) -> None:
+    """The page's blocks are stacked in order, none drawn over another (its border box, padding included)."""
+    boxes = [page.locator(s).first.bounding_box() for s in selectors]
+    assert all(b is not None and b["height"] > 0 for b in boxes), dict(zip(selectors, boxes))
+    for (above, a), (below, b) in zip(zip(selectors, boxes), zip(selectors[1:], boxes[1:])):
+        assert a["y"] + a["height"] <= b["y"] + 0.5, f"{above} {a} overlaps {below} {b}"
+
+
 def test_page_in_headless_chromium(served):
     chromium, sync_api = _browser()
     run, app, tmp = served
@@ -120,6 +128,7 @@ def test_page_in_headless_chromium(served):
             page = browser.new_page()
             page.goto(url)
             assert "deepvision" in page.title()
+            _assert_no_overlaps(page, ["h1", ".sub", "#drop", "main"])
             page.set_input_files("#file", str(image))
             page.wait_for_selector('#result[data-state="done"]', timeout=60_000)
             labels = page.locator("#bars .bar .label").all_inner_texts()
@@ -127,6 +136,7 @@ def test_page_in_headless_chromium(served):
             assert labels == [c for c, _ in expected]
             assert [float(v.rstrip("%")) for v in values] == pytest.approx([p * 100 for _, p in expected], abs=0.006)
             assert page.locator("#preview").evaluate("img => img.naturalWidth") > 0  # the image is shown
+            _assert_no_overlaps(page, ["h1", ".sub", "#drop", "main"])  # with the photo and the bars
 
             # drag and drop: the same photo dropped on the drop zone
             page.evaluate("""async (b64) => {
@@ -143,6 +153,7 @@ def test_page_in_headless_chromium(served):
             page.set_input_files("#file", str(tmp / "notes.txt"))
             page.wait_for_selector('#result[data-state="error"]', timeout=30_000)
             assert "not an image" in page.locator("#error").inner_text()
+            _assert_no_overlaps(page, [".sub", "#drop", "#error", "main"])
             assert page.locator("#bars .bar").count() == 0
 
             bomb = tmp / "bomb.png"

@@ -32,6 +32,66 @@ def test_every_command_has_help(run_cli):
     assert code == 0 and "train" in out
 
 
+def parsers(parser=None, path=("deepvision",)):
+    """(command path, parser) of every command and sub-command."""
+    import argparse
+
+    parser = parser or build_parser()
+    yield " ".join(path), parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in dict(action.choices).items():
+                yield from parsers(child, (*path, name))
+
+
+def test_every_help_fits_80_columns_on_any_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    seen = 0
+    for name, parser in parsers():
+        wide = [line for line in parser.format_help().splitlines() if len(line) > 80]
+        assert not wide, f"{name} --help: {wide[0]!r}"
+        seen += 1
+    assert seen > 40
+
+
+def test_help_wrapping_keeps_examples_readable():
+    from deepvision.cli.main import fit_lines
+
+    example = "  deepvision features runs/my_run test.lst --out f.h5" + " " * 20 + "  # the input of its classifier"
+    assert fit_lines(example + "\n") == ("  deepvision features runs/my_run test.lst --out f.h5\n"
+                                          "    # the input of its classifier\n")
+    prose = "word " * 40
+    lines = fit_lines(prose).splitlines()
+    assert max(map(len, lines)) <= 80 and " ".join(lines).split() == prose.split()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("trian",), "deepvision: error: unknown command 'trian' (did you mean train?)"),
+    (("detection", "biuld"), "deepvision detection: error: unknown command 'biuld' (did you mean build?)"),
+    (("recipes", "lst"), "invalid choice: 'lst' (did you mean list? choose from list, show)"),
+])
+def test_mistyped_commands_get_a_suggestion(capsys, argv, message):
+    from deepvision.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err and err.count("\n") == 1
+
+
+def test_recipes_list_fits_80_columns_and_keeps_names_whole(run_cli):
+    from deepvision.recipes import recipe_names
+
+    code, out, err = run_cli("recipes")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 80
+    assert set(recipe_names()) <= set(lines)  # each name whole, on its own line
+    assert "  tv:mobilenet_v2 on folder, 12 epochs, batch 16, lr cosine" in lines
+    age = lines[lines.index("adience_age") + 1:lines.index("adience_gender")]
+    assert "reference val 71.65 (one-off 94.14), test 71.15 (one-off 88.28)" in " ".join(x.strip() for x in age)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A 2-class run on an image folder (exercises the folder source and the binary reports)."""
@@ -270,3 +330,70 @@ def test_record_runs_resolve_files_under_the_data_root(tmp_path, run_cli, monkey
     assert code == 0, err
     report = json.loads(next((tmp_path / "runs" / "rec" / "eval").glob("*/metrics.json")).read_text())
     assert report["samples"] == 6 and "[INFO] rank-1:" in out
+
+
+@pytest.fixture
+def busy_machine(monkeypatch):
+    """4 cores, 3 of them busy with other processes (a faked /proc/stat reading); torch on 4 threads."""
+    import torch
+
+    from deepvision.engine import threads
+
+    monkeypatch.setenv("DEEPVISION_CPU_THREADS", "auto")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(threads, "busy_cores", lambda interval=0.25: 3.0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("command, argv", [("predict", ["RUN", "a.png", "--device", "cpu"]),
+                                           ("detect", ["RUN", "a.png", "--device", "cpu"]),
+                                           ("evaluate", ["RUN"]), ("classify", ["a.png"]),
+                                           ("features", ["tv:resnet18", "photos/"]), ("export", ["RUN"]),
+                                           ("emotion", ["RUN", "--headless"])])
+def test_computing_commands_run_on_the_free_cores(busy_machine, monkeypatch, capsys, command, argv):
+    import importlib
+
+    import torch
+
+    from deepvision.cli.main import COMPUTING, main
+
+    module = importlib.import_module(f"deepvision.cli.commands.{command}")
+    seen = []
+    monkeypatch.setattr(module, "run", lambda args: seen.append(torch.get_num_threads()) or 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main([command, *argv]) == 0
+    assert command in COMPUTING and seen == [1] and torch.get_num_threads() == 4  # restored afterwards
+    assert capsys.readouterr().err == (f"3.0 of 4 cores are busy with other processes: running {command} on 1 "
+                                       f"thread(s) instead of 4 (set OMP_NUM_THREADS to choose)\n")
+
+
+def test_thread_policy_leaves_gpu_and_chosen_counts_alone(busy_machine, monkeypatch, capsys):
+    import torch
+
+    from deepvision.cli.commands import predict
+    from deepvision.cli.main import COMPUTING, main
+
+    seen = []
+    monkeypatch.setattr(predict, "run", lambda args: seen.append(torch.get_num_threads()) or 0)
+    assert main(["predict", "RUN", "a.png", "--device", "cuda"]) == 0  # the GPU computes
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert main(["predict", "RUN", "a.png", "--device", "cpu"]) == 0  # the user's choice wins
+    assert seen == [4, 4] and capsys.readouterr().err == ""
+    assert set(COMPUTING) <= set(commands()) and not {"runs", "train", "resume"} & COMPUTING
+
+
+def test_long_class_names_are_shortened_at_a_synonym_never_mid_word():
+    from deepvision.cli.output import shorten_name
+
+    van = "n03977966 police van, police wagon, paddy wagon, patrol wagon, wagon, black Maria"
+    assert shorten_name(van, 64) == "n03977966 police van, police wagon, paddy wagon, ..."
+    assert shorten_name("n04118776 rule, ruler", 64) == "n04118776 rule, ruler"
+    assert shorten_name("a very long class name without any synonyms at all", 20) == "a very long ..."
+    for width in range(12, 80):
+        short = shorten_name(van, width)
+        assert len(short) <= width and (short == van or short.endswith("..."))
+        assert all(word in van.replace(",", "").split() for word in short.replace(",", "").split()[:-1])

@@ -44,6 +44,9 @@ def test_export_onnx_through_the_cli(trained_detection_run, run_cli, tmp_path):
     assert lines[0].startswith("parity on 3 image(s): ") and lines[0].endswith(": ok")
     assert lines[1:] == [f"exported {target}",
                          f"  {target.stat().st_size / 1e6:.1f} MB, onnx, 3 classes; verified against PyTorch"]
+    from deepvision.fileio import file_mode
+
+    assert target.stat().st_mode & 0o777 == file_mode()  # like every other output, not mkstemp's 0600
     run_model, classes = load_exported(target)
     assert classes == ["disc", "square", "triangle"]
     image = _test_image(trained_detection_run)

@@ -33,7 +33,7 @@ def _run_all(img: np.ndarray, plan: AugmentPlan, aug: AugmentConfig) -> tuple[np
     pre = Preprocess(channels=3, size=OUT)
     pil = SampleTransform(pre, aug, True).apply(Image.fromarray(img), plan).convert("RGB")
     cv = np.empty((*OUT, 3), np.uint8)
-    apply_plan(img, plan, cv, aug.fill)
+    apply_plan(img, plan, cv, aug.fill, aug.fill_mode)
     x = torch.from_numpy(img).permute(2, 0, 1)[None].contiguous()
     tt = BatchAugment(aug, OUT).apply(x, [plan])[0].permute(1, 2, 0).numpy()
     return np.asarray(pil), cv, tt
@@ -56,6 +56,7 @@ def test_crops_and_mirrors_are_pixel_exact_in_all_executors(plan):
 @pytest.mark.parametrize("plan", [
     AugmentPlan(affine=True, angle=12.0, shear=0.1, crop=(5, 4), mirror=True),
     AugmentPlan(affine=True, angle=-30.0, crop=(10, 2)),
+    AugmentPlan(affine=True, angle=8.0, zoom=(0.9, 1.1), crop=(6, 5), mirror=True),
     AugmentPlan(box=(4, 3, 30, 28), mirror=True),
 ])
 def test_warps_and_resized_crops_agree_up_to_resampling(plan):
@@ -75,6 +76,39 @@ def test_quarter_turn_lands_the_corner_in_the_same_place_everywhere():
     out = [a for a in _run_all(img, plan, aug)]
     for a in out:  # counter-clockwise: the red top-right corner moves to the top-left
         assert a[1, 1, 0] > 200 and a[1, 1, 1] < 60
+
+
+@pytest.mark.parametrize("fill_mode", ["constant", "nearest"])
+def test_zoom_scales_each_axis_about_the_centre_in_every_executor(fill_mode):
+    h, w = OUT
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx * 10 + 20, yy * 8 + 20, np.full_like(xx, 200)], -1).astype(np.uint8)  # ramps in x and y
+    aug = AugmentConfig(zoom=0.5, fill=0, fill_mode=fill_mode)
+    magnified = AugmentPlan(affine=True, zoom=(0.5, 1.0))  # x magnified twice, y unchanged
+    for out in _run_all(img, magnified, aug):
+        centre = out[6:18, 5:15].astype(float)
+        dx, dy = np.diff(centre[:, :, 0], axis=1), np.diff(centre[:, :, 1], axis=0)
+        assert abs(dx.mean() - 5) < 0.2 and np.abs(dx - 5).max() <= 1.01  # the x ramp: 10 per pixel -> 5 (rounded)
+        assert abs(dy.mean() - 8) < 0.2 and np.abs(dy - 8).max() <= 1.01  # the y ramp unchanged
+    shrunk = AugmentPlan(affine=True, zoom=(1.5, 1.5))  # zoomed out: the border is uncovered
+    for out in _run_all(img, shrunk, aug):
+        corner = out[0, 0].astype(int)
+        if fill_mode == "nearest":  # the top-left pixel repeated
+            assert np.abs(corner - img[0, 0]).max() <= 2
+        else:
+            assert corner.tolist() == [0, 0, 0]
+        assert abs(int(out[h // 2, w // 2, 0]) - int(img[h // 2, w // 2, 0])) <= 6  # the centre stays put
+
+
+def test_zoom_draws_two_factors_after_the_shear():
+    aug = AugmentConfig(rotate=10, rotation_mode="uniform", zoom=0.1, rand_mirror=True)
+    plan = draw_plan(aug, (48, 48), (48, 48), random.Random(5))
+    rng = random.Random(5)
+    angle = rng.uniform(-10, 10)
+    zoom = (rng.uniform(0.9, 1.1), rng.uniform(0.9, 1.1))
+    assert (plan.angle, plan.zoom, plan.mirror) == (angle, zoom, rng.random() < 0.5)
+    assert AugmentConfig(zoom=0.1).active and draw_plan(AugmentConfig(zoom=0.1), (9, 9), (9, 9),
+                                                        random.Random(0)).affine
 
 
 def test_draws_follow_the_reference_order_and_depend_only_on_the_seed():

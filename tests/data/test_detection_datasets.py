@@ -266,7 +266,7 @@ def test_unknown_classes_missing_images_negatives_strict(tmp_path):
     report = build_dataset(ann, tmp_path / "out", classes=["cat", "dog"])
     text = "\n".join(report.notes)
     assert all(len(line) <= 80 or " " not in line.strip() for line in report.lines())  # wrapped to 80 columns
-    assert "skipped 1 image(s) whose image file is missing, first: " + str(tmp_path / "gone.jpg") in text
+    assert "skipped 1 of 3 image(s) whose image file is missing; first: " + str(tmp_path / "gone.jpg") in text
     assert "skipped 1 box(es) of 1 class(es) not in the class list: zebra (1)" in text
     assert report.counts["train"].images == 2 and report.counts["train"].negatives == 1
     with pytest.raises(UserError, match="missing.*--strict"):

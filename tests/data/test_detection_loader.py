@@ -94,7 +94,7 @@ def test_same_seed_and_epoch_same_batches_whatever_the_workers(voc_root):
             a.set_epoch(epoch)
             b.set_epoch(epoch)
             batches_a, batches_b = list(a), list(b)
-            assert len(batches_a) == len(a) == 3
+            assert len(batches_a) == len(a) == 2  # 9 images: 4 + 5 (a lone last image joins the batch before)
             for (xa, ya), (xb, yb) in zip(batches_a, batches_b):
                 assert isinstance(xa, list) and all(torch.equal(p, q) for p, q in zip(xa, xb))
                 assert all(torch.equal(p["boxes"], q["boxes"]) for p, q in zip(ya, yb))
@@ -133,14 +133,16 @@ def test_roles_fractions_and_errors(voc_root):
                             ("train",), PRE)
 
 
-def test_min_batch_drops_a_trailing_single_image(voc_root):
+def test_a_trailing_single_training_image_joins_the_batch_before(voc_root):
     data = load_detection_data(DataConfig(source="detection", root=str(voc_root), batch_size=4, workers=0),
                                ("train",), PRE)
-    ds = data.dataset("train")  # 9 images: 4 + 4 + 1
-    assert len(DetectionLoader(ds, 4, training=True, workers=0)) == 3
-    loader = DetectionLoader(ds, 4, training=True, workers=0, min_batch=2)
-    assert len(loader) == 2 and sum(len(x) for x, _ in loader) == 8
+    ds = data.dataset("train")  # 9 images: 4 + 5, never 4 + 4 + 1
+    for min_batch in (1, 2):
+        loader = DetectionLoader(ds, 4, training=True, workers=0, min_batch=min_batch)
+        assert [len(x) for x, _ in loader] == [4, 5]
     assert len(DetectionLoader(ds, 4, training=False, workers=0, min_batch=2)) == 3  # evaluation scores every image
+    one = DetectionLoader(ds, 9, training=True, workers=0, min_batch=2, max_steps=None)
+    assert [len(x) for x, _ in one] == [9]
 
 
 def test_worker_batches_share_one_storage_per_field_and_equal_the_inline_ones(voc_root):

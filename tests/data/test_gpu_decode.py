@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from deepvision.config.schema import AugmentConfig
+from deepvision.data import RecordDataset, RecordLoader
 from deepvision.data.preprocess import Preprocess
-from deepvision.data.record_loader import RecordDataset, RecordLoader
 from deepvision.data.records import IRHeader, RecordWriter, pack_header
 from deepvision.errors import UserError
 from tests.data.recordtools import jpeg_bytes, noise_image, png_bytes
@@ -84,7 +84,7 @@ def test_corrupt_records_raise_or_are_skipped(tmp_path):
     with pytest.raises(Exception, match="record 2"):
         list(RecordLoader(path, 4, size=24, decoder="gpu", device="cpu"))
     loader = RecordLoader(path, 4, size=24, decoder="gpu", device="cpu", skip_corrupt=True)
-    with pytest.warns(UserWarning, match="skipped 1 corrupt"):
+    with pytest.warns(UserWarning, match="skipped 1 unreadable sample"):
         (x, y), = list(loader)
     assert x.shape[0] == 3 and y.tolist() == [0, 1, 3] and loader.skipped[0][0] == 2
 

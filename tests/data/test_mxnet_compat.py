@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from deepvision.data import RecordDataset, RecordLoader
 from deepvision.data.lst import read_lst
-from deepvision.data.record_loader import RecordDataset, RecordLoader
 from deepvision.data.records import RecordFile, unpack_header
 from tests.data.recordtools import make_folder, noise_image
 

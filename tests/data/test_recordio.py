@@ -26,6 +26,7 @@ from deepvision.data.records import (
     unpack_header,
 )
 from deepvision.data.records import recordio as rio
+from deepvision.fileio import file_mode
 
 MAGIC = 0xCED7230A
 
@@ -227,7 +228,7 @@ def test_writer_is_atomic_and_keeps_permissions(tmp_path):
         w.write(b"data")
         assert not (tmp_path / "y.rec").exists()  # only the temporary file exists while writing
     mode = (tmp_path / "y.rec").stat().st_mode & 0o777
-    assert mode == rio.file_mode() and (tmp_path / "y.idx").stat().st_mode & 0o777 == mode
+    assert mode == file_mode() and (tmp_path / "y.idx").stat().st_mode & 0o777 == mode
 
 
 def test_mxnet_style_classes(tmp_path):

@@ -80,7 +80,7 @@ def write_records(path: Path, items: list[tuple[float, bytes]]) -> Path:
 CAPPED = """
 import contextlib, io, json, resource, sys
 from deepvision.cli.main import main
-import deepvision.data.builtin_sources, deepvision.data.record_source, deepvision.data.record_loader, torch
+import deepvision.data.builtin_sources, deepvision.data.record_source, deepvision.data.records.loader, torch
 from deepvision.data.records.codec import Decoder
 from deepvision.data.imageio import open_image
 status = open("/proc/self/status").read()
@@ -279,8 +279,8 @@ def test_names_with_tabs_or_line_breaks_are_left_out_of_lists_and_said(tmp_path,
 
 # -- 13: one alpha rule --------------------------------------------------------------------------------------
 def test_transparent_images_decode_the_same_in_training_and_prediction(tmp_path, run_cli):
+    from deepvision.data import RecordDataset
     from deepvision.data.preprocess import Preprocess
-    from deepvision.data.record_loader import RecordDataset
 
     rgba = np.zeros((8, 8, 4), np.uint8)
     rgba[..., 0] = 255  # transparent red: training used to see red, predict white

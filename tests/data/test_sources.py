@@ -163,7 +163,7 @@ def test_folder_source_skips_unreadable_images_when_asked(tmp_path):
             with pytest.raises(UserError, match="vertical_001.png"):
                 list(loaders["train"])
         else:
-            with pytest.warns(UserWarning, match="skipped 1 unreadable image"):
+            with pytest.warns(UserWarning, match="skipped 1 unreadable sample"):
                 labels = [y for _, y in loaders["train"]]
             assert sum(len(y) for y in labels) == 7 and int(sum(y.sum() for y in labels)) == 3
 
@@ -194,3 +194,24 @@ def test_a_batch_of_nothing_but_unreadable_images_stays_in_the_epoch(tmp_path):
     assert result.history[0]["epoch"] == 1 and result.history[0]["val_acc"] == 1.0  # 4 readable, all class 1
     listing = (result.run_dir / "skipped.txt").read_text().splitlines()
     assert len(listing) == 8 and all("horizontal_00" in line for line in listing)  # 4 in train, 4 in val
+
+
+def test_photos_of_mixed_sizes_get_the_weights_resize_and_crop(tmp_path):
+    """A tv: model on a folder of photos, no data.resize/image_size: shorter side to the weights' resize, then
+    the crop (never a small crop out of a large photo); explicit settings win."""
+    from deepvision.data.loaders import resolve_preprocess
+    from deepvision.models import get_model_spec
+    from tests.recipes.test_transfer_finetune import photo_folder
+
+    photo_folder(tmp_path / "photos", per_class=3)
+    spec = get_model_spec("tv:resnet18")  # ResNet18_Weights.IMAGENET1K_V1: resize 256, crop 224
+    data = {"source": "folder", "root": str(tmp_path / "photos"), "train": ".", "val": None, "test": None,
+            "augment": {"rand_crop": True}}
+    for extra, want in (({}, (256, (224, 224), False)), ({"image_size": 224}, (None, (224, 224), True)),
+                        ({"resize": 300}, (300, (224, 224), False))):
+        cfg = build_config({"data": {**data, **extra}})
+        pre = resolve_preprocess(cfg.data, load_data(cfg.data), spec.input_size, spec.preprocess)
+        assert (pre.resize, pre.size, pre.crop) == want, extra
+        assert pre.mean == [0.485, 0.456, 0.406]
+    cfg = build_config({"data": data})  # a hand-built model has no resize of its own
+    assert resolve_preprocess(cfg.data, load_data(cfg.data), (3, 32, 32), {}).resize is None

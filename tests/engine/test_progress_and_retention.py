@@ -123,3 +123,41 @@ def test_evaluate_names_the_splits_the_run_has(two_classes):
     run, _ = two_classes
     code, _, err = run_main("evaluate", run.path, "--data", "test")
     assert code == 2 and "has no 'test' split; choose from train, val" in err and err.count("\n") == 1
+
+
+def test_detection_epoch_line_fits_80_columns():
+    from types import SimpleNamespace
+
+    from deepvision.engine.callbacks.logging import Terminal
+    from deepvision.runs.history import EpochRecord
+
+    terminal = Terminal()
+    terminal.trainer = SimpleNamespace(cfg=SimpleNamespace(train=SimpleNamespace(epochs=40)), best_epoch=12)
+    train = {"loss": 0.8123, "loss_classifier": 0.2345, "loss_box_reg": 0.3456, "loss_objectness": 0.0123,
+             "loss_rpn_box_reg": 0.0456, "count": 400}
+    record = EpochRecord(12, 0.00123, train, {"map50": 0.8123, "map": 0.5123, "count": 100}, 12.3, 123.4)
+    line = terminal.summary(record)
+    assert len(line) <= 80 and line.startswith("epoch 12/40  loss 0.8123  val map50 0.8123 map 0.5123")
+    assert "best" in line
+    ssd = terminal.summary(EpochRecord(12, 0.00123, {"loss": 3.1, "loss_classification": 2.0,
+                                                       "loss_bbox_regression": 1.1},
+                                       {"map50": 0.5, "map": 0.25}, 80.0, 20.0))
+    assert len(ssd) <= 80 and "classification" not in ssd  # the components give way whole (history.csv has them)
+    short = terminal.summary(EpochRecord(3, 0.01, {"loss": 3.1, "loss_classification": 2.0}, None, 80.0, 2.0))
+    assert short.startswith("epoch 3/40  loss 3.1  2.0s  lr 0.01  (classification 2)")
+
+
+def test_detection_speedometer_line_fits_80_columns():
+    import io
+
+    from deepvision.engine.reporting import Reporter
+
+    stream = io.StringIO()
+    reporter = Reporter(None, progress="lines", stream=stream)
+    reporter.epoch, reporter.epochs, reporter.steps = 4, 40, 1250
+    window = {"loss": 0.8123, "loss_classifier": 0.2345, "loss_box_reg": 0.3456, "loss_objectness": 0.0123,
+              "loss_rpn_box_reg": 0.0456}
+    reporter.speedometer_console(4, 1200, 12.3, window)
+    (line,) = stream.getvalue().splitlines()
+    assert len(line) <= 80 and line.startswith("epoch 5/40  batch 1200/1250  loss 0.8123  12 samples/s")
+    assert "loss_" not in line  # components whole or not at all (train.log has them)

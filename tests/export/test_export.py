@@ -41,6 +41,9 @@ def test_onnx_file_predicts_like_the_run(runs, run_cli, tmp_path):
     assert code == 0, err
     assert "parity on 4 the given images: max |logits difference|" in out and "top-1 agreement 100.0%" in out
     assert target.is_file() and not list(tmp_path.glob("*.data"))  # one self-contained file
+    from deepvision.fileio import file_mode
+
+    assert target.stat().st_mode & 0o777 == file_mode()  # like every other output, not mkstemp's 0600
     import onnx
 
     model = onnx.load(str(target))
@@ -61,7 +64,7 @@ def test_onnx_file_predicts_like_the_run(runs, run_cli, tmp_path):
 
 def test_dynamic_batch_onnx_and_torchscript(runs, tmp_path):
     from deepvision.export.export import export_run
-    from deepvision.export.onnx_export import ort_session
+    from deepvision.onnxrt import ort_session
 
     _, zoo, ops, images = runs
     # every operator of the graph importer (sum pooling, PReLU, SELU, Reshape, clip, ...) through ONNX
@@ -82,6 +85,9 @@ def test_dynamic_batch_onnx_and_torchscript(runs, tmp_path):
 
     ts = export_run(zoo, format="torchscript", dynamic_batch=True, quiet=True)
     assert ts.path == zoo / "export" / "zoo.torchscript"
+    from deepvision.fileio import file_mode
+
+    assert ts.path.stat().st_mode & 0o777 == result.path.stat().st_mode & 0o777 == file_mode()
     extra = {"deepvision.json": ""}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream; files still load
@@ -106,7 +112,8 @@ def test_export_refuses_a_file_that_differs_and_bad_options(runs, tmp_path, monk
     with pytest.raises(UserError, match=r"must end in \.onnx"):
         E.export_run(zoo, format="onnx", out=tmp_path / "x.pt", quiet=True)
     monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)
-    with pytest.raises(UserError, match=r"needs onnxruntime: pip install deepvision\[onnx\]"):
+    with pytest.raises(UserError, match=r"need the 'onnxruntime' package: pip install 'deepvision\[onnx\]'"):
         from deepvision.inference.onnx_runtime import OnnxClassifier
 
         OnnxClassifier(Path(__file__))  # any existing file: the missing package is reported first
+

@@ -103,3 +103,13 @@ def test_bad_inputs_are_one_line_and_write_nothing(run_cli, offline_torch_home, 
     assert code == 2 and "not found" in err
     code, _, err = run_cli("classify", photos / "a.png", "--model", "tv:mobilenet_v3")
     assert code == 2 and "unknown torchvision model" in err
+
+
+@pytest.mark.parametrize("spelling", ["torchvision:IMAGENET1K_V1", "IMAGENET1K_V1",
+                                      "torchvision:MobileNet_V2_Weights.IMAGENET1K_V1"])
+def test_weights_take_the_config_spelling(offline_torch_home, spelling):
+    from deepvision.inference.backbones import load_model
+
+    loaded = load_model("tv:mobilenet_v2", spelling, device="cpu")
+    assert loaded.source == {"model": "tv:mobilenet_v2", "weights": "IMAGENET1K_V1"}
+    assert len(loaded.classes) == 1000 and loaded.pre.resize == 256 and loaded.pre.size == (224, 224)

@@ -95,6 +95,28 @@ def test_lst_data_and_default_layer(mobilenet, folder, tmp_path):
         assert [n.decode() for n in db["label_names"][:]] == ["a", "b", "c"]
 
 
+def test_hdf5_data_gives_the_features_of_the_same_images(mobilenet, folder, tmp_path):
+    from PIL import Image
+
+    from deepvision.data.hdf5 import HDF5DatasetWriter
+
+    files = sorted(folder.rglob("*.png"))
+    pixels = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    labels = [int(f.parent.name == "vertical") for f in files]
+    writer = HDF5DatasetWriter(tmp_path / "images.hdf5", (len(files), 40, 40, 3), "images", dtype="uint8")
+    writer.add(pixels, labels)
+    writer.store_class_labels(["horizontal", "vertical"])
+    writer.close()
+    ex = FeatureExtractor(mobilenet)
+    from_h5 = open_data(tmp_path / "images.hdf5")
+    assert from_h5.classes == ["horizontal", "vertical"] and from_h5.description.startswith("hdf5:")
+    extract_features(ex, from_h5, tmp_path / "h5.h5", shuffle=False)
+    extract_features(ex, open_data(folder), tmp_path / "folder.h5", shuffle=False)
+    with h5py.File(tmp_path / "h5.h5", "r") as a, h5py.File(tmp_path / "folder.h5", "r") as b:
+        assert a["labels"][:].tolist() == b["labels"][:].tolist() == labels
+        np.testing.assert_allclose(a["features"][:], b["features"][:], rtol=1e-5, atol=1e-6)
+
+
 def test_cli_errors_are_one_line(run_cli, offline_torch_home, folder, tmp_path):
     code, _, err = run_cli("features", "tv:mobilenet_v2", folder, "--weights", "IMAGENET1K_V1", "--layer",
                            "features.99", "--out", tmp_path / "f.h5")

@@ -153,7 +153,7 @@ def test_declared_shapes_are_checked_against_the_config(tmp_path):
 
 def test_json_depth_limit_and_garbage():
     deep = "[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)
-    with pytest.raises(UserError, match="nests deeper than"):
+    with pytest.raises(UserError, match=f"nested deeper than {MAX_JSON_DEPTH} levels"):
         parse_json(deep, "x.json")
     with pytest.raises(UserError, match="not valid JSON"):
         parse_json('{"a": ', "x.json")

@@ -138,3 +138,29 @@ def test_imagenet_backbone_weights_from_the_hub_cache(tmp_path, monkeypatch):
 def test_models_show_on_a_detector_is_one_line(run_cli):
     code, _, err = run_cli("models", "show", "ssdlite320_mobilenet_v3_large")
     assert code == 2 and err.count("\n") == 1 and "depends on the data" in err
+
+
+def test_detectors_answer_to_tv_names_and_imply_the_detection_task():
+    import deepvision.engine.tasks  # noqa: F401  (registers the task inference)
+    from deepvision.config import build_config
+
+    spec = get_model_spec("tv:ssdlite320_mobilenet_v3_large")
+    assert spec is get_model_spec("ssdlite320_mobilenet_v3_large")
+    assert detection_family("tv:fasterrcnn_resnet50_fpn") == "rcnn"
+    model = create_model("tv:ssdlite320_mobilenet_v3_large", num_classes=4, size=64)
+    assert model.head.classification_head.num_columns == 4
+    cfg = build_config({"model": {"name": "tv:ssdlite320_mobilenet_v3_large"}, "data": {"source": "detection"}})
+    assert (cfg.model.name, cfg.task) == ("ssdlite320_mobilenet_v3_large", "detection")
+    cfg = build_config({"model": {"name": "tv:resnet18"}, "data": {"source": "folder"}})
+    assert (cfg.model.name, cfg.task) == ("tv:resnet18", "classification")
+
+
+@pytest.mark.parametrize("typed, first", [("tv:fasterrcnn_resnet50", "tv:fasterrcnn_resnet50_fpn"),
+                                          ("fasterrcnn_resnet50", "fasterrcnn_resnet50_fpn"),
+                                          ("tv:ssdlite320_mobilenet_v3", "tv:ssdlite320_mobilenet_v3_large"),
+                                          ("resnet18", "tv:resnet18"), ("minivg", "minivgg")])
+def test_did_you_mean_searches_every_registry(typed, first):
+    with pytest.raises(UserError) as err:
+        get_model_spec(typed)
+    message = str(err.value)
+    assert f"(did you mean: {first}" in message and "\n" not in message

@@ -123,3 +123,35 @@ def test_build_model_fetches_torchvision_weights(monkeypatch):
     assert requested == ["IMAGENET1K_V1"]
     assert model.classifier[1].out_channels == 3
     assert not hasattr(model, "pretrained_report")
+
+
+@pytest.mark.parametrize("spelling", ["torchvision:IMAGENET1K_V1", "IMAGENET1K_V1", "torchvision",
+                                      "SqueezeNet1_1_Weights.IMAGENET1K_V1"])
+def test_config_pretrained_takes_the_command_line_spelling(monkeypatch, spelling):
+    requested = []
+    monkeypatch.setattr("deepvision.models.torchvision_models.fetch_weights_model",
+                        lambda name, entry, **kw: requested.append(entry.name) or torchvision.models.get_model(name))
+    cfg = build_config({"model": {"name": "tv:squeezenet1_1", "num_classes": 3, "in_channels": 3,
+                                  "pretrained": spelling}})
+    build_model(cfg, Preprocess(3, (224, 224)))
+    assert requested == ["IMAGENET1K_V1"]
+
+
+def test_detector_coco_weights_offline_is_one_line_without_download(monkeypatch, tmp_path, capfd):
+    from deepvision.models.detection import cached_weights_path
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("DEEPVISION_OFFLINE", "1")
+    calls = []
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: calls.append(a))
+    cfg = build_config({"model": {"name": "ssdlite320_mobilenet_v3_large", "num_classes": 3, "in_channels": 3,
+                                  "pretrained": "coco"}})
+    with pytest.raises(UserError) as err:
+        build_model(cfg, Preprocess(3, (320, 320)))
+    from torchvision.models.detection import SSDLite320_MobileNet_V3_Large_Weights
+
+    url = SSDLite320_MobileNet_V3_Large_Weights.COCO_V1.url
+    message = str(err.value)
+    assert "DEEPVISION_OFFLINE" in message and url in message and str(cached_weights_path(url)) in message
+    assert "\n" not in message and calls == []
+    assert "Downloading" not in capfd.readouterr().err

@@ -148,3 +148,42 @@ def test_disk_use_counts_links_once_and_names_what_resumes_set_aside(tmp_path):
     assert checkpoint_note(run.path, indent="  ") == (
         "  checkpoints: 2.5 MB (last.pt, epochs 2-3; checkpoint.keep 5)\n"
         "    of which 500 kB set aside by resumes in checkpoints/discarded-*/")
+
+
+MIXED = [  # a classification and a detection journal in one table (rows as `journal` makes them)
+    {"name": "emotion_vgg_e4", "epochs": 75, "status": "finished",
+     "lr_schedule": "1-40: 0.01; 41-60: 0.001; 61-75: 0.0001",
+     "best_val_acc": 0.6712, "best_val_top5": 0.99, "best_epoch": 70, "monitor": "val_acc", "best_value": 0.6712,
+     "test_acc": 0.66, "test_value": 0.66, "ckpt_bytes": 45_000_000, "classes": 6},
+    {"name": "detection_synthetic", "epochs": 40, "status": "finished", "lr_schedule": "1-40: cosine 0.002→0.00000123",
+     "monitor": "val_map50", "best_value": 0.9012, "best_epoch": 38, "test_map50": 0.9123, "test_map": 0.61,
+     "test_value": 0.9123, "ckpt_bytes": 689_000_000},
+    {"name": "transfer_finetune", "epochs": 12, "status": "finished", "lr_schedule": "1-12: cosine 0.01→0.000546",
+     "best_val_acc": 0.95, "monitor": "val_acc", "best_value": 0.95, "ckpt_bytes": 28_000_000, "classes": 2},
+]
+
+
+def test_mixed_tasks_keep_names_and_numbers_whole():
+    lines = render_table(MIXED).splitlines()
+    assert max(map(len, lines)) <= 80
+    for row in MIXED:
+        assert any(line.startswith(row["name"] + " ") for line in lines), row["name"]  # never folded
+    text = "\n".join(lines)
+    for number in ("0.002→0.00000123", "0.01→0.000546", "41-60: 0.001;", "61-75: 0.0001"):
+        assert number in text  # schedule lines break between ranges and words, never inside a number
+    head = lines[:2]
+    assert head[0].split() == ["val", "val", "val", "test"] and head[1].split()[-4:] == ["r5", "best", "mAP50", "ckpt"]
+
+
+def test_wide_shows_each_metric_once():
+    from deepvision.runs.journal import header, wide_columns
+
+    columns = wide_columns(MIXED)
+    assert "best_value" in columns and "test_value" not in columns  # test mAP50 / test r1 have their own
+    titles = [header(k, MIXED) for k in columns]
+    assert len(titles) == len(set(titles))
+    detection_only = [MIXED[1]]
+    titles = [header(k, detection_only) for k in wide_columns(detection_only)]
+    assert titles.count("test mAP50") == 1 and "val mAP50" in titles
+    classification_only = [MIXED[0]]
+    assert not {"best_value", "test_value"} & set(wide_columns(classification_only))

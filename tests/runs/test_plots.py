@@ -95,3 +95,18 @@ def test_compare_titles_panels_and_lists_each_run_once(tmp_path, figures):
     assert [t.get_text() for t in runs.get_texts()] == ["a", "b"]
     assert [t.get_text() for t in lines.get_texts()] == ["validation", "training",
                                                          "learning-rate step (in the run's colour)"]
+
+
+def test_detection_history_gets_map_and_loss_components_not_an_empty_accuracy(tmp_path, figures):
+    history = [{"epoch": e, "lr": 0.01, "train_loss": 3.0 / e, "train_loss_classifier": 2.0 / e,
+                "train_loss_box_reg": 1.0 / e, "val_map50": 0.2 * e, "val_map": 0.1 * e, "train_acc": None,
+                "val_acc": None} for e in range(1, 4)]
+    (tmp_path / "accuracy.png").write_bytes(b"an empty figure from an earlier version")
+    paths = plots.plot_history(history, tmp_path, title="det")
+    assert [p.name for p in paths] == ["loss.png", "map.png"] and set(figures) == {"loss.png", "map.png"}
+    assert not (tmp_path / "accuracy.png").exists()
+    ax = figures["map.png"].axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["val mAP@0.5", "val mAP@[.5:.95]"]
+    assert [list(line.get_ydata()) for line in ax.lines[:2]] == [[0.2, 0.4, 0.2 * 3], [0.1, 0.2, 0.1 * 3]]
+    labels = [t.get_text() for t in figures["loss.png"].axes[0].get_legend().get_texts()]
+    assert labels == ["train (sum)", "box_reg", "classifier"]

@@ -173,7 +173,7 @@ def test_case11_unreadable_data_fails_loudly_with_one_line_and_a_listing(tmp_pat
     cfg = {"model": {"name": "lenet"}, "train": {"epochs": 1, "tensorboard": False},
            "data": {"source": "folder", "root": str(tmp_path), "train": "all_bad", "val": None, "test": None,
                     "image_size": 16, "channels": 1, "batch_size": 4, "workers": 0, "skip_corrupt": True}}
-    with pytest.raises(UserError, match=r"8 of 8 train samples are unreadable .*skipped.txt"):
+    with pytest.raises(UserError, match=r"all 8 train samples are unreadable .*skipped.txt\); nothing to train"):
         train(cfg, out=tmp_path / "runs", name="bad")
     make_image_folder(tmp_path / "some_bad", n_per_class=10, size=16)
     (tmp_path / "some_bad" / "vertical" / "vertical_003.png").write_bytes(b"")
@@ -216,6 +216,12 @@ def test_evaluate_offers_the_skip_it_suggests(tmp_path, run_cli):
     code, out, err = run_cli("evaluate", run, "--data", tmp_path / "data", "--skip-corrupt")
     assert code == 0, err
     assert json.loads((run / "eval" / "data-best" / "metrics.json").read_text())["samples"] == 11
+    for image in (tmp_path / "data").rglob("*.png"):
+        image.write_bytes(b"")
+    code, _, err = run_cli("evaluate", run, "--data", tmp_path / "data", "--skip-corrupt", "--out", tmp_path / "e")
+    assert code == 2 and err.count("\n") == 1
+    assert "no sample of the" in err and "every one was unreadable and skipped" in err
+    assert not (tmp_path / "e").exists()
 
 
 def test_runs_compare_refuses_an_out_file_in_a_folder_that_does_not_exist(tmp_path, run_cli):

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import pkgutil
+import shutil
 import sys
+import textwrap
+from typing import Any
 
 from deepvision.version import __version__
 
@@ -24,12 +28,60 @@ def missing_extra(exc: ModuleNotFoundError) -> str | None:
     return f"this needs {package} (module {module}), which is not installed: pip install 'deepvision[{extra}]'"
 
 
+HELP_WIDTH = 80  # --help never needs a wider terminal
+
+
+def fit_lines(text: str, width: int = HELP_WIDTH) -> str:
+    """`text` with every line wrapped to `width` columns: prose keeps its indentation, an example's
+    trailing `# comment` moves to the next line, and long commands continue indented."""
+    out: list[str] = []
+    for line in text.splitlines():
+        if len(line) <= width:
+            out.append(line)
+            continue
+        indent = line[: len(line) - len(line.lstrip())]
+        code, sep, comment = line.partition("  # ")
+        if sep and code.strip() and len(code.rstrip()) <= width:
+            out.append(code.rstrip())
+            out += textwrap.wrap(f"# {comment.strip()}", width, initial_indent=indent + "  ",
+                                 subsequent_indent=indent + "  # ", break_on_hyphens=False)
+            continue
+        example = line.lstrip().startswith("deepvision ")
+        out += textwrap.wrap(line.strip(), width, initial_indent=indent,
+                             subsequent_indent=indent + ("    " if example else ""), break_on_hyphens=False,
+                             break_long_words=False)
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse with a one-line error message (and exit code 2)."""
+    """argparse with a one-line error message (and exit code 2), a did-you-mean for mistyped commands
+    and choices, and help that fits 80 columns."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         raise SystemExit(2)
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        choices = action.choices
+        if choices is None or value in choices:
+            return
+        names = [str(c) for c in choices]
+        close = difflib.get_close_matches(str(value), names, n=3, cutoff=0.6)
+        if isinstance(action, argparse._SubParsersAction):
+            hint = f" (did you mean {' or '.join(close)}?)" if close else f"; commands: {', '.join(names)}"
+            raise argparse.ArgumentError(None, f"unknown command '{value}'{hint}")
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise argparse.ArgumentError(action, f"invalid choice: '{value}' ({hint}choose from {', '.join(names)})")
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        columns = min(shutil.get_terminal_size().columns, HELP_WIDTH)
+        return self.formatter_class(prog=self.prog, width=columns - 2)
+
+    def format_help(self) -> str:
+        return fit_lines(super().format_help())
+
+    def format_usage(self) -> str:
+        return fit_lines(super().format_usage())
 
 
 def build_parser() -> Parser:
@@ -46,6 +98,30 @@ def build_parser() -> Parser:
     return parser
 
 
+# Commands that compute on the CPU besides training (train, resume and demo fit their threads in the trainer):
+# they run on the cores other processes leave free, as training does (engine/threads.py).
+COMPUTING = frozenset({"agegender", "cars", "classify", "detect", "emotion", "evaluate", "export", "features",
+                       "orientation", "predict", "serve", "stl10"})
+
+
+def fit_threads(args: argparse.Namespace) -> int | None:
+    """Apply the training thread policy to a computing command on the CPU; returns the thread count to
+    restore afterwards (None when nothing was changed). The note, when threads were lowered, goes to stderr
+    so that stdout (JSON, tables) stays clean."""
+    if args.command not in COMPUTING:
+        return None
+    import torch
+
+    from deepvision.engine.threads import fit_threads_to_load
+
+    device = str(getattr(args, "device", None) or "auto")
+    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    previous, note = fit_threads_to_load(torch.device("cpu" if on_cpu else "cuda"), what=f"running {args.command}")
+    if note:
+        sys.stderr.write(note + "\n")
+    return previous
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -57,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     from deepvision.engine.signals import StopRequested
     from deepvision.errors import UserError
 
+    threads = None
     try:
+        threads = fit_threads(args)
         return int(args.func(args) or 0)
     except UserError as exc:
         sys.stderr.write(f"deepvision {args.command}: error: {exc}\n")
@@ -86,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         sys.stderr.write(f"deepvision {args.command}: error: {where}{exc.strerror or exc}\n")
         return 2
+    finally:
+        if threads is not None:  # a caller in the same process (a test, a notebook) keeps its own setting
+            import torch
+
+            torch.set_num_threads(threads)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,27 @@ import json
 from typing import Any
 
 
+def shorten_name(name: str, width: int) -> str:
+    """`name` in at most `width` characters, cut after a whole synonym ('n03977966 police van, police
+    wagon, ...') or word, never inside one."""
+    if len(name) <= width:
+        return name
+    room = width - len(", ...")
+    cut = name.rfind(", ", 0, room + 1)
+    if cut > 0:
+        return name[:cut] + ", ..."
+    cut = name.rfind(" ", 0, width - len(" ...") + 1)
+    return name[:cut] + " ..." if cut > 0 else name[: width - 3] + "..."
+
+
 def print_top_k(results: list[Any], as_json: bool, name_width: int | None = None) -> None:
     """Top-k predictions (objects with `image`, `top` and `to_dict()`): JSON, or an image line followed
-    by its ranked classes; `name_width` cuts long class names so lines fit the terminal."""
+    by its ranked classes; `name_width` shortens long class names (at a synonym or word) so lines fit
+    the terminal."""
     if as_json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
         return
     for r in results:
         print(r.image)
         for rank, (name, prob) in enumerate(r.top, 1):
-            print(f"  {rank}. {name[:name_width] if name_width else name}: {prob * 100:.2f}%")
+            print(f"  {rank}. {shorten_name(name, name_width) if name_width else name}: {prob * 100:.2f}%")

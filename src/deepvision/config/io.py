@@ -12,11 +12,13 @@ import yaml
 from deepvision.config.coerce import from_dict, to_dict
 from deepvision.config.schema import Config
 from deepvision.errors import UserError
+from deepvision.safeload import ParseError, SafeLoader, load_yaml, read_bytes
 
 
-class Loader(yaml.SafeLoader):
+class Loader(SafeLoader):
     """YAML with YAML 1.2 scalars: only true/false are booleans (so `amp: off` and `name: yes` stay
-    strings), dates stay strings, and `1e-3` is a number."""
+    strings), dates stay strings, and `1e-3` is a number; nesting and alias expansion bounded
+    (deepvision.safeload)."""
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -49,23 +51,22 @@ Loader.add_implicit_resolver("tag:yaml.org,2002:float",
                              re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 
-def load_yaml_text(text: str) -> Any:
-    return yaml.load(text, Loader=Loader)  # a SafeLoader: builds plain data only
+def load_yaml_text(text: str, source: str | None = None) -> Any:
+    """Parse config YAML (plain data only, bounded); ParseError for bad syntax, LimitError past a limit."""
+    return load_yaml(text, source, Loader)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with one-line errors for a missing file or bad syntax."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"config file not found: {path}")
+    raw = read_bytes(path, "config file")
     try:
-        data = load_yaml_text(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise UserError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        raw.decode("utf-8")
     except UnicodeDecodeError:
         raise UserError(f"{path} is not a text file; give a YAML experiment config") from None
+    data = load_yaml_text(raw, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -80,8 +81,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise UserError(f"--set expects key=value with a dotted key, e.g. optim.lr=0.01; got {text!r}")
     try:
-        value = load_yaml_text(raw) if raw.strip() else None
-    except yaml.YAMLError:
+        value = load_yaml_text(raw, f"--set {key}") if raw.strip() else None
+    except ParseError:
         value = raw
     return key.split("."), value
 

@@ -3,7 +3,9 @@
 The registries live in higher layers (optimizers and schedules in the engine, data sources in data,
 models in models, tasks in engine.tasks); each registers its key here when imported, so this layer
 imports none of them. `check_names` runs from `Config.validate`: an unknown optimizer, schedule,
-source, model or task is a one-line error before any data is read.
+source, model or task is a one-line error before any data is read. A registry may also rewrite a
+value to its canonical spelling (`register_canonical`) and infer values a config leaves at their
+default (`register_inference`: a detector trained on a detection source is the detection task).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from deepvision.errors import unknown
 # dotted config key -> (kind for the message, names provider) or a checking function
 _NAMES: dict[str, tuple[str, Callable[[], Iterable[str]]]] = {}
 _CHECKS: dict[str, Callable[[str], Any]] = {}
+_CANONICAL: dict[str, Callable[[str], str]] = {}
+_INFERENCES: list[Callable[[Any], None]] = []
 
 
 def register_names(key: str, kind: str, names: Callable[[], Iterable[str]]) -> None:
@@ -28,21 +32,35 @@ def register_check(key: str, check: Callable[[str], Any]) -> None:
     _CHECKS[key] = check
 
 
+def register_canonical(key: str, canonical: Callable[[str], str]) -> None:
+    """Values of `key` are rewritten to `canonical(value)` once checked (e.g. a model alias to its name)."""
+    _CANONICAL[key] = canonical
+
+
+def register_inference(infer: Callable[[Any], None]) -> None:
+    """`infer(cfg)` fills in what the rest of a checked config implies (it may change cfg in place)."""
+    _INFERENCES.append(infer)
+
+
 def choices(key: str) -> list[str]:
     """The registered names of `key` (for --help), or [] when none are registered."""
     return sorted(_NAMES[key][1]()) if key in _NAMES else []
 
 
 def check_names(cfg: Any) -> None:
+    for key, check in _CHECKS.items():
+        value = _get(cfg, key)
+        if value is not None:
+            check(str(value))
+            if key in _CANONICAL:
+                _set(cfg, key, _CANONICAL[key](str(value)))
+    for infer in _INFERENCES:
+        infer(cfg)
     for key, (kind, names) in _NAMES.items():
         value = _get(cfg, key)
         valid = list(names())
         if value is not None and valid and str(value).lower() not in valid:
             raise unknown(kind, str(value), valid)
-    for key, check in _CHECKS.items():
-        value = _get(cfg, key)
-        if value is not None:
-            check(str(value))
 
 
 def _get(cfg: Any, key: str) -> Any:
@@ -50,3 +68,11 @@ def _get(cfg: Any, key: str) -> Any:
     for part in key.split("."):
         node = getattr(node, part, None)
     return node
+
+
+def _set(cfg: Any, key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    node = cfg
+    for part in parents:
+        node = getattr(node, part)
+    setattr(node, last, value)

@@ -69,7 +69,9 @@ class AugmentConfig:
     rotate: float = 0.0  # degrees
     rotation_mode: Literal["uniform", "fixed"] | None = None  # None: profile (modern uniform, reference fixed +a)
     max_shear_ratio: float = 0.0
-    fill: int = 255  # value for pixels uncovered by rotation/shear (reference: white)
+    zoom: float = 0.0  # scale each axis by U(1 - zoom, 1 + zoom) about the centre (Keras zoom_range)
+    fill: int = 255  # value for pixels uncovered by rotation/shear/zoom (reference: white)
+    fill_mode: Literal["constant", "nearest"] = "constant"  # nearest: repeat the edge pixels (Keras' default)
     random_resized_crop: bool = False
     scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
     ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
@@ -77,6 +79,7 @@ class AugmentConfig:
     def validate(self, path: str) -> None:
         _bounded(f"{path}.rotate", self.rotate, 0, 360)
         _bounded(f"{path}.max_shear_ratio", self.max_shear_ratio, 0, 1)
+        _bounded(f"{path}.zoom", self.zoom, 0, 0.9)
         if not 0 <= self.fill <= 255:
             raise UserError(f"{path}.fill must be in 0..255, got {self.fill}")
         for key in ("scale", "ratio"):
@@ -87,7 +90,8 @@ class AugmentConfig:
     @property
     def active(self) -> bool:
         return bool(
-            self.rand_crop or self.rand_mirror or self.rotate or self.max_shear_ratio or self.random_resized_crop
+            self.rand_crop or self.rand_mirror or self.rotate or self.max_shear_ratio or self.zoom
+            or self.random_resized_crop
         )
 
 
@@ -242,7 +246,7 @@ class TrainConfig:
     max_steps: int | None = None  # cap training batches per epoch (smoke runs)
     topk: int = 5
     reset_optimizer_on_resume: bool | None = None  # None: profile decides (reference: reset)
-    tensorboard: bool = True
+    tensorboard: bool | None = None  # None: event files when tensorboard is installed; true: require it
     progress: Literal["auto", "bar", "lines"] = "auto"
     # score the test split after training (best.pt; test_metrics.json): auto when the data has a test split
     # other than the val split; on: require one; off: never

@@ -16,6 +16,7 @@ from deepvision.data.preprocess import open_image
 from deepvision.data.source_registry import RawData, register_source
 from deepvision.data.tensors import SubsetDataset, TensorSplit, to_tensor_split
 from deepvision.errors import UserError
+from deepvision.safeload import check_class_names
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -120,17 +121,39 @@ class ImageFileDataset:
 
 
 def _class_folders(folder: Path) -> list[str]:
-    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    names = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    check_class_names(names, str(folder))
+    return names
+
+
+VAL_FOLDERS = ("val", "valid", "validation")  # the names image-folder datasets give their validation split
+
+
+def split_folder(root: Path, name: str) -> Path:
+    """The folder of split `name`: `root/name`, root itself for '.' or 'all', and the layouts datasets come
+    in: `train` is root itself when root holds only class folders (no `train/`), `val` may be spelled
+    `valid` or `validation`."""
+    if name in (".", "all"):
+        return root
+    folder = root / name
+    if folder.is_dir():
+        return folder
+    if name == "train" and not any((root / other).is_dir() for other in (*VAL_FOLDERS, "test")):
+        return root
+    if name == "val":
+        return next((root / alias for alias in VAL_FOLDERS if (root / alias).is_dir()), folder)
+    return folder
 
 
 @register_source("folder")
 def folder_source(cfg: DataConfig, wanted: list[str]) -> RawData:
-    """ImageFolder layout: `root/<split>/<class>/*.jpg`; the split name '.' means root itself."""
+    """ImageFolder layout: `root/<split>/<class>/*.jpg`, or `root/<class>/*.jpg` (root is the training
+    split); the split name '.' means root itself (see `split_folder`)."""
     if not cfg.root or not Path(cfg.root).is_dir():
         raise UserError(f"image folder not found: {cfg.root} (set data.root to a folder of class sub-folders)")
     root = Path(cfg.root)
     channels = cfg.channels or 3
-    train_dir = root if cfg.train in (".", "all") else root / (cfg.train or "")
+    train_dir = split_folder(root, cfg.train or "")
     if not train_dir.is_dir():
         raise UserError(f"training folder not found: {train_dir}")
     classes = _class_folders(train_dir)
@@ -139,8 +162,8 @@ def folder_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     index = {c: i for i, c in enumerate(classes)}
     splits = {}
     for name in wanted:
-        folder = root if name in (".", "all") else root / name
-        if not folder.is_dir():
+        folder = split_folder(root, name)
+        if not folder.is_dir() or (name != cfg.train and folder == train_dir):
             continue
         paths, labels = [], []
         for cls in _class_folders(folder):

@@ -6,9 +6,7 @@ so augmentation does not depend on the worker count and resumed runs replay it e
 
 from __future__ import annotations
 
-import os
 import random
-import warnings
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from deepvision.data.sampling import EpochPlan
+from deepvision.data.sampling import EpochPlan, default_workers
 from deepvision.data.transforms import SampleTransform, sample_seed
 from deepvision.errors import UserError
 
@@ -73,12 +71,6 @@ class _EpochBatches:
         return len(self.loader.batches())
 
 
-def default_workers() -> int:
-    """All cores, shared among the processes of this node (torchrun sets LOCAL_WORLD_SIZE), at most 8."""
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return max(1, min(8, (os.cpu_count() or 2) // max(1, per_node)))
-
-
 class DatasetLoader(EpochPlan):
     """Batches (uint8 N x C x H x W, int64 N) from a map-style dataset of (PIL image, label)."""
 
@@ -102,8 +94,6 @@ class DatasetLoader(EpochPlan):
         super().__init__(len(dataset), batch_size, seed=seed, shuffle=shuffle and training, training=training,
                          rank=rank, world=world, last_batch=last_batch, max_steps=max_steps)
         self.dataset, self.skip_errors = dataset, skip_errors
-        self.epoch_skipped: list[str] = []  # unreadable samples of the last epoch (data.skip_corrupt)
-        self.warn_skipped = True  # a UserWarning per epoch; the engine reports them itself
         workers = default_workers() if workers is None else workers
         self._loader = DataLoader(
             _Keyed(dataset, transform, seed, skip_errors),
@@ -118,20 +108,18 @@ class DatasetLoader(EpochPlan):
         )
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self.epoch_skipped = []
+        self.skips.begin()
         try:
             for x, y in self._loader:
                 if self.skip_errors:
                     keep = y >= 0
                     if not bool(keep.all()):
-                        self.epoch_skipped += [self._describe(int(-v) - 1) for v in y[~keep].tolist()]
+                        self.skips.add([self._describe(int(-v) - 1) for v in y[~keep].tolist()])
                         x, y = x[keep], y[keep]
                 yield x, y.to(torch.int64)
         except UserError as exc:  # re-raised from a worker with its traceback in the message
             raise UserError(worker_message(exc)) from None
-        if self.epoch_skipped and self.warn_skipped:
-            warnings.warn(f"skipped {len(self.epoch_skipped)} unreadable image(s) in epoch {self.epoch} "
-                          f"(data.skip_corrupt)", stacklevel=2)
+        self.skips.end(self.epoch)
 
     def _describe(self, index: int) -> str:
         """The file of sample `index` (through subset views), when the dataset lists its files."""

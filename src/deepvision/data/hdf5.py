@@ -13,8 +13,8 @@ in each worker process.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ import torch
 from torch.utils.data import Dataset
 
 from deepvision.errors import UserError
+from deepvision.fileio import PendingFile
+from deepvision.safeload import check_declared_bytes
 
 DATA_KEYS = ("images", "features", "data")
 
@@ -66,9 +68,8 @@ class HDF5DatasetWriter:
         self.row_shape = tuple(int(d) for d in dims[1:])
         expected = int(dims[0]) if dims[0] else 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".partial")
-        os.close(fd)
-        self.db = h5py.File(self._tmp, "w")
+        self._pending = PendingFile(self.path, ".partial")
+        self.db = h5py.File(self._pending.tmp, "w")
         row_bytes = max(1, int(np.prod(self.row_shape)) * np.dtype(dtype).itemsize)
         chunk_rows = max(1, min(self.buf_size, (1 << 20) // row_bytes))
         self.data = self.db.create_dataset(data_key, (expected, *self.row_shape), maxshape=(None, *self.row_shape),
@@ -132,12 +133,9 @@ class HDF5DatasetWriter:
         self.db.close()
         self.closed = True
         if self.path.exists():
-            os.unlink(self._tmp)
+            self._pending.discard()
             raise UserError(f"{self.path} appeared while writing; the new data was discarded")
-        from deepvision.fileio import file_mode
-
-        os.chmod(self._tmp, file_mode())
-        os.replace(self._tmp, self.path)
+        self._pending.commit()
 
     def abort(self) -> None:
         """Discard the file being written."""
@@ -146,8 +144,7 @@ class HDF5DatasetWriter:
         self.closed = True
         with contextlib.suppress(Exception):
             self.db.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self._tmp)
+        self._pending.discard()
 
     def __enter__(self) -> HDF5DatasetWriter:
         return self
@@ -190,13 +187,21 @@ class HDF5Dataset(Dataset):
                                     f"(datasets: {', '.join(keys)})")
                 if "labels" not in db:
                     raise UserError(f"{self.path} has no 'labels' dataset (datasets: {', '.join(keys)})")
+                for key in ("labels", "label_names", *([data_key] if in_memory else [])):
+                    if key in db:
+                        check_dataset(self.path, key, db[key])
                 self.shape = tuple(db[data_key].shape)
                 self.stored_dtype = db[data_key].dtype
+                if db["labels"].dtype.kind not in "iu" or db["labels"].ndim != 1:
+                    raise UserError(f"{self.path}: 'labels' must be a 1-D integer dataset, got "
+                                    f"{db['labels'].dtype} {db['labels'].shape}")
                 self.targets = np.asarray(db["labels"][:], dtype=np.int64)
                 names = db["label_names"][:] if "label_names" in db else None
                 self.data = np.asarray(db[data_key][:]) if in_memory else None
-        except OSError as exc:
-            raise UserError(f"cannot read {self.path} as HDF5 ({exc})") from None
+        except (OSError, TypeError, ValueError, AttributeError) as exc:
+            raise UserError(f"cannot read {self.path} as HDF5 ({' '.join(str(exc).split())[:160]})") from None
+        if not self.shape:
+            raise UserError(f"{self.path}: '{data_key}' is a scalar, not rows")
         if len(self.targets) != self.shape[0]:
             raise UserError(f"{self.path}: {self.shape[0]} rows but {len(self.targets)} labels")
         self.classes = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names] if names is not None \
@@ -234,6 +239,21 @@ class HDF5Dataset(Dataset):
             with contextlib.suppress(Exception):
                 self._file.close()
             self._file = None
+
+
+HDF5_MAX_RATIO = 1000.0  # gzip on real features or images stays far below; a few MB of zeros declaring GBs does not
+
+
+def check_dataset(path: Path, key: str, ds: Any) -> None:
+    """UserError when dataset `key` declares more bytes than the file stores for it (times HDF5_MAX_RATIO
+    when compressed) or than one read may take; checked before reading it."""
+    if not hasattr(ds, "shape") or not hasattr(ds, "dtype"):
+        raise UserError(f"{path}: '{key}' is not a dataset")
+    declared = math.prod(ds.shape or ()) * ds.dtype.itemsize
+    stored = ds.id.get_storage_size()
+    compressed = ds.id.get_create_plist().get_nfilters() > 0
+    check_declared_bytes(f"{path} dataset '{key}' ({'x'.join(map(str, ds.shape))} {ds.dtype})", declared, stored,
+                         HDF5_MAX_RATIO if compressed else 1.0)
 
 
 def read_hdf5_arrays(path: str | Path, data_key: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:

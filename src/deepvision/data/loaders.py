@@ -24,15 +24,22 @@ def resolve_preprocess(cfg: DataConfig, bundle: DataBundle, model_input: tuple[i
     """The run's evaluation transform: channels, input size, resize, scale, mean and std.
 
     Mean and std left unset in the config come from the model's own metadata when it has some
-    (torchvision/timm weights: ImageNet statistics), as timm's data config does.
+    (torchvision/timm weights: ImageNet statistics), as timm's data config does. So does the shorter-side
+    resize before the crop (256 for a 224 input) when the config sets neither data.resize nor
+    data.image_size and the images have mixed sizes: photos are resized and cropped the weights' way,
+    never cropped small from a large photo.
     """
     channels = cfg.channels or bundle.channels
+    meta = model_preprocess or {}
+    resize = cfg.resize
     if cfg.image_size:
         size = (cfg.image_size, cfg.image_size)
     elif bundle.size is not None and not cfg.resize:
         size = tuple(bundle.size)
     elif model_input is not None:
         size = tuple(model_input[1:])
+        if resize is None and meta.get("resize") and list(meta.get("size", [])) == list(size):
+            resize = int(meta["resize"])
     else:
         raise UserError("set data.image_size: the images have mixed sizes and the model has no default input size")
     if cfg.resize and cfg.resize < min(size):
@@ -46,15 +53,14 @@ def resolve_preprocess(cfg: DataConfig, bundle: DataBundle, model_input: tuple[i
     elif cfg.mean:
         mean = list(cfg.mean)
     std = list(cfg.std or [])
-    meta = model_preprocess or {}
     if (cfg.mean is None and cfg.std is None and channels == 3 and meta.get("mean") and meta.get("std")
             and abs(cfg.scale - meta.get("scale", 1 / 255)) < 1e-12):
         mean, std = list(meta["mean"]), list(meta["std"])
     for key, values in (("mean", mean), ("std", std)):
         if values and len(values) not in (1, channels):
             raise UserError(f"data.{key} has {len(values)} values but the images have {channels} channels")
-    crop = bool(cfg.augment.rand_crop and not cfg.resize and not cfg.augment.random_resized_crop)
-    return Preprocess(channels=channels, size=size, resize=cfg.resize, scale=cfg.scale, mean=mean, std=std, crop=crop)
+    crop = bool(cfg.augment.rand_crop and not resize and not cfg.augment.random_resized_crop)
+    return Preprocess(channels=channels, size=size, resize=resize, scale=cfg.scale, mean=mean, std=std, crop=crop)
 
 
 def build_loaders(

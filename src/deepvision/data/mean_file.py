@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from deepvision.errors import UserError
+from deepvision.safeload import load_json
 
 
 def read_mean_rgb(path: str | Path) -> list[float]:
@@ -15,9 +15,9 @@ def read_mean_rgb(path: str | Path) -> list[float]:
     if not p.is_file():
         raise UserError(f"mean file not found: {p}")
     try:
-        d = json.loads(p.read_text())
+        d = load_json(p.read_bytes(), str(p))
         values = [float(d["R"]), float(d["G"]), float(d["B"])]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError, OverflowError):
+    except (OSError, KeyError, TypeError, ValueError, UnicodeDecodeError, OverflowError):
         raise UserError(f"{p} is not a mean file; expected JSON with keys R, G, B") from None
     for key, v in zip("RGB", values):
         if not (math.isfinite(v) and 0.0 <= v <= 255.0):

@@ -7,10 +7,8 @@ unsigned bytes; labels have magic 2049, count, then one byte per label.
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
 import struct
-import tempfile
 import urllib.request
 import zlib
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from deepvision.errors import UserError
-from deepvision.fileio import md5_of
+from deepvision.fileio import atomic_path, md5_of
 
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
 FILES = {
@@ -155,15 +153,13 @@ def download(root: str | Path, splits: tuple[str, ...] = ("train", "test")) -> P
             last_error: Exception | None = None
             for mirror in MIRRORS:
                 try:
-                    with urllib.request.urlopen(mirror + name, timeout=60) as response, \
-                            tempfile.NamedTemporaryFile(dir=root, delete=False) as tmp:
-                        shutil.copyfileobj(response, tmp)
-                    if md5_of(Path(tmp.name)) != MD5[name]:
-                        os.unlink(tmp.name)
-                        raise OSError(f"checksum mismatch for {name} from {mirror}")
-                    os.replace(tmp.name, target)
+                    with atomic_path(target, ".partial") as tmp:
+                        with urllib.request.urlopen(mirror + name, timeout=60) as response, open(tmp, "wb") as f:
+                            shutil.copyfileobj(response, f)
+                        if md5_of(tmp) != MD5[name]:
+                            raise UserError(f"checksum mismatch for {name} from {mirror}")
                     break
-                except OSError as exc:
+                except (OSError, UserError) as exc:  # the next mirror
                     last_error = exc
             else:
                 raise UserError(f"could not download {name}: {last_error}")

@@ -17,6 +17,7 @@ from PIL import Image
 
 from deepvision.data.imageio import open_image, to_mode
 from deepvision.errors import UserError
+from deepvision.safeload import check_image_side
 
 __all__ = ["Preprocess", "center_crop", "normalize_batch", "open_image", "pil_to_tensor", "resize_short_side",
            "to_mode"]
@@ -35,9 +36,34 @@ class Preprocess:
     interpolation: str = "bilinear"  # resampling of the evaluation resize (pretrained weights may document bicubic)
 
     def __post_init__(self) -> None:
-        self.size = (int(self.size[0]), int(self.size[1]))
-        self.mean = [float(v) for v in self.mean]
-        self.std = [float(v) for v in self.std]
+        if self.channels not in (1, 3) or isinstance(self.channels, bool):
+            raise UserError(f"preprocess channels must be 1 or 3, got {self.channels!r}")
+        try:
+            size = tuple(self.size)
+            if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                         for v in size):
+                raise TypeError
+        except TypeError:
+            raise UserError(f"preprocess size must be [height, width] in pixels, got {self.size!r}") from None
+        self.size = (int(size[0]), int(size[1]))
+        check_image_side("preprocess size", *self.size)
+        if self.resize is not None:
+            if not isinstance(self.resize, (int, np.integer)) or isinstance(self.resize, bool):
+                raise UserError(f"preprocess resize must be a whole number of pixels, got {self.resize!r}")
+            self.resize = int(self.resize)
+            check_image_side("preprocess resize", self.resize)
+        try:
+            self.scale = float(self.scale)
+            self.mean = [float(v) for v in self.mean]
+            self.std = [float(v) for v in self.std]
+        except (TypeError, ValueError):
+            raise UserError("preprocess scale, mean and std must be numbers") from None
+        values = [self.scale, *self.mean, *self.std]
+        if not all(np.isfinite(values)) or self.scale == 0 or 0.0 in self.std:
+            raise UserError("preprocess scale, mean and std must be finite (scale and std not 0)")
+        for name, v in (("mean", self.mean), ("std", self.std)):
+            if len(v) not in (0, 1, self.channels):
+                raise UserError(f"preprocess {name} has {len(v)} values for {self.channels} channels")
         if self.interpolation not in RESAMPLE:
             raise UserError(f"preprocess interpolation must be one of {', '.join(RESAMPLE)}, "
                             f"got {self.interpolation!r}")
@@ -49,8 +75,12 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocess:
+        """From a stored mapping (preprocess.json, export metadata): every field validated, one-line
+        UserError for a value out of range; TypeError/KeyError when it is not such a mapping at all."""
+        if not isinstance(d, dict):
+            raise TypeError("preprocess must be a mapping")
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**{**known, "size": tuple(d["size"])})
+        return cls(**{**known, "size": d["size"]})
 
     # -- file -> uint8 tensor -------------------------------------------------------------
     def load(self, source: str | Path | bytes | Image.Image) -> torch.Tensor:

@@ -7,13 +7,22 @@ checkpoint replays exactly the batches an uninterrupted run would have seen.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 
 import torch
 
+from deepvision.data.protocols import SkipLog
 from deepvision.errors import UserError
 
 LAST_BATCH = ("keep", "drop", "pad", "rollover")
+
+
+def default_workers() -> int:
+    """Loader worker processes: the cores this process may use (its CPU affinity, so a container's or
+    taskset's limit counts), shared among the processes torchrun starts on the node, at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    return max(1, min(8, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))))
 
 
 def epoch_permutation(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
@@ -106,6 +115,7 @@ class EpochPlan:
         self.last_batch = last_batch
         self.max_steps = max_steps if training else None
         self.epoch = 0
+        self.skips = SkipLog()  # what the last epoch skipped as unreadable (data.skip_corrupt)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -119,6 +129,11 @@ class EpochPlan:
 
     def __len__(self) -> int:
         return len(self.batches())
+
+    @property
+    def largest_batch(self) -> int:
+        """The most samples one batch can hold (a lone last training sample joins the batch before it)."""
+        return self.batch_size + 1 if self.training and self.last_batch == "keep" else self.batch_size
 
     @property
     def num_samples(self) -> int:

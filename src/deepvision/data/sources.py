@@ -9,7 +9,9 @@ splits out of the training part when asked, and `build_loaders` makes the per-ro
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -23,8 +25,11 @@ from deepvision.errors import UserError, unknown
 with contextlib.suppress(ImportError):  # record files need the `records` extra (OpenCV)
     import deepvision.data.record_source  # noqa: F401
 
-__all__ = ["DataBundle", "RawData", "Split", "SubsetDataset", "TensorSplit", "adapt_tensor_split", "list_sources",
-           "load_data", "to_tensor_split"]
+__all__ = ["DATA_FORMS", "DataBundle", "RawData", "Split", "SubsetDataset", "TensorSplit", "adapt_tensor_split",
+           "data_config_for_path", "list_sources", "load_data", "to_tensor_split"]
+
+DATA_FORMS = "a folder of class sub-folders, a .lst, a .rec or an HDF5 file"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def list_sources() -> list[str]:
@@ -50,11 +55,47 @@ class DataBundle:
         return {r: len(s) for r in ("train", "val", "test") if (s := self.role(r)) is not None}
 
 
+def _is_hdf5(path: Path) -> bool:
+    if path.suffix.lower() in (".hdf5", ".h5", ".he5", ".hdf"):
+        return True
+    from deepvision.fileio import open_regular_file
+
+    try:
+        with open_regular_file(path) as f:
+            return f.read(8) == HDF5_SIGNATURE
+    except OSError:
+        return False
+
+
+def data_config_for_path(cfg: DataConfig, data: str | Path, image_root: str | None = None) -> DataConfig:
+    """A copy of `cfg` whose training split is every sample of the data at `data`, in any form training
+    reads from a path: a folder of class sub-folders, a .lst list (images under `image_root`, default
+    its folder), a .rec (or .idx) record file, or an HDF5 image file (.hdf5/.h5 or the HDF5 signature).
+    No validation or test split is carved from it."""
+    path = Path(data)
+    if not path.exists():
+        raise UserError(f"data not found: {data} (give {DATA_FORMS})")
+    d = copy.deepcopy(cfg)
+    d.val, d.test, d.val_fraction, d.test_fraction, d.max_samples = None, None, 0.0, 0.0, None
+    if path.is_dir():
+        d.source, d.root, d.train = "folder", str(path), "."
+    elif path.suffix == ".lst":
+        d.source, d.train, d.root = "lst", str(path), image_root or str(path.parent)
+    elif path.suffix in (".rec", ".idx"):
+        d.source, d.train, d.root = "rec", str(path.with_suffix(".rec")), None
+    elif _is_hdf5(path):
+        d.source, d.train, d.root = "hdf5", str(path), None
+    else:
+        raise UserError(f"{data}: give {DATA_FORMS}")
+    return d
+
+
 def load_data(cfg: DataConfig, roles: tuple[str, ...] = ("train", "val", "test")) -> DataBundle:
     """Load the splits a config asks for and assign train/val/test roles.
 
     Only the named `roles` are read (training needs no test file); the training split is always read,
-    since validation and test parts may be carved out of it.
+    since validation and test parts may be carved out of it. With both `data.val` and `data.val_fraction`
+    set, the named split is used when the data has it, else the fraction is carved.
     """
     sources = registered_sources()
     if task_of_source(cfg.source):
@@ -74,6 +115,8 @@ def load_data(cfg: DataConfig, roles: tuple[str, ...] = ("train", "val", "test")
             split_of[role] = raw.splits[name]
         elif role == "test" and name == defaults.test:
             split_of[role] = None  # the default test split is optional
+        elif role == "val" and cfg.val_fraction > 0:
+            split_of[role] = None  # no such split: val_fraction of the training split is carved instead
         else:
             have = ", ".join(sorted(raw.splits)) or "none"
             raise UserError(f"data.{role}: split '{name}' not found in {cfg.source} data at {cfg.root}; "
@@ -86,6 +129,8 @@ def load_data(cfg: DataConfig, roles: tuple[str, ...] = ("train", "val", "test")
     n = len(split_of["train"])
     for role, fraction in (("test", cfg.test_fraction), ("val", cfg.val_fraction)):
         if fraction > 0:
+            if role == "val" and split_of[role] is not None:
+                continue  # the data has the named val split: val_fraction is only the fallback
             if split_of[role] is not None and getattr(cfg, role) != getattr(defaults, role):
                 raise UserError(f"data.{role} and data.{role}_fraction are both set; use one of them")
             count = int(round(fraction * n))

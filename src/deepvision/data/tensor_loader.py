@@ -89,13 +89,17 @@ class BatchAugment:
         n, _, h, w = x.shape
         theta = torch.zeros(n, 2, 3)
         for i, p in enumerate(plans):
-            a, b, d, e = inverse_affine(p.angle, p.shear)
+            a, b, d, e = inverse_affine(p.angle, p.shear, p.zoom)
             # pixel-space inverse map conjugated into affine_grid's normalised [-1, 1] coordinates
             theta[i, 0, 0], theta[i, 0, 1] = a, b * h / w
             theta[i, 1, 0], theta[i, 1, 1] = d * w / h, e
         grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
-        fill = float(self.cfg.fill)
-        out = F.grid_sample(x.float() - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
+        if self.cfg.fill_mode == "nearest":  # edge pixels repeated
+            out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        else:
+            fill = float(self.cfg.fill)
+            out = F.grid_sample(x.float() - fill, grid, mode="bilinear", padding_mode="zeros",
+                                align_corners=False) + fill
         return out.round_().clamp_(0, 255).to(torch.uint8)
 
 

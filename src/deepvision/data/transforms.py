@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 from PIL import Image
 
 from deepvision.config.schema import AugmentConfig
@@ -54,7 +55,7 @@ class SampleTransform:
             img = img.resize((tw, th), Image.BILINEAR, box=(left, top, left + cw, top + ch))
         else:
             if plan.affine:
-                img = self._affine(img, plan.angle, plan.shear)
+                img = self._affine(img, plan.angle, plan.shear, plan.zoom)
             w, h = img.size
             if plan.crop is not None:
                 left, top = plan.crop
@@ -67,11 +68,19 @@ class SampleTransform:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
         return img
 
-    def _affine(self, img: Image.Image, angle: float, shear: float) -> Image.Image:
-        a, b, d, e = inverse_affine(angle, shear)
+    def _affine(self, img: Image.Image, angle: float, shear: float, zoom: tuple[float, float] = (1.0, 1.0)
+                ) -> Image.Image:
+        a, b, d, e = inverse_affine(angle, shear, zoom)
         w, h = img.size
         cx, cy = w / 2, h / 2
         c = cx - a * cx - b * cy
         f = cy - d * cx - e * cy
         fill = self.aug.fill if img.mode == "L" else (self.aug.fill,) * len(img.getbands())
+        if self.aug.fill_mode == "nearest":  # edge pixels repeated: warp from an edge-padded copy
+            pad = max(w, h)
+            padded = np.pad(np.asarray(img), ((pad, pad), (pad, pad)) + ((0, 0),) * (len(img.getbands()) > 1),
+                            mode="edge")
+            source = Image.fromarray(padded, img.mode)
+            return source.transform(img.size, Image.AFFINE, (a, b, c + pad, d, e, f + pad), resample=Image.BILINEAR,
+                                    fillcolor=fill)
         return img.transform(img.size, Image.AFFINE, (a, b, c, d, e, f), resample=Image.BILINEAR, fillcolor=fill)

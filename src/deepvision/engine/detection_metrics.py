@@ -87,9 +87,6 @@ class VOCResult:
         kind = "11-point (VOC2007)" if self.eleven_point else "all-point (VOC2010+)"
         return f"PASCAL VOC AP@{self.iou_threshold:g}, {kind}, difficult boxes ignored"
 
-    def as_dict(self) -> dict[str, float]:
-        return {c.name: c.ap for c in self.per_class}
-
 
 def evaluate_voc(
     detections: Sequence[dict[str, Any]],

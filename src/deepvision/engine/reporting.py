@@ -17,13 +17,19 @@ when `HEARTBEAT_S` seconds pass without one, and a summary line per epoch.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import faulthandler
+import os
+import stat
 import sys
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
+
+from deepvision.errors import UserError
 
 METRIC_NAMES = {"acc": "accuracy", "top5": "top_k_accuracy_5", "loss": "cross-entropy"}
 PERCENT = ("acc", "top5")  # shown as percentages on the console
@@ -126,6 +132,27 @@ def _clock(seconds: float) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
+def open_log(path: Path) -> TextIO:
+    """`path` opened for appending, line-buffered, without following a symlink (a link planted in a run
+    folder must not redirect the log onto another file) and only when it is a regular file (a FIFO would
+    block); UserError otherwise."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(f"{path} is a symbolic link; deepvision does not write through links in a run "
+                            f"folder: remove it and run again") from None
+        if exc.errno == errno.ENXIO:  # a FIFO nobody reads
+            raise UserError(f"{path} is not a regular file; remove it and run again") from None
+        raise UserError(f"cannot open {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{path} is not a regular file; remove it and run again")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+
+
 class Reporter:
     """Writes lines to the console and train.log (rank 0 only); drives the progress display."""
 
@@ -135,13 +162,26 @@ class Reporter:
         self.names = {**METRIC_NAMES, "top5": f"top_k_accuracy_{topk}"}
         self.stream = stream or sys.stdout
         # kept open for the whole run (closed in close()), line-buffered so a crash loses nothing
-        self.file = open(log_path, "a", encoding="utf-8", buffering=1) if (enabled and log_path) else None  # noqa: SIM115
-        self._faults_before = faulthandler.is_enabled()
-        if self.file:  # a native crash (segfault, abort) leaves its Python stack in train.log: status "crashed"
-            faulthandler.enable(self.file)
+        self.file = open_log(log_path) if (enabled and log_path) else None
         self.use_bar = enabled and (progress == "bar" or (progress == "auto" and is_tty(self.stream)))
         self.phase: PhaseProgress | None = None
         self.epoch, self.epochs, self.steps = 0, 0, 0
+
+    @contextlib.contextmanager
+    def crash_reports(self) -> Iterator[None]:
+        """While training: a native crash (segfault, abort) writes Python's fatal-error report and stack into
+        train.log, which is how `deepvision runs` tells a crashed run from a killed one."""
+        if not self.file:
+            yield
+            return
+        before = faulthandler.is_enabled()
+        faulthandler.enable(self.file)
+        try:
+            yield
+        finally:
+            faulthandler.disable()
+            if before and sys.__stderr__ is not None:
+                faulthandler.enable(sys.__stderr__)
 
     # -- plain lines ------------------------------------------------------------------------
     def line(self, text: str, console: bool | str = True) -> None:
@@ -183,8 +223,11 @@ class Reporter:
             return
         steps = f"/{self.steps}" if self.steps and self.epoch == epoch else ""
         of = f"/{self.epochs}" if self.epochs else ""
-        self.echo(fit_line([f"epoch {epoch + 1}{of}", f"batch {batch}{steps}", format_metrics(metrics)],
-                           [f"{speed:,.0f} samples/s"]))
+        # a detector's loss components give way first (train.log has every one of them)
+        main = {k: v for k, v in metrics.items() if not k.startswith("loss_")}
+        parts = {k.removeprefix("loss_"): v for k, v in metrics.items() if k.startswith("loss_")}
+        self.echo(fit_line([f"epoch {epoch + 1}{of}", f"batch {batch}{steps}", format_metrics(main)],
+                           [f"{speed:,.0f} samples/s", f"({format_metrics(parts)})" if parts else ""]))
 
     def metrics(self, epoch: int, prefix: str, metrics: dict[str, float], console: bool = True) -> None:
         for key in _keys(metrics):
@@ -220,9 +263,6 @@ class Reporter:
     def close(self) -> None:
         self.end_epoch()
         if self.file:
-            faulthandler.disable()
-            if self._faults_before and sys.__stderr__ is not None:
-                faulthandler.enable(sys.__stderr__)
             self.file.close()
             self.file = None
 

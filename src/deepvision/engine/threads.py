@@ -7,6 +7,8 @@ without costing the idle machine anything, unlike `OMP_WAIT_POLICY=PASSIVE` (doc
 So, on the CPU and unless the user chose a count (`OMP_NUM_THREADS`, or `DEEPVISION_CPU_THREADS=N`;
 `auto` is the default), a run measures how busy the cores are for a fraction of a second before it
 starts and trains on the ones left free. The check happens once; load that starts later is not followed.
+Every other command that computes (detect, evaluate, predict, classify, emotion, features, export, ...)
+follows the same policy: the CLI fits the threads before the command runs (cli/main.py).
 """
 
 from __future__ import annotations
@@ -42,8 +44,10 @@ def busy_cores(interval: float = 0.25) -> float | None:
     return (second[0] - first[0]) / (second[1] - first[1]) * (os.cpu_count() or 1)
 
 
-def fit_threads_to_load(device: torch.device, interval: float = 0.25) -> tuple[int, str | None]:
-    """Lower torch's intra-op threads to the free cores; returns (previous count, a line to report or None)."""
+def fit_threads_to_load(device: torch.device, interval: float = 0.25, what: str = "training"
+                        ) -> tuple[int, str | None]:
+    """Lower torch's intra-op threads to the free cores; returns (previous count, a line to report or None).
+    `what` names the work in that line ("training", "running detect", ...)."""
     previous = torch.get_num_threads()
     if device.type != "cpu":
         return previous, None
@@ -63,5 +67,5 @@ def fit_threads_to_load(device: torch.device, interval: float = 0.25) -> tuple[i
     if free >= previous:
         return previous, None
     torch.set_num_threads(free)
-    return previous, (f"{busy:.1f} of {cores} cores are busy with other processes: training on {free} "
+    return previous, (f"{busy:.1f} of {cores} cores are busy with other processes: {what} on {free} "
                       f"thread(s) instead of {previous} (set OMP_NUM_THREADS to choose)")

@@ -13,6 +13,7 @@ trainer's state (model, optimizer, scaler, loaders, the frozen parts); the step 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from deepvision.data.protocols import close_loader
 from deepvision.engine.callbacks import Callback, CallbackList, Checkpointer, FreezeBody, default_callbacks
 from deepvision.engine.distributed import DistInfo, all_reduce_sum, gather_object
 from deepvision.engine.optim import build_optimizer
-from deepvision.engine.reporting import Reporter
+from deepvision.engine.reporting import Reporter, open_log
 from deepvision.engine.resolve import ResolvedRun
 from deepvision.engine.schedules import Schedule
 from deepvision.engine.signals import GracefulStop, StopRequested
@@ -129,8 +130,7 @@ class Trainer:
         self.loaders = self.data.loaders(("train", "val"), seed=tc.seed, rank=dist.rank, world=dist.world,
                                          device=device, max_steps=tc.max_steps)
         for loader in self.loaders.values():
-            if hasattr(loader, "warn_skipped"):
-                loader.warn_skipped = False  # reported once per epoch and role by `_check_skipped`
+            loader.skips.warn = False  # reported once per epoch and role by `_check_skipped`
         self.reporter = Reporter(run.log_path, enabled=dist.is_main, progress=tc.progress, topk=tc.topk)
         monitor = cfg.checkpoint.monitor
         self.checkpointer = Checkpointer(self.history, monitor, self.task.lower_is_better(monitor))
@@ -200,7 +200,7 @@ class Trainer:
                 + (f", amp {str(self.amp).removeprefix('torch.')}" if self.amp else ""))
         if self._threads_note and self.dist.is_main:
             self.reporter.line(self._threads_note)
-        with GracefulStop() as stop:
+        with GracefulStop() as stop, self.reporter.crash_reports():
             self.stop = stop
             try:
                 self.callbacks.on_train_start()
@@ -272,8 +272,8 @@ class Trainer:
             x, y = task.to_device(batch, device)
             sync = (i + 1) % accum == 0 or i + 1 == steps
             group = min(accum, steps - (i // accum) * accum)  # the epoch's last group may be shorter
-            with self.ddp.no_sync() if (self.ddp is not None and not sync) else _nullcontext:
-                with torch.autocast(device.type, dtype=amp) if amp is not None else _nullcontext:
+            with self.ddp.no_sync() if (self.ddp is not None and not sync) else contextlib.nullcontext():
+                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                     loss, out = task.train_loss(model, x, y)
                 self._backward(loss / group if group > 1 else loss)
             if sync:
@@ -298,7 +298,7 @@ class Trainer:
         console, and stop when a split is left empty or more than data.max_skipped_fraction is skipped."""
         if not self.cfg.data.skip_corrupt:
             return
-        skipped = list(getattr(self.loaders[role], "epoch_skipped", []))
+        skipped = list(self.loaders[role].skips.epoch)
         count = len(skipped)
         if self.dist.enabled:  # every rank takes part; rank 0 writes the listing
             sums = all_reduce_sum(torch.tensor([float(count), float(scored)], dtype=torch.float64, device=self.device))
@@ -308,13 +308,16 @@ class Trainer:
             return
         listing = self.run.path / "skipped.txt"
         if self.dist.is_main:
-            with open(listing, "a", encoding="utf-8") as f:
+            with open_log(listing) as f:  # never through a link planted in the run folder
                 f.writelines(f"{epoch}\t{role}\t{s}\n" for s in skipped)
         total = count + scored
         self.reporter.line(f"Epoch[{epoch}] skipped {count} of {total} {role} samples as unreadable "
                            f"(data.skip_corrupt); listed in {listing}")
         limit = self.cfg.data.max_skipped_fraction
-        if scored == 0 or count > limit * total:
+        if scored == 0:
+            raise UserError(f"all {total} {role} samples are unreadable (listed in {listing}); nothing to "
+                            f"{'train' if role == 'train' else 'score'} on: repair or remove those files")
+        if count > limit * total:
             raise UserError(f"{count} of {total} {role} samples are unreadable (listed in {listing}), more than "
                             f"data.max_skipped_fraction={limit:g}; repair or remove those files")
 
@@ -385,7 +388,7 @@ class Trainer:
         with torch.inference_mode():
             for i, batch in enumerate(loader):
                 x, y = task.to_device(batch, self.device)
-                with torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None else _nullcontext:
+                with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
                     out, loss = task.eval_outputs(model, x, y)
                 meter.update(out, y, loss)
                 if on_batch is not None:
@@ -426,14 +429,3 @@ def _without_initial_weights(cfg: Any) -> Any:
 
 def _training_seed(seed: int, rank: int) -> int:
     return (int(seed) * 1_000_003 + 7_777 + int(rank) * 104_729) % (2**63 - 1)
-
-
-class _NullContext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-_nullcontext = _NullContext()

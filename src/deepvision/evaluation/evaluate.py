@@ -12,19 +12,26 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from deepvision.config.schema import Config
 from deepvision.data.age_buckets import is_age_buckets
 from deepvision.data.dataset_loader import DatasetLoader
 from deepvision.data.loaders import build_loaders
-from deepvision.data.preprocess import normalize_batch
-from deepvision.data.sources import DataBundle, TensorSplit, adapt_tensor_split, load_data
+from deepvision.data.sources import (
+    DATA_FORMS,
+    DataBundle,
+    TensorSplit,
+    adapt_tensor_split,
+    data_config_for_path,
+    load_data,
+)
 from deepvision.data.tensor_loader import TensorLoader
 from deepvision.engine.distributed import resolve_device
 from deepvision.engine.reporting import PhaseProgress
+from deepvision.engine.tasks import get_task
 from deepvision.engine.tasks.base import Meter
 from deepvision.engine.tasks.classification import ClassificationMeter
+from deepvision.engine.trainer import amp_dtype
 from deepvision.errors import UserError
 from deepvision.evaluation import metrics as M
 from deepvision.evaluation.plots import plot_binary, plot_confusion
@@ -41,20 +48,9 @@ def _data_config_for(cfg: Config, data: str | None) -> tuple[Config, str]:
     cfg = copy.deepcopy(cfg)
     if data is None or data in ROLES:
         return cfg, data or "auto"
-    path = Path(data)
-    if not path.exists():
-        raise UserError(f"--data must be train, val, test or a path to a folder, .lst or .rec file; {data} not found")
-    d = cfg.data
-    d.val, d.test, d.val_fraction, d.test_fraction, d.max_samples = None, None, 0.0, 0.0, None
-    if path.is_dir():
-        d.source, d.root, d.train = "folder", str(path), "."
-    elif path.suffix == ".lst":
-        d.source, d.train = "lst", str(path)
-        d.root = d.options.get("image_root") or str(path.parent)
-    elif path.suffix in (".rec", ".idx"):
-        d.source, d.train, d.root = "rec", str(path.with_suffix(".rec")), None
-    else:
-        raise UserError(f"--data {data}: give a folder of class sub-folders, a .lst or a .rec file")
+    if not Path(data).exists():
+        raise UserError(f"--data must be train, val, test or a path to {DATA_FORMS}; {data} not found")
+    cfg.data = data_config_for_path(cfg.data, data, image_root=cfg.data.options.get("image_root"))
     return cfg, "train"
 
 
@@ -63,29 +59,31 @@ def collect_probs(loaded: LoadedRun, loader, device: torch.device, crops: int = 
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities and labels for every sample of `loader`, in loader order.
 
-    With crops=10 the loader yields raw (uncropped) batches, or batches of 10 crops per sample, and
-    the probabilities of the 10 crops are averaged. A `meter` (single crop) is fed the logits, so its
-    loss and accuracies are computed exactly as training-time validation computes them. `progress`
+    Batches go through the run's task exactly as training-time validation sends them (`to_device`,
+    then `eval_outputs` under the run's autocast setting), so a `meter` (single crop) reports the same
+    loss and accuracies for the same checkpoint. With crops=10 the loader yields raw (uncropped) batches,
+    or batches of 10 crops per sample, and the probabilities of the 10 crops are averaged. `progress`
     advances by one per batch.
     """
-    a, b = loaded.pre.affine(device)
+    task = get_task(loaded.cfg.task)(loaded.cfg)
+    task.setup(loaded.pre, device, channels_last=False)
+    amp = amp_dtype(loaded.cfg.train.amp, device)
     probs, labels = [], []
-    model = loaded.model
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
         for x, y in loader:
-            x = x.to(device, non_blocking=True)
             if crops == 10 and x.dim() == 4:  # in-memory tensors: crop on the device
-                x = ten_crop(x, loaded.pre.size)
+                x = ten_crop(x.to(device, non_blocking=True), loaded.pre.size)
             if x.dim() == 5:
-                n = x.shape[0]
-                p = torch.softmax(model(normalize_batch(x.flatten(0, 1), a, b)).float(), dim=1)
-                probs.append(p.view(n, x.shape[1], p.shape[1]).mean(1).cpu())
+                n, k = x.shape[:2]
+                xs, ys = task.to_device((x.flatten(0, 1), y.repeat_interleave(k)), device)
+                logits, _ = task.eval_outputs(loaded.model, xs, ys)
+                probs.append(torch.softmax(logits.float(), dim=1).view(n, k, -1).mean(1).cpu())
             else:
-                logits = model(normalize_batch(x, a, b)).float()
+                xs, ys = task.to_device((x, y), device)
+                logits, loss = task.eval_outputs(loaded.model, xs, ys)
                 if meter is not None:
-                    y_dev = y.to(device)
-                    meter.update(logits, y_dev, F.cross_entropy(logits, y_dev, reduction="sum"))
-                probs.append(torch.softmax(logits, dim=1).cpu())
+                    meter.update(logits, ys, loss)
+                probs.append(torch.softmax(logits.float(), dim=1).cpu())
             labels.append(y.cpu())
             if progress is not None:
                 progress.advance(1)
@@ -143,10 +141,13 @@ def evaluate_run(
     if bundle.role(role) is None:
         present = load_data(cfg.data, roles=ROLES)  # only to name the splits the run does have
         raise UserError(f"the run's data has no '{role}' split; choose from "
-                        f"{', '.join(r for r in ROLES if present.role(r) is not None)} (--data), or give a "
-                        f"folder, .lst or .rec file")
+                        f"{', '.join(r for r in ROLES if present.role(r) is not None)} (--data), or give "
+                        f"{DATA_FORMS}")
     if cfg.data.source == "folder" and data not in ROLES and bundle.classes != loaded.classes:
         bundle = _remap_classes(bundle, role, loaded.classes, data)
+    unnamed = [str(i) for i in range(len(bundle.classes))]  # an HDF5 file without label_names
+    if cfg.data.source == "hdf5" and data not in ROLES and bundle.classes not in (loaded.classes, unnamed):
+        bundle = _remap_classes(bundle, role, loaded.classes, data, "class(es)")
     if batch_size:
         cfg.data.eval_batch_size = batch_size
     # score the chosen split as evaluation data: no augmentation, no shuffling, no padding
@@ -166,6 +167,11 @@ def evaluate_run(
         if progress is not None:
             progress.close()
     classes = loaded.classes
+    if not len(labels):
+        what = role if data in (None, *ROLES) else str(data)
+        raise UserError(f"no sample of the {what} data could be read"
+                        + (" (every one was unreadable and skipped)" if cfg.data.skip_corrupt else "")
+                        + "; nothing to evaluate, no report written")
     if len(labels) and labels.max() >= probs.shape[1]:
         raise UserError(f"the data has label {int(labels.max())} but the model predicts {probs.shape[1]} classes; "
                         f"it was labelled for another model")
@@ -221,15 +227,19 @@ def evaluate_run(
     return result
 
 
-def _remap_classes(bundle: DataBundle, role: str, classes: list[str], data: str) -> DataBundle:
-    """Folder data whose class folders are a subset of the run's classes: relabel by name."""
+def _remap_classes(bundle: DataBundle, role: str, classes: list[str], data: str, what: str = "class folder(s)"
+                   ) -> DataBundle:
+    """Data whose classes (folders, or an HDF5 file's label names) are a subset of the run's: relabel by name."""
     unknown = [c for c in bundle.classes if c not in classes]
     if unknown:
-        raise UserError(f"class folder(s) {', '.join(unknown[:5])} of {data} are not classes of this run "
+        raise UserError(f"{what} {', '.join(unknown[:5])} of {data} are not classes of this run "
                         f"({', '.join(classes[:8])}{', ...' if len(classes) > 8 else ''})")
     split = bundle.role(role)
     index = np.array([classes.index(c) for c in bundle.classes])
-    split.targets = index[np.asarray(split.targets)]
+    if isinstance(split, TensorSplit):
+        split.labels = torch.as_tensor(index[split.labels.numpy()], dtype=torch.int64)
+    else:
+        split.targets = index[np.asarray(split.targets)]
     return DataBundle(bundle.train, bundle.val, bundle.test, list(classes), bundle.channels, bundle.size)
 
 

@@ -33,8 +33,11 @@ from deepvision.engine.detection_metrics import box_iou
 from deepvision.errors import UserError
 from deepvision.export.onnx_export import METADATA_KEY
 from deepvision.export.result import ExportResult
+from deepvision.fileio import file_mode
 from deepvision.models.detection import detection_family
+from deepvision.onnxrt import ort_session, require
 from deepvision.runs.loading import LoadedRun, load_run
+from deepvision.safeload import load_json
 from deepvision.version import __version__
 
 FORMATS = ("torchscript", "onnx")
@@ -196,6 +199,7 @@ def export_detector(run_dir: str | Path | LoadedRun, out: str | Path | None = No
             if not parity.ok:
                 raise UserError(f"the exported {fmt} model differs from PyTorch ({parity.line()}); nothing was "
                                 f"written to {path}")
+        os.chmod(tmp, file_mode())  # mkstemp's 0600 -> what every other output gets (0644 under umask 022)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -227,11 +231,7 @@ def describe_detector(loaded: LoadedRun, classes: list[str], fmt: str) -> dict[s
 
 def _export_onnx(module: nn.Module, path: Path, samples: list[torch.Tensor], classes: list[str], opset: int,
                  meta: dict[str, Any]) -> list[tuple[np.ndarray, ...]]:
-    try:
-        import onnx
-        import onnxruntime as ort
-    except ImportError:
-        raise UserError("ONNX export needs onnx and onnxruntime: pip install deepvision[onnx]") from None
+    onnx = require("onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about data-dependent shapes (expected for NMS)
         torch.onnx.export(module, (samples[0],), str(path), dynamo=False, opset_version=opset,
@@ -243,7 +243,7 @@ def _export_onnx(module: nn.Module, path: Path, samples: list[torch.Tensor], cla
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(model, str(path))
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort_session(path)
     return [tuple(session.run(None, {"image": im.numpy()})) for im in samples]
 
 
@@ -253,13 +253,10 @@ def load_exported(path: str | Path) -> tuple[Any, list[str]]:
     if not path.is_file():
         raise UserError(f"exported model not found: {path}")
     if path.suffix == ".onnx":
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise UserError("running ONNX models needs onnxruntime: pip install deepvision[onnx]") from None
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort_session(path)
         meta = session.get_modelmeta().custom_metadata_map
-        return (lambda im: tuple(session.run(None, {"image": np.asarray(im)}))), json.loads(meta.get("classes", "[]"))
+        classes = _classes(load_json(meta.get("classes", "[]"), f"{path} metadata"))
+        return (lambda im: tuple(session.run(None, {"image": np.asarray(im)}))), classes
     files = {"classes.json": ""}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit's deprecation notice
@@ -270,4 +267,10 @@ def load_exported(path: str | Path) -> tuple[Any, list[str]]:
             warnings.simplefilter("ignore")  # "SSD always returns a (Losses, Detections) tuple in scripting"
             return tuple(t.numpy() for t in module(torch.as_tensor(image)))
 
-    return run, json.loads(files["classes.json"] or "[]")
+    return run, _classes(load_json(files["classes.json"] or "[]", f"{path} classes.json"))
+
+
+def _classes(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise UserError("an exported detector's class list must be a JSON list of names")
+    return value

@@ -27,7 +27,7 @@ from torch import nn
 from deepvision.errors import UserError
 from deepvision.export.onnx_export import INPUT, OUTPUT
 from deepvision.export.result import ExportResult
-from deepvision.fileio import unlink_quietly
+from deepvision.fileio import file_mode, unlink_quietly
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
 from deepvision.version import __version__
@@ -146,6 +146,7 @@ def export_run(
         if diff > limit or agree < 1.0:
             raise UserError(f"the exported {format} model differs from PyTorch (max abs difference {diff:.3g} > "
                             f"{limit:.3g} or top-1 agreement {agree * 100:.1f}% < 100%); nothing was written")
+        os.chmod(tmp, file_mode())  # mkstemp's 0600 -> what every other output gets (0644 under umask 022)
         os.replace(tmp, target)
         done = True
     finally:
@@ -172,7 +173,7 @@ def _run_file(format: str, path: Path, pixels: np.ndarray, dynamic_batch: bool) 
     """Logits of the written file for a batch, one image at a time when the batch size is fixed."""
     batches = [pixels] if dynamic_batch else [pixels[i : i + 1] for i in range(len(pixels))]
     if format == "onnx":
-        from deepvision.export.onnx_export import ort_session
+        from deepvision.onnxrt import ort_session
 
         session = ort_session(path)
         outs = [session.run([OUTPUT], {INPUT: b})[0] for b in batches]

@@ -11,23 +11,11 @@ import torch
 from torch import nn
 
 from deepvision.errors import UserError
-
-ONNX_EXTRA = "pip install deepvision[onnx]"
-
+from deepvision.onnxrt import require
 
 METADATA_KEY = "deepvision"  # read by deepvision.inference.onnx_runtime
 INPUT, OUTPUT = "pixels", "logits"
 _ONNX_SINGLE_FILE_LIMIT = 1_900_000_000  # protobuf's 2 GB cap, with room for the graph
-
-
-def require(module: str) -> Any:
-    """Import onnx / onnxruntime / onnxscript, or a one-line UserError naming the extra to install."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise UserError(f"ONNX export and inference need the '{module}' package: {ONNX_EXTRA}") from None
 
 
 def to_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path, final_name: str, meta: dict[str, Any],
@@ -60,19 +48,3 @@ def to_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path, final_name: s
                     location=f"{final_name}.data" if big else None)
     onnx.checker.check_model(str(path))
     return path.parent / f"{final_name}.data" if big else None
-
-
-def ort_session(path: str | Path, spin: bool = True, threads: int | None = None):
-    """An onnxruntime CPU inference session for `path`; `spin=False` stops its idle threads from busy-waiting
-    (fair timing when PyTorch runs in between)."""
-    ort = require("onnxruntime")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if not spin:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads:
-        options.intra_op_num_threads = threads
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types for bad files
-        raise UserError(f"onnxruntime cannot load {path} ({str(exc).strip().splitlines()[0][:200]})") from None

@@ -32,14 +32,6 @@ class ExportResult:
         """Whether the file was run and compared with PyTorch (detection can skip it: --no-check)."""
         return self.parity is not None or self.max_abs_diff is not None
 
-    def parity_line(self) -> str:
-        if self.parity is not None:
-            return self.parity.line()
-        if self.max_abs_diff is None:
-            return "parity not checked"
-        return (f"parity on {self.check_source}: max |logits difference| {self.max_abs_diff:.2e}, "
-                f"top-1 agreement {(self.top1_agreement or 0) * 100:.1f}%")
-
     def summary(self) -> str:
         """'exported PATH' and, indented on a second line, '4.3 MB, onnx, 3 classes; verified against PyTorch'."""
         what = [f"{self.bytes / 1e6:.1f} MB", self.format]

@@ -34,6 +34,8 @@ MAX_SIDE = 1000
 
 
 def _cv2() -> Any:
+    # FFmpeg's own log lines (e.g. "moov atom not found") would precede deepvision's one-line error
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     try:
         import cv2
     except ImportError:
@@ -243,6 +245,9 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
                     break
             if progress is not None:
                 progress(frames, total)
+        if frames == 0 and max_frames != 0:
+            raise UserError(f"{path}: no frame could be decoded (a damaged video, or a codec this OpenCV lacks); "
+                            f"nothing was written")
         if writer is not None:
             writer.release()
             writer = None

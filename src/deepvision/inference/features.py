@@ -31,6 +31,7 @@ from torch import nn
 from deepvision.errors import UserError, suggest
 from deepvision.inference.backbones import LoadedModel
 from deepvision.inference.batching import batches
+from deepvision.safeload import load_json
 
 FLATTEN_ORDERS = ("channels_last", "channels_first")
 
@@ -137,26 +138,36 @@ class DataItems:
     description: str
 
 
+class _TensorImages:
+    """In-memory images (an HDF5 source) as (PIL image, label) samples, like the file-backed sources."""
+
+    def __init__(self, split: Any) -> None:
+        self.split = split
+        self.targets = split.labels.numpy()
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        from PIL import Image
+
+        pixels = self.split.images[i].permute(1, 2, 0).numpy()
+        image = Image.fromarray(pixels[:, :, 0], "L") if pixels.shape[2] == 1 else Image.fromarray(pixels, "RGB")
+        return image, int(self.targets[i])
+
+
 def open_data(data: str | Path, *, channels: int = 3, labels: str | None = None,
               image_root: str | None = None) -> DataItems:
-    """A folder of class sub-folders, a .lst list (images under `image_root`, default its folder) or a .rec file."""
+    """Every sample of a folder of class sub-folders, a .lst list (images under `image_root`, default its
+    folder), a .rec file or an HDF5 image file: the data forms training reads."""
     from deepvision.config.schema import DataConfig
-    from deepvision.data.sources import load_data
+    from deepvision.data.sources import TensorSplit, data_config_for_path, load_data
 
-    path = Path(data)
-    if not path.exists():
-        raise UserError(f"data not found: {data} (give a folder of class sub-folders, a .lst or a .rec file)")
-    cfg = DataConfig(test=None, channels=channels, options={"labels": labels} if labels else {})
-    if path.is_dir():
-        cfg.source, cfg.root, cfg.train = "folder", str(path), "."
-    elif path.suffix == ".lst":
-        cfg.source, cfg.train, cfg.root = "lst", str(path), image_root or str(path.parent)
-    elif path.suffix in (".rec", ".idx"):
-        cfg.source, cfg.train = "rec", str(path.with_suffix(".rec"))
-    else:
-        raise UserError(f"{data}: give a folder of class sub-folders, a .lst or a .rec file")
+    cfg = data_config_for_path(DataConfig(test=None, channels=channels, options={"labels": labels} if labels else {}),
+                               data, image_root)
     bundle = load_data(cfg, roles=("train",))
-    return DataItems(bundle.train, list(bundle.classes), f"{cfg.source}:{path}")
+    dataset = _TensorImages(bundle.train) if isinstance(bundle.train, TensorSplit) else bundle.train
+    return DataItems(dataset, list(bundle.classes), f"{cfg.source}:{data}")
 
 
 def extract_features(
@@ -229,4 +240,7 @@ def read_feature_info(path: str | Path) -> dict[str, Any]:
         raise UserError(f"cannot read {path} as HDF5 ({exc})") from None
     if raw is None:
         return {}
-    return json.loads(raw if isinstance(raw, str) else raw.decode("utf-8"))
+    info = load_json(raw if isinstance(raw, (str, bytes)) else str(raw), f"{path} attribute 'deepvision'")
+    if not isinstance(info, dict):
+        raise UserError(f"{path} attribute 'deepvision' is not a JSON object; re-extract the features")
+    return info

@@ -7,7 +7,6 @@ inside the model, which takes 0..255 pixels.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,8 @@ import torch
 
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
+from deepvision.onnxrt import ort_session
+from deepvision.safeload import load_json
 
 METADATA_KEY = "deepvision"  # written by deepvision.export.export
 
@@ -26,19 +27,10 @@ class OnnxClassifier:
         self.path = Path(path)
         if not self.path.is_file():
             raise UserError(f"ONNX file not found: {self.path}")
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise UserError("predicting with an .onnx file needs onnxruntime: pip install deepvision[onnx]") from None
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime's own exception types
-            raise UserError(f"onnxruntime cannot load {self.path} ({str(exc).strip().splitlines()[0][:160]})") from None
+        self.session = ort_session(self.path)
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         try:
-            self.meta = json.loads(raw) if raw else None
+            self.meta = load_json(raw, f"{self.path} metadata") if raw else None
             if isinstance(self.meta, dict) and self.meta.get("task") == "detection":
                 raise UserError(f"{self.path} is an exported detector (boxes out); run it with "
                                 f"deepvision.export.detection.load_exported, or `deepvision detect` on its run")
@@ -48,6 +40,11 @@ class OnnxClassifier:
             self.output = self.meta["output"]["name"]
         except (TypeError, KeyError, ValueError):
             raise UserError(f"{self.path} has no deepvision metadata; export it with `deepvision export RUN`") from None
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if self.input not in inputs or self.output not in outputs:
+            raise UserError(f"{self.path}: its metadata names input {self.input!r} and output {self.output!r}, the "
+                            f"graph has {inputs} and {outputs}; export it again with `deepvision export RUN`")
         batch = self.session.get_inputs()[0].shape[0]
         self.fixed_batch = batch if isinstance(batch, int) else None
         self.task = self.meta.get("task", "classification")

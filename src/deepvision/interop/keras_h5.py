@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from deepvision.errors import UserError
+from deepvision.safeload import regular_file
 
 KINDS = {"Conv2D": "conv", "Convolution2D": "conv", "Dense": "dense", "BatchNormalization": "bn",
          "SeparableConv2D": "separable", "SeparableConvolution2D": "separable", "DepthwiseConv2D": "depthwise"}
@@ -439,8 +440,9 @@ class open_keras:
 
         h5py = _h5py()
         path = self.path
-        if not path.is_file():
+        if not path.exists():
             raise UserError(f"Keras file not found: {path}")
+        regular_file(path, "Keras file")  # a FIFO or device is refused, never waited on
         config, version, payload = None, "", None
         import zipfile
 

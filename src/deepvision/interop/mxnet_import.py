@@ -25,6 +25,7 @@ from deepvision.errors import UserError
 from deepvision.interop.mxnet_params import read_params, split_params
 from deepvision.models.mxnet_graph import MXNetGraph, check_operators
 from deepvision.models.mxnet_symbol import Symbol, read_symbol
+from deepvision.safeload import check_image_side
 
 SYMBOL_FILE = "mxnet-symbol.json"
 _CANDIDATE_SIDES = (224, 227, 299, 32, 28, 256, 192, 112, 96, 64, 48, 16, 8)
@@ -56,29 +57,58 @@ def checkpoint_files(prefix: str | Path, epoch: int) -> tuple[Path, Path]:
     return symbol, params
 
 
+def _array_for(args: dict[str, np.ndarray], aux: dict[str, np.ndarray], role: str, var: str,
+               source: str) -> np.ndarray:
+    array = aux.get(var) if role.startswith("running_") else args.get(var)
+    if array is None:
+        array = args.get(var, aux.get(var))
+    if array is None:
+        raise UserError(f"{source} has no '{var}' ({role} of layer '{var.rsplit('_', 1)[0]}'); the "
+                        f"parameters belong to another network or epoch")
+    return array
+
+
+def check_graph_weights(graph: MXNetGraph, args: dict[str, np.ndarray], aux: dict[str, np.ndarray],
+                        source: str) -> None:
+    """UserError for the first array the graph needs that is missing, has another shape than its layer
+    (the graph may still be on the meta device: nothing is allocated) or holds NaN/infinity."""
+    for key, roles in graph.mx_params.items():
+        module = graph.layers[key]
+        params = dict(module.named_parameters())
+        params.update(module.named_buffers())
+        for role, var in roles.items():
+            array = _array_for(args, aux, role, var, source)
+            if role == "weight" and getattr(module, "fix_gamma", False):
+                continue  # fix_gamma: MXNet multiplies by 1 whatever was saved
+            shape = tuple(params[role].shape)
+            if array.size == 1 and isinstance(module, torch.nn.PReLU):
+                pass
+            elif tuple(array.shape) != shape:
+                raise UserError(f"'{var}' in {source} has shape {tuple(array.shape)} but layer '{key}' needs "
+                                f"{shape} for this input size; check --input-size")
+            if array.dtype.kind in "fc" and not np.isfinite(array).all():
+                bad = int(np.size(array) - np.isfinite(array).sum())
+                raise UserError(f"'{var}' in {source} holds {bad} NaN/infinite value(s); the checkpoint is "
+                                f"damaged (a diverged run?): import another epoch")
+
+
 def load_graph_weights(graph: MXNetGraph, args: dict[str, np.ndarray], aux: dict[str, np.ndarray],
                        source: str) -> list[str]:
-    """Put the file's arrays into the graph module; returns the names of arrays the graph does not use."""
+    """Put the file's arrays into the graph module (checked first with `check_graph_weights`); returns
+    the names of arrays the graph does not use."""
+    check_graph_weights(graph, args, aux, source)
     state = graph.state_dict()
     used = set()
     for key, roles in graph.mx_params.items():
         module = graph.layers[key]
         for role, var in roles.items():
-            array = aux.get(var) if role.startswith("running_") else args.get(var)
-            if array is None:
-                array = args.get(var, aux.get(var))
-            if array is None:
-                raise UserError(f"{source} has no '{var}' ({role} of layer '{var.rsplit('_', 1)[0]}'); the "
-                                f"parameters belong to another network or epoch")
+            array = _array_for(args, aux, role, var, source)
             target = state[f"layers.{key}.{role}"]
             value = torch.from_numpy(np.asarray(array, dtype=np.float32))
             if role == "weight" and getattr(module, "fix_gamma", False):
                 value = torch.ones_like(target)  # fix_gamma: MXNet multiplies by 1 whatever was saved
             elif value.numel() == 1 and target.numel() > 1 and isinstance(module, torch.nn.PReLU):
                 value = value.expand_as(target)
-            if tuple(value.shape) != tuple(target.shape):
-                raise UserError(f"'{var}' in {source} has shape {tuple(value.shape)} but layer '{key}' needs "
-                                f"{tuple(target.shape)} for this input size; check --input-size")
             target.copy_(value)
             used.add(var)
     return [k for k in (*args, *aux) if k not in used]
@@ -100,7 +130,10 @@ def infer_input_size(symbol: Symbol, args: dict[str, np.ndarray], aux: dict[str,
     """(C, H, W) from the data variable's __shape__, else the first standard size the weights fit."""
     data = symbol.input_nodes()
     shape = data[0].get("__shape__", None) if data else None
-    if isinstance(shape, tuple) and len(shape) == 4 and all(int(v) > 0 for v in shape[1:]):
+    if isinstance(shape, tuple) and len(shape) == 4 and all(isinstance(v, int) and v > 0 for v in shape[1:]):
+        check_image_side(f"{symbol.path}: input __shape__", shape[2], shape[3])
+        if shape[1] not in (1, 3):
+            raise UserError(f"{symbol.path}: input __shape__ {shape} has {shape[1]} channels; images have 1 or 3")
         return int(shape[1]), int(shape[2]), int(shape[3])
     check_operators(symbol)
     arrays = {**args, **aux}
@@ -220,7 +253,10 @@ def import_mxnet(
         input_size = get_model_spec(model).input_size
     input_size = input_size or infer_input_size(symbol, args, aux)
     channels, height, width = input_size
-    graph = MXNetGraph(symbol, channels, (height, width))
+    check_image_side("input size", height, width)
+    graph = MXNetGraph(symbol, channels, (height, width), materialize=False)
+    check_graph_weights(graph, args, aux, str(params_path))  # before any weight tensor exists
+    graph.materialize()
     unused = load_graph_weights(graph, args, aux, str(params_path))
     say(f"[INFO] {params_path.name}: {len(args) + len(aux)} tensors; graph input {channels}x{height}x{width}, "
         f"{graph.num_classes} outputs")
@@ -230,9 +266,11 @@ def import_mxnet(
     if model:
         from deepvision.interop.mxnet_mapping import align, compare, transfer
         from deepvision.models.registry import create_model
+        from deepvision.models.summary import check_input_size
 
         opts = infer_options(model, symbol, dict(options or {}), input_size)
         target = create_model(model, graph.num_classes, channels, **opts)
+        check_input_size(target, input_size, model)
         pairs = align(graph, target, model)
         transfer(graph, target, pairs)
         x = torch.randn(2, channels, height, width, generator=torch.Generator().manual_seed(0))

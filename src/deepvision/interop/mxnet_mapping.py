@@ -173,6 +173,9 @@ def compare(graph: nn.Module, model: nn.Module, pairs: list[Pair], x: torch.Tens
                 lambda _m, _i, out, tag=tag: captured.__setitem__(tag, out.detach().clone())))
     try:
         expected, got = graph(x), model(x)
+    except RuntimeError as exc:
+        raise UserError(f"the MXNet graph and the model cannot run the same {tuple(x.shape[1:])} input "
+                        f"({str(exc).splitlines()[0][:120]}); import without --model instead") from None
     finally:
         for h in handles:
             h.remove()

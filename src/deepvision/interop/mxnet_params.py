@@ -22,6 +22,7 @@ Sparse arrays (row_sparse, csr) are refused with a clear message.
 
 from __future__ import annotations
 
+import math
 import struct
 from pathlib import Path
 
@@ -76,7 +77,9 @@ def _shape(r: _Reader, legacy_ndim: int | None = None) -> tuple[int, ...] | None
 def _array(r: _Reader, shape: tuple[int, ...], flag: int) -> np.ndarray:
     if flag not in DTYPES:
         raise UserError(f"{r.path}: {r.where} has unknown dtype flag {flag}")
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # exact: a product past int64 is refused by take(), not wrapped around
+    if math.prod(max(d, 1) for d in shape) > len(r.data):  # also an empty array's other sizes
+        raise UserError(f"{r.path} is damaged: {r.where} has shape {shape}, more than the file can hold")
     if DTYPES[flag] == "bfloat16":  # numpy has no bfloat16: widen the 16 high bits to float32
         raw = np.frombuffer(r.take(2 * count), dtype="<u2").astype(np.uint32) << 16
         return raw.view(np.float32).reshape(shape)

@@ -1,4 +1,5 @@
-"""torchvision detectors by name, adapted to `num_classes` (which counts the background, class 0).
+"""torchvision detectors by name (each also answers to `tv:NAME`), adapted to `num_classes` (which
+counts the background, class 0).
 
     fasterrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn_v2, fasterrcnn_resnet101_fpn,
     fasterrcnn_mobilenet_v3_large_fpn, fasterrcnn_mobilenet_v3_large_320_fpn,
@@ -7,7 +8,8 @@
 `weights`: "coco" (torchvision's COCO weights; the class head is then replaced when `num_classes`
 is not 91), "imagenet" (backbone only) or None (from scratch). Weight files are read from the torch
 hub cache (`$TORCH_HOME/hub/checkpoints`, as torchvision stores them) with `weights_only=True`, and
-downloaded there when online; offline, a missing file is a one-line error naming it.
+downloaded there when online (never with DEEPVISION_OFFLINE=1); offline, a missing file is a one-line
+error naming it and where to place it.
 
 The parameters of SPEC §10.2/§10.3 that torchvision exposes are builder options (`model.args`):
 Faster R-CNN takes torchvision's own names (min_size, max_size, rpn_nms_thresh, rpn_pre/post_nms_top_n_*,
@@ -30,6 +32,7 @@ import torch
 from torch import nn
 
 from deepvision.errors import UserError
+from deepvision.fileio import read_torch_file
 from deepvision.models.registry import register_model
 
 RCNN_LOSSES = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
@@ -39,8 +42,8 @@ WEIGHT_CHOICES = ("coco", "imagenet", "none")
 
 
 def detection_family(name: str) -> str | None:
-    """'rcnn' or 'ssd' for a registered detector, None for any other model."""
-    return DETECTION_MODELS.get(name)
+    """'rcnn' or 'ssd' for a registered detector (by its name or `tv:NAME`), None for any other model."""
+    return DETECTION_MODELS.get(name.removeprefix("tv:"))
 
 
 def cached_weights_path(url: str) -> Path:
@@ -52,12 +55,11 @@ def load_weights_file(entry: Any) -> dict[str, torch.Tensor]:
     """The state dict of a torchvision weights entry: from the hub cache, else downloaded into it."""
     path = cached_weights_path(entry.url)
     label = f"{type(entry).__name__}.{entry.name}"
-    if path.is_file():
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a truncated download, or not a state dict
-            raise UserError(f"cannot read {label} weights from {path} ({type(exc).__name__}); delete the file and "
-                            f"download {entry.url} again") from None
+    if path.is_file():  # a truncated download, or not a state dict: a one-line error
+        return read_torch_file(path, f"{label} weights file", f"delete it and download {entry.url} again")
+    if os.environ.get("DEEPVISION_OFFLINE", "") not in ("", "0"):
+        raise UserError(f"{label} weights are not in the torch hub cache and DEEPVISION_OFFLINE is set; without "
+                        f"network, download {entry.url} elsewhere and place it at {path} (docs/transfer.md)")
     try:
         return torch.hub.load_state_dict_from_url(entry.url, map_location="cpu", weights_only=True, check_hash=True,
                                                   progress=False)
@@ -210,7 +212,8 @@ def _rcnn(name: str, coco: str | None, backbone: str, per_level: bool, input_siz
 
     build.__name__ = build.__qualname__ = name
     build.__doc__ = f"torchvision {name} (Faster R-CNN), COCO/ImageNet/no weights."
-    register_model(name, input_size=input_size, num_classes=91, description=build.__doc__)(build)
+    register_model(name, input_size=input_size, num_classes=91, description=build.__doc__,
+                   aliases=(f"tv:{name}",))(build)
     DETECTION_MODELS[name] = "rcnn"
 
 
@@ -292,7 +295,8 @@ def _ssd(name: str, coco: str, backbone: str, lite: bool, input_size: tuple[int,
 
     build.__name__ = build.__qualname__ = name
     build.__doc__ = f"torchvision {name} (SSD), COCO/ImageNet/no weights."
-    register_model(name, input_size=input_size, num_classes=91, description=build.__doc__)(build)
+    register_model(name, input_size=input_size, num_classes=91, description=build.__doc__,
+                   aliases=(f"tv:{name}",))(build)
     DETECTION_MODELS[name] = "ssd"
 
 

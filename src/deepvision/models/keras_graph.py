@@ -20,7 +20,6 @@ logits. `num_classes` other than the file's replaces a final Dense with a fresh 
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from torch import nn
 from deepvision.errors import UserError
 from deepvision.models import keras_layers as kl
 from deepvision.models.registry import ModelSpec, register_provider
+from deepvision.safeload import load_json, read_bytes, regular_file
 
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 MERGE = {"Add": "add", "Subtract": "sub", "Multiply": "mul", "Average": "avg", "Maximum": "max",
@@ -54,34 +54,10 @@ MAX_JSON_BYTES = 64 * 1024 * 1024
 
 
 def parse_json(text: str | bytes, source: str) -> Any:
-    """JSON with a nesting limit (a hostile file cannot exhaust the stack)."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", errors="replace")
+    """JSON with a size and nesting limit (a hostile file cannot exhaust memory or the stack)."""
     if len(text) > MAX_JSON_BYTES:
         raise UserError(f"{source}: the model config is larger than {MAX_JSON_BYTES >> 20} MB")
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > MAX_JSON_DEPTH:
-                raise UserError(f"{source}: the model config nests deeper than {MAX_JSON_DEPTH} levels")
-        elif ch in "]}":
-            depth -= 1
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise UserError(f"{source}: the model config is not valid JSON ({exc})") from None
+    return load_json(text, source, MAX_JSON_DEPTH)
 
 
 def _key(name: str, taken: set[str]) -> str:
@@ -541,10 +517,8 @@ class KerasGraph(nn.Module):
 
 def read_config(path: str | Path) -> dict[str, Any]:
     """A Keras model config saved as JSON ({"class_name": ..., "config": ...})."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"Keras model config not found: {path}")
-    data = parse_json(path.read_bytes(), str(path))
+    path = regular_file(path, "Keras model config")
+    data = parse_json(read_bytes(path, "Keras model config"), str(path))
     if not isinstance(data, dict) or data.get("class_name") not in MODEL_CLASSES:
         raise UserError(f"{path} is not a Keras model config (class_name Sequential, Functional or Model)")
     return data

@@ -34,6 +34,7 @@ from deepvision.models.mxnet_ops import ADD_OPS, CONCAT_OPS, MUL_OPS, SUB_OPS, S
 from deepvision.models.mxnet_symbol import SOFTMAX_HEADS, Node, Symbol, read_symbol
 from deepvision.models.registry import ModelSpec, register_provider
 from deepvision.models.shapes import hw
+from deepvision.safeload import check_declared_bytes
 
 
 def _key(name: str, taken: set[str]) -> str:
@@ -90,7 +91,11 @@ class MXNetGraph(nn.Module):
                 if kind == "module":
                     override = num_classes if head is not None and node.index == head.index and num_classes > 0 \
                         else None
-                    self.layers[key] = make_module(node, xs, override).eval()  # BN on 1 sample
+                    try:
+                        self.layers[key] = make_module(node, xs, override).eval()  # BN on 1 sample
+                    except (ValueError, TypeError, OverflowError, ZeroDivisionError, RuntimeError) as exc:
+                        raise node_error(node, f"attributes {node.attrs} cannot be built "
+                                               f"({str(exc).splitlines()[0][:120]})") from None
                     self.mx_params[key] = _param_names(symbol, node)
                     if head is not None and node.index == head.index:
                         self.head_key, self.feature_index = key, ins[0][0]
@@ -110,9 +115,17 @@ class MXNetGraph(nn.Module):
         self.num_classes = out_shape[1]
         self._plan_release()
         if materialize:  # else the layers stay on the meta device: shapes only, for inspection
-            self.to_empty(device="cpu")
-            self._reset()
+            self.materialize()
         self.train()
+
+    def materialize(self) -> None:
+        """Give the layers real (CPU) storage, freshly initialised; a graph built with materialize=False
+        holds shapes only, so weights can be checked against a file before any is allocated. The total
+        is checked against the read ceiling first (a symbol file alone can declare terabytes)."""
+        total = sum(t.numel() * t.element_size() for t in (*self.parameters(), *self.buffers()))
+        check_declared_bytes(f"{self.symbol_path}: the graph's weights", total)
+        self.to_empty(device="cpu")
+        self._reset()
 
     def _plan_release(self) -> None:
         """After each step, drop the values no later step reads (keeps inference memory low)."""

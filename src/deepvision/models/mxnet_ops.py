@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from deepvision.errors import UserError
-from deepvision.models.mxnet_symbol import SOFTMAX_HEADS, Node
+from deepvision.models.mxnet_symbol import MAX_ATTR_INT, SOFTMAX_HEADS, Node
 
 ADD_OPS = {"elemwise_add", "_Plus", "_plus", "_add", "broadcast_add", "broadcast_plus", "add_n", "ElementWiseSum"}
 MUL_OPS = {"elemwise_mul", "_Mul", "_mul", "broadcast_mul"}
@@ -134,21 +134,22 @@ def make_module(node: Node, inputs: list[torch.Tensor], out_override: int | None
             raise node_error(node, f"only 2-D NCHW convolution is supported (input {tuple(x.shape)})")
         if node.get("kernel") is None:
             raise node_error(node, "no kernel attribute")
-        out = out_override or int(node.get("num_filter"))
-        groups = int(node.get("num_group"))
+        out = out_override or node.integer("num_filter")
+        groups = node.integer("num_group")
         if x.shape[1] % groups or out % groups:
             raise node_error(node, f"{x.shape[1]} input / {out} output channels do not split into {groups} groups")
-        return nn.Conv2d(x.shape[1], out, node.pair("kernel", 1), node.pair("stride", 1), node.pair("pad", 0),
+        return nn.Conv2d(x.shape[1], out, node.pair("kernel", 1), node.pair("stride", 1), node.pair("pad", 0, low=0),
                          node.pair("dilate", 1), groups, bias=not node.flag("no_bias"))
     if op == "FullyConnected":
         flatten = node.flag("flatten")
         width = math.prod(x.shape[1:]) if flatten else x.shape[-1]
-        return FullyConnected(width, out_override or int(node.get("num_hidden")), not node.flag("no_bias"), flatten)
+        return FullyConnected(width, out_override or node.integer("num_hidden"), not node.flag("no_bias"), flatten)
     if op == "BatchNorm":
-        if int(node.get("axis")) != 1:
+        if node.integer("axis", -8, 8) != 1:
             raise node_error(node, f"axis={node.get('axis')}: only channel axis 1 is supported")
         cls = nn.BatchNorm2d if x.dim() == 4 else nn.BatchNorm1d
-        bn = cls(x.shape[1], eps=float(node.get("eps")), momentum=1.0 - float(node.get("momentum")))
+        eps, momentum = node.number("eps", 0.0, 1.0), node.number("momentum", 0.0, 1.0)
+        bn = cls(x.shape[1], eps=eps, momentum=1.0 - momentum)
         if node.flag("fix_gamma"):
             bn.weight.requires_grad_(False)  # MXNet uses gamma = 1 whatever the file holds
         bn.fix_gamma = node.flag("fix_gamma")  # type: ignore[attr-defined]
@@ -159,39 +160,48 @@ def make_module(node: Node, inputs: list[torch.Tensor], out_override: int | None
             raise node_error(node, f"act_type '{act}' is not supported (valid: {', '.join(_ACTIVATIONS)})")
         return _ACTIVATIONS[act]()
     if op == "LeakyReLU":
-        act, slope = node.get("act_type"), float(node.get("slope"))
+        act, slope = node.get("act_type"), node.number("slope")
         if act == "prelu":
             return nn.PReLU(x.shape[1], init=0.25)
         made = {"leaky": lambda: nn.LeakyReLU(slope), "elu": lambda: nn.ELU(slope), "selu": nn.SELU,
                 "gelu": nn.GELU,
-                "rrelu": lambda: nn.LeakyReLU((float(node.get("lower_bound")) + float(node.get("upper_bound"))) / 2)}
+                "rrelu": lambda: nn.LeakyReLU((node.number("lower_bound") + node.number("upper_bound")) / 2)}
         if act not in made:
             raise node_error(node, f"act_type '{act}' is not supported (valid: prelu, {', '.join(made)})")
         return made[act]()
     if op == "Pooling":
         return _pooling(node, x)
     if op == "LRN":
-        if node.get("nsize") is None:
-            raise node_error(node, "no nsize attribute")
-        return nn.LocalResponseNorm(int(node.get("nsize")), float(node.get("alpha")), float(node.get("beta")),
-                                    float(node.get("knorm")))
+        if x.dim() != 4:
+            raise node_error(node, f"only 4-D input is supported (input {tuple(x.shape)})")
+        # MXNet needs an odd window; one wider than 2C-1 channels sums nothing more but pads every map
+        nsize = node.integer("nsize", 1, 2 * x.shape[1] - 1)
+        if nsize % 2 == 0:
+            raise node_error(node, f"nsize={nsize} must be odd")
+        return nn.LocalResponseNorm(nsize, node.number("alpha"), node.number("beta"), node.number("knorm"))
     if op in ("Flatten", "flatten"):
         return nn.Flatten()
     if op in ("Reshape", "reshape"):
         spec = node.get("shape")
-        if node.flag("reverse") or spec is None or any(int(s) < -1 for s in spec):
+        if isinstance(spec, int):
+            spec = (spec,)
+        if node.flag("reverse") or not isinstance(spec, tuple) \
+                or not all(isinstance(s, int) and -1 <= s <= MAX_ATTR_INT for s in spec) or list(spec).count(-1) > 1:
             raise node_error(node, f"shape={node.attrs.get('shape', node.attrs.get('target_shape'))}"
                                     f"{' reverse=True' if node.flag('reverse') else ''}: only 0, -1 and positive "
                                     f"sizes are supported")
         return Reshape(spec)
     if op == "softmax":
-        return Softmax(int(node.get("axis")), float(node.get("temperature") or 1.0))
+        temperature = node.number("temperature") if node.get("temperature") is not None else 1.0
+        if temperature == 0:
+            raise node_error(node, "temperature=0 divides by zero")
+        return Softmax(node.integer("axis", -x.dim(), x.dim() - 1), temperature)
     if op in ("SoftmaxActivation", "SoftmaxOutput", "Softmax"):
         return Softmax(1)
     if op == "clip":
-        return Clip(float(node.get("a_min")), float(node.get("a_max")))
+        return Clip(node.number("a_min"), node.number("a_max"))
     if op in SCALAR_OPS:
-        return ScalarOp(op, float(node.get("scalar")))
+        return ScalarOp(op, node.number("scalar"))
     if op in ("Cast", "cast") and str(node.get("dtype")) not in ("float32", "None"):
         raise node_error(node, f"Cast to {node.get('dtype')} is not supported (only float32)")
     return nn.Identity()
@@ -209,7 +219,7 @@ def _pooling(node: Node, x: torch.Tensor) -> nn.Module:
         raise node_error(node, f"pooling_convention '{convention}' is not supported (valid, full)")
     if node.get("kernel") is None:
         raise node_error(node, "no kernel attribute")
-    k, s, p = node.pair("kernel", 1), node.pair("stride", 1), node.pair("pad", 0)
+    k, s, p = node.pair("kernel", 1), node.pair("stride", 1), node.pair("pad", 0, low=0)
     full = convention == "full"
     if pool_type == "max":
         module: nn.Module = nn.MaxPool2d(k, s, p, ceil_mode=full)

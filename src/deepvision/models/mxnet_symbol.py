@@ -14,12 +14,15 @@ No MXNet is needed; nothing here executes code from the file.
 from __future__ import annotations
 
 import ast
-import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from deepvision.errors import UserError
+from deepvision.safeload import ParseError, load_json
+
+MAX_ATTR_INT = 1 << 20  # channels, window sizes, strides: any real network stays far below
 
 # Inputs that are parameters or labels rather than data, per operator (positions after the data input).
 PARAM_INPUTS: dict[str, tuple[str, ...]] = {
@@ -104,25 +107,51 @@ class Node:
             return default
         return DEFAULTS.get(self.op, {}).get(key)
 
+    def integer(self, key: str, low: int = 1, high: int = MAX_ATTR_INT) -> int:
+        """Attribute `key` as a whole number in [low, high]; UserError naming the node otherwise."""
+        value = self.get(key)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if value is None:
+            raise UserError(f"MXNet node '{self.name}' ({self.op}): no {key} attribute")
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise UserError(f"MXNet node '{self.name}' ({self.op}): {key}={self.attrs.get(key, value)!s} must be a "
+                            f"whole number from {low} to {high}")
+        return value
+
+    def number(self, key: str, low: float = -math.inf, high: float = math.inf) -> float:
+        """Attribute `key` as a finite number in [low, high]; UserError naming the node otherwise."""
+        value = self.get(key)
+        if value is None:
+            raise UserError(f"MXNet node '{self.name}' ({self.op}): no {key} attribute")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not low <= value <= high:
+            bounds = "" if (low, high) == (-math.inf, math.inf) else f" in [{low:g}, {high:g}]"
+            raise UserError(f"MXNet node '{self.name}' ({self.op}): {key}={self.attrs.get(key, value)!s} must be a "
+                            f"finite number{bounds}")
+        return float(value)
+
     def flag(self, key: str) -> bool:
         value = self.get(key)
         if isinstance(value, str):
             return value.lower() in ("1", "true")
         return bool(value)
 
-    def pair(self, key: str, fill: int) -> tuple[int, int]:
-        """A 2-D tuple attribute (kernel, stride, pad, dilate); `fill` when absent or empty."""
+    def pair(self, key: str, fill: int, low: int = 1) -> tuple[int, int]:
+        """A 2-D tuple attribute (kernel, stride, pad, dilate); `fill` when absent or empty. Each value
+        must be a whole number from `low` to MAX_ATTR_INT."""
         value = self.get(key)
         if value is None or value == ():
             return fill, fill
-        if isinstance(value, (int, float)):
-            return int(value), int(value)
-        if len(value) == 1:
-            return int(value[0]), int(value[0])
-        if len(value) != 2:
+        if not isinstance(value, tuple):
+            value = (value,)
+        if len(value) not in (1, 2):
             raise UserError(f"MXNet node '{self.name}' ({self.op}): {key}={self.attrs.get(key)} is not 2-D; "
                             f"only 2-D images are supported")
-        return int(value[0]), int(value[1])
+        if not all(isinstance(v, int) and not isinstance(v, bool) and low <= v <= MAX_ATTR_INT for v in value):
+            raise UserError(f"MXNet node '{self.name}' ({self.op}): {key}={self.attrs.get(key)} must hold whole "
+                            f"numbers from {low} to {MAX_ATTR_INT}")
+        return (value[0], value[0]) if len(value) == 1 else (value[0], value[1])
 
     @property
     def param_roles(self) -> tuple[str, ...]:
@@ -195,26 +224,28 @@ class Symbol:
 def parse_symbol(text: str, path: str = "symbol") -> Symbol:
     """Parse symbol JSON text; UserError naming the file when it is not an MXNet symbol."""
     try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        raise UserError(f"{path} is not JSON ({exc}); give the -symbol.json file MXNet wrote") from None
+        raw = load_json(text, path)
+    except ParseError as exc:
+        raise UserError(f"{exc}; give the -symbol.json file MXNet wrote") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("nodes"), list) or "heads" not in raw:
         raise UserError(f"{path} is not an MXNet symbol file (no 'nodes'/'heads'); give the -symbol.json file")
     nodes = []
     try:
         for i, item in enumerate(raw["nodes"]):
+            if not isinstance(item, dict):
+                raise TypeError(f"node {i} is not a JSON object")
             attrs: dict[str, str] = {}
             for key in ("param", "attr", "attrs"):
                 if isinstance(item.get(key), dict):
                     attrs.update({k: str(v) for k, v in item[key].items()})
             inputs = [(int(e[0]), int(e[1]) if len(e) > 1 else 0) for e in item.get("inputs", [])]
-            if any(src >= i for src, _ in inputs):
-                raise ValueError(f"node {i} reads a later node")
+            if any(not 0 <= src < i or out < 0 for src, out in inputs):
+                raise ValueError(f"node {i} reads node {inputs}, not an earlier node")
             nodes.append(Node(i, str(item["op"]), str(item["name"]), attrs, inputs))
         heads = [(int(h[0]), int(h[1]) if len(h) > 1 else 0) for h in raw["heads"]]
-        if not heads or any(h[0] >= len(nodes) for h in heads):
-            raise ValueError("no valid head")
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        if not heads or any(not 0 <= h[0] < len(nodes) or h[1] < 0 for h in heads):
+            raise ValueError(f"heads {heads} name no node of the {len(nodes)}")
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
         raise UserError(f"{path} is a damaged MXNet symbol file ({exc})") from None
     version = raw.get("attrs", {}).get("mxnet_version") if isinstance(raw.get("attrs"), dict) else None
     if isinstance(version, list) and len(version) == 2:

@@ -12,8 +12,9 @@
 Anything else (missing layers, other shapes, extra units inside the network) means the weights come
 from another architecture and raises a UserError that says what differs.
 
-`pretrained: torchvision` (or `torchvision:TAG`) on a `tv:` model loads torchvision's weights from torch's
-hub cache, downloading them when missing and online (see `torchvision_models.fetch_weights_model`).
+`pretrained: torchvision` (or `torchvision:TAG`, or the bare `TAG` as `--weights` takes it) on a `tv:` model
+loads torchvision's weights from torch's hub cache, downloading them when missing and online (see
+`torchvision_models.fetch_weights_model`).
 """
 
 from __future__ import annotations
@@ -37,10 +38,15 @@ def head_modules(model: nn.Module) -> list[str]:
 
 
 def torchvision_tag(model_name: str, pretrained: str | None) -> str | None:
-    """The torchvision weights tag requested by `pretrained: torchvision[:TAG]`, else None."""
-    if not pretrained or not str(pretrained).startswith("torchvision") or Path(str(pretrained)).exists():
+    """The torchvision weights tag requested by `pretrained: torchvision[:TAG]` (or, on a tv: model, a bare
+    tag such as `IMAGENET1K_V1`, as `--weights` takes it), else None."""
+    if not pretrained or Path(str(pretrained)).exists():
         return None
     source = str(pretrained)
+    if model_name.startswith("tv:") and not source.startswith("torchvision"):
+        from deepvision.models.torchvision_models import is_weights_tag
+
+        return source if is_weights_tag(model_name.removeprefix("tv:"), source) else None
     if source != "torchvision" and not source.startswith("torchvision:"):
         return None
     if not model_name.startswith("tv:"):

@@ -1,8 +1,10 @@
 """Model registry: build any network by name, like timm's `create_model`.
 
 Hand-built reference architectures register themselves with `@register_model`. Names with the
-prefix `tv:` build torchvision classification models and `timm:` builds timm models (when timm is
-installed); both are adapted to `num_classes` and `in_channels`.
+prefix `tv:` build torchvision models and `timm:` builds timm models (when timm is installed); both
+are adapted to `num_classes` and `in_channels`. A registered model may answer to other names too
+(`tv:ssdlite320_mobilenet_v3_large` is the detector `ssdlite320_mobilenet_v3_large`); configs are
+rewritten to the registered name when they load.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from deepvision.config.names import register_check
+from deepvision.config.names import register_canonical, register_check
 from deepvision.errors import UserError, suggest
 from deepvision.models.shapes import InputSizeError
 
@@ -43,6 +45,7 @@ class ModelSpec:
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
+_ALIASES: dict[str, str] = {}  # other name -> registered name
 _PROVIDERS: dict[str, Callable[[str], ModelSpec]] = {}  # prefix ("tv", "timm") -> spec factory
 _PROVIDER_NAMES: dict[str, Callable[[], Any]] = {}  # prefix -> names it can build (for suggestions)
 
@@ -54,14 +57,17 @@ def register_model(
     num_classes: int = 1000,
     description: str = "",
     preprocess: dict[str, Any] | None = None,
+    aliases: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator registering a builder `fn(num_classes, in_channels, **options) -> nn.Module`."""
+    """Decorator registering a builder `fn(num_classes, in_channels, **options) -> nn.Module`;
+    `aliases` are other names that build the same model (e.g. `tv:NAME` for a torchvision detector)."""
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
+        if name in _REGISTRY or any(a in _ALIASES for a in aliases):
             raise ValueError(f"model {name!r} registered twice")
         doc = description or (inspect.getdoc(fn) or "").split("\n")[0]
         _REGISTRY[name] = ModelSpec(name, fn, tuple(input_size), num_classes, doc, dict(preprocess or {}))
+        _ALIASES.update(dict.fromkeys(aliases, name))
         return fn
 
     return wrap
@@ -85,8 +91,51 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def canonical_name(name: str) -> str:
+    """The registered name `name` stands for (itself unless it is an alias)."""
+    return _ALIASES.get(name, name)
+
+
+def model_names() -> list[str]:
+    """Every name a model answers to: registered names, aliases, and each namespace's `prefix:NAME`
+    (timm's only when timm is installed)."""
+    names = [*_REGISTRY, *_ALIASES]
+    for prefix, listing in _PROVIDER_NAMES.items():
+        try:
+            names += [f"{prefix}:{n}" for n in listing()]
+        except UserError:  # an optional library that is not installed
+            continue
+    return names
+
+
+def suggest_model(name: str) -> str:
+    """' (did you mean: ...?)' for the model names closest to `name`, across every registry.
+
+    Each name is compared both whole and without its namespace, so `resnet18` finds `tv:resnet18`
+    and `tv:fasterrcnn_resnet50` finds `tv:fasterrcnn_resnet50_fpn`."""
+    import difflib
+
+    names = model_names()
+    bare = name.partition(":")[2] or name
+    scored: dict[str, float] = {}
+    for candidate in names:
+        tail = candidate.partition(":")[2] or candidate
+        score = max(difflib.SequenceMatcher(None, name, candidate).ratio(),
+                    difflib.SequenceMatcher(None, bare, tail).ratio())
+        if score >= 0.6:
+            scored[candidate] = max(score, scored.get(candidate, 0.0))
+    # an alias and its registered name are one model: offer the spelling the user is writing
+    with_prefix = ":" in name
+    for alias, target in _ALIASES.items():
+        if alias in scored and target in scored:
+            del scored[target if with_prefix else alias]
+    best = sorted(scored, key=lambda c: (-scored[c], c))[:3]
+    return f" (did you mean: {', '.join(best)}?)" if best else ""
+
+
 def get_model_spec(name: str) -> ModelSpec:
-    """The spec for `name`; unknown names raise UserError with the closest matches."""
+    """The spec for `name`; unknown names raise UserError with the closest matches in every registry."""
+    name = canonical_name(name)
     if name in _REGISTRY:
         return _REGISTRY[name]
     prefix, sep, rest = name.partition(":")
@@ -95,12 +144,12 @@ def get_model_spec(name: str) -> ModelSpec:
             raise UserError(f"unknown model namespace '{prefix}:' in '{name}'; valid namespaces: "
                             f"{', '.join(sorted(_PROVIDERS))}")
         return _PROVIDERS[prefix](rest)
-    hint = suggest(name, list(_REGISTRY) + [f"tv:{n}" for n in _PROVIDER_NAMES.get("tv", tuple)()])
-    raise UserError(f"unknown model '{name}'{hint}; run `deepvision models` for the list "
+    raise UserError(f"unknown model '{name}'{suggest_model(name)}; run `deepvision models` for the list "
                     f"(torchvision models are named tv:NAME, timm models timm:NAME)")
 
 
 register_check("model.name", get_model_spec)
+register_canonical("model.name", canonical_name)
 
 
 def create_model(

@@ -67,4 +67,9 @@ def timm_spec(name: str) -> ModelSpec:
     return ModelSpec(f"timm:{name}", _builder(name), (channels, height, width), classes, f"timm {name}", pre)
 
 
-register_provider("timm", timm_spec)
+def timm_names() -> list[str]:
+    """timm's model names (the `timm:` namespace); UserError when timm is not installed."""
+    return list(import_timm().list_models())
+
+
+register_provider("timm", timm_spec, names=timm_names)

@@ -1,4 +1,5 @@
 """Every torchvision classification model by name: `tv:resnet50`, `tv:efficientnet_b0`, `tv:vit_b_16`, ...
+(torchvision's detectors answer to `tv:NAME` too: they are registered in models/detection.py).
 
 Models are built with `weights=None` and the requested `num_classes`. `in_channels` other than 3
 replaces the first convolution (its weights are summed to one channel, or repeated and scaled by
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from deepvision.errors import UserError, suggest
-from deepvision.models.registry import ModelSpec, register_provider
+from deepvision.models.registry import ModelSpec, register_provider, suggest_model
 
 _AUX_MODELS = ("inception_v3", "googlenet")
 
@@ -43,8 +44,9 @@ def torchvision_names() -> tuple[str, ...]:
 def _check_name(name: str) -> None:
     names = torchvision_names()
     if name not in names:
-        raise UserError(f"unknown torchvision model 'tv:{name}'{suggest(name, names)}; "
-                        f"run `deepvision models --tv` for the {len(names)} classification models")
+        raise UserError(f"unknown torchvision model 'tv:{name}'{suggest_model(f'tv:{name}')}; "
+                        f"run `deepvision models --tv` for the {len(names)} classification models "
+                        f"(detectors: `deepvision models`)")
 
 
 def _default_entry(name: str):
@@ -59,11 +61,34 @@ def _default_entry(name: str):
     return enum.DEFAULT
 
 
+def weights_tag(weights: str) -> str:
+    """The tag of a weights spelling: `torchvision` -> DEFAULT, `torchvision:TAG` -> TAG, `TAG` -> TAG
+    (the same spellings in `model.pretrained` and on the command line's `--weights`)."""
+    if weights == "torchvision":
+        return "DEFAULT"
+    return weights.removeprefix("torchvision:") or "DEFAULT"
+
+
+def is_weights_tag(name: str, weights: str) -> bool:
+    """Whether `weights` names published weights of tv model `name` (DEFAULT, a tag, Enum.TAG, any with
+    the `torchvision:` prefix), rather than a file."""
+    from torchvision.models import get_model_weights
+
+    if name not in torchvision_names():
+        return False
+    enum = get_model_weights(name)
+    tag = weights_tag(weights)
+    tag = tag.split(".", 1)[1] if tag.startswith(f"{enum.__name__}.") else tag
+    return tag == "DEFAULT" or tag in [e.name for e in enum]
+
+
 def resolve_weights(name: str, weights: str):
-    """torchvision's weights entry for `weights` ('DEFAULT', a tag, or 'Enum.TAG'); UserError if unknown."""
+    """torchvision's weights entry for `weights` ('DEFAULT', a tag, or 'Enum.TAG', each optionally written
+    `torchvision:...`; `torchvision` alone is DEFAULT); UserError if unknown."""
     from torchvision.models import get_model_weights
 
     enum = get_model_weights(name)
+    weights = weights_tag(weights)
     tag = weights.split(".", 1)[1] if weights.startswith(f"{enum.__name__}.") else weights
     if tag == "DEFAULT":
         return enum.DEFAULT

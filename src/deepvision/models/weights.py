@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from deepvision.errors import UserError
-from deepvision.fileio import zip_damage
+from deepvision.fileio import read_torch_file
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True,
@@ -47,15 +47,7 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], strict: bool 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """A model state dict from a deepvision checkpoint or a plain (torchvision-format) state dict."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"weights file not found: {path}")
-    damage = zip_damage(path)
-    if damage:
-        raise UserError(f"{path} is corrupt ({damage}); copy the weights file again")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"{path} is not a readable weights file ({type(exc).__name__})") from None
+    obj = read_torch_file(path, "weights file", "copy the weights file again")
     if isinstance(obj, dict) and isinstance(obj.get("model_state"), dict):  # a deepvision checkpoint
         return obj["model_state"]
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):

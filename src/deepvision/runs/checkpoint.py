@@ -1,16 +1,14 @@
 """Checkpoints: written atomically, loaded with `weights_only=True`, validated before use.
 
 A checkpoint is a plain dict of tensors and primitives (no pickled objects), so loading one never
-runs code. Writes go to a temporary file in the same folder, then `os.replace`, so a crash or a
+runs code. Writes go to a temporary file in the same folder, then a rename (`fileio.atomic_path`), so a crash or a
 full disk leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ import numpy as np
 import torch
 
 from deepvision.errors import UserError
-from deepvision.fileio import file_mode, unlink_quietly, write_failed, zip_damage
+from deepvision.fileio import atomic_path, read_torch_file
 
 FORMAT = "deepvision-checkpoint"
 VERSION = 1
@@ -46,47 +44,22 @@ class _Recorder(io.RawIOBase):
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temp file beside `path`, fsync, then rename over it."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise UserError(f"could not write {path}: {exc.strerror or exc}") from None
-    recorder = None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            recorder = _Recorder(f)
+    """torch.save to a temp file beside `path`, fsync, then rename over it (`fileio.atomic_path`)."""
+    with atomic_path(path, hint=" — free some space or choose another --out") as tmp, open(tmp, "wb") as f:
+        recorder = _Recorder(f)
+        try:
             torch.save(obj, recorder)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:
-        unlink_quietly(tmp)
-        cause = recorder.error if recorder is not None and recorder.error is not None else exc
-        if not isinstance(cause, OSError):
+        except RuntimeError:  # torch wraps the file's OSError (a full disk); report the real cause
+            if recorder.error is not None:
+                raise recorder.error from None
             raise
-        error = write_failed(path, cause)
-        raise UserError(f"{error} — free some space or choose another --out") from None
-    except BaseException:
-        unlink_quietly(tmp)
-        raise
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load and validate a deepvision checkpoint (weights_only=True: nothing is unpickled)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    damage = zip_damage(path)
-    if damage:
-        raise UserError(f"{path} is corrupt ({damage}); use another checkpoint (deepvision resume --epoch N, "
-                        f"evaluate --epoch N)")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for garbage input
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path} is not a readable checkpoint ({reason})") from None
+    ckpt = read_torch_file(path, "checkpoint", "use another checkpoint (deepvision resume --epoch N, evaluate "
+                           "--epoch N)", map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model_state" not in ckpt:
         raise UserError(f"{path} is not a deepvision checkpoint (a plain state dict can be used as model.pretrained)")
     return ckpt

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import math
 import textwrap
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from typing import Any
 from deepvision.errors import UserError
 from deepvision.runs.history import describe_lrs
 from deepvision.runs.rundir import RunDir
+from deepvision.safeload import read_json
 
 # key -> (table header, kind); kind: "text" (wraps), "name" (kept whole), "num" (right-aligned, never cut)
 COLUMNS: dict[str, tuple[str, str]] = {
@@ -134,9 +134,10 @@ def _detection_metrics(run: RunDir) -> dict[str, Any] | None:
     found = []
     for path in sorted(run.eval_dir.glob("detection-test-*/metrics.json"), key=lambda p: p.stat().st_mtime):
         try:
-            found.append((path.parent.name, json.loads(path.read_text())))
-        except ValueError:
+            found.append((path.parent.name, read_json(path, "evaluation report")))
+        except (OSError, UserError):
             continue
+    found = [(name, m) for name, m in found if isinstance(m, dict)]
     best = [m for name, m in found if name == "detection-test-best"]
     return (best or [m for _, m in found] or [None])[-1]
 
@@ -147,9 +148,10 @@ def _test_metrics(run: RunDir) -> dict[str, Any] | None:
     found = []
     for path in sorted(run.eval_dir.glob("test-*/metrics.json"), key=lambda p: p.stat().st_mtime):
         try:
-            found.append((path.parent.name, json.loads(path.read_text())))
-        except ValueError:
+            found.append((path.parent.name, read_json(path, "evaluation report")))
+        except (OSError, UserError):
             continue
+    found = [(name, m) for name, m in found if isinstance(m, dict)]
     for wanted in (lambda name, m: name == "test-best", lambda name, m: m.get("crops", 1) == 1, lambda name, m: True):
         matches = [m for name, m in found if wanted(name, m)]
         if matches:
@@ -260,25 +262,47 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _widest(key: str, rows: list[dict[str, Any]]) -> int:
-    return max([len(cell(key, r.get(key), r)) for r in rows] + [len(header(key, rows))])
+def _widest(key: str, rows: list[dict[str, Any]], stacked: bool = False) -> int:
+    title = header(key, rows, stacked)
+    return max([len(cell(key, r.get(key), r)) for r in rows] + [len(line) for line in title.splitlines()])
 
 
-def header(key: str, rows: list[dict[str, Any]]) -> str:
-    """The column's title; the monitored-metric columns name the metric when every run monitors the same one."""
+def _longest_word(key: str, rows: list[dict[str, Any]]) -> int:
+    """The longest unbreakable piece of a text column ('0.002→0.000546'): the column is never narrower,
+    so a number is never split across lines."""
+    return max([len(word) for r in rows for word in cell(key, r.get(key), r).split()] + [0])
+
+
+def header(key: str, rows: list[dict[str, Any]], stacked: bool = False) -> str:
+    """The column's title; the monitored-metric columns name the metric when every run monitors the same one.
+    `stacked`: a number column's title on two lines ('val\nr1'), so the column is only as wide as its numbers."""
+    title = COLUMNS[key][0]
     if key in ("best_value", "test_value"):
         monitors = {r.get("monitor") for r in rows if r.get(key) is not None}
         if len(monitors) == 1:
             metric = str(monitors.pop()).removeprefix("val_").replace("map", "mAP")
-            return f"{'val' if key == 'best_value' else 'test'} {metric}"
-    return COLUMNS[key][0]
+            title = f"{'val' if key == 'best_value' else 'test'} {metric}"
+    if stacked and COLUMNS[key][1] == "num":
+        title = title.replace(" ", "\n", 1)
+    return title
+
+
+# a monitored-metric column repeats a dedicated one when every run monitors that metric
+_DEDICATED = {"best_value": ("val_acc", "val_top5"), "test_value": ("val_acc", "val_top5", "val_map50", "val_map")}
+
+
+def wide_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Every column (`runs --wide`) except a monitored-metric column that only repeats a dedicated one."""
+    return [k for k in COLUMNS if k not in _DEDICATED or any(r.get("monitor") not in _DEDICATED[k] for r in rows)]
 
 
 def layout(rows: list[dict[str, Any]], columns: Sequence[str] | None = None,
-           width: int | None = WIDTH) -> tuple[list[str], dict[str, int]]:
+           width: int | None = WIDTH, stacked: bool = False) -> tuple[list[str], dict[str, int], bool]:
     """Columns and their widths. Numbers and statuses are never cut; the run name gets what it needs
-    (folded at '-', '_' or '.' only when it cannot fit), the schedule wraps in what is left. Without
-    `columns`: the default ones (empty ones dropped) plus optional ones while the names stay whole."""
+    (folded at '-', '_' or '.' only when it cannot fit), the schedule wraps in what is left, never inside
+    a number. Without `columns`: the default ones (empty ones dropped) plus optional ones while the names
+    stay whole. Where names would fold otherwise, number columns get two-line titles (see `header`); the
+    third value says so."""
     if columns:
         unknown = [c for c in columns if c not in COLUMNS]
         if unknown:
@@ -293,24 +317,25 @@ def layout(rows: list[dict[str, Any]], columns: Sequence[str] | None = None,
                   or (k not in ("status", "best_value") and any(r.get(k) is not None for r in rows))]
 
     def widths(keys: list[str]) -> dict[str, int]:
-        w = {k: _widest(k, rows) for k in keys}
+        w = {k: _widest(k, rows, stacked) for k in keys}
         if width is None:
             return w
+        floors = {k: max(SCHEDULE_MIN, _longest_word(k, rows)) for k in keys}
         flexible = [k for k in keys if COLUMNS[k][1] != "num" and k != "status"]
         room = width - 2 * (len(keys) - 1) - sum(w[k] for k in keys if k not in flexible)
         others = [k for k in flexible if k != "name"]
         if "name" in w:  # whole names first, leaving the others a readable width, else their minimum
             names = [len(str(r.get("name", ""))) for r in rows] or [0]
             for floor in (20, 16, SCHEDULE_MIN):
-                spare = room - sum(min(w[k], floor) for k in others)
+                spare = room - sum(min(w[k], max(floor, floors[k])) for k in others)
                 if max(names) <= spare:
                     break
             else:  # some name folds anyway: keep the schedule readable, fold in what is left
-                spare = room - sum(min(w[k], 16) for k in others)
+                spare = room - sum(min(w[k], max(16, floors[k])) for k in others)
             w["name"] = max(12, min(max(names), spare))
             room -= w["name"]
         for k in others:
-            w[k] = max(min(w[k], SCHEDULE_MIN), room // max(len(others), 1))
+            w[k] = max(min(w[k], floors[k]), room // max(len(others), 1))
         return w
 
     if not columns and width is not None:
@@ -321,7 +346,33 @@ def layout(rows: list[dict[str, Any]], columns: Sequence[str] | None = None,
                 if w.get("name", 0) >= _widest("name", rows) and w.get("lr_schedule", 99) >= 20 and \
                         sum(w.values()) + 2 * (len(trial) - 1) <= width:
                     chosen = trial
-    return chosen, widths(chosen)
+    w = widths(chosen)
+    if not stacked and width is not None and w.get("name", 0) < _widest("name", rows):
+        # names would fold: two-line titles make the number columns only as wide as their numbers
+        stacked_layout = layout(rows, columns, width, stacked=True)
+        if stacked_layout[1].get("name", 0) > w["name"]:
+            return stacked_layout
+    return chosen, w, stacked
+
+
+def wrap_schedule(text: str, width: int) -> str:
+    """The schedule in lines of at most `width`, broken between its ranges ('1-40: 0.01;') where possible,
+    else between words, never inside a number."""
+    atoms = text.split("; ")
+    pieces = [a + (";" if i < len(atoms) - 1 else "") for i, a in enumerate(atoms)]
+    lines: list[str] = []
+    current = ""
+    for piece in pieces:
+        joined = f"{current} {piece}" if current else piece
+        if len(joined) <= width:
+            current = joined
+            continue
+        if current:
+            lines.append(current)
+        parts = textwrap.wrap(piece, width, break_long_words=False, break_on_hyphens=False) or [piece]
+        lines += parts[:-1]
+        current = parts[-1]
+    return "\n".join([*lines, current] if current else lines)
 
 
 def fold_name(name: str, width: int) -> str:
@@ -342,18 +393,21 @@ def render_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = Non
     from rich.console import Console
     from rich.table import Table
 
-    chosen, widths = layout(rows, columns, width)
+    chosen, widths, stacked = layout(rows, columns, width)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
                   padding=(0, 1), collapse_padding=True, show_edge=False)
     for key in chosen:
         kind = COLUMNS[key][1]
-        table.add_column(header(key, rows), justify="right" if kind == "num" else "left", width=widths[key],
-                         no_wrap=kind == "num", overflow="fold")
+        table.add_column(header(key, rows, stacked), justify="right" if kind == "num" else "left",
+                         width=widths[key], no_wrap=kind == "num", overflow="fold")
     for r in rows:
         values = [cell(k, r.get(k), r) for k in chosen]
         if "name" in chosen:
             i = chosen.index("name")
             values[i] = fold_name(values[i], widths["name"])
+        if "lr_schedule" in chosen and width is not None:
+            i = chosen.index("lr_schedule")
+            values[i] = wrap_schedule(values[i], widths["lr_schedule"])
         table.add_row(*values)
     console = Console(file=io.StringIO(), width=sum(widths.values()) + 2 * len(widths) + 2,
                       force_terminal=False, color_system=None)

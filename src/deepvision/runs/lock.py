@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deepvision.errors import UserError
+from deepvision.safeload import read_json
 
 LOCK_NAME = "run.lock"
 
@@ -34,10 +35,10 @@ def pid_alive(pid: int) -> bool:
 def read_holder(path: Path) -> dict[str, Any] | None:
     """The lock's content, or None when there is no lock; {} when it is unreadable (a torn write)."""
     try:
-        data = json.loads(path.read_text())
+        data = read_json(path, "run lock")
     except FileNotFoundError:
         return None
-    except (OSError, ValueError):
+    except (OSError, UserError):
         return {}
     return data if isinstance(data, dict) else {}
 

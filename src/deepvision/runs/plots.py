@@ -10,7 +10,6 @@ axis when it spans more than a factor of 20; legends sit outside the axes so the
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from deepvision.errors import UserError
+from deepvision.fileio import atomic_path
 from deepvision.runs.history import lr_steps
 from deepvision.runs.rundir import RunDir
 
@@ -62,13 +62,11 @@ def manual_lr_epochs(run: RunDir) -> tuple[int, ...]:
 
 def save_figure(fig, path: Path) -> Path:
     """Save atomically (temp file + rename) so a reader never sees half an image."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix or '.png'}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path, path.suffix or ".png") as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format=(path.suffix or ".png")[1:])
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
         plt.close(fig)
@@ -139,11 +137,15 @@ def _curves_figure(history: list[dict[str, Any]], curves: tuple[tuple[str, str, 
 
 def plot_history(history: list[dict[str, Any]], out_dir: str | Path, title: str = "", rank5: bool = True,
                  manual: tuple[int, ...] = ()) -> list[Path]:
-    """Write loss.png and accuracy.png into `out_dir`; returns their paths. `rank5=False` leaves the
-    rank-5 curves out (5 classes or fewer); `manual` are epochs where a resume set the rate."""
+    """Write loss.png and accuracy.png into `out_dir` (a detection history: loss.png with the loss
+    components and map.png with val mAP@0.5 and mAP@[.5:.95]); returns their paths. `rank5=False` leaves
+    the rank-5 curves out (5 classes or fewer); `manual` are epochs where a resume set the rate."""
     out_dir = Path(out_dir)
     changes = lr_changes(history, manual)
     prefix = f"{title}: " if title else ""
+    if not any(_series(history, k)[0] for k in ("train_acc", "val_acc")) and \
+            any(_series(history, k)[0] for k in ("val_map50", "val_map")):
+        return _detection_figures(history, out_dir, prefix, changes)
     accuracy = [("train_acc", "train rank-1", "-"), ("val_acc", "val rank-1", "-")]
     if rank5:
         accuracy += [("train_top5", "train rank-5", "--"), ("val_top5", "val rank-5", "--")]
@@ -155,8 +157,24 @@ def plot_history(history: list[dict[str, Any]], out_dir: str | Path, title: str 
     ]
 
 
+def _detection_figures(history: list[dict[str, Any]], out_dir: Path, prefix: str,
+                       changes: list[tuple[int, float]]) -> list[Path]:
+    """A detector's curves: the summed loss and each component, and the validation mAP."""
+    parts = sorted({k for r in history for k in r if k.startswith("train_loss_") and r[k] is not None})
+    losses = [("train_loss", "train (sum)", "-"), *((k, k.removeprefix("train_loss_"), "--") for k in parts)]
+    maps = (("val_map50", "val mAP@0.5", "-"), ("val_map", "val mAP@[.5:.95]", "--"))
+    stale = out_dir / "accuracy.png"  # a detector has no accuracy: never leave an empty figure behind
+    if stale.is_file():
+        stale.unlink()
+    return [
+        _curves_figure(history, tuple(losses), "detection loss", f"{prefix}loss", out_dir / "loss.png", changes,
+                       log_ok=True),
+        _curves_figure(history, maps, "mAP", f"{prefix}validation mAP", out_dir / "map.png", changes, log_ok=False),
+    ]
+
+
 def plot_run(run: RunDir, history: list[dict[str, Any]] | None = None) -> list[Path]:
-    """The run's plots/loss.png and plots/accuracy.png, titled with the run's name."""
+    """The run's plots/loss.png and plots/accuracy.png (detection: plots/map.png), titled with the run's name."""
     history = history if history is not None else run.read_history()
     try:
         classes = len(run.read_labels())

@@ -32,10 +32,11 @@ from deepvision.config.io import build_config, config_to_yaml, read_yaml
 from deepvision.config.schema import Config
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, write_failed
+from deepvision.fileio import atomic_path, atomic_write_text
 from deepvision.runs.checkpoint import atomic_save, load_checkpoint
 from deepvision.runs.history import HISTORY_FIELDS
 from deepvision.runs.lock import LOCK_NAME, is_stale, read_holder
+from deepvision.safeload import LimitError, ParseError, check_class_names, read_json
 
 FATAL_ERROR = "Fatal Python error:"  # how faulthandler starts its report of a native crash
 _LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", re.M)  # a line written by the run itself
@@ -105,11 +106,16 @@ class RunDir:
 
     def read_preprocess(self) -> Preprocess:
         try:
-            return Preprocess.from_dict(json.loads(self.preprocess_path.read_text()))
-        except (OSError, ValueError, KeyError, TypeError):
+            return Preprocess.from_dict(read_json(self.preprocess_path, "preprocess.json"))
+        except LimitError:
+            raise
+        except (OSError, ParseError, ValueError, KeyError, TypeError, AttributeError):
             raise UserError(f"{self.preprocess_path} is missing or damaged; re-run training or restore it") from None
+        except UserError as exc:  # a value out of range
+            raise UserError(f"{self.preprocess_path}: {exc}") from None
 
     def write_labels(self, classes: list[str]) -> None:
+        check_class_names([str(c) for c in classes], str(self.labels_path))
         atomic_write_text(self.labels_path, "".join(f"{c}\n" for c in classes))
 
     def read_labels(self) -> list[str]:
@@ -121,10 +127,12 @@ class RunDir:
     def read_state(self) -> dict[str, Any]:
         """run.json ({} before it is written); a damaged one is a one-line error naming it."""
         try:
-            state = json.loads(self.state_path.read_text())
+            state = read_json(self.state_path, "run.json")
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError):
+        except LimitError:
+            raise
+        except (OSError, UserError):
             state = None
         if not isinstance(state, dict):
             raise UserError(f"{self.state_path} is damaged (not a JSON object); restore it or delete it "
@@ -209,8 +217,8 @@ class RunDir:
     def read_test_metrics(self) -> dict[str, Any] | None:
         """test_metrics.json, or None when the run has none (or it is unreadable: it is a report, not state)."""
         try:
-            data = json.loads(self.test_metrics_path.read_text())
-        except (OSError, ValueError):
+            data = read_json(self.test_metrics_path, "test_metrics.json")
+        except (OSError, UserError):
             return None
         return data if isinstance(data, dict) else None
 
@@ -354,18 +362,12 @@ def checkpoint_epoch(path: Path) -> int | None:
 
 def link_or_copy(src: Path, dst: Path) -> None:
     """Make `dst` hold the same bytes as `src` (hard link when possible), atomically."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(dst) as tmp:
+        tmp.unlink()  # the unique name is reserved; a hard link needs it free
         try:
             os.link(src, tmp)
         except OSError:
             shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise write_failed(dst, exc) from None
 
 
 def _fmt(v: Any) -> Any:

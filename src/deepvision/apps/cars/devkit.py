@@ -39,7 +39,6 @@ MULTIWORD_MAKES = ("AM General", "Aston Martin", "Land Rover")
 BODY_TYPES = ("Crew Cab", "Extended Cab", "Regular Cab", "Club Cab", "Quad Cab", "Cargo Van", "Wagon Van",
               "Passenger Van", "SuperCab", "Sedan", "Coupe", "Convertible", "SUV", "Hatchback", "Wagon", "Minivan",
               "Van")
-ANNOTATION_FIELDS = ("relative_im_path", "class")
 
 
 @dataclass

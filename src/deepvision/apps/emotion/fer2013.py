@@ -1,15 +1,21 @@
-"""FER2013 CSV -> HDF5 train/val/test (SPEC §1.5, §2.7), and a fake FER CSV for tests.
+"""FER2013 CSV or image-folder release -> HDF5 train/val/test (docs/faces.md), and a fake FER CSV.
 
 The CSV has a header `emotion,pixels,Usage`: an emotion 0-6, 2,304 space-separated pixel values (a
 48 x 48 grayscale face) and Training / PrivateTest / PublicTest, which become train.hdf5, val.hdf5
 and test.hdf5 (`images` N x 48 x 48, float64 by default like the reference, `labels` int64,
 `label_names`). In 6-class mode (the default) disgust is merged into angry and the labels renumbered.
+
+The image-folder release holds the same faces as JPEGs, `train/<emotion>/Training_N.jpg` and
+`test/<emotion>/PublicTest_N.jpg` / `PrivateTest_N.jpg`: the name prefix is the CSV's Usage (so the
+splits are the reference's, whichever folder a file sits in) and the folder the emotion.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +26,9 @@ from deepvision.errors import UserError
 
 SPLITS = {"Training": "train", "PrivateTest": "val", "PublicTest": "test"}
 SIDE = 48
+# the image-folder release's emotion folders -> the CSV's emotion ids (FER7_LABELS order)
+FOLDER_LABELS = {name: i for i, name in enumerate(FER7_LABELS)}
+IMAGE_NAME = re.compile(r"^(Training|PrivateTest|PublicTest)_(\d+)\.(?:jpe?g|png)$", re.IGNORECASE)
 
 
 @dataclass
@@ -27,6 +36,7 @@ class FerBuild:
     files: dict[str, Path]
     counts: dict[str, list[int]] = field(default_factory=dict)  # split -> samples per class
     classes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was left out, one line each
 
 
 def _parse_row(row: dict[str, str], lineno: int, path: Path) -> tuple[int, np.ndarray, str]:
@@ -48,46 +58,111 @@ def _parse_row(row: dict[str, str], lineno: int, path: Path) -> tuple[int, np.nd
     return label, pixels.reshape(SIDE, SIDE).astype(np.uint8), SPLITS[usage]
 
 
-def build_fer2013(csv_path: str | Path, out: str | Path, *, classes: int = 6, dtype: str = "float64",
-                  progress: Callable[[int, int], None] | None = None) -> FerBuild:
-    """Write OUT/train.hdf5, val.hdf5, test.hdf5 from the FER2013 CSV; refuses to overwrite existing files."""
-    from deepvision.data.hdf5 import HDF5DatasetWriter
-
-    if classes not in (6, 7):
-        raise UserError(f"--classes must be 6 (disgust merged into angry) or 7, got {classes}")
-    if dtype not in ("float64", "uint8"):
-        raise UserError(f"--dtype must be float64 (the reference's) or uint8, got {dtype}")
-    csv_path, out = Path(csv_path), Path(out)
-    if not csv_path.is_file():
-        raise UserError(f"FER2013 CSV not found: {csv_path}")
-    files = {split: out / f"{split}.hdf5" for split in ("train", "val", "test")}
-    taken = [str(p) for p in files.values() if p.exists()]
-    if taken:
-        raise UserError(f"{', '.join(taken)} already exist(s); choose another --out (nothing is overwritten)")
+def _csv_samples(csv_path: Path) -> tuple[int, Iterator[tuple[int, np.ndarray, str]]]:
+    """(row count, iterator of (emotion 0-6, 48 x 48 uint8 image, split)) of the FER2013 CSV."""
     try:
         with open(csv_path, encoding="utf-8", newline="") as f:
             total = sum(1 for _ in f) - 1
     except UnicodeDecodeError:
         raise UserError(f"{csv_path} is not a text CSV file") from None
-    names = list(FER6_LABELS if classes == 6 else FER7_LABELS)
-    counts = {split: [0] * classes for split in files}
-    writers = {split: HDF5DatasetWriter(path, (None, SIDE, SIDE), "images", dtype=dtype)
-               for split, path in files.items()}
-    try:
+
+    def rows() -> Iterator[tuple[int, np.ndarray, str]]:
         with open(csv_path, encoding="utf-8", newline="") as f:
             reader = csv.DictReader(f)
             missing = {"emotion", "pixels", "Usage"} - set(reader.fieldnames or [])
             if missing:
                 raise UserError(f"{csv_path} lacks the column(s) {', '.join(sorted(missing))}; expected the header "
                                 f"emotion,pixels,Usage")
-            for done, row in enumerate(reader, 1):
-                label, image, split = _parse_row(row, done + 1, csv_path)
-                if classes == 6:
-                    label = FER6_MAP[label]
-                writers[split].add(image[None], [label])
-                counts[split][label] += 1
-                if progress and (done % 500 == 0 or done == total):
-                    progress(done, total)
+            for lineno, row in enumerate(reader, 2):
+                yield _parse_row(row, lineno, csv_path)
+
+    return total, rows()
+
+
+def _folder_samples(root: Path, notes: list[str]) -> tuple[int, Iterator[tuple[int, np.ndarray, str]]]:
+    """The image-folder release: every `Training_N`, `PrivateTest_N` and `PublicTest_N` image under
+    ROOT/<part>/<emotion>/ for every part folder (train/ and test/ in the Kaggle release; some copies add
+    validation/), in the order split, N, emotion. The name prefix decides the split, not the folder. Files
+    with other names (augmented copies, notes) are left out and counted in `notes`."""
+    from deepvision.data.imageio import open_image
+
+    parts = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+                   and any(e.is_dir() and e.name.lower() in FOLDER_LABELS for e in d.iterdir()))
+    if not parts:
+        raise UserError(f"{root} has no folder of emotion folders: give fer2013.csv or the image-folder release "
+                        f"(train/<emotion>/*.jpg, test/<emotion>/*.jpg)")
+    found: list[tuple[str, int, int, Path]] = []
+    other: Counter = Counter()
+    example = ""
+    order = {"train": 0, "val": 1, "test": 2}
+    for part in parts:
+        for folder in sorted(d for d in part.iterdir() if d.is_dir()):
+            label = FOLDER_LABELS.get(folder.name.lower())
+            if label is None:
+                raise UserError(f"{folder}: unknown emotion folder; expected {', '.join(sorted(FOLDER_LABELS))}")
+            for file in sorted(folder.iterdir()):
+                match = IMAGE_NAME.match(file.name)
+                if match is None or not file.is_file():
+                    other[part.name] += 1
+                    example = example or str(file)
+                    continue
+                found.append((SPLITS[match.group(1)], int(match.group(2)), label, file))
+    if other:
+        where = ", ".join(f"{n:,} in {name}/" for name, n in sorted(other.items()))
+        notes.append(f"left out {sum(other.values()):,} file(s) not named Training_N, PrivateTest_N or "
+                     f"PublicTest_N ({where}), e.g. {example}")
+    if not found:
+        seen = f"; the {sum(other.values()):,} file(s) there, e.g. {example}, do not name their split" if other else ""
+        raise UserError(f"no FER2013 image under {root} (expected train/<emotion>/Training_N.jpg and "
+                        f"test/<emotion>/PublicTest_N.jpg or PrivateTest_N.jpg){seen}")
+    missing = [prefix for prefix, split in SPLITS.items() if not any(item[0] == split for item in found)]
+    if missing:
+        raise UserError(f"no {' or '.join(f'{p}_N' for p in missing)} image under {', '.join(str(p) for p in parts)}: "
+                        f"part of the release is missing (the reference's splits need Training, PrivateTest and "
+                        f"PublicTest)")
+    found.sort(key=lambda item: (order[item[0]], item[1], item[2]))
+
+    def images() -> Iterator[tuple[int, np.ndarray, str]]:
+        for split, _, label, file in found:
+            image = np.asarray(open_image(file, 1))
+            if image.shape != (SIDE, SIDE):
+                raise UserError(f"{file} is {image.shape[1]}x{image.shape[0]}; FER2013 faces are {SIDE}x{SIDE}")
+            yield label, image, split
+
+    return len(found), images()
+
+
+def build_fer2013(source: str | Path, out: str | Path, *, classes: int = 6, dtype: str = "float64",
+                  progress: Callable[[int, int], None] | None = None) -> FerBuild:
+    """Write OUT/train.hdf5, val.hdf5, test.hdf5 from fer2013.csv or from the image-folder release (a
+    folder holding train/ and test/); refuses to overwrite existing files."""
+    from deepvision.data.hdf5 import HDF5DatasetWriter
+
+    if classes not in (6, 7):
+        raise UserError(f"--classes must be 6 (disgust merged into angry) or 7, got {classes}")
+    if dtype not in ("float64", "uint8"):
+        raise UserError(f"--dtype must be float64 (the reference's) or uint8, got {dtype}")
+    source, out = Path(source), Path(out)
+    if not source.exists():
+        raise UserError(f"FER2013 not found: {source} (give fer2013.csv or the folder holding train/ and test/)")
+    files = {split: out / f"{split}.hdf5" for split in ("train", "val", "test")}
+    taken = [str(p) for p in files.values() if p.exists()]
+    if taken:
+        raise UserError(f"{', '.join(taken)} already exist(s); choose another --out (nothing is overwritten)")
+    notes: list[str] = []
+    total, samples = _folder_samples(source, notes) if source.is_dir() else _csv_samples(source)
+    names = list(FER6_LABELS if classes == 6 else FER7_LABELS)
+    counts = {split: [0] * classes for split in files}
+    writers = {split: HDF5DatasetWriter(path, (None, SIDE, SIDE), "images", dtype=dtype)
+               for split, path in files.items()}
+    try:
+        for done, (label, image, split) in enumerate(samples, 1):
+            if classes == 6:
+                label = FER6_MAP[label]
+            writers[split].add(image[None], [label])
+            counts[split][label] += 1
+            if progress and (done % 500 == 0 or done == total):
+                progress(done, total)
         for w in writers.values():
             w.store_class_labels(names)
             w.close()
@@ -97,7 +172,7 @@ def build_fer2013(csv_path: str | Path, out: str | Path, *, classes: int = 6, dt
         for path in files.values():  # none existed before: remove the splits already renamed into place
             path.unlink(missing_ok=True)
         raise
-    return FerBuild(files, counts, names)
+    return FerBuild(files, counts, names, notes)
 
 
 def make_fake_fer_csv(path: str | Path, rows: int = 140, seed: int = 0) -> Path:

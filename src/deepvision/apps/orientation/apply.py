@@ -46,7 +46,7 @@ def load_orientation_model(model: str | Path, device: str = "auto") -> tuple[Any
 
     clf = LinearModel.load(model)
     feat = clf.info.get("features") or {}
-    if not feat:
+    if not isinstance(feat, dict) or not feat:
         raise UserError(f"{model} was fitted on a feature file without extraction metadata; extract the features "
                         f"with `deepvision features` so the same network can be applied to new images")
     try:
@@ -59,7 +59,12 @@ def load_orientation_model(model: str | Path, device: str = "auto") -> tuple[Any
     loaded = load_model(feat.get("model"), feat.get("weights"), run=feat.get("run"), epoch=feat.get("epoch"),
                         device=device)
     if feat.get("preprocess"):
-        loaded.pre = Preprocess.from_dict(feat["preprocess"])  # exactly the transform of the training features
+        try:  # exactly the transform of the training features
+            loaded.pre = Preprocess.from_dict(feat["preprocess"])
+        except (TypeError, KeyError, ValueError):
+            raise UserError(f"{model}: the preprocessing in its info is damaged; fit the model again") from None
+        except UserError as exc:
+            raise UserError(f"{model} info: {exc}") from None
     extractor = FeatureExtractor(loaded, feat.get("layer"), pool=feat.get("pool"),
                                  flatten=feat.get("flatten", "channels_last"))
     return clf, extractor

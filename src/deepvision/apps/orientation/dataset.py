@@ -12,7 +12,6 @@ empty, so an interrupted run never mixes with a finished one.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, unlink_quietly
+from deepvision.fileio import atomic_path, atomic_write_text
 
 ANGLES = (0, 90, 180, 270)
 _CLOCKWISE = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_90}
@@ -66,17 +65,9 @@ def _list_images(src: Path) -> list[Path]:
 
 
 def _save(img: Image.Image, path: Path, quality: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
     fmt = SAVE_FORMATS.get(path.suffix.lower(), "PNG")
-    try:
-        if fmt == "JPEG":
-            img.save(tmp, fmt, quality=quality)
-        else:
-            img.save(tmp, fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        unlink_quietly(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        img.save(tmp, fmt, **({"quality": quality} if fmt == "JPEG" else {}))
 
 
 def build_orientation_dataset(

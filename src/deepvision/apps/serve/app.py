@@ -6,11 +6,19 @@
 
 Uploads above `max_upload_mb` are refused with 413 before they are read in full (Content-Length, and
 a byte count for chunked bodies); non-images get 415 and images above `max_pixels` 413, each with a
-JSON `{"error": message}` that the page shows. Predictions run in FastAPI's worker threads, so
-requests are served concurrently. The server binds 127.0.0.1 unless told otherwise.
+JSON `{"error": message}` that the page shows; formats outside the allowlist get 415 and uploads that
+fail to decode 422. Predictions run in FastAPI's worker threads, so requests are served concurrently.
+
+The server binds 127.0.0.1 unless told otherwise; bound to any other address it warns that the API is
+open to the network, unless an access `token` is set: then every request must carry it, as
+`Authorization: Bearer TOKEN` or `?token=TOKEN` (the page passes on the one in its own address), and
+gets 401 without it.
 """
 
-
+import hmac
+import ipaddress
+import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -61,19 +69,69 @@ class LimitBody:
             await _too_large(send, self.limit)
 
 
+class RequireToken:
+    """ASGI middleware: 401 with a JSON error for HTTP requests that do not carry `token`."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app, self.token = app, token.encode()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not self._allowed(scope):
+            return await _json_reply(send, 401, "this server needs its access token: send the header "
+                                                "'Authorization: Bearer TOKEN' or add ?token=TOKEN")
+        return await self.app(scope, receive, send)
+
+    def _allowed(self, scope: dict) -> bool:
+        from urllib.parse import parse_qs
+
+        given = [v for k, v in scope.get("headers") or [] if k == b"authorization"]
+        candidates = [v[7:].strip() for v in given if v[:7].lower() == b"bearer "]
+        query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
+        candidates += [v.encode("latin-1", "replace") for v in query.get("token", [])]
+        return any(hmac.compare_digest(c, self.token) for c in candidates)
+
+
 async def _too_large(send: Any, limit: int) -> None:
+    await _json_reply(send, 413, f"the upload is larger than this server's limit of {limit / 1e6:.0f} MB; "
+                                 f"upload a smaller image")
+
+
+async def _json_reply(send: Any, status: int, message: str) -> None:
     import json
 
-    body = json.dumps({"error": f"the upload is larger than this server's limit of {limit / 1e6:.0f} MB; "
-                                f"upload a smaller image"}).encode()
-    await send({"type": "http.response.start", "status": 413,
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
 
+def check_limits(max_upload_mb: float, max_pixels: float, token: str | None = None) -> None:
+    """UserError unless the upload and pixel limits are finite positive numbers and the token is usable."""
+    for name, value in (("--max-upload-mb", max_upload_mb), ("--max-megapixels", max_pixels / 1e6)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or value <= 0:
+            raise UserError(f"{name} must be a finite positive number, got {value}")
+    if max_upload_mb > 1e6:
+        raise UserError(f"--max-upload-mb must be at most 1000000 (1 TB), got {max_upload_mb:g}")
+    if token is not None and (len(token) < 8 or not token.isprintable() or not token.isascii() or " " in token):
+        raise UserError("--token must be at least 8 printable ASCII characters without spaces")
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine reaches (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def create_app(source: str | Path | Predictor, *, max_upload_mb: float = 10.0, max_pixels: int = 40_000_000,
-               device: str = "auto") -> Any:
-    """The FastAPI application serving `source` (a run directory, an exported .onnx, or a Predictor)."""
+               device: str = "auto", token: str | None = None) -> Any:
+    """The FastAPI application serving `source` (a run directory, an exported .onnx, or a Predictor);
+    with `token`, every request must carry it (see the module doc)."""
+    check_limits(max_upload_mb, max_pixels, token)
     try:
         from fastapi import FastAPI, File, Query, UploadFile
         from fastapi.responses import HTMLResponse, JSONResponse
@@ -101,7 +159,8 @@ def create_app(source: str | Path | Predictor, *, max_upload_mb: float = 10.0, m
             return JSONResponse({"error": exc.message}, status_code=exc.status)
 
     app.state.predictor = predictor
-    return LimitBody(app, int(max_upload_mb * 1e6))
+    limited = LimitBody(app, int(max_upload_mb * 1e6))
+    return RequireToken(limited, token) if token is not None else limited
 
 
 def _html_escape(text: str) -> str:
@@ -111,12 +170,17 @@ def _html_escape(text: str) -> str:
 
 
 def serve(source: str | Path, host: str = "127.0.0.1", port: int = 8000, *, max_upload_mb: float = 10.0,
-          max_pixels: int = 40_000_000, device: str = "auto") -> None:
+          max_pixels: int = 40_000_000, device: str = "auto", token: str | None = None) -> None:
     """Serve `source` on http://host:port until interrupted (Ctrl+C)."""
+    check_limits(max_upload_mb, max_pixels, token)
     try:
         import uvicorn
     except ImportError:
         raise UserError(f"deepvision serve needs FastAPI and uvicorn: {SERVE_EXTRA}") from None
-    app = create_app(source, max_upload_mb=max_upload_mb, max_pixels=max_pixels, device=device)
-    print(f"serving {source} on http://{host}:{port}/  (JSON: POST /api/predict, health: GET /health; Ctrl+C stops)")
+    app = create_app(source, max_upload_mb=max_upload_mb, max_pixels=max_pixels, device=device, token=token)
+    if not is_loopback(host) and token is None:
+        print(f"warning: --host {host} opens the API to the network; add --token SECRET", file=sys.stderr)
+    query = "?token=TOKEN" if token is not None else ""
+    print(f"serving {source} on http://{host}:{port}/{query}  (JSON: POST /api/predict, health: GET /health; "
+          f"Ctrl+C stops)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

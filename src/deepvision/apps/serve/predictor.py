@@ -2,7 +2,10 @@
 
 Uploads are checked before decoding: the header's width x height must stay under a pixel budget
 (decompression bombs: a few kilobytes that would decode to gigabytes), and anything PIL cannot
-identify is refused as not an image. A predictor's result is JSON-ready: `top` (classification) and,
+identify is refused as not an image. Only JPEG, PNG, BMP, GIF, TIFF (RGB, grey, palette or bilevel
+colour) and WebP are opened at all (`ALLOWED_FORMATS`): Pillow's other plugins (EPS hands the file to
+Ghostscript, where installed) are never tried. An upload that fails to decode (truncated, damaged) is
+refused with 422. A predictor's result is JSON-ready: `top` (classification) and,
 for detection runs, `boxes` ([x0, y0, x1, y1] in the uploaded image's pixels, `label`, `score`), which
 the page draws.
 """
@@ -20,6 +23,9 @@ from PIL import Image, UnidentifiedImageError
 
 from deepvision.errors import UserError
 
+ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
+TIFF_MODES = ("1", "L", "LA", "P", "RGB", "RGBA")
+
 
 class RejectedImage(Exception):
     """An upload refused before prediction; `status` is the HTTP status to answer with."""
@@ -34,13 +40,16 @@ def inspect_image(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
         raise RejectedImage(400, "the upload is empty; choose an image file")
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError as exc:  # PIL's own cap, checked while reading the header
         found = re.search(r"\((\d+) pixels\)", str(exc))
         raise RejectedImage(413, _too_many(int(found.group(1)) if found else None, max_pixels)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise RejectedImage(415, "this file is not an image deepvision can read; upload a JPEG, PNG, BMP, GIF, "
                                  "TIFF or WebP file") from None
+    if img.format == "TIFF" and img.mode not in TIFF_MODES:
+        raise RejectedImage(415, f"this TIFF holds {img.mode} colour, which deepvision does not read; upload an "
+                                 f"RGB or greyscale image")
     width, height = img.size
     if width * height > max_pixels:
         raise RejectedImage(413, _too_many(width * height, max_pixels, f"{width} x {height} = "))
@@ -88,8 +97,10 @@ class Predictor:
         try:
             with self._decode_lock:
                 tensor = self.pre.load(img)
-        except UserError as exc:
-            raise RejectedImage(415, f"the image could not be decoded ({exc})") from None
+        except Exception as exc:  # Pillow's decoders raise OSError, ValueError, SyntaxError, ...
+            reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+            raise RejectedImage(422, f"the image could not be decoded ({reason}); it may be truncated or "
+                                     f"damaged") from None
         batch = tensor.unsqueeze(0)
         if hasattr(self.backend, "predict_tensors"):
             tops = self.backend.predict_tensors(batch, top)

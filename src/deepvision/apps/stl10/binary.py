@@ -8,10 +8,8 @@ are extracted from it.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tarfile
-import tempfile
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from deepvision.errors import UserError
-from deepvision.fileio import md5_of, unlink_quietly
+from deepvision.fileio import atomic_path, md5_of
 
 SIDE = 96
 IMAGE_BYTES = 3 * SIDE * SIDE  # 27,648
@@ -125,22 +123,21 @@ def download(root: str | Path, url: str = URL, md5: str | None = ARCHIVE_MD5,
 
 
 def _fetch(url: str, archive: Path, md5: str | None, progress: Callable[[int, int], None] | None) -> None:
-    fd, tmp = tempfile.mkstemp(dir=archive.parent, prefix=f".{archive.name}.", suffix=".partial")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            total, done = int(response.headers.get("Content-Length") or 0), 0
-            while block := response.read(1 << 20):
-                out.write(block)
-                done += len(block)
-                if progress is not None:
-                    progress(done, total)
-        if md5 is not None and md5_of(Path(tmp)) != md5:
-            raise UserError(f"the download from {url} is corrupt (MD5 mismatch); run the command again")
-        os.replace(tmp, archive)
-    except OSError as exc:
-        raise UserError(f"could not download {url}: {getattr(exc, 'reason', None) or exc.strerror or exc}") from None
-    finally:
-        unlink_quietly(tmp)
+        with atomic_path(archive, ".partial") as tmp:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+                total, done = int(response.headers.get("Content-Length") or 0), 0
+                while block := response.read(1 << 20):
+                    out.write(block)
+                    done += len(block)
+                    if progress is not None:
+                        progress(done, total)
+            if md5 is not None and md5_of(tmp) != md5:
+                raise UserError(f"the download from {url} is corrupt (MD5 mismatch); run the command again")
+    except UserError as exc:
+        if "could not write" not in str(exc):
+            raise
+        raise UserError(f"could not download {url}: {exc}") from None
 
 
 def _extract(archive: Path, target: Path, file_md5: dict[str, str | None]) -> None:
@@ -153,17 +150,13 @@ def _extract(archive: Path, target: Path, file_md5: dict[str, str | None]) -> No
                 if not member.isfile() or name not in wanted:
                     continue
                 src = tar.extractfile(member)
-                fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{name}.", suffix=".partial")
-                try:
-                    with os.fdopen(fd, "wb") as out:
+                with atomic_path(target / name, ".partial") as tmp:
+                    with open(tmp, "wb") as out:
                         shutil.copyfileobj(src, out, 1 << 20)
                     expected = file_md5[name]
-                    if expected is not None and md5_of(Path(tmp)) != expected:
+                    if expected is not None and md5_of(tmp) != expected:
                         raise UserError(f"{archive}: member {member.name} fails its MD5 check; delete the archive "
                                         f"and download it again")
-                    os.replace(tmp, target / name)
-                finally:
-                    unlink_quietly(tmp)
                 wanted.discard(name)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise UserError(f"{archive} is not a readable STL-10 archive ({exc}); delete it and download it again"

@@ -11,6 +11,7 @@ from deepvision.errors import UserError
 from deepvision.evaluation.evaluate import evaluate_run
 from deepvision.evaluation.plots import plot_binary
 from deepvision.fileio import atomic_write_text
+from deepvision.safeload import read_json
 
 
 def t1_report(run_dir: str | Path, *, epoch: int | None = None, which: str = "best", data: str = "test",
@@ -28,7 +29,7 @@ def t1_report(run_dir: str | Path, *, epoch: int | None = None, which: str = "be
         raise UserError(f"{run_dir} classifies {len(classes)} classes; the T1 report is for two-class runs")
     checkpoint = Path(evaluated["checkpoint"]).stem
     folder = Path(out) if out else Path(evaluated["run"]) / "eval" / f"t1-{checkpoint}"
-    curves = {split: json.loads(Path(r["files"]["curves_json"]).read_text()) if "curves_json" in r["files"]
+    curves = {split: read_json(r["files"]["curves_json"], "curves file") if "curves_json" in r["files"]
               else None for split, r in results.items()}
     if curves[data] is None:
         raise UserError(f"the {data} split holds a single class; ROC and precision-recall need both")

@@ -45,7 +45,8 @@ def features(model: str, data: str | Path, out: str | Path, *, layer: str | None
         raise UserError(f"{out} already exists; delete it or choose another --out (feature files are never "
                         f"overwritten)")
     if not Path(data).exists():
-        raise UserError(f"data not found: {data} (give a folder of class sub-folders, a .lst or a .rec file)")
+        raise UserError(f"data not found: {data} (give a folder of class sub-folders, a .lst, a .rec or an HDF5 "
+                        f"file)")
     loaded = load_model(model, weights, device=device)
     if not crop:
         loaded.pre = dataclasses.replace(loaded.pre, resize=None, crop=False)

@@ -33,6 +33,7 @@ import numpy as np
 
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
+from deepvision.safeload import load_json, open_npz
 
 DEFAULT_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 SOLVERS = ("lbfgs", "liblinear", "newton-cg", "newton-cholesky", "sag", "saga")
@@ -109,16 +110,44 @@ class LinearModel:
         if not p.is_file():
             raise UserError(f"model file not found: {p} (fit one with `deepvision logreg FEATURES.h5`)")
         try:
-            with np.load(p, allow_pickle=False) as z:
+            with open_npz(p, what="model file (model.npz)") as z:
                 need = ("coef", "intercept", "classes", "label_names", "kind", "info")
                 missing = [k for k in need if k not in z.files]
                 if missing:
                     raise UserError(f"{p} is not a deepvision logistic-regression model (no {', '.join(missing)})")
-                return cls(z["coef"], z["intercept"], z["classes"], [str(s) for s in z["label_names"]],
-                           str(z["kind"]), z["mean"] if "mean" in z.files else None,
-                           z["scale"] if "scale" in z.files else None, json.loads(str(z["info"])))
+                info = load_json(str(z["info"]), f"{p} info")
+                model = cls(z["coef"], z["intercept"], z["classes"], [str(s) for s in z["label_names"]],
+                            str(z["kind"]), z["mean"] if "mean" in z.files else None,
+                            z["scale"] if "scale" in z.files else None, info if isinstance(info, dict) else {})
         except (OSError, ValueError) as exc:
-            raise UserError(f"cannot read {p} as a model file ({exc})") from None
+            raise UserError(f"cannot read {p} as a model file ({' '.join(str(exc).split())[:160]})") from None
+        model.check(str(p))
+        return model
+
+    def check(self, source: str) -> None:
+        """UserError naming `source` unless the arrays fit together and hold finite numbers."""
+        arrays = {"coef": self.coef, "intercept": self.intercept, "mean": self.mean, "scale": self.scale}
+        for name, a in arrays.items():
+            if a is not None and (a.dtype.kind not in "iuf" or not np.isfinite(a).all()):
+                raise UserError(f"{source}: {name} must hold finite numbers")
+        if self.coef.ndim != 2 or self.intercept.shape != (self.coef.shape[0],):
+            raise UserError(f"{source}: coef {self.coef.shape} and intercept {self.intercept.shape} do not fit "
+                            f"together")
+        if self.classes.ndim != 1 or self.classes.dtype.kind not in "iu" or len(self.classes) < 2 \
+                or self.classes.min() < 0 or self.classes.max() >= len(self.label_names):
+            raise UserError(f"{source}: classes must be 2 or more label indices below {len(self.label_names)}")
+        if self.coef.shape[0] not in (1, len(self.classes)) or (self.coef.shape[0] == 1) != (len(self.classes) == 2):
+            raise UserError(f"{source}: {self.coef.shape[0]} rows of coefficients for {len(self.classes)} classes")
+        for name, a in (("mean", self.mean), ("scale", self.scale)):
+            if a is not None and a.shape != (self.n_features,):
+                raise UserError(f"{source}: {name} has shape {a.shape}, the model {self.n_features} features")
+        if self.scale is not None and (self.scale == 0).any():
+            raise UserError(f"{source}: scale holds 0")
+        if self.kind not in ("multinomial", "ovr"):
+            raise UserError(f"{source}: kind must be multinomial or ovr, got {self.kind!r}")
+        bad = [n for n in self.label_names if not n.isprintable()]
+        if bad:
+            raise UserError(f"{source}: label name {bad[0]!r} holds control characters")
 
 
 def parse_grid(spec: str | Sequence[float] | None) -> list[float]:
@@ -199,7 +228,19 @@ def fit_logreg(
     features = Path(features)
     estimator, key, kind = _estimator(solver, max_iter, seed)
     x, y, names = read_hdf5_arrays(features, "features")
+    if x.dtype.kind not in "biuf":
+        raise UserError(f"{features}: features are {x.dtype} values; give numbers (`deepvision features` "
+                        f"writes them)")
     x = np.asarray(x, dtype=np.float64)
+    finite = np.isfinite(x)
+    if not finite.all():
+        rows = np.flatnonzero(~finite.all(axis=tuple(range(1, x.ndim))))
+        raise UserError(f"{features}: {len(rows):,} row(s) hold NaN or infinite features (first: row {rows[0]}); "
+                        f"re-extract the features")
+    bad = np.flatnonzero((y < 0) | (y >= len(names)))
+    if len(bad):
+        raise UserError(f"{features}: label {y[bad[0]]} (row {bad[0]}) is outside 0..{len(names) - 1} "
+                        f"({len(names)} label names)")
     if x.ndim != 2:
         x = x.reshape(len(x), -1)
     n = len(y)

@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.description = textwrap.fill(p.description, 79)  # the epilog stays as written
     p.add_argument("inputs", nargs="+", metavar="IMAGE|FOLDER", help="image files and folders (searched recursively)")
     p.add_argument("--model", help="tv:NAME, e.g. tv:resnet50 (or give --run)")
-    p.add_argument("--weights", help="DEFAULT, a tag such as IMAGENET1K_V1, or a weights file (default DEFAULT)")
+    p.add_argument("--weights", help="DEFAULT, a tag such as IMAGENET1K_V1 (or torchvision:IMAGENET1K_V1, as "
+                   "model.pretrained takes it), or a weights file (default DEFAULT)")
     p.add_argument("--run", help="classify with a deepvision run directory instead of --model")
     p.add_argument("--epoch", type=int, help="with --run: checkpoint epoch (default best.pt)")
     p.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
@@ -62,5 +63,5 @@ def run(args: argparse.Namespace) -> int:
         write_predictions(results, args.out)
     from deepvision.cli.output import print_top_k
 
-    print_top_k(results, args.json, name_width=60)
+    print_top_k(results, args.json, name_width=64)  # "  10. NAME: 100.00%" in 80 columns
     return 0

@@ -7,18 +7,19 @@ import argparse
 ORDER = 70
 
 BUILD_EPILOG = """inputs per format:
-  lisa    ROOT/allAnnotations.csv          (split 75/25 by image, seed 42;
-                                            default classes pedestrianCrossing,
-                                            signalAhead,stop; --classes all keeps all)
-  imglab  training.xml testing.xml         (or SPLIT=FILE; ignore boxes skipped,
-                                            boxes clipped as SPEC 10.4)
-  voc     VOCdevkit/VOC2007                (ImageSets/Main splits; or a folder of
-                                            LabelImg XML files)
-  coco    annotations/instances_train2017.json annotations/instances_val2017.json
-                                           (or SPLIT=FILE; images found in the
-                                            standard layout or --images)
-  yolo    data.yaml                        (Ultralytics YAML, or a folder with
-                                            images/, labels/ and classes.txt)
+  lisa    ROOT/allAnnotations.csv
+            split 75/25 by image, seed 42; default classes pedestrianCrossing,
+            signalAhead,stop (--classes all keeps all)
+  imglab  training.xml testing.xml
+            or SPLIT=FILE; ignore boxes skipped, boxes clipped to the image
+  voc     VOCdevkit/VOC2007
+            ImageSets/Main splits; or a LabelImg dataset: the folder holding
+            annotations/*.xml and images/, the annotations/ folder itself, or
+            XML files beside their photos (--images DIR: photos elsewhere)
+  coco    instances_train2017.json instances_val2017.json
+            or SPLIT=FILE; images found in the standard layout or --images DIR
+  yolo    data.yaml
+            Ultralytics YAML, or a folder with images/, labels/, classes.txt
 then train on it:  deepvision train CONFIG --set data.root=OUT
 """
 
@@ -30,20 +31,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmds = p.add_subparsers(dest="detection_command", metavar="<action>")
 
     b = cmds.add_parser("build", help="convert annotations into a dataset index (label map + split files)",
-                        description="Read annotations, check them, and write the dataset index of SPEC 10.4: "
-                                    "dataset.json, label_map.pbtxt, classes.txt and one SPLIT.json per split "
+                        description="Read annotations, check them, and write the dataset index:\n"
+                                    "dataset.json, label_map.pbtxt, classes.txt and one SPLIT.json per split\n"
                                     "(per image: file, size, normalised boxes, class ids from 1, difficult).",
                         epilog=BUILD_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("format", choices=("lisa", "imglab", "voc", "coco", "yolo"), help="annotation format")
     b.add_argument("inputs", nargs="+", metavar="INPUT", help="annotation file(s) or folder (see below)")
-    b.add_argument("--out", required=True, help="output folder of the built dataset")
+    b.add_argument("--out", required=True,
+                   help="output folder of the built dataset (never an input folder or one holding an input)")
     b.add_argument("--classes", help="class names in id order: a comma list, classes.txt or label_map.pbtxt "
                                      "(default: the format's own order, else sorted; LISA: the 3 classes)")
     b.add_argument("--fix", choices=("clip", "drop"), help="repair boxes that are empty or outside the image")
     b.add_argument("--test-fraction", type=float, default=0.25,
                    help="test share when the annotations come as one set (default 0.25)")
     b.add_argument("--seed", type=int, default=42, help="seed of that split (default 42)")
-    b.add_argument("--images", help="coco: the folder holding the images (default: found from the JSON path)")
+    b.add_argument("--images", metavar="DIR",
+                   help="voc, coco: the folder holding the images (default: found from the annotation files)")
     b.add_argument("--reference-clip", action="store_true",
                    help="imglab: compute a clipped box's end from the clipped start (the reference's rule)")
     b.add_argument("--strict", action="store_true", help="missing images and unknown classes are errors")

@@ -10,6 +10,9 @@ EPILOG = """examples:
   deepvision emotion runs/emotion_vgg_e4                          # camera 0, windows; q quits
   deepvision emotion runs/emotion_vgg_e4 --video clip.mp4 --headless --out annotated/
   deepvision emotion fer/data/emotion_model.hdf5 --video clip.mp4 --headless --out clip-emotions.mp4
+  deepvision emotion runs/emotion_vgg_e4 --image photos/ --out emotions/    # every face of each photo
+  deepvision emotion runs/emotion_vgg_e4 --video clip.mp4 --detector mtcnn --headless --out out/
+      # MTCNN also finds turned and partly hidden faces (slower; pip install facenet-pytorch)
 """
 
 
@@ -19,18 +22,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Per frame: resize to width 300, grayscale, Haar face detection (1.1, 5, 30x30), classify the "
                     "largest face, draw the probability canvas and the labelled box. Windows 'Face' and "
                     "'Probabilities' (q quits), or --headless: annotated frames (folder) or a video, plus per-frame "
-                    "results.csv/json. Prints frames/s at the end.",
+                    "results.csv/json. Prints frames/s at the end. --image PATH: still photos (a file or a "
+                    "folder): every face, at up to --width 800, annotated images and results in --out.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="RUN_OR_WEIGHTS", help="run directory, .pt checkpoint or Keras .h5 file")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--video", help="video file (default: the camera)")
     src.add_argument("--camera", type=int, default=0, help="camera index (default 0)")
+    src.add_argument("--image", help="a photo or a folder of photos: every face in each (no windows)")
     p.add_argument("--headless", action="store_true", help="no windows: write to --out instead")
     p.add_argument("--out", help="folder (face/NNNNNN.png, probabilities/NNNNNN.png, results.csv/json) or video "
                                  "file .mp4/.avi/.mkv/.mov (frame and canvas side by side, plus .csv/.json beside it)")
-    p.add_argument("--detector", default="haar", choices=["haar", "dlib", "mtcnn"], help="face detector (haar)")
+    p.add_argument("--detector", default="haar", choices=["haar", "dlib", "mtcnn"],
+                   help="face detector (haar: frontal faces, fast, the reference's; mtcnn: turned faces too, "
+                        "slower; docs/faces.md)")
     p.add_argument("--keras-model", help="architecture of a Keras .h5 (default: the emotion architecture it fits)")
-    p.add_argument("--width", type=int, default=300, help="frame width for detection and display (300)")
+    p.add_argument("--width", type=int, help="frame width for detection and display (300; --image: at most 800)")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (default 1: fastest for one small "
@@ -39,10 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.image:
+        return run_images(args)
     from deepvision.apps.emotion.app import run_emotion
 
     summary = run_emotion(args.model, video=args.video, camera=args.camera, headless=args.headless, out=args.out,
-                          detector=args.detector, keras_model=args.keras_model, width=args.width,
+                          detector=args.detector, keras_model=args.keras_model, width=args.width or 300,
                           max_frames=args.max_frames, device=args.device, threads=args.threads)
     if summary.no_face:
         print(f"no face found in {summary.no_face} of {summary.frames} frames")
@@ -50,4 +59,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {kind}: {path}")
     print(f"{summary.frames} frames: {summary.fps:.1f} frames/s (resize, detect, classify, draw), "
           f"{summary.wall_fps:.1f} with video I/O")
+    return 0
+
+
+def run_images(args: argparse.Namespace) -> int:
+    import torch
+
+    from deepvision.apps.emotion.app import run_emotion_images
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)  # the CLI restores the count afterwards
+    summary = run_emotion_images(args.model, args.image, out=args.out, detector=args.detector,
+                                 keras_model=args.keras_model, width=args.width or 800, device=args.device)
+    by_image: dict[str, list] = {}
+    for face in summary.faces:
+        by_image.setdefault(face.image, []).append(face)
+    for image, faces in by_image.items():
+        print(f"{image}: {len(faces)} face{'s' if len(faces) != 1 else ''}")
+        for f in faces:
+            x, y, w, h = f.box
+            print(f"  face {f.face + 1} at {x},{y} ({w} x {h}): {f.label} {f.probabilities[f.label] * 100:.1f}%")
+    for image in summary.no_face:
+        print(f"{image}: no face found")
+    for kind, path in summary.files.items():
+        print(f"  {kind}: {path}")
     return 0

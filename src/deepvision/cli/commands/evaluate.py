@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--epoch", type=int, help="checkpoint epoch (default: best.pt)")
     which.add_argument("--last", action="store_true", help="use last.pt instead of best.pt")
-    p.add_argument("--data", help="train, val, test, or a path: folder of class sub-folders, .lst or .rec")
+    p.add_argument("--data", help="train, val, test, or a path: folder of class sub-folders, .lst, .rec or "
+                                  "HDF5 file")
     p.add_argument("--batch-size", type=int, help="evaluation batch size")
     p.add_argument("--crops", type=int, default=1, choices=[1, 10],
                    help="1: centre crop; 10: 4 corners + centre and their mirrors, probabilities averaged")

@@ -19,18 +19,20 @@ then: deepvision logreg features.h5
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("features", help="extract one layer's activations for a data set into HDF5",
-                       description="Run every image of DATA (a folder of class sub-folders, a .lst or a .rec file) "
-                                   "through MODEL (tv:NAME, a registered model or a run directory) and store the "
-                                   "activations of --layer as rows of an HDF5 file (features, labels, label_names). "
-                                   "The images are shuffled first (seeded), so a plain slice splits train/test.",
+                       description="Run every image of DATA (a folder of class sub-folders, a .lst, a .rec or "
+                                   "an HDF5 file) through MODEL (tv:NAME, a registered model or a run directory) "
+                                   "and store the activations of --layer as rows of an HDF5 file (features, "
+                                   "labels, label_names). The images are shuffled first (seeded), so a plain "
+                                   "slice splits train/test.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.description = textwrap.fill(p.description, 79)  # the epilog stays as written
     p.add_argument("model", metavar="MODEL_OR_RUN", help="tv:NAME, a registered model name or a run directory")
-    p.add_argument("data", nargs="?", metavar="DATA", help="folder of class sub-folders, .lst or .rec file")
+    p.add_argument("data", nargs="?", metavar="DATA", help="folder of class sub-folders, .lst, .rec or HDF5 file")
     p.add_argument("--out", help="HDF5 file to write (never overwritten)")
     p.add_argument("--layer", help="layer name (default: the input of the classifier head); see --list-layers")
     p.add_argument("--list-layers", action="store_true", help="print the valid layer names and exit")
-    p.add_argument("--weights", help="tv: DEFAULT, a tag or a file; registered models: a weights file")
+    p.add_argument("--weights", help="tv: DEFAULT, a tag (IMAGENET1K_V1, torchvision:IMAGENET1K_V1) or a file; "
+                   "registered models: a weights file")
     p.add_argument("--pool", type=int, help="average-pool 4-D activations to a K x K grid before flattening")
     p.add_argument("--flatten", choices=["channels_last", "channels_first"], default="channels_last",
                    help="flatten order of 4-D activations (default channels_last, the reference's H, W, C)")

@@ -47,7 +47,7 @@ def _console():
 
     from rich.console import Console
 
-    return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
+    return Console(width=None if sys.stdout.isatty() else 80, highlight=False)
 
 
 def _meta_model(name: str, num_classes: int | None = None, in_channels: int | None = None, **options: Any):
@@ -60,8 +60,8 @@ def _meta_model(name: str, num_classes: int | None = None, in_channels: int | No
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from rich.markup import escape
-    from rich.table import Table
+    import shutil
+    import textwrap
 
     from deepvision.errors import UserError
     from deepvision.models import get_model_spec, list_models
@@ -77,20 +77,20 @@ def run_list(args: argparse.Namespace) -> int:
         if not names:
             hint = "" if args.tv else " (add --tv for torchvision models)"
             raise UserError(f"no model name contains '{args.filter}'{hint}")
-    table = Table(title="deepvision models", title_justify="left")
-    for column, justify in (("name", "left"), ("input", "left"), ("classes", "right"), ("trainable params", "right"),
-                            ("reference profile", "right"), ("description", "left")):
-        table.add_column(column, justify=justify, overflow="fold")
+    width = min(shutil.get_terminal_size().columns, 80)
+    lines = ["deepvision models  (input CxHxW, default classes, trainable parameters)", ""]
     for name in names:
         spec = get_model_spec(name)
         modern = count_parameters(_meta_model(name))[1]
         reference = count_parameters(_meta_model(name, reference=True))[1] if spec.accepts_reference else None
-        table.add_row(name, "x".join(str(v) for v in spec.input_size), str(spec.num_classes), f"{modern:,}",
-                      "-" if reference is None else f"{reference:,}", escape(spec.description))
-    console = _console()
-    console.print(table)
-    console.print("torchvision: `deepvision models --tv` lists tv:NAME; timm models are timm:NAME when timm is "
-                  "installed. Details: `deepvision models show NAME`.", soft_wrap=True)
+        facts = (f"{'x'.join(str(v) for v in spec.input_size)}, {spec.num_classes} classes, {modern:,} parameters"
+                 + (f" (reference profile {reference:,})" if reference is not None and reference != modern else ""))
+        lines += [name, *textwrap.wrap(facts, width, initial_indent="  ", subsequent_indent="  "),
+                  *textwrap.wrap(spec.description, width, initial_indent="  ", subsequent_indent="  ")]
+    lines += ["", *textwrap.wrap("torchvision: `deepvision models --tv` lists tv:NAME (the detectors answer to "
+                                 "tv:NAME too); timm models are timm:NAME when timm is installed. Details: "
+                                 "`deepvision models show NAME`.", width)]
+    print("\n".join(lines))
     return 0
 
 
@@ -119,9 +119,8 @@ def parse_input(text: str | None, default: tuple[int, int, int]) -> tuple[int, i
 
 def parse_options(items: list[str]) -> dict[str, Any]:
     """KEY=VALUE pairs with YAML values ('stages=[2,2,2,2]', 'reference=true')."""
-    import yaml
-
     from deepvision.errors import UserError
+    from deepvision.safeload import ParseError, load_yaml
 
     options: dict[str, Any] = {}
     for item in items:
@@ -129,8 +128,8 @@ def parse_options(items: list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise UserError(f"--set expects KEY=VALUE, got '{item}'")
         try:
-            options[key.strip()] = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
+            options[key.strip()] = load_yaml(value, f"--set {key.strip()}") if value.strip() else None
+        except ParseError:
             options[key.strip()] = value
     return options
 
@@ -162,10 +161,14 @@ def run_show(args: argparse.Namespace) -> int:
 
     profile = "reference" if options.get("reference") else "modern"
     title = f"{args.name} ({profile} profile{', ' + escape(shown) if shown else ''})"
-    table = Table(title=title, title_justify="left")
+    from rich import box
+
+    # no cell borders: the table is as narrow as Keras' summary and fits 80 columns
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  padding=(0, 1), collapse_padding=True)
     for column, justify in (("layer", "left"), ("type", "left"), ("output shape", "left"), ("params", "right"),
                             ("mult-adds", "right")):
-        table.add_column(column, justify=justify, overflow="fold")
+        table.add_column(column, justify=justify, overflow="fold", no_wrap=column != "layer")
     for row in summary.rows:
         params = f"{row.params:,}" + (" (frozen)" if row.params and row.trainable == 0 else "")
         if 0 < row.trainable < row.params:

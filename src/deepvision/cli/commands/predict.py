@@ -28,5 +28,5 @@ def run(args: argparse.Namespace) -> int:
     results = predict(args.run_dir, args.images, top=args.top, epoch=args.epoch, device=args.device)
     from deepvision.cli.output import print_top_k
 
-    print_top_k(results, args.json)
+    print_top_k(results, args.json, name_width=64)  # "  10. NAME: 100.00%" in 80 columns
     return 0

@@ -26,17 +26,15 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("recipes show needs a recipe name; see `deepvision recipes`")
         print(recipe_path(args.name).read_text(), end="")
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    import shutil
+    import textwrap
 
     from deepvision.config.io import load_config
     from deepvision.engine.schedules import Schedule
     from deepvision.runs.history import describe_lrs
 
-    table = Table(title="deepvision recipes  (deepvision train NAME --data-root DIR)", title_justify="left")
-    for column in ("recipe", "model", "data", "epochs", "global batch", "lr schedule", "ref val r1/r5",
-                   "ref test r1/r5"):
-        table.add_column(column)
+    width = min(shutil.get_terminal_size().columns, 80)
+    lines = ["deepvision recipes  (deepvision train NAME --data-root DIR; recipes show NAME)", ""]
     for name in recipe_names():
         cfg = load_config(recipe_path(name))
         sched = Schedule(cfg.schedule, cfg.optim.lr, cfg.train.epochs)
@@ -45,8 +43,18 @@ def run(args: argparse.Namespace) -> int:
         ref = cfg.reference
         val, test = _published(ref, "val"), _published(ref, "test")
         batch = cfg.train.global_batch or cfg.data.batch_size
-        table.add_row(name, cfg.model.name, cfg.data.source, str(cfg.train.epochs), str(batch), lrs, val, test)
-    Console(width=None if Console().is_terminal else 200).print(table)
+        # lines break only between facts (and schedule ranges), never inside "1-120: 0.0001" or "val 82.48 / 96.38"
+        ranges = f"lr {lrs}".split("; ")
+        atoms = [f"{cfg.model.name} on {cfg.data.source},", f"{cfg.train.epochs} epochs,", f"batch {batch},",
+                 *[r + ";" for r in ranges[:-1]], ranges[-1]]
+        if (val, test) != ("-", "-"):
+            atoms[-1] += ";"
+            atoms += ["reference", f"val {val},", f"test {test}"]
+        text = " ".join(a.replace(" ", "\0") for a in atoms)
+        lines.append(name)
+        lines += [line.replace("\0", " ") for line in textwrap.wrap(text, width, initial_indent="  ",
+                                                                     subsequent_indent="    ", break_long_words=False)]
+    print("\n".join(lines))
     return 0
 
 

@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "epoch's val rank-1 and rank-5 (rank-5 only with more than 5 classes), checkpoint disk use and "
                     "status (model, best epoch and test rank-1 too when they fit). Runs that monitor another "
                     "metric (detection: val_map50) get a column with its best value, and test mAP50/mAP "
-                    "(after training or `deepvision evaluate`). --wide shows every column, "
+                    "(after training or `deepvision evaluate`). --wide shows every column once, "
                     "--columns chooses them. It also writes DIR/journal.csv with every column. "
                     "`deepvision runs compare RUN_A RUN_B ... [--out FILE.png]` overlays their curves in one PNG.",
         epilog="columns: name, model, data, epochs, lr_schedule, best_val_acc, best_val_top5, best_epoch, "
@@ -50,7 +50,7 @@ def table(folder: str, markdown: bool, as_csv: bool, wide: bool = False, columns
 
     from deepvision.errors import UserError
     from deepvision.fileio import atomic_write_text
-    from deepvision.runs.journal import COLUMNS, journal, print_table, to_csv, to_markdown
+    from deepvision.runs.journal import journal, print_table, to_csv, to_markdown, wide_columns
 
     rows = journal(folder)
     try:
@@ -65,7 +65,7 @@ def table(folder: str, markdown: bool, as_csv: bool, wide: bool = False, columns
         print(f"no runs under {folder} (a run directory holds config.yaml and run.json)")
     else:
         if wide and not columns:
-            columns = list(COLUMNS)
+            columns = wide_columns(rows)
         n = len(rows)
         print_table(rows, columns, wide=wide, title=f"{n} run{'s' if n != 1 else ''} in {folder}")
     return 0

@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload in MB (default 10)")
     p.add_argument("--max-megapixels", type=float, default=40.0,
                    help="largest image in megapixels, checked before decoding (default 40)")
+    p.add_argument("--token", default=None,
+                   help="access token every request must carry (Authorization: Bearer TOKEN, or ?token=); "
+                        "default: $DEEPVISION_SERVE_TOKEN, else none")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (runs; .onnx files run on the CPU)")
     p.set_defaults(func=run)
 
@@ -33,8 +36,13 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be 1..65535, got {args.port}")
-    if args.max_upload_mb <= 0 or args.max_megapixels <= 0:
-        raise UserError("--max-upload-mb and --max-megapixels must be positive")
+    import math
+    import os
+
+    for name, value in (("--max-upload-mb", args.max_upload_mb), ("--max-megapixels", args.max_megapixels)):
+        if not math.isfinite(value) or value <= 0:
+            raise UserError(f"{name} must be a finite positive number, got {value}")
+    token = args.token if args.token is not None else os.environ.get("DEEPVISION_SERVE_TOKEN") or None
     serve(args.source, args.host, args.port, max_upload_mb=args.max_upload_mb,
-          max_pixels=int(args.max_megapixels * 1e6), device=args.device)
+          max_pixels=int(min(args.max_megapixels, 1e9) * 1e6), device=args.device, token=token)
     return 0

@@ -2,30 +2,37 @@
 
 The checks every format shares happen here, each reported on one line:
 
-- boxes with zero or negative width/height, or reaching more than 1 px outside the image: an
-  error naming the file and box, unless `fix` is "clip" (clip to the image, drop what is then empty)
-  or "drop"; coordinates at most 1 px outside (annotation tools round) are clipped silently;
-- class names not in the class list: skipped and counted (an error with `strict`);
+- boxes with zero or negative width/height, a NaN or infinite coordinate, or reaching more than
+  1 px outside the image: an error naming the file and box, unless `fix` is "clip" (clip to the
+  image, drop what is then empty or not finite) or "drop"; coordinates at most 1 px outside
+  (annotation tools round) are clipped silently;
+- class names not in the class list: skipped and counted (an error with `strict`); class names
+  that are empty or hold control characters (a newline would split classes.txt): an error;
 - images without boxes: kept as negatives and counted;
-- missing or unreadable image files: skipped and counted (an error with `strict`).
+- missing or unreadable image files: skipped and counted (an error with `strict`); a path that is
+  a FIFO, device or folder instead of a file: an error (never opened, so it cannot block);
+- the output folder: never an input folder, nor one holding an input file it would write over.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import textwrap
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from deepvision.data.detection.index import write_index
-from deepvision.data.detection.readers import image_size
+from deepvision.data.detection.readers import file_problem, image_size
 from deepvision.data.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
 
 TOLERANCE = 1.0  # px beyond the border that annotation tools produce by rounding; clipped silently
 FIXES = ("clip", "drop")
+OUTPUT_FILES = ("dataset.json", "label_map.pbtxt", "classes.txt")  # plus SPLIT.json per split
 
 
 @dataclass
@@ -62,6 +69,8 @@ class BuildReport:
 
 
 def _problem(box: Box, width: int, height: int) -> str | None:
+    if not all(map(math.isfinite, box.coords)):
+        return "has a coordinate that is not a finite number"
     if box.xmax <= box.xmin or box.ymax <= box.ymin:
         return "has zero or negative width/height"
     t = TOLERANCE
@@ -81,14 +90,17 @@ def check_records(records: list[ImageRecord], classes: list[str], fix: str | Non
     known = set(classes)
     kept = []
     for rec in records:
-        if not Path(rec.file).is_file():
-            counters["missing"].append(rec.file)
+        problem = file_problem(rec.file)
+        if problem == "missing":
+            counters["missing"].append(rec)
+            continue
+        if problem is not None:
+            raise UserError(f"{rec.file} is {problem}, not an image file")
+        size = image_size(rec.file)  # the header proves it is an image, whatever size the annotation says
+        if size is None:
+            counters["unreadable"].append(rec.file)
             continue
         if rec.width is None or rec.height is None:
-            size = image_size(rec.file)
-            if size is None:
-                counters["unreadable"].append(rec.file)
-                continue
             rec.width, rec.height = size
         boxes = []
         for box in rec.boxes:
@@ -100,8 +112,9 @@ def check_records(records: list[ImageRecord], classes: list[str], fix: str | Non
                 counters["bad"].append(f"{rec.file}: {box.describe()} {problem}")
                 if fix == "drop" or fix is None:
                     continue
+            finite = all(map(math.isfinite, box.coords))
             box = _clip(box, rec.width, rec.height)
-            if box.xmax <= box.xmin or box.ymax <= box.ymin:
+            if not finite or box.xmax <= box.xmin or box.ymax <= box.ymin:
                 if problem is None:  # a sliver within the tolerance band: nothing left to keep
                     counters["bad"].append(f"{rec.file}: {box.describe()} is empty inside the image")
                 counters["emptied"] += 1
@@ -110,6 +123,53 @@ def check_records(records: list[ImageRecord], classes: list[str], fix: str | Non
         rec.boxes = boxes
         kept.append(rec)
     return kept
+
+
+def check_class_names(classes: list[str], ann: Annotations) -> None:
+    """Refuse empty class names and names with control characters (a newline splits classes.txt)."""
+    for name in classes:
+        if name and not any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+            continue
+        first = next((r.file for rs in ann.splits.values() for r in rs for b in r.boxes if b.label == name), None)
+        what = "an empty class name" if not name else f"the class name {name!r}, which holds a control character"
+        raise UserError(f"the annotations give {what}" + (f" (first in the boxes of {first})" if first else "")
+                        + "; class names must be printable text")
+
+
+def check_output(out: Path, ann: Annotations, split_names: list[str], extra_inputs: list[str]) -> None:
+    """Refuse an output folder that would write into or over an input, before anything is written."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the built dataset")
+    target = out.resolve()
+    hint = f"write the dataset to another folder, e.g. --out {out / 'built'}"
+    for item in [*ann.inputs, *extra_inputs]:
+        path = Path(item).resolve()
+        if path == target:
+            raise UserError(f"--out {out} is an input folder ({item}); {hint}")
+        if path.is_file() and path.parent == target:
+            raise UserError(f"--out {out} holds the input {item}, which the build could write over; {hint}")
+    outputs = [target / name for name in (*OUTPUT_FILES, *(f"{s}.json" for s in split_names))]
+    images = {str(Path(r.file)) for rs in ann.splits.values() for r in rs}
+    for path in outputs:
+        if str(path) in images or (path.exists() and any(_same_file(path, Path(i)) for i in ann.inputs)):
+            raise UserError(f"--out {out}: the build would write over the input {path}; {hint}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
+
+
+def _missing_line(missing: list[ImageRecord], ann: Annotations) -> str:
+    first = missing[0]
+    where = f"first: {first.file}"
+    if first.looked_in:
+        name, *dirs = first.looked_in
+        shown = ", ".join(dirs[:6]) + (f" ({len(dirs)} folders)" if len(dirs) > 6 else "")
+        where = f"looked for {name} in {shown}"
+    return where
 
 
 def _split_all(records: list[ImageRecord], test_fraction: float, seed: int) -> dict[str, list[ImageRecord]]:
@@ -137,8 +197,10 @@ def build_dataset(
     seed: int = 42,
     strict: bool = False,
     command: str = "",
+    extra_inputs: list[str] | None = None,
 ) -> BuildReport:
-    """Check the annotations, split by image when they come as one set, and write the index to `out`."""
+    """Check the annotations, split by image when they come as one set, and write the index to `out`
+    (`extra_inputs`: other files read, such as the class list, which `out` may not write over)."""
     if fix is not None and fix not in FIXES:
         raise UserError(f"--fix must be clip or drop, got {fix!r}")
     if not 0 <= test_fraction < 1:
@@ -147,6 +209,10 @@ def build_dataset(
                                                       for b in r.boxes}))
     if not classes:
         raise UserError("the annotations name no class; give the class names with --classes")
+    check_class_names(classes, ann)
+    out = Path(out)
+    split_names = ["train", "test"] if list(ann.splits) == ["all"] else list(ann.splits)
+    check_output(out, ann, split_names, extra_inputs or [])
     counters: dict[str, Any] = {"missing": [], "unreadable": [], "unknown": Counter(), "bad": [], "emptied": 0}
     splits = {name: check_records(records, classes, fix, counters) for name, records in ann.splits.items()}
     notes = list(ann.notes)
@@ -157,25 +223,33 @@ def build_dataset(
                             f"image, drop what is left empty) or --fix drop")
         verb = "clipped" if fix == "clip" else "dropped"
         notes.append(f"{verb} {len(bad):,} bad box(es) (--fix {fix}), first: {bad[0]}"
-                     + (f"; {counters['emptied']:,} left empty were dropped" if fix == "clip" and
+                     + (f"; {counters['emptied']:,} left empty or not finite were dropped" if fix == "clip" and
                         counters["emptied"] else ""))
+    missing = counters["missing"]
+    total = sum(len(rs) for rs in ann.splits.values())
+    if missing and not any(splits.values()) and not counters["unreadable"]:
+        read = f"read {ann.read_from}" if ann.read_from else f"read {total:,} annotated image(s)"
+        raise UserError(f"{read} but found none of their {len(missing):,} image(s); {_missing_line(missing, ann)}"
+                        f"; give the image folder with --images DIR")
     problems = []
-    for key, what in (("missing", "whose image file is missing"), ("unreadable", "whose image file is unreadable")):
-        files = counters[key]
-        if files:
-            problems.append(f"skipped {len(files):,} image(s) {what}, first: {files[0]}")
+    if missing:
+        problems.append(f"skipped {len(missing):,} of {total:,} image(s) whose image file is missing; "
+                        f"{_missing_line(missing, ann)}")
+    if counters["unreadable"]:
+        files = counters["unreadable"]
+        problems.append(f"skipped {len(files):,} image(s) whose image file is unreadable, first: {files[0]}")
     if counters["unknown"]:
         unknown = counters["unknown"]
-        top = ", ".join(f"{k} ({n:,})" for k, n in unknown.most_common(5))
+        top = ", ".join(f"{k if k.isprintable() else repr(k)} ({n:,})" for k, n in unknown.most_common(5))
         problems.append(f"skipped {sum(unknown.values()):,} box(es) of {len(unknown)} class(es) not in the class "
                         f"list: {top}" + (" ..." if len(unknown) > 5 else ""))
     if strict and problems:
         raise UserError(problems[0] + " (--strict)")
     notes += problems
-    if "all" in splits and len(splits) == 1:
-        splits = _split_all(splits["all"], test_fraction, seed)
     if not any(splits.values()):
         raise UserError("no image is left to write (see the skipped images above)")
+    if "all" in splits and len(splits) == 1:
+        splits = _split_all(splits["all"], test_fraction, seed)
     files = [Path(r.file) for rs in splits.values() for r in rs]
     image_root = Path(os.path.commonpath([str(f.parent) for f in files]))
     index: dict[str, list[dict[str, Any]]] = {}
@@ -200,7 +274,6 @@ def build_dataset(
     info = {"source_format": ann.source_format, "command": command, "notes": notes,
             "counts": {s: {"images": c.images, "boxes": c.boxes, "negatives": c.negatives,
                            "difficult": c.difficult} for s, c in counts.items()}}
-    out = Path(out)
     write_index(out, classes, image_root, index, info)
     return BuildReport(out, classes, counts, notes)
 
@@ -224,7 +297,7 @@ def read_annotations(fmt: str, inputs: list[str], *, classes: list[str] | None =
     if fmt == "imglab":
         return readers.read_imglab(readers.split_files(inputs), reference_clip)
     if fmt == "voc":
-        return readers.read_voc(inputs[0])
+        return readers.read_voc(inputs[0], images_dir=images_dir)
     if fmt == "coco":
         return readers.read_coco(readers.split_files(inputs), images_dir)
     return readers.read_yolo(inputs[0])
@@ -250,5 +323,6 @@ def build_from_files(fmt: str, inputs: list[str | Path], out: str | Path, *, cla
         names = list(LISA_CLASSES)
     ann = read_annotations(fmt, [str(i) for i in inputs], classes=names, images_dir=images_dir,
                            reference_clip=reference_clip)
+    extra = [classes] if isinstance(classes, str) and Path(classes).is_file() else []
     return build_dataset(ann, out, classes=names, fix=fix, test_fraction=test_fraction, seed=seed, strict=strict,
-                         command=command)
+                         command=command, extra_inputs=extra)

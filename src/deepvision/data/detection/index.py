@@ -22,6 +22,7 @@ import numpy as np
 
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
+from deepvision.safeload import ParseError, load_json
 
 FORMAT = "deepvision-detection"
 VERSION = 1
@@ -133,9 +134,12 @@ def load_index(root: str | Path, splits: list[str] | None = None) -> DetectionIn
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}); rebuild the dataset") from None
+        doc = load_json(path.read_bytes(), str(path))
+    except ParseError as exc:
+        raise UserError(f"{exc}; rebuild the dataset") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{path} is not a dataset index (not a JSON object); rebuild the dataset")
+    return doc
 
 
 def _image(entry: dict[str, Any], image_root: Path, num_classes: int, path: Path) -> IndexImage:

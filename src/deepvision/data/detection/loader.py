@@ -17,11 +17,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from deepvision.config.schema import DataConfig
-from deepvision.data.dataset_loader import _EpochBatches, default_workers, worker_message
+from deepvision.data.dataset_loader import _EpochBatches, worker_message
 from deepvision.data.detection.index import IndexImage, load_index
 from deepvision.data.detection.transforms import BoxTransform, DetectionAugment
 from deepvision.data.preprocess import Preprocess, open_image, pil_to_tensor
-from deepvision.data.sampling import EpochPlan
+from deepvision.data.sampling import EpochPlan, default_workers
 from deepvision.data.source_registry import register_task_source
 from deepvision.data.transforms import sample_seed
 from deepvision.errors import UserError

@@ -10,30 +10,65 @@ Why one module of ~430 lines: five small readers that share the path and box hel
 
 from __future__ import annotations
 
-import json
+import math
 import os
+import unicodedata
 import xml.etree.ElementTree as ET
 from collections import Counter
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
 from deepvision.data.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
+from deepvision.fileio import open_regular_file, read_regular_file, special_kind
+from deepvision.safeload import load_json
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 def image_size(path: str | Path) -> tuple[int, int] | None:
-    """(width, height) as displayed (EXIF rotation applied) from the file header; None if unreadable."""
+    """(width, height) as displayed (EXIF rotation applied) from the file header; None if unreadable or
+    not a regular file (a FIFO is never opened for reading, so it cannot block)."""
     try:
-        with Image.open(path) as img:
+        with open_regular_file(path) as f, Image.open(f) as img:
             w, h = img.size
             orientation = img.getexif().get(0x0112, 1)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def file_problem(path: str | Path) -> str | None:
+    """None for an existing regular file; else "missing" or what the path is ("a FIFO", "a directory")."""
+    try:
+        return special_kind(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return "missing"
+
+
+def inside(base: Path, name: str, where: str) -> Path:
+    """`base / name` for a path named by an annotation; refused when it would leave `base` (an absolute
+    path, a drive, or '..' reaching above it), so an annotation can only name files of its dataset."""
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+        raise UserError(f"{where}: image path {name!r} holds a control character")
+    rel = PurePosixPath(name.replace("\\", "/"))
+    if not name or rel.is_absolute() or PureWindowsPath(name).drive \
+            or os.path.normpath(str(rel)).split("/")[0] == "..":
+        raise UserError(f"{where}: image path {name!r} is outside the dataset folder {base}; paths in "
+                        f"annotations must be relative to it")
+    return base / rel
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 text file named by the dataset (regular files only), or a one-line UserError."""
+    try:
+        return read_regular_file(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _float(value: Any, where: str, what: str) -> float:
@@ -45,9 +80,11 @@ def _float(value: Any, where: str, what: str) -> float:
 
 def _parse_xml(path: Path) -> ET.Element:
     try:
-        return ET.parse(path).getroot()
+        return ET.fromstring(read_regular_file(path))
     except ET.ParseError as exc:
         raise UserError(f"{path} is not valid XML ({exc})") from None
+    except RecursionError:
+        raise UserError(f"{path} is nested too deeply to be an annotation file") from None
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
 
@@ -68,10 +105,7 @@ def read_lisa(csv_path: str | Path, classes: list[str] | None) -> Annotations:
         path = path / "allAnnotations.csv"
     if not path.is_file():
         raise UserError(f"LISA annotations not found: {path} (give the allAnnotations.csv file)")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text; is it the LISA allAnnotations.csv?") from None
+    lines = read_text(path).splitlines()
     if not lines or not lines[0].startswith("Filename;"):
         raise UserError(f"{path} does not start with the LISA header 'Filename;Annotation tag;...'")
     wanted = set(classes) if classes is not None else None
@@ -89,13 +123,14 @@ def read_lisa(csv_path: str | Path, classes: list[str] | None) -> Annotations:
             skipped[tag] += 1
             continue
         x1, y1, x2, y2 = (_float(v, where, name) for v, name in zip(fields[2:6], ("x1", "y1", "x2", "y2")))
-        file = str((path.parent / rel).resolve())
+        file = str(inside(path.parent, rel, where).resolve())
         images.setdefault(file, ImageRecord(file)).boxes.append(Box(x1, y1, x2, y2, tag))
     notes = []
     if skipped:
         notes.append(f"skipped {sum(skipped.values()):,} LISA rows of {len(skipped)} tag(s) outside the classes: "
                      f"{_count_line(skipped)}")
-    return Annotations({"all": list(images.values())}, list(classes) if classes else None, notes, "lisa")
+    return Annotations({"all": list(images.values())}, list(classes) if classes else None, notes, "lisa",
+                       inputs=[str(path)], read_from=f"{len(lines) - 1:,} rows of {path}")
 
 
 # -- dlib imglab -----------------------------------------------------------------------------------
@@ -115,7 +150,7 @@ def read_imglab(files: dict[str, Path], reference_clip: bool = False) -> Annotat
             rel = image.get("file")
             if not rel:
                 raise UserError(f"{xml_path}: an <image> element has no file attribute")
-            file = str((xml_path.parent / rel).resolve())
+            file = str(inside(xml_path.parent, rel, f"{xml_path}, <image file>").resolve())
             size = image_size(file)
             record = ImageRecord(file, width=size[0] if size else None, height=size[1] if size else None)
             for box in image.iter("box"):
@@ -126,7 +161,8 @@ def read_imglab(files: dict[str, Path], reference_clip: bool = False) -> Annotat
                 left, top, width, height = (_float(box.get(k), where, k) for k in ("left", "top", "width", "height"))
                 label_el = box.find("label")
                 label = (label_el.text or "").strip() if label_el is not None else ""
-                if size is None:  # missing image: keep the raw box; the build step reports the file
+                if size is None or not all(map(math.isfinite, (left, top, width, height))):
+                    # missing image or NaN/inf: keep the raw box; the build step reports it
                     record.boxes.append(Box(left, top, left + width, top + height, label))
                     continue
                 coords = []
@@ -150,28 +186,65 @@ def read_imglab(files: dict[str, Path], reference_clip: bool = False) -> Annotat
         rule = "reference rule, end from the clipped start" if reference_clip else "end from the unclipped start"
         notes.append(f"clipped {clipped:,} boxes extending past the image ({rule}); dropped {dropped:,} lying "
                      f"outside it")
-    return Annotations(splits, None, notes, "imglab")
+    return Annotations(splits, None, notes, "imglab", inputs=[str(f) for f in files.values()],
+                       read_from=" and ".join(str(f) for f in files.values()))
 
 
 # -- Pascal VOC ------------------------------------------------------------------------------------
-def read_voc_xml(xml_path: Path, image_dirs: list[Path]) -> ImageRecord:
-    """One VOC/LabelImg XML file. VOC corners are 1-based and inclusive: (xmin - 1, ymin - 1, xmax, ymax)."""
+ANNOTATION_DIRS = ("Annotations", "annotations", "xml", "xmls", "labels")  # where tools put the XML files
+
+
+def _path_name(value: str) -> str:
+    """The file name of a `<path>` written on any machine (C:\\data\\a.jpg or /home/x/a.jpg)."""
+    return PureWindowsPath(value).name if "\\" in value else PurePosixPath(value).name
+
+
+def voc_image_dirs(xml_dir: Path, dataset_root: Path, folder: str) -> list[Path]:
+    """Where labelling tools leave the photo of an XML file, in the order searched: beside the XML, VOC's
+    JPEGImages/, the XML's `<folder>` under the dataset root (or beside the XML folder), a sibling images/."""
+    dirs = [xml_dir, dataset_root / "JPEGImages"]
+    folder_rel = PurePosixPath(folder.replace("\\", "/")) if folder else None
+    if folder_rel is not None and not folder_rel.is_absolute() and ".." not in folder_rel.parts:
+        dirs += [dataset_root / folder_rel, xml_dir.parent / folder_rel]
+    dirs += [dataset_root / "images", dataset_root / "JPEGImages", xml_dir.parent / "images", dataset_root]
+    out: list[Path] = []
+    for d in dirs:
+        if d not in out:
+            out.append(d)
+    return out
+
+
+def read_voc_xml(xml_path: Path, image_dirs: list[Path] | None = None, dataset_root: Path | None = None
+                 ) -> ImageRecord:
+    """One VOC/LabelImg XML file. VOC corners are 1-based and inclusive: (xmin - 1, ymin - 1, xmax, ymax).
+
+    The photo is `<filename>` (else the file name of `<path>`, else the XML's own name with an image
+    extension), looked for in `image_dirs` (default: `voc_image_dirs`). The absolute `<path>` of the
+    author's machine is never used as such: only its file name, so an annotation names files of its
+    dataset alone.
+    """
     root = _parse_xml(xml_path)
     if root.tag != "annotation":
         raise UserError(f"{xml_path} is not a Pascal VOC annotation (root element <{root.tag}>)")
     filename = (root.findtext("filename") or "").strip()
-    candidates = [d / filename for d in image_dirs if filename]
-    if root.findtext("path"):
-        candidates.append(Path(root.findtext("path").strip()))
-    if not filename:
-        candidates += [xml_path.with_suffix(ext) for ext in IMAGE_EXTENSIONS]
-    file = next((c for c in candidates if c.is_file()), candidates[0] if candidates else xml_path.with_suffix(".jpg"))
+    path_name = _path_name((root.findtext("path") or "").strip())
+    if image_dirs is None:
+        image_dirs = voc_image_dirs(xml_path.parent, dataset_root or xml_path.parent,
+                                    (root.findtext("folder") or "").strip())
+    names = [n for n in dict.fromkeys((filename, path_name)) if n]
+    if filename and not PurePosixPath(filename).suffix and path_name.startswith(filename + "."):
+        names.reverse()  # some tools write the stem alone in <filename>
+    if not names:
+        names = [xml_path.stem + ext for ext in (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")]
+    candidates = [inside(d, n, f"{xml_path}, <filename>") for n in names for d in image_dirs]
+    file = next((c for c in candidates if file_problem(c) != "missing"), candidates[0])
     size = root.find("size")
     width = height = None
-    if size is not None:
-        width = int(_float(size.findtext("width") or 0, str(xml_path), "width")) or None
-        height = int(_float(size.findtext("height") or 0, str(xml_path), "height")) or None
-    record = ImageRecord(str(file.resolve()), width=width, height=height)
+    if size is not None:  # a missing, zero or non-finite size is read from the image instead
+        width, height = (_float(size.findtext(k) or 0, str(xml_path), k) for k in ("width", "height"))
+        width, height = ((int(v) if math.isfinite(v) and 1 <= v <= 2**31 else None) for v in (width, height))
+    record = ImageRecord(str(file.resolve()), width=width, height=height,
+                         looked_in=(names[0], *(str(d) for d in image_dirs)))
     for obj in root.iter("object"):
         name = (obj.findtext("name") or "").strip()
         bnd = obj.find("bndbox")
@@ -183,17 +256,37 @@ def read_voc_xml(xml_path: Path, image_dirs: list[Path]) -> ImageRecord:
     return record
 
 
-def read_voc(root: str | Path, splits: list[str] | None = None) -> Annotations:
-    """A VOC year folder (Annotations/, JPEGImages/, ImageSets/Main/SPLIT.txt) or a folder of XML files
-    as LabelImg writes them (next to the images). Splits come from ImageSets/Main (train, val, test;
-    trainval when there is no train); without ImageSets every XML file is in the split 'all'.
+def _voc_folders(root: Path) -> tuple[Path, Path]:
+    """(annotation folder, dataset root) for a VOC year folder, a dataset folder holding annotations/
+    beside images/ (or annotations/xmls/), a folder of XML files beside their photos, or the
+    annotation folder itself (its parent is then the dataset root)."""
+    for name in ANNOTATION_DIRS:
+        for d in (root / name, root / name / "xmls"):
+            if d.is_dir() and any(d.glob("*.xml")):
+                return d, root
+    if root.name.lower() in {n.lower() for n in ANNOTATION_DIRS}:
+        return root, root.parent
+    return root, root
+
+
+def read_voc(root: str | Path, splits: list[str] | None = None, images_dir: str | Path | None = None
+             ) -> Annotations:
+    """A VOC year folder (Annotations/, JPEGImages/, ImageSets/Main/SPLIT.txt), a LabelImg-style
+    dataset (annotations/*.xml beside images/), or a folder of XML files beside their photos; the
+    annotations/ folder itself may be given. Photos are found as in `voc_image_dirs`, or only in
+    `images_dir`. Splits come from ImageSets/Main (train, val, test; trainval when there is no train);
+    without ImageSets every XML file is in the split 'all'.
     """
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"VOC folder not found: {root}")
-    ann_dir = root / "Annotations" if (root / "Annotations").is_dir() else root
-    image_dirs = [root / "JPEGImages", ann_dir, root]
-    sets = root / "ImageSets" / "Main"
+    ann_dir, dataset_root = _voc_folders(root)
+    image_dirs = None
+    if images_dir is not None:
+        if not Path(images_dir).is_dir():
+            raise UserError(f"--images: folder not found: {images_dir}")
+        image_dirs = [Path(images_dir)]
+    sets = dataset_root / "ImageSets" / "Main"
     ids: dict[str, list[str]] = {}
     if sets.is_dir():
         available = {p.stem: p for p in sets.glob("*.txt") if "_" not in p.stem}
@@ -203,22 +296,25 @@ def read_voc(root: str | Path, splits: list[str] | None = None) -> Annotations:
         for name in names:
             if name not in available:
                 raise UserError(f"{sets} has no {name}.txt; available: {', '.join(sorted(available)) or 'none'}")
-            ids["train" if name == "trainval" and not splits else name] = available[name].read_text().split()
+            ids["train" if name == "trainval" and not splits else name] = read_text(available[name]).split()
     if not ids:
         xmls = sorted(ann_dir.glob("*.xml"))
         if not xmls:
-            raise UserError(f"no VOC annotations in {root}: expected Annotations/*.xml or *.xml files")
+            raise UserError(f"no VOC annotations in {root}: expected Annotations/*.xml, annotations/*.xml or "
+                            f"*.xml files")
         ids["all"] = [p.stem for p in xmls]
     out: dict[str, list[ImageRecord]] = {}
     for split, stems in ids.items():
         records = []
         for stem in stems:
-            xml = ann_dir / f"{stem}.xml"
+            xml = inside(ann_dir, f"{stem}.xml", str(sets / f"{split}.txt"))
             if not xml.is_file():
                 raise UserError(f"{sets / (split + '.txt')} lists '{stem}' but {xml} does not exist")
-            records.append(read_voc_xml(xml, image_dirs))
+            records.append(read_voc_xml(xml, image_dirs, dataset_root))
         out[split] = records
-    return Annotations(out, None, [], "voc")
+    count = sum(len(r) for r in out.values())
+    return Annotations(out, None, [], "voc", inputs=[str(root), str(ann_dir)],
+                       read_from=f"{count:,} XML file(s) in {ann_dir}")
 
 
 # -- COCO ------------------------------------------------------------------------------------------
@@ -230,56 +326,81 @@ def _coco_image_dir(json_path: Path, images: list[dict[str, Any]], images_dir: P
     candidates = [json_path.parent, json_path.parent.parent / split_dir, json_path.parent / split_dir,
                   json_path.parent / "images", json_path.parent.parent / "images" / split_dir,
                   json_path.parent.parent / "images"]
-    probe = next((img.get("file_name") for img in images if img.get("file_name")), None)
+    probe = next((img.get("file_name") for img in images if isinstance(img.get("file_name"), str)), None)
     if probe:
         for c in candidates:
-            if (c / probe).is_file():
-                return c
+            try:
+                if inside(c, probe, str(json_path)).is_file():
+                    return c
+            except UserError:
+                break  # reported with the image it belongs to
     return json_path.parent
+
+
+def _coco_json(json_path: Path) -> dict[str, Any]:
+    try:
+        data = load_json(read_regular_file(json_path), str(json_path))  # bounded: depth, one-line errors
+    except OSError as exc:
+        raise UserError(f"cannot read {json_path}: {exc.strerror or exc}") from None
+    if not isinstance(data, dict) or not {"images", "annotations", "categories"} <= set(data):
+        raise UserError(f"{json_path} is not a COCO instances file (needs images, annotations, categories)")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data[key], list) or not all(isinstance(e, dict) for e in data[key]):
+            raise UserError(f"{json_path}: '{key}' must be a list of objects, got {str(data[key])[:60]}")
+    return data
+
+
+def _coco_int(entry: dict[str, Any], key: str, where: str) -> int:
+    value = entry.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise UserError(f"{where}: '{key}' must be an integer, got {value!r}")
+    return int(value)
 
 
 def read_coco(files: dict[str, Path], images_dir: str | Path | None = None) -> Annotations:
     """COCO instances JSON files (one per split). bbox [x, y, w, h] -> corners; iscrowd boxes are kept as
     difficult (ignored by evaluation, as COCO's own evaluation does). Classes follow the category ids.
+    Each `file_name` must lie inside the image folder.
     """
     splits: dict[str, list[ImageRecord]] = {}
     categories: dict[int, str] = {}
     unknown_cats: Counter = Counter()
     crowd = 0
     for split, json_path in files.items():
-        try:
-            data = json.loads(json_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{json_path} is not a JSON file ({exc})") from None
-        except OSError as exc:
-            raise UserError(f"cannot read {json_path}: {exc.strerror or exc}") from None
-        if not isinstance(data, dict) or not {"images", "annotations", "categories"} <= set(data):
-            raise UserError(f"{json_path} is not a COCO instances file (needs images, annotations, categories)")
+        data = _coco_json(json_path)
+        names: dict[int, str] = {}
         for cat in data["categories"]:
-            name = str(cat["name"])
-            if categories.get(int(cat["id"]), name) != name:
-                raise UserError(f"{json_path}: category id {cat['id']} is '{name}' here but "
-                                f"'{categories[int(cat['id'])]}' in another file")
-            categories[int(cat["id"])] = name
-        names = {int(c["id"]): str(c["name"]) for c in data["categories"]}
+            ident = _coco_int(cat, "id", f"{json_path}, category {str(cat)[:40]}")
+            name = str(cat.get("name", ""))
+            if categories.get(ident, name) != name:
+                raise UserError(f"{json_path}: category id {ident} is '{name}' here but "
+                                f"'{categories[ident]}' in another file")
+            categories[ident] = names[ident] = name
         folder = _coco_image_dir(json_path, data["images"], Path(images_dir) if images_dir else None)
         records: dict[int, ImageRecord] = {}
         for img in data["images"]:
-            records[int(img["id"])] = ImageRecord(str((folder / img["file_name"]).resolve()),
-                                                  width=img.get("width"), height=img.get("height"))
+            where = f"{json_path}, image {str(img.get('id'))[:20]}"
+            file_name = img.get("file_name")
+            if not isinstance(file_name, str) or not file_name:
+                raise UserError(f"{where}: 'file_name' must be a path, got {file_name!r}")
+            width, height = img.get("width"), img.get("height")
+            ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height))
+            records[_coco_int(img, "id", where)] = ImageRecord(
+                str(inside(folder, file_name, where).resolve()), width=width if ok else None,
+                height=height if ok else None, looked_in=(file_name, str(folder)))
         for ann in data["annotations"]:
-            image_id = int(ann["image_id"])
+            where = f"{json_path.name}, annotation {str(ann.get('id'))[:20]}"
+            image_id = _coco_int(ann, "image_id", where)
             if image_id not in records:
                 raise UserError(f"{json_path}: annotation {ann.get('id')} refers to image id {image_id}, "
                                 f"which is not in 'images'")
-            cat = int(ann["category_id"])
+            cat = _coco_int(ann, "category_id", where)
             if cat not in names:
                 unknown_cats[str(cat)] += 1
                 continue
-            where = f"{json_path.name}, annotation {ann.get('id')}"
             bbox = ann.get("bbox")
             if not isinstance(bbox, list) or len(bbox) != 4:
-                raise UserError(f"{where}: bbox must be [x, y, width, height], got {bbox!r}")
+                raise UserError(f"{where}: bbox must be [x, y, width, height], got {str(bbox)[:60]}")
             x, y, w, h = (_float(v, where, "bbox value") for v in bbox)
             is_crowd = bool(ann.get("iscrowd", 0))
             crowd += is_crowd
@@ -291,13 +412,18 @@ def read_coco(files: dict[str, Path], images_dir: str | Path | None = None) -> A
                      f"'categories': ids {_count_line(unknown_cats)}")
     if crowd:
         notes.append(f"kept {crowd:,} iscrowd boxes as difficult (ignored by evaluation, not trained on)")
-    return Annotations(splits, [categories[k] for k in sorted(categories)], notes, "coco")
+    return Annotations(splits, [categories[k] for k in sorted(categories)], notes, "coco",
+                       inputs=[str(f) for f in files.values()],
+                       read_from=" and ".join(str(f) for f in files.values()))
 
 
 # -- YOLO ------------------------------------------------------------------------------------------
 def _yolo_names(value: Any, where: str) -> list[str]:
     if isinstance(value, dict):
-        keys = sorted(int(k) for k in value)
+        try:
+            keys = sorted(int(k) for k in value)
+        except (TypeError, ValueError):
+            raise UserError(f"{where}: names must map class indices 0, 1, ... to names") from None
         if keys != list(range(len(keys))):
             raise UserError(f"{where}: names must be numbered 0..{len(keys) - 1}")
         return [str(value[k] if k in value else value[str(k)]) for k in keys]
@@ -306,15 +432,25 @@ def _yolo_names(value: Any, where: str) -> list[str]:
     raise UserError(f"{where}: names must be a list or a mapping of class index to name")
 
 
+def _yolo_class(value: str, where: str) -> int:
+    """A class index as Ultralytics writes it ("3"; "3.0" is accepted); 1.5, nan or inf are refused."""
+    number = _float(value, where, "class")
+    if not math.isfinite(number) or not number.is_integer():
+        raise UserError(f"{where}: class {value!r} is not an integer class index")
+    return int(number)
+
+
 def _yolo_images(entry: Any, base: Path) -> list[Path]:
     entries = entry if isinstance(entry, list) else [entry]
     out: list[Path] = []
     for e in entries:
+        if not isinstance(e, str) or not e or "\0" in e:
+            raise UserError(f"YOLO split {e!r}: give a folder of images or a .txt list of images")
         p = Path(e) if Path(e).is_absolute() else base / e
         if p.is_dir():
             out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS)
         elif p.suffix == ".txt" and p.is_file():  # a list of image paths, relative to the dataset path
-            for line in p.read_text().split():
+            for line in read_text(p).split():
                 q = Path(line)
                 out.append(q if q.is_absolute() else (base / q if (base / q).exists() else p.parent / q))
         else:
@@ -337,7 +473,7 @@ def read_yolo(source: str | Path) -> Annotations:
     or a folder with images/SPLIT/ and labels/SPLIT/ plus classes.txt. Label lines are
     `class cx cy w h` normalised; polygon lines (segments) become their bounding box.
     """
-    import yaml
+    from deepvision.config.io import load_yaml_text  # the project's one YAML loader (plain data only)
 
     source = Path(source)
     spec: dict[str, Any]
@@ -347,19 +483,18 @@ def read_yolo(source: str | Path) -> Annotations:
             raise UserError(f"{source}: a YOLO folder needs data.yaml or classes.txt with the class names")
         split_dirs = [d.name for d in sorted((source / "images").iterdir()) if d.is_dir()] \
             if (source / "images").is_dir() else []
-        spec = {"path": str(source), "names": classes_txt.read_text().split()}
+        spec = {"path": str(source), "names": read_text(classes_txt).split()}
         spec.update({s: f"images/{s}" for s in split_dirs} or {"all": "images" if (source / "images").is_dir()
                                                                 else "."})
         yaml_path = source / "classes.txt"
     else:
         yaml_path = source if source.is_file() else sorted(source.glob("*.yaml"))[0]
-        try:
-            spec = yaml.safe_load(yaml_path.read_text()) or {}
-        except (yaml.YAMLError, OSError) as exc:
-            raise UserError(f"cannot read {yaml_path} as YAML: {exc}") from None
-        if "names" not in spec:
+        spec = load_yaml_text(read_text(yaml_path), str(yaml_path)) or {}  # bounded: depth and alias expansion
+        if not isinstance(spec, dict) or "names" not in spec:
             raise UserError(f"{yaml_path} has no 'names' (the class names)")
     names = _yolo_names(spec["names"], str(yaml_path))
+    if not isinstance(spec.get("path") or "", str):
+        raise UserError(f"{yaml_path}: path must be a folder, got {spec['path']!r}")
     base = Path(spec.get("path") or yaml_path.parent)
     if not base.is_absolute():
         base = yaml_path.parent / base
@@ -372,18 +507,21 @@ def read_yolo(source: str | Path) -> Annotations:
         for image in _yolo_images(spec[split], base):
             record = ImageRecord(str(image.resolve()))
             label = yolo_label_path(image)
-            if label.is_file():
+            kind = file_problem(label)
+            if kind not in (None, "missing"):
+                raise UserError(f"YOLO label file {label} is {kind}, not a text file")
+            if kind is None:
                 size = image_size(image)
                 if size is not None:
                     record.width, record.height = size
-                for number, line in enumerate(label.read_text().splitlines(), 1):
+                for number, line in enumerate(read_text(label).splitlines(), 1):
                     values = line.split()
                     if not values:
                         continue
                     where = f"{label} line {number}"
                     if len(values) < 5 or (len(values) > 5 and len(values) % 2 == 0):
                         raise UserError(f"{where}: expected 'class cx cy w h' (or a polygon), got {line!r}")
-                    cls = int(_float(values[0], where, "class"))
+                    cls = _yolo_class(values[0], where)
                     if not 0 <= cls < len(names):
                         bad_class[str(cls)] += 1
                         continue
@@ -407,7 +545,8 @@ def read_yolo(source: str | Path) -> Annotations:
     if bad_class:
         notes.append(f"skipped {sum(bad_class.values()):,} label lines whose class index is not in names "
                      f"(0..{len(names) - 1}): {_count_line(bad_class)}")
-    return Annotations(splits, names, notes, "yolo")
+    return Annotations(splits, names, notes, "yolo", inputs=[str(source), str(yaml_path)],
+                       read_from=str(yaml_path))
 
 
 def split_files(items: list[str], default_names: dict[str, str] | None = None) -> dict[str, Path]:

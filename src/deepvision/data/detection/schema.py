@@ -35,6 +35,7 @@ class ImageRecord:
     boxes: list[Box] = field(default_factory=list)
     width: int | None = None  # None: read from the image file when the dataset is built
     height: int | None = None
+    looked_in: tuple[str, ...] = ()  # where a reader searched for a missing image (for the report)
 
 
 @dataclass
@@ -45,6 +46,8 @@ class Annotations:
     classes: list[str] | None = None  # the format's own class order (COCO categories, YOLO names), if any
     notes: list[str] = field(default_factory=list)  # things the reader skipped or repaired, one line each
     source_format: str = ""
+    inputs: list[str] = field(default_factory=list)  # files and folders read: the build never writes over them
+    read_from: str = ""  # what was read, for messages ("12 XML files in DIR")
 
 
 FORMATS = ("lisa", "imglab", "voc", "coco", "yolo")

@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
-import os
 import queue
 import threading
-import warnings
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -44,7 +42,7 @@ from deepvision.data.records.pipeline import _BatchMaker, _corrupt, _Spec
 from deepvision.data.records.record_file import RecordFile
 from deepvision.data.records.recordio import RecordError
 from deepvision.data.records.shared_batches import _SlotPool, _SlotRef
-from deepvision.data.sampling import EpochBatchSampler, EpochPlan, _last_batch, _rank_world
+from deepvision.data.sampling import EpochBatchSampler, EpochPlan, _last_batch, _rank_world, default_workers
 from deepvision.errors import UserError
 
 MEMORY_FORMATS = ("channels_last", "contiguous")
@@ -222,12 +220,6 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # OpenCV is already single-threaded: the workers fork inside `forking_cv2`
 
 
-def default_workers() -> int:
-    """The cores this process may use, shared among torchrun's processes on the node, at most 8."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
-    return max(1, min(8, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))))
-
-
 class RecordLoader(EpochPlan):
     """Batches of (images, labels) from a record file, decoded and augmented in worker processes.
 
@@ -307,8 +299,7 @@ class RecordLoader(EpochPlan):
         self.pin_memory = on_cuda if pin_memory is None else pin_memory
         self.prefetch = max(1, int(prefetch))
         self.skipped: list[tuple[int, int, str]] = []  # (position, byte offset, reason) of skipped records
-        self.epoch_skipped: list[str] = []  # the last epoch's, described (data.skip_corrupt)
-        self.warn_skipped = True  # a UserWarning per epoch; the engine reports them itself
+        self.skips.source = str(dataset.path)
         skip = dataset.skip_corrupt if skip_corrupt is None else skip_corrupt
         self.spec = _Spec(size, channels, resize, training, augment or AugmentConfig(),
                           memory_format == "channels_last", self.seed, bool(skip), decoder, crop_only=bool(crop))
@@ -337,7 +328,7 @@ class RecordLoader(EpochPlan):
             if workers > 0 and "fork" in mp.get_all_start_methods():
                 context = "fork"
                 with contextlib.suppress(OSError, ValueError):
-                    self._slots = maker.slots = _SlotPool(workers, self.prefetch + 1, self.batch_size, self.spec)
+                    self._slots = maker.slots = _SlotPool(workers, self.prefetch + 1, self.largest_batch, self.spec)
             self._loader = DataLoader(
                 maker, batch_size=None, sampler=_Tasks(self), num_workers=workers, multiprocessing_context=context,
                 pin_memory=self.pin_memory, persistent_workers=workers > 0, worker_init_fn=_worker_init,
@@ -366,25 +357,24 @@ class RecordLoader(EpochPlan):
             yield from self._iter_gpu()
             return
         epoch, count = self.epoch, len(self.batches())
-        skipped_before = len(self.skipped)
+        self.skips.begin()
         stream = self._stream_at(epoch)
         for done in range(1, count + 1):
             x, labels, skipped, error = next(stream)
             if error:
                 self._stream = None
                 raise RecordError(error[0], index=int(error[1]), offset=int(error[2]))
-            if skipped:
-                self.skipped.extend((int(p), int(o), str(r)) for p, o, r in skipped)
+            self._skipped(skipped)
             if done == count:
                 self._stream_next = epoch + 1  # the workers are already decoding the next epoch
             yield self._finish(x, labels)
-        self.epoch_skipped = [f"{self.dataset.path} record {pos} at byte {off}: {why}"
-                              for pos, off, why in self.skipped[skipped_before:]]
-        count = len(self.epoch_skipped)
-        if count and self.warn_skipped:
-            warnings.warn(f"{self.dataset.path}: skipped {count} corrupt record(s) in epoch {self.epoch} "
-                          f"(first: record {self.skipped[skipped_before][0]}, {self.skipped[skipped_before][2]})",
-                          stacklevel=2)
+        self.skips.end(epoch)
+
+    def _skipped(self, skipped: list[tuple[int, int, str]]) -> None:
+        """Records (position, byte offset, reason) dropped from a batch as corrupt, from either decode path."""
+        found = [(int(p), int(o), str(r)) for p, o, r in skipped]
+        self.skipped.extend(found)
+        self.skips.add([f"record {pos} at byte {off}: {why}" for pos, off, why in found])
 
     def _iter_gpu(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """decoder: nvjpeg: a thread reads, decodes and augments up to `prefetch` batches ahead on its own CUDA
@@ -417,7 +407,7 @@ class RecordLoader(EpochPlan):
 
         thread = threading.Thread(target=produce, name="deepvision-nvjpeg", daemon=True)
         thread.start()
-        skipped_before = len(self.skipped)
+        self.skips.begin()
         try:
             for _ in batches:
                 x, kept, skipped, exc = results.get()
@@ -425,16 +415,12 @@ class RecordLoader(EpochPlan):
                     raise exc
                 if cuda:  # made on the producer's stream: keep its memory until this stream is done with it
                     x.record_stream(torch.cuda.current_stream(self.device))
-                self.skipped.extend(skipped)
+                self._skipped(skipped)
                 yield self._finish(x, labels[np.asarray(kept, dtype=np.int64)].tobytes())
         finally:
             stop.set()
             thread.join()
-        count = len(self.skipped) - skipped_before
-        if count:
-            warnings.warn(f"{self.dataset.path}: skipped {count} corrupt record(s) in epoch {epoch} "
-                          f"(first: record {self.skipped[skipped_before][0]}, {self.skipped[skipped_before][2]})",
-                          stacklevel=2)
+        self.skips.end(epoch)
 
     def _finish(self, x: torch.Tensor | _SlotRef, raw_labels: bytes) -> tuple[torch.Tensor, torch.Tensor]:
         width = self.dataset.label_width

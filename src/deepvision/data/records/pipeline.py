@@ -181,7 +181,7 @@ def resize_short_side_array(img: np.ndarray, size: int) -> np.ndarray:
 def _transform_into(img: np.ndarray, rng: random.Random, out: np.ndarray, spec: _Spec, aug: AugmentConfig) -> None:
     """Write the augmented (training) or centre-cropped (evaluation) H x W x C sample into `out`."""
     img = _prepare(img, spec, aug)
-    apply_plan(img, draw_plan(aug, (img.shape[1], img.shape[0]), spec.size, rng), out, aug.fill)
+    apply_plan(img, draw_plan(aug, (img.shape[1], img.shape[0]), spec.size, rng), out, aug.fill, aug.fill_mode)
 
 
 def _prepare(img: np.ndarray, spec: _Spec, aug: AugmentConfig) -> np.ndarray:
@@ -196,8 +196,10 @@ def _prepare(img: np.ndarray, spec: _Spec, aug: AugmentConfig) -> np.ndarray:
     return img
 
 
-def apply_plan(img: np.ndarray, plan: AugmentPlan, out: np.ndarray, fill: int = 255) -> None:
-    """Execute `plan` on a prepared H x W x C image with OpenCV, writing the output-size sample into `out`."""
+def apply_plan(img: np.ndarray, plan: AugmentPlan, out: np.ndarray, fill: int = 255, fill_mode: str = "constant"
+               ) -> None:
+    """Execute `plan` on a prepared H x W x C image with OpenCV, writing the output-size sample into `out`
+    (pixels the affine uncovers: `fill`, or the nearest edge pixel with fill_mode "nearest")."""
     th, tw = out.shape[:2]
     if plan.box is not None:
         left, top, cw, ch = plan.box
@@ -207,7 +209,7 @@ def apply_plan(img: np.ndarray, plan: AugmentPlan, out: np.ndarray, fill: int = 
         cv2.resize(region, (tw, th), dst=out, interpolation=_interp(cw, ch, tw, th))
         return
     h, w = img.shape[:2]
-    affine = (plan.angle, plan.shear) if plan.affine else None
+    affine = (plan.angle, plan.shear, plan.zoom) if plan.affine else None
     outside = False
     if plan.crop is not None:
         left, top = plan.crop
@@ -219,11 +221,11 @@ def apply_plan(img: np.ndarray, plan: AugmentPlan, out: np.ndarray, fill: int = 
         left, top = (w - tw) // 2, (h - th) // 2
     mirror = plan.mirror
     if affine is not None and not outside:
-        _warp_into(img, out, affine, left, top, mirror, fill)
+        _warp_into(img, out, affine, left, top, mirror, fill, fill_mode)
         return
     if affine is not None:
         canvas = np.empty_like(img)
-        _warp_into(img, canvas, affine, 0, 0, False, fill)
+        _warp_into(img, canvas, affine, 0, 0, False, fill, fill_mode)
         img = canvas
     if outside:
         out[:] = 0
@@ -243,14 +245,14 @@ def apply_plan(img: np.ndarray, plan: AugmentPlan, out: np.ndarray, fill: int = 
         out[:] = region
 
 
-def _warp_into(img: np.ndarray, out: np.ndarray, affine: tuple[float, float], left: int, top: int, mirror: bool,
-               fill: int) -> None:
-    """Rotate/shear about the image centre (SampleTransform._affine), crop at (left, top) and mirror, in one
-    OpenCV warp that computes only the output pixels."""
-    angle, shear = affine
+def _warp_into(img: np.ndarray, out: np.ndarray, affine: tuple[float, float, tuple[float, float]], left: int,
+               top: int, mirror: bool, fill: int, fill_mode: str = "constant") -> None:
+    """Zoom/rotate/shear about the image centre (SampleTransform._affine), crop at (left, top) and mirror, in
+    one OpenCV warp that computes only the output pixels."""
+    angle, shear, zoom = affine
     h, w = img.shape[:2]
     oh, ow = out.shape[:2]
-    a, b, d, e = inverse_affine(angle, shear)
+    a, b, d, e = inverse_affine(angle, shear, zoom)
     cx, cy = w / 2, h / 2
     c = cx - a * cx - b * cy
     f = cy - d * cx - e * cy
@@ -260,5 +262,6 @@ def _warp_into(img: np.ndarray, out: np.ndarray, affine: tuple[float, float], le
     sx, qx = (-1.0, left + ow - 1) if mirror else (1.0, left)
     m = np.array([[a * sx, b, a * qx + b * top + c], [d * sx, e, d * qx + e * top + f]], dtype=np.float64)
     border = (fill,) * 4
+    border_mode = cv2.BORDER_REPLICATE if fill_mode == "nearest" else cv2.BORDER_CONSTANT
     cv2.warpAffine(img, m, (ow, oh), dst=out, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                   borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+                   borderMode=border_mode, borderValue=border)

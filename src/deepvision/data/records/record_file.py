@@ -8,7 +8,6 @@ import hashlib
 import mmap
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from deepvision.data.records.recordio import (
     scan_index,
 )
 from deepvision.errors import UserError
-from deepvision.fileio import unlink_quietly
+from deepvision.fileio import atomic_path
 
 CACHE_VERSION = 1
 
@@ -143,16 +142,10 @@ def _save_cache(path: Path, signature: np.ndarray, keys: np.ndarray, offsets: np
     file = _cache_file(path)
     if file is None or len(offsets) < 1000:  # small files are cheap to read again
         return
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, UserError):  # only a cache: reading the file again is the fallback
         file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, signature=signature, keys=keys, offsets=offsets, ids=ids, labels=labels)
-            os.replace(tmp, file)
-        except BaseException:
-            unlink_quietly(tmp)
-            raise
+        with atomic_path(file) as tmp, open(tmp, "wb") as f:
+            np.savez(f, signature=signature, keys=keys, offsets=offsets, ids=ids, labels=labels)
 
 
 def _mismatch(path: Path, idx: Path | None, what: str) -> UserError:

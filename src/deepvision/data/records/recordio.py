@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import mmap
-import os
 import struct
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ import numpy as np
 
 from deepvision.data.records.header import HEADER_SIZE
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, file_mode, unlink_quietly
+from deepvision.fileio import PendingFile, atomic_write_text
 
 MAGIC = 0xCED7230A
 
@@ -200,10 +198,8 @@ class RecordWriter:
         self.rec_path = Path(rec_path)
         self.idx_path = (Path(idx_path) if idx_path else idx_path_for(self.rec_path)) if index else None
         self.rec_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp_rec = tempfile.mkstemp(dir=self.rec_path.parent, prefix=f".{self.rec_path.name}.",
-                                             suffix=".partial")
-        os.chmod(self._tmp_rec, file_mode())
-        self._rec = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._pending = PendingFile(self.rec_path, ".partial")
+        self._rec = open(self._pending.tmp, "wb", buffering=1 << 20)  # noqa: SIM115 (closed by close/abort)
         self._lines: list[str] = []
         self._pos = 0
         self.count = 0
@@ -232,18 +228,15 @@ class RecordWriter:
             return
         self.closed = True
         try:
-            self._rec.flush()
-            os.fsync(self._rec.fileno())
             self._rec.close()
             if self.idx_path is not None:
                 atomic_write_text(self.idx_path, "".join(self._lines))
-            os.replace(self._tmp_rec, self.rec_path)
         except OSError as exc:
-            unlink_quietly(self._tmp_rec)
-            raise UserError(f"could not write {self.rec_path}: {exc.strerror or exc}") from None
+            self._pending.failed(exc)
         except BaseException:
-            unlink_quietly(self._tmp_rec)
+            self._pending.discard()
             raise
+        self._pending.commit()
 
     def abort(self) -> None:
         """Discard everything written; the destination files are left untouched."""
@@ -252,7 +245,7 @@ class RecordWriter:
         self.closed = True
         with contextlib.suppress(OSError):
             self._rec.close()
-        unlink_quietly(self._tmp_rec)
+        self._pending.discard()
 
     def __enter__(self) -> RecordWriter:
         return self

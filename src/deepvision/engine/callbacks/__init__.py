@@ -21,8 +21,8 @@ def default_callbacks(cfg: Any) -> list[Callback]:
     history.csv, TensorBoard, plots, and the test split's scores (`train.test`, last: after the epoch's
     checkpoint and summary line)."""
     callbacks: list[Callback] = [MXNetLog(), Terminal(), HistoryWriter()]
-    if cfg.train.tensorboard:
-        callbacks.append(TensorBoardLogger())
+    if cfg.train.tensorboard is not False:
+        callbacks.append(TensorBoardLogger(required=cfg.train.tensorboard is True))
     callbacks.append(Plotter())
     if cfg.train.test != "off":
         callbacks.append(TestEvaluator(cfg.train.test_every))

@@ -52,10 +52,18 @@ class Callback:
     def on_train_end(self) -> None: ...
 
 
+EVENTS = tuple(name for name in vars(Callback) if name.startswith("on_"))
+
+
 class CallbackList:
     """Dispatches each event to every callback, in order."""
 
     def __init__(self, callbacks: list[Callback], trainer: Trainer, is_main: bool) -> None:
+        for c in callbacks:
+            unknown = [name for name in dir(c) if name.startswith("on_") and name not in EVENTS]
+            if unknown:  # a misspelled handler would silently never run
+                raise TypeError(f"{type(c).__name__} defines {', '.join(unknown)}, which is no training event; "
+                                f"events: {', '.join(EVENTS)}")
         self.callbacks = [c for c in callbacks if is_main or not c.main_only]
         for c in self.callbacks:
             c.set_trainer(trainer)
@@ -65,8 +73,8 @@ class CallbackList:
                                if type(c).on_val_batch_end is not Callback.on_val_batch_end]
 
     def __getattr__(self, event: str) -> Any:
-        if not event.startswith("on_"):
-            raise AttributeError(event)
+        if event not in EVENTS:
+            raise AttributeError(f"no training event {event!r}; events: {', '.join(EVENTS)}")
 
         def dispatch(*args: Any) -> None:
             for c in self.callbacks:

@@ -53,7 +53,7 @@ class Terminal(Callback):
             self._live_at = now
             meter = getattr(self.trainer, "train_meter", None)
             if meter is not None:  # the epoch's running loss and accuracy (rank-5 stays in the log lines)
-                live = {k: v for k, v in meter.compute().items() if k != "top5"}
+                live = {k: v for k, v in meter.compute().items() if k != "top5" and not k.startswith("loss_")}
         self.trainer.reporter.advance(1, live)
 
     def on_log(self, epoch: int, batch: int, speed: float, window: dict[str, float]) -> None:
@@ -80,7 +80,9 @@ class Terminal(Callback):
         """'epoch 3/15  loss 0.1897 acc 94.78%  val loss 0.1377 acc 94.81%  23.5s  lr 0.0478  best'."""
         t = self.trainer
         # rank-5 is the first to give way to the 80 columns (train rank-5: in history.csv and train.log)
-        train = {k: v for k, v in logs.train.items() if k != "top5"}
+        train = {k: v for k, v in logs.train.items() if k != "top5" and not k.startswith("loss_")}
+        # a detector's loss components (loss_classifier, ...) give way too: history.csv and train.log keep them
+        parts = {k.removeprefix("loss_"): v for k, v in logs.train.items() if k.startswith("loss_")}
         required = [f"epoch {logs.epoch}/{t.cfg.train.epochs}", format_metrics(train)]
         optional = [f"{logs.seconds:.1f}s"]
         if self._prev_lr is None or logs.lr != self._prev_lr:
@@ -90,6 +92,7 @@ class Terminal(Callback):
             optional.append(f"val {format_metrics({'top5': logs.val['top5']})}" if logs.val.get("top5") else "")
         if t.best_epoch == logs.epoch and logs.val:
             optional.append("best")
+        optional.append(f"({format_metrics(parts)})" if parts else "")
         optional.append(f"{logs.samples_per_s:,.0f} samples/s")
         return fit_line(required, optional)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from deepvision.engine.callbacks.base import Callback
 from deepvision.errors import UserError
 from deepvision.runs.history import EpochRecord
@@ -17,17 +19,16 @@ class HistoryWriter(Callback):
 
 
 class TensorBoardLogger(Callback):
-    """Every history column as a scalar, when tensorboard is installed (`train.tensorboard`)."""
+    """Every history column as a scalar (`train.tensorboard`): `true` requires TensorBoard (a one-line error
+    naming the extra when it cannot be imported), the default writes event files only when it is installed."""
 
-    def __init__(self) -> None:
+    def __init__(self, required: bool = False) -> None:
         self.writer = None
+        self.writer_class = _summary_writer(required)
 
     def on_train_start(self) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except Exception:  # tensorboard missing or broken: it is optional
-            return
-        self.writer = SummaryWriter(str(self.trainer.run.path / "tensorboard"))
+        if self.writer_class is not None:
+            self.writer = self.writer_class(str(self.trainer.run.path / "tensorboard"))
 
     def on_epoch_end(self, epoch: int, logs: EpochRecord) -> None:
         if self.writer is None:
@@ -40,6 +41,17 @@ class TensorBoardLogger(Callback):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def _summary_writer(required: bool) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception as exc:  # missing, or broken (e.g. a protobuf clash): optional unless asked for
+        if required:
+            raise UserError(f"train.tensorboard: true, but TensorBoard cannot be imported ({exc}); install it with "
+                            f"pip install 'deepvision[tensorboard]', or set train.tensorboard=false") from None
+        return None
+    return SummaryWriter
 
 
 class Plotter(Callback):

@@ -10,6 +10,9 @@ It implements the engine's Task contract (engine/tasks/base.py in main):
   sum, and the meter records every component (history.csv: train_loss, train_loss_classifier, ...);
 - validation: detections in eval mode, accumulated on the CPU; the meter computes PASCAL VOC
   mAP@0.5 (all-point) and, with pycocotools installed, COCO mAP@[.5:.95] (val_map50, val_map).
+
+A config that trains a detector on `data.source: detection` is this task without `task: detection`
+being written.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from deepvision.config.names import register_inference
 from deepvision.config.schema import Config
 from deepvision.data.detection.loader import DetectionData, load_detection_data
 from deepvision.data.preprocess import Preprocess
@@ -110,6 +114,15 @@ class DetectionMeter:
         return {"map50": self.voc.map, "map": self.coco.get("map", math.nan), "count": len(records)}
 
 
+def infer_detection_task(cfg: Config) -> None:
+    """A detector on a detection source is the detection task, whatever the (default) task says."""
+    if cfg.task == "classification" and cfg.data.source == "detection" and detection_family(cfg.model.name):
+        cfg.task = "detection"
+
+
+register_inference(infer_detection_task)
+
+
 @register_task("detection")
 class DetectionTask(Task):
     """Task "detection" (see the module docstring)."""
@@ -142,7 +155,7 @@ class DetectionTask(Task):
             raise UserError("detection models take RGB images: set data.channels to 3 (or leave it unset)")
         pre = Preprocess(channels=3, size=size, scale=1 / 255)
         # SSDlite's BatchNorm cannot train on one image (1 x 1 feature maps): never a 1-image batch
-        min_batch = 2 if self.cfg.model.name.startswith("ssdlite") else 1
+        min_batch = 2 if self.cfg.model.name.removeprefix("tv:").startswith("ssdlite") else 1
         if min_batch > self.cfg.data.batch_size:
             raise UserError(f"{self.cfg.model.name} needs data.batch_size >= 2 (BatchNorm on 1 x 1 feature maps)")
         data = load_detection_data(self.cfg.data, roles, pre, min_batch=min_batch)

@@ -1,0 +1,332 @@
+"""Bounded reading of JSON and YAML that comes from outside: every reader of such a file goes through here.
+
+Two limits hold for every document, with a one-line UserError naming the source when one is passed:
+
+- nesting depth (`MAX_DEPTH` levels of lists/mappings): deeper input would end in RecursionError in the
+  parser or in any code that walks the result;
+- for YAML, the size after alias expansion: anchors are fine in configs, but `*alias` reuses a node without
+  copying it, so a few hundred bytes can stand for billions of elements once the data is walked (an alias
+  bomb). The composed node graph is measured before anything is constructed; its expanded size (elements
+  plus scalar characters) may exceed the text's own length by at most `MAX_ALIAS_GROWTH`, and a node may not
+  contain itself.
+
+Syntax errors raise `ParseError` (also a ValueError, so callers that map ValueError to their own "damaged
+file" message keep doing so); exceeded limits raise `LimitError`, a plain UserError that such callers pass on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deepvision.errors import UserError
+from deepvision.fileio import read_regular_file, special_kind
+
+MAX_DEPTH = 100
+MAX_ALIAS_GROWTH = 1_000_000
+MAX_IMAGE_SIDE = 16384  # default ceiling for an image side named in metadata; DEEPVISION_MAX_IMAGE_SIDE overrides
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+
+
+class ParseError(UserError, ValueError):
+    """The text is not valid JSON/YAML."""
+
+
+class LimitError(UserError):
+    """The document is nested too deeply or expands beyond the budget."""
+
+
+def _where(source: str | None) -> str:
+    return f"{source}: " if source else ""
+
+
+def _invalid(source: str | None, kind: str, line: str, problem: str) -> ParseError:
+    problem = " ".join(str(problem).split())  # one line, whatever the parser's message holds
+    return ParseError(f"{source} is not valid {kind}{line}: {problem}" if source
+                      else f"not valid {kind}{line}: {problem}")
+
+
+def regular_file(path: str | Path, what: str = "file") -> Path:
+    """`path` if it is a regular file (following symlinks); UserError for a missing path, a folder, a FIFO
+    or a device, checked before anything opens it (opening a FIFO blocks until a writer appears)."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise UserError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    kind = special_kind(mode)
+    if kind is not None:
+        raise UserError(f"{what} {path} is {kind}, not a regular file; give a regular file")
+    return path
+
+
+def read_bytes(path: str | Path, what: str = "file") -> bytes:
+    """The bytes of a regular file (fileio.read_regular_file: a FIFO or device is refused, never waited on).
+    FileNotFoundError when it is absent, so callers can tell "absent" from "damaged"; UserError otherwise."""
+    try:
+        return read_regular_file(path)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise UserError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+
+
+def max_image_side() -> int:
+    """The largest image side (pixels) that metadata may name: DEEPVISION_MAX_IMAGE_SIDE, else 16384."""
+    raw = os.environ.get("DEEPVISION_MAX_IMAGE_SIDE", "")
+    if not raw:
+        return MAX_IMAGE_SIDE
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UserError(f"DEEPVISION_MAX_IMAGE_SIDE must be a positive whole number of pixels, got {raw!r}")
+    return value
+
+
+def check_image_side(field: str, *sides: int) -> None:
+    """UserError naming `field` unless every side is between 1 and the `max_image_side()` ceiling."""
+    ceiling = max_image_side()
+    shown = "x".join(str(s) for s in sides)
+    if any(s < 1 for s in sides):
+        raise UserError(f"{field} {shown} must be positive")
+    if any(s > ceiling for s in sides):
+        raise UserError(f"{field} {shown} exceeds the ceiling of {ceiling} pixels a side "
+                        f"(DEEPVISION_MAX_IMAGE_SIDE raises it)")
+
+
+def json_depth(data: str | bytes) -> int:
+    """The deepest nesting of [ and { in JSON text, strings excluded (a linear scan, no parsing)."""
+    import numpy as np
+
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    if b"[" not in raw and b"{" not in raw:
+        return 0
+    if b'"' in raw:
+        raw = _JSON_STRING.sub(b"", raw)
+    step = np.zeros(256, dtype=np.int8)
+    step[[ord("["), ord("{")]] = 1
+    step[[ord("]"), ord("}")]] = -1
+    moves = step[np.frombuffer(raw, dtype=np.uint8)]
+    moves = moves[moves != 0]
+    return int(np.cumsum(moves, dtype=np.int64).max(initial=0))
+
+
+def load_json(data: str | bytes, source: str | None = None, max_depth: int = MAX_DEPTH) -> Any:
+    """Parse JSON text with the nesting limit; ParseError for invalid JSON, LimitError when too deep."""
+    depth = json_depth(data)
+    if depth > max_depth:
+        raise LimitError(f"{_where(source)}JSON nested deeper than {max_depth} levels ({depth})")
+    try:
+        return json.loads(data)
+    except RecursionError:  # not reachable within the depth limit; kept as a last guard
+        raise LimitError(f"{_where(source)}JSON nested too deeply") from None
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, json.JSONDecodeError):
+            line, msg = f" (line {exc.lineno})", exc.msg
+        else:  # bytes that are not UTF-8, an integer of too many digits
+            line, msg = "", str(exc).splitlines()[0]
+        raise _invalid(source, "JSON", line, msg) from None
+
+
+def read_json(path: str | Path, what: str = "JSON file", max_depth: int = MAX_DEPTH) -> Any:
+    """Read and parse a JSON file (regular files only) with `load_json`'s limits. A missing file raises
+    FileNotFoundError, so callers can tell "absent" from "damaged"; other failures are UserErrors."""
+    return load_json(read_bytes(path, what), str(path), max_depth)
+
+
+class SafeLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader (plain data only) whose composer refuses nesting deeper than `max_depth`."""
+
+    max_depth = MAX_DEPTH
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > self.max_depth:
+                mark = self.peek_event().start_mark
+                raise LimitError(f"YAML nested deeper than {self.max_depth} levels (line {mark.line + 1})")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def expanded_size(root: yaml.Node, budget: int, max_depth: int = MAX_DEPTH) -> int:
+    """The size of a composed YAML node graph once every alias is written out (elements plus scalar
+    characters), computed without expanding it; LimitError past `budget`, past `max_depth` levels (aliases
+    can stack depth) or for a node that contains itself."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    pending: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            pending.discard(key)
+            kids = _children(node)
+            own = 1 + (len(node.value) if isinstance(node, yaml.ScalarNode) else 0)
+            size[key] = own + sum(size[id(k)] for k in kids)
+            depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
+            line = node.start_mark.line + 1 if node.start_mark else 0
+            if size[key] > budget:
+                raise LimitError(f"YAML aliases expand the node on line {line} beyond {budget:,} elements "
+                                 f"(an anchor reused too often); write the values out instead")
+            if depth[key] > max_depth:
+                raise LimitError(f"YAML aliases nest the node on line {line} deeper than {max_depth} levels")
+            continue
+        if key in size:
+            continue
+        if key in pending:
+            line = node.start_mark.line + 1 if node.start_mark else 0
+            raise LimitError(f"YAML anchor on line {line} contains an alias to itself (a recursive document)")
+        pending.add(key)
+        stack.append((node, True))
+        stack.extend((k, False) for k in _children(node) if id(k) not in size)
+    return size[id(root)]
+
+
+def load_yaml(text: str | bytes, source: str | None = None, loader: type[SafeLoader] = SafeLoader,
+              max_alias_growth: int = MAX_ALIAS_GROWTH) -> Any:
+    """Parse one YAML document with `loader` (a SafeLoader subclass) within the depth and alias-expansion
+    limits; ParseError for invalid YAML (naming the line), LimitError past a limit."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _invalid(source, "YAML", "", "not UTF-8 text") from None
+    ldr = None
+    try:
+        try:
+            ldr = loader(text)  # the reader already refuses control characters
+            node = ldr.get_single_node()
+            if node is None:
+                return None
+            expanded_size(node, len(text) + max_alias_growth, ldr.max_depth)
+            return ldr.construct_document(node)
+        except LimitError as exc:
+            raise LimitError(f"{_where(source)}{exc}") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise _invalid(source, "YAML", where, problem) from None
+        except RecursionError:  # a guard: the depth limit keeps the composer and constructor shallow
+            raise LimitError(f"{_where(source)}YAML nested too deeply") from None
+    finally:
+        if ldr is not None:
+            ldr.dispose()
+
+
+def read_yaml(path: str | Path, what: str = "YAML file", loader: type[SafeLoader] = SafeLoader) -> Any:
+    """Read and parse a YAML file (regular files only) with `load_yaml`'s limits; FileNotFoundError when
+    absent, UserError otherwise."""
+    return load_yaml(read_bytes(path, what), str(path), loader)
+
+
+def max_read_bytes() -> int:
+    """The most bytes one declared array may ask for: DEEPVISION_MAX_READ_GB (decimal GB), else this
+    machine's physical memory."""
+    raw = os.environ.get("DEEPVISION_MAX_READ_GB", "")
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value <= 0:
+            raise UserError(f"DEEPVISION_MAX_READ_GB must be a positive number of gigabytes, got {raw!r}")
+        return int(value * 1e9)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on this platform
+        return 16 * 10**9
+
+
+def format_bytes(n: float) -> str:
+    """1234567 -> '1.2 MB' (decimal units)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def check_declared_bytes(field: str, declared: int, stored: int | None = None, max_ratio: float = 1.0) -> None:
+    """UserError naming `field` when an array's declared size exceeds what its file stores (`stored` bytes,
+    times `max_ratio` for compressed storage) or the `max_read_bytes()` ceiling; checked before reading."""
+    if stored is not None and declared > stored * max_ratio:
+        more = f" (compressed more than {max_ratio:g}:1)" if max_ratio > 1 else ""
+        raise UserError(f"{field} declares {format_bytes(declared)} but the file stores "
+                        f"{format_bytes(stored)} for it{more}; the file is damaged or crafted")
+    ceiling = max_read_bytes()
+    if declared > ceiling:
+        raise UserError(f"{field} declares {format_bytes(declared)}, above the {format_bytes(ceiling)} one read "
+                        f"may take (DEEPVISION_MAX_READ_GB raises it)")
+
+
+NPZ_MAX_RATIO = 100.0  # deflate rarely beats 10:1 on weights; a zip bomb reaches 1000:1
+
+
+def open_npz(path: str | Path, max_ratio: float = NPZ_MAX_RATIO, what: str = ".npz file") -> Any:
+    """`np.load(path, allow_pickle=False)` after checking the zip directory: every member's uncompressed
+    size within the read ceiling and `max_ratio` times its compressed size, and every .npy header's shape
+    within its member's size (numpy allocates the declared shape before reading). UserError otherwise."""
+    import zipfile
+
+    import numpy as np
+
+    path = regular_file(path, what)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                field = f"{path} member {info.filename}"
+                ratio = max_ratio if info.compress_type != zipfile.ZIP_STORED else 1.0
+                check_declared_bytes(field, info.file_size, info.compress_size, ratio)
+                if not info.filename.endswith(".npy"):
+                    continue
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                    elif version == (2, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                    else:
+                        raise ValueError(f"npy format version {version}")
+                if dtype.hasobject:
+                    raise UserError(f"{field} holds Python objects; only plain arrays are read")
+                check_declared_bytes(f"{field} shape {shape}", math.prod(shape) * dtype.itemsize,
+                                     info.file_size)
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError) as exc:
+        raise UserError(f"{path} is not a readable {what} ({' '.join(str(exc).split())[:120]})") from None
+    return np.load(path, allow_pickle=False)
+
+
+def check_class_names(names: list[str], where: str) -> None:
+    """UserError naming the first class name that labels.txt (one name a line) could not keep: empty, or
+    holding a control character or a line separator (a newline would split it into two classes)."""
+    import unicodedata
+
+    for name in names:
+        if not name or any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name):
+            raise UserError(f"{where}: class name {name!r} is empty or holds a control character (a newline "
+                            f"would split labels.txt); rename it")

@@ -1,0 +1,156 @@
+"""`deepvision serve` against hostile uploads and options: format allowlist, decode failures as 4xx JSON
+without a traceback, finite limits, the access token and the warning for non-loopback binds."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepvision.errors import UserError
+from deepvision.interop.mxnet_import import import_mxnet
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "mxnet"
+TOKEN = "s3cret-token-42"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve-trust")
+    return import_mxnet(FIX / "inception_bn_block", 7, input_size=(3, 32, 32), scale=1 / 255, out=tmp / "run",
+                        quiet=True).run_dir
+
+
+def _encoded(mode: str, fmt: str, **options) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), np.uint8)).convert(mode).save(
+        buf, fmt, **options)
+    return buf.getvalue()
+
+
+EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n%%EndComments\n"
+       b"newpath 0 0 moveto 10 10 lineto stroke\nshowpage\n%%EOF\n")
+
+
+def test_uploads_outside_the_allowlist_or_undecodable_are_4xx_json(run_dir, caplog):
+    from fastapi.testclient import TestClient
+
+    from deepvision.apps.serve import create_app
+
+    png, jpeg = _encoded("RGB", "PNG"), _encoded("RGB", "JPEG")
+    cases = {
+        "truncated.png": (png[: len(png) // 2], 422, "could not be decoded"),
+        "truncated.jpg": (jpeg[: len(jpeg) * 2 // 3], 422, "could not be decoded"),
+        "headless.jpg": (jpeg[:100], 415, "not an image deepvision can read"),
+        "lab.tif": (_encoded("LAB", "TIFF"), 415, "this TIFF holds LAB colour"),
+        "drawing.eps": (EPS, 415, "not an image deepvision can read"),
+        "icon.ico": (_encoded("RGB", "ICO"), 415, "not an image deepvision can read"),
+    }
+    with TestClient(create_app(run_dir), raise_server_exceptions=False) as client, \
+            caplog.at_level(logging.DEBUG):
+        for name, (data, status, message) in cases.items():
+            answer = client.post("/api/predict", files={"file": (name, data)})
+            assert answer.status_code == status, name
+            assert message in answer.json()["error"], name
+        for mode, fmt in (("RGB", "TIFF"), ("L", "TIFF"), ("CMYK", "JPEG"), ("P", "GIF"), ("RGB", "WEBP"),
+                          ("RGB", "BMP")):
+            answer = client.post("/api/predict", files={"file": ("ok", _encoded(mode, fmt))})
+            assert answer.status_code == 200 and len(answer.json()["top"]) == 5, (mode, fmt)
+    assert "Traceback" not in caplog.text
+
+
+def test_eps_never_reaches_its_plugin(monkeypatch):
+    from PIL import EpsImagePlugin
+
+    from deepvision.apps.serve.predictor import RejectedImage, inspect_image
+
+    def opened(*_args, **_kwargs):
+        raise AssertionError("the EPS plugin was tried")
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", opened)
+    with pytest.raises(RejectedImage) as info:
+        inspect_image(EPS, 10**7)
+    assert info.value.status == 415
+
+
+def test_token_is_required_when_set(run_dir):
+    from fastapi.testclient import TestClient
+
+    from deepvision.apps.serve import create_app
+
+    png = _encoded("RGB", "PNG")
+    with TestClient(create_app(run_dir, token=TOKEN)) as client:
+        for path in ("/health", "/"):
+            refused = client.get(path)
+            assert refused.status_code == 401 and "access token" in refused.json()["error"]
+        assert client.get("/health", headers={"Authorization": "Bearer wrong-token"}).status_code == 401
+        assert client.get("/health", headers={"Authorization": f"Bearer {TOKEN}"}).json()["status"] == "ok"
+        assert client.get(f"/?token={TOKEN}").status_code == 200
+        assert client.post("/api/predict", files={"file": ("x.png", png)}).status_code == 401
+        answer = client.post("/api/predict", files={"file": ("x.png", png)},
+                             headers={"Authorization": f"Bearer {TOKEN}"})
+        assert answer.status_code == 200
+
+
+@pytest.mark.parametrize(("upload", "pixels", "message"), [
+    (float("nan"), 1e6, "--max-upload-mb must be a finite positive number, got nan"),
+    (float("inf"), 1e6, "--max-upload-mb must be a finite positive number, got inf"),
+    (10.0, float("nan"), "--max-megapixels must be a finite positive number, got nan"),
+    (0.0, 1e6, "--max-upload-mb must be a finite positive number, got 0.0"),
+])
+def test_limits_must_be_finite_and_positive(upload, pixels, message):
+    from deepvision.apps.serve.app import check_limits
+
+    with pytest.raises(UserError, match=message):
+        check_limits(upload, pixels)
+    with pytest.raises(UserError, match="--token must be at least 8"):
+        check_limits(10, 1e6, "short")
+
+
+@pytest.mark.parametrize(("option", "value"), [("--max-upload-mb", "nan"), ("--max-upload-mb", "inf"),
+                                               ("--max-megapixels", "nan")])
+def test_serve_cli_refuses_non_finite_limits_in_one_line(run_cli, tmp_path, option, value):
+    code, _, err = run_cli("serve", tmp_path, option, value)
+    assert code == 2 and f"{option} must be a finite positive number, got {value}" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_binding_beyond_loopback_warns_unless_a_token_is_set(run_dir, monkeypatch, capsys):
+    import uvicorn
+
+    from deepvision.apps.serve import serve
+    from deepvision.apps.serve.app import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
+    serve(run_dir, "0.0.0.0", 8000)
+    err = capsys.readouterr().err
+    assert "warning: --host 0.0.0.0 opens the API to the network; add --token SECRET" in err
+    assert all(len(line) <= 80 for line in err.splitlines())
+    serve(run_dir, "0.0.0.0", 8000, token=TOKEN)
+    out = capsys.readouterr()
+    assert "warning" not in out.err and "?token=TOKEN" in out.out
+    serve(run_dir, "127.0.0.1", 8000)
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_serve_cli_takes_the_token_from_the_option_or_the_environment(run_cli, tmp_path, monkeypatch):
+    import deepvision.apps.serve as serve_pkg
+
+    seen = []
+    monkeypatch.setattr(serve_pkg, "serve", lambda *a, **k: seen.append(k["token"]))
+    monkeypatch.setenv("DEEPVISION_SERVE_TOKEN", "from-the-environment")
+    assert run_cli("serve", tmp_path, "--token", TOKEN)[0] == 0
+    assert run_cli("serve", tmp_path)[0] == 0
+    monkeypatch.delenv("DEEPVISION_SERVE_TOKEN")
+    assert run_cli("serve", tmp_path)[0] == 0
+    assert seen == [TOKEN, "from-the-environment", None]

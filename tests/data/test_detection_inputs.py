@@ -1,0 +1,204 @@
+"""Detection builds on datasets as they are published (LabelImg layouts) and on hostile annotation files:
+outputs never replace inputs, annotation paths stay in their dataset, special files are never opened,
+non-finite boxes and malformed class ids or names are refused or repaired."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepvision.data.detection import build_dataset, load_index
+from deepvision.data.detection.build import build_from_files, read_annotations
+from deepvision.errors import UserError
+
+LABELIMG = """<annotation>
+\t<folder>images</folder>
+\t<filename>{name}</filename>
+\t<path>{path}</path>
+\t<source><database>Unknown</database></source>
+\t<size><width>64</width><height>48</height><depth>3</depth></size>
+\t<segmented>0</segmented>
+{objects}</annotation>
+"""
+OBJECT = """\t<object><name>{label}</name><pose>Unspecified</pose><truncated>0</truncated><difficult>0</difficult>
+\t\t<bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>
+"""
+
+
+def _labelimg(root: Path, n: int = 4, photos: Path | None = None, windows: bool = False,
+              boxes: list[tuple] | None = None, filename: str | None = None) -> Path:
+    """A dataset as commonly published: annotations/*.xml beside images/*.jpg, <path> from the author's disk."""
+    (root / "annotations").mkdir(parents=True)
+    photos = photos or root / "images"
+    photos.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        name = f"photo_{i}.jpg"
+        Image.new("RGB", (64, 48), (i * 40, 90, 30)).save(photos / name)
+        author = f"C:\\Users\\author\\dataset\\images\\{name}" if windows else f"/home/author/dataset/images/{name}"
+        objects = "".join(OBJECT.format(label=b[4], x1=b[0], y1=b[1], x2=b[2], y2=b[3])
+                          for b in (boxes or [(11, 6, 30, 40, "cat" if i % 2 else "dog")]))
+        (root / "annotations" / f"photo_{i}.xml").write_text(
+            LABELIMG.format(name=filename if filename is not None else name, path=author, objects=objects))
+    return root
+
+
+@pytest.mark.parametrize("point_at", ["dataset", "annotations"])
+def test_labelimg_layout_found_from_either_folder(tmp_path, point_at):
+    root = _labelimg(tmp_path / "pets")
+    source = root if point_at == "dataset" else root / "annotations"
+    report = build_from_files("voc", [source], tmp_path / "built", test_fraction=0)
+    assert report.counts["train"].images == 4 and report.counts["train"].boxes == 4
+    index = load_index(tmp_path / "built")
+    files = sorted(img.file.resolve() for img in index.splits["train"])
+    assert files == sorted((root / "images").resolve().glob("*.jpg"))
+    first = next(img for img in index.splits["train"] if img.file.name == "photo_0.jpg")
+    assert np.allclose(first.pixel_boxes(), [[10, 5, 30, 40]])  # VOC corners are 1-based
+    assert index.classes == ["cat", "dog"]
+
+
+def test_labelimg_file_name_from_windows_path_and_images_option(tmp_path):
+    # <filename> empty: the name comes from the author's Windows <path>; photos live elsewhere: --images
+    root = _labelimg(tmp_path / "ds", n=2, photos=tmp_path / "elsewhere", windows=True, filename="")
+    with pytest.raises(UserError) as err:
+        build_from_files("voc", [root], tmp_path / "built", test_fraction=0)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("read 2 XML file(s) in ")
+    assert "looked for photo_0.jpg in " + str(root / "annotations") in msg
+    assert str(root / "images") in msg and "--images DIR" in msg
+    report = build_from_files("voc", [root], tmp_path / "built", test_fraction=0,
+                              images_dir=str(tmp_path / "elsewhere"))
+    assert report.counts["train"].images == 2
+
+
+def test_labelimg_cli_and_missing_photo_line(tmp_path, run_cli):
+    root = _labelimg(tmp_path / "ds", n=3)
+    (root / "images" / "photo_1.jpg").unlink()
+    code, out, err = run_cli("detection", "build", "voc", root / "annotations", "--out", tmp_path / "b",
+                             "--test-fraction", "0")
+    assert code == 0, err
+    assert "skipped 1 of 3 image(s) whose image file is missing; looked for photo_1.jpg in" in " ".join(
+        out.split())
+    assert "train        2 images" in out
+    code, _, err = run_cli("detection", "build", "voc", root, "--out", tmp_path / "c", "--images", tmp_path / "no")
+    assert code == 2 and err.count("\n") == 1 and "--images: folder not found" in err
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_out_never_writes_over_inputs(tmp_path, run_cli):
+    from deepvision.data.detection import make_fake
+
+    fake = make_fake(tmp_path / "coco", "coco", images=6, size=64, seed=0)
+    a = tmp_path / "A"
+    a.mkdir()
+    for split, src in (("train", "instances_train2017.json"), ("test", "instances_val2017.json")):
+        doc = json.loads((fake.out / "annotations" / src).read_text())
+        folder = "train2017" if split == "train" else "val2017"
+        for img in doc["images"]:
+            img["file_name"] = f"{folder}/{img['file_name']}"
+        (a / f"{split}.json").write_text(json.dumps(doc))
+    before = _snapshot(a)
+    for extra in ([], ["--images", fake.out]):
+        code, _, err = run_cli("detection", "build", "coco", f"train={a}/train.json", f"test={a}/test.json",
+                               "--out", a, *extra)
+        assert code == 2 and err.count("\n") == 1 and "holds the input" in err
+        assert _snapshot(a) == before
+    code, out, err = run_cli("detection", "build", "coco", f"train={a}/train.json", f"test={a}/test.json",
+                             "--out", a / "built", "--images", fake.out)
+    assert code == 0 and "train        4 images" in out and _snapshot(a / "built")
+    # YOLO: the folder holding classes.txt
+    yolo = make_fake(tmp_path / "yolo", "yolo", images=4, size=64, seed=0).out
+    (yolo / "data.yaml").unlink()
+    (yolo / "classes.txt").write_text("disc\nsquare\ntriangle\n")
+    before = _snapshot(yolo)
+    code, _, err = run_cli("detection", "build", "yolo", yolo, "--out", yolo)
+    assert code == 2 and err.count("\n") == 1 and "is an input folder" in err
+    assert _snapshot(yolo) == before
+
+
+def test_annotation_paths_stay_in_the_dataset(tmp_path):
+    root = _labelimg(tmp_path / "ds", n=2, filename="../../../../etc/passwd")
+    with pytest.raises(UserError, match=r"image path '../../../../etc/passwd' is outside the dataset folder"):
+        read_annotations("voc", [str(root)])
+    doc = {"images": [{"id": 1, "file_name": "/etc/passwd", "width": 10, "height": 10}], "annotations": [],
+           "categories": [{"id": 1, "name": "a"}]}
+    (tmp_path / "train.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError, match="'/etc/passwd' is outside"):
+        read_annotations("coco", [f"train={tmp_path / 'train.json'}"])
+    (tmp_path / "bad.json").write_text(json.dumps({"images": 5, "annotations": [], "categories": []}))
+    with pytest.raises(UserError, match="'images' must be a list of objects"):
+        read_annotations("coco", [f"train={tmp_path / 'bad.json'}"])
+    (tmp_path / "training.xml").write_text("<dataset><images><image file='../x/a.jpg'><box top='1' left='1' "
+                                           "width='5' height='5'><label>a</label></box></image></images></dataset>")
+    with pytest.raises(UserError, match="outside the dataset folder"):
+        read_annotations("imglab", [str(tmp_path / "training.xml")])
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifo_named_by_an_annotation_is_refused_not_opened(tmp_path):
+    os.mkfifo(tmp_path / "a.jpg")  # opening it for reading would block forever
+    (tmp_path / "training.xml").write_text("<dataset><images><image file='a.jpg'><box top='1' left='1' "
+                                           "width='5' height='5'><label>a</label></box></image></images></dataset>")
+    ann = read_annotations("imglab", [str(tmp_path / "training.xml")])
+    with pytest.raises(UserError, match=r"a\.jpg is a FIFO, not an image file"):
+        build_dataset(ann, tmp_path / "out")
+    data = _yolo(tmp_path, "0 0.5 0.5 0.2 0.2")
+    label = data.parent / "labels" / "train" / "a.txt"
+    label.unlink()
+    os.mkfifo(label)
+    with pytest.raises(UserError, match="a.txt is a FIFO, not a text file"):
+        read_annotations("yolo", [str(data)])
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+def test_non_finite_boxes_refused_or_dropped(tmp_path, bad):
+    root = _labelimg(tmp_path / "ds", n=2, boxes=[(bad, 6, 30, 40, "cat"), (2, 2, 20, 20, "dog")])
+    with pytest.raises(UserError, match="2 bad box.*not a finite number.*--fix"):
+        build_from_files("voc", [root], tmp_path / "refused", test_fraction=0)
+    assert not (tmp_path / "refused").exists()
+    for fix in ("drop", "clip"):
+        report = build_from_files("voc", [root], tmp_path / fix, test_fraction=0, fix=fix)
+        assert report.counts["train"].boxes == 2
+        boxes = np.concatenate([img.boxes for img in load_index(tmp_path / fix).splits["train"]])
+        assert np.isfinite(boxes).all() and np.allclose(boxes * [64, 48, 64, 48], [[1, 1, 20, 20]] * 2)
+        assert "NaN" not in (tmp_path / fix / "train.json").read_text()
+
+
+def _yolo(tmp_path: Path, line: str, names: str = "[car, sign]") -> Path:
+    root = tmp_path / "y"
+    (root / "images" / "train").mkdir(parents=True)
+    (root / "labels" / "train").mkdir(parents=True)
+    Image.new("RGB", (40, 20)).save(root / "images" / "train" / "a.jpg")
+    (root / "labels" / "train" / "a.txt").write_text(line + "\n")
+    (root / "data.yaml").write_text(f"path: .\ntrain: images/train\nnames: {names}\n")
+    return root / "data.yaml"
+
+
+@pytest.mark.parametrize("cls", ["1.5", "nan", "inf", "x"])
+def test_yolo_class_must_be_an_integer(tmp_path, cls):
+    with pytest.raises(UserError, match=f"a.txt line 1: class '{cls}' is not"):
+        read_annotations("yolo", [str(_yolo(tmp_path, f"{cls} 0.5 0.5 0.2 0.2"))])
+
+
+def test_yolo_nan_coordinates_and_integral_class(tmp_path):
+    ann = read_annotations("yolo", [str(_yolo(tmp_path, "1.0 nan 0.5 0.2 0.2\n0 0.5 0.5 0.5 0.5"))])
+    assert [b.label for b in ann.splits["train"][0].boxes] == ["sign", "car"]
+    report = build_dataset(ann, tmp_path / "out", fix="drop", test_fraction=0)
+    assert report.counts["train"].boxes == 1
+    assert np.allclose(load_index(tmp_path / "out").splits["train"][0].pixel_boxes(), [[10, 5, 30, 15]])
+
+
+def test_class_names_with_control_characters_refused(tmp_path):
+    with pytest.raises(UserError, match=r"class name 'si\\ngn', which holds a control character"):
+        build_dataset(read_annotations("yolo", [str(_yolo(tmp_path, "0 0.5 0.5 0.2 0.2", '[car, "si\\ngn"]'))]),
+                      tmp_path / "out")
+    root = _labelimg(tmp_path / "ds", n=1, boxes=[(2, 2, 20, 20, "")])
+    with pytest.raises(UserError, match="an empty class name .*photo_0.jpg"):
+        build_from_files("voc", [root], tmp_path / "out2", test_fraction=0)

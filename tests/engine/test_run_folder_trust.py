@@ -1,0 +1,57 @@
+"""Run-folder writes that an attacker could redirect or split: train.log through a planted symlink or a
+FIFO, class names with newlines in labels.txt."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from deepvision.engine.reporting import Reporter, open_log
+from deepvision.errors import UserError
+from deepvision.runs.rundir import RunDir
+
+
+def test_train_log_is_not_written_through_a_symlink(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train.log").symlink_to(victim)
+    with pytest.raises(UserError, match=r"train.log is a symbolic link; deepvision does not write through links"):
+        Reporter(run / "train.log")
+    assert victim.read_text() == "precious\n"
+
+
+def test_train_log_refuses_a_fifo_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "train.log")
+    with pytest.raises(UserError, match="is not a regular file"):
+        open_log(tmp_path / "train.log")
+
+
+def test_train_log_appends_to_a_regular_file(tmp_path):
+    (tmp_path / "train.log").write_text("first\n")
+    with open_log(tmp_path / "train.log") as f:
+        f.write("second\n")
+    assert (tmp_path / "train.log").read_text() == "first\nsecond\n"
+
+
+@pytest.mark.parametrize("name", ["cat\ndog", "a\rb", "tab\there", "", "line\u2028sep"])
+def test_labels_refuse_names_that_would_split_labels_txt(tmp_path, name):
+    run = RunDir(tmp_path)
+    with pytest.raises(UserError, match="holds a control character"):
+        run.write_labels(["ok", name])
+    assert not run.labels_path.exists()
+    run.write_labels(["ok", "chat noir", "Ünïcode ok"])
+    assert run.read_labels() == ["ok", "chat noir", "Ünïcode ok"]
+
+
+def test_folder_source_refuses_a_class_folder_with_a_newline(tmp_path):
+    import deepvision.data.sources  # noqa: F401 - registers every source, as the CLI does
+    from deepvision.config.schema import DataConfig
+    from deepvision.data.builtin_sources import folder_source
+
+    for name in ("cat", "dog\nhorse"):
+        (tmp_path / name).mkdir()
+    with pytest.raises(UserError, match=r"class name 'dog\\nhorse' is empty or holds a control character"):
+        folder_source(DataConfig(source="folder", root=str(tmp_path), train="."), ["."])

@@ -1,0 +1,50 @@
+"""`evaluate --data PATH` takes every data form training reads from a path (folder, .lst, .rec, HDF5)."""
+
+import numpy as np
+import pytest
+
+from deepvision.api import evaluate, train
+from deepvision.data.hdf5 import HDF5DatasetWriter
+from deepvision.data.sources import load_data
+from deepvision.errors import UserError
+from deepvision.runs.loading import load_run
+from tests.helpers import tiny_config
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    cfg = tiny_config(1, max_samples=300, test_fraction=0.2, test=None)
+    return train(cfg, out=tmp_path_factory.mktemp("runs"), name="digits").run_dir
+
+
+def _write_hdf5(path, images, labels, names):
+    writer = HDF5DatasetWriter(path, (len(labels), *images.shape[1:]), "images", dtype="uint8")
+    writer.add(images, labels)
+    writer.store_class_labels(names)
+    writer.close()
+    return path
+
+
+def test_evaluate_an_hdf5_file_scores_like_the_split_it_holds(digits_run, tmp_path, run_cli):
+    cfg = load_run(digits_run, device="cpu").cfg
+    test = load_data(cfg.data, roles=("test",)).test
+    images, labels = test.images[:, 0].numpy(), test.labels.numpy()
+    names = [str(i) for i in range(10)]
+    own = evaluate(digits_run, data="test", quiet=True)
+    h5 = _write_hdf5(tmp_path / "test.hdf5", images, labels, names)
+    scored = evaluate(digits_run, data=str(h5), quiet=True)
+    assert scored["samples"] == own["samples"] == len(labels) == 300
+    assert scored["rank1"] == pytest.approx(own["rank1"])
+    # label_names in another order: samples are relabelled by name, the score is the same
+    order = np.random.default_rng(0).permutation(10)
+    renamed = _write_hdf5(tmp_path / "renamed.h5", images, np.argsort(order)[labels], [names[i] for i in order])
+    assert evaluate(digits_run, data=str(renamed), quiet=True)["rank1"] == pytest.approx(own["rank1"])
+    code, out, err = run_cli("evaluate", digits_run, "--data", h5, "--out", tmp_path / "eval")
+    assert code == 0, err
+    assert (tmp_path / "eval" / "metrics.json").is_file()
+    _write_hdf5(tmp_path / "other.hdf5", images, labels % 2, ["cat", "dog"])
+    with pytest.raises(UserError, match="class\\(es\\) cat, dog of .*other.hdf5 are not classes of this run"):
+        evaluate(digits_run, data=str(tmp_path / "other.hdf5"), quiet=True)
+    (tmp_path / "notes.txt").write_text("x")
+    code, _, err = run_cli("evaluate", digits_run, "--data", tmp_path / "notes.txt")
+    assert code == 2 and err.count("\n") == 1 and "a .rec or an HDF5 file" in err

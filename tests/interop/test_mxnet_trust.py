@@ -1,0 +1,161 @@
+"""Hostile MXNet checkpoints: attributes, heads and weights are validated before anything is allocated,
+and every refusal is one UserError line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepvision.errors import UserError
+from deepvision.interop.mxnet_import import import_mxnet
+from deepvision.interop.mxnet_params import encode_params, read_params, write_params
+from deepvision.models.mxnet_graph import MXNetGraph
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "mxnet"
+
+
+def _node(op: str, name: str, inputs: list[int], **attrs: str) -> dict:
+    return {"op": op, "name": name, "attrs": attrs, "inputs": [[i, 0, 0] for i in inputs]}
+
+
+def _checkpoint(tmp_path: Path, conv: dict | None = None, extra: list[dict] | None = None,
+                weights: dict | None = None, heads: list | None = None) -> Path:
+    """data(1x8x8) -> Convolution(4 filters, 3x3) [-> extra ops] -> FullyConnected(2) -> SoftmaxOutput."""
+    conv_attrs = {"num_filter": "4", "kernel": "(3, 3)", **(conv or {})}
+    nodes = [_node("null", "data", []), _node("null", "c_weight", []), _node("null", "c_bias", []),
+             _node("Convolution", "c", [0, 1, 2], **conv_attrs)]
+    last = 3
+    for op in extra or []:
+        op["inputs"] = [[last, 0, 0]] + op["inputs"]
+        nodes.append(op)
+        last = len(nodes) - 1
+    nodes += [_node("null", "f_weight", []), _node("null", "f_bias", [])]
+    nodes.append(_node("FullyConnected", "f", [last, len(nodes) - 2, len(nodes) - 1], num_hidden="2"))
+    nodes += [_node("null", "label", []), _node("SoftmaxOutput", "out", [len(nodes) - 1, len(nodes)])]
+    prefix = tmp_path / "net"
+    Path(f"{prefix}-symbol.json").write_text(json.dumps(
+        {"nodes": nodes, "heads": heads or [[len(nodes) - 1, 0, 0]], "arg_nodes": [], "node_row_ptr": []}))
+    rng = np.random.default_rng(0)
+    arrays = {"arg:c_weight": rng.normal(size=(4, 1, 3, 3)).astype(np.float32),
+              "arg:c_bias": np.zeros(4, np.float32),
+              "arg:f_weight": rng.normal(size=(2, 144)).astype(np.float32), "arg:f_bias": np.zeros(2, np.float32)}
+    arrays.update(weights or {})
+    write_params(f"{prefix}-0001.params", arrays)
+    return prefix
+
+
+def _import(prefix: Path, tmp_path: Path):
+    return import_mxnet(prefix, 1, out=tmp_path / "run", input_size=(1, 8, 8), quiet=True)
+
+
+def test_the_small_checkpoint_imports(tmp_path):
+    result = _import(_checkpoint(tmp_path), tmp_path)
+    assert result.num_classes == 2 and result.tensors == 4
+
+
+@pytest.mark.parametrize(("conv", "message"), [
+    ({"num_filter": "abc"}, r"num_filter=abc must be a whole number from 1 to 1048576"),
+    ({"num_filter": "-16"}, r"num_filter=-16 must be a whole number"),
+    ({"num_filter": "1e12"}, r"num_filter=1e12 must be a whole number"),
+    ({"num_group": "0"}, r"num_group=0 must be a whole number from 1"),
+    ({"stride": "(0, 0)"}, r"stride=\(0, 0\) must hold whole numbers from 1"),
+    ({"pad": "(-1, 0)"}, r"pad=\(-1, 0\) must hold whole numbers from 0"),
+    ({"kernel": "(3, 3, 3)"}, r"kernel=\(3, 3, 3\) is not 2-D"),
+])
+def test_convolution_attributes_are_checked(tmp_path, conv, message):
+    with pytest.raises(UserError, match=r"^MXNet node 'c' \(Convolution\): " + message):
+        _import(_checkpoint(tmp_path, conv), tmp_path)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("op", "message"), [
+    (_node("BatchNorm", "bn", [], axis="x"), r"axis=x must be a whole number"),
+    (_node("BatchNorm", "bn", [], eps="nan"), r"eps=nan must be a finite number in \[0, 1\]"),
+    (_node("clip", "cl", []), r"no a_min attribute"),
+    (_node("_plus_scalar", "ps", []), r"no scalar attribute"),
+    (_node("LRN", "lrn", [], nsize="1000000000"), r"nsize=1000000000 must be a whole number from 1 to 7"),
+    (_node("LRN", "lrn", [], nsize="4"), r"nsize=4 must be odd"),
+    (_node("Reshape", "r", [], shape="(1, 99999999999999999999)"), r"only 0, -1 and positive sizes"),
+])
+def test_operator_attributes_are_checked(tmp_path, op, message):
+    weights = {}
+    if op["op"] == "BatchNorm":  # BN reads gamma/beta/mean/var inputs after the data
+        op["inputs"] = []
+    with pytest.raises(UserError, match=message):
+        _import(_checkpoint(tmp_path, extra=[op], weights=weights), tmp_path)
+
+
+def test_a_negative_head_or_input_index_is_refused(tmp_path):
+    with pytest.raises(UserError, match=r"damaged MXNet symbol file \(heads \[\(-5, 0\)\] name no node"):
+        _import(_checkpoint(tmp_path, heads=[[-5, 0, 0]]), tmp_path)
+    prefix = _checkpoint(tmp_path)
+    doc = json.loads(Path(f"{prefix}-symbol.json").read_text())
+    doc["nodes"][3]["inputs"][0] = [-1, 0, 0]
+    Path(f"{prefix}-symbol.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError, match="not an earlier node"):
+        _import(prefix, tmp_path)
+
+
+def test_shapes_are_compared_before_any_weight_exists(tmp_path, monkeypatch):
+    """num_filter 1000000 is a valid attribute, but the file's weights are 4 filters: refused on the meta
+    graph, before the 1e6-filter layer gets storage."""
+    def no_allocation(self):
+        raise AssertionError("weights allocated before the shape check")
+
+    monkeypatch.setattr(MXNetGraph, "materialize", no_allocation)
+    with pytest.raises(UserError, match=r"'c_weight' in .* has shape \(4, 1, 3, 3\) but layer 'c' needs "
+                                        r"\(1000000, 1, 3, 3\)"):
+        _import(_checkpoint(tmp_path, {"num_filter": "1000000"}), tmp_path)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_weights_are_refused(tmp_path, bad):
+    weight = np.ones((2, 144), np.float32)
+    weight[1, 7] = bad
+    with pytest.raises(UserError, match=r"'f_weight' in .* holds 1 NaN/infinite value\(s\)"):
+        _import(_checkpoint(tmp_path, weights={"arg:f_weight": weight}), tmp_path)
+
+
+def test_params_shape_product_past_int64_is_damage(tmp_path):
+    data = bytearray(encode_params({"w": np.zeros((2, 2), np.float32)}))
+    at = data.index((2).to_bytes(4, "little") + (2).to_bytes(8, "little"))  # ndim 2, then the sizes
+    data[at + 4 : at + 20] = (2**62).to_bytes(8, "little") * 2
+    path = tmp_path / "x.params"
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=r"is damaged: array 0 has shape \(4611686018427387904, 4611686018427387904\), "
+                                        r"more than the file can hold"):
+        read_params(path)
+
+
+def test_squeezenet_ref_at_224_is_one_line(tmp_path):
+    """MXNet's SqueezeNet pools with the 'full' (ceil) convention; squeezenet_ref floors, so at 224 its
+    13x13 average pool gets a 12x12 map: a one-line refusal naming the layer, nothing written."""
+    from deepvision.interop.mxnet_import import graph_params
+    from deepvision.models.mxnet_graph import build_graph
+
+    doc = json.loads((FIX / "symbols" / "squeezenet-symbol.json").read_text())
+    for node in doc["nodes"]:
+        if node["op"] == "Pooling" and node["attrs"].get("pool_type") == "max":
+            node["attrs"]["pooling_convention"] = "full"
+    (tmp_path / "sq-symbol.json").write_text(json.dumps(doc))
+    graph = build_graph(tmp_path / "sq-symbol.json", 0, 3, (224, 224))
+    write_params(tmp_path / "sq-0001.params", graph_params(graph))
+    with pytest.raises(UserError, match=r"^squeezenet_ref: input 224x224 is too small: .*pool10.*12x12") as info:
+        import_mxnet(tmp_path / "sq", 1, model="squeezenet_ref", input_size=(3, 224, 224), out=tmp_path / "run",
+                     quiet=True)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_symbol_alone_cannot_allocate_beyond_the_read_ceiling(tmp_path, monkeypatch):
+    """`mxnet:graph` rebuilds an imported run from its symbol file before the checkpoint is read: the
+    weights the symbol declares are checked against the read ceiling first."""
+    from deepvision.models.mxnet_graph import build_graph
+
+    prefix = _checkpoint(tmp_path, {"num_filter": "1000000"})
+    monkeypatch.setenv("DEEPVISION_MAX_READ_GB", "0.01")
+    with pytest.raises(UserError, match=r"the graph's weights declares 328.0 MB, above the 10.0 MB one read"):
+        build_graph(f"{prefix}-symbol.json", 0, 1, (8, 8))

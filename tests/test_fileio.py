@@ -1,0 +1,47 @@
+"""fileio.atomic_path / PendingFile: the one way files are replaced."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from deepvision.errors import UserError
+from deepvision.fileio import PendingFile, atomic_path, file_mode
+
+
+def test_the_target_appears_whole_with_the_usual_permissions(tmp_path):
+    target = tmp_path / "a.txt"
+    target.write_text("old")
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+        assert target.read_text() == "old" and tmp.parent == tmp_path and tmp.name.startswith(".a.txt.")
+    assert target.read_text() == "new" and target.stat().st_mode & 0o777 == file_mode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_an_error_leaves_the_target_and_no_temporary(tmp_path):
+    target = tmp_path / "a.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    full = r"could not write .*a\.txt: No space left on device; the previous file is intact — free some space"
+    with pytest.raises(UserError, match=full), atomic_path(target, hint=" — free some space"):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_a_pending_file_commits_or_discards(tmp_path):
+    pending = PendingFile(tmp_path / "r.rec", ".partial")
+    assert pending.tmp.name.endswith(".partial") and pending.tmp.exists()
+    pending.tmp.write_bytes(b"x")
+    pending.discard()
+    assert not list(tmp_path.iterdir())
+    pending = PendingFile(tmp_path / "r.rec")
+    pending.tmp.write_bytes(b"y")
+    pending.commit()
+    assert (tmp_path / "r.rec").read_bytes() == b"y" and len(list(tmp_path.iterdir())) == 1
+    with pytest.raises(UserError, match="could not write"):
+        PendingFile(tmp_path / "missing" / "r.rec")

@@ -1,0 +1,170 @@
+"""Bounded JSON/YAML reading: depth limit, alias-expansion budget, one-line errors at every reader."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import yaml
+
+from deepvision.errors import UserError
+from deepvision.safeload import (
+    LimitError,
+    ParseError,
+    check_image_side,
+    json_depth,
+    load_json,
+    load_yaml,
+    read_json,
+    regular_file,
+)
+
+# A 9-level "billion laughs": 9**9 (387 million) strings once expanded, from 400 bytes of text.
+ALIAS_BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi"))
+
+
+def test_json_depth_ignores_brackets_inside_strings():
+    assert json_depth('{"a": "[[[[{{{{", "b": [1, [2, {"c": "\\"[["}]]}') == 4
+    assert json_depth("42") == 0
+
+
+@pytest.mark.parametrize("depth", [101, 5_000, 200_000])
+def test_deep_json_is_a_limit_error_not_recursion(depth):
+    with pytest.raises(LimitError, match=rf"^x.json: JSON nested deeper than 100 levels \({depth}\)"):
+        load_json("[" * depth + "]" * depth, "x.json")
+
+
+def test_json_at_the_limit_parses():
+    value = load_json("[" * 100 + "]" * 100)
+    for _ in range(99):
+        (value,) = value
+    assert value == []
+
+
+def test_invalid_json_is_a_parse_error_with_line():
+    with pytest.raises(ParseError, match=r"^f.json is not valid JSON \(line 2\): Expecting value$"):
+        load_json('{"a":\n}', "f.json")
+    with pytest.raises(ParseError):
+        load_json("1" * 5000)  # more digits than Python converts
+    assert isinstance(ParseError("x"), ValueError) and not isinstance(LimitError("x"), ValueError)
+
+
+def test_yaml_alias_bomb_is_refused_before_construction():
+    assert len(ALIAS_BOMB) < 500
+    with pytest.raises(LimitError, match=r"^data.yaml: YAML aliases expand the node on line \d+ beyond"):
+        load_yaml(ALIAS_BOMB, "data.yaml")
+
+
+def test_yaml_anchors_and_merges_within_budget_still_work():
+    text = "base: &b {lr: 0.1, wd: 0.0005}\nx:\n  <<: *b\n  lr: 0.2\ny: [*b, *b]\n"
+    data = load_yaml(text)
+    assert data["x"] == {"lr": 0.2, "wd": 0.0005}
+    assert data["y"] == [{"lr": 0.1, "wd": 0.0005}] * 2
+
+
+def test_recursive_and_deep_yaml_are_refused():
+    with pytest.raises(LimitError, match="contains an alias to itself"):
+        load_yaml("a: &a [1, *a]\n")
+    with pytest.raises(LimitError, match=r"nested deeper than 100 levels \(line 1\)"):
+        load_yaml("[" * 3000 + "]" * 3000)
+    # aliases stacking depth: each level nests the previous anchor 60 deep
+    text = "a: &a " + "[" * 60 + "]" * 60 + "\nb: " + "[" * 60 + "*a" + "]" * 60 + "\n"
+    with pytest.raises(LimitError, match="deeper than 100 levels"):
+        load_yaml(text)
+
+
+def test_yaml_tags_and_syntax_errors_are_one_line():
+    for text in ("!!python/object/apply:os.system [ls]", "a: [1,\n", "a: 1\na: 2\n\tb"):
+        with pytest.raises(ParseError) as info:
+            load_yaml(text, "c.yaml")
+        assert "\n" not in str(info.value) and str(info.value).startswith("c.yaml is not valid YAML")
+
+
+def test_read_json_refuses_fifo_before_opening(tmp_path):
+    fifo = tmp_path / "run.json"
+    os.mkfifo(fifo)
+    with pytest.raises(UserError, match=r"cannot be read: not a regular file \(a FIFO\)"):
+        read_json(fifo)
+    with pytest.raises(FileNotFoundError):
+        read_json(tmp_path / "absent.json")
+    with pytest.raises(UserError, match="is a directory, not a regular file"):
+        regular_file(tmp_path)
+
+
+def test_image_side_ceiling_is_configurable(monkeypatch):
+    check_image_side("size", 224, 224)
+    with pytest.raises(UserError, match=r"^meta size 45000x45000 exceeds the ceiling of 16384 pixels"):
+        check_image_side("meta size", 45000, 45000)
+    with pytest.raises(UserError, match="must be positive"):
+        check_image_side("size", 0, -5)
+    monkeypatch.setenv("DEEPVISION_MAX_IMAGE_SIDE", "50000")
+    check_image_side("size", 45000, 45000)
+    monkeypatch.setenv("DEEPVISION_MAX_IMAGE_SIDE", "nan")
+    with pytest.raises(UserError, match="DEEPVISION_MAX_IMAGE_SIDE must be a positive"):
+        check_image_side("size", 1)
+
+
+def test_config_file_and_set_use_the_bounds(tmp_path):
+    from deepvision.config.io import parse_override, read_yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(ALIAS_BOMB)
+    with pytest.raises(LimitError, match=r"c.yaml: YAML aliases expand"):
+        read_yaml(path)
+    with pytest.raises(LimitError, match=r"^--set data.options: YAML aliases expand"):
+        parse_override("data.options=" + ALIAS_BOMB.replace("\n", ", ").join("{}"))
+    assert parse_override("optim.lr=[1,") == (["optim", "lr"], "[1,")  # not YAML: kept as text
+    with pytest.raises(LimitError, match="--set a: YAML nested deeper"):
+        parse_override("a=" + "[" * 500)
+
+
+def test_model_options_set_uses_the_bounds():
+    from deepvision.cli.commands.models import parse_options
+
+    assert parse_options(["stages=[2,2]", "name=x"]) == {"stages": [2, 2], "name": "x"}
+    with pytest.raises(LimitError):
+        parse_options(["o=" + ALIAS_BOMB.replace("\n", ", ").join("{}")])
+
+
+def _fake_run(root, name, state_text):
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"name": name, "model": {"name": "lenet"},
+                                                     "data": {"source": "digits"}}))
+    (run / "run.json").write_text(state_text)
+    return run
+
+
+def test_runs_lists_the_others_when_one_run_json_is_hostile(tmp_path):
+    from deepvision.runs.journal import journal
+    from deepvision.runs.rundir import RunDir
+
+    _fake_run(tmp_path, "good", json.dumps({"status": "finished"}))
+    bad = _fake_run(tmp_path, "bad", "[" * 100_000 + "]" * 100_000)
+    rows = {r["name"]: r for r in journal(tmp_path)}
+    assert rows["good"]["status"] == "finished"
+    assert rows["bad"]["status"].startswith("damaged: ") and "nested deeper than 100" in rows["bad"]["status"]
+    with pytest.raises(LimitError, match="run.json: JSON nested deeper"):
+        RunDir(bad).read_state()
+
+
+def test_preprocess_json_is_bounded_and_validated(tmp_path):
+    from deepvision.runs.rundir import RunDir
+
+    run = RunDir(tmp_path)
+    cases = {
+        "[" * 2000 + "]" * 2000: "nested deeper than 100",
+        json.dumps({"channels": 3, "size": [45000, 45000]}): "preprocess size 45000x45000 exceeds the ceiling",
+        json.dumps({"channels": 7, "size": [32, 32]}): "preprocess channels must be 1 or 3, got 7",
+        json.dumps({"channels": 3, "size": [0, -5]}): "preprocess size 0x-5 must be positive",
+        json.dumps({"channels": 3, "size": [32, 32], "std": [0, 1, 1]}): "must be finite",
+        json.dumps({"channels": 3, "size": [32, 32], "resize": 10**9}): "preprocess resize 1000000000 exceeds",
+    }
+    for text, message in cases.items():
+        run.preprocess_path.write_text(text)
+        with pytest.raises(UserError, match=message):
+            run.read_preprocess()
+    run.preprocess_path.write_text(json.dumps({"channels": 3, "size": [32, 40], "resize": 36}))
+    assert run.read_preprocess().size == (32, 40)
