@@ -133,7 +133,7 @@ def astronaut_video(tmp_path_factory):
 def fer_run(tmp_path_factory):
     from deepvision.interop.keras_import import import_keras
 
-    return import_keras(fer_model(), tmp_path_factory.mktemp("runs") / "fer")
+    return import_keras(fer_model(), tmp_path_factory.mktemp("runs") / "fer", "auto")
 
 
 def test_emotion_headless_frames_on_the_moving_astronaut(astronaut_video, fer_run, tmp_path, run_cli):

