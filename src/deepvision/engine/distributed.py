@@ -79,6 +79,12 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t
+
+
 def broadcast_object(obj, src: int = 0):
     """Send a picklable object from rank `src` to all ranks (identity without DDP)."""
     if not (dist.is_available() and dist.is_initialized()):
