@@ -261,3 +261,19 @@ def test_a_restarted_attempt_finds_the_run_its_job_created(tmp_path, monkeypatch
     assert _earlier_attempt_run(tmp_path, "mn") is None
     monkeypatch.delenv("TORCHELASTIC_RUN_ID")
     assert _earlier_attempt_run(tmp_path, "mn") is None
+
+
+def test_workers_of_torchrun_max_restarts_with_a_shared_store_are_told_to_turn_sharing_off(monkeypatch):
+    from deepvision.engine.distributed import restart_store_note
+
+    env = {"TORCHELASTIC_MAX_RESTARTS": "1", "TORCHELASTIC_RESTART_COUNT": "0", "TORCHELASTIC_USE_AGENT_STORE": "True"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1" in restart_store_note()
+    for key, value in (("TORCHELASTIC_USE_AGENT_STORE", "False"), ("TORCHELASTIC_RESTART_COUNT", "1"),
+                       ("TORCHELASTIC_MAX_RESTARTS", "0")):
+        monkeypatch.setenv(key, value)
+        assert restart_store_note() is None
+        monkeypatch.setenv(key, env[key])
+    monkeypatch.delenv("TORCHELASTIC_MAX_RESTARTS")
+    assert restart_store_note() is None

@@ -25,7 +25,13 @@ from torch import nn
 from deepvision.config.coerce import to_dict
 from deepvision.data.protocols import close_loader
 from deepvision.engine.callbacks import Callback, CallbackList, Checkpointer, FreezeBody, default_callbacks
-from deepvision.engine.distributed import DistInfo, all_reduce_max, all_reduce_sum, gather_object
+from deepvision.engine.distributed import (
+    DistInfo,
+    all_reduce_max,
+    all_reduce_sum,
+    gather_object,
+    restart_store_note,
+)
 from deepvision.engine.optim import build_optimizer
 from deepvision.engine.reporting import Reporter
 from deepvision.engine.resolve import ResolvedRun
@@ -200,6 +206,9 @@ class Trainer:
                 + (f", amp {str(self.amp).removeprefix('torch.')}" if self.amp else ""))
         if self._threads_note and self.dist.is_main:
             self.reporter.line(self._threads_note)
+        store_note = restart_store_note()
+        if store_note and self.dist.is_main:
+            self.reporter.line(store_note)
         with GracefulStop() as stop, self.reporter.crash_reports():
             self.stop = stop
             try:
