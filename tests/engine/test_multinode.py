@@ -34,8 +34,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def workers(job: str) -> dict[int, int]:
-    """{RANK: PID} of the live worker processes of the torchrun job `job` (read from /proc)."""
+def job_processes(job: str) -> dict[int, int]:
+    """{PID: RANK} of the live processes of the torchrun job `job` (read from /proc): its workers and
+    whatever they started (those inherit the environment)."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -45,7 +46,7 @@ def workers(job: str) -> dict[int, int]:
         except (OSError, ValueError):
             continue  # gone, or not ours
         if env.get("TORCHELASTIC_RUN_ID") == job and "RANK" in env:
-            found[int(env["RANK"])] = int(entry.name)
+            found[int(entry.name)] = int(env["RANK"])
     return found
 
 
@@ -72,6 +73,16 @@ class Nodes:
         for out, err in self.logs:
             with open(out, "w") as o, open(err, "w") as e:
                 self.agents.append(subprocess.Popen(cmd, stdout=o, stderr=e, env=env, cwd=tmp_path))
+
+    def workers(self) -> dict[int, int]:
+        """{RANK: PID} of the worker processes (the agents' children) now running."""
+        agents = {a.pid for a in self.agents}
+        found = {}
+        for pid, rank in job_processes(self.job).items():
+            with contextlib.suppress(OSError):
+                if parent(pid) in agents:
+                    found[rank] = pid
+        return found
 
     def output(self) -> tuple[str, str]:
         return ("".join(o.read_text() for o, _ in self.logs), "".join(e.read_text() for _, e in self.logs))
@@ -101,7 +112,7 @@ class Nodes:
             if agent.poll() is None:
                 agent.kill()
                 agent.wait(timeout=30)
-        for pid in workers(self.job).values():
+        for pid in job_processes(self.job):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
@@ -144,7 +155,7 @@ def test_sigterm_to_one_node_stops_both_and_the_resumed_run_matches_an_uninterru
     nodes = Nodes(tmp_path, "stop", ["train", str(cfg_path), "--out", "runs", "--name", "mn"])
     try:
         nodes.wait_for(lambda: (run.checkpoints / "last.pt").exists(), 120, "first checkpoint")
-        ranks = workers(nodes.job)
+        ranks = nodes.workers()
         assert sorted(ranks) == [0, 1]
         signalled = [a.pid for a in nodes.agents].index(parent(ranks[1]))  # the node without rank 0
         nodes.agents[signalled].send_signal(signal.SIGTERM)
@@ -158,7 +169,7 @@ def test_sigterm_to_one_node_stops_both_and_the_resumed_run_matches_an_uninterru
     assert not re.search(r'File ".*deepvision', err), err[-4000:]  # no traceback out of deepvision
     assert err.count("training stopped after") == 1 and out.count("interrupted at batch") == 1, err[-4000:]
     assert f"torchrun --nnodes 2 --nproc_per_node 1 ... -m deepvision resume {Path('runs') / 'mn'}" in err
-    assert "exitcode  : 143" in nodes.logs[1 - signalled][1].read_text()  # SIGTERM's code on rank 0 too
+    assert re.search(r"exitcode\s*:\s*143", nodes.logs[1 - signalled][1].read_text())  # SIGTERM's code on rank 0 too
     stopped_at = len(run.read_history())
     assert 1 <= stopped_at < 40 and run.read_state()["status"] == "interrupted"
     assert load_checkpoint(run.checkpoints / "last.pt")["epoch"] == stopped_at
@@ -183,7 +194,8 @@ def test_max_restarts_brings_a_killed_worker_back_and_training_continues_from_la
     nodes = Nodes(tmp_path, "restart", args, restarts=1)
     try:
         nodes.wait_for(lambda: (run.checkpoints / "last.pt").exists(), 120, "first checkpoint")
-        first = workers(nodes.job)
+        first = nodes.workers()
+        assert sorted(first) == [0, 1]
         os.kill(first[0], signal.SIGKILL)  # rank 0: the run's writer, holding its lock
         codes = nodes.wait(120)
     finally:
@@ -242,15 +254,18 @@ def test_a_restarted_attempt_finds_the_run_its_job_created(tmp_path, monkeypatch
 
     from deepvision.engine.session import _earlier_attempt_run
 
-    def make(name, job, created):
+    def make(name, job, created, status="running"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.yaml").write_text("{}\n")
-        (tmp_path / name / "run.json").write_text(json.dumps({"torchrun_job": job, "created": created}))
+        (tmp_path / name / "run.json").write_text(json.dumps({"torchrun_job": job, "created": created,
+                                                               "status": status}))
 
-    make("mn", "job-1", "2026-01-01 10:00:00")  # an older run of a job with the same id
+    make("mn", "job-1", "2026-01-01 10:00:00", "failed")  # an older run of a job with the same id
     make("mn-2", "job-2", "2026-01-01 11:00:00")
     make("mn-3", "job-1", "2026-01-01 12:00:00")
     make("mnx-4", "job-1", "2026-01-01 13:00:00")  # another name
+    make("mn-6", "job-1", "2026-01-01 14:00:00", "finished")  # ended: never continued
+    make("mn-7", "job-1", "2026-01-01 15:00:00", "interrupted")  # stopped by the user
     (tmp_path / "mn-5").mkdir()  # a start that never wrote its config
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-1")
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")

@@ -82,7 +82,8 @@ def train_run(cfg: Config, overrides: list[str] | None, out: str | Path) -> FitR
 
 def _earlier_attempt_run(out: str | Path, name: str) -> Path | None:
     """In a worker that torchrun restarted (`--max-restarts`), the run directory an earlier attempt
-    of the same torchrun job created under `out` (`name` or `name-K`, the newest), if any."""
+    of the same torchrun job (`--rdzv-id`) created under `out` (`name` or `name-K`, the newest), if
+    any. A run that finished or was stopped by a signal is never continued this way."""
     elastic = elastic_attempt()
     if elastic is None or elastic[1] == 0:
         return None
@@ -95,7 +96,7 @@ def _earlier_attempt_run(out: str | Path, name: str) -> Path | None:
             state = RunDir(path).read_state()
         except UserError:
             continue
-        if state.get("torchrun_job") == elastic[0]:
+        if state.get("torchrun_job") == elastic[0] and state.get("status") not in ("finished", "interrupted"):
             found.append((str(state.get("created", "")), int(suffix[1:] or 1), path))
     return max(found)[2] if found else None
 
