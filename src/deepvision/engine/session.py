@@ -37,7 +37,8 @@ def _now() -> str:
 
 
 def train_run(cfg: Config, overrides: list[str] | None, out: str | Path) -> FitResult:
-    """Train `cfg` into a new run directory under `out`."""
+    """Train `cfg` into a new run directory under `out`. In workers that torchrun restarted
+    (`--max-restarts`), continue the run the job's first attempt created instead."""
     dist, device = init_distributed(cfg.train.device)
     lock: list[RunLock] = []
     try:
