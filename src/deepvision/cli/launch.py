@@ -59,7 +59,11 @@ def resume_hint(run_dir: str) -> str:
         return f"deepvision resume {run_dir}"
     if os.environ.get(NPROC_ENV):
         return f"deepvision resume {run_dir} --nproc-per-node {os.environ[NPROC_ENV]}"
-    return f"torchrun --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE', world)} -m deepvision resume {run_dir}"
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    nodes = int(os.environ.get("GROUP_WORLD_SIZE", "1"))
+    if nodes > 1:  # on every node, with the rendezvous options of the interrupted launch
+        return f"torchrun --nnodes {nodes} --nproc_per_node {local} ... -m deepvision resume {run_dir}"
+    return f"torchrun --nproc_per_node {local} -m deepvision resume {run_dir}"
 
 
 def _quiet_torch_distributed() -> None:

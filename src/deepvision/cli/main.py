@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             n = stop.epochs_done
             done = f"after {n} completed epoch{'s' if n != 1 else ''}" if n else "before any epoch completed"
             again = "resume" if stop.epochs_done else "start it again"
-            sys.stderr.write(f"training stopped {done}; {again} with:\n  {resume_hint(stop.run_dir)}\n")
+            hint = resume_hint(stop.run_dir)
+            nodes = "  on every node, with its rendezvous options for ...\n" if " ... " in hint else ""
+            sys.stderr.write(f"training stopped {done}; {again} with:\n  {hint}\n{nodes}")
         return stop.exit_code
     except ModuleNotFoundError as exc:
         advice = missing_extra(exc)

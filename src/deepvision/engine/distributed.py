@@ -68,6 +68,21 @@ def init_distributed(device_spec: str) -> tuple[DistInfo, torch.device]:
     return DistInfo(rank, world, local_rank), device
 
 
+def restart_store_note() -> str | None:
+    """A warning for workers of `torchrun --max-restarts N` whose agents share one TCPStore with them
+    (torch's default): torch keeps that store across restarts, so restarted workers can read the
+    addresses of the workers they replace and fail to connect. Sharing off, each attempt gets its own."""
+    try:
+        restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0"))
+    except ValueError:
+        return None
+    first = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"  # said once, by the first attempt
+    if restarts > 0 and first and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        return ("torchrun --max-restarts: run torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, or "
+                "restarted workers may fail to connect (torch keeps its shared store across restarts)")
+    return None
+
+
 def shutdown_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
@@ -76,6 +91,12 @@ def shutdown_distributed() -> None:
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return t
 
 

@@ -4,7 +4,9 @@ run's lock and recording in run.json how the segment ended (the Python API and C
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import re
 import shutil
 import time
 import uuid
@@ -22,7 +24,7 @@ from deepvision.engine.trainer import FitResult, Trainer
 from deepvision.errors import UserError
 from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.loading import check_identity
-from deepvision.runs.lock import RunLock
+from deepvision.runs.lock import RunLock, elastic_attempt
 from deepvision.runs.rundir import RunDir
 
 
@@ -35,17 +37,28 @@ def _now() -> str:
 
 
 def train_run(cfg: Config, overrides: list[str] | None, out: str | Path) -> FitResult:
-    """Train `cfg` into a new run directory under `out`."""
+    """Train `cfg` into a new run directory under `out`. In workers that torchrun restarted
+    (`--max-restarts`), continue the run the job's first attempt created instead."""
     dist, device = init_distributed(cfg.train.device)
     lock: list[RunLock] = []
     try:
-        def create() -> str:
+        def create() -> tuple[str, bool]:
+            earlier = _earlier_attempt_run(out, default_name(cfg))
+            if earlier is not None:
+                return str(earlier), True
             run = RunDir.create(out, default_name(cfg))
             lock.append(RunLock(run.path).acquire())
-            run.write_state({"status": "starting", "run_id": uuid.uuid4().hex, "created": _now()})
-            return str(run.path)
+            state = {"status": "starting", "run_id": uuid.uuid4().hex, "created": _now()}
+            elastic = elastic_attempt()
+            if elastic is not None:
+                state["torchrun_job"] = elastic[0]
+            run.write_state(state)
+            return str(run.path), False
 
-        run = RunDir(on_main(dist, create))
+        path, restarted = on_main(dist, create)
+        if restarted:  # torchrun restarted the workers: continue what its first attempt trained
+            return resume_run(path)
+        run = RunDir(path)
         try:
             trainer = Trainer(resolve_run(cfg, world=dist.world), run, dist=dist, device=device)
         except BaseException:
@@ -66,6 +79,27 @@ def train_run(cfg: Config, overrides: list[str] | None, out: str | Path) -> FitR
         for held in lock:
             held.release()
         shutdown_distributed()
+
+
+def _earlier_attempt_run(out: str | Path, name: str) -> Path | None:
+    """In a worker that torchrun restarted (`--max-restarts`), the run directory an earlier attempt
+    of the same torchrun job (`--rdzv-id`) created under `out` (`name` or `name-K`, the newest), if
+    any. A run that finished or was stopped by a signal is never continued this way."""
+    elastic = elastic_attempt()
+    if elastic is None or elastic[1] == 0:
+        return None
+    found = []
+    for path in Path(out).glob(f"{glob.escape(name)}*"):
+        suffix = path.name[len(name):]
+        if suffix and not re.fullmatch(r"-\d+", suffix) or not (path / "config.yaml").is_file():
+            continue
+        try:
+            state = RunDir(path).read_state()
+        except UserError:
+            continue
+        if state.get("torchrun_job") == elastic[0] and state.get("status") not in ("finished", "interrupted"):
+            found.append((str(state.get("created", "")), int(suffix[1:] or 1), path))
+    return max(found)[2] if found else None
 
 
 def resume_run(run_dir: str | Path, *, epoch: int | None = None, overrides: list[str] | None = None,

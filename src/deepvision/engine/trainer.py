@@ -25,7 +25,13 @@ from torch import nn
 from deepvision.config.coerce import to_dict
 from deepvision.data.protocols import close_loader
 from deepvision.engine.callbacks import Callback, CallbackList, Checkpointer, FreezeBody, default_callbacks
-from deepvision.engine.distributed import DistInfo, all_reduce_sum, gather_object
+from deepvision.engine.distributed import (
+    DistInfo,
+    all_reduce_max,
+    all_reduce_sum,
+    gather_object,
+    restart_store_note,
+)
 from deepvision.engine.optim import build_optimizer
 from deepvision.engine.reporting import Reporter, open_log
 from deepvision.engine.resolve import ResolvedRun
@@ -200,6 +206,9 @@ class Trainer:
                 + (f", amp {str(self.amp).removeprefix('torch.')}" if self.amp else ""))
         if self._threads_note and self.dist.is_main:
             self.reporter.line(self._threads_note)
+        store_note = restart_store_note()
+        if store_note and self.dist.is_main:
+            self.reporter.line(store_note)
         with GracefulStop() as stop, self.reporter.crash_reports():
             self.stop = stop
             try:
@@ -353,8 +362,13 @@ class Trainer:
         # batch, so an epoch of fewer than 10 batches still stops (it used to train on to the end)
         if batch % 10 and batch != steps:
             return False
-        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        return bool(all_reduce_sum(t).item() > 0)
+        # the signal's number travels with the flag: a rank that was not signalled (another node's
+        # agent got the SIGTERM) stops with the same exit code as the one that was
+        t = torch.tensor([float(self.stop.signum or 0)], device=self.device)
+        signum = int(all_reduce_max(t).item())
+        if signum and not flag:
+            self.stop.signum = signum
+        return signum > 0
 
     def _interrupted(self, epoch: int, done: int, steps: int) -> None:
         signum = self.stop.signum or 2

@@ -3,7 +3,9 @@
 `run.lock` holds the writer's PID, host name, start time and command. A second `train`/`resume`
 on the same run gets a one-line error naming the holder. A lock whose process is gone (same host,
 dead PID: a SIGKILL or a crash) is stale and taken over. Locks from another host are never taken
-over automatically: on shared file systems only the user knows whether that process still runs.
+over automatically: on shared file systems only the user knows whether that process still runs,
+except a lock of an earlier attempt of the same torchrun job: torchrun stops every worker of an
+attempt before it starts the next (`--max-restarts`), so the restarted rank 0 takes it over.
 """
 
 from __future__ import annotations
@@ -43,6 +45,26 @@ def read_holder(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else {}
 
 
+def elastic_attempt() -> tuple[str, int] | None:
+    """(torchrun's run id, restart count) in a worker that torchrun started, else None."""
+    job = os.environ.get("TORCHELASTIC_RUN_ID")
+    if job is None:
+        return None
+    try:
+        return job, int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    except ValueError:
+        return job, 0
+
+
+def _earlier_attempt(holder: dict[str, Any]) -> bool:
+    """The holder is a worker of an earlier attempt of this process's torchrun job."""
+    mine = elastic_attempt()
+    if mine is None or holder.get("job") != mine[0]:
+        return False
+    attempt = holder.get("attempt")
+    return isinstance(attempt, int) and attempt < mine[1]
+
+
 def is_stale(holder: dict[str, Any]) -> bool:
     """A lock nobody holds any more: its process (on this host) is gone, or it was never written whole."""
     if not holder:
@@ -65,6 +87,9 @@ class RunLock:
     def acquire(self) -> RunLock:
         me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
               "command": " ".join(["deepvision", *sys.argv[1:]])[:300]}
+        elastic = elastic_attempt()
+        if elastic is not None:
+            me["job"], me["attempt"] = elastic
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -74,7 +99,7 @@ class RunLock:
                     continue  # released meanwhile: try again
                 if holder.get("pid") == os.getpid() and holder.get("host") == me["host"]:
                     return self  # this process already holds it
-                if is_stale(holder):
+                if is_stale(holder) or _earlier_attempt(holder):
                     self.path.unlink(missing_ok=True)
                     continue
                 raise UserError(f"{self.path.parent} is in use by `{holder.get('command', '?')}` (PID "
