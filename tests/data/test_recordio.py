@@ -1,5 +1,5 @@
 """RecordIO framing, image headers and .idx files, checked against an independent reader written here
-from the format description (SPEC §2.3-2.5), not from the implementation."""
+from MXNet's format description, not from the implementation."""
 
 from __future__ import annotations
 
