@@ -126,7 +126,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if not a.no_append:
-        print(f"appended to {append_section('Emotion recognition frames/s (issue 11)', text)}")
+        print(f"appended to {append_section('Emotion recognition frames/s', text)}")
 
 
 if __name__ == "__main__":

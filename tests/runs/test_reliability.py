@@ -1,4 +1,5 @@
-"""Issue 16's run-level cases: each reproduces a way a run could be lost or written outside itself."""
+"""Run-level reliability cases (docs/data-reliability.md): each reproduces a way a run could be lost
+or written outside itself."""
 
 from __future__ import annotations
 
