@@ -132,7 +132,7 @@ def test_summary_totals_frozen_parameters_and_buffers():
 
 @pytest.mark.parametrize(("name", "size_mb"), [("resnet50_ref", 102.4), ("googlenet_ref", 28.1),
                                                ("squeezenet_ref", 4.99)])
-def test_summary_sizes_match_spec(name, size_mb):
+def test_summary_sizes_match_the_reference(name, size_mb):
     s = summarize(meta(name), get_model_spec(name).input_size, name)
     assert s.size_bytes / 1e6 == pytest.approx(size_mb, abs=0.05)
 
