@@ -1,4 +1,4 @@
-"""Cost of the issue-16 guards on the decode paths: the pixel-limit header check and the one alpha rule.
+"""Cost of the decode guards (docs/data-reliability.md): the pixel-limit header check and the one alpha rule.
 
 Every decode now reads the image header before decoding (JPEG start-of-frame, PNG IHDR) and PNG/GIF/WebP
 records decode through Pillow (transparency composited on white, as `predict` does) instead of OpenCV.

@@ -1,4 +1,4 @@
-"""Emotion recognition speed (SPEC §9.1): frames/s of the per-frame pipeline on the CPU, one face.
+"""Emotion recognition speed: frames/s of the per-frame pipeline on the CPU, one face.
 
 Frames are made in memory from scikit-image's astronaut photo (640 x 480, the photo moved and scaled
 across frames), so video decoding is excluded, as the reference's bar (>= 15 frames/s, goal 60) is.
@@ -126,7 +126,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if not a.no_append:
-        print(f"appended to {append_section('Emotion recognition frames/s (issue 11)', text)}")
+        print(f"appended to {append_section('Emotion recognition frames/s', text)}")
 
 
 if __name__ == "__main__":

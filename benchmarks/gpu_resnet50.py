@@ -1,4 +1,4 @@
-"""The GPU path in one run (issue 14, part 3): ResNet-50 training images/s on one NVIDIA GPU.
+"""The GPU path in one run: ResNet-50 training images/s on one NVIDIA GPU.
 
 Setting: ResNet-50 (`tv:resnet50`, `resnet50_ref`), 224 x 224, AMP bf16, channels_last, batch 256, SGD
 momentum 0.9, 10 classes. Each figure is images/s over the timed steps after warm-up; the engine figures
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     text = report(a, r, gpu)
     print(text)
     if not a.no_append:
-        print(f"appended to {append_section('GPU path (issue 14): ResNet-50 loaders, reference loop, DALI', text)}")
+        print(f"appended to {append_section('GPU path: ResNet-50 loaders, reference loop, DALI', text)}")
 
 
 def report(a: argparse.Namespace, r: dict[str, float | None], gpu: bool) -> str:

@@ -98,7 +98,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if not a.no_append:
-        append_section("ImageNet training throughput (issue 5): synthetic vs records", text)
+        append_section("ImageNet training throughput: synthetic vs records", text)
 
 
 if __name__ == "__main__":

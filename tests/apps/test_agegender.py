@@ -1,5 +1,5 @@
-"""Age and gender case study: Adience fold files -> lists and means (errata #23-#28), one-off accuracy in
-evaluate, and the §9.4 deployment (detect, align, 10-crop, canvases) on the astronaut photo."""
+"""Age and gender case study: Adience fold files -> lists and means, one-off accuracy in
+evaluate, and the deployment (detect, align, 10-crop, canvases) on the astronaut photo."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_adience_lists(adience):
         assert [len(splits[s]) for s in ("val", "test")] == [held, held]
         assert sum(len(v) for v in splits.values()) == total
         paths = [e.path for v in splits.values() for e in v]
-        assert len(set(paths)) == total and all((root / p).is_file() for p in paths)  # erratum #23: the path column
+        assert len(set(paths)) == total and all((root / p).is_file() for p in paths)  # the path column holds the path
         line = (folder / "train.lst").read_text().splitlines()[0].split("\t")
         assert len(line) == 3 and line[2].startswith("aligned/") and "landmark_aligned_face." in line[2]
         mean = json.loads((folder / "mean.json").read_text())
@@ -149,7 +149,7 @@ def test_agegender_samples_from_the_test_list(runs, adience, tmp_path, run_cli):
     assert red.sum() > 50  # "Actual: lo-hi" in red at (10, 30)
     assert len(list(out.glob("sample*/age.png"))) == 3
     code, _, err = run_cli("agegender", age, gender, "--sample-size", "0", "--root", root)
-    assert code == 2 and "number of samples" in err  # erratum #27: not "epoch"
+    assert code == 2 and "number of samples" in err  # the message says samples, not "epoch"
 
 
 def test_agegender_bad_input(runs, tmp_path, run_cli):

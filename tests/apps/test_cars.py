@@ -1,5 +1,5 @@
-"""Vehicle identification (SPEC §1.7, §2.1, §9.3): .mat annotations -> make/model lists, the fake tree,
-the visualiser (errata #13-#15), and the C1-C3 recipes."""
+"""Vehicle identification: .mat annotations -> make/model lists, the fake tree,
+the visualiser (RGB input, a descending top-5, the run's evaluation transform), and the C1-C3 recipes."""
 
 import json
 
@@ -108,9 +108,9 @@ def test_show_samples_and_draws(run_cli, cars_run, fake, tmp_path):
     test = read_lst(cars_run.parent.parent / "lists" / "test.lst")
     for r in results:
         probs = [t["probability"] for t in r["top"]]
-        assert probs == sorted(probs, reverse=True) and len(probs) == 5  # descending top-5 (erratum #14)
+        assert probs == sorted(probs, reverse=True) and len(probs) == 5  # descending top-5
         entry = test[r["index"]]
-        # the one evaluation transform: the same numbers as `predict` on the image file (erratum #15)
+        # the one evaluation transform: the same numbers as `predict` on the image file
         expected = predict(cars_run, [fake / entry.path], top=5)[0]
         assert [t["class"] for t in r["top"]] == [c for c, _ in expected.top]
         np.testing.assert_allclose(probs, [p for _, p in expected.top], rtol=1e-5)
@@ -132,7 +132,7 @@ def test_recipes_c1_to_c3():
         assert raw["optim"]["momentum"] == 0.9 and raw["optim"]["weight_decay"] == 0.0005
         assert raw["train"]["epochs"] == epochs and raw["schedule"]["ranges"] == ranges
         assert raw["reference"]["val_rank1"] == val_rank1
-        assert raw["train"]["freeze"] == {"body_epochs": 0}  # no layer frozen, one rate (SPEC §4.12, §8.3)
+        assert raw["train"]["freeze"] == {"body_epochs": 0}  # no layer frozen, one rate, as the reference
         assert raw["optim"]["lr_mult"] == {"body": 1.0, "head": 1.0}
     assert yaml.safe_load(recipe_path("cars_vgg16_c3").read_text())["reference"]["test_rank1"] == 84.22
 

@@ -1,4 +1,4 @@
-"""Emotion case study: FER2013 CSV -> HDF5, a recipe trained on it, and the §9.1 app run headless on a
+"""Emotion case study: FER2013 CSV -> HDF5, a recipe trained on it, and the emotion app run headless on a
 video made from the astronaut photo (moved and scaled across frames)."""
 
 from __future__ import annotations

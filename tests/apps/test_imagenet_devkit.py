@@ -31,13 +31,13 @@ def test_lists_follow_the_reference_rules(fake, tmp_path):
     test = read_lst(tmp_path / "test.lst")
     val = read_lst(tmp_path / "val.lst")
     assert len(train) == 60 and len(test) == 12
-    for entry in train + test:  # label = map_clsloc id - 1 of the WNID directory (erratum #1)
+    for entry in train + test:  # label = map_clsloc id - 1 of the WNID directory
         assert entry.label == label_of[entry.path.split("/")[1]]
         assert (fake.images / entry.path).is_file()
     assert np.bincount([int(e.label) for e in test]).tolist() == [2] * 6  # stratified
     assert not {e.path for e in train} & {e.path for e in test}
     assert [e.index for e in train] == list(range(60))
-    # val: ground truth - 1, val.txt order, blacklisted ids (every 7th) dropped (erratum #2: all kept entries)
+    # val: ground truth - 1, val.txt order, blacklisted ids (every 7th) dropped (every kept entry listed)
     truth = [int(t) - 1 for t in fake.val_ground_truth.read_text().split()]
     kept = [i for i in range(1, 25) if i % 7]
     assert [e.path for e in val] == [f"val/ILSVRC2012_val_{i:08d}.JPEG" for i in kept]

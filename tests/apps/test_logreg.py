@@ -1,4 +1,4 @@
-"""`deepvision logreg` (SPEC §8.2, §7.6): grid search, held-out report, a model saved without pickle."""
+"""`deepvision logreg`: grid search, held-out report, a model saved without pickle."""
 
 import json
 

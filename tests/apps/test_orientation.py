@@ -1,4 +1,4 @@
-"""Orientation correction (SPEC §9.2): exact quarter turns, the rotated data set, and the whole
+"""Orientation correction: exact quarter turns, the rotated data set, and the whole
 dataset -> features -> logreg -> apply path on real photos with torchvision's MobileNet-V2 weights."""
 
 import csv

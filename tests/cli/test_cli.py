@@ -292,7 +292,7 @@ def test_disk_full_during_training_keeps_the_last_checkpoint(run_cli, cfg_file, 
 
 
 def test_data_info_and_download_help(run_cli, tmp_path, mnist_dir):
-    # the shared folder holds only the t10k pair; the recipe trains on the official train split (issue 15)
+    # the shared folder holds only the t10k pair; the recipe trains on the official train split
     code, out, err = run_cli("data", "info", "lenet_mnist", "--set", f"data.root={mnist_dir}", "--set",
                              "data.train=test", "--set", "data.test=null")
     assert code == 0, err

@@ -1,4 +1,4 @@
-"""Issue 15's data items: im2rec records class names and training from its lists or records uses them;
+"""Class names and data errors: im2rec records class names and training from its lists or records uses them;
 recipes need a data root; `mean` names the path it tried; a missing optional module names its extra."""
 
 from __future__ import annotations

@@ -122,7 +122,7 @@ def test_imglab_written_by_dlib_clipping_rules(tmp_path):
     assert list(modern.splits) == ["train"]
     boxes = [b.coords for b in modern.splits["train"][0].boxes]
     assert boxes == [(0, 5, 40, 25), (60, 50, 100, 80)]  # end from the unclipped start: -10 + 50 = 40
-    assert [b.coords for b in ref.splits["train"][0].boxes] == [(0, 5, 50, 25), (60, 50, 100, 80)]  # erratum 34
+    assert [b.coords for b in ref.splits["train"][0].boxes] == [(0, 5, 50, 25), (60, 50, 100, 80)]  # reference
     assert "skipped 1 boxes marked ignore" in modern.notes[0]
     assert "dropped 1" in modern.notes[1]
 

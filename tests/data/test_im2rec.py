@@ -191,7 +191,7 @@ def test_interrupted_packing_leaves_no_record_file(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         im2rec.pack_list(tmp_path / "i.lst", im2rec.PackOptions(root=str(root)), workers=2, progress=interrupt)
     assert (tmp_path / "i.rec").read_bytes() == b"old"
-    # i.labels.txt: the class names `make_list(recursive=True)` writes beside the list (issue 15)
+    # i.labels.txt: the class names `make_list(recursive=True)` writes beside the list
     assert sorted(p.name for p in tmp_path.iterdir()) == ["i.labels.txt", "i.lst", "i.rec", "imgs"]
 
 

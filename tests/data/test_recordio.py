@@ -1,5 +1,5 @@
 """RecordIO framing, image headers and .idx files, checked against an independent reader written here
-from the format description (SPEC §2.3-2.5), not from the implementation."""
+from MXNet's format description, not from the implementation."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def test_frame_round_trip_through_independent_reader(payload):
     assert bytes(got) == payload and nxt == len(framed)
 
 
-def test_split_flags_and_padding_follow_the_spec():
+def test_split_flags_and_padding_follow_the_recordio_format():
     payload = b"abcd" + MAGIC_LE + b"ef" + MAGIC_LE + b"g"  # aligned at 4; the second one at 10 is unaligned
     framed = frame_record(payload)
     first = struct.unpack("<II", framed[:8])

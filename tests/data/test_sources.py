@@ -186,7 +186,7 @@ def test_a_batch_of_nothing_but_unreadable_images_stays_in_the_epoch(tmp_path):
     with pytest.warns(UserWarning, match="skipped 4 unreadable"):
         shapes = [tuple(x.shape) for x, _ in loaders["train"]]
     assert shapes == [(0, 3, 16, 16), (4, 3, 16, 16)]
-    # the engine reports skipped files as one line plus a listing (issue 16 #11), and accepts half of them
+    # the engine reports skipped files as one line plus a listing (docs/data-reliability.md), and accepts half of them
     # unreadable only when data.max_skipped_fraction allows it
     result = train({"model": {"name": "lenet", "args": {"activation": "relu"}},
                     "data": {**data, "max_skipped_fraction": 0.5},

@@ -106,7 +106,7 @@ def _wait_for(path, proc, seconds: float) -> None:
 
 
 @pytest.mark.slow
-def test_case16_sigterm_under_the_launcher_stops_with_one_line_and_resumes(tmp_path, run_cli):
+def test_sigterm_under_the_launcher_stops_with_one_line_and_resumes(tmp_path, run_cli):
     """`deepvision train --nproc-per-node 2` (torchrun's launcher in-process): SIGTERM after the first
     epoch gives rank 0's stop line once, no traceback, exit 143, an intact last.pt, and a run that
     resumes. The first epoch has 5 batches: under DDP a stop used to be noticed only at batch 10."""

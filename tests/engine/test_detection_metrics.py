@@ -34,8 +34,8 @@ def test_iou_properties_and_hand_value():
     assert np.allclose(m, m.T) and (m >= 0).all() and (m <= 1).all() and np.allclose(np.diag(m), 1)
 
 
-def test_spec_worked_example_precision_recall_and_both_aps():
-    """SPEC §10.1: 4 objects, the top-3 predictions with 2 correct -> P = 0.667, R = 0.5."""
+def test_worked_example_precision_recall_and_both_aps():
+    """4 objects, the top-3 predictions with 2 correct -> P = 0.667, R = 0.5."""
     gt = [_gt([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10], [60, 0, 70, 10]])]
     det = [_det([[0, 0, 10, 10], [80, 80, 90, 90], [20, 0, 30, 10]], [0.9, 0.8, 0.7])]  # TP, FP, TP
     res = evaluate_voc(det, gt, ["sign"])

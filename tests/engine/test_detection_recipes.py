@@ -1,4 +1,4 @@
-"""The detection recipes carry SPEC §10.5's settings and §10.6's results, with options the builders accept."""
+"""The detection recipes carry the reference experiments' settings and results, with options the builders accept."""
 
 from __future__ import annotations
 

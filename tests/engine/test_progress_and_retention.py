@@ -1,4 +1,4 @@
-"""What a new user sees while training (issue 15): 80-column console lines counting epochs from 1, a
+"""What a new user sees while training: 80-column console lines counting epochs from 1, a
 line per epoch off a terminal, heartbeat lines, the run summary with checkpoint disk use; the default
 checkpoint retention; rank-5 left out with <= 5 classes; evaluate naming the splits a run has."""
 

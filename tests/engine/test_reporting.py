@@ -20,7 +20,7 @@ def test_log_file_gets_reference_format_lines(tmp_path):
         "Epoch[0] Validation-top_k_accuracy_5=1.000000",
         "Epoch[0] Validation-cross-entropy=0.500000",
     ]
-    # the console counts epochs from 1 (issue 15); train.log keeps MXNet's 0-based Epoch[0]
+    # the console counts epochs from 1; train.log keeps MXNet's 0-based Epoch[0]
     assert out.getvalue().splitlines() == ["epoch 1  batch 100  loss 1.25 acc 50.00% top5 90.00%  5,120 samples/s"]
 
 

@@ -1,4 +1,4 @@
-"""One-off accuracy (SPEC §7.3): the arg-max bucket is the true one or a neighbour in age order."""
+"""One-off accuracy: the arg-max bucket is the true one or a neighbour in age order."""
 
 import numpy as np
 import pytest
@@ -19,7 +19,7 @@ def _score(truth: str, predicted: str, classes=ENCODER) -> float:
     ("48_53", "4_6", False), ("48_53", "38_43", True), ("0_2", "4_6", True), ("0_2", "8_13", False),
     ("60_inf", "48_53", True), ("60_inf", "60_inf", True), ("25_32", "8_13", False),
 ])
-def test_spec_examples(truth, predicted, right):
+def test_worked_examples(truth, predicted, right):
     assert _score(truth, predicted) == float(right)
 
 

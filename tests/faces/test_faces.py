@@ -1,4 +1,4 @@
-"""Face detection, eye location, alignment geometry (§9.4) and the applications' drawing, on real faces
+"""Face detection, eye location, alignment geometry and the applications' drawing, on real faces
 shipped by scikit-image (astronaut.png, lfw_subset.npy) and OpenCV 4.x's cascades."""
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def test_alignment_matrix_maps_astronaut_eyes(astronaut):
 
 
 def test_largest_face_is_by_area():
-    # (w - x)(h - y), the reference's bug (erratum #16), would pick the first box
+    # (w - x)(h - y), the reference's bug, would pick the first box
     faces = [Face((0, 0, 40, 40)), Face((100, 100, 50, 50))]
     assert largest_face(faces).box == (100, 100, 50, 50)
     assert largest_face([]) is None
@@ -139,7 +139,7 @@ def test_largest_face_is_by_area():
 def test_probability_canvas_pixels():
     probs = [0.1, 0.05, 0.6, 0.1, 0.1, 0.05]
     canvas = probability_canvas(["angry", "scared", "happy", "sad", "surprised", "neutral"], probs)
-    assert canvas.shape == (220, 300, 3)  # erratum #17: 220, not 200
+    assert canvas.shape == (220, 300, 3)  # 35 * 6 + 10 = 220, not the 200 the reference says
     row = 2 * 35 + 32  # below the text of class 2 (happy)
     assert (canvas[row, 5:179] == (0, 0, 255)).all() and (canvas[row, 181:] == 0).all()
     assert (canvas[35 + 32, 16:] == 0).all()  # scared: bar to floor(300 * 0.05) = 15

@@ -1,4 +1,4 @@
-"""Pretrained inference (SPEC §11): the ImageNet synset table, offline torchvision weights, and
+"""Pretrained inference: the ImageNet synset table, offline torchvision weights, and
 `deepvision classify` on real photos (scikit-image's) with torchvision's real MobileNet-V2 weights."""
 
 import json

@@ -1,4 +1,4 @@
-"""deepvision detect (SPEC §10.7), detection evaluation files, the export parity check (export through the CLI:
+"""deepvision detect, detection evaluation files, the export parity check (export through the CLI:
 tests/cli/test_detection_cli.py)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Feature extraction to HDF5 (SPEC §8.1) with torchvision's real MobileNet-V2 weights: layer names,
+"""Feature extraction to HDF5 with torchvision's real MobileNet-V2 weights: layer names,
 the reference's shuffle/flatten/buffer options, atomic files and one-line errors."""
 
 import json
@@ -37,7 +37,7 @@ def test_layer_names_and_default_layer():
     with torch.device("meta"):
         vgg = torchvision.models.vgg16()
         resnet = torchvision.models.resnet18()
-    assert default_layer(vgg) == "classifier.5"  # the dropout after fc7: the reference's cut (SPEC §4.12)
+    assert default_layer(vgg) == "classifier.5"  # the dropout after fc7: where the reference cut VGG16
     assert default_layer(resnet) == "flatten"
     names = layer_names(resnet)
     assert names[:2] == ["conv1", "bn1"] and names[-3:] == ["avgpool", "flatten", "fc"]

@@ -1,4 +1,4 @@
-"""torchvision detectors by name: class counts, SPEC §10.2/§10.3 options, COCO/ImageNet weights from the hub cache."""
+"""torchvision detectors by name: class counts, the reference's options, COCO/ImageNet weights from the hub cache."""
 
 from __future__ import annotations
 
@@ -62,12 +62,12 @@ def _ssd_inputs(model, size: int):
     return images, feats
 
 
-def test_spec_parameters_reach_the_torchvision_modules():
+def test_reference_parameters_reach_the_torchvision_modules():
     m = create_model("fasterrcnn_mobilenet_v3_large_320_fpn", num_classes=4, anchor_sizes=[64, 128, 256, 512],
                      aspect_ratios=[0.5, 1.0, 2.0], rpn_nms_thresh=0.7, rpn_post_nms_top_n_test=300,
                      box_nms_thresh=0.6, box_detections_per_img=300, bbox_reg_weights=[10, 10, 5, 5], min_size=600,
                      max_size=1024)
-    assert m.rpn.anchor_generator.num_anchors_per_location() == [12, 12, 12]  # §10.2: 4 scales x 3 ratios
+    assert m.rpn.anchor_generator.num_anchors_per_location() == [12, 12, 12]  # 4 scales x 3 ratios, as the reference
     assert m.rpn.head.cls_logits.out_channels == 12 and m.rpn.head.bbox_pred.out_channels == 48
     assert m.rpn.nms_thresh == 0.7 and m.rpn._post_nms_top_n["testing"] == 300
     assert m.roi_heads.nms_thresh == 0.6 and m.roi_heads.detections_per_img == 300

@@ -1,4 +1,4 @@
-"""Model diagrams (issue 15): box text never overlaps or leaves its box, and a figure whose blocks hold
+"""Model diagrams: box text never overlaps or leaves its box, and a figure whose blocks hold
 branches or skips says so instead of passing them off as a plain chain."""
 
 from __future__ import annotations

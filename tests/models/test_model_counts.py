@@ -1,4 +1,4 @@
-"""Exact parameter counts of every registered model (SPEC §4), pinned for both profiles.
+"""Exact parameter counts of every registered model, pinned for both profiles.
 
 Models are built on the meta device: counting needs no memory and no initialisation time, even
 for VGG16's 138M parameters.
@@ -23,7 +23,7 @@ def trainable(model: nn.Module) -> int:
 
 
 def weights_only(model: nn.Module) -> int:
-    """Conv and fully-connected parameters (weights and biases), as SPEC's tables count them."""
+    """Conv and fully-connected parameters (weights and biases), as the reference's tables count them."""
     return sum(p.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) for p in m.parameters())
 
 
@@ -31,7 +31,7 @@ def running_stats(model: nn.Module) -> int:
     return sum(b.numel() for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var")))
 
 
-# name, options, trainable (modern), trainable (reference); SPEC §4.1-§4.11 where SPEC gives them
+# name, options, trainable (modern), trainable (reference); the reference's counts where it gives them
 COUNTS = [
     ("alexnet_ref", {}, 62_397_480, 62_387_912),
     ("vgg16_ref", {}, 138_394_792, 138_382_376),
@@ -52,7 +52,7 @@ COUNTS = [
     ("lenet", {}, 431_080, 431_080),
     ("mlp", {}, 109_386, 109_386),
     ("keras_mnist_cnn", {}, 1_274_326, 1_274_326),
-    ("minivgg", {}, 2_169_770, 2_169_770),  # not in SPEC: the textbook MiniVGGNet
+    ("minivgg", {}, 2_169_770, 2_169_770),  # not in the reference: the textbook MiniVGGNet
     # torchvision detectors, 91 COCO classes, from scratch (BatchNorm trainable); SSD and v2 match torchvision's docs,
     # the others exceed the documented COCO-weights counts by their backbone's BatchNorm (frozen when pretrained)
     ("ssd300_vgg16", {}, 35_641_826, 35_641_826),

@@ -100,7 +100,7 @@ def test_real_forward_at_full_size(name):
 
 @pytest.mark.parametrize("name", ["alexnet_ref", "vgg16_ref", "age_gender_net", "emotion_vgg", "minivgg"])
 def test_unique_layer_names(name):
-    # errata #10: VGG's pool4 had pool3's name and the age net reused a conv name; here every layer
+    # the reference's VGG pool4 had pool3's name and the age net reused a conv name; here every layer
     # of the plain (non-modular) networks has a globally unique short name
     with torch.device("meta"):
         modules = dict(create_model(name).named_modules())
@@ -129,7 +129,7 @@ def test_non_square_input_size():
     assert meta_forward(model, (1, 48, 96))[0] == (1, 6)
 
 
-# -- hidden framework defaults (SPEC §4.0) ------------------------------------------------------------
+# -- hidden framework defaults (models/layers.py) ---------------------------------------------------
 def bn_settings(model: nn.Module) -> set[tuple[float, float, bool]]:
     return {(m.eps, m.momentum, m.weight.requires_grad) for m in model.modules()
             if isinstance(m, nn.modules.batchnorm._BatchNorm)}

@@ -124,7 +124,7 @@ def test_summary_totals_frozen_parameters_and_buffers():
     assert (s.trainable_params, s.non_trainable_params) == (138_382_376, 12_416)
     assert s.buffer_values == 24_832
     assert sum(r.params for r in s.rows) == s.total_params
-    assert s.size_bytes / 1e6 == pytest.approx(553.7, abs=0.05)  # SPEC: about 553.7 MB
+    assert s.size_bytes / 1e6 == pytest.approx(553.7, abs=0.05)  # the reference: about 553.7 MB
     assert s.macs == pytest.approx(15.5e9, rel=0.01)
     bn = next(r for r in s.rows if r.name == "features.block1.bn1_1")
     assert (bn.params, bn.trainable) == (128, 64)
@@ -132,7 +132,7 @@ def test_summary_totals_frozen_parameters_and_buffers():
 
 @pytest.mark.parametrize(("name", "size_mb"), [("resnet50_ref", 102.4), ("googlenet_ref", 28.1),
                                                ("squeezenet_ref", 4.99)])
-def test_summary_sizes_match_spec(name, size_mb):
+def test_summary_sizes_match_the_reference(name, size_mb):
     s = summarize(meta(name), get_model_spec(name).input_size, name)
     assert s.size_bytes / 1e6 == pytest.approx(size_mb, abs=0.05)
 

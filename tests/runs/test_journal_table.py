@@ -1,4 +1,4 @@
-"""The journal as a new user reads it (issue 15): 80 columns with long run names, schedules summarised,
+"""The journal as a new user reads it: 80 columns with long run names, schedules summarised,
 the best epoch's rank-1/rank-5 (rank-5 left out with <= 5 classes), checkpoint disk use; retention helpers."""
 
 from __future__ import annotations

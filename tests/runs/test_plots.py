@@ -1,4 +1,4 @@
-"""Training-curve figures (issue 15): a learning-rate panel, marks only at real steps with readable labels,
+"""Training-curve figures: a learning-rate panel, marks only at real steps with readable labels,
 a log loss axis when it spans decades, legends that never cover the curves, titled compare panels."""
 
 from __future__ import annotations

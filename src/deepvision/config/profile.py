@@ -1,6 +1,6 @@
-"""Every decision the `profile` key makes, in one place (SPEC §0: one switch, explicit keys win).
+"""Every decision the `profile` key makes, in one place: one switch, and explicit keys win.
 
-`modern` (default) and `reference` (the reference system's behaviour, errata included where they
+`modern` (default) and `reference` (the reference system's behaviour, its mistakes included where they
 shape results) differ in:
 
 - data order: modern reshuffles every epoch; reference reads one fixed order (`data.shuffle`);

@@ -1,4 +1,4 @@
-"""The Adience age buckets (SPEC §1.8) and their order, shared by the age task and the evaluation."""
+"""The Adience age buckets (docs/faces.md) and their order, shared by the age task and the evaluation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FER2013 label conventions (SPEC §1.5), shared by the CSV builder, the Keras importer and the emotion app."""
+"""FER2013 label conventions (docs/faces.md), shared by the CSV builder, the Keras importer and the emotion app."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Detection metrics: PASCAL VOC AP@0.5 per class and mAP (SPEC §10.1), and COCO mAP via pycocotools.
+"""Detection metrics: PASCAL VOC AP@0.5 per class and mAP (docs/detection.md), and COCO mAP via pycocotools.
 
 VOC (the devkit's `voc_eval`, in continuous coordinates, without the legacy +1 pixel):
 

@@ -185,7 +185,7 @@ def evaluate_run(
     if meter is not None and len(labels):  # the numbers training-time validation reports, from the logits
         scores = meter.compute()
         result.update(rank1=scores["acc"], rank5=scores["top5"], cross_entropy=scores["loss"])
-    if is_age_buckets(classes):  # Adience age: one-off accuracy (§7.3)
+    if is_age_buckets(classes):  # Adience age: one-off accuracy too
         result["one_off"] = M.one_off(probs, labels, classes)
     report = M.per_class_report(probs, labels, classes)
     cm = M.confusion(probs, labels, len(classes))

@@ -55,11 +55,11 @@ def binary_curves(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     }
 
 
-# Adience age buckets (SPEC §1.8, §7.3), in numeric order; class ids follow the run's own label order
+# Adience age buckets (docs/faces.md), in numeric order; class ids follow the run's own label order
 
 
 def one_off(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> float:
-    """One-off accuracy (§7.3): the arg-max bucket is the true one or its neighbour in age order.
+    """One-off accuracy: the arg-max bucket is the true one or its neighbour in age order.
 
     Only the arg-max counts; buckets are ordered by their numeric lower bound whatever the class ids.
     """

@@ -31,10 +31,10 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, normalize: bo
 
 def plot_binary(curves: dict[str, Any], positive: str, path: Path, *, label: str = "",
                 train: dict[str, Any] | None = None) -> Path:
-    """ROC and Precision-Recall panels side by side, in the style of tutorial T1 (SPEC §7.5): 15x6
+    """ROC and Precision-Recall panels side by side, in the style of tutorial T1 (docs/stl10.md): 15x6
     inches, evaluation curves cyan and training curves (`train`, optional) magenta, alpha 0.6, legend
     upper left, the chance diagonal on the ROC panel, precision 0.5 marked and the PR y-axis 0.5-1.
-    The PR curve's "AUC" is the average precision. T1 titled both panels "ROC" (erratum #35)."""
+    The PR curve's "AUC" is the average precision. T1 titled both panels "ROC"; each is named here."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(15, 6))
     runs = ([("train", train, "m")] if train and train.get("roc") else []) + [(label, curves, "c")]
     for name, c, color in runs:

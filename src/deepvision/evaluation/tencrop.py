@@ -1,7 +1,7 @@
 """10-crop oversampling: the 4 corner crops and the centre crop, plus their horizontal mirrors.
 
-Centre offsets are floor((w - W) / 2), floor((h - H) / 2) (SPEC §3.4); the softmax probabilities of
-the 10 crops are averaged (§7.4).
+Centre offsets are floor((w - W) / 2), floor((h - H) / 2), as the reference cropped; the softmax
+probabilities of the 10 crops are averaged.
 """
 
 from __future__ import annotations

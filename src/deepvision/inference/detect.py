@@ -1,4 +1,4 @@
-"""`deepvision detect`: a trained detector on images, folders and videos (SPEC §10.7).
+"""`deepvision detect`: a trained detector on images, folders and videos (docs/detection.md).
 
 Per image or frame: the longer side is capped at 1,000 px (INTER_AREA), the RGB image goes through
 the model (which normalises and resizes it itself), detections below `min_confidence` are dropped,
@@ -72,7 +72,7 @@ class ImageDetections:
 
 
 class Detector:
-    """A detector with the §10.7 pre- and post-processing; `detect` takes RGB uint8 H x W x 3 arrays."""
+    """A detector with the pre- and post-processing above; `detect` takes RGB uint8 H x W x 3 arrays."""
 
     def __init__(self, model: torch.nn.Module, classes: list[str], min_confidence: float = 0.5,
                  max_side: int = MAX_SIDE, seed: int = 42) -> None:

@@ -5,7 +5,7 @@ Layers are named as torchvision's feature-extraction utilities name them (`featu
 to forward hooks on named modules. The default layer is the input of the classifier head (for VGG16 the
 dropout after fc7, as in the reference's network surgery; for ResNets the pooled vector).
 
-The reference's options (SPEC §8.1): the images are shuffled *before* extraction (seeded) so a plain
+The reference's options (docs/transfer.md): the images are shuffled *before* extraction (seeded) so a plain
 slice of the file splits train/test; 4-D activations are flattened in channels-last order (H, W, C, as
 the reference's Keras features), optionally average-pooled to k x k first; rows are written through
 `HDF5DatasetWriter` (buffered, float64 by default) as `features`, `labels`, `label_names`, plus `index`

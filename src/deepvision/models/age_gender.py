@@ -1,4 +1,4 @@
-"""The Adience age/gender network (SPEC §4.11): one architecture for both tasks, input 3x227x227.
+"""The Adience age/gender network (docs/faces.md): one architecture for both tasks, input 3x227x227.
 
     features.block1   conv1 96 7x7/4 -> ReLU -> BN -> pool1 max 3/2 -> dropout 0.25    96x27x27
     features.block2   conv2 256 5x5 pad 2 -> ReLU -> BN -> pool2 -> dropout 0.25       256x13x13

@@ -1,4 +1,4 @@
-"""The reference AlexNet variant (SPEC §4.5): BN after ELU, dropout after every pool, no LRN.
+"""The reference AlexNet variant: BN after ELU, dropout after every pool, no LRN.
 
 Input 3x227x227. Five conv layers in three blocks, each block ending in max-pool 3/2 and dropout
 0.25, then two FC-4096 layers (activation, BN, dropout 0.5) and the classifier.
@@ -11,7 +11,7 @@ Input 3x227x227. Five conv layers in three blocks, each block ending in max-pool
 
 Conv and FC parameters: 62,378,344; BN covers 9,568 channels. Trainable: 62,397,480 (modern, BN
 gamma learnable) or 62,387,912 (reference, gamma frozen at 1). The reference's table names the last
-pool 13x13x256; it is 6x6x256 (errata #10).
+pool 13x13x256; it is 6x6x256.
 
 Differences between the profiles (`reference=True` / modern default):
 - BN: eps 1e-3 and gamma frozen at 1 (MXNet `fix_gamma`) / eps 1e-5, gamma learnable; momentum 0.1.

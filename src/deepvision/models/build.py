@@ -63,7 +63,7 @@ def build_model(cfg: Config, input_size: Any) -> nn.Module:
 
 def init_head(model: nn.Module, names: list[str]) -> None:
     """Xavier-initialise a new classifier head (weights uniform, biases zero), as the reference's
-    network surgery did (SPEC §8.3)."""
+    network surgery did (docs/transfer.md)."""
     modules = dict(model.named_modules())
     for name in names:
         m = modules[name]

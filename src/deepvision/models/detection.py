@@ -11,7 +11,7 @@ hub cache (`$TORCH_HOME/hub/checkpoints`, as torchvision stores them) with `weig
 downloaded there when online (never with DEEPVISION_OFFLINE=1); offline, a missing file is a one-line
 error naming it and where to place it.
 
-The parameters of SPEC §10.2/§10.3 that torchvision exposes are builder options (`model.args`):
+The reference detectors' parameters that torchvision exposes are builder options (`model.args`):
 Faster R-CNN takes torchvision's own names (min_size, max_size, rpn_nms_thresh, rpn_pre/post_nms_top_n_*,
 rpn_fg/bg_iou_thresh, box_nms_thresh, box_detections_per_img, box_score_thresh, bbox_reg_weights, ...)
 plus anchor_sizes / aspect_ratios; SSD takes nms_thresh, detections_per_img, score_thresh, iou_thresh,

@@ -1,4 +1,4 @@
-"""EmotionVGGNet, the Keras facial-expression network (SPEC §4.10), and the small-VGG module it shares.
+"""EmotionVGGNet, the Keras facial-expression network (docs/faces.md), and the small-VGG module it shares.
 
 Input 1x48x48 (FER2013 faces). Conv -> activation -> BN throughout; all convs 3x3 "same".
 

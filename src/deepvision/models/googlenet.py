@@ -1,4 +1,4 @@
-"""The reference GoogLeNet variant (SPEC §4.7): inception modules without auxiliary heads or LRN.
+"""The reference GoogLeNet variant: inception modules without auxiliary heads or LRN.
 
 Input 3x224x224. `conv_module` = conv (with bias) -> BN -> ReLU. An inception module has four
 branches concatenated in this order: 1x1; 1x1 reduce -> 3x3; 1x1 reduce -> 5x5; max 3x3/1 -> 1x1

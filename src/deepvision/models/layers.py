@@ -1,6 +1,6 @@
 """Building blocks shared by the reference architectures: profile-aware batch norm and activations.
 
-The reference framework's hidden defaults (SPEC §4.0) differ from PyTorch's. Each architecture
+The reference framework's hidden defaults (table below) differ from PyTorch's. Each architecture
 resolves them once through `norm_settings` / `elu_alpha`, from its `reference` switch plus any
 explicit override (`bn_eps`, `bn_momentum`, `bn_scale`, `elu_alpha`):
 

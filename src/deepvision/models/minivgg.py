@@ -1,5 +1,5 @@
-"""MiniVGGNet, the well-known textbook CIFAR-10 network. **Not part of the reference** (SPEC §4.4
-says the only small VGG-style network of the sources is EmotionVGGNet); it is provided because it is
+"""MiniVGGNet, the well-known textbook CIFAR-10 network. **Not part of the reference** (its only
+small VGG-style network is EmotionVGGNet); it is provided because it is
 the usual first VGG-style exercise, built as the textbook's Keras code builds it.
 
 Input 3x32x32, 10 classes. Conv -> ReLU -> BN throughout; convs 3x3 "same".

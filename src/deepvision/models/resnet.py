@@ -1,4 +1,4 @@
-"""The reference ResNet (SPEC §4.8): pre-activation bottlenecks, configurable stages and filters.
+"""The reference ResNet: pre-activation bottlenecks, configurable stages and filters.
 
 Module(K, stride, reduce): BN -> ReLU ("act1") -> conv 1x1 K/4 -> BN -> ReLU -> conv 3x3 K/4
 (stride here) -> BN -> ReLU -> conv 1x1 K; all convs bias-free. The shortcut is the identity, or,

@@ -1,4 +1,4 @@
-"""The reference SqueezeNet variant (SPEC §4.9): fire modules, ELU, fixed 13x13 average pool, input 227.
+"""The reference SqueezeNet variant: fire modules, ELU, fixed 13x13 average pool, input 227.
 
 Fire(s, e): squeeze 1x1 (s) -> act, then expand 1x1 (e) -> act and expand 3x3 (e, pad 1) -> act in
 parallel, concatenated 1x1 first (2e channels). All convs have biases; there is no FC layer.
@@ -14,7 +14,7 @@ conv including conv10, so with ELU the logits are bounded below by -alpha (as in
 pool10 is a fixed 13x13 window, not a global pool: a 224 input reaches it as a 12x12 map and is
 rejected (the minimum input is 227); inputs up to 242 still give 13x13. `global_pool=True` (not in
 the reference) pools globally so any input from 35 pixels works, with the same parameters. The
-reference prose has typos (fire4 "64", a second fire after pool8, stride "4", errata #11); this is the
+reference prose has typos (fire4 "64", a second fire after pool8, stride "4"); this is the
 architecture of its code.
 
 Differences between the profiles (`reference=True` / modern default):

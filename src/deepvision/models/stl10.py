@@ -1,12 +1,12 @@
-"""The two-class STL-10 CNN of tutorial T1 (SPEC §1.4, §4.2): LeNet on 1x28x28 grayscale, 2 classes.
+"""The two-class STL-10 CNN of tutorial T1 (docs/stl10.md): LeNet on 1x28x28 grayscale, 2 classes.
 
 Airplane (0) versus cat (1), on STL-10 images resized to 28x28 and converted to grayscale at packing
 time. It is LeNet (conv 20 5x5 -> tanh -> pool 2/2 -> conv 50 5x5 -> tanh -> pool -> dense 500 tanh
 -> dense 2): 427,072 parameters.
 
 T1 notes that all-tanh (the default) and ReLU convs with a tanh dense layer both work:
-`activation: relu` selects the latter. T1 calls the 2x2/2 pooling "overlapping"; it is not (errata
-#35). `reference=True` initialises every weight from Uniform(+/-0.01), the legacy MXNet
+`activation: relu` selects the latter. T1 calls the 2x2/2 pooling "overlapping"; it is not
+(stride equals size). `reference=True` initialises every weight from Uniform(+/-0.01), the legacy MXNet
 FeedForward default; the modern default keeps PyTorch's initialisation.
 """
 

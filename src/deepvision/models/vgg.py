@@ -1,4 +1,4 @@
-"""The reference VGG16 variant (SPEC §4.6): every conv followed by PReLU and BN, dropout after pools.
+"""The reference VGG16 variant: every conv followed by PReLU and BN, dropout after pools.
 
 Input 3x224x224. Unit = conv 3x3 pad 1 (with bias) -> PReLU (one slope per channel, 0.25) -> BN.
 Blocks of 2, 2, 3, 3, 3 units with 64, 128, 256, 512, 512 filters; each block ends with max-pool
@@ -10,7 +10,7 @@ PReLU -> BN -> dropout 0.5] x 2 -> FC classes.
 
 Conv+FC parameters 138,357,544, PReLU 12,416, BN 12,416 channels. Trainable: 138,394,792 (modern)
 or 138,382,376 (reference: BN gamma frozen). Every layer has a unique name (the reference reused
-pool3's name for pool4, errata #10).
+pool3's name for pool4).
 
 Differences between the profiles (`reference=True` / modern default):
 - BN: eps 1e-3, gamma frozen at 1 / eps 1e-5, gamma learnable; momentum 0.1 in both.

@@ -1,4 +1,4 @@
-"""Age and gender case study (SPEC §1.8, §9.4): Adience lists, and deployment with face alignment."""
+"""Age and gender case study (docs/faces.md): Adience lists, and deployment with face alignment."""
 
 from deepvision.apps.agegender.adience import (
     AGE_CLASSES,

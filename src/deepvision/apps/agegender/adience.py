@@ -1,4 +1,4 @@
-"""Adience fold files -> age and gender list files with per-task means (SPEC §1.8, errata #23-#28).
+"""Adience fold files -> age and gender list files with per-task means (docs/faces.md).
 
 Only `fold_frontal_{0..4}_data.txt` are read (the reference read every *.txt of the folder). A row
 is kept when its age starts with "(" and its gender is m or f. Age tuples map to the first of the 8
@@ -8,7 +8,7 @@ label encoder's lexicographic order: 0_2, 15_20, 25_32, 38_43, 48_53, 4_6, 60_in
 
 Each task gets a stratified, seeded test split of int(0.15 N) samples, then a validation split of the
 same size from the rest (scikit-learn `train_test_split`, as the reference), and writes
-`<out>/<task>/{train,val,test}.lst` (`index<TAB>label<TAB>path`, erratum #23), `labels.txt` and
+`<out>/<task>/{train,val,test}.lst` (`index<TAB>label<TAB>path`, the order im2rec reads), `labels.txt` and
 `mean.json` (mean R, G, B of its own training images).
 """
 
@@ -196,7 +196,7 @@ def make_fake_adience(out: str | Path, faces: int = 80, seed: int = 0, size: int
 
 def write_task_means(tasks: dict[str, TaskLists], root: str | Path | None, workers: int | None = None,
                      progress=None) -> dict[str, Path]:
-    """mean.json beside each task's lists: the mean R, G, B of that task's training images (SPEC §2.6)."""
+    """mean.json beside each task's lists: the mean R, G, B of that task's training images."""
     from deepvision.data.mean import compute_mean, write_mean_json
 
     written = {}

@@ -1,9 +1,9 @@
-"""Age and gender deployment (SPEC §9.4).
+"""Age and gender deployment (docs/faces.md).
 
 Images outside the dataset (`--image FILE|FOLDER`, a folder in sorted order): resize to width 800,
 detect every face (dlib HOG upsampled once when dlib is installed, else the Haar cascade), locate
 the eyes (68 landmarks, MTCNN points, eye cascade or box), align to 256 x 256, 10-crop at each run's
-input size with each run's mean (RGB, erratum #13), average the probabilities. Test samples
+input size with each run's mean (RGB, as the run was trained), average the probabilities. Test samples
 (`--sample-size N` rows of the age test list): resize to the input size (bicubic), one crop.
 Writes the input with green face boxes, the aligned faces and one probability canvas per task as
 PNG files (headless), or shows them in windows.
@@ -61,7 +61,7 @@ class AgeGenderReport:
 
 
 def face_probabilities(clf: Classifier, aligned_bgr: np.ndarray) -> np.ndarray:
-    """§7.4 on an aligned face: resize to the run's resize side (bicubic), 10 crops, mean of the softmaxes.
+    """Ten-crop scoring of an aligned face: resize to the run's resize side (bicubic), 10 crops, mean of the softmaxes.
 
     A run without a resize side scores one bicubic resize to its input size instead.
     """

@@ -1,4 +1,4 @@
-"""Vehicle make/model identification (SPEC §1.7, §4.12, §9.3): Stanford Cars lists, a fake tree, the visualiser.
+"""Vehicle make/model identification (docs/transfer.md): Stanford Cars lists, a fake tree, the visualiser.
 
 Python twins of `deepvision cars lists`, `deepvision cars fake` and `deepvision cars show`; the
 fine-tuning recipes are `cars_vgg16_c1` ... `c3`.

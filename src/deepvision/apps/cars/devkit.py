@@ -1,4 +1,4 @@
-"""Stanford Cars -> make/model list files (SPEC §1.7, §2.1, §2.6).
+"""Stanford Cars -> make/model list files (docs/transfer.md).
 
 Annotations come from the dataset's MATLAB files, read with scipy.io:
 
@@ -16,9 +16,9 @@ body type (Sedan, Coupe, Convertible, SUV, Hatchback, Wagon, Minivan, Van, Cargo
 Van, and Crew/Extended/Regular/Club/Quad Cab, SuperCab) is dropped, so the years and body styles of one
 model share a label. Labels are numbered in sorted order (scikit-learn's LabelEncoder).
 
-Split (§2.1): validation then test, each `int(0.15 * N)` images computed from the full N, drawn by two
+Split: validation then test, each `int(0.15 * N)` images computed from the full N, drawn by two
 successive stratified splits (seed 42 by default; the reference had none). The mean file holds the fixed
-ImageNet constants R 123.68, G 116.779, B 103.939 (§2.6).
+ImageNet constants R 123.68, G 116.779, B 103.939.
 """
 
 from __future__ import annotations

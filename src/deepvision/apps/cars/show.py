@@ -1,4 +1,7 @@
-"""`deepvision cars show`: the vehicle-identification visualiser of SPEC §9.3, errata #13-#15 fixed.
+"""`deepvision cars show`: the vehicle-identification visualiser (docs/transfer.md).
+
+Unlike the reference's: RGB input, a descending top-5 over the whole label vector, and the run's one
+evaluation transform.
 
 Samples `sample_size` images of the run's test split (without replacement unless asked; the reference
 drew with replacement), prints `[INFO] actual=<make:model>` and the top 5 in descending probability,

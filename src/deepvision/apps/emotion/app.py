@@ -1,8 +1,8 @@
-"""Real-time emotion recognition from a camera or a video (SPEC §9.1).
+"""Real-time emotion recognition from a camera or a video (docs/faces.md).
 
 Per frame: resize to width 300, grayscale, Haar detection (scale 1.1, 5 neighbours, 30 x 30), the
 largest face by area w * h, its ROI resized to the model input (48 x 48 for EmotionVGGNet), class
-probabilities; the probability canvas and the red box + label overlay of §9.1. Windows "Face" and
+probabilities; the probability canvas and the red box + label overlay of the reference app. Windows "Face" and
 "Probabilities" (`q` quits), or headless: annotated frames as PNG files in a folder, or one video
 (frame and canvas side by side), plus per-frame results as CSV and JSON.
 
@@ -69,7 +69,7 @@ class EmotionSummary:
 
 
 class EmotionRecognizer:
-    """The per-frame pipeline of §9.1 around a classifier and a face detector."""
+    """The per-frame pipeline above around a classifier and a face detector."""
 
     def __init__(self, classifier: Classifier, detector: FaceDetector | None = None, width: int = 300) -> None:
         self.classifier = classifier
@@ -135,7 +135,7 @@ def _quiet_opencv(cv2: Any) -> Iterator[None]:
 
 
 def frames_from(cap: Any, is_camera: bool, max_frames: int | None = None) -> Iterator[np.ndarray]:
-    """Frames until the end of the stream; failed camera reads are skipped (erratum #18)."""
+    """Frames until the end of the stream; failed camera reads are skipped, up to MAX_FAILED_READS in a row."""
     failed = given = 0
     while max_frames is None or given < max_frames:
         ok, frame = cap.read()
@@ -234,7 +234,7 @@ def run_emotion(
     threads: int | None = None,
     on_frame: Callable[[FrameResult], None] | None = None,
 ) -> EmotionSummary:
-    """Run the §9.1 loop; returns the per-frame results and the speed. See the module doc for outputs.
+    """Run the emotion loop; returns the per-frame results and the speed. See the module doc for outputs.
 
     `threads` sets PyTorch's CPU threads (process-wide); one frame's work is tiny, so 1 is fastest on
     a busy CPU (idle threads spin while waiting for each other).

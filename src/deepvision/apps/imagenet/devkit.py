@@ -1,4 +1,4 @@
-"""Read the ILSVRC devkit and write train/val/test list files (SPEC §1.1, errata #1-#3, #37).
+"""Read the ILSVRC devkit and write train/val/test list files.
 
 Labels are `map_clsloc` id - 1, in map_clsloc order (not sorted-WNID order). Validation labels are
 the ground-truth id - 1; blacklisted validation images are dropped (ids compared as trimmed
@@ -87,7 +87,7 @@ def read_map_clsloc(path: Path) -> list[tuple[str, str]]:
 
 
 def read_train_cls(path: Path, index: dict[str, int]) -> tuple[list[str], list[int]]:
-    """Train image stems and labels; the label comes from the WNID directory (erratum #1)."""
+    """Train image stems and labels; the label comes from the stem's WNID directory."""
     stems, labels = [], []
     for lineno, line in enumerate(_lines(path), 1):
         stem = line.split()[0]

@@ -1,4 +1,4 @@
-"""Image-orientation correction (SPEC §1.6, §9.2): rotated data set, features + logistic regression, apply.
+"""Image-orientation correction (docs/transfer.md): rotated data set, features + logistic regression, apply.
 
 Python twins of `deepvision orientation dataset` and `deepvision orientation apply`.
 """

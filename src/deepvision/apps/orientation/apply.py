@@ -1,4 +1,4 @@
-"""`deepvision orientation apply`: predict how each photo was turned and write it upright (SPEC §9.2).
+"""`deepvision orientation apply`: predict how each photo was turned and write it upright (docs/transfer.md).
 
 MODEL is a `deepvision logreg` output (folder or model.npz) fitted on an orientation feature file. The
 features are extracted again exactly as the file recorded (network, weights, layer, pooling, flatten

@@ -1,4 +1,4 @@
-"""Orientation data set synthesis (SPEC §9.2, errata #20-#21): upright photos turned by 0/90/180/270°.
+"""Orientation data set synthesis (docs/transfer.md): upright photos turned by 0/90/180/270°.
 
 Up to `max_images` image paths are taken from SRC (recursively, in sorted listing order: the first N, as
 the reference did, or a seeded random sample), shuffled, and each image is turned clockwise by an angle

@@ -1,4 +1,4 @@
-"""STL-10's binary files (SPEC §1.4): reading with checks, writing (for fake data), and the download.
+"""STL-10's binary files (docs/stl10.md): reading with checks, writing (for fake data), and the download.
 
 `X` files hold uint8 images of 3 x 96 x 96 each, every channel stored column-major (so a record read
 as C x 96 x 96 is C x W x H and is transposed to H x W x C); `y` files hold one uint8 label 1..10 per

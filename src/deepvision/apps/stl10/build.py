@@ -1,4 +1,4 @@
-"""STL-10 airplane/cat subset of tutorial T1 (SPEC §1.4, §2.1): binaries -> images, lists, records.
+"""STL-10 airplane/cat subset of tutorial T1 (docs/stl10.md): binaries -> images, lists, records.
 
 Every airplane (native label 1) and cat (4) image of the train and test files is pooled, relabelled
 0 = airplane, 1 = cat, and split per class into 70% train, 20% val and 10% test (seeded; from the

@@ -1,4 +1,4 @@
-"""The T1 evaluation report (SPEC §5.4, §7.5): ROC and precision-recall of the training split (scored
+"""The T1 evaluation report (docs/stl10.md): ROC and precision-recall of the training split (scored
 without augmentation) and the test split in one figure, plus T1's per-class correct counts."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Transfer learning (SPEC §8, §11): pretrained inference, feature extraction to HDF5, logistic regression.
+"""Transfer learning (docs/transfer.md): pretrained inference, feature extraction to HDF5, logistic regression.
 
 Python twins of `deepvision classify`, `deepvision features` and `deepvision logreg`.
 """
@@ -35,7 +35,7 @@ def features(model: str, data: str | Path, out: str | Path, *, layer: str | None
              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Extract one layer's activations for every image of `data` into an HDF5 file; see `deepvision features`.
 
-    `crop=False` resizes whole images to the input size, ignoring the aspect ratio (the reference's §8.1
+    `crop=False` resizes whole images to the input size, ignoring the aspect ratio (the reference's feature-extraction
     preprocessing), instead of the model's resize + centre crop.
     """
     from deepvision.inference.backbones import load_model

@@ -1,9 +1,9 @@
-"""`deepvision logreg`: logistic regression with a grid search over C on an HDF5 feature file (SPEC §8.2).
+"""`deepvision logreg`: logistic regression with a grid search over C on an HDF5 feature file (docs/transfer.md).
 
 The file's rows are already in a shuffled order (`deepvision features` shuffles before extracting), so
 the first ⌊train_fraction·N⌋ rows train and the rest are held out, as the reference sliced them. The
 grid search is scikit-learn's `GridSearchCV` (k-fold, parallel jobs); the best estimator, refitted on
-the whole training part, is scored on the held-out rows with the §7.6 report (precision, recall, F1,
+the whole training part, is scored on the held-out rows with a classification report (precision, recall, F1,
 support per class with the file's `label_names`) and a confusion matrix.
 
 Solver: the reference era's scikit-learn used liblinear, one-vs-rest. The default here is lbfgs

@@ -6,7 +6,7 @@ import argparse
 
 ORDER = 67
 
-LISTS_EPILOG = """then pack each list (shorter side 256) and train the recipes of SPEC 5.3:
+LISTS_EPILOG = """then pack each list (shorter side 256) and train the age and gender recipes:
   deepvision im2rec OUT/age/train ROOT --resize 256      # likewise val, test, and OUT/gender/*
   deepvision train adience_age --data-root OUT/age
   deepvision train adience_gender --data-root OUT/gender

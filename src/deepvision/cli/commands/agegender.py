@@ -19,7 +19,7 @@ decide how an individual is treated.
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "agegender", help="age and gender of every face in images, with face alignment (SPEC 9.4)",
+        "agegender", help="age and gender of every face in images, with face alignment",
         description="--image: resize to width 800, detect every face, align it (eyes at 0.35 of a 256x256 face), "
                     "10-crop with each run's mean and average the probabilities. --sample-size: rows of the age "
                     "test list, resized to the input size, with the actual age. Writes the input with face boxes, "

@@ -10,7 +10,7 @@ ORDER = 22
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("detect", help="run a trained detector on images, folders or videos",
-                       description="Detect objects with a trained detection run (SPEC 10.7): the longer side is "
+                       description="Detect objects with a trained detection run: the longer side is "
                                    "capped at 1000 px, boxes below --min-confidence are dropped, the rest are drawn "
                                    "with '<class>: <score>' labels. With --out, annotated images (.jpg), videos "
                                    "(.mp4) and detections.json (pixel boxes of the original images) are written.")

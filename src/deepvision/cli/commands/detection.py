@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.set_defaults(func=fake)
 
     s = cmds.add_parser("show", help="draw the boxes of sampled images of a built dataset into PNG files",
-                        description="The visual check of SPEC 10.4: boxes and labels in green (difficult ones "
+                        description="The visual check of a built dataset: boxes and labels in green (difficult ones "
                                     "in orange) on randomly sampled images.")
     s.add_argument("root", metavar="DIR", help="built dataset folder")
     s.add_argument("--split", help="split to sample (default: the first)")

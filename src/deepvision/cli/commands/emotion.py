@@ -18,7 +18,7 @@ EPILOG = """examples:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "emotion", help="real-time emotion recognition from a camera or a video (SPEC 9.1)",
+        "emotion", help="real-time emotion recognition from a camera or a video",
         description="Per frame: resize to width 300, grayscale, Haar face detection (1.1, 5, 30x30), classify the "
                     "largest face, draw the probability canvas and the labelled box. Windows 'Face' and "
                     "'Probabilities' (q quits), or --headless: annotated frames (folder) or a video, plus per-frame "

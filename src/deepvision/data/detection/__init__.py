@@ -1,5 +1,5 @@
 """Object-detection datasets: readers for LISA, imglab, VOC, COCO and YOLO annotations, the built index
-(SPEC §10.4), synthetic data, box-aware augmentation and the loader.
+(docs/detection.md), synthetic data, box-aware augmentation and the loader.
 
     from deepvision.data.detection import read_voc, build_dataset, load_index, make_fake
 """

@@ -1,4 +1,4 @@
-"""`deepvision detection build`: any supported annotation format -> the index of SPEC §10.4.
+"""`deepvision detection build`: any supported annotation format -> the built index (docs/detection.md).
 
 The checks every format shares happen here, each reported on one line:
 

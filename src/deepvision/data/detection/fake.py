@@ -295,7 +295,7 @@ def _write_imglab(out: Path, classes: list[str], splits: dict[str, list[FakeImag
         for n, img in enumerate(images):
             parts.append(f"  <image file='{img.file.relative_to(out).as_posix()}'>\n")
             boxes = [(o.box, classes[o.cls], o.ignore) for o in img.objects]
-            if n == 0:  # past the right border: dropped by the clipping rule (SPEC §10.4: "max < min")
+            if n == 0:  # past the right border: dropped by the clipping rule (end <= start)
                 boxes.append(((img.width + 5, 4, img.width + 25, 24), classes[0], False))
             for (x1, y1, x2, y2), label, ignore in boxes:
                 flag = " ignore='1'" if ignore else ""

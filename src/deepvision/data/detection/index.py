@@ -1,4 +1,4 @@
-"""The built dataset on disk (SPEC §10.4): a label map, and one JSON index per split.
+"""The built dataset on disk (docs/detection.md): a label map, and one JSON index per split.
 
     DIR/dataset.json        format, source format, classes, image root, per-split counts, notes
     DIR/label_map.pbtxt     item { id: 1 name: 'stop' } ... (ids from 1; 0 is the background)

@@ -96,7 +96,7 @@ def _count_line(counter: Counter, limit: int = 6) -> str:
 
 # -- LISA ------------------------------------------------------------------------------------------
 def read_lisa(csv_path: str | Path, classes: list[str] | None) -> Annotations:
-    """LISA `allAnnotations.csv` (SPEC §1.9): skip the header, keep the text before the first comma,
+    """LISA `allAnnotations.csv`: skip the header, keep the text before the first comma,
     split it on ';' into path, tag, x1, y1, x2, y2. Only rows whose tag is in `classes` are kept (None
     keeps all), and images enter the dataset only through kept rows, as in the reference builder.
     """
@@ -136,8 +136,8 @@ def read_lisa(csv_path: str | Path, classes: list[str] | None) -> Annotations:
 # -- dlib imglab -----------------------------------------------------------------------------------
 def read_imglab(files: dict[str, Path], reference_clip: bool = False) -> Annotations:
     """dlib imglab XML files (one per split). Boxes marked ignore are skipped; boxes are clipped to the
-    image as in SPEC §10.4: start = max(0, left), end = min(W, left + width), or with `reference_clip`
-    min(W, start + width) (the reference's rule, erratum #34). Boxes with end <= start are dropped.
+    image: start = max(0, left), end = min(W, left + width), or with `reference_clip`
+    min(W, start + width) (the reference's rule). Boxes with end <= start are dropped.
     """
     splits: dict[str, list[ImageRecord]] = {}
     ignored = clipped = dropped = 0

@@ -51,4 +51,4 @@ class Annotations:
 
 
 FORMATS = ("lisa", "imglab", "voc", "coco", "yolo")
-LISA_CLASSES = ("pedestrianCrossing", "signalAhead", "stop")  # SPEC §1.9: ids 1..3, 0 is background
+LISA_CLASSES = ("pedestrianCrossing", "signalAhead", "stop")  # ids 1..3, 0 is background

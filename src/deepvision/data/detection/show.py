@@ -1,4 +1,4 @@
-"""`deepvision detection show`: the visual check of SPEC §10.4 (de-normalised boxes and labels drawn in
+"""`deepvision detection show`: the visual check of a built dataset (de-normalised boxes and labels drawn in
 green, thickness 2, on sampled images of a built dataset). Difficult boxes are drawn in orange."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Fine-tuning's warm-up as a callback: the body is frozen for the first `train.freeze.body_epochs`
-epochs (only the new head learns), then the whole network trains (SPEC §8.3).
+epochs (only the new head learns), then the whole network trains, as in the reference's
+fine-tuning (docs/transfer.md).
 
 While frozen, the body's parameters take no step (their parameter groups get a zero learning rate)
 and its BatchNorm layers keep their pretrained statistics (evaluation mode). Without DDP the body's

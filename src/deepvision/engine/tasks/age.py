@@ -1,4 +1,4 @@
-"""Age prediction on the Adience buckets: classification plus one-off accuracy (SPEC §7.3) as a
+"""Age prediction on the Adience buckets: classification plus one-off accuracy (the arg-max bucket or a neighbour) as a
 training and validation metric (history columns train_one_off, val_one_off)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The detection task: torchvision detectors trained on a built detection dataset (SPEC §10).
+"""The detection task: torchvision detectors trained on a built detection dataset (docs/detection.md).
 
 It implements the engine's Task contract (engine/tasks/base.py in main):
 

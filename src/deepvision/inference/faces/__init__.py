@@ -1,4 +1,4 @@
-"""Face detection (Haar, dlib HOG, MTCNN), eye location, alignment (§9.4) and the applications' drawing."""
+"""Face detection (Haar, dlib HOG, MTCNN), eye location, alignment (docs/faces.md) and the applications' drawing."""
 
 from deepvision.inference.faces.align import DESIRED_LEFT_EYE, FACE_SIZE, align_face, alignment_matrix
 from deepvision.inference.faces.detect import (

@@ -1,4 +1,4 @@
-"""Face alignment exactly as the reference deployment (SPEC §9.4).
+"""Face alignment exactly as the reference deployment (docs/faces.md).
 
 1. Eye centres are cast to int.
 2. angle = atan2(dY, dX) in degrees - 180, with d = (subject's right eye) - (subject's left eye);

@@ -216,5 +216,5 @@ def create_detector(name: str = "haar", **options: Any) -> FaceDetector:
 
 
 def largest_face(faces: list[Face]) -> Face | None:
-    """The face with the largest area w * h (erratum #16: not (w - x)(h - y)); the first on ties."""
+    """The face with the largest area w * h (not the reference's (w - x)(h - y)); the first on ties."""
     return max(faces, key=lambda f: f.area) if faces else None

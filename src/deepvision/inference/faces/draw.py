@@ -1,4 +1,4 @@
-"""Drawing of the reference applications (SPEC §9.1, §9.4): probability canvas, face box and label.
+"""Drawing of the reference applications (docs/faces.md): probability canvas, face box and label.
 
 Canvas: black, `width` (300) wide and 35 * K + 10 high (220 for the 6 emotions, 290 for the 8 age
 buckets). Class i with probability p: a filled red bar from (5, 35i + 5) to (floor(300p), 35i + 35)
@@ -24,7 +24,7 @@ def canvas_height(classes: int) -> int:
 
 
 def probability_canvas(labels: Sequence[str], probs: Sequence[float], width: int = 300) -> np.ndarray:
-    """The BGR probability canvas of §9.1 (one 35-pixel row per class)."""
+    """The BGR probability canvas of the emotion app (one 35-pixel row per class)."""
     cv2 = cv2_module()
     canvas = np.zeros((canvas_height(len(labels)), width, 3), dtype=np.uint8)
     for i, (label, p) in enumerate(zip(labels, probs)):

@@ -1,4 +1,5 @@
-"""Issue 16's run-level cases: each reproduces a way a run could be lost or written outside itself."""
+"""Run-level reliability cases (docs/data-reliability.md): each reproduces a way a run could be lost
+or written outside itself."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def _snapshot(run: RunDir) -> dict[str, bytes]:
     return {str(p.relative_to(run.path)): p.read_bytes() for p in sorted(run.path.rglob("*")) if p.is_file()}
 
 
-def test_case6_a_run_is_locked_while_a_process_trains_in_it(tmp_path):
+def test_a_run_is_locked_while_a_process_trains_in_it(tmp_path):
     run = _run(tmp_path)
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.stdout.write('x'); sys.stdout.flush(); "
                                "time.sleep(60)"], stdout=subprocess.PIPE)
@@ -58,14 +59,14 @@ def test_case6_a_run_is_locked_while_a_process_trains_in_it(tmp_path):
     assert run.status() == "finished"
 
 
-def test_case6_the_lock_is_reentrant_and_released(tmp_path):
+def test_the_lock_is_reentrant_and_released(tmp_path):
     with RunLock(tmp_path) as lock:
         assert lock.held and json.loads((tmp_path / "run.lock").read_text())["pid"] == os.getpid()
         RunLock(tmp_path).acquire()  # the same process may enter again
     assert not (tmp_path / "run.lock").exists()
 
 
-def test_case7_flipped_bytes_in_a_checkpoint_are_refused(tmp_path):
+def test_flipped_bytes_in_a_checkpoint_are_refused(tmp_path):
     run = _run(tmp_path)
     last = run.checkpoints / "last.pt"
     data = bytearray(last.read_bytes())
@@ -78,7 +79,7 @@ def test_case7_flipped_bytes_in_a_checkpoint_are_refused(tmp_path):
         evaluate(run.path, which="last", quiet=True)
 
 
-def test_case8_a_foreign_checkpoint_is_refused_and_changes_nothing(tmp_path):
+def test_a_foreign_checkpoint_is_refused_and_changes_nothing(tmp_path):
     lenet = _run(tmp_path, "lenet")
     other = _run(tmp_path, "other")  # same model, another run
     shutil.copy(other.checkpoints / "last.pt", lenet.checkpoints / "last.pt")
@@ -93,7 +94,7 @@ def test_case8_a_foreign_checkpoint_is_refused_and_changes_nothing(tmp_path):
 @pytest.mark.parametrize("section, key, value", [
     ("checkpoint", "prefix", "../../../x"), ("checkpoint", "prefix", "/tmp/x"), ("checkpoint", "prefix", "a\tb"),
     (None, "name", "a\nb"), (None, "name", ".."), (None, "name", "a\\b")])
-def test_case9_names_that_would_escape_the_run_are_refused(section, key, value):
+def test_names_that_would_escape_the_run_are_refused(section, key, value):
     cfg = tiny_config(1)
     if section:
         cfg[section] = {key: value}
@@ -103,7 +104,7 @@ def test_case9_names_that_would_escape_the_run_are_refused(section, key, value):
         build_config(cfg)
 
 
-def test_case9_a_checkpoint_config_with_an_escaping_prefix_is_refused(tmp_path):
+def test_a_checkpoint_config_with_an_escaping_prefix_is_refused(tmp_path):
     run = _run(tmp_path)
     ckpt = torch.load(run.checkpoints / "last.pt", weights_only=True)
     ckpt["config"]["checkpoint"]["prefix"] = "../../escaped"
@@ -113,7 +114,7 @@ def test_case9_a_checkpoint_config_with_an_escaping_prefix_is_refused(tmp_path):
     assert not list(tmp_path.rglob("escaped*"))
 
 
-def test_case10_damaged_run_metadata_gives_one_line_and_the_journal_lists_the_rest(tmp_path, run_cli):
+def test_damaged_run_metadata_gives_one_line_and_the_journal_lists_the_rest(tmp_path, run_cli):
     good, bad = _run(tmp_path, "good"), _run(tmp_path, "bad")
     bad.state_path.write_text('["not", "an", "object"]')
     with pytest.raises(UserError, match="run.json is damaged"):
@@ -125,7 +126,7 @@ def test_case10_damaged_run_metadata_gives_one_line_and_the_journal_lists_the_re
     assert code == 2 and "history.csv is damaged" in err and "Traceback" not in err
 
 
-def test_case10_killed_start_up_and_killed_runs_are_detected(tmp_path):
+def test_killed_start_up_and_killed_runs_are_detected(tmp_path):
     dead = tmp_path / "r"
     (dead / "checkpoints").mkdir(parents=True)
     (dead / "run.json").write_text('{"status": "starting"}')
@@ -148,7 +149,7 @@ class _StopAt(Callback):
             self.trainer.stop.signum = signal.SIGINT
 
 
-def test_case15_an_interrupt_in_the_first_epoch_prints_a_command_that_works(tmp_path, run_cli):
+def test_an_interrupt_in_the_first_epoch_prints_a_command_that_works(tmp_path, run_cli):
     cfg = build_config(tiny_config(2, max_samples=160))
     run = RunDir.create(tmp_path, "first")
     run.write_state({"status": "running", "run_id": "abc"})
@@ -164,7 +165,7 @@ def test_case15_an_interrupt_in_the_first_epoch_prints_a_command_that_works(tmp_
     assert len(run.read_history()) == 2 and run.read_state()["segments"][-1]["restart"] is True
 
 
-def test_case11_unreadable_data_fails_loudly_with_one_line_and_a_listing(tmp_path, run_cli):
+def test_unreadable_data_fails_loudly_with_one_line_and_a_listing(tmp_path, run_cli):
     from tests.helpers import make_image_folder
 
     make_image_folder(tmp_path / "all_bad", n_per_class=4, size=16)

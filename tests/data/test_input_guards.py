@@ -1,6 +1,6 @@
-"""Issue 16, data layer: each case reproduces a way a careless or malicious input used to hang, exhaust the
+"""Data-layer guarantees: each case reproduces a way a careless or malicious input used to hang, exhaust the
 machine or mislead (huge labels, decompression bombs, FIFOs, link loops, odd file names, alpha, SIGTERM).
-Kept in one file (over 400 lines) so the issue's cases and docs/data-reliability.md's table map one to one."""
+Kept in one file (over 400 lines) so its cases and docs/data-reliability.md's data-layer table map one to one."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def write_records(path: Path, items: list[tuple[float, bytes]]) -> Path:
     return path
 
 
-# -- 1 and 2: huge labels and decompression bombs, under a memory cap ------------------------------------
+# -- huge labels and decompression bombs, under a memory cap ---------------------------------------------
 CAPPED = """
 import contextlib, io, json, resource, sys
 from deepvision.cli.main import main
@@ -191,7 +191,7 @@ def test_pixel_limit_is_configurable_and_shared_by_every_decoder(tmp_path, run_c
     assert code == 2 and "--max-pixels must be a positive number" in err
 
 
-# -- 5: special files and directory-link loops ---------------------------------------------------------------
+# -- special files and directory-link loops ------------------------------------------------------------------
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 def test_fifos_and_devices_named_like_images_are_refused_without_blocking(tmp_path, run_cli):
     root = tmp_path / "imgs"
@@ -260,7 +260,7 @@ def test_list_follows_directory_links_like_mxnet_but_never_loops(tmp_path, run_c
     assert "not followed: 5 directory link(s) that loop back" in err
 
 
-# -- 12: names a list line cannot hold ---------------------------------------------------------------------
+# -- names a list line cannot hold -------------------------------------------------------------------------
 def test_names_with_tabs_or_line_breaks_are_left_out_of_lists_and_said(tmp_path, run_cli):
     root = tmp_path / "imgs" / "cls"
     root.mkdir(parents=True)
@@ -277,7 +277,7 @@ def test_names_with_tabs_or_line_breaks_are_left_out_of_lists_and_said(tmp_path,
         write_lst(tmp_path / "x.lst", [ListEntry(0, (0.0,), "a\tb.jpg")])
 
 
-# -- 13: one alpha rule --------------------------------------------------------------------------------------
+# -- one alpha rule ------------------------------------------------------------------------------------------
 def test_transparent_images_decode_the_same_in_training_and_prediction(tmp_path, run_cli):
     from deepvision.data import RecordDataset
     from deepvision.data.preprocess import Preprocess
@@ -312,7 +312,7 @@ def test_transparent_images_decode_the_same_in_training_and_prediction(tmp_path,
     assert (packed[4:] == 255).all()
 
 
-# -- 14: SIGTERM during packing -------------------------------------------------------------------------------
+# -- SIGTERM during packing -----------------------------------------------------------------------------------
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_sigterm_during_im2rec_exits_143_in_one_line_and_removes_temporary_files(tmp_path):
     root = tmp_path / "imgs"

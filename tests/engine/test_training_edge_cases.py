@@ -1,4 +1,6 @@
-"""Regression tests for resume edge cases, rejected resumes, worker data and cleanup."""
+"""Edge cases of training and resuming: resume with loader workers, rejected and interrupted resumes,
+the config an earlier epoch used, YAML strings like off/yes, failed starts, unreadable images in
+workers, evaluating a grayscale run on new folder data, and random crops of in-memory data."""
 
 import multiprocessing
 import os
