@@ -107,8 +107,9 @@ def main() -> None:
     header = "| network | batch | deepvision samples/s (range) |" + (" Keras samples/s (range) |" if "keras" in sides
                                                                         else "") + " ratio |"
     table = header + "\n|" + "---|" * (header.count("|") - 1) + "\n" + "\n".join(rows)
+    nets = "" if a.nets == ",".join(NETS) else f" --nets {a.nets}"
     body = (f"`{'KERAS_PYTHON=... ' if 'keras' in sides else ''}python benchmarks/reference_nets.py --rounds "
-            f"{a.rounds} --epochs {a.epochs}`; {describe()}. Random data, no augmentation; median over rounds of "
+            f"{a.rounds} --epochs {a.epochs}{nets}`; {describe()}. Random data, no augmentation; median over rounds of "
             f"each process's median steady-state epoch (first epoch = warm-up); sides alternate.\n\n{table}\n")
     print(body)
     if not a.no_append:

@@ -173,4 +173,7 @@ def test_coco_metrics_by_pycocotools():
     assert m["map_small"] == pytest.approx(0.3) and m["map_medium"] == pytest.approx(1.0)
     assert math.isnan(m["map_large"])
     empty = evaluate_coco([_det([], [], [])] * 2, gt, ["small", "medium"], [(100, 100)] * 2)
-    assert empty["map"] == 0.0
+    assert empty["map"] == 0.0 and empty["map_small"] == 0.0 and empty["mar_medium"] == 0.0
+    assert math.isnan(empty["map_large"]) and math.isnan(empty["mar_large"])  # no large box: n/a, as COCOeval says
+    nothing = evaluate_coco([_det([], [], [])], [_gt([])], ["small"], [(100, 100)])
+    assert all(math.isnan(v) for v in nothing.values())

@@ -167,6 +167,21 @@ def evaluate_voc(
     return VOCResult(results, float(np.mean(valid)) if valid else float("nan"), iou_threshold, eleven_point)
 
 
+COCO_AREAS = {"small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, 1e10)}  # COCOeval's
+
+
+def _coco_without_detections(annotations: list[dict[str, Any]]) -> dict[str, float]:
+    """What COCOeval reports when nothing was detected: 0 for a measure with ground truth to find, NaN (its
+    -1, "n/a") where there is none, e.g. a size range without a box of that size. Crowd boxes count for none."""
+    areas = [a["area"] for a in annotations if not a["iscrowd"]]
+    out = {}
+    for key in COCO_KEYS:
+        size = key.rsplit("_", 1)[-1]
+        lo, hi = COCO_AREAS.get(size, (0.0, 1e10))
+        out[key] = 0.0 if any(lo <= area <= hi for area in areas) else float("nan")
+    return out
+
+
 def evaluate_coco(
     detections: Sequence[dict[str, Any]],
     ground_truth: Sequence[dict[str, Any]],
@@ -193,8 +208,8 @@ def evaluate_coco(
                              _np(d["labels"], np.int64)):
             results.append({"image_id": i, "category_id": int(lab), "score": float(s),
                             "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]})
-    if not results or not annotations:
-        return {k: (0.0 if annotations else float("nan")) for k in COCO_KEYS}
+    if not results or not annotations:  # pycocotools cannot load an empty result list: its numbers, by hand
+        return _coco_without_detections(annotations)
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
         gt.dataset = {"images": images, "annotations": annotations,
