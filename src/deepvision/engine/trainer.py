@@ -147,7 +147,7 @@ class Trainer:
         self.callbacks = CallbackList([*core, *extra], self, dist.is_main)
         # On the CPU denormal floats are flushed to zero while training, as TensorFlow's CPU kernels do: the
         # tiny gradients of saturated tanh units are denormals, many times slower to compute with (LeNet
-        # trains about 20% faster; benchmarks/reference_nets.py). close() restores the default;
+        # trains 10-20% faster; docs/performance.md). close() restores the default;
         # set last, once nothing in here can fail any more.
         self._flushing = device.type == "cpu" and torch.set_flush_denormal(True)
         if report and dist.is_main:
