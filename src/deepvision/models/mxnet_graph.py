@@ -74,7 +74,6 @@ class MXNetGraph(nn.Module):
         self.input_name = data[0].name
         head = _classifier(symbol, output)
         self.head_key: str | None = None
-        self.feature_index: int | None = None
         height, width = hw(input_size)
         taken: set[str] = set()
         with torch.device("meta"):
@@ -98,7 +97,7 @@ class MXNetGraph(nn.Module):
                                                f"({str(exc).splitlines()[0][:120]})") from None
                     self.mx_params[key] = _param_names(symbol, node)
                     if head is not None and node.index == head.index:
-                        self.head_key, self.feature_index = key, ins[0][0]
+                        self.head_key = key
                 self.node_keys[node.index] = key
                 self.steps.append((node.index, kind, key, tuple(i for i, _ in ins), ()))
                 try:
@@ -176,13 +175,6 @@ class MXNetGraph(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (the final softmax of the MXNet graph is left out)."""
         return self._run(x, self.output_index)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The classifier's input, flattened to (N, features) when the classifier is fully connected."""
-        if self.feature_index is None:
-            raise UserError("this MXNet graph has no final FullyConnected/Convolution classifier")
-        out = x if self.feature_index == self.input_index else self._run(x, self.feature_index)
-        return out.flatten(1) if isinstance(self.layers[self.head_key], nn.Linear) else out
 
 
 def _kind(op: str) -> str:
