@@ -12,7 +12,6 @@ pass; the first epoch includes tracing) and validation accuracy.
 
 import argparse
 import json
-import os
 import time
 
 
@@ -25,18 +24,13 @@ def main():
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0: TF's choice)")
     a = p.parse_args()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import numpy as np
-    import tensorflow as tf
 
-    if a.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(a.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(a.threads)
-    import keras
+    from keras_peer import keras_setup  # beside this file
+
+    tf, keras = keras_setup(a.threads)
     from keras import layers
 
-    keras.utils.set_random_seed(0)
     d = np.load(a.data)
     mean, std = float(d["mean"]), float(d["std"])
     x_train = ((d["x_train"].astype(np.float32) / 255 - mean) / std)[..., None]  # N x 28 x 28 x 1 (TF's layout)

@@ -55,6 +55,21 @@ def build(name, keras, layers):
     return model
 
 
+def keras_setup(threads):
+    """TensorFlow quiet, its thread pools set (0: its own choice), Keras seeded: (tensorflow, keras)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import tensorflow as tf
+
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return tf, keras
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("net", choices=sorted(NETS))
@@ -62,18 +77,11 @@ def main():
     p.add_argument("--epochs", type=int, default=4, help="epochs of the one fit, the first is the warm-up")
     p.add_argument("--threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0: TF's choice)")
     a = p.parse_args()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import numpy as np
-    import tensorflow as tf
 
-    if a.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(a.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(a.threads)
-    import keras
+    tf, keras = keras_setup(a.threads)
     from keras import layers
 
-    keras.utils.set_random_seed(0)
     shape, classes, batch = NETS[a.net]
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (a.samples, *shape), dtype=np.uint8).astype(np.float32) / 255

@@ -20,7 +20,6 @@ logits. `num_classes` other than the file's replaces a final Dense with a fresh 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from torch import nn
 
 from deepvision.errors import UserError
 from deepvision.models import keras_layers as kl
+from deepvision.models.layers import module_key
 from deepvision.models.registry import ModelSpec, register_provider
 from deepvision.safeload import load_json, read_bytes, regular_file
 
@@ -58,17 +58,6 @@ def parse_json(text: str | bytes, source: str) -> Any:
     if len(text) > MAX_JSON_BYTES:
         raise UserError(f"{source}: the model config is larger than {MAX_JSON_BYTES >> 20} MB")
     return load_json(text, source, MAX_JSON_DEPTH)
-
-
-def _key(name: str, taken: set[str]) -> str:
-    key = re.sub(r"[^0-9A-Za-z_]", "_", name) or "layer"
-    if hasattr(nn.Module(), key) or key[0].isdigit():
-        key = f"k_{key}"
-    base, k = key, 2
-    while key in taken:
-        key, k = f"{base}_{k}", k + 1
-    taken.add(key)
-    return key
 
 
 def model_layers(model: dict[str, Any]) -> list[dict[str, Any]]:
@@ -319,7 +308,7 @@ class KerasGraph(nn.Module):
             if kind.startswith("op:"):
                 self.op_args[(name, call)] = _op_template(entry, call)
             if name not in self.keys:
-                self.keys[name] = key = _key(name, taken)
+                self.keys[name] = key = module_key(name, taken, "layer", "k_")
                 if kind == "module":
                     is_head = top and entry is final and cls == "Dense" and num_classes > 0
                     try:

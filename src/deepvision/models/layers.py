@@ -16,6 +16,7 @@ explicit override (`bn_eps`, `bn_momentum`, `bn_scale`, `elu_alpha`):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -96,3 +97,17 @@ def activation(name: str, channels: int = 1, elu_alpha: float = 1.0) -> nn.Modul
 def check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{option} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def module_key(name: str, taken: set[str], fallback: str, prefix: str) -> str:
+    """A unique nn.ModuleDict key for a layer of an imported graph (Keras layer or MXNet node name): other
+    characters become "_", and a key that would clash with a ModuleDict attribute or start with a digit gets
+    `prefix`; `taken` collects the keys already given."""
+    key = re.sub(r"[^0-9A-Za-z_]", "_", name) or fallback
+    if hasattr(nn.ModuleDict(), key) or key[0].isdigit():
+        key = f"{prefix}{key}"
+    base, k = key, 2
+    while key in taken:
+        key, k = f"{base}_{k}", k + 1
+    taken.add(key)
+    return key

@@ -22,7 +22,6 @@ Convolution before the output) with a freshly initialised one, for fine-tuning; 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +29,12 @@ import torch
 from torch import nn
 
 from deepvision.errors import UserError
+from deepvision.models.layers import module_key
 from deepvision.models.mxnet_ops import ADD_OPS, CONCAT_OPS, MUL_OPS, SUB_OPS, SUPPORTED, make_module, node_error
 from deepvision.models.mxnet_symbol import SOFTMAX_HEADS, Node, Symbol, read_symbol
 from deepvision.models.registry import ModelSpec, register_provider
 from deepvision.models.shapes import hw
 from deepvision.safeload import check_declared_bytes
-
-
-def _key(name: str, taken: set[str]) -> str:
-    key = re.sub(r"[^0-9A-Za-z_]", "_", name) or "node"
-    if hasattr(nn.ModuleDict(), key) or key[0].isdigit():
-        key = f"n_{key}"
-    base, k = key, 2
-    while key in taken:
-        key, k = f"{base}_{k}", k + 1
-    taken.add(key)
-    return key
 
 
 class MXNetGraph(nn.Module):
@@ -85,7 +74,7 @@ class MXNetGraph(nn.Module):
                 if any(idx != 0 for _, idx in ins):
                     raise node_error(node, "reads a second output of a multi-output operator (not supported)")
                 xs = [values[i] for i, _ in ins]
-                key = _key(node.name, taken)
+                key = module_key(node.name, taken, "node", "n_")
                 kind = _kind(node.op)
                 if kind == "module":
                     override = num_classes if head is not None and node.index == head.index and num_classes > 0 \
