@@ -233,6 +233,8 @@ def load_yaml(text: str | bytes, source: str | None = None, loader: type[SafeLoa
             raise _invalid(source, "YAML", where, problem) from None
         except RecursionError:  # a guard: the depth limit keeps the composer and constructor shallow
             raise LimitError(f"{_where(source)}YAML nested too deeply") from None
+        except ValueError as exc:  # a scalar the constructor cannot convert (an int of > 4,300 digits)
+            raise _invalid(source, "YAML", "", str(exc).splitlines()[0][:120]) from None
     finally:
         if ldr is not None:
             ldr.dispose()

@@ -53,10 +53,16 @@ def lr_changes(history: list[dict[str, Any]], manual: tuple[int, ...] = ()) -> l
 def manual_lr_epochs(run: RunDir) -> tuple[int, ...]:
     """1-based epochs where a resume set the learning rate or the schedule (from run.json)."""
     epochs = []
-    for seg in run.read_state().get("segments", [])[1:]:
-        keys = [str(o).partition("=")[0].strip() for o in seg.get("overrides", [])]
+    segments = run.read_state().get("segments")
+    segments = [seg for seg in segments if isinstance(seg, dict)] if isinstance(segments, list) else []
+    for seg in segments[1:]:  # a damaged list only loses the dashed lines, not the plot
+        overrides = seg.get("overrides") if isinstance(seg.get("overrides"), list) else []
+        keys = [str(o).partition("=")[0].strip() for o in overrides]
+        start = seg.get("start_epoch", 0)
+        if not isinstance(start, int) or isinstance(start, bool):
+            continue
         if seg.get("manual_lr") is not None or any(k == "optim.lr" or k.startswith("schedule.") for k in keys):
-            epochs.append(int(seg.get("start_epoch", 0)) + 1)
+            epochs.append(start + 1)
     return tuple(epochs)
 
 

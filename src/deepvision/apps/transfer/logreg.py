@@ -251,7 +251,11 @@ def fit_logreg(
     present = counts[counts > 0]
     if len(present) < 2:
         raise UserError(f"the training rows of {features} hold a single class; a classifier needs two or more")
-    folds = StratifiedKFold(cv, shuffle=False) if present.min() >= cv else cv
+    if present.min() < cv:  # stratified folds need every class in every fold
+        rare = names[int(np.flatnonzero(counts == present.min())[0])]
+        raise UserError(f"class {rare!r} has {int(present.min())} training row(s) in {features}, too few for "
+                        f"{cv}-fold cross-validation; lower --cv (at least 2) or add rows")
+    folds = StratifiedKFold(cv, shuffle=False)
     x_train = x[:i]
     mean = scale = None
     if standardize:

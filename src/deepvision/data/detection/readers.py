@@ -488,16 +488,23 @@ def read_yolo(source: str | Path) -> Annotations:
                                                                 else "."})
         yaml_path = source / "classes.txt"
     else:
-        yaml_path = source if source.is_file() else sorted(source.glob("*.yaml"))[0]
+        if source.is_dir():
+            yaml_path = sorted(source.glob("*.yaml"))[0]
+        elif source.exists() and not source.is_file():
+            raise UserError(f"{source} is not a regular file (a FIFO or device); give the YOLO data.yaml")
+        elif not source.exists():
+            raise UserError(f"YOLO data file not found: {source}")
+        else:
+            yaml_path = source
         spec = load_yaml_text(read_text(yaml_path), str(yaml_path)) or {}  # bounded: depth and alias expansion
         if not isinstance(spec, dict) or "names" not in spec:
             raise UserError(f"{yaml_path} has no 'names' (the class names)")
     names = _yolo_names(spec["names"], str(yaml_path))
     if not isinstance(spec.get("path") or "", str):
         raise UserError(f"{yaml_path}: path must be a folder, got {spec['path']!r}")
-    base = Path(spec.get("path") or yaml_path.parent)
+    base = Path(spec["path"]) if spec.get("path") else Path(".")
     if not base.is_absolute():
-        base = yaml_path.parent / base
+        base = yaml_path.parent / base  # a relative path: from the folder holding data.yaml, as Ultralytics reads it
     splits: dict[str, list[ImageRecord]] = {}
     bad_class: Counter = Counter()
     for split in ("train", "val", "test", "all"):
@@ -532,6 +539,8 @@ def read_yolo(source: str | Path) -> Annotations:
                     else:
                         xs, ys = nums[0::2], nums[1::2]
                         box = (min(xs), min(ys), max(xs), max(ys))
+                    if not all(math.isfinite(v) for v in nums):  # min/max would skip a NaN vertex silently
+                        box = (math.nan,) * 4  # refused by the build, or dropped by --fix, like any NaN box
                     if size is None:  # missing/unreadable image: reported at build time
                         record.boxes.append(Box(*box, names[cls]))
                     else:
