@@ -74,3 +74,24 @@ def test_logreg_with_too_few_rows_of_a_class_for_the_folds_is_one_line(tmp_path)
         w.store_class_labels(["a", "b"])
     with pytest.raises(UserError, match=r"class 'b' has 1 training row\(s\) .*too few for 3-fold"):
         fit_logreg(path, tmp_path / "out", quiet=True)
+
+
+def test_keras_weights_with_nan_are_refused(tmp_path, run_cli):
+    import shutil
+    from pathlib import Path
+
+    import h5py
+
+    src = Path(__file__).resolve().parents[1] / "fixtures" / "keras" / "keras_mnist_cnn.h5"
+    bad = tmp_path / "nan.h5"
+    shutil.copy(src, bad)
+    with h5py.File(bad, "r+") as f:
+        kernels = []
+        f.visititems(lambda name, obj: kernels.append(name) if isinstance(obj, h5py.Dataset) and "kernel" in name
+                     else None)
+        data = f[kernels[0]][()]
+        data.flat[0] = np.nan
+        f[kernels[0]][...] = data
+    code, _, err = run_cli("import", "keras", bad, "--out", tmp_path / "run")
+    assert code == 2 and err.count("\n") == 1 and "NaN or infinite" in err
+    assert not (tmp_path / "run").exists()

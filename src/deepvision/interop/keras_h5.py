@@ -551,9 +551,14 @@ def load_graph_weights(src: KerasSource, graph: nn.Module) -> dict[str, dict[str
 
 def _read_arrays(src: KerasSource, path: str, datasets: dict[str, Any]) -> dict[str, np.ndarray]:
     try:
-        return {name: np.asarray(ds[()], dtype=np.float32) for name, ds in datasets.items()}
-    except (OSError, TypeError, ValueError) as exc:
+        arrays = {name: np.asarray(ds[()], dtype=np.float32) for name, ds in datasets.items()}
+    except (OSError, TypeError, ValueError, KeyError, RuntimeError) as exc:  # KeyError: a dangling external link
         raise UserError(f"{src.path}: the weights of layer '{path}' cannot be read as numbers ({exc})") from None
+    bad = [name for name, a in arrays.items() if not np.isfinite(a).all()]
+    if bad:  # NaN/inf weights would import and then predict "nan%" for every class
+        raise UserError(f"{src.path}: weight '{bad[0]}' of layer '{path}' holds NaN or infinite values; the file is "
+                        f"damaged or was saved from a diverged training")
+    return arrays
 
 
 def read_keras_file(path: str | Path, config: str | Path | None = None) -> KerasFile:
