@@ -95,3 +95,16 @@ def test_keras_weights_with_nan_are_refused(tmp_path, run_cli):
     code, _, err = run_cli("import", "keras", bad, "--out", tmp_path / "run")
     assert code == 2 and err.count("\n") == 1 and "NaN or infinite" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_hdf5_labels_far_beyond_the_names_or_unnamed_are_one_line(tmp_path):
+    import h5py
+
+    from deepvision.data.hdf5 import HDF5Dataset
+
+    path = tmp_path / "big.h5"
+    with h5py.File(path, "w") as f:
+        f["features"] = np.zeros((2, 4), np.float32)
+        f["labels"] = np.array([0, 10**12], np.int64)
+    with pytest.raises(UserError, match=r"holds class 1000000000000 and the file has no 'label_names'"):
+        HDF5Dataset(path, "features")

@@ -38,6 +38,9 @@ def _h5py():
     return h5py
 
 
+MAX_UNNAMED_CLASSES = 100_000  # classes an HDF5 file may number without naming them in 'label_names'
+
+
 class HDF5DatasetWriter:
     """Buffered writer of (rows, labels) to an HDF5 file.
 
@@ -204,8 +207,23 @@ class HDF5Dataset(Dataset):
             raise UserError(f"{self.path}: '{data_key}' is a scalar, not rows")
         if len(self.targets) != self.shape[0]:
             raise UserError(f"{self.path}: {self.shape[0]} rows but {len(self.targets)} labels")
-        self.classes = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names] if names is not None \
-            else [str(i) for i in range(int(self.targets.max()) + 1 if len(self.targets) else 0)]
+        if len(self.targets) and self.targets.min() < 0:
+            raise UserError(f"{self.path}: 'labels' holds the negative class {int(self.targets.min())}; class ids "
+                            f"start at 0")
+        if names is None:  # classes 0..max; a stray huge id must not become a list of a trillion names
+            top = int(self.targets.max()) + 1 if len(self.targets) else 0
+            if top > MAX_UNNAMED_CLASSES:
+                raise UserError(f"{self.path}: 'labels' holds class {top - 1} and the file has no 'label_names'; "
+                                f"more than {MAX_UNNAMED_CLASSES:,} classes needs their names in 'label_names'")
+            self.classes = [str(i) for i in range(top)]
+        else:
+            try:
+                self.classes = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names]
+            except UnicodeDecodeError:
+                raise UserError(f"{self.path}: 'label_names' are not UTF-8 text") from None
+            if len(self.targets) and self.targets.max() >= len(self.classes):
+                raise UserError(f"{self.path}: 'labels' holds class {int(self.targets.max())} but 'label_names' names "
+                                f"{len(self.classes)} classes (0..{len(self.classes) - 1})")
         self.data_key = data_key
         self.transform = transform
         self.dtype = dtype or (torch.float32 if self.stored_dtype.kind == "f" else None)
