@@ -192,7 +192,7 @@ def logreg_negative_label(d: Path):
     from deepvision.apps.transfer.logreg import fit_logreg
 
     _features(d / "f.h5", np.ones((20, 3)), np.r_[np.zeros(10), -np.ones(10)].astype(np.int64))
-    return (lambda: fit_logreg(d / "f.h5", d / "out", cv=2, jobs=1)), "label -1 (row 10) is outside"
+    return (lambda: fit_logreg(d / "f.h5", d / "out", cv=2, jobs=1)), "'labels' holds the negative class -1"
 
 
 @case
