@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from deepvision.errors import UserError
-from deepvision.fileio import read_regular_file
+from deepvision.fileio import atomic_write_bytes, read_regular_file
 
 PILLOW_BOMB_LIMIT = 2 * 89_478_485  # Pillow raises DecompressionBombError above this many pixels
 ENV_MAX_PIXELS = "DEEPVISION_MAX_IMAGE_PIXELS"
@@ -206,6 +206,27 @@ def open_image(source: str | Path | bytes | memoryview | Image.Image, channels: 
                         ) from None
     except OSError as exc:
         raise UserError(f"cannot read {name}: {exc.strerror or exc}") from None
+
+
+def read_bgr(path: str | Path) -> np.ndarray:
+    """An image file as OpenCV's uint8 H x W x 3 BGR array, decoded by `open_image`'s rules (regular files,
+    the pixel limit, EXIF orientation, CMYK/16-bit/alpha conversions), for code that works in OpenCV."""
+    return np.ascontiguousarray(np.asarray(open_image(path, 3))[:, :, ::-1])
+
+
+def write_image(path: str | Path, bgr: np.ndarray) -> None:
+    """Encode an OpenCV BGR (or gray) array in the format of `path`'s suffix and write it atomically (a
+    temporary file, then rename: never half a picture under the final name)."""
+    import cv2
+
+    suffix = Path(path).suffix or ".png"
+    try:
+        ok, buf = cv2.imencode(suffix, bgr)
+    except cv2.error:  # a suffix OpenCV has no encoder for
+        ok = False
+    if not ok:
+        raise UserError(f"could not encode {path} as {suffix}")
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def to_mode(img: Image.Image, channels: int) -> Image.Image:

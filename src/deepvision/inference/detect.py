@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from deepvision.data.detection.readers import IMAGE_EXTENSIONS
+from deepvision.data.imageio import write_image
 from deepvision.data.preprocess import open_image
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
-from deepvision.fileio import PendingFile, atomic_write_bytes, atomic_write_text
+from deepvision.fileio import PendingFile, atomic_write_text
 from deepvision.models.detection import detection_family
 from deepvision.runs.loading import LoadedRun, load_run
 
@@ -177,10 +178,7 @@ def detect_images(detector: Detector, paths: list[Path], out: Path | None = None
             if out is not None:
                 bgr = detector.draw(cv2.cvtColor(im, cv2.COLOR_RGB2BGR), dets)
                 target = output_path(out, path, "image")
-                ok, buf = cv2.imencode(".jpg", bgr)
-                if not ok:
-                    raise UserError(f"could not encode {target}")
-                atomic_write_bytes(target, buf.tobytes())  # never half a picture under the final name
+                write_image(target, bgr)
                 result.output = str(target)
             yield result
 

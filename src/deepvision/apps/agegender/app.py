@@ -24,6 +24,7 @@ import torch
 
 from deepvision.apps.agegender.adience import display_label
 from deepvision.apps.classifier import Classifier, load_classifier
+from deepvision.data.imageio import read_bgr
 from deepvision.errors import UserError
 from deepvision.evaluation.tencrop import ten_crop
 from deepvision.fileio import atomic_write_text
@@ -135,11 +136,8 @@ def predict_agegender(run_age: str | Path | Classifier, run_gender: str | Path |
     finder = EyeFinder(eyes, landmarks)
     output = _Output(Path(out) if out is not None else None)
     report = AgeGenderReport()
-    cv2 = cv2_module()
     for path in paths:
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if frame is None:
-            raise UserError(f"cannot read {path} as an image")
+        frame = read_bgr(path)
         small, factor = resize_to_width(frame, 800)
         faces = det.detect(small)
         if not faces:
@@ -188,9 +186,10 @@ def sample_agegender(run_age: str | Path | Classifier, run_gender: str | Path | 
     cv2 = cv2_module()
     for n, entry in enumerate(rows):
         path = base / entry.path
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise UserError(f"cannot read {path} (give the Adience folder with --root)")
+        try:
+            image = read_bgr(path)
+        except UserError as exc:
+            raise UserError(f"{exc} (give the Adience folder with --root)") from None
         p_age = _single(age_clf, image)
         p_gender = _single(gender_clf, image)
         actual = age_clf.classes[int(entry.label)] if 0 <= int(entry.label) < len(age_clf.classes) else "?"

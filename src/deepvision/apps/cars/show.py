@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from deepvision.data.imageio import write_image
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_bytes, atomic_write_text
+from deepvision.fileio import atomic_write_text
 
 
 @dataclass
@@ -104,10 +105,7 @@ def show_cars(run_dir: str | Path, *, sample_size: int = 10, out: str | Path | N
         raise UserError(f"cannot create {out_dir}: {exc.strerror or exc}; choose another --out") from None
     for k, (r, (img, text)) in enumerate(zip(results, images)):
         path = out_dir / f"{k:03d}_sample{r.index}.png"
-        ok, buf = cv2.imencode(".png", cv2.cvtColor(annotate(img, text), cv2.COLOR_RGB2BGR))
-        if not ok:
-            raise UserError(f"could not encode {path}")
-        atomic_write_bytes(path, buf.tobytes())
+        write_image(path, cv2.cvtColor(annotate(img, text), cv2.COLOR_RGB2BGR))
         r.image = str(path)
     atomic_write_text(out_dir / "predictions.json", json.dumps([r.to_dict() for r in results], indent=2) + "\n")
     say(f"[INFO] {len(results)} annotated images written to {out_dir}")

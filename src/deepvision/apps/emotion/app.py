@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from deepvision.apps.classifier import Classifier, load_classifier
+from deepvision.data.imageio import read_bgr, write_image
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
 from deepvision.inference.faces.detect import FaceDetector, create_detector, cv2_module, largest_face, to_gray
@@ -335,12 +336,9 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
         if out_path.suffix.lower() in VIDEO_SUFFIXES:
             raise UserError(f"--out {out_path}: with --image give a folder for the annotated images")
         out_path.mkdir(parents=True, exist_ok=True)
-    cv2 = cv2_module()
     summary = ImagesSummary()
     for path in paths:
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if frame is None:
-            raise UserError(f"cannot read {path} as an image")
+        frame = read_bgr(path)
         small, factor = resize_to_width(frame, min(width, frame.shape[1]))
         gray = to_gray(small)
         faces = sorted(det.detect(gray if det.name == "haar" else small), key=lambda f: (f.box[0], f.box[1]))
@@ -357,9 +355,7 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
             summary.faces.append(FaceEmotion(str(path), k, box, label,  # type: ignore[arg-type]
                                              {c: float(p) for c, p in zip(clf.classes, probs)}))
         if out_path is not None:
-            target = out_path / f"{path.stem}.png"
-            if not cv2.imwrite(str(target), shown):
-                raise UserError(f"could not write {target}; check the folder and free space")
+            write_image(out_path / f"{path.stem}.png", shown)
     if out_path is not None:
         summary.files = {"csv": str(out_path / "results.csv"), "json": str(out_path / "results.json")}
         atomic_write_text(summary.files["csv"], _faces_csv(summary.faces, clf.classes))
