@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepvision.interop.keras_h5 import load_graph_weights, open_keras
+from deepvision.interop.keras_files import load_graph_weights, open_keras
 from deepvision.models.keras_graph import KerasGraph
 from deepvision.models.keras_layers import to_keras
 

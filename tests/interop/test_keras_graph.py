@@ -41,7 +41,7 @@ def run_graph(model: torch.nn.Module, x_keras: np.ndarray) -> np.ndarray:
 
 
 def graph_of(path: Path) -> KerasGraph:
-    from deepvision.interop.keras_h5 import load_graph_weights, open_keras
+    from deepvision.interop.keras_files import load_graph_weights, open_keras
 
     with open_keras(path) as src:
         graph = KerasGraph(src.config, keras_version=src.keras_version)

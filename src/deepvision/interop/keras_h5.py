@@ -12,7 +12,8 @@ paired one to one with the PyTorch model's weighted modules in declaration order
 - SeparableConv2D depthwise (kh, kw, in, 1) and pointwise (1, 1, in, out) kernels -> a depthwise
   Conv2d (in, 1, kh, kw) and a 1 x 1 Conv2d (out, in, 1, 1); DepthwiseConv2D likewise.
 
-The first pair whose kinds or shapes differ is reported by name with both shapes.
+The first pair whose kinds or shapes differ is reported by name with both shapes. Opening whole files
+for the graph route (`.keras` zips, Keras 3 layouts, config-driven reading) is `keras_files`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import torch
 from torch import nn
 
 from deepvision.errors import UserError
-from deepvision.safeload import regular_file
 
 KINDS = {"Conv2D": "conv", "Convolution2D": "conv", "Dense": "dense", "BatchNormalization": "bn",
          "SeparableConv2D": "separable", "SeparableConvolution2D": "separable", "DepthwiseConv2D": "depthwise"}
@@ -75,7 +75,7 @@ class KerasFile:
         return found
 
 
-def _text(value: Any) -> str:
+def attr_text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
@@ -94,7 +94,7 @@ def _infer_class(weights: dict[str, np.ndarray]) -> str:
 
 
 def _config_layers(model_config: Any) -> tuple[list[dict[str, Any]], tuple[int, ...] | None]:
-    cfg = json.loads(_text(model_config)) if model_config is not None else {}
+    cfg = json.loads(attr_text(model_config)) if model_config is not None else {}
     inner = cfg.get("config", {}) if isinstance(cfg, dict) else {}
     layers = inner.get("layers", inner) if isinstance(inner, dict) else inner  # Keras 2.0 Sequential: a list
     layers = layers if isinstance(layers, list) else []
@@ -108,12 +108,32 @@ def _config_layers(model_config: Any) -> tuple[list[dict[str, Any]], tuple[int, 
     return layers, shape
 
 
-def read_keras_h5(path: str | Path) -> KerasFile:
-    """Every layer of a Keras HDF5 model or weights file, with its config (when stored) and weights."""
+def h5py_module() -> Any:
     try:
         import h5py
     except ImportError:
-        raise UserError("reading Keras .h5 files needs h5py: pip install 'deepvision[faces]'") from None
+        raise UserError("reading Keras files needs h5py: pip install 'deepvision[faces]'") from None
+    return h5py
+
+
+def read_weights(source: Path, layer: str, datasets: dict[str, Any]) -> dict[str, np.ndarray]:
+    """{name: float32 array} of one layer's weight datasets; a one-line UserError when one cannot be read
+    (a dangling external link included) or holds NaN/infinite values (they would import and then
+    predict "nan%" for every class)."""
+    try:
+        arrays = {name: np.asarray(ds[()], dtype=np.float32) for name, ds in datasets.items()}
+    except (OSError, TypeError, ValueError, KeyError, RuntimeError) as exc:  # KeyError: a dangling external link
+        raise UserError(f"{source}: the weights of layer '{layer}' cannot be read as numbers ({exc})") from None
+    bad = [name for name, a in arrays.items() if not np.isfinite(a).all()]
+    if bad:
+        raise UserError(f"{source}: weight '{bad[0]}' of layer '{layer}' holds NaN or infinite values; the file is "
+                        f"damaged or was saved from a diverged training")
+    return arrays
+
+
+def read_keras_h5(path: str | Path) -> KerasFile:
+    """Every layer of a Keras HDF5 model or weights file, with its config (when stored) and weights."""
+    h5py = h5py_module()
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Keras file not found: {path}")
@@ -131,15 +151,14 @@ def read_keras_h5(path: str | Path) -> KerasFile:
         by_name = {c.get("config", {}).get("name", c.get("name")): c for c in config_layers}
         layers = []
         for raw in group.attrs["layer_names"]:
-            name = _text(raw)
+            name = attr_text(raw)
             g = group[name]
-            weights = {}
-            for wname in (_text(w) for w in g.attrs.get("weight_names", [])):
-                weights[_short(wname)] = np.asarray(g[wname], dtype=np.float32)
+            weights = read_weights(path, name, {_short(w): g[w] for w in (attr_text(w) for w in
+                                                                            g.attrs.get("weight_names", []))})
             c = by_name.get(name, {})
             cls = c.get("class_name") or (_infer_class(weights) if weights else "?")
             layers.append(KerasLayer(name, cls, c.get("config", {}), weights))
-        version = _text(f.attrs.get("keras_version", group.attrs.get("keras_version", "")))
+        version = attr_text(f.attrs.get("keras_version", group.attrs.get("keras_version", "")))
     return KerasFile(path, layers, version, input_shape, config_layers)
 
 
@@ -336,258 +355,3 @@ def keras_in_channels(kfile: KerasFile) -> int | None:
         if "kernel" in layer.weights:
             return None
     return None
-
-
-# -- whole files: .h5 (Keras 2/3), .keras zip, .weights.h5 -------------------------------------------
-MAX_WEIGHTS_BYTES = 8 << 30
-
-
-@dataclass
-class KerasSource:
-    """An open Keras file: its model config (None for weights-only files) and its weight datasets.
-
-    `groups` maps a layer (a top-level layer name for the legacy .h5 layout, or the 'outer/inner'
-    path of the Keras 3 layout) to its datasets: (weight name, dataset) pairs for the legacy layout,
-    ("", dataset) in variable order for the Keras 3 layout (names come from the layer's class).
-    """
-
-    path: Path
-    config: dict[str, Any] | None
-    keras_version: str
-    legacy: bool  # the .h5 layout of Keras 2 (and Keras 3's model.save("m.h5"))
-    groups: dict[str, list[tuple[str, Any]]]
-
-
-def _h5py():
-    try:
-        import h5py
-    except ImportError:
-        raise UserError("reading Keras files needs h5py: pip install 'deepvision[faces]'") from None
-    return h5py
-
-
-def _legacy_groups(group: Any) -> dict[str, list[tuple[str, Any]]]:
-    out = {}
-    for raw in group.attrs["layer_names"]:
-        name = _text(raw)
-        g = group[name]
-        out[name] = [(_text(w), g[_text(w)]) for w in g.attrs.get("weight_names", [])]
-    return out
-
-
-def _v3_groups(root: Any) -> dict[str, list[tuple[str, Any]]]:
-    """Keras 3 layout: layers/<x>/vars/<i> (nested: layers/<x>/layers/<y>/vars/<i>), named by vars' 'name'."""
-    out: dict[str, list[tuple[str, Any]]] = {}
-
-    def walk(g: Any, prefix: str) -> None:
-        layers = g.get("layers")
-        if layers is None:
-            return
-        for key in layers:
-            sub = layers[key]
-            vars_ = sub.get("vars")
-            name = _text(vars_.attrs.get("name", key)) if vars_ is not None else key
-            if vars_ is not None and len(vars_):
-                out[prefix + name] = [("", vars_[str(i)]) for i in range(len(vars_))]
-            walk(sub, f"{prefix}{name}/")
-
-    walk(root, "")
-    return out
-
-
-def _open_zip(path: Path) -> tuple[dict[str, Any], str, bytes]:
-    import zipfile
-
-    from deepvision.models.keras_graph import MAX_JSON_BYTES, parse_json
-
-    try:
-        z = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise UserError(f"{path} is not a Keras .keras file ({exc})") from None
-    with z:
-        names = set(z.namelist())
-        if "config.json" not in names or "model.weights.h5" not in names:
-            raise UserError(f"{path} is not a Keras .keras file (no config.json and model.weights.h5 inside)")
-        for member, limit in (("config.json", MAX_JSON_BYTES), ("model.weights.h5", MAX_WEIGHTS_BYTES)):
-            if z.getinfo(member).file_size > limit:
-                raise UserError(f"{path}: {member} is larger than {limit >> 20} MB")
-        config = parse_json(z.read("config.json"), f"{path}:config.json")
-        version = ""
-        if "metadata.json" in names and z.getinfo("metadata.json").file_size < 1 << 20:
-            meta = parse_json(z.read("metadata.json"), f"{path}:metadata.json")
-            version = str(meta.get("keras_version", "")) if isinstance(meta, dict) else ""
-        return config, version or "3", z.read("model.weights.h5")
-
-
-def _checked(config: Any, path: Path) -> dict[str, Any] | None:
-    from deepvision.models.keras_graph import MODEL_CLASSES
-
-    if config is not None and (not isinstance(config, dict) or config.get("class_name") not in MODEL_CLASSES):
-        raise UserError(f"{path}: the stored model config is not a Keras model (class_name Sequential, "
-                        f"Functional or Model)")
-    return config
-
-
-class open_keras:
-    """`with open_keras(path) as src:` (named like open()): a KerasSource of an .h5, .weights.h5 or .keras file."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._file: Any = None
-
-    def __enter__(self) -> KerasSource:
-        from deepvision.models.keras_graph import parse_json
-
-        h5py = _h5py()
-        path = self.path
-        if not path.exists():
-            raise UserError(f"Keras file not found: {path}")
-        regular_file(path, "Keras file")  # a FIFO or device is refused, never waited on
-        config, version, payload = None, "", None
-        import zipfile
-
-        if zipfile.is_zipfile(path):
-            config, version, payload = _open_zip(path)
-        try:
-            if payload is not None:
-                import io
-
-                self._file = h5py.File(io.BytesIO(payload), "r")
-            else:
-                self._file = h5py.File(path, "r")
-        except OSError as exc:
-            raise UserError(f"{path} is not an HDF5 file or a .keras zip ({exc})") from None
-        f = self._file
-        group = f.get("model_weights", f)
-        if "layer_names" in group.attrs:
-            raw = f.attrs.get("model_config")
-            if raw is not None:
-                config = parse_json(_text(raw), str(path))
-            version = _text(f.attrs.get("keras_version", group.attrs.get("keras_version", "")))
-            return KerasSource(path, _checked(config, path), version or "2", True, _legacy_groups(group))
-        if "layers" in f or "vars" in f:
-            return KerasSource(path, _checked(config, path), version or "3", False, _v3_groups(f))
-        self._file.close()
-        raise UserError(f"{path} holds no Keras weights (neither the .h5 layout nor Keras 3's layers/ groups)")
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._file is not None:
-            self._file.close()
-
-
-def graph_weights(src: KerasSource, layers: list[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
-    """{layer path: {Keras weight name: dataset}} for the graph's weighted `layers` ((path, module));
-    UserError naming the first layer whose weights are missing or whose declared shapes differ."""
-    found: dict[str, dict[str, Any]] = {}
-    wanted = {path: module.keras_shapes() for path, module in layers}
-    if src.legacy:
-        for group, items in src.groups.items():
-            for wname, ds in items:
-                parts = wname.split(":")[0].split("/")
-                target = group if group in wanted else _nested_target(group, parts, wanted)
-                if target is None:
-                    raise UserError(f"{src.path}: weight '{wname}' belongs to no layer of the model config")
-                found.setdefault(target, {})[_alias(parts[-1], wanted[target])] = ds
-    else:
-        for path, shapes in wanted.items():
-            items = src.groups.get(path)
-            if items is None:
-                continue
-            names = list(shapes)
-            if len(items) < len(names):
-                raise UserError(f"{src.path}: layer '{path}' stores {len(items)} weights but its config needs "
-                                f"{len(names)} ({', '.join(names)})")
-            found[path] = {n: ds for n, (_, ds) in zip(names, items)}
-    for path, shapes in wanted.items():
-        have = found.get(path, {})
-        for name, shape in shapes.items():
-            if name not in have:
-                raise UserError(f"{src.path}: layer '{path}' has no '{name}' weight in the file")
-            declared = tuple(int(v) for v in have[name].shape)
-            if shape != (-1,) and declared != tuple(shape):
-                raise UserError(f"{src.path}: layer '{path}' weight '{name}' is {declared} in the file but the "
-                                f"config makes it {tuple(shape)}")
-    extra = [p for p in src.groups if src.groups[p] and p not in wanted
-             and not any(w.startswith(p + "/") for w in wanted)]
-    if extra:
-        raise UserError(f"{src.path}: the file has weights for layer '{extra[0]}' that the config does not have")
-    return found
-
-
-def _nested_target(group: str, parts: list[str], wanted: dict[str, Any]) -> str | None:
-    """The layer path of weight `parts` stored in the group of nested model `group`."""
-    if len(parts) < 2:
-        return None
-    inner = parts[1:-1] if parts[0] == group else parts[:-1]
-    exact = "/".join([group, *inner])
-    if exact in wanted:
-        return exact
-    options = [p for p in wanted if p.startswith(group + "/") and p.rsplit("/", 1)[-1] == parts[-2]]
-    return options[0] if len(options) == 1 else None
-
-
-def _alias(short: str, wanted: dict[str, Any]) -> str:
-    short = short.split(":")[0]
-    if short == "kernel" and "depthwise_kernel" in wanted and "kernel" not in wanted:
-        return "depthwise_kernel"
-    if short == "depthwise_kernel" and "kernel" in wanted and "depthwise_kernel" not in wanted:
-        return "kernel"
-    return short
-
-
-def load_graph_weights(src: KerasSource, graph: nn.Module) -> dict[str, dict[str, np.ndarray]]:
-    """Read the file's weights into a `KerasGraph` (shapes checked before reading); returns them by
-    layer path."""
-    layers = graph.weighted_layers()
-    found = graph_weights(src, layers)
-    read: dict[str, dict[str, np.ndarray]] = {}
-    with torch.no_grad():
-        for path, module in layers:
-            arrays = _read_arrays(src, path, found[path])
-            module.set_keras(arrays)
-            read[path] = arrays
-    return read
-
-
-def _read_arrays(src: KerasSource, path: str, datasets: dict[str, Any]) -> dict[str, np.ndarray]:
-    try:
-        arrays = {name: np.asarray(ds[()], dtype=np.float32) for name, ds in datasets.items()}
-    except (OSError, TypeError, ValueError, KeyError, RuntimeError) as exc:  # KeyError: a dangling external link
-        raise UserError(f"{src.path}: the weights of layer '{path}' cannot be read as numbers ({exc})") from None
-    bad = [name for name, a in arrays.items() if not np.isfinite(a).all()]
-    if bad:  # NaN/inf weights would import and then predict "nan%" for every class
-        raise UserError(f"{src.path}: weight '{bad[0]}' of layer '{path}' holds NaN or infinite values; the file is "
-                        f"damaged or was saved from a diverged training")
-    return arrays
-
-
-def read_keras_file(path: str | Path, config: str | Path | None = None) -> KerasFile:
-    """Every weighted layer of any Keras file, in the order its network runs them.
-
-    Files with a model config (stored, or `config`: a model.to_json() file) are read through the
-    rebuilt network; Keras 2 files without one in their stored layer order (`read_keras_h5`). A
-    Keras 3 weights-only file names its variables by position only, so it needs the config.
-    """
-    from deepvision.models.keras_graph import KerasGraph, input_shape, model_layers, read_config
-
-    with open_keras(path) as src:
-        model_cfg = read_config(config) if config else src.config
-        if model_cfg is None:
-            if src.legacy:
-                return read_keras_h5(path)
-            raise UserError(f"{path} is a Keras 3 weights-only file: its weights are told apart by position, "
-                            f"so give the model config too (--config model.json, from model.to_json())")
-        graph = KerasGraph(model_cfg, keras_version=src.keras_version, materialize=False)
-        arrays = load_graph_weights_arrays(src, graph)
-        version = src.keras_version
-    layers = [KerasLayer(p, str(graph.entry(p).get("class_name")), graph.entry(p).get("config", {}) or {},
-                         arrays[p]) for p, _ in graph.weighted_layers()]
-    shape = input_shape(model_cfg)
-    return KerasFile(Path(path), layers, version, tuple(int(v) for v in shape if v is not None) if shape else None,
-                     model_layers(model_cfg))
-
-
-def load_graph_weights_arrays(src: KerasSource, graph: nn.Module) -> dict[str, dict[str, np.ndarray]]:
-    """The file's weights by layer path, checked against `graph` but not loaded into it."""
-    found = graph_weights(src, graph.weighted_layers())
-    return {p: _read_arrays(src, p, w) for p, w in found.items()}

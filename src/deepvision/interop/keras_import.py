@@ -29,7 +29,8 @@ from deepvision.data.fer import emotion_labels
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
 from deepvision.interop.keras_check import Mismatch, check_mapping
-from deepvision.interop.keras_h5 import KerasFile, keras_classes, keras_in_channels, keras_state_dict, read_keras_file
+from deepvision.interop.keras_files import read_keras_file
+from deepvision.interop.keras_h5 import KerasFile, keras_classes, keras_in_channels, keras_state_dict
 from deepvision.models.keras_graph import KerasGraph, read_config
 from deepvision.models.registry import create_model, get_model_spec
 
@@ -116,7 +117,8 @@ def _check_against_config(kfile: KerasFile, net: nn.Module, model: str, input_sh
                           config: str | Path | None) -> None:
     """Refuse the mapping unless `net` computes what the file's own network (its stored config, or
     `config`) computes; a file without a config has nothing to compare with."""
-    from deepvision.interop.keras_h5 import load_graph_weights, open_keras, torch_units
+    from deepvision.interop.keras_files import load_graph_weights, open_keras
+    from deepvision.interop.keras_h5 import torch_units
 
     with open_keras(kfile.path) as src:
         model_cfg = read_config(config) if config else src.config
@@ -224,7 +226,7 @@ def _graph_preprocess(model: dict[str, Any], channels: int, hw: tuple[int, int],
 def _load_graph(path: Path, config: str | Path | None, *, classes: list[str] | None, size: int | None,
                 scale: float | None, mean: list[float] | None, std: list[float] | None, recipe: str | None,
                 data_root: str | None) -> KerasImport:
-    from deepvision.interop.keras_h5 import load_graph_weights, open_keras
+    from deepvision.interop.keras_files import load_graph_weights, open_keras
 
     with open_keras(path) as src:
         model_cfg = read_config(config) if config else src.config
