@@ -16,6 +16,9 @@ rebuilt from the JSON every time, nothing pickled; its state dict holds the weig
 with the activations of `keras_layers.ACTIVATIONS`. Anything else (Lambda, custom layers) is
 refused with one line naming every such layer. The final softmax is left out: the module returns
 logits. `num_classes` other than the file's replaces a final Dense with a fresh one (fine-tuning).
+
+Why one module of ~540 lines: reading the config (layers, inbound nodes, Keras 2/3 spellings) and wiring
+the module from it walk the same structures; split, each half would re-parse what the other holds.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ convert to Keras' order where it matters, so a Dense after a Flatten takes the f
 Every module with weights lists the Keras weights it takes (`keras_shapes`) and loads them
 (`set_keras`), converting layouts: conv kernels (kh, kw, in, out) -> (out, in, kh, kw), dense
 kernels (in, out) -> (out, in), transposed-conv kernels (kh, kw, out, in) -> (in, out, kh, kw).
+
+Why one module of ~550 lines: a catalogue of about forty small layer equivalents sharing the layout
+helpers (`to_keras`, `to_torch`, `same_pads`); one is checked against its neighbours when Keras' rules differ.
 """
 
 from __future__ import annotations
