@@ -43,8 +43,8 @@ import numpy as np
 import torch
 
 from deepvision.config.schema import Config, DataConfig, ModelConfig, ScheduleConfig
-from deepvision.data.detection import build_dataset, make_fake
-from deepvision.data.detection.build import read_annotations
+from deepvision.datasets.detection import build_dataset, make_fake
+from deepvision.datasets.detection.build import read_annotations
 from deepvision.engine.schedules import Schedule
 from deepvision.engine.tasks.detection import DetectionMeter, DetectionTask
 from deepvision.models import create_model, get_model_spec

@@ -25,7 +25,7 @@ import torch
 
 from deepvision.api import train
 from deepvision.apps.imagenet import build_lists, make_fake_imagenet
-from deepvision.data.im2rec import PackOptions, pack_list
+from deepvision.datasets.im2rec import PackOptions, pack_list
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import append_section, describe

@@ -73,7 +73,7 @@ def ensure_records(root: Path, workers: int) -> Path:
     if rec.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == want:
         return rec
     WORK.mkdir(parents=True, exist_ok=True)
-    from deepvision.data.im2rec import PackOptions, make_list, pack_list
+    from deepvision.datasets.im2rec import PackOptions, make_list, pack_list
 
     (lst,) = make_list(WORK / "corpus256", root, recursive=True)
     pack_list(lst, PackOptions(root=str(root), resize=256, quality=95), workers=workers)

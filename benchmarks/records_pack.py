@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 import corpus
-from deepvision.data.im2rec import make_list
 from deepvision.data.records import read_index
+from deepvision.datasets.im2rec import make_list
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / ".benchmarks-data" / "pack"

@@ -8,9 +8,9 @@ import torch
 
 from deepvision.config.coerce import to_dict
 from deepvision.config.schema import Config, DataConfig, ModelConfig
-from deepvision.data.detection import build_dataset, make_fake
-from deepvision.data.detection.build import read_annotations
 from deepvision.data.preprocess import Preprocess
+from deepvision.datasets.detection import build_dataset, make_fake
+from deepvision.datasets.detection.build import read_annotations
 from deepvision.models import create_model
 from deepvision.runs.checkpoint import FORMAT, VERSION, atomic_save
 from deepvision.runs.rundir import RunDir

@@ -114,16 +114,16 @@ def detection_fake(out: str | Path, format: str = "voc", *, images: int = 40, si
                    test_fraction: float = 0.25) -> Any:
     """`deepvision detection fake`: synthetic images with known objects in an annotation format (voc, coco,
     lisa, imglab, yolo); returns a `FakeResult` whose `build_args` are the inputs for `detection_build`."""
-    from deepvision.data.detection.fake import make_fake
+    from deepvision.datasets.detection.fake import make_fake
 
     return make_fake(out, format, images=images, size=size, seed=seed, test_fraction=test_fraction)
 
 
 def detection_build(format: str, inputs: str | Path | list[str | Path], out: str | Path, **kwargs: Any) -> Any:
     """`deepvision detection build`: annotations -> a built dataset (`data.source: detection`, `data.root: out`);
-    see `deepvision.data.detection.build.build_from_files` for the options. Returns the `BuildReport`
+    see `deepvision.datasets.detection.build.build_from_files` for the options. Returns the `BuildReport`
     (per-split counts of images and boxes; `lines()` is what the CLI prints)."""
-    from deepvision.data.detection.build import build_from_files
+    from deepvision.datasets.detection.build import build_from_files
 
     return build_from_files(format, [inputs] if isinstance(inputs, (str, Path)) else list(inputs), out, **kwargs)
 

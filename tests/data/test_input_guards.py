@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepvision.data import im2rec
 from deepvision.data.imageio import ENV_MAX_PIXELS, PixelLimitError, open_image, set_max_image_pixels
 from deepvision.data.lst import read_lst
 from deepvision.data.records import IRHeader, RecordWriter, pack_header
 from deepvision.data.records.codec import Decoder, load_for_packing, simplejpeg
+from deepvision.datasets import im2rec
 from deepvision.errors import UserError
 from tests.data.recordtools import jpeg_bytes, noise_image, png_bytes
 
@@ -206,7 +206,7 @@ def test_fifos_and_devices_named_like_images_are_refused_without_blocking(tmp_pa
         reasons = dict(line.split("\t")[1:] for line in (tmp_path / "f.skipped.txt").read_text().splitlines()[1:])
         assert reasons == {"pipe.jpg": "cannot read file (not a regular file (a FIFO))",
                            "zero.jpg": "cannot read file (not a regular file (a character device))"}
-        from deepvision.data.mean import compute_mean
+        from deepvision.datasets.mean import compute_mean
 
         result = compute_mean(tmp_path / "f.lst", root=root, workers=1)
         assert result.count == 1 and [r for _, r in result.skipped] == list(reasons.values())

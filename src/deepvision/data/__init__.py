@@ -1,8 +1,9 @@
-"""Data: sources, list and record files, loaders and transforms.
+"""Data: reading datasets for training: sources, list and record files, decoding, loaders and transforms.
+Building those files (packing, mean files, detection indexes) is `deepvision.datasets`.
 
 The record-file API (imported lazily, so `import deepvision.data` stays light)::
 
-    from deepvision.data import RecordDataset, RecordLoader, ImageRecordIter, im2rec, compute_mean
+    from deepvision.data import RecordDataset, RecordLoader, ImageRecordIter
     from deepvision.data import RecordWriter, RecordReader, pack_header, unpack_header, rebuild_index
     from deepvision.data import HDF5DatasetWriter, HDF5Dataset
 """
@@ -24,10 +25,6 @@ _EXPORTS = {
     "MXRecordIO": "deepvision.data.records", "MXIndexedRecordIO": "deepvision.data.records",
     "read_index": "deepvision.data.records", "write_index": "deepvision.data.records",
     "rebuild_index": "deepvision.data.records", "scan_records": "deepvision.data.records",
-    # packing and mean files
-    "make_list": "deepvision.data.im2rec", "pack_list": "deepvision.data.im2rec",
-    "PackOptions": "deepvision.data.im2rec", "compute_mean": "deepvision.data.mean",
-    "write_mean_json": "deepvision.data.mean", "read_mean_json": "deepvision.data.mean",
     # loading
     "RecordDataset": "deepvision.data.records.loader", "RecordLoader": "deepvision.data.records.loader",
     "ImageRecordIter": "deepvision.data.records.mxnet_iter", "EpochBatchSampler": "deepvision.data.sampling",

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepvision.data.detection.readers import IMAGE_EXTENSIONS
 from deepvision.data.imageio import write_image
 from deepvision.data.preprocess import open_image
+from deepvision.datasets.detection.readers import IMAGE_EXTENSIONS
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
 from deepvision.fileio import PendingFile, atomic_write_text

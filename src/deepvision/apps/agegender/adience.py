@@ -197,7 +197,7 @@ def make_fake_adience(out: str | Path, faces: int = 80, seed: int = 0, size: int
 def write_task_means(tasks: dict[str, TaskLists], root: str | Path | None, workers: int | None = None,
                      progress=None) -> dict[str, Path]:
     """mean.json beside each task's lists: the mean R, G, B of that task's training images."""
-    from deepvision.data.mean import compute_mean, write_mean_json
+    from deepvision.datasets.mean import compute_mean, write_mean_json
 
     written = {}
     for name, lists in tasks.items():

@@ -196,7 +196,7 @@ def build_cars_lists(root: str | Path, out: str | Path | None = None, *, csv_pat
 
     lists = CarsLists(classes, entries(train), entries(val), entries(test))
     if out is not None:
-        from deepvision.data.mean import write_mean_json
+        from deepvision.datasets.mean import write_mean_json
 
         out = Path(out)
         lists.files.update(write_split_lists(out, {n: getattr(lists, n) for n in ("train", "val", "test")}))

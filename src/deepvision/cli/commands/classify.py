@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepvision.data.im2rec import ProgressReporter
+    from deepvision.datasets.im2rec import ProgressReporter
     from deepvision.errors import UserError
     from deepvision.inference.backbones import load_model
     from deepvision.inference.batching import expand_images

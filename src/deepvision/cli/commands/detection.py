@@ -122,7 +122,7 @@ def export(args: argparse.Namespace) -> int:
 def build(args: argparse.Namespace) -> int:
     import sys
 
-    from deepvision.data.detection.build import build_from_files
+    from deepvision.datasets.detection.build import build_from_files
 
     command = "deepvision detection " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else ""
     report = build_from_files(args.format, args.inputs, args.out, classes=args.classes, fix=args.fix,
@@ -134,7 +134,7 @@ def build(args: argparse.Namespace) -> int:
 
 
 def fake(args: argparse.Namespace) -> int:
-    from deepvision.data.detection.fake import make_fake
+    from deepvision.datasets.detection.fake import make_fake
 
     result = make_fake(args.out, args.format, images=args.images, size=args.size, seed=args.seed)
     objects = sum(len(i.objects) for imgs in result.splits.values() for i in imgs)
@@ -146,7 +146,7 @@ def fake(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
-    from deepvision.data.detection.show import show_dataset
+    from deepvision.datasets.detection.show import show_dataset
 
     paths = show_dataset(args.root, args.out, args.split, args.count, args.seed)
     print(f"drew {len(paths)} images into {paths[0].parent}/")

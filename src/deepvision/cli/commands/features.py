@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.data or not args.out:
         raise UserError("give DATA and --out (or --list-layers)")
     from deepvision.apps.transfer import features
-    from deepvision.data.im2rec import ProgressReporter
+    from deepvision.datasets.im2rec import ProgressReporter
 
     bar = ProgressReporter("extracting features", every=1000)
     try:

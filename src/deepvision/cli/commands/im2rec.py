@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from deepvision.data.im2rec import Terminated, sigterm_raises
+    from deepvision.datasets.im2rec import Terminated, sigterm_raises
 
     try:
         with sigterm_raises():
@@ -70,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import sys
 
-    from deepvision.data.im2rec import PackOptions, ProgressReporter, find_lists, make_list, pack_list
     from deepvision.data.lst import labels_file_for
+    from deepvision.datasets.im2rec import PackOptions, ProgressReporter, find_lists, make_list, pack_list
     from deepvision.errors import UserError
 
     prefix = os.path.abspath(args.prefix)

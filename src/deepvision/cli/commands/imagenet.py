@@ -55,7 +55,7 @@ def make_lists(args: argparse.Namespace) -> int:
     from deepvision.apps.imagenet.devkit import DevkitPaths, build_lists
 
     if not args.no_mean:  # needs the records extra (OpenCV): fail before writing anything
-        import deepvision.data.mean  # noqa: F401
+        import deepvision.datasets.mean  # noqa: F401
     lists = build_lists(args.root, args.out, test_size=args.test_size, seed=args.seed, absolute=args.absolute,
                         blacklist=not args.no_blacklist)
     print(f"{len(lists.classes)} classes; train {len(lists.train):,}, val {len(lists.val):,} "
@@ -65,7 +65,7 @@ def make_lists(args: argparse.Namespace) -> int:
     if not args.no_mean:
         from rich.progress import Progress
 
-        from deepvision.data.mean import compute_mean, write_mean_json
+        from deepvision.datasets.mean import compute_mean, write_mean_json
 
         with Progress(transient=True) as bar:
             task = bar.add_task("mean of the training images", total=len(lists.train))

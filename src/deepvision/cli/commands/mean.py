@@ -28,8 +28,8 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from deepvision.data.im2rec import ProgressReporter
-    from deepvision.data.mean import compute_mean, write_mean_json
+    from deepvision.datasets.im2rec import ProgressReporter
+    from deepvision.datasets.mean import compute_mean, write_mean_json
     from deepvision.errors import UserError
 
     if args.num_thread < 1:

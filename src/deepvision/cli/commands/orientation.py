@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_dataset(args: argparse.Namespace) -> int:
     from deepvision.apps.orientation import build_orientation_dataset
-    from deepvision.data.im2rec import ProgressReporter
+    from deepvision.datasets.im2rec import ProgressReporter
 
     bar = ProgressReporter("rotating", every=1000)
     try:
@@ -70,7 +70,7 @@ def run_dataset(args: argparse.Namespace) -> int:
 
 def run_apply(args: argparse.Namespace) -> int:
     from deepvision.apps.orientation import apply_orientation
-    from deepvision.data.im2rec import ProgressReporter
+    from deepvision.datasets.im2rec import ProgressReporter
 
     bar = ProgressReporter("predicting", every=1000)
     try:

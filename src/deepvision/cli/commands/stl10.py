@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_build(args: argparse.Namespace) -> int:
     import sys
 
-    from deepvision.data.im2rec import Terminated, sigterm_raises
+    from deepvision.datasets.im2rec import Terminated, sigterm_raises
 
     try:
         with sigterm_raises():

@@ -20,7 +20,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from deepvision.data.detection.schema import Annotations, Box, ImageRecord
+from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
 from deepvision.fileio import open_regular_file, read_regular_file, special_kind
 from deepvision.safeload import load_json

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepvision.data.detection import build_dataset, load_index
-from deepvision.data.detection.build import build_from_files, read_annotations
+from deepvision.data.detection import load_index
+from deepvision.datasets.detection import build_dataset
+from deepvision.datasets.detection.build import build_from_files, read_annotations
 from deepvision.errors import UserError
 
 LABELIMG = """<annotation>
@@ -93,7 +94,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def test_out_never_writes_over_inputs(tmp_path, run_cli):
-    from deepvision.data.detection import make_fake
+    from deepvision.datasets.detection import make_fake
 
     fake = make_fake(tmp_path / "coco", "coco", images=6, size=64, seed=0)
     a = tmp_path / "A"

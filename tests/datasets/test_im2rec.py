@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepvision.data import im2rec
 from deepvision.data.lst import read_lst
 from deepvision.data.records import RecordFile, unpack_header
+from deepvision.datasets import im2rec
 from tests.data.recordtools import jpeg_bytes, make_folder, noise_image, png_bytes
 
 

@@ -30,7 +30,6 @@ from pathlib import Path
 import cv2
 
 from deepvision.data.imageio import check_image_data
-from deepvision.data.listing import DEFAULT_EXTS, list_images, make_list, unlistable
 from deepvision.data.lst import read_list_text
 from deepvision.data.records.codec import (
     DecodeError,
@@ -42,6 +41,7 @@ from deepvision.data.records.codec import (
 )
 from deepvision.data.records.header import IRHeader, pack_header
 from deepvision.data.records.recordio import RecordWriter, frame_record
+from deepvision.datasets.listing import DEFAULT_EXTS, list_images, make_list, unlistable
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, read_regular_file
 

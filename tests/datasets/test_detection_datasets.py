@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepvision.data.detection import build_dataset, load_index, make_fake, read_class_list
-from deepvision.data.detection.build import read_annotations
+from deepvision.data.detection import load_index, read_class_list
 from deepvision.data.detection.index import label_map_text
+from deepvision.datasets.detection import build_dataset, make_fake
+from deepvision.datasets.detection.build import read_annotations
 from deepvision.errors import UserError
 
 
@@ -234,7 +235,7 @@ def test_yolo_polygons_missing_label_files_and_bad_class(tmp_path):
 
 
 def _one_image(tmp_path: Path, boxes: list[tuple], size=(50, 40)):
-    from deepvision.data.detection.schema import Annotations, Box, ImageRecord
+    from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 
     Image.new("RGB", size).save(tmp_path / "img.png")
     rec = ImageRecord(str(tmp_path / "img.png"), [Box(*b) for b in boxes])
@@ -257,7 +258,7 @@ def test_bad_boxes_need_fix_and_are_named(tmp_path):
 
 
 def test_unknown_classes_missing_images_negatives_strict(tmp_path):
-    from deepvision.data.detection.schema import Box, ImageRecord
+    from deepvision.datasets.detection.schema import Box, ImageRecord
 
     ann = _one_image(tmp_path, [(1, 1, 20, 20, "cat"), (2, 2, 9, 9, "zebra")])
     ann.splits["train"].append(ImageRecord(str(tmp_path / "gone.jpg"), [Box(1, 1, 5, 5, "cat")]))

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from deepvision.data.detection.index import write_index
-from deepvision.data.detection.readers import file_problem, image_size
-from deepvision.data.detection.schema import Annotations, Box, ImageRecord
+from deepvision.datasets.detection.readers import file_problem, image_size
+from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
 
 TOLERANCE = 1.0  # px beyond the border that annotation tools produce by rounding; clipped silently
@@ -282,8 +282,8 @@ def read_annotations(fmt: str, inputs: list[str], *, classes: list[str] | None =
                      images_dir: str | None = None, reference_clip: bool = False) -> Annotations:
     """Read `inputs` in format `fmt` (lisa: the CSV; imglab/coco: one file per split, `SPLIT=PATH` or
     named by stem; voc: the VOC folder; yolo: the data YAML or folder)."""
-    from deepvision.data.detection import readers
-    from deepvision.data.detection.schema import FORMATS
+    from deepvision.datasets.detection import readers
+    from deepvision.datasets.detection.schema import FORMATS
 
     if fmt not in FORMATS:
         raise UserError(f"unknown annotation format '{fmt}'; valid: {', '.join(FORMATS)}")
@@ -312,7 +312,7 @@ def build_from_files(fmt: str, inputs: list[str | Path], out: str | Path, *, cla
     found), or None (the format's own order, else sorted; LISA: the reference's 3 classes).
     """
     from deepvision.data.detection.index import read_class_list
-    from deepvision.data.detection.schema import LISA_CLASSES
+    from deepvision.datasets.detection.schema import LISA_CLASSES
 
     names: list[str] | None = None
     if isinstance(classes, list):

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from deepvision.data.detection.schema import FORMATS, LISA_CLASSES
+from deepvision.datasets.detection.schema import FORMATS, LISA_CLASSES
 from deepvision.errors import UserError
 
 SHAPES = ("disc", "square", "triangle", "diamond", "cross")

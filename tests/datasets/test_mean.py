@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepvision.data.mean import compute_mean, read_mean_json, write_mean_json
+from deepvision.datasets.mean import compute_mean, read_mean_json, write_mean_json
 
 COLOURS = [((10, 20, 30), (8, 6)), ((200, 100, 50), (3, 40)), ((0, 255, 128), (17, 17))]  # (RGB, (w, h))
 

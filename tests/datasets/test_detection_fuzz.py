@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from deepvision.data.detection.build import build_dataset, read_annotations
+from deepvision.datasets.detection.build import build_dataset, read_annotations
 from deepvision.errors import UserError
 
 hypothesis = pytest.importorskip("hypothesis")

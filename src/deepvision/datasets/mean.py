@@ -111,7 +111,7 @@ def compute_mean(
                 if progress is not None:
                     progress(done, n)
     else:
-        from deepvision.data.im2rec import read_list_lenient
+        from deepvision.datasets.im2rec import read_list_lenient
 
         items, problems = read_list_lenient(source)
         skipped += [(where, reason) for where, _, reason in problems]

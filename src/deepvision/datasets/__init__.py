@@ -1,0 +1,27 @@
+"""Datasets: turning photos and annotations as they come into the files training reads.
+
+Packing image folders and `.lst` files into record files (`im2rec`, `listing`), the per-channel mean
+file (`mean`), and object-detection indexes built from published annotation formats (`detection`).
+Reading those files for training is `deepvision.data`.
+
+    from deepvision.datasets import make_list, pack_list, PackOptions, compute_mean
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "make_list": "deepvision.datasets.im2rec", "pack_list": "deepvision.datasets.im2rec",
+    "PackOptions": "deepvision.datasets.im2rec", "compute_mean": "deepvision.datasets.mean",
+    "write_mean_json": "deepvision.datasets.mean", "read_mean_json": "deepvision.datasets.mean",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'deepvision.datasets' has no attribute {name!r}")
