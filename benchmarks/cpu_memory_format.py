@@ -27,7 +27,7 @@ from deepvision.models import create_model, get_model_spec
 from deepvision.models.memory_format import guard_cpu_kernels
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import append_section, describe
+from machine import describe, write_section
 
 # model -> (input side, batch): the reference settings where a recipe has them, smaller for ImageNet nets
 MODELS = {"lenet": (28, 128), "minivgg": (32, 64), "mini_xception": (48, 64), "emotion_vgg": (48, 128),
@@ -75,7 +75,7 @@ def main() -> None:
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=10, help="timed steps per model, layout and round")
-    p.add_argument("--no-append", action="store_true", help="print only; do not append to BENCHMARKS.md")
+    p.add_argument("--no-append", action="store_true", help="print only; do not write BENCHMARKS.md")
     a = p.parse_args()
     names = [n for n in a.models.split(",") if n]
     rows = []
@@ -97,12 +97,11 @@ def main() -> None:
         print(rows[-1], flush=True)
     table = ("| model | input | batch | NCHW ms/step (range) | channels_last ms/step (range) | NCHW / channels_last "
              "| unguarded channels_last ms (guarded / unguarded) |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows))
-    body = (f"`python benchmarks/cpu_memory_format.py --rounds {a.rounds} --steps {a.steps}"
-            f"{'' if a.models == ','.join(MODELS) else ' --models ' + a.models}`; {describe()}. Median of "
-            f"{a.rounds} interleaved rounds of {a.steps} SGD steps after a warm-up step.\n\n{table}\n")
+    body = (f"Machine: {describe()}. Median of {a.rounds} interleaved rounds of {a.steps} SGD steps after a "
+            f"warm-up step.\n\n{table}\n")
     print(body)
     if not a.no_append:
-        append_section("CPU training step: NCHW vs channels_last", body)
+        write_section("CPU training step: NCHW vs channels_last", body)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ from deepvision.engine.tasks.detection import DetectionMeter, DetectionTask
 from deepvision.models import create_model, get_model_spec
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import append_section, describe
+from machine import describe, write_section
 
 MODELS = {
     "ssdlite320_mobilenet_v3_large": {"detections_per_img": 100},
@@ -306,7 +306,7 @@ def main() -> None:
                     help="step 1's augmentation: ssd (flip + zoom-out + IoU crop), flip, or auto (ssd for SSD models, "
                     "flip for Faster R-CNN, as torchvision's detection references)")
     ap.add_argument("--tiny", action="store_true", help="smoke size: 24 images of 96 px, 1 epoch, 1 round")
-    ap.add_argument("--no-append", action="store_true", help="do not append the results to BENCHMARKS.md")
+    ap.add_argument("--no-append", action="store_true", help="do not write the results to BENCHMARKS.md")
     args = ap.parse_args()
     if args.tiny:
         args.images, args.size, args.epochs, args.eval_every, args.rounds, args.frames = 24, 96, 1, 1, 1, 8
@@ -348,7 +348,7 @@ def main() -> None:
     def f(v, fmt):
         return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
-    lines = [f"Machine: {describe()}", "", f"`python benchmarks/detection_synthetic.py {' '.join(sys.argv[1:])}`", "",
+    lines = [f"Machine: {describe()}", "",
              f"Synthetic VOC shapes: {args.images} images of {args.size} px (75/25 by image), batch {args.batch}, "
              f"{args.workers} workers, device {args.device}{' bf16' if args.amp else ''}, "
              f"{'training speed only' if 'accuracy' in skip else f'{args.epochs} epochs from scratch'}.", "",
@@ -367,7 +367,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if not args.no_append:
-        append_section("Detection on synthetic shapes", table)
+        write_section("Detection on synthetic shapes", table)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from deepvision.inference.faces.draw import resize_to_width
 from deepvision.models import create_model
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import append_section, describe
+from machine import describe, write_section
 
 
 def frames(n: int) -> list[np.ndarray]:
@@ -98,7 +98,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--detectors", default="haar", help="comma-separated: haar, dlib, mtcnn")
     p.add_argument("--threads", type=int, default=1, help="PyTorch threads (the emotion command's default: 1)")
-    p.add_argument("--no-append", action="store_true", help="print only; do not append to BENCHMARKS.md")
+    p.add_argument("--no-append", action="store_true", help="print only; do not write BENCHMARKS.md")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     video = frames(a.frames)
@@ -114,9 +114,9 @@ def main() -> None:
     for _ in range(a.rounds):
         for key, rec in candidates.items():
             runs[key].append(time_round(rec, video))
-    lines = [f"{describe()}; OpenCV {cv2.__version__}, torch threads {a.threads}. {a.frames} frames of 640x480 "
-             f"(the astronaut moved and scaled), width 300 for detection, median of {a.rounds} interleaved rounds; "
-             f"decoding excluded.", "",
+    lines = [f"Machine: {describe()}; OpenCV {cv2.__version__}, torch threads {a.threads}. {a.frames} frames "
+             f"of 640x480 (the astronaut moved and scaled), width 300 for detection, median of {a.rounds} "
+             f"interleaved rounds; decoding excluded.", "",
              "| model | detector | frames/s | ms/frame (median / p95) | detect ms | classify ms | face found |",
              "|---|---|---|---|---|---|---|"]
     for (name, det), results in runs.items():
@@ -126,7 +126,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if not a.no_append:
-        print(f"appended to {append_section('Emotion recognition frames/s', text)}")
+        print(f"written to {write_section('Emotion recognition frames/s', text)}")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).parent))
 from imagenet_throughput import make_records
-from machine import append_section, describe
+from machine import describe, write_section
 
 MODELS = ("tv:resnet50", "resnet50_ref")
 MEAN = [0.485, 0.456, 0.406]
@@ -222,7 +222,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mnist", default=os.environ.get("DEEPVISION_MNIST"), help="MNIST idx folder for LeNet")
     p.add_argument("--lenet-batch", type=int, default=512)
     p.add_argument("--skip", default="", help="comma-separated parts to skip: compile,dali,lenet,reference,records")
-    p.add_argument("--no-append", action="store_true", help="print only; do not append to BENCHMARKS.md")
+    p.add_argument("--no-append", action="store_true", help="print only; do not write BENCHMARKS.md")
     a = p.parse_args(argv)
     a.steps = a.steps or (15 if a.quick else 40)
     a.skip = {s.strip() for s in a.skip.split(",") if s.strip()}
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     text = report(a, r, gpu)
     print(text)
     if not a.no_append:
-        print(f"appended to {append_section('GPU path: ResNet-50 loaders, reference loop, DALI', text)}")
+        print(f"written to {write_section('GPU path: ResNet-50 loaders, reference loop, DALI', text)}")
 
 
 def report(a: argparse.Namespace, r: dict[str, float | None], gpu: bool) -> str:

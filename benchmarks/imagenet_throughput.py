@@ -28,7 +28,7 @@ from deepvision.apps.imagenet import build_lists, make_fake_imagenet
 from deepvision.datasets.im2rec import PackOptions, pack_list
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import append_section, describe
+from machine import describe, write_section
 
 MODELS = ("resnet50_ref", "tv:resnet50")
 
@@ -98,7 +98,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if not a.no_append:
-        append_section("ImageNet training throughput: synthetic vs records", text)
+        write_section("ImageNet training throughput: synthetic vs records", text)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ from deepvision.models import create_model
 from deepvision.runs.rundir import RunDir
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import append_section, describe
+from machine import describe, write_section
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_MNIST = HERE.parent.parent / "shared" / "datasets" / "mnist"
@@ -257,7 +257,7 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=3, help="complete runs of each variant")
     p.add_argument("--neighbour", action="store_true", help="engine speed with and without a busy neighbour")
     p.add_argument("--epochs", type=int, default=EPOCHS, help=f"epochs of the complete runs (default {EPOCHS})")
-    p.add_argument("--no-append", action="store_true", help="print only; do not append to BENCHMARKS.md")
+    p.add_argument("--no-append", action="store_true", help="print only; do not write BENCHMARKS.md")
     a = p.parse_args()
     EPOCHS = a.epochs
     bundle = load_data(build_config(config(a.mnist)).data)
@@ -276,7 +276,7 @@ def main() -> None:
             text = neighbour(a, bundle, npz, Path(tmp))
             print(text)
             if not a.no_append:
-                print(f"appended to {append_section('LeNet on MNIST: a busy neighbour', text)}")
+                print(f"written to {write_section('LeNet on MNIST: a busy neighbour', text)}")
             return
         paired = paired_in_processes(a.mnist, a.processes, a.rounds)
         runners = {"engine": lambda t: full_engine(a.mnist, Path(tmp) / f"runs{t}"),
@@ -344,7 +344,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if not a.no_append:
-        print(f"appended to {append_section('LeNet on MNIST: engine vs bare loop vs MXNet', text)}")
+        print(f"written to {write_section('LeNet on MNIST: engine vs bare loop vs MXNet', text)}")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import corpus
 from deepvision.config.schema import AugmentConfig
 from deepvision.data import ImageRecordIter, RecordLoader
 from deepvision.data.records import RecordFile, unpack_header
+from machine import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / ".benchmarks-data" / "load"
@@ -235,7 +236,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=5.0, help="measurement window per candidate and round")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="default: all cores")
-    p.add_argument("--no-write", action="store_true", help="do not append the results to BENCHMARKS.md")
+    p.add_argument("--no-write", action="store_true", help="do not write the results to BENCHMARKS.md")
     args = p.parse_args()
     torch.set_num_threads(1)
     root = corpus.ensure_corpus(count=args.count)
@@ -310,9 +311,10 @@ def main() -> None:
         met = "met" if min(ours, float_rate) >= 1.2 * mx_rate else "NOT met"
         goals.append(f"{ours / mx_rate:.2f}x MXNet's images/s for the training loader and {float_rate / mx_rate:.2f}x "
                      f"for the float32 iterator (goal >= 1.2x: {met})")
-    block = f"""### Loader, {stamp}
+    block = f"""{corpus.LOAD_INTRO.strip()}
 
-{info['cpu']}, {info['cores']} cores, {info.get('memory', '?')}; Python {info['python']}, torch {info['torch']},
+Machine: {stamp}, {info['cpu']}, {info['cores']} cores, {info.get('memory', '?')};
+Python {info['python']}, torch {info['torch']},
 OpenCV {info['cv2']}, simplejpeg {info['simplejpeg']}, MXNet {mx_version}. Corpus: {len(sizes)} JPEG records
 at short side 256 (mean {np.mean(sizes) / 1e3:.0f} kB). Batch {args.batch}, random 224 crop + mirror + mean,
 shuffled; {args.workers} workers / preprocess threads; median of {args.rounds} interleaved rounds of
@@ -331,7 +333,7 @@ steps) of the ceiling: {bound_u8:.0%} for the uint8 loader and {bound_f32:.0%} f
 """
     print(block)
     if not args.no_write:
-        corpus.append_section(REPO / "BENCHMARKS.md", corpus.SECTION_TITLE, corpus.SECTION_INTRO, block)
+        write_section(corpus.LOAD_TITLE, block)
 
 
 if __name__ == "__main__":

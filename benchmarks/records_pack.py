@@ -26,6 +26,7 @@ from pathlib import Path
 import corpus
 from deepvision.data.records import read_index
 from deepvision.datasets.im2rec import make_list
+from machine import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / ".benchmarks-data" / "pack"
@@ -50,7 +51,7 @@ def main() -> None:
     p.add_argument("--count", type=int, default=2400, help="corpus size (JPEG photos)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="--num-thread (all cores)")
-    p.add_argument("--no-write", action="store_true", help="do not append the results to BENCHMARKS.md")
+    p.add_argument("--no-write", action="store_true", help="do not write the results to BENCHMARKS.md")
     args = p.parse_args()
     root = corpus.ensure_corpus(count=args.count)
     files = sorted(root.rglob("*.jpg"))
@@ -105,9 +106,10 @@ def main() -> None:
     if mx:
         speedup = mx["wall"] / med["deepvision im2rec"]["wall"]
         goal = f"\nGoal: >= 1.5x MXNet's images/s: {speedup:.2f}x, {'met' if speedup >= 1.5 else 'NOT met'}.\n"
-    block = f"""### Packing, {stamp}
+    block = f"""{corpus.PACK_INTRO.strip()}
 
-{info['cpu']}, {info['cores']} cores, {info.get('memory', '?')}; Python {info['python']}, OpenCV {info['cv2']},
+Machine: {stamp}, {info['cpu']}, {info['cores']} cores, {info.get('memory', '?')};
+Python {info['python']}, OpenCV {info['cv2']},
 MXNet {mx_version}. {len(files)} JPEG photographs ({source_bytes / 1e6:.0f} MB), `--resize 256 --quality 95
 --num-thread {args.threads}`, median of {args.rounds} interleaved rounds. {'; '.join(notes)}.
 
@@ -118,7 +120,7 @@ MXNet {mx_version}. {len(files)} JPEG photographs ({source_bytes / 1e6:.0f} MB),
     print(block)
     print(json.dumps({k: v for k, v in med.items()}), file=sys.stderr)
     if not args.no_write:
-        corpus.append_section(REPO / "BENCHMARKS.md", corpus.SECTION_TITLE, corpus.SECTION_INTRO, block)
+        write_section(corpus.PACK_TITLE, block)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import append_section, describe
+from machine import describe, write_section
 
 HERE = Path(__file__).resolve().parent
 # net -> (deepvision model options, channels, side, classes, batch, optimizer, samples per epoch)
@@ -107,13 +107,11 @@ def main() -> None:
     header = "| network | batch | deepvision samples/s (range) |" + (" Keras samples/s (range) |" if "keras" in sides
                                                                         else "") + " ratio |"
     table = header + "\n|" + "---|" * (header.count("|") - 1) + "\n" + "\n".join(rows)
-    nets = "" if a.nets == ",".join(NETS) else f" --nets {a.nets}"
-    body = (f"`{'KERAS_PYTHON=... ' if 'keras' in sides else ''}python benchmarks/reference_nets.py --rounds "
-            f"{a.rounds} --epochs {a.epochs}{nets}`; {describe()}. Random data, no augmentation; median over rounds of "
-            f"each process's median steady-state epoch (first epoch = warm-up); sides alternate.\n\n{table}\n")
+    body = (f"Machine: {describe()}. Random data, no augmentation; median over rounds of each process's median "
+            f"steady-state epoch (first epoch = warm-up); sides alternate.\n\n{table}\n")
     print(body)
     if not a.no_append:
-        append_section("The reference's networks: deepvision vs Keras", body)
+        write_section("The reference's networks: deepvision vs Keras", body)
 
 
 if __name__ == "__main__":
