@@ -8,7 +8,8 @@ On a shared machine the speed of a whole run drifts by +-10% from minute to minu
 to process, more than the difference being measured. So throughput is measured epoch by epoch,
 interleaved: an epoch of the engine (`Trainer.train_epoch`, the loop `deepvision train` runs: loader,
 metrics, logging, validation and checkpoints, the last two outside the timed training phase)
-alternates with an epoch of the bare loop in one process; this is repeated in several fresh
+alternates with an epoch of the bare loop (same memory format and denormal flushing as the engine's
+CPU defaults, so the ratio prices the engine's own work) in one process; this is repeated in several fresh
 processes (half build the engine first, half the bare loop: memory placement alone moves a loop's
 speed by several per cent), and the ratio is the median over all pairs. Complete 5-epoch runs (`deepvision.train`,
 the bare loop, Keras/TF, MXNet; the order rotates from trial to trial) then give the final validation
@@ -50,6 +51,7 @@ from deepvision.engine.distributed import DistInfo
 from deepvision.engine.resolve import resolve_run
 from deepvision.engine.trainer import Trainer
 from deepvision.models import create_model
+from deepvision.models.memory_format import to_channels_last
 from deepvision.runs.rundir import RunDir
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -73,14 +75,31 @@ def config(root: Path, epochs: int | None = None) -> dict:
     }
 
 
-class BareLoop:
-    """The loop a PyTorch user writes by hand: same model, data in memory, no metrics or logging."""
+def engine_layout(root: Path) -> torch.memory_format:
+    """The memory format the engine trains this config in on the CPU (`train.channels_last`, on unless set off)."""
+    chosen = build_config(config(root)).train.channels_last
+    return torch.contiguous_format if chosen is False else torch.channels_last
 
-    def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor):
+
+class BareLoop:
+    """The loop a PyTorch user writes by hand: same model, data in memory, no metrics or logging.
+
+    Like with like: it trains in the engine's memory format and, as the engine does on the CPU, with
+    denormals flushed to zero, so engine / bare measures the engine's own per-batch work, not a layout.
+    """
+
+    def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor,
+                 layout: torch.memory_format = torch.channels_last):
         torch.manual_seed(0)
+        self.layout = layout
         self.model = create_model("lenet")
+        if layout == torch.channels_last:
+            self.model = to_channels_last(self.model, "cpu")
         self.opt = torch.optim.SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM)
         self.data = train_x, train_y, val_x, val_y
+
+    def batch(self, images: torch.Tensor) -> torch.Tensor:
+        return images.float().div_(255).sub_(MEAN).div_(STD).contiguous(memory_format=self.layout)
 
     def epoch(self) -> float:
         """Train one epoch; returns its samples/s."""
@@ -88,21 +107,24 @@ class BareLoop:
         self.model.train()
         n = len(train_y)
         perm = torch.randperm(n)
+        flushing = torch.set_flush_denormal(True)
         t0 = time.perf_counter()
         for i in range(0, n, BATCH):
             idx = perm[i : i + BATCH]
-            x = train_x[idx].float().div_(255).sub_(MEAN).div_(STD)
-            loss = F.cross_entropy(self.model(x), train_y[idx])
+            loss = F.cross_entropy(self.model(self.batch(train_x[idx])), train_y[idx])
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-        return n / (time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        if flushing:
+            torch.set_flush_denormal(False)
+        return n / seconds
 
     def accuracy(self) -> float:
         _, _, val_x, val_y = self.data
         self.model.eval()
         with torch.inference_mode():
-            correct = sum((self.model(val_x[i : i + BATCH].float().div_(255).sub_(MEAN).div_(STD)).argmax(1)
+            correct = sum((self.model(self.batch(val_x[i : i + BATCH])).argmax(1)
                            == val_y[i : i + BATCH]).sum().item() for i in range(0, len(val_y), BATCH))
         return correct / len(val_y)
 
@@ -119,7 +141,8 @@ def paired_epochs(root: Path, bundle, rounds: int, tmp: Path, bare_first: bool =
                        dist=DistInfo(), device=torch.device("cpu"))
 
     def make_bare() -> BareLoop:
-        return BareLoop(bundle.train.images, bundle.train.labels, bundle.val.images, bundle.val.labels)
+        return BareLoop(bundle.train.images, bundle.train.labels, bundle.val.images, bundle.val.labels,
+                        engine_layout(root))
 
     if bare_first:
         bare = make_bare()
@@ -166,9 +189,10 @@ def full_engine(root: Path, out: Path) -> dict:
             "wall": time.perf_counter() - t0}
 
 
-def full_bare(bundle) -> dict:
+def full_bare(root: Path, bundle) -> dict:
     t0 = time.perf_counter()
-    bare = BareLoop(bundle.train.images, bundle.train.labels, bundle.val.images, bundle.val.labels)
+    bare = BareLoop(bundle.train.images, bundle.train.labels, bundle.val.images, bundle.val.labels,
+                    engine_layout(root))
     speeds = []
     for _ in range(EPOCHS):
         speeds.append(bare.epoch())
@@ -280,7 +304,7 @@ def main() -> None:
             return
         paired = paired_in_processes(a.mnist, a.processes, a.rounds)
         runners = {"engine": lambda t: full_engine(a.mnist, Path(tmp) / f"runs{t}"),
-                   "bare": lambda t: full_bare(bundle),
+                   "bare": lambda t: full_bare(a.mnist, bundle),
                    "keras": lambda t: full_keras(keras_python, npz), "mxnet": lambda t: full_mxnet(mx_python, npz)}
         names = [n for n in runners if n in ("engine", "bare") or (n == "keras" and keras_python)
                  or (n == "mxnet" and mx_python)]
@@ -297,7 +321,9 @@ def main() -> None:
     lines = [
         f"Machine: {describe()}",
         f"Setting: LeNet, MNIST test set split 8,000/2,000 (seed 42), batch {BATCH}, SGD lr {LR} momentum "
-        f"{MOMENTUM}, inputs normalised with mean {MEAN} / std {STD}, CPU. Throughput: {a.processes} fresh processes x "
+        f"{MOMENTUM}, inputs normalised with mean {MEAN} / std {STD}, CPU; engine and bare loop both in "
+        f"{'channels_last' if engine_layout(a.mnist) == torch.channels_last else 'NCHW'} with denormals flushed. "
+        f"Throughput: {a.processes} fresh processes x "
         f"{a.rounds} interleaved engine/bare epoch pairs (first pair of each dropped; creation order alternating), "
         f"median of the {paired['pairs']} per-pair ratios. Complete "
         f"runs: {EPOCHS} epochs, median of {a.trials} trials; samples/s = training phase, median of epochs "
