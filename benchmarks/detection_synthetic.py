@@ -8,13 +8,18 @@ VOC-style difficult flags), built with a 75/25 split by image.
    per step; seed 0; augmentation as torchvision's references/detection recipes: flip + zoom-out + SSD IoU crop
    for SSD models, flip only for Faster R-CNN, `--augment` to choose) and scored on the test split every
    `--eval-every` epochs: VOC mAP@0.5 (all-point) and COCO mAP. Reported: the final numbers and the training
-   time at which VOC mAP@0.5 first reached 0.90. Both loops (`--loop task`, `--loop trainer`) use the same seed,
-   optimizer and the library's Schedule, so on the CPU they train the same weights and print the same scores.
+   time at which VOC mAP@0.5 first reached 0.90. `--loop task` (the default) is this script's own loop over the
+   detection Task's pieces; `--loop trainer` runs `deepvision.api.train`, what `deepvision train` runs. Both use
+   the same seeds (initialisation, epoch order, augmentation, and the trainer's stream for training randomness,
+   which Faster R-CNN's samplers draw from), optimizer and the library's Schedule, so on the CPU they train
+   identical weights (tests/benchmarks/test_detection_loops.py checks it on a tiny set); the training seconds
+   are those of the loop that ran (`--loop trainer`: the trainer's own per-epoch training time).
 2. Training speed: epochs of the deepvision loop (DetectionLoader + the detection Task's to_device/train_loss +
-   the loss meter: what the engine runs per batch) alternate with epochs of torchvision's
-   references/detection/train.py loop (a torch DataLoader over PIL images, v2 flip, `tuple(zip(*batch))`
-   collation, `sum(loss_dict.values())`) on the same model, data, batch size, optimizer and workers;
-   the ratio is the median of the per-round ratios of images/s.
+   the loss meter: what the engine runs per batch, without the trainer's logging and callbacks) alternate
+   with epochs of torchvision's references/detection/train.py loop (a torch DataLoader over PIL images, v2
+   flip, `tuple(zip(*batch))` collation, `sum(loss_dict.values())`; its MetricLogger left out, which can only
+   favour it) on the same model, data, batch size, optimizer and workers; the ratio is the median of the
+   per-round ratios of images/s.
 3. Inference: `deepvision detect`'s Detector (long side cap, threshold 0.5) on the test images, one at a time,
    and on a video made of them (frames/s including decoding, drawing and encoding).
 
@@ -47,6 +52,7 @@ from deepvision.datasets.detection import build_dataset, make_fake
 from deepvision.datasets.detection.build import read_annotations
 from deepvision.engine.schedules import Schedule
 from deepvision.engine.tasks.detection import DetectionMeter, DetectionTask
+from deepvision.engine.trainer import _training_seed as training_seed
 from deepvision.models import create_model, get_model_spec
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -126,6 +132,8 @@ def accuracy(name: str, built: Path, args, device: torch.device) -> dict[str, fl
     data = task.load_data(("train", "val"), spec.input_size)
     loaders = data.loaders(("train", "val"), seed=SEED, device=device)
     model = build(cfg, task, len(data.classes), device)
+    # the trainer's stream for training randomness (Faster R-CNN's RPN and RoI samplers draw from it)
+    torch.manual_seed(training_seed(SEED, 0))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=OPTIM["lr"], weight_decay=OPTIM["weight_decay"])
     schedule = Schedule(ScheduleConfig(**SCHEDULE), OPTIM["lr"], args.epochs)  # the trainer's rate at each step
