@@ -374,8 +374,11 @@ def main() -> None:
               for r in rows if r.get("curve")]
     table = "\n".join(lines)
     print(table)
-    if not args.no_append:
-        write_section("Detection on synthetic shapes", table)
+    if not args.no_append:  # one section per model set and steps: an accuracy run leaves the speed table alone
+        ran = {"inference": bool(args.from_run) or "accuracy" not in skip}
+        steps = [step for step in ("accuracy", "speed", "inference") if step not in skip and ran.get(step, True)]
+        write_section(f"Detection on synthetic shapes: {', '.join(args.models.split(','))} ({', '.join(steps)})",
+                      table)
 
 
 if __name__ == "__main__":

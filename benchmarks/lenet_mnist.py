@@ -370,7 +370,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if not a.no_append:
-        print(f"written to {write_section('LeNet on MNIST: engine vs bare loop vs MXNet', text)}")
+        print(f"written to {write_section('LeNet on MNIST: engine vs bare loop vs Keras/TF vs MXNet', text)}")
 
 
 if __name__ == "__main__":
