@@ -1,8 +1,8 @@
 """CPU threads for a run: leave the cores other processes are busy on.
 
 PyTorch's OpenMP threads spin between parallel regions; when another process holds one of the cores,
-every region waits for a preempted spinner and training collapses (LeNet on 2 cores with a busy
-neighbour: 906 samples/s with 2 threads against 3,698 idle). Fewer threads than cores avoids that
+every region waits for a preempted spinner and training collapses to a fraction of its idle speed
+(`benchmarks/lenet_mnist.py --neighbour` measures it). Fewer threads than cores avoids that
 without costing the idle machine anything, unlike `OMP_WAIT_POLICY=PASSIVE` (docs/performance.md).
 So, on the CPU and unless the user chose a count (`OMP_NUM_THREADS`, or `DEEPVISION_CPU_THREADS=N`;
 `auto` is the default), a run measures how busy the cores are for a fraction of a second before it

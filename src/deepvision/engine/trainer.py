@@ -94,7 +94,8 @@ class Trainer:
         if self.task.check_input:
             self._check_input(model)
         report = getattr(model, "pretrained_report", None)
-        # default on for CPU too: oneDNN's NHWC kernels train the zoo faster than NCHW (docs/performance.md);
+        # default on for CPU too: oneDNN's NHWC kernels train most of the zoo faster than NCHW
+        # (benchmarks/cpu_memory_format.py, docs/performance.md);
         # to_channels_last steers clear of the one NHWC CPU kernel known to crash
         self.channels_last = tc.channels_last if tc.channels_last is not None else True
         self.channels_last = self.channels_last and self.task.supports_channels_last
@@ -146,9 +147,8 @@ class Trainer:
             core.append(FreezeBody(tc.freeze.body_epochs))
         self.callbacks = CallbackList([*core, *extra], self, dist.is_main)
         # On the CPU denormal floats are flushed to zero while training, as TensorFlow's CPU kernels do: the
-        # tiny gradients of saturated tanh units are denormals, many times slower to compute with (LeNet
-        # trains 10-20% faster; docs/performance.md). close() restores the default;
-        # set last, once nothing in here can fail any more.
+        # tiny gradients of saturated tanh units are denormals, many times slower to compute with
+        # (docs/performance.md). close() restores the default; set last, once nothing in here can fail any more.
         self._flushing = device.type == "cpu" and torch.set_flush_denormal(True)
         if report and dist.is_main:
             self.reporter.line(f"pretrained weights {cfg.model.pretrained}: {len(report['missing'])} missing "

@@ -76,8 +76,8 @@ class BoxTransform:
                        {"boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
                         "labels": torch.stack([labels, extra.to(labels.dtype)], 1)})
         with torch.random.fork_rng(devices=[]):
-            # the CPU generator only: torch.manual_seed also seeds every accelerator backend, which costs
-            # ~0.9 ms per call (lazy-init bookkeeping) and doubled the loader's CPU time per image
+            # the CPU generator only: torch.manual_seed also seeds every accelerator backend, far slower
+            # per call (lazy-init bookkeeping)
             torch.default_generator.manual_seed(seed)
             for step in (self.photometric, self.zoom_out):
                 if step is not None:

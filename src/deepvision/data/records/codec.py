@@ -180,7 +180,7 @@ class Decoder:
         if not is_jpeg(data):
             stored = plain_png_channels(data)
             if stored is not None and (stored == 1 or self.channels == 3):
-                # 8-bit gray/RGB without transparency: OpenCV gives Pillow's pixels, ~10x faster on small images
+                # 8-bit gray/RGB without transparency: OpenCV gives Pillow's pixels, much faster on small images
                 check_image_data(data)
                 return self._cv2(data)
             # alpha, palette, 16-bit, RGB read as gray, GIF, WebP...: the decoder `predict` uses

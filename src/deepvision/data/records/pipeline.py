@@ -134,7 +134,7 @@ def _store(src: np.ndarray, dst: np.ndarray, spec: _Spec, planes: list[np.ndarra
 
     `planes`: C reusable H x W uint8 buffers for the channel split (allocating them per sample costs as
     much as the split itself). The float conversion is one `addWeighted` per plane, the fastest of
-    OpenCV's, numpy's and torch's u8 -> f32 affine conversions measured (benchmarks/records_load.py).
+    OpenCV's, numpy's and torch's u8 -> f32 affine conversions when they were compared (docs/performance.md).
     """
     if spec.affine is None:  # C x H x W uint8 (channels-last uint8 samples are written in place)
         if src.shape[2] == 1:
