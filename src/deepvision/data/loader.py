@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from deepvision.data.protocols import SkipLog
 from deepvision.data.sampling import EpochPlan, default_workers
 from deepvision.errors import UserError
 
@@ -137,8 +138,7 @@ class BatchLoader(EpochPlan):
         self.device = torch.device(device) if device is not None else None
         self.normalize = normalize
         self.prefetch = max(1, int(prefetch if prefetch is not None else source.prefetch))
-        self.skips.source = source.name
-        self.skips.limit = max_skipped_fraction
+        self.skips = SkipLog(source.name, limit=max_skipped_fraction)  # what the last epoch skipped as unreadable
         self._loader: DataLoader | None = None
         self._stream: Iterator[Any] | None = None  # the DataLoader iterator over `_Tasks`
         self._stream_start = 0
