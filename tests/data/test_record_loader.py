@@ -165,7 +165,7 @@ def test_corrupt_records_error_or_skip(tmp_path):
     with pytest.warns(UserWarning, match="skipped 1 unreadable sample"):
         (x, y), = list(skipping)
     assert x.shape[0] == 5 and y.tolist() == [0, 1, 2, 4, 5]
-    assert skipping.skipped == [(3, offsets[3], skipping.skipped[0][2])]
+    assert len(skipping.skips.epoch) == 1 and skipping.skips.epoch[0].startswith(f"record 3 at byte {offsets[3]}: ")
 
 
 def test_mismatched_index_is_reported(rec, tmp_path):
@@ -252,7 +252,7 @@ def test_reused_batch_buffers_are_never_overwritten_while_held(rec):
     views = [x[:1, :, 2:5] for x in held]  # a view alone keeps its slot busy
     del held
     assert all(torch.equal(v, w[:1, :, 2:5]) for v, w in zip(views, want))
-    busy = loader._slots.busy
+    busy = loader.source.slots.busy
     assert busy.sum() > 0
     del views
     assert busy.sum() == 0
@@ -266,7 +266,7 @@ def test_slot_batches_are_pinned_by_copy(rec, monkeypatch):
     slot reference becomes a pinned copy and the slot is free again at once."""
     path, _ = rec
     loader = RecordLoader(path, 4, size=24, resize=30, workers=1, prefetch=1)
-    x_ref, raw_labels, _, _ = next(iter(loader._data_loader()))
+    x_ref, raw_labels, _ = next(iter(loader._data_loader()))
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a: self.clone())
     direct = x_ref.tensor().clone()
     pinned = x_ref.pin_memory()
@@ -274,7 +274,7 @@ def test_slot_batches_are_pinned_by_copy(rec, monkeypatch):
     import gc
 
     gc.collect()
-    assert loader._slots.busy.sum() <= 1  # at most the batch the worker is preparing ahead
+    assert loader.source.slots.busy.sum() <= 1  # at most the batch the worker is preparing ahead
     loader.close()
 
 
@@ -301,7 +301,7 @@ def test_workers_run_ahead_across_epochs_and_recover_from_abandoned_ones(rec):
     import gc
 
     gc.collect()
-    assert loader._slots.busy.sum() <= 2 * 2  # only what the workers prefetched: nothing leaked
+    assert loader.source.slots.busy.sum() <= 2 * 2  # only what the workers prefetched: nothing leaked
     loader.close()
 
 

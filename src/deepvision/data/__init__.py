@@ -31,7 +31,8 @@ _EXPORTS = {
     "HDF5DatasetWriter": "deepvision.data.hdf5", "HDF5Dataset": "deepvision.data.hdf5",
     "Preprocess": "deepvision.data.preprocess", "SampleTransform": "deepvision.data.transforms",
     "load_data": "deepvision.data.sources", "register_source": "deepvision.data.sources",
-    "build_loaders": "deepvision.data.loaders",
+    "build_loaders": "deepvision.data.loaders", "BatchLoader": "deepvision.data.loader",
+    "BatchSource": "deepvision.data.loader",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -7,13 +7,14 @@ from typing import Any
 import torch
 
 from deepvision.config.schema import DataConfig
-from deepvision.data.dataset_loader import DatasetLoader
+from deepvision.data.dataset_loader import DatasetSource
+from deepvision.data.loader import BatchLoader, BatchSource
 from deepvision.data.mean_file import read_mean_rgb
 from deepvision.data.paths import resolve_path
 from deepvision.data.preprocess import Preprocess
 from deepvision.data.protocols import Loader, LoaderFactory
 from deepvision.data.sources import DataBundle
-from deepvision.data.tensor_loader import BatchAugment, TensorLoader
+from deepvision.data.tensor_loader import BatchAugment, TensorSource
 from deepvision.data.tensors import TensorSplit, adapt_tensor_split
 from deepvision.data.transforms import SampleTransform
 from deepvision.errors import UserError
@@ -75,7 +76,8 @@ def build_loaders(
     max_steps: int | None = None,
     roles: tuple[str, ...] = ("train", "val", "test"),
 ) -> dict[str, Loader]:
-    """One loader per role present in `bundle` (train shuffles and augments; val/test never pad)."""
+    """One loader per role present in `bundle` (train shuffles and augments; val/test never pad): the
+    split's source run by one `BatchLoader`."""
     loaders: dict[str, Loader] = {}
     eval_bs = cfg.eval_batch_size or cfg.batch_size
     on_cuda = torch.device(device).type == "cuda"
@@ -86,16 +88,19 @@ def build_loaders(
         training = role == "train"
         bs = cfg.batch_size if training else eval_bs
         common: dict[str, Any] = dict(training=training, shuffle=cfg.shuffle is not False, seed=seed, rank=rank,
-                                      world=world,
-                                      last_batch=cfg.last_batch if training else "keep", max_steps=max_steps)
+                                      world=world, last_batch=cfg.last_batch if training else "keep",
+                                      max_steps=max_steps)
+        if isinstance(split, LoaderFactory):  # sources with options of their own (records)
+            loaders[role] = split.make_loader(cfg, pre, batch_size=bs, device=device, **common)
+            continue
+        source: BatchSource
         if isinstance(split, TensorSplit):
             split = adapt_tensor_split(split, pre.channels, pre.size, pre.resize, pre.crop)
-            augment = BatchAugment(cfg.augment, pre.size)
-            loaders[role] = TensorLoader(split.images, split.labels, bs, augment=augment, device=device, **common)
-        elif isinstance(split, LoaderFactory):  # sources with their own fast path (records)
-            loaders[role] = split.make_loader(cfg, pre, batch_size=bs, device=device, **common)
+            source = TensorSource(split.images, split.labels, augment=BatchAugment(cfg.augment, pre.size),
+                                  training=training, seed=seed, device=device)
         else:
-            transform = SampleTransform(pre, cfg.augment, training)
-            loaders[role] = DatasetLoader(split, bs, transform=transform, workers=cfg.workers,
-                                          pin_memory=on_cuda, skip_errors=cfg.skip_corrupt, **common)
+            source = DatasetSource(split, SampleTransform(pre, cfg.augment, training), seed=seed,
+                                   skip_errors=cfg.skip_corrupt)
+        loaders[role] = BatchLoader(source, bs, workers=cfg.workers, pin_memory=on_cuda and source.run_in == "workers",
+                                    **common)
     return loaders

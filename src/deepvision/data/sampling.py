@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import torch
 
-from deepvision.data.protocols import SkipLog
 from deepvision.errors import UserError
 
 LAST_BATCH = ("keep", "drop", "pad", "rollover")
@@ -99,7 +98,7 @@ def _wrap(order: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class EpochPlan:
-    """Which batches one rank reads in each epoch: the base of every loader and batch sampler.
+    """Which batches one rank reads in each epoch: the base of `loader.BatchLoader` and of the batch sampler.
 
     Subclasses set the attributes through `__init__` and read `batches()`; `set_epoch`, `len()` and
     `num_samples` come from here.
@@ -115,7 +114,6 @@ class EpochPlan:
         self.last_batch = last_batch
         self.max_steps = max_steps if training else None
         self.epoch = 0
-        self.skips = SkipLog()  # what the last epoch skipped as unreadable (data.skip_corrupt)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)

@@ -1,18 +1,17 @@
-"""In-memory loader: a dataset held as one uint8 tensor (on the GPU when there is one), batched by
+"""In-memory data: a dataset held as one uint8 tensor (on the GPU when there is one), batched by
 indexing, with no per-sample Python loop. Augmentation runs on whole batches on the same device.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 
 from deepvision.config.schema import AugmentConfig
 from deepvision.data.augment_plan import AugmentPlan, draw_plan, inverse_affine, reseed, sample_seed
-from deepvision.data.sampling import EpochPlan
+from deepvision.data.loader import BatchLoader, BatchSource
 
 
 class BatchAugment:
@@ -103,45 +102,42 @@ class BatchAugment:
         return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
-class TensorLoader(EpochPlan):
-    """Batches (uint8 images, int64 labels) from tensors by indexing.
+class TensorSource(BatchSource):
+    """Images and labels held as tensors (on the GPU when there is one), batched by indexing; training
+    batches are augmented on the same device by `augment` with per-sample plans."""
 
-    Implements the loader protocol used by the engine: `set_epoch`, `__iter__`, `__len__`,
-    `num_samples` (samples this rank scores per epoch).
-    """
+    run_in = "inline"
 
-    def __init__(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        batch_size: int,
-        *,
-        training: bool,
-        shuffle: bool = True,
-        seed: int = 0,
-        rank: int = 0,
-        world: int = 1,
-        last_batch: str = "keep",
-        augment: BatchAugment | None = None,
-        max_steps: int | None = None,
-        device: torch.device | str = "cpu",
-    ) -> None:
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, augment: BatchAugment | None = None,
+                 training: bool = False, seed: int = 0, device: torch.device | str = "cpu") -> None:
         if len(images) != len(labels):
             raise ValueError("images and labels differ in length")
         self.images = images.to(device)
         self.labels = labels.to(device=device, dtype=torch.int64)
-        super().__init__(len(labels), batch_size, seed=seed, shuffle=shuffle and training, training=training,
-                         rank=rank, world=world, last_batch=last_batch, max_steps=max_steps)
-        self.augment = augment
+        self.augment, self.training, self.seed = augment, training, seed
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        device = self.images.device
-        size = (self.images.shape[-1], self.images.shape[-2])
-        for idx in self.batches():
-            x = self.images.index_select(0, idx.to(device))
-            if self.augment is not None:
-                if self.training and self.augment.cfg.active:
-                    x = self.augment.apply(x, self.augment.plans_for(idx.tolist(), size, self.seed, self.epoch))
-                else:
-                    x = self.augment.center(x)
-            yield x, self.labels.index_select(0, idx.to(device))
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def make(self, epoch: int, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        idx = torch.tensor(indices, dtype=torch.int64, device=self.images.device)
+        x = self.images.index_select(0, idx)
+        if self.augment is not None:
+            if self.training and self.augment.cfg.active:
+                size = (self.images.shape[-1], self.images.shape[-2])
+                x = self.augment.apply(x, self.augment.plans_for(indices, size, self.seed, epoch))
+            else:
+                x = self.augment.center(x)
+        return x, self.labels.index_select(0, idx), []
+
+
+class TensorLoader(BatchLoader):
+    """Batches (uint8 images, int64 labels) from tensors by indexing, on the tensors' device."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, training: bool,
+                 shuffle: bool = True, seed: int = 0, rank: int = 0, world: int = 1, last_batch: str = "keep",
+                 augment: BatchAugment | None = None, max_steps: int | None = None,
+                 device: torch.device | str = "cpu") -> None:
+        source = TensorSource(images, labels, augment=augment, training=training, seed=seed, device=device)
+        super().__init__(source, batch_size, training=training, shuffle=shuffle, seed=seed, rank=rank, world=world,
+                         last_batch=last_batch, max_steps=max_steps)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from deepvision.config.coerce import to_dict
-from deepvision.data.protocols import close_loader
+from deepvision.data.protocols import check_skip_limit, close_loader
 from deepvision.engine.callbacks import Callback, CallbackList, Checkpointer, FreezeBody, default_callbacks
 from deepvision.engine.distributed import (
     DistInfo,
@@ -137,7 +137,8 @@ class Trainer:
         self.loaders = self.data.loaders(("train", "val"), seed=tc.seed, rank=dist.rank, world=dist.world,
                                          device=device, max_steps=tc.max_steps)
         for loader in self.loaders.values():
-            loader.skips.warn = False  # reported once per epoch and role by `_check_skipped`
+            # reported and limited once per epoch and role, across ranks, by `_check_skipped`
+            loader.skips.warn, loader.skips.limit = False, None
         self.reporter = Reporter(run.log_path, enabled=dist.is_main, progress=tc.progress, topk=tc.topk)
         monitor = cfg.checkpoint.monitor
         self.checkpointer = Checkpointer(self.history, monitor, self.task.lower_is_better(monitor))
@@ -326,16 +327,10 @@ class Trainer:
         if self.dist.is_main:
             with open_log(listing) as f:  # never through a link planted in the run folder
                 f.writelines(f"{epoch}\t{role}\t{s}\n" for s in skipped)
-        total = count + scored
-        self.reporter.line(f"Epoch[{epoch}] skipped {count} of {total} {role} samples as unreadable "
+        self.reporter.line(f"Epoch[{epoch}] skipped {count} of {count + scored} {role} samples as unreadable "
                            f"(data.skip_corrupt); listed in {listing}")
-        limit = self.cfg.data.max_skipped_fraction
-        if scored == 0:
-            raise UserError(f"all {total} {role} samples are unreadable (listed in {listing}); nothing to "
-                            f"{'train' if role == 'train' else 'score'} on: repair or remove those files")
-        if count > limit * total:
-            raise UserError(f"{count} of {total} {role} samples are unreadable (listed in {listing}), more than "
-                            f"data.max_skipped_fraction={limit:g}; repair or remove those files")
+        check_skip_limit(count, scored, self.cfg.data.max_skipped_fraction, role, f"listed in {listing}",
+                         training=role == "train")
 
     def _backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler.is_enabled() else loss).backward()

@@ -9,19 +9,18 @@ augmentation depend only on (seed, epoch), as for every deepvision loader.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import Dataset, get_worker_info
 
 from deepvision.config.schema import DataConfig
-from deepvision.data.dataset_loader import _EpochBatches, worker_message
 from deepvision.data.detection.index import IndexImage, load_index
 from deepvision.data.detection.transforms import BoxTransform, DetectionAugment
+from deepvision.data.loader import BatchLoader, BatchSource
 from deepvision.data.preprocess import Preprocess, open_image, pil_to_tensor
-from deepvision.data.sampling import EpochPlan, default_workers
 from deepvision.data.source_registry import register_task_source
 from deepvision.data.transforms import sample_seed
 from deepvision.errors import UserError
@@ -91,8 +90,31 @@ def _views_of_one(tensors: Iterable[torch.Tensor]) -> list[torch.Tensor]:
     flat = torch.cat([t.reshape(-1) for t in tensors])
     return [part.view(t.shape) for part, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
 
-class DetectionLoader(EpochPlan):
-    """The declared loader protocol: iterate (images, targets) batches; len, set_epoch, close.
+class DetectionSource(BatchSource):
+    """Batches (list of images, list of targets) of a `DetectionDataset`. With `skip_errors`
+    (data.skip_corrupt) an unreadable image is left out of its batch and described by its file."""
+
+    def __init__(self, dataset: DetectionDataset, skip_errors: bool = False) -> None:
+        self.dataset, self.skip_errors = dataset, skip_errors
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def make(self, epoch: int, indices: list[int]) -> tuple[list[torch.Tensor], list[Target], list[str]]:
+        samples, skipped = [], []
+        for index in indices:
+            try:
+                samples.append(self.dataset[(index, epoch)])
+            except UserError:
+                if not self.skip_errors:
+                    raise
+                skipped.append(str(self.dataset.images[index].file))
+        images, targets = collate(samples)
+        return images, targets, skipped
+
+
+class DetectionLoader(BatchLoader):
+    """Batches (images, targets) of a detection dataset.
 
     `min_batch`: in training, a trailing batch smaller than this is dropped (SSDlite's BatchNorm on
     1 x 1 feature maps cannot train on a single image).
@@ -100,33 +122,13 @@ class DetectionLoader(EpochPlan):
 
     def __init__(self, dataset: DetectionDataset, batch_size: int, *, training: bool, shuffle: bool = True,
                  seed: int = 0, rank: int = 0, world: int = 1, last_batch: str = "keep", workers: int | None = None,
-                 max_steps: int | None = None, pin_memory: bool = False, min_batch: int = 1) -> None:
-        super().__init__(len(dataset), batch_size, seed=seed, shuffle=shuffle and training, training=training,
-                         rank=rank, world=world, last_batch=last_batch, max_steps=max_steps)
-        self.dataset, self.min_batch = dataset, min_batch
-        workers = default_workers() if workers is None else workers
-        self._loader = DataLoader(dataset, batch_sampler=_EpochBatches(self), num_workers=workers,
-                                  collate_fn=collate, pin_memory=pin_memory, persistent_workers=workers > 0,
-                                  prefetch_factor=2 if workers > 0 else None,
-                                  generator=torch.Generator().manual_seed(seed))
-
-    def batches(self, epoch: int | None = None) -> list[torch.Tensor]:
-        out = super().batches(epoch)
-        if self.training and out and len(out[-1]) < self.min_batch:
-            out = out[:-1]
-        return out
-
-    def __iter__(self) -> Iterator[tuple[list[torch.Tensor], list[Target]]]:
-        try:
-            yield from self._loader
-        except UserError as exc:  # re-raised from a worker with its traceback in the message
-            raise UserError(worker_message(exc)) from None
-
-    def close(self) -> None:
-        iterator = getattr(self._loader, "_iterator", None)
-        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-            iterator._shutdown_workers()
-        self._loader._iterator = None
+                 max_steps: int | None = None, pin_memory: bool = False, min_batch: int = 1,
+                 skip_errors: bool = False, max_skipped_fraction: float | None = None) -> None:
+        super().__init__(DetectionSource(dataset, skip_errors), batch_size, training=training, shuffle=shuffle,
+                         seed=seed, rank=rank, world=world, last_batch=last_batch, max_steps=max_steps,
+                         workers=workers, pin_memory=pin_memory, min_batch=min_batch,
+                         max_skipped_fraction=max_skipped_fraction)
+        self.dataset = dataset
 
 
 @dataclass
@@ -168,7 +170,8 @@ class DetectionData:
                 ds, d.batch_size if training else (d.eval_batch_size or d.batch_size), training=training,
                 shuffle=d.shuffle is not False, seed=seed, rank=rank, world=world,
                 last_batch=d.last_batch if training else "keep", workers=d.workers, max_steps=max_steps,
-                pin_memory=torch.device(device).type == "cuda", min_batch=self.min_batch if training else 1)
+                pin_memory=torch.device(device).type == "cuda", min_batch=self.min_batch if training else 1,
+                skip_errors=d.skip_corrupt)
         return out
 
 

@@ -4,37 +4,35 @@
 headers without decoding, `dataset[i]` gives (PIL image, label) like torchvision datasets, and
 `batch_sampler(...)` shards and reshuffles it for a plain `DataLoader`.
 
-`RecordLoader` is the fast path. Each worker process memory-maps the `.rec`, decodes the JPEGs of a
-whole batch with libjpeg-turbo, augments them with OpenCV (`records.pipeline`) and writes them straight
-into a reusable shared-memory batch buffer (`records.shared_batches`), so only the buffer's number
-crosses the process boundary. Batches stay uint8 and are normalised on the GPU (or, for float32 output
-on the CPU, by the workers). Augmentation follows the one augmentation plan (`data.augment_plan`), so
-the same epoch of the same run gives the same crops and flips whichever loader or worker count is used.
+`RecordSource` is the fast batch source that `RecordLoader` (a `data.loader.BatchLoader`) runs. Each
+worker process memory-maps the `.rec`, decodes the JPEGs of a whole batch with libjpeg-turbo, augments
+them with OpenCV (`records.pipeline`) and writes them straight into a reusable shared-memory batch
+buffer (`records.shared_batches`), so only the buffer's number crosses the process boundary. Batches
+stay uint8 and are normalised on the GPU (or, for float32 output on the CPU, by the workers).
+Augmentation follows the one augmentation plan (`data.augment_plan`), so the same epoch of the same run
+gives the same crops and flips whichever source or worker count is used.
 
-`decoder='nvjpeg'` (alias 'gpu'; `data.options.decoder`) skips the workers: a thread decodes whole batches
-with nvJPEG and augments them on the GPU (`records.gpu_decode`).
+`decoder='nvjpeg'` (alias 'gpu'; `data.options.decoder`) skips the workers: the loader's thread decodes
+whole batches with nvJPEG and augments them on the GPU (`records.gpu_decode`).
 
-Why one module of ~480 lines: the dataset builds its loader (it is the engine's `LoaderFactory`) and
-the loader reads the dataset; in two modules they would import each other.
+The dataset builds its loader (it is the engine's `LoaderFactory`) and the loader reads the dataset, so
+both live here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing as mp
-import queue
-import threading
-import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from deepvision.config.schema import AugmentConfig
+from deepvision.data.loader import BatchLoader, BatchSource
 from deepvision.data.records.codec import DecodeError, Decoder, forking_cv2
 from deepvision.data.records.gpu_decode import GPU_DECODERS, BatchJpegDecoder, gpu_decode_device
 from deepvision.data.records.header import IRHeader, unpack_header
@@ -42,7 +40,7 @@ from deepvision.data.records.pipeline import _BatchMaker, _corrupt, _Spec
 from deepvision.data.records.record_file import RecordFile
 from deepvision.data.records.recordio import RecordError
 from deepvision.data.records.shared_batches import _SlotPool, _SlotRef
-from deepvision.data.sampling import EpochBatchSampler, EpochPlan, _last_batch, _rank_world, default_workers
+from deepvision.data.sampling import EpochBatchSampler, _last_batch, _rank_world
 from deepvision.errors import UserError
 
 MEMORY_FORMATS = ("channels_last", "contiguous")
@@ -186,41 +184,54 @@ class RecordDataset(Dataset):
         )
 
 
-class _Tasks:
-    """Sampler of (epoch, indices) tasks: the batches of epoch `loader._stream_start`, then of the following
-    epochs, so the workers keep decoding across epoch boundaries instead of idling while the last batches
-    of an epoch drain. The loader counts batches per epoch and restarts the stream when the next epoch is
-    not the one that follows. The loader is held by weak reference, so a dropped loader is freed at once
-    and its workers stop before another loader forks."""
+class RecordSource(BatchSource):
+    """The batches of a record file: decoded and augmented in worker processes by `pipeline._BatchMaker`
+    (OpenCV, written into reusable shared-memory slots), or in a thread by nvJPEG when `gpu` is given
+    (`gpu_decode.BatchJpegDecoder`). Workers send labels as bytes and, from a slot, only its number."""
 
-    def __init__(self, loader: RecordLoader) -> None:
-        self.loader = weakref.ref(loader)
-
-    def _owner(self) -> RecordLoader:
-        loader = self.loader()
-        if loader is None:
-            raise RuntimeError("the RecordLoader of this sampler was garbage-collected")
-        return loader
-
-    def __iter__(self) -> Iterator[tuple[int, list[int]]]:
-        epoch = self._owner()._stream_start
-        while True:
-            batches = self._owner().batches(epoch)
-            if not batches:
-                return
-            for b in batches:
-                yield epoch, b.tolist()
-            epoch += 1
+    def __init__(self, dataset: RecordDataset, spec: _Spec, *, label_width: int = 1, prefetch: int = 4,
+                 gpu: torch.device | None = None) -> None:
+        self.dataset, self.spec, self.label_width, self.prefetch = dataset, spec, int(label_width), prefetch
+        self.name = str(dataset.path)
+        self.maker = _BatchMaker(dataset, spec)
+        self.gpu = BatchJpegDecoder(dataset, spec, gpu) if gpu is not None else None
+        self.device = gpu
+        self.run_in = "thread" if gpu is not None else "workers"
+        self.slots: _SlotPool | None = None
 
     def __len__(self) -> int:
-        return len(self._owner().batches())
+        return len(self.dataset)
+
+    def make(self, epoch: int, indices: list[int]) -> tuple[Any, bytes, list[str]]:
+        if self.gpu is not None:
+            x, kept, skipped = self.gpu(epoch, self.gpu.read(indices), indices)
+            labels = self.dataset.labels[np.asarray(kept, dtype=np.int64)].tobytes()
+        else:
+            x, labels, skipped, error = self.maker[(epoch, indices)]
+            if error:
+                raise RecordError(error[0], index=int(error[1]), offset=int(error[2]))
+        return x, labels, [f"record {int(p)} at byte {int(o)}: {why}" for p, o, why in skipped]
+
+    def finish(self, x: torch.Tensor | _SlotRef, raw_labels: bytes) -> tuple[torch.Tensor, torch.Tensor]:
+        width = self.dataset.label_width
+        labels = torch.from_numpy(np.frombuffer(raw_labels, dtype=np.float32).reshape(-1, width).copy())
+        if isinstance(x, _SlotRef):  # not pinned (pinning turns it into a tensor in the pin-memory thread)
+            x = x.tensor()
+        y = labels[:, 0].to(torch.int64) if self.label_width == 1 else labels[:, : self.label_width].float()
+        return x, y
+
+    def start_workers(self, workers: int, largest_batch: int) -> None:
+        with contextlib.suppress(OSError, ValueError):  # without the pool, workers send fresh shared memory
+            self.slots = self.maker.slots = _SlotPool(workers, self.prefetch + 1, largest_batch, self.spec)
+
+    def fork_context(self) -> contextlib.AbstractContextManager[None]:
+        return forking_cv2()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "slots": None}
 
 
-def _worker_init(_: int) -> None:
-    torch.set_num_threads(1)  # OpenCV is already single-threaded: the workers fork inside `forking_cv2`
-
-
-class RecordLoader(EpochPlan):
+class RecordLoader(BatchLoader):
     """Batches of (images, labels) from a record file, decoded and augmented in worker processes.
 
     images: N x C x H x W, uint8 (`dtype='uint8'`; stored channels-last unless memory_format='contiguous')
@@ -229,11 +240,8 @@ class RecordLoader(EpochPlan):
 
     Samples follow `SampleTransform(Preprocess(channels, size, resize, crop=crop), augment, training)`:
     `resize` scales the shorter side first; without it, images are centre-cropped (`crop=True`, MXNet's
-    behaviour) or resized to `size` unless random crops are taken.
-
-    The engine's protocol: `set_epoch(e)`, iteration, `len()` (batches), `num_samples`. Epoch e's order
-    depends only on (seed, e) (`sampling.epoch_indices`); training shards across DDP ranks and applies the
-    last-batch policy (keep, drop, pad, rollover); evaluation never pads or drops.
+    behaviour) or resized to `size` unless random crops are taken. `decoder='nvjpeg'` (alias 'gpu')
+    decodes and augments whole batches on `device` in a thread instead of worker processes.
     """
 
     def __init__(
@@ -265,6 +273,7 @@ class RecordLoader(EpochPlan):
         label_width: int = 1,
         prefetch: int = 4,
         decoder: str = "auto",
+        max_skipped_fraction: float | None = None,
     ) -> None:
         if not isinstance(dataset, RecordDataset):
             dataset = RecordDataset(dataset, channels=channels or 3)
@@ -283,183 +292,26 @@ class RecordLoader(EpochPlan):
                             f"{dataset.label_width} label(s)")
         if augment is not None:
             augment.validate("augment")
-        self.dataset = dataset
         rank, world = _rank_world(rank, world)
-        super().__init__(len(dataset), batch_size, seed=seed, training=training, rank=rank, world=world,
-                         shuffle=training if shuffle is None else (shuffle and training),
-                         last_batch=_last_batch(last_batch), max_steps=max_steps)
-        self.dtype = dtype
-        self.label_width = int(label_width)
-        self.device = torch.device(device) if device is not None else None
-        self._gpu: BatchJpegDecoder | None = None  # decoder: nvjpeg/gpu: batches decoded on the device
-        if decoder in GPU_DECODERS:
-            self.device = gpu_decode_device(decoder, device)
-        self.workers = default_workers() if workers is None else int(workers)
-        on_cuda = self.device is not None and self.device.type == "cuda"
-        self.pin_memory = on_cuda if pin_memory is None else pin_memory
-        self.prefetch = max(1, int(prefetch))
-        self.skipped: list[tuple[int, int, str]] = []  # (position, byte offset, reason) of skipped records
-        self.skips.source = str(dataset.path)
+        gpu = gpu_decode_device(decoder, device) if decoder in GPU_DECODERS else None
+        dev = gpu if gpu is not None else (torch.device(device) if device is not None else None)
         skip = dataset.skip_corrupt if skip_corrupt is None else skip_corrupt
         self.spec = _Spec(size, channels, resize, training, augment or AugmentConfig(),
-                          memory_format == "channels_last", self.seed, bool(skip), decoder, crop_only=bool(crop))
-        self._affine = None  # normalisation on `device` (a GPU): uint8 crosses the bus, floats are made there
-        if decoder in GPU_DECODERS:
-            self._gpu = BatchJpegDecoder(dataset, self.spec, self.device)
+                          memory_format == "channels_last", int(seed), bool(skip), decoder, crop_only=bool(crop))
+        normalize = None  # on `device` (a GPU): uint8 crosses the bus, floats are made there
         if dtype == "float32":
             a, b = _affine(mean, std, scale, channels)
-            if self.device is not None and (self.device.type != "cpu" or self._gpu is not None):
-                self._affine = (a, b)
+            if dev is not None and (dev.type != "cpu" or gpu is not None):
+                normalize = (a, b)
             else:  # on the CPU the workers write float32 straight into the batch
                 self.spec.affine = (tuple(a.flatten().tolist()), tuple(b.flatten().tolist()))
-        self._loader: DataLoader | None = None
-        self._stream: Iterator[Any] | None = None  # the DataLoader iterator over `_Tasks`
-        self._stream_start = 0
-        self._stream_next: int | None = None  # the epoch the stream is positioned at, None: mid-epoch
-        self._slots: _SlotPool | None = None
-        self._finalizer: weakref.finalize | None = None
-
-    # -- protocol -------------------------------------------------------------------------------------
-    def _data_loader(self) -> DataLoader:
-        if self._loader is None:
-            workers = self.workers
-            maker = _BatchMaker(self.dataset, self.spec)
-            context = None
-            if workers > 0 and "fork" in mp.get_all_start_methods():
-                context = "fork"
-                with contextlib.suppress(OSError, ValueError):
-                    self._slots = maker.slots = _SlotPool(workers, self.prefetch + 1, self.largest_batch, self.spec)
-            self._loader = DataLoader(
-                maker, batch_size=None, sampler=_Tasks(self), num_workers=workers, multiprocessing_context=context,
-                pin_memory=self.pin_memory, persistent_workers=workers > 0, worker_init_fn=_worker_init,
-                prefetch_factor=self.prefetch if workers > 0 else None,
-                # a private generator: starting the workers must not draw from the global RNG, or a
-                # resumed run's dropout masks would differ from an uninterrupted run's
-                generator=torch.Generator().manual_seed(self.seed),
-            )
-            if workers > 0:
-                # Stop the persistent workers when this loader dies, even inside a garbage cycle: the
-                # finalizer runs before the collector tears the loader's queues apart.
-                self._finalizer = weakref.finalize(self, _stop_workers, self._loader)
-        return self._loader
-
-    def _stream_at(self, epoch: int) -> Iterator[Any]:
-        """The task stream positioned at the first batch of `epoch` (restarted unless it is already there)."""
-        if self._stream is None or self._stream_next != epoch:
-            self._stream_start = epoch
-            with forking_cv2():
-                self._stream = iter(self._data_loader())  # forks the workers the first time (they persist)
-        self._stream_next = None  # in progress until this epoch's batches are all consumed
-        return self._stream
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if self._gpu is not None:
-            yield from self._iter_gpu()
-            return
-        epoch, count = self.epoch, len(self.batches())
-        self.skips.begin()
-        stream = self._stream_at(epoch)
-        for done in range(1, count + 1):
-            x, labels, skipped, error = next(stream)
-            if error:
-                self._stream = None
-                raise RecordError(error[0], index=int(error[1]), offset=int(error[2]))
-            self._skipped(skipped)
-            if done == count:
-                self._stream_next = epoch + 1  # the workers are already decoding the next epoch
-            yield self._finish(x, labels)
-        self.skips.end(epoch)
-
-    def _skipped(self, skipped: list[tuple[int, int, str]]) -> None:
-        """Records (position, byte offset, reason) dropped from a batch as corrupt, from either decode path."""
-        found = [(int(p), int(o), str(r)) for p, o, r in skipped]
-        self.skipped.extend(found)
-        self.skips.add([f"record {pos} at byte {off}: {why}" for pos, off, why in found])
-
-    def _iter_gpu(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """decoder: nvjpeg: a thread reads, decodes and augments up to `prefetch` batches ahead on its own CUDA
-        stream while the model trains on the current one."""
-        epoch, maker, labels = self.epoch, self._gpu, self.dataset.labels
-        batches = [b.tolist() for b in self.batches()]
-        cuda = self.device.type == "cuda"
-        results: queue.Queue = queue.Queue(maxsize=self.prefetch)
-        stop = threading.Event()
-
-        def put(item: Any) -> None:
-            while not stop.is_set():
-                with contextlib.suppress(queue.Full):
-                    results.put(item, timeout=0.1)
-                    return
-
-        def produce() -> None:
-            stream = torch.cuda.Stream(self.device) if cuda else None
-            try:
-                for idx in batches:
-                    if stop.is_set():
-                        return
-                    with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
-                        x, kept, skipped = maker(epoch, maker.read(idx), idx)
-                    if cuda:
-                        stream.synchronize()
-                    put((x, kept, skipped, None))
-            except BaseException as exc:  # handed to the consumer, raised there
-                put((None, None, None, exc))
-
-        thread = threading.Thread(target=produce, name="deepvision-nvjpeg", daemon=True)
-        thread.start()
-        self.skips.begin()
-        try:
-            for _ in batches:
-                x, kept, skipped, exc = results.get()
-                if exc is not None:
-                    raise exc
-                if cuda:  # made on the producer's stream: keep its memory until this stream is done with it
-                    x.record_stream(torch.cuda.current_stream(self.device))
-                self._skipped(skipped)
-                yield self._finish(x, labels[np.asarray(kept, dtype=np.int64)].tobytes())
-        finally:
-            stop.set()
-            thread.join()
-        self.skips.end(epoch)
-
-    def _finish(self, x: torch.Tensor | _SlotRef, raw_labels: bytes) -> tuple[torch.Tensor, torch.Tensor]:
-        width = self.dataset.label_width
-        labels = torch.from_numpy(np.frombuffer(raw_labels, dtype=np.float32).reshape(-1, width).copy())
-        if isinstance(x, _SlotRef):  # not pinned (pinning turns it into a tensor in the pin-memory thread)
-            x = x.tensor()
-        y = labels[:, 0].to(torch.int64) if self.label_width == 1 else labels[:, : self.label_width].float()
-        if self.device is not None:
-            x = x.to(self.device, non_blocking=True)
-            y = y.to(self.device, non_blocking=True)
-        if self._affine is not None:
-            a, b = (t.to(x.device) for t in self._affine)
-            x = x.to(torch.float32).mul_(a).add_(b)
-        return x, y
-
-    def close(self) -> None:
-        """Stop the worker processes now (they also stop when the loader is garbage-collected)."""
-        if self._finalizer is not None:
-            self._finalizer()
-            self._finalizer = None
-        self._loader = self._stream = None
-        self._slots = None  # the memory goes when the last batch using it is freed
-
-    def __enter__(self) -> RecordLoader:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_loader": None, "_finalizer": None, "_slots": None, "_stream": None,
-                "_stream_next": None}
-
-
-def _stop_workers(loader: DataLoader) -> None:
-    it = getattr(loader, "_iterator", None)
-    if it is not None and hasattr(it, "_shutdown_workers"):
-        it._shutdown_workers()
-    loader._iterator = None
+        source = RecordSource(dataset, self.spec, label_width=label_width, prefetch=max(1, int(prefetch)), gpu=gpu)
+        super().__init__(source, batch_size, training=training, shuffle=training if shuffle is None else shuffle,
+                         seed=seed, rank=rank, world=world, last_batch=_last_batch(last_batch), max_steps=max_steps,
+                         workers=workers, pin_memory=(dev is not None and dev.type == "cuda") if pin_memory is None
+                         else pin_memory, device=dev, normalize=normalize, prefetch=prefetch,
+                         max_skipped_fraction=max_skipped_fraction)
+        self.dataset, self.dtype, self.label_width = dataset, dtype, int(label_width)
 
 
 def _affine(mean: Sequence[float] | float | None, std: Sequence[float] | float | None, scale: float,
