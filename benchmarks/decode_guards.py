@@ -22,8 +22,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from deepvision.data.imageio import check_image_data
-from deepvision.data.records.codec import Decoder, simplejpeg
+from deepvision.data.imageio import Decoder, check_image_data, simplejpeg
 
 
 def rate(fn: Callable[[], object], seconds: float) -> float:

@@ -185,7 +185,7 @@ def profile_stages(rec: Path, batch: int, images: int = 1024) -> list[tuple[str,
     import cv2
 
     from deepvision.data.augment_plan import draw_plan, reseed, sample_seed
-    from deepvision.data.records.codec import Decoder
+    from deepvision.data.imageio import Decoder
     from deepvision.data.records.header import image_bytes
     from deepvision.data.records.pipeline import _prepare, _Spec, _store, apply_plan
 

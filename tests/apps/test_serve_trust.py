@@ -70,14 +70,14 @@ def test_uploads_outside_the_allowlist_or_undecodable_are_4xx_json(run_dir, capl
 def test_eps_never_reaches_its_plugin(monkeypatch):
     from PIL import EpsImagePlugin
 
-    from deepvision.apps.serve.predictor import RejectedImage, inspect_image
+    from deepvision.apps.serve.predictor import RejectedImage, decode_upload
 
     def opened(*_args, **_kwargs):
         raise AssertionError("the EPS plugin was tried")
 
     monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", opened)
     with pytest.raises(RejectedImage) as info:
-        inspect_image(EPS, 10**7)
+        decode_upload(EPS, 3, 10**7)
     assert info.value.status == 415
 
 

@@ -20,10 +20,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepvision.data.imageio import ENV_MAX_PIXELS, PixelLimitError, open_image, set_max_image_pixels
+from deepvision.data.imageio import (
+    ENV_MAX_PIXELS,
+    Decoder,
+    PixelLimitError,
+    decode_opencv,
+    open_image,
+    set_max_image_pixels,
+    simplejpeg,
+)
 from deepvision.data.lst import read_lst
 from deepvision.data.records import IRHeader, RecordWriter, pack_header
-from deepvision.data.records.codec import Decoder, load_for_packing, simplejpeg
 from deepvision.datasets import im2rec
 from deepvision.errors import UserError
 from tests.data.recordtools import jpeg_bytes, noise_image, png_bytes
@@ -81,7 +88,7 @@ CAPPED = """
 import contextlib, io, json, resource, sys
 from deepvision.cli.main import main
 import deepvision.data.builtin_sources, deepvision.data.record_source, deepvision.data.records.loader, torch
-from deepvision.data.records.codec import Decoder
+from deepvision.data.imageio import Decoder
 from deepvision.data.imageio import open_image
 status = open("/proc/self/status").read()
 vm = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmSize"))) * 1024
@@ -162,8 +169,8 @@ def test_pixel_limit_is_configurable_and_shared_by_every_decoder(tmp_path, run_c
     decoders = [Decoder(3, "cv2"), Decoder(1, "cv2")] + ([Decoder(3, "simplejpeg")] if simplejpeg else [])
     monkeypatch.setenv(ENV_MAX_PIXELS, "191")
     for data in (jpg, png, rgba):
-        for decode in [*decoders, lambda d: load_for_packing(d, 1), lambda d: load_for_packing(d, -1),
-                       lambda d: load_for_packing(d, 0)]:
+        for decode in [*decoders, lambda d: decode_opencv(d, 1), lambda d: decode_opencv(d, -1),
+                       lambda d: decode_opencv(d, 0)]:
             with pytest.raises(PixelLimitError, match="16x12 = 192 pixels is above the pixel limit of 191"):
                 decode(data)
         with pytest.raises(UserError, match="pixel limit of 191"):
@@ -308,7 +315,7 @@ def test_transparent_images_decode_the_same_in_training_and_prediction(tmp_path,
             assert np.array_equal(trained, predicted), (name, channels)
             if i < 3:
                 assert (trained[4:] == 255).all(), name  # the transparent half is white on every path
-    packed = load_for_packing((root / "rgba.png").read_bytes(), 1)
+    packed = decode_opencv((root / "rgba.png").read_bytes(), 1)
     assert (packed[4:] == 255).all()
 
 

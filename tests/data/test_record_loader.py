@@ -14,10 +14,10 @@ from PIL import Image
 from deepvision.config import build_config
 from deepvision.config.schema import AugmentConfig
 from deepvision.data import ImageRecordIter, RecordDataset, RecordLoader
+from deepvision.data.imageio import simplejpeg
 from deepvision.data.loaders import build_loaders, resolve_preprocess
 from deepvision.data.preprocess import Preprocess
 from deepvision.data.records import IndexMismatchError, IRHeader, RecordError, RecordWriter, pack_header
-from deepvision.data.records.codec import simplejpeg
 from deepvision.data.sampling import epoch_indices
 from deepvision.data.sources import load_data
 from deepvision.data.transforms import SampleTransform, sample_seed
@@ -307,7 +307,7 @@ def test_workers_run_ahead_across_epochs_and_recover_from_abandoned_ones(rec):
 
 @pytest.mark.parametrize("decoder", ["cv2", "simplejpeg"] if simplejpeg is not None else ["cv2"])
 def test_decoder_tolerates_warnings_but_not_truncation(decoder):
-    from deepvision.data.records.codec import DecodeError, Decoder
+    from deepvision.data.imageio import DecodeError, Decoder
 
     data = jpeg_bytes(noise_image(1, (64, 48)))
     dec = Decoder(3, decoder)

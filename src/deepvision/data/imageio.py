@@ -1,34 +1,55 @@
-"""Opening images safely, with one rule for every decoder (Pillow, OpenCV, libjpeg-turbo).
+"""The one image decoder: every image deepvision reads (training, evaluation, predict, serve, apps,
+packing) is decoded here, by one set of rules.
 
 - One pixel limit: an image whose header announces more than `max_image_pixels()` pixels is refused
   before anything is decoded (a decompression bomb: a 30000x30000 JPEG is 10 MB on disk and 2.7 GB
   decoded). The default is Pillow's own decompression-bomb limit, 178,956,970 pixels; change it with
   the DEEPVISION_MAX_IMAGE_PIXELS environment variable, `set_max_image_pixels()` or
-  `deepvision im2rec --max-pixels`. The refusal names the size and the limit.
+  `deepvision im2rec --max-pixels` (`deepvision serve --max-megapixels` sets its own, per upload).
+  The refusal names the size and the limit.
 - Regular files only: FIFOs, devices and directories named like images are refused instead of
   blocking forever (see `deepvision.fileio.read_regular_file`).
-- One alpha rule: transparency (RGBA, LA, palette or colour-key transparency) is composited on white,
-  16-bit images are scaled to 8 bits, whatever path decodes the image.
+- Six formats only: JPEG, PNG, BMP, GIF, TIFF and WebP. Pillow's other plugins (EPS hands the file
+  to Ghostscript, where installed) are never tried.
+- One set of conversions, whatever the path: EXIF orientation applied; transparency (RGBA, LA,
+  palette or colour-key) composited on white; 16-bit images scaled to 8 bits; CMYK and palette
+  images converted to RGB; colour read as gray by libjpeg (JPEG) or ITU-R 601-2 luma (other formats).
 
-This module needs Pillow and NumPy only (no torch, no OpenCV), so worker processes stay light.
+`Decoder` is the engine behind every entry point (`decode`, `decode_opencv`, `open_image`,
+`read_bgr`): JPEGs decode with libjpeg-turbo through `simplejpeg` when it is installed (into a reused
+buffer), else OpenCV; plain 8-bit PNGs through OpenCV; everything else through Pillow. The fast paths
+give the same pixels as Pillow would where the conversion rules above are concerned.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_bytes, read_regular_file
+from deepvision.fileio import atomic_write_bytes, open_regular_file, read_regular_file
+
+try:  # optional: libjpeg-turbo with output buffers and strict error checking
+    import simplejpeg
+except ImportError:  # pragma: no cover - exercised when the package is absent
+    simplejpeg = None
 
 PILLOW_BOMB_LIMIT = 2 * 89_478_485  # Pillow raises DecompressionBombError above this many pixels
 ENV_MAX_PIXELS = "DEEPVISION_MAX_IMAGE_PIXELS"
+ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
+# Pillow modes `to_mode` converts faithfully; others (LAB, HSV, ...) would come out with wrong colours
+READABLE_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr",
+                  "I;16", "I;16B", "I;16L", "I", "F")
+DECODERS = ("auto", "simplejpeg", "cv2")
+JPEG_SOI = b"\xff\xd8\xff"
 _max_pixels: int | None = None  # set_max_image_pixels() override
 
 
@@ -36,8 +57,22 @@ class DecodeError(ValueError):
     """The bytes are not a decodable image (reason in the message)."""
 
 
+class NotAnImageError(DecodeError):
+    """The bytes are not in a format (or colour mode) deepvision reads, as opposed to a damaged image;
+    `mode` names the colour mode when that is the reason."""
+
+    def __init__(self, message: str, mode: str | None = None) -> None:
+        super().__init__(message)
+        self.mode = mode
+
+
 class PixelLimitError(DecodeError):
     """The image is larger than the pixel limit (a possible decompression bomb)."""
+
+    def __init__(self, message: str, pixels: int | None = None, limit: int = 0,
+                 size: tuple[int, int] | None = None) -> None:
+        super().__init__(message)
+        self.pixels, self.limit, self.size = pixels, limit, size
 
 
 def max_image_pixels() -> int:
@@ -65,22 +100,48 @@ def set_max_image_pixels(limit: int | None) -> None:
     _sync_pillow()
 
 
-def _sync_pillow() -> None:
+def _sync_pillow(limit: int | None = None) -> None:
     # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that; our own check refuses at the limit
-    Image.MAX_IMAGE_PIXELS = max_image_pixels()
+    Image.MAX_IMAGE_PIXELS = max(max_image_pixels(), limit or 0)
 
 
-def check_pixels(width: int, height: int) -> None:
-    """Raise PixelLimitError when width x height exceeds the pixel limit."""
-    limit = max_image_pixels()
+def _limit_message(pixels_text: str, limit: int) -> str:
+    return (f"image of {pixels_text} is above the pixel limit of {limit:,} (a possible decompression bomb; if "
+            f"it is genuine, raise the limit with {ENV_MAX_PIXELS} or im2rec --max-pixels)")
+
+
+def check_pixels(width: int, height: int, limit: int | None = None) -> None:
+    """Raise PixelLimitError when width x height exceeds `limit` (default: the pixel limit in force)."""
+    limit = max_image_pixels() if limit is None else limit
     if width * height > limit:
-        raise PixelLimitError(f"image of {width}x{height} = {width * height:,} pixels is above the pixel limit of "
-                              f"{limit:,} (a possible decompression bomb; if it is genuine, raise the limit with "
-                              f"{ENV_MAX_PIXELS} or im2rec --max-pixels)")
+        raise PixelLimitError(_limit_message(f"{width}x{height} = {width * height:,} pixels", limit),
+                              width * height, limit, (width, height))
+
+
+# -- headers --------------------------------------------------------------------------------------
+def is_jpeg(data: Any) -> bool:
+    return bytes(data[:3]) == JPEG_SOI
+
+
+def sniff_format(data: bytes | memoryview) -> str | None:
+    """'jpeg', 'png', 'gif', 'bmp', 'tiff', 'webp' from the leading bytes, or None."""
+    head = bytes(data[:12])
+    for prefix, name in ((JPEG_SOI, "jpeg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"),
+                         (b"GIF89a", "gif"), (b"BM", "bmp"), (b"II*\0", "tiff"), (b"MM\0*", "tiff")):
+        if head.startswith(prefix):
+            return name
+    return "webp" if head[:4] == b"RIFF" and head[8:12] == b"WEBP" else None
 
 
 def jpeg_dimensions(data: bytes | memoryview) -> tuple[int, int] | None:
     """(width, height) from a JPEG's start-of-frame marker, or None when there is none before the scan."""
+    frame = jpeg_frame(data)
+    return None if frame is None else frame[:2]
+
+
+def jpeg_frame(data: bytes | memoryview) -> tuple[int, int, int] | None:
+    """(width, height, components) from a JPEG's start-of-frame marker (components 4: CMYK or YCCK),
+    or None when there is no frame header before the scan."""
     pos, n = 2, len(data)
     while pos + 4 <= n:
         if data[pos] != 0xFF:
@@ -96,94 +157,297 @@ def jpeg_dimensions(data: bytes | memoryview) -> tuple[int, int] | None:
             return None
         (length,) = struct.unpack_from(">H", data, pos + 2)
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if pos + 9 > n:
+            if pos + 10 > n:
                 return None
-            height, width = struct.unpack_from(">HH", data, pos + 5)
-            return width, height
+            height, width, components = struct.unpack_from(">HHB", data, pos + 5)
+            return width, height, components
         pos += 2 + length
     return None
 
 
-def _pil_open(data: bytes) -> Image.Image:
-    """Image.open (header only) with the pixel limit applied; raises PixelLimitError or Pillow's errors."""
-    _sync_pillow()  # the limit may have changed (environment) since the last image
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(io.BytesIO(data))
-        except Image.DecompressionBombError:
-            limit = max_image_pixels()
-            raise PixelLimitError(f"image of more than {2 * limit:,} pixels is above the pixel limit of {limit:,} "
-                                  f"(a possible decompression bomb; if it is genuine, raise the limit with "
-                                  f"{ENV_MAX_PIXELS} or im2rec --max-pixels)") from None
-    check_pixels(*img.size)
-    return img
+def jpeg_truncated(data: bytes | memoryview) -> bool:
+    """True when a JPEG lacks the end-of-image marker after its last scan (a cut-off file)."""
+    if bytes(data[-2:]) == b"\xff\xd9":
+        return False
+    raw = bytes(data)
+    sos = raw.rfind(b"\xff\xda")
+    return sos == -1 or raw.rfind(b"\xff\xd9") < sos
 
 
-def check_image_data(data: bytes | memoryview) -> None:
-    """Refuse encoded image bytes whose header announces more pixels than the limit (raises
-    PixelLimitError). Reads JPEG and PNG headers directly, other formats through Pillow's header
-    parser; data no parser recognises is left to the decoder to reject."""
+def jpeg_orientation(data: bytes | memoryview) -> int:
+    """The EXIF orientation (1-8) of a JPEG, 1 when absent. Reads only the segments before the frame."""
+    pos, n = 2, len(data)
+    for _ in range(32):
+        if pos + 4 > n:
+            return 1
+        marker, length = struct.unpack_from(">HH", data, pos)
+        if marker >> 8 != 0xFF:
+            return 1
+        if marker == 0xFFE1 and bytes(data[pos + 4 : pos + 10]) == b"Exif\0\0":
+            return _exif_orientation(bytes(data[pos + 10 : pos + 2 + length]))
+        if marker == 0xFFDA or (0xFFC0 <= marker <= 0xFFCF and marker not in (0xFFC4, 0xFFC8, 0xFFCC)):
+            return 1  # start of frame or scan: no EXIF before it
+        pos += 2 + length
+    return 1
+
+
+def _exif_orientation(tiff: bytes) -> int:
+    try:
+        endian = "<" if tiff[:2] == b"II" else ">"
+        (ifd,) = struct.unpack_from(endian + "I", tiff, 4)
+        (count,) = struct.unpack_from(endian + "H", tiff, ifd)
+        for k in range(count):
+            tag, _, _, value = struct.unpack_from(endian + "HHI4s", tiff, ifd + 2 + 12 * k)
+            if tag == 0x0112:
+                (v,) = struct.unpack_from(endian + "H", value, 0)
+                return v if 1 <= v <= 8 else 1
+    except struct.error:
+        pass
+    return 1
+
+
+def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/flip an H x W (x C) array as EXIF orientation `orientation` prescribes (PIL's exif_transpose)."""
+    if orientation == 2:
+        img = img[:, ::-1]
+    elif orientation == 3:
+        img = img[::-1, ::-1]
+    elif orientation == 4:
+        img = img[::-1]
+    elif orientation == 5:
+        img = img.swapaxes(0, 1)
+    elif orientation == 6:
+        img = np.rot90(img, -1)
+    elif orientation == 7:
+        img = np.rot90(img, 2).swapaxes(0, 1)
+    elif orientation == 8:
+        img = np.rot90(img, 1)
+    else:
+        return img
+    return np.ascontiguousarray(img)
+
+
+def plain_png_channels(data: bytes | memoryview) -> int | None:
+    """1 or 3 for an 8-bit grayscale or RGB PNG without transparency or EXIF (chunks before the image
+    data), which every decoder turns into the same pixels; None for anything else."""
+    head = bytes(data[:33])
+    if not head.startswith(b"\x89PNG\r\n\x1a\n") or head[12:16] != b"IHDR" or head[24] != 8 or head[25] not in (0, 2):
+        return None
+    pos, n = 33, len(data)
+    for _ in range(64):
+        if pos + 8 > n:
+            return None
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        if kind == b"IDAT":
+            return 1 if head[25] == 0 else 3
+        if kind in (b"tRNS", b"eXIf"):
+            return None
+        pos += 12 + length
+    return None
+
+
+def plain_jpeg(data: bytes | memoryview, limit: int | None = None) -> bool:
+    """True for a JPEG any JPEG decoder (libjpeg-turbo, OpenCV, nvJPEG) turns into the pixels `Decoder`
+    gives: gray or YCbCr (not CMYK, whose conversion to RGB differs between libraries), complete,
+    upright (EXIF orientation 1) and within the pixel limit. Raises PixelLimitError for a JPEG above
+    the limit; False for anything else, which `Decoder` handles (or refuses)."""
+    frame = jpeg_frame(data) if is_jpeg(data) else None
+    if frame is None:
+        return False
+    check_pixels(frame[0], frame[1], limit)
+    return frame[2] in (1, 3) and not jpeg_truncated(data) and jpeg_orientation(data) == 1
+
+
+def check_image_data(data: bytes | memoryview | np.ndarray, limit: int | None = None) -> None:
+    """Refuse encoded image bytes whose header announces more pixels than `limit` (default: the limit in
+    force) with PixelLimitError. Reads JPEG and PNG headers directly, other formats through Pillow's
+    header parser; data no parser recognises is left to the decoder to reject."""
     if not isinstance(data, (bytes, bytearray, memoryview)):  # e.g. a uint8 NumPy buffer
         data = memoryview(np.ascontiguousarray(data, dtype=np.uint8)).cast("B")
-    if data[:3] == b"\xff\xd8\xff":
+    if data[:3] == JPEG_SOI:
         size = jpeg_dimensions(data)
     elif data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
         size = struct.unpack_from(">II", data, 16)
     else:
         try:
-            _pil_open(bytes(data)).close()
+            _pil_open(bytes(data), limit).close()
         except PixelLimitError:
             raise
         except Exception:  # not an image Pillow knows: the decoder reports it
             pass
         return
     if size is not None:
-        check_pixels(*size)
+        check_pixels(*size, limit)
 
 
-def decode_bytes(data: bytes | memoryview, channels: int) -> Image.Image:
-    """Encoded bytes -> decoded PIL image in mode L (channels 1) or RGB, by the rules of this module.
+# -- decoding ----------------------------------------------------------------------------------------
+def _pil_open(data: bytes, limit: int | None = None) -> Image.Image:
+    """Image.open (header only) of the allowed formats, with the pixel limit applied; raises
+    PixelLimitError, NotAnImageError, or Pillow's errors for damaged headers."""
+    _sync_pillow(limit)  # the limit may have changed (environment) since the last image
+    limit = max_image_pixels() if limit is None else limit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        except Image.DecompressionBombError as exc:
+            found = [int(v) for v in re.findall(r"\((\d+) pixels\)", str(exc))]
+            pixels = found[0] if found else None
+            raise PixelLimitError(_limit_message(f"{pixels:,} pixels" if pixels else "more than "
+                                                 f"{2 * limit:,} pixels", limit), pixels, limit) from None
+        except UnidentifiedImageError:
+            raise NotAnImageError("not a recognised image format") from None
+    check_pixels(*img.size, limit)
+    if img.mode not in READABLE_MODES:
+        raise NotAnImageError(f"this {img.format} holds {img.mode} colour, which deepvision does not read; "
+                              f"give an RGB or greyscale image", img.mode)
+    return img
 
-    Raises PixelLimitError before decoding an image above the limit, DecodeError for data that is
-    not a decodable image.
-    """
-    data = bytes(data)
-    if not data:
-        raise DecodeError("empty image data (0 bytes)")
+
+def _pil_decode(data: bytes, channels: int, limit: int | None = None) -> np.ndarray:
+    """Pillow's decode of anything but plain JPEGs and PNGs: uint8 H x W x C (RGB, or C = 1 gray)."""
     try:
-        img = _pil_open(data)  # reads the header only, and refuses an image above the pixel limit
+        img = _pil_open(data, limit)  # reads the header only, and refuses an image above the pixel limit
         img.load()
-        return to_mode(ImageOps.exif_transpose(img), channels)
-    except PixelLimitError:
+        arr = np.asarray(to_mode(ImageOps.exif_transpose(img), channels))
+    except DecodeError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        fmt = _format_name(data)
-        if isinstance(exc, UnidentifiedImageError) or fmt is None:
-            raise DecodeError("not a recognised image format") from None
-        raise DecodeError(f"corrupt or truncated {fmt} data ({exc})") from None
-
-
-def _format_name(data: bytes) -> str | None:
-    head = data[:12]
-    for prefix, name in ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF8", "GIF"),
-                         (b"BM", "BMP"), (b"II*\0", "TIFF"), (b"MM\0*", "TIFF")):
-        if head.startswith(prefix):
-            return name
-    return "WEBP" if head[:4] == b"RIFF" and head[8:12] == b"WEBP" else None
-
-
-def decode_to_array(data: bytes | memoryview, channels: int) -> np.ndarray:
-    """Encoded bytes -> uint8 H x W x C (RGB, or C = 1 gray) by the rules above; raises DecodeError."""
-    arr = np.asarray(decode_bytes(data, channels))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        fmt = sniff_format(data)
+        if fmt is None:
+            raise NotAnImageError("not a recognised image format") from None
+        raise DecodeError(f"corrupt or truncated {fmt.upper()} data ({exc})") from None
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
+def _cv2() -> Any:
+    import cv2  # imported on first use: worker processes that never decode with OpenCV stay light
+
+    return cv2
+
+
+class Decoder:
+    """Encoded image bytes -> uint8 H x W x C array (RGB, or C = 1 gray), by this module's rules.
+
+    `kind`: 'simplejpeg' (libjpeg-turbo, needs the package), 'cv2', or 'auto' (simplejpeg when
+    installed). Non-JPEG data, and JPEGs strict libjpeg-turbo rejects for a mere warning, go through
+    OpenCV or Pillow. `max_pixels` overrides the pixel limit in force. With `reuse` (the default) the
+    returned array may be a view of the decoder's buffer, valid until the next call.
+    """
+
+    def __init__(self, channels: int = 3, kind: str = "auto", max_pixels: int | None = None,
+                 reuse: bool = True) -> None:
+        if kind not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {kind!r}")
+        if kind == "simplejpeg" and simplejpeg is None:
+            raise ImportError("decoder='simplejpeg' needs the simplejpeg package (pip install simplejpeg)")
+        self.channels = channels
+        self.kind = "simplejpeg" if kind == "auto" and simplejpeg is not None else ("cv2" if kind == "auto" else kind)
+        self.limit = max_pixels
+        self._buffer = np.empty(1 << 20, np.uint8) if reuse else None
+
+    def __call__(self, data: bytes | memoryview | np.ndarray) -> np.ndarray:
+        if len(data) == 0:
+            raise DecodeError("empty image data (0 bytes)")
+        if not is_jpeg(data):
+            stored = plain_png_channels(data)
+            if stored is not None and (stored == 1 or self.channels == 3):
+                # 8-bit gray/RGB without transparency: OpenCV gives Pillow's pixels, much faster on small images
+                check_image_data(data, self.limit)
+                return self._opencv(data)
+            # alpha, palette, 16-bit, RGB read as gray, GIF, WebP...
+            return _pil_decode(bytes(data), 1 if self.channels == 1 else 3, self.limit)
+        if jpeg_dimensions(data) is None:
+            raise NotAnImageError("not a recognised image format (a JPEG without a frame header)")
+        if self.kind != "simplejpeg":
+            check_image_data(data, self.limit)
+            if jpeg_truncated(data):
+                raise DecodeError("truncated JPEG data (no end-of-image marker)")
+            return self._opencv(data)  # OpenCV applies the EXIF orientation itself
+        try:
+            img = self._simplejpeg(data)
+        except PixelLimitError:
+            raise
+        except DecodeError:
+            # strict libjpeg-turbo also rejects warnings OpenCV decodes through (extraneous bytes, odd
+            # markers); only data that is cut off, or that OpenCV cannot decode either, is corrupt
+            if jpeg_truncated(data):
+                raise DecodeError("truncated JPEG data (no end-of-image marker)") from None
+            return self._opencv(data)
+        orientation = jpeg_orientation(data)
+        return img if orientation == 1 else apply_orientation(img, orientation)
+
+    def _simplejpeg(self, data: Any) -> np.ndarray:
+        try:
+            h, w, _, _ = simplejpeg.decode_jpeg_header(data)
+        except ValueError as exc:
+            raise DecodeError(f"not a decodable JPEG ({exc})") from None
+        check_pixels(w, h, self.limit)
+        need = h * w * (1 if self.channels == 1 else 3)
+        if self._buffer is not None and need > self._buffer.size:
+            self._buffer = np.empty(int(need * 1.25), np.uint8)
+        try:
+            img = simplejpeg.decode_jpeg(data, "GRAY" if self.channels == 1 else "RGB", buffer=self._buffer,
+                                         strict=True)
+        except ValueError as exc:
+            raise DecodeError(f"corrupt JPEG data ({exc})") from None
+        return img if img.ndim == 3 else img[:, :, None]
+
+    def _opencv(self, data: Any) -> np.ndarray:
+        cv2 = _cv2()
+        arr = np.frombuffer(data, np.uint8)
+        if self.channels == 1:
+            img = cv2.imdecode(arr, cv2.IMREAD_GRAYSCALE)
+        elif hasattr(cv2, "IMREAD_COLOR_RGB"):
+            img = cv2.imdecode(arr, cv2.IMREAD_COLOR_RGB)
+        else:  # pragma: no cover - OpenCV < 4.10
+            img = cv2.imdecode(arr, cv2.IMREAD_COLOR)
+            if img is not None:
+                img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        if img is None:
+            fmt = sniff_format(data)
+            if fmt is None:
+                raise NotAnImageError("not a recognised image format")
+            raise DecodeError(f"corrupt {fmt.upper()} data")
+        return img if img.ndim == 3 else img[:, :, None]
+
+
+def decode(data: bytes | memoryview, channels: int = 3, order: str = "rgb", max_pixels: int | None = None,
+           decoder: str = "auto") -> np.ndarray:
+    """Encoded bytes -> a fresh uint8 H x W x C array: RGB (order 'rgb'), BGR ('bgr', OpenCV's order),
+    or C = 1 gray (channels 1). Raises PixelLimitError (before decoding), NotAnImageError or DecodeError."""
+    img = Decoder(channels, decoder, max_pixels, reuse=False)(data)
+    if order == "bgr" and img.shape[2] == 3:
+        return np.ascontiguousarray(img[:, :, ::-1])
+    return np.array(img, copy=True) if not img.flags.writeable or not img.flags.owndata else img
+
+
+def decode_opencv(data: bytes | memoryview, color: int = 1) -> np.ndarray:
+    """Decode in OpenCV's layout, as `cv2.imdecode(data, color)` would but by this module's rules:
+    color 1: H x W x 3 BGR; 0: H x W gray; -1: unchanged (an alpha channel kept, as MXNet's im2rec
+    and `recordio.unpack_img` do with `cv2.imread(path, -1)`; other images as with color 1 or 0)."""
+    if len(data) == 0:
+        raise DecodeError("empty file (0 bytes)")
+    if color == -1:
+        check_image_data(data)
+        fmt = sniff_format(data)
+        if fmt == "jpeg" and jpeg_truncated(data):
+            raise DecodeError("truncated JPEG data (no end-of-image marker)")
+        img = _cv2().imdecode(np.frombuffer(data, np.uint8), -1)
+        if img is None:
+            raise (NotAnImageError("not a recognised image format") if fmt is None
+                   else DecodeError(f"corrupt {fmt.upper()} data"))
+        if img.dtype == np.uint8 and (img.ndim == 2 or img.shape[2] == 4):  # alpha (or gray) kept as stored
+            return apply_orientation(img, jpeg_orientation(data)) if fmt == "jpeg" else img
+        color = 0 if img.ndim == 2 else 1  # 16-bit or plain colour: the usual conversions
+    img = decode(data, 1 if color == 0 else 3, order="bgr")
+    return img[:, :, 0] if color == 0 else img
+
+
 def open_image(source: str | Path | bytes | memoryview | Image.Image, channels: int) -> Image.Image:
-    """Open and fully decode an image, honouring EXIF orientation, converted to L (1) or RGB (3).
+    """Open and fully decode an image by this module's rules, as a PIL image in mode L (1) or RGB (3).
 
     Files must be regular files and headers within the pixel limit (checked before decoding).
-    Palette/alpha images are composited on white; CMYK and 16-bit images are converted correctly.
     Problems raise UserError naming the file.
     """
     if isinstance(source, Image.Image):
@@ -198,7 +462,7 @@ def open_image(source: str | Path | bytes | memoryview | Image.Image, channels: 
             if not os.path.lexists(source):
                 raise UserError(f"image not found: {source}")
             data = read_regular_file(source)
-        return decode_bytes(data, channels)
+        arr = decode(data, channels)
     except PixelLimitError as exc:
         raise UserError(f"cannot read {name}: {exc}") from None
     except DecodeError as exc:
@@ -206,19 +470,31 @@ def open_image(source: str | Path | bytes | memoryview | Image.Image, channels: 
                         ) from None
     except OSError as exc:
         raise UserError(f"cannot read {name}: {exc.strerror or exc}") from None
+    return Image.fromarray(arr[:, :, 0], "L") if channels == 1 else Image.fromarray(arr, "RGB")
 
 
 def read_bgr(path: str | Path) -> np.ndarray:
-    """An image file as OpenCV's uint8 H x W x 3 BGR array, decoded by `open_image`'s rules (regular files,
-    the pixel limit, EXIF orientation, CMYK/16-bit/alpha conversions), for code that works in OpenCV."""
+    """An image file as OpenCV's uint8 H x W x 3 BGR array, decoded by `open_image`'s rules, for code
+    that works in OpenCV."""
     return np.ascontiguousarray(np.asarray(open_image(path, 3))[:, :, ::-1])
+
+
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) as displayed (EXIF rotation applied) from the file header; None if unreadable, not
+    an allowed format or not a regular file (a FIFO is never opened for reading, so it cannot block)."""
+    try:
+        with open_regular_file(path) as f, Image.open(f, formats=ALLOWED_FORMATS) as img:
+            w, h = img.size
+            orientation = img.getexif().get(0x0112, 1)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
 def write_image(path: str | Path, bgr: np.ndarray) -> None:
     """Encode an OpenCV BGR (or gray) array in the format of `path`'s suffix and write it atomically (a
     temporary file, then rename: never half a picture under the final name)."""
-    import cv2
-
+    cv2 = _cv2()
     suffix = Path(path).suffix or ".png"
     try:
         ok, buf = cv2.imencode(suffix, bgr)
@@ -247,4 +523,3 @@ def to_mode(img: Image.Image, channels: int) -> Image.Image:
         img = Image.alpha_composite(background, rgba)
     want = "L" if channels == 1 else "RGB"
     return img if img.mode == want else img.convert(want)
-

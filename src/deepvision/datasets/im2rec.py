@@ -29,16 +29,9 @@ from pathlib import Path
 
 import cv2
 
-from deepvision.data.imageio import check_image_data
+from deepvision.data.imageio import DecodeError, check_image_data, decode_opencv, jpeg_truncated, sniff_format
 from deepvision.data.lst import read_list_text
-from deepvision.data.records.codec import (
-    DecodeError,
-    encode_image,
-    forking_cv2,
-    jpeg_truncated,
-    load_for_packing,
-    sniff_format,
-)
+from deepvision.data.records.codec import encode_image, forking_cv2
 from deepvision.data.records.header import IRHeader, pack_header
 from deepvision.data.records.recordio import RecordWriter, frame_record
 from deepvision.datasets.listing import DEFAULT_EXTS, list_images, make_list, unlistable
@@ -106,7 +99,7 @@ def encode_item(options: PackOptions, item: PackItem) -> tuple[bytes | None, str
             _check_pass_through(data)
             payload = pack_header(header, data)
         else:
-            img = load_for_packing(data, options.color)
+            img = decode_opencv(data, options.color)
             if options.center_crop:
                 h, w = img.shape[:2]
                 if h > w:

@@ -19,8 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from deepvision.data.imageio import DecodeError, Decoder, decode_opencv
 from deepvision.data.mean_file import read_mean_rgb
-from deepvision.data.records.codec import DecodeError, Decoder, forking_cv2, load_for_packing
+from deepvision.data.records.codec import forking_cv2
 from deepvision.data.records.record_file import RecordFile
 from deepvision.data.records.recordio import RecordError
 from deepvision.errors import UserError
@@ -45,7 +46,7 @@ class MeanResult:
 def _file_means(path: str) -> tuple[np.ndarray | None, str]:
     try:
         data = read_regular_file(path)  # a FIFO named like an image must not block
-        img = load_for_packing(data, 1)  # BGR, like the reference's cv2.imread
+        img = decode_opencv(data, 1)  # BGR, like the reference's cv2.imread
     except OSError as exc:
         return None, f"cannot read file ({exc.strerror or exc})"
     except DecodeError as exc:

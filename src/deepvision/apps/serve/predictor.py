@@ -1,30 +1,28 @@
 """What the web demo serves: a run directory or an exported .onnx file, behind one `predict(bytes)`.
 
-Uploads are checked before decoding: the header's width x height must stay under a pixel budget
-(decompression bombs: a few kilobytes that would decode to gigabytes), and anything PIL cannot
-identify is refused as not an image. Only JPEG, PNG, BMP, GIF, TIFF (RGB, grey, palette or bilevel
-colour) and WebP are opened at all (`ALLOWED_FORMATS`): Pillow's other plugins (EPS hands the file to
-Ghostscript, where installed) are never tried. An upload that fails to decode (truncated, damaged) is
-refused with 422. A predictor's result is JSON-ready: `top` (classification) and,
-for detection runs, `boxes` ([x0, y0, x1, y1] in the uploaded image's pixels, `label`, `score`), which
-the page draws.
+Uploads are decoded by `deepvision.data.imageio`, the decoder training, evaluation and predict use,
+so an upload gives the pixels `deepvision predict` gives for the same file. The header's width x
+height is checked before decoding against this server's pixel budget (decompression bombs: a few
+kilobytes that would decode to gigabytes). Only JPEG, PNG, BMP, GIF, TIFF and WebP are read
+(`imageio.ALLOWED_FORMATS`): Pillow's other plugins (EPS hands the file to Ghostscript, where
+installed) are never tried. Refusals: 413 above the budget, 415 for anything that is not such an
+image (or holds a colour mode deepvision does not read), 422 for an image that fails to decode
+(truncated, damaged). A predictor's result is JSON-ready: `top` (classification) and, for detection
+runs, `boxes` ([x0, y0, x1, y1] in the uploaded image's pixels, `label`, `score`), which the page draws.
 """
 
 from __future__ import annotations
 
-import io
-import re
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+import numpy as np
+from PIL import Image
 
+from deepvision.data.imageio import DecodeError, NotAnImageError, PixelLimitError, decode, sniff_format
 from deepvision.errors import UserError
-
-ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
-TIFF_MODES = ("1", "L", "LA", "P", "RGB", "RGBA")
 
 
 class RejectedImage(Exception):
@@ -35,25 +33,27 @@ class RejectedImage(Exception):
         self.status, self.message = status, message
 
 
-def inspect_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Open (without decoding) and check an upload; RejectedImage for non-images and oversized images."""
+def decode_upload(data: bytes, channels: int, max_pixels: int) -> np.ndarray:
+    """An upload as a uint8 H x W x C array (RGB, or C = 1 gray), decoded by `imageio.decode` with this
+    server's pixel budget; RejectedImage (with its HTTP status) for anything refused."""
     if not data:
         raise RejectedImage(400, "the upload is empty; choose an image file")
     try:
-        img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-    except Image.DecompressionBombError as exc:  # PIL's own cap, checked while reading the header
-        found = re.search(r"\((\d+) pixels\)", str(exc))
-        raise RejectedImage(413, _too_many(int(found.group(1)) if found else None, max_pixels)) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return decode(data, channels, max_pixels=max_pixels)
+    except PixelLimitError as exc:
+        dims = f"{exc.size[0]} x {exc.size[1]} = " if exc.size else ""
+        raise RejectedImage(413, _too_many(exc.pixels, max_pixels, dims)) from None
+    except NotAnImageError as exc:
+        if exc.mode is not None:
+            kind = (sniff_format(data) or "image").upper()
+            raise RejectedImage(415, f"this {kind} holds {exc.mode} colour, which deepvision does not read; "
+                                     f"upload an RGB or greyscale image") from None
         raise RejectedImage(415, "this file is not an image deepvision can read; upload a JPEG, PNG, BMP, GIF, "
                                  "TIFF or WebP file") from None
-    if img.format == "TIFF" and img.mode not in TIFF_MODES:
-        raise RejectedImage(415, f"this TIFF holds {img.mode} colour, which deepvision does not read; upload an "
-                                 f"RGB or greyscale image")
-    width, height = img.size
-    if width * height > max_pixels:
-        raise RejectedImage(413, _too_many(width * height, max_pixels, f"{width} x {height} = "))
-    return img
+    except DecodeError as exc:
+        reason = " ".join(str(exc).split())[:160]
+        raise RejectedImage(422, f"the image could not be decoded ({reason}); it may be truncated or "
+                                 f"damaged") from None
 
 
 def _too_many(pixels: int | None, limit: int, dims: str = "") -> str:
@@ -85,22 +85,18 @@ class Predictor:
             raise UserError(f"{source} is neither a run directory nor an exported .onnx file")
         self.pre = self.backend.pre
         self.classes = list(self.backend.classes)
-        self._decode_lock = threading.Lock()  # PIL decoding is cheap; keep memory bounded under load
+        self._decode_lock = threading.Lock()  # decoding is cheap; one at a time keeps memory bounded under load
 
     def info(self) -> dict[str, Any]:
         return {"status": "ok", "model": self.name, "task": self.task, "classes": len(self.classes),
                 "input": [self.pre.channels, *self.pre.size]}
 
     def predict(self, data: bytes, top: int = 5) -> dict[str, Any]:
-        img = inspect_image(data, self.max_pixels)
         t0 = time.perf_counter()
-        try:
-            with self._decode_lock:
-                tensor = self.pre.load(img)
-        except Exception as exc:  # Pillow's decoders raise OSError, ValueError, SyntaxError, ...
-            reason = " ".join(str(exc).split())[:160] or type(exc).__name__
-            raise RejectedImage(422, f"the image could not be decoded ({reason}); it may be truncated or "
-                                     f"damaged") from None
+        with self._decode_lock:
+            arr = decode_upload(data, self.pre.channels, self.max_pixels)
+        img = Image.fromarray(arr[:, :, 0], "L") if arr.shape[2] == 1 else Image.fromarray(arr, "RGB")
+        tensor = self.pre.load(img)
         batch = tensor.unsqueeze(0)
         if hasattr(self.backend, "predict_tensors"):
             tops = self.backend.predict_tensors(batch, top)

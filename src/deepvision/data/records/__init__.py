@@ -40,15 +40,13 @@ def pack_img(header: IRHeader | tuple, img: np.ndarray, quality: int = 95, img_f
 
 
 def unpack_img(record: bytes, iscolor: int = -1) -> tuple[IRHeader, Any]:
-    """mx.recordio.unpack_img: (header, OpenCV-decoded array, BGR order). An image above the pixel limit
-    raises `PixelLimitError` before decoding (see `deepvision.data.imageio`)."""
-    import cv2
-
-    from deepvision.data.imageio import check_image_data
+    """mx.recordio.unpack_img: (header, array in OpenCV's layout: BGR, gray, or as stored with -1),
+    decoded by `deepvision.data.imageio.decode_opencv`'s rules; an image above the pixel limit raises
+    `PixelLimitError` before decoding, undecodable data `DecodeError`."""
+    from deepvision.data.imageio import decode_opencv
 
     header, body = unpack_header(record)
-    check_image_data(body)
-    return header, cv2.imdecode(np.frombuffer(body, np.uint8), iscolor)
+    return header, decode_opencv(body, iscolor)
 
 
 __all__ = [

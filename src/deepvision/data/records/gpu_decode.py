@@ -10,7 +10,10 @@ size, so each group is cropped, mirrored or warped by one batched call.
 Geometry (crop windows, flips, angles) is identical to the CPU record loader; pixels differ only where
 resampling is involved (torch's antialiased bilinear filter instead of OpenCV's area filter, nvJPEG's
 IDCT instead of libjpeg-turbo's). Images smaller than the output are stretched up to it (the CPU path
-pads a random crop of such an image with zeros). Non-JPEG records are decoded on the CPU and moved.
+pads a random crop of such an image with zeros). The decoding rules are `imageio`'s: a JPEG above the
+pixel limit is refused before decoding, and only plain JPEGs (complete, upright) reach nvJPEG; EXIF-
+rotated or truncated JPEGs and every other format go through the one CPU decoder, `imageio.Decoder`,
+which applies the orientation or refuses them with the CPU loader's reason.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import torch.nn.functional as F
 
 from deepvision.config.schema import AugmentConfig
 from deepvision.data.augment_plan import AugmentPlan, draw_plan, reseed, sample_seed
-from deepvision.data.records.codec import DecodeError, Decoder, is_jpeg
+from deepvision.data.imageio import DecodeError, Decoder, plain_jpeg
 from deepvision.data.records.header import image_bytes
 from deepvision.data.tensor_loader import BatchAugment
 from deepvision.errors import UserError
@@ -80,9 +83,17 @@ class BatchJpegDecoder:
 
         mode = ImageReadMode.RGB if self.spec.channels == 3 else ImageReadMode.GRAY
         out: list[torch.Tensor | str] = [""] * len(bodies)
-        jpegs = [k for k, b in enumerate(bodies) if is_jpeg(b)]
-        for k in set(range(len(bodies))) - set(jpegs):
-            out[k] = self._decode_cpu(bodies[k])
+        jpegs = []
+        for k, body in enumerate(bodies):
+            try:
+                gpu = plain_jpeg(body)
+            except DecodeError as exc:  # above the pixel limit: refused before any decoding
+                out[k] = str(exc)
+                continue
+            if gpu:
+                jpegs.append(k)
+            else:
+                out[k] = self._decode_cpu(body)
         if not jpegs:
             return out
         data = [torch.frombuffer(bytearray(bodies[k]), dtype=torch.uint8) for k in jpegs]

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from deepvision.config.schema import AugmentConfig
 from deepvision.data.augment_plan import AugmentPlan, draw_plan, inverse_affine, reseed, sample_seed
-from deepvision.data.records.codec import DecodeError, Decoder
+from deepvision.data.imageio import DecodeError, Decoder
 from deepvision.data.records.header import image_bytes
 from deepvision.data.records.record_file import RecordFile
 from deepvision.data.records.recordio import RecordError

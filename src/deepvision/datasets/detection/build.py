@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from deepvision.data.detection.index import write_index
-from deepvision.datasets.detection.readers import file_problem, image_size
+from deepvision.data.imageio import image_size
+from deepvision.datasets.detection.readers import file_problem
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
 

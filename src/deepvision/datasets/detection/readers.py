@@ -18,26 +18,13 @@ from collections import Counter
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
-
+from deepvision.data.imageio import image_size
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
-from deepvision.fileio import open_regular_file, read_regular_file, special_kind
+from deepvision.fileio import read_regular_file, special_kind
 from deepvision.safeload import load_json
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
-
-def image_size(path: str | Path) -> tuple[int, int] | None:
-    """(width, height) as displayed (EXIF rotation applied) from the file header; None if unreadable or
-    not a regular file (a FIFO is never opened for reading, so it cannot block)."""
-    try:
-        with open_regular_file(path) as f, Image.open(f) as img:
-            w, h = img.size
-            orientation = img.getexif().get(0x0112, 1)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return None
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
 def file_problem(path: str | Path) -> str | None:
