@@ -117,3 +117,38 @@ def test_export_refuses_a_file_that_differs_and_bad_options(runs, tmp_path, monk
 
         OnnxClassifier(Path(__file__))  # any existing file: the missing package is reported first
 
+
+
+def test_parity_is_judged_relative_to_the_logits():
+    """A freshly initialised network has tiny logits: a difference of 1e-10 is small in absolute terms
+    but 0.1% of logits of 1e-7, and must fail a 1e-4 relative check."""
+    from deepvision.export.export import ClassificationExport
+
+    layer = torch.nn.Linear(4, 3)
+    with torch.no_grad():
+        layer.weight.mul_(1e-9)
+        layer.bias.zero_()
+    samples = torch.rand(6, 4, generator=torch.Generator().manual_seed(0)) * 255
+    with torch.inference_mode():
+        expected = layer(samples).numpy()
+    peak = float(np.abs(expected).max())
+    assert 1e-8 < peak < 1e-6
+    hooks = ClassificationExport(None)
+    same = hooks.parity(layer, samples, expected.copy(), 1e-4, "6 samples")
+    assert same.ok and same.fields["relative_diff"] == 0.0
+    off = hooks.parity(layer, samples, expected + np.float32(1e-3 * peak), 1e-4, "6 samples")
+    assert not off.ok and off.fields["max_abs_diff"] < 1e-9
+    assert abs(off.fields["relative_diff"] - 1e-3) < 1e-4
+    assert "relative error 1.00e-03" in off.line
+
+
+def test_a_run_exports_with_the_hooks_of_its_task():
+    from deepvision.export.detection import DetectionExport
+    from deepvision.export.export import ClassificationExport
+    from deepvision.export.hooks import hooks_for
+
+    assert hooks_for("classification") is ClassificationExport
+    assert hooks_for("age") is ClassificationExport  # derived from classification: exported like it
+    assert hooks_for("detection") is DetectionExport
+    with pytest.raises(UserError, match="task"):
+        hooks_for("segmentation")

@@ -1,4 +1,5 @@
-"""A trained detector as one self-contained file: TorchScript or ONNX, checked against PyTorch.
+"""Detection's export hooks: a trained detector as one self-contained file (TorchScript or ONNX),
+written and checked by the one exporter, `export.export.export_run`.
 
 The artefact takes one uint8 RGB image (3, H, W) of any size and returns `boxes` (N, 4) xyxy in
 that image's pixels, `scores` (N,) and `labels` (N,) (class ids from 1); the detector's own
@@ -29,12 +30,11 @@ from torch import nn
 from deepvision.data.preprocess import open_image, pil_to_tensor
 from deepvision.engine.detection_metrics import box_iou
 from deepvision.errors import UserError
+from deepvision.export.hooks import ExportHooks, Parity, register_export
 from deepvision.export.onnx_export import METADATA_KEY
-from deepvision.export.result import ExportResult
-from deepvision.fileio import atomic_path
 from deepvision.models.detection import detection_family
 from deepvision.onnxrt import ort_session, require
-from deepvision.runs.loading import LoadedRun, load_run
+from deepvision.runs.loading import LoadedRun
 from deepvision.safeload import load_json
 from deepvision.version import __version__
 
@@ -148,57 +148,52 @@ def _run_torch(module: nn.Module, images: list[torch.Tensor]) -> list[tuple[np.n
         return [tuple(t.float().numpy() if t.is_floating_point() else t.numpy() for t in module(im)) for im in images]
 
 
-def export_detector(run_dir: str | Path | LoadedRun, out: str | Path | None = None, fmt: str = "torchscript", *,
-                    check: bool = True, images: list[str | Path] | None = None, opset: int = 17,
-                    min_score: float = 0.05, epoch: int | None = None, which: str = "best", quiet: bool = True
-                    ) -> ExportResult:
-    """Write the run's detector as TorchScript (.torchscript) or ONNX (.onnx), checked against PyTorch.
+@register_export("detection")
+class DetectionExport(ExportHooks):
+    """One uint8 RGB image of any size in; boxes, scores and labels out; parity by matched detections."""
 
-    The file is written under a temporary name, run from disk on the sample images, compared with the
-    PyTorch model, and only then moved to its place: a failed parity check raises UserError and leaves
-    nothing at the destination. Prints the parity and summary lines unless `quiet`.
-    """
-    if fmt not in FORMATS:
-        raise UserError(f"--format must be torchscript or onnx, got {fmt!r}")
-    loaded = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, epoch, which, "cpu")
-    if detection_family(loaded.cfg.model.name) is None:
-        raise UserError(f"{loaded.run.path} trains '{loaded.cfg.model.name}', not a detector")
-    classes = list(loaded.classes[: (loaded.cfg.model.num_classes or len(loaded.classes) + 1) - 1])
-    module = SingleImageDetector(loaded.model.cpu())
-    path = Path(out) if out is not None else loaded.run.path / "export" / f"{loaded.run.path.name}{SUFFIX[fmt]}"
-    if path.suffix != SUFFIX[fmt]:
-        raise UserError(f"--out {path}: a {fmt} file must end in {SUFFIX[fmt]}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if images:
-        samples, source = [pil_to_tensor(open_image(p, 3)) for p in images], f"{len(images)} given image(s)"
-    else:
-        samples, source = sample_images(loaded)
-    meta = describe_detector(loaded, classes, fmt)
-    with atomic_path(path) as tmp:  # nothing reaches `path` unless the file passed its parity check
+    formats = FORMATS
+    dynamic_batch = False
+    check_optional = True
+    min_score = 0.05
+
+    def __init__(self, loaded: LoadedRun) -> None:
+        super().__init__(loaded)
+        if detection_family(loaded.cfg.model.name) is None:
+            raise UserError(f"{loaded.run.path} trains '{loaded.cfg.model.name}', not a detector")
+        self.classes = list(loaded.classes[: (loaded.cfg.model.num_classes or len(loaded.classes) + 1) - 1])
+
+    def module(self) -> nn.Module:
+        return SingleImageDetector(self.loaded.model.cpu())
+
+    def describe(self, fmt: str, dynamic_batch: bool) -> dict[str, Any]:
+        return describe_detector(self.loaded, self.classes, fmt)
+
+    def samples(self, images: list[str | Path] | None) -> tuple[list[torch.Tensor], str]:
+        if images:
+            return [pil_to_tensor(open_image(p, 3)) for p in images], f"{len(images)} given image(s)"
+        return sample_images(self.loaded)
+
+    def write(self, fmt: str, module: nn.Module, samples: Any, path: Path, final_name: str, meta: dict[str, Any],
+              dynamic_batch: bool, opset: int | None) -> Path | None:
         if fmt == "torchscript":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch.jit's deprecation notice; torchvision's scripting notes
-                scripted = torch.jit.script(module)
-                torch.jit.save(scripted, str(tmp), _extra_files={"classes.json": json.dumps(classes),
-                                                                  "deepvision.json": json.dumps(meta)})
-                runner: Any = torch.jit.load(str(tmp))
-                got = _run_torch(runner, samples)  # the reloaded file, not the in-memory module
+                torch.jit.save(torch.jit.script(module), str(path),
+                               _extra_files={"classes.json": json.dumps(self.classes),
+                                             "deepvision.json": json.dumps(meta)})
         else:
-            got = _export_onnx(module, tmp, samples, classes, opset, meta)
-        parity = None
-        if check:
-            parity = compare_detections(_run_torch(module, samples), got, min_score=min_score,
-                                        cap=_detections_cap(loaded.model))
-            if not quiet:
-                print(parity.line())
-            if not parity.ok:
-                raise UserError(f"the exported {fmt} model differs from PyTorch ({parity.line()}); nothing was "
-                                f"written to {path}")
-    result = ExportResult(path, fmt, path.stat().st_size, len(samples), source, task="detection", classes=classes,
-                          parity=parity)
-    if not quiet:
-        print(result.summary())
-    return result
+            _export_onnx(module, path, samples, self.classes, opset or 17, meta)
+        return None
+
+    def run_file(self, fmt: str, path: Path, samples: Any, dynamic_batch: bool) -> list[tuple[np.ndarray, ...]]:
+        run, _ = load_exported(path, fmt)
+        return [run(im) for im in samples]
+
+    def parity(self, module: nn.Module, samples: Any, got: Any, tolerance: float, source: str) -> Parity:
+        report = compare_detections(_run_torch(module, samples), got, min_score=self.min_score,
+                                    cap=_detections_cap(self.loaded.model))
+        return Parity(report.ok, report.line(), report.line(), {"parity": report})
 
 
 def _detections_cap(model: nn.Module) -> int | None:
@@ -221,7 +216,7 @@ def describe_detector(loaded: LoadedRun, classes: list[str], fmt: str) -> dict[s
 
 
 def _export_onnx(module: nn.Module, path: Path, samples: list[torch.Tensor], classes: list[str], opset: int,
-                 meta: dict[str, Any]) -> list[tuple[np.ndarray, ...]]:
+                 meta: dict[str, Any]) -> None:
     onnx = require("onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about data-dependent shapes (expected for NMS)
@@ -234,16 +229,15 @@ def _export_onnx(module: nn.Module, path: Path, samples: list[torch.Tensor], cla
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(model, str(path))
-    session = ort_session(path)
-    return [tuple(session.run(None, {"image": im.numpy()})) for im in samples]
 
 
-def load_exported(path: str | Path) -> tuple[Any, list[str]]:
-    """(callable image -> (boxes, scores, labels) as numpy, class names) for an exported file."""
+def load_exported(path: str | Path, fmt: str | None = None) -> tuple[Any, list[str]]:
+    """(callable image -> (boxes, scores, labels) as numpy, class names) for an exported file; `fmt`
+    (onnx or torchscript) defaults to the one the suffix names."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"exported model not found: {path}")
-    if path.suffix == ".onnx":
+    if (fmt or ("onnx" if path.suffix == ".onnx" else "torchscript")) == "onnx":
         session = ort_session(path)
         meta = session.get_modelmeta().custom_metadata_map
         classes = _classes(load_json(meta.get("classes", "[]"), f"{path} metadata"))

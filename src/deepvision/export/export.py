@@ -1,15 +1,22 @@
 """`deepvision export RUN --format onnx|torchscript`: one self-contained file, checked against PyTorch.
 
-The exported network takes `pixels`: float32 N x C x H x W in 0..255 (RGB or gray, already resized
+One exporter for every task: `export_run` loads the run, asks its task's `ExportHooks` (see
+`export.hooks`; detection's are in `export.detection`) for the module, description and check
+inputs, writes the file under a temporary name, runs it from disk, compares it with PyTorch through
+the task's parity hook, and only then moves it into place. Below, the classification hooks.
+
+A classification network takes `pixels`: float32 N x C x H x W in 0..255 (RGB or gray, already resized
 and cropped the run's way) and returns `logits`; the run's normalisation (scale, mean, std) is the
 first operation inside the file. The file also carries a JSON description under the metadata key
 `deepvision` (ONNX `metadata_props`; TorchScript extra file `deepvision.json`): format and version,
 model name, classes, the preprocessing (`Preprocess.to_dict()`), input/output names and layout.
 
 After writing, the file is loaded back (onnxruntime's CPU provider, or torch.jit.load) and run on
-real inputs; the maximum absolute difference of the logits and the agreement of the top-1 classes
-with PyTorch eager are printed, and the export fails (nothing is left at the destination) when they
-differ beyond 1e-4 (relative to the largest logit when above 1).
+real inputs; the maximum absolute difference of the logits, the relative error (that difference
+divided by the largest |logit|: a small absolute difference proves nothing when the logits are small
+themselves, as with a freshly initialised network) and the agreement of the top-1 classes with
+PyTorch eager are printed, and the export fails (nothing is left at the destination) when the
+relative error exceeds 1e-4 or a top-1 class differs.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import torch
 from torch import nn
 
 from deepvision.errors import UserError
+from deepvision.export import detection  # noqa: F401  (registers the detection hooks)
+from deepvision.export.hooks import ExportHooks, Parity, hooks_for, register_export
 from deepvision.export.onnx_export import INPUT, OUTPUT
 from deepvision.export.result import ExportResult
 from deepvision.fileio import atomic_path, unlink_quietly
@@ -83,6 +92,53 @@ def check_inputs(loaded: LoadedRun, images: list[str | Path] | None, count: int 
     return torch.stack(batch), f"{count} synthetic images (no --images and no data.root with images)"
 
 
+@register_export("classification")
+class ClassificationExport(ExportHooks):
+    """Pixels (N x C x H x W, 0..255) in, logits out; parity by relative error and top-1 agreement."""
+
+    def module(self) -> nn.Module:
+        scale, shift = self.loaded.pre.affine()
+        return Deployable(self.loaded.model, scale.squeeze(0), shift.squeeze(0)).eval()
+
+    def describe(self, fmt: str, dynamic_batch: bool) -> dict[str, Any]:
+        return describe(self.loaded, dynamic_batch, fmt)
+
+    def samples(self, images: list[str | Path] | None) -> tuple[torch.Tensor, str]:
+        return check_inputs(self.loaded, images)
+
+    def write(self, fmt: str, module: nn.Module, samples: Any, path: Path, final_name: str, meta: dict[str, Any],
+              dynamic_batch: bool, opset: int | None) -> Path | None:
+        c, (h, w) = self.loaded.pre.channels, self.loaded.pre.size
+        example = torch.zeros(2 if dynamic_batch else 1, c, h, w)
+        if fmt == "onnx":
+            from deepvision.export.onnx_export import to_onnx
+
+            return to_onnx(module, example, path, final_name, meta, dynamic_batch, opset)
+        _to_torchscript(module, example, path, meta)
+        return None
+
+    def run_file(self, fmt: str, path: Path, samples: Any, dynamic_batch: bool) -> np.ndarray:
+        return _run_file(fmt, path, samples.float().numpy(), dynamic_batch)
+
+    def parity(self, module: nn.Module, samples: Any, got: Any, tolerance: float, source: str) -> Parity:
+        with torch.inference_mode():
+            expected = module(samples.float()).numpy()
+        diff = float(np.abs(got - expected).max())
+        peak = float(np.abs(expected).max())
+        rel = diff / peak if peak > 0 else (0.0 if diff == 0 else float("inf"))
+        agree = float((got.argmax(1) == expected.argmax(1)).mean())
+        line = (f"[INFO] parity on {source}: max |logits difference| {diff:.2e}, relative error {rel:.2e} (of "
+                f"max |logit| {peak:.3g}), top-1 agreement {agree * 100:.1f}%")
+        failure = (f"max abs difference {diff:.3g} > {tolerance * peak:.3g}, relative error {rel:.3g} > "
+                   f"{tolerance:g}, or top-1 agreement {agree * 100:.1f}% < 100%")
+        return Parity(rel <= tolerance and agree == 1.0, line, failure,
+                      {"max_abs_diff": diff, "relative_diff": rel, "top1_agreement": agree})
+
+    def summary(self, result: ExportResult, dynamic_batch: bool) -> str:
+        return (f"exported {result.path} ({result.bytes / 1e6:.1f} MB, {result.format}, "
+                f"{'dynamic' if dynamic_batch else 'fixed'} batch); verified against PyTorch")
+
+
 def export_run(
     run_dir: str | Path,
     *,
@@ -94,64 +150,55 @@ def export_run(
     which: str = "best",
     images: list[str | Path] | None = None,
     tolerance: float = 1e-4,
+    check: bool = True,
     quiet: bool = False,
 ) -> ExportResult:
     """Export a run's model to one ONNX or TorchScript file and verify it against PyTorch eager.
 
-    Detection runs go to `deepvision.export.detection.export_detector` (one image of any size in; boxes,
-    scores and labels out); `dynamic_batch` and `tolerance` apply to classification only.
+    The run's task decides what goes in and out (classification: a fixed-size pixel batch in, logits
+    out; detection: one uint8 image of any size in, boxes, scores and labels out) and how the file is
+    compared (`tolerance`: the largest relative error of classification logits). `check=False` skips
+    the comparison where the task allows it (detection's --no-check).
     """
     say = (lambda *_: None) if quiet else print
     if format not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got '{format}'")
     if opset is not None and format != "onnx":
         raise UserError("--opset applies to --format onnx only")
-    if RunDir.open(run_dir).read_config().task == "detection":  # boxes, scores and labels out
-        from deepvision.export.detection import export_detector
-
-        if dynamic_batch:
-            raise UserError("a detection export takes one image of any size; --dynamic-batch does not apply")
-        return export_detector(run_dir, out, format, images=images, opset=opset or 17, epoch=epoch, which=which,
-                               quiet=quiet)
+    hooks_cls = hooks_for(RunDir.open(run_dir).read_config().task)
+    if dynamic_batch and not hooks_cls.dynamic_batch:
+        raise UserError("a detection export takes one image of any size; --dynamic-batch does not apply")
+    if not check and not hooks_cls.check_optional:
+        raise UserError("this task's exports are always checked against PyTorch")
     loaded = load_run(run_dir, epoch, which, "cpu")
-    scale, shift = loaded.pre.affine()
-    wrapper = Deployable(loaded.model, scale.squeeze(0), shift.squeeze(0)).eval()
+    hooks = hooks_cls(loaded)
+    module = hooks.module()
     target = Path(out) if out else loaded.run.path / "export" / f"{loaded.run.path.name}{SUFFIX[format]}"
     if target.suffix != SUFFIX[format]:
         raise UserError(f"--out {target}: a {format} file must end in {SUFFIX[format]}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    meta = describe(loaded, dynamic_batch, format)
-    c, (h, w) = loaded.pre.channels, loaded.pre.size
-    example = torch.zeros(2 if dynamic_batch else 1, c, h, w)
+    meta = hooks.describe(format, dynamic_batch)
+    samples, source = hooks.samples(images)
     sidecar = None
+    parity = None
     try:
         with atomic_path(target) as tmp:  # nothing reaches `target` unless the file passed its parity check
-            if format == "onnx":
-                from deepvision.export.onnx_export import to_onnx
-
-                sidecar = to_onnx(wrapper, example, tmp, target.name, meta, dynamic_batch, opset)
-            else:
-                _to_torchscript(wrapper, example, tmp, meta)
-            pixels, source = check_inputs(loaded, images)
-            with torch.inference_mode():
-                expected = wrapper(pixels.float()).numpy()
-            got = _run_file(format, tmp, pixels.float().numpy(), dynamic_batch)
-            diff = float(np.abs(got - expected).max())
-            agree = float((got.argmax(1) == expected.argmax(1)).mean())
-            say(f"[INFO] parity on {source}: max |logits difference| {diff:.2e}, top-1 agreement {agree * 100:.1f}%")
-            limit = tolerance * max(1.0, float(np.abs(expected).max()))
-            if diff > limit or agree < 1.0:
-                raise UserError(f"the exported {format} model differs from PyTorch (max abs difference {diff:.3g} > "
-                                f"{limit:.3g} or top-1 agreement {agree * 100:.1f}% < 100%); nothing was written")
+            sidecar = hooks.write(format, module, samples, tmp, target.name, meta, dynamic_batch, opset)
+            got = hooks.run_file(format, tmp, samples, dynamic_batch)  # the file as reloaded from disk
+            if check:
+                parity = hooks.parity(module, samples, got, tolerance, source)
+                say(parity.line)
+                if not parity.ok:
+                    raise UserError(f"the exported {format} model differs from PyTorch ({parity.failure}); "
+                                    f"nothing was written to {target}")
     except BaseException:
         if sidecar is not None:
             unlink_quietly(sidecar)
         raise
-    size = target.stat().st_size
-    say(f"exported {target} ({size / 1e6:.1f} MB, {format}, "
-        f"{'dynamic' if dynamic_batch else 'fixed'} batch); verified against PyTorch")
-    return ExportResult(target, format, size, int(pixels.shape[0]), source, classes=list(loaded.classes),
-                        max_abs_diff=diff, top1_agreement=agree)
+    result = ExportResult(target, format, target.stat().st_size, len(samples), source, task=meta["task"],
+                          classes=list(meta["classes"]), **(parity.fields if parity else {}))
+    say(hooks.summary(result, dynamic_batch))
+    return result
 
 
 def _to_torchscript(wrapper: nn.Module, example: torch.Tensor, path: Path, meta: dict[str, Any]) -> None:

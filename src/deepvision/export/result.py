@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class ExportResult:
-    """One exported file. Classification fills `max_abs_diff` (logits) and `top1_agreement`;
+    """One exported file. Classification fills `max_abs_diff` (logits), `relative_diff` (that divided by
+    the largest |logit|) and `top1_agreement`;
     detection fills `parity` (boxes, scores and labels matched per image). `checked` is the number
     of check inputs; `check_source` says where they came from."""
 
@@ -24,6 +25,7 @@ class ExportResult:
     task: str = "classification"
     classes: list[str] = field(default_factory=list)
     max_abs_diff: float | None = None
+    relative_diff: float | None = None
     top1_agreement: float | None = None
     parity: ParityReport | None = None
 

@@ -112,10 +112,10 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    from deepvision.export.detection import export_detector
+    from deepvision.export.export import export_run
 
-    export_detector(args.run_dir, args.out, args.format, check=not args.no_check, images=args.images,
-                    opset=args.opset, epoch=args.epoch, quiet=False)
+    export_run(args.run_dir, format=args.format, out=args.out, check=not args.no_check, images=args.images,
+               opset=args.opset if args.format == "onnx" else None, epoch=args.epoch)
     return 0
 
 
