@@ -164,3 +164,46 @@ def test_worker_batches_share_one_storage_per_field_and_equal_the_inline_ones(vo
         assert torch.equal(a, b)
     for a, b in zip(ya, yb):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
+
+
+def test_one_seed_one_plan_and_boxes_follow_the_pixels():
+    """The box-aware path draws its geometry as an AugmentPlan (draw_box_plan) and only applies it: the
+    same seed gives the same plan and output, and every box kept still frames the pixels it framed."""
+    import random
+
+    import numpy as np
+
+    from deepvision.data.augment_plan import draw_box_plan, reseed
+
+    image = torch.zeros(3, 60, 80, dtype=torch.uint8)
+    boxes = torch.tensor([[5.0, 6.0, 25.0, 30.0], [40.0, 10.0, 70.0, 50.0]])
+    for k, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):  # a distinct gradient inside each box
+        patch = torch.arange((y2 - y1) * (x2 - x1), dtype=torch.int64).reshape(y2 - y1, x2 - x1)
+        image[:, y1:y2, x1:x2] = ((patch * (7 + 3 * k)) % 200 + 30).to(torch.uint8)
+    aug = DetectionAugment(hflip=True, zoom_out=True, iou_crop=True)
+    t = BoxTransform(aug)
+    seen = {"canvas": 0, "box": 0, "mirror": 0}
+    compared = 0
+    for seed in range(40):
+        plan = t.plan((80, 60), boxes, seed)
+        again = draw_box_plan((80, 60), boxes.numpy().astype(np.float64), reseed(random.Random(), seed), mirror=True,
+                              zoom_out_max=aug.zoom_out_max, iou_crop=True)
+        assert plan == again  # the plan is a pure function of the seed
+        for key in seen:
+            seen[key] += getattr(plan, key) not in (None, False)
+        img, b, lab, d = t(image, boxes, torch.tensor([1, 2]), torch.tensor([False, True]), seed)
+        again_img, again_b, *_ = t(image, boxes, torch.tensor([1, 2]), torch.tensor([False, True]), seed)
+        assert torch.equal(img, again_img) and torch.equal(b, again_b)
+        # the image size follows the plan: canvas, then crop window
+        w, h = (plan.canvas[2], plan.canvas[3]) if plan.canvas else (80, 60)
+        if plan.box:
+            w, h = plan.box[2], plan.box[3]
+        assert tuple(img.shape[-2:]) == (h, w)
+        for (x1, y1, x2, y2), label in zip(b.round().int().tolist(), lab.tolist()):
+            u1, v1, u2, v2 = boxes[label - 1].int().tolist()
+            if (x2 - x1, y2 - y1) != (u2 - u1, v2 - v1):
+                continue  # cut by the crop window
+            want = image[:, v1:v2, u1:u2]
+            assert torch.equal(img[:, y1:y2, x1:x2], want.flip(-1) if plan.mirror else want)
+            compared += 1
+    assert all(seen.values()) and compared > 40, (seen, compared)  # every step of the plan happened for some seed

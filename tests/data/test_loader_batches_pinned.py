@@ -115,8 +115,8 @@ PINNED = {
     "records, gray, pad": "fcabc0a17ae7267a",
     "records, nvJPEG path on the CPU": "85cee5291ea9ed5a",
     "ImageRecordIter": "df358542f489e417",
-    "detection, in process": "f5fec0743c448115",
-    "detection, one worker": "f5fec0743c448115",
+    "detection, in process": "d6cfd4fb1cf9715c",
+    "detection, one worker": "d6cfd4fb1cf9715c",
 }
 
 

@@ -1,11 +1,14 @@
 """One augmentation plan per sample: the random parameters, drawn once by one function.
 
 `draw_plan` turns an `AugmentConfig` and a per-sample `random.Random` into an `AugmentPlan` (angle,
-shear, per-axis zoom, crop window or random-resized-crop box, mirror). The three executors only apply plans:
+shear, per-axis zoom, crop window or random-resized-crop box, mirror). The executors only apply plans:
 Pillow (`transforms.SampleTransform`, file datasets), OpenCV (`records.pipeline`, the record loader)
-and torch (`tensor_loader.BatchAugment`, in-memory tensors on the device). Every loader seeds the
-generator with `sample_seed(seed, epoch, index)`, so a sample gets the same crop, flip and rotation
-whichever loader, worker count or device produced it, and a resumed run replays them exactly.
+and torch (`tensor_loader.BatchAugment`, in-memory tensors on the device). Box-aware (detection)
+samples get their plan from `draw_box_plan` (SSD's zoom-out canvas, IoU crop window and the same
+mirror rule), which `detection.transforms.BoxTransform` applies to the image and its boxes together.
+Every loader seeds the generator with `sample_seed(seed, epoch, index)`, so a sample gets the same
+crop, flip and rotation whichever loader, worker count or device produced it, and a resumed run
+replays them exactly.
 
 The order of the draws is the reference record iterator's order of operations: affine (angle, then
 shear, then the x and y zoom when `zoom` is set), then the crop window, then the mirror; a
@@ -18,7 +21,11 @@ import math
 import random
 from dataclasses import dataclass
 
+import numpy as np
+
 from deepvision.config.schema import AugmentConfig
+
+IOU_CROP_THRESHOLDS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)  # SSD's minimum-IoU options; 1.0: keep the whole image
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -34,9 +41,14 @@ class AugmentPlan:
     shear: float = 0.0
     zoom: tuple[float, float] = (1.0, 1.0)  # (x, y) input pixels per output pixel: > 1 zooms out (Keras)
     crop: tuple[int, int] | None = None  # (left, top) of the output-size window; None: centre
-    box: tuple[int, int, int, int] | None = None  # random-resized crop (left, top, width, height)
+    box: tuple[int, int, int, int] | None = None  # random-resized or IoU crop (left, top, width, height)
     mirror: bool = False
+    canvas: tuple[int, int, int, int] | None = None  # zoom-out: the image at (left, top) of a (width, height) canvas
 
+
+def draw_mirror(enabled: bool, rng: random.Random) -> bool:
+    """The mirror rule of every plan: a horizontal flip with probability 1/2 when enabled (no draw otherwise)."""
+    return bool(enabled and rng.random() < 0.5)
 
 
 def draw_plan(aug: AugmentConfig, size: tuple[int, int], out_size: tuple[int, int], rng: random.Random
@@ -46,7 +58,7 @@ def draw_plan(aug: AugmentConfig, size: tuple[int, int], out_size: tuple[int, in
     th, tw = out_size
     if aug.random_resized_crop:
         box = random_resized_crop_box(w, h, aug, rng)
-        return AugmentPlan(box=box, mirror=bool(aug.rand_mirror and rng.random() < 0.5))
+        return AugmentPlan(box=box, mirror=draw_mirror(aug.rand_mirror, rng))
     affine = bool(aug.rotate or aug.max_shear_ratio or aug.zoom)
     angle = shear = 0.0
     zoom = (1.0, 1.0)
@@ -58,7 +70,62 @@ def draw_plan(aug: AugmentConfig, size: tuple[int, int], out_size: tuple[int, in
     crop = None
     if aug.rand_crop and (w > tw or h > th):
         crop = (rng.randint(0, max(0, w - tw)), rng.randint(0, max(0, h - th)))
-    return AugmentPlan(affine, angle, shear, zoom, crop, None, bool(aug.rand_mirror and rng.random() < 0.5))
+    return AugmentPlan(affine, angle, shear, zoom, crop, None, draw_mirror(aug.rand_mirror, rng))
+
+
+def draw_box_plan(size: tuple[int, int], boxes: np.ndarray, rng: random.Random, *, mirror: bool = False,
+                  zoom_out_max: float | None = None, iou_crop: bool = False) -> AugmentPlan:
+    """The plan for one box-aware sample of width x height `size` with xyxy pixel `boxes` (N x 4), in
+    the order of SSD's augmentation: zoom-out (with probability 1/2, the image at a random place on a
+    canvas whose sides are 1 to `zoom_out_max` times its own; `canvas`), then an IoU crop (`box`, in
+    canvas pixels, see `iou_crop_box`; none for an image without boxes), then the mirror."""
+    w, h = size
+    canvas = None
+    if zoom_out_max is not None and rng.random() < 0.5:
+        ratio = rng.uniform(1.0, zoom_out_max)
+        cw, ch = int(w * ratio), int(h * ratio)
+        left, top = int((cw - w) * rng.random()), int((ch - h) * rng.random())
+        canvas = (left, top, cw, ch)
+        boxes = boxes + np.array([left, top, left, top], boxes.dtype)
+        w, h = cw, ch
+    box = iou_crop_box(w, h, boxes, rng) if iou_crop and len(boxes) else None
+    return AugmentPlan(box=box, mirror=draw_mirror(mirror, rng), canvas=canvas)
+
+
+def centres_inside(boxes: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
+    """Which xyxy boxes have their centre strictly inside the (left, top, width, height) window."""
+    left, top, cw, ch = window
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    return (left < cx) & (cx < left + cw) & (top < cy) & (cy < top + ch)
+
+
+def iou_crop_box(w: int, h: int, boxes: np.ndarray, rng: random.Random, trials: int = 40
+                 ) -> tuple[int, int, int, int] | None:
+    """SSD's random IoU crop (torchvision's RandomIoUCrop rule): draw a minimum IoU from
+    IOU_CROP_THRESHOLDS (1.0: no crop, None), then up to `trials` windows with sides 0.3-1 of the
+    image's and an aspect ratio in [0.5, 2] until one holds the centre of a box it overlaps by at
+    least that IoU; with none found, draw the minimum again. (left, top, width, height)."""
+    while True:
+        min_iou = rng.choice(IOU_CROP_THRESHOLDS)
+        if min_iou >= 1.0:
+            return None
+        for _ in range(trials):
+            cw, ch = int(w * rng.uniform(0.3, 1.0)), int(h * rng.uniform(0.3, 1.0))
+            if cw == 0 or ch == 0 or not 0.5 <= cw / ch <= 2.0:
+                continue
+            window = (int((w - cw) * rng.random()), int((h - ch) * rng.random()), cw, ch)
+            inside = centres_inside(boxes, window)
+            if inside.any() and _iou(boxes[inside], window).max() >= min_iou:
+                return window
+
+
+def _iou(boxes: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
+    left, top, cw, ch = window
+    ix = np.clip(np.minimum(boxes[:, 2], left + cw) - np.maximum(boxes[:, 0], left), 0, None)
+    iy = np.clip(np.minimum(boxes[:, 3], top + ch) - np.maximum(boxes[:, 1], top), 0, None)
+    inter = ix * iy
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / (area + cw * ch - inter)
 
 
 def random_resized_crop_box(w: int, h: int, aug: AugmentConfig, rng: random.Random) -> tuple[int, int, int, int]:
