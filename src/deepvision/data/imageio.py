@@ -133,12 +133,6 @@ def sniff_format(data: bytes | memoryview) -> str | None:
     return "webp" if head[:4] == b"RIFF" and head[8:12] == b"WEBP" else None
 
 
-def jpeg_dimensions(data: bytes | memoryview) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's start-of-frame marker, or None when there is none before the scan."""
-    frame = jpeg_frame(data)
-    return None if frame is None else frame[:2]
-
-
 def jpeg_frame(data: bytes | memoryview) -> tuple[int, int, int] | None:
     """(width, height, components) from a JPEG's start-of-frame marker (components 4: CMYK or YCCK),
     or None when there is no frame header before the scan."""
@@ -265,7 +259,8 @@ def check_image_data(data: bytes | memoryview | np.ndarray, limit: int | None = 
     if not isinstance(data, (bytes, bytearray, memoryview)):  # e.g. a uint8 NumPy buffer
         data = memoryview(np.ascontiguousarray(data, dtype=np.uint8)).cast("B")
     if data[:3] == JPEG_SOI:
-        size = jpeg_dimensions(data)
+        frame = jpeg_frame(data)
+        size = None if frame is None else frame[:2]
     elif data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
         size = struct.unpack_from(">II", data, 16)
     else:
@@ -357,7 +352,7 @@ class Decoder:
                 return self._opencv(data)
             # alpha, palette, 16-bit, RGB read as gray, GIF, WebP...
             return _pil_decode(bytes(data), 1 if self.channels == 1 else 3, self.limit)
-        if jpeg_dimensions(data) is None:
+        if jpeg_frame(data) is None:
             raise NotAnImageError("not a recognised image format (a JPEG without a frame header)")
         if self.kind != "simplejpeg":
             check_image_data(data, self.limit)
