@@ -102,3 +102,16 @@ def test_parity_tolerates_ties_at_the_detection_cap():
     assert compare_detections(ref, other_tie, cap=2).ok  # the list is full: which tied box survives is arbitrary
     assert not compare_detections(ref, other_tie, cap=3).ok  # not full: every detection must match
     assert not compare_detections(ref, other_tie).ok
+
+
+def test_detection_export_subcommand_goes_through_the_one_exporter(trained_detection_run, run_cli, tmp_path):
+    target = tmp_path / "det.torchscript"
+    code, out, err = run_cli("detection", "export", trained_detection_run, "--out", target, "--no-check")
+    assert code == 0, err
+    assert out.splitlines() == [f"exported {target}",
+                                f"  {target.stat().st_size / 1e6:.1f} MB, torchscript, 3 classes; not verified "
+                                f"(--no-check)"]
+    _, classes = load_exported(target)
+    assert classes == ["disc", "square", "triangle"]
+    code, _, err = run_cli("export", trained_detection_run, "--format", "torchscript", "--opset", "17")
+    assert code == 2 and "--opset applies to --format onnx only" in err
