@@ -114,3 +114,18 @@ def test_every_entry_point_refuses_an_image_above_the_budget(images, monkeypatch
             assert sum(len(y) for _, y in loader) == 0
         assert len(loader.skips.epoch) == len(data)
         assert all("above the pixel limit of 383" in why for why in loader.skips.epoch)
+
+
+def test_header_reads_follow_the_limit_in_force(images, monkeypatch):
+    """image_size (detection index building) reads headers with Pillow, whose bomb check is process-wide:
+    a smaller limit used earlier must not make later images unreadable."""
+    from deepvision.data.imageio import image_size
+
+    root, data, _ = images
+    monkeypatch.setenv(ENV_MAX_PIXELS, "100")
+    with pytest.raises(PixelLimitError):
+        decode(data["rgba.png"], 3)
+    assert image_size(root / "rgba.png") is None  # 384 pixels, above the limit: not readable now
+    monkeypatch.delenv(ENV_MAX_PIXELS)
+    assert image_size(root / "rgba.png") == (W, H)
+    assert image_size(root / "exif.jpg") == (W, H)  # EXIF rotation applied to the stored 16 x 24

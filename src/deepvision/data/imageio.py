@@ -477,10 +477,13 @@ def read_bgr(path: str | Path) -> np.ndarray:
 def image_size(path: str | Path) -> tuple[int, int] | None:
     """(width, height) as displayed (EXIF rotation applied) from the file header; None if unreadable, not
     an allowed format or not a regular file (a FIFO is never opened for reading, so it cannot block)."""
+    _sync_pillow()  # Pillow's own bomb check follows the limit in force, not the last call's
     try:
-        with open_regular_file(path) as f, Image.open(f, formats=ALLOWED_FORMATS) as img:
-            w, h = img.size
-            orientation = img.getexif().get(0x0112, 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with open_regular_file(path) as f, Image.open(f, formats=ALLOWED_FORMATS) as img:
+                w, h = img.size
+                orientation = img.getexif().get(0x0112, 1)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
