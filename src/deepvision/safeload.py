@@ -290,18 +290,24 @@ NPZ_MAX_RATIO = 100.0  # deflate rarely beats 10:1 on weights; a zip bomb reache
 
 
 def open_npz(path: str | Path, max_ratio: float = NPZ_MAX_RATIO, what: str = ".npz file") -> Any:
-    """`np.load(path, allow_pickle=False)` after checking the zip directory: every member's uncompressed
-    size within the read ceiling and `max_ratio` times its compressed size, and every .npy header's shape
-    within its member's size (numpy allocates the declared shape before reading). UserError otherwise."""
+    """`np.load(path, allow_pickle=False)` after checking the zip directory: every member's stored size
+    within the file's own length, its uncompressed size within the read ceiling and `max_ratio` times its
+    compressed size, and every .npy header's shape within its member's size (numpy allocates the
+    declared shape before reading). UserError otherwise."""
     import zipfile
 
     import numpy as np
 
     path = regular_file(path, what)
     try:
+        length = path.stat().st_size
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
                 field = f"{path} member {info.filename}"
+                room = max(length - info.header_offset, 0)  # a member's bytes lie between its offset and the end
+                if info.compress_size > room:
+                    raise UserError(f"{field} claims {format_bytes(info.compress_size)} stored but the file holds "
+                                    f"{format_bytes(room)} from its start; the file is truncated or crafted")
                 ratio = max_ratio if info.compress_type != zipfile.ZIP_STORED else 1.0
                 check_declared_bytes(field, info.file_size, info.compress_size, ratio)
                 if not info.filename.endswith(".npy"):
