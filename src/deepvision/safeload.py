@@ -67,6 +67,19 @@ def regular_file(path: str | Path, what: str = "file") -> Path:
     return path
 
 
+def input_file(path: str | Path, what: str = "file", hint: str = "") -> Path:
+    """`path` if it names a regular file; UserError "WHAT not found: PATH" when nothing is there, and
+    "WHAT PATH is a FIFO (a directory, ...), not a regular file" otherwise, without opening it."""
+    path = Path(path)
+    try:
+        kind = special_kind(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        raise UserError(f"{what} not found: {path}{hint}") from None
+    if kind is not None:
+        raise UserError(f"{what} {path} is {kind}, not a regular file{hint}")
+    return path
+
+
 def read_bytes(path: str | Path, what: str = "file") -> bytes:
     """The bytes of a regular file (fileio.read_regular_file: a FIFO or device is refused, never waited on).
     FileNotFoundError when it is absent, so callers can tell "absent" from "damaged"; UserError otherwise."""
