@@ -236,9 +236,16 @@ def load_yaml(text: str | bytes, source: str | None = None, loader: type[SafeLoa
             if node is None:
                 return None
             expanded_size(node, len(text) + max_alias_growth, ldr.max_depth)
-            return ldr.construct_document(node)
+            try:
+                return ldr.construct_document(node)
+            except (AttributeError, TypeError, IndexError, KeyError) as exc:
+                # a tagged scalar its constructor cannot parse (`!!timestamp xx` fails inside PyYAML)
+                raise _invalid(source, "YAML", "", f"a tagged value could not be read ({type(exc).__name__})"
+                               f"; write plain text, numbers, lists and mappings") from None
         except LimitError as exc:
             raise LimitError(f"{_where(source)}{exc}") from None
+        except ParseError:
+            raise
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" (line {mark.line + 1})" if mark is not None else ""
