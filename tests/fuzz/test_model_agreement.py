@@ -108,3 +108,15 @@ def test_onnx_with_dynamic_sides_takes_the_metadata_size(tmp_path):
 
     path = _onnx(tmp_path / "m.onnx", ["n", 1, "h", "w"], {"channels": 1, "size": [56, 40]})
     assert OnnxClassifier(path).pre.size == (56, 40)
+
+
+def test_a_bare_checkpoint_whose_preprocessing_disagrees_is_one_line(lenet_run, tmp_path):
+    from deepvision.apps.classifier import load_classifier
+    from deepvision.runs.checkpoint import atomic_save, load_checkpoint
+
+    ckpt = load_checkpoint(lenet_run / "checkpoints" / "best.pt")
+    ckpt["preprocess"] = {**ckpt["preprocess"], "size": [4000, 4000]}
+    atomic_save(ckpt, tmp_path / "bare.pt")
+    with pytest.raises(UserError, match=r"the preprocessing stored in .*bare\.pt \(input 4000x4000, 1 channel\(s\)\) "
+                                        r"does not fit"):
+        load_classifier(tmp_path / "bare.pt", device="cpu")
