@@ -42,7 +42,7 @@ def test_yolo_names_must_be_text(tmp_path, run_cli, names, message):
 
 
 def test_yolo_names_given_as_a_list_are_the_class_names(tmp_path):
-    from deepvision.data.detection.readers import read_yolo
+    from deepvision.datasets.detection.readers import read_yolo
 
     assert read_yolo(_yolo(tmp_path / "ds", ["1 0.5 0.5 0.5 0.5"], "[person, 7]")).classes == ["person", "7"]
 
