@@ -67,6 +67,19 @@ def regular_file(path: str | Path, what: str = "file") -> Path:
     return path
 
 
+def input_file(path: str | Path, what: str = "file", hint: str = "") -> Path:
+    """`path` if it names a regular file; UserError "WHAT not found: PATH" when nothing is there, and
+    "WHAT PATH is a FIFO (a directory, ...), not a regular file" otherwise, without opening it."""
+    path = Path(path)
+    try:
+        kind = special_kind(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        raise UserError(f"{what} not found: {path}{hint}") from None
+    if kind is not None:
+        raise UserError(f"{what} {path} is {kind}, not a regular file{hint}")
+    return path
+
+
 def read_bytes(path: str | Path, what: str = "file") -> bytes:
     """The bytes of a regular file (fileio.read_regular_file: a FIFO or device is refused, never waited on).
     FileNotFoundError when it is absent, so callers can tell "absent" from "damaged"; UserError otherwise."""
@@ -223,9 +236,16 @@ def load_yaml(text: str | bytes, source: str | None = None, loader: type[SafeLoa
             if node is None:
                 return None
             expanded_size(node, len(text) + max_alias_growth, ldr.max_depth)
-            return ldr.construct_document(node)
+            try:
+                return ldr.construct_document(node)
+            except (AttributeError, TypeError, IndexError, KeyError) as exc:
+                # a tagged scalar its constructor cannot parse (`!!timestamp xx` fails inside PyYAML)
+                raise _invalid(source, "YAML", "", f"a tagged value could not be read ({type(exc).__name__})"
+                               f"; write plain text, numbers, lists and mappings") from None
         except LimitError as exc:
             raise LimitError(f"{_where(source)}{exc}") from None
+        except ParseError:
+            raise
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -290,18 +310,24 @@ NPZ_MAX_RATIO = 100.0  # deflate rarely beats 10:1 on weights; a zip bomb reache
 
 
 def open_npz(path: str | Path, max_ratio: float = NPZ_MAX_RATIO, what: str = ".npz file") -> Any:
-    """`np.load(path, allow_pickle=False)` after checking the zip directory: every member's uncompressed
-    size within the read ceiling and `max_ratio` times its compressed size, and every .npy header's shape
-    within its member's size (numpy allocates the declared shape before reading). UserError otherwise."""
+    """`np.load(path, allow_pickle=False)` after checking the zip directory: every member's stored size
+    within the file's own length, its uncompressed size within the read ceiling and `max_ratio` times its
+    compressed size, and every .npy header's shape within its member's size (numpy allocates the
+    declared shape before reading). UserError otherwise."""
     import zipfile
 
     import numpy as np
 
     path = regular_file(path, what)
     try:
+        length = path.stat().st_size
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
                 field = f"{path} member {info.filename}"
+                room = max(length - info.header_offset, 0)  # a member's bytes lie between its offset and the end
+                if info.compress_size > room:
+                    raise UserError(f"{field} claims {format_bytes(info.compress_size)} stored but the file holds "
+                                    f"{format_bytes(room)} from its start; the file is truncated or crafted")
                 ratio = max_ratio if info.compress_type != zipfile.ZIP_STORED else 1.0
                 check_declared_bytes(field, info.file_size, info.compress_size, ratio)
                 if not info.filename.endswith(".npy"):

@@ -226,8 +226,9 @@ def test_yolo_polygons_missing_label_files_and_bad_class(tmp_path):
     (root / "labels" / "train" / "b.txt").write_text("")  # negative; c has no label file: also a negative
     (root / "data.yaml").write_text("path: .\ntrain: images/train\nnames: [car, sign]\n")
     ann = read_annotations("yolo", [str(root / "data.yaml")])
-    assert "class index is not in names" in ann.notes[0]
-    report = build_dataset(ann, tmp_path / "out", test_fraction=0)
+    with pytest.raises(UserError, match=r"a\.txt line 3: class index 7 is not in names \(0\.\.1\); repair with"):
+        build_dataset(ann, tmp_path / "out", test_fraction=0)
+    report = build_dataset(ann, tmp_path / "out", test_fraction=0, fix="drop")
     assert report.counts["train"].negatives == 2
     img = load_index(tmp_path / "out").splits["train"][0]
     assert np.allclose(img.pixel_boxes(), [[80, 30, 120, 70], [20, 10, 60, 50]], atol=1e-3)

@@ -74,6 +74,7 @@ def _from_checkpoint(path: Path, device: torch.device) -> Classifier:
     from deepvision.models.build import build_model
     from deepvision.models.weights import load_weights
     from deepvision.runs.checkpoint import load_checkpoint
+    from deepvision.runs.loading import check_plan
 
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt.get("config"), dict) or not isinstance(ckpt.get("preprocess"), dict):
@@ -81,6 +82,7 @@ def _from_checkpoint(path: Path, device: torch.device) -> Classifier:
     cfg = build_config(ckpt["config"])
     cfg.model.pretrained = None
     pre = Preprocess.from_dict(ckpt["preprocess"])
+    check_plan(cfg, pre, ckpt["model_state"], str(path), f"the preprocessing stored in {path}")
     model = build_model(cfg, pre)
     load_weights(model, ckpt["model_state"], strict=True, source=f"weights in {path}")
     classes = list(ckpt.get("classes") or [])

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from deepvision.errors import UserError
 from deepvision.fileio import PendingFile
-from deepvision.safeload import check_declared_bytes
+from deepvision.safeload import check_class_names, check_declared_bytes
 
 DATA_KEYS = ("images", "features", "data")
 
@@ -185,22 +185,22 @@ class HDF5Dataset(Dataset):
                 keys = list(db.keys())
                 if data_key is None:
                     data_key = next((k for k in DATA_KEYS if k in db), None)
-                if data_key is None or data_key not in db:
+                data = open_dataset(self.path, db, data_key, check=in_memory) if data_key is not None else None
+                if data is None:
                     raise UserError(f"{self.path} has no data dataset {data_key or '/'.join(DATA_KEYS)} "
                                     f"(datasets: {', '.join(keys)})")
-                if "labels" not in db:
+                labels = open_dataset(self.path, db, "labels")
+                if labels is None:
                     raise UserError(f"{self.path} has no 'labels' dataset (datasets: {', '.join(keys)})")
-                for key in ("labels", "label_names", *([data_key] if in_memory else [])):
-                    if key in db:
-                        check_dataset(self.path, key, db[key])
-                self.shape = tuple(db[data_key].shape)
-                self.stored_dtype = db[data_key].dtype
-                if db["labels"].dtype.kind not in "iu" or db["labels"].ndim != 1:
+                label_names = open_dataset(self.path, db, "label_names")
+                self.shape = tuple(data.shape)
+                self.stored_dtype = data.dtype
+                if labels.dtype.kind not in "iu" or labels.ndim != 1:
                     raise UserError(f"{self.path}: 'labels' must be a 1-D integer dataset, got "
-                                    f"{db['labels'].dtype} {db['labels'].shape}")
-                self.targets = np.asarray(db["labels"][:], dtype=np.int64)
-                names = db["label_names"][:] if "label_names" in db else None
-                self.data = np.asarray(db[data_key][:]) if in_memory else None
+                                    f"{labels.dtype} {labels.shape}")
+                self.targets = np.asarray(labels[:], dtype=np.int64)
+                names = label_names[:] if label_names is not None else None
+                self.data = np.asarray(data[:]) if in_memory else None
         except (OSError, TypeError, ValueError, AttributeError) as exc:
             raise UserError(f"cannot read {self.path} as HDF5 ({' '.join(str(exc).split())[:160]})") from None
         if not self.shape:
@@ -221,6 +221,7 @@ class HDF5Dataset(Dataset):
                 self.classes = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names]
             except UnicodeDecodeError:
                 raise UserError(f"{self.path}: 'label_names' are not UTF-8 text") from None
+            check_class_names(self.classes, f"{self.path} 'label_names'")
             if len(self.targets) and self.targets.max() >= len(self.classes):
                 raise UserError(f"{self.path}: 'labels' holds class {int(self.targets.max())} but 'label_names' names "
                                 f"{len(self.classes)} classes (0..{len(self.classes) - 1})")
@@ -260,6 +261,29 @@ class HDF5Dataset(Dataset):
 
 
 HDF5_MAX_RATIO = 1000.0  # gzip on real features or images stays far below; a few MB of zeros declaring GBs does not
+
+
+def open_dataset(path: Path, db: Any, key: str, check: bool = True) -> Any:
+    """Dataset `key` of the open file `db`, or None when absent. Only data stored in the file itself is
+    read: an external link (another file) is refused, and so is a soft link that leads nowhere or loops;
+    with `check`, the declared size is checked (`check_dataset`) before anything is read."""
+    h5py = _h5py()
+    link = db.get(key, getlink=True)
+    if link is None:
+        return None
+    if isinstance(link, h5py.ExternalLink):
+        raise UserError(f"{path}: '{key}' is an external link to {link.filename}:{link.path}; deepvision reads "
+                        f"only data stored in the file itself")
+    try:
+        ds = db[key]
+    except (KeyError, RuntimeError, OSError) as exc:
+        raise UserError(f"{path}: '{key}' is a link that leads nowhere or loops "
+                        f"({' '.join(str(exc).split())[:80]})") from None
+    if check:
+        check_dataset(path, key, ds)
+    elif not isinstance(ds, h5py.Dataset):
+        raise UserError(f"{path}: '{key}' is not a dataset")
+    return ds
 
 
 def check_dataset(path: Path, key: str, ds: Any) -> None:

@@ -33,6 +33,7 @@ class LoadedModel:
     classes: list[str]
     source: dict[str, Any] = field(default_factory=dict)  # {"model": ..., "weights": ...} or {"run": ...}
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    run_id: str | None = None  # a run's id: what fitted on its features can tell it from another run
 
     @property
     def title(self) -> str:
@@ -91,7 +92,7 @@ def _from_run(run: str | Path, epoch: int | None, device: torch.device) -> Loade
     source = {"run": str(Path(run).resolve())}
     if epoch is not None:
         source["epoch"] = epoch
-    return LoadedModel(loaded.model, loaded.pre, list(loaded.classes), source, device)
+    return LoadedModel(loaded.model, loaded.pre, list(loaded.classes), source, device, loaded.run.run_id or None)
 
 
 def _from_torchvision(model: str, weights: str | None, device: torch.device) -> LoadedModel:

@@ -23,6 +23,7 @@ import torch
 
 from deepvision.data.imageio import write_image
 from deepvision.data.preprocess import open_image
+from deepvision.data.video import open_video
 from deepvision.datasets.detection.readers import IMAGE_EXTENSIONS
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
@@ -201,9 +202,7 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
                  progress: Callable[[int, int], None] | None = None, max_frames: int | None = None) -> VideoResult:
     """Every frame of a video: detect, draw, write `out/<stem>.mp4`; `show` opens a window (`q` quits)."""
     cv2 = _cv2()
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise UserError(f"cannot open {path} as a video")
+    cap = open_video(cv2, path)
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 25.0
     writer = None

@@ -125,8 +125,9 @@ class FeatureExtractor:
 
     def describe(self) -> dict[str, Any]:
         """What produced the features: enough for `load_model` + FeatureExtractor to do it again."""
-        return {**self.loaded.describe(), "layer": self.layer, "pool": self.pool, "flatten": self.flatten,
-                "preprocess": self.loaded.pre.to_dict()}
+        run_id = {"run_id": self.loaded.run_id} if self.loaded.run_id else {}
+        return {**self.loaded.describe(), **run_id, "layer": self.layer, "pool": self.pool,
+                "flatten": self.flatten, "preprocess": self.loaded.pre.to_dict()}
 
 
 @dataclass

@@ -45,9 +45,24 @@ class OnnxClassifier:
         if self.input not in inputs or self.output not in outputs:
             raise UserError(f"{self.path}: its metadata names input {self.input!r} and output {self.output!r}, the "
                             f"graph has {inputs} and {outputs}; export it again with `deepvision export RUN`")
+        self._check_input_shape()
         batch = self.session.get_inputs()[0].shape[0]
         self.fixed_batch = batch if isinstance(batch, int) else None
         self.task = self.meta.get("task", "classification")
+
+    def _check_input_shape(self) -> None:
+        """The metadata's channels and size must be what the graph's input takes where its shape is fixed
+        (N x C x H x W); otherwise every prediction would fail inside onnxruntime."""
+        shape = next(i.shape for i in self.session.get_inputs() if i.name == self.input)
+        if len(shape) != 4:
+            raise UserError(f"{self.path}: input {self.input!r} has shape {shape}, not N x C x H x W; "
+                            f"export it again with `deepvision export RUN`")
+        wanted = [self.pre.channels, *self.pre.size]
+        fixed = [(d, w) for d, w in zip(shape[1:], wanted) if isinstance(d, int)]
+        if any(d != w for d, w in fixed):
+            raise UserError(f"{self.path}: its metadata gives {self.pre.channels} channel(s) at "
+                            f"{self.pre.size[0]}x{self.pre.size[1]} but input {self.input!r} takes "
+                            f"{'x'.join(str(d) for d in shape[1:])}; export it again with `deepvision export RUN`")
 
     def logits(self, batch: torch.Tensor) -> np.ndarray:
         """Logits for a uint8 N x C x H x W batch (one image at a time for a fixed-batch file)."""

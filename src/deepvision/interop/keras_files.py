@@ -94,11 +94,16 @@ def _open_zip(path: Path) -> tuple[dict[str, Any], str, bytes]:
 
 
 def _checked(config: Any, path: Path) -> dict[str, Any] | None:
-    from deepvision.models.keras_graph import MODEL_CLASSES
+    from deepvision.models.keras_graph import MODEL_CLASSES, check_layer_configs
 
     if config is not None and (not isinstance(config, dict) or config.get("class_name") not in MODEL_CLASSES):
         raise UserError(f"{path}: the stored model config is not a Keras model (class_name Sequential, "
                         f"Functional or Model)")
+    if config is not None:
+        try:
+            check_layer_configs(config)
+        except UserError as exc:
+            raise UserError(f"{path}: {exc}") from None
     return config
 
 

@@ -23,6 +23,7 @@ the module from it walk the same structures; split, each half would re-parse wha
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from deepvision.errors import UserError
 from deepvision.models import keras_layers as kl
 from deepvision.models.layers import module_key
 from deepvision.models.registry import ModelSpec, register_provider
-from deepvision.safeload import load_json, read_bytes, regular_file
+from deepvision.safeload import check_declared_bytes, check_image_side, load_json, read_bytes, regular_file
 
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 MERGE = {"Add": "add", "Subtract": "sub", "Multiply": "mul", "Average": "avg", "Maximum": "max",
@@ -54,6 +55,13 @@ OPS = {"Add": "add", "Subtract": "sub", "Multiply": "mul", "Divide": "div", "Tru
        "Minimum": "min"}
 MAX_JSON_DEPTH = 256
 MAX_JSON_BYTES = 64 * 1024 * 1024
+MAX_LAYER_INT = 1 << 20  # channels, units, window sizes, strides: any real network stays far below (as for MXNet)
+# config fields checked before any module is built: whole numbers from 1 (None keeps Keras' default), whole
+# numbers from 0 (padding/cropping amounts; a string such as "same" is the conv's mode), finite numbers
+POSITIVE_INT_FIELDS = ("filters", "units", "depth_multiplier", "groups", "kernel_size", "strides", "dilation_rate",
+                       "pool_size", "size")
+COUNT_FIELDS = ("padding", "cropping", "output_padding")
+FINITE_FIELDS = ("epsilon", "momentum", "rate", "alpha", "negative_slope", "threshold", "max_value", "stddev")
 
 
 def parse_json(text: str | bytes, source: str) -> Any:
@@ -61,6 +69,77 @@ def parse_json(text: str | bytes, source: str) -> Any:
     if len(text) > MAX_JSON_BYTES:
         raise UserError(f"{source}: the model config is larger than {MAX_JSON_BYTES >> 20} MB")
     return load_json(text, source, MAX_JSON_DEPTH)
+
+
+def _whole_numbers(value: Any) -> list[Any]:
+    """The leaves of an int, list or nested list (a padding of ((1, 1), (2, 2)))."""
+    if isinstance(value, (list, tuple)):
+        return [v for item in value for v in _whole_numbers(item)]
+    return [value]
+
+
+def _whole_phrase(value: Any) -> str:
+    return "whole numbers" if isinstance(value, (list, tuple)) else "a whole number"
+
+
+def _is_whole(v: Any, low: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and low <= v <= MAX_LAYER_INT
+
+
+def check_input_shape(field: str, shape: Any) -> None:
+    """A stated `batch_shape`/`batch_input_shape`: a list whose sizes after the batch axis are None (free)
+    or whole numbers from 1, image sides within the metadata ceiling, one sample within the read ceiling."""
+    if not isinstance(shape, (list, tuple)) or len(shape) < 2:
+        raise UserError(f"{field} {shape!r} must be a list [batch, size, ...]")
+    sizes = list(shape[1:])
+    if not all(v is None or _is_whole(v, 1) for v in sizes):
+        raise UserError(f"{field} {list(shape)!r}: every size after the batch axis must be a whole number from 1 "
+                        f"to {MAX_LAYER_INT:,} (or null)")
+    fixed = [v for v in sizes if v is not None]
+    if len(sizes) == 3 and all(v is not None for v in sizes[:2]):
+        check_image_side(field, *sizes[:2])
+    total = 4
+    for v in fixed:
+        total *= v
+    check_declared_bytes(f"{field} {list(shape)!r} (one float32 sample)", total)
+
+
+def check_layer_configs(model: dict[str, Any], prefix: str = "") -> None:
+    """Refuse, before any module exists, a layer config value the importer could not build from exactly:
+    sizes that are not whole numbers in range (NaN, negative, 0 strides or kernels, 2e9 filters), a
+    stated input shape beyond the budget, non-finite rates and epsilons. One line names layer and field."""
+    for entry in model_layers(model):
+        cfg = entry.get("config")
+        if not isinstance(cfg, dict):
+            continue
+        name, cls = f"{prefix}{layer_name(entry)}", entry.get("class_name")
+        where = f"Keras layer '{name}' ({cls})"
+        for key in ("batch_input_shape", "batch_shape"):
+            if cfg.get(key) is not None:
+                check_input_shape(f"{where} {key}", cfg[key])
+        for key in POSITIVE_INT_FIELDS:
+            value = cfg.get(key)
+            if value is not None and (not _whole_numbers(value)
+                                      or not all(_is_whole(v, 1) for v in _whole_numbers(value))):
+                raise UserError(f"{where}: {key} {value!r} must be {_whole_phrase(value)} from 1 to "
+                                f"{MAX_LAYER_INT:,}")
+        for key in COUNT_FIELDS:
+            value = cfg.get(key)
+            if value is not None and not isinstance(value, str) \
+                    and not all(_is_whole(v, 0) for v in _whole_numbers(value)):
+                raise UserError(f"{where}: {key} {value!r} must be {_whole_phrase(value)} from 0 to "
+                                f"{MAX_LAYER_INT:,}")
+        for key in FINITE_FIELDS:
+            value = cfg.get(key)
+            if value is None or isinstance(value, (list, dict, str)):
+                continue  # lists (Rescaling per channel) are checked where they are read
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or (key in ("epsilon", "rate", "stddev") and value < 0) or (key == "rate" and value >= 1):
+                raise UserError(f"{where}: {key} {value!r} must be a finite number"
+                                + (" from 0 (below 1)" if key == "rate" else " from 0" if key in ("epsilon", "stddev")
+                                   else ""))
+        if cls in MODEL_CLASSES:
+            check_layer_configs(entry, f"{name}/")
 
 
 def model_layers(model: dict[str, Any]) -> list[dict[str, Any]]:
@@ -201,6 +280,7 @@ class KerasGraph(nn.Module):
                  keras_version: str = "3", top: bool = True, materialize: bool = True) -> None:
         super().__init__()
         if top:
+            check_layer_configs(model)
             bad = unsupported_layers(model)
             if bad:
                 raise UserError(f"Keras layer(s) not supported by the graph importer: {', '.join(bad)}")
@@ -235,6 +315,8 @@ class KerasGraph(nn.Module):
             raise UserError(f"model '{self.name}' has {self.num_classes} outputs and no final Dense to resize to "
                             f"{num_classes} classes")
         if materialize:
+            total = sum(t.numel() * t.element_size() for t in self.state_dict().values())
+            check_declared_bytes(f"model '{self.name}' (its layers for input {tuple(shape)})", total)
             self.to_empty(device="cpu")
             self._reset()
         self.train()
@@ -513,6 +595,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
     data = parse_json(read_bytes(path, "Keras model config"), str(path))
     if not isinstance(data, dict) or data.get("class_name") not in MODEL_CLASSES:
         raise UserError(f"{path} is not a Keras model config (class_name Sequential, Functional or Model)")
+    check_layer_configs(data)
     return data
 
 

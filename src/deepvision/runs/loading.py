@@ -16,6 +16,7 @@ from deepvision.models.build import build_model
 from deepvision.models.weights import load_weights
 from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.rundir import RunDir
+from deepvision.safeload import check_declared_bytes
 
 
 @dataclass
@@ -52,6 +53,7 @@ def load_run(run_dir: str | Path, epoch: int | None = None, which: str = "best",
     check_identity(run, ckpt, path, cfg.model.name)
     cfg.model.pretrained = None  # the checkpoint supersedes any initial weights
     _relocate_model_files(cfg, run)
+    check_plan(cfg, pre, ckpt["model_state"], f"{path}", f"{run.preprocess_path}")
     model = build_model(cfg, pre)
     load_weights(model, ckpt["model_state"], strict=True, source=f"weights in {path}")
     model.to(device).eval()
@@ -59,6 +61,39 @@ def load_run(run_dir: str | Path, epoch: int | None = None, which: str = "best",
     outputs = cfg.model.num_classes or len(classes)
     classes += [str(i) for i in range(len(classes), outputs)]  # a head wider than the data's classes
     return LoadedRun(run, cfg, pre, classes, model, path, int(ckpt.get("epoch", 0)))
+
+
+def first_conv(model: nn.Module) -> tuple[str, nn.Module] | None:
+    """The first convolution registered in `model` (its stem, which takes the image), or None."""
+    return next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+
+
+def check_plan(cfg: Config, pre: Preprocess, state: dict[str, Any], weights: str, pre_source: str) -> None:
+    """Refuse, before any weight is allocated, preprocessing that disagrees with the model it would build:
+    the model is built on the meta device (no memory) for `pre`, then its first convolution must take
+    `pre.channels` channels, every tensor must have the shape `state` (the checkpoint) holds, and the
+    whole model must fit the one-read ceiling (an input size that rebuilds a huge linear layer)."""
+    try:
+        with torch.device("meta"):
+            planned = build_model(cfg, pre)
+    except UserError:
+        raise
+    except Exception:  # a builder that computes with real tensors cannot be planned; it is built as before
+        return
+    size = "x".join(map(str, pre.size))
+    stem = first_conv(planned)
+    if stem is not None and stem[1].in_channels != pre.channels:
+        raise UserError(f"{pre_source} gives {pre.channels} channel(s) but the model's first layer {stem[0]} "
+                        f"takes {stem[1].in_channels}; the file is damaged or belongs to another run")
+    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
+    for key, tensor in planned.state_dict().items():
+        held = getattr(state.get(key), "shape", None)
+        if held is not None and tuple(held) != tuple(tensor.shape):
+            raise UserError(f"{pre_source} (input {size}, {pre.channels} channel(s)) does not fit {weights}: "
+                            f"{key} is {tuple(held)} there but the model for that input needs "
+                            f"{tuple(tensor.shape)}; the file is damaged or belongs to another run")
+    total = sum(t.numel() * t.element_size() for t in planned.state_dict().values())
+    check_declared_bytes(f"{pre_source}: the model for input {size}", total)
 
 
 def _relocate_model_files(cfg: Config, run: RunDir) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 
 from deepvision.apps.classifier import Classifier, load_classifier
 from deepvision.data.imageio import read_bgr, write_image
+from deepvision.data.video import open_video
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
 from deepvision.inference.faces.detect import FaceDetector, create_detector, cv2_module, largest_face, to_gray
@@ -109,10 +110,7 @@ def open_capture(video: str | Path | None = None, camera: int = 0) -> Any:
         path = Path(video)
         if not path.is_file():
             raise UserError(f"video not found: {path}")
-        cap = cv2.VideoCapture(str(path))
-        if not cap.isOpened():
-            raise UserError(f"cannot open {path} as a video (unsupported or damaged file)")
-        return cap
+        return open_video(cv2, path)
     with _quiet_opencv(cv2):  # OpenCV logs its own warnings for a missing camera; ours is the one line
         cap = cv2.VideoCapture(int(camera))
     if not cap.isOpened():

@@ -58,6 +58,10 @@ def load_orientation_model(model: str | Path, device: str = "auto") -> tuple[Any
         raise UserError(f"{model} predicts angles {angles}; orientation models predict 0, 90, 180 and 270")
     loaded = load_model(feat.get("model"), feat.get("weights"), run=feat.get("run"), epoch=feat.get("epoch"),
                         device=device)
+    fitted_on = feat.get("run_id")
+    if fitted_on and loaded.run_id and loaded.run_id != fitted_on:
+        raise UserError(f"{model} was fitted on features of run {str(fitted_on)[:8]}, but {feat.get('run')} now "
+                        f"holds run {loaded.run_id[:8]}; extract the features from it again and refit")
     if feat.get("preprocess"):
         try:  # exactly the transform of the training features
             loaded.pre = Preprocess.from_dict(feat["preprocess"])
@@ -67,7 +71,31 @@ def load_orientation_model(model: str | Path, device: str = "auto") -> tuple[Any
             raise UserError(f"{model} info: {exc}") from None
     extractor = FeatureExtractor(loaded, feat.get("layer"), pool=feat.get("pool"),
                                  flatten=feat.get("flatten", "channels_last"))
+    check_extractor(model, clf, extractor)
     return clf, extractor
+
+
+def check_extractor(model: str | Path, clf: Any, extractor: Any) -> None:
+    """One blank image through the network, before any real one: the preprocessing recorded in the model's
+    info must fit the network it names (channels, size) and give as many features as the model takes."""
+    import torch
+
+    from deepvision.runs.loading import first_conv
+
+    pre, source = extractor.loaded.pre, extractor.loaded.title
+    stem = first_conv(extractor.loaded.model)
+    if stem is not None and stem[1].in_channels != pre.channels:
+        raise UserError(f"{model}: its info gives {pre.channels} channel(s) but {source} takes "
+                        f"{stem[1].in_channels}; the model was fitted on another network's features")
+    try:
+        width = extractor(torch.zeros((1, pre.channels, *pre.size), dtype=torch.uint8)).shape[1]
+    except RuntimeError as exc:
+        raise UserError(f"{model}: {source} cannot take its info's input {pre.channels}x{pre.size[0]}x"
+                        f"{pre.size[1]} ({str(exc).splitlines()[0][:100]}); the model was fitted on another "
+                        f"network's features") from None
+    if width != clf.n_features:
+        raise UserError(f"{model} takes {clf.n_features} features but {source} gives {width} at layer "
+                        f"{extractor.layer}; the model was fitted on another network's features")
 
 
 def predict_orientation(clf: Any, extractor: Any, paths: Sequence[Path], *, batch_size: int = 32,

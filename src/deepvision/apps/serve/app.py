@@ -127,6 +127,32 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_port(host: str, port: int) -> None:
+    """UserError unless `host`:`port` can be bound now (uvicorn's own failure is a log line and exit 3):
+    a test bind with the options uvicorn uses, released at once."""
+    import errno
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[0][0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UserError(f"--host {host} is not an address or name this machine can resolve ({exc})") from None
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host.strip("[]"), port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UserError(f"port {port} on {host} is already in use; stop what holds it or choose another "
+                                f"with --port") from None
+            if exc.errno == errno.EACCES:
+                raise UserError(f"not allowed to bind port {port} on {host} (ports below 1024 need "
+                                f"privileges); choose another with --port") from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise UserError(f"--host {host} is not an address of this machine") from None
+            raise UserError(f"cannot bind {host}:{port}: {exc.strerror or exc}") from None
+
+
 def create_app(source: str | Path | Predictor, *, max_upload_mb: float = 10.0, max_pixels: int = 40_000_000,
                device: str = "auto", token: str | None = None) -> Any:
     """The FastAPI application serving `source` (a run directory, an exported .onnx, or a Predictor);
@@ -177,6 +203,7 @@ def serve(source: str | Path, host: str = "127.0.0.1", port: int = 8000, *, max_
         import uvicorn
     except ImportError:
         raise UserError(f"deepvision serve needs FastAPI and uvicorn: {SERVE_EXTRA}") from None
+    check_port(host, port)  # before the model loads, so a busy port is the one line it is
     app = create_app(source, max_upload_mb=max_upload_mb, max_pixels=max_pixels, device=device, token=token)
     if not is_loopback(host) and token is None:
         print(f"warning: --host {host} opens the API to the network; add --token SECRET", file=sys.stderr)

@@ -24,6 +24,7 @@ import io
 import json
 import time
 import warnings
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +120,7 @@ class LinearModel:
                 model = cls(z["coef"], z["intercept"], z["classes"], [str(s) for s in z["label_names"]],
                             str(z["kind"]), z["mean"] if "mean" in z.files else None,
                             z["scale"] if "scale" in z.files else None, info if isinstance(info, dict) else {})
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # a member damaged past its header
             raise UserError(f"cannot read {p} as a model file ({' '.join(str(exc).split())[:160]})") from None
         model.check(str(p))
         return model

@@ -22,7 +22,7 @@ import numpy as np
 
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
-from deepvision.safeload import ParseError, load_json
+from deepvision.safeload import ParseError, input_file, load_json
 
 FORMAT = "deepvision-detection"
 VERSION = 1
@@ -74,7 +74,7 @@ def read_class_list(value: str) -> list[str]:
         names = [line.strip() for line in text.splitlines() if line.strip()]
     else:
         if path.suffix in (".txt", ".pbtxt") or "/" in value:
-            raise UserError(f"class list file not found: {value}")
+            input_file(path, "class list file")  # a FIFO or folder is named as such, not "not found"
         names = [n.strip() for n in value.split(",") if n.strip()]
     if not names:
         raise UserError(f"no class names in {value!r}")

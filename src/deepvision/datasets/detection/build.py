@@ -5,7 +5,8 @@ The checks every format shares happen here, each reported on one line:
 - boxes with zero or negative width/height, a NaN or infinite coordinate, or reaching more than
   1 px outside the image: an error naming the file and box, unless `fix` is "clip" (clip to the
   image, drop what is then empty or not finite) or "drop"; coordinates at most 1 px outside
-  (annotation tools round) are clipped silently;
+  (annotation tools round) are clipped silently; a YOLO class id outside the names is refused the
+  same way, and dropped by either `fix` (no repair applies);
 - class names not in the class list: skipped and counted (an error with `strict`); class names
   that are empty or hold control characters (a newline would split classes.txt): an error;
 - images without boxes: kept as negatives and counted;
@@ -105,6 +106,10 @@ def check_records(records: list[ImageRecord], classes: list[str], fix: str | Non
             rec.width, rec.height = size
         boxes = []
         for box in rec.boxes:
+            if box.problem is not None:  # refused without --fix; no repair applies, so any --fix drops it
+                counters["bad"].append(box.problem)
+                counters["emptied"] += fix == "clip"
+                continue
             if box.label not in known:
                 counters["unknown"][box.label] += 1
                 continue

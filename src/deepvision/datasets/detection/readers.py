@@ -22,7 +22,7 @@ from deepvision.data.imageio import image_size
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
 from deepvision.fileio import read_regular_file, special_kind
-from deepvision.safeload import load_json
+from deepvision.safeload import input_file, load_json
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -90,8 +90,7 @@ def read_lisa(csv_path: str | Path, classes: list[str] | None) -> Annotations:
     path = Path(csv_path)
     if path.is_dir():
         path = path / "allAnnotations.csv"
-    if not path.is_file():
-        raise UserError(f"LISA annotations not found: {path} (give the allAnnotations.csv file)")
+    input_file(path, "LISA annotations", " (give the allAnnotations.csv file)")
     lines = read_text(path).splitlines()
     if not lines or not lines[0].startswith("Filename;"):
         raise UserError(f"{path} does not start with the LISA header 'Filename;Annotation tag;...'")
@@ -413,10 +412,15 @@ def _yolo_names(value: Any, where: str) -> list[str]:
             raise UserError(f"{where}: names must map class indices 0, 1, ... to names") from None
         if keys != list(range(len(keys))):
             raise UserError(f"{where}: names must be numbered 0..{len(keys) - 1}")
-        return [str(value[k] if k in value else value[str(k)]) for k in keys]
-    if isinstance(value, list):
-        return [str(v) for v in value]
-    raise UserError(f"{where}: names must be a list or a mapping of class index to name")
+        names = [value[k] if k in value else value[str(k)] for k in keys]
+    elif isinstance(value, list):
+        names = list(value)
+    else:
+        raise UserError(f"{where}: names must be a list or a mapping of class index to name")
+    for i, name in enumerate(names):  # a nested list or mapping would become its Python text
+        if isinstance(name, bool) or not isinstance(name, (str, int)):
+            raise UserError(f"{where}: names entry {i} is {name!r}; each class name must be text")
+    return [str(n) for n in names]  # control characters: refused by the build with the other class names
 
 
 def _yolo_class(value: str, where: str) -> int:
@@ -493,7 +497,6 @@ def read_yolo(source: str | Path) -> Annotations:
     if not base.is_absolute():
         base = yaml_path.parent / base  # a relative path: from the folder holding data.yaml, as Ultralytics reads it
     splits: dict[str, list[ImageRecord]] = {}
-    bad_class: Counter = Counter()
     for split in ("train", "val", "test", "all"):
         if not spec.get(split):
             continue
@@ -516,8 +519,9 @@ def read_yolo(source: str | Path) -> Annotations:
                     if len(values) < 5 or (len(values) > 5 and len(values) % 2 == 0):
                         raise UserError(f"{where}: expected 'class cx cy w h' (or a polygon), got {line!r}")
                     cls = _yolo_class(values[0], where)
-                    if not 0 <= cls < len(names):
-                        bad_class[str(cls)] += 1
+                    if not 0 <= cls < len(names):  # refused by the build, or dropped by --fix, like a NaN box
+                        record.boxes.append(Box(*(math.nan,) * 4, str(cls), problem=f"{where}: class index "
+                                                f"{cls} is not in names (0..{len(names) - 1})"))
                         continue
                     nums = [_float(v, where, "coordinate") for v in values[1:]]
                     if len(nums) == 4:
@@ -537,11 +541,7 @@ def read_yolo(source: str | Path) -> Annotations:
         splits[split] = records
     if not splits:
         raise UserError(f"{yaml_path} names no split (train, val or test)")
-    notes = []
-    if bad_class:
-        notes.append(f"skipped {sum(bad_class.values()):,} label lines whose class index is not in names "
-                     f"(0..{len(names) - 1}): {_count_line(bad_class)}")
-    return Annotations(splits, names, notes, "yolo", inputs=[str(source), str(yaml_path)],
+    return Annotations(splits, names, [], "yolo", inputs=[str(source), str(yaml_path)],
                        read_from=str(yaml_path))
 
 
@@ -557,9 +557,7 @@ def split_files(items: list[str], default_names: dict[str, str] | None = None) -
             name = name.split("_", 1)[1] if name.startswith("instances_") else name
             name = aliases.get(name, name.rstrip("0123456789") or name)
             name = aliases.get(name, name)
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"annotation file not found: {p}")
+        p = input_file(path, "annotation file")
         if name in out:
             raise UserError(f"two files for split '{name}' ({out[name]} and {p}); name them SPLIT=PATH")
         out[name] = p

@@ -18,6 +18,7 @@ class Box:
     ymax: float
     label: str
     difficult: bool = False  # VOC `difficult`, COCO `iscrowd`: ignored by evaluation, not trained on
+    problem: str | None = None  # a defect the reader found that no repair fixes (a class id not in the names)
 
     @property
     def coords(self) -> tuple[float, float, float, float]:

@@ -1,0 +1,78 @@
+"""Reading video files with OpenCV without its native log lines.
+
+A damaged or truncated file makes OpenCV's own AVI reader and FFmpeg print to the process's standard
+error (for example "Unexpected element. Expected: LIST", "moov atom not found"), straight from C, before
+deepvision's one-line error. `open_video` opens a file with that output silenced, and the capture it
+returns reads frames the same way: file descriptor 2 points at the null device for the duration of each
+native call only, and OpenCV's own logger is set to silent around it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from deepvision.errors import UserError
+
+
+@contextlib.contextmanager
+def quiet_native_output(cv2: Any = None) -> Iterator[None]:
+    """Standard error (file descriptor 2) to the null device for the block, and OpenCV's logger silent;
+    both restored afterwards, whatever happens. Python's own writes are flushed first."""
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    level = log.getLogLevel() if log is not None else None
+    if log is not None:
+        log.setLogLevel(log.LOG_LEVEL_SILENT)
+    with contextlib.suppress(ValueError, OSError):
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 to save: nothing would be shown anyway
+        saved = None
+    if saved is not None:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+        if log is not None:
+            log.setLogLevel(level)
+
+
+class QuietCapture:
+    """A cv2.VideoCapture whose reads run under `quiet_native_output`; everything else is passed on."""
+
+    def __init__(self, cv2: Any, capture: Any) -> None:
+        self._cv2, self._capture = cv2, capture
+
+    def read(self) -> tuple[bool, Any]:
+        with quiet_native_output(self._cv2):
+            return self._capture.read()
+
+    def grab(self) -> bool:
+        with quiet_native_output(self._cv2):
+            return self._capture.grab()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._capture, name)
+
+
+def open_video(cv2: Any, path: str | Path, what: str = "a video") -> QuietCapture:
+    """The opened capture of video file `path` (natively silent, see the module docstring); UserError
+    when OpenCV cannot open it."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg quiet, where the backend reads it late
+    with quiet_native_output(cv2):
+        capture = cv2.VideoCapture(str(path))
+        opened = capture.isOpened()
+    if not opened:
+        capture.release()
+        raise UserError(f"cannot open {path} as {what} (unsupported or damaged file)")
+    return QuietCapture(cv2, capture)
