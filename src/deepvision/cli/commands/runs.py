@@ -82,8 +82,11 @@ def table(folder: str, markdown: bool, as_csv: bool, wide: bool = False, columns
         total = sum(r.get("ckpt_bytes") or 0 for r in rows)
         prunable = sum(r.get("ckpt_prunable_bytes") or 0 for r in rows)
         if prunable:
+            command = f"best.pt of each run: deepvision runs prune {folder}"
+            if len(command) > 80:  # the title names the folder
+                command = "best.pt of each run: deepvision runs prune FOLDER (the folder above)"
             print(f"checkpoints take {format_bytes(total)}, {format_bytes(prunable)} of it older epochs; to keep "
-                  f"only last.pt\nand best.pt of each run: deepvision runs prune {folder}")
+                  f"only last.pt and\n{command}")
     return 0
 
 
