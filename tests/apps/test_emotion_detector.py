@@ -39,7 +39,7 @@ def test_the_default_runs_mtcnn_and_records_it(astronaut_video, fer_run, tmp_pat
     video, plan = astronaut_video
     code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", tmp_path / "o",
                            "--max-frames", "3")
-    assert code == 0 and err == ""
+    assert code == 0 and "face detector" not in err  # no note (a busy machine may add a line on threads)
     doc = json.loads((tmp_path / "o" / "results.json").read_text())
     assert doc["detector"] == "mtcnn" and doc["no_face"] == 0
     for result, step in zip(doc["results"], plan):  # the same face as the cascade's, give or take the margins
@@ -61,8 +61,9 @@ def test_fallback_is_said_on_stderr_and_used(astronaut_video, fer_run, tmp_path,
     code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", tmp_path / "o",
                            "--max-frames", "2")
     assert code == 0
-    assert err.splitlines() == ["deepvision emotion: face detector: haar (frontal faces only); for MTCNN, which "
-                                "also finds turned faces: pip install --no-deps facenet-pytorch (docs/faces.md)"]
+    notes = [line for line in err.splitlines() if "face detector" in line]
+    assert notes == ["deepvision emotion: face detector: haar (frontal faces only); for MTCNN, which also finds "
+                     "turned faces: pip install --no-deps facenet-pytorch (docs/faces.md)"]
     assert json.loads((tmp_path / "o" / "results.json").read_text())["detector"] == "haar"
 
 
