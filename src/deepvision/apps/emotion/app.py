@@ -85,8 +85,7 @@ def default_detector() -> str:
 def detector_note(name: str | None) -> str | None:
     """A line for the console when the default fell back to Haar (None otherwise)."""
     if name is None and default_detector() == FALLBACK_DETECTOR:
-        return ("face detector: haar (frontal faces only); for MTCNN, which also finds turned faces: "
-                "pip install --no-deps facenet-pytorch (docs/faces.md)")
+        return "face detector: haar (for MTCNN: pip install --no-deps facenet-pytorch)"
     return None
 
 

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     note = detector_note(args.detector)
     if note:
-        sys.stderr.write(f"deepvision emotion: {note}\n")
+        sys.stderr.write(note + "\n")
     if args.image:
         return run_images(args)
     from deepvision.apps.emotion.app import run_emotion
