@@ -341,7 +341,6 @@ class RunDir:
                     discarded += st.st_size
         return {"total": total, "discarded": discarded, "files": files}
 
-
     def prunable(self, keep: int = 0, discarded: bool = False) -> list[Path]:
         """The files `prune` deletes: periodic checkpoints but the newest `keep` (last.pt and best.pt
         stay: they are the run's own), and with `discarded` every file in discarded-*/ folders."""
