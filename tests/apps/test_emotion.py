@@ -139,7 +139,7 @@ def fer_run(tmp_path_factory):
 def test_emotion_headless_frames_on_the_moving_astronaut(astronaut_video, fer_run, tmp_path, run_cli):
     video, plan = astronaut_video
     out = tmp_path / "annotated"
-    code, stdout, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", out)
+    code, stdout, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", out, "--detector", "haar")
     assert code == 0, err
     assert "frames/s" in stdout and "no face found in 1 of 8 frames" in stdout
     rows = _csv_rows(out / "results.csv")
@@ -168,7 +168,7 @@ def test_emotion_headless_frames_on_the_moving_astronaut(astronaut_video, fer_ru
 def test_emotion_to_a_video_file(astronaut_video, fer_run, tmp_path):
     video, _ = astronaut_video
     out = tmp_path / "annotated.mp4"
-    summary = run_emotion(fer_run, video=video, headless=True, out=out, max_frames=4)
+    summary = run_emotion(fer_run, video=video, headless=True, out=out, max_frames=4, detector="haar")
     assert summary.frames == 4 and summary.fps > 0
     cap = cv2.VideoCapture(str(out))
     n, size = 0, None
@@ -190,7 +190,8 @@ def test_emotion_with_a_trained_recipe_run(astronaut_video, fer_csv, tmp_path, r
                            "--set", "train.tensorboard=false", "--set", "checkpoint.period=1")
     assert code == 0, err
     video, plan = astronaut_video
-    summary = run_emotion(tmp_path / "runs" / "emotion_vgg_e4", video=video, headless=True, out=tmp_path / "o")
+    summary = run_emotion(tmp_path / "runs" / "emotion_vgg_e4", video=video, headless=True, out=tmp_path / "o",
+                          detector="haar")
     assert summary.frames == 8 and summary.no_face == 1
     first = summary.results[0]
     assert first.label in SIX and len(first.probs) == 6 and abs(sum(first.probs) - 1) < 1e-5
@@ -237,7 +238,7 @@ def test_emotion_on_still_images_labels_every_face(fer_run, tmp_path, run_cli):
     cv2.imwrite(str(photos / "pair.png"), np.concatenate([astronaut, astronaut], axis=1))  # 1024 x 512, two faces
     cv2.imwrite(str(photos / "wall.png"), np.full((200, 300, 3), 90, np.uint8))
     out = tmp_path / "emotions"
-    code, stdout, err = run_cli("emotion", fer_run, "--image", photos, "--out", out)
+    code, stdout, err = run_cli("emotion", fer_run, "--image", photos, "--out", out, "--detector", "haar")
     assert code == 0, err
     lines = stdout.splitlines()
     assert lines[0] == f"{photos / 'pair.png'}: 2 faces" and lines[1].startswith("  face 1 at ")

@@ -87,7 +87,7 @@ def test_recipes_list_fits_80_columns_and_keeps_names_whole(run_cli):
     lines = out.splitlines()
     assert max(map(len, lines)) <= 80
     assert set(recipe_names()) <= set(lines)  # each name whole, on its own line
-    assert "  tv:mobilenet_v2 on folder, 12 epochs, batch 16, lr cosine" in lines
+    assert "  tv:mobilenet_v2 on folder, 10 epochs, batch 16, lr cosine" in lines
     age = lines[lines.index("adience_age") + 1:lines.index("adience_gender")]
     assert "reference val 71.65 (one-off 94.14), test 71.15 (one-off 88.28)" in " ".join(x.strip() for x in age)
 

@@ -18,6 +18,7 @@ from tests.helpers import tiny_config
 def _classification(epochs: int, **train_keys) -> dict:
     cfg = tiny_config(epochs, max_samples=120, test_fraction=0.2)
     cfg["train"].update(train_keys)
+    cfg["checkpoint"] = {"keep": None}  # the tests resume from early epochs
     return cfg
 
 

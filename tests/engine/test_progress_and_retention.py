@@ -38,11 +38,11 @@ def stepped(tmp_path_factory):
     return RunDir(root / "runs" / "stepped"), out
 
 
-def test_retention_keeps_the_newest_five_and_the_epoch_before_the_step(stepped):
+def test_retention_keeps_the_newest_two_and_the_epoch_before_the_step(stepped):
     run, _ = stepped
-    assert list(run.saved_epochs()) == [2, 5, 6, 7, 8, 9]  # 1, 3, 4 pruned; 2 precedes the step to 0.005
+    assert list(run.saved_epochs()) == [2, 8, 9]  # 1, 3-7 pruned; 2 precedes the step to 0.005
     assert (run.checkpoints / "best.pt").is_file() and (run.checkpoints / "last.pt").is_file()
-    assert run.read_config().checkpoint.keep == 5
+    assert run.read_config().checkpoint.keep == 2
 
 
 def test_console_counts_epochs_from_one_and_fits_80_columns(stepped):
@@ -57,7 +57,10 @@ def test_console_counts_epochs_from_one_and_fits_80_columns(stepped):
     done = lines.index(next(line for line in lines if line.startswith("done: ")))
     assert lines[done].startswith("done: 9 epochs; best epoch ") and lines[done + 1] == f"  run directory: {run.path}"
     assert lines[done + 3].startswith("  checkpoints: ")
-    assert "(last.pt, best.pt, epochs 2, 5-9; checkpoint.keep 5)" in lines[done + 3]
+    assert "(last.pt, best.pt, epochs 2, 8-9; checkpoint.keep 2)" in lines[done + 3]
+    # the periodic files of epochs 2 and 8 are older epochs; how to delete them follows
+    assert lines[done + 4].endswith("of it is older epochs; to keep only last.pt and best.pt:")
+    assert lines[done + 5] == f"    deepvision runs prune {run.path}"
 
 
 def test_heartbeat_lines_off_a_terminal(monkeypatch):

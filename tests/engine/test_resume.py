@@ -20,6 +20,7 @@ def cfg_with_dropout_and_adam(epochs=4):
     cfg["optim"] = {"name": "adam", "lr": 0.002}
     cfg["schedule"] = {"name": "cosine", "warmup_epochs": 1}
     cfg["data"]["augment"] = {"rand_mirror": True}
+    cfg["checkpoint"] = {"keep": None}  # every epoch stays: the tests resume from early ones
     return cfg
 
 

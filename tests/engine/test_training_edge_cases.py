@@ -32,6 +32,7 @@ def test_resume_is_bit_identical_with_worker_processes(tmp_path):
     cfg = tiny_config(3, source="folder", root=str(data), train=".", val_fraction=0.25, batch_size=8, workers=2,
                       image_size=28)
     cfg["model"] = {"name": "keras_mnist_cnn"}  # dropout draws from the global RNG
+    cfg["checkpoint"] = {"keep": None}  # epoch 1 stays to resume from
     full = train(cfg, out=tmp_path / "runs", name="full")
     copy = tmp_path / "copy"
     shutil.copytree(full.run_dir, copy)
@@ -52,7 +53,8 @@ def test_rejected_resume_changes_nothing(tmp_path):
 
 
 def test_resume_from_an_epoch_uses_that_epochs_config(tmp_path):
-    run = train(tiny_config(3, max_samples=200), out=tmp_path, name="r").run_dir
+    cfg = tiny_config(3, max_samples=200) | {"checkpoint": {"keep": None}}  # epoch 2 stays to resume from
+    run = train(cfg, out=tmp_path, name="r").run_dir
     resume(run, epoch=3, overrides=["optim.lr=0.001", "train.epochs=4"])
     result = resume(run, epoch=2)
     assert [r["lr"] for r in result.history] == [0.05, 0.05, 0.05]  # not the later manual 0.001
@@ -62,6 +64,7 @@ def test_resume_from_an_epoch_uses_that_epochs_config(tmp_path):
 def test_interrupted_resume_from_an_earlier_epoch_leaves_a_consistent_run(tmp_path):
     cfg = tiny_config(6, batch_size=16, max_samples=600)
     cfg["train"]["log_every"] = 1
+    cfg["checkpoint"] = {"keep": None}  # epoch 2 stays to resume from
     run = train(cfg, out=tmp_path, name="r").run_dir
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "deepvision", "resume", str(run), "--epoch", "2"],

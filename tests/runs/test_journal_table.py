@@ -117,7 +117,7 @@ def test_retention_keeps_the_newest_and_the_protected(tmp_path):
     assert run.prune_checkpoints(None) == [] and len(run.saved_epochs()) == 9  # null keeps every one
     assert run.prune_checkpoints(3, protect={2}) == [1, 3, 4, 5, 6]
     assert list(run.saved_epochs()) == [2, 7, 8, 9]
-    assert CheckpointConfig().keep == 5  # the default
+    assert CheckpointConfig().keep == 2  # the default
     assert build_config({"checkpoint": {"keep": None}}).checkpoint.keep is None
 
 
@@ -146,8 +146,10 @@ def test_disk_use_counts_links_once_and_names_what_resumes_set_aside(tmp_path):
     (aside / "lenet-0004.pt").write_bytes(b"x" * 500_000)
     assert run.checkpoint_disk_use() == {"total": 2_500_000, "discarded": 500_000, "files": 5}
     assert checkpoint_note(run.path, indent="  ") == (
-        "  checkpoints: 2.5 MB (last.pt, epochs 2-3; checkpoint.keep 5)\n"
-        "    of which 500 kB set aside by resumes in checkpoints/discarded-*/")
+        "  checkpoints: 2.5 MB (last.pt, epochs 2-3; checkpoint.keep 2)\n"
+        "    of which 500 kB set aside by resumes in checkpoints/discarded-*/\n"
+        "    1.5 MB of it is older epochs; to keep only last.pt and best.pt:\n"
+        f"    deepvision runs prune {run.path} --discarded")
 
 
 MIXED = [  # a classification and a detection journal in one table (rows as `journal` makes them)

@@ -276,8 +276,9 @@ class TrainConfig:
 class CheckpointConfig:
     prefix: str | None = None  # None: the model name (files are <prefix>-NNNN.pt)
     period: int = 1  # save every N epochs (plus last.pt and best.pt every epoch)
-    # the newest N periodic checkpoints stay, plus those saved just before a learning-rate step; null keeps all
-    keep: int | None = 5
+    # the newest N periodic checkpoints stay (2: last.pt's epoch and the one before), plus those saved just
+    # before a learning-rate step; null keeps all. best.pt and last.pt always stay.
+    keep: int | None = 2
     monitor: str | None = None  # what best.pt tracks (a history column); None: the task's default (val_acc)
 
     def validate(self, path: str) -> None:

@@ -91,6 +91,7 @@ def run_row(run: RunDir) -> dict[str, Any]:
     row["samples_per_s"] = sum(speed) / len(speed) if speed else None
     disk = run.checkpoint_disk_use()
     row["ckpt_bytes"], row["ckpt_discarded_bytes"] = disk["total"], disk["discarded"]
+    row["ckpt_prunable_bytes"] = disk["total"] - run.checkpoint_disk_use(run.prunable(0))["total"]
     return row
 
 
@@ -200,8 +201,9 @@ def epoch_ranges(epochs: Sequence[int]) -> str:
 
 
 def checkpoint_note(run_dir: str | Path, indent: str = "") -> str:
-    """'checkpoints: 8.6 MB (last.pt, best.pt, epochs 4-8; checkpoint.keep 5)' for the run summary, and
-    a second line for what resumes from earlier epochs set aside."""
+    """'checkpoints: 8.6 MB (last.pt, best.pt, epochs 7-8; checkpoint.keep 2)' for the run summary, a
+    line for what resumes from earlier epochs set aside, and the `runs prune` command when older epochs
+    take space."""
     run = RunDir(run_dir)
     disk = run.checkpoint_disk_use()
     saved = list(run.saved_epochs())
@@ -215,6 +217,11 @@ def checkpoint_note(run_dir: str | Path, indent: str = "") -> str:
     if disk["discarded"]:
         text += (f"\n{indent}  of which {format_bytes(disk['discarded'])} set aside by resumes in "
                  f"checkpoints/discarded-*/")
+    aside = bool(disk["discarded"])
+    freed = disk["total"] - run.checkpoint_disk_use(run.prunable(0, discarded=aside))["total"]
+    if freed:
+        text += (f"\n{indent}  {format_bytes(freed)} of it is older epochs; to keep only last.pt and best.pt:"
+                 f"\n{indent}  deepvision runs prune {run.path}{' --discarded' if aside else ''}")
     return text
 
 
@@ -240,7 +247,7 @@ def cell(key: str, v: Any, row: dict[str, Any] | None = None) -> str:
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    fields = [*COLUMNS, "classes", "ckpt_discarded_bytes", "path"]
+    fields = [*COLUMNS, "classes", "ckpt_discarded_bytes", "ckpt_prunable_bytes", "path"]
     w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:

@@ -35,7 +35,7 @@ from deepvision.errors import UserError
 from deepvision.fileio import atomic_path, atomic_write_text
 from deepvision.runs.checkpoint import atomic_save, load_checkpoint
 from deepvision.runs.history import HISTORY_FIELDS
-from deepvision.runs.lock import LOCK_NAME, is_stale, read_holder
+from deepvision.runs.lock import LOCK_NAME, RunLock, is_stale, read_holder
 from deepvision.safeload import LimitError, ParseError, check_class_names, read_json
 
 FATAL_ERROR = "Fatal Python error:"  # how faulthandler starts its report of a native crash
@@ -316,14 +316,18 @@ class RunDir:
             saved[e].unlink(missing_ok=True)
         return doomed
 
-    def checkpoint_disk_use(self) -> dict[str, int]:
+    def checkpoint_disk_use(self, without: Iterable[Path] = ()) -> dict[str, int]:
         """Bytes under checkpoints/ (hard links counted once): {"total", "discarded", "files"}; "discarded"
-        is the part in discarded-*/ folders left by resumes from earlier epochs."""
+        is the part in discarded-*/ folders left by resumes from earlier epochs. `without`: as if those
+        files were deleted (what `prune` would leave)."""
         seen: set[tuple[int, int]] = set()
         total = discarded = files = 0
+        skip = set(without)
         if self.checkpoints.is_dir():
             # files in checkpoints/ itself first: a discarded file linked to a kept one is not counted as discarded
             for p in sorted(self.checkpoints.rglob("*.pt"), key=lambda p: (p.parent != self.checkpoints, str(p))):
+                if p in skip:
+                    continue
                 try:
                     st = p.stat()
                 except OSError:
@@ -336,6 +340,34 @@ class RunDir:
                 if p.parent != self.checkpoints:
                     discarded += st.st_size
         return {"total": total, "discarded": discarded, "files": files}
+
+    def prunable(self, keep: int = 0, discarded: bool = False) -> list[Path]:
+        """The files `prune` deletes: periodic checkpoints but the newest `keep` (last.pt and best.pt
+        stay: they are the run's own), and with `discarded` every file in discarded-*/ folders."""
+        saved = list(self.saved_epochs().values())
+        doomed = saved[: len(saved) - keep] if keep < len(saved) else []
+        if discarded and self.checkpoints.is_dir():
+            doomed += sorted(p for d in self.checkpoints.glob("discarded-*") if d.is_dir()
+                             for p in d.rglob("*") if p.is_file())
+        return doomed
+
+    def prune(self, keep: int = 0, discarded: bool = False, dry_run: bool = False) -> tuple[list[Path], int]:
+        """Delete `prunable(keep, discarded)` under the run's lock (a training run is left alone).
+        Returns the files and the bytes freed (hard links to kept files free nothing)."""
+        if keep < 0:
+            raise UserError(f"--keep must be 0 or more, got {keep}")
+        doomed = self.prunable(keep, discarded)
+        freed = self.checkpoint_disk_use()["total"] - self.checkpoint_disk_use(doomed)["total"]
+        if dry_run or not doomed:
+            return doomed, freed
+        with RunLock(self.path):
+            for p in doomed:
+                p.unlink(missing_ok=True)
+            if discarded:  # the folders hold nothing but empty sub-folders now
+                for d in self.checkpoints.glob("discarded-*"):
+                    if d.is_dir() and not any(q.is_file() for q in d.rglob("*")):
+                        shutil.rmtree(d)
+        return doomed, freed
 
 
 def _abandoned_start(path: Path) -> bool:

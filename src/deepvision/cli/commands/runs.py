@@ -17,11 +17,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "metric (detection: val_map50) get a column with its best value, and test mAP50/mAP "
                     "(after training or `deepvision evaluate`). --wide shows every column once, "
                     "--columns chooses them. It also writes DIR/journal.csv with every column. "
-                    "`deepvision runs compare RUN_A RUN_B ... [--out FILE.png]` overlays their curves in one PNG.",
+                    "`deepvision runs compare RUN_A RUN_B ... [--out FILE.png]` overlays their curves in one PNG. "
+                    "`deepvision runs prune RUN_OR_DIR ... [--keep N] [--discarded] [--dry-run]` deletes the "
+                    "periodic checkpoints of a run (or of every run under DIR) but the newest N (default 0), "
+                    "keeping last.pt and best.pt; --discarded also deletes what resumes set aside.",
         epilog="columns: name, model, data, epochs, lr_schedule, best_val_acc, best_val_top5, best_epoch, "
                "last_val_acc, last_val_top5, test_acc, test_top5, monitor, best_value, test_value, test_map50, "
                "test_map, s_per_epoch, samples_per_s, ckpt_bytes, status")
-    p.add_argument("args", nargs="*", metavar="DIR | compare RUN...", help="runs folder, or `compare` and run dirs")
+    p.add_argument("args", nargs="*", metavar="DIR | compare RUN... | prune RUN_OR_DIR...",
+                   help="runs folder, or `compare` and run dirs, or `prune` and runs or runs folders")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true", help="print the reference-style markdown table")
     fmt.add_argument("--csv", action="store_true", help="print CSV")
@@ -30,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="compare: output PNG (default: compare.png beside the first run)")
     p.add_argument("--metrics", nargs="+", default=["val_acc", "val_loss"],
                    help="compare: history columns to plot (default: val_acc val_loss)")
+    p.add_argument("--keep", type=int, default=0, metavar="N",
+                   help="prune: keep the newest N periodic checkpoints too (default 0: last.pt and best.pt only)")
+    p.add_argument("--discarded", action="store_true",
+                   help="prune: also delete checkpoints/discarded-*/ (set aside by resumes from earlier epochs)")
+    p.add_argument("--dry-run", action="store_true", help="prune: list what would go, delete nothing")
     p.set_defaults(func=run)
 
 
@@ -38,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.args and args.args[0] == "compare":
         return compare(args.args[1:], args.out, args.metrics)
+    if args.args and args.args[0] == "prune":
+        return prune(args.args[1:], args.keep, args.discarded, args.dry_run)
     if len(args.args) > 1:
         raise UserError("give one runs folder (or `compare RUN_A RUN_B ...`)")
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
@@ -50,7 +61,7 @@ def table(folder: str, markdown: bool, as_csv: bool, wide: bool = False, columns
 
     from deepvision.errors import UserError
     from deepvision.fileio import atomic_write_text
-    from deepvision.runs.journal import journal, print_table, to_csv, to_markdown, wide_columns
+    from deepvision.runs.journal import format_bytes, journal, print_table, to_csv, to_markdown, wide_columns
 
     rows = journal(folder)
     try:
@@ -68,6 +79,53 @@ def table(folder: str, markdown: bool, as_csv: bool, wide: bool = False, columns
             columns = wide_columns(rows)
         n = len(rows)
         print_table(rows, columns, wide=wide, title=f"{n} run{'s' if n != 1 else ''} in {folder}")
+        total = sum(r.get("ckpt_bytes") or 0 for r in rows)
+        prunable = sum(r.get("ckpt_prunable_bytes") or 0 for r in rows)
+        if prunable:
+            command = f"best.pt of each run: deepvision runs prune {folder}"
+            if len(command) > 80:  # the title names the folder
+                command = "best.pt of each run: deepvision runs prune FOLDER (the folder above)"
+            print(f"checkpoints take {format_bytes(total)}, {format_bytes(prunable)} of it older epochs; to keep "
+                  f"only last.pt and\n{command}")
+    return 0
+
+
+def prune(targets: list[str], keep: int, discarded: bool, dry_run: bool) -> int:
+    """Delete older checkpoints of each run given, or of every run under each folder given."""
+    from pathlib import Path
+
+    from deepvision.errors import UserError
+    from deepvision.runs.journal import epoch_ranges, format_bytes
+    from deepvision.runs.rundir import RunDir
+
+    if not targets:
+        raise UserError("give the runs to prune: `deepvision runs prune RUN_OR_DIR ...` (e.g. runs)")
+    runs: list[Path] = []
+    for target in map(Path, targets):
+        if (target / "config.yaml").is_file():
+            runs.append(target)
+        elif target.is_dir():
+            found = sorted(p.parent for p in target.glob("*/config.yaml"))
+            if not found:
+                raise UserError(f"{target} is neither a run directory nor a folder of runs")
+            runs += found
+        else:
+            raise UserError(f"{target} does not exist")
+    total = 0
+    for path in runs:
+        run = RunDir.open(path)
+        saved = run.saved_epochs()
+        files, freed = run.prune(keep, discarded, dry_run)
+        total += freed
+        if files:
+            epochs = [e for e, p in saved.items() if p in files]
+            parts = [f"epoch{'s' if len(epochs) > 1 else ''} {epoch_ranges(epochs)}"] if epochs else []
+            aside = len(files) - len(epochs)
+            parts += [f"{aside} set-aside file{'s' if aside > 1 else ''}"] if aside else []
+            print(f"{path}: {'would delete' if dry_run else 'deleted'} {' and '.join(parts)} "
+                  f"({format_bytes(freed)})")
+    verb = "would free" if dry_run else "freed"
+    print(f"{len(runs)} run{'s' if len(runs) != 1 else ''}: {verb} {format_bytes(total)}")
     return 0
 
 

@@ -1,0 +1,140 @@
+"""Checkpoint disk use and `deepvision runs prune`: the journal says how much the older epochs take and
+the command that deletes them; pruning keeps last.pt, best.pt and the newest --keep periodic files,
+frees what it reports, and leaves a run another process holds alone."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import socket
+
+import pytest
+import yaml
+
+from deepvision.runs.checkpoint import load_checkpoint
+from deepvision.runs.rundir import RunDir
+from tests.helpers import tiny_config
+
+
+def run_main(*args: str) -> tuple[int, str, str]:
+    from deepvision.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 4-epoch run that keeps every periodic checkpoint (checkpoint.keep: null)."""
+    root = tmp_path_factory.mktemp("prune")
+    cfg = tiny_config(4, max_samples=200)
+    cfg["train"].update(max_steps=2, log_every=1000, progress="lines")
+    cfg["checkpoint"] = {"keep": None}
+    (root / "c.yaml").write_text(yaml.safe_dump(cfg))
+    code, _, err = run_main("train", root / "c.yaml", "--out", root / "runs", "--name", "all")
+    assert code == 0, err
+    return root / "runs"
+
+
+@pytest.fixture
+def runs(trained, tmp_path):
+    shutil.copytree(trained, tmp_path / "runs")  # hard links become copies: re-link as training made them
+    run = RunDir(tmp_path / "runs" / "all")
+    last = run.checkpoints / "last.pt"
+    for epoch, path in run.saved_epochs().items():
+        if epoch == 4:
+            path.unlink()
+            os.link(last, path)
+    best = run.checkpoints / "best.pt"
+    best_epoch = int(load_checkpoint(best)["epoch"])
+    best.unlink()
+    os.link(run.saved_epochs()[best_epoch], best)
+    return tmp_path / "runs"
+
+
+def test_default_keep_is_two():
+    from deepvision.config.schema import CheckpointConfig
+
+    assert CheckpointConfig().keep == 2
+
+
+def test_journal_says_what_older_epochs_take_and_how_to_prune(runs):
+    run = RunDir(runs / "all")
+    before = run.checkpoint_disk_use()["total"]
+    after = run.checkpoint_disk_use(run.prunable(0))["total"]
+    assert 0 < after < before
+    code, out, _ = run_main("runs", runs)
+    lines = out.splitlines()
+    assert code == 0 and max(len(line) for line in lines if str(runs) not in line) <= 80
+    from deepvision.runs.journal import format_bytes
+
+    assert f"checkpoints take {format_bytes(before)}, {format_bytes(before - after)} of it older epochs" in out
+    command = f"best.pt of each run: deepvision runs prune {runs}"
+    assert lines[-1] == (command if len(command) <= 80 else
+                         "best.pt of each run: deepvision runs prune FOLDER (the folder above)")
+    csv_row = (runs / "journal.csv").read_text().splitlines()
+    header = csv_row[0].split(",")
+    assert int(csv_row[1].split(",")[header.index("ckpt_prunable_bytes")]) == before - after
+
+
+def test_dry_run_lists_and_deletes_nothing(runs):
+    run = RunDir(runs / "all")
+    code, out, _ = run_main("runs", "prune", runs, "--dry-run")
+    assert code == 0
+    assert f"{runs / 'all'}: would delete epochs 1-4 (" in out and "1 run: would free " in out
+    assert list(run.saved_epochs()) == [1, 2, 3, 4]
+
+
+def test_prune_keeps_last_best_and_the_newest_n(runs):
+    run = RunDir(runs / "all")
+    before = run.checkpoint_disk_use()["total"]
+    best_epoch = int(load_checkpoint(run.checkpoints / "best.pt")["epoch"])
+    code, out, _ = run_main("runs", "prune", runs / "all", "--keep", "1")
+    assert code == 0 and f"{runs / 'all'}: deleted epochs 1-3 (" in out
+    assert list(run.saved_epochs()) == [4]
+    after = run.checkpoint_disk_use()["total"]
+    from deepvision.runs.journal import format_bytes
+
+    assert out.splitlines()[-1] == f"1 run: freed {format_bytes(before - after)}"
+    assert int(load_checkpoint(run.checkpoints / "best.pt")["epoch"]) == best_epoch
+    assert int(load_checkpoint(run.checkpoints / "last.pt")["epoch"]) == 4
+    assert run.resolve_checkpoint(4).is_file()
+    # nothing older is left to prune: no advice in the journal
+    _, out, _ = run_main("runs", "prune", runs, "--keep", "1")
+    assert out.splitlines()[-1] == "1 run: freed 0 B"
+
+
+def test_prune_discarded_folders_only_when_asked(runs):
+    run = RunDir(runs / "all")
+    aside = run.checkpoints / "discarded-20260101-000000"
+    aside.mkdir()
+    shutil.copyfile(run.saved_epochs()[2], aside / "lenet-0002.pt")
+    code, out, _ = run_main("runs", "prune", runs)
+    assert code == 0 and aside.is_dir() and "set-aside" not in out
+    code, out, _ = run_main("runs", "prune", runs, "--discarded")
+    assert code == 0 and "1 set-aside file (" in out and not aside.exists()
+
+
+def test_a_run_in_use_is_left_alone(runs):
+    run = RunDir(runs / "all")
+    holder = {"pid": os.getppid(), "host": socket.gethostname(), "since": "now", "command": "deepvision train"}
+    (run.path / "run.lock").write_text(json.dumps(holder))
+    code, _, err = run_main("runs", "prune", runs)
+    assert code == 2 and "is in use by `deepvision train`" in err
+    assert list(run.saved_epochs()) == [1, 2, 3, 4]
+
+
+def test_bad_targets_are_one_line(runs, tmp_path):
+    assert run_main("runs", "prune")[0] == 2
+    code, _, err = run_main("runs", "prune", tmp_path / "nowhere")
+    assert code == 2 and "does not exist" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_main("runs", "prune", tmp_path / "empty")
+    assert code == 2 and "neither a run directory nor a folder of runs" in err
+    code, _, err = run_main("runs", "prune", runs, "--keep", "-1")
+    assert code == 2 and "--keep must be 0 or more" in err
