@@ -8,7 +8,10 @@ shape results) differ in:
   (`data.augment.rotation_mode`);
 - model builders that take `reference=`: the reference layer details (e.g. ELU alpha, bias terms);
 - resume: reference resets the optimizer state, as the reference did
-  (`train.reset_optimizer_on_resume`).
+  (`train.reset_optimizer_on_resume`);
+- checkpoints kept: modern keeps the newest 2 epochs (plus last, best and those before learning-rate
+  steps); reference keeps 5, because its workflow stops a run and resumes it from an epoch chosen on
+  the curves (`checkpoint.keep`).
 
 An explicitly set key always wins over the profile.
 """
@@ -23,13 +26,15 @@ def is_reference(cfg: Any) -> bool:
 
 
 def apply_profile(cfg: Any) -> None:
-    """Fill the data keys the profile decides, unless set (called when a config is validated, so
+    """Fill the data and checkpoint keys the profile decides, unless set (called when a config is validated, so
     `config.yaml` shows the resolved values)."""
     reference = is_reference(cfg)
     if cfg.data.augment.rotation_mode is None:
         cfg.data.augment.rotation_mode = "fixed" if reference else "uniform"
     if cfg.data.shuffle is None:
         cfg.data.shuffle = not reference
+    if cfg.checkpoint.keep == "auto":
+        cfg.checkpoint.keep = 5 if reference else 2
 
 
 def model_reference(cfg: Any) -> bool:

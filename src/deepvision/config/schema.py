@@ -276,9 +276,9 @@ class TrainConfig:
 class CheckpointConfig:
     prefix: str | None = None  # None: the model name (files are <prefix>-NNNN.pt)
     period: int = 1  # save every N epochs (plus last.pt and best.pt every epoch)
-    # the newest N periodic checkpoints stay (2: last.pt's epoch and the one before), plus those saved just
-    # before a learning-rate step; null keeps all. best.pt and last.pt always stay.
-    keep: int | None = 2
+    # the newest N periodic checkpoints stay, plus those saved just before a learning-rate step; null keeps
+    # all; best.pt and last.pt always stay. "auto": the profile decides (config/profile.py).
+    keep: int | Literal["auto"] | None = "auto"
     monitor: str | None = None  # what best.pt tracks (a history column); None: the task's default (val_acc)
 
     def validate(self, path: str) -> None:
@@ -286,8 +286,9 @@ class CheckpointConfig:
             check_file_name(self.prefix, f"{path}.prefix")
         if self.period <= 0:
             raise UserError(f"{path}.period must be a positive integer, got {self.period}")
-        if self.keep is not None and self.keep <= 0:
-            raise UserError(f"{path}.keep must be a positive integer, got {self.keep}")
+        if self.keep is not None and self.keep != "auto" and (isinstance(self.keep, bool)
+                                                             or not isinstance(self.keep, int) or self.keep <= 0):
+            raise UserError(f"{path}.keep must be a positive integer, auto or null, got {self.keep!r}")
 
 
 @dataclass
