@@ -18,6 +18,7 @@ many frames differ by more than one step of the cascade's scale pyramid, 10%) an
 same box, the probabilities. A per-stage profile (CPU ms per frame) follows the table.
 
     python benchmarks/emotion_fps.py [--frames 300] [--rounds 3] [--detectors haar,dlib,mtcnn] [--threads 1]
+                                     [--models emotion_vgg,mini_xception]
     python benchmarks/emotion_fps.py --frames 20 --rounds 1      # smoke run
 """
 
@@ -193,10 +194,12 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--detectors", default="haar", help="comma-separated: haar, dlib, mtcnn")
     p.add_argument("--threads", type=int, default=1, help="PyTorch threads (the emotion command's default: 1)")
+    p.add_argument("--models", default="emotion_vgg,mini_xception", help="comma-separated: emotion_vgg, mini_xception")
     p.add_argument("--append", action="store_true", help="also append the table to BENCHMARKS.md")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    clfs = classifiers()
+    wanted = {m.strip() for m in a.models.split(',')}
+    clfs = {k: v for k, v in classifiers().items() if k.split()[0] in wanted}
     with tempfile.TemporaryDirectory() as tmp:
         clips = {name: write_clip(Path(tmp) / f"{name}.mp4", make, a.frames)
                  for name, make in (("near", near_frame), ("far", far_frame))}

@@ -213,6 +213,72 @@ def test_emotion_bad_input(tmp_path, fer_run, run_cli):
     assert code == 2 and "model not found" in err
 
 
+def _near_frames(n: int) -> list[np.ndarray]:
+    """640 x 480 frames of the astronaut's head and shoulders (the face about 95 pixels at width 300), panning."""
+    from tests.faces.facetools import astronaut_bgr
+
+    photo = astronaut_bgr()
+    return [cv2.resize(photo[8 + 4 * i : 233 + 4 * i, 90 + 8 * i : 390 + 8 * i], (640, 480),
+                       interpolation=cv2.INTER_LINEAR) for i in range(n)]
+
+
+def test_fast_detection_finds_the_same_face_and_probabilities():
+    import copy
+
+    import torch
+
+    from deepvision.apps.classifier import Classifier
+    from deepvision.apps.emotion.app import EmotionRecognizer
+    from deepvision.data.preprocess import Preprocess
+    from deepvision.inference.faces.detect import to_gray
+    from deepvision.inference.faces.draw import resize_to_width
+    from deepvision.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("mini_xception", 7, 1).eval()
+    for m in net.modules():  # BN statistics away from the identity, so that the probabilities are far from uniform
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.01, 0.05)
+    clf = Classifier(net, Preprocess(1, (64, 64), mean=[0.5], std=[0.5]), [str(i) for i in range(7)], "random")
+    before = EmotionRecognizer(copy.deepcopy(clf), fast_detection=False, channels_last=False)
+    after = EmotionRecognizer(clf)
+    half_size = []
+    search = after.detector.detect_at
+    after.detector.detect_at = lambda image, scale: half_size.append(scale) or search(image, scale)
+    for i, frame in enumerate(_near_frames(6)):
+        _, _, b = before.process(frame, i)
+        shown, _, a = after.process(frame, i)
+        # Haar's boxes at half size are a little larger (about one step, 10%, of its scale pyramid)
+        assert b.box[2] > 80 and iou(a.box, b.box) > 0.75 and abs(a.box[2] - b.box[2]) <= 0.15 * b.box[2]
+        x, y, w, h = a.box  # the NCHW model on the ROI of the box found: the same probabilities
+        roi = to_gray(resize_to_width(frame, 300)[0])[y : y + h, x : x + w]
+        ref = before.classifier.probabilities(before.classifier.prepare(roi))[0]
+        assert np.abs(ref - np.asarray(a.probs)).max() < 1e-5 and ref.max() - ref.min() > 0.05
+        assert (shown[y + h // 2, x] == (0, 0, 255)).all()  # the box drawn where it was found
+    assert half_size == [0.5] * 5  # every frame after the first searched at half size first
+    assert clf.model.head.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_fast_detection_searches_full_size_after_a_small_face(astronaut_video, fer_run, tmp_path, run_cli):
+    from deepvision.apps.classifier import load_classifier
+    from deepvision.apps.emotion.app import EmotionRecognizer
+
+    video, plan = astronaut_video
+    rec = EmotionRecognizer(load_classifier(fer_run))
+    rec._last_side = 200  # as if the previous frame had a large face: the half-size search finds none here
+    cap = cv2.VideoCapture(str(video))
+    ok, frame = cap.read()
+    cap.release()
+    _, _, result = rec.process(frame)
+    assert ok and iou(result.box, expected_box(*plan[0])) > 0.6 and result.box[2] < 48
+    out = tmp_path / "o"
+    code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", out, "--max-frames", "2",
+                           "--full-size-detection")
+    assert code == 0, err
+    assert json.loads((out / "results.json").read_text())["fast_detection"] is False
+
+
 class _FlakyCamera:
     def __init__(self, pattern: str) -> None:
         self.pattern = list(pattern)  # "1" a frame, "0" a failed read

@@ -39,6 +39,28 @@ def test_haar_finds_the_astronaut_face(astronaut):
     assert [f.box for f in faces] == [FACE]
 
 
+@pytest.mark.parametrize("width", [300, 360, 420, 480])
+def test_haar_at_half_size_finds_the_full_size_box(astronaut, width):
+    gray = cv2.cvtColor(cv2.resize(astronaut, (width, width), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+    det = HaarDetector()
+    [full] = det.detect(gray)
+    [half] = det.detect_at(gray, 0.5)
+    # boxes in the full-size image's pixels; at the scale searched (0.5) they agree to 3 pixels
+    assert max(abs(a - b) for a, b in zip(full.box, half.box)) * 0.5 <= 3, (full.box, half.box)
+    assert iou(full.box, half.box) > 0.85
+    assert det.detect_at(gray, 1.0)[0].box == full.box
+
+
+def test_haar_at_half_size_misses_faces_below_twice_its_window(astronaut):
+    gray = cv2.cvtColor(cv2.resize(astronaut, (200, 200), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+    det = HaarDetector()
+    [full] = det.detect(gray)
+    assert full.box[2] < 48  # the 24 x 24 window covers 48 pixels at half size
+    assert det.detect_at(gray, 0.5) == []
+    with pytest.raises(UserError, match="detection scale"):
+        det.detect_at(gray, 1.5)
+
+
 def test_haar_on_lfw_faces_and_non_faces():
     from skimage import data
 

@@ -110,8 +110,9 @@ class EmotionRecognizer:
     With the Haar cascade and `fast_detection`, a frame whose previous frame had a face of at least
     COARSE_FROM pixels is searched at half size first (its 24 x 24 window then covers 48 pixels, about
     a third of the time); when that finds no face, the frame is searched at full size as without
-    `fast_detection`. The box found at half size is scaled back: it matches the full-size box to
-    within one step of the cascade's scale pyramid (10%) and a few pixels (docs/faces.md). With
+    `fast_detection`. The box found at half size is scaled back; it is the full-size box to within
+    about one step of the cascade's scale pyramid (10%, half-size boxes run a little larger) and a
+    few pixels, see docs/faces.md for the measured agreement. With
     `channels_last` the classifier's model is put into that memory format (in place): the same
     probabilities to float rounding, a third faster on the CPU.
     """
