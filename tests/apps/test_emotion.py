@@ -230,7 +230,7 @@ def test_fast_detection_finds_the_same_face_and_probabilities():
     from deepvision.apps.classifier import Classifier
     from deepvision.apps.emotion.app import EmotionRecognizer
     from deepvision.data.preprocess import Preprocess
-    from deepvision.inference.faces.detect import to_gray
+    from deepvision.inference.faces.detect import create_detector, to_gray
     from deepvision.inference.faces.draw import resize_to_width
     from deepvision.models import create_model
 
@@ -241,8 +241,8 @@ def test_fast_detection_finds_the_same_face_and_probabilities():
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.01, 0.05)
     clf = Classifier(net, Preprocess(1, (64, 64), mean=[0.5], std=[0.5]), [str(i) for i in range(7)], "random")
-    before = EmotionRecognizer(copy.deepcopy(clf), fast_detection=False, channels_last=False)
-    after = EmotionRecognizer(clf)
+    before = EmotionRecognizer(copy.deepcopy(clf), create_detector("haar"), fast_detection=False, channels_last=False)
+    after = EmotionRecognizer(clf, create_detector("haar"))
     half_size = []
     search = after.detector.detect_at
     after.detector.detect_at = lambda image, scale: half_size.append(scale) or search(image, scale)
@@ -263,9 +263,10 @@ def test_fast_detection_finds_the_same_face_and_probabilities():
 def test_fast_detection_searches_full_size_after_a_small_face(astronaut_video, fer_run, tmp_path, run_cli):
     from deepvision.apps.classifier import load_classifier
     from deepvision.apps.emotion.app import EmotionRecognizer
+    from deepvision.inference.faces.detect import create_detector
 
     video, plan = astronaut_video
-    rec = EmotionRecognizer(load_classifier(fer_run))
+    rec = EmotionRecognizer(load_classifier(fer_run), create_detector("haar"))
     rec._last_side = 200  # as if the previous frame had a large face: the half-size search finds none here
     cap = cv2.VideoCapture(str(video))
     ok, frame = cap.read()
@@ -274,7 +275,7 @@ def test_fast_detection_searches_full_size_after_a_small_face(astronaut_video, f
     assert ok and iou(result.box, expected_box(*plan[0])) > 0.6 and result.box[2] < 48
     out = tmp_path / "o"
     code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", out, "--max-frames", "2",
-                           "--full-size-detection")
+                           "--detector", "haar", "--full-size-detection")
     assert code == 0, err
     assert json.loads((out / "results.json").read_text())["fast_detection"] is False
 
