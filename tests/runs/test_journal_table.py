@@ -117,7 +117,10 @@ def test_retention_keeps_the_newest_and_the_protected(tmp_path):
     assert run.prune_checkpoints(None) == [] and len(run.saved_epochs()) == 9  # null keeps every one
     assert run.prune_checkpoints(3, protect={2}) == [1, 3, 4, 5, 6]
     assert list(run.saved_epochs()) == [2, 7, 8, 9]
-    assert CheckpointConfig().keep == 2  # the default
+    assert CheckpointConfig().keep == "auto"  # the profile decides
+    assert build_config({}).checkpoint.keep == 2
+    assert build_config({"profile": "reference"}).checkpoint.keep == 5
+    assert build_config({"profile": "reference", "checkpoint": {"keep": 3}}).checkpoint.keep == 3
     assert build_config({"checkpoint": {"keep": None}}).checkpoint.keep is None
 
 
