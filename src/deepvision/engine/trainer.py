@@ -33,6 +33,7 @@ from deepvision.engine.distributed import (
     restart_store_note,
 )
 from deepvision.engine.optim import build_optimizer
+from deepvision.engine.precision import amp_dtype, flush_denormals, train_amp_dtype
 from deepvision.engine.reporting import Reporter, open_log
 from deepvision.engine.resolve import ResolvedRun
 from deepvision.engine.schedules import Schedule
@@ -58,16 +59,6 @@ class FitResult:
     @property
     def last(self) -> dict[str, Any]:
         return self.history[-1] if self.history else {}
-
-
-def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    if mode == "off" or (mode == "auto" and device.type != "cuda"):
-        return None
-    if mode == "fp16":
-        return torch.float16
-    if mode == "bf16" or (device.type == "cuda" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return torch.float16
 
 
 class Trainer:
@@ -109,7 +100,9 @@ class Trainer:
         self.model = model  # the plain module: evaluation, checkpoints
         self.optimizer = build_optimizer(model, cfg.optim, split_head=tc.freeze.body_epochs > 0)
         self.frozen: set[str] = set()  # parameter-group parts ("body") trained with a zero learning rate
-        self.amp = amp_dtype(tc.amp, device)
+        # the training step's autocast dtype, and scoring's (float32 on the CPU unless train.amp says bf16)
+        self.amp = train_amp_dtype(tc.amp, device, self.task.cpu_autocast)
+        self.eval_amp = amp_dtype(tc.amp, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
         self.schedule = Schedule(cfg.schedule, cfg.optim.lr, tc.epochs)
         self.manual_lr = manual_lr
@@ -149,7 +142,7 @@ class Trainer:
         # tiny gradients of saturated tanh units are denormals, many times slower to compute with (LeNet
         # trains 10-20% faster; docs/performance.md). close() restores the default;
         # set last, once nothing in here can fail any more.
-        self._flushing = device.type == "cpu" and torch.set_flush_denormal(True)
+        self._flushing = device.type == "cpu" and flush_denormals(True)
         if report and dist.is_main:
             self.reporter.line(f"pretrained weights {cfg.model.pretrained}: {len(report['missing'])} missing "
                                f"keys {report['missing'][:4]}, {len(report['unexpected'])} unexpected keys")
@@ -208,7 +201,8 @@ class Trainer:
                 f"run {self.run.path}: model {self.cfg.model.name} ({n_params:,} trainable parameters), "
                 f"data {self.cfg.data.source} ({counts}), device {self.device}"
                 + (f" x {self.dist.world} processes" if self.dist.enabled else "")
-                + (f", amp {str(self.amp).removeprefix('torch.')}" if self.amp else ""))
+                + (f", amp {str(self.amp).removeprefix('torch.')}" if self.amp else "")
+                + (" (training step)" if self.amp and self.eval_amp != self.amp else ""))
         if self._threads_note and self.dist.is_main:
             self.reporter.line(self._threads_note)
         store_note = restart_store_note()
@@ -232,7 +226,7 @@ class Trainer:
         self.reporter.close()
         torch.set_num_threads(self._threads)  # the caller's process keeps its own setting
         if self._flushing:
-            torch.set_flush_denormal(False)
+            flush_denormals(False)
 
     def lr_at(self, epoch: int, fraction: float = 0.0) -> float:
         return self.manual_lr if self.manual_lr is not None else self.schedule(epoch, fraction)
@@ -409,7 +403,7 @@ class Trainer:
         with torch.inference_mode():
             for i, batch in enumerate(loader):
                 x, y = task.to_device(batch, self.device)
-                with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+                with torch.autocast(self.device.type, dtype=self.eval_amp, enabled=self.eval_amp is not None):
                     out, loss = task.eval_outputs(model, x, y)
                 meter.update(out, y, loss)
                 if on_batch is not None:
