@@ -6,7 +6,8 @@ their epochs interleaved, round by round, after a warm-up epoch each; so load fr
 falls on every variant alike. Reported per variant: the median samples/s (wall clock) and the median
 samples per CPU-second of this process and its children (with one thread, the figure that survives a
 shared machine), with the spread; for compiled variants also the first epoch's extra CPU-seconds (the
-compile) and the epochs it takes to earn them back.
+compile, from an empty inductor cache: what a run pays on a new machine or after an upgrade) and the
+epochs it takes to earn them back.
 
     python benchmarks/cpu_precision.py [--rounds 3] [--samples 2000] [--nets lenet,minivgg,emotion_vgg]
     DEEPVISION_CPU_THREADS=1 python benchmarks/cpu_precision.py --compile --nets lenet --no-append
@@ -100,6 +101,8 @@ def main() -> None:
     p.add_argument("--no-append", action="store_true")
     a = p.parse_args()
     variants = ["float32", "bf16"] + (["bf16+compile"] if a.compile else [])
+    if a.compile:  # a cold compile: an earlier run's cached kernels would hide its cost
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-")
     rows = []
     for net in a.nets.split(","):
         rows += measure(net, variants, a.rounds, a.samples)

@@ -118,7 +118,10 @@ def main() -> None:
                                                                         else "") + " ratio |"
     table = header + "\n|" + "---|" * (header.count("|") - 1) + "\n" + "\n".join(rows)
     nets = ("" if a.nets == ",".join(NETS) else f" --nets {a.nets}") + ("" if a.amp == "auto" else f" --amp {a.amp}")
-    body = (f"`{'KERAS_PYTHON=... ' if 'keras' in sides else ''}python benchmarks/reference_nets.py --rounds "
+    nets += "" if a.threads == 2 else f" --threads {a.threads}"
+    pinned = os.environ.get("DEEPVISION_CPU_THREADS")
+    env = ("KERAS_PYTHON=... " if "keras" in sides else "") + (f"DEEPVISION_CPU_THREADS={pinned} " if pinned else "")
+    body = (f"`{env}python benchmarks/reference_nets.py --rounds "
             f"{a.rounds} --epochs {a.epochs}{nets}`; {describe()}. Random data, no augmentation; median over rounds of "
             f"each process's median steady-state epoch (first epoch = warm-up); sides alternate; deepvision trains in "
             f"{'/'.join(sorted(dtypes))} (train.amp {a.amp}), Keras in float32.\n\n{table}\n")
