@@ -2,6 +2,7 @@
 
     KERAS_PYTHON=/path/to/keras-venv/bin/python python benchmarks/reference_nets.py [--rounds 3] [--no-append]
     python benchmarks/reference_nets.py --nets lenet --rounds 1 --epochs 2 --no-append     # deepvision only
+    python benchmarks/reference_nets.py --amp bf16 ...     # the engine in bf16 autocast (default: train.amp auto)
 
 For LeNet (28x28x1, batch 100, SGD momentum), MiniVGGNet (32x32x3, batch 64, SGD Nesterov) and
 EmotionVGGNet (48x48x1, batch 128, Adam, ELU + BN, the emotion case study's E4 network), each side
@@ -10,7 +11,8 @@ deepvision through its trainer (`Trainer.train_epoch`, the loop `deepvision trai
 device-side normalisation, channels_last, metrics) and Keras through one `model.fit` for all epochs
 (`keras_peer.py`, the way Keras users train). The first epoch of each is the warm-up; the figure is
 the median samples/s of the others. Sides alternate order round by round; the table gives the median
-over rounds and the range.
+over rounds and the range. deepvision trains with its default `train.amp: auto` (float32 on the CPU)
+unless `--amp` says otherwise (`--amp bf16`: bf16 autocast, docs/performance.md); Keras in float32.
 """
 
 from __future__ import annotations
@@ -40,18 +42,18 @@ NETS = {
 }
 
 
-def engine_config(net: str, epochs: int) -> dict:
+def engine_config(net: str, epochs: int, amp: str = "auto") -> dict:
     model, channels, side, classes, batch, optim, samples = NETS[net]
     return {"name": f"bench-{net}", "profile": "reference", "model": dict(model),
             "data": {"source": "synthetic", "train": "train", "val": None, "test": None, "val_fraction": 0.0,
                      "batch_size": batch, "channels": channels, "image_size": side, "scale": 1 / 255,
                      "options": {"samples": samples, "classes": classes, "size": side, "channels": channels}},
             "optim": dict(optim), "train": {"epochs": epochs, "seed": 0, "device": "cpu", "log_every": 10_000,
-                                            "tensorboard": False, "progress": "lines", "test": "off"}}
+                                            "tensorboard": False, "progress": "lines", "test": "off", "amp": amp}}
 
 
-def run_engine(net: str, epochs: int) -> list[float]:
-    """samples/s of every epoch of deepvision's trainer (this process)."""
+def run_engine(net: str, epochs: int, amp: str = "auto") -> tuple[list[float], str]:
+    """samples/s of every epoch of deepvision's trainer (this process), and its training dtype."""
     import torch
 
     from deepvision.config import build_config
@@ -61,22 +63,25 @@ def run_engine(net: str, epochs: int) -> list[float]:
     from deepvision.runs.rundir import RunDir
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
-        trainer = Trainer(resolve_run(build_config(engine_config(net, epochs))), RunDir.create(tmp, "bench"),
+        trainer = Trainer(resolve_run(build_config(engine_config(net, epochs, amp))), RunDir.create(tmp, "bench"),
                           dist=DistInfo(), device=torch.device("cpu"))
         try:
-            return [trainer.train_epoch(e)["samples_per_s"] for e in range(epochs)]
+            speeds = [trainer.train_epoch(e)["samples_per_s"] for e in range(epochs)]
+            return speeds, str(trainer.amp or torch.float32).removeprefix("torch.")
         finally:
             trainer.close()
 
 
-def measure(side: str, net: str, epochs: int, threads: int) -> list[float]:
+def measure(side: str, net: str, epochs: int, threads: int, amp: str) -> dict:
+    """{"samples_per_s": per epoch, "dtype": the engine's training dtype (deepvision only)}"""
     if side == "deepvision":
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--engine-child", net, "--epochs", str(epochs)]
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--engine-child", net, "--epochs", str(epochs),
+               "--amp", amp]
     else:
         cmd = [os.environ["KERAS_PYTHON"], str(HERE / "keras_peer.py"), net, "--samples", str(NETS[net][6]),
                "--epochs", str(epochs), "--threads", str(threads)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["samples_per_s"]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -85,19 +90,24 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=4, help="epochs per process, the first is the warm-up")
     p.add_argument("--threads", type=int, default=2, help="TensorFlow's intra/inter-op threads (the cores)")
+    p.add_argument("--amp", default="auto", choices=("auto", "off", "bf16"), help="deepvision's train.amp")
     p.add_argument("--no-append", action="store_true")
     p.add_argument("--engine-child", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.engine_child:
-        print(json.dumps({"samples_per_s": run_engine(a.engine_child, a.epochs)}))
+        speeds, dtype = run_engine(a.engine_child, a.epochs, a.amp)
+        print(json.dumps({"samples_per_s": speeds, "dtype": dtype}))
         return
     sides = ["deepvision"] + (["keras"] if os.environ.get("KERAS_PYTHON") else [])
-    rows = []
+    rows, dtypes = [], set()
     for net in a.nets.split(","):
         speeds: dict[str, list[float]] = {s: [] for s in sides}
         for r in range(a.rounds):
             for side in (sides if r % 2 == 0 else sides[::-1]):
-                per_epoch = measure(side, net, a.epochs, a.threads)
+                result = measure(side, net, a.epochs, a.threads, a.amp)
+                per_epoch = result["samples_per_s"]
+                if side == "deepvision":
+                    dtypes.add(result["dtype"])
                 speeds[side].append(statistics.median(per_epoch[1:] or per_epoch))
                 print(f"{net} round {r + 1} {side}: {speeds[side][-1]:,.0f} samples/s", flush=True)
         med = {s: statistics.median(v) for s, v in speeds.items()}
@@ -108,7 +118,8 @@ def main() -> None:
                                                                         else "") + " ratio |"
     table = header + "\n|" + "---|" * (header.count("|") - 1) + "\n" + "\n".join(rows)
     body = (f"Machine: {describe()}. Random data, no augmentation; median over rounds of each process's median "
-            f"steady-state epoch (first epoch = warm-up); sides alternate.\n\n{table}\n")
+            f"steady-state epoch (first epoch = warm-up); sides alternate; deepvision trains in "
+            f"{'/'.join(sorted(dtypes))} (train.amp {a.amp}), Keras in float32.\n\n{table}\n")
     print(body)
     if not a.no_append:
         write_section("The reference's networks: deepvision vs Keras", body)

@@ -33,6 +33,7 @@ from deepvision.engine.distributed import (
     restart_store_note,
 )
 from deepvision.engine.optim import build_optimizer
+from deepvision.engine.precision import amp_dtype, flush_denormals
 from deepvision.engine.reporting import Reporter, open_log
 from deepvision.engine.resolve import ResolvedRun
 from deepvision.engine.schedules import Schedule
@@ -58,16 +59,6 @@ class FitResult:
     @property
     def last(self) -> dict[str, Any]:
         return self.history[-1] if self.history else {}
-
-
-def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    if mode == "off" or (mode == "auto" and device.type != "cuda"):
-        return None
-    if mode == "fp16":
-        return torch.float16
-    if mode == "bf16" or (device.type == "cuda" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return torch.float16
 
 
 class Trainer:
@@ -150,7 +141,7 @@ class Trainer:
         # On the CPU denormal floats are flushed to zero while training, as TensorFlow's CPU kernels do: the
         # tiny gradients of saturated tanh units are denormals, many times slower to compute with
         # (docs/performance.md). close() restores the default; set last, once nothing in here can fail any more.
-        self._flushing = device.type == "cpu" and torch.set_flush_denormal(True)
+        self._flushing = device.type == "cpu" and flush_denormals(True)
         if report and dist.is_main:
             self.reporter.line(f"pretrained weights {cfg.model.pretrained}: {len(report['missing'])} missing "
                                f"keys {report['missing'][:4]}, {len(report['unexpected'])} unexpected keys")
@@ -233,7 +224,7 @@ class Trainer:
         self.reporter.close()
         torch.set_num_threads(self._threads)  # the caller's process keeps its own setting
         if self._flushing:
-            torch.set_flush_denormal(False)
+            flush_denormals(False)
 
     def lr_at(self, epoch: int, fraction: float = 0.0) -> float:
         return self.manual_lr if self.manual_lr is not None else self.schedule(epoch, fraction)
