@@ -57,10 +57,11 @@ def runs(trained, tmp_path):
     return tmp_path / "runs"
 
 
-def test_default_keep_is_two():
-    from deepvision.config.schema import CheckpointConfig
+def test_default_keep_is_two_and_five_for_the_reference_profile():
+    from deepvision.config import build_config
 
-    assert CheckpointConfig().keep == 2
+    assert build_config({}).checkpoint.keep == 2
+    assert build_config({"profile": "reference"}).checkpoint.keep == 5
 
 
 def test_journal_says_what_older_epochs_take_and_how_to_prune(runs):
