@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import append_section, describe
+from machine import describe, write_section
 from reference_nets import NETS, engine_config
 
 # variant -> (train.amp, train.compile)
@@ -109,16 +109,12 @@ def main() -> None:
         print(rows[-1], flush=True)
     table = ("| network | batch | variant | samples/s (range) | samples per CPU-s (range) | vs float32 | "
              "compile cost, paid back after |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows))
-    flags = (" --compile" if a.compile else "") + ("" if a.nets == ",".join(NETS) else f" --nets {a.nets}")
-    pinned = os.environ.get("DEEPVISION_CPU_THREADS")
-    env = f"DEEPVISION_CPU_THREADS={pinned} " if pinned else ""
-    command = f"{env}python benchmarks/cpu_precision.py --rounds {a.rounds} --samples {a.samples}{flags}"
-    body = (f"`{command}`; {describe()}. "
+    body = (f"Machine: {describe()}. "
             f"The engine's training epoch per variant, interleaved in one process after a warm-up epoch; "
             f"random data, no augmentation; median over rounds.\n\n{table}\n")
     print(body)
     if not a.no_append:
-        append_section("The engine's CPU training step: float32 vs bf16 autocast", body)
+        write_section("The engine's CPU training step: float32 vs bf16 autocast", body)
 
 
 if __name__ == "__main__":
