@@ -2,7 +2,7 @@
 
     KERAS_PYTHON=/path/to/keras-venv/bin/python python benchmarks/reference_nets.py [--rounds 3] [--no-append]
     python benchmarks/reference_nets.py --nets lenet --rounds 1 --epochs 2 --no-append     # deepvision only
-    python benchmarks/reference_nets.py --amp bf16 ...     # the engine in bf16 autocast (default: train.amp auto)
+    python benchmarks/reference_nets.py --amp off ...     # the engine in float32 (default: train.amp auto)
 
 For LeNet (28x28x1, batch 100, SGD momentum), MiniVGGNet (32x32x3, batch 64, SGD Nesterov) and
 EmotionVGGNet (48x48x1, batch 128, Adam, ELU + BN, the emotion case study's E4 network), each side
@@ -11,8 +11,8 @@ deepvision through its trainer (`Trainer.train_epoch`, the loop `deepvision trai
 device-side normalisation, channels_last, metrics) and Keras through one `model.fit` for all epochs
 (`keras_peer.py`, the way Keras users train). The first epoch of each is the warm-up; the figure is
 the median samples/s of the others. Sides alternate order round by round; the table gives the median
-over rounds and the range. deepvision trains with its default `train.amp: auto` (float32 on the CPU)
-unless `--amp` says otherwise (`--amp bf16`: bf16 autocast, docs/performance.md); Keras in float32.
+over rounds and the range. deepvision trains with its default `train.amp: auto` (bf16 autocast on CPUs
+with AMX-BF16, float32 elsewhere; docs/performance.md) unless `--amp` says otherwise; Keras in float32.
 """
 
 from __future__ import annotations

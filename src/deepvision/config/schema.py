@@ -234,7 +234,7 @@ class TrainConfig:
     epochs: int = 10
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, off on CPU
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA and AMX CPUs (engine/precision.py)
     channels_last: bool | None = None  # None: on (CPU and CUDA) for tasks that allow it
     compile: bool = False
     grad_accum: int = 1  # micro-batches per optimizer step

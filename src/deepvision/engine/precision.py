@@ -1,9 +1,9 @@
-"""Numeric precision of a run: the autocast dtype of `train.amp`, and denormal flushing on the CPU.
+"""Numeric precision of a run: autocast dtypes (`train.amp`) and denormal flushing on the CPU.
 
-`train.amp: auto` is bf16 autocast on CUDA GPUs and float32 on the CPU. bf16 on the CPU
-(`train.amp: bf16`) runs on oneDNN's AMX kernels where the CPU has them; it was 1.7-2.3x faster than
-float32 with one thread but slower with two on the 2-core machine measured (docs/performance.md), so it
-is not the CPU default.
+`train.amp: auto` trains in bf16 autocast on CUDA GPUs and on CPUs with AMX-BF16 tile units (Intel
+Sapphire Rapids and later), where oneDNN's bf16 kernels made the training step of LeNet, MiniVGGNet and
+EmotionVGGNet 1.6-2.5x faster at the same accuracy (docs/performance.md); on the CPU only the training
+step runs in bf16, validation and `deepvision evaluate` score in float32. Elsewhere `auto` is float32.
 
 `flush_denormals` sets flush-to-zero on every thread that computes: `torch.set_flush_denormal` alone
 changes the calling thread's floating-point mode, and the OpenMP workers that run half of each kernel on
@@ -18,8 +18,20 @@ import os
 import torch
 
 
+def cpu_bf16_fast() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AMX-BF16 and AVX512-BF16)."""
+    capabilities = getattr(torch.cpu, "get_capabilities", None)
+    if capabilities is None:
+        return False
+    try:
+        caps = capabilities()
+    except RuntimeError:
+        return False
+    return bool(caps.get("amx_bf16")) and bool(caps.get("avx512_bf16"))
+
+
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of `train.amp` on `device`; None: float32."""
+    """The autocast dtype of `train.amp` for scoring (validation, evaluation); None: float32."""
     if mode == "off" or (mode == "auto" and device.type != "cuda"):
         return None
     if mode == "fp16":
@@ -27,6 +39,14 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     if mode == "bf16" or (device.type == "cuda" and torch.cuda.is_bf16_supported()):
         return torch.bfloat16
     return torch.float16
+
+
+def train_amp_dtype(mode: str, device: torch.device, cpu_autocast: bool = True) -> torch.dtype | None:
+    """The autocast dtype of the training step. `auto` on the CPU: bf16 where `cpu_bf16_fast()` and the
+    task allows it (`cpu_autocast`), else float32; otherwise as `amp_dtype`."""
+    if mode == "auto" and device.type == "cpu":
+        return torch.bfloat16 if cpu_autocast and cpu_bf16_fast() else None
+    return amp_dtype(mode, device)
 
 
 _PARALLEL_BODY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)

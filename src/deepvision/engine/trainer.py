@@ -33,7 +33,7 @@ from deepvision.engine.distributed import (
     restart_store_note,
 )
 from deepvision.engine.optim import build_optimizer
-from deepvision.engine.precision import amp_dtype, flush_denormals
+from deepvision.engine.precision import amp_dtype, flush_denormals, train_amp_dtype
 from deepvision.engine.reporting import Reporter, open_log
 from deepvision.engine.resolve import ResolvedRun
 from deepvision.engine.schedules import Schedule
@@ -101,7 +101,9 @@ class Trainer:
         self.model = model  # the plain module: evaluation, checkpoints
         self.optimizer = build_optimizer(model, cfg.optim, split_head=tc.freeze.body_epochs > 0)
         self.frozen: set[str] = set()  # parameter-group parts ("body") trained with a zero learning rate
-        self.amp = amp_dtype(tc.amp, device)
+        # the training step's autocast dtype, and scoring's (float32 on the CPU unless train.amp says bf16)
+        self.amp = train_amp_dtype(tc.amp, device, self.task.cpu_autocast)
+        self.eval_amp = amp_dtype(tc.amp, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
         self.schedule = Schedule(cfg.schedule, cfg.optim.lr, tc.epochs)
         self.manual_lr = manual_lr
@@ -200,7 +202,8 @@ class Trainer:
                 f"run {self.run.path}: model {self.cfg.model.name} ({n_params:,} trainable parameters), "
                 f"data {self.cfg.data.source} ({counts}), device {self.device}"
                 + (f" x {self.dist.world} processes" if self.dist.enabled else "")
-                + (f", amp {str(self.amp).removeprefix('torch.')}" if self.amp else ""))
+                + (f", amp {str(self.amp).removeprefix('torch.')}" if self.amp else "")
+                + (" (training step)" if self.amp and self.eval_amp != self.amp else ""))
         if self._threads_note and self.dist.is_main:
             self.reporter.line(self._threads_note)
         store_note = restart_store_note()
@@ -395,7 +398,7 @@ class Trainer:
         with torch.inference_mode():
             for i, batch in enumerate(loader):
                 x, y = task.to_device(batch, self.device)
-                with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+                with torch.autocast(self.device.type, dtype=self.eval_amp, enabled=self.eval_amp is not None):
                     out, loss = task.eval_outputs(model, x, y)
                 meter.update(out, y, loss)
                 if on_batch is not None:

@@ -58,6 +58,7 @@ class Task(ABC):
     minimize: ClassVar[tuple[str, ...]] = ()  # metrics where lower is better, besides every "*loss"
     check_input: ClassVar[bool] = True  # check the model accepts the preprocessed input size before training
     supports_channels_last: ClassVar[bool] = True  # the model may run in channels_last memory format
+    cpu_autocast: ClassVar[bool] = True  # train.amp=auto may train in bf16 on CPUs with AMX (engine/precision.py)
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg

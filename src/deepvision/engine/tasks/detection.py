@@ -129,6 +129,7 @@ class DetectionTask(Task):
 
     check_input = False  # the detector resizes its input itself
     supports_channels_last = False  # inputs are lists of differently sized images
+    cpu_autocast = False  # bf16 on the CPU is measured for classification CNNs only
     train_metrics: ClassVar[tuple[str, ...]] = RCNN_METRICS  # SSD models: SSD_METRICS (set per instance)
     val_metrics: ClassVar[tuple[str, ...]] = ("map50", "map")
     default_monitor: ClassVar[str] = "val_map50"
