@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import struct
 from pathlib import Path
 
@@ -50,3 +52,14 @@ def make_image_folder(root: Path, n_per_class: int = 40, size: int = 32, seed: i
             rgb = np.clip(img[:, :, None] + noise, 0, 255).astype(np.uint8)
             Image.fromarray(rgb).save(folder / f"{name}_{i:03d}{ext}")
     return root
+
+
+def run_main(*args: str) -> tuple[int, str, str]:
+    """Run `deepvision ARGS...` in-process, capturing its output where the capsys fixture is not at hand
+    (module-scoped fixtures); returns (exit code, stdout, stderr)."""
+    from deepvision.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()

@@ -4,7 +4,6 @@ checkpoint retention; rank-5 left out with <= 5 classes; evaluate naming the spl
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 
@@ -13,16 +12,7 @@ import yaml
 
 from deepvision.engine import reporting
 from deepvision.runs.rundir import RunDir
-from tests.helpers import tiny_config
-
-
-def run_main(*args: str) -> tuple[int, str, str]:
-    from deepvision.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
+from tests.helpers import run_main, tiny_config
 
 
 @pytest.fixture(scope="module")

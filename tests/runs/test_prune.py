@@ -4,8 +4,6 @@ frees what it reports, and leaves a run another process holds alone."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -16,16 +14,7 @@ import yaml
 
 from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.rundir import RunDir
-from tests.helpers import tiny_config
-
-
-def run_main(*args: str) -> tuple[int, str, str]:
-    from deepvision.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
+from tests.helpers import run_main, tiny_config
 
 
 @pytest.fixture(scope="module")
