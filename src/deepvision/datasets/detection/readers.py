@@ -371,7 +371,11 @@ def read_coco(files: dict[str, Path], images_dir: str | Path | None = None) -> A
                 raise UserError(f"{where}: 'file_name' must be a path, got {file_name!r}")
             width, height = img.get("width"), img.get("height")
             ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height))
-            records[_coco_int(img, "id", where)] = ImageRecord(
+            ident = _coco_int(img, "id", where)
+            if ident in records:
+                raise UserError(f"{json_path}: image id {ident} is given twice in 'images'; each image needs "
+                                f"its own id (annotations name their image by it)")
+            records[ident] = ImageRecord(
                 str(inside(folder, file_name, where).resolve()), width=width if ok else None,
                 height=height if ok else None, looked_in=(file_name, str(folder)))
         for ann in data["annotations"]:
@@ -431,19 +435,21 @@ def _yolo_class(value: str, where: str) -> int:
     return int(number)
 
 
-def _yolo_images(entry: Any, base: Path) -> list[Path]:
+def _yolo_images(entry: Any, base: Path, where: str) -> list[Path]:
+    """The images of one split: folders and .txt lists inside the dataset folder `base`, whose lines name
+    images inside it too (relative to it, or to the list's folder)."""
     entries = entry if isinstance(entry, list) else [entry]
     out: list[Path] = []
     for e in entries:
         if not isinstance(e, str) or not e or "\0" in e:
             raise UserError(f"YOLO split {e!r}: give a folder of images or a .txt list of images")
-        p = Path(e) if Path(e).is_absolute() else base / e
+        p = inside(base, e, where)
         if p.is_dir():
             out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS)
         elif p.suffix == ".txt" and p.is_file():  # a list of image paths, relative to the dataset path
             for line in read_text(p).split():
-                q = Path(line)
-                out.append(q if q.is_absolute() else (base / q if (base / q).exists() else p.parent / q))
+                q = inside(base, line, str(p))
+                out.append(q if q.exists() else inside(p.parent, line, str(p)))
         else:
             raise UserError(f"YOLO split {e}: {p} is neither a folder of images nor a .txt list of images")
     return out
@@ -501,7 +507,7 @@ def read_yolo(source: str | Path) -> Annotations:
         if not spec.get(split):
             continue
         records = []
-        for image in _yolo_images(spec[split], base):
+        for image in _yolo_images(spec[split], base, f"{yaml_path}, {split}"):
             record = ImageRecord(str(image.resolve()))
             label = yolo_label_path(image)
             kind = file_problem(label)
