@@ -65,6 +65,17 @@ def _float(value: Any, where: str, what: str) -> float:
         raise UserError(f"{where}: {what} {value!r} is not a number") from None
 
 
+def _flag(value: str, where: str) -> bool:
+    """An annotation's yes/no field: 1/0, true/false (any case) or empty (no); anything else is refused
+    rather than guessed."""
+    text = value.strip().lower()
+    if text in ("", "0", "false"):
+        return False
+    if text in ("1", "true"):
+        return True
+    raise UserError(f"{where}: {value.strip()[:20]!r} is not 0, 1, true or false")
+
+
 def _parse_xml(path: Path) -> ET.Element:
     try:
         return ET.fromstring(read_regular_file(path))
@@ -140,7 +151,7 @@ def read_imglab(files: dict[str, Path], reference_clip: bool = False) -> Annotat
             size = image_size(file)
             record = ImageRecord(file, width=size[0] if size else None, height=size[1] if size else None)
             for box in image.iter("box"):
-                if box.get("ignore", "0") not in ("0", ""):
+                if _flag(box.get("ignore", "0"), f"{xml_path}, <box ignore>"):
                     ignored += 1
                     continue
                 where = f"{xml_path.name}, image {rel}"
@@ -237,7 +248,7 @@ def read_voc_xml(xml_path: Path, image_dirs: list[Path] | None = None, dataset_r
         if bnd is None:
             raise UserError(f"{xml_path}: object '{name}' has no <bndbox>")
         x1, y1, x2, y2 = (_float(bnd.findtext(k), str(xml_path), k) for k in ("xmin", "ymin", "xmax", "ymax"))
-        difficult = (obj.findtext("difficult") or "0").strip() not in ("0", "", "false", "False")
+        difficult = _flag(obj.findtext("difficult") or "0", f"{xml_path}, <difficult>")
         record.boxes.append(Box(x1 - 1, y1 - 1, x2, y2, name, difficult))
     return record
 
