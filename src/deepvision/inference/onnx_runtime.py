@@ -74,7 +74,7 @@ class OnnxClassifier:
                             f"with `deepvision export RUN`")
         check_class_names(self.classes, f"{self.path} metadata")
         shape = next(o.shape for o in self.session.get_outputs() if o.name == self.output)
-        width = shape[-1] if shape else None
+        width = shape[1] if len(shape) == 2 else None  # N x classes; a symbolic width is checked per batch
         if isinstance(width, int) and width != len(self.classes):
             raise UserError(f"{self.path}: its metadata names {len(self.classes)} classes but output "
                             f"{self.output!r} gives {width} values; export it again with `deepvision export RUN`")
