@@ -436,7 +436,8 @@ def render_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = Non
         notes.append("all runs finished")
     died = [r["name"] for r in rows if r.get("status") in ("crashed", "killed")]
     if died:
-        notes.append(f"{', '.join(printable(d) for d in died)}: the process died mid-run (a crash's report ends train.log); "
+        names = ", ".join(printable(d) for d in died)
+        notes.append(f"{names}: the process died mid-run (a crash's report ends train.log); "
                      f"`deepvision resume RUN` goes on from the last completed epoch")
     text = console.file.getvalue()
     lines = ([title] if title else []) + [line.rstrip() for line in text.splitlines()]
