@@ -149,3 +149,11 @@ def test_a_valid_onnx_file_predicts_its_own_names(tmp_path):
     (top,) = model.predict_tensors(torch.zeros(1, 3, 4, 4, dtype=torch.uint8), 2)
     assert [name for name, _ in top] == ["a", "b"] or [name for name, _ in top] == ["b", "a"]
     assert [p for _, p in top] == [0.5, 0.5]
+
+
+def test_a_data_labels_file_naming_a_class_twice_is_refused(tmp_path):
+    from deepvision.data.builtin_sources import read_class_names
+
+    (tmp_path / "labels.txt").write_text("a\nb\na\n")
+    with pytest.raises(UserError, match="class name 'a' is given twice"):
+        read_class_names(str(tmp_path / "labels.txt"), 3)
