@@ -38,3 +38,32 @@ def ort_session(path: str | Path, spin: bool = True, threads: int | None = None)
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise UserError(f"onnxruntime cannot load {path} ({first})") from None
+
+
+def check_weights_finite(path: str | Path) -> None:
+    """UserError naming the first weight (initializer) of the ONNX file at `path` that holds NaN or
+    infinity: every prediction through it would be NaN ("nan%"). Tensors stored outside the file are
+    left to onnxruntime."""
+    import numpy as np
+
+    onnx = require("onnx")
+    from onnx import numpy_helper
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's own exception types
+        why = str(exc).strip()[:120] or type(exc).__name__
+        raise UserError(f"cannot read {path} as an ONNX model ({why})") from None
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        for tensor in graph.initializer:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                continue
+            values = numpy_helper.to_array(tensor)
+            if values.dtype.kind in "fc" and not np.isfinite(values).all():
+                raise UserError(f"{path}: weight {tensor.name!r} holds NaN or infinite values; the file is "
+                                f"damaged (export it again from a run whose weights are finite)")
+        for node in graph.node:  # the branches of If/Loop/Scan hold initializers too
+            graphs += [attr.g for attr in node.attribute if attr.HasField("g")]
+            graphs += [g for attr in node.attribute for g in attr.graphs]

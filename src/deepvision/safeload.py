@@ -349,12 +349,31 @@ def open_npz(path: str | Path, max_ratio: float = NPZ_MAX_RATIO, what: str = ".n
     return np.load(path, allow_pickle=False)
 
 
-def check_class_names(names: list[str], where: str) -> None:
-    """UserError naming the first class name that labels.txt (one name a line) could not keep: empty, or
-    holding a control character or a line separator (a newline would split it into two classes)."""
+def is_control(ch: str) -> bool:
+    """A control character or a line/paragraph separator: what moves a terminal's cursor or splits a line."""
     import unicodedata
 
+    return unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+
+
+def printable(text: object) -> str:
+    """`text` with its control characters written as Python escapes ('\\x1b', '\\n'), so a name read from
+    a file or given on the command line cannot clear the screen, colour the output or split a line."""
+    s = str(text)
+    if not any(is_control(ch) for ch in s):
+        return s
+    return "".join(ch.encode("unicode_escape").decode("ascii") if is_control(ch) else ch for ch in s)
+
+
+def check_class_names(names: list[str], where: str) -> None:
+    """UserError naming the first class name that labels.txt (one name a line) could not keep: empty, not a
+    string, holding a control character or a line separator (a newline would split it into two classes), or
+    given twice (two outputs with one name: a prediction could not say which)."""
+    seen: set[str] = set()
     for name in names:
-        if not name or any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name):
-            raise UserError(f"{where}: class name {name!r} is empty or holds a control character (a newline "
-                            f"would split labels.txt); rename it")
+        if not isinstance(name, str) or not name or any(is_control(ch) for ch in name):
+            raise UserError(f"{where}: class name {printable(repr(name))} is empty or holds a control "
+                            f"character (a newline would split labels.txt); rename it")
+        if name in seen:
+            raise UserError(f"{where}: class name {name!r} is given twice; class names must be unique")
+        seen.add(name)

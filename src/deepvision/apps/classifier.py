@@ -75,6 +75,7 @@ def _from_checkpoint(path: Path, device: torch.device) -> Classifier:
     from deepvision.models.weights import load_weights
     from deepvision.runs.checkpoint import load_checkpoint
     from deepvision.runs.loading import check_plan
+    from deepvision.safeload import check_class_names
 
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt.get("config"), dict) or not isinstance(ckpt.get("preprocess"), dict):
@@ -85,7 +86,12 @@ def _from_checkpoint(path: Path, device: torch.device) -> Classifier:
     check_plan(cfg, pre, ckpt["model_state"], str(path), f"the preprocessing stored in {path}")
     model = build_model(cfg, pre)
     load_weights(model, ckpt["model_state"], strict=True, source=f"weights in {path}")
-    classes = list(ckpt.get("classes") or [])
+    classes = ckpt.get("classes") or []
+    classes = list(classes) if isinstance(classes, (list, tuple)) else [classes]
+    check_class_names(classes, f"the class names in {path}")
     outputs = cfg.model.num_classes or len(classes)
+    if len(classes) > outputs:
+        raise UserError(f"{path} names {len(classes)} classes for a model of {outputs} outputs; the file is "
+                        f"damaged")
     classes += [str(i) for i in range(len(classes), outputs)]
     return Classifier(model.to(device).eval(), pre, classes, str(path))

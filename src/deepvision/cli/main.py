@@ -138,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         threads = fit_threads(args)
         return int(args.func(args) or 0)
     except UserError as exc:
-        sys.stderr.write(f"deepvision {args.command}: error: {exc}\n")
+        from deepvision.safeload import printable  # a name from a file or the command line, escaped
+
+        sys.stderr.write(f"deepvision {args.command}: error: {printable(exc)}\n")
         return 2
     except StopRequested as stop:
         if os.environ.get("RANK", "0") == "0":  # under DDP every rank stops; rank 0 speaks

@@ -5,6 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from deepvision.safeload import printable
+
+
+def shown(text: object) -> str:
+    """A path or name as the CLI prints it: control characters escaped ('a\\x1b[31m', 'b\\nc'), so a file
+    name cannot clear the screen, colour the output or pass for two lines."""
+    return printable(text)
+
 
 def shorten_name(name: str, width: int) -> str:
     """`name` in at most `width` characters, cut after a whole synonym ('n03977966 police van, police
@@ -27,6 +35,7 @@ def print_top_k(results: list[Any], as_json: bool, name_width: int | None = None
         print(json.dumps([r.to_dict() for r in results], indent=2))
         return
     for r in results:
-        print(r.image)
+        print(shown(r.image))
         for rank, (name, prob) in enumerate(r.top, 1):
+            name = shown(name)
             print(f"  {rank}. {shorten_name(name, name_width) if name_width else name}: {prob * 100:.2f}%")

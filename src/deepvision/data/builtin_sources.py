@@ -275,4 +275,5 @@ def read_class_names(path: str | None, count: int, root: str | None = None) -> l
         raise UserError(f"cannot read the labels file {p}: {getattr(exc, 'strerror', None) or exc}") from None
     if len(names) < count:
         raise UserError(f"{p} names {len(names)} classes but the labels go up to {count - 1}")
+    check_class_names(names, str(p))
     return names

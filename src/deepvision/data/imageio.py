@@ -48,6 +48,9 @@ ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
 # Pillow modes `to_mode` converts faithfully; others (LAB, HSV, ...) would come out with wrong colours
 READABLE_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr",
                   "I;16", "I;16B", "I;16L", "I", "F")
+# TIFF carries any sample layout (CMYK, 32-bit float or integer, YCbCr, Lab); only plain RGB, greyscale,
+# palette and bilevel TIFFs (with alpha, or 16-bit grey) are read, as every other format's common modes
+TIFF_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "I;16", "I;16B", "I;16L")
 DECODERS = ("auto", "simplejpeg", "cv2")
 JPEG_SOI = b"\xff\xd8\xff"
 _max_pixels: int | None = None  # set_max_image_pixels() override
@@ -293,7 +296,7 @@ def _pil_open(data: bytes, limit: int | None = None) -> Image.Image:
         except UnidentifiedImageError:
             raise NotAnImageError("not a recognised image format") from None
     check_pixels(*img.size, limit)
-    if img.mode not in READABLE_MODES:
+    if img.mode not in READABLE_MODES or (img.format == "TIFF" and img.mode not in TIFF_MODES):
         raise NotAnImageError(f"this {img.format} holds {img.mode} colour, which deepvision does not read; "
                               f"give an RGB or greyscale image", img.mode)
     return img

@@ -33,9 +33,9 @@ from deepvision.errors import UserError
 from deepvision.export.hooks import ExportHooks, Parity, register_export
 from deepvision.export.onnx_export import METADATA_KEY
 from deepvision.models.detection import detection_family
-from deepvision.onnxrt import ort_session, require
+from deepvision.onnxrt import check_weights_finite, ort_session, require
 from deepvision.runs.loading import LoadedRun
-from deepvision.safeload import load_json
+from deepvision.safeload import check_class_names, load_json
 from deepvision.version import __version__
 
 FORMATS = ("torchscript", "onnx")
@@ -239,8 +239,10 @@ def load_exported(path: str | Path, fmt: str | None = None) -> tuple[Any, list[s
         raise UserError(f"exported model not found: {path}")
     if (fmt or ("onnx" if path.suffix == ".onnx" else "torchscript")) == "onnx":
         session = ort_session(path)
+        check_weights_finite(path)
         meta = session.get_modelmeta().custom_metadata_map
         classes = _classes(load_json(meta.get("classes", "[]"), f"{path} metadata"))
+        check_class_names(classes, f"{path} metadata")
         return (lambda im: tuple(session.run(None, {"image": np.asarray(im)}))), classes
     files = {"classes.json": ""}
     with warnings.catch_warnings():
@@ -252,7 +254,9 @@ def load_exported(path: str | Path, fmt: str | None = None) -> tuple[Any, list[s
             warnings.simplefilter("ignore")  # "SSD always returns a (Losses, Detections) tuple in scripting"
             return tuple(t.numpy() for t in module(torch.as_tensor(image)))
 
-    return run, _classes(load_json(files["classes.json"] or "[]", f"{path} classes.json"))
+    classes = _classes(load_json(files["classes.json"] or "[]", f"{path} classes.json"))
+    check_class_names(classes, f"{path} classes.json")
+    return run, classes
 
 
 def _classes(value: Any) -> list[str]:

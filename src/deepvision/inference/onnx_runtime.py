@@ -14,8 +14,8 @@ import torch
 
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
-from deepvision.onnxrt import ort_session
-from deepvision.safeload import load_json
+from deepvision.onnxrt import check_weights_finite, ort_session
+from deepvision.safeload import check_class_names, load_json
 
 METADATA_KEY = "deepvision"  # written by deepvision.export.export
 
@@ -35,7 +35,7 @@ class OnnxClassifier:
                 raise UserError(f"{self.path} is an exported detector (boxes out); run it with "
                                 f"deepvision.export.detection.load_exported, or `deepvision detect` on its run")
             self.pre = Preprocess.from_dict(self.meta["preprocess"])
-            self.classes = [str(c) for c in self.meta["classes"]]
+            self.classes = self.meta["classes"]
             self.input = self.meta["input"]["name"]
             self.output = self.meta["output"]["name"]
         except (TypeError, KeyError, ValueError):
@@ -46,6 +46,8 @@ class OnnxClassifier:
             raise UserError(f"{self.path}: its metadata names input {self.input!r} and output {self.output!r}, the "
                             f"graph has {inputs} and {outputs}; export it again with `deepvision export RUN`")
         self._check_input_shape()
+        self._check_classes()
+        check_weights_finite(self.path)
         batch = self.session.get_inputs()[0].shape[0]
         self.fixed_batch = batch if isinstance(batch, int) else None
         self.task = self.meta.get("task", "classification")
@@ -64,6 +66,19 @@ class OnnxClassifier:
                             f"{self.pre.size[0]}x{self.pre.size[1]} but input {self.input!r} takes "
                             f"{'x'.join(str(d) for d in shape[1:])}; export it again with `deepvision export RUN`")
 
+    def _check_classes(self) -> None:
+        """The metadata's class names: a list of valid, distinct names, one for each of the output's values
+        where the graph fixes its width."""
+        if not isinstance(self.classes, list):
+            raise UserError(f"{self.path}: its metadata's classes are not a list of names; export it again "
+                            f"with `deepvision export RUN`")
+        check_class_names(self.classes, f"{self.path} metadata")
+        shape = next(o.shape for o in self.session.get_outputs() if o.name == self.output)
+        width = shape[1] if len(shape) == 2 else None  # N x classes; a symbolic width is checked per batch
+        if isinstance(width, int) and width != len(self.classes):
+            raise UserError(f"{self.path}: its metadata names {len(self.classes)} classes but output "
+                            f"{self.output!r} gives {width} values; export it again with `deepvision export RUN`")
+
     def logits(self, batch: torch.Tensor) -> np.ndarray:
         """Logits for a uint8 N x C x H x W batch (one image at a time for a fixed-batch file)."""
         pixels = batch.float().numpy()
@@ -75,7 +90,10 @@ class OnnxClassifier:
     def predict_tensors(self, batch: torch.Tensor, top: int) -> list[list[tuple[str, float]]]:
         """Top-k (class, probability) lists for a uint8 batch already resized the run's way."""
         probs = torch.softmax(torch.from_numpy(self.logits(batch)).float(), dim=1)
+        if probs.ndim != 2 or probs.shape[1] != len(self.classes):
+            raise UserError(f"{self.path}: output {self.output!r} gives shape {tuple(probs.shape)} for "
+                            f"{len(self.classes)} classes; export it again with `deepvision export RUN`")
         k = min(top, probs.shape[1])
         values, indices = probs.topk(k, dim=1)
-        return [[(self.classes[i] if i < len(self.classes) else str(i), float(v))
+        return [[(self.classes[i], float(v))
                  for v, i in zip(vs.tolist(), ids.tolist())] for vs, ids in zip(values, indices)]

@@ -154,6 +154,12 @@ class open_keras:
             self._file.close()
 
 
+# the weights a layer's config decides on (use_bias, center, scale): one in the file that the layer lacks
+# would be dropped, so the import would compute another function than the file's
+LAYER_WEIGHTS = {"kernel", "bias", "depthwise_kernel", "pointwise_kernel", "gamma", "beta", "moving_mean",
+                 "moving_variance", "alpha"}
+
+
 def graph_weights(src: KerasSource, layers: list[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
     """{layer path: {Keras weight name: dataset}} for the graph's weighted `layers` ((path, module));
     UserError naming the first layer whose weights are missing or whose declared shapes differ."""
@@ -176,9 +182,17 @@ def graph_weights(src: KerasSource, layers: list[tuple[str, Any]]) -> dict[str, 
             if len(items) < len(names):
                 raise UserError(f"{src.path}: layer '{path}' stores {len(items)} weights but its config needs "
                                 f"{len(names)} ({', '.join(names)})")
+            if len(items) > len(names) and names and set(names) <= LAYER_WEIGHTS:
+                raise UserError(f"{src.path}: layer '{path}' stores {len(items)} weights but its config has "
+                                f"{len(names)} ({', '.join(names)}); the file holds weights the layer would "
+                                f"drop (check use_bias, center and scale)")
             found[path] = {n: ds for n, (_, ds) in zip(names, items)}
     for path, shapes in wanted.items():
         have = found.get(path, {})
+        unused = [n for n in have if n not in shapes and n in LAYER_WEIGHTS]
+        if unused:
+            raise UserError(f"{src.path}: layer '{path}' has a '{unused[0]}' weight in the file that its config "
+                            f"does not use (check use_bias, center and scale); it would be dropped")
         for name, shape in shapes.items():
             if name not in have:
                 raise UserError(f"{src.path}: layer '{path}' has no '{name}' weight in the file")

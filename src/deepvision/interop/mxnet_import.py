@@ -25,7 +25,7 @@ from deepvision.errors import UserError
 from deepvision.interop.mxnet_params import read_params, split_params
 from deepvision.models.mxnet_graph import MXNetGraph, check_operators
 from deepvision.models.mxnet_symbol import Symbol, read_symbol
-from deepvision.safeload import check_image_side
+from deepvision.safeload import check_class_names, check_image_side
 
 SYMBOL_FILE = "mxnet-symbol.json"
 _CANDIDATE_SIDES = (224, 227, 299, 32, 28, 256, 192, 112, 96, 64, 48, 16, 8)
@@ -185,15 +185,21 @@ def read_labels(path: str | Path | None, count: int) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"labels file not found: {p}")
-    names = []
+    names, wnids = [], []
     for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
         line = line.strip()
         if not line:
             continue
         head, _, rest = line.partition(" ")
-        names.append(rest.strip() if rest and len(head) == 9 and head[0] == "n" and head[1:].isdigit() else line)
+        synset = bool(rest) and len(head) == 9 and head[0] == "n" and head[1:].isdigit()
+        names.append(rest.strip() if synset else line)
+        wnids.append(head if synset else None)
     if len(names) != count:
         raise UserError(f"{p} names {len(names)} classes but the network has {count} outputs")
+    # ImageNet names two classes "crane" (the bird, the machine): their WordNet ids tell them apart
+    repeated = {n for n in names if names.count(n) > 1}
+    names = [f"{n} ({w})" if n in repeated and w else n for n, w in zip(names, wnids, strict=True)]
+    check_class_names(names, str(p))
     return names
 
 

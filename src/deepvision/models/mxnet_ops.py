@@ -162,6 +162,9 @@ def make_module(node: Node, inputs: list[torch.Tensor], out_override: int | None
     if op == "LeakyReLU":
         act, slope = node.get("act_type"), node.number("slope")
         if act == "prelu":
+            if len(node.inputs) < 2:  # the learned slopes would be made up
+                raise node_error(node, "act_type prelu needs its gamma input (the learned slopes); the "
+                                       "symbol gives none")
             return nn.PReLU(x.shape[1], init=0.25)
         made = {"leaky": lambda: nn.LeakyReLU(slope), "elu": lambda: nn.ELU(slope), "selu": nn.SELU,
                 "gelu": nn.GELU,
@@ -202,6 +205,10 @@ def make_module(node: Node, inputs: list[torch.Tensor], out_override: int | None
         return Clip(node.number("a_min"), node.number("a_max"))
     if op in SCALAR_OPS:
         return ScalarOp(op, node.number("scalar"))
+    if op == "Dropout":
+        node.number("p", 0.0, 1.0)  # identity at inference; p=1 or NaN was never a trained network
+        if node.get("p") == 1:
+            raise node_error(node, "p=1 drops every value; a dropout rate must be below 1")
     if op in ("Cast", "cast") and str(node.get("dtype")) not in ("float32", "None"):
         raise node_error(node, f"Cast to {node.get('dtype')} is not supported (only float32)")
     return nn.Identity()

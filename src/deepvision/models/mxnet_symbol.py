@@ -238,11 +238,11 @@ def parse_symbol(text: str, path: str = "symbol") -> Symbol:
             for key in ("param", "attr", "attrs"):
                 if isinstance(item.get(key), dict):
                     attrs.update({k: str(v) for k, v in item[key].items()})
-            inputs = [(int(e[0]), int(e[1]) if len(e) > 1 else 0) for e in item.get("inputs", [])]
+            inputs = [(_index(e[0]), _index(e[1]) if len(e) > 1 else 0) for e in item.get("inputs", [])]
             if any(not 0 <= src < i or out < 0 for src, out in inputs):
                 raise ValueError(f"node {i} reads node {inputs}, not an earlier node")
             nodes.append(Node(i, str(item["op"]), str(item["name"]), attrs, inputs))
-        heads = [(int(h[0]), int(h[1]) if len(h) > 1 else 0) for h in raw["heads"]]
+        heads = [(_index(h[0]), _index(h[1]) if len(h) > 1 else 0) for h in raw["heads"]]
         if not heads or any(not 0 <= h[0] < len(nodes) or h[1] < 0 for h in heads):
             raise ValueError(f"heads {heads} name no node of the {len(nodes)}")
     except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
@@ -251,6 +251,14 @@ def parse_symbol(text: str, path: str = "symbol") -> Symbol:
     if isinstance(version, list) and len(version) == 2:
         version = version[1]
     return Symbol(nodes, heads, path, int(version) if isinstance(version, int) else None)
+
+
+def _index(value: Any) -> int:
+    """A node or output index as MXNet writes it (a JSON integer); 5.5, "5" or true would name a node
+    the file does not mean."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"index {value!r} is not an integer")
+    return value
 
 
 def read_symbol(path: str | Path) -> Symbol:

@@ -24,7 +24,7 @@ from typing import Any
 from deepvision.errors import UserError
 from deepvision.runs.history import describe_lrs
 from deepvision.runs.rundir import RunDir
-from deepvision.safeload import read_json
+from deepvision.safeload import printable, read_json
 
 # key -> (table header, kind); kind: "text" (wraps), "name" (kept whole), "num" (right-aligned, never cut)
 COLUMNS: dict[str, tuple[str, str]] = {
@@ -241,8 +241,8 @@ def cell(key: str, v: Any, row: dict[str, Any] | None = None) -> str:
     if key == "ckpt_bytes":
         return format_bytes(v).replace(" ", "")
     if key == "status":
-        return STATUS.get(v, v)
-    return str(v)
+        return printable(STATUS.get(v, v))
+    return printable(v)
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
@@ -265,7 +265,8 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
     head = "| Experiment | Model | Epochs | LR schedule | Val rank-1 | Val rank-5 | Test rank-1 | Test rank-5 |"
     lines = [head, "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['model']} | {r['epochs']} | {r['lr_schedule'] or '-'} | "
+        name, model = printable(r["name"]), printable(r["model"])
+        lines.append(f"| {name} | {model} | {r['epochs']} | {r['lr_schedule'] or '-'} | "
                      f"{cell('acc', r.get('best_val_acc'))} | {cell('top5', r.get('best_val_top5'))} | "
                      f"{cell('acc', r.get('test_acc'))}{crops(r)} | {cell('top5', r.get('test_top5'))}{crops(r)} |")
     lines += ["", "Val: the epoch with the best val rank-1. Rank-5 is omitted (-) with 5 classes or fewer."]
@@ -435,7 +436,8 @@ def render_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = Non
         notes.append("all runs finished")
     died = [r["name"] for r in rows if r.get("status") in ("crashed", "killed")]
     if died:
-        notes.append(f"{', '.join(died)}: the process died mid-run (a crash's report ends train.log); "
+        names = ", ".join(printable(d) for d in died)
+        notes.append(f"{names}: the process died mid-run (a crash's report ends train.log); "
                      f"`deepvision resume RUN` goes on from the last completed epoch")
     text = console.file.getvalue()
     lines = ([title] if title else []) + [line.rstrip() for line in text.splitlines()]

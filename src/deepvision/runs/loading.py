@@ -16,7 +16,7 @@ from deepvision.models.build import build_model
 from deepvision.models.weights import load_weights
 from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.rundir import RunDir
-from deepvision.safeload import check_declared_bytes
+from deepvision.safeload import check_class_names, check_declared_bytes
 
 
 @dataclass
@@ -42,6 +42,21 @@ def check_identity(run: RunDir, ckpt: dict[str, Any], path: Path, model_name: st
                         f"another run")
 
 
+def run_classes(run: RunDir, ckpt: dict[str, Any]) -> list[str]:
+    """The run's class names: labels.txt, which must name as many classes as the checkpoint was trained
+    on (a line lost or added would shift every name after it), else the names the checkpoint holds."""
+    stored = ckpt.get("classes")
+    stored = list(stored) if isinstance(stored, (list, tuple)) else []
+    if not run.labels_path.is_file():
+        check_class_names(stored, f"the class names in {run.path}'s checkpoint")
+        return stored
+    names = run.read_labels()
+    if stored and len(names) != len(stored):
+        raise UserError(f"{run.labels_path} names {len(names)} classes but the checkpoint was trained on "
+                        f"{len(stored)}; restore labels.txt (one class name a line)")
+    return names
+
+
 def load_run(run_dir: str | Path, epoch: int | None = None, which: str = "best",
              device: str | torch.device = "cpu") -> LoadedRun:
     """The run's model in eval mode with the weights of `epoch` (or best.pt / last.pt)."""
@@ -57,8 +72,11 @@ def load_run(run_dir: str | Path, epoch: int | None = None, which: str = "best",
     model = build_model(cfg, pre)
     load_weights(model, ckpt["model_state"], strict=True, source=f"weights in {path}")
     model.to(device).eval()
-    classes = run.read_labels() if run.labels_path.is_file() else list(ckpt.get("classes", []))
+    classes = run_classes(run, ckpt)
     outputs = cfg.model.num_classes or len(classes)
+    if len(classes) > outputs:
+        raise UserError(f"{run.labels_path} names {len(classes)} classes but the model has {outputs} "
+                        f"outputs; restore labels.txt (one class name a line)")
     classes += [str(i) for i in range(len(classes), outputs)]  # a head wider than the data's classes
     return LoadedRun(run, cfg, pre, classes, model, path, int(ckpt.get("epoch", 0)))
 

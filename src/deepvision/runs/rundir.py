@@ -32,11 +32,15 @@ from deepvision.config.io import build_config, config_to_yaml, read_yaml
 from deepvision.config.schema import Config
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path, atomic_write_text
+from deepvision.fileio import atomic_path, atomic_write_text, read_regular_file
 from deepvision.runs.checkpoint import atomic_save, load_checkpoint
 from deepvision.runs.history import HISTORY_FIELDS
 from deepvision.runs.lock import LOCK_NAME, RunLock, is_stale, read_holder
 from deepvision.safeload import LimitError, ParseError, check_class_names, read_json
+
+# what run.json's "status" may say (training writes the first five, `import` the sixth); "crashed" and
+# "killed" are read from a "running" run whose process is gone
+RUN_STATUSES = ("starting", "running", "interrupted", "failed", "finished", "imported")
 
 FATAL_ERROR = "Fatal Python error:"  # how faulthandler starts its report of a native crash
 _LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", re.M)  # a line written by the run itself
@@ -121,7 +125,17 @@ class RunDir:
     def read_labels(self) -> list[str]:
         if not self.labels_path.is_file():
             raise UserError(f"{self.labels_path} is missing")
-        return [line.rstrip("\n") for line in self.labels_path.read_text().splitlines()]
+        try:
+            text = read_regular_file(self.labels_path).decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{self.labels_path} is not UTF-8 text; re-run training or restore it") from None
+        except OSError as exc:
+            raise UserError(f"cannot read {self.labels_path}: {exc.strerror or exc}") from None
+        names = text.split("\n")
+        if names and names[-1] == "":
+            names.pop()  # the newline that ends the last name
+        check_class_names(names, str(self.labels_path))
+        return names
 
     # -- run state -----------------------------------------------------------------------------
     def read_state(self) -> dict[str, Any]:
@@ -150,7 +164,9 @@ class RunDir:
         """run.json's status, except that a "running" run whose process is gone reads "crashed" when train.log
         ends in the fatal-error report of a native crash, else "killed" (SIGKILL, the OOM killer, power loss)."""
         state = self.read_state()
-        status = str(state.get("status", "unknown"))
+        status = state.get("status", "unknown")
+        if status not in RUN_STATUSES:
+            return "unknown"  # a damaged or hand-edited run.json: its text is not shown as a status
         if status == "running":
             holder = read_holder(self.path / LOCK_NAME)
             if holder is None or is_stale(holder):

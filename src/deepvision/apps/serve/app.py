@@ -159,7 +159,8 @@ def create_app(source: str | Path | Predictor, *, max_upload_mb: float = 10.0, m
     with `token`, every request must carry it (see the module doc)."""
     check_limits(max_upload_mb, max_pixels, token)
     try:
-        from fastapi import FastAPI, File, Query, UploadFile
+        from fastapi import FastAPI, File, Query, Request, UploadFile
+        from fastapi.exceptions import RequestValidationError
         from fastapi.responses import HTMLResponse, JSONResponse
     except ImportError:
         raise UserError(f"deepvision serve needs FastAPI and uvicorn: {SERVE_EXTRA}") from None
@@ -167,6 +168,12 @@ def create_app(source: str | Path | Predictor, *, max_upload_mb: float = 10.0, m
     page = PAGE.read_text(encoding="utf-8").replace("{{MODEL}}", _html_escape(predictor.name)).replace(
         "{{MAX_MB}}", f"{max_upload_mb:g}")
     app = FastAPI(title="deepvision", description=f"Serving {predictor.name}", version="1")
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        """A request without the multipart `file` field, or with a bad `top`: 422 with the service's own
+        {"error": message}, as every other refusal."""
+        return JSONResponse({"error": _validation_message(exc.errors())}, status_code=422)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
@@ -187,6 +194,18 @@ def create_app(source: str | Path | Predictor, *, max_upload_mb: float = 10.0, m
     app.state.predictor = predictor
     limited = LimitBody(app, int(max_upload_mb * 1e6))
     return RequireToken(limited, token) if token is not None else limited
+
+
+def _validation_message(errors: Any) -> str:
+    """One line for FastAPI's validation errors: the first field named, with what was wrong with it."""
+    first = errors[0] if errors else {}
+    where = [str(part) for part in first.get("loc", ()) if part not in ("body", "query")]
+    field = where[0] if where else ""
+    if field == "file" and first.get("type") == "missing":
+        return ("no image: send it as the multipart form field 'file' (curl -F file=@IMAGE "
+                "http://HOST:PORT/api/predict)")
+    what = str(first.get("msg", "invalid request"))
+    return f"{field}: {what}" if field else what
 
 
 def _html_escape(text: str) -> str:

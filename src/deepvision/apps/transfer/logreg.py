@@ -34,7 +34,7 @@ import numpy as np
 
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
-from deepvision.safeload import load_json, open_npz
+from deepvision.safeload import check_class_names, load_json, open_npz
 
 DEFAULT_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 SOLVERS = ("lbfgs", "liblinear", "newton-cg", "newton-cholesky", "sag", "saga")
@@ -149,6 +149,7 @@ class LinearModel:
         bad = [n for n in self.label_names if not n.isprintable()]
         if bad:
             raise UserError(f"{source}: label name {bad[0]!r} holds control characters")
+        check_class_names(self.label_names, f"{source} label_names")  # and each name given once
 
 
 def parse_grid(spec: str | Sequence[float] | None) -> list[float]:

@@ -60,12 +60,13 @@ def run(args: argparse.Namespace) -> int:
                                   test_list=args.test_list, root=args.root, out=args.out, seed=args.seed,
                                   device=args.device)
     from deepvision.apps.agegender.adience import display_label
+    from deepvision.cli.output import shown
 
     for f in report.faces:
         x, y, w, h = f.box
-        print(f"{f.image} face {f.face} [{x}, {y}, {w}, {h}]: age {display_label(f.age_label)} "
+        print(f"{shown(f.image)} face {f.face} [{x}, {y}, {w}, {h}]: age {display_label(f.age_label)} "
               f"({f.age[f.age_label] * 100:.1f}%), gender {display_label(f.gender_label)} "
               f"({f.gender[f.gender_label] * 100:.1f}%)")
     for kind, path in report.files.items():
-        print(f"  {kind}: {path}")
+        print(f"  {kind}: {shown(path)}")
     return 0

@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from deepvision.cli.output import shown
     from deepvision.errors import UserError
     from deepvision.inference.detect import run_detect
 
@@ -51,11 +52,12 @@ def run(args: argparse.Namespace) -> int:
                                      for v in videos]}, indent=1))
         return 0
     for r in images:
-        print(f"{r.source}: {len(r.detections)} detection(s)" + (f" -> {r.output}" if r.output else ""))
+        written = f" -> {shown(r.output)}" if r.output else ""
+        print(f"{shown(r.source)}: {len(r.detections)} detection(s){written}")
         for d in r.detections:
             x1, y1, x2, y2 = d.box
-            print(f"  {d.name}: {d.score:.2f} at [{x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}]")
+            print(f"  {shown(d.name)}: {d.score:.2f} at [{x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}]")
     for v in videos:
-        print(f"{v.source}: {v.frames} frames, {v.detections} detection(s), {v.fps:.1f} frames/s"
-              + (f" -> {v.output}" if v.output else ""))
+        print(f"{shown(v.source)}: {v.frames} frames, {v.detections} detection(s), {v.fps:.1f} frames/s"
+              + (f" -> {shown(v.output)}" if v.output else ""))
     return 0

@@ -79,6 +79,7 @@ def run_images(args: argparse.Namespace) -> int:
     import torch
 
     from deepvision.apps.emotion.app import run_emotion_images
+    from deepvision.cli.output import shown
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)  # the CLI restores the count afterwards
@@ -88,12 +89,12 @@ def run_images(args: argparse.Namespace) -> int:
     for face in summary.faces:
         by_image.setdefault(face.image, []).append(face)
     for image, faces in by_image.items():
-        print(f"{image}: {len(faces)} face{'s' if len(faces) != 1 else ''}")
+        print(f"{shown(image)}: {len(faces)} face{'s' if len(faces) != 1 else ''}")
         for f in faces:
             x, y, w, h = f.box
             print(f"  face {f.face + 1} at {x},{y} ({w} x {h}): {f.label} {f.probabilities[f.label] * 100:.1f}%")
     for image in summary.no_face:
-        print(f"{image}: no face found")
+        print(f"{shown(image)}: no face found")
     for kind, path in summary.files.items():
-        print(f"  {kind}: {path}")
+        print(f"  {kind}: {shown(path)}")
     return 0

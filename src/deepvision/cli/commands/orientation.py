@@ -70,6 +70,7 @@ def run_dataset(args: argparse.Namespace) -> int:
 
 def run_apply(args: argparse.Namespace) -> int:
     from deepvision.apps.orientation import apply_orientation
+    from deepvision.cli.output import shown
     from deepvision.datasets.im2rec import ProgressReporter
 
     bar = ProgressReporter("predicting", every=1000)
@@ -79,6 +80,6 @@ def run_apply(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     for r in results:
-        print(f"{r.image}: turned {r.angle} ({r.probability * 100:.1f}%) -> {r.corrected}")
+        print(f"{shown(r.image)}: turned {r.angle} ({r.probability * 100:.1f}%) -> {shown(r.corrected)}")
     print(f"[INFO] {len(results)} corrected images, predictions.csv and sheet.png in {args.out}")
     return 0

@@ -104,6 +104,14 @@ def check_records(records: list[ImageRecord], classes: list[str], fix: str | Non
             continue
         if rec.width is None or rec.height is None:
             rec.width, rec.height = size
+        elif (rec.width, rec.height) != tuple(size):  # boxes are checked against the image, not the claim
+            claim = f"{rec.file}: the annotations give its size as {rec.width}x{rec.height} but the image is " \
+                    f"{size[0]}x{size[1]}"
+            if fix is None:
+                raise UserError(f"{claim}; correct the annotation, or use --fix clip or --fix drop (the "
+                                f"image's own size is used then)")
+            counters["resized"].append(claim)
+            rec.width, rec.height = size
         boxes = []
         for box in rec.boxes:
             if box.problem is not None:  # refused without --fix; no repair applies, so any --fix drops it
@@ -132,7 +140,13 @@ def check_records(records: list[ImageRecord], classes: list[str], fix: str | Non
 
 
 def check_class_names(classes: list[str], ann: Annotations) -> None:
-    """Refuse empty class names and names with control characters (a newline splits classes.txt)."""
+    """Refuse empty class names, names with control characters (a newline splits classes.txt) and a name
+    given twice (two class ids, one name: a detection could not say which)."""
+    seen: set[str] = set()
+    for name in classes:
+        if name in seen:
+            raise UserError(f"the annotations give the class name {name!r} twice; class names must be unique")
+        seen.add(name)
     for name in classes:
         if name and not any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
             continue
@@ -219,9 +233,14 @@ def build_dataset(
     out = Path(out)
     split_names = ["train", "test"] if list(ann.splits) == ["all"] else list(ann.splits)
     check_output(out, ann, split_names, extra_inputs or [])
-    counters: dict[str, Any] = {"missing": [], "unreadable": [], "unknown": Counter(), "bad": [], "emptied": 0}
+    counters: dict[str, Any] = {"missing": [], "unreadable": [], "unknown": Counter(), "bad": [], "emptied": 0,
+                                "resized": []}
     splits = {name: check_records(records, classes, fix, counters) for name, records in ann.splits.items()}
     notes = list(ann.notes)
+    if counters["resized"]:
+        resized = counters["resized"]
+        notes.append(f"used the image's own size for {len(resized):,} image(s) whose annotation gives "
+                     f"another (--fix {fix}), first: {resized[0]}")
     if counters["bad"]:
         bad = counters["bad"]
         if fix is None:

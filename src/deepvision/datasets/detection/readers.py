@@ -65,6 +65,17 @@ def _float(value: Any, where: str, what: str) -> float:
         raise UserError(f"{where}: {what} {value!r} is not a number") from None
 
 
+def _flag(value: str, where: str) -> bool:
+    """An annotation's yes/no field: 1/0, true/false (any case) or empty (no); anything else is refused
+    rather than guessed."""
+    text = value.strip().lower()
+    if text in ("", "0", "false"):
+        return False
+    if text in ("1", "true"):
+        return True
+    raise UserError(f"{where}: {value.strip()[:20]!r} is not 0, 1, true or false")
+
+
 def _parse_xml(path: Path) -> ET.Element:
     try:
         return ET.fromstring(read_regular_file(path))
@@ -140,7 +151,7 @@ def read_imglab(files: dict[str, Path], reference_clip: bool = False) -> Annotat
             size = image_size(file)
             record = ImageRecord(file, width=size[0] if size else None, height=size[1] if size else None)
             for box in image.iter("box"):
-                if box.get("ignore", "0") not in ("0", ""):
+                if _flag(box.get("ignore", "0"), f"{xml_path}, <box ignore>"):
                     ignored += 1
                     continue
                 where = f"{xml_path.name}, image {rel}"
@@ -237,7 +248,7 @@ def read_voc_xml(xml_path: Path, image_dirs: list[Path] | None = None, dataset_r
         if bnd is None:
             raise UserError(f"{xml_path}: object '{name}' has no <bndbox>")
         x1, y1, x2, y2 = (_float(bnd.findtext(k), str(xml_path), k) for k in ("xmin", "ymin", "xmax", "ymax"))
-        difficult = (obj.findtext("difficult") or "0").strip() not in ("0", "", "false", "False")
+        difficult = _flag(obj.findtext("difficult") or "0", f"{xml_path}, <difficult>")
         record.boxes.append(Box(x1 - 1, y1 - 1, x2, y2, name, difficult))
     return record
 
@@ -371,7 +382,11 @@ def read_coco(files: dict[str, Path], images_dir: str | Path | None = None) -> A
                 raise UserError(f"{where}: 'file_name' must be a path, got {file_name!r}")
             width, height = img.get("width"), img.get("height")
             ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height))
-            records[_coco_int(img, "id", where)] = ImageRecord(
+            ident = _coco_int(img, "id", where)
+            if ident in records:
+                raise UserError(f"{json_path}: image id {ident} is given twice in 'images'; each image needs "
+                                f"its own id (annotations name their image by it)")
+            records[ident] = ImageRecord(
                 str(inside(folder, file_name, where).resolve()), width=width if ok else None,
                 height=height if ok else None, looked_in=(file_name, str(folder)))
         for ann in data["annotations"]:
@@ -431,19 +446,21 @@ def _yolo_class(value: str, where: str) -> int:
     return int(number)
 
 
-def _yolo_images(entry: Any, base: Path) -> list[Path]:
+def _yolo_images(entry: Any, base: Path, where: str) -> list[Path]:
+    """The images of one split: folders and .txt lists inside the dataset folder `base`, whose lines name
+    images inside it too (relative to it, or to the list's folder)."""
     entries = entry if isinstance(entry, list) else [entry]
     out: list[Path] = []
     for e in entries:
         if not isinstance(e, str) or not e or "\0" in e:
             raise UserError(f"YOLO split {e!r}: give a folder of images or a .txt list of images")
-        p = Path(e) if Path(e).is_absolute() else base / e
+        p = inside(base, e, where)
         if p.is_dir():
             out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS)
         elif p.suffix == ".txt" and p.is_file():  # a list of image paths, relative to the dataset path
             for line in read_text(p).split():
-                q = Path(line)
-                out.append(q if q.is_absolute() else (base / q if (base / q).exists() else p.parent / q))
+                q = inside(base, line, str(p))
+                out.append(q if q.exists() else inside(p.parent, line, str(p)))
         else:
             raise UserError(f"YOLO split {e}: {p} is neither a folder of images nor a .txt list of images")
     return out
@@ -501,7 +518,7 @@ def read_yolo(source: str | Path) -> Annotations:
         if not spec.get(split):
             continue
         records = []
-        for image in _yolo_images(spec[split], base):
+        for image in _yolo_images(spec[split], base, f"{yaml_path}, {split}"):
             record = ImageRecord(str(image.resolve()))
             label = yolo_label_path(image)
             kind = file_problem(label)
