@@ -29,11 +29,15 @@ def test_yolo_split_folders_and_lists_stay_inside_the_dataset(tmp_path):
     data = _yolo(tmp_path / "ds", train="../outside/images")
     with pytest.raises(UserError, match=r"image path '../outside/images' is outside the dataset folder"):
         read_yolo(data)
-    (tmp_path / "ds" / "list.txt").write_text("/etc/passwd\n")
+    (tmp_path / "ds" / "list.txt").write_text("../outside/images/x.jpg\n")
     data.write_text(f"path: {tmp_path / 'ds'}\ntrain: list.txt\nnames: [a]\n")
-    with pytest.raises(UserError, match=r"list\.txt: image path '/etc/passwd' is outside the dataset folder"):
+    with pytest.raises(UserError, match=r"list\.txt: image path '../outside/images/x.jpg' is outside the dataset"):
         read_yolo(data)
     (tmp_path / "ds" / "list.txt").write_text("images/train/p.jpg\n")  # inside: read
+    (record,) = read_yolo(data).splits["train"]
+    assert record.file.endswith("p.jpg") and len(record.boxes) == 1
+    # an absolute split folder or list line is the user's own layout, taken as written (Ultralytics' habit)
+    data.write_text(f"path: {tmp_path / 'ds'}\ntrain: {tmp_path / 'ds' / 'images' / 'train'}\nnames: [a]\n")
     (record,) = read_yolo(data).splits["train"]
     assert record.file.endswith("p.jpg") and len(record.boxes) == 1
 

@@ -446,21 +446,29 @@ def _yolo_class(value: str, where: str) -> int:
     return int(number)
 
 
+def _yolo_split_path(base: Path, name: str, where: str) -> Path:
+    """A path data.yaml or a split list names: an absolute path as written (Ultralytics' habit: the user's
+    own layout), a relative one inside `base` ('..' may not climb out of it)."""
+    if PurePosixPath(name).is_absolute() and not any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+        return Path(name)
+    return inside(base, name, where)
+
+
 def _yolo_images(entry: Any, base: Path, where: str) -> list[Path]:
-    """The images of one split: folders and .txt lists inside the dataset folder `base`, whose lines name
-    images inside it too (relative to it, or to the list's folder)."""
+    """The images of one split: folders and .txt lists, absolute or inside the dataset folder `base`, whose
+    lines name images the same way (relative to `base`, or to the list's folder)."""
     entries = entry if isinstance(entry, list) else [entry]
     out: list[Path] = []
     for e in entries:
         if not isinstance(e, str) or not e or "\0" in e:
             raise UserError(f"YOLO split {e!r}: give a folder of images or a .txt list of images")
-        p = inside(base, e, where)
+        p = _yolo_split_path(base, e, where)
         if p.is_dir():
             out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS)
         elif p.suffix == ".txt" and p.is_file():  # a list of image paths, relative to the dataset path
             for line in read_text(p).split():
-                q = inside(base, line, str(p))
-                out.append(q if q.exists() else inside(p.parent, line, str(p)))
+                q = _yolo_split_path(base, line, str(p))
+                out.append(q if q.exists() or q.is_absolute() else inside(p.parent, line, str(p)))
         else:
             raise UserError(f"YOLO split {e}: {p} is neither a folder of images nor a .txt list of images")
     return out
