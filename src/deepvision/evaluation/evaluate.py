@@ -190,7 +190,8 @@ def evaluate_run(
     report = M.per_class_report(probs, labels, classes)
     cm = M.confusion(probs, labels, len(classes))
     suffix = "-10crop" if crops == 10 else ""
-    out_dir = Path(out) if out else loaded.run.eval_dir / f"{_slug(result['data'])}-{loaded.checkpoint.stem}{suffix}"
+    default = f"{_slug(result['data'])}-{loaded.checkpoint.stem}{suffix}"
+    out_dir = Path(out) if out else loaded.run.folder("eval", default, create=False)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
