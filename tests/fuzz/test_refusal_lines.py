@@ -11,6 +11,8 @@ import pytest
 
 from deepvision.errors import UserError
 
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+
 
 def _png_declaring(width: int, height: int) -> bytes:
     """A valid 8-bit grey PNG header declaring width x height, with a few bytes of compressed rows."""
@@ -51,13 +53,14 @@ def test_the_api_answers_a_decoder_failure_with_json(monkeypatch):
     pytest.importorskip("httpx")
     from fastapi.testclient import TestClient
 
-    from deepvision.apps.serve import create_app, predictor
+    import deepvision.apps.serve.predictor as serve_predictor
+    from deepvision.apps.serve import create_app
     from deepvision.apps.serve.predictor import Predictor
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("a decoder's own failure")
 
-    monkeypatch.setattr(predictor, "decode", broken)
+    monkeypatch.setattr(serve_predictor, "decode", broken)
     stub = Predictor.__new__(Predictor)
     stub.max_pixels, stub.name, stub.task, stub.classes = 40_000_000, "stub", "classification", ["a"]
     stub._decode_lock = threading.Lock()

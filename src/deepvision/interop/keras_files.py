@@ -25,7 +25,7 @@ from deepvision.interop.keras_h5 import (
     attr_text,
     h5py_module,
     layer_weights,
-    member,
+    open_member,
     read_keras_h5,
     read_weights,
 )
@@ -67,11 +67,11 @@ def _v3_groups(path: Path, root: Any) -> dict[str, list[tuple[str, Any]]]:
         if layers is None:
             return
         for key in layers:
-            sub = member(path, layers, key, f"layer group '{prefix}{key}'")
+            sub = open_member(path, layers, key, f"layer group '{prefix}{key}'")
             vars_ = open_object(path, sub, "vars", f"group '{prefix}{key}/vars'") if hasattr(sub, "keys") else None
             name = attr_text(vars_.attrs.get("name", key)) if vars_ is not None else key
             if vars_ is not None and len(vars_):
-                out[prefix + name] = [("", member(path, vars_, str(i), f"variable {i} of layer '{prefix}{name}'"))
+                out[prefix + name] = [("", open_member(path, vars_, str(i), f"variable {i} of layer '{prefix}{name}'"))
                                       for i in range(len(vars_))]
             walk(sub, f"{prefix}{name}/")
 

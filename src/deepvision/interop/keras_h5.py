@@ -117,7 +117,7 @@ def h5py_module() -> Any:
     return h5py
 
 
-def member(source: Path, group: Any, key: str, what: str) -> Any:
+def open_member(source: Path, group: Any, key: str, what: str) -> Any:
     """Group or dataset `key` of `group`, opened through the HDF5 reader's one link rule (external links,
     looping or dangling soft links and external raw storage refused); UserError naming `what` when absent."""
     obj = open_object(source, group, key, what)
@@ -128,13 +128,13 @@ def member(source: Path, group: Any, key: str, what: str) -> Any:
 
 def layer_weights(source: Path, group: Any, name: str) -> list[tuple[str, Any]]:
     """(weight name, dataset) pairs of layer `name` in a legacy Keras .h5 weights group."""
-    g = member(source, group, name, f"the weight group of layer '{name}'")
+    g = open_member(source, group, name, f"the weight group of layer '{name}'")
     if not isinstance(g, h5py_module().Group):
         raise UserError(f"{source}: the weight group of layer '{name}' is not an HDF5 group; the file is damaged")
     out = []
     for raw in g.attrs.get("weight_names", []):
         w = attr_text(raw)
-        out.append((w, member(source, g, w, f"weight '{w}' of layer '{name}'")))
+        out.append((w, open_member(source, g, w, f"weight '{w}' of layer '{name}'")))
     return out
 
 
