@@ -88,3 +88,13 @@ def test_real_folders_are_created_and_reused(tmp_path):
     assert run.folder("eval", "test-best") == made and run.eval_dir == run.path / "eval"
     assert run.folder("eval", "other", create=False) == run.path / "eval" / "other"
     assert not (run.path / "eval" / "other").exists()
+
+
+def test_evaluate_refuses_a_symlinked_eval_folder_before_any_work(tmp_path, run_cli):
+    run, victim = _run(tmp_path)
+    _plant(run, "eval", victim)
+    before = _snapshot(tmp_path)
+    code, out, err = run_cli("evaluate", run.path, "--data", tmp_path / "nowhere")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"{run.path / 'eval'} is a symbolic link; refusing to write through it" in err
+    assert _snapshot(tmp_path) == before

@@ -112,6 +112,8 @@ def evaluate_run(
     `skip_corrupt` scores only the readable samples (the report counts them) instead of stopping at
     the first unreadable record or image.
     """
+    if out is None:
+        RunDir(run_dir).folder("eval", create=False)  # a link planted as eval/ is refused before any work
     if RunDir.open(run_dir).read_config().task == "detection":  # mAP, per-class AP, PR curves
         from deepvision.evaluation.detection import evaluate_detection_run
 
