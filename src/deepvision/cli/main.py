@@ -104,10 +104,44 @@ COMPUTING = frozenset({"agegender", "cars", "classify", "detect", "emotion", "ev
                        "orientation", "predict", "serve", "stl10"})
 
 
-def fit_threads(args: argparse.Namespace) -> int | None:
+class HeldNote:
+    """A note for stderr held back until the command writes its first output (through `wrap`ped streams)
+    or ends well, and dropped when it ends in a refusal: a refusal stays one line."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.note = stream, ""
+
+    def release(self) -> None:
+        note, self.note = self.note, ""
+        if note:
+            self.stream.write(note + "\n")
+
+    def drop(self) -> None:
+        self.note = ""
+
+    def wrap(self, stream: Any) -> Any:
+        return _ReleasingStream(stream, self)
+
+
+class _ReleasingStream:
+    """`stream`, releasing a HeldNote before the first text written through it."""
+
+    def __init__(self, stream: Any, held: HeldNote) -> None:
+        self._stream, self._held = stream, held
+
+    def write(self, text: str) -> int:
+        if text and self._held.note:
+            self._held.release()
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def fit_threads(args: argparse.Namespace, held: HeldNote | None = None) -> int | None:
     """Apply the training thread policy to a computing command on the CPU; returns the thread count to
     restore afterwards (None when nothing was changed). The note, when threads were lowered, goes to stderr
-    so that stdout (JSON, tables) stays clean."""
+    so that stdout (JSON, tables) stays clean: held in `held` when given (see HeldNote), else at once."""
     if args.command not in COMPUTING:
         return None
     import torch
@@ -117,7 +151,9 @@ def fit_threads(args: argparse.Namespace) -> int | None:
     device = str(getattr(args, "device", None) or "auto")
     on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     previous, note = fit_threads_to_load(torch.device("cpu" if on_cpu else "cuda"), what=f"running {args.command}")
-    if note:
+    if note and held is not None:
+        held.note = note
+    elif note:
         sys.stderr.write(note + "\n")
     return previous
 
@@ -130,17 +166,26 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
+    from deepvision.cli.output import clip_message
     from deepvision.engine.signals import StopRequested
     from deepvision.errors import UserError
 
     threads = None
+    held = HeldNote(sys.stderr)
+    streams = sys.stdout, sys.stderr
     try:
-        threads = fit_threads(args)
-        return int(args.func(args) or 0)
+        threads = fit_threads(args, held)
+        if held.note:
+            sys.stdout, sys.stderr = held.wrap(sys.stdout), held.wrap(sys.stderr)
+        code = int(args.func(args) or 0)
+        held.release()
+        return code
     except UserError as exc:
         from deepvision.safeload import printable  # a name from a file or the command line, escaped
 
-        sys.stderr.write(f"deepvision {args.command}: error: {printable(exc)}\n")
+        held.drop()
+        sys.stdout, sys.stderr = streams
+        sys.stderr.write(f"deepvision {args.command}: error: {clip_message(printable(exc))}\n")
         return 2
     except StopRequested as stop:
         if os.environ.get("RANK", "0") == "0":  # under DDP every rank stops; rank 0 speaks
@@ -157,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         advice = missing_extra(exc)
         if advice is None:
             raise
+        held.drop()
         sys.stderr.write(f"deepvision {args.command}: error: {advice}\n")
         return 2
     except KeyboardInterrupt:
@@ -165,10 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except OSError as exc:  # a file system problem no check anticipated: still one line, exit 2
+        held.drop()
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        sys.stderr.write(f"deepvision {args.command}: error: {where}{exc.strerror or exc}\n")
+        sys.stderr.write(f"deepvision {args.command}: error: {clip_message(f'{where}{exc.strerror or exc}')}\n")
         return 2
     finally:
+        held.release()  # a crash or an interruption still tells how many threads it ran on
+        sys.stdout, sys.stderr = streams
         if threads is not None:  # a caller in the same process (a test, a notebook) keeps its own setting
             import torch
 

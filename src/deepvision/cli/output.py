@@ -39,3 +39,16 @@ def print_top_k(results: list[Any], as_json: bool, name_width: int | None = None
         for rank, (name, prob) in enumerate(r.top, 1):
             name = shown(name)
             print(f"  {rank}. {shorten_name(name, name_width) if name_width else name}: {prob * 100:.2f}%")
+
+
+MAX_WORD = 200  # a path or value in an error message longer than this is cut short
+MAX_MESSAGE = 1000
+
+
+def clip_message(message: str) -> str:
+    """An error message fit for one line: every run of non-space characters longer than MAX_WORD (a
+    50 MB config value quoted back, say) is cut to its first characters and '...', and the whole
+    message to MAX_MESSAGE characters."""
+    words = [w if len(w) <= MAX_WORD else w[: MAX_WORD - 3] + "..." for w in message.split(" ")]
+    text = " ".join(words)
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."

@@ -263,25 +263,53 @@ class HDF5Dataset(Dataset):
 HDF5_MAX_RATIO = 1000.0  # gzip on real features or images stays far below; a few MB of zeros declaring GBs does not
 
 
-def open_dataset(path: Path, db: Any, key: str, check: bool = True) -> Any:
-    """Dataset `key` of the open file `db`, or None when absent. Only data stored in the file itself is
-    read: an external link (another file) is refused, and so is a soft link that leads nowhere or loops;
-    with `check`, the declared size is checked (`check_dataset`) before anything is read."""
+def open_object(path: Path, db: Any, key: str, what: str | None = None) -> Any:
+    """Member `key` (a group or dataset) of the open HDF5 file or group `db`, or None when absent.
+    Only what is stored in the file itself is opened: an external link (another file) is refused, and
+    so is a soft link that leads nowhere or loops, and a dataset whose raw data lives in an external
+    file (`external_storage`). `what` names the member in messages (default: 'key')."""
     h5py = _h5py()
-    link = db.get(key, getlink=True)
+    what = what or repr(key)
+    try:
+        link = db.get(key, getlink=True)
+    except (KeyError, RuntimeError, OSError, ValueError):  # a bad path component
+        link = None
     if link is None:
         return None
     if isinstance(link, h5py.ExternalLink):
-        raise UserError(f"{path}: '{key}' is an external link to {link.filename}:{link.path}; deepvision reads "
+        raise UserError(f"{path}: {what} is an external link to {link.filename}:{link.path}; deepvision reads "
                         f"only data stored in the file itself")
     try:
-        ds = db[key]
+        obj = db[key]
     except (KeyError, RuntimeError, OSError) as exc:
-        raise UserError(f"{path}: '{key}' is a link that leads nowhere or loops "
+        raise UserError(f"{path}: {what} is a link that leads nowhere or loops "
                         f"({' '.join(str(exc).split())[:80]})") from None
+    if isinstance(obj, h5py.Dataset):
+        external_storage(path, obj, what)
+    return obj
+
+
+def external_storage(path: Path, ds: Any, what: str) -> None:
+    """UserError when dataset `ds` keeps its raw data in an external file (HDF5 EXTERNAL storage): reading it
+    would read (or block on) whatever file it names, outside the one the user gave."""
+    try:
+        count = ds.id.get_create_plist().get_external_count()
+    except (AttributeError, RuntimeError, OSError):
+        count = 0
+    if count > 0:
+        raise UserError(f"{path}: {what} is stored in an external file; refused")
+
+
+def open_dataset(path: Path, db: Any, key: str, check: bool = True) -> Any:
+    """Dataset `key` of the open file `db`, or None when absent, opened through `open_object` (links
+    and external storage refused); with `check`, the declared size is checked (`check_dataset`) before
+    anything is read."""
+    ds = open_object(path, db, key)
+    if ds is None:
+        return None
     if check:
         check_dataset(path, key, ds)
-    elif not isinstance(ds, h5py.Dataset):
+    elif not isinstance(ds, _h5py().Dataset):
         raise UserError(f"{path}: '{key}' is not a dataset")
     return ds
 

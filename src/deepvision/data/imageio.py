@@ -394,20 +394,31 @@ class Decoder:
     def _opencv(self, data: Any) -> np.ndarray:
         cv2 = _cv2()
         arr = np.frombuffer(data, np.uint8)
-        if self.channels == 1:
-            img = cv2.imdecode(arr, cv2.IMREAD_GRAYSCALE)
-        elif hasattr(cv2, "IMREAD_COLOR_RGB"):
-            img = cv2.imdecode(arr, cv2.IMREAD_COLOR_RGB)
-        else:  # pragma: no cover - OpenCV < 4.10
-            img = cv2.imdecode(arr, cv2.IMREAD_COLOR)
-            if img is not None:
-                img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        try:
+            if self.channels == 1:
+                img = cv2.imdecode(arr, cv2.IMREAD_GRAYSCALE)
+            elif hasattr(cv2, "IMREAD_COLOR_RGB"):
+                img = cv2.imdecode(arr, cv2.IMREAD_COLOR_RGB)
+            else:  # pragma: no cover - OpenCV < 4.10
+                img = cv2.imdecode(arr, cv2.IMREAD_COLOR)
+                if img is not None:
+                    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        except (cv2.error, MemoryError) as exc:  # OpenCV's own limits (CV_IO_MAX_IMAGE_PIXELS) or no memory left
+            reason = "not enough memory" if isinstance(exc, MemoryError) else _cv2_reason(exc)
+            raise DecodeError(f"OpenCV cannot decode it: {reason}") from None
         if img is None:
             fmt = sniff_format(data)
             if fmt is None:
                 raise NotAnImageError("not a recognised image format")
             raise DecodeError(f"corrupt {fmt.upper()} data")
         return img if img.ndim == 3 else img[:, :, None]
+
+
+def _cv2_reason(exc: Exception) -> str:
+    """The short reason of a cv2.error ("... error: (-215:Assertion failed) REASON in function ...")."""
+    text = " ".join(str(exc).split())
+    text = text.split(") ", 1)[-1] if "error: (" in text else text
+    return text.split(" in function")[0][:160]
 
 
 def decode(data: bytes | memoryview, channels: int = 3, order: str = "rgb", max_pixels: int | None = None,

@@ -113,7 +113,8 @@ def evaluate_detection_run(run_dir: str | Path | LoadedRun, split: str = "test",
         coco = evaluate_coco(dets, gts, classes)
     except ImportError:
         coco = {}
-    out_dir = Path(out) if out else loaded.run.eval_dir / f"detection-{split}-{loaded.checkpoint.stem}"
+    default = f"detection-{split}-{loaded.checkpoint.stem}"
+    out_dir = Path(out) if out else loaded.run.folder("eval", default, create=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = DetectionEvaluation(split, len(records), int(sum(len(g["labels"]) for g in gts)), voc, voc11, coco,
                                  out_dir)

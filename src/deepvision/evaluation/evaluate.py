@@ -112,6 +112,8 @@ def evaluate_run(
     `skip_corrupt` scores only the readable samples (the report counts them) instead of stopping at
     the first unreadable record or image.
     """
+    if out is None:
+        RunDir(run_dir).folder("eval", create=False)  # a link planted as eval/ is refused before any work
     if RunDir.open(run_dir).read_config().task == "detection":  # mAP, per-class AP, PR curves
         from deepvision.evaluation.detection import evaluate_detection_run
 
@@ -190,7 +192,8 @@ def evaluate_run(
     report = M.per_class_report(probs, labels, classes)
     cm = M.confusion(probs, labels, len(classes))
     suffix = "-10crop" if crops == 10 else ""
-    out_dir = Path(out) if out else loaded.run.eval_dir / f"{_slug(result['data'])}-{loaded.checkpoint.stem}{suffix}"
+    default = f"{_slug(result['data'])}-{loaded.checkpoint.stem}{suffix}"
+    out_dir = Path(out) if out else loaded.run.folder("eval", default, create=False)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -17,8 +17,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepvision.data.hdf5 import open_object
 from deepvision.errors import UserError
-from deepvision.interop.keras_h5 import KerasFile, KerasLayer, attr_text, h5py_module, read_keras_h5, read_weights
+from deepvision.interop.keras_h5 import (
+    KerasFile,
+    KerasLayer,
+    attr_text,
+    h5py_module,
+    layer_weights,
+    open_member,
+    read_keras_h5,
+    read_weights,
+)
 from deepvision.safeload import regular_file
 
 MAX_WEIGHTS_BYTES = 8 << 30
@@ -40,29 +50,29 @@ class KerasSource:
     groups: dict[str, list[tuple[str, Any]]]
 
 
-def _legacy_groups(group: Any) -> dict[str, list[tuple[str, Any]]]:
+def _legacy_groups(path: Path, group: Any) -> dict[str, list[tuple[str, Any]]]:
     out = {}
     for raw in group.attrs["layer_names"]:
         name = attr_text(raw)
-        g = group[name]
-        out[name] = [(attr_text(w), g[attr_text(w)]) for w in g.attrs.get("weight_names", [])]
+        out[name] = layer_weights(path, group, name)
     return out
 
 
-def _v3_groups(root: Any) -> dict[str, list[tuple[str, Any]]]:
+def _v3_groups(path: Path, root: Any) -> dict[str, list[tuple[str, Any]]]:
     """Keras 3 layout: layers/<x>/vars/<i> (nested: layers/<x>/layers/<y>/vars/<i>), named by vars' 'name'."""
     out: dict[str, list[tuple[str, Any]]] = {}
 
     def walk(g: Any, prefix: str) -> None:
-        layers = g.get("layers")
+        layers = open_object(path, g, "layers", f"group '{prefix}layers'")
         if layers is None:
             return
         for key in layers:
-            sub = layers[key]
-            vars_ = sub.get("vars")
+            sub = open_member(path, layers, key, f"layer group '{prefix}{key}'")
+            vars_ = open_object(path, sub, "vars", f"group '{prefix}{key}/vars'") if hasattr(sub, "keys") else None
             name = attr_text(vars_.attrs.get("name", key)) if vars_ is not None else key
             if vars_ is not None and len(vars_):
-                out[prefix + name] = [("", vars_[str(i)]) for i in range(len(vars_))]
+                out[prefix + name] = [("", open_member(path, vars_, str(i), f"variable {i} of layer '{prefix}{name}'"))
+                                      for i in range(len(vars_))]
             walk(sub, f"{prefix}{name}/")
 
     walk(root, "")
@@ -143,9 +153,9 @@ class open_keras:
             if raw is not None:
                 config = parse_json(attr_text(raw), str(path))
             version = attr_text(f.attrs.get("keras_version", group.attrs.get("keras_version", "")))
-            return KerasSource(path, _checked(config, path), version or "2", True, _legacy_groups(group))
+            return KerasSource(path, _checked(config, path), version or "2", True, _legacy_groups(path, group))
         if "layers" in f or "vars" in f:
-            return KerasSource(path, _checked(config, path), version or "3", False, _v3_groups(f))
+            return KerasSource(path, _checked(config, path), version or "3", False, _v3_groups(path, f))
         self._file.close()
         raise UserError(f"{path} holds no Keras weights (neither the .h5 layout nor Keras 3's layers/ groups)")
 

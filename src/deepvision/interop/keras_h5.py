@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepvision.data.hdf5 import external_storage, open_object
 from deepvision.errors import UserError
 
 KINDS = {"Conv2D": "conv", "Convolution2D": "conv", "Dense": "dense", "BatchNormalization": "bn",
@@ -116,10 +117,33 @@ def h5py_module() -> Any:
     return h5py
 
 
+def open_member(source: Path, group: Any, key: str, what: str) -> Any:
+    """Group or dataset `key` of `group`, opened through the HDF5 reader's one link rule (external links,
+    looping or dangling soft links and external raw storage refused); UserError naming `what` when absent."""
+    obj = open_object(source, group, key, what)
+    if obj is None:
+        raise UserError(f"{source}: {what} is named in the file but missing from it; the file is damaged")
+    return obj
+
+
+def layer_weights(source: Path, group: Any, name: str) -> list[tuple[str, Any]]:
+    """(weight name, dataset) pairs of layer `name` in a legacy Keras .h5 weights group."""
+    g = open_member(source, group, name, f"the weight group of layer '{name}'")
+    if not isinstance(g, h5py_module().Group):
+        raise UserError(f"{source}: the weight group of layer '{name}' is not an HDF5 group; the file is damaged")
+    out = []
+    for raw in g.attrs.get("weight_names", []):
+        w = attr_text(raw)
+        out.append((w, open_member(source, g, w, f"weight '{w}' of layer '{name}'")))
+    return out
+
+
 def read_weights(source: Path, layer: str, datasets: dict[str, Any]) -> dict[str, np.ndarray]:
-    """{name: float32 array} of one layer's weight datasets; a one-line UserError when one cannot be read
-    (a dangling external link included) or holds NaN/infinite values (they would import and then
-    predict "nan%" for every class)."""
+    """{name: float32 array} of one layer's weight datasets; a one-line UserError when one is stored in an
+    external file or cannot be read (a dangling external link included) or holds NaN/infinite values (they
+    would import and then predict "nan%" for every class)."""
+    for name, ds in datasets.items():
+        external_storage(source, ds, f"weight '{name}' of layer '{layer}'")
     try:
         arrays = {name: np.asarray(ds[()], dtype=np.float32) for name, ds in datasets.items()}
     except (OSError, TypeError, ValueError, KeyError, RuntimeError) as exc:  # KeyError: a dangling external link
@@ -152,9 +176,7 @@ def read_keras_h5(path: str | Path) -> KerasFile:
         layers = []
         for raw in group.attrs["layer_names"]:
             name = attr_text(raw)
-            g = group[name]
-            weights = read_weights(path, name, {_short(w): g[w] for w in (attr_text(w) for w in
-                                                                            g.attrs.get("weight_names", []))})
+            weights = read_weights(path, name, {_short(w): ds for w, ds in layer_weights(path, group, name)})
             c = by_name.get(name, {})
             cls = c.get("class_name") or (_infer_class(weights) if weights else "?")
             layers.append(KerasLayer(name, cls, c.get("config", {}), weights))

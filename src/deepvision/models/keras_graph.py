@@ -418,6 +418,12 @@ class KerasGraph(nn.Module):
                 shapes = ", ".join(str(tuple(kl.to_keras(v).shape[1:])) for v in xs)
                 raise UserError(f"Keras layer '{name}' ({cls}) cannot take input {shapes} "
                                 f"({str(exc).splitlines()[0]})") from None
+            out = values[(name, call, 0)]
+            if isinstance(out, torch.Tensor) and 0 in out.shape[1:]:  # e.g. cropping more than the map holds
+                shapes = ", ".join(str(tuple(kl.to_keras(v).shape[1:])) for v in xs)
+                raise UserError(f"Keras layer '{name}' ({cls}) leaves nothing of its input {shapes}: its output "
+                                f"{tuple(kl.to_keras(out).shape[1:])} is empty; the config does not fit the input "
+                                f"size")
         return values
 
     def _drop_softmax(self, cls: str, cfg: dict[str, Any], key: str) -> None:

@@ -61,9 +61,28 @@ class RunDir:
     test_history_path = property(lambda self: self.path / "test_history.csv")
     log_path = property(lambda self: self.path / "train.log")
     state_path = property(lambda self: self.path / "run.json")
-    checkpoints = property(lambda self: self.path / "checkpoints")
-    plots = property(lambda self: self.path / "plots")
-    eval_dir = property(lambda self: self.path / "eval")
+    checkpoints = property(lambda self: self.folder("checkpoints", create=False))
+    plots = property(lambda self: self.folder("plots", create=False))
+    eval_dir = property(lambda self: self.folder("eval", create=False))
+
+    def folder(self, *parts: str, create: bool = True) -> Path:
+        """The run's sub-folder `parts` (e.g. "eval", "test-best"), created when missing (with `create`).
+        Every level that exists must be a real folder: a symbolic link planted in the run (or a file in
+        a folder's place) is refused in one line, so no write can land outside the run through it."""
+        path = self.path
+        for part in parts:
+            path = path / part
+            if path.is_symlink():
+                raise UserError(f"{path} is a symbolic link; refusing to write through it (make it a real "
+                                f"folder of the run)")
+            if path.exists() and not path.is_dir():
+                raise UserError(f"{path} is not a folder; refusing to write into it (move the file away)")
+            if create:
+                try:
+                    path.mkdir(exist_ok=True)
+                except OSError as exc:
+                    raise UserError(f"cannot create {path}: {exc.strerror or exc}") from None
+        return path
 
     # -- creation / opening ----------------------------------------------------------------
     @classmethod
@@ -85,8 +104,8 @@ class RunDir:
             k += 1
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
-        run.checkpoints.mkdir(exist_ok=True)
-        run.plots.mkdir(exist_ok=True)
+        run.folder("checkpoints")
+        run.folder("plots")
         return run
 
     @classmethod
@@ -306,8 +325,7 @@ class RunDir:
             if (at or 0) > epoch and alias != source:
                 moved[alias] = f"{alias.stem}-epoch{at}.pt"
         if moved:
-            aside = self.checkpoints / f"discarded-{time.strftime('%Y%m%d-%H%M%S')}"
-            aside.mkdir(exist_ok=True)
+            aside = self.folder("checkpoints", f"discarded-{time.strftime('%Y%m%d-%H%M%S')}")
             for p, name in moved.items():
                 p.rename(aside / name)
         if source != last:

@@ -86,7 +86,7 @@ def show_cars(run_dir: str | Path, *, sample_size: int = 10, out: str | Path | N
     rng = np.random.default_rng(seed)
     picks = rng.choice(n, sample_size, replace=replace).tolist()
     targets = np.asarray(split.targets)
-    out_dir = Path(out) if out else loaded.run.eval_dir / "cars-show"
+    out_dir = Path(out) if out else loaded.run.folder("eval", "cars-show", create=False)
     results: list[CarPrediction] = []
     images: list[tuple[Image.Image, str]] = []
     for i in picks:

@@ -27,6 +27,7 @@ from deepvision.errors import UserError
 
 SERVE_EXTRA = "pip install deepvision[serve]"
 PAGE = Path(__file__).with_name("index.html")
+MAX_MEGAPIXELS = 1000  # OpenCV refuses images above 2**30 pixels (CV_IO_MAX_IMAGE_PIXELS) whatever we allow
 
 
 class UploadTooLarge(Exception):
@@ -113,6 +114,9 @@ def check_limits(max_upload_mb: float, max_pixels: float, token: str | None = No
             raise UserError(f"{name} must be a finite positive number, got {value}")
     if max_upload_mb > 1e6:
         raise UserError(f"--max-upload-mb must be at most 1000000 (1 TB), got {max_upload_mb:g}")
+    if max_pixels > MAX_MEGAPIXELS * 1e6:
+        raise UserError(f"--max-megapixels must be at most {MAX_MEGAPIXELS} (the decoders' own ceiling), "
+                        f"got {max_pixels / 1e6:g}")
     if token is not None and (len(token) < 8 or not token.isprintable() or not token.isascii() or " " in token):
         raise UserError("--token must be at least 8 printable ASCII characters without spaces")
 

@@ -54,6 +54,12 @@ def decode_upload(data: bytes, channels: int, max_pixels: int) -> np.ndarray:
         reason = " ".join(str(exc).split())[:160]
         raise RejectedImage(422, f"the image could not be decoded ({reason}); it may be truncated or "
                                  f"damaged") from None
+    except MemoryError:
+        raise RejectedImage(413, "the image is too large to decode on this server; upload a smaller image") from None
+    except Exception as exc:  # a decoder's own failure is the upload's fault: a 422, never a 500 with a traceback
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise RejectedImage(422, f"the image could not be decoded ({reason}); upload a JPEG, PNG, BMP, GIF, "
+                                 f"TIFF or WebP file") from None
 
 
 def _too_many(pixels: int | None, limit: int, dims: str = "") -> str:

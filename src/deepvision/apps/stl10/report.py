@@ -11,6 +11,7 @@ from deepvision.errors import UserError
 from deepvision.evaluation.evaluate import evaluate_run
 from deepvision.evaluation.plots import plot_binary
 from deepvision.fileio import atomic_write_text
+from deepvision.runs.rundir import RunDir
 from deepvision.safeload import read_json
 
 
@@ -28,7 +29,7 @@ def t1_report(run_dir: str | Path, *, epoch: int | None = None, which: str = "be
     if len(classes) != 2:
         raise UserError(f"{run_dir} classifies {len(classes)} classes; the T1 report is for two-class runs")
     checkpoint = Path(evaluated["checkpoint"]).stem
-    folder = Path(out) if out else Path(evaluated["run"]) / "eval" / f"t1-{checkpoint}"
+    folder = Path(out) if out else RunDir(evaluated["run"]).folder("eval", f"t1-{checkpoint}", create=False)
     curves = {split: read_json(r["files"]["curves_json"], "curves file") if "curves_json" in r["files"]
               else None for split, r in results.items()}
     if curves[data] is None:

@@ -196,6 +196,9 @@ def _as_linear(best: Any, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return best.coef_, np.atleast_1d(best.intercept_), best.classes_
 
 
+MAX_JOBS = 1024  # parallel fits; more processes than that only exhaust the machine
+
+
 def fit_logreg(
     features: str | Path,
     out: str | Path | None = None,
@@ -226,6 +229,8 @@ def fit_logreg(
         raise UserError(f"--cv must be at least 2 folds, got {cv}")
     if max_iter < 1:
         raise UserError(f"--max-iter must be positive, got {max_iter}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or not (jobs == -1 or 1 <= jobs <= MAX_JOBS):
+        raise UserError(f"--jobs must be a whole number from 1 to {MAX_JOBS:,}, or -1 for every core; got {jobs!r}")
     values = parse_grid(grid)
     features = Path(features)
     estimator, key, kind = _estimator(solver, max_iter, seed)

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload in MB (default 10)")
     p.add_argument("--max-megapixels", type=float, default=40.0,
-                   help="largest image in megapixels, checked before decoding (default 40)")
+                   help="largest image in megapixels, checked before decoding (default 40, at most 1000)")
     p.add_argument("--token", default=None,
                    help="access token every request must carry (Authorization: Bearer TOKEN, or ?token=); "
                         "default: $DEEPVISION_SERVE_TOKEN, else none")
@@ -44,5 +44,5 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{name} must be a finite positive number, got {value}")
     token = args.token if args.token is not None else os.environ.get("DEEPVISION_SERVE_TOKEN") or None
     serve(args.source, args.host, args.port, max_upload_mb=args.max_upload_mb,
-          max_pixels=int(min(args.max_megapixels, 1e9) * 1e6), device=args.device, token=token)
+          max_pixels=int(args.max_megapixels * 1e6), device=args.device, token=token)
     return 0

@@ -1,0 +1,100 @@
+"""A run's own folders (checkpoints/, plots/, eval/ and what lies below them) replaced by a symbolic link
+or a file: every write is refused in one line before anything is written, and the link's target is
+left as it was."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from deepvision.errors import UserError
+from deepvision.runs.rundir import RunDir
+from tests.fuzz.test_corpus import _snapshot
+
+
+def _run(tmp_path):
+    run = RunDir.create(tmp_path, "r")
+    run.config_path.write_text("name: r\n")
+    with run.history_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, ["epoch", "train_loss", "val_loss", "train_acc", "val_acc", "lr"])
+        writer.writeheader()
+        for epoch in (1, 2):
+            writer.writerow({"epoch": epoch, "train_loss": 1 / epoch, "val_loss": 1.2 / epoch,
+                             "train_acc": 0.4 * epoch, "val_acc": 0.3 * epoch, "lr": 0.1})
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "loss.png").write_text("keep\n")
+    (victim / "last.pt").write_text("keep\n")
+    return run, victim
+
+
+def _plant(run, name, victim):
+    folder = run.path / name
+    if folder.exists():
+        folder.rmdir()
+    folder.symlink_to(victim, target_is_directory=True)
+
+
+def test_plot_refuses_a_symlinked_plots_folder(tmp_path, run_cli):
+    run, victim = _run(tmp_path)
+    _plant(run, "plots", victim)
+    before = _snapshot(tmp_path)
+    code, out, err = run_cli("plot", run.path)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert f"{run.path / 'plots'} is a symbolic link; refusing to write through it" in err
+    assert _snapshot(tmp_path) == before
+
+
+def test_plot_refuses_a_file_in_place_of_the_plots_folder(tmp_path, run_cli):
+    run, _ = _run(tmp_path)
+    (run.path / "plots").rmdir()
+    (run.path / "plots").write_text("not a folder\n")
+    before = _snapshot(tmp_path)
+    code, _, err = run_cli("plot", run.path)
+    assert code == 2 and err.count("\n") == 1 and "plots is not a folder; refusing to write into it" in err
+    assert _snapshot(tmp_path) == before
+
+
+def test_checkpoints_are_never_written_through_a_symlinked_folder(tmp_path):
+    run, victim = _run(tmp_path)
+    _plant(run, "checkpoints", victim)
+    before = _snapshot(tmp_path)
+    with pytest.raises(UserError, match="checkpoints is a symbolic link; refusing to write through it"):
+        run.save_checkpoint({"epoch": 1}, 1, prefix="m", periodic=True, best=True)
+    with pytest.raises(UserError, match="checkpoints is a symbolic link"):
+        RunDir.create(tmp_path, "r", exist_ok=True)
+    assert _snapshot(tmp_path) == before
+
+
+def test_evaluation_reports_are_never_written_through_a_planted_link(tmp_path):
+    run, victim = _run(tmp_path)
+    _plant(run, "eval", victim)
+    with pytest.raises(UserError, match="eval is a symbolic link"):
+        run.folder("eval", "test-best", create=False)
+    (run.path / "eval").unlink()
+    (run.path / "eval").mkdir()
+    (run.path / "eval" / "test-best").symlink_to(victim, target_is_directory=True)
+    before = _snapshot(tmp_path)
+    with pytest.raises(UserError, match="test-best is a symbolic link"):
+        run.folder("eval", "test-best")
+    assert _snapshot(tmp_path) == before
+
+
+def test_real_folders_are_created_and_reused(tmp_path):
+    run, _ = _run(tmp_path)
+    made = run.folder("eval", "test-best")
+    assert made == run.path / "eval" / "test-best" and made.is_dir()
+    assert run.folder("eval", "test-best") == made and run.eval_dir == run.path / "eval"
+    assert run.folder("eval", "other", create=False) == run.path / "eval" / "other"
+    assert not (run.path / "eval" / "other").exists()
+
+
+def test_evaluate_refuses_a_symlinked_eval_folder_before_any_work(tmp_path, run_cli):
+    run, victim = _run(tmp_path)
+    _plant(run, "eval", victim)
+    before = _snapshot(tmp_path)
+    code, out, err = run_cli("evaluate", run.path, "--data", tmp_path / "nowhere")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"{run.path / 'eval'} is a symbolic link; refusing to write through it" in err
+    assert _snapshot(tmp_path) == before
