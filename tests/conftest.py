@@ -47,6 +47,23 @@ def run_cli(capsys):
     return _run
 
 
+@pytest.fixture
+def busy_machine(monkeypatch):
+    """4 cores, 3 of them busy with other processes (a faked /proc/stat reading); torch on 4 threads."""
+    import torch
+
+    from deepvision.engine import threads
+
+    monkeypatch.setenv("DEEPVISION_CPU_THREADS", "auto")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(threads, "busy_cores", lambda interval=0.25: 3.0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def trained_detection_run(tmp_path_factory) -> Path:
     """A detection run trained by the engine (SSDlite at 96 px, 1 epoch of 2 steps, the test split scored every

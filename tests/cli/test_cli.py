@@ -332,23 +332,6 @@ def test_record_runs_resolve_files_under_the_data_root(tmp_path, run_cli, monkey
     assert report["samples"] == 6 and "[INFO] rank-1:" in out
 
 
-@pytest.fixture
-def busy_machine(monkeypatch):
-    """4 cores, 3 of them busy with other processes (a faked /proc/stat reading); torch on 4 threads."""
-    import torch
-
-    from deepvision.engine import threads
-
-    monkeypatch.setenv("DEEPVISION_CPU_THREADS", "auto")
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(threads, "busy_cores", lambda interval=0.25: 3.0)
-    before = torch.get_num_threads()
-    torch.set_num_threads(4)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("command, argv", [("predict", ["RUN", "a.png", "--device", "cpu"]),
                                            ("detect", ["RUN", "a.png", "--device", "cpu"]),
                                            ("evaluate", ["RUN"]), ("classify", ["a.png"]),

@@ -89,31 +89,22 @@ def test_long_values_are_cut_in_the_one_line_error(monkeypatch, run_cli):
 
 
 @pytest.fixture
-def busy_machine(monkeypatch):
-    """4 cores, 3 of them busy with other processes; torch on 4 threads."""
+def busy_cpu(busy_machine, monkeypatch):
+    """The busy 4-core machine without a GPU; the note `predict` prints there."""
     import torch
 
-    from deepvision.engine import threads
-
-    monkeypatch.setenv("DEEPVISION_CPU_THREADS", "auto")
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(threads, "busy_cores", lambda interval=0.25: 3.0)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    before = torch.get_num_threads()
-    torch.set_num_threads(4)
-    yield "3.0 of 4 cores are busy with other processes: running predict on 1 thread(s) instead of 4"
-    torch.set_num_threads(before)
+    return "3.0 of 4 cores are busy with other processes: running predict on 1 thread(s) instead of 4"
 
 
-def test_a_refusal_on_a_busy_machine_is_still_one_line(busy_machine, run_cli, tmp_path):
+def test_a_refusal_on_a_busy_machine_is_still_one_line(busy_cpu, run_cli, tmp_path):
     code, out, err = run_cli("predict", tmp_path / "missing", tmp_path / "a.png")
     assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("deepvision predict: error:")
 
 
-def test_the_busy_note_comes_before_the_first_output(busy_machine, run_cli, monkeypatch):
+def test_the_busy_note_comes_before_the_first_output(busy_cpu, run_cli, monkeypatch):
     from deepvision.cli.commands import predict
 
     monkeypatch.setattr(predict, "run", lambda args: print("a.png: cat") or 0)
     code, out, err = run_cli("predict", "RUN", "a.png")
-    assert code == 0 and out == "a.png: cat\n" and err.startswith(busy_machine) and err.count("\n") == 1
+    assert code == 0 and out == "a.png: cat\n" and err.startswith(busy_cpu) and err.count("\n") == 1
