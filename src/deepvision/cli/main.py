@@ -138,10 +138,10 @@ class _ReleasingStream:
         return getattr(self._stream, name)
 
 
-def fit_threads(args: argparse.Namespace, held: HeldNote | None = None) -> int | None:
+def fit_threads(args: argparse.Namespace, held: HeldNote) -> int | None:
     """Apply the training thread policy to a computing command on the CPU; returns the thread count to
-    restore afterwards (None when nothing was changed). The note, when threads were lowered, goes to stderr
-    so that stdout (JSON, tables) stays clean: held in `held` when given (see HeldNote), else at once."""
+    restore afterwards (None when nothing was changed). The note, when threads were lowered, is held in
+    `held` for stderr, so that stdout (JSON, tables) stays clean and a refusal stays one line."""
     if args.command not in COMPUTING:
         return None
     import torch
@@ -151,10 +151,7 @@ def fit_threads(args: argparse.Namespace, held: HeldNote | None = None) -> int |
     device = str(getattr(args, "device", None) or "auto")
     on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     previous, note = fit_threads_to_load(torch.device("cpu" if on_cpu else "cuda"), what=f"running {args.command}")
-    if note and held is not None:
-        held.note = note
-    elif note:
-        sys.stderr.write(note + "\n")
+    held.note = note or ""
     return previous
 
 
@@ -177,14 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         threads = fit_threads(args, held)
         if held.note:
             sys.stdout, sys.stderr = held.wrap(sys.stdout), held.wrap(sys.stderr)
-        code = int(args.func(args) or 0)
-        held.release()
-        return code
+        return int(args.func(args) or 0)
     except UserError as exc:
         from deepvision.safeload import printable  # a name from a file or the command line, escaped
 
         held.drop()
-        sys.stdout, sys.stderr = streams
         sys.stderr.write(f"deepvision {args.command}: error: {clip_message(printable(exc))}\n")
         return 2
     except StopRequested as stop:
