@@ -19,6 +19,10 @@ packing) is decoded here, by one set of rules.
 `read_bgr`): JPEGs decode with libjpeg-turbo through `simplejpeg` when it is installed (into a reused
 buffer), else OpenCV; plain 8-bit PNGs through OpenCV; everything else through Pillow. The fast paths
 give the same pixels as Pillow would where the conversion rules above are concerned.
+
+Why one module of ~540 lines: the point is one decoder; its header readers, pixel limit, format and
+mode allowlist and conversions are the rules every entry point must share, and splitting them would
+invite a second path that skips one.
 """
 
 from __future__ import annotations
