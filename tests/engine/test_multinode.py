@@ -169,7 +169,10 @@ def test_sigterm_to_one_node_stops_both_and_the_resumed_run_matches_an_uninterru
     assert not re.search(r'File ".*deepvision', err), err[-4000:]  # no traceback out of deepvision
     assert err.count("training stopped after") == 1 and out.count("interrupted at batch") == 1, err[-4000:]
     assert f"torchrun --nnodes 2 --nproc_per_node 1 ... -m deepvision resume {Path('runs') / 'mn'}" in err
-    assert re.search(r"exitcode\s*:\s*143", nodes.logs[1 - signalled][1].read_text())  # SIGTERM's code on rank 0 too
+    # rank 0's agent reports its worker's SIGTERM code, or (when the signalled agent hosted the c10d store
+    # and went first) torchrun's own store error: which one is a race inside torchrun
+    other = nodes.logs[1 - signalled][1].read_text()
+    assert re.search(r"exitcode\s*:\s*143", other) or "RendezvousConnectionError" in other, other[-4000:]
     stopped_at = len(run.read_history())
     assert 1 <= stopped_at < 40 and run.read_state()["status"] == "interrupted"
     assert load_checkpoint(run.checkpoints / "last.pt")["epoch"] == stopped_at
