@@ -37,3 +37,22 @@ def test_evaluate_with_ten_crops_on_in_memory_data(tmp_path):
     plain = train(tiny_config(1, max_samples=100), out=tmp_path, name="plain")
     with pytest.raises(UserError, match="10-crop needs images larger than the model input"):
         evaluate(plain.run_dir, data="val", crops=10, quiet=True)
+
+
+def test_two_crops_average_each_image_with_its_mirror(tmp_path):
+    from deepvision.evaluation.evaluate import collect_probs
+    from deepvision.runs.loading import load_run
+
+    result = train(tiny_config(1, max_samples=100), out=tmp_path, name="flip")
+    loaded = load_run(result.run_dir, device=torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (6, loaded.pre.channels, *loaded.pre.size), dtype=torch.uint8, generator=g)
+    y = torch.arange(6) % 3
+    cpu = torch.device("cpu")
+    plain, labels = collect_probs(loaded, [(x, y)], cpu)
+    mirrored, _ = collect_probs(loaded, [(x.flip(-1), y)], cpu)
+    both, labels2 = collect_probs(loaded, [(x, y)], cpu, crops=2)
+    assert (labels == labels2).all() and not torch.allclose(torch.from_numpy(plain), torch.from_numpy(mirrored))
+    assert torch.allclose(torch.from_numpy(both), torch.from_numpy((plain + mirrored) / 2), atol=1e-6)
+    report = evaluate(result.run_dir, data="val", crops=2, quiet=True)
+    assert report["crops"] == 2 and (result.run_dir / "eval" / "val-best-flip" / "metrics.json").is_file()

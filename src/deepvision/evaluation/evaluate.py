@@ -41,6 +41,7 @@ from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
 
 ROLES = ("train", "val", "test")
+CROPS = {1: "", 2: " (with the mirror)", 10: " (10-crop oversampling)"}  # --crops: views averaged per image
 
 
 def _data_config_for(cfg: Config, data: str | None) -> tuple[Config, str]:
@@ -62,7 +63,8 @@ def collect_probs(loaded: LoadedRun, loader, device: torch.device, crops: int = 
     Batches go through the run's task exactly as training-time validation sends them (`to_device`,
     then `eval_outputs` under the run's autocast setting), so a `meter` (single crop) reports the same
     loss and accuracies for the same checkpoint. With crops=10 the loader yields raw (uncropped) batches,
-    or batches of 10 crops per sample, and the probabilities of the 10 crops are averaged. `progress`
+    or batches of 10 crops per sample, and the probabilities of the 10 crops are averaged; with crops=2
+    those of each image and its mirror. `progress`
     advances by one per batch.
     """
     task = get_task(loaded.cfg.task)(loaded.cfg)
@@ -73,6 +75,8 @@ def collect_probs(loaded: LoadedRun, loader, device: torch.device, crops: int = 
         for x, y in loader:
             if crops == 10 and x.dim() == 4:  # in-memory tensors: crop on the device
                 x = ten_crop(x.to(device, non_blocking=True), loaded.pre.size)
+            elif crops == 2:  # the image and its mirror
+                x = torch.stack([x, x.flip(-1)], 1)
             if x.dim() == 5:
                 n, k = x.shape[:2]
                 xs, ys = task.to_device((x.flatten(0, 1), y.repeat_interleave(k)), device)
@@ -108,7 +112,8 @@ def evaluate_run(
     """Evaluate a run and write metrics.json, report.csv, confusion matrix, (binary) ROC/PR.
 
     Returns the metrics dict. Every sample is scored exactly once (no padded batches). `crops=10`
-    averages the probabilities of the 10-crop oversampling (corners + centre, and their mirrors).
+    averages the probabilities of the 10-crop oversampling (corners + centre, and their mirrors), `crops=2`
+    those of the centre view and its mirror (test-time flip).
     `skip_corrupt` scores only the readable samples (the report counts them) instead of stopping at
     the first unreadable record or image.
     """
@@ -124,8 +129,8 @@ def evaluate_run(
         if not quiet:
             print("\n".join(report.lines()))
         return report.metrics()
-    if crops not in (1, 10):
-        raise UserError(f"--crops must be 1 or 10, got {crops}")
+    if crops not in CROPS:
+        raise UserError(f"--crops must be 1, 2 or 10, got {crops}")
     if batch_size is not None and batch_size <= 0:
         raise UserError(f"--batch-size must be a positive integer, got {batch_size}")
     dev = resolve_device(device)
@@ -160,7 +165,7 @@ def evaluate_run(
         loader = build_loaders(cfg.data, eval_bundle, loaded.pre, seed=cfg.train.seed, device=dev,
                                roles=("test",))["test"]
     say(f"[INFO] predicting on {role if data in (None, *ROLES) else data} data"
-        + (" (10-crop oversampling)" if crops == 10 else "") + "...")
+        + CROPS[crops] + "...")
     meter = ClassificationMeter(dev, loss_is_sum=True) if crops == 1 else None
     progress = PhaseProgress("evaluate", len(loader), stream=sys.stdout, bar=None) if not quiet else None
     try:
@@ -191,7 +196,7 @@ def evaluate_run(
         result["one_off"] = M.one_off(probs, labels, classes)
     report = M.per_class_report(probs, labels, classes)
     cm = M.confusion(probs, labels, len(classes))
-    suffix = "-10crop" if crops == 10 else ""
+    suffix = {1: "", 2: "-flip", 10: "-10crop"}[crops]
     default = f"{_slug(result['data'])}-{loaded.checkpoint.stem}{suffix}"
     out_dir = Path(out) if out else loaded.run.folder("eval", default, create=False)
     try:

@@ -256,7 +256,7 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def crops(row: dict[str, Any]) -> str:
-    return " (10-crop)" if row.get("test_crops") == 10 else ""
+    return {2: " (flip)", 10: " (10-crop)"}.get(row.get("test_crops"), "")
 
 
 def to_markdown(rows: list[dict[str, Any]]) -> str:

@@ -21,8 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="train, val, test, or a path: folder of class sub-folders, .lst, .rec or "
                                   "HDF5 file")
     p.add_argument("--batch-size", type=int, help="evaluation batch size")
-    p.add_argument("--crops", type=int, default=1, choices=[1, 10],
-                   help="1: centre crop; 10: 4 corners + centre and their mirrors, probabilities averaged")
+    p.add_argument("--crops", type=int, default=1, choices=[1, 2, 10],
+                   help="1: centre crop; 2: centre and its mirror; 10: 4 corners + centre and their "
+                        "mirrors (probabilities averaged)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", help="report folder (default: RUN_DIR/eval/...)")
     p.add_argument("--skip-corrupt", action="store_true",
