@@ -138,3 +138,17 @@ def test_fer_pretrained_section_with_and_without_keras(script):
     assert ("- PrivateTest (`val.hdf5`): deepvision rank-5 98.41%, cross-entropy 1.1476; Keras on faces resized "
             "by cv2.resize as fer does: 58.18%") in text
     assert "- PublicTest (`test.hdf5`): deepvision cross-entropy 1.2000\n" in text
+
+
+def test_detection_curve_table_marks_the_first_epoch_at_the_target(script):
+    detection = script("detection_synthetic")
+    curve = [{"epoch": 9, "map50": 0.631, "map": 0.353, "seconds": 538.2},
+             {"epoch": 18, "map50": 0.9012, "map": 0.641, "seconds": 1607.4},
+             {"epoch": 27, "map50": 0.937, "map": 0.731, "seconds": 2668.0}]
+    assert detection.curve_table(curve) == [
+        "| epoch | 9 | 18 | 27 |", "|---|---|---|---|",
+        "| VOC mAP@0.5 | 0.631 | **0.901** | 0.937 |", "| COCO mAP | 0.353 | 0.641 | 0.731 |",
+        "| training s | 538 | 1,607 | 2,668 |", "",
+        "VOC mAP@0.5 >= 0.90 first at epoch 18, after 1,607 s of training; 0.937 (COCO mAP 0.731) at the end."]
+    assert detection.curve_table(curve[:1])[-1] == (
+        "VOC mAP@0.5 >= 0.90 not reached; 0.631 (COCO mAP 0.353) at the end.")
