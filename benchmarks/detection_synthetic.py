@@ -158,7 +158,7 @@ def accuracy(name: str, built: Path, args, device: torch.device) -> dict[str, fl
             scores = evaluate(task, model, loaders["val"], device, args.amp)
             print(f"  {name} epoch {epoch + 1}: VOC mAP@0.5 {scores['map50']:.3f}, COCO mAP {scores['map']:.3f}, "
                   f"{trained:.0f} s training", flush=True)
-            curve.append(f"{epoch + 1}: {scores['map50']:.3f} ({trained:.0f} s)")
+            curve.append({"epoch": epoch + 1, "map50": scores["map50"], "map": scores["map"], "seconds": trained})
             if math.isnan(to_target) and scores["map50"] >= TARGET:
                 to_target = trained
     for loader in loaders.values():
@@ -288,6 +288,21 @@ def inference(model, classes: list[str], built: Path, device: torch.device, fram
     return {"images_per_s": per_image, "video_fps": video.fps}
 
 
+def curve_table(curve: list[dict]) -> list[str]:
+    """The test scores of the evaluated epochs as a table (the first VOC mAP@0.5 at the target in bold)."""
+    first = next((c for c in curve if c["map50"] >= TARGET), None)
+    lines = ["| epoch | " + " | ".join(str(c["epoch"]) for c in curve) + " |", "|---|" + "---|" * len(curve),
+             "| VOC mAP@0.5 | " + " | ".join(f"**{c['map50']:.3f}**" if c is first else f"{c['map50']:.3f}"
+                                           for c in curve) + " |",
+             "| COCO mAP | " + " | ".join(f"{c['map']:.3f}" for c in curve) + " |",
+             "| training s | " + " | ".join(f"{c['seconds']:,.0f}" for c in curve) + " |", ""]
+    last = curve[-1]
+    end = f"{last['map50']:.3f} (COCO mAP {last['map']:.3f}) at the end"
+    lines.append(f"VOC mAP@0.5 >= {TARGET:.2f} first at epoch {first['epoch']}, after {first['seconds']:,.0f} s of "
+                 f"training; {end}." if first else f"VOC mAP@0.5 >= {TARGET:.2f} not reached; {end}.")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="ssdlite320_mobilenet_v3_large,fasterrcnn_mobilenet_v3_large_320_fpn")
@@ -370,8 +385,10 @@ def main() -> None:
                      f"{f(r.get('torchvision'), '.1f')} | {f(r.get('ratio'), '.2f')}"
                      f"{'' if r.get('ratio') is None else 'x'} | "
                      f"{f(r.get('images_per_s'), '.1f')} | {f(r.get('video_fps'), '.1f')} |")
-    lines += [f"\n{r['model']}, test VOC mAP@0.5 by epoch (training s): {', '.join(r['curve'])}"
-              for r in rows if r.get("curve")]
+    for r in rows:
+        if r.get("curve"):
+            lines += ["", *([f"{r['model']}, test split by epoch:", ""] if len(rows) > 1 else []),
+                      *curve_table(r["curve"])]
     table = "\n".join(lines)
     print(table)
     if not args.no_append:  # one section per model set and steps: an accuracy run leaves the speed table alone

@@ -11,6 +11,8 @@ value).
 
     python benchmarks/keras_parity.py                                          # committed, seconds
     KERAS_PYTHON=/path/to/keras-venv/bin/python python benchmarks/keras_parity.py --live  # minutes
+
+The table replaces the mode's section of BENCHMARKS.md (`--no-append` only prints it).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ import torch
 from deepvision.interop.keras_files import load_graph_weights, open_keras
 from deepvision.models.keras_graph import KerasGraph
 from deepvision.models.keras_layers import to_keras
+
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import describe, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 FIX = REPO / "tests" / "fixtures" / "keras"
@@ -87,43 +92,90 @@ def fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.1e}"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--live", action="store_true", help="keras.applications networks written now (KERAS_PYTHON)")
-    args = p.parse_args()
-    if args.live:
-        python = os.environ.get("KERAS_PYTHON")
-        if not python:
-            sys.exit("--live needs KERAS_PYTHON=/path/to/python-with-keras")
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            subprocess.run([python, str(FIX / "make_keras_graph_fixtures.py"), tmp, "--applications"], check=True,
-                           capture_output=True)
-            print("| network | input | layers compared | worst layer, relative | max abs diff, probabilities "
-                  "| max abs diff, logits | largest logit | top-1 agreement |")
-            print("|---|---|---:|---:|---:|---:|---:|---:|")
-            for ref_path in sorted(folder.glob("*.npz")):
-                if ref_path.stem.endswith("_layers"):
-                    continue
-                ref = np.load(ref_path)
-                graph = rebuild(folder / f"{ref_path.stem}.keras")
-                worst, where, count = layer_worst(graph, ref["x"], np.load(folder / f"{ref_path.stem}_layers.npz"))
-                r = compare(graph, ref)
-                shape = "x".join(str(v) for v in graph.input_shape)
-                print(f"| {ref_path.stem} | {shape} | {count} | {worst:.1e} ({where}) | {fmt(r['probs'])} | "
-                      f"{fmt(r['logits'])} | {r['largest']:.3g} | {r['top1']:.0%} |")
-        return
-    print("| file | Keras | max abs diff, probabilities | max abs diff, logits | largest logit | top-1 agreement |")
-    print("|---|---|---:|---:|---:|---:|")
+TITLES = {False: "Keras import parity: committed fixtures (tests/fixtures/keras/graph)",
+          True: "Keras import parity: keras.applications networks, unseen by the tests"}
+INTRO = """`deepvision import keras` without `--model` (`keras:graph`, the network rebuilt from the file's config)
+compared with Keras' own outputs on the same input. The files have random weights and random BatchNorm
+statistics; the last Dense is redrawn so the probabilities vary between inputs. Logits: Keras'
+log-probabilities and deepvision's logits, each centred per sample. Tolerance in the tests: 1e-5 on the
+probabilities."""
+COMMITTED = """Written by `tests/fixtures/keras/make_keras_graph_fixtures.py` (ShallowNet, LeNet, MiniVGGNet, the Keras
+MNIST CNN, a small ResNet and Inception, every listed layer in zoo_a/zoo_b, nested and shared models,
+Conv1D, Keras 3 operations, the three networks a mapping would get wrong). A .h5 is listed where one is
+committed."""
+LIVE = """Keras writes the networks with random weights, and every layer's output is compared (relative to the
+layer's largest value) as well as the final probabilities."""
+
+
+def section(rows: list[dict], live: bool, machine: str) -> str:
+    """The BENCHMARKS.md section: one row per file (committed) or keras.applications network (live)."""
+    lines = [INTRO, "", f"Machine: {machine}.", "", LIVE if live else COMMITTED, ""]
+    if live:
+        lines += ["| network | input | layers compared | worst layer, relative | max abs diff, probabilities "
+                  "| max abs diff, logits | largest logit | top-1 agreement |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['name']} | {r['input']} | {r['layers']} | {r['worst']:.1e} ({r['where']}) | "
+                  f"{fmt(r['probs'])} | {fmt(r['logits'])} | {r['largest']:.3g} | {r['top1']:.0%} |" for r in rows]
+    else:
+        lines += ["| file | Keras | max abs diff, probabilities | max abs diff, logits | largest logit "
+                  "| top-1 agreement |", "|---|---|---:|---:|---:|---:|"]
+        lines += [f"| {r['name']} | {r['keras']} | {fmt(r['probs'])} | {fmt(r['logits'])} | {r['largest']:.3g} | "
+                  f"{r['top1']:.0%} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def live_rows(python: str) -> list[dict]:
+    """Keras (`python`) writes keras.applications networks now; each one's comparison, layer by layer."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        subprocess.run([python, str(FIX / "make_keras_graph_fixtures.py"), tmp, "--applications"], check=True,
+                       capture_output=True)
+        for ref_path in sorted(folder.glob("*.npz")):
+            if ref_path.stem.endswith("_layers"):
+                continue
+            ref = np.load(ref_path)
+            graph = rebuild(folder / f"{ref_path.stem}.keras")
+            worst, where, count = layer_worst(graph, ref["x"], np.load(folder / f"{ref_path.stem}_layers.npz"))
+            rows.append({"name": ref_path.stem, "input": "x".join(str(v) for v in graph.input_shape),
+                         "layers": count, "worst": worst, "where": where, **compare(graph, ref)})
+            print(f"  {ref_path.stem}: worst layer {worst:.1e}", flush=True)
+    return rows
+
+
+def committed_rows() -> list[dict]:
+    """The committed fixtures' comparisons, .h5 and .keras of each."""
+    rows = []
     for ref_path in sorted((FIX / "graph").glob("*.npz")):
         ref = np.load(ref_path)
         for ext in (".h5", ".keras"):
             path = ref_path.with_suffix(ext)
             if path.is_file():
-                r = compare(rebuild(path), ref)
-                version = "tf-keras 2.21" if path.name.startswith("k2_") else "Keras 3.15"
-                print(f"| {path.name} | {version} | {fmt(r['probs'])} | {fmt(r['logits'])} | {r['largest']:.3g} | "
-                      f"{r['top1']:.0%} |")
+                keras = "tf-keras 2.21" if path.name.startswith("k2_") else "Keras 3.15"
+                rows.append({"name": path.name, "keras": keras, **compare(rebuild(path), ref)})
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--live", action="store_true", help="keras.applications networks written now (KERAS_PYTHON)")
+    p.add_argument("--no-append", action="store_true", help="print only; do not write BENCHMARKS.md")
+    args = p.parse_args()
+    python = os.environ.get("KERAS_PYTHON")
+    if args.live and not python:
+        sys.exit("--live needs KERAS_PYTHON=/path/to/python-with-keras")
+    rows = live_rows(python) if args.live else committed_rows()
+    machine = describe()
+    if args.live:
+        code = "import keras, tensorflow as tf; print(keras.__version__, tf.__version__)"
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        version = subprocess.run([python, "-c", code], check=True, capture_output=True, text=True,
+                                 env=env).stdout.strip().splitlines()[-1].split()
+        machine += f"; Keras {version[0]} on TensorFlow {version[1]}"
+    text = section(rows, args.live, machine)
+    print(text)
+    if not args.no_append:
+        print(f"written to {write_section(TITLES[args.live], text)}")
 
 
 if __name__ == "__main__":

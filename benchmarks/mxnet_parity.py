@@ -8,12 +8,14 @@ with `--live` (needs MXNET_PYTHON) MXNet first writes reference-size checkpoints
 
     python benchmarks/mxnet_parity.py                                   # committed fixtures, seconds
     MXNET_PYTHON=/path/to/mxnet-venv/bin/python python benchmarks/mxnet_parity.py --live   # a few minutes
+
+The table replaces the mode's section of BENCHMARKS.md (`--no-append` only prints it). Exits 1 when a
+difference of the probabilities exceeds 1e-4 or a top-1 class differs.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import subprocess
 import sys
@@ -25,6 +27,9 @@ import torch
 
 from deepvision.interop.mxnet_import import import_mxnet
 from deepvision.runs.loading import load_run
+
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import describe, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 FIX = REPO / "tests" / "fixtures" / "mxnet"
@@ -58,9 +63,32 @@ def measure(folder: Path, stem: str, model: str | None, options: dict, tmp: Path
             "top1": float((probs.argmax(1) == io["probs"].argmax(1)).mean())}
 
 
+TITLES = {True: "MXNet import parity: reference sizes, written by MXNet 1.9.1 now",
+          False: "MXNet import parity: committed reduced-width fixtures"}
+INTRO = """`deepvision import mxnet` compared with MXNet's own outputs on the same input (graph import
+`mxnet:graph`, and the mapping onto the zoo architecture where there is one). The checkpoints have
+random weights with randomised BatchNorm statistics, gamma and PReLU slopes (a classifier whose logits
+exceed 30 is scaled to 10 so the softmax is not one-hot); the largest logit is listed so that the
+differences can be read relative to it. Tolerance in the tests: max abs difference <= 1e-4 and the
+same top-1 class."""
+
+
+def section(rows: list[dict], machine: str) -> str:
+    """The BENCHMARKS.md section: one row per network and import target."""
+    lines = [INTRO, "", f"Machine: {machine}.", "",
+             "| network | input | imported as | max abs diff, probabilities | max abs diff, logits | largest logit "
+             "| top-1 agreement |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['net']} | {r['input']} | {r['target']} | {r['probs']:.1e} | {r['logits']:.1e} | "
+                     f"{r['scale']:.3g} | {r['top1'] * 100:.0f}% |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--live", action="store_true", help="reference sizes written by MXNet now (MXNET_PYTHON)")
+    p.add_argument("--no-append", action="store_true", help="print only; do not write BENCHMARKS.md")
     args = p.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,17 +110,10 @@ def main() -> None:
                 row = measure(folder, stem, target, options, tmp_path)
                 rows.append({"net": LABELS.get(name, name), **row})
                 print(f"  {name} -> {row['target']}: probs {row['probs']:.1e}, logits {row['logits']:.1e}", flush=True)
-    kind = "reference sizes, written by MXNet 1.9.1 now" if args.live else "committed reduced-width fixtures"
-    lines = [f"\n### MXNet import parity ({kind}, {datetime.date.today()})\n",
-             f"`python benchmarks/mxnet_parity.py{' --live' if args.live else ''}`; random weights with randomised "
-             "BatchNorm statistics, gamma and PReLU slopes; MXNet's outputs on a fixed seeded input.\n",
-             "| network | input | imported as | max abs diff, probabilities | max abs diff, logits | largest logit "
-             "| top-1 agreement |",
-             "|---|---|---|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['net']} | {r['input']} | {r['target']} | {r['probs']:.1e} | {r['logits']:.1e} | "
-                     f"{r['scale']:.3g} | {r['top1'] * 100:.0f}% |")
-    print("\n".join(lines))
+    text = section(rows, describe())
+    print(text)
+    if not args.no_append:
+        print(f"written to {write_section(TITLES[args.live], text)}")
     if any(r["probs"] > 1e-4 or r["top1"] < 1 for r in rows):
         sys.exit(1)
 

@@ -11,7 +11,8 @@ absolute difference says nothing), with the largest logit shown beside it.
 
     python benchmarks/onnx_vs_torch.py                      # lenet, resnet50_ref, tv:mobilenet_v2 (a few minutes)
     python benchmarks/onnx_vs_torch.py --tiny               # smoke run: small inputs, batch 1 and 2, seconds
-    python benchmarks/onnx_vs_torch.py --append             # also write the table to BENCHMARKS.md
+
+The table replaces this script's section of BENCHMARKS.md (`--no-append`, and `--tiny`, only print it).
 """
 
 from __future__ import annotations
@@ -116,8 +117,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (median reported)")
     p.add_argument("--threads", type=int, help="threads for both (default: each library's own; on a busy machine "
                                                 "use 1: spinning thread pools collapse when cores are shared)")
-    p.add_argument("--tiny", action="store_true", help="smoke run: 64-pixel inputs, batch 1 and 2, 0.2 s")
-    p.add_argument("--append", action="store_true", help="write the table to BENCHMARKS.md")
+    p.add_argument("--tiny", action="store_true", help="smoke run: 64-pixel inputs, batch 1 and 2, 0.2 s (print only)")
+    p.add_argument("--no-append", action="store_true", help="print only; do not write BENCHMARKS.md")
     args = p.parse_args()
     side = None
     if args.tiny:
@@ -136,7 +137,7 @@ def main() -> None:
             "Random weights (speed does not depend on them); the parity column is relative to the largest "
             f"logit.\n\n{table(rows)}")
     print(text)
-    if args.append:
+    if not (args.no_append or args.tiny):
         print(f"written to {write_section('ONNX Runtime vs PyTorch eager, CPU inference', text)}")
 
 

@@ -236,7 +236,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=5.0, help="measurement window per candidate and round")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="default: all cores")
-    p.add_argument("--no-write", action="store_true", help="do not write the results to BENCHMARKS.md")
+    p.add_argument("--no-append", "--no-write", dest="no_write", action="store_true",
+                   help="print only; do not write BENCHMARKS.md")
     args = p.parse_args()
     torch.set_num_threads(1)
     root = corpus.ensure_corpus(count=args.count)

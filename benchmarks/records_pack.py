@@ -51,7 +51,8 @@ def main() -> None:
     p.add_argument("--count", type=int, default=2400, help="corpus size (JPEG photos)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="--num-thread (all cores)")
-    p.add_argument("--no-write", action="store_true", help="do not write the results to BENCHMARKS.md")
+    p.add_argument("--no-append", "--no-write", dest="no_write", action="store_true",
+                   help="print only; do not write BENCHMARKS.md")
     args = p.parse_args()
     root = corpus.ensure_corpus(count=args.count)
     files = sorted(root.rglob("*.jpg"))

@@ -9,6 +9,8 @@ records. Workload: a few hundred photos from `corpus.py` packed with `im2rec --r
 images/s and CPU µs per image (main process + workers: robust to other load on a shared machine).
 
     python benchmarks/records_slots.py [--count 300] [--rounds 4] [--seconds 4]
+
+The table replaces this script's section of BENCHMARKS.md (`--no-append` only prints it).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ import corpus
 from deepvision.config.schema import AugmentConfig
 from deepvision.data import RecordLoader
 from deepvision.data.records.loader import RecordSource
+from machine import describe, write_section
 
+TITLE = "Record loader: shared-memory batch slots vs fresh batches"
 WORK = Path(__file__).resolve().parents[1] / ".benchmarks-data" / "slots"
 
 
@@ -75,6 +79,19 @@ def _epochs(loader: RecordLoader):
         epoch += 1
 
 
+def section(results: dict[str, list[dict[str, float]]], args: argparse.Namespace, machine: str) -> str:
+    """The BENCHMARKS.md section: medians over the rounds of each way's images/s and CPU µs per image."""
+    lines = [f"Machine: {machine}. {args.count} corpus photos packed with `im2rec --resize 256`, random 224 crop "
+             f"+ mirror, uint8 batches of {args.batch}, {args.workers} workers, one torch thread; both ways "
+             f"interleaved over {args.rounds} rounds of {args.seconds:g} s. CPU µs per image: main process + "
+             "workers.", "",
+             "| way | images/s (median) | CPU µs per image (median) |", "|---|---:|---:|"]
+    for name, rs in results.items():
+        lines.append(f"| {name} | {statistics.median(r['rate'] for r in rs):,.0f} | "
+                     f"{statistics.median(r['cpu_us'] for r in rs):,.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--count", type=int, default=300, help="photos in the corpus")
@@ -82,6 +99,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=4.0, help="measurement window per way and round")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--no-append", action="store_true", help="print only; do not write BENCHMARKS.md")
     args = p.parse_args()
     torch.set_num_threads(1)
     rec = records(args.count)
@@ -92,10 +110,10 @@ def main() -> None:
             results[name].append(measure(rec, slots, args.seconds, args.batch, args.workers))
             print(f"round {r + 1}: {name}: {results[name][-1]['rate']:.0f} images/s, "
                   f"{results[name][-1]['cpu_us']:.0f} CPU µs/image", flush=True)
-    print("| way | images/s (median) | CPU µs per image (median) |\n|---|---:|---:|")
-    for name, rs in results.items():
-        print(f"| {name} | {statistics.median(r['rate'] for r in rs):,.0f} | "
-              f"{statistics.median(r['cpu_us'] for r in rs):,.0f} |")
+    text = section(results, args, describe())
+    print(text)
+    if not args.no_append:
+        print(f"written to {write_section(TITLE, text)}")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,13 @@ connection error; the script exits 1 if there is one).
     python benchmarks/serve_load.py                          # the MXNet ResNet fixture run, 1/4/16 clients
     python benchmarks/serve_load.py --source runs/x/export/x.onnx --clients 8 --requests 400
     python benchmarks/serve_load.py --tiny                   # smoke run: 2 clients, 20 requests
+
+The table replaces this script's section of BENCHMARKS.md (`--no-append`, and `--tiny`, only print it).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import io
 import os
 import socket
@@ -29,7 +30,11 @@ import httpx
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import describe, write_section
+
 REPO = Path(__file__).resolve().parents[1]
+TITLE = "deepvision serve load check"
 FIXTURE = REPO / "tests" / "fixtures" / "mxnet" / "resnet_small"
 
 
@@ -105,13 +110,25 @@ def load(url: str, clients: int, requests: int, seconds: float, payload: bytes) 
             "reasons": sorted(set(failures))}
 
 
+def section(rows: list[dict], source: str, machine: str) -> str:
+    """The BENCHMARKS.md section: how it was measured and one row per client count."""
+    lines = [f"Machine: {machine}. Server: {source}, 256x256 JPEG uploads to /api/predict; client and "
+             "server on 127.0.0.1, each client posting as fast as answers come back.", "",
+             "| clients | requests | failed | requests/s | median (ms) | p95 (ms) |", "|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['clients']} | {r['requests']} | {r['failed']} | {r['rps']:.1f} | {r['p50']:.1f} | "
+                     f"{r['p95']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", type=Path, help="run directory or .onnx (default: the MXNet ResNet fixture run)")
     p.add_argument("--clients", nargs="+", type=int, default=[1, 4, 16])
     p.add_argument("--requests", type=int, default=300, help="requests per client count (default 300)")
     p.add_argument("--seconds", type=float, default=60, help="time limit per client count (default 60)")
-    p.add_argument("--tiny", action="store_true", help="smoke run: 2 clients, 20 requests")
+    p.add_argument("--tiny", action="store_true", help="smoke run: 2 clients, 20 requests (print only)")
+    p.add_argument("--no-append", action="store_true", help="print only; do not write BENCHMARKS.md")
     args = p.parse_args()
     if args.tiny:
         args.clients, args.requests, args.seconds = [2], 20, 30
@@ -127,14 +144,10 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(10)
-    lines = [f"\n### deepvision serve load check ({datetime.date.today()})\n",
-             f"{source.name if args.source else 'MXNet ResNet fixture run (3x32x32)'}, 256x256 JPEG uploads, "
-             f"{os.cpu_count()} CPUs; `python benchmarks/serve_load.py {' '.join(sys.argv[1:])}`\n",
-             "| clients | requests | failed | requests/s | median (ms) | p95 (ms) |", "|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['clients']} | {r['requests']} | {r['failed']} | {r['rps']:.1f} | {r['p50']:.1f} | "
-                     f"{r['p95']:.1f} |")
-    print("\n".join(lines))
+    text = section(rows, source.name if args.source else "the MXNet ResNet fixture run (3x32x32)", describe())
+    print(text)
+    if not (args.no_append or args.tiny):
+        print(f"written to {write_section(TITLE, text)}")
     failed = [r for r in rows if r["failed"]]
     if failed:
         print(f"FAILED requests: {', '.join(', '.join(r['reasons']) for r in failed)}", file=sys.stderr)

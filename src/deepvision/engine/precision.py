@@ -1,9 +1,10 @@
 """Numeric precision of a run: autocast dtypes (`train.amp`) and denormal flushing on the CPU.
 
 `train.amp: auto` trains in bf16 autocast on CUDA GPUs and on CPUs with AMX-BF16 tile units (Intel
-Sapphire Rapids and later), where oneDNN's bf16 kernels made the training step of LeNet, MiniVGGNet and
-EmotionVGGNet 1.6-2.5x faster at the same accuracy (docs/performance.md); on the CPU only the training
-step runs in bf16, validation and `deepvision evaluate` score in float32. Elsewhere `auto` is float32.
+Sapphire Rapids and later), where oneDNN's bf16 kernels make the training step of LeNet, MiniVGGNet and
+EmotionVGGNet faster (`benchmarks/cpu_precision.py`, BENCHMARKS.md; docs/performance.md); on the CPU only
+the training step runs in bf16, validation and `deepvision evaluate` score in float32. Elsewhere `auto` is
+float32.
 
 `flush_denormals` sets flush-to-zero on every thread that computes: `torch.set_flush_denormal` alone
 changes the calling thread's floating-point mode, and the OpenMP workers that run half of each kernel on

@@ -117,7 +117,7 @@ class EmotionRecognizer:
     about one step of the cascade's scale pyramid (10%, half-size boxes run a little larger) and a
     few pixels, see docs/faces.md for the measured agreement. With
     `channels_last` the classifier's model is put into that memory format (in place): the same
-    probabilities to float rounding, a third faster on the CPU.
+    probabilities to float rounding, faster on the CPU (`benchmarks/emotion_fps.py`, BENCHMARKS.md).
     """
 
     def __init__(self, classifier: Classifier, detector: FaceDetector | None = None, width: int = 300,

@@ -73,7 +73,7 @@ class DetectionDataset(Dataset):
 def collate(batch: list[tuple[torch.Tensor, Target]]) -> tuple[list[torch.Tensor], list[Target]]:
     """Lists of images and targets. In a worker process, each field of the batch becomes views of one
     tensor: every tensor storage crossing to the main process costs a file-descriptor hand-over (~5 per
-    batch instead of ~5 per image; it was 1% of a CPU training step for SSDlite)."""
+    batch instead of ~5 per image)."""
     images, targets = [b[0] for b in batch], [b[1] for b in batch]
     if get_worker_info() is None or not batch:
         return images, targets

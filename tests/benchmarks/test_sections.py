@@ -1,0 +1,154 @@
+"""The BENCHMARKS.md sections the benchmark scripts write, built from fake measurements (nothing is timed)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+MACHINE = "2026-12-05, Test CPU, 2 cores (2 torch threads), no GPU"
+
+
+@pytest.fixture
+def script(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    loaded = []
+
+    def load(name: str):
+        loaded.append(name)
+        return importlib.import_module(name)
+
+    yield load
+    for name in [*loaded, "machine", "corpus"]:
+        sys.modules.pop(name, None)
+
+
+def table(text: str) -> list[str]:
+    """The lines of the first markdown table in `text`."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start:end]
+
+
+def test_serve_load_section(script):
+    rows = [{"clients": 1, "requests": 150, "failed": 0, "rps": 90.64, "p50": 9.26, "p95": 17.21},
+            {"clients": 16, "requests": 150, "failed": 2, "rps": 66.5, "p50": 179.3, "p95": 250.349}]
+    text = script("serve_load").section(rows, "the MXNet ResNet fixture run (3x32x32)", MACHINE)
+    assert text.startswith(f"Machine: {MACHINE}. Server: the MXNet ResNet fixture run (3x32x32), ")
+    assert table(text) == ["| clients | requests | failed | requests/s | median (ms) | p95 (ms) |",
+                           "|---:|---:|---:|---:|---:|---:|",
+                           "| 1 | 150 | 0 | 90.6 | 9.3 | 17.2 |", "| 16 | 150 | 2 | 66.5 | 179.3 | 250.3 |"]
+
+
+def test_orientation_section_and_one_title_per_variant(script):
+    orientation = script("orientation")
+    info = {"dim": 5120, "images_per_second": 21.24}
+    res = {"best_params": {"C": 1.0}, "fit_seconds": 12.44, "test_rows": 300, "accuracy": 0.96333,
+           "per_class": {"0": {"precision": 0.9, "recall": 1.0, "f1-score": 0.947, "support": 75.0}},
+           "weighted_avg": {"precision": 0.96, "recall": 0.963, "f1-score": 0.962}}
+    text = orientation.section("photos", False, 1200, 2.51, info, res, MACHINE)
+    assert "whole image at 224 x 224, `features.18` pooled 2x2, 5,120 values" in text
+    assert table(text) == ["| step | result |", "|---|---|",
+                           "| dataset (exact quarter turns) | 1,200 images in 2.5 s |",
+                           "| feature extraction, batch 32, CPU | **21.2 images/s** (decode + preprocess + forward) |",
+                           "| logreg | best C = 1, fit 12.4 s |",
+                           "| held-out accuracy (300 images) | **0.9633** (reference: 93%) |"]
+    assert "| 0 | 0.90 | 1.00 | 0.95 | 75 |\n| average | 0.96 | 0.96 | 0.96 | 300 |" in text
+    assert "resize 256 + centre crop 224" in orientation.section("photos", True, 1200, 2.5, info, res, MACHINE)
+    titles = {orientation.section_title(s, c) for s in ("photos", "corpus") for c in (False, True)}
+    assert orientation.section_title("photos", False) == orientation.TITLE
+    assert len(titles) == 4 and orientation.section_title("corpus", True) == (
+        f"{orientation.TITLE}: corpus mosaics, centre crop")
+
+
+def test_mxnet_parity_section(script):
+    mxnet_parity = script("mxnet_parity")
+    rows = [{"net": "lenet", "input": "1x16x16", "target": "mxnet:graph", "probs": 8.94e-08, "logits": 6.01e-07,
+             "scale": 2.7012, "top1": 1.0}]
+    text = mxnet_parity.section(rows, MACHINE)
+    assert text.startswith(mxnet_parity.INTRO) and f"Machine: {MACHINE}." in text
+    assert table(text)[2:] == ["| lenet | 1x16x16 | mxnet:graph | 8.9e-08 | 6.0e-07 | 2.7 | 100% |"]
+    assert set(mxnet_parity.TITLES) == {False, True} and len(set(mxnet_parity.TITLES.values())) == 2
+
+
+def test_keras_parity_sections(script):
+    keras_parity = script("keras_parity")
+    result = {"probs": 3.21e-07, "logits": 9.3e-07, "largest": 0.8131, "top1": 1.0}
+    committed = keras_parity.section([{"name": "conv1d.h5", "keras": "Keras 3.15", **result},
+                                      {"name": "dense_raw.keras", "keras": "Keras 3.15", **result, "probs": None}],
+                                     False, MACHINE)
+    assert keras_parity.COMMITTED in committed and keras_parity.LIVE not in committed
+    assert table(committed)[2:] == ["| conv1d.h5 | Keras 3.15 | 3.2e-07 | 9.3e-07 | 0.813 | 100% |",
+                                    "| dense_raw.keras | Keras 3.15 | - | 9.3e-07 | 0.813 | 100% |"]
+    live = keras_parity.section([{"name": "VGG16", "input": "32x32x3", "layers": 21, "worst": 4.94e-07,
+                                  "where": "fc2", **result, "top1": 2 / 3}], True, MACHINE)
+    assert keras_parity.LIVE in live
+    assert table(live)[2:] == ["| VGG16 | 32x32x3 | 21 | 4.9e-07 (fc2) | 3.2e-07 | 9.3e-07 | 0.813 | 67% |"]
+
+
+def test_decode_guards_section(script):
+    rows = [("JPG 256x256x3", 1500.0, 1600.0, "simplejpeg", 400_000.0),
+            ("PNG 28x28x1", 20_000.0, 40_000.0, "cv2.imdecode", 2_000_000.0)]
+    text = script("decode_guards").section(rows, 2.0, MACHINE)
+    assert "2 s per measurement" in text
+    assert table(text)[2:] == ["| JPG 256x256x3 | 1,500 | 1,600 (simplejpeg) | 0.94 | 2.5 |",
+                               "| PNG 28x28x1 | 20,000 | 40,000 (cv2.imdecode) | 0.50 | 0.5 |"]
+
+
+def test_records_slots_section_gives_medians(script):
+    results = {"shared-memory slot pool": [{"rate": 900.0, "cpu_us": 700.0}, {"rate": 1000.0, "cpu_us": 650.0},
+                                           {"rate": 1200.0, "cpu_us": 600.0}],
+               "plain DataLoader, fresh batches": [{"rate": 800.0, "cpu_us": 900.0}]}
+    args = argparse.Namespace(count=300, batch=64, workers=2, rounds=3, seconds=4.0)
+    text = script("records_slots").section(results, args, MACHINE)
+    assert "300 corpus photos" in text and "3 rounds of 4 s" in text
+    assert table(text)[2:] == ["| shared-memory slot pool | 1,000 | 650 |",
+                               "| plain DataLoader, fresh batches | 800 | 900 |"]
+
+
+def test_face_detectors_section(script):
+    rows = {"haar": {"found": 119, "recall": 0.3125, "false": 0, "pick_ok": 0.54, "cpu_ms": 11.2, "wall_ms": 50.62},
+            "mtcnn": {"found": 234, "recall": 0.92, "false": 1, "pick_ok": 0.925, "cpu_ms": 62.5, "wall_ms": 292.4}}
+    text = script("face_detectors").section(rows, "/clips/short_hamilton_clip.mp4", 275, 300, 40, 64,
+                                            "hand-checked reference (faces.json)", MACHINE)
+    assert "Clip: short_hamilton_clip.mp4, 275 frames resized to width 300" in text
+    assert "64 faces in 40 frames (hand-checked reference (faces.json))" in text
+    assert table(text)[2:] == ["| haar | 119/275 (43%) | 31% | 0 | 54% | 11.2 | 89 | 50.6 |",
+                               "| mtcnn | 234/275 (85%) | 92% | 1 | 92% | 62.5 | 16 | 292.4 |"]
+
+
+def test_fer_pretrained_section_with_and_without_keras(script):
+    fer = script("fer_pretrained")
+    assert fer.split_name(Path("fer2013_7/val.hdf5")) == "PrivateTest (`val.hdf5`)"
+    assert fer.split_name(Path("mine.hdf5")) == "`mine.hdf5`"
+    with_keras = {"samples": 3589, "deepvision_rank1": 0.58150, "rank5": 0.98411, "cross_entropy": 1.14762,
+                  "deepvision_rank1_6class": 0.58818, "keras_rank1": 0.58150, "agree": 1.0, "top_prob_diff": 1.8e-6,
+                  "keras_rank1_6class": 0.58818, "keras_cv2_rank1": 0.58178}
+    alone = {"samples": 3589, "deepvision_rank1": 0.58373, "rank5": None, "cross_entropy": 1.2,
+             "deepvision_rank1_6class": 0.58902}
+    text = fer.section({"PrivateTest (`val.hdf5`)": with_keras, "PublicTest (`test.hdf5`)": alone}, MACHINE)
+    assert table(text)[2:] == [
+        "| PrivateTest (`val.hdf5`) | 3,589 | 58.15% | 58.15% | 100.00% | 1.8e-06 | 58.82% |",
+        "| PublicTest (`test.hdf5`) | 3,589 | 58.37% | - | - | - | 58.90% |"]
+    assert ("- PrivateTest (`val.hdf5`): deepvision rank-5 98.41%, cross-entropy 1.1476; Keras on faces resized "
+            "by cv2.resize as fer does: 58.18%") in text
+    assert "- PublicTest (`test.hdf5`): deepvision cross-entropy 1.2000\n" in text
+
+
+def test_detection_curve_table_marks_the_first_epoch_at_the_target(script):
+    detection = script("detection_synthetic")
+    curve = [{"epoch": 9, "map50": 0.631, "map": 0.353, "seconds": 538.2},
+             {"epoch": 18, "map50": 0.9012, "map": 0.641, "seconds": 1607.4},
+             {"epoch": 27, "map50": 0.937, "map": 0.731, "seconds": 2668.0}]
+    assert detection.curve_table(curve) == [
+        "| epoch | 9 | 18 | 27 |", "|---|---|---|---|",
+        "| VOC mAP@0.5 | 0.631 | **0.901** | 0.937 |", "| COCO mAP | 0.353 | 0.641 | 0.731 |",
+        "| training s | 538 | 1,607 | 2,668 |", "",
+        "VOC mAP@0.5 >= 0.90 first at epoch 18, after 1,607 s of training; 0.937 (COCO mAP 0.731) at the end."]
+    assert detection.curve_table(curve[:1])[-1] == (
+        "VOC mAP@0.5 >= 0.90 not reached; 0.631 (COCO mAP 0.353) at the end.")
