@@ -1,0 +1,94 @@
+"""The emotion recipes on the real FER2013: accuracy and training time of finished runs.
+
+Each RUN is a run directory written by `deepvision train <recipe> --data-root FER` on the 6-class
+HDF5 splits of `deepvision fer2013 build` (val = PrivateTest, test = PublicTest, as the reference).
+Per run the script scores the final model (last.pt: what the recipe gives after its last epoch) on
+val and test with `deepvision evaluate`'s code, once plainly and once averaging each face with its
+mirror (`--crops 2`), and reads the training time from history.csv (the sum of the epochs' wall
+seconds, validation included). `--plots DIR` copies each run's accuracy and loss curves to
+DIR/fer2013-<run>-{accuracy,loss}.png for the docs.
+
+    deepvision train emotion_vgg_e4 --data-root fer2013 --out runs
+    deepvision train emotion_fast --data-root fer2013 --out runs
+    python benchmarks/fer2013_runs.py runs/emotion_vgg_e4 runs/emotion_fast --plots docs/images
+
+The table replaces this script's section of BENCHMARKS.md (`--no-append` only prints it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from deepvision.evaluation.evaluate import evaluate_run
+from deepvision.runs.rundir import RunDir
+
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import describe, write_section
+
+TITLE = "The emotion recipes on the real FER2013"
+
+
+def score(run: Path, work: Path) -> dict:
+    """Final-model rank-1 on val and test (plain and with the mirror), epochs, minutes, the recipe."""
+    rd = RunDir.open(run)
+    cfg = rd.read_config()
+    history = rd.read_history()
+    out = {"recipe": cfg.name, "model": cfg.model.name, "epochs": len(history),
+           "minutes": sum(float(r["seconds"]) for r in history) / 60,
+           "samples_per_s": sum(float(r["samples_per_s"]) for r in history) / max(len(history), 1),
+           "reference_val": cfg.reference.get("val_rank1"), "reference_test": cfg.reference.get("test_rank1")}
+    best = max(history, key=lambda r: float(r["val_acc"]))
+    out.update(best_epoch=int(best["epoch"]), best_val=float(best["val_acc"]))
+    for split in ("val", "test"):
+        for crops in (1, 2):
+            m = evaluate_run(run, data=split, which="last", crops=crops, quiet=True,
+                             out=work / f"{rd.path.name}-{split}-{crops}")
+            out[f"{split}{'_flip' if crops == 2 else ''}"] = m["rank1"]
+    return out
+
+
+def section(results: dict[str, dict], machine: str) -> str:
+    """The BENCHMARKS.md section: one row per run."""
+    def ref(value: float | None) -> str:
+        return f"{value:.2f}%" if value is not None else "-"
+
+    lines = [f"Machine: {machine}. 6 classes (disgust merged into angry); val = PrivateTest, test = PublicTest "
+             "(3,589 faces each), train 28,709. Accuracies of the final model (last.pt); \"+ mirror\" averages "
+             "each face's probabilities with its mirror's (`deepvision evaluate --crops 2`). Training time: the "
+             "sum of the epochs' wall seconds in history.csv (validation included).", "",
+             "| run | recipe | epochs | training time | val rank-1 | test rank-1 | test + mirror | best val (epoch) "
+             "| reference val / test |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | `{r['recipe']}` ({r['model']}) | {r['epochs']} | {r['minutes']:.1f} min | "
+                     f"{r['val']:.2%} | **{r['test']:.2%}** | {r['test_flip']:.2%} | "
+                     f"{r['best_val']:.2%} ({r['best_epoch']}) | {ref(r['reference_val'])} / "
+                     f"{ref(r['reference_test'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="finished run directories")
+    ap.add_argument("--plots", type=Path, help="copy each run's accuracy/loss curves into this folder")
+    ap.add_argument("--no-append", action="store_true", help="only print the table")
+    args = ap.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in args.runs:
+            results[run.name] = score(run, Path(tmp))
+            if args.plots:
+                args.plots.mkdir(parents=True, exist_ok=True)
+                for kind in ("accuracy", "loss"):
+                    shutil.copyfile(run / "plots" / f"{kind}.png", args.plots / f"fer2013-{run.name}-{kind}.png")
+    body = section(results, describe())
+    print(body)
+    if not args.no_append:
+        print(f"written to {write_section(TITLE, body)}")
+
+
+if __name__ == "__main__":
+    main()
