@@ -1,7 +1,7 @@
 """Compatibility with MXNet 1.9.1 itself: pack with both tools, read each other's files.
 
-Runs only when MXNET_PYTHON names an interpreter with MXNet installed, e.g. a separate venv made with
-`pip install mxnet==1.9.1 "numpy<1.24" "opencv-python-headless<4.9"`.
+Runs only when MXNET_PYTHON names an interpreter with MXNet 1.9.1 installed: `make mxnet-venv` builds one
+(.mxnet-venv) and `make test-mxnet` runs these tests with it.
 """
 
 from __future__ import annotations

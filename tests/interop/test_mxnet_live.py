@@ -1,5 +1,5 @@
 """Live parity against MXNet 1.9.1 at the reference sizes: runs only when MXNET_PYTHON names an interpreter
-with MXNet (`python3 -m venv mx && mx/bin/pip install mxnet==1.9.1 "numpy<1.24" "opencv-python-headless<4.9"`).
+with MXNet (`make mxnet-venv` builds one; `make test-mxnet` runs the MXNet tests with it).
 
 MXNet writes full-size checkpoints with random weights and its outputs on a fixed input
 (tests/fixtures/mxnet/generate.py --full); each is imported both from the graph and onto the zoo
