@@ -5,7 +5,7 @@ The record-file API (imported lazily, so `import deepvision.data` stays light)::
 
     from deepvision.data import RecordDataset, RecordLoader, ImageRecordIter
     from deepvision.data import RecordWriter, RecordReader, pack_header, unpack_header, rebuild_index
-    from deepvision.data import HDF5DatasetWriter, HDF5Dataset
+    from deepvision.data import HDF5Dataset
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ _EXPORTS = {
     # loading
     "RecordDataset": "deepvision.data.records.loader", "RecordLoader": "deepvision.data.records.loader",
     "ImageRecordIter": "deepvision.data.records.mxnet_iter", "EpochBatchSampler": "deepvision.data.sampling",
-    "HDF5DatasetWriter": "deepvision.data.hdf5", "HDF5Dataset": "deepvision.data.hdf5",
+    "HDF5Dataset": "deepvision.data.hdf5",
     "Preprocess": "deepvision.data.preprocess", "SampleTransform": "deepvision.data.transforms",
     "load_data": "deepvision.data.sources", "register_source": "deepvision.data.sources",
     "build_loaders": "deepvision.data.loaders", "BatchLoader": "deepvision.data.loader",

@@ -16,7 +16,7 @@ names file), `idx` (a mapping of split name to .idx path), `decoder` (auto | sim
 batches decoded and augmented on the GPU),
 `memory_format` (channels_last | contiguous), `prefetch` (batches per worker).
 
-`hdf5` reads files written by `HDF5DatasetWriter` (images N x H x W [x C], labels, label_names) into
+`hdf5` reads files written by `datasets.hdf5.HDF5DatasetWriter` (images N x H x W [x C], labels, label_names) into
 memory as uint8 tensors; `data.options.data_key` names the image dataset (default: images).
 """
 
