@@ -30,8 +30,9 @@ from deepvision.data.imageio import (
     simplejpeg,
 )
 from deepvision.data.lst import read_lst
-from deepvision.data.records import IRHeader, RecordWriter, pack_header
+from deepvision.data.records import IRHeader, pack_header
 from deepvision.datasets import im2rec
+from deepvision.datasets.records import RecordWriter
 from deepvision.errors import UserError
 from tests.data.recordtools import jpeg_bytes, noise_image, png_bytes
 

@@ -21,9 +21,10 @@ from deepvision.data.dataset_loader import DatasetLoader
 from deepvision.data.detection.loader import DetectionDataset, DetectionLoader, load_detection_data
 from deepvision.data.detection.transforms import DetectionAugment
 from deepvision.data.preprocess import Preprocess
-from deepvision.data.records import IRHeader, RecordWriter, pack_header
+from deepvision.data.records import IRHeader, pack_header
 from deepvision.data.tensor_loader import BatchAugment, TensorLoader
 from deepvision.data.transforms import SampleTransform
+from deepvision.datasets.records import RecordWriter
 from tests.data.recordtools import jpeg_bytes, noise_image
 
 AUG = AugmentConfig(rand_crop=True, rand_mirror=True, rotate=10.0)

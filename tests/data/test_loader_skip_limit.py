@@ -16,8 +16,9 @@ from deepvision.data.detection.loader import DetectionDataset, DetectionLoader
 from deepvision.data.loader import BatchLoader
 from deepvision.data.preprocess import Preprocess
 from deepvision.data.protocols import Loader
-from deepvision.data.records import IRHeader, RecordWriter, pack_header
+from deepvision.data.records import IRHeader, pack_header
 from deepvision.data.transforms import SampleTransform
+from deepvision.datasets.records import RecordWriter
 from deepvision.errors import UserError
 from tests.data.recordtools import jpeg_bytes, noise_image
 

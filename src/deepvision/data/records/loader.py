@@ -32,11 +32,11 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from deepvision.config.schema import AugmentConfig
+from deepvision.data.imageio import DecodeError, Decoder
 from deepvision.data.loader import BatchLoader, BatchSource
-from deepvision.data.records.codec import DecodeError, Decoder, forking_cv2
 from deepvision.data.records.gpu_decode import GPU_DECODERS, BatchJpegDecoder, gpu_decode_device
 from deepvision.data.records.header import IRHeader, unpack_header
-from deepvision.data.records.pipeline import _BatchMaker, _corrupt, _Spec
+from deepvision.data.records.pipeline import _BatchMaker, _corrupt, _Spec, forking_cv2
 from deepvision.data.records.record_file import RecordFile
 from deepvision.data.records.recordio import RecordError
 from deepvision.data.records.shared_batches import _SlotPool, _SlotRef

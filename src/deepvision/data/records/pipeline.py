@@ -7,7 +7,9 @@ mirror and affine warp are fused so only output pixels are computed.
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +28,24 @@ from deepvision.data.records.shared_batches import _new_batch, _SlotPool, _SlotR
 
 if TYPE_CHECKING:
     from deepvision.data.records.loader import RecordDataset
+
+
+@contextlib.contextmanager
+def forking_cv2() -> Iterator[None]:
+    """Make OpenCV single-threaded while worker processes are forked, then restore it.
+
+    A process forked while OpenCV's thread pool is running inherits the pool's locks but not its
+    threads, and hangs at its first parallel OpenCV call; with one thread, the children run OpenCV
+    inline. The parent gets its thread count back once the workers exist.
+    """
+    n = cv2.getNumThreads()
+    if n != 1:
+        cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        if n != 1:
+            cv2.setNumThreads(n)
 
 
 def _corrupt(file: RecordFile, pos: int, why: str) -> RecordError:
