@@ -279,7 +279,8 @@ def test_names_with_tabs_or_line_breaks_are_left_out_of_lists_and_said(tmp_path,
     entries = read_lst(tmp_path / "d.lst")  # the reader accepts what the writer wrote
     assert [e.path for e in entries] == ["cls/good.jpg"]
     assert "left out: 3 file(s) whose names hold a tab or a line break" in err and "'cls/tab\\there.jpg'" in err
-    from deepvision.data.lst import ListEntry, write_lst
+    from deepvision.data.lst import ListEntry
+    from deepvision.datasets.listing import write_lst
 
     with pytest.raises(UserError, match="holds a tab or a line break"):
         write_lst(tmp_path / "x.lst", [ListEntry(0, (0.0,), "a\tb.jpg")])

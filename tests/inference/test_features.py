@@ -10,7 +10,8 @@ import pytest
 import torch
 import torchvision
 
-from deepvision.data.lst import ListEntry, write_lst
+from deepvision.data.lst import ListEntry
+from deepvision.datasets.listing import write_lst
 from deepvision.errors import UserError
 from deepvision.inference.backbones import load_model
 from deepvision.inference.features import FeatureExtractor, default_layer, extract_features, layer_names, open_data

@@ -15,7 +15,7 @@ from typing import Any
 
 _EXPORTS = {
     # list files
-    "ListEntry": "deepvision.data.lst", "read_lst": "deepvision.data.lst", "write_lst": "deepvision.data.lst",
+    "ListEntry": "deepvision.data.lst", "read_lst": "deepvision.data.lst",
     # record files
     "IRHeader": "deepvision.data.records", "pack_header": "deepvision.data.records",
     "unpack_header": "deepvision.data.records", "unpack_img": "deepvision.data.records",
