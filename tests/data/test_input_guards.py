@@ -88,7 +88,7 @@ def write_records(path: Path, items: list[tuple[float, bytes]]) -> Path:
 CAPPED = """
 import contextlib, io, json, resource, sys
 from deepvision.cli.main import main
-import deepvision.data.builtin_sources, deepvision.data.record_source, deepvision.data.records.loader, torch
+import deepvision.data.builtin_sources, deepvision.data.records.loader, torch
 from deepvision.data.imageio import Decoder
 from deepvision.data.imageio import open_image
 status = open("/proc/self/status").read()
