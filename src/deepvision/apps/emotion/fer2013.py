@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepvision.data.fer import FER6_LABELS, FER6_MAP, FER7_LABELS
+from deepvision.datasets.fer import FER6_LABELS, FER6_MAP, FER7_LABELS
 from deepvision.errors import UserError
 
 SPLITS = {"Training": "train", "PrivateTest": "val", "PublicTest": "test"}
