@@ -91,8 +91,9 @@ def mnist_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     if not root.is_dir():
         raise UserError(f"MNIST folder not found: {root} (set data.root, or fetch the files with "
                         f"`deepvision data download mnist --root {root}`)")
-    if cfg.options.get("download"):
-        mnist.download(root, tuple(mnist.ALIASES.get(w, w) for w in wanted))
+    if cfg.options.get("download"):  # training reads files; fetching them is a step of its own
+        raise UserError(f"data.options.download is not a training option; fetch MNIST first with "
+                        f"`deepvision data download mnist --root {root}`")
     present = set(mnist.available_splits(root))
     splits = {}
     for name in wanted:
