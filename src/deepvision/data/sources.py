@@ -22,14 +22,10 @@ from deepvision.data.tensors import Split, SubsetDataset, TensorSplit, adapt_ten
 from deepvision.errors import UserError, unknown
 
 __all__ = ["DATA_FORMS", "DataBundle", "RawData", "Split", "SubsetDataset", "TensorSplit", "adapt_tensor_split",
-           "data_config_for_path", "list_sources", "load_data", "to_tensor_split"]
+           "data_config_for_path", "load_data", "to_tensor_split"]
 
 DATA_FORMS = "a folder of class sub-folders, a .lst, a .rec or an HDF5 file"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-def list_sources() -> list[str]:
-    return sorted(registered_sources())
 
 
 @dataclass
