@@ -14,12 +14,12 @@ VOC-style difficult flags), built with a 75/25 split by image.
    which Faster R-CNN's samplers draw from), optimizer and the library's Schedule, so on the CPU they train
    identical weights (tests/benchmarks/test_detection_loops.py checks it on a tiny set); the training seconds
    are those of the loop that ran (`--loop trainer`: the trainer's own per-epoch training time).
-2. Training speed: epochs of the deepvision loop (DetectionLoader + the detection Task's to_device/train_loss +
-   the loss meter: what the engine runs per batch, without the trainer's logging and callbacks) alternate
-   with epochs of torchvision's references/detection/train.py loop (a torch DataLoader over PIL images, v2
-   flip, `tuple(zip(*batch))` collation, `sum(loss_dict.values())`; its MetricLogger left out, which can only
-   favour it) on the same model, data, batch size, optimizer and workers; the ratio is the median of the
-   per-round ratios of images/s.
+2. Training speed: epochs of the deepvision loop (a BatchLoader over DetectionSource + the detection Task's
+   to_device/train_loss + the loss meter: what the engine runs per batch, without the trainer's logging and
+   callbacks) alternate with epochs of torchvision's references/detection/train.py loop (a torch DataLoader
+   over PIL images, v2 flip, `tuple(zip(*batch))` collation, `sum(loss_dict.values())`; its MetricLogger left
+   out, which can only favour it) on the same model, data, batch size, optimizer and workers; the ratio is the
+   median of the per-round ratios of images/s.
 3. Inference: `deepvision detect`'s Detector (long side cap, threshold 0.5) on the test images, one at a time,
    and on a video made of them (frames/s including decoding, drawing and encoding).
 

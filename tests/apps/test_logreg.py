@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 
 from deepvision.apps.transfer.logreg import LinearModel, fit_logreg, parse_grid
-from deepvision.data.hdf5 import HDF5DatasetWriter
+from deepvision.datasets.hdf5 import HDF5DatasetWriter
 from deepvision.errors import UserError
 
 

@@ -12,9 +12,10 @@ from PIL import Image
 
 from deepvision.config.schema import AugmentConfig
 from deepvision.data.augment_plan import AugmentPlan, draw_plan, sample_seed
+from deepvision.data.loader import BatchLoader
 from deepvision.data.preprocess import Preprocess
 from deepvision.data.records.pipeline import apply_plan
-from deepvision.data.tensor_loader import BatchAugment, TensorLoader
+from deepvision.data.tensor_loader import BatchAugment, TensorSource
 from deepvision.data.transforms import SampleTransform
 
 OUT = (24, 20)  # H, W
@@ -125,7 +126,8 @@ def test_tensor_loader_gives_a_sample_the_augmentation_the_file_loader_gives_it(
     """Same (seed, epoch, index) -> same plan -> same crop and flip, in memory or from files."""
     images = torch.from_numpy(np.stack([_image(i) for i in range(6)])).permute(0, 3, 1, 2).contiguous()
     aug = AugmentConfig(rand_crop=True, rand_mirror=True)
-    loader = TensorLoader(images, torch.arange(6), 3, training=True, seed=11, augment=BatchAugment(aug, OUT))
+    source = TensorSource(images, torch.arange(6), augment=BatchAugment(aug, OUT), training=True, seed=11)
+    loader = BatchLoader(source, 3, training=True, seed=11)
     loader.set_epoch(2)
     order, batches = [], []
     for x, y in loader:

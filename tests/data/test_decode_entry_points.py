@@ -16,7 +16,8 @@ from deepvision.data import RecordLoader
 from deepvision.data.builtin_sources import ImageFileDataset
 from deepvision.data.imageio import ENV_MAX_PIXELS, PixelLimitError, decode, decode_opencv
 from deepvision.data.preprocess import Preprocess
-from deepvision.data.records import IRHeader, RecordWriter, pack_header, unpack_img
+from deepvision.data.records import IRHeader, pack_header, unpack_img
+from deepvision.datasets.records import RecordWriter
 from deepvision.errors import UserError
 from tests.data.recordtools import noise_image
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from deepvision.config.schema import DataConfig
-from deepvision.data.detection.loader import DetectionLoader, load_detection_data
+from deepvision.data.detection.loader import DetectionSource, load_detection_data
 from deepvision.data.detection.transforms import BoxTransform, DetectionAugment
+from deepvision.data.loader import BatchLoader
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
 from tests.detection_helpers import built_fake
@@ -138,10 +139,11 @@ def test_a_trailing_single_training_image_joins_the_batch_before(voc_root):
                                ("train",), PRE)
     ds = data.dataset("train")  # 9 images: 4 + 5, never 4 + 4 + 1
     for min_batch in (1, 2):
-        loader = DetectionLoader(ds, 4, training=True, workers=0, min_batch=min_batch)
+        loader = BatchLoader(DetectionSource(ds), 4, training=True, workers=0, min_batch=min_batch)
         assert [len(x) for x, _ in loader] == [4, 5]
-    assert len(DetectionLoader(ds, 4, training=False, workers=0, min_batch=2)) == 3  # evaluation scores every image
-    one = DetectionLoader(ds, 9, training=True, workers=0, min_batch=2, max_steps=None)
+    evaluation = BatchLoader(DetectionSource(ds), 4, training=False, workers=0, min_batch=2)
+    assert len(evaluation) == 3  # evaluation scores every image
+    one = BatchLoader(DetectionSource(ds), 9, training=True, workers=0, min_batch=2, max_steps=None)
     assert [len(x) for x, _ in one] == [9]
 
 
@@ -151,8 +153,8 @@ def test_worker_batches_share_one_storage_per_field_and_equal_the_inline_ones(vo
     cfg = DataConfig(source="detection", root=str(voc_root), batch_size=4)
     data = load_detection_data(cfg, ("train",), PRE)
     ds = data.dataset("train")
-    inline = DetectionLoader(ds, 4, training=True, seed=3, workers=0)
-    forked = DetectionLoader(ds, 4, training=True, seed=3, workers=1)
+    inline = BatchLoader(DetectionSource(ds), 4, training=True, seed=3, workers=0)
+    forked = BatchLoader(DetectionSource(ds), 4, training=True, seed=3, workers=1)
     try:
         (xa, ya), (xb, yb) = next(iter(inline)), next(iter(forked))
     finally:

@@ -11,7 +11,8 @@ import torch
 from deepvision.config.schema import AugmentConfig
 from deepvision.data import RecordDataset, RecordLoader
 from deepvision.data.preprocess import Preprocess
-from deepvision.data.records import IRHeader, RecordWriter, pack_header
+from deepvision.data.records import IRHeader, pack_header
+from deepvision.datasets.records import RecordWriter
 from deepvision.errors import UserError
 from tests.data.recordtools import jpeg_bytes, noise_image, png_bytes
 

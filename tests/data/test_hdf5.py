@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from deepvision.config import build_config
-from deepvision.data.hdf5 import HDF5Dataset, HDF5DatasetWriter
+from deepvision.data.hdf5 import HDF5Dataset
 from deepvision.data.sources import load_data
+from deepvision.datasets.hdf5 import HDF5DatasetWriter
 from deepvision.errors import UserError
 
 

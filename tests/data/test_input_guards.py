@@ -30,8 +30,9 @@ from deepvision.data.imageio import (
     simplejpeg,
 )
 from deepvision.data.lst import read_lst
-from deepvision.data.records import IRHeader, RecordWriter, pack_header
+from deepvision.data.records import IRHeader, pack_header
 from deepvision.datasets import im2rec
+from deepvision.datasets.records import RecordWriter
 from deepvision.errors import UserError
 from tests.data.recordtools import jpeg_bytes, noise_image, png_bytes
 
@@ -87,7 +88,7 @@ def write_records(path: Path, items: list[tuple[float, bytes]]) -> Path:
 CAPPED = """
 import contextlib, io, json, resource, sys
 from deepvision.cli.main import main
-import deepvision.data.builtin_sources, deepvision.data.record_source, deepvision.data.records.loader, torch
+import deepvision.data.builtin_sources, deepvision.data.records.loader, torch
 from deepvision.data.imageio import Decoder
 from deepvision.data.imageio import open_image
 status = open("/proc/self/status").read()
@@ -278,7 +279,8 @@ def test_names_with_tabs_or_line_breaks_are_left_out_of_lists_and_said(tmp_path,
     entries = read_lst(tmp_path / "d.lst")  # the reader accepts what the writer wrote
     assert [e.path for e in entries] == ["cls/good.jpg"]
     assert "left out: 3 file(s) whose names hold a tab or a line break" in err and "'cls/tab\\there.jpg'" in err
-    from deepvision.data.lst import ListEntry, write_lst
+    from deepvision.data.lst import ListEntry
+    from deepvision.datasets.listing import write_lst
 
     with pytest.raises(UserError, match="holds a tab or a line break"):
         write_lst(tmp_path / "x.lst", [ListEntry(0, (0.0,), "a\tb.jpg")])

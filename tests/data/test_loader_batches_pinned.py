@@ -17,13 +17,15 @@ import torch
 from deepvision.config.schema import AugmentConfig
 from deepvision.data import ImageRecordIter, RecordLoader
 from deepvision.data.builtin_sources import ImageFileDataset
-from deepvision.data.dataset_loader import DatasetLoader
-from deepvision.data.detection.loader import DetectionDataset, DetectionLoader, load_detection_data
+from deepvision.data.dataset_loader import DatasetSource
+from deepvision.data.detection.loader import DetectionDataset, DetectionSource, load_detection_data
 from deepvision.data.detection.transforms import DetectionAugment
+from deepvision.data.loader import BatchLoader
 from deepvision.data.preprocess import Preprocess
-from deepvision.data.records import IRHeader, RecordWriter, pack_header
-from deepvision.data.tensor_loader import BatchAugment, TensorLoader
+from deepvision.data.records import IRHeader, pack_header
+from deepvision.data.tensor_loader import BatchAugment, TensorSource
 from deepvision.data.transforms import SampleTransform
+from deepvision.datasets.records import RecordWriter
 from tests.data.recordtools import jpeg_bytes, noise_image
 
 AUG = AugmentConfig(rand_crop=True, rand_mirror=True, rotate=10.0)
@@ -78,14 +80,15 @@ def cases(data: dict[str, Path]) -> dict[str, object]:
     det = load_detection_data(DataConfig(source="detection", root=str(data["det"])), ("train",), det_cfg_pre)
     det_aug = DetectionAugment(hflip=True, zoom_out=True, iou_crop=True)
     return {
-        "tensors, augmented": lambda: TensorLoader(images, labels, 4, training=True, seed=5,
-                                                   augment=BatchAugment(AUG, (16, 16))),
-        "tensors, evaluation": lambda: TensorLoader(images, labels, 4, training=False,
-                                                    augment=BatchAugment(AUG, (16, 16))),
-        "folder, in process": lambda: DatasetLoader(folder, 3, training=True, seed=2, workers=0,
-                                                    transform=SampleTransform(pre, AUG, True)),
-        "folder, one worker": lambda: DatasetLoader(folder, 3, training=True, seed=2, workers=1,
-                                                    transform=SampleTransform(pre, AUG, True)),
+        "tensors, augmented": lambda: BatchLoader(
+            TensorSource(images, labels, augment=BatchAugment(AUG, (16, 16)), training=True, seed=5), 4,
+            training=True, seed=5),
+        "tensors, evaluation": lambda: BatchLoader(TensorSource(images, labels, augment=BatchAugment(AUG, (16, 16))),
+                                                   4, training=False),
+        "folder, in process": lambda: BatchLoader(DatasetSource(folder, SampleTransform(pre, AUG, True), seed=2), 3,
+                                                  training=True, seed=2, workers=0),
+        "folder, one worker": lambda: BatchLoader(DatasetSource(folder, SampleTransform(pre, AUG, True), seed=2), 3,
+                                                  training=True, seed=2, workers=1),
         "records, in process": lambda: RecordLoader(rec, 4, workers=0, **common),
         "records, two workers": lambda: RecordLoader(rec, 4, workers=2, **common),
         "records, float32 contiguous": lambda: RecordLoader(rec, 4, workers=0, dtype="float32", mean=[120, 110, 100],
@@ -95,12 +98,12 @@ def cases(data: dict[str, Path]) -> dict[str, object]:
         "ImageRecordIter": lambda: ImageRecordIter(str(rec), (3, 24, 24), 4, shuffle=True, rand_crop=True,
                                                    rand_mirror=True, mean_r=120, mean_g=110, mean_b=100, std_r=60,
                                                    seed=4, preprocess_threads=0),
-        "detection, in process": lambda: DetectionLoader(
-            DetectionDataset(det.splits["train"], training=True, augment=det_aug, seed=6), 3, training=True,
-            seed=6, workers=0),
-        "detection, one worker": lambda: DetectionLoader(
-            DetectionDataset(det.splits["train"], training=True, augment=det_aug, seed=6), 3, training=True,
-            seed=6, workers=1),
+        "detection, in process": lambda: BatchLoader(
+            DetectionSource(DetectionDataset(det.splits["train"], training=True, augment=det_aug, seed=6)), 3,
+            training=True, seed=6, workers=0),
+        "detection, one worker": lambda: BatchLoader(
+            DetectionSource(DetectionDataset(det.splits["train"], training=True, augment=det_aug, seed=6)), 3,
+            training=True, seed=6, workers=1),
     }
 
 

@@ -10,14 +10,15 @@ import pytest
 from deepvision.config.schema import AugmentConfig
 from deepvision.data import RecordLoader
 from deepvision.data.builtin_sources import ImageFileDataset
-from deepvision.data.dataset_loader import DatasetLoader
+from deepvision.data.dataset_loader import DatasetSource
 from deepvision.data.detection.index import load_index
-from deepvision.data.detection.loader import DetectionDataset, DetectionLoader
+from deepvision.data.detection.loader import DetectionDataset, DetectionSource
 from deepvision.data.loader import BatchLoader
 from deepvision.data.preprocess import Preprocess
 from deepvision.data.protocols import Loader
-from deepvision.data.records import IRHeader, RecordWriter, pack_header
+from deepvision.data.records import IRHeader, pack_header
 from deepvision.data.transforms import SampleTransform
+from deepvision.datasets.records import RecordWriter
 from deepvision.errors import UserError
 from tests.data.recordtools import jpeg_bytes, noise_image
 
@@ -51,9 +52,9 @@ def make(name: str, data, limit: float | None) -> BatchLoader:
     if name == "folder":
         ds = ImageFileDataset([str(p) for p in data["paths"]], [0] * 8, 3)
         transform = SampleTransform(Preprocess(channels=3, size=(16, 16)), AugmentConfig(), True)
-        return DatasetLoader(ds, 8, transform=transform, workers=1, skip_errors=True, **kw)
+        return BatchLoader(DatasetSource(ds, transform, skip_errors=True), 8, workers=1, **kw)
     if name == "detection":
-        return DetectionLoader(DetectionDataset(data["det"]), len(data["det"]), workers=1, skip_errors=True, **kw)
+        return BatchLoader(DetectionSource(DetectionDataset(data["det"]), True), len(data["det"]), workers=1, **kw)
     paths = {"records, in process": dict(workers=0), "records, workers": dict(workers=2),
              "records, nvJPEG path on the CPU": dict(decoder="gpu", device="cpu")}
     return RecordLoader(data["rec"], 8, size=24, skip_corrupt=True, **paths[name], **kw)

@@ -14,13 +14,15 @@ from PIL import Image
 from deepvision.config import build_config
 from deepvision.config.schema import AugmentConfig
 from deepvision.data import ImageRecordIter, RecordDataset, RecordLoader
+from deepvision.data.augment_plan import sample_seed
 from deepvision.data.imageio import simplejpeg
 from deepvision.data.loaders import build_loaders, resolve_preprocess
 from deepvision.data.preprocess import Preprocess
-from deepvision.data.records import IndexMismatchError, IRHeader, RecordError, RecordWriter, pack_header
+from deepvision.data.records import IndexMismatchError, IRHeader, RecordError, pack_header
 from deepvision.data.sampling import epoch_indices
 from deepvision.data.sources import load_data
-from deepvision.data.transforms import SampleTransform, sample_seed
+from deepvision.data.transforms import SampleTransform
+from deepvision.datasets.records import RecordWriter
 from tests.data.recordtools import jpeg_bytes, noise_image, png_bytes
 
 SIZES = [(40, 30), (30, 44), (52, 30), (30, 30), (37, 30), (30, 33)]  # (w, h): short side 30

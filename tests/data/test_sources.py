@@ -88,7 +88,8 @@ def test_mnist_text_format_round_trip(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (7, 28, 28), dtype=np.uint8)
     labels = np.array([3, 1, 4, 1, 5, 9, 2])
     path = tmp_path / "mnist_train.txt"
-    mnist.write_text(path, images, labels, separator="**")
+    path.write_text("".join(f"{lab} ** {' '.join(map(str, img.ravel().tolist()))}\n"
+                            for img, lab in zip(images, labels)))
     got_images, got_labels = mnist.read_text(path)
     assert np.array_equal(got_images, images) and np.array_equal(got_labels, labels)
     cfg = build_config({"data": {"source": "mnist_text", "root": str(tmp_path), "train": "mnist_train.txt",

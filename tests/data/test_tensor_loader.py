@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from deepvision.config.schema import AugmentConfig
+from deepvision.data.loader import BatchLoader
 from deepvision.data.sampling import epoch_indices
-from deepvision.data.tensor_loader import BatchAugment, TensorLoader
+from deepvision.data.tensor_loader import BatchAugment, TensorSource
 
 
 def flat(batches):
@@ -56,7 +57,7 @@ def test_evaluation_never_pads_and_covers_every_sample_once():
 def test_tensor_loader_batches_by_indexing():
     images = torch.arange(20, dtype=torch.uint8).view(20, 1, 1, 1).expand(20, 1, 2, 2).contiguous()
     labels = torch.arange(20)
-    loader = TensorLoader(images, labels, 6, training=True, seed=0)
+    loader = BatchLoader(TensorSource(images, labels), 6, training=True, seed=0)
     batches = list(loader)
     assert len(loader) == 4 and [len(y) for _, y in batches] == [6, 6, 6, 2]
     for x, y in batches:
@@ -69,8 +70,7 @@ def test_tensor_loader_batches_by_indexing():
 def test_batch_augment_crop_mirror_and_centre():
     x = torch.arange(2 * 1 * 6 * 6, dtype=torch.uint8).view(2, 1, 6, 6)
     aug = BatchAugment(AugmentConfig(rand_crop=True, rand_mirror=True), (4, 4))
-    g = torch.Generator().manual_seed(0)
-    out = aug(x, g)
+    out = aug.apply(x, aug.plans_for([0, 1], (6, 6), seed=0, epoch=0))
     assert out.shape == (2, 1, 4, 4)
     for i in range(2):  # every output is a (possibly mirrored) window of its own input
         windows = [x[i, 0, t : t + 4, c : c + 4] for t in range(3) for c in range(3)]
@@ -82,5 +82,5 @@ def test_batch_augment_fixed_rotation_is_exact_for_quarter_turns():
     x = torch.zeros(1, 1, 5, 5, dtype=torch.uint8)
     x[0, 0, 0, 4] = 200  # top-right corner
     aug = BatchAugment(AugmentConfig(rotate=90, rotation_mode="fixed", fill=0), (5, 5))
-    out = aug(x, torch.Generator().manual_seed(0))
+    out = aug.apply(x, aug.plans_for([0], (5, 5), seed=0, epoch=0))
     assert out[0, 0, 0, 0] == 200  # counter-clockwise: top-right moves to top-left

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepvision.data.detection import load_index, read_class_list
-from deepvision.data.detection.index import label_map_text
+from deepvision.data.detection import load_index
 from deepvision.datasets.detection import build_dataset, make_fake
-from deepvision.datasets.detection.build import read_annotations
+from deepvision.datasets.detection.build import label_map_text, read_annotations, read_class_list
 from deepvision.errors import UserError
 
 

@@ -217,8 +217,9 @@ def test_errors_are_one_line(tmp_path, run_cli):
 
 
 def test_png_in_memory_round_trip_helpers():
-    from deepvision.data.records import pack_img, unpack_img
+    from deepvision.data.records import unpack_img
     from deepvision.data.records.header import IRHeader
+    from deepvision.datasets.records import pack_img
 
     arr = np.random.default_rng(1).integers(0, 256, (6, 7, 3), dtype=np.uint8)
     header, img = unpack_img(pack_img(IRHeader(0, 1.0, 9, 0), arr, quality=3, img_fmt=".png"))

@@ -10,7 +10,8 @@ import torch
 from deepvision.config import build_config
 from deepvision.data import RecordLoader
 from deepvision.data.protocols import Loader
-from deepvision.data.records import IRHeader, RecordWriter, pack_header
+from deepvision.data.records import IRHeader, pack_header
+from deepvision.datasets.records import RecordWriter
 from deepvision.engine.distributed import DistInfo
 from deepvision.engine.resolve import resolve_run
 from deepvision.engine.trainer import Trainer

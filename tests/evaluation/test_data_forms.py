@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from deepvision.api import evaluate, train
-from deepvision.data.hdf5 import HDF5DatasetWriter
 from deepvision.data.sources import load_data
+from deepvision.datasets.hdf5 import HDF5DatasetWriter
 from deepvision.errors import UserError
 from deepvision.runs.loading import load_run
 from tests.helpers import tiny_config

@@ -63,7 +63,8 @@ def test_hdf5_label_names_must_be_unique(tmp_path):
     pytest.importorskip("h5py")
     import numpy as np
 
-    from deepvision.data.hdf5 import HDF5Dataset, HDF5DatasetWriter
+    from deepvision.data.hdf5 import HDF5Dataset
+    from deepvision.datasets.hdf5 import HDF5DatasetWriter
 
     path = tmp_path / "f.h5"
     writer = HDF5DatasetWriter(path, (2, 3), "features", buf_size=2)

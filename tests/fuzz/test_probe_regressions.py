@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepvision.data.hdf5 import HDF5DatasetWriter
 from deepvision.datasets.detection.readers import read_yolo
+from deepvision.datasets.hdf5 import HDF5DatasetWriter
 from deepvision.errors import UserError
 from deepvision.runs.plots import manual_lr_epochs
 from deepvision.runs.rundir import RunDir

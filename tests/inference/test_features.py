@@ -10,7 +10,8 @@ import pytest
 import torch
 import torchvision
 
-from deepvision.data.lst import ListEntry, write_lst
+from deepvision.data.lst import ListEntry
+from deepvision.datasets.listing import write_lst
 from deepvision.errors import UserError
 from deepvision.inference.backbones import load_model
 from deepvision.inference.features import FeatureExtractor, default_layer, extract_features, layer_names, open_data
@@ -98,7 +99,7 @@ def test_lst_data_and_default_layer(mobilenet, folder, tmp_path):
 def test_hdf5_data_gives_the_features_of_the_same_images(mobilenet, folder, tmp_path):
     from PIL import Image
 
-    from deepvision.data.hdf5 import HDF5DatasetWriter
+    from deepvision.datasets.hdf5 import HDF5DatasetWriter
 
     files = sorted(folder.rglob("*.png"))
     pixels = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])

@@ -4,8 +4,8 @@ Building those files (packing, mean files, detection indexes) is `deepvision.dat
 The record-file API (imported lazily, so `import deepvision.data` stays light)::
 
     from deepvision.data import RecordDataset, RecordLoader, ImageRecordIter
-    from deepvision.data import RecordWriter, RecordReader, pack_header, unpack_header, rebuild_index
-    from deepvision.data import HDF5DatasetWriter, HDF5Dataset
+    from deepvision.data import RecordReader, RecordFile, pack_header, unpack_header, unpack_img
+    from deepvision.data import HDF5Dataset
 """
 
 from __future__ import annotations
@@ -15,20 +15,17 @@ from typing import Any
 
 _EXPORTS = {
     # list files
-    "ListEntry": "deepvision.data.lst", "read_lst": "deepvision.data.lst", "write_lst": "deepvision.data.lst",
+    "ListEntry": "deepvision.data.lst", "read_lst": "deepvision.data.lst",
     # record files
     "IRHeader": "deepvision.data.records", "pack_header": "deepvision.data.records",
-    "unpack_header": "deepvision.data.records", "pack_img": "deepvision.data.records",
-    "unpack_img": "deepvision.data.records", "RecordWriter": "deepvision.data.records",
+    "unpack_header": "deepvision.data.records", "unpack_img": "deepvision.data.records",
     "RecordReader": "deepvision.data.records", "RecordFile": "deepvision.data.records",
     "RecordError": "deepvision.data.records", "IndexMismatchError": "deepvision.data.records",
-    "MXRecordIO": "deepvision.data.records", "MXIndexedRecordIO": "deepvision.data.records",
-    "read_index": "deepvision.data.records", "write_index": "deepvision.data.records",
-    "rebuild_index": "deepvision.data.records", "scan_records": "deepvision.data.records",
+    "read_index": "deepvision.data.records", "scan_records": "deepvision.data.records",
     # loading
     "RecordDataset": "deepvision.data.records.loader", "RecordLoader": "deepvision.data.records.loader",
-    "ImageRecordIter": "deepvision.data.records.mxnet_iter", "EpochBatchSampler": "deepvision.data.sampling",
-    "HDF5DatasetWriter": "deepvision.data.hdf5", "HDF5Dataset": "deepvision.data.hdf5",
+    "ImageRecordIter": "deepvision.data.records.loader", "EpochBatchSampler": "deepvision.data.sampling",
+    "HDF5Dataset": "deepvision.data.hdf5",
     "Preprocess": "deepvision.data.preprocess", "SampleTransform": "deepvision.data.transforms",
     "load_data": "deepvision.data.sources", "register_source": "deepvision.data.sources",
     "build_loaders": "deepvision.data.loaders", "BatchLoader": "deepvision.data.loader",

@@ -145,6 +145,23 @@ def random_resized_crop_box(w: int, h: int, aug: AugmentConfig, rng: random.Rand
     return (w - side) // 2, (h - side) // 2, side, side
 
 
+def prepared_size(size: tuple[int, int], out_size: tuple[int, int], resize: int | None, aug: AugmentConfig,
+                  crop: bool = False) -> tuple[int, int] | None:
+    """The deterministic resize before a plan is drawn, as (width, height), or None to leave the image as
+    it is: a random-resized crop works on the original image; `resize` scales the shorter side to it
+    (im2rec's rule); else the image is resized to the output (H, W) unless a crop (random, or `crop`:
+    centre) takes the window. Every executor applies it with its own resampling."""
+    w, h = size
+    th, tw = out_size
+    if aug.random_resized_crop:
+        return None
+    if resize:
+        if min(w, h) == resize:
+            return None
+        return (resize, h * resize // w) if h > w else (w * resize // h, resize)
+    return (tw, th) if (w, h) != (tw, th) and not (aug.rand_crop or crop) else None
+
+
 def inverse_affine(angle: float, shear: float, zoom: tuple[float, float] = (1.0, 1.0)
                    ) -> tuple[float, float, float, float]:
     """Inverse (output -> input) 2x2 matrix of: rotate `angle` degrees counter-clockwise, then

@@ -14,8 +14,9 @@ import torch
 from PIL import Image
 from torch.utils.data import default_collate
 
-from deepvision.data.loader import BatchLoader, BatchSource
-from deepvision.data.transforms import SampleTransform, sample_seed
+from deepvision.data.augment_plan import sample_seed
+from deepvision.data.loader import BatchSource
+from deepvision.data.transforms import SampleTransform
 from deepvision.errors import UserError
 
 
@@ -69,16 +70,3 @@ class DatasetSource(BatchSource):
         except (IndexError, TypeError, KeyError):
             return f"sample {index}"
 
-
-class DatasetLoader(BatchLoader):
-    """Batches (uint8 N x C x H x W, int64 N) from a map-style dataset of (PIL image, label)."""
-
-    def __init__(self, dataset: Any, batch_size: int, *, training: bool, transform: SampleTransform,
-                 shuffle: bool = True, seed: int = 0, rank: int = 0, world: int = 1, last_batch: str = "keep",
-                 workers: int | None = None, max_steps: int | None = None, pin_memory: bool = False,
-                 skip_errors: bool = False, max_skipped_fraction: float | None = None) -> None:
-        source = DatasetSource(dataset, transform, seed=seed, skip_errors=skip_errors)
-        super().__init__(source, batch_size, training=training, shuffle=shuffle, seed=seed, rank=rank, world=world,
-                         last_batch=last_batch, max_steps=max_steps, workers=workers, pin_memory=pin_memory,
-                         max_skipped_fraction=max_skipped_fraction)
-        self.dataset = dataset

@@ -1,14 +1,13 @@
-"""MXNet list files: `index<TAB>label[<TAB>label2 ...]<TAB>path`, one image per line."""
+"""MXNet list files: `index<TAB>label[<TAB>label2 ...]<TAB>path`, one image per line (written by
+`deepvision.datasets.listing`)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -52,29 +51,6 @@ def read_lst(path: str | Path) -> list[ListEntry]:
             raise UserError(f"{path}:{lineno}: labels must be finite numbers, got {line[:80]!r}")
         entries.append(ListEntry(index, labels, parts[-1]))
     return entries
-
-
-def write_lst(path: str | Path, entries: Iterable[ListEntry]) -> None:
-    """Write a .lst file atomically (temporary file, then rename)."""
-    lines = []
-    for e in entries:
-        if "\t" in e.path or len(f"a{e.path}b".splitlines()) > 1:
-            raise UserError(f"cannot write {path}: the file name {e.path!r} holds a tab or a line break, which a "
-                            f".lst line cannot hold; rename the file")
-        labels = "\t".join(f"{v:f}" for v in e.labels)
-        lines.append(f"{e.index}\t{labels}\t{e.path}\n")
-    atomic_write_text(path, "".join(lines))
-
-
-def write_split_lists(out: str | Path, splits: dict[str, Iterable[ListEntry]]) -> dict[str, Path]:
-    """Write `out/NAME.lst` for every split (creating `out`); returns the paths by split name."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for name, entries in splits.items():
-        write_lst(out / f"{name}.lst", entries)
-        files[name] = out / f"{name}.lst"
-    return files
 
 
 def labels_file_for(prefix: str | Path) -> Path:

@@ -1,4 +1,4 @@
-"""MNIST: idx files (plain or gzip), the tutorial text format, and the download code.
+"""MNIST: idx files (plain or gzip) and the tutorial text format (`deepvision.datasets.mnist` downloads them).
 
 idx headers are big-endian int32: images have magic 2051, count, rows, cols and then count*rows*cols
 unsigned bytes; labels have magic 2049, count, then one byte per label.
@@ -7,16 +7,13 @@ unsigned bytes; labels have magic 2049, count, then one byte per label.
 from __future__ import annotations
 
 import gzip
-import shutil
 import struct
-import urllib.request
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path, md5_of
 
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
 FILES = {
@@ -24,16 +21,6 @@ FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 ALIASES = {"t10k": "test", "training": "train", "testing": "test"}
-MIRRORS = [
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
-]
-MD5 = {
-    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-}
 CLASSES = [str(i) for i in range(10)]
 
 
@@ -131,37 +118,3 @@ def read_text(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if pixels.min() < 0 or pixels.max() > 255:
         raise UserError(f"{path}: pixel values must be in 0..255")
     return pixels.astype(np.uint8).reshape(-1, 28, 28), np.asarray(labels, dtype=np.int64)
-
-
-def write_text(path: str | Path, images: np.ndarray, labels: np.ndarray, separator: str = "**") -> None:
-    """Write the tutorial text format (the inverse of `read_text`)."""
-    with open(path, "w") as f:
-        for img, lab in zip(images.reshape(len(images), -1), labels):
-            f.write(f"{int(lab)} {separator} {' '.join(map(str, img.tolist()))}\n")
-
-
-def download(root: str | Path, splits: tuple[str, ...] = ("train", "test")) -> Path:
-    """Fetch the MNIST idx files from the official mirrors into `root` (checked by MD5)."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    for split in splits:
-        for stem in FILES[ALIASES.get(split, split)]:
-            name = stem + ".gz"
-            target = root / name
-            if target.is_file() and md5_of(target) == MD5[name]:
-                continue
-            last_error: Exception | None = None
-            for mirror in MIRRORS:
-                try:
-                    with atomic_path(target, ".partial") as tmp:
-                        with urllib.request.urlopen(mirror + name, timeout=60) as response, open(tmp, "wb") as f:
-                            shutil.copyfileobj(response, f)
-                        if md5_of(tmp) != MD5[name]:
-                            raise UserError(f"checksum mismatch for {name} from {mirror}")
-                    break
-                except (OSError, UserError) as exc:  # the next mirror
-                    last_error = exc
-            else:
-                raise UserError(f"could not download {name}: {last_error}")
-    return root
-

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from deepvision.config.names import register_names
 from deepvision.config.schema import DataConfig
@@ -19,7 +18,6 @@ class RawData:
     classes: list[str]
     channels: int
     size: tuple[int, int] | None  # stored (H, W) when all samples share one, else None
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 SourceFn = Callable[[DataConfig, list[str]], RawData]

@@ -8,32 +8,24 @@ splits out of the training part when asked, and `build_loaders` makes the per-ro
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-import deepvision.data.builtin_sources
+import deepvision.data.builtin_sources  # noqa: F401  (registers the built-in sources)
 from deepvision.config.schema import DataConfig
 from deepvision.data.source_registry import RawData, registered_sources, task_of_source
 from deepvision.data.splits import stratified_split
 from deepvision.data.tensors import Split, SubsetDataset, TensorSplit, adapt_tensor_split, to_tensor_split
 from deepvision.errors import UserError, unknown
 
-with contextlib.suppress(ImportError):  # record files need the `records` extra (OpenCV)
-    import deepvision.data.record_source  # noqa: F401
-
 __all__ = ["DATA_FORMS", "DataBundle", "RawData", "Split", "SubsetDataset", "TensorSplit", "adapt_tensor_split",
-           "data_config_for_path", "list_sources", "load_data", "to_tensor_split"]
+           "data_config_for_path", "load_data", "to_tensor_split"]
 
 DATA_FORMS = "a folder of class sub-folders, a .lst, a .rec or an HDF5 file"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-def list_sources() -> list[str]:
-    return sorted(registered_sources())
 
 
 @dataclass

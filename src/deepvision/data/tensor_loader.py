@@ -11,35 +11,30 @@ import torch.nn.functional as F
 
 from deepvision.config.schema import AugmentConfig
 from deepvision.data.augment_plan import AugmentPlan, draw_plan, inverse_affine, reseed, sample_seed
-from deepvision.data.loader import BatchLoader, BatchSource
+from deepvision.data.loader import BatchSource
 
 
 class BatchAugment:
     """The torch executor of augmentation plans: crop, mirror, rotation, shear and random-resized crops
     on a uint8 N x C x H x W batch, on the batch's device.
 
-    `apply(x, plans)` executes one `AugmentPlan` per sample; `__call__(x, g)` first draws the plans
-    from a torch generator (`draw`). The tensor loader draws them per sample from (seed, epoch, index),
-    like the file and record loaders, so the same sample gets the same augmentation everywhere.
+    `apply(x, plans)` executes one `AugmentPlan` per sample; `plans_for` draws them per sample from
+    (seed, epoch, index), like the file and record loaders, so the same sample gets the same
+    augmentation everywhere.
     """
 
     def __init__(self, cfg: AugmentConfig, out_size: tuple[int, int]) -> None:
         self.cfg = cfg
         self.out_size = out_size
 
-    def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        return self.apply(x, self.draw(x, g))
-
-    def draw(self, x: torch.Tensor, g: torch.Generator) -> list[AugmentPlan]:
-        """One plan per sample, from generators seeded by `g`."""
-        size = (x.shape[-1], x.shape[-2])
-        seeds = torch.randint(0, 2**62, (x.shape[0],), generator=g).tolist()
-        return [draw_plan(self.cfg, size, self.out_size, random.Random(s)) for s in seeds]
-
-    def plans_for(self, indices: list[int], size: tuple[int, int], seed: int, epoch: int) -> list[AugmentPlan]:
-        """The plans of dataset samples `indices` in epoch `epoch` (per-sample seeds, as every loader)."""
+    def plans_for(self, indices: list[int], sizes: tuple[int, int] | list[tuple[int, int]], seed: int, epoch: int
+                  ) -> list[AugmentPlan]:
+        """The plans of dataset samples `indices` in epoch `epoch` (per-sample seeds, as every loader), for
+        images of (width, height) `sizes` (one size for all, or one per sample)."""
         rng = random.Random()
-        return [draw_plan(self.cfg, size, self.out_size, reseed(rng, sample_seed(seed, epoch, i))) for i in indices]
+        sizes = sizes if isinstance(sizes, list) else [sizes] * len(indices)
+        return [draw_plan(self.cfg, size, self.out_size, reseed(rng, sample_seed(seed, epoch, i)))
+                for i, size in zip(indices, sizes)]
 
     def apply(self, x: torch.Tensor, plans: list[AugmentPlan]) -> torch.Tensor:
         n = x.shape[0]
@@ -130,14 +125,3 @@ class TensorSource(BatchSource):
                 x = self.augment.center(x)
         return x, self.labels.index_select(0, idx), []
 
-
-class TensorLoader(BatchLoader):
-    """Batches (uint8 images, int64 labels) from tensors by indexing, on the tensors' device."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, training: bool,
-                 shuffle: bool = True, seed: int = 0, rank: int = 0, world: int = 1, last_batch: str = "keep",
-                 augment: BatchAugment | None = None, max_steps: int | None = None,
-                 device: torch.device | str = "cpu") -> None:
-        source = TensorSource(images, labels, augment=augment, training=training, seed=seed, device=device)
-        super().__init__(source, batch_size, training=training, shuffle=shuffle, seed=seed, rank=rank, world=world,
-                         last_batch=last_batch, max_steps=max_steps)

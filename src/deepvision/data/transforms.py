@@ -15,10 +15,8 @@ import numpy as np
 from PIL import Image
 
 from deepvision.config.schema import AugmentConfig
-from deepvision.data.augment_plan import AugmentPlan, draw_plan, inverse_affine, random_resized_crop_box, sample_seed
-from deepvision.data.preprocess import Preprocess, center_crop, pil_to_tensor, resize_short_side
-
-__all__ = ["SampleTransform", "inverse_affine", "random_resized_crop_box", "sample_seed"]  # plan helpers re-exported
+from deepvision.data.augment_plan import AugmentPlan, draw_plan, inverse_affine, prepared_size
+from deepvision.data.preprocess import Preprocess, center_crop, pil_to_tensor
 
 
 class SampleTransform:
@@ -35,17 +33,9 @@ class SampleTransform:
         return pil_to_tensor(self.apply(img, plan))
 
     def prepare(self, img: Image.Image) -> Image.Image:
-        """The deterministic steps before the random ones: the shorter-side resize, or a resize to the
-        output size when nothing crops (a random-resized crop works on the original image)."""
-        pre, aug = self.pre, self.aug
-        th, tw = pre.size
-        if aug.random_resized_crop:
-            return img
-        if pre.resize:
-            return resize_short_side(img, pre.resize)
-        if img.size != (tw, th) and not (aug.rand_crop or pre.crop):
-            return img.resize((tw, th), Image.BILINEAR)
-        return img
+        """The deterministic steps before the random ones (`augment_plan.prepared_size`)."""
+        target = prepared_size(img.size, self.pre.size, self.pre.resize, self.aug, self.pre.crop)
+        return img if target is None else img.resize(target, Image.BILINEAR)
 
     def apply(self, img: Image.Image, plan: AugmentPlan) -> Image.Image:
         """Execute `plan` on a prepared image with Pillow: affine, crop (else centre crop), mirror."""

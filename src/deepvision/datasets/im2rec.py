@@ -31,10 +31,10 @@ import cv2
 
 from deepvision.data.imageio import DecodeError, check_image_data, decode_opencv, jpeg_truncated, sniff_format
 from deepvision.data.lst import read_list_text
-from deepvision.data.records.codec import encode_image, forking_cv2
 from deepvision.data.records.header import IRHeader, pack_header
-from deepvision.data.records.recordio import RecordWriter, frame_record
+from deepvision.data.records.pipeline import forking_cv2
 from deepvision.datasets.listing import DEFAULT_EXTS, list_images, make_list, unlistable
+from deepvision.datasets.records import RecordWriter, encode_image, frame_record
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, read_regular_file
 

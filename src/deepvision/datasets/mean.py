@@ -21,7 +21,7 @@ import numpy as np
 
 from deepvision.data.imageio import DecodeError, Decoder, decode_opencv
 from deepvision.data.mean_file import read_mean_rgb
-from deepvision.data.records.codec import forking_cv2
+from deepvision.data.records.pipeline import forking_cv2
 from deepvision.data.records.record_file import RecordFile
 from deepvision.data.records.recordio import RecordError
 from deepvision.errors import UserError

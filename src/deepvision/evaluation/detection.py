@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from deepvision.data.detection.index import load_index
-from deepvision.data.detection.loader import DetectionDataset, DetectionLoader, load_detection_data
+from deepvision.data.detection.loader import DetectionDataset, DetectionSource, load_detection_data
+from deepvision.data.loader import BatchLoader
 from deepvision.engine.detection_metrics import VOCResult, evaluate_coco, evaluate_voc
 from deepvision.engine.distributed import resolve_device
 from deepvision.engine.tasks.detection import DetectionMeter, DetectionTask
@@ -95,7 +96,7 @@ def evaluate_detection_run(run_dir: str | Path | LoadedRun, split: str = "test",
         raise UserError(f"the classes of {root} ({', '.join(classes)}) differ from the run's "
                         f"({', '.join(loaded.classes[: (loaded.cfg.model.num_classes or 1) - 1])})")
     batch = cfg.data.eval_batch_size or cfg.data.batch_size
-    loader = DetectionLoader(DetectionDataset(images), batch, training=False, workers=cfg.data.workers)
+    loader = BatchLoader(DetectionSource(DetectionDataset(images)), batch, training=False, workers=cfg.data.workers)
     model_device = next(loaded.model.parameters()).device
     meter = DetectionMeter(classes)
     try:

@@ -15,7 +15,8 @@ import torch
 
 from deepvision.config.schema import Config
 from deepvision.data.age_buckets import is_age_buckets
-from deepvision.data.dataset_loader import DatasetLoader
+from deepvision.data.dataset_loader import DatasetSource
+from deepvision.data.loader import BatchLoader
 from deepvision.data.loaders import build_loaders
 from deepvision.data.sources import (
     DATA_FORMS,
@@ -25,7 +26,7 @@ from deepvision.data.sources import (
     data_config_for_path,
     load_data,
 )
-from deepvision.data.tensor_loader import TensorLoader
+from deepvision.data.tensor_loader import TensorSource
 from deepvision.engine.distributed import resolve_device
 from deepvision.engine.reporting import PhaseProgress
 from deepvision.engine.tasks import get_task
@@ -260,11 +261,11 @@ def _ten_crop_loader(cfg: Config, split, loaded: LoadedRun, device: torch.device
         if tuple(stored.images.shape[-2:]) == tuple(pre.size):
             raise UserError("10-crop needs images larger than the model input: set data.resize (e.g. 256 for a "
                             "224 input) when training")
-        return TensorLoader(stored.images, stored.labels, bs, training=False, device=device)
+        return BatchLoader(TensorSource(stored.images, stored.labels, device=device), bs, training=False)
     if not pre.resize:
         raise UserError("10-crop needs data.resize (the shorter side before cropping, e.g. 256 for a 224 input)")
-    return DatasetLoader(split, bs, training=False, transform=TenCropTransform(pre), workers=cfg.data.workers,
-                         skip_errors=cfg.data.skip_corrupt)
+    return BatchLoader(DatasetSource(split, TenCropTransform(pre), skip_errors=cfg.data.skip_corrupt), bs,
+                       training=False, workers=cfg.data.workers)
 
 
 def _slug(text: str) -> str:

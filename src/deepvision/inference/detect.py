@@ -23,11 +23,11 @@ import torch
 
 from deepvision.data.imageio import write_image
 from deepvision.data.preprocess import open_image
-from deepvision.data.video import open_video
 from deepvision.datasets.detection.readers import IMAGE_EXTENSIONS
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
 from deepvision.fileio import PendingFile, atomic_write_text
+from deepvision.inference.video import open_video
 from deepvision.models.detection import detection_family
 from deepvision.runs.loading import LoadedRun, load_run
 

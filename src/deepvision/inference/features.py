@@ -185,7 +185,7 @@ def extract_features(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Write the features of every sample of `data` to the HDF5 file `out`; returns a summary."""
-    from deepvision.data.hdf5 import HDF5DatasetWriter
+    from deepvision.datasets.hdf5 import HDF5DatasetWriter
 
     out = Path(out)
     if out.exists():

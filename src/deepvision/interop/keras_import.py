@@ -25,8 +25,8 @@ from torch import nn
 from deepvision.config.coerce import to_dict
 from deepvision.config.io import build_config, load_config
 from deepvision.config.schema import Config
-from deepvision.data.fer import emotion_labels
 from deepvision.data.preprocess import Preprocess
+from deepvision.datasets.fer import emotion_labels
 from deepvision.errors import UserError
 from deepvision.interop.keras_check import Mismatch, check_mapping
 from deepvision.interop.keras_files import read_keras_file

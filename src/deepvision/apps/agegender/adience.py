@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deepvision.data.lst import ListEntry, write_lst
+from deepvision.data.lst import ListEntry
 from deepvision.data.splits import stratified_split
+from deepvision.datasets.listing import write_lst
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
 

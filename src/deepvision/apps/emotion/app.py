@@ -35,7 +35,6 @@ import numpy as np
 
 from deepvision.apps.classifier import Classifier, load_classifier
 from deepvision.data.imageio import read_bgr, write_image
-from deepvision.data.video import open_video
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
 from deepvision.inference.faces.detect import (
@@ -48,6 +47,7 @@ from deepvision.inference.faces.detect import (
     to_gray,
 )
 from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side
+from deepvision.inference.video import open_video
 from deepvision.models.memory_format import to_channels_last
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")

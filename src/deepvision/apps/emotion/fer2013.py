@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepvision.data.fer import FER6_LABELS, FER6_MAP, FER7_LABELS
+from deepvision.datasets.fer import FER6_LABELS, FER6_MAP, FER7_LABELS
 from deepvision.errors import UserError
 
 SPLITS = {"Training": "train", "PrivateTest": "val", "PublicTest": "test"}
@@ -136,7 +136,7 @@ def build_fer2013(source: str | Path, out: str | Path, *, classes: int = 6, dtyp
                   progress: Callable[[int, int], None] | None = None) -> FerBuild:
     """Write OUT/train.hdf5, val.hdf5, test.hdf5 from fer2013.csv or from the image-folder release (a
     folder holding train/ and test/); refuses to overwrite existing files."""
-    from deepvision.data.hdf5 import HDF5DatasetWriter
+    from deepvision.datasets.hdf5 import HDF5DatasetWriter
 
     if classes not in (6, 7):
         raise UserError(f"--classes must be 6 (disgust merged into angry) or 7, got {classes}")

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deepvision.data.lst import ListEntry, write_split_lists
+from deepvision.data.lst import ListEntry
 from deepvision.data.splits import stratified_split
+from deepvision.datasets.listing import write_split_lists
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
 

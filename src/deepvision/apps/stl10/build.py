@@ -19,8 +19,9 @@ import cv2
 import numpy as np
 
 from deepvision.apps.stl10.binary import SPLITS, find_root, load_split, to_hwc
-from deepvision.data.lst import ListEntry, write_lst
+from deepvision.data.lst import ListEntry
 from deepvision.datasets.im2rec import PackOptions, PackResult, pack_list
+from deepvision.datasets.listing import write_lst
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
 

@@ -26,9 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def download(args: argparse.Namespace) -> int:
-    from deepvision.data import mnist
+    from deepvision.datasets.mnist import download
 
-    root = mnist.download(args.root, tuple(args.splits))
+    root = download(args.root, tuple(args.splits))
     print(f"MNIST {', '.join(args.splits)} files in {root}")
     return 0
 

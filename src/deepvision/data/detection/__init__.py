@@ -5,6 +5,6 @@ and the loader. Building an index from LISA, imglab, VOC, COCO or YOLO annotatio
     from deepvision.data.detection import load_index
 """
 
-from deepvision.data.detection.index import DetectionIndex, IndexImage, load_index, read_class_list
+from deepvision.data.detection.index import DetectionIndex, IndexImage, load_index
 
-__all__ = ["DetectionIndex", "IndexImage", "load_index", "read_class_list"]
+__all__ = ["DetectionIndex", "IndexImage", "load_index"]

@@ -7,13 +7,12 @@
                             boxes normalised to [0, 1] as [xmin, ymin, xmax, ymax], class ids from 1,
                             class names, difficult flags
 
-`load_index` reads it back, checking what a hand edit could break.
+`load_index` reads it back, checking what a hand edit could break; `deepvision.datasets.detection.build`
+writes it.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,7 @@ from typing import Any
 import numpy as np
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
-from deepvision.safeload import ParseError, input_file, load_json
+from deepvision.safeload import ParseError, load_json
 
 FORMAT = "deepvision-detection"
 VERSION = 1
@@ -47,64 +45,6 @@ class DetectionIndex:
     classes: list[str]  # id k is classes[k - 1]
     splits: dict[str, list[IndexImage]]
     info: dict[str, Any] = field(default_factory=dict)
-
-
-def label_map_text(classes: list[str]) -> str:
-    return "".join(f"item {{\n  id: {i}\n  name: '{name}'\n}}\n" for i, name in enumerate(classes, 1))
-
-
-def read_class_list(value: str) -> list[str]:
-    """Classes from a comma list, a classes.txt (one per line) or a TFOD label_map.pbtxt (ordered by id)."""
-    path = Path(value)
-    if path.is_file():
-        text = path.read_text(encoding="utf-8")
-        if path.suffix in (".pbtxt", ".pbtx") or re.search(r"item\s*\{", text):
-            items = re.findall(r"item\s*\{([^}]*)\}", text)
-            pairs = []
-            for item in items:
-                ident = re.search(r"\bid\s*:\s*(\d+)", item)
-                name = re.search(r"\b(?:display_)?name\s*:\s*['\"]([^'\"]*)['\"]", item)
-                if not ident or not name:
-                    raise UserError(f"{path}: every label map item needs an id and a name, got {item.strip()!r}")
-                pairs.append((int(ident.group(1)), name.group(1)))
-            pairs.sort()
-            if [i for i, _ in pairs] != list(range(1, len(pairs) + 1)):
-                raise UserError(f"{path}: label map ids must be 1..{len(pairs)} (0 is the background)")
-            return [n for _, n in pairs]
-        names = [line.strip() for line in text.splitlines() if line.strip()]
-    else:
-        if path.suffix in (".txt", ".pbtxt") or "/" in value:
-            input_file(path, "class list file")  # a FIFO or folder is named as such, not "not found"
-        names = [n.strip() for n in value.split(",") if n.strip()]
-    if not names:
-        raise UserError(f"no class names in {value!r}")
-    if len(set(names)) != len(names):
-        raise UserError(f"class names repeat in {value!r}")
-    return names
-
-
-def write_index(out: Path, classes: list[str], image_root: Path, splits: dict[str, list[dict[str, Any]]],
-                info: dict[str, Any]) -> None:
-    """Write the dataset files (each through a temporary file, so a failed build leaves old files intact)."""
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        root_ref = str(Path(_relpath(image_root, out)))
-    except ValueError:
-        root_ref = str(image_root)
-    for split, images in splits.items():
-        doc = {"format": FORMAT, "version": VERSION, "split": split, "classes": classes, "images": images}
-        atomic_write_text(out / f"{split}.json", json.dumps(doc, separators=(",", ":")) + "\n")
-    atomic_write_text(out / "label_map.pbtxt", label_map_text(classes))
-    atomic_write_text(out / "classes.txt", "".join(f"{c}\n" for c in classes))
-    meta = {"format": FORMAT, "version": VERSION, "classes": classes, "image_root": root_ref,
-            "splits": list(splits), **info}
-    atomic_write_text(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
-
-
-def _relpath(path: Path, start: Path) -> str:
-    import os
-
-    return os.path.relpath(path.resolve(), start.resolve())
 
 
 def load_index(root: str | Path, splits: list[str] | None = None) -> DetectionIndex:

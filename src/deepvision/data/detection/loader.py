@@ -17,12 +17,12 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from deepvision.config.schema import DataConfig
+from deepvision.data.augment_plan import sample_seed
 from deepvision.data.detection.index import IndexImage, load_index
 from deepvision.data.detection.transforms import BoxTransform, DetectionAugment
 from deepvision.data.loader import BatchLoader, BatchSource
 from deepvision.data.preprocess import Preprocess, open_image, pil_to_tensor
 from deepvision.data.source_registry import register_task_source
-from deepvision.data.transforms import sample_seed
 from deepvision.errors import UserError
 
 Target = dict[str, torch.Tensor]
@@ -40,10 +40,6 @@ class DetectionDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.images)
-
-    def sizes(self) -> list[tuple[int, int]]:
-        """(width, height) of every image, from the index (no decoding)."""
-        return [(im.width, im.height) for im in self.images]
 
     def target(self, index: int) -> Target:
         """The ground truth of image `index` in its index-time pixel size (for evaluation)."""
@@ -113,24 +109,6 @@ class DetectionSource(BatchSource):
         return images, targets, skipped
 
 
-class DetectionLoader(BatchLoader):
-    """Batches (images, targets) of a detection dataset.
-
-    `min_batch`: in training, a trailing batch smaller than this is dropped (SSDlite's BatchNorm on
-    1 x 1 feature maps cannot train on a single image).
-    """
-
-    def __init__(self, dataset: DetectionDataset, batch_size: int, *, training: bool, shuffle: bool = True,
-                 seed: int = 0, rank: int = 0, world: int = 1, last_batch: str = "keep", workers: int | None = None,
-                 max_steps: int | None = None, pin_memory: bool = False, min_batch: int = 1,
-                 skip_errors: bool = False, max_skipped_fraction: float | None = None) -> None:
-        super().__init__(DetectionSource(dataset, skip_errors), batch_size, training=training, shuffle=shuffle,
-                         seed=seed, rank=rank, world=world, last_batch=last_batch, max_steps=max_steps,
-                         workers=workers, pin_memory=pin_memory, min_batch=min_batch,
-                         max_skipped_fraction=max_skipped_fraction)
-        self.dataset = dataset
-
-
 @dataclass
 class DetectionData:
     """The TaskData of detection: classes, the splits by role, and their loaders."""
@@ -149,29 +127,26 @@ class DetectionData:
     def counts(self) -> dict[str, int]:
         return {role: len(self.splits[role]) for role in ("train", "val", "test") if role in self.splits}
 
-    def boxes(self) -> dict[str, int]:
-        return {role: int(sum(len(i.labels) for i in images)) for role, images in self.splits.items()}
-
     def dataset(self, role: str, seed: int = 0) -> DetectionDataset:
         training = role == "train"
         return DetectionDataset(self.splits[role], training=training, augment=self.augment if training else None,
                                 seed=seed, train_difficult=self.train_difficult)
 
     def loaders(self, roles: tuple[str, ...] = ("train", "val"), *, seed: int = 0, rank: int = 0, world: int = 1,
-                device: torch.device | str = "cpu", max_steps: int | None = None) -> dict[str, DetectionLoader]:
+                device: torch.device | str = "cpu", max_steps: int | None = None) -> dict[str, BatchLoader]:
         d = self.cfg
-        out: dict[str, DetectionLoader] = {}
+        out: dict[str, BatchLoader] = {}
         for role in roles:
             if role not in self.splits:
                 continue
             training = role == "train"
             ds = self.datasets[role] = self.dataset(role, seed)
-            out[role] = DetectionLoader(
-                ds, d.batch_size if training else (d.eval_batch_size or d.batch_size), training=training,
+            out[role] = BatchLoader(
+                DetectionSource(ds, d.skip_corrupt), d.batch_size if training else (d.eval_batch_size or d.batch_size),
+                training=training,
                 shuffle=d.shuffle is not False, seed=seed, rank=rank, world=world,
                 last_batch=d.last_batch if training else "keep", workers=d.workers, max_steps=max_steps,
-                pin_memory=torch.device(device).type == "cuda", min_batch=self.min_batch if training else 1,
-                skip_errors=d.skip_corrupt)
+                pin_memory=torch.device(device).type == "cuda", min_batch=self.min_batch if training else 1)
         return out
 
 

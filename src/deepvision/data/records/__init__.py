@@ -1,42 +1,28 @@
-"""MXNet-compatible record files: RecordIO framing, image headers, .idx files and image codecs.
+"""MXNet-compatible record files as training reads them: RecordIO framing, image headers, .idx files.
 
-    from deepvision.data.records import RecordWriter, RecordReader, RecordFile, pack_header, unpack_header
+    from deepvision.data.records import RecordReader, RecordFile, unpack_header, unpack_img
 
-`recordio.MXRecordIO`, `recordio.MXIndexedRecordIO` and `pack`/`unpack`/`pack_img`/`unpack_img` mirror
-`mxnet.recordio` for code being ported.
+`pack`/`unpack`/`unpack_img` mirror `mxnet.recordio` for code being ported. Writing record files
+(`RecordWriter`, `pack_img`, `MXRecordIO`, `rebuild_index`) is `deepvision.datasets.records`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from deepvision.data.records.header import HEADER_SIZE, IRHeader, pack, pack_header, unpack, unpack_header
-from deepvision.data.records.mxnet_recordio import MXIndexedRecordIO, MXRecordIO
 from deepvision.data.records.record_file import RecordFile
 from deepvision.data.records.recordio import (
     MAGIC,
     IndexMismatchError,
     RecordError,
     RecordReader,
-    RecordWriter,
-    frame_record,
     idx_path_for,
     read_index,
     read_record_at,
-    rebuild_index,
     scan_index,
     scan_records,
-    write_index,
 )
-
-
-def pack_img(header: IRHeader | tuple, img: np.ndarray, quality: int = 95, img_fmt: str = ".jpg") -> bytes:
-    """mx.recordio.pack_img: encode an OpenCV-ordered (BGR/gray) array and prepend the header."""
-    from deepvision.data.records.codec import encode_image
-
-    return pack_header(header, encode_image(img, img_fmt, quality))
 
 
 def unpack_img(record: bytes, iscolor: int = -1) -> tuple[IRHeader, Any]:
@@ -50,8 +36,7 @@ def unpack_img(record: bytes, iscolor: int = -1) -> tuple[IRHeader, Any]:
 
 
 __all__ = [
-    "HEADER_SIZE", "MAGIC", "IRHeader", "IndexMismatchError", "MXIndexedRecordIO", "MXRecordIO", "RecordError",
-    "RecordFile", "RecordReader", "RecordWriter", "frame_record", "idx_path_for", "pack", "pack_header", "pack_img",
-    "read_index", "read_record_at", "rebuild_index", "scan_index", "scan_records", "unpack", "unpack_header",
-    "unpack_img", "write_index",
+    "HEADER_SIZE", "MAGIC", "IRHeader", "IndexMismatchError", "RecordError", "RecordFile", "RecordReader",
+    "idx_path_for", "pack", "pack_header", "read_index", "read_record_at", "scan_index", "scan_records", "unpack",
+    "unpack_header", "unpack_img",
 ]

@@ -18,7 +18,6 @@ which applies the orientation or refuses them with the CPU loader's reason.
 
 from __future__ import annotations
 
-import random
 import warnings
 from typing import TYPE_CHECKING
 
@@ -27,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from deepvision.config.schema import AugmentConfig
-from deepvision.data.augment_plan import AugmentPlan, draw_plan, reseed, sample_seed
+from deepvision.data.augment_plan import AugmentPlan, prepared_size
 from deepvision.data.imageio import DecodeError, Decoder, plain_jpeg
 from deepvision.data.records.header import image_bytes
 from deepvision.data.tensor_loader import BatchAugment
@@ -122,29 +121,10 @@ class BatchJpegDecoder:
         return torch.from_numpy(arr).permute(2, 0, 1).to(self.device)
 
     def prepare(self, img: torch.Tensor) -> torch.Tensor:
-        """`pipeline._prepare` on a C x H x W tensor: the deterministic resize before the random steps."""
-        spec, aug = self.spec, self.aug
-        th, tw = spec.size
-        h, w = img.shape[-2:]
-        if aug.random_resized_crop:
-            return img
-        if spec.resize:
-            if min(w, h) == spec.resize:
-                return img
-            new_w, new_h = (spec.resize, h * spec.resize // w) if h > w else (w * spec.resize // h, spec.resize)
-            return _resize(img, new_w, new_h)
-        if (h, w) != (th, tw) and not aug.rand_crop and not spec.crop_only:
-            return _resize(img, tw, th)
-        return img
-
-    def plans(self, images: list[torch.Tensor], indices: list[int], epoch: int) -> list[AugmentPlan]:
-        """Each sample's plan, drawn as the CPU workers draw it (same seed, same prepared size)."""
-        rng = random.Random()
-        out = []
-        for img, index in zip(images, indices):
-            reseed(rng, sample_seed(self.spec.seed, epoch, index))
-            out.append(draw_plan(self.aug, (img.shape[-1], img.shape[-2]), self.spec.size, rng))
-        return out
+        """The deterministic resize before the random steps (`augment_plan.prepared_size`) of a C x H x W tensor."""
+        target = prepared_size((img.shape[-1], img.shape[-2]), self.spec.size, self.spec.resize, self.aug,
+                               self.spec.crop_only)
+        return img if target is None else _resize(img, *target)
 
     def augment(self, images: list[torch.Tensor], plans: list[AugmentPlan]) -> torch.Tensor:
         """Execute the plans: samples of one prepared size go through `BatchAugment.apply` together."""
@@ -188,7 +168,9 @@ class BatchJpegDecoder:
             skipped.append((pos, int(self.file.offsets[pos]), reasons[k]))
         kept_idx = [indices[k] for k in kept]
         images = [self.prepare(img) for img in images]
-        plans = self.plans(images, kept_idx, epoch)
+        # each sample's plan, drawn as the CPU workers draw it (same seed, same prepared size)
+        plans = self.executor.plans_for(kept_idx, [(img.shape[-1], img.shape[-2]) for img in images], self.spec.seed,
+                                        epoch)
         th, tw = self.spec.size
         if not images:
             x = torch.empty((0, self.spec.channels, th, tw), dtype=torch.uint8, device=self.device)

@@ -7,7 +7,9 @@ mirror and affine warp are fused so only output pixels are computed.
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +19,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from deepvision.config.schema import AugmentConfig
-from deepvision.data.augment_plan import AugmentPlan, draw_plan, inverse_affine, reseed, sample_seed
+from deepvision.data.augment_plan import AugmentPlan, draw_plan, inverse_affine, prepared_size, reseed, sample_seed
 from deepvision.data.imageio import DecodeError, Decoder
 from deepvision.data.records.header import image_bytes
 from deepvision.data.records.record_file import RecordFile
@@ -26,6 +28,24 @@ from deepvision.data.records.shared_batches import _new_batch, _SlotPool, _SlotR
 
 if TYPE_CHECKING:
     from deepvision.data.records.loader import RecordDataset
+
+
+@contextlib.contextmanager
+def forking_cv2() -> Iterator[None]:
+    """Make OpenCV single-threaded while worker processes are forked, then restore it.
+
+    A process forked while OpenCV's thread pool is running inherits the pool's locks but not its
+    threads, and hangs at its first parallel OpenCV call; with one thread, the children run OpenCV
+    inline. The parent gets its thread count back once the workers exist.
+    """
+    n = cv2.getNumThreads()
+    if n != 1:
+        cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        if n != 1:
+            cv2.setNumThreads(n)
 
 
 def _corrupt(file: RecordFile, pos: int, why: str) -> RecordError:
@@ -169,15 +189,6 @@ def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
     return out if out.ndim == 3 else out[:, :, None]
 
 
-def resize_short_side_array(img: np.ndarray, size: int) -> np.ndarray:
-    """`preprocess.resize_short_side` for H x W x C arrays (area filter when shrinking)."""
-    h, w = img.shape[:2]
-    if min(w, h) == size:
-        return img
-    new = (size, h * size // w) if h > w else (w * size // h, size)
-    return _resize(img, *new)
-
-
 def _transform_into(img: np.ndarray, rng: random.Random, out: np.ndarray, spec: _Spec, aug: AugmentConfig) -> None:
     """Write the augmented (training) or centre-cropped (evaluation) H x W x C sample into `out`."""
     img = _prepare(img, spec, aug)
@@ -185,15 +196,10 @@ def _transform_into(img: np.ndarray, rng: random.Random, out: np.ndarray, spec: 
 
 
 def _prepare(img: np.ndarray, spec: _Spec, aug: AugmentConfig) -> np.ndarray:
-    """`SampleTransform.prepare` for arrays: the deterministic resize before the random steps."""
-    th, tw = spec.size
-    if aug.random_resized_crop:
-        return img
-    if spec.resize:
-        return resize_short_side_array(img, spec.resize)
-    if img.shape[:2] != (th, tw) and not aug.rand_crop and not spec.crop_only:
-        return _resize(img, tw, th)
-    return img
+    """The deterministic resize before the random steps (`augment_plan.prepared_size`; area filter when
+    shrinking)."""
+    target = prepared_size((img.shape[1], img.shape[0]), spec.size, spec.resize, aug, spec.crop_only)
+    return img if target is None else _resize(img, *target)
 
 
 def apply_plan(img: np.ndarray, plan: AugmentPlan, out: np.ndarray, fill: int = 255, fill_mode: str = "constant"

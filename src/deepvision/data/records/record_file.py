@@ -56,7 +56,6 @@ class RecordFile:
         self.keys, self.offsets, self.ids, self.labels = keys, offsets, ids, labels
         self.rebuilt = rebuilt  # True when the index came from a scan (no .idx)
         self.reader = RecordReader(path)
-        self._positions: dict[Any, int] | None = None
 
     @property
     def label_width(self) -> int:
@@ -92,16 +91,6 @@ class RecordFile:
     def read(self, i: int) -> memoryview | bytes:
         """Payload (header + image) of the record at position i."""
         return self.reader.read_at(int(self.offsets[i]), index=int(i))
-
-    def position(self, key: Any) -> int:
-        """The position of the record whose .idx key is `key` (KeyError when there is none)."""
-        if self._positions is None:
-            self._positions = {k: i for i, k in enumerate(self.keys.tolist())}
-        return self._positions[key]
-
-    def read_key(self, key: Any) -> memoryview | bytes:
-        """Payload of the record with .idx key `key` (MXIndexedRecordIO.read_idx)."""
-        return self.read(self.position(key))
 
     def __getstate__(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -7,8 +7,8 @@ writer splits a payload wherever the magic occurs at a 4-byte-aligned offset (dr
 the reader joins the parts and re-inserts the magic between them.
 
 The `.idx` file holds `key<TAB>byte offset` per record (the offset of the record's first magic word).
-`RecordFile` (the validated, cached view the loaders use) is in `records.record_file`; MXNet's
-`recordio.MXRecordIO` API in `records.mxnet_recordio`.
+`RecordFile` (the validated, cached view the loaders use) is in `records.record_file`. Writing record
+files (the framing, `RecordWriter`, `.idx` files, MXNet's `MXRecordIO`) is `deepvision.datasets.records`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ import numpy as np
 
 from deepvision.data.records.header import HEADER_SIZE
 from deepvision.errors import UserError
-from deepvision.fileio import PendingFile, atomic_write_text
 
 MAGIC = 0xCED7230A
 
@@ -33,9 +32,6 @@ MAGIC_BYTES = struct.pack("<I", MAGIC)
 
 
 LENGTH_MASK = (1 << 29) - 1
-
-
-MAX_PART = 1 << 29
 
 
 _HEAD = struct.Struct("<II")
@@ -51,39 +47,6 @@ class RecordError(UserError):
 
 class IndexMismatchError(UserError):
     """The .idx does not describe its .rec (stale, truncated, or belonging to another file)."""
-
-
-def _lrec(cflag: int, length: int) -> int:
-    return (cflag << 29) | length
-
-
-def frame_record(payload: bytes | bytearray | memoryview) -> bytes:
-    """The bytes the dmlc RecordIO writer emits for one record (split on aligned magic, padded)."""
-    data = bytes(payload)
-    n = len(data)
-    if n >= MAX_PART:
-        raise ValueError(f"a record payload must be below 2^29 bytes, got {n}")
-    lower = n & ~3
-    cuts = []
-    pos = data.find(MAGIC_BYTES)
-    while pos != -1 and pos < lower:
-        if pos % 4 == 0:
-            cuts.append(pos)
-            pos = data.find(MAGIC_BYTES, pos + 4)
-        else:
-            pos = data.find(MAGIC_BYTES, pos + 1)
-    pad = b"\0" * (-n % 4)
-    if not cuts:
-        return _HEAD.pack(MAGIC, n) + data + pad
-    out, start = [], 0
-    for cut in cuts:
-        out.append(_HEAD.pack(MAGIC, _lrec(1 if start == 0 else 2, cut - start)))
-        out.append(data[start:cut])
-        start = cut + 4
-    out.append(_HEAD.pack(MAGIC, _lrec(3, n - start)))
-    out.append(data[start:])
-    out.append(pad)
-    return b"".join(out)
 
 
 def read_record_at(buf: Any, offset: int, size: int | None = None) -> tuple[memoryview | bytes, int]:
@@ -146,11 +109,6 @@ def read_index(idx_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return key_array, np.asarray(offsets, dtype=np.int64)
 
 
-def write_index(idx_path: str | Path, keys: Sequence, offsets: Sequence[int]) -> None:
-    """Write an .idx atomically (temporary file, then rename)."""
-    atomic_write_text(idx_path, "".join(f"{k}\t{int(o)}\n" for k, o in zip(keys, offsets)))
-
-
 def scan_records(rec_path: str | Path) -> Iterator[tuple[int, memoryview | bytes]]:
     """(offset, payload) of every record of a .rec file, in file order."""
     with RecordReader(rec_path) as reader:
@@ -174,91 +132,6 @@ def scan_index(rec_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if has_ids and len(set(ids)) == len(ids):
         return np.asarray(ids, dtype=np.int64), offsets_arr
     return np.arange(len(offsets), dtype=np.int64), offsets_arr
-
-
-def rebuild_index(rec_path: str | Path, idx_path: str | Path | None = None) -> Path:
-    """Scan a .rec and write its .idx (default: beside it, PREFIX.idx). Returns the .idx path."""
-    rec_path = Path(rec_path)
-    if not rec_path.is_file():
-        raise UserError(f"record file not found: {rec_path}")
-    keys, offsets = scan_index(rec_path)
-    out = Path(idx_path) if idx_path else idx_path_for(rec_path)
-    write_index(out, keys, offsets)
-    return out
-
-
-class RecordWriter:
-    """Write a .rec (and its .idx) through temporary files renamed into place by `close()`.
-
-    An interrupted or failed run (an exception inside `with`) removes the temporary files, so a
-    `.rec` that exists is always complete. `write(payload, key)` returns the record's byte offset.
-    """
-
-    def __init__(self, rec_path: str | Path, idx_path: str | Path | None = None, *, index: bool = True) -> None:
-        self.rec_path = Path(rec_path)
-        self.idx_path = (Path(idx_path) if idx_path else idx_path_for(self.rec_path)) if index else None
-        self.rec_path.parent.mkdir(parents=True, exist_ok=True)
-        self._pending = PendingFile(self.rec_path, ".partial")
-        self._rec = open(self._pending.tmp, "wb", buffering=1 << 20)  # noqa: SIM115 (closed by close/abort)
-        self._lines: list[str] = []
-        self._pos = 0
-        self.count = 0
-        self.closed = False
-
-    def tell(self) -> int:
-        return self._pos
-
-    def write(self, payload: bytes | bytearray | memoryview, key: Any = None) -> int:
-        """Append one record; `key` (default: the record's position) goes to the .idx."""
-        return self.write_framed(frame_record(payload), key)
-
-    def write_framed(self, framed: bytes, key: Any = None) -> int:
-        """Append bytes produced by `frame_record` (lets worker processes do the framing)."""
-        offset = self._pos
-        self._rec.write(framed)
-        self._pos += len(framed)
-        if self.idx_path is not None:
-            self._lines.append(f"{self.count if key is None else key}\t{offset}\n")
-        self.count += 1
-        return offset
-
-    def close(self) -> None:
-        """Flush, fsync and rename the files into place (.idx first, the .rec last)."""
-        if self.closed:
-            return
-        self.closed = True
-        try:
-            self._rec.close()
-            if self.idx_path is not None:
-                atomic_write_text(self.idx_path, "".join(self._lines))
-        except OSError as exc:
-            self._pending.failed(exc)
-        except BaseException:
-            self._pending.discard()
-            raise
-        self._pending.commit()
-
-    def abort(self) -> None:
-        """Discard everything written; the destination files are left untouched."""
-        if self.closed:
-            return
-        self.closed = True
-        with contextlib.suppress(OSError):
-            self._rec.close()
-        self._pending.discard()
-
-    def __enter__(self) -> RecordWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.abort()
 
 
 class RecordReader:

@@ -17,8 +17,10 @@ The checks every format shares happen here, each reported on one line:
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 import textwrap
 import unicodedata
 from collections import Counter
@@ -26,11 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepvision.data.detection.index import write_index
+from deepvision.data.detection.index import FORMAT, VERSION
 from deepvision.data.imageio import image_size
 from deepvision.datasets.detection.readers import file_problem
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
+from deepvision.fileio import atomic_write_text
+from deepvision.safeload import input_file
 
 TOLERANCE = 1.0  # px beyond the border that annotation tools produce by rounding; clipped silently
 FIXES = ("clip", "drop")
@@ -336,7 +340,6 @@ def build_from_files(fmt: str, inputs: list[str | Path], out: str | Path, *, cla
     `classes`: names in id order (a list, a comma list, classes.txt or label_map.pbtxt), "all" (every class
     found), or None (the format's own order, else sorted; LISA: the reference's 3 classes).
     """
-    from deepvision.data.detection.index import read_class_list
     from deepvision.datasets.detection.schema import LISA_CLASSES
 
     names: list[str] | None = None
@@ -351,3 +354,59 @@ def build_from_files(fmt: str, inputs: list[str | Path], out: str | Path, *, cla
     extra = [classes] if isinstance(classes, str) and Path(classes).is_file() else []
     return build_dataset(ann, out, classes=names, fix=fix, test_fraction=test_fraction, seed=seed, strict=strict,
                          command=command, extra_inputs=extra)
+
+
+def label_map_text(classes: list[str]) -> str:
+    return "".join(f"item {{\n  id: {i}\n  name: '{name}'\n}}\n" for i, name in enumerate(classes, 1))
+
+
+def read_class_list(value: str) -> list[str]:
+    """Classes from a comma list, a classes.txt (one per line) or a TFOD label_map.pbtxt (ordered by id)."""
+    path = Path(value)
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        if path.suffix in (".pbtxt", ".pbtx") or re.search(r"item\s*\{", text):
+            items = re.findall(r"item\s*\{([^}]*)\}", text)
+            pairs = []
+            for item in items:
+                ident = re.search(r"\bid\s*:\s*(\d+)", item)
+                name = re.search(r"\b(?:display_)?name\s*:\s*['\"]([^'\"]*)['\"]", item)
+                if not ident or not name:
+                    raise UserError(f"{path}: every label map item needs an id and a name, got {item.strip()!r}")
+                pairs.append((int(ident.group(1)), name.group(1)))
+            pairs.sort()
+            if [i for i, _ in pairs] != list(range(1, len(pairs) + 1)):
+                raise UserError(f"{path}: label map ids must be 1..{len(pairs)} (0 is the background)")
+            return [n for _, n in pairs]
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    else:
+        if path.suffix in (".txt", ".pbtxt") or "/" in value:
+            input_file(path, "class list file")  # a FIFO or folder is named as such, not "not found"
+        names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names:
+        raise UserError(f"no class names in {value!r}")
+    if len(set(names)) != len(names):
+        raise UserError(f"class names repeat in {value!r}")
+    return names
+
+
+def write_index(out: Path, classes: list[str], image_root: Path, splits: dict[str, list[dict[str, Any]]],
+                info: dict[str, Any]) -> None:
+    """Write the dataset files (each through a temporary file, so a failed build leaves old files intact)."""
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        root_ref = str(Path(_relpath(image_root, out)))
+    except ValueError:
+        root_ref = str(image_root)
+    for split, images in splits.items():
+        doc = {"format": FORMAT, "version": VERSION, "split": split, "classes": classes, "images": images}
+        atomic_write_text(out / f"{split}.json", json.dumps(doc, separators=(",", ":")) + "\n")
+    atomic_write_text(out / "label_map.pbtxt", label_map_text(classes))
+    atomic_write_text(out / "classes.txt", "".join(f"{c}\n" for c in classes))
+    meta = {"format": FORMAT, "version": VERSION, "classes": classes, "image_root": root_ref,
+            "splits": list(splits), **info}
+    atomic_write_text(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
+
+
+def _relpath(path: Path, start: Path) -> str:
+    return os.path.relpath(path.resolve(), start.resolve())
