@@ -403,6 +403,7 @@ def render_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = Non
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     chosen, widths, stacked = layout(rows, columns, width)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
@@ -419,7 +420,7 @@ def render_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = Non
         if "lr_schedule" in chosen and width is not None:
             i = chosen.index("lr_schedule")
             values[i] = wrap_schedule(values[i], widths["lr_schedule"])
-        table.add_row(*values)
+        table.add_row(*map(Text, values))  # Text: a run named '[bold]x' is shown as named, never as markup
     console = Console(file=io.StringIO(), width=sum(widths.values()) + 2 * len(widths) + 2,
                       force_terminal=False, color_system=None)
     console.print(table)

@@ -1,0 +1,73 @@
+"""User-controlled text in what deepvision prints and writes: run names, paths, tags and class names are
+shown as they are named (never as rich markup, control characters escaped), and the CSV files a
+spreadsheet may open hold no formula."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "mxnet"
+HOSTILE = ("[bold red]x", "[link=https:example.com]y", "=HYPERLINK(1)", "t\x1b[2Jz")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from deepvision.interop.mxnet_import import import_mxnet
+
+    tmp = tmp_path_factory.mktemp("output_text")
+    return Path(import_mxnet(FIX / "inception_bn_block", 7, input_size=(3, 32, 32), scale=1 / 255,
+                             out=tmp / "run", quiet=True).run_dir)
+
+
+@pytest.fixture
+def runs(run_dir, tmp_path):
+    folder = tmp_path / "runs[red]"
+    for name in HOSTILE:
+        shutil.copytree(run_dir, folder / name)
+    return folder
+
+
+def test_runs_table_shows_markup_names_as_named(runs, run_cli):
+    code, out, err = run_cli("runs", runs)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"4 runs in {runs}"
+    for name in ("[bold red]x", "[link=https:example.com]y", "=HYPERLINK(1)", "t\\x1b[2Jz"):
+        assert any(line.startswith(name + " ") for line in lines), (name, out)
+    assert "\x1b" not in out and "\x1b" not in err
+
+
+def test_runs_table_rendering_keeps_markup_text():
+    from deepvision.runs.journal import render_table
+
+    text = render_table([{"name": "[bold]a[/bold]", "model": "[i]m", "epochs": 1, "status": "finished"}],
+                        ["name", "model", "epochs"])
+    assert "[bold]a[/bold]" in text and "[i]m" in text
+
+
+def test_models_show_diagram_path_is_not_markup(tmp_path, run_cli):
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "[bold]d\x07.png"
+    code, out, err = run_cli("models", "show", "lenet", "--diagram", target)
+    assert code == 0, err
+    assert out.rstrip().endswith(f"diagram written to {tmp_path}/[bold]d\\x07.png")
+
+
+def test_progress_label_of_a_list_is_not_markup():
+    from deepvision.datasets.im2rec import ProgressReporter
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Tty()
+    bar = ProgressReporter("[red]a\x1b[2J", stream=stream)
+    assert bar.label == "[red]a\\x1b[2J"
+    bar(1, 2)
+    bar._bar.refresh()
+    bar.close()
+    assert "[red]a\\x1b[2J" in stream.getvalue()
