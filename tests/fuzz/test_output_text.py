@@ -71,3 +71,27 @@ def test_progress_label_of_a_list_is_not_markup():
     bar._bar.refresh()
     bar.close()
     assert "[red]a\\x1b[2J" in stream.getvalue()
+
+
+@pytest.mark.parametrize(("value", "cell"), [
+    ("=HYPERLINK(1)", "'=HYPERLINK(1)"), ("+1", "'+1"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"),
+    ("\t=1", "'\\t=1"), ("\r=1", "'\\r=1"), ("a\x1b[2Jb", "a\\x1b[2Jb"), ("a=b", "a=b"), ("run-1", "run-1"),
+    (-0.5, -0.5), (3, 3), (None, None)])
+def test_spreadsheet_cell(value, cell):
+    from deepvision.safeload import spreadsheet_cell
+
+    assert spreadsheet_cell(value) == cell
+
+
+def test_journal_csv_and_runs_csv_hold_no_formula(runs, run_cli):
+    import csv
+
+    code, out, err = run_cli("runs", runs, "--csv")
+    assert code == 0, err
+    for text in (out, (runs / "journal.csv").read_text()):
+        assert "\x1b" not in text
+        rows = list(csv.DictReader(io.StringIO(text)))
+        names = sorted(r["name"] for r in rows)
+        assert names == sorted(["[bold red]x", "[link=https:example.com]y", "'=HYPERLINK(1)", "t\\x1b[2Jz"])
+        assert all(not r["name"].startswith(("=", "+", "-", "@")) for r in rows)
+        assert {r["epochs"] for r in rows} == {"0"} and all(int(r["ckpt_bytes"]) > 0 for r in rows)

@@ -24,7 +24,7 @@ from typing import Any
 from deepvision.errors import UserError
 from deepvision.runs.history import describe_lrs
 from deepvision.runs.rundir import RunDir
-from deepvision.safeload import printable, read_json
+from deepvision.safeload import printable, read_json, spreadsheet_cell
 
 # key -> (table header, kind); kind: "text" (wraps), "name" (kept whole), "num" (right-aligned, never cut)
 COLUMNS: dict[str, tuple[str, str]] = {
@@ -246,12 +246,13 @@ def cell(key: str, v: Any, row: dict[str, Any] | None = None) -> str:
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
+    """The journal as CSV (`journal.csv`, `runs --csv`): every column; text cells spreadsheet-safe."""
     buf = io.StringIO()
     fields = [*COLUMNS, "classes", "ckpt_discarded_bytes", "ckpt_prunable_bytes", "path"]
     w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow(r)
+        w.writerow({k: spreadsheet_cell(v) for k, v in r.items()})
     return buf.getvalue()
 
 
