@@ -318,6 +318,24 @@ def mxnet_nan_weight(d: Path):
     return _mxnet(d, weight=weight), "holds 1 NaN/infinite value(s)"
 
 
+# -- Keras -------------------------------------------------------------------------------------------------------
+KERAS = Path(__file__).resolve().parents[1] / "fixtures" / "keras" / "keras_mnist_cnn.h5"
+
+
+@case
+def keras_weight_no_layer_uses(d: Path):
+    import shutil
+
+    import h5py
+
+    from deepvision.interop.keras_files import read_keras_file
+
+    shutil.copy(KERAS, d / "m.h5")
+    with h5py.File(d / "m.h5", "r+") as f:
+        f["model_weights/conv2d_7/conv2d_7/extra:0"] = np.ones(3, np.float32)
+    return (lambda: read_keras_file(d / "m.h5")), "1 weight dataset(s) in the file are used by no layer"
+
+
 # -- serve -------------------------------------------------------------------------------------------------------
 @case
 def serve_max_upload_nan(d: Path):
