@@ -110,3 +110,23 @@ def test_emotion_video_summary_escapes_the_output_path(tmp_path, run_cli):
     assert "\x1b" not in stdout
     assert f"  csv: {tmp_path}/o\\x1b[2J[bold]x/results.csv" in stdout.splitlines()
     assert (out / "results.csv").is_file()
+
+
+def test_lisa_tags_in_the_skipped_rows_note_are_escaped(tmp_path, run_cli):
+    from PIL import Image
+
+    Image.new("RGB", (64, 48)).save(tmp_path / "a.png")
+    csv_path = tmp_path / "allAnnotations.csv"
+    csv_path.write_text("Filename;Annotation tag;x1;y1;x2;y2;Occluded,On another road\n"
+                        "a.png;stop;1;2;30;40;0,0\n"
+                        "a.png;evil\x1b[2J\x07;1;2;30;40;0,0\n"
+                        "a.png;[bold]x;1;2;30;40;0,0\n")
+    before = csv_path.read_bytes()
+    code, out, err = run_cli("detection", "build", "lisa", csv_path, "--classes", "stop", "--out", tmp_path / "out",
+                             "--test-fraction", "0")
+    assert code == 0, err
+    assert "\x1b" not in out + err and "\x07" not in out + err
+    note = " ".join(out.split())
+    assert "skipped 2 LISA rows of 2 tag(s) outside the classes:" in note
+    assert "evil\\x1b[2J\\x07 (1)" in note and "[bold]x (1)" in note
+    assert csv_path.read_bytes() == before

@@ -31,6 +31,7 @@ from deepvision.data.imageio import image_size
 from deepvision.datasets.detection.readers import file_problem
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
+from deepvision.safeload import printable
 
 TOLERANCE = 1.0  # px beyond the border that annotation tools produce by rounding; clipped silently
 FIXES = ("clip", "drop")
@@ -56,7 +57,7 @@ class BuildReport:
     def lines(self) -> list[str]:
         """The summary printed by the CLI (fits 80 columns)."""
         out = [line for note in self.notes
-               for line in textwrap.wrap(note, 80, subsequent_indent="  ", break_long_words=False,
+               for line in textwrap.wrap(printable(note), 80, subsequent_indent="  ", break_long_words=False,
                                          break_on_hyphens=False)]
         width = max(len(s) for s in self.counts) if self.counts else 5
         for split, c in self.counts.items():
@@ -66,7 +67,7 @@ class BuildReport:
             out += textwrap.wrap(per_class, 80, initial_indent=" " * (width + 2), subsequent_indent=" " * (width + 2))
         out.append(f"{len(self.classes)} classes; wrote the label map and "
                    f"{', '.join(f'{s}.json' for s in self.counts)} to")
-        out.append(f"  {self.out}/")
+        out.append(f"  {printable(self.out)}/")
         return out
 
 
