@@ -272,8 +272,9 @@ def build_dataset(
     if strict and problems:
         raise UserError(problems[0] + " (--strict)")
     notes += problems
-    if not any(splits.values()):
-        raise UserError("no image is left to write (see the skipped images above)")
+    if not any(splits.values()):  # nothing was printed yet: the refusal itself names what was skipped
+        why = "; ".join(problems) if problems else f"the annotations list {total:,} image(s)"
+        raise UserError(f"no image is left to write: {why}")
     if "all" in splits and len(splits) == 1:
         splits = _split_all(splits["all"], test_fraction, seed)
     files = [Path(r.file) for rs in splits.values() for r in rs]
