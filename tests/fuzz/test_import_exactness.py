@@ -117,3 +117,12 @@ def test_the_keras_weights_of_a_plain_file_are_all_used():
 
     assert sum(len(layer.weights) for layer in read_keras_file(KERAS).layers) == \
         sum(len(layer.weights) for layer in read_keras_h5(KERAS).layers) > 0
+
+
+@pytest.mark.parametrize("name", ["ops_se.h5", "ops_se.keras"])
+def test_a_normalization_count_is_bookkeeping_not_an_unused_weight(name):
+    """Keras stores Normalization's adapt() sample count beside mean and variance; it computes nothing."""
+    from deepvision.interop.keras_files import read_keras_file
+
+    kfile = read_keras_file(KERAS.parent / "graph" / name)
+    assert any(layer.class_name == "Normalization" for layer in kfile.layers)

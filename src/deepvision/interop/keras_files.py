@@ -181,6 +181,7 @@ def graph_weights(src: KerasSource, layers: list[tuple[str, Any]]) -> dict[str, 
     """{layer path: {Keras weight name: dataset}} for the graph's weighted `layers` ((path, module));
     UserError naming the first layer whose weights are missing or whose declared shapes differ."""
     found: dict[str, dict[str, Any]] = {}
+    layers = list(layers)
     wanted = {path: module.keras_shapes() for path, module in layers}
     if src.legacy:
         for group, items in src.groups.items():
@@ -221,8 +222,15 @@ def graph_weights(src: KerasSource, layers: list[tuple[str, Any]]) -> dict[str, 
              and not any(w.startswith(p + "/") for w in wanted)]
     if extra:
         raise UserError(f"{src.path}: the file has weights for layer '{extra[0]}' that the config does not have")
-    refuse_unused(src.path, src.stored, {have[n].id for p, have in found.items() for n in wanted.get(p, ())
-                                         if n in have})
+    modules = dict(layers)
+
+    def spare(path: str) -> tuple[str, ...]:  # variables the layer stores but does not compute with
+        return tuple(getattr(modules.get(path), "keras_bookkeeping", ()))
+
+    used = {ds.id for p, have in found.items() for n, ds in have.items() if n in wanted.get(p, ()) or n in spare(p)}
+    if not src.legacy:  # Keras 3 variables are positional: the layer's own, then its bookkeeping ones
+        used.update(ds.id for p in wanted for _, ds in (src.groups.get(p) or [])[:len(wanted[p]) + len(spare(p))])
+    refuse_unused(src.path, src.stored, used)
     return found
 
 
