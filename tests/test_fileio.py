@@ -45,3 +45,20 @@ def test_a_pending_file_commits_or_discards(tmp_path):
     assert (tmp_path / "r.rec").read_bytes() == b"y" and len(list(tmp_path.iterdir())) == 1
     with pytest.raises(UserError, match="could not write"):
         PendingFile(tmp_path / "missing" / "r.rec")
+
+
+def test_output_folder_removes_only_the_empty_folders_it_created(tmp_path):
+    from deepvision.fileio import output_folder
+
+    (tmp_path / "old").mkdir()
+    with pytest.raises(RuntimeError), output_folder(tmp_path / "old" / "a" / "b") as out:
+        assert out.is_dir()
+        raise RuntimeError("failed")
+    assert (tmp_path / "old").is_dir() and list((tmp_path / "old").iterdir()) == []
+    with pytest.raises(RuntimeError), output_folder(tmp_path / "x" / "y") as out:
+        (tmp_path / "x" / "written.txt").write_text("kept")
+        raise RuntimeError("failed")
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["written.txt"]
+    with output_folder(tmp_path / "ok" / "z") as out:
+        pass
+    assert out.is_dir()

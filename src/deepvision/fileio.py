@@ -34,6 +34,32 @@ def write_failed(path: str | Path, exc: OSError) -> UserError:
     return UserError(f"could not write {path}: {exc.strerror or exc}{kept}")
 
 
+@contextlib.contextmanager
+def output_folder(path: str | Path) -> Iterator[Path]:
+    """Create folder `path` (and its missing parents) for one command's outputs. When the block fails, the
+    folders this call created and that are still empty are removed again (deepest first), so a refused
+    input leaves no empty `--out` tree; a folder that existed before, or one holding a file, is kept."""
+    path = Path(path)
+    created = []
+    for folder in [path, *path.parents]:
+        if folder.exists() or folder.is_symlink():
+            break
+        created.append(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"could not create the folder {path}: {exc.strerror or exc}") from None
+    try:
+        yield path
+    except BaseException:
+        for folder in created:  # deepest first; rmdir refuses a folder that is not empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
 def md5_of(path: str | Path) -> str:
     """The MD5 hex digest of a file, read in 1 MiB blocks (checksums of downloaded datasets)."""
     h = hashlib.md5()

@@ -365,6 +365,19 @@ def printable(text: object) -> str:
     return "".join(ch.encode("unicode_escape").decode("ascii") if is_control(ch) else ch for ch in s)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what Excel, LibreOffice and Sheets read as a formula
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """`value` fit for a CSV cell a spreadsheet may open: text has its control characters escaped and, when
+    it starts like a formula ('=HYPERLINK(...)', '+1', '-2+3', '@SUM'), a leading single quote (the OWASP
+    rule: the spreadsheet shows it as text). Numbers and None are kept as they are."""
+    if not isinstance(value, str):
+        return value
+    text = printable(value)
+    return "'" + text if value.startswith(FORMULA_STARTS) else text
+
+
 def check_class_names(names: list[str], where: str) -> None:
     """UserError naming the first class name that labels.txt (one name a line) could not keep: empty, not a
     string, holding a control character or a line separator (a newline would split it into two classes), or

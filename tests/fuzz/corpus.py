@@ -318,6 +318,58 @@ def mxnet_nan_weight(d: Path):
     return _mxnet(d, weight=weight), "holds 1 NaN/infinite value(s)"
 
 
+@case
+def mxnet_params_trailing_bytes(d: Path):
+    call = _mxnet(d)
+    with open(d / "net-0001.params", "ab") as f:
+        f.write(b"\0junk")
+    return call, "trailing 5 bytes after the last array"
+
+
+@case
+def mxnet_params_fifo(d: Path):
+    call = _mxnet(d)
+    (d / "net-0001.params").unlink()
+    os.mkfifo(d / "net-0001.params")
+    return call, "net-0001.params is a FIFO, not a regular file"
+
+
+@case
+def mxnet_option_without_model(d: Path):
+    from deepvision.interop.mxnet_import import import_mxnet
+
+    _mxnet(d)
+    return (lambda: import_mxnet(d / "net", 1, out=d / "run", options={"fc_units": 8}, quiet=True)), \
+        "builder options need --model"
+
+
+@case
+def mxnet_option_unknown(d: Path):
+    from deepvision.interop.mxnet_import import import_mxnet
+
+    _mxnet(d)
+    return (lambda: import_mxnet(d / "net", 1, model="lenet", out=d / "run", options={"colour": 1}, quiet=True)), \
+        "model 'lenet' has no option 'colour'"
+
+
+# -- Keras -------------------------------------------------------------------------------------------------------
+KERAS = Path(__file__).resolve().parents[1] / "fixtures" / "keras" / "keras_mnist_cnn.h5"
+
+
+@case
+def keras_weight_no_layer_uses(d: Path):
+    import shutil
+
+    import h5py
+
+    from deepvision.interop.keras_files import read_keras_file
+
+    shutil.copy(KERAS, d / "m.h5")
+    with h5py.File(d / "m.h5", "r+") as f:
+        f["model_weights/conv2d_7/conv2d_7/extra:0"] = np.ones(3, np.float32)
+    return (lambda: read_keras_file(d / "m.h5")), "1 weight dataset(s) in the file are used by no layer"
+
+
 # -- serve -------------------------------------------------------------------------------------------------------
 @case
 def serve_max_upload_nan(d: Path):

@@ -78,3 +78,51 @@ def test_a_keras_bias_the_config_turns_off_is_refused(tmp_path, run_cli, route):
     assert code == 2 and err.count("\n") == 1, err
     assert "conv2d_7" in err and "bias" in err, err
     assert not (tmp_path / "run").exists() and path.read_bytes() == before
+
+
+def _keras_with_extra(path: Path, kind: str) -> list[str]:
+    """The MNIST Keras file with two weight datasets no layer uses; returns their paths."""
+    import numpy as np
+
+    h5py = pytest.importorskip("h5py")
+    shutil.copy(KERAS, path)
+    with h5py.File(path, "r+") as f:
+        g = f["model_weights"]
+        extra = ["/model_weights/conv2d_7/conv2d_7/extra:0", "/model_weights/dense_5/stray:0"]
+        if kind == "stray":
+            extra[0] = "/model_weights/extra"
+        for name in extra:
+            f[name] = np.ones(3, np.float32)
+        if kind == "listed":
+            names = list(g["conv2d_7"].attrs["weight_names"]) + [b"conv2d_7/extra:0"]
+            g["conv2d_7"].attrs["weight_names"] = np.array(names, dtype="S")
+    return extra
+
+
+@pytest.mark.parametrize("kind", ["unlisted", "listed", "stray"])
+@pytest.mark.parametrize("route", [[], ["--model", "auto"]])
+def test_a_keras_weight_no_layer_uses_is_refused(tmp_path, run_cli, route, kind):
+    path = tmp_path / "m.h5"
+    extra = _keras_with_extra(path, kind)
+    before = path.read_bytes()
+    code, _, err = run_cli("import", "keras", path, "--out", tmp_path / "run", *route)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "2 weight dataset(s)" in err and all(name in err for name in extra), err
+    assert not (tmp_path / "run").exists() and path.read_bytes() == before
+
+
+def test_the_keras_weights_of_a_plain_file_are_all_used():
+    from deepvision.interop.keras_files import read_keras_file
+    from deepvision.interop.keras_h5 import read_keras_h5
+
+    assert sum(len(layer.weights) for layer in read_keras_file(KERAS).layers) == \
+        sum(len(layer.weights) for layer in read_keras_h5(KERAS).layers) > 0
+
+
+@pytest.mark.parametrize("name", ["ops_se.h5", "ops_se.keras"])
+def test_a_normalization_count_is_bookkeeping_not_an_unused_weight(name):
+    """Keras stores Normalization's adapt() sample count beside mean and variance; it computes nothing."""
+    from deepvision.interop.keras_files import read_keras_file
+
+    kfile = read_keras_file(KERAS.parent / "graph" / name)
+    assert any(layer.class_name == "Normalization" for layer in kfile.layers)

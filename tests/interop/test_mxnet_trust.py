@@ -4,6 +4,7 @@ and every refusal is one UserError line."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +160,36 @@ def test_a_symbol_alone_cannot_allocate_beyond_the_read_ceiling(tmp_path, monkey
     monkeypatch.setenv("DEEPVISION_MAX_READ_GB", "0.01")
     with pytest.raises(UserError, match=r"the graph's weights declares 328.0 MB, above the 10.0 MB one read"):
         build_graph(f"{prefix}-symbol.json", 0, 1, (8, 8))
+
+
+def test_trailing_bytes_after_the_last_array_are_refused(tmp_path):
+    path = tmp_path / "a.params"
+    data = encode_params({"arg:w": np.ones(3, np.float32)})
+    path.write_bytes(data)
+    assert list(read_params(path)) == ["arg:w"]
+    path.write_bytes(data + b"\xde\xad\xbe")
+    with pytest.raises(UserError, match=f"trailing 3 bytes after the last array and its names .offset {len(data)}"):
+        read_params(path)
+
+
+def test_a_params_path_that_is_a_fifo_is_named_as_such(tmp_path, run_cli):
+    prefix = _checkpoint(tmp_path)
+    params = Path(f"{prefix}-0001.params")
+    params.unlink()
+    os.mkfifo(params)
+    with pytest.raises(UserError, match="is a FIFO, not a regular file"):
+        read_params(params)
+    code, _, err = run_cli("import", "mxnet", prefix, 1, "--out", tmp_path / "run")
+    assert code == 2 and err.count("\n") == 1 and "net-0001.params is a FIFO, not a regular file" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--option", "fc_units=8"], "--option fc_units: builder options need --model"),
+    (["--model", "lenet", "--option", "colour=1"], "model 'lenet' has no option 'colour'; valid options: "),
+])
+def test_unknown_import_options_are_refused(tmp_path, run_cli, args, message):
+    prefix = _checkpoint(tmp_path)
+    code, _, err = run_cli("import", "mxnet", prefix, 1, "--out", tmp_path / "run", *args)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "run").exists()

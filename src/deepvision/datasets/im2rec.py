@@ -37,6 +37,7 @@ from deepvision.datasets.listing import DEFAULT_EXTS, list_images, make_list, un
 from deepvision.datasets.records import RecordWriter, encode_image, frame_record
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, read_regular_file
+from deepvision.safeload import printable
 
 __all__ = ["DEFAULT_EXTS", "PackItem", "PackOptions", "PackResult", "ProgressReporter", "Terminated", "encode_item",
            "find_lists", "list_images", "make_list", "pack_list", "read_list_lenient", "sigterm_raises",
@@ -289,7 +290,7 @@ class ProgressReporter:
     """A rich progress bar on a terminal; otherwise a line every 1,000 images (im2rec.py's log)."""
 
     def __init__(self, label: str, stream=None, every: int = 1000) -> None:
-        self.label, self.every = label, every
+        self.label, self.every = printable(label), every  # a list's file name: never markup or control codes
         self.stream = stream or sys.stderr
         self._bar = None
         self._task = None
@@ -298,7 +299,7 @@ class ProgressReporter:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            self._bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
                                  console=Console(file=self.stream), transient=True)
 

@@ -84,8 +84,8 @@ class PhaseProgress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.progress = Progress(
-                TextColumn("{task.description}"), BarColumn(bar_width=16), MofNCompleteColumn(),
-                TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[live]}"),
+                TextColumn("{task.description}", markup=False), BarColumn(bar_width=16), MofNCompleteColumn(),
+                TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[live]}", markup=False),
                 console=Console(file=self.stream), transient=True, refresh_per_second=4)
             self.progress.start()
             self.task = self.progress.add_task(label, total=total, live="")

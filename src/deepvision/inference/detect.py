@@ -10,6 +10,7 @@ written back annotated; a window with `q` to quit is shown only when asked (head
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -26,7 +27,7 @@ from deepvision.data.preprocess import open_image
 from deepvision.datasets.detection.readers import IMAGE_EXTENSIONS
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
-from deepvision.fileio import PendingFile, atomic_write_text
+from deepvision.fileio import PendingFile, atomic_write_text, output_folder
 from deepvision.inference.video import open_video
 from deepvision.models.detection import detection_family
 from deepvision.runs.loading import LoadedRun, load_run
@@ -289,16 +290,17 @@ def run_detect(run_dir: str | Path, sources: list[str | Path], *, min_confidence
     items = expand_sources(sources)
     detector = Detector.from_run(load_run(run_dir, epoch, which, resolve_device(device)), min_confidence)
     out_dir = Path(out) if out is not None else None
-    if out_dir is not None:
-        _check_outputs(items, out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-    images = [p for p, kind in items if kind == "image"]
-    image_results = list(detect_images(detector, images, out_dir, batch_size)) if images else []
-    videos = [detect_video(detector, p, out_dir, show, on_video_frame) for p, kind in items if kind == "video"]
-    if out_dir is not None:
-        doc = {"run": str(Path(run_dir)), "min_confidence": min_confidence,
-               "images": [r.to_dict() for r in image_results],
-               "videos": [{"video": v.source, "frames": v.frames, "output": v.output,
-                           "detections": [[d.to_dict() for d in f] for f in v.per_frame]} for v in videos]}
-        atomic_write_text(out_dir / "detections.json", json.dumps(doc, indent=1) + "\n")
+    with contextlib.ExitStack() as stack:
+        if out_dir is not None:
+            _check_outputs(items, out_dir)
+            stack.enter_context(output_folder(out_dir))  # a failure leaves no empty folder behind
+        images = [p for p, kind in items if kind == "image"]
+        image_results = list(detect_images(detector, images, out_dir, batch_size)) if images else []
+        videos = [detect_video(detector, p, out_dir, show, on_video_frame) for p, kind in items if kind == "video"]
+        if out_dir is not None:
+            doc = {"run": str(Path(run_dir)), "min_confidence": min_confidence,
+                   "images": [r.to_dict() for r in image_results],
+                   "videos": [{"video": v.source, "frames": v.frames, "output": v.output,
+                               "detections": [[d.to_dict() for d in f] for f in v.per_frame]} for v in videos]}
+            atomic_write_text(out_dir / "detections.json", json.dumps(doc, indent=1) + "\n")
     return image_results, videos

@@ -9,7 +9,7 @@ mapping onto zoo architectures (the `--model` route) is `keras_h5`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ from deepvision.interop.keras_h5 import (
     open_member,
     read_keras_h5,
     read_weights,
+    refuse_unused,
+    stored_datasets,
 )
 from deepvision.safeload import regular_file
 
@@ -48,6 +50,8 @@ class KerasSource:
     keras_version: str
     legacy: bool  # the .h5 layout of Keras 2 (and Keras 3's model.save("m.h5"))
     groups: dict[str, list[tuple[str, Any]]]
+    # every weight dataset the file stores (object id -> path): one that no layer takes is refused
+    stored: dict[Any, str] = field(default_factory=dict)
 
 
 def _legacy_groups(path: Path, group: Any) -> dict[str, list[tuple[str, Any]]]:
@@ -153,9 +157,12 @@ class open_keras:
             if raw is not None:
                 config = parse_json(attr_text(raw), str(path))
             version = attr_text(f.attrs.get("keras_version", group.attrs.get("keras_version", "")))
-            return KerasSource(path, _checked(config, path), version or "2", True, _legacy_groups(path, group))
+            return KerasSource(path, _checked(config, path), version or "2", True, _legacy_groups(path, group),
+                               stored_datasets(group))
         if "layers" in f or "vars" in f:
-            return KerasSource(path, _checked(config, path), version or "3", False, _v3_groups(path, f))
+            groups = _v3_groups(path, f)
+            stored = {ds.id: ds.name for items in groups.values() for _, ds in items}
+            return KerasSource(path, _checked(config, path), version or "3", False, groups, stored)
         self._file.close()
         raise UserError(f"{path} holds no Keras weights (neither the .h5 layout nor Keras 3's layers/ groups)")
 
@@ -174,6 +181,7 @@ def graph_weights(src: KerasSource, layers: list[tuple[str, Any]]) -> dict[str, 
     """{layer path: {Keras weight name: dataset}} for the graph's weighted `layers` ((path, module));
     UserError naming the first layer whose weights are missing or whose declared shapes differ."""
     found: dict[str, dict[str, Any]] = {}
+    layers = list(layers)
     wanted = {path: module.keras_shapes() for path, module in layers}
     if src.legacy:
         for group, items in src.groups.items():
@@ -214,6 +222,15 @@ def graph_weights(src: KerasSource, layers: list[tuple[str, Any]]) -> dict[str, 
              and not any(w.startswith(p + "/") for w in wanted)]
     if extra:
         raise UserError(f"{src.path}: the file has weights for layer '{extra[0]}' that the config does not have")
+    modules = dict(layers)
+
+    def spare(path: str) -> tuple[str, ...]:  # variables the layer stores but does not compute with
+        return tuple(getattr(modules.get(path), "keras_bookkeeping", ()))
+
+    used = {ds.id for p, have in found.items() for n, ds in have.items() if n in wanted.get(p, ()) or n in spare(p)}
+    if not src.legacy:  # Keras 3 variables are positional: the layer's own, then its bookkeeping ones
+        used.update(ds.id for p in wanted for _, ds in (src.groups.get(p) or [])[:len(wanted[p]) + len(spare(p))])
+    refuse_unused(src.path, src.stored, used)
     return found
 
 

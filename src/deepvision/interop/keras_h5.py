@@ -138,6 +138,29 @@ def layer_weights(source: Path, group: Any, name: str) -> list[tuple[str, Any]]:
     return out
 
 
+def stored_datasets(group: Any) -> dict[Any, str]:
+    """Every dataset stored under a legacy weights `group` (followed by hard links only, each object
+    once), by HDF5 object id -> its path in the file."""
+    h5py = h5py_module()
+    found: dict[Any, str] = {}
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            found.setdefault(obj.id, f"{group.name.rstrip('/')}/{name}")
+
+    group.visititems(visit)
+    return found
+
+
+def refuse_unused(source: Path, stored: dict[Any, str], used: set[Any]) -> None:
+    """UserError naming every stored weight dataset (`stored_datasets`) that no layer takes: the import would
+    drop it silently, so the file is not the model its config describes."""
+    unused = [name for key, name in stored.items() if key not in used]
+    if unused:
+        raise UserError(f"{source}: {len(unused)} weight dataset(s) in the file are used by no layer of the "
+                        f"model: {', '.join(unused)}; the file holds weights the import would drop")
+
+
 def read_weights(source: Path, layer: str, datasets: dict[str, Any]) -> dict[str, np.ndarray]:
     """{name: float32 array} of one layer's weight datasets; a one-line UserError when one is stored in an
     external file or cannot be read (a dangling external link included) or holds NaN/infinite values (they
@@ -173,13 +196,17 @@ def read_keras_h5(path: str | Path) -> KerasFile:
             raise UserError(f"{path} is not a Keras HDF5 model or weights file (no layer_names){hint}")
         config_layers, input_shape = _config_layers(f.attrs.get("model_config"))
         by_name = {c.get("config", {}).get("name", c.get("name")): c for c in config_layers}
-        layers = []
+        layers, used = [], set()
         for raw in group.attrs["layer_names"]:
             name = attr_text(raw)
-            weights = read_weights(path, name, {_short(w): ds for w, ds in layer_weights(path, group, name)})
+            pairs = layer_weights(path, group, name)
+            by_short = {_short(w): ds for w, ds in pairs}
+            used.update(ds.id for ds in by_short.values())
+            weights = read_weights(path, name, by_short)
             c = by_name.get(name, {})
             cls = c.get("class_name") or (_infer_class(weights) if weights else "?")
             layers.append(KerasLayer(name, cls, c.get("config", {}), weights))
+        refuse_unused(path, stored_datasets(group), used)
         version = attr_text(f.attrs.get("keras_version", group.attrs.get("keras_version", "")))
     return KerasFile(path, layers, version, input_shape, config_layers)
 

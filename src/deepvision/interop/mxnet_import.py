@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepvision.errors import UserError
+from deepvision.errors import UserError, suggest
 from deepvision.interop.mxnet_params import read_params, split_params
 from deepvision.models.mxnet_graph import MXNetGraph, check_operators
 from deepvision.models.mxnet_symbol import Symbol, read_symbol
-from deepvision.safeload import check_class_names, check_image_side
+from deepvision.safeload import check_class_names, check_image_side, input_file
 
 SYMBOL_FILE = "mxnet-symbol.json"
 _CANDIDATE_SIDES = (224, 227, 299, 32, 28, 256, 192, 112, 96, 64, 48, 16, 8)
@@ -47,6 +47,9 @@ def checkpoint_files(prefix: str | Path, epoch: int) -> tuple[Path, Path]:
     prefix = Path(prefix)
     symbol = Path(f"{prefix}-symbol.json")
     params = Path(f"{prefix}-{epoch:04d}.params")
+    for path, what in ((params, "MXNet parameter file"), (symbol, "MXNet symbol file")):
+        if path.exists():  # a FIFO or a folder is named as such, not reported missing
+            input_file(path, what)
     if not params.is_file():
         saved = sorted(p.name for p in prefix.parent.glob(f"{prefix.name}-*.params")) if prefix.parent.is_dir() else []
         raise UserError(f"MXNet parameter file not found: {params}"
@@ -228,6 +231,27 @@ def _preprocess(channels: int, size: tuple[int, int], resize: int | None, scale:
                       std=[s * scale for s in (std or [])])
 
 
+def check_options(model: str | None, options: dict[str, Any]) -> None:
+    """UserError for `--option` keys that would be dropped: any without `--model` (the symbol graph takes no
+    builder options), and, with it, a key its builder does not take (`reference` included), naming the
+    valid ones. Builders that pass options on (tv:, timm:) check them themselves."""
+    if not options:
+        return
+    if model is None:
+        raise UserError(f"--option {next(iter(options))}: builder options need --model (the graph built from "
+                        f"the symbol file takes none); give --model NAME or leave --option out")
+    from deepvision.models.registry import get_model_spec
+
+    spec = get_model_spec(model)
+    params = inspect.signature(spec.builder).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    bad = [k for k in options if k not in spec.options]
+    if bad:
+        raise UserError(f"--option {bad[0]}: model '{model}' has no option '{bad[0]}'"
+                        f"{suggest(bad[0], spec.options)}; valid options: {', '.join(spec.options) or 'none'}")
+
+
 def import_mxnet(
     prefix: str | Path,
     epoch: int,
@@ -250,6 +274,7 @@ def import_mxnet(
     (scale 1), Gluon model-zoo networks 0..1 pixels with ImageNet mean/std.
     """
     say = (lambda *_: None) if quiet else print
+    check_options(model, options or {})
     symbol_path, params_path = checkpoint_files(prefix, epoch)
     symbol = read_symbol(symbol_path)
     args, aux = split_params(read_params(params_path))

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from deepvision.errors import UserError
+from deepvision.safeload import input_file, read_bytes
 
 LIST_MAGIC = 0x112
 V1_MAGIC, V2_MAGIC, V3_MAGIC = 0xF993FAC8, 0xF993FAC9, 0xF993FACA
@@ -115,13 +116,11 @@ def _read_one(r: _Reader) -> np.ndarray | None:
 
 def read_params(path: str | Path) -> dict[str, np.ndarray]:
     """All arrays of an MXNet NDArray file, by name in file order (names '0', '1', ... when unnamed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"MXNet parameter file not found: {path}")
+    path = input_file(path, "MXNet parameter file")  # a FIFO or device: "is a FIFO, not a regular file"
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+        data = read_bytes(path, "MXNet parameter file")
+    except FileNotFoundError:
+        raise UserError(f"MXNet parameter file not found: {path}") from None
     r = _Reader(data, str(path))
     if len(data) < 16 or r.u64() != LIST_MAGIC:
         raise UserError(f"{path} is not an MXNet .params file (no NDArray list magic 0x112)")
@@ -145,6 +144,9 @@ def read_params(path: str | Path) -> dict[str, np.ndarray]:
             names.append(r.take(r.u64()).decode("utf-8"))
         except UnicodeDecodeError:
             raise UserError(f"{path} is damaged: name {i} is not UTF-8") from None
+    if r.pos < len(data):  # MXNet writes nothing after the names: appended bytes are damage or a payload
+        raise UserError(f"{path} is damaged: trailing {len(data) - r.pos} bytes after the last array and its "
+                        f"names (offset {r.pos})")
     names = names or [str(i) for i in range(count)]
     return {name: a for name, a in zip(names, arrays) if a is not None}
 

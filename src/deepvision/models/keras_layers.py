@@ -546,6 +546,12 @@ class Normalization(nn.Module):
     def keras_shapes(self) -> dict[str, tuple[int, ...]]:
         return {} if self.from_config else {"mean": (-1,), "variance": (-1,)}
 
+    @property
+    def keras_bookkeeping(self) -> tuple[str, ...]:
+        """Variables Keras stores for this layer that the computation does not use: `adapt()`'s sample
+        count, and the statistics themselves when the config states them."""
+        return ("mean", "variance", "count") if self.from_config else ("count",)
+
     def set_keras(self, w: dict[str, np.ndarray]) -> None:
         if "mean" in w:
             self._fill(w["mean"], w["variance"])

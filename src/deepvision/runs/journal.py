@@ -24,7 +24,7 @@ from typing import Any
 from deepvision.errors import UserError
 from deepvision.runs.history import describe_lrs
 from deepvision.runs.rundir import RunDir
-from deepvision.safeload import printable, read_json
+from deepvision.safeload import printable, read_json, spreadsheet_cell
 
 # key -> (table header, kind); kind: "text" (wraps), "name" (kept whole), "num" (right-aligned, never cut)
 COLUMNS: dict[str, tuple[str, str]] = {
@@ -246,12 +246,13 @@ def cell(key: str, v: Any, row: dict[str, Any] | None = None) -> str:
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
+    """The journal as CSV (`journal.csv`, `runs --csv`): every column; text cells spreadsheet-safe."""
     buf = io.StringIO()
     fields = [*COLUMNS, "classes", "ckpt_discarded_bytes", "ckpt_prunable_bytes", "path"]
     w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow(r)
+        w.writerow({k: spreadsheet_cell(v) for k, v in r.items()})
     return buf.getvalue()
 
 
@@ -403,6 +404,7 @@ def render_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = Non
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     chosen, widths, stacked = layout(rows, columns, width)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
@@ -419,7 +421,7 @@ def render_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = Non
         if "lr_schedule" in chosen and width is not None:
             i = chosen.index("lr_schedule")
             values[i] = wrap_schedule(values[i], widths["lr_schedule"])
-        table.add_row(*values)
+        table.add_row(*map(Text, values))  # Text: a run named '[bold]x' is shown as named, never as markup
     console = Console(file=io.StringIO(), width=sum(widths.values()) + 2 * len(widths) + 2,
                       force_terminal=False, color_system=None)
     console.print(table)

@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if args.image:
         return run_images(args)
     from deepvision.apps.emotion.app import run_emotion
+    from deepvision.cli.output import shown
 
     summary = run_emotion(args.model, video=args.video, camera=args.camera, headless=args.headless, out=args.out,
                           detector=args.detector, keras_model=args.keras_model, width=args.width or 300,
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if summary.no_face:
         print(f"no face found in {summary.no_face} of {summary.frames} frames")
     for kind, path in summary.files.items():
-        print(f"  {kind}: {path}")
+        print(f"  {kind}: {shown(path)}")
     print(f"{summary.frames} frames: {summary.fps:.1f} frames/s (resize, detect, classify, draw), "
           f"{summary.wall_fps:.1f} with video I/O")
     return 0
@@ -92,7 +93,7 @@ def run_images(args: argparse.Namespace) -> int:
         print(f"{shown(image)}: {len(faces)} face{'s' if len(faces) != 1 else ''}")
         for f in faces:
             x, y, w, h = f.box
-            print(f"  face {f.face + 1} at {x},{y} ({w} x {h}): {f.label} {f.probabilities[f.label] * 100:.1f}%")
+            print(f"  face {f.face + 1} at {x},{y} ({w} x {h}): {shown(f.label)} {f.probabilities[f.label] * 100:.1f}%")
     for image in summary.no_face:
         print(f"{shown(image)}: no face found")
     for kind, path in summary.files.items():

@@ -140,6 +140,7 @@ def run_show(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
+    from deepvision.cli.output import shown
     from deepvision.config.schema import MAX_CLASSES
     from deepvision.errors import UserError
     from deepvision.models import get_model_spec
@@ -152,7 +153,7 @@ def run_show(args: argparse.Namespace) -> int:
     options = parse_options(args.options)
     if args.reference:
         options["reference"] = True
-    shown = ", ".join(f"{k}={v}" for k, v in options.items() if k != "reference")
+    options_text = shown(", ".join(f"{k}={v}" for k, v in options.items() if k != "reference"))
     if "input_size" in spec.options and "input_size" not in options:
         options["input_size"] = shape[1] if shape[1] == shape[2] else (shape[1], shape[2])
     model = _meta_model(args.name, args.classes, shape[0], **options)
@@ -160,7 +161,7 @@ def run_show(args: argparse.Namespace) -> int:
     summary = summarize(model, shape, args.name, depth=args.depth)
 
     profile = "reference" if options.get("reference") else "modern"
-    title = f"{args.name} ({profile} profile{', ' + escape(shown) if shown else ''})"
+    title = f"{escape(args.name)} ({profile} profile{', ' + escape(options_text) if options_text else ''})"
     from rich import box
 
     # no cell borders: the table is as narrow as Keras' summary and fits 80 columns
@@ -173,7 +174,7 @@ def run_show(args: argparse.Namespace) -> int:
         params = f"{row.params:,}" + (" (frozen)" if row.params and row.trainable == 0 else "")
         if 0 < row.trainable < row.params:
             params = f"{row.params:,} ({row.params - row.trainable:,} frozen)"
-        table.add_row(escape(row.name), escape(row.kind), format_shape(row.output_shape), params,
+        table.add_row(escape(shown(row.name)), escape(shown(row.kind)), format_shape(row.output_shape), params,
                       format_macs(row.macs) if row.macs else "")
     console = _console()
     console.print(table)
@@ -189,5 +190,5 @@ def run_show(args: argparse.Namespace) -> int:
         from deepvision.models.diagram import write_diagram
 
         path = write_diagram(model, shape, Path(args.diagram), args.name)
-        console.print(f"diagram written to {path}", soft_wrap=True)
+        console.print(f"diagram written to {escape(shown(path))}", soft_wrap=True)
     return 0

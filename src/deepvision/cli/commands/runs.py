@@ -59,6 +59,7 @@ def table(folder: str, markdown: bool, as_csv: bool, wide: bool = False, columns
     import sys
     from pathlib import Path
 
+    from deepvision.cli.output import shown
     from deepvision.errors import UserError
     from deepvision.fileio import atomic_write_text
     from deepvision.runs.journal import format_bytes, journal, print_table, to_csv, to_markdown, wide_columns
@@ -73,16 +74,16 @@ def table(folder: str, markdown: bool, as_csv: bool, wide: bool = False, columns
     elif as_csv:
         print(to_csv(rows), end="")
     elif not rows:
-        print(f"no runs under {folder} (a run directory holds config.yaml and run.json)")
+        print(f"no runs under {shown(folder)} (a run directory holds config.yaml and run.json)")
     else:
         if wide and not columns:
             columns = wide_columns(rows)
         n = len(rows)
-        print_table(rows, columns, wide=wide, title=f"{n} run{'s' if n != 1 else ''} in {folder}")
+        print_table(rows, columns, wide=wide, title=f"{n} run{'s' if n != 1 else ''} in {shown(folder)}")
         total = sum(r.get("ckpt_bytes") or 0 for r in rows)
         prunable = sum(r.get("ckpt_prunable_bytes") or 0 for r in rows)
         if prunable:
-            command = f"best.pt of each run: deepvision runs prune {folder}"
+            command = f"best.pt of each run: deepvision runs prune {shown(folder)}"
             if len(command) > 80:  # the title names the folder
                 command = "best.pt of each run: deepvision runs prune FOLDER (the folder above)"
             print(f"checkpoints take {format_bytes(total)}, {format_bytes(prunable)} of it older epochs; to keep "
@@ -94,6 +95,7 @@ def prune(targets: list[str], keep: int, discarded: bool, dry_run: bool) -> int:
     """Delete older checkpoints of each run given, or of every run under each folder given."""
     from pathlib import Path
 
+    from deepvision.cli.output import shown
     from deepvision.errors import UserError
     from deepvision.runs.journal import epoch_ranges, format_bytes
     from deepvision.runs.rundir import RunDir
@@ -122,7 +124,7 @@ def prune(targets: list[str], keep: int, discarded: bool, dry_run: bool) -> int:
             parts = [f"epoch{'s' if len(epochs) > 1 else ''} {epoch_ranges(epochs)}"] if epochs else []
             aside = len(files) - len(epochs)
             parts += [f"{aside} set-aside file{'s' if aside > 1 else ''}"] if aside else []
-            print(f"{path}: {'would delete' if dry_run else 'deleted'} {' and '.join(parts)} "
+            print(f"{shown(path)}: {'would delete' if dry_run else 'deleted'} {' and '.join(parts)} "
                   f"({format_bytes(freed)})")
     verb = "would free" if dry_run else "freed"
     print(f"{len(runs)} run{'s' if len(runs) != 1 else ''}: {verb} {format_bytes(total)}")
@@ -132,6 +134,7 @@ def prune(targets: list[str], keep: int, discarded: bool, dry_run: bool) -> int:
 def compare(runs: list[str], out: str | None, metrics: list[str]) -> int:
     from pathlib import Path
 
+    from deepvision.cli.output import shown
     from deepvision.errors import UserError
     from deepvision.runs.plots import plot_compare
     from deepvision.runs.rundir import HISTORY_FIELDS, RunDir
@@ -158,5 +161,5 @@ def compare(runs: list[str], out: str | None, metrics: list[str]) -> int:
                         "or choose a file in an existing folder")
     if target.is_dir():
         raise UserError(f"--out {target} is a folder; give a file name such as {target / 'compare.png'}")
-    print(plot_compare(histories, target, tuple(metrics)))
+    print(shown(plot_compare(histories, target, tuple(metrics))))
     return 0

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("epoch", metavar="EPOCH", type=int, help="epoch number of the .params file")
     p.add_argument("--model", help="map the weights onto this deepvision model (e.g. resnet50_ref, tv:resnet18)")
     p.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
-                   help="--model builder option (repeatable), e.g. --option fc_units=1024")
+                   help="builder option of the --model architecture (repeatable; needs --model; "
+                        "`deepvision models show NAME` lists them), e.g. --option fc_units=1024")
     p.add_argument("--input-size", help="CxHxW the network takes (default: the model's, or inferred)")
     p.add_argument("--labels", help="class names, one per line (synset lines 'n01440764 tench' work)")
     p.add_argument("--scale", type=float, default=1.0, help="pixel scale before mean/std (default 1: raw 0..255)")

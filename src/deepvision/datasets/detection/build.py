@@ -34,7 +34,7 @@ from deepvision.datasets.detection.readers import file_problem
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
-from deepvision.safeload import input_file
+from deepvision.safeload import input_file, printable
 
 TOLERANCE = 1.0  # px beyond the border that annotation tools produce by rounding; clipped silently
 FIXES = ("clip", "drop")
@@ -60,7 +60,7 @@ class BuildReport:
     def lines(self) -> list[str]:
         """The summary printed by the CLI (fits 80 columns)."""
         out = [line for note in self.notes
-               for line in textwrap.wrap(note, 80, subsequent_indent="  ", break_long_words=False,
+               for line in textwrap.wrap(printable(note), 80, subsequent_indent="  ", break_long_words=False,
                                          break_on_hyphens=False)]
         width = max(len(s) for s in self.counts) if self.counts else 5
         for split, c in self.counts.items():
@@ -70,7 +70,7 @@ class BuildReport:
             out += textwrap.wrap(per_class, 80, initial_indent=" " * (width + 2), subsequent_indent=" " * (width + 2))
         out.append(f"{len(self.classes)} classes; wrote the label map and "
                    f"{', '.join(f'{s}.json' for s in self.counts)} to")
-        out.append(f"  {self.out}/")
+        out.append(f"  {printable(self.out)}/")
         return out
 
 
@@ -275,8 +275,9 @@ def build_dataset(
     if strict and problems:
         raise UserError(problems[0] + " (--strict)")
     notes += problems
-    if not any(splits.values()):
-        raise UserError("no image is left to write (see the skipped images above)")
+    if not any(splits.values()):  # nothing was printed yet: the refusal itself names what was skipped
+        why = "; ".join(problems) if problems else f"the annotations list {total:,} image(s)"
+        raise UserError(f"no image is left to write: {why}")
     if "all" in splits and len(splits) == 1:
         splits = _split_all(splits["all"], test_fraction, seed)
     files = [Path(r.file) for rs in splits.values() for r in rs]

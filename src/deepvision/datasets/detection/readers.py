@@ -22,7 +22,7 @@ from deepvision.data.imageio import image_size
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
 from deepvision.fileio import read_regular_file, special_kind
-from deepvision.safeload import input_file, load_json
+from deepvision.safeload import input_file, load_json, printable
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -88,7 +88,7 @@ def _parse_xml(path: Path) -> ET.Element:
 
 
 def _count_line(counter: Counter, limit: int = 6) -> str:
-    items = [f"{name} ({n:,})" for name, n in counter.most_common(limit)]
+    items = [f"{printable(name)} ({n:,})" for name, n in counter.most_common(limit)]  # tags are the file's text
     return ", ".join(items) + (f", ... ({len(counter)} in all)" if len(counter) > limit else "")
 
 
