@@ -45,3 +45,16 @@ def test_a_pending_file_commits_or_discards(tmp_path):
     assert (tmp_path / "r.rec").read_bytes() == b"y" and len(list(tmp_path.iterdir())) == 1
     with pytest.raises(UserError, match="could not write"):
         PendingFile(tmp_path / "missing" / "r.rec")
+
+
+def test_an_output_that_is_an_input_is_refused(tmp_path):
+    from deepvision.fileio import refuse_output_over_inputs
+
+    (tmp_path / "a.txt").write_text("a")
+    os.link(tmp_path / "a.txt", tmp_path / "hard.txt")
+    (tmp_path / "link.txt").symlink_to(tmp_path / "a.txt")
+    for out in ("a.txt", "hard.txt", "link.txt"):
+        with pytest.raises(UserError, match="is an input of this command"):
+            refuse_output_over_inputs(tmp_path / out, [tmp_path / "missing", tmp_path / "a.txt"])
+    refuse_output_over_inputs(tmp_path / "new.txt", [tmp_path / "a.txt"])  # not there yet: fine
+    refuse_output_over_inputs(tmp_path / "a.txt", [tmp_path / "hard-other.txt"])
