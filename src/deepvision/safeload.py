@@ -306,7 +306,30 @@ def check_declared_bytes(field: str, declared: int, stored: int | None = None, m
                         f"may take (DEEPVISION_MAX_READ_GB raises it)")
 
 
-NPZ_MAX_RATIO = 100.0  # deflate rarely beats 10:1 on weights; a zip bomb reaches 1000:1
+ZIP_MAX_RATIO = 100.0  # deflate rarely beats 10:1 on weights; a zip bomb reaches 1000:1
+NPZ_MAX_RATIO = ZIP_MAX_RATIO
+
+
+def check_zip_member(path: str | Path, info: Any, length: int, max_ratio: float = ZIP_MAX_RATIO) -> None:
+    """Check one zip member (a `zipfile.ZipInfo`) from the zip directory alone, before it is inflated:
+    its stored size within the file's `length` from its offset, its uncompressed size within the read
+    ceiling and `max_ratio` times its stored size (a zip bomb inflates 1000:1). UserError otherwise."""
+    import zipfile
+
+    field = f"{path} member {info.filename}"
+    room = max(length - info.header_offset, 0)  # a member's bytes lie between its offset and the end
+    if info.compress_size > room:
+        raise UserError(f"{field} claims {format_bytes(info.compress_size)} stored but the file holds "
+                        f"{format_bytes(room)} from its start; the file is truncated or crafted")
+    ratio = max_ratio if info.compress_type != zipfile.ZIP_STORED else 1.0
+    check_declared_bytes(field, info.file_size, info.compress_size, ratio)
+
+
+def check_zip_directory(path: str | Path, zf: Any, max_ratio: float = ZIP_MAX_RATIO) -> None:
+    """`check_zip_member` for every member of the open `zipfile.ZipFile` `zf` read from `path`."""
+    length = Path(path).stat().st_size
+    for info in zf.infolist():
+        check_zip_member(path, info, length, max_ratio)
 
 
 def open_npz(path: str | Path, max_ratio: float = NPZ_MAX_RATIO, what: str = ".npz file") -> Any:
@@ -324,12 +347,7 @@ def open_npz(path: str | Path, max_ratio: float = NPZ_MAX_RATIO, what: str = ".n
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
                 field = f"{path} member {info.filename}"
-                room = max(length - info.header_offset, 0)  # a member's bytes lie between its offset and the end
-                if info.compress_size > room:
-                    raise UserError(f"{field} claims {format_bytes(info.compress_size)} stored but the file holds "
-                                    f"{format_bytes(room)} from its start; the file is truncated or crafted")
-                ratio = max_ratio if info.compress_type != zipfile.ZIP_STORED else 1.0
-                check_declared_bytes(field, info.file_size, info.compress_size, ratio)
+                check_zip_member(path, info, length, max_ratio)
                 if not info.filename.endswith(".npy"):
                     continue
                 with zf.open(info) as f:
