@@ -58,3 +58,14 @@ def test_an_output_that_is_an_input_is_refused(tmp_path):
             refuse_output_over_inputs(tmp_path / out, [tmp_path / "missing", tmp_path / "a.txt"])
     refuse_output_over_inputs(tmp_path / "new.txt", [tmp_path / "a.txt"])  # not there yet: fine
     refuse_output_over_inputs(tmp_path / "a.txt", [tmp_path / "hard-other.txt"])
+
+
+def test_a_fifo_is_refused_as_text_without_blocking(tmp_path):
+    from deepvision.fileio import open_regular_text
+
+    os.mkfifo(tmp_path / "f")
+    with pytest.raises(OSError, match="not a regular file"):
+        open_regular_text(tmp_path / "f")
+    (tmp_path / "t.csv").write_text("a,b\r\n1,2\r\n")
+    with open_regular_text(tmp_path / "t.csv") as f:
+        assert f.read() == "a,b\r\n1,2\r\n"

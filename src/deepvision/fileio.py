@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import os
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 
 from deepvision.errors import UserError
 
@@ -193,6 +194,11 @@ def open_regular_file(path: str | Path) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def open_regular_text(path: str | Path, encoding: str = "utf-8", newline: str | None = "") -> TextIO:
+    """`open_regular_file` for text: a FIFO or device raises OSError at once, never blocks."""
+    return io.TextIOWrapper(open_regular_file(path), encoding=encoding, newline=newline)
 
 
 def read_regular_file(path: str | Path) -> bytes:
