@@ -368,10 +368,12 @@ def open_npz(path: str | Path, max_ratio: float = NPZ_MAX_RATIO, what: str = ".n
 
 
 def is_control(ch: str) -> bool:
-    """A control character or a line/paragraph separator: what moves a terminal's cursor or splits a line."""
+    """A control character, a line/paragraph separator or an invisible format character (bidi overrides
+    such as U+202E, zero-width spaces and joiners): what moves a terminal's cursor, splits a line, or
+    makes a name display as another."""
     import unicodedata
 
-    return unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+    return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
 
 
 def printable(text: object) -> str:
@@ -390,8 +392,9 @@ def check_class_names(names: list[str], where: str) -> None:
     seen: set[str] = set()
     for name in names:
         if not isinstance(name, str) or not name or any(is_control(ch) for ch in name):
-            raise UserError(f"{where}: class name {printable(repr(name))} is empty or holds a control "
-                            f"character (a newline would split labels.txt); rename it")
+            raise UserError(f"{where}: class name {printable(repr(name))} is empty or holds a control character "
+                            f"(a newline would split labels.txt; a bidi override or zero-width character "
+                            f"would disguise the name); rename it")
         if name in seen:
             raise UserError(f"{where}: class name {name!r} is given twice; class names must be unique")
         seen.add(name)
