@@ -176,6 +176,25 @@ class SafeLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
+MAX_INT_BITS = 128  # no count, size or seed deepvision reads comes near this; 0xfff... with 4,000 digits does
+
+
+def _construct_bounded_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    """YAML's int constructor, refusing an integer beyond +-2**MAX_INT_BITS in one line (such a value
+    cannot even be printed in decimal past 4,300 digits)."""
+    try:
+        value = yaml.SafeLoader.construct_yaml_int(loader, node)
+    except ValueError:  # a decimal of more than 4,300 digits
+        value = 1 << (MAX_INT_BITS + 1)
+    if abs(value).bit_length() > MAX_INT_BITS:
+        raise LimitError(f"the integer on line {node.start_mark.line + 1} ({len(node.value):,} characters) is "
+                         f"out of range (beyond +-2**{MAX_INT_BITS})")
+    return value
+
+
+SafeLoader.add_constructor("tag:yaml.org,2002:int", _construct_bounded_int)
+
+
 def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
         return [n for pair in node.value for n in pair]
