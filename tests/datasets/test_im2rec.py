@@ -243,3 +243,14 @@ def test_a_duplicate_list_index_is_refused_naming_both_lines(tmp_path, run_cli):
     assert code == 2 and err.splitlines()[-1].startswith("deepvision im2rec: error: "), err
     assert "lines 1 and 3 both have index 0" in err
     assert not (tmp_path / "p.rec").exists() and not (tmp_path / "p.idx").exists()
+
+
+def test_more_chunks_than_images_is_refused_before_any_file(tmp_path, run_cli):
+    root = tmp_path / "imgs"
+    make_folder(root, per_class=2)
+    n = sum(1 for p in root.rglob("*") if p.is_file())
+    code, _, err = run_cli("im2rec", "--list", "--recursive", "--chunks", "1000000000", tmp_path / "d", root)
+    assert code == 2 and f"--chunks 1000000000 is more than the {n} image(s) found" in err
+    assert not list(tmp_path.glob("*.lst"))
+    assert run_cli("im2rec", "--list", "--recursive", "--chunks", str(n), tmp_path / "d", root)[0] == 0
+    assert len(list(tmp_path.glob("d_*.lst"))) == n
