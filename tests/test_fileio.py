@@ -62,3 +62,27 @@ def test_output_folder_removes_only_the_empty_folders_it_created(tmp_path):
     with output_folder(tmp_path / "ok" / "z") as out:
         pass
     assert out.is_dir()
+
+
+def test_an_output_that_is_an_input_is_refused(tmp_path):
+    from deepvision.fileio import refuse_output_over_inputs
+
+    (tmp_path / "a.txt").write_text("a")
+    os.link(tmp_path / "a.txt", tmp_path / "hard.txt")
+    (tmp_path / "link.txt").symlink_to(tmp_path / "a.txt")
+    for out in ("a.txt", "hard.txt", "link.txt"):
+        with pytest.raises(UserError, match="is an input of this command"):
+            refuse_output_over_inputs(tmp_path / out, [tmp_path / "missing", tmp_path / "a.txt"])
+    refuse_output_over_inputs(tmp_path / "new.txt", [tmp_path / "a.txt"])  # not there yet: fine
+    refuse_output_over_inputs(tmp_path / "a.txt", [tmp_path / "hard-other.txt"])
+
+
+def test_a_fifo_is_refused_as_text_without_blocking(tmp_path):
+    from deepvision.fileio import open_regular_text
+
+    os.mkfifo(tmp_path / "f")
+    with pytest.raises(OSError, match="not a regular file"):
+        open_regular_text(tmp_path / "f")
+    (tmp_path / "t.csv").write_text("a,b\r\n1,2\r\n")
+    with open_regular_text(tmp_path / "t.csv") as f:
+        assert f.read() == "a,b\r\n1,2\r\n"

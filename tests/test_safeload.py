@@ -168,3 +168,19 @@ def test_preprocess_json_is_bounded_and_validated(tmp_path):
             run.read_preprocess()
     run.preprocess_path.write_text(json.dumps({"channels": 3, "size": [32, 40], "resize": 36}))
     assert run.read_preprocess().size == (32, 40)
+
+
+@pytest.mark.parametrize("value", ["0x" + "f" * 4000, "1" * 5000, "-0b" + "1" * 200, "1_000" * 100])
+def test_an_integer_beyond_the_range_is_one_line(value):
+    from deepvision.safeload import LimitError, load_yaml
+
+    with pytest.raises(LimitError, match=r"^c\.yaml: the integer on line 2 \([\d,]+ characters\) is out of "
+                                         r"range \(beyond \+-2\*\*128\)$"):
+        load_yaml(f"a: 1\nb: {value}\n", "c.yaml")
+
+
+def test_ordinary_integers_still_load():
+    from deepvision.safeload import load_yaml
+
+    assert load_yaml("a: 0x1f\nb: 1_000\nc: -7\nd: 18446744073709551616\n") == \
+        {"a": 31, "b": 1000, "c": -7, "d": 2**64}

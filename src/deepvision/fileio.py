@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 
 from deepvision.errors import UserError
 
@@ -21,6 +22,33 @@ def file_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name the same file: the same inode when both exist (hard links, symlinks,
+    `..` detours), else the same resolved path."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def refuse_output_over_inputs(out: str | Path, inputs: Iterable[str | Path], option: str = "--out") -> None:
+    """Refuse, before anything is read or written, an output file that is one of the command's inputs
+    (writing it would destroy the data the command reads). Compared by inode, so links and `..`
+    detours are caught; an output that does not exist yet cannot be an input."""
+    try:
+        st = os.stat(out)
+    except OSError:
+        return
+    for item in inputs:
+        try:
+            other = os.stat(item)
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            raise UserError(f"{option} {out} is an input of this command ({item}) and would be overwritten; "
+                            f"choose another output file")
 
 
 def unlink_quietly(path: str | Path) -> None:
@@ -192,6 +220,11 @@ def open_regular_file(path: str | Path) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def open_regular_text(path: str | Path, encoding: str = "utf-8", newline: str | None = "") -> TextIO:
+    """`open_regular_file` for text: a FIFO or device raises OSError at once, never blocks."""
+    return io.TextIOWrapper(open_regular_file(path), encoding=encoding, newline=newline)
 
 
 def read_regular_file(path: str | Path) -> bytes:

@@ -7,6 +7,7 @@ is a one-line UserError naming it, and a missing package names the extra to inst
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,10 @@ def ort_session(path: str | Path, spin: bool = True, threads: int | None = None)
 
 
 def check_weights_finite(path: str | Path) -> None:
-    """UserError naming the first weight (initializer) of the ONNX file at `path` that holds NaN or
-    infinity: every prediction through it would be NaN ("nan%"). Tensors stored outside the file are
-    left to onnxruntime."""
+    """UserError naming the first weight (initializer, sparse or dense) of the ONNX file at `path` that holds
+    NaN or infinity, or the first constant (a Constant node, a tensor or float attribute) holding NaN:
+    every prediction through it would be NaN ("nan%"). Tensors stored outside the file are left to
+    onnxruntime."""
     import numpy as np
 
     onnx = require("onnx")
@@ -54,16 +56,42 @@ def check_weights_finite(path: str | Path) -> None:
     except Exception as exc:  # protobuf's own exception types
         why = str(exc).strip()[:120] or type(exc).__name__
         raise UserError(f"cannot read {path} as an ONNX model ({why})") from None
-    graphs = [model.graph]
+    for name, tensor, weight in _stored_tensors(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            continue
+        values = numpy_helper.to_array(tensor)
+        if values.dtype.kind not in "fc":
+            continue
+        if weight and not np.isfinite(values).all():
+            raise UserError(f"{path}: weight {name!r} holds NaN or infinite values; the file is "
+                            f"damaged (export it again from a run whose weights are finite)")
+        if np.isnan(values).any():  # -inf constants are legitimate (attention masks), NaN never is
+            raise UserError(f"{path}: constant {name!r} holds NaN; the file is damaged (export it again)")
+
+
+def _stored_tensors(graph: Any) -> Iterator[tuple[str, Any, bool]]:
+    """(name, TensorProto, is a weight) of every constant an ONNX graph stores: initializers and sparse
+    initializers' values (weights), and tensor attributes (Constant nodes' value, ConstantOfShape's
+    value, ...) and float attributes (value_float, alpha, ...) as one-off tensors, in every subgraph."""
+    from onnx import helper
+
+    graphs = [graph]
     while graphs:
-        graph = graphs.pop()
-        for tensor in graph.initializer:
-            if tensor.data_location == onnx.TensorProto.EXTERNAL:
-                continue
-            values = numpy_helper.to_array(tensor)
-            if values.dtype.kind in "fc" and not np.isfinite(values).all():
-                raise UserError(f"{path}: weight {tensor.name!r} holds NaN or infinite values; the file is "
-                                f"damaged (export it again from a run whose weights are finite)")
-        for node in graph.node:  # the branches of If/Loop/Scan hold initializers too
-            graphs += [attr.g for attr in node.attribute if attr.HasField("g")]
-            graphs += [g for attr in node.attribute for g in attr.graphs]
+        g = graphs.pop()
+        yield from ((t.name, t, True) for t in g.initializer)
+        yield from ((s.values.name or s.indices.name, s.values, True) for s in g.sparse_initializer)
+        for node in g.node:
+            for attr in node.attribute:
+                name = f"{node.name or node.op_type}.{attr.name}"
+                if attr.HasField("t"):
+                    yield name, attr.t, False
+                yield from ((name, t, False) for t in attr.tensors)
+                if attr.HasField("sparse_tensor"):
+                    yield name, attr.sparse_tensor.values, False
+                yield from ((name, t.values, False) for t in attr.sparse_tensors)
+                if attr.type in (attr.FLOAT, attr.FLOATS):
+                    floats = [attr.f] if attr.type == attr.FLOAT else list(attr.floats)
+                    yield name, helper.make_tensor(attr.name, 1, [len(floats)], floats), False
+                if attr.HasField("g"):  # the branches of If/Loop/Scan hold constants too
+                    graphs.append(attr.g)
+                graphs += list(attr.graphs)

@@ -176,6 +176,25 @@ class SafeLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
+MAX_INT_BITS = 128  # no count, size or seed deepvision reads comes near this; 0xfff... with 4,000 digits does
+
+
+def _construct_bounded_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    """YAML's int constructor, refusing an integer beyond +-2**MAX_INT_BITS in one line (such a value
+    cannot even be printed in decimal past 4,300 digits)."""
+    try:
+        value = yaml.SafeLoader.construct_yaml_int(loader, node)
+    except ValueError:  # a decimal of more than 4,300 digits
+        value = 1 << (MAX_INT_BITS + 1)
+    if abs(value).bit_length() > MAX_INT_BITS:
+        raise LimitError(f"the integer on line {node.start_mark.line + 1} ({len(node.value):,} characters) is "
+                         f"out of range (beyond +-2**{MAX_INT_BITS})")
+    return value
+
+
+SafeLoader.add_constructor("tag:yaml.org,2002:int", _construct_bounded_int)
+
+
 def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
         return [n for pair in node.value for n in pair]
@@ -306,7 +325,30 @@ def check_declared_bytes(field: str, declared: int, stored: int | None = None, m
                         f"may take (DEEPVISION_MAX_READ_GB raises it)")
 
 
-NPZ_MAX_RATIO = 100.0  # deflate rarely beats 10:1 on weights; a zip bomb reaches 1000:1
+ZIP_MAX_RATIO = 100.0  # deflate rarely beats 10:1 on weights; a zip bomb reaches 1000:1
+NPZ_MAX_RATIO = ZIP_MAX_RATIO
+
+
+def check_zip_member(path: str | Path, info: Any, length: int, max_ratio: float = ZIP_MAX_RATIO) -> None:
+    """Check one zip member (a `zipfile.ZipInfo`) from the zip directory alone, before it is inflated:
+    its stored size within the file's `length` from its offset, its uncompressed size within the read
+    ceiling and `max_ratio` times its stored size (a zip bomb inflates 1000:1). UserError otherwise."""
+    import zipfile
+
+    field = f"{path} member {info.filename}"
+    room = max(length - info.header_offset, 0)  # a member's bytes lie between its offset and the end
+    if info.compress_size > room:
+        raise UserError(f"{field} claims {format_bytes(info.compress_size)} stored but the file holds "
+                        f"{format_bytes(room)} from its start; the file is truncated or crafted")
+    ratio = max_ratio if info.compress_type != zipfile.ZIP_STORED else 1.0
+    check_declared_bytes(field, info.file_size, info.compress_size, ratio)
+
+
+def check_zip_directory(path: str | Path, zf: Any, max_ratio: float = ZIP_MAX_RATIO) -> None:
+    """`check_zip_member` for every member of the open `zipfile.ZipFile` `zf` read from `path`."""
+    length = Path(path).stat().st_size
+    for info in zf.infolist():
+        check_zip_member(path, info, length, max_ratio)
 
 
 def open_npz(path: str | Path, max_ratio: float = NPZ_MAX_RATIO, what: str = ".npz file") -> Any:
@@ -324,12 +366,7 @@ def open_npz(path: str | Path, max_ratio: float = NPZ_MAX_RATIO, what: str = ".n
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
                 field = f"{path} member {info.filename}"
-                room = max(length - info.header_offset, 0)  # a member's bytes lie between its offset and the end
-                if info.compress_size > room:
-                    raise UserError(f"{field} claims {format_bytes(info.compress_size)} stored but the file holds "
-                                    f"{format_bytes(room)} from its start; the file is truncated or crafted")
-                ratio = max_ratio if info.compress_type != zipfile.ZIP_STORED else 1.0
-                check_declared_bytes(field, info.file_size, info.compress_size, ratio)
+                check_zip_member(path, info, length, max_ratio)
                 if not info.filename.endswith(".npy"):
                     continue
                 with zf.open(info) as f:
@@ -350,10 +387,12 @@ def open_npz(path: str | Path, max_ratio: float = NPZ_MAX_RATIO, what: str = ".n
 
 
 def is_control(ch: str) -> bool:
-    """A control character or a line/paragraph separator: what moves a terminal's cursor or splits a line."""
+    """A control character, a line/paragraph separator or an invisible format character (bidi overrides
+    such as U+202E, zero-width spaces and joiners): what moves a terminal's cursor, splits a line, or
+    makes a name display as another."""
     import unicodedata
 
-    return unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+    return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
 
 
 def printable(text: object) -> str:
@@ -385,8 +424,9 @@ def check_class_names(names: list[str], where: str) -> None:
     seen: set[str] = set()
     for name in names:
         if not isinstance(name, str) or not name or any(is_control(ch) for ch in name):
-            raise UserError(f"{where}: class name {printable(repr(name))} is empty or holds a control "
-                            f"character (a newline would split labels.txt); rename it")
+            raise UserError(f"{where}: class name {printable(repr(name))} is empty or holds a control character "
+                            f"(a newline would split labels.txt; a bidi override or zero-width character "
+                            f"would disguise the name); rename it")
         if name in seen:
             raise UserError(f"{where}: class name {name!r} is given twice; class names must be unique")
         seen.add(name)

@@ -322,3 +322,13 @@ def test_emotion_on_still_images_labels_every_face(fer_run, tmp_path, run_cli):
     assert doc["images"] == 2 and doc["no_face"] == [str(photos / "wall.png")] and len(doc["faces"]) == 2
     code, _, err = run_cli("emotion", fer_run, "--image", tmp_path / "none.jpg")
     assert code == 2 and "image not found" in err
+
+
+def test_fer2013_build_refuses_a_fifo_without_waiting(tmp_path, run_cli):
+    import os
+
+    os.mkfifo(tmp_path / "fer2013.csv")
+    code, _, err = run_cli("fer2013", "build", tmp_path / "fer2013.csv", "--out", tmp_path / "fer")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "FER2013 CSV" in err and "is a FIFO, not a regular file" in err
+    assert not (tmp_path / "fer").exists() or not any((tmp_path / "fer").iterdir())

@@ -449,3 +449,26 @@ def test_labels_beyond_the_labels_file_are_refused(tmp_path):
                          options={"labels": "labels.txt"})
         with pytest.raises(UserError, match=r"has label 2, beyond the class numbers 0..1 named by the labels file"):
             load_data(cfg)
+
+
+def test_a_list_mixing_label_counts_is_refused(tmp_path, run_cli):
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(tmp_path / name)
+    (tmp_path / "m.lst").write_text("0\t0\ta.png\n1\t1\t2\tb.png\n")
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(json.dumps({"data": {"source": "lst", "root": str(tmp_path), "train": str(tmp_path / "m.lst"),
+                                        "test": None}}))
+    code, _, err = run_cli("data", "info", cfg)
+    assert code == 2 and "mixes label counts: entry 0 has 1 label(s), entry 1 has 2" in err
+
+
+def test_evaluation_labels_beyond_the_runs_classes_are_refused_before_predicting():
+    from types import SimpleNamespace
+
+    from deepvision.evaluation.evaluate import _check_labels_fit
+
+    _check_labels_fit(SimpleNamespace(targets=np.array([0, 9, 3])), 10, "t.lst")
+    _check_labels_fit(SimpleNamespace(), 10, "t.lst")
+    with pytest.raises(UserError, match=r"the t\.lst data's sample 2 has label 12, but the run has 10 classes "
+                                        r"\(labels 0\.\.9\)"):
+        _check_labels_fit(SimpleNamespace(targets=np.array([0, 12, 3])), 10, "t.lst")

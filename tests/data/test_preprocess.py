@@ -64,3 +64,17 @@ def test_exif_orientation_is_applied(tmp_path):
 def test_unreadable_input():
     with pytest.raises(UserError, match="cannot read image as an image"):
         open_image(b"definitely not an image", 3)
+
+
+@pytest.mark.parametrize(("scale", "mean", "std"), [
+    (1e308, [], []), (1 / 255, [], [1e-308]), (1 / 255, [1e300], [1e-10]), (1.0, [], [1e-11]),
+])
+def test_a_map_of_pixels_to_inputs_that_would_overflow_is_refused(scale, mean, std):
+    with pytest.raises(UserError, match=r"map pixel values 0\.\.255 beyond \+-1e\+12"):
+        Preprocess(channels=1, size=(8, 8), scale=scale, mean=mean, std=std)
+
+
+def test_the_usual_maps_are_kept():
+    for scale, mean, std in ((1 / 255, [], []), (1.0, [123.7, 116.3, 103.5], [58.4, 57.1, 57.4]),
+                             (1 / 255, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), (1 / 127.5, [1.0], [1.0])):
+        Preprocess(channels=3, size=(8, 8), scale=scale, mean=mean, std=std)

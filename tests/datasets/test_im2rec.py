@@ -232,3 +232,26 @@ def test_binary_list_file_is_a_one_line_error(tmp_path, run_cli):
     code, _, err = run_cli("im2rec", tmp_path / "bad", tmp_path)
     assert code == 2 and "not a text list file" in err.splitlines()[-1] and "Traceback" not in err
     assert not (tmp_path / "bad.rec").exists()
+
+
+def test_a_duplicate_list_index_is_refused_naming_both_lines(tmp_path, run_cli):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(root / name)
+    (tmp_path / "p.lst").write_text("0\t0.000000\ta.png\n7\t1.000000\tb.png\n0\t1.000000\tb.png\n")
+    code, _, err = run_cli("im2rec", tmp_path / "p", root, "--num-thread", "1")
+    assert code == 2 and err.splitlines()[-1].startswith("deepvision im2rec: error: "), err
+    assert "lines 1 and 3 both have index 0" in err
+    assert not (tmp_path / "p.rec").exists() and not (tmp_path / "p.idx").exists()
+
+
+def test_more_chunks_than_images_is_refused_before_any_file(tmp_path, run_cli):
+    root = tmp_path / "imgs"
+    make_folder(root, per_class=2)
+    n = sum(1 for p in root.rglob("*") if p.is_file())
+    code, _, err = run_cli("im2rec", "--list", "--recursive", "--chunks", "1000000000", tmp_path / "d", root)
+    assert code == 2 and f"--chunks 1000000000 is more than the {n} image(s) found" in err
+    assert not list(tmp_path.glob("*.lst"))
+    assert run_cli("im2rec", "--list", "--recursive", "--chunks", str(n), tmp_path / "d", root)[0] == 0
+    assert len(list(tmp_path.glob("d_*.lst"))) == n

@@ -70,3 +70,18 @@ def test_binary_list_file_is_reported(tmp_path, run_cli):
     (tmp_path / "bin.lst").write_bytes(b"\x00\xff\xfe\x80")
     code, _, err = run_cli("mean", tmp_path / "bin.lst")
     assert code == 2 and "not a text list file" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("target", ["list", "image", "image via ..", "record"])
+def test_out_over_an_input_is_refused_and_the_input_kept(solid_list, run_cli, target):
+    lst, root = solid_list
+    source = lst
+    if target == "record":
+        assert run_cli("im2rec", "--encoding", ".png", lst.with_suffix(""), root)[0] == 0
+        source = lst.with_suffix(".rec")
+    out = {"list": lst, "image": root / "1.png", "image via ..": root / ".." / "imgs" / "0.png",
+           "record": lst.with_suffix(".idx")}[target]
+    before = out.read_bytes()
+    code, _, err = run_cli("mean", source, "--root", root, "--out", out, "--num-thread", "1")
+    assert code == 2 and err.count("\n") == 1 and "is an input of this command" in err
+    assert out.read_bytes() == before

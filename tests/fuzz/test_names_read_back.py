@@ -157,3 +157,20 @@ def test_a_data_labels_file_naming_a_class_twice_is_refused(tmp_path):
     (tmp_path / "labels.txt").write_text("a\nb\na\n")
     with pytest.raises(UserError, match="class name 'a' is given twice"):
         read_class_names(str(tmp_path / "labels.txt"), 3)
+
+
+@pytest.mark.parametrize("name", ["cat\u202egod", "c\u200bat", "a\u2066b", "\ufeffdog"])
+def test_class_names_with_invisible_format_characters_are_refused(name):
+    with pytest.raises(UserError, match="holds a control character .*bidi override or zero-width"):
+        check_class_names(["a", name], "x")
+    assert "\\u" in printable(name)
+
+
+def test_a_labels_txt_with_a_bidi_override_is_refused_on_load(run_dir, tmp_path):
+    from deepvision.runs.loading import load_run
+
+    run = _copy(run_dir, tmp_path)
+    names = (run / "labels.txt").read_text().splitlines()
+    (run / "labels.txt").write_text("\n".join(["ok\u202ekO", *names[1:]]) + "\n")
+    with pytest.raises(UserError, match="holds a control character"):
+        load_run(run)

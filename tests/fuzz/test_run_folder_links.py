@@ -98,3 +98,23 @@ def test_evaluate_refuses_a_symlinked_eval_folder_before_any_work(tmp_path, run_
     assert code == 2 and out == "" and err.count("\n") == 1
     assert f"{run.path / 'eval'} is a symbolic link; refusing to write through it" in err
     assert _snapshot(tmp_path) == before
+
+
+def test_tensorboard_events_are_never_written_through_a_planted_link(tmp_path):
+    from types import SimpleNamespace
+
+    from deepvision.engine.callbacks.records import TensorBoardLogger
+
+    run, victim = _run(tmp_path)
+    _plant(run, "tensorboard", victim)
+    logger = TensorBoardLogger()
+    opened = []
+    logger.writer_class = opened.append
+    logger.trainer = SimpleNamespace(run=run)
+    before = _snapshot(tmp_path)
+    with pytest.raises(UserError, match="tensorboard is a symbolic link; refusing to write through it"):
+        logger.on_train_start()
+    assert opened == [] and _snapshot(tmp_path) == before
+    (run.path / "tensorboard").unlink()
+    logger.on_train_start()
+    assert opened == [str(run.path / "tensorboard")] and (run.path / "tensorboard").is_dir()

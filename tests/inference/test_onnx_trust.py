@@ -56,3 +56,54 @@ def test_valid_metadata_loads(tmp_path):
 
     model = OnnxClassifier(_onnx_file(tmp_path / "m.onnx", _meta()))
     assert model.classes == ["a", "b", "c"] and model.pre.size == (8, 8)
+
+
+def _graph_with(tmp_path, nodes, initializers=(), sparse=()):
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3])
+    graph = helper.make_graph(nodes, "g", [x], [y], initializer=list(initializers),
+                              sparse_initializer=list(sparse))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    return tmp_path / "m.onnx"
+
+
+@pytest.mark.parametrize("where", ["constant tensor", "constant float", "sparse initializer", "subgraph"])
+def test_nan_in_constants_and_sparse_weights_is_refused(tmp_path, where):
+    from onnx import TensorProto, helper
+
+    from deepvision.onnxrt import check_weights_finite
+
+    nan = helper.make_tensor("c", TensorProto.FLOAT, [3], [1.0, float("nan"), 2.0])
+    add = helper.make_node("Add", ["input", "c"], ["logits"])
+    if where == "constant tensor":
+        path = _graph_with(tmp_path, [helper.make_node("Constant", [], ["c"], name="k", value=nan), add])
+    elif where == "constant float":
+        path = _graph_with(tmp_path, [helper.make_node("Constant", [], ["c"], name="k", value_float=float("nan")),
+                                      add])
+    elif where == "sparse initializer":
+        values = helper.make_tensor("c", TensorProto.FLOAT, [1], [float("nan")])
+        indices = helper.make_tensor("c_idx", TensorProto.INT64, [1], [1])
+        path = _graph_with(tmp_path, [add], sparse=[helper.make_sparse_tensor(values, indices, [3])])
+    else:
+        branch = helper.make_graph([helper.make_node("Constant", [], ["c2"], value=nan)], "b", [],
+                                   [helper.make_tensor_value_info("c2", TensorProto.FLOAT, [3])])
+        cond = helper.make_tensor("cond", TensorProto.BOOL, [], [True])
+        path = _graph_with(tmp_path, [helper.make_node("Constant", [], ["k"], value=cond),
+                                      helper.make_node("If", ["k"], ["c"], then_branch=branch, else_branch=branch),
+                                      add])
+    with pytest.raises(UserError, match=r"m\.onnx: (constant|weight) '.*' holds NaN"):
+        check_weights_finite(path)
+
+
+def test_minus_infinity_constants_are_kept(tmp_path):
+    from onnx import TensorProto, helper
+
+    from deepvision.onnxrt import check_weights_finite
+
+    mask = helper.make_tensor("c", TensorProto.FLOAT, [3], [0.0, float("-inf"), 0.0])
+    check_weights_finite(_graph_with(tmp_path, [helper.make_node("Constant", [], ["c"], value=mask),
+                                                helper.make_node("Add", ["input", "c"], ["logits"])]))

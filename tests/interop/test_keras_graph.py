@@ -362,3 +362,17 @@ def test_non_square_inputs_and_builder_options_are_refused_for_runs(tmp_path, ru
     code, _, err = run_cli("import", "keras", GRAPH / "lenet.keras", "--arg", "activation=relu", "--out",
                            tmp_path / "run")
     assert code == 2 and "--arg sets options of a deepvision architecture" in err
+
+
+def test_a_keras_zip_whose_weights_inflate_hugely_is_refused_from_the_directory(tmp_path):
+    from deepvision.interop.keras_files import open_keras
+
+    src = zipfile.ZipFile(GRAPH / "dense_raw.keras")
+    bomb = tmp_path / "m.keras"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        for name in src.namelist():
+            data = src.read(name)
+            z.writestr(name, data + bytes(8 << 20) if name.endswith(".h5") else data)  # ~1000:1 zeros
+    with pytest.raises(UserError, match=r"m\.keras member model\.weights\.h5 declares .* \(compressed more "
+                                        r"than 100:1\); the file is damaged or crafted"), open_keras(bomb):
+        pass

@@ -216,6 +216,13 @@ def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         entries = read_lst(path)
         if not entries:
             raise UserError(f"list file {path} is empty")
+        counts = {len(e.labels) for e in entries}
+        if len(counts) > 1:
+            first = entries[0]
+            other = next(e for e in entries if len(e.labels) != len(first.labels))
+            raise UserError(f"list file {path} mixes label counts: entry {first.index} has "
+                            f"{len(first.labels)} label(s), entry {other.index} has {len(other.labels)}; "
+                            f"a classification list gives every image the same number")
         base = Path(cfg.root) if cfg.root else path.parent
         paths = [e.path if Path(e.path).is_absolute() else str(base / e.path) for e in entries]
         labels = class_labels(np.array([e.label for e in entries], dtype=np.float64), path, "entry",

@@ -24,6 +24,9 @@ __all__ = ["Preprocess", "center_crop", "normalize_batch", "open_image", "pil_to
 RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 
 
+MAX_INPUT_MAGNITUDE = 1e12  # normalised inputs are near +-3; far beyond this, float32 layers overflow
+
+
 @dataclass
 class Preprocess:
     channels: int  # 1 (grayscale) or 3 (RGB)
@@ -64,9 +67,23 @@ class Preprocess:
         for name, v in (("mean", self.mean), ("std", self.std)):
             if len(v) not in (0, 1, self.channels):
                 raise UserError(f"preprocess {name} has {len(v)} values for {self.channels} channels")
+        self._check_affine_map()
         if self.interpolation not in RESAMPLE:
             raise UserError(f"preprocess interpolation must be one of {', '.join(RESAMPLE)}, "
                             f"got {self.interpolation!r}")
+
+    def _check_affine_map(self) -> None:
+        """Refuse a scale/mean/std whose map of pixel values 0..255 to model inputs, (x * scale - mean) / std,
+        leaves +-MAX_INPUT_MAGNITUDE (scale 1e308 or std 1e-308 overflow float32 to inf, then NaN)."""
+        with np.errstate(all="ignore"):
+            std = np.asarray(self.std or [1.0], dtype=np.float64)
+            mean = np.asarray(self.mean or [0.0], dtype=np.float64)
+            a, b = self.scale / std, -mean / std
+            reach = np.abs(a) * 255.0 + np.abs(b)
+        if not np.all(np.isfinite(reach)) or float(reach.max()) > MAX_INPUT_MAGNITUDE:
+            raise UserError(f"preprocess scale {self.scale:g}, mean {self.mean} and std {self.std} map pixel "
+                            f"values 0..255 beyond +-{MAX_INPUT_MAGNITUDE:g} (float32 inputs would overflow "
+                            f"to inf/NaN); check preprocess.json")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -51,9 +51,13 @@ class PackItem:
     labels: tuple[float, ...]
 
 
-def read_list_lenient(path: str | Path) -> tuple[list[PackItem], list[tuple[str, str, str]]]:
-    """Items of a .lst, skipping malformed lines as im2rec.py does; also returns (where, line, reason)."""
+def read_list_lenient(path: str | Path, unique_index: bool = False
+                      ) -> tuple[list[PackItem], list[tuple[str, str, str]]]:
+    """Items of a .lst, skipping malformed lines as im2rec.py does; also returns (where, line, reason).
+    With `unique_index` (packing: the index is the record's key in the .idx), an index given on two
+    lines is a UserError naming both."""
     items, problems = [], []
+    seen: dict[int, int] = {}
     for lineno, raw in enumerate(read_list_text(path).splitlines(), 1):
         line = raw.strip()
         if not line:
@@ -67,6 +71,12 @@ def read_list_lenient(path: str | Path) -> tuple[list[PackItem], list[tuple[str,
             items.append(PackItem(int(parts[0]), parts[-1], tuple(float(v) for v in parts[1:-1])))
         except (ValueError, OverflowError):
             problems.append((f"line {lineno}", shown, "index and labels must be numbers"))
+            continue
+        if unique_index:
+            first = seen.setdefault(items[-1].index, lineno)
+            if first != lineno:
+                raise UserError(f"{path}: lines {first} and {lineno} both have index {items[-1].index}; "
+                                f"each image needs its own index (the record's key in the .idx)")
     return items, problems
 
 
@@ -197,7 +207,7 @@ def pack_list(
     called as images complete.
     """
     lst = Path(lst)
-    items, problems = read_list_lenient(lst)
+    items, problems = read_list_lenient(lst, unique_index=True)
     rec = Path(rec) if rec else lst.with_suffix(".rec")
     workers = max(1, workers or os.cpu_count() or 1)
     skipped: list[tuple[str, str, str]] = list(problems)

@@ -150,6 +150,8 @@ def make_list(
         random.seed(100)  # im2rec.py's seed: the same folder gives the same list
         random.shuffle(image_list)
     n = len(image_list)
+    if chunks > max(n, 1):  # im2rec.py would write one (mostly empty) list per chunk
+        raise UserError(f"--chunks {chunks} is more than the {n} image(s) found under {root}; use at most {max(n, 1)}")
     chunk_size = (n + chunks - 1) // chunks
     prefix = str(prefix)
     written: list[Path] = []

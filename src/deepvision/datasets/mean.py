@@ -25,7 +25,7 @@ from deepvision.data.records.pipeline import forking_cv2
 from deepvision.data.records.record_file import RecordFile
 from deepvision.data.records.recordio import RecordError
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, read_regular_file
+from deepvision.fileio import atomic_write_text, read_regular_file, refuse_output_over_inputs
 
 
 @dataclass
@@ -88,8 +88,11 @@ def compute_mean(
     root: str | Path | None = None,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    out: str | Path | None = None,
 ) -> MeanResult:
-    """Mean R, G, B of the images of a .lst (files under `root`, default the list's folder) or a .rec."""
+    """Mean R, G, B of the images of a .lst (files under `root`, default the list's folder) or a .rec.
+    `out`, the mean file the caller will write, is refused up front when it is the source or one of its
+    images."""
     source = Path(source)
     if not source.is_file():
         raise UserError(f"file not found: {source}")
@@ -98,6 +101,8 @@ def compute_mean(
     t0 = time.perf_counter()
     sums, count, skipped = np.zeros(3), 0, []
     if source.suffix == ".rec" or source.suffix == ".idx":
+        if out is not None:
+            refuse_output_over_inputs(out, [source.with_suffix(".rec"), source.with_suffix(".idx")])
         rf = RecordFile.open(source.with_suffix(".rec"))
         n = len(rf)
         step = max(1, min(256, n // (workers * 4) or 1))
@@ -118,6 +123,8 @@ def compute_mean(
         skipped += [(where, reason) for where, _, reason in problems]
         base = str(root) if root is not None else str(source.parent)
         paths = [os.path.join(base, it.path) for it in items]
+        if out is not None:
+            refuse_output_over_inputs(out, [source, *paths])
         _check_base(source, base, root, paths)
         chunk = max(1, min(32, len(paths) // (workers * 8) or 1))
         with _pool(ctx, workers, None) as pool:

@@ -45,6 +45,20 @@ ROLES = ("train", "val", "test")
 CROPS = {1: "", 2: " (with the mirror)", 10: " (10-crop oversampling)"}  # --crops: views averaged per image
 
 
+def _check_labels_fit(dataset: Any, n_classes: int, what: str) -> None:
+    """Refuse, before predicting, data whose class labels (`targets`, when the dataset has them) go beyond
+    the run's classes: the model has no output for them."""
+    targets = getattr(dataset, "targets", None)
+    if targets is None or not len(targets):
+        return
+    targets = np.asarray(targets)
+    beyond = np.flatnonzero(targets >= n_classes)
+    if len(beyond):
+        k = int(beyond[0])
+        raise UserError(f"the {what} data's sample {k + 1} has label {int(targets[k])}, but the run has "
+                        f"{n_classes} classes (labels 0..{n_classes - 1}); it was labelled for another model")
+
+
 def _data_config_for(cfg: Config, data: str | None) -> tuple[Config, str]:
     """A config whose data section yields the split to evaluate, and that split's role."""
     cfg = copy.deepcopy(cfg)
@@ -156,6 +170,7 @@ def evaluate_run(
     unnamed = [str(i) for i in range(len(bundle.classes))]  # an HDF5 file without label_names
     if cfg.data.source == "hdf5" and data not in ROLES and bundle.classes not in (loaded.classes, unnamed):
         bundle = _remap_classes(bundle, role, loaded.classes, data, "class(es)")
+    _check_labels_fit(bundle.role(role), len(loaded.classes), role if data in (None, *ROLES) else str(data))
     if batch_size:
         cfg.data.eval_batch_size = batch_size
     # score the chosen split as evaluation data: no augmentation, no shuffling, no padding

@@ -31,7 +31,7 @@ from deepvision.interop.keras_h5 import (
     refuse_unused,
     stored_datasets,
 )
-from deepvision.safeload import regular_file
+from deepvision.safeload import check_zip_directory, regular_file
 
 MAX_WEIGHTS_BYTES = 8 << 30
 
@@ -93,6 +93,10 @@ def _open_zip(path: Path) -> tuple[dict[str, Any], str, bytes]:
     except (zipfile.BadZipFile, OSError) as exc:
         raise UserError(f"{path} is not a Keras .keras file ({exc})") from None
     with z:
+        try:
+            check_zip_directory(path, z)  # a member that inflates hugely is refused before it is read
+        except OSError as exc:
+            raise UserError(f"{path} is not a readable Keras .keras file ({exc.strerror or exc})") from None
         names = set(z.namelist())
         if "config.json" not in names or "model.weights.h5" not in names:
             raise UserError(f"{path} is not a Keras .keras file (no config.json and model.weights.h5 inside)")

@@ -152,6 +152,30 @@ register_check("model.name", get_model_spec)
 register_canonical("model.name", canonical_name)
 
 
+def _check_parameter_bytes(name: str, builder: Callable[..., nn.Module], kwargs: dict[str, Any]) -> None:
+    """Plan the model on the meta device (shapes only, nothing allocated) and refuse in one line one whose
+    parameters and buffers would need more than `max_read_bytes()` (a LeNet for 8,192 x 8,192 inputs asks
+    for 418 GB). A builder that cannot run on the meta device is left to build normally."""
+    import torch
+
+    from deepvision.safeload import format_bytes, max_read_bytes
+
+    try:
+        with torch.device("meta"):
+            planned = builder(**kwargs)
+    except (InputSizeError, TypeError, ValueError):
+        raise
+    except Exception:  # e.g. a builder reading values back from tensors: plan by building
+        return
+    tensors = [*planned.parameters(), *planned.buffers()]
+    need = sum(t.numel() * t.element_size() for t in tensors)
+    ceiling = max_read_bytes()
+    if need > ceiling:
+        raise UserError(f"model '{name}' with these options and input size would need {format_bytes(need)} "
+                        f"for its parameters, above the {format_bytes(ceiling)} this machine allows "
+                        f"(DEEPVISION_MAX_READ_GB raises it); use a smaller input size")
+
+
 def create_model(
     name: str,
     num_classes: int | None = None,
@@ -173,6 +197,7 @@ def create_model(
     kwargs["num_classes"] = spec.num_classes if num_classes is None else num_classes
     kwargs["in_channels"] = spec.input_size[0] if in_channels is None else in_channels
     try:
+        _check_parameter_bytes(name, spec.builder, kwargs)
         return spec.builder(**kwargs)
     except InputSizeError as exc:
         raise UserError(f"{name}: {exc}") from None

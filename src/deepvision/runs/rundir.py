@@ -67,6 +67,7 @@ class RunDir:
     checkpoints = property(lambda self: self.folder("checkpoints", create=False))
     plots = property(lambda self: self.folder("plots", create=False))
     eval_dir = property(lambda self: self.folder("eval", create=False))
+    tensorboard_dir = property(lambda self: self.folder("tensorboard"))
 
     def folder(self, *parts: str, create: bool = True) -> Path:
         """The run's sub-folder `parts` (e.g. "eval", "test-best"), created when missing (with `create`).

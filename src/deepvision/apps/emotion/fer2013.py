@@ -23,6 +23,8 @@ import numpy as np
 
 from deepvision.datasets.fer import FER6_LABELS, FER6_MAP, FER7_LABELS
 from deepvision.errors import UserError
+from deepvision.fileio import open_regular_text
+from deepvision.safeload import regular_file
 
 SPLITS = {"Training": "train", "PrivateTest": "val", "PublicTest": "test"}
 SIDE = 48
@@ -60,14 +62,17 @@ def _parse_row(row: dict[str, str], lineno: int, path: Path) -> tuple[int, np.nd
 
 def _csv_samples(csv_path: Path) -> tuple[int, Iterator[tuple[int, np.ndarray, str]]]:
     """(row count, iterator of (emotion 0-6, 48 x 48 uint8 image, split)) of the FER2013 CSV."""
+    regular_file(csv_path, "FER2013 CSV")  # a FIFO or device is refused, never waited on
     try:
-        with open(csv_path, encoding="utf-8", newline="") as f:
+        with open_regular_text(csv_path) as f:
             total = sum(1 for _ in f) - 1
     except UnicodeDecodeError:
         raise UserError(f"{csv_path} is not a text CSV file") from None
+    except OSError as exc:
+        raise UserError(f"FER2013 CSV {csv_path} cannot be read: {exc.strerror or exc}") from None
 
     def rows() -> Iterator[tuple[int, np.ndarray, str]]:
-        with open(csv_path, encoding="utf-8", newline="") as f:
+        with open_regular_text(csv_path) as f:
             reader = csv.DictReader(f)
             missing = {"emotion", "pixels", "Usage"} - set(reader.fieldnames or [])
             if missing:

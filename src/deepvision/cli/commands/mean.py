@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--num-thread must be >= 1, got {args.num_thread}")
     reporter = ProgressReporter("mean")
     try:
-        result = compute_mean(args.source, root=args.root, workers=args.num_thread, progress=reporter)
+        result = compute_mean(args.source, root=args.root, workers=args.num_thread, progress=reporter,
+                              out=args.out)
     finally:
         reporter.close()
     if result.skipped:

@@ -152,7 +152,7 @@ def check_class_names(classes: list[str], ann: Annotations) -> None:
             raise UserError(f"the annotations give the class name {name!r} twice; class names must be unique")
         seen.add(name)
     for name in classes:
-        if name and not any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+        if name and not any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
             continue
         first = next((r.file for rs in ann.splits.values() for r in rs for b in r.boxes if b.label == name), None)
         what = "an empty class name" if not name else f"the class name {name!r}, which holds a control character"

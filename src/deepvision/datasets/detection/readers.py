@@ -38,7 +38,7 @@ def file_problem(path: str | Path) -> str | None:
 def inside(base: Path, name: str, where: str) -> Path:
     """`base / name` for a path named by an annotation; refused when it would leave `base` (an absolute
     path, a drive, or '..' reaching above it), so an annotation can only name files of its dataset."""
-    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
         raise UserError(f"{where}: image path {name!r} holds a control character")
     rel = PurePosixPath(name.replace("\\", "/"))
     if not name or rel.is_absolute() or PureWindowsPath(name).drive \

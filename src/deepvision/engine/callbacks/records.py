@@ -28,7 +28,7 @@ class TensorBoardLogger(Callback):
 
     def on_train_start(self) -> None:
         if self.writer_class is not None:
-            self.writer = self.writer_class(str(self.trainer.run.path / "tensorboard"))
+            self.writer = self.writer_class(str(self.trainer.run.tensorboard_dir))
 
     def on_epoch_end(self, epoch: int, logs: EpochRecord) -> None:
         if self.writer is None:

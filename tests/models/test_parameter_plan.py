@@ -1,0 +1,25 @@
+"""A model is planned on the meta device before it is built: parameters beyond the memory ceiling are
+refused in one line, nothing allocated."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepvision.errors import UserError
+from deepvision.models.registry import create_model
+
+
+def test_lenet_for_huge_inputs_is_refused_before_allocating(run_cli):
+    code, _, err = run_cli("models", "show", "lenet", "--input", "1x8192x8192")
+    assert code == 2 and err.count("\n") == 1
+    assert "model 'lenet' with these options and input size would need 418.2 GB for its parameters" in err
+
+
+def test_the_ceiling_follows_deepvision_max_read_gb(monkeypatch):
+    monkeypatch.setenv("DEEPVISION_MAX_READ_GB", "0.001")  # 1 MB; LeNet on 28 x 28 needs 1.72 MB
+    with pytest.raises(UserError, match=r"would need 1\.7 MB for its parameters, above the 1\.0 MB"):
+        create_model("lenet", num_classes=10, in_channels=1)
+    monkeypatch.setenv("DEEPVISION_MAX_READ_GB", "1")
+    model = create_model("lenet", num_classes=10, in_channels=1)
+    assert sum(p.numel() for p in model.parameters()) == 431_080
+    assert all(p.device.type == "cpu" for p in model.parameters())
