@@ -33,11 +33,12 @@ TITLE = "The emotion recipes on the real FER2013"
 
 
 def score(run: Path, work: Path) -> dict:
-    """Final-model rank-1 on val and test (plain and with the mirror), epochs, minutes, the recipe."""
+    """Final-model rank-1 on val and test (plain and with the mirror), epochs, minutes, the recipe (its
+    description: the run's name replaces the recipe's when `--name` is given)."""
     rd = RunDir.open(run)
     cfg = rd.read_config()
     history = rd.read_history()
-    out = {"recipe": cfg.name, "model": cfg.model.name, "epochs": len(history),
+    out = {"recipe": cfg.description or cfg.name, "model": cfg.model.name, "epochs": len(history),
            "minutes": sum(float(r["seconds"]) for r in history) / 60,
            "samples_per_s": sum(float(r["samples_per_s"]) for r in history) / max(len(history), 1),
            "reference_val": cfg.reference.get("val_rank1"), "reference_test": cfg.reference.get("test_rank1")}
@@ -63,7 +64,7 @@ def section(results: dict[str, dict], machine: str) -> str:
              "| run | recipe | epochs | training time | val rank-1 | test rank-1 | test + mirror | best val (epoch) "
              "| reference val / test |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
-        lines.append(f"| {name} | `{r['recipe']}` ({r['model']}) | {r['epochs']} | {r['minutes']:.1f} min | "
+        lines.append(f"| {name} | {r['recipe']} (`{r['model']}`) | {r['epochs']} | {r['minutes']:.1f} min | "
                      f"{r['val']:.2%} | **{r['test']:.2%}** | {r['test_flip']:.2%} | "
                      f"{r['best_val']:.2%} ({r['best_epoch']}) | {ref(r['reference_val'])} / "
                      f"{ref(r['reference_test'])} |")

@@ -45,6 +45,8 @@ COUNTS = [
     ("squeezenet_ref", {}, 1_248_424, 1_248_424),
     ("emotion_vgg", {}, 587_110, 587_110),
     ("emotion_vgg", {"num_classes": 7}, 587_175, 587_175),
+    # 8 convs 1,171,680 + their BN 1,920 + dense 2,304x256 590,080 + BN 512 + classifier 1,542
+    ("emotion_vgg4", {}, 1_765_734, 1_765_734),
     ("mini_xception", {}, 56_951, 56_951),  # Keras: 58,423 with the 1,472 BN moving statistics
     ("age_gender_net", {}, 8_862_664, 8_860_904),  # 8,859,144 conv/FC + BN (1,760 channels)
     ("age_gender_net", {"num_classes": 2}, 8_859_586, 8_857_826),  # 8,856,066 conv/FC + BN

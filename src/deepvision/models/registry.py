@@ -160,6 +160,8 @@ def _check_parameter_bytes(name: str, builder: Callable[..., nn.Module], kwargs:
 
     from deepvision.safeload import format_bytes, max_read_bytes
 
+    if torch.empty(()).is_meta:  # already being planned (runs/loading.check_plan), which says more
+        return
     try:
         with torch.device("meta"):
             planned = builder(**kwargs)
