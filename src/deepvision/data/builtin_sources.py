@@ -27,9 +27,8 @@ from PIL import Image
 from deepvision.config.schema import MAX_CLASSES, DataConfig
 from deepvision.data import mnist
 from deepvision.data.lst import find_labels_file, read_lst
-from deepvision.data.paths import resolve_path
 from deepvision.data.preprocess import open_image
-from deepvision.data.source_registry import RawData, register_source
+from deepvision.data.source_registry import RawData, register_source, resolve_path
 from deepvision.data.tensors import SubsetDataset, TensorSplit, to_tensor_split
 from deepvision.errors import UserError
 from deepvision.safeload import check_class_names

@@ -10,9 +10,9 @@ from deepvision.config.schema import DataConfig
 from deepvision.data.dataset_loader import DatasetSource
 from deepvision.data.loader import BatchLoader, BatchSource
 from deepvision.data.mean_file import read_mean_rgb
-from deepvision.data.paths import resolve_path
 from deepvision.data.preprocess import Preprocess
 from deepvision.data.protocols import Loader, LoaderFactory
+from deepvision.data.source_registry import resolve_path
 from deepvision.data.sources import DataBundle
 from deepvision.data.tensor_loader import BatchAugment, TensorSource
 from deepvision.data.tensors import TensorSplit, adapt_tensor_split

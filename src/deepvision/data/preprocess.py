@@ -22,8 +22,6 @@ from deepvision.safeload import check_image_side
 __all__ = ["Preprocess", "center_crop", "normalize_batch", "open_image", "pil_to_tensor", "resize_short_side",
            "to_mode"]
 RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
-
-
 MAX_INPUT_MAGNITUDE = 1e12  # normalised inputs are near +-3; far beyond this, float32 layers overflow
 
 
@@ -75,12 +73,9 @@ class Preprocess:
     def _check_affine_map(self) -> None:
         """Refuse a scale/mean/std whose map of pixel values 0..255 to model inputs, (x * scale - mean) / std,
         leaves +-MAX_INPUT_MAGNITUDE (scale 1e308 or std 1e-308 overflow float32 to inf, then NaN)."""
-        with np.errstate(all="ignore"):
-            std = np.asarray(self.std or [1.0], dtype=np.float64)
-            mean = np.asarray(self.mean or [0.0], dtype=np.float64)
-            a, b = self.scale / std, -mean / std
-            reach = np.abs(a) * 255.0 + np.abs(b)
-        if not np.all(np.isfinite(reach)) or float(reach.max()) > MAX_INPUT_MAGNITUDE:
+        a, b = self.affine()
+        reach = a.abs() * 255.0 + b.abs()
+        if not bool(torch.isfinite(reach).all()) or float(reach.max()) > MAX_INPUT_MAGNITUDE:
             raise UserError(f"preprocess scale {self.scale:g}, mean {self.mean} and std {self.std} map pixel "
                             f"values 0..255 beyond +-{MAX_INPUT_MAGNITUDE:g} (float32 inputs would overflow "
                             f"to inf/NaN); check preprocess.json")

@@ -1,9 +1,11 @@
-"""The registry of data sources (`data.source` names). Sources register themselves on import."""
+"""The registry of data sources (`data.source` names), and where data files named in a config are looked
+up. Sources register themselves on import."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from deepvision.config.names import register_names
 from deepvision.config.schema import DataConfig
@@ -50,3 +52,13 @@ def task_of_source(name: str) -> str | None:
 def registered_sources() -> dict[str, SourceFn]:
     """Name -> source function of every source imported so far."""
     return dict(_SOURCES)
+
+
+def resolve_path(root: str | Path | None, name: str | Path) -> Path:
+    """A data file named in a config: absolute as given; relative ones under `data.root` first, then in
+    the working directory (so a stray file in the working directory never shadows the data root's)."""
+    p = Path(name)
+    if p.is_absolute() or not root:
+        return p
+    under_root = Path(root) / p
+    return under_root if under_root.exists() or not p.exists() else p

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from deepvision.config.schema import Config
-from deepvision.data.paths import resolve_path
 from deepvision.data.preprocess import Preprocess
+from deepvision.data.source_registry import resolve_path
 from deepvision.engine.tasks import Task, TaskData, get_task
 from deepvision.errors import UserError
 from deepvision.models.registry import ModelSpec, get_model_spec
