@@ -162,6 +162,8 @@ def _check_parameter_bytes(name: str, builder: Callable[..., nn.Module], kwargs:
 
     if torch.empty(()).is_meta:  # already being planned (runs/loading.check_plan), which says more
         return
+    if kwargs.get("weights") or kwargs.get("pretrained"):  # published weights: a published size, fetched once
+        return
     try:
         with torch.device("meta"):
             planned = builder(**kwargs)
