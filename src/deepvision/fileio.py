@@ -139,6 +139,20 @@ def read_torch_file(path: str | Path, kind: str, fix: str, map_location: Any = "
         raise UserError(f"{path} is not a readable {kind} ({reason}); {fix}") from None
 
 
+class CommitOnExit:
+    """`with` support for a writer whose close() commits what it wrote and abort() discards it: the block
+    commits when it ends normally and discards on an exception."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
 class PendingFile:
     """A new file that replaces `path` only when it is complete: `tmp` is a temporary file beside `path` (same
     file system, hidden name ending in `suffix`) to write by any means; `commit()` flushes it to disk, gives

@@ -19,10 +19,10 @@ import numpy as np
 
 from deepvision.data.hdf5 import _h5py
 from deepvision.errors import UserError
-from deepvision.fileio import PendingFile
+from deepvision.fileio import CommitOnExit, PendingFile
 
 
-class HDF5DatasetWriter:
+class HDF5DatasetWriter(CommitOnExit):
     """Buffered writer of (rows, labels) to an HDF5 file.
 
     dims: (N, ...) the expected number of rows and the shape of one row (N may be None: unknown).
@@ -130,11 +130,3 @@ class HDF5DatasetWriter:
             self.db.close()
         self._pending.discard()
 
-    def __enter__(self) -> HDF5DatasetWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()

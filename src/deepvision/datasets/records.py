@@ -28,7 +28,7 @@ from deepvision.data.records.recordio import (
     scan_index,
 )
 from deepvision.errors import UserError
-from deepvision.fileio import PendingFile, atomic_write_text
+from deepvision.fileio import CommitOnExit, PendingFile, atomic_write_text
 
 MAX_PART = 1 << 29
 _HEAD = struct.Struct("<II")
@@ -83,7 +83,7 @@ def rebuild_index(rec_path: str | Path, idx_path: str | Path | None = None) -> P
     return out
 
 
-class RecordWriter:
+class RecordWriter(CommitOnExit):
     """Write a .rec (and its .idx) through temporary files renamed into place by `close()`.
 
     An interrupted or failed run (an exception inside `with`) removes the temporary files, so a
@@ -143,14 +143,6 @@ class RecordWriter:
             self._rec.close()
         self._pending.discard()
 
-    def __enter__(self) -> RecordWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
