@@ -184,3 +184,10 @@ def test_ordinary_integers_still_load():
 
     assert load_yaml("a: 0x1f\nb: 1_000\nc: -7\nd: 18446744073709551616\n") == \
         {"a": 31, "b": 1000, "c": -7, "d": 2**64}
+
+
+@pytest.mark.parametrize("text", ["batch_size: 1:30\n", "lr: 1:30.5\n"])
+def test_a_yaml_base_60_number_is_refused(text):
+    with pytest.raises(UserError, match=r"on line 1 is a YAML base-60 number; quote it"):
+        load_yaml(text, "c.yaml")
+    assert load_yaml("t: '1:30'\nlr: 1.5e-3\nn: 0x10\n", "c.yaml") == {"t": "1:30", "lr": 0.0015, "n": 16}

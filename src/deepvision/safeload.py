@@ -179,9 +179,22 @@ class SafeLoader(yaml.SafeLoader):
 MAX_INT_BITS = 128  # no count, size or seed deepvision reads comes near this; 0xfff... with 4,000 digits does
 
 
+def _refuse_base_60(node: yaml.ScalarNode) -> None:
+    """YAML 1.1 reads `1:30` as the base-60 number 90: a typo or a time, never a value deepvision means."""
+    if ":" in node.value:
+        raise LimitError(f"the value {node.value[:40]} on line {node.start_mark.line + 1} is a YAML base-60 "
+                         f"number; quote it (\"{node.value[:40]}\") or write the number itself")
+
+
+def _construct_number(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
+    _refuse_base_60(node)
+    return yaml.SafeLoader.construct_yaml_float(loader, node)
+
+
 def _construct_bounded_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
     """YAML's int constructor, refusing an integer beyond +-2**MAX_INT_BITS in one line (such a value
-    cannot even be printed in decimal past 4,300 digits)."""
+    cannot even be printed in decimal past 4,300 digits) and a base-60 one."""
+    _refuse_base_60(node)
     try:
         value = yaml.SafeLoader.construct_yaml_int(loader, node)
     except ValueError:  # a decimal of more than 4,300 digits
@@ -193,6 +206,7 @@ def _construct_bounded_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> in
 
 
 SafeLoader.add_constructor("tag:yaml.org,2002:int", _construct_bounded_int)
+SafeLoader.add_constructor("tag:yaml.org,2002:float", _construct_number)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
