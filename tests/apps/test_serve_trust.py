@@ -105,6 +105,8 @@ def test_token_is_required_when_set(run_dir):
     (float("inf"), 1e6, "--max-upload-mb must be a finite positive number, got inf"),
     (10.0, float("nan"), "--max-megapixels must be a finite positive number, got nan"),
     (0.0, 1e6, "--max-upload-mb must be a finite positive number, got 0.0"),
+    (1e-300, 1e6, r"--max-upload-mb must be 0\.001 \(1 kB\) to 1000000 \(1 TB\), got 1e-300"),
+    (10.0, 1e-6, r"--max-megapixels must be at least 0\.000001 \(one pixel\), got 1e-12"),
 ])
 def test_limits_must_be_finite_and_positive(upload, pixels, message):
     from deepvision.apps.serve.app import check_limits

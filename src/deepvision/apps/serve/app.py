@@ -112,8 +112,10 @@ def check_limits(max_upload_mb: float, max_pixels: float, token: str | None = No
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                 or value <= 0:
             raise UserError(f"{name} must be a finite positive number, got {value}")
-    if max_upload_mb > 1e6:
-        raise UserError(f"--max-upload-mb must be at most 1000000 (1 TB), got {max_upload_mb:g}")
+    if not 1e-3 <= max_upload_mb <= 1e6:
+        raise UserError(f"--max-upload-mb must be 0.001 (1 kB) to 1000000 (1 TB), got {max_upload_mb:g}")
+    if max_pixels < 1:
+        raise UserError(f"--max-megapixels must be at least 0.000001 (one pixel), got {max_pixels / 1e6:g}")
     if max_pixels > MAX_MEGAPIXELS * 1e6:
         raise UserError(f"--max-megapixels must be at most {MAX_MEGAPIXELS} (the decoders' own ceiling), "
                         f"got {max_pixels / 1e6:g}")

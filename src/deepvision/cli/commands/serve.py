@@ -32,17 +32,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from deepvision.apps.serve import serve
+    from deepvision.apps.serve.app import check_limits
     from deepvision.errors import UserError
 
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be 1..65535, got {args.port}")
-    import math
     import os
 
-    for name, value in (("--max-upload-mb", args.max_upload_mb), ("--max-megapixels", args.max_megapixels)):
-        if not math.isfinite(value) or value <= 0:
-            raise UserError(f"{name} must be a finite positive number, got {value}")
     token = args.token if args.token is not None else os.environ.get("DEEPVISION_SERVE_TOKEN") or None
+    check_limits(args.max_upload_mb, args.max_megapixels * 1e6, token)  # before rounding to whole pixels
     serve(args.source, args.host, args.port, max_upload_mb=args.max_upload_mb,
           max_pixels=int(args.max_megapixels * 1e6), device=args.device, token=token)
     return 0
