@@ -118,3 +118,13 @@ def test_tensorboard_events_are_never_written_through_a_planted_link(tmp_path):
     (run.path / "tensorboard").unlink()
     logger.on_train_start()
     assert opened == [str(run.path / "tensorboard")] and (run.path / "tensorboard").is_dir()
+
+
+def test_a_history_that_is_a_fifo_is_damaged_not_empty(tmp_path):
+    import os
+
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    os.mkfifo(run.history_path)
+    with pytest.raises(UserError, match=r"history\.csv is not a regular file; delete it"):
+        run.read_history()

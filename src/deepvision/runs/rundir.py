@@ -235,6 +235,8 @@ class RunDir:
     def read_history(self, path: Path | None = None) -> list[dict[str, Any]]:
         path = path or self.history_path
         if not path.is_file():
+            if os.path.lexists(path):  # a FIFO, folder or device where the history belongs
+                raise UserError(f"{path} is not a regular file; delete it (`deepvision resume` rewrites it)")
             return []
         rows = []
         try:
