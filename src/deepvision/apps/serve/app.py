@@ -221,9 +221,10 @@ def _html_escape(text: str) -> str:
 
 
 def serve(source: str | Path, host: str = "127.0.0.1", port: int = 8000, *, max_upload_mb: float = 10.0,
-          max_pixels: int = 40_000_000, device: str = "auto", token: str | None = None) -> None:
+          max_pixels: float = 40_000_000, device: str = "auto", token: str | None = None) -> None:
     """Serve `source` on http://host:port until interrupted (Ctrl+C)."""
     check_limits(max_upload_mb, max_pixels, token)
+    max_pixels = int(max_pixels)  # whole pixels, once the limit (in megapixels from the CLI) is checked
     try:
         import uvicorn
     except ImportError:

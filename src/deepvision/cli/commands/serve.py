@@ -32,7 +32,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from deepvision.apps.serve import serve
-    from deepvision.apps.serve.app import check_limits
     from deepvision.errors import UserError
 
     if not 0 < args.port < 65536:
@@ -40,7 +39,6 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     token = args.token if args.token is not None else os.environ.get("DEEPVISION_SERVE_TOKEN") or None
-    check_limits(args.max_upload_mb, args.max_megapixels * 1e6, token)  # before rounding to whole pixels
     serve(args.source, args.host, args.port, max_upload_mb=args.max_upload_mb,
-          max_pixels=int(args.max_megapixels * 1e6), device=args.device, token=token)
+          max_pixels=args.max_megapixels * 1e6, device=args.device, token=token)
     return 0
