@@ -42,7 +42,8 @@ from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
 
 ROLES = ("train", "val", "test")
-CROPS = {1: "", 2: " (with the mirror)", 10: " (10-crop oversampling)"}  # --crops: views averaged per image
+# --crops: the views averaged per image -> (what the progress line says, the report folder's suffix)
+CROPS = {1: ("", ""), 2: (" (with the mirror)", "-flip"), 10: (" (10-crop oversampling)", "-10crop")}
 
 
 def _check_labels_fit(dataset: Any, n_classes: int, what: str) -> None:
@@ -181,7 +182,7 @@ def evaluate_run(
         loader = build_loaders(cfg.data, eval_bundle, loaded.pre, seed=cfg.train.seed, device=dev,
                                roles=("test",))["test"]
     say(f"[INFO] predicting on {role if data in (None, *ROLES) else data} data"
-        + CROPS[crops] + "...")
+        + CROPS[crops][0] + "...")
     meter = ClassificationMeter(dev, loss_is_sum=True) if crops == 1 else None
     progress = PhaseProgress("evaluate", len(loader), stream=sys.stdout, bar=None) if not quiet else None
     try:
@@ -212,8 +213,7 @@ def evaluate_run(
         result["one_off"] = M.one_off(probs, labels, classes)
     report = M.per_class_report(probs, labels, classes)
     cm = M.confusion(probs, labels, len(classes))
-    suffix = {1: "", 2: "-flip", 10: "-10crop"}[crops]
-    default = f"{_slug(result['data'])}-{loaded.checkpoint.stem}{suffix}"
+    default = f"{_slug(result['data'])}-{loaded.checkpoint.stem}{CROPS[crops][1]}"
     out_dir = Path(out) if out else loaded.run.folder("eval", default, create=False)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
