@@ -40,7 +40,6 @@ def score(run: Path, work: Path) -> dict:
     history = rd.read_history()
     out = {"recipe": cfg.description or cfg.name, "model": cfg.model.name, "epochs": len(history),
            "minutes": sum(float(r["seconds"]) for r in history) / 60,
-           "samples_per_s": sum(float(r["samples_per_s"]) for r in history) / max(len(history), 1),
            "reference_val": cfg.reference.get("val_rank1"), "reference_test": cfg.reference.get("test_rank1")}
     best = max(history, key=lambda r: float(r["val_acc"]))
     out.update(best_epoch=int(best["epoch"]), best_val=float(best["val_acc"]))

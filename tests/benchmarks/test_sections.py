@@ -157,7 +157,7 @@ def test_detection_curve_table_marks_the_first_epoch_at_the_target(script):
 def test_fer2013_runs_section_one_row_per_run(script):
     fer = script("fer2013_runs")
     run = {"recipe": "E4: EmotionVGGNet", "model": "emotion_vgg", "epochs": 75, "minutes": 76.5,
-           "samples_per_s": 530.0, "reference_val": 68.51, "reference_test": 66.96, "best_epoch": 70,
+           "reference_val": 68.51, "reference_test": 66.96, "best_epoch": 70,
            "best_val": 0.689, "val": 0.6851, "val_flip": 0.69, "test": 0.6696, "test_flip": 0.672}
     text = fer.section({"e4": run}, MACHINE)
     rows = table(text)[2:]  # under the header and its rule
