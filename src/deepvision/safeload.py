@@ -340,7 +340,6 @@ def check_declared_bytes(field: str, declared: int, stored: int | None = None, m
 
 
 ZIP_MAX_RATIO = 100.0  # deflate rarely beats 10:1 on weights; a zip bomb reaches 1000:1
-NPZ_MAX_RATIO = ZIP_MAX_RATIO
 
 
 def check_zip_member(path: str | Path, info: Any, length: int, max_ratio: float = ZIP_MAX_RATIO) -> None:
@@ -365,7 +364,7 @@ def check_zip_directory(path: str | Path, zf: Any, max_ratio: float = ZIP_MAX_RA
         check_zip_member(path, info, length, max_ratio)
 
 
-def open_npz(path: str | Path, max_ratio: float = NPZ_MAX_RATIO, what: str = ".npz file") -> Any:
+def open_npz(path: str | Path, max_ratio: float = ZIP_MAX_RATIO, what: str = ".npz file") -> Any:
     """`np.load(path, allow_pickle=False)` after checking the zip directory: every member's stored size
     within the file's own length, its uncompressed size within the read ceiling and `max_ratio` times its
     compressed size, and every .npy header's shape within its member's size (numpy allocates the
