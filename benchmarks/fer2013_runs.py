@@ -1,7 +1,8 @@
 """The emotion recipes on the real FER2013: accuracy and training time of finished runs.
 
-Each RUN is a run directory written by `deepvision train <recipe> --data-root FER` on the 6-class
-HDF5 splits of `deepvision fer2013 build` (val = PrivateTest, test = PublicTest, as the reference).
+Each RUN is a run directory written by `deepvision train <recipe> --data-root FER` on the HDF5
+splits of `deepvision fer2013 build` (6 classes, or 7 with `--classes 7` for E1-E3; val =
+PrivateTest, test = PublicTest, as the reference).
 Per run the script scores the final model (last.pt: what the recipe gives after its last epoch) on
 val and test with `deepvision evaluate`'s code, once plainly and once averaging each face with its
 mirror (`--crops 2`), and reads the training time from history.csv (the sum of the epochs' wall
@@ -10,7 +11,8 @@ DIR/fer2013-<run>-{accuracy,loss}.png for the docs.
 
     deepvision train emotion_vgg_e4 --data-root fer2013 --out runs
     deepvision train emotion_fast --data-root fer2013 --out runs
-    python benchmarks/fer2013_runs.py runs/emotion_vgg_e4 runs/emotion_fast --plots docs/images
+    deepvision train emotion_vgg_e1 --data-root fer2013_7 --out runs     # E2, E3 alike
+    python benchmarks/fer2013_runs.py runs/emotion_vgg_e* runs/emotion_fast --plots docs/images
 
 The table replaces this script's section of BENCHMARKS.md (`--no-append` only prints it).
 """
@@ -38,7 +40,8 @@ def score(run: Path, work: Path) -> dict:
     rd = RunDir.open(run)
     cfg = rd.read_config()
     history = rd.read_history()
-    out = {"recipe": cfg.description or cfg.name, "model": cfg.model.name, "epochs": len(history),
+    out = {"recipe": cfg.description or cfg.name, "model": cfg.model.name, "classes": cfg.model.num_classes or "-",
+           "epochs": len(history),
            "minutes": sum(float(r["seconds"]) for r in history) / 60,
            "reference_val": cfg.reference.get("val_rank1"), "reference_test": cfg.reference.get("test_rank1")}
     best = max(history, key=lambda r: float(r["val_acc"]))
@@ -56,14 +59,16 @@ def section(results: dict[str, dict], machine: str) -> str:
     def ref(value: float | None) -> str:
         return f"{value:.2f}%" if value is not None else "-"
 
-    lines = [f"Machine: {machine}. 6 classes (disgust merged into angry); val = PrivateTest, test = PublicTest "
+    lines = [f"Machine: {machine}. 7 classes as released, or 6 with disgust merged into angry (the recipe says "
+             "which); val = PrivateTest, test = PublicTest "
              "(3,589 faces each), train 28,709. Accuracies of the final model (last.pt); \"+ mirror\" averages "
              "each face's probabilities with its mirror's (`deepvision evaluate --crops 2`). Training time: the "
              "sum of the epochs' wall seconds in history.csv (validation included).", "",
-             "| run | recipe | epochs | training time | val rank-1 | test rank-1 | test + mirror | best val (epoch) "
-             "| reference val / test |", "|---|---|---|---|---|---|---|---|---|"]
+             "| run | recipe | classes | epochs | training time | val rank-1 | test rank-1 | test + mirror "
+             "| best val (epoch) | reference val / test |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['recipe']} (`{r['model']}`) | {r['epochs']} | {r['minutes']:.1f} min | "
+        lines.append(f"| {name} | {r['recipe']} (`{r['model']}`) | {r['classes']} | {r['epochs']} | "
+                     f"{r['minutes']:.1f} min | "
                      f"{r['val']:.2%} | **{r['test']:.2%}** | {r['test_flip']:.2%} | "
                      f"{r['best_val']:.2%} ({r['best_epoch']}) | {ref(r['reference_val'])} / "
                      f"{ref(r['reference_test'])} |")
