@@ -163,3 +163,31 @@ def test_fer2013_runs_section_one_row_per_run(script):
     rows = table(text)[2:]  # under the header and its rule
     assert len(rows) == 1 and rows[0].startswith("| e4 | E4: EmotionVGGNet (`emotion_vgg`) | 75 | 76.5 min |")
     assert "| 68.51% | **66.96%** | 67.20% | 68.90% (70) | 68.51% / 66.96% |" in rows[0] and MACHINE in text
+
+
+def test_onnx_vs_torch_section_names_the_weights_and_relative_parity(script):
+    onnx_vs_torch = script("onnx_vs_torch")
+    rows = [{"model": "lenet", "weights": "random", "input": "1x28x28", "batch": 1, "torch": 1202.31,
+             "ort": 5228.4, "diff": 1.23e-7, "scale": 0.0412},
+            {"model": "tv:mobilenet_v2", "weights": "IMAGENET1K_V1", "input": "3x224x224", "batch": 32,
+             "torch": 23.7, "ort": 154.3, "diff": 2.5e-6, "scale": 17.31}]
+    text = onnx_vs_torch.section(rows, MACHINE, "1.32.0", None)
+    assert text.startswith(f"Machine: {MACHINE}; onnxruntime 1.32.0, default threads. Weights: torchvision's "
+                           "published ones where the weights column names them, else random")
+    assert "relative to the largest PyTorch logit" in text
+    assert table(text) == [
+        "| model | weights | input | batch | PyTorch eager (img/s) | onnxruntime (img/s) | speed-up | largest logit "
+        "| max diff / largest logit |", "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| lenet | random | 1x28x28 | 1 | 1,202.3 | 5,228.4 | 4.35x | 0.041 | 1.2e-07 |",
+        "| tv:mobilenet_v2 | IMAGENET1K_V1 | 3x224x224 | 32 | 23.7 | 154.3 | 6.51x | 17 | 2.5e-06 |"]
+    assert onnx_vs_torch.TITLE in (BENCHMARKS.parent / "BENCHMARKS.md").read_text()
+
+
+def test_onnx_vs_torch_uses_published_weights_only_when_cached(script, monkeypatch, tmp_path):
+    onnx_vs_torch = script("onnx_vs_torch")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert onnx_vs_torch.published_weights("lenet") is None
+    assert onnx_vs_torch.published_weights("tv:mobilenet_v2") is None  # not in the empty hub cache
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth").write_bytes(b"")
+    assert onnx_vs_torch.published_weights("tv:mobilenet_v2") == "IMAGENET1K_V1"
