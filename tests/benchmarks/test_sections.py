@@ -191,3 +191,43 @@ def test_onnx_vs_torch_uses_published_weights_only_when_cached(script, monkeypat
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     (tmp_path / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth").write_bytes(b"")
     assert onnx_vs_torch.published_weights("tv:mobilenet_v2") == "IMAGENET1K_V1"
+
+
+def test_data_layer_section_medians_ratios_and_verdicts(script):
+    layer = script("data_layer_before_after")
+    faster = layer.Workload("records uint8, img/s", "", None, before=[900.0, 1000.0, 1100.0],
+                            after=[990.0, 1050.0, 1210.0])
+    noisy = layer.Workload("LeNet, samples/s", "", None, before=[3600.0, 3700.0], after=[3800.0, 3500.0])
+    slower = layer.Workload("SSDlite, img/s", "", None, before=[20.0, 21.0], after=[18.0, 20.16],
+                            failed={})
+    lost = layer.Workload("records f32, img/s", "", None, after=[700.0], failed={"before": "ImportError: x"})
+    trees = {"before": "084421fb96e1", "after": "this checkout (a14815d)"}
+    mxnet = {"rates": [240.0, 250.0, 260.0], "version": "1.9.1"}
+    text = layer.section([faster, lost, noisy, slower], trees, "3 rounds.", MACHINE, mxnet)
+    flat = " ".join(text.split())  # the notes are wrapped at 80 columns
+    assert flat.startswith(f"Machine: {MACHINE}. Before: 084421fb96e1; after: this checkout")
+    assert table(text)[2:] == [
+        "| records uint8, img/s | 1,000 (900-1,100) | 1,050 (990-1,210) | 1.10 (1.05-1.10) |",
+        "| records f32, img/s | n/a | 700 | n/a |",
+        "| LeNet, samples/s | 3,650 (3,600-3,700) | 3,650 (3,500-3,800) | 1.00 (0.95-1.06) |",
+        "| SSDlite, img/s | 20.5 (20-21) | 19.1 (18-20.2) | 0.93 (0.90-0.96) |"]
+    assert "- records uint8, img/s: after/before 1.10, at least as fast in every round -" in flat
+    assert "- LeNet, samples/s: after/before 1.00, unchanged within noise (the per-round ratios" in flat
+    assert "- SSDlite, img/s: after/before 0.93, SLOWER in every round -" in flat
+    assert "- records f32, img/s: not measured in the before tree: ImportError: x -" in flat
+    assert "- records uint8, img/s / MXNet: before 4.00x, after 4.20x (goal >= 3x: met) -" in flat
+    assert flat.endswith("- records f32, img/s / MXNet: after 2.80x")
+    assert all(len(line) <= 80 for line in text.splitlines() if not line.startswith("|"))
+
+
+def test_data_layer_steady_rate_leaves_the_first_epoch_out(script, tmp_path):
+    layer = script("data_layer_before_after")
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,lr,train_loss,samples_per_s,seconds\n1,0.1,2.0,1000.0,9\n2,0.1,1.0,3000.0,3\n"
+                       "3,0.1,0.5,3600.0,2.5\n4,0.1,0.4,3500.0,2.6\n")
+    assert layer.steady_rate(history) == 3500.0
+    history.write_text("epoch,lr,train_loss,samples_per_s,seconds\n1,0.1,2.0,1000.0,9\n")
+    assert layer.steady_rate(history) == 1000.0
+    history.write_text("epoch,lr,train_loss,samples_per_s,seconds\n")
+    with pytest.raises(layer.ChildFailed):
+        layer.steady_rate(history)
