@@ -289,7 +289,9 @@ def section(workloads: list[Workload], trees: dict[str, str], settings: str, mac
     notes = [verdict(w) for w in workloads]
     for w in workloads:
         notes += [f"{w.name}: not measured in the {label} tree: {error}" for label, error in w.failed.items()]
-    if mxnet:
+    if mxnet and mxnet.get("failed"):
+        notes.append(f"MXNet: not measured: {mxnet['failed']}")
+    if mxnet and mxnet["rates"]:
         med = statistics.median(mxnet["rates"])
         notes.append(f"MXNet {mxnet['version']} ImageRecordIter on the same records: {summary(mxnet['rates'])} "
                      f"images/s")
@@ -302,7 +304,7 @@ def section(workloads: list[Workload], trees: dict[str, str], settings: str, mac
                     met = statistics.median(w.after) >= MX_GOAL * med
                     goal = f" (goal >= {MX_GOAL:.0f}x: {'met' if met else 'NOT met'})"
                 notes.append(f"{w.name} / MXNet: {', '.join(parts)}{goal}")
-    elif any(w.name.startswith("records") for w in workloads):
+    elif not mxnet and any(w.name.startswith("records") for w in workloads):
         notes.append("MXNet: not measured (set MXNET_PYTHON to an MXNet 1.9.1 interpreter)")
     wrap = textwrap.TextWrapper(width=80, subsequent_indent="  ")
     return "\n".join([
@@ -427,11 +429,16 @@ def main() -> None:
                     background.append(busy)
                     print(f"round {r + 1}: {w.name}, {tree.label}: {rate(value)} (background {busy:.2f} cores)",
                           file=sys.stderr, flush=True)
-            if mxnet is not None:
-                value, busy = timed(measure_mxnet, not args.quick, mx_python, rec, args)
-                mxnet["rates"].append(value)
-                background.append(busy)
-                print(f"round {r + 1}: MXNet ImageRecordIter: {rate(value)} img/s", file=sys.stderr)
+            if mxnet is not None and "failed" not in mxnet:
+                try:
+                    value, busy = timed(measure_mxnet, not args.quick, mx_python, rec, args)
+                except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+                    mxnet["failed"] = str(exc).strip().splitlines()[-1]
+                    print(f"round {r + 1}: MXNet ImageRecordIter: failed: {mxnet['failed']}", file=sys.stderr)
+                else:
+                    mxnet["rates"].append(value)
+                    background.append(busy)
+                    print(f"round {r + 1}: MXNet ImageRecordIter: {rate(value)} img/s", file=sys.stderr)
             print(f"round {r + 1} of {args.rounds} done after {time.perf_counter() - t_start:.0f} s",
                   file=sys.stderr, flush=True)
         if mxnet is not None:
