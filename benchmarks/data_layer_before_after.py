@@ -1,36 +1,42 @@
-"""The data layer before and after its consolidation into one BatchLoader, timed side by side.
+"""The data layer before and after its consolidation into one BatchLoader.
 
-The data layer (`src/deepvision/data`) went from five loader classes (TensorLoader, DatasetLoader,
-DetectionLoader, RecordLoader, ImageRecordIter) in 7,013 lines to one BatchLoader over sources. This
-script checks that no workload got slower: it checks the last commit before that work out into a
-temporary git worktree (`--before`; removed at the end, also after an error or Ctrl-C) and runs each
-workload in child processes whose PYTHONPATH is one tree's `src`: the "before" commit, and this
-checkout (or `--after REV`). The trees alternate round by round (before first in odd rounds, after
-first in even ones) on the same data with the same settings and torch threads (`--threads`, 2).
-Reported per workload: the median and range of each tree over the rounds and the median (range) of
-the per-round after/before ratios.
+The data layer (`src/deepvision/data`) went from five loader classes
+(TensorLoader, DatasetLoader, DetectionLoader, RecordLoader, ImageRecordIter) in
+7,013 lines to one BatchLoader over sources. This script checks that no workload
+got slower. It checks the last commit before that work out into a temporary git
+worktree (`--before`; removed at the end, also after an error or Ctrl-C) and
+runs each workload in child processes whose PYTHONPATH is one tree's `src`: the
+"before" commit, and this checkout (or `--after REV`). The trees alternate round
+by round (before first in odd rounds, after first in even ones) on the same data
+with the same settings and torch threads (`--threads`, 2). Reported per
+workload: each tree's median and range over the rounds, and the median (range)
+of the per-round after/before ratios.
 
-1. Record loading, on `benchmarks/records_load.py`'s records (its corpus of photographs packed with
-   `im2rec --resize 256 --quality 95`): images/s of `RecordLoader` (uint8, what training uses) and of
-   `ImageRecordIter` (float32, MXNet's output) with random 224 crops, mirror (and mean subtraction),
-   batch 128, shuffled, one worker per core, over `--seconds` after a warm-up batch. Both classes are
-   built with the same constructor arguments in both trees. With MXNET_PYTHON naming an MXNet 1.9.1
-   interpreter, MXNet's ImageRecordIter reads the same records in every round too (goal: the
-   RecordLoader at >= 3x its images/s, after as before).
-2. LeNet training: `deepvision train lenet_mnist` on the 10,000 MNIST test digits (8,000 train / 2,000
-   val, as `benchmarks/lenet_mnist.py`), batch 100, SGD; the training samples/s of the epochs after
-   the first (warm-up) from the run's history.csv, median per run.
-3. Detection training: `deepvision train detection_synthetic` (SSDlite at 128 px, flip + zoom-out + IoU
-   crop, AdamW) on `benchmarks/detection_synthetic.py`'s shapes (160 images, 120 for training), batch
-   8; training images/s from history.csv as for LeNet.
+1. Record loading, on `benchmarks/records_load.py`'s records (its corpus of
+   photographs packed with `im2rec --resize 256 --quality 95`): images/s of
+   `RecordLoader` (uint8, what training uses) and of `ImageRecordIter` (float32,
+   MXNet's output), random 224 crops, mirror (and mean subtraction), batch 128,
+   shuffled, one worker per core, over `--seconds` after a warm-up batch. Both
+   classes take the same constructor arguments in both trees. With MXNET_PYTHON
+   naming an MXNet 1.9.1 interpreter, MXNet's ImageRecordIter reads the same
+   records in every round too (goal: the RecordLoader at >= 3x its images/s).
+2. LeNet training: `deepvision train lenet_mnist` on the 10,000 MNIST test
+   digits (8,000 train / 2,000 val, as `benchmarks/lenet_mnist.py`), batch 100,
+   4 epochs; the median training samples/s of the epochs after the first (the
+   warm-up), from the run's history.csv.
+3. Detection training: `deepvision train detection_synthetic` (SSDlite at 128
+   px, flip + zoom-out + IoU crop, AdamW) on the shapes of
+   `benchmarks/detection_synthetic.py` (160 images, 120 for training), batch 8,
+   3 epochs; training images/s from history.csv as for LeNet.
 
-The training commands, recipes and config keys are the same in both trees; amp is pinned off, the loader
-workers to `--workers` and TensorBoard off, because the defaults of amp and TensorBoard changed between
-the trees. A workload that fails in a tree is reported as not measured there, with its error's last line.
+The training commands, recipes and config keys are the same in both trees. amp
+is pinned off, TensorBoard off and the loader workers to `--workers`: the
+defaults of amp and TensorBoard changed between the trees. A workload that
+fails in a tree is reported as not measured there, with its error's last line.
 
-    python benchmarks/data_layer_before_after.py         # 5 rounds, about 15 min on 2 idle cores
-    MXNET_PYTHON=/path/to/mxnet-venv/bin/python python benchmarks/data_layer_before_after.py
-    python benchmarks/data_layer_before_after.py --quick --no-append   # smoke run: tiny sizes, 1 round
+    python benchmarks/data_layer_before_after.py   # 5 rounds, ~15 min, 2 cores
+    MXNET_PYTHON=... python benchmarks/data_layer_before_after.py   # with MXNet
+    python benchmarks/data_layer_before_after.py --quick --no-append   # smoke
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ BEFORE = "084421fb96e1710f16acaf80596221a7edd8ca09"
 TITLE = "Data layer: before and after the one-loader consolidation"
 MX_GOAL = 3.0  # the RecordLoader's images/s over MXNet's ImageRecordIter's
 CHILD_TIMEOUT = 3600
+BUSY = 0.25  # cores other processes may use during a measurement before the figures are flagged
 MEAN = (123.68, 116.779, 103.939)
 
 RECORDS_CHILD = r"""
@@ -282,7 +289,9 @@ def section(workloads: list[Workload], trees: dict[str, str], settings: str, mac
     notes = [verdict(w) for w in workloads]
     for w in workloads:
         notes += [f"{w.name}: not measured in the {label} tree: {error}" for label, error in w.failed.items()]
-    if mxnet:
+    if mxnet and mxnet.get("failed"):
+        notes.append(f"MXNet: not measured: {mxnet['failed']}")
+    if mxnet and mxnet["rates"]:
         med = statistics.median(mxnet["rates"])
         notes.append(f"MXNet {mxnet['version']} ImageRecordIter on the same records: {summary(mxnet['rates'])} "
                      f"images/s")
@@ -295,7 +304,7 @@ def section(workloads: list[Workload], trees: dict[str, str], settings: str, mac
                     met = statistics.median(w.after) >= MX_GOAL * med
                     goal = f" (goal >= {MX_GOAL:.0f}x: {'met' if met else 'NOT met'})"
                 notes.append(f"{w.name} / MXNet: {', '.join(parts)}{goal}")
-    elif any(w.name.startswith("records") for w in workloads):
+    elif not mxnet and any(w.name.startswith("records") for w in workloads):
         notes.append("MXNet: not measured (set MXNET_PYTHON to an MXNet 1.9.1 interpreter)")
     wrap = textwrap.TextWrapper(width=80, subsequent_indent="  ")
     return "\n".join([
@@ -420,20 +429,28 @@ def main() -> None:
                     background.append(busy)
                     print(f"round {r + 1}: {w.name}, {tree.label}: {rate(value)} (background {busy:.2f} cores)",
                           file=sys.stderr, flush=True)
-            if mxnet is not None:
-                value, busy = timed(measure_mxnet, not args.quick, mx_python, rec, args)
-                mxnet["rates"].append(value)
-                background.append(busy)
-                print(f"round {r + 1}: MXNet ImageRecordIter: {rate(value)} img/s", file=sys.stderr)
+            if mxnet is not None and "failed" not in mxnet:
+                try:
+                    value, busy = timed(measure_mxnet, not args.quick, mx_python, rec, args)
+                except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+                    mxnet["failed"] = str(exc).strip().splitlines()[-1]
+                    print(f"round {r + 1}: MXNet ImageRecordIter: failed: {mxnet['failed']}", file=sys.stderr)
+                else:
+                    mxnet["rates"].append(value)
+                    background.append(busy)
+                    print(f"round {r + 1}: MXNet ImageRecordIter: {rate(value)} img/s", file=sys.stderr)
             print(f"round {r + 1} of {args.rounds} done after {time.perf_counter() - t_start:.0f} s",
                   file=sys.stderr, flush=True)
         if mxnet is not None:
             mxnet["version"] = subprocess.run([mx_python, "-c", "import mxnet; print(mxnet.__version__)"],
                                               capture_output=True, text=True, cwd="/").stdout.strip()
-    settings = (f"{args.rounds} round(s), the trees alternating; {args.threads} torch threads; "
+    rounds = f"{args.rounds} round{'s' if args.rounds != 1 else ''}"
+    settings = (f"{rounds}, the trees alternating; {args.threads} torch threads; "
                 + "; ".join(w.setting for w in workloads)
                 + f". Other processes used {max(background, default=0.0):.2f} cores at most during a "
                   f"measurement (median {statistics.median(background) if background else 0.0:.2f}).")
+    if max(background, default=0.0) > BUSY:
+        settings += " The machine was busy: rerun on an idle machine before comparing the trees."
     text = section(workloads, {t.label: t.what for t in trees}, settings, describe(), mxnet)
     print(f"\n## {TITLE}\n\n`{command_line()}`\n\n{text}")
     if not args.no_append and not args.quick:
@@ -441,4 +458,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # the children are ended and the worktrees removed by then
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
