@@ -4,6 +4,7 @@ searches falling back to the full one; and MTCNN's own pieces it relies on (`ref
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -140,7 +141,10 @@ def test_mtcnn_refine_follows_a_moved_face_and_drops_a_non_face(mtcnn):
 def test_mtcnn_min_face_size_per_search(mtcnn):
     photo = astronaut_bgr()  # the face about 95 pixels
     assert len(mtcnn.detect(photo, min_face_size=60)) == 1
-    assert mtcnn.detect(photo, min_face_size=200) == []
+    small = cv2.resize(photo, (160, 160), interpolation=cv2.INTER_AREA)  # the face about 30 pixels
+    assert len(mtcnn.detect(small)) == 1 and mtcnn.detect(small, min_face_size=80) == []
+    assert isinstance(mtcnn.detect(small, min_face_size=1000), list)  # larger than the image: no error
+    assert mtcnn.detect(small[:10]) == []  # smaller than P-Net's 12 x 12 window
     assert mtcnn.model.min_face_size == mtcnn.min_face_size == 20  # restored after the search
     with pytest.raises(UserError, match="at least 12"):
         MtcnnDetector(min_face_size=8)

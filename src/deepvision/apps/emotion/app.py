@@ -1,7 +1,8 @@
 """Real-time emotion recognition from a camera or a video (docs/faces.md).
 
-Per frame: resize to width 300, face detection (the Haar cascade searches a large face at half size
-first: see `EmotionRecognizer`), the largest face by area w * h, its ROI resized to the model input
+Per frame: resize to width 300, face detection (a `FaceTracker`: MTCNN searches every 5th frame and
+re-checks the faces in between, the Haar cascade searches a large face at half size first: see
+`EmotionRecognizer`), the largest face by area w * h, its ROI resized to the model input
 (48 x 48 for EmotionVGGNet), class probabilities; the probability canvas and the red box + label
 overlay of the reference app. Windows "Face" and "Probabilities" (`q` quits), or headless: annotated
 frames as PNG files in a folder, or one video (frame and canvas side by side), plus per-frame results

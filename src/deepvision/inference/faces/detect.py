@@ -198,10 +198,14 @@ class MtcnnDetector:
         self.device = device
 
     def detect(self, image: np.ndarray, min_face_size: int | None = None) -> list[Face]:
-        """Faces of at least `min_face_size` pixels (default: the detector's), in MTCNN's order."""
+        """Faces of at least `min_face_size` pixels (default: the detector's; at most the image's smaller
+        side), in MTCNN's order."""
         import torch
 
-        self.model.min_face_size = max(12, int(min_face_size or self.min_face_size))
+        side = min(image.shape[:2])
+        if side < 12:  # smaller than P-Net's window: MTCNN's pyramid would have no level
+            return []
+        self.model.min_face_size = max(12, min(side, int(min_face_size or self.min_face_size)))
         try:
             with torch.inference_mode():
                 boxes, probs, points = self.model.detect(to_rgb(image), landmarks=True)

@@ -32,7 +32,8 @@ class FaceTracker:
     """The faces of consecutive video frames with `detector` (see the module doc); `reset()` between videos.
 
     `fast_detection=False` makes every search a full one; `detect_every=1` searches every frame.
-    After each call, `searched` says whether that frame was searched (else its faces were carried).
+    After each call, `searched` says whether that frame was searched (else its faces were carried),
+    and `fast` whether the fast first search alone gave its faces.
     """
 
     def __init__(self, detector: FaceDetector, detect_every: int = DETECT_EVERY, fast_detection: bool = True) -> None:
@@ -48,7 +49,7 @@ class FaceTracker:
         self.last_side = 0  # the smaller side of the previous frame's largest face, 0 when it had none
         self.carried: list[Face] = []  # the previous frame's faces
         self.since_search = 0  # frames since the last search
-        self.searched = False
+        self.searched = self.fast = False
 
     def __call__(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Face]:
         """Faces in one 8-bit BGR frame (`gray`: the same frame in grayscale, when already at hand)."""
@@ -58,7 +59,7 @@ class FaceTracker:
             faces = refine(image, self.carried)
         if faces:
             self.since_search += 1
-            self.searched = False
+            self.searched = self.fast = False
         else:
             faces = self.search(image, gray)
             self.since_search, self.searched = 0, True
@@ -70,16 +71,18 @@ class FaceTracker:
     def search(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Face]:
         """A search of the whole frame: the fast first search when it applies, else (or when it finds
         nothing) the detector's full one."""
-        det = self.detector
+        det, self.fast = self.detector, True
         if isinstance(det, HaarDetector):
             image = image if gray is None else gray
             if self.fast_detection and self.last_side >= COARSE_FROM:
                 faces = det.detect_at(image, COARSE_SCALE)
                 if faces:
                     return faces
+            self.fast = False
             return det.detect(image)
         if isinstance(det, MtcnnDetector) and self.fast_detection and self.last_side >= FAST_FROM:
             faces = det.detect(image, min_face_size=max(det.min_face_size, int(self.last_side * FAST_RATIO)))
             if faces:
                 return faces
+        self.fast = False
         return det.detect(image)
