@@ -40,8 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "docs/faces.md)")
     p.add_argument("--keras-model", help="architecture of a Keras .h5 (default: the emotion architecture it fits)")
     p.add_argument("--full-size-detection", action="store_true",
-                   help="Haar: search every frame at full size (by default a large face is first searched for at "
-                        "half size, about 3x faster; docs/faces.md)")
+                   help="every search in full (by default, after a large face, Haar first searches the frame at "
+                        "half size and MTCNN first looks for faces of half that size; docs/faces.md)")
     p.add_argument("--detect-every", type=int, default=5, metavar="K",
                    help="MTCNN: search for faces every K-th frame (default 5); in between, its last "
                         "stage re-checks and moves the previous frame's faces, and a frame where none is left is "
