@@ -14,8 +14,8 @@ others. Per detector the table gives
 
 `--tracked mtcnn` (the default when MTCNN is installed) adds a row "mtcnn, tracked": the detector as the
 emotion app runs it by default (`deepvision.inference.faces.FaceTracker`: a search every
-`--detect-every`-th frame, 5, the faces carried and re-checked by O-Net in between, a first search for
-faces half the previous size), scored the same way on every frame, carried or searched; the rows of the
+`--detect-every`-th frame, 8, the faces carried and re-checked by O-Net in between, a first search for
+faces 0.7 of the previous size), scored the same way on every frame, carried or searched; the rows of the
 plain detectors search every frame in full (the app's `--detect-every 1 --full-size-detection`).
 
 PyTorch runs on `--threads` threads (default 1, the app's default: one small frame at a time gains
@@ -29,7 +29,7 @@ per cluster, named `f<frame>c<cluster>` with the detectors that found it) to che
 reference.
 
     python benchmarks/face_detectors.py CLIP.mp4 [--width 300] [--detectors haar,dlib,mtcnn]
-        [--tracked mtcnn] [--detect-every 5] [--reference FACES.json] [--label-every 7]
+        [--tracked mtcnn] [--detect-every 8] [--reference FACES.json] [--label-every 7]
         [--candidates FILE.json] [--crops DIR]
 
 The table replaces this script's section of BENCHMARKS.md (`--no-append` only prints it).
@@ -198,7 +198,7 @@ def section(rows: dict[str, dict], clip: str, frames: int, width: int, labelled:
         if "searched" in r:
             lines += ["", f"{name}: as the emotion app runs it by default, a search every {r['detect_every']}th "
                           f"frame, the faces carried and re-checked by O-Net in between; {r['searched']} of "
-                          f"{frames} frames searched, {r['fast']} of them by the first search for faces half the "
+                          f"{frames} frames searched, {r['fast']} of them by the first search for faces 0.7 of the "
                           "previous size alone. The other rows search every frame in full."]
     return "\n".join(lines) + "\n"
 

@@ -10,7 +10,7 @@ import pytest
 
 from deepvision.errors import UserError
 from deepvision.inference.faces.detect import Face, MtcnnDetector
-from deepvision.inference.faces.track import FAST_FROM, FaceTracker
+from deepvision.inference.faces.track import FAST_FROM, FAST_RATIO, KEEP_SCORE, FaceTracker
 from tests.faces.facetools import FACE, astronaut_bgr, iou
 
 FRAME = np.zeros((30, 40, 3), np.uint8)
@@ -30,8 +30,9 @@ class _Script:
         self.calls.append("search")
         return [Face((self.calls.count("search") * 10, 0, 8, 8), 1.0)]
 
-    def refine(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
+    def refine(self, image: np.ndarray, faces: list[Face], min_score: float = 0.9) -> list[Face]:
         self.calls.append("refine")
+        assert min_score == KEEP_SCORE
         if self.frame in self.lose:
             return []
         return [Face((f.box[0] + 1, *f.box[1:]), 1.0) for f in faces]
@@ -96,13 +97,13 @@ class _Sizes(MtcnnDetector):
         return [Face((0, 0, self.side, self.side), 0.99)] if self.sizes[-1] == 20 else []
 
 
-def test_mtcnn_first_searches_for_faces_half_the_previous_size_then_falls_back_to_the_full_search():
+def test_mtcnn_first_searches_for_faces_near_the_previous_size_then_falls_back_to_the_full_search():
     det = _Sizes(side=FAST_FROM + 20)
     tracker = FaceTracker(det, detect_every=1)
     tracker(FRAME)
     assert det.sizes == [20]  # no previous face: the full search only
     tracker(FRAME)
-    assert det.sizes == [20, (FAST_FROM + 20) // 2, 20]  # the fast search found nothing: the full one at once
+    assert det.sizes == [20, int((FAST_FROM + 20) * FAST_RATIO), 20]  # the fast one found nothing: the full one
     tracker.reset()
     tracker(FRAME)
     assert det.sizes[-1] == 20 and len(det.sizes) == 4

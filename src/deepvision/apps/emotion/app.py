@@ -1,6 +1,6 @@
 """Real-time emotion recognition from a camera or a video (docs/faces.md).
 
-Per frame: resize to width 300, face detection (a `FaceTracker`: MTCNN searches every 5th frame and
+Per frame: resize to width 300, face detection (a `FaceTracker`: MTCNN searches every 8th frame and
 re-checks the faces in between, the Haar cascade searches a large face at half size first: see
 `EmotionRecognizer`), the largest face by area w * h, its ROI resized to the model input
 (48 x 48 for EmotionVGGNet), class probabilities; the probability canvas and the red box + label
@@ -106,7 +106,7 @@ class EmotionRecognizer:
     `fast_detection`, a frame after one with a face of at least COARSE_FROM pixels is searched at half
     size first (about a third of the time; the box is the full-size box to within about one step of
     the cascade's scale pyramid and a few pixels); with MTCNN and `fast_detection`, a frame after one
-    with a face of at least FAST_FROM pixels is searched first for faces of at least half that size;
+    with a face of at least FAST_FROM pixels is searched first for faces of at least 0.7 of that size;
     either first search falls back to the full one when it finds nothing. With MTCNN only every
     `detect_every`-th frame is searched: in between the previous frame's faces are re-checked by its
     last stage (O-Net), which moves the boxes and drops faces that left; a frame where none is left is

@@ -41,9 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keras-model", help="architecture of a Keras .h5 (default: the emotion architecture it fits)")
     p.add_argument("--full-size-detection", action="store_true",
                    help="every search in full (by default, after a large face, Haar first searches the frame at "
-                        "half size and MTCNN first looks for faces of half that size; docs/faces.md)")
-    p.add_argument("--detect-every", type=int, default=5, metavar="K",
-                   help="MTCNN: search for faces every K-th frame (default 5); in between, its last "
+                        "half size and MTCNN first looks for faces of 0.7 of that size; docs/faces.md)")
+    p.add_argument("--detect-every", type=int, default=8, metavar="K",
+                   help="MTCNN: search for faces every K-th frame (default 8); in between, its last "
                         "stage re-checks and moves the previous frame's faces, and a frame where none is left is "
                         "searched at once; 1: every frame (docs/faces.md)")
     p.add_argument("--width", type=int, help="frame width for detection and display (300; --image: at most 800)")

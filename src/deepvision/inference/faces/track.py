@@ -10,8 +10,10 @@
 - either way, a first search that finds nothing is followed at once by the full one;
 - with a detector that can re-check a box (MTCNN's `refine`, its last stage on the box), only every
   `detect_every`-th frame is searched: in between, the previous frame's faces are re-checked, which
-  moves each box with its face and drops those no longer scored as faces; a frame where none is
-  left is searched at once, so new faces are found at most `detect_every - 1` frames late.
+  moves each box with its face and drops those it scores under `keep_score` (MTCNN's own O-Net
+  threshold, 0.7: a face already found only has to be still there; a new face needs the detector's
+  `min_score`, 0.9); a frame where none is left is searched at once, so new faces are found at most
+  `detect_every - 1` frames late.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from deepvision.inference.faces.detect import Face, FaceDetector, HaarDetector, 
 
 COARSE_SCALE = 0.5  # the Haar cascade's first search, on the frame at half size
 COARSE_FROM = 60  # ... tried when the previous frame's face was at least this many pixels wide and high
-FAST_RATIO = 0.5  # MTCNN's first search: faces of at least half the previous frame's largest face ...
-FAST_FROM = 60  # ... tried when that face was at least this many pixels (a first search from 30 pixels up)
-DETECT_EVERY = 5  # MTCNN: a search every 5th frame, the faces re-checked in between
+FAST_RATIO = 0.7  # MTCNN's first search: faces of at least 0.7 of the previous frame's largest face ...
+FAST_FROM = 40  # ... tried when that face was at least this many pixels (a first search from 28 pixels up)
+DETECT_EVERY = 8  # MTCNN: a search every 8th frame, the faces re-checked in between
+KEEP_SCORE = 0.7  # a carried face stays while `refine` scores it at least this (MTCNN's O-Net threshold)
 
 
 class FaceTracker:
@@ -36,10 +39,12 @@ class FaceTracker:
     and `fast` whether the fast first search alone gave its faces.
     """
 
-    def __init__(self, detector: FaceDetector, detect_every: int = DETECT_EVERY, fast_detection: bool = True) -> None:
+    def __init__(self, detector: FaceDetector, detect_every: int = DETECT_EVERY, fast_detection: bool = True,
+                 keep_score: float = KEEP_SCORE) -> None:
         if detect_every < 1:
             raise UserError(f"--detect-every must be at least 1, got {detect_every}")
         self.detector = detector
+        self.keep_score = float(keep_score)
         self.detect_every = int(detect_every)
         self.fast_detection = fast_detection
         self.reset()
@@ -56,7 +61,7 @@ class FaceTracker:
         faces: list[Face] = []
         refine = getattr(self.detector, "refine", None)
         if refine is not None and self.carried and self.since_search < self.detect_every - 1:
-            faces = refine(image, self.carried)
+            faces = refine(image, self.carried, min_score=self.keep_score)
         if faces:
             self.since_search += 1
             self.searched = self.fast = False
