@@ -120,6 +120,13 @@ def test_face_detectors_section(script):
     assert "64 faces in 40 frames (hand-checked reference (faces.json))" in text
     assert table(text)[2:] == ["| haar | 119/275 (43%) | 31% | 0 | 54% | 11.2 | 89 | 50.6 |",
                                "| mtcnn | 234/275 (85%) | 92% | 1 | 92% | 62.5 | 16 | 292.4 |"]
+    assert "tracked" not in text
+    rows["mtcnn, tracked"] = {"found": 240, "recall": 0.9, "false": 0, "pick_ok": 0.9, "cpu_ms": 12.5,
+                              "wall_ms": 60.0, "searched": 70, "fast": 20, "detect_every": 5}
+    text = script("face_detectors").section(rows, "clip.mp4", 275, 300, 40, 64, "reference", MACHINE)
+    assert table(text)[-1] == "| mtcnn, tracked | 240/275 (87%) | 90% | 0 | 90% | 12.5 | 80 | 60.0 |"
+    assert ("mtcnn, tracked: as the emotion app runs it by default, a search every 5th frame, the faces "
+            "carried and re-checked by O-Net in between; 70 of 275 frames searched, 20 of them") in text
 
 
 def test_fer_pretrained_section_with_and_without_keras(script):
