@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -428,6 +429,12 @@ def spreadsheet_cell(value: Any) -> Any:
         return value
     text = printable(value)
     return "'" + text if value.startswith(FORMULA_STARTS) else text
+
+
+def spreadsheet_row(cells: Iterable[Any]) -> list[Any]:
+    """One CSV row with every cell through `spreadsheet_cell`: for rows holding names, paths or labels that
+    came from outside (class names, image file names), written beside numbers."""
+    return [spreadsheet_cell(cell) for cell in cells]
 
 
 def check_class_names(names: list[str], where: str) -> None:

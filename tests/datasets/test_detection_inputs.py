@@ -203,3 +203,22 @@ def test_class_names_with_control_characters_refused(tmp_path):
     root = _labelimg(tmp_path / "ds", n=1, boxes=[(2, 2, 20, 20, "")])
     with pytest.raises(UserError, match="an empty class name .*photo_0.jpg"):
         build_from_files("voc", [root], tmp_path / "out2", test_fraction=0)
+
+
+def test_an_image_linked_from_outside_the_dataset_is_refused(tmp_path):
+    root = _labelimg(tmp_path / "ds", n=2)
+    outside = tmp_path / "outside.jpg"
+    (root / "images" / "photo_1.jpg").rename(outside)
+    (root / "images" / "photo_1.jpg").symlink_to(outside)
+    with pytest.raises(UserError) as exc:
+        read_annotations("voc", [str(root)])
+    link = root / "images" / "photo_1.jpg"
+    assert f"{link} is a link to {outside.resolve()}, outside the dataset folder" in str(exc.value)
+    # a link within the dataset (images/ -> JPEGImages/) is followed as before
+    (root / "JPEGImages").mkdir()
+    outside.rename(root / "JPEGImages" / "p1.jpg")
+    (root / "images" / "photo_1.jpg").unlink()
+    (root / "images" / "photo_1.jpg").symlink_to(root / "JPEGImages" / "p1.jpg")
+    ann = read_annotations("voc", [str(root)])
+    files = sorted(Path(r.file).name for records in ann.splits.values() for r in records)
+    assert files == ["p1.jpg", "photo_0.jpg"]

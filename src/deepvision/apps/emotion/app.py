@@ -44,6 +44,7 @@ from deepvision.inference.faces.draw import draw_face, probability_canvas, resiz
 from deepvision.inference.faces.track import DETECT_EVERY, FaceTracker
 from deepvision.inference.video import open_video
 from deepvision.models.memory_format import to_channels_last
+from deepvision.safeload import spreadsheet_cell, spreadsheet_row
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 PREFERRED_DETECTOR = "mtcnn"  # measured on real faces: benchmarks/face_detectors.py, docs/faces.md
@@ -267,11 +268,11 @@ class _Sink:
 def results_csv(results: list[FrameResult], classes: list[str]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["frame", "faces", "x", "y", "w", "h", "label", *classes, "ms"])
+    w.writerow(spreadsheet_row(["frame", "faces", "x", "y", "w", "h", "label", *classes, "ms"]))
     for r in results:
         box = list(r.box) if r.box else [""] * 4
         probs = [f"{p:.6f}" for p in r.probs] if r.probs else [""] * len(classes)
-        w.writerow([r.frame, r.faces, *box, r.label or "", *probs, f"{r.seconds * 1000:.3f}"])
+        w.writerow([r.frame, r.faces, *box, spreadsheet_cell(r.label or ""), *probs, f"{r.seconds * 1000:.3f}"])
     return buf.getvalue()
 
 
@@ -435,7 +436,8 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
 def _faces_csv(faces: list[FaceEmotion], classes: list[str]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["image", "face", "x", "y", "w", "h", "label", *classes])
+    w.writerow(spreadsheet_row(["image", "face", "x", "y", "w", "h", "label", *classes]))
     for f in faces:
-        w.writerow([f.image, f.face, *f.box, f.label, *(f"{f.probabilities[c]:.6f}" for c in classes)])
+        w.writerow([spreadsheet_cell(f.image), f.face, *f.box, spreadsheet_cell(f.label),
+                    *(f"{f.probabilities[c]:.6f}" for c in classes)])
     return buf.getvalue()
