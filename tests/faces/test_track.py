@@ -64,6 +64,44 @@ def test_a_frame_whose_carried_faces_are_all_dropped_is_searched_at_once():
     assert [b[0] for _, b in seen] == [10, 11, 20, 21, 22, 23]
 
 
+class _Empty(_Script):
+    """A detector with `refine` whose searches find a face only on the frames listed in `faces_on`."""
+
+    def __init__(self, faces_on: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.faces_on = set(faces_on)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        self.calls.append("search")
+        return [Face((10, 0, 8, 8), 1.0)] if self.frame in self.faces_on else []
+
+
+def _searched(tracker: FaceTracker, det: _Script, frames: int) -> list[bool]:
+    seen = []
+    for i in range(frames):
+        det.frame = i
+        tracker(FRAME)
+        seen.append(tracker.searched)
+    return seen
+
+
+def test_searches_that_find_nothing_back_off_to_every_kth_frame():
+    det = _Empty()
+    # empty searches in a row wait 0, 1, 3, then detect_every - 1 = 3 frames
+    assert _searched(FaceTracker(det, detect_every=4), det, 12) == [True, True, False, True, False, False, False,
+                                                                   True, False, False, False, True]
+    assert "refine" not in det.calls  # nothing to carry
+
+
+def test_a_face_lost_for_one_frame_is_searched_for_again_at_once_and_found():
+    det = _Empty(faces_on=(0, 3, 4, 5))
+    tracker = FaceTracker(det, detect_every=8)
+    # 0: found; 1: refine keeps it; 2: refine loses it -> search (empty); 3: searched again at once, found
+    det.lose = {2}
+    assert _searched(tracker, det, 5) == [True, False, True, True, False]
+    assert tracker.empty_searches == 0 and tracker.carried
+
+
 def test_every_frame_is_searched_with_detect_every_1_or_a_detector_without_refine():
     det = _Script()
     assert all(s for s, _ in _run(FaceTracker(det, detect_every=1), det, 4)) and "refine" not in det.calls

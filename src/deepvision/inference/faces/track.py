@@ -13,7 +13,11 @@
   moves each box with its face and drops those it scores under `keep_score` (MTCNN's own O-Net
   threshold, 0.7: a face already found only has to be still there; a new face needs the detector's
   `min_score`, 0.9); a frame where none is left is searched at once, so new faces are found at most
-  `detect_every - 1` frames late.
+  `detect_every - 1` frames late;
+- with such a detector, searches that keep finding nothing back off: after the n-th empty search in a
+  row the next 2**(n-1) - 1 frames wait (none after the first, so a face lost for one frame is searched
+  for again at once), up to `detect_every - 1`, so a stretch without a face costs a search every
+  `detect_every`-th frame too.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class FaceTracker:
         self.last_side = 0  # the smaller side of the previous frame's largest face, 0 when it had none
         self.carried: list[Face] = []  # the previous frame's faces
         self.since_search = 0  # frames since the last search
+        self.empty_searches = 0  # searches in a row that found no face
         self.searched = self.fast = False
 
     def __call__(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Face]:
@@ -62,16 +67,23 @@ class FaceTracker:
         refine = getattr(self.detector, "refine", None)
         if refine is not None and self.carried and self.since_search < self.detect_every - 1:
             faces = refine(image, self.carried, min_score=self.keep_score)
-        if faces:
+        if faces or (refine is not None and not self.carried and self.since_search < self.empty_wait()):
             self.since_search += 1
             self.searched = self.fast = False
         else:
             faces = self.search(image, gray)
             self.since_search, self.searched = 0, True
+            self.empty_searches = 0 if faces else self.empty_searches + 1
         face = largest_face(faces)
         self.last_side = min(face.box[2:]) if face else 0
         self.carried = faces
         return faces
+
+    def empty_wait(self) -> int:
+        """Frames to wait after the last search when it found nothing (0 when it found a face)."""
+        if self.empty_searches == 0:
+            return 0
+        return min(self.detect_every - 1, 2 ** (min(self.empty_searches, 16) - 1) - 1)
 
     def search(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Face]:
         """A search of the whole frame: the fast first search when it applies, else (or when it finds
