@@ -36,7 +36,7 @@ import numpy as np
 from deepvision.apps.classifier import Classifier, load_classifier
 from deepvision.data.imageio import read_bgr, write_image
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, refuse_output_over_inputs
 from deepvision.inference.faces.detect import (
     Face,
     FaceDetector,
@@ -49,6 +49,7 @@ from deepvision.inference.faces.detect import (
 from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side
 from deepvision.inference.video import open_video
 from deepvision.models.memory_format import to_channels_last
+from deepvision.safeload import check_image_side
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 PREFERRED_DETECTOR = "mtcnn"  # measured on real faces: benchmarks/face_detectors.py, docs/faces.md
@@ -284,6 +285,13 @@ def results_csv(results: list[FrameResult], classes: list[str]) -> str:
     return buf.getvalue()
 
 
+def _check_width(width: int) -> None:
+    """The detection width: a face needs some pixels, and the resized frame must fit in memory."""
+    if width < 32:
+        raise UserError(f"--width must be at least 32, got {width}")
+    check_image_side("--width", width)
+
+
 def run_emotion(
     model: str | Path | Classifier,
     *,
@@ -313,6 +321,9 @@ def run_emotion(
         raise UserError(f"--max-frames must be positive, got {max_frames}")
     if threads is not None and threads < 1:
         raise UserError(f"--threads must be at least 1, got {threads}")
+    _check_width(width)
+    if video is not None and out is not None:
+        refuse_output_over_inputs(out, [video])
     import torch
 
     previous_threads = torch.get_num_threads()  # restored at the end: the caller's process keeps its setting
@@ -393,8 +404,7 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
     enlarged); boxes are reported in the image's own pixels."""
     from deepvision.apps.agegender.app import list_images
 
-    if width < 32:
-        raise UserError(f"--width must be at least 32, got {width}")
+    _check_width(width)
     paths = list_images(image)
     # a Keras file is mapped onto the emotion architecture it fits (FER class names and input transform)
     clf = model if isinstance(model, Classifier) else load_classifier(model, keras_model=keras_model or "auto",
