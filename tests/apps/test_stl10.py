@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def test_build_splits_balanced_disjoint_seeded_and_packs_gray_28(fake_bins, tmp_
     assert (tmp_path / "full" / "rgb96" / "labels.txt").read_text() == "airplane\ncat\n"
 
 
-@pytest.mark.parametrize("damage", ["truncated", "count", "label_high", "label_zero", "missing"])
+@pytest.mark.parametrize("damage", ["truncated", "count", "label_high", "label_zero", "missing", "sparse", "fifo"])
 def test_bad_binaries_are_one_line_errors_naming_the_file(fake_bins, tmp_path, run_cli, damage):
     root = tmp_path / "bin"
     root.mkdir()
@@ -113,6 +114,9 @@ def test_bad_binaries_are_one_line_errors_naming_the_file(fake_bins, tmp_path, r
         "label_high": ("test_y.bin", "label 11 at position 3 is outside 1..10"),
         "label_zero": ("train_y.bin", "label 0 at position 0 is outside 1..10"),
         "missing": ("test_X.bin", "test_X.bin not found"),
+        # 8 GB of labels (a sparse file): counted from the file's size, never read
+        "sparse": ("train_y.bin", "holds 8,589,934,592 labels but its image file holds"),
+        "fifo": ("train_y.bin", "train_y.bin is a FIFO, not a regular file"),
     }[damage]
     path = root / target
     data = bytearray(path.read_bytes())
@@ -126,6 +130,12 @@ def test_bad_binaries_are_one_line_errors_naming_the_file(fake_bins, tmp_path, r
         data[0] = 0
     if damage == "missing":
         path.unlink()
+    elif damage == "sparse":
+        with open(path, "r+b") as f:
+            f.truncate(8 * 2**30)
+    elif damage == "fifo":
+        path.unlink()
+        os.mkfifo(path)
     else:
         path.write_bytes(bytes(data))
     code, _, err = run_cli("stl10", "build", "--root", root, "--out", tmp_path / "out", "--no-records")
