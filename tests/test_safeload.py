@@ -191,3 +191,45 @@ def test_a_yaml_base_60_number_is_refused(text):
     with pytest.raises(UserError, match=r"on line 1 is a YAML base-60 number; quote it"):
         load_yaml(text, "c.yaml")
     assert load_yaml("t: '1:30'\nlr: 1.5e-3\nn: 0x10\n", "c.yaml") == {"t": "1:30", "lr": 0.0015, "n": 16}
+
+
+def test_mat_compressed_variables_are_checked_before_loadmat(tmp_path, monkeypatch):
+    """A compressed MAT v5 variable that declares far more than 100x its stored bytes (or more than
+    the read ceiling) is refused from its tag; an honest compressed file loads unchanged."""
+    import numpy as np
+    import scipy.io
+
+    from deepvision.safeload import check_mat_file
+
+    scipy.io.savemat(tmp_path / "bomb.mat", {"a": np.zeros((3, 4_000_000), np.uint8)}, do_compression=True)
+    assert (tmp_path / "bomb.mat").stat().st_size < 100_000
+    with pytest.raises(UserError, match=r"bomb.mat variable at offset 128 declares 12.0 MB but the file stores "
+                                        r".* \(compressed more than 100:1\)"):
+        check_mat_file(tmp_path / "bomb.mat")
+    rng = np.random.default_rng(0)
+    honest = {"a": rng.integers(0, 255, (30, 400), dtype=np.uint8), "names": np.array(["x", "y"], object)}
+    scipy.io.savemat(tmp_path / "ok.mat", honest, do_compression=True)
+    scipy.io.savemat(tmp_path / "plain.mat", honest)
+    for name in ("ok.mat", "plain.mat"):
+        assert check_mat_file(tmp_path / name) == tmp_path / name
+        assert np.array_equal(scipy.io.loadmat(tmp_path / name)["a"], honest["a"])
+    monkeypatch.setenv("DEEPVISION_MAX_READ_GB", "0.00001")  # 10 kB
+    with pytest.raises(UserError, match="above the 10.0 kB one read may take"):
+        check_mat_file(tmp_path / "ok.mat")
+
+
+def test_mat_stream_that_inflates_past_its_declared_size_is_refused(tmp_path):
+    import struct
+    import zlib
+
+    from deepvision.safeload import check_mat_file
+
+    header = b"MATLAB 5.0 MAT-file".ljust(124, b" ") + b"\x00\x01IM"
+    inner = struct.pack("<II", 14, 16) + bytes(5000)  # declares 16 bytes, inflates to 5,008
+    stream = zlib.compress(inner)
+    (tmp_path / "lie.mat").write_bytes(header + struct.pack("<II", 15, len(stream)) + stream)
+    with pytest.raises(UserError, match="inflates to more than the 24 B it declares"):
+        check_mat_file(tmp_path / "lie.mat")
+    (tmp_path / "cut.mat").write_bytes(header + struct.pack("<II", 15, 10**6) + stream)
+    with pytest.raises(UserError, match="claims 1.0 MB but the file holds"):
+        check_mat_file(tmp_path / "cut.mat")

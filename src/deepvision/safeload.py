@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from deepvision.errors import UserError
-from deepvision.fileio import read_regular_file, special_kind
+from deepvision.fileio import open_regular_file, read_regular_file, special_kind
 
 MAX_DEPTH = 100
 MAX_ALIAS_GROWTH = 1_000_000
@@ -362,6 +362,79 @@ def check_zip_directory(path: str | Path, zf: Any, max_ratio: float = ZIP_MAX_RA
     length = Path(path).stat().st_size
     for info in zf.infolist():
         check_zip_member(path, info, length, max_ratio)
+
+
+_MAT_COMPRESSED, _MAT_MATRIX = 15, 14  # MAT v5 element types miCOMPRESSED and miMATRIX
+
+
+def check_mat_file(path: str | Path, max_ratio: float = ZIP_MAX_RATIO, what: str = "MATLAB file") -> Path:
+    """Check a MAT file before `scipy.io.loadmat` reads it: a regular file within the read ceiling, and
+    for version 5 every compressed variable's declared size (the miMATRIX tag inside the zlib stream)
+    within the ceiling and `max_ratio` times its stored size, the stream inflating to no more than that
+    (counted in blocks, never held). loadmat inflates a variable whole, so a 13 MB file could ask for
+    3 GB. Returns the path; UserError otherwise. Version 4 (never compressed) and 7.3 (HDF5, which
+    loadmat refuses) pass unchanged."""
+    import struct
+
+    path = regular_file(path, what)
+    length = path.stat().st_size
+    check_declared_bytes(str(path), length)
+    with open_regular_file(path) as f:
+        header = f.read(128)
+        if len(header) < 128 or header[124:126] not in (b"\x00\x01", b"\x01\x00") or header[126:128] not in (
+                b"IM", b"MI"):
+            return path  # not version 5: loadmat decides
+        order = "<" if header[126:128] == b"IM" else ">"
+        offset = 128
+        while offset + 8 <= length:
+            f.seek(offset)
+            kind, nbytes = struct.unpack(order + "II", f.read(8))
+            if kind >> 16:  # a small data element: type and size in 4 bytes, data in the next 4
+                offset += 8
+                continue
+            if nbytes > length - offset - 8:
+                raise UserError(f"{path}: an element at offset {offset:,} claims {format_bytes(nbytes)} but the "
+                                f"file holds {format_bytes(length - offset - 8)} after it; it is truncated "
+                                f"or crafted")
+            if kind == _MAT_COMPRESSED:
+                _check_mat_stream(path, f, offset, nbytes, order, max_ratio)
+            offset += 8 + nbytes + (-nbytes % 8 if kind != _MAT_COMPRESSED else 0)
+    return path
+
+
+def _check_mat_stream(path: Path, f: Any, offset: int, nbytes: int, order: str, max_ratio: float) -> None:
+    import struct
+    import zlib
+
+    field = f"{path} variable at offset {offset:,}"
+    inflate = zlib.decompressobj()
+    left, produced, declared, head = nbytes, 0, None, b""
+    block = 1 << 20
+    while left or inflate.unconsumed_tail:
+        data = inflate.unconsumed_tail
+        if not data:
+            data = f.read(min(left, block))
+            left -= len(data)
+            if not data:
+                break
+        try:
+            out = inflate.decompress(data, block)
+        except zlib.error as exc:
+            raise UserError(f"{field} is not a valid zlib stream ({exc}); the file is damaged") from None
+        produced += len(out)
+        if declared is None:
+            head += out[:8 - len(head)]
+            if len(head) == 8:
+                kind, size = struct.unpack(order + "II", head)
+                if kind != _MAT_MATRIX:
+                    return  # not a variable: loadmat decides
+                declared = size + 8
+                check_declared_bytes(field, declared, nbytes, max_ratio)
+        if declared is not None and produced > declared:
+            raise UserError(f"{field} inflates to more than the {format_bytes(declared)} it declares; "
+                            f"the file is damaged or crafted")
+        if inflate.eof:
+            break
 
 
 def open_npz(path: str | Path, max_ratio: float = ZIP_MAX_RATIO, what: str = ".npz file") -> Any:

@@ -34,6 +34,7 @@ from deepvision.data.splits import stratified_split
 from deepvision.datasets.listing import write_split_lists
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
+from deepvision.safeload import check_mat_file
 
 IMAGENET_MEAN = {"R": 123.68, "G": 116.779, "B": 103.939}
 MULTIWORD_MAKES = ("AM General", "Aston Martin", "Land Rover")
@@ -72,8 +73,9 @@ def _loadmat(path: Path) -> dict:
     import scipy.io
     from scipy.io.matlab import MatReadError
 
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"Stanford Cars file missing: {path}")
+    check_mat_file(path, what="Stanford Cars file")  # a compressed variable is inflated whole by loadmat
     try:
         return scipy.io.loadmat(path, squeeze_me=True)
     except (MatReadError, ValueError, TypeError, OSError, NotImplementedError) as exc:
