@@ -472,3 +472,20 @@ def test_evaluation_labels_beyond_the_runs_classes_are_refused_before_predicting
     with pytest.raises(UserError, match=r"the t\.lst data's sample 2 has label 12, but the run has 10 classes "
                                         r"\(labels 0\.\.9\)"):
         _check_labels_fit(SimpleNamespace(targets=np.array([0, 12, 3])), 10, "t.lst")
+
+
+def test_unchanged_decoding_reads_only_the_formats_with_a_pixel_check(tmp_path, run_cli):
+    """--color -1 hands bytes to OpenCV, which also reads Radiance HDR and PGM with no pixel check (a
+    17 MB RLE HDR asks for 3.2 GB): only the formats Pillow's header check covers reach it."""
+    from deepvision.data.imageio import NotAnImageError
+
+    hdr = b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 16384 +X 16384\n" + bytes(64)
+    pgm = b"P5\n200 200\n255\n" + bytes(40000)
+    for data in (hdr, pgm):
+        with pytest.raises(NotAnImageError, match="not a recognised image format"):
+            decode_opencv(data, -1)
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.pgm").write_bytes(pgm)
+    (tmp_path / "p.lst").write_text("0\t0\ta.pgm\n")
+    code, _, err = run_cli("im2rec", tmp_path / "p", tmp_path / "imgs", "--color", "-1", "--max-pixels", "10000")
+    assert code == 2 and "not a recognised image format" in (tmp_path / "p.skipped.txt").read_text()
