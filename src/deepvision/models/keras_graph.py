@@ -61,8 +61,8 @@ MAX_LAYER_INT = 1 << 20  # channels, units, window sizes, strides: any real netw
 POSITIVE_INT_FIELDS = ("filters", "units", "depth_multiplier", "groups", "kernel_size", "strides", "dilation_rate",
                        "pool_size", "size")
 COUNT_FIELDS = ("padding", "cropping", "output_padding")
-FINITE_FIELDS = ("epsilon", "momentum", "rate", "alpha", "negative_slope", "threshold", "max_value", "stddev",
-                 "scale", "offset")
+FINITE_FIELDS = ("epsilon", "momentum", "rate", "alpha", "negative_slope", "threshold", "max_value", "stddev")
+RESCALING_FIELDS = ("scale", "offset")  # BatchNormalization's `scale` is a yes/no: numbers only in Rescaling
 
 
 def parse_json(text: str | bytes, source: str) -> Any:
@@ -136,7 +136,7 @@ def check_layer_configs(model: dict[str, Any], prefix: str = "") -> None:
                                                                    and not isinstance(v, bool)) for v in shape):
                 raise UserError(f"{where}: target_shape {shape!r} must be a list of whole numbers from 1 to "
                                 f"{MAX_LAYER_INT:,} (or one -1)")
-        for key in FINITE_FIELDS:
+        for key in FINITE_FIELDS + (RESCALING_FIELDS if cls == "Rescaling" else ()):
             value = cfg.get(key)
             if isinstance(value, list):  # per-channel values (Rescaling): text is refused where it is read
                 bad = [v for v in _whole_numbers(value) if isinstance(v, float) and not math.isfinite(v)]
