@@ -59,7 +59,10 @@ def read_text(path: Path) -> str:
 
 
 def _float(value: Any, where: str, what: str) -> float:
+    """A number from annotation text; Python's digit separators ('3_8' is 38) are refused, not read."""
     try:
+        if isinstance(value, str) and "_" in value:
+            raise ValueError(value)
         return float(value)
     except (TypeError, ValueError):
         raise UserError(f"{where}: {what} {value!r} is not a number") from None
@@ -402,8 +405,13 @@ def read_coco(files: dict[str, Path], images_dir: str | Path | None = None) -> A
             bbox = ann.get("bbox")
             if not isinstance(bbox, list) or len(bbox) != 4:
                 raise UserError(f"{where}: bbox must be [x, y, width, height], got {str(bbox)[:60]}")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox):
+                raise UserError(f"{where}: bbox values must be JSON numbers, got {str(bbox)[:60]}")
             x, y, w, h = (_float(v, where, "bbox value") for v in bbox)
-            is_crowd = bool(ann.get("iscrowd", 0))
+            crowd_flag = ann.get("iscrowd", 0)
+            if isinstance(crowd_flag, bool) or crowd_flag not in (0, 1):
+                raise UserError(f"{where}: iscrowd {str(crowd_flag)[:20]!r} is not 0 or 1")
+            is_crowd = crowd_flag == 1
             crowd += is_crowd
             records[image_id].boxes.append(Box(x, y, x + w, y + h, names[cat], is_crowd))
         splits[split] = list(records.values())
