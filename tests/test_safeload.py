@@ -233,3 +233,36 @@ def test_mat_stream_that_inflates_past_its_declared_size_is_refused(tmp_path):
     (tmp_path / "cut.mat").write_bytes(header + struct.pack("<II", 15, 10**6) + stream)
     with pytest.raises(UserError, match="claims 1.0 MB but the file holds"):
         check_mat_file(tmp_path / "cut.mat")
+
+
+def test_csv_errors_are_one_line_naming_the_file_and_line(tmp_path):
+    import csv
+
+    from deepvision.safeload import csv_rows
+
+    text = "emotion,pixels,Usage\n0,1 2,Training\n0," + "7" * 200_000 + ",Training\n"
+    (tmp_path / "fer.csv").write_text(text)
+    with open(tmp_path / "fer.csv", newline="") as f:
+        rows = csv_rows(csv.DictReader(f), tmp_path / "fer.csv")
+        assert next(rows)["pixels"] == "1 2"
+        with pytest.raises(UserError, match=r"fer.csv: the CSV row near line 2 is not readable \(field larger than"):
+            next(rows)
+
+
+def test_text_files_are_bounded_and_utf8(tmp_path):
+    from deepvision.safeload import read_text_file
+
+    (tmp_path / "ok.txt").write_text("cat\ndög\n", encoding="utf-8")
+    assert read_text_file(tmp_path / "ok.txt") == "cat\ndög\n"
+    (tmp_path / "bad.txt").write_bytes(b"cat\n\xffdog\n")
+    with pytest.raises(UserError, match=r"labels file .*bad.txt is not UTF-8 text \(byte 4\)"):
+        read_text_file(tmp_path / "bad.txt", "labels file")
+    with open(tmp_path / "sparse.txt", "wb") as f:
+        f.truncate(8 * 2**30)  # 8 GB, never read
+    with pytest.raises(UserError, match="holds 8.6 GB, more than the 67.1 MB"):
+        read_text_file(tmp_path / "sparse.txt", "labels file")
+    os.mkfifo(tmp_path / "fifo.txt")
+    with pytest.raises(UserError, match="is a FIFO, not a regular file"):
+        read_text_file(tmp_path / "fifo.txt", "labels file")
+    with pytest.raises(UserError, match="labels file not found"):
+        read_text_file(tmp_path / "none.txt", "labels file")

@@ -20,13 +20,16 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from deepvision.errors import UserError
 from deepvision.fileio import open_regular_file, read_regular_file, special_kind
+
+T = TypeVar("T")
 
 MAX_DEPTH = 100
 MAX_ALIAS_GROWTH = 1_000_000
@@ -89,6 +92,26 @@ def read_bytes(path: str | Path, what: str = "file") -> bytes:
         raise
     except OSError as exc:
         raise UserError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+
+
+MAX_TEXT_BYTES = 64 * 2**20  # a list of class names: 1,048,576 names of 64 characters
+
+
+def read_text_file(path: str | Path, what: str = "file", max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """A small UTF-8 text file given by the user (a labels list): UserError when it is missing, not a
+    regular file, larger than `max_bytes` (checked from its size before reading: a sparse 8 GB file
+    never reaches memory) or not UTF-8."""
+    path = input_file(path, what)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise UserError(f"{what} {path} holds {format_bytes(size)}, more than the {format_bytes(max_bytes)} "
+                        f"such a file may hold")
+    try:
+        return read_bytes(path, what).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{what} {path} is not UTF-8 text (byte {exc.start:,})") from None
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {path}") from None
 
 
 def max_image_side() -> int:
@@ -488,6 +511,25 @@ def printable(text: object) -> str:
     if not any(is_control(ch) for ch in s):
         return s
     return "".join(ch.encode("unicode_escape").decode("ascii") if is_control(ch) else ch for ch in s)
+
+
+def csv_rows(rows: Iterable[T], source: str | Path) -> Iterator[T]:
+    """The rows of a `csv.reader`/`csv.DictReader`, with the csv module's own errors (a field above its
+    131,072-character limit, a NUL byte, a bad quote) as one UserError naming the file and the line.
+    A field that large is damage in every CSV deepvision reads, so the limit is kept."""
+    import csv
+
+    it = iter(rows)
+    while True:
+        try:
+            row = next(it)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            line = getattr(it, "line_num", None) or getattr(getattr(it, "reader", None), "line_num", None)
+            where = f" near line {line}" if line else ""  # the csv module's count can lag by one line
+            raise UserError(f"{source}: the CSV row{where} is not readable ({exc})") from None
+        yield row
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what Excel, LibreOffice and Sheets read as a formula
