@@ -60,6 +60,15 @@ def require_new_folder(path: str | Path, option: str = "--out") -> None:
                         f"what is there, so choose a new folder")
 
 
+def require_new_file(path: str | Path, option: str = "--out") -> None:
+    """Refuse, before anything is written, an output file of a generator that already exists (or is a
+    link): a fake data set never replaces a file, real data least of all."""
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        raise UserError(f"{option} {path} already exists; a generator never replaces a file, so choose a "
+                        f"new name")
+
+
 def unlink_quietly(path: str | Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)

@@ -360,3 +360,13 @@ def test_emotion_out_cannot_be_the_input_video(astronaut_video, fer_run, tmp_pat
                                "--max-frames", "2")
         assert code == 2 and err.count("\n") == 1 and "is an input of this command" in err
     assert copy.read_bytes() == before
+
+
+def test_emotion_video_sidecars_never_replace_a_users_file(astronaut_video, fer_run, tmp_path, run_cli):
+    video, _ = astronaut_video
+    (tmp_path / "report.csv").write_text("my precious spreadsheet\n")
+    code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", tmp_path / "report.avi",
+                           "--max-frames", "1")
+    assert code == 2 and err.count("\n") == 1 and "report.csv, which already exists" in err
+    assert (tmp_path / "report.csv").read_text() == "my precious spreadsheet\n"
+    assert not (tmp_path / "report.avi").exists()

@@ -233,3 +233,22 @@ def test_t1_end_to_end_fake_binaries_to_roc_pr_report(fake_bins, tmp_path, run_c
     assert t1["splits"]["test"]["roc_auc"] == curves["roc_auc"]
     assert titles[-1] == ["ROC (positive: cat)", "Precision-Recall (positive: cat)"]
     assert "test: " in out and "figure: " in out
+
+
+def test_fakes_never_replace_existing_data(tmp_path, run_cli):
+    """stl10/cars fake into a folder that holds files, fer2013 fake over an existing CSV: one line, the
+    files unchanged."""
+    (tmp_path / "stl").mkdir()
+    (tmp_path / "stl" / "train_X.bin").write_bytes(b"real")
+    (tmp_path / "cars").mkdir()
+    (tmp_path / "cars" / "cars_annos.mat").write_bytes(b"real")
+    (tmp_path / "fer2013.csv").write_text("real\n")
+    for argv in (["stl10", "fake", "--out", tmp_path / "stl"], ["cars", "fake", "--out", tmp_path / "cars"],
+                 ["fer2013", "fake", "--out", tmp_path / "fer2013.csv"]):
+        code, _, err = run_cli(*argv)
+        assert code == 2 and err.count("\n") == 1 and "already exists" in err, err
+    assert (tmp_path / "stl" / "train_X.bin").read_bytes() == b"real"
+    assert (tmp_path / "cars" / "cars_annos.mat").read_bytes() == b"real"
+    assert (tmp_path / "fer2013.csv").read_text() == "real\n"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["cars", "cars_annos.mat", "fer2013.csv", "stl",
+                                                           "train_X.bin"]

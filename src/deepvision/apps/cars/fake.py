@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from deepvision.errors import UserError
+from deepvision.fileio import require_new_folder
 
 FAKE_CLASS_NAMES = (
     "AM General Hummer SUV 2000",
@@ -62,6 +63,7 @@ def make_fake_cars(out: str | Path, per_class: int = 12, seed: int = 0, min_side
         raise UserError(f"min_side must be at least 32 and at most max_side, and max_side at most "
                         f"{MAX_FAKE_SIDE}; got {min_side} and {max_side}")
     root = Path(out)
+    require_new_folder(root)
     images = root / "car_ims"
     images.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

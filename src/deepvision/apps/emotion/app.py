@@ -330,6 +330,13 @@ def run_emotion(
     out_path = Path(out) if out is not None else None
     if out_path is not None and out_path.suffix and out_path.suffix.lower() not in VIDEO_SUFFIXES:
         raise UserError(f"--out {out_path}: give a folder or a video file ({', '.join(VIDEO_SUFFIXES)})")
+    if out_path is not None and out_path.suffix and not out_path.exists():
+        # STEM.csv and STEM.json are written beside a new video: files of that name that no earlier run
+        # (its video) explains are the user's own
+        taken = [p for p in (out_path.with_suffix(".csv"), out_path.with_suffix(".json")) if os.path.lexists(p)]
+        if taken:
+            raise UserError(f"--out {out_path} would also write {taken[0]}, which already exists and is not "
+                            f"from an earlier run; choose another name")
     # a Keras file is mapped onto the emotion architecture it fits (FER class names and input transform)
     clf = model if isinstance(model, Classifier) else load_classifier(model, keras_model=keras_model or "auto",
                                                                        device=device)

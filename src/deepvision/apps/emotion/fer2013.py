@@ -23,7 +23,7 @@ import numpy as np
 
 from deepvision.datasets.fer import FER6_LABELS, FER6_MAP, FER7_LABELS
 from deepvision.errors import UserError
-from deepvision.fileio import open_regular_text
+from deepvision.fileio import open_regular_text, require_new_file
 from deepvision.safeload import csv_rows, regular_file
 
 SPLITS = {"Training": "train", "PrivateTest": "val", "PublicTest": "test"}
@@ -189,8 +189,9 @@ def make_fake_fer_csv(path: str | Path, rows: int = 140, seed: int = 0) -> Path:
     (a bright bar whose row depends on the emotion); every emotion and every Usage occurs."""
     if rows < 21:
         raise UserError("a fake FER CSV needs at least 21 rows (every emotion in every split)")
-    rng = np.random.default_rng(seed)
     path = Path(path)
+    require_new_file(path)
+    rng = np.random.default_rng(seed)
     usages = ["Training"] * 8 + ["PrivateTest", "PublicTest"]
     lines = ["emotion,pixels,Usage\n"]
     for i in range(rows):
