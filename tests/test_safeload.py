@@ -266,3 +266,19 @@ def test_text_files_are_bounded_and_utf8(tmp_path):
         read_text_file(tmp_path / "fifo.txt", "labels file")
     with pytest.raises(UserError, match="labels file not found"):
         read_text_file(tmp_path / "none.txt", "labels file")
+
+
+def test_json_and_yaml_files_are_bounded_by_their_size_before_reading(tmp_path):
+    from deepvision.safeload import read_json, read_yaml
+
+    for name in ("a.json", "c.yaml"):
+        with open(tmp_path / name, "wb") as f:
+            f.truncate(8 * 2**30)  # sparse: 8 GB that are never read
+    with pytest.raises(UserError, match=r"a.json holds 8.6 GB, more than the 2.0 GB such a file may hold"):
+        read_json(tmp_path / "a.json")
+    with pytest.raises(UserError, match=r"c.yaml holds 8.6 GB, more than the 67.1 MB such a file may hold"):
+        read_yaml(tmp_path / "c.yaml")
+    (tmp_path / "ok.json").write_text('{"a": 1}')
+    assert read_json(tmp_path / "ok.json") == {"a": 1}
+    with pytest.raises(FileNotFoundError):
+        read_json(tmp_path / "none.json")

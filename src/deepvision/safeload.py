@@ -83,9 +83,24 @@ def input_file(path: str | Path, what: str = "file", hint: str = "") -> Path:
     return path
 
 
-def read_bytes(path: str | Path, what: str = "file") -> bytes:
+MAX_JSON_FILE_BYTES = 2 * 10**9  # COCO's instances_train2017.json is 448 MB
+MAX_YAML_FILE_BYTES = 64 * 2**20  # configs and dataset descriptions are a few kB
+
+
+def read_bytes(path: str | Path, what: str = "file", max_bytes: int | None = None) -> bytes:
     """The bytes of a regular file (fileio.read_regular_file: a FIFO or device is refused, never waited on).
-    FileNotFoundError when it is absent, so callers can tell "absent" from "damaged"; UserError otherwise."""
+    FileNotFoundError when it is absent, so callers can tell "absent" from "damaged"; UserError otherwise.
+    `max_bytes`: a larger file is refused from its size, before anything is read (a sparse 8 GB file)."""
+    if max_bytes is not None:
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise UserError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+        if size > max_bytes:
+            raise UserError(f"{what} {path} holds {format_bytes(size)}, more than the {format_bytes(max_bytes)} "
+                            f"such a file may hold")
     try:
         return read_regular_file(path)
     except FileNotFoundError:
@@ -176,7 +191,7 @@ def load_json(data: str | bytes, source: str | None = None, max_depth: int = MAX
 def read_json(path: str | Path, what: str = "JSON file", max_depth: int = MAX_DEPTH) -> Any:
     """Read and parse a JSON file (regular files only) with `load_json`'s limits. A missing file raises
     FileNotFoundError, so callers can tell "absent" from "damaged"; other failures are UserErrors."""
-    return load_json(read_bytes(path, what), str(path), max_depth)
+    return load_json(read_bytes(path, what, MAX_JSON_FILE_BYTES), str(path), max_depth)
 
 
 class SafeLoader(yaml.SafeLoader):
@@ -319,7 +334,7 @@ def load_yaml(text: str | bytes, source: str | None = None, loader: type[SafeLoa
 def read_yaml(path: str | Path, what: str = "YAML file", loader: type[SafeLoader] = SafeLoader) -> Any:
     """Read and parse a YAML file (regular files only) with `load_yaml`'s limits; FileNotFoundError when
     absent, UserError otherwise."""
-    return load_yaml(read_bytes(path, what), str(path), loader)
+    return load_yaml(read_bytes(path, what, MAX_YAML_FILE_BYTES), str(path), loader)
 
 
 def max_read_bytes() -> int:
