@@ -230,3 +230,18 @@ def test_voc_coordinates_with_digit_separators_are_refused(tmp_path):
     root = _labelimg(tmp_path / "ds", n=1, boxes=[(11, 6, "3_8", 40, "cat")])
     with pytest.raises(UserError, match="'3_8' is not a number"):
         read_annotations("voc", [str(root)])
+
+
+@pytest.mark.parametrize("fmt", ["voc", "coco"])
+def test_an_annotation_file_is_bounded_by_its_size_before_reading(tmp_path, fmt):
+    """A sparse 8 GB annotation file is refused from its size (it was read whole: MemoryError)."""
+    if fmt == "voc":
+        root = _labelimg(tmp_path / "ds", n=1)
+        target, source = root / "annotations" / "photo_0.xml", str(root)
+    else:
+        target = tmp_path / "train.json"
+        source = f"train={target}"
+    with open(target, "wb") as f:
+        f.truncate(8 * 2**30)
+    with pytest.raises(UserError, match=r"holds 8.6 GB, more than the 2.0 GB such a file may hold"):
+        read_annotations(fmt, [source])

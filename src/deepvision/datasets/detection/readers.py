@@ -21,8 +21,8 @@ from typing import Any
 from deepvision.data.imageio import image_size
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
-from deepvision.fileio import read_regular_file, special_kind
-from deepvision.safeload import input_file, load_json, printable
+from deepvision.fileio import special_kind
+from deepvision.safeload import MAX_JSON_FILE_BYTES, MAX_TEXT_BYTES, input_file, load_json, printable, read_bytes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -51,7 +51,7 @@ def inside(base: Path, name: str, where: str) -> Path:
 def read_text(path: Path) -> str:
     """A UTF-8 text file named by the dataset (regular files only), or a one-line UserError."""
     try:
-        return read_regular_file(path).decode("utf-8")
+        return read_bytes(path, "annotation file", MAX_TEXT_BYTES).decode("utf-8")
     except UnicodeDecodeError:
         raise UserError(f"{path} is not UTF-8 text") from None
     except OSError as exc:
@@ -81,7 +81,7 @@ def _flag(value: str, where: str) -> bool:
 
 def _parse_xml(path: Path) -> ET.Element:
     try:
-        return ET.fromstring(read_regular_file(path))
+        return ET.fromstring(read_bytes(path, "annotation file", MAX_JSON_FILE_BYTES))  # a 2 GB XML at most
     except ET.ParseError as exc:
         raise UserError(f"{path} is not valid XML ({exc})") from None
     except RecursionError:
@@ -339,7 +339,7 @@ def _coco_image_dir(json_path: Path, images: list[dict[str, Any]], images_dir: P
 
 def _coco_json(json_path: Path) -> dict[str, Any]:
     try:
-        data = load_json(read_regular_file(json_path), str(json_path))  # bounded: depth, one-line errors
+        data = load_json(read_bytes(json_path, "COCO annotation file", MAX_JSON_FILE_BYTES), str(json_path))
     except OSError as exc:
         raise UserError(f"cannot read {json_path}: {exc.strerror or exc}") from None
     if not isinstance(data, dict) or not {"images", "annotations", "categories"} <= set(data):
