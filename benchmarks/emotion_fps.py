@@ -20,6 +20,13 @@ same box, the largest difference of the probabilities. A per-stage profile (CPU 
 
     python benchmarks/emotion_fps.py [--frames 300] [--rounds 3] [--detectors haar,dlib,mtcnn] [--threads 1]
                                      [--models emotion_vgg,mini_xception]
+
+`--clip FILE.mp4` times a real clip instead (the frames it has; default detector mtcnn), into its own
+section "Emotion recognition frames/s on a real clip"; "before" is then MTCNN searching every frame
+in full (`--detect-every 1 --full-size-detection`), "after" the default (a search every 8th frame, the
+faces re-checked by O-Net in between, a first search for faces 0.7 of the previous size):
+
+    python benchmarks/emotion_fps.py --clip short_hamilton_clip.mp4 --rounds 1 --models mini_xception
     python benchmarks/emotion_fps.py --frames 20 --rounds 1 --no-append      # smoke run
 """
 
@@ -44,6 +51,7 @@ from deepvision.apps.emotion.app import EmotionRecognizer, _Sink, frames_from, o
 from deepvision.data.preprocess import Preprocess
 from deepvision.inference.faces.detect import FaceDetector, create_detector, largest_face, to_gray
 from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side
+from deepvision.inference.faces.track import DETECT_EVERY
 from deepvision.models import create_model
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -110,17 +118,18 @@ def classifiers() -> dict[str, Classifier]:
 
 
 def recognizer(clf: Classifier, detector: FaceDetector, after: bool) -> EmotionRecognizer:
-    return EmotionRecognizer(copy.deepcopy(clf), detector, fast_detection=after, channels_last=after)
+    return EmotionRecognizer(copy.deepcopy(clf), detector, fast_detection=after, channels_last=after,
+                             detect_every=DETECT_EVERY if after else 1)
 
 
-def run_app(rec: EmotionRecognizer, clip: Path, out: Path) -> tuple[float, float, list]:
+def run_app(rec: EmotionRecognizer, clip: Path, out: Path, max_frames: int | None = None) -> tuple[float, float, list]:
     """The loop of `run_emotion` (decode, process, side by side, encode); (wall s, CPU s, results)."""
-    rec._last_side = 0
+    rec.reset()
     results = []
     wall, cpu = time.perf_counter(), time.process_time()
     cap = open_capture(clip)
     sink = _Sink(out, True, 30.0)
-    for i, frame in enumerate(frames_from(cap, False)):
+    for i, frame in enumerate(frames_from(cap, False, max_frames)):
         annotated, canvas, result = rec.process(frame, i)
         results.append(result)
         sink.put(i, annotated, canvas)
@@ -157,7 +166,7 @@ def agreement(before: list, after: list) -> str:
 
 def profile(rec: EmotionRecognizer, clip: Path) -> dict[str, float]:
     """CPU ms per frame of each stage, the stages of `EmotionRecognizer.process` called one by one."""
-    rec._last_side = 0
+    rec.reset()
     stages: dict[str, list[float]] = {k: [] for k in ("decode", "resize+gray", "detect", "classify", "draw",
                                                         "encode")}
     cap = open_capture(clip)
@@ -172,8 +181,7 @@ def profile(rec: EmotionRecognizer, clip: Path) -> dict[str, float]:
             small, _ = resize_to_width(frame, rec.width)
             gray = to_gray(small)
             t2 = time.process_time()
-            face = largest_face(rec._faces(small, gray))
-            rec._last_side = min(face.box[2:]) if face else 0
+            face = largest_face(rec.tracker(small, gray))
             t3 = time.process_time()
             probs = np.zeros(len(rec.classes))
             if face is not None:
@@ -203,17 +211,25 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--detectors", default="haar", help="comma-separated: haar, dlib, mtcnn")
+    p.add_argument("--detectors", help="comma-separated: haar, dlib, mtcnn (default haar; with --clip mtcnn)")
+    p.add_argument("--clip", help="a real video instead of the astronaut clips (its own BENCHMARKS.md section)")
+    p.add_argument("--no-profile", action="store_true", help="skip the per-stage profile (one pass fewer)")
     p.add_argument("--threads", type=int, default=1, help="PyTorch threads (the emotion command's default: 1)")
     p.add_argument("--models", default="emotion_vgg,mini_xception", help="comma-separated: emotion_vgg, mini_xception")
     p.add_argument("--no-append", action="store_true", help="print only; do not write BENCHMARKS.md")
     a = p.parse_args()
+    a.detectors = a.detectors or ("mtcnn" if a.clip else "haar")
     torch.set_num_threads(a.threads)
     wanted = {m.strip() for m in a.models.split(',')}
     clfs = {k: v for k, v in classifiers().items() if k.split()[0] in wanted}
     with tempfile.TemporaryDirectory() as tmp:
-        clips = {name: write_clip(Path(tmp) / f"{name}.mp4", make, a.frames)
-                 for name, make in (("near", near_frame), ("far", far_frame))}
+        if a.clip:
+            if not Path(a.clip).is_file():
+                raise SystemExit(f"no such clip: {a.clip}")
+            clips = {Path(a.clip).name: Path(a.clip)}
+        else:
+            clips = {name: write_clip(Path(tmp) / f"{name}.mp4", make, a.frames)
+                     for name, make in (("near", near_frame), ("far", far_frame))}
         cases = {}
         for det_name in a.detectors.split(","):
             det = create_detector(det_name.strip())
@@ -223,22 +239,33 @@ def main() -> None:
                                                       "after": recognizer(clf, det, True)}
         for (clip, _, _), pair in cases.items():  # warm-up
             for rec in pair.values():
-                run_app(rec, clips[clip], Path(tmp) / "warm.mp4")
+                run_app(rec, clips[clip], Path(tmp) / "warm.mp4", 10 if a.clip else None)
         runs: dict[tuple, dict[str, list]] = {k: {"before": [], "after": []} for k in cases}
         for _ in range(a.rounds):
             for key, pair in cases.items():
                 for which, rec in pair.items():
                     runs[key][which].append(run_app(rec, clips[key[0]], Path(tmp) / "out.mp4"))
-        profiles = {key: {w: profile(rec, clips[key[0]]) for w, rec in pair.items()} for key, pair in cases.items()}
+        profiles = {} if a.no_profile else {key: {w: profile(rec, clips[key[0]]) for w, rec in pair.items()}
+                                            for key, pair in cases.items()}
+    first = next(iter(runs.values()))["before"][0][2]
+    if a.clip:
+        what = (f"{len(first)} frames of {a.clip.split('/')[-1]}, decode + process + encode (mp4v), "
+                f"median of {a.rounds} interleaved rounds (range in brackets).")
+        how = ("The app's own loop on a real clip. before: every frame searched in full, the model in NCHW "
+               "(`--detect-every 1 --full-size-detection`); after: the default (MTCNN: a search every "
+               f"{DETECT_EVERY}th frame, O-Net re-checking the faces in between, a first search for faces 0.7 "
+               "of the previous size; the model in channels_last; docs/faces.md).")
+    else:
+        what = (f"{a.frames} frames of 640x480 per clip, decode + process + encode (mp4v), "
+                f"median of {a.rounds} interleaved rounds (range in brackets).")
+        how = ("The app's own loop on two mp4v clips of the astronaut (near: face 66-98 pixels at width 300; "
+               "far: about 40). before: every frame searched at full size, the model in NCHW (the earlier "
+               "pipeline; `--full-size-detection` keeps its search); after: the default (a large face searched "
+               "at half size first, the model in channels_last; docs/faces.md).")
     lines = [f"Machine: {describe()}; OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), torch threads "
-             f"{a.threads}. {a.frames} frames of 640x480 per clip, decode + process + encode (mp4v), "
-             f"median of {a.rounds} interleaved rounds (range in brackets).", "",
-             "The app's own loop on two mp4v clips of the astronaut (near: face 66-98 pixels at width 300; far: "
-             "about 40). before: every frame searched at full size, the model in NCHW (the earlier pipeline; "
-             "`--full-size-detection` keeps its search); after: the default (a large face searched at half size "
-             "first, the model in channels_last; docs/faces.md). CPU ms per frame is the steady figure on a busy "
-             "machine (1000 / ms = frames/s of a free core); wall-clock frames/s shares the cores with whatever "
-             "else runs.", "",
+             f"{a.threads}. {what}", "",
+             how + " CPU ms per frame is the steady figure on a busy machine (1000 / ms = frames/s of a free "
+             "core); wall-clock frames/s shares the cores with whatever else runs.", "",
              "| clip | model | detector | pipeline | frames/s | CPU ms/frame | face found | agree with before |",
              "|---|---|---|---|---|---|---|---|"]
     for (clip, model, det), pair in runs.items():
@@ -247,12 +274,16 @@ def main() -> None:
             cpu = statistics.median(1000 * r[1] / len(r[2]) for r in results)
             found = sum(x.box is not None for x in results[0][2]) / len(results[0][2])
             agree = agreement(pair["before"][0][2], results[0][2]) if which == "after" else "-"
+            searched = sum(x.searched for x in results[0][2])
+            if which == "after" and searched < len(results[0][2]):
+                agree += f"; {searched} frames searched"
             lines.append(f"| {clip} | {model} | {det} | {which} | {statistics.median(fps):.1f} "
                          f"({min(fps):.1f}-{max(fps):.1f}) | {cpu:.1f} | {found * 100:.0f}% | {agree} |")
-    stages = next(iter(profiles.values()))["before"].keys()
-    lines += ["", "Per stage, CPU ms per frame (one pass, stages called one by one):", "",
-              "| clip | model | detector | pipeline | " + " | ".join(stages) + " |",
-              "|---|---|---|---|" + "---|" * len(stages)]
+    if profiles:
+        stages = next(iter(profiles.values()))["before"].keys()
+        lines += ["", "Per stage, CPU ms per frame (one pass, stages called one by one):", "",
+                  "| clip | model | detector | pipeline | " + " | ".join(stages) + " |",
+                  "|---|---|---|---|" + "---|" * len(stages)]
     for (clip, model, det), pair in profiles.items():
         for which, prof in pair.items():
             lines.append(f"| {clip} | {model} | {det} | {which} | " + " | ".join(f"{v:.2f}" for v in prof.values())
@@ -266,7 +297,8 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if not a.no_append:
-        print(f"written to {write_section('Emotion recognition frames/s', text)}")
+        title = "Emotion recognition frames/s on a real clip" if a.clip else "Emotion recognition frames/s"
+        print(f"written to {write_section(title, text)}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,12 @@ others. Per detector the table gives
 - CPU ms/frame of the detector alone (decoding and resizing excluded; process time, so a busy
   machine does not inflate it), the frames/s that makes on one free core, and the median wall time.
 
+`--tracked mtcnn` (the default when MTCNN is installed) adds a row "mtcnn, tracked": the detector as the
+emotion app runs it by default (`deepvision.inference.faces.FaceTracker`: a search every
+`--detect-every`-th frame, 8, the faces carried and re-checked by O-Net in between, a first search for
+faces 0.7 of the previous size), scored the same way on every frame, carried or searched; the rows of the
+plain detectors search every frame in full (the app's `--detect-every 1 --full-size-detection`).
+
 PyTorch runs on `--threads` threads (default 1, the app's default: one small frame at a time gains
 nothing from more, and on a busy machine extra threads stall each other).
 
@@ -23,7 +29,8 @@ per cluster, named `f<frame>c<cluster>` with the detectors that found it) to che
 reference.
 
     python benchmarks/face_detectors.py CLIP.mp4 [--width 300] [--detectors haar,dlib,mtcnn]
-        [--reference FACES.json] [--label-every 7] [--candidates FILE.json] [--crops DIR]
+        [--tracked mtcnn] [--detect-every 8] [--reference FACES.json] [--label-every 7]
+        [--candidates FILE.json] [--crops DIR]
 
 The table replaces this script's section of BENCHMARKS.md (`--no-append` only prints it).
 """
@@ -50,6 +57,7 @@ from deepvision.inference.faces.detect import (  # noqa: E402
     to_gray,
 )
 from deepvision.inference.faces.draw import resize_to_width  # noqa: E402
+from deepvision.inference.faces.track import DETECT_EVERY, FaceTracker  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe, write_section  # noqa: E402
@@ -86,17 +94,25 @@ def read_frames(path: str, width: int) -> list[np.ndarray]:
     return frames
 
 
-def run_detector(name: str, frames: list[np.ndarray]) -> tuple[list[list[Box]], list[float], list[float]]:
-    """Boxes per frame, largest first, and CPU and wall seconds per frame."""
+def run_detector(name: str, frames: list[np.ndarray], detect_every: int | None = None,
+                 searched: list[str] | None = None) -> tuple[list[list[Box]], list[float], list[float]]:
+    """Boxes per frame, largest first, and CPU and wall seconds per frame. With `detect_every`, the
+    detector runs in a FaceTracker as the emotion app runs it; `searched` gets per frame "fast" (the
+    fast first search gave the faces), "full" (searched in full) or "" (the faces carried)."""
     det = create_detector(name)
     det.detect(frames[0] if name != "haar" else to_gray(frames[0]))  # warm-up (lazy model loading)
+    tracker = FaceTracker(det, detect_every) if detect_every else None
+    if tracker is not None and hasattr(det, "refine"):
+        det.refine(frames[0], det.detect(frames[0]))
     boxes, cpu, wall = [], [], []
     for frame in frames:
         image = to_gray(frame) if name == "haar" else frame  # what EmotionRecognizer.process passes
         start, start_cpu = time.perf_counter(), time.process_time()
-        faces = det.detect(image)
+        faces = det.detect(image) if tracker is None else tracker(frame, to_gray(frame) if name == "haar" else None)
         cpu.append(time.process_time() - start_cpu)
         wall.append(time.perf_counter() - start)
+        if tracker is not None and searched is not None:
+            searched.append("fast" if tracker.fast else "full" if tracker.searched else "")
         first = largest_face(faces)
         ordered = ([first] if first else []) + [f for f in faces if f is not first]
         boxes.append([tuple(int(v) for v in f.box) for f in ordered])
@@ -178,6 +194,12 @@ def section(rows: dict[str, dict], clip: str, frames: int, width: int, labelled:
     lines += ["", "found: frames with any box; recall: reference faces found (IoU >= 0.3); false: boxes matching "
                   "no reference face; pick ok: frames with a face where the largest box (the one the app "
                   "classifies) is a face."]
+    for name, r in rows.items():
+        if "searched" in r:
+            lines += ["", f"{name}: as the emotion app runs it by default, a search every {r['detect_every']}th "
+                          f"frame, the faces carried and re-checked by O-Net in between; {r['searched']} of "
+                          f"{frames} frames searched, {r['fast']} of them by the first search for faces 0.7 of the "
+                          "previous size alone. The other rows search every frame in full."]
     return "\n".join(lines) + "\n"
 
 
@@ -190,6 +212,9 @@ def main() -> None:
     ap.add_argument("--label-every", type=int, default=7, help="without --reference: consensus every N frames")
     ap.add_argument("--candidates", help="write the clustered boxes of the labelled frames to this JSON")
     ap.add_argument("--crops", help="write contact sheets of the clusters to this folder")
+    ap.add_argument("--tracked", default=None,
+                    help="detectors also run as the emotion app runs them (default: mtcnn when installed)")
+    ap.add_argument("--detect-every", type=int, default=DETECT_EVERY, help="the tracked rows' search interval")
     ap.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (the app's default: 1)")
     ap.add_argument("--no-append", action="store_true", help="print only; do not write BENCHMARKS.md")
     args = ap.parse_args()
@@ -200,6 +225,12 @@ def main() -> None:
     names = [n.strip() for n in args.detectors.split(",") if n.strip()]
     frames = read_frames(args.clip, args.width)
     results = {name: run_detector(name, frames) for name in names}
+    tracked = [n.strip() for n in (args.tracked if args.tracked is not None else
+                                   ("mtcnn" if "mtcnn" in available_detectors() else "")).split(",") if n.strip()]
+    searched: dict[str, list[str]] = {}
+    for name in tracked:
+        searched[f"{name}, tracked"] = []
+        results[f"{name}, tracked"] = run_detector(name, frames, args.detect_every, searched[f"{name}, tracked"])
 
     if args.reference:
         ref = json.loads(Path(args.reference).read_text())
@@ -225,10 +256,13 @@ def main() -> None:
 
     faces = sum(len(v) for v in reference.values())
     rows = {}
-    for name in names:
+    for name in results:
         boxes, cpu, wall = results[name]
         rows[name] = {"found": sum(bool(b) for b in boxes), **score(boxes, reference),
                       "cpu_ms": 1000 * float(np.mean(cpu)), "wall_ms": 1000 * float(np.median(wall))}
+        if name in searched:
+            rows[name].update(searched=sum(map(bool, searched[name])), fast=searched[name].count("fast"),
+                              detect_every=args.detect_every)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     machine = f"{describe()}; load average {load:.1f}"
     text = section(rows, args.clip, len(frames), args.width, len(labelled), faces, how, machine)

@@ -1,13 +1,15 @@
 """CPU inference speed: onnxruntime vs PyTorch eager on the same exported networks.
 
-Each model (random weights: speed does not depend on them) is wrapped the way `deepvision export`
-wraps a run (normalisation inside), exported to ONNX with a dynamic batch, and timed on the CPU at
-batch 1 and 32: PyTorch eager under `torch.inference_mode()` (torch's default thread count) and
-onnxruntime's CPU provider (its default thread count, idle threads not spinning), alternating round
-by round; images/s is the
-median over rounds. As a check, the two outputs are compared relative to the logits' own size:
-max |onnxruntime - PyTorch| / max |PyTorch| (random initialisations can give logits of 1e-9, where an
-absolute difference says nothing), with the largest logit shown beside it.
+Each model is wrapped the way `deepvision export` wraps a run (normalisation inside), exported to ONNX
+with a dynamic batch, and timed on the CPU at batch 1 and 32: PyTorch eager under
+`torch.inference_mode()` (torch's default thread count) and onnxruntime's CPU provider (its default
+thread count, idle threads not spinning), alternating round by round; images/s is the median over
+rounds. Speed does not depend on the weights: tv:mobilenet_v2 uses torchvision's published
+IMAGENET1K_V1 weights when they are in torch's hub cache (`$TORCH_HOME/hub/checkpoints`; nothing is
+downloaded), the others (which have no published weights) random ones, as the weights column says.
+As a check, the two outputs on the same input are compared relative to the logits' own size:
+max |onnxruntime - PyTorch| / max |PyTorch| (a random initialisation can give logits of 1e-9, where an
+absolute difference says nothing), with the largest logit beside it.
 
     python benchmarks/onnx_vs_torch.py                      # lenet, resnet50_ref, tv:mobilenet_v2 (a few minutes)
     python benchmarks/onnx_vs_torch.py --tiny               # smoke run: small inputs, batch 1 and 2, seconds
@@ -37,16 +39,38 @@ sys.path.insert(0, str(Path(__file__).parent))
 from machine import describe, write_section
 
 MODELS = ("lenet", "resnet50_ref", "tv:mobilenet_v2")
+TITLE = "ONNX Runtime vs PyTorch eager, CPU inference"
+PUBLISHED = {"tv:mobilenet_v2": "IMAGENET1K_V1"}  # weights used when torch's hub cache holds them
 
 
-def build(name: str, side: int | None) -> tuple[torch.nn.Module, tuple[int, int, int]]:
+def published_weights(name: str) -> str | None:
+    """The tag of `name`'s published weights when their file is in torch's hub cache, else None."""
+    tag = PUBLISHED.get(name)
+    if tag is None:
+        return None
+    from deepvision.models.torchvision_models import resolve_weights, weights_path
+
+    path = weights_path(resolve_weights(name.removeprefix("tv:"), tag))
+    if path.is_file():
+        return tag
+    print(f"  {name}: {path} is not there; random weights", flush=True)
+    return None
+
+
+def build(name: str, side: int | None, weights: str | None) -> tuple[torch.nn.Module, tuple[int, int, int]]:
     spec = get_model_spec(name)
     c, h, w = spec.input_size
     if side:
         h = w = side
     options = {"input_size": h} if "input_size" in spec.options else {}
+    if weights:
+        options["weights"] = weights
     torch.manual_seed(0)
     model = create_model(name, **options).eval()
+    if weights:  # torchvision's weights take ImageNet-normalised input: (pixels / 255 - mean) / std inside
+        mean = torch.tensor([0.485, 0.456, 0.406]).view(c, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225]).view(c, 1, 1)
+        return Deployable(model, 1 / (255 * std), -mean / std).eval(), (c, h, w)
     return Deployable(model, torch.full((c, 1, 1), 1 / 255), torch.zeros(c, 1, 1)).eval(), (c, h, w)
 
 
@@ -68,7 +92,8 @@ def rate(fn, batch: int, seconds: float) -> float:
 
 def bench(name: str, batches: list[int], side: int | None, seconds: float, rounds: int, tmp: Path,
           threads: int | None = None) -> list[dict]:
-    wrapper, shape = build(name, side)
+    weights = published_weights(name)
+    wrapper, shape = build(name, side, weights)
     path = tmp / f"{name.replace(':', '_')}.onnx"
     meta = {"classes": [], "preprocess": {}}
     to_onnx(wrapper, torch.zeros(2, *shape), path, path.name, meta, dynamic_batch=True, opset=None)
@@ -94,19 +119,29 @@ def bench(name: str, batches: list[int], side: int | None, seconds: float, round
             for label, fn in pair if r % 2 == 0 else pair[::-1]:
                 (torch_rates if label == "torch" else ort_rates).append(rate(fn, batch, seconds))
         t, o = statistics.median(torch_rates), statistics.median(ort_rates)
-        rows.append({"model": name, "input": "x".join(map(str, shape)), "batch": batch, "torch": t, "ort": o,
-                     "diff": diff, "scale": scale})
+        rows.append({"model": name, "weights": weights or "random", "input": "x".join(map(str, shape)),
+                     "batch": batch, "torch": t, "ort": o, "diff": diff, "scale": scale})
         print(f"  {name} batch {batch}: PyTorch {t:,.1f} img/s, onnxruntime {o:,.1f} img/s", flush=True)
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | input | batch | PyTorch eager (img/s) | onnxruntime (img/s) | speed-up | largest logit "
-             "| max diff / largest logit |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | weights | input | batch | PyTorch eager (img/s) | onnxruntime (img/s) | speed-up "
+             "| largest logit | max diff / largest logit |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['input']} | {r['batch']} | {r['torch']:,.1f} | {r['ort']:,.1f} | "
+        lines.append(f"| {r['model']} | {r['weights']} | {r['input']} | {r['batch']} | {r['torch']:,.1f} | "
+                     f"{r['ort']:,.1f} | "
                      f"{r['ort'] / r['torch']:.2f}x | {r['scale']:.2g} | {r['diff']:.1e} |")
     return "\n".join(lines) + "\n"
+
+
+def section(rows: list[dict], machine: str, ort_version: str, threads: int | None) -> str:
+    """This script's BENCHMARKS.md section: the machine, what the columns compare, the table."""
+    return (f"Machine: {machine}; onnxruntime {ort_version}, {threads or 'default'} threads. Weights: "
+            "torchvision's published ones where the weights column names them, else random (speed does not "
+            "depend on them). Parity: both outputs for the same input (uniform 0-255 pixels), max "
+            "|onnxruntime - PyTorch| relative to the largest PyTorch logit, which a random initialisation "
+            f"can make tiny.\n\n{table(rows)}")
 
 
 def main() -> None:
@@ -133,12 +168,10 @@ def main() -> None:
                           args.threads)
     import onnxruntime
 
-    text = (f"Machine: {describe()}; onnxruntime {onnxruntime.__version__}, {args.threads or 'default'} threads. "
-            "Random weights (speed does not depend on them); the parity column is relative to the largest "
-            f"logit.\n\n{table(rows)}")
+    text = section(rows, describe(), onnxruntime.__version__, args.threads)
     print(text)
     if not (args.no_append or args.tiny):
-        print(f"written to {write_section('ONNX Runtime vs PyTorch eager, CPU inference', text)}")
+        print(f"written to {write_section(TITLE, text)}")
 
 
 if __name__ == "__main__":

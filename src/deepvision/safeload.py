@@ -560,6 +560,12 @@ def spreadsheet_cell(value: Any) -> Any:
     return "'" + text if value.startswith(FORMULA_STARTS) else text
 
 
+def spreadsheet_row(cells: Iterable[Any]) -> list[Any]:
+    """One CSV row with every cell through `spreadsheet_cell`: for rows holding names, paths or labels that
+    came from outside (class names, image file names), written beside numbers."""
+    return [spreadsheet_cell(cell) for cell in cells]
+
+
 def check_class_names(names: list[str], where: str) -> None:
     """UserError naming the first class name that labels.txt (one name a line) could not keep: empty, not a
     string, holding a control character or a line separator (a newline would split it into two classes), or

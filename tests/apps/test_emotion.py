@@ -271,7 +271,7 @@ def test_fast_detection_searches_full_size_after_a_small_face(astronaut_video, f
 
     video, plan = astronaut_video
     rec = EmotionRecognizer(load_classifier(fer_run), create_detector("haar"))
-    rec._last_side = 200  # as if the previous frame had a large face: the half-size search finds none here
+    rec.tracker.last_side = 200  # as if the previous frame had a large face: the half-size search finds none here
     cap = cv2.VideoCapture(str(video))
     ok, frame = cap.read()
     cap.release()

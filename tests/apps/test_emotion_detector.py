@@ -73,3 +73,37 @@ def test_an_unknown_detector_is_refused(fer_run, capsys):  # noqa: F811
     with pytest.raises(SystemExit) as exit_:
         main(["emotion", str(fer_run), "--video", "x.mp4", "--detector", "yolo"])
     assert exit_.value.code == 2 and "invalid choice: 'yolo'" in capsys.readouterr().err
+
+
+def test_mtcnn_searches_every_kth_frame_and_carries_the_faces_in_between(astronaut_video, fer_run, tmp_path,  # noqa: F811
+                                                                         run_cli):
+    pytest.importorskip("facenet_pytorch")
+    video, plan = astronaut_video  # 8 frames, the face moving about 10 pixels a frame at width 300; frame 5 blank
+    code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", tmp_path / "o",
+                           "--detect-every", "3")
+    assert code == 0, err
+    doc = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert doc["detector"] == "mtcnn" and doc["detect_every"] == 3 and doc["no_face"] == 1
+    # searched: every 3rd frame, the blank frame 5 at once (its carried face was dropped) and frame 6 (none carried)
+    assert [r["searched"] for r in doc["results"]] == [True, False, False, True, False, True, True, False]
+    for i, (result, step) in enumerate(zip(doc["results"], plan)):
+        if i == 5:
+            assert result["box"] is None
+            continue
+        assert iou(tuple(result["box"]), expected_box(*step)) > 0.5, i  # carried boxes follow the face
+
+
+def test_detect_every_must_be_positive(astronaut_video, fer_run, tmp_path, run_cli):  # noqa: F811
+    video, _ = astronaut_video
+    code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", tmp_path / "o",
+                           "--detect-every", "0")
+    assert code == 2 and err.strip() == "deepvision emotion: error: --detect-every must be at least 1, got 0"
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_cli_default_is_the_apps():
+    from deepvision.cli.main import build_parser
+    from deepvision.inference.faces.track import DETECT_EVERY
+
+    args = build_parser().parse_args(["emotion", "run", "--video", "x.mp4"])
+    assert args.detect_every == DETECT_EVERY == app.DETECT_EVERY

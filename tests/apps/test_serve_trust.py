@@ -49,7 +49,7 @@ def test_uploads_outside_the_allowlist_or_undecodable_are_4xx_json(run_dir, capl
     cases = {
         "truncated.png": (png[: len(png) // 2], 422, "could not be decoded"),
         "truncated.jpg": (jpeg[: len(jpeg) * 2 // 3], 422, "could not be decoded"),
-        "headless.jpg": (jpeg[:100], 415, "not an image deepvision can read"),
+        "headless.jpg": (jpeg[:100], 422, "could not be decoded (corrupt JPEG data (no frame header"),
         "lab.tif": (_encoded("LAB", "TIFF"), 415, "this TIFF holds LAB colour"),
         "drawing.eps": (EPS, 415, "not an image deepvision can read"),
         "icon.ico": (_encoded("RGB", "ICO"), 415, "not an image deepvision can read"),
@@ -65,6 +65,60 @@ def test_uploads_outside_the_allowlist_or_undecodable_are_4xx_json(run_dir, capl
             answer = client.post("/api/predict", files={"file": ("ok", _encoded(mode, fmt))})
             assert answer.status_code == 200 and len(answer.json()["top"]) == 5, (mode, fmt)
     assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_damaged_images_of_accepted_formats_are_422(channels):
+    """A recognised format whose content cannot be decoded is 422 on every decoder route (Pillow for a
+    colour PNG read as grey and for TIFF, OpenCV for the rest); 415 stays for formats not accepted."""
+    from deepvision.apps.serve.predictor import RejectedImage, decode_upload
+
+    png, tif = _encoded("RGB", "PNG"), _encoded("RGB", "TIFF")
+    bad_crc = png[:29] + bytes(4) + png[33:]  # the IHDR chunk's CRC zeroed
+    cut_tiff = tif[:8] + (len(tif) + 100).to_bytes(4, "little") + tif[12:64]  # its directory lies past the end
+    for data in (bad_crc, cut_tiff):
+        with pytest.raises(RejectedImage) as info:
+            decode_upload(data, channels, 10**7)
+        assert info.value.status == 422 and info.value.message.startswith("the image could not be decoded")
+
+
+def test_pillow_warnings_are_counted_not_printed(run_dir, recwarn):
+    from fastapi.testclient import TestClient
+
+    from deepvision.apps.serve import create_app
+
+    tif = _encoded("RGB", "TIFF")
+    cut_tiff = tif[:8] + (len(tif) + 100).to_bytes(4, "little") + tif[12:64]
+    with TestClient(create_app(run_dir), raise_server_exceptions=False) as client:
+        before = client.get("/health").json()["decoder_warnings"].get("UserWarning: Truncated File Read", 0)
+        for _ in range(2):
+            answer = client.post("/api/predict", files={"file": ("cut.tif", cut_tiff)})
+            assert answer.status_code == 422 and "corrupt or truncated TIFF data" in answer.json()["error"]
+        counts = client.get("/health").json()["decoder_warnings"]
+    assert counts["UserWarning: Truncated File Read"] >= before + 2
+    assert not [w for w in recwarn if "PIL" in w.filename]  # nothing reached the log
+
+
+def test_every_error_has_the_services_shape(run_dir):
+    from fastapi.testclient import TestClient
+
+    from deepvision.apps.serve import create_app
+
+    fields = "".join(f"--b\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\nx\r\n" for i in range(1500))
+    with TestClient(create_app(run_dir), raise_server_exceptions=False) as client:
+        no_boundary = client.post("/api/predict", content=b"--x\r\n",
+                                  headers={"Content-Type": "multipart/form-data"})
+        too_many = client.post("/api/predict", content=(fields + "--b--\r\n").encode(),
+                               headers={"Content-Type": "multipart/form-data; boundary=b"})
+        unknown = client.get("/api/nothing")
+        wrong_method = client.get("/api/predict")
+    for answer, status, words in ((no_boundary, 400, "not a valid multipart form (Missing boundary"),
+                                  (too_many, 400, "not a valid multipart form (Too many fields"),
+                                  (unknown, 404, "not found: /api/nothing; this server answers"),
+                                  (wrong_method, 405, "method not allowed: /api/predict")):
+        assert answer.status_code == status and list(answer.json()) == ["error"], answer.text
+        assert words in answer.json()["error"]
+    assert wrong_method.headers["allow"] == "POST"
 
 
 def test_eps_never_reaches_its_plugin(monkeypatch):

@@ -120,6 +120,13 @@ def test_face_detectors_section(script):
     assert "64 faces in 40 frames (hand-checked reference (faces.json))" in text
     assert table(text)[2:] == ["| haar | 119/275 (43%) | 31% | 0 | 54% | 11.2 | 89 | 50.6 |",
                                "| mtcnn | 234/275 (85%) | 92% | 1 | 92% | 62.5 | 16 | 292.4 |"]
+    assert "tracked" not in text
+    rows["mtcnn, tracked"] = {"found": 240, "recall": 0.9, "false": 0, "pick_ok": 0.9, "cpu_ms": 12.5,
+                              "wall_ms": 60.0, "searched": 70, "fast": 20, "detect_every": 5}
+    text = script("face_detectors").section(rows, "clip.mp4", 275, 300, 40, 64, "reference", MACHINE)
+    assert table(text)[-1] == "| mtcnn, tracked | 240/275 (87%) | 90% | 0 | 90% | 12.5 | 80 | 60.0 |"
+    assert ("mtcnn, tracked: as the emotion app runs it by default, a search every 5th frame, the faces "
+            "carried and re-checked by O-Net in between; 70 of 275 frames searched, 20 of them") in text
 
 
 def test_fer_pretrained_section_with_and_without_keras(script):
@@ -163,3 +170,71 @@ def test_fer2013_runs_section_one_row_per_run(script):
     rows = table(text)[2:]  # under the header and its rule
     assert len(rows) == 1 and rows[0].startswith("| e4 | E4: EmotionVGGNet (`emotion_vgg`) | 75 | 76.5 min |")
     assert "| 68.51% | **66.96%** | 67.20% | 68.90% (70) | 68.51% / 66.96% |" in rows[0] and MACHINE in text
+
+
+def test_onnx_vs_torch_section_names_the_weights_and_relative_parity(script):
+    onnx_vs_torch = script("onnx_vs_torch")
+    rows = [{"model": "lenet", "weights": "random", "input": "1x28x28", "batch": 1, "torch": 1202.31,
+             "ort": 5228.4, "diff": 1.23e-7, "scale": 0.0412},
+            {"model": "tv:mobilenet_v2", "weights": "IMAGENET1K_V1", "input": "3x224x224", "batch": 32,
+             "torch": 23.7, "ort": 154.3, "diff": 2.5e-6, "scale": 17.31}]
+    text = onnx_vs_torch.section(rows, MACHINE, "1.32.0", None)
+    assert text.startswith(f"Machine: {MACHINE}; onnxruntime 1.32.0, default threads. Weights: torchvision's "
+                           "published ones where the weights column names them, else random")
+    assert "relative to the largest PyTorch logit" in text
+    assert table(text) == [
+        "| model | weights | input | batch | PyTorch eager (img/s) | onnxruntime (img/s) | speed-up | largest logit "
+        "| max diff / largest logit |", "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| lenet | random | 1x28x28 | 1 | 1,202.3 | 5,228.4 | 4.35x | 0.041 | 1.2e-07 |",
+        "| tv:mobilenet_v2 | IMAGENET1K_V1 | 3x224x224 | 32 | 23.7 | 154.3 | 6.51x | 17 | 2.5e-06 |"]
+    assert onnx_vs_torch.TITLE in (BENCHMARKS.parent / "BENCHMARKS.md").read_text()
+
+
+def test_onnx_vs_torch_uses_published_weights_only_when_cached(script, monkeypatch, tmp_path):
+    onnx_vs_torch = script("onnx_vs_torch")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert onnx_vs_torch.published_weights("lenet") is None
+    assert onnx_vs_torch.published_weights("tv:mobilenet_v2") is None  # not in the empty hub cache
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth").write_bytes(b"")
+    assert onnx_vs_torch.published_weights("tv:mobilenet_v2") == "IMAGENET1K_V1"
+
+
+def test_data_layer_section_medians_ratios_and_verdicts(script):
+    layer = script("data_layer_before_after")
+    faster = layer.Workload("records uint8, img/s", "", None, before=[900.0, 1000.0, 1100.0],
+                            after=[990.0, 1050.0, 1210.0])
+    noisy = layer.Workload("LeNet, samples/s", "", None, before=[3600.0, 3700.0], after=[3800.0, 3500.0])
+    slower = layer.Workload("SSDlite, img/s", "", None, before=[20.0, 21.0], after=[18.0, 20.16],
+                            failed={})
+    lost = layer.Workload("records f32, img/s", "", None, after=[700.0], failed={"before": "ImportError: x"})
+    trees = {"before": "084421fb96e1", "after": "this checkout (a14815d)"}
+    mxnet = {"rates": [240.0, 250.0, 260.0], "version": "1.9.1"}
+    text = layer.section([faster, lost, noisy, slower], trees, "3 rounds.", MACHINE, mxnet)
+    flat = " ".join(text.split())  # the notes are wrapped at 80 columns
+    assert flat.startswith(f"Machine: {MACHINE}. Before: 084421fb96e1; after: this checkout")
+    assert table(text)[2:] == [
+        "| records uint8, img/s | 1,000 (900-1,100) | 1,050 (990-1,210) | 1.10 (1.05-1.10) |",
+        "| records f32, img/s | n/a | 700 | n/a |",
+        "| LeNet, samples/s | 3,650 (3,600-3,700) | 3,650 (3,500-3,800) | 1.00 (0.95-1.06) |",
+        "| SSDlite, img/s | 20.5 (20-21) | 19.1 (18-20.2) | 0.93 (0.90-0.96) |"]
+    assert "- records uint8, img/s: after/before 1.10, at least as fast in every round -" in flat
+    assert "- LeNet, samples/s: after/before 1.00, unchanged within noise (the per-round ratios" in flat
+    assert "- SSDlite, img/s: after/before 0.93, SLOWER in every round -" in flat
+    assert "- records f32, img/s: not measured in the before tree: ImportError: x -" in flat
+    assert "- records uint8, img/s / MXNet: before 4.00x, after 4.20x (goal >= 3x: met) -" in flat
+    assert flat.endswith("- records f32, img/s / MXNet: after 2.80x")
+    assert all(len(line) <= 80 for line in text.splitlines() if not line.startswith("|"))
+
+
+def test_data_layer_steady_rate_leaves_the_first_epoch_out(script, tmp_path):
+    layer = script("data_layer_before_after")
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,lr,train_loss,samples_per_s,seconds\n1,0.1,2.0,1000.0,9\n2,0.1,1.0,3000.0,3\n"
+                       "3,0.1,0.5,3600.0,2.5\n4,0.1,0.4,3500.0,2.6\n")
+    assert layer.steady_rate(history) == 3500.0
+    history.write_text("epoch,lr,train_loss,samples_per_s,seconds\n1,0.1,2.0,1000.0,9\n")
+    assert layer.steady_rate(history) == 1000.0
+    history.write_text("epoch,lr,train_loss,samples_per_s,seconds\n")
+    with pytest.raises(layer.ChildFailed):
+        layer.steady_rate(history)

@@ -474,6 +474,25 @@ def test_evaluation_labels_beyond_the_runs_classes_are_refused_before_predicting
         _check_labels_fit(SimpleNamespace(targets=np.array([0, 12, 3])), 10, "t.lst")
 
 
+def test_data_info_reads_the_mean_file_like_training(tmp_path, run_cli):
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(tmp_path / name)
+    (tmp_path / "m.lst").write_text("0\t0\ta.png\n1\t1\tb.png\n")
+    (tmp_path / "mean.json").write_text('{"R": 120.5, "G": 110, "B": 100.25}')
+    os.symlink("/dev/zero", tmp_path / "zero.json")
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "bad.json").write_text('{"R": 1, "G": 2, "B": 300}')
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(json.dumps({"data": {"source": "lst", "root": str(tmp_path), "train": str(tmp_path / "m.lst"),
+                                        "test": None}}))
+    code, out, err = run_cli("data", "info", cfg, "--set", "data.mean=mean.json")
+    assert code == 0 and "  mean  R 120.50, G 110.00, B 100.25 (0..255, mean.json)" in out, err
+    for name, reason in (("zero.json", "is a character device, not a regular file"),
+                         ("fifo.json", "is a FIFO, not a regular file"), ("bad.json", "mean B is 300.0"),
+                         ("none.json", "mean file not found")):
+        code, out, err = run_cli("data", "info", cfg, "--set", f"data.mean={name}")
+        assert code == 2 and out == "" and err.count("\n") == 1 and reason in err, err
+
 def test_unchanged_decoding_reads_only_the_formats_with_a_pixel_check(tmp_path, run_cli):
     """--color -1 hands bytes to OpenCV, which also reads Radiance HDR and PGM with no pixel check (a
     17 MB RLE HDR asks for 3.2 GB): only the formats Pillow's header check covers reach it."""

@@ -205,6 +205,24 @@ def test_class_names_with_control_characters_refused(tmp_path):
         build_from_files("voc", [root], tmp_path / "out2", test_fraction=0)
 
 
+def test_an_image_linked_from_outside_the_dataset_is_refused(tmp_path):
+    root = _labelimg(tmp_path / "ds", n=2)
+    outside = tmp_path / "outside.jpg"
+    (root / "images" / "photo_1.jpg").rename(outside)
+    (root / "images" / "photo_1.jpg").symlink_to(outside)
+    with pytest.raises(UserError) as exc:
+        read_annotations("voc", [str(root)])
+    link = root / "images" / "photo_1.jpg"
+    assert f"{link} is a link to {outside.resolve()}, outside the dataset folder" in str(exc.value)
+    # a link within the dataset (images/ -> JPEGImages/) is followed as before
+    (root / "JPEGImages").mkdir()
+    outside.rename(root / "JPEGImages" / "p1.jpg")
+    (root / "images" / "photo_1.jpg").unlink()
+    (root / "images" / "photo_1.jpg").symlink_to(root / "JPEGImages" / "p1.jpg")
+    ann = read_annotations("voc", [str(root)])
+    files = sorted(Path(r.file).name for records in ann.splits.values() for r in records)
+    assert files == ["p1.jpg", "photo_0.jpg"]
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"iscrowd": "maybe"}, "annotation 1: iscrowd 'maybe' is not 0 or 1"),
     ({"iscrowd": 2}, "annotation 1: iscrowd '2' is not 0 or 1"),

@@ -255,3 +255,26 @@ def test_more_chunks_than_images_is_refused_before_any_file(tmp_path, run_cli):
     assert not list(tmp_path.glob("*.lst"))
     assert run_cli("im2rec", "--list", "--recursive", "--chunks", str(n), tmp_path / "d", root)[0] == 0
     assert len(list(tmp_path.glob("d_*.lst"))) == n
+
+
+def test_resize_is_bounded_before_anything_is_packed(tmp_path, run_cli):
+    root = tmp_path / "imgs"
+    (root / "a").mkdir(parents=True)
+    noise_image(1, (8, 16)).save(root / "a" / "x.png")
+    (tmp_path / "p.lst").write_text("0\t0\ta/x.png\n")
+    for value in ("100000", "-1"):
+        code, out, err = run_cli("im2rec", "--resize", value, tmp_path / "p", root)
+        assert code == 2 and err.count("\n") == 1, err
+        assert "--resize must be 0 (keep the size) or a whole number of pixels from 1 to 16,384" in err
+        assert err.rstrip().endswith(f"got {value}")
+    assert not (tmp_path / "p.rec").exists()
+    # within the side ceiling, the resized image still obeys the pixel limit: skipped with the reason
+    from deepvision.data.imageio import set_max_image_pixels
+
+    set_max_image_pixels(10_000)
+    try:
+        record, reason = im2rec.encode_item(im2rec.PackOptions(root=str(root), resize=200),
+                                            im2rec.PackItem(0, "a/x.png", (0.0,)))
+    finally:
+        set_max_image_pixels(None)
+    assert record is None and "200x400 = 80,000 pixels" in reason

@@ -61,7 +61,7 @@ def test_the_model_budget_is_checked_before_building(lenet_run, monkeypatch):
     from deepvision.runs.loading import load_run
 
     monkeypatch.setenv("DEEPVISION_MAX_READ_GB", "0.000001")  # 1 kB: LeNet's 1.7 MB does not fit
-    with pytest.raises(UserError, match=r"the model for input 28x28 declares 1\.7 MB, above"):
+    with pytest.raises(UserError, match=r"the model for input 28x28 would need 1\.7 MB for its parameters, above"):
         load_run(lenet_run)
 
 
@@ -120,3 +120,29 @@ def test_a_bare_checkpoint_whose_preprocessing_disagrees_is_one_line(lenet_run, 
     with pytest.raises(UserError, match=r"the preprocessing stored in .*bare\.pt \(input 4000x4000, 1 channel\(s\)\) "
                                         r"does not fit"):
         load_classifier(tmp_path / "bare.pt", device="cpu")
+
+
+@pytest.mark.parametrize("how", ["run", "checkpoint"])
+def test_a_loaded_model_is_planned_once(lenet_run, monkeypatch, how):
+    import dataclasses
+    import functools
+
+    from deepvision.apps.classifier import load_classifier
+    from deepvision.models import registry
+
+    spec = registry.get_model_spec("lenet")
+    devices = []
+
+    @functools.wraps(spec.builder)
+    def counting(*args, **kwargs):
+        devices.append(torch.empty(()).device.type)
+        return spec.builder(*args, **kwargs)
+
+    monkeypatch.setitem(registry._REGISTRY, "lenet", dataclasses.replace(spec, builder=counting))
+    path = lenet_run if how == "run" else lenet_run / "checkpoints" / "best.pt"
+    classifier = load_classifier(path, device="cpu")
+    assert devices == ["meta", "cpu"]
+    assert classifier.classes == ["a", "b"]
+    devices.clear()
+    create_model("lenet", 2, 1)  # built alone, the registry plans it itself
+    assert devices == ["meta", "cpu"]

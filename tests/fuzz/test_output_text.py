@@ -130,3 +130,23 @@ def test_lisa_tags_in_the_skipped_rows_note_are_escaped(tmp_path, run_cli):
     assert "skipped 2 LISA rows of 2 tag(s) outside the classes:" in note
     assert "evil\\x1b[2J\\x07 (1)" in note and "[bold]x (1)" in note
     assert csv_path.read_bytes() == before
+
+
+def test_csv_reports_quote_formula_like_names(tmp_path):
+    import csv
+
+    import numpy as np
+
+    from deepvision.evaluation.evaluate import _matrix_csv, _predictions_csv, _report_csv
+    from deepvision.inference.classify import write_predictions
+    from deepvision.inference.predict import Prediction
+
+    classes = ["=HYPERLINK(\"http://x\")", "-2+3", "cat"]
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    rows = list(csv.reader(io.StringIO(_predictions_csv(probs, np.array([1, 2]), classes))))
+    assert rows[1:] == [["0", "'-2+3", "'=HYPERLINK(\"http://x\")", "0.700000"], ["1", "cat", "cat", "0.600000"]]
+    report = {"=1+1": {"precision": 1.0, "recall": 0.5, "f1-score": 0.6667, "support": 2}}
+    assert _report_csv(report, ["=1+1"]).splitlines()[1] == "'=1+1,1.0000,0.5000,0.6667,2"
+    assert _matrix_csv(np.eye(3, dtype=int), classes).splitlines()[2] == "'-2+3,0,1,0"
+    write_predictions([Prediction("@evil.png", [("+cmd", 0.9)])], tmp_path / "p.csv")
+    assert (tmp_path / "p.csv").read_text().splitlines()[1] == "'@evil.png,1,'+cmd,0.900000"

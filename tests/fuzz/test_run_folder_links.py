@@ -126,5 +126,23 @@ def test_a_history_that_is_a_fifo_is_damaged_not_empty(tmp_path):
     run = RunDir(tmp_path / "r")
     run.path.mkdir()
     os.mkfifo(run.history_path)
-    with pytest.raises(UserError, match=r"history\.csv is not a regular file; delete it"):
+    with pytest.raises(UserError, match=r"history\.csv is not a regular file \(a FIFO\); delete it"):
         run.read_history()
+
+
+def test_a_config_that_is_a_fifo_marks_the_run_damaged(tmp_path):
+    import os
+
+    from deepvision.runs.journal import journal
+
+    good, _ = _run(tmp_path)
+    good.update_state(status="finished")
+    bad = RunDir.create(tmp_path, "fifo")
+    bad.update_state(status="finished")
+    os.mkfifo(bad.config_path)
+    rows = {row["name"]: row for row in journal(tmp_path)}
+    assert rows["r"]["status"] == "finished" and rows["r"]["epochs"] == 2
+    assert rows["fifo"]["status"] == (f"damaged: {bad.config_path} is not a regular file (a FIFO); "
+                                      "delete it (`deepvision resume` rewrites it from the last checkpoint)")
+    with pytest.raises(UserError, match=r"config\.yaml is not a regular file \(a FIFO\)"):
+        RunDir.open(bad.path)

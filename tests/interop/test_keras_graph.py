@@ -21,8 +21,9 @@ import torch
 
 from deepvision.errors import UserError
 from deepvision.interop.keras_import import load_keras
-from deepvision.models.keras_graph import MAX_JSON_DEPTH, KerasGraph, parse_json
+from deepvision.models.keras_graph import KerasGraph, parse_json
 from deepvision.runs.loading import load_run
+from deepvision.safeload import MAX_DEPTH
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "keras"
 GRAPH = FIXTURES / "graph"
@@ -152,8 +153,9 @@ def test_declared_shapes_are_checked_against_the_config(tmp_path):
 
 
 def test_json_depth_limit_and_garbage():
-    deep = "[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)
-    with pytest.raises(UserError, match=f"nested deeper than {MAX_JSON_DEPTH} levels"):
+    assert MAX_DEPTH == 100  # the limit docs/data-reliability.md and docs/deploy.md state
+    deep = "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1)
+    with pytest.raises(UserError, match="nested deeper than 100 levels"):
         parse_json(deep, "x.json")
     with pytest.raises(UserError, match="not valid JSON"):
         parse_json('{"a": ', "x.json")

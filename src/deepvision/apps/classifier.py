@@ -71,10 +71,8 @@ def load_classifier(source: str | Path, *, keras_model: str | None = None, epoch
 
 def _from_checkpoint(path: Path, device: torch.device) -> Classifier:
     from deepvision.config.io import build_config
-    from deepvision.models.build import build_model
-    from deepvision.models.weights import load_weights
     from deepvision.runs.checkpoint import load_checkpoint
-    from deepvision.runs.loading import check_plan
+    from deepvision.runs.loading import build_checked
     from deepvision.safeload import check_class_names
 
     ckpt = load_checkpoint(path)
@@ -83,9 +81,7 @@ def _from_checkpoint(path: Path, device: torch.device) -> Classifier:
     cfg = build_config(ckpt["config"])
     cfg.model.pretrained = None
     pre = Preprocess.from_dict(ckpt["preprocess"])
-    check_plan(cfg, pre, ckpt["model_state"], str(path), f"the preprocessing stored in {path}")
-    model = build_model(cfg, pre)
-    load_weights(model, ckpt["model_state"], strict=True, source=f"weights in {path}")
+    model = build_checked(cfg, pre, ckpt["model_state"], str(path), f"the preprocessing stored in {path}")
     classes = ckpt.get("classes") or []
     classes = list(classes) if isinstance(classes, (list, tuple)) else [classes]
     check_class_names(classes, f"the class names in {path}")

@@ -31,7 +31,9 @@ import io
 import os
 import re
 import struct
+import threading
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,44 @@ _max_pixels: int | None = None  # set_max_image_pixels() override
 
 class DecodeError(ValueError):
     """The bytes are not a decodable image (reason in the message)."""
+
+
+_pillow_warnings: Counter[str] = Counter()
+_pillow_lock = threading.Lock()
+_PIL_DIR = os.sep + "PIL" + os.sep
+
+
+def _count_pillow_warning(previous: Any) -> Any:
+    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        if _PIL_DIR in str(filename):
+            reason = " ".join(f"{category.__name__}: {message}".split())[:160]
+            with _pillow_lock:
+                _pillow_warnings[reason] += 1
+            return
+        previous(message, category, filename, lineno, file, line)
+
+    show.counts_pillow = True  # type: ignore[attr-defined]
+    return show
+
+
+def quiet_pillow_warnings() -> Counter[str]:
+    """Count Pillow's warnings about the images it decodes (a truncated TIFF read, corrupt EXIF data, a
+    size above Pillow's own bomb warning) by reason instead of printing them, and return that live
+    counter. For a process decoding untrusted images (serve): each warning would otherwise be printed
+    into its log, two lines per upload. The outcome of a decode does not change: a damaged image is
+    still a DecodeError, one that decodes is still used. Other warnings are shown as before."""
+    with _pillow_lock:
+        if not getattr(warnings.showwarning, "counts_pillow", False):
+            warnings.showwarning = _count_pillow_warning(warnings.showwarning)
+        warnings.filterwarnings("always", module=r"PIL(\.|$)")  # every one counted, not the first per line
+    return _pillow_warnings
+
+
+def pillow_warning_counts() -> dict[str, int]:
+    """A copy of the counts `quiet_pillow_warnings` keeps (reason -> count)."""
+    with _pillow_lock:
+        return dict(_pillow_warnings)
 
 
 class NotAnImageError(DecodeError):
@@ -298,6 +338,9 @@ def _pil_open(data: bytes, limit: int | None = None) -> Image.Image:
             raise PixelLimitError(_limit_message(f"{pixels:,} pixels" if pixels else "more than "
                                                  f"{2 * limit:,} pixels", limit), pixels, limit) from None
         except UnidentifiedImageError:
+            fmt = sniff_format(data)  # an allowed format whose header is damaged is undecodable, not foreign
+            if fmt is not None:
+                raise DecodeError(f"corrupt or truncated {fmt.upper()} data (its header cannot be read)") from None
             raise NotAnImageError("not a recognised image format") from None
     check_pixels(*img.size, limit)
     if img.mode not in READABLE_MODES or (img.format == "TIFF" and img.mode not in TIFF_MODES):
@@ -360,7 +403,7 @@ class Decoder:
             # alpha, palette, 16-bit, RGB read as gray, GIF, WebP...
             return _pil_decode(bytes(data), 1 if self.channels == 1 else 3, self.limit)
         if jpeg_frame(data) is None:
-            raise NotAnImageError("not a recognised image format (a JPEG without a frame header)")
+            raise DecodeError("corrupt JPEG data (no frame header before the image data)")
         if self.kind != "simplejpeg":
             check_image_data(data, self.limit)
             if jpeg_truncated(data):

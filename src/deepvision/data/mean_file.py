@@ -6,18 +6,19 @@ import math
 from pathlib import Path
 
 from deepvision.errors import UserError
-from deepvision.safeload import load_json
+from deepvision.safeload import LimitError, input_file, read_json
 
 
 def read_mean_rgb(path: str | Path) -> list[float]:
-    """The reference mean file {"R": .., "G": .., "B": ..} (0..255 units) as [R, G, B]."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"mean file not found: {p}")
+    """The reference mean file {"R": .., "G": .., "B": ..} (0..255 units) as [R, G, B], read through the
+    bounded JSON loader; a missing file, a FIFO or device, bad JSON or a value outside 0..255 is one line."""
+    p = input_file(path, "mean file", "; give the JSON file `deepvision mean` writes")
     try:
-        d = load_json(p.read_bytes(), str(p))
+        d = read_json(p, "mean file")
         values = [float(d["R"]), float(d["G"]), float(d["B"])]
-    except (OSError, KeyError, TypeError, ValueError, UnicodeDecodeError, OverflowError):
+    except LimitError:
+        raise
+    except (OSError, UserError, KeyError, TypeError, ValueError, UnicodeDecodeError, OverflowError):
         raise UserError(f"{p} is not a mean file; expected JSON with keys R, G, B") from None
     for key, v in zip("RGB", values):
         if not (math.isfinite(v) and 0.0 <= v <= 255.0):

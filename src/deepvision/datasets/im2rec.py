@@ -29,7 +29,14 @@ from pathlib import Path
 
 import cv2
 
-from deepvision.data.imageio import DecodeError, check_image_data, decode_opencv, jpeg_truncated, sniff_format
+from deepvision.data.imageio import (
+    DecodeError,
+    check_image_data,
+    check_pixels,
+    decode_opencv,
+    jpeg_truncated,
+    sniff_format,
+)
 from deepvision.data.lst import read_list_text
 from deepvision.data.records.header import IRHeader, pack_header
 from deepvision.data.records.pipeline import forking_cv2
@@ -37,7 +44,7 @@ from deepvision.datasets.listing import DEFAULT_EXTS, list_images, make_list, un
 from deepvision.datasets.records import RecordWriter, encode_image, frame_record
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, read_regular_file
-from deepvision.safeload import printable
+from deepvision.safeload import max_image_side, printable
 
 __all__ = ["DEFAULT_EXTS", "PackItem", "PackOptions", "PackResult", "ProgressReporter", "Terminated", "encode_item",
            "find_lists", "list_images", "make_list", "pack_list", "read_list_lenient", "sigterm_raises",
@@ -94,6 +101,12 @@ class PackOptions:
     pass_through: bool = False
     pack_label: bool = False
 
+    def __post_init__(self) -> None:
+        ceiling = max_image_side()
+        if isinstance(self.resize, bool) or not isinstance(self.resize, int) or not 0 <= self.resize <= ceiling:
+            raise UserError(f"--resize must be 0 (keep the size) or a whole number of pixels from 1 to {ceiling:,} "
+                            f"(DEEPVISION_MAX_IMAGE_SIDE raises it), got {self.resize}")
+
 
 def encode_item(options: PackOptions, item: PackItem) -> tuple[bytes | None, str]:
     """(framed record bytes, '') for one list item, or (None, reason) when the image cannot be packed."""
@@ -123,6 +136,7 @@ def encode_item(options: PackOptions, item: PackItem) -> tuple[bytes | None, str
                 h, w = img.shape[:2]
                 new = (options.resize, h * options.resize // w) if h > w else (w * options.resize // h, options.resize)
                 if new != (w, h):
+                    check_pixels(*new)  # the resized image obeys the pixel limit like a decoded one
                     img = cv2.resize(img, new)  # bilinear, as im2rec.py
             payload = pack_header(header, encode_image(img, options.encoding, options.quality))
     except DecodeError as exc:

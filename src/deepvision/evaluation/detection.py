@@ -27,6 +27,7 @@ from deepvision.engine.tasks.detection import DetectionMeter, DetectionTask
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
 from deepvision.runs.loading import LoadedRun, load_run
+from deepvision.safeload import spreadsheet_cell
 
 DEFINITIONS = {
     "voc_map50": "PASCAL VOC mAP@0.5, all-point (VOC2010+) area under the precision envelope, difficult ignored",
@@ -138,8 +139,8 @@ def _write_csv(path: Path, voc: VOCResult, voc11: VOCResult) -> None:
     w = csv.writer(buf)
     w.writerow(["class", "positives", "detections", "true_positives", "ap_all_point", "ap_11_point"])
     for c, c11 in zip(voc.per_class, voc11.per_class):
-        w.writerow([c.name, c.positives, c.detections, c.true_positives, "" if math.isnan(c.ap) else f"{c.ap:.6f}",
-                    "" if math.isnan(c11.ap) else f"{c11.ap:.6f}"])
+        w.writerow([spreadsheet_cell(c.name), c.positives, c.detections, c.true_positives,
+                    "" if math.isnan(c.ap) else f"{c.ap:.6f}", "" if math.isnan(c11.ap) else f"{c11.ap:.6f}"])
     w.writerow(["mean", sum(c.positives for c in voc.per_class), "", "", f"{voc.map:.6f}", f"{voc11.map:.6f}"])
     atomic_write_text(path, buf.getvalue())
 

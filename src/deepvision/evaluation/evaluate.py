@@ -40,6 +40,7 @@ from deepvision.evaluation.tencrop import TenCropTransform, ten_crop
 from deepvision.fileio import atomic_write_text
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
+from deepvision.safeload import spreadsheet_cell, spreadsheet_row
 
 ROLES = ("train", "val", "test")
 # --crops: the views averaged per image -> (what the progress line says, the report folder's suffix)
@@ -290,9 +291,9 @@ def _slug(text: str) -> str:
 def _matrix_csv(cm: np.ndarray, classes: list[str]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["true\\predicted", *classes])
+    w.writerow(spreadsheet_row(["true\\predicted", *classes]))
     for name, row in zip(classes, cm.tolist()):
-        w.writerow([name, *row])
+        w.writerow([spreadsheet_cell(name), *row])
     return buf.getvalue()
 
 
@@ -303,7 +304,8 @@ def _report_csv(report: dict[str, Any], classes: list[str]) -> str:
     for name in [*classes, "macro avg", "weighted avg"]:
         r = report.get(name)
         if r:
-            w.writerow([name, f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1-score']:.4f}", int(r["support"])])
+            w.writerow([spreadsheet_cell(name), f"{r['precision']:.4f}", f"{r['recall']:.4f}",
+                        f"{r['f1-score']:.4f}", int(r["support"])])
     return buf.getvalue()
 
 
@@ -313,5 +315,5 @@ def _predictions_csv(probs: np.ndarray, labels: np.ndarray, classes: list[str]) 
     w.writerow(["index", "label", "predicted", "probability"])
     pred = probs.argmax(1)
     for i, (y, p) in enumerate(zip(labels.tolist(), pred.tolist())):
-        w.writerow([i, classes[y], classes[p], f"{probs[i, p]:.6f}"])
+        w.writerow([i, spreadsheet_cell(classes[y]), spreadsheet_cell(classes[p]), f"{probs[i, p]:.6f}"])
     return buf.getvalue()

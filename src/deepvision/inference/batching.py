@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import torch
 
 from deepvision.errors import UserError
+from deepvision.safeload import input_file
 
 T = TypeVar("T")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -33,10 +34,8 @@ def expand_images(inputs: Sequence[str | Path]) -> list[Path]:
             if not found:
                 raise UserError(f"no images ({', '.join(IMAGE_EXTS)}) found under {p}")
             out.extend(found)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise UserError(f"image or folder not found: {p}")
+        else:  # a missing path, a FIFO or a device is refused before anything opens it
+            out.append(input_file(p, "image or folder", "; give an image file or a folder of images"))
     return out
 
 

@@ -22,6 +22,7 @@ from deepvision.fileio import atomic_write_text
 from deepvision.inference.backbones import LoadedModel
 from deepvision.inference.batching import batches, expand_images
 from deepvision.inference.predict import Prediction
+from deepvision.safeload import spreadsheet_cell
 
 
 def classify_tensors(loaded: LoadedModel, batch: torch.Tensor, top: int) -> list[list[tuple[str, float]]]:
@@ -70,6 +71,6 @@ def write_predictions(results: list[Prediction], path: str | Path) -> Path:
     w.writerow(["image", "rank", "class", "probability"])
     for r in results:
         for rank, (name, prob) in enumerate(r.top, 1):
-            w.writerow([r.image, rank, name, f"{prob:.6f}"])
+            w.writerow([spreadsheet_cell(r.image), rank, spreadsheet_cell(name), f"{prob:.6f}"])
     atomic_write_text(path, buf.getvalue())
     return path

@@ -31,6 +31,7 @@ from deepvision.fileio import PendingFile, atomic_write_text, output_folder
 from deepvision.inference.video import open_video
 from deepvision.models.detection import detection_family
 from deepvision.runs.loading import LoadedRun, load_run
+from deepvision.safeload import input_file
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 MAX_SIDE = 1000
@@ -145,13 +146,13 @@ def expand_sources(sources: list[str | Path]) -> list[tuple[Path, str]]:
     out: list[tuple[Path, str]] = []
     for src in sources:
         p = Path(src)
+        if not p.is_dir():  # a missing path, a FIFO or a device is refused before anything opens it
+            input_file(p, "image or video", "; give an image or video file, or a folder of images")
         if p.is_dir():
             files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
             if not files:
                 raise UserError(f"{p} holds no image ({', '.join(IMAGE_EXTENSIONS)})")
             out += [(f, "image") for f in files]
-        elif not p.is_file():
-            raise UserError(f"not found: {p}")
         elif p.suffix.lower() in VIDEO_EXTENSIONS:
             out.append((p, "video"))
         else:

@@ -10,6 +10,7 @@ import torch
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
 from deepvision.runs.loading import LoadedRun, load_run
+from deepvision.safeload import input_file
 
 
 @dataclass
@@ -49,8 +50,11 @@ def predict_images(
 ) -> list[Prediction]:
     """Predict each image file with a run, or an exported `.onnx` file (onnxruntime, CPU).
 
-    Unreadable files raise UserError before any prediction is made.
+    Unreadable files raise UserError before any prediction is made; a missing image, a folder, a FIFO
+    or a device is refused before the model is loaded.
     """
+    for p in images:
+        input_file(p, "image", "; give an image file (JPEG, PNG, BMP, GIF, TIFF or WebP)")
     if not isinstance(run_dir, LoadedRun) and Path(run_dir).suffix == ".onnx":
         from deepvision.inference.onnx_runtime import OnnxClassifier
 

@@ -9,6 +9,7 @@ from torch import nn
 
 from deepvision.config.profile import model_reference
 from deepvision.config.schema import Config
+from deepvision.errors import UserError
 from deepvision.models.registry import create_model, get_model_spec
 
 
@@ -31,9 +32,10 @@ def model_options(cfg: Config, input_size: Any) -> dict[str, Any]:
     return opts
 
 
-def build_model(cfg: Config, input_size: Any) -> nn.Module:
+def build_model(cfg: Config, input_size: Any, *, plan: bool = True) -> nn.Module:
     """The model named by cfg.model for inputs of `input_size` ((H, W), or a Preprocess), with
-    pretrained weights when configured.
+    pretrained weights when configured. `plan=False`: the caller has planned it (`plan_model`) and
+    checked its size already (see `create_model`).
 
     `pretrained` is a weights file (only the classifier head may differ; see models/pretrained.py) or,
     for tv: models, `torchvision[:TAG]` to fetch torchvision's published weights, or for detectors
@@ -46,11 +48,11 @@ def build_model(cfg: Config, input_size: Any) -> nn.Module:
     if detection_family(cfg.model.name) and cfg.model.pretrained in ("coco", "imagenet"):
         # detectors: torchvision's COCO weights with a new class head, or ImageNet weights for the backbone only
         opts["weights"] = cfg.model.pretrained
-        return create_model(cfg.model.name, cfg.model.num_classes, cfg.model.in_channels, **opts)
+        return create_model(cfg.model.name, cfg.model.num_classes, cfg.model.in_channels, plan=plan, **opts)
     tag = torchvision_tag(cfg.model.name, cfg.model.pretrained)
     if tag:
         opts.setdefault("weights", tag)
-    model = create_model(cfg.model.name, cfg.model.num_classes, cfg.model.in_channels, **opts)
+    model = create_model(cfg.model.name, cfg.model.num_classes, cfg.model.in_channels, plan=plan, **opts)
     if tag and cfg.model.num_classes not in (None, get_model_spec(cfg.model.name).num_classes):
         init_head(model, head_modules(model))  # torchvision's weights with a new classifier
     if cfg.model.pretrained and not tag:
@@ -59,6 +61,24 @@ def build_model(cfg: Config, input_size: Any) -> nn.Module:
         fresh = {k.rsplit(".", 1)[0] for k in report["missing"]}
         init_head(model, [h for h in head_modules(model) if h in fresh])
     return model
+
+
+def plan_model(cfg: Config, input_size: Any) -> nn.Module | None:
+    """`build_model` on the meta device (shapes only, nothing allocated); None for a model that is not
+    planned: configured pretrained weights (a published size), or a builder that computes with real
+    tensors (it is built normally). The caller checks the plan (`registry.check_parameter_bytes`)
+    and then builds with `plan=False`."""
+    import torch
+
+    if cfg.model.pretrained:
+        return None
+    try:
+        with torch.device("meta"):
+            return build_model(cfg, input_size, plan=False)
+    except UserError:
+        raise
+    except Exception:
+        return None
 
 
 def init_head(model: nn.Module, names: list[str]) -> None:

@@ -53,7 +53,6 @@ LAYERS = frozenset({
 # Keras 3 operations on a tensor and numbers (`x + 3.0` in a functional model): module keras.src.ops.*
 OPS = {"Add": "add", "Subtract": "sub", "Multiply": "mul", "Divide": "div", "TrueDivide": "div", "Maximum": "max",
        "Minimum": "min"}
-MAX_JSON_DEPTH = 256
 MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_LAYER_INT = 1 << 20  # channels, units, window sizes, strides: any real network stays far below (as for MXNet)
 # config fields checked before any module is built: whole numbers from 1 (None keeps Keras' default), whole
@@ -66,10 +65,11 @@ RESCALING_FIELDS = ("scale", "offset")  # BatchNormalization's `scale` is a yes/
 
 
 def parse_json(text: str | bytes, source: str) -> Any:
-    """JSON with a size and nesting limit (a hostile file cannot exhaust memory or the stack)."""
+    """JSON with a size limit and safeload's one nesting limit, `safeload.MAX_DEPTH` (a hostile file cannot
+    exhaust memory or the stack; real Keras configs nest about 15 levels)."""
     if len(text) > MAX_JSON_BYTES:
         raise UserError(f"{source}: the model config is larger than {MAX_JSON_BYTES >> 20} MB")
-    return load_json(text, source, MAX_JSON_DEPTH)
+    return load_json(text, source)
 
 
 def _whole_numbers(value: Any) -> list[Any]:

@@ -152,41 +152,55 @@ register_check("model.name", get_model_spec)
 register_canonical("model.name", canonical_name)
 
 
-def _check_parameter_bytes(name: str, builder: Callable[..., nn.Module], kwargs: dict[str, Any]) -> None:
-    """Plan the model on the meta device (shapes only, nothing allocated) and refuse in one line one whose
-    parameters and buffers would need more than `max_read_bytes()` (a LeNet for 8,192 x 8,192 inputs asks
-    for 418 GB). A builder that cannot run on the meta device is left to build normally."""
+def _plan(builder: Callable[..., nn.Module], kwargs: dict[str, Any]) -> nn.Module | None:
+    """The model built on the meta device (shapes only, nothing allocated), or None for a builder that
+    cannot run there (e.g. one reading values back from tensors: it is built normally)."""
     import torch
 
-    from deepvision.safeload import format_bytes, max_read_bytes
-
-    if torch.empty(()).is_meta:  # already being planned (runs/loading.check_plan), which says more
-        return
-    if kwargs.get("weights") or kwargs.get("pretrained"):  # published weights: a published size, fetched once
-        return
     try:
         with torch.device("meta"):
-            planned = builder(**kwargs)
+            return builder(**kwargs)
     except (InputSizeError, TypeError, ValueError):
         raise
-    except Exception:  # e.g. a builder reading values back from tensors: plan by building
-        return
+    except Exception:
+        return None
+
+
+def check_parameter_bytes(planned: nn.Module, subject: str) -> None:
+    """Refuse in one line a model (planned on the meta device) whose parameters and buffers would need
+    more than `max_read_bytes()`: a LeNet for 8,192 x 8,192 inputs asks for 418 GB. `subject` names it."""
+    from deepvision.safeload import format_bytes, max_read_bytes
+
     tensors = [*planned.parameters(), *planned.buffers()]
     need = sum(t.numel() * t.element_size() for t in tensors)
     ceiling = max_read_bytes()
     if need > ceiling:
-        raise UserError(f"model '{name}' with these options and input size would need {format_bytes(need)} "
-                        f"for its parameters, above the {format_bytes(ceiling)} this machine allows "
-                        f"(DEEPVISION_MAX_READ_GB raises it); use a smaller input size")
+        raise UserError(f"{subject} would need {format_bytes(need)} for its parameters, above the "
+                        f"{format_bytes(ceiling)} this machine allows (DEEPVISION_MAX_READ_GB raises it); "
+                        f"use a smaller input size")
+
+
+def _published_or_meta(kwargs: dict[str, Any]) -> bool:
+    import torch
+
+    return bool(kwargs.get("weights") or kwargs.get("pretrained")) or torch.empty(()).is_meta
 
 
 def create_model(
     name: str,
     num_classes: int | None = None,
     in_channels: int | None = None,
+    *,
+    plan: bool = True,
     **options: Any,
 ) -> nn.Module:
-    """Build model `name`. Unknown options raise UserError listing the valid ones."""
+    """Build model `name`. Unknown options raise UserError listing the valid ones.
+
+    The model is first planned on the meta device and refused when its parameters exceed the memory
+    ceiling (`check_parameter_bytes`). `plan=False` skips that for a caller that has just planned and
+    checked the same model itself (runs.loading, which also compares the plan with a checkpoint); a
+    model built on the meta device, or with published weights (a published size), is not planned.
+    """
     spec = get_model_spec(name)
     if "reference" in options and not spec.accepts_reference:
         options.pop("reference")
@@ -201,7 +215,10 @@ def create_model(
     kwargs["num_classes"] = spec.num_classes if num_classes is None else num_classes
     kwargs["in_channels"] = spec.input_size[0] if in_channels is None else in_channels
     try:
-        _check_parameter_bytes(name, spec.builder, kwargs)
+        if plan and not _published_or_meta(kwargs):
+            planned = _plan(spec.builder, kwargs)
+            if planned is not None:
+                check_parameter_bytes(planned, f"model '{name}' with these options and input size")
         return spec.builder(**kwargs)
     except InputSizeError as exc:
         raise UserError(f"{name}: {exc}") from None

@@ -59,6 +59,7 @@ def _finite(values: list[Any]) -> list[float]:
 
 def run_row(run: RunDir) -> dict[str, Any]:
     hist = run.read_history()
+    run.has_config()  # a FIFO in its place marks the run damaged (below, a bad config only blanks the model)
     status = run.status()
     schedule, classes, monitor = None, None, "val_acc"
     try:

@@ -12,11 +12,12 @@ from torch import nn
 from deepvision.config.schema import Config
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
-from deepvision.models.build import build_model
+from deepvision.models.build import build_model, plan_model
+from deepvision.models.registry import check_parameter_bytes
 from deepvision.models.weights import load_weights
 from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.rundir import RunDir
-from deepvision.safeload import check_class_names, check_declared_bytes
+from deepvision.safeload import check_class_names
 
 
 @dataclass
@@ -68,9 +69,7 @@ def load_run(run_dir: str | Path, epoch: int | None = None, which: str = "best",
     check_identity(run, ckpt, path, cfg.model.name)
     cfg.model.pretrained = None  # the checkpoint supersedes any initial weights
     _relocate_model_files(cfg, run)
-    check_plan(cfg, pre, ckpt["model_state"], f"{path}", f"{run.preprocess_path}")
-    model = build_model(cfg, pre)
-    load_weights(model, ckpt["model_state"], strict=True, source=f"weights in {path}")
+    model = build_checked(cfg, pre, ckpt["model_state"], f"{path}", f"{run.preprocess_path}")
     model.to(device).eval()
     classes = run_classes(run, ckpt)
     outputs = cfg.model.num_classes or len(classes)
@@ -86,17 +85,22 @@ def first_conv(model: nn.Module) -> tuple[str, nn.Module] | None:
     return next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
 
 
+def build_checked(cfg: Config, pre: Preprocess, state: dict[str, Any], weights: str, pre_source: str) -> nn.Module:
+    """The model for `pre` with the weights `state` (a checkpoint's, named `weights`), after
+    `check_plan`; the model is planned once, here, not again by the registry."""
+    check_plan(cfg, pre, state, weights, pre_source)
+    model = build_model(cfg, pre, plan=False)
+    load_weights(model, state, strict=True, source=f"weights in {weights}")
+    return model
+
+
 def check_plan(cfg: Config, pre: Preprocess, state: dict[str, Any], weights: str, pre_source: str) -> None:
     """Refuse, before any weight is allocated, preprocessing that disagrees with the model it would build:
-    the model is built on the meta device (no memory) for `pre`, then its first convolution must take
+    the model is planned on the meta device (no memory) for `pre`, then its first convolution must take
     `pre.channels` channels, every tensor must have the shape `state` (the checkpoint) holds, and the
-    whole model must fit the one-read ceiling (an input size that rebuilds a huge linear layer)."""
-    try:
-        with torch.device("meta"):
-            planned = build_model(cfg, pre)
-    except UserError:
-        raise
-    except Exception:  # a builder that computes with real tensors cannot be planned; it is built as before
+    whole model must fit the memory ceiling (an input size that rebuilds a huge linear layer)."""
+    planned = plan_model(cfg, pre)
+    if planned is None:  # not plannable: built as before
         return
     size = "x".join(map(str, pre.size))
     stem = first_conv(planned)
@@ -110,8 +114,7 @@ def check_plan(cfg: Config, pre: Preprocess, state: dict[str, Any], weights: str
             raise UserError(f"{pre_source} (input {size}, {pre.channels} channel(s)) does not fit {weights}: "
                             f"{key} is {tuple(held)} there but the model for that input needs "
                             f"{tuple(tensor.shape)}; the file is damaged or belongs to another run")
-    total = sum(t.numel() * t.element_size() for t in planned.state_dict().values())
-    check_declared_bytes(f"{pre_source}: the model for input {size}", total)
+    check_parameter_bytes(planned, f"{pre_source}: the model for input {size}")
 
 
 def _relocate_model_files(cfg: Config, run: RunDir) -> None:

@@ -35,7 +35,7 @@ from deepvision.config.io import build_config, config_to_yaml, read_yaml
 from deepvision.config.schema import Config
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path, atomic_write_text, read_regular_file
+from deepvision.fileio import atomic_path, atomic_write_text, read_regular_file, special_kind
 from deepvision.runs.checkpoint import atomic_save, load_checkpoint
 from deepvision.runs.history import HISTORY_FIELDS
 from deepvision.runs.lock import LOCK_NAME, RunLock, is_stale, read_holder
@@ -117,7 +117,7 @@ class RunDir:
         run = cls(path)
         if not run.path.is_dir():
             raise UserError(f"run directory not found: {run.path}")
-        if not run.config_path.is_file():
+        if not run.has_config():
             raise UserError(f"{run.path} is not a deepvision run directory (no config.yaml)")
         return run
 
@@ -126,7 +126,29 @@ class RunDir:
         atomic_write_text(self.config_path, config_to_yaml(cfg))
 
     def read_config(self, overrides: list[str] | None = None) -> Config:
+        self.has_config()
         return build_config(read_yaml(self.config_path), overrides)
+
+    def has_config(self) -> bool:
+        """Whether config.yaml is there; UserError when something other than a regular file is in its place."""
+        return self.regular(self.config_path, "delete it (`deepvision resume` rewrites it from the last checkpoint)")
+
+    @staticmethod
+    def regular(path: Path, fix: str) -> bool:
+        """Whether one of the run's files is there (a regular file, or a link to one): False when it is
+        absent; a FIFO, folder, device or dangling link in its place is a UserError saying what it is and
+        `fix`, raised before anything opens it (a FIFO would block the reader)."""
+        try:
+            kind = special_kind(os.stat(path).st_mode)
+        except FileNotFoundError:
+            if not os.path.lexists(path):
+                return False
+            kind = "a link that leads nowhere"
+        except OSError as exc:
+            raise UserError(f"{path} cannot be read: {exc.strerror or exc}") from None
+        if kind is not None:
+            raise UserError(f"{path} is not a regular file ({kind}); {fix}")
+        return True
 
     def write_preprocess(self, pre: Preprocess) -> None:
         atomic_write_text(self.preprocess_path, json.dumps(pre.to_dict(), indent=2) + "\n")
@@ -234,9 +256,7 @@ class RunDir:
 
     def read_history(self, path: Path | None = None) -> list[dict[str, Any]]:
         path = path or self.history_path
-        if not path.is_file():
-            if os.path.lexists(path):  # a FIFO, folder or device where the history belongs
-                raise UserError(f"{path} is not a regular file; delete it (`deepvision resume` rewrites it)")
+        if not self.regular(path, "delete it (`deepvision resume` rewrites it)"):
             return []
         rows = []
         try:

@@ -32,6 +32,7 @@ from deepvision.inference.faces.align import align_face
 from deepvision.inference.faces.detect import create_detector, cv2_module
 from deepvision.inference.faces.draw import GREEN, RED, draw_face, probability_canvas, resize_to_width
 from deepvision.inference.faces.landmarks import EyeFinder
+from deepvision.safeload import spreadsheet_cell
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -236,8 +237,8 @@ def _write_results(out: Path, faces: list[FaceResult]) -> dict[str, str]:
     w.writerow(["image", "face", "x", "y", "w", "h", "eyes", "age", "age_probability", "gender",
                 "gender_probability"])
     for f in faces:
-        w.writerow([f.image, f.face, *f.box, f.eyes, f.age_label, f"{f.age[f.age_label]:.4f}", f.gender_label,
-                    f"{f.gender[f.gender_label]:.4f}"])
+        w.writerow([spreadsheet_cell(f.image), f.face, *f.box, f.eyes, spreadsheet_cell(f.age_label),
+                    f"{f.age[f.age_label]:.4f}", spreadsheet_cell(f.gender_label), f"{f.gender[f.gender_label]:.4f}"])
     files = {"csv": str(out / "results.csv"), "json": str(out / "results.json")}
     atomic_write_text(files["csv"], buf.getvalue())
     atomic_write_text(files["json"], json.dumps([f.__dict__ for f in faces], indent=1, default=list) + "\n")

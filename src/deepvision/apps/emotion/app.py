@@ -1,7 +1,8 @@
 """Real-time emotion recognition from a camera or a video (docs/faces.md).
 
-Per frame: resize to width 300, face detection (the Haar cascade searches a large face at half size
-first: see `EmotionRecognizer`), the largest face by area w * h, its ROI resized to the model input
+Per frame: resize to width 300, face detection (a `FaceTracker`: MTCNN searches every 8th frame and
+re-checks the faces in between, the Haar cascade searches a large face at half size first: see
+`EmotionRecognizer`), the largest face by area w * h, its ROI resized to the model input
 (48 x 48 for EmotionVGGNet), class probabilities; the probability canvas and the red box + label
 overlay of the reference app. Windows "Face" and "Probabilities" (`q` quits), or headless: annotated
 frames as PNG files in a folder, or one video (frame and canvas side by side), plus per-frame results
@@ -12,7 +13,8 @@ face of each photo, not only the largest, detected at up to 800 pixels wide.
 
 The face detector is MTCNN when facenet-pytorch is installed, else the reference's Haar cascade (scale
 1.1, 5 neighbours, 30 x 30): on a real clip MTCNN found 92% of the faces against the cascade's 31%
-(turned faces, faces in a crowd), at about 16 frames/s on one CPU core (docs/faces.md).
+(turned faces, faces in a crowd); searching every 8th frame, 38 frames/s of one CPU core end to end
+there against 13 searching every frame (docs/faces.md).
 
 Why one module of ~440 lines: the live loop, the still-image mode and their outputs share the
 recognizer, the detector choice and the drawing; the classifier loading lives in apps/classifier.py.
@@ -37,19 +39,12 @@ from deepvision.apps.classifier import Classifier, load_classifier
 from deepvision.data.imageio import read_bgr, write_image
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, refuse_output_over_inputs
-from deepvision.inference.faces.detect import (
-    Face,
-    FaceDetector,
-    HaarDetector,
-    create_detector,
-    cv2_module,
-    largest_face,
-    to_gray,
-)
+from deepvision.inference.faces.detect import FaceDetector, create_detector, cv2_module, largest_face, to_gray
 from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side
+from deepvision.inference.faces.track import DETECT_EVERY, FaceTracker
 from deepvision.inference.video import open_video
 from deepvision.models.memory_format import to_channels_last
-from deepvision.safeload import check_image_side
+from deepvision.safeload import check_image_side, spreadsheet_cell, spreadsheet_row
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 PREFERRED_DETECTOR = "mtcnn"  # measured on real faces: benchmarks/face_detectors.py, docs/faces.md
@@ -65,9 +60,11 @@ class FrameResult:
     label: str | None
     probs: list[float] | None
     seconds: float  # processing time of this frame (resize, detect, classify, draw)
+    searched: bool = True  # False: the previous frame's faces were carried and re-checked
 
     def to_dict(self, classes: list[str]) -> dict[str, Any]:
-        return {"frame": self.frame, "faces": self.faces, "box": list(self.box) if self.box else None,
+        return {"frame": self.frame, "faces": self.faces, "searched": self.searched,
+                "box": list(self.box) if self.box else None,
                 "label": self.label, "probabilities": dict(zip(classes, self.probs)) if self.probs else None,
                 "ms": round(self.seconds * 1000, 3)}
 
@@ -104,52 +101,45 @@ def detector_note(name: str | None) -> str | None:
     return None
 
 
-COARSE_SCALE = 0.5  # the Haar cascade's first search, on the frame at half size
-COARSE_FROM = 60  # ... tried when the previous frame's face was at least this many pixels wide and high
-
-
 class EmotionRecognizer:
     """The per-frame pipeline above around a classifier and a face detector.
 
-    With the Haar cascade and `fast_detection`, a frame whose previous frame had a face of at least
-    COARSE_FROM pixels is searched at half size first (its 24 x 24 window then covers 48 pixels, about
-    a third of the time); when that finds no face, the frame is searched at full size as without
-    `fast_detection`. The box found at half size is scaled back; it is the full-size box to within
-    about one step of the cascade's scale pyramid (10%, half-size boxes run a little larger) and a
-    few pixels, see docs/faces.md for the measured agreement. With
-    `channels_last` the classifier's model is put into that memory format (in place): the same
-    probabilities to float rounding, faster on the CPU (`benchmarks/emotion_fps.py`, BENCHMARKS.md).
+    Faces come from a `FaceTracker` (deepvision.inference.faces.track): with the Haar cascade and
+    `fast_detection`, a frame after one with a face of at least COARSE_FROM pixels is searched at half
+    size first (about a third of the time; the box is the full-size box to within about one step of
+    the cascade's scale pyramid and a few pixels); with MTCNN and `fast_detection`, a frame after one
+    with a face of at least FAST_FROM pixels is searched first for faces of at least 0.7 of that size;
+    either first search falls back to the full one when it finds nothing. With MTCNN only every
+    `detect_every`-th frame is searched: in between the previous frame's faces are re-checked by its
+    last stage (O-Net), which moves the boxes and drops faces that left; a frame where none is left is
+    searched at once. docs/faces.md has the measured speed and agreement. With `channels_last` the
+    classifier's model is put into that memory format (in place): the same probabilities to float
+    rounding, faster on the CPU (`benchmarks/emotion_fps.py`, BENCHMARKS.md).
     """
 
     def __init__(self, classifier: Classifier, detector: FaceDetector | None = None, width: int = 300,
-                 fast_detection: bool = True, channels_last: bool = True) -> None:
+                 fast_detection: bool = True, channels_last: bool = True, detect_every: int = DETECT_EVERY) -> None:
         self.classifier = classifier
         self.detector = detector or create_detector(default_detector())
+        self.tracker = FaceTracker(self.detector, detect_every, fast_detection)
         self.width = width
         self.classes = classifier.classes
         self.fast_detection = fast_detection
-        self._last_side = 0  # the smaller side of the previous frame's face, 0 when it had none
+        self.detect_every = self.tracker.detect_every
         if channels_last:
             to_channels_last(classifier.model, classifier.device)
 
-    def _faces(self, small: np.ndarray, gray: np.ndarray) -> list[Face]:
-        det = self.detector
-        if not isinstance(det, HaarDetector):
-            return det.detect(small)
-        if self.fast_detection and self._last_side >= COARSE_FROM:
-            faces = det.detect_at(gray, COARSE_SCALE)
-            if faces:
-                return faces
-        return det.detect(gray)
+    def reset(self) -> None:
+        """Forget the previous frames (a new video): the next frame is searched in full."""
+        self.tracker.reset()
 
     def process(self, frame: np.ndarray, index: int = 0) -> tuple[np.ndarray, np.ndarray, FrameResult]:
         """(annotated frame at width 300, probability canvas, result) for one BGR or grayscale frame."""
         start = time.perf_counter()
         small, _ = resize_to_width(frame, self.width)
         gray = to_gray(small)
-        faces = self._faces(small, gray)
+        faces = self.tracker(small, gray)
         face = largest_face(faces)
-        self._last_side = min(face.box[2:]) if face else 0
         if small.ndim == 2:
             clone = cv2_module().cvtColor(small, cv2_module().COLOR_GRAY2BGR)
         else:  # the resized frame is already a copy; the caller's frame is never drawn on
@@ -165,7 +155,8 @@ class EmotionRecognizer:
         else:
             canvas = probability_canvas(self.classes, np.zeros(len(self.classes)), self.width)
         result = FrameResult(index, face.box if face else None, len(faces), label,
-                             [float(p) for p in probs] if probs is not None else None, time.perf_counter() - start)
+                             [float(p) for p in probs] if probs is not None else None, time.perf_counter() - start,
+                             self.tracker.searched)
         return clone, canvas, result
 
 
@@ -277,11 +268,11 @@ class _Sink:
 def results_csv(results: list[FrameResult], classes: list[str]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["frame", "faces", "x", "y", "w", "h", "label", *classes, "ms"])
+    w.writerow(spreadsheet_row(["frame", "faces", "x", "y", "w", "h", "label", *classes, "ms"]))
     for r in results:
         box = list(r.box) if r.box else [""] * 4
         probs = [f"{p:.6f}" for p in r.probs] if r.probs else [""] * len(classes)
-        w.writerow([r.frame, r.faces, *box, r.label or "", *probs, f"{r.seconds * 1000:.3f}"])
+        w.writerow([r.frame, r.faces, *box, spreadsheet_cell(r.label or ""), *probs, f"{r.seconds * 1000:.3f}"])
     return buf.getvalue()
 
 
@@ -307,13 +298,15 @@ def run_emotion(
     threads: int | None = None,
     on_frame: Callable[[FrameResult], None] | None = None,
     fast_detection: bool = True,
+    detect_every: int = DETECT_EVERY,
 ) -> EmotionSummary:
     """Run the emotion loop; returns the per-frame results and the speed. See the module doc for outputs.
     `detector`: haar, dlib or mtcnn; None: `default_detector()`.
 
     `threads` sets PyTorch's CPU threads (process-wide); one frame's work is tiny, so 1 is fastest on
     a busy CPU (idle threads spin while waiting for each other). `fast_detection=False` searches every
-    frame at full size (see `EmotionRecognizer`).
+    frame at full size; `detect_every`: search every k-th frame, the faces in between carried and
+    re-checked (MTCNN; 1: every frame; see `EmotionRecognizer`).
     """
     if headless and out is None:
         raise UserError("--headless needs --out DIR (annotated frames) or --out FILE.mp4 (a video)")
@@ -324,6 +317,8 @@ def run_emotion(
     _check_width(width)
     if video is not None and out is not None:
         refuse_output_over_inputs(out, [video])
+    if detect_every < 1:
+        raise UserError(f"--detect-every must be at least 1, got {detect_every}")
     import torch
 
     previous_threads = torch.get_num_threads()  # restored at the end: the caller's process keeps its setting
@@ -341,7 +336,8 @@ def run_emotion(
     clf = model if isinstance(model, Classifier) else load_classifier(model, keras_model=keras_model or "auto",
                                                                        device=device)
     detector = detector or default_detector()
-    recognizer = EmotionRecognizer(clf, create_detector(detector), width, fast_detection)
+    recognizer = EmotionRecognizer(clf, create_detector(detector), width, fast_detection,
+                                   detect_every=detect_every)
     cap = open_capture(video, camera)
     fps_in = cap.get(cv2_module().CAP_PROP_FPS) or 0.0
     sink = _Sink(out_path, headless or out_path is not None, fps_in if 1 <= fps_in <= 240 else 30.0)
@@ -373,7 +369,8 @@ def run_emotion(
             summary.files["video"] = str(out_path)
         atomic_write_text(summary.files["csv"], results_csv(results, clf.classes))
         payload = {"model": clf.source, "classes": clf.classes, "detector": detector, "width": width,
-                   "fast_detection": fast_detection, "frames": summary.frames, "no_face": summary.no_face,
+                   "fast_detection": fast_detection, "detect_every": detect_every, "frames": summary.frames,
+                   "no_face": summary.no_face,
                    "fps": summary.fps,
                    "results": [r.to_dict(clf.classes) for r in results]}
         atomic_write_text(summary.files["json"], json.dumps(payload, indent=1) + "\n")
@@ -455,7 +452,8 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
 def _faces_csv(faces: list[FaceEmotion], classes: list[str]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["image", "face", "x", "y", "w", "h", "label", *classes])
+    w.writerow(spreadsheet_row(["image", "face", "x", "y", "w", "h", "label", *classes]))
     for f in faces:
-        w.writerow([f.image, f.face, *f.box, f.label, *(f"{f.probabilities[c]:.6f}" for c in classes)])
+        w.writerow([spreadsheet_cell(f.image), f.face, *f.box, spreadsheet_cell(f.label),
+                    *(f"{f.probabilities[c]:.6f}" for c in classes)])
     return buf.getvalue()

@@ -23,6 +23,7 @@ from PIL import Image
 
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
+from deepvision.safeload import spreadsheet_row
 
 
 @dataclass
@@ -170,7 +171,7 @@ def apply_orientation(
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["image", "angle", "probability", "corrected"])
     for r in results:
-        w.writerow([r.image, r.angle, f"{r.probability:.6f}", r.corrected])
+        w.writerow(spreadsheet_row([r.image, r.angle, f"{r.probability:.6f}", r.corrected]))
     atomic_write_text(out / "predictions.csv", buf.getvalue())
     side_by_side_sheet(pairs, out / "sheet.png")
     return results

@@ -2,12 +2,14 @@
 
     GET  /               the page: drop or choose an image, see it and the top-5 bars (boxes for detection)
     POST /api/predict    multipart field `file` (+ `?top=K`) -> {"top": [{"class", "probability"}], ...}
-    GET  /health         {"status": "ok", "model", "task", "classes", "input"}
+    GET  /health         {"status": "ok", "model", "task", "classes", "input", "decoder_warnings"}
 
 Uploads above `max_upload_mb` are refused with 413 before they are read in full (Content-Length, and
-a byte count for chunked bodies); non-images get 415 and images above `max_pixels` 413, each with a
-JSON `{"error": message}` that the page shows; formats outside the allowlist get 415 and uploads that
-fail to decode 422. Predictions run in FastAPI's worker threads, so requests are served concurrently.
+a byte count for chunked bodies); images above `max_pixels` get 413, formats outside the allowlist
+415, and uploads of an accepted format that fail to decode (truncated, damaged) 422. Every error,
+FastAPI's own included (a malformed multipart body: 400), is JSON `{"error": message}`, which the page
+shows. Pillow's warnings about uploads are counted in /health's `decoder_warnings`, not printed.
+Predictions run in FastAPI's worker threads, so requests are served concurrently.
 
 The server binds 127.0.0.1 unless told otherwise; bound to any other address it warns that the API is
 open to the network, unless an access `token` is set: then every request must carry it, as
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from deepvision.apps.serve.predictor import Predictor, RejectedImage
+from deepvision.data.imageio import quiet_pillow_warnings
 from deepvision.errors import UserError
 
 SERVE_EXTRA = "pip install deepvision[serve]"
@@ -168,9 +171,11 @@ def create_app(source: str | Path | Predictor, *, max_upload_mb: float = 10.0, m
         from fastapi import FastAPI, File, Query, Request, UploadFile
         from fastapi.exceptions import RequestValidationError
         from fastapi.responses import HTMLResponse, JSONResponse
+        from starlette.exceptions import HTTPException as StarletteHTTPException
     except ImportError:
         raise UserError(f"deepvision serve needs FastAPI and uvicorn: {SERVE_EXTRA}") from None
     predictor = source if isinstance(source, Predictor) else Predictor(source, device, max_pixels)
+    quiet_pillow_warnings()  # counted in /health's decoder_warnings, not printed per upload
     page = PAGE.read_text(encoding="utf-8").replace("{{MODEL}}", _html_escape(predictor.name)).replace(
         "{{MAX_MB}}", f"{max_upload_mb:g}")
     app = FastAPI(title="deepvision", description=f"Serving {predictor.name}", version="1")
@@ -180,6 +185,19 @@ def create_app(source: str | Path | Predictor, *, max_upload_mb: float = 10.0, m
         """A request without the multipart `file` field, or with a bad `top`: 422 with the service's own
         {"error": message}, as every other refusal."""
         return JSONResponse({"error": _validation_message(exc.errors())}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """FastAPI's and Starlette's own refusals (a malformed multipart body, an unknown path or method)
+        in the service's {"error": message} shape, with their status and headers."""
+        return JSONResponse({"error": _http_message(exc.status_code, str(exc.detail), request.url.path)},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    def server_error(_request: Request, _exc: Exception) -> JSONResponse:
+        """A failure of the server itself (logged with its traceback by uvicorn): 500, same shape."""
+        return JSONResponse({"error": "the server failed on this request; the reason is in its log"},
+                            status_code=500)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
@@ -212,6 +230,18 @@ def _validation_message(errors: Any) -> str:
                 "http://HOST:PORT/api/predict)")
     what = str(first.get("msg", "invalid request"))
     return f"{field}: {what}" if field else what
+
+
+def _http_message(status: int, detail: str, path: str) -> str:
+    """One line for an HTTP refusal raised by FastAPI or Starlette rather than by deepvision."""
+    detail = " ".join(detail.split())[:200]
+    if status == 400:  # the body could not be parsed: a broken multipart form, too many fields
+        return (f"the request body is not a valid multipart form ({detail}); send the image as the form "
+                f"field 'file' (curl -F file=@IMAGE http://HOST:PORT/api/predict)")
+    if status in (404, 405):
+        return (f"{detail.lower()}: {path[:200]}; this server answers GET /, GET /health and "
+                f"POST /api/predict")
+    return detail
 
 
 def _html_escape(text: str) -> str:

@@ -21,7 +21,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from deepvision.data.imageio import DecodeError, NotAnImageError, PixelLimitError, decode, sniff_format
+from deepvision.data.imageio import (
+    DecodeError,
+    NotAnImageError,
+    PixelLimitError,
+    decode,
+    pillow_warning_counts,
+    sniff_format,
+)
 from deepvision.errors import UserError
 
 
@@ -94,8 +101,10 @@ class Predictor:
         self._decode_lock = threading.Lock()  # decoding is cheap; one at a time keeps memory bounded under load
 
     def info(self) -> dict[str, Any]:
+        """What /health answers; `decoder_warnings` counts Pillow's warnings about uploads by reason (they
+        are not printed into the server's log: `imageio.quiet_pillow_warnings`)."""
         return {"status": "ok", "model": self.name, "task": self.task, "classes": len(self.classes),
-                "input": [self.pre.channels, *self.pre.size]}
+                "input": [self.pre.channels, *self.pre.size], "decoder_warnings": pillow_warning_counts()}
 
     def predict(self, data: bytes, top: int = 5) -> dict[str, Any]:
         t0 = time.perf_counter()

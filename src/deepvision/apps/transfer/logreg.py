@@ -34,7 +34,7 @@ import numpy as np
 
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
-from deepvision.safeload import check_class_names, load_json, open_npz
+from deepvision.safeload import check_class_names, load_json, open_npz, spreadsheet_row
 
 DEFAULT_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 SOLVERS = ("lbfgs", "liblinear", "newton-cg", "newton-cholesky", "sag", "saga")
@@ -336,7 +336,7 @@ def fit_logreg(
 
 def _table(rows: list[list[Any]]) -> str:
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
+    csv.writer(buf, lineterminator="\n").writerows(spreadsheet_row(row) for row in rows)  # label names from outside
     return buf.getvalue()
 
 

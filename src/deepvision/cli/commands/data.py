@@ -36,11 +36,18 @@ def download(args: argparse.Namespace) -> int:
 def show_info(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from deepvision.cli.output import shown
     from deepvision.config.io import load_config
+    from deepvision.data.mean_file import read_mean_rgb
+    from deepvision.data.source_registry import resolve_path
     from deepvision.data.sources import load_data
     from deepvision.recipes import resolve_config_arg
 
     cfg = load_config(resolve_config_arg(args.config), args.overrides)
+    mean = mean_path = None
+    if isinstance(cfg.data.mean, str):  # the mean file training subtracts, read and checked the same way
+        mean_path = resolve_path(cfg.data.root, cfg.data.mean)
+        mean = read_mean_rgb(mean_path)
     bundle = load_data(cfg.data)
     print(f"source {cfg.data.source}: {len(bundle.classes)} classes ({', '.join(bundle.classes[:10])}"
           f"{', ...' if len(bundle.classes) > 10 else ''}), {bundle.channels} channel(s), "
@@ -48,4 +55,6 @@ def show_info(args: argparse.Namespace) -> int:
     for role, n in bundle.counts().items():
         counts = np.bincount(np.asarray(bundle.role(role).targets), minlength=len(bundle.classes))
         print(f"  {role:5s} {n:8,d} samples; per class min {counts.min()}, max {counts.max()}")
+    if mean is not None:
+        print(f"  mean  R {mean[0]:.2f}, G {mean[1]:.2f}, B {mean[2]:.2f} (0..255, {shown(mean_path.name)})")
     return 0

@@ -40,8 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "docs/faces.md)")
     p.add_argument("--keras-model", help="architecture of a Keras .h5 (default: the emotion architecture it fits)")
     p.add_argument("--full-size-detection", action="store_true",
-                   help="Haar: search every frame at full size (by default a large face is first searched for at "
-                        "half size, about 3x faster; docs/faces.md)")
+                   help="every search in full (by default, after a large face, Haar first searches the frame at "
+                        "half size and MTCNN first looks for faces of 0.7 of that size; docs/faces.md)")
+    p.add_argument("--detect-every", type=int, default=8, metavar="K",
+                   help="MTCNN: search for faces every K-th frame (default 8); in between, its last "
+                        "stage re-checks and moves the previous frame's faces, and a frame where none is left is "
+                        "searched at once; 1: every frame (docs/faces.md)")
     p.add_argument("--width", type=int, help="frame width for detection and display (300; --image: at most 800)")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
@@ -67,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     summary = run_emotion(args.model, video=args.video, camera=args.camera, headless=args.headless, out=args.out,
                           detector=args.detector, keras_model=args.keras_model, width=width,
                           max_frames=args.max_frames, device=args.device, threads=args.threads,
-                          fast_detection=not args.full_size_detection)
+                          fast_detection=not args.full_size_detection, detect_every=args.detect_every)
     if summary.no_face:
         print(f"no face found in {summary.no_face} of {summary.frames} frames")
     for kind, path in summary.files.items():

@@ -35,9 +35,11 @@ def file_problem(path: str | Path) -> str | None:
         return "missing"
 
 
-def inside(base: Path, name: str, where: str) -> Path:
+def inside(base: Path, name: str, where: str, roots: tuple[Path, ...] = ()) -> Path:
     """`base / name` for a path named by an annotation; refused when it would leave `base` (an absolute
-    path, a drive, or '..' reaching above it), so an annotation can only name files of its dataset."""
+    path, a drive, or '..' reaching above it), so an annotation can only name files of its dataset. A
+    file that is there must also lie in one of the dataset's folders `roots` (default: `base`) once links
+    are followed, so a symbolic link planted in the dataset cannot lead to a file outside it."""
     if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
         raise UserError(f"{where}: image path {name!r} holds a control character")
     rel = PurePosixPath(name.replace("\\", "/"))
@@ -45,7 +47,14 @@ def inside(base: Path, name: str, where: str) -> Path:
             or os.path.normpath(str(rel)).split("/")[0] == "..":
         raise UserError(f"{where}: image path {name!r} is outside the dataset folder {base}; paths in "
                         f"annotations must be relative to it")
-    return base / rel
+    path = base / rel
+    if os.path.lexists(path):
+        target = path.resolve()
+        if not any(target.is_relative_to(top.resolve()) for top in roots or (base,)):
+            raise UserError(f"{where}: {path} is a link to {target}, outside the dataset folder "
+                            f"{(roots or (base,))[0]}; copy the file into the dataset (or give the folder "
+                            f"holding it with --images)")
+    return path
 
 
 def read_text(path: Path) -> str:
@@ -228,6 +237,7 @@ def read_voc_xml(xml_path: Path, image_dirs: list[Path] | None = None, dataset_r
         raise UserError(f"{xml_path} is not a Pascal VOC annotation (root element <{root.tag}>)")
     filename = (root.findtext("filename") or "").strip()
     path_name = _path_name((root.findtext("path") or "").strip())
+    explicit = image_dirs is not None
     if image_dirs is None:
         image_dirs = voc_image_dirs(xml_path.parent, dataset_root or xml_path.parent,
                                     (root.findtext("folder") or "").strip())
@@ -236,7 +246,9 @@ def read_voc_xml(xml_path: Path, image_dirs: list[Path] | None = None, dataset_r
         names.reverse()  # some tools write the stem alone in <filename>
     if not names:
         names = [xml_path.stem + ext for ext in (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")]
-    candidates = [inside(d, n, f"{xml_path}, <filename>") for n in names for d in image_dirs]
+    # a link may lead anywhere within the folders searched (a folder given with --images is its own root)
+    roots = () if explicit else (dataset_root or xml_path.parent, *image_dirs)
+    candidates = [inside(d, n, f"{xml_path}, <filename>", roots) for n in names for d in image_dirs]
     file = next((c for c in candidates if file_problem(c) != "missing"), candidates[0])
     size = root.find("size")
     width = height = None

@@ -1,0 +1,46 @@
+"""Image and video inputs of predict, detect and classify: a FIFO or device is named as such, never opened."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from deepvision.errors import UserError
+from deepvision.inference.batching import expand_images
+from deepvision.inference.detect import expand_sources
+from deepvision.inference.predict import predict_images
+
+
+@pytest.fixture
+def fifo(tmp_path):
+    path = tmp_path / "v.mp4"
+    os.mkfifo(path)
+    return path
+
+
+def test_detect_refuses_a_fifo_video(fifo):
+    with pytest.raises(UserError) as exc:
+        expand_sources([fifo])
+    assert str(exc.value) == (f"image or video {fifo} is a FIFO, not a regular file; "
+                              "give an image or video file, or a folder of images")
+
+
+def test_classify_refuses_a_fifo_image(fifo):
+    with pytest.raises(UserError, match=r"is a FIFO, not a regular file; give an image file or a folder"):
+        expand_images([fifo])
+
+
+def test_predict_refuses_a_fifo_before_loading_the_run(tmp_path, fifo):
+    # the run folder does not exist: the image is checked first, so the FIFO is what is reported
+    with pytest.raises(UserError) as exc:
+        predict_images(tmp_path / "no-run", [fifo])
+    assert str(exc.value) == (f"image {fifo} is a FIFO, not a regular file; "
+                              "give an image file (JPEG, PNG, BMP, GIF, TIFF or WebP)")
+
+
+def test_missing_inputs_still_say_not_found(tmp_path):
+    with pytest.raises(UserError, match="image or video not found: "):
+        expand_sources([tmp_path / "none.jpg"])
+    with pytest.raises(UserError, match="image not found: "):
+        predict_images(tmp_path / "no-run", [tmp_path / "none.png"])
