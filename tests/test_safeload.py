@@ -191,3 +191,94 @@ def test_a_yaml_base_60_number_is_refused(text):
     with pytest.raises(UserError, match=r"on line 1 is a YAML base-60 number; quote it"):
         load_yaml(text, "c.yaml")
     assert load_yaml("t: '1:30'\nlr: 1.5e-3\nn: 0x10\n", "c.yaml") == {"t": "1:30", "lr": 0.0015, "n": 16}
+
+
+def test_mat_compressed_variables_are_checked_before_loadmat(tmp_path, monkeypatch):
+    """A compressed MAT v5 variable that declares far more than 100x its stored bytes (or more than
+    the read ceiling) is refused from its tag; an honest compressed file loads unchanged."""
+    import numpy as np
+    import scipy.io
+
+    from deepvision.safeload import check_mat_file
+
+    scipy.io.savemat(tmp_path / "bomb.mat", {"a": np.zeros((3, 4_000_000), np.uint8)}, do_compression=True)
+    assert (tmp_path / "bomb.mat").stat().st_size < 100_000
+    with pytest.raises(UserError, match=r"bomb.mat variable at offset 128 declares 12.0 MB but the file stores "
+                                        r".* \(compressed more than 100:1\)"):
+        check_mat_file(tmp_path / "bomb.mat")
+    rng = np.random.default_rng(0)
+    honest = {"a": rng.integers(0, 255, (30, 400), dtype=np.uint8), "names": np.array(["x", "y"], object)}
+    scipy.io.savemat(tmp_path / "ok.mat", honest, do_compression=True)
+    scipy.io.savemat(tmp_path / "plain.mat", honest)
+    for name in ("ok.mat", "plain.mat"):
+        assert check_mat_file(tmp_path / name) == tmp_path / name
+        assert np.array_equal(scipy.io.loadmat(tmp_path / name)["a"], honest["a"])
+    monkeypatch.setenv("DEEPVISION_MAX_READ_GB", "0.00001")  # 10 kB
+    with pytest.raises(UserError, match="above the 10.0 kB one read may take"):
+        check_mat_file(tmp_path / "ok.mat")
+
+
+def test_mat_stream_that_inflates_past_its_declared_size_is_refused(tmp_path):
+    import struct
+    import zlib
+
+    from deepvision.safeload import check_mat_file
+
+    header = b"MATLAB 5.0 MAT-file".ljust(124, b" ") + b"\x00\x01IM"
+    inner = struct.pack("<II", 14, 16) + bytes(5000)  # declares 16 bytes, inflates to 5,008
+    stream = zlib.compress(inner)
+    (tmp_path / "lie.mat").write_bytes(header + struct.pack("<II", 15, len(stream)) + stream)
+    with pytest.raises(UserError, match="inflates to more than the 24 B it declares"):
+        check_mat_file(tmp_path / "lie.mat")
+    (tmp_path / "cut.mat").write_bytes(header + struct.pack("<II", 15, 10**6) + stream)
+    with pytest.raises(UserError, match="claims 1.0 MB but the file holds"):
+        check_mat_file(tmp_path / "cut.mat")
+
+
+def test_csv_errors_are_one_line_naming_the_file_and_line(tmp_path):
+    import csv
+
+    from deepvision.safeload import csv_rows
+
+    text = "emotion,pixels,Usage\n0,1 2,Training\n0," + "7" * 200_000 + ",Training\n"
+    (tmp_path / "fer.csv").write_text(text)
+    with open(tmp_path / "fer.csv", newline="") as f:
+        rows = csv_rows(csv.DictReader(f), tmp_path / "fer.csv")
+        assert next(rows)["pixels"] == "1 2"
+        with pytest.raises(UserError, match=r"fer.csv: the CSV row near line 2 is not readable \(field larger than"):
+            next(rows)
+
+
+def test_text_files_are_bounded_and_utf8(tmp_path):
+    from deepvision.safeload import read_text_file
+
+    (tmp_path / "ok.txt").write_text("cat\ndög\n", encoding="utf-8")
+    assert read_text_file(tmp_path / "ok.txt") == "cat\ndög\n"
+    (tmp_path / "bad.txt").write_bytes(b"cat\n\xffdog\n")
+    with pytest.raises(UserError, match=r"labels file .*bad.txt is not UTF-8 text \(byte 4\)"):
+        read_text_file(tmp_path / "bad.txt", "labels file")
+    with open(tmp_path / "sparse.txt", "wb") as f:
+        f.truncate(8 * 2**30)  # 8 GB, never read
+    with pytest.raises(UserError, match="holds 8.6 GB, more than the 67.1 MB"):
+        read_text_file(tmp_path / "sparse.txt", "labels file")
+    os.mkfifo(tmp_path / "fifo.txt")
+    with pytest.raises(UserError, match="is a FIFO, not a regular file"):
+        read_text_file(tmp_path / "fifo.txt", "labels file")
+    with pytest.raises(UserError, match="labels file not found"):
+        read_text_file(tmp_path / "none.txt", "labels file")
+
+
+def test_json_and_yaml_files_are_bounded_by_their_size_before_reading(tmp_path):
+    from deepvision.safeload import read_json, read_yaml
+
+    for name in ("a.json", "c.yaml"):
+        with open(tmp_path / name, "wb") as f:
+            f.truncate(8 * 2**30)  # sparse: 8 GB that are never read
+    with pytest.raises(UserError, match=r"a.json holds 8.6 GB, more than the 2.0 GB such a file may hold"):
+        read_json(tmp_path / "a.json")
+    with pytest.raises(UserError, match=r"c.yaml holds 8.6 GB, more than the 67.1 MB such a file may hold"):
+        read_yaml(tmp_path / "c.yaml")
+    (tmp_path / "ok.json").write_text('{"a": 1}')
+    assert read_json(tmp_path / "ok.json") == {"a": 1}
+    with pytest.raises(FileNotFoundError):
+        read_json(tmp_path / "none.json")

@@ -51,6 +51,24 @@ def refuse_output_over_inputs(out: str | Path, inputs: Iterable[str | Path], opt
                             f"choose another output file")
 
 
+def require_new_folder(path: str | Path, option: str = "--out") -> None:
+    """Refuse, before anything is written, an output folder that already holds something (or is a file
+    or a dangling link): a generator writing fixed names there would replace files it did not make."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())) or path.is_symlink() and not path.exists():
+        raise UserError(f"{option} {path} already exists and is not empty; a generator would overwrite "
+                        f"what is there, so choose a new folder")
+
+
+def require_new_file(path: str | Path, option: str = "--out") -> None:
+    """Refuse, before anything is written, an output file of a generator that already exists (or is a
+    link): a fake data set never replaces a file, real data least of all."""
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        raise UserError(f"{option} {path} already exists; a generator never replaces a file, so choose a "
+                        f"new name")
+
+
 def unlink_quietly(path: str | Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)

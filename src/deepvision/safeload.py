@@ -20,14 +20,16 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from deepvision.errors import UserError
-from deepvision.fileio import read_regular_file, special_kind
+from deepvision.fileio import open_regular_file, read_regular_file, special_kind
+
+T = TypeVar("T")
 
 MAX_DEPTH = 100
 MAX_ALIAS_GROWTH = 1_000_000
@@ -81,15 +83,50 @@ def input_file(path: str | Path, what: str = "file", hint: str = "") -> Path:
     return path
 
 
-def read_bytes(path: str | Path, what: str = "file") -> bytes:
+MAX_JSON_FILE_BYTES = 2 * 10**9  # COCO's instances_train2017.json is 448 MB
+MAX_YAML_FILE_BYTES = 64 * 2**20  # configs and dataset descriptions are a few kB
+
+
+def read_bytes(path: str | Path, what: str = "file", max_bytes: int | None = None) -> bytes:
     """The bytes of a regular file (fileio.read_regular_file: a FIFO or device is refused, never waited on).
-    FileNotFoundError when it is absent, so callers can tell "absent" from "damaged"; UserError otherwise."""
+    FileNotFoundError when it is absent, so callers can tell "absent" from "damaged"; UserError otherwise.
+    `max_bytes`: a larger file is refused from its size, before anything is read (a sparse 8 GB file)."""
+    if max_bytes is not None:
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise UserError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+        if size > max_bytes:
+            raise UserError(f"{what} {path} holds {format_bytes(size)}, more than the {format_bytes(max_bytes)} "
+                            f"such a file may hold")
     try:
         return read_regular_file(path)
     except FileNotFoundError:
         raise
     except OSError as exc:
         raise UserError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+
+
+MAX_TEXT_BYTES = 64 * 2**20  # a list of class names: 1,048,576 names of 64 characters
+
+
+def read_text_file(path: str | Path, what: str = "file", max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """A small UTF-8 text file given by the user (a labels list): UserError when it is missing, not a
+    regular file, larger than `max_bytes` (checked from its size before reading: a sparse 8 GB file
+    never reaches memory) or not UTF-8."""
+    path = input_file(path, what)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise UserError(f"{what} {path} holds {format_bytes(size)}, more than the {format_bytes(max_bytes)} "
+                        f"such a file may hold")
+    try:
+        return read_bytes(path, what).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{what} {path} is not UTF-8 text (byte {exc.start:,})") from None
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {path}") from None
 
 
 def max_image_side() -> int:
@@ -154,7 +191,7 @@ def load_json(data: str | bytes, source: str | None = None, max_depth: int = MAX
 def read_json(path: str | Path, what: str = "JSON file", max_depth: int = MAX_DEPTH) -> Any:
     """Read and parse a JSON file (regular files only) with `load_json`'s limits. A missing file raises
     FileNotFoundError, so callers can tell "absent" from "damaged"; other failures are UserErrors."""
-    return load_json(read_bytes(path, what), str(path), max_depth)
+    return load_json(read_bytes(path, what, MAX_JSON_FILE_BYTES), str(path), max_depth)
 
 
 class SafeLoader(yaml.SafeLoader):
@@ -297,7 +334,7 @@ def load_yaml(text: str | bytes, source: str | None = None, loader: type[SafeLoa
 def read_yaml(path: str | Path, what: str = "YAML file", loader: type[SafeLoader] = SafeLoader) -> Any:
     """Read and parse a YAML file (regular files only) with `load_yaml`'s limits; FileNotFoundError when
     absent, UserError otherwise."""
-    return load_yaml(read_bytes(path, what), str(path), loader)
+    return load_yaml(read_bytes(path, what, MAX_YAML_FILE_BYTES), str(path), loader)
 
 
 def max_read_bytes() -> int:
@@ -365,6 +402,79 @@ def check_zip_directory(path: str | Path, zf: Any, max_ratio: float = ZIP_MAX_RA
         check_zip_member(path, info, length, max_ratio)
 
 
+_MAT_COMPRESSED, _MAT_MATRIX = 15, 14  # MAT v5 element types miCOMPRESSED and miMATRIX
+
+
+def check_mat_file(path: str | Path, max_ratio: float = ZIP_MAX_RATIO, what: str = "MATLAB file") -> Path:
+    """Check a MAT file before `scipy.io.loadmat` reads it: a regular file within the read ceiling, and
+    for version 5 every compressed variable's declared size (the miMATRIX tag inside the zlib stream)
+    within the ceiling and `max_ratio` times its stored size, the stream inflating to no more than that
+    (counted in blocks, never held). loadmat inflates a variable whole, so a 13 MB file could ask for
+    3 GB. Returns the path; UserError otherwise. Version 4 (never compressed) and 7.3 (HDF5, which
+    loadmat refuses) pass unchanged."""
+    import struct
+
+    path = regular_file(path, what)
+    length = path.stat().st_size
+    check_declared_bytes(str(path), length)
+    with open_regular_file(path) as f:
+        header = f.read(128)
+        if len(header) < 128 or header[124:126] not in (b"\x00\x01", b"\x01\x00") or header[126:128] not in (
+                b"IM", b"MI"):
+            return path  # not version 5: loadmat decides
+        order = "<" if header[126:128] == b"IM" else ">"
+        offset = 128
+        while offset + 8 <= length:
+            f.seek(offset)
+            kind, nbytes = struct.unpack(order + "II", f.read(8))
+            if kind >> 16:  # a small data element: type and size in 4 bytes, data in the next 4
+                offset += 8
+                continue
+            if nbytes > length - offset - 8:
+                raise UserError(f"{path}: an element at offset {offset:,} claims {format_bytes(nbytes)} but the "
+                                f"file holds {format_bytes(length - offset - 8)} after it; it is truncated "
+                                f"or crafted")
+            if kind == _MAT_COMPRESSED:
+                _check_mat_stream(path, f, offset, nbytes, order, max_ratio)
+            offset += 8 + nbytes + (-nbytes % 8 if kind != _MAT_COMPRESSED else 0)
+    return path
+
+
+def _check_mat_stream(path: Path, f: Any, offset: int, nbytes: int, order: str, max_ratio: float) -> None:
+    import struct
+    import zlib
+
+    field = f"{path} variable at offset {offset:,}"
+    inflate = zlib.decompressobj()
+    left, produced, declared, head = nbytes, 0, None, b""
+    block = 1 << 20
+    while left or inflate.unconsumed_tail:
+        data = inflate.unconsumed_tail
+        if not data:
+            data = f.read(min(left, block))
+            left -= len(data)
+            if not data:
+                break
+        try:
+            out = inflate.decompress(data, block)
+        except zlib.error as exc:
+            raise UserError(f"{field} is not a valid zlib stream ({exc}); the file is damaged") from None
+        produced += len(out)
+        if declared is None:
+            head += out[:8 - len(head)]
+            if len(head) == 8:
+                kind, size = struct.unpack(order + "II", head)
+                if kind != _MAT_MATRIX:
+                    return  # not a variable: loadmat decides
+                declared = size + 8
+                check_declared_bytes(field, declared, nbytes, max_ratio)
+        if declared is not None and produced > declared:
+            raise UserError(f"{field} inflates to more than the {format_bytes(declared)} it declares; "
+                            f"the file is damaged or crafted")
+        if inflate.eof:
+            break
+
+
 def open_npz(path: str | Path, max_ratio: float = ZIP_MAX_RATIO, what: str = ".npz file") -> Any:
     """`np.load(path, allow_pickle=False)` after checking the zip directory: every member's stored size
     within the file's own length, its uncompressed size within the read ceiling and `max_ratio` times its
@@ -416,6 +526,25 @@ def printable(text: object) -> str:
     if not any(is_control(ch) for ch in s):
         return s
     return "".join(ch.encode("unicode_escape").decode("ascii") if is_control(ch) else ch for ch in s)
+
+
+def csv_rows(rows: Iterable[T], source: str | Path) -> Iterator[T]:
+    """The rows of a `csv.reader`/`csv.DictReader`, with the csv module's own errors (a field above its
+    131,072-character limit, a NUL byte, a bad quote) as one UserError naming the file and the line.
+    A field that large is damage in every CSV deepvision reads, so the limit is kept."""
+    import csv
+
+    it = iter(rows)
+    while True:
+        try:
+            row = next(it)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            line = getattr(it, "line_num", None) or getattr(getattr(it, "reader", None), "line_num", None)
+            where = f" near line {line}" if line else ""  # the csv module's count can lag by one line
+            raise UserError(f"{source}: the CSV row{where} is not readable ({exc})") from None
+        yield row
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what Excel, LibreOffice and Sheets read as a formula

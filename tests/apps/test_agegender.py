@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -76,6 +77,10 @@ def test_adience_lists_refuse_bad_input(tmp_path, run_cli):
     (tmp_path / "fold_frontal_0_data.txt").write_text("header\nonly\ttwo\n")
     code, _, err = run_cli("adience", "lists", "--root", tmp_path, "--out", tmp_path / "o")
     assert code == 2 and "fold_frontal_0_data.txt:2" in err
+    (tmp_path / "fold_frontal_0_data.txt").unlink()
+    os.mkfifo(tmp_path / "fold_frontal_0_data.txt")  # opening it would wait for a writer for good
+    code, _, err = run_cli("adience", "lists", "--root", tmp_path, "--out", tmp_path / "o")
+    assert code == 2 and err.count("\n") == 1 and "fold_frontal_0_data.txt is a FIFO, not a regular file" in err
 
 
 @pytest.fixture(scope="module")

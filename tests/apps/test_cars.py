@@ -2,6 +2,7 @@
 the visualiser (RGB input, a descending top-5, the run's evaluation transform), and the C1-C3 recipes."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -162,3 +163,9 @@ def test_features_and_classify_with_a_run(run_cli, cars_run, fake, tmp_path):
     top = json.loads(out)[0]["top"]
     labels = (lists / "labels.txt").read_text().splitlines()
     assert len(top) == 2 and all(t["class"] in labels for t in top)
+
+
+def test_a_fifo_label_csv_is_named_as_such(run_cli, fake, tmp_path):
+    os.mkfifo(tmp_path / "labels.csv")
+    code, _, err = run_cli("cars", "lists", "--root", fake, "--out", tmp_path / "o", "--csv", tmp_path / "labels.csv")
+    assert code == 2 and err.count("\n") == 1 and "labels.csv is a FIFO, not a regular file" in err

@@ -204,6 +204,10 @@ def test_emotion_bad_input(tmp_path, fer_run, run_cli):
     junk = tmp_path / "junk.mp4"
     junk.write_text("not a video")
     code, _, err = run_cli("emotion", fer_run, "--video", junk, "--headless", "--out", tmp_path / "o")
+    assert code == 2 and "is a text file, not a video" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "binary.mp4").write_bytes(b"\0\1\2not a video" * 10)
+    code, _, err = run_cli("emotion", fer_run, "--video", tmp_path / "binary.mp4", "--headless", "--out",
+                           tmp_path / "o")
     assert code == 2 and "cannot open" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli("emotion", fer_run, "--camera", "99", "--headless", "--out", tmp_path / "o")
     assert code == 2 and "camera 99 cannot be opened" in err and len(err.strip().splitlines()) == 1
@@ -332,3 +336,37 @@ def test_fer2013_build_refuses_a_fifo_without_waiting(tmp_path, run_cli):
     assert code == 2 and err.count("\n") == 1, err
     assert "FER2013 CSV" in err and "is a FIFO, not a regular file" in err
     assert not (tmp_path / "fer").exists() or not any((tmp_path / "fer").iterdir())
+
+
+@pytest.mark.parametrize("width", ["0", "-7", "100000"])
+def test_emotion_width_is_bounded(astronaut_video, fer_run, tmp_path, run_cli, width):
+    """--width below 32 (0 is not taken as the default) or above the image-side ceiling: one line,
+    before any frame is resized (100000 would ask OpenCV for 22.5 GB)."""
+    video, _ = astronaut_video
+    code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", tmp_path / "o",
+                           "--width", width, "--max-frames", "1")
+    assert code == 2 and err.count("\n") == 1 and "--width" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_emotion_out_cannot_be_the_input_video(astronaut_video, fer_run, tmp_path, run_cli):
+    video, _ = astronaut_video
+    copy = tmp_path / "v.avi"
+    copy.write_bytes(video.read_bytes())
+    (tmp_path / "link.avi").symlink_to(copy)
+    before = copy.read_bytes()
+    for out in (copy, tmp_path / "link.avi"):
+        code, _, err = run_cli("emotion", fer_run, "--video", copy, "--headless", "--out", out,
+                               "--max-frames", "2")
+        assert code == 2 and err.count("\n") == 1 and "is an input of this command" in err
+    assert copy.read_bytes() == before
+
+
+def test_emotion_video_sidecars_never_replace_a_users_file(astronaut_video, fer_run, tmp_path, run_cli):
+    video, _ = astronaut_video
+    (tmp_path / "report.csv").write_text("my precious spreadsheet\n")
+    code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", tmp_path / "report.avi",
+                           "--max-frames", "1")
+    assert code == 2 and err.count("\n") == 1 and "report.csv, which already exists" in err
+    assert (tmp_path / "report.csv").read_text() == "my precious spreadsheet\n"
+    assert not (tmp_path / "report.avi").exists()

@@ -87,3 +87,13 @@ def test_bad_input_is_one_line(run_cli, tmp_path):
     with pytest.raises(UserError, match="not a deepvision logistic-regression model"):
         np.savez(tmp_path / "other.npz", a=np.zeros(2))
         LinearModel.load(tmp_path / "other.npz")
+
+
+def test_features_without_columns_are_one_line(run_cli, tmp_path):
+    with h5py.File(tmp_path / "f.h5", "w") as db:
+        db["features"] = np.zeros((40, 0), np.float32)
+        db["labels"] = np.arange(40) % 2
+        db.create_dataset("label_names", data=np.array([b"a", b"b"]))
+    code, _, err = run_cli("logreg", tmp_path / "f.h5", "--out", tmp_path / "m.npz")
+    assert code == 2 and err.count("\n") == 1 and "'features' has no columns (shape (40, 0))" in err, err
+    assert not (tmp_path / "m.npz").exists()

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def test_build_splits_balanced_disjoint_seeded_and_packs_gray_28(fake_bins, tmp_
     assert (tmp_path / "full" / "rgb96" / "labels.txt").read_text() == "airplane\ncat\n"
 
 
-@pytest.mark.parametrize("damage", ["truncated", "count", "label_high", "label_zero", "missing"])
+@pytest.mark.parametrize("damage", ["truncated", "count", "label_high", "label_zero", "missing", "sparse", "fifo"])
 def test_bad_binaries_are_one_line_errors_naming_the_file(fake_bins, tmp_path, run_cli, damage):
     root = tmp_path / "bin"
     root.mkdir()
@@ -113,6 +114,9 @@ def test_bad_binaries_are_one_line_errors_naming_the_file(fake_bins, tmp_path, r
         "label_high": ("test_y.bin", "label 11 at position 3 is outside 1..10"),
         "label_zero": ("train_y.bin", "label 0 at position 0 is outside 1..10"),
         "missing": ("test_X.bin", "test_X.bin not found"),
+        # 8 GB of labels (a sparse file): counted from the file's size, never read
+        "sparse": ("train_y.bin", "holds 8,589,934,592 labels but its image file holds"),
+        "fifo": ("train_y.bin", "train_y.bin is a FIFO, not a regular file"),
     }[damage]
     path = root / target
     data = bytearray(path.read_bytes())
@@ -126,6 +130,12 @@ def test_bad_binaries_are_one_line_errors_naming_the_file(fake_bins, tmp_path, r
         data[0] = 0
     if damage == "missing":
         path.unlink()
+    elif damage == "sparse":
+        with open(path, "r+b") as f:
+            f.truncate(8 * 2**30)
+    elif damage == "fifo":
+        path.unlink()
+        os.mkfifo(path)
     else:
         path.write_bytes(bytes(data))
     code, _, err = run_cli("stl10", "build", "--root", root, "--out", tmp_path / "out", "--no-records")
@@ -223,3 +233,22 @@ def test_t1_end_to_end_fake_binaries_to_roc_pr_report(fake_bins, tmp_path, run_c
     assert t1["splits"]["test"]["roc_auc"] == curves["roc_auc"]
     assert titles[-1] == ["ROC (positive: cat)", "Precision-Recall (positive: cat)"]
     assert "test: " in out and "figure: " in out
+
+
+def test_fakes_never_replace_existing_data(tmp_path, run_cli):
+    """stl10/cars fake into a folder that holds files, fer2013 fake over an existing CSV: one line, the
+    files unchanged."""
+    (tmp_path / "stl").mkdir()
+    (tmp_path / "stl" / "train_X.bin").write_bytes(b"real")
+    (tmp_path / "cars").mkdir()
+    (tmp_path / "cars" / "cars_annos.mat").write_bytes(b"real")
+    (tmp_path / "fer2013.csv").write_text("real\n")
+    for argv in (["stl10", "fake", "--out", tmp_path / "stl"], ["cars", "fake", "--out", tmp_path / "cars"],
+                 ["fer2013", "fake", "--out", tmp_path / "fer2013.csv"]):
+        code, _, err = run_cli(*argv)
+        assert code == 2 and err.count("\n") == 1 and "already exists" in err, err
+    assert (tmp_path / "stl" / "train_X.bin").read_bytes() == b"real"
+    assert (tmp_path / "cars" / "cars_annos.mat").read_bytes() == b"real"
+    assert (tmp_path / "fer2013.csv").read_text() == "real\n"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["cars", "cars_annos.mat", "fer2013.csv", "stl",
+                                                           "train_X.bin"]

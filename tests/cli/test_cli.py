@@ -380,3 +380,24 @@ def test_long_class_names_are_shortened_at_a_synonym_never_mid_word():
         short = shorten_name(van, width)
         assert len(short) <= width and (short == van or short.endswith("..."))
         assert all(word in van.replace(",", "").split() for word in short.replace(",", "").split()[:-1])
+
+
+@pytest.mark.parametrize("argv", [
+    ["features", "run", "imgs", "--seed", "-1", "--out", "f.h5"],
+    ["imagenet", "fake", "--out", "o", "--seed", "-5"],
+    ["detection", "fake", "--format", "voc", "--out", "o", "--seed", str(2**32)],
+])
+def test_every_seed_is_checked_once_before_the_command(run_cli, tmp_path, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(*argv)
+    assert code == 2 and err.count("\n") == 1 and "--seed must be a whole number from 0 to 4,294,967,295" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("sides", "shown"), [(("50", "10"), "50 and 10"), (("50000", "60000"), "50000 and 60000"),
+                                             (("0", "10"), "0 and 10")])
+def test_imagenet_fake_sides_are_bounded(run_cli, tmp_path, sides, shown):
+    code, _, err = run_cli("imagenet", "fake", "--out", tmp_path / "o", "--classes", "1", "--per-class", "1",
+                           "--min-side", sides[0], "--max-side", sides[1])
+    assert code == 2 and err.count("\n") == 1 and f"8 <= min <= max <= 2048 pixels, got {shown}" in err
+    assert not (tmp_path / "o").exists()

@@ -492,3 +492,19 @@ def test_data_info_reads_the_mean_file_like_training(tmp_path, run_cli):
                          ("none.json", "mean file not found")):
         code, out, err = run_cli("data", "info", cfg, "--set", f"data.mean={name}")
         assert code == 2 and out == "" and err.count("\n") == 1 and reason in err, err
+
+def test_unchanged_decoding_reads_only_the_formats_with_a_pixel_check(tmp_path, run_cli):
+    """--color -1 hands bytes to OpenCV, which also reads Radiance HDR and PGM with no pixel check (a
+    17 MB RLE HDR asks for 3.2 GB): only the formats Pillow's header check covers reach it."""
+    from deepvision.data.imageio import NotAnImageError
+
+    hdr = b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 16384 +X 16384\n" + bytes(64)
+    pgm = b"P5\n200 200\n255\n" + bytes(40000)
+    for data in (hdr, pgm):
+        with pytest.raises(NotAnImageError, match="not a recognised image format"):
+            decode_opencv(data, -1)
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.pgm").write_bytes(pgm)
+    (tmp_path / "p.lst").write_text("0\t0\ta.pgm\n")
+    code, _, err = run_cli("im2rec", tmp_path / "p", tmp_path / "imgs", "--color", "-1", "--max-pixels", "10000")
+    assert code == 2 and "not a recognised image format" in (tmp_path / "p.skipped.txt").read_text()

@@ -314,3 +314,20 @@ def test_cli_build_fake_show(tmp_path, run_cli):
     assert ((edge == [0, 255, 0]).all(1) | (edge == [255, 165, 0]).all(1)).all()
     code, _, err = run_cli("detection", "build", "coco", tmp_path / "nope.json", "--out", tmp_path / "x")
     assert code == 2 and err.count("\n") == 1 and "not found" in err
+
+
+def test_fake_refuses_a_folder_that_already_holds_data(tmp_path, run_cli):
+    """`detection fake --out` over an existing dataset writes nothing: its fixed names
+    (Annotations/2008_000000.xml ...) would replace the user's annotations."""
+    ann = tmp_path / "voc" / "Annotations"
+    ann.mkdir(parents=True)
+    (ann / "2008_000000.xml").write_text("<annotation>mine</annotation>")
+    code, _, err = run_cli("detection", "fake", "--format", "voc", "--out", tmp_path / "voc", "--images", "4",
+                           "--size", "48")
+    assert code == 2 and err.count("\n") == 1 and "not empty" in err
+    assert (ann / "2008_000000.xml").read_text() == "<annotation>mine</annotation>"
+    assert sorted(p.name for p in (tmp_path / "voc").rglob("*")) == ["2008_000000.xml", "Annotations"]
+    (tmp_path / "empty").mkdir()
+    code, _, _ = run_cli("detection", "fake", "--format", "yolo", "--out", tmp_path / "empty", "--images", "2",
+                         "--size", "48")
+    assert code == 0 and (tmp_path / "empty" / "data.yaml").is_file()

@@ -222,3 +222,44 @@ def test_an_image_linked_from_outside_the_dataset_is_refused(tmp_path):
     ann = read_annotations("voc", [str(root)])
     files = sorted(Path(r.file).name for records in ann.splits.values() for r in records)
     assert files == ["p1.jpg", "photo_0.jpg"]
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"iscrowd": "maybe"}, "annotation 1: iscrowd 'maybe' is not 0 or 1"),
+    ({"iscrowd": 2}, "annotation 1: iscrowd '2' is not 0 or 1"),
+    ({"iscrowd": True}, "annotation 1: iscrowd 'True' is not 0 or 1"),
+    ({"bbox": ["13", 19, 25, 23]}, "annotation 1: bbox values must be JSON numbers"),
+])
+def test_coco_flags_and_coordinates_are_exact(tmp_path, change, message):
+    """COCO iscrowd is 0 or 1 (as VOC <difficult> and imglab ignore are yes/no), bbox values are numbers."""
+    Image.new("RGB", (64, 48)).save(tmp_path / "a.jpg")
+    ann = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [13, 19, 25, 23], "iscrowd": 1}
+    doc = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+           "annotations": [{**ann, **change}], "categories": [{"id": 1, "name": "a"}]}
+    (tmp_path / "train.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError, match=message):
+        read_annotations("coco", [f"train={tmp_path / 'train.json'}"])
+    doc["annotations"] = [ann]
+    (tmp_path / "train.json").write_text(json.dumps(doc))
+    boxes = read_annotations("coco", [f"train={tmp_path / 'train.json'}"]).splits["train"][0].boxes
+    assert [(b.xmin, b.ymax, b.difficult) for b in boxes] == [(13.0, 42.0, True)]
+
+
+def test_voc_coordinates_with_digit_separators_are_refused(tmp_path):
+    root = _labelimg(tmp_path / "ds", n=1, boxes=[(11, 6, "3_8", 40, "cat")])
+    with pytest.raises(UserError, match="'3_8' is not a number"):
+        read_annotations("voc", [str(root)])
+
+
+@pytest.mark.parametrize("fmt", ["voc", "coco"])
+def test_an_annotation_file_is_bounded_by_its_size_before_reading(tmp_path, fmt):
+    """A sparse 8 GB annotation file is refused from its size (it was read whole: MemoryError)."""
+    if fmt == "voc":
+        root = _labelimg(tmp_path / "ds", n=1)
+        target, source = root / "annotations" / "photo_0.xml", str(root)
+    else:
+        target = tmp_path / "train.json"
+        source = f"train={target}"
+    with open(target, "wb") as f:
+        f.truncate(8 * 2**30)
+    with pytest.raises(UserError, match=r"holds 8.6 GB, more than the 2.0 GB such a file may hold"):
+        read_annotations(fmt, [source])

@@ -85,3 +85,18 @@ def test_out_over_an_input_is_refused_and_the_input_kept(solid_list, run_cli, ta
     code, _, err = run_cli("mean", source, "--root", root, "--out", out, "--num-thread", "1")
     assert code == 2 and err.count("\n") == 1 and "is an input of this command" in err
     assert out.read_bytes() == before
+
+
+def test_workers_never_outnumber_the_images_and_are_bounded(solid_list, monkeypatch):
+    """--num-thread 48 for 3 images started 48 processes; 100,000 would have tried to."""
+    from deepvision.datasets import mean as mean_module
+    from deepvision.errors import UserError
+
+    lst, root = solid_list
+    sizes = []
+    real_pool = mean_module._pool
+    monkeypatch.setattr(mean_module, "_pool", lambda ctx, workers, rf: sizes.append(workers) or real_pool(ctx, 1, rf))
+    result = compute_mean(lst, root=root, workers=48)
+    assert sizes == [3] and result.count == 3
+    with pytest.raises(UserError, match="--num-thread must be at most 1,024"):
+        compute_mean(lst, root=root, workers=100_000)

@@ -74,3 +74,26 @@ def test_a_stated_input_that_rebuilds_beyond_the_budget_is_refused(tmp_path, mon
 def test_the_untouched_file_still_imports(tmp_path, run_cli):
     code, _, err = run_cli("import", "keras", FIXTURE, "--out", tmp_path / "run")
     assert code == 0, err
+
+
+@pytest.mark.parametrize(("cls", "cfg", "message"), [
+    ("Rescaling", {"scale": float("nan"), "offset": 0.0}, "Keras layer 'x' (Rescaling): scale nan must be a finite"),
+    ("Rescaling", {"scale": 1.0, "offset": float("inf")}, "Keras layer 'x' (Rescaling): offset inf must be a finite"),
+    ("Rescaling", {"scale": [1.0, float("nan"), 1.0]}, "(Rescaling): scale holds nan; every value must be a finite"),
+    ("Reshape", {"target_shape": [2.5, 4]}, "(Reshape): target_shape [2.5, 4] must be a list of whole numbers"),
+    ("Reshape", {"target_shape": [0, 4]}, "(Reshape): target_shape [0, 4] must be a list of whole numbers"),
+    ("Reshape", {"target_shape": [True, 4]}, "(Reshape): target_shape [True, 4] must be a list of whole numbers"),
+])
+def test_rescaling_and_reshape_values_are_exact(cls, cfg, message):
+    """Rescaling's scale/offset must be finite (NaN made every prediction NaN); a Reshape target is
+    whole numbers (2.5 was truncated to 2)."""
+    from deepvision.errors import UserError
+    from deepvision.models.keras_graph import check_layer_configs
+
+    model = {"class_name": "Sequential", "config": {"layers": [{"class_name": cls, "config": {"name": "x", **cfg}}]}}
+    with pytest.raises(UserError) as info:
+        check_layer_configs(model)
+    assert message in str(info.value)
+    ok = {"Rescaling": {"scale": [0.5, 1.0], "offset": -1}, "Reshape": {"target_shape": [-1, 4]}}[cls]
+    check_layer_configs({"class_name": "Sequential",
+                         "config": {"layers": [{"class_name": cls, "config": {"name": "x", **ok}}]}})

@@ -94,3 +94,11 @@ def test_show_bad_input_is_one_line_exit_2(run_cli, args, message):
     assert code == 2
     assert message in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("depth", ["-1", "0"])
+def test_models_show_depth_must_be_positive(run_cli, depth):
+    """--depth -1 printed an empty table (no module is -1 levels deep) as if it were an answer."""
+    code, out, err = run_cli("models", "show", "lenet", "--depth", depth)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"--depth must be a whole number from 1 (the model's top-level modules), got {depth}" in err

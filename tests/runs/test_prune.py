@@ -128,3 +128,30 @@ def test_bad_targets_are_one_line(runs, tmp_path):
     assert code == 2 and "neither a run directory nor a folder of runs" in err
     code, _, err = run_main("runs", "prune", runs, "--keep", "-1")
     assert code == 2 and "--keep must be 0 or more" in err
+
+
+def test_discarded_prune_never_follows_a_planted_link(tmp_path):
+    """A discarded-* folder that is a symbolic link is refused in one line; a link inside a discarded
+    folder is removed as a link, its target untouched."""
+    run_path = tmp_path / "run"
+    (run_path / "checkpoints").mkdir(parents=True)
+    (run_path / "config.yaml").write_text("model: {name: lenet}\n")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "thesis.pt").write_bytes(b"precious")
+    (run_path / "checkpoints" / "discarded-20260101").symlink_to(victim)
+    code, _, err = run_main("runs", "prune", run_path, "--discarded")
+    assert code == 2
+    assert "symbolic link" in err and "Traceback" not in err
+    assert (victim / "thesis.pt").read_bytes() == b"precious"
+
+    (run_path / "checkpoints" / "discarded-20260101").unlink()
+    inner = run_path / "checkpoints" / "discarded-20260102"
+    inner.mkdir()
+    (inner / "old.pt").write_bytes(b"x")
+    (inner / "link.pt").symlink_to(victim / "thesis.pt")
+    (inner / "sub").symlink_to(victim)
+    doomed, _ = RunDir(run_path).prune(discarded=True)
+    assert sorted(p.name for p in doomed) == ["link.pt", "old.pt", "sub"]
+    assert not inner.exists()
+    assert (victim / "thesis.pt").read_bytes() == b"precious"

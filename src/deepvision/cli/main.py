@@ -155,6 +155,18 @@ def fit_threads(args: argparse.Namespace, held: HeldNote) -> int | None:
     return previous
 
 
+MAX_SEED = 2**32 - 1  # what every generator a seed reaches takes (NumPy, scikit-learn, PyTorch)
+
+
+def check_seed(args: argparse.Namespace) -> None:
+    """Every command's --seed is checked here, once: NumPy refuses a negative seed with a traceback."""
+    from deepvision.errors import UserError
+
+    seed = getattr(args, "seed", None)
+    if isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed must be a whole number from 0 to {MAX_SEED:,}, got {seed}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -171,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     held = HeldNote(sys.stderr)
     streams = sys.stdout, sys.stderr
     try:
+        check_seed(args)
         threads = fit_threads(args, held)
         if held.note:
             sys.stdout, sys.stderr = held.wrap(sys.stdout), held.wrap(sys.stderr)

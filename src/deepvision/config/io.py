@@ -12,7 +12,7 @@ import yaml
 from deepvision.config.coerce import from_dict, to_dict
 from deepvision.config.schema import Config
 from deepvision.errors import UserError
-from deepvision.safeload import ParseError, SafeLoader, load_yaml, read_bytes
+from deepvision.safeload import MAX_YAML_FILE_BYTES, ParseError, SafeLoader, load_yaml, read_bytes
 
 
 class Loader(SafeLoader):
@@ -61,7 +61,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise UserError(f"config file not found: {path}")
-    raw = read_bytes(path, "config file")
+    raw = read_bytes(path, "config file", MAX_YAML_FILE_BYTES)
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -485,14 +485,15 @@ def decode_opencv(data: bytes | memoryview, color: int = 1) -> np.ndarray:
     if len(data) == 0:
         raise DecodeError("empty file (0 bytes)")
     if color == -1:
-        check_image_data(data)
         fmt = sniff_format(data)
+        if fmt is None:  # OpenCV reads more (HDR, PGM, EXR...), with no pixel check: the same formats as Pillow
+            raise NotAnImageError("not a recognised image format")
+        check_image_data(data)
         if fmt == "jpeg" and jpeg_truncated(data):
             raise DecodeError("truncated JPEG data (no end-of-image marker)")
         img = _cv2().imdecode(np.frombuffer(data, np.uint8), -1)
         if img is None:
-            raise (NotAnImageError("not a recognised image format") if fmt is None
-                   else DecodeError(f"corrupt {fmt.upper()} data"))
+            raise DecodeError(f"corrupt {fmt.upper()} data")
         if img.dtype == np.uint8 and (img.ndim == 2 or img.shape[2] == 4):  # alpha (or gray) kept as stored
             return apply_orientation(img, jpeg_orientation(data)) if fmt == "jpeg" else img
         color = 0 if img.ndim == 2 else 1  # 16-bit or plain colour: the usual conversions

@@ -82,6 +82,9 @@ def _init(record_file: RecordFile | None) -> None:
     _RECORD_FILE = record_file
 
 
+MAX_WORKERS = 1024
+
+
 def compute_mean(
     source: str | Path,
     *,
@@ -97,6 +100,8 @@ def compute_mean(
     if not source.is_file():
         raise UserError(f"file not found: {source}")
     workers = max(1, workers or os.cpu_count() or 1)
+    if workers > MAX_WORKERS:
+        raise UserError(f"--num-thread must be at most {MAX_WORKERS:,} (one process each), got {workers:,}")
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     t0 = time.perf_counter()
     sums, count, skipped = np.zeros(3), 0, []
@@ -107,7 +112,7 @@ def compute_mean(
         n = len(rf)
         step = max(1, min(256, n // (workers * 4) or 1))
         tasks = [(str(rf.path), s, min(n, s + step)) for s in range(0, n, step)]
-        with _pool(ctx, workers, rf) as pool:
+        with _pool(ctx, min(workers, max(1, len(tasks))), rf) as pool:  # never more processes than work
             done = 0
             for total, k, bad in pool.imap(_record_means, tasks):
                 sums += total
@@ -127,7 +132,7 @@ def compute_mean(
             refuse_output_over_inputs(out, [source, *paths])
         _check_base(source, base, root, paths)
         chunk = max(1, min(32, len(paths) // (workers * 8) or 1))
-        with _pool(ctx, workers, None) as pool:
+        with _pool(ctx, min(workers, max(1, len(paths))), None) as pool:
             for done, (means, reason) in enumerate(pool.imap(_file_means, paths, chunksize=chunk), 1):
                 if means is None:
                     skipped.append((items[done - 1].path, reason))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deepvision.errors import UserError
+from deepvision.fileio import open_regular_file
 
 
 @contextlib.contextmanager
@@ -65,9 +66,42 @@ class QuietCapture:
         return getattr(self._capture, name)
 
 
+# FFmpeg demuxers that read a list of other files or network streams from a text file: a "video" like
+# this makes FFmpeg open whatever it names (a FIFO blocks for good, a device reads for ever)
+_PLAYLIST_STARTS = {b"ffconcat": "an FFmpeg concat list", b"#EXTM3U": "an HLS playlist",
+                    b"<?xml": "an XML document (a DASH manifest?)", b"<MPD": "a DASH manifest",
+                    b"v=0": "an SDP session description"}
+_SNIFF_BYTES = 4096
+
+
+def check_video_container(path: str | Path, what: str = "a video") -> None:
+    """UserError unless `path` is a regular file whose first bytes can be a binary video container.
+    Every container FFmpeg reads a video from is binary; a text file is a playlist, a concat list or a
+    session description whose entries FFmpeg would open in turn (outside any check made here), so it is
+    refused before OpenCV sees it. A FIFO or device is refused without waiting."""
+    try:
+        with open_regular_file(path) as f:
+            head = f.read(_SNIFF_BYTES)
+    except OSError as exc:
+        raise UserError(f"cannot read {path} as {what}: {exc.strerror or exc}") from None
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    kind = next((name for sig, name in _PLAYLIST_STARTS.items() if start.startswith(sig)), None)
+    if kind is None and head and b"\0" not in head:
+        try:
+            text = head.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            text = head[: exc.start].decode("utf-8") if len(head) - exc.start < 4 else ""
+        if text and all(ch.isprintable() or ch in "\t\r\n" for ch in text):
+            kind = "a text file"
+    if kind is not None:
+        raise UserError(f"{path} is {kind}, not a video file; give the video itself (FFmpeg would open the "
+                        f"files it names)")
+
+
 def open_video(cv2: Any, path: str | Path, what: str = "a video") -> QuietCapture:
     """The opened capture of video file `path` (natively silent, see the module docstring); UserError
-    when OpenCV cannot open it."""
+    when OpenCV cannot open it, or when the file is not a binary container (`check_video_container`)."""
+    check_video_container(path, what)
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg quiet, where the backend reads it late
     with quiet_native_output(cv2):
         capture = cv2.VideoCapture(str(path))

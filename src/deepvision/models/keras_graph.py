@@ -61,6 +61,7 @@ POSITIVE_INT_FIELDS = ("filters", "units", "depth_multiplier", "groups", "kernel
                        "pool_size", "size")
 COUNT_FIELDS = ("padding", "cropping", "output_padding")
 FINITE_FIELDS = ("epsilon", "momentum", "rate", "alpha", "negative_slope", "threshold", "max_value", "stddev")
+RESCALING_FIELDS = ("scale", "offset")  # BatchNormalization's `scale` is a yes/no: numbers only in Rescaling
 
 
 def parse_json(text: str | bytes, source: str) -> Any:
@@ -129,10 +130,21 @@ def check_layer_configs(model: dict[str, Any], prefix: str = "") -> None:
                     and not all(_is_whole(v, 0) for v in _whole_numbers(value)):
                 raise UserError(f"{where}: {key} {value!r} must be {_whole_phrase(value)} from 0 to "
                                 f"{MAX_LAYER_INT:,}")
-        for key in FINITE_FIELDS:
+        if cls == "Reshape" and "target_shape" in cfg:
+            shape = cfg["target_shape"]
+            if not isinstance(shape, (list, tuple)) or not all(_is_whole(v, 1) or (v == -1 and isinstance(v, int)
+                                                                   and not isinstance(v, bool)) for v in shape):
+                raise UserError(f"{where}: target_shape {shape!r} must be a list of whole numbers from 1 to "
+                                f"{MAX_LAYER_INT:,} (or one -1)")
+        for key in FINITE_FIELDS + (RESCALING_FIELDS if cls == "Rescaling" else ()):
             value = cfg.get(key)
-            if value is None or isinstance(value, (list, dict, str)):
-                continue  # lists (Rescaling per channel) are checked where they are read
+            if isinstance(value, list):  # per-channel values (Rescaling): text is refused where it is read
+                bad = [v for v in _whole_numbers(value) if isinstance(v, float) and not math.isfinite(v)]
+                if bad:
+                    raise UserError(f"{where}: {key} holds {bad[0]!r}; every value must be a finite number")
+                continue
+            if value is None or isinstance(value, (dict, str)):
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or (key in ("epsilon", "rate", "stddev") and value < 0) or (key == "rate" and value >= 1):
                 raise UserError(f"{where}: {key} {value!r} must be a finite number"

@@ -180,6 +180,8 @@ def summarize(model: nn.Module, input_shape: Sequence[int], name: str = "model",
     everything below). Rows follow the order of the forward pass; modules the forward pass never
     calls (e.g. auxiliary heads in eval mode) come last with no output shape.
     """
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+        raise UserError(f"--depth must be a whole number from 1 (the model's top-level modules), got {depth}")
     from torch.utils.flop_counter import FlopCounterMode
 
     shape = tuple(int(v) for v in input_shape)

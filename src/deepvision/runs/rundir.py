@@ -407,8 +407,15 @@ class RunDir:
         saved = list(self.saved_epochs().values())
         doomed = saved[: len(saved) - keep] if keep < len(saved) else []
         if discarded and self.checkpoints.is_dir():
-            doomed += sorted(p for d in self.checkpoints.glob("discarded-*") if d.is_dir()
-                             for p in d.rglob("*") if p.is_file())
+            for d in sorted(self.checkpoints.glob("discarded-*")):
+                if d.is_symlink():
+                    raise UserError(f"{d} is a symbolic link; refusing to delete through it (remove the "
+                                    f"link itself if the folder is no longer wanted)")
+                if not d.is_dir():
+                    continue
+                # os.walk does not follow linked sub-folders; a linked file is unlinked, never its target
+                doomed += sorted(Path(top) / name for top, dirs, names in os.walk(d)
+                                 for name in names + [x for x in dirs if (Path(top) / x).is_symlink()])
         return doomed
 
     def prune(self, keep: int = 0, discarded: bool = False, dry_run: bool = False) -> tuple[list[Path], int]:
@@ -425,7 +432,8 @@ class RunDir:
                 p.unlink(missing_ok=True)
             if discarded:  # the folders hold nothing but empty sub-folders now
                 for d in self.checkpoints.glob("discarded-*"):
-                    if d.is_dir() and not any(q.is_file() for q in d.rglob("*")):
+                    if (d.is_dir() and not d.is_symlink()
+                            and not any(names for _, _, names in os.walk(d))):
                         shutil.rmtree(d)
         return doomed, freed
 

@@ -26,6 +26,7 @@ from deepvision.data.splits import stratified_split
 from deepvision.datasets.listing import write_lst
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
+from deepvision.safeload import read_text_file
 
 AGE_BINS = ((0, 2), (4, 6), (8, 13), (15, 20), (25, 32), (38, 43), (48, 53), (60, math.inf))
 AGE_CLASSES = sorted(f"{lo}_{'inf' if math.isinf(hi) else hi}" for lo, hi in AGE_BINS)  # label-encoder order
@@ -75,10 +76,7 @@ def read_folds(root: str | Path) -> AdienceRows:
         raise UserError(f"no {FOLD_GLOB} file in {root}; give the folder holding the Adience fold files")
     rows = AdienceRows()
     for path in files:
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError:
-            raise UserError(f"{path} is not a text file") from None
+        lines = read_text_file(path, "Adience fold file").splitlines()  # a FIFO is refused, never waited on
         for lineno, line in enumerate(lines[1:], 2):  # one header line
             if not line.strip():
                 continue

@@ -34,6 +34,7 @@ from deepvision.data.splits import stratified_split
 from deepvision.datasets.listing import write_split_lists
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
+from deepvision.safeload import check_mat_file, csv_rows, read_text_file
 
 IMAGENET_MEAN = {"R": 123.68, "G": 116.779, "B": 103.939}
 MULTIWORD_MAKES = ("AM General", "Aston Martin", "Land Rover")
@@ -72,8 +73,9 @@ def _loadmat(path: Path) -> dict:
     import scipy.io
     from scipy.io.matlab import MatReadError
 
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"Stanford Cars file missing: {path}")
+    check_mat_file(path, what="Stanford Cars file")  # a compressed variable is inflated whole by loadmat
     try:
         return scipy.io.loadmat(path, squeeze_me=True)
     except (MatReadError, ValueError, TypeError, OSError, NotImplementedError) as exc:
@@ -147,12 +149,7 @@ def read_annotations(root: str | Path) -> tuple[list[str], list[str]]:
 def read_label_csv(path: str | Path, images: str) -> tuple[list[str], list[str]]:
     """(image paths, 'make:model' labels) from the reference's CSV (filename, make, model, type, year)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"label CSV not found: {path}")
-    try:
-        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text") from None
+    rows = list(csv_rows(csv.reader(read_text_file(path, "label CSV").splitlines()), path))
     paths, labels = [], []
     for lineno, row in enumerate(rows[1:], 2):
         if not row:

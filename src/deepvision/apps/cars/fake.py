@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from deepvision.errors import UserError
+from deepvision.fileio import require_new_folder
 
 FAKE_CLASS_NAMES = (
     "AM General Hummer SUV 2000",
@@ -48,6 +49,9 @@ def _car_image(rng: np.random.Generator, k: int, classes: int, width: int, heigh
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
 
 
+MAX_FAKE_SIDE = 2048  # the bounding boxes are stored as uint16; each side costs memory squared
+
+
 def make_fake_cars(out: str | Path, per_class: int = 12, seed: int = 0, min_side: int = 80,
                    max_side: int = 200) -> Path:
     """Write the fake tree at `out` (cars_annos.mat + car_ims/); returns the root."""
@@ -55,9 +59,11 @@ def make_fake_cars(out: str | Path, per_class: int = 12, seed: int = 0, min_side
 
     if per_class < 1:
         raise UserError("--per-class must be a positive integer")
-    if not 32 <= min_side <= max_side:
-        raise UserError("--min-side must be at least 32 and at most --max-side")
+    if not 32 <= min_side <= max_side <= MAX_FAKE_SIDE:
+        raise UserError(f"min_side must be at least 32 and at most max_side, and max_side at most "
+                        f"{MAX_FAKE_SIDE}; got {min_side} and {max_side}")
     root = Path(out)
+    require_new_folder(root)
     images = root / "car_ims"
     images.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

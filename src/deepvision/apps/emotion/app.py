@@ -38,13 +38,13 @@ import numpy as np
 from deepvision.apps.classifier import Classifier, load_classifier
 from deepvision.data.imageio import read_bgr, write_image
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, refuse_output_over_inputs
 from deepvision.inference.faces.detect import FaceDetector, create_detector, cv2_module, largest_face, to_gray
 from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side
 from deepvision.inference.faces.track import DETECT_EVERY, FaceTracker
 from deepvision.inference.video import open_video
 from deepvision.models.memory_format import to_channels_last
-from deepvision.safeload import spreadsheet_cell, spreadsheet_row
+from deepvision.safeload import check_image_side, spreadsheet_cell, spreadsheet_row
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 PREFERRED_DETECTOR = "mtcnn"  # measured on real faces: benchmarks/face_detectors.py, docs/faces.md
@@ -276,6 +276,13 @@ def results_csv(results: list[FrameResult], classes: list[str]) -> str:
     return buf.getvalue()
 
 
+def _check_width(width: int) -> None:
+    """The detection width: a face needs some pixels, and the resized frame must fit in memory."""
+    if width < 32:
+        raise UserError(f"--width must be at least 32, got {width}")
+    check_image_side("--width", width)
+
+
 def run_emotion(
     model: str | Path | Classifier,
     *,
@@ -307,6 +314,9 @@ def run_emotion(
         raise UserError(f"--max-frames must be positive, got {max_frames}")
     if threads is not None and threads < 1:
         raise UserError(f"--threads must be at least 1, got {threads}")
+    _check_width(width)
+    if video is not None and out is not None:
+        refuse_output_over_inputs(out, [video])
     if detect_every < 1:
         raise UserError(f"--detect-every must be at least 1, got {detect_every}")
     import torch
@@ -315,6 +325,13 @@ def run_emotion(
     out_path = Path(out) if out is not None else None
     if out_path is not None and out_path.suffix and out_path.suffix.lower() not in VIDEO_SUFFIXES:
         raise UserError(f"--out {out_path}: give a folder or a video file ({', '.join(VIDEO_SUFFIXES)})")
+    if out_path is not None and out_path.suffix and not out_path.exists():
+        # STEM.csv and STEM.json are written beside a new video: files of that name that no earlier run
+        # (its video) explains are the user's own
+        taken = [p for p in (out_path.with_suffix(".csv"), out_path.with_suffix(".json")) if os.path.lexists(p)]
+        if taken:
+            raise UserError(f"--out {out_path} would also write {taken[0]}, which already exists and is not "
+                            f"from an earlier run; choose another name")
     # a Keras file is mapped onto the emotion architecture it fits (FER class names and input transform)
     clf = model if isinstance(model, Classifier) else load_classifier(model, keras_model=keras_model or "auto",
                                                                        device=device)
@@ -391,8 +408,7 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
     enlarged); boxes are reported in the image's own pixels."""
     from deepvision.apps.agegender.app import list_images
 
-    if width < 32:
-        raise UserError(f"--width must be at least 32, got {width}")
+    _check_width(width)
     paths = list_images(image)
     # a Keras file is mapped onto the emotion architecture it fits (FER class names and input transform)
     clf = model if isinstance(model, Classifier) else load_classifier(model, keras_model=keras_model or "auto",

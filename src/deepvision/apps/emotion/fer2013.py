@@ -23,8 +23,8 @@ import numpy as np
 
 from deepvision.datasets.fer import FER6_LABELS, FER6_MAP, FER7_LABELS
 from deepvision.errors import UserError
-from deepvision.fileio import open_regular_text
-from deepvision.safeload import regular_file
+from deepvision.fileio import open_regular_text, require_new_file
+from deepvision.safeload import csv_rows, regular_file
 
 SPLITS = {"Training": "train", "PrivateTest": "val", "PublicTest": "test"}
 SIDE = 48
@@ -74,11 +74,15 @@ def _csv_samples(csv_path: Path) -> tuple[int, Iterator[tuple[int, np.ndarray, s
     def rows() -> Iterator[tuple[int, np.ndarray, str]]:
         with open_regular_text(csv_path) as f:
             reader = csv.DictReader(f)
-            missing = {"emotion", "pixels", "Usage"} - set(reader.fieldnames or [])
+            try:
+                fieldnames = reader.fieldnames
+            except csv.Error as exc:
+                raise UserError(f"{csv_path}: the CSV header is not readable ({exc})") from None
+            missing = {"emotion", "pixels", "Usage"} - set(fieldnames or [])
             if missing:
                 raise UserError(f"{csv_path} lacks the column(s) {', '.join(sorted(missing))}; expected the header "
                                 f"emotion,pixels,Usage")
-            for lineno, row in enumerate(reader, 2):
+            for lineno, row in enumerate(csv_rows(reader, csv_path), 2):
                 yield _parse_row(row, lineno, csv_path)
 
     return total, rows()
@@ -185,8 +189,9 @@ def make_fake_fer_csv(path: str | Path, rows: int = 140, seed: int = 0) -> Path:
     (a bright bar whose row depends on the emotion); every emotion and every Usage occurs."""
     if rows < 21:
         raise UserError("a fake FER CSV needs at least 21 rows (every emotion in every split)")
-    rng = np.random.default_rng(seed)
     path = Path(path)
+    require_new_file(path)
+    rng = np.random.default_rng(seed)
     usages = ["Training"] * 8 + ["PrivateTest", "PublicTest"]
     lines = ["emotion,pixels,Usage\n"]
     for i in range(rows):

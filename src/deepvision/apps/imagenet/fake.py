@@ -28,6 +28,9 @@ def _class_image(rng: np.random.Generator, k: int, classes: int, width: int, hei
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
 
 
+MAX_FAKE_SIDE = 2048  # ImageNet's own images are mostly under 500 px; each side costs memory squared
+
+
 def make_fake_imagenet(out: str | Path, classes: int = 10, per_class: int = 20, val_per_class: int = 5,
                        seed: int = 0, min_side: int = 64, max_side: int = 160, blacklist_every: int = 7) -> DevkitPaths:
     """Write a fake ILSVRC root at `out`; returns its DevkitPaths.
@@ -37,6 +40,9 @@ def make_fake_imagenet(out: str | Path, classes: int = 10, per_class: int = 20, 
     """
     if classes < 1 or per_class < 1 or val_per_class < 0:
         raise UserError("--classes and --per-class must be positive and --val-per-class >= 0")
+    if not 8 <= min_side <= max_side <= MAX_FAKE_SIDE:
+        raise UserError(f"--min-side and --max-side must satisfy 8 <= min <= max <= {MAX_FAKE_SIDE} pixels, "
+                        f"got {min_side} and {max_side}")
     rng = np.random.default_rng(seed)
     paths = DevkitPaths(Path(out))
     wnids = sorted({f"n{v:08d}" for v in rng.choice(10**8, size=classes * 3, replace=False)})[:classes]

@@ -18,6 +18,7 @@ import numpy as np
 
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path, md5_of
+from deepvision.safeload import input_file, read_bytes
 
 SIDE = 96
 IMAGE_BYTES = 3 * SIDE * SIDE  # 27,648
@@ -60,13 +61,14 @@ def open_images(path: str | Path) -> np.ndarray:
 
 def read_labels(path: str | Path, count: int) -> np.ndarray:
     """The labels (1..10, int64) of a `y` file that must describe `count` images."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"STL-10 label file not found: {path}")
-    labels = np.fromfile(path, dtype=np.uint8).astype(np.int64)
-    if len(labels) != count:
-        raise UserError(f"{path} holds {len(labels):,} labels but its image file holds {count:,} images; the two "
+    path = input_file(path, "STL-10 label file")
+    size = path.stat().st_size  # one byte a label: the count is checked before anything is read
+    if size != count:
+        raise UserError(f"{path} holds {size:,} labels but its image file holds {count:,} images; the two "
                         f"files do not belong together (download them again)")
+    labels = np.frombuffer(read_bytes(path, "STL-10 label file"), dtype=np.uint8).astype(np.int64)
+    if len(labels) != count:  # the file changed while it was read
+        raise UserError(f"{path} changed while it was read; run the command again")
     bad = np.flatnonzero((labels < 1) | (labels > 10))
     if len(bad):
         raise UserError(f"{path}: label {labels[bad[0]]} at position {bad[0]} is outside 1..10 "

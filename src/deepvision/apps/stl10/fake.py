@@ -13,7 +13,7 @@ import numpy as np
 
 from deepvision.apps.stl10.binary import CLASS_NAMES, SIDE, write_split
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, require_new_folder
 
 
 def _image(rng: np.random.Generator, label: int) -> np.ndarray:
@@ -45,6 +45,7 @@ def make_fake_stl10(out: str | Path, train_per_class: int = 20, test_per_class: 
     if train_per_class < 1 or test_per_class < 1:
         raise UserError("--train-per-class and --test-per-class must be positive")
     out = Path(out)
+    require_new_folder(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -248,6 +248,8 @@ def fit_logreg(
     if len(bad):
         raise UserError(f"{features}: label {y[bad[0]]} (row {bad[0]}) is outside 0..{len(names) - 1} "
                         f"({len(names)} label names)")
+    if x.ndim < 2 or 0 in x.shape[1:]:
+        raise UserError(f"{features}: 'features' has no columns (shape {x.shape}); re-extract the features")
     if x.ndim != 2:
         x = x.reshape(len(x), -1)
     n = len(y)

@@ -67,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
     from deepvision.apps.emotion.app import run_emotion
     from deepvision.cli.output import shown
 
+    width = 300 if args.width is None else args.width  # 0 is refused, not taken as the default
     summary = run_emotion(args.model, video=args.video, camera=args.camera, headless=args.headless, out=args.out,
-                          detector=args.detector, keras_model=args.keras_model, width=args.width or 300,
+                          detector=args.detector, keras_model=args.keras_model, width=width,
                           max_frames=args.max_frames, device=args.device, threads=args.threads,
                           fast_detection=not args.full_size_detection, detect_every=args.detect_every)
     if summary.no_face:
@@ -88,8 +89,9 @@ def run_images(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)  # the CLI restores the count afterwards
+    width = 800 if args.width is None else args.width
     summary = run_emotion_images(args.model, args.image, out=args.out, detector=args.detector,
-                                 keras_model=args.keras_model, width=args.width or 800, device=args.device)
+                                 keras_model=args.keras_model, width=width, device=args.device)
     by_image: dict[str, list] = {}
     for face in summary.faces:
         by_image.setdefault(face.image, []).append(face)

@@ -64,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
     if args.classes:
         classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     elif args.labels:
-        path = Path(args.labels)
-        if not path.is_file():
-            raise UserError(f"labels file not found: {path}")
-        classes = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        from deepvision.safeload import read_text_file
+
+        text = read_text_file(args.labels, "labels file")
+        classes = [line.strip() for line in text.splitlines() if line.strip()]
     model_args = {}
     for item in args.arg:
         if "=" not in item:

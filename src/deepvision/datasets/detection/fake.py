@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 
 from deepvision.datasets.detection.schema import FORMATS, LISA_CLASSES
 from deepvision.errors import UserError
+from deepvision.fileio import require_new_folder
 
 SHAPES = ("disc", "square", "triangle", "diamond", "cross")
 CLASSES = {"voc": ["disc", "square", "triangle"], "coco": ["disc", "square", "triangle"],
@@ -160,6 +161,7 @@ def make_fake(out: str | Path, fmt: str, images: int = 40, size: int = 128, seed
     if not 0 < test_fraction < 1:
         raise UserError(f"--test-fraction must be in (0, 1), got {test_fraction}")
     out = Path(out)
+    require_new_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     classes = CLASSES[fmt]

@@ -21,8 +21,8 @@ from typing import Any
 from deepvision.data.imageio import image_size
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
-from deepvision.fileio import read_regular_file, special_kind
-from deepvision.safeload import input_file, load_json, printable
+from deepvision.fileio import special_kind
+from deepvision.safeload import MAX_JSON_FILE_BYTES, MAX_TEXT_BYTES, input_file, load_json, printable, read_bytes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -60,7 +60,7 @@ def inside(base: Path, name: str, where: str, roots: tuple[Path, ...] = ()) -> P
 def read_text(path: Path) -> str:
     """A UTF-8 text file named by the dataset (regular files only), or a one-line UserError."""
     try:
-        return read_regular_file(path).decode("utf-8")
+        return read_bytes(path, "annotation file", MAX_TEXT_BYTES).decode("utf-8")
     except UnicodeDecodeError:
         raise UserError(f"{path} is not UTF-8 text") from None
     except OSError as exc:
@@ -68,7 +68,10 @@ def read_text(path: Path) -> str:
 
 
 def _float(value: Any, where: str, what: str) -> float:
+    """A number from annotation text; Python's digit separators ('3_8' is 38) are refused, not read."""
     try:
+        if isinstance(value, str) and "_" in value:
+            raise ValueError(value)
         return float(value)
     except (TypeError, ValueError):
         raise UserError(f"{where}: {what} {value!r} is not a number") from None
@@ -87,7 +90,7 @@ def _flag(value: str, where: str) -> bool:
 
 def _parse_xml(path: Path) -> ET.Element:
     try:
-        return ET.fromstring(read_regular_file(path))
+        return ET.fromstring(read_bytes(path, "annotation file", MAX_JSON_FILE_BYTES))  # a 2 GB XML at most
     except ET.ParseError as exc:
         raise UserError(f"{path} is not valid XML ({exc})") from None
     except RecursionError:
@@ -348,7 +351,7 @@ def _coco_image_dir(json_path: Path, images: list[dict[str, Any]], images_dir: P
 
 def _coco_json(json_path: Path) -> dict[str, Any]:
     try:
-        data = load_json(read_regular_file(json_path), str(json_path))  # bounded: depth, one-line errors
+        data = load_json(read_bytes(json_path, "COCO annotation file", MAX_JSON_FILE_BYTES), str(json_path))
     except OSError as exc:
         raise UserError(f"cannot read {json_path}: {exc.strerror or exc}") from None
     if not isinstance(data, dict) or not {"images", "annotations", "categories"} <= set(data):
@@ -414,8 +417,13 @@ def read_coco(files: dict[str, Path], images_dir: str | Path | None = None) -> A
             bbox = ann.get("bbox")
             if not isinstance(bbox, list) or len(bbox) != 4:
                 raise UserError(f"{where}: bbox must be [x, y, width, height], got {str(bbox)[:60]}")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox):
+                raise UserError(f"{where}: bbox values must be JSON numbers, got {str(bbox)[:60]}")
             x, y, w, h = (_float(v, where, "bbox value") for v in bbox)
-            is_crowd = bool(ann.get("iscrowd", 0))
+            crowd_flag = ann.get("iscrowd", 0)
+            if isinstance(crowd_flag, bool) or crowd_flag not in (0, 1):
+                raise UserError(f"{where}: iscrowd {str(crowd_flag)[:20]!r} is not 0 or 1")
+            is_crowd = crowd_flag == 1
             crowd += is_crowd
             records[image_id].boxes.append(Box(x, y, x + w, y + h, names[cat], is_crowd))
         splits[split] = list(records.values())
