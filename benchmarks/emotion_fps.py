@@ -24,7 +24,8 @@ same box, the largest difference of the probabilities. A per-stage profile (CPU 
 `--clip FILE.mp4` times a real clip instead (the frames it has; default detector mtcnn), into its own
 section "Emotion recognition frames/s on a real clip"; "before" is then MTCNN searching every frame
 in full (`--detect-every 1 --full-size-detection`), "after" the default (a search every 8th frame, the
-faces re-checked by O-Net in between, a first search for faces 0.7 of the previous size):
+faces re-checked by O-Net in between, searches that find nothing backing off to every 8th frame, a
+first search for faces 0.7 of the previous size):
 
     python benchmarks/emotion_fps.py --clip short_hamilton_clip.mp4 --rounds 1 --models mini_xception
     python benchmarks/emotion_fps.py --frames 20 --rounds 1 --no-append      # smoke run
@@ -253,8 +254,9 @@ def main() -> None:
                 f"median of {a.rounds} interleaved rounds (range in brackets).")
         how = ("The app's own loop on a real clip. before: every frame searched in full, the model in NCHW "
                "(`--detect-every 1 --full-size-detection`); after: the default (MTCNN: a search every "
-               f"{DETECT_EVERY}th frame, O-Net re-checking the faces in between, a first search for faces 0.7 "
-               "of the previous size; the model in channels_last; docs/faces.md).")
+               f"{DETECT_EVERY}th frame, O-Net re-checking the faces in between, searches that find nothing "
+               f"backing off to every {DETECT_EVERY}th frame, a first search for faces 0.7 of the previous size; "
+               "the model in channels_last; docs/faces.md).")
     else:
         what = (f"{a.frames} frames of 640x480 per clip, decode + process + encode (mp4v), "
                 f"median of {a.rounds} interleaved rounds (range in brackets).")
