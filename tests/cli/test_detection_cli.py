@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from deepvision.data.detection import load_index
 from deepvision.data.preprocess import open_image, pil_to_tensor
@@ -55,6 +56,7 @@ def test_export_onnx_through_the_cli(trained_detection_run, run_cli, tmp_path):
     _same_detections(run_model(image.numpy()), ref)
     meta = json.loads({p.key: p.value for p in onnx.load(str(target)).metadata_props}["deepvision"])
     assert meta["task"] == "detection" and meta["classes"] == classes and meta["input"]["dtype"] == "uint8"
+    Image.new("RGB", (32, 32)).save(tmp_path / "x.png")
     code, _, err = run_cli("predict", target, tmp_path / "x.png")
     assert code == 2 and "is an exported detector" in err
 

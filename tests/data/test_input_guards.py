@@ -40,10 +40,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
-def _default_pixel_limit(monkeypatch):
-    monkeypatch.delenv(ENV_MAX_PIXELS, raising=False)
+def _default_pixel_limit():
+    # `im2rec --max-pixels` sets the environment variable for its workers: restore it before resetting,
+    # or Pillow's own limit would stay at a test's value for every later test
+    saved = os.environ.pop(ENV_MAX_PIXELS, None)
     set_max_image_pixels(None)
     yield
+    os.environ.pop(ENV_MAX_PIXELS, None)
+    if saved is not None:
+        os.environ[ENV_MAX_PIXELS] = saved
     set_max_image_pixels(None)
 
 

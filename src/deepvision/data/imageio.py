@@ -1,28 +1,26 @@
-"""The one image decoder: every image deepvision reads (training, evaluation, predict, serve, apps,
-packing) is decoded here, by one set of rules.
+"""The one image decoder: every image deepvision reads (training, evaluation, predict, serve, apps, packing) is decoded
+here, by one set of rules.
 
-- One pixel limit: an image whose header announces more than `max_image_pixels()` pixels is refused
-  before anything is decoded (a decompression bomb: a 30000x30000 JPEG is 10 MB on disk and 2.7 GB
-  decoded). The default is Pillow's own decompression-bomb limit, 178,956,970 pixels; change it with
-  the DEEPVISION_MAX_IMAGE_PIXELS environment variable, `set_max_image_pixels()` or
-  `deepvision im2rec --max-pixels` (`deepvision serve --max-megapixels` sets its own, per upload).
-  The refusal names the size and the limit.
-- Regular files only: FIFOs, devices and directories named like images are refused instead of
-  blocking forever (see `deepvision.fileio.read_regular_file`).
-- Six formats only: JPEG, PNG, BMP, GIF, TIFF and WebP. Pillow's other plugins (EPS hands the file
-  to Ghostscript, where installed) are never tried.
-- One set of conversions, whatever the path: EXIF orientation applied; transparency (RGBA, LA,
-  palette or colour-key) composited on white; 16-bit images scaled to 8 bits; CMYK and palette
-  images converted to RGB; colour read as gray by libjpeg (JPEG) or ITU-R 601-2 luma (other formats).
+- One pixel limit: an image whose header announces more than `max_image_pixels()` pixels is refused before anything
+  is decoded (a decompression bomb: a 30000x30000 JPEG is 10 MB on disk and 2.7 GB decoded). The default is Pillow's
+  own decompression-bomb limit, 178,956,970 pixels; change it with the DEEPVISION_MAX_IMAGE_PIXELS environment
+  variable, `set_max_image_pixels()` or `deepvision im2rec --max-pixels` (`deepvision serve --max-megapixels` sets
+  its own, per upload). The refusal names the size and the limit.
+- Regular files only: FIFOs, devices and directories named like images are refused instead of blocking forever (see
+  `deepvision.fileio.read_regular_file`).
+- Six formats only: JPEG, PNG, BMP, GIF, TIFF and WebP. Pillow's other plugins (EPS hands the file to Ghostscript,
+  where installed) are never tried.
+- One set of conversions, whatever the path: EXIF orientation applied; transparency (RGBA, LA, palette or
+  colour-key) composited on white; 16-bit images scaled to 8 bits; CMYK and palette images converted to RGB; colour
+  read as gray by libjpeg (JPEG) or ITU-R 601-2 luma (other formats).
 
-`Decoder` is the engine behind every entry point (`decode`, `decode_opencv`, `open_image`,
-`read_bgr`): JPEGs decode with libjpeg-turbo through `simplejpeg` when it is installed (into a reused
-buffer), else OpenCV; plain 8-bit PNGs through OpenCV; everything else through Pillow. The fast paths
-give the same pixels as Pillow would where the conversion rules above are concerned.
+`Decoder` is the engine behind every entry point (`decode`, `decode_opencv`, `open_image`, `read_bgr`): JPEGs decode
+with libjpeg-turbo through `simplejpeg` when it is installed (into a reused buffer), else OpenCV; plain 8-bit PNGs
+through OpenCV; everything else through Pillow. The fast paths give the same pixels as Pillow would where the
+conversion rules above are concerned.
 
-Why one module of ~540 lines: the point is one decoder; its header readers, pixel limit, format and
-mode allowlist and conversions are the rules every entry point must share, and splitting them would
-invite a second path that skips one.
+Why one module: the point is one decoder; its header readers, pixel limit, format and mode allowlist and conversions
+are the rules every entry point must share, and splitting them would invite a second path that skips one.
 """
 
 from __future__ import annotations
@@ -31,9 +29,7 @@ import io
 import os
 import re
 import struct
-import threading
 import warnings
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -64,44 +60,6 @@ _max_pixels: int | None = None  # set_max_image_pixels() override
 
 class DecodeError(ValueError):
     """The bytes are not a decodable image (reason in the message)."""
-
-
-_pillow_warnings: Counter[str] = Counter()
-_pillow_lock = threading.Lock()
-_PIL_DIR = os.sep + "PIL" + os.sep
-
-
-def _count_pillow_warning(previous: Any) -> Any:
-    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
-             line: str | None = None) -> None:
-        if _PIL_DIR in str(filename):
-            reason = " ".join(f"{category.__name__}: {message}".split())[:160]
-            with _pillow_lock:
-                _pillow_warnings[reason] += 1
-            return
-        previous(message, category, filename, lineno, file, line)
-
-    show.counts_pillow = True  # type: ignore[attr-defined]
-    return show
-
-
-def quiet_pillow_warnings() -> Counter[str]:
-    """Count Pillow's warnings about the images it decodes (a truncated TIFF read, corrupt EXIF data, a
-    size above Pillow's own bomb warning) by reason instead of printing them, and return that live
-    counter. For a process decoding untrusted images (serve): each warning would otherwise be printed
-    into its log, two lines per upload. The outcome of a decode does not change: a damaged image is
-    still a DecodeError, one that decodes is still used. Other warnings are shown as before."""
-    with _pillow_lock:
-        if not getattr(warnings.showwarning, "counts_pillow", False):
-            warnings.showwarning = _count_pillow_warning(warnings.showwarning)
-        warnings.filterwarnings("always", module=r"PIL(\.|$)")  # every one counted, not the first per line
-    return _pillow_warnings
-
-
-def pillow_warning_counts() -> dict[str, int]:
-    """A copy of the counts `quiet_pillow_warnings` keeps (reason -> count)."""
-    with _pillow_lock:
-        return dict(_pillow_warnings)
 
 
 class NotAnImageError(DecodeError):
@@ -338,8 +296,7 @@ def _pil_open(data: bytes, limit: int | None = None) -> Image.Image:
             raise PixelLimitError(_limit_message(f"{pixels:,} pixels" if pixels else "more than "
                                                  f"{2 * limit:,} pixels", limit), pixels, limit) from None
         except UnidentifiedImageError:
-            fmt = sniff_format(data)  # an allowed format whose header is damaged is undecodable, not foreign
-            if fmt is not None:
+            if (fmt := sniff_format(data)) is not None:  # an allowed format with a damaged header: undecodable
                 raise DecodeError(f"corrupt or truncated {fmt.upper()} data (its header cannot be read)") from None
             raise NotAnImageError("not a recognised image format") from None
     check_pixels(*img.size, limit)

@@ -10,8 +10,8 @@ from deepvision.safeload import LimitError, input_file, read_json
 
 
 def read_mean_rgb(path: str | Path) -> list[float]:
-    """The reference mean file {"R": .., "G": .., "B": ..} (0..255 units) as [R, G, B], read through the
-    bounded JSON loader; a missing file, a FIFO or device, bad JSON or a value outside 0..255 is one line."""
+    """[R, G, B] of a mean file, read by the bounded JSON loader; a missing file, a FIFO, bad JSON or a value
+    outside 0..255 is one line."""
     p = input_file(path, "mean file", "; give the JSON file `deepvision mean` writes")
     try:
         d = read_json(p, "mean file")

@@ -24,8 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from deepvision.apps.serve.pillow_warnings import quiet_pillow_warnings
 from deepvision.apps.serve.predictor import Predictor, RejectedImage
-from deepvision.data.imageio import quiet_pillow_warnings
 from deepvision.errors import UserError
 
 SERVE_EXTRA = "pip install deepvision[serve]"

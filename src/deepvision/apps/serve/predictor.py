@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from deepvision.apps.serve.pillow_warnings import pillow_warning_counts
 from deepvision.data.imageio import (
     DecodeError,
     NotAnImageError,
     PixelLimitError,
     decode,
-    pillow_warning_counts,
     sniff_format,
 )
 from deepvision.errors import UserError
@@ -102,7 +102,7 @@ class Predictor:
 
     def info(self) -> dict[str, Any]:
         """What /health answers; `decoder_warnings` counts Pillow's warnings about uploads by reason (they
-        are not printed into the server's log: `imageio.quiet_pillow_warnings`)."""
+        are not printed into the server's log: `pillow_warnings.quiet_pillow_warnings`)."""
         return {"status": "ok", "model": self.name, "task": self.task, "classes": len(self.classes),
                 "input": [self.pre.channels, *self.pre.size], "decoder_warnings": pillow_warning_counts()}
 

@@ -26,9 +26,8 @@ from deepvision.data.records.recordio import (
 
 
 def unpack_img(record: bytes, iscolor: int = -1) -> tuple[IRHeader, Any]:
-    """mx.recordio.unpack_img: (header, array in OpenCV's layout: BGR, gray, or as stored with -1),
-    decoded by `deepvision.data.imageio.decode_opencv`'s rules; an image above the pixel limit raises
-    `PixelLimitError` before decoding, undecodable data `DecodeError`."""
+    """mx.recordio.unpack_img: (header, array in OpenCV's layout: BGR, gray, or as stored with -1), decoded by
+    `imageio.decode_opencv`'s rules (`PixelLimitError` before decoding above the limit, else `DecodeError`)."""
     from deepvision.data.imageio import decode_opencv
 
     header, body = unpack_header(record)
