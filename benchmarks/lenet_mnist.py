@@ -48,6 +48,7 @@ from deepvision.api import train
 from deepvision.config.io import build_config
 from deepvision.data.sources import load_data
 from deepvision.engine.distributed import DistInfo
+from deepvision.engine.precision import train_amp_dtype
 from deepvision.engine.resolve import resolve_run
 from deepvision.engine.trainer import Trainer
 from deepvision.models import create_model
@@ -75,6 +76,11 @@ def config(root: Path, epochs: int | None = None) -> dict:
     }
 
 
+def engine_amp(root: Path) -> torch.dtype | None:
+    """The autocast dtype of the engine's training step for this config on the CPU (`train.amp`; None: float32)."""
+    return train_amp_dtype(build_config(config(root)).train.amp, torch.device("cpu"))
+
+
 def engine_layout(root: Path) -> torch.memory_format:
     """The memory format the engine trains this config in on the CPU (`train.channels_last`, on unless set off)."""
     chosen = build_config(config(root)).train.channels_last
@@ -84,14 +90,15 @@ def engine_layout(root: Path) -> torch.memory_format:
 class BareLoop:
     """The loop a PyTorch user writes by hand: same model, data in memory, no metrics or logging.
 
-    Like with like: it trains in the engine's memory format and, as the engine does on the CPU, with
-    denormals flushed to zero, so engine / bare measures the engine's own per-batch work, not a layout.
+    Like with like: it trains in the engine's memory format and training precision (bf16 autocast where
+    `train.amp: auto` picks it) and, as the engine does on the CPU, with denormals flushed to zero, so
+    engine / bare measures the engine's own per-batch work, not a layout or a precision.
     """
 
     def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor,
-                 layout: torch.memory_format = torch.channels_last):
+                 layout: torch.memory_format = torch.channels_last, amp: torch.dtype | None = None):
         torch.manual_seed(0)
-        self.layout = layout
+        self.layout, self.amp = layout, amp
         self.model = create_model("lenet")
         if layout == torch.channels_last:
             self.model = to_channels_last(self.model, "cpu")
@@ -111,7 +118,8 @@ class BareLoop:
         t0 = time.perf_counter()
         for i in range(0, n, BATCH):
             idx = perm[i : i + BATCH]
-            loss = F.cross_entropy(self.model(self.batch(train_x[idx])), train_y[idx])
+            with torch.autocast("cpu", dtype=self.amp or torch.bfloat16, enabled=self.amp is not None):
+                loss = F.cross_entropy(self.model(self.batch(train_x[idx])), train_y[idx])
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -142,7 +150,7 @@ def paired_epochs(root: Path, bundle, rounds: int, tmp: Path, bare_first: bool =
 
     def make_bare() -> BareLoop:
         return BareLoop(bundle.train.images, bundle.train.labels, bundle.val.images, bundle.val.labels,
-                        engine_layout(root))
+                        engine_layout(root), engine_amp(root))
 
     if bare_first:
         bare = make_bare()
@@ -192,7 +200,7 @@ def full_engine(root: Path, out: Path) -> dict:
 def full_bare(root: Path, bundle) -> dict:
     t0 = time.perf_counter()
     bare = BareLoop(bundle.train.images, bundle.train.labels, bundle.val.images, bundle.val.labels,
-                    engine_layout(root))
+                    engine_layout(root), engine_amp(root))
     speeds = []
     for _ in range(EPOCHS):
         speeds.append(bare.epoch())
@@ -322,7 +330,9 @@ def main() -> None:
         f"Machine: {describe()}",
         f"Setting: LeNet, MNIST test set split 8,000/2,000 (seed 42), batch {BATCH}, SGD lr {LR} momentum "
         f"{MOMENTUM}, inputs normalised with mean {MEAN} / std {STD}, CPU; engine and bare loop both in "
-        f"{'channels_last' if engine_layout(a.mnist) == torch.channels_last else 'NCHW'} with denormals flushed. "
+        f"{'channels_last' if engine_layout(a.mnist) == torch.channels_last else 'NCHW'}, "
+        f"{'bf16 autocast' if engine_amp(a.mnist) == torch.bfloat16 else 'float32'} (the engine's `train.amp: "
+        f"auto` here; Keras and MXNet in float32), with denormals flushed. "
         f"Throughput: {a.processes} fresh processes x "
         f"{a.rounds} interleaved engine/bare epoch pairs (first pair of each dropped; creation order alternating), "
         f"median of the {paired['pairs']} per-pair ratios. Complete "
