@@ -109,6 +109,8 @@ def test_export_refuses_a_file_that_differs_and_bad_options(runs, tmp_path, monk
     assert not list(tmp_path.iterdir())  # no file, no temporary left behind
     with pytest.raises(UserError, match="--opset applies to --format onnx only"):
         E.export_run(zoo, format="torchscript", opset=17, quiet=True)
+    with pytest.raises(UserError, match="--opset must be an ONNX opset version from 7 up, got 1"):
+        E.export_run(zoo, format="onnx", opset=1, quiet=True)
     with pytest.raises(UserError, match=r"must end in \.onnx"):
         E.export_run(zoo, format="onnx", out=tmp_path / "x.pt", quiet=True)
     monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)
@@ -117,6 +119,21 @@ def test_export_refuses_a_file_that_differs_and_bad_options(runs, tmp_path, monk
 
         OnnxClassifier(Path(__file__))  # any existing file: the missing package is reported first
 
+
+
+def test_onnx_opset_is_the_one_asked_for_or_refused(runs, tmp_path, capsys):
+    from deepvision.export import export as E
+
+    _, zoo, _, _ = runs
+    target = tmp_path / "z13.onnx"
+    try:  # the exporter writes opset 18 and converts down; a model it cannot convert must not pass as opset 13
+        E.export_run(zoo, format="onnx", opset=13, out=target, quiet=True)
+    except UserError as exc:
+        assert "could not write this model at opset 13" in str(exc) and not list(tmp_path.iterdir())
+    else:
+        onnx = pytest.importorskip("onnx")
+        assert [o.version for o in onnx.load(str(target)).opset_import if o.domain in ("", "ai.onnx")] == [13]
+    assert "Traceback" not in capsys.readouterr().err  # the converter's own log lines stay quiet
 
 
 def test_parity_is_judged_relative_to_the_logits():

@@ -165,6 +165,8 @@ def export_run(
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got '{format}'")
     if opset is not None and format != "onnx":
         raise UserError("--opset applies to --format onnx only")
+    if opset is not None and (isinstance(opset, bool) or not 7 <= opset <= 99):
+        raise UserError(f"--opset must be an ONNX opset version from 7 up, got {opset}")
     hooks_cls = hooks_for(RunDir.open(run_dir).read_config().task)
     if dynamic_batch and not hooks_cls.dynamic_batch:
         raise UserError("a detection export takes one image of any size; --dynamic-batch does not apply")

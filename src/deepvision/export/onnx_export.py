@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,21 @@ INPUT, OUTPUT = "pixels", "logits"
 _ONNX_SINGLE_FILE_LIMIT = 1_900_000_000  # protobuf's 2 GB cap, with room for the graph
 
 
+@contextlib.contextmanager
+def _quiet_exporter_logs():
+    """The exporter's own log lines (opset fallbacks, a version converter's traceback) stay out of the output:
+    what matters reaches the user as one line (a UserError) instead."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels):
+            log.setLevel(level)
+
+
 def to_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path, final_name: str, meta: dict[str, Any],
             dynamic_batch: bool, opset: int | None) -> Path | None:
     """Export to `path` with the metadata. Models over protobuf's 2 GB limit keep their weights in
@@ -26,7 +43,7 @@ def to_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path, final_name: s
     require("onnxscript")
     dynamic = {"pixels": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter_logs():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(wrapper, (example,), input_names=[INPUT], output_names=[OUTPUT],
                                         opset_version=opset, dynamo=True, external_data=False,
@@ -37,6 +54,10 @@ def to_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path, final_name: s
     if program is None:
         raise UserError("torch.onnx returned no program")
     model = program.model_proto
+    written = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and written != opset:  # the exporter falls back to its own opset when it cannot convert
+        raise UserError(f"torch.onnx could not write this model at opset {opset} (it gives opset {written}); "
+                        f"give --opset {written} or leave --opset out")
     del model.metadata_props[:]
     for key, value in ((METADATA_KEY, json.dumps(meta)), ("classes", json.dumps(meta["classes"])),
                        ("preprocess", json.dumps(meta["preprocess"]))):
