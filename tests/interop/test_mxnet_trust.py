@@ -172,6 +172,14 @@ def test_trailing_bytes_after_the_last_array_are_refused(tmp_path):
         read_params(path)
 
 
+def test_a_name_given_to_two_arrays_is_refused(tmp_path):
+    path = tmp_path / "a.params"
+    one = encode_params({"arg:w": np.ones(3, np.float32), "arg:b": np.zeros(3, np.float32)})
+    path.write_bytes(one.replace(b"arg:b", b"arg:w"))  # same length: only the second name changes
+    with pytest.raises(UserError, match="the name 'arg:w' is given to more than one array"):
+        read_params(path)
+
+
 def test_a_params_path_that_is_a_fifo_is_named_as_such(tmp_path, run_cli):
     prefix = _checkpoint(tmp_path)
     params = Path(f"{prefix}-0001.params")

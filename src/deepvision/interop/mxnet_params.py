@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,9 @@ def read_params(path: str | Path) -> dict[str, np.ndarray]:
         raise UserError(f"{path} is damaged: trailing {len(data) - r.pos} bytes after the last array and its "
                         f"names (offset {r.pos})")
     names = names or [str(i) for i in range(count)]
+    twice = sorted(n for n, k in Counter(names).items() if k > 1)
+    if twice:  # MXNet names each parameter once; a second array of the same name would silently replace the first
+        raise UserError(f"{path} is damaged: the name {twice[0]!r} is given to more than one array")
     return {name: a for name, a in zip(names, arrays) if a is not None}
 
 
