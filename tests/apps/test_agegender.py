@@ -77,6 +77,9 @@ def test_adience_lists_refuse_bad_input(tmp_path, run_cli):
     (tmp_path / "fold_frontal_0_data.txt").write_text("header\nonly\ttwo\n")
     code, _, err = run_cli("adience", "lists", "--root", tmp_path, "--out", tmp_path / "o")
     assert code == 2 and "fold_frontal_0_data.txt:2" in err
+    (tmp_path / "fold_frontal_0_data.txt").write_text("header\n../..\tx.jpg\t1\t(25, 32)\tm\n")
+    code, _, err = run_cli("adience", "lists", "--root", tmp_path, "--out", tmp_path / "o")
+    assert code == 2 and "fold_frontal_0_data.txt:2: user_id '../..' is not a plain name" in err
     (tmp_path / "fold_frontal_0_data.txt").unlink()
     os.mkfifo(tmp_path / "fold_frontal_0_data.txt")  # opening it would wait for a writer for good
     code, _, err = run_cli("adience", "lists", "--root", tmp_path, "--out", tmp_path / "o")

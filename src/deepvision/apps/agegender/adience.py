@@ -87,6 +87,10 @@ def read_folds(root: str | Path) -> AdienceRows:
             if not age.startswith("(") or gender not in GENDERS:
                 rows.skipped += 1
                 continue
+            for name, value in (("user_id", user), ("original_image", image), ("face_id", face)):
+                if not value or value in (".", "..") or any(c in value for c in "/\\\0"):
+                    raise UserError(f"{path}:{lineno}: {name} {value!r} is not a plain name; the rows name "
+                                    f"files under aligned/<user_id>/ of the dataset, never a path")
             rows.paths.append(f"aligned/{user}/landmark_aligned_face.{face}.{image}")
             rows.ages.append(age_bucket(age))
             rows.genders.append(GENDERS[gender])
