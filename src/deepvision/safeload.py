@@ -117,12 +117,8 @@ def read_text_file(path: str | Path, what: str = "file", max_bytes: int = MAX_TE
     regular file, larger than `max_bytes` (checked from its size before reading: a sparse 8 GB file
     never reaches memory) or not UTF-8."""
     path = input_file(path, what)
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise UserError(f"{what} {path} holds {format_bytes(size)}, more than the {format_bytes(max_bytes)} "
-                        f"such a file may hold")
     try:
-        return read_bytes(path, what).decode("utf-8")
+        return read_bytes(path, what, max_bytes).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UserError(f"{what} {path} is not UTF-8 text (byte {exc.start:,})") from None
     except FileNotFoundError:
