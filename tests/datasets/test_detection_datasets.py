@@ -237,8 +237,9 @@ def test_yolo_polygons_missing_label_files_and_bad_class(tmp_path):
 def _one_image(tmp_path: Path, boxes: list[tuple], size=(50, 40)):
     from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 
-    Image.new("RGB", size).save(tmp_path / "img.png")
-    rec = ImageRecord(str(tmp_path / "img.png"), [Box(*b) for b in boxes])
+    (tmp_path / "images").mkdir(exist_ok=True)  # the built index goes beside the image folder, never inside
+    Image.new("RGB", size).save(tmp_path / "images" / "img.png")
+    rec = ImageRecord(str(tmp_path / "images" / "img.png"), [Box(*b) for b in boxes])
     return Annotations({"train": [rec]}, None, [], "test")
 
 
@@ -261,13 +262,14 @@ def test_unknown_classes_missing_images_negatives_strict(tmp_path):
     from deepvision.datasets.detection.schema import Box, ImageRecord
 
     ann = _one_image(tmp_path, [(1, 1, 20, 20, "cat"), (2, 2, 9, 9, "zebra")])
-    ann.splits["train"].append(ImageRecord(str(tmp_path / "gone.jpg"), [Box(1, 1, 5, 5, "cat")]))
-    Image.new("RGB", (30, 30)).save(tmp_path / "empty.png")
-    ann.splits["train"].append(ImageRecord(str(tmp_path / "empty.png")))
+    ann.splits["train"].append(ImageRecord(str(tmp_path / "images" / "gone.jpg"), [Box(1, 1, 5, 5, "cat")]))
+    Image.new("RGB", (30, 30)).save(tmp_path / "images" / "empty.png")
+    ann.splits["train"].append(ImageRecord(str(tmp_path / "images" / "empty.png")))
     report = build_dataset(ann, tmp_path / "out", classes=["cat", "dog"])
     text = "\n".join(report.notes)
     assert all(len(line) <= 80 or " " not in line.strip() for line in report.lines())  # wrapped to 80 columns
-    assert "skipped 1 of 3 image(s) whose image file is missing; first: " + str(tmp_path / "gone.jpg") in text
+    gone = tmp_path / "images" / "gone.jpg"
+    assert f"skipped 1 of 3 image(s) whose image file is missing; first: {gone}" in text
     assert "skipped 1 box(es) of 1 class(es) not in the class list: zebra (1)" in text
     assert report.counts["train"].images == 2 and report.counts["train"].negatives == 1
     with pytest.raises(UserError, match="missing.*--strict"):

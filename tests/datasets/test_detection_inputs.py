@@ -144,10 +144,12 @@ def test_annotation_paths_stay_in_the_dataset(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 def test_fifo_named_by_an_annotation_is_refused_not_opened(tmp_path):
-    os.mkfifo(tmp_path / "a.jpg")  # opening it for reading would block forever
-    (tmp_path / "training.xml").write_text("<dataset><images><image file='a.jpg'><box top='1' left='1' "
-                                           "width='5' height='5'><label>a</label></box></image></images></dataset>")
-    ann = read_annotations("imglab", [str(tmp_path / "training.xml")])
+    (tmp_path / "ds").mkdir()
+    os.mkfifo(tmp_path / "ds" / "a.jpg")  # opening it for reading would block forever
+    (tmp_path / "ds" / "training.xml").write_text(
+        "<dataset><images><image file='a.jpg'><box top='1' left='1' width='5' height='5'><label>a</label></box>"
+        "</image></images></dataset>")
+    ann = read_annotations("imglab", [str(tmp_path / "ds" / "training.xml")])
     with pytest.raises(UserError, match=r"a\.jpg is a FIFO, not an image file"):
         build_dataset(ann, tmp_path / "out")
     data = _yolo(tmp_path, "0 0.5 0.5 0.2 0.2")
@@ -263,3 +265,79 @@ def test_an_annotation_file_is_bounded_by_its_size_before_reading(tmp_path, fmt)
         f.truncate(8 * 2**30)
     with pytest.raises(UserError, match=r"holds 8.6 GB, more than the 2.0 GB such a file may hold"):
         read_annotations(fmt, [source])
+
+
+def test_coco_annotation_ids_are_unique(tmp_path):
+    """pycocotools indexes annotations by id: a second annotation with the same id would hide the first."""
+    Image.new("RGB", (64, 48)).save(tmp_path / "a.jpg")
+    ann = {"id": 7, "image_id": 1, "category_id": 1, "bbox": [13, 19, 25, 23], "iscrowd": 0}
+    doc = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+           "annotations": [ann, {**ann, "bbox": [1, 2, 3, 4]}], "categories": [{"id": 1, "name": "a"}]}
+    (tmp_path / "train.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError) as exc:
+        read_annotations("coco", [f"train={tmp_path / 'train.json'}"])
+    assert str(exc.value) == (f"{tmp_path / 'train.json'}: annotation id 7 is given twice in 'annotations'; "
+                              f"each annotation needs its own id")
+    doc["annotations"][1]["id"] = 8
+    (tmp_path / "train.json").write_text(json.dumps(doc))
+    boxes = read_annotations("coco", [f"train={tmp_path / 'train.json'}"]).splits["train"][0].boxes
+    assert [(b.xmin, b.ymin, b.xmax, b.ymax) for b in boxes] == [(13, 19, 38, 42), (1, 2, 4, 6)]
+
+
+def test_voc_object_with_two_boxes_is_refused(tmp_path):
+    root = _labelimg(tmp_path / "ds", n=1)
+    xml = root / "annotations" / "photo_0.xml"
+    second = "<bndbox><xmin>2</xmin><ymin>2</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object>"
+    xml.write_text(xml.read_text().replace("</bndbox></object>", "</bndbox>" + second, 1))
+    with pytest.raises(UserError) as exc:
+        read_annotations("voc", [str(root)])
+    assert str(exc.value) == (f"{xml}: object 'dog' has 2 <bndbox> elements; give each box its own "
+                              f"<object>")
+
+
+def test_yolo_nc_must_match_the_names(tmp_path):
+    data = _yolo(tmp_path, "1 0.5 0.5 0.2 0.2")
+    data.write_text(data.read_text() + "nc: 7\n")
+    with pytest.raises(UserError) as exc:
+        read_annotations("yolo", [str(data)])
+    assert str(exc.value) == f"{data}: nc is 7 but names lists 2 class(es); they must match"
+    data.write_text(data.read_text().replace("nc: 7", "nc: two"))
+    with pytest.raises(UserError, match="nc must be the number of classes, got 'two'"):
+        read_annotations("yolo", [str(data)])
+    data.write_text(data.read_text().replace("nc: two", "nc: 2"))
+    ann = read_annotations("yolo", [str(data)])
+    assert ann.classes == ["car", "sign"] and [b.label for b in ann.splits["train"][0].boxes] == ["sign"]
+
+
+def test_yolo_text_files_are_named_when_not_utf8(tmp_path):
+    data = _yolo(tmp_path, "0 0.5 0.5 0.2 0.2")
+    label = data.parent / "labels" / "train" / "a.txt"
+    label.write_bytes(b"0 0.5 0.5 0.2 0.2\xff\n")
+    with pytest.raises(UserError) as exc:
+        read_annotations("yolo", [str(data)])
+    assert str(exc.value) == f"YOLO label file {label} is not UTF-8 text (byte 17)"
+
+
+def test_out_inside_an_input_or_image_folder_is_refused(tmp_path, run_cli):
+    from deepvision.datasets.detection import make_fake
+
+    voc = make_fake(tmp_path / "voc", "voc", images=4, size=64, seed=0).out
+    before = _snapshot(voc)
+    for out in (voc / "JPEGImages" / "built", voc / "built"):
+        code, _, err = run_cli("detection", "build", "voc", voc, "--out", out)
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"--out {out} is inside the input folder ({voc}); write the dataset beside it, e.g. --out " \
+               f"{tmp_path / 'voc-built'}" in " ".join(err.split())
+    # COCO: the folder holding the images counts as an input even when only the JSON files are named
+    coco = make_fake(tmp_path / "coco", "coco", images=4, size=64, seed=0)
+    images = Path(read_annotations("coco", coco.build_args[1:]).splits["train"][0].file).parent
+    code, _, err = run_cli("detection", "build", "coco", *coco.build_args[1:], "--out", images / "idx")
+    assert code == 2 and f"is inside the input folder ({images})" in " ".join(err.split())
+    assert not (images / "idx").exists() and _snapshot(voc) == before
+    # show: the drawings never land among the photos
+    code, _, err = run_cli("detection", "build", "voc", voc, "--out", tmp_path / "built", "--test-fraction", "0")
+    assert code == 0, err
+    code, _, err = run_cli("detection", "show", tmp_path / "built", "--out", voc / "JPEGImages")
+    assert code == 2 and err.count("\n") == 1
+    assert f"--out {voc / 'JPEGImages'} is inside the image folder {voc / 'JPEGImages'}" in " ".join(err.split())
+    assert _snapshot(voc) == before

@@ -87,9 +87,10 @@ def test_a_fifo_class_list_is_named_as_such(tmp_path, run_cli):
 
 
 def test_no_image_left_names_the_first_skipped_image_and_the_count(tmp_path, run_cli):
-    (tmp_path / "a.png").write_bytes(b"not an image")
-    (tmp_path / "b.png").write_bytes(b"\x89PNG junk")
-    csv_path = tmp_path / "allAnnotations.csv"
+    (tmp_path / "lisa").mkdir()
+    (tmp_path / "lisa" / "a.png").write_bytes(b"not an image")
+    (tmp_path / "lisa" / "b.png").write_bytes(b"\x89PNG junk")
+    csv_path = tmp_path / "lisa" / "allAnnotations.csv"
     csv_path.write_text("Filename;Annotation tag;x1;y1;x2;y2;Occluded,On another road\n"
                         "a.png;stop;1;2;30;40;0,0\nb.png;stop;1;2;30;40;0,0\n")
     code, out, err = run_cli("detection", "build", "lisa", csv_path, "--classes", "stop", "--out", tmp_path / "out")

@@ -1,44 +1,28 @@
 """`deepvision detection build`: any supported annotation format -> the built index (docs/detection.md).
 
-The checks every format shares happen here, each reported on one line:
-
-- boxes with zero or negative width/height, a NaN or infinite coordinate, or reaching more than
-  1 px outside the image: an error naming the file and box, unless `fix` is "clip" (clip to the
-  image, drop what is then empty or not finite) or "drop"; coordinates at most 1 px outside
-  (annotation tools round) are clipped silently; a YOLO class id outside the names is refused the
-  same way, and dropped by either `fix` (no repair applies);
-- class names not in the class list: skipped and counted (an error with `strict`); class names
-  that are empty or hold control characters (a newline would split classes.txt): an error;
-- images without boxes: kept as negatives and counted;
-- missing or unreadable image files: skipped and counted (an error with `strict`); a path that is
-  a FIFO, device or folder instead of a file: an error (never opened, so it cannot block);
-- the output folder: never an input folder, nor one holding an input file it would write over.
+It reads the annotations (readers/), runs the checks every format shares (checks.py), splits by
+image when they come as one set, and writes the index, the label map and classes.txt.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import textwrap
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from deepvision.data.detection.index import FORMAT, VERSION
-from deepvision.data.imageio import image_size
-from deepvision.datasets.detection.readers import file_problem
-from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
+from deepvision.datasets.detection.checks import check_class_names, check_output, check_records, missing_line
+from deepvision.datasets.detection.labelmap import label_map_text, read_class_list
+from deepvision.datasets.detection.schema import Annotations, ImageRecord
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
-from deepvision.safeload import input_file, printable
+from deepvision.safeload import printable
 
-TOLERANCE = 1.0  # px beyond the border that annotation tools produce by rounding; clipped silently
 FIXES = ("clip", "drop")
-OUTPUT_FILES = ("dataset.json", "label_map.pbtxt", "classes.txt")  # plus SPLIT.json per split
 
 
 @dataclass
@@ -72,128 +56,6 @@ class BuildReport:
                    f"{', '.join(f'{s}.json' for s in self.counts)} to")
         out.append(f"  {printable(self.out)}/")
         return out
-
-
-def _problem(box: Box, width: int, height: int) -> str | None:
-    if not all(map(math.isfinite, box.coords)):
-        return "has a coordinate that is not a finite number"
-    if box.xmax <= box.xmin or box.ymax <= box.ymin:
-        return "has zero or negative width/height"
-    t = TOLERANCE
-    if box.xmin < -t or box.ymin < -t or box.xmax > width + t or box.ymax > height + t:
-        return f"extends outside the {width}x{height} image"
-    return None
-
-
-def _clip(box: Box, width: int, height: int) -> Box:
-    return Box(min(max(box.xmin, 0.0), width), min(max(box.ymin, 0.0), height),
-               min(max(box.xmax, 0.0), width), min(max(box.ymax, 0.0), height), box.label, box.difficult)
-
-
-def check_records(records: list[ImageRecord], classes: list[str], fix: str | None, counters: dict[str, Any]
-                  ) -> list[ImageRecord]:
-    """Resolve sizes, drop missing images and unknown classes, repair or refuse bad boxes (see module doc)."""
-    known = set(classes)
-    kept = []
-    for rec in records:
-        problem = file_problem(rec.file)
-        if problem == "missing":
-            counters["missing"].append(rec)
-            continue
-        if problem is not None:
-            raise UserError(f"{rec.file} is {problem}, not an image file")
-        size = image_size(rec.file)  # the header proves it is an image, whatever size the annotation says
-        if size is None:
-            counters["unreadable"].append(rec.file)
-            continue
-        if rec.width is None or rec.height is None:
-            rec.width, rec.height = size
-        elif (rec.width, rec.height) != tuple(size):  # boxes are checked against the image, not the claim
-            claim = f"{rec.file}: the annotations give its size as {rec.width}x{rec.height} but the image is " \
-                    f"{size[0]}x{size[1]}"
-            if fix is None:
-                raise UserError(f"{claim}; correct the annotation, or use --fix clip or --fix drop (the "
-                                f"image's own size is used then)")
-            counters["resized"].append(claim)
-            rec.width, rec.height = size
-        boxes = []
-        for box in rec.boxes:
-            if box.problem is not None:  # refused without --fix; no repair applies, so any --fix drops it
-                counters["bad"].append(box.problem)
-                counters["emptied"] += fix == "clip"
-                continue
-            if box.label not in known:
-                counters["unknown"][box.label] += 1
-                continue
-            problem = _problem(box, rec.width, rec.height)
-            if problem is not None:
-                counters["bad"].append(f"{rec.file}: {box.describe()} {problem}")
-                if fix == "drop" or fix is None:
-                    continue
-            finite = all(map(math.isfinite, box.coords))
-            box = _clip(box, rec.width, rec.height)
-            if not finite or box.xmax <= box.xmin or box.ymax <= box.ymin:
-                if problem is None:  # a sliver within the tolerance band: nothing left to keep
-                    counters["bad"].append(f"{rec.file}: {box.describe()} is empty inside the image")
-                counters["emptied"] += 1
-                continue
-            boxes.append(box)
-        rec.boxes = boxes
-        kept.append(rec)
-    return kept
-
-
-def check_class_names(classes: list[str], ann: Annotations) -> None:
-    """Refuse empty class names, names with control characters (a newline splits classes.txt) and a name
-    given twice (two class ids, one name: a detection could not say which)."""
-    seen: set[str] = set()
-    for name in classes:
-        if name in seen:
-            raise UserError(f"the annotations give the class name {name!r} twice; class names must be unique")
-        seen.add(name)
-    for name in classes:
-        if name and not any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
-            continue
-        first = next((r.file for rs in ann.splits.values() for r in rs for b in r.boxes if b.label == name), None)
-        what = "an empty class name" if not name else f"the class name {name!r}, which holds a control character"
-        raise UserError(f"the annotations give {what}" + (f" (first in the boxes of {first})" if first else "")
-                        + "; class names must be printable text")
-
-
-def check_output(out: Path, ann: Annotations, split_names: list[str], extra_inputs: list[str]) -> None:
-    """Refuse an output folder that would write into or over an input, before anything is written."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder for the built dataset")
-    target = out.resolve()
-    hint = f"write the dataset to another folder, e.g. --out {out / 'built'}"
-    for item in [*ann.inputs, *extra_inputs]:
-        path = Path(item).resolve()
-        if path == target:
-            raise UserError(f"--out {out} is an input folder ({item}); {hint}")
-        if path.is_file() and path.parent == target:
-            raise UserError(f"--out {out} holds the input {item}, which the build could write over; {hint}")
-    outputs = [target / name for name in (*OUTPUT_FILES, *(f"{s}.json" for s in split_names))]
-    images = {str(Path(r.file)) for rs in ann.splits.values() for r in rs}
-    for path in outputs:
-        if str(path) in images or (path.exists() and any(_same_file(path, Path(i)) for i in ann.inputs)):
-            raise UserError(f"--out {out}: the build would write over the input {path}; {hint}")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.samefile(b)
-    except OSError:
-        return False
-
-
-def _missing_line(missing: list[ImageRecord], ann: Annotations) -> str:
-    first = missing[0]
-    where = f"first: {first.file}"
-    if first.looked_in:
-        name, *dirs = first.looked_in
-        shown = ", ".join(dirs[:6]) + (f" ({len(dirs)} folders)" if len(dirs) > 6 else "")
-        where = f"looked for {name} in {shown}"
-    return where
 
 
 def _split_all(records: list[ImageRecord], test_fraction: float, seed: int) -> dict[str, list[ImageRecord]]:
@@ -258,12 +120,12 @@ def build_dataset(
     total = sum(len(rs) for rs in ann.splits.values())
     if missing and not any(splits.values()) and not counters["unreadable"]:
         read = f"read {ann.read_from}" if ann.read_from else f"read {total:,} annotated image(s)"
-        raise UserError(f"{read} but found none of their {len(missing):,} image(s); {_missing_line(missing, ann)}"
+        raise UserError(f"{read} but found none of their {len(missing):,} image(s); {missing_line(missing, ann)}"
                         f"; give the image folder with --images DIR")
     problems = []
     if missing:
         problems.append(f"skipped {len(missing):,} of {total:,} image(s) whose image file is missing; "
-                        f"{_missing_line(missing, ann)}")
+                        f"{missing_line(missing, ann)}")
     if counters["unreadable"]:
         files = counters["unreadable"]
         problems.append(f"skipped {len(files):,} image(s) whose image file is unreadable, first: {files[0]}")
@@ -356,39 +218,6 @@ def build_from_files(fmt: str, inputs: list[str | Path], out: str | Path, *, cla
     return build_dataset(ann, out, classes=names, fix=fix, test_fraction=test_fraction, seed=seed, strict=strict,
                          command=command, extra_inputs=extra)
 
-
-def label_map_text(classes: list[str]) -> str:
-    return "".join(f"item {{\n  id: {i}\n  name: '{name}'\n}}\n" for i, name in enumerate(classes, 1))
-
-
-def read_class_list(value: str) -> list[str]:
-    """Classes from a comma list, a classes.txt (one per line) or a TFOD label_map.pbtxt (ordered by id)."""
-    path = Path(value)
-    if path.is_file():
-        text = path.read_text(encoding="utf-8")
-        if path.suffix in (".pbtxt", ".pbtx") or re.search(r"item\s*\{", text):
-            items = re.findall(r"item\s*\{([^}]*)\}", text)
-            pairs = []
-            for item in items:
-                ident = re.search(r"\bid\s*:\s*(\d+)", item)
-                name = re.search(r"\b(?:display_)?name\s*:\s*['\"]([^'\"]*)['\"]", item)
-                if not ident or not name:
-                    raise UserError(f"{path}: every label map item needs an id and a name, got {item.strip()!r}")
-                pairs.append((int(ident.group(1)), name.group(1)))
-            pairs.sort()
-            if [i for i, _ in pairs] != list(range(1, len(pairs) + 1)):
-                raise UserError(f"{path}: label map ids must be 1..{len(pairs)} (0 is the background)")
-            return [n for _, n in pairs]
-        names = [line.strip() for line in text.splitlines() if line.strip()]
-    else:
-        if path.suffix in (".txt", ".pbtxt") or "/" in value:
-            input_file(path, "class list file")  # a FIFO or folder is named as such, not "not found"
-        names = [n.strip() for n in value.split(",") if n.strip()]
-    if not names:
-        raise UserError(f"no class names in {value!r}")
-    if len(set(names)) != len(names):
-        raise UserError(f"class names repeat in {value!r}")
-    return names
 
 
 def write_index(out: Path, classes: list[str], image_root: Path, splits: dict[str, list[dict[str, Any]]],

@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw
 
 from deepvision.data.detection.index import IndexImage, load_index
 from deepvision.data.preprocess import open_image
+from deepvision.datasets.detection.checks import enclosing
 from deepvision.errors import UserError
 
 GREEN = (0, 255, 0)
@@ -44,6 +45,10 @@ def show_dataset(root: str | Path, out: str | Path | None = None, split: str | N
         raise UserError(f"split '{name}' of {root} has no image")
     chosen = sorted(random.Random(seed).sample(range(len(images)), min(count, len(images))))
     out = Path(out) if out else Path(root) / "show"
+    source = enclosing(out, {image.file.parent for images in index.splits.values() for image in images})
+    if source is not None:  # the drawings would mix with the photos (and be read as images next time)
+        raise UserError(f"--out {out} is inside the image folder {source.resolve()} of the dataset; give a folder "
+                        f"of its own, e.g. --out {Path(root) / 'show'}")
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for i in chosen:

@@ -1,0 +1,167 @@
+"""The checks every annotation format shares before a dataset is built, each reported on one line:
+
+- boxes with zero or negative width/height, a NaN or infinite coordinate, or reaching more than
+  1 px outside the image: an error naming the file and box, unless `fix` is "clip" (clip to the
+  image, drop what is then empty or not finite) or "drop"; coordinates at most 1 px outside
+  (annotation tools round) are clipped silently; a YOLO class id outside the names is refused the
+  same way, and dropped by either `fix` (no repair applies);
+- class names not in the class list: skipped and counted (an error with `strict`); class names
+  that are empty or hold control characters (a newline would split classes.txt): an error;
+- images without boxes: kept as negatives and counted;
+- missing or unreadable image files: skipped and counted (an error with `strict`); a path that is
+  a FIFO, device or folder instead of a file: an error (never opened, so it cannot block);
+- the output folder: never an input folder or a folder inside one (a folder read, or one holding
+  images), nor one holding an input file it would write over.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from deepvision.data.imageio import image_size
+from deepvision.datasets.detection.readers.common import file_problem
+from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
+from deepvision.errors import UserError
+
+TOLERANCE = 1.0  # px beyond the border that annotation tools produce by rounding; clipped silently
+OUTPUT_FILES = ("dataset.json", "label_map.pbtxt", "classes.txt")  # plus SPLIT.json per split
+
+
+def _problem(box: Box, width: int, height: int) -> str | None:
+    if not all(map(math.isfinite, box.coords)):
+        return "has a coordinate that is not a finite number"
+    if box.xmax <= box.xmin or box.ymax <= box.ymin:
+        return "has zero or negative width/height"
+    t = TOLERANCE
+    if box.xmin < -t or box.ymin < -t or box.xmax > width + t or box.ymax > height + t:
+        return f"extends outside the {width}x{height} image"
+    return None
+
+
+def _clip(box: Box, width: int, height: int) -> Box:
+    return Box(min(max(box.xmin, 0.0), width), min(max(box.ymin, 0.0), height),
+               min(max(box.xmax, 0.0), width), min(max(box.ymax, 0.0), height), box.label, box.difficult)
+
+
+def check_records(records: list[ImageRecord], classes: list[str], fix: str | None, counters: dict[str, Any]
+                  ) -> list[ImageRecord]:
+    """Resolve sizes, drop missing images and unknown classes, repair or refuse bad boxes (see module doc)."""
+    known = set(classes)
+    kept = []
+    for rec in records:
+        problem = file_problem(rec.file)
+        if problem == "missing":
+            counters["missing"].append(rec)
+            continue
+        if problem is not None:
+            raise UserError(f"{rec.file} is {problem}, not an image file")
+        size = image_size(rec.file)  # the header proves it is an image, whatever size the annotation says
+        if size is None:
+            counters["unreadable"].append(rec.file)
+            continue
+        if rec.width is None or rec.height is None:
+            rec.width, rec.height = size
+        elif (rec.width, rec.height) != tuple(size):  # boxes are checked against the image, not the claim
+            claim = f"{rec.file}: the annotations give its size as {rec.width}x{rec.height} but the image is " \
+                    f"{size[0]}x{size[1]}"
+            if fix is None:
+                raise UserError(f"{claim}; correct the annotation, or use --fix clip or --fix drop (the "
+                                f"image's own size is used then)")
+            counters["resized"].append(claim)
+            rec.width, rec.height = size
+        boxes = []
+        for box in rec.boxes:
+            if box.problem is not None:  # refused without --fix; no repair applies, so any --fix drops it
+                counters["bad"].append(box.problem)
+                counters["emptied"] += fix == "clip"
+                continue
+            if box.label not in known:
+                counters["unknown"][box.label] += 1
+                continue
+            problem = _problem(box, rec.width, rec.height)
+            if problem is not None:
+                counters["bad"].append(f"{rec.file}: {box.describe()} {problem}")
+                if fix == "drop" or fix is None:
+                    continue
+            finite = all(map(math.isfinite, box.coords))
+            box = _clip(box, rec.width, rec.height)
+            if not finite or box.xmax <= box.xmin or box.ymax <= box.ymin:
+                if problem is None:  # a sliver within the tolerance band: nothing left to keep
+                    counters["bad"].append(f"{rec.file}: {box.describe()} is empty inside the image")
+                counters["emptied"] += 1
+                continue
+            boxes.append(box)
+        rec.boxes = boxes
+        kept.append(rec)
+    return kept
+
+
+def check_class_names(classes: list[str], ann: Annotations) -> None:
+    """Refuse empty class names, names with control characters (a newline splits classes.txt) and a name
+    given twice (two class ids, one name: a detection could not say which)."""
+    seen: set[str] = set()
+    for name in classes:
+        if name in seen:
+            raise UserError(f"the annotations give the class name {name!r} twice; class names must be unique")
+        seen.add(name)
+    for name in classes:
+        if name and not any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+            continue
+        first = next((r.file for rs in ann.splits.values() for r in rs for b in r.boxes if b.label == name), None)
+        what = "an empty class name" if not name else f"the class name {name!r}, which holds a control character"
+        raise UserError(f"the annotations give {what}" + (f" (first in the boxes of {first})" if first else "")
+                        + "; class names must be printable text")
+
+
+def enclosing(target: Path, folders: Iterable[Path]) -> Path | None:
+    """The outermost of `folders` that is `target` or holds it (links followed), else None."""
+    target = target.resolve()
+    found = [f for f in folders if target.is_relative_to(f.resolve())]
+    return min(found, key=lambda f: len(f.resolve().parts)) if found else None
+
+
+def check_output(out: Path, ann: Annotations, split_names: list[str], extra_inputs: list[str]) -> None:
+    """Refuse an output folder that is an input folder or lies inside one (a folder read, or one holding
+    images: the index would land among the photos, and YOLO reads image folders recursively), or that
+    would write over an input, before anything is written."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the built dataset")
+    target = out.resolve()
+    inputs = [Path(item) for item in [*ann.inputs, *extra_inputs]]
+    image_dirs = {Path(r.file).parent for rs in ann.splits.values() for r in rs}
+    outer = enclosing(target, [*(p for p in inputs if p.is_dir()), *sorted(image_dirs)])
+    if outer is not None:
+        where = "is an input folder" if outer.resolve() == target else "is inside the input folder"
+        raise UserError(f"--out {out} {where} ({outer}); write the dataset beside it, e.g. "
+                        f"--out {outer.parent / (outer.name + '-built')}")
+    hint = f"write the dataset to another folder, e.g. --out {out / 'built'}"
+    for path in inputs:
+        if path.is_file() and path.resolve().parent == target:
+            raise UserError(f"--out {out} holds the input {path}, which the build could write over; {hint}")
+    outputs = [target / name for name in (*OUTPUT_FILES, *(f"{s}.json" for s in split_names))]
+    for path in outputs:
+        if path.exists() and any(_same_file(path, Path(i)) for i in ann.inputs):
+            raise UserError(f"--out {out}: the build would write over the input {path}; {hint}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
+
+
+def missing_line(missing: list[ImageRecord], ann: Annotations) -> str:
+    """Where the first missing image was looked for (or its path), for the build's one-line report."""
+    first = missing[0]
+    where = f"first: {first.file}"
+    if first.looked_in:
+        name, *dirs = first.looked_in
+        shown = ", ".join(dirs[:6]) + (f" ({len(dirs)} folders)" if len(dirs) > 6 else "")
+        where = f"looked for {name} in {shown}"
+    return where
+

@@ -1,0 +1,127 @@
+"""COCO instances JSON (`instances_train2017.json`: images, annotations, categories)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from deepvision.datasets.detection.readers.common import count_line, inside, parse_number
+from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
+from deepvision.errors import UserError
+from deepvision.safeload import MAX_JSON_FILE_BYTES, load_json, read_bytes
+
+
+def _coco_image_dir(json_path: Path, images: list[dict[str, Any]], images_dir: Path | None) -> Path:
+    if images_dir is not None:
+        return images_dir
+    stem = json_path.stem  # instances_val2017 -> val2017, the standard COCO layout
+    split_dir = stem.split("_", 1)[1] if "_" in stem else stem
+    candidates = [json_path.parent, json_path.parent.parent / split_dir, json_path.parent / split_dir,
+                  json_path.parent / "images", json_path.parent.parent / "images" / split_dir,
+                  json_path.parent.parent / "images"]
+    probe = next((img.get("file_name") for img in images if isinstance(img.get("file_name"), str)), None)
+    if probe:
+        for c in candidates:
+            try:
+                if inside(c, probe, str(json_path)).is_file():
+                    return c
+            except UserError:
+                break  # reported with the image it belongs to
+    return json_path.parent
+
+
+def _coco_json(json_path: Path) -> dict[str, Any]:
+    try:
+        data = load_json(read_bytes(json_path, "COCO annotation file", MAX_JSON_FILE_BYTES), str(json_path))
+    except OSError as exc:
+        raise UserError(f"cannot read {json_path}: {exc.strerror or exc}") from None
+    if not isinstance(data, dict) or not {"images", "annotations", "categories"} <= set(data):
+        raise UserError(f"{json_path} is not a COCO instances file (needs images, annotations, categories)")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data[key], list) or not all(isinstance(e, dict) for e in data[key]):
+            raise UserError(f"{json_path}: '{key}' must be a list of objects, got {str(data[key])[:60]}")
+    return data
+
+
+def _coco_int(entry: dict[str, Any], key: str, where: str) -> int:
+    value = entry.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise UserError(f"{where}: '{key}' must be an integer, got {value!r}")
+    return int(value)
+
+
+def read_coco(files: dict[str, Path], images_dir: str | Path | None = None) -> Annotations:
+    """COCO instances JSON files (one per split). bbox [x, y, w, h] -> corners; iscrowd boxes are kept as
+    difficult (ignored by evaluation, as COCO's own evaluation does). Classes follow the category ids.
+    Each `file_name` must lie inside the image folder.
+    """
+    splits: dict[str, list[ImageRecord]] = {}
+    categories: dict[int, str] = {}
+    unknown_cats: Counter = Counter()
+    crowd = 0
+    for split, json_path in files.items():
+        data = _coco_json(json_path)
+        names: dict[int, str] = {}
+        for cat in data["categories"]:
+            ident = _coco_int(cat, "id", f"{json_path}, category {str(cat)[:40]}")
+            name = str(cat.get("name", ""))
+            if categories.get(ident, name) != name:
+                raise UserError(f"{json_path}: category id {ident} is '{name}' here but "
+                                f"'{categories[ident]}' in another file")
+            categories[ident] = names[ident] = name
+        folder = _coco_image_dir(json_path, data["images"], Path(images_dir) if images_dir else None)
+        records: dict[int, ImageRecord] = {}
+        for img in data["images"]:
+            where = f"{json_path}, image {str(img.get('id'))[:20]}"
+            file_name = img.get("file_name")
+            if not isinstance(file_name, str) or not file_name:
+                raise UserError(f"{where}: 'file_name' must be a path, got {file_name!r}")
+            width, height = img.get("width"), img.get("height")
+            ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height))
+            ident = _coco_int(img, "id", where)
+            if ident in records:
+                raise UserError(f"{json_path}: image id {ident} is given twice in 'images'; each image needs "
+                                f"its own id (annotations name their image by it)")
+            records[ident] = ImageRecord(
+                str(inside(folder, file_name, where).resolve()), width=width if ok else None,
+                height=height if ok else None, looked_in=(file_name, str(folder)))
+        ann_ids: set[int | float | str] = set()
+        for ann in data["annotations"]:
+            where = f"{json_path.name}, annotation {str(ann.get('id'))[:20]}"
+            ann_id = ann.get("id")
+            if isinstance(ann_id, (int, float, str)) and not isinstance(ann_id, bool):
+                if ann_id in ann_ids:  # pycocotools indexes annotations by id: the first would vanish
+                    raise UserError(f"{json_path}: annotation id {str(ann_id)[:20]} is given twice in "
+                                    f"'annotations'; each annotation needs its own id")
+                ann_ids.add(ann_id)
+            image_id = _coco_int(ann, "image_id", where)
+            if image_id not in records:
+                raise UserError(f"{json_path}: annotation {ann.get('id')} refers to image id {image_id}, "
+                                f"which is not in 'images'")
+            cat = _coco_int(ann, "category_id", where)
+            if cat not in names:
+                unknown_cats[str(cat)] += 1
+                continue
+            bbox = ann.get("bbox")
+            if not isinstance(bbox, list) or len(bbox) != 4:
+                raise UserError(f"{where}: bbox must be [x, y, width, height], got {str(bbox)[:60]}")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox):
+                raise UserError(f"{where}: bbox values must be JSON numbers, got {str(bbox)[:60]}")
+            x, y, w, h = (parse_number(v, where, "bbox value") for v in bbox)
+            crowd_flag = ann.get("iscrowd", 0)
+            if isinstance(crowd_flag, bool) or crowd_flag not in (0, 1):
+                raise UserError(f"{where}: iscrowd {str(crowd_flag)[:20]!r} is not 0 or 1")
+            is_crowd = crowd_flag == 1
+            crowd += is_crowd
+            records[image_id].boxes.append(Box(x, y, x + w, y + h, names[cat], is_crowd))
+        splits[split] = list(records.values())
+    notes = []
+    if unknown_cats:
+        notes.append(f"skipped {sum(unknown_cats.values()):,} annotations whose category_id is not in "
+                     f"'categories': ids {count_line(unknown_cats)}")
+    if crowd:
+        notes.append(f"kept {crowd:,} iscrowd boxes as difficult (ignored by evaluation, not trained on)")
+    return Annotations(splits, [categories[k] for k in sorted(categories)], notes, "coco",
+                       inputs=[str(f) for f in files.values()],
+                       read_from=" and ".join(str(f) for f in files.values()))

@@ -1,0 +1,68 @@
+"""dlib imglab XML (the `imglab` tool's `<dataset><images><image file=...><box .../>` files)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from deepvision.data.imageio import image_size
+from deepvision.datasets.detection.readers.common import inside, parse_flag, parse_number, parse_xml
+from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
+from deepvision.errors import UserError
+
+
+def read_imglab(files: dict[str, Path], reference_clip: bool = False) -> Annotations:
+    """dlib imglab XML files (one per split). Boxes marked ignore are skipped; boxes are clipped to the
+    image: start = max(0, left), end = min(W, left + width), or with `reference_clip`
+    min(W, start + width) (the reference's rule). Boxes with end <= start are dropped.
+    """
+    splits: dict[str, list[ImageRecord]] = {}
+    ignored = clipped = dropped = 0
+    for split, xml_path in files.items():
+        root = parse_xml(xml_path)
+        if root.tag != "dataset" or root.find("images") is None:
+            raise UserError(f"{xml_path} is not an imglab file (expected <dataset><images>...)")
+        records = []
+        for image in root.iter("image"):
+            rel = image.get("file")
+            if not rel:
+                raise UserError(f"{xml_path}: an <image> element has no file attribute")
+            file = str(inside(xml_path.parent, rel, f"{xml_path}, <image file>").resolve())
+            size = image_size(file)
+            record = ImageRecord(file, width=size[0] if size else None, height=size[1] if size else None)
+            for box in image.iter("box"):
+                if parse_flag(box.get("ignore", "0"), f"{xml_path}, <box ignore>"):
+                    ignored += 1
+                    continue
+                where = f"{xml_path.name}, image {rel}"
+                left, top, width, height = (parse_number(box.get(k), where, k)
+                                            for k in ("left", "top", "width", "height"))
+                label_el = box.find("label")
+                label = (label_el.text or "").strip() if label_el is not None else ""
+                if size is None or not all(map(math.isfinite, (left, top, width, height))):
+                    # missing image or NaN/inf: keep the raw box; the build step reports it
+                    record.boxes.append(Box(left, top, left + width, top + height, label))
+                    continue
+                coords = []
+                for start, length, limit in ((left, width, size[0]), (top, height, size[1])):
+                    lo = max(0.0, start)
+                    hi = min(float(limit), (lo if reference_clip else start) + length)
+                    coords.append((lo, hi))
+                (x1, x2), (y1, y2) = coords
+                if x2 <= x1 or y2 <= y1:
+                    dropped += 1
+                    continue
+                if (x1, y1, x2, y2) != (left, top, left + width, top + height):
+                    clipped += 1
+                record.boxes.append(Box(x1, y1, x2, y2, label))
+            records.append(record)
+        splits[split] = records
+    notes = []
+    if ignored:
+        notes.append(f"skipped {ignored:,} boxes marked ignore")
+    if clipped or dropped:
+        rule = "reference rule, end from the clipped start" if reference_clip else "end from the unclipped start"
+        notes.append(f"clipped {clipped:,} boxes extending past the image ({rule}); dropped {dropped:,} lying "
+                     f"outside it")
+    return Annotations(splits, None, notes, "imglab", inputs=[str(f) for f in files.values()],
+                       read_from=" and ".join(str(f) for f in files.values()))

@@ -1,0 +1,143 @@
+"""Pascal VOC XML: VOC year folders (Annotations/, JPEGImages/, ImageSets/Main/) and the layouts of
+labelling tools such as LabelImg (annotations/*.xml beside images/)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from deepvision.datasets.detection.readers.common import file_problem, inside, parse_flag, parse_number, parse_xml
+from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
+from deepvision.errors import UserError
+from deepvision.safeload import read_text_file
+
+ANNOTATION_DIRS = ("Annotations", "annotations", "xml", "xmls", "labels")  # where tools put the XML files
+
+
+def _path_name(value: str) -> str:
+    """The file name of a `<path>` written on any machine (C:\\data\\a.jpg or /home/x/a.jpg)."""
+    return PureWindowsPath(value).name if "\\" in value else PurePosixPath(value).name
+
+
+def voc_image_dirs(xml_dir: Path, dataset_root: Path, folder: str) -> list[Path]:
+    """Where labelling tools leave the photo of an XML file, in the order searched: beside the XML, VOC's
+    JPEGImages/, the XML's `<folder>` under the dataset root (or beside the XML folder), a sibling images/."""
+    dirs = [xml_dir, dataset_root / "JPEGImages"]
+    folder_rel = PurePosixPath(folder.replace("\\", "/")) if folder else None
+    if folder_rel is not None and not folder_rel.is_absolute() and ".." not in folder_rel.parts:
+        dirs += [dataset_root / folder_rel, xml_dir.parent / folder_rel]
+    dirs += [dataset_root / "images", dataset_root / "JPEGImages", xml_dir.parent / "images", dataset_root]
+    out: list[Path] = []
+    for d in dirs:
+        if d not in out:
+            out.append(d)
+    return out
+
+
+def read_voc_xml(xml_path: Path, image_dirs: list[Path] | None = None, dataset_root: Path | None = None
+                 ) -> ImageRecord:
+    """One VOC/LabelImg XML file. VOC corners are 1-based and inclusive: (xmin - 1, ymin - 1, xmax, ymax).
+
+    The photo is `<filename>` (else the file name of `<path>`, else the XML's own name with an image
+    extension), looked for in `image_dirs` (default: `voc_image_dirs`). The absolute `<path>` of the
+    author's machine is never used as such: only its file name, so an annotation names files of its
+    dataset alone.
+    """
+    root = parse_xml(xml_path)
+    if root.tag != "annotation":
+        raise UserError(f"{xml_path} is not a Pascal VOC annotation (root element <{root.tag}>)")
+    filename = (root.findtext("filename") or "").strip()
+    path_name = _path_name((root.findtext("path") or "").strip())
+    explicit = image_dirs is not None
+    if image_dirs is None:
+        image_dirs = voc_image_dirs(xml_path.parent, dataset_root or xml_path.parent,
+                                    (root.findtext("folder") or "").strip())
+    names = [n for n in dict.fromkeys((filename, path_name)) if n]
+    if filename and not PurePosixPath(filename).suffix and path_name.startswith(filename + "."):
+        names.reverse()  # some tools write the stem alone in <filename>
+    if not names:
+        names = [xml_path.stem + ext for ext in (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")]
+    # a link may lead anywhere within the folders searched (a folder given with --images is its own root)
+    roots = () if explicit else (dataset_root or xml_path.parent, *image_dirs)
+    candidates = [inside(d, n, f"{xml_path}, <filename>", roots) for n in names for d in image_dirs]
+    file = next((c for c in candidates if file_problem(c) != "missing"), candidates[0])
+    size = root.find("size")
+    width = height = None
+    if size is not None:  # a missing, zero or non-finite size is read from the image instead
+        width, height = (parse_number(size.findtext(k) or 0, str(xml_path), k) for k in ("width", "height"))
+        width, height = ((int(v) if math.isfinite(v) and 1 <= v <= 2**31 else None) for v in (width, height))
+    record = ImageRecord(str(file.resolve()), width=width, height=height,
+                         looked_in=(names[0], *(str(d) for d in image_dirs)))
+    for obj in root.iter("object"):
+        name = (obj.findtext("name") or "").strip()
+        bnds = obj.findall("bndbox")
+        if len(bnds) != 1:  # a second box would be silently dropped: one <object> per box
+            raise UserError(f"{xml_path}: object '{name}' has " + ("no <bndbox>" if not bnds else
+                            f"{len(bnds)} <bndbox> elements; give each box its own <object>"))
+        bnd = bnds[0]
+        x1, y1, x2, y2 = (parse_number(bnd.findtext(k), str(xml_path), k) for k in ("xmin", "ymin", "xmax", "ymax"))
+        difficult = parse_flag(obj.findtext("difficult") or "0", f"{xml_path}, <difficult>")
+        record.boxes.append(Box(x1 - 1, y1 - 1, x2, y2, name, difficult))
+    return record
+
+
+def _voc_folders(root: Path) -> tuple[Path, Path]:
+    """(annotation folder, dataset root) for a VOC year folder, a dataset folder holding annotations/
+    beside images/ (or annotations/xmls/), a folder of XML files beside their photos, or the
+    annotation folder itself (its parent is then the dataset root)."""
+    for name in ANNOTATION_DIRS:
+        for d in (root / name, root / name / "xmls"):
+            if d.is_dir() and any(d.glob("*.xml")):
+                return d, root
+    if root.name.lower() in {n.lower() for n in ANNOTATION_DIRS}:
+        return root, root.parent
+    return root, root
+
+
+def read_voc(root: str | Path, splits: list[str] | None = None, images_dir: str | Path | None = None
+             ) -> Annotations:
+    """A VOC year folder (Annotations/, JPEGImages/, ImageSets/Main/SPLIT.txt), a LabelImg-style
+    dataset (annotations/*.xml beside images/), or a folder of XML files beside their photos; the
+    annotations/ folder itself may be given. Photos are found as in `voc_image_dirs`, or only in
+    `images_dir`. Splits come from ImageSets/Main (train, val, test; trainval when there is no train);
+    without ImageSets every XML file is in the split 'all'.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"VOC folder not found: {root}")
+    ann_dir, dataset_root = _voc_folders(root)
+    image_dirs = None
+    if images_dir is not None:
+        if not Path(images_dir).is_dir():
+            raise UserError(f"--images: folder not found: {images_dir}")
+        image_dirs = [Path(images_dir)]
+    sets = dataset_root / "ImageSets" / "Main"
+    ids: dict[str, list[str]] = {}
+    if sets.is_dir():
+        available = {p.stem: p for p in sets.glob("*.txt") if "_" not in p.stem}
+        names = splits or [s for s in ("train", "val", "test") if s in available]
+        if not splits and "train" not in available and "trainval" in available:
+            names = ["trainval"] + [s for s in ("test",) if s in available]
+        for name in names:
+            if name not in available:
+                raise UserError(f"{sets} has no {name}.txt; available: {', '.join(sorted(available)) or 'none'}")
+            listed = read_text_file(available[name], "VOC split list").split()
+            ids["train" if name == "trainval" and not splits else name] = listed
+    if not ids:
+        xmls = sorted(ann_dir.glob("*.xml"))
+        if not xmls:
+            raise UserError(f"no VOC annotations in {root}: expected Annotations/*.xml, annotations/*.xml or "
+                            f"*.xml files")
+        ids["all"] = [p.stem for p in xmls]
+    out: dict[str, list[ImageRecord]] = {}
+    for split, stems in ids.items():
+        records = []
+        for stem in stems:
+            xml = inside(ann_dir, f"{stem}.xml", str(sets / f"{split}.txt"))
+            if not xml.is_file():
+                raise UserError(f"{sets / (split + '.txt')} lists '{stem}' but {xml} does not exist")
+            records.append(read_voc_xml(xml, image_dirs, dataset_root))
+        out[split] = records
+    count = sum(len(r) for r in out.values())
+    return Annotations(out, None, [], "voc", inputs=[str(root), str(ann_dir)],
+                       read_from=f"{count:,} XML file(s) in {ann_dir}")

@@ -1,0 +1,178 @@
+"""YOLO datasets as Ultralytics reads them: a data YAML (path, train, val, test, names) or a folder
+with classes.txt, and one `class cx cy w h` text file of normalised boxes per image."""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from deepvision.data.imageio import image_size
+from deepvision.datasets.detection.readers.common import IMAGE_EXTENSIONS, file_problem, inside, parse_number
+from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
+from deepvision.errors import UserError
+from deepvision.safeload import read_text_file
+
+
+def _yolo_names(value: Any, where: str) -> list[str]:
+    if isinstance(value, dict):
+        try:
+            keys = sorted(int(k) for k in value)
+        except (TypeError, ValueError):
+            raise UserError(f"{where}: names must map class indices 0, 1, ... to names") from None
+        if keys != list(range(len(keys))):
+            raise UserError(f"{where}: names must be numbered 0..{len(keys) - 1}")
+        names = [value[k] if k in value else value[str(k)] for k in keys]
+    elif isinstance(value, list):
+        names = list(value)
+    else:
+        raise UserError(f"{where}: names must be a list or a mapping of class index to name")
+    for i, name in enumerate(names):  # a nested list or mapping would become its Python text
+        if isinstance(name, bool) or not isinstance(name, (str, int)):
+            raise UserError(f"{where}: names entry {i} is {name!r}; each class name must be text")
+    return [str(n) for n in names]  # control characters: refused by the build with the other class names
+
+
+def _check_nc(nc: Any, count: int, where: str) -> None:
+    """`nc`, when given, must be the number of names (Ultralytics refuses a mismatch too)."""
+    if nc is None:
+        return
+    if isinstance(nc, bool) or not isinstance(nc, int):
+        raise UserError(f"{where}: nc must be the number of classes, got {str(nc)[:20]!r}")
+    if nc != count:
+        raise UserError(f"{where}: nc is {nc} but names lists {count} class(es); they must match")
+
+
+def _yolo_class(value: str, where: str) -> int:
+    """A class index as Ultralytics writes it ("3"; "3.0" is accepted); 1.5, nan or inf are refused."""
+    number = parse_number(value, where, "class")
+    if not math.isfinite(number) or not number.is_integer():
+        raise UserError(f"{where}: class {value!r} is not an integer class index")
+    return int(number)
+
+
+def _yolo_split_path(base: Path, name: str, where: str) -> Path:
+    """A path data.yaml or a split list names: an absolute path as written (Ultralytics' habit: the user's
+    own layout), a relative one inside `base` ('..' may not climb out of it)."""
+    if PurePosixPath(name).is_absolute() and not any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+        return Path(name)
+    return inside(base, name, where)
+
+
+def _yolo_images(entry: Any, base: Path, where: str) -> list[Path]:
+    """The images of one split: folders and .txt lists, absolute or inside the dataset folder `base`, whose
+    lines name images the same way (relative to `base`, or to the list's folder)."""
+    entries = entry if isinstance(entry, list) else [entry]
+    out: list[Path] = []
+    for e in entries:
+        if not isinstance(e, str) or not e or "\0" in e:
+            raise UserError(f"YOLO split {e!r}: give a folder of images or a .txt list of images")
+        p = _yolo_split_path(base, e, where)
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS)
+        elif p.suffix == ".txt" and p.is_file():  # a list of image paths, relative to the dataset path
+            for line in read_text_file(p, "YOLO image list").split():
+                q = _yolo_split_path(base, line, str(p))
+                out.append(q if q.exists() or q.is_absolute() else inside(p.parent, line, str(p)))
+        else:
+            raise UserError(f"YOLO split {e}: {p} is neither a folder of images nor a .txt list of images")
+    return out
+
+
+def yolo_label_path(image: Path) -> Path:
+    """Ultralytics' rule: the last /images/ in the path becomes /labels/, and the suffix .txt."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            return Path(*parts).with_suffix(".txt")
+    return image.with_suffix(".txt")
+
+
+def read_yolo(source: str | Path) -> Annotations:
+    """A YOLO dataset: an Ultralytics data YAML (path, train, val, test, names), or a folder holding one,
+    or a folder with images/SPLIT/ and labels/SPLIT/ plus classes.txt. Label lines are
+    `class cx cy w h` normalised; polygon lines (segments) become their bounding box.
+    """
+    from deepvision.config.io import load_yaml_text  # the project's one YAML loader (plain data only)
+
+    source = Path(source)
+    spec: dict[str, Any]
+    if source.is_dir() and not any(source.glob("*.yaml")):
+        classes_txt = source / "classes.txt"
+        if not classes_txt.is_file():
+            raise UserError(f"{source}: a YOLO folder needs data.yaml or classes.txt with the class names")
+        split_dirs = [d.name for d in sorted((source / "images").iterdir()) if d.is_dir()] \
+            if (source / "images").is_dir() else []
+        spec = {"path": str(source), "names": read_text_file(classes_txt, "YOLO class list").split()}
+        spec.update({s: f"images/{s}" for s in split_dirs} or {"all": "images" if (source / "images").is_dir()
+                                                                else "."})
+        yaml_path = source / "classes.txt"
+    else:
+        if source.is_dir():
+            yaml_path = sorted(source.glob("*.yaml"))[0]
+        elif source.exists() and not source.is_file():
+            raise UserError(f"{source} is not a regular file (a FIFO or device); give the YOLO data.yaml")
+        elif not source.exists():
+            raise UserError(f"YOLO data file not found: {source}")
+        else:
+            yaml_path = source
+        # bounded: depth and alias expansion
+        spec = load_yaml_text(read_text_file(yaml_path, "YOLO data file"), str(yaml_path)) or {}
+        if not isinstance(spec, dict) or "names" not in spec:
+            raise UserError(f"{yaml_path} has no 'names' (the class names)")
+    names = _yolo_names(spec["names"], str(yaml_path))
+    _check_nc(spec.get("nc"), len(names), str(yaml_path))
+    if not isinstance(spec.get("path") or "", str):
+        raise UserError(f"{yaml_path}: path must be a folder, got {spec['path']!r}")
+    base = Path(spec["path"]) if spec.get("path") else Path(".")
+    if not base.is_absolute():
+        base = yaml_path.parent / base  # a relative path: from the folder holding data.yaml, as Ultralytics reads it
+    splits: dict[str, list[ImageRecord]] = {}
+    for split in ("train", "val", "test", "all"):
+        if not spec.get(split):
+            continue
+        records = []
+        for image in _yolo_images(spec[split], base, f"{yaml_path}, {split}"):
+            record = ImageRecord(str(image.resolve()))
+            label = yolo_label_path(image)
+            kind = file_problem(label)
+            if kind not in (None, "missing"):
+                raise UserError(f"YOLO label file {label} is {kind}, not a text file")
+            if kind is None:
+                size = image_size(image)
+                if size is not None:
+                    record.width, record.height = size
+                for line_no, line in enumerate(read_text_file(label, "YOLO label file").splitlines(), 1):
+                    values = line.split()
+                    if not values:
+                        continue
+                    where = f"{label} line {line_no}"
+                    if len(values) < 5 or (len(values) > 5 and len(values) % 2 == 0):
+                        raise UserError(f"{where}: expected 'class cx cy w h' (or a polygon), got {line!r}")
+                    cls = _yolo_class(values[0], where)
+                    if not 0 <= cls < len(names):  # refused by the build, or dropped by --fix, like a NaN box
+                        record.boxes.append(Box(*(math.nan,) * 4, str(cls), problem=f"{where}: class index "
+                                                f"{cls} is not in names (0..{len(names) - 1})"))
+                        continue
+                    nums = [parse_number(v, where, "coordinate") for v in values[1:]]
+                    if len(nums) == 4:
+                        cx, cy, w, h = nums
+                        box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+                    else:
+                        xs, ys = nums[0::2], nums[1::2]
+                        box = (min(xs), min(ys), max(xs), max(ys))
+                    if not all(math.isfinite(v) for v in nums):  # min/max would skip a NaN vertex silently
+                        box = (math.nan,) * 4  # refused by the build, or dropped by --fix, like any NaN box
+                    if size is None:  # missing/unreadable image: reported at build time
+                        record.boxes.append(Box(*box, names[cls]))
+                    else:
+                        sx, sy = size
+                        record.boxes.append(Box(box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy, names[cls]))
+            records.append(record)
+        splits[split] = records
+    if not splits:
+        raise UserError(f"{yaml_path} names no split (train, val or test)")
+    return Annotations(splits, names, [], "yolo", inputs=[str(source), str(yaml_path)],
+                       read_from=str(yaml_path))
