@@ -4,7 +4,7 @@
 weight datasets by layer path, for the legacy `.h5` layout and Keras 3's `layers/.../vars`);
 `graph_weights` pairs the datasets with the layers of a rebuilt `KerasGraph`, checking every declared
 shape against the config before anything is read; `load_graph_weights` reads them into it. The per-layer
-mapping onto zoo architectures (the `--model` route) is `keras_h5`.
+mapping onto zoo architectures (the `--model` route) is `keras_mapping`.
 """
 
 from __future__ import annotations

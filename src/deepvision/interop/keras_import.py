@@ -30,7 +30,8 @@ from deepvision.datasets.fer import emotion_labels
 from deepvision.errors import UserError
 from deepvision.interop.keras_check import Mismatch, check_mapping
 from deepvision.interop.keras_files import read_keras_file
-from deepvision.interop.keras_h5 import KerasFile, keras_classes, keras_in_channels, keras_state_dict
+from deepvision.interop.keras_h5 import KerasFile, keras_classes, keras_in_channels
+from deepvision.interop.keras_mapping import keras_state_dict
 from deepvision.models.keras_graph import KerasGraph, read_config
 from deepvision.models.registry import create_model, get_model_spec
 
@@ -118,7 +119,7 @@ def _check_against_config(kfile: KerasFile, net: nn.Module, model: str, input_sh
     """Refuse the mapping unless `net` computes what the file's own network (its stored config, or
     `config`) computes; a file without a config has nothing to compare with."""
     from deepvision.interop.keras_files import load_graph_weights, open_keras
-    from deepvision.interop.keras_h5 import torch_units
+    from deepvision.interop.keras_mapping import torch_units
 
     with open_keras(kfile.path) as src:
         model_cfg = read_config(config) if config else src.config
