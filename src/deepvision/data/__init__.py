@@ -24,7 +24,7 @@ _EXPORTS = {
     "read_index": "deepvision.data.records", "scan_records": "deepvision.data.records",
     # loading
     "RecordDataset": "deepvision.data.records.loader", "RecordLoader": "deepvision.data.records.loader",
-    "ImageRecordIter": "deepvision.data.records.loader", "EpochBatchSampler": "deepvision.data.sampling",
+    "ImageRecordIter": "deepvision.data.records.mxnet_iter", "EpochBatchSampler": "deepvision.data.sampling",
     "HDF5Dataset": "deepvision.data.hdf5",
     "Preprocess": "deepvision.data.preprocess", "SampleTransform": "deepvision.data.transforms",
     "load_data": "deepvision.data.sources", "register_source": "deepvision.data.sources",
