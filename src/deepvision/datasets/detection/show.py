@@ -12,6 +12,7 @@ from deepvision.data.detection.index import IndexImage, load_index
 from deepvision.data.preprocess import open_image
 from deepvision.datasets.detection.checks import enclosing
 from deepvision.errors import UserError
+from deepvision.fileio import atomic_path
 
 GREEN = (0, 255, 0)
 ORANGE = (255, 165, 0)
@@ -53,6 +54,7 @@ def show_dataset(root: str | Path, out: str | Path | None = None, split: str | N
     written = []
     for i in chosen:
         path = out / f"{name}_{i:05d}_{images[i].file.stem}.png"
-        draw_boxes(images[i], index.classes).save(path)
+        with atomic_path(path, suffix=".tmp.png") as tmp:
+            draw_boxes(images[i], index.classes).save(tmp, format="PNG")
         written.append(path)
     return written
