@@ -38,6 +38,7 @@ from deepvision.safeload.files import (
     MAX_TEXT_BYTES,
     MAX_YAML_FILE_BYTES,
     check_declared_bytes,
+    check_file_size,
     check_image_side,
     format_bytes,
     input_file,
@@ -49,6 +50,8 @@ from deepvision.safeload.files import (
 )
 from deepvision.safeload.text import (
     FORMULA_STARTS,
+    MAX_LINE_CHARS,
+    bounded_lines,
     check_class_names,
     csv_rows,
     is_control,
@@ -58,11 +61,11 @@ from deepvision.safeload.text import (
 )
 
 __all__ = [
-    "FORMULA_STARTS", "MAX_ALIAS_GROWTH", "MAX_DEPTH", "MAX_IMAGE_SIDE", "MAX_INT_BITS", "MAX_JSON_FILE_BYTES",
-    "MAX_TEXT_BYTES", "MAX_YAML_FILE_BYTES", "ZIP_MAX_RATIO", "LimitError", "ParseError", "SafeLoader",
-    "check_class_names", "check_declared_bytes", "check_image_side", "check_mat_file", "check_zip_directory",
-    "check_zip_member", "csv_rows", "expanded_size", "format_bytes", "input_file", "is_control",
-    "json_depth", "load_json", "load_yaml", "max_image_side", "max_read_bytes", "open_npz", "printable",
-    "read_bytes", "read_json", "read_text_file", "read_yaml", "regular_file", "spreadsheet_cell",
-    "spreadsheet_row",
+    "FORMULA_STARTS", "LimitError", "MAX_ALIAS_GROWTH", "MAX_DEPTH", "MAX_IMAGE_SIDE", "MAX_INT_BITS",
+    "MAX_JSON_FILE_BYTES", "MAX_LINE_CHARS", "MAX_TEXT_BYTES", "MAX_YAML_FILE_BYTES", "ParseError", "SafeLoader",
+    "ZIP_MAX_RATIO", "bounded_lines", "check_class_names", "check_declared_bytes", "check_file_size",
+    "check_image_side", "check_mat_file", "check_zip_directory", "check_zip_member", "csv_rows", "expanded_size",
+    "format_bytes", "input_file", "is_control", "json_depth", "load_json", "load_yaml", "max_image_side",
+    "max_read_bytes", "open_npz", "printable", "read_bytes", "read_json", "read_text_file", "read_yaml",
+    "regular_file", "spreadsheet_cell", "spreadsheet_row",
 ]

@@ -45,20 +45,28 @@ MAX_JSON_FILE_BYTES = 2 * 10**9  # COCO's instances_train2017.json is 448 MB
 MAX_YAML_FILE_BYTES = 64 * 2**20  # configs and dataset descriptions are a few kB
 
 
+def check_file_size(path: str | Path, what: str, max_bytes: int) -> int:
+    """The size of the file at `path` (from stat, nothing is read); UserError naming the size and
+    `max_bytes` when it is larger (a sparse 8 GB file where a small one belongs). FileNotFoundError
+    when it is absent, so callers can tell "absent" from "damaged"."""
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise UserError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    if size > max_bytes:
+        raise UserError(f"{what} {path} holds {format_bytes(size)}, more than the {format_bytes(max_bytes)} "
+                        f"such a file may hold")
+    return size
+
+
 def read_bytes(path: str | Path, what: str = "file", max_bytes: int | None = None) -> bytes:
     """The bytes of a regular file (fileio.read_regular_file: a FIFO or device is refused, never waited on).
     FileNotFoundError when it is absent, so callers can tell "absent" from "damaged"; UserError otherwise.
-    `max_bytes`: a larger file is refused from its size, before anything is read (a sparse 8 GB file)."""
+    `max_bytes`: a larger file is refused from its size, before anything is read (`check_file_size`)."""
     if max_bytes is not None:
-        try:
-            size = os.stat(path).st_size
-        except FileNotFoundError:
-            raise
-        except OSError as exc:
-            raise UserError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
-        if size > max_bytes:
-            raise UserError(f"{what} {path} holds {format_bytes(size)}, more than the {format_bytes(max_bytes)} "
-                            f"such a file may hold")
+        check_file_size(path, what, max_bytes)
     try:
         return read_regular_file(path)
     except FileNotFoundError:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from deepvision.errors import UserError
 
@@ -29,6 +29,26 @@ def printable(text: object) -> str:
     if not any(is_control(ch) for ch in s):
         return s
     return "".join(ch.encode("unicode_escape").decode("ascii") if is_control(ch) else ch for ch in s)
+
+
+MAX_LINE_CHARS = 2**20  # a CSV line of deepvision's inputs: a FER2013 row is 9,000 characters
+
+
+def bounded_lines(f: TextIO, source: str | Path, max_chars: int = MAX_LINE_CHARS) -> Iterator[str]:
+    """The lines of the text file `f`, each read at most `max_chars` characters at a time: a longer line
+    is a UserError naming the file and the line, raised before the rest of it is read (iterating a file
+    reads a whole line, so one 8 GB line would be held in memory). Feed it to `csv.reader`."""
+    readline = f.readline
+    lineno = 0
+    while True:
+        line = readline(max_chars + 1)
+        if not line:
+            return
+        lineno += 1
+        if len(line) > max_chars:
+            raise UserError(f"{source}: line {lineno:,} is longer than {max_chars:,} characters; the file is "
+                            f"damaged or not the expected kind")
+        yield line
 
 
 def csv_rows(rows: Iterable[T], source: str | Path) -> Iterator[T]:
