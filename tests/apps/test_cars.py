@@ -169,3 +169,13 @@ def test_a_fifo_label_csv_is_named_as_such(run_cli, fake, tmp_path):
     os.mkfifo(tmp_path / "labels.csv")
     code, _, err = run_cli("cars", "lists", "--root", fake, "--out", tmp_path / "o", "--csv", tmp_path / "labels.csv")
     assert code == 2 and err.count("\n") == 1 and "labels.csv is a FIFO, not a regular file" in err
+
+
+@pytest.mark.parametrize("name", ["cars_annos.mat", "devkit/cars_meta.mat"])
+def test_a_fifo_annotation_file_is_named_as_such(run_cli, tmp_path, name):
+    (tmp_path / "root" / "devkit").mkdir(parents=True)
+    os.mkfifo(tmp_path / "root" / name)
+    code, _, err = run_cli("cars", "lists", "--root", tmp_path / "root", "--out", tmp_path / "o")
+    assert code == 2 and err.count("\n") == 1
+    assert f"Stanford Cars file {tmp_path / 'root' / name} is a FIFO, not a regular file" in err
+    assert not (tmp_path / "o").exists()

@@ -109,3 +109,13 @@ def test_features_logreg_apply_end_to_end(run_cli, offline_torch_home, tmp_path)
     assert Image.open(tmp_path / "fixed" / "sheet.png").size[0] > 300
     code, _, err = run_cli("orientation", "apply", tmp_path / "rot.h5", src, "--out", tmp_path / "x")
     assert code == 2 and "model" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("quality", [0, 101, 1000])
+def test_dataset_quality_outside_1_to_100_is_refused_like_im2rec(run_cli, tmp_path, quality):
+    src = photos(tmp_path / "src", count=2)
+    code, _, err = run_cli("orientation", "dataset", src, tmp_path / "out", "--quality", quality)
+    assert code == 2 and err.count("\n") == 1
+    assert f"--quality must be 1-100 for JPEG, got {quality}" in err and not (tmp_path / "out").exists()
+    code, _, err = run_cli("im2rec", tmp_path / "p", src, "--quality", quality)
+    assert code == 2 and f"--quality must be 1-100 for JPEG, got {quality}" in err

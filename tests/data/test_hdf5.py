@@ -73,3 +73,15 @@ def test_hdf5_source_feeds_training(tmp_path):
     assert bundle.classes == ["neutral", "happy"] and bundle.channels == 1 and bundle.size == (12, 12)
     assert bundle.train.images.shape == (20, 1, 12, 12) and bundle.train.images.dtype == torch.uint8
     assert len(bundle.val) == 6
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_hdf5_source_refuses_non_finite_float_images(tmp_path, bad):
+    images = np.full((4, 6, 6), 100.0, np.float32)
+    images[2, 3, 1] = bad
+    with HDF5DatasetWriter(tmp_path / "train.hdf5", (4, 6, 6), "images", dtype="float32") as w:
+        w.add(images, np.arange(4) % 2)
+    cfg = build_config({"data": {"source": "hdf5", "root": str(tmp_path), "train": "train.hdf5", "val": None,
+                                 "test": None}})
+    with pytest.raises(UserError, match=r"train\.hdf5: the images hold NaN or infinite values \(first in row 2\)"):
+        load_data(cfg.data)

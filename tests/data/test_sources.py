@@ -216,3 +216,27 @@ def test_photos_of_mixed_sizes_get_the_weights_resize_and_crop(tmp_path):
         assert pre.mean == [0.485, 0.456, 0.406]
     cfg = build_config({"data": data})  # a hand-built model has no resize of its own
     assert resolve_preprocess(cfg.data, load_data(cfg.data), (3, 32, 32), {}).resize is None
+
+
+@pytest.mark.parametrize("target", ["..", "../..", "horizontal"])
+def test_folder_source_refuses_a_class_folder_linking_into_its_ancestry_or_a_class(tmp_path, run_cli, target):
+    """train/c -> .. would make every image of train/ also class c (rglob walks the link)."""
+    import os
+
+    from tests.helpers import make_image_folder
+
+    make_image_folder(tmp_path / "data" / "train", n_per_class=2, size=16)
+    os.symlink(target, tmp_path / "data" / "train" / "c")
+    data = {"source": "folder", "root": str(tmp_path / "data"), "train": "train", "val": None, "test": None}
+    what = "leads into" if target == "horizontal" else "leads back to"
+    with pytest.raises(UserError, match=rf"train/c {what} .*remove the link"):
+        load_data(build_config({"data": data}).data)
+    (tmp_path / "c.yaml").write_text(f"data: {{source: folder, root: {tmp_path / 'data'}, train: train, "
+                                     f"val: null, test: null}}\n")
+    code, _, err = run_cli("data", "info", tmp_path / "c.yaml")
+    assert code == 2 and err.count("\n") == 1 and what in err
+    os.unlink(tmp_path / "data" / "train" / "c")
+    make_image_folder(tmp_path / "elsewhere", n_per_class=2, size=16, classes=("c",))
+    os.symlink(tmp_path / "elsewhere" / "c", tmp_path / "data" / "train" / "c")  # a class kept elsewhere: fine
+    bundle = load_data(build_config({"data": data}).data)
+    assert bundle.classes == ["c", "horizontal", "vertical"] and len(bundle.train) == 6

@@ -48,3 +48,14 @@ def test_evaluate_an_hdf5_file_scores_like_the_split_it_holds(digits_run, tmp_pa
     (tmp_path / "notes.txt").write_text("x")
     code, _, err = run_cli("evaluate", digits_run, "--data", tmp_path / "notes.txt")
     assert code == 2 and err.count("\n") == 1 and "a .rec or an HDF5 file" in err
+
+
+def test_evaluate_refuses_nan_float_images_in_one_line(digits_run, tmp_path, run_cli):
+    images = np.full((3, 8, 8), np.nan, np.float32)
+    writer = HDF5DatasetWriter(tmp_path / "x.h5", images.shape, "images", dtype="float32")
+    writer.add(images, np.arange(3))
+    writer.close()
+    code, _, err = run_cli("evaluate", digits_run, "--data", tmp_path / "x.h5", "--out", tmp_path / "eval")
+    assert code == 2 and err.count("\n") == 1 and "Warning" not in err
+    assert "x.h5: the images hold NaN or infinite values (first in row 0)" in err
+    assert not (tmp_path / "eval").exists()

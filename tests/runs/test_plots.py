@@ -110,3 +110,30 @@ def test_detection_history_gets_map_and_loss_components_not_an_empty_accuracy(tm
     assert [list(line.get_ydata()) for line in ax.lines[:2]] == [[0.2, 0.4, 0.2 * 3], [0.1, 0.2, 0.1 * 3]]
     labels = [t.get_text() for t in figures["loss.png"].axes[0].get_legend().get_texts()]
     assert labels == ["train (sum)", "box_reg", "classifier"]
+
+
+@pytest.mark.parametrize(("row", "problem"), [
+    ("999999999,nan,nan,nan,nan,nan,nan,nan,nan,nan", "line 5: epoch 999999999 after epoch 3; the epochs count up"),
+    ("4,nan,nan,nan,nan,nan,nan,nan,nan,nan", "line 5: learning rate nan is not a finite number"),
+    ("2,0.1,1,1,1,1,1,1,1,1", "line 5: epoch 2 after epoch 3"),
+])
+def test_an_impossible_history_row_is_damage_for_plot_and_runs(tmp_path, run_cli, row, problem):
+    from deepvision.runs.journal import journal
+
+    run = fake_run(tmp_path, "r", {"name": "constant"}, 3)
+    with open(run.history_path, "a") as f:
+        f.write(row + "\n")
+    code, out, err = run_cli("plot", run.path)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"history.csv is damaged ({problem}" in err
+    assert not (run.path / "plots" / "loss.png").exists()
+    assert journal(tmp_path)[0]["status"].startswith(f"damaged: {run.history_path} is damaged ({problem}")
+
+
+def test_a_diverged_run_with_nan_losses_still_plots(tmp_path, run_cli):
+    run = fake_run(tmp_path, "r", {"name": "constant"}, 3)
+    rows = run.read_history()
+    rows[-1].update(train_loss=float("nan"), val_loss=float("inf"))
+    run.write_history(rows)
+    code, out, err = run_cli("plot", run.path)
+    assert code == 0 and "loss.png" in out, err

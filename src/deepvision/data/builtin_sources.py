@@ -31,7 +31,7 @@ from deepvision.data.preprocess import open_image
 from deepvision.data.source_registry import RawData, register_source, resolve_path
 from deepvision.data.tensors import SubsetDataset, TensorSplit, to_tensor_split
 from deepvision.errors import UserError
-from deepvision.safeload import check_class_names
+from deepvision.safeload import check_class_names, printable
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -142,6 +142,24 @@ def _class_folders(folder: Path) -> list[str]:
     return names
 
 
+def _refuse_overlapping_classes(folder: Path, classes: list[str]) -> None:
+    """UserError when a class folder leads (through a link) back to the split folder or above it, or into
+    another class folder: its images would be listed under two classes (`train/c -> ..` makes every image
+    also class c). `im2rec --list --recursive` skips such links the same way."""
+    here = folder.resolve()
+    real = {cls: (folder / cls).resolve() for cls in classes}
+    for cls, target in real.items():
+        if not (folder / cls).is_symlink():
+            continue  # a real sub-folder lies inside the split folder and beside the others
+        if here == target or here.is_relative_to(target):
+            raise UserError(f"{folder / cls} leads back to {target}, the split folder or a folder above it: "
+                            f"every image there would also be class {printable(cls)!r}; remove the link")
+        for other, other_target in real.items():
+            if other != cls and (target == other_target or target.is_relative_to(other_target)):
+                raise UserError(f"{folder / cls} leads into {folder / other}: its images would be listed under "
+                                f"both classes; remove the link or copy the images")
+
+
 VAL_FOLDERS = ("val", "valid", "validation")  # the names image-folder datasets give their validation split
 
 
@@ -182,7 +200,9 @@ def folder_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         if not folder.is_dir() or (name != cfg.train and folder == train_dir):
             continue
         paths, labels = [], []
-        for cls in _class_folders(folder):
+        found = _class_folders(folder)
+        _refuse_overlapping_classes(folder, found)
+        for cls in found:
             if cls not in index:
                 raise UserError(f"{folder}/{cls} is not a class of the training folder {train_dir}")
             for f in sorted((folder / cls).rglob("*")):
@@ -353,6 +373,10 @@ def hdf5_source(cfg: DataConfig, wanted: list[str]) -> RawData:
             raise UserError(f"{path}: the data is {data.shape}; an image source needs N x H x W or N x H x W x C "
                             f"(C = 1 or 3) images (feature files are for the classifier tools)")
         if data.dtype != np.uint8:
+            if data.dtype.kind in "fc" and not np.isfinite(data).all():
+                bad = int(np.flatnonzero(~np.isfinite(data.reshape(len(data), -1)).all(axis=1))[0])
+                raise UserError(f"{path}: the images hold NaN or infinite values (first in row {bad:,}); "
+                                f"image data must be finite numbers 0-255")
             data = np.clip(np.rint(data), 0, 255).astype(np.uint8)
         if data.ndim == 4 and data.shape[3] == 1:
             data = data[..., 0]

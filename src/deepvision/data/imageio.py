@@ -30,6 +30,7 @@ import os
 import re
 import struct
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_bytes, open_regular_file, read_regular_file
+from deepvision.fileio import atomic_write_bytes, open_regular_file
+from deepvision.safeload import format_bytes, printable
 
 try:  # optional: libjpeg-turbo with output buffers and strict error checking
     import simplejpeg
@@ -55,6 +57,7 @@ READABLE_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX"
 TIFF_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "I;16", "I;16B", "I;16L")
 DECODERS = ("auto", "simplejpeg", "cv2")
 JPEG_SOI = b"\xff\xd8\xff"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _max_pixels: int | None = None  # set_max_image_pixels() override
 
 
@@ -78,6 +81,10 @@ class PixelLimitError(DecodeError):
                  size: tuple[int, int] | None = None) -> None:
         super().__init__(message)
         self.pixels, self.limit, self.size = pixels, limit, size
+
+
+class FileSizeError(PixelLimitError):
+    """The file is larger than any image within the pixel limit can be (refused from its size, unread)."""
 
 
 def max_image_pixels() -> int:
@@ -121,6 +128,34 @@ def check_pixels(width: int, height: int, limit: int | None = None) -> None:
     if width * height > limit:
         raise PixelLimitError(_limit_message(f"{width}x{height} = {width * height:,} pixels", limit),
                               width * height, limit, (width, height))
+
+
+# the most bytes a pixel takes in an allowed format stored uncompressed (16-bit RGBA TIFF), and room
+# for what sits beside the pixels (EXIF, ICC profiles, XMP, thumbnails)
+MAX_BYTES_PER_PIXEL = 8
+IMAGE_METADATA_ROOM = 64 * 2**20
+
+
+def max_image_file_bytes(limit: int | None = None) -> int:
+    """The largest image file read: what the pixel limit (`limit`, default the limit in force) can take
+    stored uncompressed at 16-bit RGBA, plus room for metadata. A larger file is not an image within the
+    limit, whatever its header says (a valid PNG followed by gigabytes of padding)."""
+    limit = max_image_pixels() if limit is None else limit
+    return limit * MAX_BYTES_PER_PIXEL + IMAGE_METADATA_ROOM
+
+
+def read_image_file(path: str | Path, limit: int | None = None) -> bytes:
+    """The bytes of an image file: a regular file (a FIFO or device is refused, never waited on; OSError)
+    no larger than `max_image_file_bytes(limit)`, checked from its size before reading (FileSizeError)."""
+    with open_regular_file(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        ceiling = max_image_file_bytes(limit)
+        if size > ceiling:
+            pixels = max_image_pixels() if limit is None else limit
+            raise FileSizeError(f"file of {format_bytes(size)} is larger than an image within the pixel limit "
+                                f"of {pixels:,} can be ({format_bytes(ceiling)}); it holds more than an image "
+                                f"(if it is genuine, raise the limit with {ENV_MAX_PIXELS})", None, pixels)
+        return f.read()
 
 
 # -- headers --------------------------------------------------------------------------------------
@@ -245,6 +280,26 @@ def plain_png_channels(data: bytes | memoryview) -> int | None:
     return None
 
 
+def png_damage(data: bytes | memoryview) -> str | None:
+    """Why the PNG `data` is damaged (a chunk whose checksum does not match, a chunk cut off, no IEND
+    chunk), or None. Checked before libpng sees the data: libpng prints its own error on standard error
+    ("libpng error: IDAT: CRC error") before OpenCV returns. Bytes after IEND are ignored, as by libpng."""
+    view = memoryview(data).cast("B") if not isinstance(data, memoryview) else data.cast("B")
+    pos, n = 8, len(view)
+    while pos + 12 <= n:
+        length, kind = struct.unpack_from(">I4s", view, pos)
+        name = kind.decode("latin-1")
+        if pos + 12 + length > n:
+            return f"truncated PNG data (chunk {printable(name)} cut off)"
+        (stored,) = struct.unpack_from(">I", view, pos + 8 + length)
+        if zlib.crc32(view[pos + 4 : pos + 8 + length]) != stored:
+            return f"corrupt PNG data (checksum error in chunk {printable(name)})"
+        if kind == b"IEND":
+            return None
+        pos += 12 + length
+    return "truncated PNG data (no IEND chunk)"
+
+
 def plain_jpeg(data: bytes | memoryview, limit: int | None = None) -> bool:
     """True for a JPEG any JPEG decoder (libjpeg-turbo, OpenCV, nvJPEG) turns into the pixels `Decoder`
     gives: gray or YCbCr (not CMYK, whose conversion to RGB differs between libraries), complete,
@@ -352,10 +407,14 @@ class Decoder:
         if len(data) == 0:
             raise DecodeError("empty image data (0 bytes)")
         if not is_jpeg(data):
+            if bytes(data[:8]) == PNG_SIGNATURE:
+                check_image_data(data, self.limit)
+                damage = png_damage(data)  # the same rule for the OpenCV and the Pillow path
+                if damage is not None:
+                    raise DecodeError(damage)
             stored = plain_png_channels(data)
             if stored is not None and (stored == 1 or self.channels == 3):
                 # 8-bit gray/RGB without transparency: OpenCV gives Pillow's pixels, much faster on small images
-                check_image_data(data, self.limit)
                 return self._opencv(data)
             # alpha, palette, 16-bit, RGB read as gray, GIF, WebP...
             return _pil_decode(bytes(data), 1 if self.channels == 1 else 3, self.limit)
@@ -448,6 +507,9 @@ def decode_opencv(data: bytes | memoryview, color: int = 1) -> np.ndarray:
         check_image_data(data)
         if fmt == "jpeg" and jpeg_truncated(data):
             raise DecodeError("truncated JPEG data (no end-of-image marker)")
+        damage = png_damage(data) if fmt == "png" else None
+        if damage is not None:
+            raise DecodeError(damage)
         img = _cv2().imdecode(np.frombuffer(data, np.uint8), -1)
         if img is None:
             raise DecodeError(f"corrupt {fmt.upper()} data")
@@ -475,7 +537,7 @@ def open_image(source: str | Path | bytes | memoryview | Image.Image, channels: 
             name = str(source)
             if not os.path.lexists(source):
                 raise UserError(f"image not found: {source}")
-            data = read_regular_file(source)
+            data = read_image_file(source)
         arr = decode(data, channels)
     except PixelLimitError as exc:
         raise UserError(f"cannot read {name}: {exc}") from None
@@ -506,6 +568,14 @@ def image_size(path: str | Path) -> tuple[int, int] | None:
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def check_jpeg_quality(quality: Any, option: str = "--quality") -> int:
+    """`quality` if it is a JPEG quality, a whole number 1-100 (libjpeg clamps anything else without a
+    word); UserError naming `option` otherwise. Every command that writes JPEGs checks it here."""
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise UserError(f"{option} must be 1-100 for JPEG, got {quality}")
+    return quality
 
 
 def write_image(path: str | Path, bgr: np.ndarray) -> None:

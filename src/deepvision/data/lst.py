@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepvision.errors import UserError
+from deepvision.safeload import input_file, read_bytes
+
+MAX_LIST_BYTES = 2**30  # ImageNet's train.lst (1.28 million images) is about 80 MB
 
 
 @dataclass(frozen=True)
@@ -22,9 +25,13 @@ class ListEntry:
 
 
 def read_list_text(path: str | Path) -> str:
-    """The text of a .lst file; a file that is not UTF-8 text is a UserError."""
+    """The text of a .lst file; UserError when it is missing, not a regular file (a FIFO is never
+    opened), larger than `MAX_LIST_BYTES` (checked from its size before reading) or not UTF-8 text."""
+    path = input_file(path, "list file")
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return read_bytes(path, "list file", MAX_LIST_BYTES).decode("utf-8")
+    except FileNotFoundError:
+        raise UserError(f"list file not found: {path}") from None
     except UnicodeDecodeError:
         raise UserError(f"{path} is not a text list file (expected UTF-8 'index<TAB>label<TAB>path' lines)") from None
 
@@ -32,8 +39,6 @@ def read_list_text(path: str | Path) -> str:
 def read_lst(path: str | Path) -> list[ListEntry]:
     """Parse a .lst file; malformed lines raise UserError naming the line."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"list file not found: {path}")
     text = read_list_text(path)
     entries = []
     for lineno, line in enumerate(text.splitlines(), 1):

@@ -35,6 +35,7 @@ from deepvision.data.imageio import (
     check_pixels,
     decode_opencv,
     jpeg_truncated,
+    read_image_file,
     sniff_format,
 )
 from deepvision.data.lst import read_list_text
@@ -43,7 +44,7 @@ from deepvision.data.records.pipeline import forking_cv2
 from deepvision.datasets.listing import DEFAULT_EXTS, list_images, make_list, unlistable
 from deepvision.datasets.records import RecordWriter, encode_image, frame_record
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, read_regular_file
+from deepvision.fileio import atomic_write_text
 from deepvision.safeload import max_image_side, printable
 
 __all__ = ["DEFAULT_EXTS", "PackItem", "PackOptions", "PackResult", "ProgressReporter", "Terminated", "encode_item",
@@ -115,9 +116,11 @@ def encode_item(options: PackOptions, item: PackItem) -> tuple[bytes | None, str
     header = IRHeader(0, label, item.index, 0)
     fullpath = os.path.join(options.root, item.path)
     try:
-        data = read_regular_file(fullpath)  # a FIFO or device named like an image must not block the packer
+        data = read_image_file(fullpath)  # a FIFO or device named like an image must not block the packer
     except OSError as exc:
         return None, f"cannot read file ({exc.strerror or exc})"
+    except DecodeError as exc:  # larger than any image within the pixel limit: never read
+        return None, str(exc)
     try:
         if options.pass_through:
             _check_pass_through(data)

@@ -19,13 +19,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deepvision.data.imageio import DecodeError, Decoder, decode_opencv
+from deepvision.data.imageio import DecodeError, Decoder, decode_opencv, read_image_file
 from deepvision.data.mean_file import read_mean_rgb
 from deepvision.data.records.pipeline import forking_cv2
 from deepvision.data.records.record_file import RecordFile
 from deepvision.data.records.recordio import RecordError
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, read_regular_file, refuse_output_over_inputs
+from deepvision.fileio import atomic_write_text, refuse_output_over_inputs
+from deepvision.safeload import input_file
 
 
 @dataclass
@@ -45,7 +46,7 @@ class MeanResult:
 
 def _file_means(path: str) -> tuple[np.ndarray | None, str]:
     try:
-        data = read_regular_file(path)  # a FIFO named like an image must not block
+        data = read_image_file(path)  # a FIFO must not block; a file larger than an image is not read
         img = decode_opencv(data, 1)  # BGR, like the reference's cv2.imread
     except OSError as exc:
         return None, f"cannot read file ({exc.strerror or exc})"
@@ -96,9 +97,7 @@ def compute_mean(
     """Mean R, G, B of the images of a .lst (files under `root`, default the list's folder) or a .rec.
     `out`, the mean file the caller will write, is refused up front when it is the source or one of its
     images."""
-    source = Path(source)
-    if not source.is_file():
-        raise UserError(f"file not found: {source}")
+    source = input_file(source)  # a FIFO is named as one, never opened
     workers = max(1, workers or os.cpu_count() or 1)
     if workers > MAX_WORKERS:
         raise UserError(f"--num-thread must be at most {MAX_WORKERS:,} (one process each), got {workers:,}")

@@ -25,7 +25,7 @@ from deepvision.errors import UserError, suggest
 from deepvision.interop.mxnet_params import read_params, split_params
 from deepvision.models.mxnet_graph import MXNetGraph, check_operators
 from deepvision.models.mxnet_symbol import Symbol, read_symbol
-from deepvision.safeload import check_class_names, check_image_side, input_file
+from deepvision.safeload import MAX_TEXT_BYTES, check_class_names, check_image_side, input_file, read_bytes
 
 SYMBOL_FILE = "mxnet-symbol.json"
 _CANDIDATE_SIDES = (224, 227, 299, 32, 28, 256, 192, 112, 96, 64, 48, 16, 8)
@@ -185,11 +185,13 @@ def read_labels(path: str | Path | None, count: int) -> list[str]:
     """Class names from a file (one per line; `n01440764 tench, Tinca tinca` synset lines keep the words)."""
     if path is None:
         return [str(i) for i in range(count)]
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"labels file not found: {p}")
+    p = input_file(path, "labels file")  # a FIFO is named, never opened
     names, wnids = [], []
-    for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
+    try:
+        text = read_bytes(p, "labels file", MAX_TEXT_BYTES).decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        raise UserError(f"labels file not found: {p}") from None
+    for line in text.splitlines():
         line = line.strip()
         if not line:
             continue

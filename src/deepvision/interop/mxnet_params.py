@@ -30,7 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from deepvision.errors import UserError
-from deepvision.safeload import input_file, read_bytes
+from deepvision.safeload import input_file, max_read_bytes, read_bytes
+
+MAX_PARAMS_BYTES = 4 * 10**9  # VGG-19, the largest MXNet zoo model, is 575 MB
 
 LIST_MAGIC = 0x112
 V1_MAGIC, V2_MAGIC, V3_MAGIC = 0xF993FAC8, 0xF993FAC9, 0xF993FACA
@@ -119,7 +121,7 @@ def read_params(path: str | Path) -> dict[str, np.ndarray]:
     """All arrays of an MXNet NDArray file, by name in file order (names '0', '1', ... when unnamed)."""
     path = input_file(path, "MXNet parameter file")  # a FIFO or device: "is a FIFO, not a regular file"
     try:
-        data = read_bytes(path, "MXNet parameter file")
+        data = read_bytes(path, "MXNet parameter file", min(MAX_PARAMS_BYTES, max_read_bytes()))
     except FileNotFoundError:
         raise UserError(f"MXNet parameter file not found: {path}") from None
     r = _Reader(data, str(path))

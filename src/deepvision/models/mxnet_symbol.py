@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from deepvision.errors import UserError
-from deepvision.safeload import ParseError, load_json
+from deepvision.safeload import ParseError, input_file, load_json, read_bytes
+
+MAX_SYMBOL_BYTES = 64 * 2**20  # the largest zoo graphs (ResNet-152, Inception) are under 1 MB of JSON
 
 MAX_ATTR_INT = 1 << 20  # channels, window sizes, strides: any real network stays far below
 
@@ -263,11 +265,11 @@ def _index(value: Any) -> int:
 
 def read_symbol(path: str | Path) -> Symbol:
     """Read `prefix-symbol.json`."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"MXNet symbol file not found: {path}")
+    path = input_file(path, "MXNet symbol file")  # a FIFO is named, never opened
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_bytes(path, "MXNet symbol file", MAX_SYMBOL_BYTES).decode("utf-8")
+    except FileNotFoundError:
+        raise UserError(f"MXNet symbol file not found: {path}") from None
+    except UnicodeDecodeError as exc:
         raise UserError(f"cannot read {path}: {exc}") from None
     return parse_symbol(text, str(path))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -35,11 +36,21 @@ from deepvision.config.io import build_config, config_to_yaml, read_yaml
 from deepvision.config.schema import Config
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path, atomic_write_text, read_regular_file, special_kind
+from deepvision.fileio import atomic_path, atomic_write_text, special_kind
 from deepvision.runs.checkpoint import atomic_save, load_checkpoint
 from deepvision.runs.history import HISTORY_FIELDS
 from deepvision.runs.lock import LOCK_NAME, RunLock, is_stale, read_holder
-from deepvision.safeload import LimitError, ParseError, check_class_names, read_json
+from deepvision.safeload import (
+    MAX_TEXT_BYTES,
+    LimitError,
+    ParseError,
+    check_class_names,
+    check_file_size,
+    read_bytes,
+    read_json,
+)
+
+MAX_HISTORY_BYTES = 64 * 2**20  # a row per epoch: a detector's 40 columns for 100,000 epochs is ~40 MB
 
 # what run.json's "status" may say (training writes the first five, `import` the sixth); "crashed" and
 # "killed" are read from a "running" run whose process is gone
@@ -171,7 +182,7 @@ class RunDir:
         if not self.labels_path.is_file():
             raise UserError(f"{self.labels_path} is missing")
         try:
-            text = read_regular_file(self.labels_path).decode("utf-8")
+            text = read_bytes(self.labels_path, "class list", MAX_TEXT_BYTES).decode("utf-8")
         except UnicodeDecodeError:
             raise UserError(f"{self.labels_path} is not UTF-8 text; re-run training or restore it") from None
         except OSError as exc:
@@ -258,7 +269,9 @@ class RunDir:
         path = path or self.history_path
         if not self.regular(path, "delete it (`deepvision resume` rewrites it)"):
             return []
+        check_file_size(path, "history", MAX_HISTORY_BYTES)
         rows = []
+        problem = None
         try:
             with open(path, newline="", encoding="utf-8") as f:
                 for row in csv.DictReader(f):
@@ -266,10 +279,14 @@ class RunDir:
                         raise ValueError("unexpected columns")
                     rows.append({k: _parse(k, v) for k, v in row.items()})
         except (UnicodeDecodeError, csv.Error, ValueError) as exc:
+            problem = exc.__class__.__name__
+        if problem is None and path == self.history_path:
+            problem = _history_problem(rows)
+        if problem is not None:
             if path != self.history_path:
-                raise UserError(f"{path} is damaged ({exc.__class__.__name__}); delete it") from None
-            raise UserError(f"{self.history_path} is damaged ({exc.__class__.__name__}); every checkpoint holds the "
-                            f"history: `deepvision resume` rewrites it") from None
+                raise UserError(f"{path} is damaged ({problem}); delete it")
+            raise UserError(f"{self.history_path} is damaged ({problem}); every checkpoint holds the "
+                            f"history: `deepvision resume` rewrites it")
         return rows
 
     def write_test_metrics(self, metrics: dict[str, Any]) -> None:
@@ -476,6 +493,22 @@ def _fmt(v: Any) -> Any:
     if isinstance(v, float):
         return repr(v)  # shortest exact round-trip: history.csv reproduces the run's numbers bit for bit
     return v
+
+
+def _history_problem(rows: list[dict[str, Any]]) -> str | None:
+    """What makes history.csv's rows impossible for a run to have written, or None: training writes one
+    row per epoch, counting up by one from epoch 1 (or the epoch a rewind kept), with the learning rate
+    it used, a finite number (losses may be NaN when training diverged; the rate never is)."""
+    previous = None
+    for i, row in enumerate(rows, 2):  # line 1 is the header
+        epoch, lr = row.get("epoch"), row.get("lr")
+        if not isinstance(epoch, int) or epoch < 1 or (previous is not None and epoch != previous + 1):
+            after = f" after epoch {previous}" if previous is not None else ""
+            return f"line {i}: epoch {epoch}{after}; the epochs count up by one"
+        if lr is not None and not (isinstance(lr, float) and math.isfinite(lr) and lr >= 0):
+            return f"line {i}: learning rate {lr} is not a finite number"
+        previous = epoch
+    return None
 
 
 def _parse(key: str, value: str) -> Any:

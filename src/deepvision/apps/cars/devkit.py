@@ -122,19 +122,19 @@ def read_annotations(root: str | Path) -> tuple[list[str], list[str]]:
     if not root.is_dir():
         raise UserError(f"Stanford Cars root not found: {root}")
     allinone = root / "cars_annos.mat"
-    if allinone.is_file():
+    if allinone.exists():  # a FIFO or folder in its place is named as such by _loadmat, never opened
         mat = _loadmat(allinone)
         names = _class_names(mat, allinone)
         paths, labels = _annotations(mat, allinone, "relative_im_path", len(names))
         return paths, [names[k] for k in labels]
     meta = root / "devkit" / "cars_meta.mat"
-    if not meta.is_file():
+    if not meta.exists():
         raise UserError(f"{root} holds neither cars_annos.mat (with car_ims/) nor devkit/cars_meta.mat; point --root "
                         f"at the Stanford Cars folder")
     names = _class_names(_loadmat(meta), meta)
     train = root / "devkit" / "cars_train_annos.mat"
     test = next((p for p in (root / "devkit" / "cars_test_annos_withlabels.mat",
-                             root / "cars_test_annos_withlabels.mat") if p.is_file()), None)
+                             root / "cars_test_annos_withlabels.mat") if p.exists()), None)
     out_paths, out_names = [], []
     for mat_path, folder in ((train, "cars_train"), (test, "cars_test")):
         if mat_path is None:

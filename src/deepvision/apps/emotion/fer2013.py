@@ -24,10 +24,11 @@ import numpy as np
 from deepvision.datasets.fer import FER6_LABELS, FER6_MAP, FER7_LABELS
 from deepvision.errors import UserError
 from deepvision.fileio import open_regular_text, require_new_file
-from deepvision.safeload import csv_rows, regular_file
+from deepvision.safeload import bounded_lines, check_file_size, csv_rows, regular_file
 
 SPLITS = {"Training": "train", "PrivateTest": "val", "PublicTest": "test"}
 SIDE = 48
+MAX_CSV_BYTES = 2 * 10**9  # the released fer2013.csv (35,887 faces) is 301 MB
 # the image-folder release's emotion folders -> the CSV's emotion ids (FER7_LABELS order)
 FOLDER_LABELS = {name: i for i, name in enumerate(FER7_LABELS)}
 IMAGE_NAME = re.compile(r"^(Training|PrivateTest|PublicTest)_(\d+)\.(?:jpe?g|png)$", re.IGNORECASE)
@@ -63,9 +64,10 @@ def _parse_row(row: dict[str, str], lineno: int, path: Path) -> tuple[int, np.nd
 def _csv_samples(csv_path: Path) -> tuple[int, Iterator[tuple[int, np.ndarray, str]]]:
     """(row count, iterator of (emotion 0-6, 48 x 48 uint8 image, split)) of the FER2013 CSV."""
     regular_file(csv_path, "FER2013 CSV")  # a FIFO or device is refused, never waited on
+    check_file_size(csv_path, "FER2013 CSV", MAX_CSV_BYTES)
     try:
         with open_regular_text(csv_path) as f:
-            total = sum(1 for _ in f) - 1
+            total = sum(1 for _ in bounded_lines(f, csv_path)) - 1
     except UnicodeDecodeError:
         raise UserError(f"{csv_path} is not a text CSV file") from None
     except OSError as exc:
@@ -73,7 +75,7 @@ def _csv_samples(csv_path: Path) -> tuple[int, Iterator[tuple[int, np.ndarray, s
 
     def rows() -> Iterator[tuple[int, np.ndarray, str]]:
         with open_regular_text(csv_path) as f:
-            reader = csv.DictReader(f)
+            reader = csv.DictReader(bounded_lines(f, csv_path))
             try:
                 fieldnames = reader.fieldnames
             except csv.Error as exc:

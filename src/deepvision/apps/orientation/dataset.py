@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from deepvision.data.imageio import check_jpeg_quality
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path, atomic_write_text
 
@@ -84,6 +85,7 @@ def build_orientation_dataset(
     from deepvision.data.preprocess import open_image
 
     src, out = Path(src), Path(out)
+    check_jpeg_quality(quality)
     if max_images < 1:
         raise UserError(f"--max must be a positive number of images, got {max_images}")
     if sample not in ("first", "random"):

@@ -113,8 +113,10 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"image folder not found: {root}")
     if args.num_thread < 1:
         raise UserError(f"--num-thread must be >= 1, got {args.num_thread}")
-    if args.encoding == ".jpg" and not 1 <= args.quality <= 100:
-        raise UserError(f"--quality must be 1-100 for JPEG, got {args.quality}")
+    if args.encoding == ".jpg":
+        from deepvision.data.imageio import check_jpeg_quality
+
+        check_jpeg_quality(args.quality)
     options = PackOptions(root=root, resize=args.resize, center_crop=args.center_crop, quality=args.quality,
                           color=args.color, encoding=args.encoding, pass_through=args.pass_through,
                           pack_label=args.pack_label)

@@ -1,0 +1,71 @@
+"""Bounded reading of everything that comes from outside, in three parts:
+
+- `deepvision.safeload.files`: file-kind and size checks (regular files only, whole-file reads bounded by
+  the size first, the ceilings on declared sizes and image sides);
+- `deepvision.safeload.documents` and `deepvision.safeload.archives`: the bounded loaders (JSON and YAML
+  with nesting and alias limits; zip/.npz members and MAT variables checked before they are inflated);
+- `deepvision.safeload.text`: text as cells and names (control characters escaped, CSV rows, spreadsheet
+  cells without formulas, the class-name rule).
+
+Every public name is re-exported here: `from deepvision.safeload import read_json` is the usual import.
+See docs/data-reliability.md for the rules.
+"""
+
+from deepvision.safeload.archives import (
+    ZIP_MAX_RATIO,
+    check_mat_file,
+    check_zip_directory,
+    check_zip_member,
+    open_npz,
+)
+from deepvision.safeload.documents import (
+    MAX_ALIAS_GROWTH,
+    MAX_DEPTH,
+    MAX_INT_BITS,
+    LimitError,
+    ParseError,
+    SafeLoader,
+    expanded_size,
+    json_depth,
+    load_json,
+    load_yaml,
+    read_json,
+    read_yaml,
+)
+from deepvision.safeload.files import (
+    MAX_IMAGE_SIDE,
+    MAX_JSON_FILE_BYTES,
+    MAX_TEXT_BYTES,
+    MAX_YAML_FILE_BYTES,
+    check_declared_bytes,
+    check_file_size,
+    check_image_side,
+    format_bytes,
+    input_file,
+    max_image_side,
+    max_read_bytes,
+    read_bytes,
+    read_text_file,
+    regular_file,
+)
+from deepvision.safeload.text import (
+    FORMULA_STARTS,
+    MAX_LINE_CHARS,
+    bounded_lines,
+    check_class_names,
+    csv_rows,
+    is_control,
+    printable,
+    spreadsheet_cell,
+    spreadsheet_row,
+)
+
+__all__ = [
+    "FORMULA_STARTS", "LimitError", "MAX_ALIAS_GROWTH", "MAX_DEPTH", "MAX_IMAGE_SIDE", "MAX_INT_BITS",
+    "MAX_JSON_FILE_BYTES", "MAX_LINE_CHARS", "MAX_TEXT_BYTES", "MAX_YAML_FILE_BYTES", "ParseError", "SafeLoader",
+    "ZIP_MAX_RATIO", "bounded_lines", "check_class_names", "check_declared_bytes", "check_file_size",
+    "check_image_side", "check_mat_file", "check_zip_directory", "check_zip_member", "csv_rows", "expanded_size",
+    "format_bytes", "input_file", "is_control", "json_depth", "load_json", "load_yaml", "max_image_side",
+    "max_read_bytes", "open_npz", "printable", "read_bytes", "read_json", "read_text_file", "read_yaml",
+    "regular_file", "spreadsheet_cell", "spreadsheet_row",
+]

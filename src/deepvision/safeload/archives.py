@@ -1,0 +1,145 @@
+"""Bounded readers of container files whose entries declare their own sizes (zip/.npz members, MAT
+variables): every declared size is checked against the file's stored bytes and the read ceiling before
+anything is inflated or allocated."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from deepvision.errors import UserError
+from deepvision.fileio import open_regular_file
+from deepvision.safeload.files import check_declared_bytes, format_bytes, regular_file
+
+ZIP_MAX_RATIO = 100.0  # deflate rarely beats 10:1 on weights; a zip bomb reaches 1000:1
+
+
+def check_zip_member(path: str | Path, info: Any, length: int, max_ratio: float = ZIP_MAX_RATIO) -> None:
+    """Check one zip member (a `zipfile.ZipInfo`) from the zip directory alone, before it is inflated:
+    its stored size within the file's `length` from its offset, its uncompressed size within the read
+    ceiling and `max_ratio` times its stored size (a zip bomb inflates 1000:1). UserError otherwise."""
+    import zipfile
+
+    field = f"{path} member {info.filename}"
+    room = max(length - info.header_offset, 0)  # a member's bytes lie between its offset and the end
+    if info.compress_size > room:
+        raise UserError(f"{field} claims {format_bytes(info.compress_size)} stored but the file holds "
+                        f"{format_bytes(room)} from its start; the file is truncated or crafted")
+    ratio = max_ratio if info.compress_type != zipfile.ZIP_STORED else 1.0
+    check_declared_bytes(field, info.file_size, info.compress_size, ratio)
+
+
+def check_zip_directory(path: str | Path, zf: Any, max_ratio: float = ZIP_MAX_RATIO) -> None:
+    """`check_zip_member` for every member of the open `zipfile.ZipFile` `zf` read from `path`."""
+    length = Path(path).stat().st_size
+    for info in zf.infolist():
+        check_zip_member(path, info, length, max_ratio)
+
+
+_MAT_COMPRESSED, _MAT_MATRIX = 15, 14  # MAT v5 element types miCOMPRESSED and miMATRIX
+
+
+def check_mat_file(path: str | Path, max_ratio: float = ZIP_MAX_RATIO, what: str = "MATLAB file") -> Path:
+    """Check a MAT file before `scipy.io.loadmat` reads it: a regular file within the read ceiling, and
+    for version 5 every compressed variable's declared size (the miMATRIX tag inside the zlib stream)
+    within the ceiling and `max_ratio` times its stored size, the stream inflating to no more than that
+    (counted in blocks, never held). loadmat inflates a variable whole, so a 13 MB file could ask for
+    3 GB. Returns the path; UserError otherwise. Version 4 (never compressed) and 7.3 (HDF5, which
+    loadmat refuses) pass unchanged."""
+    import struct
+
+    path = regular_file(path, what)
+    length = path.stat().st_size
+    check_declared_bytes(str(path), length)
+    with open_regular_file(path) as f:
+        header = f.read(128)
+        if len(header) < 128 or header[124:126] not in (b"\x00\x01", b"\x01\x00") or header[126:128] not in (
+                b"IM", b"MI"):
+            return path  # not version 5: loadmat decides
+        order = "<" if header[126:128] == b"IM" else ">"
+        offset = 128
+        while offset + 8 <= length:
+            f.seek(offset)
+            kind, nbytes = struct.unpack(order + "II", f.read(8))
+            if kind >> 16:  # a small data element: type and size in 4 bytes, data in the next 4
+                offset += 8
+                continue
+            if nbytes > length - offset - 8:
+                raise UserError(f"{path}: an element at offset {offset:,} claims {format_bytes(nbytes)} but the "
+                                f"file holds {format_bytes(length - offset - 8)} after it; it is truncated "
+                                f"or crafted")
+            if kind == _MAT_COMPRESSED:
+                _check_mat_stream(path, f, offset, nbytes, order, max_ratio)
+            offset += 8 + nbytes + (-nbytes % 8 if kind != _MAT_COMPRESSED else 0)
+    return path
+
+
+def _check_mat_stream(path: Path, f: Any, offset: int, nbytes: int, order: str, max_ratio: float) -> None:
+    import struct
+    import zlib
+
+    field = f"{path} variable at offset {offset:,}"
+    inflate = zlib.decompressobj()
+    left, produced, declared, head = nbytes, 0, None, b""
+    block = 1 << 20
+    while left or inflate.unconsumed_tail:
+        data = inflate.unconsumed_tail
+        if not data:
+            data = f.read(min(left, block))
+            left -= len(data)
+            if not data:
+                break
+        try:
+            out = inflate.decompress(data, block)
+        except zlib.error as exc:
+            raise UserError(f"{field} is not a valid zlib stream ({exc}); the file is damaged") from None
+        produced += len(out)
+        if declared is None:
+            head += out[:8 - len(head)]
+            if len(head) == 8:
+                kind, size = struct.unpack(order + "II", head)
+                if kind != _MAT_MATRIX:
+                    return  # not a variable: loadmat decides
+                declared = size + 8
+                check_declared_bytes(field, declared, nbytes, max_ratio)
+        if declared is not None and produced > declared:
+            raise UserError(f"{field} inflates to more than the {format_bytes(declared)} it declares; "
+                            f"the file is damaged or crafted")
+        if inflate.eof:
+            break
+
+
+def open_npz(path: str | Path, max_ratio: float = ZIP_MAX_RATIO, what: str = ".npz file") -> Any:
+    """`np.load(path, allow_pickle=False)` after checking the zip directory: every member's stored size
+    within the file's own length, its uncompressed size within the read ceiling and `max_ratio` times its
+    compressed size, and every .npy header's shape within its member's size (numpy allocates the
+    declared shape before reading). UserError otherwise."""
+    import zipfile
+
+    import numpy as np
+
+    path = regular_file(path, what)
+    try:
+        length = path.stat().st_size
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                field = f"{path} member {info.filename}"
+                check_zip_member(path, info, length, max_ratio)
+                if not info.filename.endswith(".npy"):
+                    continue
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                    elif version == (2, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                    else:
+                        raise ValueError(f"npy format version {version}")
+                if dtype.hasobject:
+                    raise UserError(f"{field} holds Python objects; only plain arrays are read")
+                check_declared_bytes(f"{field} shape {shape}", math.prod(shape) * dtype.itemsize,
+                                     info.file_size)
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError) as exc:
+        raise UserError(f"{path} is not a readable {what} ({' '.join(str(exc).split())[:120]})") from None
+    return np.load(path, allow_pickle=False)

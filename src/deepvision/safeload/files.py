@@ -1,0 +1,156 @@
+"""File-kind and size checks for inputs from outside: regular files only (a FIFO or device is named,
+never opened), whole-file reads bounded by the file's size before anything is read, and the ceilings on
+declared sizes (bytes one read may take, pixels an image side may have)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from deepvision.errors import UserError
+from deepvision.fileio import read_regular_file, special_kind
+
+MAX_IMAGE_SIDE = 16384  # default ceiling for an image side named in metadata; DEEPVISION_MAX_IMAGE_SIDE overrides
+
+
+def regular_file(path: str | Path, what: str = "file") -> Path:
+    """`path` if it is a regular file (following symlinks); UserError for a missing path, a folder, a FIFO
+    or a device, checked before anything opens it (opening a FIFO blocks until a writer appears)."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise UserError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    kind = special_kind(mode)
+    if kind is not None:
+        raise UserError(f"{what} {path} is {kind}, not a regular file; give a regular file")
+    return path
+
+
+def input_file(path: str | Path, what: str = "file", hint: str = "") -> Path:
+    """`path` if it names a regular file; UserError "WHAT not found: PATH" when nothing is there, and
+    "WHAT PATH is a FIFO (a directory, ...), not a regular file" otherwise, without opening it."""
+    path = Path(path)
+    try:
+        kind = special_kind(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        raise UserError(f"{what} not found: {path}{hint}") from None
+    if kind is not None:
+        raise UserError(f"{what} {path} is {kind}, not a regular file{hint}")
+    return path
+
+
+MAX_JSON_FILE_BYTES = 2 * 10**9  # COCO's instances_train2017.json is 448 MB
+MAX_YAML_FILE_BYTES = 64 * 2**20  # configs and dataset descriptions are a few kB
+
+
+def check_file_size(path: str | Path, what: str, max_bytes: int) -> int:
+    """The size of the file at `path` (from stat, nothing is read); UserError naming the size and
+    `max_bytes` when it is larger (a sparse 8 GB file where a small one belongs). FileNotFoundError
+    when it is absent, so callers can tell "absent" from "damaged"."""
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise UserError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    if size > max_bytes:
+        raise UserError(f"{what} {path} holds {format_bytes(size)}, more than the {format_bytes(max_bytes)} "
+                        f"such a file may hold")
+    return size
+
+
+def read_bytes(path: str | Path, what: str = "file", max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file (fileio.read_regular_file: a FIFO or device is refused, never waited on).
+    FileNotFoundError when it is absent, so callers can tell "absent" from "damaged"; UserError otherwise.
+    `max_bytes`: a larger file is refused from its size, before anything is read (`check_file_size`)."""
+    if max_bytes is not None:
+        check_file_size(path, what, max_bytes)
+    try:
+        return read_regular_file(path)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise UserError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+
+
+MAX_TEXT_BYTES = 64 * 2**20  # a list of class names: 1,048,576 names of 64 characters
+
+
+def read_text_file(path: str | Path, what: str = "file", max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """A small UTF-8 text file given by the user (a labels list): UserError when it is missing, not a
+    regular file, larger than `max_bytes` (checked from its size before reading: a sparse 8 GB file
+    never reaches memory) or not UTF-8."""
+    path = input_file(path, what)
+    try:
+        return read_bytes(path, what, max_bytes).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{what} {path} is not UTF-8 text (byte {exc.start:,})") from None
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {path}") from None
+
+
+def max_image_side() -> int:
+    """The largest image side (pixels) that metadata may name: DEEPVISION_MAX_IMAGE_SIDE, else 16384."""
+    raw = os.environ.get("DEEPVISION_MAX_IMAGE_SIDE", "")
+    if not raw:
+        return MAX_IMAGE_SIDE
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UserError(f"DEEPVISION_MAX_IMAGE_SIDE must be a positive whole number of pixels, got {raw!r}")
+    return value
+
+
+def check_image_side(field: str, *sides: int) -> None:
+    """UserError naming `field` unless every side is between 1 and the `max_image_side()` ceiling."""
+    ceiling = max_image_side()
+    shown = "x".join(str(s) for s in sides)
+    if any(s < 1 for s in sides):
+        raise UserError(f"{field} {shown} must be positive")
+    if any(s > ceiling for s in sides):
+        raise UserError(f"{field} {shown} exceeds the ceiling of {ceiling} pixels a side "
+                        f"(DEEPVISION_MAX_IMAGE_SIDE raises it)")
+
+
+def max_read_bytes() -> int:
+    """The most bytes one declared array may ask for: DEEPVISION_MAX_READ_GB (decimal GB), else this
+    machine's physical memory."""
+    raw = os.environ.get("DEEPVISION_MAX_READ_GB", "")
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value <= 0:
+            raise UserError(f"DEEPVISION_MAX_READ_GB must be a positive number of gigabytes, got {raw!r}")
+        return int(value * 1e9)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on this platform
+        return 16 * 10**9
+
+
+def format_bytes(n: float) -> str:
+    """1234567 -> '1.2 MB' (decimal units)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def check_declared_bytes(field: str, declared: int, stored: int | None = None, max_ratio: float = 1.0) -> None:
+    """UserError naming `field` when an array's declared size exceeds what its file stores (`stored` bytes,
+    times `max_ratio` for compressed storage) or the `max_read_bytes()` ceiling; checked before reading."""
+    if stored is not None and declared > stored * max_ratio:
+        more = f" (compressed more than {max_ratio:g}:1)" if max_ratio > 1 else ""
+        raise UserError(f"{field} declares {format_bytes(declared)} but the file stores "
+                        f"{format_bytes(stored)} for it{more}; the file is damaged or crafted")
+    ceiling = max_read_bytes()
+    if declared > ceiling:
+        raise UserError(f"{field} declares {format_bytes(declared)}, above the {format_bytes(ceiling)} one read "
+                        f"may take (DEEPVISION_MAX_READ_GB raises it)")

@@ -1,0 +1,104 @@
+"""Text that crosses the boundary as cells and names: control characters escaped for display, CSV rows
+read with the csv module's errors as one line, CSV cells a spreadsheet opens kept free of formulas, and
+the one class-name rule."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+from deepvision.errors import UserError
+
+T = TypeVar("T")
+
+
+def is_control(ch: str) -> bool:
+    """A control character, a line/paragraph separator or an invisible format character (bidi overrides
+    such as U+202E, zero-width spaces and joiners): what moves a terminal's cursor, splits a line, or
+    makes a name display as another."""
+    import unicodedata
+
+    return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+
+
+def printable(text: object) -> str:
+    """`text` with its control characters written as Python escapes ('\\x1b', '\\n'), so a name read from
+    a file or given on the command line cannot clear the screen, colour the output or split a line."""
+    s = str(text)
+    if not any(is_control(ch) for ch in s):
+        return s
+    return "".join(ch.encode("unicode_escape").decode("ascii") if is_control(ch) else ch for ch in s)
+
+
+MAX_LINE_CHARS = 2**20  # a CSV line of deepvision's inputs: a FER2013 row is 9,000 characters
+
+
+def bounded_lines(f: TextIO, source: str | Path, max_chars: int = MAX_LINE_CHARS) -> Iterator[str]:
+    """The lines of the text file `f`, each read at most `max_chars` characters at a time: a longer line
+    is a UserError naming the file and the line, raised before the rest of it is read (iterating a file
+    reads a whole line, so one 8 GB line would be held in memory). Feed it to `csv.reader`."""
+    readline = f.readline
+    lineno = 0
+    while True:
+        line = readline(max_chars + 1)
+        if not line:
+            return
+        lineno += 1
+        if len(line) > max_chars:
+            raise UserError(f"{source}: line {lineno:,} is longer than {max_chars:,} characters; the file is "
+                            f"damaged or not the expected kind")
+        yield line
+
+
+def csv_rows(rows: Iterable[T], source: str | Path) -> Iterator[T]:
+    """The rows of a `csv.reader`/`csv.DictReader`, with the csv module's own errors (a field above its
+    131,072-character limit, a NUL byte, a bad quote) as one UserError naming the file and the line.
+    A field that large is damage in every CSV deepvision reads, so the limit is kept."""
+    import csv
+
+    it = iter(rows)
+    while True:
+        try:
+            row = next(it)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            line = getattr(it, "line_num", None) or getattr(getattr(it, "reader", None), "line_num", None)
+            where = f" near line {line}" if line else ""  # the csv module's count can lag by one line
+            raise UserError(f"{source}: the CSV row{where} is not readable ({exc})") from None
+        yield row
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what Excel, LibreOffice and Sheets read as a formula
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """`value` fit for a CSV cell a spreadsheet may open: text has its control characters escaped and, when
+    it starts like a formula ('=HYPERLINK(...)', '+1', '-2+3', '@SUM'), a leading single quote (the OWASP
+    rule: the spreadsheet shows it as text). Numbers and None are kept as they are."""
+    if not isinstance(value, str):
+        return value
+    text = printable(value)
+    return "'" + text if value.startswith(FORMULA_STARTS) else text
+
+
+def spreadsheet_row(cells: Iterable[Any]) -> list[Any]:
+    """One CSV row with every cell through `spreadsheet_cell`: for rows holding names, paths or labels that
+    came from outside (class names, image file names), written beside numbers."""
+    return [spreadsheet_cell(cell) for cell in cells]
+
+
+def check_class_names(names: list[str], where: str) -> None:
+    """UserError naming the first class name that labels.txt (one name a line) could not keep: empty, not a
+    string, holding a control character or a line separator (a newline would split it into two classes), or
+    given twice (two outputs with one name: a prediction could not say which)."""
+    seen: set[str] = set()
+    for name in names:
+        if not isinstance(name, str) or not name or any(is_control(ch) for ch in name):
+            raise UserError(f"{where}: class name {printable(repr(name))} is empty or holds a control character "
+                            f"(a newline would split labels.txt; a bidi override or zero-width character "
+                            f"would disguise the name); rename it")
+        if name in seen:
+            raise UserError(f"{where}: class name {name!r} is given twice; class names must be unique")
+        seen.add(name)
