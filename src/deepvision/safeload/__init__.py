@@ -1,9 +1,11 @@
-"""Bounded reading of everything that comes from outside, in three parts:
+"""Bounded reading of everything that comes from outside, in four parts:
 
 - `deepvision.safeload.files`: file-kind and size checks (regular files only, whole-file reads bounded by
   the size first, the ceilings on declared sizes and image sides);
 - `deepvision.safeload.documents` and `deepvision.safeload.archives`: the bounded loaders (JSON and YAML
   with nesting and alias limits; zip/.npz members and MAT variables checked before they are inflated);
+- `deepvision.safeload.images`: what an image's leading bytes declare (format, JPEG frame and EXIF
+  orientation, PNG chunk damage), read before any decoder sees them (`deepvision.data.imageio` applies them);
 - `deepvision.safeload.text`: text as cells and names (control characters escaped, CSV rows, spreadsheet
   cells without formulas, the class-name rule).
 
