@@ -1,4 +1,5 @@
-"""The import structure: the layer contract (import-linter) holds and no modules import each other in a cycle."""
+"""The import structure: the layer contract (import-linter) holds, no modules import each other in a cycle, and the
+data layer keeps to its size."""
 
 from __future__ import annotations
 
@@ -91,3 +92,11 @@ def test_layer_contract_is_kept():
     done = subprocess.run([exe, "--no-cache", "--config", str(ROOT / "pyproject.toml")], cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_the_data_layer_stays_within_its_line_budget():
+    """One loader, one decoder, one reader per file kind: the data layer is held to 5,000 lines so parallel
+    implementations do not grow back (docs/architecture.md)."""
+    data = ROOT / "src" / "deepvision" / "data"
+    lines = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in data.rglob("*.py"))
+    assert lines <= 5000, f"src/deepvision/data is {lines} lines; the budget is 5,000"
