@@ -297,6 +297,24 @@ def test_load_index_rejects_edited_files(tmp_path):
         load_index(tmp_path)
 
 
+@pytest.mark.parametrize("edit, message", [
+    ({"boxes": [[float("nan"), 0.1, 0.5, 0.5]]}, "not a finite number"),
+    ({"width": 10**9, "height": 10**9}, "exceeds the ceiling of 16384 pixels"),
+    ({"width": 0}, "must be positive"),
+    ({"file": "../../etc/passwd"}, "leaves the dataset's image folder"),
+    ({"file": "/etc/passwd"}, "leaves the dataset's image folder"),
+])
+def test_load_index_rejects_values_a_build_never_writes(tmp_path, edit, message):
+    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out", test_fraction=0)
+    path = tmp_path / "out" / "train.json"
+    doc = json.loads(path.read_text())
+    doc["images"][0].update(edit)
+    path.write_text(json.dumps(doc))  # NaN is written as the JSON extension NaN, as Python's json reads it
+    with pytest.raises(UserError, match=message) as err:
+        load_index(tmp_path / "out")
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
 def test_cli_build_fake_show(tmp_path, run_cli):
     code, out, _ = run_cli("detection", "fake", "--format", "voc", "--out", tmp_path / "voc", "--images", "6",
                            "--size", "64")
