@@ -52,8 +52,8 @@ def engine_config(net: str, epochs: int, amp: str = "auto") -> dict:
                                             "tensorboard": False, "progress": "lines", "test": "off", "amp": amp}}
 
 
-def run_engine(net: str, epochs: int, amp: str = "auto") -> tuple[list[float], str]:
-    """samples/s of every epoch of deepvision's trainer (this process), and its training dtype."""
+def run_engine(net: str, epochs: int, amp: str = "auto") -> tuple[list[float], str, int]:
+    """samples/s of every epoch of deepvision's trainer (this process), its training dtype and torch threads."""
     import torch
 
     from deepvision.config import build_config
@@ -67,20 +67,25 @@ def run_engine(net: str, epochs: int, amp: str = "auto") -> tuple[list[float], s
                           dist=DistInfo(), device=torch.device("cpu"))
         try:
             speeds = [trainer.train_epoch(e)["samples_per_s"] for e in range(epochs)]
-            return speeds, str(trainer.amp or torch.float32).removeprefix("torch.")
+            return speeds, str(trainer.amp or torch.float32).removeprefix("torch."), torch.get_num_threads()
         finally:
             trainer.close()
 
 
 def measure(side: str, net: str, epochs: int, threads: int, amp: str) -> dict:
-    """{"samples_per_s": per epoch, "dtype": the engine's training dtype (deepvision only)}"""
+    """{"samples_per_s": per epoch, "dtype": the engine's training dtype, "threads" (deepvision only)}
+
+    Both sides get `threads` threads: TensorFlow's intra/inter-op pools, the engine's torch threads
+    (DEEPVISION_CPU_THREADS, so that its busy-core probe cannot pick fewer when a neighbour is running)."""
+    env = dict(os.environ)
     if side == "deepvision":
+        env["DEEPVISION_CPU_THREADS"] = str(threads)
         cmd = [sys.executable, str(Path(__file__).resolve()), "--engine-child", net, "--epochs", str(epochs),
                "--amp", amp]
     else:
         cmd = [os.environ["KERAS_PYTHON"], str(HERE / "keras_peer.py"), net, "--samples", str(NETS[net][6]),
                "--epochs", str(epochs), "--threads", str(threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -89,17 +94,18 @@ def main() -> None:
     p.add_argument("--nets", default=",".join(NETS))
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=4, help="epochs per process, the first is the warm-up")
-    p.add_argument("--threads", type=int, default=2, help="TensorFlow's intra/inter-op threads (the cores)")
+    p.add_argument("--threads", type=int, default=2, help="threads of each side: TensorFlow's intra/inter-op pools, "
+                   "deepvision's torch threads (the cores)")
     p.add_argument("--amp", default="auto", choices=("auto", "off", "bf16"), help="deepvision's train.amp")
     p.add_argument("--no-append", action="store_true")
     p.add_argument("--engine-child", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.engine_child:
-        speeds, dtype = run_engine(a.engine_child, a.epochs, a.amp)
-        print(json.dumps({"samples_per_s": speeds, "dtype": dtype}))
+        speeds, dtype, threads = run_engine(a.engine_child, a.epochs, a.amp)
+        print(json.dumps({"samples_per_s": speeds, "dtype": dtype, "threads": threads}))
         return
     sides = ["deepvision"] + (["keras"] if os.environ.get("KERAS_PYTHON") else [])
-    rows, dtypes = [], set()
+    rows, dtypes, threads = [], set(), set()
     for net in a.nets.split(","):
         speeds: dict[str, list[float]] = {s: [] for s in sides}
         for r in range(a.rounds):
@@ -108,6 +114,7 @@ def main() -> None:
                 per_epoch = result["samples_per_s"]
                 if side == "deepvision":
                     dtypes.add(result["dtype"])
+                    threads.add(result["threads"])
                 speeds[side].append(statistics.median(per_epoch[1:] or per_epoch))
                 print(f"{net} round {r + 1} {side}: {speeds[side][-1]:,.0f} samples/s", flush=True)
         med = {s: statistics.median(v) for s, v in speeds.items()}
@@ -119,7 +126,8 @@ def main() -> None:
     table = header + "\n|" + "---|" * (header.count("|") - 1) + "\n" + "\n".join(rows)
     body = (f"Machine: {describe()}. Random data, no augmentation; median over rounds of each process's median "
             f"steady-state epoch (first epoch = warm-up); sides alternate; deepvision trains in "
-            f"{'/'.join(sorted(dtypes))} (train.amp {a.amp}), Keras in float32.\n\n{table}\n")
+            f"{'/'.join(sorted(dtypes))} (train.amp {a.amp}) on {'/'.join(map(str, sorted(threads)))} torch "
+            f"thread(s), Keras in float32 on {a.threads} TensorFlow intra/inter-op thread(s).\n\n{table}\n")
     print(body)
     if not a.no_append:
         write_section("The reference's networks: deepvision vs Keras", body)
