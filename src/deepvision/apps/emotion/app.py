@@ -38,7 +38,12 @@ import numpy as np
 from deepvision.apps.classifier import Classifier, load_classifier
 from deepvision.data.imageio import read_bgr, write_image
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, refuse_output_over_inputs
+from deepvision.fileio import (
+    atomic_write_text,
+    distinct_stems,
+    refuse_output_folder_over_inputs,
+    refuse_output_over_inputs,
+)
 from deepvision.inference.faces.detect import FaceDetector, create_detector, cv2_module, largest_face, to_gray
 from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side
 from deepvision.inference.faces.track import DETECT_EVERY, FaceTracker
@@ -246,8 +251,7 @@ class _Sink:
             self.writer.write(composite)
         elif self.out is not None:
             for sub, image in (("face", frame), ("probabilities", canvas)):
-                if not cv2.imwrite(str(self.out / sub / f"{index:06d}.png"), image):
-                    raise UserError(f"could not write {self.out / sub}; check the folder and free space")
+                write_image(self.out / sub / f"{index:06d}.png", image)  # atomic: a planted link is replaced
         if not self.headless:
             cv2.imshow("Face", frame)
             cv2.imshow("Probabilities", canvas)
@@ -416,12 +420,14 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
     detector = detector or default_detector()
     det = create_detector(detector)
     out_path = Path(out) if out is not None else None
+    names = distinct_stems(paths)
     if out_path is not None:
         if out_path.suffix.lower() in VIDEO_SUFFIXES:
             raise UserError(f"--out {out_path}: with --image give a folder for the annotated images")
+        refuse_output_folder_over_inputs(out_path, paths, [out_path / f"{n}.png" for n in names])
         out_path.mkdir(parents=True, exist_ok=True)
     summary = ImagesSummary()
-    for path in paths:
+    for path, name in zip(paths, names):
         frame = read_bgr(path)
         small, factor = resize_to_width(frame, min(width, frame.shape[1]))
         gray = to_gray(small)
@@ -439,7 +445,7 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
             summary.faces.append(FaceEmotion(str(path), k, box, label,  # type: ignore[arg-type]
                                              {c: float(p) for c, p in zip(clf.classes, probs)}))
         if out_path is not None:
-            write_image(out_path / f"{path.stem}.png", shown)
+            write_image(out_path / f"{name}.png", shown)
     if out_path is not None:
         summary.files = {"csv": str(out_path / "results.csv"), "json": str(out_path / "results.json")}
         atomic_write_text(summary.files["csv"], _faces_csv(summary.faces, clf.classes))
