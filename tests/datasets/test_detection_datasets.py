@@ -286,6 +286,21 @@ def test_label_map_and_class_lists(tmp_path):
         read_class_list("a,a")
 
 
+def test_label_map_names_with_quotes_round_trip(tmp_path):
+    """A quote or backslash in a class name is escaped in label_map.pbtxt and read back the same; a
+    name with a brace or "id: 9" inside stays one name; an unescaped quote is one line, never a rename."""
+    names = ["driver's seat", "back\\slash", 'say "hi"', "x } id: 9"]
+    text = label_map_text(names)
+    assert "name: 'driver\\'s seat'" in text and "name: 'back\\\\slash'" in text
+    (tmp_path / "label_map.pbtxt").write_text(text)
+    assert read_class_list(str(tmp_path / "label_map.pbtxt")) == names
+    (tmp_path / "tfod.pbtxt").write_text('item {\n  name: "a\\"b\\303\\251"\n  id: 1\n  display_name: "A"\n}\n')
+    assert read_class_list(str(tmp_path / "tfod.pbtxt")) == ['a"b\u00e9']  # octal escapes are UTF-8 bytes
+    (tmp_path / "bad.pbtxt").write_text("item {\n  id: 1\n  name: 'driver's seat'\n}\n")
+    with pytest.raises(UserError, match="unclosed quote"):
+        read_class_list(str(tmp_path / "bad.pbtxt"))
+
+
 def test_load_index_rejects_edited_files(tmp_path):
     build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out", test_fraction=0)
     doc = json.loads((tmp_path / "out" / "train.json").read_text())
