@@ -407,3 +407,22 @@ def test_emotion_images_never_replace_the_photos_or_each_other(fer_run, tmp_path
     assert sorted(p.name for p in (tmp_path / "o").glob("*.png")) == ["face.jpg.png", "face.png.png"]
     assert cv2.imread(str(tmp_path / "o" / "face.png.png")).shape == (200, 300, 3)
     assert cv2.imread(str(tmp_path / "o" / "face.jpg.png")).shape == (512, 512, 3)
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--camera", "-1", "--camera must be a whole number, 0 or more, got -1"),
+    ("--camera", "-5", "--camera must be a whole number, 0 or more, got -5"),
+    ("--threads", "100000", "--threads must be 1 to 1,024"),
+    ("--threads", "0", "--threads must be 1 to 1,024"),
+])
+def test_emotion_camera_and_threads_are_checked_before_opencv_and_torch(fer_run, tmp_path, run_cli, option,
+                                                                        value, message):
+    """A negative camera index never reaches cv2.VideoCapture (it crashes in some builds); 100,000
+    threads never reach torch.set_num_threads: one line, nothing written."""
+    code, _, err = run_cli("emotion", fer_run, option, value, "--headless", "--out", tmp_path / "o",
+                           "--max-frames", "1", "--detector", "haar")
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "o").exists()
+    if option == "--threads":
+        code, _, err = run_cli("emotion", fer_run, "--image", tmp_path, option, value)
+        assert code == 2 and err.count("\n") == 1 and message in err, err

@@ -165,6 +165,26 @@ class EmotionRecognizer:
         return clone, canvas, result
 
 
+MAX_THREADS = 1024  # as logreg --jobs and mean --num-thread: more only exhausts the machine
+
+
+def check_threads(threads: int | None) -> int | None:
+    """`threads` if it is None (keep PyTorch's setting) or 1 to MAX_THREADS; UserError otherwise."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or not 1 <= threads <= MAX_THREADS):
+        raise UserError(f"--threads must be 1 to {MAX_THREADS:,} (CPU threads; one frame's work is small), "
+                        f"got {threads}")
+    return threads
+
+
+def check_camera(camera: object) -> int:
+    """`camera` if it is a camera index, a whole number 0 or more; UserError otherwise (OpenCV crashes on a
+    negative index in some builds instead of failing to open it)."""
+    if isinstance(camera, bool) or not isinstance(camera, int) or camera < 0:
+        raise UserError(f"--camera must be a whole number, 0 or more, got {camera}")
+    return camera
+
+
 def open_capture(video: str | Path | None = None, camera: int = 0) -> Any:
     """An opened cv2.VideoCapture for a video file or a camera index; UserError when it cannot be opened."""
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "0")  # FFmpeg's own messages ("moov atom not found"): off
@@ -174,8 +194,9 @@ def open_capture(video: str | Path | None = None, camera: int = 0) -> Any:
         if not path.is_file():
             raise UserError(f"video not found: {path}")
         return open_video(cv2, path)
+    check_camera(camera)
     with _quiet_opencv(cv2):  # OpenCV logs its own warnings for a missing camera; ours is the one line
-        cap = cv2.VideoCapture(int(camera))
+        cap = cv2.VideoCapture(camera)
     if not cap.isOpened():
         raise UserError(f"camera {camera} cannot be opened (no such device, or it is busy); "
                         f"try --camera with another index, or --video FILE")
@@ -316,8 +337,9 @@ def run_emotion(
         raise UserError("--headless needs --out DIR (annotated frames) or --out FILE.mp4 (a video)")
     if max_frames is not None and max_frames <= 0:
         raise UserError(f"--max-frames must be positive, got {max_frames}")
-    if threads is not None and threads < 1:
-        raise UserError(f"--threads must be at least 1, got {threads}")
+    check_threads(threads)
+    if video is None:
+        check_camera(camera)
     _check_width(width)
     if video is not None and out is not None:
         refuse_output_over_inputs(out, [video])
