@@ -425,3 +425,22 @@ def test_fake_generators_sizes_and_counts_are_bounded(run_cli, tmp_path, monkeyp
     code, _, err = run_cli(*argv)
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_data_download_offline_says_no_network_not_could_not_write(run_cli, tmp_path, monkeypatch):
+    """A DNS failure is reported as the network's, naming the mirrors tried; nothing is written."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from deepvision.datasets.mnist import MIRRORS
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    code, _, err = run_cli("data", "download", "mnist", "--root", tmp_path / "m")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "could not download train-images-idx3-ubyte.gz: no network, or the host is unknown (Name or " \
+           "service not known); tried " + ", ".join(MIRRORS) in err
+    assert "could not write" not in err and list((tmp_path / "m").iterdir()) == []
