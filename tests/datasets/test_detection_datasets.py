@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -310,6 +311,25 @@ def test_load_index_rejects_edited_files(tmp_path):
         load_index(tmp_path / "out")
     with pytest.raises(UserError, match="not a built detection dataset"):
         load_index(tmp_path)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    ({"boxes": [[float("nan"), 0.1, 0.5, 0.5]]}, "has a box that is not a finite number"),
+    ({"width": 1e9, "height": 1e9}, "is 1000000000 x 1000000000; sides must be 1 to 16,384"),
+    ({"width": 0}, "sides must be 1 to 16,384"),
+    ({"file": "../../../../etc/passwd"}, "leaves the image folder"),
+    ({"file": "/etc/passwd"}, "leaves the image folder"),
+    ({"file": 7}, "malformed image entry"),
+])
+def test_load_index_refuses_values_a_build_never_writes(tmp_path, edit, message):
+    """A train.json edited by hand (or sent by someone): NaN boxes, sides past the ceiling, files outside
+    the image folder are one line naming the split file, before any image is read."""
+    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out", test_fraction=0)
+    doc = json.loads((tmp_path / "out" / "train.json").read_text())
+    doc["images"][0].update(edit)
+    (tmp_path / "out" / "train.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError, match=rf"train.json: .*{re.escape(message)}.*rebuild the dataset"):
+        load_index(tmp_path / "out")
 
 
 def test_cli_build_fake_show(tmp_path, run_cli):
