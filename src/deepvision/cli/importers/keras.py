@@ -59,7 +59,6 @@ def run(args: argparse.Namespace) -> int:
     from deepvision.config.io import parse_override
     from deepvision.errors import UserError
     from deepvision.interop.keras_import import import_keras
-
     from deepvision.safeload import check_class_names, read_text_file
 
     classes = None
