@@ -71,6 +71,17 @@ def refuse_output_folder_over_inputs(out_dir: str | Path, inputs: Iterable[str |
                             f"folder") from None
 
 
+def refuse_output_inside(out: str | Path, folder: str | Path, what: str, option: str = "--out") -> None:
+    """Refuse, before anything is written, an output folder inside (or equal to) an input folder: its files
+    would join the inputs (a report's PNGs counted as images of a class by the next run)."""
+    if not os.path.isdir(folder):
+        return
+    inside, root = Path(out).resolve(), Path(folder).resolve()
+    if inside == root or root in inside.parents:
+        raise UserError(f"{option} {out} is inside {what} {folder}; its files would be read as part of it next "
+                        f"time, so choose a folder outside it")
+
+
 def distinct_stems(paths: Iterable[str | Path]) -> list[str]:
     """A name per input for the outputs made from it: the file's stem (`face` for face.jpg), or its whole
     name (`face.jpg`) when another input has the same stem (face.jpg and face.png), so that no output
