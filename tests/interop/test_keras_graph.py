@@ -391,3 +391,11 @@ def test_import_keras_classes_are_checked_as_given(tmp_path, run_cli, given, mes
     code, _, err = run_cli("import", "keras", GRAPH / "zoo_a.keras", "--out", tmp_path / "run", "--classes", given)
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_import_keras_labels_with_a_nel_is_named_not_split(tmp_path, run_cli):
+    (tmp_path / "labels.txt").write_text("a\u0085x\nb\nc\nd\n", encoding="utf-8")
+    code, _, err = run_cli("import", "keras", GRAPH / "zoo_a.keras", "--out", tmp_path / "run",
+                           "--labels", tmp_path / "labels.txt")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "labels.txt: class name 'a\\x85x' is empty or holds a control character" in err

@@ -61,6 +61,7 @@ from deepvision.safeload.text import (
     check_class_names,
     csv_rows,
     is_control,
+    name_lines,
     printable,
     spreadsheet_cell,
     spreadsheet_row,
@@ -73,6 +74,6 @@ __all__ = [
     "check_declared_bytes", "check_fake_images", "check_file_size", "check_image_side", "check_mat_file",
     "check_range", "check_zip_directory", "check_zip_member", "csv_rows", "expanded_size", "format_bytes",
     "input_file", "is_control", "json_depth", "load_json", "load_yaml", "max_image_side", "max_read_bytes",
-    "open_npz", "printable", "read_bytes", "read_json", "read_text_file", "read_yaml", "regular_file",
+    "name_lines", "open_npz", "printable", "read_bytes", "read_json", "read_text_file", "read_yaml", "regular_file",
     "spreadsheet_cell", "spreadsheet_row",
 ]

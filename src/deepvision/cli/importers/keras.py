@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from deepvision.config.io import parse_override
     from deepvision.errors import UserError
     from deepvision.interop.keras_import import import_keras
-    from deepvision.safeload import check_class_names, read_text_file
+    from deepvision.safeload import check_class_names, name_lines, read_text_file
 
     classes = None
     if args.classes:
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         check_class_names(classes, "--classes")  # named as the user gave them, not as a temporary file
     elif args.labels:
         text = read_text_file(args.labels, "labels file")
-        classes = [line.strip() for line in text.splitlines() if line.strip()]
+        classes = name_lines(text)
         check_class_names(classes, str(args.labels))
     model_args = {}
     for item in args.arg:

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from deepvision.errors import UserError
-from deepvision.safeload import input_file, read_text_file
+from deepvision.safeload import input_file, name_lines, read_text_file
 
 _STRING = r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\""  # a protobuf text-format string literal
 _ITEM = re.compile(r"item\s*\{((?:[^}'\"]|" + _STRING + r")*)\}")
@@ -71,7 +71,7 @@ def read_class_list(value: str) -> list[str]:
             if [i for i, _ in pairs] != list(range(1, len(pairs) + 1)):
                 raise UserError(f"{path}: label map ids must be 1..{len(pairs)} (0 is the background)")
             return [n for _, n in pairs]
-        names = [line.strip() for line in text.splitlines() if line.strip()]
+        names = name_lines(text)
     else:
         if path.suffix in (".txt", ".pbtxt") or "/" in value:
             input_file(path, "class list file")  # a FIFO or folder is named as such, not "not found"
