@@ -282,3 +282,13 @@ def test_download_failures_name_the_network_and_keep_the_archive(tmp_path, monke
         binary.download(root, url, md5="0" * 32, file_md5={"train_X.bin": None})
     assert (root / "stl10_binary.tar.gz").read_bytes() == b"an older, partial archive"
     assert not list(root.glob(".*partial"))
+
+
+def test_build_with_too_few_images_for_a_split_writes_nothing(tmp_path):
+    """2 airplanes and 2 cats leave the val (20%) and test (10%) splits empty: said before any list or
+    record is written."""
+    root = make_fake_stl10(tmp_path / "bin", train_per_class=1, test_per_class=1, seed=0)
+    with pytest.raises(UserError, match=r"hold too few images for a val split \(airplane 2, cat 2; train 70%, "
+                                        r"val 20%, test 10% of each class\)"):
+        build_stl10(root, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
