@@ -282,3 +282,15 @@ def test_json_and_yaml_files_are_bounded_by_their_size_before_reading(tmp_path):
     assert read_json(tmp_path / "ok.json") == {"a": 1}
     with pytest.raises(FileNotFoundError):
         read_json(tmp_path / "none.json")
+
+
+def test_name_lines_split_only_at_line_breaks_a_file_has():
+    """NEL (U+0085) and U+2028 stay inside the name (check_class_names then names them), so a 2-line
+    file is 2 classes, never 3 shifted ones; \\r\\n and \\r end lines as \\n does."""
+    from deepvision.safeload import check_class_names, name_lines
+
+    assert name_lines("cat\r\ndog\rbird\n\n  fish  \n") == ["cat", "dog", "bird", "fish"]
+    names = name_lines("a\u0085b\nc\u2028d\n")
+    assert names == ["a\u0085b", "c\u2028d"]
+    with pytest.raises(UserError, match=r"class name 'a\\x85b' is empty or holds a control character"):
+        check_class_names(names, "labels.txt")

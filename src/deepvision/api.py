@@ -75,8 +75,11 @@ def evaluate(run_dir: str | Path | FitResult, **kwargs: Any) -> dict[str, Any]:
     return evaluate_run(_path(run_dir), **kwargs)
 
 
-def predict(run_dir: str | Path | FitResult, images: list[str | Path], top: int = 5, **kwargs: Any) -> list[Prediction]:
-    """Top-k predictions for image files with the run's preprocessing."""
+def predict(run_dir: str | Path | FitResult, images: str | Path | list[str | Path], top: int = 5,
+            **kwargs: Any) -> list[Prediction]:
+    """Top-k predictions for image files with the run's preprocessing (one path or a list of them)."""
+    if isinstance(images, (str, Path)):  # one file, not the characters of its name
+        images = [images]
     return predict_images(_path(run_dir), list(images), top=top, **kwargs)
 
 

@@ -51,6 +51,58 @@ def refuse_output_over_inputs(out: str | Path, inputs: Iterable[str | Path], opt
                             f"choose another output file")
 
 
+def refuse_output_folder_over_inputs(out_dir: str | Path, inputs: Iterable[str | Path],
+                                     targets: Iterable[str | Path] = (), option: str = "--out") -> None:
+    """Refuse, before anything is written, an output folder that holds the command's inputs (the folder
+    of an input file), or whose output files `targets` are inputs (compared by inode, so links and `..`
+    detours are caught): writing there would replace the photos the command reads, or mix its outputs
+    into them for the next run."""
+    inputs = list(inputs)
+    if os.path.isdir(out_dir):
+        for item in inputs:
+            if same_file(Path(item).parent, out_dir):
+                raise UserError(f"{option} {out_dir} holds the input {item}; its outputs would replace or mix "
+                                f"with the inputs, so choose another folder")
+    for target in targets:
+        try:
+            refuse_output_over_inputs(target, inputs, option)
+        except UserError:
+            raise UserError(f"{option} {out_dir} would overwrite an input with {target}; choose another "
+                            f"folder") from None
+
+
+def refuse_output_inside(out: str | Path, folder: str | Path, what: str, option: str = "--out") -> None:
+    """Refuse, before anything is written, an output folder inside (or equal to) an input folder: its files
+    would join the inputs (a report's PNGs counted as images of a class by the next run)."""
+    if not os.path.isdir(folder):
+        return
+    inside, root = Path(out).resolve(), Path(folder).resolve()
+    if inside == root or root in inside.parents:
+        raise UserError(f"{option} {out} is inside {what} {folder}; its files would be read as part of it next "
+                        f"time, so choose a folder outside it")
+
+
+def distinct_stems(paths: Iterable[str | Path]) -> list[str]:
+    """A name per input for the outputs made from it: the file's stem (`face` for face.jpg), or its whole
+    name (`face.jpg`) when another input has the same stem (face.jpg and face.png), so that no output
+    replaces another's."""
+    paths = [Path(p) for p in paths]
+    counts: dict[str, int] = {}
+    for p in paths:
+        counts[p.stem] = counts.get(p.stem, 0) + 1
+    names = [p.stem if counts[p.stem] == 1 else p.name for p in paths]
+    taken = set(names)
+    out: list[str] = []
+    used: set[str] = set()
+    for name in names:  # the same name from different folders: _1, _2, ... in input order
+        candidate, k = name, 1
+        while candidate in used or candidate != name and candidate in taken:
+            candidate, k = f"{name}_{k}", k + 1
+        used.add(candidate)
+        out.append(candidate)
+    return out
+
+
 def require_new_folder(path: str | Path, option: str = "--out") -> None:
     """Refuse, before anything is written, an output folder that already holds something (or is a file
     or a dangling link): a generator writing fixed names there would replace files it did not make."""

@@ -167,3 +167,27 @@ def test_agegender_bad_input(runs, tmp_path, run_cli):
     code, _, err = run_cli("agegender", age, gender, "--image", tmp_path, "--headless")
     assert code == 2 and "--headless needs --out" in err
     assert not Path(tmp_path / "o").exists()
+
+
+def test_agegender_outputs_replace_planted_links_and_keep_same_stems_apart(runs, tmp_path, run_cli):
+    """face.jpg and face.png write face.jpg/ and face.png/ (not both face/); a link planted at an
+    output name is replaced, its target untouched."""
+    age, gender = runs
+    folder = tmp_path / "images"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "face.jpg"), astronaut_bgr())
+    cv2.imwrite(str(folder / "face.png"), astronaut_bgr())
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    out = tmp_path / "out"
+    (out / "face.png").mkdir(parents=True)
+    (out / "face.png" / "input.png").symlink_to(victim)
+    code, _, err = run_cli("agegender", age, gender, "--image", folder, "--out", out, "--headless",
+                           "--detector", "haar")
+    assert code == 0, err
+    assert victim.read_text() == "precious\n"
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["face.jpg", "face.png"]
+    for name in ("face.jpg", "face.png"):
+        shown = out / name / "input.png"
+        assert not shown.is_symlink() and cv2.imread(str(shown)).shape == (800, 800, 3)
+        assert (out / name / "face0_aligned.png").is_file()

@@ -179,3 +179,16 @@ def test_a_fifo_annotation_file_is_named_as_such(run_cli, tmp_path, name):
     assert code == 2 and err.count("\n") == 1
     assert f"Stanford Cars file {tmp_path / 'root' / name} is a FIFO, not a regular file" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_class_names_with_escapes_are_refused_before_writing(fake, tmp_path, run_cli):
+    """A make/model with an ANSI escape or a bidi override never reaches labels.txt (as the other
+    class-name readers rule): one line, nothing written."""
+    rows = ["Image Filename,Make,Model,Vehicle Type,Year"]
+    odd, even = "Ev\u202eli\x1b[2J", "Plain"
+    rows += [f"car_ims/{i:06d}.jpg,Acme,{odd if i % 2 else even},Sedan,2012" for i in range(1, 91)]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    code, _, err = run_cli("cars", "lists", "--root", fake, "--out", tmp_path / "out",
+                           "--csv", tmp_path / "labels.csv")
+    assert code == 2 and err.count("\n") == 1 and "control character" in err and "\x1b" not in err, err
+    assert not (tmp_path / "out").exists()

@@ -370,3 +370,59 @@ def test_emotion_video_sidecars_never_replace_a_users_file(astronaut_video, fer_
     assert code == 2 and err.count("\n") == 1 and "report.csv, which already exists" in err
     assert (tmp_path / "report.csv").read_text() == "my precious spreadsheet\n"
     assert not (tmp_path / "report.avi").exists()
+
+
+def test_emotion_frames_replace_a_planted_link_never_follow_it(astronaut_video, fer_run, tmp_path, run_cli):
+    video, _ = astronaut_video
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (tmp_path / "o" / "face").mkdir(parents=True)
+    (tmp_path / "o" / "face" / "000000.png").symlink_to(victim)
+    code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", tmp_path / "o",
+                           "--max-frames", "1", "--detector", "haar")
+    assert code == 0, err
+    assert victim.read_text() == "precious\n"
+    frame = tmp_path / "o" / "face" / "000000.png"
+    assert not frame.is_symlink() and cv2.imread(str(frame)).shape == (225, 300, 3)
+
+
+def test_emotion_images_never_replace_the_photos_or_each_other(fer_run, tmp_path, run_cli):
+    """--out the photos' own folder is refused (the photos unchanged); face.jpg and face.png get
+    face.jpg.png and face.png.png, not one face.png for both."""
+    from tests.faces.facetools import astronaut_bgr
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "face.jpg"), astronaut_bgr())
+    cv2.imwrite(str(photos / "face.png"), np.full((200, 300, 3), 90, np.uint8))
+    before = {p.name: p.read_bytes() for p in photos.iterdir()}
+    for out in (photos, tmp_path / "link"):
+        if out.name == "link":
+            out.symlink_to(photos)
+        code, _, err = run_cli("emotion", fer_run, "--image", photos, "--out", out, "--detector", "haar")
+        assert code == 2 and err.count("\n") == 1 and "holds the input" in err, err
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
+    code, _, err = run_cli("emotion", fer_run, "--image", photos, "--out", tmp_path / "o", "--detector", "haar")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.png")) == ["face.jpg.png", "face.png.png"]
+    assert cv2.imread(str(tmp_path / "o" / "face.png.png")).shape == (200, 300, 3)
+    assert cv2.imread(str(tmp_path / "o" / "face.jpg.png")).shape == (512, 512, 3)
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--camera", "-1", "--camera must be a whole number, 0 or more, got -1"),
+    ("--camera", "-5", "--camera must be a whole number, 0 or more, got -5"),
+    ("--threads", "100000", "--threads must be 1 to 1,024"),
+    ("--threads", "0", "--threads must be 1 to 1,024"),
+])
+def test_emotion_camera_and_threads_are_checked_before_opencv_and_torch(fer_run, tmp_path, run_cli, option,
+                                                                        value, message):
+    """A negative camera index never reaches cv2.VideoCapture (it crashes in some builds); 100,000
+    threads never reach torch.set_num_threads: one line, nothing written."""
+    code, _, err = run_cli("emotion", fer_run, option, value, "--headless", "--out", tmp_path / "o",
+                           "--max-frames", "1", "--detector", "haar")
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "o").exists()
+    if option == "--threads":
+        code, _, err = run_cli("emotion", fer_run, "--image", tmp_path, option, value)
+        assert code == 2 and err.count("\n") == 1 and message in err, err

@@ -80,3 +80,16 @@ def test_missing_blacklist_needs_an_explicit_choice(tmp_path, run_cli):
 def test_test_split_must_leave_training_images(fake):
     with pytest.raises(UserError, match="leaves nothing to train on"):
         build_lists(fake.root, test_size=10_000)
+
+
+def test_class_names_with_escapes_never_reach_labels_txt(tmp_path, run_cli):
+    root = tmp_path / "esc"
+    make_fake_imagenet(root, classes=2, per_class=4, val_per_class=4, min_side=16, max_side=20)
+    mapping = root / "devkit" / "data" / "map_clsloc.txt"
+    lines = mapping.read_text().splitlines()
+    wnid, ident, _ = lines[0].split(" ", 2)
+    mapping.write_text("\n".join([f"{wnid} {ident} fake\x1b[2J\u202eclass_0", *lines[1:]]) + "\n")
+    code, _, err = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "o", "--no-blacklist",
+                           "--test-size", "1")
+    assert code == 2 and err.count("\n") == 1 and "map_clsloc.txt" in err and "\x1b" not in err, err
+    assert not (tmp_path / "o").exists()

@@ -119,3 +119,14 @@ def test_dataset_quality_outside_1_to_100_is_refused_like_im2rec(run_cli, tmp_pa
     assert f"--quality must be 1-100 for JPEG, got {quality}" in err and not (tmp_path / "out").exists()
     code, _, err = run_cli("im2rec", tmp_path / "p", src, "--quality", quality)
     assert code == 2 and f"--quality must be 1-100 for JPEG, got {quality}" in err
+
+
+def test_apply_out_cannot_be_the_input_folder(tmp_path):
+    """Refused before the model loads: the photos stay as they are."""
+    src = photos(tmp_path / "photos", count=2)
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    (tmp_path / "link").symlink_to(src)
+    for out in (src, tmp_path / "link"):
+        with pytest.raises(UserError, match="holds the input"):
+            apply_orientation(tmp_path / "no-model-needed", [src], out)
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before

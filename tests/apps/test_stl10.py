@@ -252,3 +252,43 @@ def test_fakes_never_replace_existing_data(tmp_path, run_cli):
     assert (tmp_path / "fer2013.csv").read_text() == "real\n"
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["cars", "cars_annos.mat", "fer2013.csv", "stl",
                                                            "train_X.bin"]
+
+
+def test_download_failures_name_the_network_and_keep_the_archive(tmp_path, monkeypatch):
+    """HTTP errors and broken transfers are one line about the download; a file already there is kept."""
+    import urllib.error
+    import urllib.request
+
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "stl10_binary.tar.gz").write_bytes(b"an older, partial archive")
+
+    def not_found(url, *args, **kwargs):
+        raise urllib.error.HTTPError(url, 404, "Not Found", {}, None)
+
+    monkeypatch.setattr(urllib.request, "urlopen", not_found)
+    url = "http://example.invalid/stl10_binary.tar.gz"
+    with pytest.raises(UserError, match=rf"^could not download {url}: HTTP 404 Not Found$"):
+        binary.download(root, url, md5="0" * 32, file_md5={"train_X.bin": None})
+
+    class Broken(io.BytesIO):
+        headers = {"Content-Length": "100"}
+
+        def read(self, n=-1):
+            raise ConnectionResetError(104, "Connection reset by peer")
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, *a, **k: Broken())
+    with pytest.raises(UserError, match=r"the transfer broke off after 0 bytes \(Connection reset by peer\)$"):
+        binary.download(root, url, md5="0" * 32, file_md5={"train_X.bin": None})
+    assert (root / "stl10_binary.tar.gz").read_bytes() == b"an older, partial archive"
+    assert not list(root.glob(".*partial"))
+
+
+def test_build_with_too_few_images_for_a_split_writes_nothing(tmp_path):
+    """2 airplanes and 2 cats leave the val (20%) and test (10%) splits empty: said before any list or
+    record is written."""
+    root = make_fake_stl10(tmp_path / "bin", train_per_class=1, test_per_class=1, seed=0)
+    with pytest.raises(UserError, match=r"hold too few images for a val split \(airplane 2, cat 2; train 70%, "
+                                        r"val 20%, test 10% of each class\)"):
+        build_stl10(root, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -401,3 +401,46 @@ def test_imagenet_fake_sides_are_bounded(run_cli, tmp_path, sides, shown):
                            "--min-side", sides[0], "--max-side", sides[1])
     assert code == 2 and err.count("\n") == 1 and f"8 <= min <= max <= 2048 pixels, got {shown}" in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["adience", "fake", "--out", "o", "--size", "100000"], "--size must be a whole number from 8 to 2,048"),
+    (["adience", "fake", "--out", "o", "--faces", "100000000"], "--faces must be a whole number from 20 to 20,000"),
+    (["detection", "fake", "--format", "voc", "--out", "o", "--images", "2", "--size", "100000"],
+     "--size must be a whole number from 48 to 2,048, got 100000"),
+    (["detection", "fake", "--format", "yolo", "--out", "o", "--images", "100000000"],
+     "--images must be a whole number from 2 to 20,000"),
+    (["stl10", "fake", "--out", "o", "--train-per-class", "1000000000", "--test-per-class", "1"],
+     "--train-per-class must be a whole number from 1 to 2,000"),
+    (["stl10", "fake", "--out", "o", "--train-per-class", "1500", "--test-per-class", "1500"],
+     "ask for 30,000 images; a fake data set holds at most 20,000"),
+    (["cars", "fake", "--out", "o", "--per-class", "1000000000"], "--per-class must be a whole number from 1 to "),
+    (["imagenet", "fake", "--out", "o", "--classes", "100000000", "--per-class", "1", "--val-per-class", "1"],
+     "ask for 200,000,000 images; a fake data set holds at most 20,000"),
+])
+def test_fake_generators_sizes_and_counts_are_bounded(run_cli, tmp_path, monkeypatch, argv, message):
+    """One ceiling rule (safeload.check_range, MAX_FAKE_SIDE, MAX_FAKE_IMAGES), checked before anything
+    is allocated or written."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(*argv)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_data_download_offline_says_no_network_not_could_not_write(run_cli, tmp_path, monkeypatch):
+    """A DNS failure is reported as the network's, naming the mirrors tried; nothing is written."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from deepvision.datasets.mnist import MIRRORS
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    code, _, err = run_cli("data", "download", "mnist", "--root", tmp_path / "m")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "could not download train-images-idx3-ubyte.gz: no network, or the host is unknown (Name or " \
+           "service not known); tried " + ", ".join(MIRRORS) in err
+    assert "could not write" not in err and list((tmp_path / "m").iterdir()) == []

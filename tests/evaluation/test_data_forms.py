@@ -59,3 +59,15 @@ def test_evaluate_refuses_nan_float_images_in_one_line(digits_run, tmp_path, run
     assert code == 2 and err.count("\n") == 1 and "Warning" not in err
     assert "x.h5: the images hold NaN or infinite values (first in row 0)" in err
     assert not (tmp_path / "eval").exists()
+
+
+def test_evaluate_out_inside_the_data_folder_is_refused(tmp_path, run_cli):
+    """--out DATA/0 would put confusion_matrix.png among class 0's images (counted by the next evaluate):
+    one line before the run is read, nothing written."""
+    data = tmp_path / "data"
+    (data / "0").mkdir(parents=True)
+    (data / "0" / "a.png").write_bytes(b"not read")
+    for out in (data / "0", data, data / "new" / "eval"):
+        code, _, err = run_cli("evaluate", tmp_path / "no-run", "--data", data, "--out", out)
+        assert code == 2 and err.count("\n") == 1 and "is inside the data folder" in err, err
+    assert sorted(p.relative_to(data).as_posix() for p in data.rglob("*")) == ["0", "0/a.png"]

@@ -113,3 +113,17 @@ def test_weights_take_the_config_spelling(offline_torch_home, spelling):
     loaded = load_model("tv:mobilenet_v2", spelling, device="cpu")
     assert loaded.source == {"model": "tv:mobilenet_v2", "weights": "IMAGENET1K_V1"}
     assert len(loaded.classes) == 1000 and loaded.pre.resize == 256 and loaded.pre.size == (224, 224)
+
+
+@pytest.mark.parametrize("victim", ["run/preprocess.json", "run/history.csv", "photos/a.png"])
+def test_classify_out_never_names_an_input(run_cli, tmp_path, victim):
+    """--out over a file of the run read, or over an input image: one line before anything loads."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "preprocess.json").write_text('{"precious": 1}\n')
+    (tmp_path / "run" / "history.csv").write_text("epoch,loss\n1,0.5\n")
+    (tmp_path / "photos").mkdir()
+    shutil.copy(Path(SKIMAGE) / "coffee.png", tmp_path / "photos" / "a.png")
+    before = (tmp_path / victim).read_bytes()
+    code, _, err = run_cli("classify", tmp_path / "photos", "--run", tmp_path / "run", "--out", tmp_path / victim)
+    assert code == 2 and err.count("\n") == 1 and "is an input of this command" in err, err
+    assert (tmp_path / victim).read_bytes() == before

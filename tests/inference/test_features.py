@@ -128,3 +128,16 @@ def test_cli_errors_are_one_line(run_cli, offline_torch_home, folder, tmp_path):
     assert code == 0 and "classifier.0   (default)" in out and "features.18" in out.split()
     code, _, err = run_cli("features", "tv:mobilenet_v2", tmp_path / "nothing", "--out", tmp_path / "f.h5")
     assert code == 2 and "data not found" in err
+
+
+def test_pool_larger_than_the_map_is_refused(mobilenet, folder, tmp_path):
+    """features.18 is 7 x 7 at 224 px: --pool 8 (or 100,000) would upsample, never pool; one line
+    before anything is written."""
+    batch = torch.zeros(1, 3, 224, 224, dtype=torch.uint8)
+    assert FeatureExtractor(mobilenet, "features.18", pool=7)(batch).shape == (1, 7 * 7 * 1280)
+    for pool in (8, 100000):
+        with pytest.raises(UserError, match=rf"^--pool {pool} is larger than layer features.18's 7 x 7 map; "
+                                            r"give 1 to 7$"):
+            extract_features(FeatureExtractor(mobilenet, "features.18", pool=pool), open_data(folder),
+                             tmp_path / "f.h5", batch_size=2)
+    assert not (tmp_path / "f.h5").exists()

@@ -44,3 +44,19 @@ def test_missing_inputs_still_say_not_found(tmp_path):
         expand_sources([tmp_path / "none.jpg"])
     with pytest.raises(UserError, match="image not found: "):
         predict_images(tmp_path / "no-run", [tmp_path / "none.png"])
+
+
+@pytest.mark.parametrize("top", [-3, 0, 2.5, True, "5"])
+def test_api_predict_checks_top_in_the_library(tmp_path, top):
+    """The Python API refuses what the CLI refuses, before the run loads (no torch.topk error)."""
+    from deepvision import api
+
+    with pytest.raises(UserError, match=r"^top must be a whole number, at least 1, got "):
+        api.predict(tmp_path / "no-run", [tmp_path / "none.png"], top=top)
+
+
+def test_api_predict_takes_one_path_as_one_image(tmp_path):
+    from deepvision import api
+
+    with pytest.raises(UserError, match=f"^image not found: {tmp_path / 'x.png'}; give an image file"):
+        api.predict(tmp_path / "no-run", str(tmp_path / "x.png"))

@@ -378,3 +378,24 @@ def test_a_keras_zip_whose_weights_inflate_hugely_is_refused_from_the_directory(
     with pytest.raises(UserError, match=r"m\.keras member model\.weights\.h5 declares .* \(compressed more "
                                         r"than 100:1\); the file is damaged or crafted"), open_keras(bomb):
         pass
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    ("a,,b,c", "--classes: name 2 of 4 is empty"),
+    ("a\x1b[2J,b,c,d", "--classes: class name 'a\\x1b[2J' is empty or holds a control character"),
+    ("a,a,c,d", "--classes: class name 'a' is given twice"),
+])
+def test_import_keras_classes_are_checked_as_given(tmp_path, run_cli, given, message):
+    """A stray comma never shifts the names; a refused name is reported as --classes, not as a
+    temporary file the user never saw."""
+    code, _, err = run_cli("import", "keras", GRAPH / "zoo_a.keras", "--out", tmp_path / "run", "--classes", given)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_import_keras_labels_with_a_nel_is_named_not_split(tmp_path, run_cli):
+    (tmp_path / "labels.txt").write_text("a\u0085x\nb\nc\nd\n", encoding="utf-8")
+    code, _, err = run_cli("import", "keras", GRAPH / "zoo_a.keras", "--out", tmp_path / "run",
+                           "--labels", tmp_path / "labels.txt")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "labels.txt: class name 'a\\x85x' is empty or holds a control character" in err

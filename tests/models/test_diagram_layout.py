@@ -56,3 +56,14 @@ def test_box_text_stays_inside_its_box(tmp_path, monkeypatch):
     assert "features.stage3.unit1" in texts[13].get_text() and "1,509,376 p" in texts[13].get_text()
     note = [t.get_text() for t in ax.texts if t.get_style() == "italic"]
     assert note and "PreActBottleneck" in " ".join(note)
+
+
+def test_diagram_replaces_a_link_at_its_name_never_follows_it(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (tmp_path / "d.png").symlink_to(victim)
+    write_diagram(meta("lenet"), (1, 28, 28), tmp_path / "d.png", "lenet")
+    assert victim.read_text() == "precious\n"
+    assert not (tmp_path / "d.png").is_symlink()
+    assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.png", "victim.txt"]  # no temporary file left

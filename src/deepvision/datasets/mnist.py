@@ -3,13 +3,12 @@ mnist`); `deepvision.data.mnist` reads them."""
 
 from __future__ import annotations
 
-import shutil
-import urllib.request
 from pathlib import Path
 
 from deepvision.data.mnist import ALIASES, FILES
+from deepvision.datasets.fetch import DownloadError, fetch_url
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path, md5_of
+from deepvision.fileio import md5_of
 
 MIRRORS = [
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -33,17 +32,18 @@ def download(root: str | Path, splits: tuple[str, ...] = ("train", "test")) -> P
             target = root / name
             if target.is_file() and md5_of(target) == MD5[name]:
                 continue
-            last_error: Exception | None = None
+            reasons = []
             for mirror in MIRRORS:
                 try:
-                    with atomic_path(target, ".partial") as tmp:
-                        with urllib.request.urlopen(mirror + name, timeout=60) as response, open(tmp, "wb") as f:
-                            shutil.copyfileobj(response, f)
-                        if md5_of(tmp) != MD5[name]:
-                            raise UserError(f"checksum mismatch for {name} from {mirror}")
+                    fetch_url(mirror + name, target, MD5[name])
                     break
-                except (OSError, UserError) as exc:  # the next mirror
-                    last_error = exc
+                except DownloadError as exc:  # the next mirror; a file that cannot be written is final
+                    reasons.append(exc.reason)
+                except UserError as exc:
+                    if "MD5 mismatch" not in str(exc):
+                        raise
+                    reasons.append(f"checksum mismatch from {mirror}")
             else:
-                raise UserError(f"could not download {name}: {last_error}")
+                raise UserError(f"could not download {name}: {'; '.join(dict.fromkeys(reasons))}; tried "
+                                f"{', '.join(MIRRORS)}")
     return root

@@ -37,7 +37,7 @@ from deepvision.errors import UserError
 from deepvision.evaluation import metrics as M
 from deepvision.evaluation.plots import plot_binary, plot_confusion
 from deepvision.evaluation.tencrop import TenCropTransform, ten_crop
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, refuse_output_inside
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
 from deepvision.safeload import spreadsheet_cell, spreadsheet_row
@@ -136,6 +136,8 @@ def evaluate_run(
     """
     if out is None:
         RunDir(run_dir).folder("eval", create=False)  # a link planted as eval/ is refused before any work
+    elif data is not None and data not in ROLES:
+        refuse_output_inside(out, data, "the data folder")
     if RunDir.open(run_dir).read_config().task == "detection":  # mAP, per-class AP, PR curves
         from deepvision.evaluation.detection import evaluate_detection_run
 

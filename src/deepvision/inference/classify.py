@@ -17,11 +17,10 @@ from pathlib import Path
 
 import torch
 
-from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
 from deepvision.inference.backbones import LoadedModel
 from deepvision.inference.batching import batches, expand_images
-from deepvision.inference.predict import Prediction
+from deepvision.inference.predict import Prediction, check_top
 from deepvision.safeload import spreadsheet_cell
 
 
@@ -47,8 +46,7 @@ def classify_images(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Prediction]:
     """Classify image files and every image under the given folders, in batches."""
-    if top < 1:
-        raise UserError(f"--top must be at least 1, got {top}")
+    check_top(top, "top")
     paths = expand_images(inputs)
     results: list[Prediction] = []
     for chunk, batch in batches(paths, loaded.pre.load, batch_size, threads):

@@ -118,6 +118,10 @@ class FeatureExtractor:
             out = out.float()
             if out.dim() == 4:
                 if self.pool:
+                    side = min(out.shape[2:])
+                    if self.pool > side:  # adaptive pooling would upsample (100,000: terabytes)
+                        raise UserError(f"--pool {self.pool} is larger than layer {self.layer}'s "
+                                        f"{out.shape[2]} x {out.shape[3]} map; give 1 to {side}")
                     out = nn.functional.adaptive_avg_pool2d(out, self.pool)
                 if self.flatten == "channels_last":
                     out = out.permute(0, 2, 3, 1)

@@ -26,6 +26,15 @@ class Prediction:
         return {"image": self.image, "top": [{"class": c, "probability": p} for c, p in self.top]}
 
 
+def check_top(top: object, option: str = "--top") -> int:
+    """`top` if it is a whole number of classes, 1 or more (more than the model has gives them all);
+    UserError naming `option` otherwise. The library checks it, so the Python API refuses what the
+    CLI refuses."""
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise UserError(f"{option} must be a whole number, at least 1, got {top!r}")
+    return top
+
+
 def predict_tensors(loaded: LoadedRun, batch: torch.Tensor, top: int) -> list[list[tuple[str, float]]]:
     """Top-k (class, probability) lists for a uint8 N x C x H x W batch already preprocessed."""
     device = next(loaded.model.parameters()).device
@@ -53,6 +62,7 @@ def predict_images(
     Unreadable files raise UserError before any prediction is made; a missing image, a folder, a FIFO
     or a device is refused before the model is loaded.
     """
+    check_top(top, "top")
     for p in images:
         input_file(p, "image", "; give an image file (JPEG, PNG, BMP, GIF, TIFF or WebP)")
     if not isinstance(run_dir, LoadedRun) and Path(run_dir).suffix == ".onnx":

@@ -25,7 +25,14 @@ from deepvision.errors import UserError, suggest
 from deepvision.interop.mxnet_params import read_params, split_params
 from deepvision.models.mxnet_graph import MXNetGraph, check_operators
 from deepvision.models.mxnet_symbol import Symbol, read_symbol
-from deepvision.safeload import MAX_TEXT_BYTES, check_class_names, check_image_side, input_file, read_bytes
+from deepvision.safeload import (
+    MAX_TEXT_BYTES,
+    check_class_names,
+    check_image_side,
+    input_file,
+    name_lines,
+    read_bytes,
+)
 
 SYMBOL_FILE = "mxnet-symbol.json"
 _CANDIDATE_SIDES = (224, 227, 299, 32, 28, 256, 192, 112, 96, 64, 48, 16, 8)
@@ -191,10 +198,7 @@ def read_labels(path: str | Path | None, count: int) -> list[str]:
         text = read_bytes(p, "labels file", MAX_TEXT_BYTES).decode("utf-8", errors="replace")
     except FileNotFoundError:
         raise UserError(f"labels file not found: {p}") from None
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
+    for line in name_lines(text):
         head, _, rest = line.partition(" ")
         synset = bool(rest) and len(head) == 9 and head[0] == "n" and head[1:].isdigit()
         names.append(rest.strip() if synset else line)

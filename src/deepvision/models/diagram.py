@@ -16,6 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from deepvision.errors import UserError
+from deepvision.fileio import atomic_path
 from deepvision.models.summary import LayerRow, ModelSummary, format_macs, format_shape, summarize
 
 FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
@@ -157,6 +158,9 @@ def write_diagram(model: nn.Module, input_shape: Sequence[int], path: str | Path
         if i:
             ax.annotate("", xy=(mid, y + 0.23), xytext=(mid, y + step - 0.23),
                         arrowprops={"arrowstyle": "->", "color": "0.4", "linewidth": 0.8})
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:  # temporary file + rename: a link at `path` is replaced, never followed; a failed draw keeps the old file
+        with atomic_path(path, Path(path).suffix or ".png") as tmp:
+            fig.savefig(tmp, dpi=110, format=(Path(path).suffix or ".png")[1:])
+    finally:
+        plt.close(fig)
     return path

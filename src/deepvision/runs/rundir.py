@@ -329,6 +329,8 @@ class RunDir:
             if saved:
                 return saved[max(saved)]
             raise UserError(f"{self.path} holds no checkpoints yet")
+        if isinstance(epoch, bool) or not isinstance(epoch, int):
+            raise UserError(f"epoch must be a whole number, got {epoch!r}")
         saved = self.saved_epochs()
         if epoch in saved:
             return saved[epoch]

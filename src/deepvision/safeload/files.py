@@ -116,6 +116,25 @@ def check_image_side(field: str, *sides: int) -> None:
                         f"(DEEPVISION_MAX_IMAGE_SIDE raises it)")
 
 
+MAX_FAKE_SIDE = 2048  # fake-data generators: real ImageNet/Cars/Adience photos are mostly under 500 px
+MAX_FAKE_IMAGES = 20_000  # images one fake data set may hold: tests and demos, never a real data set's size
+
+
+def check_range(option: str, value: object, low: int, high: int) -> int:
+    """`value` if it is a whole number from `low` to `high`; UserError naming `option` otherwise. The
+    one bound rule for sizes and counts given on the command line, checked before anything is allocated
+    or written."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise UserError(f"{option} must be a whole number from {low:,} to {high:,}, got {value}")
+    return value
+
+
+def check_fake_images(total: int, options: str) -> None:
+    """UserError unless a fake data set of `total` images (as `options` ask) stays within MAX_FAKE_IMAGES."""
+    if total > MAX_FAKE_IMAGES:
+        raise UserError(f"{options} ask for {total:,} images; a fake data set holds at most {MAX_FAKE_IMAGES:,}")
+
+
 def max_read_bytes() -> int:
     """The most bytes one declared array may ask for: DEEPVISION_MAX_READ_GB (decimal GB), else this
     machine's physical memory."""

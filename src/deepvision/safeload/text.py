@@ -4,6 +4,7 @@ the one class-name rule."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -87,6 +88,16 @@ def spreadsheet_row(cells: Iterable[Any]) -> list[Any]:
     """One CSV row with every cell through `spreadsheet_cell`: for rows holding names, paths or labels that
     came from outside (class names, image file names), written beside numbers."""
     return [spreadsheet_cell(cell) for cell in cells]
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def name_lines(text: str) -> list[str]:
+    """The non-empty lines of a class-name file, stripped, split at \\n, \\r\\n and \\r only: a NEL (U+0085)
+    or line separator (U+2028) inside a name is kept there for `check_class_names` to name, never taken
+    as a line break that shifts every later class by one (`str.splitlines` splits at them)."""
+    return [line.strip() for line in _LINE_BREAK.split(text) if line.strip()]
 
 
 def check_class_names(names: list[str], where: str) -> None:

@@ -26,7 +26,7 @@ from deepvision.data.splits import stratified_split
 from deepvision.datasets.listing import write_lst
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
-from deepvision.safeload import read_text_file
+from deepvision.safeload import MAX_FAKE_IMAGES, MAX_FAKE_SIDE, check_range, read_text_file
 
 AGE_BINS = ((0, 2), (4, 6), (8, 13), (15, 20), (25, 32), (38, 43), (48, 53), (60, math.inf))
 AGE_CLASSES = sorted(f"{lo}_{'inf' if math.isinf(hi) else hi}" for lo, hi in AGE_BINS)  # label-encoder order
@@ -168,8 +168,10 @@ def make_fake_adience(out: str | Path, faces: int = 80, seed: int = 0, size: int
     """
     from PIL import Image
 
-    if faces < 20:
+    if isinstance(faces, int) and faces < 20:
         raise UserError("a fake Adience set needs at least 20 faces")
+    check_range("--faces", faces, 20, MAX_FAKE_IMAGES)
+    check_range("--size", size, 8, MAX_FAKE_SIDE)
     rng = np.random.default_rng(seed)
     root = Path(out)
     folds: list[list[str]] = [[] for _ in range(5)]

@@ -24,10 +24,10 @@ import torch
 
 from deepvision.apps.agegender.adience import display_label
 from deepvision.apps.classifier import Classifier, load_classifier
-from deepvision.data.imageio import read_bgr
+from deepvision.data.imageio import read_bgr, write_image
 from deepvision.errors import UserError
 from deepvision.evaluation.tencrop import ten_crop
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, distinct_stems
 from deepvision.inference.faces.align import align_face
 from deepvision.inference.faces.detect import create_detector, cv2_module
 from deepvision.inference.faces.draw import GREEN, RED, draw_face, probability_canvas, resize_to_width
@@ -107,8 +107,7 @@ class _Output:
         if self.out is not None:
             path = self.out / f"{name}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
-            if not self.cv2.imwrite(str(path), image):
-                raise UserError(f"could not write {path}; check the folder and free space")
+            write_image(path, image)  # temporary file + rename: a planted link is replaced, never followed
             return
         try:
             self.cv2.imshow(name, image)
@@ -137,7 +136,7 @@ def predict_agegender(run_age: str | Path | Classifier, run_gender: str | Path |
     finder = EyeFinder(eyes, landmarks)
     output = _Output(Path(out) if out is not None else None)
     report = AgeGenderReport()
-    for path in paths:
+    for path, name in zip(paths, distinct_stems(paths)):
         frame = read_bgr(path)
         small, factor = resize_to_width(frame, 800)
         faces = det.detect(small)
@@ -156,11 +155,11 @@ def predict_agegender(run_age: str | Path | Classifier, run_gender: str | Path |
                                 dict(zip(gender_clf.classes, map(float, p_gender))))
             report.faces.append(result)
             draw_face(shown, face.box, None, GREEN)
-            stem = f"{path.stem}/face{k}"
+            stem = f"{name}/face{k}"
             output.show(f"{stem}_aligned", aligned)
             output.show(f"{stem}_age", probability_canvas([display_label(c) for c in age_clf.classes], p_age))
             output.show(f"{stem}_gender", probability_canvas([display_label(c) for c in gender_clf.classes], p_gender))
-        output.show(f"{path.stem}/input", shown)
+        output.show(f"{name}/input", shown)
         output.wait()
     if out is not None:
         report.files = _write_results(Path(out), report.faces)

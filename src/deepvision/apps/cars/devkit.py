@@ -34,7 +34,7 @@ from deepvision.data.splits import stratified_split
 from deepvision.datasets.listing import write_split_lists
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
-from deepvision.safeload import check_mat_file, csv_rows, read_text_file
+from deepvision.safeload import check_class_names, check_mat_file, csv_rows, read_text_file
 
 IMAGENET_MEAN = {"R": 123.68, "G": 116.779, "B": 103.939}
 MULTIWORD_MAKES = ("AM General", "Aston Martin", "Land Rover")
@@ -178,6 +178,7 @@ def build_cars_lists(root: str | Path, out: str | Path | None = None, *, csv_pat
         if absent:
             raise UserError(f"{len(absent)} annotated images are missing under {root} (first: {absent[0]})")
     classes = sorted(set(labels))
+    check_class_names(classes, str(csv_path or root))  # the lines of labels.txt, before anything is written
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[c] for c in labels])
     n = len(y)

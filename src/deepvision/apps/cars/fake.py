@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from deepvision.errors import UserError
 from deepvision.fileio import require_new_folder
+from deepvision.safeload import MAX_FAKE_IMAGES, MAX_FAKE_SIDE, check_range
 
 FAKE_CLASS_NAMES = (
     "AM General Hummer SUV 2000",
@@ -49,7 +50,7 @@ def _car_image(rng: np.random.Generator, k: int, classes: int, width: int, heigh
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
 
 
-MAX_FAKE_SIDE = 2048  # the bounding boxes are stored as uint16; each side costs memory squared
+# MAX_FAKE_SIDE (2,048): the bounding boxes are stored as uint16; each side costs memory squared
 
 
 def make_fake_cars(out: str | Path, per_class: int = 12, seed: int = 0, min_side: int = 80,
@@ -57,8 +58,7 @@ def make_fake_cars(out: str | Path, per_class: int = 12, seed: int = 0, min_side
     """Write the fake tree at `out` (cars_annos.mat + car_ims/); returns the root."""
     import scipy.io
 
-    if per_class < 1:
-        raise UserError("--per-class must be a positive integer")
+    check_range("--per-class", per_class, 1, MAX_FAKE_IMAGES // len(FAKE_CLASS_NAMES))
     if not 32 <= min_side <= max_side <= MAX_FAKE_SIDE:
         raise UserError(f"min_side must be at least 32 and at most max_side, and max_side at most "
                         f"{MAX_FAKE_SIDE}; got {min_side} and {max_side}")

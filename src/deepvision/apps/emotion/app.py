@@ -38,7 +38,12 @@ import numpy as np
 from deepvision.apps.classifier import Classifier, load_classifier
 from deepvision.data.imageio import read_bgr, write_image
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, refuse_output_over_inputs
+from deepvision.fileio import (
+    atomic_write_text,
+    distinct_stems,
+    refuse_output_folder_over_inputs,
+    refuse_output_over_inputs,
+)
 from deepvision.inference.faces.detect import FaceDetector, create_detector, cv2_module, largest_face, to_gray
 from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side
 from deepvision.inference.faces.track import DETECT_EVERY, FaceTracker
@@ -160,6 +165,26 @@ class EmotionRecognizer:
         return clone, canvas, result
 
 
+MAX_THREADS = 1024  # as logreg --jobs and mean --num-thread: more only exhausts the machine
+
+
+def check_threads(threads: int | None) -> int | None:
+    """`threads` if it is None (keep PyTorch's setting) or 1 to MAX_THREADS; UserError otherwise."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or not 1 <= threads <= MAX_THREADS):
+        raise UserError(f"--threads must be 1 to {MAX_THREADS:,} (CPU threads; one frame's work is small), "
+                        f"got {threads}")
+    return threads
+
+
+def check_camera(camera: object) -> int:
+    """`camera` if it is a camera index, a whole number 0 or more; UserError otherwise (OpenCV crashes on a
+    negative index in some builds instead of failing to open it)."""
+    if isinstance(camera, bool) or not isinstance(camera, int) or camera < 0:
+        raise UserError(f"--camera must be a whole number, 0 or more, got {camera}")
+    return camera
+
+
 def open_capture(video: str | Path | None = None, camera: int = 0) -> Any:
     """An opened cv2.VideoCapture for a video file or a camera index; UserError when it cannot be opened."""
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "0")  # FFmpeg's own messages ("moov atom not found"): off
@@ -169,8 +194,9 @@ def open_capture(video: str | Path | None = None, camera: int = 0) -> Any:
         if not path.is_file():
             raise UserError(f"video not found: {path}")
         return open_video(cv2, path)
+    check_camera(camera)
     with _quiet_opencv(cv2):  # OpenCV logs its own warnings for a missing camera; ours is the one line
-        cap = cv2.VideoCapture(int(camera))
+        cap = cv2.VideoCapture(camera)
     if not cap.isOpened():
         raise UserError(f"camera {camera} cannot be opened (no such device, or it is busy); "
                         f"try --camera with another index, or --video FILE")
@@ -246,8 +272,7 @@ class _Sink:
             self.writer.write(composite)
         elif self.out is not None:
             for sub, image in (("face", frame), ("probabilities", canvas)):
-                if not cv2.imwrite(str(self.out / sub / f"{index:06d}.png"), image):
-                    raise UserError(f"could not write {self.out / sub}; check the folder and free space")
+                write_image(self.out / sub / f"{index:06d}.png", image)  # atomic: a planted link is replaced
         if not self.headless:
             cv2.imshow("Face", frame)
             cv2.imshow("Probabilities", canvas)
@@ -312,8 +337,9 @@ def run_emotion(
         raise UserError("--headless needs --out DIR (annotated frames) or --out FILE.mp4 (a video)")
     if max_frames is not None and max_frames <= 0:
         raise UserError(f"--max-frames must be positive, got {max_frames}")
-    if threads is not None and threads < 1:
-        raise UserError(f"--threads must be at least 1, got {threads}")
+    check_threads(threads)
+    if video is None:
+        check_camera(camera)
     _check_width(width)
     if video is not None and out is not None:
         refuse_output_over_inputs(out, [video])
@@ -416,12 +442,14 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
     detector = detector or default_detector()
     det = create_detector(detector)
     out_path = Path(out) if out is not None else None
+    names = distinct_stems(paths)
     if out_path is not None:
         if out_path.suffix.lower() in VIDEO_SUFFIXES:
             raise UserError(f"--out {out_path}: with --image give a folder for the annotated images")
+        refuse_output_folder_over_inputs(out_path, paths, [out_path / f"{n}.png" for n in names])
         out_path.mkdir(parents=True, exist_ok=True)
     summary = ImagesSummary()
-    for path in paths:
+    for path, name in zip(paths, names):
         frame = read_bgr(path)
         small, factor = resize_to_width(frame, min(width, frame.shape[1]))
         gray = to_gray(small)
@@ -439,7 +467,7 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
             summary.faces.append(FaceEmotion(str(path), k, box, label,  # type: ignore[arg-type]
                                              {c: float(p) for c, p in zip(clf.classes, probs)}))
         if out_path is not None:
-            write_image(out_path / f"{path.stem}.png", shown)
+            write_image(out_path / f"{name}.png", shown)
     if out_path is not None:
         summary.files = {"csv": str(out_path / "results.csv"), "json": str(out_path / "results.json")}
         atomic_write_text(summary.files["csv"], _faces_csv(summary.faces, clf.classes))

@@ -18,6 +18,7 @@ from deepvision.data.splits import stratified_split
 from deepvision.datasets.listing import write_split_lists
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
+from deepvision.safeload import check_class_names
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ def read_map_clsloc(path: Path) -> list[tuple[str, str]]:
         classes.append((parts[0], " ".join(parts[2:])))
     if not classes:
         raise UserError(f"{path} lists no classes")
+    check_class_names([f"{wnid} {name}" for wnid, name in classes], str(path))  # the lines of labels.txt
     return classes
 
 

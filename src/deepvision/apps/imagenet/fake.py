@@ -12,6 +12,7 @@ from PIL import Image
 
 from deepvision.apps.imagenet.devkit import DevkitPaths
 from deepvision.errors import UserError
+from deepvision.safeload import MAX_FAKE_SIDE, check_fake_images
 
 
 def _class_image(rng: np.random.Generator, k: int, classes: int, width: int, height: int) -> Image.Image:
@@ -28,7 +29,6 @@ def _class_image(rng: np.random.Generator, k: int, classes: int, width: int, hei
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
 
 
-MAX_FAKE_SIDE = 2048  # ImageNet's own images are mostly under 500 px; each side costs memory squared
 
 
 def make_fake_imagenet(out: str | Path, classes: int = 10, per_class: int = 20, val_per_class: int = 5,
@@ -40,6 +40,7 @@ def make_fake_imagenet(out: str | Path, classes: int = 10, per_class: int = 20, 
     """
     if classes < 1 or per_class < 1 or val_per_class < 0:
         raise UserError("--classes and --per-class must be positive and --val-per-class >= 0")
+    check_fake_images(classes * (per_class + val_per_class), "--classes, --per-class and --val-per-class")
     if not 8 <= min_side <= max_side <= MAX_FAKE_SIDE:
         raise UserError(f"--min-side and --max-side must satisfy 8 <= min <= max <= {MAX_FAKE_SIDE} pixels, "
                         f"got {min_side} and {max_side}")

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, refuse_output_folder_over_inputs
 from deepvision.safeload import spreadsheet_row
 
 
@@ -140,9 +140,10 @@ def apply_orientation(
         if sample < len(paths):
             rng = np.random.default_rng(seed)
             paths = [paths[i] for i in sorted(rng.choice(len(paths), sample, replace=False))]
+    out = Path(out)
+    refuse_output_folder_over_inputs(out, paths, [out / "predictions.csv", out / "sheet.png"])
     clf, extractor = load_orientation_model(model, device)
     results = predict_orientation(clf, extractor, paths, batch_size=batch_size, progress=progress)
-    out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

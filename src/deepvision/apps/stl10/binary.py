@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import shutil
 import tarfile
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from deepvision.datasets.fetch import fetch_url
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path, md5_of
 from deepvision.safeload import input_file, read_bytes
@@ -125,21 +125,7 @@ def download(root: str | Path, url: str = URL, md5: str | None = ARCHIVE_MD5,
 
 
 def _fetch(url: str, archive: Path, md5: str | None, progress: Callable[[int, int], None] | None) -> None:
-    try:
-        with atomic_path(archive, ".partial") as tmp:
-            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-                total, done = int(response.headers.get("Content-Length") or 0), 0
-                while block := response.read(1 << 20):
-                    out.write(block)
-                    done += len(block)
-                    if progress is not None:
-                        progress(done, total)
-            if md5 is not None and md5_of(tmp) != md5:
-                raise UserError(f"the download from {url} is corrupt (MD5 mismatch); run the command again")
-    except UserError as exc:
-        if "could not write" not in str(exc):
-            raise
-        raise UserError(f"could not download {url}: {exc}") from None
+    fetch_url(url, archive, md5, progress)
 
 
 def _extract(archive: Path, target: Path, file_md5: dict[str, str | None]) -> None:

@@ -99,6 +99,12 @@ def build_stl10(
             start += sizes[split]
             chosen[split] += [(label, *items[k]) for k in part]
             counts[split][CLASSES[label]] = len(part)
+    empty = [s for s in FRACTIONS if not chosen[s]]
+    if empty:  # known before anything is written: no half-built folder
+        have = ", ".join(f"{CLASSES[k]} {len(v)}" for k, v in pooled.items())
+        raise UserError(f"the STL-10 files under {root} hold too few images for a {empty[0]} split "
+                        f"({have}; {', '.join(f'{s} {round(f * 100)}%' for s, f in FRACTIONS.items())} of "
+                        f"each class); give files with more airplanes and cats")
     try:
         for c in CLASSES:
             (out / "images" / c).mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import numpy as np
 from deepvision.apps.stl10.binary import CLASS_NAMES, SIDE, write_split
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, require_new_folder
+from deepvision.safeload import MAX_FAKE_IMAGES, check_fake_images, check_range
 
 
 def _image(rng: np.random.Generator, label: int) -> np.ndarray:
@@ -42,8 +43,9 @@ def _image(rng: np.random.Generator, label: int) -> np.ndarray:
 
 def make_fake_stl10(out: str | Path, train_per_class: int = 20, test_per_class: int = 32, seed: int = 0) -> Path:
     """Write train_X/train_y/test_X/test_y.bin and class_names.txt under `out`; returns `out`."""
-    if train_per_class < 1 or test_per_class < 1:
-        raise UserError("--train-per-class and --test-per-class must be positive")
+    check_range("--train-per-class", train_per_class, 1, MAX_FAKE_IMAGES // 10)
+    check_range("--test-per-class", test_per_class, 1, MAX_FAKE_IMAGES // 10)
+    check_fake_images(10 * (train_per_class + test_per_class), "--train-per-class and --test-per-class")
     out = Path(out)
     require_new_folder(out)
     try:

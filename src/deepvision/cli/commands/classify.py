@@ -52,6 +52,12 @@ def run(args: argparse.Namespace) -> int:
     if args.epoch is not None and not args.run:
         raise UserError("--epoch goes with --run")
     paths = expand_images(args.inputs)  # missing files fail before the model loads
+    if args.out:  # never over an input image or a file of the run read (preprocess.json, history.csv, ...)
+        from pathlib import Path
+
+        from deepvision.fileio import refuse_output_over_inputs
+
+        refuse_output_over_inputs(args.out, [*paths, *(Path(args.run).rglob("*") if args.run else ())])
     loaded = load_model(None if args.run else args.model, args.weights, run=args.run, epoch=args.epoch,
                         device=args.device)
     bar = ProgressReporter("classifying", every=10 * args.batch_size)

@@ -59,15 +59,19 @@ def run(args: argparse.Namespace) -> int:
     from deepvision.config.io import parse_override
     from deepvision.errors import UserError
     from deepvision.interop.keras_import import import_keras
+    from deepvision.safeload import check_class_names, name_lines, read_text_file
 
     classes = None
     if args.classes:
-        classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+        classes = [c.strip() for c in args.classes.split(",")]
+        if "" in classes:  # a stray comma would shift every later name by one class
+            raise UserError(f"--classes: name {classes.index('') + 1} of {len(classes)} is empty "
+                            f"(two commas in a row, or one at an end)")
+        check_class_names(classes, "--classes")  # named as the user gave them, not as a temporary file
     elif args.labels:
-        from deepvision.safeload import read_text_file
-
         text = read_text_file(args.labels, "labels file")
-        classes = [line.strip() for line in text.splitlines() if line.strip()]
+        classes = name_lines(text)
+        check_class_names(classes, str(args.labels))
     model_args = {}
     for item in args.arg:
         if "=" not in item:

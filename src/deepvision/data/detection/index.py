@@ -14,13 +14,13 @@ writes it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
 
 from deepvision.errors import UserError
-from deepvision.safeload import ParseError, check_image_side, load_json
+from deepvision.safeload import ParseError, load_json, max_image_side, printable
 
 FORMAT = "deepvision-detection"
 VERSION = 1
@@ -88,20 +88,28 @@ def _image(entry: dict[str, Any], image_root: Path, num_classes: int, path: Path
         labels = np.asarray(entry["labels"], np.int64).reshape(-1)
         difficult = np.asarray(entry.get("difficult", [0] * len(labels)), bool).reshape(-1)
         width, height = int(entry["width"]), int(entry["height"])
-        name = Path(entry["file"])
+        name = entry["file"]
+        if not isinstance(name, str):
+            raise TypeError(f"file {name!r} is not a string")
+        file = image_root / name
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
-        raise UserError(f"{path}: malformed image entry {str(entry)[:80]} ({exc}); rebuild the dataset") from None
-    if name.is_absolute() or ".." in name.parts:  # the build writes paths below the image root only
-        raise UserError(f"{path}: image {str(name)[:80]!r} leaves the dataset's image folder; rebuild the dataset")
-    check_image_side(f"{path}: {name}: width x height", width, height)
-    file = image_root / name
+        raise UserError(f"{path}: malformed image entry {printable(str(entry)[:80])} ({exc}); rebuild the "
+                        f"dataset") from None
+    relative = PurePosixPath(name.replace("\\", "/"))
+    if not name or relative.is_absolute() or ".." in relative.parts or PureWindowsPath(name).drive:
+        raise UserError(f"{path}: file {printable(name)!r} leaves the image folder {image_root}; the index names "
+                        f"files inside it; rebuild the dataset")
+    ceiling = max_image_side()
+    if not (1 <= width <= ceiling and 1 <= height <= ceiling):
+        raise UserError(f"{path}: {printable(name)} is {width} x {height}; sides must be 1 to {ceiling:,} "
+                        f"(DEEPVISION_MAX_IMAGE_SIDE); rebuild the dataset")
+    if not np.isfinite(boxes).all():
+        raise UserError(f"{path}: {printable(name)} has a box that is not a finite number (NaN or infinity); "
+                        f"rebuild the dataset")
     if not (len(boxes) == len(labels) == len(difficult)):
         raise UserError(f"{path}: {entry['file']} has {len(boxes)} boxes but {len(labels)} labels")
     if len(labels) and (labels.min() < 1 or labels.max() > num_classes):
         raise UserError(f"{path}: {entry['file']} has class ids outside 1..{num_classes}")
-    if not np.isfinite(boxes).all():
-        raise UserError(f"{path}: {entry['file']} has a box coordinate that is not a finite number; "
-                        f"rebuild the dataset")
     if len(boxes) and ((boxes < 0).any() or (boxes > 1).any() or (boxes[:, 2:] <= boxes[:, :2]).any()):
         raise UserError(f"{path}: {entry['file']} has boxes outside [0, 1] or of zero size; rebuild the dataset")
     return IndexImage(file, width, height, boxes, labels, difficult)

@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw
 from deepvision.datasets.detection.schema import FORMATS, LISA_CLASSES
 from deepvision.errors import UserError
 from deepvision.fileio import require_new_folder
+from deepvision.safeload import MAX_FAKE_IMAGES, MAX_FAKE_SIDE, check_range
 
 SHAPES = ("disc", "square", "triangle", "diamond", "cross")
 CLASSES = {"voc": ["disc", "square", "triangle"], "coco": ["disc", "square", "triangle"],
@@ -156,8 +157,8 @@ def make_fake(out: str | Path, fmt: str, images: int = 40, size: int = 128, seed
     """Write `images` synthetic images (about size x size) with annotations in format `fmt` under `out`."""
     if fmt not in FORMATS:
         raise UserError(f"unknown format '{fmt}'; valid: {', '.join(FORMATS)}")
-    if images < 2 or size < 48:
-        raise UserError("--images must be at least 2 and --size at least 48")
+    check_range("--images", images, 2, MAX_FAKE_IMAGES)
+    check_range("--size", size, 48, MAX_FAKE_SIDE)
     if not 0 < test_fraction < 1:
         raise UserError(f"--test-fraction must be in (0, 1), got {test_fraction}")
     out = Path(out)
