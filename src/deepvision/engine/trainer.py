@@ -24,6 +24,7 @@ from torch import nn
 
 from deepvision.config.coerce import to_dict
 from deepvision.data.protocols import check_skip_limit, close_loader
+from deepvision.engine.allocator import keep_freed_memory
 from deepvision.engine.callbacks import Callback, CallbackList, Checkpointer, FreezeBody, default_callbacks
 from deepvision.engine.distributed import (
     DistInfo,
@@ -144,6 +145,8 @@ class Trainer:
         # tiny gradients of saturated tanh units are denormals, many times slower to compute with
         # (docs/performance.md). close() restores the default; set last, once nothing in here can fail any more.
         self._flushing = device.type == "cpu" and flush_denormals(True)
+        if device.type == "cpu":
+            keep_freed_memory()  # no page faults for each step's activations (engine/allocator.py)
         if report and dist.is_main:
             self.reporter.line(f"pretrained weights {cfg.model.pretrained}: {len(report['missing'])} missing "
                                f"keys {report['missing'][:4]}, {len(report['unexpected'])} unexpected keys")
