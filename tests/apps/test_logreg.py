@@ -97,3 +97,12 @@ def test_features_without_columns_are_one_line(run_cli, tmp_path):
     code, _, err = run_cli("logreg", tmp_path / "f.h5", "--out", tmp_path / "m.npz")
     assert code == 2 and err.count("\n") == 1 and "'features' has no columns (shape (40, 0))" in err, err
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_an_out_that_is_a_file_is_refused_before_the_grid_search(run_cli, tmp_path):
+    blobs(tmp_path / "f.h5")
+    before = (tmp_path / "f.h5").read_bytes()
+    code, out, err = run_cli("logreg", tmp_path / "f.h5", "--out", tmp_path / "f.h5")
+    assert code == 2 and err.count("\n") == 1 and "is a file; give a folder" in err
+    assert "best hyperparameters" not in out  # nothing was fitted
+    assert (tmp_path / "f.h5").read_bytes() == before

@@ -233,6 +233,9 @@ def fit_logreg(
         raise UserError(f"--jobs must be a whole number from 1 to {MAX_JOBS:,}, or -1 for every core; got {jobs!r}")
     values = parse_grid(grid)
     features = Path(features)
+    out_dir = Path(out) if out else features.with_name(f"{features.stem}-logreg")
+    if out_dir.exists() and not out_dir.is_dir():  # said before the grid search, not after it
+        raise UserError(f"--out {out_dir} is a file; give a folder for the model and its report")
     estimator, key, kind = _estimator(solver, max_iter, seed)
     x, y, names = read_hdf5_arrays(features, "features")
     if x.dtype.kind not in "biuf":
@@ -304,7 +307,6 @@ def fit_logreg(
     if unconverged:
         say(f"[WARN] {unconverged} fit(s) reached max_iter={max_iter} before converging; raise --max-iter or "
             f"use --standardize")
-    out_dir = Path(out) if out else features.with_name(f"{features.stem}-logreg")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
