@@ -71,13 +71,17 @@ def refuse_output_folder_over_inputs(out_dir: str | Path, inputs: Iterable[str |
                             f"folder") from None
 
 
+def enclosing(target: Path, folders: Iterable[Path]) -> Path | None:
+    """The outermost of `folders` that is `target` or holds it (links followed), else None."""
+    target = target.resolve()
+    found = [f for f in folders if target.is_relative_to(f.resolve())]
+    return min(found, key=lambda f: len(f.resolve().parts)) if found else None
+
+
 def refuse_output_inside(out: str | Path, folder: str | Path, what: str, option: str = "--out") -> None:
     """Refuse, before anything is written, an output folder inside (or equal to) an input folder: its files
     would join the inputs (a report's PNGs counted as images of a class by the next run)."""
-    if not os.path.isdir(folder):
-        return
-    inside, root = Path(out).resolve(), Path(folder).resolve()
-    if inside == root or root in inside.parents:
+    if os.path.isdir(folder) and enclosing(Path(out), [Path(folder)]) is not None:
         raise UserError(f"{option} {out} is inside {what} {folder}; its files would be read as part of it next "
                         f"time, so choose a folder outside it")
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from deepvision.data.imageio import image_size
 from deepvision.datasets.detection.readers.common import file_problem
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
+from deepvision.fileio import enclosing
 
 TOLERANCE = 1.0  # px beyond the border that annotation tools produce by rounding; clipped silently
 OUTPUT_FILES = ("dataset.json", "label_map.pbtxt", "classes.txt")  # plus SPLIT.json per split
@@ -115,13 +115,6 @@ def check_class_names(classes: list[str], ann: Annotations) -> None:
         what = "an empty class name" if not name else f"the class name {name!r}, which holds a control character"
         raise UserError(f"the annotations give {what}" + (f" (first in the boxes of {first})" if first else "")
                         + "; class names must be printable text")
-
-
-def enclosing(target: Path, folders: Iterable[Path]) -> Path | None:
-    """The outermost of `folders` that is `target` or holds it (links followed), else None."""
-    target = target.resolve()
-    found = [f for f in folders if target.is_relative_to(f.resolve())]
-    return min(found, key=lambda f: len(f.resolve().parts)) if found else None
 
 
 def check_output(out: Path, ann: Annotations, split_names: list[str], extra_inputs: list[str]) -> None:

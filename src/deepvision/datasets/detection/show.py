@@ -10,9 +10,8 @@ from PIL import Image, ImageDraw
 
 from deepvision.data.detection.index import IndexImage, load_index
 from deepvision.data.preprocess import open_image
-from deepvision.datasets.detection.checks import enclosing
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path
+from deepvision.fileio import atomic_path, enclosing
 
 GREEN = (0, 255, 0)
 ORANGE = (255, 165, 0)
