@@ -130,6 +130,15 @@ def unlink_quietly(path: str | Path) -> None:
         os.unlink(path)
 
 
+def move(src: str | Path, dst: str | Path) -> None:
+    """Rename `src` to `dst` in one step on one file system (a finished folder into place, a file aside);
+    an OSError becomes a one-line UserError naming both."""
+    try:
+        os.replace(src, dst)
+    except OSError as exc:
+        raise UserError(f"could not move {src} to {dst}: {exc.strerror or exc}") from None
+
+
 def write_failed(path: str | Path, exc: OSError) -> UserError:
     """The one-line error for a failed atomic write of `path` (the temporary file is already gone)."""
     kept = "; the previous file is intact" if Path(path).exists() else ""

@@ -100,3 +100,39 @@ def test_the_data_layer_stays_within_its_line_budget():
     data = ROOT / "src" / "deepvision" / "data"
     lines = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in data.rglob("*.py"))
     assert lines <= 5000, f"src/deepvision/data is {lines} lines; the budget is 5,000"
+
+
+def _calls(tree) -> list[tuple[int, str]]:
+    """(line, what) of calls that rename a file, load a torch file or open an onnxruntime session."""
+    import ast
+
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+        owner = f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else ""
+        if name == "rename" or (owner == "os" and name == "replace"):
+            found.append((node.lineno, name))
+        elif name == "replace" and len(node.args) == 1 and not node.keywords:  # Path.replace (str.replace takes 2)
+            found.append((node.lineno, "Path.replace"))
+        elif (owner, name) == ("torch", "load"):
+            found.append((node.lineno, "torch.load"))
+        elif name == "InferenceSession":
+            found.append((node.lineno, name))
+    return found
+
+
+def test_files_are_replaced_loaded_and_run_through_one_module_each():
+    """Renames (atomic writes, moves) live in deepvision.fileio, as does the one torch.load (weights only);
+    onnxruntime sessions are built in deepvision.onnxrt alone."""
+    import ast
+
+    home = {"rename": "fileio.py", "replace": "fileio.py", "Path.replace": "fileio.py", "torch.load": "fileio.py",
+            "InferenceSession": "onnxrt.py"}
+    src = ROOT / "src" / "deepvision"
+    stray = [f"{p.relative_to(src)}:{line} {what}" for p in sorted(src.rglob("*.py"))
+             for line, what in _calls(ast.parse(p.read_text(encoding="utf-8")))
+             if p.relative_to(src).as_posix() != home[what]]
+    assert not stray, "outside their one module: " + ", ".join(stray)

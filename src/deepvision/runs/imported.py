@@ -21,6 +21,7 @@ from deepvision.config.coerce import to_dict
 from deepvision.config.schema import Config
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
+from deepvision.fileio import move
 from deepvision.runs.checkpoint import FORMAT, VERSION, atomic_save
 from deepvision.runs.rundir import RunDir, link_or_copy
 
@@ -62,7 +63,7 @@ def write_imported_run(run_dir: str | Path, cfg: Config, pre: Preprocess, classe
                                                             "time": now}]})
         if run_dir.exists():
             run_dir.rmdir()  # the empty folder named by --out
-        tmp.replace(run_dir)
+        move(tmp, run_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -36,7 +36,7 @@ from deepvision.config.io import build_config, config_to_yaml, read_yaml
 from deepvision.config.schema import Config
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path, atomic_write_text, special_kind
+from deepvision.fileio import atomic_path, atomic_write_text, move, special_kind
 from deepvision.runs.checkpoint import atomic_save, load_checkpoint
 from deepvision.runs.history import HISTORY_FIELDS
 from deepvision.runs.lock import LOCK_NAME, RunLock, is_stale, read_holder
@@ -372,7 +372,7 @@ class RunDir:
         if moved:
             aside = self.folder("checkpoints", f"discarded-{time.strftime('%Y%m%d-%H%M%S')}")
             for p, name in moved.items():
-                p.rename(aside / name)
+                move(p, aside / name)
         if source != last:
             link_or_copy(source, last)
         if not best.is_file() and best_epoch is not None:

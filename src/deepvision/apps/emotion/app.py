@@ -39,6 +39,7 @@ from deepvision.apps.classifier import Classifier, load_classifier
 from deepvision.data.imageio import read_bgr, write_image
 from deepvision.errors import UserError
 from deepvision.fileio import (
+    PendingFile,
     atomic_write_text,
     distinct_stems,
     refuse_output_folder_over_inputs,
@@ -240,14 +241,15 @@ class _Sink:
     def __init__(self, out: Path | None, headless: bool, fps: float) -> None:
         self.cv2 = cv2_module()
         self.out, self.headless, self.fps = out, headless, fps
-        self.writer = self.tmp = None
+        self.writer = None
+        self.pending: PendingFile | None = None
         self.is_video = out is not None and out.suffix.lower() in VIDEO_SUFFIXES
         if out is not None and not self.is_video:
             for sub in ("face", "probabilities"):
                 (out / sub).mkdir(parents=True, exist_ok=True)
         elif self.is_video:
             out.parent.mkdir(parents=True, exist_ok=True)
-            self.tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
+            self.pending = PendingFile(out, suffix=f".partial{out.suffix}")  # the suffix picks the container
         if not headless:
             try:
                 self.cv2.namedWindow("Face")
@@ -266,7 +268,7 @@ class _Sink:
                 composite = np.pad(composite, ((0, h % 2), (0, w % 2), (0, 0)))
             if self.writer is None:
                 h, w = composite.shape[:2]
-                self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+                self.writer = cv2.VideoWriter(str(self.pending.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
                 if not self.writer.isOpened():
                     raise UserError(f"cannot write the video {self.out} (no encoder for {self.out.suffix})")
             self.writer.write(composite)
@@ -282,10 +284,11 @@ class _Sink:
     def close(self, ok: bool) -> None:
         if self.writer is not None:
             self.writer.release()
-            if ok:
-                self.tmp.replace(self.out)
+        if self.pending is not None:
+            if ok and self.writer is not None:
+                self.pending.commit()
             else:
-                self.tmp.unlink(missing_ok=True)
+                self.pending.discard()
         if not self.headless:
             self.cv2.destroyAllWindows()
 

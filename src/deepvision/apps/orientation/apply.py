@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, refuse_output_folder_over_inputs
+from deepvision.fileio import atomic_path, atomic_write_text, refuse_output_folder_over_inputs
 from deepvision.safeload import spreadsheet_row
 
 
@@ -198,7 +198,6 @@ def side_by_side_sheet(pairs: list[tuple[Image.Image, Image.Image, OrientationPr
             y = 8 + row * (thumb + label_h + 8)
             sheet.paste(t, (x + (thumb - t.width) // 2, y + label_h + (thumb - t.height) // 2))
             draw.text((x, y), text, fill=(0, 0, 0))
-    tmp = path.with_name(f".{path.name}.tmp")
-    sheet.save(tmp, "PNG")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, "PNG")
     return path
