@@ -106,3 +106,59 @@ def test_an_out_that_is_a_file_is_refused_before_the_grid_search(run_cli, tmp_pa
     assert code == 2 and err.count("\n") == 1 and "is a file; give a folder" in err
     assert "best hyperparameters" not in out  # nothing was fitted
     assert (tmp_path / "f.h5").read_bytes() == before
+
+
+def _split_files(tmp_path, n_train=150, n_test=90, classes=("0", "180", "270", "90")):
+    """Two feature files drawn from the same class centres: a training split and a separate test split."""
+    rng = np.random.default_rng(3)
+    centres = rng.normal(0, 3, (len(classes), 12))
+    out = []
+    for name, n in (("train.h5", n_train), ("test.h5", n_test)):
+        y = rng.integers(0, len(classes), n)
+        x = centres[y] + rng.normal(0, 1.5, (n, 12))
+        with HDF5DatasetWriter(tmp_path / name, (n, 12), "features", buf_size=50) as w:
+            w.add(x, y)
+            w.store_class_labels(classes)
+        out.append((x, y))
+    return out
+
+
+def test_a_separate_test_file_is_the_report_and_every_training_row_trains(run_cli, tmp_path):
+    (x, y), (tx, ty) = _split_files(tmp_path)
+    code, out, err = run_cli("logreg", tmp_path / "train.h5", "--test", tmp_path / "test.h5", "--grid", "C=0.1,1",
+                             "--cv", "3", "--jobs", "1", "--out", tmp_path / "m")
+    assert code == 0, err
+    assert "training on the 150 rows of train.h5, testing on the 90 rows of test.h5" in out
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["train_rows"] == 150 and metrics["test_rows"] == 90
+    assert metrics["test_file"] == str(tmp_path / "test.h5")
+    assert sum(r["support"] for r in metrics["per_class"].values()) == 90  # the report is on the test file
+    model = LinearModel.load(tmp_path / "m")
+    ref = LogisticRegression(C=metrics["best_params"]["C"], max_iter=1000, random_state=42).fit(x, y)
+    np.testing.assert_allclose(model.predict_proba(tx), ref.predict_proba(tx), rtol=1e-6, atol=1e-9)
+    assert metrics["accuracy"] == (model.predict(tx) == ty).mean()
+    assert f"test accuracy: {metrics['accuracy'] * 100:.2f}% (90 rows of test.h5)" in out
+
+
+def test_a_test_file_of_another_extraction_is_refused_in_one_line(run_cli, tmp_path):
+    _split_files(tmp_path)
+    code, _, err = run_cli("logreg", tmp_path / "train.h5", "--test", tmp_path / "test.h5", "--train-fraction", "0.5")
+    assert code == 2 and err.count("\n") == 1 and "give one or the other" in err
+    blobs(tmp_path / "names.h5", classes=("a", "b", "c", "d"))
+    code, _, err = run_cli("logreg", tmp_path / "train.h5", "--test", tmp_path / "names.h5")
+    assert code == 2 and err.count("\n") == 1 and "same classes" in err
+    blobs(tmp_path / "wide.h5", d=13)
+    code, _, err = run_cli("logreg", tmp_path / "train.h5", "--test", tmp_path / "wide.h5")
+    assert code == 2 and "13 features per row" in err and "has 12" in err
+    for name, layer in (("train.h5", "features.18"), ("test.h5", "features.30")):
+        with h5py.File(tmp_path / name, "a") as db:
+            db.attrs["deepvision"] = json.dumps({"network": "tv:vgg16", "layer": layer, "data": name})
+    code, _, err = run_cli("logreg", tmp_path / "train.h5", "--test", tmp_path / "test.h5", "--out", tmp_path / "m")
+    assert code == 2 and "extracted differently" in err and "(layer differ)" in err and not (tmp_path / "m").exists()
+    before = (tmp_path / "test.h5").read_bytes()
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "report.csv").symlink_to(tmp_path / "test.h5")
+    code, _, err = run_cli("logreg", tmp_path / "train.h5", "--test", tmp_path / "o" / "report.csv",
+                           "--out", tmp_path / "o")
+    assert code == 2 and "is an input of this command" in err
+    assert (tmp_path / "test.h5").read_bytes() == before

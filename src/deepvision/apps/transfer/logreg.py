@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_bytes, atomic_write_text, refuse_output_over_inputs
 from deepvision.safeload import check_class_names, load_json, open_npz, spreadsheet_row
 
 DEFAULT_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
@@ -90,17 +90,11 @@ class LinearModel:
             arrays["mean"], arrays["scale"] = self.mean, self.scale
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        from deepvision.fileio import file_mode, unlink_quietly
-
-        tmp = path.with_name(f".{path.name}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(buf.getvalue())
-            tmp.chmod(file_mode())
-            tmp.replace(path)
         except OSError as exc:
-            unlink_quietly(tmp)
             raise UserError(f"could not write {path}: {exc.strerror or exc}") from None
+        atomic_write_bytes(path, buf.getvalue())
         return path
 
     @classmethod
@@ -199,11 +193,55 @@ def _as_linear(best: Any, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
 MAX_JOBS = 1024  # parallel fits; more processes than that only exhaust the machine
 
 
+EXTRACTION_KEYS_IGNORED = ("data", "shuffle", "seed", "rows", "dtype")  # what may differ between two splits
+
+
+def read_features(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(features as float64 rows, labels, label names) of a feature file, every value checked."""
+    from deepvision.data.hdf5 import read_hdf5_arrays
+
+    x, y, names = read_hdf5_arrays(path, "features")
+    if x.dtype.kind not in "biuf":
+        raise UserError(f"{path}: features are {x.dtype} values; give numbers (`deepvision features` writes them)")
+    x = np.asarray(x, dtype=np.float64)
+    finite = np.isfinite(x)
+    if not finite.all():
+        rows = np.flatnonzero(~finite.all(axis=tuple(range(1, x.ndim))))
+        raise UserError(f"{path}: {len(rows):,} row(s) hold NaN or infinite features (first: row {rows[0]}); "
+                        f"re-extract the features")
+    bad = np.flatnonzero((y < 0) | (y >= len(names)))
+    if len(bad):
+        raise UserError(f"{path}: label {y[bad[0]]} (row {bad[0]}) is outside 0..{len(names) - 1} "
+                        f"({len(names)} label names)")
+    if x.ndim < 2 or 0 in x.shape[1:]:
+        raise UserError(f"{path}: 'features' has no columns (shape {x.shape}); re-extract the features")
+    return x.reshape(len(x), -1), y, list(names)
+
+
+def _check_same_extraction(train: Path, test: Path, names: list[str], test_names: list[str], dim: int,
+                           test_dim: int) -> None:
+    """UserError unless `test` holds features of the same network, layer and classes as `train`."""
+    if test_names != names:
+        raise UserError(f"--test {test} has the label names {test_names[:6]}, {train} has {names[:6]}; extract "
+                        f"both splits with the same classes")
+    if test_dim != dim:
+        raise UserError(f"--test {test} has {test_dim:,} features per row, {train} has {dim:,}; extract both "
+                        f"splits with the same network, layer and --pool")
+    from deepvision.inference.features import read_feature_info
+
+    a, b = read_feature_info(train), read_feature_info(test)
+    differ = sorted(k for k in (a.keys() | b.keys()) - set(EXTRACTION_KEYS_IGNORED) if a and b and a.get(k) != b.get(k))
+    if differ:
+        raise UserError(f"--test {test} was extracted differently from {train} ({', '.join(differ)} differ); "
+                        f"extract both splits with the same `deepvision features` options")
+
+
 def fit_logreg(
     features: str | Path,
     out: str | Path | None = None,
     *,
-    train_fraction: float = 0.75,
+    test: str | Path | None = None,
+    train_fraction: float | None = None,
     grid: str | Sequence[float] | None = None,
     cv: int = 3,
     jobs: int = -1,
@@ -213,17 +251,24 @@ def fit_logreg(
     seed: int = 42,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Grid-search C, score the held-out rows, write the report and `model.npz` under `out`."""
+    """Grid-search C, score held-out rows, write the report and `model.npz` under `out`.
+
+    Without `test`, the first `train_fraction` (0.75) of the rows train and the rest are held out; with
+    `test` (a feature file of a separate split, same extraction), every row of `features` trains and the
+    report is on `test`."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-    from deepvision.data.hdf5 import read_hdf5_arrays
     from deepvision.evaluation import metrics as M
     from deepvision.evaluation.plots import plot_confusion
     from deepvision.inference.features import read_feature_info
 
     say = (lambda *_: None) if quiet else print
-    if not 0.0 < train_fraction < 1.0:
+    if test is not None and train_fraction is not None:
+        raise UserError("--train-fraction splits FEATURES.h5 when there is no --test file; give one or the other")
+    if train_fraction is None:
+        train_fraction = 1.0 if test is not None else 0.75
+    elif not 0.0 < train_fraction < 1.0:
         raise UserError(f"--train-fraction must be between 0 and 1, got {train_fraction}")
     if cv < 2:
         raise UserError(f"--cv must be at least 2 folds, got {cv}")
@@ -236,29 +281,29 @@ def fit_logreg(
     out_dir = Path(out) if out else features.with_name(f"{features.stem}-logreg")
     if out_dir.exists() and not out_dir.is_dir():  # said before the grid search, not after it
         raise UserError(f"--out {out_dir} is a file; give a folder for the model and its report")
+    files = {"model": out_dir / "model.npz", "metrics": out_dir / "metrics.json", "report": out_dir / "report.csv",
+             "report_txt": out_dir / "report.txt", "confusion_csv": out_dir / "confusion_matrix.csv",
+             "confusion_png": out_dir / "confusion_matrix.png", "cv_results": out_dir / "cv_results.csv"}
+    for target in files.values():  # an input named like an output would be replaced
+        refuse_output_over_inputs(target, [features] + ([test] if test is not None else []))
     estimator, key, kind = _estimator(solver, max_iter, seed)
-    x, y, names = read_hdf5_arrays(features, "features")
-    if x.dtype.kind not in "biuf":
-        raise UserError(f"{features}: features are {x.dtype} values; give numbers (`deepvision features` "
-                        f"writes them)")
-    x = np.asarray(x, dtype=np.float64)
-    finite = np.isfinite(x)
-    if not finite.all():
-        rows = np.flatnonzero(~finite.all(axis=tuple(range(1, x.ndim))))
-        raise UserError(f"{features}: {len(rows):,} row(s) hold NaN or infinite features (first: row {rows[0]}); "
-                        f"re-extract the features")
-    bad = np.flatnonzero((y < 0) | (y >= len(names)))
-    if len(bad):
-        raise UserError(f"{features}: label {y[bad[0]]} (row {bad[0]}) is outside 0..{len(names) - 1} "
-                        f"({len(names)} label names)")
-    if x.ndim < 2 or 0 in x.shape[1:]:
-        raise UserError(f"{features}: 'features' has no columns (shape {x.shape}); re-extract the features")
-    if x.ndim != 2:
-        x = x.reshape(len(x), -1)
-    n = len(y)
-    i = int(train_fraction * n)
-    if i < cv or n - i < 1:
-        raise UserError(f"{features} has {n} rows: too few for a {train_fraction:g} train split and {cv}-fold CV")
+    x, y, names = read_features(features)
+    if test is not None:
+        test = Path(test)
+        tx, ty, test_names = read_features(test)
+        _check_same_extraction(features, test, names, test_names, x.shape[1], tx.shape[1])
+        n, i = len(y) + len(ty), len(y)
+        x, y = np.concatenate([x, tx]), np.concatenate([y, ty])  # rows past i are the test split's
+        if len(ty) < 1:
+            raise UserError(f"--test {test} holds no rows")
+    else:
+        n = len(y)
+        i = int(train_fraction * n)
+        if i < cv or n - i < 1:
+            raise UserError(f"{features} has {n} rows: too few for a {train_fraction:g} train split and "
+                            f"{cv}-fold CV")
+    if i < cv:
+        raise UserError(f"{features} has {i} rows: too few for {cv}-fold CV")
     counts = np.bincount(y[:i], minlength=len(names))
     present = counts[counts > 0]
     if len(present) < 2:
@@ -275,7 +320,12 @@ def fit_logreg(
         scale = x_train.std(axis=0)
         scale[scale == 0] = 1.0
     fit_x = (x_train - mean) / scale if standardize else x_train
-    say(f"[INFO] {n:,} rows x {x.shape[1]:,} features; training on the first {i:,}, testing on the last {n - i:,}")
+    if test is None:
+        say(f"[INFO] {n:,} rows x {x.shape[1]:,} features; training on the first {i:,}, testing on the last "
+            f"{n - i:,}")
+    else:
+        say(f"[INFO] {x.shape[1]:,} features; training on the {i:,} rows of {features.name}, testing on the "
+            f"{n - i:,} rows of {test.name}")
     say(f"[INFO] tuning hyperparameters: C in {', '.join(f'{c:g}' for c in values)} ({cv}-fold, solver {solver})")
     search = GridSearchCV(estimator, {key: values}, cv=folds, n_jobs=jobs)
     t0 = time.perf_counter()
@@ -288,7 +338,8 @@ def fit_logreg(
     say(f"[INFO] best hyperparameters: {{'C': {best_c:g}}} (CV accuracy {search.best_score_:.4f})")
     coef, intercept, classes = _as_linear(search.best_estimator_, kind)
     info = {"features": read_feature_info(features), "features_file": str(features.resolve()), "C": best_c,
-            "solver": solver, "max_iter": max_iter, "standardize": standardize, "train_rows": i, "test_rows": n - i}
+            "solver": solver, "max_iter": max_iter, "standardize": standardize, "train_rows": i, "test_rows": n - i,
+            "test_file": str(test.resolve()) if test is not None else None}
     model = LinearModel(np.asarray(coef, np.float64), np.asarray(intercept, np.float64), np.asarray(classes),
                         list(names), kind, mean, scale, info)
     probs_known = model.predict_proba(x[i:])
@@ -303,7 +354,8 @@ def fit_logreg(
     text = classification_report(labels, probs.argmax(1), labels=list(range(len(names))), target_names=names,
                                  zero_division=0, digits=2)
     say(text.rstrip("\n"))
-    say(f"[INFO] held-out accuracy: {accuracy * 100:.2f}% ({n - i:,} rows)")
+    say(f"[INFO] {'held-out' if test is None else 'test'} accuracy: {accuracy * 100:.2f}% ({n - i:,} rows"
+        f"{'' if test is None else ' of ' + test.name})")
     if unconverged:
         say(f"[WARN] {unconverged} fit(s) reached max_iter={max_iter} before converging; raise --max-iter or "
             f"use --standardize")
@@ -311,9 +363,6 @@ def fit_logreg(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot write to {out_dir}: {exc.strerror or exc}; choose another --out") from None
-    files = {"model": out_dir / "model.npz", "metrics": out_dir / "metrics.json", "report": out_dir / "report.csv",
-             "report_txt": out_dir / "report.txt", "confusion_csv": out_dir / "confusion_matrix.csv",
-             "confusion_png": out_dir / "confusion_matrix.png", "cv_results": out_dir / "cv_results.csv"}
     plot_confusion(cm, names, files["confusion_png"])
     atomic_write_text(files["confusion_csv"], _table([["true\\predicted", *names],
                                                       *[[c, *row] for c, row in zip(names, cm.tolist())]]))
@@ -325,7 +374,8 @@ def fit_logreg(
         cv_rows.append([f"{float(c):g}", f"{m:.6f}", f"{s:.6f}", int(r)])
     atomic_write_text(files["cv_results"], _table(cv_rows))
     model.save(files["model"])
-    result = {"features": str(features), "rows": n, "dim": int(x.shape[1]), "train_rows": i, "test_rows": n - i,
+    result = {"features": str(features), "test_file": str(test) if test is not None else None, "rows": n,
+              "dim": int(x.shape[1]), "train_rows": i, "test_rows": n - i,
               "best_params": {"C": best_c}, "cv_accuracy": float(search.best_score_), "accuracy": accuracy,
               "solver": solver, "max_iter": max_iter, "standardize": standardize, "unconverged_fits": unconverged,
               "fit_seconds": fit_seconds, "per_class": {c: report[c] for c in names if c in report},
