@@ -377,8 +377,9 @@ def section(dv: dict, base: dict | None, keras: dict | None, rounds: int, steps:
     rows.append("| **samples/s** | " + " | ".join(cells) + " |")
     peer = (f"; Keras {keras['keras']} on TensorFlow {keras['tensorflow']}, its compiled train function "
             f"(what `fit` runs per step) on {keras['threads']} intra/inter-op thread(s)") if keras else ""
-    body = (f"Machine: {machine}. One batch of {BATCH} random 28x28x1 images, SGD momentum 0.9; per process "
-            f"{steps} steps timed, then {steps} profiled; medians over {rounds} round(s), sides alternating. "
+    body = (f"Machine: {machine}. One batch of {BATCH} random 28x28x1 images, SGD momentum 0.9, the same "
+            f"batch every step (no loader on either side); per process {steps} steps timed, then {steps} "
+            f"profiled; medians over {rounds} round(s), sides alternating. "
             f"deepvision: its trainer's step in the engine's default precision and memory format "
             f"({label(dv)}) on {dv['threads']} torch thread(s)"
             + (f", and in {label(base)}" if base is not None else "") + peer
