@@ -164,10 +164,11 @@ def profile_result(step_s: list[float], shares: dict[str, float], overlap: float
 
 
 def timed(step: Callable[[], object], steps: int) -> float:
+    """Seconds per call of `step` over `steps` calls (0.0 for none)."""
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
-    return (time.perf_counter() - t0) / steps
+    return (time.perf_counter() - t0) / max(steps, 1)
 
 
 def run_engine(variant: str, steps: int, warmup: int) -> dict:
