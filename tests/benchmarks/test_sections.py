@@ -238,3 +238,106 @@ def test_data_layer_steady_rate_leaves_the_first_epoch_out(script, tmp_path):
     history.write_text("epoch,lr,train_loss,samples_per_s,seconds\n")
     with pytest.raises(layer.ChildFailed):
         layer.steady_rate(history)
+
+
+def _profile(step: float, untraced: float, overlap: float, dtype: str, layout: str, **ms: float) -> dict:
+    cats = ("conv forward", "conv backward", "tanh fwd+bwd", "max-pool fwd+bwd", "dense fwd+bwd", "loss/softmax",
+            "optimizer update", "casts, layout copies", "other ops")
+    categories = dict(zip(cats, ms.values(), strict=True))
+    return {"step_ms": step, "categories": categories, "untraced_ms": untraced, "overlap_ms": overlap,
+            "profiled_ms": sum(categories.values()) + untraced, "dtype": dtype, "memory_format": layout,
+            "threads": 2, "keras": "3.15.1", "tensorflow": "2.21.0"}
+
+
+def test_lenet_step_profile_section_tables_the_categories_and_computes_the_gap(script):
+    profile = script("lenet_step_profile")
+    dv = _profile(10.0, 1.0, 0.0, "bfloat16", "channels_last", cf=1.0, cb=3.1, t=1.55, p=1.0, d=0.5, lo=0.1,
+                  o=0.2, ca=0.35, ot=0.45)
+    base = _profile(11.5, 1.0, 0.0, "float32", "NCHW", cf=1.5, cb=4.0, t=1.5, p=1.2, d=0.6, lo=0.1, o=0.2,
+                    ca=0.0, ot=0.4)
+    keras = _profile(13.5, 1.5, 2.0, "float32", "NHWC", cf=1.2, cb=4.2, t=2.4, p=1.8, d=0.9, lo=0.15, o=0.75,
+                     ca=0.0, ot=0.3)
+    text = profile.section(dv, base, keras, 3, 200, MACHINE)
+    assert text.startswith(f"Machine: {MACHINE}. One batch of 100 random 28x28x1 images")
+    assert "medians over 3 round(s)" in text and "(bfloat16, channels_last) on 2 torch thread(s)" in text
+    assert table(text) == [
+        "| category (ms/step) | deepvision bfloat16, channels_last | deepvision float32, NCHW "
+        "| Keras float32, NHWC | ratio |",
+        "|---|---:|---:|---:|---:|",
+        "| conv forward | 1.00 | 1.50 | 1.20 | 1.20x |",
+        "| conv backward | 3.10 | 4.00 | 4.20 | 1.35x |",
+        "| tanh fwd+bwd | 1.55 | 1.50 | 2.40 | 1.55x |",
+        "| max-pool fwd+bwd | 1.00 | 1.20 | 1.80 | 1.80x |",
+        "| dense fwd+bwd | 0.50 | 0.60 | 0.90 | 1.80x |",
+        "| loss/softmax | 0.10 | 0.10 | 0.15 | 1.50x |",
+        "| optimizer update | 0.20 | 0.20 | 0.75 | 3.75x |",
+        "| casts, layout copies | 0.35 | 0.00 | 0.00 | 0.00x |",
+        "| other ops | 0.45 | 0.40 | 0.30 | 0.67x |",
+        "| untraced (Python, dispatch) | 1.00 | 1.00 | 1.50 | 1.50x |",
+        "| **sum = profiled step** | 9.25 | 10.50 | 13.20 | 1.43x |",
+        "| **step, no profiler** | 10.00 | 11.50 | 13.50 | 1.35x |",
+        "| **samples/s** | 10,000 | 8,696 | 7,407 | 1.35x |"]
+    bullets = [line for line in text.splitlines() if line.startswith("- ")]
+    assert bullets == [
+        "- deepvision's step takes 10.00 ms, Keras' 13.50 ms: 1.35x Keras' samples/s. 1.5x needs 9.00 ms, "
+        "1.00 ms less.",
+        "- In the profiled step, over 1/1.5 of Keras' time (by how much): casts, layout copies 0.35 vs 0.00 ms "
+        "(+0.35); conv backward 3.10 vs 4.20 ms (+0.30); other ops 0.45 vs 0.30 ms (+0.25); conv forward "
+        "1.00 vs 1.20 ms (+0.20).",
+        "- Already under 1/1.5 of Keras' time: optimizer update (0.30 ms to spare), max-pool fwd+bwd (0.20 ms "
+        "to spare), dense fwd+bwd (0.10 ms to spare), tanh fwd+bwd (0.05 ms to spare).",
+        "- TensorFlow ran two or more ops at once for 2.00 ms of its profiled step (its inter-op threads); "
+        "torch's ops ran one after another.",
+        "- bfloat16, channels_last against float32, NCHW (time saved per category): conv backward +0.90 ms; "
+        "conv forward +0.50 ms; max-pool fwd+bwd +0.20 ms; dense fwd+bwd +0.10 ms; other ops -0.05 ms; "
+        "tanh fwd+bwd -0.05 ms; casts, layout copies -0.35 ms; whole step +1.50 ms.",
+        "- deepvision: profiled step 9.25 ms against 10.00 ms without the profiler (its cost: -0.75 ms).",
+        "- Keras: profiled step 13.20 ms against 13.50 ms without the profiler (its cost: -0.30 ms)."]
+    alone = profile.section(dv, base, None, 1, 5, MACHINE)
+    assert table(alone)[0] == ("| category (ms/step) | deepvision bfloat16, channels_last "
+                               "| deepvision float32, NCHW |")
+    assert "Keras" not in table(alone)[0] and not any(line.startswith("- deepvision's step") for line in
+                                                      alone.splitlines())
+
+
+def test_lenet_step_profile_shares_wall_time_among_concurrent_ops(script):
+    profile = script("lenet_step_profile")
+    events = [("a", 0.0, 10.0, "conv forward"), ("a", 2.0, 4.0, None), ("a", 6.0, 8.0, "casts, layout copies"),
+              ("b", 5.0, 9.0, "tanh fwd+bwd"), ("b", 9.0, 12.0, None)]
+    shares, overlap = profile.wall_shares(events, default=None)
+    assert shares == pytest.approx({"conv forward": 7.0, "tanh fwd+bwd": 2.0, "casts, layout copies": 1.0})
+    assert overlap == pytest.approx(4.0)
+    shares, overlap = profile.wall_shares(events)  # a top-level event without a category: "other ops"
+    assert shares == pytest.approx({"conv forward": 6.5, "tanh fwd+bwd": 2.0, "casts, layout copies": 1.0,
+                                    "other ops": 2.5})
+    assert overlap == pytest.approx(5.0)
+
+
+def test_lenet_step_profile_names_the_ops_of_both_frameworks(script):
+    profile = script("lenet_step_profile")
+    torch_names = {"aten::conv2d": "conv forward", "aten::mkldnn_convolution": "conv forward",
+                   "autograd::engine::evaluate_function: ConvolutionBackward0": "conv backward",
+                   "aten::convolution_backward": "conv backward", "TanhBackward0": "tanh fwd+bwd",
+                   "aten::max_pool2d_with_indices_backward": "max-pool fwd+bwd",
+                   "MaxPool2DWithIndicesBackward0": "max-pool fwd+bwd", "aten::addmm": "dense fwd+bwd",
+                   "TBackward0": "dense fwd+bwd", "aten::t": "dense fwd+bwd", "NllLossBackward0": "loss/softmax",
+                   "aten::_log_softmax": "loss/softmax", "Optimizer.step#SGD.step": "optimizer update",
+                   "aten::_foreach_add_": "optimizer update", "aten::_to_copy": "casts, layout copies",
+                   "ToCopyBackward0": "casts, layout copies", "aten::empty": None, "aten::view": None}
+    assert {n: profile.torch_category(n) for n in torch_names} == torch_names
+    tf_names = {
+        "StatefulPartitionedCall/sequential/conv2d/BiasAdd:_MklNativeFusedConv2D": "conv forward",
+        "StatefulPartitionedCall/gradient_tape/sequential/conv2d_1/convolution/Conv2DBackpropFilter:"
+        "_MklNativeConv2DBackpropFilterWithBias": "conv backward",
+        "StatefulPartitionedCall/gradient_tape/sequential/conv2d/TanhGrad:TanhGrad": "tanh fwd+bwd",
+        "StatefulPartitionedCall/sequential/max_pooling2d/MaxPool2d:_MklNativeMaxPool": "max-pool fwd+bwd",
+        "StatefulPartitionedCall/sequential/dense/Tanh:_MklNativeFusedMatMul": "dense fwd+bwd",
+        "StatefulPartitionedCall/gradient_tape/sequential/dense_1/BiasAdd/BiasAddGrad:BiasAddGrad":
+            "dense fwd+bwd",
+        "StatefulPartitionedCall/compile_loss/sparse_categorical_crossentropy/Sum:Sum": "loss/softmax",
+        "StatefulPartitionedCall/sgd/Mul_9:Mul": "optimizer update",
+        "StatefulPartitionedCall/sgd/AssignAddVariableOp_4:AssignAddVariableOp": "optimizer update",
+        "StatefulPartitionedCall/Cast_3:Cast": "casts, layout copies",
+        "StatefulPartitionedCall/ArgMax:ArgMax": "other ops",
+        "ExecutorState::Process": None, "EagerLocalExecute: OptionalHasValue": None}
+    assert {n: profile.tf_category(n) for n in tf_names} == tf_names
