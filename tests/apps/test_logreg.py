@@ -155,6 +155,14 @@ def test_a_test_file_of_another_extraction_is_refused_in_one_line(run_cli, tmp_p
             db.attrs["deepvision"] = json.dumps({"network": "tv:vgg16", "layer": layer, "data": name})
     code, _, err = run_cli("logreg", tmp_path / "train.h5", "--test", tmp_path / "test.h5", "--out", tmp_path / "m")
     assert code == 2 and "extracted differently" in err and "(layer differ)" in err and not (tmp_path / "m").exists()
+    for name in ("train.h5", "test.h5"):
+        with h5py.File(tmp_path / name, "a") as db:
+            db.attrs["deepvision"] = json.dumps({"network": "tv:vgg16", "layer": "features.30", "data": "photos/"})
+    code, _, err = run_cli("logreg", tmp_path / "train.h5", "--test", tmp_path / "test.h5")
+    assert code == 2 and "both extracted from photos/" in err
+    (tmp_path / "same.h5").hardlink_to(tmp_path / "train.h5")
+    code, _, err = run_cli("logreg", tmp_path / "train.h5", "--test", tmp_path / "same.h5")
+    assert code == 2 and err.count("\n") == 1 and "is the training file" in err
     before = (tmp_path / "test.h5").read_bytes()
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "report.csv").symlink_to(tmp_path / "test.h5")

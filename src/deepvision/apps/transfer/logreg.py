@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_bytes, atomic_write_text, refuse_output_over_inputs
+from deepvision.fileio import atomic_write_bytes, atomic_write_text, refuse_output_over_inputs, same_file
 from deepvision.safeload import check_class_names, load_json, open_npz, spreadsheet_row
 
 DEFAULT_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
@@ -220,7 +220,10 @@ def read_features(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 def _check_same_extraction(train: Path, test: Path, names: list[str], test_names: list[str], dim: int,
                            test_dim: int) -> None:
-    """UserError unless `test` holds features of the same network, layer and classes as `train`."""
+    """UserError unless `test` holds features of the same network, layer and classes as `train`, drawn from
+    other data."""
+    if same_file(train, test):
+        raise UserError(f"--test {test} is the training file {train}; give the features of a separate split")
     if test_names != names:
         raise UserError(f"--test {test} has the label names {test_names[:6]}, {train} has {names[:6]}; extract "
                         f"both splits with the same classes")
@@ -234,6 +237,9 @@ def _check_same_extraction(train: Path, test: Path, names: list[str], test_names
     if differ:
         raise UserError(f"--test {test} was extracted differently from {train} ({', '.join(differ)} differ); "
                         f"extract both splits with the same `deepvision features` options")
+    if a.get("data") and a.get("data") == b.get("data"):
+        raise UserError(f"--test {test} and {train} were both extracted from {a['data']}; give the features "
+                        f"of a separate split")
 
 
 def fit_logreg(
