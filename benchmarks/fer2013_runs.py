@@ -34,6 +34,12 @@ from machine import describe, write_section
 TITLE = "The emotion recipes on the real FER2013"
 
 
+def training_precision(log: Path) -> str:
+    """bf16 or float32: what the run's training step computed in (its train.log's first line)."""
+    with open(log, encoding="utf-8", errors="replace") as f:
+        return "bf16" if "amp bfloat16" in f.readline() else "float32"
+
+
 def score(run: Path, work: Path) -> dict:
     """Final-model rank-1 on val and test (plain and with the mirror), epochs, minutes, the recipe (its
     description: the run's name replaces the recipe's when `--name` is given)."""
@@ -41,7 +47,7 @@ def score(run: Path, work: Path) -> dict:
     cfg = rd.read_config()
     history = rd.read_history()
     out = {"recipe": cfg.description or cfg.name, "model": cfg.model.name, "classes": cfg.model.num_classes or "-",
-           "epochs": len(history),
+           "epochs": len(history), "precision": training_precision(rd.log_path),
            "minutes": sum(float(r["seconds"]) for r in history) / 60,
            "reference_val": cfg.reference.get("val_rank1"), "reference_test": cfg.reference.get("test_rank1")}
     best = max(history, key=lambda r: float(r["val_acc"]))
@@ -63,11 +69,14 @@ def section(results: dict[str, dict], machine: str) -> str:
              "which); val = PrivateTest, test = PublicTest "
              "(3,589 faces each), train 28,709. Accuracies of the final model (last.pt); \"+ mirror\" averages "
              "each face's probabilities with its mirror's (`deepvision evaluate --crops 2`). Training time: the "
-             "sum of the epochs' wall seconds in history.csv (validation included).", "",
-             "| run | recipe | classes | epochs | training time | val rank-1 | test rank-1 | test + mirror "
-             "| best val (epoch) | reference val / test |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "sum of the epochs' wall seconds in history.csv (validation included). Training step: bf16 autocast "
+             "(`train.amp: auto` on this CPU) or float32 (`--set train.amp=off`); scoring is float32.", "",
+             "| run | recipe | classes | training step | epochs | training time | val rank-1 | test rank-1 "
+             "| test + mirror | best val (epoch) | reference val / test |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['recipe']} (`{r['model']}`) | {r['classes']} | {r['epochs']} | "
+        lines.append(f"| {name} | {r['recipe']} (`{r['model']}`) | {r['classes']} | {r['precision']} | "
+                     f"{r['epochs']} | "
                      f"{r['minutes']:.1f} min | "
                      f"{r['val']:.2%} | **{r['test']:.2%}** | {r['test_flip']:.2%} | "
                      f"{r['best_val']:.2%} ({r['best_epoch']}) | {ref(r['reference_val'])} / "

@@ -163,12 +163,14 @@ def test_detection_curve_table_marks_the_first_epoch_at_the_target(script):
 
 def test_fer2013_runs_section_one_row_per_run(script):
     fer = script("fer2013_runs")
-    run = {"recipe": "E4: EmotionVGGNet", "model": "emotion_vgg", "classes": 6, "epochs": 75, "minutes": 76.5,
+    run = {"recipe": "E4: EmotionVGGNet", "model": "emotion_vgg", "classes": 6, "precision": "float32", "epochs": 75,
+           "minutes": 76.5,
            "reference_val": 68.51, "reference_test": 66.96, "best_epoch": 70,
            "best_val": 0.689, "val": 0.6851, "val_flip": 0.69, "test": 0.6696, "test_flip": 0.672}
     text = fer.section({"e4": run}, MACHINE)
     rows = table(text)[2:]  # under the header and its rule
-    assert len(rows) == 1 and rows[0].startswith("| e4 | E4: EmotionVGGNet (`emotion_vgg`) | 6 | 75 | 76.5 min |")
+    assert len(rows) == 1
+    assert rows[0].startswith("| e4 | E4: EmotionVGGNet (`emotion_vgg`) | 6 | float32 | 75 | 76.5 min |")
     assert "| 68.51% | **66.96%** | 67.20% | 68.90% (70) | 68.51% / 66.96% |" in rows[0] and MACHINE in text
 
 
