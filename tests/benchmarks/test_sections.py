@@ -245,37 +245,44 @@ def test_fer2013_release_vs_csv_section(script):
     fer = script("fer2013_release_vs_csv")
     result = {"splits": {"Training": {"rows": 1167, "pool": 28709, "matched": 1160, "same_emotion": 1158,
                                       "distinct_files": 1159}},
-              "skipped": 1, "threshold": 8.0, "shortlist": 16, "unmatched_best_min": 21.456,
-              "second_min": 12.3, "second_p5": 30.04, "best_max_matched": 3.21, "mae_median": 0.834,
-              "mae_p95": 1.456, "max_abs": 17, "max_abs_median": 6.0, "psnr_median": 47.21, "psnr_min": 38.04}
+              "skipped": 1, "threshold": 0.9, "unmatched_best_max": 0.8712, "second_max": 0.9501,
+              "second_p95": 0.8123, "r_min": 0.9012, "r_median": 0.9876, "mae_median": 24.834, "mae_p95": 41.456,
+              "max_abs": 170, "max_abs_median": 96.0, "psnr_median": 17.21, "psnr_min": 11.04,
+              "linear_mae_median": 3.214, "linear_mae_p95": 6.5, "equalized_mae_median": 4.25}
     text = fer.section(result, MACHINE)
     assert table(text)[2:] == ["| Training | 1,167 | 28,709 | 1,160 (99.40%) | 1,158 (99.83%) | 1,159 |"]
-    assert ("- Found pairs: MAE median 0.83, 95th percentile 1.46, largest 3.21 gray levels; largest absolute "
-            "pixel difference 17 (median over pairs 6); PSNR median 47.2 dB, lowest 38.0 dB.") in text
-    assert ("- Separation: the second-best MAE is at least 12.30 (5th percentile 30.04); the lowest best MAE "
-            "above the threshold: 21.46.") in text
-    assert "- 1 CSV line(s) skipped" in text and "at most 8." in text and MACHINE in text
-    nothing = fer.section({**result, "splits": {"Training": {**result["splits"]["Training"], "matched": 0}},
-                           "unmatched_best_min": None, "skipped": 0}, MACHINE)
-    assert "| 0 (0.00%) | - |" in nothing and "threshold: none." in nothing and "skipped" not in nothing
+    assert ("- Found pairs, as stored: MAE median 24.83, 95th percentile 41.46; largest absolute pixel difference "
+            "170 (median over pairs 96); PSNR median 17.2 dB, lowest 11.0 dB; r median 0.988, lowest 0.901.") in text
+    assert ("MAE median 3.21, 95th percentile 6.50; CSV face histogram-equalized (cv2.equalizeHist): MAE "
+            "median 4.25.") in text
+    assert ("- Separation: the second-best r is at most 0.950 (95th percentile 0.812); the highest best r "
+            "under the threshold: 0.871.") in text
+    assert "- 1 CSV line(s) skipped" in text and "r >= 0.9." in text and MACHINE in text
+    nothing = {k: v for k, v in result.items() if k in ("threshold", "second_max", "second_p95")}
+    nothing.update(splits={"Training": {**result["splits"]["Training"], "matched": 0}}, skipped=0,
+                   unmatched_best_max=None)
+    text = fer.section(nothing, MACHINE)
+    assert "| 0 (0.00%) | - |" in text and "threshold: none." in text
+    assert "skipped" not in text and "Found pairs" not in text
 
 
-def test_fer2013_release_vs_csv_finds_each_row_and_skips_a_cut_row(script, tmp_path):
+def test_fer2013_release_vs_csv_finds_faces_under_a_gray_level_map(script, tmp_path):
     from PIL import Image
 
     fer = script("fer2013_release_vs_csv")
     rng = np.random.default_rng(0)
-    faces = rng.integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    faces = rng.integers(10, 200, (5, 48, 48), dtype=np.uint8)
     for i, face in enumerate(faces):
         folder = tmp_path / "rel" / "train" / fer.FER7_LABELS[i]
         folder.mkdir(parents=True)
         Image.fromarray(face).save(folder / f"Training_{i}.png")
-        Image.fromarray(face).save(folder / f"Training_{i}.png0.png")  # an augmented copy: left out
-    shifted = np.clip(faces[[3, 1]].astype(int) + 2, 0, 255)  # MAE just under 2 (clipped at 255)
-    lines = ["emotion,pixels,Usage", f"3,{' '.join(map(str, shifted[0].ravel()))},Training",
-             f"0,{' '.join(map(str, shifted[1].ravel()))},Training", "2,1 2 3"]
+        Image.fromarray(255 - face).save(folder / f"Training_{i}.png0.png")  # an augmented copy: left out
+    csv_faces = (faces[[3, 1]].astype(int) - 10) // 2  # faces 3 and 1, darker and flatter
+    lines = ["emotion,pixels,Usage", f"3,{' '.join(map(str, csv_faces[0].ravel()))},Training",
+             f"0,{' '.join(map(str, csv_faces[1].ravel()))},Training", "2,1 2 3"]
     (tmp_path / "part.csv").write_text("\n".join(lines))
-    r = fer.compare(tmp_path / "part.csv", tmp_path / "rel", threshold=8.0, shortlist=3)
+    r = fer.compare(tmp_path / "part.csv", tmp_path / "rel", threshold=0.9)
     assert r["skipped"] == 1 and r["splits"]["Training"] == {
         "rows": 2, "pool": 5, "matched": 2, "same_emotion": 1, "distinct_files": 2}
-    assert r["max_abs"] == 2 and 1.9 < r["mae_median"] <= 2.0 and r["second_min"] > 60
+    assert r["r_min"] > 0.99 and r["mae_median"] > 30 and r["linear_mae_median"] < 2
+    assert r["second_max"] < 0.1 and r["unmatched_best_max"] is None
