@@ -7,6 +7,7 @@ import importlib
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -343,3 +344,50 @@ def test_lenet_step_profile_names_the_ops_of_both_frameworks(script):
         "StatefulPartitionedCall/ArgMax:ArgMax": "other ops",
         "ExecutorState::Process": None, "EagerLocalExecute: OptionalHasValue": None}
     assert {n: profile.tf_category(n) for n in tf_names} == tf_names
+
+
+def test_fer2013_release_vs_csv_section(script):
+    fer = script("fer2013_release_vs_csv")
+    result = {"splits": {"Training": {"rows": 1167, "pool": 28709, "matched": 1160, "same_emotion": 1158,
+                                      "distinct_files": 1159}},
+              "skipped": 1, "threshold": 0.9, "unmatched_best_max": 0.8712, "second_max": 0.9501,
+              "second_p95": 0.8123, "r_min": 0.9012, "r_median": 0.9876, "mae_median": 24.834, "mae_p95": 41.456,
+              "max_abs": 170, "max_abs_median": 96.0, "psnr_median": 17.21, "psnr_min": 11.04,
+              "linear_mae_median": 3.214, "linear_mae_p95": 6.5, "equalized_mae_median": 4.25}
+    text = fer.section(result, MACHINE)
+    assert table(text)[2:] == ["| Training | 1,167 | 28,709 | 1,160 (99.40%) | 1,158 (99.83%) | 1,159 |"]
+    assert ("- Found pairs, as stored: MAE median 24.83, 95th percentile 41.46; largest absolute pixel difference "
+            "170 (median over pairs 96); PSNR median 17.2 dB, lowest 11.0 dB; r median 0.988, lowest 0.901.") in text
+    assert ("MAE median 3.21, 95th percentile 6.50; CSV face histogram-equalized (cv2.equalizeHist): MAE "
+            "median 4.25.") in text
+    assert ("- Separation: the second-best r is at most 0.950 (95th percentile 0.812); the highest best r "
+            "under the threshold: 0.871.") in text
+    assert "- 1 CSV line(s) skipped" in text and "r >= 0.9." in text and MACHINE in text
+    nothing = {k: v for k, v in result.items() if k in ("threshold", "second_max", "second_p95")}
+    nothing.update(splits={"Training": {**result["splits"]["Training"], "matched": 0}}, skipped=0,
+                   unmatched_best_max=None)
+    text = fer.section(nothing, MACHINE)
+    assert "| 0 (0.00%) | - |" in text and "threshold: none." in text
+    assert "skipped" not in text and "Found pairs" not in text
+
+
+def test_fer2013_release_vs_csv_finds_faces_under_a_gray_level_map(script, tmp_path):
+    from PIL import Image
+
+    fer = script("fer2013_release_vs_csv")
+    rng = np.random.default_rng(0)
+    faces = rng.integers(10, 200, (5, 48, 48), dtype=np.uint8)
+    for i, face in enumerate(faces):
+        folder = tmp_path / "rel" / "train" / fer.FER7_LABELS[i]
+        folder.mkdir(parents=True)
+        Image.fromarray(face).save(folder / f"Training_{i}.png")
+        Image.fromarray(255 - face).save(folder / f"Training_{i}.png0.png")  # an augmented copy: left out
+    csv_faces = (faces[[3, 1]].astype(int) - 10) // 2  # faces 3 and 1, darker and flatter
+    lines = ["emotion,pixels,Usage", f"3,{' '.join(map(str, csv_faces[0].ravel()))},Training",
+             f"0,{' '.join(map(str, csv_faces[1].ravel()))},Training", "2,1 2 3"]
+    (tmp_path / "part.csv").write_text("\n".join(lines))
+    r = fer.compare(tmp_path / "part.csv", tmp_path / "rel", threshold=0.9)
+    assert r["skipped"] == 1 and r["splits"]["Training"] == {
+        "rows": 2, "pool": 5, "matched": 2, "same_emotion": 1, "distinct_files": 2}
+    assert r["r_min"] > 0.99 and r["mae_median"] > 30 and r["linear_mae_median"] < 2
+    assert r["second_max"] < 0.1 and r["unmatched_best_max"] is None
