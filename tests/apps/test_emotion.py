@@ -412,8 +412,8 @@ def test_emotion_images_never_replace_the_photos_or_each_other(fer_run, tmp_path
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("--camera", "-1", "--camera must be a whole number, 0 or more, got -1"),
     ("--camera", "-5", "--camera must be a whole number, 0 or more, got -5"),
-    ("--threads", "100000", "--threads must be 1 to 1,024"),
-    ("--threads", "0", "--threads must be 1 to 1,024"),
+    ("--threads", "100000", "--threads must be a whole number from 1 to 1,024, got 100000"),
+    ("--threads", "0", "--threads must be a whole number from 1 to 1,024, got 0"),
 ])
 def test_emotion_camera_and_threads_are_checked_before_opencv_and_torch(fer_run, tmp_path, run_cli, option,
                                                                         value, message):
