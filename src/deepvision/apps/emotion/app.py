@@ -41,6 +41,7 @@ from deepvision.errors import UserError
 from deepvision.fileio import (
     atomic_write_text,
     distinct_stems,
+    output_subfolder,
     refuse_output_folder_over_inputs,
     refuse_output_over_inputs,
 )
@@ -234,8 +235,8 @@ class _Sink:
         self.writer = self.tmp = None
         self.is_video = out is not None and out.suffix.lower() in VIDEO_SUFFIXES
         if out is not None and not self.is_video:
-            for sub in ("face", "probabilities"):
-                (out / sub).mkdir(parents=True, exist_ok=True)
+            for sub in ("face", "probabilities"):  # a link planted there is refused, never followed
+                output_subfolder(out, sub)
         elif self.is_video:
             out.parent.mkdir(parents=True, exist_ok=True)
             self.tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
