@@ -1,7 +1,7 @@
-"""What the leading bytes of an untrusted image say, read before any decoder sees them: the format, a JPEG's
-frame size, components and EXIF orientation, whether it is cut off, whether a PNG is plain 8-bit gray/RGB or
-damaged (a chunk checksum, a cut chunk, no IEND). Pure byte parsing; the rules that use them (pixel limit,
-format allowlist, conversions) are in `deepvision.data.imageio`."""
+"""What the bytes of an untrusted image say, read before any decoder sees them: the format, a JPEG's frame
+size, components and EXIF orientation, whether it is cut off, whether a PNG is plain 8-bit gray/RGB or
+damaged (a chunk checksum, a cut chunk, no IEND, a broken compressed image stream). Byte parsing and zlib
+only; the rules that use them (pixel limit, format allowlist, conversions) are in `deepvision.data.imageio`."""
 
 from __future__ import annotations
 
