@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepvision.data.imageio import DecodeError, decode, decode_opencv, png_damage
+from deepvision.data.imageio import DecodeError, decode, decode_opencv
+from deepvision.safeload.images import png_check, png_damage
 
 
 def _png() -> bytes:
@@ -58,7 +59,9 @@ def test_png_damage_reads_the_compressed_image_data():
     a good PNG (and one with more data than its rows need, which libpng decodes) passes."""
     rows = bytes([0, 7, 7, 1, 2, 2])  # 2 x 2 grey: each row a filter byte (0-4) then two samples
     assert png_damage(_png_with_stream(zlib.compress(rows), height=2)) is None
-    assert png_damage(_png_with_stream(zlib.compress(rows + bytes(9)), height=2)) is None
+    assert png_check(_png_with_stream(zlib.compress(rows), height=2)) == (None, False)
+    assert png_check(_png_with_stream(zlib.compress(rows + bytes(9)), height=2)) == (None, True)
+    assert png_check(_png_with_stream(zlib.compress(rows) + b"more", height=2)) == (None, True)
     assert png_damage(_too_far_back()) == "corrupt PNG data (compressed image data: invalid distance too far back)"
     assert png_damage(_png_with_stream(zlib.compress(rows[:4]), height=2)) == \
         "truncated PNG data (the compressed image data ends early)"
@@ -145,9 +148,35 @@ def test_folder_data_set_and_predict_refuse_it_in_their_own_line(tmp_path):
         "    except UserError as exc:\n"
         "        print(exc, file=sys.stderr)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, str(bad)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script, str(bad)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and done.stdout == "", done.stderr
     lines = done.stderr.splitlines()
     assert len(lines) == 2 and "libpng" not in done.stderr, done.stderr
     assert all(line.startswith(f"cannot read {bad} as an image (corrupt PNG data (compressed image data: "
                                f"invalid distance too far back))") for line in lines), lines
+
+
+@pytest.mark.parametrize("extra", ["rows", "after the stream"])
+@pytest.mark.parametrize("how", ["opencv -1", "opencv 1", "opencv 0", "rgb", "gray"])
+def test_more_data_than_the_rows_need_decodes_without_a_libpng_warning(capfd, how, extra):
+    """libpng decodes such a PNG but prints "IDAT: Too much image data" / "Extra compressed data": it goes
+    to Pillow instead, with the pixels of the PNG written properly."""
+    pixels = (np.arange(6 * 5 * 3) * 7 % 251).astype(np.uint8).reshape(6, 5, 3)
+    rows = b"".join(b"\x00" + row.tobytes() for row in pixels)
+    stream = zlib.compress(rows + bytes(40)) if extra == "rows" else zlib.compress(rows) + b"\x00" * 8
+    ihdr = struct.pack(">IIBBBBB", 5, 6, 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", stream) + _chunk(b"IEND", b"")
+    if how.startswith("opencv"):
+        got = decode_opencv(png, int(how.split()[1]))
+        want = pixels[:, :, ::-1] if how != "opencv 0" else decode_opencv(_encoded(pixels), 0)
+    else:
+        got = decode(png, 1 if how == "gray" else 3)
+        want = pixels if how == "rgb" else decode(_encoded(pixels), 1)
+    assert np.array_equal(got, want)
+    assert capfd.readouterr().err == ""
+
+
+def _encoded(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    return buf.getvalue()

@@ -120,6 +120,13 @@ def png_damage(data: bytes | memoryview) -> str | None:
     chunk, a broken or short compressed image stream, a bad row filter), or None. Checked before libpng
     sees the data: libpng prints its own error on standard error ("libpng error: IDAT: CRC error") before
     OpenCV returns. Bytes after IEND are ignored, as by libpng."""
+    return png_check(data)[0]
+
+
+def png_check(data: bytes | memoryview) -> tuple[str | None, bool]:
+    """(`png_damage`'s reason or None, whether the image data holds more than its rows need). Such a PNG
+    decodes, but libpng prints a warning on standard error ("IDAT: Too much image data", "IDAT: Extra
+    compressed data"): decoders send it to Pillow, which decodes it silently."""
     view = memoryview(data).cast("B") if not isinstance(data, memoryview) else data.cast("B")
     pos, n = 8, len(view)
     header, idat = None, []
@@ -127,10 +134,10 @@ def png_damage(data: bytes | memoryview) -> str | None:
         length, kind = struct.unpack_from(">I4s", view, pos)
         name = kind.decode("latin-1")
         if pos + 12 + length > n:
-            return f"truncated PNG data (chunk {printable(name)} cut off)"
+            return f"truncated PNG data (chunk {printable(name)} cut off)", False
         (stored,) = struct.unpack_from(">I", view, pos + 8 + length)
         if zlib.crc32(view[pos + 4 : pos + 8 + length]) != stored:
-            return f"corrupt PNG data (checksum error in chunk {printable(name)})"
+            return f"corrupt PNG data (checksum error in chunk {printable(name)})", False
         if kind == b"IHDR" and length == 13 and header is None:
             header = struct.unpack_from(">IIBBBBB", view, pos + 8)
         elif kind == b"IDAT":
@@ -138,7 +145,7 @@ def png_damage(data: bytes | memoryview) -> str | None:
         elif kind == b"IEND":
             return _png_stream_damage(header, idat)
         pos += 12 + length
-    return "truncated PNG data (no IEND chunk)"
+    return "truncated PNG data (no IEND chunk)", False
 
 
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel
@@ -165,38 +172,41 @@ def _png_rows(header: tuple[int, ...]) -> list[tuple[int, int, int]] | None:
     return rows
 
 
-def _png_stream_damage(header: tuple[int, ...] | None, idat: list[memoryview]) -> str | None:
-    """Why the compressed image data of a PNG is damaged, or None. The zlib stream across the IDAT
+def _png_stream_damage(header: tuple[int, ...] | None, idat: list[memoryview]) -> tuple[str | None, bool]:
+    """(Why the compressed image data of a PNG is damaged or None, whether it holds more than the rows
+    need). The zlib stream across the IDAT
     chunks is inflated in steps of _INFLATE_STEP bytes (checked, then dropped; no more than the header's
     size ever inflated), each row's filter byte checked: libpng prints "libpng error: IDAT: invalid
     distance too far back", "incorrect data check", "Not enough image data" or "bad adaptive filter
     value" on standard error for these."""
     rows = _png_rows(header) if header is not None else None
     if rows is None:
-        return None
+        return None, False
     offset, count, stride = rows[-1]
     expected = offset + count * stride
     if not idat:
-        return "truncated PNG data (no image data)"
+        return "truncated PNG data (no image data)", False
     inflater, done = zlib.decompressobj(), 0
     try:
         for chunk in [*idat, None]:
             pending: bytes | memoryview | None = chunk
+            if inflater.eof and pending:
+                return None, True  # compressed data after the end of the stream
             while pending is None or pending and not inflater.eof:
                 # None: the input is all given; flush what a step left inside zlib (part of a match)
                 out = inflater.flush() if pending is None else inflater.decompress(pending, _INFLATE_STEP)
                 pending = b"" if pending is None else inflater.unconsumed_tail
                 if _bad_filter(out, done, rows):
-                    return "corrupt PNG data (a bad row filter in the image data)"
+                    return "corrupt PNG data (a bad row filter in the image data)", False
                 done += len(out)
                 if done > expected:
-                    return None  # more data than the rows need: libpng decodes the rows and stops
+                    return None, True  # more data than the rows need: inflated no further
     except zlib.error as exc:
         reason = str(exc).split(": ", 1)[-1]
-        return f"corrupt PNG data (compressed image data: {printable(reason)})"
+        return f"corrupt PNG data (compressed image data: {printable(reason)})", False
     if done < expected or not inflater.eof:
-        return "truncated PNG data (the compressed image data ends early)"
-    return None
+        return "truncated PNG data (the compressed image data ends early)", False
+    return None, bool(inflater.unused_data)
 
 
 def _bad_filter(out: bytes, start: int, rows: list[tuple[int, int, int]]) -> bool:
