@@ -174,11 +174,10 @@ def _png_rows(header: tuple[int, ...]) -> list[tuple[int, int, int]] | None:
 
 def _png_stream_damage(header: tuple[int, ...] | None, idat: list[memoryview]) -> tuple[str | None, bool]:
     """(Why the compressed image data of a PNG is damaged or None, whether it holds more than the rows
-    need). The zlib stream across the IDAT
-    chunks is inflated in steps of _INFLATE_STEP bytes (checked, then dropped; no more than the header's
-    size ever inflated), each row's filter byte checked: libpng prints "libpng error: IDAT: invalid
-    distance too far back", "incorrect data check", "Not enough image data" or "bad adaptive filter
-    value" on standard error for these."""
+    need). The zlib stream across the IDAT chunks is inflated in steps of _INFLATE_STEP bytes (checked,
+    then dropped; never much more than the header's size inflated), each row's filter byte checked:
+    libpng prints "libpng error: IDAT: invalid distance too far back", "incorrect data check", "Not
+    enough image data" or "bad adaptive filter value" on standard error for these."""
     rows = _png_rows(header) if header is not None else None
     if rows is None:
         return None, False
