@@ -260,4 +260,3 @@ def test_data_layer_steady_rate_leaves_the_first_epoch_out(script, tmp_path):
     history.write_text("epoch,lr,train_loss,samples_per_s,seconds\n")
     with pytest.raises(layer.ChildFailed):
         layer.steady_rate(history)
-
