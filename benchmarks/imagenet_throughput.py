@@ -26,16 +26,30 @@ import torch
 from deepvision.api import train
 from deepvision.apps.imagenet import build_lists, make_fake_imagenet
 from deepvision.datasets.im2rec import PackOptions, pack_list
+from deepvision.errors import UserError
+from deepvision.safeload import MAX_FAKE_IMAGES, check_range
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import describe, write_section
 
 MODELS = ("resnet50_ref", "tv:resnet50")
+CLASSES = 10  # fake-ImageNet classes; each also gets one validation photo
+
+
+def record_images(images: int | None, batch: int, steps: int) -> int:
+    """The training photos to pack: `images`, else `batch` x `steps`; UserError when the fake data set
+    would pass the fake-data ceiling (MAX_FAKE_IMAGES, its validation photos included)."""
+    if images is None:
+        images = batch * steps
+        if images > MAX_FAKE_IMAGES - CLASSES:
+            raise UserError(f"--batch {batch:,} x --steps {steps:,} asks for {images:,} record images; a fake "
+                            f"data set holds at most {MAX_FAKE_IMAGES - CLASSES:,} (give --images)")
+    return check_range("--images", images, 1, MAX_FAKE_IMAGES - CLASSES)
 
 
 def make_records(folder: Path, images: int) -> Path:
     """A fake-ImageNet training list of about `images` photos-like JPEGs packed at shorter side 256."""
-    classes = 10
+    classes = CLASSES
     root = make_fake_imagenet(folder / "ilsvrc", classes=classes, per_class=max(1, images // classes),
                               val_per_class=1, min_side=256, max_side=400)
     build_lists(root.root, folder / "lists", test_size=0)
@@ -67,16 +81,22 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=None, help="per-device batch (default: 256 on GPU, 8 on CPU)")
     p.add_argument("--steps", type=int, default=None, help="steps per epoch (default: 50 on GPU, 3 on CPU)")
     p.add_argument("--workers", type=int, default=None, help="loader processes (default: all cores)")
-    p.add_argument("--images", type=int, default=None, help="images in the record file (default: batch x steps)")
+    p.add_argument("--images", type=int, default=None,
+                   help="images in the record file (default: batch x steps; at most the fake-data ceiling)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--no-append", action="store_true")
     a = p.parse_args()
     gpu = torch.cuda.is_available() and a.device != "cpu"
     a.batch = a.batch or (256 if gpu else 8)
     a.steps = a.steps or (50 if gpu else 3)
+    try:
+        images = record_images(a.images, a.batch, a.steps)
+    except UserError as exc:  # told before any photo is made
+        print(f"imagenet_throughput.py: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        rec = make_records(Path(tmp), a.images or a.batch * a.steps)
+        rec = make_records(Path(tmp), images)
         for model in MODELS:
             for source in ("synthetic", "records"):
                 with contextlib.redirect_stdout(io.StringIO()):

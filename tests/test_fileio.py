@@ -86,3 +86,29 @@ def test_a_fifo_is_refused_as_text_without_blocking(tmp_path):
     (tmp_path / "t.csv").write_text("a,b\r\n1,2\r\n")
     with open_regular_text(tmp_path / "t.csv") as f:
         assert f.read() == "a,b\r\n1,2\r\n"
+
+
+def test_output_subfolder_refuses_a_planted_link_below_out(tmp_path):
+    """Sub-folders of --out are made (a linked --out is the user's own choice); a link planted at a
+    sub-folder, or a file where one goes, is one UserError and nothing lands in the link's target."""
+    from deepvision.errors import UserError
+    from deepvision.fileio import output_subfolder
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    made = output_subfolder(tmp_path / "o", "a/b")
+    assert made == tmp_path / "o" / "a" / "b" and made.is_dir() and not made.is_symlink()
+    assert output_subfolder(tmp_path / "o", "a/b") == made  # already there: kept
+    (tmp_path / "linked").symlink_to(elsewhere)
+    assert output_subfolder(tmp_path / "linked", "c").resolve() == elsewhere / "c"
+    (tmp_path / "o" / "face").symlink_to(elsewhere)
+    with pytest.raises(UserError, match=r"^--out .*face is a link; deepvision never writes through a link"):
+        output_subfolder(tmp_path / "o", "face/deep")
+    (tmp_path / "o" / "a" / "dangling").symlink_to(tmp_path / "missing")
+    with pytest.raises(UserError, match="dangling is a link"):
+        output_subfolder(tmp_path / "o", "a/dangling", option="--lists")
+    assert not (tmp_path / "missing").exists()
+    (tmp_path / "o" / "file").write_text("x")
+    with pytest.raises(UserError, match="file is a file where a folder goes"):
+        output_subfolder(tmp_path / "o", "file")
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["c"]

@@ -171,6 +171,35 @@ def output_folder(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def output_subfolder(out: str | Path, relative: str | Path, option: str = "--out") -> Path:
+    """Create folder `out/relative` (and `out` with its missing parents) for a command's outputs; returns it.
+
+    `out` itself may be a link: the user named it. A link planted at a folder below it is refused, never
+    followed: what the command writes there would land in a folder elsewhere (links planted at file
+    names are replaced by the rename of `atomic_path`). A file where a folder goes is refused too."""
+    out = Path(out)
+    relative = Path(relative)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise ValueError(f"{relative} is not a folder below {out}")
+    folder = out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for part in relative.parts:
+            folder = folder / part
+            if not folder.is_symlink():
+                with contextlib.suppress(FileExistsError):
+                    folder.mkdir()
+            if folder.is_symlink():  # after mkdir: a link planted in between is caught as well
+                raise UserError(f"{option} {out}: {folder} is a link; deepvision never writes through a link "
+                                f"inside an output folder: remove it or choose another {option}")
+            if not folder.is_dir():
+                raise UserError(f"{option} {out}: {folder} is a file where a folder goes: move it or choose "
+                                f"another {option}")
+    except OSError as exc:
+        raise UserError(f"could not create the folder {folder}: {exc.strerror or exc}") from None
+    return folder
+
+
 def md5_of(path: str | Path) -> str:
     """The MD5 hex digest of a file, read in 1 MiB blocks (checksums of downloaded datasets)."""
     h = hashlib.md5()

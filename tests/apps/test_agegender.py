@@ -191,3 +191,17 @@ def test_agegender_outputs_replace_planted_links_and_keep_same_stems_apart(runs,
         shown = out / name / "input.png"
         assert not shown.is_symlink() and cv2.imread(str(shown)).shape == (800, 800, 3)
         assert (out / name / "face0_aligned.png").is_file()
+
+
+def test_adience_lists_refuse_a_linked_task_folder_in_out(tmp_path, run_cli):
+    """--out O where O/gender is a link to a folder elsewhere: one line, nothing written there (nor in
+    O/age: both task folders are checked before a list is written)."""
+    root = make_fake_adience(tmp_path / "adience", faces=20, size=8)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "gender").symlink_to(elsewhere)
+    code, _, err = run_cli("adience", "lists", "--root", root, "--out", tmp_path / "o", "--workers", "1")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "gender is a link; deepvision never writes through a link inside an output folder" in err
+    assert list(elsewhere.iterdir()) == [] and list((tmp_path / "o" / "age").iterdir()) == []

@@ -386,6 +386,22 @@ def test_emotion_frames_replace_a_planted_link_never_follow_it(astronaut_video, 
     assert not frame.is_symlink() and cv2.imread(str(frame)).shape == (225, 300, 3)
 
 
+def test_emotion_refuses_a_linked_sub_folder_in_out(astronaut_video, fer_run, tmp_path, run_cli):
+    """--out O where O/probabilities is a link to a folder elsewhere: one line before any frame, nothing
+    written through the link."""
+    video, _ = astronaut_video
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "probabilities").symlink_to(elsewhere)
+    code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", tmp_path / "o",
+                           "--max-frames", "1", "--detector", "haar")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "probabilities is a link; deepvision never writes through a link inside an output folder" in err
+    assert list(elsewhere.iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["face", "probabilities"]
+
+
 def test_emotion_images_never_replace_the_photos_or_each_other(fer_run, tmp_path, run_cli):
     """--out the photos' own folder is refused (the photos unchanged); face.jpg and face.png get
     face.jpg.png and face.png.png, not one face.png for both."""
@@ -412,8 +428,8 @@ def test_emotion_images_never_replace_the_photos_or_each_other(fer_run, tmp_path
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("--camera", "-1", "--camera must be a whole number, 0 or more, got -1"),
     ("--camera", "-5", "--camera must be a whole number, 0 or more, got -5"),
-    ("--threads", "100000", "--threads must be 1 to 1,024"),
-    ("--threads", "0", "--threads must be 1 to 1,024"),
+    ("--threads", "100000", "--threads must be a whole number from 1 to 1,024, got 100000"),
+    ("--threads", "0", "--threads must be a whole number from 1 to 1,024, got 0"),
 ])
 def test_emotion_camera_and_threads_are_checked_before_opencv_and_torch(fer_run, tmp_path, run_cli, option,
                                                                         value, message):

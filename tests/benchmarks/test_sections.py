@@ -36,6 +36,28 @@ def table(text: str) -> list[str]:
     return lines[start:end]
 
 
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--images", "1000000"], "--images must be a whole number from 1 to 19,990, got 1000000"),
+    (["--images", "0"], "--images must be a whole number from 1 to 19,990, got 0"),
+    (["--batch", "256", "--steps", "100"], "--batch 256 x --steps 100 asks for 25,600 record images"),
+])
+def test_imagenet_throughput_refuses_more_images_than_the_fake_ceiling_up_front(script, monkeypatch, capsys,
+                                                                                argv, message):
+    """--images (or batch x steps) past the shared fake-data ceiling: one line, exit 2, no photo made."""
+    from deepvision.safeload import MAX_FAKE_IMAGES
+
+    module = script("imagenet_throughput")
+    assert module.record_images(None, 8, 3) == 24
+    assert module.record_images(MAX_FAKE_IMAGES - module.CLASSES, 8, 3) == MAX_FAKE_IMAGES - module.CLASSES
+    monkeypatch.setattr(module, "make_records", lambda *a: pytest.fail("records were built"))
+    monkeypatch.setattr(sys, "argv", ["imagenet_throughput.py", "--device", "cpu", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        module.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith("imagenet_throughput.py: error: ") and message in err, err
+
+
 def test_serve_load_section(script):
     rows = [{"clients": 1, "requests": 150, "failed": 0, "rps": 90.64, "p50": 9.26, "p95": 17.21},
             {"clients": 16, "requests": 150, "failed": 2, "rps": 66.5, "p50": 179.3, "p95": 250.349}]

@@ -1,17 +1,22 @@
 """A damaged PNG is refused by deepvision's own check, before libpng sees it: one reason, and nothing
-printed on standard error by libpng or OpenCV ("libpng error: IDAT: CRC error") whichever path decodes it
-(`im2rec --color -1`, the OpenCV fast path, Pillow, `serve`)."""
+printed on standard error by libpng or OpenCV ("libpng error: IDAT: CRC error", "libpng error: IDAT:
+invalid distance too far back") whichever path decodes it (`im2rec --color -1`, the OpenCV fast path,
+Pillow, a folder data set, `predict`, `serve`)."""
 
 from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from deepvision.data.imageio import DecodeError, decode, decode_opencv, png_damage
+from deepvision.data.imageio import DecodeError, decode, decode_opencv
+from deepvision.safeload.images import png_check, png_damage
 
 
 def _png() -> bytes:
@@ -28,6 +33,50 @@ def _bad_idat_crc(png: bytes) -> bytes:
     return bytes(data)
 
 
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png_with_stream(stream: bytes, width: int = 2, height: int = 1) -> bytes:
+    """An 8-bit grey PNG whose chunk checksums are all right, around the zlib `stream` given."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", stream) + _chunk(b"IEND", b"")
+
+
+def _too_far_back() -> bytes:
+    """Valid checksums, a broken deflate stream: its first code copies from before the start of the data
+    (libpng: "IDAT: invalid distance too far back")."""
+    bits = [1, 1, 0]  # last block, fixed Huffman codes (fields are written low bit first)
+    for code, width in ((0b0000001, 7), (0, 5), (0, 7)):  # a 3-byte match, 1 byte back; end of block
+        bits += [(code >> (width - 1 - i)) & 1 for i in range(width)]  # Huffman codes: high bit first
+    bits += [0] * (-len(bits) % 8)
+    stream = bytes(sum(b << i for i, b in enumerate(bits[k : k + 8])) for k in range(0, len(bits), 8))
+    return _png_with_stream(b"\x78\x01" + stream)
+
+
+def test_png_damage_reads_the_compressed_image_data():
+    """The zlib stream across the IDAT chunks is inflated and checked: broken, short, a bad row filter;
+    a good PNG (and one with more data than its rows need, which libpng decodes) passes."""
+    rows = bytes([0, 7, 7, 1, 2, 2])  # 2 x 2 grey: each row a filter byte (0-4) then two samples
+    assert png_damage(_png_with_stream(zlib.compress(rows), height=2)) is None
+    assert png_check(_png_with_stream(zlib.compress(rows), height=2)) == (None, False)
+    assert png_check(_png_with_stream(zlib.compress(rows + bytes(9)), height=2)) == (None, True)
+    assert png_check(_png_with_stream(zlib.compress(rows) + b"more", height=2)) == (None, True)
+    assert png_damage(_too_far_back()) == "corrupt PNG data (compressed image data: invalid distance too far back)"
+    assert png_damage(_png_with_stream(zlib.compress(rows[:4]), height=2)) == \
+        "truncated PNG data (the compressed image data ends early)"
+    assert png_damage(_png_with_stream(zlib.compress(rows)[:-6], height=2)) == \
+        "truncated PNG data (the compressed image data ends early)"
+    assert png_damage(_png_with_stream(zlib.compress(bytes([0, 7, 7, 9, 2, 2])), height=2)) == \
+        "corrupt PNG data (a bad row filter in the image data)"
+    stream = bytearray(zlib.compress(rows))
+    stream[-1] ^= 0xFF  # the Adler-32 check of the stream
+    assert png_damage(_png_with_stream(bytes(stream), height=2)) == \
+        "corrupt PNG data (compressed image data: incorrect data check)"
+    png = _png()
+    assert np.array_equal(decode(png, 3), (np.arange(24 * 20 * 3) % 251).reshape(24, 20, 3))
+
+
 def test_png_damage_names_the_chunk():
     png = _png()
     assert png_damage(png) is None and png_damage(png + b"trailing bytes") is None
@@ -36,10 +85,11 @@ def test_png_damage_names_the_chunk():
     assert png_damage(png[:-12]) == "truncated PNG data (no IEND chunk)"
 
 
+@pytest.mark.parametrize("damage", ["checksum error in chunk IDAT", "invalid distance too far back"])
 @pytest.mark.parametrize("how", ["opencv -1", "opencv 1", "opencv 0", "rgb", "gray"])
-def test_every_decoder_path_refuses_it_silently(capfd, how):
-    bad = _bad_idat_crc(_png())
-    with pytest.raises(DecodeError, match=r"corrupt PNG data \(checksum error in chunk IDAT\)"):
+def test_every_decoder_path_refuses_it_silently(capfd, how, damage):
+    bad = _bad_idat_crc(_png()) if damage.startswith("checksum") else _too_far_back()
+    with pytest.raises(DecodeError, match=rf"corrupt PNG data \(.*{damage}\)"):
         if how.startswith("opencv"):
             decode_opencv(bad, int(how.split()[1]))
         else:
@@ -69,3 +119,64 @@ def test_serve_refuses_it_as_422_without_a_libpng_line(capfd):
         decode_upload(_bad_idat_crc(_png()), 3, 10**7)
     assert info.value.status == 422 and "checksum error in chunk IDAT" in info.value.message
     assert capfd.readouterr().err == ""
+
+
+def test_serve_refuses_a_broken_deflate_stream_as_422_without_a_libpng_line(capfd):
+    from deepvision.apps.serve.predictor import RejectedImage, decode_upload
+
+    with pytest.raises(RejectedImage) as info:
+        decode_upload(_too_far_back(), 3, 10**7)
+    assert info.value.status == 422 and "invalid distance too far back" in info.value.message
+    assert capfd.readouterr().err == ""
+
+
+def test_folder_data_set_and_predict_refuse_it_in_their_own_line(tmp_path):
+    """In a fresh process (libpng writes to file descriptor 2 itself): a folder data set's item and
+    `predict`'s reader (open_image) refuse the broken stream with deepvision's message, and standard
+    error holds only what the script prints."""
+    bad = tmp_path / "cat" / "bad.png"
+    bad.parent.mkdir()
+    bad.write_bytes(_too_far_back())
+    script = (
+        "import sys\n"
+        "from deepvision.data.builtin_sources import ImageFileDataset\n"
+        "from deepvision.data.imageio import open_image\n"
+        "from deepvision.errors import UserError\n"
+        "for read in (lambda: ImageFileDataset([sys.argv[1]], [0], 3)[0], lambda: open_image(sys.argv[1], 1)):\n"
+        "    try:\n"
+        "        read()\n"
+        "    except UserError as exc:\n"
+        "        print(exc, file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(bad)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout == "", done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2 and "libpng" not in done.stderr, done.stderr
+    assert all(line.startswith(f"cannot read {bad} as an image (corrupt PNG data (compressed image data: "
+                               f"invalid distance too far back))") for line in lines), lines
+
+
+@pytest.mark.parametrize("extra", ["rows", "after the stream"])
+@pytest.mark.parametrize("how", ["opencv -1", "opencv 1", "opencv 0", "rgb", "gray"])
+def test_more_data_than_the_rows_need_decodes_without_a_libpng_warning(capfd, how, extra):
+    """libpng decodes such a PNG but prints "IDAT: Too much image data" / "Extra compressed data": it goes
+    to Pillow instead, with the pixels of the PNG written properly."""
+    pixels = (np.arange(6 * 5 * 3) * 7 % 251).astype(np.uint8).reshape(6, 5, 3)
+    rows = b"".join(b"\x00" + row.tobytes() for row in pixels)
+    stream = zlib.compress(rows + bytes(40)) if extra == "rows" else zlib.compress(rows) + b"\x00" * 8
+    ihdr = struct.pack(">IIBBBBB", 5, 6, 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", stream) + _chunk(b"IEND", b"")
+    if how.startswith("opencv"):
+        got = decode_opencv(png, int(how.split()[1]))
+        want = pixels[:, :, ::-1] if how != "opencv 0" else decode_opencv(_encoded(pixels), 0)
+    else:
+        got = decode(png, 1 if how == "gray" else 3)
+        want = pixels if how == "rgb" else decode(_encoded(pixels), 1)
+    assert np.array_equal(got, want)
+    assert capfd.readouterr().err == ""
+
+
+def _encoded(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    return buf.getvalue()

@@ -48,7 +48,7 @@ from deepvision.safeload.images import (
     jpeg_orientation,
     jpeg_truncated,
     plain_png_channels,
-    png_damage,
+    png_check,
     sniff_format,
 )
 
@@ -296,12 +296,14 @@ class Decoder:
         if len(data) == 0:
             raise DecodeError("empty image data (0 bytes)")
         if not is_jpeg(data):
+            excess = False
             if bytes(data[:8]) == PNG_SIGNATURE:
                 check_image_data(data, self.limit)
-                damage = png_damage(data)  # the same rule for the OpenCV and the Pillow path
+                damage, excess = png_check(data)  # the same rule for the OpenCV and the Pillow path
                 if damage is not None:
                     raise DecodeError(damage)
-            stored = plain_png_channels(data)
+            # more image data than the rows need: libpng would print a warning, Pillow decodes it silently
+            stored = None if excess else plain_png_channels(data)
             if stored is not None and (stored == 1 or self.channels == 3):
                 # 8-bit gray/RGB without transparency: OpenCV gives Pillow's pixels, much faster on small images
                 return self._opencv(data)
@@ -396,15 +398,19 @@ def decode_opencv(data: bytes | memoryview, color: int = 1) -> np.ndarray:
         check_image_data(data)
         if fmt == "jpeg" and jpeg_truncated(data):
             raise DecodeError("truncated JPEG data (no end-of-image marker)")
-        damage = png_damage(data) if fmt == "png" else None
+        damage, excess = png_check(data) if fmt == "png" else (None, False)
         if damage is not None:
             raise DecodeError(damage)
-        img = _cv2().imdecode(np.frombuffer(data, np.uint8), -1)
-        if img is None:
-            raise DecodeError(f"corrupt {fmt.upper()} data")
-        if img.dtype == np.uint8 and (img.ndim == 2 or img.shape[2] == 4):  # alpha (or gray) kept as stored
-            return apply_orientation(img, jpeg_orientation(data)) if fmt == "jpeg" else img
-        color = 0 if img.ndim == 2 else 1  # 16-bit or plain colour: the usual conversions
+        stored = plain_png_channels(data) if excess else None
+        if stored is not None:  # plain gray/RGB with more data than its rows need: Pillow, which prints nothing
+            color = 0 if stored == 1 else 1
+        else:
+            img = _cv2().imdecode(np.frombuffer(data, np.uint8), -1)
+            if img is None:
+                raise DecodeError(f"corrupt {fmt.upper()} data")
+            if img.dtype == np.uint8 and (img.ndim == 2 or img.shape[2] == 4):  # alpha (or gray) kept as stored
+                return apply_orientation(img, jpeg_orientation(data)) if fmt == "jpeg" else img
+            color = 0 if img.ndim == 2 else 1  # 16-bit or plain colour: the usual conversions
     img = decode(data, 1 if color == 0 else 3, order="bgr")
     return img[:, :, 0] if color == 0 else img
 

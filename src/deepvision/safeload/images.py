@@ -1,7 +1,7 @@
-"""What the leading bytes of an untrusted image say, read before any decoder sees them: the format, a JPEG's
-frame size, components and EXIF orientation, whether it is cut off, whether a PNG is plain 8-bit gray/RGB or
-damaged (a chunk checksum, a cut chunk, no IEND). Pure byte parsing; the rules that use them (pixel limit,
-format allowlist, conversions) are in `deepvision.data.imageio`."""
+"""What the bytes of an untrusted image say, read before any decoder sees them: the format, a JPEG's frame
+size, components and EXIF orientation, whether it is cut off, whether a PNG is plain 8-bit gray/RGB or
+damaged (a chunk checksum, a cut chunk, no IEND, a broken compressed image stream). Byte parsing and zlib
+only; the rules that use them (pixel limit, format allowlist, conversions) are in `deepvision.data.imageio`."""
 
 from __future__ import annotations
 
@@ -117,19 +117,106 @@ def plain_png_channels(data: bytes | memoryview) -> int | None:
 
 def png_damage(data: bytes | memoryview) -> str | None:
     """Why the PNG `data` is damaged (a chunk whose checksum does not match, a chunk cut off, no IEND
-    chunk), or None. Checked before libpng sees the data: libpng prints its own error on standard error
-    ("libpng error: IDAT: CRC error") before OpenCV returns. Bytes after IEND are ignored, as by libpng."""
+    chunk, a broken or short compressed image stream, a bad row filter), or None. Checked before libpng
+    sees the data: libpng prints its own error on standard error ("libpng error: IDAT: CRC error") before
+    OpenCV returns. Bytes after IEND are ignored, as by libpng."""
+    return png_check(data)[0]
+
+
+def png_check(data: bytes | memoryview) -> tuple[str | None, bool]:
+    """(`png_damage`'s reason or None, whether the image data holds more than its rows need). Such a PNG
+    decodes, but libpng prints a warning on standard error ("IDAT: Too much image data", "IDAT: Extra
+    compressed data"): decoders send it to Pillow, which decodes it silently."""
     view = memoryview(data).cast("B") if not isinstance(data, memoryview) else data.cast("B")
     pos, n = 8, len(view)
+    header, idat = None, []
     while pos + 12 <= n:
         length, kind = struct.unpack_from(">I4s", view, pos)
         name = kind.decode("latin-1")
         if pos + 12 + length > n:
-            return f"truncated PNG data (chunk {printable(name)} cut off)"
+            return f"truncated PNG data (chunk {printable(name)} cut off)", False
         (stored,) = struct.unpack_from(">I", view, pos + 8 + length)
         if zlib.crc32(view[pos + 4 : pos + 8 + length]) != stored:
-            return f"corrupt PNG data (checksum error in chunk {printable(name)})"
-        if kind == b"IEND":
-            return None
+            return f"corrupt PNG data (checksum error in chunk {printable(name)})", False
+        if kind == b"IHDR" and length == 13 and header is None:
+            header = struct.unpack_from(">IIBBBBB", view, pos + 8)
+        elif kind == b"IDAT":
+            idat.append(view[pos + 8 : pos + 8 + length])
+        elif kind == b"IEND":
+            return _png_stream_damage(header, idat)
         pos += 12 + length
-    return "truncated PNG data (no IEND chunk)"
+    return "truncated PNG data (no IEND chunk)", False
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+_INFLATE_STEP = 1 << 20  # decompressed bytes held at once: the output is checked, then dropped
+
+
+def _png_rows(header: tuple[int, ...]) -> list[tuple[int, int, int]] | None:
+    """(offset, rows, stride) of each pass of filtered rows in the decompressed image data (one pass,
+    or Adam7's seven), each row a filter byte then its packed samples; None for a header libpng refuses
+    itself."""
+    width, height, bits, colour, _, _, interlace = header
+    if colour not in _PNG_CHANNELS or bits not in (1, 2, 4, 8, 16) or interlace > 1 or not width or not height:
+        return None
+    bits_per_pixel = _PNG_CHANNELS[colour] * bits
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    rows, offset = [], 0
+    for x0, y0, dx, dy in passes:
+        pass_width, pass_height = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if pass_width > 0 and pass_height > 0:
+            stride = 1 + -(-pass_width * bits_per_pixel // 8)
+            rows.append((offset, pass_height, stride))
+            offset += pass_height * stride
+    return rows
+
+
+def _png_stream_damage(header: tuple[int, ...] | None, idat: list[memoryview]) -> tuple[str | None, bool]:
+    """(Why the compressed image data of a PNG is damaged or None, whether it holds more than the rows
+    need). The zlib stream across the IDAT chunks is inflated in steps of _INFLATE_STEP bytes (checked,
+    then dropped; never much more than the header's size inflated), each row's filter byte checked:
+    libpng prints "libpng error: IDAT: invalid distance too far back", "incorrect data check", "Not
+    enough image data" or "bad adaptive filter value" on standard error for these."""
+    rows = _png_rows(header) if header is not None else None
+    if rows is None:
+        return None, False
+    offset, count, stride = rows[-1]
+    expected = offset + count * stride
+    if not idat:
+        return "truncated PNG data (no image data)", False
+    inflater, done = zlib.decompressobj(), 0
+    try:
+        for chunk in [*idat, None]:
+            pending: bytes | memoryview | None = chunk
+            if inflater.eof and pending:
+                return None, True  # compressed data after the end of the stream
+            while pending is None or pending and not inflater.eof:
+                # None: the input is all given; flush what a step left inside zlib (part of a match)
+                out = inflater.flush() if pending is None else inflater.decompress(pending, _INFLATE_STEP)
+                pending = b"" if pending is None else inflater.unconsumed_tail
+                if _bad_filter(out, done, rows):
+                    return "corrupt PNG data (a bad row filter in the image data)", False
+                done += len(out)
+                if done > expected:
+                    return None, True  # more data than the rows need: inflated no further
+    except zlib.error as exc:
+        reason = str(exc).split(": ", 1)[-1]
+        return f"corrupt PNG data (compressed image data: {printable(reason)})", False
+    if done < expected or not inflater.eof:
+        return "truncated PNG data (the compressed image data ends early)", False
+    return None, bool(inflater.unused_data)
+
+
+def _bad_filter(out: bytes, start: int, rows: list[tuple[int, int, int]]) -> bool:
+    """Whether a row of `rows` that starts inside `out` (the decompressed bytes from `start` on) has a
+    filter byte other than 0-4."""
+    end = start + len(out)
+    for offset, count, stride in rows:
+        last = offset + count * stride
+        if last <= start or offset >= end:
+            continue
+        first, stop = offset + max(0, -(-(start - offset) // stride)) * stride, min(last, end)
+        if first < stop and max(out[first - start : stop - start : stride]) > 4:
+            return True
+    return False

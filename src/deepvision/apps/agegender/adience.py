@@ -25,7 +25,7 @@ from deepvision.data.lst import ListEntry
 from deepvision.data.splits import stratified_split
 from deepvision.datasets.listing import write_lst
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, output_subfolder
 from deepvision.safeload import MAX_FAKE_IMAGES, MAX_FAKE_SIDE, check_range, read_text_file
 
 AGE_BINS = ((0, 2), (4, 6), (8, 13), (15, 20), (25, 32), (38, 43), (48, 53), (60, math.inf))
@@ -141,9 +141,9 @@ def build_adience_lists(root: str | Path, out: str | Path | None = None, *, seed
         "gender": split_task("gender", rows.paths, rows.genders, GENDER_CLASSES, seed, fraction, prefix),
     }
     if out is not None:
+        folders = {name: output_subfolder(out, name) for name in tasks}  # both checked before a list is written
         for name, lists in tasks.items():
-            folder = Path(out) / name
-            folder.mkdir(parents=True, exist_ok=True)
+            folder = folders[name]
             for split in ("train", "val", "test"):
                 write_lst(folder / f"{split}.lst", getattr(lists, split))
                 lists.files[split] = folder / f"{split}.lst"
@@ -179,8 +179,7 @@ def make_fake_adience(out: str | Path, faces: int = 80, seed: int = 0, size: int
         age = FAKE_NO_BUCKET if i % 10 == 9 else FAKE_AGES[i % len(FAKE_AGES)]
         gender = "mf"[i % 2]
         user, image, face_id = f"{1000 + i // 4:04d}@N00", f"{1000000 + i}_{seed}.jpg", str(i + 1)
-        folder = root / "aligned" / user
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = output_subfolder(root, f"aligned/{user}")
         bucket = age_bucket(age)
         k = AGE_CLASSES.index(bucket) if bucket else 0
         img = np.zeros((size, size, 3), np.float32)

@@ -27,7 +27,7 @@ from deepvision.apps.classifier import Classifier, load_classifier
 from deepvision.data.imageio import read_bgr, write_image
 from deepvision.errors import UserError
 from deepvision.evaluation.tencrop import ten_crop
-from deepvision.fileio import atomic_write_text, distinct_stems
+from deepvision.fileio import atomic_write_text, distinct_stems, output_subfolder
 from deepvision.inference.faces.align import align_face
 from deepvision.inference.faces.detect import create_detector, cv2_module
 from deepvision.inference.faces.draw import GREEN, RED, draw_face, probability_canvas, resize_to_width
@@ -106,7 +106,7 @@ class _Output:
     def show(self, name: str, image: np.ndarray) -> None:
         if self.out is not None:
             path = self.out / f"{name}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
+            output_subfolder(self.out, Path(name).parent)  # a link planted at a sub-folder is refused
             write_image(path, image)  # temporary file + rename: a planted link is replaced, never followed
             return
         try:

@@ -42,6 +42,7 @@ from deepvision.fileio import (
     PendingFile,
     atomic_write_text,
     distinct_stems,
+    output_subfolder,
     refuse_output_folder_over_inputs,
     refuse_output_over_inputs,
 )
@@ -50,7 +51,7 @@ from deepvision.inference.faces.draw import draw_face, probability_canvas, resiz
 from deepvision.inference.faces.track import DETECT_EVERY, FaceTracker
 from deepvision.inference.video import open_video
 from deepvision.models.memory_format import to_channels_last
-from deepvision.safeload import check_image_side, spreadsheet_cell, spreadsheet_row
+from deepvision.safeload import check_image_side, check_range, spreadsheet_cell, spreadsheet_row
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 PREFERRED_DETECTOR = "mtcnn"  # measured on real faces: benchmarks/face_detectors.py, docs/faces.md
@@ -169,15 +170,6 @@ class EmotionRecognizer:
 MAX_THREADS = 1024  # as logreg --jobs and mean --num-thread: more only exhausts the machine
 
 
-def check_threads(threads: int | None) -> int | None:
-    """`threads` if it is None (keep PyTorch's setting) or 1 to MAX_THREADS; UserError otherwise."""
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or not 1 <= threads <= MAX_THREADS):
-        raise UserError(f"--threads must be 1 to {MAX_THREADS:,} (CPU threads; one frame's work is small), "
-                        f"got {threads}")
-    return threads
-
-
 def check_camera(camera: object) -> int:
     """`camera` if it is a camera index, a whole number 0 or more; UserError otherwise (OpenCV crashes on a
     negative index in some builds instead of failing to open it)."""
@@ -245,8 +237,8 @@ class _Sink:
         self.pending: PendingFile | None = None
         self.is_video = out is not None and out.suffix.lower() in VIDEO_SUFFIXES
         if out is not None and not self.is_video:
-            for sub in ("face", "probabilities"):
-                (out / sub).mkdir(parents=True, exist_ok=True)
+            for sub in ("face", "probabilities"):  # a link planted there is refused, never followed
+                output_subfolder(out, sub)
         elif self.is_video:
             out.parent.mkdir(parents=True, exist_ok=True)
             self.pending = PendingFile(out, suffix=f".partial{out.suffix}")  # the suffix picks the container
@@ -340,7 +332,8 @@ def run_emotion(
         raise UserError("--headless needs --out DIR (annotated frames) or --out FILE.mp4 (a video)")
     if max_frames is not None and max_frames <= 0:
         raise UserError(f"--max-frames must be positive, got {max_frames}")
-    check_threads(threads)
+    if threads is not None:
+        check_range("--threads", threads, 1, MAX_THREADS)
     if video is None:
         check_camera(camera)
     _check_width(width)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from deepvision.apps.imagenet.devkit import DevkitPaths
 from deepvision.errors import UserError
+from deepvision.fileio import output_subfolder
 from deepvision.safeload import MAX_FAKE_SIDE, check_fake_images
 
 
@@ -50,7 +51,7 @@ def make_fake_imagenet(out: str | Path, classes: int = 10, per_class: int = 20, 
     order = rng.permutation(classes)  # map order differs from sorted-WNID order
     mapped = [wnids[i] for i in order]
     for p in (paths.map_clsloc.parent, paths.train_cls.parent, paths.images / "val"):
-        p.mkdir(parents=True, exist_ok=True)
+        output_subfolder(paths.root, p.relative_to(paths.root))
     paths.map_clsloc.write_text("".join(f"{w} {i + 1} fake_class_{i}\n" for i, w in enumerate(mapped)))
 
     def size() -> tuple[int, int]:
@@ -58,8 +59,7 @@ def make_fake_imagenet(out: str | Path, classes: int = 10, per_class: int = 20, 
 
     train_lines, counter = [], 1
     for k, wnid in enumerate(mapped):
-        folder = paths.images / "train" / wnid
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = output_subfolder(paths.root, (paths.images / "train" / wnid).relative_to(paths.root))
         for n in range(per_class):
             stem = f"{wnid}_{n + 1}"
             _class_image(rng, k, classes, *size()).save(folder / f"{stem}.JPEG", quality=90)

@@ -23,7 +23,7 @@ from deepvision.data.lst import ListEntry
 from deepvision.datasets.im2rec import PackOptions, PackResult, pack_list
 from deepvision.datasets.listing import write_lst
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, output_subfolder
 
 CLASSES = ("airplane", "cat")
 NATIVE = {1: 0, 4: 1}  # STL-10 label -> subset label
@@ -105,11 +105,8 @@ def build_stl10(
         raise UserError(f"the STL-10 files under {root} hold too few images for a {empty[0]} split "
                         f"({have}; {', '.join(f'{s} {round(f * 100)}%' for s, f in FRACTIONS.items())} of "
                         f"each class); give files with more airplanes and cats")
-    try:
-        for c in CLASSES:
-            (out / "images" / c).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    for c in CLASSES:
+        output_subfolder(out, f"images/{c}")
     total = sum(len(v) for v in chosen.values())
     done = 0
     lists: dict[str, Path] = {}

@@ -84,10 +84,12 @@ def run(args: argparse.Namespace) -> int:
 def run_images(args: argparse.Namespace) -> int:
     import torch
 
-    from deepvision.apps.emotion.app import check_threads, run_emotion_images
+    from deepvision.apps.emotion.app import MAX_THREADS, run_emotion_images
     from deepvision.cli.output import shown
+    from deepvision.safeload import check_range
 
-    if check_threads(args.threads) is not None:
+    if args.threads is not None:
+        check_range("--threads", args.threads, 1, MAX_THREADS)
         torch.set_num_threads(args.threads)  # the CLI restores the count afterwards
     width = 800 if args.width is None else args.width
     summary = run_emotion_images(args.model, args.image, out=args.out, detector=args.detector,
