@@ -192,3 +192,30 @@ def test_wide_shows_each_metric_once():
     assert titles.count("test mAP50") == 1 and "val mAP50" in titles
     classification_only = [MIXED[0]]
     assert not {"best_value", "test_value"} & set(wide_columns(classification_only))
+
+
+def test_journal_csv_replaces_only_a_journal_and_needs_runs(tmp_path, run_cli):
+    mine = "date,experiment,notes\n2026-11-01,baseline,my precious lab notes\n"
+    empty = tmp_path / "norun"
+    empty.mkdir()
+    code, out, err = run_cli("runs", empty)
+    assert code == 0 and "no runs under" in out and err == "" and not (empty / "journal.csv").exists()
+    (empty / "journal.csv").write_text(mine)
+    code, out, err = run_cli("runs", empty)
+    assert code == 0 and err == "" and (empty / "journal.csv").read_text() == mine
+
+    runs = tmp_path / "runs"
+    fake_run(runs, "cats-dogs", {"name": "constant"}, 3, classes=2)
+    (runs / "journal.csv").write_text(mine)
+    code, out, err = run_cli("runs", runs)
+    assert code == 0 and "cats-dogs" in out  # the table is still printed
+    assert err.count("\n") == 1 and "is not a deepvision journal; left as it is" in err
+    assert (runs / "journal.csv").read_text() == mine
+    (runs / "journal.csv").unlink()
+    code, out, err = run_cli("runs", runs)
+    assert code == 0 and err == ""
+    written = (runs / "journal.csv").read_text()
+    assert written.startswith("name,model,data,epochs,") and "cats-dogs" in written
+    (runs / "journal.csv").write_text("name,epochs,path\nold,1,x\n")  # an older release's journal
+    code, out, err = run_cli("runs", runs)
+    assert code == 0 and err == "" and (runs / "journal.csv").read_text() == written

@@ -16,12 +16,14 @@ import contextlib
 import csv
 import io
 import math
+import os
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from deepvision.errors import UserError
+from deepvision.fileio import atomic_write_text, open_regular_file
 from deepvision.runs.history import describe_lrs
 from deepvision.runs.rundir import RunDir
 from deepvision.safeload import printable, read_json, spreadsheet_cell
@@ -249,12 +251,41 @@ def cell(key: str, v: Any, row: dict[str, Any] | None = None) -> str:
 def to_csv(rows: list[dict[str, Any]]) -> str:
     """The journal as CSV (`journal.csv`, `runs --csv`): every column; text cells spreadsheet-safe."""
     buf = io.StringIO()
-    fields = [*COLUMNS, "classes", "ckpt_discarded_bytes", "ckpt_prunable_bytes", "path"]
-    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=JOURNAL_FIELDS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({k: spreadsheet_cell(v) for k, v in r.items()})
     return buf.getvalue()
+
+
+JOURNAL_FIELDS = [*COLUMNS, "classes", "ckpt_discarded_bytes", "ckpt_prunable_bytes", "path"]
+
+
+def _is_journal(path: Path) -> bool:
+    """Whether `path` starts with a journal's header: the columns `to_csv` writes (an older release's
+    journal has fewer of them, but always starts with `name` and ends with `path`)."""
+    try:
+        with open_regular_file(path) as f:
+            first = f.readline(4096).decode("utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        return False
+    fields = first.split(",")
+    return fields[0] == "name" and fields[-1] == "path" and set(fields) <= set(JOURNAL_FIELDS)
+
+
+def write_journal_csv(folder: str | Path, rows: list[dict[str, Any]]) -> str | None:
+    """Write FOLDER/journal.csv with every column; returns why it was not written, or None. Nothing is
+    written without runs, and a journal.csv that is not one deepvision wrote (a user's own CSV) is kept."""
+    if not rows:
+        return None
+    path = Path(folder) / "journal.csv"
+    if os.path.lexists(path) and not _is_journal(path):
+        return f"{path} is not a deepvision journal; left as it is (move it away to have the journal written)"
+    try:
+        atomic_write_text(path, to_csv(rows))
+    except UserError as exc:  # a read-only folder, a full disk
+        return str(exc)
+    return None
 
 
 def crops(row: dict[str, Any]) -> str:

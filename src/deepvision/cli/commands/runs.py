@@ -57,18 +57,22 @@ def run(args: argparse.Namespace) -> int:
 
 def table(folder: str, markdown: bool, as_csv: bool, wide: bool = False, columns: list[str] | None = None) -> int:
     import sys
-    from pathlib import Path
 
     from deepvision.cli.output import shown
-    from deepvision.errors import UserError
-    from deepvision.fileio import atomic_write_text
-    from deepvision.runs.journal import format_bytes, journal, print_table, to_csv, to_markdown, wide_columns
+    from deepvision.runs.journal import (
+        format_bytes,
+        journal,
+        print_table,
+        to_csv,
+        to_markdown,
+        wide_columns,
+        write_journal_csv,
+    )
 
     rows = journal(folder)
-    try:
-        atomic_write_text(Path(folder) / "journal.csv", to_csv(rows))
-    except UserError as exc:  # a read-only folder, a full disk: the table is still printed, with one line why
-        sys.stderr.write(f"deepvision runs: warning: {exc}; listing the runs anyway\n")
+    problem = write_journal_csv(folder, rows)
+    if problem:  # a read-only folder, a full disk, a user's own journal.csv: the table is still printed
+        sys.stderr.write(f"deepvision runs: warning: {problem}; listing the runs anyway\n")
     if markdown:
         print(to_markdown(rows), end="")
     elif as_csv:
