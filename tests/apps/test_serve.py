@@ -171,3 +171,21 @@ def test_serve_cli_refuses_bad_sources(run_cli, tmp_path):
     assert code == 2 and "ONNX file not found" in err
     code, _, err = run_cli("serve", tmp_path, "--port", "70000")
     assert code == 2 and "--port must be 1..65535" in err
+
+
+def test_serve_refuses_a_detection_run_at_start(run_cli, tmp_path):
+    from deepvision.config.schema import Config, DataConfig, ModelConfig
+    from deepvision.runs.rundir import RunDir
+    from tests.detection_helpers import ARGS, MODEL
+
+    run = RunDir.create(tmp_path, "det")
+    run.write_config(Config(name="det", task="detection", model=ModelConfig(name=MODEL, num_classes=3, args=dict(ARGS)),
+                            data=DataConfig(source="detection", root=str(tmp_path))))
+    import socket
+
+    with socket.socket() as s:  # a free port: the port is checked before the model loads
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, out, err = run_cli("serve", run.path, "--port", port)
+    assert code == 2 and err.count("\n") == 1 and out == ""
+    assert "is a detection run; serve takes classification runs" in err and "deepvision detect" in err

@@ -60,3 +60,24 @@ def test_api_predict_takes_one_path_as_one_image(tmp_path):
 
     with pytest.raises(UserError, match=f"^image not found: {tmp_path / 'x.png'}; give an image file"):
         api.predict(tmp_path / "no-run", str(tmp_path / "x.png"))
+
+
+EPOCH = r"^epoch must be a whole number from 0 to 100,000, got "
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda api, p: api.import_mxnet(p / "net", "99999"), EPOCH + "'99999'"),
+    (lambda api, p: api.import_mxnet(p / "net", 99999.0), EPOCH + "99999.0"),
+    (lambda api, p: api.import_mxnet(p / "net", -1), EPOCH + "-1"),
+    (lambda api, p: api.export(p / "run", opset="13"),
+     r"^--opset \(an ONNX opset version\) must be a whole number from 7 to 99, got '13'"),
+    (lambda api, p: api.evaluate(p / "run", batch_size="4"),
+     r"^--batch-size must be a whole number from 1 to 65,536, got '4'"),
+    (lambda api, p: api.evaluate(p / "run", crops="10"), r"^--crops must be 1, 2 or 10, got '10'"),
+])
+def test_api_whole_number_arguments_are_checked_in_the_library(tmp_path, call, message):
+    """Wrong-typed numbers are one UserError naming the argument, before any file is read."""
+    from deepvision import api
+
+    with pytest.raises(UserError, match=message):
+        call(api, tmp_path)

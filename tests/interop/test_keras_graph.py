@@ -399,3 +399,38 @@ def test_import_keras_labels_with_a_nel_is_named_not_split(tmp_path, run_cli):
                            "--labels", tmp_path / "labels.txt")
     assert code == 2 and err.count("\n") == 1, err
     assert "labels.txt: class name 'a\\x85x' is empty or holds a control character" in err
+
+
+def test_a_graph_that_changes_channels_before_its_first_conv_loads(tmp_path):
+    """The image's channels are checked against the graph's declared input (8x8x3), not the first Conv2D
+    (which takes the 6 channels of a Dense on the map); a run no loader takes is never left behind."""
+    import copy
+
+    from deepvision.data.preprocess import Preprocess
+    from deepvision.interop.keras_import import CONFIG_FILE, _run_config
+    from deepvision.runs.imported import write_imported_run
+
+    model = json.loads((GRAPH / "shallownet.json").read_text())
+    layers = model["config"]["layers"]
+    dense = copy.deepcopy(layers[-1])
+    dense["config"].update(name="dense_on_the_map", units=6, activation="linear")
+    layers.insert(1, dense)
+    config = tmp_path / "model.json"
+    config.write_text(json.dumps(model))
+    graph = KerasGraph(model)
+    assert graph.layers[graph.keys["conv2d"]].conv.in_channels == 6 and graph.input_channels == 3
+    pre = Preprocess(channels=3, size=(8, 8), scale=1 / 255)
+    cfg = _run_config("keras:graph", {"config": CONFIG_FILE, "keras_version": "3"},
+                      {"classes": 3, "in_channels": 3, "size": (8, 8)}, pre, None, None, config)
+    cfg.model.args["config"] = str((tmp_path / "run" / CONFIG_FILE).resolve())
+    write_imported_run(tmp_path / "run", cfg, pre, ["a", "b", "c"], graph.state_dict(), epoch=0, source={},
+                       files={CONFIG_FILE: config})
+    loaded = load_run(tmp_path / "run")
+    x = torch.rand(2, 3, 8, 8)
+    assert torch.allclose(loaded.model(x), graph(x))
+
+    gray = Preprocess(channels=1, size=(8, 8), scale=1 / 255)  # disagrees with the graph's input
+    with pytest.raises(UserError, match=r"gives 1 channel\(s\) but the model's input takes 3"):
+        write_imported_run(tmp_path / "refused", cfg, gray, ["a", "b", "c"], graph.state_dict(), epoch=0,
+                           source={}, files={CONFIG_FILE: config})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "run"]  # nothing left behind

@@ -192,3 +192,71 @@ def test_wide_shows_each_metric_once():
     assert titles.count("test mAP50") == 1 and "val mAP50" in titles
     classification_only = [MIXED[0]]
     assert not {"best_value", "test_value"} & set(wide_columns(classification_only))
+
+
+def test_journal_csv_replaces_only_a_journal_and_needs_runs(tmp_path, run_cli):
+    mine = "date,experiment,notes\n2026-11-01,baseline,my precious lab notes\n"
+    empty = tmp_path / "norun"
+    empty.mkdir()
+    code, out, err = run_cli("runs", empty)
+    assert code == 0 and "no runs under" in out and err == "" and not (empty / "journal.csv").exists()
+    (empty / "journal.csv").write_text(mine)
+    code, out, err = run_cli("runs", empty)
+    assert code == 0 and err == "" and (empty / "journal.csv").read_text() == mine
+
+    runs = tmp_path / "runs"
+    fake_run(runs, "cats-dogs", {"name": "constant"}, 3, classes=2)
+    (runs / "journal.csv").write_text(mine)
+    code, out, err = run_cli("runs", runs)
+    assert code == 0 and "cats-dogs" in out  # the table is still printed
+    assert err.count("\n") == 1 and "is not a deepvision journal; left as it is" in err
+    assert (runs / "journal.csv").read_text() == mine
+    (runs / "journal.csv").unlink()
+    code, out, err = run_cli("runs", runs)
+    assert code == 0 and err == ""
+    written = (runs / "journal.csv").read_text()
+    assert written.startswith("name,model,data,epochs,") and "cats-dogs" in written
+    (runs / "journal.csv").write_text("name,epochs,path\nold,1,x\n")  # an older release's journal
+    code, out, err = run_cli("runs", runs)
+    assert code == 0 and err == "" and (runs / "journal.csv").read_text() == written
+
+
+def test_best_epoch_skips_a_nan_accuracy(tmp_path):
+    run = fake_run(tmp_path, "diverged", {"name": "constant"}, 3, classes=10)
+    rows = run.read_history()
+    for row, acc in zip(rows, (float("nan"), 0.8, 0.5)):
+        row["val_acc"] = acc
+    run.write_history(rows)
+    (row,) = journal(tmp_path)
+    assert row["best_val_acc"] == 0.8 and row["best_epoch"] == 2 and row["best_value"] == 0.8
+
+
+def test_text_in_a_history_metric_marks_the_run_damaged(tmp_path, run_cli):
+    good = fake_run(tmp_path, "good", {"name": "constant"}, 2)
+    bad = fake_run(tmp_path, "bad", {"name": "constant"}, 2)
+    text = bad.history_path.read_text().splitlines()
+    cells = text[2].split(",")
+    cells[text[0].split(",").index("val_acc")] = "\x1b[2Jx"
+    bad.history_path.write_text("\n".join([*text[:2], ",".join(cells)]) + "\n")
+    rows = {r["name"]: r for r in journal(tmp_path)}
+    assert rows["good"]["best_val_acc"] is not None
+    assert rows["bad"]["status"].startswith("damaged: ") and "line 3: val_acc" in rows["bad"]["status"]
+    code, out, err = run_cli("runs", tmp_path, "--wide")
+    assert code == 0 and "good" in out and "\x1b" not in out
+    for args in (("plot", bad.path), ("runs", "compare", bad.path, good.path)):
+        code, _, err = run_cli(*args)
+        assert code == 2 and err.count("\n") == 1 and "history.csv is damaged" in err
+        assert "'\\x1b[2Jx' is not a number" in err
+
+
+def test_report_values_that_are_not_numbers_show_as_a_dash(tmp_path, run_cli):
+    import json
+
+    run = fake_run(tmp_path, "r", {"name": "constant"}, 2)
+    report = run.folder("eval", "test-best") / "metrics.json"
+    report.write_text(json.dumps({"rank1": "abc", "rank5": 0.9, "crops": [1]}))
+    run.test_metrics_path.write_text(json.dumps({"test_acc": [0.9]}))
+    (row,) = journal(tmp_path)
+    assert row["test_acc"] is None and row["test_top5"] == 0.9
+    code, out, err = run_cli("runs", tmp_path, "--columns", "name,test_acc")
+    assert code == 0 and err == "" and ["r", "-"] in [line.split() for line in out.splitlines()]

@@ -268,3 +268,21 @@ def test_runs_on_a_read_only_folder_says_journal_csv_was_not_written(tmp_path, r
     assert len(lines) == 1 and lines[0].startswith("deepvision runs: warning: could not write ")
     assert "journal.csv" in lines[0] and ("Read-only file system" in lines[0] or "Permission denied" in lines[0])
     assert not (runs / "journal.csv").exists()
+
+
+@pytest.mark.parametrize("field, value", [("best_epoch", [1]), ("segments", None), ("epochs_done", "2"),
+                                          ("segments", [1, 2])])
+def test_run_json_fields_of_the_wrong_type_are_damage_before_anything_changes(tmp_path, run_cli, field, value):
+    from tests.runs.test_journal_table import fake_run
+
+    fake_run(tmp_path, "good", {"name": "constant"}, 2)
+    bad = fake_run(tmp_path, "bad", {"name": "constant"}, 2)
+    bad.write_state({"status": "finished", "run_id": "x", "epochs_done": 2, "segments": [], field: value})
+    before = _snapshot(bad)
+    with pytest.raises(UserError, match=rf"run.json is damaged \({field} is .*, not "):
+        resume(bad.path, overrides=["train.epochs=3"])
+    assert _snapshot(bad) == before  # config.yaml not rewritten
+    code, out, err = run_cli("runs", tmp_path, "--wide")
+    assert code == 0 and "Traceback" not in err and "good" in out
+    rows = {r["name"]: r for r in journal(tmp_path)}
+    assert rows["good"]["status"] == "finished" and rows["bad"]["status"].startswith("damaged: ")

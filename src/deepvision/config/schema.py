@@ -18,6 +18,7 @@ Profile = Literal["modern", "reference"]
 MAX_CLASSES = 100_000  # the largest class count accepted without a labels file naming the classes
 MAX_SIDE = 8192  # the largest image_size / resize / model input side
 MAX_BATCH = 65_536
+MAX_EPOCHS = 100_000  # train.epochs, and the epoch of an imported checkpoint
 MAX_SEED = 2**32 - 1  # NumPy's and scikit-learn's seed range
 
 
@@ -257,7 +258,7 @@ class TrainConfig:
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
 
     def validate(self, path: str) -> None:
-        _bounded(f"{path}.epochs", self.epochs, 1, 100_000)
+        _bounded(f"{path}.epochs", self.epochs, 1, MAX_EPOCHS)
         _bounded(f"{path}.seed", self.seed, 0, MAX_SEED)
         _bounded(f"{path}.grad_accum", self.grad_accum, 1, MAX_BATCH)
         _bounded(f"{path}.global_batch", self.global_batch, 1, 2**24)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepvision.config.schema import Config
+from deepvision.config.schema import MAX_BATCH, Config
 from deepvision.data.age_buckets import is_age_buckets
 from deepvision.data.dataset_loader import DatasetSource
 from deepvision.data.loader import BatchLoader
@@ -40,7 +40,7 @@ from deepvision.evaluation.tencrop import TenCropTransform, ten_crop
 from deepvision.fileio import atomic_write_text, refuse_output_inside
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
-from deepvision.safeload import spreadsheet_cell, spreadsheet_row
+from deepvision.safeload import check_range, spreadsheet_cell, spreadsheet_row
 
 ROLES = ("train", "val", "test")
 # --crops: the views averaged per image -> (what the progress line says, the report folder's suffix)
@@ -134,6 +134,10 @@ def evaluate_run(
     `skip_corrupt` scores only the readable samples (the report counts them) instead of stopping at
     the first unreadable record or image.
     """
+    if isinstance(crops, bool) or crops not in CROPS:
+        raise UserError(f"--crops must be 1, 2 or 10, got {crops!r}")
+    if batch_size is not None:
+        check_range("--batch-size", batch_size, 1, MAX_BATCH)
     if out is None:
         RunDir(run_dir).folder("eval", create=False)  # a link planted as eval/ is refused before any work
     elif data is not None and data not in ROLES:
@@ -148,10 +152,6 @@ def evaluate_run(
         if not quiet:
             print("\n".join(report.lines()))
         return report.metrics()
-    if crops not in CROPS:
-        raise UserError(f"--crops must be 1, 2 or 10, got {crops}")
-    if batch_size is not None and batch_size <= 0:
-        raise UserError(f"--batch-size must be a positive integer, got {batch_size}")
     dev = resolve_device(device)
     say = (lambda *_: None) if quiet else print
     say("[INFO] loading model...")

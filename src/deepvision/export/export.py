@@ -37,6 +37,7 @@ from deepvision.export.result import ExportResult
 from deepvision.fileio import atomic_path, unlink_quietly
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
+from deepvision.safeload import check_range
 from deepvision.version import __version__
 
 FORMATS = ("onnx", "torchscript")
@@ -165,8 +166,8 @@ def export_run(
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got '{format}'")
     if opset is not None and format != "onnx":
         raise UserError("--opset applies to --format onnx only")
-    if opset is not None and (isinstance(opset, bool) or not 7 <= opset <= 99):
-        raise UserError(f"--opset must be an ONNX opset version from 7 up, got {opset}")
+    if opset is not None:
+        check_range("--opset (an ONNX opset version)", opset, 7, 99)
     hooks_cls = hooks_for(RunDir.open(run_dir).read_config().task)
     if dynamic_batch and not hooks_cls.dynamic_batch:
         raise UserError("a detection export takes one image of any size; --dynamic-batch does not apply")

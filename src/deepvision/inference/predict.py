@@ -10,7 +10,7 @@ import torch
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
 from deepvision.runs.loading import LoadedRun, load_run
-from deepvision.safeload import input_file
+from deepvision.safeload import check_range, input_file
 
 
 @dataclass
@@ -30,9 +30,7 @@ def check_top(top: object, option: str = "--top") -> int:
     """`top` if it is a whole number of classes, 1 or more (more than the model has gives them all);
     UserError naming `option` otherwise. The library checks it, so the Python API refuses what the
     CLI refuses."""
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise UserError(f"{option} must be a whole number, at least 1, got {top!r}")
-    return top
+    return check_range(option, top, 1)
 
 
 def predict_tensors(loaded: LoadedRun, batch: torch.Tensor, top: int) -> list[list[tuple[str, float]]]:

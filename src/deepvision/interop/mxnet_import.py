@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepvision.config.schema import MAX_EPOCHS
 from deepvision.errors import UserError, suggest
 from deepvision.interop.mxnet_params import read_params, split_params
 from deepvision.models.mxnet_graph import MXNetGraph, check_operators
@@ -29,6 +30,7 @@ from deepvision.safeload import (
     MAX_TEXT_BYTES,
     check_class_names,
     check_image_side,
+    check_range,
     input_file,
     name_lines,
     read_bytes,
@@ -280,6 +282,7 @@ def import_mxnet(
     (scale 1), Gluon model-zoo networks 0..1 pixels with ImageNet mean/std.
     """
     say = (lambda *_: None) if quiet else print
+    check_range("epoch", epoch, 0, MAX_EPOCHS)
     check_options(model, options or {})
     symbol_path, params_path = checkpoint_files(prefix, epoch)
     symbol = read_symbol(symbol_path)

@@ -323,6 +323,9 @@ class KerasGraph(nn.Module):
         self.output_shape = tuple(values[self.output_ref].shape[1:])
         self.num_classes = int(self.output_shape[0]) if self.output_shape else 1
         self.input_shape = shape
+        # what the image's channels must be (runs.loading checks it): the declared input, not the first
+        # convolution's, which may follow a Dense or Permute that changes the channel count
+        self.input_channels = int(shape[-1]) if len(shape) == 3 else None
         if num_classes > 0 and top and self.num_classes != num_classes:
             raise UserError(f"model '{self.name}' has {self.num_classes} outputs and no final Dense to resize to "
                             f"{num_classes} classes")

@@ -1,9 +1,10 @@
 """Runs made from weights trained elsewhere (MXNet, Keras): one writer for every importer.
 
-The run is built in a temporary folder beside its destination and renamed into place, so a failed
-import leaves nothing behind. It holds what a trained run holds for prediction, evaluation, export
-and fine-tuning: config.yaml, preprocess.json, labels.txt, a checkpoint (also as best.pt and
-last.pt) carrying the run's id, and run.json with status "imported" and where the weights came from.
+The run is built in a temporary folder beside its destination, loaded there as every loader will
+load it, and only then renamed into place, so a failed or refused import leaves nothing behind. It
+holds what a trained run holds for prediction, evaluation, export and fine-tuning: config.yaml,
+preprocess.json, labels.txt, a checkpoint (also as best.pt and last.pt) carrying the run's id, and
+run.json with status "imported" and where the weights came from.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def write_imported_run(run_dir: str | Path, cfg: Config, pre: Preprocess, classe
         run.write_state({"status": "imported", "run_id": run_id, "created": now, "epochs_done": epoch,
                          "best_epoch": epoch, "segments": [{"start_epoch": epoch, "imported_from": source,
                                                             "time": now}]})
+        _check_loads(tmp, run_dir)
         if run_dir.exists():
             run_dir.rmdir()  # the empty folder named by --out
         move(tmp, run_dir)
@@ -68,3 +70,14 @@ def write_imported_run(run_dir: str | Path, cfg: Config, pre: Preprocess, classe
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return RunDir(run_dir)
+
+
+def _check_loads(tmp: Path, run_dir: Path) -> None:
+    """Load the run written at `tmp` as predict, evaluate and export will, so a run that no loader
+    takes is refused before it is renamed into place (the message names `run_dir`, not `tmp`)."""
+    from deepvision.runs.loading import load_run
+
+    try:
+        load_run(tmp)
+    except UserError as exc:
+        raise UserError(str(exc).replace(str(tmp), str(run_dir))) from None

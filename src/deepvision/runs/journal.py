@@ -16,15 +16,17 @@ import contextlib
 import csv
 import io
 import math
+import os
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from deepvision.errors import UserError
+from deepvision.fileio import atomic_write_text, open_regular_file
 from deepvision.runs.history import describe_lrs
 from deepvision.runs.rundir import RunDir
-from deepvision.safeload import printable, read_json, spreadsheet_cell
+from deepvision.safeload import printable, spreadsheet_cell
 
 # key -> (table header, kind); kind: "text" (wraps), "name" (kept whole), "num" (right-aligned, never cut)
 COLUMNS: dict[str, tuple[str, str]] = {
@@ -54,7 +56,7 @@ def find_runs(root: str | Path) -> list[RunDir]:
 
 
 def _finite(values: list[Any]) -> list[float]:
-    return [v for v in values if isinstance(v, (int, float)) and not math.isnan(v)]
+    return [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
 
 
 def run_row(run: RunDir) -> dict[str, Any]:
@@ -77,8 +79,9 @@ def run_row(run: RunDir) -> dict[str, Any]:
     lrs = [r["lr"] for r in hist if r.get("lr") is not None]
     row["lr_schedule"] = describe_lrs(lrs, schedule) if lrs else ""
     scored = [r for r in hist if r.get("val_acc") is not None]
-    if scored:
-        best = max(scored, key=lambda r: r["val_acc"])
+    if scored:  # a NaN or inf epoch (a diverged one) is never the best while another has a number
+        finite = [r for r in scored if math.isfinite(r["val_acc"])]
+        best = max(finite or scored, key=lambda r: r["val_acc"])
         row.update(best_val_acc=best["val_acc"], best_val_top5=best.get("val_top5"), best_epoch=best["epoch"],
                    last_val_acc=scored[-1]["val_acc"], last_val_top5=scored[-1].get("val_top5"))
     row.update(_monitored(run, hist, monitor))
@@ -100,7 +103,7 @@ def _monitored(run: RunDir, hist: list[dict[str, Any]], monitor: str) -> dict[st
     """The monitored metric (checkpoint.monitor, whatever it is named) at the best epoch: the one best.pt
     holds (run.json), else the best value in the history."""
     values = {r["epoch"]: r.get(monitor) for r in hist if isinstance(r.get(monitor), (int, float))}
-    values = {e: v for e, v in values.items() if not math.isnan(v)}
+    values = {e: v for e, v in values.items() if math.isfinite(v)}
     if not values:
         return {"monitor": monitor}
     best = run.read_state().get("best_epoch")
@@ -125,7 +128,7 @@ def _test_scores(run: RunDir, monitor: str) -> dict[str, Any]:
         out.update(test_acc=trained["test_acc"], test_top5=trained.get("test_top5"))
     detection = _detection_metrics(run)
     if detection:
-        out.update(test_map50=detection.get("voc_map50"), test_map=(detection.get("coco") or {}).get("map"))
+        out.update(test_map50=detection.get("voc_map50"), test_map=detection.get("coco", {}).get("map"))
     elif trained.get("test_map50") is not None:
         out.update(test_map50=trained["test_map50"], test_map=trained.get("test_map"))
     metric = monitor.removeprefix("val_")
@@ -138,11 +141,8 @@ def _detection_metrics(run: RunDir) -> dict[str, Any] | None:
     """The newest `deepvision evaluate` report of a detection run on its test split (best.pt preferred)."""
     found = []
     for path in sorted(run.eval_dir.glob("detection-test-*/metrics.json"), key=lambda p: p.stat().st_mtime):
-        try:
-            found.append((path.parent.name, read_json(path, "evaluation report")))
-        except (OSError, UserError):
-            continue
-    found = [(name, m) for name, m in found if isinstance(m, dict)]
+        found.append((path.parent.name, run.read_report(path)))
+    found = [(name, m) for name, m in found if m is not None]
     best = [m for name, m in found if name == "detection-test-best"]
     return (best or [m for _, m in found] or [None])[-1]
 
@@ -152,11 +152,8 @@ def _test_metrics(run: RunDir) -> dict[str, Any] | None:
     else the newest single-crop one, else the newest of any kind."""
     found = []
     for path in sorted(run.eval_dir.glob("test-*/metrics.json"), key=lambda p: p.stat().st_mtime):
-        try:
-            found.append((path.parent.name, read_json(path, "evaluation report")))
-        except (OSError, UserError):
-            continue
-    found = [(name, m) for name, m in found if isinstance(m, dict)]
+        found.append((path.parent.name, run.read_report(path)))
+    found = [(name, m) for name, m in found if m is not None]
     for wanted in (lambda name, m: name == "test-best", lambda name, m: m.get("crops", 1) == 1, lambda name, m: True):
         matches = [m for name, m in found if wanted(name, m)]
         if matches:
@@ -249,12 +246,41 @@ def cell(key: str, v: Any, row: dict[str, Any] | None = None) -> str:
 def to_csv(rows: list[dict[str, Any]]) -> str:
     """The journal as CSV (`journal.csv`, `runs --csv`): every column; text cells spreadsheet-safe."""
     buf = io.StringIO()
-    fields = [*COLUMNS, "classes", "ckpt_discarded_bytes", "ckpt_prunable_bytes", "path"]
-    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=JOURNAL_FIELDS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({k: spreadsheet_cell(v) for k, v in r.items()})
     return buf.getvalue()
+
+
+JOURNAL_FIELDS = [*COLUMNS, "classes", "ckpt_discarded_bytes", "ckpt_prunable_bytes", "path"]
+
+
+def _is_journal(path: Path) -> bool:
+    """Whether `path` starts with a journal's header: the columns `to_csv` writes (an older release's
+    journal has fewer of them, but always starts with `name` and ends with `path`)."""
+    try:
+        with open_regular_file(path) as f:
+            first = f.readline(4096).decode("utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        return False
+    fields = first.split(",")
+    return fields[0] == "name" and fields[-1] == "path" and set(fields) <= set(JOURNAL_FIELDS)
+
+
+def write_journal_csv(folder: str | Path, rows: list[dict[str, Any]]) -> str | None:
+    """Write FOLDER/journal.csv with every column; returns why it was not written, or None. Nothing is
+    written without runs, and a journal.csv that is not one deepvision wrote (a user's own CSV) is kept."""
+    if not rows:
+        return None
+    path = Path(folder) / "journal.csv"
+    if os.path.lexists(path) and not _is_journal(path):
+        return f"{path} is not a deepvision journal; left as it is (move it away to have the journal written)"
+    try:
+        atomic_write_text(path, to_csv(rows))
+    except UserError as exc:  # a read-only folder, a full disk
+        return str(exc)
+    return None
 
 
 def crops(row: dict[str, Any]) -> str:

@@ -85,6 +85,17 @@ def first_conv(model: nn.Module) -> tuple[str, nn.Module] | None:
     return next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
 
 
+def input_channels(model: nn.Module) -> tuple[str, int] | None:
+    """(what takes the image, its channels): the model's declared input where it states one (an imported
+    Keras graph: `input_channels`, from its input shape; None there means no check), else its first
+    convolution; None when neither is known."""
+    if hasattr(model, "input_channels"):
+        declared = model.input_channels
+        return None if declared is None else ("input", int(declared))
+    stem = first_conv(model)
+    return None if stem is None else (f"first layer {stem[0]}", stem[1].in_channels)
+
+
 def build_checked(cfg: Config, pre: Preprocess, state: dict[str, Any], weights: str, pre_source: str) -> nn.Module:
     """The model for `pre` with the weights `state` (a checkpoint's, named `weights`), after
     `check_plan`; the model is planned once, here, not again by the registry."""
@@ -96,17 +107,17 @@ def build_checked(cfg: Config, pre: Preprocess, state: dict[str, Any], weights: 
 
 def check_plan(cfg: Config, pre: Preprocess, state: dict[str, Any], weights: str, pre_source: str) -> None:
     """Refuse, before any weight is allocated, preprocessing that disagrees with the model it would build:
-    the model is planned on the meta device (no memory) for `pre`, then its first convolution must take
-    `pre.channels` channels, every tensor must have the shape `state` (the checkpoint) holds, and the
+    the model is planned on the meta device (no memory) for `pre`, then its input (`input_channels`) must
+    take `pre.channels` channels, every tensor must have the shape `state` (the checkpoint) holds, and the
     whole model must fit the memory ceiling (an input size that rebuilds a huge linear layer)."""
     planned = plan_model(cfg, pre)
     if planned is None:  # not plannable: built as before
         return
     size = "x".join(map(str, pre.size))
-    stem = first_conv(planned)
-    if stem is not None and stem[1].in_channels != pre.channels:
-        raise UserError(f"{pre_source} gives {pre.channels} channel(s) but the model's first layer {stem[0]} "
-                        f"takes {stem[1].in_channels}; the file is damaged or belongs to another run")
+    takes = input_channels(planned)
+    if takes is not None and takes[1] != pre.channels:
+        raise UserError(f"{pre_source} gives {pre.channels} channel(s) but the model's {takes[0]} "
+                        f"takes {takes[1]}; the file is damaged or belongs to another run")
     state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
     for key, tensor in planned.state_dict().items():
         held = getattr(state.get(key), "shape", None)

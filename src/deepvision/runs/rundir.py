@@ -46,6 +46,7 @@ from deepvision.safeload import (
     ParseError,
     check_class_names,
     check_file_size,
+    printable,
     read_bytes,
     read_json,
 )
@@ -204,8 +205,9 @@ class RunDir:
             raise
         except (OSError, UserError):
             state = None
-        if not isinstance(state, dict):
-            raise UserError(f"{self.state_path} is damaged (not a JSON object); restore it or delete it "
+        problem = "not a JSON object" if not isinstance(state, dict) else _state_problem(state)
+        if problem:
+            raise UserError(f"{self.state_path} is damaged ({problem}); restore it or delete it "
                             f"(its status and segment list are lost then)")
         return state
 
@@ -280,6 +282,8 @@ class RunDir:
                     rows.append({k: _parse(k, v) for k, v in row.items()})
         except (UnicodeDecodeError, csv.Error, ValueError) as exc:
             problem = exc.__class__.__name__
+        if problem is None:
+            problem = _bad_cell(rows)
         if problem is None and path == self.history_path:
             problem = _history_problem(rows)
         if problem is not None:
@@ -293,12 +297,20 @@ class RunDir:
         atomic_write_text(self.test_metrics_path, json.dumps(metrics, indent=2, allow_nan=False) + "\n")
 
     def read_test_metrics(self) -> dict[str, Any] | None:
-        """test_metrics.json, or None when the run has none (or it is unreadable: it is a report, not state)."""
+        """test_metrics.json's numbers (see `read_report`), or None when the run has none."""
+        return self.read_report(self.test_metrics_path, "test_metrics.json")
+
+    @staticmethod
+    def read_report(path: Path, what: str = "evaluation report") -> dict[str, Any] | None:
+        """The finite numbers of a JSON report (test_metrics.json, an evaluation's metrics.json), nested
+        objects kept the same way; None when it is missing or unreadable: it is a report, not state, so
+        a damaged one only leaves its numbers out (shown as '-'), and text or lists in a number's place
+        are left out likewise."""
         try:
-            data = read_json(self.test_metrics_path, "test_metrics.json")
+            data = read_json(path, what)
         except (OSError, UserError):
             return None
-        return data if isinstance(data, dict) else None
+        return _numbers(data) if isinstance(data, dict) else None
 
     # -- checkpoints -------------------------------------------------------------------------------
     def checkpoint_path(self, prefix: str, epoch: int) -> Path:
@@ -495,6 +507,52 @@ def _fmt(v: Any) -> Any:
     if isinstance(v, float):
         return repr(v)  # shortest exact round-trip: history.csv reproduces the run's numbers bit for bit
     return v
+
+
+def _numbers(report: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in report.items():
+        if isinstance(value, dict):
+            out[key] = _numbers(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out[key] = value
+    return out
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+# run.json fields the tools read, and the types they write (None: the field may be null)
+_STATE_TYPES: dict[str, tuple[str, Any]] = {
+    "run_id": ("text", lambda v: isinstance(v, str)),
+    "created": ("text", lambda v: isinstance(v, str)),
+    "epochs_done": ("a whole number", _whole),
+    "best_epoch": ("a whole number or null", lambda v: v is None or _whole(v)),
+    "segments": ("a list of objects", lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v)),
+    "error": ("text", lambda v: isinstance(v, str)),
+}
+
+
+def _state_problem(state: dict[str, Any]) -> str | None:
+    """Which of run.json's fields holds a value of a type the tools never write, or None."""
+    for key, (kind, ok) in _STATE_TYPES.items():
+        if key in state and not ok(state[key]):
+            shown = printable(json.dumps(state[key]))
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            return f"{key} is {shown}, not {kind}"
+    return None
+
+
+def _bad_cell(rows: list[dict[str, Any]]) -> str | None:
+    """The first history cell that is neither empty nor a number (every column but epoch is a number)."""
+    for i, row in enumerate(rows, 2):  # line 1 is the header
+        for key, value in row.items():
+            if key != "epoch" and value is not None and not isinstance(value, float):
+                shown = printable(str(value))
+                shown = shown if len(shown) <= 20 else shown[:17] + "..."
+                return f"line {i}: {printable(str(key))[:40]} '{shown}' is not a number"
+    return None
 
 
 def _history_problem(rows: list[dict[str, Any]]) -> str | None:

@@ -120,12 +120,14 @@ MAX_FAKE_SIDE = 2048  # fake-data generators: real ImageNet/Cars/Adience photos 
 MAX_FAKE_IMAGES = 20_000  # images one fake data set may hold: tests and demos, never a real data set's size
 
 
-def check_range(option: str, value: object, low: int, high: int) -> int:
-    """`value` if it is a whole number from `low` to `high`; UserError naming `option` otherwise. The
-    one bound rule for sizes and counts given on the command line, checked before anything is allocated
-    or written."""
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise UserError(f"{option} must be a whole number from {low:,} to {high:,}, got {value}")
+def check_range(option: str, value: object, low: int, high: int | None = None) -> int:
+    """`value` if it is a whole number (an int, not a bool) from `low` to `high` (None: no upper bound);
+    UserError naming `option` otherwise. The one rule for whole-number arguments, sizes and counts, on
+    the command line and in the Python API alike (a string or a float is refused, never formatted or
+    compared), checked before anything is allocated or written."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f"from {low:,} to {high:,}" if high is not None else f"at least {low:,}"
+        raise UserError(f"{option} must be a whole number{',' if high is None else ''} {bound}, got {value!r}")
     return value
 
 

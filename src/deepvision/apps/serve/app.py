@@ -1,6 +1,6 @@
 """`deepvision serve RUN_OR_MODEL`: a local web page and JSON API for a model (FastAPI + uvicorn).
 
-    GET  /               the page: drop or choose an image, see it and the top-5 bars (boxes for detection)
+    GET  /               the page: drop or choose an image, see it and the top-5 bars (and boxes, when given)
     POST /api/predict    multipart field `file` (+ `?top=K`) -> {"top": [{"class", "probability"}], ...}
     GET  /health         {"status": "ok", "model", "task", "classes", "input", "decoder_warnings"}
 

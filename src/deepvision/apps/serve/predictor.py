@@ -7,8 +7,9 @@ kilobytes that would decode to gigabytes). Only JPEG, PNG, BMP, GIF, TIFF and We
 (`imageio.ALLOWED_FORMATS`): Pillow's other plugins (EPS hands the file to Ghostscript, where
 installed) are never tried. Refusals: 413 above the budget, 415 for anything that is not such an
 image (or holds a colour mode deepvision does not read), 422 for an image that fails to decode
-(truncated, damaged). A predictor's result is JSON-ready: `top` (classification) and, for detection
-runs, `boxes` ([x0, y0, x1, y1] in the uploaded image's pixels, `label`, `score`), which the page draws.
+(truncated, damaged). A predictor's result is JSON-ready: `top` (classification) and, when a backend
+given to `create_app` returns them, `boxes` ([x0, y0, x1, y1] in the uploaded image's pixels, `label`,
+`score`), which the page draws. A detection run is refused at start: `deepvision detect` draws its boxes.
 """
 
 from __future__ import annotations
@@ -90,7 +91,11 @@ class Predictor:
         elif self.source.is_dir():
             from deepvision.engine.distributed import resolve_device
             from deepvision.runs.loading import load_run
+            from deepvision.runs.rundir import RunDir
 
+            if RunDir.open(self.source).read_config().task == "detection":
+                raise UserError(f"{self.source} is a detection run; serve takes classification runs (top "
+                                f"classes out); draw its boxes with `deepvision detect {self.source} IMAGES`")
             self.backend = load_run(self.source, device=resolve_device(device))
             self.name = f"{self.source.name} ({self.backend.cfg.model.name})"
             self.task = getattr(self.backend.model, "task", "classification")
@@ -123,7 +128,7 @@ class Predictor:
             "model": self.name, "task": self.task, "image": {"width": img.size[0], "height": img.size[1]},
             "top": [{"class": c, "probability": p} for c, p in tops[0]],
         }
-        boxes = getattr(self.backend, "boxes", None)  # detection predictors (future) add boxes
+        boxes = getattr(self.backend, "boxes", None)  # a Predictor-like backend given to create_app may add boxes
         if callable(boxes):
             result["boxes"] = boxes(img)
         result["milliseconds"] = round((time.perf_counter() - t0) * 1000, 2)

@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "status (model, best epoch and test rank-1 too when they fit). Runs that monitor another "
                     "metric (detection: val_map50) get a column with its best value, and test mAP50/mAP "
                     "(after training or `deepvision evaluate`). --wide shows every column once, "
-                    "--columns chooses them. It also writes DIR/journal.csv with every column. "
+                    "--columns chooses them. It also writes DIR/journal.csv with every column (when DIR holds runs; "
+                    "a journal.csv deepvision did not write is left alone). "
                     "`deepvision runs compare RUN_A RUN_B ... [--out FILE.png]` overlays their curves in one PNG. "
                     "`deepvision runs prune RUN_OR_DIR ... [--keep N] [--discarded] [--dry-run]` deletes the "
                     "periodic checkpoints of a run (or of every run under DIR) but the newest N (default 0), "
@@ -57,18 +58,22 @@ def run(args: argparse.Namespace) -> int:
 
 def table(folder: str, markdown: bool, as_csv: bool, wide: bool = False, columns: list[str] | None = None) -> int:
     import sys
-    from pathlib import Path
 
     from deepvision.cli.output import shown
-    from deepvision.errors import UserError
-    from deepvision.fileio import atomic_write_text
-    from deepvision.runs.journal import format_bytes, journal, print_table, to_csv, to_markdown, wide_columns
+    from deepvision.runs.journal import (
+        format_bytes,
+        journal,
+        print_table,
+        to_csv,
+        to_markdown,
+        wide_columns,
+        write_journal_csv,
+    )
 
     rows = journal(folder)
-    try:
-        atomic_write_text(Path(folder) / "journal.csv", to_csv(rows))
-    except UserError as exc:  # a read-only folder, a full disk: the table is still printed, with one line why
-        sys.stderr.write(f"deepvision runs: warning: {exc}; listing the runs anyway\n")
+    problem = write_journal_csv(folder, rows)
+    if problem:  # a read-only folder, a full disk, a user's own journal.csv: the table is still printed
+        sys.stderr.write(f"deepvision runs: warning: {problem}; listing the runs anyway\n")
     if markdown:
         print(to_markdown(rows), end="")
     elif as_csv:
