@@ -191,3 +191,16 @@ def test_agegender_outputs_replace_planted_links_and_keep_same_stems_apart(runs,
         shown = out / name / "input.png"
         assert not shown.is_symlink() and cv2.imread(str(shown)).shape == (800, 800, 3)
         assert (out / name / "face0_aligned.png").is_file()
+
+
+def test_an_enlargement_above_the_pixel_limit_is_not_made(monkeypatch):
+    from deepvision.inference.faces.draw import resize_to_width
+
+    monkeypatch.setenv("DEEPVISION_MAX_IMAGE_PIXELS", "1000000")
+    tall = np.zeros((2000, 4, 3), np.uint8)  # made 800 wide: 800 x 400,000 = 320 M pixels
+    out, factor = resize_to_width(tall, 800)
+    assert out is tall and factor == 1.0
+    out, factor = resize_to_width(np.zeros((40, 40, 3), np.uint8), 800)  # 800 x 800: within the limit
+    assert out.shape == (800, 800, 3) and factor == 20.0
+    out, factor = resize_to_width(np.zeros((10, 4000, 3), np.uint8), 800)  # shrinking is always made
+    assert out.shape == (2, 800, 3) and factor == 0.2
