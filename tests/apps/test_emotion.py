@@ -448,8 +448,9 @@ def test_fer2013_release_links_stay_inside_and_folders_are_read_once(fer_csv, tm
     with pytest.raises(UserError, match=r"Training_99999\.jpg is a link to .*secret/face\.jpg, outside the release"):
         build_fer2013(tmp_path / "FER", tmp_path / "fer2", dtype="uint8")
     (tmp_path / "FER" / "train" / "happy" / "Training_99999.jpg").unlink()
-    os.symlink(outside, tmp_path / "FER" / "train" / "fear")
-    with pytest.raises(UserError, match=r"train/fear is a link to .*secret, outside the release"):
+    (tmp_path / "FER" / "extra").mkdir()
+    os.symlink(outside, tmp_path / "FER" / "extra" / "fear")  # an emotion folder that is a link out
+    with pytest.raises(UserError, match=r"extra/fear is a link to .*secret, outside the release"):
         build_fer2013(tmp_path / "FER", tmp_path / "fer3", dtype="uint8")
 
 
