@@ -268,6 +268,26 @@ def test_text_files_are_bounded_and_utf8(tmp_path):
         read_text_file(tmp_path / "none.txt", "labels file")
 
 
+def test_a_leading_byte_order_mark_is_dropped_by_the_text_readers(tmp_path):
+    """Excel's 'CSV UTF-8' and older Notepad start a file with U+FEFF: read as the text it is."""
+    from deepvision.data.lst import read_lst
+    from deepvision.fileio import open_regular_text
+    from deepvision.interop.mxnet_import import read_labels
+    from deepvision.safeload import read_text_file
+
+    bom = b"\xef\xbb\xbf"
+    (tmp_path / "labels.txt").write_bytes(bom + b"cat\ndog\n")
+    assert read_text_file(tmp_path / "labels.txt") == "cat\ndog\n"
+    assert read_labels(tmp_path / "labels.txt", 2) == ["cat", "dog"]
+    (tmp_path / "p.lst").write_bytes(bom + b"0\t1\ta.png\n1\t0\tb.png\n")
+    assert [(e.index, e.label, e.path) for e in read_lst(tmp_path / "p.lst")] == [(0, 1.0, "a.png"), (1, 0.0, "b.png")]
+    (tmp_path / "f.csv").write_bytes(bom + b"emotion,pixels\n")
+    with open_regular_text(tmp_path / "f.csv") as f:
+        assert f.readline() == "emotion,pixels\n"
+    (tmp_path / "mid.txt").write_bytes(b"cat\n" + bom + b"dog\n")  # only a leading mark is dropped
+    assert read_text_file(tmp_path / "mid.txt") == "cat\n\ufeffdog\n"
+
+
 def test_json_and_yaml_files_are_bounded_by_their_size_before_reading(tmp_path):
     from deepvision.safeload import read_json, read_yaml
 

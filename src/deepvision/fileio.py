@@ -348,8 +348,9 @@ def open_regular_file(path: str | Path) -> BinaryIO:
         raise
 
 
-def open_regular_text(path: str | Path, encoding: str = "utf-8", newline: str | None = "") -> TextIO:
-    """`open_regular_file` for text: a FIFO or device raises OSError at once, never blocks."""
+def open_regular_text(path: str | Path, encoding: str = "utf-8-sig", newline: str | None = "") -> TextIO:
+    """`open_regular_file` for text: a FIFO or device raises OSError at once, never blocks. UTF-8 by
+    default, a leading byte-order mark dropped (Excel's 'CSV UTF-8' writes one)."""
     return io.TextIOWrapper(open_regular_file(path), encoding=encoding, newline=newline)
 
 

@@ -205,3 +205,16 @@ def test_adience_lists_refuse_a_linked_task_folder_in_out(tmp_path, run_cli):
     assert code == 2 and err.count("\n") == 1, err
     assert "gender is a link; deepvision never writes through a link inside an output folder" in err
     assert list(elsewhere.iterdir()) == [] and list((tmp_path / "o" / "age").iterdir()) == []
+
+
+def test_an_enlargement_above_the_pixel_limit_is_not_made(monkeypatch):
+    from deepvision.inference.faces.draw import resize_to_width
+
+    monkeypatch.setenv("DEEPVISION_MAX_IMAGE_PIXELS", "1000000")
+    tall = np.zeros((2000, 4, 3), np.uint8)  # made 800 wide: 800 x 400,000 = 320 M pixels
+    out, factor = resize_to_width(tall, 800)
+    assert out is tall and factor == 1.0
+    out, factor = resize_to_width(np.zeros((40, 40, 3), np.uint8), 800)  # 800 x 800: within the limit
+    assert out.shape == (800, 800, 3) and factor == 20.0
+    out, factor = resize_to_width(np.zeros((10, 4000, 3), np.uint8), 800)  # shrinking is always made
+    assert out.shape == (2, 800, 3) and factor == 0.2

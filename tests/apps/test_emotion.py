@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -442,3 +443,57 @@ def test_emotion_camera_and_threads_are_checked_before_opencv_and_torch(fer_run,
     if option == "--threads":
         code, _, err = run_cli("emotion", fer_run, "--image", tmp_path, option, value)
         assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_fer2013_release_links_stay_inside_and_folders_are_read_once(fer_csv, tmp_path):
+    import os
+
+    from deepvision.errors import UserError
+
+    release = _image_release(fer_csv, tmp_path / "FER")
+    trains = [file for usage, _, file in release if usage == "Training"]
+    trains[0].rename(trains[0].with_name(trains[0].name.lower()))  # 'training_N.jpg': the same split
+    os.symlink(tmp_path / "FER" / "train", tmp_path / "FER" / "validation")  # a folder reached twice
+    built = build_fer2013(tmp_path / "FER", tmp_path / "fer", dtype="uint8")
+    assert sum(built.counts["train"]) == len(trains)  # each Training face once, the renamed one too
+    assert any("is the same folder" in note and "validation" in note for note in built.notes)
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    Image.new("L", (48, 48)).save(outside / "face.jpg")
+    os.symlink(outside / "face.jpg", tmp_path / "FER" / "train" / "happy" / "Training_99999.jpg")
+    with pytest.raises(UserError, match=r"Training_99999\.jpg is a link to .*secret/face\.jpg, outside the release"):
+        build_fer2013(tmp_path / "FER", tmp_path / "fer2", dtype="uint8")
+    (tmp_path / "FER" / "train" / "happy" / "Training_99999.jpg").unlink()
+    (tmp_path / "FER" / "extra").mkdir()
+    os.symlink(outside, tmp_path / "FER" / "extra" / "fear")  # an emotion folder that is a link out
+    with pytest.raises(UserError, match=r"extra/fear is a link to .*secret, outside the release"):
+        build_fer2013(tmp_path / "FER", tmp_path / "fer3", dtype="uint8")
+
+
+@pytest.mark.parametrize("pixel, shown", [("99999999999999999999", "99999999999999999999"), ("2_5_5", "2_5_5"),
+                                          ("+9", "+9"), ("\u0665", "\u0665")])
+def test_fer2013_csv_pixels_are_plain_digits_0_to_255(fer_csv, tmp_path, pixel, shown):
+    from deepvision.errors import UserError
+
+    lines = fer_csv.read_text().splitlines()
+    emotion, pixels, usage = lines[3].split(",")
+    values = pixels.split()
+    values[5] = pixel
+    lines[3] = ",".join((emotion, " ".join(values), usage))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=rf"bad\.csv:4: pixels must be space-separated integers 0\.\.255 in plain "
+                                        rf"digits, got '{re.escape(shown)}'"):
+        build_fer2013(bad, tmp_path / "o")
+    lines[3] = ",".join(("0_2", pixels, usage))
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=r"bad\.csv:4: emotion must be an integer 0-6, got '0_2'"):
+        build_fer2013(bad, tmp_path / "o")
+    assert not any((tmp_path / "o").glob("*.hdf5"))
+
+
+def test_fer2013_csv_with_a_byte_order_mark_is_read_whole(fer_csv, tmp_path):
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + fer_csv.read_bytes())  # Excel's 'CSV UTF-8'
+    plain = build_fer2013(fer_csv, tmp_path / "a", dtype="uint8")
+    assert build_fer2013(bom, tmp_path / "b", dtype="uint8").counts == plain.counts

@@ -14,7 +14,7 @@ from PIL import Image
 from deepvision.apps.serve.predictor import RejectedImage, decode_upload
 from deepvision.data import RecordLoader
 from deepvision.data.builtin_sources import ImageFileDataset
-from deepvision.data.imageio import ENV_MAX_PIXELS, PixelLimitError, decode, decode_opencv
+from deepvision.data.imageio import ENV_MAX_PIXELS, DecodeError, PixelLimitError, decode, decode_opencv
 from deepvision.data.preprocess import Preprocess
 from deepvision.data.records import IRHeader, pack_header, unpack_img
 from deepvision.datasets.records import RecordWriter
@@ -130,3 +130,20 @@ def test_header_reads_follow_the_limit_in_force(images, monkeypatch):
     monkeypatch.delenv(ENV_MAX_PIXELS)
     assert image_size(root / "rgba.png") == (W, H)
     assert image_size(root / "exif.jpg") == (W, H)  # EXIF rotation applied to the stored 16 x 24
+
+
+def test_a_png_side_above_libpngs_limit_is_refused_from_the_header(tmp_path, capfd):
+    """libpng reads no side above 1,000,000 pixels and prints its own lines on stderr when asked to:
+    the header is checked first, one refusal on every route, nothing from libpng."""
+    path = tmp_path / "wide.png"
+    Image.new("L", (1_000_001, 1), 9).save(path)
+    body = path.read_bytes()
+    message = "a 1,000,001 x 1 PNG; sides above 1,000,000 pixels are not read"
+    for entry in (partial(decode, body, 3), partial(decode, body, 1), partial(decode_opencv, body, -1),
+                  partial(decode_opencv, body, 1)):
+        with pytest.raises(DecodeError, match=message):
+            entry()
+    with pytest.raises(UserError, match=rf"^cannot read .*wide\.png: {message}"):
+        Preprocess(1, (8, 8)).load(path)
+    assert decode(_save(Image.new("L", (1_000_000, 1), 9), "PNG"), 1).shape == (1, 1_000_000, 1)
+    assert capfd.readouterr().err == ""

@@ -78,3 +78,34 @@ def test_the_usual_maps_are_kept():
     for scale, mean, std in ((1 / 255, [], []), (1.0, [123.7, 116.3, 103.5], [58.4, 57.1, 57.4]),
                              (1 / 255, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), (1 / 127.5, [1.0], [1.0])):
         Preprocess(channels=3, size=(8, 8), scale=scale, mean=mean, std=std)
+
+
+def test_a_resize_above_the_pixel_limit_is_refused_naming_the_image(tmp_path, monkeypatch):
+    # a 2,000 x 1 image resized to a shorter side of 64 would be 128,000 x 64 = 8.2 M pixels: above a 1 M limit
+    from deepvision.data.dataset_loader import DatasetSource
+
+    monkeypatch.setenv("DEEPVISION_MAX_IMAGE_PIXELS", "1000000")
+    wide = tmp_path / "wide.png"
+    Image.new("L", (2000, 1), 7).save(wide)
+    pre = Preprocess(channels=1, size=(32, 32), resize=64)
+    with pytest.raises(UserError, match=r"wide\.png: a 2,000 x 1 image .* 128,000 x 64 = 8,192,000 pixels, "
+                                        r"above the pixel limit of 1,000,000"):
+        pre.load(wide)
+    ok = io.BytesIO()
+    Image.new("L", (200, 20)).save(ok, format="PNG")
+    assert tuple(pre.load(ok.getvalue()).shape) == (1, 32, 32)  # 640 x 64: within the limit
+
+    class Files:
+        paths = [str(wide), "small.png"]
+
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return (Image.open(wide) if i == 0 else Image.new("L", (40, 40))), i
+
+    transform = SampleTransform(pre, None, training=False)
+    with pytest.raises(UserError, match=r"cannot read .*wide\.png: a 2,000 x 1 image"):
+        DatasetSource(Files(), transform).make(0, [0, 1])
+    x, y, skipped = DatasetSource(Files(), transform, skip_errors=True).make(0, [0, 1])
+    assert tuple(x.shape) == (1, 1, 32, 32) and y.tolist() == [1] and skipped == [str(wide)]

@@ -341,3 +341,27 @@ def test_out_inside_an_input_or_image_folder_is_refused(tmp_path, run_cli):
     assert code == 2 and err.count("\n") == 1
     assert f"--out {voc / 'JPEGImages'} is inside the image folder {voc / 'JPEGImages'}" in " ".join(err.split())
     assert _snapshot(voc) == before
+
+
+def test_an_image_named_by_two_records_is_refused(tmp_path):
+    # two LabelImg XML files naming one photo (an XML copied for another photo and never repointed)
+    root = _labelimg(tmp_path / "li", n=3)
+    copy = (root / "annotations" / "photo_0.xml").read_text().replace("<xmin>11<", "<xmin>2<")
+    (root / "annotations" / "copy_of_2.xml").write_text(copy)
+    with pytest.raises(UserError, match=r"photo_0\.jpg is named by two records, .*copy_of_2\.xml \(all\) and "
+                                        r".*photo_0\.xml \(all\)"):
+        build_from_files("voc", [root], tmp_path / "o1", test_fraction=0.5)
+    # a VOC id in two ImageSets lists: the photo would be in train and in test
+    (root / "annotations" / "copy_of_2.xml").unlink()
+    sets = root / "ImageSets" / "Main"
+    sets.mkdir(parents=True)
+    (sets / "train.txt").write_text("photo_0\nphoto_1\n")
+    (sets / "test.txt").write_text("photo_2\nphoto_0\n")
+    with pytest.raises(UserError, match=r"photo_0\.jpg is named by two records, .*photo_0\.xml \(listed in "
+                                        r".*train\.txt\) \(train\) and .*photo_0\.xml \(listed in .*test\.txt\) "
+                                        r"\(test\)"):
+        build_from_files("voc", [root], tmp_path / "o2")
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+    (sets / "test.txt").write_text("photo_2\n")
+    report = build_from_files("voc", [root], tmp_path / "o3")
+    assert report.counts["train"].images == 2 and report.counts["test"].images == 1

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepvision.config.schema import AugmentConfig
+from deepvision.data.imageio import max_image_pixels
+from deepvision.errors import UserError
 
 IOU_CROP_THRESHOLDS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)  # SSD's minimum-IoU options; 1.0: keep the whole image
 
@@ -156,10 +158,23 @@ def prepared_size(size: tuple[int, int], out_size: tuple[int, int], resize: int 
     if aug.random_resized_crop:
         return None
     if resize:
-        if min(w, h) == resize:
-            return None
-        return (resize, h * resize // w) if h > w else (w * resize // h, resize)
+        return None if min(w, h) == resize else short_side_size((w, h), resize)
     return (tw, th) if (w, h) != (tw, th) and not (aug.rand_crop or crop) else None
+
+
+def short_side_size(size: tuple[int, int], resize: int) -> tuple[int, int]:
+    """(width, height) of a `size` image whose shorter side is scaled to `resize`, keeping the aspect
+    ratio (im2rec's rule). UserError when the result is above the pixel limit (`imageio.max_image_pixels`):
+    a 1 kB 999,999 x 1 PNG resized to a shorter side of 256 would be a 65-gigapixel image."""
+    w, h = size
+    new = (resize, h * resize // w) if h > w else (w * resize // h, resize)
+    limit = max_image_pixels()
+    if new[0] * new[1] > limit:
+        ratio = max(w, h) / min(w, h)
+        raise UserError(f"a {w:,} x {h:,} image (aspect {ratio:,.0f}:1) resized to a shorter side of {resize} "
+                        f"would be {new[0]:,} x {new[1]:,} = {new[0] * new[1]:,} pixels, above the pixel limit of "
+                        f"{limit:,}; crop it to a usual aspect ratio")
+    return new
 
 
 def inverse_affine(angle: float, shear: float, zoom: tuple[float, float] = (1.0, 1.0)

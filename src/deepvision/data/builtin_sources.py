@@ -291,7 +291,7 @@ def class_names_for(cfg: DataConfig, data_files: list[Path], count: int) -> list
     found = find_labels_file(data_files[0])
     if found is None:
         return read_class_names(None, count)
-    names = name_lines(found.read_text(encoding="utf-8"))
+    names = name_lines(found.read_text(encoding="utf-8-sig"))
     if len(names) < count:
         raise UserError(f"{found} (found beside {data_files[0].name}) names {len(names)} classes but the labels go "
                         f"up to {count - 1}; fix it or name another file in data.options.labels")
@@ -313,7 +313,7 @@ def read_class_names(path: str | None, count: int, root: str | None = None) -> l
     if not p.is_file():
         raise UserError(f"labels file not found: {p}")
     try:
-        names = name_lines(p.read_text(encoding="utf-8"))
+        names = name_lines(p.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read the labels file {p}: {getattr(exc, 'strerror', None) or exc}") from None
     if len(names) < count:

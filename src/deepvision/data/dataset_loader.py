@@ -46,7 +46,14 @@ class DatasetSource(BatchSource):
                 skipped.append(self.describe(index))
                 continue
             rng = random.Random(sample_seed(self.seed, epoch, index))
-            samples.append((self.transform(img, rng), int(label)))
+            try:
+                x = self.transform(img, rng)
+            except UserError as exc:  # an image the resize would make too large (augment_plan.short_side_size)
+                if not self.skip_errors:
+                    raise UserError(f"cannot read {self.describe(index)}: {exc}") from None
+                skipped.append(self.describe(index))
+                continue
+            samples.append((x, int(label)))
         if not samples:
             return self._blank()[None][:0], torch.zeros(0, dtype=torch.int64), skipped
         x, y = default_collate(samples)  # in a worker: stacked straight into shared memory

@@ -29,7 +29,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import struct
 import warnings
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from deepvision.fileio import atomic_write_bytes, open_regular_file
 from deepvision.safeload import format_bytes
 from deepvision.safeload.images import (
     JPEG_SOI,
+    PNG_MAX_SIDE,
     PNG_SIGNATURE,
     is_jpeg,
     jpeg_frame,
@@ -49,6 +49,7 @@ from deepvision.safeload.images import (
     jpeg_truncated,
     plain_png_channels,
     png_check,
+    png_size,
     sniff_format,
 )
 
@@ -90,6 +91,10 @@ class PixelLimitError(DecodeError):
                  size: tuple[int, int] | None = None) -> None:
         super().__init__(message)
         self.pixels, self.limit, self.size = pixels, limit, size
+
+
+class SideLimitError(DecodeError):
+    """A PNG side is longer than libpng reads (`safeload.images.PNG_MAX_SIDE`), checked from the header."""
 
 
 class FileSizeError(PixelLimitError):
@@ -203,15 +208,18 @@ def plain_jpeg(data: bytes | memoryview, limit: int | None = None) -> bool:
 
 def check_image_data(data: bytes | memoryview | np.ndarray, limit: int | None = None) -> None:
     """Refuse encoded image bytes whose header announces more pixels than `limit` (default: the limit in
-    force) with PixelLimitError. Reads JPEG and PNG headers directly, other formats through Pillow's
-    header parser; data no parser recognises is left to the decoder to reject."""
+    force) with PixelLimitError, or a PNG side above libpng's `PNG_MAX_SIDE` with SideLimitError. Reads
+    JPEG and PNG headers directly, other formats through Pillow's header parser; data no parser recognises
+    is left to the decoder to reject."""
     if not isinstance(data, (bytes, bytearray, memoryview)):  # e.g. a uint8 NumPy buffer
         data = memoryview(np.ascontiguousarray(data, dtype=np.uint8)).cast("B")
     if data[:3] == JPEG_SOI:
         frame = jpeg_frame(data)
         size = None if frame is None else frame[:2]
-    elif data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
-        size = struct.unpack_from(">II", data, 16)
+    elif (size := png_size(data)) is not None:
+        if max(size) > PNG_MAX_SIDE:  # libpng refuses it, printing its own lines on standard error
+            raise SideLimitError(f"a {size[0]:,} x {size[1]:,} PNG; sides above {PNG_MAX_SIDE:,} pixels are not "
+                                 f"read (libpng's limit)")
     else:
         try:
             _pil_open(bytes(data), limit).close()
@@ -434,7 +442,7 @@ def open_image(source: str | Path | bytes | memoryview | Image.Image, channels: 
                 raise UserError(f"image not found: {source}")
             data = read_image_file(source)
         arr = decode(data, channels)
-    except PixelLimitError as exc:
+    except (PixelLimitError, SideLimitError) as exc:
         raise UserError(f"cannot read {name}: {exc}") from None
     except DecodeError as exc:
         raise UserError(f"cannot read {name} as an image ({exc}); give a JPEG, PNG, BMP, GIF, TIFF or WebP file"

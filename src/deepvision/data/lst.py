@@ -29,7 +29,7 @@ def read_list_text(path: str | Path) -> str:
     opened), larger than `MAX_LIST_BYTES` (checked from its size before reading) or not UTF-8 text."""
     path = input_file(path, "list file")
     try:
-        return read_bytes(path, "list file", MAX_LIST_BYTES).decode("utf-8")
+        return read_bytes(path, "list file", MAX_LIST_BYTES).decode("utf-8-sig")  # a leading byte-order mark is dropped
     except FileNotFoundError:
         raise UserError(f"list file not found: {path}") from None
     except UnicodeDecodeError:

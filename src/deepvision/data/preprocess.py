@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from deepvision.data.augment_plan import short_side_size
 from deepvision.data.imageio import open_image, to_mode
 from deepvision.errors import UserError
 from deepvision.safeload import check_image_side
@@ -100,7 +101,11 @@ class Preprocess:
         img = open_image(source, self.channels)
         resample = RESAMPLE[self.interpolation]
         if self.resize:
-            img = resize_short_side(img, self.resize, resample)
+            try:
+                img = resize_short_side(img, self.resize, resample)
+            except UserError as exc:
+                name = "image" if isinstance(source, (bytes, bytearray, memoryview, Image.Image)) else str(source)
+                raise UserError(f"cannot read {name}: {exc}") from None
             img = center_crop(img, self.size)
         elif self.crop:
             img = center_crop(img, self.size)
@@ -137,15 +142,11 @@ def normalize_batch(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.
 
 
 def resize_short_side(img: Image.Image, size: int, resample: int = Image.BILINEAR) -> Image.Image:
-    """Resize so the shorter side is `size` (bilinear by default), keeping the aspect ratio (im2rec's rule)."""
-    w, h = img.size
-    if min(w, h) == size:
+    """Resize so the shorter side is `size` (bilinear by default), keeping the aspect ratio (im2rec's rule);
+    UserError when the result would be above the pixel limit (`augment_plan.short_side_size`)."""
+    if min(img.size) == size:
         return img
-    if h > w:
-        new = (size, h * size // w)
-    else:
-        new = (w * size // h, size)
-    return img.resize(new, resample)
+    return img.resize(short_side_size(img.size, size), resample)
 
 
 def center_crop(img: Image.Image, size: tuple[int, int]) -> Image.Image:

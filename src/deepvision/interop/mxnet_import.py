@@ -197,7 +197,7 @@ def read_labels(path: str | Path | None, count: int) -> list[str]:
     p = input_file(path, "labels file")  # a FIFO is named, never opened
     names, wnids = [], []
     try:
-        text = read_bytes(p, "labels file", MAX_TEXT_BYTES).decode("utf-8", errors="replace")
+        text = read_bytes(p, "labels file", MAX_TEXT_BYTES).decode("utf-8-sig", errors="replace")
     except FileNotFoundError:
         raise UserError(f"labels file not found: {p}") from None
     for line in name_lines(text):

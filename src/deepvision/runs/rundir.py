@@ -183,7 +183,7 @@ class RunDir:
         if not self.labels_path.is_file():
             raise UserError(f"{self.labels_path} is missing")
         try:
-            text = read_bytes(self.labels_path, "class list", MAX_TEXT_BYTES).decode("utf-8")
+            text = read_bytes(self.labels_path, "class list", MAX_TEXT_BYTES).decode("utf-8-sig")
         except UnicodeDecodeError:
             raise UserError(f"{self.labels_path} is not UTF-8 text; re-run training or restore it") from None
         except OSError as exc:

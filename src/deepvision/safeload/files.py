@@ -84,7 +84,7 @@ def read_text_file(path: str | Path, what: str = "file", max_bytes: int = MAX_TE
     never reaches memory) or not UTF-8."""
     path = input_file(path, what)
     try:
-        return read_bytes(path, what, max_bytes).decode("utf-8")
+        return read_bytes(path, what, max_bytes).decode("utf-8-sig")  # a byte-order mark is dropped
     except UnicodeDecodeError as exc:
         raise UserError(f"{what} {path} is not UTF-8 text (byte {exc.start:,})") from None
     except FileNotFoundError:

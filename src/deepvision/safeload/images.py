@@ -13,6 +13,7 @@ from deepvision.safeload.text import printable
 
 JPEG_SOI = b"\xff\xd8\xff"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_MAX_SIDE = 1_000_000  # libpng's default user limit on a PNG's width and height (OpenCV decodes PNGs with it)
 
 
 def is_jpeg(data: Any) -> bool:
@@ -27,6 +28,15 @@ def sniff_format(data: bytes | memoryview) -> str | None:
         if head.startswith(prefix):
             return name
     return "webp" if head[:4] == b"RIFF" and head[8:12] == b"WEBP" else None
+
+
+def png_size(data: bytes | memoryview) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk, or None when `data` does not start like a PNG."""
+    head = bytes(data[:24])
+    if len(head) < 24 or not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack_from(">II", head, 16)
+    return width, height
 
 
 def jpeg_frame(data: bytes | memoryview) -> tuple[int, int, int] | None:

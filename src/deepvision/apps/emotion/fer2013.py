@@ -25,13 +25,18 @@ from deepvision.datasets.fer import FER6_LABELS, FER6_MAP, FER7_LABELS
 from deepvision.errors import UserError
 from deepvision.fileio import open_regular_text, require_new_file
 from deepvision.safeload import bounded_lines, check_file_size, csv_rows, regular_file
+from deepvision.safeload.text import printable
 
 SPLITS = {"Training": "train", "PrivateTest": "val", "PublicTest": "test"}
+SPLIT_OF_PREFIX = {prefix.lower(): split for prefix, split in SPLITS.items()}  # file names: any case
 SIDE = 48
 MAX_CSV_BYTES = 2 * 10**9  # the released fer2013.csv (35,887 faces) is 301 MB
 # the image-folder release's emotion folders -> the CSV's emotion ids (FER7_LABELS order)
 FOLDER_LABELS = {name: i for i, name in enumerate(FER7_LABELS)}
-IMAGE_NAME = re.compile(r"^(Training|PrivateTest|PublicTest)_(\d+)\.(?:jpe?g|png)$", re.IGNORECASE)
+IMAGE_NAME = re.compile(r"^(Training|PrivateTest|PublicTest)_([0-9]+)\.(?:jpe?g|png)$", re.IGNORECASE)
+# plain decimal digits only: int() and NumPy also take '2_5_5' (255), '+9' and non-ASCII digits
+PIXELS = re.compile(r"[0-9]{1,3}(?:\s+[0-9]{1,3})*", re.ASCII)
+EMOTION = re.compile(r"\s*[0-9]{1,9}\s*", re.ASCII)
 
 
 @dataclass
@@ -43,19 +48,19 @@ class FerBuild:
 
 
 def _parse_row(row: dict[str, str], lineno: int, path: Path) -> tuple[int, np.ndarray, str]:
-    try:
-        label = int(row["emotion"])
-    except (TypeError, ValueError):
-        raise UserError(f"{path}:{lineno}: emotion must be an integer 0-6, got {row.get('emotion')!r}") from None
-    if not 0 <= label <= 6:
-        raise UserError(f"{path}:{lineno}: emotion must be 0-6, got {label}")
+    emotion = row.get("emotion")
+    if not isinstance(emotion, str) or not EMOTION.fullmatch(emotion) or not 0 <= int(emotion) <= 6:
+        raise UserError(f"{path}:{lineno}: emotion must be an integer 0-6, got '{printable(str(emotion)[:20])}'")
+    label = int(emotion)
     usage = (row.get("Usage") or "").strip()
     if usage not in SPLITS:
         raise UserError(f"{path}:{lineno}: Usage must be Training, PrivateTest or PublicTest, got {usage!r}")
-    try:
-        pixels = np.array((row.get("pixels") or "").split(), dtype=np.int64)
-    except ValueError:
-        raise UserError(f"{path}:{lineno}: pixels must be space-separated integers") from None
+    text = (row.get("pixels") or "").strip()
+    if text and not PIXELS.fullmatch(text):
+        bad = next((t for t in text.split() if not (t.isascii() and t.isdigit() and len(t) <= 3)), text)
+        raise UserError(f"{path}:{lineno}: pixels must be space-separated integers 0..255 in plain digits, "
+                        f"got '{printable(bad[:24])}'")
+    pixels = np.array(text.split(), dtype=np.int64)
     if pixels.size != SIDE * SIDE or pixels.min(initial=0) < 0 or pixels.max(initial=0) > 255:
         raise UserError(f"{path}:{lineno}: expected {SIDE * SIDE} pixel values in 0..255, got {pixels.size}")
     return label, pixels.reshape(SIDE, SIDE).astype(np.uint8), SPLITS[usage]
@@ -97,6 +102,16 @@ def _folder_samples(root: Path, notes: list[str]) -> tuple[int, Iterator[tuple[i
     with other names (augmented copies, notes) are left out and counted in `notes`."""
     from deepvision.data.imageio import open_image
 
+    top = root.resolve()
+
+    def within(path: Path) -> Path:
+        """`path` once links are followed; refused when that leaves the release (the dataset-root rule)."""
+        target = path.resolve()
+        if not target.is_relative_to(top):
+            raise UserError(f"{path} is a link to {target}, outside the release {root}; copy the file into "
+                            f"the release")
+        return target
+
     parts = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
                    and any(e.is_dir() and e.name.lower() in FOLDER_LABELS for e in d.iterdir()))
     if not parts:
@@ -106,18 +121,25 @@ def _folder_samples(root: Path, notes: list[str]) -> tuple[int, Iterator[tuple[i
     other: Counter = Counter()
     example = ""
     order = {"train": 0, "val": 1, "test": 2}
+    read: dict[Path, Path] = {}  # folders read (links followed) -> as which path: a folder is read once
     for part in parts:
         for folder in sorted(d for d in part.iterdir() if d.is_dir()):
             label = FOLDER_LABELS.get(folder.name.lower())
             if label is None:
                 raise UserError(f"{folder}: unknown emotion folder; expected {', '.join(sorted(FOLDER_LABELS))}")
+            real = within(folder)
+            if real in read:
+                notes.append(f"read {read[real]} once; {folder} is the same folder")
+                continue
+            read[real] = folder
             for file in sorted(folder.iterdir()):
                 match = IMAGE_NAME.match(file.name)
                 if match is None or not file.is_file():
                     other[part.name] += 1
                     example = example or str(file)
                     continue
-                found.append((SPLITS[match.group(1)], int(match.group(2)), label, file))
+                within(file)
+                found.append((SPLIT_OF_PREFIX[match.group(1).lower()], int(match.group(2)), label, file))
     if other:
         where = ", ".join(f"{n:,} in {name}/" for name, n in sorted(other.items()))
         notes.append(f"left out {sum(other.values()):,} file(s) not named Training_N, PrivateTest_N or "

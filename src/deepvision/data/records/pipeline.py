@@ -25,6 +25,7 @@ from deepvision.data.records.header import image_bytes
 from deepvision.data.records.record_file import RecordFile
 from deepvision.data.records.recordio import RecordError
 from deepvision.data.records.shared_batches import _new_batch, _SlotPool, _SlotRef
+from deepvision.errors import UserError
 
 if TYPE_CHECKING:
     from deepvision.data.records.loader import RecordDataset
@@ -122,8 +123,8 @@ class _BatchMaker(Dataset):
         for index in indices:
             pos = int(self.positions[index])
             try:
-                img = self._decode(pos)
-            except (RecordError, DecodeError, ValueError) as exc:
+                img = _prepare(self._decode(pos), spec, aug)  # the resize refuses a result above the pixel limit
+            except (RecordError, DecodeError, ValueError, UserError) as exc:
                 reason = str(exc)
                 if not spec.skip_corrupt:
                     error = _corrupt(self.file, pos, reason)
@@ -190,8 +191,8 @@ def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
 
 
 def _transform_into(img: np.ndarray, rng: random.Random, out: np.ndarray, spec: _Spec, aug: AugmentConfig) -> None:
-    """Write the augmented (training) or centre-cropped (evaluation) H x W x C sample into `out`."""
-    img = _prepare(img, spec, aug)
+    """Write the augmented (training) or centre-cropped (evaluation) H x W x C sample, prepared by
+    `_prepare`, into `out`."""
     apply_plan(img, draw_plan(aug, (img.shape[1], img.shape[0]), spec.size, rng), out, aug.fill, aug.fill_mode)
 
 

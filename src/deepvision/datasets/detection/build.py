@@ -73,6 +73,21 @@ def _split_all(records: list[ImageRecord], test_fraction: float, seed: int) -> d
     return {"train": [records[i] for i in order[n_test:]], "test": [records[i] for i in order[:n_test]]}
 
 
+def check_one_record_per_image(ann: Annotations) -> None:
+    """Refuse an image file named by two records (an id in two VOC split lists, two XML files naming one
+    photo): its boxes would disagree, and it could land in train and test alike."""
+    seen: dict[str, tuple[str, str]] = {}
+    for split, records in ann.splits.items():
+        for rec in records:
+            key = os.path.normcase(os.path.realpath(rec.file))
+            here = f"{rec.source or 'a record'} ({split})"
+            if key in seen:
+                first = f"{seen[key][1] or 'a record'} ({seen[key][0]})"
+                raise UserError(f"{rec.file} is named by two records, {first} and {here}; give each image one "
+                                f"record in one split")
+            seen[key] = (split, rec.source)
+
+
 def build_dataset(
     ann: Annotations,
     out: str | Path,
@@ -99,6 +114,7 @@ def build_dataset(
     out = Path(out)
     split_names = ["train", "test"] if list(ann.splits) == ["all"] else list(ann.splits)
     check_output(out, ann, split_names, extra_inputs or [])
+    check_one_record_per_image(ann)
     counters: dict[str, Any] = {"missing": [], "unreadable": [], "unknown": Counter(), "bad": [], "emptied": 0,
                                 "resized": []}
     splits = {name: check_records(records, classes, fix, counters) for name, records in ann.splits.items()}

@@ -37,6 +37,7 @@ class ImageRecord:
     width: int | None = None  # None: read from the image file when the dataset is built
     height: int | None = None
     looked_in: tuple[str, ...] = ()  # where a reader searched for a missing image (for the report)
+    source: str = ""  # where the record was read (an annotation file, a split list), for messages
 
 
 @dataclass

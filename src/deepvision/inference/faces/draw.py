@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from deepvision.data.imageio import max_image_pixels
 from deepvision.inference.faces.detect import cv2_module
 
 RED = (0, 0, 255)  # BGR
@@ -46,13 +47,18 @@ def draw_face(frame: np.ndarray, box: Sequence[int], label: str | None = None, c
 
 
 def resize_to_width(image: np.ndarray, width: int) -> tuple[np.ndarray, float]:
-    """Resize keeping the aspect ratio (area interpolation, like imutils.resize); returns (image, factor)."""
+    """Resize keeping the aspect ratio (area interpolation, like imutils.resize); returns (image, factor).
+    An enlargement whose result would be above the pixel limit (`imageio.max_image_pixels`; a 4 x 250,000
+    photo made 800 wide is 40 gigapixels) is not made: the image comes back as it is, factor 1."""
     cv2 = cv2_module()
     h, w = image.shape[:2]
     if w == width:
         return image, 1.0
     factor = width / float(w)
-    return cv2.resize(image, (width, max(1, int(h * factor))), interpolation=cv2.INTER_AREA), factor
+    height = max(1, int(h * factor))
+    if width > w and width * height > max_image_pixels():
+        return image, 1.0
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA), factor
 
 
 def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:

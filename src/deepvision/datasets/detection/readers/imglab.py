@@ -29,7 +29,8 @@ def read_imglab(files: dict[str, Path], reference_clip: bool = False) -> Annotat
                 raise UserError(f"{xml_path}: an <image> element has no file attribute")
             file = str(inside(xml_path.parent, rel, f"{xml_path}, <image file>").resolve())
             size = image_size(file)
-            record = ImageRecord(file, width=size[0] if size else None, height=size[1] if size else None)
+            record = ImageRecord(file, width=size[0] if size else None, height=size[1] if size else None,
+                                 source=str(xml_path))
             for box in image.iter("box"):
                 if parse_flag(box.get("ignore", "0"), f"{xml_path}, <box ignore>"):
                     ignored += 1

@@ -113,6 +113,7 @@ def read_voc(root: str | Path, splits: list[str] | None = None, images_dir: str 
         image_dirs = [Path(images_dir)]
     sets = dataset_root / "ImageSets" / "Main"
     ids: dict[str, list[str]] = {}
+    lists: dict[str, Path] = {}  # the ImageSets file of each split
     if sets.is_dir():
         available = {p.stem: p for p in sets.glob("*.txt") if "_" not in p.stem}
         names = splits or [s for s in ("train", "val", "test") if s in available]
@@ -122,7 +123,8 @@ def read_voc(root: str | Path, splits: list[str] | None = None, images_dir: str 
             if name not in available:
                 raise UserError(f"{sets} has no {name}.txt; available: {', '.join(sorted(available)) or 'none'}")
             listed = read_text_file(available[name], "VOC split list").split()
-            ids["train" if name == "trainval" and not splits else name] = listed
+            split = "train" if name == "trainval" and not splits else name
+            ids[split], lists[split] = listed, available[name]
     if not ids:
         xmls = sorted(ann_dir.glob("*.xml"))
         if not xmls:
@@ -136,7 +138,9 @@ def read_voc(root: str | Path, splits: list[str] | None = None, images_dir: str 
             xml = inside(ann_dir, f"{stem}.xml", str(sets / f"{split}.txt"))
             if not xml.is_file():
                 raise UserError(f"{sets / (split + '.txt')} lists '{stem}' but {xml} does not exist")
-            records.append(read_voc_xml(xml, image_dirs, dataset_root))
+            record = read_voc_xml(xml, image_dirs, dataset_root)
+            record.source = f"{xml} (listed in {lists[split]})" if split in lists else str(xml)
+            records.append(record)
         out[split] = records
     count = sum(len(r) for r in out.values())
     return Annotations(out, None, [], "voc", inputs=[str(root), str(ann_dir)],
