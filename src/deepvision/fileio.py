@@ -358,3 +358,26 @@ def read_regular_file(path: str | Path) -> bytes:
     """The bytes of a regular file (see `open_regular_file`)."""
     with open_regular_file(path) as f:
         return f.read()
+
+
+def check_jpeg_quality(quality: Any, option: str = "--quality") -> int:
+    """`quality` if it is a JPEG quality, a whole number 1-100 (libjpeg clamps anything else without a
+    word); UserError naming `option` otherwise. Every command that writes JPEGs checks it here."""
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise UserError(f"{option} must be 1-100 for JPEG, got {quality}")
+    return quality
+
+
+def write_image(path: str | Path, bgr: Any) -> None:
+    """Encode an OpenCV BGR (or gray) array in the format of `path`'s suffix and write it atomically (a
+    temporary file, then rename: never half a picture under the final name)."""
+    import cv2  # imported on first use
+
+    suffix = Path(path).suffix or ".png"
+    try:
+        ok, buf = cv2.imencode(suffix, bgr)
+    except cv2.error:  # a suffix OpenCV has no encoder for
+        ok = False
+    if not ok:
+        raise UserError(f"could not encode {path} as {suffix}")
+    atomic_write_bytes(path, buf.tobytes())

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepvision.data.imageio import read_bgr, write_image
+from deepvision.data.imageio import read_bgr
 from deepvision.errors import UserError
+from deepvision.fileio import write_image
 
 
 def test_read_bgr_equals_opencv_and_honours_exif(tmp_path):

@@ -6,8 +6,7 @@ here, by one set of rules.
   own decompression-bomb limit, 178,956,970 pixels; change it with the DEEPVISION_MAX_IMAGE_PIXELS environment
   variable, `set_max_image_pixels()` or `deepvision im2rec --max-pixels` (`deepvision serve --max-megapixels` sets
   its own, per upload). The refusal names the size and the limit.
-- Regular files only: FIFOs, devices and directories named like images are refused instead of blocking forever (see
-  `deepvision.fileio.read_regular_file`).
+- Regular files only: FIFOs, devices and directories named like images are refused (`fileio.read_regular_file`).
 - Six formats only: JPEG, PNG, BMP, GIF, TIFF and WebP. Pillow's other plugins (EPS hands the file to Ghostscript,
   where installed) are never tried.
 - One set of conversions, whatever the path: EXIF orientation applied; transparency (RGBA, LA, palette or
@@ -37,7 +36,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_bytes, open_regular_file
+from deepvision.fileio import open_regular_file
 from deepvision.safeload import format_bytes
 from deepvision.safeload.images import (
     JPEG_SOI,
@@ -471,28 +470,6 @@ def image_size(path: str | Path) -> tuple[int, int] | None:
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
-
-
-def check_jpeg_quality(quality: Any, option: str = "--quality") -> int:
-    """`quality` if it is a JPEG quality, a whole number 1-100 (libjpeg clamps anything else without a
-    word); UserError naming `option` otherwise. Every command that writes JPEGs checks it here."""
-    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise UserError(f"{option} must be 1-100 for JPEG, got {quality}")
-    return quality
-
-
-def write_image(path: str | Path, bgr: np.ndarray) -> None:
-    """Encode an OpenCV BGR (or gray) array in the format of `path`'s suffix and write it atomically (a
-    temporary file, then rename: never half a picture under the final name)."""
-    cv2 = _cv2()
-    suffix = Path(path).suffix or ".png"
-    try:
-        ok, buf = cv2.imencode(suffix, bgr)
-    except cv2.error:  # a suffix OpenCV has no encoder for
-        ok = False
-    if not ok:
-        raise UserError(f"could not encode {path} as {suffix}")
-    atomic_write_bytes(path, buf.tobytes())
 
 
 def to_mode(img: Image.Image, channels: int) -> Image.Image:

@@ -22,12 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepvision.data.imageio import write_image
 from deepvision.data.preprocess import open_image
 from deepvision.datasets.detection.readers import IMAGE_EXTENSIONS
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
-from deepvision.fileio import PendingFile, atomic_write_text, output_folder
+from deepvision.fileio import PendingFile, atomic_write_text, output_folder, write_image
 from deepvision.inference.video import open_video
 from deepvision.models.detection import detection_family
 from deepvision.runs.loading import LoadedRun, load_run

@@ -24,10 +24,10 @@ import torch
 
 from deepvision.apps.agegender.adience import display_label
 from deepvision.apps.classifier import Classifier, load_classifier
-from deepvision.data.imageio import read_bgr, write_image
+from deepvision.data.imageio import read_bgr
 from deepvision.errors import UserError
 from deepvision.evaluation.tencrop import ten_crop
-from deepvision.fileio import atomic_write_text, distinct_stems, output_subfolder
+from deepvision.fileio import atomic_write_text, distinct_stems, output_subfolder, write_image
 from deepvision.inference.faces.align import align_face
 from deepvision.inference.faces.detect import create_detector, cv2_module
 from deepvision.inference.faces.draw import GREEN, RED, draw_face, probability_canvas, resize_to_width

@@ -21,9 +21,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from deepvision.data.imageio import write_image
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, write_image
 
 
 @dataclass

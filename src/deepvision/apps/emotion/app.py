@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from deepvision.apps.classifier import Classifier, load_classifier
-from deepvision.data.imageio import read_bgr, write_image
+from deepvision.data.imageio import read_bgr
 from deepvision.errors import UserError
 from deepvision.fileio import (
     PendingFile,
@@ -45,6 +45,7 @@ from deepvision.fileio import (
     output_subfolder,
     refuse_output_folder_over_inputs,
     refuse_output_over_inputs,
+    write_image,
 )
 from deepvision.inference.faces.detect import FaceDetector, create_detector, cv2_module, largest_face, to_gray
 from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side

@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from deepvision.data.imageio import check_jpeg_quality
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path, atomic_write_text
+from deepvision.fileio import atomic_path, atomic_write_text, check_jpeg_quality
 
 ANGLES = (0, 90, 180, 270)
 _CLOCKWISE = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_90}

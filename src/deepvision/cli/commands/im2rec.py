@@ -114,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.num_thread < 1:
         raise UserError(f"--num-thread must be >= 1, got {args.num_thread}")
     if args.encoding == ".jpg":
-        from deepvision.data.imageio import check_jpeg_quality
+        from deepvision.fileio import check_jpeg_quality
 
         check_jpeg_quality(args.quality)
     options = PackOptions(root=root, resize=args.resize, center_crop=args.center_crop, quality=args.quality,
