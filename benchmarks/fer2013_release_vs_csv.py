@@ -48,7 +48,6 @@ def read_rows(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int
     faces: dict[str, list[np.ndarray]] = {u: [] for u in USAGES}
     labels: dict[str, list[int]] = {u: [] for u in USAGES}
     skipped = 0
-    csv.field_size_limit(1 << 20)
     with open(path, newline="", encoding="utf-8", errors="replace") as f:
         reader = csv.DictReader(f)
         if not {"emotion", "pixels", "Usage"} <= set(reader.fieldnames or []):

@@ -53,7 +53,10 @@ def lr_changes(history: list[dict[str, Any]], manual: tuple[int, ...] = ()) -> l
 def manual_lr_epochs(run: RunDir) -> tuple[int, ...]:
     """1-based epochs where a resume set the learning rate or the schedule (from run.json)."""
     epochs = []
-    segments = run.read_state().get("segments")
+    try:
+        segments = run.read_state().get("segments")
+    except UserError:  # a damaged run.json only loses the dashed lines, not the plot
+        return ()
     segments = [seg for seg in segments if isinstance(seg, dict)] if isinstance(segments, list) else []
     for seg in segments[1:]:  # a damaged list only loses the dashed lines, not the plot
         overrides = seg.get("overrides") if isinstance(seg.get("overrides"), list) else []

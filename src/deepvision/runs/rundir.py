@@ -303,9 +303,9 @@ class RunDir:
     @staticmethod
     def read_report(path: Path, what: str = "evaluation report") -> dict[str, Any] | None:
         """The finite numbers of a JSON report (test_metrics.json, an evaluation's metrics.json), nested
-        objects kept the same way; None when it is missing or unreadable: it is a report, not state, so
-        a damaged one only leaves its numbers out (shown as '-'), and text or lists in a number's place
-        are left out likewise."""
+        objects kept the same way, and its words (split, checkpoint, monitor); None when it is missing or
+        unreadable: it is a report, not state, so a damaged one only leaves its numbers out (shown as
+        '-'), and text or lists in a number's place are left out likewise."""
         try:
             data = read_json(path, what)
         except (OSError, UserError):
@@ -509,12 +509,19 @@ def _fmt(v: Any) -> Any:
     return v
 
 
+_REPORT_TEXT = ("split", "checkpoint", "monitor")  # the report fields that hold words, not numbers
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _numbers(report: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in report.items():
         if isinstance(value, dict):
             out[key] = _numbers(value)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        elif _finite(value) or (key in _REPORT_TEXT and isinstance(value, str) and value.isprintable()):
             out[key] = value
     return out
 
