@@ -40,7 +40,7 @@ class OrientationPrediction:
 
 def load_orientation_model(model: str | Path, device: str = "auto") -> tuple[Any, Any]:
     """(LinearModel, FeatureExtractor) rebuilt from a logreg model fitted on a deepvision feature file."""
-    from deepvision.apps.transfer.logreg import LinearModel
+    from deepvision.apps.transfer.linear_model import LinearModel
     from deepvision.data.preprocess import Preprocess
     from deepvision.inference.backbones import load_model
     from deepvision.inference.features import FeatureExtractor

@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from deepvision.apps.transfer.logreg import LinearModel, fit_logreg
+from deepvision.apps.transfer.linear_model import LinearModel
+from deepvision.apps.transfer.logreg import fit_logreg
 from deepvision.errors import UserError
 
 __all__ = ["LinearModel", "classify", "features", "fit_logreg", "logreg"]
