@@ -106,7 +106,7 @@ def test_lenet_summary_rows_params_and_macs():
     s = summarize(create_model("lenet"), (1, 28, 28), "lenet")
     assert [r.name for r in s.rows] == ["features.0", "features.1", "features.2", "features.3", "features.4",
                                         "features.5", "classifier.0", "classifier.1", "classifier.2", "classifier.3"]
-    assert [r.output_shape for r in s.rows][:4] == [(20, 24, 24), (20, 24, 24), (20, 12, 12), (50, 8, 8)]
+    assert [r.output_shape for r in s.rows][:4] == [(20, 24, 24), (20, 12, 12), (20, 12, 12), (50, 8, 8)]
     assert [r.params for r in s.rows if r.params] == [520, 25_050, 400_500, 5_010]
     # conv1 20*24*24*25, conv2 50*8*8*20*25, fc1 800*500, fc2 500*10
     assert [r.macs for r in s.rows if r.macs] == [288_000, 1_600_000, 400_000, 5_000]

@@ -3,6 +3,11 @@
 conv 5x5x20 -> tanh -> max-pool 2/2 -> conv 5x5x50 -> tanh -> max-pool 2/2 -> dense 500 tanh -> dense
 classes. 431,080 parameters for 1x28x28 input and 10 classes; 427,072 for the 2-class STL-10 net.
 
+The module pools before the activation (conv -> max-pool -> tanh): tanh and ReLU are non-decreasing, so
+max(act(x)) = act(max(x)) and both orders give the same outputs and gradients, but the activation then
+runs on a quarter of the elements (docs/performance.md). The weights keep the names they had in the
+conv-first order (features.0, features.3), so older checkpoints load.
+
 Differences from the reference: `reference=True` initialises every weight from Uniform(+/-0.01),
 the legacy MXNet default; the modern default keeps PyTorch's initialisation. The dense layer's input
 width is computed from `input_size` (a side or (H, W)), so other sizes work down to 16x16.
@@ -34,11 +39,11 @@ class LeNet(nn.Module):
         self.num_classes = num_classes
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 20, 5),
-            _act(activation),
             nn.MaxPool2d(2, 2),
+            _act(activation),
             nn.Conv2d(20, 50, 5),
-            _act(activation),
             nn.MaxPool2d(2, 2),
+            _act(activation),
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),
