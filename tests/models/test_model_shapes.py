@@ -284,3 +284,23 @@ def test_torch_compile_small_model():
     torch.testing.assert_close(out, model(x))
     out.sum().backward()
     assert model.features[0].weight.grad is not None
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_lenet_pools_before_its_activation_with_the_conv_first_orders_outputs_and_gradients(activation):
+    torch.manual_seed(0)
+    model = create_model("lenet", activation=activation, fc_activation=activation).double()
+    f = model.features
+    assert [type(m).__name__ for m in f] == ["Conv2d", "MaxPool2d", type(f[2]).__name__, "Conv2d", "MaxPool2d",
+                                             type(f[5]).__name__]
+    conv_first = torch.nn.Sequential(f[0], f[2], f[1], f[3], f[5], f[4])
+    x = torch.randn(4, 1, 28, 28, dtype=torch.float64)
+    grads = []
+    for features in (f, conv_first):
+        model.zero_grad()
+        out = model.classifier(features(x))
+        out.square().sum().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    assert torch.equal(grads[0][0], grads[1][0])
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
