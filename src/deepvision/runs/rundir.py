@@ -49,6 +49,7 @@ from deepvision.safeload import (
     printable,
     read_bytes,
     read_json,
+    shown_value,
 )
 
 MAX_HISTORY_BYTES = 64 * 2**20  # a row per epoch: a detector's 40 columns for 100,000 epochs is ~40 MB
@@ -342,7 +343,7 @@ class RunDir:
                 return saved[max(saved)]
             raise UserError(f"{self.path} holds no checkpoints yet")
         if isinstance(epoch, bool) or not isinstance(epoch, int):
-            raise UserError(f"epoch must be a whole number, got {epoch!r}")
+            raise UserError(f"epoch must be a whole number, got {shown_value(epoch)}")
         saved = self.saved_epochs()
         if epoch in saved:
             return saved[epoch]
