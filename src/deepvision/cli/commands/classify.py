@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="images per batch on the device (default 32)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--out", help="also write the results to this .json or .csv file")
+    p.add_argument("--out", help="also write the results to this .csv or .json file (outside the input folders)")
     p.set_defaults(func=run)
 
 
