@@ -31,7 +31,7 @@ METRIC_TITLES = {"loss": "loss (cross-entropy)", "acc": "rank-1 accuracy", "top5
                  "lr": "learning rate"}
 
 
-NOT_CURVES = ("epoch", "lr", "samples_per_s", "seconds")  # history columns that are not metric curves
+CURVES = ("train_loss", "val_loss", "train_acc", "val_acc", "train_top5", "val_top5", "val_map50", "val_map")
 LOST_COLOR = "tab:red"
 
 
@@ -60,7 +60,7 @@ def _lost(history: list[dict[str, Any]], keys: Any) -> dict[int, list[tuple[str,
 def unplotted_note(history: list[dict[str, Any]]) -> str | None:
     """One sentence naming the epochs whose metrics are NaN or inf (not drawn; shaded on the plots), or None:
     'not drawn (NaN or inf, shaded red on the plots): epoch 2 train_loss inf, val_loss inf'."""
-    keys = [k for k in dict.fromkeys(k for row in history for k in row) if k not in NOT_CURVES]
+    keys = [k for k in dict.fromkeys(k for row in history for k in row) if k in CURVES or k.startswith("train_loss_")]
     lost = _lost(history, keys)
     if not lost:
         return None
