@@ -64,6 +64,39 @@ def test_output_folder_removes_only_the_empty_folders_it_created(tmp_path):
     assert out.is_dir()
 
 
+def test_output_folder_removes_the_empty_sub_folders_a_failed_build_made(tmp_path):
+    """images/cat/ made by a build that failed before its first image goes with --out; in a folder the user
+    had, only what the build made goes (their empty folder and their files stay)."""
+    from deepvision.fileio import output_folder, output_subfolder
+
+    with pytest.raises(RuntimeError), output_folder(tmp_path / "new") as out:
+        output_subfolder(out, "images/cat")
+        output_subfolder(out, "images/dog")
+        raise RuntimeError("failed")
+    assert not (tmp_path / "new").exists()
+    mine = tmp_path / "mine"
+    (mine / "empty").mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(RuntimeError), output_folder(mine) as out:
+        output_subfolder(out, "images/cat")
+        output_subfolder(out, "lists")
+        (out / "lists" / "train.lst").write_text("written before the failure")
+        raise RuntimeError("failed")
+    assert sorted(p.name for p in mine.iterdir()) == ["empty", "lists", "notes.txt"]
+    assert [p.name for p in (mine / "lists").iterdir()] == ["train.lst"]
+
+
+def test_split_lists_that_cannot_be_written_leave_no_out_folder(tmp_path):
+    """cars lists / imagenet lists write through write_split_lists: a refused list leaves no folder."""
+    from deepvision.data.lst import ListEntry
+    from deepvision.datasets.listing import write_split_lists
+
+    bad = {"train": [ListEntry(0, (1.0,), "b\tc.jpg")], "val": [ListEntry(0, (0.0,), "a.jpg")]}
+    with pytest.raises(UserError, match=r"holds a tab or a line break"):
+        write_split_lists(tmp_path / "lists" / "cars", bad)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_output_that_is_an_input_is_refused(tmp_path):
     from deepvision.fileio import refuse_output_over_inputs
 

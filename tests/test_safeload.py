@@ -314,3 +314,19 @@ def test_name_lines_split_only_at_line_breaks_a_file_has():
     assert names == ["a\u0085b", "c\u2028d"]
     with pytest.raises(UserError, match=r"class name 'a\\x85b' is empty or holds a control character"):
         check_class_names(names, "labels.txt")
+
+
+@pytest.mark.parametrize("value, shown", [
+    ("10", r"'10' \(a str\)"), (10.0, r"10.0 \(a float\)"), (True, r"True \(a bool\)"), (None, r"None \(a NoneType\)"),
+    (3, "3"), (2**700, "a 701-bit number"),
+])
+def test_whole_number_checks_show_the_wrong_value_and_its_type(value, shown):
+    """A string that looks like a valid number is shown as a string, so the message never reads
+    'must be 1, 2 or 10, got 10'."""
+    from deepvision.safeload import check_choice, check_range
+
+    with pytest.raises(UserError, match=rf"^--crops must be 1, 2 or 10, got {shown}$"):
+        check_choice("--crops", value, (1, 2, 10))
+    with pytest.raises(UserError, match=rf"^--top must be a whole number from 4 to 9, got {shown}$"):
+        check_range("--top", value, 4, 9)
+    assert check_choice("--crops", 10, (1, 2, 10)) == 10 and check_range("--top", 5, 4, 9) == 5

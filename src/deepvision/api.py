@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deepvision.config.io import build_config, load_config
+from deepvision.config.io import build_config, load_config, override_list
 from deepvision.config.schema import Config
 from deepvision.engine.resolve import resolve_run
 from deepvision.engine.session import default_name, resume_run, train_run
@@ -36,12 +36,14 @@ def _as_config(config: str | Path | dict[str, Any] | Config, overrides: list[str
 
 def train(
     config: str | Path | dict[str, Any] | Config,
-    overrides: list[str] | None = None,
+    overrides: str | list[str] | None = None,
     *,
     name: str | None = None,
     out: str | Path = "runs",
 ) -> FitResult:
-    """Train from a config (YAML path, recipe name, mapping or Config) into a new run directory under `out`."""
+    """Train from a config (YAML path, recipe name, mapping or Config) into a new run directory under `out`.
+    `overrides`: 'key=value' strings as `--set` takes them, one string or a list."""
+    overrides = override_list(overrides)
     cfg = _as_config(config, overrides)
     if name is not None:
         cfg.name = name
@@ -53,12 +55,13 @@ def resume(
     run_dir: str | Path,
     *,
     epoch: int | None = None,
-    overrides: list[str] | None = None,
+    overrides: str | list[str] | None = None,
     reset_optimizer: bool = False,
 ) -> FitResult:
     """Continue a run from the checkpoint of `epoch` (default: the latest), with config overrides.
 
-    The config is the one saved in that checkpoint plus `overrides`. `optim.lr=X` among the
+    The config is the one saved in that checkpoint plus `overrides` ('key=value' strings as `--set` takes
+    them, one string or a list). `optim.lr=X` among the
     overrides fixes the rate at X from here on (the reference's manual "stop, lower the rate,
     restart" workflow); overriding any `schedule.*` key installs that schedule instead. Resuming from
     an earlier epoch than the last moves the later checkpoints aside into
@@ -66,7 +69,7 @@ def resume(
     A run stopped before its first epoch ended starts again from epoch 0. Nothing in the run
     directory changes when the resume is refused; a run another process trains is refused.
     """
-    return resume_run(run_dir, epoch=epoch, overrides=overrides, reset_optimizer=reset_optimizer)
+    return resume_run(run_dir, epoch=epoch, overrides=override_list(overrides), reset_optimizer=reset_optimizer)
 
 
 def evaluate(run_dir: str | Path | FitResult, **kwargs: Any) -> dict[str, Any]:

@@ -78,10 +78,15 @@ def enclosing(target: Path, folders: Iterable[Path]) -> Path | None:
     return min(found, key=lambda f: len(f.resolve().parts)) if found else None
 
 
-def refuse_output_inside(out: str | Path, folder: str | Path, what: str, option: str = "--out") -> None:
+def refuse_output_inside(out: str | Path, folder: str | Path, what: str, option: str = "--out",
+                         file: bool = False) -> None:
     """Refuse, before anything is written, an output folder inside (or equal to) an input folder: its files
-    would join the inputs (a report's PNGs counted as images of a class by the next run)."""
+    would join the inputs (a report's PNGs counted as images of a class by the next run). `file`: `out`
+    is an output file (a predictions CSV), refused inside the folder likewise."""
     if os.path.isdir(folder) and enclosing(Path(out), [Path(folder)]) is not None:
+        if file:
+            raise UserError(f"{option} {out} is inside {what} {folder}; the next command over that folder would "
+                            f"read it as an input, so write it outside the folder")
         raise UserError(f"{option} {out} is inside {what} {folder}; its files would be read as part of it next "
                         f"time, so choose a folder outside it")
 
@@ -148,8 +153,10 @@ def write_failed(path: str | Path, exc: OSError) -> UserError:
 @contextlib.contextmanager
 def output_folder(path: str | Path) -> Iterator[Path]:
     """Create folder `path` (and its missing parents) for one command's outputs. When the block fails, the
-    folders this call created and that are still empty are removed again (deepest first), so a refused
-    input leaves no empty `--out` tree; a folder that existed before, or one holding a file, is kept."""
+    folders the command made and left empty are removed again (deepest first): sub-folders it made
+    inside `path` (`images/cat/` of a build that failed before its first image), then `path` and the
+    parents this call created. A folder that existed before is kept, as is every file and every folder
+    holding one, so a failed or refused build leaves no empty `--out` tree and never loses anything."""
     path = Path(path)
     created = []
     for folder in [path, *path.parents]:
@@ -158,17 +165,31 @@ def output_folder(path: str | Path) -> Iterator[Path]:
         created.append(folder)
     try:
         path.mkdir(parents=True, exist_ok=True)
+        before = set() if created else set(os.listdir(path))
     except OSError as exc:
         raise UserError(f"could not create the folder {path}: {exc.strerror or exc}") from None
     try:
         yield path
     except BaseException:
+        with contextlib.suppress(OSError):
+            for name in sorted(set(os.listdir(path)) - before):
+                _remove_empty_folders(path / name)
         for folder in created:  # deepest first; rmdir refuses a folder that is not empty
             try:
                 folder.rmdir()
             except OSError:
                 break
         raise
+
+
+def _remove_empty_folders(top: Path) -> None:
+    """Remove `top` and the folders below it that hold nothing but empty folders (links never followed,
+    files never touched: rmdir refuses a folder that is not empty)."""
+    if top.is_symlink() or not top.is_dir():
+        return
+    for folder, _, _ in os.walk(top, topdown=False):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 def output_subfolder(out: str | Path, relative: str | Path, option: str = "--out") -> Path:

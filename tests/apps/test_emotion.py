@@ -98,7 +98,8 @@ def test_fer2013_build_from_the_image_folder_release(fer_csv, tmp_path, run_cli)
     (tmp_path / "FER" / "train" / "contempt").mkdir()
     code, _, err = run_cli("fer2013", "build", tmp_path / "FER", "--out", tmp_path / "bad")
     assert code == 2 and err.count("\n") == 1 and "contempt: unknown emotion folder" in err
-    code, _, err = run_cli("fer2013", "build", tmp_path, "--out", tmp_path / "bad")
+    (tmp_path / "plain" / "docs").mkdir(parents=True)
+    code, _, err = run_cli("fer2013", "build", tmp_path / "plain", "--out", tmp_path / "bad")
     assert code == 2 and "has no folder of emotion folders" in err
     (tmp_path / "other" / "train" / "happy").mkdir(parents=True)
     Image.new("L", (48, 48)).save(tmp_path / "other" / "train" / "happy" / "im0.png")
@@ -497,3 +498,52 @@ def test_fer2013_csv_with_a_byte_order_mark_is_read_whole(fer_csv, tmp_path):
     bom.write_bytes(b"\xef\xbb\xbf" + fer_csv.read_bytes())  # Excel's 'CSV UTF-8'
     plain = build_fer2013(fer_csv, tmp_path / "a", dtype="uint8")
     assert build_fer2013(bom, tmp_path / "b", dtype="uint8").counts == plain.counts
+
+
+def test_fer2013_one_face_one_file_and_out_outside_the_release(fer_csv, tmp_path, run_cli):
+    """Two files claiming one face number (under two emotions, or `Training_01.png` beside `Training_1.jpg`)
+    are one line naming both; an --out inside the release is refused like detection build's."""
+    release = _image_release(fer_csv, tmp_path / "FER")
+    usage, _, first = next(item for item in release if item[0] == "Training")
+    number = int(first.stem.split("_")[1])
+    other = tmp_path / "FER" / "train" / ("happy" if first.parent.name != "happy" else "sad") / first.name
+    other.parent.mkdir(exist_ok=True)
+    other.write_bytes(first.read_bytes())
+    code, _, err = run_cli("fer2013", "build", tmp_path / "FER", "--out", tmp_path / "o")
+    assert code == 2 and err.count("\n") == 1 and str(first) in err and str(other) in err
+    assert f"both face Training_{number}; one face, one file" in err
+    other.unlink()
+    padded = first.with_name(f"Training_0{number}.png")
+    Image.open(first).save(padded)
+    code, _, err = run_cli("fer2013", "build", tmp_path / "FER", "--out", tmp_path / "o")
+    assert code == 2 and str(padded) in err and str(first) in err and "one face, one file" in err
+    assert not (tmp_path / "o").exists()
+    padded.unlink()
+    code, _, err = run_cli("fer2013", "build", tmp_path / "FER", "--out", tmp_path / "FER" / "train")
+    assert code == 2 and err.count("\n") == 1
+    assert f"--out {tmp_path / 'FER' / 'train'} is inside the FER2013 release {tmp_path / 'FER'}" in err
+    assert not list((tmp_path / "FER" / "train").glob("*.hdf5"))
+
+
+def test_fer2013_build_that_fails_partway_leaves_no_out_folder(fer_csv, tmp_path, run_cli):
+    """A bad last CSV row, or an image that is not 48 x 48, fails after the writers opened: the --out
+    folder the build made goes again; a folder the user had stays (empty), as do its files."""
+    lines = fer_csv.read_text().splitlines()
+    lines.append(lines[-1].replace(",Training", ",Elsewhere").replace(",PublicTest", ",Elsewhere")
+                 .replace(",PrivateTest", ",Elsewhere"))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    code, _, err = run_cli("fer2013", "build", bad, "--out", tmp_path / "new" / "fer")
+    assert code == 2 and f"bad.csv:{len(lines)}: Usage must be" in err
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()
+    code, _, _ = run_cli("fer2013", "build", bad, "--out", tmp_path / "mine")
+    assert code == 2 and (tmp_path / "mine").is_dir() and not list((tmp_path / "mine").iterdir())
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    code, _, _ = run_cli("fer2013", "build", bad, "--out", tmp_path / "kept")
+    assert code == 2 and [p.name for p in (tmp_path / "kept").iterdir()] == ["notes.txt"]
+    release = _image_release(fer_csv, tmp_path / "FER")
+    Image.new("L", (64, 64)).save(release[-1][2])
+    code, _, err = run_cli("fer2013", "build", tmp_path / "FER", "--out", tmp_path / "fer")
+    assert code == 2 and "is 64x64; FER2013 faces are 48x48" in err and not (tmp_path / "fer").exists()

@@ -101,6 +101,25 @@ def test_build_splits_balanced_disjoint_seeded_and_packs_gray_28(fake_bins, tmp_
     assert (tmp_path / "full" / "rgb96" / "labels.txt").read_text() == "airplane\ncat\n"
 
 
+def test_a_build_that_fails_partway_leaves_no_empty_out_folder(fake_bins, tmp_path, monkeypatch):
+    """A build that fails before its first image (a disk full at the first PNG) removes the --out folder
+    and images/airplane/, images/cat/ it made; one that fails after writing keeps what it wrote."""
+    from deepvision.apps.stl10 import build as stl10_build
+
+    def full(path, rgb):
+        raise UserError(f"could not write {path}: No space left on device")
+
+    monkeypatch.setattr(stl10_build, "_write_png", full)
+    with pytest.raises(UserError, match="No space left on device"):
+        build_stl10(fake_bins, tmp_path / "new" / "t1", workers=1)
+    assert not (tmp_path / "new").exists()
+    monkeypatch.undo()
+    monkeypatch.setattr(stl10_build, "_pack", lambda *a, **k: (_ for _ in ()).throw(UserError("no image packed")))
+    with pytest.raises(UserError, match="no image packed"):
+        build_stl10(fake_bins, tmp_path / "t2", workers=1)
+    assert (tmp_path / "t2" / "train.lst").is_file() and len(list((tmp_path / "t2" / "images" / "cat").iterdir())) > 0
+
+
 @pytest.mark.parametrize("damage", ["truncated", "count", "label_high", "label_zero", "missing", "sparse", "fifo"])
 def test_bad_binaries_are_one_line_errors_naming_the_file(fake_bins, tmp_path, run_cli, damage):
     root = tmp_path / "bin"

@@ -121,3 +121,23 @@ def test_train_help_is_generated_from_the_schema(capsys):
     assert "optim:" in reference and "sgd" in reference and "(keep|drop|pad|rollover)" in reference
     keys_block = reference[: reference.index("examples:")]
     assert max(len(line) for line in keys_block.splitlines()) <= 80
+
+
+def test_one_override_string_is_one_override_in_the_api(monkeypatch):
+    """api.train / api.resume take one 'key=value' string as a list of one (as api.predict takes one
+    path), never as its characters; an item that is not a string is one line naming its type."""
+    from deepvision import api
+
+    assert build_config({}, "optim.lr=0.5").optim.lr == 0.5
+    seen = {}
+    monkeypatch.setattr(api, "resume_run", lambda run_dir, **kw: seen.update(kw))
+    api.resume("some-run", overrides="train.epochs=2")
+    assert seen["overrides"] == ["train.epochs=2"]
+    api.resume("some-run", overrides=("train.epochs=3", "optim.lr=0.1"))
+    assert seen["overrides"] == ["train.epochs=3", "optim.lr=0.1"]
+    with pytest.raises(UserError, match=r"^overrides must be 'key=value' strings, e\.g\. 'optim\.lr=0\.01'; "
+                                        r"got 2 \(an int\)$"):
+        api.resume("some-run", overrides=["train.epochs=3", 2])
+    with pytest.raises(UserError, match=r"^overrides must be 'key=value' strings \(one, or a list of them\), "
+                                        r"got dict$"):
+        api.train({}, {"train.epochs": 2})

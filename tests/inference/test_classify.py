@@ -115,8 +115,11 @@ def test_weights_take_the_config_spelling(offline_torch_home, spelling):
     assert len(loaded.classes) == 1000 and loaded.pre.resize == 256 and loaded.pre.size == (224, 224)
 
 
-@pytest.mark.parametrize("victim", ["run/preprocess.json", "run/history.csv", "photos/a.png"])
-def test_classify_out_never_names_an_input(run_cli, tmp_path, victim):
+@pytest.mark.parametrize("victim, message", [
+    ("run/preprocess.json", "is an input of this command"), ("run/history.csv", "is an input of this command"),
+    ("photos/a.png", "give a .csv or .json file (the results are written as CSV or JSON); its suffix is '.png'"),
+])
+def test_classify_out_never_names_an_input(run_cli, tmp_path, victim, message):
     """--out over a file of the run read, or over an input image: one line before anything loads."""
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "preprocess.json").write_text('{"precious": 1}\n')
@@ -125,5 +128,21 @@ def test_classify_out_never_names_an_input(run_cli, tmp_path, victim):
     shutil.copy(Path(SKIMAGE) / "coffee.png", tmp_path / "photos" / "a.png")
     before = (tmp_path / victim).read_bytes()
     code, _, err = run_cli("classify", tmp_path / "photos", "--run", tmp_path / "run", "--out", tmp_path / victim)
-    assert code == 2 and err.count("\n") == 1 and "is an input of this command" in err, err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
     assert (tmp_path / victim).read_bytes() == before
+
+
+@pytest.mark.parametrize("out, message", [
+    ("photos/new.jpg", "its suffix is '.jpg'"), ("preds", "its suffix is none"), ("preds.txt", "its suffix is '.txt'"),
+    ("photos/new.csv", "is inside the input folder {photos}; the next command over that folder would read it"),
+    ("photos/sub/new.json", "is inside the input folder {photos}"),
+])
+def test_classify_out_is_csv_or_json_outside_the_input_folders(run_cli, tmp_path, out, message):
+    """`--out photos/new.jpg` was a CSV named like a photo in the input folder (the next classify of the
+    folder failed on it): the suffix must be .csv or .json and the file outside every input folder."""
+    (tmp_path / "photos" / "sub").mkdir(parents=True)
+    shutil.copy(Path(SKIMAGE) / "coffee.png", tmp_path / "photos" / "a.png")
+    code, _, err = run_cli("classify", tmp_path / "photos", "--model", "tv:nothing", "--out", tmp_path / out)
+    assert code == 2 and err.count("\n") == 1, err
+    assert message.format(photos=tmp_path / "photos") in err
+    assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == ["a.png", "sub"]

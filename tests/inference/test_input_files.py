@@ -66,14 +66,18 @@ EPOCH = r"^epoch must be a whole number from 0 to 100,000, got "
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda api, p: api.import_mxnet(p / "net", "99999"), EPOCH + "'99999'"),
-    (lambda api, p: api.import_mxnet(p / "net", 99999.0), EPOCH + "99999.0"),
-    (lambda api, p: api.import_mxnet(p / "net", -1), EPOCH + "-1"),
+    (lambda api, p: api.import_mxnet(p / "net", "99999"), EPOCH + r"'99999' \(a str\)$"),
+    (lambda api, p: api.import_mxnet(p / "net", 99999.0), EPOCH + r"99999.0 \(a float\)$"),
+    (lambda api, p: api.import_mxnet(p / "net", -1), EPOCH + "-1$"),
+    (lambda api, p: api.import_mxnet(p / "net", 2**63), EPOCH + "9223372036854775808$"),
+    (lambda api, p: api.import_mxnet(p / "net", True), EPOCH + r"True \(a bool\)$"),
     (lambda api, p: api.export(p / "run", opset="13"),
-     r"^--opset \(an ONNX opset version\) must be a whole number from 7 to 99, got '13'"),
+     r"^--opset \(an ONNX opset version\) must be a whole number from 7 to 99, got '13' \(a str\)$"),
     (lambda api, p: api.evaluate(p / "run", batch_size="4"),
-     r"^--batch-size must be a whole number from 1 to 65,536, got '4'"),
-    (lambda api, p: api.evaluate(p / "run", crops="10"), r"^--crops must be 1, 2 or 10, got '10'"),
+     r"^--batch-size must be a whole number from 1 to 65,536, got '4' \(a str\)$"),
+    (lambda api, p: api.evaluate(p / "run", crops="10"), r"^--crops must be 1, 2 or 10, got '10' \(a str\)$"),
+    (lambda api, p: api.evaluate(p / "run", crops=3), r"^--crops must be 1, 2 or 10, got 3$"),
+    (lambda api, p: api.evaluate(p / "run", crops=10.0), r"^--crops must be 1, 2 or 10, got 10.0 \(a float\)$"),
 ])
 def test_api_whole_number_arguments_are_checked_in_the_library(tmp_path, call, message):
     """Wrong-typed numbers are one UserError naming the argument, before any file is read."""

@@ -114,3 +114,21 @@ def test_live_keras_parity(tmp_path):
         ref = np.load(tmp_path / f"{name}.npz")
         np.testing.assert_allclose(keras_probs(imported.model, ref["x"]), ref["probs"], atol=2e-5)
     assert load_keras(tmp_path / "emotion_vgg.h5", "auto").cfg.model.args["activation"] == "elu"
+
+
+@pytest.mark.parametrize("model", ["auto", None])
+def test_an_import_is_checked_on_a_plan_not_built_twice(tmp_path, monkeypatch, model):
+    """--model auto (mini_xception) and the file's own graph: the importer builds the network once; the
+    check before the run is kept plans it from the written files (meta device) and builds nothing."""
+    from deepvision.interop.keras_import import import_keras
+    from deepvision.runs import loading
+
+    real_builds = []
+    build = loading.build_model
+    monkeypatch.setattr(loading, "build_model", lambda *a, **k: real_builds.append(a) or build(*a, **k))
+    source = fer_model() if model else FIXTURES / "graph" / "shallownet.keras"
+    run = import_keras(source, tmp_path / "run", model)
+    assert real_builds == []
+    monkeypatch.undo()
+    loaded = load_run(run)
+    assert loaded.cfg.model.name == ("mini_xception" if model else "keras:graph")

@@ -201,3 +201,53 @@ def test_unknown_import_options_are_refused(tmp_path, run_cli, args, message):
     code, _, err = run_cli("import", "mxnet", prefix, 1, "--out", tmp_path / "run", *args)
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_an_import_builds_its_model_once_and_checks_the_run_on_a_plan(tmp_path, monkeypatch):
+    """The importer builds the graph; the check before the run is kept plans it from the written files on
+    the meta device (no weights) instead of building it again, and the kept run loads and agrees."""
+    import torch
+
+    from deepvision.runs import loading
+
+    built = []
+    real_init = MXNetGraph.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(torch.empty(0).device.type)  # the device a plain tensor is made on while it builds
+        real_init(self, *args, **kwargs)
+
+    real_builds = []
+    monkeypatch.setattr(MXNetGraph, "__init__", counting_init)
+    build = loading.build_model
+    monkeypatch.setattr(loading, "build_model", lambda *a, **k: real_builds.append(a) or build(*a, **k))
+    monkeypatch.setattr(loading, "load_run", lambda *a, **k: pytest.fail("the import built the model a second time"))
+    result = _import(_checkpoint(tmp_path), tmp_path)
+    assert built == ["cpu", "meta"] and real_builds == []  # the import's graph, then the plan of the check
+    monkeypatch.undo()
+    loaded = loading.load_run(result.run_dir)
+    params = read_params(f"{tmp_path / 'net'}-0001.params")
+    weights = {k: v for k, v in loaded.model.state_dict().items() if k.endswith("weight")}
+    assert sorted(tuple(v.shape) for v in weights.values()) == [(2, 144), (4, 1, 3, 3)]
+    for value in weights.values():  # the kept run holds the MXNet weights themselves
+        assert any(np.array_equal(value.numpy(), p) for p in params.values())
+
+
+def test_the_plan_check_still_refuses_weights_the_run_cannot_load(tmp_path):
+    """A checkpoint missing a tensor of the model its config builds is refused before the run is kept."""
+    import torch
+
+    from deepvision.config.io import build_config
+    from deepvision.data.preprocess import Preprocess
+    from deepvision.models.registry import create_model
+    from deepvision.runs.imported import write_imported_run
+
+    cfg = build_config({"name": "t", "model": {"name": "lenet", "num_classes": 2, "in_channels": 1},
+                        "data": {"source": "digits"}})
+    state = create_model("lenet", 2, 1, input_size=28).state_dict()
+    state.pop(next(iter(state)))
+    state["extra.weight"] = torch.zeros(1)
+    with pytest.raises(UserError, match=r"weights in .*/run/checkpoints/.* do not fit this model: 1 missing keys"):
+        write_imported_run(tmp_path / "run", cfg, Preprocess(channels=1, size=(28, 28)), ["a", "b"], state,
+                           epoch=1, source={})
+    assert list(tmp_path.iterdir()) == []

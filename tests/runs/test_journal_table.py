@@ -249,6 +249,46 @@ def test_text_in_a_history_metric_marks_the_run_damaged(tmp_path, run_cli):
         assert "'\\x1b[2Jx' is not a number" in err
 
 
+@pytest.mark.parametrize("value", ["inf", "1e300", "1.5", "-0.1", "-inf"])
+def test_an_accuracy_outside_0_to_1_marks_the_run_damaged(tmp_path, run_cli, value):
+    """history.csv keeps accuracies as fractions (0.8 is 80%): 'inf' or 1e300 is no accuracy, so the run
+    is damaged like one with text there (its cells show '-'); NaN (not measured) is still read."""
+    fake_run(tmp_path, "good", {"name": "constant"}, 2)
+    bad = fake_run(tmp_path, "bad", {"name": "constant"}, 2)
+    text = bad.history_path.read_text().splitlines()
+    cells = text[2].split(",")
+    cells[text[0].split(",").index("val_acc")] = value
+    bad.history_path.write_text("\n".join([*text[:2], ",".join(cells)]) + "\n")
+    rows = {r["name"]: r for r in journal(tmp_path)}
+    assert rows["bad"]["status"].startswith("damaged: ") and rows["bad"].get("best_val_acc") is None
+    assert f"line 3: val_acc '{float(value)}' is not an accuracy from 0 to 1" in rows["bad"]["status"]
+    assert rows["good"]["best_val_acc"] is not None
+    cells[text[0].split(",").index("val_acc")] = "nan"
+    bad.history_path.write_text("\n".join([*text[:2], ",".join(cells)]) + "\n")
+    assert bad.read_history()[1]["val_acc"] != bad.read_history()[1]["val_acc"]  # NaN, read
+
+
+def test_a_damaged_runs_long_reason_keeps_every_row_within_80_columns(tmp_path, run_cli):
+    """The status cell says 'damaged'; the reason (a path and a sentence) is wrapped below the table."""
+    fake_run(tmp_path, "good", {"name": "constant"}, 2)
+    bad = fake_run(tmp_path, "a-damaged-run-with-a-long-name", {"name": "constant"}, 2)
+    text = bad.history_path.read_text().splitlines()
+    cells = text[2].split(",")
+    cells[text[0].split(",").index("val_acc")] = "x" * 300
+    bad.history_path.write_text("\n".join([*text[:2], ",".join(cells)]) + "\n")
+    code, out, err = run_cli("runs", tmp_path)
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80, out
+    row = next(line for line in lines if line.startswith("a-damaged-run"))
+    assert row.split()[-1] == "damaged"
+    note = "".join(line.strip() for line in lines[lines.index(row) + 1:]).replace(" ", "")
+    reason = f"a-damaged-run-with-a-long-name: {bad.history_path} is damaged (line 3: val_acc '{'x' * 17}...' is "
+    assert (reason + "not a number)").replace(" ", "") in note
+    code, wide, _ = run_cli("runs", tmp_path, "--wide")
+    assert code == 0 and "damaged: " in wide  # --wide: as wide as it needs, the reason in its cell
+
+
 def test_report_values_that_are_not_numbers_show_as_a_dash(tmp_path, run_cli):
     import json
 

@@ -137,3 +137,25 @@ def test_a_diverged_run_with_nan_losses_still_plots(tmp_path, run_cli):
     run.write_history(rows)
     code, out, err = run_cli("plot", run.path)
     assert code == 0 and "loss.png" in out, err
+
+
+def test_an_epoch_whose_losses_are_inf_is_shaded_and_named(tmp_path, run_cli, figures):
+    """A diverged epoch (train and val loss inf) cannot be drawn: its place on the x axis is shaded, with a
+    legend entry, and `plot` names it in a note, instead of the axis shrinking to the other epochs."""
+    run = fake_run(tmp_path, "r", {"name": "constant"}, 3)
+    rows = run.read_history()
+    rows[1].update(train_loss=float("inf"), val_loss=float("inf"))
+    rows[2].update(train_loss=float("nan"))
+    run.write_history(rows)
+    code, out, err = run_cli("plot", run.path)
+    assert code == 0, err
+    assert " ".join(out.split()).endswith("not drawn (NaN or inf, shaded red on the plots): epoch 2 train_loss inf, "
+                                          "val_loss inf; epoch 3 train_loss nan")
+    ax = figures["loss.png"].axes[0]
+    spans = [p.get_bbox() for p in ax.patches]
+    assert [(b.x0, b.x1) for b in spans] == [(1.5, 2.5), (2.5, 3.5)]
+    assert ax.get_xlim()[0] < 1 and ax.get_xlim()[1] > 3.4
+    assert [list(line.get_xdata()) for line in ax.lines[:2]] == [[1], [1, 3]]
+    assert ax.get_legend().get_texts()[-1].get_text() == "NaN or inf (not drawn)"
+    assert not figures["accuracy.png"].axes[0].patches  # the accuracies of those epochs are numbers
+    assert all(len(line) <= 80 for line in out.splitlines() if not line.startswith(str(tmp_path)))  # the note

@@ -95,7 +95,7 @@ def test_prune_keeps_last_best_and_the_newest_n(runs):
     assert int(load_checkpoint(run.checkpoints / "best.pt")["epoch"]) == best_epoch
     assert int(load_checkpoint(run.checkpoints / "last.pt")["epoch"]) == 4
     assert run.resolve_checkpoint(4).is_file()
-    with pytest.raises(UserError, match=r"^epoch must be a whole number, got '4'$"):  # api.resume(epoch="4")
+    with pytest.raises(UserError, match=r"^epoch must be a whole number, got '4' \(a str\)$"):  # api.resume(epoch="4")
         run.resolve_checkpoint("4")
     # nothing older is left to prune: no advice in the journal
     _, out, _ = run_main("runs", "prune", runs, "--keep", "1")

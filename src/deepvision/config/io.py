@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import yaml
 from deepvision.config.coerce import from_dict, to_dict
 from deepvision.config.schema import Config
 from deepvision.errors import UserError
-from deepvision.safeload import MAX_YAML_FILE_BYTES, ParseError, SafeLoader, load_yaml, read_bytes
+from deepvision.safeload import MAX_YAML_FILE_BYTES, ParseError, SafeLoader, load_yaml, read_bytes, shown_value
 
 
 class Loader(SafeLoader):
@@ -87,10 +88,28 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+def override_list(overrides: str | Iterable[str] | None) -> list[str]:
+    """The overrides as a list of 'key=value' strings: one string is one override (as `--set` takes
+    one, and as `api.predict` takes one path), never its characters; anything but strings is refused."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, str):
+        return [overrides]
+    if not isinstance(overrides, Iterable) or isinstance(overrides, (bytes, dict)):
+        raise UserError(f"overrides must be 'key=value' strings (one, or a list of them), got "
+                        f"{type(overrides).__name__}")
+    items = list(overrides)
+    for item in items:
+        if not isinstance(item, str):
+            shown = f"{item!r} (an int)" if isinstance(item, int) and not isinstance(item, bool) else shown_value(item)
+            raise UserError(f"overrides must be 'key=value' strings, e.g. 'optim.lr=0.01'; got {shown}")
+    return items
+
+
+def apply_overrides(data: dict[str, Any], overrides: str | Iterable[str] | None) -> dict[str, Any]:
     """Return a copy of `data` with each 'a.b.c=value' override applied."""
     data = copy.deepcopy(data)
-    for text in overrides or []:
+    for text in override_list(overrides):
         keys, value = parse_override(text)
         node = data
         for k in keys[:-1]:
@@ -104,12 +123,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
     return data
 
 
-def build_config(data: dict[str, Any], overrides: list[str] | None = None) -> Config:
+def build_config(data: dict[str, Any], overrides: str | Iterable[str] | None = None) -> Config:
     """Validate a config mapping (plus overrides) into a Config."""
     return from_dict(Config, apply_overrides(data, overrides))
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+def load_config(path: str | Path, overrides: str | Iterable[str] | None = None) -> Config:
     """Read a YAML config file, apply `overrides`, validate."""
     return build_config(read_yaml(path), overrides)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from deepvision.data.lst import ListEntry, labels_file_for
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, output_folder
 
 DEFAULT_EXTS = (".jpeg", ".jpg", ".png")
 
@@ -36,11 +36,11 @@ def write_lst(path: str | Path, entries: Iterable[ListEntry]) -> None:
 def write_split_lists(out: str | Path, splits: dict[str, Iterable[ListEntry]]) -> dict[str, Path]:
     """Write `out/NAME.lst` for every split (creating `out`); returns the paths by split name."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     files = {}
-    for name, entries in splits.items():
-        write_lst(out / f"{name}.lst", entries)
-        files[name] = out / f"{name}.lst"
+    with output_folder(out):  # a list that cannot be written leaves no empty --out folder it made
+        for name, entries in splits.items():
+            write_lst(out / f"{name}.lst", entries)
+            files[name] = out / f"{name}.lst"
     return files
 
 

@@ -40,7 +40,7 @@ from deepvision.evaluation.tencrop import TenCropTransform, ten_crop
 from deepvision.fileio import atomic_write_text, refuse_output_inside
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
-from deepvision.safeload import check_range, spreadsheet_cell, spreadsheet_row
+from deepvision.safeload import check_choice, check_range, spreadsheet_cell, spreadsheet_row
 
 ROLES = ("train", "val", "test")
 # --crops: the views averaged per image -> (what the progress line says, the report folder's suffix)
@@ -134,8 +134,7 @@ def evaluate_run(
     `skip_corrupt` scores only the readable samples (the report counts them) instead of stopping at
     the first unreadable record or image.
     """
-    if isinstance(crops, bool) or crops not in CROPS:
-        raise UserError(f"--crops must be 1, 2 or 10, got {crops!r}")
+    check_choice("--crops", crops, CROPS)
     if batch_size is not None:
         check_range("--batch-size", batch_size, 1, MAX_BATCH)
     if out is None:

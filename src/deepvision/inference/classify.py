@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from deepvision.fileio import atomic_write_text
+from deepvision.errors import UserError
+from deepvision.fileio import atomic_write_text, refuse_output_inside, refuse_output_over_inputs
 from deepvision.inference.backbones import LoadedModel
 from deepvision.inference.batching import batches, expand_images
 from deepvision.inference.predict import Prediction, check_top
@@ -57,9 +58,28 @@ def classify_images(
     return results
 
 
-def write_predictions(results: list[Prediction], path: str | Path) -> Path:
-    """Write predictions as JSON (`.json`) or CSV (any other suffix: image, rank, class, probability)."""
+PREDICTION_SUFFIXES = (".csv", ".json")  # what `write_predictions` writes, by the file's suffix
+
+
+def check_predictions_out(path: str | Path, inputs: Sequence[str | Path] = (), read: Sequence[str | Path] = (),
+                          option: str = "--out") -> Path:
+    """Refuse, before any model loads, a predictions file `write_predictions` would not write (a suffix
+    other than .csv or .json: `photos/new.jpg` would be a CSV named like a photo), one inside an input
+    folder of `inputs`, or one that is an input or a file the command reads (`read`)."""
     path = Path(path)
+    if path.suffix.lower() not in PREDICTION_SUFFIXES:
+        given = f"'{path.suffix}'" if path.suffix else "none"
+        raise UserError(f"{option} {path}: give a .csv or .json file (the results are written as CSV or JSON); "
+                        f"its suffix is {given}")
+    for item in inputs:
+        refuse_output_inside(path, item, "the input folder", option, file=True)
+    refuse_output_over_inputs(path, [*inputs, *read], option)
+    return path
+
+
+def write_predictions(results: list[Prediction], path: str | Path) -> Path:
+    """Write predictions as JSON (`.json`) or CSV (`.csv`: image, rank, class, probability)."""
+    path = check_predictions_out(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".json":
         atomic_write_text(path, json.dumps([r.to_dict() for r in results], indent=2) + "\n")

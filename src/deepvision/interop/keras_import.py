@@ -107,7 +107,9 @@ def _try_model(kfile: KerasFile, model: str, size: int | None, args: dict[str, A
         if len(eps) > 1:
             raise UserError(f"the .h5 uses several BN epsilons ({', '.join(map(str, eps))}); {model} takes one")
         opts["bn_eps"] = eps[0]
-        net = create_model(model, classes, in_channels, **opts)
+        norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if any(m.eps != eps[0] for m in norms):  # built once more only when the file's epsilon differs
+            net = create_model(model, classes, in_channels, **opts)
     net.load_state_dict(mapped["state"], strict=True)
     net.eval()
     _check_against_config(kfile, net, model, (in_channels, *hw), config)

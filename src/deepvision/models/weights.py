@@ -25,6 +25,23 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], strict: bool 
     either side are reported (e.g. a new classifier head) instead of failing.
     """
     own = model.state_dict()
+    state, missing, unexpected, mismatched = _fit(own, state, strict, source)
+    filtered = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(filtered, strict=False)
+    return {"missing": missing + [m.split()[0] for m in mismatched], "unexpected": unexpected,
+            "mismatched": mismatched}
+
+
+def check_weights_fit(model: nn.Module, state: dict[str, torch.Tensor], source: str = "weights") -> None:
+    """What `load_weights(model, state, strict=True)` checks (the same names, the same shapes), without
+    loading anything: `model` may be planned on the meta device (no memory)."""
+    _fit(model.state_dict(), state, True, source)
+
+
+def _fit(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], strict: bool,
+         source: str) -> tuple[dict[str, torch.Tensor], list[str], list[str], list[str]]:
+    """(state with DDP/compile prefixes removed, missing, unexpected, mismatched); UserError where strict
+    loading would fail, or where nothing at all fits."""
     state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
     mismatched = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
                   if k in own and own[k].shape != v.shape]
@@ -38,10 +55,7 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], strict: bool 
                         f"{len(unexpected)} unexpected (e.g. {unexpected[:2]}); they come from another architecture")
     if not strict and len(missing) == len(own):
         raise UserError(f"{source} share no parameter names with this model; they come from another architecture")
-    filtered = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(filtered, strict=False)
-    return {"missing": missing + [m.split()[0] for m in mismatched], "unexpected": unexpected,
-            "mismatched": mismatched}
+    return state, missing, unexpected, mismatched
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:

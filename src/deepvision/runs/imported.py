@@ -73,11 +73,13 @@ def write_imported_run(run_dir: str | Path, cfg: Config, pre: Preprocess, classe
 
 
 def _check_loads(tmp: Path, run_dir: Path) -> None:
-    """Load the run written at `tmp` as predict, evaluate and export will, so a run that no loader
-    takes is refused before it is renamed into place (the message names `run_dir`, not `tmp`)."""
-    from deepvision.runs.loading import load_run
+    """Check the run written at `tmp` as predict, evaluate and export will load it, so a run that no
+    loader takes is refused before it is renamed into place (the message names `run_dir`, not `tmp`).
+    The importer built the model already: the check plans it from the written files on the meta device
+    and compares the checkpoint's weights with the plan (`check_run_loads`), without a second build."""
+    from deepvision.runs.loading import check_run_loads
 
     try:
-        load_run(tmp)
+        check_run_loads(tmp)
     except UserError as exc:
         raise UserError(str(exc).replace(str(tmp), str(run_dir))) from None

@@ -433,6 +433,16 @@ def render_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = Non
     from rich.table import Table
     from rich.text import Text
 
+    damage = []  # a damaged run's reason, a path and a sentence, goes below the table: the row stays in width
+    if width is not None:
+        shortened = []
+        for r in rows:
+            status = str(r.get("status") or "")
+            if status.startswith("damaged: "):
+                damage.append(f"{printable(r.get('name', ''))}: {printable(status.removeprefix('damaged: '))}")
+                r = {**r, "status": "damaged"}
+            shortened.append(r)
+        rows = shortened
     chosen, widths, stacked = layout(rows, columns, width)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
                   padding=(0, 1), collapse_padding=True, show_edge=False)
@@ -474,6 +484,8 @@ def render_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = Non
         joined = "; ".join(notes)
         lines += [joined] if width is None or len(joined) <= width else [
             wrapped for note in notes for wrapped in textwrap.wrap(note, width, subsequent_indent="  ")]
+    for note in damage:  # width is set: paths break anywhere rather than widen the output
+        lines += textwrap.wrap(note, width, subsequent_indent="  ", break_on_hyphens=False)
     return "\n".join(lines) + "\n"
 
 

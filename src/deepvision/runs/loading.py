@@ -14,7 +14,7 @@ from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
 from deepvision.models.build import build_model, plan_model
 from deepvision.models.registry import check_parameter_bytes
-from deepvision.models.weights import load_weights
+from deepvision.models.weights import check_weights_fit, load_weights
 from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.rundir import RunDir
 from deepvision.safeload import check_class_names
@@ -58,9 +58,10 @@ def run_classes(run: RunDir, ckpt: dict[str, Any]) -> list[str]:
     return names
 
 
-def load_run(run_dir: str | Path, epoch: int | None = None, which: str = "best",
-             device: str | torch.device = "cpu") -> LoadedRun:
-    """The run's model in eval mode with the weights of `epoch` (or best.pt / last.pt)."""
+def _open_run(run_dir: str | Path, epoch: int | None,
+              which: str) -> tuple[RunDir, Path, dict[str, Any], Config, Preprocess]:
+    """The run's files as every loader reads them: (run, checkpoint path, checkpoint, config, preprocessing),
+    the checkpoint checked to belong to the run and the config's model files found in the run folder."""
     run = RunDir.open(run_dir)
     path = run.resolve_checkpoint(epoch, which)
     ckpt = load_checkpoint(path)
@@ -69,15 +70,44 @@ def load_run(run_dir: str | Path, epoch: int | None = None, which: str = "best",
     check_identity(run, ckpt, path, cfg.model.name)
     cfg.model.pretrained = None  # the checkpoint supersedes any initial weights
     _relocate_model_files(cfg, run)
-    model = build_checked(cfg, pre, ckpt["model_state"], f"{path}", f"{run.preprocess_path}")
-    model.to(device).eval()
+    return run, path, ckpt, cfg, pre
+
+
+def _classes(run: RunDir, ckpt: dict[str, Any], cfg: Config) -> list[str]:
     classes = run_classes(run, ckpt)
     outputs = cfg.model.num_classes or len(classes)
     if len(classes) > outputs:
         raise UserError(f"{run.labels_path} names {len(classes)} classes but the model has {outputs} "
                         f"outputs; restore labels.txt (one class name a line)")
-    classes += [str(i) for i in range(len(classes), outputs)]  # a head wider than the data's classes
+    return classes + [str(i) for i in range(len(classes), outputs)]  # a head wider than the data's classes
+
+
+def load_run(run_dir: str | Path, epoch: int | None = None, which: str = "best",
+             device: str | torch.device = "cpu") -> LoadedRun:
+    """The run's model in eval mode with the weights of `epoch` (or best.pt / last.pt)."""
+    run, path, ckpt, cfg, pre = _open_run(run_dir, epoch, which)
+    model = build_checked(cfg, pre, ckpt["model_state"], f"{path}", f"{run.preprocess_path}")
+    model.to(device).eval()
+    classes = _classes(run, ckpt, cfg)
     return LoadedRun(run, cfg, pre, classes, model, path, int(ckpt.get("epoch", 0)))
+
+
+def check_run_loads(run_dir: str | Path) -> bool:
+    """Check that `load_run(run_dir)` will succeed, without building the model for real: every file is
+    read and checked as `load_run` reads it, the model is planned from the run's config on the meta device
+    (nothing allocated) and best.pt's weights must match it name for name and shape for shape, as
+    strict loading requires. Used on a run just written from a model in memory (an import), so the
+    model is built once. A model that cannot be planned is built and loaded (`load_run`); returns whether
+    it was."""
+    run, path, ckpt, cfg, pre = _open_run(run_dir, None, "best")
+    planned = plan_model(cfg, pre)
+    if planned is None:
+        load_run(run_dir)
+        return True
+    check_plan(cfg, pre, ckpt["model_state"], f"{path}", f"{run.preprocess_path}", planned)
+    check_weights_fit(planned, ckpt["model_state"], f"weights in {path}")
+    _classes(run, ckpt, cfg)
+    return False
 
 
 def first_conv(model: nn.Module) -> tuple[str, nn.Module] | None:
@@ -105,12 +135,14 @@ def build_checked(cfg: Config, pre: Preprocess, state: dict[str, Any], weights: 
     return model
 
 
-def check_plan(cfg: Config, pre: Preprocess, state: dict[str, Any], weights: str, pre_source: str) -> None:
+def check_plan(cfg: Config, pre: Preprocess, state: dict[str, Any], weights: str, pre_source: str,
+               planned: nn.Module | None = None) -> None:
     """Refuse, before any weight is allocated, preprocessing that disagrees with the model it would build:
     the model is planned on the meta device (no memory) for `pre`, then its input (`input_channels`) must
     take `pre.channels` channels, every tensor must have the shape `state` (the checkpoint) holds, and the
-    whole model must fit the memory ceiling (an input size that rebuilds a huge linear layer)."""
-    planned = plan_model(cfg, pre)
+    whole model must fit the memory ceiling (an input size that rebuilds a huge linear layer). `planned`:
+    the plan already made for `cfg` and `pre`."""
+    planned = planned if planned is not None else plan_model(cfg, pre)
     if planned is None:  # not plannable: built as before
         return
     size = "x".join(map(str, pre.size))

@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from deepvision.errors import UserError
@@ -30,14 +31,42 @@ METRIC_TITLES = {"loss": "loss (cross-entropy)", "acc": "rank-1 accuracy", "top5
                  "lr": "learning rate"}
 
 
+CURVES = ("train_loss", "val_loss", "train_acc", "val_acc", "train_top5", "val_top5", "val_map50", "val_map")
+LOST_COLOR = "tab:red"
+
+
 def _series(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    """The epochs and finite values of column `key` (NaN and inf, a diverged epoch's, cannot be drawn)."""
     xs, ys = [], []
     for row in history:
         v = row.get(key)
-        if v is not None and not (isinstance(v, float) and math.isnan(v)):
+        if v is not None and not (isinstance(v, float) and not math.isfinite(v)):
             xs.append(row["epoch"])
             ys.append(v)
     return xs, ys
+
+
+def _lost(history: list[dict[str, Any]], keys: Any) -> dict[int, list[tuple[str, float]]]:
+    """epoch -> [(column, value)] of the cells among `keys` that hold NaN or inf: a curve has no point there."""
+    lost: dict[int, list[tuple[str, float]]] = {}
+    for row in history:
+        for key in keys:
+            v = row.get(key)
+            if isinstance(v, float) and not math.isfinite(v):
+                lost.setdefault(row["epoch"], []).append((key, v))
+    return lost
+
+
+def unplotted_note(history: list[dict[str, Any]]) -> str | None:
+    """One sentence naming the epochs whose metrics are NaN or inf (not drawn; shaded on the plots), or None:
+    'not drawn (NaN or inf, shaded red on the plots): epoch 2 train_loss inf, val_loss inf'."""
+    keys = [k for k in dict.fromkeys(k for row in history for k in row) if k in CURVES or k.startswith("train_loss_")]
+    lost = _lost(history, keys)
+    if not lost:
+        return None
+    parts = [f"epoch {e} " + ", ".join(f"{k} {v}" for k, v in cells) for e, cells in sorted(lost.items())[:5]]
+    more = f"; {len(lost) - 5:,} more epoch(s)" if len(lost) > 5 else ""
+    return f"not drawn (NaN or inf, shaded red on the plots): {'; '.join(parts)}{more}"
 
 
 def lr_changes(history: list[dict[str, Any]], manual: tuple[int, ...] = ()) -> list[tuple[int, float]]:
@@ -126,6 +155,9 @@ def _curves_figure(history: list[dict[str, Any]], curves: tuple[tuple[str, str, 
         if xs:
             ax.plot(xs, ys, style, marker=marker, markersize=3, label=label)
             plotted += ys
+    lost = _lost(history, [key for key, _, _ in curves])
+    for epoch in lost:  # a diverged epoch: no point can be drawn, so its place is shaded instead
+        ax.axvspan(epoch - 0.5, epoch + 0.5, color=LOST_COLOR, alpha=0.15, linewidth=0, zorder=0)
     if log_ok:
         _log_if_wide(ax, plotted)
     ax.set_ylabel(ylabel)
@@ -135,6 +167,9 @@ def _curves_figure(history: list[dict[str, Any]], curves: tuple[tuple[str, str, 
     if changes:
         handles.append(Line2D([], [], color="grey", linestyle="--", linewidth=0.8))
         labels.append("learning-rate step")
+    if lost:
+        handles.append(Patch(facecolor=LOST_COLOR, alpha=0.15, linewidth=0))
+        labels.append("NaN or inf (not drawn)")
     ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, fontsize=8)
     _mark([a for a in (ax, lr_ax) if a is not None], changes)
     if lr_ax is not None:

@@ -49,6 +49,7 @@ from deepvision.safeload import (
     printable,
     read_bytes,
     read_json,
+    shown_value,
 )
 
 MAX_HISTORY_BYTES = 64 * 2**20  # a row per epoch: a detector's 40 columns for 100,000 epochs is ~40 MB
@@ -342,7 +343,7 @@ class RunDir:
                 return saved[max(saved)]
             raise UserError(f"{self.path} holds no checkpoints yet")
         if isinstance(epoch, bool) or not isinstance(epoch, int):
-            raise UserError(f"epoch must be a whole number, got {epoch!r}")
+            raise UserError(f"epoch must be a whole number, got {shown_value(epoch)}")
         saved = self.saved_epochs()
         if epoch in saved:
             return saved[epoch]
@@ -551,14 +552,22 @@ def _state_problem(state: dict[str, Any]) -> str | None:
     return None
 
 
+ACCURACY_COLUMNS = ("_acc", "_top5")  # history columns holding a fraction of samples, 0 to 1
+
+
 def _bad_cell(rows: list[dict[str, Any]]) -> str | None:
-    """The first history cell that is neither empty nor a number (every column but epoch is a number)."""
+    """The first history cell that is neither empty nor a number (every column but epoch is a number), or
+    an accuracy (rank-1, rank-5: a fraction from 0 to 1) outside [0, 1]; NaN stays (not measured)."""
     for i, row in enumerate(rows, 2):  # line 1 is the header
         for key, value in row.items():
-            if key != "epoch" and value is not None and not isinstance(value, float):
-                shown = printable(str(value))
-                shown = shown if len(shown) <= 20 else shown[:17] + "..."
+            if key == "epoch" or value is None:
+                continue
+            shown = printable(str(value))
+            shown = shown if len(shown) <= 20 else shown[:17] + "..."
+            if not isinstance(value, float):
                 return f"line {i}: {printable(str(key))[:40]} '{shown}' is not a number"
+            if key.endswith(ACCURACY_COLUMNS) and not (math.isnan(value) or 0.0 <= value <= 1.0):
+                return f"line {i}: {printable(str(key))[:40]} '{shown}' is not an accuracy from 0 to 1"
     return None
 
 

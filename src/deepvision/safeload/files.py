@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from deepvision.errors import UserError
@@ -127,8 +128,30 @@ def check_range(option: str, value: object, low: int, high: int | None = None) -
     compared), checked before anything is allocated or written."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
         bound = f"from {low:,} to {high:,}" if high is not None else f"at least {low:,}"
-        raise UserError(f"{option} must be a whole number{',' if high is None else ''} {bound}, got {value!r}")
+        raise UserError(f"{option} must be a whole number{',' if high is None else ''} {bound}, "
+                        f"got {shown_value(value)}")
     return value
+
+
+def check_choice(option: str, value: object, choices: Iterable[int]) -> int:
+    """`value` if it is one of the whole numbers `choices` (an int, not a bool); UserError naming
+    `option`, the choices and what was given (with its type when it is not an int) otherwise."""
+    choices = list(choices)
+    if isinstance(value, bool) or not isinstance(value, int) or value not in choices:
+        listed = ", ".join(map(str, choices[:-1])) + f" or {choices[-1]}" if len(choices) > 1 else str(choices[0])
+        raise UserError(f"{option} must be {listed}, got {shown_value(value)}")
+    return value
+
+
+def shown_value(value: object) -> str:
+    """A wrong argument as a message shows it: its repr, with its type where an int was expected and
+    something else came ('10' (a str), 4.0 (a float), True (a bool)), so a string never looks valid."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return repr(value) if value.bit_length() <= 200 else f"a {value.bit_length():,}-bit number"
+    text = repr(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    name = type(value).__name__
+    return f"{text} ({'an' if name[:1] in 'aeiouAEIOU' else 'a'} {name})"
 
 
 def check_fake_images(total: int, options: str) -> None:

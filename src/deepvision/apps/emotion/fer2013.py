@@ -23,7 +23,12 @@ import numpy as np
 
 from deepvision.datasets.fer import FER6_LABELS, FER6_MAP, FER7_LABELS
 from deepvision.errors import UserError
-from deepvision.fileio import open_regular_text, require_new_file
+from deepvision.fileio import (
+    open_regular_text,
+    output_folder,
+    refuse_output_inside,
+    require_new_file,
+)
 from deepvision.safeload import bounded_lines, check_file_size, csv_rows, regular_file
 from deepvision.safeload.text import printable
 
@@ -154,6 +159,7 @@ def _folder_samples(root: Path, notes: list[str]) -> tuple[int, Iterator[tuple[i
                         f"part of the release is missing (the reference's splits need Training, PrivateTest and "
                         f"PublicTest)")
     found.sort(key=lambda item: (order[item[0]], item[1], item[2]))
+    _refuse_shared_numbers(found)
 
     def images() -> Iterator[tuple[int, np.ndarray, str]]:
         for split, _, label, file in found:
@@ -165,12 +171,22 @@ def _folder_samples(root: Path, notes: list[str]) -> tuple[int, Iterator[tuple[i
     return len(found), images()
 
 
+def _refuse_shared_numbers(found: list[tuple[str, int, int, Path]]) -> None:
+    """One face, one file: `Training_1.jpg` under two emotions, or beside `Training_01.png`, names one face
+    twice (the number is the face's row in fer2013.csv), so a file would be packed twice or under two labels."""
+    first: dict[tuple[str, int], Path] = {}
+    for split, number, _, file in found:  # sorted by split and number: duplicates are neighbours
+        other = first.setdefault((split, number), file)
+        if other is not file:
+            prefix = IMAGE_NAME.match(file.name).group(1)  # type: ignore[union-attr]
+            raise UserError(f"{other} and {file} are both face {prefix}_{number}; one face, one file: keep "
+                            f"one of them")
+
+
 def build_fer2013(source: str | Path, out: str | Path, *, classes: int = 6, dtype: str = "float64",
                   progress: Callable[[int, int], None] | None = None) -> FerBuild:
     """Write OUT/train.hdf5, val.hdf5, test.hdf5 from fer2013.csv or from the image-folder release (a
-    folder holding train/ and test/); refuses to overwrite existing files."""
-    from deepvision.datasets.hdf5 import HDF5DatasetWriter
-
+    folder holding train/ and test/); refuses to overwrite existing files, and an --out inside the release."""
     if classes not in (6, 7):
         raise UserError(f"--classes must be 6 (disgust merged into angry) or 7, got {classes}")
     if dtype not in ("float64", "uint8"):
@@ -178,6 +194,8 @@ def build_fer2013(source: str | Path, out: str | Path, *, classes: int = 6, dtyp
     source, out = Path(source), Path(out)
     if not source.exists():
         raise UserError(f"FER2013 not found: {source} (give fer2013.csv or the folder holding train/ and test/)")
+    if source.is_dir():
+        refuse_output_inside(out, source, "the FER2013 release")
     files = {split: out / f"{split}.hdf5" for split in ("train", "val", "test")}
     taken = [str(p) for p in files.values() if p.exists()]
     if taken:
@@ -186,6 +204,17 @@ def build_fer2013(source: str | Path, out: str | Path, *, classes: int = 6, dtyp
     total, samples = _folder_samples(source, notes) if source.is_dir() else _csv_samples(source)
     names = list(FER6_LABELS if classes == 6 else FER7_LABELS)
     counts = {split: [0] * classes for split in files}
+    with output_folder(out):  # a build that fails leaves no empty --out folder it made
+        _write_splits(samples, total, files, counts, names, classes, dtype, progress)
+    return FerBuild(files, counts, names, notes)
+
+
+def _write_splits(samples: Iterator[tuple[int, np.ndarray, str]], total: int, files: dict[str, Path],
+                  counts: dict[str, list[int]], names: list[str], classes: int, dtype: str,
+                  progress: Callable[[int, int], None] | None) -> None:
+    """Pack `samples` into the split files; on failure none of them is left behind."""
+    from deepvision.datasets.hdf5 import HDF5DatasetWriter
+
     writers = {split: HDF5DatasetWriter(path, (None, SIDE, SIDE), "images", dtype=dtype)
                for split, path in files.items()}
     try:
@@ -205,7 +234,6 @@ def build_fer2013(source: str | Path, out: str | Path, *, classes: int = 6, dtyp
         for path in files.values():  # none existed before: remove the splits already renamed into place
             path.unlink(missing_ok=True)
         raise
-    return FerBuild(files, counts, names, notes)
 
 
 def make_fake_fer_csv(path: str | Path, rows: int = 140, seed: int = 0) -> Path:

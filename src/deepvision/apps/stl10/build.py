@@ -23,7 +23,7 @@ from deepvision.data.lst import ListEntry
 from deepvision.datasets.im2rec import PackOptions, PackResult, pack_list
 from deepvision.datasets.listing import write_lst
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, output_subfolder
+from deepvision.fileio import atomic_write_text, output_folder, output_subfolder
 
 CLASSES = ("airplane", "cat")
 NATIVE = {1: 0, 4: 1}  # STL-10 label -> subset label
@@ -105,33 +105,34 @@ def build_stl10(
         raise UserError(f"the STL-10 files under {root} hold too few images for a {empty[0]} split "
                         f"({have}; {', '.join(f'{s} {round(f * 100)}%' for s, f in FRACTIONS.items())} of "
                         f"each class); give files with more airplanes and cats")
-    for c in CLASSES:
-        output_subfolder(out, f"images/{c}")
-    total = sum(len(v) for v in chosen.values())
-    done = 0
-    lists: dict[str, Path] = {}
-    for split, items in chosen.items():
-        entries = []
-        for pos, k in enumerate(rng.permutation(len(items))):
-            label, source, images, index = items[k]
-            rel = f"images/{CLASSES[label]}/{source}_{index:04d}.png"
-            _write_png(out / rel, to_hwc(images[index]))
-            entries.append(ListEntry(pos, (float(label),), rel))
-            done += 1
-            if progress is not None:
-                progress("images", done, total)
-        lists[split] = out / f"{split}.lst"
-        write_lst(lists[split], entries)
-    labels_file = out / "labels.txt"
-    atomic_write_text(labels_file, "".join(f"{c}\n" for c in CLASSES))
-    result = Stl10Subset(out, counts, lists, labels_file)
-    if pack:
-        gray = PackOptions(root=str(out), resize=RECORD_SIZE, color=0, encoding=encoding, quality=100)
-        result.records = _pack(lists, gray, out, workers, progress, "records 28x28 gray")
-    if full_size:
-        colour = PackOptions(root=str(out), color=1, encoding=encoding, quality=100)
-        result.full_size = _pack(lists, colour, out / "rgb96", workers, progress, "records 96x96 colour")
-        atomic_write_text(out / "rgb96" / "labels.txt", "".join(f"{c}\n" for c in CLASSES))
+    with output_folder(out):  # a build that fails leaves no empty folder it made (--out, images/cat/)
+        for c in CLASSES:
+            output_subfolder(out, f"images/{c}")
+        total = sum(len(v) for v in chosen.values())
+        done = 0
+        lists: dict[str, Path] = {}
+        for split, items in chosen.items():
+            entries = []
+            for pos, k in enumerate(rng.permutation(len(items))):
+                label, source, images, index = items[k]
+                rel = f"images/{CLASSES[label]}/{source}_{index:04d}.png"
+                _write_png(out / rel, to_hwc(images[index]))
+                entries.append(ListEntry(pos, (float(label),), rel))
+                done += 1
+                if progress is not None:
+                    progress("images", done, total)
+            lists[split] = out / f"{split}.lst"
+            write_lst(lists[split], entries)
+        labels_file = out / "labels.txt"
+        atomic_write_text(labels_file, "".join(f"{c}\n" for c in CLASSES))
+        result = Stl10Subset(out, counts, lists, labels_file)
+        if pack:
+            gray = PackOptions(root=str(out), resize=RECORD_SIZE, color=0, encoding=encoding, quality=100)
+            result.records = _pack(lists, gray, out, workers, progress, "records 28x28 gray")
+        if full_size:
+            colour = PackOptions(root=str(out), color=1, encoding=encoding, quality=100)
+            result.full_size = _pack(lists, colour, out / "rgb96", workers, progress, "records 96x96 colour")
+            atomic_write_text(out / "rgb96" / "labels.txt", "".join(f"{c}\n" for c in CLASSES))
     return result
 
 

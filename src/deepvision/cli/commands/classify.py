@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="images per batch on the device (default 32)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--out", help="also write the results to this .json or .csv file")
+    p.add_argument("--out", help="also write the results to this .csv or .json file (outside the input folders)")
     p.set_defaults(func=run)
 
 
@@ -52,12 +52,12 @@ def run(args: argparse.Namespace) -> int:
     if args.epoch is not None and not args.run:
         raise UserError("--epoch goes with --run")
     paths = expand_images(args.inputs)  # missing files fail before the model loads
-    if args.out:  # never over an input image or a file of the run read (preprocess.json, history.csv, ...)
+    if args.out:  # .csv or .json, outside the input folders, never a file read (the run's history.csv, ...)
         from pathlib import Path
 
-        from deepvision.fileio import refuse_output_over_inputs
+        from deepvision.inference.classify import check_predictions_out
 
-        refuse_output_over_inputs(args.out, [*paths, *(Path(args.run).rglob("*") if args.run else ())])
+        check_predictions_out(args.out, args.inputs, [*paths, *(Path(args.run).rglob("*") if args.run else ())])
     loaded = load_model(None if args.run else args.model, args.weights, run=args.run, epoch=args.epoch,
                         device=args.device)
     bar = ProgressReporter("classifying", every=10 * args.batch_size)

@@ -17,8 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import textwrap
+
     from deepvision.errors import UserError
-    from deepvision.runs.plots import plot_run
+    from deepvision.runs.plots import plot_run, unplotted_note
     from deepvision.runs.rundir import RunDir
 
     run_dir = RunDir.open(args.run_dir)
@@ -27,4 +29,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{run_dir.history_path} holds no completed epoch yet")
     for path in plot_run(run_dir, history):
         print(path)
+    note = unplotted_note(history)
+    if note:  # a diverged epoch never vanishes without a word
+        print(textwrap.fill(note, 80, subsequent_indent="  ", break_on_hyphens=False))
     return 0

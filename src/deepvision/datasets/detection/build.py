@@ -19,7 +19,7 @@ from deepvision.datasets.detection.checks import check_class_names, check_output
 from deepvision.datasets.detection.labelmap import label_map_text, read_class_list
 from deepvision.datasets.detection.schema import Annotations, ImageRecord
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, output_folder
 from deepvision.safeload import printable
 
 FIXES = ("clip", "drop")
@@ -239,19 +239,19 @@ def build_from_files(fmt: str, inputs: list[str | Path], out: str | Path, *, cla
 def write_index(out: Path, classes: list[str], image_root: Path, splits: dict[str, list[dict[str, Any]]],
                 info: dict[str, Any]) -> None:
     """Write the dataset files (each through a temporary file, so a failed build leaves old files intact)."""
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        root_ref = str(Path(_relpath(image_root, out)))
-    except ValueError:
-        root_ref = str(image_root)
-    for split, images in splits.items():
-        doc = {"format": FORMAT, "version": VERSION, "split": split, "classes": classes, "images": images}
-        atomic_write_text(out / f"{split}.json", json.dumps(doc, separators=(",", ":")) + "\n")
-    atomic_write_text(out / "label_map.pbtxt", label_map_text(classes))
-    atomic_write_text(out / "classes.txt", "".join(f"{c}\n" for c in classes))
-    meta = {"format": FORMAT, "version": VERSION, "classes": classes, "image_root": root_ref,
-            "splits": list(splits), **info}
-    atomic_write_text(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
+    with output_folder(out):  # a write that fails leaves no empty --out folder it made
+        try:
+            root_ref = str(Path(_relpath(image_root, out)))
+        except ValueError:
+            root_ref = str(image_root)
+        for split, images in splits.items():
+            doc = {"format": FORMAT, "version": VERSION, "split": split, "classes": classes, "images": images}
+            atomic_write_text(out / f"{split}.json", json.dumps(doc, separators=(",", ":")) + "\n")
+        atomic_write_text(out / "label_map.pbtxt", label_map_text(classes))
+        atomic_write_text(out / "classes.txt", "".join(f"{c}\n" for c in classes))
+        meta = {"format": FORMAT, "version": VERSION, "classes": classes, "image_root": root_ref,
+                "splits": list(splits), **info}
+        atomic_write_text(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
 
 
 def _relpath(path: Path, start: Path) -> str:
