@@ -16,6 +16,7 @@ from PIL import Image
 from deepvision.apps.emotion.app import frames_from, run_emotion
 from deepvision.apps.emotion.fer2013 import build_fer2013, make_fake_fer_csv
 from deepvision.data.hdf5 import read_hdf5_arrays
+from deepvision.datasets.fer import FER7_LABELS
 from tests.faces.facetools import expected_box, fer_model, iou, write_video
 
 SIX = ["angry", "scared", "happy", "sad", "surprised", "neutral"]
@@ -511,7 +512,7 @@ def test_fer2013_one_face_one_file_and_out_outside_the_release(fer_csv, tmp_path
     other.write_bytes(first.read_bytes())
     code, _, err = run_cli("fer2013", "build", tmp_path / "FER", "--out", tmp_path / "o")
     assert code == 2 and err.count("\n") == 1 and str(first) in err and str(other) in err
-    assert f"both face Training_{number}; one face, one file" in err
+    assert f"both face Training_{number} (the same pixels); one face, one file" in err
     other.unlink()
     padded = first.with_name(f"Training_0{number}.png")
     Image.open(first).save(padded)
@@ -523,6 +524,26 @@ def test_fer2013_one_face_one_file_and_out_outside_the_release(fer_csv, tmp_path
     assert code == 2 and err.count("\n") == 1
     assert f"--out {tmp_path / 'FER' / 'train'} is inside the FER2013 release {tmp_path / 'FER'}" in err
     assert not list((tmp_path / "FER" / "train").glob("*.hdf5"))
+
+
+def test_fer2013_one_number_two_different_faces_keeps_both(fer_csv, tmp_path):
+    """The Kaggle release names two pairs of different faces alike under two emotions: both faces of a
+    pair are packed, each under its folder's label, and the build says so on one line."""
+    release = _image_release(fer_csv, tmp_path / "FER")
+    plain = build_fer2013(tmp_path / "FER", tmp_path / "plain", classes=7, dtype="uint8")
+    _, _, first = next(item for item in release if item[0] == "Training")
+    folder = "happy" if first.parent.name != "happy" else "sad"
+    other = tmp_path / "FER" / "train" / folder / first.name
+    other.parent.mkdir(exist_ok=True)
+    Image.fromarray(255 - np.asarray(Image.open(first).convert("L"))).save(other)
+    built = build_fer2013(tmp_path / "FER", tmp_path / "both", classes=7, dtype="uint8")
+    added = [0] * 7
+    added[FER7_LABELS.index(folder)] = 1
+    assert built.counts["train"] == [n + k for n, k in zip(plain.counts["train"], added)]
+    assert [n for n in built.notes if "kept 1 face number(s)" in n and first.stem in n]
+    images, labels, _ = read_hdf5_arrays(tmp_path / "both" / "train.hdf5")
+    pair = [i for i, image in enumerate(images) if np.array_equal(image.squeeze(), np.asarray(Image.open(other)))]
+    assert len(pair) == 1 and labels[pair[0]] == FER7_LABELS.index(folder)
 
 
 def test_fer2013_build_that_fails_partway_leaves_no_out_folder(fer_csv, tmp_path, run_cli):

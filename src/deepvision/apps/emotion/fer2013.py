@@ -159,7 +159,7 @@ def _folder_samples(root: Path, notes: list[str]) -> tuple[int, Iterator[tuple[i
                         f"part of the release is missing (the reference's splits need Training, PrivateTest and "
                         f"PublicTest)")
     found.sort(key=lambda item: (order[item[0]], item[1], item[2]))
-    _refuse_shared_numbers(found)
+    _refuse_shared_numbers(found, notes)
 
     def images() -> Iterator[tuple[int, np.ndarray, str]]:
         for split, _, label, file in found:
@@ -171,16 +171,31 @@ def _folder_samples(root: Path, notes: list[str]) -> tuple[int, Iterator[tuple[i
     return len(found), images()
 
 
-def _refuse_shared_numbers(found: list[tuple[str, int, int, Path]]) -> None:
-    """One face, one file: `Training_1.jpg` under two emotions, or beside `Training_01.png`, names one face
-    twice (the number is the face's row in fer2013.csv), so a file would be packed twice or under two labels."""
-    first: dict[tuple[str, int], Path] = {}
-    for split, number, _, file in found:  # sorted by split and number: duplicates are neighbours
-        other = first.setdefault((split, number), file)
-        if other is not file:
-            prefix = IMAGE_NAME.match(file.name).group(1)  # type: ignore[union-attr]
-            raise UserError(f"{other} and {file} are both face {prefix}_{number}; one face, one file: keep "
-                            f"one of them")
+def _refuse_shared_numbers(found: list[tuple[str, int, int, Path]], notes: list[str]) -> None:
+    """One face, one file: `Training_1.jpg` under two emotions, or beside `Training_01.png`, holding the
+    same pixels is one face packed twice or under two labels, and is refused. Files that share a number
+    but hold different faces are kept: the Kaggle release itself names two pairs of different faces
+    alike (`Training_8475486` under angry and surprise, `Training_52789098` under neutral and surprise)."""
+    from deepvision.data.imageio import open_image
+
+    groups: dict[tuple[str, int], list[Path]] = {}
+    for split, number, _, file in found:
+        groups.setdefault((split, number), []).append(file)
+    kept = []
+    for files in (g for g in groups.values() if len(g) > 1):
+        seen: list[tuple[np.ndarray, Path]] = []
+        for file in files:
+            pixels = np.asarray(open_image(file, 1))
+            same = next((other for image, other in seen if np.array_equal(image, pixels)), None)
+            if same is not None:
+                prefix, number = IMAGE_NAME.match(file.name).group(1, 2)  # type: ignore[union-attr]
+                raise UserError(f"{same} and {file} are both face {prefix}_{int(number)} (the same pixels); "
+                                f"one face, one file: keep one of them")
+            seen.append((pixels, file))
+        kept.append(files[0].stem)
+    if kept:
+        notes.append(f"kept {len(kept)} face number(s) that name different faces in different files, e.g. "
+                     f"{kept[0]}")
 
 
 def build_fer2013(source: str | Path, out: str | Path, *, classes: int = 6, dtype: str = "float64",
