@@ -1,12 +1,15 @@
 """The one place that imports the ONNX packages and opens onnxruntime sessions (export, predict, detect).
 
 Every session runs on the CPU provider with onnxruntime's own log quieted; a file onnxruntime cannot load
-is a one-line UserError naming it, and a missing package names the extra to install.
+is a one-line UserError naming it, and a missing package names the extra to install. Sessions allocate
+from one shared arena capped at the read ceiling (`safeload.max_read_bytes`), so a small graph that asks
+for a huge tensor at run time fails in `run_session` with one line instead of taking the machine.
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,12 +27,30 @@ def require(module: str) -> Any:
         raise UserError(f"ONNX export and inference need the '{module}' package: {ONNX_EXTRA}") from None
 
 
+_ARENA: list[int] = []  # the cap of the process-wide arena, once registered
+
+
+def _capped_arena(ort: Any) -> None:
+    """Register onnxruntime's shared CPU arena, capped at the read ceiling, once per process."""
+    if _ARENA:
+        return
+    from deepvision.safeload import max_read_bytes
+
+    cap = max_read_bytes()
+    info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+    ort.create_and_register_allocator(info, ort.OrtArenaCfg(cap, -1, -1, -1))
+    _ARENA.append(cap)
+
+
 def ort_session(path: str | Path, spin: bool = True, threads: int | None = None) -> Any:
     """An onnxruntime CPU inference session for `path`; `spin=False` stops its idle threads from busy-waiting
     (fair timing when PyTorch runs in between), `threads` fixes its intra-op thread count."""
     ort = require("onnxruntime")
+    ort.set_default_logger_severity(4)  # failures come back as exceptions; onnxruntime's own log is noise
+    _capped_arena(ort)
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4
+    options.add_session_config_entry("session.use_env_allocators", "1")
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
@@ -39,6 +60,26 @@ def ort_session(path: str | Path, spin: bool = True, threads: int | None = None)
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise UserError(f"onnxruntime cannot load {path} ({first})") from None
+
+
+def run_session(session: Any, path: str | Path, outputs: list[str] | None, feeds: dict[str, Any]) -> list[Any]:
+    """`session.run(outputs, feeds)`, with onnxruntime's failures (a tensor above the arena's cap, a shape
+    the graph cannot take) as one-line UserErrors naming the file and the node."""
+    try:
+        return session.run(outputs, feeds)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        text = " ".join(str(exc).split())
+        node = re.search(r"while running (\w+) node", text)
+        asked = re.search(r"requested bytes of (\d+)", text)
+        where = f"its {node.group(1)} node" if node else "its graph"
+        if asked and _ARENA:
+            from deepvision.safeload import format_bytes
+
+            raise UserError(f"{path}: {where} asks for {format_bytes(int(asked.group(1)))} at run time, above "
+                            f"the {format_bytes(_ARENA[0])} one model may take (DEEPVISION_MAX_READ_GB raises "
+                            f"it); the file is damaged or crafted") from None
+        why = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)[:200] or type(exc).__name__
+        raise UserError(f"onnxruntime failed running {path} ({why})") from None
 
 
 def check_weights_finite(path: str | Path) -> None:

@@ -107,3 +107,61 @@ def test_minus_infinity_constants_are_kept(tmp_path):
     mask = helper.make_tensor("c", TensorProto.FLOAT, [3], [0.0, float("-inf"), 0.0])
     check_weights_finite(_graph_with(tmp_path, [helper.make_node("Constant", [], ["c"], value=mask),
                                                 helper.make_node("Add", ["input", "c"], ["logits"])]))
+
+
+def _bomb_onnx(path):
+    """A 300-byte classifier (3 classes, 8x8 RGB) whose ConstantOfShape asks for 4 TB when it runs."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from deepvision.inference.onnx_runtime import METADATA_KEY
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 3, 8, 8])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, 3])
+    size = numpy_helper.from_array(np.array([1_000_000, 1_000_000], np.int64), "size")
+    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["flat"]),
+             helper.make_node("ConstantOfShape", ["size"], ["big"],
+                              value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.0])),
+             helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+             helper.make_node("Add", ["flat", "total"], ["logits"])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [size]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, _meta()
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_graph_asking_for_a_huge_tensor_at_run_time_is_one_line(tmp_path, run_cli):
+    """The graph passes every load check; the shared arena's cap stops the allocation and predict says
+    so in one line, exit 2."""
+    from PIL import Image
+
+    path = _bomb_onnx(tmp_path / "bomb.onnx")
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(tmp_path / "x.png")
+    code, _, err = run_cli("predict", path, tmp_path / "x.png")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "its ConstantOfShape node asks for 4.0 TB at run time, above the" in err
+    assert "DEEPVISION_MAX_READ_GB raises it" in err
+
+
+def test_serve_answers_a_model_failure_with_one_json_line(tmp_path, capfd):
+    """serve: the same graph is HTTP 500 with the reason in JSON and one log line, no traceback."""
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from deepvision.apps.serve import create_app
+
+    image = io.BytesIO()
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(image, format="PNG")
+    with TestClient(create_app(_bomb_onnx(tmp_path / "bomb.onnx")), raise_server_exceptions=False) as client:
+        answer = client.post("/api/predict", files={"file": ("x.png", image.getvalue())})
+    assert answer.status_code == 500
+    assert answer.json()["error"].startswith("the model failed on this image: ")
+    assert "asks for 4.0 TB at run time" in answer.json()["error"]
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "asks for 4.0 TB" in err

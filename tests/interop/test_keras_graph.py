@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import zipfile
 from pathlib import Path
@@ -434,3 +435,24 @@ def test_a_graph_that_changes_channels_before_its_first_conv_loads(tmp_path):
         write_imported_run(tmp_path / "refused", cfg, gray, ["a", "b", "c"], graph.state_dict(), epoch=0,
                            source={}, files={CONFIG_FILE: config})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "run"]  # nothing left behind
+
+
+@pytest.mark.parametrize(("middle", "shown"), [
+    ({"class_name": "ZeroPadding2D", "config": {"name": "zp", "padding": [[200000, 200000], [200000, 200000]]}},
+     r"Keras layer 'zp' \(ZeroPadding2D\): its output for one sample, \(400008, 400008, 4\), needs 2.6 TB"),
+    ({"class_name": "UpSampling2D", "config": {"name": "up", "size": [100000, 100000]}},
+     r"Keras layer 'up' \(UpSampling2D\): its output for one sample, \(800000, 800000, 4\), needs 10.2 TB"),
+])
+def test_a_layer_whose_output_cannot_fit_is_refused_at_import(tmp_path, run_cli, middle, shown):
+    """A 7 kB file whose padding or upsampling plans terabytes for one sample is refused before the
+    run is written, naming the layer and its planned output (not at the first prediction)."""
+    from tests.interop.test_keras_mapping import _conv, _layer, write_keras2_h5
+
+    conv = _conv("conv_1", 4)
+    conv["config"]["batch_input_shape"] = [None, 8, 8, 1]
+    path = write_keras2_h5(tmp_path / "big.h5", [conv, middle, _layer("GlobalAveragePooling2D", "gap"),
+                                                 _layer("Dense", "fc", units=2, activation="softmax", use_bias=True)])
+    before = path.read_bytes()
+    code, _, err = run_cli("import", "keras", path, "--out", tmp_path / "run")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and re.search(shown, err), err
+    assert not (tmp_path / "run").exists() and path.read_bytes() == before

@@ -33,7 +33,7 @@ from deepvision.errors import UserError
 from deepvision.export.hooks import ExportHooks, Parity, register_export
 from deepvision.export.onnx_export import METADATA_KEY
 from deepvision.models.detection import detection_family
-from deepvision.onnxrt import check_weights_finite, ort_session, require
+from deepvision.onnxrt import check_weights_finite, ort_session, require, run_session
 from deepvision.runs.loading import LoadedRun
 from deepvision.safeload import check_class_names, load_json
 from deepvision.version import __version__
@@ -243,7 +243,7 @@ def load_exported(path: str | Path, fmt: str | None = None) -> tuple[Any, list[s
         meta = session.get_modelmeta().custom_metadata_map
         classes = _classes(load_json(meta.get("classes", "[]"), f"{path} metadata"))
         check_class_names(classes, f"{path} metadata")
-        return (lambda im: tuple(session.run(None, {"image": np.asarray(im)}))), classes
+        return (lambda im: tuple(run_session(session, path, None, {"image": np.asarray(im)}))), classes
     files = {"classes.json": ""}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit's deprecation notice

@@ -217,10 +217,10 @@ def _run_file(format: str, path: Path, pixels: np.ndarray, dynamic_batch: bool) 
     """Logits of the written file for a batch, one image at a time when the batch size is fixed."""
     batches = [pixels] if dynamic_batch else [pixels[i : i + 1] for i in range(len(pixels))]
     if format == "onnx":
-        from deepvision.onnxrt import ort_session
+        from deepvision.onnxrt import ort_session, run_session
 
         session = ort_session(path)
-        outs = [session.run([OUTPUT], {INPUT: b})[0] for b in batches]
+        outs = [run_session(session, path, [OUTPUT], {INPUT: b})[0] for b in batches]
     else:
         import warnings
 

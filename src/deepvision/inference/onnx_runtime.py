@@ -14,7 +14,7 @@ import torch
 
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
-from deepvision.onnxrt import check_weights_finite, ort_session
+from deepvision.onnxrt import check_weights_finite, ort_session, run_session
 from deepvision.safeload import check_class_names, load_json
 
 METADATA_KEY = "deepvision"  # written by deepvision.export.export
@@ -83,7 +83,7 @@ class OnnxClassifier:
         """Logits for a uint8 N x C x H x W batch (one image at a time for a fixed-batch file)."""
         pixels = batch.float().numpy()
         step = self.fixed_batch or len(pixels)
-        outs = [self.session.run([self.output], {self.input: pixels[i : i + step]})[0]
+        outs = [run_session(self.session, self.path, [self.output], {self.input: pixels[i : i + step]})[0]
                 for i in range(0, len(pixels), step)]
         return np.concatenate(outs)
 

@@ -34,6 +34,7 @@ from deepvision.errors import UserError
 from deepvision.models import keras_layers as kl
 from deepvision.models.layers import module_key
 from deepvision.models.registry import ModelSpec, register_provider
+from deepvision.models.shapes import check_activation
 from deepvision.safeload import check_declared_bytes, check_image_side, load_json, read_bytes, regular_file
 
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
@@ -439,6 +440,8 @@ class KerasGraph(nn.Module):
                 raise UserError(f"Keras layer '{name}' ({cls}) leaves nothing of its input {shapes}: its output "
                                 f"{tuple(kl.to_keras(out).shape[1:])} is empty; the config does not fit the input "
                                 f"size")
+            if isinstance(out, torch.Tensor):
+                check_activation(f"Keras layer '{name}' ({cls})", out, kl.to_keras(out).shape[1:])
         return values
 
     def _drop_softmax(self, cls: str, cfg: dict[str, Any], key: str) -> None:

@@ -33,7 +33,7 @@ from deepvision.models.layers import module_key
 from deepvision.models.mxnet_ops import ADD_OPS, CONCAT_OPS, MUL_OPS, SUB_OPS, SUPPORTED, make_module, node_error
 from deepvision.models.mxnet_symbol import SOFTMAX_HEADS, Node, Symbol, read_symbol
 from deepvision.models.registry import ModelSpec, register_provider
-from deepvision.models.shapes import hw
+from deepvision.models.shapes import check_activation, hw
 from deepvision.safeload import check_declared_bytes
 
 
@@ -52,6 +52,7 @@ class MXNetGraph(nn.Module):
         self.mx_params: dict[str, dict[str, str]] = {}
         self.node_keys: dict[int, str] = {}
         self.steps: list[tuple[int, str, str, tuple[int, ...], tuple[int, ...]]] = []
+        self.concat_dims: dict[str, int] = {}
         output, self.softmax_head = _strip_softmax(symbol)
         needed = symbol.ancestors(output.index)
         _check_supported(symbol, needed)
@@ -87,6 +88,8 @@ class MXNetGraph(nn.Module):
                     self.mx_params[key] = _param_names(symbol, node)
                     if head is not None and node.index == head.index:
                         self.head_key = key
+                elif kind == "concat":
+                    self.concat_dims[key] = _concat_dim(node, xs[0].dim())
                 self.node_keys[node.index] = key
                 self.steps.append((node.index, kind, key, tuple(i for i, _ in ins), ()))
                 try:
@@ -95,6 +98,7 @@ class MXNetGraph(nn.Module):
                     shapes = ", ".join(str(tuple(x.shape)) for x in xs)
                     raise node_error(node, f"cannot take input {shapes} ({str(exc).splitlines()[0]}); check "
                                             f"the input size") from None
+                check_activation(f"MXNet node '{node.name}' ({node.op})", values[node.index])
             out_shape = tuple(values[self.output_index].shape)
         self.output_shape = out_shape[1:]
         if num_classes > 0 and out_shape[1] != num_classes:
@@ -148,7 +152,7 @@ class MXNetGraph(nn.Module):
         if kind == "sub":
             return xs[0] - xs[1]
         if kind == "concat":
-            return torch.cat(xs, dim=1)
+            return torch.cat(xs, dim=self.concat_dims[key])
         return xs[0]
 
     def _run(self, x: torch.Tensor, stop: int) -> torch.Tensor:
@@ -176,6 +180,17 @@ def _kind(op: str) -> str:
     if op in CONCAT_OPS:
         return "concat"
     return "module"
+
+
+def _concat_dim(node: Node, rank: int) -> int:
+    """Concat's `dim` (MXNet's default 1), negative counted from the end; the batch axis is refused:
+    joining samples changes how many predictions come out."""
+    dim = node.integer("dim", -rank, rank - 1)
+    dim = dim + rank if dim < 0 else dim
+    if dim == 0:
+        raise node_error(node, f"dim={node.get('dim')} concatenates along the batch axis, which a classifier "
+                               f"cannot take")
+    return dim
 
 
 def _param_names(symbol: Symbol, node: Node) -> dict[str, str]:

@@ -19,6 +19,22 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from deepvision.errors import UserError
+from deepvision.safeload import format_bytes, max_read_bytes
+
+
+def check_activation(what: str, out: torch.Tensor, shape: Sequence[int] | None = None) -> None:
+    """UserError when one sample of a layer's output (planned on the meta device) needs more float32
+    memory than one read may take: a tiny model file can declare a padding or an upsampling that asks
+    for terabytes at the first prediction. `shape` is the output as the file's framework writes it."""
+    need = math.prod(out.shape[1:]) * 4
+    ceiling = max_read_bytes()
+    if need > ceiling:
+        shown = tuple(shape) if shape is not None else tuple(out.shape[1:])
+        raise UserError(f"{what}: its output for one sample, {shown}, needs {format_bytes(need)}, above the "
+                        f"{format_bytes(ceiling)} one model may take (DEEPVISION_MAX_READ_GB raises it); the "
+                        f"layer's settings do not fit the input size")
+
 
 class InputSizeError(ValueError):
     """An input size the network cannot take (the message names the layer and the valid size)."""

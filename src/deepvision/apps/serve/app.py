@@ -214,6 +214,9 @@ def create_app(source: str | Path | Predictor, *, max_upload_mb: float = 10.0, m
             return predictor.predict(data, top)
         except RejectedImage as exc:
             return JSONResponse({"error": exc.message}, status_code=exc.status)
+        except UserError as exc:  # the model itself failed on this image (e.g. a tensor above the cap)
+            print(f"deepvision serve: {exc}", file=sys.stderr, flush=True)
+            return JSONResponse({"error": f"the model failed on this image: {exc}"}, status_code=500)
 
     app.state.predictor = predictor
     limited = LimitBody(app, int(max_upload_mb * 1e6))
