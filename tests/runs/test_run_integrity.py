@@ -286,3 +286,28 @@ def test_run_json_fields_of_the_wrong_type_are_damage_before_anything_changes(tm
     assert code == 0 and "Traceback" not in err and "good" in out
     rows = {r["name"]: r for r in journal(tmp_path)}
     assert rows["good"]["status"] == "finished" and rows["bad"]["status"].startswith("damaged: ")
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_by_every_loader(tmp_path, run_cli):
+    """A run whose best.pt holds NaN (a valid zip: its checksums pass) names the weight in one line
+    for predict, evaluate and export instead of answering "nan%"; an earlier epoch still loads."""
+    from PIL import Image
+
+    run = _run(tmp_path, epochs=2)
+    best = run.path / "checkpoints" / "best.pt"
+    ckpt = torch.load(best, weights_only=True)
+    for tensor in ckpt["model_state"].values():
+        if tensor.is_floating_point():
+            tensor.fill_(float("nan"))
+    best.unlink()  # best.pt may share its file with an epoch's checkpoint
+    torch.save(ckpt, best)
+    Image.new("L", (28, 28), 90).save(tmp_path / "x.png")
+    before = _snapshot(run)
+    for args in (["predict", run.path, tmp_path / "x.png"], ["evaluate", run.path],
+                 ["export", run.path, "--out", tmp_path / "m.onnx"]):
+        code, _, err = run_cli(*args)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"checkpoint {best}: weight 'features.0.weight' holds NaN or infinite values" in err
+    assert _snapshot(run) == before and not (tmp_path / "m.onnx").exists()
+    code, _, err = run_cli("predict", run.path, tmp_path / "x.png", "--epoch", "1")
+    assert code == 0 and "nan" not in err, err

@@ -9,6 +9,7 @@ read with `weights_only=True`: loading never runs code.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -56,6 +57,14 @@ def _fit(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], strict: b
     if not strict and len(missing) == len(own):
         raise UserError(f"{source} share no parameter names with this model; they come from another architecture")
     return state, missing, unexpected, mismatched
+
+
+def check_weights_finite(state: dict[str, Any], source: str, fix: str) -> None:
+    """UserError naming the first floating-point tensor of `state` that holds NaN or infinity: every
+    prediction through it would be NaN ("nan%"). `fix` says what to do instead."""
+    for key, tensor in state.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise UserError(f"{source}: weight '{key}' holds NaN or infinite values; {fix}")
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:

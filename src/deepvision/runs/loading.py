@@ -14,7 +14,7 @@ from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
 from deepvision.models.build import build_model, plan_model
 from deepvision.models.registry import check_parameter_bytes
-from deepvision.models.weights import check_weights_fit, load_weights
+from deepvision.models.weights import check_weights_finite, check_weights_fit, load_weights
 from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.rundir import RunDir
 from deepvision.safeload import check_class_names
@@ -65,6 +65,8 @@ def _open_run(run_dir: str | Path, epoch: int | None,
     run = RunDir.open(run_dir)
     path = run.resolve_checkpoint(epoch, which)
     ckpt = load_checkpoint(path)
+    check_weights_finite(ckpt["model_state"], f"checkpoint {path}",
+                         "the run diverged or the file is damaged (an earlier checkpoint: --epoch N)")
     cfg = run.read_config()
     pre = run.read_preprocess()
     check_identity(run, ckpt, path, cfg.model.name)
