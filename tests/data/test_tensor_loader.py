@@ -84,3 +84,25 @@ def test_batch_augment_fixed_rotation_is_exact_for_quarter_turns():
     aug = BatchAugment(AugmentConfig(rotate=90, rotation_mode="fixed", fill=0), (5, 5))
     out = aug.apply(x, aug.plans_for([0], (5, 5), seed=0, epoch=0))
     assert out[0, 0, 0, 0] == 200  # counter-clockwise: top-right moves to top-left
+
+
+def test_an_in_memory_split_resized_past_the_read_ceiling_is_refused(monkeypatch):
+    """Resizing a whole in-memory split to a size the schema allows can ask for hundreds of GB: the
+    planned bytes are checked first, naming the key; below the ceiling it resizes in chunks."""
+    import torch
+
+    from deepvision.data.tensors import TensorSplit, adapt_tensor_split
+    from deepvision.errors import UserError
+
+    split = TensorSplit(torch.randint(0, 256, (300, 1, 8, 8), dtype=torch.uint8), torch.zeros(300, dtype=torch.int64))
+    monkeypatch.setenv("DEEPVISION_MAX_READ_GB", "0.001")  # 1 MB
+    with pytest.raises(UserError, match=r"^data.image_size holds this in-memory split of 300 images at 64x64: "
+                                        r"1.2 MB, above the 1.0 MB one read may take"):
+        adapt_tensor_split(split, 1, (64, 64), None)
+    with pytest.raises(UserError, match=r"^data.resize holds"):
+        adapt_tensor_split(split, 1, None, 64)
+    monkeypatch.delenv("DEEPVISION_MAX_READ_GB")
+    chunked = adapt_tensor_split(split, 1, (32, 32), None).images
+    whole = torch.nn.functional.interpolate(split.images.float(), size=(32, 32), mode="bilinear", antialias=True,
+                                            align_corners=False).round().clamp(0, 255).to(torch.uint8)
+    assert torch.equal(chunked, whole)

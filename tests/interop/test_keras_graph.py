@@ -456,3 +456,34 @@ def test_a_layer_whose_output_cannot_fit_is_refused_at_import(tmp_path, run_cli,
     code, _, err = run_cli("import", "keras", path, "--out", tmp_path / "run")
     assert code == 2 and len(err.strip().splitlines()) == 1 and re.search(shown, err), err
     assert not (tmp_path / "run").exists() and path.read_bytes() == before
+
+
+def test_a_softmax_over_several_axes_computes_keras_function(tmp_path):
+    """Softmax(axis=[1, 2]) divides by the sum over height and width together (a spatial softmax);
+    a batch axis or a repeated axis is refused naming the layer."""
+    import h5py
+
+    from tests.interop.test_keras_mapping import _conv, _layer, write_keras2_h5
+
+    def net(axis):
+        conv = _conv("conv_1", 2)
+        conv["config"]["batch_input_shape"] = [None, 8, 8, 1]
+        return write_keras2_h5(tmp_path / "sm.h5", [conv, _layer("Softmax", "sm", axis=axis),
+                                                   _layer("Flatten", "flatten"),
+                                                   _layer("Dense", "fc", units=2, activation="linear", use_bias=True)])
+
+    path = net([1, 2])
+    model = load_keras(path).model.eval()
+    with h5py.File(path) as f:
+        w = {k: torch.tensor(np.asarray(f[f"model_weights/{k.split('/')[0]}/{k}:0"]))
+             for k in ("conv_1/kernel", "conv_1/bias", "fc/kernel", "fc/bias")}
+    x = torch.rand(1, 1, 8, 8)
+    y = torch.nn.functional.conv2d(x, w["conv_1/kernel"].permute(3, 2, 0, 1), w["conv_1/bias"], padding=1)
+    y = y.permute(0, 2, 3, 1)  # NHWC, as Keras computes
+    s = torch.exp(y - torch.logsumexp(y, (1, 2), keepdim=True))
+    want = s.reshape(1, -1) @ w["fc/kernel"] + w["fc/bias"]
+    with torch.no_grad():
+        assert torch.allclose(model(x), want, atol=1e-5)
+    for bad in ([0, 1], [1, -3], [1, 7], ["1"]):
+        with pytest.raises(UserError, match=r"Keras layer 'sm' \(Softmax\): axis .* must be one axis or a list"):
+            load_keras(net(bad))

@@ -484,8 +484,7 @@ class KerasGraph(nn.Module):
         if cls == "Activation":
             return kl.make_activation(cfg.get("activation"), self.legacy)
         if cls == "Softmax":
-            axis = cfg.get("axis", -1)
-            return kl.Softmax(axis[0] if isinstance(axis, list) else int(axis))
+            return kl.Softmax(_softmax_axis(cfg.get("axis", -1), len(keras_shape)))
         if cls == "LeakyReLU":
             return nn.LeakyReLU(float(cfg.get("negative_slope", cfg.get("alpha", 0.3))))
         if cls == "ELU":
@@ -647,3 +646,15 @@ def _provider(name: str) -> ModelSpec:
 
 
 register_provider("keras", _provider)
+
+
+def _softmax_axis(axis: Any, rank: int) -> int | tuple[int, ...]:
+    """A Softmax layer's `axis`: one axis, or a list of distinct axes, of a rank-`rank` sample
+    (the batch axis is not one of them); UserError naming the value otherwise."""
+    axes = axis if isinstance(axis, list) else [axis]
+    good = axes and all(isinstance(a, int) and not isinstance(a, bool) and -rank <= a <= rank and a != 0
+                        for a in axes)
+    if not good or len({a % (rank + 1) for a in axes}) != len(axes):
+        raise UserError(f"axis {axis!r} must be one axis or a list of distinct axes from 1 to {rank} "
+                         f"(or negative, counted from the end)")
+    return axes[0] if len(axes) == 1 else tuple(axes)

@@ -106,13 +106,19 @@ class Exponential(nn.Module):
 
 
 class Softmax(nn.Module):
-    def __init__(self, axis: int = -1, log: bool = False) -> None:
+    """Keras' softmax over one axis, or over several at once (`axis=[1, 2]`: a spatial softmax, each
+    value divided by the sum over all the listed axes)."""
+
+    def __init__(self, axis: int | tuple[int, ...] = -1, log: bool = False) -> None:
         super().__init__()
         self.axis, self.log = axis, log
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dim = torch_axis(self.axis, x.dim())
-        return F.log_softmax(x, dim) if self.log else F.softmax(x, dim)
+        if isinstance(self.axis, int):
+            dim = torch_axis(self.axis, x.dim())
+            return F.log_softmax(x, dim) if self.log else F.softmax(x, dim)
+        y = x - torch.logsumexp(x, [torch_axis(a, x.dim()) for a in self.axis], keepdim=True)
+        return y if self.log else y.exp()
 
 
 class KerasReLU(nn.Module):
