@@ -568,3 +568,17 @@ def test_fer2013_build_that_fails_partway_leaves_no_out_folder(fer_csv, tmp_path
     Image.new("L", (64, 64)).save(release[-1][2])
     code, _, err = run_cli("fer2013", "build", tmp_path / "FER", "--out", tmp_path / "fer")
     assert code == 2 and "is 64x64; FER2013 faces are 48x48" in err and not (tmp_path / "fer").exists()
+
+
+def test_fer2013_build_refusals_are_the_error_line_alone(fer_csv, tmp_path, run_cli, busy_machine):
+    """A refused CSV (a bad emotion, a column named twice) prints nothing on stdout, not even the
+    progress bar's closing line, and no busy-cores note before the error."""
+    lines = fer_csv.read_text().splitlines()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join([lines[0], "7" + lines[1][1:], *lines[2:]]) + "\n")
+    twice = tmp_path / "twice.csv"
+    twice.write_text("\n".join([lines[0] + ",emotion", *(line + ",0" for line in lines[1:])]) + "\n")
+    for path, message in ((bad, "bad.csv:2: emotion must be an integer 0-6, got '7'"),
+                          (twice, "the header names the column(s) 'emotion' twice")):
+        code, out, err = run_cli("fer2013", "build", path, "--out", tmp_path / "o")
+        assert code == 2 and out == "" and len(err.splitlines()) == 1 and message in err, (out, err)

@@ -8,6 +8,16 @@ from typing import Any
 from deepvision.safeload import printable
 
 
+def progress_bar(*columns: Any) -> Any:
+    """A transient rich progress bar (its default columns, or `columns`) that draws only on a terminal:
+    piped or redirected, rich would still end the bar with an empty line, before a refusal too."""
+    import sys
+
+    from rich.progress import Progress
+
+    return Progress(*(columns or Progress.get_default_columns()), transient=True, disable=not sys.stdout.isatty())
+
+
 def shown(text: object) -> str:
     """A path or name as the CLI prints it: control characters escaped ('a\\x1b[31m', 'b\\nc'), so a file
     name cannot clear the screen, colour the output or pass for two lines."""

@@ -94,6 +94,10 @@ def _csv_samples(csv_path: Path) -> tuple[int, Iterator[tuple[int, np.ndarray, s
             if missing:
                 raise UserError(f"{csv_path} lacks the column(s) {', '.join(sorted(missing))}; expected the header "
                                 f"emotion,pixels,Usage")
+            twice = sorted({n for n in fieldnames or [] if (fieldnames or []).count(n) > 1})
+            if twice:
+                raise UserError(f"{csv_path}: the header names the column(s) {', '.join(map(repr, twice))} twice; "
+                                f"expected the header emotion,pixels,Usage")
             for lineno, row in enumerate(csv_rows(reader, csv_path), 2):
                 yield _parse_row(row, lineno, csv_path)
 

@@ -43,16 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def make_lists(args: argparse.Namespace) -> int:
-    from rich.progress import Progress
-
     from deepvision.apps.agegender.adience import build_adience_lists, write_task_means
+    from deepvision.cli.output import progress_bar
 
     tasks = build_adience_lists(args.root, args.out, seed=args.seed, absolute=args.absolute)
     for name, lists in tasks.items():
         print(f"{name}: {lists.total:,} faces, {len(lists.classes)} classes; train {len(lists.train):,}, "
               f"val {len(lists.val):,}, test {len(lists.test):,}")
     if not args.no_mean:
-        with Progress(transient=True) as bar:
+        with progress_bar() as bar:
             ids = {name: bar.add_task(f"{name} mean", total=len(lists.train)) for name, lists in tasks.items()}
             write_task_means(tasks, None if args.absolute else args.root, args.workers,
                              lambda name, done, total: bar.update(ids[name], completed=done))

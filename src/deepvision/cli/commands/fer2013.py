@@ -48,11 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_build(args: argparse.Namespace) -> int:
     import textwrap
 
-    from rich.progress import Progress
-
     from deepvision.apps.emotion.fer2013 import build_fer2013
+    from deepvision.cli.output import progress_bar
 
-    with Progress(transient=True) as bar:
+    with progress_bar() as bar:
         task = bar.add_task("FER2013 faces", total=None)
         result = build_fer2013(args.csv, args.out, classes=args.classes, dtype=args.dtype,
                                progress=lambda done, total: bar.update(task, completed=done, total=total))

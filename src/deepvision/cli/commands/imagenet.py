@@ -63,11 +63,10 @@ def make_lists(args: argparse.Namespace) -> int:
     for path in lists.files.values():
         print(f"  {path}")
     if not args.no_mean:
-        from rich.progress import Progress
-
+        from deepvision.cli.output import progress_bar
         from deepvision.datasets.mean import compute_mean, write_mean_json
 
-        with Progress(transient=True) as bar:
+        with progress_bar() as bar:
             task = bar.add_task("mean of the training images", total=len(lists.train))
             result = compute_mean(Path(args.out) / "train.lst", root=None if args.absolute else DevkitPaths(
                 Path(args.root)).images, workers=args.workers, progress=lambda done, total: bar.update(task,

@@ -79,14 +79,13 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from rich.progress import Progress
-
     from deepvision.apps.stl10 import build_stl10
+    from deepvision.cli.output import progress_bar
     from deepvision.errors import UserError
 
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
-    with Progress(transient=True) as bar:
+    with progress_bar() as bar:
         tasks: dict[str, int] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
@@ -119,8 +118,9 @@ def run_download(args: argparse.Namespace) -> int:
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
     from deepvision.apps.stl10 import download
+    from deepvision.cli.output import progress_bar
 
-    with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), transient=True) as bar:
+    with progress_bar(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn()) as bar:
         task = bar.add_task("stl10_binary.tar.gz", total=None)
         folder = download(args.root, progress=lambda done, total: bar.update(task, completed=done,
                                                                                total=total or None))
