@@ -80,6 +80,9 @@ def test_adience_lists_refuse_bad_input(tmp_path, run_cli):
     (tmp_path / "fold_frontal_0_data.txt").write_text("header\n../..\tx.jpg\t1\t(25, 32)\tm\n")
     code, _, err = run_cli("adience", "lists", "--root", tmp_path, "--out", tmp_path / "o")
     assert code == 2 and "fold_frontal_0_data.txt:2: user_id '../..' is not a plain name" in err
+    (tmp_path / "fold_frontal_0_data.txt").write_text("header\n1@N00\x1b[2J\tx.jpg\t1\t(25, 32)\tm\n")
+    code, _, err = run_cli("adience", "lists", "--root", tmp_path, "--out", tmp_path / "o")
+    assert code == 2 and "user_id '1@N00\\x1b[2J' is not a plain name" in err and "\x1b" not in err
     (tmp_path / "fold_frontal_0_data.txt").unlink()
     os.mkfifo(tmp_path / "fold_frontal_0_data.txt")  # opening it would wait for a writer for good
     code, _, err = run_cli("adience", "lists", "--root", tmp_path, "--out", tmp_path / "o")
@@ -220,3 +223,19 @@ def test_an_enlargement_above_the_pixel_limit_is_not_made(monkeypatch):
     assert out.shape == (800, 800, 3) and factor == 20.0
     out, factor = resize_to_width(np.zeros((10, 4000, 3), np.uint8), 800)  # shrinking is always made
     assert out.shape == (2, 800, 3) and factor == 0.2
+
+
+def test_adience_lists_refuse_rows_whose_face_image_is_missing(tmp_path, run_cli):
+    """A row naming a face the aligned/ folder lacks (face_id 'abc') is one line, not a list entry."""
+    from deepvision.apps.agegender.adience import make_fake_adience
+
+    root = make_fake_adience(tmp_path / "fake", faces=40)
+    fold = root / "fold_frontal_0_data.txt"
+    lines = fold.read_text().split("\n")
+    cols = lines[1].split("\t")
+    cols[2] = "abc"
+    fold.write_text("\n".join([lines[0], "\t".join(cols), *lines[2:]]))
+    code, _, err = run_cli("adience", "lists", "--root", root, "--out", tmp_path / "o", "--no-mean")
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "1 face image(s) the fold files name are missing under" in err and ".abc." in err
+    assert not (tmp_path / "o").exists()

@@ -26,7 +26,7 @@ from deepvision.data.splits import stratified_split
 from deepvision.datasets.listing import write_lst
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, output_folder, output_subfolder
-from deepvision.safeload import MAX_FAKE_IMAGES, MAX_FAKE_SIDE, check_range, read_text_file
+from deepvision.safeload import MAX_FAKE_IMAGES, MAX_FAKE_SIDE, check_range, is_control, printable, read_text_file
 
 AGE_BINS = ((0, 2), (4, 6), (8, 13), (15, 20), (25, 32), (38, 43), (48, 53), (60, math.inf))
 AGE_CLASSES = sorted(f"{lo}_{'inf' if math.isinf(hi) else hi}" for lo, hi in AGE_BINS)  # label-encoder order
@@ -88,9 +88,9 @@ def read_folds(root: str | Path) -> AdienceRows:
                 rows.skipped += 1
                 continue
             for name, value in (("user_id", user), ("original_image", image), ("face_id", face)):
-                if not value or value in (".", "..") or any(c in value for c in "/\\\0"):
-                    raise UserError(f"{path}:{lineno}: {name} {value!r} is not a plain name; the rows name "
-                                    f"files under aligned/<user_id>/ of the dataset, never a path")
+                if not value or value in (".", "..") or any(c in "/\\" or is_control(c) for c in value):
+                    raise UserError(f"{path}:{lineno}: {name} '{printable(value)}' is not a plain name; the rows "
+                                    f"name files under aligned/<user_id>/ of the dataset, never a path")
             rows.paths.append(f"aligned/{user}/landmark_aligned_face.{face}.{image}")
             rows.ages.append(age_bucket(age))
             rows.genders.append(GENDERS[gender])
@@ -133,6 +133,10 @@ def build_adience_lists(root: str | Path, out: str | Path | None = None, *, seed
     """Age and gender lists from the fold files under `root`; written under `out/age`, `out/gender` when given."""
     root = Path(root)
     rows = read_folds(root)
+    absent = [p for p in rows.paths if not (root / p).is_file()]
+    if absent:
+        raise UserError(f"{len(absent):,} face image(s) the fold files name are missing under {root} (first: "
+                        f"{absent[0]}); restore the aligned/ folder")
     prefix = f"{root.resolve()}/" if absolute else ""
     age_idx = [i for i, a in enumerate(rows.ages) if a is not None]
     tasks = {

@@ -31,6 +31,7 @@ import numpy as np
 
 from deepvision.data.lst import ListEntry
 from deepvision.data.splits import stratified_split
+from deepvision.datasets.detection.readers.common import inside
 from deepvision.datasets.listing import write_split_lists
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
@@ -106,9 +107,12 @@ def _annotations(mat: dict, path: Path, path_field: str, num_classes: int) -> tu
     for i, row in enumerate(ann):
         name, cls = row[path_field], row["class"]
         try:
-            k = int(np.asarray(cls).reshape(-1)[0])
+            value = float(np.asarray(cls).reshape(-1)[0])
         except (TypeError, ValueError, IndexError):
             raise UserError(f"{path}: annotation {i + 1} has class {cls!r}, not a number") from None
+        if not value.is_integer():
+            raise UserError(f"{path}: annotation {i + 1} has class {value:g}, not a whole number")
+        k = int(value)
         if not 1 <= k <= num_classes:
             raise UserError(f"{path}: annotation {i + 1} has class {k}, outside 1..{num_classes}")
         paths.append(str(name))
@@ -126,6 +130,8 @@ def read_annotations(root: str | Path) -> tuple[list[str], list[str]]:
         mat = _loadmat(allinone)
         names = _class_names(mat, allinone)
         paths, labels = _annotations(mat, allinone, "relative_im_path", len(names))
+        for i, name in enumerate(paths):
+            inside(root, name, f"{allinone}: annotation {i + 1}")
         return paths, [names[k] for k in labels]
     meta = root / "devkit" / "cars_meta.mat"
     if not meta.exists():
@@ -141,6 +147,8 @@ def read_annotations(root: str | Path) -> tuple[list[str], list[str]]:
             raise UserError(f"cars_test_annos_withlabels.mat not found in {root}/devkit or {root}; the test images "
                             f"need their labels")
         paths, labels = _annotations(_loadmat(mat_path), mat_path, "fname", len(names))
+        for i, name in enumerate(paths):
+            inside(root / folder, name, f"{mat_path}: annotation {i + 1}", (root,))
         out_paths += [f"{folder}/{p}" for p in paths]
         out_names += [names[k] for k in labels]
     return out_paths, out_names

@@ -18,7 +18,7 @@ from deepvision.data.splits import stratified_split
 from deepvision.datasets.listing import write_split_lists
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
-from deepvision.safeload import check_class_names
+from deepvision.safeload import check_class_names, is_control, printable
 
 
 @dataclass(frozen=True)
@@ -89,14 +89,20 @@ def read_map_clsloc(path: Path) -> list[tuple[str, str]]:
     return classes
 
 
+def _plain_name(name: str) -> bool:
+    """A file name that stays in its folder: no separator, not '.' or '..', no control character."""
+    return name not in ("", ".", "..") and not any(c in name for c in "/\\") and not any(is_control(c) for c in name)
+
+
 def read_train_cls(path: Path, index: dict[str, int]) -> tuple[list[str], list[int]]:
     """Train image stems and labels; the label comes from the stem's WNID directory."""
     stems, labels = [], []
     for lineno, line in enumerate(_lines(path), 1):
         stem = line.split()[0]
-        wnid = stem.split("/")[0]
-        if "/" not in stem or wnid not in index:
-            raise UserError(f"{path}:{lineno}: '{stem}' is not '<wnid>/<image>' with a wnid of map_clsloc.txt")
+        wnid, _, image = stem.partition("/")
+        if wnid not in index or not _plain_name(image):
+            raise UserError(f"{path}:{lineno}: '{printable(stem)}' is not '<wnid>/<image>' with a wnid of "
+                            f"map_clsloc.txt and a plain image name")
         stems.append(stem)
         labels.append(index[wnid])
     return stems, labels
@@ -118,6 +124,9 @@ def read_val(paths: DevkitPaths, num_classes: int, blacklist: bool = True) -> tu
         parts = line.split()
         if len(parts) != 2:
             raise UserError(f"{paths.val}:{lineno}: expected '<image> <id>', got {line[:60]!r}")
+        if not _plain_name(parts[0]):
+            raise UserError(f"{paths.val}:{lineno}: '{printable(parts[0])}' is not a plain image name (val.txt names "
+                            f"images of Data/CLS-LOC/val/, without folders)")
         try:
             label = int(gt) - 1
         except ValueError:
