@@ -304,3 +304,20 @@ def test_lenet_pools_before_its_activation_with_the_conv_first_orders_outputs_an
     assert torch.equal(grads[0][0], grads[1][0])
     for a, b in zip(grads[0][1], grads[1][1]):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_planned_activations_are_held_to_the_read_ceiling(monkeypatch):
+    """A globally pooled network takes any input size with the same weights: at 16384x16384 its
+    layers' outputs for one image sum to 144 GB, refused on the meta device naming the largest."""
+    import torchvision
+
+    from deepvision.models.shapes import check_planned_activations
+
+    monkeypatch.setenv("DEEPVISION_MAX_READ_GB", "24")
+
+    with torch.device("meta"):
+        model = torchvision.models.resnet18()
+    check_planned_activations(model, (3, 224, 224), "preprocess.json")  # 27 MB: passes
+    with pytest.raises(UserError, match=r"^preprocess.json: at input 3x16384x16384 the model's layers output "
+                                        r"143.9 GB per image \(the largest, conv1, \(64, 8192, 8192\)\), above the 24.0 GB"):
+        check_planned_activations(model, (3, 16384, 16384), "preprocess.json")

@@ -36,6 +36,28 @@ def check_activation(what: str, out: torch.Tensor, shape: Sequence[int] | None =
                         f"layer's settings do not fit the input size")
 
 
+def check_planned_activations(model: nn.Module, input_shape: Sequence[int], what: str) -> None:
+    """Run `model` (planned on the meta device, or real) on one meta sample of `input_shape` and refuse,
+    naming `what` (the input's source), when the outputs of its layers for that sample together need
+    more float32 memory than one read may take: a globally pooled network's weights do not grow with
+    the input, its activations do. A model the meta device cannot run is left to the real build."""
+    try:
+        _, calls = meta_forward(model, input_shape)
+    except (TraceFailure, UnsupportedTrace, RuntimeError, NotImplementedError):
+        return
+    sized = [(math.prod(c.output_shape[1:]), c) for c in calls
+             if c.output_shape and c.module is not None and not any(True for _ in c.module.children())]
+    if not sized:
+        return
+    need, ceiling = sum(n for n, _ in sized) * 4, max_read_bytes()
+    if need > ceiling:
+        _, call = max(sized, key=lambda item: item[0])
+        raise UserError(f"{what}: at input {'x'.join(map(str, input_shape))} the model's layers output "
+                        f"{format_bytes(need)} per image (the largest, {call.name}, {tuple(call.output_shape[1:])}), "
+                        f"above the {format_bytes(ceiling)} one model may take (DEEPVISION_MAX_READ_GB raises it); "
+                        f"the file is damaged or names another input size")
+
+
 class InputSizeError(ValueError):
     """An input size the network cannot take (the message names the layer and the valid size)."""
 

@@ -14,6 +14,7 @@ from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
 from deepvision.models.build import build_model, plan_model
 from deepvision.models.registry import check_parameter_bytes
+from deepvision.models.shapes import check_planned_activations
 from deepvision.models.weights import check_weights_finite, check_weights_fit, load_weights
 from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.rundir import RunDir
@@ -160,6 +161,7 @@ def check_plan(cfg: Config, pre: Preprocess, state: dict[str, Any], weights: str
                             f"{key} is {tuple(held)} there but the model for that input needs "
                             f"{tuple(tensor.shape)}; the file is damaged or belongs to another run")
     check_parameter_bytes(planned, f"{pre_source}: the model for input {size}")
+    check_planned_activations(planned, (pre.channels, *pre.size), pre_source)
 
 
 def _relocate_model_files(cfg: Config, run: RunDir) -> None:
