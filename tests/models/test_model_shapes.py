@@ -319,5 +319,6 @@ def test_planned_activations_are_held_to_the_read_ceiling(monkeypatch):
         model = torchvision.models.resnet18()
     check_planned_activations(model, (3, 224, 224), "preprocess.json")  # 27 MB: passes
     with pytest.raises(UserError, match=r"^preprocess.json: at input 3x16384x16384 the model's layers output "
-                                        r"143.9 GB per image \(the largest, conv1, \(64, 8192, 8192\)\), above the 24.0 GB"):
+                                        r"143.9 GB per image \(the largest, conv1, \(64, 8192, 8192\)\), "
+                                        r"above the 24.0 GB"):
         check_planned_activations(model, (3, 16384, 16384), "preprocess.json")
