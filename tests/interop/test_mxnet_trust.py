@@ -258,13 +258,14 @@ def test_concat_joins_along_its_dim(tmp_path, dim):
     """Concat(c, c, dim=D) computes MXNet's function: the two maps joined along D, not always channels."""
     import torch
 
+    from deepvision.models.mxnet_symbol import read_symbol
+
     prefix = _checkpoint(tmp_path, extra=[_node("Concat", "cat", [3], dim=dim, num_args="2")],
                          weights={"arg:f_weight": np.random.default_rng(1).normal(size=(2, 288)).astype(np.float32)})
     doc = json.loads(Path(f"{prefix}-symbol.json").read_text())
     doc["nodes"][4]["inputs"] = [[3, 0, 0], [3, 0, 0]]
     Path(f"{prefix}-symbol.json").write_text(json.dumps(doc))
-    graph = MXNetGraph(__import__("deepvision.models.mxnet_symbol", fromlist=["read_symbol"]).read_symbol(
-        f"{prefix}-symbol.json"), in_channels=1, input_size=8)
+    graph = MXNetGraph(read_symbol(f"{prefix}-symbol.json"), in_channels=1, input_size=8)
     p = {k: torch.tensor(np.asarray(v)) for k, v in read_params(f"{prefix}-0001.params").items()}
     graph.layers["c"].load_state_dict({"weight": p["arg:c_weight"], "bias": p["arg:c_bias"]})
     graph.layers["f"].load_state_dict({"weight": p["arg:f_weight"], "bias": p["arg:f_bias"]})
@@ -294,3 +295,31 @@ def test_a_padding_far_beyond_the_map_is_refused_at_import(tmp_path):
                                          r"\(4, 400006, 400006\), needs 2.6 TB, above the .* one model may take"):
         _import(prefix, tmp_path)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("mode", ["instance", "channel", None])
+def test_softmax_activation_inside_the_graph_keeps_its_mode(tmp_path, mode):
+    """SoftmaxActivation between layers: 'instance' (the default) over each sample's values together,
+    'channel' over the channels at each position."""
+    import torch
+
+    from deepvision.models.mxnet_symbol import read_symbol
+
+    attrs = {"mode": mode} if mode else {}
+    prefix = _checkpoint(tmp_path, extra=[_node("SoftmaxActivation", "sa", [], **attrs)])
+    graph = MXNetGraph(read_symbol(f"{prefix}-symbol.json"), in_channels=1, input_size=8).eval()
+    p = {k: torch.tensor(np.asarray(v)) for k, v in read_params(f"{prefix}-0001.params").items()}
+    graph.layers["c"].load_state_dict({"weight": p["arg:c_weight"], "bias": p["arg:c_bias"]})
+    graph.layers["f"].load_state_dict({"weight": p["arg:f_weight"], "bias": p["arg:f_bias"]})
+    x = torch.rand(1, 1, 8, 8)
+    c = torch.nn.functional.conv2d(x, p["arg:c_weight"], p["arg:c_bias"])
+    s = torch.softmax(c, 1) if mode == "channel" else torch.softmax(c.flatten(1), 1).reshape(c.shape)
+    want = s.flatten(1) @ p["arg:f_weight"].T + p["arg:f_bias"]
+    with torch.no_grad():
+        assert torch.allclose(graph(x), want, atol=1e-6)
+
+
+def test_softmax_activation_with_an_unknown_mode_is_refused(tmp_path):
+    prefix = _checkpoint(tmp_path, extra=[_node("SoftmaxActivation", "sa", [], mode="spatial")])
+    with pytest.raises(UserError, match=r"^MXNet node 'sa' \(SoftmaxActivation\): mode=spatial must be instance"):
+        _import(prefix, tmp_path)

@@ -108,6 +108,14 @@ class Softmax(nn.Module):
         return torch.softmax(x / self.temperature if self.temperature != 1.0 else x, dim=self.dim)
 
 
+class InstanceSoftmax(nn.Module):
+    """MXNet's softmax over each sample's values together (SoftmaxActivation mode 'instance', and
+    SoftmaxOutput without multi_output): the sample flattened, then shaped back."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(x.flatten(1), dim=1).reshape(x.shape)
+
+
 class Clip(nn.Module):
     def __init__(self, low: float, high: float) -> None:
         super().__init__()
@@ -199,8 +207,15 @@ def make_module(node: Node, inputs: list[torch.Tensor], out_override: int | None
         if temperature == 0:
             raise node_error(node, "temperature=0 divides by zero")
         return Softmax(node.integer("axis", -x.dim(), x.dim() - 1), temperature)
-    if op in ("SoftmaxActivation", "SoftmaxOutput", "Softmax"):
-        return Softmax(1)
+    if op == "SoftmaxActivation":
+        mode = node.get("mode")
+        if mode not in ("instance", "channel"):
+            raise node_error(node, f"mode={mode} must be instance or channel")
+        return Softmax(1) if mode == "channel" else InstanceSoftmax()
+    if op in ("SoftmaxOutput", "Softmax"):  # inside the graph: what it computes at inference
+        if node.flag("multi_output"):
+            return Softmax(1)
+        return Softmax(-1) if node.flag("preserve_shape") else InstanceSoftmax()
     if op == "clip":
         return Clip(node.number("a_min"), node.number("a_max"))
     if op in SCALAR_OPS:
