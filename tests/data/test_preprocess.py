@@ -109,3 +109,18 @@ def test_a_resize_above_the_pixel_limit_is_refused_naming_the_image(tmp_path, mo
         DatasetSource(Files(), transform).make(0, [0, 1])
     x, y, skipped = DatasetSource(Files(), transform, skip_errors=True).make(0, [0, 1])
     assert tuple(x.shape) == (1, 1, 32, 32) and y.tolist() == [1] and skipped == [str(wide)]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"scale": "0.5"}, r"preprocess scale must be a number, got '0.5' \(a str\)"),
+    ({"scale": True}, r"preprocess scale must be a number, got True \(a bool\)"),
+    ({"mean": ["0.1"]}, r"preprocess mean must be numbers, got '0.1' \(a str\)"),
+    ({"std": 0.5}, r"preprocess std must be a list of numbers, got 0.5 \(a float\)"),
+    ({"crop": "maybe"}, r"preprocess crop must be true or false, got 'maybe' \(a str\)"),
+    ({"crop": 1}, r"preprocess crop must be true or false, got 1"),
+])
+def test_preprocess_values_of_the_wrong_type_are_refused(change, message):
+    """A string that reads as a number, or as a yes, is not taken for one: it would change predictions."""
+    with pytest.raises(UserError, match=message):
+        Preprocess.from_dict({"channels": 1, "size": [28, 28], **change})
+    assert Preprocess.from_dict({"channels": 1, "size": [28, 28], "scale": 0.5, "crop": True}).crop is True

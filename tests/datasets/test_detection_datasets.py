@@ -314,6 +314,35 @@ def test_load_index_rejects_edited_files(tmp_path):
 
 
 @pytest.mark.parametrize(("edit", "message"), [
+    ({"labels": [1.5]}, r"has class id 1.5, not a whole number"),
+    ({"difficult": ["maybe"]}, r"has difficult flags \['maybe'\]; each must be 0 or 1"),
+    ({"difficult": [2]}, r"has difficult flags \[2\]; each must be 0 or 1"),
+])
+def test_load_index_refuses_fractional_labels_and_odd_flags(tmp_path, edit, message):
+    """An edited index is held to what the builder writes: whole class ids, 0/1 difficult flags, and
+    class names labels.txt can keep."""
+    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out", test_fraction=0)
+    doc = json.loads((tmp_path / "out" / "train.json").read_text())
+    doc["images"][0].update(edit)
+    (tmp_path / "out" / "train.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError, match=message):
+        load_index(tmp_path / "out")
+
+
+def test_load_index_refuses_class_names_with_control_characters(tmp_path):
+    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out", test_fraction=0)
+    meta = json.loads((tmp_path / "out" / "dataset.json").read_text())
+    meta["classes"] = ["disc\x1b[2J"]
+    (tmp_path / "out" / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=r"dataset.json.*control character"):
+        load_index(tmp_path / "out")
+    meta["classes"] = [7]
+    (tmp_path / "out" / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=r"'classes' must be a list of names"):
+        load_index(tmp_path / "out")
+
+
+@pytest.mark.parametrize(("edit", "message"), [
     ({"boxes": [[float("nan"), 0.1, 0.5, 0.5]]}, "has a box that is not a finite number"),
     ({"width": 1e9, "height": 1e9}, "is 1000000000 x 1000000000; sides must be 1 to 16,384"),
     ({"width": 0}, "sides must be 1 to 16,384"),

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from deepvision.errors import UserError
-from deepvision.safeload import ParseError, load_json, max_image_side, printable
+from deepvision.safeload import ParseError, check_class_names, load_json, max_image_side, printable
 
 FORMAT = "deepvision-detection"
 VERSION = 1
@@ -57,7 +57,10 @@ def load_index(root: str | Path, splits: list[str] | None = None) -> DetectionIn
     meta = _read_json(meta_path)
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise UserError(f"{meta_path} is not a deepvision detection dataset of version {VERSION}")
-    classes = [str(c) for c in meta["classes"]]
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise UserError(f"{meta_path}: 'classes' must be a list of names; rebuild the dataset")
+    check_class_names(classes, str(meta_path))
     image_root = Path(meta["image_root"])
     image_root = image_root if image_root.is_absolute() else (root / image_root)
     wanted = splits if splits is not None else list(meta.get("splits", []))
@@ -85,8 +88,17 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _image(entry: dict[str, Any], image_root: Path, num_classes: int, path: Path) -> IndexImage:
     try:
         boxes = np.asarray(entry["boxes"], np.float32).reshape(-1, 4)
-        labels = np.asarray(entry["labels"], np.int64).reshape(-1)
-        difficult = np.asarray(entry.get("difficult", [0] * len(labels)), bool).reshape(-1)
+        numbers = np.asarray(entry["labels"], np.float64).reshape(-1)
+        if not np.isfinite(numbers).all() or (numbers != np.round(numbers)).any():
+            bad = numbers[~np.isfinite(numbers) | (numbers != np.round(numbers))][0]
+            raise UserError(f"{path}: {printable(str(entry['file']))} has class id {bad:g}, not a whole number; "
+                            f"rebuild the dataset")
+        labels = numbers.astype(np.int64)
+        flags = entry.get("difficult", [0] * len(labels))
+        if not isinstance(flags, list) or not all(f in (0, 1) and not isinstance(f, float) for f in flags):
+            raise UserError(f"{path}: {printable(str(entry['file']))} has difficult flags "
+                            f"{printable(str(flags)[:40])}; each must be 0 or 1 (true or false); rebuild the dataset")
+        difficult = np.asarray(flags, bool).reshape(-1)
         width, height = int(entry["width"]), int(entry["height"])
         name = entry["file"]
         if not isinstance(name, str):
