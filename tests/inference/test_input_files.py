@@ -85,3 +85,17 @@ def test_api_whole_number_arguments_are_checked_in_the_library(tmp_path, call, m
 
     with pytest.raises(UserError, match=message):
         call(api, tmp_path)
+
+
+@pytest.mark.parametrize("command", [
+    ["classify", "--model", "tv:resnet18", "x.jpg"],
+    ["features", "lenet", "imgs", "--out", "f.h5"],
+    ["detect", "model.pt", "x.jpg"],
+    ["orientation", "apply", "model", "imgs", "--out", "o"],
+])
+def test_batch_sizes_are_bounded_like_evaluate(run_cli, tmp_path, command):
+    """One batch of 100 million images would hold a whole folder at once: every --batch-size takes
+    1 to 65,536, as evaluate's does, checked before anything is read."""
+    code, _, err = run_cli(*command, "--batch-size", "100000000")
+    assert code == 2 and err.strip() == (f"deepvision {command[0]}: error: --batch-size must be a whole number from 1 "
+                                         f"to 65,536, got 100000000")

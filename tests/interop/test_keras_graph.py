@@ -487,3 +487,9 @@ def test_a_softmax_over_several_axes_computes_keras_function(tmp_path):
     for bad in ([0, 1], [1, -3], [1, 7], ["1"]):
         with pytest.raises(UserError, match=r"Keras layer 'sm' \(Softmax\): axis .* must be one axis or a list"):
             load_keras(net(bad))
+
+
+def test_import_keras_size_zero_is_refused_not_ignored(tmp_path, run_cli):
+    code, _, err = run_cli("import", "keras", GRAPH / "lenet.keras", "--out", tmp_path / "run", "--size", "0")
+    assert code == 2 and len(err.splitlines()) == 1 and "--size 0 must be positive" in err
+    assert not (tmp_path / "run").exists()

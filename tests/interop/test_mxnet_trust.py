@@ -323,3 +323,16 @@ def test_softmax_activation_with_an_unknown_mode_is_refused(tmp_path):
     prefix = _checkpoint(tmp_path, extra=[_node("SoftmaxActivation", "sa", [], mode="spatial")])
     with pytest.raises(UserError, match=r"^MXNet node 'sa' \(SoftmaxActivation\): mode=spatial must be instance"):
         _import(prefix, tmp_path)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--scale", "nan"], "--scale must be a finite positive number, got nan"),
+    (["--std", "0"], "--std values must be finite positive numbers, got 0"),
+    (["--resize", "1000000"], "--resize 1000000 exceeds the ceiling"),
+])
+def test_import_mxnet_options_are_checked_before_the_files_are_read(tmp_path, run_cli, args, message):
+    prefix = _checkpoint(tmp_path)
+    code, out, err = run_cli("import", "mxnet", prefix, "1", "--input-size", "1x8x8", "--out", tmp_path / "run",
+                             *args)
+    assert code == 2 and out == "" and len(err.splitlines()) == 1 and message in err, (out, err)
+    assert not (tmp_path / "run").exists()

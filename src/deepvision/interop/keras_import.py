@@ -34,6 +34,7 @@ from deepvision.interop.keras_h5 import KerasFile, keras_classes, keras_in_chann
 from deepvision.interop.keras_mapping import keras_state_dict
 from deepvision.models.keras_graph import KerasGraph, read_config
 from deepvision.models.registry import create_model, get_model_spec
+from deepvision.safeload import check_image_side
 
 CONFIG_FILE = "keras-config.json"
 DEFAULT_SCALE = 1 / 255  # Keras models take 0..1 pixels unless the file says otherwise
@@ -160,6 +161,8 @@ def load_keras(
     """Rebuild the Keras model of `h5`: from the file's own model config (`model` None; `config`: a
     model.to_json() file for weights-only files), or as deepvision architecture `model` ("auto":
     the first of KERAS_MODELS that fits)."""
+    if size is not None:
+        check_image_side("--size", size)  # 0 is no size: refused, not read as "the file's own"
     if model is None:
         if model_args:
             raise UserError("--arg sets options of a deepvision architecture: give it with --model NAME")

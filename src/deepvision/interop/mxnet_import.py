@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,6 +215,16 @@ def read_labels(path: str | Path | None, count: int) -> list[str]:
     return names
 
 
+def _check_input_options(scale: float, std: list[float] | None, resize: int | None) -> None:
+    """--scale and --std finite and positive, --resize within the image-side ceiling."""
+    if not math.isfinite(scale) or scale <= 0:
+        raise UserError(f"--scale must be a finite positive number, got {scale:g}")
+    if std and not all(math.isfinite(s) and s > 0 for s in std):
+        raise UserError(f"--std values must be finite positive numbers, got {', '.join(f'{s:g}' for s in std)}")
+    if resize is not None:
+        check_image_side("--resize", resize)
+
+
 def _preprocess(channels: int, size: tuple[int, int], resize: int | None, scale: float,
                 mean: list[float] | str | None, std: list[float] | None):
     from deepvision.data.preprocess import Preprocess
@@ -284,6 +295,7 @@ def import_mxnet(
     say = (lambda *_: None) if quiet else print
     check_range("epoch", epoch, 0, MAX_EPOCHS)
     check_options(model, options or {})
+    _check_input_options(scale, std, resize)  # before any file is read: a refusal is the only line
     symbol_path, params_path = checkpoint_files(prefix, epoch)
     symbol = read_symbol(symbol_path)
     args, aux = split_params(read_params(params_path))

@@ -39,12 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from deepvision.config.schema import MAX_BATCH
     from deepvision.datasets.im2rec import ProgressReporter
     from deepvision.errors import UserError
     from deepvision.inference.backbones import load_model
     from deepvision.inference.batching import expand_images
     from deepvision.inference.classify import classify_images, write_predictions
+    from deepvision.safeload import check_range
 
+    check_range("--batch-size", args.batch_size, 1, MAX_BATCH)
     if args.top < 1:
         raise UserError("--top must be at least 1")
     if bool(args.model) == bool(args.run):

@@ -30,11 +30,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from deepvision.cli.output import shown
-    from deepvision.errors import UserError
+    from deepvision.config.schema import MAX_BATCH
     from deepvision.inference.detect import run_detect
+    from deepvision.safeload import check_range
 
-    if args.batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
+    check_range("--batch-size", args.batch_size, 1, MAX_BATCH)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeRemainingColumn(), transient=True, disable=args.json) as bar:
         task = bar.add_task("video frames", total=None)

@@ -52,8 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from deepvision.config.schema import MAX_BATCH
     from deepvision.errors import UserError
+    from deepvision.safeload import check_range
 
+    check_range("--batch-size", args.batch_size, 1, MAX_BATCH)
     if args.list_layers:
         from deepvision.inference.backbones import load_model
         from deepvision.inference.features import default_layer, layer_names

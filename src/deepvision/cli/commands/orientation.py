@@ -71,8 +71,11 @@ def run_dataset(args: argparse.Namespace) -> int:
 def run_apply(args: argparse.Namespace) -> int:
     from deepvision.apps.orientation import apply_orientation
     from deepvision.cli.output import shown
+    from deepvision.config.schema import MAX_BATCH
     from deepvision.datasets.im2rec import ProgressReporter
+    from deepvision.safeload import check_range
 
+    check_range("--batch-size", args.batch_size, 1, MAX_BATCH)
     bar = ProgressReporter("predicting", every=1000)
     try:
         results = apply_orientation(args.model, args.inputs, args.out, sample=args.sample, seed=args.seed,
