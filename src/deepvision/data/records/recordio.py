@@ -24,6 +24,7 @@ import numpy as np
 
 from deepvision.data.records.header import HEADER_SIZE
 from deepvision.errors import UserError
+from deepvision.safeload import input_file
 
 MAGIC = 0xCED7230A
 
@@ -149,8 +150,7 @@ class RecordReader:
 
     def __init__(self, rec_path: str | Path) -> None:
         self.path = Path(rec_path)
-        if not self.path.is_file():
-            raise UserError(f"record file not found: {self.path}")
+        input_file(self.path, "record file")  # a FIFO is named as one, never opened
         self.size = self.path.stat().st_size
         self._map: mmap.mmap | bytes | None = None
 
