@@ -93,6 +93,10 @@ class HDF5Dataset(Dataset):
                                 f"more than {MAX_UNNAMED_CLASSES:,} classes needs their names in 'label_names'")
             self.classes = [str(i) for i in range(top)]
         else:
+            kinds = sorted({type(n).__name__ for n in names if not isinstance(n, (bytes, str))})
+            if kinds:  # a number is no class name: [0, 1, 2] would pass as "0", "1", "2"
+                raise UserError(f"{self.path}: 'label_names' must be text (one class name each), got "
+                                f"{', '.join(kinds)} values")
             try:
                 self.classes = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names]
             except UnicodeDecodeError:
