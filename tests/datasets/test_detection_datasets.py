@@ -128,6 +128,27 @@ def test_imglab_written_by_dlib_clipping_rules(tmp_path):
     assert "dropped 1" in modern.notes[1]
 
 
+@pytest.mark.parametrize("attrs", ["width='-15' height='16'", "width='15' height='0'"])
+def test_an_imglab_box_of_negative_or_zero_size_is_refused_like_every_format(tmp_path, run_cli, attrs):
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.new("RGB", (64, 64)).save(src / "a.jpg")
+    (src / "training.xml").write_text(f"<dataset><images><image file='a.jpg'>"
+                                           f"<box top='27' left='40' {attrs}><label>car</label></box>"
+                                           f"<box top='2' left='3' width='10' height='10'><label>car</label></box>"
+                                           f"</image></images></dataset>")
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    code, out, err = run_cli("detection", "build", "imglab", src / "training.xml", "--out", tmp_path / "out")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert f"{src / 'a.jpg'}: box [40, 27, " in err and "'car' has zero or negative width/height; repair " \
+        "with --fix clip" in err, err
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before and not (tmp_path / "out").exists()
+    code, out, err = run_cli("detection", "build", "imglab", src / "training.xml", "--out", tmp_path / "out",
+                             "--fix", "drop")
+    assert code == 0 and "dropped 1 bad box(es) (--fix drop)" in out + err, out + err
+    assert json.loads((tmp_path / "out" / "train.json").read_text())["images"][0]["boxes"] != []
+
+
 VOC2007_000001 = """<annotation>
 \t<folder>VOC2007</folder>
 \t<filename>000001.jpg</filename>
