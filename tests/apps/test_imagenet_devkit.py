@@ -93,3 +93,22 @@ def test_class_names_with_escapes_never_reach_labels_txt(tmp_path, run_cli):
                            "--test-size", "1")
     assert code == 2 and err.count("\n") == 1 and "map_clsloc.txt" in err and "\x1b" not in err, err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("which, name", [("val.txt", "../../../../outside"), ("val.txt", "sub/x"),
+                                         ("val.txt", ".."), ("train_cls.txt", "{wnid}/../../x/img"),
+                                         ("train_cls.txt", "{wnid}/a\x1b[2J")])
+def test_image_names_that_leave_their_folder_are_refused(tmp_path, run_cli, which, name):
+    root = tmp_path / "ilsvrc"
+    make_fake_imagenet(root, classes=2, per_class=4, val_per_class=4, min_side=16, max_side=20)
+    path = root / "ImageSets" / "CLS-LOC" / which
+    lines = path.read_text().splitlines()
+    first, rest = lines[0].split(" ", 1)
+    path.write_text("\n".join([f"{name.format(wnid=first.split('/')[0])} {rest}", *lines[1:]]) + "\n")
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    code, out, err = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "o", "--no-blacklist",
+                             "--test-size", "1")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "\x1b" not in err, err
+    assert err.startswith(f"deepvision imagenet: error: {path}:1: '"), err
+    assert ("is not a plain image name" if which == "val.txt" else "and a plain image name") in err
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before and not (tmp_path / "o").exists()

@@ -18,7 +18,7 @@ from deepvision.data.splits import stratified_split
 from deepvision.datasets.listing import write_split_lists
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
-from deepvision.safeload import check_class_names
+from deepvision.safeload import check_class_names, is_control, printable
 
 
 @dataclass(frozen=True)
@@ -89,14 +89,20 @@ def read_map_clsloc(path: Path) -> list[tuple[str, str]]:
     return classes
 
 
+def _plain_name(name: str) -> bool:
+    """Whether `name` is one file name: no folder part (`/`, `\\`), not `.` or `..`, no control character."""
+    return bool(name) and name not in (".", "..") and not any(c in "/\\" or is_control(c) for c in name)
+
+
 def read_train_cls(path: Path, index: dict[str, int]) -> tuple[list[str], list[int]]:
     """Train image stems and labels; the label comes from the stem's WNID directory."""
     stems, labels = [], []
     for lineno, line in enumerate(_lines(path), 1):
         stem = line.split()[0]
-        wnid = stem.split("/")[0]
-        if "/" not in stem or wnid not in index:
-            raise UserError(f"{path}:{lineno}: '{stem}' is not '<wnid>/<image>' with a wnid of map_clsloc.txt")
+        wnid, _, name = stem.partition("/")
+        if wnid not in index or not _plain_name(name):
+            raise UserError(f"{path}:{lineno}: '{printable(stem)}' is not '<wnid>/<image>' with a wnid of "
+                            f"map_clsloc.txt and a plain image name")
         stems.append(stem)
         labels.append(index[wnid])
     return stems, labels
@@ -124,6 +130,9 @@ def read_val(paths: DevkitPaths, num_classes: int, blacklist: bool = True) -> tu
             raise UserError(f"{paths.val_ground_truth}:{lineno}: expected a class id, got {gt!r}") from None
         if not 0 <= label < num_classes:
             raise UserError(f"{paths.val_ground_truth}:{lineno}: class id {gt} outside 1..{num_classes}")
+        if not _plain_name(parts[0]):  # a folder part would lead out of the validation folder
+            raise UserError(f"{paths.val}:{lineno}: '{printable(parts[0])}' is not a plain image name (such as "
+                            f"ILSVRC2012_val_00000001); the validation images lie in one folder")
         if parts[1].strip() in banned:
             dropped += 1
             continue
