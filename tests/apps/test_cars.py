@@ -192,3 +192,26 @@ def test_class_names_with_escapes_are_refused_before_writing(fake, tmp_path, run
                            "--csv", tmp_path / "labels.csv")
     assert code == 2 and err.count("\n") == 1 and "control character" in err and "\x1b" not in err, err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("relative_im_path", "car_ims/../../outside.jpg", "annotation 1: image path 'car_ims/../../outside.jpg' is "
+                                                      "outside the dataset folder"),
+    ("relative_im_path", "/etc/passwd", "annotation 1: image path '/etc/passwd' is outside the dataset folder"),
+    ("relative_im_path", "car_ims/link.jpg", "annotation 1: {root}/car_ims/link.jpg is a link to {out}, outside "
+                                             "the dataset folder"),
+    ("class", 2.5, "annotation 1 has class 2.5, not a whole number"),
+])
+def test_an_annotation_leaving_the_folder_or_a_fractional_class_is_refused(tmp_path, run_cli, field, value, message):
+    root = make_fake_cars(tmp_path / "stanford", per_class=3, min_side=32, max_side=48)
+    Image.new("RGB", (40, 30)).save(tmp_path / "outside.jpg")
+    os.symlink(tmp_path / "outside.jpg", root / "car_ims" / "link.jpg")
+    mat = scipy.io.loadmat(root / "cars_annos.mat")
+    mat["annotations"][0, 0][field] = np.array([value]) if isinstance(value, str) else np.array([[value]])
+    scipy.io.savemat(root / "cars_annos.mat", {"annotations": mat["annotations"], "class_names": mat["class_names"]})
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "o")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    expected = message.format(root=root, out=tmp_path / "outside.jpg")
+    assert err.startswith(f"deepvision cars: error: {root / 'cars_annos.mat'}: {expected}"), err
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before and not (tmp_path / "o").exists()
