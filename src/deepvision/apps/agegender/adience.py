@@ -26,7 +26,7 @@ from deepvision.data.splits import stratified_split
 from deepvision.datasets.listing import write_lst
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, output_folder, output_subfolder
-from deepvision.safeload import MAX_FAKE_IMAGES, MAX_FAKE_SIDE, check_range, read_text_file
+from deepvision.safeload import MAX_FAKE_IMAGES, MAX_FAKE_SIDE, check_range, is_control, printable, read_text_file
 
 AGE_BINS = ((0, 2), (4, 6), (8, 13), (15, 20), (25, 32), (38, 43), (48, 53), (60, math.inf))
 AGE_CLASSES = sorted(f"{lo}_{'inf' if math.isinf(hi) else hi}" for lo, hi in AGE_BINS)  # label-encoder order
@@ -75,6 +75,7 @@ def read_folds(root: str | Path) -> AdienceRows:
     if not files:
         raise UserError(f"no {FOLD_GLOB} file in {root}; give the folder holding the Adience fold files")
     rows = AdienceRows()
+    missing: list[str] = []
     for path in files:
         lines = read_text_file(path, "Adience fold file").splitlines()  # a FIFO is refused, never waited on
         for lineno, line in enumerate(lines[1:], 2):  # one header line
@@ -88,12 +89,18 @@ def read_folds(root: str | Path) -> AdienceRows:
                 rows.skipped += 1
                 continue
             for name, value in (("user_id", user), ("original_image", image), ("face_id", face)):
-                if not value or value in (".", "..") or any(c in value for c in "/\\\0"):
-                    raise UserError(f"{path}:{lineno}: {name} {value!r} is not a plain name; the rows name "
-                                    f"files under aligned/<user_id>/ of the dataset, never a path")
-            rows.paths.append(f"aligned/{user}/landmark_aligned_face.{face}.{image}")
+                if not value or value in (".", "..") or any(c in "/\\" or is_control(c) for c in value):
+                    raise UserError(f"{path}:{lineno}: {name} {printable(repr(value))} is not a plain name; the "
+                                    f"rows name files under aligned/<user_id>/ of the dataset, never a path")
+            rel = f"aligned/{user}/landmark_aligned_face.{face}.{image}"
+            if not (root / rel).is_file():
+                missing.append(f"{path.name}:{lineno} names {rel}")
+            rows.paths.append(rel)
             rows.ages.append(age_bucket(age))
             rows.genders.append(GENDERS[gender])
+    if missing:  # a list entry without its image would be skipped by im2rec and left out of the mean unsaid
+        raise UserError(f"{len(missing):,} face image(s) of the fold files are missing under {root} (first: "
+                        f"{missing[0]}); restore them or remove their rows")
     return rows
 
 
