@@ -341,6 +341,10 @@ def test_load_index_rejects_edited_files(tmp_path):
     ({"file": "../../../../etc/passwd"}, "leaves the image folder"),
     ({"file": "/etc/passwd"}, "leaves the image folder"),
     ({"file": 7}, "malformed image entry"),
+    ({"labels": [1.5]}, "has class id 1.5; class ids are whole numbers"),
+    ({"labels": [True]}, "has class id True; class ids are whole numbers"),
+    ({"difficult": ["maybe"]}, "has difficult flag 'maybe'; difficult flags are 0 or 1"),
+    ({"difficult": [2]}, "has difficult flag 2; difficult flags are 0 or 1"),
 ])
 def test_load_index_refuses_values_a_build_never_writes(tmp_path, edit, message):
     """A train.json edited by hand (or sent by someone): NaN boxes, sides past the ceiling, files outside
@@ -351,6 +355,27 @@ def test_load_index_refuses_values_a_build_never_writes(tmp_path, edit, message)
     (tmp_path / "out" / "train.json").write_text(json.dumps(doc))
     with pytest.raises(UserError, match=rf"train.json: .*{re.escape(message)}.*rebuild the dataset"):
         load_index(tmp_path / "out")
+
+
+@pytest.mark.parametrize("classes, message", [
+    (["disc\x1b[2J"], "'classes': class name 'disc\\x1b[2J' is empty or holds a control character"),
+    ([7], "'classes' must be a list of class names (text); rebuild the dataset"),
+])
+def test_load_index_refuses_class_names_a_build_never_writes(tmp_path, run_cli, classes, message):
+    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out", test_fraction=0)
+    meta = json.loads((tmp_path / "out" / "dataset.json").read_text())
+    meta["classes"] = classes
+    (tmp_path / "out" / "dataset.json").write_text(json.dumps(meta))
+    code, out, err = run_cli("detection", "show", tmp_path / "out", "--split", "train", "--out", tmp_path / "show")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "\x1b" not in err, err
+    assert err.startswith(f"deepvision detection: error: {tmp_path / 'out' / 'dataset.json'} {message}"), err
+    assert not (tmp_path / "show").exists()
+    doc = json.loads((tmp_path / "out" / "train.json").read_text())
+    doc["images"][0]["difficult"] = [True]  # JSON's true is a yes/no flag
+    meta["classes"] = ["a"]
+    (tmp_path / "out" / "dataset.json").write_text(json.dumps(meta))
+    (tmp_path / "out" / "train.json").write_text(json.dumps(doc))
+    assert load_index(tmp_path / "out").splits["train"][0].difficult.tolist() == [True]
 
 
 def test_cli_build_fake_show(tmp_path, run_cli):
