@@ -228,7 +228,7 @@ def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     splits, top, files = {}, -1, []
     for name in wanted:
         path = resolve_path(None, name)
-        if name == "test" and not path.exists():
+        if name == "test" and (path.is_dir() or not path.exists()):  # the default test split is optional
             continue
         input_file(path, "list file")
         entries = read_lst(path)
@@ -336,7 +336,7 @@ def rec_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         path = resolve_path(cfg.root, name)
         if path.suffix == ".idx":
             path = path.with_suffix(".rec")
-        if name == "test" and not path.exists():
+        if name == "test" and (path.is_dir() or not path.exists()):  # the default test split is optional
             continue
         input_file(path, "record file", " (data.source: rec expects .rec paths in data.train/val/test; pack "
                                         "images with `deepvision im2rec`)")
@@ -362,7 +362,7 @@ def hdf5_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     splits, classes, size, channels = {}, None, None, 1
     for name in wanted:
         path = resolve_path(cfg.root, name)
-        if name == "test" and not path.exists():
+        if name == "test" and (path.is_dir() or not path.exists()):  # the default test split is optional
             continue
         input_file(path, "HDF5 file")
         data, labels, names = read_hdf5_arrays(path, key)
