@@ -259,9 +259,9 @@ def read_torch_file(path: str | Path, kind: str, fix: str, map_location: Any = "
     `kind` ("checkpoint", "weights file") and saying what to do (`fix`)."""
     import torch
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{kind} not found: {path}")
+    from deepvision.safeload.files import input_file  # safeload builds on this module
+
+    path = input_file(path, kind)  # a FIFO is named as one, never opened
     damage = zip_damage(path)
     if damage:
         raise UserError(f"{path} is corrupt ({damage}); {fix}")

@@ -89,6 +89,26 @@ def test_adience_lists_refuse_bad_input(tmp_path, run_cli):
     assert code == 2 and err.count("\n") == 1 and "fold_frontal_0_data.txt is a FIFO, not a regular file" in err
 
 
+@pytest.mark.parametrize("column, value, message", [
+    (2, "abc", "1 face image(s) of the fold files are missing under {root} (first: fold_frontal_0_data.txt:2 names "
+               "aligned/{user}/landmark_aligned_face.abc.{image}); restore them or remove their rows"),
+    (0, "1000@N00\x1b[2J", "{root}/fold_frontal_0_data.txt:2: user_id '1000@N00\\x1b[2J' is not a plain name"),
+])
+def test_adience_rows_naming_no_face_or_holding_escapes_are_one_line(tmp_path, run_cli, column, value, message):
+    root = make_fake_adience(tmp_path / "adience", faces=20, size=8)
+    fold = root / "fold_frontal_0_data.txt"
+    lines = fold.read_text().split("\n")
+    cols = lines[1].split("\t")
+    user, image = cols[0], cols[1]
+    cols[column] = value
+    fold.write_text("\n".join([lines[0], "\t".join(cols), *lines[2:]]))
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    code, out, err = run_cli("adience", "lists", "--root", root, "--out", tmp_path / "o", "--workers", "1")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "\x1b" not in err, err
+    assert err.startswith("deepvision adience: error: " + message.format(root=root, user=user, image=image)), err
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before and not (tmp_path / "o").exists()
+
+
 @pytest.fixture(scope="module")
 def runs(adience):
     from deepvision.cli.main import main
@@ -223,19 +243,3 @@ def test_an_enlargement_above_the_pixel_limit_is_not_made(monkeypatch):
     assert out.shape == (800, 800, 3) and factor == 20.0
     out, factor = resize_to_width(np.zeros((10, 4000, 3), np.uint8), 800)  # shrinking is always made
     assert out.shape == (2, 800, 3) and factor == 0.2
-
-
-def test_adience_lists_refuse_rows_whose_face_image_is_missing(tmp_path, run_cli):
-    """A row naming a face the aligned/ folder lacks (face_id 'abc') is one line, not a list entry."""
-    from deepvision.apps.agegender.adience import make_fake_adience
-
-    root = make_fake_adience(tmp_path / "fake", faces=40)
-    fold = root / "fold_frontal_0_data.txt"
-    lines = fold.read_text().split("\n")
-    cols = lines[1].split("\t")
-    cols[2] = "abc"
-    fold.write_text("\n".join([lines[0], "\t".join(cols), *lines[2:]]))
-    code, _, err = run_cli("adience", "lists", "--root", root, "--out", tmp_path / "o", "--no-mean")
-    assert code == 2 and len(err.splitlines()) == 1
-    assert "1 face image(s) the fold files name are missing under" in err and ".abc." in err
-    assert not (tmp_path / "o").exists()

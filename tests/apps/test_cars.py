@@ -194,22 +194,24 @@ def test_class_names_with_escapes_are_refused_before_writing(fake, tmp_path, run
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    ({"relative_im_path": "car_ims/../../outside.jpg"}, r"annotation 1: image path 'car_ims/../../outside.jpg' is "
-                                                        r"outside the dataset folder"),
-    ({"relative_im_path": "/etc/passwd"}, r"annotation 1: image path '/etc/passwd' is outside the dataset folder"),
-    ({"class": 2.5}, r"annotation 1 has class 2.5, not a whole number"),
+@pytest.mark.parametrize("field, value, message", [
+    ("relative_im_path", "car_ims/../../outside.jpg", "annotation 1: image path 'car_ims/../../outside.jpg' is "
+                                                      "outside the dataset folder"),
+    ("relative_im_path", "/etc/passwd", "annotation 1: image path '/etc/passwd' is outside the dataset folder"),
+    ("relative_im_path", "car_ims/link.jpg", "annotation 1: {root}/car_ims/link.jpg is a link to {out}, outside "
+                                             "the dataset folder"),
+    ("class", 2.5, "annotation 1 has class 2.5, not a whole number"),
 ])
-def test_annotations_that_leave_the_folder_or_half_a_class_are_refused(run_cli, tmp_path, edit, message):
-    import re
-
-    root = make_fake_cars(tmp_path / "cars", per_class=3, min_side=32, max_side=40)
-    (tmp_path / "outside.jpg").write_bytes((root / "car_ims" / "000001.jpg").read_bytes())
+def test_an_annotation_leaving_the_folder_or_a_fractional_class_is_refused(tmp_path, run_cli, field, value, message):
+    root = make_fake_cars(tmp_path / "stanford", per_class=3, min_side=32, max_side=48)
+    Image.new("RGB", (40, 30)).save(tmp_path / "outside.jpg")
+    os.symlink(tmp_path / "outside.jpg", root / "car_ims" / "link.jpg")
     mat = scipy.io.loadmat(root / "cars_annos.mat")
-    ann = mat["annotations"]
-    for key, value in edit.items():
-        ann[0, 0][key] = np.array([value]) if isinstance(value, str) else np.array([[value]])
-    scipy.io.savemat(root / "cars_annos.mat", {"annotations": ann, "class_names": mat["class_names"]})
-    code, _, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "lists")
-    assert code == 2 and len(err.splitlines()) == 1 and re.search(message, err), err
-    assert not (tmp_path / "lists").exists()
+    mat["annotations"][0, 0][field] = np.array([value]) if isinstance(value, str) else np.array([[value]])
+    scipy.io.savemat(root / "cars_annos.mat", {"annotations": mat["annotations"], "class_names": mat["class_names"]})
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "o")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    expected = message.format(root=root, out=tmp_path / "outside.jpg")
+    assert err.startswith(f"deepvision cars: error: {root / 'cars_annos.mat'}: {expected}"), err
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before and not (tmp_path / "o").exists()

@@ -95,21 +95,20 @@ def test_class_names_with_escapes_never_reach_labels_txt(tmp_path, run_cli):
     assert not (tmp_path / "o").exists()
 
 
-def test_image_names_in_val_and_train_lists_stay_in_their_folders(tmp_path):
-    """val.txt names plain images of Data/CLS-LOC/val/ and train_cls.txt '<wnid>/<image>': a '../'
-    or a separator is refused naming the line, before any list is written."""
+@pytest.mark.parametrize("which, name", [("val.txt", "../../../../outside"), ("val.txt", "sub/x"),
+                                         ("val.txt", ".."), ("train_cls.txt", "{wnid}/../../x/img"),
+                                         ("train_cls.txt", "{wnid}/a\x1b[2J")])
+def test_image_names_that_leave_their_folder_are_refused(tmp_path, run_cli, which, name):
     root = tmp_path / "ilsvrc"
-    make_fake_imagenet(root, classes=2, per_class=4, val_per_class=2, min_side=16, max_side=20)
-    val = root / "ImageSets" / "CLS-LOC" / "val.txt"
-    original = val.read_text()
-    val.write_text(original.replace("ILSVRC2012_val_00000001", "../../../../outside", 1))
-    with pytest.raises(UserError, match=r"val.txt:1: '../../../../outside' is not a plain image name"):
-        build_lists(root, tmp_path / "out", test_size=2)
-    val.write_text(original)
-    train = root / "ImageSets" / "CLS-LOC" / "train_cls.txt"
-    first = train.read_text().split()[0]
-    wnid = first.split("/")[0]
-    train.write_text(train.read_text().replace(first, f"{wnid}/../../x", 1))
-    with pytest.raises(UserError, match=rf"train_cls.txt:1: '{wnid}/../../x' is not '<wnid>/<image>'"):
-        build_lists(root, tmp_path / "out", test_size=2)
-    assert not (tmp_path / "out").exists()
+    make_fake_imagenet(root, classes=2, per_class=4, val_per_class=4, min_side=16, max_side=20)
+    path = root / "ImageSets" / "CLS-LOC" / which
+    lines = path.read_text().splitlines()
+    first, rest = lines[0].split(" ", 1)
+    path.write_text("\n".join([f"{name.format(wnid=first.split('/')[0])} {rest}", *lines[1:]]) + "\n")
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    code, out, err = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "o", "--no-blacklist",
+                             "--test-size", "1")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "\x1b" not in err, err
+    assert err.startswith(f"deepvision imagenet: error: {path}:1: '"), err
+    assert ("is not a plain image name" if which == "val.txt" else "and a plain image name") in err
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before and not (tmp_path / "o").exists()

@@ -170,3 +170,56 @@ def test_a_test_file_of_another_extraction_is_refused_in_one_line(run_cli, tmp_p
                            "--out", tmp_path / "o")
     assert code == 2 and "is an input of this command" in err
     assert (tmp_path / "test.h5").read_bytes() == before
+
+
+def _edited(tmp_path, name, edit):
+    """A valid feature file (with the `deepvision` attribute `features` writes), changed by `edit(db)`."""
+    blobs(tmp_path / f"{name}.h5", n=40, d=6, classes=("a", "b", "c"))
+    with h5py.File(tmp_path / f"{name}.h5", "r+") as db:
+        db.attrs["deepvision"] = json.dumps({"model": "lenet", "layer": "fc"})
+        edit(db)
+    return tmp_path / f"{name}.h5"
+
+
+def _replace(db, key, value):
+    del db[key]
+    db[key] = value
+
+
+FEATURE_FILE_CASES = [
+    ("empty", lambda db: (_replace(db, "features", db["features"][:0]), _replace(db, "labels", db["labels"][:0])),
+     "{f} holds no rows; extract the features of a data set with images"),
+    ("huge", lambda db: _replace(db, "features", np.full(db["features"].shape, 1e308)),
+     "{f}: 40 row(s) hold features beyond ±1e+150 (first: row 0, 1e+308), whose squares overflow"),
+    ("names", lambda db: _replace(db, "label_names", np.array([0, 1, 2])),
+     "{f}: 'label_names' must be text (one class name each), got int64 values"),
+    ("attr", lambda db: db.attrs.__setitem__("deepvision", "{not json"),
+     "{f} attribute 'deepvision' is not valid JSON"),
+    ("list", lambda db: db.attrs.__setitem__("deepvision", "[1, 2]"),
+     "{f} attribute 'deepvision' is not a JSON object"),
+]
+
+
+@pytest.mark.parametrize("name, edit, message", FEATURE_FILE_CASES, ids=[c[0] for c in FEATURE_FILE_CASES])
+def test_a_damaged_feature_file_is_one_line_before_any_fit(run_cli, tmp_path, name, edit, message):
+    path = _edited(tmp_path, name, edit)
+    before = path.read_bytes()
+    code, out, err = run_cli("logreg", path, "--grid", "C=1", "--cv", "2", "--jobs", "1", "--out", tmp_path / "m")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err, (out, err)
+    assert err.startswith("deepvision logreg: error: " + message.format(f=path)), err
+    assert path.read_bytes() == before and not (tmp_path / "m").exists()
+
+
+def test_a_model_that_did_not_converge_is_one_line_of_ours(tmp_path, capfd):
+    """No scikit-learn warning text from the folds (worker processes too): one [WARN] line for the model kept."""
+    from deepvision.cli.main import main
+
+    blobs(tmp_path / "f.h5", spread=4.0)
+    capfd.readouterr()
+    code = main(["logreg", str(tmp_path / "f.h5"), "--grid", "C=1,10", "--cv", "2", "--jobs", "2", "--max-iter", "1",
+                 "--out", str(tmp_path / "m")])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    assert "ConvergenceWarning" not in out + err and "STOP" not in out + err and err == "", err
+    assert "[WARN] the model reached max_iter=1 before converging; raise --max-iter or use --standardize" in out
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["unconverged_fits"] == 1

@@ -227,6 +227,56 @@ def test_fifos_and_devices_named_like_images_are_refused_without_blocking(tmp_pa
             open_image(root / "pipe.jpg", 3)
 
 
+FIFO_INPUTS = [  # (name of the FIFO, command line with {f} for its path, what the file is called)
+    ("f.h5", ("logreg", "{f}"), "HDF5 file"),
+    ("f.h5", ("features", "lenet", "{f}", "--out", "{d}/o.h5"), "HDF5 file"),
+    ("f.yaml", ("train", "{f}"), "config file"),
+    ("f.pt", ("classify", "--model", "lenet", "--weights", "{f}", "{d}/imgs"), "weights file"),
+    ("f.pt", ("features", "lenet", "{d}/imgs", "--weights", "{f}", "--out", "{d}/o.h5"), "weights file"),
+    ("om/model.npz", ("orientation", "apply", "{d}/om", "{d}/imgs", "--out", "{d}/oa"), "model file"),
+]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.parametrize("name, args, what", FIFO_INPUTS)
+def test_a_fifo_named_as_an_input_file_is_named_not_reported_missing(tmp_path, run_cli, name, args, what):
+    fifo = tmp_path / name
+    fifo.parent.mkdir(exist_ok=True)
+    os.mkfifo(fifo)
+    (tmp_path / "imgs" / "0").mkdir(parents=True)
+    Image.fromarray(np.full((28, 28), 90, np.uint8)).save(tmp_path / "imgs" / "0" / "a.png")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with deadline(30):
+        code, out, err = run_cli(*(a.format(f=fifo, d=tmp_path) for a in args))
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"deepvision {args[0]}: error: {what} {fifo} is a FIFO, not a regular file"), err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifo_record_files_and_configs_are_named_by_the_readers(tmp_path):
+    from deepvision.config.io import read_yaml
+    from deepvision.data.hdf5 import HDF5Dataset
+    from deepvision.data.records import RecordFile, RecordReader
+    from deepvision.recipes import resolve_config_arg
+
+    for name in ("p.rec", "p.idx", "c.yaml", "d.h5"):
+        os.mkfifo(tmp_path / name)
+    (tmp_path / "q.rec").write_bytes(b"")
+    cases = [(lambda: RecordFile.open(tmp_path / "p.rec", cache=False), "record file", "p.rec"),
+             (lambda: RecordFile.open(tmp_path / "q.rec", tmp_path / "p.idx", cache=False), "index file", "p.idx"),
+             (lambda: RecordReader(tmp_path / "p.rec"), "record file", "p.rec"),
+             (lambda: read_yaml(tmp_path / "c.yaml"), "config file", "c.yaml"),
+             (lambda: resolve_config_arg(str(tmp_path / "c.yaml")), "config file", "c.yaml"),
+             (lambda: HDF5Dataset(tmp_path / "d.h5"), "HDF5 file", "d.h5")]
+    with deadline(30):
+        for call, what, name in cases:
+            with pytest.raises(UserError, match=f"^{what} {tmp_path / name} is a FIFO, not a regular file"):
+                call()
+    with pytest.raises(UserError, match=f"^config file not found: {tmp_path / 'none.yaml'}$"):
+        resolve_config_arg(str(tmp_path / "none.yaml"))
+
+
 def mxnet_list_image(root, recursive, exts):
     """MXNet's tools/im2rec.py list_image, verbatim: the compatibility reference."""
     i = 0

@@ -199,6 +199,27 @@ def test_stale_index_and_trailing_records_are_detected(tmp_path):
         RecordFile.open(tmp_path / "a.rec", tmp_path / "odd.idx", cache=False)
 
 
+@pytest.mark.parametrize("offset", ["99999999999999999999999", "-99999999999999999999999", "9223372036854775807"])
+def test_an_offset_beyond_any_file_is_one_line(tmp_path, run_cli, offset):
+    _write_records(tmp_path / "a.rec", 4)
+    lines = (tmp_path / "a.idx").read_text().splitlines()
+    lines[1] = f"{lines[1].split(chr(9))[0]}\t{offset}"
+    (tmp_path / "a.idx").write_text("\n".join(lines) + "\n")
+    with pytest.raises(IndexMismatchError, match=f"a.idx:2: byte offset {offset} lies outside the file"):
+        read_index(tmp_path / "a.idx")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    code, out, err = run_cli("mean", tmp_path / "a.rec")
+    assert code == 2 and out == "" and err == (f"deepvision mean: error: {tmp_path / 'a.idx'}:2: byte offset {offset} "
+                                               f"lies outside the file; delete the .idx to rebuild it from the .rec\n")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_keys_beyond_int64_are_kept_as_text(tmp_path):
+    (tmp_path / "k.idx").write_text("99999999999999999999999\t0\n1\t16\n")
+    keys, offsets = read_index(tmp_path / "k.idx")
+    assert keys.tolist() == ["99999999999999999999999", "1"] and offsets.tolist() == [0, 16]
+
+
 def test_truncated_record_names_index_and_offset(tmp_path):
     _write_records(tmp_path / "a.rec", 6)
     data = (tmp_path / "a.rec").read_bytes()

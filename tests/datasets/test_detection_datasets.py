@@ -128,6 +128,27 @@ def test_imglab_written_by_dlib_clipping_rules(tmp_path):
     assert "dropped 1" in modern.notes[1]
 
 
+@pytest.mark.parametrize("attrs", ["width='-15' height='16'", "width='15' height='0'"])
+def test_an_imglab_box_of_negative_or_zero_size_is_refused_like_every_format(tmp_path, run_cli, attrs):
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.new("RGB", (64, 64)).save(src / "a.jpg")
+    (src / "training.xml").write_text(f"<dataset><images><image file='a.jpg'>"
+                                           f"<box top='27' left='40' {attrs}><label>car</label></box>"
+                                           f"<box top='2' left='3' width='10' height='10'><label>car</label></box>"
+                                           f"</image></images></dataset>")
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    code, out, err = run_cli("detection", "build", "imglab", src / "training.xml", "--out", tmp_path / "out")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert f"{src / 'a.jpg'}: box [40, 27, " in err and "'car' has zero or negative width/height; repair " \
+        "with --fix clip" in err, err
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before and not (tmp_path / "out").exists()
+    code, out, err = run_cli("detection", "build", "imglab", src / "training.xml", "--out", tmp_path / "out",
+                             "--fix", "drop")
+    assert code == 0 and "dropped 1 bad box(es) (--fix drop)" in out + err, out + err
+    assert json.loads((tmp_path / "out" / "train.json").read_text())["images"][0]["boxes"] != []
+
+
 VOC2007_000001 = """<annotation>
 \t<folder>VOC2007</folder>
 \t<filename>000001.jpg</filename>
@@ -313,33 +334,6 @@ def test_load_index_rejects_edited_files(tmp_path):
         load_index(tmp_path)
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    ({"labels": [1.5]}, r"has class id 1.5, not a whole number"),
-    ({"difficult": ["maybe"]}, r"has difficult flags \['maybe'\]; each must be 0 or 1"),
-    ({"difficult": [2]}, r"has difficult flags \[2\]; each must be 0 or 1"),
-])
-def test_load_index_refuses_fractional_labels_and_odd_flags(tmp_path, edit, message):
-    """An edited index is held to what the builder writes: whole class ids, 0/1 difficult flags, and
-    class names labels.txt can keep."""
-    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out", test_fraction=0)
-    doc = json.loads((tmp_path / "out" / "train.json").read_text())
-    doc["images"][0].update(edit)
-    (tmp_path / "out" / "train.json").write_text(json.dumps(doc))
-    with pytest.raises(UserError, match=message):
-        load_index(tmp_path / "out")
-
-
-def test_load_index_refuses_class_names_with_control_characters(tmp_path):
-    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out", test_fraction=0)
-    meta = json.loads((tmp_path / "out" / "dataset.json").read_text())
-    meta["classes"] = ["disc\x1b[2J"]
-    (tmp_path / "out" / "dataset.json").write_text(json.dumps(meta))
-    with pytest.raises(UserError, match=r"dataset.json.*control character"):
-        load_index(tmp_path / "out")
-    meta["classes"] = [7]
-    (tmp_path / "out" / "dataset.json").write_text(json.dumps(meta))
-    with pytest.raises(UserError, match=r"'classes' must be a list of names"):
-        load_index(tmp_path / "out")
 
 
 @pytest.mark.parametrize(("edit", "message"), [
@@ -349,6 +343,10 @@ def test_load_index_refuses_class_names_with_control_characters(tmp_path):
     ({"file": "../../../../etc/passwd"}, "leaves the image folder"),
     ({"file": "/etc/passwd"}, "leaves the image folder"),
     ({"file": 7}, "malformed image entry"),
+    ({"labels": [1.5]}, "has class id 1.5; class ids are whole numbers"),
+    ({"labels": [True]}, "has class id True; class ids are whole numbers"),
+    ({"difficult": ["maybe"]}, "has difficult flag 'maybe'; difficult flags are 0 or 1"),
+    ({"difficult": [2]}, "has difficult flag 2; difficult flags are 0 or 1"),
 ])
 def test_load_index_refuses_values_a_build_never_writes(tmp_path, edit, message):
     """A train.json edited by hand (or sent by someone): NaN boxes, sides past the ceiling, files outside
@@ -359,6 +357,27 @@ def test_load_index_refuses_values_a_build_never_writes(tmp_path, edit, message)
     (tmp_path / "out" / "train.json").write_text(json.dumps(doc))
     with pytest.raises(UserError, match=rf"train.json: .*{re.escape(message)}.*rebuild the dataset"):
         load_index(tmp_path / "out")
+
+
+@pytest.mark.parametrize("classes, message", [
+    (["disc\x1b[2J"], "'classes': class name 'disc\\x1b[2J' is empty or holds a control character"),
+    ([7], "'classes' must be a list of class names (text); rebuild the dataset"),
+])
+def test_load_index_refuses_class_names_a_build_never_writes(tmp_path, run_cli, classes, message):
+    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out", test_fraction=0)
+    meta = json.loads((tmp_path / "out" / "dataset.json").read_text())
+    meta["classes"] = classes
+    (tmp_path / "out" / "dataset.json").write_text(json.dumps(meta))
+    code, out, err = run_cli("detection", "show", tmp_path / "out", "--split", "train", "--out", tmp_path / "show")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "\x1b" not in err, err
+    assert err.startswith(f"deepvision detection: error: {tmp_path / 'out' / 'dataset.json'} {message}"), err
+    assert not (tmp_path / "show").exists()
+    doc = json.loads((tmp_path / "out" / "train.json").read_text())
+    doc["images"][0]["difficult"] = [True]  # JSON's true is a yes/no flag
+    meta["classes"] = ["a"]
+    (tmp_path / "out" / "dataset.json").write_text(json.dumps(meta))
+    (tmp_path / "out" / "train.json").write_text(json.dumps(doc))
+    assert load_index(tmp_path / "out").splits["train"][0].difficult.tolist() == [True]
 
 
 def test_cli_build_fake_show(tmp_path, run_cli):

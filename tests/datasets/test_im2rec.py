@@ -241,7 +241,7 @@ def test_a_duplicate_list_index_is_refused_naming_both_lines(tmp_path, run_cli):
         Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(root / name)
     (tmp_path / "p.lst").write_text("0\t0.000000\ta.png\n7\t1.000000\tb.png\n0\t1.000000\tb.png\n")
     code, _, err = run_cli("im2rec", tmp_path / "p", root, "--num-thread", "1")
-    assert code == 2 and err.splitlines()[-1].startswith("deepvision im2rec: error: "), err
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("deepvision im2rec: error: "), err
     assert "lines 1 and 3 both have index 0" in err
     assert not (tmp_path / "p.rec").exists() and not (tmp_path / "p.idx").exists()
 
@@ -278,3 +278,30 @@ def test_resize_is_bounded_before_anything_is_packed(tmp_path, run_cli):
     finally:
         set_max_image_pixels(None)
     assert record is None and "200x400 = 80,000 pixels" in reason
+
+
+def test_record_files_named_in_the_list_are_refused_before_packing(tmp_path, run_cli):
+    for name in ("a.jpg", "p.rec", "p.idx"):
+        Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(tmp_path / name, format="JPEG")
+    (tmp_path / "p.lst").write_text("0\t0\ta.jpg\n1\t0\tp.rec\n2\t1\tp.idx\n")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    code, out, err = run_cli("im2rec", tmp_path / "p", tmp_path, "--pass-through", "--num-thread", "1")
+    assert code == 2 and out == "" and len(err.splitlines()) == 1, err
+    assert err.startswith(f"deepvision im2rec: error: {tmp_path / 'p.rec'} is an input of {tmp_path / 'p.lst'} "
+                          f"(line 2) and packing would overwrite it; rename the file or choose another prefix")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_an_image_of_one_list_is_never_the_record_file_of_another(tmp_path, run_cli):
+    """Every list is checked before the first is packed: s_train.rec must not replace a photo of s_val.lst."""
+    for name in ("a.png", "s_train.rec"):
+        Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(tmp_path / name, format="PNG")
+    (tmp_path / "s_train.lst").write_text("0\t0\ta.png\n")
+    (tmp_path / "s_val.lst").write_text("0\t0\ta.png\n1\t1\ts_train.rec\n")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    code, out, err = run_cli("im2rec", tmp_path / "s", tmp_path, "--num-thread", "1")
+    assert code == 2 and out == "" and len(err.splitlines()) == 1, err
+    assert f"s_train.rec is an input of {tmp_path / 's_val.lst'} (line 2)" in err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    with pytest.raises(im2rec.UserError, match="line 2"):
+        im2rec.pack_list(tmp_path / "s_val.lst", im2rec.PackOptions(root=str(tmp_path)), rec=tmp_path / "s_train.rec")

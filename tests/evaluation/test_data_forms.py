@@ -71,3 +71,27 @@ def test_evaluate_out_inside_the_data_folder_is_refused(tmp_path, run_cli):
         code, _, err = run_cli("evaluate", tmp_path / "no-run", "--data", data, "--out", out)
         assert code == 2 and err.count("\n") == 1 and "is inside the data folder" in err, err
     assert sorted(p.relative_to(data).as_posix() for p in data.rglob("*")) == ["0", "0/a.png"]
+
+
+def test_evaluate_refuses_its_data_in_one_line_before_the_model_loads(digits_run, tmp_path, run_cli, busy_machine):
+    """No "[INFO] loading model..." and no busy-cores note before a refusal of --data: the data is read first."""
+    import os
+
+    from PIL import Image
+
+    (tmp_path / "imgs" / "0").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / "imgs" / "0" / f"{i}.png")
+    assert run_cli("im2rec", "--list", "--recursive", "--no-shuffle", tmp_path / "p", tmp_path / "imgs")[0] == 0
+    assert run_cli("im2rec", "--num-thread", "1", tmp_path / "p", tmp_path / "imgs")[0] == 0
+    idx = (tmp_path / "p.idx").read_text().splitlines()
+    (tmp_path / "p.idx").write_text("\n".join([idx[0], idx[1].split("\t")[0] + "\tnan", *idx[2:]]) + "\n")
+    os.mkfifo(tmp_path / "f.lst")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    for data, message in ((tmp_path / "p.rec", f"{tmp_path / 'p.idx'}:2: expected 'key<TAB>byte offset'"),
+                          (tmp_path / "f.lst", f"list file {tmp_path / 'f.lst'} is a FIFO, not a regular file")):
+        code, out, err = run_cli("evaluate", digits_run, "--data", data, "--out", tmp_path / "eval")
+        assert code == 2 and out == "" and err.count("\n") == 1, (out, err)
+        assert err.startswith(f"deepvision evaluate: error: {message}"), err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    assert not (tmp_path / "eval").exists()

@@ -141,3 +141,12 @@ def test_pool_larger_than_the_map_is_refused(mobilenet, folder, tmp_path):
             extract_features(FeatureExtractor(mobilenet, "features.18", pool=pool), open_data(folder),
                              tmp_path / "f.h5", batch_size=2)
     assert not (tmp_path / "f.h5").exists()
+
+
+@pytest.mark.parametrize("size", ["0", "65537", "100000000"])
+def test_batch_size_is_bounded_before_the_model_loads(run_cli, folder, tmp_path, size):
+    """One batch of a large folder must not hold every image: --batch-size is 1 to 65,536, as for evaluate."""
+    code, out, err = run_cli("features", "lenet", folder, "--batch-size", size, "--out", tmp_path / "f.h5")
+    assert code == 2 and out == "" and err == (f"deepvision features: error: --batch-size must be a whole number "
+                                               f"from 1 to 65,536, got {size}\n"), err
+    assert not (tmp_path / "f.h5").exists()

@@ -165,3 +165,14 @@ def test_serve_answers_a_model_failure_with_one_json_line(tmp_path, capfd):
     assert "asks for 4.0 TB at run time" in answer.json()["error"]
     err = capfd.readouterr().err
     assert "Traceback" not in err and "asks for 4.0 TB" in err
+
+
+def test_a_fifo_named_as_the_onnx_file_is_named_as_such(tmp_path, run_cli):
+    import os
+
+    from PIL import Image
+
+    os.mkfifo(tmp_path / "m.onnx")
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    code, _, err = run_cli("predict", tmp_path / "m.onnx", tmp_path / "x.png")
+    assert code == 2 and len(err.splitlines()) == 1 and f"ONNX file {tmp_path / 'm.onnx'} is a FIFO" in err

@@ -243,6 +243,26 @@ def test_runs_compare_refuses_an_out_file_in_a_folder_that_does_not_exist(tmp_pa
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_runs_compare_never_writes_over_a_file_of_a_compared_run(tmp_path, run_cli):
+    run = _run(tmp_path / "runs", "a", epochs=1)
+    other = tmp_path / "b"
+    shutil.copytree(run.path, other)
+    (other / "eval").mkdir(exist_ok=True)
+    (other / "eval" / "confusion_matrix.png").write_bytes(b"\x89PNG\r\n\x1a\n a report")
+    (tmp_path / "link.png").symlink_to(other / "eval" / "confusion_matrix.png")
+    (run.path / "sample.png").write_bytes(b"\x89PNG\r\n\x1a\n a sample")
+    before = _snapshot(run), _snapshot(RunDir(other))
+    run_cli("runs", tmp_path / "runs")  # the training's output is read here
+    for target in (run.path / "sample.png", tmp_path / "runs" / "a" / ".." / "a" / "sample.png", tmp_path / "link.png"):
+        code, out, err = run_cli("runs", "compare", run.path, other, "--out", target)
+        assert code == 2 and out == "" and err.count("\n") == 1, err
+        assert err.startswith(f"deepvision runs: error: --out {target} is an input of this command "), err
+        assert "choose another output file" in err
+    assert (_snapshot(run), _snapshot(RunDir(other))) == before
+    code, out, err = run_cli("runs", "compare", run.path, other, "--out", run.path / "compare.png")
+    assert code == 0, err  # a new file may go anywhere
+
+
 def test_runs_on_a_read_only_folder_says_journal_csv_was_not_written(tmp_path, run_cli, monkeypatch):
     import errno
     import tempfile

@@ -13,7 +13,15 @@ import yaml
 from deepvision.config.coerce import from_dict, to_dict
 from deepvision.config.schema import Config
 from deepvision.errors import UserError
-from deepvision.safeload import MAX_YAML_FILE_BYTES, ParseError, SafeLoader, load_yaml, read_bytes, shown_value
+from deepvision.safeload import (
+    MAX_YAML_FILE_BYTES,
+    ParseError,
+    SafeLoader,
+    input_file,
+    load_yaml,
+    read_bytes,
+    shown_value,
+)
 
 
 class Loader(SafeLoader):
@@ -59,9 +67,7 @@ def load_yaml_text(text: str, source: str | None = None) -> Any:
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with one-line errors for a missing file or bad syntax."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"config file not found: {path}")
+    path = input_file(path, "config file")  # a FIFO is named as one, never opened
     raw = read_bytes(path, "config file", MAX_YAML_FILE_BYTES)
     try:
         raw.decode("utf-8")

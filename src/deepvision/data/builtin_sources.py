@@ -31,7 +31,7 @@ from deepvision.data.preprocess import open_image
 from deepvision.data.source_registry import RawData, register_source, resolve_path
 from deepvision.data.tensors import SubsetDataset, TensorSplit, to_tensor_split
 from deepvision.errors import UserError
-from deepvision.safeload import check_class_names, name_lines, printable
+from deepvision.safeload import check_class_names, input_file, name_lines, printable
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -228,10 +228,9 @@ def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     splits, top, files = {}, -1, []
     for name in wanted:
         path = resolve_path(None, name)
-        if not path.is_file():
-            if name == "test":
-                continue
-            raise UserError(f"list file not found: {path}")
+        if name == "test" and (path.is_dir() or not path.exists()):  # the default test split is optional
+            continue
+        input_file(path, "list file")
         entries = read_lst(path)
         if not entries:
             raise UserError(f"list file {path} is empty")
@@ -337,11 +336,10 @@ def rec_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         path = resolve_path(cfg.root, name)
         if path.suffix == ".idx":
             path = path.with_suffix(".rec")
-        if not path.is_file():
-            if name == "test":
-                continue
-            raise UserError(f"record file not found: {path} (data.source: rec expects .rec paths in "
-                            f"data.train/val/test; pack images with `deepvision im2rec`)")
+        if name == "test" and (path.is_dir() or not path.exists()):  # the default test split is optional
+            continue
+        input_file(path, "record file", " (data.source: rec expects .rec paths in data.train/val/test; pack "
+                                        "images with `deepvision im2rec`)")
         ds = RecordDataset(path, idx_paths.get(name), channels=channels, skip_corrupt=cfg.skip_corrupt,
                            decoder=cfg.options.get("decoder", "auto"))
         if len(ds) == 0:
@@ -364,10 +362,9 @@ def hdf5_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     splits, classes, size, channels = {}, None, None, 1
     for name in wanted:
         path = resolve_path(cfg.root, name)
-        if not path.is_file():
-            if name == "test":
-                continue
-            raise UserError(f"HDF5 file not found: {path}")
+        if name == "test" and (path.is_dir() or not path.exists()):  # the default test split is optional
+            continue
+        input_file(path, "HDF5 file")
         data, labels, names = read_hdf5_arrays(path, key)
         if data.ndim not in (3, 4) or (data.ndim == 4 and data.shape[3] not in (1, 3)):
             raise UserError(f"{path}: the data is {data.shape}; an image source needs N x H x W or N x H x W x C "

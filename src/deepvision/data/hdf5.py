@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from deepvision.errors import UserError
-from deepvision.safeload import check_class_names, check_declared_bytes
+from deepvision.safeload import check_class_names, check_declared_bytes, input_file
 
 DATA_KEYS = ("images", "features", "data")
 
@@ -55,8 +55,7 @@ class HDF5Dataset(Dataset):
     ) -> None:
         h5py = _h5py()
         self.path = Path(path)
-        if not self.path.is_file():
-            raise UserError(f"HDF5 file not found: {self.path}")
+        input_file(self.path, "HDF5 file")  # a FIFO is named as one, never opened
         try:
             with h5py.File(self.path, "r") as db:
                 keys = list(db.keys())
@@ -94,6 +93,10 @@ class HDF5Dataset(Dataset):
                                 f"more than {MAX_UNNAMED_CLASSES:,} classes needs their names in 'label_names'")
             self.classes = [str(i) for i in range(top)]
         else:
+            kinds = sorted({type(n).__name__ for n in names if not isinstance(n, (bytes, str))})
+            if kinds:  # a number is no class name: [0, 1, 2] would pass as "0", "1", "2"
+                raise UserError(f"{self.path}: 'label_names' must be text (one class name each), got "
+                                f"{', '.join(kinds)} values")
             try:
                 self.classes = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names]
             except UnicodeDecodeError:

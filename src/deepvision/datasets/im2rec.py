@@ -48,8 +48,8 @@ from deepvision.fileio import atomic_write_text
 from deepvision.safeload import max_image_side, printable
 
 __all__ = ["DEFAULT_EXTS", "PackItem", "PackOptions", "PackResult", "ProgressReporter", "Terminated", "encode_item",
-           "find_lists", "list_images", "make_list", "pack_list", "read_list_lenient", "sigterm_raises",
-           "skipped_path", "unlistable"]
+           "find_lists", "list_images", "make_list", "pack_list", "pack_outputs", "read_list_lenient",
+           "refuse_outputs_over_inputs", "sigterm_raises", "skipped_path", "unlistable"]
 
 # -- list reading (lenient, like im2rec.py) ---------------------------------------------------------------
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class PackItem:
     index: int
     path: str
     labels: tuple[float, ...]
+    line: int = field(default=0, compare=False)  # the line of the .lst (1-based; 0: not from a list)
 
 
 def read_list_lenient(path: str | Path, unique_index: bool = False
@@ -76,7 +77,7 @@ def read_list_lenient(path: str | Path, unique_index: bool = False
             problems.append((f"line {lineno}", shown, "expected 'index<TAB>label<TAB>path'"))
             continue
         try:
-            items.append(PackItem(int(parts[0]), parts[-1], tuple(float(v) for v in parts[1:-1])))
+            items.append(PackItem(int(parts[0]), parts[-1], tuple(float(v) for v in parts[1:-1]), lineno))
         except (ValueError, OverflowError):
             problems.append((f"line {lineno}", shown, "index and labels must be numbers"))
             continue
@@ -224,8 +225,9 @@ def pack_list(
     called as images complete.
     """
     lst = Path(lst)
-    items, problems = read_list_lenient(lst, unique_index=True)
     rec = Path(rec) if rec else lst.with_suffix(".rec")
+    items, problems = read_list_lenient(lst, unique_index=True)
+    _refuse_over(lst, items, options.root, _existing_outputs([rec]))
     workers = max(1, workers or os.cpu_count() or 1)
     skipped: list[tuple[str, str, str]] = list(problems)
     t0 = time.perf_counter()
@@ -261,6 +263,46 @@ def pack_list(
         packed, size = writer.count, writer.tell()
     _write_skipped(rec, skipped)
     return PackResult(rec, rec.with_suffix(".idx"), packed, skipped, time.perf_counter() - t0, size)
+
+
+def pack_outputs(rec: str | Path) -> list[Path]:
+    """The files packing writes for record file `rec`: the .rec, its .idx and the list of skipped images."""
+    rec = Path(rec)
+    return [rec, rec.with_suffix(".idx"), skipped_path(rec)]
+
+
+def _file_id(path: str | Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _existing_outputs(recs: Iterable[Path]) -> dict[tuple[int, int], Path]:
+    """The packing outputs of `recs` that exist already, by (device, inode)."""
+    return {fid: out for rec in recs for out in pack_outputs(rec) if (fid := _file_id(out)) is not None}
+
+
+def _refuse_over(lst: Path, items: list[PackItem], root: str | Path, outputs: dict[tuple[int, int], Path]) -> None:
+    if not outputs:
+        return  # nothing there yet: no output can be an input
+    for path, where in [(lst, ""), *((Path(root, it.path), f" (line {it.line})") for it in items)]:
+        fid = _file_id(path)
+        if fid is not None and fid in outputs:
+            raise UserError(f"{outputs[fid]} is an input of {lst}{where} and packing would overwrite it; "
+                            f"rename the file or choose another prefix")
+
+
+def refuse_outputs_over_inputs(lists: Iterable[tuple[Path, Path]], root: str | Path) -> None:
+    """Refuse, before anything is packed, a pack whose outputs (`pack_outputs` of each list's record file)
+    are one of its inputs: a .lst, or an image a list names under `root` (compared by inode, so links
+    and `..` detours are caught): packing would replace those photos with the record file or its index.
+    `lists`: (.lst, record file) pairs; every list is read, so a duplicate index is refused here too."""
+    lists = list(lists)
+    outputs = _existing_outputs(rec for _, rec in lists)
+    for lst, _ in lists:
+        _refuse_over(lst, read_list_lenient(lst, unique_index=True)[0], root, outputs)
 
 
 def _write_skipped(rec: Path, skipped: list[tuple[str, str, str]]) -> None:

@@ -27,8 +27,8 @@ from deepvision.data.records.recordio import (
     read_record_at,
     scan_index,
 )
-from deepvision.errors import UserError
 from deepvision.fileio import CommitOnExit, PendingFile, atomic_write_text
+from deepvision.safeload import input_file
 
 MAX_PART = 1 << 29
 _HEAD = struct.Struct("<II")
@@ -75,8 +75,7 @@ def write_index(idx_path: str | Path, keys: Sequence, offsets: Sequence[int]) ->
 def rebuild_index(rec_path: str | Path, idx_path: str | Path | None = None) -> Path:
     """Scan a .rec and write its .idx (default: beside it, PREFIX.idx). Returns the .idx path."""
     rec_path = Path(rec_path)
-    if not rec_path.is_file():
-        raise UserError(f"record file not found: {rec_path}")
+    input_file(rec_path, "record file")
     keys, offsets = scan_index(rec_path)
     out = Path(idx_path) if idx_path else idx_path_for(rec_path)
     write_index(out, keys, offsets)

@@ -141,7 +141,9 @@ def evaluate_run(
         RunDir(run_dir).folder("eval", create=False)  # a link planted as eval/ is refused before any work
     elif data is not None and data not in ROLES:
         refuse_output_inside(out, data, "the data folder")
-    if RunDir.open(run_dir).read_config().task == "detection":  # mAP, per-class AP, PR curves
+    run = RunDir.open(run_dir)
+    run_cfg = run.read_config()
+    if run_cfg.task == "detection":  # mAP, per-class AP, PR curves
         from deepvision.evaluation.detection import evaluate_detection_run
 
         loaded = load_run(run_dir, epoch=epoch, which=which, device=resolve_device(device))
@@ -153,10 +155,9 @@ def evaluate_run(
         return report.metrics()
     dev = resolve_device(device)
     say = (lambda *_: None) if quiet else print
-    say("[INFO] loading model...")
-    loaded = load_run(run_dir, epoch=epoch, which=which, device=dev)
-    cfg, role = _data_config_for(loaded.cfg, data)
-    cfg.data.channels = loaded.pre.channels  # new data is read the way the model was trained
+    # the data is read (and refused, in one line) before the model loads and before anything is printed
+    cfg, role = _data_config_for(run_cfg, data)
+    cfg.data.channels = run.read_preprocess().channels  # new data is read the way the model was trained
     cfg.data.skip_corrupt = cfg.data.skip_corrupt or skip_corrupt
     bundle: DataBundle = load_data(cfg.data, roles=("val", "test") if role == "auto" else (role,))
     if role == "auto":
@@ -168,6 +169,8 @@ def evaluate_run(
         raise UserError(f"the run's data has no '{role}' split; choose from "
                         f"{', '.join(r for r in ROLES if present.role(r) is not None)} (--data), or give "
                         f"{DATA_FORMS}")
+    say("[INFO] loading model...")
+    loaded = load_run(run_dir, epoch=epoch, which=which, device=dev)
     if cfg.data.source == "folder" and data not in ROLES and bundle.classes != loaded.classes:
         bundle = _remap_classes(bundle, role, loaded.classes, data)
     unnamed = [str(i) for i in range(len(bundle.classes))]  # an HDF5 file without label_names

@@ -15,7 +15,7 @@ import torch
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
 from deepvision.onnxrt import check_weights_finite, ort_session, run_session
-from deepvision.safeload import check_class_names, load_json
+from deepvision.safeload import check_class_names, input_file, load_json
 
 METADATA_KEY = "deepvision"  # written by deepvision.export.export
 
@@ -24,9 +24,7 @@ class OnnxClassifier:
     """An exported classifier: `.classes`, `.pre` and `predict_tensors(uint8 batch, top)`."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise UserError(f"ONNX file not found: {self.path}")
+        self.path = input_file(path, "ONNX file")  # a FIFO is named as one, never opened
         self.session = ort_session(self.path)
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         try:

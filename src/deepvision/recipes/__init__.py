@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
 from deepvision.errors import UserError, suggest
+from deepvision.safeload import input_file
 
 
 def recipe_names() -> list[str]:
@@ -30,6 +32,6 @@ def resolve_config_arg(arg: str) -> Path:
     stem = p.name[:-5] if p.name.endswith(".yaml") else p.name
     if p.parent == Path(".") and stem in recipe_names():
         return recipe_path(stem)
-    if p.parent != Path(".") or p.suffix in (".yaml", ".yml"):
-        raise UserError(f"config file not found: {arg}")
+    if p.parent != Path(".") or p.suffix in (".yaml", ".yml") or os.path.lexists(p):
+        return input_file(p, "config file")  # missing, or a FIFO or folder where the file belongs
     return recipe_path(arg)

@@ -75,6 +75,7 @@ def read_folds(root: str | Path) -> AdienceRows:
     if not files:
         raise UserError(f"no {FOLD_GLOB} file in {root}; give the folder holding the Adience fold files")
     rows = AdienceRows()
+    missing: list[str] = []
     for path in files:
         lines = read_text_file(path, "Adience fold file").splitlines()  # a FIFO is refused, never waited on
         for lineno, line in enumerate(lines[1:], 2):  # one header line
@@ -89,11 +90,17 @@ def read_folds(root: str | Path) -> AdienceRows:
                 continue
             for name, value in (("user_id", user), ("original_image", image), ("face_id", face)):
                 if not value or value in (".", "..") or any(c in "/\\" or is_control(c) for c in value):
-                    raise UserError(f"{path}:{lineno}: {name} '{printable(value)}' is not a plain name; the rows "
-                                    f"name files under aligned/<user_id>/ of the dataset, never a path")
-            rows.paths.append(f"aligned/{user}/landmark_aligned_face.{face}.{image}")
+                    raise UserError(f"{path}:{lineno}: {name} {printable(repr(value))} is not a plain name; the "
+                                    f"rows name files under aligned/<user_id>/ of the dataset, never a path")
+            rel = f"aligned/{user}/landmark_aligned_face.{face}.{image}"
+            if not (root / rel).is_file():
+                missing.append(f"{path.name}:{lineno} names {rel}")
+            rows.paths.append(rel)
             rows.ages.append(age_bucket(age))
             rows.genders.append(GENDERS[gender])
+    if missing:  # a list entry without its image would be skipped by im2rec and left out of the mean unsaid
+        raise UserError(f"{len(missing):,} face image(s) of the fold files are missing under {root} (first: "
+                        f"{missing[0]}); restore them or remove their rows")
     return rows
 
 
@@ -133,10 +140,6 @@ def build_adience_lists(root: str | Path, out: str | Path | None = None, *, seed
     """Age and gender lists from the fold files under `root`; written under `out/age`, `out/gender` when given."""
     root = Path(root)
     rows = read_folds(root)
-    absent = [p for p in rows.paths if not (root / p).is_file()]
-    if absent:
-        raise UserError(f"{len(absent):,} face image(s) the fold files name are missing under {root} (first: "
-                        f"{absent[0]}); restore the aligned/ folder")
     prefix = f"{root.resolve()}/" if absolute else ""
     age_idx = [i for i, a in enumerate(rows.ages) if a is not None]
     tasks = {

@@ -107,17 +107,26 @@ def _annotations(mat: dict, path: Path, path_field: str, num_classes: int) -> tu
     for i, row in enumerate(ann):
         name, cls = row[path_field], row["class"]
         try:
-            value = float(np.asarray(cls).reshape(-1)[0])
-        except (TypeError, ValueError, IndexError):
+            value = np.asarray(cls).reshape(-1)[0]
+            k = int(value)
+            whole = float(value) == k
+        except (TypeError, ValueError, IndexError, OverflowError):
             raise UserError(f"{path}: annotation {i + 1} has class {cls!r}, not a number") from None
-        if not value.is_integer():
-            raise UserError(f"{path}: annotation {i + 1} has class {value:g}, not a whole number")
-        k = int(value)
+        if not whole:
+            raise UserError(f"{path}: annotation {i + 1} has class {float(value):g}, not a whole number")
         if not 1 <= k <= num_classes:
             raise UserError(f"{path}: annotation {i + 1} has class {k}, outside 1..{num_classes}")
         paths.append(str(name))
         labels.append(k - 1)
     return paths, labels
+
+
+def _check_inside(root: Path, paths: list[str], source: Path) -> None:
+    """Refuse an image path that leaves the Stanford Cars folder (absolute, '..' above it, or a link out of
+    it), as the detection readers do: the lists are packed as they are, so it would pack a file from
+    elsewhere."""
+    for i, name in enumerate(paths):
+        inside(root, name, f"{source}: annotation {i + 1}")
 
 
 def read_annotations(root: str | Path) -> tuple[list[str], list[str]]:
@@ -130,8 +139,7 @@ def read_annotations(root: str | Path) -> tuple[list[str], list[str]]:
         mat = _loadmat(allinone)
         names = _class_names(mat, allinone)
         paths, labels = _annotations(mat, allinone, "relative_im_path", len(names))
-        for i, name in enumerate(paths):
-            inside(root, name, f"{allinone}: annotation {i + 1}")
+        _check_inside(root, paths, allinone)
         return paths, [names[k] for k in labels]
     meta = root / "devkit" / "cars_meta.mat"
     if not meta.exists():
@@ -147,9 +155,9 @@ def read_annotations(root: str | Path) -> tuple[list[str], list[str]]:
             raise UserError(f"cars_test_annos_withlabels.mat not found in {root}/devkit or {root}; the test images "
                             f"need their labels")
         paths, labels = _annotations(_loadmat(mat_path), mat_path, "fname", len(names))
-        for i, name in enumerate(paths):
-            inside(root / folder, name, f"{mat_path}: annotation {i + 1}", (root,))
-        out_paths += [f"{folder}/{p}" for p in paths]
+        paths = [f"{folder}/{p}" for p in paths]
+        _check_inside(root, paths, mat_path)
+        out_paths += paths
         out_names += [names[k] for k in labels]
     return out_paths, out_names
 

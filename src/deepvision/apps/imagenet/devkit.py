@@ -90,8 +90,8 @@ def read_map_clsloc(path: Path) -> list[tuple[str, str]]:
 
 
 def _plain_name(name: str) -> bool:
-    """A file name that stays in its folder: no separator, not '.' or '..', no control character."""
-    return name not in ("", ".", "..") and not any(c in name for c in "/\\") and not any(is_control(c) for c in name)
+    """Whether `name` is one file name: no folder part (`/`, `\\`), not `.` or `..`, no control character."""
+    return bool(name) and name not in (".", "..") and not any(c in "/\\" or is_control(c) for c in name)
 
 
 def read_train_cls(path: Path, index: dict[str, int]) -> tuple[list[str], list[int]]:
@@ -99,8 +99,8 @@ def read_train_cls(path: Path, index: dict[str, int]) -> tuple[list[str], list[i
     stems, labels = [], []
     for lineno, line in enumerate(_lines(path), 1):
         stem = line.split()[0]
-        wnid, _, image = stem.partition("/")
-        if wnid not in index or not _plain_name(image):
+        wnid, _, name = stem.partition("/")
+        if wnid not in index or not _plain_name(name):
             raise UserError(f"{path}:{lineno}: '{printable(stem)}' is not '<wnid>/<image>' with a wnid of "
                             f"map_clsloc.txt and a plain image name")
         stems.append(stem)
@@ -124,15 +124,15 @@ def read_val(paths: DevkitPaths, num_classes: int, blacklist: bool = True) -> tu
         parts = line.split()
         if len(parts) != 2:
             raise UserError(f"{paths.val}:{lineno}: expected '<image> <id>', got {line[:60]!r}")
-        if not _plain_name(parts[0]):
-            raise UserError(f"{paths.val}:{lineno}: '{printable(parts[0])}' is not a plain image name (val.txt names "
-                            f"images of Data/CLS-LOC/val/, without folders)")
         try:
             label = int(gt) - 1
         except ValueError:
             raise UserError(f"{paths.val_ground_truth}:{lineno}: expected a class id, got {gt!r}") from None
         if not 0 <= label < num_classes:
             raise UserError(f"{paths.val_ground_truth}:{lineno}: class id {gt} outside 1..{num_classes}")
+        if not _plain_name(parts[0]):  # a folder part would lead out of the validation folder
+            raise UserError(f"{paths.val}:{lineno}: '{printable(parts[0])}' is not a plain image name (such as "
+                            f"ILSVRC2012_val_00000001); the validation images lie in one folder")
         if parts[1].strip() in banned:
             dropped += 1
             continue

@@ -12,7 +12,9 @@ from typing import Any
 
 from deepvision.apps.transfer.linear_model import LinearModel
 from deepvision.apps.transfer.logreg import fit_logreg
+from deepvision.config.schema import MAX_BATCH
 from deepvision.errors import UserError
+from deepvision.safeload import check_range
 
 __all__ = ["LinearModel", "classify", "features", "fit_logreg", "logreg"]
 
@@ -45,6 +47,7 @@ def features(model: str, data: str | Path, out: str | Path, *, layer: str | None
     if Path(out).exists():  # before loading anything
         raise UserError(f"{out} already exists; delete it or choose another --out (feature files are never "
                         f"overwritten)")
+    check_range("--batch-size", batch_size, 1, MAX_BATCH)  # one batch of a large folder must not hold every image
     if not Path(data).exists():
         raise UserError(f"data not found: {data} (give a folder of class sub-folders, a .lst, a .rec or an HDF5 "
                         f"file)")

@@ -18,7 +18,7 @@ import numpy as np
 
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_bytes
-from deepvision.safeload import check_class_names, load_json, open_npz
+from deepvision.safeload import check_class_names, input_file, load_json, open_npz
 
 
 @dataclass
@@ -83,8 +83,7 @@ class LinearModel:
         p = Path(path)
         if p.is_dir():
             p = p / "model.npz"
-        if not p.is_file():
-            raise UserError(f"model file not found: {p} (fit one with `deepvision logreg FEATURES.h5`)")
+        input_file(p, "model file", " (fit one with `deepvision logreg FEATURES.h5`)")
         try:
             with open_npz(p, what="model file (model.npz)") as z:
                 need = ("coef", "intercept", "classes", "label_names", "kind", "info")

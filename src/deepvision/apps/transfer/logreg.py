@@ -8,7 +8,7 @@ support per class with the file's `label_names`) and a confusion matrix.
 
 Solver: the reference era's scikit-learn used liblinear, one-vs-rest. The default here is lbfgs
 (multinomial softmax), which needs more than the default 100 iterations on unscaled CNN features:
-`max_iter` defaults to 1000 (raise it if scikit-learn warns about convergence, or pass `--standardize`
+`max_iter` defaults to 1000 (raise it when logreg warns that the model did not converge, or pass `--standardize`
 to scale the features, which makes lbfgs converge in far fewer iterations). `solver="liblinear"` gives
 the reference's one-vs-rest fit (scikit-learn >= 1.8 needs it wrapped in OneVsRestClassifier).
 
@@ -91,6 +91,9 @@ MAX_JOBS = 1024  # parallel fits; more processes than that only exhaust the mach
 EXTRACTION_KEYS_IGNORED = ("data", "shuffle", "seed", "rows", "dtype")  # what may differ between two splits
 
 
+MAX_FEATURE = 1e150  # larger values square to inf: the solver stops at once and the model never moves
+
+
 def read_features(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(features as float64 rows, labels, label names) of a feature file, every value checked."""
     from deepvision.data.hdf5 import read_hdf5_arrays
@@ -98,12 +101,20 @@ def read_features(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     x, y, names = read_hdf5_arrays(path, "features")
     if x.dtype.kind not in "biuf":
         raise UserError(f"{path}: features are {x.dtype} values; give numbers (`deepvision features` writes them)")
+    if not len(x):
+        raise UserError(f"{path} holds no rows; extract the features of a data set with images")
     x = np.asarray(x, dtype=np.float64)
     finite = np.isfinite(x)
     if not finite.all():
         rows = np.flatnonzero(~finite.all(axis=tuple(range(1, x.ndim))))
         raise UserError(f"{path}: {len(rows):,} row(s) hold NaN or infinite features (first: row {rows[0]}); "
                         f"re-extract the features")
+    huge = np.abs(x) > MAX_FEATURE
+    if huge.any():
+        rows = np.flatnonzero(huge.any(axis=tuple(range(1, x.ndim))))
+        raise UserError(f"{path}: {len(rows):,} row(s) hold features beyond ±{MAX_FEATURE:g} (first: row {rows[0]}, "
+                        f"{x[rows[0]].flat[np.argmax(huge[rows[0]])]:g}), whose squares overflow; a classifier "
+                        f"cannot be fitted to them, so re-extract the features")
     bad = np.flatnonzero((y < 0) | (y >= len(names)))
     if len(bad):
         raise UserError(f"{path}: label {y[bad[0]]} (row {bad[0]}) is outside 0..{len(names) - 1} "
@@ -157,6 +168,7 @@ def fit_logreg(
     Without `test`, the first `train_fraction` (0.75) of the rows train and the rest are held out; with
     `test` (a feature file of a separate split, same extraction), every row of `features` trains and the
     report is on `test`."""
+    from sklearn.base import clone
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
@@ -189,6 +201,7 @@ def fit_logreg(
         refuse_output_over_inputs(target, [features] + ([test] if test is not None else []))
     estimator, key, kind = _estimator(solver, max_iter, seed)
     x, y, names = read_features(features)
+    feature_info = read_feature_info(features)  # a damaged attribute is said before any fit
     if test is not None:
         test = Path(test)
         tx, ty, test_names = read_features(test)
@@ -228,17 +241,21 @@ def fit_logreg(
         say(f"[INFO] {x.shape[1]:,} features; training on the {i:,} rows of {features.name}, testing on the "
             f"{n - i:,} rows of {test.name}")
     say(f"[INFO] tuning hyperparameters: C in {', '.join(f'{c:g}' for c in values)} ({cv}-fold, solver {solver})")
-    search = GridSearchCV(estimator, {key: values}, cv=folds, n_jobs=jobs)
+    search = GridSearchCV(estimator, {key: values}, cv=folds, n_jobs=jobs, refit=False)
     t0 = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
+    with warnings.catch_warnings():  # the filter reaches the worker processes: no library text from the folds
+        warnings.simplefilter("ignore", ConvergenceWarning)
         search.fit(fit_x, y[:i])
+    best = clone(estimator).set_params(**search.best_params_)
+    with warnings.catch_warnings(record=True) as caught:  # the model kept: said in one line of ours
+        warnings.simplefilter("always", ConvergenceWarning)
+        best.fit(fit_x, y[:i])
     fit_seconds = time.perf_counter() - t0
     unconverged = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
     best_c = float(search.best_params_[key])
     say(f"[INFO] best hyperparameters: {{'C': {best_c:g}}} (CV accuracy {search.best_score_:.4f})")
-    coef, intercept, classes = _as_linear(search.best_estimator_, kind)
-    info = {"features": read_feature_info(features), "features_file": str(features.resolve()), "C": best_c,
+    coef, intercept, classes = _as_linear(best, kind)
+    info = {"features": feature_info, "features_file": str(features.resolve()), "C": best_c,
             "solver": solver, "max_iter": max_iter, "standardize": standardize, "train_rows": i, "test_rows": n - i,
             "test_file": str(test.resolve()) if test is not None else None}
     model = LinearModel(np.asarray(coef, np.float64), np.asarray(intercept, np.float64), np.asarray(classes),
@@ -258,8 +275,8 @@ def fit_logreg(
     say(f"[INFO] {'held-out' if test is None else 'test'} accuracy: {accuracy * 100:.2f}% ({n - i:,} rows"
         f"{'' if test is None else ' of ' + test.name})")
     if unconverged:
-        say(f"[WARN] {unconverged} fit(s) reached max_iter={max_iter} before converging; raise --max-iter or "
-            f"use --standardize")
+        say(f"[WARN] the model reached max_iter={max_iter} before converging; raise --max-iter or use "
+            f"--standardize")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -71,7 +71,14 @@ def _run(args: argparse.Namespace) -> int:
     import sys
 
     from deepvision.data.lst import labels_file_for
-    from deepvision.datasets.im2rec import PackOptions, ProgressReporter, find_lists, make_list, pack_list
+    from deepvision.datasets.im2rec import (
+        PackOptions,
+        ProgressReporter,
+        find_lists,
+        make_list,
+        pack_list,
+        refuse_outputs_over_inputs,
+    )
     from deepvision.errors import UserError
 
     prefix = os.path.abspath(args.prefix)
@@ -124,6 +131,7 @@ def _run(args: argparse.Namespace) -> int:
     if not lists:
         raise UserError(f"did not find any list file with prefix {prefix} (make one with `deepvision im2rec "
                         f"--list {args.prefix} {args.root}`)")
+    refuse_outputs_over_inputs([(lst, working / (lst.stem + ".rec")) for lst in lists], root)
     for lst in lists:
         print(f"Creating .rec file from {lst} in {working}", file=sys.stderr)
         reporter = ProgressReporter(lst.stem)

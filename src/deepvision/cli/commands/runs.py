@@ -141,14 +141,15 @@ def compare(runs: list[str], out: str | None, metrics: list[str]) -> int:
 
     from deepvision.cli.output import shown
     from deepvision.errors import UserError
+    from deepvision.fileio import refuse_output_over_inputs
     from deepvision.runs.plots import plot_compare
     from deepvision.runs.rundir import HISTORY_FIELDS, RunDir
 
     if len(runs) < 2:
         raise UserError("runs compare needs at least two run directories")
     histories = {}
-    for path in runs:
-        run = RunDir.open(path)
+    opened = [RunDir.open(path) for path in runs]
+    for run in opened:
         name = run.path.name
         histories[name if name not in histories else str(run.path)] = run.read_history()
     # any run's history column (detection runs have val_map50, train_loss_classifier, ...)
@@ -166,5 +167,7 @@ def compare(runs: list[str], out: str | None, metrics: list[str]) -> int:
                         "or choose a file in an existing folder")
     if target.is_dir():
         raise UserError(f"--out {target} is a folder; give a file name such as {target / 'compare.png'}")
+    for run in opened:  # the plot never replaces a file of a compared run (its sample image, its plots)
+        refuse_output_over_inputs(target, run.path.rglob("*"))
     print(shown(plot_compare(histories, target, tuple(metrics))))
     return 0

@@ -57,10 +57,7 @@ def load_index(root: str | Path, splits: list[str] | None = None) -> DetectionIn
     meta = _read_json(meta_path)
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise UserError(f"{meta_path} is not a deepvision detection dataset of version {VERSION}")
-    classes = meta.get("classes")
-    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-        raise UserError(f"{meta_path}: 'classes' must be a list of names; rebuild the dataset")
-    check_class_names(classes, str(meta_path))
+    classes = _classes(meta.get("classes"), meta_path)
     image_root = Path(meta["image_root"])
     image_root = image_root if image_root.is_absolute() else (root / image_root)
     wanted = splits if splits is not None else list(meta.get("splits", []))
@@ -85,20 +82,40 @@ def _read_json(path: Path) -> dict[str, Any]:
     return doc
 
 
+def _classes(value: Any, path: Path) -> list[str]:
+    """The class names of dataset.json: a list of text names that obey the class-name rule."""
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise UserError(f"{path} 'classes' must be a list of class names (text); rebuild the dataset")
+    check_class_names(value, f"{path} 'classes'")
+    return list(value)
+
+
+def _whole_numbers(values: Any, allowed: tuple[int, ...] | None = None) -> Any:
+    """The first item of the list `values` that is not a whole number (one of `allowed`, when given: then
+    JSON's true and false count as 1 and 0), else None; `values` itself when it is not a list."""
+    if not isinstance(values, list):
+        return values
+    for v in values:
+        number = isinstance(v, int) and (allowed is not None or not isinstance(v, bool))
+        if not number or allowed is not None and v not in allowed:
+            return v
+    return None
+
+
 def _image(entry: dict[str, Any], image_root: Path, num_classes: int, path: Path) -> IndexImage:
+    if not isinstance(entry, dict):
+        raise UserError(f"{path}: malformed image entry {printable(str(entry)[:80])} (not an object); rebuild "
+                        f"the dataset")
     try:
+        for key, allowed, what in (("labels", None, "class id"), ("difficult", (0, 1), "difficult flag")):
+            bad = _whole_numbers(entry.get(key, []), allowed)
+            if bad is not None:
+                rule = "class ids are whole numbers" if allowed is None else "difficult flags are 0 or 1"
+                raise UserError(f"{path}: {printable(entry.get('file'))} has {what} {printable(repr(bad))[:40]}; "
+                                f"{rule}; rebuild the dataset")
         boxes = np.asarray(entry["boxes"], np.float32).reshape(-1, 4)
-        numbers = np.asarray(entry["labels"], np.float64).reshape(-1)
-        if not np.isfinite(numbers).all() or (numbers != np.round(numbers)).any():
-            bad = numbers[~np.isfinite(numbers) | (numbers != np.round(numbers))][0]
-            raise UserError(f"{path}: {printable(str(entry['file']))} has class id {bad:g}, not a whole number; "
-                            f"rebuild the dataset")
-        labels = numbers.astype(np.int64)
-        flags = entry.get("difficult", [0] * len(labels))
-        if not isinstance(flags, list) or not all(f in (0, 1) and not isinstance(f, float) for f in flags):
-            raise UserError(f"{path}: {printable(str(entry['file']))} has difficult flags "
-                            f"{printable(str(flags)[:40])}; each must be 0 or 1 (true or false); rebuild the dataset")
-        difficult = np.asarray(flags, bool).reshape(-1)
+        labels = np.asarray(entry["labels"], np.int64).reshape(-1)
+        difficult = np.asarray(entry.get("difficult", [0] * len(labels)), bool).reshape(-1)
         width, height = int(entry["width"]), int(entry["height"])
         name = entry["file"]
         if not isinstance(name, str):
@@ -119,9 +136,10 @@ def _image(entry: dict[str, Any], image_root: Path, num_classes: int, path: Path
         raise UserError(f"{path}: {printable(name)} has a box that is not a finite number (NaN or infinity); "
                         f"rebuild the dataset")
     if not (len(boxes) == len(labels) == len(difficult)):
-        raise UserError(f"{path}: {entry['file']} has {len(boxes)} boxes but {len(labels)} labels")
+        raise UserError(f"{path}: {printable(name)} has {len(boxes)} boxes but {len(labels)} labels")
     if len(labels) and (labels.min() < 1 or labels.max() > num_classes):
-        raise UserError(f"{path}: {entry['file']} has class ids outside 1..{num_classes}")
+        raise UserError(f"{path}: {printable(name)} has class ids outside 1..{num_classes}")
     if len(boxes) and ((boxes < 0).any() or (boxes > 1).any() or (boxes[:, 2:] <= boxes[:, :2]).any()):
-        raise UserError(f"{path}: {entry['file']} has boxes outside [0, 1] or of zero size; rebuild the dataset")
+        raise UserError(f"{path}: {printable(name)} has boxes outside [0, 1] or of zero size; rebuild the "
+                        f"dataset")
     return IndexImage(file, width, height, boxes, labels, difficult)

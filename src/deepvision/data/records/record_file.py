@@ -27,6 +27,7 @@ from deepvision.data.records.recordio import (
 )
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path
+from deepvision.safeload import input_file
 
 CACHE_VERSION = 1
 
@@ -67,12 +68,11 @@ class RecordFile:
     @classmethod
     def open(cls, path: str | Path, idx_path: str | Path | None = None, *, cache: bool = True) -> RecordFile:
         path = Path(path)
-        if not path.is_file():
-            hint = " (pack one with `deepvision im2rec PREFIX ROOT`)" if path.suffix == ".rec" else ""
-            raise UserError(f"record file not found: {path}{hint}")
+        hint = " (pack one with `deepvision im2rec PREFIX ROOT`)" if path.suffix == ".rec" else ""
+        input_file(path, "record file", hint)  # a FIFO is named as one, never opened
         idx = Path(idx_path) if idx_path else idx_path_for(path)
-        if idx_path and not idx.is_file():
-            raise UserError(f"index file not found: {idx}")
+        if idx_path:
+            input_file(idx, "index file")
         has_idx = idx.is_file()
         signature = _signature(path, idx if has_idx else None)
         cached = _load_cache(path, signature) if cache else None

@@ -24,6 +24,7 @@ import numpy as np
 
 from deepvision.data.records.header import HEADER_SIZE
 from deepvision.errors import UserError
+from deepvision.safeload import input_file
 
 MAGIC = 0xCED7230A
 
@@ -85,6 +86,9 @@ def idx_path_for(rec_path: str | Path) -> Path:
     return Path(rec_path).with_suffix(".idx")
 
 
+MAX_OFFSET = 2**62  # no .rec is that large; offsets below it leave int64 room for the arithmetic on them
+
+
 def read_index(idx_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(keys, offsets) from an .idx file, in file order. Integer keys give an int64 array."""
     idx_path = Path(idx_path)
@@ -102,9 +106,12 @@ def read_index(idx_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             except (IndexError, ValueError):
                 raise IndexMismatchError(f"{idx_path}:{lineno}: expected 'key<TAB>byte offset', got {line[:60]!r}; "
                                          f"delete the .idx to rebuild it from the .rec") from None
+            if abs(offsets[-1]) >= MAX_OFFSET:  # beyond any file, and beyond int64 arithmetic
+                raise IndexMismatchError(f"{idx_path}:{lineno}: byte offset {parts[1][:40]} lies outside the file; "
+                                         f"delete the .idx to rebuild it from the .rec")
     try:
         key_array = np.asarray([int(k) for k in keys], dtype=np.int64)
-    except ValueError:
+    except (ValueError, OverflowError):  # keys that are not int64 numbers stay text
         key_array = np.asarray(keys, dtype=str)
     return key_array, np.asarray(offsets, dtype=np.int64)
 
@@ -143,8 +150,7 @@ class RecordReader:
 
     def __init__(self, rec_path: str | Path) -> None:
         self.path = Path(rec_path)
-        if not self.path.is_file():
-            raise UserError(f"record file not found: {self.path}")
+        input_file(self.path, "record file")  # a FIFO is named as one, never opened
         self.size = self.path.stat().st_size
         self._map: mmap.mmap | bytes | None = None
 

@@ -14,7 +14,9 @@ from deepvision.errors import UserError
 def read_imglab(files: dict[str, Path], reference_clip: bool = False) -> Annotations:
     """dlib imglab XML files (one per split). Boxes marked ignore are skipped; boxes are clipped to the
     image: start = max(0, left), end = min(W, left + width), or with `reference_clip`
-    min(W, start + width) (the reference's rule). Boxes with end <= start are dropped.
+    min(W, start + width) (the reference's rule). Boxes with end <= start after clipping (outside the
+    image) are dropped; a box whose own width or height is zero or negative is kept as it is, for the
+    build's checks to refuse (or repair with --fix) as in every other format.
     """
     splits: dict[str, list[ImageRecord]] = {}
     ignored = clipped = dropped = 0
@@ -40,8 +42,8 @@ def read_imglab(files: dict[str, Path], reference_clip: bool = False) -> Annotat
                                             for k in ("left", "top", "width", "height"))
                 label_el = box.find("label")
                 label = (label_el.text or "").strip() if label_el is not None else ""
-                if size is None or not all(map(math.isfinite, (left, top, width, height))):
-                    # missing image or NaN/inf: keep the raw box; the build step reports it
+                if size is None or not all(map(math.isfinite, (left, top, width, height))) or min(width, height) <= 0:
+                    # missing image, NaN/inf or a zero or negative size: keep the raw box; the build step reports it
                     record.boxes.append(Box(left, top, left + width, top + height, label))
                     continue
                 coords = []
