@@ -253,13 +253,24 @@ def zip_damage(path: str | Path) -> str | None:
     return f"CRC mismatch in {bad}" if bad else None
 
 
+def input_file(path: str | Path, what: str = "file", hint: str = "") -> Path:
+    """`path` if it names a regular file; UserError "WHAT not found: PATH" when nothing is there, and
+    "WHAT PATH is a FIFO (a directory, ...), not a regular file" otherwise, without opening it."""
+    path = Path(path)
+    try:
+        kind = special_kind(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        raise UserError(f"{what} not found: {path}{hint}") from None
+    if kind is not None:
+        raise UserError(f"{what} {path} is {kind}, not a regular file{hint}")
+    return path
+
+
 def read_torch_file(path: str | Path, kind: str, fix: str, map_location: Any = "cpu") -> Any:
     """The object in a torch.save file, read with weights_only=True (nothing is unpickled). A missing file, a
     damaged zip (CRC checked first) or anything torch cannot read is a one-line UserError naming the file as
     `kind` ("checkpoint", "weights file") and saying what to do (`fix`)."""
     import torch
-
-    from deepvision.safeload.files import input_file  # safeload builds on this module
 
     path = input_file(path, kind)  # a FIFO is named as one, never opened
     damage = zip_damage(path)

@@ -20,20 +20,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepvision.data.imageio import (
-    ENV_MAX_PIXELS,
-    Decoder,
-    PixelLimitError,
-    decode_opencv,
-    open_image,
-    set_max_image_pixels,
-    simplejpeg,
-)
+from deepvision.data.imageio import Decoder, PixelLimitError, decode_opencv, open_image, simplejpeg
 from deepvision.data.lst import read_lst
 from deepvision.data.records import IRHeader, pack_header
 from deepvision.datasets import im2rec
 from deepvision.datasets.records import RecordWriter
 from deepvision.errors import UserError
+from deepvision.safeload.images import ENV_MAX_PIXELS, set_max_image_pixels
 from tests.data.recordtools import jpeg_bytes, noise_image, png_bytes
 
 REPO = Path(__file__).resolve().parents[2]

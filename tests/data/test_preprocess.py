@@ -112,8 +112,8 @@ def test_a_resize_above_the_pixel_limit_is_refused_naming_the_image(tmp_path, mo
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"scale": "0.5"}, r"preprocess scale must be a number, got '0.5' \(a str\)"),
-    ({"scale": True}, r"preprocess scale must be a number, got True \(a bool\)"),
+    ({"scale": "0.5"}, r"preprocess scale must be numbers, got '0.5' \(a str\)"),
+    ({"scale": True}, r"preprocess scale must be numbers, got True \(a bool\)"),
     ({"mean": ["0.1"]}, r"preprocess mean must be numbers, got '0.1' \(a str\)"),
     ({"std": 0.5}, r"preprocess std must be a list of numbers, got 0.5 \(a float\)"),
     ({"crop": "maybe"}, r"preprocess crop must be true or false, got 'maybe' \(a str\)"),

@@ -96,10 +96,10 @@ def test_an_in_memory_split_resized_past_the_read_ceiling_is_refused(monkeypatch
 
     split = TensorSplit(torch.randint(0, 256, (300, 1, 8, 8), dtype=torch.uint8), torch.zeros(300, dtype=torch.int64))
     monkeypatch.setenv("DEEPVISION_MAX_READ_GB", "0.001")  # 1 MB
-    with pytest.raises(UserError, match=r"^data.image_size holds this in-memory split of 300 images at 64x64: "
-                                        r"1.2 MB, above the 1.0 MB one read may take"):
+    with pytest.raises(UserError, match=r"^data.image_size for this in-memory split \(300 images at 64x64\) "
+                                        r"declares 1.2 MB, above the 1.0 MB one read may take"):
         adapt_tensor_split(split, 1, (64, 64), None)
-    with pytest.raises(UserError, match=r"^data.resize holds"):
+    with pytest.raises(UserError, match=r"^data.resize for this in-memory split"):
         adapt_tensor_split(split, 1, None, 64)
     monkeypatch.delenv("DEEPVISION_MAX_READ_GB")
     chunked = adapt_tensor_split(split, 1, (32, 32), None).images

@@ -269,7 +269,7 @@ def test_resize_is_bounded_before_anything_is_packed(tmp_path, run_cli):
         assert err.rstrip().endswith(f"got {value}")
     assert not (tmp_path / "p.rec").exists()
     # within the side ceiling, the resized image still obeys the pixel limit: skipped with the reason
-    from deepvision.data.imageio import set_max_image_pixels
+    from deepvision.safeload.images import set_max_image_pixels
 
     set_max_image_pixels(10_000)
     try:

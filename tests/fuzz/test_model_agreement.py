@@ -50,7 +50,8 @@ def test_preprocess_that_disagrees_with_the_model_is_one_line(lenet_run, tmp_pat
     _tamper(lenet_run, **changes)
     Image.new("L", (28, 28)).save(tmp_path / "a.png")
     before = _digest(lenet_run)
-    extra = {"predict": [tmp_path / "a.png"], "export": ["--out", tmp_path / "m.onnx"], "evaluate": []}[command]
+    extra = {"predict": [tmp_path / "a.png"], "export": ["--out", tmp_path / "m.onnx"],
+             "evaluate": ["--data", "train"]}[command]  # the run's digits have no test split
     code, _, err = run_cli(command, lenet_run, *extra)
     assert code == 2 and err.strip().splitlines()[-1].startswith(f"deepvision {command}: error: ")
     assert "Traceback" not in err and __import__("re").search(message, err)

@@ -38,7 +38,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from deepvision.errors import UserError
 from deepvision.fileio import open_regular_file
 from deepvision.safeload import format_bytes
-from deepvision.safeload.images import (
+from deepvision.safeload.images import (  # the pixel limit and its ceilings live there
+    ENV_MAX_PIXELS,
     JPEG_SOI,
     PNG_MAX_SIDE,
     PNG_SIGNATURE,
@@ -46,6 +47,8 @@ from deepvision.safeload.images import (
     jpeg_frame,
     jpeg_orientation,
     jpeg_truncated,
+    max_image_file_bytes,
+    max_image_pixels,
     plain_png_channels,
     png_check,
     png_size,
@@ -57,8 +60,6 @@ try:  # optional: libjpeg-turbo with output buffers and strict error checking
 except ImportError:  # pragma: no cover - exercised when the package is absent
     simplejpeg = None
 
-PILLOW_BOMB_LIMIT = 2 * 89_478_485  # Pillow raises DecompressionBombError above this many pixels
-ENV_MAX_PIXELS = "DEEPVISION_MAX_IMAGE_PIXELS"
 ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
 # Pillow modes `to_mode` converts faithfully; others (LAB, HSV, ...) would come out with wrong colours
 READABLE_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr",
@@ -67,7 +68,6 @@ READABLE_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX"
 # palette and bilevel TIFFs (with alpha, or 16-bit grey) are read, as every other format's common modes
 TIFF_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "I;16", "I;16B", "I;16L")
 DECODERS = ("auto", "simplejpeg", "cv2")
-_max_pixels: int | None = None  # set_max_image_pixels() override
 
 
 class DecodeError(ValueError):
@@ -100,31 +100,6 @@ class FileSizeError(PixelLimitError):
     """The file is larger than any image within the pixel limit can be (refused from its size, unread)."""
 
 
-def max_image_pixels() -> int:
-    """The pixel limit in force: set_max_image_pixels(), else $DEEPVISION_MAX_IMAGE_PIXELS, else Pillow's."""
-    if _max_pixels is not None:
-        return _max_pixels
-    text = os.environ.get(ENV_MAX_PIXELS, "").strip()
-    if not text:
-        return PILLOW_BOMB_LIMIT
-    try:
-        value = int(float(text))
-    except (ValueError, OverflowError):
-        value = 0
-    if value < 1:
-        raise UserError(f"{ENV_MAX_PIXELS} must be a positive number of pixels, got {text!r}")
-    return value
-
-
-def set_max_image_pixels(limit: int | None) -> None:
-    """Set the pixel limit for this process and the workers it forks (None: back to the default)."""
-    global _max_pixels
-    if limit is not None and (isinstance(limit, bool) or int(limit) < 1):
-        raise UserError(f"the pixel limit must be a positive number of pixels, got {limit}")
-    _max_pixels = None if limit is None else int(limit)
-    _sync_pillow()
-
-
 def _sync_pillow(limit: int | None = None) -> None:
     # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that; our own check refuses at the limit
     Image.MAX_IMAGE_PIXELS = max(max_image_pixels(), limit or 0)
@@ -141,20 +116,6 @@ def check_pixels(width: int, height: int, limit: int | None = None) -> None:
     if width * height > limit:
         raise PixelLimitError(_limit_message(f"{width}x{height} = {width * height:,} pixels", limit),
                               width * height, limit, (width, height))
-
-
-# the most bytes a pixel takes in an allowed format stored uncompressed (16-bit RGBA TIFF), and room
-# for what sits beside the pixels (EXIF, ICC profiles, XMP, thumbnails)
-MAX_BYTES_PER_PIXEL = 8
-IMAGE_METADATA_ROOM = 64 * 2**20
-
-
-def max_image_file_bytes(limit: int | None = None) -> int:
-    """The largest image file read: what the pixel limit (`limit`, default the limit in force) can take
-    stored uncompressed at 16-bit RGBA, plus room for metadata. A larger file is not an image within the
-    limit, whatever its header says (a valid PNG followed by gigabytes of padding)."""
-    limit = max_image_pixels() if limit is None else limit
-    return limit * MAX_BYTES_PER_PIXEL + IMAGE_METADATA_ROOM
 
 
 def read_image_file(path: str | Path, limit: int | None = None) -> bytes:

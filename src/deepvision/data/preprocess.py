@@ -7,7 +7,6 @@ Images stay uint8 until the last moment; `normalize` runs on the device as one f
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from PIL import Image
 from deepvision.data.augment_plan import short_side_size
 from deepvision.data.imageio import open_image, to_mode
 from deepvision.errors import UserError
-from deepvision.safeload import check_image_side, shown_value
+from deepvision.safeload import check_image_side, check_numbers, shown_value
 
 __all__ = ["Preprocess", "center_crop", "normalize_batch", "open_image", "pil_to_tensor", "resize_short_side",
            "to_mode"]
@@ -55,11 +54,11 @@ class Preprocess:
                 raise UserError(f"preprocess resize must be a whole number of pixels, got {self.resize!r}")
             self.resize = int(self.resize)
             check_image_side("preprocess resize", self.resize)
-        _check_numbers("scale", [self.scale])
+        check_numbers("preprocess scale", [self.scale])
         for name, values in (("mean", self.mean), ("std", self.std)):
             if not isinstance(values, (list, tuple, np.ndarray)):
                 raise UserError(f"preprocess {name} must be a list of numbers, got {shown_value(values)}")
-            _check_numbers(name, values)
+            check_numbers(f"preprocess {name}", values)
         self.scale = float(self.scale)
         self.mean = [float(v) for v in self.mean]
         self.std = [float(v) for v in self.std]
@@ -153,14 +152,6 @@ def resize_short_side(img: Image.Image, size: int, resample: int = Image.BILINEA
     if min(img.size) == size:
         return img
     return img.resize(short_side_size(img.size, size), resample)
-
-
-def _check_numbers(name: str, values: Any) -> None:
-    """UserError unless every value is a number (a string such as "0.5" is not, nor is true)."""
-    for v in values:
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-            raise UserError(f"preprocess {name} must be {'a number' if name == 'scale' else 'numbers'}, got "
-                            f"{shown_value(v)}")
 
 
 def center_crop(img: Image.Image, size: tuple[int, int]) -> Image.Image:

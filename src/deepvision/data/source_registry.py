@@ -37,17 +37,7 @@ def register_source(name: str) -> Callable[[SourceFn], SourceFn]:
 
 
 _TASK_SOURCES: dict[str, str] = {}  # sources a task reads itself (not classification splits): name -> task
-
-
-def _source_names() -> list[str]:
-    """Every `data.source` name, the task sources included whatever was imported before (a detection
-    run's config is checked by `predict` or `detect` without the training task ever being imported)."""
-    import deepvision.data.detection.loader  # noqa: F401  (registers `detection`)
-
-    return [*_SOURCES, *_TASK_SOURCES]
-
-
-register_names("data.source", "data source", _source_names)
+register_names("data.source", "data source", lambda: [*_SOURCES, *_TASK_SOURCES])
 
 
 def register_task_source(name: str, task: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Union
@@ -88,7 +89,10 @@ def adapt_tensor_split(
     elif size is not None and (h, w_) != tuple(size) and not (crop and h >= size[0] and w_ >= size[1]):
         target = tuple(size)
     if target is not None and target != (h, w_):
-        _check_resized_bytes(len(x), x.shape[1], target, "data.resize" if resize else "data.image_size")
+        from deepvision.safeload import check_declared_bytes
+
+        check_declared_bytes(f"{'data.resize' if resize else 'data.image_size'} for this in-memory split "
+                             f"({len(x):,} images at {target[0]}x{target[1]})", len(x) * x.shape[1] * math.prod(target))
         out = torch.empty((len(x), x.shape[1], *target), dtype=torch.uint8)
         for i in range(0, len(x), 256):  # in chunks: the float copy stays small
             part = F.interpolate(x[i : i + 256].float(), size=target, mode="bilinear", antialias=True,
@@ -96,15 +100,3 @@ def adapt_tensor_split(
             out[i : i + 256] = part.round().clamp(0, 255).to(torch.uint8)
         x = out
     return TensorSplit(x, split.labels)
-
-
-def _check_resized_bytes(count: int, channels: int, size: tuple[int, int], key: str) -> None:
-    """UserError naming `key` when the whole split, held in memory at `size`, exceeds the read ceiling."""
-    from deepvision.errors import UserError
-    from deepvision.safeload import format_bytes, max_read_bytes
-
-    need, cap = count * channels * size[0] * size[1], max_read_bytes()
-    if need > cap:
-        raise UserError(f"{key} holds this in-memory split of {count:,} images at {size[0]}x{size[1]}: "
-                        f"{format_bytes(need)}, above the {format_bytes(cap)} one read may take "
-                        f"(DEEPVISION_MAX_READ_GB raises it); choose a smaller {key}")

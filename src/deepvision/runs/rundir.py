@@ -32,6 +32,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import deepvision.data.detection.loader
+import deepvision.data.sources  # noqa: F401  (registers the built-in data sources)
 from deepvision.config.io import build_config, config_to_yaml, read_yaml
 from deepvision.config.schema import Config
 from deepvision.data.preprocess import Preprocess

@@ -46,7 +46,9 @@ from deepvision.safeload.files import (
     check_fake_images,
     check_file_size,
     check_image_side,
+    check_numbers,
     check_range,
+    first_not_whole,
     format_bytes,
     input_file,
     max_image_side,
@@ -77,5 +79,5 @@ __all__ = [
     "check_mat_file", "check_range", "check_zip_directory", "check_zip_member", "csv_rows", "expanded_size",
     "format_bytes", "input_file", "is_control", "json_depth", "load_json", "load_yaml", "max_image_side",
     "max_read_bytes", "name_lines", "open_npz", "printable", "read_bytes", "read_json", "read_text_file", "read_yaml",
-    "regular_file", "shown_value", "spreadsheet_cell", "spreadsheet_row",
+    "regular_file", "shown_value", "check_numbers", "first_not_whole", "spreadsheet_cell", "spreadsheet_row",
 ]

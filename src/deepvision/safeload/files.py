@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from deepvision.errors import UserError
-from deepvision.fileio import read_regular_file, special_kind
+from deepvision.fileio import input_file, read_regular_file, special_kind  # input_file: re-exported
 
 MAX_IMAGE_SIDE = 16384  # default ceiling for an image side named in metadata; DEEPVISION_MAX_IMAGE_SIDE overrides
 
@@ -26,19 +26,6 @@ def regular_file(path: str | Path, what: str = "file") -> Path:
     kind = special_kind(mode)
     if kind is not None:
         raise UserError(f"{what} {path} is {kind}, not a regular file; give a regular file")
-    return path
-
-
-def input_file(path: str | Path, what: str = "file", hint: str = "") -> Path:
-    """`path` if it names a regular file; UserError "WHAT not found: PATH" when nothing is there, and
-    "WHAT PATH is a FIFO (a directory, ...), not a regular file" otherwise, without opening it."""
-    path = Path(path)
-    try:
-        kind = special_kind(os.stat(path).st_mode)
-    except (OSError, ValueError):
-        raise UserError(f"{what} not found: {path}{hint}") from None
-    if kind is not None:
-        raise UserError(f"{what} {path} is {kind}, not a regular file{hint}")
     return path
 
 
@@ -152,6 +139,27 @@ def shown_value(value: object) -> str:
     text = text if len(text) <= 60 else text[:57] + "..."
     name = type(value).__name__
     return f"{text} ({'an' if name[:1] in 'aeiouAEIOU' else 'a'} {name})"
+
+
+def check_numbers(field: str, values: Iterable[object]) -> None:
+    """UserError naming `field` unless every value is a number (a string such as "0.5" is not, nor is true)."""
+    import numbers
+
+    for v in values:
+        if isinstance(v, bool) or type(v).__name__ == "bool_" or not isinstance(v, numbers.Real):
+            raise UserError(f"{field} must be numbers, got {shown_value(v)}")
+
+
+def first_not_whole(values: object, allowed: tuple[int, ...] | None = None) -> object:
+    """The first item of the list `values` that is not a whole number (one of `allowed`, when given: then
+    JSON's true and false count as 1 and 0), else None; `values` itself when it is not a list."""
+    if not isinstance(values, list):
+        return values
+    for v in values:
+        number = isinstance(v, int) and (allowed is not None or not isinstance(v, bool))
+        if not number or allowed is not None and v not in allowed:
+            return v
+    return None
 
 
 def check_fake_images(total: int, options: str) -> None:

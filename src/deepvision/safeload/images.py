@@ -5,10 +5,12 @@ only; the rules that use them (pixel limit, format allowlist, conversions) are i
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from typing import Any
 
+from deepvision.errors import UserError
 from deepvision.safeload.text import printable
 
 JPEG_SOI = b"\xff\xd8\xff"
@@ -230,3 +232,49 @@ def _bad_filter(out: bytes, start: int, rows: list[tuple[int, int, int]]) -> boo
         if first < stop and max(out[first - start : stop - start : stride]) > 4:
             return True
     return False
+
+
+PILLOW_BOMB_LIMIT = 2 * 89_478_485  # Pillow raises DecompressionBombError above this many pixels
+ENV_MAX_PIXELS = "DEEPVISION_MAX_IMAGE_PIXELS"
+_max_pixels: int | None = None  # set_max_image_pixels() override
+
+
+def max_image_pixels() -> int:
+    """The pixel limit in force: set_max_image_pixels(), else $DEEPVISION_MAX_IMAGE_PIXELS, else Pillow's."""
+    if _max_pixels is not None:
+        return _max_pixels
+    text = os.environ.get(ENV_MAX_PIXELS, "").strip()
+    if not text:
+        return PILLOW_BOMB_LIMIT
+    try:
+        value = int(float(text))
+    except (ValueError, OverflowError):
+        value = 0
+    if value < 1:
+        raise UserError(f"{ENV_MAX_PIXELS} must be a positive number of pixels, got {text!r}")
+    return value
+
+
+def set_max_image_pixels(limit: int | None) -> None:
+    """Set the pixel limit for this process and the workers it forks (None: back to the default)."""
+    global _max_pixels
+    if limit is not None and (isinstance(limit, bool) or int(limit) < 1):
+        raise UserError(f"the pixel limit must be a positive number of pixels, got {limit}")
+    _max_pixels = None if limit is None else int(limit)
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = max_image_pixels()  # Pillow's own bomb check follows (decoders sync it too)
+
+
+# the most bytes a pixel takes in an allowed format stored uncompressed (16-bit RGBA TIFF), and room
+# for what sits beside the pixels (EXIF, ICC profiles, XMP, thumbnails)
+MAX_BYTES_PER_PIXEL = 8
+IMAGE_METADATA_ROOM = 64 * 2**20
+
+
+def max_image_file_bytes(limit: int | None = None) -> int:
+    """The largest image file read: what the pixel limit (`limit`, default the limit in force) can take
+    stored uncompressed at 16-bit RGBA, plus room for metadata. A larger file is not an image within the
+    limit, whatever its header says (a valid PNG followed by gigabytes of padding)."""
+    limit = max_image_pixels() if limit is None else limit
+    return limit * MAX_BYTES_PER_PIXEL + IMAGE_METADATA_ROOM

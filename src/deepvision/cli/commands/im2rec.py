@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.max_pixels is not None:
         import math
 
-        from deepvision.data.imageio import ENV_MAX_PIXELS, set_max_image_pixels
+        from deepvision.safeload.images import ENV_MAX_PIXELS, set_max_image_pixels
 
         if not (math.isfinite(args.max_pixels) and args.max_pixels >= 1):
             raise UserError(f"--max-pixels must be a positive number of pixels, got {args.max_pixels:g}")

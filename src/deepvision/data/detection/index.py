@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from deepvision.errors import UserError
-from deepvision.safeload import ParseError, check_class_names, load_json, max_image_side, printable
+from deepvision.safeload import ParseError, check_class_names, first_not_whole, load_json, max_image_side, printable
 
 FORMAT = "deepvision-detection"
 VERSION = 1
@@ -90,25 +90,13 @@ def _classes(value: Any, path: Path) -> list[str]:
     return list(value)
 
 
-def _whole_numbers(values: Any, allowed: tuple[int, ...] | None = None) -> Any:
-    """The first item of the list `values` that is not a whole number (one of `allowed`, when given: then
-    JSON's true and false count as 1 and 0), else None; `values` itself when it is not a list."""
-    if not isinstance(values, list):
-        return values
-    for v in values:
-        number = isinstance(v, int) and (allowed is not None or not isinstance(v, bool))
-        if not number or allowed is not None and v not in allowed:
-            return v
-    return None
-
-
 def _image(entry: dict[str, Any], image_root: Path, num_classes: int, path: Path) -> IndexImage:
     if not isinstance(entry, dict):
         raise UserError(f"{path}: malformed image entry {printable(str(entry)[:80])} (not an object); rebuild "
                         f"the dataset")
     try:
         for key, allowed, what in (("labels", None, "class id"), ("difficult", (0, 1), "difficult flag")):
-            bad = _whole_numbers(entry.get(key, []), allowed)
+            bad = first_not_whole(entry.get(key, []), allowed)
             if bad is not None:
                 rule = "class ids are whole numbers" if allowed is None else "difficult flags are 0 or 1"
                 raise UserError(f"{path}: {printable(entry.get('file'))} has {what} {printable(repr(bad))[:40]}; "
