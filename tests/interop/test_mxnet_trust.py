@@ -336,3 +336,23 @@ def test_import_mxnet_options_are_checked_before_the_files_are_read(tmp_path, ru
                              *args)
     assert code == 2 and out == "" and len(err.splitlines()) == 1 and message in err, (out, err)
     assert not (tmp_path / "run").exists()
+
+
+def test_negative_batchnorm_variances_are_refused(tmp_path):
+    """A moving variance below 0 passes every finite check but makes every prediction NaN."""
+    nodes = [_node("null", "data", []), _node("null", "c_weight", []),
+             _node("Convolution", "c", [0, 1], num_filter="4", kernel="(3, 3)", no_bias="True"),
+             _node("null", "bn_gamma", []), _node("null", "bn_beta", []), _node("null", "bn_moving_mean", []),
+             _node("null", "bn_moving_var", []), _node("BatchNorm", "bn", [2, 3, 4, 5, 6], fix_gamma="False"),
+             _node("null", "f_weight", []), _node("null", "f_bias", []),
+             _node("FullyConnected", "f", [7, 8, 9], num_hidden="2")]
+    prefix = tmp_path / "bn"
+    Path(f"{prefix}-symbol.json").write_text(json.dumps({"nodes": nodes, "heads": [[10, 0, 0]]}))
+    write_params(f"{prefix}-0001.params", {
+        "arg:c_weight": np.ones((4, 1, 3, 3), np.float32), "arg:bn_gamma": np.ones(4, np.float32),
+        "arg:bn_beta": np.zeros(4, np.float32), "aux:bn_moving_mean": np.zeros(4, np.float32),
+        "aux:bn_moving_var": np.array([1, 1, -5, 1], np.float32), "arg:f_weight": np.ones((2, 144), np.float32),
+        "arg:f_bias": np.zeros(2, np.float32)})
+    with pytest.raises(UserError, match=r"'bn_moving_var' in .* holds negative variances \(first -5 at index 2\)"):
+        _import(prefix, tmp_path)
+    assert not (tmp_path / "run").exists()
