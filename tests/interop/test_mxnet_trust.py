@@ -403,3 +403,13 @@ def test_a_one_dimensional_kernel_and_a_second_head_are_refused(tmp_path):
     Path(f"{prefix}-symbol.json").write_text(json.dumps(doc))
     with pytest.raises(UserError, match=r"the graph has 2 outputs \('out', 'c'\); deepvision imports single-output"):
         _import(prefix, tmp_path)
+
+
+def test_a_scalar_that_overflows_the_network_is_refused(tmp_path):
+    """_mul_scalar 1e38 is finite but turns every logit into infinity: one gray image through the
+    graph at import says so."""
+    prefix = _checkpoint(tmp_path, extra=[_node("_mul_scalar", "ms", [], scalar="1e38")],
+                         weights={"arg:f_weight": np.full((2, 144), 10.0, np.float32)})
+    with pytest.raises(UserError, match=r"answers NaN or infinity for a plain gray image"):
+        _import(prefix, tmp_path)
+    assert not (tmp_path / "run").exists()

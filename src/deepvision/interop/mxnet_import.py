@@ -337,6 +337,9 @@ def import_mxnet(
     else:
         diff, state, name = None, graph.state_dict(), "mxnet:graph"
         model_args = {"symbol": str(run_dir / SYMBOL_FILE)}
+    from deepvision.runs.imported import check_finite_prediction
+
+    check_finite_prediction(graph, pre, str(params_path))
     cfg = _config(name, model_args, graph.num_classes, channels, pre, run_dir, epoch, Path(prefix).name)
     source = {"prefix": str(Path(prefix).resolve()), "epoch": epoch, "symbol": str(symbol_path.resolve()),
               "params": str(params_path.resolve()), "mxnet_version": symbol.version}
