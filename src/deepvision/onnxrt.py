@@ -85,8 +85,9 @@ def run_session(session: Any, path: str | Path, outputs: list[str] | None, feeds
 def check_weights_finite(path: str | Path) -> None:
     """UserError naming the first weight (initializer, sparse or dense) of the ONNX file at `path` that holds
     NaN or infinity, or the first constant (a Constant node, a tensor or float attribute) holding NaN:
-    every prediction through it would be NaN ("nan%"). Tensors stored outside the file are left to
-    onnxruntime."""
+    every prediction through it would be NaN ("nan%"). Tensors stored beside the file (ONNX external data)
+    are read too: call this after `ort_session`, which has refused external locations outside the model's
+    folder, links and special files."""
     import numpy as np
 
     onnx = require("onnx")
@@ -99,7 +100,13 @@ def check_weights_finite(path: str | Path) -> None:
         raise UserError(f"cannot read {path} as an ONNX model ({why})") from None
     for name, tensor, weight in _stored_tensors(model.graph):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            continue
+            from onnx.external_data_helper import load_external_data_for_tensor
+
+            try:
+                load_external_data_for_tensor(tensor, str(Path(path).parent))
+            except Exception as exc:  # onnx's own checks of the location and the stored length
+                why = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+                raise UserError(f"{path}: the external data of weight {name!r} cannot be read ({why})") from None
         values = numpy_helper.to_array(tensor)
         if values.dtype.kind not in "fc":
             continue

@@ -209,3 +209,12 @@ def test_one_seed_one_plan_and_boxes_follow_the_pixels():
             assert torch.equal(img[:, y1:y2, x1:x2], want.flip(-1) if plan.mirror else want)
             compared += 1
     assert all(seen.values()) and compared > 40, (seen, compared)  # every step of the plan happened for some seed
+
+
+@pytest.mark.parametrize("value", [1_000_000, float("nan"), 0.5, "4", True])
+def test_zoom_out_max_is_a_bounded_number(value):
+    """A canvas 10^6 images wide asks for petabytes at the first batch; NaN crashed the plan."""
+
+    with pytest.raises(UserError, match=r"data.options.zoom_out_max must be a number from 1 to 16"):
+        DetectionAugment.from_options({"zoom_out": True, "zoom_out_max": value}, True)
+    assert DetectionAugment.from_options({"zoom_out": True, "zoom_out_max": 16}, True).zoom_out_max == 16.0

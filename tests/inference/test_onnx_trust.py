@@ -176,3 +176,35 @@ def test_a_fifo_named_as_the_onnx_file_is_named_as_such(tmp_path, run_cli):
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
     code, _, err = run_cli("predict", tmp_path / "m.onnx", tmp_path / "x.png")
     assert code == 2 and len(err.splitlines()) == 1 and f"ONNX file {tmp_path / 'm.onnx'} is a FIFO" in err
+
+
+def test_nan_in_external_data_is_refused(tmp_path):
+    """An initializer stored beside the file (ONNX external data) is checked like an inline one."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from deepvision.inference.onnx_runtime import METADATA_KEY, OnnxClassifier
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 3, 8, 8])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, 3])
+    weight = numpy_helper.from_array(np.ones((3, 3), np.float32), "w")
+    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["logits"])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [weight]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, _meta()
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    location = tensor.external_data.add()
+    location.key, location.value = "location", "w.bin"
+    for fill, ok in ((1.0, True), (np.nan, False)):
+        np.full(9, fill, np.float32).tofile(tmp_path / "w.bin")
+        onnx.save(model, str(tmp_path / "m.onnx"))
+        if ok:
+            assert OnnxClassifier(tmp_path / "m.onnx").classes == ["a", "b", "c"]
+        else:
+            with pytest.raises(UserError, match=r"m.onnx: weight 'w' holds NaN or infinite values"):
+                OnnxClassifier(tmp_path / "m.onnx")

@@ -493,3 +493,25 @@ def test_import_keras_size_zero_is_refused_not_ignored(tmp_path, run_cli):
     code, _, err = run_cli("import", "keras", GRAPH / "lenet.keras", "--out", tmp_path / "run", "--size", "0")
     assert code == 2 and len(err.splitlines()) == 1 and "--size 0 must be positive" in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("middle", "message"), [
+    ({"class_name": "Rescaling", "config": {"name": "rs", "scale": 1e308, "offset": 0.0}},
+     r"answers NaN or infinity for a plain gray image"),
+    ({"class_name": "Rescaling", "config": {"name": "rs", "scale": "0.5", "offset": 0.0}},
+     r"Keras layer 'rs' \(Rescaling\).*scale '0.5' must be a number, not text"),
+    ({"class_name": "ReLU", "config": {"name": "rl", "max_value": -1.0}},
+     r"max_value -1.0 cannot be negative"),
+])
+def test_layer_values_that_overflow_or_keras_refuses_are_refused(tmp_path, run_cli, middle, message):
+    """Finite values can still overflow float32 (every prediction "nan%"): the import runs one gray
+    image through the network and refuses non-finite answers; text and negative caps are refused."""
+    from tests.interop.test_keras_mapping import _conv, _layer, write_keras2_h5
+
+    conv = _conv("conv_1", 4)
+    conv["config"]["batch_input_shape"] = [None, 8, 8, 1]
+    path = write_keras2_h5(tmp_path / "m.h5", [conv, middle, _layer("GlobalAveragePooling2D", "gap"),
+                                               _layer("Dense", "fc", units=2, activation="softmax", use_bias=True)])
+    code, _, err = run_cli("import", "keras", path, "--out", tmp_path / "run")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and re.search(message, err), err
+    assert not (tmp_path / "run").exists()

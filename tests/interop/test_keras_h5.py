@@ -132,3 +132,19 @@ def test_an_import_is_checked_on_a_plan_not_built_twice(tmp_path, monkeypatch, m
     monkeypatch.undo()
     loaded = load_run(run)
     assert loaded.cfg.model.name == ("mini_xception" if model else "keras:graph")
+
+
+def test_negative_moving_variances_are_refused(tmp_path):
+    """A BatchNormalization moving_variance below 0 is finite but makes every prediction NaN."""
+    import shutil
+
+    import h5py
+
+    path = tmp_path / "neg.h5"
+    shutil.copy(FIXTURES / "mini_xception.h5", path)
+    with h5py.File(path, "r+") as f:
+        names: list[str] = []
+        f.visit(lambda n: names.append(n) if n.endswith("moving_variance") else None)
+        f[names[0]][...] = -np.abs(f[names[0]][()]) - 1
+    with pytest.raises(UserError, match=r"moving_variance.* holds negative variances"):
+        load_keras(path)

@@ -336,3 +336,80 @@ def test_import_mxnet_options_are_checked_before_the_files_are_read(tmp_path, ru
                              *args)
     assert code == 2 and out == "" and len(err.splitlines()) == 1 and message in err, (out, err)
     assert not (tmp_path / "run").exists()
+
+
+def test_negative_batchnorm_variances_are_refused(tmp_path):
+    """A moving variance below 0 passes every finite check but makes every prediction NaN."""
+    nodes = [_node("null", "data", []), _node("null", "c_weight", []),
+             _node("Convolution", "c", [0, 1], num_filter="4", kernel="(3, 3)", no_bias="True"),
+             _node("null", "bn_gamma", []), _node("null", "bn_beta", []), _node("null", "bn_moving_mean", []),
+             _node("null", "bn_moving_var", []), _node("BatchNorm", "bn", [2, 3, 4, 5, 6], fix_gamma="False"),
+             _node("null", "f_weight", []), _node("null", "f_bias", []),
+             _node("FullyConnected", "f", [7, 8, 9], num_hidden="2")]
+    prefix = tmp_path / "bn"
+    Path(f"{prefix}-symbol.json").write_text(json.dumps({"nodes": nodes, "heads": [[10, 0, 0]]}))
+    write_params(f"{prefix}-0001.params", {
+        "arg:c_weight": np.ones((4, 1, 3, 3), np.float32), "arg:bn_gamma": np.ones(4, np.float32),
+        "arg:bn_beta": np.zeros(4, np.float32), "aux:bn_moving_mean": np.zeros(4, np.float32),
+        "aux:bn_moving_var": np.array([1, 1, -5, 1], np.float32), "arg:f_weight": np.ones((2, 144), np.float32),
+        "arg:f_bias": np.zeros(2, np.float32)})
+    with pytest.raises(UserError, match=r"'bn_moving_var' in .* holds negative variances \(first -5 at index 2\)"):
+        _import(prefix, tmp_path)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("op", "inputs", "message"), [
+    ("elemwise_mul", 3, r"\(elemwise_mul\): takes 2 inputs, the symbol gives 3"),
+    ("elemwise_sub", 1, r"\(elemwise_sub\): takes 2 inputs, the symbol gives 1"),
+    ("_mul", 3, r"\(_mul\): takes 2 inputs, the symbol gives 3"),
+])
+def test_element_wise_operators_take_the_inputs_mxnet_takes(tmp_path, op, inputs, message):
+    prefix = _checkpoint(tmp_path, extra=[_node(op, "s", [])])
+    doc = json.loads(Path(f"{prefix}-symbol.json").read_text())
+    doc["nodes"][4]["inputs"] = [[3, 0, 0]] * inputs
+    Path(f"{prefix}-symbol.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError, match=r"^MXNet node 's' " + message):
+        _import(prefix, tmp_path)
+
+
+def test_element_wise_operators_do_not_broadcast_unless_named_so(tmp_path):
+    """elemwise_add of a (4, 6, 6) and a (1, 6, 6) map is refused; broadcast_add of the same imports."""
+    nodes = [_node("null", "data", []), _node("null", "c_weight", []),
+             _node("Convolution", "c", [0, 1], num_filter="4", kernel="(3, 3)", no_bias="True"),
+             _node("null", "d_weight", []), _node("Convolution", "d", [0, 3], num_filter="1", kernel="(3, 3)",
+                                                  no_bias="True"),
+             _node("elemwise_add", "s", [2, 4]), _node("null", "f_weight", []), _node("null", "f_bias", []),
+             _node("FullyConnected", "f", [5, 6, 7], num_hidden="2")]
+    weights = {"arg:c_weight": np.ones((4, 1, 3, 3), np.float32), "arg:d_weight": np.ones((1, 1, 3, 3), np.float32),
+               "arg:f_weight": np.ones((2, 144), np.float32), "arg:f_bias": np.zeros(2, np.float32)}
+    for op, fails in (("elemwise_add", True), ("broadcast_add", False)):
+        nodes[5]["op"] = op
+        prefix = tmp_path / op
+        Path(f"{prefix}-symbol.json").write_text(json.dumps({"nodes": nodes, "heads": [[8, 0, 0]]}))
+        write_params(f"{prefix}-0001.params", weights)
+        if fails:
+            with pytest.raises(UserError, match=r"input shapes \(4, 6, 6\) and \(1, 6, 6\) differ"):
+                import_mxnet(prefix, 1, out=tmp_path / op, input_size=(1, 8, 8), quiet=True)
+        else:
+            assert import_mxnet(prefix, 1, out=tmp_path / op, input_size=(1, 8, 8), quiet=True).num_classes == 2
+
+
+def test_a_one_dimensional_kernel_and_a_second_head_are_refused(tmp_path):
+    with pytest.raises(UserError, match=r"kernel=\(3,\) is not 2-D"):
+        _import(_checkpoint(tmp_path, {"kernel": "(3,)"}), tmp_path)
+    prefix = _checkpoint(tmp_path, heads=None)
+    doc = json.loads(Path(f"{prefix}-symbol.json").read_text())
+    doc["heads"] = [doc["heads"][0], [3, 0, 0]]
+    Path(f"{prefix}-symbol.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError, match=r"the graph has 2 outputs \('out', 'c'\); deepvision imports single-output"):
+        _import(prefix, tmp_path)
+
+
+def test_a_scalar_that_overflows_the_network_is_refused(tmp_path):
+    """_mul_scalar 1e38 is finite but turns every logit into infinity: one gray image through the
+    graph at import says so."""
+    prefix = _checkpoint(tmp_path, extra=[_node("_mul_scalar", "ms", [], scalar="1e38")],
+                         weights={"arg:f_weight": np.full((2, 144), 10.0, np.float32)})
+    with pytest.raises(UserError, match=r"answers NaN or infinity for a plain gray image"):
+        _import(prefix, tmp_path)
+    assert not (tmp_path / "run").exists()

@@ -164,3 +164,23 @@ def test_did_you_mean_searches_every_registry(typed, first):
         get_model_spec(typed)
     message = str(err.value)
     assert f"(did you mean: {first}" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(("name", "args", "message"), [
+    ("ssdlite320_mobilenet_v3_large", {"size": 60000}, r"model.args.size must be a whole number from 64 to 4,096"),
+    ("ssdlite320_mobilenet_v3_large", {"size": float("inf")}, r"model.args.size must be a whole number"),
+    ("ssdlite320_mobilenet_v3_large", {"detections_per_img": float("nan")},
+     r"model.args.detections_per_img must be a whole number from 1 to 100,000"),
+    ("ssdlite320_mobilenet_v3_large", {"nms_thresh": 1.5}, r"model.args.nms_thresh must be a number from 0 to 1"),
+    ("ssdlite320_mobilenet_v3_large", {"neg_to_pos_ratio": float("inf")},
+     r"model.args.neg_to_pos_ratio must be a finite number >= 0"),
+    ("fasterrcnn_mobilenet_v3_large_320_fpn", {"min_size": [320, 90000]}, r"model.args.min_size must be a whole"),
+    ("fasterrcnn_mobilenet_v3_large_320_fpn", {"box_score_thresh": "0.5"},
+     r"model.args.box_score_thresh must be a number from 0 to 1, got '0.5' \(a str\)"),
+    ("fasterrcnn_mobilenet_v3_large_320_fpn", {"rpn_post_nms_top_n_test": 0}, r"rpn_post_nms_top_n_test must be"),
+])
+def test_detector_arguments_are_bounded_numbers(name, args, message):
+    """Sides, counts and thresholds are checked when the model is built: a 60000-pixel size asked for
+    43 GB at the first batch, NaN counts failed a whole epoch later."""
+    with pytest.raises(UserError, match=message):
+        create_model(name, num_classes=3, **args)

@@ -81,3 +81,17 @@ def test_rng_state_round_trip_is_weights_only_safe(tmp_path):
     expected = (random.random(), np.random.rand(), torch.rand(1).item())
     C.set_rng_state(loaded)
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_a_torch_save_holding_code_is_named_for_what_it_is(tmp_path, monkeypatch):
+    """torch.save of a checkpoint with a pickled object: refused in one line that says so, without
+    quoting torch's advice (which would be the unsafe weights_only=False)."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    torch.save({"format": C.FORMAT, "model_state": {}, "evil": Evil()}, path)
+    with pytest.raises(UserError) as info:
+        C.load_checkpoint(path)
+    message = str(info.value)
+    assert "holds Python objects besides tensors (pickled code, which deepvision never runs); refused" in message
+    assert "weights_only" not in message and "\n" not in message
+    assert not (tmp_path / "pwned").exists()

@@ -331,3 +331,12 @@ def test_a_checkpoint_with_nan_weights_is_refused_by_every_loader(tmp_path, run_
     assert _snapshot(run) == before and not (tmp_path / "m.onnx").exists()
     code, _, err = run_cli("predict", run.path, tmp_path / "x.png", "--epoch", "1")
     assert code == 0 and "nan" not in err, err
+
+
+def test_a_checkpoint_with_negative_batchnorm_variances_is_refused(tmp_path):
+    from deepvision.models.weights import check_weights_finite
+
+    state = {"bn.weight": torch.ones(3), "bn.running_var": torch.tensor([1.0, -0.5, 2.0])}
+    with pytest.raises(UserError, match=r"^ckpt: weight 'bn.running_var' holds negative variances; fix it$"):
+        check_weights_finite(state, "ckpt", "fix it")
+    check_weights_finite({"bn.running_var": torch.ones(3)}, "ckpt", "fix it")

@@ -161,6 +161,10 @@ def read_weights(source: Path, layer: str, datasets: dict[str, Any]) -> dict[str
     if bad:
         raise UserError(f"{source}: weight '{bad[0]}' of layer '{layer}' holds NaN or infinite values; the file is "
                         f"damaged or was saved from a diverged training")
+    negative = [name for name, a in arrays.items() if "moving_variance" in name and (a < 0).any()]
+    if negative:
+        raise UserError(f"{source}: weight '{negative[0]}' of layer '{layer}' holds negative variances; every "
+                        f"prediction would be NaN: the file is damaged")
     return arrays
 
 

@@ -290,7 +290,7 @@ def import_keras(
     **options: Any,
 ) -> Path:
     """Import `h5` into the new run directory `out` (see module doc); returns its path. Options: see load_keras."""
-    from deepvision.runs.imported import write_imported_run
+    from deepvision.runs.imported import check_finite_prediction, write_imported_run
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -299,6 +299,7 @@ def import_keras(
     if imported.pre.size[0] != imported.pre.size[1]:
         raise UserError(f"input {imported.pre.size[0]}x{imported.pre.size[1]} is not square; deepvision runs take "
                         f"square inputs (load_keras imports it in memory)")
+    check_finite_prediction(imported.model, imported.pre, str(h5))
     cfg = imported.cfg
     cfg.name = out.name
     source = {"keras_file": str(Path(h5).resolve()), "keras_version": imported.keras_version}

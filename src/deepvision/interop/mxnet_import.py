@@ -103,6 +103,10 @@ def check_graph_weights(graph: MXNetGraph, args: dict[str, np.ndarray], aux: dic
                 bad = int(np.size(array) - np.isfinite(array).sum())
                 raise UserError(f"'{var}' in {source} holds {bad} NaN/infinite value(s); the checkpoint is "
                                 f"damaged (a diverged run?): import another epoch")
+            if role == "running_var" and (array < 0).any():
+                first = int(np.flatnonzero(array < 0)[0])
+                raise UserError(f"'{var}' in {source} holds negative variances (first {array.flat[first]:g} at "
+                                f"index {first}); every prediction would be NaN: the checkpoint is damaged")
 
 
 def load_graph_weights(graph: MXNetGraph, args: dict[str, np.ndarray], aux: dict[str, np.ndarray],
@@ -333,6 +337,9 @@ def import_mxnet(
     else:
         diff, state, name = None, graph.state_dict(), "mxnet:graph"
         model_args = {"symbol": str(run_dir / SYMBOL_FILE)}
+    from deepvision.runs.imported import check_finite_prediction
+
+    check_finite_prediction(graph, pre, str(params_path))
     cfg = _config(name, model_args, graph.num_classes, channels, pre, run_dir, epoch, Path(prefix).name)
     source = {"prefix": str(Path(prefix).resolve()), "epoch": epoch, "symbol": str(symbol_path.resolve()),
               "params": str(params_path.resolve()), "mxnet_version": symbol.version}

@@ -166,6 +166,36 @@ def _check(num_classes: int, in_channels: int, weights: str | None) -> None:
         raise UserError(f"weights must be coco, imagenet or none, got {weights!r}")
 
 
+MAX_DETECTION_SIDE = 4096  # the side a detector resizes its input to: 5x torchvision's 800, a bounded batch
+MAX_DETECTION_COUNT = 100_000  # proposals, detections, sampled boxes per image
+
+
+def _check_args(options: dict[str, Any]) -> None:
+    """The numeric model.args of a detector: sides whole numbers from 64 (SSDlite's size) or 1 to
+    MAX_DETECTION_SIDE, counts whole numbers from 1 to MAX_DETECTION_COUNT, IoU and score thresholds and
+    fractions numbers in [0, 1], ratios finite and positive; UserError naming the argument otherwise."""
+    import math
+
+    from deepvision.safeload import check_range, shown_value
+
+    for key, value in options.items():
+        if value is None:
+            continue
+        values = value if key == "min_size" and isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if key in ("size", "min_size", "max_size"):
+                check_range(f"model.args.{key}", v, 64 if key == "size" else 1, MAX_DETECTION_SIDE)
+            elif key.endswith(("_top_n_train", "_top_n_test", "detections_per_img", "topk_candidates",
+                               "batch_size_per_image")):
+                check_range(f"model.args.{key}", v, 1, MAX_DETECTION_COUNT)
+            elif key.endswith(("_thresh", "_fraction", "neg_to_pos_ratio")):
+                high = math.inf if key == "neg_to_pos_ratio" else 1.0
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= high or \
+                        not math.isfinite(v):
+                    span = "a finite number >= 0" if high == math.inf else "a number from 0 to 1"
+                    raise UserError(f"model.args.{key} must be {span}, got {shown_value(v)}")
+
+
 def _rcnn(name: str, coco: str | None, backbone: str, per_level: bool, input_size: tuple[int, int, int]) -> None:
     def build(num_classes: int = 91, in_channels: int = 3, weights: str | None = None,
               trainable_backbone_layers: int | None = None, anchor_sizes: list | None = None,
@@ -184,6 +214,7 @@ def _rcnn(name: str, coco: str | None, backbone: str, per_level: bool, input_siz
         options = dict(locals())
         weights = None if weights == "none" else weights
         _check(num_classes, in_channels, weights)
+        _check_args(options)
         if weights == "coco" and coco is None:
             raise UserError(f"torchvision publishes no COCO weights for {name}; use weights: imagenet or none")
         extra = {k: v for k, v in options.items() if k.startswith(("rpn_", "box_", "bbox_")) and v is not None}
@@ -263,6 +294,9 @@ def _ssd(name: str, coco: str, backbone: str, lite: bool, input_size: tuple[int,
 
         weights = None if weights == "none" else weights
         _check(num_classes, in_channels, weights)
+        _check_args({"score_thresh": score_thresh, "nms_thresh": nms_thresh, "iou_thresh": iou_thresh,
+                     "detections_per_img": detections_per_img, "topk_candidates": topk_candidates,
+                     "neg_to_pos_ratio": neg_to_pos_ratio, "size": size})
         kwargs: dict[str, Any] = {"weights": _entry(coco) if weights == "coco" else None,
                                   "weights_backbone": _entry(backbone) if weights == "imagenet" else None,
                                   "trainable_backbone_layers": trainable_backbone_layers}

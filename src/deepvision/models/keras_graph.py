@@ -144,8 +144,12 @@ def check_layer_configs(model: dict[str, Any], prefix: str = "") -> None:
                 if bad:
                     raise UserError(f"{where}: {key} holds {bad[0]!r}; every value must be a finite number")
                 continue
+            if isinstance(value, str) and (key in RESCALING_FIELDS or key == "max_value"):
+                raise UserError(f"{where}: {key} {value!r} must be a number, not text")
             if value is None or isinstance(value, (dict, str)):
                 continue
+            if key == "max_value" and cls == "ReLU" and isinstance(value, (int, float)) and value < 0:
+                raise UserError(f"{where}: max_value {value!r} cannot be negative (Keras refuses it too)")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or (key in ("epsilon", "rate", "stddev") and value < 0) or (key == "rate" and value >= 1):
                 raise UserError(f"{where}: {key} {value!r} must be a finite number"

@@ -90,6 +90,8 @@ class MXNetGraph(nn.Module):
                         self.head_key = key
                 elif kind == "concat":
                     self.concat_dims[key] = _concat_dim(node, xs[0].dim())
+                elif kind in ("add", "mul", "sub"):
+                    _check_elementwise(node, xs)
                 self.node_keys[node.index] = key
                 self.steps.append((node.index, kind, key, tuple(i for i, _ in ins), ()))
                 try:
@@ -182,6 +184,18 @@ def _kind(op: str) -> str:
     return "module"
 
 
+def _check_elementwise(node: Node, xs: list[torch.Tensor]) -> None:
+    """Element-wise operators take the inputs MXNet takes: two (add_n and ElementWiseSum: one or more),
+    of one shape unless the operator broadcasts (broadcast_*)."""
+    many = node.op in ("add_n", "ElementWiseSum")
+    if (many and not xs) or (not many and len(xs) != 2):
+        raise node_error(node, f"takes {'one or more inputs' if many else '2 inputs'}, the symbol gives {len(xs)}")
+    shapes = {tuple(x.shape) for x in xs}
+    if not node.op.startswith("broadcast_") and len(shapes) > 1:
+        shown = " and ".join(str(tuple(x.shape[1:])) for x in xs)
+        raise node_error(node, f"input shapes {shown} differ (only broadcast_* operators broadcast)")
+
+
 def _concat_dim(node: Node, rank: int) -> int:
     """Concat's `dim` (MXNet's default 1), negative counted from the end; the batch axis is refused:
     joining samples changes how many predictions come out."""
@@ -203,6 +217,10 @@ def _param_names(symbol: Symbol, node: Node) -> dict[str, str]:
 
 def _strip_softmax(symbol: Symbol) -> tuple[Node, bool]:
     node, stripped = symbol.output, False
+    if len(symbol.heads) != 1:
+        names = ", ".join(f"'{symbol.nodes[i].name}'" for i, _ in symbol.heads[:4])
+        raise UserError(f"{symbol.path}: the graph has {len(symbol.heads)} outputs ({names}); deepvision imports "
+                        f"single-output classifiers (save the symbol of the classifier's output alone)")
     if symbol.heads[0][1] != 0:
         raise UserError(f"{symbol.path}: the output is output {symbol.heads[0][1]} of '{node.name}' "
                         f"(multi-output operators are not supported)")

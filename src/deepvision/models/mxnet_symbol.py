@@ -146,14 +146,14 @@ class Node:
         if value is None or value == ():
             return fill, fill
         if not isinstance(value, tuple):
-            value = (value,)
-        if len(value) not in (1, 2):
+            value = (value, value)  # a bare number: the same on both axes
+        if len(value) != 2:  # "(3,)" is a 1-D window, which MXNet refuses on images as well
             raise UserError(f"MXNet node '{self.name}' ({self.op}): {key}={self.attrs.get(key)} is not 2-D; "
                             f"only 2-D images are supported")
         if not all(isinstance(v, int) and not isinstance(v, bool) and low <= v <= MAX_ATTR_INT for v in value):
             raise UserError(f"MXNet node '{self.name}' ({self.op}): {key}={self.attrs.get(key)} must hold whole "
                             f"numbers from {low} to {MAX_ATTR_INT}")
-        return (value[0], value[0]) if len(value) == 1 else (value[0], value[1])
+        return value[0], value[1]
 
     @property
     def param_roles(self) -> tuple[str, ...]:

@@ -60,11 +60,14 @@ def _fit(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], strict: b
 
 
 def check_weights_finite(state: dict[str, Any], source: str, fix: str) -> None:
-    """UserError naming the first floating-point tensor of `state` that holds NaN or infinity: every
-    prediction through it would be NaN ("nan%"). `fix` says what to do instead."""
+    """UserError naming the first floating-point tensor of `state` that holds NaN or infinity, or a
+    BatchNorm `running_var` below 0 (its square root is NaN): every prediction through it would be NaN
+    ("nan%"). `fix` says what to do instead."""
     for key, tensor in state.items():
         if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise UserError(f"{source}: weight '{key}' holds NaN or infinite values; {fix}")
+        if isinstance(tensor, torch.Tensor) and key.endswith("running_var") and bool((tensor < 0).any()):
+            raise UserError(f"{source}: weight '{key}' holds negative variances; {fix}")
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:

@@ -27,6 +27,24 @@ from deepvision.runs.checkpoint import FORMAT, VERSION, atomic_save
 from deepvision.runs.rundir import RunDir, link_or_copy
 
 
+def check_finite_prediction(model: torch.nn.Module, pre: Preprocess, source: str) -> None:
+    """Run `model` on one mid-gray image prepared as `pre` prepares every input and refuse, naming
+    `source`, when any output is NaN or infinite: finite weights can still overflow (a scale of 1e308,
+    a variance below zero), and such a model would answer "nan%" for every image."""
+    x = torch.full((1, pre.channels, *pre.size), 128, dtype=torch.uint8)
+    a, b = pre.affine()
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.addcmul(b, x.float(), a))
+    finally:
+        model.train(was_training)
+    if isinstance(out, torch.Tensor) and not bool(torch.isfinite(out).all()):
+        raise UserError(f"{source}: the imported network answers NaN or infinity for a plain gray image (a value "
+                        f"in the file overflows float32); the file is damaged or crafted")
+
+
 def write_imported_run(run_dir: str | Path, cfg: Config, pre: Preprocess, classes: list[str],
                        state: dict[str, torch.Tensor], *, epoch: int, source: dict[str, Any],
                        files: dict[str, Path] | None = None) -> RunDir:
