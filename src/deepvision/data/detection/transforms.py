@@ -24,7 +24,6 @@ from deepvision.data.augment_plan import AugmentPlan, centres_inside, draw_box_p
 from deepvision.errors import UserError, suggest
 from deepvision.safeload import shown_value
 
-MAX_ZOOM_OUT = 16  # a canvas of 16 x 16 images: far past SSD's 4, still a bounded allocation
 OPTION_KEYS = ("iou_crop", "zoom_out", "zoom_out_max", "photometric", "train_difficult")
 
 
@@ -48,9 +47,8 @@ class DetectionAugment:
                 raise UserError(f"data.options.{key} is not a detection option{suggest(key, OPTION_KEYS)}; "
                                 f"valid: {', '.join(OPTION_KEYS)}")
         ratio = options.get("zoom_out_max", 4.0)
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 1 <= ratio <= MAX_ZOOM_OUT:
-            raise UserError(f"data.options.zoom_out_max must be a number from 1 to {MAX_ZOOM_OUT} (the canvas side "
-                            f"as a multiple of the image's; SSD uses 4), got {shown_value(ratio)}")
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 1 <= ratio <= 16:  # SSD: 4
+            raise UserError(f"data.options.zoom_out_max must be a number from 1 to 16, got {shown_value(ratio)}")
         return cls(hflip=bool(hflip), iou_crop=bool(options.get("iou_crop", False)),
                    zoom_out=bool(options.get("zoom_out", False)), zoom_out_max=float(ratio),
                    photometric=bool(options.get("photometric", False)))
