@@ -279,7 +279,8 @@ def read_torch_file(path: str | Path, kind: str, fix: str, map_location: Any = "
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for garbage input
-        if str(exc).startswith("Weights only load failed"):  # torch's own advice would be the unsafe load
+        # a pickled object (torch names the GLOBAL it blocked): torch's own advice would be the unsafe load
+        if "GLOBAL" in str(exc) and str(exc).startswith("Weights only load failed"):
             raise UserError(f"{path} holds Python objects besides tensors (pickled code, which deepvision never "
                             f"runs); refused; {fix}") from None
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
