@@ -73,6 +73,33 @@ def test_evaluate_out_inside_the_data_folder_is_refused(tmp_path, run_cli):
     assert sorted(p.relative_to(data).as_posix() for p in data.rglob("*")) == ["0", "0/a.png"]
 
 
+def test_evaluate_out_over_the_images_of_a_list_is_refused(digits_run, tmp_path, run_cli):
+    """Images a .lst names like report files (report.csv, metrics.json) are never replaced by the report:
+    --out at their folder, or whose report file is one of them (a hard link), is one line, nothing written."""
+    import os
+
+    from PIL import Image
+
+    lim = tmp_path / "lim"
+    lim.mkdir()
+    for name in ("report.csv", "metrics.json"):
+        Image.fromarray(np.full((28, 28), 90, np.uint8)).save(lim / name, format="PNG")
+    (lim / "l.lst").write_text("0\t0\treport.csv\n1\t1\tmetrics.json\n")
+    (tmp_path / "other").mkdir()
+    os.link(lim / "report.csv", tmp_path / "other" / "report.csv")
+    before = {p: p.read_bytes() for p in [*lim.iterdir(), tmp_path / "other" / "report.csv"]}
+    code, out, err = run_cli("evaluate", digits_run, "--data", lim / "l.lst", "--out", lim)
+    assert code == 2 and out == ""
+    assert err.splitlines() == [f"deepvision evaluate: error: --out {lim} holds the input {lim / 'report.csv'}; its "
+                                f"outputs would replace or mix with the inputs, so choose another folder"]
+    code, out, err = run_cli("evaluate", digits_run, "--data", lim / "l.lst", "--out", tmp_path / "other")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"--out {tmp_path / 'other'} would overwrite an input with {tmp_path / 'other' / 'report.csv'}" in err
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in lim.iterdir()) == ["l.lst", "metrics.json", "report.csv"]
+    assert [p.name for p in (tmp_path / "other").iterdir()] == ["report.csv"]
+
+
 def test_evaluate_refuses_its_data_in_one_line_before_the_model_loads(digits_run, tmp_path, run_cli, busy_machine):
     """No "[INFO] loading model..." and no busy-cores note before a refusal of --data: the data is read first."""
     import os
