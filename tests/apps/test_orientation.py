@@ -130,3 +130,17 @@ def test_apply_out_cannot_be_the_input_folder(tmp_path):
         with pytest.raises(UserError, match="holds the input"):
             apply_orientation(tmp_path / "no-model-needed", [src], out)
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before
+
+
+def test_dataset_out_inside_the_source_folder_is_refused(run_cli, tmp_path):
+    """OUT inside SRC would put the rotated copies among the photos, read as upright by the next build from SRC:
+    one line, nothing written, the photos unchanged."""
+    src = photos(tmp_path / "photos", count=2)
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    (tmp_path / "link").symlink_to(src)
+    for out in (src / "rot", tmp_path / "link" / "rot"):
+        code, stdout, err = run_cli("orientation", "dataset", src, out)
+        assert code == 2 and stdout == ""
+        assert err.splitlines() == [f"deepvision orientation: error: OUT {out} is inside the input folder {src}; its "
+                                    f"files would be read as part of it next time, so choose a folder outside it"]
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before
