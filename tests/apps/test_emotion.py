@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from pathlib import Path
 
@@ -204,6 +205,10 @@ def test_emotion_with_a_trained_recipe_run(astronaut_video, fer_csv, tmp_path, r
 def test_emotion_bad_input(tmp_path, fer_run, run_cli):
     code, _, err = run_cli("emotion", fer_run, "--video", tmp_path / "missing.mp4", "--headless", "--out", tmp_path)
     assert code == 2 and "video not found" in err
+    os.mkfifo(tmp_path / "g.fifo")
+    code, out, err = run_cli("emotion", fer_run, "--video", tmp_path / "g.fifo", "--headless", "--out", tmp_path / "o")
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [f"deepvision emotion: error: video {tmp_path / 'g.fifo'} is a FIFO, not a regular file"]
     junk = tmp_path / "junk.mp4"
     junk.write_text("not a video")
     code, _, err = run_cli("emotion", fer_run, "--video", junk, "--headless", "--out", tmp_path / "o")

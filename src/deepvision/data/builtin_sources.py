@@ -308,9 +308,7 @@ def read_class_names(path: str | None, count: int, root: str | None = None) -> l
             raise UserError(f"the labels go up to {count - 1:,}, beyond {MAX_CLASSES - 1:,}; give a labels file "
                             f"naming the classes (data.options.labels) or fix the labels")
         return [str(i) for i in range(count)]
-    p = resolve_path(root, path)
-    if not p.is_file():
-        raise UserError(f"labels file not found: {p}")
+    p = input_file(resolve_path(root, path), "labels file")  # a FIFO or a folder is named, never opened
     try:
         names = name_lines(p.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError) as exc:
