@@ -40,6 +40,7 @@ from deepvision.safeload.files import (
     MAX_IMAGE_SIDE,
     MAX_JSON_FILE_BYTES,
     MAX_TEXT_BYTES,
+    MAX_WORKERS,
     MAX_YAML_FILE_BYTES,
     check_choice,
     check_declared_bytes,
@@ -47,6 +48,7 @@ from deepvision.safeload.files import (
     check_file_size,
     check_image_side,
     check_range,
+    check_workers,
     format_bytes,
     input_file,
     max_image_side,
@@ -71,11 +73,11 @@ from deepvision.safeload.text import (
 
 __all__ = [
     "FORMULA_STARTS", "LimitError", "MAX_ALIAS_GROWTH", "MAX_DEPTH", "MAX_FAKE_IMAGES", "MAX_FAKE_SIDE",
-    "MAX_IMAGE_SIDE", "MAX_INT_BITS", "MAX_JSON_FILE_BYTES", "MAX_LINE_CHARS", "MAX_TEXT_BYTES",
+    "MAX_IMAGE_SIDE", "MAX_INT_BITS", "MAX_JSON_FILE_BYTES", "MAX_LINE_CHARS", "MAX_TEXT_BYTES", "MAX_WORKERS",
     "MAX_YAML_FILE_BYTES", "ParseError", "SafeLoader", "ZIP_MAX_RATIO", "bounded_lines", "check_class_names",
     "check_choice", "check_declared_bytes", "check_fake_images", "check_file_size", "check_image_side",
-    "check_mat_file", "check_range", "check_zip_directory", "check_zip_member", "csv_rows", "expanded_size",
-    "format_bytes", "input_file", "is_control", "json_depth", "load_json", "load_yaml", "max_image_side",
-    "max_read_bytes", "name_lines", "open_npz", "printable", "read_bytes", "read_json", "read_text_file", "read_yaml",
-    "regular_file", "shown_value", "spreadsheet_cell", "spreadsheet_row",
+    "check_mat_file", "check_range", "check_workers", "check_zip_directory", "check_zip_member", "csv_rows",
+    "expanded_size", "format_bytes", "input_file", "is_control", "json_depth", "load_json", "load_yaml",
+    "max_image_side", "max_read_bytes", "name_lines", "open_npz", "printable", "read_bytes", "read_json",
+    "read_text_file", "read_yaml", "regular_file", "shown_value", "spreadsheet_cell", "spreadsheet_row",
 ]
