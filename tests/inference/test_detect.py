@@ -68,6 +68,17 @@ def test_refusals_are_one_line_on_a_busy_machine(run, tmp_path, run_cli, busy_ma
     assert (tmp_path / "a.jpg").read_bytes() == before and sorted(tmp_path.iterdir()) == [tmp_path / "a.jpg"]
 
 
+def test_detection_export_refuses_an_out_that_is_one_of_its_images(run, tmp_path, run_cli):
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(tmp_path / "d.onnx", format="JPEG")
+    before = (tmp_path / "d.onnx").read_bytes()
+    code, out, err = run_cli("detection", "export", run, "--format", "onnx", "--images", tmp_path / "d.onnx",
+                             "--out", tmp_path / "d.onnx")
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [f"deepvision detection: error: --out {tmp_path / 'd.onnx'} is an input of this "
+                                f"command ({tmp_path / 'd.onnx'}) and would be overwritten; choose another output file"]
+    assert (tmp_path / "d.onnx").read_bytes() == before and sorted(tmp_path.iterdir()) == [tmp_path / "d.onnx"]
+
+
 def test_label_placement_and_colours(run):
     from deepvision.inference.detect import Detection, Detector
     from deepvision.runs.loading import load_run
