@@ -52,6 +52,14 @@ def test_fer2013_build_six_classes(fer_csv, tmp_path, run_cli):
     assert code == 2 and "already exist" in err  # never overwritten
 
 
+def test_fer2013_fake_rows_are_bounded_before_anything_is_built(tmp_path, run_cli):
+    code, out, err = run_cli("fer2013", "fake", "--out", tmp_path / "f.csv", "--rows", "1000000000")
+    assert (code, out) == (2, "")
+    assert err.splitlines() == ["deepvision fer2013: error: --rows ask for 1,000,000,000 images; a fake data set "
+                                "holds at most 20,000"]
+    assert not list(tmp_path.iterdir())
+
+
 def test_fer2013_build_seven_classes_and_bad_rows(fer_csv, tmp_path, run_cli):
     build = build_fer2013(fer_csv, tmp_path / "fer7", classes=7, dtype="uint8")
     assert len(build.classes) == 7 and sum(build.counts["train"]) > 0 and build.counts["val"][1] > 0  # disgust kept
