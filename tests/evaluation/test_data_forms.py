@@ -122,3 +122,20 @@ def test_evaluate_refuses_its_data_in_one_line_before_the_model_loads(digits_run
         assert err.startswith(f"deepvision evaluate: error: {message}"), err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
     assert not (tmp_path / "eval").exists()
+
+
+def test_evaluate_refuses_its_checkpoint_in_one_line_on_a_busy_machine(digits_run, tmp_path, run_cli, busy_machine):
+    """An epoch never saved, a labels.txt that does not fit the checkpoint: the error line alone, without the
+    busy-cores note or an "[INFO]" line before it."""
+    import shutil
+
+    code, out, err = run_cli("evaluate", digits_run, "--epoch", "99")
+    assert (code, out) == (2, "") and len(err.splitlines()) == 1, err
+    assert err.startswith("deepvision evaluate: error: epoch 99 was never saved in "), err
+    run = tmp_path / "labrun"
+    shutil.copytree(digits_run, run)
+    labels = (run / "labels.txt").read_text().splitlines()
+    (run / "labels.txt").write_text("\n".join(labels[:9]) + "\n")
+    code, out, err = run_cli("evaluate", run)
+    assert (code, out) == (2, "") and len(err.splitlines()) == 1, err
+    assert err.startswith(f"deepvision evaluate: error: {run / 'labels.txt'} names 9 classes"), err

@@ -182,8 +182,8 @@ def evaluate_run(
         raise UserError(f"the run's data has no '{role}' split; choose from "
                         f"{', '.join(r for r in ROLES if present.role(r) is not None)} (--data), or give "
                         f"{DATA_FORMS}")
-    say("[INFO] loading model...")
-    loaded = load_run(run_dir, epoch=epoch, which=which, device=dev)
+    loaded = load_run(run_dir, epoch=epoch, which=which, device=dev)  # refused in one line, before any output
+    say(f"[INFO] model loaded from {loaded.checkpoint}")
     if cfg.data.source == "folder" and data not in ROLES and bundle.classes != loaded.classes:
         bundle = _remap_classes(bundle, role, loaded.classes, data)
     unnamed = [str(i) for i in range(len(bundle.classes))]  # an HDF5 file without label_names
