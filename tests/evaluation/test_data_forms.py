@@ -61,6 +61,24 @@ def test_evaluate_refuses_nan_float_images_in_one_line(digits_run, tmp_path, run
     assert not (tmp_path / "eval").exists()
 
 
+@pytest.mark.parametrize(("dtype", "shift", "scale", "shown"), [
+    ("uint16", 0, 200, "first in row 0: 12600"), ("int16", -300, 1, "first in row 0: -300"),
+    ("float64", 0, 200.0, "first in row 0: 12600"),
+])
+def test_evaluate_refuses_images_beyond_0_255_in_one_line(digits_run, tmp_path, run_cli, dtype, shift, scale, shown):
+    """16-bit, signed or scaled images were clipped to 8 bits and scored as if they were pixels."""
+    images = (np.arange(3 * 8 * 8).reshape(3, 8, 8) % 255).astype(dtype) * scale + shift
+    writer = HDF5DatasetWriter(tmp_path / "x.h5", images.shape, "images", dtype=dtype)
+    writer.add(images, np.arange(3))
+    writer.close()
+    code, out, err = run_cli("evaluate", digits_run, "--data", tmp_path / "x.h5", "--out", tmp_path / "eval")
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [f"deepvision evaluate: error: {tmp_path / 'x.h5'}: the images hold values beyond "
+                                f"0-255 ({shown}); image data must be 8-bit pixels 0-255 (scale 16-bit or signed "
+                                f"data to that range first)"]
+    assert not (tmp_path / "eval").exists()
+
+
 def test_evaluate_out_inside_the_data_folder_is_refused(tmp_path, run_cli):
     """--out DATA/0 would put confusion_matrix.png among class 0's images (counted by the next evaluate):
     one line before the run is read, nothing written."""

@@ -350,6 +350,19 @@ def rec_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     return RawData(splits, names if names is not None else class_names_for(cfg, files, top + 1), channels, None)
 
 
+def _check_pixel_range(data: np.ndarray, path: Path) -> None:
+    """UserError naming the first row whose values leave 0-255 (16-bit or signed data read as 8-bit pixels
+    would be silently clipped)."""
+    if data.dtype.kind == "b" or len(data) == 0 or (data.min() >= 0 and data.max() <= 255):
+        return
+    rows = data.reshape(len(data), -1)
+    bad = int(np.flatnonzero(((rows < 0) | (rows > 255)).any(axis=1))[0])
+    low, high = rows[bad].min(), rows[bad].max()
+    value = low if low < 0 else high
+    raise UserError(f"{path}: the images hold values beyond 0-255 (first in row {bad:,}: {value:g}); image data "
+                    f"must be 8-bit pixels 0-255 (scale 16-bit or signed data to that range first)")
+
+
 @register_source("hdf5")
 def hdf5_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     """HDF5 image files (e.g. FER2013 as the reference stores it); split names are file paths."""
@@ -372,6 +385,7 @@ def hdf5_source(cfg: DataConfig, wanted: list[str]) -> RawData:
                 bad = int(np.flatnonzero(~np.isfinite(data.reshape(len(data), -1)).all(axis=1))[0])
                 raise UserError(f"{path}: the images hold NaN or infinite values (first in row {bad:,}); "
                                 f"image data must be finite numbers 0-255")
+            _check_pixel_range(data, path)
             data = np.clip(np.rint(data), 0, 255).astype(np.uint8)
         if data.ndim == 4 and data.shape[3] == 1:
             data = data[..., 0]
