@@ -46,8 +46,10 @@ def test_json_at_the_limit_parses():
 def test_invalid_json_is_a_parse_error_with_line():
     with pytest.raises(ParseError, match=r"^f.json is not valid JSON \(line 2\): Expecting value$"):
         load_json('{"a":\n}', "f.json")
-    with pytest.raises(ParseError):
-        load_json("1" * 5000)  # more digits than Python converts
+    with pytest.raises(ParseError) as info:
+        load_json('{"bbox": [' + "9" * 5000 + "]}", "train.json")  # more digits than Python converts
+    assert str(info.value) == ("train.json is not valid JSON: an integer of 5,000 digits, more than the 4,300 a "
+                               "number may have; no count, size or coordinate needs that many")
     assert isinstance(ParseError("x"), ValueError) and not isinstance(LimitError("x"), ValueError)
 
 

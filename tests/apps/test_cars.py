@@ -165,6 +165,31 @@ def test_features_and_classify_with_a_run(run_cli, cars_run, fake, tmp_path):
     assert len(top) == 2 and all(t["class"] in labels for t in top)
 
 
+def test_features_names_a_fifo_labels_file(run_cli, cars_run, fake, tmp_path):
+    lists = cars_run.parent.parent / "lists"
+    os.mkfifo(tmp_path / "d.fifo")
+    code, out, err = run_cli("features", cars_run, lists / "test.lst", "--image-root", fake, "--labels",
+                             tmp_path / "d.fifo", "--out", tmp_path / "f.h5")
+    assert code == 2 and out == ""
+    assert err.splitlines() == [f"deepvision features: error: labels file {tmp_path / 'd.fifo'} is a FIFO, not a "
+                                f"regular file"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.fifo"]
+
+
+def test_lists_refuse_an_out_whose_files_would_replace_the_label_csv(run_cli, fake, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    names = sorted(p.name for p in (fake / "car_ims").iterdir())
+    (out / "train.lst").write_text("filename,make,model,type,year\n"
+                                   + "".join(f"{n},Make{i % 3},Model{i % 3},sedan,2012\n" for i, n in enumerate(names)))
+    before = (out / "train.lst").read_bytes()
+    code, stdout, err = run_cli("cars", "lists", "--root", fake, "--out", out, "--csv", out / "train.lst")
+    assert (code, stdout) == (2, "")
+    assert err.splitlines() == [f"deepvision cars: error: --out {out} would overwrite the input {out / 'train.lst'} "
+                                f"(--csv) with its train.lst; choose another folder"]
+    assert (out / "train.lst").read_bytes() == before and [p.name for p in out.iterdir()] == ["train.lst"]
+
+
 def test_a_fifo_label_csv_is_named_as_such(run_cli, fake, tmp_path):
     os.mkfifo(tmp_path / "labels.csv")
     code, _, err = run_cli("cars", "lists", "--root", fake, "--out", tmp_path / "o", "--csv", tmp_path / "labels.csv")

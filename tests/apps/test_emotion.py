@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from pathlib import Path
 
@@ -49,6 +50,14 @@ def test_fer2013_build_six_classes(fer_csv, tmp_path, run_cli):
     assert "train" in out and "surprised" in out
     code, _, err = run_cli("fer2013", "build", fer_csv, "--out", tmp_path / "fer")
     assert code == 2 and "already exist" in err  # never overwritten
+
+
+def test_fer2013_fake_rows_are_bounded_before_anything_is_built(tmp_path, run_cli):
+    code, out, err = run_cli("fer2013", "fake", "--out", tmp_path / "f.csv", "--rows", "1000000000")
+    assert (code, out) == (2, "")
+    assert err.splitlines() == ["deepvision fer2013: error: --rows ask for 1,000,000,000 images; a fake data set "
+                                "holds at most 20,000"]
+    assert not list(tmp_path.iterdir())
 
 
 def test_fer2013_build_seven_classes_and_bad_rows(fer_csv, tmp_path, run_cli):
@@ -204,6 +213,10 @@ def test_emotion_with_a_trained_recipe_run(astronaut_video, fer_csv, tmp_path, r
 def test_emotion_bad_input(tmp_path, fer_run, run_cli):
     code, _, err = run_cli("emotion", fer_run, "--video", tmp_path / "missing.mp4", "--headless", "--out", tmp_path)
     assert code == 2 and "video not found" in err
+    os.mkfifo(tmp_path / "g.fifo")
+    code, out, err = run_cli("emotion", fer_run, "--video", tmp_path / "g.fifo", "--headless", "--out", tmp_path / "o")
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [f"deepvision emotion: error: video {tmp_path / 'g.fifo'} is a FIFO, not a regular file"]
     junk = tmp_path / "junk.mp4"
     junk.write_text("not a video")
     code, _, err = run_cli("emotion", fer_run, "--video", junk, "--headless", "--out", tmp_path / "o")

@@ -77,6 +77,15 @@ def test_missing_blacklist_needs_an_explicit_choice(tmp_path, run_cli):
     assert code == 0 and len((tmp_path / "lists" / "val.lst").read_text().splitlines()) == 8
 
 
+def test_workers_are_bounded_and_named_before_the_lists_are_written(fake, tmp_path, run_cli):
+    code, out, err = run_cli("imagenet", "lists", "--root", fake.root, "--out", tmp_path / "il", "--test-size", "5",
+                             "--workers", "100000")
+    assert (code, out) == (2, "")
+    assert err.splitlines() == ["deepvision imagenet: error: --workers must be at most 1,024 (one process each), "
+                                "got 100,000"]
+    assert not (tmp_path / "il").exists()
+
+
 def test_test_split_must_leave_training_images(fake):
     with pytest.raises(UserError, match="leaves nothing to train on"):
         build_lists(fake.root, test_size=10_000)

@@ -130,3 +130,33 @@ def test_apply_out_cannot_be_the_input_folder(tmp_path):
         with pytest.raises(UserError, match="holds the input"):
             apply_orientation(tmp_path / "no-model-needed", [src], out)
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before
+
+
+def test_dataset_out_inside_the_source_folder_is_refused(run_cli, tmp_path):
+    """OUT inside SRC would put the rotated copies among the photos, read as upright by the next build from SRC:
+    one line, nothing written, the photos unchanged."""
+    src = photos(tmp_path / "photos", count=2)
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    (tmp_path / "link").symlink_to(src)
+    for out in (src / "rot", tmp_path / "link" / "rot"):
+        code, stdout, err = run_cli("orientation", "dataset", src, out)
+        assert code == 2 and stdout == ""
+        assert err.splitlines() == [f"deepvision orientation: error: OUT {out} is inside the input folder {src}; its "
+                                    f"files would be read as part of it next time, so choose a folder outside it"]
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before
+
+
+@pytest.mark.parametrize("names", [["0", "180", "270", "-90"], ["0", "90", "180", "450"], ["0", "90", "180", "45"]])
+def test_apply_refuses_a_model_whose_angles_are_not_the_four_quarter_turns(tmp_path, run_cli, names):
+    """-90 next to 270 is one turn twice (and no 90): refused before any image is read, like 45."""
+    from deepvision.apps.transfer.linear_model import LinearModel
+
+    model = LinearModel(np.zeros((4, 2)), np.zeros(4), np.arange(4), names, info={"features": {"model": "x"}})
+    path = model.save(tmp_path / "om" / "model.npz")
+    src = photos(tmp_path / "photos", count=1)
+    code, out, err = run_cli("orientation", "apply", path.parent, src, "--out", tmp_path / "fixed")
+    assert (code, out) == (2, "")
+    angles = "[" + ", ".join(names) + "]"
+    assert err.splitlines() == [f"deepvision orientation: error: {path.parent} predicts angles {angles}; orientation "
+                                f"models predict 0, 90, 180 and 270"]
+    assert not (tmp_path / "fixed").exists()

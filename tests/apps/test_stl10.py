@@ -171,6 +171,14 @@ def _archive(path: Path, files: dict[str, bytes]) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
+def test_build_workers_are_bounded_before_anything_is_read(fake_bins, tmp_path, run_cli):
+    code, out, err = run_cli("stl10", "build", "--root", fake_bins, "--out", tmp_path / "out", "--workers", "100000")
+    assert (code, out) == (2, "")
+    assert err.splitlines() == ["deepvision stl10: error: --workers must be at most 1,024 (one process each), "
+                                "got 100,000"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_download_checks_md5_and_extracts_only_the_labelled_files(fake_bins, tmp_path):
     files = {f"stl10_binary/{f.name}": f.read_bytes() for f in sorted(fake_bins.iterdir())}
     sums = {Path(n).name: hashlib.md5(d).hexdigest() for n, d in files.items()}

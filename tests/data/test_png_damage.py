@@ -180,3 +180,38 @@ def _encoded(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, "PNG")
     return buf.getvalue()
+
+
+def _with_chunk(png: bytes, kind: bytes) -> bytes:
+    """`png` with a damaged `kind` chunk after its header: a zTXt whose text inflates to 20 MB (beyond what
+    libpng inflates), or an iCCP whose profile is too short."""
+    body = zlib.compress(b"a" * 20_000_000, 9) if kind == b"zTXt" else zlib.compress(b"\x00" * 64)
+    return png[:33] + _chunk(kind, b"k\x00\x00" + body) + png[33:]
+
+
+@pytest.mark.parametrize("kind", [b"zTXt", b"iCCP"])
+@pytest.mark.parametrize("how", ["opencv -1", "opencv 1", "opencv 0", "rgb", "gray", "rgba"])
+def test_a_damaged_text_or_profile_chunk_decodes_without_a_libpng_warning(capfd, how, kind):
+    """libpng prints "zTXt: truncated" / "iCCP: profile 'k': 0h: too short" on standard error for these:
+    the chunks, which no decoder here turns into pixels, are left out, and the pixels are the image's."""
+    mode = "RGBA" if how == "rgba" else "RGB"
+    pixels = (np.arange(6 * 5 * len(mode)) * 7 % 251).astype(np.uint8).reshape(6, 5, len(mode))
+    plain = _encoded(pixels)
+    png = _with_chunk(plain, kind)
+    if how.startswith("opencv"):
+        got, want = decode_opencv(png, int(how.split()[1])), decode_opencv(plain, int(how.split()[1]))
+    else:
+        got, want = decode(png, 1 if how == "gray" else 3), decode(plain, 1 if how == "gray" else 3)
+    assert np.array_equal(got, want)
+    assert capfd.readouterr().err == ""
+
+
+def test_serve_and_open_image_decode_a_damaged_text_chunk_quietly(tmp_path, capfd):
+    from deepvision.apps.serve.predictor import decode_upload
+    from deepvision.data.imageio import open_image
+
+    pixels = (np.arange(8 * 8) * 3 % 251).astype(np.uint8).reshape(8, 8)
+    (tmp_path / "z.png").write_bytes(_with_chunk(_encoded(pixels), b"zTXt"))
+    assert np.array_equal(np.asarray(open_image(tmp_path / "z.png", 1)), pixels)
+    decode_upload((tmp_path / "z.png").read_bytes(), 1, 10**7)
+    assert capfd.readouterr().err == ""

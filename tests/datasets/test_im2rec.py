@@ -14,6 +14,7 @@ from PIL import Image
 from deepvision.data.lst import read_lst
 from deepvision.data.records import RecordFile, unpack_header
 from deepvision.datasets import im2rec
+from deepvision.errors import UserError
 from tests.data.recordtools import jpeg_bytes, make_folder, noise_image, png_bytes
 
 
@@ -255,6 +256,24 @@ def test_more_chunks_than_images_is_refused_before_any_file(tmp_path, run_cli):
     assert not list(tmp_path.glob("*.lst"))
     assert run_cli("im2rec", "--list", "--recursive", "--chunks", str(n), tmp_path / "d", root)[0] == 0
     assert len(list(tmp_path.glob("d_*.lst"))) == n
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("100000", "--num-thread must be at most 1,024 (one process each), got 100,000"),
+    ("0", "--num-thread must be a whole number, at least 1, got 0"),
+])
+def test_num_thread_is_bounded_before_any_process_starts(tmp_path, run_cli, value, message):
+    """One worker process per image up to --num-thread: 100,000 is refused, as mean's --num-thread is."""
+    root = tmp_path / "imgs"
+    make_folder(root, per_class=2)
+    assert run_cli("im2rec", "--list", "--recursive", tmp_path / "p", root)[0] == 0
+    before = sorted(tmp_path.iterdir())
+    code, out, err = run_cli("im2rec", "--num-thread", value, tmp_path / "p", root)
+    assert (code, out) == (2, "") and err.splitlines() == [f"deepvision im2rec: error: {message}"]
+    assert sorted(tmp_path.iterdir()) == before
+    with pytest.raises(UserError, match="--num-thread must be at most 1,024"):
+        im2rec.pack_list(tmp_path / "p.lst", im2rec.PackOptions(root=str(root)), workers=100_000)
+    assert sorted(tmp_path.iterdir()) == before
 
 
 def test_resize_is_bounded_before_anything_is_packed(tmp_path, run_cli):

@@ -61,6 +61,24 @@ def test_evaluate_refuses_nan_float_images_in_one_line(digits_run, tmp_path, run
     assert not (tmp_path / "eval").exists()
 
 
+@pytest.mark.parametrize(("dtype", "shift", "scale", "shown"), [
+    ("uint16", 0, 200, "first in row 0: 12600"), ("int16", -300, 1, "first in row 0: -300"),
+    ("float64", 0, 200.0, "first in row 0: 12600"),
+])
+def test_evaluate_refuses_images_beyond_0_255_in_one_line(digits_run, tmp_path, run_cli, dtype, shift, scale, shown):
+    """16-bit, signed or scaled images were clipped to 8 bits and scored as if they were pixels."""
+    images = (np.arange(3 * 8 * 8).reshape(3, 8, 8) % 255).astype(dtype) * scale + shift
+    writer = HDF5DatasetWriter(tmp_path / "x.h5", images.shape, "images", dtype=dtype)
+    writer.add(images, np.arange(3))
+    writer.close()
+    code, out, err = run_cli("evaluate", digits_run, "--data", tmp_path / "x.h5", "--out", tmp_path / "eval")
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [f"deepvision evaluate: error: {tmp_path / 'x.h5'}: the images hold values beyond "
+                                f"0-255 ({shown}); image data must be 8-bit pixels 0-255 (scale 16-bit or signed "
+                                f"data to that range first)"]
+    assert not (tmp_path / "eval").exists()
+
+
 def test_evaluate_out_inside_the_data_folder_is_refused(tmp_path, run_cli):
     """--out DATA/0 would put confusion_matrix.png among class 0's images (counted by the next evaluate):
     one line before the run is read, nothing written."""
@@ -71,6 +89,33 @@ def test_evaluate_out_inside_the_data_folder_is_refused(tmp_path, run_cli):
         code, _, err = run_cli("evaluate", tmp_path / "no-run", "--data", data, "--out", out)
         assert code == 2 and err.count("\n") == 1 and "is inside the data folder" in err, err
     assert sorted(p.relative_to(data).as_posix() for p in data.rglob("*")) == ["0", "0/a.png"]
+
+
+def test_evaluate_out_over_the_images_of_a_list_is_refused(digits_run, tmp_path, run_cli):
+    """Images a .lst names like report files (report.csv, metrics.json) are never replaced by the report:
+    --out at their folder, or whose report file is one of them (a hard link), is one line, nothing written."""
+    import os
+
+    from PIL import Image
+
+    lim = tmp_path / "lim"
+    lim.mkdir()
+    for name in ("report.csv", "metrics.json"):
+        Image.fromarray(np.full((28, 28), 90, np.uint8)).save(lim / name, format="PNG")
+    (lim / "l.lst").write_text("0\t0\treport.csv\n1\t1\tmetrics.json\n")
+    (tmp_path / "other").mkdir()
+    os.link(lim / "report.csv", tmp_path / "other" / "report.csv")
+    before = {p: p.read_bytes() for p in [*lim.iterdir(), tmp_path / "other" / "report.csv"]}
+    code, out, err = run_cli("evaluate", digits_run, "--data", lim / "l.lst", "--out", lim)
+    assert code == 2 and out == ""
+    assert err.splitlines() == [f"deepvision evaluate: error: --out {lim} holds the input {lim / 'report.csv'}; its "
+                                f"outputs would replace or mix with the inputs, so choose another folder"]
+    code, out, err = run_cli("evaluate", digits_run, "--data", lim / "l.lst", "--out", tmp_path / "other")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"--out {tmp_path / 'other'} would overwrite an input with {tmp_path / 'other' / 'report.csv'}" in err
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in lim.iterdir()) == ["l.lst", "metrics.json", "report.csv"]
+    assert [p.name for p in (tmp_path / "other").iterdir()] == ["report.csv"]
 
 
 def test_evaluate_refuses_its_data_in_one_line_before_the_model_loads(digits_run, tmp_path, run_cli, busy_machine):
@@ -95,3 +140,20 @@ def test_evaluate_refuses_its_data_in_one_line_before_the_model_loads(digits_run
         assert err.startswith(f"deepvision evaluate: error: {message}"), err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
     assert not (tmp_path / "eval").exists()
+
+
+def test_evaluate_refuses_its_checkpoint_in_one_line_on_a_busy_machine(digits_run, tmp_path, run_cli, busy_machine):
+    """An epoch never saved, a labels.txt that does not fit the checkpoint: the error line alone, without the
+    busy-cores note or an "[INFO]" line before it."""
+    import shutil
+
+    code, out, err = run_cli("evaluate", digits_run, "--epoch", "99")
+    assert (code, out) == (2, "") and len(err.splitlines()) == 1, err
+    assert err.startswith("deepvision evaluate: error: epoch 99 was never saved in "), err
+    run = tmp_path / "labrun"
+    shutil.copytree(digits_run, run)
+    labels = (run / "labels.txt").read_text().splitlines()
+    (run / "labels.txt").write_text("\n".join(labels[:9]) + "\n")
+    code, out, err = run_cli("evaluate", run)
+    assert (code, out) == (2, "") and len(err.splitlines()) == 1, err
+    assert err.startswith(f"deepvision evaluate: error: {run / 'labels.txt'} names 9 classes"), err

@@ -121,6 +121,17 @@ def test_export_refuses_a_file_that_differs_and_bad_options(runs, tmp_path, monk
         OnnxClassifier(Path(__file__))  # any existing file: the missing package is reported first
 
 
+def test_export_refuses_an_out_that_is_one_of_its_images(runs, run_cli, tmp_path):
+    _, zoo, _, images = runs
+    image = tmp_path / "digit.onnx"  # an image whose name ends like the model file
+    image.write_bytes(images[0].read_bytes())
+    before = image.read_bytes()
+    code, out, err = run_cli("export", zoo, "--images", image, "--out", image)
+    assert code == 2 and out == ""
+    assert err.splitlines() == [f"deepvision export: error: --out {image} is an input of this command ({image}) and "
+                                f"would be overwritten; choose another output file"]
+    assert image.read_bytes() == before and sorted(tmp_path.iterdir()) == [image]
+
 
 def test_onnx_opset_is_the_one_asked_for_or_refused(runs, tmp_path, capsys):
     from deepvision.export import export as E

@@ -75,6 +75,18 @@ def test_a_fifo_input_is_named_as_such(tmp_path, run_cli, fmt, name, message):
     assert code == 2 and err.count("\n") == 1 and message.format(p=fifo) in err, err
 
 
+def test_a_fifo_voc_annotation_listed_by_a_split_is_named_as_such(tmp_path, run_cli):
+    assert run_cli("detection", "fake", "--format", "voc", "--out", tmp_path / "v1", "--images", "8")[0] == 0
+    xml = tmp_path / "v1" / "Annotations" / "2008_000003.xml"
+    xml.unlink()
+    os.mkfifo(xml)
+    code, out, err = run_cli("detection", "build", "voc", tmp_path / "v1", "--out", tmp_path / "v1b")
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [f"deepvision detection: error: {tmp_path / 'v1' / 'ImageSets' / 'Main' / 'train.txt'} "
+                                f"lists '2008_000003' but {xml} is a FIFO, not a regular file"]
+    assert not (tmp_path / "v1b").exists()
+
+
 def test_a_fifo_class_list_is_named_as_such(tmp_path, run_cli):
     data = _yolo(tmp_path / "ds", ["0 0.5 0.5 0.5 0.5"])
     os.mkfifo(tmp_path / "classes.txt")

@@ -51,6 +51,34 @@ def test_long_side_capped_and_json_boxes_in_original_pixels(run, tmp_path, run_c
     assert code == 0 and "0 detection(s)" in out
 
 
+def test_refusals_are_one_line_on_a_busy_machine(run, tmp_path, run_cli, busy_machine):
+    """A missing image, --min-confidence nan and --out over an input: the error line alone (no empty line on
+    stdout, no busy-cores note before it), the threshold and outputs refused before the model loads."""
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(tmp_path / "a.jpg")
+    before = (tmp_path / "a.jpg").read_bytes()
+    cases = [((tmp_path / "nope.jpg",), f"image or video not found: {tmp_path / 'nope.jpg'}; give an image or video "
+                                        f"file, or a folder of images"),
+             ((tmp_path / "a.jpg", "--min-confidence", "nan"), "--min-confidence must be in [0, 1], got nan"),
+             ((tmp_path / "a.jpg", "--out", tmp_path), f"--out {tmp_path} would overwrite the input "
+                                                       f"{tmp_path / 'a.jpg'} with its annotated copy; choose "
+                                                       f"another folder")]
+    for args, message in cases:
+        code, out, err = run_cli("detect", run, *args)
+        assert (code, out) == (2, "") and err.splitlines() == [f"deepvision detect: error: {message}"], err
+    assert (tmp_path / "a.jpg").read_bytes() == before and sorted(tmp_path.iterdir()) == [tmp_path / "a.jpg"]
+
+
+def test_detection_export_refuses_an_out_that_is_one_of_its_images(run, tmp_path, run_cli):
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(tmp_path / "d.onnx", format="JPEG")
+    before = (tmp_path / "d.onnx").read_bytes()
+    code, out, err = run_cli("detection", "export", run, "--format", "onnx", "--images", tmp_path / "d.onnx",
+                             "--out", tmp_path / "d.onnx")
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [f"deepvision detection: error: --out {tmp_path / 'd.onnx'} is an input of this "
+                                f"command ({tmp_path / 'd.onnx'}) and would be overwritten; choose another output file"]
+    assert (tmp_path / "d.onnx").read_bytes() == before and sorted(tmp_path.iterdir()) == [tmp_path / "d.onnx"]
+
+
 def test_label_placement_and_colours(run):
     from deepvision.inference.detect import Detection, Detector
     from deepvision.runs.loading import load_run

@@ -308,9 +308,7 @@ def read_class_names(path: str | None, count: int, root: str | None = None) -> l
             raise UserError(f"the labels go up to {count - 1:,}, beyond {MAX_CLASSES - 1:,}; give a labels file "
                             f"naming the classes (data.options.labels) or fix the labels")
         return [str(i) for i in range(count)]
-    p = resolve_path(root, path)
-    if not p.is_file():
-        raise UserError(f"labels file not found: {p}")
+    p = input_file(resolve_path(root, path), "labels file")  # a FIFO or a folder is named, never opened
     try:
         names = name_lines(p.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -370,10 +368,14 @@ def hdf5_source(cfg: DataConfig, wanted: list[str]) -> RawData:
             raise UserError(f"{path}: the data is {data.shape}; an image source needs N x H x W or N x H x W x C "
                             f"(C = 1 or 3) images (feature files are for the classifier tools)")
         if data.dtype != np.uint8:
-            if data.dtype.kind in "fc" and not np.isfinite(data).all():
-                bad = int(np.flatnonzero(~np.isfinite(data.reshape(len(data), -1)).all(axis=1))[0])
-                raise UserError(f"{path}: the images hold NaN or infinite values (first in row {bad:,}); "
-                                f"image data must be finite numbers 0-255")
+            rows = data.reshape(len(data), -1)
+            wrong = ~(np.isfinite(rows) & (rows >= 0) & (rows <= 255)).all(axis=1)  # clipping would hide them
+            if wrong.any():
+                row = rows[bad := int(np.flatnonzero(wrong)[0])]
+                what = (f"values beyond 0-255 (first in row {bad:,}: {row.min() if row.min() < 0 else row.max():g})"
+                        if np.isfinite(row).all() else f"NaN or infinite values (first in row {bad:,})")
+                raise UserError(f"{path}: the images hold {what}; image data must be 8-bit pixels 0-255 (scale "
+                                f"16-bit or signed data to that range first)")
             data = np.clip(np.rint(data), 0, 255).astype(np.uint8)
         if data.ndim == 4 and data.shape[3] == 1:
             data = data[..., 0]

@@ -52,6 +52,7 @@ from deepvision.safeload.images import (  # the pixel limit and its ceilings liv
     plain_png_channels,
     png_check,
     png_size,
+    png_without_text,
     sniff_format,
 )
 
@@ -270,6 +271,7 @@ class Decoder:
                 damage, excess = png_check(data)  # the same rule for the OpenCV and the Pillow path
                 if damage is not None:
                     raise DecodeError(damage)
+                data = png_without_text(data)  # libpng's warnings on a damaged text chunk never reach stderr
             # more image data than the rows need: libpng would print a warning, Pillow decodes it silently
             stored = None if excess else plain_png_channels(data)
             if stored is not None and (stored == 1 or self.channels == 3):
@@ -369,6 +371,7 @@ def decode_opencv(data: bytes | memoryview, color: int = 1) -> np.ndarray:
         damage, excess = png_check(data) if fmt == "png" else (None, False)
         if damage is not None:
             raise DecodeError(damage)
+        data = png_without_text(data) if fmt == "png" else data
         stored = plain_png_channels(data) if excess else None
         if stored is not None:  # plain gray/RGB with more data than its rows need: Pillow, which prints nothing
             color = 0 if stored == 1 else 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Union
@@ -10,6 +9,8 @@ from typing import Any, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from deepvision.safeload import check_declared_bytes
 
 
 @dataclass
@@ -89,10 +90,8 @@ def adapt_tensor_split(
     elif size is not None and (h, w_) != tuple(size) and not (crop and h >= size[0] and w_ >= size[1]):
         target = tuple(size)
     if target is not None and target != (h, w_):
-        from deepvision.safeload import check_declared_bytes
-
-        check_declared_bytes(f"{'data.resize' if resize else 'data.image_size'} for this in-memory split "
-                             f"({len(x):,} images at {target[0]}x{target[1]})", len(x) * x.shape[1] * math.prod(target))
+        check_declared_bytes(f"{'data.resize' if resize else 'data.image_size'} for this in-memory split ({len(x):,} "
+                             f"images at {target[0]}x{target[1]})", torch.Size((len(x), x.shape[1], *target)).numel())
         out = torch.empty((len(x), x.shape[1], *target), dtype=torch.uint8)
         for i in range(0, len(x), 256):  # in chunks: the float copy stays small
             part = F.interpolate(x[i : i + 256].float(), size=target, mode="bilinear", antialias=True,

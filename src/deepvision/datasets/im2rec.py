@@ -45,7 +45,7 @@ from deepvision.datasets.listing import DEFAULT_EXTS, list_images, make_list, un
 from deepvision.datasets.records import RecordWriter, encode_image, frame_record
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
-from deepvision.safeload import max_image_side, printable
+from deepvision.safeload import check_workers, max_image_side, printable
 
 __all__ = ["DEFAULT_EXTS", "PackItem", "PackOptions", "PackResult", "ProgressReporter", "Terminated", "encode_item",
            "find_lists", "list_images", "make_list", "pack_list", "pack_outputs", "read_list_lenient",
@@ -226,9 +226,9 @@ def pack_list(
     """
     lst = Path(lst)
     rec = Path(rec) if rec else lst.with_suffix(".rec")
+    workers = check_workers("--num-thread", max(1, workers or os.cpu_count() or 1))
     items, problems = read_list_lenient(lst, unique_index=True)
     _refuse_over(lst, items, options.root, _existing_outputs([rec]))
-    workers = max(1, workers or os.cpu_count() or 1)
     skipped: list[tuple[str, str, str]] = list(problems)
     t0 = time.perf_counter()
     tasks = list(enumerate(items))

@@ -26,7 +26,7 @@ from deepvision.data.records.record_file import RecordFile
 from deepvision.data.records.recordio import RecordError
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, refuse_output_over_inputs
-from deepvision.safeload import input_file
+from deepvision.safeload import check_workers, input_file
 
 
 @dataclass
@@ -83,9 +83,6 @@ def _init(record_file: RecordFile | None) -> None:
     _RECORD_FILE = record_file
 
 
-MAX_WORKERS = 1024
-
-
 def compute_mean(
     source: str | Path,
     *,
@@ -98,9 +95,7 @@ def compute_mean(
     `out`, the mean file the caller will write, is refused up front when it is the source or one of its
     images."""
     source = input_file(source)  # a FIFO is named as one, never opened
-    workers = max(1, workers or os.cpu_count() or 1)
-    if workers > MAX_WORKERS:
-        raise UserError(f"--num-thread must be at most {MAX_WORKERS:,} (one process each), got {workers:,}")
+    workers = check_workers("--num-thread", max(1, workers or os.cpu_count() or 1))
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     t0 = time.perf_counter()
     sums, count, skipped = np.zeros(3), 0, []

@@ -18,6 +18,7 @@ from deepvision.data.age_buckets import is_age_buckets
 from deepvision.data.dataset_loader import DatasetSource
 from deepvision.data.loader import BatchLoader
 from deepvision.data.loaders import build_loaders
+from deepvision.data.lst import read_lst
 from deepvision.data.sources import (
     DATA_FORMS,
     DataBundle,
@@ -37,13 +38,15 @@ from deepvision.errors import UserError
 from deepvision.evaluation import metrics as M
 from deepvision.evaluation.plots import plot_binary, plot_confusion
 from deepvision.evaluation.tencrop import TenCropTransform, ten_crop
-from deepvision.fileio import atomic_write_text, refuse_output_inside
+from deepvision.fileio import atomic_write_text, refuse_output_folder_over_inputs, refuse_output_inside
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
 from deepvision.safeload import check_choice, check_range, spreadsheet_cell, spreadsheet_row
 
 ROLES = ("train", "val", "test")
 # --crops: the views averaged per image -> (what the progress line says, the report folder's suffix)
+REPORT_FILES = ("metrics.json", "report.csv", "confusion_matrix.csv", "confusion_matrix.png", "predictions.csv",
+                "roc_pr.json", "roc_pr.png")
 CROPS = {1: ("", ""), 2: (" (with the mirror)", "-flip"), 10: (" (10-crop oversampling)", "-10crop")}
 
 
@@ -70,6 +73,14 @@ def _data_config_for(cfg: Config, data: str | None) -> tuple[Config, str]:
         raise UserError(f"--data must be train, val, test or a path to {DATA_FORMS}; {data} not found")
     cfg.data = data_config_for_path(cfg.data, data, image_root=cfg.data.options.get("image_root"))
     return cfg, "train"
+
+
+def _refuse_report_over_listed_images(out: str | Path, list_file: str | Path, root: str | None) -> None:
+    """Refuse, before any image is read, a report folder that holds images the .lst names (the folder of
+    one of them, or a report file that is one): the report would replace them or mix with them."""
+    base = Path(root) if root else Path(list_file).parent
+    images = [base / entry.path for entry in read_lst(list_file)]  # an absolute entry stays as it is
+    refuse_output_folder_over_inputs(out, images, [Path(out) / name for name in REPORT_FILES])
 
 
 def collect_probs(loaded: LoadedRun, loader, device: torch.device, crops: int = 1,
@@ -157,6 +168,8 @@ def evaluate_run(
     say = (lambda *_: None) if quiet else print
     # the data is read (and refused, in one line) before the model loads and before anything is printed
     cfg, role = _data_config_for(run_cfg, data)
+    if out is not None and data not in (None, *ROLES) and cfg.data.source == "lst":
+        _refuse_report_over_listed_images(out, cfg.data.train, cfg.data.root)
     cfg.data.channels = run.read_preprocess().channels  # new data is read the way the model was trained
     cfg.data.skip_corrupt = cfg.data.skip_corrupt or skip_corrupt
     bundle: DataBundle = load_data(cfg.data, roles=("val", "test") if role == "auto" else (role,))
@@ -169,8 +182,8 @@ def evaluate_run(
         raise UserError(f"the run's data has no '{role}' split; choose from "
                         f"{', '.join(r for r in ROLES if present.role(r) is not None)} (--data), or give "
                         f"{DATA_FORMS}")
-    say("[INFO] loading model...")
-    loaded = load_run(run_dir, epoch=epoch, which=which, device=dev)
+    loaded = load_run(run_dir, epoch=epoch, which=which, device=dev)  # refused in one line, before any output
+    say(f"[INFO] model loaded from {loaded.checkpoint}")
     if cfg.data.source == "folder" and data not in ROLES and bundle.classes != loaded.classes:
         bundle = _remap_classes(bundle, role, loaded.classes, data)
     unnamed = [str(i) for i in range(len(bundle.classes))]  # an HDF5 file without label_names

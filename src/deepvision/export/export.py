@@ -34,7 +34,7 @@ from deepvision.export import detection  # noqa: F401  (registers the detection 
 from deepvision.export.hooks import ExportHooks, Parity, hooks_for, register_export
 from deepvision.export.onnx_export import INPUT, OUTPUT
 from deepvision.export.result import ExportResult
-from deepvision.fileio import atomic_path, unlink_quietly
+from deepvision.fileio import atomic_path, refuse_output_over_inputs, unlink_quietly
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
 from deepvision.safeload import check_range
@@ -168,6 +168,8 @@ def export_run(
         raise UserError("--opset applies to --format onnx only")
     if opset is not None:
         check_range("--opset (an ONNX opset version)", opset, 7, 99)
+    if out is not None and images:
+        refuse_output_over_inputs(out, images)  # an image named like the model file would be replaced
     hooks_cls = hooks_for(RunDir.open(run_dir).read_config().task)
     if dynamic_batch and not hooks_cls.dynamic_batch:
         raise UserError("a detection export takes one image of any size; --dynamic-batch does not apply")

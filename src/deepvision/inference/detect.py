@@ -74,13 +74,19 @@ class ImageDetections:
         return d
 
 
+def check_min_confidence(value: float) -> float:
+    """`value` if it is a score threshold from 0 to 1; UserError otherwise (NaN included)."""
+    if not 0 <= value <= 1:
+        raise UserError(f"--min-confidence must be in [0, 1], got {value}")
+    return value
+
+
 class Detector:
     """A detector with the pre- and post-processing above; `detect` takes RGB uint8 H x W x 3 arrays."""
 
     def __init__(self, model: torch.nn.Module, classes: list[str], min_confidence: float = 0.5,
                  max_side: int = MAX_SIDE, seed: int = 42) -> None:
-        if not 0 <= min_confidence <= 1:
-            raise UserError(f"--min-confidence must be in [0, 1], got {min_confidence}")
+        check_min_confidence(min_confidence)
         self.model = model.eval()
         self.device = next(self.model.parameters()).device
         self.names = list(classes)
@@ -287,12 +293,14 @@ def run_detect(run_dir: str | Path, sources: list[str | Path], *, min_confidence
                device: str = "auto", batch_size: int = 4, on_video_frame: Callable[[int, int], None] | None = None
                ) -> tuple[list[ImageDetections], list[VideoResult]]:
     """Detect in every source; with `out`, annotated images/videos and detections.json are written there."""
+    check_min_confidence(min_confidence)  # the arguments are refused before the model loads
     items = expand_sources(sources)
-    detector = Detector.from_run(load_run(run_dir, epoch, which, resolve_device(device)), min_confidence)
     out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        _check_outputs(items, out_dir)
+    detector = Detector.from_run(load_run(run_dir, epoch, which, resolve_device(device)), min_confidence)
     with contextlib.ExitStack() as stack:
         if out_dir is not None:
-            _check_outputs(items, out_dir)
             stack.enter_context(output_folder(out_dir))  # a failure leaves no empty folder behind
         images = [p for p, kind in items if kind == "image"]
         image_results = list(detect_images(detector, images, out_dir, batch_size)) if images else []

@@ -40,6 +40,7 @@ from deepvision.safeload.files import (
     MAX_IMAGE_SIDE,
     MAX_JSON_FILE_BYTES,
     MAX_TEXT_BYTES,
+    MAX_WORKERS,
     MAX_YAML_FILE_BYTES,
     check_choice,
     check_declared_bytes,
@@ -48,6 +49,7 @@ from deepvision.safeload.files import (
     check_image_side,
     check_numbers,
     check_range,
+    check_workers,
     first_not_whole,
     format_bytes,
     input_file,
@@ -73,11 +75,11 @@ from deepvision.safeload.text import (
 
 __all__ = [
     "FORMULA_STARTS", "LimitError", "MAX_ALIAS_GROWTH", "MAX_DEPTH", "MAX_FAKE_IMAGES", "MAX_FAKE_SIDE",
-    "MAX_IMAGE_SIDE", "MAX_INT_BITS", "MAX_JSON_FILE_BYTES", "MAX_LINE_CHARS", "MAX_TEXT_BYTES",
+    "MAX_IMAGE_SIDE", "MAX_INT_BITS", "MAX_JSON_FILE_BYTES", "MAX_LINE_CHARS", "MAX_TEXT_BYTES", "MAX_WORKERS",
     "MAX_YAML_FILE_BYTES", "ParseError", "SafeLoader", "ZIP_MAX_RATIO", "bounded_lines", "check_class_names",
     "check_choice", "check_declared_bytes", "check_fake_images", "check_file_size", "check_image_side",
-    "check_mat_file", "check_range", "check_zip_directory", "check_zip_member", "csv_rows", "expanded_size",
-    "format_bytes", "input_file", "is_control", "json_depth", "load_json", "load_yaml", "max_image_side",
-    "max_read_bytes", "name_lines", "open_npz", "printable", "read_bytes", "read_json", "read_text_file", "read_yaml",
-    "regular_file", "shown_value", "check_numbers", "first_not_whole", "spreadsheet_cell", "spreadsheet_row",
+    "check_mat_file", "check_numbers", "check_range", "check_workers", "check_zip_directory", "check_zip_member",
+    "csv_rows", "expanded_size", "first_not_whole", "format_bytes", "input_file", "is_control", "json_depth",
+    "load_json", "load_yaml", "max_image_side", "max_read_bytes", "name_lines", "open_npz", "printable", "read_bytes",
+    "read_json", "read_text_file", "read_yaml", "regular_file", "shown_value", "spreadsheet_cell", "spreadsheet_row",
 ]

@@ -80,8 +80,18 @@ def load_json(data: str | bytes, source: str | None = None, max_depth: int = MAX
         if isinstance(exc, json.JSONDecodeError):
             line, msg = f" (line {exc.lineno})", exc.msg
         else:  # bytes that are not UTF-8, an integer of too many digits
-            line, msg = "", str(exc).splitlines()[0]
+            line, msg = "", _int_digits_problem(str(exc)) or str(exc).splitlines()[0]
         raise _invalid(source, "JSON", line, msg) from None
+
+
+def _int_digits_problem(message: str) -> str | None:
+    """Python's refusal of an integer of too many digits ("Exceeds the limit (4300 digits) ...: value has
+    5000 digits; use sys.set_int_max_str_digits() ..."), said as what is wrong with the data; else None."""
+    found = re.search(r"limit \((\d+) digits\).*value has (\d+) digits", message)
+    if found is None:
+        return None
+    return (f"an integer of {int(found[2]):,} digits, more than the {int(found[1]):,} a number may have; no "
+            f"count, size or coordinate needs that many")
 
 
 def read_json(path: str | Path, what: str = "JSON file", max_depth: int = MAX_DEPTH) -> Any:

@@ -120,6 +120,18 @@ def check_range(option: str, value: object, low: int, high: int | None = None) -
     return value
 
 
+MAX_WORKERS = 1024  # worker processes one command may start (one per image at most): more only exhausts the machine
+
+
+def check_workers(option: str, value: object) -> int:
+    """`value` if it is a worker-process count from 1 to MAX_WORKERS; UserError naming `option` otherwise,
+    before any process starts."""
+    check_range(option, value, 1)
+    if value > MAX_WORKERS:
+        raise UserError(f"{option} must be at most {MAX_WORKERS:,} (one process each), got {value:,}")
+    return value
+
+
 def check_choice(option: str, value: object, choices: Iterable[int]) -> int:
     """`value` if it is one of the whole numbers `choices` (an int, not a bool); UserError naming
     `option`, the choices and what was given (with its type when it is not an int) otherwise."""

@@ -127,6 +127,29 @@ def plain_png_channels(data: bytes | memoryview) -> int | None:
     return None
 
 
+PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt", b"iCCP")  # text and colour profile: no decoder here uses them
+
+
+def png_without_text(data: bytes | memoryview) -> bytes | memoryview:
+    """`data` without its text and colour-profile chunks (`PNG_TEXT_CHUNKS`), `data` itself when it has
+    none. No decoder here turns them into pixels, but libpng inflates them and prints its own warnings on
+    standard error for a damaged or oversized one ("libpng warning: zTXt: truncated", "iCCP: profile 'p':
+    0h: too short"). Only chunk headers are read; the chunks are checked by `png_check` first."""
+    view = memoryview(data).cast("B") if not isinstance(data, memoryview) else data.cast("B")
+    kept, pos, n, dropped = [view[:8]], 8, len(view), False
+    while pos + 12 <= n:
+        length, kind = struct.unpack_from(">I4s", view, pos)
+        end = pos + 12 + length
+        if kind in PNG_TEXT_CHUNKS:
+            dropped = True
+        else:
+            kept.append(view[pos:end])
+        if kind == b"IEND":
+            break
+        pos = end
+    return b"".join(kept) if dropped else data
+
+
 def png_damage(data: bytes | memoryview) -> str | None:
     """Why the PNG `data` is damaged (a chunk whose checksum does not match, a chunk cut off, no IEND
     chunk, a broken or short compressed image stream, a bad row filter), or None. Checked before libpng

@@ -34,7 +34,7 @@ from deepvision.data.splits import stratified_split
 from deepvision.datasets.detection.readers.common import inside
 from deepvision.datasets.listing import write_split_lists
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, refuse_output_over_inputs
 from deepvision.safeload import check_class_names, check_mat_file, csv_rows, read_text_file
 
 IMAGENET_MEAN = {"R": 123.68, "G": 116.779, "B": 103.939}
@@ -179,11 +179,27 @@ def read_label_csv(path: str | Path, images: str) -> tuple[list[str], list[str]]
     return paths, labels
 
 
+OUTPUT_FILES = ("train.lst", "val.lst", "test.lst", "labels.txt", "mean.json")
+
+
+def _refuse_outputs_over_csv(out: Path, csv_path: Path) -> None:
+    """Refuse, before anything is read or written, an --out whose lists, labels.txt or mean.json would
+    replace the label CSV (compared by inode, so links and `..` detours are caught)."""
+    for name in OUTPUT_FILES:
+        try:
+            refuse_output_over_inputs(out / name, [csv_path])
+        except UserError:
+            raise UserError(f"--out {out} would overwrite the input {csv_path} (--csv) with its {name}; choose "
+                            f"another folder") from None
+
+
 def build_cars_lists(root: str | Path, out: str | Path | None = None, *, csv_path: str | Path | None = None,
                      images: str = "car_ims", fraction: float = 0.15, seed: int = 42,
                      absolute: bool = False, check_files: bool = True) -> CarsLists:
     """Read the annotations, split them and (with `out`) write the lists, labels.txt and mean.json."""
     root = Path(root)
+    if out is not None and csv_path is not None:
+        _refuse_outputs_over_csv(Path(out), Path(csv_path))
     if csv_path is not None:
         paths, labels = read_label_csv(csv_path, images)
     else:

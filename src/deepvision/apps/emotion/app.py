@@ -52,7 +52,7 @@ from deepvision.inference.faces.draw import draw_face, probability_canvas, resiz
 from deepvision.inference.faces.track import DETECT_EVERY, FaceTracker
 from deepvision.inference.video import open_video
 from deepvision.models.memory_format import to_channels_last
-from deepvision.safeload import check_image_side, check_range, spreadsheet_cell, spreadsheet_row
+from deepvision.safeload import check_image_side, check_range, input_file, spreadsheet_cell, spreadsheet_row
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 PREFERRED_DETECTOR = "mtcnn"  # measured on real faces: benchmarks/face_detectors.py, docs/faces.md
@@ -184,9 +184,7 @@ def open_capture(video: str | Path | None = None, camera: int = 0) -> Any:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "0")  # FFmpeg's own messages ("moov atom not found"): off
     cv2 = cv2_module()
     if video is not None:
-        path = Path(video)
-        if not path.is_file():
-            raise UserError(f"video not found: {path}")
+        path = input_file(video, "video")  # a FIFO or a folder is named, never opened
         return open_video(cv2, path)
     check_camera(camera)
     with _quiet_opencv(cv2):  # OpenCV logs its own warnings for a missing camera; ours is the one line

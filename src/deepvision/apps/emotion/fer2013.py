@@ -29,7 +29,7 @@ from deepvision.fileio import (
     refuse_output_inside,
     require_new_file,
 )
-from deepvision.safeload import bounded_lines, check_file_size, csv_rows, regular_file
+from deepvision.safeload import bounded_lines, check_fake_images, check_file_size, csv_rows, regular_file
 from deepvision.safeload.text import printable
 
 SPLITS = {"Training": "train", "PrivateTest": "val", "PublicTest": "test"}
@@ -260,6 +260,7 @@ def make_fake_fer_csv(path: str | Path, rows: int = 140, seed: int = 0) -> Path:
     (a bright bar whose row depends on the emotion); every emotion and every Usage occurs."""
     if rows < 21:
         raise UserError("a fake FER CSV needs at least 21 rows (every emotion in every split)")
+    check_fake_images(rows, "--rows")  # every line (8 kB of text) is held until the file is written
     path = Path(path)
     require_new_file(path)
     rng = np.random.default_rng(seed)

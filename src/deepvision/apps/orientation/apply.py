@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from deepvision.apps.orientation.dataset import ANGLES
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path, atomic_write_text, refuse_output_folder_over_inputs
 from deepvision.safeload import spreadsheet_row
@@ -55,7 +56,7 @@ def load_orientation_model(model: str | Path, device: str = "auto") -> tuple[Any
     except ValueError:
         raise UserError(f"{model} predicts classes {', '.join(clf.label_names)}, not rotation angles; fit it on "
                         f"`deepvision orientation dataset` features") from None
-    if any(a % 90 for a in angles):
+    if any(a not in ANGLES for a in angles) or len(set(angles)) != len(angles):  # -90 and 270: one turn twice
         raise UserError(f"{model} predicts angles {angles}; orientation models predict 0, 90, 180 and 270")
     loaded = load_model(feat.get("model"), feat.get("weights"), run=feat.get("run"), epoch=feat.get("epoch"),
                         device=device)

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path, atomic_write_text, check_jpeg_quality
+from deepvision.fileio import atomic_path, atomic_write_text, check_jpeg_quality, refuse_output_inside
 
 ANGLES = (0, 90, 180, 270)
 _CLOCKWISE = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_90}
@@ -91,6 +91,7 @@ def build_orientation_dataset(
         raise UserError(f"--sample must be first or random, got {sample!r}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not empty; choose a new output folder")
+    refuse_output_inside(out, src, "the input folder", "OUT")  # its rotated copies would pass as upright photos
     paths = _list_images(src)
     rng = np.random.default_rng(seed)
     if sample == "random" and len(paths) > max_images:

@@ -31,20 +31,28 @@ def run(args: argparse.Namespace) -> int:
 
     from deepvision.cli.output import shown
     from deepvision.config.schema import MAX_BATCH
-    from deepvision.inference.detect import run_detect
+    from deepvision.inference.detect import check_min_confidence, run_detect
     from deepvision.safeload import check_range
 
     check_range("--batch-size", args.batch_size, 1, MAX_BATCH)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeRemainingColumn(), transient=True, disable=args.json) as bar:
-        task = bar.add_task("video frames", total=None)
+    check_min_confidence(args.min_confidence)
+    # the bar starts with the first video frame: a refusal before it stays one line on stderr
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TimeRemainingColumn(), transient=True, disable=args.json)
+    task = bar.add_task("video frames", total=None)
 
-        def frame(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total or None)
+    def frame(done: int, total: int) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total or None)
 
+    try:
         images, videos = run_detect(args.run_dir, args.sources, min_confidence=args.min_confidence, out=args.out,
                                     show=args.show, epoch=args.epoch, device=args.device,
                                     batch_size=args.batch_size, on_video_frame=frame)
+    finally:
+        if bar.live.is_started:  # stopping a bar never started would still print an empty line
+            bar.stop()
     if args.json:
         print(json.dumps({"images": [r.to_dict() for r in images],
                           "videos": [{"video": v.source, "frames": v.frames, "output": v.output,

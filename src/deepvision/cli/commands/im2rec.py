@@ -80,6 +80,7 @@ def _run(args: argparse.Namespace) -> int:
         refuse_outputs_over_inputs,
     )
     from deepvision.errors import UserError
+    from deepvision.safeload import check_workers
 
     prefix = os.path.abspath(args.prefix)
     root = os.path.abspath(args.root)
@@ -118,8 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         set_max_image_pixels(int(args.max_pixels))
     if not os.path.isdir(root):
         raise UserError(f"image folder not found: {root}")
-    if args.num_thread < 1:
-        raise UserError(f"--num-thread must be >= 1, got {args.num_thread}")
+    check_workers("--num-thread", args.num_thread)
     if args.encoding == ".jpg":
         from deepvision.fileio import check_jpeg_quality
 

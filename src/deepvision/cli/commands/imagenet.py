@@ -56,6 +56,10 @@ def make_lists(args: argparse.Namespace) -> int:
 
     if not args.no_mean:  # needs the records extra (OpenCV): fail before writing anything
         import deepvision.datasets.mean  # noqa: F401
+        from deepvision.safeload import check_workers
+
+        if args.workers is not None:
+            check_workers("--workers", args.workers)
     lists = build_lists(args.root, args.out, test_size=args.test_size, seed=args.seed, absolute=args.absolute,
                         blacklist=not args.no_blacklist)
     print(f"{len(lists.classes)} classes; train {len(lists.train):,}, val {len(lists.val):,} "

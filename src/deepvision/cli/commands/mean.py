@@ -30,10 +30,9 @@ def run(args: argparse.Namespace) -> int:
 
     from deepvision.datasets.im2rec import ProgressReporter
     from deepvision.datasets.mean import compute_mean, write_mean_json
-    from deepvision.errors import UserError
+    from deepvision.safeload import check_workers
 
-    if args.num_thread < 1:
-        raise UserError(f"--num-thread must be >= 1, got {args.num_thread}")
+    check_workers("--num-thread", args.num_thread)
     reporter = ProgressReporter("mean")
     try:
         result = compute_mean(args.source, root=args.root, workers=args.num_thread, progress=reporter,

@@ -81,10 +81,10 @@ def run_build(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     from deepvision.apps.stl10 import build_stl10
     from deepvision.cli.output import progress_bar
-    from deepvision.errors import UserError
+    from deepvision.safeload import check_workers
 
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    if args.workers is not None:
+        check_workers("--workers", args.workers)  # packing starts one process per image up to this
     with progress_bar() as bar:
         tasks: dict[str, int] = {}
 

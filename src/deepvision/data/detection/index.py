@@ -57,7 +57,10 @@ def load_index(root: str | Path, splits: list[str] | None = None) -> DetectionIn
     meta = _read_json(meta_path)
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise UserError(f"{meta_path} is not a deepvision detection dataset of version {VERSION}")
-    classes = _classes(meta.get("classes"), meta_path)
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise UserError(f"{meta_path} 'classes' must be a list of class names (text); rebuild the dataset")
+    check_class_names(classes, f"{meta_path} 'classes'")
     image_root = Path(meta["image_root"])
     image_root = image_root if image_root.is_absolute() else (root / image_root)
     wanted = splits if splits is not None else list(meta.get("splits", []))
@@ -80,14 +83,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise UserError(f"{path} is not a dataset index (not a JSON object); rebuild the dataset")
     return doc
-
-
-def _classes(value: Any, path: Path) -> list[str]:
-    """The class names of dataset.json: a list of text names that obey the class-name rule."""
-    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
-        raise UserError(f"{path} 'classes' must be a list of class names (text); rebuild the dataset")
-    check_class_names(value, f"{path} 'classes'")
-    return list(value)
 
 
 def _image(entry: dict[str, Any], image_root: Path, num_classes: int, path: Path) -> IndexImage:

@@ -136,8 +136,10 @@ def read_voc(root: str | Path, splits: list[str] | None = None, images_dir: str 
         records = []
         for stem in stems:
             xml = inside(ann_dir, f"{stem}.xml", str(sets / f"{split}.txt"))
-            if not xml.is_file():
-                raise UserError(f"{sets / (split + '.txt')} lists '{stem}' but {xml} does not exist")
+            problem = file_problem(xml)
+            if problem is not None:  # a FIFO is named, never opened
+                what = "does not exist" if problem == "missing" else f"is {problem}, not a regular file"
+                raise UserError(f"{sets / (split + '.txt')} lists '{stem}' but {xml} {what}")
             record = read_voc_xml(xml, image_dirs, dataset_root)
             record.source = f"{xml} (listed in {lists[split]})" if split in lists else str(xml)
             records.append(record)
