@@ -85,7 +85,7 @@ def test_deeper_or_shallower_networks_are_rejected(tmp_path):
 
 def test_loading_never_unpickles_code(tmp_path):
     torch.save({"weight": torch.zeros(1), "payload": Preprocess(1, (28, 28))}, tmp_path / "evil.pth")
-    with pytest.raises(UserError, match="not a readable weights file"):
+    with pytest.raises(UserError, match="holds Python objects besides tensors"):
         load_pretrained(create_model("lenet"), tmp_path / "evil.pth", "lenet")
 
 

@@ -246,6 +246,10 @@ def fit_logreg(
     with warnings.catch_warnings():  # the filter reaches the worker processes: no library text from the folds
         warnings.simplefilter("ignore", ConvergenceWarning)
         search.fit(fit_x, y[:i])
+    if jobs != 1:  # joblib keeps its worker processes for reuse: a finished fit leaves none behind
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=True)
     best = clone(estimator).set_params(**search.best_params_)
     with warnings.catch_warnings(record=True) as caught:  # the model kept: said in one line of ours
         warnings.simplefilter("always", ConvergenceWarning)
