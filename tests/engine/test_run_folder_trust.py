@@ -23,6 +23,19 @@ def test_train_log_is_not_written_through_a_symlink(tmp_path):
     assert victim.read_text() == "precious\n"
 
 
+def test_train_log_is_not_appended_through_a_hard_link(tmp_path):
+    """A hard link planted at RUN/train.log (O_NOFOLLOW does not see it) would put the log into the
+    other file: refused, that file unchanged."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    os.link(victim, run / "train.log")
+    with pytest.raises(UserError, match=r"train.log has 2 links \(a hard link to a file elsewhere\)"):
+        Reporter(run / "train.log")
+    assert victim.read_text() == "precious\n"
+
+
 def test_train_log_refuses_a_fifo_without_blocking(tmp_path):
     os.mkfifo(tmp_path / "train.log")
     with pytest.raises(UserError, match="is not a regular file"):

@@ -116,6 +116,8 @@ def test_detection_history_gets_map_and_loss_components_not_an_empty_accuracy(tm
     ("999999999,nan,nan,nan,nan,nan,nan,nan,nan,nan", "line 5: epoch 999999999 after epoch 3; the epochs count up"),
     ("4,nan,nan,nan,nan,nan,nan,nan,nan,nan", "line 5: learning rate nan is not a finite number"),
     ("2,0.1,1,1,1,1,1,1,1,1", "line 5: epoch 2 after epoch 3"),
+    ("1.5,0.1,1,1,1,1,1,1,1,1", "line 5: epoch '1.5' is not a whole number"),
+    ("abc,0.1,1,1,1,1,1,1,1,1", "line 5: epoch 'abc' is not a whole number"),
 ])
 def test_an_impossible_history_row_is_damage_for_plot_and_runs(tmp_path, run_cli, row, problem):
     from deepvision.runs.journal import journal

@@ -133,9 +133,9 @@ def _clock(seconds: float) -> str:
 
 
 def open_log(path: Path) -> TextIO:
-    """`path` opened for appending, line-buffered, without following a symlink (a link planted in a run
-    folder must not redirect the log onto another file) and only when it is a regular file (a FIFO would
-    block); UserError otherwise."""
+    """`path` opened for appending, line-buffered, without following a symlink or appending to a file with
+    other hard links (a link planted in a run folder must not redirect the log onto another file) and only
+    when it is a regular file (a FIFO would block); UserError otherwise."""
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags, 0o666)
@@ -146,9 +146,14 @@ def open_log(path: Path) -> TextIO:
         if exc.errno == errno.ENXIO:  # a FIFO nobody reads
             raise UserError(f"{path} is not a regular file; remove it and run again") from None
         raise UserError(f"cannot open {path}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise UserError(f"{path} is not a regular file; remove it and run again")
+    if info.st_nlink > 1:  # a hard link planted in the run folder: the log would land in another file
+        os.close(fd)
+        raise UserError(f"{path} has {info.st_nlink} links (a hard link to a file elsewhere); deepvision does "
+                        f"not append to it: remove it and run again")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "a", encoding="utf-8", buffering=1)
 

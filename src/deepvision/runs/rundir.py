@@ -279,12 +279,15 @@ class RunDir:
         problem = None
         try:
             with open(path, newline="", encoding="utf-8") as f:
-                for row in csv.DictReader(f):
+                for line, row in enumerate(csv.DictReader(f), 2):
                     if None in row or "epoch" not in row:
                         raise ValueError("unexpected columns")
+                    if not (row["epoch"] or "").isdigit():  # what int() takes beyond digits is no epoch either
+                        raise ValueError(f"line {line}: epoch '{printable(str(row['epoch'])[:20])}' is not a "
+                                         f"whole number")
                     rows.append({k: _parse(k, v) for k, v in row.items()})
         except (UnicodeDecodeError, csv.Error, ValueError) as exc:
-            problem = exc.__class__.__name__
+            problem = str(exc) if str(exc).startswith("line ") else exc.__class__.__name__
         if problem is None:
             problem = _bad_cell(rows)
         if problem is None and path == self.history_path:
