@@ -340,3 +340,18 @@ def test_a_checkpoint_with_negative_batchnorm_variances_is_refused(tmp_path):
     with pytest.raises(UserError, match=r"^ckpt: weight 'bn.running_var' holds negative variances; fix it$"):
         check_weights_finite(state, "ckpt", "fix it")
     check_weights_finite({"bn.running_var": torch.ones(3)}, "ckpt", "fix it")
+
+
+def test_a_number_too_long_for_json_is_named_in_run_and_preprocess_files(tmp_path, run_cli):
+    """A 5,000-digit number in run.json or preprocess.json is named as such, not as "not a JSON object"
+    (run.json is one) or "missing" (preprocess.json is there)."""
+    run = _run(tmp_path, epochs=1)
+    state = run.state_path.read_text()
+    run.state_path.write_text(state.replace('"epochs_done": 1', '"epochs_done": ' + "9" * 5000))
+    code, _, err = run_cli("resume", run.path, "--set", "train.epochs=2")
+    assert code == 2 and len(err.splitlines()) == 1 and "an integer of 5,000 digits" in err
+    run.state_path.write_text(state)
+    pre = run.preprocess_path.read_text()
+    run.preprocess_path.write_text(pre.replace('"channels": 1', '"channels": ' + "9" * 5000))
+    code, _, err = run_cli("evaluate", run.path)
+    assert code == 2 and len(err.splitlines()) == 1 and "preprocess.json is not valid JSON: an integer of 5,000" in err

@@ -173,7 +173,9 @@ class RunDir:
             return Preprocess.from_dict(read_json(self.preprocess_path, "preprocess.json"))
         except LimitError:
             raise
-        except (OSError, ParseError, ValueError, KeyError, TypeError, AttributeError):
+        except ParseError as exc:
+            raise UserError(f"{exc}; re-run training or restore it") from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             raise UserError(f"{self.preprocess_path} is missing or damaged; re-run training or restore it") from None
         except UserError as exc:  # a value out of range
             raise UserError(f"{self.preprocess_path}: {exc}") from None
@@ -206,6 +208,8 @@ class RunDir:
             return {}
         except LimitError:
             raise
+        except ParseError as exc:  # names what is wrong (a 5,000-digit number, a cut file)
+            raise UserError(f"{exc}; restore it or delete it (its status and segment list are lost then)") from None
         except (OSError, UserError):
             state = None
         problem = "not a JSON object" if not isinstance(state, dict) else _state_problem(state)
