@@ -36,20 +36,25 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return Path(a).resolve() == Path(b).resolve()
 
 
+def file_id(path: str | Path) -> tuple[int, int] | None:
+    """(device, inode) of what `path` names, links followed: two paths with one id are one file. None
+    when nothing is there."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
 def refuse_output_over_inputs(out: str | Path, inputs: Iterable[str | Path], option: str = "--out") -> None:
     """Refuse, before anything is read or written, an output file that is one of the command's inputs
     (writing it would destroy the data the command reads). Compared by inode, so links and `..`
     detours are caught; an output that does not exist yet cannot be an input."""
-    try:
-        st = os.stat(out)
-    except OSError:
+    target = file_id(out)
+    if target is None:
         return
     for item in inputs:
-        try:
-            other = os.stat(item)
-        except OSError:
-            continue
-        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+        if file_id(item) == target:
             raise UserError(f"{option} {out} is an input of this command ({item}) and would be overwritten; "
                             f"choose another output file")
 

@@ -44,7 +44,7 @@ from deepvision.data.records.pipeline import forking_cv2
 from deepvision.datasets.listing import DEFAULT_EXTS, list_images, make_list, unlistable
 from deepvision.datasets.records import RecordWriter, encode_image, frame_record
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, file_id
 from deepvision.safeload import check_workers, max_image_side, printable
 
 __all__ = ["DEFAULT_EXTS", "PackItem", "PackOptions", "PackResult", "ProgressReporter", "Terminated", "encode_item",
@@ -271,24 +271,16 @@ def pack_outputs(rec: str | Path) -> list[Path]:
     return [rec, rec.with_suffix(".idx"), skipped_path(rec)]
 
 
-def _file_id(path: str | Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return st.st_dev, st.st_ino
-
-
 def _existing_outputs(recs: Iterable[Path]) -> dict[tuple[int, int], Path]:
     """The packing outputs of `recs` that exist already, by (device, inode)."""
-    return {fid: out for rec in recs for out in pack_outputs(rec) if (fid := _file_id(out)) is not None}
+    return {fid: out for rec in recs for out in pack_outputs(rec) if (fid := file_id(out)) is not None}
 
 
 def _refuse_over(lst: Path, items: list[PackItem], root: str | Path, outputs: dict[tuple[int, int], Path]) -> None:
     if not outputs:
         return  # nothing there yet: no output can be an input
     for path, where in [(lst, ""), *((Path(root, it.path), f" (line {it.line})") for it in items)]:
-        fid = _file_id(path)
+        fid = file_id(path)
         if fid is not None and fid in outputs:
             raise UserError(f"{outputs[fid]} is an input of {lst}{where} and packing would overwrite it; "
                             f"rename the file or choose another prefix")

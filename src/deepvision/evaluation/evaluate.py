@@ -45,8 +45,9 @@ from deepvision.safeload import check_choice, check_range, spreadsheet_cell, spr
 
 ROLES = ("train", "val", "test")
 # --crops: the views averaged per image -> (what the progress line says, the report folder's suffix)
-REPORT_FILES = ("metrics.json", "report.csv", "confusion_matrix.csv", "confusion_matrix.png", "predictions.csv",
-                "roc_pr.json", "roc_pr.png")
+REPORT_FILES = {"metrics": "metrics.json", "report": "report.csv", "confusion_csv": "confusion_matrix.csv",
+                "confusion_png": "confusion_matrix.png", "predictions": "predictions.csv",
+                "curves_json": "roc_pr.json", "curves_png": "roc_pr.png"}  # the curves: two classes only
 CROPS = {1: ("", ""), 2: (" (with the mirror)", "-flip"), 10: (" (10-crop oversampling)", "-10crop")}
 
 
@@ -80,7 +81,7 @@ def _refuse_report_over_listed_images(out: str | Path, list_file: str | Path, ro
     one of them, or a report file that is one): the report would replace them or mix with them."""
     base = Path(root) if root else Path(list_file).parent
     images = [base / entry.path for entry in read_lst(list_file)]  # an absolute entry stays as it is
-    refuse_output_folder_over_inputs(out, images, [Path(out) / name for name in REPORT_FILES])
+    refuse_output_folder_over_inputs(out, images, [Path(out) / name for name in REPORT_FILES.values()])
 
 
 def collect_probs(loaded: LoadedRun, loader, device: torch.device, crops: int = 1,
@@ -237,9 +238,7 @@ def evaluate_run(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot write the report to {out_dir}: {exc.strerror or exc}; choose another --out") from None
-    files = {"metrics": out_dir / "metrics.json", "report": out_dir / "report.csv",
-             "confusion_csv": out_dir / "confusion_matrix.csv", "confusion_png": out_dir / "confusion_matrix.png",
-             "predictions": out_dir / "predictions.csv"}
+    files = {key: out_dir / name for key, name in REPORT_FILES.items() if not key.startswith("curves")}
     plot_confusion(cm, classes, files["confusion_png"])
     atomic_write_text(files["confusion_csv"], _matrix_csv(cm, classes))
     atomic_write_text(files["report"], _report_csv(report, classes))
@@ -248,8 +247,7 @@ def evaluate_run(
         curves = M.binary_curves(probs, labels)
         result["roc_auc"], result["average_precision"] = curves["roc_auc"], curves["average_precision"]
         if curves.get("roc"):
-            files["curves_json"] = out_dir / "roc_pr.json"
-            files["curves_png"] = out_dir / "roc_pr.png"
+            files.update({key: out_dir / REPORT_FILES[key] for key in ("curves_json", "curves_png")})
             atomic_write_text(files["curves_json"], json.dumps(curves) + "\n")
             plot_binary(curves, classes[1], files["curves_png"])
     result["per_class"] = {c: report[c] for c in classes if c in report}

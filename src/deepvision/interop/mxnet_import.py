@@ -244,11 +244,7 @@ def _preprocess(channels: int, size: tuple[int, int], resize: int | None, scale:
     for label, v in (("--mean", values), ("--std", std or [])):
         if v and len(v) not in (1, channels):
             raise UserError(f"{label} has {len(v)} values but the network takes {channels} channels")
-    if std and any(s <= 0 for s in std):
-        raise UserError("--std values must be positive")
-    if scale <= 0:
-        raise UserError("--scale must be positive")
-    if resize is not None and resize < min(size):
+    if resize is not None and resize < min(size):  # scale, std and resize alone: `_check_input_options`
         raise UserError(f"--resize {resize} is smaller than the input size {size}")
     return Preprocess(channels=channels, size=size, resize=resize, scale=scale, mean=[m * scale for m in values],
                       std=[s * scale for s in (std or [])])

@@ -20,7 +20,7 @@ import torch
 
 from deepvision.config.coerce import to_dict
 from deepvision.config.schema import Config
-from deepvision.data.preprocess import Preprocess
+from deepvision.data.preprocess import Preprocess, normalize_batch
 from deepvision.errors import UserError
 from deepvision.fileio import move
 from deepvision.runs.checkpoint import FORMAT, VERSION, atomic_save
@@ -37,7 +37,7 @@ def check_finite_prediction(model: torch.nn.Module, pre: Preprocess, source: str
     model.eval()
     try:
         with torch.no_grad():
-            out = model(torch.addcmul(b, x.float(), a))
+            out = model(normalize_batch(x, a, b))
     finally:
         model.train(was_training)
     if isinstance(out, torch.Tensor) and not bool(torch.isfinite(out).all()):
