@@ -105,6 +105,21 @@ def test_failed_start_leaves_no_run_directory(tmp_path):
         train(tiny_config(1, max_samples=100), out=tmp_path, name="../escape")
 
 
+def test_a_batch_too_big_for_memory_is_refused_before_reading(tmp_path, monkeypatch):
+    """A file-backed source is planned before its first batch: image_size 8192 x batch_size 64 on a
+    ResNet-18 would need terabytes; the refusal names both settings and leaves no run folder."""
+    monkeypatch.setenv("DEEPVISION_MAX_READ_GB", "24")
+    root = make_image_folder(tmp_path / "imgs", n_per_class=4, size=16)
+    cfg = {"name": "big", "model": {"name": "tv:resnet18"},
+           "data": {"source": "folder", "root": str(root), "train": "all", "val_fraction": 0.25,
+                    "batch_size": 64, "image_size": 8192, "channels": 3},
+           "train": {"epochs": 1, "tensorboard": False}}
+    with pytest.raises(UserError, match=r"^a training batch of 64 images at 3x8192x8192 needs 1.8 TB .*"
+                                        r"lower data.batch_size or the input size \(data.image_size\)$"):
+        train(cfg, out=tmp_path / "runs", name="big")
+    assert not (tmp_path / "runs" / "big").exists()
+
+
 def test_unreadable_image_in_worker_is_one_line(tmp_path, run_cli):
     data = make_image_folder(tmp_path / "img", n_per_class=8, size=28)
     (data / "horizontal" / "broken.png").write_bytes(b"not a png at all")

@@ -308,7 +308,8 @@ def test_lenet_pools_before_its_activation_with_the_conv_first_orders_outputs_an
 
 def test_planned_activations_are_held_to_the_read_ceiling(monkeypatch):
     """A globally pooled network takes any input size with the same weights: at 16384x16384 its
-    layers' outputs for one image sum to 144 GB, refused on the meta device naming the largest."""
+    layers' outputs for one image sum to 111 GB (in-place ReLUs write into their input and are not
+    counted), refused on the meta device naming the largest."""
     import torchvision
 
     from deepvision.models.shapes import check_planned_activations
@@ -319,6 +320,27 @@ def test_planned_activations_are_held_to_the_read_ceiling(monkeypatch):
         model = torchvision.models.resnet18()
     check_planned_activations(model, (3, 224, 224), "preprocess.json")  # 27 MB: passes
     with pytest.raises(UserError, match=r"^preprocess.json: at input 3x16384x16384 the model's layers output "
-                                        r"143.9 GB per image \(the largest, conv1, \(64, 8192, 8192\)\), "
+                                        r"110.6 GB per image \(the largest, conv1, \(64, 8192, 8192\)\), "
                                         r"above the 24.0 GB"):
         check_planned_activations(model, (3, 16384, 16384), "preprocess.json")
+
+
+def test_a_training_batch_is_planned_before_it_is_read(monkeypatch):
+    """One batch of images and, on this machine's memory, the layers' outputs the backward pass keeps:
+    a file-backed source at data.image_size 8192 asks for terabytes, refused naming the batch size."""
+    import torchvision
+
+    from deepvision.models.shapes import check_batch_memory
+
+    monkeypatch.setenv("DEEPVISION_MAX_READ_GB", "24")
+    model = torchvision.models.resnet18()
+    check_batch_memory(model, (3, 224, 224), 64, activations=True)  # 64 x 21 MB: passes
+    with pytest.raises(UserError, match=r"^a training batch of 64 images at 3x8192x8192 needs 1.8 TB \(the images "
+                                        r"51.5 GB, the layers' outputs 1.8 TB; the largest, conv1, \(64, 4096, 4096\) "
+                                        r"per image\), above the 24.0 GB .*lower data.batch_size"):
+        check_batch_memory(model, (3, 8192, 8192), 64, activations=True)
+    # on a GPU only the batch itself is read into this machine's memory
+    check_batch_memory(model, (3, 8192, 8192), 8, activations=False)  # 6.4 GB
+    with pytest.raises(UserError, match=r"^a training batch of 64 images at 3x8192x8192 needs 51.5 GB \(the images "
+                                        r"51.5 GB\), above"):
+        check_batch_memory(model, (3, 8192, 8192), 64, activations=False)

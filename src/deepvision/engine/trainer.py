@@ -43,6 +43,7 @@ from deepvision.engine.threads import fit_threads_to_load
 from deepvision.errors import UserError
 from deepvision.models.build import build_model
 from deepvision.models.memory_format import to_channels_last
+from deepvision.models.shapes import check_batch_memory
 from deepvision.models.weights import load_weights
 from deepvision.runs import checkpoint as ckpt_io
 from deepvision.runs.history import EpochRecord
@@ -165,7 +166,10 @@ class Trainer:
             from deepvision.models.summary import check_input_size
         except ImportError:
             return
-        check_input_size(model, (self.pre.channels, *self.pre.size), self.cfg.model.name)
+        shape = (self.pre.channels, *self.pre.size)
+        check_input_size(model, shape, self.cfg.model.name)
+        # on a GPU the layers' outputs live in its memory, which CUDA refuses itself; the batch is read here
+        check_batch_memory(model, shape, self.cfg.data.batch_size, activations=self.device.type == "cpu")
 
     def _restore(self, ckpt: dict[str, Any], reset_optimizer: bool) -> None:
         saved = ckpt.get("model", {})

@@ -36,6 +36,17 @@ def check_activation(what: str, out: torch.Tensor, shape: Sequence[int] | None =
                         f"layer's settings do not fit the input size")
 
 
+def layer_output_elements(calls: Sequence[LayerCall]) -> tuple[int, LayerCall] | None:
+    """The elements the leaf layers of a trace output for one sample, and the largest layer; None when
+    no leaf layer was traced. In-place layers write into their input and are not counted."""
+    sized = [(math.prod(c.output_shape[1:]), c) for c in calls
+             if c.output_shape and c.module is not None and not any(True for _ in c.module.children())
+             and not getattr(c.module, "inplace", False)]
+    if not sized:
+        return None
+    return sum(n for n, _ in sized), max(sized, key=lambda item: item[0])[1]
+
+
 def check_planned_activations(model: nn.Module, input_shape: Sequence[int], what: str) -> None:
     """Run `model` (planned on the meta device, or real) on one meta sample of `input_shape` and refuse,
     naming `what` (the input's source), when the outputs of its layers for that sample together need
@@ -45,17 +56,44 @@ def check_planned_activations(model: nn.Module, input_shape: Sequence[int], what
         _, calls = meta_forward(model, input_shape)
     except (TraceFailure, UnsupportedTrace, RuntimeError, NotImplementedError):
         return
-    sized = [(math.prod(c.output_shape[1:]), c) for c in calls
-             if c.output_shape and c.module is not None and not any(True for _ in c.module.children())]
-    if not sized:
+    planned = layer_output_elements(calls)
+    if planned is None:
         return
-    need, ceiling = sum(n for n, _ in sized) * 4, max_read_bytes()
+    need, ceiling = planned[0] * 4, max_read_bytes()
     if need > ceiling:
-        _, call = max(sized, key=lambda item: item[0])
+        call = planned[1]
         raise UserError(f"{what}: at input {'x'.join(map(str, input_shape))} the model's layers output "
                         f"{format_bytes(need)} per image (the largest, {call.name}, {tuple(call.output_shape[1:])}), "
                         f"above the {format_bytes(ceiling)} one model may take (DEEPVISION_MAX_READ_GB raises it); "
                         f"the file is damaged or names another input size")
+
+
+def check_batch_memory(model: nn.Module, input_shape: Sequence[int], batch: int, *, activations: bool) -> None:
+    """Refuse in one line, before the first batch is read, a training batch of `batch` float32 samples
+    of `input_shape` that needs more memory than one read may take: the batch itself, plus, when
+    `activations` (the model computes in this machine's memory, not a GPU's), its layers' outputs,
+    which the backward pass keeps. A model that cannot be traced is planned by its input alone."""
+    per_input = math.prod(int(v) for v in input_shape)
+    layers, largest = 0, None
+    if activations:
+        try:
+            _, calls = shape_trace(model, input_shape)
+        except (TraceFailure, UnsupportedTrace, RuntimeError, NotImplementedError):
+            calls = []
+        planned = layer_output_elements(calls)
+        if planned is not None:
+            layers, largest = planned
+    need, ceiling = batch * (per_input + layers) * 4, max_read_bytes()
+    if need <= ceiling:
+        return
+    size = "x".join(str(int(v)) for v in input_shape)
+    parts = f"the images {format_bytes(batch * per_input * 4)}"
+    if largest is not None:
+        parts += (f", the layers' outputs {format_bytes(batch * layers * 4)}; the largest, {largest.name}, "
+                  f"{tuple(largest.output_shape[1:])} per image")
+    raise UserError(f"a training batch of {batch:,} images at {size} needs {format_bytes(need)} ({parts}), "
+                    f"above the {format_bytes(ceiling)} this machine allows (DEEPVISION_MAX_READ_GB raises it); "
+                    f"lower data.batch_size or the input size (data.image_size)")
 
 
 class InputSizeError(ValueError):
