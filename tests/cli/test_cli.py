@@ -444,3 +444,40 @@ def test_data_download_offline_says_no_network_not_could_not_write(run_cli, tmp_
     assert "could not download train-images-idx3-ubyte.gz: no network, or the host is unknown (Name or " \
            "service not known); tried " + ", ".join(MIRRORS) in err
     assert "could not write" not in err and list((tmp_path / "m").iterdir()) == []
+
+
+@pytest.mark.parametrize("error", [
+    MemoryError("Caught MemoryError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to "
+                 "allocate 51539607552 bytes."),
+    "cuda",
+])
+def test_running_out_of_memory_is_one_line(run_cli, cfg_file, tmp_path, monkeypatch, error):
+    """Host or GPU memory exhausted mid-run (a worker's MemoryError, PyTorch's allocators): one line, exit 2."""
+    import torch
+
+    from deepvision.engine.trainer import Trainer
+
+    if error == "cuda":
+        error = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 48.00 GiB.\nmore text")
+
+    def exhausted(self, epoch):
+        raise error
+
+    monkeypatch.setattr(Trainer, "train_epoch", exhausted)
+    code, _, err = run_cli("train", cfg_file(), "--out", tmp_path / "runs", "--name", "oom")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("deepvision train: error: out of ")
+    assert lines[0].endswith("; use a smaller batch size or input size, or free memory")
+
+
+def test_other_runtime_errors_still_surface(run_cli, cfg_file, tmp_path, monkeypatch):
+    from deepvision.engine.trainer import Trainer
+
+    def broken(self, epoch):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Trainer, "train_epoch", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_cli("train", cfg_file(), "--out", tmp_path / "runs", "--name", "bug")

@@ -31,6 +31,23 @@ def missing_extra(exc: ModuleNotFoundError) -> str | None:
 HELP_WIDTH = 80  # --help never needs a wider terminal
 
 
+def out_of_memory(exc: BaseException) -> str | None:
+    """The one-line cause when `exc` is the machine or the GPU running out of memory, else None: a
+    DataLoader worker re-raises Python's MemoryError, PyTorch's allocators raise RuntimeErrors."""
+    torch = sys.modules.get("torch")
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, MemoryError):
+        where = "this machine's memory"
+    elif torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
+        where = "the GPU's memory"
+    elif isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text):
+        where = "memory"
+    else:
+        return None
+    detail = f" ({text})" if text else ""
+    return f"out of {where}{detail}; use a smaller batch size or input size, or free memory"
+
+
 def fit_lines(text: str, width: int = HELP_WIDTH) -> str:
     """`text` with every line wrapped to `width` columns: prose keeps its indentation, an example's
     trailing `# comment` moves to the next line, and long commands continue indented."""
@@ -217,6 +234,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except (MemoryError, RuntimeError) as exc:
+        cause = out_of_memory(exc)
+        if cause is None:
+            raise
+        held.drop()
+        sys.stderr.write(f"deepvision {args.command}: error: {clip_message(cause)}\n")
+        return 2
     except OSError as exc:  # a file system problem no check anticipated: still one line, exit 2
         held.drop()
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
