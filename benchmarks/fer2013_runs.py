@@ -14,7 +14,8 @@ DIR/fer2013-<run>-{accuracy,loss}.png for the docs.
     deepvision train emotion_vgg_e1 --data-root fer2013_7 --out runs     # E2, E3 alike
     python benchmarks/fer2013_runs.py runs/emotion_vgg_e* runs/emotion_fast --plots docs/images
 
-The table replaces this script's section of BENCHMARKS.md (`--no-append` only prints it).
+The table replaces this script's section of BENCHMARKS.md (`--no-append` only prints it; `--title`
+names another section, e.g. for a second seed of a recipe beside the main table).
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", type=Path, help="finished run directories")
     ap.add_argument("--plots", type=Path, help="copy each run's accuracy/loss curves into this folder")
     ap.add_argument("--no-append", action="store_true", help="only print the table")
+    ap.add_argument("--title", default=TITLE, help=f"the BENCHMARKS.md section to replace (default: {TITLE!r})")
     args = ap.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,7 +103,7 @@ def main() -> None:
     body = section(results, describe())
     print(body)
     if not args.no_append:
-        print(f"written to {write_section(TITLE, body)}")
+        print(f"written to {write_section(args.title, body)}")
 
 
 if __name__ == "__main__":
