@@ -80,6 +80,12 @@ def test_convolution_attributes_are_checked(tmp_path, conv, message):
     (_node("LRN", "lrn", [], nsize="1000000000"), r"nsize=1000000000 must be a whole number from 1 to 7"),
     (_node("LRN", "lrn", [], nsize="4"), r"nsize=4 must be odd"),
     (_node("Reshape", "r", [], shape="(1, 99999999999999999999)"), r"only 0, -1 and positive sizes"),
+    (_node("Dropout", "d", [], p="0.5", mode="always"),
+     r"^MXNet node 'd' \(Dropout\): mode=always drops values at inference too; only mode=training"),
+    (_node("Pooling", "p", [], kernel="(1, 1)", pool_type="max", layout="NHWC"),
+     r"^MXNet node 'p' \(Pooling\): only 2-D NCHW pooling is supported \(input \(1, 4, 6, 6\), layout NHWC\)"),
+    (_node("Concat", "cc", [], num_args="3", dim="1"), r"^MXNet node 'cc' \(Concat\): num_args=3 but the symbol "
+                                                         r"gives 1 inputs"),
 ])
 def test_operator_attributes_are_checked(tmp_path, op, message):
     weights = {}

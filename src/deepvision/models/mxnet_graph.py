@@ -199,6 +199,8 @@ def _check_elementwise(node: Node, xs: list[torch.Tensor]) -> None:
 def _concat_dim(node: Node, rank: int) -> int:
     """Concat's `dim` (MXNet's default 1), negative counted from the end; the batch axis is refused:
     joining samples changes how many predictions come out."""
+    if node.get("num_args") is not None and node.integer("num_args") != len(node.inputs):
+        raise node_error(node, f"num_args={node.get('num_args')} but the symbol gives {len(node.inputs)} inputs")
     dim = node.integer("dim", -rank, rank - 1)
     dim = dim + rank if dim < 0 else dim
     if dim == 0:

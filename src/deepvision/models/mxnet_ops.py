@@ -222,6 +222,9 @@ def make_module(node: Node, inputs: list[torch.Tensor], out_override: int | None
         return ScalarOp(op, node.number("scalar"))
     if op == "Dropout":
         node.number("p", 0.0, 1.0)  # identity at inference; p=1 or NaN was never a trained network
+        if node.get("mode") != "training":  # "always" (Monte-Carlo dropout) drops at inference too
+            raise node_error(node, f"mode={node.get('mode')} drops values at inference too; only mode=training "
+                                   f"(an identity at inference) is supported")
         if node.get("p") == 1:
             raise node_error(node, "p=1 drops every value; a dropout rate must be below 1")
     if op in ("Cast", "cast") and str(node.get("dtype")) not in ("float32", "None"):
@@ -233,8 +236,9 @@ def _pooling(node: Node, x: torch.Tensor) -> nn.Module:
     pool_type, convention = node.get("pool_type"), node.get("pooling_convention")
     if pool_type not in ("max", "avg", "sum"):
         raise node_error(node, f"pool_type '{pool_type}' is not supported (valid: max, avg, sum)")
-    if x.dim() != 4:
-        raise node_error(node, f"only 2-D pooling is supported (input {tuple(x.shape)})")
+    if x.dim() != 4 or node.get("layout") not in (None, "NCHW"):
+        raise node_error(node, f"only 2-D NCHW pooling is supported (input {tuple(x.shape)}, layout "
+                               f"{node.get('layout') or 'NCHW'})")
     if node.flag("global_pool"):
         return GlobalPool(pool_type)
     if convention not in ("valid", "full"):
