@@ -146,3 +146,41 @@ def test_a_config_that_is_a_fifo_marks_the_run_damaged(tmp_path):
                                       "delete it (`deepvision resume` rewrites it from the last checkpoint)")
     with pytest.raises(UserError, match=r"config\.yaml is not a regular file \(a FIFO\)"):
         RunDir.open(bad.path)
+
+
+def test_a_run_json_that_is_a_fifo_is_listed_as_damaged(tmp_path):
+    """The run stays in `deepvision runs` (marked damaged) and every reader names the FIFO, without blocking."""
+    import os
+
+    from deepvision.runs.journal import journal
+
+    good, _ = _run(tmp_path)
+    good.update_state(status="finished")
+    bad = RunDir.create(tmp_path, "fifo")
+    bad.config_path.write_text("name: fifo\n")
+    bad.state_path.unlink(missing_ok=True)
+    os.mkfifo(bad.state_path)
+    rows = {row["name"]: row for row in journal(tmp_path)}
+    assert rows["fifo"]["status"].startswith(f"damaged: {bad.state_path} is not a regular file (a FIFO); "
+                                             "restore it or delete it")
+    with pytest.raises(UserError, match=r"run\.json is not a regular file \(a FIFO\)"):
+        bad.read_state()
+
+
+@pytest.mark.parametrize("name", ["labels.txt", "checkpoints/best.pt"])
+def test_labels_and_best_checkpoint_fifos_are_named_not_skipped(tmp_path, name):
+    """A FIFO labels.txt would have predictions named by class number; a FIFO best.pt would have
+    evaluate fall back to another checkpoint: both are refused, naming the FIFO."""
+    import os
+
+    from deepvision.runs.loading import run_classes
+
+    run = RunDir.create(tmp_path, "r")
+    (run.path / "checkpoints").mkdir(exist_ok=True)
+    (run.checkpoints / "net-0001.pt").write_bytes(b"x")
+    os.mkfifo(run.path / name)
+    with pytest.raises(UserError, match=r"is not a regular file \(a FIFO\)"):
+        if name == "labels.txt":
+            run_classes(run, {"classes": ["a", "b"]})
+        else:
+            run.resolve_checkpoint(None, "best")

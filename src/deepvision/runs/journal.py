@@ -51,7 +51,7 @@ def find_runs(root: str | Path) -> list[RunDir]:
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"runs folder not found: {root}")
-    found = [RunDir(p.parent) for p in sorted(root.rglob("config.yaml")) if (p.parent / "run.json").is_file()]
+    found = [RunDir(p.parent) for p in sorted(root.rglob("config.yaml")) if os.path.lexists(p.parent / "run.json")]
     return sorted(found, key=lambda r: r.path.stat().st_mtime)
 
 
@@ -71,7 +71,7 @@ def run_row(run: RunDir) -> dict[str, Any]:
         monitor = cfg.checkpoint.monitor or ("val_map50" if cfg.task == "detection" else "val_acc")
     except UserError:
         model, data, topk = "?", "?", 5
-    if run.labels_path.is_file():
+    if run.has_labels():
         classes = len(run.read_labels())
     with_rank5 = classes is None or classes > topk
     row: dict[str, Any] = {"name": run.path.name, "path": str(run.path), "model": model, "data": data,

@@ -49,7 +49,7 @@ def run_classes(run: RunDir, ckpt: dict[str, Any]) -> list[str]:
     on (a line lost or added would shift every name after it), else the names the checkpoint holds."""
     stored = ckpt.get("classes")
     stored = list(stored) if isinstance(stored, (list, tuple)) else []
-    if not run.labels_path.is_file():
+    if not run.has_labels():
         check_class_names(stored, f"the class names in {run.path}'s checkpoint")
         return stored
     names = run.read_labels()

@@ -184,8 +184,12 @@ class RunDir:
         check_class_names([str(c) for c in classes], str(self.labels_path))
         atomic_write_text(self.labels_path, "".join(f"{c}\n" for c in classes))
 
+    def has_labels(self) -> bool:
+        """Whether labels.txt is there; UserError when something other than a regular file is in its place."""
+        return self.regular(self.labels_path, "delete it (the checkpoint's class names are used then) or restore it")
+
     def read_labels(self) -> list[str]:
-        if not self.labels_path.is_file():
+        if not self.has_labels():
             raise UserError(f"{self.labels_path} is missing")
         try:
             text = read_bytes(self.labels_path, "class list", MAX_TEXT_BYTES).decode("utf-8-sig")
@@ -202,6 +206,9 @@ class RunDir:
     # -- run state -----------------------------------------------------------------------------
     def read_state(self) -> dict[str, Any]:
         """run.json ({} before it is written); a damaged one is a one-line error naming it."""
+        fix = "restore it or delete it (its status and segment list are lost then)"
+        if not self.regular(self.state_path, fix):
+            return {}
         try:
             state = read_json(self.state_path, "run.json")
         except FileNotFoundError:
@@ -209,13 +216,12 @@ class RunDir:
         except LimitError:
             raise
         except ParseError as exc:  # names what is wrong (a 5,000-digit number, a cut file)
-            raise UserError(f"{exc}; restore it or delete it (its status and segment list are lost then)") from None
+            raise UserError(f"{exc}; {fix}") from None
         except (OSError, UserError):
             state = None
         problem = "not a JSON object" if not isinstance(state, dict) else _state_problem(state)
         if problem:
-            raise UserError(f"{self.state_path} is damaged ({problem}); restore it or delete it "
-                            f"(its status and segment list are lost then)")
+            raise UserError(f"{self.state_path} is damaged ({problem}); {fix}")
         return state
 
     @property
@@ -345,7 +351,7 @@ class RunDir:
         """Checkpoint of `epoch`, or last.pt / best.pt; UserError listing what exists otherwise."""
         if epoch is None:
             path = self.checkpoints / f"{which}.pt"
-            if path.is_file():
+            if self.regular(path, "delete it or restore it (or name a saved epoch with --epoch)"):
                 return path
             saved = self.saved_epochs()
             if saved:
