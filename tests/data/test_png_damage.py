@@ -85,6 +85,26 @@ def test_png_damage_names_the_chunk():
     assert png_damage(png[:-12]) == "truncated PNG data (no IEND chunk)"
 
 
+def _png_with_header(width: int, height: int, bits: int = 8, colour: int = 0, interlace: int = 0) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, bits, colour, 0, 0, interlace)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\x00\x80\x80" * 2))
+            + _chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize(("header", "declared"), [
+    ((0, 2), "a size of 0x2"), ((2, 0), "a size of 2x0"), ((2, 2, 3, 2), "colour type 2 at 3 bits"),
+    ((2, 2, 8, 5), "colour type 5 at 8 bits"), ((2, 2, 8, 0, 2), "compression 0, filter 0, interlace 2"),
+])
+@pytest.mark.parametrize("how", ["opencv -1", "rgb"])
+def test_a_header_libpng_refuses_is_refused_before_it(capfd, header, declared, how):
+    """libpng prints "Image width is zero in IHDR" / "Invalid IHDR data" before OpenCV returns."""
+    bad = _png_with_header(*header)
+    with pytest.raises(DecodeError, match=rf"corrupt PNG data \(its header declares {declared}\)"):
+        decode_opencv(bad, -1) if how.startswith("opencv") else decode(bad, 3)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
 @pytest.mark.parametrize("damage", ["checksum error in chunk IDAT", "invalid distance too far back"])
 @pytest.mark.parametrize("how", ["opencv -1", "opencv 1", "opencv 0", "rgb", "gray"])
 def test_every_decoder_path_refuses_it_silently(capfd, how, damage):

@@ -188,6 +188,21 @@ _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), 
 _INFLATE_STEP = 1 << 20  # decompressed bytes held at once: the output is checked, then dropped
 
 
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}  # the PNG standard's
+
+
+def _ihdr_problem(header: tuple[int, ...]) -> str | None:
+    """What libpng refuses in an IHDR (it prints "libpng error: Invalid IHDR data" first), or None."""
+    width, height, bits, colour, compression, filtering, interlace = header
+    if not width or not height or max(width, height) >= 2**31:
+        return f"a size of {width}x{height}"
+    if bits not in _PNG_DEPTHS.get(colour, ()):
+        return f"colour type {colour} at {bits} bits"
+    if compression or filtering or interlace > 1:
+        return f"compression {compression}, filter {filtering}, interlace {interlace}"
+    return None
+
+
 def _png_rows(header: tuple[int, ...]) -> list[tuple[int, int, int]] | None:
     """(offset, rows, stride) of each pass of filtered rows in the decompressed image data (one pass,
     or Adam7's seven), each row a filter byte then its packed samples; None for a header libpng refuses
@@ -213,6 +228,9 @@ def _png_stream_damage(header: tuple[int, ...] | None, idat: list[memoryview]) -
     then dropped; never much more than the header's size inflated), each row's filter byte checked:
     libpng prints "libpng error: IDAT: invalid distance too far back", "incorrect data check", "Not
     enough image data" or "bad adaptive filter value" on standard error for these."""
+    problem = _ihdr_problem(header) if header is not None else None
+    if problem:
+        return f"corrupt PNG data (its header declares {problem})", False
     rows = _png_rows(header) if header is not None else None
     if rows is None:
         return None, False
