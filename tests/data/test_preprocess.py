@@ -70,7 +70,8 @@ def test_unreadable_input():
     (1e308, [], []), (1 / 255, [], [1e-308]), (1 / 255, [1e300], [1e-10]), (1.0, [], [1e-11]),
 ])
 def test_a_map_of_pixels_to_inputs_that_would_overflow_is_refused(scale, mean, std):
-    with pytest.raises(UserError, match=r"map pixel values 0\.\.255 beyond \+-1e\+12"):
+    with pytest.raises(UserError, match=r"\(data\.scale, data\.mean, data\.std\) map pixel values 0\.\.255 "
+                                        r"beyond \+-1e\+12"):
         Preprocess(channels=1, size=(8, 8), scale=scale, mean=mean, std=std)
 
 

@@ -82,9 +82,9 @@ class Preprocess:
         a, b = self.affine()
         reach = a.abs() * 255.0 + b.abs()
         if not bool(torch.isfinite(reach).all()) or float(reach.max()) > MAX_INPUT_MAGNITUDE:
-            raise UserError(f"preprocess scale {self.scale:g}, mean {self.mean} and std {self.std} map pixel "
-                            f"values 0..255 beyond +-{MAX_INPUT_MAGNITUDE:g} (float32 inputs would overflow "
-                            f"to inf/NaN); check preprocess.json")
+            raise UserError(f"scale {self.scale:g}, mean {self.mean or 'none'} and std {self.std or 'none'} "
+                            f"(data.scale, data.mean, data.std) map pixel values 0..255 beyond "
+                            f"+-{MAX_INPUT_MAGNITUDE:g} (float32 inputs would overflow to inf/NaN)")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
