@@ -3,6 +3,8 @@ dataset -> features -> logreg -> apply path on real photos with torchvision's Mo
 
 import csv
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,6 +111,15 @@ def test_features_logreg_apply_end_to_end(run_cli, offline_torch_home, tmp_path)
     assert Image.open(tmp_path / "fixed" / "sheet.png").size[0] > 300
     code, _, err = run_cli("orientation", "apply", tmp_path / "rot.h5", src, "--out", tmp_path / "x")
     assert code == 2 and "model" in err and err.count("\n") == 1
+    # a photo named like a report file keeps its corrected copy: sheet.png is corrected into sheet_1.png
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    shutil.copyfile(files[0], clash / "sheet.png")
+    (r,) = apply_orientation(tmp_path / "model", [clash], tmp_path / "fixed2", batch_size=5)
+    assert Path(r.corrected).name == "sheet_1.png"
+    np.testing.assert_array_equal(np.asarray(Image.open(r.corrected)), np.asarray(
+        rotate_clockwise(Image.open(files[0]).convert("RGB"), correction_angle(r.angle))))
+    assert Image.open(tmp_path / "fixed2" / "sheet.png").size[0] > 300
 
 
 @pytest.mark.parametrize("quality", [0, 101, 1000])

@@ -149,7 +149,7 @@ def apply_orientation(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create {out}: {exc.strerror or exc}") from None
-    used: set[str] = set()
+    used = {"predictions.csv", "sheet.png"}  # an input photo named sheet.png becomes sheet_1.png
     pairs = []
     for r in results:
         src = Path(r.image)
