@@ -502,6 +502,10 @@ def test_import_keras_size_zero_is_refused_not_ignored(tmp_path, run_cli):
      r"Keras layer 'rs' \(Rescaling\).*scale '0.5' must be a number, not text"),
     ({"class_name": "ReLU", "config": {"name": "rl", "max_value": -1.0}},
      r"max_value -1.0 cannot be negative"),
+    ({"class_name": "MaxPooling2D", "config": {"name": "mp", "pool_size": [1, 1], "padding": "causal"}},
+     r"Keras layer 'mp' \(MaxPooling2D\).*padding 'causal' is not supported"),
+    ({"class_name": "AveragePooling2D", "config": {"name": "ap", "pool_size": [1, 1], "padding": "bogus"}},
+     r"Keras layer 'ap' \(AveragePooling2D\).*padding 'bogus' is not supported"),
 ])
 def test_layer_values_that_overflow_or_keras_refuses_are_refused(tmp_path, run_cli, middle, message):
     """Finite values can still overflow float32 (every prediction "nan%"): the import runs one gray

@@ -387,6 +387,8 @@ class Pool(nn.Module):
         strides = cfg.get("strides")
         self.strides = _tuple(strides, nd) if strides is not None else self.kernel
         self.padding = str(cfg.get("padding", "valid")).lower()
+        if self.padding not in ("valid", "same"):
+            raise UserError(f"padding '{self.padding}' is not supported")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pool = {("max", 1): F.max_pool1d, ("max", 2): F.max_pool2d,
