@@ -42,6 +42,14 @@ def _meta(**changes):
     (_meta(preprocess={"channels": 3, "size": [0, -5]}), "preprocess size 0x-5 must be positive"),
     (_meta(input={"name": "pixels"}), "its metadata names input 'pixels'"),
     ("not json", "has no deepvision metadata"),
+    (_meta(version=9), r"metadata is format 'deepvision-export' version 9; this deepvision reads deepvision-export "
+                       r"version 1"),
+    (_meta(format="other"), r"metadata is format 'other' version 1"),
+    (_meta(task="bogus"), r"metadata names task 'bogus'; predict runs exported classifiers"),
+    (_meta(input={"name": "input", "range": [0, 1]}), r"input range \[0, 1\]; the model is fed \[0, 255\]"),
+    (_meta(input={"name": "input", "layout": "NHWC"}), r"input layout 'NHWC'; the model is fed NCHW"),
+    (_meta(input={"name": "input", "color": "gray"}), r"input color 'gray'; the model is fed RGB \(3 channel"),
+    (_meta(classes=[0, 1, 2]), r"metadata: class name 0 is a number, not a name; class names are text"),
 ])
 def test_onnx_metadata_is_checked(tmp_path, meta, message):
     from deepvision.inference.onnx_runtime import OnnxClassifier

@@ -15,9 +15,13 @@ import torch
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
 from deepvision.onnxrt import check_weights_finite, ort_session, run_session
-from deepvision.safeload import check_class_names, input_file, load_json
+from deepvision.safeload import check_class_names, input_file, load_json, printable
 
 METADATA_KEY = "deepvision"  # written by deepvision.export.export
+
+
+def _shown(value: object) -> str:
+    return printable(repr(value))[:60]
 
 
 class OnnxClassifier:
@@ -43,12 +47,32 @@ class OnnxClassifier:
         if self.input not in inputs or self.output not in outputs:
             raise UserError(f"{self.path}: its metadata names input {self.input!r} and output {self.output!r}, the "
                             f"graph has {inputs} and {outputs}; export it again with `deepvision export RUN`")
+        self._check_contract()
         self._check_input_shape()
         self._check_classes()
         check_weights_finite(self.path)
         batch = self.session.get_inputs()[0].shape[0]
         self.fixed_batch = batch if isinstance(batch, int) else None
         self.task = self.meta.get("task", "classification")
+
+    def _check_contract(self) -> None:
+        """The metadata must describe what this reader feeds: format version 1 of a classifier, 0..255
+        pixels in N x C x H x W, gray or RGB as the channels say (fields an older export lacks are not asked)."""
+        meta, fix = self.meta, "export it again with `deepvision export RUN`"
+        fmt, version = meta.get("format", "deepvision-export"), meta.get("version", 1)
+        if fmt != "deepvision-export" or version != 1:
+            raise UserError(f"{self.path}: its metadata is format {_shown(fmt)} version {_shown(version)}; "
+                            f"this deepvision reads deepvision-export version 1; "
+                            f"{fix}")
+        if meta.get("task", "classification") != "classification":
+            raise UserError(f"{self.path}: its metadata names task {_shown(meta.get('task'))}; predict runs "
+                            f"exported classifiers; {fix}")
+        spec = meta["input"] if isinstance(meta["input"], dict) else {}
+        wanted = {"range": [0, 255], "layout": "NCHW", "color": "RGB" if self.pre.channels == 3 else "gray"}
+        for key, value in wanted.items():
+            if key in spec and spec[key] != value:
+                raise UserError(f"{self.path}: its metadata gives input {key} {_shown(spec[key])}; the model "
+                                f"is fed {value} ({self.pre.channels} channel(s)); {fix}")
 
     def _check_input_shape(self) -> None:
         """The metadata's channels and size must be what the graph's input takes where its shape is fixed
