@@ -324,3 +324,26 @@ def test_an_image_of_one_list_is_never_the_record_file_of_another(tmp_path, run_
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     with pytest.raises(im2rec.UserError, match="line 2"):
         im2rec.pack_list(tmp_path / "s_val.lst", im2rec.PackOptions(root=str(tmp_path)), rec=tmp_path / "s_train.rec")
+
+
+def test_list_numbers_beyond_a_record_key_or_with_digit_separators_are_skipped(tmp_path, run_cli):
+    """The record header and the .idx key are unsigned 64-bit: -1 and 2**64 are malformed lines (they
+    ended in a struct.error traceback), as are '1_0' (float() reads 10) and a NaN label."""
+    root = tmp_path / "imgs"
+    root.mkdir()
+    (root / "a.jpg").write_bytes(jpeg_bytes(noise_image(1)))
+    lines = ["-1\t1\ta.jpg", f"{2**64}\t1\ta.jpg", "1\t1_0\ta.jpg", "2\tnan\ta.jpg", "1_2\t1\ta.jpg",
+             f"{2**64 - 1}\t3\ta.jpg"]
+    (tmp_path / "n.lst").write_text("".join(f"{line}\n" for line in lines))
+    code, out, err = run_cli("im2rec", tmp_path / "n", root)
+    assert code == 0 and "packed 1 images" in out and "skipped 5" in out, out + err
+    skipped = (tmp_path / "n.skipped.txt").read_text()
+    assert skipped.count("the index must be a whole number from 0 to 2**64-1 and the labels numbers") == 4
+    assert skipped.count("labels must be finite numbers") == 1
+    (header, _), = _records(tmp_path / "n.rec")
+    assert header.id == 2**64 - 1 and header.label == 3
+    with pytest.raises(UserError, match=r"n\.lst:1: the index must be a whole number from 0 to 2\*\*64-1"):
+        read_lst(tmp_path / "n.lst")
+    (tmp_path / "u.lst").write_text("0\t1_0\ta.jpg\n")
+    with pytest.raises(UserError, match=r"u\.lst:1: the index must .* got '0\\t1_0\\ta\.jpg'"):
+        read_lst(tmp_path / "u.lst")

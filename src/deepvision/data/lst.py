@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepvision.errors import UserError
-from deepvision.safeload import input_file, read_bytes
+from deepvision.safeload import input_file, plain_float, read_bytes, record_index
 
 MAX_LIST_BYTES = 2**30  # ImageNet's train.lst (1.28 million images) is about 80 MB
 
@@ -48,10 +48,10 @@ def read_lst(path: str | Path) -> list[ListEntry]:
         if len(parts) < 3:
             raise UserError(f"{path}:{lineno}: expected 'index<TAB>label<TAB>path', got {line[:80]!r}")
         try:
-            index = int(float(parts[0]))
-            labels = tuple(float(v) for v in parts[1:-1])
+            index, labels = record_index(parts[0]), tuple(plain_float(v) for v in parts[1:-1])
         except (ValueError, OverflowError):
-            raise UserError(f"{path}:{lineno}: index and labels must be numbers, got {line[:80]!r}") from None
+            raise UserError(f"{path}:{lineno}: the index must be a whole number from 0 to 2**64-1 and the labels "
+                            f"numbers, got {line[:80]!r}") from None
         if not all(math.isfinite(v) for v in labels):
             raise UserError(f"{path}:{lineno}: labels must be finite numbers, got {line[:80]!r}")
         entries.append(ListEntry(index, labels, parts[-1]))

@@ -17,6 +17,7 @@ outputs are written to temporary files and renamed when complete.
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing
 import os
 import signal
@@ -45,7 +46,7 @@ from deepvision.datasets.listing import DEFAULT_EXTS, list_images, make_list, un
 from deepvision.datasets.records import RecordWriter, encode_image, frame_record
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, file_id
-from deepvision.safeload import check_workers, max_image_side, printable
+from deepvision.safeload import check_workers, max_image_side, plain_float, printable, record_index
 
 __all__ = ["DEFAULT_EXTS", "PackItem", "PackOptions", "PackResult", "ProgressReporter", "Terminated", "encode_item",
            "find_lists", "list_images", "make_list", "pack_list", "pack_outputs", "read_list_lenient",
@@ -77,10 +78,15 @@ def read_list_lenient(path: str | Path, unique_index: bool = False
             problems.append((f"line {lineno}", shown, "expected 'index<TAB>label<TAB>path'"))
             continue
         try:
-            items.append(PackItem(int(parts[0]), parts[-1], tuple(float(v) for v in parts[1:-1]), lineno))
+            index, labels = record_index(parts[0]), tuple(plain_float(v) for v in parts[1:-1])
         except (ValueError, OverflowError):
-            problems.append((f"line {lineno}", shown, "index and labels must be numbers"))
+            problems.append((f"line {lineno}", shown, "the index must be a whole number from 0 to 2**64-1 and "
+                                                      "the labels numbers"))
             continue
+        if not all(math.isfinite(v) for v in labels):
+            problems.append((f"line {lineno}", shown, "labels must be finite numbers"))
+            continue
+        items.append(PackItem(index, parts[-1], labels, lineno))
         if unique_index:
             first = seen.setdefault(items[-1].index, lineno)
             if first != lineno:

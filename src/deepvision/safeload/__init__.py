@@ -68,7 +68,9 @@ from deepvision.safeload.text import (
     csv_rows,
     is_control,
     name_lines,
+    plain_float,
     printable,
+    record_index,
     spreadsheet_cell,
     spreadsheet_row,
 )
@@ -80,6 +82,7 @@ __all__ = [
     "check_choice", "check_declared_bytes", "check_fake_images", "check_file_size", "check_image_side",
     "check_mat_file", "check_numbers", "check_range", "check_workers", "check_zip_directory", "check_zip_member",
     "csv_rows", "expanded_size", "first_not_whole", "format_bytes", "input_file", "is_control", "json_depth",
-    "load_json", "load_yaml", "max_image_side", "max_read_bytes", "name_lines", "open_npz", "printable", "read_bytes",
-    "read_json", "read_text_file", "read_yaml", "regular_file", "shown_value", "spreadsheet_cell", "spreadsheet_row",
+    "load_json", "load_yaml", "max_image_side", "max_read_bytes", "name_lines", "open_npz", "plain_float",
+    "printable", "read_bytes", "read_json", "read_text_file", "read_yaml", "record_index", "regular_file",
+    "shown_value", "spreadsheet_cell", "spreadsheet_row",
 ]

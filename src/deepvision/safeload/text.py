@@ -117,3 +117,25 @@ def check_class_names(names: list[str], where: str) -> None:
         if name in seen:
             raise UserError(f"{where}: class name {name!r} is given twice; class names must be unique")
         seen.add(name)
+
+
+def plain_float(text: str) -> float:
+    """float(text) for a number read from a text file, refusing Python's digit separators (float() reads
+    '1_0' as 10); ValueError otherwise."""
+    if "_" in text:
+        raise ValueError(f"digit separators are not numbers: {text!r}")
+    return float(text)
+
+
+MAX_RECORD_INDEX = 2**64 - 1  # the .idx key and the record header's id are unsigned 64-bit
+
+
+def record_index(text: str) -> int:
+    """A .lst index: a whole number from 0 to MAX_RECORD_INDEX (read exactly, not through a float);
+    ValueError otherwise."""
+    digits = text.strip().removeprefix("+")
+    value = plain_float(text)
+    index = int(digits) if digits.isdigit() else int(value) if value.is_integer() else -1
+    if not 0 <= index <= MAX_RECORD_INDEX:
+        raise ValueError(f"not a record index: {text!r}")
+    return index

@@ -12,7 +12,7 @@ from typing import Any
 
 from deepvision.errors import UserError
 from deepvision.fileio import special_kind
-from deepvision.safeload import MAX_JSON_FILE_BYTES, input_file, printable, read_bytes
+from deepvision.safeload import MAX_JSON_FILE_BYTES, input_file, plain_float, printable, read_bytes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -50,9 +50,7 @@ def inside(base: Path, name: str, where: str, roots: tuple[Path, ...] = ()) -> P
 def parse_number(value: Any, where: str, what: str) -> float:
     """A number from annotation text; Python's digit separators ('3_8' is 38) are refused, not read."""
     try:
-        if isinstance(value, str) and "_" in value:
-            raise ValueError(value)
-        return float(value)
+        return plain_float(value) if isinstance(value, str) else float(value)
     except (TypeError, ValueError):
         raise UserError(f"{where}: {what} {value!r} is not a number") from None
 
