@@ -74,7 +74,8 @@ class HDF5Dataset(Dataset):
                 if labels.dtype.kind not in "iu" or labels.ndim != 1:
                     raise UserError(f"{self.path}: 'labels' must be a 1-D integer dataset, got "
                                     f"{labels.dtype} {labels.shape}")
-                self.targets = np.asarray(labels[:], dtype=np.int64)
+                raw = labels[:]  # uint64 ids from 2**63 up would wrap to negative ones as int64: held at 2**63-1
+                self.targets = np.asarray(np.minimum(raw, 2**63 - 1) if raw.dtype.kind == "u" else raw, dtype=np.int64)
                 names = label_names[:] if label_names is not None else None
                 self.data = np.asarray(data[:]) if in_memory else None
         except (OSError, TypeError, ValueError, AttributeError) as exc:
