@@ -113,11 +113,13 @@ def test_detection_history_gets_map_and_loss_components_not_an_empty_accuracy(tm
 
 
 @pytest.mark.parametrize(("row", "problem"), [
-    ("999999999,nan,nan,nan,nan,nan,nan,nan,nan,nan", "line 5: epoch 999999999 after epoch 3; the epochs count up"),
+    ("99999,nan,nan,nan,nan,nan,nan,nan,nan,nan", "line 5: epoch 99999 after epoch 3; the epochs count up"),
     ("4,nan,nan,nan,nan,nan,nan,nan,nan,nan", "line 5: learning rate nan is not a finite number"),
     ("2,0.1,1,1,1,1,1,1,1,1", "line 5: epoch 2 after epoch 3"),
     ("1.5,0.1,1,1,1,1,1,1,1,1", "line 5: epoch '1.5' is not a whole number"),
     ("abc,0.1,1,1,1,1,1,1,1,1", "line 5: epoch 'abc' is not a whole number"),
+    ("4,0.1,1,1,1,1,1,1,1,1,7,8,9", "line 5: 13 cells under a header of 10"),
+    ("4,0.05", "line 5: 2 cells under a header of 10"),
 ])
 def test_an_impossible_history_row_is_damage_for_plot_and_runs(tmp_path, run_cli, row, problem):
     from deepvision.runs.journal import journal
@@ -161,3 +163,17 @@ def test_an_epoch_whose_losses_are_inf_is_shaded_and_named(tmp_path, run_cli, fi
     assert ax.get_legend().get_texts()[-1].get_text() == "NaN or inf (not drawn)"
     assert not figures["accuracy.png"].axes[0].patches  # the accuracies of those epochs are numbers
     assert all(len(line) <= 80 for line in out.splitlines() if not line.startswith(str(tmp_path)))  # the note
+
+
+@pytest.mark.parametrize(("header", "row", "problem"), [
+    ("epoch,lr,val_acc,val_acc", "1,0.1,0.9,0.1", "line 1: the header names 'val_acc' twice"),
+    ("a,b,c", "1,2,3", "line 1: the header has no epoch column"),
+    ("epoch,lr,val_acc", "99999999999999999999,0.1,0.9", "line 2: epoch 99999999999999999999 is beyond the 100,000"),
+])
+def test_a_history_header_or_epoch_no_run_writes_is_damage(tmp_path, run_cli, header, row, problem):
+    """With a column named twice the second value would win unseen; an epoch beyond train.epochs' bound
+    was never trained."""
+    run = fake_run(tmp_path, "r", {"name": "constant"}, 3)
+    run.history_path.write_text(f"{header}\n{row}\n")
+    code, out, err = run_cli("plot", run.path)
+    assert code == 2 and err.count("\n") == 1 and f"history.csv is damaged ({problem}" in err, err

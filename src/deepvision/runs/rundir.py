@@ -35,7 +35,7 @@ from typing import Any
 import deepvision.data.detection.loader
 import deepvision.data.sources  # noqa: F401  (registers the built-in data sources)
 from deepvision.config.io import build_config, config_to_yaml, read_yaml
-from deepvision.config.schema import Config
+from deepvision.config.schema import MAX_EPOCHS, Config
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path, atomic_write_text, move, special_kind
@@ -289,10 +289,17 @@ class RunDir:
         problem = None
         try:
             with open(path, newline="", encoding="utf-8") as f:
-                for line, row in enumerate(csv.DictReader(f), 2):
-                    if None in row or "epoch" not in row:
-                        raise ValueError("unexpected columns")
-                    if not (row["epoch"] or "").isdigit():  # what int() takes beyond digits is no epoch either
+                reader = csv.reader(f)
+                header = next(reader, [])
+                twice = sorted({name for name in header if header.count(name) > 1})
+                if header and ("epoch" not in header or twice):  # with a column twice, one value would be lost
+                    raise ValueError(f"line 1: the header names {printable(repr(twice[0])[:40])} twice" if twice
+                                     else "line 1: the header has no epoch column")
+                for line, cells in enumerate(reader, 2):
+                    if len(cells) != len(header):  # the writer gives every row every column
+                        raise ValueError(f"line {line}: {len(cells)} cells under a header of {len(header)}")
+                    row = dict(zip(header, cells))
+                    if not row["epoch"].isdigit():  # what int() takes beyond digits is no epoch either
                         raise ValueError(f"line {line}: epoch '{printable(str(row['epoch'])[:20])}' is not a "
                                          f"whole number")
                     rows.append({k: _parse(k, v) for k, v in row.items()})
@@ -593,6 +600,8 @@ def _history_problem(rows: list[dict[str, Any]]) -> str | None:
     previous = None
     for i, row in enumerate(rows, 2):  # line 1 is the header
         epoch, lr = row.get("epoch"), row.get("lr")
+        if isinstance(epoch, int) and epoch > MAX_EPOCHS:
+            return f"line {i}: epoch {epoch} is beyond the {MAX_EPOCHS:,} epochs a run may have"
         if not isinstance(epoch, int) or epoch < 1 or (previous is not None and epoch != previous + 1):
             after = f" after epoch {previous}" if previous is not None else ""
             return f"line {i}: epoch {epoch}{after}; the epochs count up by one"
