@@ -186,6 +186,23 @@ def test_a_name_given_to_two_arrays_is_refused(tmp_path):
         read_params(path)
 
 
+def test_out_and_labels_are_refused_before_the_checkpoint_is_read(tmp_path, run_cli, monkeypatch):
+    """An --out that holds files and a --labels FIFO are the refusal alone, as import keras gives them."""
+    from deepvision.interop import mxnet_import
+
+    prefix = _checkpoint(tmp_path)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("keep\n")
+    os.mkfifo(tmp_path / "labels.txt")
+    monkeypatch.setattr(mxnet_import, "read_symbol", lambda *a: pytest.fail("the checkpoint was read"))
+    code, out, err = run_cli("import", "mxnet", prefix, 1, "--out", tmp_path / "taken")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "taken already exists; choose another --out" in err
+    code, out, err = run_cli("import", "mxnet", prefix, 1, "--out", tmp_path / "run", "--labels",
+                             tmp_path / "labels.txt")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "labels.txt is a FIFO, not a regular file" in err
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "keep\n" and not (tmp_path / "run").exists()
+
+
 def test_a_params_path_that_is_a_fifo_is_named_as_such(tmp_path, run_cli):
     prefix = _checkpoint(tmp_path)
     params = Path(f"{prefix}-0001.params")

@@ -296,6 +296,9 @@ def import_mxnet(
     check_range("epoch", epoch, 0, MAX_EPOCHS)
     check_options(model, options or {})
     _check_input_options(scale, std, resize)  # before any file is read: a refusal is the only line
+    run_dir = _target(out, f"mxnet-{Path(prefix).name}-{epoch:04d}")
+    if labels is not None:
+        input_file(labels, "labels file")  # a FIFO or a missing file, before the checkpoint is read
     symbol_path, params_path = checkpoint_files(prefix, epoch)
     symbol = read_symbol(symbol_path)
     args, aux = split_params(read_params(params_path))
@@ -310,11 +313,10 @@ def import_mxnet(
     check_graph_weights(graph, args, aux, str(params_path))  # before any weight tensor exists
     graph.materialize()
     unused = load_graph_weights(graph, args, aux, str(params_path))
+    classes = read_labels(labels, graph.num_classes)
     say(f"[INFO] {params_path.name}: {len(args) + len(aux)} tensors; graph input {channels}x{height}x{width}, "
         f"{graph.num_classes} outputs")
-    classes = read_labels(labels, graph.num_classes)
     pre = _preprocess(channels, (height, width), resize, scale, mean, std)
-    run_dir = _target(out, f"mxnet-{Path(prefix).name}-{epoch:04d}")
     if model:
         from deepvision.interop.mxnet_mapping import align, compare, transfer
         from deepvision.models.registry import create_model
