@@ -184,3 +184,15 @@ def test_labels_and_best_checkpoint_fifos_are_named_not_skipped(tmp_path, name):
             run_classes(run, {"classes": ["a", "b"]})
         else:
             run.resolve_checkpoint(None, "best")
+
+
+def test_a_fifo_or_file_named_as_a_run_is_named_for_what_it_is(tmp_path, run_cli):
+    import os
+
+    os.mkfifo(tmp_path / "ff")
+    (tmp_path / "f.txt").write_text("x\n")
+    for path, kind in ((tmp_path / "ff", "a FIFO"), (tmp_path / "f.txt", "a file")):
+        with pytest.raises(UserError, match=rf"^{path} is {kind}, not a run directory$"):
+            RunDir.open(path)
+    with pytest.raises(UserError, match=r"^run directory not found: "):
+        RunDir.open(tmp_path / "missing")

@@ -131,6 +131,9 @@ class RunDir:
     def open(cls, path: str | Path) -> RunDir:
         run = cls(path)
         if not run.path.is_dir():
+            if os.path.exists(run.path):  # a file, a FIFO: named for what it is, not called missing
+                kind = special_kind(os.stat(run.path).st_mode) or "a file"
+                raise UserError(f"{run.path} is {kind}, not a run directory")
             raise UserError(f"run directory not found: {run.path}")
         if not run.has_config():
             raise UserError(f"{run.path} is not a deepvision run directory (no config.yaml)")
