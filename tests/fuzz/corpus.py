@@ -248,7 +248,7 @@ def run_json_fifo(d: Path):
     from deepvision.runs.rundir import RunDir
 
     os.mkfifo(d / "run.json")
-    return (lambda: RunDir(d).read_state()), "is damaged"
+    return (lambda: RunDir(d).read_state()), "is not a regular file (a FIFO)"
 
 
 # -- MXNet ----------------------------------------------------------------------------------------------------
