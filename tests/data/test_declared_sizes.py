@@ -52,7 +52,8 @@ def test_read_ceiling_is_configurable(monkeypatch):
 @pytest.mark.parametrize(("x", "y", "message"), [
     (np.ones((20, 3)), np.r_[np.zeros(10), -np.ones(10)].astype(np.int64), r"'labels' holds the negative class -1"),
     (np.ones((20, 3)), np.r_[np.zeros(10), np.full(10, 7)].astype(np.int64), r"'labels' holds class 7 but"),
-    (np.ones((20, 3)), np.full(20, 2**63 + 5, np.uint64), r"'labels' holds class 9223372036854775807 but"),
+    (np.ones((20, 3)), np.full(20, 2**63 + 5, np.uint64),
+     r"'labels' holds class 9223372036854775813; class ids are below 2\*\*63"),
     (np.where(np.eye(20, 3) > 0, np.nan, 1.0), np.tile([0, 1], 10), r"3 row\(s\) hold NaN or infinite features"),
     (np.array([["x"] * 3] * 20, dtype="S1"), np.tile([0, 1], 10), r"features are \|S1 values; give numbers"),
     (np.ones((20, 3)), np.array([0.5, 1.0] * 10), r"'labels' must be a 1-D integer dataset"),

@@ -69,13 +69,14 @@ class HDF5Dataset(Dataset):
                 if labels is None:
                     raise UserError(f"{self.path} has no 'labels' dataset (datasets: {', '.join(keys)})")
                 label_names = open_dataset(self.path, db, "label_names")
-                self.shape = tuple(data.shape)
-                self.stored_dtype = data.dtype
+                self.shape, self.stored_dtype = tuple(data.shape), data.dtype
                 if labels.dtype.kind not in "iu" or labels.ndim != 1:
                     raise UserError(f"{self.path}: 'labels' must be a 1-D integer dataset, got "
                                     f"{labels.dtype} {labels.shape}")
-                raw = labels[:]  # uint64 ids from 2**63 up would wrap to negative ones as int64: held at 2**63-1
-                self.targets = np.asarray(np.minimum(raw, 2**63 - 1) if raw.dtype.kind == "u" else raw, dtype=np.int64)
+                raw = labels[:]  # uint64 ids from 2**63 up would wrap to negative int64 ones
+                if raw.dtype.kind == "u" and raw.size and int(raw.max()) >= 2**63:
+                    raise UserError(f"{self.path}: 'labels' holds class {int(raw.max())}; class ids are below 2**63")
+                self.targets = raw.astype(np.int64)
                 names = label_names[:] if label_names is not None else None
                 self.data = np.asarray(data[:]) if in_memory else None
         except (OSError, TypeError, ValueError, AttributeError) as exc:
