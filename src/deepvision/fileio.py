@@ -376,6 +376,16 @@ def special_kind(mode: int) -> str | None:
     return next((name for test, name in _KINDS if test(mode)), "a special file")
 
 
+def not_a_folder(path: str | Path, what: str) -> str:
+    """Why `path`, which is no folder, cannot be the `what` ("run directory") asked for: a file or a
+    FIFO is named for what it is, never called missing."""
+    try:
+        kind = special_kind(os.stat(path).st_mode) or "a file"
+    except OSError:
+        return f"{what} not found: {path}"
+    return f"{path} is {kind}, not a {what}"
+
+
 def open_regular_file(path: str | Path) -> BinaryIO:
     """Open a regular file for reading. A FIFO, device, socket or directory raises OSError ("not a
     regular file: a FIFO") at once instead of blocking or reading forever (the file is opened

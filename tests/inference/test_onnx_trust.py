@@ -45,6 +45,7 @@ def _meta(**changes):
     (_meta(version=9), r"metadata is format 'deepvision-export' version 9; this deepvision reads deepvision-export "
                        r"version 1"),
     (_meta(format="other"), r"metadata is format 'other' version 1"),
+    (_meta(version=True), r"metadata is format 'deepvision-export' version True"),
     (_meta(task="bogus"), r"metadata names task 'bogus'; predict runs exported classifiers"),
     (_meta(input={"name": "input", "range": [0, 1]}), r"input range \[0, 1\]; the model is fed \[0, 255\]"),
     (_meta(input={"name": "input", "layout": "NHWC"}), r"input layout 'NHWC'; the model is fed NCHW"),

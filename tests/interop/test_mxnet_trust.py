@@ -86,6 +86,9 @@ def test_convolution_attributes_are_checked(tmp_path, conv, message):
      r"^MXNet node 'p' \(Pooling\): only 2-D NCHW pooling is supported \(input \(1, 4, 6, 6\), layout NHWC\)"),
     (_node("Concat", "cc", [], num_args="3", dim="1"), r"^MXNet node 'cc' \(Concat\): num_args=3 but the symbol "
                                                          r"gives 1 inputs"),
+    (_node("add_n", "an", [3], num_args="3"), r"^MXNet node 'an' \(add_n\): num_args=3 but the symbol gives 2 "
+                                              r"inputs"),
+    (_node("Dropout", "d", [], p="0.5", mode="bogus"), r"mode=bogus is no Dropout mode; only mode=training"),
 ])
 def test_operator_attributes_are_checked(tmp_path, op, message):
     weights = {}

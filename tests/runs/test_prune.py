@@ -125,7 +125,14 @@ def test_a_run_in_use_is_left_alone(runs):
 def test_bad_targets_are_one_line(runs, tmp_path):
     assert run_main("runs", "prune")[0] == 2
     code, _, err = run_main("runs", "prune", tmp_path / "nowhere")
-    assert code == 2 and "does not exist" in err
+    assert code == 2 and "run directory or folder of runs not found" in err
+    import os
+
+    os.mkfifo(tmp_path / "ff")
+    code, _, err = run_main("runs", "prune", tmp_path / "ff")
+    assert code == 2 and f"{tmp_path / 'ff'} is a FIFO, not a run directory or folder of runs" in err
+    code, _, err = run_main("runs", tmp_path / "ff")
+    assert code == 2 and f"{tmp_path / 'ff'} is a FIFO, not a runs folder" in err
     (tmp_path / "empty").mkdir()
     code, _, err = run_main("runs", "prune", tmp_path / "empty")
     assert code == 2 and "neither a run directory nor a folder of runs" in err

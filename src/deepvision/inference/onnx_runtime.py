@@ -60,7 +60,7 @@ class OnnxClassifier:
         pixels in N x C x H x W, gray or RGB as the channels say (fields an older export lacks are not asked)."""
         meta, fix = self.meta, "export it again with `deepvision export RUN`"
         fmt, version = meta.get("format", "deepvision-export"), meta.get("version", 1)
-        if fmt != "deepvision-export" or version != 1:
+        if fmt != "deepvision-export" or type(version) is not int or version != 1:  # true and 1.0 equal 1
             raise UserError(f"{self.path}: its metadata is format {_shown(fmt)} version {_shown(version)}; "
                             f"this deepvision reads deepvision-export version 1; "
                             f"{fix}")

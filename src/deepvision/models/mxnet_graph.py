@@ -89,8 +89,10 @@ class MXNetGraph(nn.Module):
                     if head is not None and node.index == head.index:
                         self.head_key = key
                 elif kind == "concat":
+                    _check_num_args(node)
                     self.concat_dims[key] = _concat_dim(node, xs[0].dim())
                 elif kind in ("add", "mul", "sub"):
+                    _check_num_args(node)
                     _check_elementwise(node, xs)
                 self.node_keys[node.index] = key
                 self.steps.append((node.index, kind, key, tuple(i for i, _ in ins), ()))
@@ -196,11 +198,16 @@ def _check_elementwise(node: Node, xs: list[torch.Tensor]) -> None:
         raise node_error(node, f"input shapes {shown} differ (only broadcast_* operators broadcast)")
 
 
+def _check_num_args(node: Node) -> None:
+    """Operators of a variable input count (Concat, add_n, ElementWiseSum) take exactly `num_args` inputs
+    in MXNet, which refuses a symbol where the two differ."""
+    if node.get("num_args") is not None and node.integer("num_args") != len(node.inputs):
+        raise node_error(node, f"num_args={node.get('num_args')} but the symbol gives {len(node.inputs)} inputs")
+
+
 def _concat_dim(node: Node, rank: int) -> int:
     """Concat's `dim` (MXNet's default 1), negative counted from the end; the batch axis is refused:
     joining samples changes how many predictions come out."""
-    if node.get("num_args") is not None and node.integer("num_args") != len(node.inputs):
-        raise node_error(node, f"num_args={node.get('num_args')} but the symbol gives {len(node.inputs)} inputs")
     dim = node.integer("dim", -rank, rank - 1)
     dim = dim + rank if dim < 0 else dim
     if dim == 0:

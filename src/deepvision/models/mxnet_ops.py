@@ -223,8 +223,9 @@ def make_module(node: Node, inputs: list[torch.Tensor], out_override: int | None
     if op == "Dropout":
         node.number("p", 0.0, 1.0)  # identity at inference; p=1 or NaN was never a trained network
         if node.get("mode") != "training":  # "always" (Monte-Carlo dropout) drops at inference too
-            raise node_error(node, f"mode={node.get('mode')} drops values at inference too; only mode=training "
-                                   f"(an identity at inference) is supported")
+            what = "drops values at inference too" if node.get("mode") == "always" else "is no Dropout mode"
+            raise node_error(node, f"mode={node.get('mode')} {what}; only mode=training (an identity at "
+                                   f"inference) is supported")
         if node.get("p") == 1:
             raise node_error(node, "p=1 drops every value; a dropout rate must be below 1")
     if op in ("Cast", "cast") and str(node.get("dtype")) not in ("float32", "None"):

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, open_regular_file
+from deepvision.fileio import atomic_write_text, not_a_folder, open_regular_file
 from deepvision.runs.history import describe_lrs
 from deepvision.runs.rundir import RunDir
 from deepvision.safeload import printable, spreadsheet_cell
@@ -50,7 +50,7 @@ STATUS = {"finished": "done", "interrupted": "stopped"}  # short words in the ta
 def find_runs(root: str | Path) -> list[RunDir]:
     root = Path(root)
     if not root.is_dir():
-        raise UserError(f"runs folder not found: {root}")
+        raise UserError(not_a_folder(root, "runs folder"))
     found = [RunDir(p.parent) for p in sorted(root.rglob("config.yaml")) if os.path.lexists(p.parent / "run.json")]
     return sorted(found, key=lambda r: r.path.stat().st_mtime)
 

@@ -38,7 +38,7 @@ from deepvision.config.io import build_config, config_to_yaml, read_yaml
 from deepvision.config.schema import MAX_EPOCHS, Config
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path, atomic_write_text, move, special_kind
+from deepvision.fileio import atomic_path, atomic_write_text, move, not_a_folder, special_kind
 from deepvision.runs.checkpoint import atomic_save, load_checkpoint
 from deepvision.runs.history import HISTORY_FIELDS
 from deepvision.runs.lock import LOCK_NAME, RunLock, is_stale, read_holder
@@ -131,10 +131,7 @@ class RunDir:
     def open(cls, path: str | Path) -> RunDir:
         run = cls(path)
         if not run.path.is_dir():
-            if os.path.exists(run.path):  # a file, a FIFO: named for what it is, not called missing
-                kind = special_kind(os.stat(run.path).st_mode) or "a file"
-                raise UserError(f"{run.path} is {kind}, not a run directory")
-            raise UserError(f"run directory not found: {run.path}")
+            raise UserError(not_a_folder(run.path, "run directory"))
         if not run.has_config():
             raise UserError(f"{run.path} is not a deepvision run directory (no config.yaml)")
         return run

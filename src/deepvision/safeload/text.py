@@ -120,10 +120,10 @@ def check_class_names(names: list[str], where: str) -> None:
 
 
 def plain_float(text: str) -> float:
-    """float(text) for a number read from a text file, refusing Python's digit separators (float() reads
-    '1_0' as 10); ValueError otherwise."""
-    if "_" in text:
-        raise ValueError(f"digit separators are not numbers: {text!r}")
+    """float(text) for a number read from a text file, refusing what float() reads beyond ASCII numbers:
+    digit separators ('1_0' is 10) and other scripts' digits (a full-width '１' is 1); ValueError otherwise."""
+    if "_" in text or not text.isascii():
+        raise ValueError(f"not a plain number: {text!r}")
     return float(text)
 
 

@@ -102,6 +102,7 @@ def prune(targets: list[str], keep: int, discarded: bool, dry_run: bool) -> int:
 
     from deepvision.cli.output import shown
     from deepvision.errors import UserError
+    from deepvision.fileio import not_a_folder
     from deepvision.runs.journal import epoch_ranges, format_bytes
     from deepvision.runs.rundir import RunDir
 
@@ -117,7 +118,7 @@ def prune(targets: list[str], keep: int, discarded: bool, dry_run: bool) -> int:
                 raise UserError(f"{target} is neither a run directory nor a folder of runs")
             runs += found
         else:
-            raise UserError(f"{target} does not exist")
+            raise UserError(not_a_folder(target, "run directory or folder of runs"))
     total = 0
     for path in runs:
         run = RunDir.open(path)
