@@ -222,25 +222,18 @@ def main(argv: list[str] | None = None) -> int:
             nodes = "  on every node, with its rendezvous options for ...\n" if " ... " in hint else ""
             sys.stderr.write(f"training stopped {done}; {again} with:\n  {hint}\n{nodes}")
         return stop.exit_code
-    except ModuleNotFoundError as exc:
-        advice = missing_extra(exc)
+    except (ModuleNotFoundError, MemoryError, RuntimeError) as exc:  # a missing extra, or memory run out
+        advice = missing_extra(exc) if isinstance(exc, ModuleNotFoundError) else out_of_memory(exc)
         if advice is None:
             raise
         held.drop()
-        sys.stderr.write(f"deepvision {args.command}: error: {advice}\n")
+        sys.stderr.write(f"deepvision {args.command}: error: {clip_message(advice)}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
     except BrokenPipeError:
         return 0
-    except (MemoryError, RuntimeError) as exc:
-        cause = out_of_memory(exc)
-        if cause is None:
-            raise
-        held.drop()
-        sys.stderr.write(f"deepvision {args.command}: error: {clip_message(cause)}\n")
-        return 2
     except OSError as exc:  # a file system problem no check anticipated: still one line, exit 2
         held.drop()
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
