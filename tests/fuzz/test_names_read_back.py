@@ -41,7 +41,8 @@ def test_printable_escapes_control_characters_only():
     (["a", "a"], "class name 'a' is given twice"),
     (["a", "b\x1bc"], "holds a control character"),
     (["a", ""], "is empty"),
-    (["a", 1], "is empty or holds"),
+    (["a", 1], "class name 1 is a number; class names are text"),
+    (["a", None], "class name None is a NoneType; class names are text"),
 ])
 def test_check_class_names_refuses(names, message):
     with pytest.raises(UserError, match=message):

@@ -50,7 +50,7 @@ def _meta(**changes):
     (_meta(input={"name": "input", "range": [0, 1]}), r"input range \[0, 1\]; the model is fed \[0, 255\]"),
     (_meta(input={"name": "input", "layout": "NHWC"}), r"input layout 'NHWC'; the model is fed NCHW"),
     (_meta(input={"name": "input", "color": "gray"}), r"input color 'gray'; the model is fed RGB \(3 channel"),
-    (_meta(classes=[0, 1, 2]), r"metadata: class name 0 is a number, not a name; class names are text"),
+    (_meta(classes=[0, 1, 2]), r"metadata: class name 0 is a number; class names are text"),
 ])
 def test_onnx_metadata_is_checked(tmp_path, meta, message):
     from deepvision.inference.onnx_runtime import OnnxClassifier

@@ -107,9 +107,9 @@ def check_class_names(names: list[str], where: str) -> None:
     seen: set[str] = set()
     for name in names:
         if not isinstance(name, str):
-            kind = "a number" if isinstance(name, (int, float)) and not isinstance(name, bool) else "not text"
-            raise UserError(f"{where}: class name {printable(repr(name))} is {kind}, not a name; class names "
-                            f"are text")
+            kind = "a number" if isinstance(name, (int, float)) and not isinstance(name, bool) else \
+                f"a {type(name).__name__}"
+            raise UserError(f"{where}: class name {printable(repr(name))[:60]} is {kind}; class names are text")
         if not name or any(is_control(ch) for ch in name):
             raise UserError(f"{where}: class name {printable(repr(name))} is empty or holds a control character "
                             f"(a newline would split labels.txt; a bidi override or zero-width character "
