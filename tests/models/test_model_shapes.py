@@ -344,3 +344,9 @@ def test_a_training_batch_is_planned_before_it_is_read(monkeypatch):
     with pytest.raises(UserError, match=r"^a training batch of 64 images at 3x8192x8192 needs 51.5 GB \(the images "
                                         r"51.5 GB\), above"):
         check_batch_memory(model, (3, 8192, 8192), 64, activations=False)
+    # a validation batch keeps no graph, but a huge one still holds its images and its largest layer
+    check_batch_memory(model, (3, 224, 224), 64, activations=True, eval_batch=4096)  # 4096 x 3.8 MB: 15.6 GB
+    with pytest.raises(UserError, match=r"^a validation batch of 65,536 images at 3x224x224 needs 249.9 GB \(the "
+                                        r"images 39.5 GB, the largest layer's output 210.5 GB; the largest, conv1, "
+                                        r"\(64, 112, 112\) per image\), above .*lower data.eval_batch_size"):
+        check_batch_memory(model, (3, 224, 224), 64, activations=True, eval_batch=65536)

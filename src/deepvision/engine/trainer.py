@@ -169,7 +169,8 @@ class Trainer:
         shape = (self.pre.channels, *self.pre.size)
         check_input_size(model, shape, self.cfg.model.name)
         # on a GPU the layers' outputs live in its memory, which CUDA refuses itself; the batch is read here
-        check_batch_memory(model, shape, self.cfg.data.batch_size, activations=self.device.type == "cpu")
+        check_batch_memory(model, shape, self.cfg.data.batch_size, activations=self.device.type == "cpu",
+                           eval_batch=self.cfg.data.eval_batch_size or self.cfg.data.batch_size)
 
     def _restore(self, ckpt: dict[str, Any], reset_optimizer: bool) -> None:
         saved = ckpt.get("model", {})

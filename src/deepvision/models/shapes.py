@@ -68,11 +68,13 @@ def check_planned_activations(model: nn.Module, input_shape: Sequence[int], what
                         f"the file is damaged or names another input size")
 
 
-def check_batch_memory(model: nn.Module, input_shape: Sequence[int], batch: int, *, activations: bool) -> None:
+def check_batch_memory(model: nn.Module, input_shape: Sequence[int], batch: int, *, activations: bool,
+                       eval_batch: int | None = None) -> None:
     """Refuse in one line, before the first batch is read, a training batch of `batch` float32 samples
     of `input_shape` that needs more memory than one read may take: the batch itself, plus, when
     `activations` (the model computes in this machine's memory, not a GPU's), its layers' outputs,
-    which the backward pass keeps. A model that cannot be traced is planned by its input alone."""
+    which the backward pass keeps. A validation batch of `eval_batch` keeps no graph: its images and the
+    largest layer's output. A model that cannot be traced is planned by its input alone."""
     per_input = math.prod(int(v) for v in input_shape)
     layers, largest = 0, None
     if activations:
@@ -83,17 +85,21 @@ def check_batch_memory(model: nn.Module, input_shape: Sequence[int], batch: int,
         planned = layer_output_elements(calls)
         if planned is not None:
             layers, largest = planned
-    need, ceiling = batch * (per_input + layers) * 4, max_read_bytes()
-    if need <= ceiling:
-        return
-    size = "x".join(str(int(v)) for v in input_shape)
-    parts = f"the images {format_bytes(batch * per_input * 4)}"
-    if largest is not None:
-        parts += (f", the layers' outputs {format_bytes(batch * layers * 4)}; the largest, {largest.name}, "
-                  f"{tuple(largest.output_shape[1:])} per image")
-    raise UserError(f"a training batch of {batch:,} images at {size} needs {format_bytes(need)} ({parts}), "
-                    f"above the {format_bytes(ceiling)} this machine allows (DEEPVISION_MAX_READ_GB raises it); "
-                    f"lower data.batch_size or the input size (data.image_size)")
+    ceiling, size = max_read_bytes(), "x".join(str(int(v)) for v in input_shape)
+    widest = math.prod(largest.output_shape[1:]) if largest is not None else 0
+    for role, n, per_image, key in (("training", batch, layers, "data.batch_size"),
+                                    ("validation", eval_batch or 0, widest, "data.eval_batch_size")):
+        need = n * (per_input + per_image) * 4
+        if need <= ceiling:
+            continue
+        parts = f"the images {format_bytes(n * per_input * 4)}"
+        if largest is not None:
+            outputs = "the layers' outputs" if role == "training" else "the largest layer's output"
+            parts += (f", {outputs} {format_bytes(n * per_image * 4)}; the largest, {largest.name}, "
+                      f"{tuple(largest.output_shape[1:])} per image")
+        raise UserError(f"a {role} batch of {n:,} images at {size} needs {format_bytes(need)} ({parts}), "
+                        f"above the {format_bytes(ceiling)} this machine allows (DEEPVISION_MAX_READ_GB raises "
+                        f"it); lower {key} or the input size (data.image_size)")
 
 
 class InputSizeError(ValueError):
