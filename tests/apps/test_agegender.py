@@ -31,6 +31,7 @@ def test_age_buckets_and_labels():
     assert age_bucket("(38, 42)") == "38_43" and age_bucket("(60, 100)") == "60_inf"
     assert age_bucket("(8, 23)") is None and age_bucket("(27, 32)") == "25_32" and age_bucket("35") is None
     assert age_bucket("(0, 2)") == "0_2" and age_bucket("(8, 12)") == "8_13"
+    assert age_bucket("(100, 0)") is None and age_bucket("(\uff16\uff10, \uff12)") is None  # reversed; full-width
     assert AGE_CLASSES == ["0_2", "15_20", "25_32", "38_43", "48_53", "4_6", "60_inf", "8_13"]  # encoder order
     assert [display_label(c) for c in ("25_32", "60_inf", "female")] == ["25-32", "60+", "Female"]
 
@@ -107,6 +108,26 @@ def test_adience_rows_naming_no_face_or_holding_escapes_are_one_line(tmp_path, r
     assert code == 2 and out == "" and err.count("\n") == 1 and "\x1b" not in err, err
     assert err.startswith("deepvision adience: error: " + message.format(root=root, user=user, image=image)), err
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before and not (tmp_path / "o").exists()
+
+
+def test_adience_rows_naming_one_face_twice_or_a_face_outside_are_refused(tmp_path, run_cli):
+    """A face listed twice could be trained on and tested on; a link under aligned/ leading out of the
+    dataset would list (and pack) files that are not Adience's."""
+    root = make_fake_adience(tmp_path / "adience", faces=20, size=8)
+    fold0, fold1 = root / "fold_frontal_0_data.txt", root / "fold_frontal_1_data.txt"
+    row = fold0.read_text().split("\n")[1]
+    fold1.write_text(fold1.read_text().rstrip("\n") + "\n" + row + "\n")
+    code, out, err = run_cli("adience", "lists", "--root", root, "--out", tmp_path / "o", "--workers", "1")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert "names the face of fold_frontal_0_data.txt:2 again" in err and not (tmp_path / "o").exists()
+    fold1.write_text(fold1.read_text().replace(row + "\n", ""))
+    user = row.split("\t")[0]
+    outside = tmp_path / "outside"
+    (root / "aligned" / user).rename(outside)
+    (root / "aligned" / user).symlink_to(outside)
+    code, out, err = run_cli("adience", "lists", "--root", root, "--out", tmp_path / "o", "--workers", "1")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert f"leads to {outside.resolve()}" in err and "outside the Adience folder" in err
 
 
 @pytest.fixture(scope="module")

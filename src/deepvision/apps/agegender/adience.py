@@ -35,13 +35,14 @@ GENDERS = {"m": 0, "f": 1}
 FOLD_GLOB = "fold_frontal_*_data.txt"
 HEADER = ["user_id", "original_image", "face_id", "age", "gender", "x", "y", "dx", "dy", "tilt_ang",
           "fiducial_yaw_angle", "fiducial_score"]
-_TUPLE = re.compile(r"^\(\s*(\d+)\s*,\s*(\d+)\s*\)$")
+_TUPLE = re.compile(r"^\(\s*(\d+)\s*,\s*(\d+)\s*\)$", re.ASCII)  # \d alone matches other scripts' digits
 
 
 def age_bucket(age: str) -> str | None:
-    """'(38, 42)' -> '38_43'; '(60, 100)' -> '60_inf'; a tuple that fits no bucket ('(8, 23)') -> None."""
+    """'(38, 42)' -> '38_43'; '(60, 100)' -> '60_inf'; a tuple that fits no bucket ('(8, 23)') or whose
+    upper bound is below its lower one ('(100, 0)') -> None."""
     m = _TUPLE.match(age.strip())
-    if not m:
+    if not m or int(m[1]) > int(m[2]):
         return None
     lo, hi = int(m[1]), int(m[2])
     for lower, upper in AGE_BINS:
@@ -76,6 +77,7 @@ def read_folds(root: str | Path) -> AdienceRows:
         raise UserError(f"no {FOLD_GLOB} file in {root}; give the folder holding the Adience fold files")
     rows = AdienceRows()
     missing: list[str] = []
+    seen: dict[str, str] = {}  # a face listed twice could land in train and in test
     for path in files:
         lines = read_text_file(path, "Adience fold file").splitlines()  # a FIFO is refused, never waited on
         for lineno, line in enumerate(lines[1:], 2):  # one header line
@@ -93,6 +95,14 @@ def read_folds(root: str | Path) -> AdienceRows:
                     raise UserError(f"{path}:{lineno}: {name} {printable(repr(value))} is not a plain name; the "
                                     f"rows name files under aligned/<user_id>/ of the dataset, never a path")
             rel = f"aligned/{user}/landmark_aligned_face.{face}.{image}"
+            where = seen.setdefault(rel, f"{path.name}:{lineno}")
+            if where != f"{path.name}:{lineno}":
+                raise UserError(f"{path.name}:{lineno} names the face of {where} again ({rel}); a face listed "
+                                f"twice could be trained on and tested on; remove one of the rows")
+            target = (root / rel).resolve()  # a link under aligned/ never leads out of the dataset
+            if not target.is_relative_to(root.resolve()):
+                raise UserError(f"{path.name}:{lineno}: {rel} leads to {target}, outside the Adience folder "
+                                f"{root}; copy the faces into it")
             if not (root / rel).is_file():
                 missing.append(f"{path.name}:{lineno} names {rel}")
             rows.paths.append(rel)
