@@ -62,6 +62,32 @@ def test_devkit_errors_name_the_file(fake, tmp_path):
         build_lists(broken)
 
 
+def test_an_image_or_wnid_named_twice_and_a_foreign_blacklist_are_refused(tmp_path):
+    """A train image listed twice could land in train and in the test split carved from it; a wnid named
+    twice leaves its images one of two ids; a blacklist id that names no validation image is another devkit's."""
+    root = tmp_path / "ilsvrc"
+    make_fake_imagenet(root, classes=3, per_class=4, val_per_class=2, min_side=16, max_side=20)
+    data = root / "devkit" / "data"
+    train_cls = root / "ImageSets" / "CLS-LOC" / "train_cls.txt"
+    original = train_cls.read_text()
+    train_cls.write_text(original + original.splitlines()[0] + "\n")
+    with pytest.raises(UserError, match=r"train_cls.txt:13: '.*' is listed again \(first on line 1\)"):
+        build_lists(root, test_size=2)
+    train_cls.write_text(original)
+    blacklist = data / "ILSVRC2015_clsloc_validation_blacklist.txt"
+    blacklist.write_text("-1\n")
+    with pytest.raises(UserError, match=r"blacklist.txt: -1 is not a validation image number \(1..6\)"):
+        build_lists(root, test_size=2)
+    blacklist.write_text("2\n")
+    assert build_lists(root, test_size=2).blacklisted == 1
+    mapping = data / "map_clsloc.txt"
+    lines = mapping.read_text().splitlines()
+    lines[2] = f"{lines[0].split()[0]} 3 again"
+    mapping.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=r"map_clsloc.txt:3: wnid .* is named again \(first on line 1\)"):
+        build_lists(root, test_size=2)
+
+
 def test_missing_blacklist_needs_an_explicit_choice(tmp_path, run_cli):
     root = tmp_path / "noblack"
     make_fake_imagenet(root, classes=2, per_class=4, val_per_class=4, min_side=16, max_side=20)

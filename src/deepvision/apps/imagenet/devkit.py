@@ -82,6 +82,9 @@ def read_map_clsloc(path: Path) -> list[tuple[str, str]]:
             raise UserError(f"{path}:{lineno}: expected '<wnid> <id> <name>', got {line[:60]!r}")
         if int(parts[1]) != lineno:
             raise UserError(f"{path}:{lineno}: class ids must run 1, 2, 3 ... in order; found {parts[1]}")
+        first = next((i for i, (wnid, _) in enumerate(classes, 1) if wnid == parts[0]), None)
+        if first is not None:  # train_cls.txt's images of that wnid could only take one of the two ids
+            raise UserError(f"{path}:{lineno}: wnid {printable(parts[0])} is named again (first on line {first})")
         classes.append((parts[0], " ".join(parts[2:])))
     if not classes:
         raise UserError(f"{path} lists no classes")
@@ -96,13 +99,16 @@ def _plain_name(name: str) -> bool:
 
 def read_train_cls(path: Path, index: dict[str, int]) -> tuple[list[str], list[int]]:
     """Train image stems and labels; the label comes from the stem's WNID directory."""
-    stems, labels = [], []
+    stems, labels, seen = [], [], {}
     for lineno, line in enumerate(_lines(path), 1):
         stem = line.split()[0]
         wnid, _, name = stem.partition("/")
         if wnid not in index or not _plain_name(name):
             raise UserError(f"{path}:{lineno}: '{printable(stem)}' is not '<wnid>/<image>' with a wnid of "
                             f"map_clsloc.txt and a plain image name")
+        if seen.setdefault(stem, lineno) != lineno:  # listed twice, it could land in train and in test
+            raise UserError(f"{path}:{lineno}: '{printable(stem)}' is listed again (first on line {seen[stem]}); "
+                            f"remove one of the lines")
         stems.append(stem)
         labels.append(index[wnid])
     return stems, labels
@@ -119,6 +125,11 @@ def read_val(paths: DevkitPaths, num_classes: int, blacklist: bool = True) -> tu
         raise UserError(f"devkit file missing: {paths.val_blacklist} (pass --no-blacklist to keep every validation "
                         f"image)")
     banned = {line.strip() for line in _lines(paths.val_blacklist)} if blacklist else set()
+    stray = next((b for b in sorted(banned) if not (b.isascii() and b.isdigit() and 1 <= int(b) <= len(val_lines))),
+                 None)
+    if stray is not None:  # a blacklist of another devkit version would drop the wrong images, or none
+        raise UserError(f"{paths.val_blacklist}: {printable(stray)[:30]} is not a validation image number "
+                        f"(1..{len(val_lines):,}); use the blacklist of this devkit")
     stems, labels, dropped = [], [], 0
     for lineno, (line, gt) in enumerate(zip(val_lines, truth), 1):
         parts = line.split()
