@@ -12,6 +12,7 @@ from PIL import Image
 
 from deepvision.apps.cars import build_cars_lists, make_fake_cars, make_model
 from deepvision.data.lst import read_lst
+from deepvision.errors import UserError
 from deepvision.recipes import recipe_path
 
 
@@ -78,6 +79,27 @@ def test_csv_labels(fake, tmp_path):
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     lists = build_cars_lists(fake, tmp_path / "out", csv_path=tmp_path / "labels.csv")
     assert lists.classes == ["Audi:S4", "Tesla:Model S"]
+
+
+def test_an_image_annotated_twice_is_refused(run_cli, fake, tmp_path):
+    """Listed twice, an image could land in train and in test."""
+    import shutil
+
+    root = tmp_path / "dup"
+    shutil.copytree(fake, root)
+    mat = scipy.io.loadmat(fake / "cars_annos.mat")
+    mat["annotations"] = np.concatenate([mat["annotations"], mat["annotations"][:, :1]], axis=1)
+    scipy.io.savemat(root / "cars_annos.mat", {k: v for k, v in mat.items() if not k.startswith("__")})
+    code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "lists")
+    n = mat["annotations"].shape[1]
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"cars_annos.mat: annotation {n} names car_ims/000001.jpg again (first: 1)" in err
+    assert not (tmp_path / "lists").exists()
+    rows = ["Image Filename,Make,Model,Vehicle Type,Year", "car_ims/000001.jpg,Audi,S4,Sedan,2012",
+            "car_ims/000002.jpg,Audi,S4,Sedan,2012", "car_ims/000001.jpg,Tesla,Model S,Sedan,2012"]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(UserError, match=r"labels.csv: entry 3 names car_ims/000001.jpg again \(first: 1\)"):
+        build_cars_lists(fake, tmp_path / "out", csv_path=tmp_path / "labels.csv")
 
 
 @pytest.fixture(scope="module")

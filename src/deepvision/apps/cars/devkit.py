@@ -24,6 +24,7 @@ ImageNet constants R 123.68, G 116.779, B 103.939.
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from deepvision.datasets.detection.readers.common import inside
 from deepvision.datasets.listing import write_split_lists
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, refuse_output_over_inputs
-from deepvision.safeload import check_class_names, check_mat_file, csv_rows, read_text_file
+from deepvision.safeload import check_class_names, check_mat_file, csv_rows, printable, read_text_file
 
 IMAGENET_MEAN = {"R": 123.68, "G": 116.779, "B": 103.939}
 MULTIWORD_MAKES = ("AM General", "Aston Martin", "Land Rover")
@@ -124,9 +125,21 @@ def _annotations(mat: dict, path: Path, path_field: str, num_classes: int) -> tu
 def _check_inside(root: Path, paths: list[str], source: Path) -> None:
     """Refuse an image path that leaves the Stanford Cars folder (absolute, '..' above it, or a link out of
     it), as the detection readers do: the lists are packed as they are, so it would pack a file from
-    elsewhere."""
+    elsewhere. An image named twice is refused too."""
     for i, name in enumerate(paths):
         inside(root, name, f"{source}: annotation {i + 1}")
+    _refuse_repeats(paths, f"{source}: annotation")
+
+
+def _refuse_repeats(paths: list[str], where: str) -> None:
+    """UserError when two entries (numbered from 1 after `where`) name one image: listed twice, it could
+    be trained on and tested on."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(paths, 1):
+        first = seen.setdefault(os.path.normpath(name), i)
+        if first != i:
+            raise UserError(f"{where} {i} names {printable(name)} again (first: {first}); an image listed twice "
+                            f"could be trained on and tested on; remove one of them")
 
 
 def read_annotations(root: str | Path) -> tuple[list[str], list[str]]:
@@ -176,6 +189,7 @@ def read_label_csv(path: str | Path, images: str) -> tuple[list[str], list[str]]
         labels.append(f"{row[1].strip()}:{row[2].strip()}")
     if not paths:
         raise UserError(f"{path} lists no images")
+    _refuse_repeats(paths, f"{path}: entry")
     return paths, labels
 
 
