@@ -442,8 +442,10 @@ def test_emotion_images_never_replace_the_photos_or_each_other(fer_run, tmp_path
 
 
 @pytest.mark.parametrize(("option", "value", "message"), [
-    ("--camera", "-1", "--camera must be a whole number, 0 or more, got -1"),
-    ("--camera", "-5", "--camera must be a whole number, 0 or more, got -5"),
+    ("--camera", "-1", "--camera must be a whole number from 0 to 9,999, got -1"),
+    ("--camera", "-5", "--camera must be a whole number from 0 to 9,999, got -5"),
+    ("--camera", "99999999999999999999", "--camera must be a whole number from 0 to 9,999, got 99999999999999999999"),
+    ("--camera", "2147483648", "--camera must be a whole number from 0 to 9,999, got 2147483648"),
     ("--threads", "100000", "--threads must be a whole number from 1 to 1,024, got 100000"),
     ("--threads", "0", "--threads must be a whole number from 1 to 1,024, got 0"),
 ])

@@ -52,7 +52,14 @@ from deepvision.inference.faces.draw import draw_face, probability_canvas, resiz
 from deepvision.inference.faces.track import DETECT_EVERY, FaceTracker
 from deepvision.inference.video import open_video
 from deepvision.models.memory_format import to_channels_last
-from deepvision.safeload import check_image_side, check_range, input_file, spreadsheet_cell, spreadsheet_row
+from deepvision.safeload import (
+    check_image_side,
+    check_range,
+    input_file,
+    shown_value,
+    spreadsheet_cell,
+    spreadsheet_row,
+)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 PREFERRED_DETECTOR = "mtcnn"  # measured on real faces: benchmarks/face_detectors.py, docs/faces.md
@@ -171,11 +178,14 @@ class EmotionRecognizer:
 MAX_THREADS = 1024  # as logreg --jobs and mean --num-thread: more only exhausts the machine
 
 
+MAX_CAMERA = 9_999  # OpenCV reads index + API preference as one C int (CAP_V4L2 is 200)
+
+
 def check_camera(camera: object) -> int:
     """`camera` if it is a camera index, a whole number 0 or more; UserError otherwise (OpenCV crashes on a
-    negative index in some builds instead of failing to open it)."""
-    if isinstance(camera, bool) or not isinstance(camera, int) or camera < 0:
-        raise UserError(f"--camera must be a whole number, 0 or more, got {camera}")
+    negative index in some builds instead of failing to open it, and refuses one beyond a C int)."""
+    if isinstance(camera, bool) or not isinstance(camera, int) or not 0 <= camera <= MAX_CAMERA:
+        raise UserError(f"--camera must be a whole number from 0 to {MAX_CAMERA:,}, got {shown_value(camera)}")
     return camera
 
 
