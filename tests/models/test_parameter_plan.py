@@ -23,3 +23,15 @@ def test_the_ceiling_follows_deepvision_max_read_gb(monkeypatch):
     model = create_model("lenet", num_classes=10, in_channels=1)
     assert sum(p.numel() for p in model.parameters()) == 431_080
     assert all(p.device.type == "cpu" for p in model.parameters())
+
+
+def test_builder_options_that_would_build_for_minutes_are_refused(run_cli):
+    """Each stage block and each list item is built in Python one by one: 100,000,000 blocks ran for minutes
+    (memory growing) before any size check could see them."""
+    with pytest.raises(UserError, match=r"stages from 1 to 1,024 blocks"):
+        create_model("resnet_ref", stages=[100_000_000, 2, 2, 2])
+    with pytest.raises(UserError, match=r"^model 'emotion_vgg4' option 'filters' lists 300 values; a model option "
+                                        r"lists at most 256$"):
+        create_model("emotion_vgg4", filters=[8] * 300)
+    code, out, err = run_cli("models", "show", "resnet_ref", "--set", "stages=[100000,2,2,2]")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "stages from 1 to 1,024 blocks" in err

@@ -186,6 +186,9 @@ def _published_or_meta(kwargs: dict[str, Any]) -> bool:
     return bool(kwargs.get("weights") or kwargs.get("pretrained")) or torch.empty(()).is_meta
 
 
+MAX_OPTION_ITEMS = 256  # values in one list-valued builder option (stages, filters, widths)
+
+
 def create_model(
     name: str,
     num_classes: int | None = None,
@@ -211,6 +214,10 @@ def create_model(
     if bad:
         raise UserError(f"model '{name}' has no option '{bad[0]}'{suggest(bad[0], valid)}; "
                         f"valid options: {', '.join(valid) or 'none'}")
+    long = next((k for k, v in options.items() if isinstance(v, (list, tuple)) and len(v) > MAX_OPTION_ITEMS), None)
+    if long is not None:  # each item is a stage or a block to build: a long list builds for minutes
+        raise UserError(f"model '{name}' option '{long}' lists {len(options[long]):,} values; a model option "
+                        f"lists at most {MAX_OPTION_ITEMS}")
     kwargs: dict[str, Any] = dict(options)
     kwargs["num_classes"] = spec.num_classes if num_classes is None else num_classes
     kwargs["in_channels"] = spec.input_size[0] if in_channels is None else in_channels

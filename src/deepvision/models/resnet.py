@@ -48,6 +48,9 @@ def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
 
 
+MAX_STAGE_BLOCKS = 1_024  # blocks in one stage (ResNet-1001 has 111); each is built in Python, one by one
+
+
 class PreActBottleneck(nn.Module):
     """BN-ReLU-conv x 3 (1x1, 3x3 strided, 1x1); the projection shortcut starts from act1."""
 
@@ -103,8 +106,9 @@ class ResNetRef(nn.Module):
         if len(filters) != len(stages) + 1:
             raise ValueError(f"filters needs one more entry than stages (the stem width first): "
                              f"stages {tuple(stages)}, filters {tuple(filters)}")
-        if any(f % 4 for f in filters[1:]) or any(n < 1 for n in stages):
-            raise ValueError("stage filters must be multiples of 4 (bottleneck width K/4) and stages >= 1")
+        if any(f % 4 for f in filters[1:]) or any(not 1 <= n <= MAX_STAGE_BLOCKS for n in stages):
+            raise ValueError(f"stage filters must be multiples of 4 (bottleneck width K/4) and stages from 1 to "
+                             f"{MAX_STAGE_BLOCKS:,} blocks")
         norm = norm or NormSettings(eps=2e-5)
         data_norm = data_norm or norm
         self.num_classes = num_classes
