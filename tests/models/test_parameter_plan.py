@@ -35,3 +35,15 @@ def test_builder_options_that_would_build_for_minutes_are_refused(run_cli):
         create_model("emotion_vgg4", filters=[8] * 300)
     code, out, err = run_cli("models", "show", "resnet_ref", "--set", "stages=[100000,2,2,2]")
     assert code == 2 and out == "" and err.count("\n") == 1 and "stages from 1 to 1,024 blocks" in err
+
+
+def test_non_finite_builder_numbers_and_a_bad_diagram_name_are_refused_first(run_cli, tmp_path):
+    """bn_eps inf answers one output for every image and elu_alpha nan answers NaN: both trained "fine";
+    a diagram name that cannot be written is refused before the layer table is printed."""
+    for option in ("bn_eps=.inf", "elu_alpha=.nan", "bn_eps=-.inf"):
+        code, out, err = run_cli("models", "show", "emotion_vgg", "--set", option)
+        key = option.split("=")[0]
+        assert code == 2 and out == "" and err.count("\n") == 1, err
+        assert f"model 'emotion_vgg' option '{key}' must be finite" in err
+    code, out, err = run_cli("models", "show", "lenet", "--diagram", tmp_path / "d.exe")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "cannot write a diagram as '.exe'" in err

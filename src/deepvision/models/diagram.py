@@ -97,6 +97,17 @@ def branch_note(inside: list[str], between: bool | None) -> str:
     return "; ".join(notes)
 
 
+def check_diagram_path(path: str | Path) -> Path:
+    """`path` as a Path when a diagram can be written there (a known suffix, an existing folder); checked
+    before any table is printed, so a refusal is the only line."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise UserError(f"cannot write a diagram as '{path.suffix or path.name}'; use one of {', '.join(FORMATS)}")
+    if not path.parent.is_dir():
+        raise UserError(f"folder {path.parent} does not exist")
+    return path
+
+
 def write_diagram(model: nn.Module, input_shape: Sequence[int], path: str | Path, name: str = "model",
                   max_rows: int = 40) -> Path:
     """Draw the network to `path` (.png, .svg, .pdf or .jpg) and return the path.
@@ -105,11 +116,7 @@ def write_diagram(model: nn.Module, input_shape: Sequence[int], path: str | Path
     of deep stages never overlap; the figure grows to fit them. When blocks hold branches or skip
     connections (residual, inception), a note under the title says so.
     """
-    path = Path(path)
-    if path.suffix.lower() not in FORMATS:
-        raise UserError(f"cannot write a diagram as '{path.suffix or path.name}'; use one of {', '.join(FORMATS)}")
-    if not path.parent.is_dir():
-        raise UserError(f"folder {path.parent} does not exist")
+    path = check_diagram_path(path)
     summary = diagram_summary(model, input_shape, name, max_rows)
     import textwrap
 

@@ -10,6 +10,7 @@ rewritten to the registered name when they load.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -218,6 +219,10 @@ def create_model(
     if long is not None:  # each item is a stage or a block to build: a long list builds for minutes
         raise UserError(f"model '{name}' option '{long}' lists {len(options[long]):,} values; a model option "
                         f"lists at most {MAX_OPTION_ITEMS}")
+    odd = next((k for k, v in options.items() for x in (v if isinstance(v, (list, tuple)) else [v])
+                if isinstance(x, float) and not math.isfinite(x)), None)
+    if odd is not None:  # bn_eps inf answers one output for every image, elu_alpha nan answers NaN
+        raise UserError(f"model '{name}' option '{odd}' must be finite, got {options[odd]}")
     kwargs: dict[str, Any] = dict(options)
     kwargs["num_classes"] = spec.num_classes if num_classes is None else num_classes
     kwargs["in_channels"] = spec.input_size[0] if in_channels is None else in_channels

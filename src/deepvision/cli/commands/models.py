@@ -150,6 +150,10 @@ def run_show(args: argparse.Namespace) -> int:
         raise UserError(f"--classes must be in [1, {MAX_CLASSES:,}], got {args.classes}")
     spec = get_model_spec(args.name)
     shape = parse_input(args.input, spec.input_size)
+    if args.diagram:
+        from deepvision.models.diagram import check_diagram_path
+
+        check_diagram_path(args.diagram)
     options = parse_options(args.options)
     if args.reference:
         options["reference"] = True
