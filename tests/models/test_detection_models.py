@@ -168,11 +168,13 @@ def test_did_you_mean_searches_every_registry(typed, first):
 
 @pytest.mark.parametrize(("name", "args", "message"), [
     ("ssdlite320_mobilenet_v3_large", {"size": 60000}, r"model.args.size must be a whole number from 64 to 4,096"),
-    ("ssdlite320_mobilenet_v3_large", {"size": float("inf")}, r"model.args.size must be a whole number"),
+    ("ssdlite320_mobilenet_v3_large", {"size": float("inf")}, r"option 'size' must be finite, got inf"),
     ("ssdlite320_mobilenet_v3_large", {"detections_per_img": float("nan")},
-     r"model.args.detections_per_img must be a whole number from 1 to 100,000"),
+     r"option 'detections_per_img' must be finite, got nan"),
     ("ssdlite320_mobilenet_v3_large", {"nms_thresh": 1.5}, r"model.args.nms_thresh must be a number from 0 to 1"),
     ("ssdlite320_mobilenet_v3_large", {"neg_to_pos_ratio": float("inf")},
+     r"option 'neg_to_pos_ratio' must be finite, got inf"),
+    ("ssdlite320_mobilenet_v3_large", {"neg_to_pos_ratio": -1.0},
      r"model.args.neg_to_pos_ratio must be a finite number >= 0"),
     ("fasterrcnn_mobilenet_v3_large_320_fpn", {"min_size": [320, 90000]}, r"model.args.min_size must be a whole"),
     ("fasterrcnn_mobilenet_v3_large_320_fpn", {"box_score_thresh": "0.5"},
