@@ -157,3 +157,16 @@ def test_evaluate_refuses_its_checkpoint_in_one_line_on_a_busy_machine(digits_ru
     code, out, err = run_cli("evaluate", run)
     assert (code, out) == (2, "") and len(err.splitlines()) == 1, err
     assert err.startswith(f"deepvision evaluate: error: {run / 'labels.txt'} names 9 classes"), err
+
+
+def test_evaluate_a_folder_of_other_classes_is_the_refusal_alone(digits_run, tmp_path, run_cli):
+    """The class folders are compared with the run's classes before "[INFO] model loaded" is printed."""
+    import numpy as np
+    from PIL import Image
+
+    for name in ("cat", "dog"):
+        (tmp_path / "ef" / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "ef" / name / "a.png")
+    code, out, err = run_cli("evaluate", digits_run, "--data", tmp_path / "ef")
+    assert code == 2 and out == "" and err.count("\n") == 1, out + err
+    assert "class folder(s) cat, dog of" in err and "are not classes of this run" in err

@@ -184,13 +184,13 @@ def evaluate_run(
                         f"{', '.join(r for r in ROLES if present.role(r) is not None)} (--data), or give "
                         f"{DATA_FORMS}")
     loaded = load_run(run_dir, epoch=epoch, which=which, device=dev)  # refused in one line, before any output
-    say(f"[INFO] model loaded from {loaded.checkpoint}")
     if cfg.data.source == "folder" and data not in ROLES and bundle.classes != loaded.classes:
         bundle = _remap_classes(bundle, role, loaded.classes, data)
     unnamed = [str(i) for i in range(len(bundle.classes))]  # an HDF5 file without label_names
     if cfg.data.source == "hdf5" and data not in ROLES and bundle.classes not in (loaded.classes, unnamed):
         bundle = _remap_classes(bundle, role, loaded.classes, data, "class(es)")
     _check_labels_fit(bundle.role(role), len(loaded.classes), role if data in (None, *ROLES) else str(data))
+    say(f"[INFO] model loaded from {loaded.checkpoint}")  # after the data's classes fit: a refusal stays one line
     if batch_size:
         cfg.data.eval_batch_size = batch_size
     # score the chosen split as evaluation data: no augmentation, no shuffling, no padding
