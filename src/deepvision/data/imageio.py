@@ -18,9 +18,9 @@ with libjpeg-turbo through `simplejpeg` when it is installed (into a reused buff
 through OpenCV; everything else through Pillow. The fast paths give the same pixels as Pillow would where the
 conversion rules above are concerned.
 
-Why one module: the point is one decoder; its pixel limit, format and mode allowlist and conversions are the rules
-every entry point must share, and splitting them would invite a second path that skips one. The byte-level header
-readers they use (format, JPEG frame and orientation, PNG damage) are in `deepvision.safeload.images`.
+Why one module of ~460 lines: the point is one decoder; its pixel limit, format and mode allowlist and conversions
+are the rules every entry point must share, and splitting them would invite a second path that skips one. The
+byte-level header readers (format, JPEG frame and orientation, PNG damage) are in `deepvision.safeload.images`.
 """
 
 from __future__ import annotations

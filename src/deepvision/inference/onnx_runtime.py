@@ -62,8 +62,7 @@ class OnnxClassifier:
         fmt, version = meta.get("format", "deepvision-export"), meta.get("version", 1)
         if fmt != "deepvision-export" or type(version) is not int or version != 1:  # true and 1.0 equal 1
             raise UserError(f"{self.path}: its metadata is format {_shown(fmt)} version {_shown(version)}; "
-                            f"this deepvision reads deepvision-export version 1; "
-                            f"{fix}")
+                            f"this deepvision reads deepvision-export version 1; {fix}")
         if meta.get("task", "classification") != "classification":
             raise UserError(f"{self.path}: its metadata names task {_shown(meta.get('task'))}; predict runs "
                             f"exported classifiers; {fix}")

@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -291,7 +292,7 @@ class RunDir:
             with open(path, newline="", encoding="utf-8") as f:
                 reader = csv.reader(f)
                 header = next(reader, [])
-                twice = sorted({name for name in header if header.count(name) > 1})
+                twice = sorted(name for name, n in Counter(header).items() if n > 1)  # linear: headers may be long
                 if header and ("epoch" not in header or twice):  # with a column twice, one value would be lost
                     raise ValueError(f"line 1: the header names {printable(repr(twice[0])[:40])} twice" if twice
                                      else "line 1: the header has no epoch column")

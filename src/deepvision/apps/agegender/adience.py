@@ -78,6 +78,7 @@ def read_folds(root: str | Path) -> AdienceRows:
     rows = AdienceRows()
     missing: list[str] = []
     seen: dict[str, str] = {}  # a face listed twice could land in train and in test
+    top = root.resolve()
     for path in files:
         lines = read_text_file(path, "Adience fold file").splitlines()  # a FIFO is refused, never waited on
         for lineno, line in enumerate(lines[1:], 2):  # one header line
@@ -95,13 +96,14 @@ def read_folds(root: str | Path) -> AdienceRows:
                     raise UserError(f"{path}:{lineno}: {name} {printable(repr(value))} is not a plain name; the "
                                     f"rows name files under aligned/<user_id>/ of the dataset, never a path")
             rel = f"aligned/{user}/landmark_aligned_face.{face}.{image}"
-            where = seen.setdefault(rel, f"{path.name}:{lineno}")
-            if where != f"{path.name}:{lineno}":
-                raise UserError(f"{path.name}:{lineno} names the face of {where} again ({rel}); a face listed "
+            here = f"{path.name}:{lineno}"
+            where = seen.setdefault(rel, here)
+            if where != here:
+                raise UserError(f"{here} names the face of {where} again ({rel}); a face listed "
                                 f"twice could be trained on and tested on; remove one of the rows")
             target = (root / rel).resolve()  # a link under aligned/ never leads out of the dataset
-            if not target.is_relative_to(root.resolve()):
-                raise UserError(f"{path.name}:{lineno}: {rel} leads to {target}, outside the Adience folder "
+            if not target.is_relative_to(top):
+                raise UserError(f"{here}: {rel} leads to {target}, outside the Adience folder "
                                 f"{root}; copy the faces into it")
             if not (root / rel).is_file():
                 missing.append(f"{path.name}:{lineno} names {rel}")

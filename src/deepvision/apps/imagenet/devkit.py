@@ -75,15 +75,15 @@ def _lines(path: Path) -> list[str]:
 
 def read_map_clsloc(path: Path) -> list[tuple[str, str]]:
     """[(wnid, name)] in map order; ids must run 1..N in order."""
-    classes = []
+    classes, lines_of = [], {}
     for lineno, line in enumerate(_lines(path), 1):
         parts = line.split()
         if len(parts) < 3 or not parts[1].isdigit():
             raise UserError(f"{path}:{lineno}: expected '<wnid> <id> <name>', got {line[:60]!r}")
         if int(parts[1]) != lineno:
             raise UserError(f"{path}:{lineno}: class ids must run 1, 2, 3 ... in order; found {parts[1]}")
-        first = next((i for i, (wnid, _) in enumerate(classes, 1) if wnid == parts[0]), None)
-        if first is not None:  # train_cls.txt's images of that wnid could only take one of the two ids
+        first = lines_of.setdefault(parts[0], lineno)
+        if first != lineno:  # train_cls.txt's images of that wnid could only take one of the two ids
             raise UserError(f"{path}:{lineno}: wnid {printable(parts[0])} is named again (first on line {first})")
         classes.append((parts[0], " ".join(parts[2:])))
     if not classes:
