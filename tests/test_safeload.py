@@ -332,3 +332,17 @@ def test_whole_number_checks_show_the_wrong_value_and_its_type(value, shown):
     with pytest.raises(UserError, match=rf"^--top must be a whole number from 4 to 9, got {shown}$"):
         check_range("--top", value, 4, 9)
     assert check_choice("--crops", 10, (1, 2, 10)) == 10 and check_range("--top", 5, 4, 9) == 5
+
+
+def test_image_files_lists_regular_images_and_names_what_is_not_one(tmp_path):
+    from deepvision.safeload import image_files
+
+    (tmp_path / "sub" / "folder.jpg").mkdir(parents=True)  # a folder named like an image is a folder
+    (tmp_path / ".hidden").mkdir()
+    for name in ("b.JPG", "a.png", "notes.txt", ".c.jpg", ".hidden/d.jpg", "sub/e.webp"):
+        (tmp_path / name).write_bytes(b"x")
+    assert image_files(tmp_path, (".jpg", ".png", ".webp")) == [tmp_path / n for n in ("a.png", "b.JPG", "sub/e.webp")]
+    assert image_files(tmp_path, (".jpg", ".png"), recursive=False) == [tmp_path / "a.png", tmp_path / "b.JPG"]
+    os.symlink(tmp_path / "gone.jpg", tmp_path / "sub" / "link.jpg")
+    with pytest.raises(UserError, match=r"link.jpg is a broken link, not an image file; remove it from "):
+        image_files(tmp_path, (".jpg",))

@@ -99,3 +99,28 @@ def test_batch_sizes_are_bounded_like_evaluate(run_cli, tmp_path, command):
     code, _, err = run_cli(*command, "--batch-size", "100000000")
     assert code == 2 and err.strip() == (f"deepvision {command[0]}: error: --batch-size must be a whole number from 1 "
                                          f"to 65,536, got 100000000")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.parametrize("argv", [
+    ("classify", "--model", "lenet", "{d}/imgs"),
+    ("features", "lenet", "{d}/imgs", "--out", "{d}/o.h5"),
+    ("emotion", "{d}/no-run", "--image", "{d}/imgs/cls"),
+    ("orientation", "dataset", "{d}/imgs", "{d}/od"),
+])
+def test_a_fifo_named_like_an_image_inside_a_folder_is_named(tmp_path, run_cli, argv):
+    """Every command that reads a folder of images names a FIFO among them instead of leaving it out."""
+    from PIL import Image
+
+    (tmp_path / "imgs" / "cls").mkdir(parents=True)
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "imgs" / "cls" / "ok.jpg")
+    fifo = tmp_path / "imgs" / "cls" / "pipe.jpg"
+    os.mkfifo(fifo)
+    code, out, err = run_cli(*(a.format(d=tmp_path) for a in argv))
+    assert code == 2 and out == ""
+    # the folder named is the one searched: the class folder for features and emotion, else the input
+    searched = fifo.parent if argv[0] in ("features", "emotion") else tmp_path / "imgs"
+    assert err.strip().endswith(f"{fifo} is a FIFO, not an image file; remove it from {searched} "
+                                "(only regular files are read as images)")
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.h5").exists() and not (tmp_path / "od").exists()

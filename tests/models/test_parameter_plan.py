@@ -47,3 +47,19 @@ def test_non_finite_builder_numbers_and_a_bad_diagram_name_are_refused_first(run
         assert f"model 'emotion_vgg' option '{key}' must be finite" in err
     code, out, err = run_cli("models", "show", "lenet", "--diagram", tmp_path / "d.exe")
     assert code == 2 and out == "" and err.count("\n") == 1 and "cannot write a diagram as '.exe'" in err
+
+
+def test_builder_options_of_the_wrong_kind_are_named_and_exponents_are_numbers(run_cli):
+    """`--set` values are read as the config reads YAML (1e300 is a number), and a value of a kind the
+    builder does not take is named with the kind it wants, not with Python's TypeError."""
+    code, out, _ = run_cli("models", "show", "emotion_vgg", "--set", "bn_eps=1e-3")
+    assert code == 0 and "emotion_vgg" in out
+    cases = {("emotion_vgg", "bn_eps=abc"): "option 'bn_eps' must be a number, got 'abc'",
+             ("emotion_vgg", "bn_eps=[1]"): "option 'bn_eps' must be a number, got [1]",
+             ("emotion_vgg", "input_size=abc"): "option 'input_size' must be a number or a list, got 'abc'",
+             ("resnet_ref", "stages=abc"): "option 'stages' must be a list, got 'abc'"}
+    for (model, option), message in cases.items():
+        code, out, err = run_cli("models", "show", model, "--set", option)
+        assert code == 2 and out == "" and err.count("\n") == 1 and f"model '{model}' {message}" in err, err
+    with pytest.raises(UserError, match=r"option 'bn_eps' must be a number, got '1e-3'"):
+        create_model("emotion_vgg", bn_eps="1e-3")

@@ -31,7 +31,7 @@ from deepvision.data.preprocess import open_image
 from deepvision.data.source_registry import RawData, register_source, resolve_path
 from deepvision.data.tensors import SubsetDataset, TensorSplit, to_tensor_split
 from deepvision.errors import UserError
-from deepvision.safeload import check_class_names, input_file, name_lines, printable
+from deepvision.safeload import check_class_names, image_files, input_file, name_lines, printable
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -205,10 +205,9 @@ def folder_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         for cls in found:
             if cls not in index:
                 raise UserError(f"{folder}/{cls} is not a class of the training folder {train_dir}")
-            for f in sorted((folder / cls).rglob("*")):
-                if f.suffix.lower() in IMAGE_EXTS and not f.name.startswith(".") and f.is_file():
-                    paths.append(str(f))
-                    labels.append(index[cls])
+            files = image_files(folder / cls, IMAGE_EXTS)
+            paths += map(str, files)
+            labels += [index[cls]] * len(files)
         if not paths:
             raise UserError(f"no images ({', '.join(IMAGE_EXTS)}) found under {folder}")
         splits[name] = ImageFileDataset(paths, labels, channels)

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import torch
 
 from deepvision.errors import UserError
-from deepvision.safeload import input_file
+from deepvision.safeload import image_files, input_file
 
 T = TypeVar("T")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -29,8 +29,7 @@ def expand_images(inputs: Sequence[str | Path]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS and f.is_file()
-                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            found = image_files(p, IMAGE_EXTS)
             if not found:
                 raise UserError(f"no images ({', '.join(IMAGE_EXTS)}) found under {p}")
             out.extend(found)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+import types
+import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,6 +155,32 @@ register_check("model.name", get_model_spec)
 register_canonical("model.name", canonical_name)
 
 
+_NUMBER = (int, float)
+_LIST = (list, tuple)
+
+
+def _expected_kinds(builder: Callable[..., nn.Module], option: str) -> dict[str, tuple[type, ...]]:
+    """What the builder's hint for `option` admits ({"a number": ..., "a list": ...}) when it admits only
+    numbers and lists (`bn_eps: float | None`, `stages: Sequence[int]`); empty when it makes no such claim."""
+    try:
+        param = inspect.signature(builder, eval_str=True).parameters.get(option)
+    except Exception:  # a hint that does not evaluate (a name only a type checker sees): no claim
+        return {}
+    hint = param.annotation if param is not None else Any
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    kinds = [k for k in (typing.get_args(hint) if union else (hint,)) if k is not type(None)]
+    out: dict[str, tuple[type, ...]] = {}
+    for kind in kinds:
+        origin = typing.get_origin(kind) or kind
+        if origin in _NUMBER:
+            out["a number"] = _NUMBER
+        elif isinstance(origin, type) and issubclass(origin, Sequence) and not issubclass(origin, str):
+            out["a list"] = _LIST
+        else:
+            return {}
+    return out
+
+
 def _plan(builder: Callable[..., nn.Module], kwargs: dict[str, Any]) -> nn.Module | None:
     """The model built on the meta device (shapes only, nothing allocated), or None for a builder that
     cannot run there (e.g. one reading values back from tensors: it is built normally)."""
@@ -235,4 +263,8 @@ def create_model(
     except InputSizeError as exc:
         raise UserError(f"{name}: {exc}") from None
     except (TypeError, ValueError) as exc:
+        for key, value in options.items():  # name a value of the wrong kind rather than Python's TypeError
+            wanted = _expected_kinds(spec.builder, key)
+            if value is not None and wanted and not any(isinstance(value, t) for t in wanted.values()):
+                raise UserError(f"model '{name}' option '{key}' must be {' or '.join(wanted)}, got {value!r}") from None
         raise UserError(f"cannot build model '{name}' with {options or 'default options'}: {exc}") from None

@@ -52,6 +52,7 @@ from deepvision.safeload.files import (
     check_workers,
     first_not_whole,
     format_bytes,
+    image_files,
     input_file,
     max_image_side,
     max_read_bytes,
@@ -81,8 +82,8 @@ __all__ = [
     "MAX_YAML_FILE_BYTES", "ParseError", "SafeLoader", "ZIP_MAX_RATIO", "bounded_lines", "check_class_names",
     "check_choice", "check_declared_bytes", "check_fake_images", "check_file_size", "check_image_side",
     "check_mat_file", "check_numbers", "check_range", "check_workers", "check_zip_directory", "check_zip_member",
-    "csv_rows", "expanded_size", "first_not_whole", "format_bytes", "input_file", "is_control", "json_depth",
-    "load_json", "load_yaml", "max_image_side", "max_read_bytes", "name_lines", "open_npz", "plain_float",
+    "csv_rows", "expanded_size", "first_not_whole", "format_bytes", "image_files", "input_file", "is_control",
+    "json_depth", "load_json", "load_yaml", "max_image_side", "max_read_bytes", "name_lines", "open_npz", "plain_float",
     "printable", "read_bytes", "read_json", "read_text_file", "read_yaml", "record_index", "regular_file",
     "shown_value", "spreadsheet_cell", "spreadsheet_row",
 ]

@@ -29,6 +29,28 @@ def regular_file(path: str | Path, what: str = "file") -> Path:
     return path
 
 
+def image_files(folder: str | Path, exts: Iterable[str], recursive: bool = True) -> list[Path]:
+    """The files under `folder` (every level with `recursive`) whose suffix is in `exts`, sorted, hidden
+    files and folders left out. A FIFO, socket, device or broken link named like an image is refused,
+    never opened and never skipped without a word (the user meant it as an image)."""
+    folder, exts = Path(folder), {e.lower() for e in exts}
+    found = []
+    for f in sorted(folder.rglob("*") if recursive else folder.iterdir()):
+        if f.suffix.lower() not in exts or any(p.startswith(".") for p in f.relative_to(folder).parts):
+            continue
+        try:
+            kind = special_kind(os.stat(f).st_mode)
+        except OSError:
+            kind = "a broken link"
+        if kind == "a directory":  # a folder named like an image is a folder
+            continue
+        if kind is not None:
+            raise UserError(f"{f} is {kind}, not an image file; remove it from {folder} (only regular "
+                            f"files are read as images)")
+        found.append(f)
+    return found
+
+
 MAX_JSON_FILE_BYTES = 2 * 10**9  # COCO's instances_train2017.json is 448 MB
 MAX_YAML_FILE_BYTES = 64 * 2**20  # configs and dataset descriptions are a few kB
 

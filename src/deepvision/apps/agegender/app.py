@@ -32,7 +32,7 @@ from deepvision.inference.faces.align import align_face
 from deepvision.inference.faces.detect import create_detector, cv2_module
 from deepvision.inference.faces.draw import GREEN, RED, draw_face, probability_canvas, resize_to_width
 from deepvision.inference.faces.landmarks import EyeFinder
-from deepvision.safeload import spreadsheet_cell
+from deepvision.safeload import image_files, spreadsheet_cell
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -83,7 +83,7 @@ def face_probabilities(clf: Classifier, aligned_bgr: np.ndarray) -> np.ndarray:
 def list_images(image: str | Path) -> list[Path]:
     path = Path(image)
     if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+        found = image_files(path, IMAGE_EXTS, recursive=False)
         if not found:
             raise UserError(f"no image ({', '.join(IMAGE_EXTS)}) in {path}")
         return found

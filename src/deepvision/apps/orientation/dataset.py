@@ -21,6 +21,7 @@ from PIL import Image
 
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path, atomic_write_text, check_jpeg_quality, refuse_output_inside
+from deepvision.safeload import image_files
 
 ANGLES = (0, 90, 180, 270)
 _CLOCKWISE = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_90}
@@ -57,8 +58,7 @@ def _list_images(src: Path) -> list[Path]:
 
     if not src.is_dir():
         raise UserError(f"source folder not found: {src}")
-    paths = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file()
-                   and not any(part.startswith(".") for part in p.relative_to(src).parts))
+    paths = image_files(src, IMAGE_EXTS)
     if not paths:
         raise UserError(f"no images found under {src}")
     return paths

@@ -119,8 +119,9 @@ def parse_input(text: str | None, default: tuple[int, int, int]) -> tuple[int, i
 
 def parse_options(items: list[str]) -> dict[str, Any]:
     """KEY=VALUE pairs with YAML values ('stages=[2,2,2,2]', 'reference=true')."""
+    from deepvision.config.io import load_yaml_text  # the config's YAML: 1e300 is a number, as in train --set
     from deepvision.errors import UserError
-    from deepvision.safeload import ParseError, load_yaml
+    from deepvision.safeload import ParseError
 
     options: dict[str, Any] = {}
     for item in items:
@@ -128,7 +129,7 @@ def parse_options(items: list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise UserError(f"--set expects KEY=VALUE, got '{item}'")
         try:
-            options[key.strip()] = load_yaml(value, f"--set {key.strip()}") if value.strip() else None
+            options[key.strip()] = load_yaml_text(value, f"--set {key.strip()}") if value.strip() else None
         except ParseError:
             options[key.strip()] = value
     return options
