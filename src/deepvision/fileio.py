@@ -104,10 +104,11 @@ def distinct_stems(paths: Iterable[str | Path]) -> list[str]:
     name (`face.jpg`) when another input has the same stem (face.jpg and face.png), so that no output
     replaces another's."""
     paths = [Path(p) for p in paths]
+    stems = [p.name if p.stem in ("", ".", "..") else p.stem for p in paths]  # "..png": no folder name of its own
     counts: dict[str, int] = {}
-    for p in paths:
-        counts[p.stem] = counts.get(p.stem, 0) + 1
-    names = [p.stem if counts[p.stem] == 1 else p.name for p in paths]
+    for stem in stems:
+        counts[stem] = counts.get(stem, 0) + 1
+    names = [stem if counts[stem] == 1 else p.name for p, stem in zip(paths, stems)]
     taken = set(names)
     out: list[str] = []
     used: set[str] = set()

@@ -211,6 +211,14 @@ def test_agegender_bad_input(runs, tmp_path, run_cli):
     code, _, err = run_cli("agegender", age, gender, "--image", tmp_path, "--headless")
     assert code == 2 and "--headless needs --out" in err
     assert not Path(tmp_path / "o").exists()
+    (tmp_path / "photos" / "a").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "photos" / "a.png"), astronaut_bgr())
+    (tmp_path / "photos" / "a" / "input.png").write_bytes(b"kept")  # the user's own file, where a.png's output goes
+    code, _, err = run_cli("agegender", age, gender, "--image", tmp_path / "photos", "--out", tmp_path / "photos",
+                           "--headless")
+    assert code == 2 and err.count("\n") == 1 and f"--out {tmp_path / 'photos'} holds the input " in err
+    assert (tmp_path / "photos" / "a" / "input.png").read_bytes() == b"kept"
+    assert not (tmp_path / "photos" / "results.csv").exists()
 
 
 def test_agegender_outputs_replace_planted_links_and_keep_same_stems_apart(runs, tmp_path, run_cli):
@@ -235,6 +243,12 @@ def test_agegender_outputs_replace_planted_links_and_keep_same_stems_apart(runs,
         shown = out / name / "input.png"
         assert not shown.is_symlink() and cv2.imread(str(shown)).shape == (800, 800, 3)
         assert (out / name / "face0_aligned.png").is_file()
+    dots = tmp_path / "..png"  # stem ".", named directly (a folder's hidden files are not listed)
+    cv2.imwrite(str(dots), astronaut_bgr())
+    code, _, err = run_cli("agegender", age, gender, "--image", dots, "--out", tmp_path / "o2", "--headless",
+                           "--detector", "haar")
+    assert code == 0 and (tmp_path / "o2" / "..png" / "input.png").is_file()
+    assert not (tmp_path / "o2" / "input.png").exists()
 
 
 def test_adience_lists_refuse_a_linked_task_folder_in_out(tmp_path, run_cli):

@@ -211,3 +211,28 @@ def test_serve_cli_takes_the_token_from_the_option_or_the_environment(run_cli, t
     monkeypatch.delenv("DEEPVISION_SERVE_TOKEN")
     assert run_cli("serve", tmp_path)[0] == 0
     assert seen == [TOKEN, "from-the-environment", None]
+
+
+def test_repeated_or_text_fields_are_refused_and_parser_text_stays_out_of_the_log(run_dir, caplog):
+    """Two images (or two `top`s) in one request are refused rather than one answered; a `file` field of
+    text is named as such; a body whose bytes are not its boundary is a 400 without the parser's log line."""
+    from fastapi.testclient import TestClient
+
+    from deepvision.apps.serve import create_app
+
+    png = _encoded("RGB", "PNG")
+    caplog.set_level(logging.DEBUG)
+    with TestClient(create_app(run_dir), raise_server_exceptions=False) as client:
+        two = client.post("/api/predict", files=[("file", ("a.png", png)), ("file", ("b.png", png))])
+        tops = client.post("/api/predict?top=2&top=3", files={"file": ("a.png", png)})
+        text = client.post("/api/predict", data={"file": "hello"})
+        raw = client.post("/api/predict", content=png, headers={"Content-Type": "multipart/form-data; boundary=xx"})
+        one = client.post("/api/predict?top=2", files={"file": ("a.png", png)})
+    for answer, words in ((two, "names 'file' more than once; send one image"),
+                          (tops, "names 'top' more than once"),
+                          (text, "the form field 'file' is text, not an upload: send the image as")):
+        assert answer.status_code == 422 and list(answer.json()) == ["error"], answer.text
+        assert words in answer.json()["error"]
+    assert raw.status_code == 400 and "not a valid multipart form" in raw.json()["error"]
+    assert one.status_code == 200 and len(one.json()["top"]) == 2
+    assert not [r for r in caplog.records if r.name.startswith("python_multipart")]

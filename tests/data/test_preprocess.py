@@ -119,6 +119,9 @@ def test_a_resize_above_the_pixel_limit_is_refused_naming_the_image(tmp_path, mo
     ({"std": 0.5}, r"preprocess std must be a list of numbers, got 0.5 \(a float\)"),
     ({"crop": "maybe"}, r"preprocess crop must be true or false, got 'maybe' \(a str\)"),
     ({"crop": 1}, r"preprocess crop must be true or false, got 1"),
+    ({"scale": -0.0039}, r"scale and std above 0 \(a negative one inverts the image\)"),
+    ({"std": [-1.0]}, r"scale and std above 0"),
+    ({"std": [0.0]}, r"scale and std above 0"),
 ])
 def test_preprocess_values_of_the_wrong_type_are_refused(change, message):
     """A string that reads as a number, or as a yes, is not taken for one: it would change predictions."""

@@ -165,3 +165,24 @@ def test_discarded_prune_never_follows_a_planted_link(tmp_path):
     assert sorted(p.name for p in doomed) == ["link.pt", "old.pt", "sub"]
     assert not inner.exists()
     assert (victim / "thesis.pt").read_bytes() == b"precious"
+
+
+def test_a_best_pt_linking_to_a_periodic_file_keeps_it_and_linked_runs_are_not_pruned(runs, tmp_path):
+    """best.pt made a symbolic link to an epoch's file keeps that file (best.pt never dangles, the bytes
+    reported are the bytes freed); a link to a run inside a runs folder is not followed by prune, as
+    `runs` does not list it."""
+    run = RunDir(runs / "all")
+    saved = run.saved_epochs()
+    best = run.checkpoints / "best.pt"
+    best.unlink()
+    best.symlink_to(saved[2].name)
+    linked = tmp_path / "other"
+    linked.mkdir()
+    (linked / "all").symlink_to(runs / "all")
+    code, _, err = run_main("runs", "prune", linked)
+    assert code == 2 and "a link to a run is not followed: name the run itself" in err
+    assert run.saved_epochs().keys() == saved.keys()
+    code, out, err = run_main("runs", "prune", runs / "all")
+    assert code == 0, err
+    assert list(run.saved_epochs()) == [2] and best.resolve() == saved[2].resolve()  # the linked epoch stays
+    assert load_checkpoint(best)["epoch"] == 2 and "(0 B)" not in out

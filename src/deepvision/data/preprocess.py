@@ -66,8 +66,9 @@ class Preprocess:
             raise UserError(f"preprocess crop must be true or false, got {shown_value(self.crop)}")
         self.crop = bool(self.crop)
         values = [self.scale, *self.mean, *self.std]
-        if not all(np.isfinite(values)) or self.scale == 0 or 0.0 in self.std:
-            raise UserError("preprocess scale, mean and std must be finite (scale and std not 0)")
+        if not all(np.isfinite(values)) or self.scale <= 0 or min(self.std, default=1.0) <= 0:
+            raise UserError("preprocess scale, mean and std must be finite, scale and std above 0 (a negative "
+                            "one inverts the image)")
         for name, v in (("mean", self.mean), ("std", self.std)):
             if len(v) not in (0, 1, self.channels):
                 raise UserError(f"preprocess {name} has {len(v)} values for {self.channels} channels")

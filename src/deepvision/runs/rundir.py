@@ -460,7 +460,10 @@ class RunDir:
         """The files `prune` deletes: periodic checkpoints but the newest `keep` (last.pt and best.pt
         stay: they are the run's own), and with `discarded` every file in discarded-*/ folders."""
         saved = list(self.saved_epochs().values())
-        doomed = saved[: len(saved) - keep] if keep < len(saved) else []
+        # a best.pt or last.pt that is a symbolic link to a periodic file keeps that file (never left dangling)
+        aliases = {os.path.realpath(p) for p in (self.checkpoints / "best.pt", self.checkpoints / "last.pt")
+                   if p.is_symlink()}
+        doomed = [p for p in saved[: max(0, len(saved) - keep)] if os.path.realpath(p) not in aliases]
         if discarded and self.checkpoints.is_dir():
             for d in sorted(self.checkpoints.glob("discarded-*")):
                 if d.is_symlink():

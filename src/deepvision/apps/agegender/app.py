@@ -27,7 +27,13 @@ from deepvision.apps.classifier import Classifier, load_classifier
 from deepvision.data.imageio import read_bgr
 from deepvision.errors import UserError
 from deepvision.evaluation.tencrop import ten_crop
-from deepvision.fileio import atomic_write_text, distinct_stems, output_subfolder, write_image
+from deepvision.fileio import (
+    atomic_write_text,
+    distinct_stems,
+    output_subfolder,
+    refuse_output_folder_over_inputs,
+    write_image,
+)
 from deepvision.inference.faces.align import align_face
 from deepvision.inference.faces.detect import create_detector, cv2_module
 from deepvision.inference.faces.draw import GREEN, RED, draw_face, probability_canvas, resize_to_width
@@ -131,6 +137,8 @@ def predict_agegender(run_age: str | Path | Classifier, run_gender: str | Path |
                       eyes: str = "auto", device: str = "cpu") -> AgeGenderReport:
     """Every face of an image (or of each image of a folder, sorted): box, aligned face, age and gender."""
     paths = list_images(image)
+    if out is not None:  # its sub-folders and results.csv would land among (and over) the photos
+        refuse_output_folder_over_inputs(out, paths)
     age_clf, gender_clf = _models(run_age, run_gender, device)
     det = create_detector(detector)  # dlib: HOG upsampled once
     finder = EyeFinder(eyes, landmarks)

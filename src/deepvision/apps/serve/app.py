@@ -19,6 +19,7 @@ gets 401 without it.
 
 import hmac
 import ipaddress
+import logging
 import math
 import sys
 from pathlib import Path
@@ -176,6 +177,8 @@ def create_app(source: str | Path | Predictor, *, max_upload_mb: float = 10.0, m
         raise UserError(f"deepvision serve needs FastAPI and uvicorn: {SERVE_EXTRA}") from None
     predictor = source if isinstance(source, Predictor) else Predictor(source, device, max_pixels)
     quiet_pillow_warnings()  # counted in /health's decoder_warnings, not printed per upload
+    # the multipart parser logs what is wrong with a malformed body; the 400 answer already says it
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
     page = PAGE.read_text(encoding="utf-8").replace("{{MODEL}}", _html_escape(predictor.name)).replace(
         "{{MAX_MB}}", f"{max_upload_mb:g}")
     app = FastAPI(title="deepvision", description=f"Serving {predictor.name}", version="1")
@@ -208,8 +211,13 @@ def create_app(source: str | Path | Predictor, *, max_upload_mb: float = 10.0, m
         return predictor.info()
 
     @app.post("/api/predict")
-    def predict(file: UploadFile = File(...), top: int = Query(5, ge=1, le=1000)) -> Any:  # noqa: B008
-        data = file.file.read()
+    def predict(request: Request, file: list[UploadFile] = File(...),  # noqa: B008
+                top: int = Query(5, ge=1, le=1000)) -> Any:
+        repeated = "file" if len(file) > 1 else "top" if len(request.query_params.getlist("top")) > 1 else None
+        if repeated is not None:  # answering for one of them would ignore the others without a word
+            return JSONResponse({"error": f"the request names '{repeated}' more than once; send one image "
+                                          f"(and one top) per request"}, status_code=422)
+        data = file[0].file.read()
         try:
             return predictor.predict(data, top)
         except RejectedImage as exc:
@@ -228,8 +236,9 @@ def _validation_message(errors: Any) -> str:
     first = errors[0] if errors else {}
     where = [str(part) for part in first.get("loc", ()) if part not in ("body", "query")]
     field = where[0] if where else ""
-    if field == "file" and first.get("type") == "missing":
-        return ("no image: send it as the multipart form field 'file' (curl -F file=@IMAGE "
+    if field == "file":  # missing, or text where an upload belongs
+        what = "no image" if first.get("type") == "missing" else "the form field 'file' is text, not an upload"
+        return (f"{what}: send the image as the multipart form field 'file' (curl -F file=@IMAGE "
                 "http://HOST:PORT/api/predict)")
     what = str(first.get("msg", "invalid request"))
     return f"{field}: {what}" if field else what

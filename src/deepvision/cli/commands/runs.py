@@ -103,7 +103,7 @@ def prune(targets: list[str], keep: int, discarded: bool, dry_run: bool) -> int:
     from deepvision.cli.output import shown
     from deepvision.errors import UserError
     from deepvision.fileio import not_a_folder
-    from deepvision.runs.journal import epoch_ranges, format_bytes
+    from deepvision.runs.journal import epoch_ranges, find_runs, format_bytes
     from deepvision.runs.rundir import RunDir
 
     if not targets:
@@ -113,9 +113,10 @@ def prune(targets: list[str], keep: int, discarded: bool, dry_run: bool) -> int:
         if (target / "config.yaml").is_file():
             runs.append(target)
         elif target.is_dir():
-            found = sorted(p.parent for p in target.glob("*/config.yaml"))
+            found = sorted(run.path for run in find_runs(target))  # the runs `runs` lists: links not followed
             if not found:
-                raise UserError(f"{target} is neither a run directory nor a folder of runs")
+                raise UserError(f"{target} is neither a run directory nor a folder of runs (a link to a run "
+                                f"is not followed: name the run itself)")
             runs += found
         else:
             raise UserError(not_a_folder(target, "run directory or folder of runs"))
