@@ -556,3 +556,22 @@ def test_unchanged_decoding_reads_only_the_formats_with_a_pixel_check(tmp_path, 
     (tmp_path / "p.lst").write_text("0\t0\ta.pgm\n")
     code, _, err = run_cli("im2rec", tmp_path / "p", tmp_path / "imgs", "--color", "-1", "--max-pixels", "10000")
     assert code == 2 and "not a recognised image format" in (tmp_path / "p.skipped.txt").read_text()
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("classes=10000000000", "data.options.classes must be a whole number from 1 to 100,000, got 10000000000"),
+    ("size=100000", "data.options.size must be a whole number from 1 to 2,048, got 100000"),
+    ("seed=99999999999999999999", "data.options.seed must be a whole number from 0 to 4,294,967,295"),
+    ("channels=2", "data.options.channels must be 1 or 3, got 2"),
+    ("samples=1000000000", "data.options of the synthetic source (samples x channels x size x size per split) "
+                           "declares 7.1 TB, above the"),
+])
+def test_synthetic_options_are_bounded_before_anything_is_allocated(tmp_path, run_cli, option, message):
+    import yaml
+
+    cfg = {"name": "syn", "model": {"name": "lenet", "num_classes": 10, "in_channels": 3},
+           "data": {"source": "synthetic", "train": "train", "val": "val", "image_size": 28,
+                    "options": {"samples": 16, "classes": 10, "size": 28, "channels": 3}}}
+    (tmp_path / "syn.yaml").write_text(yaml.safe_dump(cfg))
+    code, out, err = run_cli("data", "info", tmp_path / "syn.yaml", "--set", f"data.options.{option}")
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err

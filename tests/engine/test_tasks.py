@@ -147,8 +147,7 @@ def test_a_new_task_is_a_module_and_a_registry_entry(tmp_path):
 
 
 def test_age_task_tracks_one_off_accuracy_in_training_and_validation(tmp_path):
-    from deepvision.data.age_buckets import AGE_BUCKETS
-    from deepvision.engine.tasks.age import OneOffMeter
+    from deepvision.engine.tasks.age import AGE_BUCKETS, OneOffMeter
     from tests.helpers import make_image_folder
 
     order = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7])

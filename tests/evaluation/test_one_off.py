@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from deepvision.data.age_buckets import AGE_BUCKETS, is_age_buckets
+from deepvision.engine.tasks.age import AGE_BUCKETS, is_age_buckets
 from deepvision.evaluation.metrics import one_off
 
 ENCODER = ["0_2", "15_20", "25_32", "38_43", "48_53", "4_6", "60_inf", "8_13"]  # the label encoder's order

@@ -31,7 +31,17 @@ from deepvision.data.preprocess import open_image
 from deepvision.data.source_registry import RawData, register_source, resolve_path
 from deepvision.data.tensors import SubsetDataset, TensorSplit, to_tensor_split
 from deepvision.errors import UserError
-from deepvision.safeload import check_class_names, image_files, input_file, name_lines, printable
+from deepvision.safeload import (
+    MAX_FAKE_SIDE,
+    check_choice,
+    check_class_names,
+    check_declared_bytes,
+    check_range,
+    image_files,
+    input_file,
+    name_lines,
+    printable,
+)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -64,11 +74,12 @@ def synthetic_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     """Random uint8 images (benchmarks, smoke tests): `options` samples (default 1024), classes (10),
     size (224), channels (3), seed (0). Every requested split name gets its own random tensor."""
     opts = {"samples": 1024, "classes": 10, "size": 224, "channels": 3, "seed": 0, **cfg.options}
-    for key in ("samples", "classes", "size", "channels", "seed"):
-        if not isinstance(opts[key], int) or isinstance(opts[key], bool) or opts[key] < (0 if key == "seed" else 1):
-            raise UserError(f"data.options.{key} must be a positive integer, got {opts[key]!r}")
-    if opts["channels"] not in (1, 3):
-        raise UserError("data.options.channels must be 1 or 3")
+    limits = {"samples": 10**9, "classes": MAX_CLASSES, "size": MAX_FAKE_SIDE, "seed": 2**32 - 1}
+    for key, top in limits.items():  # bounded before anything is allocated (classes 1e10 built 1e10 names)
+        check_range(f"data.options.{key}", opts[key], int(key != "seed"), top)
+    check_choice("data.options.channels", opts["channels"], (1, 3))
+    check_declared_bytes("data.options of the synthetic source (samples x channels x size x size per split)",
+                         len(wanted) * opts["samples"] * opts["channels"] * opts["size"] ** 2)
     splits = {}
     for k, name in enumerate(wanted):
         g = torch.Generator().manual_seed(opts["seed"] + k)

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from deepvision.config.schema import MAX_BATCH, Config
-from deepvision.data.age_buckets import is_age_buckets
 from deepvision.data.dataset_loader import DatasetSource
 from deepvision.data.loader import BatchLoader
 from deepvision.data.loaders import build_loaders
@@ -31,6 +30,7 @@ from deepvision.data.tensor_loader import TensorSource
 from deepvision.engine.distributed import resolve_device
 from deepvision.engine.reporting import PhaseProgress
 from deepvision.engine.tasks import get_task
+from deepvision.engine.tasks.age import is_age_buckets
 from deepvision.engine.tasks.base import Meter
 from deepvision.engine.tasks.classification import ClassificationMeter
 from deepvision.engine.trainer import amp_dtype

@@ -14,7 +14,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from deepvision.data.age_buckets import bucket_order, is_age_buckets
+from deepvision.engine.tasks.age import bucket_order, is_age_buckets
 
 
 def rank_k(probs: np.ndarray, labels: np.ndarray, k: int) -> float:

@@ -1,5 +1,6 @@
 """Age prediction on the Adience buckets: classification plus one-off accuracy (the arg-max bucket or a neighbour) as a
-training and validation metric (history columns train_one_off, val_one_off)."""
+training and validation metric (history columns train_one_off, val_one_off). The buckets and their order are
+shared with the evaluation (`is_age_buckets`, `bucket_order`)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,22 @@ from typing import Any
 
 import torch
 
-from deepvision.data.age_buckets import AGE_BUCKETS, bucket_order, is_age_buckets
 from deepvision.engine.distributed import all_reduce_sum
 from deepvision.engine.tasks.classification import ClassificationData, ClassificationMeter, ClassificationTask
 from deepvision.engine.tasks.registry import register_task
 from deepvision.errors import UserError
+
+AGE_BUCKETS = ("0_2", "4_6", "8_13", "15_20", "25_32", "38_43", "48_53", "60_inf")  # docs/faces.md
+
+
+def is_age_buckets(classes: list[str]) -> bool:
+    """True when the class names are exactly the 8 Adience age buckets (in any order)."""
+    return len(classes) == len(AGE_BUCKETS) and set(classes) == set(AGE_BUCKETS)
+
+
+def bucket_order(classes: list[str]) -> list[int]:
+    """For each class id, its bucket's position in age order (class ids may be in any order)."""
+    return [AGE_BUCKETS.index(c) for c in classes]
 
 
 class OneOffMeter(ClassificationMeter):
