@@ -63,6 +63,23 @@ def test_a_run_trained_from_records_stores_the_names(packed, run_cli):
     assert (tmp / "runs" / "rec" / "labels.txt").read_text() == "horizontal\nvertical\n"
 
 
+@pytest.mark.parametrize(("option", "message"), [
+    ("decoder=bogus", "data.options.decoder must be one of auto, simplejpeg, cv2, nvjpeg, gpu, got 'bogus'"),
+    ("memory_format=nchw", "data.options.memory_format must be one of channels_last, contiguous, got 'nchw'"),
+    ("prefetch=abc", "data.options.prefetch must be a whole number from 1 to 64, got 'abc' (a str)"),
+    ("prefetch=-5", "data.options.prefetch must be a whole number from 1 to 64, got -5"),
+    ("prefetch=2.7", "data.options.prefetch must be a whole number from 1 to 64, got 2.7 (a float)"),
+])
+def test_record_options_are_checked_before_the_run_starts(packed, run_cli, option, message):
+    tmp, data, _ = packed
+    cfg = tiny_config(1, source="rec", root=str(data), train="set_train.rec", val="set_val.rec", val_fraction=0.0,
+                      batch_size=4, workers=0, channels=3)
+    (tmp / "opts.yaml").write_text(yaml.safe_dump(cfg))
+    code, out, err = run_cli("train", tmp / "opts.yaml", "--out", tmp / "opt-runs", "--set", f"data.options.{option}")
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not list((tmp / "opt-runs").iterdir())  # no run folder is left
+
+
 def test_a_stale_labels_file_is_a_one_line_error(tmp_path, packed):
     _, data, _ = packed
     (tmp_path / "set_train.rec").symlink_to(data / "set_train.rec")

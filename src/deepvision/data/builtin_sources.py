@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from deepvision import safeload
 from deepvision.config.schema import MAX_CLASSES, DataConfig
 from deepvision.data import mnist
 from deepvision.data.lst import find_labels_file, read_lst
@@ -31,17 +32,7 @@ from deepvision.data.preprocess import open_image
 from deepvision.data.source_registry import RawData, register_source, resolve_path
 from deepvision.data.tensors import SubsetDataset, TensorSplit, to_tensor_split
 from deepvision.errors import UserError
-from deepvision.safeload import (
-    MAX_FAKE_SIDE,
-    check_choice,
-    check_class_names,
-    check_declared_bytes,
-    check_range,
-    image_files,
-    input_file,
-    name_lines,
-    printable,
-)
+from deepvision.safeload import check_class_names, image_files, input_file, name_lines, printable
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -52,9 +43,8 @@ def digits_images(size: int = 28) -> tuple[np.ndarray, np.ndarray]:
 
     d = load_digits()
     small = np.round(d.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
-    if size == 8:
-        return small, d.target.astype(np.int64)
-    big = np.stack([np.asarray(Image.fromarray(im, "L").resize((size, size), Image.BILINEAR)) for im in small])
+    big = small if size == 8 else np.stack([np.asarray(Image.fromarray(im, "L").resize((size, size), Image.BILINEAR))
+                                            for im in small])
     return big, d.target.astype(np.int64)
 
 
@@ -74,12 +64,12 @@ def synthetic_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     """Random uint8 images (benchmarks, smoke tests): `options` samples (default 1024), classes (10),
     size (224), channels (3), seed (0). Every requested split name gets its own random tensor."""
     opts = {"samples": 1024, "classes": 10, "size": 224, "channels": 3, "seed": 0, **cfg.options}
-    limits = {"samples": 10**9, "classes": MAX_CLASSES, "size": MAX_FAKE_SIDE, "seed": 2**32 - 1}
+    limits = {"samples": 10**9, "classes": MAX_CLASSES, "size": safeload.MAX_FAKE_SIDE, "seed": 2**32 - 1}
     for key, top in limits.items():  # bounded before anything is allocated (classes 1e10 built 1e10 names)
-        check_range(f"data.options.{key}", opts[key], int(key != "seed"), top)
-    check_choice("data.options.channels", opts["channels"], (1, 3))
-    check_declared_bytes("data.options of the synthetic source (samples x channels x size x size per split)",
-                         len(wanted) * opts["samples"] * opts["channels"] * opts["size"] ** 2)
+        safeload.check_range(f"data.options.{key}", opts[key], int(key != "seed"), top)
+    safeload.check_choice("data.options.channels", opts["channels"], (1, 3))
+    safeload.check_declared_bytes("data.options of the synthetic source (samples x channels x size x size per "
+                                  "split)", len(wanted) * opts["samples"] * opts["channels"] * opts["size"] ** 2)
     splits = {}
     for k, name in enumerate(wanted):
         g = torch.Generator().manual_seed(opts["seed"] + k)
@@ -333,9 +323,10 @@ def read_class_names(path: str | None, count: int, root: str | None = None) -> l
 def rec_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     """MXNet record files; split names are .rec paths (an .idx path is accepted too)."""
     try:
-        from deepvision.data.records.loader import RecordDataset
+        from deepvision.data.records.loader import RecordDataset, check_record_options
     except ImportError as exc:
         raise UserError(f"record files need OpenCV: pip install 'deepvision[records]' ({exc})") from None
+    check_record_options(cfg.options)
     channels = cfg.channels or 3
     idx_paths = cfg.options.get("idx") or {}
     names, limit = class_limit(cfg)

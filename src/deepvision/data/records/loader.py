@@ -32,7 +32,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from deepvision.config.schema import AugmentConfig
-from deepvision.data.imageio import DecodeError, Decoder
+from deepvision.data.imageio import DECODERS, DecodeError, Decoder
 from deepvision.data.loader import BatchLoader, BatchSource
 from deepvision.data.preprocess import Preprocess
 from deepvision.data.records.gpu_decode import GPU_DECODERS, BatchJpegDecoder, gpu_decode_device
@@ -43,6 +43,7 @@ from deepvision.data.records.recordio import RecordError
 from deepvision.data.records.shared_batches import _SlotPool, _SlotRef
 from deepvision.data.sampling import EpochBatchSampler, _last_batch, _rank_world
 from deepvision.errors import UserError
+from deepvision.safeload import check_range
 
 MEMORY_FORMATS = ("channels_last", "contiguous")
 
@@ -179,6 +180,14 @@ class RecordDataset(Dataset):
             skip_corrupt=cfg.skip_corrupt, memory_format=opts.get("memory_format", "channels_last"),
             decoder=decoder, prefetch=int(opts.get("prefetch", 4)), device=device if gpu else None,
         )
+
+
+def check_record_options(options: dict[str, Any]) -> None:
+    """The `rec` source's options checked with the data, before a run starts: one line for each bad one."""
+    for key, choices in (("decoder", DECODERS + GPU_DECODERS), ("memory_format", MEMORY_FORMATS)):
+        if key in options and options[key] not in choices:
+            raise UserError(f"data.options.{key} must be one of {', '.join(choices)}, got {options[key]!r}")
+    check_range("data.options.prefetch", options.get("prefetch", 4), 1, 64)
 
 
 class RecordSource(BatchSource):
