@@ -231,6 +231,14 @@ def test_emotion_bad_input(tmp_path, fer_run, run_cli):
     assert code == 2 and "--headless needs --out" in err
     code, _, err = run_cli("emotion", tmp_path / "nothing", "--video", junk, "--headless", "--out", tmp_path / "o")
     assert code == 2 and "model not found" in err
+    import cv2
+
+    empty = tmp_path / "empty.avi"  # a valid container holding no frame
+    cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64)).release()
+    code, out, err = run_cli("emotion", fer_run, "--video", empty, "--headless", "--out", tmp_path / "o")
+    assert (code, out) == (2, "") and err.strip().endswith(f"{empty}: no frame could be decoded (a damaged video, "
+                                                           "or a codec this OpenCV lacks); nothing was written")
+    assert not (tmp_path / "o").exists()
 
 
 def _near_frames(n: int) -> list[np.ndarray]:

@@ -333,6 +333,37 @@ def test_a_checkpoint_with_nan_weights_is_refused_by_every_loader(tmp_path, run_
     assert code == 0 and "nan" not in err, err
 
 
+def test_finite_weights_that_overflow_and_bad_weight_files_are_refused(tmp_path, run_cli):
+    """Weights finite but huge (every output inf or NaN) end predict and evaluate in one line instead of
+    "nan%" and a report; a --weights file with NaN, or integer tensors where the model holds floats, is
+    refused as run checkpoints are."""
+    from PIL import Image
+
+    run = _run(tmp_path, epochs=1)
+    best = run.path / "checkpoints" / "best.pt"
+    ckpt = torch.load(best, weights_only=True)
+    for tensor in ckpt["model_state"].values():
+        if tensor.is_floating_point():
+            tensor.fill_(3e38)
+    best.unlink()
+    torch.save(ckpt, best)
+    Image.new("L", (28, 28), 90).save(tmp_path / "x.png")
+    for args in (["predict", run.path, tmp_path / "x.png"], ["evaluate", run.path]):
+        code, out, err = run_cli(*args)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "nan%" not in out, err
+        assert "the model's output holds NaN or infinite values (its weights overflow float32" in err
+    assert not (run.path / "eval").exists()
+    state = {k: v.clone() for k, v in ckpt["model_state"].items()}
+    state["features.0.weight"].fill_(float("nan"))
+    torch.save(state, tmp_path / "nan.pt")
+    code, _, err = run_cli("classify", "--model", "lenet", "--weights", tmp_path / "nan.pt", tmp_path / "x.png")
+    assert code == 2 and f"weights file {tmp_path / 'nan.pt'}: weight 'features.0.weight' holds NaN" in err
+    state["features.0.weight"] = torch.zeros_like(state["features.0.weight"], dtype=torch.int64)
+    torch.save(state, tmp_path / "int.pt")
+    code, _, err = run_cli("classify", "--model", "lenet", "--weights", tmp_path / "int.pt", tmp_path / "x.png")
+    assert code == 2 and "tensor 'features.0.weight' holds torch.int64 where the model holds torch.float32" in err
+
+
 def test_a_checkpoint_with_negative_batchnorm_variances_is_refused(tmp_path):
     from deepvision.models.weights import check_weights_finite
 

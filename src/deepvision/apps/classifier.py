@@ -11,6 +11,7 @@ from torch import nn
 
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
+from deepvision.models.outputs import class_probabilities
 
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 
@@ -30,7 +31,7 @@ class Classifier:
         """Softmax probabilities (N x classes) of a uint8 N x C x H x W batch at the model's input size."""
         with torch.inference_mode():
             x = self.pre.normalize(batch.to(self.device))
-            return torch.softmax(self.model(x).float(), dim=1).cpu().numpy()
+            return class_probabilities(self.model(x)).cpu().numpy()
 
     def prepare(self, image: np.ndarray) -> torch.Tensor:
         """A BGR or grayscale uint8 image (any size) -> the uint8 1 x C x H x W model input (bilinear resize)."""

@@ -39,6 +39,7 @@ from deepvision.evaluation import metrics as M
 from deepvision.evaluation.plots import plot_binary, plot_confusion
 from deepvision.evaluation.tencrop import TenCropTransform, ten_crop
 from deepvision.fileio import atomic_write_text, refuse_output_folder_over_inputs, refuse_output_inside
+from deepvision.models.outputs import class_probabilities
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
 from deepvision.safeload import check_choice, check_range, spreadsheet_cell, spreadsheet_row
@@ -110,13 +111,13 @@ def collect_probs(loaded: LoadedRun, loader, device: torch.device, crops: int = 
                 n, k = x.shape[:2]
                 xs, ys = task.to_device((x.flatten(0, 1), y.repeat_interleave(k)), device)
                 logits, _ = task.eval_outputs(loaded.model, xs, ys)
-                probs.append(torch.softmax(logits.float(), dim=1).view(n, k, -1).mean(1).cpu())
+                probs.append(class_probabilities(logits).view(n, k, -1).mean(1).cpu())
             else:
                 xs, ys = task.to_device((x, y), device)
                 logits, loss = task.eval_outputs(loaded.model, xs, ys)
                 if meter is not None:
                     meter.update(logits, ys, loss)
-                probs.append(torch.softmax(logits.float(), dim=1).cpu())
+                probs.append(class_probabilities(logits).cpu())
             labels.append(y.cpu())
             if progress is not None:
                 progress.advance(1)

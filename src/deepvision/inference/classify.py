@@ -22,6 +22,7 @@ from deepvision.fileio import atomic_write_text, refuse_output_inside, refuse_ou
 from deepvision.inference.backbones import LoadedModel
 from deepvision.inference.batching import batches, expand_images
 from deepvision.inference.predict import Prediction, check_top
+from deepvision.models.outputs import class_probabilities
 from deepvision.safeload import spreadsheet_cell
 
 
@@ -29,7 +30,7 @@ def classify_tensors(loaded: LoadedModel, batch: torch.Tensor, top: int) -> list
     """Top-k (class, probability) lists for a uint8 N x C x H x W batch from `loaded.pre.load`."""
     with torch.inference_mode():
         x = loaded.pre.normalize(batch.to(loaded.device, non_blocking=True))
-        probs = torch.softmax(loaded.model(x).float(), dim=1).cpu()
+        probs = class_probabilities(loaded.model(x)).cpu()
     k = min(top, probs.shape[1])
     values, indices = probs.topk(k, dim=1)  # descending, the first is the top-1
     names = loaded.classes

@@ -31,6 +31,7 @@ from torch import nn
 from deepvision.errors import UserError, suggest
 from deepvision.inference.backbones import LoadedModel
 from deepvision.inference.batching import batches
+from deepvision.models.outputs import check_finite_output
 from deepvision.safeload import load_json
 
 FLATTEN_ORDERS = ("channels_last", "channels_first")
@@ -115,7 +116,7 @@ class FeatureExtractor:
             out = self.net(x)["out"]
             if isinstance(out, (tuple, list)):
                 out = out[0]
-            out = out.float()
+            out = check_finite_output(out.float(), "features")
             if out.dim() == 4:
                 if self.pool:
                     side = min(out.shape[2:])

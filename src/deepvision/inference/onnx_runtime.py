@@ -14,6 +14,7 @@ import torch
 
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
+from deepvision.models.outputs import class_probabilities
 from deepvision.onnxrt import check_weights_finite, ort_session, run_session
 from deepvision.safeload import check_class_names, input_file, load_json, printable
 
@@ -110,7 +111,7 @@ class OnnxClassifier:
 
     def predict_tensors(self, batch: torch.Tensor, top: int) -> list[list[tuple[str, float]]]:
         """Top-k (class, probability) lists for a uint8 batch already resized the run's way."""
-        probs = torch.softmax(torch.from_numpy(self.logits(batch)).float(), dim=1)
+        probs = class_probabilities(torch.from_numpy(self.logits(batch)))
         if probs.ndim != 2 or probs.shape[1] != len(self.classes):
             raise UserError(f"{self.path}: output {self.output!r} gives shape {tuple(probs.shape)} for "
                             f"{len(self.classes)} classes; export it again with `deepvision export RUN`")

@@ -9,6 +9,7 @@ import torch
 
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
+from deepvision.models.outputs import class_probabilities
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.safeload import check_range, input_file
 
@@ -38,7 +39,7 @@ def predict_tensors(loaded: LoadedRun, batch: torch.Tensor, top: int) -> list[li
     device = next(loaded.model.parameters()).device
     with torch.inference_mode():
         x = loaded.pre.normalize(batch.to(device))
-        probs = torch.softmax(loaded.model(x).float(), dim=1).cpu()
+        probs = class_probabilities(loaded.model(x)).cpu()
     k = min(top, probs.shape[1])
     values, indices = probs.topk(k, dim=1)
     return [[(loaded.classes[i], float(v)) for v, i in zip(vs.tolist(), ids.tolist())]

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from deepvision.errors import UserError
+from deepvision.models.weights import check_tensor_kinds, load_state_dict_file
 
 
 def head_modules(model: nn.Module) -> list[str]:
@@ -77,11 +78,10 @@ def load_pretrained(model: nn.Module, source: str | Path | dict[str, torch.Tenso
     if isinstance(source, dict):
         state, label = source, "the weights"
     else:
-        from deepvision.models.weights import load_state_dict_file
-
         state, label = load_state_dict_file(source), str(source)
     state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
     own = model.state_dict()
+    check_tensor_kinds(own, state, label)
     adapted: list[str] = []
     first = _first_conv_key(model)
     if first and first in state and first in own:

@@ -54,9 +54,19 @@ def _fit(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], strict: b
     if strict and (missing or unexpected):
         raise UserError(f"{source} do not fit this model: {len(missing)} missing keys (e.g. {missing[:2]}), "
                         f"{len(unexpected)} unexpected (e.g. {unexpected[:2]}); they come from another architecture")
+    check_tensor_kinds(own, state, source)
     if not strict and len(missing) == len(own):
         raise UserError(f"{source} share no parameter names with this model; they come from another architecture")
     return state, missing, unexpected, mismatched
+
+
+def check_tensor_kinds(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], source: str) -> None:
+    """UserError when a tensor of `state` is an integer where the model's is a float, or the reverse:
+    load_state_dict would cast it without a word (integer weights truncated, float counters rounded)."""
+    kinds = [k for k, v in state.items() if k in own and v.is_floating_point() != own[k].is_floating_point()]
+    if kinds:
+        raise UserError(f"{source} do not fit this model: tensor '{kinds[0]}' holds {state[kinds[0]].dtype} where "
+                        f"the model holds {own[kinds[0]].dtype}")
 
 
 def check_weights_finite(state: dict[str, Any], source: str, fix: str) -> None:
@@ -75,11 +85,12 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     obj = read_torch_file(path, "weights file", "copy the weights file again")
     if isinstance(obj, dict) and isinstance(obj.get("model_state"), dict):  # a deepvision checkpoint
-        return obj["model_state"]
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["model_state"]
+    elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserError(f"{path} holds no model weights (expected a state dict of tensors)")
+    check_weights_finite(obj, f"weights file {path}", "the file is damaged or was saved from a diverged model")
     return obj

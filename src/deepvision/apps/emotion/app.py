@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import json
 import os
 import time
@@ -371,13 +372,19 @@ def run_emotion(
                                    detect_every=detect_every)
     cap = open_capture(video, camera)
     fps_in = cap.get(cv2_module().CAP_PROP_FPS) or 0.0
+    stream = frames_from(cap, video is None, max_frames)
+    first = next(stream, None)  # before any output exists: a video without a frame writes nothing
+    if first is None:
+        cap.release()
+        raise UserError(f"{video}: no frame could be decoded (a damaged video, or a codec this OpenCV lacks); "
+                        f"nothing was written")
     sink = _Sink(out_path, headless or out_path is not None, fps_in if 1 <= fps_in <= 240 else 30.0)
     results: list[FrameResult] = []
     started, ok = time.perf_counter(), False
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        for i, frame in enumerate(frames_from(cap, video is None, max_frames)):
+        for i, frame in enumerate(itertools.chain([first], stream)):
             annotated, canvas, result = recognizer.process(frame, i)
             results.append(result)
             if on_frame:
