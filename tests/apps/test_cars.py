@@ -144,6 +144,8 @@ def test_show_samples_and_draws(run_cli, cars_run, fake, tmp_path):
         assert green[10:40].sum() > 20  # the top-1 label drawn in green near (10, 30)
     code, _, err = run_cli("cars", "show", cars_run, "--sample-size", "100")
     assert code == 2 and "exceeds" in err
+    code, out, err = run_cli("cars", "show", cars_run, "--sample-size", "100000000", "--with-replacement")
+    assert (code, out) == (2, "") and "--sample-size must be a whole number from 1 to 10,000, got 100000000" in err
 
 
 def test_recipes_c1_to_c3():

@@ -128,3 +128,27 @@ print(codes)
     assert lines[1].startswith("deepvision imagenet: error: this needs opencv-python-headless")
     assert all(line.endswith("pip install 'deepvision[records]'") for line in lines)
     assert not (tmp_path / "lists").exists() and not list(tmp_path.glob("x*"))
+
+
+def test_lists_naming_an_image_under_two_labels_or_shared_splits_are_named(packed, run_cli, tmp_path):
+    """One image listed under two labels is refused by the list reader; val and test splits that are
+    training images are trained on with a [WARN] line saying how many."""
+    from deepvision.data.lst import read_lst
+    from deepvision.errors import UserError
+
+    tmp, data, images = packed
+    (tmp_path / "dup.lst").write_text("0\t0\thorizontal/a.png\n1\t1\tvertical/b.png\n2\t1\thorizontal/a.png\n")
+    with pytest.raises(UserError, match=r"dup.lst:3: horizontal/a.png is listed again with other labels \(first "
+                                        r"on line 1\); an image has one label"):
+        read_lst(tmp_path / "dup.lst")
+    (tmp_path / "same.lst").write_text("0\t0\th/a.png\n1\t0\th/a.png\n")  # listed twice, one label: oversampling
+    assert len(read_lst(tmp_path / "same.lst")) == 2
+    cfg = tiny_config(1, source="lst", root=str(images), train=str(data / "set_train.lst"),
+                      val=str(data / "set_train.lst"), test=str(data / "set_val.lst"), val_fraction=0.0,
+                      batch_size=4, workers=0, channels=3)
+    cfg["train"]["max_steps"] = 1
+    (tmp_path / "shared.yaml").write_text(yaml.safe_dump(cfg))
+    code, out, err = run_cli("train", tmp_path / "shared.yaml", "--out", tmp_path / "runs")
+    assert code == 0, err
+    assert "[WARN] 12 of the 12 val images are training images too" in out + err
+    assert "test images are training images" not in out + err

@@ -68,3 +68,25 @@ def test_folder_source_refuses_a_class_folder_with_a_newline(tmp_path):
         (tmp_path / name).mkdir()
     with pytest.raises(UserError, match=r"class name 'dog\\nhorse' is empty or holds a control character"):
         folder_source(DataConfig(source="folder", root=str(tmp_path), train="."), ["."])
+
+
+def test_a_runs_folder_inside_the_data_folder_is_refused_before_anything_is_made(tmp_path, run_cli):
+    """train --out DATA (a folder source's root) would list the new run as a class and its plots as images."""
+    import yaml
+
+    from tests.helpers import make_image_folder, tiny_config
+
+    data = make_image_folder(tmp_path / "imgs", n_per_class=4, size=28)
+    cfg = tiny_config(1, source="folder", root=str(data), train=".", val=".", val_fraction=0.0, channels=1,
+                      batch_size=4, workers=0)
+    (tmp_path / "f.yaml").write_text(yaml.safe_dump(cfg))
+    before = sorted(p.name for p in data.iterdir())
+    for out in (data, data / "horizontal" / "runs"):
+        code, stdout, err = run_cli("train", tmp_path / "f.yaml", "--out", out)
+        assert (code, stdout) == (2, "") and err.count("\n") == 1, err
+        assert f"--out {out} is inside the data folder {data}" in err
+    assert sorted(p.name for p in data.iterdir()) == before and not (data / "horizontal" / "runs").exists()
+    cfg["train"]["max_steps"] = 1
+    (tmp_path / "f.yaml").write_text(yaml.safe_dump(cfg))
+    code, _, err = run_cli("train", tmp_path / "f.yaml", "--out", tmp_path / "runs")
+    assert code == 0, err

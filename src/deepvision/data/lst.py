@@ -40,7 +40,7 @@ def read_lst(path: str | Path) -> list[ListEntry]:
     """Parse a .lst file; malformed lines raise UserError naming the line."""
     path = Path(path)
     text = read_list_text(path)
-    entries = []
+    entries, first = [], {}
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -54,6 +54,9 @@ def read_lst(path: str | Path) -> list[ListEntry]:
                             f"numbers, got {line[:80]!r}") from None
         if not all(math.isfinite(v) for v in labels):
             raise UserError(f"{path}:{lineno}: labels must be finite numbers, got {line[:80]!r}")
+        if first.setdefault(parts[-1], (labels, lineno))[0] != labels:  # the same image under two classes
+            raise UserError(f"{path}:{lineno}: {parts[-1]} is listed again with other labels (first on line "
+                            f"{first[parts[-1]][1]}); an image has one label")
         entries.append(ListEntry(index, labels, parts[-1]))
     return entries
 

@@ -23,6 +23,9 @@ from PIL import Image
 
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, write_image
+from deepvision.safeload import check_range
+
+MAX_SAMPLES = 10_000  # annotated PNGs one call writes
 
 
 @dataclass
@@ -67,8 +70,7 @@ def show_cars(run_dir: str | Path, *, sample_size: int = 10, out: str | Path | N
     from deepvision.inference.predict import predict_tensors
     from deepvision.runs.loading import load_run
 
-    if sample_size < 1:
-        raise UserError(f"--sample-size must be a positive number of samples, got {sample_size}")
+    check_range("--sample-size", sample_size, 1, MAX_SAMPLES)  # each sample is a PNG: a visualiser, not a sweep
     say = (lambda *_: None) if quiet else print
     loaded = load_run(run_dir, epoch=epoch, device=resolve_device(device))
     cfg = loaded.cfg
@@ -87,25 +89,22 @@ def show_cars(run_dir: str | Path, *, sample_size: int = 10, out: str | Path | N
     targets = np.asarray(split.targets)
     out_dir = Path(out) if out else loaded.run.folder("eval", "cars-show", create=False)
     results: list[CarPrediction] = []
-    images: list[tuple[Image.Image, str]] = []
-    for i in picks:
-        img, _ = split[int(i)]
-        top = predict_tensors(loaded, loaded.pre.load(img).unsqueeze(0), 5)[0]
-        actual = loaded.classes[int(targets[i])]
-        results.append(CarPrediction(int(i), actual, top))
-        images.append((img, f"{top[0][0].replace(':', ' ')}: {top[0][1] * 100:.2f}%"))
-        say(f"[INFO] actual={actual}")
-        for name, p in top:
-            say(f"\tpredicted={name}, probability={p * 100:.2f}%")
     cv2 = _cv2()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create {out_dir}: {exc.strerror or exc}; choose another --out") from None
-    for k, (r, (img, text)) in enumerate(zip(results, images)):
-        path = out_dir / f"{k:03d}_sample{r.index}.png"
-        write_image(path, cv2.cvtColor(annotate(img, text), cv2.COLOR_RGB2BGR))
-        r.image = str(path)
+    for k, i in enumerate(picks):  # each image written as it is made: none is held for the end
+        img, _ = split[int(i)]
+        top = predict_tensors(loaded, loaded.pre.load(img).unsqueeze(0), 5)[0]
+        r = CarPrediction(int(i), loaded.classes[int(targets[i])], top)
+        results.append(r)
+        say(f"[INFO] actual={r.actual}")
+        for name, p in top:
+            say(f"\tpredicted={name}, probability={p * 100:.2f}%")
+        r.image = str(out_dir / f"{k:03d}_sample{r.index}.png")
+        text = f"{top[0][0].replace(':', ' ')}: {top[0][1] * 100:.2f}%"
+        write_image(r.image, cv2.cvtColor(annotate(img, text), cv2.COLOR_RGB2BGR))
     atomic_write_text(out_dir / "predictions.json", json.dumps([r.to_dict() for r in results], indent=2) + "\n")
     say(f"[INFO] {len(results)} annotated images written to {out_dir}")
     return results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,10 +90,32 @@ class ClassificationData:
     def counts(self) -> dict[str, int]:
         return self.bundle.counts()
 
+    def notes(self) -> list[str]:
+        """A [WARN] line for each val/test split sharing image files with the training split (the same list
+        given twice, or lists made separately): its scores would not measure generalisation."""
+        train, out = _image_paths(self.bundle.train), []
+        for role in ("val", "test"):
+            held = _image_paths(self.bundle.role(role))
+            if train and held and (shared := len(train & held)):
+                out.append(f"[WARN] {shared:,} of the {len(held):,} {role} images are training images too: "
+                           f"its scores do not measure generalisation")
+        return out
+
     def loaders(self, roles: tuple[str, ...], *, seed: int, rank: int = 0, world: int = 1,
                 device: torch.device | str = "cpu", max_steps: int | None = None) -> dict[str, Loader]:
         return build_loaders(self.data_cfg, self.bundle, self.preprocess, seed=seed, rank=rank, world=world,
                              device=device, max_steps=max_steps, roles=roles)
+
+
+def _image_paths(split: Any) -> set[str]:
+    """The absolute image paths of a split read from image files (a view keeps its own indices); empty for
+    tensors and records, which name no files."""
+    indices = getattr(split, "indices", None)
+    paths = getattr(getattr(split, "dataset", split), "paths", None)
+    if paths is None:
+        return set()
+    chosen = paths if indices is None else [paths[i] for i in indices]
+    return {os.path.abspath(p) for p in chosen}
 
 
 @register_task("classification")
