@@ -63,3 +63,12 @@ def test_builder_options_of_the_wrong_kind_are_named_and_exponents_are_numbers(r
         assert code == 2 and out == "" and err.count("\n") == 1 and f"model '{model}' {message}" in err, err
     with pytest.raises(UserError, match=r"option 'bn_eps' must be a number, got '1e-3'"):
         create_model("emotion_vgg", bn_eps="1e-3")
+
+
+def test_width_lists_hold_whole_numbers_from_one_and_own_settings_are_not_options(run_cli):
+    for option, shown in (("hidden=[-5]", "[-5]"), ("hidden=[0]", "[0]"), ("hidden=[64, 2.5]", "[64, 2.5]")):
+        code, out, err = run_cli("models", "show", "mlp", "--set", option)
+        assert (code, out) == (2, "") and err.count("\n") == 1, err
+        assert f"model 'mlp' option 'hidden' must list whole numbers from 1, got {shown}" in err
+    code, out, err = run_cli("models", "show", "tv:resnet18", "--set", "num_classes=0")
+    assert (code, out) == (2, "") and "num_classes is the model's own setting, not a builder option" in err

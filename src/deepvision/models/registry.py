@@ -181,6 +181,28 @@ def _expected_kinds(builder: Callable[..., nn.Module], option: str) -> dict[str,
     return out
 
 
+def refuse_own_settings(name: str, options: dict[str, Any]) -> None:
+    """UserError when builder options name the class count or input channels, which a model takes from its
+    own settings (given twice, Python raises a TypeError)."""
+    own = next((k for k in ("num_classes", "in_channels") if k in options), None)
+    if own is not None:
+        raise UserError(f"model '{name}': {own} is the model's own setting, not a builder option; give it as "
+                        f"model.{own} in a config (models show: --classes / --input)")
+
+
+def _lists_counts(builder: Callable[..., nn.Module], option: str) -> bool:
+    """Whether the builder's hint for `option` is a list of whole numbers only (`hidden: tuple[int, ...]`,
+    `stages: Sequence[int]`): widths and counts, each at least 1."""
+    try:
+        param = inspect.signature(builder, eval_str=True).parameters.get(option)
+    except Exception:  # a hint that does not evaluate: no claim
+        return False
+    hint = param.annotation if param is not None else Any
+    origin = typing.get_origin(hint)
+    items = {a for a in typing.get_args(hint) if a is not Ellipsis}
+    return isinstance(origin, type) and issubclass(origin, Sequence) and items == {int}
+
+
 def _plan(builder: Callable[..., nn.Module], kwargs: dict[str, Any]) -> nn.Module | None:
     """The model built on the meta device (shapes only, nothing allocated), or None for a builder that
     cannot run there (e.g. one reading values back from tensors: it is built normally)."""
@@ -239,6 +261,7 @@ def create_model(
     valid = spec.options
     params = inspect.signature(spec.builder).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    refuse_own_settings(name, options)
     bad = [k for k in options if k not in valid and not takes_any]
     if bad:
         raise UserError(f"model '{name}' has no option '{bad[0]}'{suggest(bad[0], valid)}; "
@@ -247,6 +270,10 @@ def create_model(
     if long is not None:  # each item is a stage or a block to build: a long list builds for minutes
         raise UserError(f"model '{name}' option '{long}' lists {len(options[long]):,} values; a model option "
                         f"lists at most {MAX_OPTION_ITEMS}")
+    small = next((k for k, v in options.items() if isinstance(v, (list, tuple)) and _lists_counts(spec.builder, k)
+                  and any(isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in v)), None)
+    if small is not None:  # widths, block and unit counts: a negative one is a torch traceback, 0 an empty layer
+        raise UserError(f"model '{name}' option '{small}' must list whole numbers from 1, got {list(options[small])}")
     odd = next((k for k, v in options.items() for x in (v if isinstance(v, (list, tuple)) else [v])
                 if isinstance(x, float) and not math.isfinite(x)), None)
     if odd is not None:  # bn_eps inf answers one output for every image, elu_alpha nan answers NaN
@@ -262,7 +289,7 @@ def create_model(
         return spec.builder(**kwargs)
     except InputSizeError as exc:
         raise UserError(f"{name}: {exc}") from None
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RuntimeError) as exc:
         for key, value in options.items():  # name a value of the wrong kind rather than Python's TypeError
             wanted = _expected_kinds(spec.builder, key)
             if value is not None and wanted and not any(isinstance(value, t) for t in wanted.values()):

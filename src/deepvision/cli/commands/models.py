@@ -50,13 +50,15 @@ def _console():
     return Console(width=None if sys.stdout.isatty() else 80, highlight=False)
 
 
-def _meta_model(name: str, num_classes: int | None = None, in_channels: int | None = None, **options: Any):
+def _meta_model(name: str, classes: int | None = None, channels: int | None = None, **options: Any):
     """Build on the meta device: shapes and counts without memory or initialisation time."""
     from deepvision.models import create_model
+    from deepvision.models.registry import refuse_own_settings
     from deepvision.models.shapes import meta_init
 
+    refuse_own_settings(name, options)
     with meta_init():
-        return create_model(name, num_classes, in_channels, **options)
+        return create_model(name, classes, channels, **options)
 
 
 def run_list(args: argparse.Namespace) -> int:
