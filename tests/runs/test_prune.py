@@ -186,3 +186,18 @@ def test_a_best_pt_linking_to_a_periodic_file_keeps_it_and_linked_runs_are_not_p
     assert code == 0, err
     assert list(run.saved_epochs()) == [2] and best.resolve() == saved[2].resolve()  # the linked epoch stays
     assert load_checkpoint(best)["epoch"] == 2 and "(0 B)" not in out
+
+
+def test_files_of_another_name_beside_the_checkpoints_are_not_the_runs(runs):
+    """A user's copy (`mybackup-0002.pt`) or any `NAME-NNNN.pt` beside the run's periodic checkpoints is not
+    one of them: prune leaves it and deletes only the run's own files."""
+    run = RunDir(runs / "all")
+    own = run.saved_epochs()
+    prefix = own[1].name.rsplit("-", 1)[0]
+    shutil.copy(own[2], run.checkpoints / "mybackup-0002.pt")
+    (run.checkpoints / "notes-2026.pt").write_text("notes\n")
+    assert run.saved_epochs() == own
+    code, out, err = run_main("runs", "prune", runs / "all")
+    assert code == 0 and "2026" not in out, err
+    assert (run.checkpoints / "mybackup-0002.pt").is_file() and (run.checkpoints / "notes-2026.pt").is_file()
+    assert not list(run.checkpoints.glob(f"{prefix}-*.pt"))

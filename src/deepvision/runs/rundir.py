@@ -347,13 +347,24 @@ class RunDir:
         return (self.checkpoints / "last.pt").is_file() or bool(self.saved_epochs())
 
     def saved_epochs(self) -> dict[int, Path]:
+        """The run's periodic checkpoints by epoch: `<prefix>-NNNN.pt` with the prefix config.yaml names, so
+        a file of another name placed beside them (a user's copy, `backup-0002.pt`) is never taken for one
+        (nor deleted by retention or `runs prune`); any prefix when config.yaml cannot be read."""
+        prefix = self._checkpoint_prefix()
         found = {}
         if self.checkpoints.is_dir():
-            for p in self.checkpoints.iterdir():
+            for p in sorted(self.checkpoints.iterdir()):
                 m = _CKPT.match(p.name)
-                if m:
-                    found[int(m["epoch"])] = p
+                if m and (prefix is None or m["prefix"] == prefix):
+                    found.setdefault(int(m["epoch"]), p)
         return dict(sorted(found.items()))
+
+    def _checkpoint_prefix(self) -> str | None:
+        try:
+            prefix = read_yaml(self.config_path).get("checkpoint", {}).get("prefix")
+        except (UserError, AttributeError):
+            return None
+        return prefix if isinstance(prefix, str) and prefix else None
 
     def resolve_checkpoint(self, epoch: int | None = None, which: str = "last") -> Path:
         """Checkpoint of `epoch`, or last.pt / best.pt; UserError listing what exists otherwise."""
