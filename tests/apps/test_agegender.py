@@ -219,6 +219,13 @@ def test_agegender_bad_input(runs, tmp_path, run_cli):
     assert code == 2 and err.count("\n") == 1 and f"--out {tmp_path / 'photos'} holds the input " in err
     assert (tmp_path / "photos" / "a" / "input.png").read_bytes() == b"kept"
     assert not (tmp_path / "photos" / "results.csv").exists()
+    (tmp_path / "o3" / "input").mkdir(parents=True)  # OUT/<stem>/ is the photo's own folder
+    cv2.imwrite(str(tmp_path / "o3" / "input" / "input.png"), astronaut_bgr())
+    before = (tmp_path / "o3" / "input" / "input.png").read_bytes()
+    code, _, err = run_cli("agegender", age, gender, "--image", tmp_path / "o3" / "input", "--out", tmp_path / "o3",
+                           "--headless")
+    assert code == 2 and err.count("\n") == 1 and "holds the input" in err
+    assert (tmp_path / "o3" / "input" / "input.png").read_bytes() == before
 
 
 def test_agegender_outputs_replace_planted_links_and_keep_same_stems_apart(runs, tmp_path, run_cli):
@@ -243,6 +250,12 @@ def test_agegender_outputs_replace_planted_links_and_keep_same_stems_apart(runs,
         shown = out / name / "input.png"
         assert not shown.is_symlink() and cv2.imread(str(shown)).shape == (800, 800, 3)
         assert (out / name / "face0_aligned.png").is_file()
+    table = tmp_path / "results.csv.png"  # its folder would take the name of the table written beside it
+    cv2.imwrite(str(table), astronaut_bgr())
+    code, _, err = run_cli("agegender", age, gender, "--image", table, "--out", tmp_path / "o4", "--headless",
+                           "--detector", "haar")
+    assert code == 0 and (tmp_path / "o4" / "results.csv_photo" / "input.png").is_file(), err
+    assert (tmp_path / "o4" / "results.csv").is_file()
     dots = tmp_path / "..png"  # stem ".", named directly (a folder's hidden files are not listed)
     cv2.imwrite(str(dots), astronaut_bgr())
     code, _, err = run_cli("agegender", age, gender, "--image", dots, "--out", tmp_path / "o2", "--headless",

@@ -228,11 +228,17 @@ def test_repeated_or_text_fields_are_refused_and_parser_text_stays_out_of_the_lo
         text = client.post("/api/predict", data={"file": "hello"})
         raw = client.post("/api/predict", content=png, headers={"Content-Type": "multipart/form-data; boundary=xx"})
         one = client.post("/api/predict?top=2", files={"file": ("a.png", png)})
+        form = client.post("/api/predict", files={"file": ("a.png", png)}, data={"top": "3"})
+        both = client.post("/api/predict?top=2", files={"file": ("a.png", png)}, data={"top": "3"})
+        bad = client.post("/api/predict", files={"file": ("a.png", png)}, data={"top": "abc"})
     for answer, words in ((two, "names 'file' more than once; send one image"),
                           (tops, "names 'top' more than once"),
-                          (text, "the form field 'file' is text, not an upload: send the image as")):
+                          (text, "the form field 'file' is text, not an upload: send the image as"),
+                          (both, "names 'top' more than once"),
+                          (bad, "top: must be a whole number from 1 to 1000, got 'abc'")):
         assert answer.status_code == 422 and list(answer.json()) == ["error"], answer.text
         assert words in answer.json()["error"]
     assert raw.status_code == 400 and "not a valid multipart form" in raw.json()["error"]
     assert one.status_code == 200 and len(one.json()["top"]) == 2
+    assert form.status_code == 200 and len(form.json()["top"]) == 3  # top as a form field, as curl -F top=3 sends it
     assert not [r for r in caplog.records if r.name.startswith("python_multipart")]

@@ -69,6 +69,8 @@ def test_a_run_trained_from_records_stores_the_names(packed, run_cli):
     ("prefetch=abc", "data.options.prefetch must be a whole number from 1 to 64, got 'abc' (a str)"),
     ("prefetch=-5", "data.options.prefetch must be a whole number from 1 to 64, got -5"),
     ("prefetch=2.7", "data.options.prefetch must be a whole number from 1 to 64, got 2.7 (a float)"),
+    ("idx=foo", "data.options.idx must map split names to .idx paths ({train: a.idx}), got 'foo'"),
+    ("labels=5", "data.options.labels must be the path of a class-names file, got 5"),
 ])
 def test_record_options_are_checked_before_the_run_starts(packed, run_cli, option, message):
     tmp, data, _ = packed

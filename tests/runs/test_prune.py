@@ -196,8 +196,11 @@ def test_files_of_another_name_beside_the_checkpoints_are_not_the_runs(runs):
     prefix = own[1].name.rsplit("-", 1)[0]
     shutil.copy(own[2], run.checkpoints / "mybackup-0002.pt")
     (run.checkpoints / "notes-2026.pt").write_text("notes\n")
+    shutil.copy(own[2], run.checkpoints / f"{prefix}-00002.pt")  # not a name the run writes
+    (run.checkpoints / f"{prefix}-0099.pt").write_text("x\n")  # the run's name, but no checkpoint
     assert run.saved_epochs() == own
     code, out, err = run_main("runs", "prune", runs / "all")
     assert code == 0 and "2026" not in out, err
     assert (run.checkpoints / "mybackup-0002.pt").is_file() and (run.checkpoints / "notes-2026.pt").is_file()
-    assert not list(run.checkpoints.glob(f"{prefix}-*.pt"))
+    assert sorted(p.name for p in run.checkpoints.glob(f"{prefix}-*.pt")) == [f"{prefix}-00002.pt",
+                                                                            f"{prefix}-0099.pt"]

@@ -152,6 +152,16 @@ class DataConfig:
                 _bounded(f"{path}.mean[{i}]", v, -1e6, 1e6)
         for i, v in enumerate(self.std or []):
             _bounded(f"{path}.std[{i}]", v, 0, 1e6, low_open=True)
+        self._check_file_options(f"{path}.options")
+
+    def _check_file_options(self, path: str) -> None:
+        """The options the file sources share: `labels` names a class-names file, `idx` maps split names to
+        .idx files (a number or a list there reached the readers as a traceback)."""
+        labels, idx = self.options.get("labels"), self.options.get("idx")
+        if labels is not None and not isinstance(labels, str):
+            raise UserError(f"{path}.labels must be the path of a class-names file, got {labels!r}")
+        if idx is not None and not (isinstance(idx, dict) and all(isinstance(v, str) for v in idx.values())):
+            raise UserError(f"{path}.idx must map split names to .idx paths ({{train: a.idx}}), got {idx!r}")
 
 
 @dataclass

@@ -20,6 +20,7 @@ files; keeping it whole keeps every write under the same link and atomicity rule
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -355,8 +356,10 @@ class RunDir:
         if self.checkpoints.is_dir():
             for p in sorted(self.checkpoints.iterdir()):
                 m = _CKPT.match(p.name)
-                if m and (prefix is None or m["prefix"] == prefix):
-                    found.setdefault(int(m["epoch"]), p)
+                # the name the run writes (no extra leading zeros), holding a torch.save file (a zip)
+                if (m and (prefix is None or m["prefix"] == prefix) and m["epoch"] == f"{int(m['epoch']):04d}"
+                        and _is_zip(p)):
+                    found[int(m["epoch"])] = p
         return dict(sorted(found.items()))
 
     def _checkpoint_prefix(self) -> str | None:
@@ -455,7 +458,7 @@ class RunDir:
                 if p in skip:
                     continue
                 try:
-                    st = p.stat()
+                    st = p.lstat()  # a link counts as itself: its target may lie outside the run
                 except OSError:
                     continue
                 files += 1
@@ -505,6 +508,14 @@ class RunDir:
                             and not any(names for _, _, names in os.walk(d))):
                         shutil.rmtree(d)
         return doomed, freed
+
+
+def _is_zip(path: Path) -> bool:
+    try:
+        with open(path, "rb") if path.is_file() else contextlib.nullcontext(None) as f:
+            return f is not None and f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
 
 
 def _abandoned_start(path: Path) -> bool:

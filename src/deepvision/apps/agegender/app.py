@@ -30,6 +30,7 @@ from deepvision.evaluation.tencrop import ten_crop
 from deepvision.fileio import (
     atomic_write_text,
     distinct_stems,
+    enclosing,
     output_subfolder,
     refuse_output_folder_over_inputs,
     write_image,
@@ -139,12 +140,18 @@ def predict_agegender(run_age: str | Path | Classifier, run_gender: str | Path |
     paths = list_images(image)
     if out is not None:  # its sub-folders and results.csv would land among (and over) the photos
         refuse_output_folder_over_inputs(out, paths)
+        inside = next((p for p in paths if enclosing(Path(p), [Path(out)]) is not None), None)
+        if inside is not None:  # OUT/<stem>/ may be the folder the photo is in
+            raise UserError(f"--out {out} holds the input {inside}; its outputs could replace it, so choose a "
+                            f"folder that holds none of the photos")
     age_clf, gender_clf = _models(run_age, run_gender, device)
     det = create_detector(detector)  # dlib: HOG upsampled once
     finder = EyeFinder(eyes, landmarks)
     output = _Output(Path(out) if out is not None else None)
     report = AgeGenderReport()
-    for path, name in zip(paths, distinct_stems(paths)):
+    # a photo's folder never takes the name of the tables written beside the folders
+    names = [f"{n}_photo" if n in ("results.csv", "results.json") else n for n in distinct_stems(paths)]
+    for path, name in zip(paths, names):
         frame = read_bgr(path)
         small, factor = resize_to_width(frame, 800)
         faces = det.detect(small)

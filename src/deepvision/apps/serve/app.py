@@ -169,7 +169,7 @@ def create_app(source: str | Path | Predictor, *, max_upload_mb: float = 10.0, m
     with `token`, every request must carry it (see the module doc)."""
     check_limits(max_upload_mb, max_pixels, token)
     try:
-        from fastapi import FastAPI, File, Query, Request, UploadFile
+        from fastapi import FastAPI, File, Form, Query, Request, UploadFile
         from fastapi.exceptions import RequestValidationError
         from fastapi.responses import HTMLResponse, JSONResponse
         from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -212,11 +212,17 @@ def create_app(source: str | Path | Predictor, *, max_upload_mb: float = 10.0, m
 
     @app.post("/api/predict")
     def predict(request: Request, file: list[UploadFile] = File(...),  # noqa: B008
-                top: int = Query(5, ge=1, le=1000)) -> Any:
-        repeated = "file" if len(file) > 1 else "top" if len(request.query_params.getlist("top")) > 1 else None
+                top: int = Query(5, ge=1, le=1000), form_top: list[str] = Form([], alias="top")) -> Any:  # noqa: B008
+        tops = len(request.query_params.getlist("top")) + len(form_top)  # ?top=K, or a form field top=K
+        repeated = "file" if len(file) > 1 else "top" if tops > 1 else None
         if repeated is not None:  # answering for one of them would ignore the others without a word
             return JSONResponse({"error": f"the request names '{repeated}' more than once; send one image "
                                           f"(and one top) per request"}, status_code=422)
+        if form_top:
+            top = int(form_top[0]) if form_top[0].isdigit() and len(form_top[0]) < 5 else 0
+            if not 1 <= top <= 1000:
+                return JSONResponse({"error": f"top: must be a whole number from 1 to 1000, got "
+                                              f"{form_top[0][:20]!r}"}, status_code=422)
         data = file[0].file.read()
         try:
             return predictor.predict(data, top)
@@ -237,7 +243,8 @@ def _validation_message(errors: Any) -> str:
     where = [str(part) for part in first.get("loc", ()) if part not in ("body", "query")]
     field = where[0] if where else ""
     if field == "file":  # missing, or text where an upload belongs
-        what = "no image" if first.get("type") == "missing" else "the form field 'file' is text, not an upload"
+        what = ("no image (no complete 'file' field in the form)" if first.get("type") == "missing"
+                else "the form field 'file' is text, not an upload")
         return (f"{what}: send the image as the multipart form field 'file' (curl -F file=@IMAGE "
                 "http://HOST:PORT/api/predict)")
     what = str(first.get("msg", "invalid request"))
