@@ -98,7 +98,7 @@ class ClassificationData:
             held = _image_paths(self.bundle.role(role))
             if train and held and (shared := len(train & held)):
                 out.append(f"[WARN] {shared:,} of the {len(held):,} {role} images are training images too: "
-                           f"its scores do not measure generalisation")
+                           f"{role} scores do not measure generalisation")
         return out
 
     def loaders(self, roles: tuple[str, ...], *, seed: int, rank: int = 0, world: int = 1,
