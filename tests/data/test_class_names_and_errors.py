@@ -71,13 +71,16 @@ def test_a_run_trained_from_records_stores_the_names(packed, run_cli):
     ("prefetch=2.7", "data.options.prefetch must be a whole number from 1 to 64, got 2.7 (a float)"),
     ("idx=foo", "data.options.idx must map split names to .idx paths ({train: a.idx}), got 'foo'"),
     ("labels=5", "data.options.labels must be the path of a class-names file, got 5"),
+    ("data_key=5", "data.options.data_key must name an HDF5 dataset (text), got 5"),
+    ("model.args.num_classes=0", "model.args.num_classes is set by model.num_classes; give it there"),
 ])
 def test_record_options_are_checked_before_the_run_starts(packed, run_cli, option, message):
     tmp, data, _ = packed
     cfg = tiny_config(1, source="rec", root=str(data), train="set_train.rec", val="set_val.rec", val_fraction=0.0,
                       batch_size=4, workers=0, channels=3)
     (tmp / "opts.yaml").write_text(yaml.safe_dump(cfg))
-    code, out, err = run_cli("train", tmp / "opts.yaml", "--out", tmp / "opt-runs", "--set", f"data.options.{option}")
+    key = option if option.startswith("model.") else f"data.options.{option}"
+    code, out, err = run_cli("train", tmp / "opts.yaml", "--out", tmp / "opt-runs", "--set", key)
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not list((tmp / "opt-runs").iterdir())  # no run folder is left
 
@@ -143,6 +146,9 @@ def test_lists_naming_an_image_under_two_labels_or_shared_splits_are_named(packe
     with pytest.raises(UserError, match=r"dup.lst:3: horizontal/a.png is listed again with other labels \(first "
                                         r"on line 1\); an image has one label"):
         read_lst(tmp_path / "dup.lst")
+    (tmp_path / "dup3.lst").write_text("0\t0\th/a.png\n1\t1\th/../h/a.png\n")  # one file, another spelling
+    with pytest.raises(UserError, match=r"dup3.lst:2: h/../h/a.png is listed again with other labels"):
+        read_lst(tmp_path / "dup3.lst")
     (tmp_path / "same.lst").write_text("0\t0\th/a.png\n1\t0\th/a.png\n")  # listed twice, one label: oversampling
     assert len(read_lst(tmp_path / "same.lst")) == 2
     cfg = tiny_config(1, source="lst", root=str(images), train=str(data / "set_train.lst"),

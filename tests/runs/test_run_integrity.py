@@ -348,11 +348,12 @@ def test_finite_weights_that_overflow_and_bad_weight_files_are_refused(tmp_path,
     best.unlink()
     torch.save(ckpt, best)
     Image.new("L", (28, 28), 90).save(tmp_path / "x.png")
-    for args in (["predict", run.path, tmp_path / "x.png"], ["evaluate", run.path]):
+    for args in (["predict", run.path, tmp_path / "x.png"], ["evaluate", run.path],
+                 ["export", run.path, "--out", tmp_path / "m.onnx"]):
         code, out, err = run_cli(*args)
         assert code == 2 and len(err.strip().splitlines()) == 1 and "nan%" not in out, err
         assert "the model's output holds NaN or infinite values (its weights overflow float32" in err
-    assert not (run.path / "eval").exists()
+    assert not (run.path / "eval").exists() and not (tmp_path / "m.onnx").exists()
     state = {k: v.clone() for k, v in ckpt["model_state"].items()}
     state["features.0.weight"].fill_(float("nan"))
     torch.save(state, tmp_path / "nan.pt")

@@ -61,6 +61,9 @@ class ModelConfig:
     def validate(self, path: str) -> None:
         _bounded(f"{path}.num_classes", self.num_classes, 1, MAX_CLASSES)
         _bounded(f"{path}.in_channels", self.in_channels, 1, 1024)
+        own = next((k for k in ("num_classes", "in_channels") if k in self.args), None)
+        if own is not None:  # the builder gets them from the two keys above; given twice, a TypeError
+            raise UserError(f"{path}.args.{own} is set by {path}.{own}; give it there")
 
 
 @dataclass
@@ -156,8 +159,11 @@ class DataConfig:
 
     def _check_file_options(self, path: str) -> None:
         """The options the file sources share: `labels` names a class-names file, `idx` maps split names to
-        .idx files (a number or a list there reached the readers as a traceback)."""
-        labels, idx = self.options.get("labels"), self.options.get("idx")
+        .idx files, `data_key` names an HDF5 dataset (a number or a list there reached the readers as a
+        traceback or as a damaged-file message)."""
+        labels, idx, key = self.options.get("labels"), self.options.get("idx"), self.options.get("data_key")
+        if key is not None and not isinstance(key, str):
+            raise UserError(f"{path}.data_key must name an HDF5 dataset (text), got {key!r}")
         if labels is not None and not isinstance(labels, str):
             raise UserError(f"{path}.labels must be the path of a class-names file, got {labels!r}")
         if idx is not None and not (isinstance(idx, dict) and all(isinstance(v, str) for v in idx.values())):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,9 +55,9 @@ def read_lst(path: str | Path) -> list[ListEntry]:
                             f"numbers, got {line[:80]!r}") from None
         if not all(math.isfinite(v) for v in labels):
             raise UserError(f"{path}:{lineno}: labels must be finite numbers, got {line[:80]!r}")
-        if first.setdefault(parts[-1], (labels, lineno))[0] != labels:  # the same image under two classes
+        if first.setdefault(os.path.normpath(parts[-1]), (labels, lineno))[0] != labels:  # one image, two classes
             raise UserError(f"{path}:{lineno}: {parts[-1]} is listed again with other labels (first on line "
-                            f"{first[parts[-1]][1]}); an image has one label")
+                            f"{first[os.path.normpath(parts[-1])][1]}); an image has one label")
         entries.append(ListEntry(index, labels, parts[-1]))
     return entries
 

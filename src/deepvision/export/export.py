@@ -35,6 +35,7 @@ from deepvision.export.hooks import ExportHooks, Parity, hooks_for, register_exp
 from deepvision.export.onnx_export import INPUT, OUTPUT
 from deepvision.export.result import ExportResult
 from deepvision.fileio import atomic_path, refuse_output_over_inputs, unlink_quietly
+from deepvision.models.outputs import check_finite_output
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
 from deepvision.safeload import check_range
@@ -123,7 +124,7 @@ class ClassificationExport(ExportHooks):
 
     def parity(self, module: nn.Module, samples: Any, got: Any, tolerance: float, source: str) -> Parity:
         with torch.inference_mode():
-            expected = module(samples.float()).numpy()
+            expected = check_finite_output(module(samples.float())).numpy()  # NaN answers: no parity to compare
         diff = float(np.abs(got - expected).max())
         peak = float(np.abs(expected).max())
         rel = diff / peak if peak > 0 else (0.0 if diff == 0 else float("inf"))

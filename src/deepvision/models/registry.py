@@ -289,7 +289,7 @@ def create_model(
         return spec.builder(**kwargs)
     except InputSizeError as exc:
         raise UserError(f"{name}: {exc}") from None
-    except (TypeError, ValueError, RuntimeError) as exc:
+    except (TypeError, ValueError, RuntimeError, AssertionError) as exc:  # torchvision asserts on its options
         for key, value in options.items():  # name a value of the wrong kind rather than Python's TypeError
             wanted = _expected_kinds(spec.builder, key)
             if value is not None and wanted and not any(isinstance(value, t) for t in wanted.values()):
