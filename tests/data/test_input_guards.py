@@ -487,8 +487,9 @@ def test_labels_beyond_the_labels_file_are_refused(tmp_path):
     from deepvision.config.schema import DataConfig
     from deepvision.data.sources import load_data
 
-    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "a.png")
-    (tmp_path / "l.lst").write_text("0\t0\ta.png\n1\t2\ta.png\n")
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / name)
+    (tmp_path / "l.lst").write_text("0\t0\ta.png\n1\t2\tb.png\n")
     (tmp_path / "labels.txt").write_text("cat\ndog\n")
     body = png_bytes(noise_image(1, (4, 4)))
     write_records(tmp_path / "l.rec", [(0.0, body), (2.0, body)])

@@ -38,7 +38,7 @@ def fake_run(out, name, schedule, epochs, classes=10, best_at=None, status="fini
     run.write_history(rows)
     run.write_state({"status": status})
     for e in range(epochs - ckpts + 1, epochs + 1):
-        (run.checkpoints / f"lenet-{e:04d}.pt").write_bytes(b"x" * 1_000_000)
+        (run.checkpoints / f"lenet-{e:04d}.pt").write_bytes(b"PK\x03\x04" + b"x" * 999_996)  # a zip, as torch.save writes
     os.link(run.checkpoints / f"lenet-{epochs:04d}.pt", run.checkpoints / "last.pt")  # a link: counted once
     return run
 
@@ -113,7 +113,7 @@ def test_table_without_rank5_or_unfinished_runs_drops_those_columns(tmp_path):
 def test_retention_keeps_the_newest_and_the_protected(tmp_path):
     run = RunDir.create(tmp_path, "r")
     for e in range(1, 10):
-        (run.checkpoints / f"lenet-{e:04d}.pt").write_bytes(b"x")
+        (run.checkpoints / f"lenet-{e:04d}.pt").write_bytes(b"PK\x03\x04")  # a zip's first bytes
     assert run.prune_checkpoints(None) == [] and len(run.saved_epochs()) == 9  # null keeps every one
     assert run.prune_checkpoints(3, protect={2}) == [1, 3, 4, 5, 6]
     assert list(run.saved_epochs()) == [2, 7, 8, 9]
