@@ -38,7 +38,7 @@ def fake_run(out, name, schedule, epochs, classes=10, best_at=None, status="fini
     run.write_history(rows)
     run.write_state({"status": status})
     for e in range(epochs - ckpts + 1, epochs + 1):
-        (run.checkpoints / f"lenet-{e:04d}.pt").write_bytes(b"PK\x03\x04" + b"x" * 999_996)  # a zip, as torch.save writes
+        (run.checkpoints / f"lenet-{e:04d}.pt").write_bytes(b"PK\x03\x04" + b"x" * 999_996)  # begins as a zip
     os.link(run.checkpoints / f"lenet-{epochs:04d}.pt", run.checkpoints / "last.pt")  # a link: counted once
     return run
 
