@@ -257,6 +257,11 @@ def pack_list(
                     writer.write_framed(framed, item.index)
                 if progress is not None:
                     progress(done, len(items))
+        except BaseException:  # Ctrl+C, SIGTERM, a failure: the workers go first, without waiting on them
+            if pool is not None:
+                _stop_pool(pool)
+                pool = None
+            raise
         finally:
             if pool is not None:
                 pool.terminate()
@@ -269,6 +274,19 @@ def pack_list(
         packed, size = writer.count, writer.tell()
     _write_skipped(rec, skipped)
     return PackResult(rec, rec.with_suffix(".idx"), packed, skipped, time.perf_counter() - t0, size)
+
+
+def _stop_pool(pool: multiprocessing.pool.Pool) -> None:
+    """Kill the pool's workers, then terminate it within a bounded wait. `Pool.terminate()` first takes
+    the task queue's lock, which an idle worker holds while it waits for a task; once the task feeder has
+    stopped (an interrupt) that wait can last for ever, so the workers are killed before it and the
+    terminate runs in a thread given a few seconds (the process is ending anyway)."""
+    for worker in list(getattr(pool, "_pool", [])):
+        if worker.exitcode is None:
+            worker.kill()
+    stopper = threading.Thread(target=pool.terminate, daemon=True)
+    stopper.start()
+    stopper.join(10)
 
 
 def pack_outputs(rec: str | Path) -> list[Path]:
