@@ -257,15 +257,9 @@ def pack_list(
                     writer.write_framed(framed, item.index)
                 if progress is not None:
                     progress(done, len(items))
-        except BaseException:  # Ctrl+C, SIGTERM, a failure: the workers go first, without waiting on them
-            if pool is not None:
-                _stop_pool(pool)
-                pool = None
-            raise
         finally:
             if pool is not None:
-                pool.terminate()
-                pool.join()
+                _stop_pool(pool)
         if writer.count == 0:
             writer.abort()
             _write_skipped(rec, skipped)
@@ -276,17 +270,24 @@ def pack_list(
     return PackResult(rec, rec.with_suffix(".idx"), packed, skipped, time.perf_counter() - t0, size)
 
 
-def _stop_pool(pool: multiprocessing.pool.Pool) -> None:
-    """Kill the pool's workers, then terminate it within a bounded wait. `Pool.terminate()` first takes
-    the task queue's lock, which an idle worker holds while it waits for a task; once the task feeder has
-    stopped (an interrupt) that wait can last for ever, so the workers are killed before it and the
-    terminate runs in a thread given a few seconds (the process is ending anyway)."""
-    for worker in list(getattr(pool, "_pool", [])):
-        if worker.exitcode is None:
-            worker.kill()
-    stopper = threading.Thread(target=pool.terminate, daemon=True)
+def _stop_pool(pool: multiprocessing.pool.Pool, wait: float = 10.0) -> None:
+    """Terminate the pool and join it, within bounded waits. Two ways `terminate()` + `join()` can wait for
+    ever: a worker that cannot run Python (stuck on a lock inherited through fork) ignores the SIGTERM it
+    is sent, and after an interrupt `terminate()` waits for the task queue's lock, which an idle worker
+    holds while it waits for a task. Workers still alive after `wait` seconds are killed; a stop that still
+    does not end is left to its daemon thread (the packing is over either way)."""
+    def stop() -> None:
+        pool.terminate()
+        pool.join()
+
+    stopper = threading.Thread(target=stop, daemon=True)
     stopper.start()
-    stopper.join(10)
+    stopper.join(wait)
+    if stopper.is_alive():
+        for worker in list(getattr(pool, "_pool", [])):
+            if worker.exitcode is None:
+                worker.kill()
+        stopper.join(wait)
 
 
 def pack_outputs(rec: str | Path) -> list[Path]:
