@@ -346,3 +346,13 @@ def test_image_files_lists_regular_images_and_names_what_is_not_one(tmp_path):
     os.symlink(tmp_path / "gone.jpg", tmp_path / "sub" / "link.jpg")
     with pytest.raises(UserError, match=r"link.jpg is a broken link, not an image file; remove it from "):
         image_files(tmp_path, (".jpg",))
+
+
+def test_a_class_name_in_two_unicode_spellings_is_one_name_given_twice():
+    from deepvision.safeload import check_class_names
+
+    with pytest.raises(UserError, match=r"is given twice \(two Unicode spellings of one name\)"):
+        check_class_names(["caf\u00e9", "cafe\u0301", "dog"], "labels.txt")  # precomposed, then as macOS writes it
+    with pytest.raises(UserError, match=r"class name 'a' is given twice; class names must be unique"):
+        check_class_names(["a", "b", "a"], "labels.txt")
+    check_class_names(["caf\u00e9", "cat", "\u0441at"], "labels.txt")  # another script's letters: another name

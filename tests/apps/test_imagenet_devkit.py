@@ -1,5 +1,7 @@
 """ImageNet devkit -> lists on a fake ILSVRC tree: labels in map order, blacklist, stratified test split."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -58,7 +60,10 @@ def test_devkit_errors_name_the_file(fake, tmp_path):
     with pytest.raises(UserError, match=r"map_clsloc.txt:1: expected '<wnid> <id> <name>'"):
         build_lists(broken)
     (broken / "devkit" / "data" / "map_clsloc.txt").unlink()
-    with pytest.raises(UserError, match="devkit file missing: .*map_clsloc.txt"):
+    with pytest.raises(UserError, match="devkit file not found: .*map_clsloc.txt"):
+        build_lists(broken)
+    os.mkfifo(broken / "devkit" / "data" / "map_clsloc.txt")  # named as what it is, never opened
+    with pytest.raises(UserError, match=r"devkit file .*map_clsloc.txt is a FIFO, not a regular file"):
         build_lists(broken)
 
 

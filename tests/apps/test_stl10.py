@@ -132,7 +132,7 @@ def test_bad_binaries_are_one_line_errors_naming_the_file(fake_bins, tmp_path, r
         "count": ("test_y.bin", "holds 99 labels but its image file holds 100 images"),
         "label_high": ("test_y.bin", "label 11 at position 3 is outside 1..10"),
         "label_zero": ("train_y.bin", "label 0 at position 0 is outside 1..10"),
-        "missing": ("test_X.bin", "test_X.bin not found"),
+        "missing": ("test_X.bin", "STL-10 file not found: "),
         # 8 GB of labels (a sparse file): counted from the file's size, never read
         "sparse": ("train_y.bin", "holds 8,589,934,592 labels but its image file holds"),
         "fifo": ("train_y.bin", "train_y.bin is a FIFO, not a regular file"),

@@ -72,15 +72,18 @@ def test_binary_list_file_is_reported(tmp_path, run_cli):
     assert code == 2 and "not a text list file" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("target", ["list", "image", "image via ..", "record"])
+@pytest.mark.parametrize("target", ["list", "image", "image via ..", "record", "labels beside the list",
+                                    "labels beside the record"])
 def test_out_over_an_input_is_refused_and_the_input_kept(solid_list, run_cli, target):
     lst, root = solid_list
     source = lst
-    if target == "record":
+    labels = lst.with_name(f"{lst.stem}.labels.txt")  # the class names training from the list reads
+    labels.write_text("a\nb\n")
+    if target.endswith("record"):
         assert run_cli("im2rec", "--encoding", ".png", lst.with_suffix(""), root)[0] == 0
         source = lst.with_suffix(".rec")
     out = {"list": lst, "image": root / "1.png", "image via ..": root / ".." / "imgs" / "0.png",
-           "record": lst.with_suffix(".idx")}[target]
+           "record": lst.with_suffix(".idx")}.get(target, labels)
     before = out.read_bytes()
     code, _, err = run_cli("mean", source, "--root", root, "--out", out, "--num-thread", "1")
     assert code == 2 and err.count("\n") == 1 and "is an input of this command" in err

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from deepvision.data.imageio import DecodeError, Decoder, decode_opencv, read_image_file
+from deepvision.data.lst import find_labels_file
 from deepvision.data.mean_file import read_mean_rgb
 from deepvision.data.records.pipeline import forking_cv2
 from deepvision.data.records.record_file import RecordFile
@@ -99,9 +100,10 @@ def compute_mean(
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     t0 = time.perf_counter()
     sums, count, skipped = np.zeros(3), 0, []
+    companions = [p for p in [find_labels_file(source)] if p is not None]  # the class names training reads
     if source.suffix == ".rec" or source.suffix == ".idx":
         if out is not None:
-            refuse_output_over_inputs(out, [source.with_suffix(".rec"), source.with_suffix(".idx")])
+            refuse_output_over_inputs(out, [source.with_suffix(".rec"), source.with_suffix(".idx"), *companions])
         rf = RecordFile.open(source.with_suffix(".rec"))
         n = len(rf)
         step = max(1, min(256, n // (workers * 4) or 1))
@@ -123,7 +125,7 @@ def compute_mean(
         base = str(root) if root is not None else str(source.parent)
         paths = [os.path.join(base, it.path) for it in items]
         if out is not None:
-            refuse_output_over_inputs(out, [source, *paths])
+            refuse_output_over_inputs(out, [source, *paths, *companions])
         _check_base(source, base, root, paths)
         chunk = max(1, min(32, len(paths) // (workers * 8) or 1))
         with _pool(ctx, min(workers, max(1, len(paths))), None) as pool:

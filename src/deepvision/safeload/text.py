@@ -5,6 +5,7 @@ the one class-name rule."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -104,7 +105,7 @@ def check_class_names(names: list[str], where: str) -> None:
     """UserError naming the first class name that labels.txt (one name a line) could not keep: empty, not a
     string, holding a control character or a line separator (a newline would split it into two classes), or
     given twice (two outputs with one name: a prediction could not say which)."""
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # NFC form -> the name as first given
     for name in names:
         if not isinstance(name, str):
             kind = "a number" if isinstance(name, (int, float)) and not isinstance(name, bool) else \
@@ -114,9 +115,11 @@ def check_class_names(names: list[str], where: str) -> None:
             raise UserError(f"{where}: class name {printable(repr(name))} is empty or holds a control character "
                             f"(a newline would split labels.txt; a bidi override or zero-width character "
                             f"would disguise the name); rename it")
-        if name in seen:
-            raise UserError(f"{where}: class name {name!r} is given twice; class names must be unique")
-        seen.add(name)
+        key = unicodedata.normalize("NFC", name)  # 'café' precomposed and decomposed print alike
+        if key in seen:
+            spelled = "" if seen[key] == name else " (two Unicode spellings of one name)"
+            raise UserError(f"{where}: class name {name!r} is given twice{spelled}; class names must be unique")
+        seen[key] = name
 
 
 def plain_float(text: str) -> float:

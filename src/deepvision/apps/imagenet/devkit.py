@@ -17,7 +17,7 @@ from deepvision.data.lst import ListEntry
 from deepvision.data.splits import stratified_split
 from deepvision.datasets.listing import write_split_lists
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, input_file
 from deepvision.safeload import check_class_names, is_control, printable
 
 
@@ -65,8 +65,7 @@ class ImagenetLists:
 
 
 def _lines(path: Path) -> list[str]:
-    if not path.is_file():
-        raise UserError(f"devkit file missing: {path}")
+    input_file(path, "devkit file")  # missing: "devkit file not found"; a FIFO is named as one
     try:
         return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except UnicodeDecodeError:

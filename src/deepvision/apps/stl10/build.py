@@ -23,7 +23,7 @@ from deepvision.data.lst import ListEntry
 from deepvision.datasets.im2rec import PackOptions, PackResult, pack_list
 from deepvision.datasets.listing import write_lst
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, output_folder, output_subfolder
+from deepvision.fileio import atomic_write_text, input_file, output_folder, output_subfolder
 
 CLASSES = ("airplane", "cat")
 NATIVE = {1: 0, 4: 1}  # STL-10 label -> subset label
@@ -78,9 +78,8 @@ def build_stl10(
     pooled: dict[int, list[tuple[str, np.ndarray, int]]] = {0: [], 1: []}  # label -> (source, images, index)
     sources = {}
     for split in SPLITS:
-        if not (root / f"{split}_X.bin").is_file():
-            raise UserError(f"{root / f'{split}_X.bin'} not found; STL-10 needs train_X.bin, train_y.bin, "
-                            f"test_X.bin and test_y.bin")
+        input_file(root / f"{split}_X.bin", "STL-10 file", "; STL-10 needs train_X.bin, train_y.bin, test_X.bin "
+                   "and test_y.bin")  # a FIFO is named as one, not as missing
         images, labels = load_split(root, split)
         sources[split] = images
         for native, label in NATIVE.items():
