@@ -1,7 +1,7 @@
 """Files in and out: writes that readers never see half done (`atomic_path`: a temporary file beside the
 target, then rename), regular-file reads that cannot hang on a FIFO, and torch files read safely.
 
-Why one module of ~440 lines: the architecture tests hold every rename and every torch.load to this file,
+Why one module of ~450 lines: the architecture tests hold every rename and every torch.load to this file,
 so the project's writes and its one unpickling site can be read in one place."""
 
 from __future__ import annotations
@@ -77,6 +77,16 @@ def refuse_output_folder_over_inputs(out_dir: str | Path, inputs: Iterable[str |
         except UserError:
             raise UserError(f"{option} {out_dir} would overwrite an input with {target}; choose another "
                             f"folder") from None
+
+
+def refuse_mixed_reports(out_dir: str | Path, foreign: Iterable[str], other: str, option: str = "--out") -> None:
+    """Refuse, before any work, an output folder holding another command's report (`foreign`: file names
+    only that command writes): the files both write (metrics.json, report.csv, ...) would be replaced and
+    the rest left, two half reports in one folder."""
+    found = next((name for name in foreign if os.path.lexists(Path(out_dir) / name)), None)
+    if found is not None:
+        raise UserError(f"{option} {out_dir} holds {found}, part of {other}; this report would replace some of "
+                        f"its files and leave the rest: choose another folder")
 
 
 def enclosing(target: Path, folders: Iterable[Path]) -> Path | None:

@@ -170,3 +170,25 @@ def test_evaluate_a_folder_of_other_classes_is_the_refusal_alone(digits_run, tmp
     code, out, err = run_cli("evaluate", digits_run, "--data", tmp_path / "ef")
     assert code == 2 and out == "" and err.count("\n") == 1, out + err
     assert "class folder(s) cat, dog of" in err and "are not classes of this run" in err
+
+
+def test_evaluate_and_logreg_never_write_into_each_others_report(digits_run, tmp_path, run_cli):
+    """One folder, one command's report: evaluate refuses a folder holding a logreg model, logreg one
+    holding an evaluate report (the files both write would be replaced, the rest left)."""
+    logreg_out = tmp_path / "lr"
+    logreg_out.mkdir()
+    (logreg_out / "model.npz").write_bytes(b"kept")
+    code, out, err = run_cli("evaluate", digits_run, "--out", logreg_out)
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert f"--out {logreg_out} holds model.npz, part of a logreg model and report" in err
+    assert sorted(p.name for p in logreg_out.iterdir()) == ["model.npz"]
+    code, _, err = run_cli("evaluate", digits_run, "--out", tmp_path / "ev")
+    assert code == 0, err
+    features = tmp_path / "f.h5"
+    writer = HDF5DatasetWriter(features, (40, 4), "features")
+    writer.add(np.random.default_rng(0).normal(size=(40, 4)), np.arange(40) % 2)
+    writer.close()
+    before = {p.name: p.read_bytes() for p in (tmp_path / "ev").iterdir()}
+    code, _, err = run_cli("logreg", features, "--out", tmp_path / "ev")
+    assert code == 2 and "holds predictions.csv, part of an evaluate report" in err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ev").iterdir()} == before

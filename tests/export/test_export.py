@@ -39,7 +39,7 @@ def test_onnx_file_predicts_like_the_run(runs, run_cli, tmp_path):
     target = tmp_path / "model.onnx"
     code, out, err = run_cli("export", graph, "--out", target, "--images", *images[:4])
     assert code == 0, err
-    assert "parity on 4 the given images: max |logits difference|" in out and "top-1 agreement 100.0%" in out
+    assert "parity on the 4 given images: max |logits difference|" in out and "top-1 agreement 100.0%" in out
     assert target.is_file() and not list(tmp_path.glob("*.data"))  # one self-contained file
     from deepvision.fileio import file_mode
 

@@ -38,7 +38,12 @@ from deepvision.errors import UserError
 from deepvision.evaluation import metrics as M
 from deepvision.evaluation.plots import plot_binary, plot_confusion
 from deepvision.evaluation.tencrop import TenCropTransform, ten_crop
-from deepvision.fileio import atomic_write_text, refuse_output_folder_over_inputs, refuse_output_inside
+from deepvision.fileio import (
+    atomic_write_text,
+    refuse_mixed_reports,
+    refuse_output_folder_over_inputs,
+    refuse_output_inside,
+)
 from deepvision.models.outputs import class_probabilities
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
@@ -49,6 +54,7 @@ ROLES = ("train", "val", "test")
 REPORT_FILES = {"metrics": "metrics.json", "report": "report.csv", "confusion_csv": "confusion_matrix.csv",
                 "confusion_png": "confusion_matrix.png", "predictions": "predictions.csv",
                 "curves_json": "roc_pr.json", "curves_png": "roc_pr.png"}  # the curves: two classes only
+LOGREG_ONLY = ("model.npz", "cv_results.csv", "report.txt")  # what `logreg` writes and evaluate does not
 CROPS = {1: ("", ""), 2: (" (with the mirror)", "-flip"), 10: (" (10-crop oversampling)", "-10crop")}
 
 
@@ -152,8 +158,10 @@ def evaluate_run(
         check_range("--batch-size", batch_size, 1, MAX_BATCH)
     if out is None:
         RunDir(run_dir).folder("eval", create=False)  # a link planted as eval/ is refused before any work
-    elif data is not None and data not in ROLES:
-        refuse_output_inside(out, data, "the data folder")
+    else:
+        refuse_mixed_reports(out, LOGREG_ONLY, "a logreg model and report")
+        if data is not None and data not in ROLES:
+            refuse_output_inside(out, data, "the data folder")
     run = RunDir.open(run_dir)
     run_cfg = run.read_config()
     if run_cfg.task == "detection":  # mAP, per-class AP, PR curves

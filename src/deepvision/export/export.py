@@ -73,15 +73,16 @@ def describe(loaded: LoadedRun, dynamic_batch: bool, fmt: str) -> dict[str, Any]
 def check_inputs(loaded: LoadedRun, images: list[str | Path] | None, count: int = 8) -> tuple[torch.Tensor, str]:
     """uint8 check batch: the given images, else images under the run's data root, else synthetic scenes."""
     paths = [Path(p) for p in images] if images else []
-    source = "the given images"
+    source = "given image" if len(paths) == 1 else "given images"
     if not paths:
         root = loaded.cfg.data.root
         if root and Path(root).is_dir():
             found = sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
             step = max(1, len(found) // count)
-            paths, source = found[::step][:count], f"images under {root}"
+            paths = found[::step][:count]
+            source = f"image{'s' if len(paths) != 1 else ''} under {root}"
     if paths:
-        return torch.stack([loaded.pre.load(p) for p in paths]), f"{len(paths)} {source}"
+        return torch.stack([loaded.pre.load(p) for p in paths]), f"the {len(paths)} {source}"
     c, (h, w) = loaded.pre.channels, loaded.pre.size
     g = torch.Generator().manual_seed(0)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")

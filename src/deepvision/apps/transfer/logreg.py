@@ -32,7 +32,7 @@ import numpy as np
 
 from deepvision.apps.transfer.linear_model import LinearModel
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, refuse_output_over_inputs, same_file
+from deepvision.fileio import atomic_write_text, refuse_mixed_reports, refuse_output_over_inputs, same_file
 from deepvision.safeload import spreadsheet_row
 
 __all__ = ["LinearModel", "fit_logreg", "parse_grid", "read_features"]
@@ -194,6 +194,7 @@ def fit_logreg(
     out_dir = Path(out) if out else features.with_name(f"{features.stem}-logreg")
     if out_dir.exists() and not out_dir.is_dir():  # said before the grid search, not after it
         raise UserError(f"--out {out_dir} is a file; give a folder for the model and its report")
+    refuse_mixed_reports(out_dir, ("predictions.csv", "roc_pr.json"), "an evaluate report")
     files = {"model": out_dir / "model.npz", "metrics": out_dir / "metrics.json", "report": out_dir / "report.csv",
              "report_txt": out_dir / "report.txt", "confusion_csv": out_dir / "confusion_matrix.csv",
              "confusion_png": out_dir / "confusion_matrix.png", "cv_results": out_dir / "cv_results.csv"}
