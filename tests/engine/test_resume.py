@@ -110,3 +110,20 @@ def test_bad_resumes(full_run, tmp_path):
         resume(copy, overrides=["train.epochs=5"])
     with pytest.raises(UserError, match="holds model 'keras_mnist_cnn' but the config asks for 'lenet'"):
         resume(full_run.run_dir, epoch=1, overrides=["model.name=lenet"])
+
+
+def test_resuming_on_data_of_other_classes_is_refused_and_changes_nothing(full_run, tmp_path):
+    """A digits run resumed on a folder of ten lettered classes would train on and rewrite labels.txt,
+    so epoch 1's checkpoint would answer with letters."""
+    from tests.helpers import make_image_folder
+
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run.run_dir, copy)
+    letters = tuple("abcdefghij")
+    make_image_folder(tmp_path / "f10", n_per_class=2, size=28, classes=letters)
+    before = {name: (copy / name).read_bytes() for name in ("labels.txt", "config.yaml", "run.json")}
+    with pytest.raises(UserError, match=r"the data's classes \(a, b, c, d, \.\.\.\) are not the run's \(0, 1, 2, 3, "
+                                        r"\.\.\., in labels.txt\)"):
+        resume(copy, overrides=["train.epochs=5", "data.source=folder", f"data.root={tmp_path / 'f10'}",
+                                "data.train=.", "data.channels=1"])
+    assert {name: (copy / name).read_bytes() for name in before} == before

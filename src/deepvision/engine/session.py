@@ -148,8 +148,10 @@ def _resume_locked(run: RunDir, epoch: int | None, overrides: list[str] | None, 
     start = int(ckpt["epoch"])
 
     def make(dist: DistInfo, device: Any) -> Trainer:
-        return Trainer(resolve_run(cfg, world=dist.world), run, dist=dist, device=device, resume=ckpt,
-                       manual_lr=manual_lr, reset_optimizer=reset)
+        resolved = resolve_run(cfg, world=dist.world)
+        _check_same_classes(run, resolved.data.classes)
+        return Trainer(resolved, run, dist=dist, device=device, resume=ckpt, manual_lr=manual_lr,
+                       reset_optimizer=reset)
 
     def begin(trainer: Trainer) -> None:
         run.rewind(start, path, trainer.best_epoch)
@@ -196,6 +198,20 @@ def _begin_segment(run: RunDir, trainer: Trainer, segment: dict[str, Any], messa
     state.pop("error", None)
     run.write_state(state)
     trainer.reporter.line(message)
+
+
+def _check_same_classes(run: RunDir, classes: list[str]) -> None:
+    """Refuse resuming on data whose classes are not the run's (labels.txt): the checkpoints so far would
+    answer with the new names, and the record of what they were trained on would be rewritten."""
+    if not run.has_labels():
+        return
+    own = run.read_labels()
+    unnamed = classes == [str(i) for i in range(len(own))]  # data naming no classes (records without names)
+    if own != classes and not unnamed:
+        shown = ", ".join(classes[:4]) + (", ..." if len(classes) > 4 else "")
+        mine = ", ".join(own[:4]) + (", ..." if len(own) > 4 else "")
+        raise UserError(f"the data's classes ({shown}) are not the run's ({mine}, in labels.txt); resume on the "
+                        f"data the run trained on, or start a new run from its weights (model.pretrained)")
 
 
 def _check_identity(run: RunDir, ckpt: dict[str, Any], path: Path) -> None:
