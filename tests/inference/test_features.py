@@ -140,6 +140,8 @@ def test_pool_larger_than_the_map_is_refused(mobilenet, folder, tmp_path):
                                             r"give 1 to 7$"):
             extract_features(FeatureExtractor(mobilenet, "features.18", pool=pool), open_data(folder),
                              tmp_path / "f.h5", batch_size=2)
+    with pytest.raises(UserError, match=r"^--pool applies to a layer giving a feature map; layer classifier.0 "):
+        FeatureExtractor(mobilenet, "classifier.0", pool=2)(batch)  # a vector: the option would be ignored
     assert not (tmp_path / "f.h5").exists()
 
 

@@ -204,3 +204,8 @@ def test_files_of_another_name_beside_the_checkpoints_are_not_the_runs(runs):
     assert (run.checkpoints / "mybackup-0002.pt").is_file() and (run.checkpoints / "notes-2026.pt").is_file()
     assert sorted(p.name for p in run.checkpoints.glob(f"{prefix}-*.pt")) == [f"{prefix}-00002.pt",
                                                                             f"{prefix}-0099.pt"]
+
+
+def test_runs_out_without_compare_is_refused(runs, tmp_path):
+    code, out, err = run_main("runs", runs, "--out", tmp_path / "table.txt")
+    assert (code, out) == (2, "") and "--out is for `runs compare`" in err and not (tmp_path / "table.txt").exists()

@@ -117,6 +117,10 @@ class FeatureExtractor:
             if isinstance(out, (tuple, list)):
                 out = out[0]
             out = check_finite_output(out.float(), "features")
+            if self.pool and out.dim() != 4:  # nothing to pool: the option would be ignored without a word
+                raise UserError(f"--pool applies to a layer giving a feature map; layer {self.layer} gives "
+                                f"{tuple(out.shape[1:])} values per image (leave --pool out, or name a "
+                                f"convolutional layer with --layer)")
             if out.dim() == 4:
                 if self.pool:
                     side = min(out.shape[2:])

@@ -52,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
         return prune(args.args[1:], args.keep, args.discarded, args.dry_run)
     if len(args.args) > 1:
         raise UserError("give one runs folder (or `compare RUN_A RUN_B ...`)")
+    if args.out is not None:  # the table itself is printed: the option would be ignored without a word
+        raise UserError("--out is for `runs compare`; to keep the table, print it with --csv (or --markdown) "
+                        "and redirect it: deepvision runs DIR --csv > runs.csv")
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
     return table(args.args[0] if args.args else "runs", args.markdown, args.csv, wide=args.wide, columns=columns)
 
