@@ -605,3 +605,21 @@ def test_fer2013_build_refusals_are_the_error_line_alone(fer_csv, tmp_path, run_
                           (twice, "the header names the column(s) 'emotion' twice")):
         code, out, err = run_cli("fer2013", "build", path, "--out", tmp_path / "o")
         assert code == 2 and out == "" and len(err.splitlines()) == 1 and message in err, (out, err)
+
+
+def test_csv_rows_repeating_a_face_are_counted(fer_csv, tmp_path, run_cli):
+    """The Kaggle CSV repeats some faces (in another split, under another emotion); the reference packed
+    them as given, so the build does too and says how many."""
+    rows = list(csv.reader(open(fer_csv, newline="")))
+    moved = list(rows[1])
+    moved[2] = "PublicTest" if moved[2] != "PublicTest" else "Training"
+    relabelled = list(rows[2])
+    relabelled[0] = str((int(relabelled[0]) + 3) % 7)
+    with open(tmp_path / "rep.csv", "w", newline="") as f:
+        csv.writer(f).writerows([*rows, moved, relabelled])
+    code, out, err = run_cli("fer2013", "build", tmp_path / "rep.csv", "--out", tmp_path / "o")
+    assert code == 0, err
+    assert "2 rows repeat an earlier row's face (1 in another split, 1 under another emotion); packed as given" in \
+        " ".join(out.split())
+    code, out, _ = run_cli("fer2013", "build", fer_csv, "--out", tmp_path / "o2")
+    assert code == 0 and "repeat an earlier row" not in out

@@ -13,6 +13,7 @@ splits are the reference's, whichever folder a file sits in) and the folder the 
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -71,8 +72,9 @@ def _parse_row(row: dict[str, str], lineno: int, path: Path) -> tuple[int, np.nd
     return label, pixels.reshape(SIDE, SIDE).astype(np.uint8), SPLITS[usage]
 
 
-def _csv_samples(csv_path: Path) -> tuple[int, Iterator[tuple[int, np.ndarray, str]]]:
-    """(row count, iterator of (emotion 0-6, 48 x 48 uint8 image, split)) of the FER2013 CSV."""
+def _csv_samples(csv_path: Path, notes: list[str]) -> tuple[int, Iterator[tuple[int, np.ndarray, str]]]:
+    """(row count, iterator of (emotion 0-6, 48 x 48 uint8 image, split)) of the FER2013 CSV; rows repeating
+    an earlier row's face (another split or emotion included) are counted in `notes` once all are read."""
     regular_file(csv_path, "FER2013 CSV")  # a FIFO or device is refused, never waited on
     check_file_size(csv_path, "FER2013 CSV", MAX_CSV_BYTES)
     try:
@@ -98,8 +100,22 @@ def _csv_samples(csv_path: Path) -> tuple[int, Iterator[tuple[int, np.ndarray, s
             if twice:
                 raise UserError(f"{csv_path}: the header names the column(s) {', '.join(map(repr, twice))} twice; "
                                 f"expected the header emotion,pixels,Usage")
+            seen: dict[bytes, tuple[int, str]] = {}  # pixels -> (emotion, split) of their first row
+            repeats = {"in all": 0, "across splits": 0, "under two emotions": 0}
             for lineno, row in enumerate(csv_rows(reader, csv_path), 2):
-                yield _parse_row(row, lineno, csv_path)
+                label, image, split = _parse_row(row, lineno, csv_path)
+                key = hashlib.blake2b(image.tobytes(), digest_size=16).digest()
+                if key in seen:
+                    repeats["in all"] += 1
+                    repeats["across splits"] += seen[key][1] != split
+                    repeats["under two emotions"] += seen[key][0] != label
+                else:
+                    seen[key] = (label, split)
+                yield label, image, split
+            if repeats["in all"]:  # the Kaggle CSV has such rows; the reference packed them as given
+                notes.append(f"{repeats['in all']:,} rows repeat an earlier row's face ("
+                             f"{repeats['across splits']:,} in another split, {repeats['under two emotions']:,} "
+                             f"under another emotion); packed as given, as the reference did")
 
     return total, rows()
 
@@ -220,7 +236,7 @@ def build_fer2013(source: str | Path, out: str | Path, *, classes: int = 6, dtyp
     if taken:
         raise UserError(f"{', '.join(taken)} already exist(s); choose another --out (nothing is overwritten)")
     notes: list[str] = []
-    total, samples = _folder_samples(source, notes) if source.is_dir() else _csv_samples(source)
+    total, samples = _folder_samples(source, notes) if source.is_dir() else _csv_samples(source, notes)
     names = list(FER6_LABELS if classes == 6 else FER7_LABELS)
     counts = {split: [0] * classes for split in files}
     with output_folder(out):  # a build that fails leaves no empty --out folder it made
