@@ -610,7 +610,8 @@ def test_fer2013_build_refusals_are_the_error_line_alone(fer_csv, tmp_path, run_
 def test_csv_rows_repeating_a_face_are_counted(fer_csv, tmp_path, run_cli):
     """The Kaggle CSV repeats some faces (in another split, under another emotion); the reference packed
     them as given, so the build does too and says how many."""
-    rows = list(csv.reader(open(fer_csv, newline="")))
+    with open(fer_csv, newline="") as f:
+        rows = list(csv.reader(f))
     moved = list(rows[1])
     moved[2] = "PublicTest" if moved[2] != "PublicTest" else "Training"
     relabelled = list(rows[2])
