@@ -192,3 +192,8 @@ def test_evaluate_and_logreg_never_write_into_each_others_report(digits_run, tmp
     code, _, err = run_cli("logreg", features, "--out", tmp_path / "ev")
     assert code == 2 and "holds predictions.csv, part of an evaluate report" in err
     assert {p.name: p.read_bytes() for p in (tmp_path / "ev").iterdir()} == before
+    (tmp_path / "class_a").mkdir()
+    (tmp_path / "class_a" / "0.png").write_bytes(b"an image of the data")
+    code, _, err = run_cli("logreg", features, "--out", tmp_path / "class_a")
+    assert code == 2 and "holds images (0.png, ...); the report's PNG would join them as data" in err
+    assert [p.name for p in (tmp_path / "class_a").iterdir()] == ["0.png"]

@@ -355,6 +355,7 @@ def test_softmax_activation_with_an_unknown_mode_is_refused(tmp_path):
     (["--scale", "nan"], "--scale must be a finite positive number, got nan"),
     (["--std", "0"], "--std values must be finite positive numbers, got 0"),
     (["--resize", "1000000"], "--resize 1000000 exceeds the ceiling"),
+    (["--mean", "nan,1,1"], "--mean values must be finite numbers, got nan,1,1"),
 ])
 def test_import_mxnet_options_are_checked_before_the_files_are_read(tmp_path, run_cli, args, message):
     prefix = _checkpoint(tmp_path)
@@ -362,6 +363,13 @@ def test_import_mxnet_options_are_checked_before_the_files_are_read(tmp_path, ru
                              *args)
     assert code == 2 and out == "" and len(err.splitlines()) == 1 and message in err, (out, err)
     assert not (tmp_path / "run").exists()
+
+
+def test_input_size_refusals_name_the_option(tmp_path, run_cli):
+    prefix = _checkpoint(tmp_path)
+    for size, message in (("0", "--input-size must look like 3x224x224"), ("99999", "--input-size 99999: channels")):
+        code, out, err = run_cli("import", "mxnet", prefix, "1", "--input-size", size, "--out", tmp_path / "run")
+        assert code == 2 and out == "" and message in err, err
 
 
 def test_negative_batchnorm_variances_are_refused(tmp_path):

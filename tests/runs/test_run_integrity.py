@@ -387,3 +387,51 @@ def test_a_number_too_long_for_json_is_named_in_run_and_preprocess_files(tmp_pat
     run.preprocess_path.write_text(pre.replace('"channels": 1', '"channels": ' + "9" * 5000))
     code, _, err = run_cli("evaluate", run.path)
     assert code == 2 and len(err.splitlines()) == 1 and "preprocess.json is not valid JSON: an integer of 5,000" in err
+
+
+def test_labels_reordered_against_the_checkpoint_and_outputs_in_the_data_are_refused(tmp_path, run_cli):
+    """labels.txt with two names swapped would relabel every answer (the checkpoint stores the names it was
+    trained with); names given to numbered classes stay allowed. A report or runs comparison lands
+    outside the run's data and names each run once."""
+    from PIL import Image
+
+    run = _run(tmp_path, epochs=1)
+    Image.new("L", (28, 28), 90).save(tmp_path / "x.png")
+    names = run.labels_path.read_text().splitlines()
+    assert names == [str(i) for i in range(10)]  # digits: numbered classes may be given names
+    run.labels_path.write_text("\n".join(["zero", *names[1:]]) + "\n")
+    code, out, err = run_cli("predict", run.path, tmp_path / "x.png")
+    assert code == 0, err
+    from deepvision.runs.checkpoint import load_checkpoint
+
+    best = run.path / "checkpoints" / "best.pt"
+    ckpt = load_checkpoint(best)
+    ckpt["classes"] = [f"c{i}" for i in range(10)]
+    best.unlink()
+    torch.save(ckpt, best)
+    run.labels_path.write_text("\n".join(["c0", "c1", "c3", "c2", *[f"c{i}" for i in range(4, 10)]]) + "\n")
+    code, out, err = run_cli("predict", run.path, tmp_path / "x.png")
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert "labels.txt line 3 names 'c3' but the checkpoint was trained with 'c2' there" in err
+    code, _, err = run_cli("runs", "compare", run.path, run.path.parent / "." / run.path.name, "--out",
+                           tmp_path / "c.png")
+    assert code == 2 and "names the run" in err and "again; name each run once" in err
+
+
+def test_reports_never_land_in_the_runs_own_data(tmp_path, run_cli):
+    import yaml
+
+    from tests.helpers import make_image_folder
+
+    data = make_image_folder(tmp_path / "imgs", n_per_class=4, size=28)
+    cfg = tiny_config(1, source="folder", root=str(data), train=".", val_fraction=0.25, channels=1, batch_size=4,
+                      workers=0)
+    cfg["train"]["max_steps"] = 1
+    (tmp_path / "f.yaml").write_text(yaml.safe_dump(cfg))
+    assert run_cli("train", tmp_path / "f.yaml", "--out", tmp_path / "runs", "--name", "two")[0] == 0
+    before = sorted(p.name for p in (data / "vertical").iterdir())
+    for args in (("evaluate", tmp_path / "runs" / "two", "--out", data / "vertical"),
+                 ("stl10", "report", tmp_path / "runs" / "two", "--out", data)):
+        code, out, err = run_cli(*args)
+        assert (code, out) == (2, "") and "is inside the data folder" in err, err
+    assert sorted(p.name for p in (data / "vertical").iterdir()) == before

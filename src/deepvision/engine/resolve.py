@@ -23,6 +23,7 @@ from deepvision.data.preprocess import Preprocess
 from deepvision.data.source_registry import resolve_path
 from deepvision.engine.tasks import Task, TaskData, get_task
 from deepvision.errors import UserError
+from deepvision.fileio import refuse_output_inside
 from deepvision.models.registry import ModelSpec, get_model_spec
 
 DATA_FILE_SUFFIXES = (".lst", ".rec", ".idx", ".txt", ".h5", ".hdf5")
@@ -49,6 +50,15 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def refuse_output_in_data(cfg: Config, out: str | Path) -> None:
+    """Refuse, before anything is written, an output folder inside a folder the config's data splits are read
+    from (a folder source's root or class folders): what is written there would be read as data next time."""
+    for name in (cfg.data.train, cfg.data.val, cfg.data.test):
+        folder = resolve_path(cfg.data.root, name) if isinstance(name, str) and name else None
+        if folder is not None and folder.is_dir():
+            refuse_output_inside(out, folder, "the data folder")
 
 
 def resolve_run(cfg: Config, *, roles: tuple[str, ...] = ("train", "val"), world: int = 1) -> ResolvedRun:

@@ -17,13 +17,11 @@ from typing import Any
 from deepvision.config.io import build_config
 from deepvision.config.profile import reset_optimizer_on_resume
 from deepvision.config.schema import Config
-from deepvision.data.source_registry import resolve_path
 from deepvision.engine.distributed import DistInfo, init_distributed, on_main, shutdown_distributed
-from deepvision.engine.resolve import resolve_run
+from deepvision.engine.resolve import refuse_output_in_data, resolve_run
 from deepvision.engine.signals import StopRequested
 from deepvision.engine.trainer import FitResult, Trainer
 from deepvision.errors import UserError
-from deepvision.fileio import refuse_output_inside
 from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.loading import check_identity
 from deepvision.runs.lock import RunLock, elastic_attempt
@@ -38,19 +36,12 @@ def _now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _refuse_runs_inside_data(cfg: Config, out: str | Path) -> None:
-    """Refuse a runs folder inside a folder the data splits are read from: the new run would be listed as
-    data (a class folder named after the run, its plots as images), before anything is created."""
-    for name in (cfg.data.train, cfg.data.val, cfg.data.test):
-        folder = resolve_path(cfg.data.root, name) if isinstance(name, str) and name else None
-        if folder is not None and folder.is_dir():
-            refuse_output_inside(out, folder, "the data folder")
 
 
 def train_run(cfg: Config, overrides: list[str] | None, out: str | Path) -> FitResult:
     """Train `cfg` into a new run directory under `out`. In workers that torchrun restarted
     (`--max-restarts`), continue the run the job's first attempt created instead."""
-    _refuse_runs_inside_data(cfg, out)
+    refuse_output_in_data(cfg, out)  # the new run would be listed as data (a class, its plots as images)
     dist, device = init_distributed(cfg.train.device)
     lock: list[RunLock] = []
     try:
@@ -206,12 +197,12 @@ def _check_same_classes(run: RunDir, classes: list[str]) -> None:
     if not run.has_labels():
         return
     own = run.read_labels()
-    unnamed = classes == [str(i) for i in range(len(own))]  # data naming no classes (records without names)
-    if own != classes and not unnamed:
+    if own != classes:
         shown = ", ".join(classes[:4]) + (", ..." if len(classes) > 4 else "")
         mine = ", ".join(own[:4]) + (", ..." if len(own) > 4 else "")
         raise UserError(f"the data's classes ({shown}) are not the run's ({mine}, in labels.txt); resume on the "
-                        f"data the run trained on, or start a new run from its weights (model.pretrained)")
+                        f"data the run trained on (data naming no classes: --set data.options.labels=RUN/labels.txt), "
+                        f"or start a new run from its weights (model.pretrained)")
 
 
 def _check_identity(run: RunDir, ckpt: dict[str, Any], path: Path) -> None:

@@ -29,6 +29,7 @@ from deepvision.data.sources import (
 from deepvision.data.tensor_loader import TensorSource
 from deepvision.engine.distributed import resolve_device
 from deepvision.engine.reporting import PhaseProgress
+from deepvision.engine.resolve import refuse_output_in_data
 from deepvision.engine.tasks import get_task
 from deepvision.engine.tasks.age import is_age_buckets
 from deepvision.engine.tasks.base import Meter
@@ -164,6 +165,8 @@ def evaluate_run(
             refuse_output_inside(out, data, "the data folder")
     run = RunDir.open(run_dir)
     run_cfg = run.read_config()
+    if out is not None:  # the report's PNGs would become images of the run's own data
+        refuse_output_in_data(run_cfg, out)
     if run_cfg.task == "detection":  # mAP, per-class AP, PR curves
         from deepvision.evaluation.detection import evaluate_detection_run
 

@@ -18,7 +18,7 @@ from deepvision.models.shapes import check_planned_activations
 from deepvision.models.weights import check_weights_finite, check_weights_fit, load_weights
 from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.rundir import RunDir
-from deepvision.safeload import check_class_names
+from deepvision.safeload import check_class_names, printable
 
 
 @dataclass
@@ -56,6 +56,12 @@ def run_classes(run: RunDir, ckpt: dict[str, Any]) -> list[str]:
     if stored and len(names) != len(stored):
         raise UserError(f"{run.labels_path} names {len(names)} classes but the checkpoint was trained on "
                         f"{len(stored)}; restore labels.txt (one class name a line)")
+    unnamed = stored == [str(i) for i in range(len(stored))]  # names given to numbered classes are kept
+    if stored and names != stored and not unnamed:  # reordered or renamed: every answer would be relabelled
+        k = next(i for i, (a, b) in enumerate(zip(names, stored)) if a != b)
+        raise UserError(f"{run.labels_path} line {k + 1} names {printable(names[k])!r} but the checkpoint was "
+                        f"trained with {printable(stored[k])!r} there; restore labels.txt (the checkpoint's "
+                        f"class names, one a line, in order)")
     return names
 
 

@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from deepvision.engine.resolve import refuse_output_in_data
 from deepvision.errors import UserError
 from deepvision.evaluation.evaluate import evaluate_run
 from deepvision.evaluation.plots import plot_binary
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, refuse_mixed_reports
 from deepvision.runs.rundir import RunDir
 from deepvision.safeload import read_json
 
@@ -21,6 +22,9 @@ def t1_report(run_dir: str | Path, *, epoch: int | None = None, which: str = "be
     roc_pr.png (training curves magenta, `data` cyan) and t1_report.json into `out` (default:
     RUN/eval/t1-<checkpoint>/). Returns the report: per split, samples, accuracy, per-class correct
     counts, ROC AUC and average precision."""
+    if out is not None:  # before evaluating: the figure would become an image of the run's own data
+        refuse_output_in_data(RunDir.open(run_dir).read_config(), out)
+        refuse_mixed_reports(out, ("metrics.json", "predictions.csv"), "an evaluate report")
     results = {}
     for split in ("train", data):
         results[split] = evaluate_run(run_dir, epoch=epoch, which=which, data=split, device=device, quiet=True)

@@ -33,6 +33,7 @@ import numpy as np
 from deepvision.apps.transfer.linear_model import LinearModel
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, refuse_mixed_reports, refuse_output_over_inputs, same_file
+from deepvision.inference.batching import IMAGE_EXTS as IMAGE_SUFFIXES
 from deepvision.safeload import spreadsheet_row
 
 __all__ = ["LinearModel", "fit_logreg", "parse_grid", "read_features"]
@@ -195,6 +196,11 @@ def fit_logreg(
     if out_dir.exists() and not out_dir.is_dir():  # said before the grid search, not after it
         raise UserError(f"--out {out_dir} is a file; give a folder for the model and its report")
     refuse_mixed_reports(out_dir, ("predictions.csv", "roc_pr.json"), "an evaluate report")
+    held = sorted(p.name for p in out_dir.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                  and p.name != "confusion_matrix.png") if out_dir.is_dir() else []
+    if held:  # a data folder: confusion_matrix.png would be read as one of its images
+        raise UserError(f"--out {out_dir} holds images ({held[0]}, ...); the report's PNG would join them as data: "
+                        f"choose another folder")
     files = {"model": out_dir / "model.npz", "metrics": out_dir / "metrics.json", "report": out_dir / "report.csv",
              "report_txt": out_dir / "report.txt", "confusion_csv": out_dir / "confusion_matrix.csv",
              "confusion_png": out_dir / "confusion_matrix.png", "cv_results": out_dir / "cv_results.csv"}

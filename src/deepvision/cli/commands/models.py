@@ -96,8 +96,8 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_input(text: str | None, default: tuple[int, int, int]) -> tuple[int, int, int]:
-    """'3x224x224', '224x224' (channels from `default`) or '224' -> (C, H, W)."""
+def parse_input(text: str | None, default: tuple[int, int, int], option: str = "--input") -> tuple[int, int, int]:
+    """'3x224x224', '224x224' (channels from `default`) or '224' -> (C, H, W); errors name `option`."""
     from deepvision.errors import UserError
 
     if not text:
@@ -111,11 +111,11 @@ def parse_input(text: str | None, default: tuple[int, int, int]) -> tuple[int, i
     elif len(parts) == 2:
         parts = [default[0], *parts]
     if len(parts) != 3 or min(parts) < 1:
-        raise UserError(f"--input must look like 3x224x224 (CxHxW), 224x224 or 224, got '{text}'")
+        raise UserError(f"{option} must look like 3x224x224 (CxHxW), 224x224 or 224, got '{text}'")
     from deepvision.config.schema import MAX_SIDE
 
     if parts[0] > 1024 or max(parts[1:]) > MAX_SIDE:
-        raise UserError(f"--input {text}: channels must be in [1, 1024] and sides in [1, {MAX_SIDE}]")
+        raise UserError(f"{option} {text}: channels must be in [1, 1024] and sides in [1, {MAX_SIDE}]")
     return parts[0], parts[1], parts[2]
 
 

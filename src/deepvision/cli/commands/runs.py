@@ -152,6 +152,12 @@ def compare(runs: list[str], out: str | None, metrics: list[str]) -> int:
 
     if len(runs) < 2:
         raise UserError("runs compare needs at least two run directories")
+    seen: dict[Path, str] = {}
+    for path in runs:  # one run named twice (or under two spellings) would be drawn twice
+        key = Path(path).resolve()
+        if key in seen:
+            raise UserError(f"runs compare: {path} names the run {seen[key]} again; name each run once")
+        seen[key] = path
     histories = {}
     opened = [RunDir.open(path) for path in runs]
     for run in opened:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 FORMAT = "mxnet"
 
@@ -45,9 +46,12 @@ def _floats(text: str | None, flag: str) -> list[float] | None:
     if text is None:
         return None
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise UserError(f"{flag} must be comma-separated numbers like 123.68,116.779,103.939, got '{text}'") from None
+    if not all(math.isfinite(v) for v in values):  # named here, before the checkpoint is read
+        raise UserError(f"{flag} values must be finite numbers, got {text}")
+    return values
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from deepvision.cli.commands.models import parse_input, parse_options
     from deepvision.interop.mxnet_import import import_mxnet
 
-    size = parse_input(args.input_size, (3, 224, 224)) if args.input_size else None
+    size = parse_input(args.input_size, (3, 224, 224), "--input-size") if args.input_size else None
     mean = args.mean if args.mean and Path(args.mean).suffix == ".json" else _floats(args.mean, "--mean")
     import_mxnet(args.prefix, args.epoch, model=args.model, out=args.out, options=parse_options(args.options),
                  input_size=size, labels=args.labels, scale=args.scale, mean=mean, std=_floats(args.std, "--std"),
