@@ -47,9 +47,13 @@ def test_journal_shows_the_monitored_metric_and_test_map(trained_detection_run, 
 
 
 def test_runs_compare_accepts_detection_columns(trained_detection_run, tmp_path, run_cli):
-    code, out, err = run_cli("runs", "compare", trained_detection_run, trained_detection_run,
+    import shutil
+
+    other = tmp_path / "copy"
+    shutil.copytree(trained_detection_run, other)  # a second run (one run named twice is refused)
+    code, out, err = run_cli("runs", "compare", trained_detection_run, other,
                              "--metrics", "val_map50", "--out", tmp_path / "cmp.png")
     assert code == 0, err
     assert (tmp_path / "cmp.png").stat().st_size > 0
-    code, _, err = run_cli("runs", "compare", trained_detection_run, trained_detection_run, "--metrics", "val_nope")
+    code, _, err = run_cli("runs", "compare", trained_detection_run, other, "--metrics", "val_nope")
     assert code == 2 and "unknown metric 'val_nope'" in err and "val_map50" in err

@@ -226,19 +226,23 @@ def test_evaluate_offers_the_skip_it_suggests(tmp_path, run_cli):
 
 
 def test_runs_compare_refuses_an_out_file_in_a_folder_that_does_not_exist(tmp_path, run_cli):
+    import shutil
+
     run = _run(tmp_path / "runs", "a", epochs=1)
+    other = tmp_path / "runs" / "b"
+    shutil.copytree(run.path, other)  # a second run to compare with (one run named twice is refused)
     missing = tmp_path / "nonexistent" / "deeper" / "c.png"
-    code, out, err = run_cli("runs", "compare", run.path, run.path, "--out", missing)
+    code, out, err = run_cli("runs", "compare", run.path, other, "--out", missing)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert f"the folder {missing.parent} does not exist" in err and f"mkdir -p {missing.parent}" in err
     assert not (tmp_path / "nonexistent").exists()  # nothing created
     (tmp_path / "afile").write_text("x")
-    code, _, err = run_cli("runs", "compare", run.path, run.path, "--out", tmp_path / "afile" / "c.png")
+    code, _, err = run_cli("runs", "compare", run.path, other, "--out", tmp_path / "afile" / "c.png")
     assert code == 2 and "is not a folder" in err
     (tmp_path / "dir.png").mkdir()
-    code, _, err = run_cli("runs", "compare", run.path, run.path, "--out", tmp_path / "dir.png")
+    code, _, err = run_cli("runs", "compare", run.path, other, "--out", tmp_path / "dir.png")
     assert code == 2 and "is a folder" in err
-    code, out, err = run_cli("runs", "compare", run.path, run.path, "--out", tmp_path / "c.png")
+    code, out, err = run_cli("runs", "compare", run.path, other, "--out", tmp_path / "c.png")
     assert code == 0, err
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
