@@ -12,6 +12,9 @@ Differences from im2rec.py, all on the side of robustness: the work is spread ov
 with the reason in `PREFIX.skipped.txt` instead of ending the run; palette/alpha PNGs are composited on
 white and 16-bit images scaled (EXIF orientation, CMYK and grayscale JPEGs are handled as OpenCV does);
 outputs are written to temporary files and renamed when complete.
+
+Why one module of ~410 lines: listing, encoding, the worker pool and its bounded shutdown, and the
+lenient list reader are the one packing path; split up, each part would need the others' options.
 """
 
 from __future__ import annotations
