@@ -112,7 +112,7 @@ def _csv_samples(csv_path: Path, notes: list[str]) -> tuple[int, Iterator[tuple[
                 else:
                     seen[key] = (label, split)
                 yield label, image, split
-            if repeats["in all"]:  # the Kaggle CSV has such rows; the reference packed them as given
+            if repeats["in all"]:  # the Kaggle data repeats faces (docs/data-reliability.md); packed as given
                 notes.append(f"{repeats['in all']:,} rows repeat an earlier row's face ("
                              f"{repeats['across splits']:,} in another split, {repeats['under two emotions']:,} "
                              f"under another emotion); packed as given, as the reference did")
