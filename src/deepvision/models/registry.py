@@ -159,14 +159,20 @@ _NUMBER = (int, float)
 _LIST = (list, tuple)
 
 
+def _hint(builder: Callable[..., nn.Module], option: str) -> Any:
+    """The builder's evaluated type hint for `option`; Any (no claim) when it has none or it does not
+    evaluate (a name only a type checker sees)."""
+    try:
+        param = inspect.signature(builder, eval_str=True).parameters.get(option)
+    except Exception:
+        return Any
+    return param.annotation if param is not None else Any
+
+
 def _expected_kinds(builder: Callable[..., nn.Module], option: str) -> dict[str, tuple[type, ...]]:
     """What the builder's hint for `option` admits ({"a number": ..., "a list": ...}) when it admits only
     numbers and lists (`bn_eps: float | None`, `stages: Sequence[int]`); empty when it makes no such claim."""
-    try:
-        param = inspect.signature(builder, eval_str=True).parameters.get(option)
-    except Exception:  # a hint that does not evaluate (a name only a type checker sees): no claim
-        return {}
-    hint = param.annotation if param is not None else Any
+    hint = _hint(builder, option)
     union = typing.get_origin(hint) in (typing.Union, types.UnionType)
     kinds = [k for k in (typing.get_args(hint) if union else (hint,)) if k is not type(None)]
     out: dict[str, tuple[type, ...]] = {}
@@ -193,11 +199,7 @@ def refuse_own_settings(name: str, options: dict[str, Any]) -> None:
 def _lists_counts(builder: Callable[..., nn.Module], option: str) -> bool:
     """Whether the builder's hint for `option` is a list of whole numbers only (`hidden: tuple[int, ...]`,
     `stages: Sequence[int]`): widths and counts, each at least 1."""
-    try:
-        param = inspect.signature(builder, eval_str=True).parameters.get(option)
-    except Exception:  # a hint that does not evaluate: no claim
-        return False
-    hint = param.annotation if param is not None else Any
+    hint = _hint(builder, option)
     origin = typing.get_origin(hint)
     items = {a for a in typing.get_args(hint) if a is not Ellipsis}
     return isinstance(origin, type) and issubclass(origin, Sequence) and items == {int}
