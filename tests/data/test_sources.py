@@ -84,6 +84,24 @@ def test_unknown_source_suggests():
         load_data(cfg.data)
 
 
+def test_a_data_option_the_source_does_not_read_is_refused(tmp_path, run_cli):
+    # a misspelt key was ignored: `sampels: 10` trained on the default 1,024 samples
+    with pytest.raises(UserError) as info:
+        build_config({"data": {"source": "synthetic", "options": {"sampels": 10}}})
+    cfg = build_config({"data": {"source": "folder", "root": str(tmp_path)}})
+    cfg.data.options = {"labels": "labels.txt"}  # a DataConfig built directly is checked when the data loads
+    with pytest.raises(UserError, match="^data.options.labels is not an option of the folder source; valid: none$"):
+        load_data(cfg.data)
+    code, _, err = run_cli("train", "mlp_mnist", "--set", "data.source=rec", "--set", "data.options.decoderr=cv2",
+                           "--out", tmp_path / "runs")
+    assert code == 2 and "data.options.decoderr is not an option of the rec source (did you mean: decoder?)" in err
+    assert not (tmp_path / "runs").exists()
+    for source, options in (("synthetic", {"samples": 8, "classes": 2, "size": 8, "channels": 1, "seed": 3}),
+                            ("rec", {"labels": "l.txt", "decoder": "cv2", "prefetch": 2}),
+                            ("hdf5", {"labels": "l.txt", "data_key": "images"}), ("lst", {"image_root": "."})):
+        assert build_config({"data": {"source": source, "options": options}}).data.options == options
+
+
 def test_mnist_text_format_round_trip(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (7, 28, 28), dtype=np.uint8)
     labels = np.array([3, 1, 4, 1, 5, 9, 2])

@@ -6,6 +6,8 @@ imports none of them. `check_names` runs from `Config.validate`: an unknown opti
 source, model or task is a one-line error before any data is read. A registry may also rewrite a
 value to its canonical spelling (`register_canonical`) and infer values a config leaves at their
 default (`register_inference`: a detector trained on a detection source is the detection task).
+A data source declares the `data.options` keys it reads (`register_source_options`); any other key
+is refused, so a misspelt one is never ignored without a word.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from deepvision.errors import unknown
+from deepvision.errors import UserError, suggest, unknown
 
 # dotted config key -> (kind for the message, names provider) or a checking function
 _NAMES: dict[str, tuple[str, Callable[[], Iterable[str]]]] = {}
 _CHECKS: dict[str, Callable[[str], Any]] = {}
 _CANONICAL: dict[str, Callable[[str], str]] = {}
 _INFERENCES: list[Callable[[Any], None]] = []
+_SOURCE_OPTIONS: dict[str, tuple[str, ...]] = {}  # data.source -> the data.options keys it reads
 
 
 def register_names(key: str, kind: str, names: Callable[[], Iterable[str]]) -> None:
@@ -42,6 +45,25 @@ def register_inference(infer: Callable[[Any], None]) -> None:
     _INFERENCES.append(infer)
 
 
+def register_source_options(source: str, keys: Iterable[str]) -> None:
+    """`data.source: source` reads exactly the `data.options` keys `keys`."""
+    _SOURCE_OPTIONS[source] = tuple(keys)
+
+
+def source_option_keys(source: str, options: dict[str, Any]) -> tuple[str, ...]:
+    """The `data.options` keys `source` reads (all of `options` for a source that declares none)."""
+    return _SOURCE_OPTIONS.get(source, tuple(options))
+
+
+def check_source_options(data: Any) -> None:
+    """Refuse a `data.options` key that the config's data source does not read."""
+    valid = source_option_keys(data.source, data.options)
+    for key in data.options:
+        if key not in valid:
+            raise UserError(f"data.options.{key} is not an option of the {data.source} source"
+                            f"{suggest(key, valid)}; valid: {', '.join(valid) or 'none'}")
+
+
 def choices(key: str) -> list[str]:
     """The registered names of `key` (for --help), or [] when none are registered."""
     return sorted(_NAMES[key][1]()) if key in _NAMES else []
@@ -56,6 +78,8 @@ def check_names(cfg: Any) -> None:
                 _set(cfg, key, _CANONICAL[key](str(value)))
     for infer in _INFERENCES:
         infer(cfg)
+    if _get(cfg, "data.options") is not None:
+        check_source_options(cfg.data)
     for key, (kind, names) in _NAMES.items():
         value = _get(cfg, key)
         valid = list(names())

@@ -32,9 +32,7 @@ from deepvision.data.preprocess import open_image
 from deepvision.data.source_registry import RawData, register_source, resolve_path
 from deepvision.data.tensors import SubsetDataset, TensorSplit, to_tensor_split
 from deepvision.errors import UserError
-from deepvision.safeload import check_class_names, image_files, input_file, name_lines, printable
-
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+from deepvision.safeload import IMAGE_EXTS, check_class_names, image_files, input_file, name_lines, printable
 
 
 def digits_images(size: int = 28) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +46,7 @@ def digits_images(size: int = 28) -> tuple[np.ndarray, np.ndarray]:
     return big, d.target.astype(np.int64)
 
 
-@register_source("digits")
+@register_source("digits", options=("size",))
 def digits_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     """The embedded default: one split named 'all' (or 'train'); carve val/test with fractions."""
     size = cfg.options.get("size", 28)
@@ -59,7 +57,7 @@ def digits_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     return RawData({"all": split, "train": split}, [str(i) for i in range(10)], 1, (size, size))
 
 
-@register_source("synthetic")
+@register_source("synthetic", options=("samples", "classes", "size", "channels", "seed"))
 def synthetic_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     """Random uint8 images (benchmarks, smoke tests): `options` samples (default 1024), classes (10),
     size (224), channels (3), seed (0). Every requested split name gets its own random tensor."""
@@ -81,7 +79,7 @@ def synthetic_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     return RawData(splits, [str(i) for i in range(opts["classes"])], opts["channels"], (side, side))
 
 
-@register_source("mnist")
+@register_source("mnist", options=("download",))
 def mnist_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     """MNIST idx files in `data.root` (plain or .gz). Splits: train, test (either may be absent)."""
     if not cfg.root:
@@ -107,7 +105,7 @@ def mnist_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     return RawData(splits, mnist.CLASSES, 1, (28, 28))
 
 
-@register_source("mnist_text")
+@register_source("mnist_text", options=())
 def mnist_text_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     """The tutorial text format. Split names are file paths (relative to data.root when set)."""
     splits = {}
@@ -180,7 +178,7 @@ def split_folder(root: Path, name: str) -> Path:
     return folder
 
 
-@register_source("folder")
+@register_source("folder", options=())
 def folder_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     """ImageFolder layout: `root/<split>/<class>/*.jpg`, or `root/<class>/*.jpg` (root is the training
     split); the split name '.' means root itself (see `split_folder`)."""
@@ -206,7 +204,7 @@ def folder_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         for cls in found:
             if cls not in index:
                 raise UserError(f"{folder}/{cls} is not a class of the training folder {train_dir}")
-            files = image_files(folder / cls, IMAGE_EXTS)
+            files = image_files(folder / cls)
             paths += map(str, files)
             labels += [index[cls]] * len(files)
         if not paths:
@@ -215,7 +213,7 @@ def folder_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     return RawData(splits, classes, channels, None)
 
 
-@register_source("lst")
+@register_source("lst", options=("labels", "image_root"))
 def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     """MXNet list files with images under `data.root`. Split names are .lst paths.
 
@@ -319,7 +317,7 @@ def read_class_names(path: str | None, count: int, root: str | None = None) -> l
     return names
 
 
-@register_source("rec")
+@register_source("rec", options=("labels", "idx", "decoder", "memory_format", "prefetch"))
 def rec_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     """MXNet record files; split names are .rec paths (an .idx path is accepted too)."""
     try:
@@ -351,7 +349,7 @@ def rec_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     return RawData(splits, names if names is not None else class_names_for(cfg, files, top + 1), channels, None)
 
 
-@register_source("hdf5")
+@register_source("hdf5", options=("labels", "data_key"))
 def hdf5_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     """HDF5 image files (e.g. FER2013 as the reference stores it); split names are file paths."""
     from deepvision.data.hdf5 import read_hdf5_arrays

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepvision.config.names import register_names
+from deepvision.config.names import register_names, register_source_options
 from deepvision.config.schema import DataConfig
 from deepvision.data.tensors import Split
 
@@ -26,11 +26,13 @@ SourceFn = Callable[[DataConfig, list[str]], RawData]
 _SOURCES: dict[str, SourceFn] = {}
 
 
-def register_source(name: str) -> Callable[[SourceFn], SourceFn]:
-    """Register `fn(cfg, wanted_split_names) -> RawData` under `data.source: name`."""
+def register_source(name: str, options: tuple[str, ...] | None = None) -> Callable[[SourceFn], SourceFn]:
+    """Register `fn(cfg, splits) -> RawData` as `data.source: name`, reading the `data.options` keys `options`."""
 
     def wrap(fn: SourceFn) -> SourceFn:
         _SOURCES[name] = fn
+        if options is not None:
+            register_source_options(name, options)
         return fn
 
     return wrap

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import deepvision.data.builtin_sources  # noqa: F401  (registers the built-in sources)
+from deepvision.config.names import check_source_options, source_option_keys
 from deepvision.config.schema import DataConfig
 from deepvision.data.source_registry import RawData, registered_sources, task_of_source
 from deepvision.data.splits import stratified_split
@@ -79,6 +80,7 @@ def data_config_for_path(cfg: DataConfig, data: str | Path, image_root: str | No
         d.source, d.train, d.root = "hdf5", str(path), None
     else:
         raise UserError(f"{data}: give {DATA_FORMS}")
+    d.options = {k: v for k, v in d.options.items() if k in source_option_keys(d.source, d.options)}
     return d
 
 
@@ -95,6 +97,7 @@ def load_data(cfg: DataConfig, roles: tuple[str, ...] = ("train", "val", "test")
                         f"task: {task_of_source(cfg.source)}")
     if cfg.source not in sources:
         raise unknown("data source", cfg.source, sources)
+    check_source_options(cfg)
     defaults = DataConfig()
     wanted = [getattr(cfg, role) for role in ("train", "val", "test") if role == "train" or role in roles]
     raw = sources[cfg.source](cfg, list(dict.fromkeys(name for name in wanted if name)))

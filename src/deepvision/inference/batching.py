@@ -15,10 +15,9 @@ from typing import Any, TypeVar
 import torch
 
 from deepvision.errors import UserError
-from deepvision.safeload import image_files, input_file
+from deepvision.safeload import IMAGE_EXTS, image_files, input_file
 
 T = TypeVar("T")
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 def expand_images(inputs: Sequence[str | Path]) -> list[Path]:
@@ -29,7 +28,7 @@ def expand_images(inputs: Sequence[str | Path]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = image_files(p, IMAGE_EXTS)
+            found = image_files(p)
             if not found:
                 raise UserError(f"no images ({', '.join(IMAGE_EXTS)}) found under {p}")
             out.extend(found)

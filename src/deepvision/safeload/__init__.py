@@ -35,6 +35,7 @@ from deepvision.safeload.documents import (
     read_yaml,
 )
 from deepvision.safeload.files import (
+    IMAGE_EXTS,
     MAX_FAKE_IMAGES,
     MAX_FAKE_SIDE,
     MAX_IMAGE_SIDE,
@@ -77,7 +78,7 @@ from deepvision.safeload.text import (
 )
 
 __all__ = [
-    "FORMULA_STARTS", "LimitError", "MAX_ALIAS_GROWTH", "MAX_DEPTH", "MAX_FAKE_IMAGES", "MAX_FAKE_SIDE",
+    "FORMULA_STARTS", "IMAGE_EXTS", "LimitError", "MAX_ALIAS_GROWTH", "MAX_DEPTH", "MAX_FAKE_IMAGES", "MAX_FAKE_SIDE",
     "MAX_IMAGE_SIDE", "MAX_INT_BITS", "MAX_JSON_FILE_BYTES", "MAX_LINE_CHARS", "MAX_TEXT_BYTES", "MAX_WORKERS",
     "MAX_YAML_FILE_BYTES", "ParseError", "SafeLoader", "ZIP_MAX_RATIO", "bounded_lines", "check_class_names",
     "check_choice", "check_declared_bytes", "check_fake_images", "check_file_size", "check_image_side",

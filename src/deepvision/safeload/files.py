@@ -29,7 +29,10 @@ def regular_file(path: str | Path, what: str = "file") -> Path:
     return path
 
 
-def image_files(folder: str | Path, exts: Iterable[str], recursive: bool = True) -> list[Path]:
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # what Pillow and OpenCV both read
+
+
+def image_files(folder: str | Path, exts: Iterable[str] = IMAGE_EXTS, recursive: bool = True) -> list[Path]:
     """The files under `folder` (every level with `recursive`) whose suffix is in `exts`, sorted, hidden
     files and folders left out. A FIFO, socket, device or broken link named like an image is refused,
     never opened and never skipped without a word (the user meant it as an image)."""

@@ -54,11 +54,9 @@ class OrientationDataset:
 
 
 def _list_images(src: Path) -> list[Path]:
-    from deepvision.inference.batching import IMAGE_EXTS
-
     if not src.is_dir():
         raise UserError(f"source folder not found: {src}")
-    paths = image_files(src, IMAGE_EXTS)
+    paths = image_files(src)
     if not paths:
         raise UserError(f"no images found under {src}")
     return paths

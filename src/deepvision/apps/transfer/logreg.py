@@ -33,7 +33,7 @@ import numpy as np
 from deepvision.apps.transfer.linear_model import LinearModel
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, refuse_mixed_reports, refuse_output_over_inputs, same_file
-from deepvision.inference.batching import IMAGE_EXTS as IMAGE_SUFFIXES
+from deepvision.safeload import IMAGE_EXTS as IMAGE_SUFFIXES
 from deepvision.safeload import spreadsheet_row
 
 __all__ = ["LinearModel", "fit_logreg", "parse_grid", "read_features"]

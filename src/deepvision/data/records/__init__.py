@@ -34,8 +34,6 @@ def unpack_img(record: bytes, iscolor: int = -1) -> tuple[IRHeader, Any]:
     return header, decode_opencv(body, iscolor)
 
 
-__all__ = [
-    "HEADER_SIZE", "MAGIC", "IRHeader", "IndexMismatchError", "RecordError", "RecordFile", "RecordReader",
-    "idx_path_for", "pack", "pack_header", "read_index", "read_record_at", "scan_index", "scan_records", "unpack",
-    "unpack_header", "unpack_img",
-]
+__all__ = ["HEADER_SIZE", "MAGIC", "IRHeader", "IndexMismatchError", "RecordError", "RecordFile", "RecordReader",
+           "idx_path_for", "pack", "pack_header", "read_index", "read_record_at", "scan_index", "scan_records",
+           "unpack", "unpack_header", "unpack_img"]

@@ -64,9 +64,7 @@ class ImageRecordIter(RecordLoader):
             dataset, batch_size, size=(h, w), channels=c, resize=resize if resize and resize > 0 else None,
             crop=True, training=training, augment=augment, shuffle=shuffle, seed=seed, rank=part_index, world=num_parts,
             last_batch=policy, workers=preprocess_threads, dtype=dtype, mean=[m * scale for m in means],
-            std=stds, scale=scale, device=device, memory_format=memory_format, label_width=label_width,
-            decoder=decoder,
-        )
+            std=stds, scale=scale, device=device, memory_format=memory_format, label_width=label_width, decoder=decoder)
         self._passes = 0
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
