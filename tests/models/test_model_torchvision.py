@@ -93,8 +93,33 @@ def test_unknown_names_and_options():
         get_model_spec("resnet50")
     with pytest.raises(UserError, match="unknown model namespace 'hub:'"):
         get_model_spec("hub:resnet50")
-    with pytest.raises(UserError, match="cannot build model 'tv:resnet18'"):
-        meta("tv:resnet18", no_such_option=1)
+    with pytest.raises(UserError, match="^model 'tv:resnet18' has no option 'dropout'; valid options: weights, block"):
+        meta("tv:resnet18", dropout=0.1)
+
+
+@pytest.mark.parametrize("name, options, message", [
+    # torchvision built these without a word: 8-channel layers, a string taken as true
+    ("mobilenet_v2", {"width_mult": -1}, "option 'width_mult' must be above 0, got -1"),
+    ("resnet18", {"zero_init_residual": "abc"}, "option 'zero_init_residual' must be true or false, got 'abc'"),
+    # torchvision's own words, a traceback, or a message about something else
+    ("mobilenet_v2", {"round_nearest": 0}, "option 'round_nearest' must be above 0, got 0"),
+    ("efficientnet_b0", {"stochastic_depth_prob": 5}, "option 'stochastic_depth_prob' must be in [0, 1], got 5"),
+    ("efficientnet_b0", {"dropout": -1}, "option 'dropout' must be in [0, 1], got -1"),
+    ("resnet18", {"groups": 2.5}, "option 'groups' must be a whole number, got 2.5"),
+    ("vit_b_16", {"image_size": 1e9}, "option image_size 1000000000 exceeds the ceiling of"),
+    ("vit_b_16", {"patch_size": 8}, "sets its option 'patch_size' itself (it defines the variant)"),
+    ("swin_t", {"depths": [2, -1, 2, 2]}, "option 'depths' must list whole numbers from 1, got [2, -1, 2, 2]"),
+])
+def test_torchvision_options_are_checked_before_building(name, options, message):
+    with pytest.raises(UserError) as info:
+        meta(f"tv:{name}", **options)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_torchvision_options_take_the_classes_kinds():
+    assert meta("tv:vit_b_16", image_size=256.0).image_size == 256  # YAML's 256.0 or 2.56e2: a whole number
+    assert meta("tv:efficientnet_b0", dropout=0.3, stochastic_depth_prob=0.0).classifier[0].p == 0.3
+    assert "width_mult" in get_model_spec("tv:mobilenet_v2").options
 
 
 def test_resolve_weights():

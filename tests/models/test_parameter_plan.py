@@ -70,7 +70,7 @@ def test_width_lists_hold_whole_numbers_from_one_and_own_settings_are_not_option
         code, out, err = run_cli("models", "show", "mlp", "--set", option)
         assert (code, out) == (2, "") and err.count("\n") == 1, err
         assert f"model 'mlp' option 'hidden' must list whole numbers from 1, got {shown}" in err
-    code, out, err = run_cli("models", "show", "tv:vit_b_16", "--set", "image_size=2.5")  # torchvision asserts
+    code, out, err = run_cli("models", "show", "tv:vit_b_16", "--set", "image_size=100")  # torchvision asserts
     assert (code, out) == (2, "") and err.count("\n") == 1 and "cannot build model 'tv:vit_b_16'" in err
     code, out, err = run_cli("models", "show", "tv:resnet18", "--set", "num_classes=0")
     assert (code, out) == (2, "") and "num_classes is the model's own setting, not a builder option" in err

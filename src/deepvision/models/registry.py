@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -280,6 +281,9 @@ def create_model(
                 if isinstance(x, float) and not math.isfinite(x)), None)
     if odd is not None:  # bn_eps inf answers one output for every image, elu_alpha nan answers NaN
         raise UserError(f"model '{name}' option '{odd}' must be finite, got {options[odd]}")
+    flag = next((k for k, v in options.items() if not isinstance(v, bool) and _hint(spec.builder, k) is bool), None)
+    if flag is not None:  # any text is true: `zero_init_residual: abc` was taken as true
+        raise UserError(f"model '{name}' option '{flag}' must be true or false, got {options[flag]!r}")
     kwargs: dict[str, Any] = dict(options)
     kwargs["num_classes"] = spec.num_classes if num_classes is None else num_classes
     kwargs["in_channels"] = spec.input_size[0] if in_channels is None else in_channels
@@ -296,4 +300,8 @@ def create_model(
             wanted = _expected_kinds(spec.builder, key)
             if value is not None and wanted and not any(isinstance(value, t) for t in wanted.values()):
                 raise UserError(f"model '{name}' option '{key}' must be {' or '.join(wanted)}, got {value!r}") from None
+        fixed = re.search(r"multiple values for (?:keyword )?argument '(\w+)'", str(exc))
+        if fixed:  # a class option the builder sets itself (a ViT's patch_size): Python's TypeError named a helper
+            raise UserError(f"model '{name}' sets its option '{fixed[1]}' itself (it defines the variant); leave it "
+                            f"out or choose another variant") from None
         raise UserError(f"cannot build model '{name}' with {options or 'default options'}: {exc}") from None

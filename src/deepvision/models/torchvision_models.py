@@ -11,15 +11,21 @@ Options: `weights` loads torchvision's published weights (`DEFAULT`, a tag such 
 or the full `ResNet50_Weights.IMAGENET1K_V2`) from torch's hub cache (`$TORCH_HOME/hub/checkpoints/`,
 as torchvision resolves them), downloading them when missing and online; the file is loaded with
 `weights_only=True` and the classifier is then replaced when `num_classes` differs. Any other option
-is passed to the torchvision builder (e.g. `dropout`, `stochastic_depth_prob`). `tv:inception_v3` and
-`tv:googlenet` default to `aux_logits: false` so training gets one output tensor.
+is passed to the torchvision builder (e.g. `dropout`, `stochastic_depth_prob`). The options are those of
+the torchvision model class, with its type hints, so a misspelt option or a value of the wrong kind is
+named before anything is built; numbers are checked where torchvision takes any (a rate such as `dropout`
+in [0, 1], every other number above 0: `width_mult: -1` built a model of 8-channel layers).
+`tv:inception_v3` and `tv:googlenet` default to `aux_logits: false` so training gets one output tensor.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
+import math
 import os
 import pickle
+import typing
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -29,6 +35,7 @@ from torch import nn
 
 from deepvision.errors import UserError, suggest
 from deepvision.models.registry import ModelSpec, register_provider, suggest_model
+from deepvision.safeload import check_image_side
 
 _AUX_MODELS = ("inception_v3", "googlenet")
 
@@ -223,10 +230,46 @@ def _drop_aux_heads(model: nn.Module) -> None:
             setattr(model, attr, None)
 
 
+def _class_parameters(name: str) -> list[inspect.Parameter]:
+    """The options of torchvision's model class for `name` (keyword-only, type hints evaluated), a
+    `**kwargs` last when the class takes one; [] when the class cannot be read."""
+    import torchvision.models as tvm
+
+    try:
+        cls = typing.get_type_hints(tvm.get_model_builder(name)).get("return")
+        params = inspect.signature(cls.__init__, eval_str=True).parameters.values()
+    except Exception:
+        return []
+    named = [p.replace(kind=p.KEYWORD_ONLY) for p in params
+             if p.name not in ("self", "num_classes") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return named + [p for p in params if p.kind is p.VAR_KEYWORD]
+
+
+def check_numbers(name: str, options: dict[str, Any], params: dict[str, inspect.Parameter]) -> None:
+    """Numbers torchvision takes without a check: a whole number where the class wants an int, a rate
+    (dropout, drop_rate, *_prob) in [0, 1], any other number above 0."""
+    for key, value in options.items():
+        hint = params[key].annotation if key in params else None
+        kinds = set(typing.get_args(hint)) | {hint}
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not kinds & {int, float}:
+            continue
+        rate = "dropout" in key or key.endswith(("_rate", "_prob"))
+        if float not in kinds and not (math.isfinite(value) and float(value).is_integer()):
+            raise UserError(f"model 'tv:{name}' option '{key}' must be a whole number, got {value}")
+        if float not in kinds:
+            options[key] = int(value)  # YAML reads 1e3 as a float; torch sizes take ints only
+        if key == "image_size":
+            check_image_side(f"model 'tv:{name}' option image_size", int(value))
+        if not math.isfinite(value) or (not 0 <= value <= 1 if rate else value <= 0):
+            raise UserError(f"model 'tv:{name}' option '{key}' must be {'in [0, 1]' if rate else 'above 0'}, "
+                            f"got {value}")
+
+
 def _builder(name: str):
     def build(num_classes: int = 1000, in_channels: int = 3, weights: str | None = None, **kwargs: Any) -> nn.Module:
         from torchvision.models import get_model
 
+        check_numbers(name, kwargs, inspect.signature(build).parameters)
         aux = kwargs.pop("aux_logits", False) if name in _AUX_MODELS else None
         if name in _AUX_MODELS and not weights:
             kwargs.setdefault("init_weights", True)
@@ -249,6 +292,10 @@ def _builder(name: str):
         return model
 
     build.__name__ = build.__qualname__ = f"tv_{name}"
+    own = list(inspect.signature(build).parameters.values())[:-1]  # num_classes, in_channels, weights
+    tv_params = _class_parameters(name)
+    if tv_params:  # the registry reads a builder's options and their kinds from its signature
+        build.__signature__ = inspect.Signature([*own, *tv_params])  # type: ignore[attr-defined]
     build.__doc__ = f"torchvision {name}, adapted to num_classes and in_channels."
     return build
 
