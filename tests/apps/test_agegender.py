@@ -291,3 +291,15 @@ def test_an_enlargement_above_the_pixel_limit_is_not_made(monkeypatch):
     assert out.shape == (800, 800, 3) and factor == 20.0
     out, factor = resize_to_width(np.zeros((10, 4000, 3), np.uint8), 800)  # shrinking is always made
     assert out.shape == (2, 800, 3) and factor == 0.2
+
+
+def test_agegender_refusing_after_its_out_folder_was_made_leaves_none(runs, tmp_path, run_cli):
+    age, gender = runs
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))  # damaged: refused when read
+    cv2.imwrite(str(folder / "b_astronaut.png"), astronaut_bgr())
+    out = tmp_path / "new" / "out"
+    code, _, err = run_cli("agegender", age, gender, "--image", folder, "--out", out, "--headless",
+                           "--detector", "haar")
+    assert code == 2 and err.count("\n") == 1 and not (tmp_path / "new").exists()

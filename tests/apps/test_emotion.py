@@ -423,7 +423,7 @@ def test_emotion_refuses_a_linked_sub_folder_in_out(astronaut_video, fer_run, tm
     assert code == 2 and err.count("\n") == 1, err
     assert "probabilities is a link; deepvision never writes through a link inside an output folder" in err
     assert list(elsewhere.iterdir()) == []
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["face", "probabilities"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["probabilities"]  # face/ made, empty: removed
 
 
 def test_emotion_images_never_replace_the_photos_or_each_other(fer_run, tmp_path, run_cli):
@@ -624,3 +624,30 @@ def test_csv_rows_repeating_a_face_are_counted(fer_csv, tmp_path, run_cli):
         " ".join(out.split())
     code, out, _ = run_cli("fer2013", "build", fer_csv, "--out", tmp_path / "o2")
     assert code == 0 and "repeat an earlier row" not in out
+
+
+def test_emotion_refusing_after_its_out_folder_was_made_leaves_none(astronaut_video, fer_run, tmp_path, run_cli,
+                                                                    monkeypatch):
+    from deepvision.apps.emotion.app import EmotionRecognizer
+    from deepvision.errors import UserError
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))  # damaged: refused when read
+    out = tmp_path / "new" / "emotions"
+    code, _, err = run_cli("emotion", fer_run, "--image", photos, "--out", out, "--detector", "haar")
+    assert code == 2 and err.count("\n") == 1 and not (tmp_path / "new").exists()
+
+    def refuse(self, frame, index=0):
+        raise UserError("the model's output holds NaN or infinite values")
+
+    monkeypatch.setattr(EmotionRecognizer, "process", refuse)
+    video, _ = astronaut_video
+    for target in (out, tmp_path / "new" / "emotions.mp4"):  # frames folder (face/, probabilities/), video file
+        code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", target,
+                               "--detector", "haar")
+        assert code == 2 and "NaN or infinite" in err and not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", tmp_path / "kept",
+                           "--detector", "haar")
+    assert code == 2 and (tmp_path / "kept").is_dir()  # a folder the user had stays

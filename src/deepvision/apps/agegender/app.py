@@ -11,6 +11,7 @@ PNG files (headless), or shows them in windows.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -31,6 +32,7 @@ from deepvision.fileio import (
     atomic_write_text,
     distinct_stems,
     enclosing,
+    output_folder,
     output_subfolder,
     refuse_output_folder_over_inputs,
     write_image,
@@ -147,38 +149,39 @@ def predict_agegender(run_age: str | Path | Classifier, run_gender: str | Path |
     age_clf, gender_clf = _models(run_age, run_gender, device)
     det = create_detector(detector)  # dlib: HOG upsampled once
     finder = EyeFinder(eyes, landmarks)
-    output = _Output(Path(out) if out is not None else None)
-    report = AgeGenderReport()
-    # a photo's folder never takes the name of the tables written beside the folders
-    names = [f"{n}_photo" if n in ("results.csv", "results.json") else n for n in distinct_stems(paths)]
-    for path, name in zip(paths, names):
-        frame = read_bgr(path)
-        small, factor = resize_to_width(frame, 800)
-        faces = det.detect(small)
-        if not faces:
-            print(f"no face found in {path}")
-            report.no_face.append(str(path))
-            continue
-        shown = small.copy()
-        for k, face in enumerate(faces):
-            found = finder(small, face)
-            aligned = align_face(small, found)
-            p_age, p_gender = face_probabilities(age_clf, aligned), face_probabilities(gender_clf, aligned)
-            box = tuple(int(round(v / factor)) for v in face.box)
-            result = FaceResult(str(path), k, box, found.source,  # type: ignore[arg-type]
-                                dict(zip(age_clf.classes, map(float, p_age))),
-                                dict(zip(gender_clf.classes, map(float, p_gender))))
-            report.faces.append(result)
-            draw_face(shown, face.box, None, GREEN)
-            stem = f"{name}/face{k}"
-            output.show(f"{stem}_aligned", aligned)
-            output.show(f"{stem}_age", probability_canvas([display_label(c) for c in age_clf.classes], p_age))
-            output.show(f"{stem}_gender", probability_canvas([display_label(c) for c in gender_clf.classes], p_gender))
-        output.show(f"{name}/input", shown)
-        output.wait()
-    if out is not None:
-        report.files = _write_results(Path(out), report.faces)
-    return report
+    with output_folder(out) if out is not None else contextlib.nullcontext():  # a refusal leaves no empty folder
+        output = _Output(Path(out) if out is not None else None)
+        report = AgeGenderReport()
+        # a photo's folder never takes the name of the tables written beside the folders
+        names = [f"{n}_photo" if n in ("results.csv", "results.json") else n for n in distinct_stems(paths)]
+        for path, name in zip(paths, names):
+            frame = read_bgr(path)
+            small, factor = resize_to_width(frame, 800)
+            faces = det.detect(small)
+            if not faces:
+                print(f"no face found in {path}")
+                report.no_face.append(str(path))
+                continue
+            shown = small.copy()
+            for k, face in enumerate(faces):
+                found = finder(small, face)
+                aligned = align_face(small, found)
+                p_age, p_gender = face_probabilities(age_clf, aligned), face_probabilities(gender_clf, aligned)
+                box = tuple(int(round(v / factor)) for v in face.box)
+                result = FaceResult(str(path), k, box, found.source,  # type: ignore[arg-type]
+                                    dict(zip(age_clf.classes, map(float, p_age))),
+                                    dict(zip(gender_clf.classes, map(float, p_gender))))
+                report.faces.append(result)
+                draw_face(shown, face.box, None, GREEN)
+                stem = f"{name}/face{k}"
+                output.show(f"{stem}_aligned", aligned)
+                output.show(f"{stem}_age", _canvas(age_clf, p_age))
+                output.show(f"{stem}_gender", _canvas(gender_clf, p_gender))
+            output.show(f"{name}/input", shown)
+            output.wait()
+        if out is not None:
+            report.files = _write_results(Path(out), report.faces)
+        return report
 
 
 def sample_agegender(run_age: str | Path | Classifier, run_gender: str | Path | Classifier, *, sample_size: int = 10,
@@ -196,32 +199,36 @@ def sample_agegender(run_age: str | Path | Classifier, run_gender: str | Path | 
         raise UserError(f"{lst} lists no image")
     rows = random.Random(seed).sample(entries, min(sample_size, len(entries)))
     base = Path(root) if root else lst.parent
-    output = _Output(Path(out) if out is not None else None)
-    report = AgeGenderReport()
-    cv2 = cv2_module()
-    for n, entry in enumerate(rows):
-        path = base / entry.path
-        try:
-            image = read_bgr(path)
-        except UserError as exc:
-            raise UserError(f"{exc} (give the Adience folder with --root)") from None
-        p_age = _single(age_clf, image)
-        p_gender = _single(gender_clf, image)
-        actual = age_clf.classes[int(entry.label)] if 0 <= int(entry.label) < len(age_clf.classes) else "?"
-        shown, _ = resize_to_width(image, 400)
-        shown = shown.copy()
-        cv2.putText(shown, f"Actual: {display_label(actual)}", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.7, RED, 3)
-        output.show(f"sample{n:03d}/image", shown)
-        output.show(f"sample{n:03d}/age", probability_canvas([display_label(c) for c in age_clf.classes], p_age))
-        output.show(f"sample{n:03d}/gender", probability_canvas([display_label(c) for c in gender_clf.classes],
-                                                                p_gender))
-        output.wait()
-        report.faces.append(FaceResult(str(path), 0, (0, 0, image.shape[1], image.shape[0]), f"actual {actual}",
-                                       dict(zip(age_clf.classes, map(float, p_age))),
-                                       dict(zip(gender_clf.classes, map(float, p_gender)))))
-    if out is not None:
-        report.files = _write_results(Path(out), report.faces)
-    return report
+    with output_folder(out) if out is not None else contextlib.nullcontext():  # a refusal leaves no empty folder
+        output = _Output(Path(out) if out is not None else None)
+        report = AgeGenderReport()
+        cv2 = cv2_module()
+        for n, entry in enumerate(rows):
+            path = base / entry.path
+            try:
+                image = read_bgr(path)
+            except UserError as exc:
+                raise UserError(f"{exc} (give the Adience folder with --root)") from None
+            p_age = _single(age_clf, image)
+            p_gender = _single(gender_clf, image)
+            actual = age_clf.classes[int(entry.label)] if 0 <= int(entry.label) < len(age_clf.classes) else "?"
+            shown, _ = resize_to_width(image, 400)
+            shown = shown.copy()
+            cv2.putText(shown, f"Actual: {display_label(actual)}", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.7, RED, 3)
+            output.show(f"sample{n:03d}/image", shown)
+            output.show(f"sample{n:03d}/age", _canvas(age_clf, p_age))
+            output.show(f"sample{n:03d}/gender", _canvas(gender_clf, p_gender))
+            output.wait()
+            report.faces.append(FaceResult(str(path), 0, (0, 0, image.shape[1], image.shape[0]), f"actual {actual}",
+                                           dict(zip(age_clf.classes, map(float, p_age))),
+                                           dict(zip(gender_clf.classes, map(float, p_gender)))))
+        if out is not None:
+            report.files = _write_results(Path(out), report.faces)
+        return report
+
+
+def _canvas(clf: Classifier, probs: np.ndarray) -> np.ndarray:
+    return probability_canvas([display_label(c) for c in clf.classes], probs)
 
 
 def _single(clf: Classifier, image_bgr: np.ndarray) -> np.ndarray:

@@ -43,6 +43,7 @@ from deepvision.fileio import (
     PendingFile,
     atomic_write_text,
     distinct_stems,
+    output_folder,
     output_subfolder,
     refuse_output_folder_over_inputs,
     refuse_output_over_inputs,
@@ -378,41 +379,44 @@ def run_emotion(
         cap.release()
         raise UserError(f"{video}: no frame could be decoded (a damaged video, or a codec this OpenCV lacks); "
                         f"nothing was written")
-    sink = _Sink(out_path, headless or out_path is not None, fps_in if 1 <= fps_in <= 240 else 30.0)
-    results: list[FrameResult] = []
-    started, ok = time.perf_counter(), False
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        for i, frame in enumerate(itertools.chain([first], stream)):
-            annotated, canvas, result = recognizer.process(frame, i)
-            results.append(result)
-            if on_frame:
-                on_frame(result)
-            if not sink.put(i, annotated, canvas):
-                break
-        ok = True
-    except KeyboardInterrupt:
-        ok = True  # keep what was processed
-    finally:
-        cap.release()
-        sink.close(ok)
-        torch.set_num_threads(previous_threads)
-    summary = EmotionSummary(len(results), sum(r.box is None for r in results), sum(r.seconds for r in results),
-                             time.perf_counter() - started, results)
-    if out_path is not None:
-        base = out_path.with_suffix("") if sink.is_video else out_path / "results"
-        summary.files = {"csv": f"{base}.csv", "json": f"{base}.json"}
-        if sink.is_video:
-            summary.files["video"] = str(out_path)
-        atomic_write_text(summary.files["csv"], results_csv(results, clf.classes))
-        payload = {"model": clf.source, "classes": clf.classes, "detector": detector, "width": width,
-                   "fast_detection": fast_detection, "detect_every": detect_every, "frames": summary.frames,
-                   "no_face": summary.no_face,
-                   "fps": summary.fps,
-                   "results": [r.to_dict(clf.classes) for r in results]}
-        atomic_write_text(summary.files["json"], json.dumps(payload, indent=1) + "\n")
-    return summary
+    with contextlib.ExitStack() as made:
+        if out_path is not None:  # a refusal from here on leaves no empty folder it made
+            made.enter_context(output_folder(out_path.parent if out_path.suffix else out_path))
+        sink = _Sink(out_path, headless or out_path is not None, fps_in if 1 <= fps_in <= 240 else 30.0)
+        results: list[FrameResult] = []
+        started, ok = time.perf_counter(), False
+        if threads is not None:
+            torch.set_num_threads(threads)
+        try:
+            for i, frame in enumerate(itertools.chain([first], stream)):
+                annotated, canvas, result = recognizer.process(frame, i)
+                results.append(result)
+                if on_frame:
+                    on_frame(result)
+                if not sink.put(i, annotated, canvas):
+                    break
+            ok = True
+        except KeyboardInterrupt:
+            ok = True  # keep what was processed
+        finally:
+            cap.release()
+            sink.close(ok)
+            torch.set_num_threads(previous_threads)
+        summary = EmotionSummary(len(results), sum(r.box is None for r in results), sum(r.seconds for r in results),
+                                 time.perf_counter() - started, results)
+        if out_path is not None:
+            base = out_path.with_suffix("") if sink.is_video else out_path / "results"
+            summary.files = {"csv": f"{base}.csv", "json": f"{base}.json"}
+            if sink.is_video:
+                summary.files["video"] = str(out_path)
+            atomic_write_text(summary.files["csv"], results_csv(results, clf.classes))
+            payload = {"model": clf.source, "classes": clf.classes, "detector": detector, "width": width,
+                       "fast_detection": fast_detection, "detect_every": detect_every, "frames": summary.frames,
+                       "no_face": summary.no_face,
+                       "fps": summary.fps,
+                       "results": [r.to_dict(clf.classes) for r in results]}
+            atomic_write_text(summary.files["json"], json.dumps(payload, indent=1) + "\n")
+        return summary
 
 
 @dataclass
@@ -459,34 +463,35 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
         if out_path.suffix.lower() in VIDEO_SUFFIXES:
             raise UserError(f"--out {out_path}: with --image give a folder for the annotated images")
         refuse_output_folder_over_inputs(out_path, paths, [out_path / f"{n}.png" for n in names])
-        out_path.mkdir(parents=True, exist_ok=True)
-    summary = ImagesSummary()
-    for path, name in zip(paths, names):
-        frame = read_bgr(path)
-        small, factor = resize_to_width(frame, min(width, frame.shape[1]))
-        gray = to_gray(small)
-        faces = sorted(det.detect(gray if det.name == "haar" else small), key=lambda f: (f.box[0], f.box[1]))
-        shown = small.copy()
-        if not faces:
-            summary.no_face.append(str(path))
-        for k, face in enumerate(faces):
-            x, y, w, h = face.box
-            roi = (gray if clf.pre.channels == 1 else small)[y : y + h, x : x + w]
-            probs = clf.probabilities(clf.prepare(roi))[0]
-            label = clf.classes[int(probs.argmax())]
-            draw_face(shown, face.box, label)
-            box = tuple(int(round(v / factor)) for v in face.box)
-            summary.faces.append(FaceEmotion(str(path), k, box, label,  # type: ignore[arg-type]
-                                             {c: float(p) for c, p in zip(clf.classes, probs)}))
+    with output_folder(out_path) if out_path is not None else contextlib.nullcontext():
+        # a refusal (an unreadable image, a model answering NaN) leaves no empty folder it made
+        summary = ImagesSummary()
+        for path, name in zip(paths, names):
+            frame = read_bgr(path)
+            small, factor = resize_to_width(frame, min(width, frame.shape[1]))
+            gray = to_gray(small)
+            faces = sorted(det.detect(gray if det.name == "haar" else small), key=lambda f: (f.box[0], f.box[1]))
+            shown = small.copy()
+            if not faces:
+                summary.no_face.append(str(path))
+            for k, face in enumerate(faces):
+                x, y, w, h = face.box
+                roi = (gray if clf.pre.channels == 1 else small)[y : y + h, x : x + w]
+                probs = clf.probabilities(clf.prepare(roi))[0]
+                label = clf.classes[int(probs.argmax())]
+                draw_face(shown, face.box, label)
+                box = tuple(int(round(v / factor)) for v in face.box)
+                summary.faces.append(FaceEmotion(str(path), k, box, label,  # type: ignore[arg-type]
+                                                 {c: float(p) for c, p in zip(clf.classes, probs)}))
+            if out_path is not None:
+                write_image(out_path / f"{name}.png", shown)
         if out_path is not None:
-            write_image(out_path / f"{name}.png", shown)
-    if out_path is not None:
-        summary.files = {"csv": str(out_path / "results.csv"), "json": str(out_path / "results.json")}
-        atomic_write_text(summary.files["csv"], _faces_csv(summary.faces, clf.classes))
-        payload = {"model": clf.source, "classes": clf.classes, "detector": detector, "width": width,
-                   "images": len(paths), "no_face": summary.no_face, "faces": [f.to_dict() for f in summary.faces]}
-        atomic_write_text(summary.files["json"], json.dumps(payload, indent=1) + "\n")
-    return summary
+            summary.files = {"csv": str(out_path / "results.csv"), "json": str(out_path / "results.json")}
+            atomic_write_text(summary.files["csv"], _faces_csv(summary.faces, clf.classes))
+            payload = {"model": clf.source, "classes": clf.classes, "detector": detector, "width": width,
+                       "images": len(paths), "no_face": summary.no_face, "faces": [f.to_dict() for f in summary.faces]}
+            atomic_write_text(summary.files["json"], json.dumps(payload, indent=1) + "\n")
+        return summary
 
 
 def _faces_csv(faces: list[FaceEmotion], classes: list[str]) -> str:
