@@ -182,6 +182,8 @@ def test_a_best_pt_linking_to_a_periodic_file_keeps_it_and_linked_runs_are_not_p
     code, _, err = run_main("runs", "prune", linked)
     assert code == 2 and "a link to a run is not followed: name the run itself" in err
     assert run.saved_epochs().keys() == saved.keys()
+    code, out, _ = run_main("runs", "prune", linked / "all", "--dry-run")  # named itself: the user's choice
+    assert code == 0 and f"{linked / 'all'} (a link to {(runs / 'all').resolve()}): would delete" in out
     code, out, err = run_main("runs", "prune", runs / "all")
     assert code == 0, err
     assert list(run.saved_epochs()) == [2] and best.resolve() == saved[2].resolve()  # the linked epoch stays

@@ -134,7 +134,8 @@ def prune(targets: list[str], keep: int, discarded: bool, dry_run: bool) -> int:
             parts = [f"epoch{'s' if len(epochs) > 1 else ''} {epoch_ranges(epochs)}"] if epochs else []
             aside = len(files) - len(epochs)
             parts += [f"{aside} set-aside file{'s' if aside > 1 else ''}"] if aside else []
-            print(f"{shown(path)}: {'would delete' if dry_run else 'deleted'} {' and '.join(parts)} "
+            named = f"{shown(path)} (a link to {shown(path.resolve())})" if path.is_symlink() else shown(path)
+            print(f"{named}: {'would delete' if dry_run else 'deleted'} {' and '.join(parts)} "
                   f"({format_bytes(freed)})")
     verb = "would free" if dry_run else "freed"
     print(f"{len(runs)} run{'s' if len(runs) != 1 else ''}: {verb} {format_bytes(total)}")
