@@ -146,3 +146,24 @@ def test_classify_out_is_csv_or_json_outside_the_input_folders(run_cli, tmp_path
     assert code == 2 and err.count("\n") == 1, err
     assert message.format(photos=tmp_path / "photos") in err
     assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == ["a.png", "sub"]
+
+
+def test_classify_out_replaces_only_its_own_tables(tmp_path):
+    """An existing --out is replaced when classify wrote it (CSV or JSON) or it is empty; another run's
+    history.csv or an evaluate report's predictions.csv is refused, unchanged."""
+    from deepvision.inference.classify import check_predictions_out, write_predictions
+    from deepvision.inference.predict import Prediction
+
+    results = [Prediction("a.png", [("cat", 0.75), ("dog", 0.25)])]
+    for name in ("p.csv", "p.json"):
+        write_predictions(results, tmp_path / name)
+        write_predictions(results[:0], tmp_path / name)  # its own table: replaced
+        write_predictions(results, tmp_path / name)
+    (tmp_path / "empty.csv").write_text("")
+    check_predictions_out(tmp_path / "empty.csv")
+    for name, text in (("history.csv", "epoch,loss\n1,0.5\n"), ("predictions.csv", "image,label,predicted\n"),
+                       ("notes.json", '{"a": 1}')):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(UserError, match=f"^--out {tmp_path / name} exists and is not a table classify wrote"):
+            write_predictions(results, tmp_path / name)
+        assert (tmp_path / name).read_text() == text

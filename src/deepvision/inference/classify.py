@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -60,13 +61,27 @@ def classify_images(
 
 
 PREDICTION_SUFFIXES = (".csv", ".json")  # what `write_predictions` writes, by the file's suffix
+_CSV_HEADER = "image,rank,class,probability"
+
+
+def _written_here(path: Path) -> bool:
+    """Whether an existing file is empty or begins as `write_predictions` begins its tables (a CSV with
+    its header, a JSON list of {"image": ...}): only such a file is replaced."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64).decode("utf-8", "replace")
+    except OSError:
+        return False
+    compact = "".join(head.split())
+    return not head or head.startswith(_CSV_HEADER + "\n") or compact.startswith(('[{"image":', "[]"))
 
 
 def check_predictions_out(path: str | Path, inputs: Sequence[str | Path] = (), read: Sequence[str | Path] = (),
                           option: str = "--out") -> Path:
     """Refuse, before any model loads, a predictions file `write_predictions` would not write (a suffix
     other than .csv or .json: `photos/new.jpg` would be a CSV named like a photo), one inside an input
-    folder of `inputs`, or one that is an input or a file the command reads (`read`)."""
+    folder of `inputs`, one that is an input or a file the command reads (`read`), or an existing file
+    that is not a table classify wrote (another run's history.csv, a report's predictions.csv)."""
     path = Path(path)
     if path.suffix.lower() not in PREDICTION_SUFFIXES:
         given = f"'{path.suffix}'" if path.suffix else "none"
@@ -75,6 +90,9 @@ def check_predictions_out(path: str | Path, inputs: Sequence[str | Path] = (), r
     for item in inputs:
         refuse_output_inside(path, item, "the input folder", option, file=True)
     refuse_output_over_inputs(path, [*inputs, *read], option)
+    if os.path.lexists(path) and (not path.is_file() or not _written_here(path)):
+        raise UserError(f"{option} {path} exists and is not a table classify wrote; choose a new file name "
+                        f"(an existing file is replaced only when it holds classify's own results)")
     return path
 
 
@@ -87,7 +105,7 @@ def write_predictions(results: list[Prediction], path: str | Path) -> Path:
         return path
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["image", "rank", "class", "probability"])
+    w.writerow(_CSV_HEADER.split(","))
     for r in results:
         for rank, (name, prob) in enumerate(r.top, 1):
             w.writerow([spreadsheet_cell(r.image), rank, spreadsheet_cell(name), f"{prob:.6f}"])
