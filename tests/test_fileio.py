@@ -8,7 +8,7 @@ import os
 import pytest
 
 from deepvision.errors import UserError
-from deepvision.fileio import PendingFile, atomic_path, file_mode
+from deepvision.fileio import PendingFile, atomic_path, file_mode, require_own_folder
 
 
 def test_the_target_appears_whole_with_the_usual_permissions(tmp_path):
@@ -145,3 +145,23 @@ def test_output_subfolder_refuses_a_planted_link_below_out(tmp_path):
     with pytest.raises(UserError, match="file is a file where a folder goes"):
         output_subfolder(tmp_path / "o", "file")
     assert sorted(p.name for p in elsewhere.iterdir()) == ["c"]
+
+
+def test_an_output_folder_is_new_empty_or_the_commands_own(tmp_path):
+    require_own_folder(tmp_path / "new", "results.csv", "image,label", "cmd")
+    (tmp_path / "empty").mkdir()
+    require_own_folder(tmp_path / "empty", "results.csv", "image,label", "cmd")
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "results.csv").write_text("image,label\na.png,cat\n")
+    (own / "a.png").write_bytes(b"x")
+    require_own_folder(own, "results.csv", "image,label", "cmd")
+    (own / "results.csv").write_text("image,rank,class\n")  # another command's table of the same name
+    with pytest.raises(UserError, match=f"^--out {own} holds files that no earlier cmd wrote .it has no results.csv"):
+        require_own_folder(own, "results.csv", "image,label", "cmd")
+    os.mkfifo(own / "fifo.csv")
+    with pytest.raises(UserError, match="holds files that no earlier cmd wrote"):
+        require_own_folder(own, "fifo.csv", "image,label", "cmd")  # never opened for reading
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match=f"^--out {tmp_path / 'file'} is a file, not a folder"):
+        require_own_folder(tmp_path / "file", "results.csv", "image,label", "cmd")

@@ -140,6 +140,32 @@ def require_new_folder(path: str | Path, option: str = "--out") -> None:
                         f"what is there, so choose a new folder")
 
 
+def begins_with(path: str | Path, start: str) -> bool:
+    """Whether the regular file `path` begins with `start`, whitespace ignored: how a command knows a table
+    it wrote before (a CSV header, a JSON document's first key)."""
+    try:
+        with open_regular_file(path) as f:
+            head = "".join(f.read(256).decode("utf-8", "replace").split())
+    except OSError:
+        return False
+    return head.startswith("".join(start.split()))
+
+
+def require_own_folder(path: str | Path, marker: str, start: str, command: str, option: str = "--out") -> None:
+    """Refuse, before anything is written, an output folder that an earlier `command` did not write: it must
+    be new, empty, or hold that command's `marker` table (beginning with `start`), whose outputs are then
+    replaced name by name. In any other folder the outputs, named after the inputs, would replace the
+    user's files (a data set's photos by annotated copies) or mix with another command's report."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        return
+    if not path.is_dir():
+        raise UserError(f"{option} {not_a_folder(path, 'folder')}")
+    if any(path.iterdir()) and not begins_with(path / marker, start):
+        raise UserError(f"{option} {path} holds files that no earlier {command} wrote (it has no {marker} of "
+                        f"its own); its outputs would replace or mix with them, so choose a new or empty folder")
+
+
 def require_new_file(path: str | Path, option: str = "--out") -> None:
     """Refuse, before anything is written, an output file of a generator that already exists (or is a
     link): a fake data set never replaces a file, real data least of all."""

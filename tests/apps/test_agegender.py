@@ -240,6 +240,7 @@ def test_agegender_outputs_replace_planted_links_and_keep_same_stems_apart(runs,
     victim.write_text("precious\n")
     out = tmp_path / "out"
     (out / "face.png").mkdir(parents=True)
+    (out / "results.csv").write_text("image,face,x,y,w,h,eyes,age,age_probability,gender,gender_probability\n")
     (out / "face.png" / "input.png").symlink_to(victim)
     code, _, err = run_cli("agegender", age, gender, "--image", folder, "--out", out, "--headless",
                            "--detector", "haar")

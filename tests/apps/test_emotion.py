@@ -401,6 +401,7 @@ def test_emotion_frames_replace_a_planted_link_never_follow_it(astronaut_video, 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
     (tmp_path / "o" / "face").mkdir(parents=True)
+    (tmp_path / "o" / "results.csv").write_text("frame,faces,x,y,w,h,label\n")  # an earlier run's folder
     (tmp_path / "o" / "face" / "000000.png").symlink_to(victim)
     code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", tmp_path / "o",
                            "--max-frames", "1", "--detector", "haar")
@@ -417,13 +418,14 @@ def test_emotion_refuses_a_linked_sub_folder_in_out(astronaut_video, fer_run, tm
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "results.csv").write_text("frame,faces,x,y,w,h,label\n")  # an earlier run's folder
     (tmp_path / "o" / "probabilities").symlink_to(elsewhere)
     code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", tmp_path / "o",
                            "--max-frames", "1", "--detector", "haar")
     assert code == 2 and err.count("\n") == 1, err
     assert "probabilities is a link; deepvision never writes through a link inside an output folder" in err
     assert list(elsewhere.iterdir()) == []
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["probabilities"]  # face/ made, empty: removed
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["probabilities", "results.csv"]  # face/: removed
 
 
 def test_emotion_images_never_replace_the_photos_or_each_other(fer_run, tmp_path, run_cli):

@@ -143,6 +143,20 @@ def test_apply_out_cannot_be_the_input_folder(tmp_path):
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before
 
 
+def test_apply_out_is_new_empty_or_an_earlier_applys(tmp_path):
+    """Refused before the model loads: another command's report folder (its predictions.csv) and a data
+    set's class folder (photos named like the corrected copies) stay as they were."""
+    src = photos(tmp_path / "photos", count=2)
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "predictions.csv").write_text("image,label,predicted\n")
+    for out in (report, src.parent):
+        before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        with pytest.raises(UserError, match=f"^--out {out} holds files that no earlier orientation apply wrote"):
+            apply_orientation(tmp_path / "no-model-needed", [src], out)
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_dataset_out_inside_the_source_folder_is_refused(run_cli, tmp_path):
     """OUT inside SRC would put the rotated copies among the photos, read as upright by the next build from SRC:
     one line, nothing written, the photos unchanged."""

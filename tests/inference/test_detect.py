@@ -138,6 +138,18 @@ def test_outputs_never_overwrite_inputs_or_each_other(run, tmp_path):
     with pytest.raises(UserError, match="would overwrite the input .*a.jpg"):
         next(detect_images(detector, [tmp_path / "a.jpg"], tmp_path))  # the same rule for direct callers
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before and not (tmp_path / "out").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.fromarray(np.full((60, 80, 3), 90, np.uint8)).save(other / "a.jpg")
+    data = tmp_path / "data"  # a data set's image folder holding a photo of the same name
+    data.mkdir()
+    (data / "a.jpg").write_bytes(before["a.jpg"])
+    with pytest.raises(UserError, match=f"^--out {data} holds files that no earlier detect wrote"):
+        run_detect(run, [other / "a.jpg"], out=data)
+    assert (data / "a.jpg").read_bytes() == before["a.jpg"] and [p.name for p in data.iterdir()] == ["a.jpg"]
+    run_detect(run, [tmp_path / "a.jpg"], out=tmp_path / "again")
+    run_detect(run, [other / "a.jpg"], out=tmp_path / "again")  # its own folder: the copy is replaced
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["a.jpg", "detections.json"]
 
 
 def test_evaluate_writes_metrics_table_and_curves(run):

@@ -26,7 +26,7 @@ from deepvision.data.preprocess import open_image
 from deepvision.datasets.detection.readers import IMAGE_EXTENSIONS
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
-from deepvision.fileio import PendingFile, atomic_write_text, output_folder, write_image
+from deepvision.fileio import PendingFile, atomic_write_text, output_folder, require_own_folder, write_image
 from deepvision.inference.video import open_video
 from deepvision.models.detection import detection_family
 from deepvision.runs.loading import LoadedRun, load_run
@@ -298,6 +298,7 @@ def run_detect(run_dir: str | Path, sources: list[str | Path], *, min_confidence
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         _check_outputs(items, out_dir)
+        require_own_folder(out_dir, "detections.json", '{"run":', "detect")
     detector = Detector.from_run(load_run(run_dir, epoch, which, resolve_device(device)), min_confidence)
     with contextlib.ExitStack() as stack:
         if out_dir is not None:

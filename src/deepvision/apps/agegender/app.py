@@ -35,6 +35,7 @@ from deepvision.fileio import (
     output_folder,
     output_subfolder,
     refuse_output_folder_over_inputs,
+    require_own_folder,
     write_image,
 )
 from deepvision.inference.faces.align import align_face
@@ -107,6 +108,7 @@ class _Output:
     def __init__(self, out: Path | None) -> None:
         self.cv2, self.out = cv2_module(), out
         if out is not None:
+            require_own_folder(out, "results.csv", _HEADER, "agegender")
             try:
                 out.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -252,11 +254,13 @@ def _default_test_list(run_age: Any) -> Path:
     raise UserError("give the age test list with --list (written by `deepvision adience lists`)")
 
 
+_HEADER = "image,face,x,y,w,h,eyes,age,age_probability,gender,gender_probability"  # results.csv
+
+
 def _write_results(out: Path, faces: list[FaceResult]) -> dict[str, str]:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["image", "face", "x", "y", "w", "h", "eyes", "age", "age_probability", "gender",
-                "gender_probability"])
+    w.writerow(_HEADER.split(","))
     for f in faces:
         w.writerow([spreadsheet_cell(f.image), f.face, *f.box, f.eyes, spreadsheet_cell(f.age_label),
                     f"{f.age[f.age_label]:.4f}", spreadsheet_cell(f.gender_label), f"{f.gender[f.gender_label]:.4f}"])

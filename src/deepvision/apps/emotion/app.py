@@ -47,6 +47,7 @@ from deepvision.fileio import (
     output_subfolder,
     refuse_output_folder_over_inputs,
     refuse_output_over_inputs,
+    require_own_folder,
     write_image,
 )
 from deepvision.inference.faces.detect import FaceDetector, create_detector, cv2_module, largest_face, to_gray
@@ -358,6 +359,8 @@ def run_emotion(
     out_path = Path(out) if out is not None else None
     if out_path is not None and out_path.suffix and out_path.suffix.lower() not in VIDEO_SUFFIXES:
         raise UserError(f"--out {out_path}: give a folder or a video file ({', '.join(VIDEO_SUFFIXES)})")
+    if out_path is not None and not out_path.suffix:
+        require_own_folder(out_path, "results.csv", "frame,faces,x,y,w,h,label", "emotion")
     if out_path is not None and out_path.suffix and not out_path.exists():
         # STEM.csv and STEM.json are written beside a new video: files of that name that no earlier run
         # (its video) explains are the user's own
@@ -463,6 +466,7 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
         if out_path.suffix.lower() in VIDEO_SUFFIXES:
             raise UserError(f"--out {out_path}: with --image give a folder for the annotated images")
         refuse_output_folder_over_inputs(out_path, paths, [out_path / f"{n}.png" for n in names])
+        require_own_folder(out_path, "results.csv", "image,face,x,y,w,h,label", "emotion --image")
     with output_folder(out_path) if out_path is not None else contextlib.nullcontext():
         # a refusal (an unreadable image, a model answering NaN) leaves no empty folder it made
         summary = ImagesSummary()

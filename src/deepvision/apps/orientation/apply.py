@@ -23,7 +23,7 @@ from PIL import Image
 
 from deepvision.apps.orientation.dataset import ANGLES
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path, atomic_write_text, refuse_output_folder_over_inputs
+from deepvision.fileio import atomic_path, atomic_write_text, refuse_output_folder_over_inputs, require_own_folder
 from deepvision.safeload import spreadsheet_row
 
 
@@ -118,6 +118,9 @@ def predict_orientation(clf: Any, extractor: Any, paths: Sequence[Path], *, batc
     return out
 
 
+_HEADER = "image,angle,probability,corrected"  # predictions.csv
+
+
 def apply_orientation(
     model: str | Path,
     inputs: Sequence[str | Path],
@@ -143,6 +146,7 @@ def apply_orientation(
             paths = [paths[i] for i in sorted(rng.choice(len(paths), sample, replace=False))]
     out = Path(out)
     refuse_output_folder_over_inputs(out, paths, [out / "predictions.csv", out / "sheet.png"])
+    require_own_folder(out, "predictions.csv", _HEADER, "orientation apply")
     clf, extractor = load_orientation_model(model, device)
     results = predict_orientation(clf, extractor, paths, batch_size=batch_size, progress=progress)
     try:
@@ -171,7 +175,7 @@ def apply_orientation(
             pairs.append((small[0], small[1], r))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["image", "angle", "probability", "corrected"])
+    w.writerow(_HEADER.split(","))
     for r in results:
         w.writerow(spreadsheet_row([r.image, r.angle, f"{r.probability:.6f}", r.corrected]))
     atomic_write_text(out / "predictions.csv", buf.getvalue())
