@@ -108,3 +108,21 @@ def test_hdf5_labels_far_beyond_the_names_or_unnamed_are_one_line(tmp_path):
         f["labels"] = np.array([0, 10**12], np.int64)
     with pytest.raises(UserError, match=r"holds class 1000000000000 and the file has no 'label_names'"):
         HDF5Dataset(path, "features")
+
+
+def test_fifos_in_place_of_a_list_a_landmark_model_or_preprocess_json_are_named_once(tmp_path):
+    """A FIFO named like im2rec's list was reported as no list at all; one given as the landmark model was
+    "not found"; one in place of a run's preprocess.json was named three times in one line."""
+    from deepvision.datasets.im2rec import find_lists
+    from deepvision.inference.faces.landmarks import Dlib68Eyes
+
+    os.mkfifo(tmp_path / "p1.lst")
+    with pytest.raises(UserError, match=f"^list file {tmp_path / 'p1.lst'} is a FIFO, not a regular file$"):
+        find_lists(tmp_path / "p1")
+    with pytest.raises(UserError, match=f"^landmark model {tmp_path / 'p1.lst'} is a FIFO, not a regular file"):
+        Dlib68Eyes(tmp_path / "p1.lst")
+    os.mkfifo(tmp_path / "preprocess.json")
+    with pytest.raises(UserError) as info:
+        RunDir(tmp_path).read_preprocess()
+    assert str(info.value) == f"{tmp_path / 'preprocess.json'} is not a regular file (a FIFO); re-run training or " \
+                              f"restore it"

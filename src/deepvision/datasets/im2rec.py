@@ -48,7 +48,7 @@ from deepvision.data.records.pipeline import forking_cv2
 from deepvision.datasets.listing import DEFAULT_EXTS, list_images, make_list, unlistable
 from deepvision.datasets.records import RecordWriter, encode_image, frame_record
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, file_id
+from deepvision.fileio import atomic_write_text, file_id, input_file
 from deepvision.safeload import check_workers, max_image_side, plain_float, printable, record_index
 
 __all__ = ["DEFAULT_EXTS", "PackItem", "PackOptions", "PackResult", "ProgressReporter", "Terminated", "encode_item",
@@ -343,10 +343,9 @@ def find_lists(prefix: str | Path) -> tuple[Path, list[Path]]:
     if not os.path.isdir(working):
         raise UserError(f"folder not found: {working}")
     names = sorted(os.listdir(working))
-    lists = [Path(working, n) for n in names
-             if os.path.isfile(os.path.join(working, n)) and os.path.join(working, n).startswith(prefix)
-             and n.endswith(".lst")]
-    return Path(working), lists
+    named = [Path(working, n) for n in names if os.path.join(working, n).startswith(prefix) and n.endswith(".lst")]
+    # a FIFO or a broken link named like a list is refused by name, never skipped as if absent
+    return Path(working), [input_file(p, "list file") for p in named if not p.is_dir()]
 
 
 class Terminated(BaseException):

@@ -171,6 +171,7 @@ class RunDir:
         atomic_write_text(self.preprocess_path, json.dumps(pre.to_dict(), indent=2) + "\n")
 
     def read_preprocess(self) -> Preprocess:
+        self.regular(self.preprocess_path, "re-run training or restore it")  # a FIFO is named once, never opened
         try:
             return Preprocess.from_dict(read_json(self.preprocess_path, "preprocess.json"))
         except LimitError:

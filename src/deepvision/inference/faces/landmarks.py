@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from deepvision.errors import UserError
+from deepvision.fileio import input_file
 from deepvision.inference.faces.detect import Face, cascade_path, cv2_module, dlib_module, to_gray
 
 EYE_SOURCES = ("auto", "dlib68", "mtcnn", "cascade", "box")
@@ -47,9 +48,7 @@ class Dlib68Eyes:
     source = "dlib68"
 
     def __init__(self, predictor_path: str | Path) -> None:
-        path = Path(predictor_path)
-        if not path.is_file():
-            raise UserError(f"landmark model not found: {path} (dlib's shape_predictor_68_face_landmarks.dat)")
+        path = input_file(predictor_path, "landmark model", " (dlib's shape_predictor_68_face_landmarks.dat)")
         dlib = dlib_module()
         try:
             self.predictor = dlib.shape_predictor(str(path))
