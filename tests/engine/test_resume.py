@@ -127,3 +127,17 @@ def test_resuming_on_data_of_other_classes_is_refused_and_changes_nothing(full_r
         resume(copy, overrides=["train.epochs=5", "data.source=folder", f"data.root={tmp_path / 'f10'}",
                                 "data.train=.", "data.channels=1"])
     assert {name: (copy / name).read_bytes() for name in before} == before
+
+
+def test_resuming_with_other_preprocessing_is_refused_and_changes_nothing(full_run, tmp_path):
+    """`resume --set data.scale=0.5` rewrote preprocess.json: epoch 1's checkpoint then read its images at
+    half the scale it was trained with (rank-1 94% -> 62%, no word)."""
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run.run_dir, copy)
+    before = {name: (copy / name).read_bytes() for name in ("preprocess.json", "config.yaml", "run.json")}
+    with pytest.raises(UserError) as info:
+        resume(copy, epoch=2, overrides=["train.epochs=5", "data.scale=0.5"])
+    assert str(info.value).startswith("these settings change the run's preprocessing (scale 0.00392")
+    assert "-> 0.5); its checkpoints were trained with the run's" in str(info.value)
+    assert {name: (copy / name).read_bytes() for name in before} == before
+    resume(copy, epoch=2, overrides=["train.epochs=5", "optim.lr=0.001"])  # other settings change freely

@@ -141,6 +141,7 @@ def _resume_locked(run: RunDir, epoch: int | None, overrides: list[str] | None, 
     def make(dist: DistInfo, device: Any) -> Trainer:
         resolved = resolve_run(cfg, world=dist.world)
         _check_same_classes(run, resolved.data.classes)
+        _check_same_preprocessing(ckpt.get("preprocess"), resolved.pre.to_dict())
         return Trainer(resolved, run, dist=dist, device=device, resume=ckpt, manual_lr=manual_lr,
                        reset_optimizer=reset)
 
@@ -203,6 +204,23 @@ def _check_same_classes(run: RunDir, classes: list[str]) -> None:
         raise UserError(f"the data's classes ({shown}) are not the run's ({mine}, in labels.txt); resume on the "
                         f"data the run trained on (data naming no classes: --set data.options.labels=RUN/labels.txt), "
                         f"or start a new run from its weights (model.pretrained)")
+
+
+def _check_same_preprocessing(trained: Any, new: dict[str, Any]) -> None:
+    """Refuse resuming with other preprocessing (scale, mean/std, size, ...) than the checkpoint was trained
+    with: preprocess.json would be rewritten, and every earlier checkpoint then read its images another way."""
+    if not isinstance(trained, dict):
+        return
+    changed = [k for k in new if k in trained and _plain(trained[k]) != _plain(new[k])]
+    if changed:
+        shown = ", ".join(f"{k} {trained[k]} -> {new[k]}" for k in changed[:3])
+        raise UserError(f"these settings change the run's preprocessing ({shown}); its checkpoints were trained "
+                        f"with the run's, so resume without them, or start a new run from its weights "
+                        f"(model.pretrained)")
+
+
+def _plain(value: Any) -> Any:
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def _check_identity(run: RunDir, ckpt: dict[str, Any], path: Path) -> None:
