@@ -84,6 +84,9 @@ def test_bad_input_is_one_line(run_cli, tmp_path):
     assert parse_grid("C=0.01,10") == [0.01, 10.0] and len(parse_grid(None)) == 7
     code, _, err = run_cli("logreg", tmp_path / "f.h5", "--solver", "adam")
     assert code == 2 and "unknown solver" in err
+    code, _, err = run_cli("logreg", tmp_path / "f.h5", "--solver", "sag", "--max-iter", "3000000000")
+    assert code == 2 and err.count("\n") == 1  # scikit-learn's solvers overflowed a C int (a traceback)
+    assert "--max-iter must be a whole number from 1 to 10,000,000, got 3000000000" in err
     with pytest.raises(UserError, match="not a deepvision logistic-regression model"):
         np.savez(tmp_path / "other.npz", a=np.zeros(2))
         LinearModel.load(tmp_path / "other.npz")

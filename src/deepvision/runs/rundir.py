@@ -633,7 +633,7 @@ def _history_problem(rows: list[dict[str, Any]]) -> str | None:
             after = f" after epoch {previous}" if previous is not None else ""
             return f"line {i}: epoch {epoch}{after}; the epochs count up by one"
         if lr is not None and not (isinstance(lr, float) and math.isfinite(lr) and lr >= 0):
-            return f"line {i}: learning rate {lr} is not a finite number"
+            return f"line {i}: learning rate {lr} is not a finite number from 0"
         previous = epoch
     return None
 

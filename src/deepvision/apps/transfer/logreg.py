@@ -34,7 +34,7 @@ from deepvision.apps.transfer.linear_model import LinearModel
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, refuse_mixed_reports, refuse_output_over_inputs, same_file
 from deepvision.safeload import IMAGE_EXTS as IMAGE_SUFFIXES
-from deepvision.safeload import spreadsheet_row
+from deepvision.safeload import check_range, spreadsheet_row
 
 __all__ = ["LinearModel", "fit_logreg", "parse_grid", "read_features"]
 
@@ -61,6 +61,9 @@ def parse_grid(spec: str | Sequence[float] | None) -> list[float]:
     if not grid or any(not np.isfinite(c) or c <= 0 for c in grid):
         raise UserError(f"--grid needs one or more positive C values, got {spec!r}")
     return grid
+
+
+MAX_ITER = 10**7  # solver iterations; scikit-learn's solvers overflow a C int beyond 2^31 - 1
 
 
 def _estimator(solver: str, max_iter: int, seed: int):
@@ -186,8 +189,7 @@ def fit_logreg(
         raise UserError(f"--train-fraction must be between 0 and 1, got {train_fraction}")
     if cv < 2:
         raise UserError(f"--cv must be at least 2 folds, got {cv}")
-    if max_iter < 1:
-        raise UserError(f"--max-iter must be positive, got {max_iter}")
+    check_range("--max-iter", max_iter, 1, MAX_ITER)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or not (jobs == -1 or 1 <= jobs <= MAX_JOBS):
         raise UserError(f"--jobs must be a whole number from 1 to {MAX_JOBS:,}, or -1 for every core; got {jobs!r}")
     values = parse_grid(grid)
