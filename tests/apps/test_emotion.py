@@ -239,6 +239,13 @@ def test_emotion_bad_input(tmp_path, fer_run, run_cli):
     assert (code, out) == (2, "") and err.strip().endswith(f"{empty}: no frame could be decoded (a damaged video, "
                                                            "or a codec this OpenCV lacks); nothing was written")
     assert not (tmp_path / "o").exists()
+    Image = pytest.importorskip("PIL.Image")
+    Image.new("RGB", (64, 48)).save(tmp_path / "p.png")
+    for option in (["--max-frames", "-1"], ["--detect-every", "0"], ["--full-size-detection"]):
+        code, out, err = run_cli("emotion", fer_run, "--image", tmp_path / "p.png", *option)  # were ignored
+        assert (code, out) == (2, "") and f"{option[0]} applies to videos and the camera, not to --image" in err
+    code, _, err = run_cli("emotion", fer_run, "--image", tmp_path / "p.png", "--keras-model", "mini_xception")
+    assert code == 2 and "--keras-model names the architecture of a Keras file" in err
 
 
 def _near_frames(n: int) -> list[np.ndarray]:

@@ -55,6 +55,9 @@ def load_classifier(source: str | Path, *, keras_model: str | None = None, epoch
 
     dev = resolve_device(device)
     path = Path(source)
+    if keras_model not in (None, "auto") and path.suffix.lower() not in KERAS_SUFFIXES:
+        raise UserError(f"--keras-model names the architecture of a Keras file; {path} is not one (a run or a "
+                        f"checkpoint brings its own architecture), so leave --keras-model out")
     if path.is_dir():
         from deepvision.runs.loading import load_run
 

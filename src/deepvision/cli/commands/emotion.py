@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--full-size-detection", action="store_true",
                    help="every search in full (by default, after a large face, Haar first searches the frame at "
                         "half size and MTCNN first looks for faces of 0.7 of that size; docs/faces.md)")
-    p.add_argument("--detect-every", type=int, default=8, metavar="K",
+    p.add_argument("--detect-every", type=int, metavar="K",
                    help="MTCNN: search for faces every K-th frame (default 8); in between, its last "
                         "stage re-checks and moves the previous frame's faces, and a frame where none is left is "
                         "searched at once; 1: every frame (docs/faces.md)")
@@ -64,14 +64,15 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(note + "\n")
     if args.image:
         return run_images(args)
-    from deepvision.apps.emotion.app import run_emotion
+    from deepvision.apps.emotion.app import DETECT_EVERY, run_emotion
     from deepvision.cli.output import shown
 
     width = 300 if args.width is None else args.width  # 0 is refused, not taken as the default
     summary = run_emotion(args.model, video=args.video, camera=args.camera, headless=args.headless, out=args.out,
                           detector=args.detector, keras_model=args.keras_model, width=width,
                           max_frames=args.max_frames, device=args.device, threads=args.threads,
-                          fast_detection=not args.full_size_detection, detect_every=args.detect_every)
+                          fast_detection=not args.full_size_detection,
+                          detect_every=DETECT_EVERY if args.detect_every is None else args.detect_every)
     if summary.no_face:
         print(f"no face found in {summary.no_face} of {summary.frames} frames")
     for kind, path in summary.files.items():
@@ -86,8 +87,14 @@ def run_images(args: argparse.Namespace) -> int:
 
     from deepvision.apps.emotion.app import MAX_THREADS, run_emotion_images
     from deepvision.cli.output import shown
+    from deepvision.errors import UserError
     from deepvision.safeload import check_range
 
+    given = {"--max-frames": args.max_frames is not None, "--detect-every": args.detect_every is not None,
+             "--full-size-detection": args.full_size_detection}
+    unused = next((option for option, on in given.items() if on), None)
+    if unused is not None:  # taken and ignored without a word
+        raise UserError(f"{unused} applies to videos and the camera, not to --image; leave it out")
     if args.threads is not None:
         check_range("--threads", args.threads, 1, MAX_THREADS)
         torch.set_num_threads(args.threads)  # the CLI restores the count afterwards
