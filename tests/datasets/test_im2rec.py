@@ -347,3 +347,18 @@ def test_list_numbers_beyond_a_record_key_or_with_digit_separators_are_skipped(t
     (tmp_path / "u.lst").write_text("0\t1_0\ta.jpg\n")
     with pytest.raises(UserError, match=r"u\.lst:1: the index must .* got '0\\t1_0\\ta\.jpg'"):
         read_lst(tmp_path / "u.lst")
+
+
+@pytest.mark.parametrize("names, message", [
+    (("caf\u00e9", "cafe\u0301"), "is given twice (two Unicode spellings of one name)"),
+    (("dog", "dog\u200b"), "is empty or holds a control character"),
+])
+def test_list_refuses_class_folders_no_reader_would_take(tmp_path, run_cli, names, message):
+    """The folder names become PREFIX.labels.txt, which training refused: the lists were written for nothing."""
+    for name in names:
+        (tmp_path / "img" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "img" / name / "x.png")
+    code, out, err = run_cli("im2rec", "--list", "--recursive", tmp_path / "lst", tmp_path / "img")
+    assert (code, out) == (2, "") and err.count("\n") == 1 and message in err
+    assert f"the class folders under {tmp_path / 'img'}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img"]

@@ -17,6 +17,7 @@ from pathlib import Path
 from deepvision.data.lst import ListEntry, labels_file_for
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, output_folder
+from deepvision.safeload import check_class_names
 
 DEFAULT_EXTS = (".jpeg", ".jpg", ".png")
 
@@ -146,6 +147,8 @@ def make_list(
                         f"to at most 1")
     cat: dict[str, int] = {} if categories is None else categories
     image_list = list(list_images(root, recursive, exts, cat, loops, rejected))
+    if recursive and cat:  # the folder names become labels.txt, which every reader checks: refuse them now
+        check_class_names(sorted(cat, key=cat.get), f"the class folders under {root}")
     if shuffle:
         random.seed(100)  # im2rec.py's seed: the same folder gives the same list
         random.shuffle(image_list)
@@ -175,6 +178,5 @@ def make_list(
                 write(f"{prefix}{suffix}_val.lst", chunk[sep_test + sep :])
             write(f"{prefix}{suffix}_train.lst", chunk[sep_test : sep_test + sep])
     if recursive and cat:  # the class names, for training from these lists or their records
-        names = sorted(cat, key=cat.get)
-        atomic_write_text(labels_file_for(prefix), "".join(f"{name}\n" for name in names))
+        atomic_write_text(labels_file_for(prefix), "".join(f"{name}\n" for name in sorted(cat, key=cat.get)))
     return written
