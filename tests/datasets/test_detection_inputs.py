@@ -365,3 +365,13 @@ def test_an_image_named_by_two_records_is_refused(tmp_path):
     (sets / "test.txt").write_text("photo_2\n")
     report = build_from_files("voc", [root], tmp_path / "o3")
     assert report.counts["train"].images == 2 and report.counts["test"].images == 1
+
+
+def test_class_names_equal_under_unicode_normalisation_are_one_name_given_twice():
+    from deepvision.datasets.detection.checks import check_class_names
+    from deepvision.datasets.detection.schema import Annotations
+
+    with pytest.raises(UserError, match=r"^the annotations give the class name 'caf.*' twice \(two Unicode spellings "
+                                        r"of one name\); class names must be unique$"):
+        check_class_names(["cafe\u0301", "caf\u00e9"], Annotations({}, []))
+    check_class_names(["caf\u00e9", "cafe"], Annotations({}, []))

@@ -103,11 +103,14 @@ def check_records(records: list[ImageRecord], classes: list[str], fix: str | Non
 def check_class_names(classes: list[str], ann: Annotations) -> None:
     """Refuse empty class names, names with control characters (a newline splits classes.txt) and a name
     given twice (two class ids, one name: a detection could not say which)."""
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # NFC form -> the name as first given ('café' two ways prints alike)
     for name in classes:
-        if name in seen:
-            raise UserError(f"the annotations give the class name {name!r} twice; class names must be unique")
-        seen.add(name)
+        key = unicodedata.normalize("NFC", name)
+        if key in seen:
+            spelled = "" if seen[key] == name else " (two Unicode spellings of one name)"
+            raise UserError(f"the annotations give the class name {name!r} twice{spelled}; class names must be "
+                            f"unique")
+        seen[key] = name
     for name in classes:
         if name and not any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
             continue
