@@ -194,3 +194,24 @@ def test_parity_check_catches_a_changed_model():
     assert not bad.ok and "label 2" in bad.line()
     relabelled = [(ref[0][0], ref[0][1], np.array([1, 1]))]
     assert not compare_detections(ref, relabelled).ok
+
+
+def test_a_video_declaring_an_impossible_frame_rate_is_written_at_a_plain_one(run, tmp_path, capfd):
+    """An AVI header claiming 4e9 frames/s: the encoder refused to open, and OpenCV printed two lines of its
+    own before ours. The output is written at 25 frames/s instead."""
+    import struct
+
+    from deepvision.inference.detect import run_detect
+
+    writer = cv2.VideoWriter(str(tmp_path / "v.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(3):
+        writer.write(np.full((48, 64, 3), i * 40, np.uint8))
+    writer.release()
+    data = bytearray((tmp_path / "v.avi").read_bytes())
+    struct.pack_into("<II", data, data.find(b"strh") + 28, 1, 4_000_000_000)  # scale 1, rate 4e9
+    (tmp_path / "fast.avi").write_bytes(bytes(data))
+    _, videos = run_detect(run, [tmp_path / "fast.avi"], out=tmp_path / "out")
+    cap = cv2.VideoCapture(videos[0].output)
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3 and cap.get(cv2.CAP_PROP_FPS) == 25
+    cap.release()
+    assert "[ERROR" not in capfd.readouterr().err

@@ -27,7 +27,7 @@ from deepvision.datasets.detection.readers import IMAGE_EXTENSIONS
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
 from deepvision.fileio import PendingFile, atomic_write_text, output_folder, require_own_folder, write_image
-from deepvision.inference.video import open_video
+from deepvision.inference.video import frame_rate, open_video, quiet_native_output
 from deepvision.models.detection import detection_family
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.safeload import input_file
@@ -211,7 +211,7 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
     cv2 = _cv2()
     cap = open_video(cv2, path)
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    fps_in = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    fps_in = frame_rate(cap, cv2, 25.0)
     writer = None
     target = output_path(out, path, "video") if out is not None else None
     if out is not None:
@@ -234,8 +234,9 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
             frames += 1
             if target is not None:
                 if writer is None:
-                    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps_in,
-                                             (frame.shape[1], frame.shape[0]))
+                    with quiet_native_output(cv2):  # the encoder's own complaints: ours is the one line
+                        writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps_in,
+                                                 (frame.shape[1], frame.shape[0]))
                     if not writer.isOpened():
                         raise UserError(f"could not open {target} for writing")
                 writer.write(frame)

@@ -20,6 +20,13 @@ from deepvision.errors import UserError
 from deepvision.fileio import open_regular_file
 
 
+def frame_rate(capture: Any, cv2: Any, default: float = 30.0) -> float:
+    """The frame rate a video declares when it is plausible (1 to 240 frames/s), else `default`: an output
+    video written at a header's NaN or 4e9 frames/s cannot be opened by the encoder."""
+    fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+    return float(fps) if 1 <= fps <= 240 else default
+
+
 @contextlib.contextmanager
 def quiet_native_output(cv2: Any = None) -> Iterator[None]:
     """Standard error (file descriptor 2) to the null device for the block, and OpenCV's logger silent;

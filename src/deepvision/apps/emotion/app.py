@@ -53,7 +53,7 @@ from deepvision.fileio import (
 from deepvision.inference.faces.detect import FaceDetector, create_detector, cv2_module, largest_face, to_gray
 from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side
 from deepvision.inference.faces.track import DETECT_EVERY, FaceTracker
-from deepvision.inference.video import open_video
+from deepvision.inference.video import frame_rate, open_video
 from deepvision.models.memory_format import to_channels_last
 from deepvision.safeload import (
     check_image_side,
@@ -375,7 +375,7 @@ def run_emotion(
     recognizer = EmotionRecognizer(clf, create_detector(detector), width, fast_detection,
                                    detect_every=detect_every)
     cap = open_capture(video, camera)
-    fps_in = cap.get(cv2_module().CAP_PROP_FPS) or 0.0
+    fps_in = frame_rate(cap, cv2_module())
     stream = frames_from(cap, video is None, max_frames)
     first = next(stream, None)  # before any output exists: a video without a frame writes nothing
     if first is None:
@@ -385,7 +385,7 @@ def run_emotion(
     with contextlib.ExitStack() as made:
         if out_path is not None:  # a refusal from here on leaves no empty folder it made
             made.enter_context(output_folder(out_path.parent if out_path.suffix else out_path))
-        sink = _Sink(out_path, headless or out_path is not None, fps_in if 1 <= fps_in <= 240 else 30.0)
+        sink = _Sink(out_path, headless or out_path is not None, fps_in)
         results: list[FrameResult] = []
         started, ok = time.perf_counter(), False
         if threads is not None:
