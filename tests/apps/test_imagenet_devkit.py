@@ -152,3 +152,13 @@ def test_image_names_that_leave_their_folder_are_refused(tmp_path, run_cli, whic
     assert err.startswith(f"deepvision imagenet: error: {path}:1: '"), err
     assert ("is not a plain image name" if which == "val.txt" else "and a plain image name") in err
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before and not (tmp_path / "o").exists()
+
+
+def test_the_fake_generators_never_write_into_a_folder_holding_files(tmp_path, run_cli):
+    """`adience fake` and `imagenet fake` replaced a real folder's fold files or devkit lists when named as --out."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "fold_frontal_0_data.txt").write_text("user_id\toriginal_image\n")
+    for command in (["adience", "fake", "--faces", "20"], ["imagenet", "fake", "--classes", "2", "--per-class", "1"]):
+        code, out, err = run_cli(*command, "--out", tmp_path / "real")
+        assert (code, out) == (2, "") and "already exists and is not empty; a generator would overwrite" in err
+    assert [p.name for p in (tmp_path / "real").iterdir()] == ["fold_frontal_0_data.txt"]

@@ -25,7 +25,7 @@ from deepvision.data.lst import ListEntry
 from deepvision.data.splits import stratified_split
 from deepvision.datasets.listing import write_lst
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, output_folder, output_subfolder
+from deepvision.fileio import atomic_write_text, output_folder, output_subfolder, require_new_folder
 from deepvision.safeload import MAX_FAKE_IMAGES, MAX_FAKE_SIDE, check_range, is_control, printable, read_text_file
 
 AGE_BINS = ((0, 2), (4, 6), (8, 13), (15, 20), (25, 32), (38, 43), (48, 53), (60, math.inf))
@@ -193,6 +193,7 @@ def make_fake_adience(out: str | Path, faces: int = 80, seed: int = 0, size: int
         raise UserError("a fake Adience set needs at least 20 faces")
     check_range("--faces", faces, 20, MAX_FAKE_IMAGES)
     check_range("--size", size, 8, MAX_FAKE_SIDE)
+    require_new_folder(out)  # a generator never replaces files it did not make (a real Adience's fold files)
     rng = np.random.default_rng(seed)
     root = Path(out)
     folds: list[list[str]] = [[] for _ in range(5)]

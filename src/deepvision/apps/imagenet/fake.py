@@ -12,7 +12,7 @@ from PIL import Image
 
 from deepvision.apps.imagenet.devkit import DevkitPaths
 from deepvision.errors import UserError
-from deepvision.fileio import output_subfolder
+from deepvision.fileio import output_subfolder, require_new_folder
 from deepvision.safeload import MAX_FAKE_SIDE, check_fake_images
 
 
@@ -45,6 +45,7 @@ def make_fake_imagenet(out: str | Path, classes: int = 10, per_class: int = 20, 
     if not 8 <= min_side <= max_side <= MAX_FAKE_SIDE:
         raise UserError(f"--min-side and --max-side must satisfy 8 <= min <= max <= {MAX_FAKE_SIDE} pixels, "
                         f"got {min_side} and {max_side}")
+    require_new_folder(out)  # a generator never replaces files it did not make (a real devkit's lists)
     rng = np.random.default_rng(seed)
     paths = DevkitPaths(Path(out))
     wnids = sorted({f"n{v:08d}" for v in rng.choice(10**8, size=classes * 3, replace=False)})[:classes]
