@@ -375,3 +375,28 @@ def test_class_names_equal_under_unicode_normalisation_are_one_name_given_twice(
                                         r"of one name\); class names must be unique$"):
         check_class_names(["cafe\u0301", "caf\u00e9"], Annotations({}, []))
     check_class_names(["caf\u00e9", "cafe"], Annotations({}, []))
+
+
+def test_a_build_replaces_an_earlier_build_whole_and_no_other_folder(tmp_path, run_cli):
+    """A COCO build over a VOC build (train + test) left the VOC test.json beside the new index; a folder
+    of other files (a train.json of the user's) was written into."""
+    from deepvision.datasets.detection import make_fake
+
+    voc = make_fake(tmp_path / "voc", "voc", images=8, size=64, seed=0).out
+    coco = make_fake(tmp_path / "coco", "coco", images=6, size=64, seed=1).out
+    built = tmp_path / "built"
+    code, _, err = run_cli("detection", "build", "voc", voc, "--out", built)
+    assert code == 0 and (built / "test.json").is_file(), err
+    code, out, err = run_cli("detection", "build", "coco",
+                             f"train={coco / 'annotations' / 'instances_train2017.json'}",
+                             "--images", coco / "train2017", "--out", built)
+    assert code == 0, err
+    assert f"replaced the earlier build in {built}, its split(s) test removed" in out.replace("\n  ", " ")
+    assert json.loads((built / "dataset.json").read_text())["splits"] == ["train"]
+    assert not (built / "test.json").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "train.json").write_text('{"mine": 1}')
+    code, out, err = run_cli("detection", "build", "voc", voc, "--out", mine)
+    assert (code, out) == (2, "") and "holds files that no earlier detection build wrote" in err
+    assert [p.name for p in mine.iterdir()] == ["train.json"]

@@ -19,8 +19,8 @@ from deepvision.datasets.detection.checks import check_class_names, check_output
 from deepvision.datasets.detection.labelmap import label_map_text, read_class_list
 from deepvision.datasets.detection.schema import Annotations, ImageRecord
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, output_folder
-from deepvision.safeload import printable
+from deepvision.fileio import atomic_write_text, begins_with, output_folder
+from deepvision.safeload import printable, read_json
 
 FIXES = ("clip", "drop")
 
@@ -179,11 +179,27 @@ def build_dataset(
             c.difficult += sum(b.difficult for b in rec.boxes)
             c.per_class.update(b.label for b in rec.boxes)
         index[split] = entries
+    stale = [s for s in previous_splits(out) if s not in index]
+    if stale:  # an earlier build's split files would stay beside this build's, two data sets in one index
+        notes.append(f"replaced the earlier build in {out}, its split(s) {', '.join(stale)} removed")
     info = {"source_format": ann.source_format, "command": command, "notes": notes,
             "counts": {s: {"images": c.images, "boxes": c.boxes, "negatives": c.negatives,
                            "difficult": c.difficult} for s, c in counts.items()}}
     write_index(out, classes, image_root, index, info)
+    for split in stale:
+        (out / f"{split}.json").unlink(missing_ok=True)
     return BuildReport(out, classes, counts, notes)
+
+
+def previous_splits(out: Path) -> list[str]:
+    """The split names an earlier build in `out` lists (plain file names only: a name is a file to delete)."""
+    try:
+        old = read_json(out / "dataset.json", "dataset.json")
+    except (FileNotFoundError, UserError):
+        return []
+    named = old.get("splits") if isinstance(old, dict) else None
+    return [s for s in named if isinstance(s, str) and s and Path(s).name == s and not s.startswith(".")
+            and begins_with(out / f"{s}.json", f'{{"format":"{FORMAT}"')] if isinstance(named, list) else []
 
 
 def read_annotations(fmt: str, inputs: list[str], *, classes: list[str] | None = None,

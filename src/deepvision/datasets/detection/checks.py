@@ -21,11 +21,12 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
+from deepvision.data.detection.index import FORMAT
 from deepvision.data.imageio import image_size
 from deepvision.datasets.detection.readers.common import file_problem
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
-from deepvision.fileio import enclosing
+from deepvision.fileio import enclosing, require_own_folder
 
 TOLERANCE = 1.0  # px beyond the border that annotation tools produce by rounding; clipped silently
 OUTPUT_FILES = ("dataset.json", "label_map.pbtxt", "classes.txt")  # plus SPLIT.json per split
@@ -142,6 +143,8 @@ def check_output(out: Path, ann: Annotations, split_names: list[str], extra_inpu
     for path in outputs:
         if path.exists() and any(_same_file(path, Path(i)) for i in ann.inputs):
             raise UserError(f"--out {out}: the build would write over the input {path}; {hint}")
+    # another folder's files (a train.json of the user's) are never replaced; an earlier build is, whole
+    require_own_folder(out, "dataset.json", f'{{"format": "{FORMAT}"', "detection build")
 
 
 def _same_file(a: Path, b: Path) -> bool:
