@@ -1,7 +1,7 @@
 """Files in and out: writes that readers never see half done (`atomic_path`: a temporary file beside the
 target, then rename), regular-file reads that cannot hang on a FIFO, and torch files read safely.
 
-Why one module of ~450 lines: the architecture tests hold every rename and every torch.load to this file,
+Why one module of ~475 lines: the architecture tests hold every rename and every torch.load to this file,
 so the project's writes and its one unpickling site can be read in one place."""
 
 from __future__ import annotations
