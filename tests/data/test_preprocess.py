@@ -75,6 +75,15 @@ def test_a_map_of_pixels_to_inputs_that_would_overflow_is_refused(scale, mean, s
         Preprocess(channels=1, size=(8, 8), scale=scale, mean=mean, std=std)
 
 
+@pytest.mark.parametrize(("scale", "std"), [(1e-300, []), (1e-46, []), (1e-30, [1e20])])
+def test_a_map_that_collapses_every_pixel_to_one_input_is_refused(scale, std):
+    # scale 1e-300 underflowed float32: the demo trained on blank images at chance, predict answered alike
+    with pytest.raises(UserError, match=r"maps every pixel value 0\.\.255 to one float32 input \(every image would "
+                                        r"look blank\)$"):
+        Preprocess(channels=1, size=(8, 8), scale=scale, std=std)
+    Preprocess(channels=1, size=(8, 8), scale=1e-6)  # tiny, but pixel values still differ
+
+
 def test_the_usual_maps_are_kept():
     for scale, mean, std in ((1 / 255, [], []), (1.0, [123.7, 116.3, 103.5], [58.4, 57.1, 57.4]),
                              (1 / 255, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), (1 / 127.5, [1.0], [1.0])):

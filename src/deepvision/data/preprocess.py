@@ -86,6 +86,10 @@ class Preprocess:
             raise UserError(f"scale {self.scale:g}, mean {self.mean or 'none'} and std {self.std or 'none'} "
                             f"(data.scale, data.mean, data.std) map pixel values 0..255 beyond "
                             f"+-{MAX_INPUT_MAGNITUDE:g} (float32 inputs would overflow to inf/NaN)")
+        if bool((a * 255.0 + b == b).any()):  # scale 1e-300 underflows float32: every image one blank input
+            std = f" with std {self.std}" if self.std else ""
+            raise UserError(f"scale {self.scale:g}{std} (data.scale, data.std) maps every pixel value 0..255 to one "
+                            f"float32 input (every image would look blank)")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

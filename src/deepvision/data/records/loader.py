@@ -251,36 +251,14 @@ class RecordLoader(BatchLoader):
     """
 
     def __init__(
-        self,
-        dataset: RecordDataset | str | Path,
-        batch_size: int,
-        *,
-        size: int | tuple[int, int] = 224,
-        channels: int | None = None,
-        resize: int | None = None,
-        crop: bool = False,
-        training: bool = False,
-        augment: AugmentConfig | None = None,
-        shuffle: bool | None = None,
-        seed: int = 0,
-        rank: int | None = None,
-        world: int | None = None,
-        last_batch: str = "keep",
-        workers: int | None = None,
-        max_steps: int | None = None,
-        dtype: str = "uint8",
-        mean: Sequence[float] | float | None = None,
-        std: Sequence[float] | float | None = None,
-        scale: float = 1.0,
-        device: torch.device | str | None = None,
-        pin_memory: bool | None = None,
-        memory_format: str = "channels_last",
-        skip_corrupt: bool | None = None,
-        label_width: int = 1,
-        prefetch: int = 4,
-        decoder: str = "auto",
-        max_skipped_fraction: float | None = None,
-    ) -> None:
+        self, dataset: RecordDataset | str | Path, batch_size: int, *, size: int | tuple[int, int] = 224,
+        channels: int | None = None, resize: int | None = None, crop: bool = False, training: bool = False,
+        augment: AugmentConfig | None = None, shuffle: bool | None = None, seed: int = 0, rank: int | None = None,
+        world: int | None = None, last_batch: str = "keep", workers: int | None = None, max_steps: int | None = None,
+        dtype: str = "uint8", mean: Sequence[float] | float | None = None, std: Sequence[float] | float | None = None,
+        scale: float = 1.0, device: torch.device | str | None = None, pin_memory: bool | None = None,
+        memory_format: str = "channels_last", skip_corrupt: bool | None = None, label_width: int = 1,
+        prefetch: int = 4, decoder: str = "auto", max_skipped_fraction: float | None = None) -> None:
         if not isinstance(dataset, RecordDataset):
             dataset = RecordDataset(dataset, channels=channels or 3)
         if batch_size <= 0:
