@@ -78,7 +78,8 @@ def test_model_npz_values_are_validated(tmp_path):
     assert LinearModel.load(_model(tmp_path)).predict(np.ones((2, 3))).tolist() == [1, 1]
     cases = [
         ({"coef": np.full((1, 3), np.nan)}, "coef must hold finite numbers"),
-        ({"classes": np.array([0, 5])}, "classes must be 2 or more label indices below 2"),
+        ({"classes": np.array([0, 5])}, "classes must be 2 or more distinct label indices below 2"),
+        ({"classes": np.array([0, 0])}, "classes must be 2 or more distinct label indices below 2"),  # one unreachable
         ({"label_names": np.array(["0", "18\n0"])}, "holds control characters"),
         ({"info": np.array("[" * 500 + "]" * 500)}, "JSON nested deeper than 100 levels"),
         ({"intercept": np.zeros(4)}, r"do not fit together"),

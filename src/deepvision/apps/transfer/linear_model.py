@@ -109,8 +109,10 @@ class LinearModel:
             raise UserError(f"{source}: coef {self.coef.shape} and intercept {self.intercept.shape} do not fit "
                             f"together")
         if self.classes.ndim != 1 or self.classes.dtype.kind not in "iu" or len(self.classes) < 2 \
-                or self.classes.min() < 0 or self.classes.max() >= len(self.label_names):
-            raise UserError(f"{source}: classes must be 2 or more label indices below {len(self.label_names)}")
+                or self.classes.min() < 0 or self.classes.max() >= len(self.label_names) \
+                or len(np.unique(self.classes)) != len(self.classes):  # a repeated one leaves a label unreachable
+            raise UserError(f"{source}: classes must be 2 or more distinct label indices below "
+                            f"{len(self.label_names)}")
         if self.coef.shape[0] not in (1, len(self.classes)) or (self.coef.shape[0] == 1) != (len(self.classes) == 2):
             raise UserError(f"{source}: {self.coef.shape[0]} rows of coefficients for {len(self.classes)} classes")
         for name, a in (("mean", self.mean), ("scale", self.scale)):
