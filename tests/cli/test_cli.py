@@ -481,3 +481,15 @@ def test_other_runtime_errors_still_surface(run_cli, cfg_file, tmp_path, monkeyp
     monkeypatch.setattr(Trainer, "train_epoch", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         run_cli("train", cfg_file(), "--out", tmp_path / "runs", "--name", "bug")
+
+
+def test_an_option_given_twice_is_refused(run_cli, tmp_path, capsys):
+    """argparse kept the last value: `emotion --image a --image b` looked at b alone, without a word."""
+    with pytest.raises(SystemExit) as exc:
+        run_cli("emotion", tmp_path, "--image", "a.png", "--image", "b.png")
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == ("deepvision emotion: error: argument --image: given twice ('a.png', then "
+                                       "'b.png'); give it once (see deepvision emotion --help)\n")
+    with pytest.raises(SystemExit):
+        run_cli("models", "show", "lenet", "--set", "a=1", "--set", "b=2", "--input", "1x28x28", "--input", "1x32x32")
+    assert "argument --input: given twice ('1x28x28', then '1x32x32')" in capsys.readouterr().err  # not --set

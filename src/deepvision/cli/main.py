@@ -70,9 +70,27 @@ def fit_lines(text: str, width: int = HELP_WIDTH) -> str:
     return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 
+class _StoreOnce(argparse._StoreAction):
+    """argparse's `store`, refusing an option given twice: the last value won, so `--image a.jpg --image
+    b.jpg` looked at b.jpg alone without a word."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if option_string is not None and getattr(self, "_given_in", None) is namespace:
+            shown = ", then ".join(repr(str(v)) for v in (getattr(namespace, self.dest), values))
+            raise argparse.ArgumentError(self, f"given twice ({shown}); give it once")
+        self._given_in = namespace
+        super().__call__(parser, namespace, values, option_string)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error message (and exit code 2), a did-you-mean for mistyped commands
-    and choices, and help that fits 80 columns."""
+    and choices, an option given twice refused, and help that fits 80 columns."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
