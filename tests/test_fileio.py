@@ -165,3 +165,30 @@ def test_an_output_folder_is_new_empty_or_the_commands_own(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match=f"^--out {tmp_path / 'file'} is a file, not a folder"):
         require_own_folder(tmp_path / "file", "results.csv", "image,label", "cmd")
+
+
+def test_only_a_figure_deepvision_drew_is_replaced_and_reports_stay_out_of_image_folders(tmp_path, run_cli):
+    """`models show --diagram photo.png`, `runs compare --out photo.png` and `mean --out coco.json` replaced a
+    data set's photo or annotation file; evaluate's figures joined another data set's class folder."""
+    from PIL import Image
+
+    from deepvision.fileio import drawn_by_matplotlib, refuse_folder_of_images, refuse_replacing
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(photos / "p.png")
+    before = (photos / "p.png").read_bytes()
+    code, _, err = run_cli("models", "show", "lenet", "--diagram", photos / "p.png")
+    assert code == 2 and f"--diagram {photos / 'p.png'} exists and is not a figure deepvision drew" in err
+    assert (photos / "p.png").read_bytes() == before
+    for suffix in (".png", ".svg", ".pdf", ".jpg"):
+        path = tmp_path / f"lenet{suffix}"
+        for _ in range(2):  # its own figure: drawn again
+            code, _, err = run_cli("models", "show", "lenet", "--diagram", path)
+            assert code == 0 and drawn_by_matplotlib(path), err
+    (tmp_path / "coco.json").write_text('{"images": []}')
+    with pytest.raises(UserError, match="coco.json exists and is not a mean file; choose a new file name"):
+        refuse_replacing(tmp_path / "coco.json", lambda p: False, "a mean file")
+    with pytest.raises(UserError, match=r"holds images \(p.png, ...\); the report's figures would join them"):
+        refuse_folder_of_images(photos, ["confusion_matrix.png"])
+    refuse_folder_of_images(tmp_path / "lenet-report", ["confusion_matrix.png"])  # new folder

@@ -13,7 +13,7 @@ import io
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
@@ -149,6 +149,47 @@ def begins_with(path: str | Path, start: str) -> bool:
     except OSError:
         return False
     return head.startswith("".join(start.split()))
+
+
+def figure_options(path: str | Path) -> dict[str, Any]:
+    """Extra `savefig` arguments: a JPEG carries a comment naming matplotlib (PNG, SVG and PDF name it
+    themselves), so `drawn_by_matplotlib` knows the figure when a later run would replace it."""
+    return {"pil_kwargs": {"comment": b"Matplotlib figure"}} if Path(path).suffix.lower() in (".jpg", ".jpeg") else {}
+
+
+def refuse_folder_of_images(out_dir: str | Path, own: Iterable[str], option: str = "--out") -> None:
+    """Refuse a report folder holding images other than the report's own PNGs (`own`): a data set's class
+    folder, whose next build or training would read the report's figures as images of that class."""
+    from deepvision.safeload import IMAGE_EXTS
+
+    out_dir, own = Path(out_dir), set(own)
+    held = sorted(p.name for p in out_dir.glob("*") if p.suffix.lower() in IMAGE_EXTS and p.name not in own) \
+        if out_dir.is_dir() else []
+    if held:
+        raise UserError(f"{option} {out_dir} holds images ({held[0]}, ...); the report's figures would join them as "
+                        f"data: choose another folder")
+
+
+def drawn_by_matplotlib(path: str | Path) -> bool:
+    """Whether an image file names matplotlib in its first or last 4 kB (PNG's Software text, SVG's comment,
+    PDF's Creator): a figure a plotting command drew, which the next run may replace."""
+    try:
+        with open_regular_file(path) as f:
+            head = f.read(4096)
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+            tail = f.read(4096)
+    except OSError:
+        return False
+    return b"atplotlib" in head or b"atplotlib" in tail
+
+
+def refuse_replacing(path: str | Path, ours: Callable[[Path], bool], what: str, option: str = "--out") -> None:
+    """Refuse, before any work, an output file that exists and is not `what` (`ours(path)` False): a file
+    named by mistake (a data set's photo, an annotation file) would be replaced by this command's output."""
+    path = Path(path)
+    if os.path.lexists(path) and not (path.is_file() and ours(path)):
+        raise UserError(f"{option} {path} exists and is not {what}; choose a new file name (only {what} is "
+                        f"replaced)")
 
 
 def require_own_folder(path: str | Path, marker: str, start: str, command: str, option: str = "--out") -> None:

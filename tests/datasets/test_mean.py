@@ -60,6 +60,12 @@ def test_cli_prints_or_writes_the_mean_file(solid_list, run_cli, tmp_path):
     code, out, _ = run_cli("mean", lst, "--root", root, "--out", tmp_path / "mean.json", "--num-thread", "1")
     assert code == 0 and read_mean_json(tmp_path / "mean.json") == pytest.approx(expected())
     assert set(json.loads((tmp_path / "mean.json").read_text())) == {"R", "G", "B"}
+    code, out, _ = run_cli("mean", lst, "--root", root, "--out", tmp_path / "mean.json", "--num-thread", "1")
+    assert code == 0  # its own mean file: replaced
+    (tmp_path / "instances.json").write_text('{"images": []}')  # an annotation file named by mistake
+    code, _, err = run_cli("mean", lst, "--root", root, "--out", tmp_path / "instances.json")
+    assert code == 2 and "instances.json exists and is not a mean file" in err
+    assert (tmp_path / "instances.json").read_text() == '{"images": []}'
     write_mean_json(tmp_path / "m2.json", {"R": 1, "G": 2, "B": 3})
     assert read_mean_json(tmp_path / "m2.json") == {"R": 1.0, "G": 2.0, "B": 3.0}
     code, _, err = run_cli("mean", tmp_path / "missing.lst")

@@ -91,6 +91,17 @@ def test_evaluate_out_inside_the_data_folder_is_refused(tmp_path, run_cli):
     assert sorted(p.relative_to(data).as_posix() for p in data.rglob("*")) == ["0", "0/a.png"]
 
 
+def test_evaluate_out_in_another_data_sets_class_folder_is_refused(digits_run, tmp_path, run_cli):
+    """confusion_matrix.png joined the class folder of a data set the run never read (the next build took it
+    for a photo)."""
+    other = tmp_path / "other" / "180"
+    other.mkdir(parents=True)
+    (other / "image_00000.png").write_bytes(b"a photo")
+    code, _, err = run_cli("evaluate", digits_run, "--out", other)
+    assert code == 2 and err.count("\n") == 1 and "holds images (image_00000.png, ...)" in err
+    assert [p.name for p in other.iterdir()] == ["image_00000.png"]
+
+
 def test_evaluate_out_over_the_images_of_a_list_is_refused(digits_run, tmp_path, run_cli):
     """Images a .lst names like report files (report.csv, metrics.json) are never replaced by the report:
     --out at their folder, or whose report file is one of them (a hard link), is one line, nothing written."""
@@ -195,5 +206,5 @@ def test_evaluate_and_logreg_never_write_into_each_others_report(digits_run, tmp
     (tmp_path / "class_a").mkdir()
     (tmp_path / "class_a" / "0.png").write_bytes(b"an image of the data")
     code, _, err = run_cli("logreg", features, "--out", tmp_path / "class_a")
-    assert code == 2 and "holds images (0.png, ...); the report's PNG would join them as data" in err
+    assert code == 2 and "holds images (0.png, ...); the report's figures would join them as data" in err
     assert [p.name for p in (tmp_path / "class_a").iterdir()] == ["0.png"]

@@ -26,7 +26,7 @@ from deepvision.data.records.pipeline import forking_cv2
 from deepvision.data.records.record_file import RecordFile
 from deepvision.data.records.recordio import RecordError
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, refuse_output_over_inputs
+from deepvision.fileio import atomic_write_text, begins_with, refuse_output_over_inputs, refuse_replacing
 from deepvision.safeload import check_workers, input_file
 
 
@@ -104,6 +104,7 @@ def compute_mean(
     if source.suffix == ".rec" or source.suffix == ".idx":
         if out is not None:
             refuse_output_over_inputs(out, [source.with_suffix(".rec"), source.with_suffix(".idx"), *companions])
+            refuse_replacing(out, lambda p: begins_with(p, '{"R":'), "a mean file")
         rf = RecordFile.open(source.with_suffix(".rec"))
         n = len(rf)
         step = max(1, min(256, n // (workers * 4) or 1))
@@ -126,6 +127,7 @@ def compute_mean(
         paths = [os.path.join(base, it.path) for it in items]
         if out is not None:
             refuse_output_over_inputs(out, [source, *paths, *companions])
+            refuse_replacing(out, lambda p: begins_with(p, '{"R":'), "a mean file")
         _check_base(source, base, root, paths)
         chunk = max(1, min(32, len(paths) // (workers * 8) or 1))
         with _pool(ctx, min(workers, max(1, len(paths))), None) as pool:

@@ -41,6 +41,7 @@ from deepvision.evaluation.plots import plot_binary, plot_confusion
 from deepvision.evaluation.tencrop import TenCropTransform, ten_crop
 from deepvision.fileio import (
     atomic_write_text,
+    refuse_folder_of_images,
     refuse_mixed_reports,
     refuse_output_folder_over_inputs,
     refuse_output_inside,
@@ -165,8 +166,9 @@ def evaluate_run(
             refuse_output_inside(out, data, "the data folder")
     run = RunDir.open(run_dir)
     run_cfg = run.read_config()
-    if out is not None:  # the report's PNGs would become images of the run's own data
+    if out is not None:  # the report's PNGs would become images of the run's own data, or of any other
         refuse_output_in_data(run_cfg, out)
+        refuse_folder_of_images(out, ["confusion_matrix.png", "roc_pr.png", "pr_curves.png"])
     if run_cfg.task == "detection":  # mAP, per-class AP, PR curves
         from deepvision.evaluation.detection import evaluate_detection_run
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path
+from deepvision.fileio import atomic_path, drawn_by_matplotlib, figure_options, refuse_replacing
 from deepvision.models.summary import LayerRow, ModelSummary, format_macs, format_shape, summarize
 
 FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
@@ -105,6 +105,7 @@ def check_diagram_path(path: str | Path) -> Path:
         raise UserError(f"cannot write a diagram as '{path.suffix or path.name}'; use one of {', '.join(FORMATS)}")
     if not path.parent.is_dir():
         raise UserError(f"folder {path.parent} does not exist")
+    refuse_replacing(path, drawn_by_matplotlib, "a figure deepvision drew", "--diagram")
     return path
 
 
@@ -167,7 +168,7 @@ def write_diagram(model: nn.Module, input_shape: Sequence[int], path: str | Path
                         arrowprops={"arrowstyle": "->", "color": "0.4", "linewidth": 0.8})
     try:  # temporary file + rename: a link at `path` is replaced, never followed; a failed draw keeps the old file
         with atomic_path(path, Path(path).suffix or ".png") as tmp:
-            fig.savefig(tmp, dpi=110, format=(Path(path).suffix or ".png")[1:])
+            fig.savefig(tmp, dpi=110, format=(Path(path).suffix or ".png")[1:], **figure_options(path))
     finally:
         plt.close(fig)
     return path

@@ -22,7 +22,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path
+from deepvision.fileio import atomic_path, figure_options
 from deepvision.runs.history import lr_steps
 from deepvision.runs.rundir import RunDir
 
@@ -103,7 +103,7 @@ def save_figure(fig, path: Path) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path, path.suffix or ".png") as tmp:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight", format=(path.suffix or ".png")[1:])
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format=(path.suffix or ".png")[1:], **figure_options(path))
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:

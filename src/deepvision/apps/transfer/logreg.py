@@ -32,8 +32,13 @@ import numpy as np
 
 from deepvision.apps.transfer.linear_model import LinearModel
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, refuse_mixed_reports, refuse_output_over_inputs, same_file
-from deepvision.safeload import IMAGE_EXTS as IMAGE_SUFFIXES
+from deepvision.fileio import (
+    atomic_write_text,
+    refuse_folder_of_images,
+    refuse_mixed_reports,
+    refuse_output_over_inputs,
+    same_file,
+)
 from deepvision.safeload import check_range, spreadsheet_row
 
 __all__ = ["LinearModel", "fit_logreg", "parse_grid", "read_features"]
@@ -198,11 +203,7 @@ def fit_logreg(
     if out_dir.exists() and not out_dir.is_dir():  # said before the grid search, not after it
         raise UserError(f"--out {out_dir} is a file; give a folder for the model and its report")
     refuse_mixed_reports(out_dir, ("predictions.csv", "roc_pr.json"), "an evaluate report")
-    held = sorted(p.name for p in out_dir.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-                  and p.name != "confusion_matrix.png") if out_dir.is_dir() else []
-    if held:  # a data folder: confusion_matrix.png would be read as one of its images
-        raise UserError(f"--out {out_dir} holds images ({held[0]}, ...); the report's PNG would join them as data: "
-                        f"choose another folder")
+    refuse_folder_of_images(out_dir, ["confusion_matrix.png"])
     files = {"model": out_dir / "model.npz", "metrics": out_dir / "metrics.json", "report": out_dir / "report.csv",
              "report_txt": out_dir / "report.txt", "confusion_csv": out_dir / "confusion_matrix.csv",
              "confusion_png": out_dir / "confusion_matrix.png", "cv_results": out_dir / "cv_results.csv"}
