@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
+from deepvision.errors import UserError
 from deepvision.models import create_model
 from deepvision.models.diagram import branch_note, branches, diagram_summary, write_diagram
 
@@ -62,8 +63,15 @@ def test_diagram_replaces_a_link_at_its_name_never_follows_it(tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
     (tmp_path / "d.png").symlink_to(victim)
-    write_diagram(meta("lenet"), (1, 28, 28), tmp_path / "d.png", "lenet")
+    with pytest.raises(UserError, match="d.png exists and is not a figure deepvision drew"):
+        write_diagram(meta("lenet"), (1, 28, 28), tmp_path / "d.png", "lenet")
     assert victim.read_text() == "precious\n"
-    assert not (tmp_path / "d.png").is_symlink()
+    earlier = tmp_path / "earlier.png"  # a link to a figure drawn before: the link is replaced, the figure kept
+    write_diagram(meta("lenet"), (1, 28, 28), earlier, "lenet")
+    drawn = earlier.read_bytes()
+    (tmp_path / "d.png").unlink()
+    (tmp_path / "d.png").symlink_to(earlier)
+    write_diagram(meta("lenet"), (1, 28, 28), tmp_path / "d.png", "lenet")
+    assert earlier.read_bytes() == drawn and not (tmp_path / "d.png").is_symlink()
     assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.png", "victim.txt"]  # no temporary file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.png", "earlier.png", "victim.txt"]  # no temporary
