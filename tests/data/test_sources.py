@@ -88,6 +88,8 @@ def test_a_data_option_the_source_does_not_read_is_refused(tmp_path, run_cli):
     # a misspelt key was ignored: `sampels: 10` trained on the default 1,024 samples
     with pytest.raises(UserError) as info:
         build_config({"data": {"source": "synthetic", "options": {"sampels": 10}}})
+    assert str(info.value) == ("data.options.sampels is not an option of the synthetic source (did you mean: samples, "
+                               "channels?); valid: samples, classes, size, channels, seed")
     cfg = build_config({"data": {"source": "folder", "root": str(tmp_path)}})
     cfg.data.options = {"labels": "labels.txt"}  # a DataConfig built directly is checked when the data loads
     with pytest.raises(UserError, match="^data.options.labels is not an option of the folder source; valid: none$"):
