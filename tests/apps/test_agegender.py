@@ -226,6 +226,14 @@ def test_agegender_bad_input(runs, tmp_path, run_cli):
                            "--headless")
     assert code == 2 and err.count("\n") == 1 and "holds the input" in err
     assert (tmp_path / "o3" / "input" / "input.png").read_bytes() == before
+    os.mkfifo(tmp_path / "face.fifo")
+    code, _, err = run_cli("agegender", age, gender, "--image", tmp_path / "face.fifo")
+    assert code == 2 and f"image {tmp_path / 'face.fifo'} is a FIFO, not a regular file" in err  # not "not found"
+    for option, mode in ((["--seed", "3"], "--sample-size"), (["--list", "x.lst"], "--sample-size")):
+        code, _, err = run_cli("agegender", age, gender, "--image", tmp_path / "photos" / "a.png", *option)
+        assert code == 2 and f"{option[0]} applies to {mode} only; leave it out" in err  # was ignored
+    code, _, err = run_cli("agegender", age, gender, "--sample-size", "2", "--eyes", "box")
+    assert code == 2 and "--eyes applies to --image only" in err
 
 
 def test_agegender_outputs_replace_planted_links_and_keep_same_stems_apart(runs, tmp_path, run_cli):

@@ -352,6 +352,7 @@ def test_list_numbers_beyond_a_record_key_or_with_digit_separators_are_skipped(t
 @pytest.mark.parametrize("names, message", [
     (("caf\u00e9", "cafe\u0301"), "is given twice (two Unicode spellings of one name)"),
     (("dog", "dog\u200b"), "is empty or holds a control character"),
+    (("dog", " dog"), "class name 'dog' is given twice"),  # the readers strip the names of labels.txt
 ])
 def test_list_refuses_class_folders_no_reader_would_take(tmp_path, run_cli, names, message):
     """The folder names become PREFIX.labels.txt, which training refused: the lists were written for nothing."""

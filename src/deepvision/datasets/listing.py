@@ -148,7 +148,8 @@ def make_list(
     cat: dict[str, int] = {} if categories is None else categories
     image_list = list(list_images(root, recursive, exts, cat, loops, rejected))
     if recursive and cat:  # the folder names become labels.txt, which every reader checks: refuse them now
-        check_class_names(sorted(cat, key=cat.get), f"the class folders under {root}")
+        # as the readers take them: stripped (" dog" and "dog" are one name there)
+        check_class_names([name.strip() for name in sorted(cat, key=cat.get)], f"the class folders under {root}")
     if shuffle:
         random.seed(100)  # im2rec.py's seed: the same folder gives the same list
         random.shuffle(image_list)

@@ -211,7 +211,7 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
     cv2 = _cv2()
     cap = open_video(cv2, path)
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    fps_in = frame_rate(cap, cv2, 25.0)
+    fps_in = frame_rate(cap, cv2)
     writer = None
     target = output_path(out, path, "video") if out is not None else None
     if out is not None:

@@ -19,12 +19,15 @@ from typing import Any
 from deepvision.errors import UserError
 from deepvision.fileio import open_regular_file
 
+DEFAULT_FPS = 30.0  # output videos of a source declaring no usable frame rate (a camera, a damaged header)
 
-def frame_rate(capture: Any, cv2: Any, default: float = 30.0) -> float:
-    """The frame rate a video declares when it is plausible (1 to 240 frames/s), else `default`: an output
-    video written at a header's NaN or 4e9 frames/s cannot be opened by the encoder."""
-    fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
-    return float(fps) if 1 <= fps <= 240 else default
+
+def frame_rate(capture: Any, cv2: Any) -> float:
+    """The frame rate a video declares when it is usable (above 0, at most 1,000 frames/s: a 0.5 frames/s
+    time-lapse keeps its rate), else DEFAULT_FPS: the encoder cannot open an output at a header's NaN, 0 or
+    4e9 frames/s."""
+    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+    return fps if 0 < fps <= 1000 else DEFAULT_FPS
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ from deepvision.fileio import (
     atomic_write_text,
     distinct_stems,
     enclosing,
+    input_file,
     output_folder,
     output_subfolder,
     refuse_output_folder_over_inputs,
@@ -97,9 +98,7 @@ def list_images(image: str | Path) -> list[Path]:
         if not found:
             raise UserError(f"no image ({', '.join(IMAGE_EXTS)}) in {path}")
         return found
-    if not path.is_file():
-        raise UserError(f"image not found: {path}")
-    return [path]
+    return [input_file(path, "image")]  # a FIFO or a device is named as such, never opened
 
 
 class _Output:

@@ -52,6 +52,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.headless and not args.out:
         raise UserError("--headless needs --out DIR")
+    mode_options = ({"--list": args.test_list, "--root": args.root, "--seed": args.seed} if args.image else
+                    {"--landmarks": args.landmarks, "--detector": args.detector != "auto" or None,
+                     "--eyes": args.eyes != "auto" or None})
+    unused = next((option for option, value in mode_options.items() if value is not None), None)
+    if unused is not None:  # taken and ignored without a word
+        raise UserError(f"{unused} applies to {'--sample-size' if args.image else '--image'} only; leave it out")
     if args.image:
         report = predict_agegender(args.run_age, args.run_gender, args.image, out=args.out, detector=args.detector,
                                    landmarks=args.landmarks, eyes=args.eyes, device=args.device)
