@@ -157,14 +157,19 @@ def figure_options(path: str | Path) -> dict[str, Any]:
     return {"pil_kwargs": {"comment": b"Matplotlib figure"}} if Path(path).suffix.lower() in (".jpg", ".jpeg") else {}
 
 
+def images_in(folder: str | Path, own: Iterable[str] = ()) -> list[str]:
+    """The names of the image files directly in `folder` (sorted), but those named in `own`."""
+    from deepvision.safeload import IMAGE_EXTS
+
+    folder, own = Path(folder), set(own)
+    return sorted(p.name for p in folder.glob("*") if p.suffix.lower() in IMAGE_EXTS and p.name not in own) \
+        if folder.is_dir() else []
+
+
 def refuse_folder_of_images(out_dir: str | Path, own: Iterable[str], option: str = "--out") -> None:
     """Refuse a report folder holding images other than the report's own PNGs (`own`): a data set's class
     folder, whose next build or training would read the report's figures as images of that class."""
-    from deepvision.safeload import IMAGE_EXTS
-
-    out_dir, own = Path(out_dir), set(own)
-    held = sorted(p.name for p in out_dir.glob("*") if p.suffix.lower() in IMAGE_EXTS and p.name not in own) \
-        if out_dir.is_dir() else []
+    held = images_in(out_dir, own)
     if held:
         raise UserError(f"{option} {out_dir} holds images ({held[0]}, ...); the report's figures would join them as "
                         f"data: choose another folder")
@@ -198,11 +203,11 @@ def require_own_folder(path: str | Path, marker: str, start: str, command: str, 
     replaced name by name. In any other folder the outputs, named after the inputs, would replace the
     user's files (a data set's photos by annotated copies) or mix with another command's report."""
     path = Path(path)
-    if not os.path.lexists(path):
+    if not os.path.lexists(path) or path.is_dir() and not any(path.iterdir()):
         return
     if not path.is_dir():
         raise UserError(f"{option} {not_a_folder(path, 'folder')}")
-    if any(path.iterdir()) and not begins_with(path / marker, start):
+    if not begins_with(path / marker, start):
         raise UserError(f"{option} {path} holds files that no earlier {command} wrote (it has no {marker} of "
                         f"its own); its outputs would replace or mix with them, so choose a new or empty folder")
 

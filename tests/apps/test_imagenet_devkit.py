@@ -162,3 +162,19 @@ def test_the_fake_generators_never_write_into_a_folder_holding_files(tmp_path, r
         code, out, err = run_cli(*command, "--out", tmp_path / "real")
         assert (code, out) == (2, "") and "already exists and is not empty; a generator would overwrite" in err
     assert [p.name for p in (tmp_path / "real").iterdir()] == ["fold_frontal_0_data.txt"]
+
+
+def test_lists_are_written_only_into_a_new_empty_or_earlier_lists_folder(tmp_path, run_cli):
+    """`imagenet lists --out RUN` replaced the run's labels.txt (its predictions then failed)."""
+    paths = make_fake_imagenet(tmp_path / "ilsvrc", classes=2, per_class=2, val_per_class=1, min_side=16, max_side=20)
+    root = paths.root
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "labels.txt").write_text("0\n1\n")
+    code, out, err = run_cli("imagenet", "lists", "--root", root, "--out", run, "--workers", "1", "--test-size", "1")
+    assert (code, out) == (2, "") and "holds files that no earlier list builder wrote" in err
+    assert [p.name for p in run.iterdir()] == ["labels.txt"] and (run / "labels.txt").read_text() == "0\n1\n"
+    for _ in range(2):  # new, then its own lists again
+        code, _, err = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "lists", "--workers", "1",
+                               "--test-size", "1")
+        assert code == 0, err

@@ -116,6 +116,7 @@ def test_detection_history_gets_map_and_loss_components_not_an_empty_accuracy(tm
     ("99999,nan,nan,nan,nan,nan,nan,nan,nan,nan", "line 5: epoch 99999 after epoch 3; the epochs count up"),
     ("4,nan,nan,nan,nan,nan,nan,nan,nan,nan", "line 5: learning rate nan is not a finite number"),
     ("4,-0.5,1,1,1,1,1,1,1,1", "line 5: learning rate -0.5 is not a finite number from 0"),
+    ("4,0.1,1,1,1,1,1,1,1,-1", "line 5: seconds '-1.0' is not a duration (a finite number from 0)"),
     ("2,0.1,1,1,1,1,1,1,1,1", "line 5: epoch 2 after epoch 3"),
     ("1.5,0.1,1,1,1,1,1,1,1,1", "line 5: epoch '1.5' is not a whole number"),
     ("abc,0.1,1,1,1,1,1,1,1,1", "line 5: epoch 'abc' is not a whole number"),

@@ -344,8 +344,8 @@ def find_lists(prefix: str | Path) -> tuple[Path, list[Path]]:
         raise UserError(f"folder not found: {working}")
     names = sorted(os.listdir(working))
     named = [Path(working, n) for n in names if os.path.join(working, n).startswith(prefix) and n.endswith(".lst")]
-    # a FIFO or a broken link named like a list is refused by name, never skipped as if absent
-    return Path(working), [input_file(p, "list file") for p in named if not p.is_dir()]
+    # a FIFO, folder or broken link named like a list is refused by name, never skipped as if absent
+    return Path(working), [input_file(p, "list file") for p in named]
 
 
 class Terminated(BaseException):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from deepvision.data.lst import ListEntry, labels_file_for
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, output_folder
+from deepvision.fileio import atomic_write_text, output_folder, require_own_folder
 from deepvision.safeload import check_class_names
 
 DEFAULT_EXTS = (".jpeg", ".jpg", ".png")
@@ -38,6 +38,8 @@ def write_split_lists(out: str | Path, splits: dict[str, Iterable[ListEntry]]) -
     """Write `out/NAME.lst` for every split (creating `out`); returns the paths by split name."""
     out = Path(out)
     files = {}
+    # a run folder's labels.txt or a model folder's files are never replaced: new, empty or earlier lists only
+    require_own_folder(out, f"{next(iter(splits))}.lst", "0\t", "list builder")
     with output_folder(out):  # a list that cannot be written leaves no empty --out folder it made
         for name, entries in splits.items():
             write_lst(out / f"{name}.lst", entries)

@@ -602,6 +602,7 @@ def _state_problem(state: dict[str, Any]) -> str | None:
 
 
 ACCURACY_COLUMNS = ("_acc", "_top5")  # history columns holding a fraction of samples, 0 to 1
+TIME_COLUMNS = ("seconds", "samples_per_s")  # wall time and throughput: never negative
 
 
 def _bad_cell(rows: list[dict[str, Any]]) -> str | None:
@@ -617,6 +618,8 @@ def _bad_cell(rows: list[dict[str, Any]]) -> str | None:
                 return f"line {i}: {printable(str(key))[:40]} '{shown}' is not a number"
             if key.endswith(ACCURACY_COLUMNS) and not (math.isnan(value) or 0.0 <= value <= 1.0):
                 return f"line {i}: {printable(str(key))[:40]} '{shown}' is not an accuracy from 0 to 1"
+            if key in TIME_COLUMNS and not (math.isnan(value) or math.isfinite(value) and value >= 0):
+                return f"line {i}: {key} '{shown}' is not a duration (a finite number from 0)"
     return None
 
 

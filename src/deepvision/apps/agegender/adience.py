@@ -25,7 +25,7 @@ from deepvision.data.lst import ListEntry
 from deepvision.data.splits import stratified_split
 from deepvision.datasets.listing import write_lst
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, output_folder, output_subfolder, require_new_folder
+from deepvision.fileio import atomic_write_text, output_folder, output_subfolder, require_new_folder, require_own_folder
 from deepvision.safeload import MAX_FAKE_IMAGES, MAX_FAKE_SIDE, check_range, is_control, printable, read_text_file
 
 AGE_BINS = ((0, 2), (4, 6), (8, 13), (15, 20), (25, 32), (38, 43), (48, 53), (60, math.inf))
@@ -161,6 +161,7 @@ def build_adience_lists(root: str | Path, out: str | Path | None = None, *, seed
     }
     if out is None:
         return tasks
+    require_own_folder(out, "age/train.lst", "0\t", "adience lists")  # a run's or a model's folder is left alone
     with output_folder(out):  # a list that cannot be written leaves no empty folder the command made
         folders = {name: output_subfolder(out, name) for name in tasks}  # both checked before a list is written
         for name, lists in tasks.items():

@@ -106,9 +106,9 @@ def check_class_names(classes: list[str], ann: Annotations) -> None:
     given twice (two class ids, one name: a detection could not say which)."""
     seen: dict[str, str] = {}  # NFC form -> the name as first given ('café' two ways prints alike)
     for name in classes:
-        key = unicodedata.normalize("NFC", name)
+        key = unicodedata.normalize("NFC", name.strip())  # classes.txt is read back stripped
         if key in seen:
-            spelled = "" if seen[key] == name else " (two Unicode spellings of one name)"
+            spelled = "" if seen[key] == name else " (two spellings of one name)"
             raise UserError(f"the annotations give the class name {name!r} twice{spelled}; class names must be "
                             f"unique")
         seen[key] = name
