@@ -185,3 +185,16 @@ def test_apply_refuses_a_model_whose_angles_are_not_the_four_quarter_turns(tmp_p
     assert err.splitlines() == [f"deepvision orientation: error: {path.parent} predicts angles {angles}; orientation "
                                 f"models predict 0, 90, 180 and 270"]
     assert not (tmp_path / "fixed").exists()
+
+
+def test_apply_refuses_a_model_that_answers_fewer_than_four_turns(tmp_path, run_cli):
+    """A model fitted on two of the four turns (classes [0, 1] of four names) was applied: 180 and 270 were
+    never answered, every upside-down photo turned wrongly without a word."""
+    from deepvision.apps.transfer.linear_model import LinearModel
+
+    model = LinearModel(np.zeros((1, 2)), np.zeros(1), np.arange(2), ["0", "90", "180", "270"],
+                        info={"features": {"model": "x"}})
+    path = model.save(tmp_path / "om" / "model.npz")
+    code, out, err = run_cli("orientation", "apply", path.parent, photos(tmp_path / "photos", count=1),
+                             "--out", tmp_path / "fixed")
+    assert (code, out) == (2, "") and "answers only 0, 90 degrees; an orientation model answers all four turns" in err

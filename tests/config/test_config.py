@@ -22,6 +22,9 @@ def test_overrides_parse_yaml_scalars_and_lists():
     assert cfg.train.compile is True
     assert cfg.model.args == {"activation": "relu"}
     assert cfg.schedule.ranges == ["1-2: 0.1", "3-4: 0.01"]
+    with pytest.raises(UserError, match=r"^--set train.epochs is given twice \('train.epochs=1', then "
+                                        r"'train.epochs= 2'\); give it once$"):
+        build_config({}, ["train.epochs=1", "train.epochs= 2"])  # the last one won without a word
 
 
 @pytest.mark.parametrize(

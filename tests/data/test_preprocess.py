@@ -75,13 +75,13 @@ def test_a_map_of_pixels_to_inputs_that_would_overflow_is_refused(scale, mean, s
         Preprocess(channels=1, size=(8, 8), scale=scale, mean=mean, std=std)
 
 
-@pytest.mark.parametrize(("scale", "std"), [(1e-300, []), (1e-46, []), (1e-30, [1e20])])
+@pytest.mark.parametrize(("scale", "std"), [(1e-300, []), (1e-46, []), (1e-30, [1e20]), (1e-20, []), (1e-6, [])])
 def test_a_map_that_collapses_every_pixel_to_one_input_is_refused(scale, std):
     # scale 1e-300 underflowed float32: the demo trained on blank images at chance, predict answered alike
-    with pytest.raises(UserError, match=r"maps every pixel value 0\.\.255 to one float32 input \(every image would "
-                                        r"look blank\)$"):
+    with pytest.raises(UserError, match=r"maps pixel values 0\.\.255 to inputs less than 0\.001 apart \(every "
+                                        r"image would look blank\)$"):
         Preprocess(channels=1, size=(8, 8), scale=scale, std=std)
-    Preprocess(channels=1, size=(8, 8), scale=1e-6)  # tiny, but pixel values still differ
+    Preprocess(channels=1, size=(8, 8), scale=1e-5)  # small, but black and white still differ by 0.00255
 
 
 def test_the_usual_maps_are_kept():

@@ -181,3 +181,15 @@ def test_a_run_exports_with_the_hooks_of_its_task():
     assert hooks_for("detection") is DetectionExport
     with pytest.raises(UserError, match="task"):
         hooks_for("segmentation")
+
+
+def test_export_replaces_only_a_model_file_of_its_format(runs, run_cli, tmp_path):
+    """A history.csv copied to h.onnx (any file named like the output) was replaced without a word."""
+    _, zoo, _, _ = runs
+    (tmp_path / "h.onnx").write_text("epoch,loss\n1,0.5\n")
+    code, out, err = run_cli("export", zoo, "--out", tmp_path / "h.onnx")
+    assert (code, out) == (2, "") and f"--out {tmp_path / 'h.onnx'} exists and is not an ONNX file" in err
+    assert (tmp_path / "h.onnx").read_text() == "epoch,loss\n1,0.5\n"
+    for _ in range(2):  # a new file, then its own export again
+        code, _, err = run_cli("export", zoo, "--out", tmp_path / "m.onnx")
+        assert code == 0, err

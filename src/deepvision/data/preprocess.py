@@ -24,6 +24,7 @@ __all__ = ["Preprocess", "center_crop", "normalize_batch", "open_image", "pil_to
            "to_mode"]
 RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 MAX_INPUT_MAGNITUDE = 1e12  # normalised inputs are near +-3; far beyond this, float32 layers overflow
+MIN_INPUT_SPAN = 1e-3  # inputs of black and white pixels closer than this look alike to any network
 
 
 @dataclass
@@ -86,10 +87,10 @@ class Preprocess:
             raise UserError(f"scale {self.scale:g}, mean {self.mean or 'none'} and std {self.std or 'none'} "
                             f"(data.scale, data.mean, data.std) map pixel values 0..255 beyond "
                             f"+-{MAX_INPUT_MAGNITUDE:g} (float32 inputs would overflow to inf/NaN)")
-        if bool((a * 255.0 + b == b).any()):  # scale 1e-300 underflows float32: every image one blank input
+        if float((a.abs() * 255.0).min()) < MIN_INPUT_SPAN:  # scale 1e-300 underflows, 1e-20 is as blank
             std = f" with std {self.std}" if self.std else ""
-            raise UserError(f"scale {self.scale:g}{std} (data.scale, data.std) maps every pixel value 0..255 to one "
-                            f"float32 input (every image would look blank)")
+            raise UserError(f"scale {self.scale:g}{std} (data.scale, data.std) maps pixel values 0..255 to inputs "
+                            f"less than {MIN_INPUT_SPAN:g} apart (every image would look blank)")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -34,7 +34,7 @@ from deepvision.export import detection  # noqa: F401  (registers the detection 
 from deepvision.export.hooks import ExportHooks, Parity, hooks_for, register_export
 from deepvision.export.onnx_export import INPUT, OUTPUT
 from deepvision.export.result import ExportResult
-from deepvision.fileio import atomic_path, refuse_output_over_inputs, unlink_quietly
+from deepvision.fileio import atomic_path, begins_with, refuse_output_over_inputs, refuse_replacing, unlink_quietly
 from deepvision.models.outputs import check_finite_output
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
@@ -183,6 +183,9 @@ def export_run(
     target = Path(out) if out else loaded.run.path / "export" / f"{loaded.run.path.name}{SUFFIX[format]}"
     if target.suffix != SUFFIX[format]:
         raise UserError(f"--out {target}: a {format} file must end in {SUFFIX[format]}")
+    # ONNX's protobuf opens with its ir_version field, TorchScript is a zip: only such a file is replaced
+    refuse_replacing(target, lambda p: begins_with(p, "\x08" if format == "onnx" else "PK\x03\x04"),
+                     "an ONNX file" if format == "onnx" else "a TorchScript file")
     target.parent.mkdir(parents=True, exist_ok=True)
     meta = hooks.describe(format, dynamic_batch)
     samples, source = hooks.samples(images)

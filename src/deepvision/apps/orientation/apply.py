@@ -58,6 +58,10 @@ def load_orientation_model(model: str | Path, device: str = "auto") -> tuple[Any
                         f"`deepvision orientation dataset` features") from None
     if any(a not in ANGLES for a in angles) or len(set(angles)) != len(angles):  # -90 and 270: one turn twice
         raise UserError(f"{model} predicts angles {angles}; orientation models predict 0, 90, 180 and 270")
+    reachable = sorted({angles[int(c)] for c in clf.classes})
+    if len(reachable) != len(ANGLES):  # fitted on features of two turns: the others are never answered
+        raise UserError(f"{model} answers only {', '.join(map(str, reachable))} degrees; an orientation model "
+                        f"answers all four turns (fit it on an `orientation dataset` of all four)")
     loaded = load_model(feat.get("model"), feat.get("weights"), run=feat.get("run"), epoch=feat.get("epoch"),
                         device=device)
     fitted_on = feat.get("run_id")
