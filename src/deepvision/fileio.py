@@ -1,8 +1,10 @@
 """Files in and out: writes that readers never see half done (`atomic_path`: a temporary file beside the
 target, then rename), regular-file reads that cannot hang on a FIFO, and torch files read safely.
 
-Why one module of ~475 lines: the architecture tests hold every rename and every torch.load to this file,
-so the project's writes and its one unpickling site can be read in one place."""
+Why one module of ~520 lines: the architecture tests hold every rename and every torch.load to this file,
+so the project's writes and its one unpickling site can be read in one place; the rules on where an
+output may go (never over an input, into a folder another command owns or a folder of images) sit
+beside them because they decide what those writes may replace."""
 
 from __future__ import annotations
 
