@@ -105,5 +105,8 @@ def test_the_cli_default_is_the_apps():
     from deepvision.cli.main import build_parser
     from deepvision.inference.faces.track import DETECT_EVERY
 
-    args = build_parser().parse_args(["emotion", "run", "--video", "x.mp4"])
-    assert args.detect_every == DETECT_EVERY == app.DETECT_EVERY
+    parser = build_parser()
+    args = parser.parse_args(["emotion", "run", "--video", "x.mp4"])
+    assert args.detect_every is None and DETECT_EVERY == app.DETECT_EVERY  # not given: the app's default
+    emotion = next(a for a in parser._actions if a.dest == "command").choices["emotion"]
+    assert f"(default {DETECT_EVERY})" in " ".join(emotion.format_help().split())
