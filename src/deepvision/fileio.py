@@ -21,6 +21,8 @@ from typing import Any, BinaryIO, TextIO
 
 from deepvision.errors import UserError
 
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # what Pillow and OpenCV both read
+
 
 def file_mode() -> int:
     """The permission bits a newly created file gets under the current umask (mkstemp uses 0600)."""
@@ -161,8 +163,6 @@ def figure_options(path: str | Path) -> dict[str, Any]:
 
 def images_in(folder: str | Path, own: Iterable[str] = ()) -> list[str]:
     """The names of the image files directly in `folder` (sorted), but those named in `own`."""
-    from deepvision.safeload import IMAGE_EXTS
-
     folder, own = Path(folder), set(own)
     return sorted(p.name for p in folder.glob("*") if p.suffix.lower() in IMAGE_EXTS and p.name not in own) \
         if folder.is_dir() else []

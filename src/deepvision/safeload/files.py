@@ -10,7 +10,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from deepvision.errors import UserError
-from deepvision.fileio import input_file, read_regular_file, special_kind  # input_file: re-exported
+from deepvision.fileio import (  # re-exported: IMAGE_EXTS, input_file
+    IMAGE_EXTS,
+    input_file,
+    read_regular_file,
+    special_kind,
+)
 
 MAX_IMAGE_SIDE = 16384  # default ceiling for an image side named in metadata; DEEPVISION_MAX_IMAGE_SIDE overrides
 
@@ -27,9 +32,6 @@ def regular_file(path: str | Path, what: str = "file") -> Path:
     if kind is not None:
         raise UserError(f"{what} {path} is {kind}, not a regular file; give a regular file")
     return path
-
-
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # what Pillow and OpenCV both read
 
 
 def image_files(folder: str | Path, exts: Iterable[str] = IMAGE_EXTS, recursive: bool = True) -> list[Path]:
