@@ -157,10 +157,10 @@ def test_an_output_folder_is_new_empty_or_the_commands_own(tmp_path):
     (own / "a.png").write_bytes(b"x")
     require_own_folder(own, "results.csv", "image,label", "cmd")
     (own / "results.csv").write_text("image,rank,class\n")  # another command's table of the same name
-    with pytest.raises(UserError, match=f"^--out {own} holds files that no earlier cmd wrote .it has no results.csv"):
+    with pytest.raises(UserError, match=f"^--out {own} holds files but no results.csv of an earlier cmd"):
         require_own_folder(own, "results.csv", "image,label", "cmd")
     os.mkfifo(own / "fifo.csv")
-    with pytest.raises(UserError, match="holds files that no earlier cmd wrote"):
+    with pytest.raises(UserError, match="holds files but no fifo.csv of an earlier cmd"):
         require_own_folder(own, "fifo.csv", "image,label", "cmd")  # never opened for reading
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match=f"^--out {tmp_path / 'file'} is a file, not a folder"):

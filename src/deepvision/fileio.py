@@ -205,13 +205,17 @@ def require_own_folder(path: str | Path, marker: str, start: str, command: str, 
     replaced name by name. In any other folder the outputs, named after the inputs, would replace the
     user's files (a data set's photos by annotated copies) or mix with another command's report."""
     path = Path(path)
-    if not os.path.lexists(path) or path.is_dir() and not any(path.iterdir()):
+    if not os.path.lexists(path):
         return
     if not path.is_dir():
         raise UserError(f"{option} {not_a_folder(path, 'folder')}")
-    if not begins_with(path / marker, start):
-        raise UserError(f"{option} {path} holds files that no earlier {command} wrote (it has no {marker} of "
-                        f"its own); its outputs would replace or mix with them, so choose a new or empty folder")
+    try:  # the litter file browsers leave (.DS_Store, Thumbs.db) does not make a folder the user's
+        held = [n for n in os.listdir(path) if n not in (".DS_Store", "Thumbs.db", "desktop.ini")]
+    except OSError as exc:
+        raise UserError(f"{option} {path} cannot be read: {exc.strerror or exc}") from None
+    if held and not begins_with(path / marker, start):
+        raise UserError(f"{option} {path} holds files but no {marker} of an earlier {command} (a run stopped before "
+                        f"writing it leaves none); its outputs could replace them: choose a new or empty folder")
 
 
 def require_new_file(path: str | Path, option: str = "--out") -> None:

@@ -493,3 +493,5 @@ def test_an_option_given_twice_is_refused(run_cli, tmp_path, capsys):
     with pytest.raises(SystemExit):
         run_cli("models", "show", "lenet", "--set", "a=1", "--set", "b=2", "--input", "1x28x28", "--input", "1x32x32")
     assert "argument --input: given twice ('1x28x28', then '1x32x32')" in capsys.readouterr().err  # not --set
+    code, _, _ = run_cli("models", "show", "lenet", "--input", "1x28x28", "--input", "1x28x28")
+    assert code == 0  # the same value twice (a wrapper's default and the user's) is one value

@@ -25,6 +25,7 @@ def test_overrides_parse_yaml_scalars_and_lists():
     with pytest.raises(UserError, match=r"^--set train.epochs is given twice \('train.epochs=1', then "
                                         r"'train.epochs= 2'\); give it once$"):
         build_config({}, ["train.epochs=1", "train.epochs= 2"])  # the last one won without a word
+    assert build_config({}, ["train.epochs=3", "train.epochs=3"]).train.epochs == 3  # a script's repeat
 
 
 @pytest.mark.parametrize(

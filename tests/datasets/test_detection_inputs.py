@@ -399,5 +399,5 @@ def test_a_build_replaces_an_earlier_build_whole_and_no_other_folder(tmp_path, r
     mine.mkdir()
     (mine / "train.json").write_text('{"mine": 1}')
     code, out, err = run_cli("detection", "build", "voc", voc, "--out", mine)
-    assert (code, out) == (2, "") and "holds files that no earlier detection build wrote" in err
+    assert (code, out) == (2, "") and "holds files but no dataset.json of an earlier detection build" in err
     assert [p.name for p in mine.iterdir()] == ["train.json"]

@@ -137,7 +137,7 @@ def test_resuming_with_other_preprocessing_is_refused_and_changes_nothing(full_r
     before = {name: (copy / name).read_bytes() for name in ("preprocess.json", "config.yaml", "run.json")}
     with pytest.raises(UserError) as info:
         resume(copy, epoch=2, overrides=["train.epochs=5", "data.scale=0.5"])
-    assert str(info.value).startswith("these settings change the run's preprocessing (scale 0.00392")
-    assert "-> 0.5); its checkpoints were trained with the run's" in str(info.value)
+    assert str(info.value).startswith("the preprocessing would change (scale 0.00392")
+    assert "-> 0.5); the run's checkpoints were trained with its own" in str(info.value)
     assert {name: (copy / name).read_bytes() for name in before} == before
     resume(copy, epoch=2, overrides=["train.epochs=5", "optim.lr=0.001"])  # other settings change freely

@@ -144,7 +144,7 @@ def test_outputs_never_overwrite_inputs_or_each_other(run, tmp_path):
     data = tmp_path / "data"  # a data set's image folder holding a photo of the same name
     data.mkdir()
     (data / "a.jpg").write_bytes(before["a.jpg"])
-    with pytest.raises(UserError, match=f"^--out {data} holds files that no earlier detect wrote"):
+    with pytest.raises(UserError, match=f"^--out {data} holds files but no detections.json of an earlier detect"):
         run_detect(run, [other / "a.jpg"], out=data)
     assert (data / "a.jpg").read_bytes() == before["a.jpg"] and [p.name for p in data.iterdir()] == ["a.jpg"]
     run_detect(run, [tmp_path / "a.jpg"], out=tmp_path / "again")

@@ -109,6 +109,7 @@ def test_unknown_names_and_options():
     ("vit_b_16", {"image_size": 1e9}, "option image_size 1000000000 exceeds the ceiling of"),
     ("vit_b_16", {"patch_size": 8}, "sets its option 'patch_size' itself (it defines the variant)"),
     ("swin_t", {"depths": [2, -1, 2, 2]}, "option 'depths' must list whole numbers from 1, got [2, -1, 2, 2]"),
+    ("inception_v3", {"init_weights": "no"}, "option 'init_weights' must be true or false, got 'no'"),  # Optional
 ])
 def test_torchvision_options_are_checked_before_building(name, options, message):
     with pytest.raises(UserError) as info:
@@ -120,6 +121,8 @@ def test_torchvision_options_take_the_classes_kinds():
     assert meta("tv:vit_b_16", image_size=256.0).image_size == 256  # YAML's 256.0 or 2.56e2: a whole number
     assert meta("tv:efficientnet_b0", dropout=0.3, stochastic_depth_prob=0.0).classifier[0].p == 0.3
     assert "width_mult" in get_model_spec("tv:mobilenet_v2").options
+    with pytest.raises(UserError, match="sets its option 'growth_rate' itself"):  # a width, not a rate in [0, 1]
+        meta("tv:densenet121", growth_rate=48)
 
 
 def test_resolve_weights():

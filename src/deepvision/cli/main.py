@@ -76,7 +76,8 @@ class _StoreOnce(argparse._StoreAction):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
-        if option_string is not None and getattr(self, "_given_in", None) is namespace:
+        if (option_string is not None and getattr(self, "_given_in", None) is namespace
+                and getattr(namespace, self.dest) != values):
             shown = ", then ".join(repr(str(v)) for v in (getattr(namespace, self.dest), values))
             raise argparse.ArgumentError(self, f"given twice ({shown}); give it once")
         self._given_in = namespace

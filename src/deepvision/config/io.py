@@ -113,13 +113,13 @@ def override_list(overrides: str | Iterable[str] | None) -> list[str]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: str | Iterable[str] | None) -> dict[str, Any]:
-    """Return a copy of `data` with each 'a.b.c=value' override applied."""
+    """Return a copy of `data` with each 'a.b.c=value' override applied; one key given two values is refused."""
     data = copy.deepcopy(data)
     given: dict[str, str] = {}
     for text in override_list(overrides):
         keys, value = parse_override(text)
         key = ".".join(keys)
-        if key in given:  # the last one won without a word
+        if key in given and parse_override(given[key])[1] != value:  # the last one won without a word
             raise UserError(f"--set {key} is given twice ({given[key]!r}, then {text!r}); give it once")
         given[key] = text
         node = data

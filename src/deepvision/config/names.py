@@ -6,8 +6,9 @@ imports none of them. `check_names` runs from `Config.validate`: an unknown opti
 source, model or task is a one-line error before any data is read. A registry may also rewrite a
 value to its canonical spelling (`register_canonical`) and infer values a config leaves at their
 default (`register_inference`: a detector trained on a detection source is the detection task).
-A data source declares the `data.options` keys it reads (`register_source_options`); any other key
-is refused, so a misspelt one is never ignored without a word.
+A data source declares the `data.options` keys it reads (`register_source_options`); a new run refuses
+any other key (`check_source_options`), so a misspelt one is never ignored without a word, while the
+stored configs of earlier runs stay readable.
 """
 
 from __future__ import annotations
@@ -78,8 +79,6 @@ def check_names(cfg: Any) -> None:
                 _set(cfg, key, _CANONICAL[key](str(value)))
     for infer in _INFERENCES:
         infer(cfg)
-    if _get(cfg, "data.options") is not None:
-        check_source_options(cfg.data)
     for key, (kind, names) in _NAMES.items():
         value = _get(cfg, key)
         valid = list(names())

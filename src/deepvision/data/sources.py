@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import deepvision.data.builtin_sources  # noqa: F401  (registers the built-in sources)
-from deepvision.config.names import check_source_options, source_option_keys
+from deepvision.config.names import source_option_keys
 from deepvision.config.schema import DataConfig
 from deepvision.data.source_registry import RawData, registered_sources, task_of_source
 from deepvision.data.splits import stratified_split
@@ -97,7 +97,6 @@ def load_data(cfg: DataConfig, roles: tuple[str, ...] = ("train", "val", "test")
                         f"task: {task_of_source(cfg.source)}")
     if cfg.source not in sources:
         raise unknown("data source", cfg.source, sources)
-    check_source_options(cfg)
     defaults = DataConfig()
     wanted = [getattr(cfg, role) for role in ("train", "val", "test") if role == "train" or role in roles]
     raw = sources[cfg.source](cfg, list(dict.fromkeys(name for name in wanted if name)))

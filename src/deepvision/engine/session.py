@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from deepvision.config.io import build_config
+from deepvision.config.names import check_source_options
 from deepvision.config.profile import reset_optimizer_on_resume
 from deepvision.config.schema import Config
 from deepvision.engine.distributed import DistInfo, init_distributed, on_main, shutdown_distributed
@@ -42,6 +43,7 @@ def train_run(cfg: Config, overrides: list[str] | None, out: str | Path) -> FitR
     """Train `cfg` into a new run directory under `out`. In workers that torchrun restarted
     (`--max-restarts`), continue the run the job's first attempt created instead."""
     refuse_output_in_data(cfg, out)  # the new run would be listed as data (a class, its plots as images)
+    check_source_options(cfg.data)  # a misspelt data option; earlier runs' stored configs are not held to it
     dist, device = init_distributed(cfg.train.device)
     lock: list[RunLock] = []
     try:
@@ -214,8 +216,8 @@ def _check_same_preprocessing(trained: Any, new: dict[str, Any]) -> None:
     changed = [k for k in new if k in trained and _plain(trained[k]) != _plain(new[k])]
     if changed:
         shown = ", ".join(f"{k} {trained[k]} -> {new[k]}" for k in changed[:3])
-        raise UserError(f"these settings change the run's preprocessing ({shown}); its checkpoints were trained "
-                        f"with the run's, so resume without them, or start a new run from its weights "
+        raise UserError(f"the preprocessing would change ({shown}); the run's checkpoints were trained with "
+                        f"its own, so resume with the run's data settings, or start a new run from its weights "
                         f"(model.pretrained)")
 
 

@@ -12,14 +12,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, refuse_output_inside, refuse_output_over_inputs
+from deepvision.fileio import (
+    atomic_write_text,
+    begins_with,
+    refuse_output_inside,
+    refuse_output_over_inputs,
+    refuse_replacing,
+)
 from deepvision.inference.backbones import LoadedModel
 from deepvision.inference.batching import batches, expand_images
 from deepvision.inference.predict import Prediction, check_top
@@ -67,13 +72,8 @@ _CSV_HEADER = "image,rank,class,probability"
 def _written_here(path: Path) -> bool:
     """Whether an existing file is empty or begins as `write_predictions` begins its tables (a CSV with
     its header, a JSON list of {"image": ...}): only such a file is replaced."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64).decode("utf-8", "replace")
-    except OSError:
-        return False
-    compact = "".join(head.split())
-    return not head or head.startswith(_CSV_HEADER + "\n") or compact.startswith(('[{"image":', "[]"))
+    return path.stat().st_size == 0 or any(begins_with(path, start) for start in (_CSV_HEADER + "\n", '[{"image":',
+                                                                                   "[]"))
 
 
 def check_predictions_out(path: str | Path, inputs: Sequence[str | Path] = (), read: Sequence[str | Path] = (),
@@ -90,9 +90,7 @@ def check_predictions_out(path: str | Path, inputs: Sequence[str | Path] = (), r
     for item in inputs:
         refuse_output_inside(path, item, "the input folder", option, file=True)
     refuse_output_over_inputs(path, [*inputs, *read], option)
-    if os.path.lexists(path) and (not path.is_file() or not _written_here(path)):
-        raise UserError(f"{option} {path} exists and is not a table classify wrote; choose a new file name "
-                        f"(an existing file is replaced only when it holds classify's own results)")
+    refuse_replacing(path, _written_here, "a table classify wrote", option)
     return path
 
 

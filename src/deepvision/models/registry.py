@@ -281,7 +281,8 @@ def create_model(
                 if isinstance(x, float) and not math.isfinite(x)), None)
     if odd is not None:  # bn_eps inf answers one output for every image, elu_alpha nan answers NaN
         raise UserError(f"model '{name}' option '{odd}' must be finite, got {options[odd]}")
-    flag = next((k for k, v in options.items() if not isinstance(v, bool) and _hint(spec.builder, k) is bool), None)
+    flag = next((k for k, v in options.items() if v is not None and not isinstance(v, bool)
+                 and bool in {_hint(spec.builder, k), *typing.get_args(_hint(spec.builder, k))}), None)
     if flag is not None:  # any text is true: `zero_init_residual: abc` was taken as true
         raise UserError(f"model '{name}' option '{flag}' must be true or false, got {options[flag]!r}")
     kwargs: dict[str, Any] = dict(options)

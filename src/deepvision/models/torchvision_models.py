@@ -253,7 +253,7 @@ def check_numbers(name: str, options: dict[str, Any], params: dict[str, inspect.
         kinds = set(typing.get_args(hint)) | {hint}
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not kinds & {int, float}:
             continue
-        rate = "dropout" in key or key.endswith(("_rate", "_prob"))
+        rate = float in kinds and ("dropout" in key or key.endswith(("_rate", "_prob")))  # not DenseNet's growth_rate
         if float not in kinds and not (math.isfinite(value) and float(value).is_integer()):
             raise UserError(f"model 'tv:{name}' option '{key}' must be a whole number, got {value}")
         if float not in kinds:
