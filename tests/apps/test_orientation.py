@@ -152,7 +152,8 @@ def test_apply_out_is_new_empty_or_an_earlier_applys(tmp_path):
     (report / "predictions.csv").write_text("image,label,predicted\n")
     for out in (report, src.parent):
         before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-        with pytest.raises(UserError, match=f"^--out {out} holds files but no predictions.csv of an earlier orientation apply"):
+        with pytest.raises(UserError, match=f"^--out {out} holds files but no predictions.csv of an earlier "
+                                            f"orientation apply"):
             apply_orientation(tmp_path / "no-model-needed", [src], out)
         assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 

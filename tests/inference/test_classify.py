@@ -164,6 +164,7 @@ def test_classify_out_replaces_only_its_own_tables(tmp_path):
     for name, text in (("history.csv", "epoch,loss\n1,0.5\n"), ("predictions.csv", "image,label,predicted\n"),
                        ("notes.json", '{"a": 1}')):
         (tmp_path / name).write_text(text)
-        with pytest.raises(UserError, match=f"^--out {tmp_path / name} exists and is not a table classify wrote; choose a new file name"):
+        with pytest.raises(UserError, match=f"^--out {tmp_path / name} exists and is not a table classify wrote; "
+                                            f"choose a new file name"):
             write_predictions(results, tmp_path / name)
         assert (tmp_path / name).read_text() == text
