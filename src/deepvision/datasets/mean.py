@@ -104,7 +104,7 @@ def compute_mean(
     if source.suffix == ".rec" or source.suffix == ".idx":
         if out is not None:
             refuse_output_over_inputs(out, [source.with_suffix(".rec"), source.with_suffix(".idx"), *companions])
-            refuse_replacing(out, lambda p: begins_with(p, '{"R":'), "a mean file")
+            refuse_replacing(out, _is_mean_file, "a mean file")
         rf = RecordFile.open(source.with_suffix(".rec"))
         n = len(rf)
         step = max(1, min(256, n // (workers * 4) or 1))
@@ -127,7 +127,7 @@ def compute_mean(
         paths = [os.path.join(base, it.path) for it in items]
         if out is not None:
             refuse_output_over_inputs(out, [source, *paths, *companions])
-            refuse_replacing(out, lambda p: begins_with(p, '{"R":'), "a mean file")
+            refuse_replacing(out, _is_mean_file, "a mean file")
         _check_base(source, base, root, paths)
         chunk = max(1, min(32, len(paths) // (workers * 8) or 1))
         with _pool(ctx, min(workers, max(1, len(paths))), None) as pool:
@@ -178,6 +178,10 @@ class _Serial:
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+
+def _is_mean_file(path: Path) -> bool:
+    return begins_with(path, '{"R":')  # what write_mean_json writes: only such a file is replaced
 
 
 def write_mean_json(path: str | Path, means: MeanResult | dict[str, float]) -> Path:

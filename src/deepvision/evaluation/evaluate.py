@@ -168,7 +168,7 @@ def evaluate_run(
     run_cfg = run.read_config()
     if out is not None:  # the report's PNGs would become images of the run's own data, or of any other
         refuse_output_in_data(run_cfg, out)
-        refuse_folder_of_images(out, ["confusion_matrix.png", "roc_pr.png", "pr_curves.png"])
+        refuse_folder_of_images(out, [*(n for n in REPORT_FILES.values() if n.endswith(".png")), "pr_curves.png"])
     if run_cfg.task == "detection":  # mAP, per-class AP, PR curves
         from deepvision.evaluation.detection import evaluate_detection_run
 

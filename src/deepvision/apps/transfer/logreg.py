@@ -203,10 +203,10 @@ def fit_logreg(
     if out_dir.exists() and not out_dir.is_dir():  # said before the grid search, not after it
         raise UserError(f"--out {out_dir} is a file; give a folder for the model and its report")
     refuse_mixed_reports(out_dir, ("predictions.csv", "roc_pr.json"), "an evaluate report")
-    refuse_folder_of_images(out_dir, ["confusion_matrix.png"])
     files = {"model": out_dir / "model.npz", "metrics": out_dir / "metrics.json", "report": out_dir / "report.csv",
              "report_txt": out_dir / "report.txt", "confusion_csv": out_dir / "confusion_matrix.csv",
              "confusion_png": out_dir / "confusion_matrix.png", "cv_results": out_dir / "cv_results.csv"}
+    refuse_folder_of_images(out_dir, [files["confusion_png"].name])  # its PNG would join a folder of images
     for target in files.values():  # an input named like an output would be replaced
         refuse_output_over_inputs(target, [features] + ([test] if test is not None else []))
     estimator, key, kind = _estimator(solver, max_iter, seed)
