@@ -72,8 +72,7 @@ _CSV_HEADER = "image,rank,class,probability"
 def _written_here(path: Path) -> bool:
     """Whether an existing file is empty or begins as `write_predictions` begins its tables (a CSV with
     its header, a JSON list of {"image": ...}): only such a file is replaced."""
-    return path.stat().st_size == 0 or any(begins_with(path, start) for start in (_CSV_HEADER + "\n", '[{"image":',
-                                                                                   "[]"))
+    return path.stat().st_size == 0 or any(begins_with(path, start) for start in (_CSV_HEADER, '[{"image":', "[]"))
 
 
 def check_predictions_out(path: str | Path, inputs: Sequence[str | Path] = (), read: Sequence[str | Path] = (),

@@ -197,6 +197,12 @@ def refuse_own_settings(name: str, options: dict[str, Any]) -> None:
                         f"model.{own} in a config (models show: --classes / --input)")
 
 
+def _is_flag(builder: Callable[..., nn.Module], option: str) -> bool:
+    """Whether the builder's hint for `option` admits true/false (`bool`, `bool | None`)."""
+    hint = _hint(builder, option)
+    return bool in {hint, *typing.get_args(hint)}
+
+
 def _lists_counts(builder: Callable[..., nn.Module], option: str) -> bool:
     """Whether the builder's hint for `option` is a list of whole numbers only (`hidden: tuple[int, ...]`,
     `stages: Sequence[int]`): widths and counts, each at least 1."""
@@ -282,7 +288,7 @@ def create_model(
     if odd is not None:  # bn_eps inf answers one output for every image, elu_alpha nan answers NaN
         raise UserError(f"model '{name}' option '{odd}' must be finite, got {options[odd]}")
     flag = next((k for k, v in options.items() if v is not None and not isinstance(v, bool)
-                 and bool in {_hint(spec.builder, k), *typing.get_args(_hint(spec.builder, k))}), None)
+                 and _is_flag(spec.builder, k)), None)
     if flag is not None:  # any text is true: `zero_init_residual: abc` was taken as true
         raise UserError(f"model '{name}' option '{flag}' must be true or false, got {options[flag]!r}")
     kwargs: dict[str, Any] = dict(options)

@@ -104,14 +104,8 @@ def list_images(image: str | Path) -> list[Path]:
 class _Output:
     """Images go to files under `out` (headless) or to windows (any key for the next image)."""
 
-    def __init__(self, out: Path | None) -> None:
+    def __init__(self, out: Path | None) -> None:  # `out`: made by the caller's `fileio.output_folder`
         self.cv2, self.out = cv2_module(), out
-        if out is not None:
-            require_own_folder(out, "results.csv", _HEADER, "agegender")
-            try:
-                out.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise UserError(f"cannot create {out}: {exc.strerror or exc}") from None
 
     def show(self, name: str, image: np.ndarray) -> None:
         if self.out is not None:
@@ -147,6 +141,7 @@ def predict_agegender(run_age: str | Path | Classifier, run_gender: str | Path |
         if inside is not None:  # OUT/<stem>/ may be the folder the photo is in
             raise UserError(f"--out {out} holds the input {inside}; its outputs could replace it, so choose a "
                             f"folder that holds none of the photos")
+        require_own_folder(out, "results.csv", _HEADER, "agegender")
     age_clf, gender_clf = _models(run_age, run_gender, device)
     det = create_detector(detector)  # dlib: HOG upsampled once
     finder = EyeFinder(eyes, landmarks)
@@ -193,6 +188,8 @@ def sample_agegender(run_age: str | Path | Classifier, run_gender: str | Path | 
 
     if sample_size <= 0:
         raise UserError(f"--sample-size is a number of samples and must be positive, got {sample_size}")
+    if out is not None:
+        require_own_folder(out, "results.csv", _HEADER, "agegender")
     age_clf, gender_clf = _models(run_age, run_gender, device)
     lst = Path(test_list) if test_list else _default_test_list(run_age)
     entries = read_lst(lst)
