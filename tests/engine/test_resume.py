@@ -141,3 +141,36 @@ def test_resuming_with_other_preprocessing_is_refused_and_changes_nothing(full_r
     assert "-> 0.5); the run's checkpoints were trained with its own" in str(info.value)
     assert {name: (copy / name).read_bytes() for name in before} == before
     resume(copy, epoch=2, overrides=["train.epochs=5", "optim.lr=0.001"])  # other settings change freely
+
+
+def test_a_hand_edit_of_config_yaml_is_named_not_replaced(full_run, tmp_path):
+    """A resume takes its settings from the checkpoint and rewrites config.yaml: an edit made by hand
+    (epochs 4 -> 9) was replaced without a word and never used."""
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run.run_dir, copy)
+    text = (copy / "config.yaml").read_text()
+    assert text.startswith("# written by deepvision")
+    edited = text.replace("  epochs: 4\n", "  epochs: 9\n", 1)
+    assert edited != text
+    (copy / "config.yaml").write_text(edited)
+    before = {name: (copy / name).read_bytes() for name in ("config.yaml", "run.json", "history.csv")}
+    with pytest.raises(UserError) as info:
+        resume(copy, epoch=2)
+    assert str(info.value) == ("config.yaml was edited by hand (train.epochs: 4 -> 9); a resume takes the settings "
+                               "from the checkpoint, so give changes with --set (--set train.epochs=9) or undo "
+                               "the edit")
+    assert {name: (copy / name).read_bytes() for name in before} == before
+    # The same change given with --set is taken; a comment added by hand changes no setting.
+    (copy / "config.yaml").write_text(edited + "# tried 9 epochs\n")
+    result = resume(copy, epoch=3, overrides=["train.epochs=5"])
+    assert len(result.history) == 5
+    assert "epochs: 5\n" in (copy / "config.yaml").read_text()
+
+
+def test_a_config_yaml_without_the_digest_line_resumes_as_before(full_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run.run_dir, copy)
+    text = (copy / "config.yaml").read_text()
+    (copy / "config.yaml").write_text(text.partition("\n")[2].replace("  epochs: 4\n", "  epochs: 9\n", 1))
+    assert RunDir.open(copy).config_edited() is None
+    assert len(resume(copy, epoch=3).history) == 4

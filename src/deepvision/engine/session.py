@@ -27,6 +27,7 @@ from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.loading import check_identity
 from deepvision.runs.lock import RunLock, elastic_attempt
 from deepvision.runs.rundir import RunDir
+from deepvision.safeload import shown_value
 
 
 def default_name(cfg: Config) -> str:
@@ -132,6 +133,7 @@ def _resume_locked(run: RunDir, epoch: int | None, overrides: list[str] | None, 
     saved = ckpt.get("config")
     cfg = build_config(saved, overrides) if isinstance(saved, dict) else run.read_config(overrides)
     keys = [o.partition("=")[0].strip() for o in overrides or []]
+    _check_hand_edits(run, saved, keys)
     manual_lr = ckpt.get("scheduler_state", {}).get("manual_lr")
     if any(k.startswith("schedule.") for k in keys):
         manual_lr = None
@@ -206,6 +208,33 @@ def _check_same_classes(run: RunDir, classes: list[str]) -> None:
         raise UserError(f"the data's classes ({shown}) are not the run's ({mine}, in labels.txt); resume on the "
                         f"data the run trained on (data naming no classes: --set data.options.labels=RUN/labels.txt), "
                         f"or start a new run from its weights (model.pretrained)")
+
+
+def _check_hand_edits(run: RunDir, saved: Any, keys: list[str]) -> None:
+    """A resume takes the run's settings from its checkpoint and rewrites config.yaml: refuse when the file
+    was edited by hand, rather than replace the edit unused. Keys the resume sets with --set are left out."""
+    edited = run.config_edited() if isinstance(saved, dict) else None
+    if edited is None:
+        return
+    ours, theirs = _flat(saved), _flat(edited if isinstance(edited, dict) else {})
+    changed = [k for k in sorted(set(ours) | set(theirs))
+               if ours.get(k) != theirs.get(k) and not any(k == s or k.startswith(s + ".") for s in keys)]
+    if changed:
+        k = changed[0]
+        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+        raise UserError(f"config.yaml was edited by hand ({k}: {shown_value(ours.get(k))} -> "
+                        f"{shown_value(theirs.get(k))}{more}); a resume takes the settings from the checkpoint, so "
+                        f"give changes with --set (--set {k}={shown_value(theirs.get(k))}) or undo the edit")
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = _plain(value)
+    return out
 
 
 def _check_same_preprocessing(trained: Any, new: dict[str, Any]) -> None:

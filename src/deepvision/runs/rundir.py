@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import math
@@ -56,6 +57,7 @@ from deepvision.safeload import (
     shown_value,
 )
 
+CONFIG_MARK = "# written by deepvision (change settings with --set); settings digest: "
 MAX_HISTORY_BYTES = 64 * 2**20  # a row per epoch: a detector's 40 columns for 100,000 epochs is ~40 MB
 
 # what run.json's "status" may say (training writes the first five, `import` the sixth); "crashed" and
@@ -140,7 +142,21 @@ class RunDir:
 
     # -- config, preprocessing, labels ---------------------------------------------------------
     def write_config(self, cfg: Config) -> None:
-        atomic_write_text(self.config_path, config_to_yaml(cfg))
+        """config.yaml, its first line a comment holding a digest of the settings below it, so that a resume
+        can tell a hand edit (which the checkpoint's settings would replace) from the file it wrote."""
+        body = config_to_yaml(cfg)
+        atomic_write_text(self.config_path, f"{CONFIG_MARK}{_digest(body)}\n{body}")
+
+    def config_edited(self) -> dict[str, Any] | None:
+        """config.yaml's settings when they were changed by hand after deepvision wrote the file; None when
+        they were not, or when the file carries no digest line (written by an earlier version, or removed)."""
+        if not self.has_config():
+            return None
+        text = read_bytes(self.config_path, "config.yaml", MAX_TEXT_BYTES).decode("utf-8-sig", "replace")
+        first, _, body = text.partition("\n")
+        if not first.startswith(CONFIG_MARK) or first[len(CONFIG_MARK):].strip() == _digest(body):
+            return None
+        return read_yaml(self.config_path)
 
     def read_config(self, overrides: list[str] | None = None) -> Config:
         self.has_config()
@@ -650,3 +666,7 @@ def _parse(key: str, value: str) -> Any:
         return float(value)
     except ValueError:
         return value
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
