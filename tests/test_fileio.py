@@ -8,7 +8,8 @@ import os
 import pytest
 
 from deepvision.errors import UserError
-from deepvision.fileio import PendingFile, atomic_path, file_mode, require_own_folder
+from deepvision.fileio import PendingFile, atomic_path, file_mode
+from deepvision.placement import require_own_folder
 
 
 def test_the_target_appears_whole_with_the_usual_permissions(tmp_path):
@@ -98,7 +99,7 @@ def test_split_lists_that_cannot_be_written_leave_no_out_folder(tmp_path):
 
 
 def test_an_output_that_is_an_input_is_refused(tmp_path):
-    from deepvision.fileio import refuse_output_over_inputs
+    from deepvision.placement import refuse_output_over_inputs
 
     (tmp_path / "a.txt").write_text("a")
     os.link(tmp_path / "a.txt", tmp_path / "hard.txt")
@@ -172,7 +173,7 @@ def test_only_a_figure_deepvision_drew_is_replaced_and_reports_stay_out_of_image
     data set's photo or annotation file; evaluate's figures joined another data set's class folder."""
     from PIL import Image
 
-    from deepvision.fileio import drawn_by_matplotlib, refuse_folder_of_images, refuse_replacing
+    from deepvision.placement import drawn_by_matplotlib, refuse_folder_of_images, refuse_replacing
 
     photos = tmp_path / "photos"
     photos.mkdir()

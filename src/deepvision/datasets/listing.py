@@ -16,7 +16,8 @@ from pathlib import Path
 
 from deepvision.data.lst import ListEntry, labels_file_for
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, output_folder, require_own_folder
+from deepvision.fileio import atomic_write_text, output_folder
+from deepvision.placement import require_own_folder
 from deepvision.safeload import check_class_names
 
 DEFAULT_EXTS = (".jpeg", ".jpg", ".png")

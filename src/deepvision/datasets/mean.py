@@ -26,7 +26,8 @@ from deepvision.data.records.pipeline import forking_cv2
 from deepvision.data.records.record_file import RecordFile
 from deepvision.data.records.recordio import RecordError
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, begins_with, refuse_output_over_inputs, refuse_replacing
+from deepvision.fileio import atomic_write_text
+from deepvision.placement import begins_with, refuse_output_over_inputs, refuse_replacing
 from deepvision.safeload import check_workers, input_file
 
 

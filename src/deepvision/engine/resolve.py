@@ -23,8 +23,8 @@ from deepvision.data.preprocess import Preprocess
 from deepvision.data.source_registry import resolve_path
 from deepvision.engine.tasks import Task, TaskData, get_task
 from deepvision.errors import UserError
-from deepvision.fileio import refuse_output_inside
 from deepvision.models.registry import ModelSpec, get_model_spec
+from deepvision.placement import refuse_output_inside
 
 DATA_FILE_SUFFIXES = (".lst", ".rec", ".idx", ".txt", ".h5", ".hdf5")
 

@@ -39,14 +39,14 @@ from deepvision.errors import UserError
 from deepvision.evaluation import metrics as M
 from deepvision.evaluation.plots import plot_binary, plot_confusion
 from deepvision.evaluation.tencrop import TenCropTransform, ten_crop
-from deepvision.fileio import (
-    atomic_write_text,
+from deepvision.fileio import atomic_write_text
+from deepvision.models.outputs import class_probabilities
+from deepvision.placement import (
     refuse_folder_of_images,
     refuse_mixed_reports,
     refuse_output_folder_over_inputs,
     refuse_output_inside,
 )
-from deepvision.models.outputs import class_probabilities
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
 from deepvision.safeload import check_choice, check_range, spreadsheet_cell, spreadsheet_row

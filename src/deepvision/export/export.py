@@ -34,8 +34,9 @@ from deepvision.export import detection  # noqa: F401  (registers the detection 
 from deepvision.export.hooks import ExportHooks, Parity, hooks_for, register_export
 from deepvision.export.onnx_export import INPUT, OUTPUT
 from deepvision.export.result import ExportResult
-from deepvision.fileio import atomic_path, begins_with, refuse_output_over_inputs, refuse_replacing, unlink_quietly
+from deepvision.fileio import atomic_path, unlink_quietly
 from deepvision.models.outputs import check_finite_output
+from deepvision.placement import begins_with, refuse_output_over_inputs, refuse_replacing
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
 from deepvision.safeload import check_range

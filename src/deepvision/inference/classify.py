@@ -18,17 +18,12 @@ from pathlib import Path
 import torch
 
 from deepvision.errors import UserError
-from deepvision.fileio import (
-    atomic_write_text,
-    begins_with,
-    refuse_output_inside,
-    refuse_output_over_inputs,
-    refuse_replacing,
-)
+from deepvision.fileio import atomic_write_text
 from deepvision.inference.backbones import LoadedModel
 from deepvision.inference.batching import batches, expand_images
 from deepvision.inference.predict import Prediction, check_top
 from deepvision.models.outputs import class_probabilities
+from deepvision.placement import begins_with, refuse_output_inside, refuse_output_over_inputs, refuse_replacing
 from deepvision.safeload import spreadsheet_cell
 
 

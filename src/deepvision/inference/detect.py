@@ -26,9 +26,10 @@ from deepvision.data.preprocess import open_image
 from deepvision.datasets.detection.readers import IMAGE_EXTENSIONS
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
-from deepvision.fileio import PendingFile, atomic_write_text, output_folder, require_own_folder, write_image
+from deepvision.fileio import PendingFile, atomic_write_text, output_folder, write_image
 from deepvision.inference.video import frame_rate, open_video, quiet_native_output
 from deepvision.models.detection import detection_family
+from deepvision.placement import require_own_folder
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.safeload import input_file
 

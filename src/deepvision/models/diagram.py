@@ -16,8 +16,9 @@ from pathlib import Path
 from torch import nn
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path, drawn_by_matplotlib, figure_options, refuse_replacing
+from deepvision.fileio import atomic_path
 from deepvision.models.summary import LayerRow, ModelSummary, format_macs, format_shape, summarize
+from deepvision.placement import drawn_by_matplotlib, figure_options, refuse_replacing
 
 FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 

@@ -22,7 +22,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path, figure_options
+from deepvision.fileio import atomic_path
+from deepvision.placement import figure_options
 from deepvision.runs.history import lr_steps
 from deepvision.runs.rundir import RunDir
 

@@ -25,7 +25,8 @@ from deepvision.data.lst import ListEntry
 from deepvision.data.splits import stratified_split
 from deepvision.datasets.listing import write_lst
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, output_folder, output_subfolder, require_new_folder, require_own_folder
+from deepvision.fileio import atomic_write_text, output_folder, output_subfolder
+from deepvision.placement import require_new_folder, require_own_folder
 from deepvision.safeload import MAX_FAKE_IMAGES, MAX_FAKE_SIDE, check_range, is_control, printable, read_text_file
 
 AGE_BINS = ((0, 2), (4, 6), (8, 13), (15, 20), (25, 32), (38, 43), (48, 53), (60, math.inf))

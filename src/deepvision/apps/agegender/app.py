@@ -28,21 +28,12 @@ from deepvision.apps.classifier import Classifier, load_classifier
 from deepvision.data.imageio import read_bgr
 from deepvision.errors import UserError
 from deepvision.evaluation.tencrop import ten_crop
-from deepvision.fileio import (
-    atomic_write_text,
-    distinct_stems,
-    enclosing,
-    input_file,
-    output_folder,
-    output_subfolder,
-    refuse_output_folder_over_inputs,
-    require_own_folder,
-    write_image,
-)
+from deepvision.fileio import atomic_write_text, input_file, output_folder, output_subfolder, write_image
 from deepvision.inference.faces.align import align_face
 from deepvision.inference.faces.detect import create_detector, cv2_module
 from deepvision.inference.faces.draw import GREEN, RED, draw_face, probability_canvas, resize_to_width
 from deepvision.inference.faces.landmarks import EyeFinder
+from deepvision.placement import distinct_stems, enclosing, refuse_output_folder_over_inputs, require_own_folder
 from deepvision.safeload import image_files, spreadsheet_cell
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")

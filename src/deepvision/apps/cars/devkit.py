@@ -35,7 +35,8 @@ from deepvision.data.splits import stratified_split
 from deepvision.datasets.detection.readers.common import inside
 from deepvision.datasets.listing import write_split_lists
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, refuse_output_over_inputs
+from deepvision.fileio import atomic_write_text
+from deepvision.placement import refuse_output_over_inputs
 from deepvision.safeload import check_class_names, check_mat_file, csv_rows, printable, read_text_file
 
 IMAGENET_MEAN = {"R": 123.68, "G": 116.779, "B": 103.939}

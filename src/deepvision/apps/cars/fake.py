@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from deepvision.errors import UserError
-from deepvision.fileio import require_new_folder
+from deepvision.placement import require_new_folder
 from deepvision.safeload import MAX_FAKE_IMAGES, MAX_FAKE_SIDE, check_range
 
 FAKE_CLASS_NAMES = (

@@ -39,22 +39,18 @@ import numpy as np
 from deepvision.apps.classifier import Classifier, load_classifier
 from deepvision.data.imageio import read_bgr
 from deepvision.errors import UserError
-from deepvision.fileio import (
-    PendingFile,
-    atomic_write_text,
-    distinct_stems,
-    output_folder,
-    output_subfolder,
-    refuse_output_folder_over_inputs,
-    refuse_output_over_inputs,
-    require_own_folder,
-    write_image,
-)
+from deepvision.fileio import PendingFile, atomic_write_text, output_folder, output_subfolder, write_image
 from deepvision.inference.faces.detect import FaceDetector, create_detector, cv2_module, largest_face, to_gray
 from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side
 from deepvision.inference.faces.track import DETECT_EVERY, FaceTracker
 from deepvision.inference.video import frame_rate, open_video
 from deepvision.models.memory_format import to_channels_last
+from deepvision.placement import (
+    distinct_stems,
+    refuse_output_folder_over_inputs,
+    refuse_output_over_inputs,
+    require_own_folder,
+)
 from deepvision.safeload import (
     check_image_side,
     check_range,

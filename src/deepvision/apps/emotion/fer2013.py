@@ -24,12 +24,8 @@ import numpy as np
 
 from deepvision.datasets.fer import FER6_LABELS, FER6_MAP, FER7_LABELS
 from deepvision.errors import UserError
-from deepvision.fileio import (
-    open_regular_text,
-    output_folder,
-    refuse_output_inside,
-    require_new_file,
-)
+from deepvision.fileio import open_regular_text, output_folder
+from deepvision.placement import refuse_output_inside, require_new_file
 from deepvision.safeload import bounded_lines, check_fake_images, check_file_size, csv_rows, regular_file
 from deepvision.safeload.text import printable
 

@@ -12,7 +12,8 @@ from PIL import Image
 
 from deepvision.apps.imagenet.devkit import DevkitPaths
 from deepvision.errors import UserError
-from deepvision.fileio import output_subfolder, require_new_folder
+from deepvision.fileio import output_subfolder
+from deepvision.placement import require_new_folder
 from deepvision.safeload import MAX_FAKE_SIDE, check_fake_images
 
 

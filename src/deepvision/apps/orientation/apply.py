@@ -23,7 +23,8 @@ from PIL import Image
 
 from deepvision.apps.orientation.dataset import ANGLES
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path, atomic_write_text, refuse_output_folder_over_inputs, require_own_folder
+from deepvision.fileio import atomic_path, atomic_write_text
+from deepvision.placement import refuse_output_folder_over_inputs, require_own_folder
 from deepvision.safeload import spreadsheet_row
 
 

@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path, atomic_write_text, check_jpeg_quality, refuse_output_inside
+from deepvision.fileio import atomic_path, atomic_write_text, check_jpeg_quality
+from deepvision.placement import refuse_output_inside
 from deepvision.safeload import image_files
 
 ANGLES = (0, 90, 180, 270)

@@ -13,7 +13,8 @@ import numpy as np
 
 from deepvision.apps.stl10.binary import CLASS_NAMES, SIDE, write_split
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, require_new_folder
+from deepvision.fileio import atomic_write_text
+from deepvision.placement import require_new_folder
 from deepvision.safeload import MAX_FAKE_IMAGES, check_fake_images, check_range
 
 

@@ -11,7 +11,8 @@ from deepvision.engine.resolve import refuse_output_in_data
 from deepvision.errors import UserError
 from deepvision.evaluation.evaluate import evaluate_run
 from deepvision.evaluation.plots import plot_binary
-from deepvision.fileio import atomic_write_text, refuse_mixed_reports
+from deepvision.fileio import atomic_write_text
+from deepvision.placement import refuse_mixed_reports
 from deepvision.runs.rundir import RunDir
 from deepvision.safeload import read_json
 

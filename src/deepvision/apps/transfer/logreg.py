@@ -32,13 +32,8 @@ import numpy as np
 
 from deepvision.apps.transfer.linear_model import LinearModel
 from deepvision.errors import UserError
-from deepvision.fileio import (
-    atomic_write_text,
-    refuse_folder_of_images,
-    refuse_mixed_reports,
-    refuse_output_over_inputs,
-    same_file,
-)
+from deepvision.fileio import atomic_write_text, same_file
+from deepvision.placement import refuse_folder_of_images, refuse_mixed_reports, refuse_output_over_inputs
 from deepvision.safeload import check_range, spreadsheet_row
 
 __all__ = ["LinearModel", "fit_logreg", "parse_grid", "read_features"]

@@ -147,7 +147,7 @@ def compare(runs: list[str], out: str | None, metrics: list[str]) -> int:
 
     from deepvision.cli.output import shown
     from deepvision.errors import UserError
-    from deepvision.fileio import drawn_by_matplotlib, refuse_output_over_inputs, refuse_replacing
+    from deepvision.placement import drawn_by_matplotlib, refuse_output_over_inputs, refuse_replacing
     from deepvision.runs.plots import plot_compare
     from deepvision.runs.rundir import HISTORY_FIELDS, RunDir
 

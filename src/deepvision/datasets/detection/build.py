@@ -19,7 +19,8 @@ from deepvision.datasets.detection.checks import check_class_names, check_output
 from deepvision.datasets.detection.labelmap import label_map_text, read_class_list
 from deepvision.datasets.detection.schema import Annotations, ImageRecord
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, begins_with, output_folder
+from deepvision.fileio import atomic_write_text, output_folder
+from deepvision.placement import begins_with
 from deepvision.safeload import printable, read_json
 
 FIXES = ("clip", "drop")

@@ -26,7 +26,7 @@ from deepvision.data.imageio import image_size
 from deepvision.datasets.detection.readers.common import file_problem
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
-from deepvision.fileio import enclosing, require_own_folder
+from deepvision.placement import enclosing, require_own_folder
 
 TOLERANCE = 1.0  # px beyond the border that annotation tools produce by rounding; clipped silently
 OUTPUT_FILES = ("dataset.json", "label_map.pbtxt", "classes.txt")  # plus SPLIT.json per split

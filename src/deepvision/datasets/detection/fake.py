@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 
 from deepvision.datasets.detection.schema import FORMATS, LISA_CLASSES
 from deepvision.errors import UserError
-from deepvision.fileio import require_new_folder
+from deepvision.placement import require_new_folder
 from deepvision.safeload import MAX_FAKE_IMAGES, MAX_FAKE_SIDE, check_range
 
 SHAPES = ("disc", "square", "triangle", "diamond", "cross")

@@ -11,7 +11,8 @@ from PIL import Image, ImageDraw
 from deepvision.data.detection.index import IndexImage, load_index
 from deepvision.data.preprocess import open_image
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path, enclosing
+from deepvision.fileio import atomic_path
+from deepvision.placement import enclosing
 
 GREEN = (0, 255, 0)
 ORANGE = (255, 165, 0)

@@ -1,0 +1,190 @@
+"""Where an output may go: never over an input, never into a folder of images or a folder another command
+owns, never replacing a file the command did not write. Every check runs before any work, so a refused
+command changes nothing."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from deepvision.errors import UserError
+from deepvision.fileio import IMAGE_EXTS, file_id, not_a_folder, open_regular_file, same_file
+
+
+def refuse_output_over_inputs(out: str | Path, inputs: Iterable[str | Path], option: str = "--out") -> None:
+    """Refuse, before anything is read or written, an output file that is one of the command's inputs
+    (writing it would destroy the data the command reads). Compared by inode, so links and `..`
+    detours are caught; an output that does not exist yet cannot be an input."""
+    target = file_id(out)
+    if target is None:
+        return
+    for item in inputs:
+        if file_id(item) == target:
+            raise UserError(f"{option} {out} is an input of this command ({item}) and would be overwritten; "
+                            f"choose another output file")
+
+
+def refuse_output_folder_over_inputs(out_dir: str | Path, inputs: Iterable[str | Path],
+                                     targets: Iterable[str | Path] = (), option: str = "--out") -> None:
+    """Refuse, before anything is written, an output folder that holds the command's inputs (the folder
+    of an input file), or whose output files `targets` are inputs (compared by inode, so links and `..`
+    detours are caught): writing there would replace the photos the command reads, or mix its outputs
+    into them for the next run."""
+    inputs = list(inputs)
+    if os.path.isdir(out_dir):
+        for item in inputs:
+            if same_file(Path(item).parent, out_dir):
+                raise UserError(f"{option} {out_dir} holds the input {item}; its outputs would replace or mix "
+                                f"with the inputs, so choose another folder")
+    for target in targets:
+        try:
+            refuse_output_over_inputs(target, inputs, option)
+        except UserError:
+            raise UserError(f"{option} {out_dir} would overwrite an input with {target}; choose another "
+                            f"folder") from None
+
+
+def refuse_mixed_reports(out_dir: str | Path, foreign: Iterable[str], other: str, option: str = "--out") -> None:
+    """Refuse, before any work, an output folder holding another command's report (`foreign`: file names
+    only that command writes): the files both write (metrics.json, report.csv, ...) would be replaced and
+    the rest left, two half reports in one folder."""
+    found = next((name for name in foreign if os.path.lexists(Path(out_dir) / name)), None)
+    if found is not None:
+        raise UserError(f"{option} {out_dir} holds {found}, part of {other}; this report would replace some of "
+                        f"its files and leave the rest: choose another folder")
+
+
+def enclosing(target: Path, folders: Iterable[Path]) -> Path | None:
+    """The outermost of `folders` that is `target` or holds it (links followed), else None."""
+    target = target.resolve()
+    found = [f for f in folders if target.is_relative_to(f.resolve())]
+    return min(found, key=lambda f: len(f.resolve().parts)) if found else None
+
+
+def refuse_output_inside(out: str | Path, folder: str | Path, what: str, option: str = "--out",
+                         file: bool = False) -> None:
+    """Refuse, before anything is written, an output folder inside (or equal to) an input folder: its files
+    would join the inputs (a report's PNGs counted as images of a class by the next run). `file`: `out`
+    is an output file (a predictions CSV), refused inside the folder likewise."""
+    if os.path.isdir(folder) and enclosing(Path(out), [Path(folder)]) is not None:
+        if file:
+            raise UserError(f"{option} {out} is inside {what} {folder}; the next command over that folder would "
+                            f"read it as an input, so write it outside the folder")
+        raise UserError(f"{option} {out} is inside {what} {folder}; its files would be read as part of it next "
+                        f"time, so choose a folder outside it")
+
+
+def distinct_stems(paths: Iterable[str | Path]) -> list[str]:
+    """A name per input for the outputs made from it: the file's stem (`face` for face.jpg), or its whole
+    name (`face.jpg`) when another input has the same stem (face.jpg and face.png), so that no output
+    replaces another's."""
+    paths = [Path(p) for p in paths]
+    stems = [p.name if p.stem in ("", ".", "..") else p.stem for p in paths]  # "..png": no folder name of its own
+    counts: dict[str, int] = {}
+    for stem in stems:
+        counts[stem] = counts.get(stem, 0) + 1
+    names = [stem if counts[stem] == 1 else p.name for p, stem in zip(paths, stems)]
+    taken = set(names)
+    out: list[str] = []
+    used: set[str] = set()
+    for name in names:  # the same name from different folders: _1, _2, ... in input order
+        candidate, k = name, 1
+        while candidate in used or candidate != name and candidate in taken:
+            candidate, k = f"{name}_{k}", k + 1
+        used.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def require_new_folder(path: str | Path, option: str = "--out") -> None:
+    """Refuse, before anything is written, an output folder that already holds something (or is a file
+    or a dangling link): a generator writing fixed names there would replace files it did not make."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())) or path.is_symlink() and not path.exists():
+        raise UserError(f"{option} {path} already exists and is not empty; a generator would overwrite "
+                        f"what is there, so choose a new folder")
+
+
+def begins_with(path: str | Path, start: str) -> bool:
+    """Whether the regular file `path` begins with `start`, whitespace ignored: how a command knows a table
+    it wrote before (a CSV header, a JSON document's first key)."""
+    try:
+        with open_regular_file(path) as f:
+            head = "".join(f.read(256).decode("utf-8", "replace").split())
+    except OSError:
+        return False
+    return head.startswith("".join(start.split()))
+
+
+def figure_options(path: str | Path) -> dict[str, Any]:
+    """Extra `savefig` arguments: a JPEG carries a comment naming matplotlib (PNG, SVG and PDF name it
+    themselves), so `drawn_by_matplotlib` knows the figure when a later run would replace it."""
+    return {"pil_kwargs": {"comment": b"Matplotlib figure"}} if Path(path).suffix.lower() in (".jpg", ".jpeg") else {}
+
+
+def images_in(folder: str | Path, own: Iterable[str] = ()) -> list[str]:
+    """The names of the image files directly in `folder` (sorted), but those named in `own`."""
+    folder, own = Path(folder), set(own)
+    return sorted(p.name for p in folder.glob("*") if p.suffix.lower() in IMAGE_EXTS and p.name not in own) \
+        if folder.is_dir() else []
+
+
+def refuse_folder_of_images(out_dir: str | Path, own: Iterable[str], option: str = "--out") -> None:
+    """Refuse a report folder holding images other than the report's own PNGs (`own`): a data set's class
+    folder, whose next build or training would read the report's figures as images of that class."""
+    held = images_in(out_dir, own)
+    if held:
+        raise UserError(f"{option} {out_dir} holds images ({held[0]}, ...); the report's figures would join them as "
+                        f"data: choose another folder")
+
+
+def drawn_by_matplotlib(path: str | Path) -> bool:
+    """Whether an image file names matplotlib in its first or last 4 kB (PNG's Software text, SVG's comment,
+    PDF's Creator): a figure a plotting command drew, which the next run may replace."""
+    try:
+        with open_regular_file(path) as f:
+            head = f.read(4096)
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+            tail = f.read(4096)
+    except OSError:
+        return False
+    return b"atplotlib" in head or b"atplotlib" in tail
+
+
+def refuse_replacing(path: str | Path, ours: Callable[[Path], bool], what: str, option: str = "--out") -> None:
+    """Refuse, before any work, an output file that exists and is not `what` (`ours(path)` False): a file
+    named by mistake (a data set's photo, an annotation file) would be replaced by this command's output."""
+    path = Path(path)
+    if os.path.lexists(path) and not (path.is_file() and ours(path)):
+        raise UserError(f"{option} {path} exists and is not {what}; choose a new file name (only {what} is "
+                        f"replaced)")
+
+
+def require_own_folder(path: str | Path, marker: str, start: str, command: str, option: str = "--out") -> None:
+    """Refuse, before anything is written, an output folder that an earlier `command` did not write: it must
+    be new, empty, or hold that command's `marker` table (beginning with `start`), whose outputs are then
+    replaced name by name. In any other folder the outputs, named after the inputs, would replace the
+    user's files (a data set's photos by annotated copies) or mix with another command's report."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        return
+    if not path.is_dir():
+        raise UserError(f"{option} {not_a_folder(path, 'folder')}")
+    try:  # the litter file browsers leave (.DS_Store, Thumbs.db) does not make a folder the user's
+        held = [n for n in os.listdir(path) if n not in (".DS_Store", "Thumbs.db", "desktop.ini")]
+    except OSError as exc:
+        raise UserError(f"{option} {path} cannot be read: {exc.strerror or exc}") from None
+    if held and not begins_with(path / marker, start):
+        raise UserError(f"{option} {path} holds files but no {marker} of an earlier {command} (a run stopped before "
+                        f"writing it leaves none); its outputs could replace them: choose a new or empty folder")
+
+
+def require_new_file(path: str | Path, option: str = "--out") -> None:
+    """Refuse, before anything is written, an output file of a generator that already exists (or is a
+    link): a fake data set never replaces a file, real data least of all."""
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        raise UserError(f"{option} {path} already exists; a generator never replaces a file, so choose a "
+                        f"new name")
