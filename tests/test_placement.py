@@ -1,0 +1,70 @@
+"""Where an output may go: never over an input, into another command's folder or a folder of images."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from deepvision.errors import UserError
+from deepvision.placement import require_own_folder
+
+
+def test_an_output_that_is_an_input_is_refused(tmp_path):
+    from deepvision.placement import refuse_output_over_inputs
+
+    (tmp_path / "a.txt").write_text("a")
+    os.link(tmp_path / "a.txt", tmp_path / "hard.txt")
+    (tmp_path / "link.txt").symlink_to(tmp_path / "a.txt")
+    for out in ("a.txt", "hard.txt", "link.txt"):
+        with pytest.raises(UserError, match="is an input of this command"):
+            refuse_output_over_inputs(tmp_path / out, [tmp_path / "missing", tmp_path / "a.txt"])
+    refuse_output_over_inputs(tmp_path / "new.txt", [tmp_path / "a.txt"])  # not there yet: fine
+    refuse_output_over_inputs(tmp_path / "a.txt", [tmp_path / "hard-other.txt"])
+
+
+def test_an_output_folder_is_new_empty_or_the_commands_own(tmp_path):
+    require_own_folder(tmp_path / "new", "results.csv", "image,label", "cmd")
+    (tmp_path / "empty").mkdir()
+    require_own_folder(tmp_path / "empty", "results.csv", "image,label", "cmd")
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "results.csv").write_text("image,label\na.png,cat\n")
+    (own / "a.png").write_bytes(b"x")
+    require_own_folder(own, "results.csv", "image,label", "cmd")
+    (own / "results.csv").write_text("image,rank,class\n")  # another command's table of the same name
+    with pytest.raises(UserError, match=f"^--out {own} holds files but no results.csv of an earlier cmd"):
+        require_own_folder(own, "results.csv", "image,label", "cmd")
+    os.mkfifo(own / "fifo.csv")
+    with pytest.raises(UserError, match="holds files but no fifo.csv of an earlier cmd"):
+        require_own_folder(own, "fifo.csv", "image,label", "cmd")  # never opened for reading
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match=f"^--out {tmp_path / 'file'} is a file, not a folder"):
+        require_own_folder(tmp_path / "file", "results.csv", "image,label", "cmd")
+
+
+def test_only_a_figure_deepvision_drew_is_replaced_and_reports_stay_out_of_image_folders(tmp_path, run_cli):
+    """`models show --diagram photo.png`, `runs compare --out photo.png` and `mean --out coco.json` replaced a
+    data set's photo or annotation file; evaluate's figures joined another data set's class folder."""
+    from PIL import Image
+
+    from deepvision.placement import drawn_by_matplotlib, refuse_folder_of_images, refuse_replacing
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(photos / "p.png")
+    before = (photos / "p.png").read_bytes()
+    code, _, err = run_cli("models", "show", "lenet", "--diagram", photos / "p.png")
+    assert code == 2 and f"--diagram {photos / 'p.png'} exists and is not a figure deepvision drew" in err
+    assert (photos / "p.png").read_bytes() == before
+    for suffix in (".png", ".svg", ".pdf", ".jpg"):
+        path = tmp_path / f"lenet{suffix}"
+        for _ in range(2):  # its own figure: drawn again
+            code, _, err = run_cli("models", "show", "lenet", "--diagram", path)
+            assert code == 0 and drawn_by_matplotlib(path), err
+    (tmp_path / "coco.json").write_text('{"images": []}')
+    with pytest.raises(UserError, match="coco.json exists and is not a mean file; choose a new file name"):
+        refuse_replacing(tmp_path / "coco.json", lambda p: False, "a mean file")
+    with pytest.raises(UserError, match=r"holds images \(p.png, ...\); the report's figures would join them"):
+        refuse_folder_of_images(photos, ["confusion_matrix.png"])
+    refuse_folder_of_images(tmp_path / "lenet-report", ["confusion_matrix.png"])  # new folder
