@@ -356,3 +356,21 @@ def test_a_class_name_in_two_unicode_spellings_is_one_name_given_twice():
     with pytest.raises(UserError, match=r"class name 'a' is given twice; class names must be unique"):
         check_class_names(["a", "b", "a"], "labels.txt")
     check_class_names(["caf\u00e9", "cat", "\u0441at"], "labels.txt")  # another script's letters: another name
+
+
+def test_the_read_ceiling_is_the_memory_this_process_may_use(monkeypatch):
+    """Under an 8 GB address-space limit the ceiling stayed at the machine's 25 GB: a small Keras config
+    whose layers need 13 GB passed the plan and failed inside torch's allocator, in its words."""
+    import resource
+
+    from deepvision.safeload.files import max_read_bytes
+
+    monkeypatch.delenv("DEEPVISION_MAX_READ_GB", raising=False)
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert max_read_bytes() <= physical
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (8 * 10**9, resource.RLIM_INFINITY))
+    assert max_read_bytes() == min(8 * 10**9, max_read_bytes())
+    assert max_read_bytes() <= 8 * 10**9
+    monkeypatch.setenv("DEEPVISION_MAX_READ_GB", "30")  # the user's word wins
+    assert max_read_bytes() == 30 * 10**9

@@ -117,6 +117,20 @@ def check_weights_finite(path: str | Path) -> None:
             raise UserError(f"{path}: constant {name!r} holds NaN; the file is damaged (export it again)")
 
 
+def check_same_classes(path: str | Path, metadata: dict[str, str], classes: Any) -> None:
+    """An exported file carries its class names twice: the plain `classes` key other tools read and the
+    deepvision metadata's list. Refuse a file whose two lists differ, rather than answer with one of them."""
+    from deepvision.safeload import load_json, printable
+
+    plain = metadata.get("classes")
+    if plain is None or classes is None:
+        return
+    other = load_json(plain, f"{path} metadata 'classes'")
+    if other != classes:
+        raise UserError(f"{path}: its metadata's two class lists differ ('classes' {printable(repr(other))[:40]}, "
+                        f"'deepvision' {printable(repr(classes))[:40]}); export it again with `deepvision export RUN`")
+
+
 def _stored_tensors(graph: Any) -> Iterator[tuple[str, Any, bool]]:
     """(name, TensorProto, is a weight) of every constant an ONNX graph stores: initializers and sparse
     initializers' values (weights), and tensor attributes (Constant nodes' value, ConstantOfShape's

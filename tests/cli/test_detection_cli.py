@@ -12,6 +12,7 @@ from PIL import Image
 
 from deepvision.data.detection import load_index
 from deepvision.data.preprocess import open_image, pil_to_tensor
+from deepvision.errors import UserError
 from deepvision.export.detection import SingleImageDetector, load_exported
 from deepvision.export.result import ExportResult
 from deepvision.runs.loading import load_run
@@ -59,6 +60,11 @@ def test_export_onnx_through_the_cli(trained_detection_run, run_cli, tmp_path):
     Image.new("RGB", (32, 32)).save(tmp_path / "x.png")
     code, _, err = run_cli("predict", target, tmp_path / "x.png")
     assert code == 2 and "is an exported detector" in err
+    model = onnx.load(str(target))  # the plain class list no longer the deepvision metadata's
+    next(p for p in model.metadata_props if p.key == "classes").value = '["square", "disc", "triangle"]'
+    onnx.save(model, str(tmp_path / "swapped.onnx"))
+    with pytest.raises(UserError, match="its metadata's two class lists differ"):
+        load_exported(tmp_path / "swapped.onnx")
 
 
 def test_export_torchscript_api_result_and_failures(trained_detection_run, run_cli, tmp_path, monkeypatch, capsys):

@@ -28,6 +28,24 @@ def test_overrides_parse_yaml_scalars_and_lists():
     assert build_config({}, ["train.epochs=3", "train.epochs=3"]).train.epochs == 3  # a script's repeat
 
 
+def test_a_mapping_override_sets_the_keys_it_names():
+    """`--set data={batch_size: 4}` replaced the recipe's whole data section (its val and test splits
+    vanished), and `--set 'train={epochs: 1}' --set train.epochs=2` trained 2 epochs without a word."""
+    recipe = {"data": {"source": "synthetic", "batch_size": 8, "augment": {"rotate": 10}},
+              "model": {"name": "lenet", "args": {"activation": "relu"}}}
+    cfg = build_config(recipe, ["data={batch_size: 4}", "train={epochs: 2, seed: 1}"])
+    assert (cfg.data.source, cfg.data.batch_size, cfg.data.augment.rotate) == ("synthetic", 4, 10)
+    assert (cfg.train.epochs, cfg.train.seed) == (2, 1)
+    assert build_config(recipe, ["model.args={}"]).model.args == {}  # {} empties a section
+    assert build_config(recipe, ["train={epochs: 1}", "train.epochs=1"]).train.epochs == 1
+    with pytest.raises(UserError, match=r"^--set train.epochs is given twice \('train=\{epochs: 1\}', then "
+                                        r"'train.epochs=2'\); give it once$"):
+        build_config(recipe, ["train={epochs: 1}", "train.epochs=2"])
+    with pytest.raises(UserError, match=r"^--set data.augment is given twice \('data.augment.rotate=5', then "
+                                        r"'data.augment=\{\}'\)"):
+        build_config(recipe, ["data.augment.rotate=5", "data.augment={}"])
+
+
 @pytest.mark.parametrize(
     ("data", "overrides", "message"),
     [

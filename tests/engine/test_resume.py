@@ -174,3 +174,15 @@ def test_a_config_yaml_without_the_digest_line_resumes_as_before(full_run, tmp_p
     (copy / "config.yaml").write_text(text.partition("\n")[2].replace("  epochs: 4\n", "  epochs: 9\n", 1))
     assert RunDir.open(copy).config_edited() is None
     assert len(resume(copy, epoch=3).history) == 4
+
+
+def test_the_checkpoint_prefix_cannot_change_on_resume(full_run, tmp_path):
+    """`resume --set checkpoint.prefix=zz` hid the epochs saved as keras_mnist_cnn-NNNN.pt: `--epoch 1`
+    then said the epoch was never saved, and `runs prune` passed them over."""
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run.run_dir, copy)
+    prefix = RunDir.open(copy).read_config().checkpoint.prefix
+    with pytest.raises(UserError, match=rf"^checkpoint.prefix cannot change on resume: the run's checkpoints are "
+                                        rf"{prefix}-NNNN.pt"):
+        resume(copy, epoch=2, overrides=["train.epochs=5", "checkpoint={prefix: zz}"])
+    assert not list((copy / "checkpoints").glob("zz-*"))

@@ -12,7 +12,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 
-def _onnx_file(path, meta: str):
+def _onnx_file(path, meta: str, plain: str | None = None):
     from onnx import TensorProto, helper
 
     from deepvision.inference.onnx_runtime import METADATA_KEY
@@ -24,6 +24,9 @@ def _onnx_file(path, meta: str):
     model.ir_version = 8
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, meta
+    if plain is not None:  # the plain "classes" key export writes for other tools
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "classes", plain
     onnx.save(model, str(path))
     return path
 
@@ -65,6 +68,18 @@ def test_valid_metadata_loads(tmp_path):
 
     model = OnnxClassifier(_onnx_file(tmp_path / "m.onnx", _meta()))
     assert model.classes == ["a", "b", "c"] and model.pre.size == (8, 8)
+    assert OnnxClassifier(_onnx_file(tmp_path / "p.onnx", _meta(), '["a", "b", "c"]')).classes == ["a", "b", "c"]
+
+
+def test_the_two_class_lists_must_agree(tmp_path):
+    """predict read the deepvision metadata's classes and never the plain `classes` key: a file whose two
+    lists differed answered with one of them (digit 2 named 7)."""
+    from deepvision.inference.onnx_runtime import OnnxClassifier
+
+    path = _onnx_file(tmp_path / "m.onnx", _meta(), '["c", "b", "a"]')
+    with pytest.raises(UserError, match=r"m.onnx: its metadata's two class lists differ \('classes' \['c', 'b', "
+                                        r"'a'\], 'deepvision' \['a', 'b', 'c'\]\); export it again"):
+        OnnxClassifier(path)
 
 
 def _graph_with(tmp_path, nodes, initializers=(), sparse=()):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,25 +112,36 @@ def override_list(overrides: str | Iterable[str] | None) -> list[str]:
     return items
 
 
+def _leaves(keys: list[str], value: Any) -> Iterator[tuple[list[str], Any]]:
+    """A mapping value sets the keys it names, as dotted keys would (`train={epochs: 2}` is `train.epochs=2`);
+    an empty mapping empties the section."""
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            yield from _leaves([*keys, str(k)], v)
+    else:
+        yield keys, value
+
+
 def apply_overrides(data: dict[str, Any], overrides: str | Iterable[str] | None) -> dict[str, Any]:
     """Return a copy of `data` with each 'a.b.c=value' override applied; one key given two values is refused."""
     data = copy.deepcopy(data)
-    given: dict[str, str] = {}
+    given: dict[str, tuple[str, Any]] = {}
     for text in override_list(overrides):
-        keys, value = parse_override(text)
-        key = ".".join(keys)
-        if key in given and parse_override(given[key])[1] != value:  # the last one won without a word
-            raise UserError(f"--set {key} is given twice ({given[key]!r}, then {text!r}); give it once")
-        given[key] = text
-        node = data
-        for k in keys[:-1]:
-            child = node.get(k)
-            if child is None:
-                child = node[k] = {}
-            if not isinstance(child, dict):
-                raise UserError(f"--set {text}: '{k}' is not a section")
-            node = child
-        node[keys[-1]] = value
+        for keys, value in _leaves(*parse_override(text)):
+            key = ".".join(keys)
+            earlier = given.get(key) or next((given[g] for g in given if g.startswith(key + ".")), None)
+            if earlier is not None and (earlier[1] != value or key not in given):  # the last one won without a word
+                raise UserError(f"--set {key} is given twice ({earlier[0]!r}, then {text!r}); give it once")
+            given[key] = (text, value)
+            node = data
+            for k in keys[:-1]:
+                child = node.get(k)
+                if child is None:
+                    child = node[k] = {}
+                if not isinstance(child, dict):
+                    raise UserError(f"--set {text}: '{k}' is not a section")
+                node = child
+            node[keys[-1]] = value
     return data
 
 

@@ -311,4 +311,7 @@ def create_model(
         if fixed:  # a class option the builder sets itself (a ViT's patch_size): Python's TypeError named a helper
             raise UserError(f"model '{name}' sets its option '{fixed[1]}' itself (it defines the variant); leave it "
                             f"out or choose another variant") from None
+        if "can't allocate memory" in str(exc):  # torch's allocator: past what the plan could foresee
+            raise UserError(f"cannot build model '{name}' with {options or 'default options'}: its parameters do "
+                            f"not fit in the memory left to this process; choose smaller options") from None
         raise UserError(f"cannot build model '{name}' with {options or 'default options'}: {exc}") from None

@@ -4,6 +4,7 @@ declared sizes (bytes one read may take, pixels an image side may have)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Iterable
@@ -208,8 +209,9 @@ def check_fake_images(total: int, options: str) -> None:
 
 
 def max_read_bytes() -> int:
-    """The most bytes one declared array may ask for: DEEPVISION_MAX_READ_GB (decimal GB), else this
-    machine's physical memory."""
+    """The most bytes one declared array may ask for: DEEPVISION_MAX_READ_GB (decimal GB), else the memory
+    this process may use: the machine's physical memory, or less where an address-space limit
+    (`ulimit -v`, prlimit) or the container's memory limit (cgroup v2 memory.max) says so."""
     raw = os.environ.get("DEEPVISION_MAX_READ_GB", "")
     if raw:
         try:
@@ -220,9 +222,20 @@ def max_read_bytes() -> int:
             raise UserError(f"DEEPVISION_MAX_READ_GB must be a positive number of gigabytes, got {raw!r}")
         return int(value * 1e9)
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        limits = [os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")]
     except (ValueError, OSError, AttributeError):  # not on this platform
-        return 16 * 10**9
+        limits = [16 * 10**9]
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY and soft > 0:
+            limits.append(soft)
+    with contextlib.suppress(ValueError, OSError):
+        cgroup = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if cgroup.isdigit():
+            limits.append(int(cgroup))
+    return min(limits)
 
 
 def format_bytes(n: float) -> str:
