@@ -148,6 +148,28 @@ def test_show_samples_and_draws(run_cli, cars_run, fake, tmp_path):
     assert (code, out) == (2, "") and "--sample-size must be a whole number from 1 to 10,000, got 100000000" in err
 
 
+def test_show_writes_only_into_its_own_folder_outside_the_data(run_cli, cars_run, fake, tmp_path):
+    """A folder of the user's files, the run's own folder and the test images' folder are refused in one
+    line before the model loads, nothing written; an earlier show's folder is written again."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "000_sample1.png").write_bytes(b"my picture")
+    (mine / "predictions.json").write_text('{"mine": true}\n')
+    images = sorted((fake / "car_ims").iterdir())
+    for out, message in [(mine, "holds files but no predictions.json of an earlier cars show"),
+                         (cars_run, "holds files but no predictions.json of an earlier cars show"),
+                         (fake / "car_ims", "holds files but no predictions.json of an earlier cars show"),
+                         (fake / "car_ims" / "show", "is inside the image folder of the run's test split")]:
+        code, out_text, err = run_cli("cars", "show", cars_run, "--sample-size", "2", "--seed", "1", "--out", out)
+        assert (code, out_text) == (2, "") and err.count("\n") == 1 and message in err, err
+    assert (mine / "000_sample1.png").read_bytes() == b"my picture"
+    assert sorted((fake / "car_ims").iterdir()) == images
+    for seed in ("1", "2"):
+        code, _, err = run_cli("cars", "show", cars_run, "--sample-size", "2", "--seed", seed, "--out",
+                               tmp_path / "s")
+        assert code == 0, err
+
+
 def test_recipes_c1_to_c3():
     expected = {"c1": (45, ["1-30: 1e-4", "31-45: 1e-5"], 82.48), "c2": (120, ["1-100: 1e-5", "101-120: 1e-6"], 78.41),
                 "c3": (55, ["1-50: 5e-4", "51-55: 5e-5"], 81.25)}

@@ -403,6 +403,26 @@ def test_emotion_video_sidecars_never_replace_a_users_file(astronaut_video, fer_
     assert not (tmp_path / "report.avi").exists()
 
 
+def test_emotion_replaces_only_a_video_an_earlier_run_wrote(astronaut_video, fer_run, tmp_path, run_cli):
+    """An existing video without its run's results table beside it is the user's recording: refused in one
+    line, unchanged; a video an earlier run wrote (its STEM.csv beside it) is replaced."""
+    video, _ = astronaut_video
+    holiday = tmp_path / "holiday.avi"
+    holiday.write_bytes(video.read_bytes())
+    (tmp_path / "holiday.json").write_text('{"model": "not a results table either"}\n')
+    code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", holiday, "--max-frames", "1",
+                           "--detector", "haar")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "holiday.avi already exists and is not a video an earlier emotion run wrote (no holiday.csv" in err
+    assert holiday.read_bytes() == video.read_bytes() and not (tmp_path / "holiday.csv").exists()
+    out = tmp_path / "annotated.avi"
+    for frames in ("1", "2"):  # the second run replaces the first one's video and tables
+        code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", out, "--max-frames",
+                               frames, "--detector", "haar")
+        assert code == 0, err
+    assert len(_csv_rows(tmp_path / "annotated.csv")) == 2
+
+
 def test_emotion_frames_replace_a_planted_link_never_follow_it(astronaut_video, fer_run, tmp_path, run_cli):
     video, _ = astronaut_video
     victim = tmp_path / "victim.txt"

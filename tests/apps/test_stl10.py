@@ -319,3 +319,27 @@ def test_build_with_too_few_images_for_a_split_writes_nothing(tmp_path):
                                         r"val 20%, test 10% of each class\)"):
         build_stl10(root, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_build_writes_only_into_a_new_empty_or_earlier_build_folder(fake_bins, tmp_path, run_cli):
+    """A run folder (labels.txt), another builder's lists (train.lst, other classes) and the binaries'
+    own folder are refused in one line, nothing written; an earlier build is rebuilt in place."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "labels.txt").write_text("zero\none\n")
+    cars = tmp_path / "cars"
+    cars.mkdir()
+    (cars / "train.lst").write_text("0\t0.000000\ta.jpg\n")
+    (cars / "labels.txt").write_text("Audi A4\nBMW X5\n")
+    before = {p: p.read_bytes() for p in [*run.iterdir(), *cars.iterdir(), *fake_bins.iterdir()]}
+    cases = [(run, "holds files but no train.lst of an earlier stl10 build"),
+             (cars, "holds files but no labels.txt of an earlier stl10 build"),
+             (fake_bins, "is inside the STL-10 folder"), (fake_bins / "sub", "is inside the STL-10 folder")]
+    for out, message in cases:
+        code, _, err = run_cli("stl10", "build", "--root", fake_bins, "--out", out, "--no-records")
+        assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert {p: p.read_bytes() for p in [*run.iterdir(), *cars.iterdir(), *fake_bins.iterdir()]} == before
+    assert not (fake_bins / "sub").exists()
+    build_stl10(fake_bins, tmp_path / "t1", pack=False)
+    build_stl10(fake_bins, tmp_path / "t1", pack=False, seed=7)  # its own earlier build
+    assert (tmp_path / "t1" / "labels.txt").read_text() == "airplane\ncat\n"

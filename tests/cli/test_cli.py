@@ -92,6 +92,28 @@ def test_recipes_list_fits_80_columns_and_keeps_names_whole(run_cli):
     assert "reference val 71.65 (one-off 94.14), test 71.15 (one-off 88.28)" in " ".join(x.strip() for x in age)
 
 
+def test_recipes_show_takes_recipe_names_and_names_a_file_as_one(run_cli, tmp_path, monkeypatch):
+    """A config file or folder given to `recipes show` is named as the user's own, not called missing; a
+    path never reaches outside the shipped recipes; a recipe name prints the recipe."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mt.yaml").write_text("model: {name: lenet}\ndata: {source: digits}\n")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "x.yaml").write_text("secret: 1\n")
+    from deepvision.recipes import recipe_path
+
+    outside = os.path.relpath(tmp_path / "x", recipe_path("demo").parent)  # ../../../tmp/.../x from the recipes
+    for name, message in [("mt.yaml", "recipes show prints a shipped recipe by name; mt.yaml is a file of your own, "
+                                      "not a recipe (see a config file with `cat mt.yaml`"),
+                          ("d", "d is a folder of your own, not a recipe"),
+                          (outside, f"no recipe named '{outside}'")]:
+        code, out, err = run_cli("recipes", "show", name)
+        assert (code, out) == (2, "") and err.count("\n") == 1 and message in err, err
+    code, out, err = run_cli("recipes", "show", "lenet_mnist")
+    assert code == 0 and "lenet" in out, err
+    code, _, err = run_cli("train", "nothing_here")
+    assert code == 2 and "no config file or recipe named 'nothing_here'" in err
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A 2-class run on an image folder (exercises the folder source and the binary reports)."""

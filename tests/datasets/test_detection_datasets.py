@@ -401,6 +401,34 @@ def test_cli_build_fake_show(tmp_path, run_cli):
     assert code == 2 and err.count("\n") == 1 and "not found" in err
 
 
+def test_show_draws_only_into_its_own_folder(tmp_path, run_cli):
+    """A folder of the user's files (one named like a drawing) or a run's folder is refused in one line,
+    nothing replaced or added; the default DIR/show, with its show.json, is drawn into again."""
+    run_cli("detection", "fake", "--format", "voc", "--out", tmp_path / "voc", "--images", "6", "--size", "64")
+    run_cli("detection", "build", "voc", tmp_path / "voc", "--out", tmp_path / "built")
+    code, _, err = run_cli("detection", "show", tmp_path / "built", "--count", "2")
+    assert code == 0, err
+    drawn = sorted(p.name for p in (tmp_path / "built" / "show").glob("*.png"))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / drawn[0]).write_bytes(b"my photo")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: {name: lenet}\n")
+    for out in (mine, run, tmp_path / "built"):
+        before = sorted(p.name for p in out.iterdir())
+        code, text, err = run_cli("detection", "show", tmp_path / "built", "--count", "2", "--out", out)
+        assert (code, text) == (2, "") and err.count("\n") == 1, err
+        assert f"--out {out} holds files but no show.json of an earlier detection show" in err
+        assert sorted(p.name for p in out.iterdir()) == before
+    assert (mine / drawn[0]).read_bytes() == b"my photo"
+    code, _, err = run_cli("detection", "show", tmp_path / "built", "--count", "3", "--seed", "1")
+    assert code == 0, err
+    marker = json.loads((tmp_path / "built" / "show" / "show.json").read_text())
+    assert marker["split"] == "train" and len(marker["images"]) == 3
+
+
+
 def test_fake_refuses_a_folder_that_already_holds_data(tmp_path, run_cli):
     """`detection fake --out` over an existing dataset writes nothing: its fixed names
     (Annotations/2008_000000.xml ...) would replace the user's annotations."""

@@ -56,3 +56,16 @@ def test_two_crops_average_each_image_with_its_mirror(tmp_path):
     assert torch.allclose(torch.from_numpy(both), torch.from_numpy((plain + mirrored) / 2), atol=1e-6)
     report = evaluate(result.run_dir, data="val", crops=2, quiet=True)
     assert report["crops"] == 2 and (result.run_dir / "eval" / "val-best-flip" / "metrics.json").is_file()
+
+
+def test_ten_crops_without_room_to_crop_are_refused_before_the_model_loads(tmp_path, run_cli, monkeypatch, capsys):
+    """Known from the run's preprocess.json: one line, nothing printed before it, the model never loaded."""
+    from deepvision.evaluation import evaluate as evaluation
+
+    plain = train(tiny_config(1, max_samples=100), out=tmp_path, name="plain")
+    capsys.readouterr()  # training's own lines
+    monkeypatch.setattr(evaluation, "load_run", lambda *a, **k: pytest.fail("the model was loaded"))
+    code, out, err = run_cli("evaluate", plain.run_dir, "--crops", "10", "--data", "val", "--out", tmp_path / "e10")
+    assert (code, out) == (2, "") and err == ("deepvision evaluate: error: 10-crop needs images larger than the model "
+                                              "input: set data.resize (e.g. 256 for a 224 input) when training\n")
+    assert not (tmp_path / "e10").exists()

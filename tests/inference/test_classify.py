@@ -168,3 +168,20 @@ def test_classify_out_replaces_only_its_own_tables(tmp_path):
                                             f"choose a new file name"):
             write_predictions(results, tmp_path / name)
         assert (tmp_path / name).read_text() == text
+
+
+def test_options_of_the_other_kind_of_model_are_refused(run_cli, tmp_path):
+    """--weights with a run (which uses its own checkpoint) and --epoch with a model would be ignored: one
+    line, before anything loads."""
+    from deepvision.inference.backbones import load_model
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "photos").mkdir()
+    shutil.copy(Path(SKIMAGE) / "coffee.png", tmp_path / "photos" / "a.png")
+    code, out, err = run_cli("classify", tmp_path / "photos", "--run", tmp_path / "run", "--weights",
+                             tmp_path / "nonexistent.pth")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert f"--weights goes with a model (tv:NAME or a registered name), not a run: {tmp_path / 'run'} uses its " \
+           f"own checkpoint" in err
+    with pytest.raises(UserError, match="--epoch goes with a run directory"):
+        load_model("tv:mobilenet_v2", epoch=3, device="cpu")

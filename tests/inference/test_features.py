@@ -145,6 +145,22 @@ def test_pool_larger_than_the_map_is_refused(mobilenet, folder, tmp_path):
     assert not (tmp_path / "f.h5").exists()
 
 
+@pytest.mark.parametrize(("option", "message"), [
+    ("--labels", "--labels applies to .lst, .rec and HDF5 data, and {folder} is a folder of class sub-folders"),
+    ("--image-root", "--image-root applies to .lst data only (the folder its paths are relative to), and {folder} is "
+                     "a folder of class sub-folders"),
+])
+def test_list_options_with_a_folder_are_refused_before_the_model_loads(run_cli, folder, tmp_path, option, message):
+    """A folder's class names are its sub-folders': --labels or --image-root would be ignored, even naming
+    nothing (tv:nothing is never looked up)."""
+    code, out, err = run_cli("features", "tv:nothing", folder, option, tmp_path / "nonexistent", "--out",
+                             tmp_path / "f.h5")
+    assert (code, out) == (2, "") and err.count("\n") == 1 and message.format(folder=folder) in err, err
+    assert not (tmp_path / "f.h5").exists()
+    with pytest.raises(UserError, match="--labels applies to"):
+        open_data(folder, labels=str(tmp_path / "nonexistent"))
+
+
 @pytest.mark.parametrize("size", ["0", "65537", "100000000"])
 def test_batch_size_is_bounded_before_the_model_loads(run_cli, folder, tmp_path, size):
     """One batch of a large folder must not hold every image: --batch-size is 1 to 65,536, as for evaluate."""

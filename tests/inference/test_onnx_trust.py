@@ -232,3 +232,22 @@ def test_nan_in_external_data_is_refused(tmp_path):
         else:
             with pytest.raises(UserError, match=r"m.onnx: weight 'w' holds NaN or infinite values"):
                 OnnxClassifier(tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--epoch", "3"], "--epoch applies to run directories; {path} holds one set of weights"),
+    (["--device", "cuda:7"], "--device cuda:7 applies to run directories; {path} runs on the CPU (onnxruntime)"),
+])
+def test_run_options_given_with_an_onnx_file_are_refused(tmp_path, run_cli, argv, message):
+    """predict and serve: --epoch and --device cuda would be ignored for an exported file; one line."""
+    from PIL import Image
+
+    from deepvision.apps.serve import create_app
+
+    path = _onnx_file(tmp_path / "m.onnx", _meta())
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    code, out, err = run_cli("predict", path, tmp_path / "x.png", *argv)
+    assert (code, out) == (2, "") and err.count("\n") == 1 and message.format(path=path) in err, err
+    with pytest.raises(UserError, match=r"--device cuda applies to run directories; .* runs on the CPU"):
+        create_app(path, device="cuda")
+    create_app(path, device="cpu")  # the CPU is where it runs

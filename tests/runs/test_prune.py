@@ -211,3 +211,22 @@ def test_files_of_another_name_beside_the_checkpoints_are_not_the_runs(runs):
 def test_runs_out_without_compare_is_refused(runs, tmp_path):
     code, out, err = run_main("runs", runs, "--out", tmp_path / "table.txt")
     assert (code, out) == (2, "") and "--out is for `runs compare`" in err and not (tmp_path / "table.txt").exists()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--keep", "3"], "--keep applies to `runs prune` only, not to `runs [DIR]` (the table)"),
+    (["--dry-run"], "--dry-run applies to `runs prune` only, not to `runs [DIR]` (the table)"),
+    (["--metrics", "val_acc"], "--metrics applies to `runs compare` only, not to `runs [DIR]` (the table)"),
+    (["compare", "A", "B", "--keep", "0"], "--keep applies to `runs prune` only, not to `runs compare`"),
+    (["compare", "A", "B", "--wide"], "--wide applies to `runs [DIR]` (the table) only, not to `runs compare`"),
+    (["prune", "R", "--metrics", "val_acc"], "--metrics applies to `runs compare` only, not to `runs prune`"),
+    (["prune", "R", "--markdown"], "--markdown applies to `runs [DIR]` (the table) only, not to `runs prune`"),
+])
+def test_an_option_of_another_mode_is_refused(tmp_path, argv, message):
+    """Taken and ignored, it would go unnoticed (a listing given --dry-run would still write journal.csv)."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    argv = [str(folder) if a in ("A", "B", "R") else a for a in argv]
+    code, out, err = run_main("runs", *(argv if argv[0] in ("compare", "prune") else [folder, *argv]))
+    assert (code, out) == (2, "") and err.count("\n") == 1 and message in err, err
+    assert list(folder.iterdir()) == []

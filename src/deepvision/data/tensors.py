@@ -68,6 +68,16 @@ def to_tensor_split(images: np.ndarray, labels: np.ndarray) -> TensorSplit:
     return TensorSplit(x, torch.from_numpy(np.asarray(labels, dtype=np.int64)))
 
 
+def stored_size(h: int, w: int, size: tuple[int, int] | None, resize: int | None,
+                crop: bool = False) -> tuple[int, int]:
+    """The height and width `adapt_tensor_split` stores h x w images at (known before any is converted)."""
+    if resize:
+        return (resize, w * resize // h) if h <= w else (h * resize // w, resize)
+    if size is not None and (h, w) != tuple(size) and not (crop and h >= size[0] and w >= size[1]):
+        return (size[0], size[1])
+    return (h, w)
+
+
 def adapt_tensor_split(
     split: TensorSplit, channels: int, size: tuple[int, int] | None, resize: int | None, crop: bool = False
 ) -> TensorSplit:
@@ -84,12 +94,8 @@ def adapt_tensor_split(
             w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
             x = (x.float() * w).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
     h, w_ = x.shape[-2:]
-    target = None
-    if resize:
-        target = (resize, w_ * resize // h) if h <= w_ else (h * resize // w_, resize)
-    elif size is not None and (h, w_) != tuple(size) and not (crop and h >= size[0] and w_ >= size[1]):
-        target = tuple(size)
-    if target is not None and target != (h, w_):
+    target = stored_size(h, w_, size, resize, crop)
+    if target != (h, w_):
         check_declared_bytes(f"{'data.resize' if resize else 'data.image_size'} for this in-memory split ({len(x):,} "
                              f"images at {target[0]}x{target[1]})", torch.Size((len(x), x.shape[1], *target)).numel())
         out = torch.empty((len(x), x.shape[1], *target), dtype=torch.uint8)

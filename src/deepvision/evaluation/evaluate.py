@@ -18,6 +18,7 @@ from deepvision.data.dataset_loader import DatasetSource
 from deepvision.data.loader import BatchLoader
 from deepvision.data.loaders import build_loaders
 from deepvision.data.lst import read_lst
+from deepvision.data.preprocess import Preprocess
 from deepvision.data.sources import (
     DATA_FORMS,
     DataBundle,
@@ -27,6 +28,7 @@ from deepvision.data.sources import (
     load_data,
 )
 from deepvision.data.tensor_loader import TensorSource
+from deepvision.data.tensors import stored_size
 from deepvision.engine.distributed import resolve_device
 from deepvision.engine.reporting import PhaseProgress
 from deepvision.engine.resolve import refuse_output_in_data
@@ -197,6 +199,8 @@ def evaluate_run(
         raise UserError(f"the run's data has no '{role}' split; choose from "
                         f"{', '.join(r for r in ROLES if present.role(r) is not None)} (--data), or give "
                         f"{DATA_FORMS}")
+    if crops == 10:  # decided from the stored preprocessing, before the model loads
+        _check_ten_crop(bundle.role(role), run.read_preprocess())
     loaded = load_run(run_dir, epoch=epoch, which=which, device=dev)  # refused in one line, before any output
     if cfg.data.source == "folder" and data not in ROLES and bundle.classes != loaded.classes:
         bundle = _remap_classes(bundle, role, loaded.classes, data)
@@ -297,18 +301,24 @@ def _remap_classes(bundle: DataBundle, role: str, classes: list[str], data: str,
     return DataBundle(bundle.train, bundle.val, bundle.test, list(classes), bundle.channels, bundle.size)
 
 
+def _check_ten_crop(split, pre: Preprocess) -> None:
+    """Refuse 10-crop where the run's preprocessing leaves no room to crop: in-memory images stored at the
+    model input's size, or image files without data.resize."""
+    if isinstance(split, TensorSplit):
+        if stored_size(*split.images.shape[-2:], pre.size, pre.resize, pre.crop) == tuple(pre.size):
+            raise UserError("10-crop needs images larger than the model input: set data.resize (e.g. 256 for a "
+                            "224 input) when training")
+    elif not pre.resize:
+        raise UserError("10-crop needs data.resize (the shorter side before cropping, e.g. 256 for a 224 input)")
+
+
 def _ten_crop_loader(cfg: Config, split, loaded: LoadedRun, device: torch.device):
     """Batches of uncropped images (in-memory data) or of 10 crops per sample (files/records)."""
     pre = loaded.pre
     bs = cfg.data.eval_batch_size or cfg.data.batch_size
     if isinstance(split, TensorSplit):
         stored = adapt_tensor_split(split, pre.channels, pre.size, pre.resize, pre.crop)
-        if tuple(stored.images.shape[-2:]) == tuple(pre.size):
-            raise UserError("10-crop needs images larger than the model input: set data.resize (e.g. 256 for a "
-                            "224 input) when training")
         return BatchLoader(TensorSource(stored.images, stored.labels, device=device), bs, training=False)
-    if not pre.resize:
-        raise UserError("10-crop needs data.resize (the shorter side before cropping, e.g. 256 for a 224 input)")
     return BatchLoader(DatasetSource(split, TenCropTransform(pre), skip_errors=cfg.data.skip_corrupt), bs,
                        training=False, workers=cfg.data.workers)
 

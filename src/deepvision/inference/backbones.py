@@ -72,9 +72,15 @@ def preprocess_from_entry(entry: Any) -> Preprocess:
 def load_model(model: str | None = None, weights: str | None = None, *, run: str | Path | None = None,
                epoch: int | None = None, device: str | torch.device = "auto") -> LoadedModel:
     """Resolve `model` (tv:NAME, a run directory, or a registered name) or `run` into a LoadedModel."""
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
     if run is not None or (model is not None and is_run_dir(model)):
-        return _from_run(run if run is not None else model, epoch, dev)
+        run = run if run is not None else model
+        if weights is not None:  # taken, it would be ignored without a word
+            raise UserError(f"--weights goes with a model (tv:NAME or a registered name), not a run: {run} "
+                            f"uses its own checkpoint; leave --weights out")
+        return _from_run(run, epoch, device if isinstance(device, torch.device) else resolve_device(device))
+    if epoch is not None:
+        raise UserError("--epoch goes with a run directory (a checkpoint of the run); leave it out")
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
     if not model:
         raise UserError("give a model (tv:NAME, a registered model name) or a run directory")
     if Path(model).exists() and not model.startswith("tv:"):

@@ -166,6 +166,26 @@ class _TensorImages:
         return image, int(self.targets[i])
 
 
+_FORMS = {"folder": "a folder of class sub-folders (named by its folders)", "lst": "a .lst file",
+          "rec": "a .rec file", "hdf5": "an HDF5 file"}
+
+
+def check_data_options(data: str | Path, labels: str | None = None, image_root: str | None = None) -> None:
+    """Refuse, before any model loads, a class names file (`labels`) or an image folder (`image_root`) for
+    data that does not read it: taken, it would be ignored without a word, even naming nothing."""
+    from deepvision.config.names import source_option_keys
+    from deepvision.config.schema import DataConfig
+    from deepvision.data.sources import data_config_for_path
+
+    source = data_config_for_path(DataConfig(test=None), data).source
+    if labels and "labels" not in source_option_keys(source, {}):
+        raise UserError(f"--labels applies to .lst, .rec and HDF5 data, and {data} is {_FORMS[source]}; leave "
+                        f"it out")
+    if image_root and source != "lst":
+        raise UserError(f"--image-root applies to .lst data only (the folder its paths are relative to), and {data} "
+                        f"is {_FORMS[source]}; leave it out")
+
+
 def open_data(data: str | Path, *, channels: int = 3, labels: str | None = None,
               image_root: str | None = None) -> DataItems:
     """Every sample of a folder of class sub-folders, a .lst list (images under `image_root`, default its
@@ -173,6 +193,7 @@ def open_data(data: str | Path, *, channels: int = 3, labels: str | None = None,
     from deepvision.config.schema import DataConfig
     from deepvision.data.sources import TensorSplit, data_config_for_path, load_data
 
+    check_data_options(data, labels, image_root)
     cfg = data_config_for_path(DataConfig(test=None, channels=channels, options={"labels": labels} if labels else {}),
                                data, image_root)
     bundle = load_data(cfg, roles=("train",))

@@ -25,6 +25,17 @@ def _shown(value: object) -> str:
     return printable(repr(value))[:60]
 
 
+def refuse_run_options(path: str | Path, epoch: int | None = None, which: str = "best", device: str = "auto") -> None:
+    """Refuse, before the file is read, an option that applies to run directories only: an exported file
+    holds one set of weights and runs on the CPU (onnxruntime), so `--epoch` or `--device cuda` would be
+    ignored without a word."""
+    if epoch is not None or which != "best":
+        raise UserError(f"--epoch applies to run directories; {path} holds one set of weights: leave it out")
+    if str(device) not in ("auto", "cpu"):
+        raise UserError(f"--device {device} applies to run directories; {path} runs on the CPU (onnxruntime): "
+                        f"leave it out")
+
+
 class OnnxClassifier:
     """An exported classifier: `.classes`, `.pre` and `predict_tensors(uint8 batch, top)`."""
 

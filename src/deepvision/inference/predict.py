@@ -65,8 +65,9 @@ def predict_images(
     for p in images:
         input_file(p, "image", "; give an image file (JPEG, PNG, BMP, GIF, TIFF or WebP)")
     if not isinstance(run_dir, LoadedRun) and Path(run_dir).suffix == ".onnx":
-        from deepvision.inference.onnx_runtime import OnnxClassifier
+        from deepvision.inference.onnx_runtime import OnnxClassifier, refuse_run_options
 
+        refuse_run_options(run_dir, epoch, which, device)
         loaded = OnnxClassifier(run_dir)
     else:
         loaded = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, epoch, which, resolve_device(device))

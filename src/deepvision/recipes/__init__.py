@@ -15,13 +15,27 @@ def recipe_names() -> list[str]:
 
 
 def recipe_path(name: str) -> Path:
-    """Path of the shipped recipe `name` (with or without .yaml)."""
+    """Path of the shipped recipe `name` (with or without .yaml): a recipe's name, never a path."""
     stem = name[:-5] if name.endswith(".yaml") else name
-    path = Path(str(resources.files(__name__).joinpath(f"{stem}.yaml")))
-    if not path.is_file():
-        raise UserError(f"no config file or recipe named '{name}'{suggest(stem, recipe_names())}; "
-                        f"recipes: {', '.join(recipe_names())}")
-    return path
+    if stem not in recipe_names():  # "../x" names no recipe: nothing outside the recipes is read
+        raise _unknown(name, "recipe")
+    return Path(str(resources.files(__name__).joinpath(f"{stem}.yaml")))
+
+
+def show_recipe_path(name: str) -> Path:
+    """The recipe `deepvision recipes show NAME` prints: a shipped recipe's name; an existing file or folder
+    of that name is named as one (the command shows recipes only), not called missing."""
+    stem = name[:-5] if name.endswith(".yaml") else name
+    if stem not in recipe_names() and os.path.lexists(name):
+        hint = "" if os.path.isdir(name) else f" (see a config file with `cat {name}` or `deepvision data info {name}`)"
+        raise UserError(f"recipes show prints a shipped recipe by name; {name} is a "
+                        f"{'folder' if hint == '' else 'file'} of your own, not a recipe{hint}")
+    return recipe_path(name)
+
+
+def _unknown(name: str, what: str) -> UserError:
+    stem = name[:-5] if name.endswith(".yaml") else name
+    return UserError(f"no {what} named '{name}'{suggest(stem, recipe_names())}; recipes: {', '.join(recipe_names())}")
 
 
 def resolve_config_arg(arg: str) -> Path:
@@ -34,4 +48,4 @@ def resolve_config_arg(arg: str) -> Path:
         return recipe_path(stem)
     if p.parent != Path(".") or p.suffix in (".yaml", ".yml") or os.path.lexists(p):
         return input_file(p, "config file")  # missing, or a FIFO or folder where the file belongs
-    return recipe_path(arg)
+    raise _unknown(arg, "config file or recipe")

@@ -23,6 +23,7 @@ from PIL import Image
 
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, write_image
+from deepvision.placement import refuse_output_inside, require_own_folder
 from deepvision.safeload import check_range
 
 MAX_SAMPLES = 10_000  # annotated PNGs one call writes
@@ -61,17 +62,31 @@ def annotate(img: Image.Image, text: str) -> np.ndarray:
     return arr
 
 
+def image_folders(split: Any) -> list[Path]:
+    """The folders of a split's image files (none for records or tensors), a subset's through its data set."""
+    while hasattr(split, "dataset"):
+        split = split.dataset
+    return sorted({Path(p).parent for p in getattr(split, "paths", ())})
+
+
 def show_cars(run_dir: str | Path, *, sample_size: int = 10, out: str | Path | None = None, seed: int | None = None,
               replace: bool = False, epoch: int | None = None, device: str = "auto",
               quiet: bool = False) -> list[CarPrediction]:
     """Predict a sample of the run's test images; write the annotated PNGs and predictions.json to `out`."""
     from deepvision.data.sources import TensorSplit, load_data
     from deepvision.engine.distributed import resolve_device
+    from deepvision.engine.resolve import refuse_output_in_data
     from deepvision.inference.predict import predict_tensors
     from deepvision.runs.loading import load_run
+    from deepvision.runs.rundir import RunDir
 
     check_range("--sample-size", sample_size, 1, MAX_SAMPLES)  # each sample is a PNG: a visualiser, not a sweep
     say = (lambda *_: None) if quiet else print
+    run = RunDir.open(run_dir)
+    out_dir = Path(out) if out else run.folder("eval", "cars-show", create=False)
+    # its NNN_sampleK.png and predictions.json replace only an earlier show's, never a run's or a user's files
+    require_own_folder(out_dir, "predictions.json", '[{"index":', "cars show")
+    refuse_output_in_data(run.read_config(), out_dir)
     loaded = load_run(run_dir, epoch=epoch, device=resolve_device(device))
     cfg = loaded.cfg
     cfg.data.channels = loaded.pre.channels
@@ -81,13 +96,14 @@ def show_cars(run_dir: str | Path, *, sample_size: int = 10, out: str | Path | N
         raise UserError(f"the run's data has no test split ({cfg.data.test}); the visualiser samples test images")
     if isinstance(split, TensorSplit):
         raise UserError("cars show reads image files or records; this run trained on in-memory tensors")
+    for folder in image_folders(split):  # the annotated copies would join the test images as data
+        refuse_output_inside(out_dir, folder, "the image folder of the run's test split")
     n = len(split)
     if not replace and sample_size > n:
         raise UserError(f"--sample-size {sample_size} exceeds the {n} test images (use --with-replacement)")
     rng = np.random.default_rng(seed)
     picks = rng.choice(n, sample_size, replace=replace).tolist()
     targets = np.asarray(split.targets)
-    out_dir = Path(out) if out else loaded.run.folder("eval", "cars-show", create=False)
     results: list[CarPrediction] = []
     cv2 = _cv2()
     try:

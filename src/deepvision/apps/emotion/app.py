@@ -16,7 +16,7 @@ The face detector is MTCNN when facenet-pytorch is installed, else the reference
 (turned faces, faces in a crowd); searching every 8th frame, 38 frames/s of one CPU core end to end
 there against 13 searching every frame (docs/faces.md).
 
-Why one module of ~510 lines: the live loop, the still-image mode and their outputs share the
+Why one module of ~520 lines: the live loop, the still-image mode and their outputs share the
 recognizer, the detector choice and the drawing; the classifier loading lives in apps/classifier.py.
 """
 
@@ -46,6 +46,7 @@ from deepvision.inference.faces.track import DETECT_EVERY, FaceTracker
 from deepvision.inference.video import frame_rate, open_video
 from deepvision.models.memory_format import to_channels_last
 from deepvision.placement import (
+    begins_with,
     distinct_stems,
     refuse_output_folder_over_inputs,
     refuse_output_over_inputs,
@@ -293,6 +294,23 @@ class _Sink:
             self.cv2.destroyAllWindows()
 
 
+VIDEO_HEADER = "frame,faces,x,y,w,h,label"  # how the results table of a video begins
+
+
+def _require_own_video(out: Path) -> None:
+    """Refuse, before any work, a video file output that would replace a file no earlier run wrote: the
+    video must be new or have its run's results table (STEM.csv) beside it, and STEM.csv and STEM.json,
+    written with it, must be new or that run's (a user's recording or spreadsheet is never replaced)."""
+    companions = {out.with_suffix(".csv"): VIDEO_HEADER, out.with_suffix(".json"): '{"model":'}
+    for path, start in companions.items():
+        if os.path.lexists(path) and not (path.is_file() and begins_with(path, start)):
+            raise UserError(f"--out {out} would also write {path}, which already exists and is not from an earlier "
+                            f"run; choose another name")
+    if os.path.lexists(out) and not (out.is_file() and begins_with(out.with_suffix(".csv"), VIDEO_HEADER)):
+        raise UserError(f"--out {out} already exists and is not a video an earlier emotion run wrote (no "
+                        f"{out.with_suffix('.csv').name} of that run beside it); choose a new file name")
+
+
 def results_csv(results: list[FrameResult], classes: list[str]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -356,14 +374,9 @@ def run_emotion(
     if out_path is not None and out_path.suffix and out_path.suffix.lower() not in VIDEO_SUFFIXES:
         raise UserError(f"--out {out_path}: give a folder or a video file ({', '.join(VIDEO_SUFFIXES)})")
     if out_path is not None and not out_path.suffix:
-        require_own_folder(out_path, "results.csv", "frame,faces,x,y,w,h,label", "emotion")
-    if out_path is not None and out_path.suffix and not out_path.exists():
-        # STEM.csv and STEM.json are written beside a new video: files of that name that no earlier run
-        # (its video) explains are the user's own
-        taken = [p for p in (out_path.with_suffix(".csv"), out_path.with_suffix(".json")) if os.path.lexists(p)]
-        if taken:
-            raise UserError(f"--out {out_path} would also write {taken[0]}, which already exists and is not "
-                            f"from an earlier run; choose another name")
+        require_own_folder(out_path, "results.csv", VIDEO_HEADER, "emotion")
+    if out_path is not None and out_path.suffix:
+        _require_own_video(out_path)
     # a Keras file is mapped onto the emotion architecture it fits (FER class names and input transform)
     clf = model if isinstance(model, Classifier) else load_classifier(model, keras_model=keras_model or "auto",
                                                                        device=device)

@@ -83,8 +83,9 @@ class Predictor:
         self.source = Path(source)
         self.max_pixels = max_pixels
         if self.source.suffix == ".onnx":
-            from deepvision.inference.onnx_runtime import OnnxClassifier
+            from deepvision.inference.onnx_runtime import OnnxClassifier, refuse_run_options
 
+            refuse_run_options(self.source, device=device)
             self.backend: Any = OnnxClassifier(self.source)
             self.name = f"{self.source.name} (onnxruntime)"
             self.task = self.backend.task

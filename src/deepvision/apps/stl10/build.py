@@ -24,6 +24,7 @@ from deepvision.datasets.im2rec import PackOptions, PackResult, pack_list
 from deepvision.datasets.listing import write_lst
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, input_file, output_folder, output_subfolder
+from deepvision.placement import refuse_output_inside, require_own_folder
 
 CLASSES = ("airplane", "cat")
 NATIVE = {1: 0, 4: 1}  # STL-10 label -> subset label
@@ -75,6 +76,7 @@ def build_stl10(
     root, out = find_root(root), Path(out)
     if encoding not in (".png", ".jpg"):
         raise UserError(f"--encoding must be .png or .jpg, got {encoding}")
+    require_own_build(out, root)
     pooled: dict[int, list[tuple[str, np.ndarray, int]]] = {0: [], 1: []}  # label -> (source, images, index)
     sources = {}
     for split in SPLITS:
@@ -133,6 +135,15 @@ def build_stl10(
             result.full_size = _pack(lists, colour, out / "rgb96", workers, progress, "records 96x96 colour")
             atomic_write_text(out / "rgb96" / "labels.txt", "".join(f"{c}\n" for c in CLASSES))
     return result
+
+
+def require_own_build(out: Path, root: Path) -> None:
+    """Refuse, before anything is read or written, an --out inside the STL-10 binaries' folder `root`, or
+    one that is not new, empty or an earlier build (its train.lst and its airplane/cat labels.txt): a run's
+    labels.txt or another builder's lists would be replaced."""
+    refuse_output_inside(out, root, "the STL-10 folder")
+    require_own_folder(out, "train.lst", "0\t", "stl10 build")
+    require_own_folder(out, "labels.txt", "".join(f"{c}\n" for c in CLASSES), "stl10 build")
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:

@@ -42,7 +42,7 @@ def features(model: str, data: str | Path, out: str | Path, *, layer: str | None
     preprocessing), instead of the model's resize + centre crop.
     """
     from deepvision.inference.backbones import load_model
-    from deepvision.inference.features import FeatureExtractor, extract_features, open_data
+    from deepvision.inference.features import FeatureExtractor, check_data_options, extract_features, open_data
 
     if Path(out).exists():  # before loading anything
         raise UserError(f"{out} already exists; delete it or choose another --out (feature files are never "
@@ -51,6 +51,7 @@ def features(model: str, data: str | Path, out: str | Path, *, layer: str | None
     if not Path(data).exists():
         raise UserError(f"data not found: {data} (give a folder of class sub-folders, a .lst, a .rec or an HDF5 "
                         f"file)")
+    check_data_options(data, labels, image_root)  # before the model loads
     loaded = load_model(model, weights, device=device)
     if not crop:
         loaded.pre = dataclasses.replace(loaded.pre, resize=None, crop=False)

@@ -19,12 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from deepvision.errors import UserError
-    from deepvision.recipes import recipe_names, recipe_path
+    from deepvision.recipes import recipe_names, recipe_path, show_recipe_path
 
     if args.action == "show":
         if not args.name:
             raise UserError("recipes show needs a recipe name; see `deepvision recipes`")
-        print(recipe_path(args.name).read_text(), end="")
+        print(show_recipe_path(args.name).read_text(), end="")
         return 0
     import shutil
     import textwrap

@@ -33,9 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wide", action="store_true", help="every column, as wide as it needs")
     p.add_argument("--columns", metavar="A,B,...", help="these columns, in this order (see below)")
     p.add_argument("--out", help="compare: output PNG (default: compare.png beside the first run)")
-    p.add_argument("--metrics", nargs="+", default=["val_acc", "val_loss"],
+    p.add_argument("--metrics", nargs="+",
                    help="compare: history columns to plot (default: val_acc val_loss)")
-    p.add_argument("--keep", type=int, default=0, metavar="N",
+    p.add_argument("--keep", type=int, metavar="N",
                    help="prune: keep the newest N periodic checkpoints too (default 0: last.pt and best.pt only)")
     p.add_argument("--discarded", action="store_true",
                    help="prune: also delete checkpoints/discarded-*/ (set aside by resumes from earlier epochs)")
@@ -43,20 +43,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+MODES = {"`runs [DIR]` (the table)": ("--markdown", "--csv", "--wide", "--columns"),
+         "`runs compare`": ("--out", "--metrics"), "`runs prune`": ("--keep", "--discarded", "--dry-run")}
+
+
 def run(args: argparse.Namespace) -> int:
     from deepvision.errors import UserError
 
-    if args.args and args.args[0] == "compare":
-        return compare(args.args[1:], args.out, args.metrics)
-    if args.args and args.args[0] == "prune":
-        return prune(args.args[1:], args.keep, args.discarded, args.dry_run)
-    if len(args.args) > 1:
-        raise UserError("give one runs folder (or `compare RUN_A RUN_B ...`)")
-    if args.out is not None:  # the table itself is printed: the option would be ignored without a word
+    mode = {"compare": "`runs compare`", "prune": "`runs prune`"}.get(args.args[0] if args.args else "",
+                                                                    "`runs [DIR]` (the table)")
+    if mode.startswith("`runs [DIR]`") and args.out is not None:  # the table itself is printed
         raise UserError("--out is for `runs compare`; to keep the table, print it with --csv (or --markdown) "
                         "and redirect it: deepvision runs DIR --csv > runs.csv")
+    refuse_other_modes(args, mode)
+    if mode == "`runs compare`":
+        return compare(args.args[1:], args.out, args.metrics or ["val_acc", "val_loss"])
+    if mode == "`runs prune`":
+        return prune(args.args[1:], args.keep or 0, args.discarded, args.dry_run)
+    if len(args.args) > 1:
+        raise UserError("give one runs folder (or `compare RUN_A RUN_B ...`)")
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
     return table(args.args[0] if args.args else "runs", args.markdown, args.csv, wide=args.wide, columns=columns)
+
+
+def refuse_other_modes(args: argparse.Namespace, mode: str) -> None:
+    """Refuse an option of another mode than `mode` (`--keep` when listing): taken, it would be ignored
+    without a word (a listing given --dry-run still writes journal.csv)."""
+    from deepvision.errors import UserError
+
+    given = {"--markdown": args.markdown, "--csv": args.csv, "--wide": args.wide, "--columns": args.columns is not None,
+             "--out": args.out is not None, "--metrics": args.metrics is not None, "--keep": args.keep is not None,
+             "--discarded": args.discarded, "--dry-run": args.dry_run}
+    for other, options in MODES.items():
+        unused = next((o for o in options if given[o]), None) if other != mode else None
+        if unused is not None:
+            raise UserError(f"{unused} applies to {other} only, not to {mode}; leave it out")
 
 
 def table(folder: str, markdown: bool, as_csv: bool, wide: bool = False, columns: list[str] | None = None) -> int:

@@ -1,8 +1,10 @@
 """`deepvision detection show`: the visual check of a built dataset (de-normalised boxes and labels drawn in
-green, thickness 2, on sampled images of a built dataset). Difficult boxes are drawn in orange."""
+green, thickness 2, on sampled images of a built dataset). Difficult boxes are drawn in orange. The
+drawings go into a folder of their own, with show.json naming them: new, empty or an earlier show's."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -11,11 +13,12 @@ from PIL import Image, ImageDraw
 from deepvision.data.detection.index import IndexImage, load_index
 from deepvision.data.preprocess import open_image
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path
-from deepvision.placement import enclosing
+from deepvision.fileio import atomic_path, atomic_write_text
+from deepvision.placement import enclosing, require_own_folder
 
 GREEN = (0, 255, 0)
 ORANGE = (255, 165, 0)
+MARKER = "show.json"  # written last: the drawings' folder is an earlier show's
 
 
 def draw_boxes(image: IndexImage, classes: list[str]) -> Image.Image:
@@ -50,6 +53,8 @@ def show_dataset(root: str | Path, out: str | Path | None = None, split: str | N
     if source is not None:  # the drawings would mix with the photos (and be read as images next time)
         raise UserError(f"--out {out} is inside the image folder {source.resolve()} of the dataset; give a folder "
                         f"of its own, e.g. --out {Path(root) / 'show'}")
+    # the drawings replace only an earlier show's, never a run's or a user's files of the same name
+    require_own_folder(out, MARKER, '{"dataset":', "detection show")
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for i in chosen:
@@ -57,4 +62,6 @@ def show_dataset(root: str | Path, out: str | Path | None = None, split: str | N
         with atomic_path(path, suffix=".tmp.png") as tmp:
             draw_boxes(images[i], index.classes).save(tmp, format="PNG")
         written.append(path)
+    atomic_write_text(out / MARKER, json.dumps({"dataset": str(root), "split": name,
+                                                 "images": [p.name for p in written]}, indent=1) + "\n")
     return written
