@@ -299,12 +299,13 @@ def test_adience_lists_refuse_a_linked_task_folder_in_out(tmp_path, run_cli):
     elsewhere.mkdir()
     (tmp_path / "o" / "age").mkdir(parents=True)  # an earlier run's lists, then a link planted at gender/
     (tmp_path / "o" / "age" / "train.lst").write_text("0\t1.000000\ta.jpg\n")
+    (tmp_path / "o" / "lists.json").write_text('{"builder": "adience lists"}\n')
     (tmp_path / "o" / "gender").symlink_to(elsewhere)
     code, _, err = run_cli("adience", "lists", "--root", root, "--out", tmp_path / "o", "--workers", "1")
     assert code == 2 and err.count("\n") == 1, err
     assert "gender is a link; deepvision never writes through a link inside an output folder" in err
     assert list(elsewhere.iterdir()) == []
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["age", "gender"]  # the link stays, unfollowed
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["age", "gender", "lists.json"]  # link unfollowed
     assert (tmp_path / "o" / "gender").is_symlink()
     assert (tmp_path / "o" / "age" / "train.lst").read_text() == "0\t1.000000\ta.jpg\n"  # nothing replaced yet
 

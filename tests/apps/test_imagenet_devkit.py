@@ -172,7 +172,7 @@ def test_lists_are_written_only_into_a_new_empty_or_earlier_lists_folder(tmp_pat
     run.mkdir()
     (run / "labels.txt").write_text("0\n1\n")
     code, out, err = run_cli("imagenet", "lists", "--root", root, "--out", run, "--workers", "1", "--test-size", "1")
-    assert (code, out) == (2, "") and "holds files but no train.lst of an earlier list builder" in err
+    assert (code, out) == (2, "") and "holds files but no lists.json of an earlier imagenet lists" in err
     assert [p.name for p in run.iterdir()] == ["labels.txt"] and (run / "labels.txt").read_text() == "0\n1\n"
     for _ in range(2):  # new, then its own lists again
         code, _, err = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "lists", "--workers", "1",

@@ -23,10 +23,10 @@ import numpy as np
 
 from deepvision.data.lst import ListEntry
 from deepvision.data.splits import stratified_split
-from deepvision.datasets.listing import write_lst
+from deepvision.datasets.listing import require_own_lists_folder, write_lists_marker, write_lst
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, file_id, output_folder, output_subfolder
-from deepvision.placement import require_new_folder, require_own_folder
+from deepvision.placement import require_new_folder
 from deepvision.safeload import MAX_FAKE_IMAGES, MAX_FAKE_SIDE, check_range, is_control, printable, read_text_file
 
 AGE_BINS = ((0, 2), (4, 6), (8, 13), (15, 20), (25, 32), (38, 43), (48, 53), (60, math.inf))
@@ -164,7 +164,7 @@ def build_adience_lists(root: str | Path, out: str | Path | None = None, *, seed
     }
     if out is None:
         return tasks
-    require_own_folder(out, "age/train.lst", "0\t", "adience lists")  # a run's or a model's folder is left alone
+    require_own_lists_folder(out, "adience lists")  # a run's folder or another builder's lists are left alone
     with output_folder(out):  # a list that cannot be written leaves no empty folder the command made
         folders = {name: output_subfolder(out, name) for name in tasks}  # both checked before a list is written
         for name, lists in tasks.items():
@@ -174,6 +174,7 @@ def build_adience_lists(root: str | Path, out: str | Path | None = None, *, seed
                 lists.files[split] = folder / f"{split}.lst"
             atomic_write_text(folder / "labels.txt", "".join(f"{c}\n" for c in lists.classes))
             lists.files["labels"] = folder / "labels.txt"
+        write_lists_marker(out, "adience lists")
     return tasks
 
 

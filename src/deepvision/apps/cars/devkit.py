@@ -33,7 +33,7 @@ import numpy as np
 from deepvision.data.lst import ListEntry
 from deepvision.data.splits import stratified_split
 from deepvision.datasets.detection.readers.common import inside
-from deepvision.datasets.listing import write_split_lists
+from deepvision.datasets.listing import LISTS_MARKER, write_split_lists
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
 from deepvision.placement import refuse_output_over_inputs
@@ -228,7 +228,7 @@ def _check_image_folder(root: Path, images: str) -> None:
         raise UserError(f"--images {images}: no such folder under --root {root}")
 
 
-OUTPUT_FILES = ("train.lst", "val.lst", "test.lst", "labels.txt", "mean.json")
+OUTPUT_FILES = ("train.lst", "val.lst", "test.lst", "labels.txt", "mean.json", LISTS_MARKER)
 
 
 def _refuse_outputs_over_csv(out: Path, csv_path: Path) -> None:
@@ -279,7 +279,8 @@ def build_cars_lists(root: str | Path, out: str | Path | None = None, *, csv_pat
         from deepvision.datasets.mean import write_mean_json
 
         out = Path(out)
-        lists.files.update(write_split_lists(out, {n: getattr(lists, n) for n in ("train", "val", "test")}))
+        lists.files.update(write_split_lists(out, {n: getattr(lists, n) for n in ("train", "val", "test")},
+                                             "cars lists"))
         atomic_write_text(out / "labels.txt", "".join(f"{c}\n" for c in classes))
         lists.files["labels"] = out / "labels.txt"
         lists.files["mean"] = write_mean_json(out / "mean.json", IMAGENET_MEAN)

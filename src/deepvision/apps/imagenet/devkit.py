@@ -200,7 +200,8 @@ def build_lists(root: str | Path, out: str | Path | None = None, *, test_size: i
                           entries(train_stems, train_labels, held, "train"), dropped)
     if out is not None:
         out = Path(out)
-        lists.files.update(write_split_lists(out, {n: getattr(lists, n) for n in ("train", "val", "test")}))
+        lists.files.update(write_split_lists(out, {n: getattr(lists, n) for n in ("train", "val", "test")},
+                                             "imagenet lists"))
         atomic_write_text(out / "labels.txt", "".join(f"{wnid} {name}\n" for wnid, name in classes))
         lists.files["labels"] = out / "labels.txt"
     return lists
