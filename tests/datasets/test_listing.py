@@ -61,3 +61,24 @@ def test_a_builder_refuses_a_folder_without_its_mark(tmp_path, run_cli, roots):
     assert (code, stdout) == (2, "") and err.count("\n") == 1, err
     assert f"--out {build} holds files but no {LISTS_MARKER} of an earlier cars lists" in err
     assert _digests(build) == before
+
+
+def test_list_extensions_without_the_dot_are_taken_and_an_empty_listing_is_refused(tmp_path, run_cli):
+    """`--exts png` matched no file (".png" is what a name ends with): an empty list and exit 0."""
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        Image.new("L", (8, 8)).save(tmp_path / "imgs" / cls / "x.png")
+    code, _, err = run_cli("im2rec", "--list", "--recursive", "--no-shuffle", tmp_path / "p", tmp_path / "imgs",
+                           "--exts", "png")
+    assert code == 0, err
+    assert (tmp_path / "p.lst").read_text() == "0\t0.000000\ta/x.png\n1\t1.000000\tb/x.png\n"
+    for exts, message in ((["gif", ".bmp"], f"no image file (.gif, .bmp) in or under {tmp_path / 'imgs'}; no list "
+                                             f"written"),
+                          (["."], "--exts '.' is not a file extension; give extensions such as .jpg .png")):
+        code, out, err = run_cli("im2rec", "--list", "--recursive", tmp_path / "q", tmp_path / "imgs", "--exts", *exts)
+        assert (code, out) == (2, "") and err.count("\n") == 1 and message in err, err
+    code, out, err = run_cli("im2rec", "--list", tmp_path / "q", tmp_path / "imgs")  # the images lie in sub-folders
+    assert code == 2 and "directly in" in err and "(--recursive reads its sub-folders)" in err
+    assert not list(tmp_path.glob("q*"))

@@ -141,6 +141,19 @@ def list_images(root: str | Path, recursive: bool, exts: Iterable[str],
                 i += 1
 
 
+def image_extensions(exts: Iterable[str]) -> list[str]:
+    """The extensions of `--exts`, each with its leading dot (`png` is `.png`, as the user meant; matched
+    without it, no file would be listed); one that names no extension is refused."""
+    out = []
+    for ext in exts:
+        text = ext.strip()
+        if text in ("", ".") or any(c in "/\\" or c.isspace() for c in text):
+            raise UserError(f"--exts {printable(repr(ext))} is not a file extension; give extensions such as .jpg "
+                            f".png")
+        out.append(text if text.startswith(".") else f".{text}")
+    return list(dict.fromkeys(out))
+
+
 def _dir_id(path: str) -> tuple[int, int]:
     try:
         st = os.stat(path)
@@ -183,8 +196,14 @@ def make_list(
     if not (0 <= train_ratio <= 1 and 0 <= test_ratio <= 1 and train_ratio + test_ratio <= 1):
         raise UserError(f"--train-ratio ({train_ratio}) and --test-ratio ({test_ratio}) must be in [0, 1] and sum "
                         f"to at most 1")
+    exts = image_extensions(exts)
     cat: dict[str, int] = {} if categories is None else categories
-    image_list = list(list_images(root, recursive, exts, cat, loops, rejected))
+    left_out: list[str] = [] if rejected is None else rejected
+    image_list = list(list_images(root, recursive, exts, cat, loops, left_out))
+    if not image_list:  # an empty list would pack an empty record file and train on nothing
+        where = f"in or under {root}" if recursive else f"directly in {root} (--recursive reads its sub-folders)"
+        unlisted = f"; {len(left_out)} left out for a tab or a line break in the name" if left_out else ""
+        raise UserError(f"no image file ({', '.join(exts)}) {where}{unlisted}; no list written")
     if recursive and cat:  # the folder names become labels.txt, which every reader checks: refuse them now
         # as the readers take them: stripped (" dog" and "dog" are one name there)
         check_class_names([name.strip() for name in sorted(cat, key=cat.get)], f"the class folders under {root}")
