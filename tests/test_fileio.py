@@ -93,7 +93,7 @@ def test_split_lists_that_cannot_be_written_leave_no_out_folder(tmp_path):
 
     bad = {"train": [ListEntry(0, (1.0,), "b\tc.jpg")], "val": [ListEntry(0, (0.0,), "a.jpg")]}
     with pytest.raises(UserError, match=r"holds a tab or a line break"):
-        write_split_lists(tmp_path / "lists" / "cars", bad)
+        write_split_lists(tmp_path / "lists" / "cars", bad, "cars lists")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -130,6 +130,24 @@ def test_adience_rows_naming_one_face_twice_or_a_face_outside_are_refused(tmp_pa
     assert f"leads to {outside.resolve()}" in err and "outside the Adience folder" in err
 
 
+
+def test_adience_rows_reaching_one_face_through_a_linked_user_folder_are_refused(tmp_path, run_cli):
+    """A user folder linked to another user's stays inside the dataset, but the face it holds must not be
+    listed under both names: rows are compared by the file they reach, not by their text."""
+    root = make_fake_adience(tmp_path / "adience", faces=20, size=8)
+    fold0, fold3 = root / "fold_frontal_0_data.txt", root / "fold_frontal_3_data.txt"
+    row = fold0.read_text().split("\n")[1]
+    user = row.split("\t")[0]
+    (root / "aligned" / "2000@N00").symlink_to(user)
+    fold3.write_text(fold3.read_text() + row.replace(user, "2000@N00", 1) + "\n")
+    code, out, err = run_cli("adience", "lists", "--root", root, "--out", tmp_path / "o", "--workers", "1")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    face = f"landmark_aligned_face.{row.split(chr(9))[2]}.{row.split(chr(9))[1]}"
+    assert (f"fold_frontal_3_data.txt:10 names the face of fold_frontal_0_data.txt:2 again (aligned/2000@N00/{face} "
+            f"is aligned/{user}/{face}); a face listed twice") in err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.fixture(scope="module")
 def runs(adience):
     from deepvision.cli.main import main
@@ -281,12 +299,13 @@ def test_adience_lists_refuse_a_linked_task_folder_in_out(tmp_path, run_cli):
     elsewhere.mkdir()
     (tmp_path / "o" / "age").mkdir(parents=True)  # an earlier run's lists, then a link planted at gender/
     (tmp_path / "o" / "age" / "train.lst").write_text("0\t1.000000\ta.jpg\n")
+    (tmp_path / "o" / "lists.json").write_text('{"builder": "adience lists"}\n')
     (tmp_path / "o" / "gender").symlink_to(elsewhere)
     code, _, err = run_cli("adience", "lists", "--root", root, "--out", tmp_path / "o", "--workers", "1")
     assert code == 2 and err.count("\n") == 1, err
     assert "gender is a link; deepvision never writes through a link inside an output folder" in err
     assert list(elsewhere.iterdir()) == []
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["age", "gender"]  # the link stays, unfollowed
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["age", "gender", "lists.json"]  # link unfollowed
     assert (tmp_path / "o" / "gender").is_symlink()
     assert (tmp_path / "o" / "age" / "train.lst").read_text() == "0\t1.000000\ta.jpg\n"  # nothing replaced yet
 

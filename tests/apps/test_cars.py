@@ -286,3 +286,50 @@ def test_an_annotation_leaving_the_folder_or_a_fractional_class_is_refused(tmp_p
     expected = message.format(root=root, out=tmp_path / "outside.jpg")
     assert err.startswith(f"deepvision cars: error: {root / 'cars_annos.mat'}: {expected}"), err
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before and not (tmp_path / "o").exists()
+
+
+def _csv(path, rows):
+    path.write_text("\n".join(["Image Filename,Make,Model,Vehicle Type,Year", *rows]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("make, model, message", [
+    ("A:B", "C", "labels.csv:3: the make 'A:B' holds ':', which joins make and model in a label"),
+    ("A", "B:C", "labels.csv:3: the model 'B:C' holds ':', which joins make and model in a label"),
+    ("", "", "labels.csv:3: the make is empty; every image needs a make and a model"),
+    ("Audi", " ", "labels.csv:3: the model is empty; every image needs a make and a model"),
+])
+def test_a_make_or_model_that_would_merge_classes_is_refused(fake, tmp_path, run_cli, make, model, message):
+    """make 'A:B' + model 'C' and make 'A' + model 'B:C' would both be the class 'A:B:C'; rows without a
+    make and model the class ':'."""
+    rows = [f"car_ims/{i:06d}.jpg,{make if i == 2 else 'Audi'},{model if i == 2 else 'S4'},Sedan,2012"
+            for i in range(1, 91)]
+    code, out, err = run_cli("cars", "lists", "--root", fake, "--out", tmp_path / "out",
+                             "--csv", _csv(tmp_path / "labels.csv", rows))
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(UserError, match="class name 'A:B C 2012': the make 'A:B' holds ':'"):
+        make_model("A:B C 2012")
+
+
+def test_a_csv_image_or_image_folder_out_of_the_root_is_refused(tmp_path, run_cli):
+    """The CSV's images get the inside-the-root check of the .mat annotations: a link out of ROOT, or an
+    --images folder that is not under ROOT, would pack a file from elsewhere."""
+    root = make_fake_cars(tmp_path / "stanford", per_class=3, min_side=32, max_side=48)
+    (tmp_path / "outside").mkdir()
+    Image.new("RGB", (40, 30)).save(tmp_path / "outside" / "secret.jpg")
+    os.symlink(tmp_path / "outside" / "secret.jpg", root / "car_ims" / "lnk.jpg")
+    os.symlink(tmp_path / "outside", root / "elsewhere")
+    rows = [f"{i:06d}.jpg,M{i % 3},X,Sedan,2012" for i in range(1, 28)]
+    csv_path = _csv(tmp_path / "labels.csv", [*rows, "lnk.jpg,M0,X,Sedan,2012"])
+    code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "o", "--csv", csv_path)
+    assert code == 2 and err.count("\n") == 1, err
+    assert (f"labels.csv:29: {root}/car_ims/lnk.jpg is a link to {tmp_path}/outside/secret.jpg, outside the "
+            f"dataset folder {root}; copy the file into the dataset\n") in err
+    csv_path = _csv(tmp_path / "labels.csv", ["secret.jpg,M0,X,Sedan,2012"] + rows)
+    for images in ("../outside", str(tmp_path / "outside"), "elsewhere"):
+        code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "o", "--csv", csv_path,
+                                 "--images", images)
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"--images {images} is not a folder under --root {root}; the images must lie inside" in err
+    assert not (tmp_path / "o").exists()

@@ -546,6 +546,21 @@ def test_fer2013_csv_pixels_are_plain_digits_0_to_255(fer_csv, tmp_path, pixel, 
     assert not any((tmp_path / "o").glob("*.hdf5"))
 
 
+def test_fer2013_csv_pixel_above_255_is_named_as_a_value_not_a_count(fer_csv, tmp_path):
+    """2,304 values with one of them 256: the value is wrong, not the count."""
+    from deepvision.errors import UserError
+
+    lines = fer_csv.read_text().splitlines()
+    emotion, pixels, usage = lines[3].split(",")
+    values = pixels.split()
+    values[5] = "256"
+    lines[3] = ",".join((emotion, " ".join(values), usage))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=r"bad\.csv:4: pixel 6 is 256, outside 0\.\.255$"):
+        build_fer2013(bad, tmp_path / "o")
+    assert not any((tmp_path / "o").glob("*.hdf5"))
+
 def test_fer2013_csv_with_a_byte_order_mark_is_read_whole(fer_csv, tmp_path):
     bom = tmp_path / "bom.csv"
     bom.write_bytes(b"\xef\xbb\xbf" + fer_csv.read_bytes())  # Excel's 'CSV UTF-8'

@@ -172,9 +172,51 @@ def test_lists_are_written_only_into_a_new_empty_or_earlier_lists_folder(tmp_pat
     run.mkdir()
     (run / "labels.txt").write_text("0\n1\n")
     code, out, err = run_cli("imagenet", "lists", "--root", root, "--out", run, "--workers", "1", "--test-size", "1")
-    assert (code, out) == (2, "") and "holds files but no train.lst of an earlier list builder" in err
+    assert (code, out) == (2, "") and "holds files but no lists.json of an earlier imagenet lists" in err
     assert [p.name for p in run.iterdir()] == ["labels.txt"] and (run / "labels.txt").read_text() == "0\n1\n"
     for _ in range(2):  # new, then its own lists again
         code, _, err = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "lists", "--workers", "1",
                                "--test-size", "1")
         assert code == 0, err
+
+
+def test_blacklist_numbers_are_compared_as_numbers_and_a_fifo_is_named(tmp_path, run_cli):
+    """'007' is validation image 7 (as text it matched no id and dropped nothing); a FIFO in the
+    blacklist's place is named as one, not called missing."""
+    root = tmp_path / "ilsvrc"
+    make_fake_imagenet(root, classes=3, per_class=4, val_per_class=3, min_side=16, max_side=20)
+    blacklist = root / "devkit" / "data" / "ILSVRC2015_clsloc_validation_blacklist.txt"
+    blacklist.write_text("002\n07\n")
+    lists = build_lists(root, test_size=2)
+    assert lists.blacklisted == 2 and len(lists.val) == 7
+    kept = [e.path for e in lists.val]
+    assert "val/ILSVRC2012_val_00000002.JPEG" not in kept and "val/ILSVRC2012_val_00000007.JPEG" not in kept
+    blacklist.write_text("0010\n")
+    with pytest.raises(UserError, match=r"blacklist.txt: 0010 is not a validation image number \(1..9\)"):
+        build_lists(root, test_size=2)
+    blacklist.unlink()
+    os.mkfifo(blacklist)
+    code, out, err = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "o", "--test-size", "2",
+                             "--no-mean")
+    assert code == 2 and err.count("\n") == 1 and not (tmp_path / "o").exists()
+    assert f"devkit file {blacklist} is a FIFO, not a regular file (pass --no-blacklist" in err
+
+
+def test_a_validation_image_listed_twice_is_refused(tmp_path, run_cli):
+    """Counted twice (under two classes here), one validation image would weigh double in every score."""
+    root = tmp_path / "ilsvrc"
+    make_fake_imagenet(root, classes=3, per_class=4, val_per_class=2, min_side=16, max_side=20)
+    val = root / "ImageSets" / "CLS-LOC" / "val.txt"
+    truth = root / "devkit" / "data" / "ILSVRC2015_clsloc_validation_ground_truth.txt"
+    first = int(truth.read_text().split()[2])
+    val.write_text(val.read_text() + val.read_text().splitlines()[2] + "\n")
+    truth.write_text(truth.read_text() + f"{first % 3 + 1}\n")
+    code, out, err = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "o", "--test-size", "2",
+                             "--no-mean", "--no-blacklist")
+    assert code == 2 and err.count("\n") == 1 and not (tmp_path / "o").exists(), err
+    assert (f"{val}:7 names the image ILSVRC2012_val_00000003 again, first on line 3 (class {first} there, "
+            f"{first % 3 + 1} here); remove one of the lines") in err
+    val.write_text(  # another image under an id named before: blacklisting that id would drop both
+        "\n".join(val.read_text().splitlines()[:6] + ["ILSVRC2012_val_00000099 4"]) + "\n")
+    with pytest.raises(UserError, match=r"val.txt:7 names the id 4 again, first on line 4"):
+        build_lists(root, test_size=2, blacklist=False)

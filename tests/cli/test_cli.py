@@ -468,6 +468,17 @@ def test_data_download_offline_says_no_network_not_could_not_write(run_cli, tmp_
     assert "could not write" not in err and list((tmp_path / "m").iterdir()) == []
 
 
+
+def test_data_download_root_that_is_a_file_or_fifo_is_named(run_cli, tmp_path):
+    """A file or FIFO given as --root is named for what it is, not answered with the bare "File exists"."""
+    (tmp_path / "afile").write_text("x\n")
+    os.mkfifo(tmp_path / "ff")
+    for name, kind in (("afile", "a file"), ("ff", "a FIFO")):
+        code, out, err = run_cli("data", "download", "mnist", "--root", tmp_path / name)
+        assert (code, out) == (2, "") and err.count("\n") == 1, err
+        assert f"--root {tmp_path / name} is {kind}, not a folder; give a folder for the MNIST files" in err
+    assert (tmp_path / "afile").read_text() == "x\n"
+
 @pytest.mark.parametrize("error", [
     MemoryError("Caught MemoryError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):"),
     RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to "

@@ -9,16 +9,18 @@ chunks and train/val/test ratios; on trees without link cycles the output is im2
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from deepvision.data.lst import ListEntry, labels_file_for
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, output_folder
+from deepvision.fileio import atomic_write_text, open_regular_file, output_folder
 from deepvision.placement import require_own_folder
-from deepvision.safeload import check_class_names
+from deepvision.safeload import check_class_names, printable
 
 DEFAULT_EXTS = (".jpeg", ".jpg", ".png")
 
@@ -35,16 +37,49 @@ def write_lst(path: str | Path, entries: Iterable[ListEntry]) -> None:
     atomic_write_text(path, "".join(lines))
 
 
-def write_split_lists(out: str | Path, splits: dict[str, Iterable[ListEntry]]) -> dict[str, Path]:
-    """Write `out/NAME.lst` for every split (creating `out`); returns the paths by split name."""
+LISTS_MARKER = "lists.json"  # written last by each list builder: {"builder": "cars lists"}
+
+
+def require_own_lists_folder(out: str | Path, builder: str) -> None:
+    """Refuse, before anything is written, an --out that is not new, empty or an earlier folder of this
+    `builder` ("cars lists"), known by the LISTS_MARKER it writes last: a run folder's labels.txt, a
+    user's files or ANOTHER builder's lists (whose mean.json or images/ would stay beside the new lists)
+    are never replaced."""
+    other = _builder_of(Path(out) / LISTS_MARKER)
+    if other not in (None, builder):
+        raise UserError(f"--out {out} holds the lists an earlier {printable(other)[:40]} wrote ({LISTS_MARKER}); "
+                        f"{builder} would replace some of its files and leave the rest: choose a new or empty folder")
+    require_own_folder(out, LISTS_MARKER, f'{{"builder": "{builder}"', builder)
+
+
+def _builder_of(marker: Path) -> str | None:
+    """The builder a LISTS_MARKER names, else None (no marker, or not one a builder wrote)."""
+    try:
+        with open_regular_file(marker) as f:
+            found = re.match(r'\{"builder": "([^"]{1,60})"', f.read(256).decode("utf-8", "replace"))
+    except OSError:
+        return None
+    return found[1] if found else None
+
+
+def write_lists_marker(out: str | Path, builder: str) -> Path:
+    """Write OUT/LISTS_MARKER, naming `builder`: the sign that lets its next run replace the folder's lists."""
+    path = Path(out) / LISTS_MARKER
+    atomic_write_text(path, json.dumps({"builder": builder}) + "\n")
+    return path
+
+
+def write_split_lists(out: str | Path, splits: dict[str, Iterable[ListEntry]], builder: str) -> dict[str, Path]:
+    """Write `out/NAME.lst` for every split (creating `out`), then the marker of `builder`; returns the
+    lists' paths by split name."""
     out = Path(out)
     files = {}
-    # a run folder's labels.txt or a model folder's files are never replaced: new, empty or earlier lists only
-    require_own_folder(out, f"{next(iter(splits))}.lst", "0\t", "list builder")
+    require_own_lists_folder(out, builder)
     with output_folder(out):  # a list that cannot be written leaves no empty --out folder it made
         for name, entries in splits.items():
             write_lst(out / f"{name}.lst", entries)
             files[name] = out / f"{name}.lst"
+        write_lists_marker(out, builder)
     return files
 
 
@@ -106,6 +141,19 @@ def list_images(root: str | Path, recursive: bool, exts: Iterable[str],
                 i += 1
 
 
+def image_extensions(exts: Iterable[str]) -> list[str]:
+    """The extensions of `--exts`, each with its leading dot (`png` is `.png`, as the user meant; matched
+    without it, no file would be listed); one that names no extension is refused."""
+    out = []
+    for ext in exts:
+        text = ext.strip()
+        if text in ("", ".") or any(c in "/\\" or c.isspace() for c in text):
+            raise UserError(f"--exts {printable(repr(ext))} is not a file extension; give extensions such as .jpg "
+                            f".png")
+        out.append(text if text.startswith(".") else f".{text}")
+    return list(dict.fromkeys(out))
+
+
 def _dir_id(path: str) -> tuple[int, int]:
     try:
         st = os.stat(path)
@@ -148,8 +196,14 @@ def make_list(
     if not (0 <= train_ratio <= 1 and 0 <= test_ratio <= 1 and train_ratio + test_ratio <= 1):
         raise UserError(f"--train-ratio ({train_ratio}) and --test-ratio ({test_ratio}) must be in [0, 1] and sum "
                         f"to at most 1")
+    exts = image_extensions(exts)
     cat: dict[str, int] = {} if categories is None else categories
-    image_list = list(list_images(root, recursive, exts, cat, loops, rejected))
+    left_out: list[str] = [] if rejected is None else rejected
+    image_list = list(list_images(root, recursive, exts, cat, loops, left_out))
+    if not image_list:  # an empty list would pack an empty record file and train on nothing
+        where = f"in or under {root}" if recursive else f"directly in {root} (--recursive reads its sub-folders)"
+        unlisted = f"; {len(left_out)} left out for a tab or a line break in the name" if left_out else ""
+        raise UserError(f"no image file ({', '.join(exts)}) {where}{unlisted}; no list written")
     if recursive and cat:  # the folder names become labels.txt, which every reader checks: refuse them now
         # as the readers take them: stripped (" dog" and "dog" are one name there)
         check_class_names([name.strip() for name in sorted(cat, key=cat.get)], f"the class folders under {root}")

@@ -3,12 +3,13 @@ mnist`); `deepvision.data.mnist` reads them."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from deepvision.data.mnist import ALIASES, FILES
 from deepvision.datasets.fetch import DownloadError, fetch_url
 from deepvision.errors import UserError
-from deepvision.fileio import md5_of
+from deepvision.fileio import md5_of, not_a_folder
 
 MIRRORS = [
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -25,7 +26,13 @@ MD5 = {
 def download(root: str | Path, splits: tuple[str, ...] = ("train", "test")) -> Path:
     """Fetch the MNIST idx files from the official mirrors into `root` (checked by MD5)."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(root) and not root.is_dir():  # a file or FIFO there: named, never "File exists"
+        what = not_a_folder(root, "folder") if root.exists() else f"{root} is a link to nothing, not a folder"
+        raise UserError(f"--root {what}; give a folder for the MNIST files")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"could not create the folder {root}: {exc.strerror or exc}") from None
     for split in splits:
         for stem in FILES[ALIASES.get(split, split)]:
             name = stem + ".gz"

@@ -23,10 +23,10 @@ import numpy as np
 
 from deepvision.data.lst import ListEntry
 from deepvision.data.splits import stratified_split
-from deepvision.datasets.listing import write_lst
+from deepvision.datasets.listing import require_own_lists_folder, write_lists_marker, write_lst
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, output_folder, output_subfolder
-from deepvision.placement import require_new_folder, require_own_folder
+from deepvision.fileio import atomic_write_text, file_id, output_folder, output_subfolder
+from deepvision.placement import require_new_folder
 from deepvision.safeload import MAX_FAKE_IMAGES, MAX_FAKE_SIDE, check_range, is_control, printable, read_text_file
 
 AGE_BINS = ((0, 2), (4, 6), (8, 13), (15, 20), (25, 32), (38, 43), (48, 53), (60, math.inf))
@@ -78,7 +78,7 @@ def read_folds(root: str | Path) -> AdienceRows:
         raise UserError(f"no {FOLD_GLOB} file in {root}; give the folder holding the Adience fold files")
     rows = AdienceRows()
     missing: list[str] = []
-    seen: dict[str, str] = {}  # a face listed twice could land in train and in test
+    seen: dict[object, tuple[str, str]] = {}  # a face listed twice could land in train and in test
     top = root.resolve()
     for path in files:
         lines = read_text_file(path, "Adience fold file").splitlines()  # a FIFO is refused, never waited on
@@ -98,9 +98,11 @@ def read_folds(root: str | Path) -> AdienceRows:
                                     f"rows name files under aligned/<user_id>/ of the dataset, never a path")
             rel = f"aligned/{user}/landmark_aligned_face.{face}.{image}"
             here = f"{path.name}:{lineno}"
-            where = seen.setdefault(rel, here)
+            # compared as files, so a user folder linked to another's cannot list one face under two names
+            where, first = seen.setdefault(file_id(root / rel) or rel, (here, rel))
             if where != here:
-                raise UserError(f"{here} names the face of {where} again ({rel}); a face listed "
+                same = rel if first == rel else f"{rel} is {first}"
+                raise UserError(f"{here} names the face of {where} again ({same}); a face listed "
                                 f"twice could be trained on and tested on; remove one of the rows")
             target = (root / rel).resolve()  # a link under aligned/ never leads out of the dataset
             if not target.is_relative_to(top):
@@ -162,7 +164,7 @@ def build_adience_lists(root: str | Path, out: str | Path | None = None, *, seed
     }
     if out is None:
         return tasks
-    require_own_folder(out, "age/train.lst", "0\t", "adience lists")  # a run's or a model's folder is left alone
+    require_own_lists_folder(out, "adience lists")  # a run's folder or another builder's lists are left alone
     with output_folder(out):  # a list that cannot be written leaves no empty folder the command made
         folders = {name: output_subfolder(out, name) for name in tasks}  # both checked before a list is written
         for name, lists in tasks.items():
@@ -172,6 +174,7 @@ def build_adience_lists(root: str | Path, out: str | Path | None = None, *, seed
                 lists.files[split] = folder / f"{split}.lst"
             atomic_write_text(folder / "labels.txt", "".join(f"{c}\n" for c in lists.classes))
             lists.files["labels"] = folder / "labels.txt"
+        write_lists_marker(out, "adience lists")
     return tasks
 
 

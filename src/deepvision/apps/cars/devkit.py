@@ -26,14 +26,14 @@ from __future__ import annotations
 import csv
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from deepvision.data.lst import ListEntry
 from deepvision.data.splits import stratified_split
 from deepvision.datasets.detection.readers.common import inside
-from deepvision.datasets.listing import write_split_lists
+from deepvision.datasets.listing import LISTS_MARKER, write_split_lists
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
 from deepvision.placement import refuse_output_over_inputs
@@ -69,7 +69,22 @@ def make_model(class_name: str) -> str:
         if model.endswith(" " + body):
             model = model[: -len(body) - 1].strip()
             break
-    return f"{make}:{model or make}"
+    return label_of(make, model or make, f"class name {printable(class_name)!r}")
+
+
+def label_of(make: str, model: str, where: str) -> str:
+    """The label `"<make>:<model>"`, refused (naming `where`) when either part is empty or holds the ':'
+    that joins them: make "A:B" with model "C" and make "A" with model "B:C" would be one class, and rows
+    without a make and model one class ":"."""
+    for what, value in (("make", make), ("model", model)):
+        if not value:
+            raise UserError(f"{where}: the {what} is empty; every image needs a make and a model (fill it in or "
+                            f"remove the row)")
+        if ":" in value:
+            raise UserError(f"{where}: the {what} {printable(value)!r} holds ':', which joins make and model in a "
+                            f"label (make 'A:B' + model 'C' and make 'A' + model 'B:C' would be one class); "
+                            f"rename it")
+    return f"{make}:{model}"
 
 
 def _loadmat(path: Path) -> dict:
@@ -176,9 +191,13 @@ def read_annotations(root: str | Path) -> tuple[list[str], list[str]]:
     return out_paths, out_names
 
 
-def read_label_csv(path: str | Path, images: str) -> tuple[list[str], list[str]]:
-    """(image paths, 'make:model' labels) from the reference's CSV (filename, make, model, type, year)."""
+def read_label_csv(path: str | Path, images: str, root: str | Path | None = None) -> tuple[list[str], list[str]]:
+    """(image paths, 'make:model' labels) from the reference's CSV (filename, make, model, type, year).
+    With `root`, the image folder and every image must lie inside it, links followed (as for the .mat
+    annotations): the lists are packed as they are, so a path out of it would pack a file from elsewhere."""
     path = Path(path)
+    if root is not None:
+        _check_image_folder(Path(root), images)
     rows = list(csv_rows(csv.reader(read_text_file(path, "label CSV").splitlines()), path))
     paths, labels = [], []
     for lineno, row in enumerate(rows[1:], 2):
@@ -187,14 +206,29 @@ def read_label_csv(path: str | Path, images: str) -> tuple[list[str], list[str]]
         if len(row) < 3:
             raise UserError(f"{path}:{lineno}: expected filename, make, model, type, year; got {row}")
         paths.append(f"{images}/{Path(row[0].strip()).name}")
-        labels.append(f"{row[1].strip()}:{row[2].strip()}")
+        if root is not None:
+            inside(Path(root), paths[-1], f"{path}:{lineno}", advice="")
+        labels.append(label_of(row[1].strip(), row[2].strip(), f"{path}:{lineno}"))
     if not paths:
         raise UserError(f"{path} lists no images")
     _refuse_repeats(paths, f"{path}: entry")
     return paths, labels
 
 
-OUTPUT_FILES = ("train.lst", "val.lst", "test.lst", "labels.txt", "mean.json")
+def _check_image_folder(root: Path, images: str) -> None:
+    """Refuse an --images that is not a folder inside `root` (links followed): the help and the lists'
+    relative paths say "under ROOT", so a folder elsewhere would be packed as part of the data set."""
+    rel = PurePosixPath(images.replace("\\", "/"))
+    folder = root / rel
+    if not images or rel.is_absolute() or os.path.normpath(str(rel)).split("/")[0] == ".." \
+            or not folder.resolve().is_relative_to(root.resolve()):
+        raise UserError(f"--images {images} is not a folder under --root {root}; the images must lie inside the "
+                        f"data set")
+    if not folder.is_dir():
+        raise UserError(f"--images {images}: no such folder under --root {root}")
+
+
+OUTPUT_FILES = ("train.lst", "val.lst", "test.lst", "labels.txt", "mean.json", LISTS_MARKER)
 
 
 def _refuse_outputs_over_csv(out: Path, csv_path: Path) -> None:
@@ -216,7 +250,7 @@ def build_cars_lists(root: str | Path, out: str | Path | None = None, *, csv_pat
     if out is not None and csv_path is not None:
         _refuse_outputs_over_csv(Path(out), Path(csv_path))
     if csv_path is not None:
-        paths, labels = read_label_csv(csv_path, images)
+        paths, labels = read_label_csv(csv_path, images, root)
     else:
         paths, class_names = read_annotations(root)
         labels = [make_model(n) for n in class_names]
@@ -245,7 +279,8 @@ def build_cars_lists(root: str | Path, out: str | Path | None = None, *, csv_pat
         from deepvision.datasets.mean import write_mean_json
 
         out = Path(out)
-        lists.files.update(write_split_lists(out, {n: getattr(lists, n) for n in ("train", "val", "test")}))
+        lists.files.update(write_split_lists(out, {n: getattr(lists, n) for n in ("train", "val", "test")},
+                                             "cars lists"))
         atomic_write_text(out / "labels.txt", "".join(f"{c}\n" for c in classes))
         lists.files["labels"] = out / "labels.txt"
         lists.files["mean"] = write_mean_json(out / "mean.json", IMAGENET_MEAN)

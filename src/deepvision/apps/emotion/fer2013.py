@@ -63,8 +63,11 @@ def _parse_row(row: dict[str, str], lineno: int, path: Path) -> tuple[int, np.nd
         raise UserError(f"{path}:{lineno}: pixels must be space-separated integers 0..255 in plain digits, "
                         f"got '{printable(bad[:24])}'")
     pixels = np.array(text.split(), dtype=np.int64)
-    if pixels.size != SIDE * SIDE or pixels.min(initial=0) < 0 or pixels.max(initial=0) > 255:
+    if pixels.size != SIDE * SIDE:
         raise UserError(f"{path}:{lineno}: expected {SIDE * SIDE} pixel values in 0..255, got {pixels.size}")
+    outside = np.flatnonzero((pixels < 0) | (pixels > 255))
+    if outside.size:  # a value, not the count, is wrong: name it and where it stands
+        raise UserError(f"{path}:{lineno}: pixel {outside[0] + 1} is {pixels[outside[0]]}, outside 0..255")
     return label, pixels.reshape(SIDE, SIDE).astype(np.uint8), SPLITS[usage]
 
 

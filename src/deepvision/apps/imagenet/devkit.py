@@ -1,9 +1,10 @@
 """Read the ILSVRC devkit and write train/val/test list files.
 
 Labels are `map_clsloc` id - 1, in map_clsloc order (not sorted-WNID order). Validation labels are
-the ground-truth id - 1; blacklisted validation images are dropped (ids compared as trimmed
-strings). The test split is carved from train: stratified by label, seeded, shuffled (scikit-learn
-`train_test_split` semantics); train and test lists come out in random order, val keeps val.txt order.
+the ground-truth id - 1; blacklisted validation images are dropped (ids compared as numbers, so
+`007` is image 7); an image or id that val.txt names twice is refused. The test split is carved from
+train: stratified by label, seeded, shuffled (scikit-learn `train_test_split` semantics); train and
+test lists come out in random order, val keeps val.txt order.
 """
 
 from __future__ import annotations
@@ -113,6 +114,25 @@ def read_train_cls(path: Path, index: dict[str, int]) -> tuple[list[str], list[i
     return stems, labels
 
 
+def _number(text: str) -> bool:
+    """Whether `text` is a whole number written in ASCII digits (leading zeros allowed)."""
+    return text.isascii() and text.isdigit()
+
+
+def _blacklist(path: Path, count: int) -> set[int]:
+    """The validation image numbers of the blacklist, compared as numbers (`007` is image 7); each must be
+    one of the `count` images, or the blacklist is another devkit's and would drop the wrong ones."""
+    hint = " (pass --no-blacklist to keep every validation image)"
+    input_file(path, "devkit file", hint)  # missing, or a FIFO named as one
+    banned = set()
+    for entry in _lines(path):
+        if not (_number(entry) and 1 <= int(entry) <= count):
+            raise UserError(f"{path}: {printable(entry)[:30]} is not a validation image number (1..{count:,}); "
+                            f"use the blacklist of this devkit")
+        banned.add(int(entry))
+    return banned
+
+
 def read_val(paths: DevkitPaths, num_classes: int, blacklist: bool = True) -> tuple[list[str], list[int], int]:
     """Validation stems and labels in val.txt order, blacklisted ids removed (unless blacklist=False)."""
     val_lines = _lines(paths.val)
@@ -120,20 +140,13 @@ def read_val(paths: DevkitPaths, num_classes: int, blacklist: bool = True) -> tu
     if len(truth) != len(val_lines):
         raise UserError(f"{paths.val_ground_truth} has {len(truth)} lines but {paths.val} has {len(val_lines)}; "
                         f"they must align line by line")
-    if blacklist and not paths.val_blacklist.is_file():
-        raise UserError(f"devkit file missing: {paths.val_blacklist} (pass --no-blacklist to keep every validation "
-                        f"image)")
-    banned = {line.strip() for line in _lines(paths.val_blacklist)} if blacklist else set()
-    stray = next((b for b in sorted(banned) if not (b.isascii() and b.isdigit() and 1 <= int(b) <= len(val_lines))),
-                 None)
-    if stray is not None:  # a blacklist of another devkit version would drop the wrong images, or none
-        raise UserError(f"{paths.val_blacklist}: {printable(stray)[:30]} is not a validation image number "
-                        f"(1..{len(val_lines):,}); use the blacklist of this devkit")
+    banned = _blacklist(paths.val_blacklist, len(val_lines)) if blacklist else set()
     stems, labels, dropped = [], [], 0
+    first: dict[tuple[str, str], tuple[int, int]] = {}  # ("image", stem) or ("id", n) -> its first (line, label)
     for lineno, (line, gt) in enumerate(zip(val_lines, truth), 1):
         parts = line.split()
-        if len(parts) != 2:
-            raise UserError(f"{paths.val}:{lineno}: expected '<image> <id>', got {line[:60]!r}")
+        if len(parts) != 2 or not _number(parts[1]):
+            raise UserError(f"{paths.val}:{lineno}: expected '<image> <id>', got {printable(line[:60])!r}")
         try:
             label = int(gt) - 1
         except ValueError:
@@ -143,7 +156,14 @@ def read_val(paths: DevkitPaths, num_classes: int, blacklist: bool = True) -> tu
         if not _plain_name(parts[0]):  # a folder part would lead out of the validation folder
             raise UserError(f"{paths.val}:{lineno}: '{printable(parts[0])}' is not a plain image name (such as "
                             f"ILSVRC2012_val_00000001); the validation images lie in one folder")
-        if parts[1].strip() in banned:
+        number = int(parts[1])
+        for key in (("image", parts[0]), ("id", str(number))):
+            was, was_label = first.setdefault(key, (lineno, label))
+            if was != lineno:  # one image counted twice, perhaps under two classes; one id naming two images
+                classes = f" (class {was_label + 1} there, {label + 1} here)" if was_label != label else ""
+                raise UserError(f"{paths.val}:{lineno} names the {key[0]} {printable(key[1])} again, first "
+                                f"on line {was}{classes}; remove one of the lines (and its ground-truth line)")
+        if number in banned:
             dropped += 1
             continue
         stems.append(parts[0])
@@ -180,7 +200,8 @@ def build_lists(root: str | Path, out: str | Path | None = None, *, test_size: i
                           entries(train_stems, train_labels, held, "train"), dropped)
     if out is not None:
         out = Path(out)
-        lists.files.update(write_split_lists(out, {n: getattr(lists, n) for n in ("train", "val", "test")}))
+        lists.files.update(write_split_lists(out, {n: getattr(lists, n) for n in ("train", "val", "test")},
+                                             "imagenet lists"))
         atomic_write_text(out / "labels.txt", "".join(f"{wnid} {name}\n" for wnid, name in classes))
         lists.files["labels"] = out / "labels.txt"
     return lists

@@ -24,8 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                             description="Read cars_annos.mat (or devkit/cars_meta.mat + the train/test annotation "
                                         "files) under --root, label each image '<make>:<model>' (year and body type "
                                         "dropped; or from --csv), split 70/15/15 stratified, and write train.lst, "
-                                        "val.lst, test.lst (paths relative to ROOT), labels.txt and mean.json "
-                                        "(the ImageNet constants).",
+                                        "val.lst, test.lst (paths relative to ROOT), labels.txt, mean.json "
+                                        "(the ImageNet constants) and lists.json (the mark that lets a later run "
+                                        "replace this folder's lists; any other folder must be new or empty).",
                             epilog=LISTS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     lists.description = textwrap.fill(lists.description, 79)  # the epilog stays as written
     lists.add_argument("--root", required=True, help="Stanford Cars folder (cars_annos.mat + car_ims/)")

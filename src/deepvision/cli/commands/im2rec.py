@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--list", action="store_true",
                    help="create image list(s) by traversing root and write <prefix>.lst; otherwise read "
                         "<prefix>*.lst and create <name>.rec/.idx for each")
-    c.add_argument("--exts", nargs="+", default=[".jpeg", ".jpg", ".png"], help="list of acceptable image extensions.")
+    c.add_argument("--exts", nargs="+", default=[".jpeg", ".jpg", ".png"],
+                   help="list of acceptable image extensions (png is .png).")
     c.add_argument("--chunks", type=int, default=1, help="number of chunks.")
     c.add_argument("--train-ratio", type=float, default=1.0, help="Ratio of images to use for training.")
     c.add_argument("--test-ratio", type=float, default=0, help="Ratio of images to use for testing.")

@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Read the ILSVRC devkit under --root: labels = map_clsloc id - 1 in map order, blacklisted "
                     "validation images dropped, a stratified seeded test split carved from train. Writes "
                     "train.lst, val.lst, test.lst (paths relative to ROOT/Data/CLS-LOC), labels.txt (wnid and "
-                    "name) and mean.json (mean R, G, B of the training split's original images).",
+                    "name), mean.json (mean R, G, B of the training split's original images) and lists.json (the mark "
+                    "that lets a later run replace this folder's lists; any other folder must be new or empty).",
         epilog=LISTS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     lists.add_argument("--root", required=True, help="ILSVRC root (holding Data/, ImageSets/, devkit/)")
     lists.add_argument("--out", required=True, help="output folder")

@@ -25,11 +25,13 @@ def file_problem(path: str | Path) -> str | None:
         return "missing"
 
 
-def inside(base: Path, name: str, where: str, roots: tuple[Path, ...] = ()) -> Path:
+def inside(base: Path, name: str, where: str, roots: tuple[Path, ...] = (),
+           advice: str = " (or give the folder holding it with --images)") -> Path:
     """`base / name` for a path named by an annotation; refused when it would leave `base` (an absolute
     path, a drive, or '..' reaching above it), so an annotation can only name files of its dataset. A
     file that is there must also lie in one of the dataset's folders `roots` (default: `base`) once links
-    are followed, so a symbolic link planted in the dataset cannot lead to a file outside it."""
+    are followed, so a symbolic link planted in the dataset cannot lead to a file outside it. `advice`
+    ends the message of a link out."""
     if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
         raise UserError(f"{where}: image path {name!r} holds a control character")
     rel = PurePosixPath(name.replace("\\", "/"))
@@ -42,8 +44,7 @@ def inside(base: Path, name: str, where: str, roots: tuple[Path, ...] = ()) -> P
         target = path.resolve()
         if not any(target.is_relative_to(top.resolve()) for top in roots or (base,)):
             raise UserError(f"{where}: {path} is a link to {target}, outside the dataset folder "
-                            f"{(roots or (base,))[0]}; copy the file into the dataset (or give the folder "
-                            f"holding it with --images)")
+                            f"{(roots or (base,))[0]}; copy the file into the dataset{advice}")
     return path
 
 

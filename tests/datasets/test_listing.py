@@ -1,0 +1,84 @@
+"""The list builders' output folder: each builder writes only into a new, empty or earlier folder of its
+own (known by the lists.json it writes), never over another builder's lists."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from deepvision.apps.agegender.adience import make_fake_adience
+from deepvision.apps.cars import make_fake_cars
+from deepvision.apps.imagenet import make_fake_imagenet
+from deepvision.apps.stl10 import build_stl10, make_fake_stl10
+from deepvision.datasets.listing import LISTS_MARKER
+
+
+def _digests(folder):
+    return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("builders")
+    return {
+        "cars": ["cars", "lists", "--root", make_fake_cars(tmp / "cars", per_class=3, min_side=32, max_side=40)],
+        "imagenet": ["imagenet", "lists", "--no-mean", "--test-size", "2", "--root",
+                     make_fake_imagenet(tmp / "inet", classes=2, per_class=4, val_per_class=1, min_side=16,
+                                        max_side=20).root],
+        "adience": ["adience", "lists", "--no-mean", "--root", make_fake_adience(tmp / "adience", faces=20, size=8)],
+    }
+
+
+@pytest.mark.parametrize(("first", "second"), [("cars", "imagenet"), ("imagenet", "cars"), ("adience", "cars"),
+                                               ("cars", "adience")])
+def test_a_builder_refuses_another_builders_lists_folder_and_replaces_its_own(tmp_path, run_cli, roots, first,
+                                                                             second):
+    """`imagenet lists --out CARS_LISTS` replaced the cars lists and labels.txt and left the cars mean.json
+    beside the ImageNet lists: any folder with a train.lst passed for the builder's own."""
+    out = tmp_path / "lists"
+    code, _, err = run_cli(*roots[first], "--out", out)
+    assert code == 0, err
+    assert json.loads((out / LISTS_MARKER).read_text()) == {"builder": f"{first} lists"}
+    before = _digests(out)
+    code, stdout, err = run_cli(*roots[second], "--out", out)
+    assert (code, stdout) == (2, "") and err.count("\n") == 1, err
+    assert (f"--out {out} holds the lists an earlier {first} lists wrote ({LISTS_MARKER}); {second} lists would "
+            f"replace some of its files and leave the rest: choose a new or empty folder") in err
+    assert _digests(out) == before
+    code, _, err = run_cli(*roots[first], "--out", out)  # its own earlier folder: replaced
+    assert code == 0, err
+
+
+def test_a_builder_refuses_a_folder_without_its_mark(tmp_path, run_cli, roots):
+    """An STL-10 build (train.lst, labels.txt and images/) is no cars lists folder."""
+    build = tmp_path / "stl10"
+    build_stl10(make_fake_stl10(tmp_path / "bins", train_per_class=4, test_per_class=4), build, pack=False)
+    before = _digests(build)
+    code, stdout, err = run_cli(*roots["cars"], "--out", build)
+    assert (code, stdout) == (2, "") and err.count("\n") == 1, err
+    assert f"--out {build} holds files but no {LISTS_MARKER} of an earlier cars lists" in err
+    assert _digests(build) == before
+
+
+def test_list_extensions_without_the_dot_are_taken_and_an_empty_listing_is_refused(tmp_path, run_cli):
+    """`--exts png` matched no file (".png" is what a name ends with): an empty list and exit 0."""
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        Image.new("L", (8, 8)).save(tmp_path / "imgs" / cls / "x.png")
+    code, _, err = run_cli("im2rec", "--list", "--recursive", "--no-shuffle", tmp_path / "p", tmp_path / "imgs",
+                           "--exts", "png")
+    assert code == 0, err
+    assert (tmp_path / "p.lst").read_text() == "0\t0.000000\ta/x.png\n1\t1.000000\tb/x.png\n"
+    for exts, message in ((["gif", ".bmp"], f"no image file (.gif, .bmp) in or under {tmp_path / 'imgs'}; no list "
+                                             f"written"),
+                          (["."], "--exts '.' is not a file extension; give extensions such as .jpg .png")):
+        code, out, err = run_cli("im2rec", "--list", "--recursive", tmp_path / "q", tmp_path / "imgs", "--exts", *exts)
+        assert (code, out) == (2, "") and err.count("\n") == 1 and message in err, err
+    code, out, err = run_cli("im2rec", "--list", tmp_path / "q", tmp_path / "imgs")  # the images lie in sub-folders
+    assert code == 2 and "directly in" in err and "(--recursive reads its sub-folders)" in err
+    assert not list(tmp_path.glob("q*"))
