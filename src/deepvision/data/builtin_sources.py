@@ -112,7 +112,7 @@ def mnist_text_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     splits = {}
     for name in wanted:
         path = resolve_path(cfg.root, name)
-        if name != "test" or path.exists() and not path.is_dir():  # the default test split is optional
+        if name != "test" or (path.exists() and not path.is_dir()):  # the default test split is optional
             splits[name] = to_tensor_split(*mnist.read_text(path))  # a FIFO is named, never opened
     return RawData(splits, mnist.CLASSES, 1, (28, 28))
 
@@ -227,8 +227,7 @@ def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         path = resolve_path(None, name)
         if name == "test" and (path.is_dir() or not path.exists()):  # the default test split is optional
             continue
-        input_file(path, "list file")
-        entries = read_lst(path)
+        entries = read_lst(path)  # a FIFO or a folder is named as what it is, never opened
         if not entries:
             raise UserError(f"list file {path} is empty")
         counts = {len(e.labels) for e in entries}
