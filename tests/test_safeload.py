@@ -374,3 +374,57 @@ def test_the_read_ceiling_is_the_memory_this_process_may_use(monkeypatch):
     assert max_read_bytes() <= 8 * 10**9
     monkeypatch.setenv("DEEPVISION_MAX_READ_GB", "30")  # the user's word wins
     assert max_read_bytes() == 30 * 10**9
+
+
+def test_read_declared_takes_exactly_the_declared_bytes_and_nothing_after(tmp_path):
+    import gzip
+    import io
+
+    from deepvision.safeload import read_declared
+
+    assert read_declared(io.BytesIO(b"abcd"), 4, "f") == b"abcd"
+    with pytest.raises(UserError, match="^f is truncated: header promises 5 bytes of data, file holds 4$"):
+        read_declared(io.BytesIO(b"abcd"), 5, "f")
+    with gzip.open(tmp_path / "z.gz", "wb") as f:  # 64 MiB of zeros after the 4 declared bytes
+        f.write(b"abcd")
+        for _ in range(64):
+            f.write(bytes(2**20))
+    with gzip.open(tmp_path / "z.gz", "rb") as f:
+        with pytest.raises(UserError, match=r"^z.gz holds more data than its header declares \(4 bytes\)"):
+            read_declared(f, 4, "z.gz")
+        assert f.tell() == 5  # inflated one byte past, not the rest
+
+
+def test_text_file_lines_are_read_bounded_and_name_the_file(tmp_path):
+    from deepvision.safeload import text_file_lines
+
+    path = tmp_path / "t.txt"
+    path.write_bytes(b"\xef\xbb\xbfone\r\ntwo\n\xff\n")
+    lines = text_file_lines(path, "text file", 100)
+    assert [next(lines), next(lines)] == [(1, "one\r\n"), (2, "two\n")]
+    with pytest.raises(UserError, match=rf"^text file {path} is not UTF-8 text \(line 3\)$"):
+        next(lines)
+    with pytest.raises(UserError, match=r"holds 14 B, more than the 10 B such a file may hold$"):
+        list(text_file_lines(path, "text file", 10))
+    path.write_text("x" * 50 + "\n")
+    with pytest.raises(UserError, match="line 1 is longer than 20 bytes"):
+        list(text_file_lines(path, "text file", 100, 20))
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(UserError, match="^text file .*fifo is a FIFO, not a regular file$"):
+        list(text_file_lines(tmp_path / "fifo", "text file", 100))
+
+
+def test_refuse_linked_files_compares_file_identity_across_calls(tmp_path):
+    from deepvision.safeload import refuse_linked_files
+
+    for name in ("a", "b"):
+        (tmp_path / name).write_text(name)
+    os.link(tmp_path / "a", tmp_path / "hard")
+    os.symlink(tmp_path / "b", tmp_path / "soft")
+    seen: dict = {}
+    refuse_linked_files([tmp_path / "a", tmp_path / "b"], seen, "the data")
+    refuse_linked_files([tmp_path / "a"], seen, "the data")  # one path met again is itself, not a link
+    for link, first in (("hard", "a"), ("soft", "b")):
+        with pytest.raises(UserError, match=f"^{tmp_path / link} and {tmp_path / first} are one file \\(a link\\): "
+                                            f"the data would hold one image twice"):
+            refuse_linked_files([tmp_path / link], seen, "the data")

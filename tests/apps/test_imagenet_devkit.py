@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from deepvision.apps.imagenet import build_lists, make_fake_imagenet
+from deepvision.apps.imagenet.devkit import DevkitPaths
 from deepvision.data.lst import read_lst
 from deepvision.errors import UserError
 
@@ -65,6 +66,22 @@ def test_devkit_errors_name_the_file(fake, tmp_path):
     os.mkfifo(broken / "devkit" / "data" / "map_clsloc.txt")  # named as what it is, never opened
     with pytest.raises(UserError, match=r"devkit file .*map_clsloc.txt is a FIFO, not a regular file"):
         build_lists(broken)
+
+
+@pytest.mark.parametrize("name", ["val.txt", "blacklist", "train_cls.txt", "map_clsloc.txt"])
+def test_devkit_text_files_are_read_bounded_by_their_size(tmp_path, name):
+    """A sparse 2 GB devkit file is refused from its size before anything is read; so is one not UTF-8."""
+    make_fake_imagenet(tmp_path / "ilsvrc", classes=2, per_class=2, val_per_class=1, min_side=16, max_side=20)
+    paths = DevkitPaths(tmp_path / "ilsvrc")
+    path = {"val.txt": paths.val, "blacklist": paths.val_blacklist, "train_cls.txt": paths.train_cls,
+            "map_clsloc.txt": paths.map_clsloc}[name]
+    os.truncate(path, 2**31)
+    with pytest.raises(UserError, match=rf"^devkit file {path} holds 2.1 GB, more than the 1.1 GB such a file may "
+                                        rf"hold$"):
+        build_lists(tmp_path / "ilsvrc")
+    path.write_bytes(b"\xff\xfe\n")
+    with pytest.raises(UserError, match=rf"^devkit file {path} is not UTF-8 text"):
+        build_lists(tmp_path / "ilsvrc")
 
 
 def test_an_image_or_wnid_named_twice_and_a_foreign_blacklist_are_refused(tmp_path):

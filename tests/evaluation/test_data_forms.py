@@ -208,3 +208,38 @@ def test_evaluate_and_logreg_never_write_into_each_others_report(digits_run, tmp
     code, _, err = run_cli("logreg", features, "--out", tmp_path / "class_a")
     assert code == 2 and "holds images (0.png, ...); the report's figures would join them as data" in err
     assert [p.name for p in (tmp_path / "class_a").iterdir()] == ["0.png"]
+
+
+def test_evaluate_a_list_or_record_matches_its_labels_file_to_the_runs_classes_by_name(digits_run, tmp_path,
+                                                                                       run_cli):
+    """The class names beside a .lst/.rec (PREFIX.labels.txt) say what its label numbers mean: names in
+    another order are relabelled by name (the score is the list's own), a name the run lacks is refused."""
+    from PIL import Image
+
+    cfg = load_run(digits_run, device="cpu").cfg
+    test = load_data(cfg.data, roles=("test",)).test
+    images, labels = test.images[:40, 0].numpy(), test.labels[:40].numpy()
+    (tmp_path / "img").mkdir()
+    for k, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / "img" / f"{k}.png")
+    names = [str(i) for i in range(10)]
+    order = np.random.default_rng(0).permutation(10)
+
+    def write_list(prefix: str, numbers, class_names) -> str:
+        (tmp_path / f"{prefix}.lst").write_text("".join(f"{k}\t{n}\timg/{k}.png\n" for k, n in enumerate(numbers)))
+        (tmp_path / f"{prefix}.labels.txt").write_text("".join(f"{c}\n" for c in class_names))
+        return str(tmp_path / f"{prefix}.lst")
+
+    own = evaluate(digits_run, data=write_list("own", labels, names), quiet=True)
+    renamed = write_list("renamed", np.argsort(order)[labels], [names[i] for i in order])
+    scored = evaluate(digits_run, data=renamed, quiet=True)
+    assert scored["confusion_matrix"] == own["confusion_matrix"] and scored["rank1"] == pytest.approx(own["rank1"])
+    assert run_cli("im2rec", "--num-thread", "1", tmp_path / "renamed", tmp_path)[0] == 0
+    scored = evaluate(digits_run, data=str(tmp_path / "renamed.rec"), quiet=True)
+    assert scored["confusion_matrix"] == own["confusion_matrix"]
+    (tmp_path / "renamed.labels.txt").write_text("".join(f"c{i}\n" for i in order))
+    for data in ("renamed.lst", "renamed.rec"):
+        code, out, err = run_cli("evaluate", digits_run, "--data", tmp_path / data, "--out", tmp_path / "eval")
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"class(es) c{order[0]}, c{order[1]}" in err and "are not classes of this run (0, 1, 2" in err
+    assert not (tmp_path / "eval").exists()

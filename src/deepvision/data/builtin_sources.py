@@ -32,6 +32,7 @@ from deepvision.data.preprocess import open_image
 from deepvision.data.source_registry import RawData, register_source, resolve_path
 from deepvision.data.tensors import SubsetDataset, TensorSplit, to_tensor_split
 from deepvision.errors import UserError
+from deepvision.fileio import same_file
 from deepvision.safeload import IMAGE_EXTS, check_class_names, image_files, input_file, name_lines, printable
 
 
@@ -111,10 +112,8 @@ def mnist_text_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     splits = {}
     for name in wanted:
         path = resolve_path(cfg.root, name)
-        if path.is_file():
-            splits[name] = to_tensor_split(*mnist.read_text(path))
-        elif name != "test":
-            raise UserError(f"MNIST text file not found: {path}")
+        if name != "test" or (path.exists() and not path.is_dir()):  # the default test split is optional
+            splits[name] = to_tensor_split(*mnist.read_text(path))  # a FIFO is named, never opened
     return RawData(splits, mnist.CLASSES, 1, (28, 28))
 
 
@@ -192,8 +191,7 @@ def folder_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     classes = _class_folders(train_dir)
     if not classes:
         raise UserError(f"{train_dir} holds no class sub-folders (expected {train_dir}/<class>/<image>)")
-    index = {c: i for i, c in enumerate(classes)}
-    splits = {}
+    index, splits, seen = {c: i for i, c in enumerate(classes)}, {}, {}
     for name in wanted:
         folder = split_folder(root, name)
         if not folder.is_dir() or (name != cfg.train and folder == train_dir):
@@ -205,6 +203,7 @@ def folder_source(cfg: DataConfig, wanted: list[str]) -> RawData:
             if cls not in index:
                 raise UserError(f"{folder}/{cls} is not a class of the training folder {train_dir}")
             files = image_files(folder / cls)
+            safeload.refuse_linked_files(files, seen, f"the data under {root}")  # one image in two classes or splits
             paths += map(str, files)
             labels += [index[cls]] * len(files)
         if not paths:
@@ -228,8 +227,7 @@ def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         path = resolve_path(None, name)
         if name == "test" and (path.is_dir() or not path.exists()):  # the default test split is optional
             continue
-        input_file(path, "list file")
-        entries = read_lst(path)
+        entries = read_lst(path)  # a FIFO or a folder is named as what it is, never opened
         if not entries:
             raise UserError(f"list file {path} is empty")
         counts = {len(e.labels) for e in entries}
@@ -246,7 +244,7 @@ def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         top = max(top, int(labels.max()))
         splits[name] = ImageFileDataset(paths, labels.tolist(), channels)
         files.append(path)
-    return RawData(splits, names if names is not None else class_names_for(cfg, files, top + 1), channels, None)
+    return RawData(splits, class_names_for(cfg, files, top + 1), channels, None)
 
 
 def class_limit(cfg: DataConfig) -> tuple[list[str] | None, int]:
@@ -280,37 +278,37 @@ def class_labels(values: np.ndarray, source: str | Path, what: str, ids: list[in
 
 
 def class_names_for(cfg: DataConfig, data_files: list[Path], count: int) -> list[str]:
-    """Class names of list/record data: `data.options.labels` when set, else the labels file im2rec wrote
-    beside the first split's file (see `lst.find_labels_file`), else the label numbers."""
-    explicit = cfg.options.get("labels")
-    if explicit or not data_files:
-        return read_class_names(explicit, count, cfg.root)
-    found = find_labels_file(data_files[0])
-    if found is None:
+    """Class names of list/record data: `data.options.labels` and the labels file im2rec wrote beside each
+    split's file (see `lst.find_labels_file`), which must all name the same classes (else one label number
+    would mean one class in one split and another in the next); the label numbers when there is none."""
+    found = [(f, f" (found beside {d.name})") for d in data_files if (f := find_labels_file(d)) is not None]
+    if cfg.options.get("labels"):
+        found.insert(0, (resolve_path(cfg.root, cfg.options["labels"]), " (given as the labels file)"))
+    if not found:
         return read_class_names(None, count)
-    names = name_lines(found.read_text(encoding="utf-8-sig"))
+    (first, where), names = found[0], read_class_names(found[0][0], 0)
+    for other, other_where in found[1:]:
+        if not same_file(first, other) and (theirs := read_class_names(other, 0)) != names:
+            shown = [", ".join(map(printable, n[:4])) + (", ..." if len(n) > 4 else "") for n in (names, theirs)]
+            raise UserError(f"{other}{other_where} names the classes {shown[1]}, but {first}{where} names "
+                            f"{shown[0]}: one label number would mean two classes; make the files agree")
     if len(names) < count:
-        raise UserError(f"{found} (found beside {data_files[0].name}) names {len(names)} classes but the labels go "
-                        f"up to {count - 1}; fix it or name another file in data.options.labels")
+        raise UserError(f"{first}{where} names {len(names)} classes but the labels go up to {count - 1}; fix it "
+                        f"or name another file in data.options.labels")
     return names
 
 
-
-def read_class_names(path: str | None, count: int, root: str | None = None) -> list[str]:
-    """Names from a labels file (one name per line, e.g. 'n01440764 tench'), or '0'..'count-1'.
-
-    A relative path is looked up in the working directory, then under `root` (the data root).
-    """
+def read_class_names(path: str | Path | None, count: int, root: str | None = None) -> list[str]:
+    """Names from a labels file (one name per line, e.g. 'n01440764 tench'; a relative path under `root`,
+    the data root, first), or '0'..'count-1'. The file is bounded, UTF-8 and a regular file (a FIFO or a
+    folder in its place is named, never opened or passed over)."""
     if not path:
         if count > MAX_CLASSES:  # never build a billion names from one stray label
             raise UserError(f"the labels go up to {count - 1:,}, beyond {MAX_CLASSES - 1:,}; give a labels file "
                             f"naming the classes (data.options.labels) or fix the labels")
         return [str(i) for i in range(count)]
-    p = input_file(resolve_path(root, path), "labels file")  # a FIFO or a folder is named, never opened
-    try:
-        names = name_lines(p.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read the labels file {p}: {getattr(exc, 'strerror', None) or exc}") from None
+    p = resolve_path(root, path)
+    names = name_lines(safeload.read_text_file(p, "labels file"))
     if len(names) < count:
         raise UserError(f"{p} names {len(names)} classes but the labels go up to {count - 1}")
     check_class_names(names, str(p))
@@ -346,7 +344,7 @@ def rec_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         top = max(top, int(labels.max()))
         splits[name] = ds
         files.append(path)
-    return RawData(splits, names if names is not None else class_names_for(cfg, files, top + 1), channels, None)
+    return RawData(splits, class_names_for(cfg, files, top + 1), channels, None)
 
 
 @register_source("hdf5", options=("labels", "data_key"))

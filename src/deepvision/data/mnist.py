@@ -7,12 +7,15 @@ unsigned bytes; labels have magic 2049, count, then one byte per label.
 from __future__ import annotations
 
 import gzip
+import math
+import os
 import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from deepvision import safeload
 from deepvision.errors import UserError
 
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
@@ -26,37 +29,41 @@ CLASSES = [str(i) for i in range(10)]
 
 def _find(root: Path, stem: str) -> Path:
     for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
-        if (root / name).is_file():
+        if os.path.lexists(root / name):  # a FIFO or a folder in its place is named by `read_idx`
             return root / name
     raise UserError(f"MNIST file {stem}[.gz] not found in {root}; download it with `deepvision data download mnist "
                     f"--root {root}` or point data.root at the folder that holds it")
 
 
 def read_idx(path: str | Path, expect_magic: int | None = None) -> np.ndarray:
-    """Read one idx file (plain or gzip) into a uint8 array shaped by its header."""
-    path = Path(path)
+    """Read one idx file (plain or gzip) into a uint8 array shaped by its header. The header's dimensions
+    are checked and its declared size held to the read ceiling (and, compressed, to what the file can
+    inflate to) before anything is allocated; exactly that much data is read, and data beyond it refused."""
+    path, gz = safeload.regular_file(path, "MNIST file"), str(path).endswith(".gz")
     try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        with (gzip.open if gz else open)(path, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4:
+                raise UserError(f"{path} is truncated: {len(head)} bytes, too short for an idx header")
+            (magic,), (zero, dtype_code, ndim) = struct.unpack(">i", head), struct.unpack(">HBB", head)
+            if zero != 0 or dtype_code != 0x08 or not 1 <= ndim <= 4 or (expect_magic and magic != expect_magic):
+                want = f" (expected magic {expect_magic})" if expect_magic else ""
+                raise UserError(f"{path} is not an unsigned-byte idx file: magic {magic}{want}")
+            dims = f.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise UserError(f"{path} is truncated inside its header")
+            shape = struct.unpack(f">{ndim}i", dims)
+            if min(shape) < 1:
+                raise UserError(f"{path}: header dimension {min(shape)} (of {shape}) must be positive; the file is "
+                                f"damaged")
+            safeload.check_image_side(f"{path}: header image size", *shape[1:])
+            declared = math.prod(shape)
+            safeload.check_declared_bytes(f"{path} (header {' x '.join(map(str, shape))})", declared,
+                                          path.stat().st_size if gz else None, safeload.DEFLATE_MAX_RATIO)
+            data = safeload.read_declared(f, declared, path)
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise UserError(f"{path} is corrupt or truncated ({exc}); download it again") from None
-    if len(data) < 8:
-        raise UserError(f"{path} is truncated: {len(data)} bytes, too short for an idx header")
-    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    magic = struct.unpack(">i", data[:4])[0]
-    if zero != 0 or dtype_code != 0x08 or not 1 <= ndim <= 4 or (expect_magic and magic != expect_magic):
-        want = f" (expected magic {expect_magic})" if expect_magic else ""
-        raise UserError(f"{path} is not an unsigned-byte idx file: magic {magic}{want}")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise UserError(f"{path} is truncated inside its header")
-    shape = struct.unpack(f">{ndim}i", data[4:header])
-    expected = int(np.prod(shape))
-    if len(data) - header < expected:
-        raise UserError(f"{path} is truncated: header promises {expected} bytes of data, "
-                        f"file holds {len(data) - header}")
-    return np.frombuffer(data, dtype=np.uint8, count=expected, offset=header).reshape(shape).copy()
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape).copy()
 
 
 def load_mnist_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -70,11 +77,9 @@ def load_mnist_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarr
     image_stem, label_stem = FILES[split]
     images = read_idx(_find(root, image_stem), IMAGE_MAGIC)
     labels = read_idx(_find(root, label_stem), LABEL_MAGIC)
-    if images.ndim != 3 or labels.ndim != 1:
-        raise UserError(f"MNIST {split} files in {root} have unexpected shapes {images.shape} / {labels.shape}")
-    if len(images) != len(labels):
+    if len(images) != len(labels):  # the magic numbers fixed the shapes: N x rows x cols and N
         raise UserError(f"MNIST {split}: {len(images)} images but {len(labels)} labels in {root}")
-    if labels.size and labels.max() > 9:
+    if labels.max() > 9:
         raise UserError(f"MNIST {split} labels in {root} hold values above 9; the label file is corrupt")
     return images, labels.astype(np.int64)
 
@@ -91,30 +96,33 @@ def available_splits(root: str | Path) -> list[str]:
     return found
 
 
+MAX_TEXT_FILE_BYTES = 2**30  # the tutorial's 60,000 training digits are about 110 MB of text
+
+
 def read_text(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """The tutorial text format: per line `label separator p1 ... p784` (separator ignored)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"MNIST text file not found: {path}")
+    """The tutorial text format: per line `label separator p1 ... p784` (separator ignored); the label a
+    class 0..9 and every pixel a whole number 0..255, else UserError naming the file and line."""
     labels, rows = [], []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not a text file in the MNIST text format (label, separator, 784 pixels)") from None
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in safeload.text_file_lines(path, "MNIST text file", MAX_TEXT_FILE_BYTES, 2**16):
         parts = line.split()
         if not parts:
             continue
         if len(parts) != 786:
             raise UserError(f"{path}:{lineno}: expected label, separator and 784 pixels, got {len(parts)} fields")
-        try:
-            labels.append(int(float(parts[0])))
-            rows.append([int(float(v)) for v in parts[2:]])
-        except (ValueError, OverflowError):
-            raise UserError(f"{path}:{lineno}: label and pixels must be numbers") from None
+        try:  # plain ASCII numbers: float() would also read '1_0' and other scripts' digits
+            if not line.isascii() or "_" in line:
+                raise ValueError(line)
+            values = np.array([parts[0], *parts[2:]], dtype=np.float64)
+        except ValueError:
+            raise UserError(f"{path}:{lineno}: label and pixels must be plain numbers") from None
+        if not (values[0].is_integer() and 0 <= values[0] <= 9):
+            raise UserError(f"{path}:{lineno}: label {safeload.printable(parts[0])[:24]} is not a whole number 0..9")
+        wrong = np.flatnonzero((values[1:] != np.floor(values[1:])) | (values[1:] < 0) | (values[1:] > 255))
+        if len(wrong):
+            raise UserError(f"{path}:{lineno}: pixel {wrong[0] + 1} is {parts[wrong[0] + 2][:24]}, not a whole "
+                            f"number 0..255")
+        labels.append(int(values[0]))
+        rows.append(values[1:].astype(np.uint8))
     if not rows:
         raise UserError(f"{path} holds no images")
-    pixels = np.asarray(rows)
-    if pixels.min() < 0 or pixels.max() > 255:
-        raise UserError(f"{path}: pixel values must be in 0..255")
-    return pixels.astype(np.uint8).reshape(-1, 28, 28), np.asarray(labels, dtype=np.int64)
+    return np.stack(rows).reshape(-1, 28, 28), np.asarray(labels, dtype=np.int64)

@@ -83,6 +83,7 @@ def _data_config_for(cfg: Config, data: str | None) -> tuple[Config, str]:
         return cfg, data or "auto"
     if not Path(data).exists():
         raise UserError(f"--data must be train, val, test or a path to {DATA_FORMS}; {data} not found")
+    cfg.data.options.pop("labels", None)  # the run's labels file names its own data's classes, not these
     cfg.data = data_config_for_path(cfg.data, data, image_root=cfg.data.options.get("image_root"))
     return cfg, "train"
 
@@ -204,8 +205,9 @@ def evaluate_run(
     loaded = load_run(run_dir, epoch=epoch, which=which, device=dev)  # refused in one line, before any output
     if cfg.data.source == "folder" and data not in ROLES and bundle.classes != loaded.classes:
         bundle = _remap_classes(bundle, role, loaded.classes, data)
-    unnamed = [str(i) for i in range(len(bundle.classes))]  # an HDF5 file without label_names
-    if cfg.data.source == "hdf5" and data not in ROLES and bundle.classes not in (loaded.classes, unnamed):
+    unnamed = [str(i) for i in range(len(bundle.classes))]  # an HDF5 file without label_names, a list without
+    named = cfg.data.source in ("hdf5", "lst", "rec")  # a labels file: label numbers taken as the run's classes
+    if named and data not in ROLES and bundle.classes not in (loaded.classes, unnamed):
         bundle = _remap_classes(bundle, role, loaded.classes, data, "class(es)")
     _check_labels_fit(bundle.role(role), len(loaded.classes), role if data in (None, *ROLES) else str(data))
     say(f"[INFO] model loaded from {loaded.checkpoint}")  # after the data's classes fit: a refusal stays one line
@@ -287,7 +289,8 @@ def evaluate_run(
 
 def _remap_classes(bundle: DataBundle, role: str, classes: list[str], data: str, what: str = "class folder(s)"
                    ) -> DataBundle:
-    """Data whose classes (folders, or an HDF5 file's label names) are a subset of the run's: relabel by name."""
+    """Data whose classes (folders, an HDF5 file's label names, a list's or record's labels file) are a subset
+    of the run's: relabel by name."""
     unknown = [c for c in bundle.classes if c not in classes]
     if unknown:
         raise UserError(f"{what} {', '.join(unknown[:5])} of {data} are not classes of this run "
@@ -296,6 +299,10 @@ def _remap_classes(bundle: DataBundle, role: str, classes: list[str], data: str,
     index = np.array([classes.index(c) for c in bundle.classes])
     if isinstance(split, TensorSplit):
         split.labels = torch.as_tensor(index[split.labels.numpy()], dtype=torch.int64)
+    elif hasattr(split, "file"):  # a record file (opened for this evaluation alone): its headers' labels
+        labels = split.file.labels.copy()
+        labels[:, 0] = index[labels[:, 0].astype(np.int64)]
+        split.file.labels = labels
     else:
         split.targets = index[np.asarray(split.targets)]
     return DataBundle(bundle.train, bundle.val, bundle.test, list(classes), bundle.channels, bundle.size)

@@ -14,6 +14,7 @@ See docs/data-reliability.md for the rules.
 """
 
 from deepvision.safeload.archives import (
+    DEFLATE_MAX_RATIO,
     ZIP_MAX_RATIO,
     check_mat_file,
     check_zip_directory,
@@ -58,7 +59,9 @@ from deepvision.safeload.files import (
     max_image_side,
     max_read_bytes,
     read_bytes,
+    read_declared,
     read_text_file,
+    refuse_linked_files,
     regular_file,
     shown_value,
 )
@@ -75,16 +78,18 @@ from deepvision.safeload.text import (
     record_index,
     spreadsheet_cell,
     spreadsheet_row,
+    text_file_lines,
 )
 
 __all__ = [
-    "FORMULA_STARTS", "IMAGE_EXTS", "LimitError", "MAX_ALIAS_GROWTH", "MAX_DEPTH", "MAX_FAKE_IMAGES", "MAX_FAKE_SIDE",
-    "MAX_IMAGE_SIDE", "MAX_INT_BITS", "MAX_JSON_FILE_BYTES", "MAX_LINE_CHARS", "MAX_TEXT_BYTES", "MAX_WORKERS",
-    "MAX_YAML_FILE_BYTES", "ParseError", "SafeLoader", "ZIP_MAX_RATIO", "bounded_lines", "check_class_names",
-    "check_choice", "check_declared_bytes", "check_fake_images", "check_file_size", "check_image_side",
-    "check_mat_file", "check_numbers", "check_range", "check_workers", "check_zip_directory", "check_zip_member",
-    "csv_rows", "expanded_size", "first_not_whole", "format_bytes", "image_files", "input_file", "is_control",
-    "json_depth", "load_json", "load_yaml", "max_image_side", "max_read_bytes", "name_lines", "open_npz", "plain_float",
-    "printable", "read_bytes", "read_json", "read_text_file", "read_yaml", "record_index", "regular_file",
-    "shown_value", "spreadsheet_cell", "spreadsheet_row",
+    "DEFLATE_MAX_RATIO", "FORMULA_STARTS", "IMAGE_EXTS", "LimitError", "MAX_ALIAS_GROWTH", "MAX_DEPTH",
+    "MAX_FAKE_IMAGES", "MAX_FAKE_SIDE", "MAX_IMAGE_SIDE", "MAX_INT_BITS", "MAX_JSON_FILE_BYTES", "MAX_LINE_CHARS",
+    "MAX_TEXT_BYTES", "MAX_WORKERS", "MAX_YAML_FILE_BYTES", "ParseError", "SafeLoader", "ZIP_MAX_RATIO",
+    "bounded_lines", "check_class_names", "check_choice", "check_declared_bytes", "check_fake_images",
+    "check_file_size", "check_image_side", "check_mat_file", "check_numbers", "check_range", "check_workers",
+    "check_zip_directory", "check_zip_member", "csv_rows", "expanded_size", "first_not_whole", "format_bytes",
+    "image_files", "input_file", "is_control", "json_depth", "load_json", "load_yaml", "max_image_side",
+    "max_read_bytes", "name_lines", "open_npz", "plain_float", "printable", "read_bytes", "read_declared",
+    "read_json", "read_text_file", "read_yaml", "record_index", "refuse_linked_files", "regular_file", "shown_value",
+    "spreadsheet_cell", "spreadsheet_row", "text_file_lines"
 ]

@@ -13,6 +13,7 @@ from deepvision.fileio import open_regular_file
 from deepvision.safeload.files import check_declared_bytes, format_bytes, regular_file
 
 ZIP_MAX_RATIO = 100.0  # deflate rarely beats 10:1 on weights; a zip bomb reaches 1000:1
+DEFLATE_MAX_RATIO = 1032.0  # deflate's own limit: no stream inflates further (a gzip stream streamed, never held)
 
 
 def check_zip_member(path: str | Path, info: Any, length: int, max_ratio: float = ZIP_MAX_RATIO) -> None:

@@ -9,10 +9,12 @@ import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from deepvision.errors import UserError
 from deepvision.fileio import (  # re-exported: IMAGE_EXTS, input_file
     IMAGE_EXTS,
+    file_id,
     input_file,
     read_regular_file,
     special_kind,
@@ -55,6 +57,18 @@ def image_files(folder: str | Path, exts: Iterable[str] = IMAGE_EXTS, recursive:
                             f"files are read as images)")
         found.append(f)
     return found
+
+
+def refuse_linked_files(paths: Iterable[str | Path], seen: dict[tuple[int, int], Path], what: str) -> None:
+    """UserError naming both paths when one of `paths` is a file already met (in `seen`, which collects
+    them across calls): a symbolic or hard link to it, compared by file identity (device, inode), would put
+    one image under two names, in two classes or two splits. `what` says where the paths come from."""
+    for path in paths:
+        key = file_id(path)
+        first = seen.setdefault(key, Path(path)) if key is not None else Path(path)
+        if first != Path(path):
+            raise UserError(f"{path} and {first} are one file (a link): {what} would hold one image twice; "
+                            f"remove the link or copy the image")
 
 
 MAX_JSON_FILE_BYTES = 2 * 10**9  # COCO's instances_train2017.json is 448 MB
@@ -105,6 +119,19 @@ def read_text_file(path: str | Path, what: str = "file", max_bytes: int = MAX_TE
         raise UserError(f"{what} {path} is not UTF-8 text (byte {exc.start:,})") from None
     except FileNotFoundError:
         raise UserError(f"{what} not found: {path}") from None
+
+
+def read_declared(f: BinaryIO, declared: int, where: str | Path) -> bytes:
+    """Exactly the `declared` bytes a header announced (already checked against the ceiling) from the open
+    stream `f`, and nothing after them: UserError naming `where` when the stream ends sooner (truncated) or
+    goes on (data no header describes). A compressed stream is inflated no further than one byte past."""
+    data = f.read(declared)
+    if len(data) < declared:
+        raise UserError(f"{where} is truncated: header promises {declared} bytes of data, file holds {len(data)}")
+    if f.read(1):
+        raise UserError(f"{where} holds more data than its header declares ({declared:,} bytes); the file is "
+                        f"damaged or crafted")
+    return data
 
 
 def max_image_side() -> int:

@@ -53,6 +53,32 @@ def bounded_lines(f: TextIO, source: str | Path, max_chars: int = MAX_LINE_CHARS
         yield line
 
 
+def text_file_lines(path: str | Path, what: str, max_bytes: int, max_line: int = MAX_LINE_CHARS
+                    ) -> Iterator[tuple[int, str]]:
+    """(line number, line) of the UTF-8 text file at `path`, read a line at a time: UserError naming the
+    file when it is missing or not a regular file (a FIFO is named, never opened), larger than `max_bytes`
+    (from its size, before anything is read), or holds a line over `max_line` bytes or not UTF-8 (naming
+    the line). A leading byte-order mark is dropped."""
+    from deepvision.fileio import input_file, open_regular_file
+    from deepvision.safeload.files import check_file_size
+
+    path = input_file(path, what)
+    check_file_size(path, what, max_bytes)
+    try:
+        with open_regular_file(path) as f:
+            for lineno, raw in enumerate(iter(lambda: f.readline(max_line + 1), b""), 1):
+                if len(raw) > max_line:
+                    raise UserError(f"{path}: line {lineno:,} is longer than {max_line:,} bytes; the file is "
+                                    f"damaged or not the expected kind")
+                try:
+                    line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                except UnicodeDecodeError:
+                    raise UserError(f"{what} {path} is not UTF-8 text (line {lineno:,})") from None
+                yield lineno, line
+    except OSError as exc:
+        raise UserError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+
+
 def csv_rows(rows: Iterable[T], source: str | Path) -> Iterator[T]:
     """The rows of a `csv.reader`/`csv.DictReader`, with the csv module's own errors (a field above its
     131,072-character limit, a NUL byte, a bad quote) as one UserError naming the file and the line.

@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--epoch", type=int, help="checkpoint epoch (default: best.pt)")
     which.add_argument("--last", action="store_true", help="use last.pt instead of best.pt")
     p.add_argument("--data", help="train, val, test, or a path: folder of class sub-folders, .lst, .rec or "
-                                  "HDF5 file")
+                                  "HDF5 file; its classes are matched to the run's by name (the folder names, "
+                                  "the HDF5 label_names, the PREFIX.labels.txt beside a .lst or .rec)")
     p.add_argument("--batch-size", type=int, help="evaluation batch size")
     p.add_argument("--crops", type=int, default=1, choices=[1, 2, 10],
                    help="1: centre crop; 2: centre and its mirror; 10: 4 corners + centre and their "

@@ -1,0 +1,92 @@
+"""The built-in sources (deepvision.data.builtin_sources): one image is one entry of one class and split, and
+the class names of list and record data come from labels files that agree and are read bounded."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepvision.config import build_config
+from deepvision.data.sources import load_data
+from deepvision.errors import UserError
+
+
+def _image_tree(root, splits=("train", "test"), classes=3, per_class=2):
+    for split in splits:
+        for c in range(classes):
+            (root / split / str(c)).mkdir(parents=True)
+            for k in range(per_class):
+                Image.fromarray(np.full((8, 8), 40 * c + k, np.uint8)).save(root / split / str(c) / f"im{k}.png")
+
+
+@pytest.mark.parametrize(("link", "target"), [
+    ("test/1/im9.png", "train/0/im0.png"),  # a symbolic link: the training image scored in val as class 1
+    ("train/1/im9.png", "train/0/im0.png"),  # a hard link: one image under two classes
+])
+def test_folder_source_refuses_a_file_link_giving_one_image_two_classes_or_splits(tmp_path, run_cli, link, target):
+    _image_tree(tmp_path / "hl")
+    if link.startswith("test"):
+        os.symlink(tmp_path / "hl" / target, tmp_path / "hl" / link)
+    else:
+        os.link(tmp_path / "hl" / target, tmp_path / "hl" / link)
+    (tmp_path / "c.yaml").write_text(f"data: {{source: folder, root: {tmp_path / 'hl'}, train: train, val: test, "
+                                     f"channels: 1}}\n")
+    code, _, err = run_cli("data", "info", tmp_path / "c.yaml")
+    assert code == 2 and err == (f"deepvision data: error: {tmp_path / 'hl' / link} and {tmp_path / 'hl' / target} "
+                                 f"are one file (a link): the data under {tmp_path / 'hl'} would hold one image twice; "
+                                 f"remove the link or copy the image\n")
+    os.unlink(tmp_path / "hl" / link)
+    code, out, _ = run_cli("data", "info", tmp_path / "c.yaml")
+    assert code == 0 and "train        6 samples" in out
+
+
+@pytest.fixture
+def lists(tmp_path):
+    """ls1/ok.lst and ls1/perm.lst: the same 6 images, class numbers 0-2, and ls1/labels.txt a, b, c."""
+    _image_tree(tmp_path / "ls1", splits=("img",))
+    rows = "".join(f"{2 * c + k}\t{c}\timg/{c}/im{k}.png\n" for c in range(3) for k in range(2))
+    for name in ("ok", "perm"):
+        (tmp_path / "ls1" / f"{name}.lst").write_text(rows)
+    (tmp_path / "ls1" / "labels.txt").write_text("a\nb\nc\n")
+    return tmp_path / "ls1"
+
+
+def _lst_data(folder, train="perm.lst", val="ok.lst", **options):
+    return build_config({"data": {"source": "lst", "root": str(folder), "train": str(folder / train),
+                                  "val": str(folder / val), "test": None, "channels": 1, "options": options}}).data
+
+
+def test_the_labels_files_of_the_splits_and_the_labels_option_must_name_the_same_classes(lists):
+    assert load_data(_lst_data(lists)).classes == ["a", "b", "c"]  # both find labels.txt
+    (lists / "perm.labels.txt").write_text("b\na\nc\n")
+    with pytest.raises(UserError, match=rf"^{lists}/labels.txt \(found beside ok.lst\) names the classes a, b, c, but "
+                                        rf"{lists}/perm.labels.txt \(found beside perm.lst\) names b, a, c: one label "
+                                        rf"number would mean two classes; make the files agree$"):
+        load_data(_lst_data(lists))
+    with pytest.raises(UserError, match=rf"perm.labels.txt \(found beside perm.lst\) names the classes b, a, c, but "
+                                        rf"{lists}/labels.txt \(given as the labels file\) names a, b, c"):
+        load_data(_lst_data(lists, "perm.lst", "perm.lst", labels=str(lists / "labels.txt")))
+    (lists / "perm.labels.txt").write_text("a\nb\nc\n")  # the same names in another file agree
+    assert load_data(_lst_data(lists, labels=str(lists / "labels.txt"))).classes == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: p.write_bytes(b"b\n\xff\xfe\nc\n"), "is not UTF-8 text"),
+    (lambda p: os.mkfifo(p), "is a FIFO, not a regular file"),
+    (lambda p: p.mkdir(), "is a directory, not a regular file"),
+    (lambda p: p.write_bytes(b"") or os.truncate(p, 2**27),  # sparse
+     "holds 134.2 MB, more than the 67.1 MB such a file may hold"),
+])
+def test_a_labels_file_beside_a_list_is_named_when_it_cannot_be_read(lists, run_cli, make, message):
+    """Not UTF-8, a FIFO or folder in its place (never passed over for the folder's labels.txt), or too large."""
+    make(lists / "perm.labels.txt")
+    with pytest.raises(UserError, match=f"^labels file {lists}/perm.labels.txt {message}"):
+        load_data(_lst_data(lists))
+    (lists.parent / "c.yaml").write_text(f"data: {{source: lst, root: {lists}, train: {lists}/ok.lst, test: null, "
+                                         f"options: {{labels: {lists}/perm.labels.txt}}}}\n")
+    code, _, err = run_cli("data", "info", lists.parent / "c.yaml")
+    assert code == 2 and err == f"deepvision data: error: labels file {lists}/perm.labels.txt {message}" + (
+        " (byte 2)\n" if "UTF-8" in message else "\n")
