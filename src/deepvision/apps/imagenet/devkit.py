@@ -18,7 +18,7 @@ from deepvision.data.lst import MAX_LIST_BYTES, ListEntry
 from deepvision.data.splits import stratified_split
 from deepvision.datasets.listing import write_split_lists
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, input_file
 from deepvision.safeload import check_class_names, is_control, printable, read_text_file
 
 
