@@ -63,6 +63,19 @@ def test_a_yolo_class_id_outside_the_names_is_refused_or_dropped(tmp_path, run_c
     assert image.labels.tolist() == [1]  # the good box stays
 
 
+def test_a_built_index_is_read_bounded(tmp_path, run_cli):
+    """The index a build wrote was read whole whatever its size: a sparse 2 GB train.json was read into
+    memory before its first byte was parsed."""
+    from deepvision.data.detection.index import load_index
+    from deepvision.errors import UserError
+
+    data = _yolo(tmp_path / "ds", ["0 0.5 0.5 0.5 0.5"])
+    assert run_cli("detection", "build", "yolo", data, "--out", tmp_path / "out")[0] == 0
+    os.truncate(tmp_path / "out" / "train.json", 2 * 10**9 + 1)
+    with pytest.raises(UserError, match=r"train.json holds 2.0 GB, more than the 2.0 GB such a file may hold"):
+        load_index(tmp_path / "out")
+
+
 @pytest.mark.parametrize(("fmt", "name", "message"), [
     ("coco", "train.json", "annotation file {p} is a FIFO, not a regular file"),
     ("imglab", "training.xml", "annotation file {p} is a FIFO, not a regular file"),

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from deepvision.errors import UserError
-from deepvision.safeload import ParseError, check_class_names, first_not_whole, load_json, max_image_side, printable
+from deepvision.safeload import ParseError, check_class_names, first_not_whole, max_image_side, printable, read_json
 
 FORMAT = "deepvision-detection"
 VERSION = 1
@@ -77,7 +77,7 @@ def load_index(root: str | Path, splits: list[str] | None = None) -> DetectionIn
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        doc = load_json(path.read_bytes(), str(path))
+        doc = read_json(path, "dataset index")  # bounded, regular files only
     except ParseError as exc:
         raise UserError(f"{exc}; rebuild the dataset") from None
     if not isinstance(doc, dict):
