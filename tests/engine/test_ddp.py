@@ -31,7 +31,7 @@ def torchrun_train(cfg: dict, tmp_path, name: str, timeout: int = 300) -> subpro
     proc = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "deepvision", "train", str(path),
                            "--out", str(tmp_path / "runs"), "--name", name],
                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-8000:]  # the workers' last lines come before torchrun's report
     return proc
 
 
