@@ -74,10 +74,11 @@ def test_resume_from_checkpoint_is_bit_identical(full_run, tmp_path):
     assert [s["start_epoch"] for s in state["segments"]] == [0, 2] and state["status"] == "finished"
 
 
-def test_resume_with_a_new_learning_rate(full_run, tmp_path):
+@pytest.mark.parametrize("lr", ["optim.lr=0.0001", "optim={lr: 0.0001}"])  # a mapping sets the same key
+def test_resume_with_a_new_learning_rate(full_run, tmp_path, lr):
     copy = tmp_path / "copy"
     shutil.copytree(full_run.run_dir, copy)
-    result = resume(copy, epoch=3, overrides=["optim.lr=0.0001", "train.epochs=6"])
+    result = resume(copy, epoch=3, overrides=[lr, "train.epochs=6"])
     lrs = [row["lr"] for row in result.history]
     assert lrs[:3] == [row["lr"] for row in full_run.history[:3]]
     assert lrs[3:] == [0.0001, 0.0001, 0.0001]  # fixed by hand from epoch 4 on

@@ -122,6 +122,11 @@ def _leaves(keys: list[str], value: Any) -> Iterator[tuple[list[str], Any]]:
         yield keys, value
 
 
+def override_keys(overrides: str | Iterable[str] | None) -> list[str]:
+    """The dotted keys the overrides set, a mapping's keys spelled out (`optim={lr: 0.1}` sets `optim.lr`)."""
+    return [".".join(keys) for text in override_list(overrides) for keys, _ in _leaves(*parse_override(text))]
+
+
 def apply_overrides(data: dict[str, Any], overrides: str | Iterable[str] | None) -> dict[str, Any]:
     """Return a copy of `data` with each 'a.b.c=value' override applied; one key given two values is refused."""
     data = copy.deepcopy(data)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from deepvision.config.io import build_config
+from deepvision.config.io import build_config, override_keys
 from deepvision.config.names import check_source_options
 from deepvision.config.profile import reset_optimizer_on_resume
 from deepvision.config.schema import Config
@@ -132,7 +132,7 @@ def _resume_locked(run: RunDir, epoch: int | None, overrides: list[str] | None, 
     _check_identity(run, ckpt, path)
     saved = ckpt.get("config")
     cfg = build_config(saved, overrides) if isinstance(saved, dict) else run.read_config(overrides)
-    keys = [o.partition("=")[0].strip() for o in overrides or []]
+    keys = override_keys(overrides)
     _check_hand_edits(run, saved, keys)
     if isinstance(saved, dict) and cfg.checkpoint.prefix != build_config(saved).checkpoint.prefix:
         raise UserError(f"checkpoint.prefix cannot change on resume: the run's checkpoints are "

@@ -21,6 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
+from deepvision.config.io import override_keys
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path
 from deepvision.placement import figure_options
@@ -90,7 +91,10 @@ def manual_lr_epochs(run: RunDir) -> tuple[int, ...]:
     segments = [seg for seg in segments if isinstance(seg, dict)] if isinstance(segments, list) else []
     for seg in segments[1:]:  # a damaged list only loses the dashed lines, not the plot
         overrides = seg.get("overrides") if isinstance(seg.get("overrides"), list) else []
-        keys = [str(o).partition("=")[0].strip() for o in overrides]
+        try:
+            keys = override_keys([str(o) for o in overrides])
+        except UserError:  # an override no longer readable only loses its dashed line
+            keys = []
         start = seg.get("start_epoch", 0)
         if not isinstance(start, int) or isinstance(start, bool):
             continue
