@@ -134,10 +134,11 @@ def _resume_locked(run: RunDir, epoch: int | None, overrides: list[str] | None, 
     cfg = build_config(saved, overrides) if isinstance(saved, dict) else run.read_config(overrides)
     keys = override_keys(overrides)
     _check_hand_edits(run, saved, keys)
-    if isinstance(saved, dict) and cfg.checkpoint.prefix != build_config(saved).checkpoint.prefix:
-        raise UserError(f"checkpoint.prefix cannot change on resume: the run's checkpoints are "
-                        f"{build_config(saved).checkpoint.prefix}-NNNN.pt, and epochs saved under another prefix "
-                        f"would not be found; start a new run from its weights (model.pretrained) for a new prefix")
+    prefix = build_config(saved).checkpoint.prefix if isinstance(saved, dict) else cfg.checkpoint.prefix
+    if cfg.checkpoint.prefix != prefix:
+        raise UserError(f"checkpoint.prefix cannot change on resume: the run's checkpoints are {prefix}-NNNN.pt, and "
+                        f"epochs saved under another prefix would not be found; start a new run from its weights "
+                        f"(model.pretrained) for a new prefix")
     manual_lr = ckpt.get("scheduler_state", {}).get("manual_lr")
     if any(k.startswith("schedule.") for k in keys):
         manual_lr = None

@@ -42,7 +42,8 @@ class OnnxClassifier:
     def __init__(self, path: str | Path) -> None:
         self.path = input_file(path, "ONNX file")  # a FIFO is named as one, never opened
         self.session = ort_session(self.path)
-        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        self.metadata = self.session.get_modelmeta().custom_metadata_map
+        raw = self.metadata.get(METADATA_KEY)
         try:
             self.meta = load_json(raw, f"{self.path} metadata") if raw else None
             if isinstance(self.meta, dict) and self.meta.get("task") == "detection":
@@ -106,7 +107,7 @@ class OnnxClassifier:
             raise UserError(f"{self.path}: its metadata's classes are not a list of names; export it again "
                             f"with `deepvision export RUN`")
         check_class_names(self.classes, f"{self.path} metadata")
-        check_same_classes(self.path, self.session.get_modelmeta().custom_metadata_map, self.classes)
+        check_same_classes(self.path, self.metadata, self.classes)
         shape = next(o.shape for o in self.session.get_outputs() if o.name == self.output)
         width = shape[1] if len(shape) == 2 else None  # N x classes; a symbolic width is checked per batch
         if isinstance(width, int) and width != len(self.classes):

@@ -43,22 +43,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-MODES = {"`runs [DIR]` (the table)": ("--markdown", "--csv", "--wide", "--columns"),
-         "`runs compare`": ("--out", "--metrics"), "`runs prune`": ("--keep", "--discarded", "--dry-run")}
+MODES = {"table": ("`runs [DIR]` (the table)", ("--markdown", "--csv", "--wide", "--columns")),
+         "compare": ("`runs compare`", ("--out", "--metrics")),
+         "prune": ("`runs prune`", ("--keep", "--discarded", "--dry-run"))}
 
 
 def run(args: argparse.Namespace) -> int:
     from deepvision.errors import UserError
 
-    mode = {"compare": "`runs compare`", "prune": "`runs prune`"}.get(args.args[0] if args.args else "",
-                                                                    "`runs [DIR]` (the table)")
-    if mode.startswith("`runs [DIR]`") and args.out is not None:  # the table itself is printed
+    mode = args.args[0] if args.args and args.args[0] in ("compare", "prune") else "table"
+    if mode == "table" and args.out is not None:  # the table itself is printed
         raise UserError("--out is for `runs compare`; to keep the table, print it with --csv (or --markdown) "
                         "and redirect it: deepvision runs DIR --csv > runs.csv")
     refuse_other_modes(args, mode)
-    if mode == "`runs compare`":
+    if mode == "compare":
         return compare(args.args[1:], args.out, args.metrics or ["val_acc", "val_loss"])
-    if mode == "`runs prune`":
+    if mode == "prune":
         return prune(args.args[1:], args.keep or 0, args.discarded, args.dry_run)
     if len(args.args) > 1:
         raise UserError("give one runs folder (or `compare RUN_A RUN_B ...`)")
@@ -74,10 +74,10 @@ def refuse_other_modes(args: argparse.Namespace, mode: str) -> None:
     given = {"--markdown": args.markdown, "--csv": args.csv, "--wide": args.wide, "--columns": args.columns is not None,
              "--out": args.out is not None, "--metrics": args.metrics is not None, "--keep": args.keep is not None,
              "--discarded": args.discarded, "--dry-run": args.dry_run}
-    for other, options in MODES.items():
+    for other, (name, options) in MODES.items():
         unused = next((o for o in options if given[o]), None) if other != mode else None
         if unused is not None:
-            raise UserError(f"{unused} applies to {other} only, not to {mode}; leave it out")
+            raise UserError(f"{unused} applies to {name} only, not to {MODES[mode][0]}; leave it out")
 
 
 def table(folder: str, markdown: bool, as_csv: bool, wide: bool = False, columns: list[str] | None = None) -> int:
