@@ -16,6 +16,7 @@ samples it skipped as unreadable. Tensors (`tensor_loader`), files and HDF5-back
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import multiprocessing as mp
 import queue
@@ -214,6 +215,8 @@ class BatchLoader(EpochPlan):
 
         thread = threading.Thread(target=produce, name="deepvision-batches", daemon=True)
         thread.start()
+        # a daemon thread still inside a torch op when the interpreter finalizes aborts the whole process
+        halt = atexit.register(lambda: (stop.set(), thread.join(timeout=10)))  # ("terminate called without ...")
         try:
             for _ in batches:
                 item = results.get()
@@ -225,6 +228,7 @@ class BatchLoader(EpochPlan):
         finally:
             stop.set()
             thread.join()
+            atexit.unregister(halt)
 
     def _finish(self, x: Any, y: Any) -> tuple[Any, Any]:
         x, y = self.source.finish(x, y)
