@@ -100,3 +100,16 @@ def test_a_fifo_in_place_of_an_idx_file_is_named(tmp_path):
     cfg = build_config({"data": {"source": "mnist", "root": str(tmp_path), "train": "test", "test": None}})
     with pytest.raises(UserError, match=r"MNIST file .*t10k-images-idx3-ubyte is a FIFO, not a regular file"):
         load_data(cfg.data)
+
+
+def test_the_mnist_source_reports_the_size_its_headers_declare(tmp_path):
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((4, 32, 30), np.uint8), 2051)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.arange(4, dtype=np.uint8), 2049)
+    cfg = build_config({"data": {"source": "mnist", "root": str(tmp_path), "train": "train", "test": None}})
+    bundle = load_data(cfg.data, roles=("train",))
+    assert bundle.size == (32, 30) and tuple(bundle.train.images.shape[-2:]) == (32, 30)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((2, 28, 28), np.uint8), 2051)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(2, dtype=np.uint8), 2049)
+    cfg = build_config({"data": {"source": "mnist", "root": str(tmp_path), "train": "train", "test": "test"}})
+    with pytest.raises(UserError, match=r"images of different sizes \(train 32x30, test 28x28\)"):
+        load_data(cfg.data)

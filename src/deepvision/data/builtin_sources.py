@@ -103,7 +103,11 @@ def mnist_source(cfg: DataConfig, wanted: list[str]) -> RawData:
             splits[name] = to_tensor_split(*mnist.load_mnist_split(root, canonical))
         elif name != "test":
             mnist.load_mnist_split(root, canonical)  # raises the precise missing-file error
-    return RawData(splits, mnist.CLASSES, 1, (28, 28))
+    sizes = {name: tuple(split.images.shape[-2:]) for name, split in splits.items()}  # as the headers declare
+    if len(set(sizes.values())) > 1:
+        raise UserError(f"the idx files in {root} hold images of different sizes ("
+                        f"{', '.join(f'{n} {h}x{w}' for n, (h, w) in sizes.items())}); every split must have one size")
+    return RawData(splits, mnist.CLASSES, 1, next(iter(sizes.values()), (28, 28)))
 
 
 @register_source("mnist_text", options=())

@@ -67,7 +67,7 @@ def read_idx(path: str | Path, expect_magic: int | None = None) -> np.ndarray:
 
 
 def load_mnist_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 N x 28 x 28, labels int64 N) of split 'train' or 'test' from folder `root`."""
+    """(images uint8 N x rows x cols, as the header declares; labels int64 N) of split "train" or "test" in `root`."""
     root = Path(root)
     split = ALIASES.get(split, split)
     if split not in FILES:
