@@ -52,6 +52,21 @@ def test_a_builder_refuses_another_builders_lists_folder_and_replaces_its_own(tm
     assert code == 0, err
 
 
+@pytest.mark.parametrize(("builder", "means"), [("imagenet", ["mean.json"]),
+                                               ("adience", ["age/mean.json", "gender/mean.json"])])
+def test_a_rebuild_forgets_the_mean_of_its_earlier_lists(tmp_path, run_cli, roots, builder, means):
+    """`imagenet lists --no-mean` over its own earlier folder left that run's mean.json beside the new lists."""
+    out = tmp_path / "lists"
+    code, _, err = run_cli(*roots[builder], "--out", out)
+    assert code == 0, err
+    for mean in means:  # as an earlier run that computed its means left them
+        (out / mean).write_text('{"R": 1.0, "G": 2.0, "B": 3.0}\n')
+    code, _, err = run_cli(*roots[builder], "--out", out)
+    assert code == 0, err
+    assert not [m for m in means if (out / m).exists()]
+    assert (out / LISTS_MARKER).is_file()
+
+
 def test_a_builder_refuses_a_folder_without_its_mark(tmp_path, run_cli, roots):
     """An STL-10 build (train.lst, labels.txt and images/) is no cars lists folder."""
     build = tmp_path / "stl10"

@@ -52,6 +52,17 @@ def require_own_lists_folder(out: str | Path, builder: str) -> None:
     require_own_folder(out, LISTS_MARKER, f'{{"builder": "{builder}"', builder)
 
 
+def forget_earlier_means(out: str | Path, builder: str, folders: Iterable[str] = ("",)) -> None:
+    """Remove the mean.json (in each of `folders` of `out`) that an earlier run of `builder` computed, once
+    `out` is known to be its folder: the new lists would otherwise sit beside the mean of other images, and
+    a run with --no-mean, or one stopped before its mean, would leave it there."""
+    if _builder_of(Path(out) / LISTS_MARKER) == builder:
+        for folder in folders:
+            mean = Path(out) / folder / "mean.json"
+            if mean.is_symlink() or mean.is_file():
+                mean.unlink()
+
+
 def _builder_of(marker: Path) -> str | None:
     """The builder a LISTS_MARKER names, else None (no marker, or not one a builder wrote)."""
     try:
@@ -75,6 +86,7 @@ def write_split_lists(out: str | Path, splits: dict[str, Iterable[ListEntry]], b
     out = Path(out)
     files = {}
     require_own_lists_folder(out, builder)
+    forget_earlier_means(out, builder)
     with output_folder(out):  # a list that cannot be written leaves no empty --out folder it made
         for name, entries in splits.items():
             write_lst(out / f"{name}.lst", entries)

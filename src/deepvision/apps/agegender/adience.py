@@ -23,7 +23,12 @@ import numpy as np
 
 from deepvision.data.lst import ListEntry
 from deepvision.data.splits import stratified_split
-from deepvision.datasets.listing import require_own_lists_folder, write_lists_marker, write_lst
+from deepvision.datasets.listing import (
+    forget_earlier_means,
+    require_own_lists_folder,
+    write_lists_marker,
+    write_lst,
+)
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, file_id, output_folder, output_subfolder
 from deepvision.placement import require_new_folder
@@ -165,6 +170,7 @@ def build_adience_lists(root: str | Path, out: str | Path | None = None, *, seed
     if out is None:
         return tasks
     require_own_lists_folder(out, "adience lists")  # a run's folder or another builder's lists are left alone
+    forget_earlier_means(out, "adience lists", tasks)
     with output_folder(out):  # a list that cannot be written leaves no empty folder the command made
         folders = {name: output_subfolder(out, name) for name in tasks}  # both checked before a list is written
         for name, lists in tasks.items():
