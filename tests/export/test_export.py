@@ -193,3 +193,16 @@ def test_export_replaces_only_a_model_file_of_its_format(runs, run_cli, tmp_path
     for _ in range(2):  # a new file, then its own export again
         code, _, err = run_cli("export", zoo, "--out", tmp_path / "m.onnx")
         assert code == 0, err
+
+
+def test_a_torchscript_export_replaces_only_a_torchscript_archive(runs, run_cli, tmp_path):
+    """A checkpoint renamed to ck.torchscript was replaced: its zip header passed for TorchScript's."""
+    _, zoo, _, _ = runs
+    checkpoint = next((Path(zoo) / "checkpoints").glob("*.pt"))
+    (tmp_path / "ck.torchscript").write_bytes(checkpoint.read_bytes())
+    code, out, err = run_cli("export", zoo, "--format", "torchscript", "--out", tmp_path / "ck.torchscript")
+    assert (code, out) == (2, "") and "exists and is not a TorchScript file" in err
+    assert (tmp_path / "ck.torchscript").read_bytes() == checkpoint.read_bytes()
+    for _ in range(2):  # a new file, then its own export again
+        code, _, err = run_cli("export", zoo, "--format", "torchscript", "--out", tmp_path / "m.torchscript")
+        assert code == 0, err

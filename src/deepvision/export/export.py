@@ -60,6 +60,19 @@ class Deployable(nn.Module):
         return self.model(pixels * self.scale + self.shift)
 
 
+def is_torchscript(path: Path) -> bool:
+    """Whether `path` is a TorchScript archive: a zip with a `code/` folder and `constants.pkl` beside its
+    `data.pkl` (a `torch.save` checkpoint, a `.keras` file or any other zip has none)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+    return any("/code/" in f"/{n}" for n in names) and any(n.endswith("constants.pkl") for n in names)
+
+
 def describe(loaded: LoadedRun, dynamic_batch: bool, fmt: str) -> dict[str, Any]:
     c, (h, w) = loaded.pre.channels, loaded.pre.size
     return {"format": "deepvision-export", "version": 1, "deepvision": __version__, "export_format": fmt,
@@ -184,8 +197,8 @@ def export_run(
     target = Path(out) if out else loaded.run.path / "export" / f"{loaded.run.path.name}{SUFFIX[format]}"
     if target.suffix != SUFFIX[format]:
         raise UserError(f"--out {target}: a {format} file must end in {SUFFIX[format]}")
-    # ONNX's protobuf opens with its ir_version field, TorchScript is a zip: only such a file is replaced
-    refuse_replacing(target, lambda p: begins_with(p, "\x08" if format == "onnx" else "PK\x03\x04"),
+    # ONNX's protobuf opens with its ir_version field; a TorchScript zip holds code/ (a checkpoint does not)
+    refuse_replacing(target, (lambda p: begins_with(p, "\x08")) if format == "onnx" else is_torchscript,
                      "an ONNX file" if format == "onnx" else "a TorchScript file")
     target.parent.mkdir(parents=True, exist_ok=True)
     meta = hooks.describe(format, dynamic_batch)
