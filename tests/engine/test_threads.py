@@ -41,9 +41,10 @@ def test_explicit_count_and_bad_values(monkeypatch, restore_threads):
     monkeypatch.setenv("DEEPVISION_CPU_THREADS", "1")
     threads.fit_threads_to_load(torch.device("cpu"))
     assert torch.get_num_threads() == 1
-    monkeypatch.setenv("DEEPVISION_CPU_THREADS", "zero")
-    with pytest.raises(UserError, match="DEEPVISION_CPU_THREADS must be 'auto' or a positive thread count"):
-        threads.fit_threads_to_load(torch.device("cpu"))
+    for value in ("zero", "²", "٢"):  # str.isdigit() takes the last two; int() fails on one, reads the other
+        monkeypatch.setenv("DEEPVISION_CPU_THREADS", value)
+        with pytest.raises(UserError, match="DEEPVISION_CPU_THREADS must be 'auto' or a positive thread count"):
+            threads.fit_threads_to_load(torch.device("cpu"))
 
 
 def test_busy_cores_sees_a_spinning_process():

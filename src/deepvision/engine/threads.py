@@ -53,7 +53,7 @@ def fit_threads_to_load(device: torch.device, interval: float = 0.25, what: str 
         return previous, None
     chosen = os.environ.get("DEEPVISION_CPU_THREADS", "auto").strip().lower()
     if chosen != "auto":
-        if not chosen.isdigit() or int(chosen) < 1:
+        if not (chosen.isascii() and chosen.isdigit()) or int(chosen) < 1:
             raise UserError(f"DEEPVISION_CPU_THREADS must be 'auto' or a positive thread count, got {chosen!r}")
         torch.set_num_threads(int(chosen))
         return previous, None

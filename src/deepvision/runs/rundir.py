@@ -318,7 +318,8 @@ class RunDir:
                     if len(cells) != len(header):  # the writer gives every row every column
                         raise ValueError(f"line {line}: {len(cells)} cells under a header of {len(header)}")
                     row = dict(zip(header, cells))
-                    if not row["epoch"].isdigit():  # what int() takes beyond digits is no epoch either
+                    epoch = row["epoch"]  # what int() takes beyond ASCII digits is no epoch either
+                    if not (epoch.isascii() and epoch.isdigit()):
                         raise ValueError(f"line {line}: epoch '{printable(str(row['epoch'])[:20])}' is not a "
                                          f"whole number")
                     rows.append({k: _parse(k, v) for k, v in row.items()})

@@ -164,7 +164,7 @@ def record_index(text: str) -> int:
     ValueError otherwise."""
     digits = text.strip().removeprefix("+")
     value = plain_float(text)
-    index = int(digits) if digits.isdigit() else int(value) if value.is_integer() else -1
+    index = int(digits) if digits.isascii() and digits.isdigit() else int(value) if value.is_integer() else -1
     if not 0 <= index <= MAX_RECORD_INDEX:
         raise ValueError(f"not a record index: {text!r}")
     return index

@@ -77,7 +77,7 @@ def read_map_clsloc(path: Path) -> list[tuple[str, str]]:
     classes, lines_of = [], {}
     for lineno, line in enumerate(_lines(path), 1):
         parts = line.split()
-        if len(parts) < 3 or not parts[1].isdigit():
+        if len(parts) < 3 or not (parts[1].isascii() and parts[1].isdigit()):
             raise UserError(f"{path}:{lineno}: expected '<wnid> <id> <name>', got {line[:60]!r}")
         if int(parts[1]) != lineno:
             raise UserError(f"{path}:{lineno}: class ids must run 1, 2, 3 ... in order; found {parts[1]}")

@@ -219,7 +219,7 @@ def create_app(source: str | Path | Predictor, *, max_upload_mb: float = 10.0, m
             return JSONResponse({"error": f"the request names '{repeated}' more than once; send one image "
                                           f"(and one top) per request"}, status_code=422)
         if form_top:
-            top = int(form_top[0]) if form_top[0].isdigit() and len(form_top[0]) < 5 else 0
+            top = int(form_top[0]) if form_top[0].isascii() and form_top[0].isdigit() and len(form_top[0]) < 5 else 0
             if not 1 <= top <= 1000:
                 return JSONResponse({"error": f"top: must be a whole number from 1 to 1000, got "
                                               f"{form_top[0][:20]!r}"}, status_code=422)
