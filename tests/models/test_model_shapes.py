@@ -122,6 +122,15 @@ def test_alexnet_input_size_sets_fc_width_and_rejects_tiny_inputs():
         create_model("alexnet_ref", input_size=40)
 
 
+@pytest.mark.parametrize("size", [(2, 28), (1, 29), (28, 3), (1, 1)])
+def test_the_minimum_input_named_is_the_same_whichever_side_is_short(size):
+    """A 2x28 input named 29x29 as lenet's minimum (the square of the long side plus one), 1x29 30x30."""
+    with pytest.raises(UserError, match=r"the minimum input is 16x16$"):
+        create_model("lenet", input_size=size)
+    with torch.device("meta"):
+        create_model("lenet", input_size=16)
+
+
 def test_non_square_input_size():
     with torch.device("meta"):
         model = create_model("emotion_vgg", input_size=(48, 96))

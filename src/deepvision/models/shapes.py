@@ -364,7 +364,7 @@ def feature_shape(features: nn.Module, in_channels: int, input_size: int | Seque
                 return False
             return True
 
-        minimum = smallest(passes, max(h, w) + 1)
+        minimum = smallest(passes, min(h, w) + 1)  # a min(h, w) square fails as the input did
         hint = f"; the minimum input is {minimum}x{minimum}" if minimum else ""
         raise InputSizeError(f"input {h}x{w} is too small: {failure_text(failure)}{hint}") from None
     assert out is not None
