@@ -168,3 +168,13 @@ def test_batch_size_is_bounded_before_the_model_loads(run_cli, folder, tmp_path,
     assert code == 2 and out == "" and err == (f"deepvision features: error: --batch-size must be a whole number "
                                                f"from 1 to 65,536, got {size}\n"), err
     assert not (tmp_path / "f.h5").exists()
+
+
+def test_a_run_whose_config_is_a_fifo_is_named_as_such(run_cli, folder, tmp_path):
+    """A FIFO in config.yaml's place made the run 'not a deepvision run directory (no config.yaml)'."""
+    run = tmp_path / "run"
+    run.mkdir()
+    os.mkfifo(run / "config.yaml")
+    code, out, err = run_cli("features", run, folder, "--out", tmp_path / "f.h5")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert f"{run / 'config.yaml'} is not a regular file (a FIFO)" in err

@@ -12,6 +12,7 @@ feature files and fitted classifiers record what produced their features.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,12 @@ class LoadedModel:
 
 
 def is_run_dir(path: str | Path) -> bool:
+    """Whether `path` is a run folder: one with a config.yaml (UserError when something other than a
+    regular file is in its place, as every command that opens a run says)."""
+    from deepvision.runs.rundir import RunDir
+
     p = Path(path)
-    return p.is_dir() and (p / "config.yaml").is_file()
+    return p.is_dir() and os.path.lexists(p / "config.yaml") and RunDir(p).has_config()
 
 
 def _is_file_arg(weights: str | None) -> bool:
