@@ -363,3 +363,21 @@ def test_list_refuses_class_folders_no_reader_would_take(tmp_path, run_cli, name
     assert (code, out) == (2, "") and err.count("\n") == 1 and message in err
     assert f"the class folders under {tmp_path / 'img'}" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img"]
+
+
+def test_each_step_refuses_the_other_steps_options_but_the_shared_ones(tmp_path, run_cli):
+    """Packing took --train-ratio nan or --chunks 1000000 and ignored them (--list refused the same values)."""
+    root = tmp_path / "imgs"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        noise_image(1, (8, 8)).save(root / cls / "x.png")
+    for step, options, named in (([], ["--train-ratio", "nan"], "--train-ratio applies to making lists (--list) only"),
+                                 ([], ["--chunks", "9", "--no-shuffle"], "--chunks, --no-shuffle apply to making"),
+                                 (["--list"], ["--resize", "16"], "--resize applies to packing (without --list) only")):
+        code, out, err = run_cli("im2rec", *step, *options, tmp_path / "p", root)
+        assert (code, out) == (2, "") and err.count("\n") == 1 and named in err, err
+        assert not list(tmp_path.glob("p*"))
+    # as GluonCV's guide runs im2rec.py: --recursive and --num-thread given to both steps
+    assert run_cli("im2rec", "--list", "--recursive", "--num-thread", "1", tmp_path / "p", root)[0] == 0
+    assert run_cli("im2rec", "--recursive", "--num-thread", "1", "--pass-through", tmp_path / "p", root)[0] == 0
+    assert (tmp_path / "p.rec").stat().st_size > 0

@@ -7,6 +7,16 @@ import os
 
 ORDER = 60
 
+DEFAULT_EXTS = [".jpeg", ".jpg", ".png"]
+# Options one mode would ignore, with their defaults: a value other than the default is refused in that mode.
+# --recursive and --num-thread are taken by both, as im2rec.py users pass them to both steps (GluonCV's guide).
+LIST_ONLY = {"--exts": ("exts", DEFAULT_EXTS), "--chunks": ("chunks", 1), "--train-ratio": ("train_ratio", 1.0),
+             "--test-ratio": ("test_ratio", 0), "--no-shuffle": ("shuffle", True)}
+PACK_ONLY = {"--pass-through": ("pass_through", False), "--resize": ("resize", 0),
+             "--center-crop": ("center_crop", False), "--quality": ("quality", 95), "--color": ("color", 1),
+             "--encoding": ("encoding", ".jpg"), "--pack-label": ("pack_label", False),
+             "--max-pixels": ("max_pixels", None)}
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -22,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--list", action="store_true",
                    help="create image list(s) by traversing root and write <prefix>.lst; otherwise read "
                         "<prefix>*.lst and create <name>.rec/.idx for each")
-    c.add_argument("--exts", nargs="+", default=[".jpeg", ".jpg", ".png"],
+    c.add_argument("--exts", nargs="+", default=DEFAULT_EXTS,
                    help="list of acceptable image extensions (png is .png).")
     c.add_argument("--chunks", type=int, default=1, help="number of chunks.")
     c.add_argument("--train-ratio", type=float, default=1.0, help="Ratio of images to use for training.")
@@ -83,6 +93,12 @@ def _run(args: argparse.Namespace) -> int:
     from deepvision.errors import UserError
     from deepvision.safeload import check_workers
 
+    ignored = [flag for flag, (dest, default) in (PACK_ONLY if args.list else LIST_ONLY).items()
+               if getattr(args, dest) != default]
+    if ignored:  # the other step's options would be ignored without a word
+        raise UserError(f"{', '.join(ignored)} {'applies' if len(ignored) == 1 else 'apply'} to "
+                        f"{'packing (without --list)' if args.list else 'making lists (--list)'} only; "
+                        f"leave {'it' if len(ignored) == 1 else 'them'} out here")
     prefix = os.path.abspath(args.prefix)
     root = os.path.abspath(args.root)
     if args.list:
