@@ -343,3 +343,21 @@ def test_build_writes_only_into_a_new_empty_or_earlier_build_folder(fake_bins, t
     build_stl10(fake_bins, tmp_path / "t1", pack=False)
     build_stl10(fake_bins, tmp_path / "t1", pack=False, seed=7)  # its own earlier build
     assert (tmp_path / "t1" / "labels.txt").read_text() == "airplane\ncat\n"
+
+
+@pytest.mark.parametrize(("names", "named"), [
+    (["deer", "bird", "car", "airplane"], "names 'deer' on line 1, where STL-10 has airplane"),
+    (["airplane", "bird", "car"], "names nothing on line 4, where STL-10 has cat"),
+])
+def test_a_class_names_file_that_moves_airplane_or_cat_is_refused(fake_bins, tmp_path, names, named):
+    """class_names.txt was never read: a folder whose labels 1 and 4 meant other classes built airplanes and cats."""
+    import shutil
+
+    root = tmp_path / "bin"
+    shutil.copytree(fake_bins, root)
+    (root / "class_names.txt").write_text("\n".join(names) + "\n")
+    with pytest.raises(UserError, match=named):
+        build_stl10(root, tmp_path / "out", pack=False)
+    assert not (tmp_path / "out").exists()
+    (root / "class_names.txt").unlink()  # no file: STL-10's order is taken, as before
+    assert build_stl10(root, tmp_path / "out", pack=False).counts["train"]["cat"] > 0

@@ -11,6 +11,7 @@ packing time, as the tutorial did. `full_size` also packs the 96x96 colour image
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from deepvision.datasets.listing import write_lst
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, input_file, output_folder, output_subfolder
 from deepvision.placement import refuse_output_inside, require_own_folder
+from deepvision.safeload import name_lines, printable, read_text_file
 
 CLASSES = ("airplane", "cat")
 NATIVE = {1: 0, 4: 1}  # STL-10 label -> subset label
@@ -77,6 +79,7 @@ def build_stl10(
     if encoding not in (".png", ".jpg"):
         raise UserError(f"--encoding must be .png or .jpg, got {encoding}")
     require_own_build(out, root)
+    check_class_names_file(root)
     pooled: dict[int, list[tuple[str, np.ndarray, int]]] = {0: [], 1: []}  # label -> (source, images, index)
     sources = {}
     for split in SPLITS:
@@ -135,6 +138,21 @@ def build_stl10(
             result.full_size = _pack(lists, colour, out / "rgb96", workers, progress, "records 96x96 colour")
             atomic_write_text(out / "rgb96" / "labels.txt", "".join(f"{c}\n" for c in CLASSES))
     return result
+
+
+def check_class_names_file(root: Path) -> None:
+    """Refuse a class_names.txt beside the binaries that does not name airplane and cat where the subset
+    takes them (labels 1 and 4): the folder's own names say those labels mean other classes."""
+    path = root / "class_names.txt"
+    if not os.path.lexists(path):
+        return
+    names = name_lines(read_text_file(path, "STL-10 class_names.txt"))
+    for native, name in ((1, "airplane"), (4, "cat")):
+        found = names[native - 1] if len(names) >= native else None
+        if found != name:
+            shown = f"'{printable(found)[:40]}'" if found is not None else "nothing"
+            raise UserError(f"{path} names {shown} on line {native}, where STL-10 has {name}: label {native} of "
+                            f"these binaries may be another class; give STL-10's own class_names.txt")
 
 
 def require_own_build(out: Path, root: Path) -> None:
