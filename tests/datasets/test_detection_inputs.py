@@ -295,6 +295,37 @@ def test_voc_object_with_two_boxes_is_refused(tmp_path):
                               f"<object>")
 
 
+def test_a_box_with_two_labels_is_refused(tmp_path):
+    """A VOC object with two <name>s (an imglab box with two <label>s) was built under the first."""
+    root = _labelimg(tmp_path / "ds", n=1)
+    xml = root / "annotations" / "photo_0.xml"
+    xml.write_text(xml.read_text().replace("<name>dog</name>", "<name>dog</name><name>cat</name>", 1))
+    with pytest.raises(UserError) as exc:
+        read_annotations("voc", [str(root)])
+    assert str(exc.value) == f"{xml}: object: 2 <name> elements in one box; give each box one <name>"
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.jpg")
+    box = "<box top='2' left='3' width='10' height='8'{}</box>"
+    for body, message in ((box.format("><label>x</label><label>y</label>"), "2 <label> elements in one box"),
+                          (box.replace("top='2' ", "").format(">"), "the box has no top")):
+        (tmp_path / "t.xml").write_text(f"<dataset><images><image file='a.jpg'>{body}</image></images></dataset>")
+        with pytest.raises(UserError, match=message):
+            read_annotations("imglab", [f"train={tmp_path / 't.xml'}"])
+
+
+@pytest.mark.parametrize("name", [None, 5, ["disc"], " ", " a", ""])
+def test_a_coco_category_name_must_be_a_plain_name(tmp_path, name):
+    """A category named null, 5 or a list was built as the class 'None', '5' or "['disc']"; ' ' as a class ' '."""
+    Image.new("RGB", (64, 48)).save(tmp_path / "a.jpg")
+    doc = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "iscrowd": 0}],
+           "categories": [{"id": 1, "name": name}]}
+    (tmp_path / "train.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError) as exc:
+        read_annotations("coco", [f"train={tmp_path / 'train.json'}"])
+    assert str(exc.value) == (f"{tmp_path / 'train.json'}: category 1: 'name' must be a class name without "
+                              f"surrounding spaces, got {json.dumps(name)}")
+
+
 def test_yolo_nc_must_match_the_names(tmp_path):
     data = _yolo(tmp_path, "1 0.5 0.5 0.2 0.2")
     data.write_text(data.read_text() + "nc: 7\n")

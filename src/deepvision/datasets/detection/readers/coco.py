@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from deepvision.datasets.detection.readers.common import count_line, inside, parse_number
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
-from deepvision.safeload import MAX_JSON_FILE_BYTES, load_json, read_bytes
+from deepvision.safeload import MAX_JSON_FILE_BYTES, load_json, printable, read_bytes
 
 
 def _coco_image_dir(json_path: Path, images: list[dict[str, Any]], images_dir: Path | None) -> Path:
@@ -65,7 +66,10 @@ def read_coco(files: dict[str, Path], images_dir: str | Path | None = None) -> A
         names: dict[int, str] = {}
         for cat in data["categories"]:
             ident = _coco_int(cat, "id", f"{json_path}, category {str(cat)[:40]}")
-            name = str(cat.get("name", ""))
+            name = cat.get("name")
+            if not isinstance(name, str) or not name.strip() or name != name.strip():
+                raise UserError(f"{json_path}: category {ident}: 'name' must be a class name without surrounding "
+                                f"spaces, got {printable(json.dumps(name))[:40]}")
             if categories.get(ident, name) != name:
                 raise UserError(f"{json_path}: category id {ident} is '{name}' here but "
                                 f"'{categories[ident]}' in another file")

@@ -48,8 +48,19 @@ def inside(base: Path, name: str, where: str, roots: tuple[Path, ...] = (),
     return path
 
 
+def only_text(element: ET.Element, tag: str, where: str) -> str:
+    """The stripped text of `element`'s one <tag> child ("" when there is none); two are refused, since
+    taking the first would drop the other label without a word."""
+    found = element.findall(tag)
+    if len(found) > 1:
+        raise UserError(f"{where}: {len(found)} <{tag}> elements in one box; give each box one <{tag}>")
+    return (found[0].text or "").strip() if found else ""
+
+
 def parse_number(value: Any, where: str, what: str) -> float:
     """A number from annotation text; Python's digit separators ('3_8' is 38) are refused, not read."""
+    if value is None:
+        raise UserError(f"{where}: the box has no {what}")
     try:
         return plain_float(value) if isinstance(value, str) else float(value)
     except (TypeError, ValueError):

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from deepvision.data.imageio import image_size
-from deepvision.datasets.detection.readers.common import inside, parse_flag, parse_number, parse_xml
+from deepvision.datasets.detection.readers.common import inside, only_text, parse_flag, parse_number, parse_xml
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
 
@@ -40,8 +40,7 @@ def read_imglab(files: dict[str, Path], reference_clip: bool = False) -> Annotat
                 where = f"{xml_path.name}, image {rel}"
                 left, top, width, height = (parse_number(box.get(k), where, k)
                                             for k in ("left", "top", "width", "height"))
-                label_el = box.find("label")
-                label = (label_el.text or "").strip() if label_el is not None else ""
+                label = only_text(box, "label", where)
                 if size is None or not all(map(math.isfinite, (left, top, width, height))) or min(width, height) <= 0:
                     # missing image, NaN/inf or a zero or negative size: keep the raw box; the build step reports it
                     record.boxes.append(Box(left, top, left + width, top + height, label))

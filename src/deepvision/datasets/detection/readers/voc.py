@@ -6,7 +6,14 @@ from __future__ import annotations
 import math
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from deepvision.datasets.detection.readers.common import file_problem, inside, parse_flag, parse_number, parse_xml
+from deepvision.datasets.detection.readers.common import (
+    file_problem,
+    inside,
+    only_text,
+    parse_flag,
+    parse_number,
+    parse_xml,
+)
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
 from deepvision.safeload import read_text_file
@@ -69,7 +76,7 @@ def read_voc_xml(xml_path: Path, image_dirs: list[Path] | None = None, dataset_r
     record = ImageRecord(str(file.resolve()), width=width, height=height,
                          looked_in=(names[0], *(str(d) for d in image_dirs)))
     for obj in root.iter("object"):
-        name = (obj.findtext("name") or "").strip()
+        name = only_text(obj, "name", f"{xml_path}: object")
         bnds = obj.findall("bndbox")
         if len(bnds) != 1:  # a second box would be silently dropped: one <object> per box
             raise UserError(f"{xml_path}: object '{name}' has " + ("no <bndbox>" if not bnds else
