@@ -109,7 +109,7 @@ def test_bad_resumes(full_run, tmp_path):
     last.write_bytes(b"\x00garbage")
     with pytest.raises(UserError, match="last.pt is not a readable checkpoint"):
         resume(copy, overrides=["train.epochs=5"])
-    with pytest.raises(UserError, match="holds model 'keras_mnist_cnn' but the config asks for 'lenet'"):
+    with pytest.raises(UserError, match=r"model.name cannot change on resume \(keras_mnist_cnn -> lenet\)"):
         resume(full_run.run_dir, epoch=1, overrides=["model.name=lenet"])
 
 
@@ -187,3 +187,20 @@ def test_the_checkpoint_prefix_cannot_change_on_resume(full_run, tmp_path):
                                         rf"{prefix}-NNNN.pt"):
         resume(copy, epoch=2, overrides=["train.epochs=5", "checkpoint={prefix: zz}"])
     assert not list((copy / "checkpoints").glob("zz-*"))
+
+
+@pytest.mark.parametrize(("override", "named"), [
+    ("model.name=lenet", "model.name cannot change on resume (keras_mnist_cnn -> lenet)"),
+    ("model.args={width: 2}", "model.args.width cannot change on resume (unset -> 2)"),
+    ("model.pretrained=other.pt", "model.pretrained cannot change on resume (unset -> other.pt)"),
+])
+def test_the_model_cannot_change_on_resume(full_run, tmp_path, override, named):
+    """`resume --set model.args.activation=relu` was taken: every earlier checkpoint was then rebuilt with relu
+    (LeNet's epoch 1, trained with tanh, fell from 88.6% to 74.1%)."""
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run.run_dir, copy)
+    before = (copy / "config.yaml").read_text()
+    with pytest.raises(UserError) as info:
+        resume(copy, epoch=2, overrides=["train.epochs=5", override])
+    assert str(info.value).startswith(named), info.value
+    assert (copy / "config.yaml").read_text() == before

@@ -27,7 +27,7 @@ from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.loading import check_identity
 from deepvision.runs.lock import RunLock, elastic_attempt
 from deepvision.runs.rundir import RunDir
-from deepvision.safeload import shown_value
+from deepvision.safeload import printable, shown_value
 
 
 def default_name(cfg: Config) -> str:
@@ -134,11 +134,14 @@ def _resume_locked(run: RunDir, epoch: int | None, overrides: list[str] | None, 
     cfg = build_config(saved, overrides) if isinstance(saved, dict) else run.read_config(overrides)
     keys = override_keys(overrides)
     _check_hand_edits(run, saved, keys)
-    prefix = build_config(saved).checkpoint.prefix if isinstance(saved, dict) else cfg.checkpoint.prefix
+    before = build_config(saved) if isinstance(saved, dict) else None
+    prefix = before.checkpoint.prefix if before is not None else cfg.checkpoint.prefix
     if cfg.checkpoint.prefix != prefix:
         raise UserError(f"checkpoint.prefix cannot change on resume: the run's checkpoints are {prefix}-NNNN.pt, and "
                         f"epochs saved under another prefix would not be found; start a new run from its weights "
                         f"(model.pretrained) for a new prefix")
+    if before is not None:
+        _check_same_model(before, cfg)
     manual_lr = ckpt.get("scheduler_state", {}).get("manual_lr")
     if any(k.startswith("schedule.") for k in keys):
         manual_lr = None
@@ -230,6 +233,22 @@ def _check_hand_edits(run: RunDir, saved: Any, keys: list[str]) -> None:
         raise UserError(f"config.yaml was edited by hand ({k}: {shown_value(ours.get(k))} -> "
                         f"{shown_value(theirs.get(k))}{more}); a resume takes the settings from the checkpoint, so "
                         f"give changes with --set (--set {k}={shown_value(theirs.get(k))}) or undo the edit")
+
+
+def _check_same_model(before: Config, cfg: Config) -> None:
+    """Refuse a resume that changes the model section: every checkpoint of the run is rebuilt from the one
+    config.yaml, so an activation changed with --set would give the earlier epochs' weights another function."""
+    from dataclasses import asdict
+
+    ours, theirs = _flat(asdict(before.model), "model."), _flat(asdict(cfg.model), "model.")
+    changed = [k for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)
+               and {} not in (ours.get(k), theirs.get(k))]  # `args: {}` beside `args.width: 2`: the key is named
+    if changed:
+        k = changed[0]
+        show = lambda v: "unset" if v is None else printable(str(v))[:40]
+        raise UserError(f"{k} cannot change on resume ({show(ours.get(k))} -> {show(theirs.get(k))}): "
+                        f"the run's checkpoints were trained with the model it names; start a new run from this "
+                        f"run's weights (--set model.pretrained=CHECKPOINT) for another model")
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
