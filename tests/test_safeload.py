@@ -428,3 +428,14 @@ def test_refuse_linked_files_compares_file_identity_across_calls(tmp_path):
         with pytest.raises(UserError, match=f"^{tmp_path / link} and {tmp_path / first} are one file \\(a link\\): "
                                             f"the data would hold one image twice"):
             refuse_linked_files([tmp_path / link], seen, "the data")
+
+
+def test_a_path_in_a_printed_command_is_one_shell_word():
+    """`deepvision runs prune tr2 x/a b` was printed for a run folder with spaces: pasted, three targets."""
+    import shlex
+
+    from deepvision.safeload import shell_word
+
+    for path in ("runs/a", "tr2 x/a b", "it's", "$HOME/x", "a;rm -rf b"):
+        assert shlex.split(f"deepvision runs prune {shell_word(path)}") == ["deepvision", "runs", "prune", path]
+    assert shell_word("runs/a") == "runs/a" and shell_word("a\nb") == "'a\\nb'"

@@ -150,6 +150,7 @@ def test_nproc_option_under_torchrun_must_agree_and_the_hint_names_the_launcher(
         monkeypatch.delenv(key, raising=False)
     assert should_launch(2) and not should_launch(1) and not should_launch(None)
     assert resume_hint("runs/a") == "deepvision resume runs/a"
+    assert resume_hint("tr2 x/a b") == "deepvision resume 'tr2 x/a b'"  # pasted, one argument
     monkeypatch.setenv("LOCAL_RANK", "0")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     monkeypatch.setenv("WORLD_SIZE", "2")

@@ -54,6 +54,9 @@ def should_launch(nproc: int | None) -> bool:
 
 def resume_hint(run_dir: str) -> str:
     """The command that resumes `run_dir` the way this process was launched."""
+    from deepvision.safeload import shell_word
+
+    run_dir = shell_word(run_dir)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return f"deepvision resume {run_dir}"

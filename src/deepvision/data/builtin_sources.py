@@ -89,10 +89,10 @@ def mnist_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     root = Path(cfg.root)
     if not root.is_dir():
         raise UserError(f"MNIST folder not found: {root} (set data.root, or fetch the files with "
-                        f"`deepvision data download mnist --root {root}`)")
+                        f"`deepvision data download mnist --root {safeload.shell_word(root)}`)")
     if cfg.options.get("download"):  # training reads files; fetching them is a step of its own
         raise UserError(f"data.options.download is not a training option; fetch MNIST first with "
-                        f"`deepvision data download mnist --root {root}`")
+                        f"`deepvision data download mnist --root {safeload.shell_word(root)}`")
     present = set(mnist.available_splits(root))
     splits = {}
     for name in wanted:

@@ -32,7 +32,7 @@ from deepvision.errors import UserError, suggest
 from deepvision.inference.backbones import LoadedModel
 from deepvision.inference.batching import batches
 from deepvision.models.outputs import check_finite_output
-from deepvision.safeload import load_json
+from deepvision.safeload import load_json, shell_word
 
 FLATTEN_ORDERS = ("channels_last", "channels_first")
 
@@ -101,7 +101,7 @@ class FeatureExtractor:
         if layer not in names:
             shown = ", ".join(names[-12:])
             raise UserError(f"unknown layer '{layer}'{suggest(layer, names)}; the last of the {len(names)} valid "
-                            f"names: {shown} (all: deepvision features {loaded.spec} --list-layers)")
+                            f"names: {shown} (all: deepvision features {shell_word(loaded.spec)} --list-layers)")
         if traced:
             from torchvision.models.feature_extraction import create_feature_extractor
 

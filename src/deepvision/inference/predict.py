@@ -11,7 +11,7 @@ from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
 from deepvision.models.outputs import class_probabilities
 from deepvision.runs.loading import LoadedRun, load_run
-from deepvision.safeload import check_range, input_file
+from deepvision.safeload import check_range, input_file, shell_word
 
 
 @dataclass
@@ -72,7 +72,8 @@ def predict_images(
     else:
         loaded = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, epoch, which, resolve_device(device))
     if getattr(getattr(loaded, "cfg", None), "task", None) == "detection":
-        raise UserError(f"{loaded.run.path} is a detection run: use `deepvision detect {loaded.run.path} IMAGE...`")
+        raise UserError(f"{loaded.run.path} is a detection run: use `deepvision detect "
+                        f"{shell_word(loaded.run.path)} IMAGE...`")
     tensors = [loaded.pre.load(p) for p in images]  # decode everything first: fail fast on bad input
     results: list[Prediction] = []
     for start in range(0, len(tensors), batch_size):

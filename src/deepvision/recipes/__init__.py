@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from deepvision.errors import UserError, suggest
-from deepvision.safeload import input_file
+from deepvision.safeload import input_file, shell_word
 
 
 def recipe_names() -> list[str]:
@@ -27,7 +27,8 @@ def show_recipe_path(name: str) -> Path:
     of that name is named as one (the command shows recipes only), not called missing."""
     stem = name[:-5] if name.endswith(".yaml") else name
     if stem not in recipe_names() and os.path.lexists(name):
-        hint = "" if os.path.isdir(name) else f" (see a config file with `cat {name}` or `deepvision data info {name}`)"
+        word = shell_word(name)
+        hint = "" if os.path.isdir(name) else f" (see a config file with `cat {word}` or `deepvision data info {word}`)"
         raise UserError(f"recipes show prints a shipped recipe by name; {name} is a "
                         f"{'folder' if hint == '' else 'file'} of your own, not a recipe{hint}")
     return recipe_path(name)

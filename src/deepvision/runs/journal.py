@@ -26,7 +26,7 @@ from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, not_a_folder, open_regular_file
 from deepvision.runs.history import describe_lrs
 from deepvision.runs.rundir import RunDir
-from deepvision.safeload import printable, spreadsheet_cell
+from deepvision.safeload import printable, shell_word, spreadsheet_cell
 
 # key -> (table header, kind); kind: "text" (wraps), "name" (kept whole), "num" (right-aligned, never cut)
 COLUMNS: dict[str, tuple[str, str]] = {
@@ -219,7 +219,7 @@ def checkpoint_note(run_dir: str | Path, indent: str = "") -> str:
     freed = disk["total"] - run.checkpoint_disk_use(run.prunable(0, discarded=aside))["total"]
     if freed:
         text += (f"\n{indent}  {format_bytes(freed)} of it is older epochs; to keep only last.pt and best.pt:"
-                 f"\n{indent}  deepvision runs prune {run.path}{' --discarded' if aside else ''}")
+                 f"\n{indent}  deepvision runs prune {shell_word(run.path)}{' --discarded' if aside else ''}")
     return text
 
 

@@ -76,6 +76,7 @@ from deepvision.safeload.text import (
     plain_float,
     printable,
     record_index,
+    shell_word,
     spreadsheet_cell,
     spreadsheet_row,
     text_file_lines,
@@ -90,6 +91,6 @@ __all__ = [
     "check_zip_directory", "check_zip_member", "csv_rows", "expanded_size", "first_not_whole", "format_bytes",
     "image_files", "input_file", "is_control", "json_depth", "load_json", "load_yaml", "max_image_side",
     "max_read_bytes", "name_lines", "open_npz", "plain_float", "printable", "read_bytes", "read_declared",
-    "read_json", "read_text_file", "read_yaml", "record_index", "refuse_linked_files", "regular_file", "shown_value",
-    "spreadsheet_cell", "spreadsheet_row", "text_file_lines"
+    "read_json", "read_text_file", "read_yaml", "record_index", "refuse_linked_files", "regular_file", "shell_word",
+    "shown_value", "spreadsheet_cell", "spreadsheet_row", "text_file_lines"
 ]

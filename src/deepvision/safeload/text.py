@@ -33,6 +33,14 @@ def printable(text: object) -> str:
     return "".join(ch.encode("unicode_escape").decode("ascii") if is_control(ch) else ch for ch in s)
 
 
+def shell_word(text: object) -> str:
+    """`text` (a path in a command printed for the user to paste) quoted for a POSIX shell when it needs it
+    ('tr2 x/a b' -> "'tr2 x/a b'"), its control characters escaped as `printable` does."""
+    import shlex
+
+    return shlex.quote(printable(text))
+
+
 MAX_LINE_CHARS = 2**20  # a CSV line of deepvision's inputs: a FER2013 row is 9,000 characters
 
 

@@ -31,6 +31,7 @@ from deepvision.data.imageio import (
     sniff_format,
 )
 from deepvision.errors import UserError
+from deepvision.safeload import shell_word
 
 
 class RejectedImage(Exception):
@@ -96,7 +97,8 @@ class Predictor:
 
             if RunDir.open(self.source).read_config().task == "detection":
                 raise UserError(f"{self.source} is a detection run; serve takes classification runs (top "
-                                f"classes out); draw its boxes with `deepvision detect {self.source} IMAGES`")
+                                f"classes out); draw its boxes with `deepvision detect "
+                                f"{shell_word(self.source)} IMAGES`")
             self.backend = load_run(self.source, device=resolve_device(device))
             self.name = f"{self.source.name} ({self.backend.cfg.model.name})"
             self.task = getattr(self.backend.model, "task", "classification")

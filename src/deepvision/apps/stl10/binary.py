@@ -18,7 +18,7 @@ import numpy as np
 from deepvision.datasets.fetch import fetch_url
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path, md5_of
-from deepvision.safeload import input_file, read_bytes
+from deepvision.safeload import input_file, read_bytes, shell_word
 
 SIDE = 96
 IMAGE_BYTES = 3 * SIDE * SIDE  # 27,648
@@ -42,8 +42,9 @@ def find_root(root: str | Path) -> Path:
         if (folder / "train_X.bin").is_file() or (folder / "test_X.bin").is_file():
             return folder
     if not root.is_dir():
+        word = shell_word(root)
         raise UserError(f"STL-10 folder not found: {root} (download it with `deepvision stl10 download --root "
-                        f"{root}`, or write fake files with `deepvision stl10 fake --out {root}`)")
+                        f"{word}`, or write fake files with `deepvision stl10 fake --out {word}`)")
     raise UserError(f"{root} holds no STL-10 binary files (train_X.bin, train_y.bin, test_X.bin, test_y.bin)")
 
 

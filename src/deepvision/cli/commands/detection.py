@@ -135,13 +135,15 @@ def build(args: argparse.Namespace) -> int:
 
 def fake(args: argparse.Namespace) -> int:
     from deepvision.datasets.detection.fake import make_fake
+    from deepvision.safeload import shell_word
 
     result = make_fake(args.out, args.format, images=args.images, size=args.size, seed=args.seed)
     objects = sum(len(i.objects) for imgs in result.splits.values() for i in imgs)
     images = sum(len(imgs) for imgs in result.splits.values())
     print(f"wrote {images} images with {objects} objects ({', '.join(result.classes)}) in {args.format} format "
           f"to {result.out}")
-    print(f"build it with:\n  deepvision detection build {' '.join(result.build_args)} --out {result.out}-built")
+    print(f"build it with:\n  deepvision detection build {' '.join(map(shell_word, result.build_args))} --out "
+          f"{shell_word(f'{result.out}-built')}")
     return 0
 
 

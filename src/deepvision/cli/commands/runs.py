@@ -93,6 +93,7 @@ def table(folder: str, markdown: bool, as_csv: bool, wide: bool = False, columns
         wide_columns,
         write_journal_csv,
     )
+    from deepvision.safeload import shell_word
 
     rows = journal(folder)
     problem = write_journal_csv(folder, rows)
@@ -112,7 +113,7 @@ def table(folder: str, markdown: bool, as_csv: bool, wide: bool = False, columns
         total = sum(r.get("ckpt_bytes") or 0 for r in rows)
         prunable = sum(r.get("ckpt_prunable_bytes") or 0 for r in rows)
         if prunable:
-            command = f"best.pt of each run: deepvision runs prune {shown(folder)}"
+            command = f"best.pt of each run: deepvision runs prune {shell_word(folder)}"
             if len(command) > 80:  # the title names the folder
                 command = "best.pt of each run: deepvision runs prune FOLDER (the folder above)"
             print(f"checkpoints take {format_bytes(total)}, {format_bytes(prunable)} of it older epochs; to keep "
