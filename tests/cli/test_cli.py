@@ -528,3 +528,21 @@ def test_an_option_given_twice_is_refused(run_cli, tmp_path, capsys):
     assert "argument --input: given twice ('1x28x28', then '1x32x32')" in capsys.readouterr().err  # not --set
     code, _, _ = run_cli("models", "show", "lenet", "--input", "1x28x28", "--input", "1x28x28")
     assert code == 0  # the same value twice (a wrapper's default and the user's) is one value
+
+
+@pytest.mark.parametrize(("argv", "prog"), [
+    (["import", "mxnet", "x", "0", "--epoch", "3"], "deepvision import mxnet"),
+    (["evaluate", "run", "--bogus"], "deepvision evaluate"),
+    (["--bogus"], "deepvision"),
+])
+def test_an_unknown_option_is_named_by_the_command_that_does_not_take_it(capsys, argv, prog):
+    """Every unknown option was reported as `deepvision: error: ... (see deepvision --help)`, whose help does
+    not list the command's options."""
+    from deepvision.cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    out, err = capsys.readouterr()
+    extra = " ".join(argv[argv.index(next(a for a in argv if a.startswith("--"))):])
+    assert (info.value.code, out) == (2, "")
+    assert err == f"{prog}: error: unrecognized arguments: {extra} (see {prog} --help)\n"

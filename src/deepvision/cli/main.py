@@ -97,6 +97,19 @@ class Parser(argparse.ArgumentParser):
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         raise SystemExit(2)
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        parsed, extras = super().parse_known_args(args, namespace)
+        if not hasattr(parsed, "_command_parser"):  # the innermost parser returns first: it names the command
+            parsed._command_parser = self
+        return parsed, extras
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # named by the command that did not know them, with its own help
+            parsed._command_parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        del parsed._command_parser
+        return parsed
+
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         choices = action.choices
         if choices is None or value in choices:
