@@ -377,6 +377,8 @@ def test_each_step_refuses_the_other_steps_options_but_the_shared_ones(tmp_path,
         code, out, err = run_cli("im2rec", *step, *options, tmp_path / "p", root)
         assert (code, out) == (2, "") and err.count("\n") == 1 and named in err, err
         assert not list(tmp_path.glob("p*"))
+    code, _, err = run_cli("im2rec", "--list", "--num-thread", "0", tmp_path / "p", root)  # checked in both
+    assert code == 2 and "--num-thread must be" in err and not list(tmp_path.glob("p*"))
     # as GluonCV's guide runs im2rec.py: --recursive and --num-thread given to both steps
     assert run_cli("im2rec", "--list", "--recursive", "--num-thread", "1", tmp_path / "p", root)[0] == 0
     assert run_cli("im2rec", "--recursive", "--num-thread", "1", "--pass-through", tmp_path / "p", root)[0] == 0

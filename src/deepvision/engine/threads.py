@@ -20,6 +20,8 @@ import torch
 
 from deepvision.errors import UserError
 
+MAX_THREADS = 1024  # OpenMP allocates per thread: 99,999,999 asked for 21.6 GB and aborted
+
 
 def _cpu_times() -> tuple[float, float] | None:
     """(busy, total) jiffies of all cores from /proc/stat, or None where there is no such file."""
@@ -53,8 +55,9 @@ def fit_threads_to_load(device: torch.device, interval: float = 0.25, what: str 
         return previous, None
     chosen = os.environ.get("DEEPVISION_CPU_THREADS", "auto").strip().lower()
     if chosen != "auto":
-        if not (chosen.isascii() and chosen.isdigit()) or int(chosen) < 1:
-            raise UserError(f"DEEPVISION_CPU_THREADS must be 'auto' or a positive thread count, got {chosen!r}")
+        if not (chosen.isascii() and chosen.isdigit()) or not 1 <= int(chosen) <= MAX_THREADS:
+            raise UserError(f"DEEPVISION_CPU_THREADS must be 'auto' or a thread count from 1 to {MAX_THREADS:,}, "
+                            f"got {chosen[:24]!r}")
         torch.set_num_threads(int(chosen))
         return previous, None
     if os.environ.get("OMP_NUM_THREADS") or previous <= 1:

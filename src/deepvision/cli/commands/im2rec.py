@@ -99,6 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"{', '.join(ignored)} {'applies' if len(ignored) == 1 else 'apply'} to "
                         f"{'packing (without --list)' if args.list else 'making lists (--list)'} only; "
                         f"leave {'it' if len(ignored) == 1 else 'them'} out here")
+    check_workers("--num-thread", args.num_thread)  # taken by both steps, so checked in both
     prefix = os.path.abspath(args.prefix)
     root = os.path.abspath(args.root)
     if args.list:
@@ -136,7 +137,6 @@ def _run(args: argparse.Namespace) -> int:
         set_max_image_pixels(int(args.max_pixels))
     if not os.path.isdir(root):
         raise UserError(f"image folder not found: {root}")
-    check_workers("--num-thread", args.num_thread)
     if args.encoding == ".jpg":
         from deepvision.fileio import check_jpeg_quality
 
