@@ -186,6 +186,10 @@ def test_a_run_exports_with_the_hooks_of_its_task():
 def test_export_replaces_only_a_model_file_of_its_format(runs, run_cli, tmp_path):
     """A history.csv copied to h.onnx (any file named like the output) was replaced without a word."""
     _, zoo, _, _ = runs
+    (tmp_path / "pb.onnx").write_bytes(b"\x08\x01\x12\x04none")  # a protobuf (a TensorFlow .pb opens so)
+    code, out, err = run_cli("export", zoo, "--out", tmp_path / "pb.onnx")
+    assert (code, out) == (2, "") and "exists and is not an ONNX file" in err
+    assert (tmp_path / "pb.onnx").read_bytes() == b"\x08\x01\x12\x04none"
     (tmp_path / "h.onnx").write_text("epoch,loss\n1,0.5\n")
     code, out, err = run_cli("export", zoo, "--out", tmp_path / "h.onnx")
     assert (code, out) == (2, "") and f"--out {tmp_path / 'h.onnx'} exists and is not an ONNX file" in err

@@ -36,7 +36,7 @@ from deepvision.export.onnx_export import INPUT, OUTPUT
 from deepvision.export.result import ExportResult
 from deepvision.fileio import atomic_path, unlink_quietly
 from deepvision.models.outputs import check_finite_output
-from deepvision.placement import begins_with, refuse_output_over_inputs, refuse_replacing
+from deepvision.placement import refuse_output_over_inputs, refuse_replacing
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
 from deepvision.safeload import check_range
@@ -58,6 +58,20 @@ class Deployable(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model(pixels * self.scale + self.shift)
+
+
+def is_onnx_model(path: Path) -> bool:
+    """Whether `path` parses as an ONNX model with a graph of at least one node (its first byte, the
+    ir_version field's tag, is also how a TensorFlow .pb or any protobuf begins)."""
+    import onnx
+
+    try:
+        if path.stat().st_size >= 2**31:  # protobuf's limit: a larger single file is no ONNX model
+            return False
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # whatever the parser says, the file is not an ONNX model
+        return False
+    return model.ir_version > 0 and model.HasField("graph") and len(model.graph.node) > 0
 
 
 def is_torchscript(path: Path) -> bool:
@@ -197,8 +211,8 @@ def export_run(
     target = Path(out) if out else loaded.run.path / "export" / f"{loaded.run.path.name}{SUFFIX[format]}"
     if target.suffix != SUFFIX[format]:
         raise UserError(f"--out {target}: a {format} file must end in {SUFFIX[format]}")
-    # ONNX's protobuf opens with its ir_version field; a TorchScript zip holds code/ (a checkpoint does not)
-    refuse_replacing(target, (lambda p: begins_with(p, "\x08")) if format == "onnx" else is_torchscript,
+    # only a model file of the format is replaced (a checkpoint or a .pb renamed is not)
+    refuse_replacing(target, is_onnx_model if format == "onnx" else is_torchscript,
                      "an ONNX file" if format == "onnx" else "a TorchScript file")
     target.parent.mkdir(parents=True, exist_ok=True)
     meta = hooks.describe(format, dynamic_batch)
