@@ -233,12 +233,14 @@ def test_repeated_or_text_fields_are_refused_and_parser_text_stays_out_of_the_lo
         bad = client.post("/api/predict", files={"file": ("a.png", png)}, data={"top": "abc"})
         digits = [client.post("/api/predict", files={"file": ("a.png", png)}, data={"top": t})
                   for t in ("²", "１", "٥")]  # str.isdigit() takes them; int() fails on one, reads others
+        queries = [client.post(f"/api/predict?top={t}", files={"file": ("a.png", png)})
+                   for t in ("1_0", "5.0", "+5", "%C2%B2", "0", "1001")]  # the form's rule, not pydantic's lax int
     for answer, words in ((two, "names 'file' more than once; send one image"),
                           (tops, "names 'top' more than once"),
                           (text, "the form field 'file' is text, not an upload: send the image as"),
                           (both, "names 'top' more than once"),
                           (bad, "top: must be a whole number from 1 to 1000, got 'abc'"),
-                          *((d, "top: must be a whole number from 1 to 1000") for d in digits)):
+                          *((d, "top: must be a whole number from 1 to 1000") for d in digits + queries)):
         assert answer.status_code == 422 and list(answer.json()) == ["error"], answer.text
         assert words in answer.json()["error"]
     assert raw.status_code == 400 and "not a valid multipart form" in raw.json()["error"]

@@ -212,20 +212,20 @@ def create_app(source: str | Path | Predictor, *, max_upload_mb: float = 10.0, m
 
     @app.post("/api/predict")
     def predict(request: Request, file: list[UploadFile] = File(...),  # noqa: B008
-                top: int = Query(5, ge=1, le=1000), form_top: list[str] = Form([], alias="top")) -> Any:  # noqa: B008
+                top: str = Query("5"), form_top: list[str] = Form([], alias="top")) -> Any:  # noqa: B008
         tops = len(request.query_params.getlist("top")) + len(form_top)  # ?top=K, or a form field top=K
         repeated = "file" if len(file) > 1 else "top" if tops > 1 else None
         if repeated is not None:  # answering for one of them would ignore the others without a word
             return JSONResponse({"error": f"the request names '{repeated}' more than once; send one image "
                                           f"(and one top) per request"}, status_code=422)
-        if form_top:
-            top = int(form_top[0]) if form_top[0].isascii() and form_top[0].isdigit() and len(form_top[0]) < 5 else 0
-            if not 1 <= top <= 1000:
-                return JSONResponse({"error": f"top: must be a whole number from 1 to 1000, got "
-                                              f"{form_top[0][:20]!r}"}, status_code=422)
+        given = form_top[0] if form_top else top  # one rule for both: ASCII digits ('1_0', '5.0', '+5' refused)
+        k = int(given) if given.isascii() and given.isdigit() and len(given) < 5 else 0
+        if not 1 <= k <= 1000:
+            return JSONResponse({"error": f"top: must be a whole number from 1 to 1000, got {given[:20]!r}"},
+                                status_code=422)
         data = file[0].file.read()
         try:
-            return predictor.predict(data, top)
+            return predictor.predict(data, k)
         except RejectedImage as exc:
             return JSONResponse({"error": exc.message}, status_code=exc.status)
         except UserError as exc:  # the model itself failed on this image (e.g. a tensor above the cap)
