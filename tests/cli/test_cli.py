@@ -546,3 +546,22 @@ def test_an_unknown_option_is_named_by_the_command_that_does_not_take_it(capsys,
     extra = " ".join(argv[argv.index(next(a for a in argv if a.startswith("--"))):])
     assert (info.value.code, out) == (2, "")
     assert err == f"{prog}: error: unrecognized arguments: {extra} (see {prog} --help)\n"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["predict", "run", "x.png", "--top", "٣"], "argument --top: must be a whole number in ASCII digits, got '٣'"),
+    (["serve", "run", "--max-upload-mb", "５"], "argument --max-upload-mb: must be a number in ASCII digits"),
+    (["train", "demo", "--set", "train.epochs=١"], "train.epochs must be an integer, got '١'"),
+    (["train", "demo", "--set", "optim.lr=１e-3"], "optim.lr must be a number, got '１e-3'"),
+])
+def test_numbers_are_written_in_ascii_digits(capsys, argv, message):
+    """int() and float() read other scripts' digits ('٣' is 3): options and --set values took them, while the
+    text readers and serve refused them."""
+    from deepvision.cli.main import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "") and message in err and err.count("\n") == 1, err

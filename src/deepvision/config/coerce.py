@@ -26,6 +26,12 @@ def _type_name(tp: Any) -> str:
     return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(tp, str(tp))
 
 
+def _plain(text: str) -> bool:
+    """Whether `text` is a number as written in ASCII, without digit separators: int() and float() also read
+    other scripts' digits ('١' is 1) and '1_0' as 10."""
+    return text.isascii() and "_" not in text
+
+
 def _coerce(value: Any, tp: Any, path: str) -> Any:
     """Convert `value` to type `tp` or raise UserError naming `path`."""
     if tp is Any:
@@ -80,7 +86,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        if isinstance(value, str):
+        if isinstance(value, str) and _plain(value):
             try:
                 return int(value.strip())
             except ValueError:
@@ -91,7 +97,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             raise UserError(f"{path} must be a number, got {value!r}")
         if isinstance(value, (int, float)):
             return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads `1e-3` as a string
+        if isinstance(value, str) and _plain(value):  # YAML 1.1 reads `1e-3` as a string
             try:
                 return float(value.strip())
             except ValueError:
