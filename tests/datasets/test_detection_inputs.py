@@ -303,6 +303,15 @@ def test_a_box_with_two_labels_is_refused(tmp_path):
     with pytest.raises(UserError) as exc:
         read_annotations("voc", [str(root)])
     assert str(exc.value) == f"{xml}: object: 2 <name> elements in one box; give each box one <name>"
+    for tag in ("difficult", "xmin"):  # any field given twice: the first was taken
+        root = _labelimg(tmp_path / tag, n=1)
+        xml = root / "annotations" / "photo_0.xml"
+        text = xml.read_text()
+        start = text.index(f"<{tag}>")
+        element = text[start:text.index(f"</{tag}>", start) + len(tag) + 3]
+        xml.write_text(text.replace(element, element * 2, 1))
+        with pytest.raises(UserError, match=f"object 'dog': 2 <{tag}> elements in one box"):
+            read_annotations("voc", [str(root)])
     Image.new("RGB", (40, 30)).save(tmp_path / "a.jpg")
     box = "<box top='2' left='3' width='10' height='8'{}</box>"
     for body, message in ((box.format("><label>x</label><label>y</label>"), "2 <label> elements in one box"),
@@ -324,6 +333,10 @@ def test_a_coco_category_name_must_be_a_plain_name(tmp_path, name):
         read_annotations("coco", [f"train={tmp_path / 'train.json'}"])
     assert str(exc.value) == (f"{tmp_path / 'train.json'}: category 1: 'name' must be a class name without "
                               f"surrounding spaces, got {json.dumps(name)}")
+    del doc["categories"][0]["name"]
+    (tmp_path / "train.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError, match=r"category 1 has no 'name'; give each category its class name"):
+        read_annotations("coco", [f"train={tmp_path / 'train.json'}"])
 
 
 def test_yolo_nc_must_match_the_names(tmp_path):

@@ -67,6 +67,8 @@ def read_coco(files: dict[str, Path], images_dir: str | Path | None = None) -> A
         for cat in data["categories"]:
             ident = _coco_int(cat, "id", f"{json_path}, category {str(cat)[:40]}")
             name = cat.get("name")
+            if "name" not in cat:
+                raise UserError(f"{json_path}: category {ident} has no 'name'; give each category its class name")
             if not isinstance(name, str) or not name.strip() or name != name.strip():
                 raise UserError(f"{json_path}: category {ident}: 'name' must be a class name without surrounding "
                                 f"spaces, got {printable(json.dumps(name))[:40]}")
@@ -80,7 +82,7 @@ def read_coco(files: dict[str, Path], images_dir: str | Path | None = None) -> A
             where = f"{json_path}, image {str(img.get('id'))[:20]}"
             file_name = img.get("file_name")
             if not isinstance(file_name, str) or not file_name:
-                raise UserError(f"{where}: 'file_name' must be a path, got {file_name!r}")
+                raise UserError(f"{where}: 'file_name' must be a path, got {printable(json.dumps(file_name))[:40]}")
             width, height = img.get("width"), img.get("height")
             ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height))
             ident = _coco_int(img, "id", where)

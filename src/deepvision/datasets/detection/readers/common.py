@@ -48,13 +48,13 @@ def inside(base: Path, name: str, where: str, roots: tuple[Path, ...] = (),
     return path
 
 
-def only_text(element: ET.Element, tag: str, where: str) -> str:
-    """The stripped text of `element`'s one <tag> child ("" when there is none); two are refused, since
-    taking the first would drop the other label without a word."""
+def only_text(element: ET.Element, tag: str, where: str, missing: str | None = "") -> str | None:
+    """The stripped text of `element`'s one <tag> child (`missing` when there is none); two are refused,
+    since taking the first would drop the other value without a word."""
     found = element.findall(tag)
     if len(found) > 1:
         raise UserError(f"{where}: {len(found)} <{tag}> elements in one box; give each box one <{tag}>")
-    return (found[0].text or "").strip() if found else ""
+    return (found[0].text or "").strip() if found else missing
 
 
 def parse_number(value: Any, where: str, what: str) -> float:

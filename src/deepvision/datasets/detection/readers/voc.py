@@ -82,8 +82,10 @@ def read_voc_xml(xml_path: Path, image_dirs: list[Path] | None = None, dataset_r
             raise UserError(f"{xml_path}: object '{name}' has " + ("no <bndbox>" if not bnds else
                             f"{len(bnds)} <bndbox> elements; give each box its own <object>"))
         bnd = bnds[0]
-        x1, y1, x2, y2 = (parse_number(bnd.findtext(k), str(xml_path), k) for k in ("xmin", "ymin", "xmax", "ymax"))
-        difficult = parse_flag(obj.findtext("difficult") or "0", f"{xml_path}, <difficult>")
+        where = f"{xml_path}: object '{name}'"
+        x1, y1, x2, y2 = (parse_number(only_text(bnd, k, where, None), str(xml_path), k)
+                          for k in ("xmin", "ymin", "xmax", "ymax"))
+        difficult = parse_flag(only_text(obj, "difficult", where) or "0", f"{xml_path}, <difficult>")
         record.boxes.append(Box(x1 - 1, y1 - 1, x2, y2, name, difficult))
     return record
 
