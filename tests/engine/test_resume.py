@@ -204,3 +204,15 @@ def test_the_model_cannot_change_on_resume(full_run, tmp_path, override, named):
         resume(copy, epoch=2, overrides=["train.epochs=5", override])
     assert str(info.value).startswith(named), info.value
     assert (copy / "config.yaml").read_text() == before
+
+
+def test_resume_rewrites_a_removed_config_yaml_from_the_last_checkpoint(full_run, tmp_path):
+    """The advice for a FIFO in config.yaml's place ("delete it: `deepvision resume` rewrites it") led to
+    "not a deepvision run directory (no config.yaml)"."""
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run.run_dir, copy)
+    before = RunDir.open(copy).read_config()
+    (copy / "config.yaml").unlink()
+    with pytest.raises(UserError, match="the run already has 4 epochs"):  # finished: nothing more to train
+        resume(copy)
+    assert RunDir.open(copy).read_config() == before and RunDir.open(copy).config_edited() is None

@@ -112,6 +112,7 @@ def resume_run(run_dir: str | Path, *, epoch: int | None = None, overrides: list
                reset_optimizer: bool = False) -> FitResult:
     """Continue a run from the checkpoint of `epoch` (default: the latest); see `deepvision.api.resume`.
     A run interrupted before its first checkpoint starts again from epoch 0 with its config.yaml."""
+    _restore_config(RunDir(run_dir))
     run = RunDir.open(run_dir)
     lock = RunLock(run.path)
     try:
@@ -120,6 +121,17 @@ def resume_run(run_dir: str | Path, *, epoch: int | None = None, overrides: list
         return _resume_locked(run, epoch, overrides, reset_optimizer)
     finally:
         lock.release()
+
+
+def _restore_config(run: RunDir) -> None:
+    """Rewrite a run's removed config.yaml from its last checkpoint, which holds the settings a resume takes
+    anyway (what the commands advise when something other than a file stands in config.yaml's place)."""
+    last = run.checkpoints / "last.pt"
+    if run.path.is_dir() and not os.path.lexists(run.config_path) and os.path.lexists(run.path / "run.json") \
+            and last.is_file():
+        saved = load_checkpoint(last).get("config")
+        if isinstance(saved, dict):
+            run.write_config(build_config(saved))
 
 
 def _resume_locked(run: RunDir, epoch: int | None, overrides: list[str] | None, reset_optimizer: bool
