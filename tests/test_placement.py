@@ -55,7 +55,7 @@ def test_only_a_figure_deepvision_drew_is_replaced_and_reports_stay_out_of_image
     Image.new("RGB", (8, 8), (200, 10, 10)).save(photos / "p.png")
     before = (photos / "p.png").read_bytes()
     code, _, err = run_cli("models", "show", "lenet", "--diagram", photos / "p.png")
-    assert code == 2 and f"--diagram {photos / 'p.png'} exists and is not a figure deepvision drew" in err
+    assert code == 2 and f"--diagram {photos / 'p.png'} exists and is not a diagram models show drew" in err
     assert (photos / "p.png").read_bytes() == before
     for suffix in (".png", ".svg", ".pdf", ".jpg"):
         path = tmp_path / f"lenet{suffix}"
@@ -68,3 +68,25 @@ def test_only_a_figure_deepvision_drew_is_replaced_and_reports_stay_out_of_image
     with pytest.raises(UserError, match=r"holds images \(p.png, ...\); the report's figures would join them"):
         refuse_folder_of_images(photos, ["confusion_matrix.png"])
     refuse_folder_of_images(tmp_path / "lenet-report", ["confusion_matrix.png"])  # new folder
+
+
+def test_a_figure_replaces_only_its_own_kind_and_never_joins_a_folder_of_images(tmp_path, run_cli):
+    """`models show --diagram RUN/plots/accuracy.png` replaced a run's accuracy plot (any matplotlib figure
+    passed), and `--diagram DATA/cat/d.png` put a diagram among a data set's photos of cats."""
+    from PIL import Image
+
+    from deepvision.runs.plots import plot_history
+
+    plot = plot_history([{"epoch": 1, "train_loss": 1.0, "val_loss": 1.2, "train_acc": 0.5, "val_acc": 0.4}],
+                        tmp_path / "plots")[0]
+    before = plot.read_bytes()
+    code, out, err = run_cli("models", "show", "lenet", "--diagram", plot)
+    assert (code, out) == (2, "") and "exists and is not a diagram models show drew" in err
+    assert plot.read_bytes() == before
+    (tmp_path / "data" / "cat").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "data" / "cat" / "a.jpg")
+    code, out, err = run_cli("models", "show", "lenet", "--diagram", tmp_path / "data" / "cat" / "d.png")
+    assert (code, out) == (2, "") and "would be drawn among the images of" in err and "(a.jpg, ...)" in err
+    assert sorted(p.name for p in (tmp_path / "data" / "cat").iterdir()) == ["a.jpg"]
+    code, _, err = run_cli("models", "show", "lenet", "--diagram", tmp_path / "d.png")  # beside figures only
+    assert code == 0, err

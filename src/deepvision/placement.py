@@ -118,17 +118,39 @@ def begins_with(path: str | Path, start: str) -> bool:
     return head.startswith("".join(start.split()))
 
 
-def figure_options(path: str | Path) -> dict[str, Any]:
+def figure_options(path: str | Path, kind: str | None = None) -> dict[str, Any]:
     """Extra `savefig` arguments: a JPEG carries a comment naming matplotlib (PNG, SVG and PDF name it
-    themselves), so `drawn_by_matplotlib` knows the figure when a later run would replace it."""
-    return {"pil_kwargs": {"comment": b"Matplotlib figure"}} if Path(path).suffix.lower() in (".jpg", ".jpeg") else {}
+    themselves), so `drawn_by_matplotlib` knows the figure when a later run would replace it; with `kind`
+    (the command that draws it, "runs compare") the figure also names it, for `drawn_as`."""
+    mark = f"deepvision {kind}" if kind else ""
+    if Path(path).suffix.lower() in (".jpg", ".jpeg"):
+        return {"pil_kwargs": {"comment": f"Matplotlib figure; {mark}".encode()}}
+    return {"metadata": {"Title": mark}} if mark else {}
+
+
+def drawn_as(kind: str) -> Callable[[Path], bool]:
+    """Whether a file is a figure `kind` drew (`figure_options(path, kind)`): the one figure that command
+    may replace, never another command's (a run's confusion matrix, its accuracy plot)."""
+    return lambda path: _marked(path, f"deepvision {kind}".encode())
+
+
+def refuse_figure_among_images(path: str | Path, option: str = "--out") -> None:
+    """Refuse, before any work, a figure written into a folder holding images that are not figures (a data
+    set's class folder): the next build or training would read it as an image of that class."""
+    path = Path(path)
+    if os.path.lexists(path.parent / "run.json"):  # a run folder's sample images are no data set
+        return
+    for name in images_in(path.parent, [path.name]):
+        if not drawn_by_matplotlib(path.parent / name):
+            raise UserError(f"{option} {path} would be drawn among the images of {path.parent} ({name}, ...); a "
+                            f"figure there joins them as data: choose another folder")
 
 
 def images_in(folder: str | Path, own: Iterable[str] = ()) -> list[str]:
     """The names of the image files directly in `folder` (sorted), but those named in `own`."""
     folder, own = Path(folder), set(own)
-    return sorted(p.name for p in folder.glob("*") if p.suffix.lower() in IMAGE_EXTS and p.name not in own) \
-        if folder.is_dir() else []
+    return sorted(p.name for p in folder.glob("*") if p.suffix.lower() in IMAGE_EXTS and p.name not in own
+                  and p.is_file()) if folder.is_dir() else []
 
 
 def refuse_folder_of_images(out_dir: str | Path, own: Iterable[str], option: str = "--out") -> None:
@@ -143,6 +165,11 @@ def refuse_folder_of_images(out_dir: str | Path, own: Iterable[str], option: str
 def drawn_by_matplotlib(path: str | Path) -> bool:
     """Whether an image file names matplotlib in its first or last 4 kB (PNG's Software text, SVG's comment,
     PDF's Creator): a figure a plotting command drew, which the next run may replace."""
+    return _marked(path, b"atplotlib")
+
+
+def _marked(path: str | Path, mark: bytes) -> bool:
+    """Whether `mark` is in the first or last 4 kB of the regular file `path` (where figures keep their text)."""
     try:
         with open_regular_file(path) as f:
             head = f.read(4096)
@@ -150,7 +177,7 @@ def drawn_by_matplotlib(path: str | Path) -> bool:
             tail = f.read(4096)
     except OSError:
         return False
-    return b"atplotlib" in head or b"atplotlib" in tail
+    return mark in head or mark in tail
 
 
 def refuse_replacing(path: str | Path, ours: Callable[[Path], bool], what: str, option: str = "--out") -> None:

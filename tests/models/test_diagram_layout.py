@@ -63,13 +63,13 @@ def test_diagram_replaces_a_link_at_its_name_never_follows_it(tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
     (tmp_path / "d.png").symlink_to(victim)
-    with pytest.raises(UserError, match="d.png exists and is not a figure deepvision drew"):
+    with pytest.raises(UserError, match="d.png exists and is not a diagram models show drew"):
         write_diagram(meta("lenet"), (1, 28, 28), tmp_path / "d.png", "lenet")
     assert victim.read_text() == "precious\n"
+    (tmp_path / "d.png").unlink()  # (a .png that is no figure: no figure is drawn beside it)
     earlier = tmp_path / "earlier.png"  # a link to a figure drawn before: the link is replaced, the figure kept
     write_diagram(meta("lenet"), (1, 28, 28), earlier, "lenet")
     drawn = earlier.read_bytes()
-    (tmp_path / "d.png").unlink()
     (tmp_path / "d.png").symlink_to(earlier)
     write_diagram(meta("lenet"), (1, 28, 28), tmp_path / "d.png", "lenet")
     assert earlier.read_bytes() == drawn and not (tmp_path / "d.png").is_symlink()

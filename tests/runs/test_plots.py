@@ -15,7 +15,7 @@ def figures(monkeypatch):
     """The figures plots.py would save, drawn (so extents are known) instead of written."""
     saved = {}
 
-    def keep(fig, path):
+    def keep(fig, path, kind=None):
         fig.canvas.draw()
         saved[path.name] = fig
         return path

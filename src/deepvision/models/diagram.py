@@ -18,7 +18,9 @@ from torch import nn
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path
 from deepvision.models.summary import LayerRow, ModelSummary, format_macs, format_shape, summarize
-from deepvision.placement import drawn_by_matplotlib, figure_options, refuse_replacing
+from deepvision.placement import drawn_as, figure_options, refuse_figure_among_images, refuse_replacing
+
+DIAGRAM = "models show --diagram"  # named in the figure: only its own diagram is replaced
 
 FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 
@@ -106,7 +108,8 @@ def check_diagram_path(path: str | Path) -> Path:
         raise UserError(f"cannot write a diagram as '{path.suffix or path.name}'; use one of {', '.join(FORMATS)}")
     if not path.parent.is_dir():
         raise UserError(f"folder {path.parent} does not exist")
-    refuse_replacing(path, drawn_by_matplotlib, "a figure deepvision drew", "--diagram")
+    refuse_replacing(path, drawn_as(DIAGRAM), "a diagram models show drew", "--diagram")
+    refuse_figure_among_images(path, "--diagram")
     return path
 
 
@@ -169,7 +172,7 @@ def write_diagram(model: nn.Module, input_shape: Sequence[int], path: str | Path
                         arrowprops={"arrowstyle": "->", "color": "0.4", "linewidth": 0.8})
     try:  # temporary file + rename: a link at `path` is replaced, never followed; a failed draw keeps the old file
         with atomic_path(path, Path(path).suffix or ".png") as tmp:
-            fig.savefig(tmp, dpi=110, format=(Path(path).suffix or ".png")[1:], **figure_options(path))
+            fig.savefig(tmp, dpi=110, format=(Path(path).suffix or ".png")[1:], **figure_options(path, DIAGRAM))
     finally:
         plt.close(fig)
     return path

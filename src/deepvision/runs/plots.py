@@ -103,12 +103,16 @@ def manual_lr_epochs(run: RunDir) -> tuple[int, ...]:
     return tuple(epochs)
 
 
-def save_figure(fig, path: Path) -> Path:
-    """Save atomically (temp file + rename) so a reader never sees half an image."""
+COMPARE_FIGURE = "runs compare"  # the figure names the command, which replaces only its own figures
+
+def save_figure(fig, path: Path, kind: str | None = None) -> Path:
+    """Save atomically (temp file + rename) so a reader never sees half an image; `kind` names the command
+    in the figure (`placement.figure_options`)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path, path.suffix or ".png") as tmp:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight", format=(path.suffix or ".png")[1:], **figure_options(path))
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format=(path.suffix or ".png")[1:],
+                        **figure_options(path, kind))
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
@@ -288,4 +292,4 @@ def plot_compare(histories: dict[str, list[dict[str, Any]]], path: str | Path,
     if handles:
         fig.legend(handles, labels, loc="upper right", bbox_to_anchor=(0.98, 0.0), fontsize=8, frameon=False,
                    title="lines", title_fontsize=8, alignment="left")
-    return save_figure(fig, Path(path))
+    return save_figure(fig, Path(path), COMPARE_FIGURE)

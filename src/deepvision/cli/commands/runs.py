@@ -169,8 +169,8 @@ def compare(runs: list[str], out: str | None, metrics: list[str]) -> int:
 
     from deepvision.cli.output import shown
     from deepvision.errors import UserError
-    from deepvision.placement import drawn_by_matplotlib, refuse_output_over_inputs, refuse_replacing
-    from deepvision.runs.plots import plot_compare
+    from deepvision.placement import drawn_as, refuse_figure_among_images, refuse_output_over_inputs, refuse_replacing
+    from deepvision.runs.plots import COMPARE_FIGURE, plot_compare
     from deepvision.runs.rundir import HISTORY_FIELDS, RunDir
 
     if len(runs) < 2:
@@ -203,6 +203,7 @@ def compare(runs: list[str], out: str | None, metrics: list[str]) -> int:
         raise UserError(f"--out {target} is a folder; give a file name such as {target / 'compare.png'}")
     for run in opened:  # the plot never replaces a file of a compared run (its sample image, its plots)
         refuse_output_over_inputs(target, run.path.rglob("*"))
-    refuse_replacing(target, drawn_by_matplotlib, "a figure deepvision drew")
+    refuse_replacing(target, drawn_as(COMPARE_FIGURE), "a figure runs compare drew")
+    refuse_figure_among_images(target)
     print(shown(plot_compare(histories, target, tuple(metrics))))
     return 0
