@@ -14,6 +14,7 @@ import pytest
 
 from deepvision.apps.agegender.adience import (
     AGE_CLASSES,
+    HEADER,
     age_bucket,
     display_label,
     make_fake_adience,
@@ -21,6 +22,7 @@ from deepvision.apps.agegender.adience import (
 from deepvision.data.lst import read_lst
 from tests.faces.facetools import FACE, astronaut_bgr, iou
 
+HEADER_LINE = "\t".join(HEADER) + "\n"
 FACES = 60  # every 10th face has the bucket-less age (8, 23); 4 rows per fold are dropped for both tasks
 TINY = ["--set", "model.name=lenet", "--set", "model.num_classes=null", "--set", "data.image_size=28",
         "--set", "data.resize=32", "--set", "train.epochs=1", "--set", "train.global_batch=null",
@@ -75,13 +77,13 @@ def test_adience_lists(adience):
 def test_adience_lists_refuse_bad_input(tmp_path, run_cli):
     code, _, err = run_cli("adience", "lists", "--root", tmp_path, "--out", tmp_path / "o")
     assert code == 2 and "fold_frontal_" in err
-    (tmp_path / "fold_frontal_0_data.txt").write_text("header\nonly\ttwo\n")
+    (tmp_path / "fold_frontal_0_data.txt").write_text(HEADER_LINE + "only\ttwo\n")
     code, _, err = run_cli("adience", "lists", "--root", tmp_path, "--out", tmp_path / "o")
     assert code == 2 and "fold_frontal_0_data.txt:2" in err
-    (tmp_path / "fold_frontal_0_data.txt").write_text("header\n../..\tx.jpg\t1\t(25, 32)\tm\n")
+    (tmp_path / "fold_frontal_0_data.txt").write_text(HEADER_LINE + "../..\tx.jpg\t1\t(25, 32)\tm\n")
     code, _, err = run_cli("adience", "lists", "--root", tmp_path, "--out", tmp_path / "o")
     assert code == 2 and "fold_frontal_0_data.txt:2: user_id '../..' is not a plain name" in err
-    (tmp_path / "fold_frontal_0_data.txt").write_text("header\n1@N00\x1b[2J\tx.jpg\t1\t(25, 32)\tm\n")
+    (tmp_path / "fold_frontal_0_data.txt").write_text(HEADER_LINE + "1@N00\x1b[2J\tx.jpg\t1\t(25, 32)\tm\n")
     code, _, err = run_cli("adience", "lists", "--root", tmp_path, "--out", tmp_path / "o")
     assert code == 2 and "user_id '1@N00\\x1b[2J' is not a plain name" in err and "\x1b" not in err
     (tmp_path / "fold_frontal_0_data.txt").unlink()
@@ -108,6 +110,31 @@ def test_adience_rows_naming_no_face_or_holding_escapes_are_one_line(tmp_path, r
     assert code == 2 and out == "" and err.count("\n") == 1 and "\x1b" not in err, err
     assert err.startswith("deepvision adience: error: " + message.format(root=root, user=user, image=image)), err
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("first", ["drop", "swap", "empty"])
+def test_adience_fold_files_must_begin_with_their_header(tmp_path, run_cli, first):
+    """The first line was skipped unread: a fold file without its header lost its first face, and columns
+    in another order went unnoticed. It must be the Adience header, its columns in order."""
+    root = make_fake_adience(tmp_path / "adience", faces=20, size=8)
+    fold = root / "fold_frontal_2_data.txt"
+    lines = fold.read_text().split("\n")
+    if first == "drop":
+        fold.write_text("\n".join(lines[1:]))
+    elif first == "swap":
+        cols = HEADER.copy()
+        cols[3], cols[4] = cols[4], cols[3]
+        fold.write_text("\n".join(["\t".join(cols), *lines[1:]]))
+    else:
+        fold.write_text("")
+    code, out, err = run_cli("adience", "lists", "--root", root, "--out", tmp_path / "o", "--no-mean")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"deepvision adience: error: {fold}:1: expected the Adience header (user_id, "
+                          f"original_image, face_id, age, gender, x, y"), err
+    assert ("got nothing" if first == "empty" else "got '") in err and not (tmp_path / "o").exists()
+    fold.write_text(" " + "\t".join(HEADER) + " \r\n" + "\n".join(lines[1:]))  # spaces and CRLF are not columns
+    code, out, err = run_cli("adience", "lists", "--root", root, "--out", tmp_path / "o", "--no-mean")
+    assert code == 0, err
 
 
 def test_adience_rows_naming_one_face_twice_or_a_face_outside_are_refused(tmp_path, run_cli):

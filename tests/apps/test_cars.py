@@ -93,13 +93,70 @@ def test_an_image_annotated_twice_is_refused(run_cli, fake, tmp_path):
     code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "lists")
     n = mat["annotations"].shape[1]
     assert code == 2 and err.count("\n") == 1, err
-    assert f"cars_annos.mat: annotation {n} names car_ims/000001.jpg again (first: 1)" in err
+    assert f"cars_annos.mat: annotation {n} names the image of annotation 1 again (car_ims/000001.jpg)" in err
     assert not (tmp_path / "lists").exists()
     rows = ["Image Filename,Make,Model,Vehicle Type,Year", "car_ims/000001.jpg,Audi,S4,Sedan,2012",
             "car_ims/000002.jpg,Audi,S4,Sedan,2012", "car_ims/000001.jpg,Tesla,Model S,Sedan,2012"]
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
-    with pytest.raises(UserError, match=r"labels.csv: entry 3 names car_ims/000001.jpg again \(first: 1\)"):
+    with pytest.raises(UserError, match=r"labels.csv: entry 3 names the image of entry 1 again \(car_ims/000001.jpg\)"):
         build_cars_lists(fake, tmp_path / "out", csv_path=tmp_path / "labels.csv")
+
+
+def _devkit_layout(fake, root):
+    """The devkit layout of the fake set: images 1-60 in cars_train/, the rest in cars_test/."""
+    import shutil
+
+    ann = scipy.io.loadmat(fake / "cars_annos.mat")
+    (root / "devkit").mkdir(parents=True)
+    scipy.io.savemat(root / "devkit" / "cars_meta.mat", {"class_names": ann["class_names"]})
+    for folder, part in (("cars_train", slice(0, 60)), ("cars_test", slice(60, None))):
+        (root / folder).mkdir()
+        rows = ann["annotations"][0, part]
+        fnames = [str(r["relative_im_path"][0]).split("/")[-1] for r in rows]
+        for name in fnames:
+            shutil.copy(fake / "car_ims" / name, root / folder / name)
+        table = np.array([(np.array([name]), r["class"]) for name, r in zip(fnames, rows)],
+                         dtype=[("fname", object), ("class", object)])[None, :]
+        mat = "cars_train_annos.mat" if folder == "cars_train" else "cars_test_annos_withlabels.mat"
+        scipy.io.savemat(root / "devkit" / mat, {"annotations": table})
+    return root
+
+
+@pytest.mark.parametrize("layout", ["cars_annos", "devkit", "csv"])
+@pytest.mark.parametrize("link", ["symbolic", "hard"])
+def test_an_image_reached_under_two_names_is_refused(run_cli, fake, tmp_path, layout, link):
+    """Compared by their text, two names of one file (a link) put one image in train and in test under two
+    labels: images are compared as files, in both devkit files together."""
+    import shutil
+
+    if layout == "devkit":
+        root = _devkit_layout(fake, tmp_path / "stanford")
+        first, second = "cars_train/000001.jpg", "cars_test/000089.jpg"
+    else:
+        root = tmp_path / "stanford"
+        shutil.copytree(fake, root)
+        first, second = "car_ims/000001.jpg", "car_ims/000009.jpg"
+    (root / second).unlink()
+    if link == "symbolic":
+        (root / second).symlink_to(os.path.relpath(root / first, (root / second).parent))
+    else:
+        os.link(root / first, root / second)
+    args = []
+    if layout == "csv":
+        rows = [f"car_ims/{i:06d}.jpg,{'Tesla' if i % 2 else 'Audi'},S,Sedan,2012" for i in range(1, 91)]
+        args = ["--csv", _csv(tmp_path / "labels.csv", rows)]
+    code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "lists", *args)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    expected = {"cars_annos": f"{root / 'cars_annos.mat'}: annotation 9 names the image of annotation 1 again",
+                "devkit": f"{root / 'devkit' / 'cars_test_annos_withlabels.mat'}: annotation 29 names the image of "
+                          f"annotation 1 of {root / 'devkit' / 'cars_train_annos.mat'} again",
+                "csv": f"{tmp_path / 'labels.csv'}: entry 9 names the image of entry 1 again"}[layout]
+    assert err.startswith(f"deepvision cars: error: {expected} ({second} is {first}); an image listed twice"), err
+    assert not (tmp_path / "lists").exists()
+    (root / second).unlink()
+    shutil.copy(root / first, root / second)  # a copy is another image
+    code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "lists", *args)
+    assert code == 0 and "train 64, val 13, test 13" in out, err
 
 
 @pytest.fixture(scope="module")
@@ -272,13 +329,20 @@ def test_class_names_with_escapes_are_refused_before_writing(fake, tmp_path, run
     ("relative_im_path", "car_ims/link.jpg", "annotation 1: {root}/car_ims/link.jpg is a link to {out}, outside "
                                              "the dataset folder"),
     ("class", 2.5, "annotation 1 has class 2.5, not a whole number"),
+    ("class", [1, 2], "annotation 1 has class [1 2], not one number"),
+    ("class", np.zeros((1, 0)), "annotation 1 has class [], not one number"),
+    ("class", "3", "annotation 1 has class '3', not a number"),
+    ("relative_im_path", np.array([["car_ims/000001.jpg", "car_ims/000002.jpg"]], dtype=object),
+     "annotation 1 has relative_im_path ['car_ims/000001.jpg' 'car_ims/000002.jpg'], not one image path"),
 ])
-def test_an_annotation_leaving_the_folder_or_a_fractional_class_is_refused(tmp_path, run_cli, field, value, message):
+def test_an_annotation_leaving_the_folder_or_not_one_whole_class_is_refused(tmp_path, run_cli, field, value, message):
     root = make_fake_cars(tmp_path / "stanford", per_class=3, min_side=32, max_side=48)
     Image.new("RGB", (40, 30)).save(tmp_path / "outside.jpg")
     os.symlink(tmp_path / "outside.jpg", root / "car_ims" / "link.jpg")
     mat = scipy.io.loadmat(root / "cars_annos.mat")
-    mat["annotations"][0, 0][field] = np.array([value]) if isinstance(value, str) else np.array([[value]])
+    if not isinstance(value, np.ndarray):  # a MATLAB string is 1 x n, a number 1 x 1, [1, 2] 1 x 2
+        value = np.array([value] if isinstance(value, str | list) else [[value]])
+    mat["annotations"][0, 0][field] = value
     scipy.io.savemat(root / "cars_annos.mat", {"annotations": mat["annotations"], "class_names": mat["class_names"]})
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "o")

@@ -237,3 +237,32 @@ def test_a_validation_image_listed_twice_is_refused(tmp_path, run_cli):
         "\n".join(val.read_text().splitlines()[:6] + ["ILSVRC2012_val_00000099 4"]) + "\n")
     with pytest.raises(UserError, match=r"val.txt:7 names the id 4 again, first on line 4"):
         build_lists(root, test_size=2, blacklist=False)
+
+
+@pytest.mark.parametrize("link", ["symbolic to a validation image", "hard to another class's image"])
+def test_one_image_file_reached_by_two_entries_is_refused(tmp_path, run_cli, link):
+    """Compared by name only, a training image linked to a validation image (or to another class's) was
+    listed in two splits under two labels: the lists' files are compared as files."""
+    root = tmp_path / "ilsvrc"
+    paths = make_fake_imagenet(root, classes=3, per_class=4, val_per_class=2, min_side=16, max_side=20)
+    stems = [line.split()[0] for line in paths.train_cls.read_text().splitlines()]
+    image = paths.images / "train" / f"{stems[0]}.JPEG"
+    if link.startswith("symbolic"):
+        target = paths.images / "val" / "ILSVRC2012_val_00000001.JPEG"
+        image.unlink()
+        image.symlink_to(os.path.relpath(target, image.parent))
+    else:
+        target = paths.images / "train" / f"{stems[-1]}.JPEG"
+        assert stems[-1].split("/")[0] != stems[0].split("/")[0]
+        image.unlink()
+        os.link(target, image)
+    code, out, err = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "o", "--test-size", "3",
+                             "--no-mean", "--no-blacklist")
+    assert code == 2 and out == "" and err.count("\n") == 1 and not (tmp_path / "o").exists(), err
+    assert err.startswith(f"deepvision imagenet: error: {target} and {image} are one file (a link): the train, "
+                          f"val and test lists would hold one image twice; remove the link or copy the image"), err
+    image.unlink()
+    image.write_bytes(target.read_bytes())  # a copy is another image
+    code, out, err = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "o", "--test-size", "3",
+                             "--no-mean", "--no-blacklist")
+    assert code == 0, err

@@ -1,6 +1,7 @@
 """Adience fold files -> age and gender list files with per-task means (docs/faces.md).
 
-Only `fold_frontal_{0..4}_data.txt` are read (the reference read every *.txt of the folder). A row
+Only `fold_frontal_{0..4}_data.txt` are read (the reference read every *.txt of the folder), each
+beginning with the Adience header line (HEADER, its columns in order). A row
 is kept when its age starts with "(" and its gender is m or f. Age tuples map to the first of the 8
 buckets with lo >= lower and hi <= upper ("lower_upper", last "60_inf"); a tuple that fits none is
 dropped from the age task only. Gender: m -> 0 (male), f -> 1 (female). Age class ids follow the
@@ -65,6 +66,16 @@ def display_label(name: str) -> str:
     return name.capitalize()
 
 
+def check_header(path: Path, line: str) -> None:
+    """UserError unless `line` (the first of the fold file `path`) is the Adience header, its columns in
+    order: a file cut or joined by hand would otherwise lose its first row, and columns in another order
+    would be read as the wrong fields."""
+    if [c.strip() for c in line.strip().split("\t")] != HEADER:
+        got = printable(repr(line[:80])) if line.strip() else "nothing"
+        raise UserError(f"{path}:1: expected the Adience header ({', '.join(HEADER)}; tab-separated), got {got}; "
+                        f"restore the fold file's header line")
+
+
 @dataclass
 class AdienceRows:
     paths: list[str] = field(default_factory=list)  # relative to the Adience root
@@ -87,7 +98,8 @@ def read_folds(root: str | Path) -> AdienceRows:
     top = root.resolve()
     for path in files:
         lines = read_text_file(path, "Adience fold file").splitlines()  # a FIFO is refused, never waited on
-        for lineno, line in enumerate(lines[1:], 2):  # one header line
+        check_header(path, lines[0] if lines else "")
+        for lineno, line in enumerate(lines[1:], 2):
             if not line.strip():
                 continue
             cols = line.split("\t")

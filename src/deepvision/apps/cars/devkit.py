@@ -35,7 +35,7 @@ from deepvision.data.splits import stratified_split
 from deepvision.datasets.detection.readers.common import inside
 from deepvision.datasets.listing import LISTS_MARKER, write_split_lists
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, file_id
 from deepvision.placement import refuse_output_over_inputs
 from deepvision.safeload import check_class_names, check_mat_file, csv_rows, printable, read_text_file
 
@@ -122,39 +122,61 @@ def _annotations(mat: dict, path: Path, path_field: str, num_classes: int) -> tu
                         f"got shape {ann.shape} with fields {', '.join(fields) or 'none'}")
     paths, labels = [], []
     for i, row in enumerate(ann):
-        name, cls = row[path_field], row["class"]
-        try:
-            value = np.asarray(cls).reshape(-1)[0]
-            k = int(value)
-            whole = float(value) == k
-        except (TypeError, ValueError, IndexError, OverflowError):
-            raise UserError(f"{path}: annotation {i + 1} has class {cls!r}, not a number") from None
-        if not whole:
-            raise UserError(f"{path}: annotation {i + 1} has class {float(value):g}, not a whole number")
+        where = f"{path}: annotation {i + 1}"
+        name = row[path_field]
+        if not isinstance(name, str):  # a cell of two paths, or a number, names no one image
+            raise UserError(f"{where} has {path_field} {_shown(name)}, not one image path")
+        k = _one_number(row["class"], f"{where} has class")
         if not 1 <= k <= num_classes:
-            raise UserError(f"{path}: annotation {i + 1} has class {k}, outside 1..{num_classes}")
-        paths.append(str(name))
-        labels.append(k - 1)
+            raise UserError(f"{where} has class {k:g}, outside 1..{num_classes}")
+        paths.append(name)
+        labels.append(int(k) - 1)
     return paths, labels
 
 
-def _check_inside(root: Path, paths: list[str], source: Path) -> None:
+def _shown(value: object) -> str:
+    """A field's value as a message shows it: an array as numpy prints it, text quoted, at most 60 characters."""
+    text = str(value) if isinstance(value, np.ndarray) and value.ndim else repr(np.asarray(value).tolist())
+    return printable(text if len(text) <= 60 else text[:57] + "...")
+
+
+def _one_number(value: object, what: str) -> float:
+    """The whole number a numeric annotation field holds; UserError (`what` and the value) when it holds
+    several or none ([1, 2] is not its first value), text, a logical or a fraction."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        raise UserError(f"{what} {_shown(value)}, not a number")
+    if arr.size != 1:
+        raise UserError(f"{what} {_shown(value)}, not one number")
+    number = float(arr.reshape(-1)[0])
+    if not number.is_integer():
+        raise UserError(f"{what} {number:g}, not a whole number")
+    return number
+
+
+def _check_inside(root: Path, paths: list[str], source: Path, seen: dict[object, tuple[str, str]]) -> None:
     """Refuse an image path that leaves the Stanford Cars folder (absolute, '..' above it, or a link out of
     it), as the detection readers do: the lists are packed as they are, so it would pack a file from
-    elsewhere. An image named twice is refused too."""
+    elsewhere. An image named twice (`seen` holds those of the files read before) is refused too."""
     for i, name in enumerate(paths):
         inside(root, name, f"{source}: annotation {i + 1}")
-    _refuse_repeats(paths, f"{source}: annotation")
+    _refuse_repeats(paths, source, "annotation", seen, root)
 
 
-def _refuse_repeats(paths: list[str], where: str) -> None:
-    """UserError when two entries (numbered from 1 after `where`) name one image: listed twice, it could
-    be trained on and tested on."""
-    seen: dict[str, int] = {}
+def _refuse_repeats(paths: list[str], source: Path, what: str, seen: dict[object, tuple[str, str]],
+                    root: Path | None) -> None:
+    """UserError when an entry (`what` numbered from 1 in `source`) names the image of an entry met before,
+    in this file or in one whose entries `seen` collects: listed twice, it could be trained on and tested on.
+    Images are compared as files under `root` (device and inode, links followed), so two names reaching
+    one file through a link are one image; by their normalised path where there is no file."""
     for i, name in enumerate(paths, 1):
-        first = seen.setdefault(os.path.normpath(name), i)
-        if first != i:
-            raise UserError(f"{where} {i} names {printable(name)} again (first: {first}); an image listed twice "
+        key = (file_id(root / name) if root is not None else None) or os.path.normpath(name)
+        here = f"{what} {i}"
+        where, first = seen.setdefault(key, (f"{here} of {source}", name))
+        if where != f"{here} of {source}":
+            at = where.removesuffix(f" of {source}")
+            same = printable(name) if first == name else f"{printable(name)} is {printable(first)}"
+            raise UserError(f"{source}: {here} names the image of {at} again ({same}); an image listed twice "
                             f"could be trained on and tested on; remove one of them")
 
 
@@ -168,7 +190,7 @@ def read_annotations(root: str | Path) -> tuple[list[str], list[str]]:
         mat = _loadmat(allinone)
         names = _class_names(mat, allinone)
         paths, labels = _annotations(mat, allinone, "relative_im_path", len(names))
-        _check_inside(root, paths, allinone)
+        _check_inside(root, paths, allinone, {})
         return paths, [names[k] for k in labels]
     meta = root / "devkit" / "cars_meta.mat"
     if not meta.exists():
@@ -179,13 +201,14 @@ def read_annotations(root: str | Path) -> tuple[list[str], list[str]]:
     test = next((p for p in (root / "devkit" / "cars_test_annos_withlabels.mat",
                              root / "cars_test_annos_withlabels.mat") if p.exists()), None)
     out_paths, out_names = [], []
+    seen: dict[object, tuple[str, str]] = {}  # across both files: a test image linked to a training one
     for mat_path, folder in ((train, "cars_train"), (test, "cars_test")):
         if mat_path is None:
             raise UserError(f"cars_test_annos_withlabels.mat not found in {root}/devkit or {root}; the test images "
                             f"need their labels")
         paths, labels = _annotations(_loadmat(mat_path), mat_path, "fname", len(names))
         paths = [f"{folder}/{p}" for p in paths]
-        _check_inside(root, paths, mat_path)
+        _check_inside(root, paths, mat_path, seen)
         out_paths += paths
         out_names += [names[k] for k in labels]
     return out_paths, out_names
@@ -211,7 +234,7 @@ def read_label_csv(path: str | Path, images: str, root: str | Path | None = None
         labels.append(label_of(row[1].strip(), row[2].strip(), f"{path}:{lineno}"))
     if not paths:
         raise UserError(f"{path} lists no images")
-    _refuse_repeats(paths, f"{path}: entry")
+    _refuse_repeats(paths, path, "entry", {}, Path(root) if root is not None else None)
     return paths, labels
 
 

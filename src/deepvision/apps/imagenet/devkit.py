@@ -2,7 +2,8 @@
 
 Labels are `map_clsloc` id - 1, in map_clsloc order (not sorted-WNID order). Validation labels are
 the ground-truth id - 1; blacklisted validation images are dropped (ids compared as numbers, so
-`007` is image 7); an image or id that val.txt names twice is refused. The test split is carved from
+`007` is image 7); an image or id that val.txt names twice is refused, and so is one image file that two
+entries of the lists reach (a link in train/ to a validation image), compared as files. The test split is carved from
 train: stratified by label, seeded, shuffled (scikit-learn `train_test_split` semantics); train and
 test lists come out in random order, val keeps val.txt order.
 """
@@ -19,7 +20,7 @@ from deepvision.data.splits import stratified_split
 from deepvision.datasets.listing import write_split_lists
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, input_file
-from deepvision.safeload import check_class_names, is_control, printable, read_text_file
+from deepvision.safeload import check_class_names, is_control, printable, read_text_file, refuse_linked_files
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,9 @@ def build_lists(root: str | Path, out: str | Path | None = None, *, test_size: i
     index = {wnid: i for i, (wnid, _) in enumerate(classes)}
     train_stems, train_labels = read_train_cls(paths.train_cls, index)
     val_stems, val_labels, dropped = read_val(paths, len(classes), blacklist)
+    listed = [paths.images / "train" / f"{stem}{ext}" for stem in train_stems]
+    listed += [paths.images / "val" / f"{stem}{ext}" for stem in val_stems]
+    refuse_linked_files(listed, {}, "the train, val and test lists")  # one image under two labels, in two splits
     size = test_size if test_size is not None else test_per_class * len(classes)
     if size >= len(train_stems):
         raise UserError(f"a test split of {size} images leaves nothing to train on ({len(train_stems)} training "
