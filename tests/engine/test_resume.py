@@ -216,3 +216,21 @@ def test_resume_rewrites_a_removed_config_yaml_from_the_last_checkpoint(full_run
     with pytest.raises(UserError, match="the run already has 4 epochs"):  # finished: nothing more to train
         resume(copy)
     assert RunDir.open(copy).read_config() == before and RunDir.open(copy).config_edited() is None
+
+
+def test_a_hand_edited_model_section_is_refused_by_every_loader(full_run, tmp_path):
+    """config.yaml edited to `args: {activation: relu}` made evaluate and predict run epoch 1's weights through
+    another network (88.6% -> 74.1%) without a word."""
+    from deepvision.runs.loading import load_run
+
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run.run_dir, copy)
+    text = (copy / "config.yaml").read_text()
+    assert "  args: {}\n" in text
+    (copy / "config.yaml").write_text(text.replace("  args: {}\n", "  args: {activation: relu}\n", 1))
+    with pytest.raises(UserError, match=r"config.yaml names another model than keras_mnist_cnn-0001.pt was trained "
+                                        r"with \(model.args.activation \(unset -> relu\)\); undo the edit"):
+        load_run(copy, epoch=1)
+    with pytest.raises(UserError, match=r"^config.yaml was edited by hand \(model.args.activation: unset -> relu\); "
+                                        r"the model cannot change on resume, so undo the edit$"):
+        resume(copy, epoch=2, overrides=["train.epochs=5"])

@@ -19,6 +19,7 @@ from deepvision.safeload import (
     SafeLoader,
     input_file,
     load_yaml,
+    printable,
     read_bytes,
     shown_value,
 )
@@ -174,3 +175,26 @@ _Dumper.add_representer(list, _represent_list)
 
 def config_to_yaml(cfg: Config) -> str:
     return yaml.dump(to_dict(cfg), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
+
+
+def model_change(before: Config, after: Config) -> str | None:
+    """The first key of the model section that differs between two configs, as "model.args.activation
+    (unset -> relu)"; None when the sections are equal. A checkpoint's weights mean what they mean only
+    under the model section they were trained with."""
+    ours, theirs = _flat_model(to_dict(before)["model"]), _flat_model(to_dict(after)["model"])
+    changed = [k for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)]
+    if not changed:
+        return None
+    show = lambda v: "unset" if v is None else printable(str(v))[:40]
+    return f"model.{changed[0]} ({show(ours.get(changed[0]))} -> {show(theirs.get(changed[0]))})"
+
+
+def _flat_model(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys of a (nested) mapping; an empty mapping adds no key (`args: {}` is no argument)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat_model(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return out

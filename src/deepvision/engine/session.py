@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import re
 import shutil
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from deepvision.config.io import build_config, override_keys
+from deepvision.config.io import build_config, model_change, override_keys
 from deepvision.config.names import check_source_options
 from deepvision.config.profile import reset_optimizer_on_resume
 from deepvision.config.schema import Config
@@ -27,7 +28,7 @@ from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.loading import check_identity
 from deepvision.runs.lock import RunLock, elastic_attempt
 from deepvision.runs.rundir import RunDir
-from deepvision.safeload import printable, shown_value
+from deepvision.safeload import printable
 
 
 def default_name(cfg: Config) -> str:
@@ -152,8 +153,11 @@ def _resume_locked(run: RunDir, epoch: int | None, overrides: list[str] | None, 
         raise UserError(f"checkpoint.prefix cannot change on resume: the run's checkpoints are {prefix}-NNNN.pt, and "
                         f"epochs saved under another prefix would not be found; start a new run from its weights "
                         f"(model.pretrained) for a new prefix")
-    if before is not None:
-        _check_same_model(before, cfg)
+    change = model_change(before, cfg) if before is not None else None
+    if change is not None:
+        raise UserError(f"{change.replace(' (', ' cannot change on resume (', 1)}: the run's checkpoints were "
+                        f"trained with the model it names; start a new run from this run's weights "
+                        f"(--set model.pretrained=CHECKPOINT) for another model")
     manual_lr = ckpt.get("scheduler_state", {}).get("manual_lr")
     if any(k.startswith("schedule.") for k in keys):
         manual_lr = None
@@ -242,31 +246,25 @@ def _check_hand_edits(run: RunDir, saved: Any, keys: list[str]) -> None:
     if changed:
         k = changed[0]
         more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
-        raise UserError(f"config.yaml was edited by hand ({k}: {shown_value(ours.get(k))} -> "
-                        f"{shown_value(theirs.get(k))}{more}); a resume takes the settings from the checkpoint, so "
-                        f"give changes with --set (--set {k}={shown_value(theirs.get(k))}) or undo the edit")
+        fix = "the model cannot change on resume, so undo the edit" if k.startswith("model.") else (
+            f"a resume takes the settings from the checkpoint, so give changes with --set (--set "
+            f"{k}={_yaml(theirs, k) if k in theirs else 'null'}) or undo the edit")
+        raise UserError(f"config.yaml was edited by hand ({k}: {_yaml(ours, k)} -> {_yaml(theirs, k)}{more}); {fix}")
 
 
-def _check_same_model(before: Config, cfg: Config) -> None:
-    """Refuse a resume that changes the model section: every checkpoint of the run is rebuilt from the one
-    config.yaml, so an activation changed with --set would give the earlier epochs' weights another function."""
-    from dataclasses import asdict
-
-    ours, theirs = _flat(asdict(before.model), "model."), _flat(asdict(cfg.model), "model.")
-    changed = [k for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)
-               and {} not in (ours.get(k), theirs.get(k))]  # `args: {}` beside `args.width: 2`: the key is named
-    if changed:
-        k = changed[0]
-        show = lambda v: "unset" if v is None else printable(str(v))[:40]
-        raise UserError(f"{k} cannot change on resume ({show(ours.get(k))} -> {show(theirs.get(k))}): "
-                        f"the run's checkpoints were trained with the model it names; start a new run from this "
-                        f"run's weights (--set model.pretrained=CHECKPOINT) for another model")
+def _yaml(flat: dict[str, Any], key: str) -> str:
+    """A setting as a --set value is written (relu, 4, null, [1, 2]); "unset" where the key is absent."""
+    if key not in flat:
+        return "unset"
+    value = flat[key]
+    return printable(value)[:60] if isinstance(value, str) else printable(json.dumps(value))[:60]
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys of a nested mapping; an empty mapping adds no key (`args: {}` holds no setting)."""
     out: dict[str, Any] = {}
     for key, value in data.items():
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict):
             out.update(_flat(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = _plain(value)

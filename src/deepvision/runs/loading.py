@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepvision.config.io import build_config, model_change
 from deepvision.config.schema import Config
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
@@ -77,6 +78,11 @@ def _open_run(run_dir: str | Path, epoch: int | None,
     cfg = run.read_config()
     pre = run.read_preprocess()
     check_identity(run, ckpt, path, cfg.model.name)
+    trained = ckpt.get("config")
+    change = model_change(build_config(trained), cfg) if isinstance(trained, dict) else None
+    if change is not None:  # the weights would be run through another network than they were trained in
+        raise UserError(f"{run.config_path} names another model than {path.name} was trained with ({change}); "
+                        f"undo the edit: a run's model section never changes")
     cfg.model.pretrained = None  # the checkpoint supersedes any initial weights
     _relocate_model_files(cfg, run)
     return run, path, ckpt, cfg, pre

@@ -52,8 +52,9 @@ def load_index(root: str | Path, splits: list[str] | None = None) -> DetectionIn
     root = Path(root)
     meta_path = root / "dataset.json"
     if not meta_path.is_file():
+        from deepvision.safeload import shell_word
         raise UserError(f"{root} is not a built detection dataset (no dataset.json); build one with "
-                        f"`deepvision detection build FORMAT ... --out {root}`")
+                        f"`deepvision detection build FORMAT ... --out {shell_word(root)}`")
     meta = _read_json(meta_path)
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise UserError(f"{meta_path} is not a deepvision detection dataset of version {VERSION}")
