@@ -53,6 +53,16 @@ def test_invalid_json_is_a_parse_error_with_line():
     assert isinstance(ParseError("x"), ValueError) and not isinstance(LimitError("x"), ValueError)
 
 
+def test_a_json_object_naming_a_key_twice_is_refused(tmp_path):
+    with pytest.raises(ParseError) as info:
+        load_json('{"images": [{"id": 1, "category_id": 1, "category_id": 7}]}', "ann.json")
+    assert str(info.value) == "ann.json: a JSON object names 'category_id' twice; keep one of them"
+    (tmp_path / "preprocess.json").write_text('{"channels": 1, "scale": 0.5, "scale": 1.0}')
+    with pytest.raises(ParseError, match=r"preprocess.json: a JSON object names 'scale' twice"):
+        read_json(tmp_path / "preprocess.json")
+    assert load_json('{"a": {"k": 1}, "b": {"k": 2}}') == {"a": {"k": 1}, "b": {"k": 2}}  # one key per object
+
+
 def test_yaml_alias_bomb_is_refused_before_construction():
     assert len(ALIAS_BOMB) < 500
     with pytest.raises(LimitError, match=r"^data.yaml: YAML aliases expand the node on line \d+ beyond"):
