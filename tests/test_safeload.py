@@ -368,6 +368,31 @@ def test_a_class_name_in_two_unicode_spellings_is_one_name_given_twice():
     check_class_names(["caf\u00e9", "cat", "\u0441at"], "labels.txt")  # another script's letters: another name
 
 
+def test_a_class_name_with_surrounding_spaces_is_refused(tmp_path, run_cli):
+    """'a' and 'a ' print alike; a class folder named 'a ' gets the same one line."""
+    from PIL import Image
+
+    from deepvision.safeload import check_class_names
+
+    for name in ("a ", " a", "a\u00a0", "   "):
+        with pytest.raises(UserError) as info:
+            check_class_names(["a", name, "b"] if name.strip() else [name], "h.h5 'label_names'")
+        assert str(info.value).startswith(f"h.h5 'label_names': class name {name!r} ")
+    with pytest.raises(UserError) as info:
+        check_class_names(["b", "a "], "h.h5 'label_names'")
+    assert str(info.value) == "h.h5 'label_names': class name 'a ' has surrounding spaces (it prints as 'a'); rename it"
+    check_class_names(["a b", "n01440764 tench"], "labels.txt")  # spaces inside a name are part of it
+    for split in ("train", "test"):
+        for cls in ("a ", "b"):
+            (tmp_path / "imgs" / split / cls).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(tmp_path / "imgs" / split / cls / "0.png")
+    (tmp_path / "cfg.yaml").write_text(f"data: {{source: folder, root: {tmp_path / 'imgs'}}}\nmodel: {{name: lenet}}\n"
+                                       f"train: {{epochs: 1}}\n")
+    code, _, err = run_cli("train", tmp_path / "cfg.yaml", "--out", tmp_path / "runs")
+    assert code == 2 and err.strip() == (f"deepvision train: error: {tmp_path / 'imgs' / 'train'}: class name 'a ' "
+                                         f"has surrounding spaces (it prints as 'a'); rename it"), err
+
+
 def test_the_read_ceiling_is_the_memory_this_process_may_use(monkeypatch):
     """Under an 8 GB address-space limit the ceiling stayed at the machine's 25 GB: a small Keras config
     whose layers need 13 GB passed the plan and failed inside torch's allocator, in its words."""

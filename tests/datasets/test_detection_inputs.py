@@ -437,6 +437,9 @@ def test_class_names_equal_under_unicode_normalisation_are_one_name_given_twice(
                                             r"name\); class names must be unique$"):
             check_class_names(names, Annotations({}, []))
     check_class_names(["caf\u00e9", "cafe"], Annotations({}, []))
+    with pytest.raises(UserError, match=r"^the annotations give the class name ' disc', which has surrounding "
+                                        r"spaces; class names must be printable text without surrounding spaces$"):
+        check_class_names(["cat", " disc"], Annotations({}, []))  # the built index would be refused when read
 
 
 def test_a_build_replaces_an_earlier_build_whole_and_no_other_folder(tmp_path, run_cli):
