@@ -3,6 +3,8 @@ refused in one line, nothing allocated."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from deepvision.errors import UserError
@@ -64,6 +66,10 @@ def test_builder_options_of_the_wrong_kind_are_named_and_exponents_are_numbers(r
         create_model("emotion_vgg", bn_eps="1e-3")
     with pytest.raises(UserError, match=r"option 'input_size' must be a number or a list, got 'abc'"):
         create_model("emotion_vgg", input_size="abc")  # in a config's model.args; models show takes --input
+    for model, option, value in (("lenet", "input_size", [True, 28]), ("emotion_vgg", "bn_eps", True)):
+        with pytest.raises(UserError, match=rf"^model '{model}' option '{option}' takes numbers, not true/false; "
+                                            rf"got {re.escape(repr(value))}$"):
+            create_model(model, **{option: value})  # Python reads true as 1
 
 
 def test_width_lists_hold_whole_numbers_from_one_and_own_settings_are_not_options(run_cli):
