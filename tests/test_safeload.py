@@ -53,6 +53,16 @@ def test_invalid_json_is_a_parse_error_with_line():
     assert isinstance(ParseError("x"), ValueError) and not isinstance(LimitError("x"), ValueError)
 
 
+def test_a_json_object_naming_a_key_twice_is_refused(tmp_path):
+    with pytest.raises(ParseError) as info:
+        load_json('{"images": [{"id": 1, "category_id": 1, "category_id": 7}]}', "ann.json")
+    assert str(info.value) == "ann.json: a JSON object names 'category_id' twice; keep one of them"
+    (tmp_path / "preprocess.json").write_text('{"channels": 1, "scale": 0.5, "scale": 1.0}')
+    with pytest.raises(ParseError, match=r"preprocess.json: a JSON object names 'scale' twice"):
+        read_json(tmp_path / "preprocess.json")
+    assert load_json('{"a": {"k": 1}, "b": {"k": 2}}') == {"a": {"k": 1}, "b": {"k": 2}}  # one key per object
+
+
 def test_yaml_alias_bomb_is_refused_before_construction():
     assert len(ALIAS_BOMB) < 500
     with pytest.raises(LimitError, match=r"^data.yaml: YAML aliases expand the node on line \d+ beyond"):
@@ -356,6 +366,31 @@ def test_a_class_name_in_two_unicode_spellings_is_one_name_given_twice():
     with pytest.raises(UserError, match=r"class name 'a' is given twice; class names must be unique"):
         check_class_names(["a", "b", "a"], "labels.txt")
     check_class_names(["caf\u00e9", "cat", "\u0441at"], "labels.txt")  # another script's letters: another name
+
+
+def test_a_class_name_with_surrounding_spaces_is_refused(tmp_path, run_cli):
+    """'a' and 'a ' print alike; a class folder named 'a ' gets the same one line."""
+    from PIL import Image
+
+    from deepvision.safeload import check_class_names
+
+    for name in ("a ", " a", "a\u00a0", "   "):
+        with pytest.raises(UserError) as info:
+            check_class_names(["a", name, "b"] if name.strip() else [name], "h.h5 'label_names'")
+        assert str(info.value).startswith(f"h.h5 'label_names': class name {name!r} ")
+    with pytest.raises(UserError) as info:
+        check_class_names(["b", "a "], "h.h5 'label_names'")
+    assert str(info.value) == "h.h5 'label_names': class name 'a ' has surrounding spaces (it prints as 'a'); rename it"
+    check_class_names(["a b", "n01440764 tench"], "labels.txt")  # spaces inside a name are part of it
+    for split in ("train", "test"):
+        for cls in ("a ", "b"):
+            (tmp_path / "imgs" / split / cls).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(tmp_path / "imgs" / split / cls / "0.png")
+    (tmp_path / "cfg.yaml").write_text(f"data: {{source: folder, root: {tmp_path / 'imgs'}}}\nmodel: {{name: lenet}}\n"
+                                       f"train: {{epochs: 1}}\n")
+    code, _, err = run_cli("train", tmp_path / "cfg.yaml", "--out", tmp_path / "runs")
+    assert code == 2 and err.strip() == (f"deepvision train: error: {tmp_path / 'imgs' / 'train'}: class name 'a ' "
+                                         f"has surrounding spaces (it prints as 'a'); rename it"), err
 
 
 def test_the_read_ceiling_is_the_memory_this_process_may_use(monkeypatch):

@@ -637,6 +637,17 @@ def test_fer2013_build_that_fails_partway_leaves_no_out_folder(fer_csv, tmp_path
     assert code == 2 and "is 64x64; FER2013 faces are 48x48" in err and not (tmp_path / "fer").exists()
 
 
+def test_fer2013_csv_row_of_more_or_fewer_cells_than_the_header_is_refused(fer_csv, tmp_path, run_cli):
+    """A stray comma shifts a row: its extra cell is not dropped, a missing one not taken as empty."""
+    lines = fer_csv.read_text().splitlines()
+    for name, row, message in (("more.csv", lines[1] + ",x", "more.csv:2: 4 cells under a header of 3"),
+                               ("fewer.csv", lines[1].rsplit(",", 1)[0], "fewer.csv:2: 2 cells under a header of 3")):
+        (tmp_path / name).write_text("\n".join([lines[0], row, *lines[2:]]) + "\n")
+        code, out, err = run_cli("fer2013", "build", tmp_path / name, "--out", tmp_path / "o")
+        assert code == 2 and err.strip() == f"deepvision fer2013: error: {tmp_path / message}", err
+        assert not (tmp_path / "o").exists()
+
+
 def test_fer2013_build_refusals_are_the_error_line_alone(fer_csv, tmp_path, run_cli, busy_machine):
     """A refused CSV (a bad emotion, a column named twice) prints nothing on stdout, not even the
     progress bar's closing line, and no busy-cores note before the error."""

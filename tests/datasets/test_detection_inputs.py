@@ -411,6 +411,23 @@ def test_an_image_named_by_two_records_is_refused(tmp_path):
     assert report.counts["train"].images == 2 and report.counts["test"].images == 1
 
 
+def test_an_image_hard_linked_into_two_splits_is_refused(tmp_path, run_cli):
+    """A val image that is a hard link to a training image is one file under two names: compared by
+    identity, it is refused as a symbolic link is."""
+    from deepvision.datasets.detection import make_fake
+
+    yolo = make_fake(tmp_path / "y", "yolo", images=6, size=64, seed=0)
+    val = sorted((tmp_path / "y" / "images" / "val").glob("*.jpg"))[0]
+    train = sorted((tmp_path / "y" / "images" / "train").glob("*.jpg"))[0]
+    val.unlink()
+    os.link(train, val)
+    code, _, err = run_cli("detection", "build", *yolo.build_args, "--out", tmp_path / "built")
+    assert code == 2 and err.count("\n") == 1, err
+    assert (f"{val} (one file with {train}: a link) is named by two records, a record (train) and a record (val)"
+            in err), err
+    assert not (tmp_path / "built").exists()
+
+
 def test_class_names_equal_under_unicode_normalisation_are_one_name_given_twice():
     from deepvision.datasets.detection.checks import check_class_names
     from deepvision.datasets.detection.schema import Annotations
@@ -420,6 +437,9 @@ def test_class_names_equal_under_unicode_normalisation_are_one_name_given_twice(
                                             r"name\); class names must be unique$"):
             check_class_names(names, Annotations({}, []))
     check_class_names(["caf\u00e9", "cafe"], Annotations({}, []))
+    with pytest.raises(UserError, match=r"^the annotations give the class name ' disc', which has surrounding "
+                                        r"spaces; class names must be printable text without surrounding spaces$"):
+        check_class_names(["cat", " disc"], Annotations({}, []))  # the built index would be refused when read
 
 
 def test_a_build_replaces_an_earlier_build_whole_and_no_other_folder(tmp_path, run_cli):

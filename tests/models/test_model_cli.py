@@ -88,6 +88,10 @@ def test_show_writes_a_diagram(run_cli, tmp_path):
     (("show", "lenet", "--set", "activation"), "--set expects KEY=VALUE"),
     (("show", "lenet", "--set", "activaton=relu"), "model 'lenet' has no option 'activaton' (did you mean: activation"),
     (("show", "lenet", "--diagram", "out.bmpx"), "cannot write a diagram as '.bmpx'"),
+    (("show", "emotion_vgg", "--set", "input_size=28"), "--set input_size: give the input as --input (CxHxW, HxW "
+                                                        "or a side, e.g. --input 1x48x48); the model is built for"),
+    (("show", "lenet", "--set", "input_size=[5,28,28]"), "--set input_size: give the input as --input"),
+    (("show", "lenet", "--set", "input_size=[true,28]"), "--set input_size: give the input as --input"),
 ])
 def test_show_bad_input_is_one_line_exit_2(run_cli, args, message):
     code, out, err = run_cli("models", *args)

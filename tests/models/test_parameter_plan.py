@@ -3,6 +3,8 @@ refused in one line, nothing allocated."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from deepvision.errors import UserError
@@ -56,13 +58,18 @@ def test_builder_options_of_the_wrong_kind_are_named_and_exponents_are_numbers(r
     assert code == 0 and "emotion_vgg" in out
     cases = {("emotion_vgg", "bn_eps=abc"): "option 'bn_eps' must be a number, got 'abc'",
              ("emotion_vgg", "bn_eps=[1]"): "option 'bn_eps' must be a number, got [1]",
-             ("emotion_vgg", "input_size=abc"): "option 'input_size' must be a number or a list, got 'abc'",
              ("resnet_ref", "stages=abc"): "option 'stages' must be a list, got 'abc'"}
     for (model, option), message in cases.items():
         code, out, err = run_cli("models", "show", model, "--set", option)
         assert code == 2 and out == "" and err.count("\n") == 1 and f"model '{model}' {message}" in err, err
     with pytest.raises(UserError, match=r"option 'bn_eps' must be a number, got '1e-3'"):
         create_model("emotion_vgg", bn_eps="1e-3")
+    with pytest.raises(UserError, match=r"option 'input_size' must be a number or a list, got 'abc'"):
+        create_model("emotion_vgg", input_size="abc")  # in a config's model.args; models show takes --input
+    for model, option, value in (("lenet", "input_size", [True, 28]), ("emotion_vgg", "bn_eps", True)):
+        with pytest.raises(UserError, match=rf"^model '{model}' option '{option}' takes numbers, not true/false; "
+                                            rf"got {re.escape(repr(value))}$"):
+            create_model(model, **{option: value})  # Python reads true as 1
 
 
 def test_width_lists_hold_whole_numbers_from_one_and_own_settings_are_not_options(run_cli):

@@ -7,7 +7,6 @@ opening whole files for the graph route (`.keras` zips, Keras 3 layouts) is `ker
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 
 from deepvision.data.hdf5 import external_storage, open_object
 from deepvision.errors import UserError
+from deepvision.safeload import load_json
 
 KINDS = {"Conv2D": "conv", "Convolution2D": "conv", "Dense": "dense", "BatchNormalization": "bn",
          "SeparableConv2D": "separable", "SeparableConvolution2D": "separable", "DepthwiseConv2D": "depthwise"}
@@ -80,8 +80,8 @@ def _infer_class(weights: dict[str, np.ndarray]) -> str:
     return "?"
 
 
-def _config_layers(model_config: Any) -> tuple[list[dict[str, Any]], tuple[int, ...] | None]:
-    cfg = json.loads(attr_text(model_config)) if model_config is not None else {}
+def _config_layers(model_config: Any, source: str) -> tuple[list[dict[str, Any]], tuple[int, ...] | None]:
+    cfg = load_json(attr_text(model_config), source) if model_config is not None else {}
     inner = cfg.get("config", {}) if isinstance(cfg, dict) else {}
     layers = inner.get("layers", inner) if isinstance(inner, dict) else inner  # Keras 2.0 Sequential: a list
     layers = layers if isinstance(layers, list) else []
@@ -184,7 +184,7 @@ def read_keras_h5(path: str | Path) -> KerasFile:
             hint = " (a Keras 3 .weights.h5 file: save the whole model with model.save('m.h5') instead)" \
                 if "layers" in f else ""
             raise UserError(f"{path} is not a Keras HDF5 model or weights file (no layer_names){hint}")
-        config_layers, input_shape = _config_layers(f.attrs.get("model_config"))
+        config_layers, input_shape = _config_layers(f.attrs.get("model_config"), f"{path} model_config")
         by_name = {c.get("config", {}).get("name", c.get("name")): c for c in config_layers}
         layers, used = [], set()
         for raw in group.attrs["layer_names"]:

@@ -291,6 +291,10 @@ def create_model(
                  and _is_flag(spec.builder, k)), None)
     if flag is not None:  # any text is true: `zero_init_residual: abc` was taken as true
         raise UserError(f"model '{name}' option '{flag}' must be true or false, got {options[flag]!r}")
+    boolean = next((k for k, v in options.items() for x in (v if isinstance(v, (list, tuple)) else [v])
+                    if isinstance(x, bool) and _expected_kinds(spec.builder, k)), None)
+    if boolean is not None:  # true is 1 to Python: `input_size: [true, 28]` built a 1x28 model
+        raise UserError(f"model '{name}' option '{boolean}' takes numbers, not true/false; got {options[boolean]!r}")
     kwargs: dict[str, Any] = dict(options)
     kwargs["num_classes"] = spec.num_classes if num_classes is None else num_classes
     kwargs["in_channels"] = spec.input_size[0] if in_channels is None else in_channels

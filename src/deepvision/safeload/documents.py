@@ -10,6 +10,8 @@ Two limits hold for every document, with a one-line UserError naming the source 
   plus scalar characters) may exceed the text's own length by at most `MAX_ALIAS_GROWTH`, and a node may not
   contain itself.
 
+A JSON object that names a key twice is refused (the json module would keep the last value silently).
+
 Syntax errors raise `ParseError` (also a ValueError, so callers that map ValueError to their own "damaged
 file" message keep doing so); exceeded limits raise `LimitError`, a plain UserError that such callers pass on.
 """
@@ -67,13 +69,33 @@ def json_depth(data: str | bytes) -> int:
     return int(np.cumsum(moves, dtype=np.int64).max(initial=0))
 
 
+class _DuplicateKey(Exception):
+    """Raised inside the parser for a key given twice in one object (not a ValueError: passed on as is)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """The object of `pairs`; _DuplicateKey when a key comes twice (a count comparison: cheap per object)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
 def load_json(data: str | bytes, source: str | None = None, max_depth: int = MAX_DEPTH) -> Any:
-    """Parse JSON text with the nesting limit; ParseError for invalid JSON, LimitError when too deep."""
+    """Parse JSON text with the nesting limit; ParseError for invalid JSON or an object naming a key twice,
+    LimitError when too deep."""
     depth = json_depth(data)
     if depth > max_depth:
         raise LimitError(f"{_where(source)}JSON nested deeper than {max_depth} levels ({depth})")
     try:
-        return json.loads(data)
+        return json.loads(data, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise ParseError(f"{_where(source)}a JSON object names {exc.args[0][:80]!r} twice; keep one "
+                         f"of them") from None
     except RecursionError:  # not reachable within the depth limit; kept as a last guard
         raise LimitError(f"{_where(source)}JSON nested too deeply") from None
     except (ValueError, TypeError) as exc:

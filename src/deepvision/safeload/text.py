@@ -137,18 +137,22 @@ def name_lines(text: str) -> list[str]:
 
 def check_class_names(names: list[str], where: str) -> None:
     """UserError naming the first class name that labels.txt (one name a line) could not keep: empty, not a
-    string, holding a control character or a line separator (a newline would split it into two classes), or
-    given twice (two outputs with one name: a prediction could not say which)."""
+    string, holding a control character or a line separator (a newline would split it into two classes), with
+    surrounding spaces ('a' and 'a ' print alike, and a list of names is read back stripped), or given twice
+    (two outputs with one name: a prediction could not say which)."""
     seen: dict[str, str] = {}  # NFC form -> the name as first given
     for name in names:
         if not isinstance(name, str):
             kind = "a number" if isinstance(name, (int, float)) and not isinstance(name, bool) else \
                 f"a {type(name).__name__}"
             raise UserError(f"{where}: class name {printable(repr(name))[:60]} is {kind}; class names are text")
-        if not name or any(is_control(ch) for ch in name):
+        if not name.strip() or any(is_control(ch) for ch in name):
             raise UserError(f"{where}: class name {printable(repr(name))} is empty or holds a control character "
                             f"(a newline would split labels.txt; a bidi override or zero-width character "
                             f"would disguise the name); rename it")
+        if name != name.strip():
+            raise UserError(f"{where}: class name {name!r} has surrounding spaces (it prints as "
+                            f"{name.strip()!r}); rename it")
         key = unicodedata.normalize("NFC", name)  # 'café' precomposed and decomposed print alike
         if key in seen:
             spelled = "" if seen[key] == name else " (two Unicode spellings of one name)"

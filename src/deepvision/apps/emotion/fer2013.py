@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,12 @@ class FerBuild:
     notes: list[str] = field(default_factory=list)  # what was left out, one line each
 
 
-def _parse_row(row: dict[str, str], lineno: int, path: Path) -> tuple[int, np.ndarray, str]:
+def _parse_row(row: dict[str | None, Any], lineno: int, path: Path) -> tuple[int, np.ndarray, str]:
+    extra = row.get(None, [])  # csv.DictReader puts the cells past the header under None, fills missing with None
+    header = len(row) - (None in row)
+    cells = sum(v is not None for k, v in row.items() if k is not None) + len(extra)
+    if cells != header:  # a stray comma shifts a row: no cell is dropped or guessed
+        raise UserError(f"{path}:{lineno}: {cells} cells under a header of {header}")
     emotion = row.get("emotion")
     if not isinstance(emotion, str) or not EMOTION.fullmatch(emotion) or not 0 <= int(emotion) <= 6:
         raise UserError(f"{path}:{lineno}: emotion must be an integer 0-6, got '{printable(str(emotion)[:20])}'")

@@ -158,6 +158,9 @@ def run_show(args: argparse.Namespace) -> int:
 
         check_diagram_path(args.diagram)
     options = parse_options(args.options)
+    if "input_size" in options:  # the shown input and the one the model is built for are one setting
+        raise UserError(f"--set input_size: give the input as --input (CxHxW, HxW or a side, e.g. --input "
+                        f"{'x'.join(map(str, spec.input_size))}); the model is built for the input it shows")
     if args.reference:
         options["reference"] = True
     options_text = shown(", ".join(f"{k}={v}" for k, v in options.items() if k != "reference"))

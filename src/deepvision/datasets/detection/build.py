@@ -19,7 +19,7 @@ from deepvision.datasets.detection.checks import check_class_names, check_output
 from deepvision.datasets.detection.labelmap import label_map_text, read_class_list
 from deepvision.datasets.detection.schema import Annotations, ImageRecord
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, output_folder
+from deepvision.fileio import atomic_write_text, file_id, output_folder
 from deepvision.placement import begins_with
 from deepvision.safeload import printable, read_json
 
@@ -76,17 +76,20 @@ def _split_all(records: list[ImageRecord], test_fraction: float, seed: int) -> d
 
 def check_one_record_per_image(ann: Annotations) -> None:
     """Refuse an image file named by two records (an id in two VOC split lists, two XML files naming one
-    photo): its boxes would disagree, and it could land in train and test alike."""
-    seen: dict[str, tuple[str, str]] = {}
+    photo, a symbolic or hard link to another record's image): its boxes would disagree, and it could land in
+    train and test alike. Files are compared by identity (device, inode), paths where the file is absent."""
+    seen: dict[object, tuple[str, str, str]] = {}
     for split, records in ann.splits.items():
         for rec in records:
-            key = os.path.normcase(os.path.realpath(rec.file))
+            key = file_id(rec.file) or os.path.normcase(os.path.realpath(rec.file))
             here = f"{rec.source or 'a record'} ({split})"
             if key in seen:
-                first = f"{seen[key][1] or 'a record'} ({seen[key][0]})"
-                raise UserError(f"{rec.file} is named by two records, {first} and {here}; give each image one "
-                                f"record in one split")
-            seen[key] = (split, rec.source)
+                first_split, first_source, first_file = seen[key]
+                first = f"{first_source or 'a record'} ({first_split})"
+                link = f" (one file with {first_file}: a link)" if first_file != str(rec.file) else ""
+                raise UserError(f"{rec.file}{link} is named by two records, {first} and {here}; give each image "
+                                f"one record in one split")
+            seen[key] = (split, rec.source, str(rec.file))
 
 
 def build_dataset(

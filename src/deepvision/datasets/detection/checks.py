@@ -102,8 +102,9 @@ def check_records(records: list[ImageRecord], classes: list[str], fix: str | Non
 
 
 def check_class_names(classes: list[str], ann: Annotations) -> None:
-    """Refuse empty class names, names with control characters (a newline splits classes.txt) and a name
-    given twice (two class ids, one name: a detection could not say which)."""
+    """Refuse empty class names, names with control characters (a newline splits classes.txt) or surrounding
+    spaces (classes.txt is read back stripped) and a name given twice (two class ids, one name: a detection
+    could not say which)."""
     seen: dict[str, str] = {}  # NFC form -> the name as first given ('café' two ways prints alike)
     for name in classes:
         key = unicodedata.normalize("NFC", name.strip())  # classes.txt is read back stripped
@@ -113,12 +114,18 @@ def check_class_names(classes: list[str], ann: Annotations) -> None:
                             f"unique")
         seen[key] = name
     for name in classes:
-        if name and not any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+        control = any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name)
+        if name and not control and name == name.strip():
             continue
         first = next((r.file for rs in ann.splits.values() for r in rs for b in r.boxes if b.label == name), None)
-        what = "an empty class name" if not name else f"the class name {name!r}, which holds a control character"
+        if not name:
+            what = "an empty class name"
+        elif control:
+            what = f"the class name {name!r}, which holds a control character"
+        else:
+            what = f"the class name {name!r}, which has surrounding spaces"
         raise UserError(f"the annotations give {what}" + (f" (first in the boxes of {first})" if first else "")
-                        + "; class names must be printable text")
+                        + "; class names must be printable text without surrounding spaces")
 
 
 def check_output(out: Path, ann: Annotations, split_names: list[str], extra_inputs: list[str]) -> None:
