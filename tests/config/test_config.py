@@ -163,3 +163,11 @@ def test_one_override_string_is_one_override_in_the_api(monkeypatch):
     with pytest.raises(UserError, match=r"^overrides must be 'key=value' strings \(one, or a list of them\), "
                                         r"got dict$"):
         api.train({}, {"train.epochs": 2})
+
+
+@pytest.mark.parametrize("text", ["", "# my experiment\n", "null\n", "{}\n", "---\n"])
+def test_a_config_file_that_sets_nothing_is_refused(tmp_path, run_cli, text):
+    """An empty config (a save cut short) trained LeNet on the bundled digits as if it were the experiment."""
+    (tmp_path / "exp.yaml").write_text(text)
+    code, out, err = run_cli("data", "info", tmp_path / "exp.yaml")
+    assert (code, out) == (2, "") and f"{tmp_path / 'exp.yaml'} sets nothing; an experiment config names" in err

@@ -22,8 +22,9 @@ def test_piecewise_range_formats_and_errors():
         parse_ranges(["2-5: 0.1"])
     with pytest.raises(UserError, match="contiguous"):
         parse_ranges(["1-5: 0.1", "7-9: 0.01"])
-    with pytest.raises(UserError, match="must look like"):
-        parse_ranges(["1 to 5 = 0.1"])
+    for entry in ("1 to 5 = 0.1", "1-2: 1_0", "1-2: ١e-2", "١-2: 0.1", {"epochs": "1-2", "lr": "1_0"}):
+        with pytest.raises(UserError, match="must look like"):  # '1_0' trained at a rate of 10
+            parse_ranges([entry])
     with pytest.raises(UserError, match="ranges is empty"):
         Schedule(ScheduleConfig(name="piecewise"), 0.1, 10)
 

@@ -162,7 +162,8 @@ def test_classify_out_replaces_only_its_own_tables(tmp_path):
     (tmp_path / "empty.csv").write_text("")
     check_predictions_out(tmp_path / "empty.csv")
     for name, text in (("history.csv", "epoch,loss\n1,0.5\n"), ("predictions.csv", "image,label,predicted\n"),
-                       ("notes.json", '{"a": 1}')):
+                       ("notes.json", '{"a": 1}'),  # and an annotation export beginning as a classify table:
+                       ("ls.json", '[{"image": "/data/upload/1/cat1.jpg", "id": 1, "label": [{"x": 10}]}]\n')):
         (tmp_path / name).write_text(text)
         with pytest.raises(UserError, match=f"^--out {tmp_path / name} exists and is not a table classify wrote; "
                                             f"choose a new file name"):

@@ -75,10 +75,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise UserError(f"{path} is not a text file; give a YAML experiment config") from None
     data = load_yaml_text(raw, str(path))
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
+    if data is not None and not isinstance(data, dict):
         raise UserError(f"{path} must hold a mapping of settings at the top level")
+    if not data:  # an empty file (a save cut short) would train the defaults as if they were the experiment
+        raise UserError(f"{path} sets nothing; an experiment config names at least its model and data (the "
+                        f"shipped recipes: deepvision recipes)")
     return data
 
 

@@ -64,6 +64,8 @@ class PackItem:
     line: int = field(default=0, compare=False)  # the line of the .lst (1-based; 0: not from a list)
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # the largest label a record's float32 header holds
+
 def read_list_lenient(path: str | Path, unique_index: bool = False
                       ) -> tuple[list[PackItem], list[tuple[str, str, str]]]:
     """Items of a .lst, skipping malformed lines as im2rec.py does; also returns (where, line, reason).
@@ -86,8 +88,8 @@ def read_list_lenient(path: str | Path, unique_index: bool = False
             problems.append((f"line {lineno}", shown, "the index must be a whole number from 0 to 2**64-1 and "
                                                       "the labels numbers"))
             continue
-        if not all(math.isfinite(v) for v in labels):
-            problems.append((f"line {lineno}", shown, "labels must be finite numbers"))
+        if not all(math.isfinite(v) and abs(v) <= FLOAT32_MAX for v in labels):  # a record stores float32
+            problems.append((f"line {lineno}", shown, "labels must be finite numbers within a 32-bit float's range"))
             continue
         items.append(PackItem(index, parts[-1], labels, lineno))
         if unique_index:

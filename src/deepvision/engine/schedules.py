@@ -20,6 +20,14 @@ register_names("schedule.name", "schedule", lambda: SCHEDULES)
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+))?\s*:\s*(\S+)\s*$")
 
 
+def _ascii(value: Any) -> Any:
+    """`value`, refused (ValueError) when it is text beyond an ASCII number: int() and float() also read
+    '1_0' as 10 and other scripts' digits."""
+    if isinstance(value, str) and not (value.isascii() and "_" not in value):
+        raise ValueError(value)
+    return value
+
+
 def parse_ranges(ranges: list[Any]) -> list[tuple[int, int, float]]:
     """["1-50: 1e-2", [51, 65, 1e-3], {"epochs": "66-80", "lr": 1e-4}] -> [(1, 50, 0.01), ...]."""
     out: list[tuple[int, int, float]] = []
@@ -29,16 +37,16 @@ def parse_ranges(ranges: list[Any]) -> list[tuple[int, int, float]]:
                 m = _RANGE.match(item)
                 if not m:
                     raise ValueError
-                start, end, lr = int(m[1]), int(m[2] or m[1]), float(m[3])
+                start, end, lr = int(_ascii(m[1])), int(_ascii(m[2] or m[1])), float(_ascii(m[3]))
             elif isinstance(item, dict) and "epochs" in item:
                 first, _, last = str(item["epochs"]).partition("-")
-                start, end, lr = int(first), int(last or first), float(item["lr"])
+                start, end, lr = int(_ascii(first)), int(_ascii(last or first)), float(_ascii(item["lr"]))
             elif isinstance(item, dict) and len(item) == 1:  # unquoted YAML `- 1-50: 0.01`
                 (span, rate), = item.items()
                 first, _, last = str(span).partition("-")
-                start, end, lr = int(first), int(last or first), float(rate)
+                start, end, lr = int(_ascii(first)), int(_ascii(last or first)), float(_ascii(rate))
             else:
-                start, end, lr = int(item[0]), int(item[1]), float(item[2])
+                start, end, lr = int(_ascii(item[0])), int(_ascii(item[1])), float(_ascii(item[2]))
         except (ValueError, TypeError, KeyError, IndexError):
             raise UserError(f"schedule.ranges entry {item!r} must look like '1-50: 0.01' or [1, 50, 0.01]") from None
         if end < start or lr <= 0:

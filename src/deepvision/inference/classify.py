@@ -24,7 +24,7 @@ from deepvision.inference.batching import batches, expand_images
 from deepvision.inference.predict import Prediction, check_top
 from deepvision.models.outputs import class_probabilities
 from deepvision.placement import begins_with, refuse_output_inside, refuse_output_over_inputs, refuse_replacing
-from deepvision.safeload import spreadsheet_cell
+from deepvision.safeload import read_json, spreadsheet_cell
 
 
 def classify_tensors(loaded: LoadedModel, batch: torch.Tensor, top: int) -> list[list[tuple[str, float]]]:
@@ -65,9 +65,18 @@ _CSV_HEADER = "image,rank,class,probability"
 
 
 def _written_here(path: Path) -> bool:
-    """Whether an existing file is empty or begins as `write_predictions` begins its tables (a CSV with
-    its header, a JSON list of {"image": ...}): only such a file is replaced."""
-    return path.stat().st_size == 0 or any(begins_with(path, start) for start in (_CSV_HEADER, '[{"image":', "[]"))
+    """Whether an existing file is empty, a CSV beginning with `write_predictions`' header, or a JSON list of
+    exactly its items ({"image", "top"}; an annotation export also begins `[{"image":`): only such a file
+    is replaced."""
+    if path.stat().st_size == 0 or begins_with(path, _CSV_HEADER):
+        return True
+    if not begins_with(path, "["):
+        return False
+    try:
+        items = read_json(path, "predictions file")
+    except (UserError, OSError):
+        return False
+    return isinstance(items, list) and all(isinstance(i, dict) and set(i) == {"image", "top"} for i in items)
 
 
 def check_predictions_out(path: str | Path, inputs: Sequence[str | Path] = (), read: Sequence[str | Path] = (),
