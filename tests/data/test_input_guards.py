@@ -443,6 +443,10 @@ def test_mean_file_with_nan_or_out_of_range_values_is_refused(tmp_path):
         (tmp_path / "m.json").write_text(text)
         with pytest.raises(UserError, match=f"{bad}; mean values must be finite numbers in"):
             read_mean_json(tmp_path / "m.json")
+    for value in ('"1_2_3"', '"123"', "true"):  # a hand-written file: the text 123 was read as 123, true as 1
+        (tmp_path / "m.json").write_text(f'{{"R": {value}, "G": 1, "B": 2}}')
+        with pytest.raises(UserError, match=r"m.json: R, G and B must be numbers, got"):
+            read_mean_json(tmp_path / "m.json")
 
 
 CONFIG_CASES = [

@@ -356,6 +356,7 @@ def test_softmax_activation_with_an_unknown_mode_is_refused(tmp_path):
     (["--std", "0"], "--std values must be finite positive numbers, got 0"),
     (["--resize", "1000000"], "--resize 1000000 exceeds the ceiling"),
     (["--mean", "nan,1,1"], "--mean values must be finite numbers, got nan,1,1"),
+    (["--mean", "١,٢,٣"], "--mean must be comma-separated numbers like 123.68,116.779,103.939"),
 ])
 def test_import_mxnet_options_are_checked_before_the_files_are_read(tmp_path, run_cli, args, message):
     prefix = _checkpoint(tmp_path)
