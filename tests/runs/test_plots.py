@@ -122,6 +122,8 @@ def test_detection_history_gets_map_and_loss_components_not_an_empty_accuracy(tm
     ("abc,0.1,1,1,1,1,1,1,1,1", "line 5: epoch 'abc' is not a whole number"),
     ("4,0.1,1,1,1,1,1,1,1,1,7,8,9", "line 5: 13 cells under a header of 10"),
     ("4,0.05", "line 5: 2 cells under a header of 10"),
+    ("4,0.1,1,1,1,1,0.9_9,1,1,1", "line 5: val_acc '0.9_9' is not a number"),  # float() read it as 0.99
+    ("4,0.1,1,1,1,1,١,1,1,1", "line 5: val_acc '١' is not a number"),  # and this as 1
 ])
 def test_an_impossible_history_row_is_damage_for_plot_and_runs(tmp_path, run_cli, row, problem):
     from deepvision.runs.journal import journal

@@ -51,6 +51,7 @@ from deepvision.safeload import (
     ParseError,
     check_class_names,
     check_file_size,
+    plain_float,
     printable,
     read_bytes,
     read_json,
@@ -663,8 +664,8 @@ def _parse(key: str, value: str) -> Any:
         return None
     if key == "epoch":
         return int(value)
-    try:
-        return float(value)
+    try:  # ASCII numbers only: float() reads '0.9_9' as 0.99 and '١' as 1
+        return plain_float(value)
     except ValueError:
         return value
 
