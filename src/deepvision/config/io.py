@@ -182,7 +182,7 @@ def model_change(before: Config, after: Config) -> str | None:
     """The first key of the model section that differs between two configs, as "model.args.activation
     (unset -> relu)"; None when the sections are equal. A checkpoint's weights mean what they mean only
     under the model section they were trained with."""
-    ours, theirs = _flat_model(to_dict(before)["model"]), _flat_model(to_dict(after)["model"])
+    ours, theirs = flat_settings(to_dict(before)["model"]), flat_settings(to_dict(after)["model"])
     changed = [k for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)]
     if not changed:
         return None
@@ -190,12 +190,17 @@ def model_change(before: Config, after: Config) -> str | None:
     return f"model.{changed[0]} ({show(ours.get(changed[0]))} -> {show(theirs.get(changed[0]))})"
 
 
-def _flat_model(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Dotted keys of a (nested) mapping; an empty mapping adds no key (`args: {}` is no argument)."""
+def flat_settings(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Settings by dotted key ("model.args.width"), tuples as lists, so two configs compare key by key; an
+    empty mapping adds no key (`args: {}` holds no setting)."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, dict):
-            out.update(_flat_model(value, f"{prefix}{key}."))
+            out.update(flat_settings(value, f"{prefix}{key}."))
         else:
-            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+            out[f"{prefix}{key}"] = _as_lists(value)
     return out
+
+
+def _as_lists(value: Any) -> Any:
+    return [_as_lists(v) for v in value] if isinstance(value, (list, tuple)) else value

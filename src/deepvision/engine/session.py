@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from deepvision.config.io import build_config, model_change, override_keys
+from deepvision.config.io import build_config, flat_settings, model_change, override_keys
 from deepvision.config.names import check_source_options
 from deepvision.config.profile import reset_optimizer_on_resume
 from deepvision.config.schema import Config
@@ -240,7 +240,7 @@ def _check_hand_edits(run: RunDir, saved: Any, keys: list[str]) -> None:
     edited = run.config_edited() if isinstance(saved, dict) else None
     if edited is None:
         return
-    ours, theirs = _flat(saved), _flat(edited if isinstance(edited, dict) else {})
+    ours, theirs = flat_settings(saved), flat_settings(edited if isinstance(edited, dict) else {})
     changed = [k for k in sorted(set(ours) | set(theirs))
                if ours.get(k) != theirs.get(k) and not any(k == s or k.startswith(s + ".") for s in keys)]
     if changed:
@@ -258,17 +258,6 @@ def _yaml(flat: dict[str, Any], key: str) -> str:
         return "unset"
     value = flat[key]
     return printable(value)[:60] if isinstance(value, str) else printable(json.dumps(value))[:60]
-
-
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Dotted keys of a nested mapping; an empty mapping adds no key (`args: {}` holds no setting)."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = _plain(value)
-    return out
 
 
 def _check_same_preprocessing(trained: Any, new: dict[str, Any]) -> None:
