@@ -111,7 +111,9 @@ class Parser(argparse.ArgumentParser):
         return parsed
 
     def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
-        if action.type in (int, float) and not (arg_string.isascii() and "_" not in arg_string):
+        from deepvision.safeload import is_plain_number_text
+
+        if action.type in (int, float) and not is_plain_number_text(arg_string):
             kind = "a whole number" if action.type is int else "a number"  # int() reads '٣' as 3, '1_0' as 10
             raise argparse.ArgumentError(action, f"must be {kind} in ASCII digits, got {arg_string[:24]!r}")
         return super()._get_value(action, arg_string)

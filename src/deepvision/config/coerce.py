@@ -8,6 +8,7 @@ import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
 from deepvision.errors import UserError, suggest
+from deepvision.safeload import is_plain_number_text
 
 
 def _type_name(tp: Any) -> str:
@@ -24,12 +25,6 @@ def _type_name(tp: Any) -> str:
     if dataclasses.is_dataclass(tp):
         return "a mapping"
     return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(tp, str(tp))
-
-
-def _plain(text: str) -> bool:
-    """Whether `text` is a number as written in ASCII, without digit separators: int() and float() also read
-    other scripts' digits ('١' is 1) and '1_0' as 10."""
-    return text.isascii() and "_" not in text
 
 
 def _coerce(value: Any, tp: Any, path: str) -> Any:
@@ -86,7 +81,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        if isinstance(value, str) and _plain(value):
+        if isinstance(value, str) and is_plain_number_text(value):
             try:
                 return int(value.strip())
             except ValueError:
@@ -97,7 +92,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             raise UserError(f"{path} must be a number, got {value!r}")
         if isinstance(value, (int, float)):
             return float(value)
-        if isinstance(value, str) and _plain(value):  # YAML 1.1 reads `1e-3` as a string
+        if isinstance(value, str) and is_plain_number_text(value):  # YAML 1.1 reads `1e-3` as a string
             try:
                 return float(value.strip())
             except ValueError:

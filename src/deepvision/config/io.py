@@ -178,16 +178,16 @@ def config_to_yaml(cfg: Config) -> str:
     return yaml.dump(to_dict(cfg), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
 
 
-def model_change(before: Config, after: Config) -> str | None:
-    """The first key of the model section that differs between two configs, as "model.args.activation
-    (unset -> relu)"; None when the sections are equal. A checkpoint's weights mean what they mean only
-    under the model section they were trained with."""
+def model_change(before: Config, after: Config) -> tuple[str, str, str] | None:
+    """The first key of the model section that differs between two configs and its two values as shown,
+    ("model.args.activation", "unset", "relu"); None when the sections are equal. A checkpoint's weights
+    mean what they mean only under the model section they were trained with."""
     ours, theirs = flat_settings(to_dict(before)["model"]), flat_settings(to_dict(after)["model"])
     changed = [k for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)]
     if not changed:
         return None
     show = lambda v: "unset" if v is None else printable(str(v))[:40]
-    return f"model.{changed[0]} ({show(ours.get(changed[0]))} -> {show(theirs.get(changed[0]))})"
+    return f"model.{changed[0]}", show(ours.get(changed[0])), show(theirs.get(changed[0]))
 
 
 def flat_settings(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

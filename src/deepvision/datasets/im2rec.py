@@ -66,6 +66,7 @@ class PackItem:
 
 FLOAT32_MAX = 3.4028234663852886e38  # the largest label a record's float32 header holds
 
+
 def read_list_lenient(path: str | Path, unique_index: bool = False
                       ) -> tuple[list[PackItem], list[tuple[str, str, str]]]:
     """Items of a .lst, skipping malformed lines as im2rec.py does; also returns (where, line, reason).

@@ -14,6 +14,7 @@ from typing import Any
 from deepvision.config.names import register_names
 from deepvision.config.schema import ScheduleConfig
 from deepvision.errors import UserError, unknown
+from deepvision.safeload import is_plain_number_text
 
 SCHEDULES = ("constant", "piecewise", "step", "multistep", "poly", "cosine")
 register_names("schedule.name", "schedule", lambda: SCHEDULES)
@@ -21,9 +22,8 @@ _RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+))?\s*:\s*(\S+)\s*$")
 
 
 def _ascii(value: Any) -> Any:
-    """`value`, refused (ValueError) when it is text beyond an ASCII number: int() and float() also read
-    '1_0' as 10 and other scripts' digits."""
-    if isinstance(value, str) and not (value.isascii() and "_" not in value):
+    """`value`, refused (ValueError) when it is text beyond an ASCII number (`is_plain_number_text`)."""
+    if isinstance(value, str) and not is_plain_number_text(value):
         raise ValueError(value)
     return value
 

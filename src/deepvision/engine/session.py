@@ -124,6 +124,22 @@ def resume_run(run_dir: str | Path, *, epoch: int | None = None, overrides: list
         lock.release()
 
 
+def _check_fixed_settings(before: Config, cfg: Config) -> None:
+    """Refuse a resume that changes the checkpoint prefix (earlier epochs would not be found) or the model
+    section (every earlier checkpoint would be rebuilt as another network)."""
+    prefix = before.checkpoint.prefix
+    if cfg.checkpoint.prefix != prefix:
+        raise UserError(f"checkpoint.prefix cannot change on resume: the run's checkpoints are {prefix}-NNNN.pt, and "
+                        f"epochs saved under another prefix would not be found; start a new run from its weights "
+                        f"(model.pretrained) for a new prefix")
+    change = model_change(before, cfg)
+    if change is not None:
+        key, old, new = change
+        raise UserError(f"{key} cannot change on resume ({old} -> {new}): the run's checkpoints were trained with "
+                        f"the model it names; start a new run from this run's weights (--set "
+                        f"model.pretrained=CHECKPOINT) for another model")
+
+
 def _restore_config(run: RunDir) -> None:
     """Rewrite a run's removed config.yaml from its last checkpoint, which holds the settings a resume takes
     anyway (what the commands advise when something other than a file stands in config.yaml's place)."""
@@ -147,17 +163,8 @@ def _resume_locked(run: RunDir, epoch: int | None, overrides: list[str] | None, 
     cfg = build_config(saved, overrides) if isinstance(saved, dict) else run.read_config(overrides)
     keys = override_keys(overrides)
     _check_hand_edits(run, saved, keys)
-    before = build_config(saved) if isinstance(saved, dict) else None
-    prefix = before.checkpoint.prefix if before is not None else cfg.checkpoint.prefix
-    if cfg.checkpoint.prefix != prefix:
-        raise UserError(f"checkpoint.prefix cannot change on resume: the run's checkpoints are {prefix}-NNNN.pt, and "
-                        f"epochs saved under another prefix would not be found; start a new run from its weights "
-                        f"(model.pretrained) for a new prefix")
-    change = model_change(before, cfg) if before is not None else None
-    if change is not None:
-        raise UserError(f"{change.replace(' (', ' cannot change on resume (', 1)}: the run's checkpoints were "
-                        f"trained with the model it names; start a new run from this run's weights "
-                        f"(--set model.pretrained=CHECKPOINT) for another model")
+    if isinstance(saved, dict):  # the settings earlier checkpoints depend on stay as they were
+        _check_fixed_settings(build_config(saved), cfg)
     manual_lr = ckpt.get("scheduler_state", {}).get("manual_lr")
     if any(k.startswith("schedule.") for k in keys):
         manual_lr = None

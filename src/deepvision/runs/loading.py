@@ -81,8 +81,9 @@ def _open_run(run_dir: str | Path, epoch: int | None,
     trained = ckpt.get("config")
     change = model_change(build_config(trained), cfg) if isinstance(trained, dict) else None
     if change is not None:  # the weights would be run through another network than they were trained in
-        raise UserError(f"{run.config_path} names another model than {path.name} was trained with ({change}); "
-                        f"undo the edit: a run's model section never changes")
+        key, old, new = change
+        raise UserError(f"{run.config_path} names another model than {path.name} was trained with ({key} ({old} "
+                        f"-> {new})); undo the edit: a run's model section never changes")
     cfg.model.pretrained = None  # the checkpoint supersedes any initial weights
     _relocate_model_files(cfg, run)
     return run, path, ckpt, cfg, pre

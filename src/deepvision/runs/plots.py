@@ -105,6 +105,7 @@ def manual_lr_epochs(run: RunDir) -> tuple[int, ...]:
 
 COMPARE_FIGURE = "runs compare"  # the figure names the command, which replaces only its own figures
 
+
 def save_figure(fig, path: Path, kind: str | None = None) -> Path:
     """Save atomically (temp file + rename) so a reader never sees half an image; `kind` names the command
     in the figure (`placement.figure_options`)."""

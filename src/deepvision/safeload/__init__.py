@@ -72,6 +72,7 @@ from deepvision.safeload.text import (
     check_class_names,
     csv_rows,
     is_control,
+    is_plain_number_text,
     name_lines,
     plain_float,
     printable,
@@ -89,8 +90,8 @@ __all__ = [
     "bounded_lines", "check_class_names", "check_choice", "check_declared_bytes", "check_fake_images",
     "check_file_size", "check_image_side", "check_mat_file", "check_numbers", "check_range", "check_workers",
     "check_zip_directory", "check_zip_member", "csv_rows", "expanded_size", "first_not_whole", "format_bytes",
-    "image_files", "input_file", "is_control", "json_depth", "load_json", "load_yaml", "max_image_side",
-    "max_read_bytes", "name_lines", "open_npz", "plain_float", "printable", "read_bytes", "read_declared",
-    "read_json", "read_text_file", "read_yaml", "record_index", "refuse_linked_files", "regular_file", "shell_word",
-    "shown_value", "spreadsheet_cell", "spreadsheet_row", "text_file_lines"
+    "image_files", "input_file", "is_control", "is_plain_number_text", "json_depth", "load_json", "load_yaml",
+    "max_image_side", "max_read_bytes", "name_lines", "open_npz", "plain_float", "printable", "read_bytes",
+    "read_declared", "read_json", "read_text_file", "read_yaml", "record_index", "refuse_linked_files",
+    "regular_file", "shell_word", "shown_value", "spreadsheet_cell", "spreadsheet_row", "text_file_lines"
 ]

@@ -160,10 +160,16 @@ def check_class_names(names: list[str], where: str) -> None:
         seen[key] = name
 
 
+def is_plain_number_text(text: str) -> bool:
+    """Whether `text` could be a number as written in ASCII: int() and float() also read digit separators
+    ('1_0' is 10) and other scripts' digits (a full-width '１' is 1, '٣' is 3)."""
+    return text.isascii() and "_" not in text
+
+
 def plain_float(text: str) -> float:
-    """float(text) for a number read from a text file, refusing what float() reads beyond ASCII numbers:
-    digit separators ('1_0' is 10) and other scripts' digits (a full-width '１' is 1); ValueError otherwise."""
-    if "_" in text or not text.isascii():
+    """float(text) for a number read from a text file, refusing what float() reads beyond ASCII numbers
+    (`is_plain_number_text`); ValueError otherwise."""
+    if not is_plain_number_text(text):
         raise ValueError(f"not a plain number: {text!r}")
     return float(text)
 
@@ -176,7 +182,7 @@ def record_index(text: str) -> int:
     ValueError otherwise."""
     digits = text.strip().removeprefix("+")
     value = plain_float(text)
-    index = int(digits) if digits.isascii() and digits.isdigit() else int(value) if value.is_integer() else -1
+    index = int(digits) if digits.isdigit() else int(value) if value.is_integer() else -1
     if not 0 <= index <= MAX_RECORD_INDEX:
         raise ValueError(f"not a record index: {text!r}")
     return index

@@ -154,7 +154,7 @@ def _one_number(value: object, what: str) -> float:
     return number
 
 
-def _check_inside(root: Path, paths: list[str], source: Path, seen: dict[object, tuple[str, str]]) -> None:
+def _check_inside(root: Path, paths: list[str], source: Path, seen: dict[object, tuple[Path, str, str]]) -> None:
     """Refuse an image path that leaves the Stanford Cars folder (absolute, '..' above it, or a link out of
     it), as the detection readers do: the lists are packed as they are, so it would pack a file from
     elsewhere. An image named twice (`seen` holds those of the files read before) is refused too."""
@@ -163,7 +163,7 @@ def _check_inside(root: Path, paths: list[str], source: Path, seen: dict[object,
     _refuse_repeats(paths, source, "annotation", seen, root)
 
 
-def _refuse_repeats(paths: list[str], source: Path, what: str, seen: dict[object, tuple[str, str]],
+def _refuse_repeats(paths: list[str], source: Path, what: str, seen: dict[object, tuple[Path, str, str]],
                     root: Path | None) -> None:
     """UserError when an entry (`what` numbered from 1 in `source`) names the image of an entry met before,
     in this file or in one whose entries `seen` collects: listed twice, it could be trained on and tested on.
@@ -172,9 +172,9 @@ def _refuse_repeats(paths: list[str], source: Path, what: str, seen: dict[object
     for i, name in enumerate(paths, 1):
         key = (file_id(root / name) if root is not None else None) or os.path.normpath(name)
         here = f"{what} {i}"
-        where, first = seen.setdefault(key, (f"{here} of {source}", name))
-        if where != f"{here} of {source}":
-            at = where.removesuffix(f" of {source}")
+        first_source, at, first = seen.setdefault(key, (source, here, name))
+        if (first_source, at) != (source, here):
+            at = at if first_source == source else f"{at} of {first_source}"
             same = printable(name) if first == name else f"{printable(name)} is {printable(first)}"
             raise UserError(f"{source}: {here} names the image of {at} again ({same}); an image listed twice "
                             f"could be trained on and tested on; remove one of them")
@@ -201,7 +201,7 @@ def read_annotations(root: str | Path) -> tuple[list[str], list[str]]:
     test = next((p for p in (root / "devkit" / "cars_test_annos_withlabels.mat",
                              root / "cars_test_annos_withlabels.mat") if p.exists()), None)
     out_paths, out_names = [], []
-    seen: dict[object, tuple[str, str]] = {}  # across both files: a test image linked to a training one
+    seen: dict[object, tuple[Path, str, str]] = {}  # across both files: a test image linked to a training one
     for mat_path, folder in ((train, "cars_train"), (test, "cars_test")):
         if mat_path is None:
             raise UserError(f"cars_test_annos_withlabels.mat not found in {root}/devkit or {root}; the test images "

@@ -7,15 +7,13 @@ import os
 
 ORDER = 60
 
-DEFAULT_EXTS = [".jpeg", ".jpg", ".png"]
-# Options one mode would ignore, with their defaults: a value other than the default is refused in that mode.
-# --recursive and --num-thread are taken by both, as im2rec.py users pass them to both steps (GluonCV's guide).
-LIST_ONLY = {"--exts": ("exts", DEFAULT_EXTS), "--chunks": ("chunks", 1), "--train-ratio": ("train_ratio", 1.0),
-             "--test-ratio": ("test_ratio", 0), "--no-shuffle": ("shuffle", True)}
-PACK_ONLY = {"--pass-through": ("pass_through", False), "--resize": ("resize", 0),
-             "--center-crop": ("center_crop", False), "--quality": ("quality", 95), "--color": ("color", 1),
-             "--encoding": ("encoding", ".jpg"), "--pack-label": ("pack_label", False),
-             "--max-pixels": ("max_pixels", None)}
+# Options one step would ignore (flag -> dest): a value other than the parser's default is refused in the other
+# step. --recursive and --num-thread are taken by both, as im2rec.py users pass them to both steps (GluonCV's guide).
+LIST_ONLY = {"--exts": "exts", "--chunks": "chunks", "--train-ratio": "train_ratio", "--test-ratio": "test_ratio",
+             "--no-shuffle": "shuffle"}
+PACK_ONLY = {"--pass-through": "pass_through", "--resize": "resize", "--center-crop": "center_crop",
+             "--quality": "quality", "--color": "color", "--encoding": "encoding", "--pack-label": "pack_label",
+             "--max-pixels": "max_pixels"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--list", action="store_true",
                    help="create image list(s) by traversing root and write <prefix>.lst; otherwise read "
                         "<prefix>*.lst and create <name>.rec/.idx for each")
-    c.add_argument("--exts", nargs="+", default=DEFAULT_EXTS,
+    c.add_argument("--exts", nargs="+", default=[".jpeg", ".jpg", ".png"],
                    help="list of acceptable image extensions (png is .png).")
     c.add_argument("--chunks", type=int, default=1, help="number of chunks.")
     c.add_argument("--train-ratio", type=float, default=1.0, help="Ratio of images to use for training.")
@@ -62,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--max-pixels", type=float, default=None,
                    help="refuse (skip) images whose header announces more pixels than this, before decoding "
                         "them (default: $DEEPVISION_MAX_IMAGE_PIXELS, else Pillow's limit of 178,956,970)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, step_defaults={dest: p.get_default(dest) for dest in (*LIST_ONLY.values(),
+                                                                                 *PACK_ONLY.values())})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,8 +92,8 @@ def _run(args: argparse.Namespace) -> int:
     from deepvision.errors import UserError
     from deepvision.safeload import check_workers
 
-    ignored = [flag for flag, (dest, default) in (PACK_ONLY if args.list else LIST_ONLY).items()
-               if getattr(args, dest) != default]
+    ignored = [flag for flag, dest in (PACK_ONLY if args.list else LIST_ONLY).items()
+               if getattr(args, dest) != args.step_defaults[dest]]
     if ignored:  # the other step's options would be ignored without a word
         raise UserError(f"{', '.join(ignored)} {'applies' if len(ignored) == 1 else 'apply'} to "
                         f"{'packing (without --list)' if args.list else 'making lists (--list)'} only; "
