@@ -199,11 +199,11 @@ def test_yolo_nan_coordinates_and_integral_class(tmp_path):
 
 
 def test_class_names_with_control_characters_refused(tmp_path):
-    with pytest.raises(UserError, match=r"class name 'si\\ngn', which holds a control character"):
+    with pytest.raises(UserError, match=r"class name 'si\\ngn' is empty or holds a control character"):
         build_dataset(read_annotations("yolo", [str(_yolo(tmp_path, "0 0.5 0.5 0.2 0.2", '[car, "si\\ngn"]'))]),
                       tmp_path / "out")
     root = _labelimg(tmp_path / "ds", n=1, boxes=[(2, 2, 20, 20, "")])
-    with pytest.raises(UserError, match="an empty class name .*photo_0.jpg"):
+    with pytest.raises(UserError, match=r"first in the boxes of .*photo_0.jpg\): class name '' is empty"):
         build_from_files("voc", [root], tmp_path / "out2", test_fraction=0)
 
 
@@ -432,13 +432,12 @@ def test_class_names_equal_under_unicode_normalisation_are_one_name_given_twice(
     from deepvision.datasets.detection.checks import check_class_names
     from deepvision.datasets.detection.schema import Annotations
 
-    for names in (["cafe\u0301", "caf\u00e9"], [" disc", "disc"]):  # printed alike; classes.txt is read stripped
-        with pytest.raises(UserError, match=r"^the annotations give the class name .* twice \(two spellings of one "
-                                            r"name\); class names must be unique$"):
-            check_class_names(names, Annotations({}, []))
+    with pytest.raises(UserError, match=r"^the annotations: class name .* is given twice \(two Unicode spellings "
+                                        r"of one name\); class names must be unique$"):
+        check_class_names(["cafe\u0301", "caf\u00e9"], Annotations({}, []))  # printed alike
     check_class_names(["caf\u00e9", "cafe"], Annotations({}, []))
-    with pytest.raises(UserError, match=r"^the annotations give the class name ' disc', which has surrounding "
-                                        r"spaces; class names must be printable text without surrounding spaces$"):
+    with pytest.raises(UserError, match=r"^the annotations: class name ' disc' has surrounding spaces \(it prints "
+                                        r"as 'disc'\); rename it$"):  # classes.txt is read back stripped
         check_class_names(["cat", " disc"], Annotations({}, []))  # the built index would be refused when read
 
 

@@ -29,8 +29,8 @@ def _digest(root):
     ("{0: [a]}", r"names entry 0 is \['a'\]; each class name must be text"),
     ("[a, null]", r"names entry 1 is None"),
     ("[a, 1.5]", r"names entry 1 is 1.5"),
-    ('["a\\nb"]', r"the class name 'a\\nb', which holds a control character"),
-    ('[""]', r"an empty class name"),
+    ('["a\\nb"]', r"class name 'a\\nb' is empty or holds a control character"),
+    ('[""]', r"class name '' is empty"),
 ])
 def test_yolo_names_must_be_text(tmp_path, run_cli, names, message):
     data = _yolo(tmp_path / "ds", ["0 0.5 0.5 0.5 0.5"], names)

@@ -9,7 +9,7 @@ import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from deepvision.errors import UserError
 from deepvision.fileio import (  # re-exported: IMAGE_EXTS, input_file
@@ -19,6 +19,8 @@ from deepvision.fileio import (  # re-exported: IMAGE_EXTS, input_file
     read_regular_file,
     special_kind,
 )
+
+T = TypeVar("T")
 
 MAX_IMAGE_SIDE = 16384  # default ceiling for an image side named in metadata; DEEPVISION_MAX_IMAGE_SIDE overrides
 
@@ -59,16 +61,27 @@ def image_files(folder: str | Path, exts: Iterable[str] = IMAGE_EXTS, recursive:
     return found
 
 
-def refuse_linked_files(paths: Iterable[str | Path], seen: dict[tuple[int, int], Path], what: str) -> None:
+def first_repeat(entries: Iterable[tuple[object, T]], seen: dict[object, T]) -> tuple[T, T] | None:
+    """(the value first met, this value) for the first `(key, value)` entry whose key `seen` already holds
+    (it collects keys across calls, such as file identities) with another value (an equal value is the same
+    entry met again), None otherwise: the one rule behind "one image, one record", which each caller words
+    for its own input."""
+    for key, value in entries:
+        first = seen.setdefault(key, value)
+        if first != value:
+            return first, value
+    return None
+
+
+def refuse_linked_files(paths: Iterable[str | Path], seen: dict[object, Path], what: str) -> None:
     """UserError naming both paths when one of `paths` is a file already met (in `seen`, which collects
     them across calls): a symbolic or hard link to it, compared by file identity (device, inode), would put
     one image under two names, in two classes or two splits. `what` says where the paths come from."""
-    for path in paths:
-        key = file_id(path)
-        first = seen.setdefault(key, Path(path)) if key is not None else Path(path)
-        if first != Path(path):
-            raise UserError(f"{path} and {first} are one file (a link): {what} would hold one image twice; "
-                            f"remove the link or copy the image")
+    repeat = first_repeat(((file_id(p) or object(), Path(p)) for p in paths), seen)
+    if repeat is not None:
+        first, path = repeat
+        raise UserError(f"{path} and {first} are one file (a link): {what} would hold one image twice; "
+                        f"remove the link or copy the image")
 
 
 MAX_JSON_FILE_BYTES = 2 * 10**9  # COCO's instances_train2017.json is 448 MB

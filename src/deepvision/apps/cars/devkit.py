@@ -37,7 +37,7 @@ from deepvision.datasets.listing import LISTS_MARKER, write_split_lists
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, file_id
 from deepvision.placement import refuse_output_over_inputs
-from deepvision.safeload import check_class_names, check_mat_file, csv_rows, printable, read_text_file
+from deepvision.safeload import check_class_names, check_mat_file, csv_rows, first_repeat, printable, read_text_file
 
 IMAGENET_MEAN = {"R": 123.68, "G": 116.779, "B": 103.939}
 MULTIWORD_MAKES = ("AM General", "Aston Martin", "Land Rover")
@@ -154,7 +154,7 @@ def _one_number(value: object, what: str) -> float:
     return number
 
 
-def _check_inside(root: Path, paths: list[str], source: Path, seen: dict[object, tuple[Path, str, str]]) -> None:
+def _check_inside(root: Path, paths: list[str], source: Path, seen: dict[object, tuple[Path, int, str]]) -> None:
     """Refuse an image path that leaves the Stanford Cars folder (absolute, '..' above it, or a link out of
     it), as the detection readers do: the lists are packed as they are, so it would pack a file from
     elsewhere. An image named twice (`seen` holds those of the files read before) is refused too."""
@@ -163,21 +163,21 @@ def _check_inside(root: Path, paths: list[str], source: Path, seen: dict[object,
     _refuse_repeats(paths, source, "annotation", seen, root)
 
 
-def _refuse_repeats(paths: list[str], source: Path, what: str, seen: dict[object, tuple[Path, str, str]],
+def _refuse_repeats(paths: list[str], source: Path, what: str, seen: dict[object, tuple[Path, int, str]],
                     root: Path | None) -> None:
     """UserError when an entry (`what` numbered from 1 in `source`) names the image of an entry met before,
     in this file or in one whose entries `seen` collects: listed twice, it could be trained on and tested on.
     Images are compared as files under `root` (device and inode, links followed), so two names reaching
     one file through a link are one image; by their normalised path where there is no file."""
-    for i, name in enumerate(paths, 1):
-        key = (file_id(root / name) if root is not None else None) or os.path.normpath(name)
-        here = f"{what} {i}"
-        first_source, at, first = seen.setdefault(key, (source, here, name))
-        if (first_source, at) != (source, here):
-            at = at if first_source == source else f"{at} of {first_source}"
-            same = printable(name) if first == name else f"{printable(name)} is {printable(first)}"
-            raise UserError(f"{source}: {here} names the image of {at} again ({same}); an image listed twice "
-                            f"could be trained on and tested on; remove one of them")
+    entries = (((file_id(root / name) if root is not None else None) or os.path.normpath(name), (source, i, name))
+               for i, name in enumerate(paths, 1))
+    repeat = first_repeat(entries, seen)
+    if repeat is not None:
+        (first_source, first_i, first), (_, i, name) = repeat
+        at = f"{what} {first_i}" + ("" if first_source == source else f" of {first_source}")
+        same = printable(name) if first == name else f"{printable(name)} is {printable(first)}"
+        raise UserError(f"{source}: {what} {i} names the image of {at} again ({same}); an image listed twice "
+                        f"could be trained on and tested on; remove one of them")
 
 
 def read_annotations(root: str | Path) -> tuple[list[str], list[str]]:
@@ -201,7 +201,7 @@ def read_annotations(root: str | Path) -> tuple[list[str], list[str]]:
     test = next((p for p in (root / "devkit" / "cars_test_annos_withlabels.mat",
                              root / "cars_test_annos_withlabels.mat") if p.exists()), None)
     out_paths, out_names = [], []
-    seen: dict[object, tuple[Path, str, str]] = {}  # across both files: a test image linked to a training one
+    seen: dict[object, tuple[Path, int, str]] = {}  # across both files: a test image linked to a training one
     for mat_path, folder in ((train, "cars_train"), (test, "cars_test")):
         if mat_path is None:
             raise UserError(f"cars_test_annos_withlabels.mat not found in {root}/devkit or {root}; the test images "

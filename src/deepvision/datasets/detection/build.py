@@ -21,7 +21,7 @@ from deepvision.datasets.detection.schema import Annotations, ImageRecord
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, file_id, output_folder
 from deepvision.placement import begins_with
-from deepvision.safeload import printable, read_json
+from deepvision.safeload import first_repeat, printable, read_json
 
 FIXES = ("clip", "drop")
 
@@ -78,18 +78,14 @@ def check_one_record_per_image(ann: Annotations) -> None:
     """Refuse an image file named by two records (an id in two VOC split lists, two XML files naming one
     photo, a symbolic or hard link to another record's image): its boxes would disagree, and it could land in
     train and test alike. Files are compared by identity (device, inode), paths where the file is absent."""
-    seen: dict[object, tuple[str, str, str]] = {}
-    for split, records in ann.splits.items():
-        for rec in records:
-            key = file_id(rec.file) or os.path.normcase(os.path.realpath(rec.file))
-            here = f"{rec.source or 'a record'} ({split})"
-            if key in seen:
-                first_split, first_source, first_file = seen[key]
-                first = f"{first_source or 'a record'} ({first_split})"
-                link = f" (one file with {first_file}: a link)" if first_file != str(rec.file) else ""
-                raise UserError(f"{rec.file}{link} is named by two records, {first} and {here}; give each image "
-                                f"one record in one split")
-            seen[key] = (split, rec.source, str(rec.file))
+    entries = ((file_id(rec.file) or os.path.normcase(os.path.realpath(rec.file)), (split, i, rec))
+               for split, records in ann.splits.items() for i, rec in enumerate(records))
+    repeat = first_repeat(entries, {})
+    if repeat is not None:
+        (first_split, _, first), (split, _, rec) = repeat
+        link = f" (one file with {first.file}: a link)" if str(first.file) != str(rec.file) else ""
+        raise UserError(f"{rec.file}{link} is named by two records, {first.source or 'a record'} ({first_split}) "
+                        f"and {rec.source or 'a record'} ({split}); give each image one record in one split")
 
 
 def build_dataset(

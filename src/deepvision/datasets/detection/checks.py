@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import math
-import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from deepvision.datasets.detection.readers.common import file_problem
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
 from deepvision.placement import enclosing, require_own_folder
+from deepvision.safeload import check_class_names as safe_class_names
 
 TOLERANCE = 1.0  # px beyond the border that annotation tools produce by rounding; clipped silently
 OUTPUT_FILES = ("dataset.json", "label_map.pbtxt", "classes.txt")  # plus SPLIT.json per split
@@ -102,30 +102,17 @@ def check_records(records: list[ImageRecord], classes: list[str], fix: str | Non
 
 
 def check_class_names(classes: list[str], ann: Annotations) -> None:
-    """Refuse empty class names, names with control characters (a newline splits classes.txt) or surrounding
-    spaces (classes.txt is read back stripped) and a name given twice (two class ids, one name: a detection
-    could not say which)."""
-    seen: dict[str, str] = {}  # NFC form -> the name as first given ('café' two ways prints alike)
+    """The common class-name rule (`safeload.check_class_names`: printable, no surrounding spaces, each name
+    once), naming the first image whose boxes carry a name it refuses."""
     for name in classes:
-        key = unicodedata.normalize("NFC", name.strip())  # classes.txt is read back stripped
-        if key in seen:
-            spelled = "" if seen[key] == name else " (two spellings of one name)"
-            raise UserError(f"the annotations give the class name {name!r} twice{spelled}; class names must be "
-                            f"unique")
-        seen[key] = name
-    for name in classes:
-        control = any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name)
-        if name and not control and name == name.strip():
-            continue
-        first = next((r.file for rs in ann.splits.values() for r in rs for b in r.boxes if b.label == name), None)
-        if not name:
-            what = "an empty class name"
-        elif control:
-            what = f"the class name {name!r}, which holds a control character"
-        else:
-            what = f"the class name {name!r}, which has surrounding spaces"
-        raise UserError(f"the annotations give {what}" + (f" (first in the boxes of {first})" if first else "")
-                        + "; class names must be printable text without surrounding spaces")
+        try:
+            safe_class_names([name], "the annotations")
+        except UserError:
+            first = next((r.file for rs in ann.splits.values() for r in rs for b in r.boxes if b.label == name), None)
+            if first is None:
+                raise
+            safe_class_names([name], f"the annotations (first in the boxes of {first})")
+    safe_class_names(classes, "the annotations")
 
 
 def check_output(out: Path, ann: Annotations, split_names: list[str], extra_inputs: list[str]) -> None:
