@@ -108,7 +108,7 @@ def test_adience_rows_naming_no_face_or_holding_escapes_are_one_line(tmp_path, r
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     code, out, err = run_cli("adience", "lists", "--root", root, "--out", tmp_path / "o", "--workers", "1")
     assert code == 2 and out == "" and err.count("\n") == 1 and "\x1b" not in err, err
-    assert err.startswith("deepvision adience: error: " + message.format(root=root, user=user, image=image)), err
+    assert err.startswith("deepvision adience lists: error: " + message.format(root=root, user=user, image=image)), err
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before and not (tmp_path / "o").exists()
 
 
@@ -129,7 +129,7 @@ def test_adience_fold_files_must_begin_with_their_header(tmp_path, run_cli, firs
         fold.write_text("")
     code, out, err = run_cli("adience", "lists", "--root", root, "--out", tmp_path / "o", "--no-mean")
     assert code == 2 and out == "" and err.count("\n") == 1, err
-    assert err.startswith(f"deepvision adience: error: {fold}:1: expected the Adience header (user_id, "
+    assert err.startswith(f"deepvision adience lists: error: {fold}:1: expected the Adience header (user_id, "
                           f"original_image, face_id, age, gender, x, y"), err
     assert ("got nothing" if first == "empty" else "got '") in err and not (tmp_path / "o").exists()
     fold.write_text(" " + "\t".join(HEADER) + " \r\n" + "\n".join(lines[1:]))  # spaces and CRLF are not columns

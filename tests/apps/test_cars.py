@@ -151,7 +151,7 @@ def test_an_image_reached_under_two_names_is_refused(run_cli, fake, tmp_path, la
                 "devkit": f"{root / 'devkit' / 'cars_test_annos_withlabels.mat'}: annotation 29 names the image of "
                           f"annotation 1 of {root / 'devkit' / 'cars_train_annos.mat'} again",
                 "csv": f"{tmp_path / 'labels.csv'}: entry 9 names the image of entry 1 again"}[layout]
-    assert err.startswith(f"deepvision cars: error: {expected} ({second} is {first}); an image listed twice"), err
+    assert err.startswith(f"deepvision cars lists: error: {expected} ({second} is {first}); an image listed twice"), err
     assert not (tmp_path / "lists").exists()
     (root / second).unlink()
     shutil.copy(root / first, root / second)  # a copy is another image
@@ -288,7 +288,7 @@ def test_lists_refuse_an_out_whose_files_would_replace_the_label_csv(run_cli, fa
     before = (out / "train.lst").read_bytes()
     code, stdout, err = run_cli("cars", "lists", "--root", fake, "--out", out, "--csv", out / "train.lst")
     assert (code, stdout) == (2, "")
-    assert err.splitlines() == [f"deepvision cars: error: --out {out} would overwrite the input {out / 'train.lst'} "
+    assert err.splitlines() == [f"deepvision cars lists: error: --out {out} would overwrite the input {out / 'train.lst'} "
                                 f"(--csv) with its train.lst; choose another folder"]
     assert (out / "train.lst").read_bytes() == before and [p.name for p in out.iterdir()] == ["train.lst"]
 
@@ -348,7 +348,7 @@ def test_an_annotation_leaving_the_folder_or_not_one_whole_class_is_refused(tmp_
     code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "o")
     assert code == 2 and out == "" and err.count("\n") == 1, err
     expected = message.format(root=root, out=tmp_path / "outside.jpg")
-    assert err.startswith(f"deepvision cars: error: {root / 'cars_annos.mat'}: {expected}"), err
+    assert err.startswith(f"deepvision cars lists: error: {root / 'cars_annos.mat'}: {expected}"), err
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before and not (tmp_path / "o").exists()
 
 

@@ -55,7 +55,7 @@ def test_fer2013_build_six_classes(fer_csv, tmp_path, run_cli):
 def test_fer2013_fake_rows_are_bounded_before_anything_is_built(tmp_path, run_cli):
     code, out, err = run_cli("fer2013", "fake", "--out", tmp_path / "f.csv", "--rows", "1000000000")
     assert (code, out) == (2, "")
-    assert err.splitlines() == ["deepvision fer2013: error: --rows ask for 1,000,000,000 images; a fake data set "
+    assert err.splitlines() == ["deepvision fer2013 fake: error: --rows ask for 1,000,000,000 images; a fake data set "
                                 "holds at most 20,000"]
     assert not list(tmp_path.iterdir())
 
@@ -644,7 +644,7 @@ def test_fer2013_csv_row_of_more_or_fewer_cells_than_the_header_is_refused(fer_c
                                ("fewer.csv", lines[1].rsplit(",", 1)[0], "fewer.csv:2: 2 cells under a header of 3")):
         (tmp_path / name).write_text("\n".join([lines[0], row, *lines[2:]]) + "\n")
         code, out, err = run_cli("fer2013", "build", tmp_path / name, "--out", tmp_path / "o")
-        assert code == 2 and err.strip() == f"deepvision fer2013: error: {tmp_path / message}", err
+        assert code == 2 and err.strip() == f"deepvision fer2013 build: error: {tmp_path / message}", err
         assert not (tmp_path / "o").exists()
 
 

@@ -129,7 +129,7 @@ def test_workers_are_bounded_and_named_before_the_lists_are_written(fake, tmp_pa
     code, out, err = run_cli("imagenet", "lists", "--root", fake.root, "--out", tmp_path / "il", "--test-size", "5",
                              "--workers", "100000")
     assert (code, out) == (2, "")
-    assert err.splitlines() == ["deepvision imagenet: error: --workers must be at most 1,024 (one process each), "
+    assert err.splitlines() == ["deepvision imagenet lists: error: --workers must be at most 1,024 (one process each), "
                                 "got 100,000"]
     assert not (tmp_path / "il").exists()
 
@@ -166,7 +166,7 @@ def test_image_names_that_leave_their_folder_are_refused(tmp_path, run_cli, whic
     code, out, err = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "o", "--no-blacklist",
                              "--test-size", "1")
     assert code == 2 and out == "" and err.count("\n") == 1 and "\x1b" not in err, err
-    assert err.startswith(f"deepvision imagenet: error: {path}:1: '"), err
+    assert err.startswith(f"deepvision imagenet lists: error: {path}:1: '"), err
     assert ("is not a plain image name" if which == "val.txt" else "and a plain image name") in err
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before and not (tmp_path / "o").exists()
 
@@ -259,7 +259,7 @@ def test_one_image_file_reached_by_two_entries_is_refused(tmp_path, run_cli, lin
     code, out, err = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "o", "--test-size", "3",
                              "--no-mean", "--no-blacklist")
     assert code == 2 and out == "" and err.count("\n") == 1 and not (tmp_path / "o").exists(), err
-    assert err.startswith(f"deepvision imagenet: error: {target} and {image} are one file (a link): the train, "
+    assert err.startswith(f"deepvision imagenet lists: error: {target} and {image} are one file (a link): the train, "
                           f"val and test lists would hold one image twice; remove the link or copy the image"), err
     image.unlink()
     image.write_bytes(target.read_bytes())  # a copy is another image

@@ -158,7 +158,7 @@ def test_bad_binaries_are_one_line_errors_naming_the_file(fake_bins, tmp_path, r
     else:
         path.write_bytes(bytes(data))
     code, _, err = run_cli("stl10", "build", "--root", root, "--out", tmp_path / "out", "--no-records")
-    assert code == 2 and err.count("\n") == 1 and err.startswith("deepvision stl10: error:")
+    assert code == 2 and err.count("\n") == 1 and err.startswith("deepvision stl10 build: error:")
     assert expected in err and (str(path) in err or damage == "missing")
 
 
@@ -174,7 +174,7 @@ def _archive(path: Path, files: dict[str, bytes]) -> str:
 def test_build_workers_are_bounded_before_anything_is_read(fake_bins, tmp_path, run_cli):
     code, out, err = run_cli("stl10", "build", "--root", fake_bins, "--out", tmp_path / "out", "--workers", "100000")
     assert (code, out) == (2, "")
-    assert err.splitlines() == ["deepvision stl10: error: --workers must be at most 1,024 (one process each), "
+    assert err.splitlines() == ["deepvision stl10 build: error: --workers must be at most 1,024 (one process each), "
                                 "got 100,000"]
     assert not (tmp_path / "out").exists()
 

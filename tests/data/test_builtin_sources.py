@@ -35,7 +35,7 @@ def test_folder_source_refuses_a_file_link_giving_one_image_two_classes_or_split
     (tmp_path / "c.yaml").write_text(f"data: {{source: folder, root: {tmp_path / 'hl'}, train: train, val: test, "
                                      f"channels: 1}}\n")
     code, _, err = run_cli("data", "info", tmp_path / "c.yaml")
-    assert code == 2 and err == (f"deepvision data: error: {tmp_path / 'hl' / link} and {tmp_path / 'hl' / target} "
+    assert code == 2 and err == (f"deepvision data info: error: {tmp_path / 'hl' / link} and {tmp_path / 'hl' / target} "
                                  f"are one file (a link): the data under {tmp_path / 'hl'} would hold one image twice; "
                                  f"remove the link or copy the image\n")
     os.unlink(tmp_path / "hl" / link)
@@ -88,5 +88,5 @@ def test_a_labels_file_beside_a_list_is_named_when_it_cannot_be_read(lists, run_
     (lists.parent / "c.yaml").write_text(f"data: {{source: lst, root: {lists}, train: {lists}/ok.lst, test: null, "
                                          f"options: {{labels: {lists}/perm.labels.txt}}}}\n")
     code, _, err = run_cli("data", "info", lists.parent / "c.yaml")
-    assert code == 2 and err == f"deepvision data: error: labels file {lists}/perm.labels.txt {message}" + (
+    assert code == 2 and err == f"deepvision data info: error: labels file {lists}/perm.labels.txt {message}" + (
         " (byte 2)\n" if "UTF-8" in message else "\n")

@@ -130,7 +130,7 @@ print(codes)
     lines = proc.stderr.splitlines()
     assert len(lines) == 2 and "Traceback" not in proc.stderr
     assert lines[0].startswith("deepvision im2rec: error: this needs opencv-python-headless (module cv2)")
-    assert lines[1].startswith("deepvision imagenet: error: this needs opencv-python-headless")
+    assert lines[1].startswith("deepvision imagenet lists: error: this needs opencv-python-headless")
     assert all(line.endswith("pip install 'deepvision[records]'") for line in lines)
     assert not (tmp_path / "lists").exists() and not list(tmp_path.glob("x*"))
 

@@ -370,7 +370,7 @@ def test_load_index_refuses_class_names_a_build_never_writes(tmp_path, run_cli, 
     (tmp_path / "out" / "dataset.json").write_text(json.dumps(meta))
     code, out, err = run_cli("detection", "show", tmp_path / "out", "--split", "train", "--out", tmp_path / "show")
     assert code == 2 and out == "" and err.count("\n") == 1 and "\x1b" not in err, err
-    assert err.startswith(f"deepvision detection: error: {tmp_path / 'out' / 'dataset.json'} {message}"), err
+    assert err.startswith(f"deepvision detection show: error: {tmp_path / 'out' / 'dataset.json'} {message}"), err
     assert not (tmp_path / "show").exists()
     doc = json.loads((tmp_path / "out" / "train.json").read_text())
     doc["images"][0]["difficult"] = [True]  # JSON's true is a yes/no flag

@@ -74,7 +74,7 @@ def test_detection_export_refuses_an_out_that_is_one_of_its_images(run, tmp_path
     code, out, err = run_cli("detection", "export", run, "--format", "onnx", "--images", tmp_path / "d.onnx",
                              "--out", tmp_path / "d.onnx")
     assert (code, out) == (2, "")
-    assert err.splitlines() == [f"deepvision detection: error: --out {tmp_path / 'd.onnx'} is an input of this "
+    assert err.splitlines() == [f"deepvision detection export: error: --out {tmp_path / 'd.onnx'} is an input of this "
                                 f"command ({tmp_path / 'd.onnx'}) and would be overwritten; choose another output file"]
     assert (tmp_path / "d.onnx").read_bytes() == before and sorted(tmp_path.iterdir()) == [tmp_path / "d.onnx"]
 

@@ -107,6 +107,7 @@ class Parser(argparse.ArgumentParser):
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:  # named by the command that did not know them, with its own help
             parsed._command_parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        parsed.command_prog = parsed._command_parser.prog  # "deepvision models show": refusals name it as argparse does
         del parsed._command_parser
         return parsed
 
@@ -249,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         from deepvision.safeload import printable  # a name from a file or the command line, escaped
 
         held.drop()
-        sys.stderr.write(f"deepvision {args.command}: error: {clip_message(printable(exc))}\n")
+        sys.stderr.write(f"{args.command_prog}: error: {clip_message(printable(exc))}\n")
         return 2
     except StopRequested as stop:
         if os.environ.get("RANK", "0") == "0":  # under DDP every rank stops; rank 0 speaks
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         if advice is None:
             raise
         held.drop()
-        sys.stderr.write(f"deepvision {args.command}: error: {clip_message(advice)}\n")
+        sys.stderr.write(f"{args.command_prog}: error: {clip_message(advice)}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
@@ -277,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a file system problem no check anticipated: still one line, exit 2
         held.drop()
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        sys.stderr.write(f"deepvision {args.command}: error: {clip_message(f'{where}{exc.strerror or exc}')}\n")
+        sys.stderr.write(f"{args.command_prog}: error: {clip_message(f'{where}{exc.strerror or exc}')}\n")
         return 2
     finally:
         held.release()  # a crash or an interruption still tells how many threads it ran on
