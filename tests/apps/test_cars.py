@@ -288,7 +288,8 @@ def test_lists_refuse_an_out_whose_files_would_replace_the_label_csv(run_cli, fa
     before = (out / "train.lst").read_bytes()
     code, stdout, err = run_cli("cars", "lists", "--root", fake, "--out", out, "--csv", out / "train.lst")
     assert (code, stdout) == (2, "")
-    assert err.splitlines() == [f"deepvision cars lists: error: --out {out} would overwrite the input {out / 'train.lst'} "
+    assert err.splitlines() == [f"deepvision cars lists: error: --out {out} would overwrite the input "
+                                f"{out / 'train.lst'} "
                                 f"(--csv) with its train.lst; choose another folder"]
     assert (out / "train.lst").read_bytes() == before and [p.name for p in out.iterdir()] == ["train.lst"]
 

@@ -167,7 +167,8 @@ def test_dataset_out_inside_the_source_folder_is_refused(run_cli, tmp_path):
     for out in (src / "rot", tmp_path / "link" / "rot"):
         code, stdout, err = run_cli("orientation", "dataset", src, out)
         assert code == 2 and stdout == ""
-        assert err.splitlines() == [f"deepvision orientation dataset: error: OUT {out} is inside the input folder {src}; its "
+        assert err.splitlines() == [f"deepvision orientation dataset: error: OUT {out} is inside the input "
+                                    f"folder {src}; its "
                                     f"files would be read as part of it next time, so choose a folder outside it"]
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before
 
@@ -183,7 +184,8 @@ def test_apply_refuses_a_model_whose_angles_are_not_the_four_quarter_turns(tmp_p
     code, out, err = run_cli("orientation", "apply", path.parent, src, "--out", tmp_path / "fixed")
     assert (code, out) == (2, "")
     angles = "[" + ", ".join(names) + "]"
-    assert err.splitlines() == [f"deepvision orientation apply: error: {path.parent} predicts angles {angles}; orientation "
+    assert err.splitlines() == [f"deepvision orientation apply: error: {path.parent} predicts angles "
+                                f"{angles}; orientation "
                                 f"models predict 0, 90, 180 and 270"]
     assert not (tmp_path / "fixed").exists()
 

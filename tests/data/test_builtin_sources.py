@@ -35,7 +35,8 @@ def test_folder_source_refuses_a_file_link_giving_one_image_two_classes_or_split
     (tmp_path / "c.yaml").write_text(f"data: {{source: folder, root: {tmp_path / 'hl'}, train: train, val: test, "
                                      f"channels: 1}}\n")
     code, _, err = run_cli("data", "info", tmp_path / "c.yaml")
-    assert code == 2 and err == (f"deepvision data info: error: {tmp_path / 'hl' / link} and {tmp_path / 'hl' / target} "
+    assert code == 2 and err == (f"deepvision data info: error: {tmp_path / 'hl' / link} and "
+                                 f"{tmp_path / 'hl' / target} "
                                  f"are one file (a link): the data under {tmp_path / 'hl'} would hold one image twice; "
                                  f"remove the link or copy the image\n")
     os.unlink(tmp_path / "hl" / link)

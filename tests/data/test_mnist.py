@@ -43,7 +43,8 @@ def test_mnist_text_source_names_a_fifo_and_bounds_the_file(tmp_path, run_cli, m
     (tmp_path / "train.txt").write_text(_text_line("4.5"))
     (tmp_path / "c.yaml").write_text(f"data: {{source: mnist_text, root: {tmp_path}, train: train.txt}}\n")
     code, _, err = run_cli("data", "info", tmp_path / "c.yaml")
-    assert code == 2 and err == f"deepvision data info: error: {tmp_path}/train.txt:1: label 4.5 is not a whole number " \
+    assert code == 2 and err == f"deepvision data info: error: {tmp_path}/train.txt:1: label 4.5 is not a " \
+                                "whole number " \
                                 "0..9\n"
     os.mkfifo(tmp_path / "fifo.txt")
     code, _, err = run_cli("data", "info", tmp_path / "c.yaml", "--set", "data.train=fifo.txt")

@@ -95,7 +95,8 @@ def test_a_fifo_voc_annotation_listed_by_a_split_is_named_as_such(tmp_path, run_
     os.mkfifo(xml)
     code, out, err = run_cli("detection", "build", "voc", tmp_path / "v1", "--out", tmp_path / "v1b")
     assert (code, out) == (2, "")
-    assert err.splitlines() == [f"deepvision detection build: error: {tmp_path / 'v1' / 'ImageSets' / 'Main' / 'train.txt'} "
+    assert err.splitlines() == ["deepvision detection build: error: "
+                                f"{tmp_path / 'v1' / 'ImageSets' / 'Main' / 'train.txt'} "
                                 f"lists '2008_000003' but {xml} is a FIFO, not a regular file"]
     assert not (tmp_path / "v1b").exists()
 

@@ -78,7 +78,8 @@ def test_show_writes_a_diagram(run_cli, tmp_path):
 
 @pytest.mark.parametrize(("args", "message"), [
     (("show", "squeezenet_ref", "--input", "3x224x224"),
-     "deepvision models show: error: squeezenet_ref: input 224x224 is too small: classifier.pool10 (13x13 average pool) "
+     "deepvision models show: error: squeezenet_ref: input 224x224 is too small: classifier.pool10 "
+     "(13x13 average pool) "
      "gets a 12x12 map; the minimum input is 227x227"),
     (("show", "googlenet_ref", "--input", "227"), "googlenet_ref: input 227x227 is too large"),
     (("show", "alexnet_ref", "--input", "40"), "alexnet_ref: input 40x40 is too small: features.block3.pool3"),
