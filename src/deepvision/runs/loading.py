@@ -57,9 +57,11 @@ def run_classes(run: RunDir, ckpt: dict[str, Any]) -> list[str]:
     if stored and len(names) != len(stored):
         raise UserError(f"{run.labels_path} names {len(names)} classes but the checkpoint was trained on "
                         f"{len(stored)}; restore labels.txt (one class name a line)")
-    unnamed = stored == [str(i) for i in range(len(stored))]  # names given to numbered classes are kept
-    if stored and names != stored and not unnamed:  # reordered or renamed: every answer would be relabelled
-        k = next(i for i, (a, b) in enumerate(zip(names, stored)) if a != b)
+    # names given to numbered classes are kept; a number moved to another line is a reorder, as is any
+    # change to named classes: every answer would be relabelled
+    unnamed = stored == [str(i) for i in range(len(stored))]
+    k = next((i for i, (a, b) in enumerate(zip(names, stored)) if a != b and (not unnamed or a in stored)), None)
+    if stored and k is not None:
         raise UserError(f"{run.labels_path} line {k + 1} names {printable(names[k])!r} but the checkpoint was "
                         f"trained with {printable(stored[k])!r} there; restore labels.txt (the checkpoint's "
                         f"class names, one a line, in order)")
