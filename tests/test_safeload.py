@@ -205,6 +205,14 @@ def test_a_yaml_base_60_number_is_refused(text):
     assert load_yaml("t: '1:30'\nlr: 1.5e-3\nn: 0x10\n", "c.yaml") == {"t": "1:30", "lr": 0.0015, "n": 16}
 
 
+@pytest.mark.parametrize("text", ["epochs: 010\n", "seed: -0_7\n", "size: [00, 1]\n"])
+def test_a_yaml_octal_number_is_refused(text):
+    """YAML 1.1 reads a zero-padded 010 as 8; hexadecimal and binary say their base and are read."""
+    with pytest.raises(UserError, match=r"on line 1 is a YAML octal number \(a leading 0\); quote it"):
+        load_yaml(text, "c.yaml")
+    assert load_yaml("a: 0\nb: 0x10\nc: 0b10\nd: 010.5\ne: '010'\n") == {"a": 0, "b": 16, "c": 2, "d": 10.5, "e": "010"}
+
+
 def test_mat_compressed_variables_are_checked_before_loadmat(tmp_path, monkeypatch):
     """A compressed MAT v5 variable that declares far more than 100x its stored bytes (or more than
     the read ceiling) is refused from its tag; an honest compressed file loads unchanged."""

@@ -152,6 +152,15 @@ def _refuse_base_60(node: yaml.ScalarNode) -> None:
                          f"number; quote it (\"{node.value[:40]}\") or write the number itself")
 
 
+def _refuse_octal(node: yaml.ScalarNode) -> None:
+    """YAML 1.1 reads `010` as the octal number 8: a zero-padded epoch count, seed or size would change without
+    a word (`0x10` and `0b10` say their base and are read as written)."""
+    digits = node.value.lstrip("+-").replace("_", "")
+    if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
+        raise LimitError(f"the value {node.value[:40]} on line {node.start_mark.line + 1} is a YAML octal number "
+                         f"(a leading 0); quote it (\"{node.value[:40]}\") or write the decimal number")
+
+
 def _construct_number(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
     _refuse_base_60(node)
     return yaml.SafeLoader.construct_yaml_float(loader, node)
@@ -159,8 +168,9 @@ def _construct_number(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
 
 def _construct_bounded_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
     """YAML's int constructor, refusing an integer beyond +-2**MAX_INT_BITS in one line (such a value
-    cannot even be printed in decimal past 4,300 digits) and a base-60 one."""
+    cannot even be printed in decimal past 4,300 digits), a base-60 one and an octal one."""
     _refuse_base_60(node)
+    _refuse_octal(node)
     try:
         value = yaml.SafeLoader.construct_yaml_int(loader, node)
     except ValueError:  # a decimal of more than 4,300 digits
