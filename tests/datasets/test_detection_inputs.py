@@ -464,3 +464,17 @@ def test_a_build_replaces_an_earlier_build_whole_and_no_other_folder(tmp_path, r
     code, out, err = run_cli("detection", "build", "voc", voc, "--out", mine)
     assert (code, out) == (2, "") and "holds files but no dataset.json of an earlier detection build" in err
     assert [p.name for p in mine.iterdir()] == ["train.json"]
+
+
+@pytest.mark.parametrize("key", ["\u0661", "+1", " 1", "01", "True"])
+def test_yolo_names_keys_are_plain_class_indices(key):
+    """int() reads '١' (an Arabic-Indic one), '+1' and ' 1' as 1: the lookup of names['1'] then failed with a
+    traceback. A names key is an integer or its ASCII digits; an index given twice is refused."""
+    from deepvision.datasets.detection.readers.yolo import _yolo_names
+
+    assert _yolo_names({0: "a", "1": "b"}, "d.yaml") == ["a", "b"]
+    names = {0: "a", key: "b"} if key != "True" else {0: "a", True: "b"}
+    with pytest.raises(UserError, match=r"^d\.yaml: names key .* is not a class index"):
+        _yolo_names(names, "d.yaml")
+    with pytest.raises(UserError, match=r"^d\.yaml: names gives class 0 twice"):
+        _yolo_names({0: "a", "0": "b"}, "d.yaml")

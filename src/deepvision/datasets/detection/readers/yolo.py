@@ -12,18 +12,24 @@ from deepvision.data.imageio import image_size
 from deepvision.datasets.detection.readers.common import IMAGE_EXTENSIONS, file_problem, inside, parse_number
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
-from deepvision.safeload import read_text_file
+from deepvision.safeload import printable, read_text_file
 
 
 def _yolo_names(value: Any, where: str) -> list[str]:
     if isinstance(value, dict):
-        try:
-            keys = sorted(int(k) for k in value)
-        except (TypeError, ValueError):
-            raise UserError(f"{where}: names must map class indices 0, 1, ... to names") from None
+        index: dict[int, Any] = {}
+        for key, name in value.items():  # int() would also read '١', '+1' and ' 2' as class numbers
+            plain = isinstance(key, str) and key.isascii() and key.isdigit() and str(int(key)) == key
+            if not plain and (isinstance(key, bool) or not isinstance(key, int)):
+                raise UserError(f"{where}: names key {printable(repr(key))[:40]} is not a class index; names must "
+                                f"map class indices 0, 1, ... to names")
+            if int(key) in index:
+                raise UserError(f"{where}: names gives class {int(key)} twice; give each index once")
+            index[int(key)] = name
+        keys = sorted(index)
         if keys != list(range(len(keys))):
             raise UserError(f"{where}: names must be numbered 0..{len(keys) - 1}")
-        names = [value[k] if k in value else value[str(k)] for k in keys]
+        names = [index[k] for k in keys]
     elif isinstance(value, list):
         names = list(value)
     else:
