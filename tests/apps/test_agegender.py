@@ -96,6 +96,9 @@ def test_adience_lists_refuse_bad_input(tmp_path, run_cli):
     (2, "abc", "1 face image(s) of the fold files are missing under {root} (first: fold_frontal_0_data.txt:2 names "
                "aligned/{user}/landmark_aligned_face.abc.{image}); restore them or remove their rows"),
     (0, "1000@N00\x1b[2J", "{root}/fold_frontal_0_data.txt:2: user_id '1000@N00\\x1b[2J' is not a plain name"),
+    (3, "(0, 2", "{root}/fold_frontal_0_data.txt:2: age '(0, 2' is not an Adience age range '(a, b)' of whole "
+                 "numbers; correct the row"),
+    (3, "(0, \u0662)", "{root}/fold_frontal_0_data.txt:2: age '(0, \u0662)' is not an Adience age range"),
 ])
 def test_adience_rows_naming_no_face_or_holding_escapes_are_one_line(tmp_path, run_cli, column, value, message):
     root = make_fake_adience(tmp_path / "adience", faces=20, size=8)
@@ -360,3 +363,16 @@ def test_agegender_refusing_after_its_out_folder_was_made_leaves_none(runs, tmp_
     code, _, err = run_cli("agegender", age, gender, "--image", folder, "--out", out, "--headless",
                            "--detector", "haar")
     assert code == 2 and err.count("\n") == 1 and not (tmp_path / "new").exists()
+
+
+def test_adience_lists_count_the_rows_each_task_leaves_out(tmp_path, run_cli):
+    """Rows the filter drops and age ranges fitting no bucket were left out without a word."""
+    root = make_fake_adience(tmp_path / "adience", faces=20, size=8)
+    code, out, err = run_cli("adience", "lists", "--root", root, "--out", tmp_path / "o", "--no-mean")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[:4] == ["age: 18 faces, 8 classes; train 14, val 2, test 2",
+                         "  left out: 20 row(s) without an age range or an m/f gender; 2 age range(s) fitting no "
+                         "bucket",
+                         "gender: 20 faces, 2 classes; train 14, val 3, test 3",
+                         "  left out: 20 row(s) without an age range or an m/f gender"]

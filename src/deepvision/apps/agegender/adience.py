@@ -4,7 +4,8 @@ Only `fold_frontal_{0..4}_data.txt` are read (the reference read every *.txt of 
 beginning with the Adience header line (HEADER, its columns in order). A row
 is kept when its age starts with "(" and its gender is m or f. Age tuples map to the first of the 8
 buckets with lo >= lower and hi <= upper ("lower_upper", last "60_inf"); a tuple that fits none is
-dropped from the age task only. Gender: m -> 0 (male), f -> 1 (female). Age class ids follow the
+dropped from the age task only, and counted; an age cell that begins "(" but is no "(a, b)" of whole
+numbers is refused. Gender: m -> 0 (male), f -> 1 (female). Age class ids follow the
 label encoder's lexicographic order: 0_2, 15_20, 25_32, 38_43, 48_53, 4_6, 60_inf, 8_13.
 
 Each task gets a stratified, seeded test split of int(0.15 N) samples, then a validation split of the
@@ -106,6 +107,9 @@ def read_folds(root: str | Path) -> AdienceRows:
             if len(cols) < 5:
                 raise UserError(f"{path}:{lineno}: expected tab-separated columns {', '.join(HEADER[:5])}, ...")
             user, image, face, age, gender = (c.strip() for c in cols[:5])
+            if age.startswith("(") and not _TUPLE.match(age):  # damaged, not a row the filter drops
+                raise UserError(f"{path}:{lineno}: age {printable(repr(age[:40]))} is not an Adience age range "
+                                f"'(a, b)' of whole numbers; correct the row")
             if not age.startswith("(") or gender not in GENDERS:
                 rows.skipped += 1
                 continue
@@ -144,6 +148,7 @@ class TaskLists:
     val: list[ListEntry]
     test: list[ListEntry]
     files: dict[str, Path] = field(default_factory=dict)
+    left_out: str = ""  # the fold rows this task does not use, counted, for the summary
 
     @property
     def total(self) -> int:
@@ -179,6 +184,11 @@ def build_adience_lists(root: str | Path, out: str | Path | None = None, *, seed
                           AGE_CLASSES, seed, fraction, prefix),
         "gender": split_task("gender", rows.paths, rows.genders, GENDER_CLASSES, seed, fraction, prefix),
     }
+    filtered = f"{rows.skipped:,} row(s) without an age range or an m/f gender" if rows.skipped else ""
+    no_bucket = len(rows.ages) - len(age_idx)
+    tasks["gender"].left_out = filtered
+    tasks["age"].left_out = "; ".join(x for x in (filtered, f"{no_bucket:,} age range(s) fitting no bucket"
+                                                  if no_bucket else "") if x)
     if out is None:
         return tasks
     require_own_lists_folder(out, "adience lists")  # a run's folder or another builder's lists are left alone

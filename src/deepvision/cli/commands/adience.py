@@ -50,6 +50,8 @@ def make_lists(args: argparse.Namespace) -> int:
     for name, lists in tasks.items():
         print(f"{name}: {lists.total:,} faces, {len(lists.classes)} classes; train {len(lists.train):,}, "
               f"val {len(lists.val):,}, test {len(lists.test):,}")
+        if lists.left_out:
+            print(f"  left out: {lists.left_out}")
     if not args.no_mean:
         with progress_bar() as bar:
             ids = {name: bar.add_task(f"{name} mean", total=len(lists.train)) for name, lists in tasks.items()}
