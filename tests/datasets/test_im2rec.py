@@ -247,6 +247,20 @@ def test_a_duplicate_list_index_is_refused_naming_both_lines(tmp_path, run_cli):
     assert not (tmp_path / "p.rec").exists() and not (tmp_path / "p.idx").exists()
 
 
+def test_an_image_listed_twice_with_other_labels_is_refused_before_packing(tmp_path, run_cli):
+    """Packed twice, once per label, one image trained as two classes; the list reader refuses such a list."""
+    root = tmp_path / "imgs"
+    (root / "a").mkdir(parents=True)
+    for name in ("0.png", "1.png"):
+        Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(root / "a" / name)
+    (tmp_path / "p.lst").write_text("0\t0\ta/0.png\n1\t0\ta/1.png\n2\t0\ta//1.png\n3\t1\t./a/0.png\n")
+    code, _, err = run_cli("im2rec", tmp_path / "p", root, "--num-thread", "1")
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.endswith(f"{tmp_path / 'p.lst'}:4: ./a/0.png is listed again with other labels (first on line 1 as "
+                        f"a/0.png); an image has one label\n"), err
+    assert not (tmp_path / "p.rec").exists() and not (tmp_path / "p.idx").exists()
+
+
 def test_more_chunks_than_images_is_refused_before_any_file(tmp_path, run_cli):
     root = tmp_path / "imgs"
     make_folder(root, per_class=2)

@@ -13,7 +13,7 @@ with the reason in `PREFIX.skipped.txt` instead of ending the run; palette/alpha
 white and 16-bit images scaled (EXIF orientation, CMYK and grayscale JPEGs are handled as OpenCV does);
 outputs are written to temporary files and renamed when complete.
 
-Why one module of ~410 lines: listing, encoding, the worker pool and its bounded shutdown, and the
+Why one module of ~430 lines: listing, encoding, the worker pool and its bounded shutdown, and the
 lenient list reader are the one packing path; split up, each part would need the others' options.
 """
 
@@ -241,6 +241,7 @@ def pack_list(
     workers = check_workers("--num-thread", max(1, workers or os.cpu_count() or 1))
     items, problems = read_list_lenient(lst, unique_index=True)
     _refuse_over(lst, items, options.root, _existing_outputs([rec]))
+    _refuse_relabelled(lst, items, options.root)
     skipped: list[tuple[str, str, str]] = list(problems)
     t0 = time.perf_counter()
     tasks = list(enumerate(items))
@@ -317,15 +318,30 @@ def _refuse_over(lst: Path, items: list[PackItem], root: str | Path, outputs: di
                             f"rename the file or choose another prefix")
 
 
+def _refuse_relabelled(lst: Path, items: list[PackItem], root: str | Path) -> None:
+    """An image listed twice with other labels would be packed as both (the list reader refuses it too);
+    compared as the files reached (`./a/0.png`, `a//0.png` and a link are one image)."""
+    first: dict[object, PackItem] = {}
+    for item in items:
+        met = first.setdefault(file_id(Path(root, item.path)) or os.path.normpath(item.path), item)
+        if met.labels != item.labels:
+            also = "" if met.path == item.path else f" as {met.path}"
+            raise UserError(f"{lst}:{item.line}: {item.path} is listed again with other labels (first on line "
+                            f"{met.line}{also}); an image has one label")
+
+
 def refuse_outputs_over_inputs(lists: Iterable[tuple[Path, Path]], root: str | Path) -> None:
     """Refuse, before anything is packed, a pack whose outputs (`pack_outputs` of each list's record file)
     are one of its inputs: a .lst, or an image a list names under `root` (compared by inode, so links
     and `..` detours are caught): packing would replace those photos with the record file or its index.
-    `lists`: (.lst, record file) pairs; every list is read, so a duplicate index is refused here too."""
+    `lists`: (.lst, record file) pairs; every list is read, so a duplicate index or an image listed
+    with two labels is refused here too."""
     lists = list(lists)
     outputs = _existing_outputs(rec for _, rec in lists)
     for lst, _ in lists:
-        _refuse_over(lst, read_list_lenient(lst, unique_index=True)[0], root, outputs)
+        items = read_list_lenient(lst, unique_index=True)[0]
+        _refuse_over(lst, items, root, outputs)
+        _refuse_relabelled(lst, items, root)
 
 
 def _write_skipped(rec: Path, skipped: list[tuple[str, str, str]]) -> None:
