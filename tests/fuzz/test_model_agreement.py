@@ -32,8 +32,26 @@ def lenet_run(tmp_path):
 
 
 def _tamper(run, **changes):
+    """preprocess.json and the checkpoints' record of it changed alike (either alone is refused as an edit)."""
     pre = json.loads((run / "preprocess.json").read_text())
     (run / "preprocess.json").write_text(json.dumps({**pre, **changes}))
+    for path in (run / "checkpoints").glob("*.pt"):
+        ckpt = torch.load(path, weights_only=True)
+        ckpt["preprocess"] = {**ckpt["preprocess"], **changes}
+        torch.save(ckpt, path)
+
+
+def test_a_preprocess_json_edited_against_the_checkpoint_is_refused(lenet_run, tmp_path, run_cli):
+    """scale 0.0015 instead of 1/255 scored the same weights 12 points lower without a word."""
+    from PIL import Image
+
+    pre = json.loads((lenet_run / "preprocess.json").read_text())
+    (lenet_run / "preprocess.json").write_text(json.dumps({**pre, "scale": 0.0015}))
+    Image.new("L", (28, 28)).save(tmp_path / "a.png")
+    code, out, err = run_cli("predict", lenet_run, tmp_path / "a.png")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert err.endswith(f"{lenet_run / 'preprocess.json'} gives scale 0.0015 but best.pt was trained with "
+                        f"{1 / 255!r}; undo the edit: a run's preprocessing never changes\n"), err
 
 
 @pytest.mark.parametrize(("changes", "message"), [

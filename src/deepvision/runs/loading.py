@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,9 +87,25 @@ def _open_run(run_dir: str | Path, epoch: int | None,
         key, old, new = change
         raise UserError(f"{run.config_path} names another model than {path.name} was trained with ({key} ({old} "
                         f"-> {new})); undo the edit: a run's model section never changes")
+    _check_preprocess(run, pre, ckpt.get("preprocess"), path)
     cfg.model.pretrained = None  # the checkpoint supersedes any initial weights
     _relocate_model_files(cfg, run)
     return run, path, ckpt, cfg, pre
+
+
+def _check_preprocess(run: RunDir, pre: Preprocess, stored: Any, path: Path) -> None:
+    """Refuse a preprocess.json that says otherwise than the checkpoint's own record of the preprocessing
+    it was trained with (another scale or interpolation changes every answer without a word). Keys the
+    checkpoint does not record (written before they existed) are not compared."""
+    if not isinstance(stored, dict):
+        return
+    now = json.loads(json.dumps(pre.to_dict()))  # tuples and lists alike
+    old = json.loads(json.dumps(stored, default=str))
+    key = next((k for k in old if k in now and now[k] != old[k]), None)
+    if key is not None:
+        raise UserError(f"{run.preprocess_path} gives {key} {printable(json.dumps(now[key]))[:60]} but {path.name} "
+                        f"was trained with {printable(json.dumps(old[key]))[:60]}; undo the edit: a run's "
+                        f"preprocessing never changes")
 
 
 def _classes(run: RunDir, ckpt: dict[str, Any], cfg: Config) -> list[str]:
