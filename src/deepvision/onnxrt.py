@@ -117,18 +117,21 @@ def check_weights_finite(path: str | Path) -> None:
             raise UserError(f"{path}: constant {name!r} holds NaN; the file is damaged (export it again)")
 
 
-def check_same_classes(path: str | Path, metadata: dict[str, str], classes: Any) -> None:
-    """An exported file carries its class names twice: the plain `classes` key other tools read and the
-    deepvision metadata's list. Refuse a file whose two lists differ, rather than answer with one of them."""
+def check_same_records(path: str | Path, metadata: dict[str, str], own: Any) -> None:
+    """An exported file carries its class names and preprocessing twice: the plain `classes` and `preprocess`
+    keys other tools read, and in the deepvision record (`own`). Refuse a file whose two copies of either
+    differ, rather than answer with one of them (another tool would read the other)."""
     from deepvision.safeload import load_json, printable
 
-    plain = metadata.get("classes")
-    if plain is None or classes is None:
-        return
-    other = load_json(plain, f"{path} metadata 'classes'")
-    if other != classes:
-        raise UserError(f"{path}: its metadata's two class lists differ ('classes' {printable(repr(other))[:40]}, "
-                        f"'deepvision' {printable(repr(classes))[:40]}); export it again with `deepvision export RUN`")
+    for key in ("classes", "preprocess"):
+        plain, ours = metadata.get(key), own.get(key) if isinstance(own, dict) else None
+        if plain is None or ours is None:
+            continue
+        other = load_json(plain, f"{path} metadata '{key}'")
+        if other != ours:
+            raise UserError(f"{path}: its metadata's two {key} records differ ('{key}' "
+                            f"{printable(repr(other))[:40]}, 'deepvision' {printable(repr(ours))[:40]}); export it "
+                            f"again with `deepvision export RUN`")
 
 
 def _stored_tensors(graph: Any) -> Iterator[tuple[str, Any, bool]]:

@@ -63,7 +63,7 @@ def test_export_onnx_through_the_cli(trained_detection_run, run_cli, tmp_path):
     model = onnx.load(str(target))  # the plain class list no longer the deepvision metadata's
     next(p for p in model.metadata_props if p.key == "classes").value = '["square", "disc", "triangle"]'
     onnx.save(model, str(tmp_path / "swapped.onnx"))
-    with pytest.raises(UserError, match="its metadata's two class lists differ"):
+    with pytest.raises(UserError, match="its metadata's two classes records differ"):
         load_exported(tmp_path / "swapped.onnx")
 
 

@@ -12,7 +12,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 
-def _onnx_file(path, meta: str, plain: str | None = None):
+def _onnx_file(path, meta: str, plain: str | None = None, plain_preprocess: str | None = None):
     from onnx import TensorProto, helper
 
     from deepvision.inference.onnx_runtime import METADATA_KEY
@@ -27,6 +27,9 @@ def _onnx_file(path, meta: str, plain: str | None = None):
     if plain is not None:  # the plain "classes" key export writes for other tools
         entry = model.metadata_props.add()
         entry.key, entry.value = "classes", plain
+    if plain_preprocess is not None:  # and the plain "preprocess" key
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "preprocess", plain_preprocess
     onnx.save(model, str(path))
     return path
 
@@ -77,8 +80,20 @@ def test_the_two_class_lists_must_agree(tmp_path):
     from deepvision.inference.onnx_runtime import OnnxClassifier
 
     path = _onnx_file(tmp_path / "m.onnx", _meta(), '["c", "b", "a"]')
-    with pytest.raises(UserError, match=r"m.onnx: its metadata's two class lists differ \('classes' \['c', 'b', "
+    with pytest.raises(UserError, match=r"m.onnx: its metadata's two classes records differ \('classes' \['c', 'b', "
                                         r"'a'\], 'deepvision' \['a', 'b', 'c'\]\); export it again"):
+        OnnxClassifier(path)
+
+
+def test_the_two_preprocessing_records_must_agree(tmp_path):
+    """The deepvision record said nearest, the plain `preprocess` key bilinear: predict used the first
+    without a word, another tool reading the plain key would preprocess otherwise."""
+    from deepvision.inference.onnx_runtime import OnnxClassifier
+
+    same = '{"channels": 3, "size": [8, 8]}'
+    assert OnnxClassifier(_onnx_file(tmp_path / "s.onnx", _meta(), None, same)).pre.size == (8, 8)
+    path = _onnx_file(tmp_path / "m.onnx", _meta(), None, '{"channels": 3, "size": [8, 8], "interpolation": "nearest"}')
+    with pytest.raises(UserError, match=r"m.onnx: its metadata's two preprocess records differ \('preprocess' "):
         OnnxClassifier(path)
 
 

@@ -33,7 +33,7 @@ from deepvision.errors import UserError
 from deepvision.export.hooks import ExportHooks, Parity, register_export
 from deepvision.export.onnx_export import METADATA_KEY
 from deepvision.models.detection import detection_family
-from deepvision.onnxrt import check_same_classes, check_weights_finite, ort_session, require, run_session
+from deepvision.onnxrt import check_same_records, check_weights_finite, ort_session, require, run_session
 from deepvision.runs.loading import LoadedRun
 from deepvision.safeload import check_class_names, load_json
 from deepvision.version import __version__
@@ -244,7 +244,7 @@ def load_exported(path: str | Path, fmt: str | None = None) -> tuple[Any, list[s
         classes = _classes(load_json(meta.get("classes", "[]"), f"{path} metadata"))
         check_class_names(classes, f"{path} metadata")
         own = load_json(meta[METADATA_KEY], f"{path} metadata") if METADATA_KEY in meta else None
-        check_same_classes(path, meta, own.get("classes") if isinstance(own, dict) else None)
+        check_same_records(path, meta, own)
         return (lambda im: tuple(run_session(session, path, None, {"image": np.asarray(im)}))), classes
     files = {"classes.json": ""}
     with warnings.catch_warnings():

@@ -15,7 +15,7 @@ import torch
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
 from deepvision.models.outputs import class_probabilities
-from deepvision.onnxrt import check_same_classes, check_weights_finite, ort_session, run_session
+from deepvision.onnxrt import check_same_records, check_weights_finite, ort_session, run_session
 from deepvision.safeload import check_class_names, input_file, load_json, printable
 
 METADATA_KEY = "deepvision"  # written by deepvision.export.export
@@ -107,7 +107,7 @@ class OnnxClassifier:
             raise UserError(f"{self.path}: its metadata's classes are not a list of names; export it again "
                             f"with `deepvision export RUN`")
         check_class_names(self.classes, f"{self.path} metadata")
-        check_same_classes(self.path, self.metadata, self.classes)
+        check_same_records(self.path, self.metadata, self.meta)
         shape = next(o.shape for o in self.session.get_outputs() if o.name == self.output)
         width = shape[1] if len(shape) == 2 else None  # N x classes; a symbolic width is checked per batch
         if isinstance(width, int) and width != len(self.classes):
