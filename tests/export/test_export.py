@@ -188,15 +188,25 @@ def test_export_replaces_only_a_model_file_of_its_format(runs, run_cli, tmp_path
     _, zoo, _, _ = runs
     (tmp_path / "pb.onnx").write_bytes(b"\x08\x01\x12\x04none")  # a protobuf (a TensorFlow .pb opens so)
     code, out, err = run_cli("export", zoo, "--out", tmp_path / "pb.onnx")
-    assert (code, out) == (2, "") and "exists and is not an ONNX file" in err
+    assert (code, out) == (2, "") and "exists and is not an ONNX file deepvision exported" in err
     assert (tmp_path / "pb.onnx").read_bytes() == b"\x08\x01\x12\x04none"
     (tmp_path / "h.onnx").write_text("epoch,loss\n1,0.5\n")
     code, out, err = run_cli("export", zoo, "--out", tmp_path / "h.onnx")
-    assert (code, out) == (2, "") and f"--out {tmp_path / 'h.onnx'} exists and is not an ONNX file" in err
+    assert (code, out) == (2, "")
+    assert f"--out {tmp_path / 'h.onnx'} exists and is not an ONNX file deepvision exported" in err
     assert (tmp_path / "h.onnx").read_text() == "epoch,loss\n1,0.5\n"
     for _ in range(2):  # a new file, then its own export again
         code, _, err = run_cli("export", zoo, "--out", tmp_path / "m.onnx")
         assert code == 0, err
+    import onnx  # a user's own model (no deepvision record) is not replaced either
+
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    del model.metadata_props[:]
+    onnx.save(model, str(tmp_path / "theirs.onnx"))
+    before = (tmp_path / "theirs.onnx").read_bytes()
+    code, out, err = run_cli("export", zoo, "--out", tmp_path / "theirs.onnx")
+    assert (code, out) == (2, "") and "exists and is not an ONNX file deepvision exported" in err, err
+    assert (tmp_path / "theirs.onnx").read_bytes() == before
 
 
 def test_a_torchscript_export_replaces_only_a_torchscript_archive(runs, run_cli, tmp_path):
@@ -205,8 +215,15 @@ def test_a_torchscript_export_replaces_only_a_torchscript_archive(runs, run_cli,
     checkpoint = next((Path(zoo) / "checkpoints").glob("*.pt"))
     (tmp_path / "ck.torchscript").write_bytes(checkpoint.read_bytes())
     code, out, err = run_cli("export", zoo, "--format", "torchscript", "--out", tmp_path / "ck.torchscript")
-    assert (code, out) == (2, "") and "exists and is not a TorchScript file" in err
+    assert (code, out) == (2, "") and "exists and is not a TorchScript file deepvision exported" in err
     assert (tmp_path / "ck.torchscript").read_bytes() == checkpoint.read_bytes()
     for _ in range(2):  # a new file, then its own export again
         code, _, err = run_cli("export", zoo, "--format", "torchscript", "--out", tmp_path / "m.torchscript")
         assert code == 0, err
+    import torch
+
+    torch.jit.save(torch.jit.script(torch.nn.ReLU()), str(tmp_path / "theirs.torchscript"))  # another program's
+    before = (tmp_path / "theirs.torchscript").read_bytes()
+    code, out, err = run_cli("export", zoo, "--format", "torchscript", "--out", tmp_path / "theirs.torchscript")
+    assert (code, out) == (2, "") and "exists and is not a TorchScript file deepvision exported" in err, err
+    assert (tmp_path / "theirs.torchscript").read_bytes() == before

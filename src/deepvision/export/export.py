@@ -32,7 +32,7 @@ from torch import nn
 from deepvision.errors import UserError
 from deepvision.export import detection  # noqa: F401  (registers the detection hooks)
 from deepvision.export.hooks import ExportHooks, Parity, hooks_for, register_export
-from deepvision.export.onnx_export import INPUT, OUTPUT
+from deepvision.export.onnx_export import INPUT, METADATA_KEY, OUTPUT
 from deepvision.export.result import ExportResult
 from deepvision.fileio import atomic_path, unlink_quietly
 from deepvision.models.outputs import check_finite_output
@@ -60,9 +60,9 @@ class Deployable(nn.Module):
         return self.model(pixels * self.scale + self.shift)
 
 
-def is_onnx_model(path: Path) -> bool:
-    """Whether `path` parses as an ONNX model with a graph of at least one node (its first byte, the
-    ir_version field's tag, is also how a TensorFlow .pb or any protobuf begins)."""
+def is_onnx_export(path: Path) -> bool:
+    """Whether `path` is an ONNX model this project exported: it parses as a model with a graph and its
+    metadata holds the `deepvision` record (a user's downloaded model, or any protobuf, has none)."""
     import onnx
 
     try:
@@ -71,12 +71,14 @@ def is_onnx_model(path: Path) -> bool:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # whatever the parser says, the file is not an ONNX model
         return False
-    return model.ir_version > 0 and model.HasField("graph") and len(model.graph.node) > 0
+    return (model.ir_version > 0 and model.HasField("graph") and len(model.graph.node) > 0
+            and any(p.key == METADATA_KEY for p in model.metadata_props))
 
 
-def is_torchscript(path: Path) -> bool:
-    """Whether `path` is a TorchScript archive: a zip with a `code/` folder and `constants.pkl` beside its
-    `data.pkl` (a `torch.save` checkpoint, a `.keras` file or any other zip has none)."""
+def is_torchscript_export(path: Path) -> bool:
+    """Whether `path` is a TorchScript archive this project exported: a zip with a `code/` folder and
+    `constants.pkl` (a `torch.save` checkpoint or a `.keras` file has none) and the `deepvision.json`
+    extra file (another program's TorchScript model has none)."""
     import zipfile
 
     try:
@@ -84,7 +86,8 @@ def is_torchscript(path: Path) -> bool:
             names = zf.namelist()
     except (zipfile.BadZipFile, OSError, ValueError):
         return False
-    return any("/code/" in f"/{n}" for n in names) and any(n.endswith("constants.pkl") for n in names)
+    return (any("/code/" in f"/{n}" for n in names) and any(n.endswith("constants.pkl") for n in names)
+            and any(n.endswith("/extra/deepvision.json") for n in names))
 
 
 def describe(loaded: LoadedRun, dynamic_batch: bool, fmt: str) -> dict[str, Any]:
@@ -211,9 +214,9 @@ def export_run(
     target = Path(out) if out else loaded.run.path / "export" / f"{loaded.run.path.name}{SUFFIX[format]}"
     if target.suffix != SUFFIX[format]:
         raise UserError(f"--out {target}: a {format} file must end in {SUFFIX[format]}")
-    # only a model file of the format is replaced (a checkpoint or a .pb renamed is not)
-    refuse_replacing(target, is_onnx_model if format == "onnx" else is_torchscript,
-                     "an ONNX file" if format == "onnx" else "a TorchScript file")
+    # only an earlier export is replaced (a user's own model, a checkpoint or a .pb renamed is not)
+    refuse_replacing(target, is_onnx_export if format == "onnx" else is_torchscript_export,
+                     {"onnx": "an ONNX file", "torchscript": "a TorchScript file"}[format] + " deepvision exported")
     target.parent.mkdir(parents=True, exist_ok=True)
     meta = hooks.describe(format, dynamic_batch)
     samples, source = hooks.samples(images)
