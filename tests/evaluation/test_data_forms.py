@@ -1,5 +1,7 @@
 """`evaluate --data PATH` takes every data form training reads from a path (folder, .lst, .rec, HDF5)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -243,3 +245,36 @@ def test_evaluate_a_list_or_record_matches_its_labels_file_to_the_runs_classes_b
         assert code == 2 and err.count("\n") == 1, err
         assert f"class(es) c{order[0]}, c{order[1]}" in err and "are not classes of this run (0, 1, 2" in err
     assert not (tmp_path / "eval").exists()
+
+
+def test_reports_never_replace_a_users_files_or_the_report_of_other_data(digits_run, tmp_path, run_cli):
+    """evaluate --out and logreg --out replaced a user's report.csv and metrics.json in any folder; two data
+    files of one name (A/g10.h5, B/g10.h5) shared RUN/eval/g10_h5-best, the second report replacing the first."""
+    import json
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "report.csv").write_text("my notes\n")
+    code, out, err = run_cli("evaluate", digits_run, "--out", notes)
+    assert (code, out) == (2, "") and f"--out {notes} holds files but no metrics.json of an earlier evaluate" in err
+    features = tmp_path / "f.h5"
+    writer = HDF5DatasetWriter(features, (40, 4), "features")
+    writer.add(np.random.default_rng(0).normal(size=(40, 4)), np.arange(40) % 2)
+    writer.close()
+    code, out, err = run_cli("logreg", features, "--out", notes)
+    assert code == 2 and f"--out {notes} holds files but no metrics.json of an earlier logreg" in err
+    assert [p.name for p in notes.iterdir()] == ["report.csv"] and (notes / "report.csv").read_text() == "my notes\n"
+    for _ in range(2):  # its own report is replaced
+        assert run_cli("logreg", features, "--out", tmp_path / "lr")[0] == 0
+    test = load_data(load_run(digits_run, device="cpu").cfg.data, roles=("test",)).test
+    images, labels = test.images[:, 0].numpy(), test.labels.numpy()
+    folders = []
+    for name, n in (("A", 100), ("B", 60), ("A", 100)):
+        (tmp_path / name).mkdir(exist_ok=True)
+        h5 = tmp_path / name / "g10.h5"
+        if not h5.exists():
+            _write_hdf5(h5, images[:n], labels[:n], [str(i) for i in range(10)])
+        folders.append(Path(evaluate(digits_run, data=str(h5), quiet=True)["files"]["metrics"]).parent)
+    assert [f.name for f in folders] == ["g10_h5-best", "g10_h5-best-2", "g10_h5-best"]
+    assert json.loads((folders[1] / "metrics.json").read_text())["samples"] == 60
+    assert json.loads((folders[0] / "metrics.json").read_text())["samples"] == 100

@@ -48,10 +48,11 @@ from deepvision.placement import (
     refuse_mixed_reports,
     refuse_output_folder_over_inputs,
     refuse_output_inside,
+    require_own_folder,
 )
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
-from deepvision.safeload import check_choice, check_range, spreadsheet_cell, spreadsheet_row
+from deepvision.safeload import check_choice, check_range, read_json, spreadsheet_cell, spreadsheet_row
 
 ROLES = ("train", "val", "test")
 # --crops: the views averaged per image -> (what the progress line says, the report folder's suffix)
@@ -175,6 +176,9 @@ def evaluate_run(
     if run_cfg.task == "detection":  # mAP, per-class AP, PR curves
         from deepvision.evaluation.detection import evaluate_detection_run
 
+        if out is not None:  # a folder of the user's files is never written into; an earlier report is replaced
+            require_own_folder(out, "metrics.json", '{\n  "split":', "evaluate")
+
         loaded = load_run(run_dir, epoch=epoch, which=which, device=resolve_device(device))
         own_split = data is None or data in ROLES  # else: another built dataset's test split
         report = evaluate_detection_run(loaded, (data or "test") if own_split else "test",
@@ -188,6 +192,8 @@ def evaluate_run(
     cfg, role = _data_config_for(run_cfg, data)
     if out is not None and data not in (None, *ROLES) and cfg.data.source == "lst":
         _refuse_report_over_listed_images(out, cfg.data.train, cfg.data.root)
+    if out is not None:  # a folder of the user's files is never written into; an earlier report is replaced
+        require_own_folder(out, "metrics.json", '{\n  "run":', "evaluate")
     cfg.data.channels = run.read_preprocess().channels  # new data is read the way the model was trained
     cfg.data.skip_corrupt = cfg.data.skip_corrupt or skip_corrupt
     bundle: DataBundle = load_data(cfg.data, roles=("val", "test") if role == "auto" else (role,))
@@ -253,7 +259,7 @@ def evaluate_run(
     report = M.per_class_report(probs, labels, classes)
     cm = M.confusion(probs, labels, len(classes))
     default = f"{_slug(result['data'])}-{loaded.checkpoint.stem}{CROPS[crops][1]}"
-    out_dir = Path(out) if out else loaded.run.folder("eval", default, create=False)
+    out_dir = Path(out) if out else _report_folder(loaded.run, default, result["data"])
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -328,6 +334,24 @@ def _ten_crop_loader(cfg: Config, split, loaded: LoadedRun, device: torch.device
         return BatchLoader(TensorSource(stored.images, stored.labels, device=device), bs, training=False)
     return BatchLoader(DatasetSource(split, TenCropTransform(pre), skip_errors=cfg.data.skip_corrupt), bs,
                        training=False, workers=cfg.data.workers)
+
+
+def _report_folder(run: RunDir, name: str, data: str) -> Path:
+    """RUN/eval/NAME, or NAME-2, NAME-3, ... when NAME holds the report of other data (two data folders
+    with one name, `A/g10` and `B/g10`): a report only ever replaces one of the same data."""
+    for k in range(1, 1000):
+        folder = run.folder("eval", name if k == 1 else f"{name}-{k}", create=False)
+        try:
+            stored = read_json(folder / "metrics.json", "an earlier report's metrics.json")
+        except FileNotFoundError:
+            return folder
+        except UserError:  # damaged: not replaced either
+            continue
+        earlier = stored.get("data") if isinstance(stored, dict) else None
+        if isinstance(earlier, str) and (earlier == data or (data not in ROLES and earlier not in ROLES
+                                                             and Path(earlier).resolve() == Path(data).resolve())):
+            return folder
+    raise UserError(f"{run.path / 'eval'} holds {name} to {name}-999, reports of other data; give --out")
 
 
 def _slug(text: str) -> str:

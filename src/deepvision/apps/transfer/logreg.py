@@ -33,7 +33,12 @@ import numpy as np
 from deepvision.apps.transfer.linear_model import LinearModel
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, same_file
-from deepvision.placement import refuse_folder_of_images, refuse_mixed_reports, refuse_output_over_inputs
+from deepvision.placement import (
+    refuse_folder_of_images,
+    refuse_mixed_reports,
+    refuse_output_over_inputs,
+    require_own_folder,
+)
 from deepvision.safeload import check_range, spreadsheet_row
 
 __all__ = ["LinearModel", "fit_logreg", "parse_grid", "read_features"]
@@ -204,6 +209,7 @@ def fit_logreg(
     refuse_folder_of_images(out_dir, [files["confusion_png"].name])  # its PNG would join a folder of images
     for target in files.values():  # an input named like an output would be replaced
         refuse_output_over_inputs(target, [features] + ([test] if test is not None else []))
+    require_own_folder(out_dir, "metrics.json", '{\n  "features":', "logreg")  # never a folder of the user's files
     estimator, key, kind = _estimator(solver, max_iter, seed)
     x, y, names = read_features(features)
     feature_info = read_feature_info(features)  # a damaged attribute is said before any fit
