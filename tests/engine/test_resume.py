@@ -206,6 +206,22 @@ def test_the_model_cannot_change_on_resume(full_run, tmp_path, override, named):
     assert (copy / "config.yaml").read_text() == before
 
 
+@pytest.mark.parametrize(("override", "named"), [
+    ("data.split_seed=7", "data.split_seed cannot change on resume (42 -> 7): the splits would be drawn again"),
+    ("data.val_fraction=0.5", "data.val_fraction cannot change on resume (0.2 -> 0.5)"),
+    ("data.test_fraction=0.05", "data.test_fraction cannot change on resume (0.0 -> 0.05)"),
+])
+def test_the_held_out_splits_cannot_change_on_resume(full_run, tmp_path, override, named):
+    """`resume --set data.split_seed=7` drew the splits again: images epochs 1-3 trained on became val images."""
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run.run_dir, copy)
+    before = (copy / "config.yaml").read_text()
+    with pytest.raises(UserError) as info:
+        resume(copy, epoch=2, overrides=["train.epochs=5", override])
+    assert str(info.value).startswith(named), info.value
+    assert (copy / "config.yaml").read_text() == before
+
+
 def test_resume_rewrites_a_removed_config_yaml_from_the_last_checkpoint(full_run, tmp_path):
     """The advice for a FIFO in config.yaml's place ("delete it: `deepvision resume` rewrites it") led to
     "not a deepvision run directory (no config.yaml)"."""

@@ -124,9 +124,12 @@ def resume_run(run_dir: str | Path, *, epoch: int | None = None, overrides: list
         lock.release()
 
 
+SPLIT_SETTINGS = ("val", "test", "val_fraction", "test_fraction", "split_seed")  # what draws the held-out splits
+
+
 def _check_fixed_settings(before: Config, cfg: Config) -> None:
-    """Refuse a resume that changes the checkpoint prefix (earlier epochs would not be found) or the model
-    section (every earlier checkpoint would be rebuilt as another network)."""
+    """Refuse a resume that changes the checkpoint prefix (earlier epochs would not be found), the model
+    section (every earlier checkpoint would be rebuilt as another network) or the held-out splits."""
     prefix = before.checkpoint.prefix
     if cfg.checkpoint.prefix != prefix:
         raise UserError(f"checkpoint.prefix cannot change on resume: the run's checkpoints are {prefix}-NNNN.pt, and "
@@ -138,6 +141,12 @@ def _check_fixed_settings(before: Config, cfg: Config) -> None:
         raise UserError(f"{key} cannot change on resume ({old} -> {new}): the run's checkpoints were trained with "
                         f"the model it names; start a new run from this run's weights (--set "
                         f"model.pretrained=CHECKPOINT) for another model")
+    for key in SPLIT_SETTINGS:
+        old, new = getattr(before.data, key), getattr(cfg.data, key)
+        if new != old:
+            raise UserError(f"data.{key} cannot change on resume ({old} -> {new}): the splits would be drawn "
+                            f"again and images trained on would be validated or tested; start a new run from "
+                            f"this run's weights (--set model.pretrained=CHECKPOINT) for other splits")
 
 
 def _restore_config(run: RunDir) -> None:
