@@ -482,3 +482,14 @@ def test_a_path_in_a_printed_command_is_one_shell_word():
     for path in ("runs/a", "tr2 x/a b", "it's", "$HOME/x", "a;rm -rf b"):
         assert shlex.split(f"deepvision runs prune {shell_word(path)}") == ["deepvision", "runs", "prune", path]
     assert shell_word("runs/a") == "runs/a" and shell_word("a\nb") == "'a\\nb'"
+
+
+def test_a_name_that_is_not_utf8_is_refused_and_printed_escaped():
+    """A class folder named with a byte that is not UTF-8 (read as a lone surrogate) ended `train`,
+    `features` and `im2rec --list` in a UnicodeEncodeError traceback when labels.txt was written."""
+    from deepvision.safeload import check_class_names, printable
+
+    name = b"cls\xff".decode("utf-8", "surrogateescape")
+    with pytest.raises(UserError, match=r"^d: class name 'cls\\udcff' is not UTF-8 text"):
+        check_class_names(["ok", name], "d")
+    assert printable(name) == "cls\\udcff"

@@ -261,6 +261,15 @@ def test_an_image_listed_twice_with_other_labels_is_refused_before_packing(tmp_p
     assert not (tmp_path / "p.rec").exists() and not (tmp_path / "p.idx").exists()
 
 
+def test_a_file_name_that_is_not_utf8_is_refused_before_the_list_is_written(tmp_path, run_cli):
+    root = tmp_path / "imgs"
+    (root / "a").mkdir(parents=True)
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(os.fsencode(root / "a") + b"/img\xfe.png")
+    code, _, err = run_cli("im2rec", "--list", "--recursive", tmp_path / "p", root)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "the file name 'a/img\\udcfe.png' is not UTF-8 text" in err and not (tmp_path / "p.lst").exists()
+
+
 def test_more_chunks_than_images_is_refused_before_any_file(tmp_path, run_cli):
     root = tmp_path / "imgs"
     make_folder(root, per_class=2)

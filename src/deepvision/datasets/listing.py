@@ -32,6 +32,9 @@ def write_lst(path: str | Path, entries: Iterable[ListEntry]) -> None:
         if "\t" in e.path or len(f"a{e.path}b".splitlines()) > 1:
             raise UserError(f"cannot write {path}: the file name {e.path!r} holds a tab or a line break, which a "
                             f".lst line cannot hold; rename the file")
+        if any("\ud800" <= ch <= "\udfff" for ch in e.path):
+            raise UserError(f"cannot write {path}: the file name {printable(repr(e.path))} is not UTF-8 text (a name "
+                            f"in another encoding), which a .lst file cannot hold; rename the file")
         labels = "\t".join(f"{v:f}" for v in e.labels)
         lines.append(f"{e.index}\t{labels}\t{e.path}\n")
     atomic_write_text(path, "".join(lines))

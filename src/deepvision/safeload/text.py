@@ -18,10 +18,11 @@ T = TypeVar("T")
 def is_control(ch: str) -> bool:
     """A control character, a line/paragraph separator or an invisible format character (bidi overrides
     such as U+202E, zero-width spaces and joiners): what moves a terminal's cursor, splits a line, or
-    makes a name display as another."""
+    makes a name display as another; also a lone surrogate, which stands for a byte of a file name that is
+    not UTF-8 and cannot be written to a UTF-8 file or terminal."""
     import unicodedata
 
-    return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+    return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs")
 
 
 def printable(text: object) -> str:
@@ -146,6 +147,9 @@ def check_class_names(names: list[str], where: str) -> None:
             kind = "a number" if isinstance(name, (int, float)) and not isinstance(name, bool) else \
                 f"a {type(name).__name__}"
             raise UserError(f"{where}: class name {printable(repr(name))[:60]} is {kind}; class names are text")
+        if any("\ud800" <= ch <= "\udfff" for ch in name):
+            raise UserError(f"{where}: class name {printable(repr(name))} is not UTF-8 text (a name in another "
+                            f"encoding), which labels.txt cannot hold; rename it")
         if not name.strip() or any(is_control(ch) for ch in name):
             raise UserError(f"{where}: class name {printable(repr(name))} is empty or holds a control character "
                             f"(a newline would split labels.txt; a bidi override or zero-width character "
