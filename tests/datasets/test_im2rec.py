@@ -270,6 +270,28 @@ def test_a_file_name_that_is_not_utf8_is_refused_before_the_list_is_written(tmp_
     assert "the file name 'a/img\\udcfe.png' is not UTF-8 text" in err and not (tmp_path / "p.lst").exists()
 
 
+def test_a_new_list_never_renames_the_classes_of_records_packed_under_the_old_names(tmp_path, run_cli):
+    """`im2rec --list data` over another folder rewrote data.labels.txt beside the data.rec of the first
+    list: its records of class b were then read as class c."""
+    for name, classes in (("one", "ab"), ("two", "ac")):
+        for c in classes:
+            (tmp_path / name / c).mkdir(parents=True)
+            Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(tmp_path / name / c / "0.png")
+    prefix = tmp_path / "out" / "data"
+    prefix.parent.mkdir()
+    assert run_cli("im2rec", "--list", "--recursive", prefix, tmp_path / "one")[0] == 0
+    assert run_cli("im2rec", "--list", "--recursive", prefix, tmp_path / "two")[0] == 0  # no records yet
+    assert run_cli("im2rec", "--list", "--recursive", prefix, tmp_path / "one")[0] == 0
+    assert run_cli("im2rec", prefix, tmp_path / "one", "--num-thread", "1")[0] == 0
+    before = {p.name: p.read_bytes() for p in prefix.parent.iterdir()}
+    code, _, err = run_cli("im2rec", "--list", "--recursive", prefix, tmp_path / "two")
+    assert code == 2 and err.endswith(f"{prefix}.rec was packed under the class names of {prefix}.labels.txt; these "
+                                      f"lists name other classes, which would rename its records: remove data.rec "
+                                      f"and its .idx, or choose another prefix\n"), err
+    assert {p.name: p.read_bytes() for p in prefix.parent.iterdir()} == before
+    assert run_cli("im2rec", "--list", "--recursive", prefix, tmp_path / "one")[0] == 0  # the same names
+
+
 def test_more_chunks_than_images_is_refused_before_any_file(tmp_path, run_cli):
     root = tmp_path / "imgs"
     make_folder(root, per_class=2)

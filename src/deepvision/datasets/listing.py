@@ -9,6 +9,7 @@ chunks and train/val/test ratios; on trees without link cycles the output is im2
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import random
@@ -16,11 +17,11 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from deepvision.data.lst import ListEntry, labels_file_for
+from deepvision.data.lst import ListEntry, find_labels_file, labels_file_for
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, open_regular_file, output_folder
 from deepvision.placement import require_own_folder
-from deepvision.safeload import check_class_names, printable
+from deepvision.safeload import check_class_names, printable, read_text_file
 
 DEFAULT_EXTS = (".jpeg", ".jpg", ".png")
 
@@ -222,6 +223,9 @@ def make_list(
     if recursive and cat:  # the folder names become labels.txt, which every reader checks: refuse them now
         # as the readers take them: stripped (" dog" and "dog" are one name there)
         check_class_names([name.strip() for name in sorted(cat, key=cat.get)], f"the class folders under {root}")
+    names = "".join(f"{name}\n" for name in sorted(cat, key=cat.get)) if recursive and cat else None
+    if names is not None:
+        _refuse_renaming_records(prefix, names)
     if shuffle:
         random.seed(100)  # im2rec.py's seed: the same folder gives the same list
         random.shuffle(image_list)
@@ -250,6 +254,23 @@ def make_list(
             if train_ratio + test_ratio < 1.0:
                 write(f"{prefix}{suffix}_val.lst", chunk[sep_test + sep :])
             write(f"{prefix}{suffix}_train.lst", chunk[sep_test : sep_test + sep])
-    if recursive and cat:  # the class names, for training from these lists or their records
-        atomic_write_text(labels_file_for(prefix), "".join(f"{name}\n" for name in sorted(cat, key=cat.get)))
+    if names is not None:  # the class names, for training from these lists or their records
+        atomic_write_text(labels_file_for(prefix), names)
     return written
+
+
+def _refuse_renaming_records(prefix: str | Path, names: str) -> None:
+    """Refuse other class names for PREFIX.labels.txt while a record file packed under the present ones
+    (PREFIX*.rec, which reads that file) stays: its label numbers would take the new names."""
+    labels = labels_file_for(prefix)
+    try:
+        if read_text_file(labels, "labels file") == names:
+            return
+    except (FileNotFoundError, UserError):  # absent, or unreadable: nothing a record could read either
+        return
+    base = Path(prefix)
+    recs = sorted(r for r in base.parent.glob(f"{glob.escape(base.name)}*.rec") if find_labels_file(r) == labels)
+    if recs:
+        raise UserError(f"{recs[0]} was packed under the class names of {labels}; these lists name other classes, "
+                        f"which would rename its records: remove {recs[0].name} and its .idx, or choose another "
+                        f"prefix")
