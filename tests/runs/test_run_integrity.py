@@ -444,3 +444,15 @@ def test_reports_never_land_in_the_runs_own_data(tmp_path, run_cli):
         code, out, err = run_cli(*args)
         assert (code, out) == (2, "") and "is inside the data folder" in err, err
     assert sorted(p.name for p in (data / "vertical").iterdir()) == before
+
+
+@pytest.mark.parametrize("pid", [99999999999999999999, 0, -1, 1.5, True, "12"])
+def test_a_lock_naming_no_possible_process_is_stale(pid):
+    """A PID beyond C's long ended resume and runs prune in an OverflowError traceback; 0 and -1 (a process
+    group, every process) held the run for ever; 1.5 and true were read as PID 1."""
+    import socket
+
+    from deepvision.runs.lock import is_stale
+
+    assert is_stale({"pid": pid, "host": socket.gethostname()})
+    assert not is_stale({"pid": os.getpid(), "host": socket.gethostname()})

@@ -22,6 +22,7 @@ from deepvision.errors import UserError
 from deepvision.safeload import read_json
 
 LOCK_NAME = "run.lock"
+MAX_PID = 2**22  # Linux's pid_max ceiling (PID_MAX_LIMIT); other systems stay far below it
 
 
 def pid_alive(pid: int) -> bool:
@@ -71,10 +72,11 @@ def is_stale(holder: dict[str, Any]) -> bool:
         return True
     if holder.get("host") != socket.gethostname():
         return False
-    try:
-        return not pid_alive(int(holder.get("pid", -1)))
-    except (TypeError, ValueError):
+    pid = holder.get("pid")
+    # 0 and -1 would signal a process group or every process; a float, a bool or a huge number is no PID
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid <= MAX_PID:
         return True
+    return not pid_alive(pid)
 
 
 class RunLock:
