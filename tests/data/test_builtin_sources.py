@@ -91,3 +91,17 @@ def test_a_labels_file_beside_a_list_is_named_when_it_cannot_be_read(lists, run_
     code, _, err = run_cli("data", "info", lists.parent / "c.yaml")
     assert code == 2 and err == f"deepvision data info: error: labels file {lists}/perm.labels.txt {message}" + (
         " (byte 2)\n" if "UTF-8" in message else "\n")
+
+
+def test_the_lst_source_reads_images_under_its_image_root_option(tmp_path):
+    """`data.options.image_root` was accepted and never read: training took the images of the same names
+    under data.root (a resized or older copy) without a word."""
+    for folder, value in (("photos", 200), ("old", 10)):
+        (tmp_path / folder / "a").mkdir(parents=True)
+        Image.fromarray(np.full((8, 8), value, np.uint8)).save(tmp_path / folder / "a" / "0.png")
+    (tmp_path / "l.lst").write_text("0\t0.000000\ta/0.png\n")
+    cfg = build_config({"model": {"name": "lenet"}, "data": {
+        "source": "lst", "root": str(tmp_path / "old"), "train": str(tmp_path / "l.lst"), "test": None,
+        "channels": 1, "options": {"image_root": str(tmp_path / "photos")}}})
+    image, _ = load_data(cfg.data, roles=("train",)).train[0]
+    assert int(np.asarray(image).max()) == 200

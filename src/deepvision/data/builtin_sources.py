@@ -218,7 +218,7 @@ def folder_source(cfg: DataConfig, wanted: list[str]) -> RawData:
 
 @register_source("lst", options=("labels", "image_root"))
 def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
-    """MXNet list files with images under `data.root`. Split names are .lst paths.
+    """MXNet list files, images under `data.options.image_root`, else `data.root`, else the list's folder.
 
     Class names come from `data.options.labels` (a labels.txt, one name per line, optionally
     'id name') when given, else from the PREFIX.labels.txt `im2rec --list` wrote beside the lists,
@@ -241,7 +241,7 @@ def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
             raise UserError(f"list file {path} mixes label counts: entry {first.index} has "
                             f"{len(first.labels)} label(s), entry {other.index} has {len(other.labels)}; "
                             f"a classification list gives every image the same number")
-        base = Path(cfg.root) if cfg.root else path.parent
+        base = Path(cfg.options.get("image_root") or cfg.root or path.parent)
         paths = [e.path if Path(e.path).is_absolute() else str(base / e.path) for e in entries]
         labels = class_labels(np.array([e.label for e in entries], dtype=np.float64), path, "entry",
                               [e.index for e in entries], limit, names is not None)
