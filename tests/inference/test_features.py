@@ -178,3 +178,24 @@ def test_a_run_whose_config_is_a_fifo_is_named_as_such(run_cli, folder, tmp_path
     code, out, err = run_cli("features", run, folder, "--out", tmp_path / "f.h5")
     assert (code, out) == (2, "") and err.count("\n") == 1, err
     assert f"{run / 'config.yaml'} is not a regular file (a FIFO)" in err
+
+
+def test_features_that_would_not_fit_are_refused_before_the_file_is_written(mobilenet, folder, tmp_path,
+                                                                           monkeypatch):
+    """1,500 8x8 images at VGG16's first convolution asked for 25 GB of buffer (--buffer-size 1000 rows of
+    3.2 M values) and a 38 GB file, found out of memory after minutes of work."""
+    import shutil
+    from collections import namedtuple
+
+    ex = FeatureExtractor(mobilenet, "features.18")  # 1280 x 7 x 7 = 62,720 values an image
+    monkeypatch.setenv("DEEPVISION_MAX_READ_GB", "0.001")  # 1 MB: 4 rows of 250 kB take 1 MB, half is 0.5 MB
+    with pytest.raises(UserError, match=r"^layer features\.18 gives 62,720 values an image: holding 4 rows "
+                                        r"\(--buffer-size\) takes 1\.0 MB, more than half the memory"):
+        extract_features(ex, open_data(folder), tmp_path / "f.h5", batch_size=2, buffer_size=4)
+    monkeypatch.delenv("DEEPVISION_MAX_READ_GB")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**6, 10**6))
+    with pytest.raises(UserError, match=r"^the features of 8 images \(62,720 float64 values each, layer "
+                                        r"features\.18\) take 4\.0 MB, more than the 1\.0 MB free in "):
+        extract_features(ex, open_data(folder), tmp_path / "f.h5", batch_size=2)
+    assert os.listdir(tmp_path) == []
