@@ -456,3 +456,19 @@ def test_a_lock_naming_no_possible_process_is_stale(pid):
 
     assert is_stale({"pid": pid, "host": socket.gethostname()})
     assert not is_stale({"pid": os.getpid(), "host": socket.gethostname()})
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("run_id", 5, "its run_id is '5', not a run id"),
+    ("epoch", -3, "its epoch is '-3', not a whole number from 0 to 100,000"),
+    ("epoch", 10**30, "its epoch is '1000000000000000000000000000000', not a whole number"),
+    ("epoch", 1.5, "its epoch is '1.5', not a whole number"),
+])
+def test_checkpoint_fields_of_the_wrong_type_or_range_are_named(tmp_path, field, value, message):
+    """run_id 5 ended every loader in a TypeError traceback; epoch 10**30 was reported as the epoch scored."""
+    from deepvision.runs.checkpoint import FORMAT, load_checkpoint
+
+    path = tmp_path / "c.pt"
+    torch.save({"format": FORMAT, "model_state": {}, "run_id": "ab12", "epoch": 1, field: value}, path)
+    with pytest.raises(UserError, match=rf"^{path}: {message}"):
+        load_checkpoint(path)

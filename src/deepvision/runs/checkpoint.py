@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepvision.config.schema import MAX_EPOCHS
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path, read_torch_file
 
@@ -62,6 +63,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                            "--epoch N)", map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model_state" not in ckpt:
         raise UserError(f"{path} is not a deepvision checkpoint (a plain state dict can be used as model.pretrained)")
+    run_id, epoch = ckpt.get("run_id"), ckpt.get("epoch", 0)
+    if run_id is not None and not isinstance(run_id, str):
+        raise UserError(f"{path}: its run_id is {str(run_id)[:40]!r}, not a run id; the file is damaged, use another "
+                        f"checkpoint")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_EPOCHS:
+        raise UserError(f"{path}: its epoch is {str(epoch)[:40]!r}, not a whole number from 0 to {MAX_EPOCHS:,}; "
+                        f"the file is damaged, use another checkpoint")
     return ckpt
 
 
