@@ -208,6 +208,18 @@ def require_own_folder(path: str | Path, marker: str, start: str, command: str, 
                         f"writing it leaves none); its outputs could replace them: choose a new or empty folder")
 
 
+def refuse_unlisted(out: str | Path, targets: Iterable[Path], listed: Iterable[str], marker: str, command: str,
+                    option: str = "--out") -> None:
+    """Refuse, before anything is written, to replace a file of an earlier `command`'s folder that its
+    `marker` table does not list among its outputs (`listed`: file names): a file put there since, such as
+    the user's own photo named like an input, is not the command's to replace."""
+    listed = set(listed)
+    for target in targets:
+        if os.path.lexists(target) and target.name not in listed:
+            raise UserError(f"{option} {out} holds {target.name}, which its {marker} does not list as an output of "
+                            f"the earlier {command}; it would be replaced: move it or choose a new or empty folder")
+
+
 def require_new_file(path: str | Path, option: str = "--out") -> None:
     """Refuse, before anything is written, an output file of a generator that already exists (or is a
     link): a fake data set never replaces a file, real data least of all."""

@@ -120,6 +120,12 @@ def test_features_logreg_apply_end_to_end(run_cli, offline_torch_home, tmp_path)
     np.testing.assert_array_equal(np.asarray(Image.open(r.corrected)), np.asarray(
         rotate_clockwise(Image.open(files[0]).convert("RGB"), correction_angle(r.angle))))
     assert Image.open(tmp_path / "fixed2" / "sheet.png").size[0] > 300
+    apply_orientation(tmp_path / "model", [clash], tmp_path / "fixed2", batch_size=5)  # its own copy is replaced
+    shutil.copyfile(files[0], clash / "mine.png")
+    (tmp_path / "fixed2" / "mine.png").write_bytes(b"the user's own, put there since")
+    with pytest.raises(UserError, match=r"holds mine\.png, which its predictions\.csv does not list as an output"):
+        apply_orientation(tmp_path / "model", [clash], tmp_path / "fixed2", batch_size=5)
+    assert (tmp_path / "fixed2" / "mine.png").read_bytes() == b"the user's own, put there since"
 
 
 @pytest.mark.parametrize("quality", [0, 101, 1000])

@@ -150,6 +150,12 @@ def test_outputs_never_overwrite_inputs_or_each_other(run, tmp_path):
     run_detect(run, [tmp_path / "a.jpg"], out=tmp_path / "again")
     run_detect(run, [other / "a.jpg"], out=tmp_path / "again")  # its own folder: the copy is replaced
     assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["a.jpg", "detections.json"]
+    (tmp_path / "again" / "b.jpg").write_bytes(b"the user's own photo, put there since")
+    Image.fromarray(np.full((60, 80, 3), 90, np.uint8)).save(other / "b.jpg")
+    with pytest.raises(UserError, match=r"holds b\.jpg, which its detections\.json does not list as an output of "
+                                        r"the earlier detect; it would be replaced"):
+        run_detect(run, [other / "b.jpg"], out=tmp_path / "again")
+    assert (tmp_path / "again" / "b.jpg").read_bytes() == b"the user's own photo, put there since"
 
 
 def test_evaluate_writes_metrics_table_and_curves(run):

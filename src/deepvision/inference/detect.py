@@ -29,9 +29,9 @@ from deepvision.errors import UserError
 from deepvision.fileio import PendingFile, atomic_write_text, output_folder, write_image
 from deepvision.inference.video import frame_rate, open_video, quiet_native_output
 from deepvision.models.detection import detection_family
-from deepvision.placement import require_own_folder
+from deepvision.placement import refuse_unlisted, require_own_folder
 from deepvision.runs.loading import LoadedRun, load_run
-from deepvision.safeload import input_file
+from deepvision.safeload import input_file, read_json
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 MAX_SIDE = 1000
@@ -290,6 +290,17 @@ def _check_outputs(items: list[tuple[Path, str]], out_dir: Path) -> None:
         written[target] = path
 
 
+def _earlier_outputs(out_dir: Path) -> list[str]:
+    """The names of the annotated files an earlier detect's detections.json in `out_dir` lists."""
+    try:
+        doc = read_json(out_dir / "detections.json", "an earlier detect's detections.json")
+    except (FileNotFoundError, UserError):
+        return []
+    lists = [doc.get(key) for key in ("images", "videos")] if isinstance(doc, dict) else []
+    entries = [e for entries in lists if isinstance(entries, list) for e in entries]
+    return [Path(e["output"]).name for e in entries if isinstance(e, dict) and isinstance(e.get("output"), str)]
+
+
 def run_detect(run_dir: str | Path, sources: list[str | Path], *, min_confidence: float = 0.5,
                out: str | Path | None = None, show: bool = False, epoch: int | None = None, which: str = "best",
                device: str = "auto", batch_size: int = 4, on_video_frame: Callable[[int, int], None] | None = None
@@ -301,6 +312,8 @@ def run_detect(run_dir: str | Path, sources: list[str | Path], *, min_confidence
     if out_dir is not None:
         _check_outputs(items, out_dir)
         require_own_folder(out_dir, "detections.json", '{"run":', "detect")
+        refuse_unlisted(out_dir, [output_path(out_dir, p, kind) for p, kind in items], _earlier_outputs(out_dir),
+                        "detections.json", "detect")
     detector = Detector.from_run(load_run(run_dir, epoch, which, resolve_device(device)), min_confidence)
     with contextlib.ExitStack() as stack:
         if out_dir is not None:

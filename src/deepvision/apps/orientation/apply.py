@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,8 @@ from PIL import Image
 from deepvision.apps.orientation.dataset import ANGLES
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path, atomic_write_text
-from deepvision.placement import refuse_output_folder_over_inputs, require_own_folder
-from deepvision.safeload import spreadsheet_row
+from deepvision.placement import refuse_output_folder_over_inputs, refuse_unlisted, require_own_folder
+from deepvision.safeload import csv_rows, read_text_file, spreadsheet_row
 
 
 @dataclass
@@ -152,24 +152,19 @@ def apply_orientation(
     out = Path(out)
     refuse_output_folder_over_inputs(out, paths, [out / "predictions.csv", out / "sheet.png"])
     require_own_folder(out, "predictions.csv", _HEADER, "orientation apply")
+    names = _output_names(paths, SAVE_FORMATS)
+    refuse_unlisted(out, [out / n for n in names], _earlier_outputs(out), "predictions.csv", "orientation apply")
     clf, extractor = load_orientation_model(model, device)
     results = predict_orientation(clf, extractor, paths, batch_size=batch_size, progress=progress)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create {out}: {exc.strerror or exc}") from None
-    used = {"predictions.csv", "sheet.png"}  # an input photo named sheet.png becomes sheet_1.png
     pairs = []
-    for r in results:
+    for r, name in zip(results, names):
         src = Path(r.image)
         img = open_image(src, 3)
         fixed = rotate_clockwise(img, correction_angle(r.angle))
-        name = src.name if src.suffix.lower() in SAVE_FORMATS else f"{src.stem}.png"
-        stem, suffix = Path(name).stem, Path(name).suffix
-        k = 1
-        while name in used:  # same file names from different folders
-            name, k = f"{stem}_{k}{suffix}", k + 1
-        used.add(name)
         target = out / name
         _save(fixed, target, 95)
         r.corrected = str(target)
@@ -186,6 +181,31 @@ def apply_orientation(
     atomic_write_text(out / "predictions.csv", buf.getvalue())
     side_by_side_sheet(pairs, out / "sheet.png")
     return results
+
+
+def _output_names(paths: list[Path], formats: Iterable[str]) -> list[str]:
+    """The file name each corrected image gets: its own (PNG where its format cannot be saved), numbered
+    when names repeat across folders; an input photo named sheet.png becomes sheet_1.png."""
+    used, names = {"predictions.csv", "sheet.png"}, []
+    for src in map(Path, paths):
+        name = src.name if src.suffix.lower() in formats else f"{src.stem}.png"
+        stem, suffix = Path(name).stem, Path(name).suffix
+        k = 1
+        while name in used:
+            name, k = f"{stem}_{k}{suffix}", k + 1
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def _earlier_outputs(out: Path) -> list[str]:
+    """The corrected images an earlier apply's predictions.csv in `out` lists (its `corrected` column)."""
+    path = out / "predictions.csv"
+    try:
+        rows = list(csv_rows(csv.reader(io.StringIO(read_text_file(path, "an earlier predictions.csv"))), path))
+    except (FileNotFoundError, UserError):
+        return []
+    return [Path(row[3]).name for row in rows[1:] if len(row) == 4]
 
 
 def side_by_side_sheet(pairs: list[tuple[Image.Image, Image.Image, OrientationPrediction]], path: Path,
