@@ -476,6 +476,14 @@ def test_emotion_images_never_replace_the_photos_or_each_other(fer_run, tmp_path
     assert sorted(p.name for p in (tmp_path / "o").glob("*.png")) == ["face.jpg.png", "face.png.png"]
     assert cv2.imread(str(tmp_path / "o" / "face.png.png")).shape == (200, 300, 3)
     assert cv2.imread(str(tmp_path / "o" / "face.jpg.png")).shape == (512, 512, 3)
+    code, _, err = run_cli("emotion", fer_run, "--image", photos, "--out", tmp_path / "o", "--detector", "haar")
+    assert code == 0, err  # its own outputs are replaced
+    (photos / "mine.png").write_bytes(before["face.png"])
+    (tmp_path / "o" / "mine.png").write_bytes(b"the user's own, put there since")
+    code, _, err = run_cli("emotion", fer_run, "--image", photos / "mine.png", "--out", tmp_path / "o",
+                           "--detector", "haar")
+    assert code == 2 and "holds mine.png, which its results.json does not list as an output" in err, err
+    assert (tmp_path / "o" / "mine.png").read_bytes() == b"the user's own, put there since"
 
 
 @pytest.mark.parametrize(("option", "value", "message"), [

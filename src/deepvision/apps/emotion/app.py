@@ -16,7 +16,7 @@ The face detector is MTCNN when facenet-pytorch is installed, else the reference
 (turned faces, faces in a crowd); searching every 8th frame, 38 frames/s of one CPU core end to end
 there against 13 searching every frame (docs/faces.md).
 
-Why one module of ~520 lines: the live loop, the still-image mode and their outputs share the
+Why one module of ~530 lines: the live loop, the still-image mode and their outputs share the
 recognizer, the detector choice and the drawing; the classifier loading lives in apps/classifier.py.
 """
 
@@ -50,12 +50,14 @@ from deepvision.placement import (
     distinct_stems,
     refuse_output_folder_over_inputs,
     refuse_output_over_inputs,
+    refuse_unlisted,
     require_own_folder,
 )
 from deepvision.safeload import (
     check_image_side,
     check_range,
     input_file,
+    read_json,
     shown_value,
     spreadsheet_cell,
     spreadsheet_row,
@@ -476,6 +478,8 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
             raise UserError(f"--out {out_path}: with --image give a folder for the annotated images")
         refuse_output_folder_over_inputs(out_path, paths, [out_path / f"{n}.png" for n in names])
         require_own_folder(out_path, "results.csv", "image,face,x,y,w,h,label", "emotion --image")
+        refuse_unlisted(out_path, [out_path / f"{n}.png" for n in names], _earlier_outputs(out_path),
+                        "results.json", "emotion --image")
     with output_folder(out_path) if out_path is not None else contextlib.nullcontext():
         # a refusal (an unreadable image, a model answering NaN) leaves no empty folder it made
         summary = ImagesSummary()
@@ -502,9 +506,20 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
             summary.files = {"csv": str(out_path / "results.csv"), "json": str(out_path / "results.json")}
             atomic_write_text(summary.files["csv"], _faces_csv(summary.faces, clf.classes))
             payload = {"model": clf.source, "classes": clf.classes, "detector": detector, "width": width,
-                       "images": len(paths), "no_face": summary.no_face, "faces": [f.to_dict() for f in summary.faces]}
+                       "images": len(paths), "no_face": summary.no_face, "faces": [f.to_dict() for f in summary.faces],
+                       "outputs": [f"{n}.png" for n in names]}
             atomic_write_text(summary.files["json"], json.dumps(payload, indent=1) + "\n")
         return summary
+
+
+def _earlier_outputs(out: Path) -> list[str]:
+    """The annotated images an earlier `emotion --image` run's results.json in `out` lists as its outputs."""
+    try:
+        doc = read_json(out / "results.json", "an earlier results.json")
+    except (FileNotFoundError, UserError):
+        return []
+    listed = doc.get("outputs") if isinstance(doc, dict) else None
+    return [n for n in listed if isinstance(n, str)] if isinstance(listed, list) else []
 
 
 def _faces_csv(faces: list[FaceEmotion], classes: list[str]) -> str:
