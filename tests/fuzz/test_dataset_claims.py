@@ -45,7 +45,7 @@ def test_yolo_split_folders_and_lists_stay_inside_the_dataset(tmp_path):
 def test_duplicate_class_names_are_refused(tmp_path, run_cli):
     data = _yolo(tmp_path / "ds", names="[disc, disc, triangle]")
     code, _, err = run_cli("detection", "build", "yolo", data, "--out", tmp_path / "out")
-    assert code == 2 and err.count("\n") == 1 and "class name 'disc' twice" in err, err
+    assert code == 2 and err.count("\n") == 1 and "class name 'disc' is given twice" in err, err
     assert not (tmp_path / "out").exists()
 
 

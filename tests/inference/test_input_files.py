@@ -97,7 +97,8 @@ def test_batch_sizes_are_bounded_like_evaluate(run_cli, tmp_path, command):
     """One batch of 100 million images would hold a whole folder at once: every --batch-size takes
     1 to 65,536, as evaluate's does, checked before anything is read."""
     code, _, err = run_cli(*command, "--batch-size", "100000000")
-    assert code == 2 and err.strip() == (f"deepvision {command[0]}: error: --batch-size must be a whole number from 1 "
+    prog = " ".join(command[:2]) if command[0] == "orientation" else command[0]  # a nested command names itself
+    assert code == 2 and err.strip() == (f"deepvision {prog}: error: --batch-size must be a whole number from 1 "
                                          f"to 65,536, got 100000000")
 
 
