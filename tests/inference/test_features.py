@@ -199,3 +199,15 @@ def test_features_that_would_not_fit_are_refused_before_the_file_is_written(mobi
                                         r"features\.18\) take 4\.0 MB, more than the 1\.0 MB free in "):
         extract_features(ex, open_data(folder), tmp_path / "f.h5", batch_size=2)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_terminated_extraction_leaves_no_partial_file(run_cli, folder, tmp_path, monkeypatch):
+    """SIGTERM (`timeout`, a scheduler) left a 5.9 GB hidden .partial file beside the output."""
+    import signal
+
+    from deepvision.datasets.im2rec import ProgressReporter
+
+    monkeypatch.setattr(ProgressReporter, "__call__", lambda self, done, total: os.kill(os.getpid(), signal.SIGTERM))
+    code, _, err = run_cli("features", "lenet", folder, "--out", tmp_path / "o" / "f.h5", "--batch-size", "2")
+    assert code == 143 and "terminated (SIGTERM); the unfinished feature file was removed" in err, err
+    assert not (tmp_path / "o").exists() or os.listdir(tmp_path / "o") == []
