@@ -208,6 +208,19 @@ def require_own_folder(path: str | Path, marker: str, start: str, command: str, 
                         f"writing it leaves none); its outputs could replace them: choose a new or empty folder")
 
 
+def listed_in(table: Path, key: str) -> list[str]:
+    """The file names an earlier command's JSON table lists under `key` (its outputs); none when the table
+    is absent or damaged, so that nothing of the folder counts as the command's own."""
+    from deepvision.safeload import read_json
+
+    try:
+        doc = read_json(table, f"an earlier {table.name}")
+    except (FileNotFoundError, UserError):
+        return []
+    listed = doc.get(key) if isinstance(doc, dict) else None
+    return [n for n in listed if isinstance(n, str)] if isinstance(listed, list) else []
+
+
 def refuse_unlisted(out: str | Path, targets: Iterable[Path], listed: Iterable[str], marker: str, command: str,
                     option: str = "--out") -> None:
     """Refuse, before anything is written, to replace a file of an earlier `command`'s folder that its

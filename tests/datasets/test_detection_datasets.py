@@ -426,6 +426,12 @@ def test_show_draws_only_into_its_own_folder(tmp_path, run_cli):
     assert code == 0, err
     marker = json.loads((tmp_path / "built" / "show" / "show.json").read_text())
     assert marker["split"] == "train" and len(marker["images"]) == 3
+    (tmp_path / "built" / "show" / "show.json").write_text(json.dumps({**marker, "images": marker["images"][1:]}))
+    first = tmp_path / "built" / "show" / marker["images"][0]  # now a file the earlier show does not list
+    first.write_bytes(b"the user's picture, put there since")
+    code, _, err = run_cli("detection", "show", tmp_path / "built", "--count", "3", "--seed", "1")
+    assert code == 2 and f"holds {first.name}, which its show.json does not list as an output" in err, err
+    assert first.read_bytes() == b"the user's picture, put there since"
 
 
 

@@ -16,7 +16,7 @@ The face detector is MTCNN when facenet-pytorch is installed, else the reference
 (turned faces, faces in a crowd); searching every 8th frame, 38 frames/s of one CPU core end to end
 there against 13 searching every frame (docs/faces.md).
 
-Why one module of ~530 lines: the live loop, the still-image mode and their outputs share the
+Why one module of ~525 lines: the live loop, the still-image mode and their outputs share the
 recognizer, the detector choice and the drawing; the classifier loading lives in apps/classifier.py.
 """
 
@@ -48,6 +48,7 @@ from deepvision.models.memory_format import to_channels_last
 from deepvision.placement import (
     begins_with,
     distinct_stems,
+    listed_in,
     refuse_output_folder_over_inputs,
     refuse_output_over_inputs,
     refuse_unlisted,
@@ -57,7 +58,6 @@ from deepvision.safeload import (
     check_image_side,
     check_range,
     input_file,
-    read_json,
     shown_value,
     spreadsheet_cell,
     spreadsheet_row,
@@ -478,8 +478,8 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
             raise UserError(f"--out {out_path}: with --image give a folder for the annotated images")
         refuse_output_folder_over_inputs(out_path, paths, [out_path / f"{n}.png" for n in names])
         require_own_folder(out_path, "results.csv", "image,face,x,y,w,h,label", "emotion --image")
-        refuse_unlisted(out_path, [out_path / f"{n}.png" for n in names], _earlier_outputs(out_path),
-                        "results.json", "emotion --image")
+        refuse_unlisted(out_path, [out_path / f"{n}.png" for n in names],
+                        listed_in(out_path / "results.json", "outputs"), "results.json", "emotion --image")
     with output_folder(out_path) if out_path is not None else contextlib.nullcontext():
         # a refusal (an unreadable image, a model answering NaN) leaves no empty folder it made
         summary = ImagesSummary()
@@ -510,16 +510,6 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
                        "outputs": [f"{n}.png" for n in names]}
             atomic_write_text(summary.files["json"], json.dumps(payload, indent=1) + "\n")
         return summary
-
-
-def _earlier_outputs(out: Path) -> list[str]:
-    """The annotated images an earlier `emotion --image` run's results.json in `out` lists as its outputs."""
-    try:
-        doc = read_json(out / "results.json", "an earlier results.json")
-    except (FileNotFoundError, UserError):
-        return []
-    listed = doc.get("outputs") if isinstance(doc, dict) else None
-    return [n for n in listed if isinstance(n, str)] if isinstance(listed, list) else []
 
 
 def _faces_csv(faces: list[FaceEmotion], classes: list[str]) -> str:

@@ -14,7 +14,7 @@ from deepvision.data.detection.index import IndexImage, load_index
 from deepvision.data.preprocess import open_image
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path, atomic_write_text
-from deepvision.placement import enclosing, require_own_folder
+from deepvision.placement import enclosing, listed_in, refuse_unlisted, require_own_folder
 
 GREEN = (0, 255, 0)
 ORANGE = (255, 165, 0)
@@ -55,10 +55,11 @@ def show_dataset(root: str | Path, out: str | Path | None = None, split: str | N
                         f"of its own, e.g. --out {Path(root) / 'show'}")
     # the drawings replace only an earlier show's, never a run's or a user's files of the same name
     require_own_folder(out, MARKER, '{"dataset":', "detection show")
+    paths = [out / f"{name}_{i:05d}_{images[i].file.stem}.png" for i in chosen]
+    refuse_unlisted(out, paths, listed_in(out / MARKER, "images"), MARKER, "detection show")
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for i in chosen:
-        path = out / f"{name}_{i:05d}_{images[i].file.stem}.png"
+    for i, path in zip(chosen, paths):
         with atomic_path(path, suffix=".tmp.png") as tmp:
             draw_boxes(images[i], index.classes).save(tmp, format="PNG")
         written.append(path)
