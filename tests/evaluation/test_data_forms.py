@@ -276,5 +276,12 @@ def test_reports_never_replace_a_users_files_or_the_report_of_other_data(digits_
             _write_hdf5(h5, images[:n], labels[:n], [str(i) for i in range(10)])
         folders.append(Path(evaluate(digits_run, data=str(h5), quiet=True)["files"]["metrics"]).parent)
     assert [f.name for f in folders] == ["g10_h5-best", "g10_h5-best-2", "g10_h5-best"]
+    notes = folders[0].parent / "other_h5-best"  # a folder of the user's own where the default would go
+    notes.mkdir()
+    (notes / "report.csv").write_text("my notes\n")
+    (tmp_path / "A" / "g10.h5").rename(tmp_path / "A" / "other.h5")
+    scored = evaluate(digits_run, data=str(tmp_path / "A" / "other.h5"), quiet=True)
+    assert Path(scored["files"]["metrics"]).parent.name == "other_h5-best-2"
+    assert [p.name for p in notes.iterdir()] == ["report.csv"]
     assert json.loads((folders[1] / "metrics.json").read_text())["samples"] == 60
     assert json.loads((folders[0] / "metrics.json").read_text())["samples"] == 100

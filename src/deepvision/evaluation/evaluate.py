@@ -338,13 +338,15 @@ def _ten_crop_loader(cfg: Config, split, loaded: LoadedRun, device: torch.device
 
 def _report_folder(run: RunDir, name: str, data: str) -> Path:
     """RUN/eval/NAME, or NAME-2, NAME-3, ... when NAME holds the report of other data (two data folders
-    with one name, `A/g10` and `B/g10`): a report only ever replaces one of the same data."""
+    with one name, `A/g10` and `B/g10`) or other files: a report only ever replaces one of the same data."""
     for k in range(1, 1000):
         folder = run.folder("eval", name if k == 1 else f"{name}-{k}", create=False)
         try:
             stored = read_json(folder / "metrics.json", "an earlier report's metrics.json")
-        except FileNotFoundError:
-            return folder
+        except FileNotFoundError:  # new or empty: this report's; holding other files: not a report's folder
+            if not folder.is_dir() or not any(folder.iterdir()):
+                return folder
+            continue
         except UserError:  # damaged: not replaced either
             continue
         earlier = stored.get("data") if isinstance(stored, dict) else None
