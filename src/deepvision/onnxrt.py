@@ -129,7 +129,11 @@ def check_same_records(path: str | Path, metadata: dict[str, str], own: Any) -> 
             continue
         other = load_json(plain, f"{path} metadata '{key}'")
         if other != ours:
-            raise UserError(f"{path}: its metadata's two {key} records differ ('{key}' "
+            field = ""
+            if isinstance(other, dict) and isinstance(ours, dict):  # name the first field that differs
+                name = next(k for k in sorted({*other, *ours}, key=str) if other.get(k) != ours.get(k))
+                field, other, ours = f" in {printable(name)[:40]}", other.get(name), ours.get(name)
+            raise UserError(f"{path}: its metadata's two {key} records differ{field} ('{key}' "
                             f"{printable(repr(other))[:40]}, 'deepvision' {printable(repr(ours))[:40]}); export it "
                             f"again with `deepvision export RUN`")
 

@@ -93,7 +93,8 @@ def test_the_two_preprocessing_records_must_agree(tmp_path):
     same = '{"channels": 3, "size": [8, 8]}'
     assert OnnxClassifier(_onnx_file(tmp_path / "s.onnx", _meta(), None, same)).pre.size == (8, 8)
     path = _onnx_file(tmp_path / "m.onnx", _meta(), None, '{"channels": 3, "size": [8, 8], "interpolation": "nearest"}')
-    with pytest.raises(UserError, match=r"m.onnx: its metadata's two preprocess records differ \('preprocess' "):
+    with pytest.raises(UserError, match=r"m.onnx: its metadata's two preprocess records differ in interpolation "
+                                        r"\('preprocess' 'nearest', 'deepvision' None\)"):
         OnnxClassifier(path)
 
 

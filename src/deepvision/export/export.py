@@ -60,6 +60,9 @@ class Deployable(nn.Module):
         return self.model(pixels * self.scale + self.shift)
 
 
+FORMAT_NAMES = {"onnx": "an ONNX file", "torchscript": "a TorchScript file"}
+
+
 def is_onnx_export(path: Path) -> bool:
     """Whether `path` is an ONNX model this project exported: it parses as a model with a graph and its
     metadata holds the `deepvision` record (a user's downloaded model, or any protobuf, has none)."""
@@ -213,10 +216,10 @@ def export_run(
     module = hooks.module()
     target = Path(out) if out else loaded.run.path / "export" / f"{loaded.run.path.name}{SUFFIX[format]}"
     if target.suffix != SUFFIX[format]:
-        raise UserError(f"--out {target}: a {format} file must end in {SUFFIX[format]}")
+        raise UserError(f"--out {target}: {FORMAT_NAMES[format]} must end in {SUFFIX[format]}")
     # only an earlier export is replaced (a user's own model, a checkpoint or a .pb renamed is not)
     refuse_replacing(target, is_onnx_export if format == "onnx" else is_torchscript_export,
-                     {"onnx": "an ONNX file", "torchscript": "a TorchScript file"}[format] + " deepvision exported")
+                     f"{FORMAT_NAMES[format]} deepvision exported")
     target.parent.mkdir(parents=True, exist_ok=True)
     meta = hooks.describe(format, dynamic_batch)
     samples, source = hooks.samples(images)
