@@ -105,3 +105,16 @@ def test_the_lst_source_reads_images_under_its_image_root_option(tmp_path):
         "channels": 1, "options": {"image_root": str(tmp_path / "photos")}}})
     image, _ = load_data(cfg.data, roles=("train",)).train[0]
     assert int(np.asarray(image).max()) == 200
+
+
+def test_the_lst_source_refuses_one_image_listed_under_a_link(tmp_path):
+    """A symbolic link listed with another label trained one image as two classes (im2rec refused the list)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Image.fromarray(np.full((8, 8), 90, np.uint8)).save(tmp_path / "a" / "0.png")
+    (tmp_path / "b" / "link.png").symlink_to(tmp_path / "a" / "0.png")
+    (tmp_path / "l.lst").write_text("0\t0.000000\ta/0.png\n1\t1.000000\tb/link.png\n")
+    cfg = build_config({"model": {"name": "lenet"}, "data": {
+        "source": "lst", "root": str(tmp_path), "train": str(tmp_path / "l.lst"), "test": None, "channels": 1}})
+    with pytest.raises(UserError, match=r"link\.png and .*0\.png are one file \(a link\): the lists of "):
+        load_data(cfg.data, roles=("train",))

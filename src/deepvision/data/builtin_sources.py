@@ -220,13 +220,12 @@ def folder_source(cfg: DataConfig, wanted: list[str]) -> RawData:
 def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     """MXNet list files, images under `data.options.image_root`, else `data.root`, else the list's folder.
 
-    Class names come from `data.options.labels` (a labels.txt, one name per line, optionally
-    'id name') when given, else from the PREFIX.labels.txt `im2rec --list` wrote beside the lists,
-    else they are the label numbers.
+    Class names: `data.options.labels` (a labels.txt, one name per line, optionally 'id name'), else the
+    PREFIX.labels.txt `im2rec --list` wrote beside the lists, else the label numbers.
     """
     channels = cfg.channels or 3
     names, limit = class_limit(cfg)
-    splits, top, files = {}, -1, []
+    splits, top, files, seen = {}, -1, [], {}
     for name in wanted:
         path = resolve_path(None, name)
         if name == "test" and (path.is_dir() or not path.exists()):  # the default test split is optional
@@ -243,6 +242,7 @@ def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
                             f"a classification list gives every image the same number")
         base = Path(cfg.options.get("image_root") or cfg.root or path.parent)
         paths = [e.path if Path(e.path).is_absolute() else str(base / e.path) for e in entries]
+        safeload.refuse_linked_files(paths, seen, f"the lists of {cfg.root or path.parent}")  # one image, two labels
         labels = class_labels(np.array([e.label for e in entries], dtype=np.float64), path, "entry",
                               [e.index for e in entries], limit, names is not None)
         top = max(top, int(labels.max()))
