@@ -210,6 +210,7 @@ def test_the_model_cannot_change_on_resume(full_run, tmp_path, override, named):
     ("data.split_seed=7", "data.split_seed cannot change on resume (42 -> 7): the splits would be drawn again"),
     ("data.val_fraction=0.5", "data.val_fraction cannot change on resume (0.2 -> 0.5)"),
     ("data.test_fraction=0.05", "data.test_fraction cannot change on resume (0.0 -> 0.05)"),
+    ("data.val=v.lst", "data.val cannot change on resume (unset -> given)"),
 ])
 def test_the_held_out_splits_cannot_change_on_resume(full_run, tmp_path, override, named):
     """`resume --set data.split_seed=7` drew the splits again: images epochs 1-3 trained on became val images."""

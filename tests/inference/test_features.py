@@ -209,5 +209,5 @@ def test_a_terminated_extraction_leaves_no_partial_file(run_cli, folder, tmp_pat
 
     monkeypatch.setattr(ProgressReporter, "__call__", lambda self, done, total: os.kill(os.getpid(), signal.SIGTERM))
     code, _, err = run_cli("features", "lenet", folder, "--out", tmp_path / "o" / "f.h5", "--batch-size", "2")
-    assert code == 143 and "terminated (SIGTERM); the unfinished feature file was removed" in err, err
+    assert code == 143 and "terminated (SIGTERM); no feature file was left" in err, err
     assert not (tmp_path / "o").exists() or os.listdir(tmp_path / "o") == []

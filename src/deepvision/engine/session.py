@@ -143,6 +143,8 @@ def _check_fixed_settings(before: Config, cfg: Config) -> None:
                         f"model.pretrained=CHECKPOINT) for another model")
     for key in SPLIT_SETTINGS:
         old, new = getattr(before.data, key), getattr(cfg.data, key)
+        if key in ("val", "test"):  # a held-out split given or not; its path may move with the data
+            old, new = ("unset" if v is None else "given" for v in (old, new))
         if new != old:
             raise UserError(f"data.{key} cannot change on resume ({old} -> {new}): the splits would be drawn "
                             f"again and images trained on would be validated or tested; start a new run from "

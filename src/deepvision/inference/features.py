@@ -209,7 +209,7 @@ def check_feature_sizes(out: Path, rows: int, dim: int, buffered: int, dtype: st
 
     from deepvision.safeload import format_bytes, max_read_bytes
 
-    fixes = "give --pool N, another --layer, --dtype float16 or fewer images"
+    fixes = f"give --pool N, another --layer{', --dtype float16' if dtype != 'float16' else ''} or fewer images"
     held, ceiling = buffered * dim * 4, max_read_bytes() // 2
     if held > ceiling:
         raise UserError(f"layer {layer} gives {dim:,} values an image: holding {buffered:,} rows (--buffer-size) "

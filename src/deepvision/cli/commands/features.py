@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
                             shuffle=args.shuffle, seed=args.seed, dtype=args.dtype, labels=args.labels,
                             image_root=args.image_root, crop=args.crop, device=args.device, progress=bar)
     except Terminated:
-        sys.stderr.write("deepvision features: terminated (SIGTERM); the unfinished feature file was removed\n")
+        sys.stderr.write("deepvision features: terminated (SIGTERM); no feature file was left\n")
         return Terminated.exit_code
     finally:
         bar.close()

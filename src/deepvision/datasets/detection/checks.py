@@ -27,6 +27,7 @@ from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
 from deepvision.placement import enclosing, require_own_folder
 from deepvision.safeload import check_class_names as safe_class_names
+from deepvision.safeload import printable
 
 TOLERANCE = 1.0  # px beyond the border that annotation tools produce by rounding; clipped silently
 OUTPUT_FILES = ("dataset.json", "label_map.pbtxt", "classes.txt")  # plus SPLIT.json per split
@@ -107,11 +108,12 @@ def check_class_names(classes: list[str], ann: Annotations) -> None:
     for name in classes:
         try:
             safe_class_names([name], "the annotations")
+            continue
         except UserError:
             first = next((r.file for rs in ann.splits.values() for r in rs for b in r.boxes if b.label == name), None)
             if first is None:
                 raise
-            safe_class_names([name], f"the annotations (first in the boxes of {first})")
+        safe_class_names([name], f"the annotations (first in the boxes of {printable(first)})")  # outside `except`
     safe_class_names(classes, "the annotations")
 
 
