@@ -129,13 +129,14 @@ def check_same_records(path: str | Path, metadata: dict[str, str], own: Any) -> 
             continue
         other = load_json(plain, f"{path} metadata '{key}'")
         if other != ours:
-            field = ""
+            field, shown = "", [printable(repr(v))[:40] for v in (other, ours)]
             if isinstance(other, dict) and isinstance(ours, dict):  # name the first field that differs
-                name = next(k for k in sorted({*other, *ours}, key=str) if other.get(k) != ours.get(k))
-                field, other, ours = f" in {printable(name)[:40]}", other.get(name), ours.get(name)
-            raise UserError(f"{path}: its metadata's two {key} records differ{field} ('{key}' "
-                            f"{printable(repr(other))[:40]}, 'deepvision' {printable(repr(ours))[:40]}); export it "
-                            f"again with `deepvision export RUN`")
+                absent = object()
+                name = next(k for k in sorted({*other, *ours}, key=str) if other.get(k, absent) != ours.get(k, absent))
+                field = f" in {printable(name)[:40]}"
+                shown = [printable(repr(d[name]))[:40] if name in d else "absent" for d in (other, ours)]
+            raise UserError(f"{path}: its metadata's two {key} records differ{field} ('{key}' {shown[0]}, "
+                            f"'deepvision' {shown[1]}); export it again with `deepvision export RUN`")
 
 
 def _stored_tensors(graph: Any) -> Iterator[tuple[str, Any, bool]]:

@@ -189,18 +189,22 @@ def refuse_replacing(path: str | Path, ours: Callable[[Path], bool], what: str, 
                         f"replaced)")
 
 
-def require_own_folder(path: str | Path, marker: str, start: str, command: str, option: str = "--out") -> None:
+def require_own_folder(path: str | Path, marker: str, start: str, command: str, option: str = "--out",
+                       inputs: Iterable[str | Path] = ()) -> None:
     """Refuse, before anything is written, an output folder that an earlier `command` did not write: it must
-    be new, empty, or hold that command's `marker` table (beginning with `start`), whose outputs are then
-    replaced name by name. In any other folder the outputs, named after the inputs, would replace the
-    user's files (a data set's photos by annotated copies) or mix with another command's report."""
+    be new, empty (but for the command's own `inputs`, which it never writes over), or hold that command's
+    `marker` table (beginning with `start`), whose outputs are then replaced name by name. In any other
+    folder the outputs, named after the inputs, would replace the user's files (a data set's photos by
+    annotated copies) or mix with another command's report."""
     path = Path(path)
     if not os.path.lexists(path):
         return
     if not path.is_dir():
         raise UserError(f"{option} {not_a_folder(path, 'folder')}")
+    own = {file_id(p) for p in inputs} - {None}
     try:  # the litter file browsers leave (.DS_Store, Thumbs.db) does not make a folder the user's
-        held = [n for n in os.listdir(path) if n not in (".DS_Store", "Thumbs.db", "desktop.ini")]
+        held = [n for n in os.listdir(path) if n not in (".DS_Store", "Thumbs.db", "desktop.ini")
+                and file_id(path / n) not in own]
     except OSError as exc:
         raise UserError(f"{option} {path} cannot be read: {exc.strerror or exc}") from None
     if held and not begins_with(path / marker, start):

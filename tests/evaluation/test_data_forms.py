@@ -266,6 +266,11 @@ def test_reports_never_replace_a_users_files_or_the_report_of_other_data(digits_
     assert [p.name for p in notes.iterdir()] == ["report.csv"] and (notes / "report.csv").read_text() == "my notes\n"
     for _ in range(2):  # its own report is replaced
         assert run_cli("logreg", features, "--out", tmp_path / "lr")[0] == 0
+    beside = tmp_path / "feats"  # a folder holding the features alone takes the report beside them
+    beside.mkdir()
+    features.rename(beside / "f.h5")
+    code, _, err = run_cli("logreg", beside / "f.h5", "--out", beside)
+    assert code == 0 and (beside / "metrics.json").is_file(), err
     test = load_data(load_run(digits_run, device="cpu").cfg.data, roles=("test",)).test
     images, labels = test.images[:, 0].numpy(), test.labels.numpy()
     folders = []

@@ -94,7 +94,7 @@ def test_the_two_preprocessing_records_must_agree(tmp_path):
     assert OnnxClassifier(_onnx_file(tmp_path / "s.onnx", _meta(), None, same)).pre.size == (8, 8)
     path = _onnx_file(tmp_path / "m.onnx", _meta(), None, '{"channels": 3, "size": [8, 8], "interpolation": "nearest"}')
     with pytest.raises(UserError, match=r"m.onnx: its metadata's two preprocess records differ in interpolation "
-                                        r"\('preprocess' 'nearest', 'deepvision' None\)"):
+                                        r"\('preprocess' 'nearest', 'deepvision' absent\)"):
         OnnxClassifier(path)
 
 

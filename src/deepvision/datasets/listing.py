@@ -21,7 +21,7 @@ from deepvision.data.lst import ListEntry, find_labels_file, labels_file_for
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, open_regular_file, output_folder
 from deepvision.placement import require_own_folder
-from deepvision.safeload import check_class_names, printable, read_text_file
+from deepvision.safeload import check_class_names, not_utf8, printable, read_text_file
 
 DEFAULT_EXTS = (".jpeg", ".jpg", ".png")
 
@@ -33,7 +33,7 @@ def write_lst(path: str | Path, entries: Iterable[ListEntry]) -> None:
         if "\t" in e.path or len(f"a{e.path}b".splitlines()) > 1:
             raise UserError(f"cannot write {path}: the file name {e.path!r} holds a tab or a line break, which a "
                             f".lst line cannot hold; rename the file")
-        if any("\ud800" <= ch <= "\udfff" for ch in e.path):
+        if not_utf8(e.path):
             raise UserError(f"cannot write {path}: the file name {printable(repr(e.path))} is not UTF-8 text (a name "
                             f"in another encoding), which a .lst file cannot hold; rename the file")
         labels = "\t".join(f"{v:f}" for v in e.labels)

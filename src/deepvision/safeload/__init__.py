@@ -75,6 +75,7 @@ from deepvision.safeload.text import (
     is_control,
     is_plain_number_text,
     name_lines,
+    not_utf8,
     plain_float,
     printable,
     record_index,
@@ -93,7 +94,7 @@ __all__ = [
     "check_zip_directory", "check_zip_member", "csv_rows", "expanded_size", "first_not_whole", "first_repeat",
     "format_bytes",
     "image_files", "input_file", "is_control", "is_plain_number_text", "json_depth", "load_json", "load_yaml",
-    "max_image_side", "max_read_bytes", "name_lines", "open_npz", "plain_float", "printable", "read_bytes",
+    "max_image_side", "max_read_bytes", "name_lines", "not_utf8", "open_npz", "plain_float", "printable", "read_bytes",
     "read_declared", "read_json", "read_text_file", "read_yaml", "record_index", "refuse_linked_files",
     "regular_file", "shell_word", "shown_value", "spreadsheet_cell", "spreadsheet_row", "text_file_lines"
 ]

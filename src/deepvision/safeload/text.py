@@ -25,6 +25,12 @@ def is_control(ch: str) -> bool:
     return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs")
 
 
+def not_utf8(text: str) -> bool:
+    """Whether `text` holds a lone surrogate: a byte of a file name that is not UTF-8, as Python decodes
+    it (`surrogateescape`), which no UTF-8 file (labels.txt, a .lst) can hold."""
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
 def printable(text: object) -> str:
     """`text` with its control characters written as Python escapes ('\\x1b', '\\n'), so a name read from
     a file or given on the command line cannot clear the screen, colour the output or split a line."""
@@ -147,7 +153,7 @@ def check_class_names(names: list[str], where: str) -> None:
             kind = "a number" if isinstance(name, (int, float)) and not isinstance(name, bool) else \
                 f"a {type(name).__name__}"
             raise UserError(f"{where}: class name {printable(repr(name))[:60]} is {kind}; class names are text")
-        if any("\ud800" <= ch <= "\udfff" for ch in name):
+        if not_utf8(name):
             raise UserError(f"{where}: class name {printable(repr(name))} is not UTF-8 text (a name in another "
                             f"encoding), which labels.txt cannot hold; rename it")
         if not name.strip() or any(is_control(ch) for ch in name):

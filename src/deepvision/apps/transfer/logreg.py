@@ -209,7 +209,9 @@ def fit_logreg(
     refuse_folder_of_images(out_dir, [files["confusion_png"].name])  # its PNG would join a folder of images
     for target in files.values():  # an input named like an output would be replaced
         refuse_output_over_inputs(target, [features] + ([test] if test is not None else []))
-    require_own_folder(out_dir, "metrics.json", '{\n  "features":', "logreg")  # never a folder of the user's files
+    # never a folder of the user's files (the features themselves may lie there)
+    require_own_folder(out_dir, "metrics.json", '{\n  "features":', "logreg",
+                       inputs=[features] + ([test] if test is not None else []))
     estimator, key, kind = _estimator(solver, max_iter, seed)
     x, y, names = read_features(features)
     feature_info = read_feature_info(features)  # a damaged attribute is said before any fit
