@@ -237,6 +237,15 @@ def refuse_unlisted(out: str | Path, targets: Iterable[Path], listed: Iterable[s
                             f"the earlier {command}; it would be replaced: move it or choose a new or empty folder")
 
 
+def replace_only_own(out: str | Path, targets: Iterable[Path], listed: Iterable[str], marker: str, start: str,
+                     command: str, *, list_marker: str | None = None, option: str = "--out") -> None:
+    """Both rules of a command that writes into a folder of its own: the folder is new, empty or an earlier
+    `command`'s (`require_own_folder`), and of its files only those its table lists are replaced
+    (`refuse_unlisted`; `list_marker`: the table holding the list, when it is not `marker`)."""
+    require_own_folder(out, marker, start, command, option)
+    refuse_unlisted(out, targets, listed, list_marker or marker, command, option)
+
+
 def require_new_file(path: str | Path, option: str = "--out") -> None:
     """Refuse, before anything is written, an output file of a generator that already exists (or is a
     link): a fake data set never replaces a file, real data least of all."""

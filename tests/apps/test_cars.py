@@ -3,6 +3,7 @@ the visualiser (RGB input, a descending top-5, the run's evaluation transform), 
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,6 +226,20 @@ def test_show_writes_only_into_its_own_folder_outside_the_data(run_cli, cars_run
         code, _, err = run_cli("cars", "show", cars_run, "--sample-size", "2", "--seed", seed, "--out",
                                tmp_path / "s")
         assert code == 0, err
+    # the folder shows the last sample (seed 1's drawings went), and replaces only the drawings its
+    # predictions.json lists, never a file put there since
+    listed = sorted(Path(r["image"]).name for r in json.loads((tmp_path / "s" / "predictions.json").read_text()))
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == sorted([*listed, "predictions.json"])
+    code, _, err = run_cli("cars", "show", cars_run, "--sample-size", "2", "--seed", "1", "--out", tmp_path / "s")
+    seed1 = sorted(Path(r["image"]).name for r in json.loads((tmp_path / "s" / "predictions.json").read_text()))
+    assert code == 0 and seed1 != listed, err
+    planted = tmp_path / "s" / listed[0]
+    planted.write_bytes(b"my picture")  # named like a drawing of seed 2, listed nowhere now
+    code, out_text, err = run_cli("cars", "show", cars_run, "--sample-size", "2", "--seed", "2", "--out",
+                                  tmp_path / "s")
+    assert (code, out_text) == (2, "") and err.count("\n") == 1, err
+    assert f"holds {listed[0]}, which its predictions.json does not list" in err
+    assert planted.read_bytes() == b"my picture"
 
 
 def test_recipes_c1_to_c3():

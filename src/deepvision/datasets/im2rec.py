@@ -13,7 +13,7 @@ with the reason in `PREFIX.skipped.txt` instead of ending the run; palette/alpha
 white and 16-bit images scaled (EXIF orientation, CMYK and grayscale JPEGs are handled as OpenCV does);
 outputs are written to temporary files and renamed when complete.
 
-Why one module of ~430 lines: listing, encoding, the worker pool and its bounded shutdown, and the
+Why one module of ~400 lines: listing, encoding, the worker pool and its bounded shutdown, and the
 lenient list reader are the one packing path; split up, each part would need the others' options.
 """
 
@@ -27,7 +27,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,9 +51,9 @@ from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, file_id, input_file
 from deepvision.safeload import check_workers, max_image_side, plain_float, printable, record_index
 
-__all__ = ["DEFAULT_EXTS", "PackItem", "PackOptions", "PackResult", "ProgressReporter", "Terminated", "encode_item",
+__all__ = ["DEFAULT_EXTS", "PackItem", "PackOptions", "PackResult", "ProgressReporter", "encode_item",
            "find_lists", "list_images", "make_list", "pack_list", "pack_outputs", "read_list_lenient",
-           "refuse_outputs_over_inputs", "sigterm_raises", "skipped_path", "unlistable"]
+           "refuse_outputs_over_inputs", "skipped_path", "unlistable"]
 
 # -- list reading (lenient, like im2rec.py) ---------------------------------------------------------------
 @dataclass(frozen=True)
@@ -365,32 +365,6 @@ def find_lists(prefix: str | Path) -> tuple[Path, list[Path]]:
     named = [Path(working, n) for n in names if os.path.join(working, n).startswith(prefix) and n.endswith(".lst")]
     # a FIFO, folder or broken link named like a list is refused by name, never skipped as if absent
     return Path(working), [input_file(p, "list file") for p in named]
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived while `sigterm_raises()` was active (a BaseException, like KeyboardInterrupt, so
-    that cleanup code runs and nothing swallows it)."""
-
-    exit_code = 128 + signal.SIGTERM
-
-
-@contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into a `Terminated` exception in the main thread for the duration, so a packing run
-    that is asked to stop unwinds like Ctrl+C: worker processes terminated, temporary files removed."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
-        raise Terminated
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 class ProgressReporter:

@@ -29,7 +29,7 @@ from deepvision.errors import UserError
 from deepvision.fileio import PendingFile, atomic_write_text, output_folder, write_image
 from deepvision.inference.video import frame_rate, open_video, quiet_native_output
 from deepvision.models.detection import detection_family
-from deepvision.placement import refuse_unlisted, require_own_folder
+from deepvision.placement import replace_only_own
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.safeload import input_file, read_json
 
@@ -311,9 +311,8 @@ def run_detect(run_dir: str | Path, sources: list[str | Path], *, min_confidence
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         _check_outputs(items, out_dir)
-        require_own_folder(out_dir, "detections.json", '{"run":', "detect")
-        refuse_unlisted(out_dir, [output_path(out_dir, p, kind) for p, kind in items], _earlier_outputs(out_dir),
-                        "detections.json", "detect")
+        replace_only_own(out_dir, [output_path(out_dir, p, kind) for p, kind in items], _earlier_outputs(out_dir),
+                         "detections.json", '{"run":', "detect")
     detector = Detector.from_run(load_run(run_dir, epoch, which, resolve_device(device)), min_confidence)
     with contextlib.ExitStack() as stack:
         if out_dir is not None:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, write_image
-from deepvision.placement import refuse_output_inside, require_own_folder
+from deepvision.placement import refuse_output_inside, refuse_unlisted, require_own_folder
 from deepvision.safeload import check_range
 
 MAX_SAMPLES = 10_000  # annotated PNGs one call writes
@@ -103,6 +103,9 @@ def show_cars(run_dir: str | Path, *, sample_size: int = 10, out: str | Path | N
         raise UserError(f"--sample-size {sample_size} exceeds the {n} test images (use --with-replacement)")
     rng = np.random.default_rng(seed)
     picks = rng.choice(n, sample_size, replace=replace).tolist()
+    paths = [out_dir / f"{k:03d}_sample{i}.png" for k, i in enumerate(picks)]
+    earlier = _earlier_images(out_dir)
+    refuse_unlisted(out_dir, paths, earlier, "predictions.json", "cars show")
     targets = np.asarray(split.targets)
     results: list[CarPrediction] = []
     cv2 = _cv2()
@@ -110,6 +113,8 @@ def show_cars(run_dir: str | Path, *, sample_size: int = 10, out: str | Path | N
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create {out_dir}: {exc.strerror or exc}; choose another --out") from None
+    for name in set(earlier) - {p.name for p in paths}:  # the folder shows one sample: the earlier one goes
+        (out_dir / name).unlink(missing_ok=True)
     for k, i in enumerate(picks):  # each image written as it is made: none is held for the end
         img, _ = split[int(i)]
         top = predict_tensors(loaded, loaded.pre.load(img).unsqueeze(0), 5)[0]
@@ -118,9 +123,21 @@ def show_cars(run_dir: str | Path, *, sample_size: int = 10, out: str | Path | N
         say(f"[INFO] actual={r.actual}")
         for name, p in top:
             say(f"\tpredicted={name}, probability={p * 100:.2f}%")
-        r.image = str(out_dir / f"{k:03d}_sample{r.index}.png")
+        r.image = str(paths[k])
         text = f"{top[0][0].replace(':', ' ')}: {top[0][1] * 100:.2f}%"
         write_image(r.image, cv2.cvtColor(annotate(img, text), cv2.COLOR_RGB2BGR))
     atomic_write_text(out_dir / "predictions.json", json.dumps([r.to_dict() for r in results], indent=2) + "\n")
     say(f"[INFO] {len(results)} annotated images written to {out_dir}")
     return results
+
+
+def _earlier_images(out_dir: Path) -> list[str]:
+    """The names of the annotated images an earlier show's predictions.json in `out_dir` lists."""
+    from deepvision.safeload import read_json
+
+    try:
+        doc = read_json(out_dir / "predictions.json", "an earlier cars show's predictions.json")
+    except (FileNotFoundError, UserError):
+        return []
+    entries = doc if isinstance(doc, list) else []
+    return [Path(e["image"]).name for e in entries if isinstance(e, dict) and isinstance(e.get("image"), str)]

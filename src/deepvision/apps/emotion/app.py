@@ -51,7 +51,7 @@ from deepvision.placement import (
     listed_in,
     refuse_output_folder_over_inputs,
     refuse_output_over_inputs,
-    refuse_unlisted,
+    replace_only_own,
     require_own_folder,
 )
 from deepvision.safeload import (
@@ -476,10 +476,10 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
     if out_path is not None:
         if out_path.suffix.lower() in VIDEO_SUFFIXES:
             raise UserError(f"--out {out_path}: with --image give a folder for the annotated images")
-        refuse_output_folder_over_inputs(out_path, paths, [out_path / f"{n}.png" for n in names])
-        require_own_folder(out_path, "results.csv", "image,face,x,y,w,h,label", "emotion --image")
-        refuse_unlisted(out_path, [out_path / f"{n}.png" for n in names],
-                        listed_in(out_path / "results.json", "outputs"), "results.json", "emotion --image")
+        targets = [out_path / f"{n}.png" for n in names]
+        refuse_output_folder_over_inputs(out_path, paths, targets)
+        replace_only_own(out_path, targets, listed_in(out_path / "results.json", "outputs"),
+                         "results.csv", "image,face,x,y,w,h,label", "emotion --image", list_marker="results.json")
     with output_folder(out_path) if out_path is not None else contextlib.nullcontext():
         # a refusal (an unreadable image, a model answering NaN) leaves no empty folder it made
         summary = ImagesSummary()

@@ -24,7 +24,7 @@ from PIL import Image
 from deepvision.apps.orientation.dataset import ANGLES
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path, atomic_write_text
-from deepvision.placement import refuse_output_folder_over_inputs, refuse_unlisted, require_own_folder
+from deepvision.placement import refuse_output_folder_over_inputs, replace_only_own
 from deepvision.safeload import csv_rows, read_text_file, spreadsheet_row
 
 
@@ -151,9 +151,9 @@ def apply_orientation(
             paths = [paths[i] for i in sorted(rng.choice(len(paths), sample, replace=False))]
     out = Path(out)
     refuse_output_folder_over_inputs(out, paths, [out / "predictions.csv", out / "sheet.png"])
-    require_own_folder(out, "predictions.csv", _HEADER, "orientation apply")
     names = _output_names(paths, SAVE_FORMATS)
-    refuse_unlisted(out, [out / n for n in names], _earlier_outputs(out), "predictions.csv", "orientation apply")
+    replace_only_own(out, [out / n for n in names], _earlier_outputs(out), "predictions.csv", _HEADER,
+                     "orientation apply")
     clf, extractor = load_orientation_model(model, device)
     results = predict_orientation(clf, extractor, paths, batch_size=batch_size, progress=progress)
     try:

@@ -69,23 +69,26 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.data or not args.out:
         raise UserError("give DATA and --out (or --list-layers)")
-    import sys
-
     from deepvision.apps.transfer import features
-    from deepvision.datasets.im2rec import ProgressReporter, Terminated, sigterm_raises
+    from deepvision.cli.terminate import run_until_sigterm
+    from deepvision.datasets.im2rec import ProgressReporter
 
     bar = ProgressReporter("extracting features", every=1000)
+    info: dict = {}  # what features() reports, kept for the summary line
+
+    def extract() -> int:
+        info.update(features(args.model, args.data, args.out, layer=args.layer, weights=args.weights, pool=args.pool,
+                             flatten=args.flatten, batch_size=args.batch_size, buffer_size=args.buffer_size,
+                             shuffle=args.shuffle, seed=args.seed, dtype=args.dtype, labels=args.labels,
+                             image_root=args.image_root, crop=args.crop, device=args.device, progress=bar))
+        return 0
+
     try:  # a SIGTERM unwinds like Ctrl+C: the unfinished file is removed, never left behind
-        with sigterm_raises():
-            info = features(args.model, args.data, args.out, layer=args.layer, weights=args.weights, pool=args.pool,
-                            flatten=args.flatten, batch_size=args.batch_size, buffer_size=args.buffer_size,
-                            shuffle=args.shuffle, seed=args.seed, dtype=args.dtype, labels=args.labels,
-                            image_root=args.image_root, crop=args.crop, device=args.device, progress=bar)
-    except Terminated:
-        sys.stderr.write("deepvision features: terminated (SIGTERM); no feature file was left\n")
-        return Terminated.exit_code
+        code = run_until_sigterm("features", "no feature file was left", extract)
     finally:
         bar.close()
+    if code:
+        return code
     print(f"[INFO] {info['rows']:,} images x {info['dim']:,} features from layer {info['layer']} -> {info['path']} "
           f"({info['images_per_second']:.1f} images/s)")
     return 0

@@ -65,16 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
+    from deepvision.cli.terminate import run_until_sigterm
 
-    from deepvision.datasets.im2rec import Terminated, sigterm_raises
-
-    try:
-        with sigterm_raises():
-            return _run(args)
-    except Terminated:
-        sys.stderr.write("deepvision im2rec: terminated (SIGTERM); unfinished record files were removed\n")
-        return Terminated.exit_code
+    return run_until_sigterm("im2rec", "unfinished record files were removed", lambda: _run(args))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -66,16 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    import sys
+    from deepvision.cli.terminate import run_until_sigterm
 
-    from deepvision.datasets.im2rec import Terminated, sigterm_raises
-
-    try:
-        with sigterm_raises():
-            return _build(args)
-    except Terminated:
-        sys.stderr.write("deepvision stl10: terminated (SIGTERM); unfinished record files were removed\n")
-        return Terminated.exit_code
+    return run_until_sigterm("stl10", "unfinished record files were removed", lambda: _build(args))
 
 
 def _build(args: argparse.Namespace) -> int:

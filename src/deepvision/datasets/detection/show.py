@@ -14,7 +14,7 @@ from deepvision.data.detection.index import IndexImage, load_index
 from deepvision.data.preprocess import open_image
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path, atomic_write_text
-from deepvision.placement import enclosing, listed_in, refuse_unlisted, require_own_folder
+from deepvision.placement import enclosing, listed_in, replace_only_own
 
 GREEN = (0, 255, 0)
 ORANGE = (255, 165, 0)
@@ -54,9 +54,8 @@ def show_dataset(root: str | Path, out: str | Path | None = None, split: str | N
         raise UserError(f"--out {out} is inside the image folder {source.resolve()} of the dataset; give a folder "
                         f"of its own, e.g. --out {Path(root) / 'show'}")
     # the drawings replace only an earlier show's, never a run's or a user's files of the same name
-    require_own_folder(out, MARKER, '{"dataset":', "detection show")
     paths = [out / f"{name}_{i:05d}_{images[i].file.stem}.png" for i in chosen]
-    refuse_unlisted(out, paths, listed_in(out / MARKER, "images"), MARKER, "detection show")
+    replace_only_own(out, paths, listed_in(out / MARKER, "images"), MARKER, '{"dataset":', "detection show")
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for i, path in zip(chosen, paths):

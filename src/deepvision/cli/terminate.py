@@ -1,0 +1,45 @@
+"""SIGTERM for commands that write large files: the signal unwinds like Ctrl+C, so worker processes are
+terminated and unfinished files removed, and the command ends with one line and the signal's exit code."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived while `sigterm_raises()` was active (a BaseException, like KeyboardInterrupt, so
+    that cleanup code runs and nothing swallows it)."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into a `Terminated` exception in the main thread for the duration."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+        raise Terminated
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def run_until_sigterm(command: str, cleaned: str, work: Callable[[], int]) -> int:
+    """`work()`'s exit code; on SIGTERM, one line saying what was cleaned up and exit code 143."""
+    try:
+        with sigterm_raises():
+            return work()
+    except Terminated:
+        sys.stderr.write(f"deepvision {command}: terminated (SIGTERM); {cleaned}\n")
+        return Terminated.exit_code
