@@ -197,6 +197,8 @@ def test_the_checkpoint_prefix_cannot_change_on_resume(full_run, tmp_path):
     ("data.val_fraction=0.5", "data.val_fraction cannot change on resume (0.2 -> 0.5)"),
     ("data.test_fraction=0.05", "data.test_fraction cannot change on resume (0.0 -> 0.05)"),
     ("data.val=v.lst", "data.val cannot change on resume (unset -> given)"),
+    ("checkpoint.monitor=val_top5", "checkpoint.monitor cannot change on resume (val_acc -> val_top5): best.pt"),
+    ("checkpoint.monitor=null", "checkpoint.monitor cannot change on resume (val_acc -> unset)"),
 ])
 def test_the_model_and_the_held_out_splits_cannot_change_on_resume(full_run, tmp_path, override, named):
     """`resume --set model.args.activation=relu` was taken: every earlier checkpoint was then rebuilt with relu

@@ -259,7 +259,7 @@ class TrainConfig:
     grad_accum: int = 1  # micro-batches per optimizer step
     global_batch: int | None = None  # keep a reference global batch: sets grad_accum = global / (batch x devices)
     clip_grad_norm: float | None = None
-    label_smoothing: float = 0.0  # train_loss in history.csv is the smoothed training objective
+    label_smoothing: float = 0.0  # train_loss is the smoothed objective; val_loss plain cross-entropy
     sync_bn: bool = False
     log_every: int = 100  # speedometer line every N batches (the reference's "frequent")
     max_steps: int | None = None  # cap training batches per epoch (smoke runs)

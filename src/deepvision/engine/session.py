@@ -129,7 +129,8 @@ SPLIT_SETTINGS = ("val", "test", "val_fraction", "test_fraction", "split_seed") 
 
 def _check_fixed_settings(before: Config, cfg: Config) -> None:
     """Refuse a resume that changes the checkpoint prefix (earlier epochs would not be found), the model
-    section (every earlier checkpoint would be rebuilt as another network) or the held-out splits."""
+    section (every earlier checkpoint would be rebuilt as another network), the measure best.pt was chosen
+    by, or the held-out splits."""
     prefix = before.checkpoint.prefix
     if cfg.checkpoint.prefix != prefix:
         raise UserError(f"checkpoint.prefix cannot change on resume: the run's checkpoints are {prefix}-NNNN.pt, and "
@@ -141,6 +142,12 @@ def _check_fixed_settings(before: Config, cfg: Config) -> None:
         raise UserError(f"{key} cannot change on resume ({old} -> {new}): the run's checkpoints were trained with "
                         f"the model it names; start a new run from this run's weights (--set "
                         f"model.pretrained=CHECKPOINT) for another model")
+    monitor, asked = before.checkpoint.monitor, cfg.checkpoint.monitor  # a trained run's config names its own
+    if monitor is not None and asked != monitor:
+        raise UserError(f"checkpoint.monitor cannot change on resume ({monitor} -> "
+                        f"{printable(str(asked or 'unset'))[:40]}): best.pt holds the best epoch by {monitor}, and "
+                        f"later epochs would be compared with it by another measure; score another epoch with "
+                        f"--epoch N, or start a new run from this run's weights (--set model.pretrained=CHECKPOINT)")
     for key in SPLIT_SETTINGS:
         old, new = getattr(before.data, key), getattr(cfg.data, key)
         if key in ("val", "test"):  # a held-out split given or not; its path may move with the data
