@@ -225,6 +225,15 @@ def check_seed(args: argparse.Namespace) -> None:
         raise UserError(f"--seed must be a whole number from 0 to {MAX_SEED:,}, got {seed}")
 
 
+def check_environment() -> None:
+    """Refuse a bad ceiling set in the environment before any work: read later, deep in a reader, its
+    error would seem to be about the file being read."""
+    from deepvision.safeload import max_image_side, max_read_bytes
+    from deepvision.safeload.images import max_image_pixels
+
+    max_image_side(), max_read_bytes(), max_image_pixels()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -242,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     streams = sys.stdout, sys.stderr
     try:
         check_seed(args)
+        check_environment()
         threads = fit_threads(args, held)
         if held.note:
             sys.stdout, sys.stderr = held.wrap(sys.stdout), held.wrap(sys.stderr)

@@ -19,6 +19,7 @@ from deepvision.fileio import (  # re-exported: IMAGE_EXTS, input_file
     read_regular_file,
     special_kind,
 )
+from deepvision.safeload.text import plain_float
 
 T = TypeVar("T")
 
@@ -147,18 +148,25 @@ def read_declared(f: BinaryIO, declared: int, where: str | Path) -> bytes:
     return data
 
 
+def env_number(name: str, what: str, whole: bool = False) -> float | None:
+    """The positive number an environment variable sets (None when unset or empty), written as a plain
+    ASCII number (not `1_0`, not another script's digits) and, with `whole`, with no fraction."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = plain_float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0 or (whole and not value.is_integer()):
+        raise UserError(f"the environment variable {name} must be a positive {what}, got {raw[:24]!r}")
+    return value
+
+
 def max_image_side() -> int:
     """The largest image side (pixels) that metadata may name: DEEPVISION_MAX_IMAGE_SIDE, else 16384."""
-    raw = os.environ.get("DEEPVISION_MAX_IMAGE_SIDE", "")
-    if not raw:
-        return MAX_IMAGE_SIDE
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise UserError(f"DEEPVISION_MAX_IMAGE_SIDE must be a positive whole number of pixels, got {raw!r}")
-    return value
+    value = env_number("DEEPVISION_MAX_IMAGE_SIDE", "whole number of pixels", whole=True)
+    return MAX_IMAGE_SIDE if value is None else int(value)
 
 
 def check_image_side(field: str, *sides: int) -> None:
@@ -252,14 +260,8 @@ def max_read_bytes() -> int:
     """The most bytes one declared array may ask for: DEEPVISION_MAX_READ_GB (decimal GB), else the memory
     this process may use: the machine's physical memory, or less where an address-space limit
     (`ulimit -v`, prlimit) or the container's memory limit (cgroup v2 memory.max) says so."""
-    raw = os.environ.get("DEEPVISION_MAX_READ_GB", "")
-    if raw:
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value <= 0:
-            raise UserError(f"DEEPVISION_MAX_READ_GB must be a positive number of gigabytes, got {raw!r}")
+    value = env_number("DEEPVISION_MAX_READ_GB", "number of gigabytes")
+    if value is not None:
         return int(value * 1e9)
     try:
         limits = [os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")]

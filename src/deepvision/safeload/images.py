@@ -5,12 +5,12 @@ only; the rules that use them (pixel limit, format allowlist, conversions) are i
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 from typing import Any
 
 from deepvision.errors import UserError
+from deepvision.safeload.files import env_number
 from deepvision.safeload.text import printable
 
 JPEG_SOI = b"\xff\xd8\xff"
@@ -284,16 +284,8 @@ def max_image_pixels() -> int:
     """The pixel limit in force: set_max_image_pixels(), else $DEEPVISION_MAX_IMAGE_PIXELS, else Pillow's."""
     if _max_pixels is not None:
         return _max_pixels
-    text = os.environ.get(ENV_MAX_PIXELS, "").strip()
-    if not text:
-        return PILLOW_BOMB_LIMIT
-    try:
-        value = int(float(text))
-    except (ValueError, OverflowError):
-        value = 0
-    if value < 1:
-        raise UserError(f"{ENV_MAX_PIXELS} must be a positive number of pixels, got {text!r}")
-    return value
+    value = env_number(ENV_MAX_PIXELS, "whole number of pixels", whole=True)
+    return PILLOW_BOMB_LIMIT if value is None else int(value)
 
 
 def set_max_image_pixels(limit: int | None) -> None:
