@@ -334,6 +334,29 @@ def test_load_index_rejects_edited_files(tmp_path):
         load_index(tmp_path)
 
 
+@pytest.mark.parametrize(("name", "edit"), [
+    ("classes.txt", lambda text: "b\na\n"),
+    ("label_map.pbtxt", lambda text: text.replace("'a'", "'@'").replace("'b'", "'a'").replace("'@'", "'b'")),
+    ("label_map.pbtxt", lambda text: text.replace("name: 'b'", "name: 'c'")),
+    ("train.json", None),
+])
+def test_load_index_refuses_companions_that_disagree(tmp_path, name, edit):
+    """classes.txt, label_map.pbtxt and each box's class name repeat what dataset.json and the class ids say;
+    one reordered or renamed by hand was ignored here (and believed by the tools that read it)."""
+    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a"), (2, 2, 30, 30, "b")]), tmp_path / "out",
+                  test_fraction=0)
+    assert load_index(tmp_path / "out").classes == ["a", "b"]
+    path = tmp_path / "out" / name
+    if edit is None:
+        doc = json.loads(path.read_text())
+        doc["images"][0]["names"] = doc["images"][0]["names"][::-1]
+        path.write_text(json.dumps(doc))
+        message = r"train.json: .* names classes \['b', 'a'\] that its class ids do not give; rebuild the dataset"
+    else:
+        path.write_text(edit(path.read_text()))
+        message = rf"{re.escape(str(path))} disagrees with the classes of .*dataset.json; rebuild the dataset"
+    with pytest.raises(UserError, match=message):
+        load_index(tmp_path / "out")
 
 
 @pytest.mark.parametrize(("edit", "message"), [

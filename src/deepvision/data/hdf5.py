@@ -44,15 +44,8 @@ class HDF5Dataset(Dataset):
     receives the numpy row. `in_memory=True` reads everything once (FER2013 is 80 MB as uint8).
     """
 
-    def __init__(
-        self,
-        path: str | Path,
-        data_key: str | None = None,
-        *,
-        transform: Any = None,
-        dtype: torch.dtype | None = None,
-        in_memory: bool = False,
-    ) -> None:
+    def __init__(self, path: str | Path, data_key: str | None = None, *, transform: Any = None,
+                 dtype: torch.dtype | None = None, in_memory: bool = False) -> None:
         h5py = _h5py()
         self.path = Path(path)
         input_file(self.path, "HDF5 file")  # a FIFO is named as one, never opened

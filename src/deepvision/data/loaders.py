@@ -64,18 +64,9 @@ def resolve_preprocess(cfg: DataConfig, bundle: DataBundle, model_input: tuple[i
     return Preprocess(channels=channels, size=size, resize=resize, scale=cfg.scale, mean=mean, std=std, crop=crop)
 
 
-def build_loaders(
-    cfg: DataConfig,
-    bundle: DataBundle,
-    pre: Preprocess,
-    *,
-    seed: int,
-    rank: int = 0,
-    world: int = 1,
-    device: torch.device | str = "cpu",
-    max_steps: int | None = None,
-    roles: tuple[str, ...] = ("train", "val", "test"),
-) -> dict[str, Loader]:
+def build_loaders(cfg: DataConfig, bundle: DataBundle, pre: Preprocess, *, seed: int, rank: int = 0, world: int = 1,
+                  device: torch.device | str = "cpu", max_steps: int | None = None,
+                  roles: tuple[str, ...] = ("train", "val", "test")) -> dict[str, Loader]:
     """One loader per role present in `bundle` (train shuffles and augments; val/test never pad): the
     split's source run by one `BatchLoader`."""
     loaders: dict[str, Loader] = {}

@@ -35,18 +35,8 @@ def _mix(seed: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + int(epoch) * 7919 + 12345) % (2**63 - 1)
 
 
-def epoch_indices(
-    n: int,
-    batch_size: int,
-    *,
-    seed: int,
-    epoch: int,
-    shuffle: bool,
-    rank: int = 0,
-    world: int = 1,
-    last_batch: str = "keep",
-    training: bool = True,
-) -> list[torch.Tensor]:
+def epoch_indices(n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool, rank: int = 0, world: int = 1,
+                  last_batch: str = "keep", training: bool = True) -> list[torch.Tensor]:
     """The batches (index tensors) rank `rank` reads in epoch `epoch`.
 
     Training with several ranks pads the order by wrapping so every rank gets the same number of

@@ -13,6 +13,7 @@ writes it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -22,6 +23,7 @@ import numpy as np
 from deepvision.errors import UserError
 from deepvision.safeload import ParseError, check_class_names, first_not_whole, max_image_side, printable, read_json
 
+_NAME = re.compile(r"\bname: '((?:[^'\\]|\\.)*)'")  # a label map's names, quoted as the builder does
 FORMAT = "deepvision-detection"
 VERSION = 1
 
@@ -62,6 +64,7 @@ def load_index(root: str | Path, splits: list[str] | None = None) -> DetectionIn
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise UserError(f"{meta_path} 'classes' must be a list of class names (text); rebuild the dataset")
     check_class_names(classes, f"{meta_path} 'classes'")
+    _check_companions(root, classes)
     image_root = Path(meta["image_root"])
     image_root = image_root if image_root.is_absolute() else (root / image_root)
     wanted = splits if splits is not None else list(meta.get("splits", []))
@@ -72,8 +75,23 @@ def load_index(root: str | Path, splits: list[str] | None = None) -> DetectionIn
             have = ", ".join(meta.get("splits", [])) or "none"
             raise UserError(f"split '{split}' not found in {root}; available: {have}")
         doc = _read_json(path)
-        out[split] = [_image(entry, image_root, len(classes), path) for entry in doc.get("images", [])]
+        out[split] = [_image(entry, image_root, classes, path) for entry in doc.get("images", [])]
     return DetectionIndex(root, classes, out, meta)
+
+
+def _check_companions(root: Path, classes: list[str]) -> None:
+    """classes.txt and label_map.pbtxt repeat dataset.json's classes for other tools: one edited by hand
+    would be ignored here and believed there, so they must agree."""
+    from deepvision.safeload import name_lines, read_text_file
+
+    for name in ("classes.txt", "label_map.pbtxt"):
+        if (root / name).is_file():
+            text = read_text_file(root / name, name)
+            names = name_lines(text) if name == "classes.txt" else [re.sub(r"\\(.)", r"\1", n)
+                                                                    for n in _NAME.findall(text)]
+            if names != classes:
+                raise UserError(f"{root / name} disagrees with the classes of {root / 'dataset.json'}; rebuild the "
+                                f"dataset or remove the edited file")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -86,7 +104,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     return doc
 
 
-def _image(entry: dict[str, Any], image_root: Path, num_classes: int, path: Path) -> IndexImage:
+def _image(entry: dict[str, Any], image_root: Path, classes: list[str], path: Path) -> IndexImage:
     if not isinstance(entry, dict):
         raise UserError(f"{path}: malformed image entry {printable(str(entry)[:80])} (not an object); rebuild "
                         f"the dataset")
@@ -121,8 +139,12 @@ def _image(entry: dict[str, Any], image_root: Path, num_classes: int, path: Path
                         f"rebuild the dataset")
     if not (len(boxes) == len(labels) == len(difficult)):
         raise UserError(f"{path}: {printable(name)} has {len(boxes)} boxes but {len(labels)} labels")
-    if len(labels) and (labels.min() < 1 or labels.max() > num_classes):
-        raise UserError(f"{path}: {printable(name)} has class ids outside 1..{num_classes}")
+    if len(labels) and (labels.min() < 1 or labels.max() > len(classes)):
+        raise UserError(f"{path}: {printable(name)} has class ids outside 1..{len(classes)}")
+    names = entry.get("names")  # each box's class name beside its id, for readers of the file
+    if names is not None and names != [classes[i - 1] for i in labels]:
+        raise UserError(f"{path}: {printable(name)} names classes {printable(str(names))[:60]} that its class ids "
+                        f"do not give; rebuild the dataset")
     if len(boxes) and ((boxes < 0).any() or (boxes > 1).any() or (boxes[:, 2:] <= boxes[:, :2]).any()):
         raise UserError(f"{path}: {printable(name)} has boxes outside [0, 1] or of zero size; rebuild the "
                         f"dataset")

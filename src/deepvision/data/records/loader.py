@@ -55,17 +55,8 @@ class RecordDataset(Dataset):
     array for multi-label records. `targets` holds the first label of every record as int64.
     """
 
-    def __init__(
-        self,
-        path: str | Path,
-        idx_path: str | Path | None = None,
-        *,
-        channels: int = 3,
-        transform: Any = None,
-        skip_corrupt: bool = False,
-        decoder: str = "auto",
-        cache: bool = True,
-    ) -> None:
+    def __init__(self, path: str | Path, idx_path: str | Path | None = None, *, channels: int = 3,
+                 transform: Any = None, skip_corrupt: bool = False, decoder: str = "auto", cache: bool = True) -> None:
         self.file = path if isinstance(path, RecordFile) else RecordFile.open(path, idx_path, cache=cache)
         self.channels = channels
         self.transform = transform
