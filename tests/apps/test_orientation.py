@@ -3,6 +3,7 @@ dataset -> features -> logreg -> apply path on real photos with torchvision's Mo
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -207,3 +208,19 @@ def test_apply_refuses_a_model_that_answers_fewer_than_four_turns(tmp_path, run_
     code, out, err = run_cli("orientation", "apply", path.parent, photos(tmp_path / "photos", count=1),
                              "--out", tmp_path / "fixed")
     assert (code, out) == (2, "") and "answers only 0, 90 degrees; an orientation model answers all four turns" in err
+
+
+@pytest.mark.parametrize("link", ["hard", "symbolic"])
+def test_dataset_refuses_one_photo_reached_twice(run_cli, tmp_path, link):
+    """A link to one of SRC's photos was a thirteenth photo, written again under another angle: the copies
+    could land in train and test of the classifier trained on the features."""
+    src = photos(tmp_path / "src", count=3)
+    first = sorted(src.iterdir())[0]
+    (src / "sub").mkdir()
+    if link == "hard":
+        os.link(first, src / "sub" / "again.png")
+    else:
+        (src / "sub" / "again.png").symlink_to(first)
+    code, out, err = run_cli("orientation", "dataset", src, tmp_path / "out")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert "are one file (a link): the data set made from" in err and not (tmp_path / "out").exists()

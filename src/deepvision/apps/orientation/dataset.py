@@ -22,7 +22,7 @@ from PIL import Image
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path, atomic_write_text, check_jpeg_quality
 from deepvision.placement import refuse_output_inside
-from deepvision.safeload import image_files
+from deepvision.safeload import image_files, refuse_linked_files
 
 ANGLES = (0, 90, 180, 270)
 _CLOCKWISE = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_90}
@@ -60,6 +60,7 @@ def _list_images(src: Path) -> list[Path]:
     paths = image_files(src)
     if not paths:
         raise UserError(f"no images found under {src}")
+    refuse_linked_files(paths, {}, f"the data set made from {src}")  # its copies could land in train and test
     return paths
 
 
