@@ -472,3 +472,16 @@ def test_checkpoint_fields_of_the_wrong_type_or_range_are_named(tmp_path, field,
     torch.save({"format": FORMAT, "model_state": {}, "run_id": "ab12", "epoch": 1, field: value}, path)
     with pytest.raises(UserError, match=rf"^{path}: {message}"):
         load_checkpoint(path)
+
+
+def test_a_run_name_in_another_unicode_spelling_is_taken(tmp_path):
+    """'café' precomposed and as macOS spells it (e + U+0301) were two folders that `runs` listed as two
+    identical rows; the second is now café-2, as a second run of one name is."""
+    from deepvision.runs.rundir import RunDir
+
+    (tmp_path / "cafe\u0301").mkdir()
+    (tmp_path / "cafe\u0301" / "config.yaml").write_text("name: x\n")  # a run started under that spelling
+    second = RunDir.create(tmp_path, "caf\u00e9")
+    (second.path / "config.yaml").write_text("name: x\n")
+    third = RunDir.create(tmp_path, "cafe\u0301")
+    assert [second.path.name, third.path.name] == ["caf\u00e9-2", "caf\u00e9-3"]

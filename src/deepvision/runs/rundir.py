@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -121,9 +122,11 @@ class RunDir:
         except OSError as exc:
             raise UserError(f"output directory {out} is not writable ({exc.strerror or exc}); "
                             f"choose another with --out") from None
-        path = out / name
-        k = 2
-        while path.exists() and not exist_ok and not _abandoned_start(path):
+        name = unicodedata.normalize("NFC", name)  # 'café' in either Unicode spelling is one name
+        spelled = {unicodedata.normalize("NFC", n): n for n in os.listdir(out)}
+        path, k = out / name, 2
+        while not exist_ok and ((path.exists() and not _abandoned_start(path))
+                                or spelled.get(path.name, path.name) != path.name):
             path = out / f"{name}-{k}"
             k += 1
         path.mkdir(parents=True, exist_ok=True)
