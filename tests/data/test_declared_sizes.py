@@ -45,7 +45,7 @@ def test_read_ceiling_is_configurable(monkeypatch):
     with pytest.raises(UserError, match=r"x declares 1.0 MB, above the 100.0 kB one read may take"):
         check_declared_bytes("x", 10**6)
     monkeypatch.setenv("DEEPVISION_MAX_READ_GB", "nan")
-    with pytest.raises(UserError, match="DEEPVISION_MAX_READ_GB must be a positive number"):
+    with pytest.raises(UserError, match="MAX_READ_GB must be a number of gigabytes from 1e-09 to 1,000,000,000"):
         check_declared_bytes("x", 1)
 
 

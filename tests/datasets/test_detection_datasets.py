@@ -338,6 +338,7 @@ def test_load_index_rejects_edited_files(tmp_path):
     ("classes.txt", lambda text: "b\na\n"),
     ("label_map.pbtxt", lambda text: text.replace("'a'", "'@'").replace("'b'", "'a'").replace("'@'", "'b'")),
     ("label_map.pbtxt", lambda text: text.replace("name: 'b'", "name: 'c'")),
+    ("label_map.pbtxt", lambda text: text.replace("id: 1", "id: @").replace("id: 2", "id: 1").replace("@", "2")),
     ("train.json", None),
 ])
 def test_load_index_refuses_companions_that_disagree(tmp_path, name, edit):
@@ -346,6 +347,10 @@ def test_load_index_refuses_companions_that_disagree(tmp_path, name, edit):
     build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a"), (2, 2, 30, 30, "b")]), tmp_path / "out",
                   test_fraction=0)
     assert load_index(tmp_path / "out").classes == ["a", "b"]
+    label_map, built = tmp_path / "out" / "label_map.pbtxt", (tmp_path / "out" / "label_map.pbtxt").read_text()
+    label_map.write_text(built.replace("'", '"'))  # double quotes: the same label map
+    assert load_index(tmp_path / "out").classes == ["a", "b"]
+    label_map.write_text(built)
     path = tmp_path / "out" / name
     if edit is None:
         doc = json.loads(path.read_text())

@@ -408,6 +408,8 @@ def test_labels_reordered_against_the_checkpoint_and_outputs_in_the_data_are_ref
     assert code == 0, err
     run.labels_path.write_bytes("\r\n".join(names).encode() + b"\r\n")  # saved on Windows: the same names
     assert run.read_labels() == names
+    run.labels_path.write_bytes("\r".join(names).encode() + b"\r")  # old Mac line ends
+    assert run.read_labels() == names
     swapped = [*names]
     swapped[2], swapped[7] = "7", "2"  # the numbers themselves moved: digit 2 would be answered as 7
     run.labels_path.write_text("\n".join(swapped) + "\n")

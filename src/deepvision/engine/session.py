@@ -129,8 +129,8 @@ SPLIT_SETTINGS = ("val", "test", "val_fraction", "test_fraction", "split_seed") 
 
 def _check_fixed_settings(before: Config, cfg: Config) -> None:
     """Refuse a resume that changes the checkpoint prefix (earlier epochs would not be found), the model
-    section (every earlier checkpoint would be rebuilt as another network), the measure best.pt was chosen
-    by, or the held-out splits."""
+    section (every earlier checkpoint would be rebuilt as another network), the measures best.pt was chosen
+    by and history.csv holds, or the held-out splits."""
     prefix = before.checkpoint.prefix
     if cfg.checkpoint.prefix != prefix:
         raise UserError(f"checkpoint.prefix cannot change on resume: the run's checkpoints are {prefix}-NNNN.pt, and "
@@ -148,6 +148,10 @@ def _check_fixed_settings(before: Config, cfg: Config) -> None:
                         f"{printable(str(asked or 'unset'))[:40]}): best.pt holds the best epoch by {monitor}, and "
                         f"later epochs would be compared with it by another measure; score another epoch with "
                         f"--epoch N, or start a new run from this run's weights (--set model.pretrained=CHECKPOINT)")
+    if cfg.train.topk != before.train.topk:
+        raise UserError(f"train.topk cannot change on resume ({before.train.topk} -> {cfg.train.topk}): history.csv's "
+                        f"top-k columns hold top-{before.train.topk} accuracy for the earlier epochs; start a new run "
+                        f"from this run's weights (--set model.pretrained=CHECKPOINT) for another k")
     for key in SPLIT_SETTINGS:
         old, new = getattr(before.data, key), getattr(cfg.data, key)
         if key in ("val", "test"):  # a held-out split given or not; its path may move with the data

@@ -220,7 +220,7 @@ class RunDir:
             raise UserError(f"{self.labels_path} is not UTF-8 text; re-run training or restore it") from None
         except OSError as exc:
             raise UserError(f"cannot read {self.labels_path}: {exc.strerror or exc}") from None
-        names = text.replace("\r\n", "\n").split("\n")  # Windows line ends are line ends, as the BOM is dropped
+        names = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # Windows and old Mac line ends
         if names and names[-1] == "":
             names.pop()  # the newline that ends the last name
         check_class_names(names, str(self.labels_path))

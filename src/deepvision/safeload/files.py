@@ -148,9 +148,9 @@ def read_declared(f: BinaryIO, declared: int, where: str | Path) -> bytes:
     return data
 
 
-def env_number(name: str, what: str, whole: bool = False) -> float | None:
-    """The positive number an environment variable sets (None when unset or empty), written as a plain
-    ASCII number (not `1_0`, not another script's digits) and, with `whole`, with no fraction."""
+def env_number(name: str, what: str, least: float, most: float, whole: bool = False) -> float | None:
+    """The number from `least` to `most` an environment variable sets (None when unset or empty), written as
+    a plain ASCII number (not `1_0`, not another script's digits) and, with `whole`, with no fraction."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return None
@@ -158,14 +158,16 @@ def env_number(name: str, what: str, whole: bool = False) -> float | None:
         value = plain_float(raw)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value <= 0 or (whole and not value.is_integer()):
-        raise UserError(f"the environment variable {name} must be a positive {what}, got {raw[:24]!r}")
+    if not least <= value <= most or (whole and not value.is_integer()):  # NaN fails the range
+        shown = [f"{int(v):,}" if float(v).is_integer() else f"{v:g}" for v in (least, most)]
+        raise UserError(f"the environment variable {name} must be a {what} from {shown[0]} to {shown[1]}, got "
+                        f"{raw[:24]!r}")
     return value
 
 
 def max_image_side() -> int:
     """The largest image side (pixels) that metadata may name: DEEPVISION_MAX_IMAGE_SIDE, else 16384."""
-    value = env_number("DEEPVISION_MAX_IMAGE_SIDE", "whole number of pixels", whole=True)
+    value = env_number("DEEPVISION_MAX_IMAGE_SIDE", "whole number of pixels", 1, 2**31 - 1, whole=True)
     return MAX_IMAGE_SIDE if value is None else int(value)
 
 
@@ -260,7 +262,7 @@ def max_read_bytes() -> int:
     """The most bytes one declared array may ask for: DEEPVISION_MAX_READ_GB (decimal GB), else the memory
     this process may use: the machine's physical memory, or less where an address-space limit
     (`ulimit -v`, prlimit) or the container's memory limit (cgroup v2 memory.max) says so."""
-    value = env_number("DEEPVISION_MAX_READ_GB", "number of gigabytes")
+    value = env_number("DEEPVISION_MAX_READ_GB", "number of gigabytes", 1e-9, 1e9)  # a byte to an exabyte
     if value is not None:
         return int(value * 1e9)
     try:

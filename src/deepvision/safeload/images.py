@@ -284,7 +284,7 @@ def max_image_pixels() -> int:
     """The pixel limit in force: set_max_image_pixels(), else $DEEPVISION_MAX_IMAGE_PIXELS, else Pillow's."""
     if _max_pixels is not None:
         return _max_pixels
-    value = env_number(ENV_MAX_PIXELS, "whole number of pixels", whole=True)
+    value = env_number(ENV_MAX_PIXELS, "whole number of pixels", 1, 2**62, whole=True)
     return PILLOW_BOMB_LIMIT if value is None else int(value)
 
 

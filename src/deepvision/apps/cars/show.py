@@ -14,6 +14,7 @@ from the run's one evaluation transform on RGB pixels (the same tensors `deepvis
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,8 @@ def show_cars(run_dir: str | Path, *, sample_size: int = 10, out: str | Path | N
     except OSError as exc:
         raise UserError(f"cannot create {out_dir}: {exc.strerror or exc}; choose another --out") from None
     for name in set(earlier) - {p.name for p in paths}:  # the folder shows one sample: the earlier one goes
-        (out_dir / name).unlink(missing_ok=True)
+        if not (out_dir / name).is_dir():
+            (out_dir / name).unlink(missing_ok=True)
     for k, i in enumerate(picks):  # each image written as it is made: none is held for the end
         img, _ = split[int(i)]
         top = predict_tensors(loaded, loaded.pre.load(img).unsqueeze(0), 5)[0]
@@ -131,6 +133,9 @@ def show_cars(run_dir: str | Path, *, sample_size: int = 10, out: str | Path | N
     return results
 
 
+_DRAWING = re.compile(r"\d{3,}_sample\d+\.png")  # the names show gives its drawings
+
+
 def _earlier_images(out_dir: Path) -> list[str]:
     """The names of the annotated images an earlier show's predictions.json in `out_dir` lists."""
     from deepvision.safeload import read_json
@@ -140,4 +145,5 @@ def _earlier_images(out_dir: Path) -> list[str]:
     except (FileNotFoundError, UserError):
         return []
     entries = doc if isinstance(doc, list) else []
-    return [Path(e["image"]).name for e in entries if isinstance(e, dict) and isinstance(e.get("image"), str)]
+    names = [Path(e["image"]).name for e in entries if isinstance(e, dict) and isinstance(e.get("image"), str)]
+    return [n for n in names if _DRAWING.fullmatch(n)]  # a hand-edited entry never names another file

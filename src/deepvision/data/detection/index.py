@@ -23,7 +23,7 @@ import numpy as np
 from deepvision.errors import UserError
 from deepvision.safeload import ParseError, check_class_names, first_not_whole, max_image_side, printable, read_json
 
-_NAME = re.compile(r"\bname: '((?:[^'\\]|\\.)*)'")  # a label map's names, quoted as the builder does
+_ITEM = re.compile(r"""\bid:\s*(\d+)\s+name:\s*(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)")""")  # label map items
 FORMAT = "deepvision-detection"
 VERSION = 1
 
@@ -87,9 +87,9 @@ def _check_companions(root: Path, classes: list[str]) -> None:
     for name in ("classes.txt", "label_map.pbtxt"):
         if (root / name).is_file():
             text = read_text_file(root / name, name)
-            names = name_lines(text) if name == "classes.txt" else [re.sub(r"\\(.)", r"\1", n)
-                                                                    for n in _NAME.findall(text)]
-            if names != classes:
+            found = list(enumerate(name_lines(text), 1)) if name == "classes.txt" else \
+                [(int(i), re.sub(r"\\(.)", r"\1", one or two)) for i, one, two in _ITEM.findall(text)]
+            if found != list(enumerate(classes, 1)):
                 raise UserError(f"{root / name} disagrees with the classes of {root / 'dataset.json'}; rebuild the "
                                 f"dataset or remove the edited file")
 
