@@ -242,7 +242,8 @@ def test_show_writes_only_into_its_own_folder_outside_the_data(run_cli, cars_run
     assert planted.read_bytes() == b"my picture"
     planted.unlink()
     (tmp_path / "s" / "notes.txt").write_text("mine")  # a hand-edited table never names a file to remove
-    (tmp_path / "s" / "predictions.json").write_text(json.dumps([{"index": 0, "image": str(tmp_path / "s" / "notes.txt")}]))
+    hand_edited = [{"index": 0, "image": str(tmp_path / "s" / "notes.txt")}]
+    (tmp_path / "s" / "predictions.json").write_text(json.dumps(hand_edited))
     code, _, err = run_cli("cars", "show", cars_run, "--sample-size", "2", "--seed", "2", "--out", tmp_path / "s")
     assert code == 0 and (tmp_path / "s" / "notes.txt").read_text() == "mine", err
 
