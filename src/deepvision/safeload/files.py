@@ -19,7 +19,6 @@ from deepvision.fileio import (  # re-exported: IMAGE_EXTS, input_file
     read_regular_file,
     special_kind,
 )
-from deepvision.safeload.text import plain_float
 
 T = TypeVar("T")
 
@@ -146,6 +145,20 @@ def read_declared(f: BinaryIO, declared: int, where: str | Path) -> bytes:
         raise UserError(f"{where} holds more data than its header declares ({declared:,} bytes); the file is "
                         f"damaged or crafted")
     return data
+
+
+def is_plain_number_text(text: str) -> bool:
+    """Whether `text` could be a number as written in ASCII: int() and float() also read digit separators
+    ('1_0' is 10) and other scripts' digits (a full-width '１' is 1, '٣' is 3)."""
+    return text.isascii() and "_" not in text
+
+
+def plain_float(text: str) -> float:
+    """float(text) for a number read from a text file, refusing what float() reads beyond ASCII numbers
+    (`is_plain_number_text`); ValueError otherwise."""
+    if not is_plain_number_text(text):
+        raise ValueError(f"not a plain number: {text!r}")
+    return float(text)
 
 
 def env_number(name: str, what: str, least: float, most: float, whole: bool = False) -> float | None:

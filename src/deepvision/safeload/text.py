@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from deepvision.errors import UserError
+from deepvision.safeload.files import check_file_size, plain_float
 
 T = TypeVar("T")
 
@@ -75,7 +76,6 @@ def text_file_lines(path: str | Path, what: str, max_bytes: int, max_line: int =
     (from its size, before anything is read), or holds a line over `max_line` bytes or not UTF-8 (naming
     the line). A leading byte-order mark is dropped."""
     from deepvision.fileio import input_file, open_regular_file
-    from deepvision.safeload.files import check_file_size
 
     path = input_file(path, what)
     check_file_size(path, what, max_bytes)
@@ -168,20 +168,6 @@ def check_class_names(names: list[str], where: str) -> None:
             spelled = "" if seen[key] == name else " (two Unicode spellings of one name)"
             raise UserError(f"{where}: class name {name!r} is given twice{spelled}; class names must be unique")
         seen[key] = name
-
-
-def is_plain_number_text(text: str) -> bool:
-    """Whether `text` could be a number as written in ASCII: int() and float() also read digit separators
-    ('1_0' is 10) and other scripts' digits (a full-width '１' is 1, '٣' is 3)."""
-    return text.isascii() and "_" not in text
-
-
-def plain_float(text: str) -> float:
-    """float(text) for a number read from a text file, refusing what float() reads beyond ASCII numbers
-    (`is_plain_number_text`); ValueError otherwise."""
-    if not is_plain_number_text(text):
-        raise ValueError(f"not a plain number: {text!r}")
-    return float(text)
 
 
 MAX_RECORD_INDEX = 2**64 - 1  # the .idx key and the record header's id are unsigned 64-bit
