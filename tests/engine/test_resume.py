@@ -242,3 +242,7 @@ def test_a_hand_edited_model_section_is_refused_by_every_loader(full_run, tmp_pa
     with pytest.raises(UserError, match=r"^config.yaml was edited by hand \(model.args.activation: unset -> relu\); "
                                         r"the model cannot change on resume, so undo the edit$"):
         resume(copy, epoch=2, overrides=["train.epochs=5"])
+    (copy / "config.yaml").write_text(text.replace("monitor: val_acc", "monitor: val_loss", 1))
+    with pytest.raises(UserError, match=r"^config.yaml was edited by hand \(checkpoint.monitor: val_acc -> val_loss\); "
+                                        r"checkpoint.monitor cannot change on resume, so undo the edit$"):
+        resume(copy, epoch=2, overrides=["train.epochs=5"])

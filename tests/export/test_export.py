@@ -227,3 +227,18 @@ def test_a_torchscript_export_replaces_only_a_torchscript_archive(runs, run_cli,
     code, out, err = run_cli("export", zoo, "--format", "torchscript", "--out", tmp_path / "theirs.torchscript")
     assert (code, out) == (2, "") and "exists and is not a TorchScript file deepvision exported" in err, err
     assert (tmp_path / "theirs.torchscript").read_bytes() == before
+
+
+def test_a_detection_export_says_why_it_checks_on_noise(tmp_path):
+    """A run whose dataset is refused was checked on noise images "(the run's dataset is not at hand)"."""
+    from types import SimpleNamespace
+
+    from deepvision.export.detection import sample_images
+
+    (tmp_path / "dataset.json").write_text('{"format": "deepvision-detection", "version": 99}')
+    loaded = SimpleNamespace(cfg=SimpleNamespace(data=SimpleNamespace(root=str(tmp_path))))
+    images, source = sample_images(loaded)
+    assert len(images) == 2 and source.startswith("2 noise images (the run's dataset was refused: ")
+    assert "is not a deepvision detection dataset of version 1" in source
+    loaded.cfg.data.root = str(tmp_path / "absent")
+    assert sample_images(loaded)[1] == "2 noise images (the run's dataset is not at hand)"

@@ -125,6 +125,7 @@ def resume_run(run_dir: str | Path, *, epoch: int | None = None, overrides: list
 
 
 SPLIT_SETTINGS = ("val", "test", "val_fraction", "test_fraction", "split_seed")  # what draws the held-out splits
+FIXED_ON_RESUME = ("checkpoint.prefix", "checkpoint.monitor", "train.topk")  # how earlier epochs are named, ranked
 
 
 def _check_fixed_settings(before: Config, cfg: Config) -> None:
@@ -275,7 +276,9 @@ def _check_hand_edits(run: RunDir, saved: Any, keys: list[str]) -> None:
     if changed:
         k = changed[0]
         more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
-        fix = "the model cannot change on resume, so undo the edit" if k.startswith("model.") else (
+        what = "the model" if k.startswith("model.") else k if k in FIXED_ON_RESUME or (
+            k.removeprefix("data.") in SPLIT_SETTINGS and k.startswith("data.")) else None
+        fix = f"{what} cannot change on resume, so undo the edit" if what else (
             f"a resume takes the settings from the checkpoint, so give changes with --set (--set "
             f"{k}={_yaml(theirs, k) if k in theirs else 'null'}) or undo the edit")
         raise UserError(f"config.yaml was edited by hand ({k}: {_yaml(ours, k)} -> {_yaml(theirs, k)}{more}); {fix}")

@@ -122,7 +122,7 @@ def sample_images(loaded: LoadedRun, count: int = 3, seed: int = 0) -> tuple[lis
     """Up to `count` images of the run's test/val split (uint8 3 x H x W), else seeded noise of two sizes;
     and where they came from."""
     images: list[torch.Tensor] = []
-    source = "2 noise images (the run's dataset is not at hand)"
+    why = "the run's dataset is not at hand"
     root = loaded.cfg.data.root
     if root and (Path(root) / "dataset.json").is_file():
         from deepvision.data.detection.index import load_index
@@ -134,12 +134,12 @@ def sample_images(loaded: LoadedRun, count: int = 3, seed: int = 0) -> tuple[lis
                 files = [im.file for im in load_index(root, [split]).splits[split][:count]]
                 images = [pil_to_tensor(open_image(f, 3)) for f in files if Path(f).is_file()]
                 source = f"{len(images)} {split} image(s) of {root}"
-        except UserError:
-            images = []
+        except UserError as exc:  # said in the report: a refused dataset is not an absent one
+            images, why = [], f"the run's dataset was refused: {exc}"
     if not images:
         g = torch.Generator().manual_seed(seed)
         images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g) for h, w in ((240, 320), (300, 200))]
-        source = "2 noise images (the run's dataset is not at hand)"
+        source = f"2 noise images ({why})"
     return images, source
 
 
