@@ -125,7 +125,10 @@ def resume_run(run_dir: str | Path, *, epoch: int | None = None, overrides: list
 
 
 SPLIT_SETTINGS = ("val", "test", "val_fraction", "test_fraction", "split_seed")  # what draws the held-out splits
-FIXED_ON_RESUME = ("checkpoint.prefix", "checkpoint.monitor", "train.topk")  # how earlier epochs are named, ranked
+# what a resume refuses to change besides the model, named when config.yaml holds an edit of it (data.val and
+# data.test may move with the data: their edit is advised to --set, which checks them)
+FIXED_ON_RESUME = ("checkpoint.prefix", "checkpoint.monitor", "train.topk",
+                   *(f"data.{key}" for key in SPLIT_SETTINGS if key not in ("val", "test")))
 
 
 def _check_fixed_settings(before: Config, cfg: Config) -> None:
@@ -276,8 +279,7 @@ def _check_hand_edits(run: RunDir, saved: Any, keys: list[str]) -> None:
     if changed:
         k = changed[0]
         more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
-        what = "the model" if k.startswith("model.") else k if k in FIXED_ON_RESUME or (
-            k.removeprefix("data.") in SPLIT_SETTINGS and k.startswith("data.")) else None
+        what = "the model" if k.startswith("model.") else k if k in FIXED_ON_RESUME else None
         fix = f"{what} cannot change on resume, so undo the edit" if what else (
             f"a resume takes the settings from the checkpoint, so give changes with --set (--set "
             f"{k}={_yaml(theirs, k) if k in theirs else 'null'}) or undo the edit")
