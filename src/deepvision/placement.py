@@ -230,10 +230,11 @@ def refuse_unlisted(out: str | Path, targets: Iterable[Path], listed: Iterable[s
     """Refuse, before anything is written, to replace a file of an earlier `command`'s folder that its
     `marker` table does not list among its outputs (`listed`: file names): a file put there since, such as
     the user's own photo named like an input, is not the command's to replace."""
-    listed = set(listed)
-    for target in targets:
-        if os.path.lexists(target) and target.name not in listed:
-            raise UserError(f"{option} {out} holds {target.name}, which its {marker} does not list as an output of "
+    listed, out = set(listed), Path(out)
+    for target in targets:  # listed by their path under `out` ("photo/input.png"; a name where directly in it)
+        name = target.relative_to(out).as_posix() if target.is_relative_to(out) else target.name
+        if os.path.lexists(target) and name not in listed:
+            raise UserError(f"{option} {out} holds {name}, which its {marker} does not list as an output of "
                             f"the earlier {command}; it would be replaced: move it or choose a new or empty folder")
 
 

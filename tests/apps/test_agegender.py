@@ -231,7 +231,30 @@ def test_agegender_on_images(runs, tmp_path, run_cli):
     edge = shown[y + h // 2, x - 1 : x + 2].astype(int)  # the green box (thickness 2) on the left edge
     assert shown.shape[1] == 800 and (np.abs(edge - (0, 255, 0)) < 60).all(-1).any()
     doc = json.loads((out / "results.json").read_text())
-    assert abs(sum(doc[0]["age"].values()) - 1) < 1e-5
+    assert abs(sum(doc["faces"][0]["age"].values()) - 1) < 1e-5
+    assert doc["no_face"] == [str(folder / "b_blank.png")]
+    drawn = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert sorted(doc["outputs"]) == drawn and "a_astronaut/input.png" in drawn
+
+
+def test_agegender_replaces_only_the_drawings_its_earlier_results_list(runs, tmp_path, run_cli):
+    """A second run into its own folder replaces the drawings the first listed; a file named like a drawing
+    that the earlier results.json does not list (put there since) is refused before any work, unchanged."""
+    age, gender = runs
+    folder = tmp_path / "images"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), astronaut_bgr())
+    out = tmp_path / "out"
+    args = ("agegender", age, gender, "--image", folder, "--out", out, "--headless", "--detector", "haar")
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+    mine = out / "a" / "face7_age.png"
+    mine.write_bytes(b"the user's own")
+    code, _, err = run_cli(*args)
+    assert code == 2 and "holds a/face7_age.png, which its results.json does not list" in err
+    assert len(err.strip().splitlines()) == 1 and mine.read_bytes() == b"the user's own"
 
 
 def test_agegender_samples_from_the_test_list(runs, adience, tmp_path, run_cli):
@@ -297,6 +320,7 @@ def test_agegender_outputs_replace_planted_links_and_keep_same_stems_apart(runs,
     out = tmp_path / "out"
     (out / "face.png").mkdir(parents=True)
     (out / "results.csv").write_text("image,face,x,y,w,h,eyes,age,age_probability,gender,gender_probability\n")
+    (out / "results.json").write_text('{"outputs": ["face.png/input.png"]}')
     (out / "face.png" / "input.png").symlink_to(victim)
     code, _, err = run_cli("agegender", age, gender, "--image", folder, "--out", out, "--headless",
                            "--detector", "haar")

@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,14 @@ from deepvision.inference.faces.align import align_face
 from deepvision.inference.faces.detect import create_detector, cv2_module
 from deepvision.inference.faces.draw import GREEN, RED, draw_face, probability_canvas, resize_to_width
 from deepvision.inference.faces.landmarks import EyeFinder
-from deepvision.placement import distinct_stems, enclosing, refuse_output_folder_over_inputs, require_own_folder
+from deepvision.placement import (
+    distinct_stems,
+    enclosing,
+    listed_in,
+    refuse_output_folder_over_inputs,
+    refuse_unlisted,
+    require_own_folder,
+)
 from deepvision.safeload import image_files, spreadsheet_cell
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -97,12 +105,14 @@ class _Output:
 
     def __init__(self, out: Path | None) -> None:  # `out`: made by the caller's `fileio.output_folder`
         self.cv2, self.out = cv2_module(), out
+        self.written: list[str] = []  # under `out`, for results.json's list of outputs
 
     def show(self, name: str, image: np.ndarray) -> None:
         if self.out is not None:
             path = self.out / f"{name}.png"
             output_subfolder(self.out, Path(name).parent)  # a link planted at a sub-folder is refused
             write_image(path, image)  # temporary file + rename: a planted link is replaced, never followed
+            self.written.append(f"{name}.png")
             return
         try:
             self.cv2.imshow(name, image)
@@ -133,14 +143,16 @@ def predict_agegender(run_age: str | Path | Classifier, run_gender: str | Path |
             raise UserError(f"--out {out} holds the input {inside}; its outputs could replace it, so choose a "
                             f"folder that holds none of the photos")
         require_own_folder(out, "results.csv", _HEADER, "agegender")
+    # a photo's folder never takes the name of the tables written beside the folders
+    names = [f"{n}_photo" if n in ("results.csv", "results.json") else n for n in distinct_stems(paths)]
+    if out is not None:
+        _refuse_unlisted_drawings(Path(out), names)
     age_clf, gender_clf = _models(run_age, run_gender, device)
     det = create_detector(detector)  # dlib: HOG upsampled once
     finder = EyeFinder(eyes, landmarks)
     with output_folder(out) if out is not None else contextlib.nullcontext():  # a refusal leaves no empty folder
         output = _Output(Path(out) if out is not None else None)
         report = AgeGenderReport()
-        # a photo's folder never takes the name of the tables written beside the folders
-        names = [f"{n}_photo" if n in ("results.csv", "results.json") else n for n in distinct_stems(paths)]
         for path, name in zip(paths, names):
             frame = read_bgr(path)
             small, factor = resize_to_width(frame, 800)
@@ -167,7 +179,7 @@ def predict_agegender(run_age: str | Path | Classifier, run_gender: str | Path |
             output.show(f"{name}/input", shown)
             output.wait()
         if out is not None:
-            report.files = _write_results(Path(out), report.faces)
+            report.files = _write_results(Path(out), report, output.written)
         return report
 
 
@@ -188,6 +200,8 @@ def sample_agegender(run_age: str | Path | Classifier, run_gender: str | Path | 
         raise UserError(f"{lst} lists no image")
     rows = random.Random(seed).sample(entries, min(sample_size, len(entries)))
     base = Path(root) if root else lst.parent
+    if out is not None:
+        _refuse_unlisted_drawings(Path(out), [f"sample{n:03d}" for n in range(len(rows))])
     with output_folder(out) if out is not None else contextlib.nullcontext():  # a refusal leaves no empty folder
         output = _Output(Path(out) if out is not None else None)
         report = AgeGenderReport()
@@ -212,7 +226,7 @@ def sample_agegender(run_age: str | Path | Classifier, run_gender: str | Path | 
                                            dict(zip(age_clf.classes, map(float, p_age))),
                                            dict(zip(gender_clf.classes, map(float, p_gender)))))
         if out is not None:
-            report.files = _write_results(Path(out), report.faces)
+            report.files = _write_results(Path(out), report, output.written)
         return report
 
 
@@ -244,7 +258,19 @@ def _default_test_list(run_age: Any) -> Path:
 _HEADER = "image,face,x,y,w,h,eyes,age,age_probability,gender,gender_probability"  # results.csv
 
 
-def _write_results(out: Path, faces: list[FaceResult]) -> dict[str, str]:
+_DRAWING = re.compile(r"(input|image|age|gender|face\d+_(aligned|age|gender))\.png")  # as `_Output` names them
+
+
+def _refuse_unlisted_drawings(out: Path, folders: list[str]) -> None:
+    """Refuse, before any work, a file in `out/<folder>/` named like a drawing of this command that the
+    earlier results.json does not list among its outputs (a file put there since is not this command's)."""
+    drawn = [p for f in folders if (out / f).is_dir() for p in sorted((out / f).iterdir())
+             if _DRAWING.fullmatch(p.name)]
+    refuse_unlisted(out, drawn, listed_in(out / "results.json", "outputs"), "results.json", "agegender")
+
+
+def _write_results(out: Path, report: AgeGenderReport, outputs: list[str]) -> dict[str, str]:
+    faces = report.faces
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(_HEADER.split(","))
@@ -253,5 +279,6 @@ def _write_results(out: Path, faces: list[FaceResult]) -> dict[str, str]:
                     f"{f.age[f.age_label]:.4f}", spreadsheet_cell(f.gender_label), f"{f.gender[f.gender_label]:.4f}"])
     files = {"csv": str(out / "results.csv"), "json": str(out / "results.json")}
     atomic_write_text(files["csv"], buf.getvalue())
-    atomic_write_text(files["json"], json.dumps([f.__dict__ for f in faces], indent=1, default=list) + "\n")
+    payload = {"faces": [f.__dict__ for f in faces], "no_face": report.no_face, "outputs": outputs}
+    atomic_write_text(files["json"], json.dumps(payload, indent=1, default=list) + "\n")
     return files
