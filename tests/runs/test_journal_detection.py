@@ -57,3 +57,28 @@ def test_runs_compare_accepts_detection_columns(trained_detection_run, tmp_path,
     assert (tmp_path / "cmp.png").stat().st_size > 0
     code, _, err = run_cli("runs", "compare", trained_detection_run, other, "--metrics", "val_nope")
     assert code == 2 and "unknown metric 'val_nope'" in err and "val_map50" in err
+
+
+def test_a_report_of_other_data_is_not_the_runs_test_score(trained_detection_run, tmp_path, run_cli):
+    """`evaluate --data OTHER` writes eval/detection-<other>-best and names its data; `runs` keeps reporting
+    the run's own test split, and the run's own report folder is not replaced."""
+    from tests.detection_helpers import built_fake
+
+    det = RunDir(shutil.copytree(trained_detection_run, tmp_path / "runs" / "det"))
+    code, _, err = run_cli("evaluate", det.path)
+    assert code == 0, err
+    own = json.loads((det.eval_dir / "detection-test-best" / "metrics.json").read_text())
+    assert own["data"] == "test"
+    (row,) = journal(tmp_path / "runs")
+    other = built_fake(tmp_path / "o", images=6, size=96, seed=9)
+    code, _, err = run_cli("evaluate", det.path, "--data", other)
+    assert code == 0, err
+    report = json.loads((det.eval_dir / f"detection-{other.name}-best" / "metrics.json").read_text())
+    assert report["data"] == str(other) and report["split"] == "test"
+    assert json.loads((det.eval_dir / "detection-test-best" / "metrics.json").read_text()) == own
+    test_named = other.rename(other.parent / "test")  # a folder named like the split goes beside the own report
+    code, _, err = run_cli("evaluate", det.path, "--data", test_named)
+    assert code == 0, err
+    assert json.loads((det.eval_dir / "detection-test-best-2" / "metrics.json").read_text())["data"] == str(test_named)
+    assert json.loads((det.eval_dir / "detection-test-best" / "metrics.json").read_text()) == own
+    assert journal(tmp_path / "runs") == [row]

@@ -25,6 +25,7 @@ from deepvision.engine.detection_metrics import VOCResult, evaluate_coco, evalua
 from deepvision.engine.distributed import resolve_device
 from deepvision.engine.tasks.detection import DetectionMeter, DetectionTask
 from deepvision.errors import UserError
+from deepvision.evaluation.report_folder import report_folder, slug
 from deepvision.fileio import atomic_write_text
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.safeload import spreadsheet_cell
@@ -40,6 +41,7 @@ DEFINITIONS = {
 @dataclass
 class DetectionEvaluation:
     split: str
+    data: str  # the split's name, for the run's own dataset; else the built dataset's folder
     images: int
     boxes: int
     voc: VOCResult
@@ -48,8 +50,8 @@ class DetectionEvaluation:
     out_dir: Path
 
     def metrics(self) -> dict[str, Any]:
-        return {"split": self.split, "images": self.images, "boxes": self.boxes, "voc_map50": self.voc.map,
-                "voc_map50_11pt": self.voc_11pt.map, "coco": self.coco,
+        return {"split": self.split, "data": self.data, "images": self.images, "boxes": self.boxes,
+                "voc_map50": self.voc.map, "voc_map50_11pt": self.voc_11pt.map, "coco": self.coco,
                 "per_class": {c.name: {"ap": c.ap, "ap_11pt": c11.ap, "positives": c.positives}
                               for c, c11 in zip(self.voc.per_class, self.voc_11pt.per_class)},
                 "definitions": DEFINITIONS}
@@ -115,10 +117,11 @@ def evaluate_detection_run(run_dir: str | Path | LoadedRun, split: str = "test",
         coco = evaluate_coco(dets, gts, classes)
     except ImportError:
         coco = {}
-    default = f"detection-{split}-{loaded.checkpoint.stem}"
-    out_dir = Path(out) if out else loaded.run.folder("eval", default, create=False)
+    name = split if data is None else str(data)  # the report of other data never replaces the run's own
+    default = f"detection-{slug(name)}-{loaded.checkpoint.stem}"
+    out_dir = Path(out) if out else report_folder(loaded.run, default, name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = DetectionEvaluation(split, len(records), int(sum(len(g["labels"]) for g in gts)), voc, voc11, coco,
+    result = DetectionEvaluation(split, name, len(records), int(sum(len(g["labels"]) for g in gts)), voc, voc11, coco,
                                  out_dir)
     atomic_write_text(out_dir / "metrics.json", json.dumps(_jsonable(result.metrics()), indent=2) + "\n")
     _write_csv(out_dir / "per_class_ap.csv", voc, voc11)

@@ -40,6 +40,7 @@ from deepvision.engine.trainer import amp_dtype
 from deepvision.errors import UserError
 from deepvision.evaluation import metrics as M
 from deepvision.evaluation.plots import plot_binary, plot_confusion
+from deepvision.evaluation.report_folder import ROLES, report_folder, slug
 from deepvision.evaluation.tencrop import TenCropTransform, ten_crop
 from deepvision.fileio import atomic_write_text
 from deepvision.models.outputs import class_probabilities
@@ -52,9 +53,8 @@ from deepvision.placement import (
 )
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
-from deepvision.safeload import check_choice, check_range, read_json, spreadsheet_cell, spreadsheet_row
+from deepvision.safeload import check_choice, check_range, spreadsheet_cell, spreadsheet_row
 
-ROLES = ("train", "val", "test")
 # --crops: the views averaged per image -> (what the progress line says, the report folder's suffix)
 REPORT_FILES = {"metrics": "metrics.json", "report": "report.csv", "confusion_csv": "confusion_matrix.csv",
                 "confusion_png": "confusion_matrix.png", "predictions": "predictions.csv",
@@ -258,8 +258,8 @@ def evaluate_run(
         result["one_off"] = M.one_off(probs, labels, classes)
     report = M.per_class_report(probs, labels, classes)
     cm = M.confusion(probs, labels, len(classes))
-    default = f"{_slug(result['data'])}-{loaded.checkpoint.stem}{CROPS[crops][1]}"
-    out_dir = Path(out) if out else _report_folder(loaded.run, default, result["data"])
+    default = f"{slug(result['data'])}-{loaded.checkpoint.stem}{CROPS[crops][1]}"
+    out_dir = Path(out) if out else report_folder(loaded.run, default, result["data"])
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -334,30 +334,6 @@ def _ten_crop_loader(cfg: Config, split, loaded: LoadedRun, device: torch.device
         return BatchLoader(TensorSource(stored.images, stored.labels, device=device), bs, training=False)
     return BatchLoader(DatasetSource(split, TenCropTransform(pre), skip_errors=cfg.data.skip_corrupt), bs,
                        training=False, workers=cfg.data.workers)
-
-
-def _report_folder(run: RunDir, name: str, data: str) -> Path:
-    """RUN/eval/NAME, or NAME-2, NAME-3, ... when NAME holds the report of other data (two data folders
-    with one name, `A/g10` and `B/g10`) or other files: a report only ever replaces one of the same data."""
-    for k in range(1, 1000):
-        folder = run.folder("eval", name if k == 1 else f"{name}-{k}", create=False)
-        try:
-            stored = read_json(folder / "metrics.json", "an earlier report's metrics.json")
-        except FileNotFoundError:  # new or empty: this report's; holding other files: not a report's folder
-            if not folder.is_dir() or not any(folder.iterdir()):
-                return folder
-            continue
-        except UserError:  # damaged: not replaced either
-            continue
-        earlier = stored.get("data") if isinstance(stored, dict) else None
-        if isinstance(earlier, str) and (earlier == data or (data not in ROLES and earlier not in ROLES
-                                                             and Path(earlier).resolve() == Path(data).resolve())):
-            return folder
-    raise UserError(f"{run.path / 'eval'} holds {name} to {name}-999, reports of other data; give --out")
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(text).name) or "data"
 
 
 def _matrix_csv(cm: np.ndarray, classes: list[str]) -> str:

@@ -142,7 +142,8 @@ def _detection_metrics(run: RunDir) -> dict[str, Any] | None:
     found = []
     for path in sorted(run.eval_dir.glob("detection-test-*/metrics.json"), key=lambda p: p.stat().st_mtime):
         found.append((path.parent.name, run.read_report(path)))
-    found = [(name, m) for name, m in found if m is not None]
+    # a report of other data (`evaluate --data DIR`) is not the run's test score
+    found = [(name, m) for name, m in found if m is not None and m.get("data", "test") == "test"]
     best = [m for name, m in found if name == "detection-test-best"]
     return (best or [m for _, m in found] or [None])[-1]
 
@@ -153,7 +154,7 @@ def _test_metrics(run: RunDir) -> dict[str, Any] | None:
     found = []
     for path in sorted(run.eval_dir.glob("test-*/metrics.json"), key=lambda p: p.stat().st_mtime):
         found.append((path.parent.name, run.read_report(path)))
-    found = [(name, m) for name, m in found if m is not None]
+    found = [(name, m) for name, m in found if m is not None and m.get("data", "test") == "test"]
     for wanted in (lambda name, m: name == "test-best", lambda name, m: m.get("crops", 1) == 1, lambda name, m: True):
         matches = [m for name, m in found if wanted(name, m)]
         if matches:

@@ -580,7 +580,7 @@ def _fmt(v: Any) -> Any:
     return v
 
 
-_REPORT_TEXT = ("split", "checkpoint", "monitor")  # the report fields that hold words, not numbers
+_REPORT_TEXT = ("split", "data", "checkpoint", "monitor")  # the report fields that hold words, not numbers
 
 
 def _finite(value: Any) -> bool:

@@ -1,0 +1,38 @@
+"""Where `deepvision evaluate` writes a report by default: RUN/eval/<data>-<checkpoint>, never over a
+report of other data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deepvision.errors import UserError
+from deepvision.runs.rundir import RunDir
+from deepvision.safeload import read_json
+
+ROLES = ("train", "val", "test")
+
+
+def report_folder(run: RunDir, name: str, data: str) -> Path:
+    """RUN/eval/NAME, or NAME-2, NAME-3, ... when NAME holds the report of other data (two data folders
+    with one name, `A/g10` and `B/g10`) or other files: a report only ever replaces one of the same data.
+    An earlier report without a `data` field is taken as of its `split` (the run's own)."""
+    for k in range(1, 1000):
+        folder = run.folder("eval", name if k == 1 else f"{name}-{k}", create=False)
+        try:
+            stored = read_json(folder / "metrics.json", "an earlier report's metrics.json")
+        except FileNotFoundError:  # new or empty: this report's; holding other files: not a report's folder
+            if not folder.is_dir() or not any(folder.iterdir()):
+                return folder
+            continue
+        except UserError:  # damaged: not replaced either
+            continue
+        earlier = stored.get("data", stored.get("split")) if isinstance(stored, dict) else None
+        if isinstance(earlier, str) and (earlier == data or (data not in ROLES and earlier not in ROLES
+                                                             and Path(earlier).resolve() == Path(data).resolve())):
+            return folder
+    raise UserError(f"{run.path / 'eval'} holds {name} to {name}-999, reports of other data; give --out")
+
+
+def slug(text: str) -> str:
+    """A folder-name part for data given as a split name or a path (its last part)."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(text).name) or "data"
