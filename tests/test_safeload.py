@@ -218,8 +218,16 @@ def test_an_integer_beyond_the_range_is_one_line(value):
 def test_ordinary_integers_still_load():
     from deepvision.safeload import load_yaml
 
-    assert load_yaml("a: 0x1f\nb: 1_000\nc: -7\nd: 18446744073709551616\n") == \
+    assert load_yaml("a: 0x1f\nb: 1000\nc: -7\nd: 18446744073709551616\n") == \
         {"a": 31, "b": 1000, "c": -7, "d": 2**64}
+
+
+@pytest.mark.parametrize("text", ["epochs: 1_1\n", "lr: 0.0_5\n", "mean: [1_0]\n", "seed: 0x_1f\n"])
+def test_a_yaml_number_with_a_digit_separator_is_refused(text):
+    """YAML 1.1 reads 1_1 as 11; numbers are read as written everywhere else, so it is refused in one line."""
+    with pytest.raises(UserError, match=r"^c\.yaml: the value \S+ on line 1 is a number with a digit separator "):
+        load_yaml(text, "c.yaml")
+    assert load_yaml("name: run_1\nt: '1_1'\n", "c.yaml") == {"name": "run_1", "t": "1_1"}
 
 
 @pytest.mark.parametrize("text", ["batch_size: 1:30\n", "lr: 1:30.5\n"])
@@ -229,7 +237,7 @@ def test_a_yaml_base_60_number_is_refused(text):
     assert load_yaml("t: '1:30'\nlr: 1.5e-3\nn: 0x10\n", "c.yaml") == {"t": "1:30", "lr": 0.0015, "n": 16}
 
 
-@pytest.mark.parametrize("text", ["epochs: 010\n", "seed: -0_7\n", "size: [00, 1]\n"])
+@pytest.mark.parametrize("text", ["epochs: 010\n", "seed: -07\n", "size: [00, 1]\n"])
 def test_a_yaml_octal_number_is_refused(text):
     """YAML 1.1 reads a zero-padded 010 as 8; hexadecimal and binary say their base and are read."""
     with pytest.raises(UserError, match=r"on line 1 is a YAML octal number \(a leading 0\); quote it"):

@@ -553,6 +553,8 @@ def test_an_unknown_option_is_named_by_the_command_that_does_not_take_it(capsys,
     (["serve", "run", "--max-upload-mb", "５"], "argument --max-upload-mb: must be a number in ASCII digits"),
     (["train", "demo", "--set", "train.epochs=١"], "train.epochs must be an integer, got '١'"),
     (["train", "demo", "--set", "optim.lr=１e-3"], "optim.lr must be a number, got '１e-3'"),
+    (["train", "demo", "--set", "train.epochs=1_1"], "the value 1_1 on line 1 is a number with a digit separator"),
+    (["models", "show", "alexnet_ref", "--set", "fc_units=1_0"], "is a number with a digit separator"),
 ])
 def test_numbers_are_written_in_ascii_digits(capsys, argv, message):
     """int() and float() read other scripts' digits ('٣' is 3): options and --set values took them, while the

@@ -161,15 +161,27 @@ def _refuse_octal(node: yaml.ScalarNode) -> None:
                          f"(a leading 0); quote it (\"{node.value[:40]}\") or write the decimal number")
 
 
+def _refuse_separators(node: yaml.ScalarNode) -> None:
+    """YAML 1.1 reads `1_0` as the number 10: numbers are read as written everywhere else in deepvision
+    (options, ceilings, tables), so a digit separator is refused rather than dropped."""
+    if "_" in node.value:
+        raise LimitError(f"the value {node.value[:40]} on line {node.start_mark.line + 1} is a number with a digit "
+                         f"separator (YAML 1.1 drops the _); write the digits alone, or quote it "
+                         f"(\"{node.value[:40]}\") for text")
+
+
 def _construct_number(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
     _refuse_base_60(node)
+    _refuse_separators(node)
     return yaml.SafeLoader.construct_yaml_float(loader, node)
 
 
 def _construct_bounded_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
     """YAML's int constructor, refusing an integer beyond +-2**MAX_INT_BITS in one line (such a value
-    cannot even be printed in decimal past 4,300 digits), a base-60 one and an octal one."""
+    cannot even be printed in decimal past 4,300 digits), a base-60 one, one with a digit separator and an
+    octal one."""
     _refuse_base_60(node)
+    _refuse_separators(node)
     _refuse_octal(node)
     try:
         value = yaml.SafeLoader.construct_yaml_int(loader, node)
