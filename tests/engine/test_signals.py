@@ -52,3 +52,35 @@ def test_signal_stops_cleanly_and_resume_matches(tmp_path, sig):
     reference = train(cfg, out=tmp_path / "ref", name="ref")
     keys = ["lr", "train_loss", "train_acc", "val_loss", "val_acc"]
     assert [[r[k] for k in keys] for r in resumed.history] == [[r[k] for k in keys] for r in reference.history]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_process_group_stops_training_with_loader_workers_cleanly(tmp_path, sig):
+    """timeout, systemd and `kill -- -PGID` signal every process of the group: the loader's worker processes
+    die with the trainer's signal, which ends as the same graceful stop, not a worker error."""
+    from tests.helpers import make_image_folder
+
+    make_image_folder(tmp_path / "train", n_per_class=40, size=16)
+    cfg = {"model": {"name": "lenet"}, "train": {"epochs": 1000, "log_every": 1, "tensorboard": False},
+           "data": {"source": "folder", "root": str(tmp_path), "train": "train", "val": None, "test": None,
+                    "val_fraction": 0.25, "image_size": 16, "batch_size": 8, "workers": 2}}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "deepvision", "train", str(path), "--out", str(out), "--name", "x"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    log = out / "x" / "train.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:  # the workers persist from epoch 1 on
+        if log.is_file() and "Epoch[1] Batch [2]" in log.read_text():
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    os.killpg(proc.pid, sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, stderr
+    assert "Traceback" not in stderr and "DataLoader worker" not in stderr, stderr
+    run = RunDir(out / "x")
+    assert run.read_state()["status"] == "interrupted"
+    assert load_checkpoint(run.checkpoints / "last.pt")["epoch"] >= 1

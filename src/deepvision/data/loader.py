@@ -289,5 +289,8 @@ class BatchLoader(EpochPlan):
 def _stop_workers(loader: DataLoader) -> None:
     it = getattr(loader, "_iterator", None)
     if it is not None and hasattr(it, "_shutdown_workers"):
+        if getattr(it, "_worker_pids_set", False):  # a worker the signal that stops us killed is no error now
+            torch.utils.data._utils.signal_handling._remove_worker_pids(id(it))
+            it._worker_pids_set = False
         it._shutdown_workers()
     loader._iterator = None

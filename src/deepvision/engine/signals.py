@@ -35,6 +35,10 @@ class GracefulStop:
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # second Ctrl+C: stop now
         self.signum = signum
+        # a signal sent to the whole process group (timeout, systemd, Ctrl+C) also ends the data loader's
+        # workers: torch's SIGCHLD handler would raise their deaths as errors anywhere in the stop that follows
+        if signal.SIGCHLD not in self._old:
+            self._old[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
     def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():

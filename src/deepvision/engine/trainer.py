@@ -110,6 +110,7 @@ class Trainer:
         self.schedule = Schedule(cfg.schedule, cfg.optim.lr, tc.epochs)
         self.manual_lr = manual_lr
         self.stop = GracefulStop()  # fit() installs its signal handlers; until then nothing is requested
+        self._position = (0, 0)  # (batches done, steps) of the epoch in progress
         self.history: list[dict[str, Any]] = []
         self.start_epoch = 0
 
@@ -224,7 +225,12 @@ class Trainer:
             try:
                 self.callbacks.on_train_start()
                 for epoch in range(self.start_epoch, self.cfg.train.epochs):
-                    self.train_epoch(epoch)
+                    try:
+                        self.train_epoch(epoch)
+                    except RuntimeError as exc:  # a signal sent to the process group also killed loader workers
+                        if not (self.stop.requested and "DataLoader worker" in str(exc)):
+                            raise
+                        self._interrupted(epoch, *self._position)
             finally:
                 self.callbacks.on_train_end()
                 self.close()
@@ -283,6 +289,7 @@ class Trainer:
         # only skip_corrupt empties batches; under DDP the ranks must agree on skipping (a collective per batch)
         check_empty = self.ddp is None or self.cfg.data.skip_corrupt
         cb.on_epoch_start(epoch, steps)
+        self._position = (0, steps)  # the batch reached, should the loader fail under a stop signal
         self.optimizer.zero_grad(set_to_none=True)
         t_epoch = t_window = time.perf_counter()
         for i, batch in enumerate(loader):
@@ -301,6 +308,7 @@ class Trainer:
                 self._step()
             meter.update(out.detach() if isinstance(out, torch.Tensor) else out, y, loss.detach())
             done = i + 1
+            self._position = (done, steps)
             cb.on_batch_end(epoch, done)
             if self._stop_requested(done, steps):
                 self._interrupted(epoch, done, steps)
