@@ -464,6 +464,19 @@ def test_yolo_two_images_of_one_stem_sharing_a_label_file_are_refused(tmp_path, 
     assert not (tmp_path / "built").exists() and _snapshot(yolo.out) == before
 
 
+def test_yolo_folder_with_classes_txt_given_by_a_relative_path(tmp_path, monkeypatch):
+    """`detection build yolo DIR` with DIR relative: the splits are DIR's, not DIR/DIR's."""
+    yolo = tmp_path / "y"
+    (yolo / "images" / "train").mkdir(parents=True)
+    (yolo / "labels" / "train").mkdir(parents=True)
+    Image.new("RGB", (40, 20)).save(yolo / "images" / "train" / "a.jpg")
+    (yolo / "labels" / "train" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (yolo / "classes.txt").write_text("car\n")
+    monkeypatch.chdir(tmp_path)
+    ann = read_annotations("yolo", ["y"])
+    assert [Path(r.file) for r in ann.splits["train"]] == [(yolo / "images" / "train" / "a.jpg").resolve()]
+
+
 def test_class_names_equal_under_unicode_normalisation_are_one_name_given_twice():
     from deepvision.datasets.detection.checks import check_class_names
     from deepvision.datasets.detection.schema import Annotations

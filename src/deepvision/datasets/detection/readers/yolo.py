@@ -131,7 +131,7 @@ def read_yolo(source: str | Path) -> Annotations:
             raise UserError(f"{source}: a YOLO folder needs data.yaml or classes.txt with the class names")
         split_dirs = [d.name for d in sorted((source / "images").iterdir()) if d.is_dir()] \
             if (source / "images").is_dir() else []
-        spec = {"path": str(source), "names": read_text_file(classes_txt, "YOLO class list").split()}
+        spec = {"path": ".", "names": read_text_file(classes_txt, "YOLO class list").split()}
         spec.update({s: f"images/{s}" for s in split_dirs} or {"all": "images" if (source / "images").is_dir()
                                                                 else "."})
         yaml_path = source / "classes.txt"
