@@ -323,6 +323,33 @@ def test_label_map_names_with_quotes_round_trip(tmp_path):
         read_class_list(str(tmp_path / "bad.pbtxt"))
 
 
+@pytest.mark.parametrize("text, message", [
+    ("item { id: 1.9 name: 'disc' }\n", "item { id: 1.9 name: 'disc' }.* has id '1.9', not a whole number"),
+    ("item { id: 1e0 name: 'disc' }\n", "has id '1e0', not a whole number"),
+    ("item { id: 2 id: 1 name: 'disc' }\nitem { id: 2 name: 'b' }\n",
+     "item { id: 2 id: 1 name: 'disc' }.* gives 'id' twice"),
+    ("item { id: 1 name: 'b' name: 'disc' }\n", "gives 'name' twice"),
+    ("item { id: 1 name: disc }\n", "unquoted name"),
+])
+def test_label_map_read_as_protobuf_reads_it(tmp_path, text, message):
+    """What protobuf's text_format.Parse refuses (a non-integer id, a field given twice) is one line naming
+    the item, never a guess at which value was meant; the file is left as it was."""
+    path = tmp_path / "label_map.pbtxt"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message):
+        read_class_list(str(path))
+    assert path.read_text() == text
+
+
+def test_label_map_comments_and_display_name(tmp_path):
+    """`#` to the end of a line is a comment (not inside a name); the class is `name` wherever display_name
+    stands; adjacent string literals are one name, as protobuf reads them."""
+    path = tmp_path / "label_map.pbtxt"
+    path.write_text("item { id: 1 display_name: 'square' name: 'disc' }\n# item { id: 3 name: 'old' }\n"
+                    "item {\n  id: 2  # square\n  name: 'sq' \"uare # 2\"\n  display_name: 'disc'\n}\n")
+    assert read_class_list(str(path)) == ["disc", "square # 2"]
+
+
 def test_load_index_rejects_edited_files(tmp_path):
     build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out", test_fraction=0)
     doc = json.loads((tmp_path / "out" / "train.json").read_text())

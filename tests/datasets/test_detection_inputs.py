@@ -428,6 +428,55 @@ def test_an_image_hard_linked_into_two_splits_is_refused(tmp_path, run_cli):
     assert not (tmp_path / "built").exists()
 
 
+def test_yolo_label_file_without_its_image_is_counted_and_refused_with_strict(tmp_path, run_cli):
+    """A label file whose image is gone is a missing image, as in VOC and COCO: a warning naming it, and an
+    error with --strict; its boxes are never left out without a word."""
+    from deepvision.datasets.detection import make_fake
+
+    yolo = make_fake(tmp_path / "y", "yolo", images=8, size=64, seed=0)
+    gone = sorted((yolo.out / "images" / "train").glob("*.jpg"))[0]
+    gone.unlink()
+    label = yolo.out / "labels" / "train" / f"{gone.stem}.txt"
+    before = _snapshot(yolo.out)
+    code, _, err = run_cli("detection", "build", *yolo.build_args, "--out", tmp_path / "strict", "--strict")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"skipped 1 of 8 image(s) whose image file is missing; looked for {gone.stem}.* (the image of {label})" \
+        in err and err.rstrip().endswith("(--strict)"), err
+    assert not (tmp_path / "strict").exists() and _snapshot(yolo.out) == before
+    code, out, _ = run_cli("detection", "build", *yolo.build_args, "--out", tmp_path / "built")
+    assert code == 0 and "skipped 1 of 8 image(s)" in out
+    assert json.loads((tmp_path / "built" / "dataset.json").read_text())["counts"]["train"]["images"] == 5
+
+
+def test_yolo_two_images_of_one_stem_sharing_a_label_file_are_refused(tmp_path, run_cli):
+    """img.jpg and img.png both take labels/img.txt (Ultralytics' rule): one line naming both and the label
+    file, never one photo's boxes on the other."""
+    from deepvision.datasets.detection import make_fake
+
+    yolo = make_fake(tmp_path / "y", "yolo", images=8, size=64, seed=0)
+    jpg = sorted((yolo.out / "images" / "train").glob("*.jpg"))[0]
+    Image.new("RGB", (64, 64), "white").save(jpg.with_suffix(".png"))
+    before = _snapshot(yolo.out)
+    code, _, err = run_cli("detection", "build", *yolo.build_args, "--out", tmp_path / "built")
+    assert code == 2 and err.count("\n") == 1, err
+    label = yolo.out / "labels" / "train" / f"{jpg.stem}.txt"
+    assert f"{jpg} and {jpg.with_suffix('.png')} share the label file {label}; give each image its own" in err, err
+    assert not (tmp_path / "built").exists() and _snapshot(yolo.out) == before
+
+
+def test_yolo_folder_with_classes_txt_given_by_a_relative_path(tmp_path, monkeypatch):
+    """`detection build yolo DIR` with DIR relative: the splits are DIR's, not DIR/DIR's."""
+    yolo = tmp_path / "y"
+    (yolo / "images" / "train").mkdir(parents=True)
+    (yolo / "labels" / "train").mkdir(parents=True)
+    Image.new("RGB", (40, 20)).save(yolo / "images" / "train" / "a.jpg")
+    (yolo / "labels" / "train" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (yolo / "classes.txt").write_text("car\n")
+    monkeypatch.chdir(tmp_path)
+    ann = read_annotations("yolo", ["y"])
+    assert [Path(r.file) for r in ann.splits["train"]] == [(yolo / "images" / "train" / "a.jpg").resolve()]
+
+
 def test_class_names_equal_under_unicode_normalisation_are_one_name_given_twice():
     from deepvision.datasets.detection.checks import check_class_names
     from deepvision.datasets.detection.schema import Annotations

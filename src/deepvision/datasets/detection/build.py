@@ -136,8 +136,10 @@ def build_dataset(
     total = sum(len(rs) for rs in ann.splits.values())
     if missing and not any(splits.values()) and not counters["unreadable"]:
         read = f"read {ann.read_from}" if ann.read_from else f"read {total:,} annotated image(s)"
+        hint = "give the image folder with --images DIR" if ann.source_format in ("voc", "coco") else \
+            "put the images where the annotations name them"  # only voc and coco take --images
         raise UserError(f"{read} but found none of their {len(missing):,} image(s); {missing_line(missing, ann)}"
-                        f"; give the image folder with --images DIR")
+                        f"; {hint}")
     problems = []
     if missing:
         problems.append(f"skipped {len(missing):,} of {total:,} image(s) whose image file is missing; "

@@ -10,7 +10,10 @@ from deepvision.safeload import input_file, name_lines, read_text_file
 
 _STRING = r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\""  # a protobuf text-format string literal
 _ITEM = re.compile(r"item\s*\{((?:[^}'\"]|" + _STRING + r")*)\}")
-_NAME = re.compile(r"\b(?:display_)?name\s*:\s*(" + _STRING + ")")
+_COMMENT = re.compile(f"({_STRING})|#[^\n]*")  # `#` to the end of the line, outside a string, is a comment
+# one `field: value` of an item: a string (adjacent literals concatenate, as in protobuf) or a bare token
+_FIELD = re.compile(rf"\s*(\w+)\s*:\s*((?:{_STRING})(?:\s*(?:{_STRING}))*|[^\s'\"{{}}:;,#]+)\s*[;,]?\s*")
+_SINGLE = ("id", "name", "display_name")  # not repeated fields: protobuf's Parse refuses a second one
 _ESCAPE = re.compile(r"\\(?:([0-7]{1,3})|x([0-9a-fA-F]{1,2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))", re.S)
 _SIMPLE = {"n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b", "f": "\f", "v": "\v", "\\": "\\",
            "'": "'", '"': '"', "?": "?"}
@@ -56,21 +59,7 @@ def read_class_list(value: str) -> list[str]:
     if path.is_file():
         text = read_text_file(path, "class list file")
         if path.suffix in (".pbtxt", ".pbtx") or re.search(r"item\s*\{", text):
-            items = _ITEM.findall(text)
-            if len(items) != len(re.findall(r"\bitem\s*\{", text)):
-                raise UserError(f"{path}: not a valid label map (an item with an unclosed quote or brace); "
-                                f"quotes and backslashes in a name are escaped: name: 'driver\\'s seat'")
-            pairs = []
-            for item in items:
-                ident = re.search(r"\bid\s*:\s*(\d+)", re.sub(_STRING, "''", item))  # not an id inside a name
-                name = _NAME.search(item)
-                if not ident or not name:
-                    raise UserError(f"{path}: every label map item needs an id and a name, got {item.strip()!r}")
-                pairs.append((int(ident.group(1)), unquote_name(name.group(1), path)))
-            pairs.sort()
-            if [i for i, _ in pairs] != list(range(1, len(pairs) + 1)):
-                raise UserError(f"{path}: label map ids must be 1..{len(pairs)} (0 is the background)")
-            return [n for _, n in pairs]
+            return _read_label_map(path, text)
         names = name_lines(text)
     else:
         if path.suffix in (".txt", ".pbtxt") or "/" in value:
@@ -82,3 +71,39 @@ def read_class_list(value: str) -> list[str]:
         raise UserError(f"class names repeat in {value!r}")
     return names
 
+
+
+def _read_label_map(path: Path, text: str) -> list[str]:
+    """Class names of a TFOD label map by id, read as protobuf's text_format.Parse reads a StringIntLabelMap:
+    comments skipped, an integer id, each field once; the class is `name` (display_name is a caption)."""
+    text = _COMMENT.sub(lambda m: m.group(1) or "", text)
+    items = _ITEM.findall(text)
+    if len(items) != len(re.findall(r"\bitem\s*\{", re.sub(_STRING, "''", text))):
+        raise UserError(f"{path}: not a valid label map (an item with an unclosed quote or brace); "
+                        f"quotes and backslashes in a name are escaped: name: 'driver\\'s seat'")
+    pairs = []
+    for item in items:
+        shown = repr(" ".join(f"item {{ {item} }}".split()))[:120]
+        fields: dict[str, str] = {}
+        pos = 0
+        while item[pos:].strip():
+            m = _FIELD.match(item, pos)
+            if m is None:
+                raise UserError(f"{path}: cannot read the label map item {shown}; each field is `key: value`")
+            key, value = m.groups()
+            if key in _SINGLE and key in fields:
+                raise UserError(f"{path}: the label map item {shown} gives '{key}' twice; keep one")
+            fields[key], pos = value, m.end()
+        if "id" not in fields or "name" not in fields:
+            raise UserError(f"{path}: every label map item needs an id and a name, got {shown}")
+        if not re.fullmatch(r"0|[1-9][0-9]*", fields["id"]):  # protobuf: 1.9 and 1e0 are not integers
+            raise UserError(f"{path}: the label map item {shown} has id {fields['id']!r}, not a whole number; "
+                            f"ids are 1, 2, 3, ...")
+        if fields["name"][0] not in "'\"":
+            raise UserError(f"{path}: the label map item {shown} has an unquoted name; write name: 'NAME'")
+        name = "".join(unquote_name(lit, path) for lit in re.findall(_STRING, fields["name"]))
+        pairs.append((int(fields["id"]), name))
+    pairs.sort()
+    if [i for i, _ in pairs] != list(range(1, len(pairs) + 1)):
+        raise UserError(f"{path}: label map ids must be 1..{len(pairs)} (0 is the background)")
+    return [n for _, n in pairs]

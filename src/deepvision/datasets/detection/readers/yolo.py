@@ -66,16 +66,18 @@ def _yolo_split_path(base: Path, name: str, where: str) -> Path:
     return inside(base, name, where)
 
 
-def _yolo_images(entry: Any, base: Path, where: str) -> list[Path]:
-    """The images of one split: folders and .txt lists, absolute or inside the dataset folder `base`, whose
-    lines name images the same way (relative to `base`, or to the list's folder)."""
+def _yolo_images(entry: Any, base: Path, where: str) -> tuple[list[Path], list[Path]]:
+    """The images of one split and its image folders: folders and .txt lists, absolute or inside the dataset
+    folder `base`, whose lines name images the same way (relative to `base`, or to the list's folder)."""
     entries = entry if isinstance(entry, list) else [entry]
     out: list[Path] = []
+    folders: list[Path] = []
     for e in entries:
         if not isinstance(e, str) or not e or "\0" in e:
             raise UserError(f"YOLO split {e!r}: give a folder of images or a .txt list of images")
         p = _yolo_split_path(base, e, where)
         if p.is_dir():
+            folders.append(p)
             out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS)
         elif p.suffix == ".txt" and p.is_file():  # a list of image paths, relative to the dataset path
             for line in read_text_file(p, "YOLO image list").split():
@@ -83,6 +85,24 @@ def _yolo_images(entry: Any, base: Path, where: str) -> list[Path]:
                 out.append(q if q.exists() or q.is_absolute() else inside(p.parent, line, str(p)))
         else:
             raise UserError(f"YOLO split {e}: {p} is neither a folder of images nor a .txt list of images")
+    return out, folders
+
+
+def _orphan_labels(folders: list[Path], claimed: dict[Path, Path]) -> list[ImageRecord]:
+    """A record, its image missing, for each label file in the labels/ folder of a split's image folder that no
+    image takes (its image deleted or renamed): the build counts it with the other missing images, so its
+    boxes are never left out without a word. Labels beside their images are not searched (other .txt files
+    live there, such as classes.txt); neither are those of .txt image lists (two lists may share a folder)."""
+    out = []
+    for folder in folders:
+        labels = yolo_label_path(folder / "_").parent
+        if labels == folder or not labels.is_dir():
+            continue
+        for label in sorted(labels.rglob("*.txt")):
+            if label.resolve() not in claimed and label.is_file():
+                image = claimed[label.resolve()] = folder / label.relative_to(labels).with_suffix(".*")
+                out.append(ImageRecord(str(image.resolve()), looked_in=(f"{image.name} (the image of {label})",
+                                                                          str(image.parent)), source=str(label)))
     return out
 
 
@@ -111,7 +131,7 @@ def read_yolo(source: str | Path) -> Annotations:
             raise UserError(f"{source}: a YOLO folder needs data.yaml or classes.txt with the class names")
         split_dirs = [d.name for d in sorted((source / "images").iterdir()) if d.is_dir()] \
             if (source / "images").is_dir() else []
-        spec = {"path": str(source), "names": read_text_file(classes_txt, "YOLO class list").split()}
+        spec = {"path": ".", "names": read_text_file(classes_txt, "YOLO class list").split()}
         spec.update({s: f"images/{s}" for s in split_dirs} or {"all": "images" if (source / "images").is_dir()
                                                                 else "."})
         yaml_path = source / "classes.txt"
@@ -136,17 +156,24 @@ def read_yolo(source: str | Path) -> Annotations:
     if not base.is_absolute():
         base = yaml_path.parent / base  # a relative path: from the folder holding data.yaml, as Ultralytics reads it
     splits: dict[str, list[ImageRecord]] = {}
+    claimed: dict[Path, Path] = {}  # label file -> the image that takes it
+    folders: dict[str, list[Path]] = {}
     for split in ("train", "val", "test", "all"):
         if not spec.get(split):
             continue
         records = []
-        for image in _yolo_images(spec[split], base, f"{yaml_path}, {split}"):
+        images, folders[split] = _yolo_images(spec[split], base, f"{yaml_path}, {split}")
+        for image in images:
             record = ImageRecord(str(image.resolve()))
             label = yolo_label_path(image)
             kind = file_problem(label)
             if kind not in (None, "missing"):
                 raise UserError(f"YOLO label file {label} is {kind}, not a text file")
             if kind is None:
+                other = claimed.setdefault(label.resolve(), image)
+                if other.resolve() != image.resolve():  # img.jpg and img.png: one file of boxes for two photos
+                    raise UserError(f"{other} and {image} share the label file {label}; give each image its own "
+                                    f"file name stem (rename or remove one)")
                 size = image_size(image)
                 if size is not None:
                     record.width, record.height = size
@@ -178,6 +205,8 @@ def read_yolo(source: str | Path) -> Annotations:
                         record.boxes.append(Box(box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy, names[cls]))
             records.append(record)
         splits[split] = records
+    for split, split_folders in folders.items():
+        splits[split] += _orphan_labels(split_folders, claimed)
     if not splits:
         raise UserError(f"{yaml_path} names no split (train, val or test)")
     return Annotations(splits, names, [], "yolo", inputs=[str(source), str(yaml_path)],
