@@ -93,7 +93,8 @@ def test_a_foreign_checkpoint_is_refused_and_changes_nothing(tmp_path):
 
 @pytest.mark.parametrize("section, key, value", [
     ("checkpoint", "prefix", "../../../x"), ("checkpoint", "prefix", "/tmp/x"), ("checkpoint", "prefix", "a\tb"),
-    (None, "name", "a\nb"), (None, "name", ".."), (None, "name", "a\\b")])
+    (None, "name", "a\nb"), (None, "name", ".."), (None, "name", "a\\b"), (None, "name", "x "), (None, "name", " "),
+    ("checkpoint", "prefix", " ckpt")])
 def test_names_that_would_escape_the_run_are_refused(section, key, value):
     cfg = tiny_config(1)
     if section:

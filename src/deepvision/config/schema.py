@@ -45,9 +45,9 @@ def check_file_name(value: str, key: str, kind: str = "file") -> None:
     """Names that become files or folders of a run: plain names only, so nothing is written outside it."""
     bad = not value or value.startswith(".") or any(c in value for c in "/\\:") or ".." in value or \
         any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value)  # tab, newline, ESC, ...
-    if bad:
-        raise UserError(f"{key} must be a plain {kind} name (no path separators, '..' or control "
-                        f"characters such as tabs, newlines or ESC, not starting with '.'), got {value!r}")
+    if bad or value != value.strip():  # 'x ' beside 'x': two folders that print alike
+        raise UserError(f"{key} must be a plain {kind} name (no path separators, '..', surrounding spaces or "
+                        f"control characters such as tabs, newlines or ESC, not starting with '.'), got {value!r}")
 
 
 @dataclass
