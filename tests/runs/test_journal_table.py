@@ -300,3 +300,20 @@ def test_report_values_that_are_not_numbers_show_as_a_dash(tmp_path, run_cli):
     assert row["test_acc"] is None and row["test_top5"] == 0.9
     code, out, err = run_cli("runs", tmp_path, "--columns", "name,test_acc")
     assert code == 0 and err == "" and ["r", "-"] in [line.split() for line in out.splitlines()]
+
+
+@pytest.mark.parametrize("report", [{"rank1": 1.5, "rank5": 0.9}, {"rank1": -0.2, "rank5": 0.9},
+                                    {"rank1": 0.8, "rank5": 0.9, "cross_entropy": -1.0}])
+def test_report_accuracies_outside_0_to_1_and_negative_losses_show_as_a_dash(tmp_path, run_cli, report):
+    """A report holds fractions from 0 to 1 and losses from 0, as history.csv does: a hand-edited 150% is
+    left out (no run writes it), never shown as the run's test accuracy."""
+    import json
+
+    run = fake_run(tmp_path, "r", {"name": "constant"}, 2)
+    (run.folder("eval", "test-best") / "metrics.json").write_text(json.dumps(report))
+    run.test_metrics_path.write_text(json.dumps({"test_acc": 1.5, "test_map50": -0.1}))
+    (row,) = journal(tmp_path)
+    assert row["test_top5"] == 0.9 and row["test_acc"] == (0.8 if report["rank1"] == 0.8 else None)
+    assert row.get("test_map50") is None
+    code, out, err = run_cli("runs", tmp_path, "--columns", "name,test_acc")
+    assert code == 0 and "150.00" not in out and "-20.00" not in out

@@ -587,12 +587,23 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# report numbers that are fractions (accuracies, AP, mAP: 0 to 1) and losses (from 0), by key, as history cells
+_FRACTION = re.compile(r"(^|_)(acc|top5|rank1|rank5|one_off|roc_auc|average_precision|ap|ap_11pt|map\w*)$")
+_LOSS = re.compile(r"(^|_)(loss|cross_entropy)$")
+
+
 def _numbers(report: dict[str, Any]) -> dict[str, Any]:
+    """The report's finite numbers (a fraction outside 0..1 or a negative loss left out, as no run writes
+    them) and its words."""
     out: dict[str, Any] = {}
     for key, value in report.items():
         if isinstance(value, dict):
             out[key] = _numbers(value)
-        elif _finite(value) or (key in _REPORT_TEXT and isinstance(value, str) and value.isprintable()):
+        elif _finite(value):
+            name = str(key)
+            if not ((_FRACTION.search(name) and not 0 <= value <= 1) or (_LOSS.search(name) and value < 0)):
+                out[key] = value
+        elif key in _REPORT_TEXT and isinstance(value, str) and value.isprintable():
             out[key] = value
     return out
 
