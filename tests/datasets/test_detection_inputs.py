@@ -464,6 +464,19 @@ def test_yolo_two_images_of_one_stem_sharing_a_label_file_are_refused(tmp_path, 
     assert not (tmp_path / "built").exists() and _snapshot(yolo.out) == before
 
 
+@pytest.mark.parametrize(("fmt", "option", "message"), [
+    ("yolo", ["--images", "elsewhere"], "--images applies to voc and coco; yolo finds each image where"),
+    ("voc", ["--reference-clip"], "--reference-clip applies to imglab boxes; voc has no such rule"),
+])
+def test_a_build_option_the_format_would_ignore_is_refused(tmp_path, run_cli, fmt, option, message):
+    from deepvision.datasets.detection import make_fake
+
+    fake = make_fake(tmp_path / "in", fmt, images=4, size=64, seed=0)
+    code, _, err = run_cli("detection", "build", *fake.build_args, "--out", tmp_path / "built", *option)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "built").exists()
+
+
 def test_yolo_folder_with_classes_txt_given_by_a_relative_path(tmp_path, monkeypatch):
     """`detection build yolo DIR` with DIR relative: the splits are DIR's, not DIR/DIR's."""
     yolo = tmp_path / "y"

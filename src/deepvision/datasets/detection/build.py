@@ -218,6 +218,10 @@ def read_annotations(fmt: str, inputs: list[str], *, classes: list[str] | None =
     single = {"lisa": "the allAnnotations.csv file", "voc": "the VOC folder", "yolo": "the data YAML or folder"}
     if fmt in single and len(inputs) != 1:
         raise UserError(f"{fmt}: give one input, {single[fmt]}; got {len(inputs)}")
+    if images_dir is not None and fmt not in ("voc", "coco"):  # an option a reader would ignore is refused
+        raise UserError(f"--images applies to voc and coco; {fmt} finds each image where its annotation names it")
+    if reference_clip and fmt != "imglab":
+        raise UserError(f"--reference-clip applies to imglab boxes; {fmt} has no such rule")
     if fmt == "lisa":
         return readers.read_lisa(inputs[0], classes)
     if fmt == "imglab":
