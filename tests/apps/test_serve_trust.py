@@ -247,3 +247,10 @@ def test_repeated_or_text_fields_are_refused_and_parser_text_stays_out_of_the_lo
     assert one.status_code == 200 and len(one.json()["top"]) == 2
     assert form.status_code == 200 and len(form.json()["top"]) == 3  # top as a form field, as curl -F top=3 sends it
     assert not [r for r in caplog.records if r.name.startswith("python_multipart")]
+
+
+def test_a_bad_token_in_the_environment_is_named_as_such(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPVISION_SERVE_TOKEN", "abc")
+    code, _, err = run_cli("serve", tmp_path)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "the environment variable DEEPVISION_SERVE_TOKEN must be at least 8 printable" in err

@@ -123,8 +123,14 @@ def check_limits(max_upload_mb: float, max_pixels: float, token: str | None = No
     if max_pixels > MAX_MEGAPIXELS * 1e6:
         raise UserError(f"--max-megapixels must be at most {MAX_MEGAPIXELS} (the decoders' own ceiling), "
                         f"got {max_pixels / 1e6:g}")
-    if token is not None and (len(token) < 8 or not token.isprintable() or not token.isascii() or " " in token):
-        raise UserError("--token must be at least 8 printable ASCII characters without spaces")
+    if token is not None:
+        check_token(token)
+
+
+def check_token(token: str, source: str = "--token") -> None:
+    """UserError unless the access token (from `source`: the option or the environment) is usable."""
+    if len(token) < 8 or not token.isprintable() or not token.isascii() or " " in token:
+        raise UserError(f"{source} must be at least 8 printable ASCII characters without spaces")
 
 
 def is_loopback(host: str) -> bool:

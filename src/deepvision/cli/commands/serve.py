@@ -39,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     token = args.token if args.token is not None else os.environ.get("DEEPVISION_SERVE_TOKEN") or None
+    if args.token is None and token is not None:  # a bad value is named where it was set
+        from deepvision.apps.serve.app import check_token
+
+        check_token(token, "the environment variable DEEPVISION_SERVE_TOKEN")
     serve(args.source, args.host, args.port, max_upload_mb=args.max_upload_mb,
           max_pixels=args.max_megapixels * 1e6, device=args.device, token=token)
     return 0
