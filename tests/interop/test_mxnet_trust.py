@@ -109,6 +109,23 @@ def test_a_negative_head_or_input_index_is_refused(tmp_path):
         _import(prefix, tmp_path)
 
 
+def test_an_attribute_given_twice_with_two_values_is_refused(tmp_path):
+    """MXNet 0.9 wrote a node's attributes as `param`/`attr`, later ones as `attrs`: the same value under two
+    spellings imports; two values (relu and tanh) name two networks, and the file does not say which ran."""
+    prefix = _checkpoint(tmp_path, extra=[_node("Activation", "act", [], act_type="relu")])
+    doc = json.loads(Path(f"{prefix}-symbol.json").read_text())
+    doc["nodes"][4]["attr"] = {"act_type": "relu"}
+    Path(f"{prefix}-symbol.json").write_text(json.dumps(doc))
+    assert _import(prefix, tmp_path).num_classes == 2
+    doc["nodes"][4]["attr"] = {"act_type": "tanh"}
+    Path(f"{prefix}-symbol.json").write_text(json.dumps(doc))
+    before = Path(f"{prefix}-symbol.json").read_bytes()
+    with pytest.raises(UserError, match=r"damaged MXNet symbol file \(node 4 \(act\) gives act_type twice with two "
+                                        r"values \(attr: tanh, attrs: relu\)\)$"):
+        import_mxnet(prefix, 1, out=tmp_path / "run2", input_size=(1, 8, 8), quiet=True)
+    assert not (tmp_path / "run2").exists() and Path(f"{prefix}-symbol.json").read_bytes() == before
+
+
 def test_shapes_are_compared_before_any_weight_exists(tmp_path, monkeypatch):
     """num_filter 1000000 is a valid attribute, but the file's weights are 4 filters: refused on the meta
     graph, before the 1e6-filter layer gets storage."""

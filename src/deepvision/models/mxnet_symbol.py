@@ -237,9 +237,13 @@ def parse_symbol(text: str, path: str = "symbol") -> Symbol:
             if not isinstance(item, dict):
                 raise TypeError(f"node {i} is not a JSON object")
             attrs: dict[str, str] = {}
+            spelled: dict[str, str] = {}  # the field each attribute came from (MXNet 0.9 wrote param/attr)
             for key in ("param", "attr", "attrs"):
-                if isinstance(item.get(key), dict):
-                    attrs.update({k: str(v) for k, v in item[key].items()})
+                for k, v in (item[key] if isinstance(item.get(key), dict) else {}).items():
+                    if k in attrs and attrs[k] != str(v):  # which one MXNet ran, the file does not say
+                        raise ValueError(f"node {i} ({str(item.get('name'))[:40]}) gives {str(k)[:40]} twice with "
+                                         f"two values ({spelled[k]}: {attrs[k][:20]}, {key}: {str(v)[:20]})")
+                    attrs[k], spelled[k] = str(v), key
             inputs = [(_index(e[0]), _index(e[1]) if len(e) > 1 else 0) for e in item.get("inputs", [])]
             if any(not 0 <= src < i or out < 0 for src, out in inputs):
                 raise ValueError(f"node {i} reads node {inputs}, not an earlier node")
