@@ -290,3 +290,24 @@ def test_reports_never_replace_a_users_files_or_the_report_of_other_data(digits_
     assert [p.name for p in notes.iterdir()] == ["report.csv"]
     assert json.loads((folders[1] / "metrics.json").read_text())["samples"] == 60
     assert json.loads((folders[0] / "metrics.json").read_text())["samples"] == 100
+
+
+def test_class_folders_in_another_unicode_spelling_are_the_runs_classes(tmp_path, run_cli):
+    """macOS writes 'café' as e + U+0301: evaluating such a copy of the data scores it as the run's class
+    'café' (U+00E9), as run names are compared; it was refused naming two names that print alike."""
+    import shutil
+    import unicodedata
+
+    from tests.helpers import make_image_folder
+
+    nfc = make_image_folder(tmp_path / "nfc", n_per_class=12, size=16, classes=("b", "caf\u00e9"))
+    cfg = {"model": {"name": "lenet"}, "train": {"epochs": 1, "tensorboard": False},
+           "data": {"source": "folder", "root": str(nfc), "train": ".", "val": None, "test": None,
+                    "val_fraction": 0.25, "image_size": 16, "batch_size": 8}}
+    run = train(cfg, out=tmp_path / "runs", name="u").run_dir
+    nfd = tmp_path / "nfd"
+    for name in ("b", "caf\u00e9"):
+        shutil.copytree(nfc / name, nfd / unicodedata.normalize("NFD", name))
+    plain = evaluate(run, data=str(nfc), quiet=True, out=tmp_path / "e1")
+    other = evaluate(run, data=str(nfd), quiet=True, out=tmp_path / "e2")
+    assert other["samples"] == plain["samples"] == 24 and other["rank1"] == plain["rank1"]

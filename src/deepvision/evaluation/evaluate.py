@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -297,12 +298,13 @@ def _remap_classes(bundle: DataBundle, role: str, classes: list[str], data: str,
                    ) -> DataBundle:
     """Data whose classes (folders, an HDF5 file's label names, a list's or record's labels file) are a subset
     of the run's: relabel by name."""
-    unknown = [c for c in bundle.classes if c not in classes]
+    spelled = [unicodedata.normalize("NFC", c) for c in classes]  # 'café' as macOS spells a folder is the class
+    unknown = [c for c in bundle.classes if unicodedata.normalize("NFC", c) not in spelled]
     if unknown:
         raise UserError(f"{what} {', '.join(unknown[:5])} of {data} are not classes of this run "
                         f"({', '.join(classes[:8])}{', ...' if len(classes) > 8 else ''})")
     split = bundle.role(role)
-    index = np.array([classes.index(c) for c in bundle.classes])
+    index = np.array([spelled.index(unicodedata.normalize("NFC", c)) for c in bundle.classes])
     if isinstance(split, TensorSplit):
         split.labels = torch.as_tensor(index[split.labels.numpy()], dtype=torch.int64)
     elif hasattr(split, "file"):  # a record file (opened for this evaluation alone): its headers' labels
