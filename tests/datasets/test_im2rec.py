@@ -371,6 +371,25 @@ def test_an_image_of_one_list_is_never_the_record_file_of_another(tmp_path, run_
         im2rec.pack_list(tmp_path / "s_val.lst", im2rec.PackOptions(root=str(tmp_path)), rec=tmp_path / "s_train.rec")
 
 
+def test_a_label_float32_would_store_as_another_class_is_skipped(tmp_path, run_cli):
+    """0.99999999 is no class number (the list reader refuses it, naming it as written), but a record's 32-bit
+    header would hold 1.0, read back as class 1: it is skipped; 0.5 (a regression target) is packed."""
+    root = tmp_path / "imgs"
+    root.mkdir()
+    (root / "a.jpg").write_bytes(jpeg_bytes(noise_image(1)))
+    (root / "b.jpg").write_bytes(jpeg_bytes(noise_image(2)))
+    (tmp_path / "n.lst").write_text("0\t0.99999999\ta.jpg\n1\t0.5\tb.jpg\n")
+    code, out, err = run_cli("im2rec", tmp_path / "n", root)
+    assert code == 0 and "packed 1 images" in out and "skipped 1" in out, out + err
+    assert "32-bit float would store as a whole number (a class) is not one" in (tmp_path / "n.skipped.txt").read_text()
+    (header, _), = _records(tmp_path / "n.rec")
+    assert header.label == 0.5
+    (tmp_path / "c.yaml").write_text(f"model: {{name: lenet}}\ndata: {{source: lst, root: '{root}', train: "
+                                     f"'{tmp_path / 'n.lst'}', image_size: 28, channels: 1}}\n")
+    code, _, err = run_cli("data", "info", tmp_path / "c.yaml")
+    assert code == 2 and "has label 0.99999999; single-label data needs whole class numbers" in err, err
+
+
 def test_list_numbers_beyond_a_record_key_or_with_digit_separators_are_skipped(tmp_path, run_cli):
     """The record header and the .idx key are unsigned 64-bit: -1 and 2**64 are malformed lines (they
     ended in a struct.error traceback), as are '1_0' (float() reads 10) and a NaN label."""

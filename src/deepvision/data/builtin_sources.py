@@ -276,8 +276,8 @@ def class_labels(values: np.ndarray, source: str | Path, what: str, ids: list[in
                     "allowed without a labels file; if there really are more classes, name them in "
                     "data.options.labels")
             raise UserError(f"{source}: {name} has label {v:g}, beyond the class numbers 0..{limit - 1:,} {hint}")
-        raise UserError(f"{source}: {name} has label {v:g}; single-label data needs whole class numbers 0, 1, ... "
-                        f"({int(np.count_nonzero(bad)):,} such label(s))")
+        raise UserError(f"{source}: {name} has label {np.format_float_positional(v, trim='-')}; single-label "
+                        f"data needs whole class numbers 0, 1, ... ({int(np.count_nonzero(bad)):,} such label(s))")
     return values.astype(np.int64)
 
 

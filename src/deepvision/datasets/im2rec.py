@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from deepvision.data.imageio import (
     DecodeError,
@@ -91,6 +92,10 @@ def read_list_lenient(path: str | Path, unique_index: bool = False
             continue
         if not all(math.isfinite(v) and abs(v) <= FLOAT32_MAX for v in labels):  # a record stores float32
             problems.append((f"line {lineno}", shown, "labels must be finite numbers within a 32-bit float's range"))
+            continue
+        if any(not v.is_integer() and float(np.float32(v)).is_integer() for v in labels):  # 0.99999999 -> 1
+            problems.append((f"line {lineno}", shown, "a label the record's 32-bit float would store as a whole "
+                                                      "number (a class) is not one; write the class number"))
             continue
         items.append(PackItem(index, parts[-1], labels, lineno))
         if unique_index:
