@@ -95,7 +95,8 @@ def load_model(path: str | Path) -> Any:
 
 def model_metadata(path: str | Path, model: Any) -> dict[str, str]:
     """The `metadata_props` of `model` (read from `path`) as a dict. A key given twice is refused: onnxruntime's
-    `custom_metadata_map` keeps the last entry, other readers the first, so one file would mean two things."""
+    `custom_metadata_map` keeps the last entry, a reader stopping at the first match the other, so one file
+    would mean two things."""
     from collections import Counter
 
     from deepvision.safeload import printable
