@@ -132,3 +132,25 @@ def test_output_subfolder_refuses_a_planted_link_below_out(tmp_path):
     with pytest.raises(UserError, match="file is a file where a folder goes"):
         output_subfolder(tmp_path / "o", "file")
     assert sorted(p.name for p in elsewhere.iterdir()) == ["c"]
+
+
+def test_a_torch_file_listing_a_member_twice_is_refused(tmp_path):
+    """torch's reader takes the first of two members of one name, zipfile the last: a checkpoint whose zip
+    lists a tensor's storage twice is refused in one line before torch reads it."""
+    import warnings
+    import zipfile
+
+    import torch
+
+    from deepvision.fileio import read_torch_file
+
+    path = tmp_path / "last.pt"
+    torch.save({"w": torch.zeros(3)}, path)
+    storage = next(n for n in zipfile.ZipFile(path).namelist() if "/data/" in n)
+    with warnings.catch_warnings(), zipfile.ZipFile(path, "a") as zf:
+        warnings.simplefilter("ignore")  # zipfile's "Duplicate name" warning
+        zf.writestr(storage, torch.ones(3).numpy().tobytes())
+    before = path.read_bytes()
+    with pytest.raises(UserError, match=f"last.pt is corrupt \\(it holds the member '{storage}' twice\\); retrain"):
+        read_torch_file(path, "checkpoint", "retrain")
+    assert path.read_bytes() == before

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
+import warnings
+import zipfile
 
+import numpy as np
 import pytest
 import yaml
 
@@ -525,3 +530,54 @@ def test_a_name_that_is_not_utf8_is_refused_and_printed_escaped():
     with pytest.raises(UserError, match=r"^d: class name 'cls\\udcff' is not UTF-8 text"):
         check_class_names(["ok", name], "d")
     assert printable(name) == "cls\\udcff"
+
+
+def _npy(array) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array))
+    return buf.getvalue()
+
+
+def _zip_with(path, members: list[tuple[str, bytes]]):
+    with warnings.catch_warnings(), zipfile.ZipFile(path, "w") as zf:
+        warnings.simplefilter("ignore")  # zipfile's "Duplicate name" warning: writing one twice is the point
+        for name, data in members:
+            zf.writestr(name, data)
+    return path
+
+
+def test_a_zip_member_given_twice_is_refused_by_every_zip_reader(tmp_path):
+    """zipfile and np.load return the last member of a name, torch's reader the first: an .npz, a .keras
+    zip or a torch checkpoint listing one name twice is refused in one line, naming the member."""
+    from deepvision.fileio import zip_damage
+    from deepvision.safeload import check_zip_directory, open_npz
+
+    path = _zip_with(tmp_path / "model.npz", [("coef.npy", _npy([1.0])), ("intercept.npy", _npy([0.0])),
+                                              ("intercept.npy", _npy([1000.0]))])
+    message = f"{path} holds the member intercept.npy twice; the file is damaged or crafted"
+    with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+        open_npz(path)
+    with pytest.raises(UserError, match=f"^{re.escape(message)}$"), zipfile.ZipFile(path) as zf:
+        check_zip_directory(path, zf)
+    assert zip_damage(path) == "it holds the member 'intercept.npy' twice"
+    once = _zip_with(tmp_path / "once.npz", [("coef.npy", _npy([1.0])), ("intercept.npy", _npy([0.0]))])
+    with open_npz(once) as z:
+        assert z.files == ["coef", "intercept"] and zip_damage(once) is None
+
+
+def test_an_npz_array_named_twice_or_hidden_without_its_suffix_is_refused(tmp_path):
+    """numpy reads `intercept` and `intercept.npy` both as array 'intercept' (the later wins), and reads a
+    member without the .npy suffix as an array when it starts like one: its header is checked too."""
+    from deepvision.safeload import open_npz
+
+    path = _zip_with(tmp_path / "a.npz", [("intercept.npy", _npy([0.0])), ("intercept", _npy([9.0]))])
+    with pytest.raises(UserError, match=r"^\S+a.npz holds the array intercept twice \(members intercept.npy and "
+                                        r"intercept\); the file is damaged or crafted$"):
+        open_npz(path)
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (99999, 99999)})
+    path = _zip_with(tmp_path / "b.npz", [("coef", buf.getvalue() + bytes(64))])  # 80 GB declared in 200 bytes
+    with pytest.raises(UserError, match=r"b.npz member coef shape \(99999, 99999\) declares 80.0 GB"):
+        open_npz(path)
+    with open_npz(_zip_with(tmp_path / "c.npz", [("notes", b"plain bytes"), ("coef.npy", _npy([1.0]))])) as z:
+        assert z["notes"] == b"plain bytes" and z["coef"].tolist() == [1.0]

@@ -159,18 +159,33 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def repeated_member(zf: Any) -> str | None:
+    """The first member name the directory of the open `zipfile.ZipFile` `zf` lists twice, None when each is
+    listed once. Readers disagree on such a file (zipfile and numpy take the last member, torch the first),
+    so every reader of outside zips refuses it."""
+    seen: set[str] = set()
+    for name in zf.namelist():
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
 def zip_damage(path: str | Path) -> str | None:
-    """For a zip file (torch.save's format): the first member whose CRC does not match, or the reason
-    the archive cannot be read; None when it is intact or not a zip file at all."""
+    """For a zip file (torch.save's format): a member listed twice, the first member whose CRC does not
+    match, or the reason the archive cannot be read; None when it is intact or not a zip file at all."""
     import zipfile
 
     if not zipfile.is_zipfile(path):
         return None
     try:
         with zipfile.ZipFile(path) as zf:
-            bad = zf.testzip()
+            twice = repeated_member(zf)
+            bad = None if twice else zf.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         return str(exc) or type(exc).__name__
+    if twice:
+        return f"it holds the member {twice!r} twice"
     return f"CRC mismatch in {bad}" if bad else None
 
 

@@ -82,22 +82,45 @@ def run_session(session: Any, path: str | Path, outputs: list[str] | None, feeds
         raise UserError(f"onnxruntime failed running {path} ({why})") from None
 
 
-def check_weights_finite(path: str | Path) -> None:
+def load_model(path: str | Path) -> Any:
+    """The ONNX ModelProto of the file at `path`, without its external data; UserError when protobuf cannot
+    parse it."""
+    onnx = require("onnx")
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's own exception types
+        why = str(exc).strip()[:120] or type(exc).__name__
+        raise UserError(f"cannot read {path} as an ONNX model ({why})") from None
+
+
+def model_metadata(path: str | Path, model: Any) -> dict[str, str]:
+    """The `metadata_props` of `model` (read from `path`) as a dict. A key given twice is refused: onnxruntime's
+    `custom_metadata_map` keeps the last entry, a reader stopping at the first match the other, so one file
+    would mean two things."""
+    from collections import Counter
+
+    from deepvision.safeload import printable
+
+    twice = sorted(k for k, n in Counter(p.key for p in model.metadata_props).items() if n > 1)
+    if twice:
+        raise UserError(f"{path}: ONNX metadata key {printable(repr(twice[0]))[:60]} is given twice; the file is "
+                        f"damaged or crafted (export it again with `deepvision export RUN`)")
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def check_weights_finite(path: str | Path, model: Any = None) -> None:
     """UserError naming the first weight (initializer, sparse or dense) of the ONNX file at `path` that holds
     NaN or infinity, or the first constant (a Constant node, a tensor or float attribute) holding NaN:
     every prediction through it would be NaN ("nan%"). Tensors stored beside the file (ONNX external data)
     are read too: call this after `ort_session`, which has refused external locations outside the model's
-    folder, links and special files."""
+    folder, links and special files. `model` is the file's ModelProto where the caller has loaded it."""
     import numpy as np
 
     onnx = require("onnx")
     from onnx import numpy_helper
 
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf's own exception types
-        why = str(exc).strip()[:120] or type(exc).__name__
-        raise UserError(f"cannot read {path} as an ONNX model ({why})") from None
+    if model is None:
+        model = load_model(path)
     for name, tensor, weight in _stored_tensors(model.graph):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             from onnx.external_data_helper import load_external_data_for_tensor

@@ -210,6 +210,32 @@ def test_apply_refuses_a_model_that_answers_fewer_than_four_turns(tmp_path, run_
     assert (code, out) == (2, "") and "answers only 0, 90 degrees; an orientation model answers all four turns" in err
 
 
+def test_apply_refuses_a_model_file_holding_a_member_twice(tmp_path, run_cli):
+    """A second `intercept.npy` appended to model.npz was the one np.load returned: every photo was
+    'corrected' by 270 degrees without a word. Refused in one line; nothing written, the model unchanged."""
+    import io
+    import warnings
+    import zipfile
+
+    from deepvision.apps.transfer.linear_model import LinearModel
+
+    model = LinearModel(np.zeros((4, 2)), np.zeros(4), np.arange(4), ["0", "90", "180", "270"],
+                        info={"features": {"model": "x"}})
+    path = model.save(tmp_path / "om" / "model.npz")
+    buf = io.BytesIO()
+    np.save(buf, np.array([0.0, 0.0, 0.0, 1000.0]))
+    with warnings.catch_warnings(), zipfile.ZipFile(path, "a") as zf:
+        warnings.simplefilter("ignore")  # zipfile's "Duplicate name" warning
+        zf.writestr("intercept.npy", buf.getvalue())
+    before = path.read_bytes()
+    code, out, err = run_cli("orientation", "apply", path.parent, photos(tmp_path / "photos", count=1),
+                             "--out", tmp_path / "fixed")
+    assert (code, out) == (2, "") and err.splitlines() == [
+        f"deepvision orientation apply: error: {path} holds the member intercept.npy twice; the file is damaged "
+        f"or crafted"]
+    assert not (tmp_path / "fixed").exists() and path.read_bytes() == before
+
+
 @pytest.mark.parametrize("link", ["hard", "symbolic"])
 def test_dataset_refuses_one_photo_reached_twice(run_cli, tmp_path, link):
     """A link to one of SRC's photos was a thirteenth photo, written again under another angle: the copies

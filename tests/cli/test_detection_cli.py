@@ -65,6 +65,12 @@ def test_export_onnx_through_the_cli(trained_detection_run, run_cli, tmp_path):
     onnx.save(model, str(tmp_path / "swapped.onnx"))
     with pytest.raises(UserError, match="its metadata's two classes records differ"):
         load_exported(tmp_path / "swapped.onnx")
+    model = onnx.load(str(target))  # a second `classes` entry: onnxruntime's map would answer with it alone
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "classes", '["square", "disc", "triangle"]'
+    onnx.save(model, str(tmp_path / "twice.onnx"))
+    with pytest.raises(UserError, match=r"twice.onnx: ONNX metadata key 'classes' is given twice; the file is damaged"):
+        load_exported(tmp_path / "twice.onnx")
 
 
 def test_export_torchscript_api_result_and_failures(trained_detection_run, run_cli, tmp_path, monkeypatch, capsys):

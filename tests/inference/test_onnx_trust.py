@@ -98,6 +98,31 @@ def test_the_two_preprocessing_records_must_agree(tmp_path):
         OnnxClassifier(path)
 
 
+@pytest.mark.parametrize("key", ["classes", "deepvision"])
+def test_a_metadata_key_given_twice_is_refused(tmp_path, run_cli, key):
+    """onnxruntime's custom_metadata_map keeps a repeated key's last entry: a file naming `classes` and
+    `deepvision` twice (the later lists with 2 and 7 swapped) answered with the later lists without a word.
+    predict and serve refuse it in one line and leave the file as it was."""
+    from PIL import Image
+
+    from deepvision.apps.serve import create_app
+    from deepvision.inference.onnx_runtime import METADATA_KEY
+
+    path = _onnx_file(tmp_path / "m.onnx", _meta(), '["a", "b", "c"]')
+    model = onnx.load(str(path))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = key, _meta(classes=["c", "b", "a"]) if key == METADATA_KEY else '["c", "b", "a"]'
+    onnx.save(model, str(path))
+    before = path.read_bytes()
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    code, out, err = run_cli("predict", path, tmp_path / "x.png")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert f"{path}: ONNX metadata key '{key}' is given twice; the file is damaged or crafted" in err, err
+    with pytest.raises(UserError, match=f"ONNX metadata key '{key}' is given twice"):
+        create_app(path)
+    assert path.read_bytes() == before
+
+
 def _graph_with(tmp_path, nodes, initializers=(), sparse=()):
     from onnx import TensorProto, helper
 

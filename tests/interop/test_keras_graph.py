@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import zipfile
 from pathlib import Path
@@ -379,6 +380,24 @@ def test_a_keras_zip_whose_weights_inflate_hugely_is_refused_from_the_directory(
     with pytest.raises(UserError, match=r"m\.keras member model\.weights\.h5 declares .* \(compressed more "
                                         r"than 100:1\); the file is damaged or crafted"), open_keras(bomb):
         pass
+
+
+@pytest.mark.parametrize("member", ["model.weights.h5", "config.json"])
+def test_a_keras_zip_holding_a_member_twice_is_refused(tmp_path, run_cli, member):
+    """zipfile reads the last of two members of one name: a second model.weights.h5 (or config.json)
+    appended to a .keras file was imported without a word. Refused in one line; nothing written."""
+    import warnings
+
+    path = tmp_path / "m.keras"
+    shutil.copy(GRAPH / "lenet.keras", path)
+    with warnings.catch_warnings(), zipfile.ZipFile(path, "a") as z:
+        warnings.simplefilter("ignore")  # zipfile's "Duplicate name" warning
+        z.writestr(member, zipfile.ZipFile(GRAPH / "lenet.keras").read(member))
+    before = path.read_bytes()
+    code, out, err = run_cli("import", "keras", path, "--out", tmp_path / "run")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert f"{path} holds the member {member} twice; the file is damaged or crafted" in err, err
+    assert not (tmp_path / "run").exists() and path.read_bytes() == before
 
 
 @pytest.mark.parametrize(("given", "message"), [

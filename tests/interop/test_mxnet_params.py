@@ -24,6 +24,10 @@ def test_every_layout_reads_the_same_arrays():
     args, aux = split_params(v2)
     assert "conv1_weight" in args and args["conv1_weight"].shape == (8, 3, 3, 3)
     assert set(aux) == {"bn_fc1_moving_mean", "bn_fc1_moving_var"}
+    assert [list(d) for d in split_params({"w": v2["arg:conv1_weight"]})] == [["w"], []]  # Gluon's bare names
+    with pytest.raises(UserError, match=r"^x.params: bn_fc1_moving_mean is given twice \(aux:bn_fc1_moving_mean "
+                                        r"and bn_fc1_moving_mean\)"):
+        split_params({**v2, "bn_fc1_moving_mean": v2["aux:bn_fc1_moving_mean"]}, "x.params")
 
 
 def test_dtypes_written_by_mxnet():

@@ -206,6 +206,19 @@ def test_a_name_given_to_two_arrays_is_refused(tmp_path):
         read_params(path)
 
 
+@pytest.mark.parametrize(("second", "first"), [("f_bias", "arg:f_bias"), ("aux:f_bias", "arg:f_bias")])
+def test_one_parameter_under_two_prefixes_is_refused(tmp_path, run_cli, second, first):
+    """`arg:NAME` and a bare `NAME` (or `aux:NAME`) are one parameter once the prefixes are stripped: either
+    array would silently replace the other, so the import is refused in one line and writes nothing."""
+    prefix = _checkpoint(tmp_path, weights={second: np.full(2, 100.0, np.float32)})
+    params = Path(f"{prefix}-0001.params")
+    before = params.read_bytes()
+    code, out, err = run_cli("import", "mxnet", prefix, 1, "--out", tmp_path / "run", "--input-size", "1x8x8")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert f"{params}: f_bias is given twice ({first} and {second}); the file is damaged or crafted" in err, err
+    assert not (tmp_path / "run").exists() and params.read_bytes() == before
+
+
 def test_out_and_labels_are_refused_before_the_checkpoint_is_read(tmp_path, run_cli, monkeypatch):
     """An --out that holds files and a --labels FIFO are the refusal alone, as import keras gives them."""
     from deepvision.interop import mxnet_import

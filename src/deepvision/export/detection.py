@@ -33,7 +33,15 @@ from deepvision.errors import UserError
 from deepvision.export.hooks import ExportHooks, Parity, register_export
 from deepvision.export.onnx_export import METADATA_KEY
 from deepvision.models.detection import detection_family
-from deepvision.onnxrt import check_same_records, check_weights_finite, ort_session, require, run_session
+from deepvision.onnxrt import (
+    check_same_records,
+    check_weights_finite,
+    load_model,
+    model_metadata,
+    ort_session,
+    require,
+    run_session,
+)
 from deepvision.runs.loading import LoadedRun
 from deepvision.safeload import check_class_names, load_json
 from deepvision.version import __version__
@@ -239,8 +247,10 @@ def load_exported(path: str | Path, fmt: str | None = None) -> tuple[Any, list[s
         raise UserError(f"exported model not found: {path}")
     if (fmt or ("onnx" if path.suffix == ".onnx" else "torchscript")) == "onnx":
         session = ort_session(path)
-        check_weights_finite(path)
-        meta = session.get_modelmeta().custom_metadata_map
+        model = load_model(path)
+        check_weights_finite(path, model)
+        meta = model_metadata(path, model)
+        del model
         classes = _classes(load_json(meta.get("classes", "[]"), f"{path} metadata"))
         check_class_names(classes, f"{path} metadata")
         own = load_json(meta[METADATA_KEY], f"{path} metadata") if METADATA_KEY in meta else None

@@ -15,7 +15,14 @@ import torch
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
 from deepvision.models.outputs import class_probabilities
-from deepvision.onnxrt import check_same_records, check_weights_finite, ort_session, run_session
+from deepvision.onnxrt import (
+    check_same_records,
+    check_weights_finite,
+    load_model,
+    model_metadata,
+    ort_session,
+    run_session,
+)
 from deepvision.safeload import check_class_names, input_file, load_json, printable
 
 METADATA_KEY = "deepvision"  # written by deepvision.export.export
@@ -42,7 +49,8 @@ class OnnxClassifier:
     def __init__(self, path: str | Path) -> None:
         self.path = input_file(path, "ONNX file")  # a FIFO is named as one, never opened
         self.session = ort_session(self.path)
-        self.metadata = self.session.get_modelmeta().custom_metadata_map
+        model = load_model(self.path)  # its metadata_props, not onnxruntime's map, which keeps a repeated key's last
+        self.metadata = model_metadata(self.path, model)
         raw = self.metadata.get(METADATA_KEY)
         try:
             self.meta = load_json(raw, f"{self.path} metadata") if raw else None
@@ -63,7 +71,7 @@ class OnnxClassifier:
         self._check_contract()
         self._check_input_shape()
         self._check_classes()
-        check_weights_finite(self.path)
+        check_weights_finite(self.path, model)
         batch = self.session.get_inputs()[0].shape[0]
         self.fixed_batch = batch if isinstance(batch, int) else None
         self.task = self.meta.get("task", "classification")

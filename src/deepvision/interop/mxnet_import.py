@@ -301,7 +301,7 @@ def import_mxnet(
         input_file(labels, "labels file")  # a FIFO or a missing file, before the checkpoint is read
     symbol_path, params_path = checkpoint_files(prefix, epoch)
     symbol = read_symbol(symbol_path)
-    args, aux = split_params(read_params(params_path))
+    args, aux = split_params(read_params(params_path), params_path)
     if input_size is None and model:
         from deepvision.models.registry import get_model_spec
 

@@ -157,17 +157,21 @@ def read_params(path: str | Path) -> dict[str, np.ndarray]:
     return {name: a for name, a in zip(names, arrays) if a is not None}
 
 
-def split_params(params: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(arg_params, aux_params) with the `arg:`/`aux:` prefixes removed; unprefixed names count as args."""
+def split_params(params: dict[str, np.ndarray], source: str | Path = "the parameter file"
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(arg_params, aux_params) with the `arg:`/`aux:` prefixes removed; unprefixed names count as args.
+    UserError naming `source` when two names are one parameter (`arg:w` and `w`, `aux:m` and `arg:m`): a
+    symbol names each variable once, and either array would silently replace the other."""
     args, aux = {}, {}
+    given: dict[str, str] = {}
     for name, value in params.items():
         kind, sep, rest = name.partition(":")
-        if sep and kind == "aux":
-            aux[rest] = value
-        elif sep and kind == "arg":
-            args[rest] = value
-        else:
-            args[name] = value
+        if not (sep and kind in ("arg", "aux")):
+            kind, rest = "arg", name
+        first = given.setdefault(rest, name)
+        if first != name:
+            raise UserError(f"{source}: {rest} is given twice ({first} and {name}); the file is damaged or crafted")
+        (aux if kind == "aux" else args)[rest] = value
     return args, aux
 
 

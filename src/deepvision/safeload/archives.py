@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from deepvision.errors import UserError
-from deepvision.fileio import open_regular_file
+from deepvision.fileio import open_regular_file, repeated_member
 from deepvision.safeload.files import check_declared_bytes, format_bytes, regular_file
+from deepvision.safeload.text import printable
 
 ZIP_MAX_RATIO = 100.0  # deflate rarely beats 10:1 on weights; a zip bomb reaches 1000:1
 DEFLATE_MAX_RATIO = 1032.0  # deflate's own limit: no stream inflates further (a gzip stream streamed, never held)
@@ -31,8 +32,18 @@ def check_zip_member(path: str | Path, info: Any, length: int, max_ratio: float 
     check_declared_bytes(field, info.file_size, info.compress_size, ratio)
 
 
+def check_unique_members(path: str | Path, zf: Any) -> None:
+    """UserError when the directory of the open `zipfile.ZipFile` `zf` (read from `path`) lists a member name
+    twice: zipfile returns the last of them without a word, another reader the first."""
+    twice = repeated_member(zf)
+    if twice is not None:
+        raise UserError(f"{path} holds the member {printable(twice)[:80]} twice; the file is damaged or crafted")
+
+
 def check_zip_directory(path: str | Path, zf: Any, max_ratio: float = ZIP_MAX_RATIO) -> None:
-    """`check_zip_member` for every member of the open `zipfile.ZipFile` `zf` read from `path`."""
+    """`check_unique_members`, then `check_zip_member` for every member of the open `zipfile.ZipFile` `zf`
+    read from `path`."""
+    check_unique_members(path, zf)
     length = Path(path).stat().st_size
     for info in zf.infolist():
         check_zip_member(path, info, length, max_ratio)
@@ -112,24 +123,35 @@ def _check_mat_stream(path: Path, f: Any, offset: int, nbytes: int, order: str, 
 
 
 def open_npz(path: str | Path, max_ratio: float = ZIP_MAX_RATIO, what: str = ".npz file") -> Any:
-    """`np.load(path, allow_pickle=False)` after checking the zip directory: every member's stored size
-    within the file's own length, its uncompressed size within the read ceiling and `max_ratio` times its
-    compressed size, and every .npy header's shape within its member's size (numpy allocates the
-    declared shape before reading). UserError otherwise."""
+    """`np.load(path, allow_pickle=False)` after checking the zip directory: each member and each array
+    name once (`a.npy` and `a` are both array `a` to numpy), every member's stored size within the file's
+    own length, its uncompressed size within the read ceiling and `max_ratio` times its compressed size,
+    and every .npy header's shape within its member's size (numpy allocates the declared shape before
+    reading). UserError otherwise."""
     import zipfile
 
     import numpy as np
 
     path = regular_file(path, what)
+    magic = np.lib.format.MAGIC_PREFIX
     try:
         length = path.stat().st_size
         with zipfile.ZipFile(path) as zf:
+            check_unique_members(path, zf)
+            arrays: dict[str, str] = {}
             for info in zf.infolist():
                 field = f"{path} member {info.filename}"
                 check_zip_member(path, info, length, max_ratio)
-                if not info.filename.endswith(".npy"):
-                    continue
+                key = info.filename.removesuffix(".npy")
+                first = arrays.setdefault(key, info.filename)
+                if first != info.filename:  # numpy keeps the later of the two under the one name
+                    raise UserError(f"{path} holds the array {printable(key)[:80]} twice (members "
+                                    f"{printable(first)[:80]} and {printable(info.filename)[:80]}); the file is "
+                                    f"damaged or crafted")
                 with zf.open(info) as f:
+                    if not info.filename.endswith(".npy") and f.read(len(magic)) != magic:
+                        continue  # numpy gives such a member as bytes; one that starts as .npy is an array
+                    f.seek(0)
                     version = np.lib.format.read_magic(f)
                     if version == (1, 0):
                         shape, _, dtype = np.lib.format.read_array_header_1_0(f)
