@@ -142,6 +142,36 @@ def test_sigterm_under_the_launcher_stops_with_one_line_and_resumes(tmp_path, ru
     assert math.isfinite(history[-1]["train_loss"])
 
 
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_under_the_launcher_stops_every_rank_cleanly(tmp_path):
+    """timeout or systemd signal the launcher, both ranks and their loader workers at once: the workers'
+    deaths and a rank left waiting in a collective end as the same stop (one line, exit 143, interrupted)."""
+    from tests.helpers import make_image_folder
+
+    make_image_folder(tmp_path / "train", n_per_class=40, size=16)
+    cfg = {"model": {"name": "lenet"}, "train": {"epochs": 1000, "tensorboard": False},
+           "data": {"source": "folder", "root": str(tmp_path), "train": "train", "val": None, "test": None,
+                    "val_fraction": 0.25, "image_size": 16, "batch_size": 8, "workers": 1}}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[2] / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "deepvision", "train", str(path), "--out", str(tmp_path / "runs"),
+                             "--name", "g", "--nproc-per-node", "2"], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    run = RunDir(tmp_path / "runs" / "g")
+    try:
+        _wait_for(run.checkpoints / "last.pt", proc, 120)
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, err[-3000:]
+    assert "Traceback" not in out + err and "error" not in err and err.count("training stopped after") == 1, err
+    assert run.read_state()["status"] == "interrupted"
+
+
 def test_nproc_option_under_torchrun_must_agree_and_the_hint_names_the_launcher(monkeypatch):
     from deepvision.cli.launch import NPROC_ENV, resume_hint, should_launch
     from deepvision.errors import UserError

@@ -37,8 +37,8 @@ class GracefulStop:
         self.signum = signum
         # a signal sent to the whole process group (timeout, systemd, Ctrl+C) also ends the data loader's
         # workers: torch's SIGCHLD handler would raise their deaths as errors anywhere in the stop that follows
-        if signal.SIGCHLD not in self._old:
-            self._old[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        if signal.SIGCHLD not in self._old:  # a handler, not SIG_DFL: a SIGCHLD already pending would raise
+            self._old[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _ignore)
 
     def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():
@@ -50,3 +50,7 @@ class GracefulStop:
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
         self._old.clear()
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """The SIGCHLD handler while a stop is under way."""

@@ -227,8 +227,11 @@ class Trainer:
                 for epoch in range(self.start_epoch, self.cfg.train.epochs):
                     try:
                         self.train_epoch(epoch)
-                    except RuntimeError as exc:  # a signal sent to the process group also killed loader workers
-                        if not (self.stop.requested and "DataLoader worker" in str(exc)):
+                    except (RuntimeError, ConnectionError, EOFError):
+                        # a signal sent to the whole process group also ends the loader's workers (a batch they
+                        # were handing over is lost) and, under DDP, may end one rank while another waits in a
+                        # collective: torch raises these as errors; the stop they follow goes on
+                        if not self.stop.requested:
                             raise
                         self._interrupted(epoch, *self._position)
             finally:
