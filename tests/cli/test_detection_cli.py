@@ -4,6 +4,7 @@ boxes/scores/labels parity, one result type with classification exports, nothing
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -91,6 +92,15 @@ def test_export_torchscript_api_result_and_failures(trained_detection_run, run_c
     with torch.inference_mode():
         ref = SingleImageDetector(load_run(trained_detection_run).model.cpu())(image)
     _same_detections(run_model(image), ref)  # another size than the check images
+    import zipfile
+
+    twice = tmp_path / "twice.torchscript"  # a member listed twice: torch reads the first, zip tools the last
+    twice.write_bytes(result.path.read_bytes())
+    with zipfile.ZipFile(twice, "a") as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile's "Duplicate name"
+        zf.writestr(next(n for n in zf.namelist() if n.endswith("classes.json")), '["a", "b", "c"]')
+    with pytest.raises(UserError, match=r"twice\.torchscript is damaged \(it holds the member .*classes\.json' "):
+        load_exported(twice)
 
     code, _, err = run_cli("export", trained_detection_run, "--dynamic-batch")
     assert code == 2 and "--dynamic-batch does not apply" in err

@@ -32,6 +32,7 @@ from deepvision.engine.detection_metrics import box_iou
 from deepvision.errors import UserError
 from deepvision.export.hooks import ExportHooks, Parity, register_export
 from deepvision.export.onnx_export import METADATA_KEY
+from deepvision.fileio import zip_damage
 from deepvision.models.detection import detection_family
 from deepvision.onnxrt import (
     check_same_records,
@@ -256,6 +257,9 @@ def load_exported(path: str | Path, fmt: str | None = None) -> tuple[Any, list[s
         own = load_json(meta[METADATA_KEY], f"{path} metadata") if METADATA_KEY in meta else None
         check_same_records(path, meta, own)
         return (lambda im: tuple(run_session(session, path, None, {"image": np.asarray(im)}))), classes
+    damage = zip_damage(path)  # a member listed twice: torch reads the first, zip tools the last
+    if damage:
+        raise UserError(f"{path} is damaged ({damage}); export the detector again")
     files = {"classes.json": ""}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit's deprecation notice
