@@ -211,7 +211,7 @@ def test_preprocess_json_is_bounded_and_validated(tmp_path):
     assert run.read_preprocess().size == (32, 40)
 
 
-@pytest.mark.parametrize("value", ["0x" + "f" * 4000, "1" * 5000, "-0b" + "1" * 200, "1_000" * 100])
+@pytest.mark.parametrize("value", ["0x" + "f" * 4000, "1" * 5000, "-0b" + "1" * 200, "9" * 200])
 def test_an_integer_beyond_the_range_is_one_line(value):
     from deepvision.safeload import LimitError, load_yaml
 
