@@ -84,3 +84,26 @@ def test_a_signal_to_the_process_group_stops_training_with_loader_workers_cleanl
     run = RunDir(out / "x")
     assert run.read_state()["status"] == "interrupted"
     assert load_checkpoint(run.checkpoints / "last.pt")["epoch"] >= 1
+
+
+def test_a_stop_while_the_test_split_is_scored_keeps_the_saved_epoch(tmp_path, monkeypatch, run_cli):
+    """A signal to the process group while the test split is scored after the last epoch ends the test
+    loader's workers: the epoch is saved, so the run stopped after it (not "before any epoch"), and the advice
+    is to score the test split (a resume would find nothing left to train)."""
+    from deepvision.engine.callbacks import holdout
+
+    def cut_short(self):  # what torch raises when a loader worker died with the trainer's SIGTERM
+        self.trainer.stop.signum = signal.SIGTERM
+        raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated.")
+
+    monkeypatch.setattr(holdout.TestEvaluator, "score", cut_short)
+    cfg = tiny_config(1, max_samples=200, test_fraction=0.2, test=None)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    code, _, err = run_cli("train", path, "--out", tmp_path / "runs", "--name", "t")
+    run = RunDir(tmp_path / "runs" / "t")
+    assert code == 143 and "Traceback" not in err, err
+    assert f"training stopped after 1 completed epoch, before the test split was scored; score it with:\n" \
+           f"  deepvision evaluate {run.path}\n" in err
+    assert run.read_state()["status"] == "interrupted" and run.read_state()["epochs_done"] == 1
+    assert load_checkpoint(run.checkpoints / "last.pt")["epoch"] == 1 and len(run.read_history()) == 1

@@ -268,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
 
             n = stop.epochs_done
             done = f"after {n} completed epoch{'s' if n != 1 else ''}" if n else "before any epoch completed"
+            if stop.unscored:  # nothing is left to train: a resume would be refused
+                sys.stderr.write(f"training stopped {done}, before the test split was scored; score it with:\n"
+                                 f"  deepvision evaluate {stop.run_dir}\n")
+                return stop.exit_code
             again = "resume" if stop.epochs_done else "start it again"
             hint = resume_hint(stop.run_dir)
             nodes = "  on every node, with its rendezvous options for ...\n" if " ... " in hint else ""

@@ -233,6 +233,8 @@ class Trainer:
                         # collective: torch raises these as errors; the stop they follow goes on
                         if not self.stop.requested:
                             raise
+                        if self.history and self.history[-1].get("epoch") == epoch + 1:
+                            self._stopped_after(epoch)  # the epoch was saved; its test scoring was cut short
                         self._interrupted(epoch, *self._position)
             finally:
                 self.callbacks.on_train_end()
@@ -397,6 +399,16 @@ class Trainer:
         if self.dist.is_main:
             self.run.update_state(status="interrupted", epochs_done=epoch)
         raise StopRequested(signum, epoch, str(self.run.path))
+
+    def _stopped_after(self, epoch: int) -> None:
+        """A stop during the work after epoch `epoch` (0-based) was saved: scoring the test split."""
+        done = epoch + 1
+        self.reporter.line(f"Epoch[{epoch}] saved; stopped while scoring the test split",
+                           console=f"stopped after epoch {done} was saved, before the test split was scored")
+        if self.dist.is_main:
+            self.run.update_state(status="interrupted", epochs_done=done)
+        raise StopRequested(self.stop.signum or 2, done, str(self.run.path),
+                            unscored=done == self.cfg.train.epochs)
 
     def validate(self, role: str = "val") -> dict[str, float]:
         """Score every sample of `role` exactly once (no padding) with the model in eval mode."""
