@@ -317,3 +317,24 @@ def test_report_accuracies_outside_0_to_1_and_negative_losses_show_as_a_dash(tmp
     assert row.get("test_map50") is None
     code, out, err = run_cli("runs", tmp_path, "--columns", "name,test_acc")
     assert code == 0 and "150.00" not in out and "-20.00" not in out
+
+
+def test_a_top5_below_top1_is_impossible_in_history_and_reports(tmp_path, run_cli):
+    """Top-5 counts every top-1 hit (both come from one top-k), and mAP@[.5:.95] never exceeds mAP@.5: a
+    history row breaking this marks the run damaged; a report's pair is left out ('-'), never shown."""
+    import json
+
+    bad = fake_run(tmp_path, "bad", {"name": "constant"}, 2)
+    text = bad.history_path.read_text().splitlines()
+    cells = text[2].split(",")
+    cells[text[0].split(",").index("val_top5")] = "0.1"
+    bad.history_path.write_text("\n".join([*text[:2], ",".join(cells)]) + "\n")
+    report = fake_run(tmp_path, "report", {"name": "constant"}, 2)
+    (report.folder("eval", "test-best") / "metrics.json").write_text(json.dumps({"rank1": 0.88, "rank5": 0.1}))
+    report.test_metrics_path.write_text(json.dumps({"test_map50": 0.004, "test_map": 0.9}))
+    rows = {r["name"]: r for r in journal(tmp_path)}
+    assert "line 3: val_top5 '0.1' is below the top-1 accuracy" in rows["bad"]["status"]
+    assert rows["report"].get("test_acc") is None and rows["report"].get("test_top5") is None
+    assert rows["report"].get("test_map") is None and rows["report"].get("test_map50") is None
+    code, out, _ = run_cli("runs", tmp_path, "--columns", "name,test_acc,test_top5")
+    assert code == 0 and "88.00" not in out and "10.00" not in out

@@ -590,6 +590,7 @@ def _finite(value: Any) -> bool:
 # report numbers that are fractions (accuracies, AP, mAP: 0 to 1) and losses (from 0), by key, as history cells
 _FRACTION = re.compile(r"(^|_)(acc|top5|rank1|rank5|one_off|roc_auc|average_precision|ap|ap_11pt|map\w*)$")
 _LOSS = re.compile(r"(^|_)(loss|cross_entropy)$")
+_AT_MOST = (("rank1", "rank5"), ("test_acc", "test_top5"), ("map", "map50"), ("test_map", "test_map50"))
 
 
 def _numbers(report: dict[str, Any]) -> dict[str, Any]:
@@ -605,6 +606,10 @@ def _numbers(report: dict[str, Any]) -> dict[str, Any]:
                 out[key] = value
         elif key in _REPORT_TEXT and isinstance(value, str) and value.isprintable():
             out[key] = value
+    for low, high in _AT_MOST:  # top-5 counts every top-1 hit; mAP@[.5:.95] averages APs at most AP@.5
+        if isinstance(out.get(low), (int, float)) and isinstance(out.get(high), (int, float)) \
+                and out[low] > out[high] + 1e-9:
+            del out[low], out[high]
     return out
 
 
@@ -650,6 +655,9 @@ def _bad_cell(rows: list[dict[str, Any]]) -> str | None:
                 return f"line {i}: {printable(str(key))[:40]} '{shown}' is not a number"
             if key.endswith(ACCURACY_COLUMNS) and not (math.isnan(value) or 0.0 <= value <= 1.0):
                 return f"line {i}: {printable(str(key))[:40]} '{shown}' is not an accuracy from 0 to 1"
+            top1 = row.get(key[: -len("_top5")] + "_acc") if key.endswith("_top5") else None
+            if isinstance(top1, float) and value < top1:  # both counted from one top-k: never below
+                return f"line {i}: {printable(str(key))[:40]} '{shown}' is below the top-1 accuracy {top1:g}"
             if key in TIME_COLUMNS and not (math.isnan(value) or math.isfinite(value) and value >= 0):
                 return f"line {i}: {key} '{shown}' is not a duration (a finite number from 0)"
     return None
