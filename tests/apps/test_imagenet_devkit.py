@@ -239,6 +239,21 @@ def test_a_validation_image_listed_twice_is_refused(tmp_path, run_cli):
         build_lists(root, test_size=2, blacklist=False)
 
 
+@pytest.mark.parametrize("gt", ["1_0", "\u0663", "+2", " 2x"])
+def test_a_ground_truth_class_id_is_plain_digits(tmp_path, run_cli, gt):
+    """int() reads '1_0' as 10, an Arabic-Indic three as 3 and '+2' as 2: the ground truth is read as written,
+    like the val list's id column beside it."""
+    root = tmp_path / "ilsvrc"
+    make_fake_imagenet(root, classes=3, per_class=4, val_per_class=2, min_side=16, max_side=20)
+    truth = root / "devkit" / "data" / "ILSVRC2015_clsloc_validation_ground_truth.txt"
+    lines = truth.read_text().splitlines()
+    truth.write_text("\n".join([lines[0], gt, *lines[2:]]) + "\n")
+    code, _, err = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "o", "--test-size", "2",
+                           "--no-mean", "--no-blacklist")
+    assert code == 2 and err.count("\n") == 1 and not (tmp_path / "o").exists(), err
+    assert f"{truth}:2: expected a class id in plain digits, got " in err
+
+
 @pytest.mark.parametrize("link", ["symbolic to a validation image", "hard to another class's image"])
 def test_one_image_file_reached_by_two_entries_is_refused(tmp_path, run_cli, link):
     """Compared by name only, a training image linked to a validation image (or to another class's) was

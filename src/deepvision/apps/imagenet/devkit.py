@@ -147,10 +147,10 @@ def read_val(paths: DevkitPaths, num_classes: int, blacklist: bool = True) -> tu
         parts = line.split()
         if len(parts) != 2 or not _number(parts[1]):
             raise UserError(f"{paths.val}:{lineno}: expected '<image> <id>', got {printable(line[:60])!r}")
-        try:
-            label = int(gt) - 1
-        except ValueError:
-            raise UserError(f"{paths.val_ground_truth}:{lineno}: expected a class id, got {gt!r}") from None
+        if not _number(gt):  # int() also reads '1_0', '+9' and other scripts' digits
+            raise UserError(f"{paths.val_ground_truth}:{lineno}: expected a class id in plain digits, got "
+                            f"{printable(gt[:30])!r}")
+        label = int(gt) - 1
         if not 0 <= label < num_classes:
             raise UserError(f"{paths.val_ground_truth}:{lineno}: class id {gt} outside 1..{num_classes}")
         if not _plain_name(parts[0]):  # a folder part would lead out of the validation folder
