@@ -151,6 +151,9 @@ def test_lists_naming_an_image_under_two_labels_or_shared_splits_are_named(packe
         read_lst(tmp_path / "dup3.lst")
     (tmp_path / "same.lst").write_text("0\t0\th/a.png\n1\t0\th/a.png\n")  # listed twice, one label: oversampling
     assert len(read_lst(tmp_path / "same.lst")) == 2
+    (tmp_path / "index.lst").write_text("0\t0\th/a.png\n1\t1\tv/b.png\n1\t2\tc/c.png\n")  # im2rec refuses it too
+    with pytest.raises(UserError, match=r"index.lst: lines 2 and 3 both have index 1; each image needs its own"):
+        read_lst(tmp_path / "index.lst")
     cfg = tiny_config(1, source="lst", root=str(images), train=str(data / "set_train.lst"),
                       val=str(data / "set_train.lst"), test=str(data / "set_val.lst"), val_fraction=0.0,
                       batch_size=4, workers=0, channels=3)

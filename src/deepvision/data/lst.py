@@ -41,7 +41,7 @@ def read_lst(path: str | Path) -> list[ListEntry]:
     """Parse a .lst file; malformed lines raise UserError naming the line."""
     path = Path(path)
     text = read_list_text(path)
-    entries, first = [], {}
+    entries, first, indexes = [], {}, {}
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -58,6 +58,9 @@ def read_lst(path: str | Path) -> list[ListEntry]:
         if first.setdefault(os.path.normpath(parts[-1]), (labels, lineno))[0] != labels:  # one image, two classes
             raise UserError(f"{path}:{lineno}: {parts[-1]} is listed again with other labels (first on line "
                             f"{first[os.path.normpath(parts[-1])][1]}); an image has one label")
+        if indexes.setdefault(index, lineno) != lineno:  # MXNet keys a list by index: one of the two would go
+            raise UserError(f"{path}: lines {indexes[index]} and {lineno} both have index {index}; each image needs "
+                            f"its own index (the record's key in the .idx)")
         entries.append(ListEntry(index, labels, parts[-1]))
     return entries
 
