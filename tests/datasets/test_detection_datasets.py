@@ -350,6 +350,42 @@ def test_label_map_comments_and_display_name(tmp_path):
     assert read_class_list(str(path)) == ["disc", "square # 2"]
 
 
+@pytest.mark.parametrize("text", [
+    "item: { id: 1 name: 'b' }\nitem < id: 2 name: 'a' >\nitem { id: 3; name: 'c', }\n",
+    "item: [{ id: 3 name: 'c' }, { id: 1 name: 'b' }]\nitem {\n  id: 2\n  name: 'a'\n  keypoints {\n    id: 0\n"
+    "    label: 'apex'\n  }\n  keypoints < id: 1 label: 'base' >\n  frequency: RARE\n  instance_count: 4\n"
+    "  ancestor_ids: [5, 6]\n  descendant_ids: 7\n}\n",
+])
+def test_label_map_every_protobuf_spelling_of_an_item(tmp_path, text):
+    """`item {`, `item: {`, `item < >` and `item: [...]` are one field to protobuf; the fields TFOD's
+    StringIntLabelMapItem has besides id and name (keypoints, LVIS counts) are read and left aside; a .txt
+    holding such items is read as a label map, not as class names."""
+    for name in ("label_map.pbtxt", "classes.txt"):
+        (tmp_path / name).write_text(text)
+        assert read_class_list(str(tmp_path / name)) == ["b", "a", "c"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("item { id: 1 name: 'disc' }\niten { id: 2 name: 'square' }\n",
+     r"line 2: a label map has no field named 'iten' \(it has item\)"),
+    ("item { id: 1 name: 'disc' colour: 'red' }\n", "line 1: a label map item has no field named 'colour'"),
+    ("item { id: 1 name: 'disc' keypoints { id: 0 lable: 'x' } }\n", "a keypoint has no field named 'lable'"),
+    ("item { id: 1 name: 'disc' frequency: OFTEN }\n", "has frequency 'OFTEN'; use one of UNSPECIFIED"),
+    ("item { id: 1 name: 'disc' keypoints: 3 }\n", "'keypoints' is a message: write keypoints { ... }"),
+    ("item { id: 1 name: 'disc' }}\n", "expected a field name, got '}'"),
+    ("item { id: 1 name: 'disc'\n", "an item's '}' is missing"),
+    ("# no items\n", "no class names"),
+])
+def test_label_map_unknown_fields_and_broken_text_are_refused(tmp_path, text, message):
+    """What protobuf refuses (a field the proto lacks, a brace too many or too few) is one line naming it:
+    an item is never dropped and the file never taken as "no classes given"."""
+    path = tmp_path / "label_map.pbtxt"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message) as err:
+        read_class_list(str(path))
+    assert "\n" not in str(err.value) and path.read_text() == text
+
+
 def test_load_index_rejects_edited_files(tmp_path):
     build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out", test_fraction=0)
     doc = json.loads((tmp_path / "out" / "train.json").read_text())
