@@ -308,6 +308,25 @@ def test_label_map_and_class_lists(tmp_path):
         read_class_list("a,a")
 
 
+@pytest.mark.parametrize("value, message", [
+    ("label_map.pbtx", "class list file 'label_map.pbtx' not found (did you mean 'label_map.pbtxt'?)"),
+    ("label_map.pbtxt ", "class list file 'label_map.pbtxt ' not found (did you mean 'label_map.pbtxt'?)"),
+    ("label_map", "class list file 'label_map' not found (did you mean 'label_map.pbtxt'?)"),
+    ("lists/classes.txt", "class list file 'lists/classes.txt' not found;"),
+    ("data.yaml", "class list file 'data.yaml' not found;"),
+    ("disc,label_map.pbtxt", "--classes 'disc,label_map.pbtxt' mixes the file 'label_map.pbtxt' with class names"),
+])
+def test_classes_naming_a_missing_file_is_refused(tmp_path, monkeypatch, run_cli, value, message):
+    """A --classes value that names a file (a path separator, a file suffix, NAME.pbtxt beside it) but no
+    existing file is one line, exit 2: never a one-class set named after the file with every box dropped."""
+    monkeypatch.chdir(tmp_path)
+    make_fake(tmp_path / "y", "yolo", images=4, size=64)
+    Path("label_map.pbtxt").write_text(label_map_text(["disc", "square", "triangle"]))
+    code, _, err = run_cli("detection", "build", "yolo", "y", "--classes", value, "--out", "b")
+    assert code == 2 and message in err and err.count("\n") == 1 and not Path("b").exists()
+    assert read_class_list("disc, square") == ["disc", "square"] and read_class_list("st.louis") == ["st.louis"]
+
+
 def test_label_map_names_with_quotes_round_trip(tmp_path):
     """A quote or backslash in a class name is escaped in label_map.pbtxt and read back the same; a
     name with a brace or "id: 9" inside stays one name; an unescaped quote is one line, never a rename."""

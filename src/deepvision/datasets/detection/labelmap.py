@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import itertools
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ _ITEM_FIELDS: dict[str, Any] = {"name": "str", "id": "int", "display_name": "str
                                 "instance_count": "int"}
 _MAP_FIELDS: dict[str, Any] = {"item": _ITEM_FIELDS}
 _FREQUENCY = ("UNSPECIFIED", "FREQUENT", "COMMON", "RARE", "0", "1", "2", "3")  # enum LVISFrequency
+_FILE_SUFFIXES = (".txt", ".pb", ".yaml", ".yml", ".json", ".csv", ".names")  # .pbtxt, .pbtx too
 _ESCAPE = re.compile(r"\\(?:([0-7]{1,3})|x([0-9a-fA-F]{1,2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))", re.S)
 _SIMPLE = {"n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b", "f": "\f", "v": "\v", "\\": "\\",
            "'": "'", '"': '"', "?": "?"}
@@ -70,14 +74,36 @@ def read_class_list(value: str) -> list[str]:
         else:
             names = name_lines(text)
     else:
-        if path.suffix in (".txt", ".pbtxt") or "/" in value:
-            input_file(path, "class list file")  # a FIFO or folder is named as such, not "not found"
+        _refuse_file_names(value)
         names = [n.strip() for n in value.split(",") if n.strip()]
     if not names:
         raise UserError(f"no class names in {value!r}")
     if len(set(names)) != len(names):
         raise UserError(f"class names repeat in {value!r}")
     return names
+
+
+def _refuse_file_names(value: str) -> None:
+    """A comma-list entry that names a file, not a class (a path separator, a file suffix such as .txt, .pbtxt,
+    .pbtx or .yaml, or NAME.txt / NAME.pbtxt existing beside it), is refused: a mistyped file name would
+    otherwise become a class of that name and every box would be dropped."""
+    for piece in value.split(","):
+        name = piece.strip()
+        known = [f"{name}{s}" for s in (".txt", ".pbtxt") if name and Path(f"{name}{s}").is_file()]
+        if not (known or re.search(r"[/\\]", name) or Path(name).suffix.lower().startswith(_FILE_SUFFIXES)):
+            continue
+        if Path(piece).exists():  # a FIFO or folder is named as such; a file beside class names is one or the other
+            input_file(piece, "class list file")
+            raise UserError(f"--classes {value!r} mixes the file {piece!r} with class names; give one or the other")
+        try:
+            with os.scandir(Path(name).parent) as entries:  # bounded: a few thousand names at most
+                near = known or [Path(name).parent / n for n in difflib.get_close_matches(
+                    Path(name).name, [e.name for e in itertools.islice(entries, 5000) if e.is_file()], 1, 0.75)]
+        except OSError:
+            near = known
+        hint = f" (did you mean {str(near[0])!r}?)" if near else ""
+        raise UserError(f"class list file {piece!r} not found{hint}; give an existing classes.txt or "
+                        f"label_map.pbtxt, or class names as a comma list (--classes car,dog)")
 
 
 def _tokens(path: Path, text: str) -> list[tuple[str, str, int, int]]:
