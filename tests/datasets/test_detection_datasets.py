@@ -308,6 +308,25 @@ def test_label_map_and_class_lists(tmp_path):
         read_class_list("a,a")
 
 
+@pytest.mark.parametrize("value, message", [
+    ("label_map.pbtx", "class list file 'label_map.pbtx' not found (did you mean 'label_map.pbtxt'?)"),
+    ("label_map.pbtxt ", "class list file 'label_map.pbtxt ' not found (did you mean 'label_map.pbtxt'?)"),
+    ("label_map", "class list file 'label_map' not found (did you mean 'label_map.pbtxt'?)"),
+    ("lists/classes.txt", "class list file 'lists/classes.txt' not found;"),
+    ("data.yaml", "class list file 'data.yaml' not found;"),
+    ("disc,label_map.pbtxt", "--classes 'disc,label_map.pbtxt' mixes the file 'label_map.pbtxt' with class names"),
+])
+def test_classes_naming_a_missing_file_is_refused(tmp_path, monkeypatch, run_cli, value, message):
+    """A --classes value that names a file (a path separator, a file suffix, NAME.pbtxt beside it) but no
+    existing file is one line, exit 2: never a one-class set named after the file with every box dropped."""
+    monkeypatch.chdir(tmp_path)
+    make_fake(tmp_path / "y", "yolo", images=4, size=64)
+    Path("label_map.pbtxt").write_text(label_map_text(["disc", "square", "triangle"]))
+    code, _, err = run_cli("detection", "build", "yolo", "y", "--classes", value, "--out", "b")
+    assert code == 2 and message in err and err.count("\n") == 1 and not Path("b").exists()
+    assert read_class_list("disc, square") == ["disc", "square"] and read_class_list("st.louis") == ["st.louis"]
+
+
 def test_label_map_names_with_quotes_round_trip(tmp_path):
     """A quote or backslash in a class name is escaped in label_map.pbtxt and read back the same; a
     name with a brace or "id: 9" inside stays one name; an unescaped quote is one line, never a rename."""
@@ -348,6 +367,42 @@ def test_label_map_comments_and_display_name(tmp_path):
     path.write_text("item { id: 1 display_name: 'square' name: 'disc' }\n# item { id: 3 name: 'old' }\n"
                     "item {\n  id: 2  # square\n  name: 'sq' \"uare # 2\"\n  display_name: 'disc'\n}\n")
     assert read_class_list(str(path)) == ["disc", "square # 2"]
+
+
+@pytest.mark.parametrize("text", [
+    "item: { id: 1 name: 'b' }\nitem < id: 2 name: 'a' >\nitem { id: 3; name: 'c', }\n",
+    "item: [{ id: 3 name: 'c' }, { id: 1 name: 'b' }]\nitem {\n  id: 2\n  name: 'a'\n  keypoints {\n    id: 0\n"
+    "    label: 'apex'\n  }\n  keypoints < id: 1 label: 'base' >\n  frequency: RARE\n  instance_count: 4\n"
+    "  ancestor_ids: [5, 6]\n  descendant_ids: 7\n}\n",
+])
+def test_label_map_every_protobuf_spelling_of_an_item(tmp_path, text):
+    """`item {`, `item: {`, `item < >` and `item: [...]` are one field to protobuf; the fields TFOD's
+    StringIntLabelMapItem has besides id and name (keypoints, LVIS counts) are read and left aside; a .txt
+    holding such items is read as a label map, not as class names."""
+    for name in ("label_map.pbtxt", "classes.txt"):
+        (tmp_path / name).write_text(text)
+        assert read_class_list(str(tmp_path / name)) == ["b", "a", "c"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("item { id: 1 name: 'disc' }\niten { id: 2 name: 'square' }\n",
+     r"line 2: a label map has no field named 'iten' \(it has item\)"),
+    ("item { id: 1 name: 'disc' colour: 'red' }\n", "line 1: a label map item has no field named 'colour'"),
+    ("item { id: 1 name: 'disc' keypoints { id: 0 lable: 'x' } }\n", "a keypoint has no field named 'lable'"),
+    ("item { id: 1 name: 'disc' frequency: OFTEN }\n", "has frequency 'OFTEN'; use one of UNSPECIFIED"),
+    ("item { id: 1 name: 'disc' keypoints: 3 }\n", "'keypoints' is a message: write keypoints { ... }"),
+    ("item { id: 1 name: 'disc' }}\n", "expected a field name, got '}'"),
+    ("item { id: 1 name: 'disc'\n", "an item's '}' is missing"),
+    ("# no items\n", "no class names"),
+])
+def test_label_map_unknown_fields_and_broken_text_are_refused(tmp_path, text, message):
+    """What protobuf refuses (a field the proto lacks, a brace too many or too few) is one line naming it:
+    an item is never dropped and the file never taken as "no classes given"."""
+    path = tmp_path / "label_map.pbtxt"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message) as err:
+        read_class_list(str(path))
+    assert "\n" not in str(err.value) and path.read_text() == text
 
 
 def test_load_index_rejects_edited_files(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -423,8 +424,8 @@ def test_an_image_hard_linked_into_two_splits_is_refused(tmp_path, run_cli):
     os.link(train, val)
     code, _, err = run_cli("detection", "build", *yolo.build_args, "--out", tmp_path / "built")
     assert code == 2 and err.count("\n") == 1, err
-    assert (f"{val} (one file with {train}: a link) is named by two records, a record (train) and a record (val)"
-            in err), err
+    assert (f"{val} (one file with {train}: a link) is named by two records, the folder {train.parent} (train) "
+            f"and the folder {val.parent} (val)" in err), err
     assert not (tmp_path / "built").exists()
 
 
@@ -446,6 +447,52 @@ def test_yolo_label_file_without_its_image_is_counted_and_refused_with_strict(tm
     code, out, _ = run_cli("detection", "build", *yolo.build_args, "--out", tmp_path / "built")
     assert code == 0 and "skipped 1 of 8 image(s)" in out
     assert json.loads((tmp_path / "built" / "dataset.json").read_text())["counts"]["train"]["images"] == 5
+
+
+def test_yolo_label_beside_its_missing_image_is_counted_and_refused_with_strict(tmp_path, run_cli):
+    """Labels beside their images (no labels/ folder): a .txt whose every line is a box and whose image is gone
+    counts as a missing image (an error with --strict); classes.txt, a split list, a README or an empty .txt
+    beside them are not label files."""
+    from deepvision.datasets.detection import make_fake
+
+    yolo = make_fake(tmp_path / "y", "yolo", images=8, size=64, seed=0)
+    z = tmp_path / "z"
+    for split in ("train", "val"):
+        shutil.copytree(yolo.out / "images" / split, z / split)
+        for label in (yolo.out / "labels" / split).glob("*.txt"):
+            shutil.copy(label, z / split)
+    (z / "data.yaml").write_text(f"path: {z}\ntrain: train\nval: val\nnames: [disc, square, triangle]\n")
+    (z / "train" / "classes.txt").write_text("disc\nsquare\ntriangle\n")
+    (z / "train" / "list.txt").write_text("train/img_00000.jpg\n")
+    (z / "train" / "README.txt").write_text("labelled by hand, 3 classes\n")
+    (z / "train" / "empty.txt").write_text("")
+    gone = sorted((z / "train").glob("*.jpg"))[0]
+    gone.unlink()
+    before = _snapshot(z)
+    code, _, err = run_cli("detection", "build", "yolo", z / "data.yaml", "--out", tmp_path / "strict", "--strict")
+    assert code == 2 and err.count("\n") == 1, err
+    assert (f"skipped 1 of 8 image(s) whose image file is missing; looked for {gone.stem}.* (the image of "
+            f"{gone.with_suffix('.txt')})" in err and err.rstrip().endswith("(--strict)")), err
+    assert not (tmp_path / "strict").exists() and _snapshot(z) == before
+    code, out, _ = run_cli("detection", "build", "yolo", z / "data.yaml", "--out", tmp_path / "built")
+    assert code == 0 and "skipped 1 of 8 image(s)" in out
+
+
+def test_yolo_list_naming_an_image_twice_names_both_lines(tmp_path, run_cli):
+    """A .txt split list naming one image on two lines (two spellings) is one line naming the list, both
+    line numbers and both spellings."""
+    from deepvision.datasets.detection import make_fake
+
+    yolo = make_fake(tmp_path / "y", "yolo", images=8, size=64, seed=0)
+    first = sorted((yolo.out / "images" / "train").glob("*.jpg"))
+    listed = [f"images/train/{p.name}" for p in first] + [f"./images/train/{first[0].name}"]
+    (yolo.out / "train.txt").write_text("\n".join(listed) + "\n")
+    (yolo.out / "d.yaml").write_text("path: .\ntrain: train.txt\nval: images/val\nnames: [disc, square, triangle]\n")
+    code, _, err = run_cli("detection", "build", "yolo", yolo.out / "d.yaml", "--out", tmp_path / "built")
+    assert code == 2 and err.count("\n") == 1, err
+    assert (f"{yolo.out / 'train.txt'} lines 1 and {len(listed)} both name {first[0]} (as "
+            f"'images/train/{first[0].name}' and './images/train/{first[0].name}'); list each image once") in err, err
+    assert not (tmp_path / "built").exists()
 
 
 def test_yolo_two_images_of_one_stem_sharing_a_label_file_are_refused(tmp_path, run_cli):

@@ -4,6 +4,7 @@ with classes.txt, and one `class cx cy w h` text file of normalised boxes per im
 from __future__ import annotations
 
 import math
+import os
 import unicodedata
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -66,11 +67,12 @@ def _yolo_split_path(base: Path, name: str, where: str) -> Path:
     return inside(base, name, where)
 
 
-def _yolo_images(entry: Any, base: Path, where: str) -> tuple[list[Path], list[Path]]:
-    """The images of one split and its image folders: folders and .txt lists, absolute or inside the dataset
-    folder `base`, whose lines name images the same way (relative to `base`, or to the list's folder)."""
+def _yolo_images(entry: Any, base: Path, where: str) -> tuple[list[tuple[Path, str]], list[Path]]:
+    """The images of one split, each with where it was named (its folder, or a list's file and line), and
+    the split's image folders: folders and .txt lists, absolute or inside the dataset folder `base`, whose
+    lines name images the same way (relative to `base`, or to the list's folder)."""
     entries = entry if isinstance(entry, list) else [entry]
-    out: list[Path] = []
+    out: list[tuple[Path, str]] = []
     folders: list[Path] = []
     for e in entries:
         if not isinstance(e, str) or not e or "\0" in e:
@@ -78,32 +80,52 @@ def _yolo_images(entry: Any, base: Path, where: str) -> tuple[list[Path], list[P
         p = _yolo_split_path(base, e, where)
         if p.is_dir():
             folders.append(p)
-            out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS)
+            out += [(q, f"the folder {p}") for q in sorted(p.rglob("*")) if q.suffix.lower() in IMAGE_EXTENSIONS]
         elif p.suffix == ".txt" and p.is_file():  # a list of image paths, relative to the dataset path
-            for line in read_text_file(p, "YOLO image list").split():
-                q = _yolo_split_path(base, line, str(p))
-                out.append(q if q.exists() or q.is_absolute() else inside(p.parent, line, str(p)))
+            listed: dict[str, tuple[int, str]] = {}
+            for line_no, text in enumerate(read_text_file(p, "YOLO image list").splitlines(), 1):
+                for line in text.split():
+                    q = _yolo_split_path(base, line, str(p))
+                    q = q if q.exists() or q.is_absolute() else inside(p.parent, line, str(p))
+                    first, spelt = listed.setdefault(os.path.normcase(os.path.realpath(q)), (line_no, line))
+                    if first != line_no or spelt != line:
+                        also = f" (as {spelt!r} and {line!r})" if spelt != line else ""
+                        raise UserError(f"{p} lines {first} and {line_no} both name {q}{also}; list each image "
+                                        f"once")
+                    out.append((q, f"{p} line {line_no}"))
         else:
             raise UserError(f"YOLO split {e}: {p} is neither a folder of images nor a .txt list of images")
     return out, folders
 
 
 def _orphan_labels(folders: list[Path], claimed: dict[Path, Path]) -> list[ImageRecord]:
-    """A record, its image missing, for each label file in the labels/ folder of a split's image folder that no
-    image takes (its image deleted or renamed): the build counts it with the other missing images, so its
-    boxes are never left out without a word. Labels beside their images are not searched (other .txt files
-    live there, such as classes.txt); neither are those of .txt image lists (two lists may share a folder)."""
+    """A record, its image missing, for each label file of a split's image folder that no image takes (its
+    image deleted or renamed): the build counts it with the other missing images, so its boxes are never left
+    out without a word. In the labels/ folder every .txt is a label file; beside the images, only a .txt whose
+    every line reads as a box (classes.txt, split lists and notes live there too). The folders of .txt image
+    lists are not searched (two lists may share a folder)."""
     out = []
     for folder in folders:
         labels = yolo_label_path(folder / "_").parent
-        if labels == folder or not labels.is_dir():
+        if not labels.is_dir():
             continue
         for label in sorted(labels.rglob("*.txt")):
-            if label.resolve() not in claimed and label.is_file():
+            if label.resolve() not in claimed and label.is_file() and (labels != folder or _reads_as_boxes(label)):
                 image = claimed[label.resolve()] = folder / label.relative_to(labels).with_suffix(".*")
                 out.append(ImageRecord(str(image.resolve()), looked_in=(f"{image.name} (the image of {label})",
                                                                           str(image.parent)), source=str(label)))
     return out
+
+
+def _reads_as_boxes(path: Path) -> bool:
+    """Whether `path` has lines and every one is a YOLO box or polygon: `class x y ...`, 5 or an odd count of
+    numbers (a class list, a split list or a README has words)."""
+    try:
+        rows = [[float(x) for x in line.split()] for line in read_text_file(path, "YOLO label file").splitlines()
+                if line.strip()]
+    except (UserError, ValueError):
+        return False
+    return bool(rows) and all(len(r) == 5 or len(r) > 5 and len(r) % 2 for r in rows)
 
 
 def yolo_label_path(image: Path) -> Path:
@@ -163,8 +185,8 @@ def read_yolo(source: str | Path) -> Annotations:
             continue
         records = []
         images, folders[split] = _yolo_images(spec[split], base, f"{yaml_path}, {split}")
-        for image in images:
-            record = ImageRecord(str(image.resolve()))
+        for image, named_in in images:
+            record = ImageRecord(str(image.resolve()), source=named_in)
             label = yolo_label_path(image)
             kind = file_problem(label)
             if kind not in (None, "missing"):
