@@ -254,6 +254,20 @@ def test_out_and_labels_are_refused_before_the_checkpoint_is_read(tmp_path, run_
     assert (tmp_path / "taken" / "keep.txt").read_text() == "keep\n" and not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("name", ["x ", " x", "x\t", ".x"])
+def test_a_run_folder_name_train_would_refuse_is_refused(tmp_path, run_cli, monkeypatch, name):
+    """'runs/x ' beside 'runs/x' would be two rows `deepvision runs` prints alike: refused as `train --name`
+    refuses it, before the checkpoint is read."""
+    from deepvision.interop import mxnet_import
+
+    prefix = _checkpoint(tmp_path)
+    monkeypatch.setattr(mxnet_import, "read_symbol", lambda *a: pytest.fail("the checkpoint was read"))
+    code, out, err = run_cli("import", "mxnet", prefix, 1, "--out", tmp_path / "runs" / name)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert "--out (the run folder's name) must be a plain folder name (no path separators" in err, err
+    assert f"got {name!r}" in err and not (tmp_path / "runs").exists()
+
+
 def test_a_params_path_that_is_a_fifo_is_named_as_such(tmp_path, run_cli):
     prefix = _checkpoint(tmp_path)
     params = Path(f"{prefix}-0001.params")
