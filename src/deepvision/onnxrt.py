@@ -84,13 +84,55 @@ def run_session(session: Any, path: str | Path, outputs: list[str] | None, feeds
 
 def load_model(path: str | Path) -> Any:
     """The ONNX ModelProto of the file at `path`, without its external data; UserError when protobuf cannot
-    parse it."""
+    parse it or a tensor name is given twice (`check_single_assignment`)."""
     onnx = require("onnx")
     try:
-        return onnx.load(str(path), load_external_data=False)
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf's own exception types
         why = str(exc).strip()[:120] or type(exc).__name__
         raise UserError(f"cannot read {path} as an ONNX model ({why})") from None
+    check_single_assignment(path, model.graph)
+    return model
+
+
+def check_single_assignment(path: str | Path, graph: Any, outer: frozenset[str] = frozenset()) -> None:
+    """Refuse a graph (or subgraph) that gives one tensor name twice: two initializers, two graph inputs, or a
+    node output named like an input, an initializer, another node's output or a name of an enclosing graph.
+    onnxruntime takes such a file and silently keeps one of the two (a second bias, a Constant node shadowing
+    a weight: another network); ONNX's checker refuses it. An initializer named like a graph input is ONNX's
+    default value for that input, and allowed."""
+    from collections import Counter
+
+    from deepvision.safeload import printable
+
+    def refuse(name: str, what: str) -> None:
+        raise UserError(f"{path}: {what} {printable(repr(name))[:80]} is given twice{where}; ONNX names each "
+                        f"tensor once: the file is damaged or crafted (export it again)")
+
+    where = "" if not outer else " (in a subgraph)"
+    for what, names in (("graph input", [i.name for i in graph.input]),
+                        ("the weight", [t.name for t in graph.initializer]
+                         + [s.values.name for s in graph.sparse_initializer])):
+        twice = next((n for n, k in Counter(names).items() if k > 1), None)
+        if twice is not None:
+            refuse(twice, what)
+    producer = dict.fromkeys(outer, "a name of the enclosing graph")
+    producer.update((i.name, "a graph input") for i in graph.input)
+    producer.update((t.name, "a weight") for t in graph.initializer)
+    producer.update((s.values.name, "a weight") for s in graph.sparse_initializer)
+    for node in graph.node:
+        for attr in node.attribute:  # the branches of If/Loop/Scan see the names made so far
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                check_single_assignment(path, sub, frozenset(producer))
+        here = f"the output of node {printable(repr(node.name or node.op_type))[:60]} ({node.op_type})"
+        for name in node.output:
+            if not name:  # an optional output left out
+                continue
+            if name in producer:
+                raise UserError(f"{path}: tensor {printable(repr(name))[:80]} is given twice{where}: "
+                                f"{producer[name]} and {here}; ONNX names each tensor once, and onnxruntime "
+                                f"silently keeps one: the file is damaged or crafted (export it again)")
+            producer[name] = here
 
 
 def model_metadata(path: str | Path, model: Any) -> dict[str, str]:

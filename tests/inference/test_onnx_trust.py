@@ -164,6 +164,85 @@ def test_nan_in_constants_and_sparse_weights_is_refused(tmp_path, where):
         check_weights_finite(path)
 
 
+def _twice(where: str):
+    """(nodes, initializers, sparse initializers) of a graph input -> logits that gives one tensor name twice."""
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [3], [1.0, 2.0, 3.0])
+    w7 = helper.make_tensor("w", TensorProto.FLOAT, [3], [1.0, 2.0, 300.0])
+    add = helper.make_node("Add", ["input", "w"], ["logits"])
+    if where == "two initializers":
+        return [add], [w, w7], []
+    if where == "an initializer and a sparse one":
+        sparse = helper.make_sparse_tensor(w7, helper.make_tensor("w_idx", TensorProto.INT64, [3], [0, 1, 2]), [3])
+        return [add], [w], [sparse]
+    if where == "a Constant named like an initializer":
+        return [helper.make_node("Constant", [], ["w"], value=w7), add], [w], []
+    if where == "two node outputs":
+        return [helper.make_node("Constant", [], ["w"], value=w), helper.make_node("Constant", [], ["w"], value=w7),
+                add], [], []
+    if where == "a node output named like the graph input":
+        return [helper.make_node("Constant", [], ["input"], value=w7), add], [w], []
+    branch = helper.make_graph([helper.make_node("Constant", [], ["w"], value=w7)], "b", [],  # a subgraph's output
+                               [helper.make_tensor_value_info("w", TensorProto.FLOAT, [3])])
+    cond = helper.make_tensor("cond", TensorProto.BOOL, [], [True])
+    return [helper.make_node("Constant", [], ["k"], value=cond),
+            helper.make_node("If", ["k"], ["v"], then_branch=branch, else_branch=branch), add], [w], []
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    ("two initializers", r"m\.onnx: the weight 'w' is given twice; ONNX names each tensor once"),
+    ("an initializer and a sparse one", r"m\.onnx: the weight 'w' is given twice; ONNX names each tensor once"),
+    ("a Constant named like an initializer", r"m\.onnx: tensor 'w' is given twice: a weight and the output of node "
+                                             r"'Constant' \(Constant\); ONNX names each tensor once"),
+    ("two node outputs", r"m\.onnx: tensor 'w' is given twice: the output of node 'Constant' \(Constant\) and the "
+                         r"output of node 'Constant' \(Constant\)"),
+    ("a node output named like the graph input", r"tensor 'input' is given twice: a graph input and the output of"),
+    ("a subgraph output named like a weight", r"tensor 'w' is given twice \(in a subgraph\): a name of the "
+                                              r"enclosing graph and the output of node"),
+])
+def test_a_tensor_name_given_twice_is_refused(tmp_path, where, message):
+    """onnxruntime takes a second initializer (or a Constant node named like one) and keeps the later: a
+    crafted bias answered class 7 at 100% for a 2. ONNX's checker refuses such a graph; so does every reader."""
+    from deepvision.onnxrt import load_model
+
+    path = _graph_with(tmp_path, *_twice(where))
+    with pytest.raises(UserError, match=message):
+        load_model(path)
+
+
+def test_an_initializer_named_like_a_graph_input_is_its_default(tmp_path):
+    """ONNX allows it (the initializer is the input's default value): not a name given twice."""
+    from onnx import TensorProto, helper
+
+    from deepvision.onnxrt import load_model
+
+    w = helper.make_tensor("input", TensorProto.FLOAT, [1, 3], [1.0, 2.0, 3.0])
+    assert load_model(_graph_with(tmp_path, [helper.make_node("Identity", ["input"], ["logits"])], [w])).graph
+
+
+def test_predict_and_serve_refuse_a_weight_given_twice(tmp_path, run_cli):
+    from onnx import TensorProto, helper
+    from PIL import Image
+
+    from deepvision.apps.serve import create_app
+
+    path = _onnx_file(tmp_path / "m.onnx", _meta())
+    model = onnx.load(str(path))
+    for value in (0.0, 7.0):  # two initializers of one name, neither read by the graph
+        model.graph.initializer.append(helper.make_tensor("b", TensorProto.FLOAT, [1], [value]))
+    onnx.save(model, str(path))
+    before = path.read_bytes()
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    code, out, err = run_cli("predict", path, tmp_path / "x.png")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert f"{path}: the weight 'b' is given twice; ONNX names each tensor once: the file is damaged or crafted" \
+           in err, err
+    with pytest.raises(UserError, match="the weight 'b' is given twice"):
+        create_app(path)
+    assert path.read_bytes() == before
+
+
 def test_minus_infinity_constants_are_kept(tmp_path):
     from onnx import TensorProto, helper
 

@@ -538,3 +538,38 @@ def test_layer_values_that_overflow_or_keras_refuses_are_refused(tmp_path, run_c
     code, _, err = run_cli("import", "keras", path, "--out", tmp_path / "run")
     assert code == 2 and len(err.strip().splitlines()) == 1 and re.search(message, err), err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("src", "first", "second"), [("k2_resnet_small.h5", "activation_5", "activation_6"),
+                                                      ("resnet_small.keras", "activation_7", "activation_8")])
+def test_two_layers_of_one_name_are_refused(tmp_path, run_cli, src, first, second):
+    """Keras refuses a model naming two layers alike; the graph wires layers by name, so the Add that took the
+    first activation would silently take the second (another network)."""
+    bad = tmp_path / f"dup{Path(src).suffix}"
+
+    def rename(text: str) -> str:
+        return text.replace(f'"{second}"', f'"{first}"')
+
+    if src.endswith(".h5"):
+        shutil.copy(GRAPH / src, bad)
+        with h5py.File(bad, "r+") as f:
+            text = f.attrs["model_config"]
+            f.attrs["model_config"] = rename(text if isinstance(text, str) else text.decode())
+    else:
+        _rewrite_keras(GRAPH / src, bad, lambda cfg: cfg.update(json.loads(rename(json.dumps(cfg)))))
+    before = bad.read_bytes()
+    code, out, err = run_cli("import", "keras", bad, "--out", tmp_path / "run")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert re.search(rf"{bad.name}: model '\w+' names two layers '{first}'; layer names are unique in Keras$",
+                     err.strip()), err
+    assert not (tmp_path / "run").exists() and bad.read_bytes() == before
+    with pytest.raises(UserError, match=f"names two layers '{first}'"):
+        KerasGraph(json.loads(rename(json.dumps(_config_of(GRAPH / src)))))
+
+
+def _config_of(path: Path) -> dict:
+    if path.suffix == ".h5":
+        with h5py.File(path, "r") as f:
+            return parse_json(f.attrs["model_config"], str(path))
+    with zipfile.ZipFile(path) as z:
+        return json.loads(z.read("config.json"))

@@ -148,3 +148,22 @@ def test_negative_moving_variances_are_refused(tmp_path):
         f[names[0]][...] = -np.abs(f[names[0]][()]) - 1
     with pytest.raises(UserError, match=r"moving_variance.* holds negative variances"):
         load_keras(path)
+
+
+def test_a_model_config_naming_two_layers_alike_is_refused(tmp_path):
+    """The stored-order reader matches layers to their config by name: a second 'dense_1' would take the first's."""
+    import json
+    import shutil
+
+    import h5py
+
+    bad = tmp_path / "dup.h5"
+    shutil.copy(Path(__file__).resolve().parents[1] / "fixtures" / "keras" / "graph" / "k2_lenet.h5", bad)
+    with h5py.File(bad, "r+") as f:
+        text = f.attrs["model_config"]
+        text = text if isinstance(text, str) else text.decode()
+        names = [e["config"]["name"] for e in json.loads(text)["config"]["layers"]]
+        f.attrs["model_config"] = text.replace(f'"{names[2]}"', f'"{names[1]}"')
+    with pytest.raises(UserError, match=rf"^{bad} model_config names two layers '{names[1]}'; layer names are "
+                                        rf"unique in Keras$"):
+        read_keras_h5(bad)

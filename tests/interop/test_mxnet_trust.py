@@ -65,6 +65,9 @@ def test_the_small_checkpoint_imports(tmp_path):
     ({"stride": "(0, 0)"}, r"stride=\(0, 0\) must hold whole numbers from 1"),
     ({"pad": "(-1, 0)"}, r"pad=\(-1, 0\) must hold whole numbers from 0"),
     ({"kernel": "(3, 3, 3)"}, r"kernel=\(3, 3, 3\) is not 2-D"),
+    ({"num_filter": "2_0"}, r"num_filter=2_0 must be a whole number from 1"),  # int() reads 20
+    ({"num_filter": "\u0664"}, r"num_filter=\u0664 must be a whole number from 1"),  # Arabic-Indic 4
+    ({"kernel": "(0_3, 3)"}, r"kernel=\(0_3, 3\) must hold whole numbers from 1"),
 ])
 def test_convolution_attributes_are_checked(tmp_path, conv, message):
     with pytest.raises(UserError, match=r"^MXNet node 'c' \(Convolution\): " + message):
@@ -124,6 +127,21 @@ def test_an_attribute_given_twice_with_two_values_is_refused(tmp_path):
                                         r"values \(attr: tanh, attrs: relu\)\)$"):
         import_mxnet(prefix, 1, out=tmp_path / "run2", input_size=(1, 8, 8), quiet=True)
     assert not (tmp_path / "run2").exists() and Path(f"{prefix}-symbol.json").read_bytes() == before
+
+
+def test_two_variable_nodes_of_one_name_are_refused(tmp_path, run_cli):
+    """MXNet binds one array per argument name and refuses a symbol naming two arguments alike; read as one
+    shared weight, the second layer would silently take the first one's."""
+    prefix = _checkpoint(tmp_path)
+    doc = json.loads(Path(f"{prefix}-symbol.json").read_text())
+    doc["nodes"][2]["name"] = "c_weight"  # the convolution's bias variable renamed as its weight
+    Path(f"{prefix}-symbol.json").write_text(json.dumps(doc))
+    before = Path(f"{prefix}-symbol.json").read_bytes()
+    code, out, err = run_cli("import", "mxnet", prefix, 1, "--out", tmp_path / "run", "--input-size", "1x8x8")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert "net-symbol.json: two variable nodes are both named 'c_weight' (nodes 1 and 2); argument names are " \
+           "unique in MXNet" in err, err
+    assert not (tmp_path / "run").exists() and Path(f"{prefix}-symbol.json").read_bytes() == before
 
 
 def test_shapes_are_compared_before_any_weight_exists(tmp_path, monkeypatch):
@@ -234,6 +252,20 @@ def test_out_and_labels_are_refused_before_the_checkpoint_is_read(tmp_path, run_
                              tmp_path / "labels.txt")
     assert code == 2 and out == "" and err.count("\n") == 1 and "labels.txt is a FIFO, not a regular file" in err
     assert (tmp_path / "taken" / "keep.txt").read_text() == "keep\n" and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", ["x ", " x", "x\t", ".x"])
+def test_a_run_folder_name_train_would_refuse_is_refused(tmp_path, run_cli, monkeypatch, name):
+    """'runs/x ' beside 'runs/x' would be two rows `deepvision runs` prints alike: refused as `train --name`
+    refuses it, before the checkpoint is read."""
+    from deepvision.interop import mxnet_import
+
+    prefix = _checkpoint(tmp_path)
+    monkeypatch.setattr(mxnet_import, "read_symbol", lambda *a: pytest.fail("the checkpoint was read"))
+    code, out, err = run_cli("import", "mxnet", prefix, 1, "--out", tmp_path / "runs" / name)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert "--out (the run folder's name) must be a plain folder name (no path separators" in err, err
+    assert f"got {name!r}" in err and not (tmp_path / "runs").exists()
 
 
 def test_a_params_path_that_is_a_fifo_is_named_as_such(tmp_path, run_cli):

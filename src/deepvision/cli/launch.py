@@ -22,11 +22,16 @@ NPROC_ENV = "DEEPVISION_NPROC_PER_NODE"  # set for the workers: their stop line 
 
 
 def nproc_type(text: str) -> int:
-    """argparse type for --nproc-per-node: a whole number of processes, 1 to 1,024."""
+    """argparse type for --nproc-per-node: a whole number of processes, 1 to 1,024, in plain ASCII digits
+    (int() would also read '0_2' as 2 and other scripts' digits)."""
+    from deepvision.safeload import is_plain_number_text
+
     try:
+        if not is_plain_number_text(text):
+            raise ValueError(text)
         n = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of processes, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number of processes, got {text!r}") from None
     if not 1 <= n <= 1024:
         raise argparse.ArgumentTypeError(f"expected 1 to 1024 processes, got {n}")
     return n

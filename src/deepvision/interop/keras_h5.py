@@ -85,6 +85,11 @@ def _config_layers(model_config: Any, source: str) -> tuple[list[dict[str, Any]]
     inner = cfg.get("config", {}) if isinstance(cfg, dict) else {}
     layers = inner.get("layers", inner) if isinstance(inner, dict) else inner  # Keras 2.0 Sequential: a list
     layers = layers if isinstance(layers, list) else []
+    from deepvision.models.keras_graph import repeated_layer_name
+
+    twice = repeated_layer_name(layers)
+    if twice is not None:  # layers are matched to their weights by name: the later would take the earlier's
+        raise UserError(f"{source} names two layers {twice[:80]!r}; layer names are unique in Keras")
     shape = None
     for c in layers:
         c_cfg = c.get("config", {})

@@ -290,8 +290,9 @@ def import_keras(
     **options: Any,
 ) -> Path:
     """Import `h5` into the new run directory `out` (see module doc); returns its path. Options: see load_keras."""
-    from deepvision.runs.imported import check_finite_prediction, write_imported_run
+    from deepvision.runs.imported import check_finite_prediction, check_run_folder_name, write_imported_run
 
+    check_run_folder_name(out)  # before the file is read: the refusal is the only line
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not empty; choose a new --out folder")

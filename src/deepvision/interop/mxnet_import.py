@@ -352,8 +352,10 @@ def import_mxnet(
 
 
 def _target(out: str | Path | None, default_name: str) -> Path:
+    from deepvision.runs.imported import check_run_folder_name
+
     if out is not None:
-        path = Path(out).resolve()
+        path = check_run_folder_name(out)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise UserError(f"{path} already exists; choose another --out")
         return path
@@ -361,7 +363,7 @@ def _target(out: str | Path | None, default_name: str) -> Path:
     path, k = base, 2
     while path.exists():
         path, k = base.with_name(f"{base.name}-{k}"), k + 1
-    return path
+    return check_run_folder_name(path, "the run folder's name (made from the prefix; give --out)")
 
 
 def _config(name: str, model_args: dict[str, Any], num_classes: int, channels: int, pre, run_dir: Path, epoch: int,

@@ -109,7 +109,13 @@ def check_input_shape(field: str, shape: Any) -> None:
 def check_layer_configs(model: dict[str, Any], prefix: str = "") -> None:
     """Refuse, before any module exists, a layer config value the importer could not build from exactly:
     sizes that are not whole numbers in range (NaN, negative, 0 strides or kernels, 2e9 filters), a
-    stated input shape beyond the budget, non-finite rates and epsilons. One line names layer and field."""
+    stated input shape beyond the budget, non-finite rates and epsilons. One line names layer and field.
+    Two layers of one name are refused too (Keras refuses them): the graph wires by name, so the later
+    would silently take the earlier one's place."""
+    twice = repeated_layer_name(model_layers(model))
+    if twice is not None:
+        raise UserError(f"model '{prefix.rstrip('/') or layer_name(model)}' names two layers {twice[:80]!r}; layer "
+                        f"names are unique in Keras")
     for entry in model_layers(model):
         cfg = entry.get("config")
         if not isinstance(cfg, dict):
@@ -167,6 +173,17 @@ def model_layers(model: dict[str, Any]) -> list[dict[str, Any]]:
     if not all(isinstance(e, dict) for e in layers):
         raise UserError(f"model '{layer_name(model)}': the config lists a layer that is not a layer config")
     return layers
+
+
+def repeated_layer_name(entries: list[dict[str, Any]]) -> str | None:
+    """The first layer name that two of `entries` (one model's layers) share, if any."""
+    seen: set[str] = set()
+    for entry in entries:
+        name = layer_name(entry) if isinstance(entry, dict) else "?"
+        if name != "?" and name in seen:  # '?': no name at all, which the graph refuses on its own terms
+            return name
+        seen.add(name)
+    return None
 
 
 def layer_name(entry: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from deepvision.errors import UserError
-from deepvision.safeload import ParseError, input_file, load_json, read_bytes
+from deepvision.safeload import ParseError, input_file, is_plain_number_text, load_json, printable, read_bytes
 
 MAX_SYMBOL_BYTES = 64 * 2**20  # the largest zoo graphs (ResNet-152, Inception) are under 1 MB of JSON
 
@@ -67,7 +67,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def parse_value(text: Any) -> Any:
-    """An MXNet attribute string as a Python value: '(3, 3)' -> (3, 3), 'True' -> True, '1e-3' -> 0.001."""
+    """An MXNet attribute string as a Python value: '(3, 3)' -> (3, 3), 'True' -> True, '1e-3' -> 0.001.
+    Numbers are read as plain ASCII numbers only: other text ('2_0', '٥٠٠') stays text, refused where a
+    number is needed."""
     if not isinstance(text, str):
         return text
     s = text.strip()
@@ -77,6 +79,8 @@ def parse_value(text: Any) -> Any:
         return False
     if s == "None":
         return None
+    if not is_plain_number_text(s):  # int() reads '2_0' as 20 and other scripts' digits; MXNet refuses both
+        return s
     if s.startswith(("(", "[")):
         try:
             value = ast.literal_eval(s.replace("L", ""))  # Python 2 era files wrote (3L, 3L)
@@ -248,6 +252,12 @@ def parse_symbol(text: str, path: str = "symbol") -> Symbol:
             if any(not 0 <= src < i or out < 0 for src, out in inputs):
                 raise ValueError(f"node {i} reads node {inputs}, not an earlier node")
             nodes.append(Node(i, str(item["op"]), str(item["name"]), attrs, inputs))
+        seen: dict[str, int] = {}
+        for node in nodes:  # one argument fed by one array: a second variable of a name would share it
+            if node.op == "null" and seen.setdefault(node.name, node.index) != node.index:
+                raise UserError(f"{path}: two variable nodes are both named {printable(node.name)[:60]!r} (nodes "
+                                f"{seen[node.name]} and {node.index}); argument names are unique in MXNet, which "
+                                f"refuses to bind this symbol")
         heads = [(_index(h[0]), _index(h[1]) if len(h) > 1 else 0) for h in raw["heads"]]
         if not heads or any(not 0 <= h[0] < len(nodes) or h[1] < 0 for h in heads):
             raise ValueError(f"heads {heads} name no node of the {len(nodes)}")

@@ -19,12 +19,20 @@ from typing import Any
 import torch
 
 from deepvision.config.coerce import to_dict
-from deepvision.config.schema import Config
+from deepvision.config.schema import Config, check_file_name
 from deepvision.data.preprocess import Preprocess, normalize_batch
 from deepvision.errors import UserError
 from deepvision.fileio import move
 from deepvision.runs.checkpoint import FORMAT, VERSION, atomic_save
 from deepvision.runs.rundir import RunDir, link_or_copy
+
+
+def check_run_folder_name(run_dir: str | Path, what: str = "--out (the run folder's name)") -> Path:
+    """`run_dir` made absolute, refusing a folder name `train --name` would refuse (surrounding spaces, a tab,
+    a leading '.'): `deepvision runs` would list 'x ' beside 'x' as two identical rows."""
+    path = Path(run_dir).resolve()
+    check_file_name(path.name, what, "folder")
+    return path
 
 
 def check_finite_prediction(model: torch.nn.Module, pre: Preprocess, source: str) -> None:
@@ -50,6 +58,7 @@ def write_imported_run(run_dir: str | Path, cfg: Config, pre: Preprocess, classe
                        files: dict[str, Path] | None = None) -> RunDir:
     """Write the run at `run_dir` (which must not exist, or be an empty folder). `files` are copied in
     under their given names (e.g. the MXNet symbol the model is rebuilt from)."""
+    check_run_folder_name(run_dir)
     run_dir = Path(run_dir)
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise UserError(f"{run_dir} already exists and is not empty; choose a new --out folder")
