@@ -119,6 +119,12 @@ def test_lengths_mod_4_round_trip_in_a_file(tmp_path, n):
     keys, offsets = read_index(tmp_path / "a.idx")
     assert keys.tolist() == [10, 11, 12, 13]
     assert offsets.tolist() == [o for o, _ in records]
+    if n == 0:  # numbers as written: int() reads '1_0' as 10 and '+5' as 5
+        (tmp_path / "b.idx").write_text("1_0\t0\n")
+        assert read_index(tmp_path / "b.idx")[0].tolist() == ["1_0"]  # a key that is no number stays text
+        (tmp_path / "c.idx").write_text("0\t+0\n")
+        with pytest.raises(IndexMismatchError, match=r"c\.idx:1: expected 'key<TAB>byte offset', got '0\\t\+0'"):
+            read_index(tmp_path / "c.idx")
     with RecordReader(tmp_path / "a.rec") as r:
         assert [bytes(p) for _, p in r] == payloads
         assert bytes(r.read_at(int(offsets[2]))) == payloads[2]

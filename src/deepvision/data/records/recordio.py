@@ -102,6 +102,8 @@ def read_index(idx_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             parts = line.split("\t")
             try:
                 keys.append(parts[0])
+                if not (parts[1].isascii() and parts[1].lstrip("-").isdigit()):  # int() also reads '2_668', '+5'
+                    raise ValueError
                 offsets.append(int(parts[1]))
             except (IndexError, ValueError):
                 raise IndexMismatchError(f"{idx_path}:{lineno}: expected 'key<TAB>byte offset', got {line[:60]!r}; "
@@ -110,6 +112,8 @@ def read_index(idx_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
                 raise IndexMismatchError(f"{idx_path}:{lineno}: byte offset {parts[1][:40]} lies outside the file; "
                                          f"delete the .idx to rebuild it from the .rec")
     try:
+        if not all(k.isascii() and k.lstrip("-").isdigit() for k in keys):  # int() also reads '1_0', '٣'
+            raise ValueError
         key_array = np.asarray([int(k) for k in keys], dtype=np.int64)
     except (ValueError, OverflowError):  # keys that are not int64 numbers stay text
         key_array = np.asarray(keys, dtype=str)
