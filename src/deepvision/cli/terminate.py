@@ -24,6 +24,7 @@ def sigterm_raises() -> Iterator[None]:
         yield
         return
     pid = os.getpid()
+    saved: dict[int, object] = {}
 
     def handler(signum: int, frame: object) -> None:
         if os.getpid() != pid:
@@ -31,13 +32,21 @@ def sigterm_raises() -> Iterator[None]:
             os.kill(os.getpid(), signal.SIGTERM)
             return
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+        # a SIGTERM to the process group also ends data loader workers: torch's SIGCHLD handler would raise
+        # their deaths as errors in the cleanup (a no-op handler, not SIG_DFL: a pending SIGCHLD would raise)
+        saved[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _ignore)
         raise Terminated
 
-    old = signal.signal(signal.SIGTERM, handler)
+    saved[signal.SIGTERM] = signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, old in saved.items():
+            signal.signal(sig, old)
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """SIGCHLD while a SIGTERM unwinds."""
 
 
 def run_until_sigterm(command: str, cleaned: str, work: Callable[[], int]) -> int:
