@@ -7,6 +7,7 @@ import gzip
 import io
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,3 +64,36 @@ def run_main(*args: str) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main([str(a) for a in args])
     return code, out.getvalue(), err.getvalue()
+
+
+def stop_group_when(args: list[str], ready: Any, sig: int, cwd: Path | None = None) -> tuple[int, str]:
+    """Run `deepvision ARGS...` in a new process group and send `sig` to the whole group (as Ctrl+C or
+    `timeout` do) once `ready` holds: a callable polled until it returns true, or a text that a line of
+    stderr contains. Returns (exit code, what stderr received after that line)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}  # no thread note beside the one line
+    proc = subprocess.Popen([sys.executable, "-m", "deepvision", *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=cwd, env=env)
+    seen = ""
+    try:
+        if isinstance(ready, str):
+            for line in proc.stderr:
+                seen += line
+                if ready in line:
+                    break
+        else:
+            deadline = time.time() + 60
+            while not ready() and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.01)
+        assert proc.poll() is None, f"the command ended before the signal: {seen}{proc.stderr.read()}"
+        os.killpg(proc.pid, sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+    return proc.returncode, err

@@ -10,6 +10,16 @@ class UserError(Exception):
     """Something the user gave us is wrong; the message says what and how to fix it."""
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived while the CLI turns it into an exception (a BaseException, like KeyboardInterrupt, so
+    that cleanup code runs and nothing swallows it)."""
+
+    exit_code = 143  # 128 + SIGTERM
+
+
+STOPS = (KeyboardInterrupt, Terminated)  # a stop by Ctrl+C or SIGTERM, as cleanup code catches it
+
+
 def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
     """' (did you mean: a, b?)' for the closest choices, or '' when none is close."""
     close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.5)

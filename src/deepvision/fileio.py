@@ -14,13 +14,14 @@ import errno
 import hashlib
 import io
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from deepvision.errors import UserError
+from deepvision.errors import STOPS, UserError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # what Pillow and OpenCV both read
 
@@ -72,12 +73,14 @@ def write_failed(path: str | Path, exc: OSError) -> UserError:
 
 
 @contextlib.contextmanager
-def output_folder(path: str | Path) -> Iterator[Path]:
+def output_folder(path: str | Path, discard_on_stop: bool = False) -> Iterator[Path]:
     """Create folder `path` (and its missing parents) for one command's outputs. When the block fails, the
     folders the command made and left empty are removed again (deepest first): sub-folders it made
     inside `path` (`images/cat/` of a build that failed before its first image), then `path` and the
     parents this call created. A folder that existed before is kept, as is every file and every folder
-    holding one, so a failed or refused build leaves no empty `--out` tree and never loses anything."""
+    holding one, so a failed or refused build leaves no empty `--out` tree and never loses anything.
+    With `discard_on_stop`, a stop (Ctrl+C, SIGTERM) also removes the files and folders the block added
+    at the top of `path`: a half-written output that the same command, run again, would refuse."""
     path = Path(path)
     created = []
     for folder in [path, *path.parents]:
@@ -91,9 +94,11 @@ def output_folder(path: str | Path) -> Iterator[Path]:
         raise UserError(f"could not create the folder {path}: {exc.strerror or exc}") from None
     try:
         yield path
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             for name in sorted(set(os.listdir(path)) - before):
+                if discard_on_stop and isinstance(exc, STOPS):
+                    _remove_added(path / name)
                 _remove_empty_folders(path / name)
         for folder in created:  # deepest first; rmdir refuses a folder that is not empty
             try:
@@ -101,6 +106,15 @@ def output_folder(path: str | Path) -> Iterator[Path]:
             except OSError:
                 break
         raise
+
+
+def _remove_added(entry: Path) -> None:
+    """Remove a file, link or folder tree a stopped command added (links are removed, never followed)."""
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            entry.unlink()
 
 
 def _remove_empty_folders(top: Path) -> None:

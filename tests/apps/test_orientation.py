@@ -250,3 +250,29 @@ def test_dataset_refuses_one_photo_reached_twice(run_cli, tmp_path, link):
     code, out, err = run_cli("orientation", "dataset", src, tmp_path / "out")
     assert (code, out) == (2, "") and err.count("\n") == 1, err
     assert "are one file (a link): the data set made from" in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("sig", "made"), [("SIGINT", False), ("SIGTERM", False), ("SIGTERM", True)])
+def test_a_stopped_dataset_leaves_no_half_written_folder(tmp_path, sig, made):
+    """A stop left 1,045 images and no counts.json, and the same command run again refused the folder."""
+    import signal
+
+    from tests.helpers import stop_group_when
+
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(400):
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(src / f"{i:03d}.png")
+    out = tmp_path / "out"
+    if made:  # an empty folder the user made is kept, and left empty
+        out.mkdir()
+    code, err = stop_group_when(["orientation", "dataset", src, out], lambda: any(out.glob("*/image_*")),
+                                getattr(signal, sig))
+    if sig == "SIGINT":
+        assert (code, err) == (130, "interrupted\n")
+    else:
+        assert (code, err) == (143, "deepvision orientation dataset: terminated (SIGTERM); unfinished files were "
+                                    "removed\n")
+    assert (os.listdir(out) == []) if made else not out.exists()
+    assert len(list(src.iterdir())) == 400

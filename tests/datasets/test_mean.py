@@ -109,3 +109,22 @@ def test_workers_never_outnumber_the_images_and_are_bounded(solid_list, monkeypa
     assert sizes == [3] and result.count == 3
     with pytest.raises(UserError, match="--num-thread must be at most 1,024"):
         compute_mean(lst, root=root, workers=100_000)
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_stop_sent_to_the_process_group_during_the_pool_ends_in_one_line(tmp_path, sig):
+    """Ctrl+C signals the pool's workers too: they printed 'Process ForkPoolWorker-N:' and tracebacks."""
+    import signal
+
+    from tests.helpers import stop_group_when
+
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(tmp_path / "a.png")
+    (tmp_path / "m.lst").write_text("".join(f"{i}\t0\ta.png\n" for i in range(60000)))
+    code, err = stop_group_when(["mean", tmp_path / "m.lst", "--num-thread", "2", "--out", tmp_path / "m.json"],
+                                "mean: 1000/", getattr(signal, sig))
+    lines = [line for line in err.splitlines() if not line.startswith("mean: ")]  # progress lines in flight
+    if sig == "SIGINT":
+        assert (code, lines) == (130, ["interrupted"]), err
+    else:
+        assert (code, lines) == (143, ["deepvision mean: terminated (SIGTERM); unfinished files were removed"]), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "m.lst"]

@@ -107,3 +107,43 @@ def test_a_stop_while_the_test_split_is_scored_keeps_the_saved_epoch(tmp_path, m
            f"  deepvision evaluate {run.path}\n" in err
     assert run.read_state()["status"] == "interrupted" and run.read_state()["epochs_done"] == 1
     assert load_checkpoint(run.checkpoints / "last.pt")["epoch"] == 1 and len(run.read_history()) == 1
+
+
+def test_sigterm_while_the_run_is_set_up_removes_the_new_run_folder(tmp_path):
+    """The trainer's handler is installed when epochs start: a SIGTERM while the data was scanned ended in
+    silence and left a run folder (run.json 'starting') that `runs` did not list."""
+    from tests.helpers import make_image_folder, stop_group_when
+
+    make_image_folder(tmp_path / "data", n_per_class=400, size=16)
+    cfg = {"model": {"name": "lenet"}, "data": {"source": "folder", "root": str(tmp_path / "data"), "train": ".",
+                                                "val_fraction": 0.1, "image_size": 16}}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    state = tmp_path / "runs" / "s" / "run.json"
+    code, err = stop_group_when(["train", path, "--out", tmp_path / "runs", "--name", "s"],
+                                lambda: state.is_file() and '"starting"' in state.read_text(), signal.SIGTERM)
+    assert code == 143 and "Traceback" not in err, err
+    if "training stopped" in err:  # the stop came once epochs were about to start: an honest state
+        assert "training stopped before any epoch completed; start it again with:" in err, err
+        assert RunDir(tmp_path / "runs" / "s").read_state()["status"] == "interrupted"
+    else:
+        assert err == (f"deepvision train: terminated (SIGTERM); nothing was trained; the new run folder "
+                       f"{tmp_path / 'runs' / 's'} was removed\n")
+        assert not (tmp_path / "runs" / "s").exists()
+
+
+def test_sigterm_before_fit_installs_its_handler_marks_the_run_interrupted(tmp_path, run_cli, monkeypatch):
+    """The moment between the run's files and the trainer's own handler: the same stop as in epoch 0."""
+    from deepvision.engine.trainer import Trainer
+
+    _, path = config(tmp_path)
+    fit = Trainer.fit
+
+    def signalled_fit(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return fit(self)
+
+    monkeypatch.setattr(Trainer, "fit", signalled_fit)
+    code, _, err = run_cli("train", path, "--out", tmp_path / "runs", "--name", "x")
+    assert code == 143 and err.startswith("training stopped before any epoch completed; start it again with:"), err
+    assert RunDir(tmp_path / "runs" / "x").read_state()["status"] == "interrupted"

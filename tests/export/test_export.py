@@ -242,3 +242,25 @@ def test_a_detection_export_says_why_it_checks_on_noise(tmp_path):
     assert "is not a deepvision detection dataset of version 1" in source
     loaded.cfg.data.root = str(tmp_path / "absent")
     assert sample_images(loaded)[1] == "2 noise images (the run's dataset is not at hand)"
+
+
+def test_sigterm_during_an_export_leaves_no_hidden_temporary_file(runs, run_cli, tmp_path, monkeypatch):
+    """SIGTERM's default action raised nothing: the atomic writer's .NAME.onnx.XXXX.tmp stayed beside --out."""
+    import os
+    import signal
+
+    from deepvision.export.export import ClassificationExport
+
+    _, zoo, _, _ = runs
+    written = ClassificationExport.run_file
+
+    def run_file(self, fmt, path, samples, dynamic_batch):
+        assert path.is_file()  # the temporary file is there when the signal comes
+        os.kill(os.getpid(), signal.SIGTERM)
+        return written(self, fmt, path, samples, dynamic_batch)
+
+    monkeypatch.setattr(ClassificationExport, "run_file", run_file)
+    code, out, err = run_cli("export", zoo, "--out", tmp_path / "m.onnx")
+    assert (code, err) == (143, "deepvision export: terminated (SIGTERM); unfinished files were removed\n"), err
+    assert os.listdir(tmp_path) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the caller's again

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import importlib
 import os
@@ -213,6 +214,19 @@ def fit_threads(args: argparse.Namespace, held: HeldNote) -> int | None:
     return previous
 
 
+# Commands with their own SIGTERM handling throughout (uvicorn's graceful shutdown); every other command runs
+# with SIGTERM raised as an exception, so that atomic writers remove their temporary files as on Ctrl+C
+# (training installs its graceful stop over it while epochs run).
+OWN_SIGTERM = frozenset({"serve"})
+TRAINING = frozenset({"train", "resume", "demo"})  # no unfinished files to speak of: the run's state says it
+
+
+def terminated_line(args: argparse.Namespace, exc: BaseException) -> str:
+    """The one line a command stopped by SIGTERM prints (what was cleaned up: the exception's own words)."""
+    what = str(exc) or ("" if args.command in TRAINING else "unfinished files were removed")
+    return f"{args.command_prog}: terminated (SIGTERM){'; ' + what if what else ''}\n"
+
+
 MAX_SEED = 2**32 - 1  # what every generator a seed reaches takes (NumPy, scikit-learn, PyTorch)
 
 
@@ -243,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     from deepvision.cli.output import clip_message
+    from deepvision.cli.terminate import sigterm_raises
     from deepvision.engine.signals import StopRequested
-    from deepvision.errors import UserError
+    from deepvision.errors import Terminated, UserError
 
     threads = None
     held = HeldNote(sys.stderr)
@@ -255,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         threads = fit_threads(args, held)
         if held.note:
             sys.stdout, sys.stderr = held.wrap(sys.stdout), held.wrap(sys.stderr)
-        return int(args.func(args) or 0)
+        with contextlib.nullcontext() if args.command in OWN_SIGTERM else sigterm_raises():
+            return int(args.func(args) or 0)
     except UserError as exc:
         from deepvision.safeload import printable  # a name from a file or the command line, escaped
 
@@ -284,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         held.drop()
         sys.stderr.write(f"{args.command_prog}: error: {clip_message(advice)}\n")
         return 2
+    except Terminated as exc:
+        if os.environ.get("RANK", "0") == "0":
+            sys.stderr.write(terminated_line(args, exc))
+        return Terminated.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130

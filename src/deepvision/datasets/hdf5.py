@@ -53,13 +53,22 @@ class HDF5DatasetWriter(CommitOnExit):
         expected = int(dims[0]) if dims[0] else 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._pending = PendingFile(self.path, ".partial")
-        self.db = h5py.File(self._pending.tmp, "w")
-        row_bytes = max(1, int(np.prod(self.row_shape)) * np.dtype(dtype).itemsize)
-        chunk_rows = max(1, min(self.buf_size, (1 << 20) // row_bytes))
-        self.data = self.db.create_dataset(data_key, (expected, *self.row_shape), maxshape=(None, *self.row_shape),
-                                           dtype=dtype, chunks=(chunk_rows, *self.row_shape), compression=compression)
-        self.labels = self.db.create_dataset("labels", (expected,), maxshape=(None,), dtype="int64",
-                                             chunks=(max(1, min(self.buf_size, 1 << 16)),))
+        self.db = None
+        try:  # a stop or a failure while the file is set up leaves no temporary file
+            self.db = h5py.File(self._pending.tmp, "w")
+            row_bytes = max(1, int(np.prod(self.row_shape)) * np.dtype(dtype).itemsize)
+            chunk_rows = max(1, min(self.buf_size, (1 << 20) // row_bytes))
+            self.data = self.db.create_dataset(data_key, (expected, *self.row_shape),
+                                               maxshape=(None, *self.row_shape), dtype=dtype,
+                                               chunks=(chunk_rows, *self.row_shape), compression=compression)
+            self.labels = self.db.create_dataset("labels", (expected,), maxshape=(None,), dtype="int64",
+                                                 chunks=(max(1, min(self.buf_size, 1 << 16)),))
+        except BaseException:
+            if self.db is not None:
+                with contextlib.suppress(Exception):
+                    self.db.close()
+            self._pending.discard()
+            raise
         self._rows: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
         self._buffered = 0

@@ -271,7 +271,7 @@ def pack_list(
                     progress(done, len(items))
         finally:
             if pool is not None:
-                _stop_pool(pool)
+                stop_pool(pool)
         if writer.count == 0:
             writer.abort()
             _write_skipped(rec, skipped)
@@ -282,7 +282,7 @@ def pack_list(
     return PackResult(rec, rec.with_suffix(".idx"), packed, skipped, time.perf_counter() - t0, size)
 
 
-def _stop_pool(pool: multiprocessing.pool.Pool, wait: float = 10.0) -> None:
+def stop_pool(pool: multiprocessing.pool.Pool, wait: float = 10.0) -> None:
     """Terminate the pool and join it, within bounded waits. Two ways `terminate()` + `join()` can wait for
     ever: a worker that cannot run Python (stuck on a lock inherited through fork) ignores the SIGTERM it
     is sent, and after an interrupt `terminate()` waits for the task queue's lock, which an idle worker

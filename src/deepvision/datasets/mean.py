@@ -8,9 +8,11 @@ decoded. Work is spread over processes; unreadable images are skipped and counte
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from deepvision.data.mean_file import read_mean_rgb
 from deepvision.data.records.pipeline import forking_cv2
 from deepvision.data.records.record_file import RecordFile
 from deepvision.data.records.recordio import RecordError
+from deepvision.datasets.im2rec import stop_pool
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
 from deepvision.placement import begins_with, refuse_output_over_inputs, refuse_replacing
@@ -80,9 +83,18 @@ def _record_means(task: tuple[str, int, int]) -> tuple[np.ndarray, int, list[tup
 _RECORD_FILE: RecordFile | None = None
 
 
-def _init(record_file: RecordFile | None) -> None:
+def _init(record_file: RecordFile | None, in_worker: bool = False) -> None:
     global _RECORD_FILE
     _RECORD_FILE = record_file
+    if in_worker:  # the parent alone reacts to Ctrl+C/SIGTERM, then terminates the pool
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, _exit_quietly)
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    """A worker's SIGTERM: unwind, so that the task queue's lock is released (a worker killed while holding
+    it, waiting for a task, left the pool's terminate() waiting for ever); SystemExit prints nothing."""
+    raise SystemExit(128 + signum)
 
 
 def compute_mean(
@@ -158,11 +170,17 @@ def _check_base(source: Path, base: str, root: str | Path | None, paths: list[st
     raise UserError(f"the images of {source} are not under {base} ({where}): {sample[0]} does not exist; {hint}")
 
 
+@contextlib.contextmanager
 def _pool(ctx, workers: int, record_file: RecordFile | None):
     if workers == 1:
-        return _Serial(record_file)
+        yield _Serial(record_file)
+        return
     with forking_cv2():
-        return ctx.Pool(workers, initializer=_init, initargs=(record_file,))
+        pool = ctx.Pool(workers, initializer=_init, initargs=(record_file, True))
+    try:
+        yield pool
+    finally:  # within bounded waits: a worker a signal ended may hold a queue's lock that terminate() waits for
+        stop_pool(pool, wait=1.0)
 
 
 class _Serial:
@@ -173,12 +191,6 @@ class _Serial:
 
     def imap(self, fn, items, chunksize: int = 1):
         return map(fn, items)
-
-    def __enter__(self) -> _Serial:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 def _is_mean_file(path: Path) -> bool:

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from deepvision.engine.distributed import DistInfo, init_distributed, on_main, s
 from deepvision.engine.resolve import refuse_output_in_data, resolve_run
 from deepvision.engine.signals import StopRequested
 from deepvision.engine.trainer import FitResult, Trainer
-from deepvision.errors import UserError
+from deepvision.errors import Terminated, UserError
 from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.loading import check_identity
 from deepvision.runs.lock import RunLock, elastic_attempt
@@ -48,12 +49,14 @@ def train_run(cfg: Config, overrides: list[str] | None, out: str | Path) -> FitR
     check_source_options(cfg.data)  # a misspelt data option; earlier runs' stored configs are not held to it
     dist, device = init_distributed(cfg.train.device)
     lock: list[RunLock] = []
+    made: list[Path] = []  # the run directory this call created, removed again when it is stopped before training
     try:
         def create() -> tuple[str, bool]:
             earlier = _earlier_attempt_run(out, default_name(cfg))
             if earlier is not None:
                 return str(earlier), True
             run = RunDir.create(out, default_name(cfg))
+            made.append(run.path)
             lock.append(RunLock(run.path).acquire())
             state = {"status": "starting", "run_id": uuid.uuid4().hex, "created": _now()}
             elastic = elastic_attempt()
@@ -62,25 +65,28 @@ def train_run(cfg: Config, overrides: list[str] | None, out: str | Path) -> FitR
             run.write_state(state)
             return str(run.path), False
 
-        path, restarted = on_main(dist, create)
-        if restarted:  # torchrun restarted the workers: continue what its first attempt trained
-            return resume_run(path)
-        run = RunDir(path)
         try:
-            trainer = Trainer(resolve_run(cfg, world=dist.world), run, dist=dist, device=device)
-        except BaseException:
-            if dist.is_main:  # nothing was trained: do not leave an empty run behind under this name
+            path, restarted = on_main(dist, create)
+            if not restarted:
+                run = RunDir(path)
+                trainer = Trainer(resolve_run(cfg, world=dist.world), run, dist=dist, device=device)
+
+                def start() -> None:
+                    _write_run_files(run, trainer)
+                    run.update_state(status="running", epochs_done=0, segments=[
+                        {"start_epoch": 0, "overrides": list(overrides or []), "time": _now()}])
+
+                on_main(dist, start)
+        except BaseException as exc:
+            if dist.is_main and made:  # nothing was trained: do not leave an empty run behind under this name
                 for held in lock:
                     held.release()
-                shutil.rmtree(run.path, ignore_errors=True)
+                shutil.rmtree(made[0], ignore_errors=True)
+                if isinstance(exc, Terminated):
+                    raise Terminated(f"nothing was trained; the new run folder {made[0]} was removed") from None
             raise
-
-        def start() -> None:
-            _write_run_files(run, trainer)
-            run.update_state(status="running", epochs_done=0,
-                             segments=[{"start_epoch": 0, "overrides": list(overrides or []), "time": _now()}])
-
-        on_main(dist, start)
+        if restarted:  # torchrun restarted the workers: continue what its first attempt trained
+            return resume_run(path)
         return _fit(trainer, run, dist)
     finally:
         for held in lock:
@@ -325,6 +331,10 @@ def _fit(trainer: Trainer, run: RunDir, dist: DistInfo) -> FitResult:
         result = trainer.fit()
     except StopRequested:
         raise  # the trainer marked the run interrupted
+    except Terminated:  # before fit() installed its graceful stop: the same stop, at the epoch it started from
+        if dist.is_main:
+            run.update_state(status="interrupted", epochs_done=trainer.start_epoch)
+        raise StopRequested(signal.SIGTERM, trainer.start_epoch, str(run.path)) from None
     except BaseException as exc:
         if dist.is_main:
             with contextlib.suppress(Exception):

@@ -255,9 +255,10 @@ def _write_splits(samples: Iterator[tuple[int, np.ndarray, str]], total: int, fi
     """Pack `samples` into the split files; on failure none of them is left behind."""
     from deepvision.datasets.hdf5 import HDF5DatasetWriter
 
-    writers = {split: HDF5DatasetWriter(path, (None, SIDE, SIDE), "images", dtype=dtype)
-               for split, path in files.items()}
-    try:
+    writers: dict[str, HDF5DatasetWriter] = {}
+    try:  # the writers are made inside: a stop while the second is created removes the first's file
+        for split, path in files.items():
+            writers[split] = HDF5DatasetWriter(path, (None, SIDE, SIDE), "images", dtype=dtype)
         for done, (label, image, split) in enumerate(samples, 1):
             if classes == 6:
                 label = FER6_MAP[label]

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path, atomic_write_text, check_jpeg_quality
+from deepvision.fileio import atomic_path, atomic_write_text, check_jpeg_quality, output_folder
 from deepvision.placement import refuse_output_inside
 from deepvision.safeload import image_files, refuse_linked_files
 
@@ -98,27 +98,28 @@ def build_orientation_dataset(
         paths = [paths[i] for i in sorted(rng.choice(len(paths), max_images, replace=False))]
     paths = paths[:max_images]
     paths = [paths[i] for i in rng.permutation(len(paths))]
-    for angle in ANGLES:
-        (out / str(angle)).mkdir(parents=True, exist_ok=True)
-    counts = dict.fromkeys(ANGLES, 0)
-    skipped: list[str] = []
-    for done, path in enumerate(paths, 1):
-        angle = int(rng.choice(ANGLES))
-        try:
-            img = open_image(path, 3)
-        except UserError:
-            skipped.append(str(path))
-        else:
-            ext = path.suffix.lower() if path.suffix.lower() in SAVE_FORMATS else ".png"
-            ext = ".png" if ext == ".gif" else ext
-            _save(rotate_clockwise(img, angle), out / str(angle) / f"image_{counts[angle]:05d}{ext}", quality)
-            counts[angle] += 1
-        if progress is not None:
-            progress(done, len(paths))
-    atomic_write_text(out / "counts.json", json.dumps({"counts": {str(a): c for a, c in counts.items()},
-                                                       "total": sum(counts.values()), "skipped": len(skipped),
-                                                       "source": str(src), "sample": sample, "seed": seed},
-                                                      indent=2) + "\n")
-    if skipped:
-        atomic_write_text(out / "skipped.txt", "".join(f"{p}\n" for p in skipped))
+    with output_folder(out, discard_on_stop=True):  # a stopped run leaves no half-written set the next refuses
+        for angle in ANGLES:
+            (out / str(angle)).mkdir(exist_ok=True)
+        counts = dict.fromkeys(ANGLES, 0)
+        skipped: list[str] = []
+        for done, path in enumerate(paths, 1):
+            angle = int(rng.choice(ANGLES))
+            try:
+                img = open_image(path, 3)
+            except UserError:
+                skipped.append(str(path))
+            else:
+                ext = path.suffix.lower() if path.suffix.lower() in SAVE_FORMATS else ".png"
+                ext = ".png" if ext == ".gif" else ext
+                _save(rotate_clockwise(img, angle), out / str(angle) / f"image_{counts[angle]:05d}{ext}", quality)
+                counts[angle] += 1
+            if progress is not None:
+                progress(done, len(paths))
+        atomic_write_text(out / "counts.json", json.dumps({"counts": {str(a): c for a, c in counts.items()},
+                                                           "total": sum(counts.values()), "skipped": len(skipped),
+                                                           "source": str(src), "sample": sample, "seed": seed},
+                                                          indent=2) + "\n")
+        if skipped:
+            atomic_write_text(out / "skipped.txt", "".join(f"{p}\n" for p in skipped))
     return OrientationDataset(out, counts, skipped)

@@ -109,7 +109,8 @@ def build_stl10(
         raise UserError(f"the STL-10 files under {root} hold too few images for a {empty[0]} split "
                         f"({have}; {', '.join(f'{s} {round(f * 100)}%' for s, f in FRACTIONS.items())} of "
                         f"each class); give files with more airplanes and cats")
-    with output_folder(out):  # a build that fails leaves no empty folder it made (--out, images/cat/)
+    # a build that fails leaves no empty folder it made (--out, images/cat/); a stopped one, nothing it added
+    with output_folder(out, discard_on_stop=True):
         for c in CLASSES:
             output_subfolder(out, f"images/{c}")
         total = sum(len(v) for v in chosen.values())
