@@ -17,7 +17,7 @@ with the activations of `keras_layers.ACTIVATIONS`. Anything else (Lambda, custo
 refused with one line naming every such layer. The final softmax is left out: the module returns
 logits. `num_classes` other than the file's replaces a final Dense with a fresh one (fine-tuning).
 
-Why one module of ~660 lines: reading the config (layers, inbound nodes, Keras 2/3 spellings) and wiring
+Why one module of ~680 lines: reading the config (layers, inbound nodes, Keras 2/3 spellings) and wiring
 the module from it walk the same structures; split, each half would re-parse what the other holds.
 """
 
