@@ -194,6 +194,28 @@ def test_emotion_to_a_video_file(astronaut_video, fer_run, tmp_path):
     assert not list(tmp_path.glob(".*partial*"))
 
 
+def test_a_sigterm_keeps_the_frames_processed_as_ctrl_c_does(astronaut_video, fer_run, tmp_path):
+    """`timeout 60 deepvision emotion --video CAM --out rec.mp4` records a minute: the SIGTERM that ends it
+    (raised as Terminated) keeps the frames processed, as Ctrl+C and `q` do."""
+    from deepvision.errors import Terminated
+
+    video, _ = astronaut_video
+    out = tmp_path / "rec.mp4"
+
+    def stop_after_three(result):
+        if result.frame == 2:
+            raise Terminated
+
+    summary = run_emotion(fer_run, video=video, headless=True, out=out, max_frames=8, detector="haar",
+                          on_frame=stop_after_three)
+    cap = cv2.VideoCapture(str(out))
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    assert summary.frames == frames == 3 and Path(summary.files["json"]).is_file()
+    assert not list(tmp_path.glob(".*partial*"))
+
+
 def test_emotion_with_a_trained_recipe_run(astronaut_video, fer_csv, tmp_path, run_cli):
     code, _, err = run_cli("fer2013", "build", fer_csv, "--out", tmp_path / "fer", "--dtype", "uint8")
     assert code == 0, err

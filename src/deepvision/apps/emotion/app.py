@@ -38,7 +38,7 @@ import numpy as np
 
 from deepvision.apps.classifier import Classifier, load_classifier
 from deepvision.data.imageio import read_bgr
-from deepvision.errors import UserError
+from deepvision.errors import Terminated, UserError
 from deepvision.fileio import PendingFile, atomic_write_text, output_folder, output_subfolder, write_image
 from deepvision.inference.faces.detect import FaceDetector, create_detector, cv2_module, largest_face, to_gray
 from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side
@@ -404,13 +404,14 @@ def run_emotion(
         try:
             for i, frame in enumerate(itertools.chain([first], stream)):
                 annotated, canvas, result = recognizer.process(frame, i)
+                more = sink.put(i, annotated, canvas)  # written before it counts: a stop keeps both in step
                 results.append(result)
                 if on_frame:
                     on_frame(result)
-                if not sink.put(i, annotated, canvas):
+                if not more:
                     break
             ok = True
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Terminated):  # `timeout 60 deepvision emotion ...` records a minute
             ok = True  # keep what was processed
         finally:
             cap.release()
