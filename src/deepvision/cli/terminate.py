@@ -1,18 +1,19 @@
-"""SIGTERM for commands that write large files: the signal unwinds like Ctrl+C, so worker processes are
-terminated and unfinished files removed, and the command ends with one line and the signal's exit code."""
+"""SIGTERM as `deepvision` runs every command but serve: the signal unwinds like Ctrl+C, so worker processes
+are terminated and unfinished files removed, and the command ends with one line (`sigterm_says` names what
+was cleaned up) and the signal's exit code."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
+from deepvision.engine.signals import quiet_child_deaths
 from deepvision.errors import Terminated
 
-__all__ = ["Terminated", "run_until_sigterm", "sigterm_raises"]
+__all__ = ["Terminated", "sigterm_raises", "sigterm_says"]
 
 
 @contextlib.contextmanager
@@ -32,9 +33,7 @@ def sigterm_raises() -> Iterator[None]:
             os.kill(os.getpid(), signal.SIGTERM)
             return
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
-        # a SIGTERM to the process group also ends data loader workers: torch's SIGCHLD handler would raise
-        # their deaths as errors in the cleanup (a no-op handler, not SIG_DFL: a pending SIGCHLD would raise)
-        saved[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _ignore)
+        saved[signal.SIGCHLD] = quiet_child_deaths()
         raise Terminated
 
     saved[signal.SIGTERM] = signal.signal(signal.SIGTERM, handler)
@@ -45,15 +44,10 @@ def sigterm_raises() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _ignore(signum: int, frame: object) -> None:
-    """SIGCHLD while a SIGTERM unwinds."""
-
-
-def run_until_sigterm(command: str, cleaned: str, work: Callable[[], int]) -> int:
-    """`work()`'s exit code; on SIGTERM, one line saying what was cleaned up and exit code 143."""
+@contextlib.contextmanager
+def sigterm_says(cleaned: str) -> Iterator[None]:
+    """Under `main`'s SIGTERM rule: the command's one line on SIGTERM says what was cleaned up (`cleaned`)."""
     try:
-        with sigterm_raises():
-            return work()
+        yield
     except Terminated:
-        sys.stderr.write(f"deepvision {command}: terminated (SIGTERM); {cleaned}\n")
-        return Terminated.exit_code
+        raise Terminated(cleaned) from None

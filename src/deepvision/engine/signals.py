@@ -36,10 +36,8 @@ class GracefulStop:
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # second Ctrl+C: stop now
         self.signum = signum
-        # a signal sent to the whole process group (timeout, systemd, Ctrl+C) also ends the data loader's
-        # workers: torch's SIGCHLD handler would raise their deaths as errors anywhere in the stop that follows
-        if signal.SIGCHLD not in self._old:  # a handler, not SIG_DFL: a SIGCHLD already pending would raise
-            self._old[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _ignore)
+        if signal.SIGCHLD not in self._old:
+            self._old[signal.SIGCHLD] = quiet_child_deaths()
 
     def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():
@@ -53,5 +51,13 @@ class GracefulStop:
         self._old.clear()
 
 
+def quiet_child_deaths() -> object:
+    """Install a no-op SIGCHLD handler and return the one it replaces. A stop signal sent to the whole process
+    group (timeout, systemd, Ctrl+C) also ends the data loader's workers, and torch's SIGCHLD handler would
+    raise their deaths as errors anywhere in the stop that follows (a handler, not SIG_DFL: a SIGCHLD
+    already pending would then raise)."""
+    return signal.signal(signal.SIGCHLD, _ignore)
+
+
 def _ignore(signum: int, frame: FrameType | None) -> None:
-    """The SIGCHLD handler while a stop is under way."""
+    """SIGCHLD while a stop is under way."""

@@ -70,25 +70,21 @@ def run(args: argparse.Namespace) -> int:
     if not args.data or not args.out:
         raise UserError("give DATA and --out (or --list-layers)")
     from deepvision.apps.transfer import features
-    from deepvision.cli.terminate import run_until_sigterm
+    from deepvision.cli.terminate import sigterm_says
     from deepvision.datasets.im2rec import ProgressReporter
 
     bar = ProgressReporter("extracting features", every=1000)
     info: dict = {}  # what features() reports, kept for the summary line
 
-    def extract() -> int:
-        info.update(features(args.model, args.data, args.out, layer=args.layer, weights=args.weights, pool=args.pool,
-                             flatten=args.flatten, batch_size=args.batch_size, buffer_size=args.buffer_size,
-                             shuffle=args.shuffle, seed=args.seed, dtype=args.dtype, labels=args.labels,
-                             image_root=args.image_root, crop=args.crop, device=args.device, progress=bar))
-        return 0
-
     try:  # a SIGTERM unwinds like Ctrl+C: the unfinished file is removed, never left behind
-        code = run_until_sigterm("features", "no feature file was left", extract)
+        with sigterm_says("no feature file was left"):
+            info.update(features(args.model, args.data, args.out, layer=args.layer, weights=args.weights,
+                                 pool=args.pool, flatten=args.flatten, batch_size=args.batch_size,
+                                 buffer_size=args.buffer_size, shuffle=args.shuffle, seed=args.seed, dtype=args.dtype,
+                                 labels=args.labels, image_root=args.image_root, crop=args.crop, device=args.device,
+                                 progress=bar))
     finally:
         bar.close()
-    if code:
-        return code
     print(f"[INFO] {info['rows']:,} images x {info['dim']:,} features from layer {info['layer']} -> {info['path']} "
           f"({info['images_per_second']:.1f} images/s)")
     return 0

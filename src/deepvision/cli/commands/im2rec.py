@@ -65,9 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepvision.cli.terminate import run_until_sigterm
+    from deepvision.cli.terminate import sigterm_says
 
-    return run_until_sigterm("im2rec", "unfinished record files were removed", lambda: _run(args))
+    with sigterm_says("unfinished record files were removed"):
+        return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -66,9 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from deepvision.cli.terminate import run_until_sigterm
+    from deepvision.cli.terminate import sigterm_says
 
-    return run_until_sigterm("stl10", "unfinished record files were removed", lambda: _build(args))
+    with sigterm_says("unfinished record files were removed"):
+        return _build(args)
 
 
 def _build(args: argparse.Namespace) -> int:
