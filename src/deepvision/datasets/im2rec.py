@@ -13,7 +13,7 @@ with the reason in `PREFIX.skipped.txt` instead of ending the run; palette/alpha
 white and 16-bit images scaled (EXIF orientation, CMYK and grayscale JPEGs are handled as OpenCV does);
 outputs are written to temporary files and renamed when complete.
 
-Why one module of ~400 lines: listing, encoding, the worker pool and its bounded shutdown, and the
+Why one module of ~420 lines: listing, encoding, the worker pool and its bounded shutdown, and the
 lenient list reader are the one packing path; split up, each part would need the others' options.
 """
 
@@ -186,9 +186,20 @@ _OPTIONS: PackOptions | None = None
 def _init_worker(options: PackOptions, in_worker: bool = False) -> None:
     global _OPTIONS
     _OPTIONS = options
-    if in_worker:  # the parent alone reacts to Ctrl+C/SIGTERM, then terminates the pool (SIGTERM: exit quietly)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if in_worker:
+        quiet_pool_worker()
+
+
+def quiet_pool_worker() -> None:
+    """A pool worker's signals: the parent alone reacts to Ctrl+C/SIGTERM, then stops the pool (`stop_pool`).
+    Ctrl+C is ignored; SIGTERM unwinds quietly (SystemExit prints nothing), releasing the task queue's lock
+    (a worker killed while holding it, waiting for a task, left the pool's terminate() waiting for ever)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_quietly)
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _encode_task(task: tuple[int, PackItem]) -> tuple[int, bytes | None, str]:

@@ -12,7 +12,6 @@ import contextlib
 import json
 import multiprocessing
 import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from deepvision.data.mean_file import read_mean_rgb
 from deepvision.data.records.pipeline import forking_cv2
 from deepvision.data.records.record_file import RecordFile
 from deepvision.data.records.recordio import RecordError
-from deepvision.datasets.im2rec import stop_pool
+from deepvision.datasets.im2rec import quiet_pool_worker, stop_pool
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
 from deepvision.placement import begins_with, refuse_output_over_inputs, refuse_replacing
@@ -86,15 +85,8 @@ _RECORD_FILE: RecordFile | None = None
 def _init(record_file: RecordFile | None, in_worker: bool = False) -> None:
     global _RECORD_FILE
     _RECORD_FILE = record_file
-    if in_worker:  # the parent alone reacts to Ctrl+C/SIGTERM, then terminates the pool
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, _exit_quietly)
-
-
-def _exit_quietly(signum: int, frame: object) -> None:
-    """A worker's SIGTERM: unwind, so that the task queue's lock is released (a worker killed while holding
-    it, waiting for a task, left the pool's terminate() waiting for ever); SystemExit prints nothing."""
-    raise SystemExit(128 + signum)
+    if in_worker:
+        quiet_pool_worker()
 
 
 def compute_mean(

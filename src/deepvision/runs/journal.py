@@ -139,22 +139,26 @@ def _test_scores(run: RunDir, monitor: str) -> dict[str, Any]:
 
 def _detection_metrics(run: RunDir) -> dict[str, Any] | None:
     """The newest `deepvision evaluate` report of a detection run on its test split (best.pt preferred)."""
-    found = []
-    for path in sorted(run.eval_dir.glob("detection-test-*/metrics.json"), key=lambda p: p.stat().st_mtime):
-        found.append((path.parent.name, run.read_report(path)))
-    # a report of other data (`evaluate --data DIR`) is not the run's test score
-    found = [(name, m) for name, m in found if m is not None and m.get("data", "test") == "test"]
+    found = _own_test_reports(run, "detection-test-*")
     best = [m for name, m in found if name == "detection-test-best"]
     return (best or [m for _, m in found] or [None])[-1]
+
+
+def _own_test_reports(run: RunDir, folders: str) -> list[tuple[str, dict[str, Any]]]:
+    """(folder name, report) of the readable RUN/eval/FOLDERS/metrics.json, oldest first, that score the run's
+    own test split: a report of other data (`evaluate --data DIR`) is not the run's test score."""
+    found = []
+    for path in sorted(run.eval_dir.glob(f"{folders}/metrics.json"), key=lambda p: p.stat().st_mtime):
+        report = run.read_report(path)
+        if report is not None and report.get("data", "test") == "test":
+            found.append((path.parent.name, report))
+    return found
 
 
 def _test_metrics(run: RunDir) -> dict[str, Any] | None:
     """The test-split evaluation to report: single centre crop of best.pt (the reference's protocol),
     else the newest single-crop one, else the newest of any kind."""
-    found = []
-    for path in sorted(run.eval_dir.glob("test-*/metrics.json"), key=lambda p: p.stat().st_mtime):
-        found.append((path.parent.name, run.read_report(path)))
-    found = [(name, m) for name, m in found if m is not None and m.get("data", "test") == "test"]
+    found = _own_test_reports(run, "test-*")
     for wanted in (lambda name, m: name == "test-best", lambda name, m: m.get("crops", 1) == 1, lambda name, m: True):
         matches = [m for name, m in found if wanted(name, m)]
         if matches:
