@@ -277,8 +277,8 @@ def test_coco_annotation_ids_are_unique(tmp_path):
     (tmp_path / "train.json").write_text(json.dumps(doc))
     with pytest.raises(UserError) as exc:
         read_annotations("coco", [f"train={tmp_path / 'train.json'}"])
-    assert str(exc.value) == (f"{tmp_path / 'train.json'}: annotation id 7 is given twice in 'annotations'; "
-                              f"each annotation needs its own id")
+    assert str(exc.value) == (f"{tmp_path / 'train.json'}: annotation id 7 is given twice in 'annotations' (image 1 "
+                              f"bbox [13, 19, 25, 23] and image 1 bbox [1, 2, 3, 4]); each annotation needs its own id")
     doc["annotations"][1]["id"] = 8
     (tmp_path / "train.json").write_text(json.dumps(doc))
     boxes = read_annotations("coco", [f"train={tmp_path / 'train.json'}"]).splits["train"][0].boxes
@@ -303,7 +303,7 @@ def test_a_box_with_two_labels_is_refused(tmp_path):
     xml.write_text(xml.read_text().replace("<name>dog</name>", "<name>dog</name><name>cat</name>", 1))
     with pytest.raises(UserError) as exc:
         read_annotations("voc", [str(root)])
-    assert str(exc.value) == f"{xml}: object: 2 <name> elements in one box; give each box one <name>"
+    assert str(exc.value) == f"{xml}: object: 2 <name> elements in one box ('dog' and 'cat'); give each box one <name>"
     for tag in ("difficult", "xmin"):  # any field given twice: the first was taken
         root = _labelimg(tmp_path / tag, n=1)
         xml = root / "annotations" / "photo_0.xml"
@@ -320,6 +320,129 @@ def test_a_box_with_two_labels_is_refused(tmp_path):
         (tmp_path / "t.xml").write_text(f"<dataset><images><image file='a.jpg'>{body}</image></images></dataset>")
         with pytest.raises(UserError, match=message):
             read_annotations("imglab", [f"train={tmp_path / 't.xml'}"])
+
+
+@pytest.mark.parametrize(("tag", "second", "values"), [
+    ("filename", "other.jpg", ("photo_0.jpg", "other.jpg")),
+    ("path", "/home/a/other.jpg", ("/home/author/dataset/images/photo_0.jpg", "/home/a/other.jpg")),
+    ("folder", "other", ("images", "other")),
+    ("size", "<width>32</width><height>24</height><depth>3</depth>",
+     ("width=64 height=48 depth=3", "width=32 height=24 depth=3")),
+    ("width", "32", ("64", "32")), ("height", "24", ("48", "24")), ("depth", "1", ("3", "1")),
+], ids=["filename", "path", "folder", "size", "width", "height", "depth"])
+def test_a_voc_annotation_field_given_twice_is_refused(tmp_path, run_cli, tag, second, values):
+    """Two <filename>s (<path>s, <folder>s, <size>s, or two <width>s in one <size>) were read as the first: the
+    boxes went to one of two named photos without a word. One line names both values; nothing is written."""
+    root = _labelimg(tmp_path / "ds", n=2)
+    Image.new("RGB", (32, 24)).save(root / "images" / "other.jpg")
+    xml = root / "annotations" / "photo_0.xml"
+    text = xml.read_text()
+    end = text.index(f"</{tag}>") + len(tag) + 3
+    xml.write_text(f"{text[:end]}<{tag}>{second}</{tag}>{text[end:]}")
+    before = xml.read_bytes()
+    code, _, err = run_cli("detection", "build", "voc", root, "--out", tmp_path / "built")
+    scope = "<size>" if tag in ("width", "height", "depth") else "annotation"
+    assert code == 2 and err.count("\n") == 1, err
+    assert (f"{xml}: 2 <{tag}> elements in one {scope} ({values[0]!r} and {values[1]!r}); give each {scope} one "
+            f"<{tag}>") in err, err
+    assert xml.read_bytes() == before and not (tmp_path / "built").exists()
+
+
+def _coco_doc() -> dict:
+    ann = {"image_id": 1, "category_id": 1, "bbox": [13, 19, 25, 23], "iscrowd": 0}
+    return {"images": [{"id": i, "file_name": f"{n}.jpg", "width": 64, "height": 48} for i, n in ((1, "a"), (2, "b"))],
+            "annotations": [{**ann, "id": 1}, {**ann, "id": 2, "image_id": 2}],
+            "categories": [{"id": 1, "name": "disc"}, {"id": 2, "name": "square"}]}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d["categories"].append({"id": 1, "name": "zzz"}),
+     "category id 1 is given twice in 'categories' ('disc' and 'zzz'); give each category its own id"),
+    (lambda d: d["categories"].append({"id": 1, "name": "disc"}),
+     "category id 1 is given twice in 'categories' ('disc' and 'disc'); give each category its own id"),
+    (lambda d: d["categories"].append({"id": 9, "name": "disc"}),
+     "category name 'disc' is given twice in 'categories' (ids 1 and 9); give each class one category"),
+    (lambda d: d["images"][1].update(id=1),
+     "image id 1 is given twice in 'images' ('a.jpg' and 'b.jpg'); each image needs its own id"),
+    (lambda d: d["images"][1].update(file_name="a.jpg"),
+     "file_name 'a.jpg' is given twice in 'images' (ids 1 and 2); give each image one entry"),
+    (lambda d: d["annotations"][1].update(id=1), "annotation id 1 is given twice in 'annotations' (image 1 bbox "
+     "[13, 19, 25, 23] and image 2 bbox [13, 19, 25, 23]); each annotation needs its own id"),
+], ids=["category-id", "category-id-same-name", "category-name", "image-id", "file-name", "annotation-id"])
+def test_a_coco_entry_given_twice_in_one_file_is_named_with_both(tmp_path, run_cli, change, message):
+    """A category id given twice in one file was blamed on "another file"; a name, an image id, a file_name or
+    an annotation id given twice in one file is one line naming the file and both entries."""
+    for name in "ab":
+        Image.new("RGB", (64, 48)).save(tmp_path / f"{name}.jpg")
+    doc = _coco_doc()
+    change(doc)
+    (tmp_path / "train.json").write_text(json.dumps(doc))
+    before = (tmp_path / "train.json").read_bytes()
+    code, _, err = run_cli("detection", "build", "coco", f"train={tmp_path / 'train.json'}", "--out", tmp_path / "o")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{tmp_path / 'train.json'}: {message}" in err, err
+    assert (tmp_path / "train.json").read_bytes() == before and not (tmp_path / "o").exists()
+
+
+def test_a_coco_category_differing_between_files_names_both(tmp_path):
+    """One id with two names, or one name with two ids, in two files: refused naming both."""
+    for name in "ab":
+        Image.new("RGB", (64, 48)).save(tmp_path / f"{name}.jpg")
+    (tmp_path / "train.json").write_text(json.dumps(_coco_doc()))
+    for cats, message in (([{"id": 1, "name": "zzz"}], "category id 1 is 'zzz' here but 'disc' in another file"),
+                          ([{"id": 7, "name": "disc"}], "category 'disc' has id 7 here but 1 in another file; give "
+                                                        "a class one id in every file")):
+        (tmp_path / "val.json").write_text(json.dumps({**_coco_doc(), "categories": cats, "annotations": []}))
+        with pytest.raises(UserError) as exc:
+            read_annotations("coco", [f"train={tmp_path / 'train.json'}", f"val={tmp_path / 'val.json'}"])
+        assert str(exc.value) == f"{tmp_path / 'val.json'}: {message}"
+
+
+IMGLAB = "<dataset><images>{}</images></dataset>"
+BOX = "<box top='2' left='3' width='10' height='8'><label>{}</label></box>"
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (f"<image file='a.jpg'>{BOX.format('x')}<image file='b.jpg'>{BOX.format('y')}</image></image>",
+     "<image file='b.jpg'> lies inside <image file='a.jpg'>; each <image> belongs directly under "
+     "<dataset><images> (is an element left open?)"),
+    (f"<image file='a.jpg'><box top='1' left='1' width='4' height='4'>{BOX.format('y')}</box></image>",
+     "a <box> lies inside <box>; each <box> belongs directly under its <image> (is an element left open?)"),
+    (f"<image file='a.jpg'><part>{BOX.format('y')}</part></image>",
+     "a <box> lies inside <part>; each <box> belongs directly under its <image>"),
+    (f"{BOX.format('y')}<image file='a.jpg'/>", "a <box> lies inside <images>; each <box> belongs directly under"),
+    (f"<image file='a.jpg'>{BOX.format('x')}</image><image file='./a.jpg'>{BOX.format('y')}</image>",
+     "<image file='a.jpg'> and <image file='./a.jpg'> name one photo; give each image one <image> element "
+     "holding all its boxes"),
+    ("<image file='a.jpg'><box top='2' left='3' width='10' height='8'><label>x</label><label>y</label></box>"
+     "</image>", ", image a.jpg: 2 <label> elements in one box ('x' and 'y'); give each box one <label>"),
+], ids=["nested-image", "box-in-box", "box-in-part", "box-in-images", "image-twice", "label-twice"])
+def test_an_imglab_image_or_box_out_of_place_or_given_twice_is_refused(tmp_path, run_cli, body, message):
+    """An <image> left open took the next photo's boxes too (the elements were read recursively); one photo
+    listed twice or a box with two labels is refused the same way: one line, exit 2, nothing written."""
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.jpg")
+    Image.new("RGB", (40, 30)).save(tmp_path / "b.jpg")
+    (tmp_path / "t.xml").write_text(IMGLAB.format(body))
+    code, _, err = run_cli("detection", "build", "imglab", f"train={tmp_path / 't.xml'}", "--out", tmp_path / "o")
+    assert code == 2 and err.count("\n") == 1, err
+    assert (message if message.startswith(",") else f": {message}") in err.split("t.xml", 1)[1], err
+    assert not (tmp_path / "o").exists()
+
+
+def test_imglab_duplicate_attributes_and_two_image_lists(tmp_path):
+    """A box attribute given twice is refused by the XML parser itself; two <images> lists are one given twice."""
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.jpg")
+    for text, message in (
+            (IMGLAB.format("<image file='a.jpg'><box top='2' top='5' left='3' width='10' height='8'/></image>"),
+             r"t.xml is not valid XML \(duplicate attribute"),
+            ("<dataset><images><image file='a.jpg'/></images><images/></dataset>",
+             r"t.xml: 2 <images> elements in one <dataset> \('<image>' and ''\); give each <dataset> one <images>")):
+        (tmp_path / "t.xml").write_text(text)
+        with pytest.raises(UserError, match=message):
+            read_annotations("imglab", [f"train={tmp_path / 't.xml'}"])
+    (tmp_path / "t.xml").write_text(IMGLAB.format(f"<image file='a.jpg'>{BOX.format('x')}</image>"))
+    boxes = read_annotations("imglab", [f"train={tmp_path / 't.xml'}"]).splits["train"][0].boxes
+    assert [(b.xmin, b.ymin, b.xmax, b.ymax, b.label) for b in boxes] == [(3, 2, 13, 10, "x")]
 
 
 @pytest.mark.parametrize("name", [None, 5, ["disc"], " ", " a", ""])

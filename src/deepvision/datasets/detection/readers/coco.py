@@ -59,11 +59,13 @@ def read_coco(files: dict[str, Path], images_dir: str | Path | None = None) -> A
     """
     splits: dict[str, list[ImageRecord]] = {}
     categories: dict[int, str] = {}
+    category_ids: dict[str, int] = {}  # class name -> its id, across the files
     unknown_cats: Counter = Counter()
     crowd = 0
     for split, json_path in files.items():
         data = _coco_json(json_path)
         names: dict[int, str] = {}
+        ids: dict[str, int] = {}  # class name -> id, in this file
         for cat in data["categories"]:
             ident = _coco_int(cat, "id", f"{json_path}, category {str(cat)[:40]}")
             name = cat.get("name")
@@ -72,12 +74,23 @@ def read_coco(files: dict[str, Path], images_dir: str | Path | None = None) -> A
             if not isinstance(name, str) or not name.strip() or name != name.strip():
                 raise UserError(f"{json_path}: category {ident}: 'name' must be a class name without surrounding "
                                 f"spaces, got {printable(json.dumps(name))[:40]}")
+            if ident in names:
+                raise UserError(f"{json_path}: category id {ident} is given twice in 'categories' "
+                                f"({names[ident][:40]!r} and {name[:40]!r}); give each category its own id")
+            if name in ids:
+                raise UserError(f"{json_path}: category name {name[:40]!r} is given twice in 'categories' (ids "
+                                f"{ids[name]} and {ident}); give each class one category")
             if categories.get(ident, name) != name:
                 raise UserError(f"{json_path}: category id {ident} is '{name}' here but "
                                 f"'{categories[ident]}' in another file")
+            if category_ids.get(name, ident) != ident:
+                raise UserError(f"{json_path}: category '{name}' has id {ident} here but {category_ids[name]} in "
+                                f"another file; give a class one id in every file")
             categories[ident] = names[ident] = name
+            category_ids[name] = ids[name] = ident
         folder = _coco_image_dir(json_path, data["images"], Path(images_dir) if images_dir else None)
         records: dict[int, ImageRecord] = {}
+        file_names: dict[str, int] = {}  # file_name -> the id of its image
         for img in data["images"]:
             where = f"{json_path}, image {str(img.get('id'))[:20]}"
             file_name = img.get("file_name")
@@ -87,20 +100,26 @@ def read_coco(files: dict[str, Path], images_dir: str | Path | None = None) -> A
             ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height))
             ident = _coco_int(img, "id", where)
             if ident in records:
-                raise UserError(f"{json_path}: image id {ident} is given twice in 'images'; each image needs "
-                                f"its own id (annotations name their image by it)")
+                raise UserError(f"{json_path}: image id {ident} is given twice in 'images' "
+                                f"({records[ident].looked_in[0][:40]!r} and {file_name[:40]!r}); each image needs its "
+                                f"own id (annotations name their image by it)")
+            if file_name in file_names:
+                raise UserError(f"{json_path}: file_name {file_name[:40]!r} is given twice in "
+                                f"'images' (ids {file_names[file_name]} and {ident}); give each image one entry")
+            file_names[file_name] = ident
             records[ident] = ImageRecord(
                 str(inside(folder, file_name, where).resolve()), width=width if ok else None,
                 height=height if ok else None, looked_in=(file_name, str(folder)))
-        ann_ids: set[int | float | str] = set()
+        ann_ids: dict[int | float | str, str] = {}  # id -> the annotation it names, for messages
         for ann in data["annotations"]:
             where = f"{json_path.name}, annotation {str(ann.get('id'))[:20]}"
             ann_id = ann.get("id")
             if isinstance(ann_id, (int, float, str)) and not isinstance(ann_id, bool):
+                shown = f"image {str(ann.get('image_id'))[:20]} bbox {str(ann.get('bbox'))[:40]}"
                 if ann_id in ann_ids:  # pycocotools indexes annotations by id: the first would vanish
                     raise UserError(f"{json_path}: annotation id {str(ann_id)[:20]} is given twice in "
-                                    f"'annotations'; each annotation needs its own id")
-                ann_ids.add(ann_id)
+                                    f"'annotations' ({ann_ids[ann_id]} and {shown}); each annotation needs its own id")
+                ann_ids[ann_id] = shown
             image_id = _coco_int(ann, "image_id", where)
             if image_id not in records:
                 raise UserError(f"{json_path}: annotation {ann.get('id')} refers to image id {image_id}, "

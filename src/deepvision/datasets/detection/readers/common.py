@@ -48,13 +48,30 @@ def inside(base: Path, name: str, where: str, roots: tuple[Path, ...] = (),
     return path
 
 
-def only_text(element: ET.Element, tag: str, where: str, missing: str | None = "") -> str | None:
-    """The stripped text of `element`'s one <tag> child (`missing` when there is none); two are refused,
-    since taking the first would drop the other value without a word."""
+def only_child(element: ET.Element, tag: str, where: str, scope: str = "one box") -> ET.Element | None:
+    """`element`'s one <tag> child (None when there is none); two are refused, naming their values, since
+    taking the first would drop the other without a word. `scope` names `element` ("one box")."""
     found = element.findall(tag)
     if len(found) > 1:
-        raise UserError(f"{where}: {len(found)} <{tag}> elements in one box; give each box one <{tag}>")
-    return (found[0].text or "").strip() if found else missing
+        values = [repr(_shown(e)[:40]) for e in found[:3]]
+        shown = " and ".join(values) if len(found) == 2 else ", ".join(values) + (", ..." if len(found) > 3 else "")
+        raise UserError(f"{where}: {len(found)} <{tag}> elements in {scope} ({shown}); give "
+                        f"{scope.replace('one', 'each', 1)} one <{tag}>")
+    return found[0] if found else None
+
+
+def _shown(element: ET.Element) -> str:
+    """An element's text, or for one with children (<size>) their texts: 'width=64 height=48 depth=3'."""
+    if not len(element):
+        return (element.text or "").strip()
+    return " ".join(f"{c.tag}={(c.text or '').strip()}" if (c.text or "").strip() else f"<{c.tag}>" for c in element)
+
+
+def only_text(element: ET.Element, tag: str, where: str, missing: str | None = "", scope: str = "one box"
+              ) -> str | None:
+    """The stripped text of `element`'s one <tag> child (`missing` when there is none); see `only_child`."""
+    found = only_child(element, tag, where, scope)
+    return (found.text or "").strip() if found is not None else missing
 
 
 def parse_number(value: Any, where: str, what: str) -> float:

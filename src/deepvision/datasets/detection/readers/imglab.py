@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 import math
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from deepvision.data.imageio import image_size
-from deepvision.datasets.detection.readers.common import inside, only_text, parse_flag, parse_number, parse_xml
+from deepvision.datasets.detection.readers.common import (
+    inside,
+    only_child,
+    only_text,
+    parse_flag,
+    parse_number,
+    parse_xml,
+)
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
+
+
+def _check_nesting(root: ET.Element, images: ET.Element, xml_path: Path) -> None:
+    """Refuse an <image> anywhere but directly under <dataset><images>, and a <box> anywhere but directly
+    under its <image>: read recursively, an <image> left open gave the next photo's boxes to both."""
+    for parent in root.iter():
+        for child in parent:
+            if child.tag == "image" and parent is not images or child.tag == "box" and parent.tag != "image":
+                attr = f" file={parent.get('file')!r}" if parent.get("file") is not None else ""
+                what = f"<image file={child.get('file')!r}>" if child.tag == "image" else "a <box>"
+                home = "directly under <dataset><images>" if child.tag == "image" else "directly under its <image>"
+                raise UserError(f"{xml_path}: {what} lies inside <{parent.tag}{attr}>; each <{child.tag}> belongs "
+                                f"{home} (is an element left open?)")
 
 
 def read_imglab(files: dict[str, Path], reference_clip: bool = False) -> Annotations:
@@ -22,18 +43,25 @@ def read_imglab(files: dict[str, Path], reference_clip: bool = False) -> Annotat
     ignored = clipped = dropped = 0
     for split, xml_path in files.items():
         root = parse_xml(xml_path)
-        if root.tag != "dataset" or root.find("images") is None:
+        images = only_child(root, "images", str(xml_path), "one <dataset>") if root.tag == "dataset" else None
+        if images is None:
             raise UserError(f"{xml_path} is not an imglab file (expected <dataset><images>...)")
+        _check_nesting(root, images, xml_path)
         records = []
-        for image in root.iter("image"):
+        named: dict[str, str] = {}  # image file -> the `file` attribute naming it first
+        for image in images.findall("image"):
             rel = image.get("file")
             if not rel:
                 raise UserError(f"{xml_path}: an <image> element has no file attribute")
             file = str(inside(xml_path.parent, rel, f"{xml_path}, <image file>").resolve())
+            if file in named:
+                raise UserError(f"{xml_path}: <image file={named[file]!r}> and <image file={rel!r}> name one photo; "
+                                f"give each image one <image> element holding all its boxes")
+            named[file] = rel
             size = image_size(file)
             record = ImageRecord(file, width=size[0] if size else None, height=size[1] if size else None,
                                  source=str(xml_path))
-            for box in image.iter("box"):
+            for box in image.findall("box"):
                 if parse_flag(box.get("ignore", "0"), f"{xml_path}, <box ignore>"):
                     ignored += 1
                     continue

@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from deepvision.datasets.detection.readers.common import (
     file_problem,
     inside,
+    only_child,
     only_text,
     parse_flag,
     parse_number,
@@ -53,12 +54,11 @@ def read_voc_xml(xml_path: Path, image_dirs: list[Path] | None = None, dataset_r
     root = parse_xml(xml_path)
     if root.tag != "annotation":
         raise UserError(f"{xml_path} is not a Pascal VOC annotation (root element <{root.tag}>)")
-    filename = (root.findtext("filename") or "").strip()
-    path_name = _path_name((root.findtext("path") or "").strip())
+    field = {k: only_text(root, k, str(xml_path), scope="one annotation") or "" for k in ("filename", "path", "folder")}
+    filename, path_name = field["filename"], _path_name(field["path"])
     explicit = image_dirs is not None
     if image_dirs is None:
-        image_dirs = voc_image_dirs(xml_path.parent, dataset_root or xml_path.parent,
-                                    (root.findtext("folder") or "").strip())
+        image_dirs = voc_image_dirs(xml_path.parent, dataset_root or xml_path.parent, field["folder"])
     names = [n for n in dict.fromkeys((filename, path_name)) if n]
     if filename and not PurePosixPath(filename).suffix and path_name.startswith(filename + "."):
         names.reverse()  # some tools write the stem alone in <filename>
@@ -68,10 +68,12 @@ def read_voc_xml(xml_path: Path, image_dirs: list[Path] | None = None, dataset_r
     roots = () if explicit else (dataset_root or xml_path.parent, *image_dirs)
     candidates = [inside(d, n, f"{xml_path}, <filename>", roots) for n in names for d in image_dirs]
     file = next((c for c in candidates if file_problem(c) != "missing"), candidates[0])
-    size = root.find("size")
+    size = only_child(root, "size", str(xml_path), "one annotation")
     width = height = None
     if size is not None:  # a missing, zero or non-finite size is read from the image instead
-        width, height = (parse_number(size.findtext(k) or 0, str(xml_path), k) for k in ("width", "height"))
+        # <depth> is not used, but two of them are refused like any field given twice
+        width, height, _ = (only_text(size, k, str(xml_path), scope="one <size>") for k in ("width", "height", "depth"))
+        width, height = (parse_number(v or 0, str(xml_path), k) for v, k in ((width, "width"), (height, "height")))
         width, height = ((int(v) if math.isfinite(v) and 1 <= v <= 2**31 else None) for v in (width, height))
     record = ImageRecord(str(file.resolve()), width=width, height=height,
                          looked_in=(names[0], *(str(d) for d in image_dirs)))
