@@ -220,6 +220,27 @@ def test_an_offset_beyond_any_file_is_one_line(tmp_path, run_cli, offset):
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
+@pytest.mark.parametrize("key", ["1000", "01000"])
+def test_a_key_given_twice_is_one_line(tmp_path, run_cli, key):
+    """MXNet's MXIndexedRecordIO keeps the later offset of a key given twice (int() reads '01000' as 1000), so it
+    would read the second record twice and never the first: the .idx is refused, naming the key and both lines."""
+    _write_records(tmp_path / "a.rec", 4)
+    lines = (tmp_path / "a.idx").read_text().splitlines()
+    lines[1] = f"{key}\t{lines[1].split(chr(9))[1]}"  # line 1's key 1000, record 1's offset
+    (tmp_path / "a.idx").write_text("\n".join(lines) + "\n")
+    with pytest.raises(IndexMismatchError, match=f"a.idx:2: key {key} is given again \\(first on line 1\\)"):
+        read_index(tmp_path / "a.idx")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    code, out, err = run_cli("mean", tmp_path / "a.rec")
+    assert code == 2 and out == "" and err == (f"deepvision mean: error: {tmp_path / 'a.idx'}:2: key {key} is "
+                                               f"given again (first on line 1); delete the .idx to rebuild it from "
+                                               f"the .rec\n")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    (tmp_path / "t.idx").write_text("a\t0\nb\t16\na\t32\n")  # text keys too
+    with pytest.raises(IndexMismatchError, match=r"t\.idx:3: key a is given again \(first on line 1\)"):
+        read_index(tmp_path / "t.idx")
+
+
 def test_keys_beyond_int64_are_kept_as_text(tmp_path):
     (tmp_path / "k.idx").write_text("99999999999999999999999\t0\n1\t16\n")
     keys, offsets = read_index(tmp_path / "k.idx")

@@ -44,6 +44,9 @@ def test_journal_shows_the_monitored_metric_and_test_map(trained_detection_run, 
     (report / "metrics.json").write_text(json.dumps({"voc_map50": 0.5, "coco": {"map": 0.25}}))
     (row,) = journal(tmp_path)
     assert (row["test_map50"], row["test_map"], row["test_value"]) == (0.5, 0.25, 0.5)
+    # a report naming data "test" but another split (a folder named test, scored before reports named the split)
+    (report / "metrics.json").write_text(json.dumps({"data": "test", "split": "train", "voc_map50": 0.9}))
+    assert journal(tmp_path)[0]["test_map50"] == test["test_map50"]
 
 
 def test_runs_compare_accepts_detection_columns(trained_detection_run, tmp_path, run_cli):
@@ -60,25 +63,50 @@ def test_runs_compare_accepts_detection_columns(trained_detection_run, tmp_path,
 
 
 def test_a_report_of_other_data_is_not_the_runs_test_score(trained_detection_run, tmp_path, run_cli):
-    """`evaluate --data OTHER` writes eval/detection-<other>-best and names its data; `runs` keeps reporting
-    the run's own test split, and the run's own report folder is not replaced."""
+    """`evaluate --data OTHER` writes eval/detection-<other>-<split>-best and names its data and split; `runs` keeps
+    reporting the run's own test split, and the run's own report folder is not replaced."""
     from tests.detection_helpers import built_fake
 
     det = RunDir(shutil.copytree(trained_detection_run, tmp_path / "runs" / "det"))
     code, _, err = run_cli("evaluate", det.path)
     assert code == 0, err
     own = json.loads((det.eval_dir / "detection-test-best" / "metrics.json").read_text())
-    assert own["data"] == "test"
+    assert own["data"] == "test" and own["split"] == "test"
     (row,) = journal(tmp_path / "runs")
     other = built_fake(tmp_path / "o", images=6, size=96, seed=9)
     code, _, err = run_cli("evaluate", det.path, "--data", other)
     assert code == 0, err
-    report = json.loads((det.eval_dir / f"detection-{other.name}-best" / "metrics.json").read_text())
+    report = json.loads((det.eval_dir / f"detection-{other.name}-test-best" / "metrics.json").read_text())
     assert report["data"] == str(other) and report["split"] == "test"
     assert json.loads((det.eval_dir / "detection-test-best" / "metrics.json").read_text()) == own
     test_named = other.rename(other.parent / "test")  # a folder named like the split goes beside the own report
     code, _, err = run_cli("evaluate", det.path, "--data", test_named)
     assert code == 0, err
-    assert json.loads((det.eval_dir / "detection-test-best-2" / "metrics.json").read_text())["data"] == str(test_named)
+    assert json.loads((det.eval_dir / "detection-test-test-best" / "metrics.json").read_text())["data"] == str(
+        test_named)
     assert json.loads((det.eval_dir / "detection-test-best" / "metrics.json").read_text()) == own
     assert journal(tmp_path / "runs") == [row]
+
+
+def test_two_splits_of_other_data_keep_two_reports(trained_detection_run, tmp_path, run_cli, monkeypatch):
+    """`detection evaluate RUN --data DIR --split train`, then `--split test`: two folders, each metrics.json naming
+    its data and split; a report of the same data and split is replaced, one of another split never is."""
+    from tests.detection_helpers import built_fake
+
+    det = RunDir(shutil.copytree(trained_detection_run, tmp_path / "runs" / "det"))
+    built_fake(tmp_path / "o", images=6, size=96, seed=9)
+    monkeypatch.chdir(tmp_path / "o")
+    (row,) = journal(tmp_path / "runs")
+    folders = {}
+    for split in ("train", "test"):
+        code, out, err = run_cli("detection", "evaluate", det.path, "--data", "voc-built", "--split", split)
+        folders[split] = det.eval_dir / f"detection-voc-built-{split}-best"
+        assert code == 0 and out.splitlines()[-1].endswith(f"to {folders[split]}/"), err
+    reports = {split: json.loads((folder / "metrics.json").read_text()) for split, folder in folders.items()}
+    assert {s: (r["data"], r["split"]) for s, r in reports.items()} == {s: ("voc-built", s) for s in folders}
+    assert reports["train"]["images"] != reports["test"]["images"]
+    code, _, err = run_cli("detection", "evaluate", det.path, "--data", "voc-built", "--split", "test")
+    assert code == 0, err  # the same data and split: its own report replaced, no third folder
+    assert sorted(p.name for p in det.eval_dir.iterdir()) == sorted(f.name for f in folders.values())
+    assert json.loads((folders["train"] / "metrics.json").read_text()) == reports["train"]
+    assert journal(tmp_path / "runs") == [row]  # neither is the run's own test score

@@ -25,7 +25,7 @@ from deepvision.engine.detection_metrics import VOCResult, evaluate_coco, evalua
 from deepvision.engine.distributed import resolve_device
 from deepvision.engine.tasks.detection import DetectionMeter, DetectionTask
 from deepvision.errors import UserError
-from deepvision.evaluation.report_folder import report_folder, slug
+from deepvision.evaluation.report_folder import ROLES, report_folder, slug
 from deepvision.fileio import atomic_write_text
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.safeload import spreadsheet_cell
@@ -117,9 +117,10 @@ def evaluate_detection_run(run_dir: str | Path | LoadedRun, split: str = "test",
         coco = evaluate_coco(dets, gts, classes)
     except ImportError:
         coco = {}
-    name = split if data is None else str(data)  # the report of other data never replaces the run's own
-    default = f"detection-{slug(name)}-{loaded.checkpoint.stem}"
-    out_dir = Path(out) if out else report_folder(loaded.run, default, name)
+    # the report of other data never replaces the run's own, nor one of another split: both name the folder
+    name = split if data is None else str(data) if str(data) not in ROLES else f"./{data}"  # a folder named test
+    default = "-".join(["detection", *([] if data is None else [slug(name)]), slug(split), loaded.checkpoint.stem])
+    out_dir = Path(out) if out else report_folder(loaded.run, default, name, split)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = DetectionEvaluation(split, name, len(records), int(sum(len(g["labels"]) for g in gts)), voc, voc11, coco,
                                  out_dir)

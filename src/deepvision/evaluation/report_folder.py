@@ -1,5 +1,5 @@
 """Where `deepvision evaluate` writes a report by default: RUN/eval/<data>-<checkpoint>, never over a
-report of other data."""
+report of other data (or, for detection, of another split)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from deepvision.safeload import read_json
 ROLES = ("train", "val", "test")
 
 
-def report_folder(run: RunDir, name: str, data: str) -> Path:
+def report_folder(run: RunDir, name: str, data: str, split: str | None = None) -> Path:
     """RUN/eval/NAME, or NAME-2, NAME-3, ... when NAME holds the report of other data (two data folders
     with one name, `A/g10` and `B/g10`) or other files: a report only ever replaces one of the same data.
+    With `split` (a detection dataset has several) it also replaces only a report of that split.
     An earlier report without a `data` field is taken as of its `split` (the run's own)."""
     for k in range(1, 1000):
         folder = run.folder("eval", name if k == 1 else f"{name}-{k}", create=False)
@@ -26,11 +27,14 @@ def report_folder(run: RunDir, name: str, data: str) -> Path:
             continue
         except UserError:  # damaged: not replaced either
             continue
-        earlier = stored.get("data", stored.get("split")) if isinstance(stored, dict) else None
+        if not isinstance(stored, dict) or (split is not None and stored.get("split") != split):
+            continue
+        earlier = stored.get("data", stored.get("split"))
         if isinstance(earlier, str) and (earlier == data or (data not in ROLES and earlier not in ROLES
                                                              and Path(earlier).resolve() == Path(data).resolve())):
             return folder
-    raise UserError(f"{run.path / 'eval'} holds {name} to {name}-999, reports of other data; give --out")
+    other = "other data or splits" if split is not None else "other data"
+    raise UserError(f"{run.path / 'eval'} holds {name} to {name}-999, reports of {other}; give --out")
 
 
 def slug(text: str) -> str:

@@ -146,11 +146,12 @@ def _detection_metrics(run: RunDir) -> dict[str, Any] | None:
 
 def _own_test_reports(run: RunDir, folders: str) -> list[tuple[str, dict[str, Any]]]:
     """(folder name, report) of the readable RUN/eval/FOLDERS/metrics.json, oldest first, that score the run's
-    own test split: a report of other data (`evaluate --data DIR`) is not the run's test score."""
+    own test split: a report of other data (`evaluate --data DIR`), or of another split of it, is not the run's
+    test score."""
     found = []
     for path in sorted(run.eval_dir.glob(f"{folders}/metrics.json"), key=lambda p: p.stat().st_mtime):
         report = run.read_report(path)
-        if report is not None and report.get("data", "test") == "test":
+        if report is not None and report.get("data", "test") == report.get("split", "test") == "test":
             found.append((path.parent.name, report))
     return found
 

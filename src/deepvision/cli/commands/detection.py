@@ -82,7 +82,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--data", help="another built dataset (same classes) to score instead of the run's")
     e.add_argument("--epoch", type=int, help="checkpoint epoch (default: best.pt)")
     e.add_argument("--device", default="auto")
-    e.add_argument("--out", help="output folder (default RUN/eval/detection-SPLIT-CHECKPOINT)")
+    e.add_argument("--out", help="output folder (default RUN/eval/detection-SPLIT-CHECKPOINT, with --data "
+                                 "RUN/eval/detection-DIR-SPLIT-CHECKPOINT; -2, -3, ... when that holds the "
+                                 "report of other data or another split)")
     e.set_defaults(func=evaluate)
 
     x = cmds.add_parser("export", help="write a detection run as TorchScript or ONNX, checked against PyTorch",

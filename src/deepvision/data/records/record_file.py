@@ -29,7 +29,7 @@ from deepvision.errors import UserError
 from deepvision.fileio import atomic_path
 from deepvision.safeload import input_file
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: a key given twice in the .idx is refused
 
 
 def cache_dir() -> Path | None:

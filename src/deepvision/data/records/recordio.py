@@ -27,14 +27,8 @@ from deepvision.errors import UserError
 from deepvision.safeload import input_file
 
 MAGIC = 0xCED7230A
-
-
 MAGIC_BYTES = struct.pack("<I", MAGIC)
-
-
 LENGTH_MASK = (1 << 29) - 1
-
-
 _HEAD = struct.Struct("<II")
 
 
@@ -89,20 +83,26 @@ def idx_path_for(rec_path: str | Path) -> Path:
 MAX_OFFSET = 2**62  # no .rec is that large; offsets below it leave int64 room for the arithmetic on them
 
 
+def _whole(text: str) -> bool:
+    """True for a plain decimal integer such as '-12' (int() also reads '2_668', '+5', '٣')."""
+    return text.isascii() and text.removeprefix("-").isdigit()
+
+
 def read_index(idx_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(keys, offsets) from an .idx file, in file order. Integer keys give an int64 array."""
+    """(keys, offsets) from an .idx file, in file order. Integer keys give an int64 array. A key given on two
+    lines is refused: MXNet's MXIndexedRecordIO keeps its later offset only, so it would read other records."""
     idx_path = Path(idx_path)
     keys: list[str] = []
     offsets: list[int] = []
+    first: dict[int | str, int] = {}  # key (a number when it is one: MXNet reads keys with int()) -> its line
     with open(idx_path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
+            if not (line := line.strip()):
                 continue
             parts = line.split("\t")
             try:
                 keys.append(parts[0])
-                if not (parts[1].isascii() and parts[1].lstrip("-").isdigit()):  # int() also reads '2_668', '+5'
+                if not _whole(parts[1]):
                     raise ValueError
                 offsets.append(int(parts[1]))
             except (IndexError, ValueError):
@@ -111,12 +111,11 @@ def read_index(idx_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             if abs(offsets[-1]) >= MAX_OFFSET:  # beyond any file, and beyond int64 arithmetic
                 raise IndexMismatchError(f"{idx_path}:{lineno}: byte offset {parts[1][:40]} lies outside the file; "
                                          f"delete the .idx to rebuild it from the .rec")
-    try:
-        if not all(k.isascii() and k.lstrip("-").isdigit() for k in keys):  # int() also reads '1_0', '٣'
-            raise ValueError
-        key_array = np.asarray([int(k) for k in keys], dtype=np.int64)
-    except (ValueError, OverflowError):  # keys that are not int64 numbers stay text
-        key_array = np.asarray(keys, dtype=str)
+            if (seen := first.setdefault(int(keys[-1]) if _whole(keys[-1]) else keys[-1], lineno)) != lineno:
+                raise IndexMismatchError(f"{idx_path}:{lineno}: key {keys[-1][:40]} is given again (first on line "
+                                         f"{seen}); delete the .idx to rebuild it from the .rec")
+    as_int = all(_whole(k) and -(2**63) <= int(k) < 2**63 for k in keys)  # else the keys stay text
+    key_array = np.asarray([int(k) for k in keys], np.int64) if as_int else np.asarray(keys, dtype=str)
     return key_array, np.asarray(offsets, dtype=np.int64)
 
 
