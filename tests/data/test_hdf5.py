@@ -85,3 +85,17 @@ def test_hdf5_source_refuses_non_finite_float_images(tmp_path, bad):
                                  "test": None}})
     with pytest.raises(UserError, match=r"train\.hdf5: the images hold NaN or infinite values \(first in row 2\)"):
         load_data(cfg.data)
+
+
+def test_a_file_holding_two_data_arrays_is_refused_unless_one_is_named(tmp_path):
+    """`images` and `data` both present: which one the writer meant, the file does not say (the first in a
+    fixed order was read, the other ignored)."""
+    path = tmp_path / "both.h5"
+    with h5py.File(path, "w") as f:
+        f["images"] = np.zeros((4, 8, 8), np.uint8)
+        f["data"] = np.full((4, 8, 8), 255, np.uint8)
+        f["labels"] = np.arange(4)
+    with pytest.raises(UserError, match=r"both\.h5 holds images and data; keep one or set "
+                                         r"data\.options\.data_key"):
+        HDF5Dataset(path)
+    assert HDF5Dataset(path, "data", in_memory=True)[0][0].max() == 255

@@ -14,7 +14,7 @@ import yaml
 
 from deepvision.errors import UserError
 from deepvision.runs.checkpoint import load_checkpoint
-from deepvision.runs.rundir import RunDir
+from deepvision.runs.rundir import RunDir, bytes_freed
 from tests.helpers import run_main, tiny_config
 
 
@@ -57,20 +57,20 @@ def test_default_keep_is_two_and_five_for_the_reference_profile():
 def test_journal_says_what_older_epochs_take_and_how_to_prune(runs):
     run = RunDir(runs / "all")
     before = run.checkpoint_disk_use()["total"]
-    after = run.checkpoint_disk_use(run.prunable(0))["total"]
-    assert 0 < after < before
+    freed = bytes_freed(run.prunable(0))
+    assert 0 < freed < before
     code, out, _ = run_main("runs", runs)
     lines = out.splitlines()
     assert code == 0 and max(len(line) for line in lines if str(runs) not in line) <= 80
     from deepvision.runs.journal import format_bytes
 
-    assert f"checkpoints take {format_bytes(before)}, {format_bytes(before - after)} of it older epochs" in out
+    assert f"checkpoints take {format_bytes(before)}, {format_bytes(freed)} of it older epochs" in out
     command = f"best.pt of each run: deepvision runs prune {runs}"
     assert lines[-1] == (command if len(command) <= 80 else
                          "best.pt of each run: deepvision runs prune FOLDER (the folder above)")
     csv_row = (runs / "journal.csv").read_text().splitlines()
     header = csv_row[0].split(",")
-    assert int(csv_row[1].split(",")[header.index("ckpt_prunable_bytes")]) == before - after
+    assert int(csv_row[1].split(",")[header.index("ckpt_prunable_bytes")]) == freed
 
 
 def test_dry_run_lists_and_deletes_nothing(runs):
@@ -230,3 +230,21 @@ def test_an_option_of_another_mode_is_refused(tmp_path, argv, message):
     code, out, err = run_main("runs", *(argv if argv[0] in ("compare", "prune") else [folder, *argv]))
     assert (code, out) == (2, "") and err.count("\n") == 1 and message in err, err
     assert list(folder.iterdir()) == []
+
+
+def test_a_checkpoint_linked_from_outside_the_run_frees_nothing(runs, tmp_path):
+    """A hard link to a file elsewhere (a copy kept by hand) frees no byte when the run's name goes: the
+    summary counted it as freed."""
+    run = RunDir(runs / "all")
+    saved = run.saved_epochs()
+    kept = tmp_path / "keep.pt"
+    os.link(saved[1], kept)
+    data = kept.read_bytes()
+    best = int(load_checkpoint(run.checkpoints / "best.pt")["epoch"])
+    alone = sum(p.stat().st_size for e, p in saved.items() if e not in (1, 4, best))  # 4 is last.pt's
+    code, out, err = run_main("runs", "prune", runs / "all", "--keep", "0")
+    assert code == 0, err
+    from deepvision.runs.journal import format_bytes
+
+    assert out.splitlines()[-1] == f"1 run: freed {format_bytes(alone)}"
+    assert kept.read_bytes() == data

@@ -39,7 +39,7 @@ MAX_UNNAMED_CLASSES = 100_000  # classes an HDF5 file may number without naming 
 class HDF5Dataset(Dataset):
     """(row tensor, label) pairs from an HDF5 file written by HDF5DatasetWriter (or the reference).
 
-    data_key: the data dataset (default: the first of images/features/data present). Rows come back
+    data_key: the data dataset (default: the one of images/features/data present). Rows come back
     as tensors of the stored dtype (float64 files: float32 unless `dtype` says otherwise); `transform`
     receives the numpy row. `in_memory=True` reads everything once (FER2013 is 80 MB as uint8).
     """
@@ -52,8 +52,10 @@ class HDF5Dataset(Dataset):
         try:
             with h5py.File(self.path, "r") as db:
                 keys = list(db.keys())
-                if data_key is None:
-                    data_key = next((k for k in DATA_KEYS if k in db), None)
+                found = [k for k in DATA_KEYS if k in db] if data_key is None else [data_key]
+                if len(found) > 1:  # which one the writer meant, the file does not say
+                    raise UserError(f"{self.path} holds {' and '.join(found)}; keep one or set data.options.data_key")
+                data_key = found[0] if found else None
                 data = open_dataset(self.path, db, data_key, check=in_memory) if data_key is not None else None
                 if data is None:
                     raise UserError(f"{self.path} has no data dataset {data_key or '/'.join(DATA_KEYS)} "

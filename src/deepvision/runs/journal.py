@@ -25,7 +25,7 @@ from typing import Any
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, not_a_folder, open_regular_file
 from deepvision.runs.history import describe_lrs
-from deepvision.runs.rundir import RunDir
+from deepvision.runs.rundir import RunDir, bytes_freed
 from deepvision.safeload import printable, shell_word, spreadsheet_cell
 
 # key -> (table header, kind); kind: "text" (wraps), "name" (kept whole), "num" (right-aligned, never cut)
@@ -95,7 +95,7 @@ def run_row(run: RunDir) -> dict[str, Any]:
     row["samples_per_s"] = sum(speed) / len(speed) if speed else None
     disk = run.checkpoint_disk_use()
     row["ckpt_bytes"], row["ckpt_discarded_bytes"] = disk["total"], disk["discarded"]
-    row["ckpt_prunable_bytes"] = disk["total"] - run.checkpoint_disk_use(run.prunable(0))["total"]
+    row["ckpt_prunable_bytes"] = bytes_freed(run.prunable(0))
     return row
 
 
@@ -222,7 +222,7 @@ def checkpoint_note(run_dir: str | Path, indent: str = "") -> str:
         text += (f"\n{indent}  of which {format_bytes(disk['discarded'])} set aside by resumes in "
                  f"checkpoints/discarded-*/")
     aside = bool(disk["discarded"])
-    freed = disk["total"] - run.checkpoint_disk_use(run.prunable(0, discarded=aside))["total"]
+    freed = bytes_freed(run.prunable(0, discarded=aside))
     if freed:
         text += (f"\n{indent}  {format_bytes(freed)} of it is older epochs; to keep only last.pt and best.pt:"
                  f"\n{indent}  deepvision runs prune {shell_word(run.path)}{' --discarded' if aside else ''}")

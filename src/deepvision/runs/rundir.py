@@ -467,18 +467,14 @@ class RunDir:
             saved[e].unlink(missing_ok=True)
         return doomed
 
-    def checkpoint_disk_use(self, without: Iterable[Path] = ()) -> dict[str, int]:
+    def checkpoint_disk_use(self) -> dict[str, int]:
         """Bytes under checkpoints/ (hard links counted once): {"total", "discarded", "files"}; "discarded"
-        is the part in discarded-*/ folders left by resumes from earlier epochs. `without`: as if those
-        files were deleted (what `prune` would leave)."""
+        is the part in discarded-*/ folders left by resumes from earlier epochs."""
         seen: set[tuple[int, int]] = set()
         total = discarded = files = 0
-        skip = set(without)
         if self.checkpoints.is_dir():
             # files in checkpoints/ itself first: a discarded file linked to a kept one is not counted as discarded
             for p in sorted(self.checkpoints.rglob("*.pt"), key=lambda p: (p.parent != self.checkpoints, str(p))):
-                if p in skip:
-                    continue
                 try:
                     st = p.lstat()  # a link counts as itself: its target may lie outside the run
                 except OSError:
@@ -518,7 +514,7 @@ class RunDir:
         if keep < 0:
             raise UserError(f"--keep must be 0 or more, got {keep}")
         doomed = self.prunable(keep, discarded)
-        freed = self.checkpoint_disk_use()["total"] - self.checkpoint_disk_use(doomed)["total"]
+        freed = bytes_freed(doomed)
         if dry_run or not doomed:
             return doomed, freed
         with RunLock(self.path):
@@ -530,6 +526,17 @@ class RunDir:
                             and not any(names for _, _, names in os.walk(d))):
                         shutil.rmtree(d)
         return doomed, freed
+
+
+def bytes_freed(doomed: list[Path]) -> int:
+    """What deleting `doomed` gives back to the disk: a file's bytes only when every name of it goes (a hard
+    link to a kept checkpoint, or to a file outside the run, frees nothing)."""
+    inodes: dict[tuple[int, int], list[int]] = {}
+    for p in doomed:
+        with contextlib.suppress(OSError):
+            st = p.lstat()  # a link counts as itself: its target may lie outside the run
+            inodes.setdefault((st.st_dev, st.st_ino), [0, st.st_nlink, st.st_size])[0] += 1
+    return sum(size for names, links, size in inodes.values() if names >= links)
 
 
 def _is_zip(path: Path) -> bool:
