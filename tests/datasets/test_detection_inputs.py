@@ -710,3 +710,66 @@ def test_yolo_names_keys_are_plain_class_indices(key):
         _yolo_names(names, "d.yaml")
     with pytest.raises(UserError, match=r"^d\.yaml: names gives class 0 twice"):
         _yolo_names({0: "a", "0": "b"}, "d.yaml")
+
+
+def test_yolo_classes_txt_is_one_name_a_line(tmp_path, run_cli):
+    """'big disc' is one class: splitting classes.txt on spaces made two, and every later class id named the
+    class before it."""
+    from deepvision.datasets.detection import make_fake
+
+    yolo = make_fake(tmp_path / "yolo", "yolo", images=4, size=64, seed=0).out
+    (yolo / "data.yaml").unlink()
+    (yolo / "classes.txt").write_text("big disc\nsquare\n\ntriangle\n")
+    assert read_annotations("yolo", [str(yolo)]).classes == ["big disc", "square", "triangle"]
+    (yolo / "classes.txt").write_text("disc\nsquare\ndisc\n")
+    before = _snapshot(yolo)
+    code, out, err = run_cli("detection", "build", "yolo", yolo, "--out", tmp_path / "built")
+    assert (code, out) == (2, "") and err.count("\n") == 1 and "classes.txt" in err and "'disc'" in err
+    assert _snapshot(yolo) == before and not (tmp_path / "built").exists()
+
+
+def test_yolo_folder_with_several_yaml_files_or_a_disagreeing_classes_txt_is_refused(tmp_path, run_cli):
+    """Two data YAMLs in one folder: the first by name was read without a word; a classes.txt beside the data
+    YAML that names the classes in another order was ignored. The YAML given itself is read."""
+    from deepvision.datasets.detection import make_fake
+
+    yolo = make_fake(tmp_path / "yolo", "yolo", images=4, size=64, seed=0).out
+    (yolo / "a-old.yml").write_text("path: .\ntrain: images/train\nnames: [triangle, square, disc]\n")
+    before = _snapshot(yolo)
+    code, out, err = run_cli("detection", "build", "yolo", yolo, "--out", tmp_path / "built")
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert "2 YAML files (a-old.yml, data.yaml)" in err and f"detection build yolo {yolo / 'data.yaml'}" in err
+    assert _snapshot(yolo) == before and not (tmp_path / "built").exists()
+    assert read_annotations("yolo", [str(yolo / "data.yaml")]).classes == ["disc", "square", "triangle"]
+    (yolo / "a-old.yml").unlink()
+    (yolo / "classes.txt").write_text("triangle\nsquare\ndisc\n")
+    before = _snapshot(yolo)
+    for given in (yolo, yolo / "data.yaml"):
+        code, out, err = run_cli("detection", "build", "yolo", given, "--out", tmp_path / "built")
+        assert (code, out) == (2, "") and err.count("\n") == 1
+        assert "disagree (class 0 is 'disc' in data.yaml and 'triangle' in classes.txt)" in err
+        assert _snapshot(yolo) == before and not (tmp_path / "built").exists()
+    (yolo / "classes.txt").write_text("disc\nsquare\n")
+    with pytest.raises(UserError, match="data.yaml names 3 classes and classes.txt 2"):
+        read_annotations("yolo", [str(yolo)])
+    (yolo / "classes.txt").write_text("disc\nsquare\ntriangle\n")
+    assert read_annotations("yolo", [str(yolo)]).classes == ["disc", "square", "triangle"]
+
+
+def test_a_voc_folder_with_two_annotation_folders_is_refused(tmp_path, run_cli):
+    """annotations/ and xml/ both holding XML files: the first in a fixed order was read, the other ignored."""
+    root = _labelimg(tmp_path / "pets")
+    shutil.copytree(root / "annotations", root / "xml")
+    (root / "annotations" / "photo_0.xml").unlink()
+    before = _snapshot(root)
+    code, out, err = run_cli("detection", "build", "voc", root, "--out", tmp_path / "built")
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert f"XML annotations in 2 folders ({root / 'annotations'}, {root / 'xml'})" in err
+    assert f"detection build voc {root / 'xml'}" in err
+    assert _snapshot(root) == before and not (tmp_path / "built").exists()
+    assert len(read_annotations("voc", [str(root / "xml")]).splits["all"]) == 4
+    assert len(read_annotations("voc", [str(root / "annotations")]).splits["all"]) == 3
+    shutil.rmtree(root / "xml")
+    shutil.copy(root / "annotations" / "photo_1.xml", root / "photo_1.xml")  # XML beside the photos too
+    with pytest.raises(UserError, match="in 2 folders .*move the other folder out"):
+        read_annotations("voc", [str(root)])

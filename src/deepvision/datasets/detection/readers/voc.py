@@ -95,11 +95,19 @@ def read_voc_xml(xml_path: Path, image_dirs: list[Path] | None = None, dataset_r
 def _voc_folders(root: Path) -> tuple[Path, Path]:
     """(annotation folder, dataset root) for a VOC year folder, a dataset folder holding annotations/
     beside images/ (or annotations/xmls/), a folder of XML files beside their photos, or the
-    annotation folder itself (its parent is then the dataset root)."""
-    for name in ANNOTATION_DIRS:
-        for d in (root / name, root / name / "xmls"):
-            if d.is_dir() and any(d.glob("*.xml")):
-                return d, root
+    annotation folder itself (its parent is then the dataset root). Two folders of XML files are refused:
+    reading one would leave the other out without a word."""
+    found: list[Path] = []
+    for d in (root, *(root / name / sub for name in ANNOTATION_DIRS for sub in ("", "xmls"))):
+        if d.is_dir() and any(d.glob("*.xml")) and not any(d.samefile(f) for f in found):  # Annotations = annotations
+            found.append(d)
+    if len(found) > 1:
+        raise UserError(f"{root} holds XML annotations in {len(found)} folders ({', '.join(str(d) for d in found)}); "
+                        f"give the one to read, e.g. deepvision detection build voc {found[-1]}"
+                        + (f" (to read the XML files in {root} itself, move the other folder out of it)"
+                           if found[0] == root else ""))
+    if found and found[0] != root:
+        return found[0], root
     if root.name.lower() in {n.lower() for n in ANNOTATION_DIRS}:
         return root, root.parent
     return root, root
