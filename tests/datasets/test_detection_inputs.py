@@ -773,3 +773,37 @@ def test_a_voc_folder_with_two_annotation_folders_is_refused(tmp_path, run_cli):
     shutil.copy(root / "annotations" / "photo_1.xml", root / "photo_1.xml")  # XML beside the photos too
     with pytest.raises(UserError, match="in 2 folders .*move the other folder out"):
         read_annotations("voc", [str(root)])
+
+
+def test_a_photo_in_two_voc_image_folders_that_differ_is_refused(tmp_path, run_cli):
+    """JPEGImages/ and images/ both holding a photo of one name: the first folder searched won without a word.
+    Two copies of one photo are read; --images picks the folder."""
+    root = _labelimg(tmp_path / "pets", n=2)
+    (root / "JPEGImages").mkdir()
+    shutil.copy(root / "images" / "photo_0.jpg", root / "JPEGImages" / "photo_0.jpg")
+    assert len(read_annotations("voc", [str(root)]).splits["all"]) == 2
+    Image.new("RGB", (64, 48), (0, 0, 255)).save(root / "JPEGImages" / "photo_1.jpg")
+    before = _snapshot(root)
+    code, out, err = run_cli("detection", "build", "voc", root, "--out", tmp_path / "built")
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert f"photo_1.jpg is in {root / 'JPEGImages'} and in {root / 'images'}, and the two files differ" in err
+    assert _snapshot(root) == before and not (tmp_path / "built").exists()
+    ann = read_annotations("voc", [str(root)], images_dir=str(root / "JPEGImages"))
+    assert {Path(r.file).parent for r in ann.splits["all"]} == {(root / "JPEGImages").resolve()}
+
+
+def test_coco_images_in_two_standard_folders_are_refused(tmp_path, run_cli):
+    """train2017/ and images/train2017/ both holding the images: the first searched was read without a word."""
+    from deepvision.datasets.detection import make_fake
+
+    coco = make_fake(tmp_path / "coco", "coco", images=4, size=64, seed=0).out
+    shutil.copytree(coco / "train2017", coco / "images" / "train2017")
+    ann = coco / "annotations" / "instances_train2017.json"
+    before = _snapshot(coco)
+    code, out, err = run_cli("detection", "build", "coco", ann, "--out", tmp_path / "built")
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert f"are both in {coco / 'train2017'} and in {coco / 'images' / 'train2017'}; give the folder" in err
+    assert _snapshot(coco) == before and not (tmp_path / "built").exists()
+    code, _, err = run_cli("detection", "build", "coco", ann, "--images", coco / "train2017", "--out",
+                           tmp_path / "built")
+    assert code == 0, err

@@ -3,6 +3,7 @@ labelling tools such as LabelImg (annotations/*.xml beside images/)."""
 
 from __future__ import annotations
 
+import filecmp
 import math
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -17,6 +18,7 @@ from deepvision.datasets.detection.readers.common import (
 )
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
+from deepvision.fileio import same_file
 from deepvision.safeload import read_text_file
 
 ANNOTATION_DIRS = ("Annotations", "annotations", "xml", "xmls", "labels")  # where tools put the XML files
@@ -67,7 +69,13 @@ def read_voc_xml(xml_path: Path, image_dirs: list[Path] | None = None, dataset_r
     # a link may lead anywhere within the folders searched (a folder given with --images is its own root)
     roots = () if explicit else (dataset_root or xml_path.parent, *image_dirs)
     candidates = [inside(d, n, f"{xml_path}, <filename>", roots) for n in names for d in image_dirs]
-    file = next((c for c in candidates if file_problem(c) != "missing"), candidates[0])
+    found = [c for c in candidates if file_problem(c) != "missing"]
+    file = found[0] if found else candidates[0]
+    other = next((c for c in found[1:] if c.name == file.name and file_problem(c) is None is file_problem(file)
+                  and not same_file(c, file) and not filecmp.cmp(c, file, shallow=False)), None)
+    if other is not None:  # two photos of one name: taking the first folder searched would be a guess
+        raise UserError(f"{xml_path}: its photo {file.name} is in {file.parent} and in {other.parent}, and the two "
+                        f"files differ; remove the wrong one, or give the folder of photos with --images")
     size = only_child(root, "size", str(xml_path), "one annotation")
     width = height = None
     if size is not None:  # a missing, zero or non-finite size is read from the image instead
