@@ -807,3 +807,22 @@ def test_coco_images_in_two_standard_folders_are_refused(tmp_path, run_cli):
     code, _, err = run_cli("detection", "build", "coco", ann, "--images", coco / "train2017", "--out",
                            tmp_path / "built")
     assert code == 0, err
+
+
+def test_a_yolo_list_line_naming_two_files_is_refused(tmp_path):
+    """A list's line is read inside the dataset path, else inside the list's own folder: a line naming a file
+    in both was read from the first without a word (and the second was never tried when the path is absolute)."""
+    root = tmp_path / "y"
+    for folder in (root / "images", root / "lists" / "images"):
+        folder.mkdir(parents=True)
+    Image.new("RGB", (40, 20)).save(root / "images" / "a.jpg")
+    Image.new("RGB", (80, 60)).save(root / "lists" / "images" / "a.jpg")
+    Image.new("RGB", (80, 60)).save(root / "lists" / "images" / "b.jpg")
+    (root / "lists" / "train.txt").write_text("images/a.jpg\nimages/b.jpg\n")
+    for path in (".", str(root)):
+        (root / "data.yaml").write_text(f"path: {path}\ntrain: lists/train.txt\nnames: [car]\n")
+        with pytest.raises(UserError, match=r"train.txt line 1: 'images/a.jpg' names both .*give the path absolute"):
+            read_annotations("yolo", [str(root / "data.yaml")])
+    (root / "images" / "a.jpg").unlink()
+    ann = read_annotations("yolo", [str(root / "data.yaml")])
+    assert [Path(r.file).parent for r in ann.splits["train"]] == [(root / "lists" / "images").resolve()] * 2

@@ -13,6 +13,7 @@ from deepvision.data.imageio import image_size
 from deepvision.datasets.detection.readers.common import IMAGE_EXTENSIONS, file_problem, inside, parse_number
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
+from deepvision.fileio import same_file
 from deepvision.safeload import check_class_names, name_lines, printable, read_text_file
 
 
@@ -88,6 +89,21 @@ def _yolo_split_path(base: Path, name: str, where: str) -> Path:
     return inside(base, name, where)
 
 
+def _list_entry(base: Path, listing: Path, line: str, line_no: int) -> Path:
+    """The image a list's line names: absolute as written, else inside `base`, else inside the list's folder;
+    a relative line that names a file in both (and not one file) is refused, not read from the first."""
+    q = _yolo_split_path(base, line, str(listing))
+    if PurePosixPath(line).is_absolute() or same_file(listing.parent, base):
+        return q
+    beside = inside(listing.parent, line, str(listing))
+    if not q.exists():
+        return beside
+    if beside.exists() and not same_file(q, beside):
+        raise UserError(f"{listing} line {line_no}: {line!r} names both {q} and {beside} (the list is read from "
+                        f"{base} and from its own folder); give the path absolute, or remove the wrong file")
+    return q
+
+
 def _yolo_images(entry: Any, base: Path, where: str) -> tuple[list[tuple[Path, str]], list[Path]]:
     """The images of one split, each with where it was named (its folder, or a list's file and line), and
     the split's image folders: folders and .txt lists, absolute or inside the dataset folder `base`, whose
@@ -106,8 +122,7 @@ def _yolo_images(entry: Any, base: Path, where: str) -> tuple[list[tuple[Path, s
             listed: dict[str, tuple[int, str]] = {}
             for line_no, text in enumerate(read_text_file(p, "YOLO image list").splitlines(), 1):
                 for line in text.split():
-                    q = _yolo_split_path(base, line, str(p))
-                    q = q if q.exists() or q.is_absolute() else inside(p.parent, line, str(p))
+                    q = _list_entry(base, p, line, line_no)
                     first, spelt = listed.setdefault(os.path.normcase(os.path.realpath(q)), (line_no, line))
                     if first != line_no or spelt != line:
                         also = f" (as {spelt!r} and {line!r})" if spelt != line else ""
