@@ -710,3 +710,119 @@ def test_yolo_names_keys_are_plain_class_indices(key):
         _yolo_names(names, "d.yaml")
     with pytest.raises(UserError, match=r"^d\.yaml: names gives class 0 twice"):
         _yolo_names({0: "a", "0": "b"}, "d.yaml")
+
+
+def test_yolo_classes_txt_is_one_name_a_line(tmp_path, run_cli):
+    """'big disc' is one class: splitting classes.txt on spaces made two, and every later class id named the
+    class before it."""
+    from deepvision.datasets.detection import make_fake
+
+    yolo = make_fake(tmp_path / "yolo", "yolo", images=4, size=64, seed=0).out
+    (yolo / "data.yaml").unlink()
+    (yolo / "classes.txt").write_text("big disc\nsquare\n\ntriangle\n")
+    assert read_annotations("yolo", [str(yolo)]).classes == ["big disc", "square", "triangle"]
+    (yolo / "classes.txt").write_text("disc\nsquare\ndisc\n")
+    before = _snapshot(yolo)
+    code, out, err = run_cli("detection", "build", "yolo", yolo, "--out", tmp_path / "built")
+    assert (code, out) == (2, "") and err.count("\n") == 1 and "classes.txt" in err and "'disc'" in err
+    assert _snapshot(yolo) == before and not (tmp_path / "built").exists()
+
+
+def test_yolo_folder_with_several_yaml_files_or_a_disagreeing_classes_txt_is_refused(tmp_path, run_cli):
+    """Two data YAMLs in one folder: the first by name was read without a word; a classes.txt beside the data
+    YAML that names the classes in another order was ignored. The YAML given itself is read."""
+    from deepvision.datasets.detection import make_fake
+
+    yolo = make_fake(tmp_path / "yolo", "yolo", images=4, size=64, seed=0).out
+    (yolo / "a-old.yml").write_text("path: .\ntrain: images/train\nnames: [triangle, square, disc]\n")
+    before = _snapshot(yolo)
+    code, out, err = run_cli("detection", "build", "yolo", yolo, "--out", tmp_path / "built")
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert "2 YAML files (a-old.yml, data.yaml)" in err and f"detection build yolo {yolo / 'data.yaml'}" in err
+    assert _snapshot(yolo) == before and not (tmp_path / "built").exists()
+    assert read_annotations("yolo", [str(yolo / "data.yaml")]).classes == ["disc", "square", "triangle"]
+    (yolo / "a-old.yml").unlink()
+    (yolo / "classes.txt").write_text("triangle\nsquare\ndisc\n")
+    before = _snapshot(yolo)
+    for given in (yolo, yolo / "data.yaml"):
+        code, out, err = run_cli("detection", "build", "yolo", given, "--out", tmp_path / "built")
+        assert (code, out) == (2, "") and err.count("\n") == 1
+        assert "disagree (class 0 is 'disc' in data.yaml and 'triangle' in classes.txt)" in err
+        assert _snapshot(yolo) == before and not (tmp_path / "built").exists()
+    (yolo / "classes.txt").write_text("disc\nsquare\n")
+    with pytest.raises(UserError, match="data.yaml names 3 classes and classes.txt 2"):
+        read_annotations("yolo", [str(yolo)])
+    (yolo / "classes.txt").write_text("disc\nsquare\ntriangle\n")
+    assert read_annotations("yolo", [str(yolo)]).classes == ["disc", "square", "triangle"]
+
+
+def test_a_voc_folder_with_two_annotation_folders_is_refused(tmp_path, run_cli):
+    """annotations/ and xml/ both holding XML files: the first in a fixed order was read, the other ignored."""
+    root = _labelimg(tmp_path / "pets")
+    shutil.copytree(root / "annotations", root / "xml")
+    (root / "annotations" / "photo_0.xml").unlink()
+    before = _snapshot(root)
+    code, out, err = run_cli("detection", "build", "voc", root, "--out", tmp_path / "built")
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert f"XML annotations in 2 folders ({root / 'annotations'}, {root / 'xml'})" in err
+    assert f"detection build voc {root / 'xml'}" in err
+    assert _snapshot(root) == before and not (tmp_path / "built").exists()
+    assert len(read_annotations("voc", [str(root / "xml")]).splits["all"]) == 4
+    assert len(read_annotations("voc", [str(root / "annotations")]).splits["all"]) == 3
+    shutil.rmtree(root / "xml")
+    shutil.copy(root / "annotations" / "photo_1.xml", root / "photo_1.xml")  # XML beside the photos too
+    with pytest.raises(UserError, match="in 2 folders .*move the other folder out"):
+        read_annotations("voc", [str(root)])
+
+
+def test_a_photo_in_two_voc_image_folders_that_differ_is_refused(tmp_path, run_cli):
+    """JPEGImages/ and images/ both holding a photo of one name: the first folder searched won without a word.
+    Two copies of one photo are read; --images picks the folder."""
+    root = _labelimg(tmp_path / "pets", n=2)
+    (root / "JPEGImages").mkdir()
+    shutil.copy(root / "images" / "photo_0.jpg", root / "JPEGImages" / "photo_0.jpg")
+    assert len(read_annotations("voc", [str(root)]).splits["all"]) == 2
+    Image.new("RGB", (64, 48), (0, 0, 255)).save(root / "JPEGImages" / "photo_1.jpg")
+    before = _snapshot(root)
+    code, out, err = run_cli("detection", "build", "voc", root, "--out", tmp_path / "built")
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert f"photo_1.jpg is in {root / 'JPEGImages'} and in {root / 'images'}, and the two files differ" in err
+    assert _snapshot(root) == before and not (tmp_path / "built").exists()
+    ann = read_annotations("voc", [str(root)], images_dir=str(root / "JPEGImages"))
+    assert {Path(r.file).parent for r in ann.splits["all"]} == {(root / "JPEGImages").resolve()}
+
+
+def test_coco_images_in_two_standard_folders_are_refused(tmp_path, run_cli):
+    """train2017/ and images/train2017/ both holding the images: the first searched was read without a word."""
+    from deepvision.datasets.detection import make_fake
+
+    coco = make_fake(tmp_path / "coco", "coco", images=4, size=64, seed=0).out
+    shutil.copytree(coco / "train2017", coco / "images" / "train2017")
+    ann = coco / "annotations" / "instances_train2017.json"
+    before = _snapshot(coco)
+    code, out, err = run_cli("detection", "build", "coco", ann, "--out", tmp_path / "built")
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert f"are both in {coco / 'train2017'} and in {coco / 'images' / 'train2017'}; give the folder" in err
+    assert _snapshot(coco) == before and not (tmp_path / "built").exists()
+    code, _, err = run_cli("detection", "build", "coco", ann, "--images", coco / "train2017", "--out",
+                           tmp_path / "built")
+    assert code == 0, err
+
+
+def test_a_yolo_list_line_naming_two_files_is_refused(tmp_path):
+    """A list's line is read inside the dataset path, else inside the list's own folder: a line naming a file
+    in both was read from the first without a word (and the second was never tried when the path is absolute)."""
+    root = tmp_path / "y"
+    for folder in (root / "images", root / "lists" / "images"):
+        folder.mkdir(parents=True)
+    Image.new("RGB", (40, 20)).save(root / "images" / "a.jpg")
+    Image.new("RGB", (80, 60)).save(root / "lists" / "images" / "a.jpg")
+    Image.new("RGB", (80, 60)).save(root / "lists" / "images" / "b.jpg")
+    (root / "lists" / "train.txt").write_text("images/a.jpg\nimages/b.jpg\n")
+    for path in (".", str(root)):
+        (root / "data.yaml").write_text(f"path: {path}\ntrain: lists/train.txt\nnames: [car]\n")
+        with pytest.raises(UserError, match=r"train.txt line 1: 'images/a.jpg' names both .*give the path absolute"):
+            read_annotations("yolo", [str(root / "data.yaml")])
+    (root / "images" / "a.jpg").unlink()
+    ann = read_annotations("yolo", [str(root / "data.yaml")])
+    assert [Path(r.file).parent for r in ann.splits["train"]] == [(root / "lists" / "images").resolve()] * 2

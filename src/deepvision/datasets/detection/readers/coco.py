@@ -10,6 +10,7 @@ from typing import Any
 from deepvision.datasets.detection.readers.common import count_line, inside, parse_number
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
+from deepvision.fileio import same_file
 from deepvision.safeload import MAX_JSON_FILE_BYTES, load_json, printable, read_bytes
 
 
@@ -22,14 +23,17 @@ def _coco_image_dir(json_path: Path, images: list[dict[str, Any]], images_dir: P
                   json_path.parent / "images", json_path.parent.parent / "images" / split_dir,
                   json_path.parent.parent / "images"]
     probe = next((img.get("file_name") for img in images if isinstance(img.get("file_name"), str)), None)
-    if probe:
-        for c in candidates:
-            try:
-                if inside(c, probe, str(json_path)).is_file():
-                    return c
-            except UserError:
-                break  # reported with the image it belongs to
-    return json_path.parent
+    found: list[Path] = []
+    for c in candidates if probe else []:
+        try:
+            if inside(c, probe, str(json_path)).is_file() and not any(same_file(c, f) for f in found):
+                found.append(c)
+        except UserError:
+            break  # reported with the image it belongs to
+    if len(found) > 1:  # one folder is taken for every image: the first searched would be a guess
+        raise UserError(f"{json_path}: its images (e.g. {printable(probe)[:60]}) are both in {found[0]} and in "
+                        f"{found[1]}; give the folder to read with --images")
+    return found[0] if found else json_path.parent
 
 
 def _coco_json(json_path: Path) -> dict[str, Any]:

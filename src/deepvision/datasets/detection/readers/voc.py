@@ -3,6 +3,7 @@ labelling tools such as LabelImg (annotations/*.xml beside images/)."""
 
 from __future__ import annotations
 
+import filecmp
 import math
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -17,6 +18,7 @@ from deepvision.datasets.detection.readers.common import (
 )
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
+from deepvision.fileio import same_file
 from deepvision.safeload import read_text_file
 
 ANNOTATION_DIRS = ("Annotations", "annotations", "xml", "xmls", "labels")  # where tools put the XML files
@@ -67,7 +69,13 @@ def read_voc_xml(xml_path: Path, image_dirs: list[Path] | None = None, dataset_r
     # a link may lead anywhere within the folders searched (a folder given with --images is its own root)
     roots = () if explicit else (dataset_root or xml_path.parent, *image_dirs)
     candidates = [inside(d, n, f"{xml_path}, <filename>", roots) for n in names for d in image_dirs]
-    file = next((c for c in candidates if file_problem(c) != "missing"), candidates[0])
+    found = [c for c in candidates if file_problem(c) != "missing"]
+    file = found[0] if found else candidates[0]
+    other = next((c for c in found[1:] if c.name == file.name and file_problem(c) is None is file_problem(file)
+                  and not same_file(c, file) and not filecmp.cmp(c, file, shallow=False)), None)
+    if other is not None:  # two photos of one name: taking the first folder searched would be a guess
+        raise UserError(f"{xml_path}: its photo {file.name} is in {file.parent} and in {other.parent}, and the two "
+                        f"files differ; remove the wrong one, or give the folder of photos with --images")
     size = only_child(root, "size", str(xml_path), "one annotation")
     width = height = None
     if size is not None:  # a missing, zero or non-finite size is read from the image instead
@@ -95,11 +103,19 @@ def read_voc_xml(xml_path: Path, image_dirs: list[Path] | None = None, dataset_r
 def _voc_folders(root: Path) -> tuple[Path, Path]:
     """(annotation folder, dataset root) for a VOC year folder, a dataset folder holding annotations/
     beside images/ (or annotations/xmls/), a folder of XML files beside their photos, or the
-    annotation folder itself (its parent is then the dataset root)."""
-    for name in ANNOTATION_DIRS:
-        for d in (root / name, root / name / "xmls"):
-            if d.is_dir() and any(d.glob("*.xml")):
-                return d, root
+    annotation folder itself (its parent is then the dataset root). Two folders of XML files are refused:
+    reading one would leave the other out without a word."""
+    found: list[Path] = []
+    for d in (root, *(root / name / sub for name in ANNOTATION_DIRS for sub in ("", "xmls"))):
+        if d.is_dir() and any(d.glob("*.xml")) and not any(d.samefile(f) for f in found):  # Annotations = annotations
+            found.append(d)
+    if len(found) > 1:
+        raise UserError(f"{root} holds XML annotations in {len(found)} folders ({', '.join(str(d) for d in found)}); "
+                        f"give the one to read, e.g. deepvision detection build voc {found[-1]}"
+                        + (f" (to read the XML files in {root} itself, move the other folder out of it)"
+                           if found[0] == root else ""))
+    if found and found[0] != root:
+        return found[0], root
     if root.name.lower() in {n.lower() for n in ANNOTATION_DIRS}:
         return root, root.parent
     return root, root

@@ -13,7 +13,8 @@ from deepvision.data.imageio import image_size
 from deepvision.datasets.detection.readers.common import IMAGE_EXTENSIONS, file_problem, inside, parse_number
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
-from deepvision.safeload import printable, read_text_file
+from deepvision.fileio import same_file
+from deepvision.safeload import check_class_names, name_lines, printable, read_text_file
 
 
 def _yolo_names(value: Any, where: str) -> list[str]:
@@ -39,6 +40,27 @@ def _yolo_names(value: Any, where: str) -> list[str]:
         if isinstance(name, bool) or not isinstance(name, (str, int)):
             raise UserError(f"{where}: names entry {i} is {name!r}; each class name must be text")
     return [str(n) for n in names]  # control characters: refused by the build with the other class names
+
+
+def _class_lines(path: Path) -> list[str]:
+    """A classes.txt as YOLO tools write it: one class name a line ('traffic light' is one class)."""
+    names = name_lines(read_text_file(path, "YOLO class list"))
+    check_class_names(names, str(path))
+    return names
+
+
+def _check_beside(names: list[str], yaml_path: Path, classes_txt: Path) -> None:
+    """A classes.txt beside the data YAML must list its names in its order: tools that read the one file
+    would otherwise name every box differently from the other."""
+    listed = _class_lines(classes_txt)
+    if listed == names:
+        return
+    i = next((i for i, (a, b) in enumerate(zip(names, listed)) if a != b), min(len(names), len(listed)))
+    what = (f"class {i} is {printable(repr(names[i]))[:40]} in {yaml_path.name} and {printable(repr(listed[i]))[:40]} "
+            f"in classes.txt") if i < min(len(names), len(listed)) else \
+        f"{yaml_path.name} names {len(names)} classes and classes.txt {len(listed)}"
+    raise UserError(f"{yaml_path} and {classes_txt} beside it disagree ({what}); make them list the same classes in "
+                    f"the same order, or remove classes.txt")
 
 
 def _check_nc(nc: Any, count: int, where: str) -> None:
@@ -67,6 +89,21 @@ def _yolo_split_path(base: Path, name: str, where: str) -> Path:
     return inside(base, name, where)
 
 
+def _list_entry(base: Path, listing: Path, line: str, line_no: int) -> Path:
+    """The image a list's line names: absolute as written, else inside `base`, else inside the list's folder;
+    a relative line that names a file in both (and not one file) is refused, not read from the first."""
+    q = _yolo_split_path(base, line, str(listing))
+    if PurePosixPath(line).is_absolute() or same_file(listing.parent, base):
+        return q
+    beside = inside(listing.parent, line, str(listing))
+    if not q.exists():
+        return beside
+    if beside.exists() and not same_file(q, beside):
+        raise UserError(f"{listing} line {line_no}: {line!r} names both {q} and {beside} (the list is read from "
+                        f"{base} and from its own folder); give the path absolute, or remove the wrong file")
+    return q
+
+
 def _yolo_images(entry: Any, base: Path, where: str) -> tuple[list[tuple[Path, str]], list[Path]]:
     """The images of one split, each with where it was named (its folder, or a list's file and line), and
     the split's image folders: folders and .txt lists, absolute or inside the dataset folder `base`, whose
@@ -85,8 +122,7 @@ def _yolo_images(entry: Any, base: Path, where: str) -> tuple[list[tuple[Path, s
             listed: dict[str, tuple[int, str]] = {}
             for line_no, text in enumerate(read_text_file(p, "YOLO image list").splitlines(), 1):
                 for line in text.split():
-                    q = _yolo_split_path(base, line, str(p))
-                    q = q if q.exists() or q.is_absolute() else inside(p.parent, line, str(p))
+                    q = _list_entry(base, p, line, line_no)
                     first, spelt = listed.setdefault(os.path.normcase(os.path.realpath(q)), (line_no, line))
                     if first != line_no or spelt != line:
                         also = f" (as {spelt!r} and {line!r})" if spelt != line else ""
@@ -147,19 +183,24 @@ def read_yolo(source: str | Path) -> Annotations:
 
     source = Path(source)
     spec: dict[str, Any]
-    if source.is_dir() and not any(source.glob("*.yaml")):
+    yamls = sorted(p for p in source.iterdir() if p.suffix.lower() in (".yaml", ".yml")) if source.is_dir() else []
+    if len(yamls) > 1:  # Ultralytics is given its data YAML; taking the first by name would be a guess
+        pick = next((p for p in yamls if p.name == "data.yaml"), yamls[0])
+        raise UserError(f"{source} holds {len(yamls)} YAML files ({', '.join(p.name for p in yamls)}); give the data "
+                        f"YAML itself, e.g. deepvision detection build yolo {pick}")
+    if source.is_dir() and not yamls:
         classes_txt = source / "classes.txt"
         if not classes_txt.is_file():
             raise UserError(f"{source}: a YOLO folder needs data.yaml or classes.txt with the class names")
         split_dirs = [d.name for d in sorted((source / "images").iterdir()) if d.is_dir()] \
             if (source / "images").is_dir() else []
-        spec = {"path": ".", "names": read_text_file(classes_txt, "YOLO class list").split()}
+        spec = {"path": ".", "names": _class_lines(classes_txt)}
         spec.update({s: f"images/{s}" for s in split_dirs} or {"all": "images" if (source / "images").is_dir()
                                                                 else "."})
         yaml_path = source / "classes.txt"
     else:
         if source.is_dir():
-            yaml_path = sorted(source.glob("*.yaml"))[0]
+            yaml_path = yamls[0]
         elif source.exists() and not source.is_file():
             raise UserError(f"{source} is not a regular file (a FIFO or device); give the YOLO data.yaml")
         elif not source.exists():
@@ -172,6 +213,8 @@ def read_yolo(source: str | Path) -> Annotations:
             raise UserError(f"{yaml_path} has no 'names' (the class names)")
     names = _yolo_names(spec["names"], str(yaml_path))
     _check_nc(spec.get("nc"), len(names), str(yaml_path))
+    if yaml_path.name != "classes.txt" and (yaml_path.parent / "classes.txt").is_file():
+        _check_beside(names, yaml_path, yaml_path.parent / "classes.txt")
     if not isinstance(spec.get("path") or "", str):
         raise UserError(f"{yaml_path}: path must be a folder, got {spec['path']!r}")
     base = Path(spec["path"]) if spec.get("path") else Path(".")
