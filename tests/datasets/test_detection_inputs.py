@@ -826,3 +826,24 @@ def test_a_yolo_list_line_naming_two_files_is_refused(tmp_path):
     (root / "images" / "a.jpg").unlink()
     ann = read_annotations("yolo", [str(root / "data.yaml")])
     assert [Path(r.file).parent for r in ann.splits["train"]] == [(root / "lists" / "images").resolve()] * 2
+
+
+@pytest.mark.parametrize("nest", ["annotation", "object"])
+def test_a_voc_annotation_or_object_left_open_is_refused(tmp_path, run_cli, nest):
+    """An <annotation> pasted inside another (or an <object> inside one) gave its boxes to this photo too:
+    the objects were read at any depth."""
+    root = _labelimg(tmp_path / "ds", n=2)
+    first, second = (root / "annotations" / f"photo_{i}.xml" for i in range(2))
+    text = first.read_text()
+    if nest == "annotation":
+        text = text.replace("</annotation>", second.read_text() + "</annotation>")
+    else:
+        obj = text[text.index("<object>"):text.index("</object>") + len("</object>")]
+        text = text.replace("</object>", obj.replace("</object>", "") + "</object></object>", 1)
+    first.write_text(text)
+    before = _snapshot(root)
+    code, _, err = run_cli("detection", "build", "voc", root, "--out", tmp_path / "o")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{first}: an <object> lies inside <{nest}>; each <object> belongs directly under <annotation> (is an " \
+           f"element left open?)" in err, err
+    assert _snapshot(root) == before and not (tmp_path / "o").exists()

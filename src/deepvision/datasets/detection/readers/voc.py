@@ -85,7 +85,12 @@ def read_voc_xml(xml_path: Path, image_dirs: list[Path] | None = None, dataset_r
         width, height = ((int(v) if math.isfinite(v) and 1 <= v <= 2**31 else None) for v in (width, height))
     record = ImageRecord(str(file.resolve()), width=width, height=height,
                          looked_in=(names[0], *(str(d) for d in image_dirs)))
-    for obj in root.iter("object"):
+    objects = root.findall("object")
+    outer = next((e for e in root.iter() if e is not root and e.find("object") is not None), None)
+    if outer is not None:  # an element left open (or another annotation pasted in): its boxes are not this photo's
+        raise UserError(f"{xml_path}: an <object> lies inside <{outer.tag}>; each <object> belongs directly under "
+                        f"<annotation> (is an element left open?)")
+    for obj in objects:
         name = only_text(obj, "name", f"{xml_path}: object")
         bnds = obj.findall("bndbox")
         if len(bnds) != 1:  # a second box would be silently dropped: one <object> per box
