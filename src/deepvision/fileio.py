@@ -17,7 +17,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
@@ -125,6 +125,54 @@ def _remove_empty_folders(top: Path) -> None:
     for folder, _, _ in os.walk(top, topdown=False):
         with contextlib.suppress(OSError):
             os.rmdir(folder)
+
+
+@contextlib.contextmanager
+def written_whole(path: str | Path, last: str | None = None, stale: Iterable[str] = ()) -> Iterator[Path]:
+    """Outputs that land in folder `path` together or not at all (a report, a folder of drawings). The block
+    writes into a hidden temporary folder inside `path` (its file system, even through a link); when the
+    block ends normally, each file there is moved into `path`, `last` (the table that marks the folder as
+    the command's) last, in one step that Ctrl+C and SIGTERM do not cut (`stops_held`), and the names in
+    `stale` that the block did not write are removed (an earlier report's files that would mix with this
+    one). On any failure or stop the temporary folder goes, `path` holds what it held before, and the
+    folders this call created are removed again (`output_folder`)."""
+    with output_folder(path) as folder:
+        try:
+            tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".partial-"))
+        except OSError as exc:
+            raise UserError(f"could not write to the folder {folder}: {exc.strerror or exc}") from None
+        try:
+            yield tmp
+            with stops_held():
+                names = sorted(os.listdir(tmp), key=lambda name: name == last)
+                for name in set(stale) - set(names):
+                    unlink_quietly(folder / name)  # a folder of that name is the user's: unlink leaves it
+                for name in names:
+                    move(tmp / name, folder / name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def stops_held() -> Iterator[None]:
+    """Hold Ctrl+C and SIGTERM off for a few steps that must all happen or none (renames): one that arrives
+    meanwhile is raised when the block ends. Only the main thread handles signals; elsewhere a no-op."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    saved = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum))
+             for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
+        if arrived:  # now to its own handler: KeyboardInterrupt, Terminated, or the default
+            signal.raise_signal(arrived[0])
 
 
 def output_subfolder(out: str | Path, relative: str | Path, option: str = "--out") -> Path:
