@@ -138,6 +138,49 @@ def test_a_stop_during_written_whole_moves_is_held_until_every_file_landed(tmp_p
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_written_whole_moves_files_of_sub_folders_and_refuses_a_planted_link(tmp_path):
+    """Drawings in sub-folders (agegender's PHOTO/face0_age.png) join an earlier run's sub-folder; a link planted
+    at one is refused before any file moves, and the folder stays as it was."""
+    from deepvision.fileio import written_whole
+
+    out = tmp_path / "out"
+    (out / "a").mkdir(parents=True)
+    (out / "a" / "old.png").write_text("old")
+    with written_whole(out, last="results.csv") as tmp:
+        (tmp / "a").mkdir()
+        (tmp / "b").mkdir()
+        for name in ("a/new.png", "b/new.png", "results.csv"):
+            (tmp / name).write_text("new")
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "a/new.png", "a/old.png", "b/new.png", "results.csv"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / "c").symlink_to(elsewhere)
+    with pytest.raises(UserError, match="is a link"), written_whole(out) as tmp:
+        (tmp / "c").mkdir()
+        (tmp / "results.csv").write_text("newer")
+        (tmp / "c" / "new.png").write_text("new")
+    assert (out / "results.csv").read_text() == "new" and not list(elsewhere.iterdir())
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "c", "results.csv"]
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, UserError])
+def test_a_pending_file_made_with_parents_removes_them_when_discarded(tmp_path, stop):
+    """`--out new/sub/f.h5` stopped or failed leaves no new/ (a folder that was there stays)."""
+    from deepvision.fileio import atomic_path
+
+    with pytest.raises(stop), atomic_path(tmp_path / "new" / "sub" / "f.h5", parents=True) as tmp:
+        tmp.write_bytes(b"half")
+        raise stop("stopped")
+    assert list(tmp_path.iterdir()) == []
+    pending = PendingFile(tmp_path / "new" / "f.h5", parents=True)
+    pending.commit()
+    assert (tmp_path / "new" / "f.h5").is_file()
+    pending = PendingFile(tmp_path / "new" / "more" / "g.h5", parents=True)
+    pending.discard()
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["f.h5"]
+
+
 def test_split_lists_that_cannot_be_written_leave_no_out_folder(tmp_path):
     """cars lists / imagenet lists write through write_split_lists: a refused list leaves no folder."""
     from deepvision.data.lst import ListEntry
