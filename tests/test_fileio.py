@@ -86,6 +86,101 @@ def test_output_folder_removes_the_empty_sub_folders_a_failed_build_made(tmp_pat
     assert [p.name for p in (mine / "lists").iterdir()] == ["train.lst"]
 
 
+def test_written_whole_lands_every_file_at_the_end_or_none(tmp_path):
+    """A report written through written_whole: on success its files replace the earlier report's name by name
+    (a file it no longer writes goes, the user's own file stays); a stop or a failure midway leaves the folder as
+    it was, and a new folder (with its new parents) not there at all."""
+    from deepvision.errors import Terminated
+    from deepvision.fileio import written_whole
+
+    out = tmp_path / "report"
+    out.mkdir()
+    for name, text in (("metrics.json", "old"), ("curves.png", "old"), ("notes.txt", "mine")):
+        (out / name).write_text(text)
+    for stop in (Terminated, KeyboardInterrupt, UserError):
+        with pytest.raises(stop), written_whole(out, last="metrics.json", stale=["metrics.json", "curves.png"]) as tmp:
+            (tmp / "table.csv").write_text("new")
+            raise stop("stopped while writing")
+        assert {p.name: p.read_text() for p in out.iterdir()} == {"metrics.json": "old", "curves.png": "old",
+                                                                  "notes.txt": "mine"}
+    with written_whole(out, last="metrics.json", stale=["metrics.json", "curves.png"]) as tmp:
+        (tmp / "metrics.json").write_text("new")
+        (tmp / "table.csv").write_text("new")
+    assert {p.name: p.read_text() for p in out.iterdir()} == {"metrics.json": "new", "table.csv": "new",
+                                                              "notes.txt": "mine"}
+    with pytest.raises(Terminated), written_whole(tmp_path / "eval" / "new") as tmp:
+        (tmp / "metrics.json").write_text("half")
+        raise Terminated
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_a_stop_during_written_whole_moves_is_held_until_every_file_landed(tmp_path, monkeypatch):
+    """Ctrl+C arriving while the finished files are moved into place is raised after the last one: the folder
+    holds the whole new report, never half of it."""
+    import signal
+
+    from deepvision import fileio
+
+    real_move, calls = fileio.move, []
+
+    def move_then_ctrl_c(src, dst):
+        calls.append(os.path.basename(dst))
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGINT)  # delivered at once: held, not raised here
+        real_move(src, dst)
+
+    monkeypatch.setattr(fileio, "move", move_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt), fileio.written_whole(tmp_path / "out", last="metrics.json") as tmp:
+        for name in ("metrics.json", "a.csv", "b.png"):
+            (tmp / name).write_text(name)
+    assert calls == ["a.csv", "b.png", "metrics.json"]  # the table marking the folder lands last
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.csv", "b.png", "metrics.json"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_written_whole_moves_files_of_sub_folders_and_refuses_a_planted_link(tmp_path):
+    """Drawings in sub-folders (agegender's PHOTO/face0_age.png) join an earlier run's sub-folder; a link planted
+    at one is refused before any file moves, and the folder stays as it was."""
+    from deepvision.fileio import written_whole
+
+    out = tmp_path / "out"
+    (out / "a").mkdir(parents=True)
+    (out / "a" / "old.png").write_text("old")
+    with written_whole(out, last="results.csv") as tmp:
+        (tmp / "a").mkdir()
+        (tmp / "b").mkdir()
+        for name in ("a/new.png", "b/new.png", "results.csv"):
+            (tmp / name).write_text("new")
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "a/new.png", "a/old.png", "b/new.png", "results.csv"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / "c").symlink_to(elsewhere)
+    with pytest.raises(UserError, match="is a link"), written_whole(out) as tmp:
+        (tmp / "c").mkdir()
+        (tmp / "results.csv").write_text("newer")
+        (tmp / "c" / "new.png").write_text("new")
+    assert (out / "results.csv").read_text() == "new" and not list(elsewhere.iterdir())
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "c", "results.csv"]
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, UserError])
+def test_a_pending_file_made_with_parents_removes_them_when_discarded(tmp_path, stop):
+    """`--out new/sub/f.h5` stopped or failed leaves no new/ (a folder that was there stays)."""
+    from deepvision.fileio import atomic_path
+
+    with pytest.raises(stop), atomic_path(tmp_path / "new" / "sub" / "f.h5", parents=True) as tmp:
+        tmp.write_bytes(b"half")
+        raise stop("stopped")
+    assert list(tmp_path.iterdir()) == []
+    pending = PendingFile(tmp_path / "new" / "f.h5", parents=True)
+    pending.commit()
+    assert (tmp_path / "new" / "f.h5").is_file()
+    pending = PendingFile(tmp_path / "new" / "more" / "g.h5", parents=True)
+    pending.discard()
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["f.h5"]
+
+
 def test_split_lists_that_cannot_be_written_leave_no_out_folder(tmp_path):
     """cars lists / imagenet lists write through write_split_lists: a refused list leaves no folder."""
     from deepvision.data.lst import ListEntry

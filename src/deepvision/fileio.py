@@ -1,10 +1,11 @@
 """Files in and out: writes that readers never see half done (`atomic_path`: a temporary file beside the
-target, then rename), regular-file reads that cannot hang on a FIFO, and torch files read safely.
+target, then rename; `written_whole`: a report or a folder of drawings moved into place at the end),
+regular-file reads that cannot hang on a FIFO, and torch files read safely.
 
 The rules on where an output may go (never over an input, into a folder another command owns or a
 folder of images) are `deepvision.placement`.
 
-Why one module of ~350 lines: the architecture tests hold every rename and every torch.load to this file,
+Why one module of ~450 lines: the architecture tests hold every rename and every torch.load to this file,
 so the project's writes and its one unpickling site can be read in one place."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
@@ -82,11 +83,7 @@ def output_folder(path: str | Path, discard_on_stop: bool = False) -> Iterator[P
     With `discard_on_stop`, a stop (Ctrl+C, SIGTERM) also removes the files and folders the block added
     at the top of `path`: a half-written output that the same command, run again, would refuse."""
     path = Path(path)
-    created = []
-    for folder in [path, *path.parents]:
-        if folder.exists() or folder.is_symlink():
-            break
-        created.append(folder)
+    created = _missing_folders(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         before = set() if created else set(os.listdir(path))
@@ -100,12 +97,27 @@ def output_folder(path: str | Path, discard_on_stop: bool = False) -> Iterator[P
                 if discard_on_stop and isinstance(exc, STOPS):
                     _remove_added(path / name)
                 _remove_empty_folders(path / name)
-        for folder in created:  # deepest first; rmdir refuses a folder that is not empty
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        _remove_made(created)
         raise
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """`path` and those of its parents that do not exist, deepest first: what a mkdir(parents=True) makes."""
+    missing = []
+    for folder in [path, *path.parents]:
+        if folder.exists() or folder.is_symlink():
+            break
+        missing.append(folder)
+    return missing
+
+
+def _remove_made(folders: list[Path]) -> None:
+    """Remove the folders a command made (`_missing_folders`, deepest first) while they are empty."""
+    for folder in folders:  # rmdir refuses a folder that is not empty
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def _remove_added(entry: Path) -> None:
@@ -125,6 +137,58 @@ def _remove_empty_folders(top: Path) -> None:
     for folder, _, _ in os.walk(top, topdown=False):
         with contextlib.suppress(OSError):
             os.rmdir(folder)
+
+
+@contextlib.contextmanager
+def written_whole(path: str | Path, last: str | None = None, stale: Iterable[str] = ()) -> Iterator[Path]:
+    """Outputs that land in folder `path` together or not at all (a report, a folder of drawings). The block
+    writes into a hidden temporary folder inside `path` (its file system, even through a link); when the
+    block ends normally, each file there is moved to the same place in `path` (sub-folders made as needed, a
+    link planted at one refused), `last` (the table that marks the folder as the command's) last, in one
+    step that Ctrl+C and SIGTERM do not cut (`stops_held`), and the names in `stale` that the block did not
+    write are removed (an earlier report's files that would mix with this one). On any failure or stop the
+    temporary folder goes, `path` holds what it held before, and the folders this call created are removed
+    again (`output_folder`)."""
+    with output_folder(path) as folder:
+        try:
+            tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".partial-"))
+        except OSError as exc:
+            raise UserError(f"could not write to the folder {folder}: {exc.strerror or exc}") from None
+        try:
+            yield tmp
+            with stops_held():
+                files = sorted((Path(top, name).relative_to(tmp) for top, _, names in os.walk(tmp) for name in names),
+                               key=lambda rel: (rel.as_posix() == last, rel.as_posix()))
+                for sub in sorted({rel.parent for rel in files} - {Path(".")}):
+                    output_subfolder(folder, sub)  # before any move: a refusal leaves the folder as it was
+                for name in set(stale) - {rel.as_posix() for rel in files}:
+                    unlink_quietly(folder / name)  # a folder of that name is the user's: unlink leaves it
+                for rel in files:
+                    move(tmp / rel, folder / rel)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def stops_held() -> Iterator[None]:
+    """Hold Ctrl+C and SIGTERM off for a few steps that must all happen or none (renames): one that arrives
+    meanwhile is raised when the block ends. Only the main thread handles signals; elsewhere a no-op."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    saved = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum))
+             for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
+        if arrived:  # now to its own handler: KeyboardInterrupt, Terminated, or the default
+            signal.raise_signal(arrived[0])
 
 
 def output_subfolder(out: str | Path, relative: str | Path, option: str = "--out") -> Path:
@@ -165,12 +229,13 @@ def md5_of(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a text file through a temporary file renamed into place, with the usual permissions.
+def atomic_write_text(path: str | Path, text: str, parents: bool = False) -> None:
+    """Write a text file through a temporary file renamed into place, with the usual permissions (`parents`:
+    the missing folders above it made, and removed again if the write fails).
 
     A failure (a full disk, a read-only folder) raises UserError and leaves any previous file intact.
     """
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"), parents)
 
 
 def repeated_member(zf: Any) -> str | None:
@@ -254,16 +319,22 @@ class CommitOnExit:
 class PendingFile:
     """A new file that replaces `path` only when it is complete: `tmp` is a temporary file beside `path` (same
     file system, hidden name ending in `suffix`) to write by any means; `commit()` flushes it to disk, gives
-    it the usual permissions and renames it over `path` in one step; `discard()` removes it. A failure is a
-    one-line UserError naming `path` (with `hint` appended) and leaves `path` untouched. For writers that
-    stay open across calls (record files, HDF5); `atomic_path` is the same for one block of code."""
+    it the usual permissions and renames it over `path` in one step; `discard()` removes it, and with
+    `parents` the missing folders above `path` that it created (a stopped `--out new/f.h5` leaves no
+    `new/`). A failure is a one-line UserError naming `path` (with `hint` appended) and leaves `path`
+    untouched. For writers that stay open across calls (record files, HDF5); `atomic_path` is the same for
+    one block of code."""
 
-    def __init__(self, path: str | Path, suffix: str = ".tmp", hint: str = "") -> None:
+    def __init__(self, path: str | Path, suffix: str = ".tmp", hint: str = "", parents: bool = False) -> None:
         self.path, self.hint = Path(path), hint
+        self.made = _missing_folders(self.path.parent) if parents else []
         try:
+            if self.made:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=suffix)
             os.close(fd)
         except OSError as exc:
+            _remove_made(self.made)
             raise UserError(f"could not write {self.path}: {exc.strerror or exc}{hint}") from None
         self.tmp = Path(name)
 
@@ -275,9 +346,11 @@ class PendingFile:
             os.replace(self.tmp, self.path)
         except OSError as exc:
             self.failed(exc)
+        self.made = []
 
     def discard(self) -> None:
         unlink_quietly(self.tmp)
+        _remove_made(self.made)
 
     def failed(self, exc: OSError) -> None:
         """Discard the file and raise the one-line error for `exc`."""
@@ -286,11 +359,12 @@ class PendingFile:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path, suffix: str = ".tmp", hint: str = "") -> Iterator[Path]:
-    """The one way deepvision replaces a file: yields a temporary path beside `path` (`PendingFile`); when
-    the block ends normally the file is renamed over `path`. On any error the temporary file is removed and
-    `path` is untouched; an OSError becomes a one-line UserError naming `path`."""
-    pending = PendingFile(path, suffix, hint)
+def atomic_path(path: str | Path, suffix: str = ".tmp", hint: str = "", parents: bool = False) -> Iterator[Path]:
+    """The one way deepvision replaces a file: yields a temporary path beside `path` (`PendingFile`, which
+    with `parents` creates the missing folders above it); when the block ends normally the file is renamed
+    over `path`. On any error the temporary file (and the folders made for it) is removed and `path` is
+    untouched; an OSError becomes a one-line UserError naming `path`."""
+    pending = PendingFile(path, suffix, hint, parents)
     try:
         yield pending.tmp
     except OSError as exc:
@@ -301,9 +375,9 @@ def atomic_path(path: str | Path, suffix: str = ".tmp", hint: str = "") -> Itera
     pending.commit()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes, parents: bool = False) -> None:
     """`atomic_write_text` for bytes: temporary file beside `path`, then rename; UserError on failure."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, parents=parents) as tmp:
         tmp.write_bytes(data)
 
 

@@ -20,6 +20,7 @@ from deepvision.apps.agegender.adience import (
     make_fake_adience,
 )
 from deepvision.data.lst import read_lst
+from deepvision.errors import Terminated
 from tests.faces.facetools import FACE, astronaut_bgr, iou
 
 HEADER_LINE = "\t".join(HEADER) + "\n"
@@ -400,3 +401,35 @@ def test_adience_lists_count_the_rows_each_task_leaves_out(tmp_path, run_cli):
                          "bucket",
                          "gender: 20 faces, 2 classes; train 14, val 3, test 3",
                          "  left out: 20 row(s) without an age range or an m/f gender"]
+
+
+@pytest.mark.parametrize(("stop", "code"), [(Terminated, 143), (KeyboardInterrupt, 130)])
+def test_a_stopped_agegender_leaves_out_as_it_was(runs, tmp_path, run_cli, monkeypatch, stop, code):
+    """Ctrl+C or SIGTERM on the second photo: the first photo's drawings are not left without results.csv
+    (the next run would refuse the folder); an earlier run's outputs stay whole, a new --out is not made."""
+    from deepvision.apps.agegender import app
+
+    age, gender = runs
+    folder = tmp_path / "images"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), astronaut_bgr())
+    out = tmp_path / "out"
+    args = ("agegender", age, gender, "--headless", "--detector", "haar", "--out")
+    assert run_cli(*args, out, "--image", folder / "a.png")[0] == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    cv2.imwrite(str(folder / "b.png"), astronaut_bgr())
+    real_read = app.read_bgr
+
+    def stop_at_b(path):
+        if Path(path).name == "b.png":
+            raise stop
+        return real_read(path)
+
+    monkeypatch.setattr(app, "read_bgr", stop_at_b)
+    for target in (out, tmp_path / "new" / "out"):
+        got, _, err = run_cli(*args, target, "--image", folder)
+        assert (got, err.count("\n")) == (code, 1)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "new").exists()
+    monkeypatch.setattr(app, "read_bgr", real_read)
+    assert run_cli(*args, out, "--image", folder)[0] == 0

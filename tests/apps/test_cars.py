@@ -13,7 +13,7 @@ from PIL import Image
 
 from deepvision.apps.cars import build_cars_lists, make_fake_cars, make_model
 from deepvision.data.lst import read_lst
-from deepvision.errors import UserError
+from deepvision.errors import Terminated, UserError
 from deepvision.recipes import recipe_path
 
 
@@ -419,3 +419,30 @@ def test_a_csv_image_or_image_folder_out_of_the_root_is_refused(tmp_path, run_cl
         assert code == 2 and err.count("\n") == 1, err
         assert f"--images {images} is not a folder under --root {root}; the images must lie inside" in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("stop", "code"), [(Terminated, 143), (KeyboardInterrupt, 130)])
+def test_a_stopped_show_leaves_the_folder_as_it_was(run_cli, cars_run, fake, tmp_path, monkeypatch, stop, code):
+    """Ctrl+C or SIGTERM while the third drawing is made: the earlier sample stays whole (its drawings and
+    predictions.json), none of this run's drawings is left, a new --out is not created, and the command runs again."""
+    from deepvision.apps.cars import show
+
+    out = tmp_path / "s"
+    assert run_cli("cars", "show", cars_run, "--sample-size", "2", "--seed", "1", "--out", out)[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_write, calls = show.write_image, []
+
+    def stop_at_the_third(path, bgr):
+        calls.append(path)
+        if len(calls) % 3 == 0:
+            raise stop
+        real_write(path, bgr)
+
+    monkeypatch.setattr(show, "write_image", stop_at_the_third)
+    for target in (out, tmp_path / "new" / "s"):
+        got, _, err = run_cli("cars", "show", cars_run, "--sample-size", "4", "--seed", "2", "--out", target)
+        assert (got, err.count("\n")) == (code, 1)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before and not (tmp_path / "new").exists()
+    monkeypatch.setattr(show, "write_image", real_write)
+    assert run_cli("cars", "show", cars_run, "--sample-size", "4", "--seed", "2", "--out", out)[0] == 0
+    assert len(list(out.glob("*.png"))) == 4

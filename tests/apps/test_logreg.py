@@ -10,7 +10,7 @@ from sklearn.multiclass import OneVsRestClassifier
 
 from deepvision.apps.transfer.logreg import LinearModel, fit_logreg, parse_grid
 from deepvision.datasets.hdf5 import HDF5DatasetWriter
-from deepvision.errors import UserError
+from deepvision.errors import Terminated, UserError
 
 
 def blobs(path, n=240, d=12, classes=("0", "180", "270", "90"), seed=0, spread=1.0):
@@ -226,3 +226,24 @@ def test_a_model_that_did_not_converge_is_one_line_of_ours(tmp_path, capfd):
     assert "ConvergenceWarning" not in out + err and "STOP" not in out + err and err == "", err
     assert "[WARN] the model reached max_iter=1 before converging; raise --max-iter or use --standardize" in out
     assert json.loads((tmp_path / "m" / "metrics.json").read_text())["unconverged_fits"] == 1
+
+
+@pytest.mark.parametrize(("stop", "code"), [(Terminated, 143), (KeyboardInterrupt, 130)])
+def test_a_stop_while_the_report_is_written_leaves_the_folder_as_it_was(run_cli, tmp_path, monkeypatch, stop, code):
+    """Ctrl+C or SIGTERM as the model is saved (its report half written): a new --out is not left behind
+    (empty or half full), an earlier model and report stay whole."""
+    blobs(tmp_path / "f.h5", n=60)
+    assert run_cli("logreg", tmp_path / "f.h5", "--grid", "C=1", "--cv", "2", "--jobs", "1",
+                   "--out", tmp_path / "m")[0] == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
+
+    def stopped(self, path):
+        raise stop
+
+    monkeypatch.setattr(LinearModel, "save", stopped)
+    for out in (tmp_path / "m", tmp_path / "new" / "m"):
+        got, _, err = run_cli("logreg", tmp_path / "f.h5", "--grid", "C=10", "--cv", "2", "--jobs", "1",
+                              "--out", out)
+        assert (got, err.count("\n")) == (code, 1)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.h5", "m"]

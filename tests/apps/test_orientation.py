@@ -18,7 +18,7 @@ from deepvision.apps.orientation import (
     correction_angle,
     rotate_clockwise,
 )
-from deepvision.errors import UserError
+from deepvision.errors import Terminated, UserError
 
 
 def photos(folder, count=12, seed=0):
@@ -276,3 +276,33 @@ def test_a_stopped_dataset_leaves_no_half_written_folder(tmp_path, sig, made):
                                     "removed\n")
     assert (os.listdir(out) == []) if made else not out.exists()
     assert len(list(src.iterdir())) == 400
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, Terminated])
+def test_a_stopped_apply_leaves_out_as_it_was(tmp_path, monkeypatch, stop):
+    """Ctrl+C or SIGTERM as the sheet is drawn (the corrected copies written): no copy of this run stays, an
+    earlier apply's outputs stay whole, a new --out is not left behind, and the same command then runs."""
+    from deepvision.apps.orientation import apply
+    from deepvision.apps.orientation.apply import OrientationPrediction
+
+    src = photos(tmp_path / "photos", count=3)
+    monkeypatch.setattr(apply, "load_orientation_model", lambda model, device: (None, None))
+    monkeypatch.setattr(apply, "predict_orientation", lambda clf, extractor, paths, **kw: [
+        OrientationPrediction(str(p), 90, 0.9) for p in paths])
+    out = tmp_path / "fixed"
+    apply_orientation(tmp_path / "model", [src / "photo_00.png"], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_sheet = apply.side_by_side_sheet
+
+    def stopped(pairs, path):
+        raise stop
+
+    monkeypatch.setattr(apply, "side_by_side_sheet", stopped)
+    for target in (out, tmp_path / "new" / "fixed"):
+        with pytest.raises(stop):
+            apply_orientation(tmp_path / "model", [src], target)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before and not (tmp_path / "new").exists()
+    monkeypatch.setattr(apply, "side_by_side_sheet", real_sheet)
+    apply_orientation(tmp_path / "model", [src], out)
+    assert sorted(p.name for p in out.iterdir()) == ["photo_00.png", "photo_01.png", "photo_02.png",
+                                                     "predictions.csv", "sheet.png"]

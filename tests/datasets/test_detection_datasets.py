@@ -13,7 +13,7 @@ from PIL import Image
 from deepvision.data.detection import load_index
 from deepvision.datasets.detection import build_dataset, make_fake
 from deepvision.datasets.detection.build import label_map_text, read_annotations, read_class_list
-from deepvision.errors import UserError
+from deepvision.errors import Terminated, UserError
 
 
 def _built_truth(root: Path, split: str) -> dict[str, list[tuple]]:
@@ -509,6 +509,36 @@ def test_cli_build_fake_show(tmp_path, run_cli):
     assert ((edge == [0, 255, 0]).all(1) | (edge == [255, 165, 0]).all(1)).all()
     code, _, err = run_cli("detection", "build", "coco", tmp_path / "nope.json", "--out", tmp_path / "x")
     assert code == 2 and err.count("\n") == 1 and "not found" in err
+
+
+@pytest.mark.parametrize(("stop", "code"), [(Terminated, 143), (KeyboardInterrupt, 130)])
+def test_a_stopped_show_leaves_the_folder_as_it_was(tmp_path, run_cli, monkeypatch, stop, code):
+    """Ctrl+C or SIGTERM at the second drawing: the earlier show stays as it was (none of this run's drawings
+    without its show.json, which the next show would refuse), a new --out is not created."""
+    from deepvision.datasets.detection import show
+
+    run_cli("detection", "fake", "--format", "voc", "--out", tmp_path / "voc", "--images", "6", "--size", "64")
+    run_cli("detection", "build", "voc", tmp_path / "voc", "--out", tmp_path / "built")
+    assert run_cli("detection", "show", tmp_path / "built", "--count", "1", "--out", tmp_path / "s")[0] == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "s").iterdir()}
+    real_draw, calls = show.draw_boxes, []
+
+    def stop_at_the_second(image, classes):
+        calls.append(image)
+        if len(calls) % 2 == 0:
+            raise stop
+        return real_draw(image, classes)
+
+    monkeypatch.setattr(show, "draw_boxes", stop_at_the_second)
+    for out in (tmp_path / "s", tmp_path / "new" / "s"):
+        got, _, err = run_cli("detection", "show", tmp_path / "built", "--count", "3", "--seed", "1", "--out", out)
+        assert (got, err.count("\n")) == (code, 1)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "s").iterdir()} == before
+    assert not (tmp_path / "new").exists()
+    monkeypatch.setattr(show, "draw_boxes", real_draw)
+    code, _, err = run_cli("detection", "show", tmp_path / "built", "--count", "3", "--seed", "1",
+                           "--out", tmp_path / "s")
+    assert code == 0, err
 
 
 def test_show_draws_only_into_its_own_folder(tmp_path, run_cli):

@@ -247,6 +247,7 @@ def test_a_detection_export_says_why_it_checks_on_noise(tmp_path):
 def test_sigterm_during_an_export_leaves_no_hidden_temporary_file(runs, run_cli, tmp_path, monkeypatch):
     """SIGTERM's default action raised nothing: the atomic writer's .NAME.onnx.XXXX.tmp stayed beside --out."""
     import os
+    import shutil
     import signal
 
     from deepvision.export.export import ClassificationExport
@@ -260,7 +261,11 @@ def test_sigterm_during_an_export_leaves_no_hidden_temporary_file(runs, run_cli,
         return written(self, fmt, path, samples, dynamic_batch)
 
     monkeypatch.setattr(ClassificationExport, "run_file", run_file)
-    code, out, err = run_cli("export", zoo, "--out", tmp_path / "m.onnx")
-    assert (code, err) == (143, "deepvision export: terminated (SIGTERM); unfinished files were removed\n"), err
-    assert os.listdir(tmp_path) == []
+    run = shutil.copytree(zoo, tmp_path / "run", ignore=shutil.ignore_patterns("export"))
+    outs = tmp_path / "outs"
+    outs.mkdir()
+    for out in (outs / "m.onnx", outs / "new" / "m.onnx", None):  # nor a folder made for it (RUN/export)
+        code, _, err = run_cli("export", run, *(("--out", out) if out else ()))
+        assert (code, err) == (143, "deepvision export: terminated (SIGTERM); unfinished files were removed\n"), err
+        assert os.listdir(outs) == [] and not (run / "export").exists()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the caller's again

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepvision.errors import UserError
+from deepvision.errors import Terminated, UserError
 from tests.detection_helpers import built_fake, make_detection_run
 
 cv2 = pytest.importorskip("cv2")
@@ -186,6 +186,62 @@ def test_evaluate_writes_metrics_table_and_curves(run):
     expected = evaluate_voc(dets, gts, CLASSES).map
     assert metrics["voc_map50"] == pytest.approx(expected, abs=1e-9)
     assert "VOC mAP@0.5, 11-point (VOC2007)" in "\n".join(result.lines())
+
+
+def _contents(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()} if folder.exists() else None
+
+
+@pytest.mark.parametrize(("stop", "code", "line"), [
+    (Terminated, 143, "deepvision detect: terminated (SIGTERM); unfinished files were removed"),
+    (KeyboardInterrupt, 130, "interrupted")])
+def test_a_stopped_detect_leaves_out_as_it_was(run, tmp_path, run_cli, monkeypatch, stop, code, line):
+    """Ctrl+C or SIGTERM while detect draws a folder of images: no drawing of this invocation stays (nor a
+    temporary file), an earlier detect's outputs stay as they were, and the same command then runs."""
+    from deepvision.inference import detect
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((40, 48, 3), 60 * i, np.uint8)).save(photos / f"p{i}.png")
+    out = tmp_path / "out"
+    assert run_cli("detect", run, photos / "p0.png", "--out", out)[0] == 0
+    real_write, written = detect.write_image, []
+
+    def stop_at_the_third(path, bgr):
+        written.append(path)
+        if len(written) == 3:
+            raise stop
+        real_write(path, bgr)
+
+    monkeypatch.setattr(detect, "write_image", stop_at_the_third)
+    for target in (out, tmp_path / "new" / "out"):
+        before = _contents(out)
+        got, _, err = run_cli("detect", run, photos, "--out", target)
+        assert (got, err.splitlines()) == (code, [line])
+        assert _contents(out) == before and not (tmp_path / "new").exists()
+        written.clear()
+    monkeypatch.setattr(detect, "write_image", real_write)
+    assert run_cli("detect", run, photos, "--out", out)[0] == 0
+    assert sorted(_contents(out)) == ["detections.json", "p0.jpg", "p1.jpg", "p2.jpg", "p3.jpg"]
+
+
+def test_a_stopped_detection_evaluate_leaves_the_report_whole(run, tmp_path, run_cli, monkeypatch):
+    """A stop while the report is written: the folder holds the earlier report, whole, or nothing (no new
+    folder), never metrics.json without pr_curves.png."""
+    from deepvision.evaluation import detection
+
+    def stop(*args, **kwargs):
+        raise Terminated
+
+    assert run_cli("evaluate", run, "--out", tmp_path / "earlier")[0] == 0
+    before = _contents(tmp_path / "earlier")
+    assert sorted(before) == ["metrics.json", "per_class_ap.csv", "pr_curves.png"]
+    monkeypatch.setattr(detection, "plot_pr_curves", stop)  # the last file of the report
+    for out in (tmp_path / "earlier", tmp_path / "new" / "report"):
+        code, _, err = run_cli("evaluate", run, "--out", out)
+        assert (code, err.count("\n")) == (143, 1) and "terminated (SIGTERM)" in err
+    assert _contents(tmp_path / "earlier") == before and not (tmp_path / "new").exists()
 
 
 def test_parity_check_catches_a_changed_model():

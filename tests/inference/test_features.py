@@ -73,9 +73,10 @@ def test_interrupted_extraction_leaves_no_file(mobilenet, folder, tmp_path):
         raise KeyboardInterrupt
 
     out = tmp_path / "f.h5"
-    with pytest.raises(KeyboardInterrupt):
-        extract_features(FeatureExtractor(mobilenet), open_data(folder), out, batch_size=2, progress=stop)
-    assert os.listdir(tmp_path) == []
+    for target in (out, tmp_path / "new" / "sub" / "f.h5"):  # nor a folder it made for the file
+        with pytest.raises(KeyboardInterrupt):
+            extract_features(FeatureExtractor(mobilenet), open_data(folder), target, batch_size=2, progress=stop)
+        assert os.listdir(tmp_path) == []
     out.write_text("precious")
     with pytest.raises(UserError, match="already exists"):
         extract_features(FeatureExtractor(mobilenet), open_data(folder), out)

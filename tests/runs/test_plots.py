@@ -181,3 +181,19 @@ def test_a_history_header_or_epoch_no_run_writes_is_damage(tmp_path, run_cli, he
     run.history_path.write_text(f"{header}\n{row}\n")
     code, out, err = run_cli("plot", run.path)
     assert code == 2 and err.count("\n") == 1 and f"history.csv is damaged ({problem}" in err, err
+
+
+def test_a_figure_stopped_while_saved_leaves_no_folder_made_for_it(tmp_path, monkeypatch):
+    """`runs compare a b --out new/cmp.png` stopped as the figure is written: neither a temporary file nor
+    new/ is left; a folder that was there stays."""
+    from deepvision.errors import Terminated
+
+    def stopped(self, *args, **kwargs):
+        raise Terminated
+
+    monkeypatch.setattr(plots.plt.Figure, "savefig", stopped)
+    for path in (tmp_path / "new" / "sub" / "cmp.png", tmp_path / "cmp.png"):
+        fig, _ = plots.plt.subplots()
+        with pytest.raises(Terminated):
+            plots.save_figure(fig, path, plots.COMPARE_FIGURE)
+        assert list(tmp_path.iterdir()) == []

@@ -51,8 +51,7 @@ class HDF5DatasetWriter(CommitOnExit):
         self.data_key, self.buf_size = data_key, int(buf_size)
         self.row_shape = tuple(int(d) for d in dims[1:])
         expected = int(dims[0]) if dims[0] else 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._pending = PendingFile(self.path, ".partial")
+        self._pending = PendingFile(self.path, ".partial", parents=True)  # an abort removes the folders it made
         self.db = None
         try:  # a stop or a failure while the file is set up leaves no temporary file
             self.db = h5py.File(self._pending.tmp, "w")

@@ -92,8 +92,7 @@ class RecordWriter(CommitOnExit):
     def __init__(self, rec_path: str | Path, idx_path: str | Path | None = None, *, index: bool = True) -> None:
         self.rec_path = Path(rec_path)
         self.idx_path = (Path(idx_path) if idx_path else idx_path_for(self.rec_path)) if index else None
-        self.rec_path.parent.mkdir(parents=True, exist_ok=True)
-        self._pending = PendingFile(self.rec_path, ".partial")
+        self._pending = PendingFile(self.rec_path, ".partial", parents=True)  # an abort removes the folders it made
         self._rec = open(self._pending.tmp, "wb", buffering=1 << 20)  # noqa: SIM115 (closed by close/abort)
         self._lines: list[str] = []
         self._pos = 0

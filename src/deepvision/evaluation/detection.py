@@ -26,7 +26,7 @@ from deepvision.engine.distributed import resolve_device
 from deepvision.engine.tasks.detection import DetectionMeter, DetectionTask
 from deepvision.errors import UserError
 from deepvision.evaluation.report_folder import ROLES, report_folder, slug
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, written_whole
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.safeload import spreadsheet_cell
 
@@ -121,12 +121,12 @@ def evaluate_detection_run(run_dir: str | Path | LoadedRun, split: str = "test",
     name = split if data is None else str(data) if str(data) not in ROLES else f"./{data}"  # a folder named test
     default = "-".join(["detection", *([] if data is None else [slug(name)]), slug(split), loaded.checkpoint.stem])
     out_dir = Path(out) if out else report_folder(loaded.run, default, name, split)
-    out_dir.mkdir(parents=True, exist_ok=True)
     result = DetectionEvaluation(split, name, len(records), int(sum(len(g["labels"]) for g in gts)), voc, voc11, coco,
                                  out_dir)
-    atomic_write_text(out_dir / "metrics.json", json.dumps(_jsonable(result.metrics()), indent=2) + "\n")
-    _write_csv(out_dir / "per_class_ap.csv", voc, voc11)
-    plot_pr_curves(voc, out_dir / "pr_curves.png")
+    with written_whole(out_dir, last="metrics.json") as tmp:  # the report lands whole or not at all
+        atomic_write_text(tmp / "metrics.json", json.dumps(_jsonable(result.metrics()), indent=2) + "\n")
+        _write_csv(tmp / "per_class_ap.csv", voc, voc11)
+        plot_pr_curves(voc, tmp / "pr_curves.png")
     return result
 
 

@@ -43,7 +43,7 @@ from deepvision.evaluation import metrics as M
 from deepvision.evaluation.plots import plot_binary, plot_confusion
 from deepvision.evaluation.report_folder import ROLES, report_folder, slug
 from deepvision.evaluation.tencrop import TenCropTransform, ten_crop
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, written_whole
 from deepvision.models.outputs import class_probabilities
 from deepvision.placement import (
     refuse_folder_of_images,
@@ -261,27 +261,25 @@ def evaluate_run(
     cm = M.confusion(probs, labels, len(classes))
     default = f"{slug(result['data'])}-{loaded.checkpoint.stem}{CROPS[crops][1]}"
     out_dir = Path(out) if out else report_folder(loaded.run, default, result["data"])
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot write the report to {out_dir}: {exc.strerror or exc}; choose another --out") from None
-    files = {key: out_dir / name for key, name in REPORT_FILES.items() if not key.startswith("curves")}
-    plot_confusion(cm, classes, files["confusion_png"])
-    atomic_write_text(files["confusion_csv"], _matrix_csv(cm, classes))
-    atomic_write_text(files["report"], _report_csv(report, classes))
-    atomic_write_text(files["predictions"], _predictions_csv(probs, labels, classes))
-    if len(classes) == 2:
-        curves = M.binary_curves(probs, labels)
-        result["roc_auc"], result["average_precision"] = curves["roc_auc"], curves["average_precision"]
-        if curves.get("roc"):
-            files.update({key: out_dir / REPORT_FILES[key] for key in ("curves_json", "curves_png")})
-            atomic_write_text(files["curves_json"], json.dumps(curves) + "\n")
-            plot_binary(curves, classes[1], files["curves_png"])
-    result["per_class"] = {c: report[c] for c in classes if c in report}
-    result["macro_avg"] = report.get("macro avg")
-    result["confusion_matrix"] = cm.tolist()
-    result["files"] = {k: str(v) for k, v in files.items()}
-    atomic_write_text(files["metrics"], json.dumps(result, indent=2) + "\n")
+    # the report lands whole or not at all: a stop or a failure leaves the folder as it was (no new folder)
+    with written_whole(out_dir, last=REPORT_FILES["metrics"], stale=REPORT_FILES.values()) as tmp:
+        files = {key: out_dir / name for key, name in REPORT_FILES.items() if not key.startswith("curves")}
+        plot_confusion(cm, classes, tmp / REPORT_FILES["confusion_png"])
+        atomic_write_text(tmp / REPORT_FILES["confusion_csv"], _matrix_csv(cm, classes))
+        atomic_write_text(tmp / REPORT_FILES["report"], _report_csv(report, classes))
+        atomic_write_text(tmp / REPORT_FILES["predictions"], _predictions_csv(probs, labels, classes))
+        if len(classes) == 2:
+            curves = M.binary_curves(probs, labels)
+            result["roc_auc"], result["average_precision"] = curves["roc_auc"], curves["average_precision"]
+            if curves.get("roc"):
+                files.update({key: out_dir / REPORT_FILES[key] for key in ("curves_json", "curves_png")})
+                atomic_write_text(tmp / REPORT_FILES["curves_json"], json.dumps(curves) + "\n")
+                plot_binary(curves, classes[1], tmp / REPORT_FILES["curves_png"])
+        result["per_class"] = {c: report[c] for c in classes if c in report}
+        result["macro_avg"] = report.get("macro avg")
+        result["confusion_matrix"] = cm.tolist()
+        result["files"] = {k: str(v) for k, v in files.items()}
+        atomic_write_text(tmp / REPORT_FILES["metrics"], json.dumps(result, indent=2) + "\n")
     say(f"[INFO] rank-1: {result['rank1'] * 100:.2f}%")
     if "one_off" in result:
         say(f"[INFO] one-off: {result['one_off'] * 100:.2f}%")

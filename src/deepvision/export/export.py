@@ -34,7 +34,7 @@ from deepvision.export import detection  # noqa: F401  (registers the detection 
 from deepvision.export.hooks import ExportHooks, Parity, hooks_for, register_export
 from deepvision.export.onnx_export import INPUT, METADATA_KEY, OUTPUT
 from deepvision.export.result import ExportResult
-from deepvision.fileio import atomic_path, unlink_quietly
+from deepvision.fileio import atomic_path, output_folder, unlink_quietly
 from deepvision.models.outputs import check_finite_output
 from deepvision.placement import refuse_output_over_inputs, refuse_replacing
 from deepvision.runs.loading import LoadedRun, load_run
@@ -220,25 +220,25 @@ def export_run(
     # only an earlier export is replaced (a user's own model, a checkpoint or a .pb renamed is not)
     refuse_replacing(target, is_onnx_export if format == "onnx" else is_torchscript_export,
                      f"{FORMAT_NAMES[format]} deepvision exported")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    meta = hooks.describe(format, dynamic_batch)
-    samples, source = hooks.samples(images)
-    sidecar = None
-    parity = None
-    try:
-        with atomic_path(target) as tmp:  # nothing reaches `target` unless the file passed its parity check
-            sidecar = hooks.write(format, module, samples, tmp, target.name, meta, dynamic_batch, opset)
-            got = hooks.run_file(format, tmp, samples, dynamic_batch)  # the file as reloaded from disk
-            if check:
-                parity = hooks.parity(module, samples, got, tolerance, source)
-                say(parity.line)
-                if not parity.ok:
-                    raise UserError(f"the exported {format} model differs from PyTorch ({parity.failure}); "
-                                    f"nothing was written to {target}")
-    except BaseException:
-        if sidecar is not None:
-            unlink_quietly(sidecar)
-        raise
+    with output_folder(target.parent):  # a stopped, failed or refused export leaves no empty folder it made
+        meta = hooks.describe(format, dynamic_batch)
+        samples, source = hooks.samples(images)
+        sidecar = None
+        parity = None
+        try:
+            with atomic_path(target) as tmp:  # nothing reaches `target` unless the file passed its parity check
+                sidecar = hooks.write(format, module, samples, tmp, target.name, meta, dynamic_batch, opset)
+                got = hooks.run_file(format, tmp, samples, dynamic_batch)  # the file as reloaded from disk
+                if check:
+                    parity = hooks.parity(module, samples, got, tolerance, source)
+                    say(parity.line)
+                    if not parity.ok:
+                        raise UserError(f"the exported {format} model differs from PyTorch ({parity.failure}); "
+                                        f"nothing was written to {target}")
+        except BaseException:
+            if sidecar is not None:
+                unlink_quietly(sidecar)
+            raise
     result = ExportResult(target, format, target.stat().st_size, len(samples), source, task=meta["task"],
                           classes=list(meta["classes"]), **(parity.fields if parity else {}))
     say(hooks.summary(result, dynamic_batch))

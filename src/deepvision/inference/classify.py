@@ -100,9 +100,8 @@ def check_predictions_out(path: str | Path, inputs: Sequence[str | Path] = (), r
 def write_predictions(results: list[Prediction], path: str | Path) -> Path:
     """Write predictions as JSON (`.json`) or CSV (`.csv`: image, rank, class, probability)."""
     path = check_predictions_out(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".json":
-        atomic_write_text(path, json.dumps([r.to_dict() for r in results], indent=2) + "\n")
+        atomic_write_text(path, json.dumps([r.to_dict() for r in results], indent=2) + "\n", parents=True)
         return path
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -110,5 +109,5 @@ def write_predictions(results: list[Prediction], path: str | Path) -> Path:
     for r in results:
         for rank, (name, prob) in enumerate(r.top, 1):
             w.writerow([spreadsheet_cell(r.image), rank, spreadsheet_cell(name), f"{prob:.6f}"])
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue(), parents=True)
     return path

@@ -26,7 +26,7 @@ from deepvision.data.preprocess import open_image
 from deepvision.datasets.detection.readers import IMAGE_EXTENSIONS
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
-from deepvision.fileio import PendingFile, atomic_write_text, output_folder, write_image
+from deepvision.fileio import PendingFile, atomic_write_text, write_image, written_whole
 from deepvision.inference.video import frame_rate, open_video, quiet_native_output
 from deepvision.models.detection import detection_family
 from deepvision.placement import replace_only_own
@@ -315,15 +315,17 @@ def run_detect(run_dir: str | Path, sources: list[str | Path], *, min_confidence
                          "detections.json", '{"run":', "detect")
     detector = Detector.from_run(load_run(run_dir, epoch, which, resolve_device(device)), min_confidence)
     with contextlib.ExitStack() as stack:
-        if out_dir is not None:
-            stack.enter_context(output_folder(out_dir))  # a failure leaves no empty folder behind
+        # the drawings land with detections.json, all at the end: a stop or a failure leaves --out as it was
+        tmp = stack.enter_context(written_whole(out_dir, last="detections.json")) if out_dir is not None else None
         images = [p for p, kind in items if kind == "image"]
-        image_results = list(detect_images(detector, images, out_dir, batch_size)) if images else []
-        videos = [detect_video(detector, p, out_dir, show, on_video_frame) for p, kind in items if kind == "video"]
+        image_results = list(detect_images(detector, images, tmp, batch_size)) if images else []
+        videos = [detect_video(detector, p, tmp, show, on_video_frame) for p, kind in items if kind == "video"]
         if out_dir is not None:
+            for r in [*image_results, *videos]:  # named where they land
+                r.output = str(out_dir / Path(r.output).name) if r.output else r.output
             doc = {"run": str(Path(run_dir)), "min_confidence": min_confidence,
                    "images": [r.to_dict() for r in image_results],
                    "videos": [{"video": v.source, "frames": v.frames, "output": v.output,
                                "detections": [[d.to_dict() for d in f] for f in v.per_frame]} for v in videos]}
-            atomic_write_text(out_dir / "detections.json", json.dumps(doc, indent=1) + "\n")
+            atomic_write_text(tmp / "detections.json", json.dumps(doc, indent=1) + "\n")
     return image_results, videos

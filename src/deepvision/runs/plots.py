@@ -110,8 +110,7 @@ def save_figure(fig, path: Path, kind: str | None = None) -> Path:
     """Save atomically (temp file + rename) so a reader never sees half an image; `kind` names the command
     in the figure (`placement.figure_options`)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path, path.suffix or ".png") as tmp:
+        with atomic_path(path, path.suffix or ".png", parents=True) as tmp:
             fig.savefig(tmp, dpi=110, bbox_inches="tight", format=(path.suffix or ".png")[1:],
                         **figure_options(path, kind))
     except OSError as exc:

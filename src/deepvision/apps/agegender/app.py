@@ -29,7 +29,7 @@ from deepvision.apps.classifier import Classifier, load_classifier
 from deepvision.data.imageio import read_bgr
 from deepvision.errors import UserError
 from deepvision.evaluation.tencrop import ten_crop
-from deepvision.fileio import atomic_write_text, input_file, output_folder, output_subfolder, write_image
+from deepvision.fileio import atomic_write_text, input_file, output_subfolder, write_image, written_whole
 from deepvision.inference.faces.align import align_face
 from deepvision.inference.faces.detect import create_detector, cv2_module
 from deepvision.inference.faces.draw import GREEN, RED, draw_face, probability_canvas, resize_to_width
@@ -103,7 +103,7 @@ def list_images(image: str | Path) -> list[Path]:
 class _Output:
     """Images go to files under `out` (headless) or to windows (any key for the next image)."""
 
-    def __init__(self, out: Path | None) -> None:  # `out`: made by the caller's `fileio.output_folder`
+    def __init__(self, out: Path | None) -> None:  # `out`: the caller's `fileio.written_whole` folder
         self.cv2, self.out = cv2_module(), out
         self.written: list[str] = []  # under `out`, for results.json's list of outputs
 
@@ -150,8 +150,9 @@ def predict_agegender(run_age: str | Path | Classifier, run_gender: str | Path |
     age_clf, gender_clf = _models(run_age, run_gender, device)
     det = create_detector(detector)  # dlib: HOG upsampled once
     finder = EyeFinder(eyes, landmarks)
-    with output_folder(out) if out is not None else contextlib.nullcontext():  # a refusal leaves no empty folder
-        output = _Output(Path(out) if out is not None else None)
+    # the drawings land with the tables at the end: a stop, failure or refusal leaves --out as it was
+    with written_whole(out, last="results.csv") if out is not None else contextlib.nullcontext() as folder:
+        output = _Output(folder)
         report = AgeGenderReport()
         for path, name in zip(paths, names):
             frame = read_bgr(path)
@@ -179,7 +180,7 @@ def predict_agegender(run_age: str | Path | Classifier, run_gender: str | Path |
             output.show(f"{name}/input", shown)
             output.wait()
         if out is not None:
-            report.files = _write_results(Path(out), report, output.written)
+            report.files = _write_results(folder, report, output.written, Path(out))
         return report
 
 
@@ -202,8 +203,9 @@ def sample_agegender(run_age: str | Path | Classifier, run_gender: str | Path | 
     base = Path(root) if root else lst.parent
     if out is not None:
         _refuse_unlisted_drawings(Path(out), [f"sample{n:03d}" for n in range(len(rows))])
-    with output_folder(out) if out is not None else contextlib.nullcontext():  # a refusal leaves no empty folder
-        output = _Output(Path(out) if out is not None else None)
+    # the drawings land with the tables at the end: a stop, failure or refusal leaves --out as it was
+    with written_whole(out, last="results.csv") if out is not None else contextlib.nullcontext() as folder:
+        output = _Output(folder)
         report = AgeGenderReport()
         cv2 = cv2_module()
         for n, entry in enumerate(rows):
@@ -226,7 +228,7 @@ def sample_agegender(run_age: str | Path | Classifier, run_gender: str | Path | 
                                            dict(zip(age_clf.classes, map(float, p_age))),
                                            dict(zip(gender_clf.classes, map(float, p_gender)))))
         if out is not None:
-            report.files = _write_results(Path(out), report, output.written)
+            report.files = _write_results(folder, report, output.written, Path(out))
         return report
 
 
@@ -269,7 +271,8 @@ def _refuse_unlisted_drawings(out: Path, folders: list[str]) -> None:
     refuse_unlisted(out, drawn, listed_in(out / "results.json", "outputs"), "results.json", "agegender")
 
 
-def _write_results(out: Path, report: AgeGenderReport, outputs: list[str]) -> dict[str, str]:
+def _write_results(folder: Path, report: AgeGenderReport, outputs: list[str], out: Path) -> dict[str, str]:
+    """results.csv and results.json written into `folder`, named as they land in `out`."""
     faces = report.faces
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -277,8 +280,7 @@ def _write_results(out: Path, report: AgeGenderReport, outputs: list[str]) -> di
     for f in faces:
         w.writerow([spreadsheet_cell(f.image), f.face, *f.box, f.eyes, spreadsheet_cell(f.age_label),
                     f"{f.age[f.age_label]:.4f}", spreadsheet_cell(f.gender_label), f"{f.gender[f.gender_label]:.4f}"])
-    files = {"csv": str(out / "results.csv"), "json": str(out / "results.json")}
-    atomic_write_text(files["csv"], buf.getvalue())
+    atomic_write_text(folder / "results.csv", buf.getvalue())
     payload = {"faces": [f.__dict__ for f in faces], "no_face": report.no_face, "outputs": outputs}
-    atomic_write_text(files["json"], json.dumps(payload, indent=1, default=list) + "\n")
-    return files
+    atomic_write_text(folder / "results.json", json.dumps(payload, indent=1, default=list) + "\n")
+    return {"csv": str(out / "results.csv"), "json": str(out / "results.json")}

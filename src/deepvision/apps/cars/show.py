@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, write_image
+from deepvision.fileio import atomic_write_text, write_image, written_whole
 from deepvision.placement import refuse_output_inside, refuse_unlisted, require_own_folder
 from deepvision.safeload import check_range
 
@@ -110,25 +110,21 @@ def show_cars(run_dir: str | Path, *, sample_size: int = 10, out: str | Path | N
     targets = np.asarray(split.targets)
     results: list[CarPrediction] = []
     cv2 = _cv2()
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create {out_dir}: {exc.strerror or exc}; choose another --out") from None
-    for name in set(earlier) - {p.name for p in paths}:  # the folder shows one sample: the earlier one goes
-        if not (out_dir / name).is_dir():
-            (out_dir / name).unlink(missing_ok=True)
-    for k, i in enumerate(picks):  # each image written as it is made: none is held for the end
-        img, _ = split[int(i)]
-        top = predict_tensors(loaded, loaded.pre.load(img).unsqueeze(0), 5)[0]
-        r = CarPrediction(int(i), loaded.classes[int(targets[i])], top)
-        results.append(r)
-        say(f"[INFO] actual={r.actual}")
-        for name, p in top:
-            say(f"\tpredicted={name}, probability={p * 100:.2f}%")
-        r.image = str(paths[k])
-        text = f"{top[0][0].replace(':', ' ')}: {top[0][1] * 100:.2f}%"
-        write_image(r.image, cv2.cvtColor(annotate(img, text), cv2.COLOR_RGB2BGR))
-    atomic_write_text(out_dir / "predictions.json", json.dumps([r.to_dict() for r in results], indent=2) + "\n")
+    # the drawings land with predictions.json at the end, the earlier sample's then removed: a stop or a
+    # failure leaves the folder as it was (each image is written to the hidden folder as it is made)
+    with written_whole(out_dir, last="predictions.json", stale=earlier) as tmp:
+        for k, i in enumerate(picks):
+            img, _ = split[int(i)]
+            top = predict_tensors(loaded, loaded.pre.load(img).unsqueeze(0), 5)[0]
+            r = CarPrediction(int(i), loaded.classes[int(targets[i])], top)
+            results.append(r)
+            say(f"[INFO] actual={r.actual}")
+            for name, p in top:
+                say(f"\tpredicted={name}, probability={p * 100:.2f}%")
+            r.image = str(paths[k])
+            text = f"{top[0][0].replace(':', ' ')}: {top[0][1] * 100:.2f}%"
+            write_image(tmp / paths[k].name, cv2.cvtColor(annotate(img, text), cv2.COLOR_RGB2BGR))
+        atomic_write_text(tmp / "predictions.json", json.dumps([r.to_dict() for r in results], indent=2) + "\n")
     say(f"[INFO] {len(results)} annotated images written to {out_dir}")
     return results
 

@@ -23,7 +23,7 @@ from PIL import Image
 
 from deepvision.apps.orientation.dataset import ANGLES
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path, atomic_write_text
+from deepvision.fileio import atomic_path, atomic_write_text, written_whole
 from deepvision.placement import refuse_output_folder_over_inputs, replace_only_own
 from deepvision.safeload import csv_rows, read_text_file, spreadsheet_row
 
@@ -156,30 +156,27 @@ def apply_orientation(
                      "orientation apply")
     clf, extractor = load_orientation_model(model, device)
     results = predict_orientation(clf, extractor, paths, batch_size=batch_size, progress=progress)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create {out}: {exc.strerror or exc}") from None
-    pairs = []
-    for r, name in zip(results, names):
-        src = Path(r.image)
-        img = open_image(src, 3)
-        fixed = rotate_clockwise(img, correction_angle(r.angle))
-        target = out / name
-        _save(fixed, target, 95)
-        r.corrected = str(target)
-        if len(pairs) < 40:  # the sheet shows the first 40
-            small = [im.copy() for im in (img, fixed)]
-            for im in small:
-                im.thumbnail((160, 160))
-            pairs.append((small[0], small[1], r))
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(_HEADER.split(","))
-    for r in results:
-        w.writerow(spreadsheet_row([r.image, r.angle, f"{r.probability:.6f}", r.corrected]))
-    atomic_write_text(out / "predictions.csv", buf.getvalue())
-    side_by_side_sheet(pairs, out / "sheet.png")
+    # the corrections land with their table, all at the end: a stop or a failure leaves --out as it was
+    with written_whole(out, last="predictions.csv") as tmp:
+        pairs = []
+        for r, name in zip(results, names):
+            src = Path(r.image)
+            img = open_image(src, 3)
+            fixed = rotate_clockwise(img, correction_angle(r.angle))
+            _save(fixed, tmp / name, 95)
+            r.corrected = str(out / name)
+            if len(pairs) < 40:  # the sheet shows the first 40
+                small = [im.copy() for im in (img, fixed)]
+                for im in small:
+                    im.thumbnail((160, 160))
+                pairs.append((small[0], small[1], r))
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(_HEADER.split(","))
+        for r in results:
+            w.writerow(spreadsheet_row([r.image, r.angle, f"{r.probability:.6f}", r.corrected]))
+        atomic_write_text(tmp / "predictions.csv", buf.getvalue())
+        side_by_side_sheet(pairs, tmp / "sheet.png")
     return results
 
 

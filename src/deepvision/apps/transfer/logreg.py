@@ -32,7 +32,7 @@ import numpy as np
 
 from deepvision.apps.transfer.linear_model import LinearModel
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, same_file
+from deepvision.fileio import atomic_write_text, same_file, written_whole
 from deepvision.placement import (
     refuse_folder_of_images,
     refuse_mixed_reports,
@@ -294,29 +294,29 @@ def fit_logreg(
     if unconverged:
         say(f"[WARN] the model reached max_iter={max_iter} before converging; raise --max-iter or use "
             f"--standardize")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot write to {out_dir}: {exc.strerror or exc}; choose another --out") from None
-    plot_confusion(cm, names, files["confusion_png"])
-    atomic_write_text(files["confusion_csv"], _table([["true\\predicted", *names],
-                                                      *[[c, *row] for c, row in zip(names, cm.tolist())]]))
-    atomic_write_text(files["report"], _report_csv(report, names))
-    atomic_write_text(files["report_txt"], text)
-    cv_rows = [["C", "mean_test_score", "std_test_score", "rank"]]
-    res = search.cv_results_
-    for c, m, s, r in zip(res[f"param_{key}"], res["mean_test_score"], res["std_test_score"], res["rank_test_score"]):
-        cv_rows.append([f"{float(c):g}", f"{m:.6f}", f"{s:.6f}", int(r)])
-    atomic_write_text(files["cv_results"], _table(cv_rows))
-    model.save(files["model"])
-    result = {"features": str(features), "test_file": str(test) if test is not None else None, "rows": n,
-              "dim": int(x.shape[1]), "train_rows": i, "test_rows": n - i,
-              "best_params": {"C": best_c}, "cv_accuracy": float(search.best_score_), "accuracy": accuracy,
-              "solver": solver, "max_iter": max_iter, "standardize": standardize, "unconverged_fits": unconverged,
-              "fit_seconds": fit_seconds, "per_class": {c: report[c] for c in names if c in report},
-              "macro_avg": report.get("macro avg"), "weighted_avg": report.get("weighted avg"),
-              "confusion_matrix": cm.tolist(), "files": {k: str(v) for k, v in files.items()}}
-    atomic_write_text(files["metrics"], json.dumps(result, indent=2) + "\n")
+    # the model and report land whole or not at all: a stop or a failure leaves the folder as it was
+    with written_whole(out_dir, last=files["metrics"].name, stale=[p.name for p in files.values()]) as tmp:
+        plot_confusion(cm, names, tmp / files["confusion_png"].name)
+        atomic_write_text(tmp / files["confusion_csv"].name, _table([["true\\predicted", *names],
+                                                                   *[[c, *row] for c, row in zip(names, cm.tolist())]]))
+        atomic_write_text(tmp / files["report"].name, _report_csv(report, names))
+        atomic_write_text(tmp / files["report_txt"].name, text)
+        cv_rows = [["C", "mean_test_score", "std_test_score", "rank"]]
+        res = search.cv_results_
+        for c, m, s, r in zip(res[f"param_{key}"], res["mean_test_score"], res["std_test_score"],
+                              res["rank_test_score"]):
+            cv_rows.append([f"{float(c):g}", f"{m:.6f}", f"{s:.6f}", int(r)])
+        atomic_write_text(tmp / files["cv_results"].name, _table(cv_rows))
+        model.save(tmp / files["model"].name)
+        result = {"features": str(features), "test_file": str(test) if test is not None else None, "rows": n,
+                  "dim": int(x.shape[1]), "train_rows": i, "test_rows": n - i,
+                  "best_params": {"C": best_c}, "cv_accuracy": float(search.best_score_), "accuracy": accuracy,
+                  "solver": solver, "max_iter": max_iter, "standardize": standardize,
+                  "unconverged_fits": unconverged, "fit_seconds": fit_seconds,
+                  "per_class": {c: report[c] for c in names if c in report},
+                  "macro_avg": report.get("macro avg"), "weighted_avg": report.get("weighted avg"),
+                  "confusion_matrix": cm.tolist(), "files": {k: str(v) for k, v in files.items()}}
+        atomic_write_text(tmp / files["metrics"].name, json.dumps(result, indent=2) + "\n")
     say(f"[INFO] model and report written to {out_dir}")
     return result
 

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 from deepvision.data.detection.index import IndexImage, load_index
 from deepvision.data.preprocess import open_image
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path, atomic_write_text
+from deepvision.fileio import atomic_path, atomic_write_text, written_whole
 from deepvision.placement import enclosing, listed_in, replace_only_own
 
 GREEN = (0, 255, 0)
@@ -56,12 +56,10 @@ def show_dataset(root: str | Path, out: str | Path | None = None, split: str | N
     # the drawings replace only an earlier show's, never a run's or a user's files of the same name
     paths = [out / f"{name}_{i:05d}_{images[i].file.stem}.png" for i in chosen]
     replace_only_own(out, paths, listed_in(out / MARKER, "images"), MARKER, '{"dataset":', "detection show")
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for i, path in zip(chosen, paths):
-        with atomic_path(path, suffix=".tmp.png") as tmp:
-            draw_boxes(images[i], index.classes).save(tmp, format="PNG")
-        written.append(path)
-    atomic_write_text(out / MARKER, json.dumps({"dataset": str(root), "split": name,
-                                                 "images": [p.name for p in written]}, indent=1) + "\n")
-    return written
+    with written_whole(out, last=MARKER) as folder:  # all at the end: a stop leaves --out as it was
+        for i, path in zip(chosen, paths):
+            with atomic_path(folder / path.name, suffix=".tmp.png") as tmp:
+                draw_boxes(images[i], index.classes).save(tmp, format="PNG")
+        atomic_write_text(folder / MARKER, json.dumps({"dataset": str(root), "split": name,
+                                                        "images": [p.name for p in paths]}, indent=1) + "\n")
+    return paths
