@@ -282,6 +282,30 @@ def test_writer_is_atomic_and_keeps_permissions(tmp_path):
     assert mode == file_mode() and (tmp_path / "y.idx").stat().st_mode & 0o777 == mode
 
 
+def test_a_stop_while_the_writer_renames_its_files_lands_both(tmp_path, monkeypatch):
+    """Ctrl+C between the .idx's rename and the .rec's left the new .idx beside the old .rec: the renames
+    are held together and the stop is raised after them."""
+    import signal
+
+    from deepvision.datasets import records
+
+    with RecordWriter(tmp_path / "x.rec") as w:
+        w.write(b"old")
+    real = records.atomic_write_text
+
+    def stopped_meanwhile(*args, **kwargs):
+        real(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(records, "atomic_write_text", stopped_meanwhile)
+    w = RecordWriter(tmp_path / "x.rec")
+    w.write(b"new data")
+    with pytest.raises(KeyboardInterrupt):
+        w.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.idx", "x.rec"]
+    assert (tmp_path / "x.idx").read_text() == "0\t0\n" and (tmp_path / "x.rec").read_bytes()[8:16] == b"new data"
+
+
 def test_mxnet_style_classes(tmp_path):
     rec = MXIndexedRecordIO(str(tmp_path / "t.idx"), str(tmp_path / "t.rec"), "w")
     for i in range(5):

@@ -27,7 +27,7 @@ from deepvision.data.records.recordio import (
     read_record_at,
     scan_index,
 )
-from deepvision.fileio import CommitOnExit, PendingFile, atomic_write_text
+from deepvision.fileio import CommitOnExit, PendingFile, atomic_write_text, stops_held
 from deepvision.safeload import input_file
 
 MAX_PART = 1 << 29
@@ -121,16 +121,17 @@ class RecordWriter(CommitOnExit):
         if self.closed:
             return
         self.closed = True
-        try:
-            self._rec.close()
-            if self.idx_path is not None:
-                atomic_write_text(self.idx_path, "".join(self._lines))
-        except OSError as exc:
-            self._pending.failed(exc)
-        except BaseException:
-            self._pending.discard()
-            raise
-        self._pending.commit()
+        with stops_held():  # a stop between the two renames would leave the new .idx beside the old .rec
+            try:
+                self._rec.close()
+                if self.idx_path is not None:
+                    atomic_write_text(self.idx_path, "".join(self._lines))
+            except OSError as exc:
+                self._pending.failed(exc)
+            except BaseException:
+                self._pending.discard()
+                raise
+            self._pending.commit()
 
     def abort(self) -> None:
         """Discard everything written; the destination files are left untouched."""
