@@ -18,6 +18,7 @@ from deepvision.safeload import (
     LimitError,
     ParseError,
     check_image_side,
+    env_flag,
     json_depth,
     load_json,
     load_yaml,
@@ -119,6 +120,26 @@ def test_ceilings_in_the_environment_are_plain_numbers(run_cli, monkeypatch, nam
     code, out, err = run_cli("recipes")
     assert (code, out) == (2, "") and err.count("\n") == 1, err
     assert err.startswith(f"deepvision recipes: error: the environment variable {name} must be a "), err
+
+
+@pytest.mark.parametrize(("value", "on"), [("1", True), ("TRUE", True), ("yes", True), (" On ", True),
+                                           ("0", False), ("false", False), ("No", False), ("OFF", False), ("", False)])
+def test_yes_no_words_in_the_environment(monkeypatch, value, on):
+    """DEEPVISION_OFFLINE=false/no/off turned offline mode on: only "" and "0" were read as off."""
+    monkeypatch.setenv("DEEPVISION_OFFLINE", value)
+    assert env_flag("DEEPVISION_OFFLINE") is on
+    monkeypatch.delenv("DEEPVISION_OFFLINE")
+    assert env_flag("DEEPVISION_OFFLINE") is False
+
+
+@pytest.mark.parametrize("value", ["2", "y", "offline", "enable", "-1"])
+def test_other_words_for_a_switch_are_refused_when_the_command_starts(run_cli, monkeypatch, value):
+    monkeypatch.setenv("DEEPVISION_OFFLINE", value)
+    code, out, err = run_cli("recipes")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert err.startswith("deepvision recipes: error: the environment variable DEEPVISION_OFFLINE must be one of "
+                          "1/true/yes/on (on) or 0/false/no/off or empty (off), in any case, got "), err
+    assert err.rstrip().endswith(repr(value)), err
 
 
 def test_whole_ceilings_refuse_a_fraction(monkeypatch):

@@ -324,6 +324,14 @@ def test_mxnet_style_classes(tmp_path):
     seq.close()
 
 
+@pytest.mark.parametrize("value", ["off", "OFF", "false", "no", "0", "none", ""])
+def test_cache_dir_is_disabled_by_the_words_for_off(monkeypatch, value):
+    from deepvision.data.records.record_file import cache_dir
+
+    monkeypatch.setenv("DEEPVISION_CACHE_DIR", value)
+    assert cache_dir() is None
+
+
 def test_table_cache_is_used_and_invalidated(tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPVISION_CACHE_DIR", str(tmp_path / "cache"))
     with RecordWriter(tmp_path / "big.rec") as w:

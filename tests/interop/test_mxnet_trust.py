@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,9 @@ def _checkpoint(tmp_path: Path, conv: dict | None = None, extra: list[dict] | No
              _node("Convolution", "c", [0, 1, 2], **conv_attrs)]
     last = 3
     for op in extra or []:
+        if op["op"] == "null":  # a variable (weights of a later extra op, named by index): not chained
+            nodes.append(op)
+            continue
         op["inputs"] = [[last, 0, 0]] + op["inputs"]
         nodes.append(op)
         last = len(nodes) - 1
@@ -94,11 +98,13 @@ def test_convolution_attributes_are_checked(tmp_path, conv, message):
     (_node("Dropout", "d", [], p="0.5", mode="bogus"), r"mode=bogus is no Dropout mode; only mode=training"),
 ])
 def test_operator_attributes_are_checked(tmp_path, op, message):
-    weights = {}
-    if op["op"] == "BatchNorm":  # BN reads gamma/beta/mean/var inputs after the data
-        op["inputs"] = []
+    extra = [op]
+    if op["op"] == "BatchNorm":  # BN reads gamma/beta/mean/var inputs after the data: nodes 4 to 7
+        extra = [_node("null", f"bn_{role}", []) for role in ("gamma", "beta", "moving_mean", "moving_var")]
+        op["inputs"] = [[i, 0, 0] for i in range(4, 8)]
+        extra.append(op)
     with pytest.raises(UserError, match=message):
-        _import(_checkpoint(tmp_path, extra=[op], weights=weights), tmp_path)
+        _import(_checkpoint(tmp_path, extra=extra), tmp_path)
 
 
 def test_a_negative_head_or_input_index_is_refused(tmp_path):
@@ -510,3 +516,88 @@ def test_a_scalar_that_overflows_the_network_is_refused(tmp_path):
     with pytest.raises(UserError, match=r"answers NaN or infinity for a plain gray image"):
         _import(prefix, tmp_path)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("value", ["yes", "2", "on", " true", "1.0", ""])
+def test_a_yes_no_attribute_outside_mxnets_spellings_is_refused(tmp_path, run_cli, value):
+    """Node.flag guessed: "yes" read as false, "2" as true (a BatchNorm's fix_gamma=yes applied the stored gamma
+    MXNet fixes at 1). MXNet's parser reads true/false/1/0 in any case and refuses the rest; so does the
+    import, with or without --input-size (searching the size must not hide the cause)."""
+    prefix = _checkpoint(tmp_path, {"no_bias": value})
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    for size in (["--input-size", "1x8x8"], []):
+        code, out, err = run_cli("import", "mxnet", prefix, 1, "--out", tmp_path / "run", *size)
+        assert (code, out) == (2, "") and err.count("\n") == 1, err
+        assert f"error: MXNet node 'c' (Convolution): no_bias={value} must be true, false, 1 or 0 (any case), " \
+               f"the values MXNet reads" in err, err
+    assert not (tmp_path / "run").exists() and {p: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize(("op", "key"), [
+    (_node("Pooling", "p", [], kernel="(2, 2)", pool_type="max", global_pool="yes"), "global_pool"),
+    (_node("Pooling", "p", [], kernel="(2, 2)", pool_type="avg", count_include_pad="yes"), "count_include_pad"),
+    (_node("Reshape", "r", [], shape="(0, -1)", reverse="yes"), "reverse"),
+])
+def test_every_yes_no_attribute_is_read_as_mxnet_reads_it(tmp_path, op, key):
+    with pytest.raises(UserError, match=rf"^MXNet node '.' \({op['op']}\): {key}=yes must be true, false, 1 or 0"):
+        _import(_checkpoint(tmp_path, extra=[op]), tmp_path)
+
+
+@pytest.mark.parametrize(("value", "fixed"), [("True", True), ("TRUE", True), ("1", True), ("false", False),
+                                            ("0", False), ("FaLsE", False), ("yes", None), ("no", None)])
+def test_fix_gamma_is_read_as_mxnet_reads_it(tmp_path, value, fixed):
+    from deepvision.models.mxnet_graph import build_graph
+
+    extra = [_node("null", f"bn_{role}", []) for role in ("gamma", "beta", "moving_mean", "moving_var")]
+    extra.append(_node("BatchNorm", "bn", [4, 5, 6, 7], fix_gamma=value))
+    prefix = _checkpoint(tmp_path, extra=extra)
+    if fixed is None:
+        with pytest.raises(UserError, match=rf"^MXNet node 'bn' \(BatchNorm\): fix_gamma={value} must be true"):
+            build_graph(f"{prefix}-symbol.json", in_channels=1, input_size=8)
+    else:
+        assert build_graph(f"{prefix}-symbol.json", in_channels=1, input_size=8).layers["bn"].fix_gamma is fixed
+
+
+@pytest.mark.parametrize(("index", "inputs", "message"), [
+    (3, [0, 1, 2], r"'c' \(Convolution\): takes 2 inputs \(data, weight; no_bias=True\), the symbol gives 3: the "
+                   r"extra input 'c_bias' would be dropped; MXNet cannot bind this node$"),
+    (-3, "twice", r"'f' \(FullyConnected\): takes 3 inputs \(data, weight, bias\), the symbol gives 4: the extra "
+                  r"input 'f_bias' \(given twice\) would be dropped"),
+    (-3, "short", r"'f' \(FullyConnected\): takes 3 inputs \(data, weight, bias\), the symbol gives 2: no bias "
+                  r"input, which would be made up"),
+    (4, "act", r"'a' \(Activation\): takes 1 input \(data\), the symbol gives 2: the extra input 'c_bias' would"),
+])
+def test_a_node_given_other_inputs_than_its_operator_takes_is_refused(tmp_path, run_cli, index, inputs, message):
+    """A convolution with no_bias=True still listing its bias lost the bias with a warning, exit 0; a
+    FullyConnected listing its bias twice, or an Activation two inputs, imported without a word. MXNet binds
+    none of them."""
+    prefix = _checkpoint(tmp_path, extra=[_node("Activation", "a", [], act_type="relu")])
+    doc = json.loads(Path(f"{prefix}-symbol.json").read_text())
+    node = doc["nodes"][index]
+    if index == 3:
+        node["attrs"]["no_bias"] = "True"
+    elif inputs == "twice":
+        node["inputs"].append(node["inputs"][-1])
+    elif inputs == "short":
+        node["inputs"].pop()
+    else:
+        node["inputs"].append([2, 0, 0])
+    Path(f"{prefix}-symbol.json").write_text(json.dumps(doc))
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    code, out, err = run_cli("import", "mxnet", prefix, 1, "--out", tmp_path / "run", "--input-size", "1x8x8")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert re.search(r"error: MXNet node " + message, err.strip()), err
+    assert not (tmp_path / "run").exists() and {p: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_a_loss_head_may_leave_out_its_label_but_takes_no_third_input(tmp_path):
+    prefix = _checkpoint(tmp_path)
+    doc = json.loads(Path(f"{prefix}-symbol.json").read_text())
+    doc["nodes"][-1]["inputs"].pop()  # SoftmaxOutput without its label: unused at inference
+    Path(f"{prefix}-symbol.json").write_text(json.dumps(doc))
+    assert _import(prefix, tmp_path).num_classes == 2
+    doc["nodes"][-1]["inputs"] += [[len(doc["nodes"]) - 2, 0, 0], [0, 0, 0]]
+    Path(f"{prefix}-symbol.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError, match=r"^MXNet node 'out' \(SoftmaxOutput\): takes 2 inputs \(data, label\), the "
+                                        r"symbol gives 3: the extra input 'data' would be dropped"):
+        import_mxnet(prefix, 1, out=tmp_path / "run2", input_size=(1, 8, 8), quiet=True)

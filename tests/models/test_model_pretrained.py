@@ -155,3 +155,24 @@ def test_detector_coco_weights_offline_is_one_line_without_download(monkeypatch,
     assert "DEEPVISION_OFFLINE" in message and url in message and str(cached_weights_path(url)) in message
     assert "\n" not in message and calls == []
     assert "Downloading" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(("value", "offline"), [("false", False), ("No", False), ("off", False), ("0", False),
+                                                ("", False), ("yes", True), ("ON", True), ("true", True)])
+def test_offline_switch_reads_yes_no_words(monkeypatch, tmp_path, value, offline):
+    """DEEPVISION_OFFLINE=false/no/off turned offline mode on; the words now read as written."""
+    from torchvision.models.detection import SSDLite320_MobileNet_V3_Large_Weights
+
+    from deepvision.models.detection import load_weights_file
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("DEEPVISION_OFFLINE", value)
+    calls = []
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: calls.append(a) or {})
+    entry = SSDLite320_MobileNet_V3_Large_Weights.COCO_V1
+    if offline:
+        with pytest.raises(UserError, match="DEEPVISION_OFFLINE is set"):
+            load_weights_file(entry)
+    else:
+        assert load_weights_file(entry) == {}
+    assert len(calls) == (0 if offline else 1)

@@ -240,12 +240,12 @@ def check_seed(args: argparse.Namespace) -> None:
 
 
 def check_environment() -> None:
-    """Refuse a bad ceiling set in the environment before any work: read later, deep in a reader, its
+    """Refuse a bad ceiling or yes/no word set in the environment before any work: read later, deep in a reader, its
     error would seem to be about the file being read."""
-    from deepvision.safeload import max_image_side, max_read_bytes
+    from deepvision.safeload import env_flag, max_image_side, max_read_bytes
     from deepvision.safeload.images import max_image_pixels
 
-    max_image_side(), max_read_bytes(), max_image_pixels()
+    max_image_side(), max_read_bytes(), max_image_pixels(), env_flag("DEEPVISION_OFFLINE")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,7 @@ from torch import nn
 from deepvision.errors import UserError
 from deepvision.fileio import read_torch_file
 from deepvision.models.registry import register_model
+from deepvision.safeload import env_flag
 
 RCNN_LOSSES = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
 SSD_LOSSES = ("classification", "bbox_regression")
@@ -57,7 +58,7 @@ def load_weights_file(entry: Any) -> dict[str, torch.Tensor]:
     label = f"{type(entry).__name__}.{entry.name}"
     if path.is_file():  # a truncated download, or not a state dict: a one-line error
         return read_torch_file(path, f"{label} weights file", f"delete it and download {entry.url} again")
-    if os.environ.get("DEEPVISION_OFFLINE", "") not in ("", "0"):
+    if env_flag("DEEPVISION_OFFLINE"):
         raise UserError(f"{label} weights are not in the torch hub cache and DEEPVISION_OFFLINE is set; without "
                         f"network, download {entry.url} elsewhere and place it at {path} (docs/transfer.md)")
     try:

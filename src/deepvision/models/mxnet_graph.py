@@ -34,7 +34,7 @@ from deepvision.models.mxnet_ops import ADD_OPS, CONCAT_OPS, MUL_OPS, SUB_OPS, S
 from deepvision.models.mxnet_symbol import SOFTMAX_HEADS, Node, Symbol, read_symbol
 from deepvision.models.registry import ModelSpec, register_provider
 from deepvision.models.shapes import check_activation, hw
-from deepvision.safeload import check_declared_bytes
+from deepvision.safeload import check_declared_bytes, printable
 
 
 class MXNetGraph(nn.Module):
@@ -234,6 +234,7 @@ def _strip_softmax(symbol: Symbol) -> tuple[Node, bool]:
         raise UserError(f"{symbol.path}: the output is output {symbol.heads[0][1]} of '{node.name}' "
                         f"(multi-output operators are not supported)")
     while node.op in SOFTMAX_HEADS:
+        _check_node(symbol, node)
         node, stripped = symbol.nodes[symbol.data_inputs(node)[0][0]], True
     return node, stripped
 
@@ -265,6 +266,39 @@ def _check_supported(symbol: Symbol, needed: set[int]) -> None:
         listed = ", ".join(f"{op} (node '{names[0]}'{f' and {len(names) - 1} more' if len(names) > 1 else ''})"
                            for op, names in bad.items())
         raise UserError(f"{symbol.path}: MXNet operator(s) not supported by the graph importer: {listed}")
+    for node in symbol.nodes:
+        if node.index in needed and node.op != "null":
+            _check_node(symbol, node)
+
+
+def _check_node(symbol: Symbol, node: Node) -> None:
+    """Yes/no attributes as MXNet reads them (`Node.check_flags`), and the inputs: MXNet binds a node only
+    with the inputs its operator lists: data, then its weights (weight, and bias unless no_bias; BatchNorm's
+    gamma, beta, moving_mean, moving_var; prelu's gamma) or a loss head's label. One input more would be
+    read by nothing (a bias dropped), one weight less made up: both refused. The operators of several
+    inputs are checked with their shapes and num_args."""
+    node.check_flags()
+    if node.op in ADD_OPS | MUL_OPS | SUB_OPS:
+        return
+    given = len(node.inputs)
+    if node.op in CONCAT_OPS:
+        if not given:
+            raise node_error(node, "takes one or more inputs, the symbol gives none")
+        return
+    label = node.op in ("SoftmaxOutput", "Softmax")  # the label is unused at inference: it may be left out
+    roles = ("data", "label") if label else ("data", *node.param_roles)
+    if len(roles) - label <= given <= len(roles) or (given < len(roles) and node.op == "LeakyReLU"):
+        return  # a prelu without its slopes is refused by make_module, naming them
+    listed = f"{len(roles)} input{'s' if len(roles) > 1 else ''} ({', '.join(roles)}"
+    listed += f"; no_bias={node.attrs['no_bias']})" if "no_bias" in node.attrs else ")"
+    if given < len(roles):
+        raise node_error(node, f"takes {listed}, the symbol gives {given}: no {roles[given]} input, which would be "
+                               f"made up; MXNet cannot bind this node")
+    first, _ = node.inputs[len(roles)]
+    twice = " (given twice)" if first in {i for i, _ in node.inputs[: len(roles)]} else ""
+    raise node_error(node, f"takes {listed}, the symbol gives {given}: the extra input "
+                           f"'{printable(symbol.nodes[first].name)[:60]}'{twice} would be dropped; MXNet cannot bind "
+                           f"this node")
 
 
 def build_graph(symbol: str | Path | Symbol, num_classes: int = 0, in_channels: int = 3,

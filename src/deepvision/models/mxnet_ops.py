@@ -253,8 +253,7 @@ def _pooling(node: Node, x: torch.Tensor) -> nn.Module:
     elif pool_type == "sum":
         module = SumPool2d(k, s, p, full)
     else:
-        include = node.get("count_include_pad")
-        module = nn.AvgPool2d(k, s, p, ceil_mode=full, count_include_pad=include is None or bool(include))
+        module = nn.AvgPool2d(k, s, p, ceil_mode=full, count_include_pad=node.flag("count_include_pad", optional=True))
     want = tuple(_pool_size(x.shape[2 + i], k[i], s[i], p[i], full) for i in range(2))
     try:
         got = tuple(module(x).shape[2:])

@@ -137,11 +137,25 @@ class Node:
                             f"finite number{bounds}")
         return float(value)
 
-    def flag(self, key: str) -> bool:
-        value = self.get(key)
-        if isinstance(value, str):
-            return value.lower() in ("1", "true")
-        return bool(value)
+    def flag(self, key: str, optional: bool = False) -> bool:
+        """Yes/no attribute `key` read as MXNet's parameter parser reads it: true, false, 1 or 0 in any case
+        (and, for an `optional` one, None: the default); any other text ("yes", "2") MXNet refuses, so
+        does this (UserError naming the node)."""
+        raw = self.attrs.get(key)
+        word = None if raw is None else raw.lower()
+        if word is None or (optional and word == "none"):
+            return bool(DEFAULTS.get(self.op, {}).get(key))
+        if word in ("true", "1", "false", "0"):
+            return word in ("true", "1")
+        raise UserError(f"MXNet node '{self.name}' ({self.op}): {key}={printable(raw)[:40]} must be true, false, 1 "
+                        f"or 0 (any case{', or None' if optional else ''}), the values MXNet reads")
+
+    def check_flags(self) -> None:
+        """Read every yes/no attribute the importer knows for this operator, so a value MXNet refuses is
+        refused before any shape is tried (count_include_pad is MXNet's optional<bool>: None allowed)."""
+        for key, default in DEFAULTS.get(self.op, {}).items():
+            if isinstance(default, bool) and key in self.attrs:
+                self.flag(key, optional=key == "count_include_pad")
 
     def pair(self, key: str, fill: int, low: int = 1) -> tuple[int, int]:
         """A 2-D tuple attribute (kernel, stride, pad, dilate); `fill` when absent or empty. Each value

@@ -35,7 +35,7 @@ from torch import nn
 
 from deepvision.errors import UserError, suggest
 from deepvision.models.registry import ModelSpec, register_provider, suggest_model
-from deepvision.safeload import check_image_side
+from deepvision.safeload import check_image_side, env_flag
 
 _AUX_MODELS = ("inception_v3", "googlenet")
 
@@ -207,7 +207,7 @@ def fetch_weights_model(name: str, entry: Any, **kwargs: Any) -> nn.Module:
     import torchvision.models._api as api
 
     path = weights_path(entry)
-    if not path.is_file() and os.environ.get("DEEPVISION_OFFLINE", "") not in ("", "0"):
+    if not path.is_file() and env_flag("DEEPVISION_OFFLINE"):
         raise UserError(missing_weights_message(name, entry, "DEEPVISION_OFFLINE is set"))
     loader = functools.partial(torch.hub.load_state_dict_from_url, weights_only=True)
     try:

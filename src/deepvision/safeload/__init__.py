@@ -36,6 +36,8 @@ from deepvision.safeload.documents import (
     read_yaml,
 )
 from deepvision.safeload.files import (
+    ENV_NO,
+    ENV_YES,
     IMAGE_EXTS,
     MAX_FAKE_IMAGES,
     MAX_FAKE_SIDE,
@@ -52,6 +54,7 @@ from deepvision.safeload.files import (
     check_numbers,
     check_range,
     check_workers,
+    env_flag,
     env_number,
     first_not_whole,
     first_repeat,
@@ -93,7 +96,7 @@ __all__ = [
     "bounded_lines", "check_class_names", "check_choice", "check_declared_bytes", "check_fake_images",
     "check_file_size", "check_image_side", "check_mat_file", "check_numbers", "check_range", "check_workers",
     "check_zip_directory", "check_zip_member", "csv_rows", "expanded_size", "first_not_whole", "first_repeat",
-    "env_number", "format_bytes",
+    "ENV_NO", "ENV_YES", "env_flag", "env_number", "format_bytes",
     "image_files", "input_file", "is_control", "is_plain_number_text", "json_depth", "load_json", "load_yaml",
     "max_image_side", "max_read_bytes", "name_lines", "not_utf8", "open_npz", "plain_float", "printable", "read_bytes",
     "read_declared", "read_json", "read_text_file", "read_yaml", "record_index", "refuse_linked_files",

@@ -178,6 +178,20 @@ def env_number(name: str, what: str, least: float, most: float, whole: bool = Fa
     return value
 
 
+ENV_YES = ("1", "true", "yes", "on")
+ENV_NO = ("0", "false", "no", "off", "")
+
+
+def env_flag(name: str) -> bool:
+    """The yes/no an environment variable sets (False when unset): 1/true/yes/on or 0/false/no/off/empty, in
+    any case; any other word is refused rather than guessed."""
+    raw = os.environ.get(name, "").strip()
+    if raw.lower() in ENV_YES + ENV_NO:
+        return raw.lower() in ENV_YES
+    raise UserError(f"the environment variable {name} must be one of {'/'.join(ENV_YES)} (on) or "
+                    f"{'/'.join(ENV_NO[:-1])} or empty (off), in any case, got {raw[:24]!r}")
+
+
 def max_image_side() -> int:
     """The largest image side (pixels) that metadata may name: DEEPVISION_MAX_IMAGE_SIDE, else 16384."""
     value = env_number("DEEPVISION_MAX_IMAGE_SIDE", "whole number of pixels", 1, 2**31 - 1, whole=True)

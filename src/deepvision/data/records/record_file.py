@@ -27,17 +27,17 @@ from deepvision.data.records.recordio import (
 )
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path
-from deepvision.safeload import input_file
+from deepvision.safeload import ENV_NO, input_file
 
 CACHE_VERSION = 2  # 2: a key given twice in the .idx is refused
 
 
 def cache_dir() -> Path | None:
     """Where record tables are cached ($DEEPVISION_CACHE_DIR, else ~/.cache/deepvision); None if disabled
-    with DEEPVISION_CACHE_DIR=off."""
+    with DEEPVISION_CACHE_DIR=off (or 0/false/no/none/empty: the words that turn a DEEPVISION_* switch off)."""
     env = os.environ.get("DEEPVISION_CACHE_DIR")
     if env is not None:
-        return None if env.strip().lower() in ("", "0", "off", "none", "false") else Path(env)
+        return None if env.strip().lower() in (*ENV_NO, "none") else Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "deepvision"
 
