@@ -590,3 +590,56 @@ def test_fake_refuses_a_folder_that_already_holds_data(tmp_path, run_cli):
     code, _, _ = run_cli("detection", "fake", "--format", "yolo", "--out", tmp_path / "empty", "--images", "2",
                          "--size", "48")
     assert code == 0 and (tmp_path / "empty" / "data.yaml").is_file()
+
+
+def stop_on_call(monkeypatch, target: str, call: int, stop: type[BaseException]) -> None:
+    """Make the function `target` ("module.name") raise `stop` on its `call`-th call, as a signal would mid-write."""
+    import importlib
+
+    module, name = target.rsplit(".", 1)
+    real = getattr(importlib.import_module(module), name)
+    calls = [0]
+
+    def stopping(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == call:
+            raise stop
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(f"{module}.{name}", stopping)
+
+
+@pytest.mark.parametrize(("where", "call", "stop"), [
+    ("fake.fake_scene", 3, "Terminated"), ("fake.fake_scene", 5, "KeyboardInterrupt"),
+    ("fake._write_coco", 1, "Terminated")])
+def test_a_stopped_fake_leaves_no_half_written_tree(tmp_path, run_cli, monkeypatch, where, call, stop):
+    """SIGTERM (or Ctrl+C) while `detection fake` wrote its images left train2017/ without annotations/, and
+    its own next run refused the folder as not empty: a stop removes what the run wrote."""
+    from deepvision import errors
+
+    exc = getattr(errors, stop, KeyboardInterrupt)
+    stop_on_call(monkeypatch, f"deepvision.datasets.detection.{where}", call, exc)
+    out = tmp_path / "sets" / "coco"
+    code, _, err = run_cli("detection", "fake", "--format", "coco", "--out", out, "--images", "6", "--size", "48")
+    if stop == "Terminated":
+        assert (code, err) == (143, "deepvision detection fake: terminated (SIGTERM); unfinished files were removed\n")
+    else:
+        assert (code, err) == (130, "interrupted\n")
+    assert not (tmp_path / "sets").exists()
+    monkeypatch.undo()
+    code, _, err = run_cli("detection", "fake", "--format", "coco", "--out", out, "--images", "6", "--size", "48")
+    assert code == 0 and (out / "annotations" / "instances_val2017.json").is_file(), err
+
+
+def test_a_stopped_build_leaves_no_file_its_next_run_refuses(tmp_path, run_cli, monkeypatch):
+    """A build stopped after its first split file, before dataset.json, left a folder the same command then
+    refused as not its own."""
+    from deepvision.errors import Terminated
+
+    assert run_cli("detection", "fake", "--format", "voc", "--out", tmp_path / "voc", "--images", "8",
+                   "--size", "48")[0] == 0
+    stop_on_call(monkeypatch, "deepvision.datasets.detection.build.atomic_write_text", 2, Terminated)
+    code, _, err = run_cli("detection", "build", "voc", tmp_path / "voc", "--out", tmp_path / "built")
+    assert code == 143 and err.count("\n") == 1 and not (tmp_path / "built").exists(), err
+    monkeypatch.undo()
+    assert run_cli("detection", "build", "voc", tmp_path / "voc", "--out", tmp_path / "built")[0] == 0

@@ -261,7 +261,8 @@ def build_from_files(fmt: str, inputs: list[str | Path], out: str | Path, *, cla
 def write_index(out: Path, classes: list[str], image_root: Path, splits: dict[str, list[dict[str, Any]]],
                 info: dict[str, Any]) -> None:
     """Write the dataset files (each through a temporary file, so a failed build leaves old files intact)."""
-    with output_folder(out):  # a write that fails leaves no empty --out folder it made
+    # a write that fails leaves no empty --out folder it made; a stopped one, no file it added
+    with output_folder(out, discard_on_stop=True):
         try:
             root_ref = str(Path(_relpath(image_root, out)))
         except ValueError:
