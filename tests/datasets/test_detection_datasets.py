@@ -14,6 +14,7 @@ from deepvision.data.detection import load_index
 from deepvision.datasets.detection import build_dataset, make_fake
 from deepvision.datasets.detection.build import label_map_text, read_annotations, read_class_list
 from deepvision.errors import Terminated, UserError
+from tests.helpers import stop_on_call
 
 
 def _built_truth(root: Path, split: str) -> dict[str, list[tuple]]:
@@ -590,23 +591,6 @@ def test_fake_refuses_a_folder_that_already_holds_data(tmp_path, run_cli):
     code, _, _ = run_cli("detection", "fake", "--format", "yolo", "--out", tmp_path / "empty", "--images", "2",
                          "--size", "48")
     assert code == 0 and (tmp_path / "empty" / "data.yaml").is_file()
-
-
-def stop_on_call(monkeypatch, target: str, call: int, stop: type[BaseException]) -> None:
-    """Make the function `target` ("module.name") raise `stop` on its `call`-th call, as a signal would mid-write."""
-    import importlib
-
-    module, name = target.rsplit(".", 1)
-    real = getattr(importlib.import_module(module), name)
-    calls = [0]
-
-    def stopping(*args, **kwargs):
-        calls[0] += 1
-        if calls[0] == call:
-            raise stop
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(f"{module}.{name}", stopping)
 
 
 @pytest.mark.parametrize(("where", "call", "stop"), [
