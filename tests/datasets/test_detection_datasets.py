@@ -615,15 +615,22 @@ def test_a_stopped_fake_leaves_no_half_written_tree(tmp_path, run_cli, monkeypat
     assert code == 0 and (out / "annotations" / "instances_val2017.json").is_file(), err
 
 
-def test_a_stopped_build_leaves_no_file_its_next_run_refuses(tmp_path, run_cli, monkeypatch):
+@pytest.mark.parametrize("stop", [Terminated, KeyboardInterrupt])
+def test_a_stopped_build_leaves_no_file_its_next_run_refuses(tmp_path, run_cli, monkeypatch, stop):
     """A build stopped after its first split file, before dataset.json, left a folder the same command then
-    refused as not its own."""
-    from deepvision.errors import Terminated
-
+    refused as not its own; a stopped rebuild left new split files beside the earlier dataset.json. The
+    files land together at the end: a stop leaves no new folder, and an earlier build whole."""
     assert run_cli("detection", "fake", "--format", "voc", "--out", tmp_path / "voc", "--images", "8",
                    "--size", "48")[0] == 0
-    stop_on_call(monkeypatch, "deepvision.datasets.detection.build.atomic_write_text", 2, Terminated)
-    code, _, err = run_cli("detection", "build", "voc", tmp_path / "voc", "--out", tmp_path / "built")
-    assert code == 143 and err.count("\n") == 1 and not (tmp_path / "built").exists(), err
+    build = ["detection", "build", "voc", tmp_path / "voc", "--out", tmp_path / "new" / "built"]
+    stop_on_call(monkeypatch, "deepvision.datasets.detection.build.atomic_write_text", 2, stop)
+    code, _, err = run_cli(*build)
+    assert code == (143 if stop is Terminated else 130) and err.count("\n") == 1, err
+    assert not (tmp_path / "new").exists()
     monkeypatch.undo()
-    assert run_cli("detection", "build", "voc", tmp_path / "voc", "--out", tmp_path / "built")[0] == 0
+    assert run_cli(*build)[0] == 0
+    built = tmp_path / "new" / "built"
+    before = {p.name: p.read_bytes() for p in built.iterdir()}
+    stop_on_call(monkeypatch, "deepvision.datasets.detection.build.atomic_write_text", 4, stop)
+    assert run_cli(*build, "--test-fraction", "0.5", "--seed", "3")[0] in (130, 143)
+    assert {p.name: p.read_bytes() for p in built.iterdir()} == before
