@@ -97,3 +97,21 @@ def stop_group_when(args: list[str], ready: Any, sig: int, cwd: Path | None = No
             os.killpg(proc.pid, 9)
             proc.wait()
     return proc.returncode, err
+
+
+def stop_on_call(monkeypatch: Any, target: str, call: int, stop: type[BaseException]) -> None:
+    """Make the function `target` ("module.name") raise `stop` on its `call`-th call, as a signal would mid-write."""
+    import importlib
+
+    module, name = target.rsplit(".", 1)
+    real = getattr(importlib.import_module(module), name)
+    calls = [0]
+
+    def stopping(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == call:
+            raise stop
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(f"{module}.{name}", stopping)
+

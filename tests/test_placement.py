@@ -90,3 +90,30 @@ def test_a_figure_replaces_only_its_own_kind_and_never_joins_a_folder_of_images(
     assert sorted(p.name for p in (tmp_path / "data" / "cat").iterdir()) == ["a.jpg"]
     code, _, err = run_cli("models", "show", "lenet", "--diagram", tmp_path / "d.png")  # beside figures only
     assert code == 0, err
+
+
+@pytest.mark.parametrize("stop", ["Terminated", "KeyboardInterrupt"])
+def test_a_stopped_generator_leaves_nothing_in_its_new_folder(tmp_path, stop):
+    """A generator stopped mid-write (Ctrl+C, SIGTERM) removes what it wrote: its own next run refused the
+    half-written tree as "not empty". An empty folder the user made stays, empty; a failure that is not a
+    stop keeps what was written (nothing is lost), and a folder that holds something is refused first."""
+    from deepvision import errors
+    from deepvision.placement import new_output_folder
+
+    exc = getattr(errors, stop, None) or KeyboardInterrupt
+    for out, made in ((tmp_path / "new" / "fake", False), (tmp_path / "empty", True)):
+        if made:
+            out.mkdir()
+        with pytest.raises(exc), new_output_folder(out) as folder:
+            (folder / "images" / "a").mkdir(parents=True)
+            (folder / "images" / "a" / "1.jpg").write_bytes(b"jpeg")
+            (folder / "half.txt").write_text("half")
+            raise exc
+        assert (os.listdir(out) == []) if made else not (tmp_path / "new").exists()
+    with pytest.raises(RuntimeError), new_output_folder(tmp_path / "failed") as folder:
+        (folder / "kept.txt").write_text("kept")
+        raise RuntimeError("disk full")
+    assert os.listdir(tmp_path / "failed") == ["kept.txt"]
+    with pytest.raises(UserError, match="already exists and is not empty"), new_output_folder(tmp_path / "failed"):
+        pass
+    assert os.listdir(tmp_path / "failed") == ["kept.txt"]

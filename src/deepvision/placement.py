@@ -4,13 +4,14 @@ command changes nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from deepvision.errors import UserError
-from deepvision.fileio import IMAGE_EXTS, file_id, not_a_folder, open_regular_file, same_file
+from deepvision.fileio import IMAGE_EXTS, file_id, not_a_folder, open_regular_file, output_folder, same_file
 
 
 def refuse_output_over_inputs(out: str | Path, inputs: Iterable[str | Path], option: str = "--out") -> None:
@@ -105,6 +106,16 @@ def require_new_folder(path: str | Path, option: str = "--out") -> None:
     if path.exists() and (not path.is_dir() or any(path.iterdir())) or path.is_symlink() and not path.exists():
         raise UserError(f"{option} {path} already exists and is not empty; a generator would overwrite "
                         f"what is there, so choose a new folder")
+
+
+@contextlib.contextmanager
+def new_output_folder(path: str | Path, option: str = "--out") -> Iterator[Path]:
+    """A generator's or builder's new output folder: refused unless new or empty (`require_new_folder`), then
+    created for the block; a block that fails leaves no empty folder it made, and a stopped one (Ctrl+C,
+    SIGTERM) removes everything it added, so the same command run again is not refused a half-written tree."""
+    require_new_folder(path, option)
+    with output_folder(path, discard_on_stop=True) as folder:
+        yield folder
 
 
 def begins_with(path: str | Path, start: str) -> bool:

@@ -281,3 +281,23 @@ def test_one_image_file_reached_by_two_entries_is_refused(tmp_path, run_cli, lin
     code, out, err = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "o", "--test-size", "3",
                              "--no-mean", "--no-blacklist")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("stop", ["Terminated", "KeyboardInterrupt"])
+def test_a_stopped_fake_leaves_nothing_its_next_run_refuses(tmp_path, run_cli, monkeypatch, stop):
+    """`imagenet fake` stopped by SIGTERM left 551 files in its new --out, and its own next run refused the
+    folder as not empty: a stop removes what the run wrote."""
+    from deepvision import errors
+    from tests.helpers import stop_on_call
+
+    exc = getattr(errors, stop, KeyboardInterrupt)
+    line = ("deepvision imagenet fake: terminated (SIGTERM); unfinished files were removed\n" if stop == "Terminated"
+            else "interrupted\n")
+    fake = ["imagenet", "fake", "--out", tmp_path / "new" / "ilsvrc", "--classes", "2", "--per-class", "3",
+            "--val-per-class", "1", "--min-side", "16", "--max-side", "20"]
+    stop_on_call(monkeypatch, "deepvision.apps.imagenet.fake._class_image", 4, exc)
+    code, out, err = run_cli(*fake)
+    assert (code, err) == (130 if exc is KeyboardInterrupt else 143, line), err
+    assert not (tmp_path / "new").exists()
+    monkeypatch.undo()
+    assert run_cli(*fake)[0] == 0

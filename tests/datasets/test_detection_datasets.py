@@ -14,6 +14,7 @@ from deepvision.data.detection import load_index
 from deepvision.datasets.detection import build_dataset, make_fake
 from deepvision.datasets.detection.build import label_map_text, read_annotations, read_class_list
 from deepvision.errors import Terminated, UserError
+from tests.helpers import stop_on_call
 
 
 def _built_truth(root: Path, split: str) -> dict[str, list[tuple]]:
@@ -590,3 +591,46 @@ def test_fake_refuses_a_folder_that_already_holds_data(tmp_path, run_cli):
     code, _, _ = run_cli("detection", "fake", "--format", "yolo", "--out", tmp_path / "empty", "--images", "2",
                          "--size", "48")
     assert code == 0 and (tmp_path / "empty" / "data.yaml").is_file()
+
+
+@pytest.mark.parametrize(("where", "call", "stop"), [
+    ("fake.fake_scene", 3, "Terminated"), ("fake.fake_scene", 5, "KeyboardInterrupt"),
+    ("fake._write_coco", 1, "Terminated")])
+def test_a_stopped_fake_leaves_no_half_written_tree(tmp_path, run_cli, monkeypatch, where, call, stop):
+    """SIGTERM (or Ctrl+C) while `detection fake` wrote its images left train2017/ without annotations/, and
+    its own next run refused the folder as not empty: a stop removes what the run wrote."""
+    from deepvision import errors
+
+    exc = getattr(errors, stop, KeyboardInterrupt)
+    stop_on_call(monkeypatch, f"deepvision.datasets.detection.{where}", call, exc)
+    out = tmp_path / "sets" / "coco"
+    code, _, err = run_cli("detection", "fake", "--format", "coco", "--out", out, "--images", "6", "--size", "48")
+    if stop == "Terminated":
+        assert (code, err) == (143, "deepvision detection fake: terminated (SIGTERM); unfinished files were removed\n")
+    else:
+        assert (code, err) == (130, "interrupted\n")
+    assert not (tmp_path / "sets").exists()
+    monkeypatch.undo()
+    code, _, err = run_cli("detection", "fake", "--format", "coco", "--out", out, "--images", "6", "--size", "48")
+    assert code == 0 and (out / "annotations" / "instances_val2017.json").is_file(), err
+
+
+@pytest.mark.parametrize("stop", [Terminated, KeyboardInterrupt])
+def test_a_stopped_build_leaves_no_file_its_next_run_refuses(tmp_path, run_cli, monkeypatch, stop):
+    """A build stopped after its first split file, before dataset.json, left a folder the same command then
+    refused as not its own; a stopped rebuild left new split files beside the earlier dataset.json. The
+    files land together at the end: a stop leaves no new folder, and an earlier build whole."""
+    assert run_cli("detection", "fake", "--format", "voc", "--out", tmp_path / "voc", "--images", "8",
+                   "--size", "48")[0] == 0
+    build = ["detection", "build", "voc", tmp_path / "voc", "--out", tmp_path / "new" / "built"]
+    stop_on_call(monkeypatch, "deepvision.datasets.detection.build.atomic_write_text", 2, stop)
+    code, _, err = run_cli(*build)
+    assert code == (143 if stop is Terminated else 130) and err.count("\n") == 1, err
+    assert not (tmp_path / "new").exists()
+    monkeypatch.undo()
+    assert run_cli(*build)[0] == 0
+    built = tmp_path / "new" / "built"
+    before = {p.name: p.read_bytes() for p in built.iterdir()}
+    stop_on_call(monkeypatch, "deepvision.datasets.detection.build.atomic_write_text", 4, stop)
+    assert run_cli(*build, "--test-fraction", "0.5", "--seed", "3")[0] in (130, 143)
+    assert {p.name: p.read_bytes() for p in built.iterdir()} == before

@@ -97,3 +97,31 @@ def test_list_extensions_without_the_dot_are_taken_and_an_empty_listing_is_refus
     code, out, err = run_cli("im2rec", "--list", tmp_path / "q", tmp_path / "imgs")  # the images lie in sub-folders
     assert code == 2 and "directly in" in err and "(--recursive reads its sub-folders)" in err
     assert not list(tmp_path.glob("q*"))
+
+
+@pytest.mark.parametrize("builder", ["cars", "imagenet", "adience"])
+def test_a_stopped_builder_leaves_no_lists_its_next_run_refuses(tmp_path, run_cli, roots, monkeypatch, builder):
+    """A list builder stopped (SIGTERM, Ctrl+C) after its first list, before its lists.json, left lists that
+    its own next run refused as not its own: a stop removes the files the run added, and an earlier folder
+    of its own keeps its mark."""
+    from deepvision.errors import Terminated
+    from tests.helpers import stop_on_call
+
+    module = "deepvision.apps.agegender.adience" if builder == "adience" else "deepvision.datasets.listing"
+    out = tmp_path / "new" / "lists"
+    for stop, code_stopped in ((Terminated, 143), (KeyboardInterrupt, 130)):
+        stop_on_call(monkeypatch, f"{module}.write_lst", 2, stop)
+        code, _, err = run_cli(*roots[builder], "--out", out)
+        assert code == code_stopped and err.count("\n") == 1, err
+        assert not (tmp_path / "new").exists()
+        monkeypatch.undo()
+    code, _, err = run_cli(*roots[builder], "--out", out)
+    assert code == 0, err
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    stop_on_call(monkeypatch, f"{module}.write_lst", 2, Terminated)
+    assert run_cli(*roots[builder], "--out", out)[0] == 143
+    after = sorted(p.relative_to(out) for p in out.rglob("*"))  # the earlier mean.json is forgotten first
+    assert (out / LISTS_MARKER).is_file() and set(after) <= set(before), after
+    monkeypatch.undo()
+    code, _, err = run_cli(*roots[builder], "--out", out)
+    assert code == 0, err

@@ -100,6 +100,25 @@ def test_mismatching_file_names_the_first_layer_and_writes_nothing(tmp_path, run
     assert code == 2 and "not empty" in err and (out / "keep.txt").read_text() == "x"
 
 
+@pytest.mark.parametrize("stop", ["Terminated", "KeyboardInterrupt"])
+def test_a_stopped_import_leaves_no_folder_it_made(tmp_path, run_cli, monkeypatch, stop):
+    """`import keras --out kx/a` stopped (SIGTERM, Ctrl+C) while the run was checked left the new parent
+    folder kx/, empty: a stop removes the run written so far and the folders the import made."""
+    from deepvision import errors
+    from tests.helpers import stop_on_call
+
+    exc = getattr(errors, stop, KeyboardInterrupt)
+    run = tmp_path / "kx" / "a"
+    argv = ["import", "keras", FIXTURES / "mini_xception.h5", "--model", "mini_xception", "--out", run]
+    stop_on_call(monkeypatch, "deepvision.runs.imported._check_loads", 1, exc)
+    code, _, err = run_cli(*argv)
+    assert (code, err.count("\n")) == (143 if stop == "Terminated" else 130, 1), err
+    assert os.listdir(tmp_path) == []
+    monkeypatch.undo()
+    code, _, err = run_cli(*argv)
+    assert code == 0 and (run / "checkpoints" / "best.pt").is_file(), err
+
+
 def test_wrong_class_names_count():
     with pytest.raises(UserError, match="3 class names given but the model has 10 outputs"):
         load_keras(FIXTURES / "keras_mnist_cnn.h5", "auto", classes=["a", "b", "c"])

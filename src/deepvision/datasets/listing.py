@@ -91,7 +91,8 @@ def write_split_lists(out: str | Path, splits: dict[str, Iterable[ListEntry]], b
     files = {}
     require_own_lists_folder(out, builder)
     forget_earlier_means(out, builder)
-    with output_folder(out):  # a list that cannot be written leaves no empty --out folder it made
+    # a list that cannot be written leaves no empty --out folder it made; a stop, no list without its marker
+    with output_folder(out, discard_on_stop=True):
         for name, entries in splits.items():
             write_lst(out / f"{name}.lst", entries)
             files[name] = out / f"{name}.lst"

@@ -22,7 +22,7 @@ from deepvision.config.coerce import to_dict
 from deepvision.config.schema import Config, check_file_name
 from deepvision.data.preprocess import Preprocess, normalize_batch
 from deepvision.errors import UserError
-from deepvision.fileio import move
+from deepvision.fileio import move, output_folder
 from deepvision.runs.checkpoint import FORMAT, VERSION, atomic_save
 from deepvision.runs.rundir import RunDir, link_or_copy
 
@@ -62,40 +62,40 @@ def write_imported_run(run_dir: str | Path, cfg: Config, pre: Preprocess, classe
     run_dir = Path(run_dir)
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise UserError(f"{run_dir} already exists and is not empty; choose a new --out folder")
-    try:
-        run_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}.import-"))
-    except OSError as exc:
-        raise UserError(f"cannot create {run_dir}: {exc.strerror or exc}") from None
-    try:
-        run = RunDir(tmp)
-        run.checkpoints.mkdir()
-        run.write_config(cfg)
-        run.write_preprocess(pre)
-        run.write_labels(classes)
-        for name, src in (files or {}).items():
-            shutil.copyfile(src, tmp / name)
-        run_id = uuid.uuid4().hex
-        payload = {"format": FORMAT, "version": VERSION, "epoch": epoch, "run_id": run_id,
-                   "model": {"name": cfg.model.name, "num_classes": cfg.model.num_classes,
-                             "in_channels": cfg.model.in_channels},
-                   "model_state": state, "config": to_dict(cfg), "preprocess": pre.to_dict(),
-                   "classes": list(classes), "history": [], "imported_from": source}
-        ckpt = run.checkpoint_path(cfg.checkpoint.prefix or cfg.model.name.replace(":", "_"), epoch)
-        atomic_save(payload, ckpt)
-        for alias in ("best.pt", "last.pt"):
-            link_or_copy(ckpt, run.checkpoints / alias)
-        now = time.strftime("%Y-%m-%d %H:%M:%S")
-        run.write_state({"status": "imported", "run_id": run_id, "created": now, "epochs_done": epoch,
-                         "best_epoch": epoch, "segments": [{"start_epoch": epoch, "imported_from": source,
-                                                            "time": now}]})
-        _check_loads(tmp, run_dir)
-        if run_dir.exists():
-            run_dir.rmdir()  # the empty folder named by --out
-        move(tmp, run_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with output_folder(run_dir.parent):  # a failed or stopped import leaves no empty parent folder it made
+        try:
+            tmp = Path(tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}.import-"))
+        except OSError as exc:
+            raise UserError(f"cannot create {run_dir}: {exc.strerror or exc}") from None
+        try:
+            run = RunDir(tmp)
+            run.checkpoints.mkdir()
+            run.write_config(cfg)
+            run.write_preprocess(pre)
+            run.write_labels(classes)
+            for name, src in (files or {}).items():
+                shutil.copyfile(src, tmp / name)
+            run_id = uuid.uuid4().hex
+            payload = {"format": FORMAT, "version": VERSION, "epoch": epoch, "run_id": run_id,
+                       "model": {"name": cfg.model.name, "num_classes": cfg.model.num_classes,
+                                 "in_channels": cfg.model.in_channels},
+                       "model_state": state, "config": to_dict(cfg), "preprocess": pre.to_dict(),
+                       "classes": list(classes), "history": [], "imported_from": source}
+            ckpt = run.checkpoint_path(cfg.checkpoint.prefix or cfg.model.name.replace(":", "_"), epoch)
+            atomic_save(payload, ckpt)
+            for alias in ("best.pt", "last.pt"):
+                link_or_copy(ckpt, run.checkpoints / alias)
+            now = time.strftime("%Y-%m-%d %H:%M:%S")
+            run.write_state({"status": "imported", "run_id": run_id, "created": now, "epochs_done": epoch,
+                             "best_epoch": epoch, "segments": [{"start_epoch": epoch, "imported_from": source,
+                                                                "time": now}]})
+            _check_loads(tmp, run_dir)
+            if run_dir.exists():
+                run_dir.rmdir()  # the empty folder named by --out
+            move(tmp, run_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return RunDir(run_dir)
 
 

@@ -33,7 +33,7 @@ from deepvision.datasets.listing import (
 )
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, file_id, output_folder, output_subfolder
-from deepvision.placement import require_new_folder
+from deepvision.placement import new_output_folder
 from deepvision.safeload import MAX_FAKE_IMAGES, MAX_FAKE_SIDE, check_range, is_control, printable, read_text_file
 
 AGE_BINS = ((0, 2), (4, 6), (8, 13), (15, 20), (25, 32), (38, 43), (48, 53), (60, math.inf))
@@ -193,7 +193,8 @@ def build_adience_lists(root: str | Path, out: str | Path | None = None, *, seed
         return tasks
     require_own_lists_folder(out, "adience lists")  # a run's folder or another builder's lists are left alone
     forget_earlier_means(out, "adience lists", tasks)
-    with output_folder(out):  # a list that cannot be written leaves no empty folder the command made
+    # a list that cannot be written leaves no empty folder the command made; a stop, no list without its marker
+    with output_folder(out, discard_on_stop=True):
         folders = {name: output_subfolder(out, name) for name in tasks}  # both checked before a list is written
         for name, lists in tasks.items():
             folder = folders[name]
@@ -226,31 +227,32 @@ def make_fake_adience(out: str | Path, faces: int = 80, seed: int = 0, size: int
         raise UserError("a fake Adience set needs at least 20 faces")
     check_range("--faces", faces, 20, MAX_FAKE_IMAGES)
     check_range("--size", size, 8, MAX_FAKE_SIDE)
-    require_new_folder(out)  # a generator never replaces files it did not make (a real Adience's fold files)
-    rng = np.random.default_rng(seed)
-    root = Path(out)
-    folds: list[list[str]] = [[] for _ in range(5)]
-    for i in range(faces):
-        age = FAKE_NO_BUCKET if i % 10 == 9 else FAKE_AGES[i % len(FAKE_AGES)]
-        gender = "mf"[i % 2]
-        user, image, face_id = f"{1000 + i // 4:04d}@N00", f"{1000000 + i}_{seed}.jpg", str(i + 1)
-        folder = output_subfolder(root, f"aligned/{user}")
-        bucket = age_bucket(age)
-        k = AGE_CLASSES.index(bucket) if bucket else 0
-        img = np.zeros((size, size, 3), np.float32)
-        img[:] = (30 * k, 255 - 30 * k, 120)
-        if gender == "f":
-            img[:, : size // 3] = 240
-        img += rng.normal(0, 10, img.shape)
-        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
-            folder / f"landmark_aligned_face.{face_id}.{image}", quality=92)
-        folds[i % 5].append("\t".join([user, image, face_id, age, gender, "0", "0", "100", "100", "0", "0", "50"]))
-    for k, lines in enumerate(folds):
-        bad = ["\t".join(["9999@N00", "x.jpg", "1", age, gender, "0", "0", "1", "1", "0", "0", "1"])
-               for age, gender in FAKE_BAD]
-        (root / f"fold_frontal_{k}_data.txt").write_text("\t".join(HEADER) + "\n" + "\n".join(lines + bad) + "\n")
-    (root / "README.txt").write_text("not a fold file\n")
-    return root
+    # a generator never replaces files it did not make (a real Adience's fold files); a stopped one leaves nothing
+    with new_output_folder(out):
+        rng = np.random.default_rng(seed)
+        root = Path(out)
+        folds: list[list[str]] = [[] for _ in range(5)]
+        for i in range(faces):
+            age = FAKE_NO_BUCKET if i % 10 == 9 else FAKE_AGES[i % len(FAKE_AGES)]
+            gender = "mf"[i % 2]
+            user, image, face_id = f"{1000 + i // 4:04d}@N00", f"{1000000 + i}_{seed}.jpg", str(i + 1)
+            folder = output_subfolder(root, f"aligned/{user}")
+            bucket = age_bucket(age)
+            k = AGE_CLASSES.index(bucket) if bucket else 0
+            img = np.zeros((size, size, 3), np.float32)
+            img[:] = (30 * k, 255 - 30 * k, 120)
+            if gender == "f":
+                img[:, : size // 3] = 240
+            img += rng.normal(0, 10, img.shape)
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
+                folder / f"landmark_aligned_face.{face_id}.{image}", quality=92)
+            folds[i % 5].append("\t".join([user, image, face_id, age, gender, "0", "0", "100", "100", "0", "0", "50"]))
+        for k, lines in enumerate(folds):
+            bad = ["\t".join(["9999@N00", "x.jpg", "1", age, gender, "0", "0", "1", "1", "0", "0", "1"])
+                   for age, gender in FAKE_BAD]
+            (root / f"fold_frontal_{k}_data.txt").write_text("\t".join(HEADER) + "\n" + "\n".join(lines + bad) + "\n")
+        (root / "README.txt").write_text("not a fold file\n")
+        return root
 
 
 def write_task_means(tasks: dict[str, TaskLists], root: str | Path | None, workers: int | None = None,

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from deepvision.errors import UserError
-from deepvision.placement import require_new_folder
+from deepvision.placement import new_output_folder
 from deepvision.safeload import MAX_FAKE_IMAGES, MAX_FAKE_SIDE, check_range
 
 FAKE_CLASS_NAMES = (
@@ -63,22 +63,22 @@ def make_fake_cars(out: str | Path, per_class: int = 12, seed: int = 0, min_side
         raise UserError(f"min_side must be at least 32 and at most max_side, and max_side at most "
                         f"{MAX_FAKE_SIDE}; got {min_side} and {max_side}")
     root = Path(out)
-    require_new_folder(root)
-    images = root / "car_ims"
-    images.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    classes = len(FAKE_CLASS_NAMES)
-    labels = rng.permutation(np.repeat(np.arange(classes), per_class))
-    fields = ("relative_im_path", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "test")
-    ann = np.zeros((1, len(labels)), dtype=[(f, "O") for f in fields])
-    for i, k in enumerate(labels.tolist()):
-        w, h = (int(v) for v in rng.integers(min_side, max_side + 1, 2))
-        h = max(32, int(h * 0.75))
-        name = f"car_ims/{i + 1:06d}.jpg"
-        _car_image(rng, k, classes, w, h).save(root / name, "JPEG", quality=90)
-        ann[0, i] = (name, np.uint16(1), np.uint16(1), np.uint16(w), np.uint16(h), np.uint8(k + 1),
-                     np.uint8(int(rng.random() < 0.5)))
-    names = np.empty((1, classes), dtype=object)
-    names[0, :] = list(FAKE_CLASS_NAMES)
-    scipy.io.savemat(root / "cars_annos.mat", {"annotations": ann, "class_names": names})
-    return root
+    with new_output_folder(root):  # a stopped run leaves nothing its next run would refuse
+        images = root / "car_ims"
+        images.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(seed)
+        classes = len(FAKE_CLASS_NAMES)
+        labels = rng.permutation(np.repeat(np.arange(classes), per_class))
+        fields = ("relative_im_path", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "test")
+        ann = np.zeros((1, len(labels)), dtype=[(f, "O") for f in fields])
+        for i, k in enumerate(labels.tolist()):
+            w, h = (int(v) for v in rng.integers(min_side, max_side + 1, 2))
+            h = max(32, int(h * 0.75))
+            name = f"car_ims/{i + 1:06d}.jpg"
+            _car_image(rng, k, classes, w, h).save(root / name, "JPEG", quality=90)
+            ann[0, i] = (name, np.uint16(1), np.uint16(1), np.uint16(w), np.uint16(h), np.uint8(k + 1),
+                         np.uint8(int(rng.random() < 0.5)))
+        names = np.empty((1, classes), dtype=object)
+        names[0, :] = list(FAKE_CLASS_NAMES)
+        scipy.io.savemat(root / "cars_annos.mat", {"annotations": ann, "class_names": names})
+        return root

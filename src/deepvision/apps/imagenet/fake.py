@@ -13,7 +13,7 @@ from PIL import Image
 from deepvision.apps.imagenet.devkit import DevkitPaths
 from deepvision.errors import UserError
 from deepvision.fileio import output_subfolder
-from deepvision.placement import require_new_folder
+from deepvision.placement import new_output_folder
 from deepvision.safeload import MAX_FAKE_SIDE, check_fake_images
 
 
@@ -46,38 +46,39 @@ def make_fake_imagenet(out: str | Path, classes: int = 10, per_class: int = 20, 
     if not 8 <= min_side <= max_side <= MAX_FAKE_SIDE:
         raise UserError(f"--min-side and --max-side must satisfy 8 <= min <= max <= {MAX_FAKE_SIDE} pixels, "
                         f"got {min_side} and {max_side}")
-    require_new_folder(out)  # a generator never replaces files it did not make (a real devkit's lists)
-    rng = np.random.default_rng(seed)
-    paths = DevkitPaths(Path(out))
-    wnids = sorted({f"n{v:08d}" for v in rng.choice(10**8, size=classes * 3, replace=False)})[:classes]
-    order = rng.permutation(classes)  # map order differs from sorted-WNID order
-    mapped = [wnids[i] for i in order]
-    for p in (paths.map_clsloc.parent, paths.train_cls.parent, paths.images / "val"):
-        output_subfolder(paths.root, p.relative_to(paths.root))
-    paths.map_clsloc.write_text("".join(f"{w} {i + 1} fake_class_{i}\n" for i, w in enumerate(mapped)))
+    # a generator never replaces files it did not make (a real devkit's lists); a stopped one leaves nothing
+    with new_output_folder(out):
+        rng = np.random.default_rng(seed)
+        paths = DevkitPaths(Path(out))
+        wnids = sorted({f"n{v:08d}" for v in rng.choice(10**8, size=classes * 3, replace=False)})[:classes]
+        order = rng.permutation(classes)  # map order differs from sorted-WNID order
+        mapped = [wnids[i] for i in order]
+        for p in (paths.map_clsloc.parent, paths.train_cls.parent, paths.images / "val"):
+            output_subfolder(paths.root, p.relative_to(paths.root))
+        paths.map_clsloc.write_text("".join(f"{w} {i + 1} fake_class_{i}\n" for i, w in enumerate(mapped)))
 
-    def size() -> tuple[int, int]:
-        return int(rng.integers(min_side, max_side + 1)), int(rng.integers(min_side, max_side + 1))
+        def size() -> tuple[int, int]:
+            return int(rng.integers(min_side, max_side + 1)), int(rng.integers(min_side, max_side + 1))
 
-    train_lines, counter = [], 1
-    for k, wnid in enumerate(mapped):
-        folder = output_subfolder(paths.root, (paths.images / "train" / wnid).relative_to(paths.root))
-        for n in range(per_class):
-            stem = f"{wnid}_{n + 1}"
-            _class_image(rng, k, classes, *size()).save(folder / f"{stem}.JPEG", quality=90)
-            train_lines.append(f"{wnid}/{stem} {counter}\n")
-            counter += 1
-    paths.train_cls.write_text("".join(train_lines))
-    val_lines, truth, blacklist = [], [], []
-    labels = rng.permutation(np.repeat(np.arange(classes), val_per_class))
-    for i, k in enumerate(labels, 1):
-        stem = f"ILSVRC2012_val_{i:08d}"
-        _class_image(rng, int(k), classes, *size()).save(paths.images / "val" / f"{stem}.JPEG", quality=90)
-        val_lines.append(f"{stem} {i}\n")
-        truth.append(f"{int(k) + 1}\n")
-        if blacklist_every and i % blacklist_every == 0:
-            blacklist.append(f"{i}\n")
-    paths.val.write_text("".join(val_lines))
-    paths.val_ground_truth.write_text("".join(truth))
-    paths.val_blacklist.write_text("".join(blacklist))
-    return paths
+        train_lines, counter = [], 1
+        for k, wnid in enumerate(mapped):
+            folder = output_subfolder(paths.root, (paths.images / "train" / wnid).relative_to(paths.root))
+            for n in range(per_class):
+                stem = f"{wnid}_{n + 1}"
+                _class_image(rng, k, classes, *size()).save(folder / f"{stem}.JPEG", quality=90)
+                train_lines.append(f"{wnid}/{stem} {counter}\n")
+                counter += 1
+        paths.train_cls.write_text("".join(train_lines))
+        val_lines, truth, blacklist = [], [], []
+        labels = rng.permutation(np.repeat(np.arange(classes), val_per_class))
+        for i, k in enumerate(labels, 1):
+            stem = f"ILSVRC2012_val_{i:08d}"
+            _class_image(rng, int(k), classes, *size()).save(paths.images / "val" / f"{stem}.JPEG", quality=90)
+            val_lines.append(f"{stem} {i}\n")
+            truth.append(f"{int(k) + 1}\n")
+            if blacklist_every and i % blacklist_every == 0:
+                blacklist.append(f"{i}\n")
+        paths.val.write_text("".join(val_lines))
+        paths.val_ground_truth.write_text("".join(truth))
+        paths.val_blacklist.write_text("".join(blacklist))
+        return paths

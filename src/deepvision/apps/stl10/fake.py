@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from deepvision.apps.stl10.binary import CLASS_NAMES, SIDE, write_split
-from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text
-from deepvision.placement import require_new_folder
+from deepvision.placement import new_output_folder
 from deepvision.safeload import MAX_FAKE_IMAGES, check_fake_images, check_range
 
 
@@ -48,15 +47,11 @@ def make_fake_stl10(out: str | Path, train_per_class: int = 20, test_per_class: 
     check_range("--test-per-class", test_per_class, 1, MAX_FAKE_IMAGES // 10)
     check_fake_images(10 * (train_per_class + test_per_class), "--train-per-class and --test-per-class")
     out = Path(out)
-    require_new_folder(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create {out}: {exc.strerror or exc}") from None
-    rng = np.random.default_rng(seed)
-    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
-        labels = rng.permutation(np.repeat(np.arange(1, 11), per_class))
-        images = np.stack([_image(rng, int(k)) for k in labels])
-        write_split(out, split, images, labels)
-    atomic_write_text(out / "class_names.txt", "".join(f"{name}\n" for name in CLASS_NAMES))
-    return out
+    with new_output_folder(out):  # a stopped run leaves nothing its next run would refuse
+        rng = np.random.default_rng(seed)
+        for split, per_class in (("train", train_per_class), ("test", test_per_class)):
+            labels = rng.permutation(np.repeat(np.arange(1, 11), per_class))
+            images = np.stack([_image(rng, int(k)) for k in labels])
+            write_split(out, split, images, labels)
+        atomic_write_text(out / "class_names.txt", "".join(f"{name}\n" for name in CLASS_NAMES))
+        return out

@@ -10,6 +10,7 @@ import json
 import os
 import textwrap
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from deepvision.datasets.detection.checks import check_class_names, check_output
 from deepvision.datasets.detection.labelmap import label_map_text, read_class_list
 from deepvision.datasets.detection.schema import Annotations, ImageRecord
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, file_id, output_folder
+from deepvision.fileio import atomic_write_text, file_id, written_whole
 from deepvision.placement import begins_with
 from deepvision.safeload import first_repeat, printable, read_json
 
@@ -187,9 +188,7 @@ def build_dataset(
     info = {"source_format": ann.source_format, "command": command, "notes": notes,
             "counts": {s: {"images": c.images, "boxes": c.boxes, "negatives": c.negatives,
                            "difficult": c.difficult} for s, c in counts.items()}}
-    write_index(out, classes, image_root, index, info)
-    for split in stale:
-        (out / f"{split}.json").unlink(missing_ok=True)
+    write_index(out, classes, image_root, index, info, stale)
     return BuildReport(out, classes, counts, notes)
 
 
@@ -259,21 +258,23 @@ def build_from_files(fmt: str, inputs: list[str | Path], out: str | Path, *, cla
 
 
 def write_index(out: Path, classes: list[str], image_root: Path, splits: dict[str, list[dict[str, Any]]],
-                info: dict[str, Any]) -> None:
-    """Write the dataset files (each through a temporary file, so a failed build leaves old files intact)."""
-    with output_folder(out):  # a write that fails leaves no empty --out folder it made
-        try:
-            root_ref = str(Path(_relpath(image_root, out)))
-        except ValueError:
-            root_ref = str(image_root)
+                info: dict[str, Any], stale: Iterable[str] = ()) -> None:
+    """Write the dataset files together at the end (`written_whole`, dataset.json last): a build that fails
+    or is stopped leaves an earlier build in `out` whole and no file, nor folder, in a new one. `stale`: the
+    splits of an earlier build that this one lacks, whose files go."""
+    try:
+        root_ref = str(Path(_relpath(image_root, out)))
+    except ValueError:
+        root_ref = str(image_root)
+    with written_whole(out, last="dataset.json", stale=[f"{split}.json" for split in stale]) as folder:
         for split, images in splits.items():
             doc = {"format": FORMAT, "version": VERSION, "split": split, "classes": classes, "images": images}
-            atomic_write_text(out / f"{split}.json", json.dumps(doc, separators=(",", ":")) + "\n")
-        atomic_write_text(out / "label_map.pbtxt", label_map_text(classes))
-        atomic_write_text(out / "classes.txt", "".join(f"{c}\n" for c in classes))
+            atomic_write_text(folder / f"{split}.json", json.dumps(doc, separators=(",", ":")) + "\n")
+        atomic_write_text(folder / "label_map.pbtxt", label_map_text(classes))
+        atomic_write_text(folder / "classes.txt", "".join(f"{c}\n" for c in classes))
         meta = {"format": FORMAT, "version": VERSION, "classes": classes, "image_root": root_ref,
                 "splits": list(splits), **info}
-        atomic_write_text(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(folder / "dataset.json", json.dumps(meta, indent=2) + "\n")
 
 
 def _relpath(path: Path, start: Path) -> str:

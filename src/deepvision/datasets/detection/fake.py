@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 
 from deepvision.datasets.detection.schema import FORMATS, LISA_CLASSES
 from deepvision.errors import UserError
-from deepvision.placement import require_new_folder
+from deepvision.placement import new_output_folder
 from deepvision.safeload import MAX_FAKE_IMAGES, MAX_FAKE_SIDE, check_range
 
 SHAPES = ("disc", "square", "triangle", "diamond", "cross")
@@ -162,38 +162,38 @@ def make_fake(out: str | Path, fmt: str, images: int = 40, size: int = 128, seed
     if not 0 < test_fraction < 1:
         raise UserError(f"--test-fraction must be in (0, 1), got {test_fraction}")
     out = Path(out)
-    require_new_folder(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    classes = CLASSES[fmt]
-    n_test = max(1, int(round(images * test_fraction)))
-    names = {"train": images - n_test, "test": n_test}
-    if fmt in ("coco", "yolo"):
-        names = {"train": names["train"], "val": names["test"]}
-    splits: dict[str, list[FakeImage]] = {}
-    counter = 0
-    for split, n in names.items():
-        records = []
-        for _ in range(n):
-            w, h = (size, size * 3 // 4) if counter % 2 else (size, size)
-            pil, objects = fake_scene(rng, w, h, len(classes), distractor=fmt == "lisa", past_border=fmt == "imglab")
-            rel = _relative_name(fmt, split, counter)
-            path = out / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.suffix == ".png":
-                pil.save(path)
-            else:
-                pil.save(path, quality=95)
-            for o in objects:
-                if fmt == "imglab":  # dense/tiny vehicles: marked ignore
-                    o.ignore = min(o.box[2] - o.box[0], o.box[3] - o.box[1]) < 13
-                o.difficult = o.difficult and fmt in ("voc", "coco")  # the other formats have no such flag
-            records.append(FakeImage(path, w, h, objects))
-            counter += 1
-        splits[split] = records
-    writer = {"voc": _write_voc, "coco": _write_coco, "lisa": _write_lisa, "imglab": _write_imglab,
-              "yolo": _write_yolo}[fmt]
-    build_args = writer(out, classes, splits)
+    with new_output_folder(out):  # a stopped run leaves nothing its next run would refuse
+        rng = np.random.default_rng(seed)
+        classes = CLASSES[fmt]
+        n_test = max(1, int(round(images * test_fraction)))
+        names = {"train": images - n_test, "test": n_test}
+        if fmt in ("coco", "yolo"):
+            names = {"train": names["train"], "val": names["test"]}
+        splits: dict[str, list[FakeImage]] = {}
+        counter = 0
+        for split, n in names.items():
+            records = []
+            for _ in range(n):
+                w, h = (size, size * 3 // 4) if counter % 2 else (size, size)
+                pil, objects = fake_scene(rng, w, h, len(classes), distractor=fmt == "lisa",
+                                          past_border=fmt == "imglab")
+                rel = _relative_name(fmt, split, counter)
+                path = out / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if path.suffix == ".png":
+                    pil.save(path)
+                else:
+                    pil.save(path, quality=95)
+                for o in objects:
+                    if fmt == "imglab":  # dense/tiny vehicles: marked ignore
+                        o.ignore = min(o.box[2] - o.box[0], o.box[3] - o.box[1]) < 13
+                    o.difficult = o.difficult and fmt in ("voc", "coco")  # the other formats have no such flag
+                records.append(FakeImage(path, w, h, objects))
+                counter += 1
+            splits[split] = records
+        writer = {"voc": _write_voc, "coco": _write_coco, "lisa": _write_lisa, "imglab": _write_imglab,
+                  "yolo": _write_yolo}[fmt]
+        build_args = writer(out, classes, splits)
     return FakeResult(out, fmt, classes, splits, build_args)
 
 
