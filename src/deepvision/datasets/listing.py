@@ -19,7 +19,7 @@ from pathlib import Path
 
 from deepvision.data.lst import ListEntry, find_labels_file, labels_file_for
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, open_regular_file, output_folder
+from deepvision.fileio import atomic_write_text, open_regular_file, written_whole
 from deepvision.placement import require_own_folder
 from deepvision.safeload import check_class_names, not_utf8, printable, read_text_file
 
@@ -91,12 +91,12 @@ def write_split_lists(out: str | Path, splits: dict[str, Iterable[ListEntry]], b
     files = {}
     require_own_lists_folder(out, builder)
     forget_earlier_means(out, builder)
-    # a list that cannot be written leaves no empty --out folder it made; a stop, no list without its marker
-    with output_folder(out, discard_on_stop=True):
+    # the lists land together, the marker last: a failure or a stop leaves the folder as it was
+    with written_whole(out, last=LISTS_MARKER) as tmp:
         for name, entries in splits.items():
-            write_lst(out / f"{name}.lst", entries)
+            write_lst(tmp / f"{name}.lst", entries)
             files[name] = out / f"{name}.lst"
-        write_lists_marker(out, builder)
+        write_lists_marker(tmp, builder)
     return files
 
 

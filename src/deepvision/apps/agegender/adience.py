@@ -26,13 +26,14 @@ import numpy as np
 from deepvision.data.lst import ListEntry
 from deepvision.data.splits import stratified_split
 from deepvision.datasets.listing import (
+    LISTS_MARKER,
     forget_earlier_means,
     require_own_lists_folder,
     write_lists_marker,
     write_lst,
 )
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, file_id, output_folder, output_subfolder
+from deepvision.fileio import atomic_write_text, file_id, output_subfolder, written_whole
 from deepvision.placement import new_output_folder
 from deepvision.safeload import MAX_FAKE_IMAGES, MAX_FAKE_SIDE, check_range, is_control, printable, read_text_file
 
@@ -193,17 +194,16 @@ def build_adience_lists(root: str | Path, out: str | Path | None = None, *, seed
         return tasks
     require_own_lists_folder(out, "adience lists")  # a run's folder or another builder's lists are left alone
     forget_earlier_means(out, "adience lists", tasks)
-    # a list that cannot be written leaves no empty folder the command made; a stop, no list without its marker
-    with output_folder(out, discard_on_stop=True):
-        folders = {name: output_subfolder(out, name) for name in tasks}  # both checked before a list is written
+    # the lists land together, the marker last: a failure or a stop leaves the folder as it was
+    with written_whole(out, last=LISTS_MARKER) as tmp:
         for name, lists in tasks.items():
-            folder = folders[name]
+            folder = output_subfolder(tmp, name)
             for split in ("train", "val", "test"):
                 write_lst(folder / f"{split}.lst", getattr(lists, split))
-                lists.files[split] = folder / f"{split}.lst"
+                lists.files[split] = Path(out) / name / f"{split}.lst"
             atomic_write_text(folder / "labels.txt", "".join(f"{c}\n" for c in lists.classes))
-            lists.files["labels"] = folder / "labels.txt"
-        write_lists_marker(out, "adience lists")
+            lists.files["labels"] = Path(out) / name / "labels.txt"
+        write_lists_marker(tmp, "adience lists")
     return tasks
 
 
