@@ -6,6 +6,7 @@ import contextlib
 import gzip
 import io
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,4 +115,20 @@ def stop_on_call(monkeypatch: Any, target: str, call: int, stop: type[BaseExcept
         return real(*args, **kwargs)
 
     monkeypatch.setattr(f"{module}.{name}", stopping)
+
+
+def stopped_both_ways(monkeypatch: Any, run_cli: Any, argv: list[Any], target: str, call: int) -> Iterator[str]:
+    """Run `deepvision ARGV` stopped at `target`'s `call`-th call, first as by SIGTERM, then as by Ctrl+C;
+    each must end with its one line and exit code. Yields after each run ("SIGTERM", "SIGINT") so that the
+    caller checks what the stop left."""
+    from deepvision.errors import Terminated
+
+    command = f"deepvision {argv[0]} {argv[1]}"
+    for stop, name, code, line in ((Terminated, "SIGTERM", 143, f"{command}: terminated (SIGTERM); unfinished "
+                                    f"files were removed\n"), (KeyboardInterrupt, "SIGINT", 130, "interrupted\n")):
+        stop_on_call(monkeypatch, target, call, stop)
+        got, _, err = run_cli(*argv)
+        assert (got, err) == (code, line)
+        monkeypatch.undo()
+        yield name
 

@@ -439,18 +439,12 @@ def test_a_stopped_fake_leaves_nothing_its_next_run_refuses(tmp_path, run_cli, m
     """`adience fake` stopped by SIGTERM left 470 files and no fold files, and its own next run refused the
     folder as not empty: a stop (SIGTERM, Ctrl+C) removes what the run wrote; an empty folder made by the
     user stays, empty."""
-    from deepvision.errors import Terminated
-    from tests.helpers import stop_on_call
+    from tests.helpers import stopped_both_ways
 
     (tmp_path / "empty").mkdir()
     for out in (tmp_path / "new" / "adience", tmp_path / "empty"):
         argv = ["adience", "fake", "--out", out, "--faces", "20", "--size", "8"]
-        for stop, line in ((Terminated, "deepvision adience fake: terminated (SIGTERM); unfinished files were "
-                                        "removed\n"), (KeyboardInterrupt, "interrupted\n")):
-            stop_on_call(monkeypatch, "deepvision.apps.agegender.adience.output_subfolder", 5, stop)
-            code, _, err = run_cli(*argv)
-            assert (code, err) == (143 if stop is Terminated else 130, line)
+        for _ in stopped_both_ways(monkeypatch, run_cli, argv, "deepvision.apps.agegender.adience.output_subfolder", 5):
             assert os.listdir(out) == [] if out.name == "empty" else not (tmp_path / "new").exists()
-            monkeypatch.undo()
         code, _, err = run_cli(*argv)
         assert code == 0 and (out / "fold_frontal_4_data.txt").is_file(), err

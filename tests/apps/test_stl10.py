@@ -366,15 +366,10 @@ def test_a_class_names_file_that_moves_airplane_or_cat_is_refused(fake_bins, tmp
 def test_a_stopped_fake_leaves_nothing_its_next_run_refuses(tmp_path, run_cli, monkeypatch):
     """`stl10 fake` stopped (SIGTERM, Ctrl+C) after train_X.bin left a folder its own next run refused as not
     empty: a stop removes what the run wrote."""
-    from deepvision.errors import Terminated
-    from tests.helpers import stop_on_call
+    from tests.helpers import stopped_both_ways
 
     argv = ["stl10", "fake", "--out", tmp_path / "new" / "bins", "--train-per-class", "2", "--test-per-class", "2"]
-    for stop, line in ((Terminated, "deepvision stl10 fake: terminated (SIGTERM); unfinished files were removed\n"),
-                       (KeyboardInterrupt, "interrupted\n")):
-        stop_on_call(monkeypatch, "deepvision.apps.stl10.fake.write_split", 2, stop)
-        code, _, err = run_cli(*argv)
-        assert (code, err) == (143 if stop is Terminated else 130, line) and not (tmp_path / "new").exists()
-        monkeypatch.undo()
+    for _ in stopped_both_ways(monkeypatch, run_cli, argv, "deepvision.apps.stl10.fake.write_split", 2):
+        assert not (tmp_path / "new").exists()
     code, _, err = run_cli(*argv)
     assert code == 0 and (tmp_path / "new" / "bins" / "class_names.txt").is_file(), err
