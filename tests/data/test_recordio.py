@@ -29,6 +29,7 @@ from deepvision.datasets.records import (
     rebuild_index,
     write_index,
 )
+from deepvision.errors import UserError
 from deepvision.fileio import file_mode
 
 MAGIC = 0xCED7230A
@@ -330,6 +331,19 @@ def test_cache_dir_is_disabled_by_the_words_for_off(monkeypatch, value):
 
     monkeypatch.setenv("DEEPVISION_CACHE_DIR", value)
     assert cache_dir() is None
+
+
+@pytest.mark.parametrize("value", ["on", "yes", "TRUE", "1"])
+def test_cache_dir_refuses_the_words_for_on(monkeypatch, value):
+    """`DEEPVISION_CACHE_DIR=yes` cached into a folder named `yes` wherever the command ran."""
+    from deepvision.data.records.record_file import cache_dir
+
+    monkeypatch.setenv("DEEPVISION_CACHE_DIR", value)
+    with pytest.raises(UserError, match=rf"^DEEPVISION_CACHE_DIR is a folder or off/0/false/no/none, not '{value}' "
+                                        rf"\(a folder: \./{value}\)$"):
+        cache_dir()
+    monkeypatch.setenv("DEEPVISION_CACHE_DIR", f"./{value}")
+    assert cache_dir() == Path(value)
 
 
 def test_table_cache_is_used_and_invalidated(tmp_path, monkeypatch):

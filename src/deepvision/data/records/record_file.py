@@ -27,7 +27,7 @@ from deepvision.data.records.recordio import (
 )
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path
-from deepvision.safeload import ENV_NO, input_file
+from deepvision.safeload import ENV_NO, ENV_YES, input_file
 
 CACHE_VERSION = 2  # 2: a key given twice in the .idx is refused
 
@@ -37,6 +37,8 @@ def cache_dir() -> Path | None:
     with DEEPVISION_CACHE_DIR=off (or 0/false/no/none/empty: the words that turn a DEEPVISION_* switch off)."""
     env = os.environ.get("DEEPVISION_CACHE_DIR")
     if env is not None:
+        if env.strip().lower() in ENV_YES:  # a word that turns a switch on names no folder
+            raise UserError(f"DEEPVISION_CACHE_DIR is a folder or off/0/false/no/none, not {env!r} (a folder: ./{env})")
         return None if env.strip().lower() in (*ENV_NO, "none") else Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "deepvision"
