@@ -238,7 +238,9 @@ def test_a_checkpoint_linked_from_outside_the_run_frees_nothing(runs, tmp_path):
     run = RunDir(runs / "all")
     saved = run.saved_epochs()
     kept = tmp_path / "keep.pt"
+    total = run.checkpoint_disk_use()["total"]
     os.link(saved[1], kept)
+    assert run.checkpoint_disk_use()["total"] == total - saved[1].stat().st_size  # the journal's figure too
     data = kept.read_bytes()
     best = int(load_checkpoint(run.checkpoints / "best.pt")["epoch"])
     alone = sum(p.stat().st_size for e, p in saved.items() if e not in (1, 4, best))  # 4 is last.pt's

@@ -469,9 +469,10 @@ class RunDir:
 
     def checkpoint_disk_use(self) -> dict[str, int]:
         """Bytes under checkpoints/ (hard links counted once): {"total", "discarded", "files"}; "discarded"
-        is the part in discarded-*/ folders left by resumes from earlier epochs."""
-        seen: set[tuple[int, int]] = set()
-        total = discarded = files = 0
+        is the part in discarded-*/ folders left by resumes from earlier epochs. A file also linked from
+        outside the run is not counted: deleting the run would not free it (as `bytes_freed`)."""
+        inodes: dict[tuple[int, int], list[int]] = {}  # names here, links in all, size, set aside
+        files = 0
         if self.checkpoints.is_dir():
             # files in checkpoints/ itself first: a discarded file linked to a kept one is not counted as discarded
             for p in sorted(self.checkpoints.rglob("*.pt"), key=lambda p: (p.parent != self.checkpoints, str(p))):
@@ -480,13 +481,10 @@ class RunDir:
                 except OSError:
                     continue
                 files += 1
-                if (st.st_dev, st.st_ino) in seen:
-                    continue
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_size
-                if p.parent != self.checkpoints:
-                    discarded += st.st_size
-        return {"total": total, "discarded": discarded, "files": files}
+                key = (st.st_dev, st.st_ino)
+                inodes.setdefault(key, [0, st.st_nlink, st.st_size, p.parent != self.checkpoints])[0] += 1
+        own = [entry for entry in inodes.values() if entry[0] >= entry[1]]
+        return {"total": sum(e[2] for e in own), "discarded": sum(e[2] for e in own if e[3]), "files": files}
 
     def prunable(self, keep: int = 0, discarded: bool = False) -> list[Path]:
         """The files `prune` deletes: periodic checkpoints but the newest `keep` (last.pt and best.pt
