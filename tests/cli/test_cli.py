@@ -114,6 +114,25 @@ def test_recipes_show_takes_recipe_names_and_names_a_file_as_one(run_cli, tmp_pa
     assert code == 2 and "no config file or recipe named 'nothing_here'" in err
 
 
+def test_a_recipe_name_that_is_also_a_file_here_is_refused(run_cli, tmp_path, monkeypatch):
+    """`train demo` trained a file named `demo` in the current folder instead of the shipped recipe, without
+    a word; `./demo` names the file and `demo.yaml` beside it never shadowed the recipe."""
+    from deepvision.recipes import recipe_path, resolve_config_arg
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").write_text("train: {epochs: 1}\n")
+    before = (tmp_path / "demo").read_bytes()
+    code, out, err = run_cli("train", "demo", "--out", tmp_path / "runs")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert "'demo' is a shipped recipe and a file in this folder; give ./demo for the file, or rename the file " \
+           "to use the recipe" in err
+    assert (tmp_path / "demo").read_bytes() == before and not (tmp_path / "runs").exists()
+    assert resolve_config_arg("./demo").resolve() == (tmp_path / "demo").resolve()
+    (tmp_path / "demo").unlink()
+    (tmp_path / "demo.yaml").write_text("train: {epochs: 1}\n")
+    assert resolve_config_arg("demo") == recipe_path("demo")
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A 2-class run on an image folder (exercises the folder source and the binary reports)."""
