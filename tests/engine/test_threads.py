@@ -19,8 +19,9 @@ def restore_threads():
     torch.set_num_threads(before)
 
 
-def test_busy_neighbour_lowers_the_thread_count(monkeypatch, restore_threads):
-    monkeypatch.setenv("DEEPVISION_CPU_THREADS", "auto")
+@pytest.mark.parametrize("value", ["auto", ""])  # empty is unset, as for every DEEPVISION_* variable
+def test_busy_neighbour_lowers_the_thread_count(monkeypatch, restore_threads, value):
+    monkeypatch.setenv("DEEPVISION_CPU_THREADS", value)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
     torch.set_num_threads(2)

@@ -53,8 +53,8 @@ def fit_threads_to_load(device: torch.device, interval: float = 0.25, what: str 
     previous = torch.get_num_threads()
     if device.type != "cpu":
         return previous, None
-    chosen = os.environ.get("DEEPVISION_CPU_THREADS", "auto").strip().lower()
-    if chosen != "auto":
+    chosen = os.environ.get("DEEPVISION_CPU_THREADS", "").strip().lower()
+    if chosen not in ("auto", ""):  # empty is unset, as for every DEEPVISION_* variable
         if not (chosen.isascii() and chosen.isdigit()) or not 1 <= int(chosen) <= MAX_THREADS:
             raise UserError(f"DEEPVISION_CPU_THREADS must be 'auto' or a thread count from 1 to {MAX_THREADS:,}, "
                             f"got {chosen[:24]!r}")
