@@ -847,3 +847,39 @@ def test_a_voc_annotation_or_object_left_open_is_refused(tmp_path, run_cli, nest
     assert f"{first}: an <object> lies inside <{nest}>; each <object> belongs directly under <annotation> (is an " \
            f"element left open?)" in err, err
     assert _snapshot(root) == before and not (tmp_path / "o").exists()
+
+
+def test_yolo_label_files_beside_the_photos_are_refused(tmp_path, run_cli):
+    """LabelImg writes images/train/a.txt beside a.jpg, where YOLO does not look once the path has images/: a
+    photo with a label file in both places, or label files beside the photos only (built as negatives, exit 0
+    before), stop the build in one line; an empty labels/ or a note beside the photos is no label file."""
+    from deepvision.datasets.detection import make_fake
+
+    base = make_fake(tmp_path / "y", "yolo", images=8, size=64, seed=0).out
+    both, beside = tmp_path / "both", tmp_path / "beside"
+    for root in (both, beside):
+        shutil.copytree(base, root)
+        (root / "data.yaml").write_text((base / "data.yaml").read_text().replace(str(base), str(root)))
+    first = sorted((both / "labels" / "train").glob("*.txt"))
+    for label in first:
+        shutil.copy(label, both / "images" / "train")
+        label.write_text("0 0.5 0.5 0.2 0.2\n")
+    moved = sorted((beside / "labels" / "train").glob("*.txt"))
+    for label in moved:
+        shutil.move(label, beside / "images" / "train")
+    (beside / "labels" / "train").rmdir()
+    (beside / "images" / "train" / "README.txt").write_text("labelled by hand\n")
+    image = sorted((both / "images" / "train").glob("*.jpg"))[0]
+    for root, message in (
+        (both, f"{image} has two label files, {first[0]} and {image.with_suffix('.txt')} beside it; YOLO reads only "
+               f"{first[0]}: remove the other"),
+        (beside, f"{len(moved)} label file(s) lie beside the train photos "
+                 f"({beside / 'images' / 'train' / moved[0].name} and {len(moved) - 1} more); YOLO reads a photo's "
+                 f"labels from the labels/ folder that mirrors images/ ({beside / 'labels' / 'train'}): move them "
+                 f"there"),
+    ):
+        before = _snapshot(root)
+        code, _, err = run_cli("detection", "build", "yolo", root / "data.yaml", "--out", tmp_path / "built")
+        assert code == 2 and err.count("\n") == 1, err
+        assert message in err, err
+        assert _snapshot(root) == before and not (tmp_path / "built").exists()
