@@ -847,3 +847,83 @@ def test_a_voc_annotation_or_object_left_open_is_refused(tmp_path, run_cli, nest
     assert f"{first}: an <object> lies inside <{nest}>; each <object> belongs directly under <annotation> (is an " \
            f"element left open?)" in err, err
     assert _snapshot(root) == before and not (tmp_path / "o").exists()
+
+
+def test_yolo_label_files_beside_the_photos_are_refused(tmp_path, run_cli):
+    """LabelImg writes images/train/a.txt beside a.jpg, where YOLO does not look once the path has images/: a
+    photo with a label file in both places, or label files beside the photos only (built as negatives, exit 0
+    before), stop the build in one line; an empty labels/ or a note beside the photos is no label file."""
+    from deepvision.datasets.detection import make_fake
+
+    base = make_fake(tmp_path / "y", "yolo", images=8, size=64, seed=0).out
+    both, beside = tmp_path / "both", tmp_path / "beside"
+    for root in (both, beside):
+        shutil.copytree(base, root)
+        (root / "data.yaml").write_text((base / "data.yaml").read_text().replace(str(base), str(root)))
+    first = sorted((both / "labels" / "train").glob("*.txt"))
+    for label in first:
+        shutil.copy(label, both / "images" / "train")
+        label.write_text("0 0.5 0.5 0.2 0.2\n")
+    moved = sorted((beside / "labels" / "train").glob("*.txt"))
+    for label in moved:
+        shutil.move(label, beside / "images" / "train")
+    (beside / "labels" / "train").rmdir()
+    (beside / "images" / "train" / "README.txt").write_text("labelled by hand\n")
+    image = sorted((both / "images" / "train").glob("*.jpg"))[0]
+    for root, message in (
+        (both, f"{image} has two label files, {first[0]} and {image.with_suffix('.txt')} beside it; YOLO reads only "
+               f"{first[0]}: remove the other"),
+        (beside, f"{len(moved)} label file(s) lie beside the train photos "
+                 f"({beside / 'images' / 'train' / moved[0].name} and {len(moved) - 1} more); YOLO reads a photo's "
+                 f"labels from the labels/ folder that mirrors images/ ({beside / 'labels' / 'train'}): move them "
+                 f"there"),
+    ):
+        before = _snapshot(root)
+        code, _, err = run_cli("detection", "build", "yolo", root / "data.yaml", "--out", tmp_path / "built")
+        assert code == 2 and err.count("\n") == 1, err
+        assert message in err, err
+        assert _snapshot(root) == before and not (tmp_path / "built").exists()
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("<xmin>11</xmin>", "<xmin>11<xmin>3</xmin></xmin>",
+     "object 'dog': <xmin> holds its value '11' and an element <xmin>"),
+    ("<name>dog</name>", "<name>dog<bndbox><xmin>1</xmin></bndbox></name>",
+     "object: <name> holds its value 'dog' and an element <bndbox>"),
+    ("<difficult>0</difficult>", "<difficult>0<truncated>1</truncated></difficult>",
+     "<difficult> holds its value '0' and an element <truncated>"),
+    ("<filename>photo_0.jpg</filename>", "<filename>photo_0.jpg<name>x</name></filename>",
+     "<filename> holds its value 'photo_0.jpg' and an element <name>"),
+    ("<width>64</width>", "<width>64<height>48</height></width>",
+     "<width> holds its value '64' and an element <height>"),
+], ids=["xmin", "name", "difficult", "filename", "width"])
+def test_a_value_element_holding_elements_is_refused(tmp_path, run_cli, old, new, message):
+    """A VOC value (<xmin>41<xmin>3</xmin></xmin>, <name>cat<bndbox>..</bndbox></name>) was read as its own text,
+    the nested element dropped silently; one line names it. A person-layout <part> holding <name> and <bndbox> is
+    still read (the part is not a second box)."""
+    root = _labelimg(tmp_path / "ds", n=2)
+    xml = root / "annotations" / "photo_0.xml"
+    xml.write_text(xml.read_text().replace(old, new, 1))
+    before = _snapshot(root)
+    code, _, err = run_cli("detection", "build", "voc", root, "--out", tmp_path / "built")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{xml}" in err and f"{message}; a value holds only text: remove the element" in err, err
+    assert _snapshot(root) == before and not (tmp_path / "built").exists()
+    part = "<part><name>head</name><bndbox><xmin>12</xmin><ymin>7</ymin><xmax>20</xmax><ymax>15</ymax></bndbox></part>"
+    xml.write_text(xml.read_text().replace(new, old).replace("</object>", f"{part}</object>", 1))
+    code, _, err = run_cli("detection", "build", "voc", root, "--out", tmp_path / "built")
+    assert code == 0, err
+    assert sum(len(img.boxes) for imgs in load_index(tmp_path / "built").splits.values() for img in imgs) == 2
+
+
+def test_an_imglab_label_holding_an_element_is_refused(tmp_path, run_cli):
+    """<label>front<label>rear</label></label> was read as 'front'; one line, nothing written."""
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.jpg")
+    xml = tmp_path / "t.xml"
+    xml.write_text(IMGLAB.format(f"<image file='a.jpg'>{BOX.format('front<label>rear</label>')}</image>"))
+    before = xml.read_bytes()
+    code, _, err = run_cli("detection", "build", "imglab", f"train={xml}", "--out", tmp_path / "o")
+    assert code == 2 and err.count("\n") == 1, err
+    assert ("image a.jpg: <label> holds its value 'front' and an element <label>; a value holds only text: remove "
+            "the element (or close <label> before it)") in err, err
+    assert xml.read_bytes() == before and not (tmp_path / "o").exists()

@@ -69,8 +69,12 @@ def _shown(element: ET.Element) -> str:
 
 def only_text(element: ET.Element, tag: str, where: str, missing: str | None = "", scope: str = "one box"
               ) -> str | None:
-    """The stripped text of `element`'s one <tag> child (`missing` when there is none); see `only_child`."""
+    """The stripped text of `element`'s one <tag> child (`missing` when there is none); see `only_child`. A
+    <tag> holding elements is refused: its text alone would be read, the nested elements dropped silently."""
     found = only_child(element, tag, where, scope)
+    if found is not None and len(found):
+        raise UserError(f"{where}: <{tag}> holds its value {(found.text or '').strip()[:40]!r} and an element "
+                        f"<{found[0].tag}>; a value holds only text: remove the element (or close <{tag}> before it)")
     return (found.text or "").strip() if found is not None else missing
 
 

@@ -164,6 +164,15 @@ def _reads_as_boxes(path: Path) -> bool:
     return bool(rows) and all(len(r) == 5 or len(r) > 5 and len(r) % 2 for r in rows)
 
 
+def _label_beside(image: Path, label: Path) -> Path | None:
+    """The label file LabelImg leaves beside `image` (an empty .txt, or one whose every line is a box) when
+    Ultralytics reads `label` in labels/ instead; None when there is none (or the two are one file)."""
+    beside = image.with_suffix(".txt")
+    if beside == label or file_problem(beside) is not None or same_file(beside, label):
+        return None
+    return beside if beside.stat().st_size == 0 or _reads_as_boxes(beside) else None
+
+
 def yolo_label_path(image: Path) -> Path:
     """Ultralytics' rule: the last /images/ in the path becomes /labels/, and the suffix .txt."""
     parts = list(image.parts)
@@ -227,6 +236,7 @@ def read_yolo(source: str | Path) -> Annotations:
         if not spec.get(split):
             continue
         records = []
+        beside: list[tuple[Path, Path]] = []  # (label file beside a photo, where YOLO reads that photo's labels)
         images, folders[split] = _yolo_images(spec[split], base, f"{yaml_path}, {split}")
         for image, named_in in images:
             record = ImageRecord(str(image.resolve()), source=named_in)
@@ -234,6 +244,11 @@ def read_yolo(source: str | Path) -> Annotations:
             kind = file_problem(label)
             if kind not in (None, "missing"):
                 raise UserError(f"YOLO label file {label} is {kind}, not a text file")
+            if (other_label := _label_beside(image, label)) is not None:
+                if kind is None:  # two files of boxes for one photo: taking labels/ would drop the other silently
+                    raise UserError(f"{image} has two label files, {label} and {other_label} beside it; YOLO reads "
+                                    f"only {label}: remove the other")
+                beside.append((other_label, label))
             if kind is None:
                 other = claimed.setdefault(label.resolve(), image)
                 if other.resolve() != image.resolve():  # img.jpg and img.png: one file of boxes for two photos
@@ -269,6 +284,11 @@ def read_yolo(source: str | Path) -> Annotations:
                         sx, sy = size
                         record.boxes.append(Box(box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy, names[cls]))
             records.append(record)
+        if beside:  # LabelImg's layout: read as negatives, the set would train on no boxes at all
+            (first, label), more = beside[0], len(beside) - 1
+            raise UserError(f"{len(beside)} label file(s) lie beside the {split} photos ({first}"
+                            f"{f' and {more} more' if more else ''}); YOLO reads a photo's labels from the labels/ "
+                            f"folder that mirrors images/ ({label.parent}): move them there")
         splits[split] = records
     for split, split_folders in folders.items():
         splits[split] += _orphan_labels(split_folders, claimed)
