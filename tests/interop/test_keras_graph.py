@@ -573,3 +573,50 @@ def _config_of(path: Path) -> dict:
             return parse_json(f.attrs["model_config"], str(path))
     with zipfile.ZipFile(path) as z:
         return json.loads(z.read("config.json"))
+
+
+@pytest.mark.parametrize("value", ["false", "yes", 1, 0, None])
+@pytest.mark.parametrize("route", [(), ("--model", "keras_mnist_cnn")])
+def test_a_yes_no_field_that_is_not_a_json_boolean_is_refused(tmp_path, run_cli, value, route):
+    """Keras writes use_bias, center, scale, ... as JSON true/false; read by truthiness, "false" was true."""
+    bad = tmp_path / "flag.h5"
+    shutil.copy(FIXTURES / "keras_mnist_cnn.h5", bad)
+    with h5py.File(bad, "r+") as f:
+        cfg = parse_json(f.attrs["model_config"], str(bad))
+        dense = next(e for e in cfg["config"]["layers"] if e["class_name"] == "Dense")
+        dense["config"]["use_bias"] = value
+        f.attrs["model_config"] = json.dumps(cfg)
+    before = bad.read_bytes()
+    code, out, err = run_cli("import", "keras", bad, *route, "--out", tmp_path / "run")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    name = dense["config"]["name"]
+    assert err.strip().endswith(f"{bad}: Keras layer '{name}' (Dense): use_bias {json.dumps(value)} must be true "
+                                f"or false (a JSON boolean)"), err
+    assert not (tmp_path / "run").exists() and bad.read_bytes() == before
+
+
+@pytest.mark.parametrize(("cls", "key", "extra"), [
+    ("BatchNormalization", "center", {}), ("BatchNormalization", "scale", {}), ("LayerNormalization", "scale", {}),
+    ("LayerNormalization", "rms_scaling", {}), ("GlobalAveragePooling2D", "keepdims", {}),
+    ("Normalization", "invert", {}), ("Conv2D", "use_bias", {"filters": 2, "kernel_size": 1}),
+    ("DepthwiseConv2D", "use_bias", {"kernel_size": 1})])
+def test_every_yes_no_field_is_read_as_a_json_boolean(cls, key, extra):
+    """Each field the importer reads goes through one reader: true/false taken, text, numbers and null refused."""
+    from deepvision.models import keras_layers as kl
+
+    def model(value) -> dict:
+        return {"class_name": "Sequential", "config": {"name": "m", "layers": [
+            {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [None, 4, 4, 2]}},
+            {"class_name": cls, "config": {"name": "x", key: value, **extra}}]}}
+
+    assert key in kl.FLAGS and kl.flag({key: True}, key) is True and kl.flag({}, key) is kl.FLAGS[key]
+    KerasGraph(model(False))
+    for value in ("false", "True", 1, 0.0, None, [True]):
+        with pytest.raises(UserError, match=rf"^Keras layer 'x' \({cls}\): {key} {re.escape(json.dumps(value))} must "
+                                            rf"be true or false \(a JSON boolean\)$"):
+            KerasGraph(model(value))
+        with pytest.raises(UserError, match=rf"^Keras layer 'x': {key} "):
+            kl.flag({"name": "x", key: value}, key)
+    rescale = model(True)
+    rescale["config"]["layers"][1] = {"class_name": "Rescaling", "config": {"name": "r", "scale": 0.5}}
+    KerasGraph(rescale)  # Rescaling's scale is a number, not a yes/no

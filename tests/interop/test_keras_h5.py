@@ -186,3 +186,46 @@ def test_a_model_config_naming_two_layers_alike_is_refused(tmp_path):
     with pytest.raises(UserError, match=rf"^{bad} model_config names two layers '{names[1]}'; layer names are "
                                         rf"unique in Keras$"):
         read_keras_h5(bad)
+
+
+def _name_twice(path: Path, attr: str) -> tuple[str, str]:
+    """Repeat the first name of `attr` (layer_names of the weights group, or weight_names of its first weighted
+    layer) at its end; returns (group path, the repeated name)."""
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        group = f.get("model_weights", f)
+        if attr == "weight_names":
+            group = next(group[n] for n in group.attrs["layer_names"] if len(group[n].attrs["weight_names"]))
+        names = [n if isinstance(n, bytes) else n.encode() for n in group.attrs[attr]]
+        group.attrs[attr] = np.array([*names, names[0]])
+        return group.name, names[0].decode()
+
+
+@pytest.mark.parametrize("attr", ["layer_names", "weight_names"])
+@pytest.mark.parametrize("route", [(), ("--model", "keras_mnist_cnn")])
+def test_a_name_given_twice_in_the_weights_is_refused(tmp_path, run_cli, attr, route):
+    """Keras writes each layer and weight name once and its load_weights refuses a file listing one twice;
+    weights are read by name, so the second listing would silently stand for the first."""
+    import shutil
+
+    bad = tmp_path / "twice.h5"
+    shutil.copy(FIXTURES / "keras_mnist_cnn.h5", bad)
+    group, name = _name_twice(bad, attr)
+    before = bad.read_bytes()
+    code, out, err = run_cli("import", "keras", bad, *route, "--out", tmp_path / "run")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.strip().endswith(f"{bad}: group '{group}' names '{name}' twice in its {attr}; Keras writes each "
+                                f"name once, so the file is damaged"), err
+    assert not (tmp_path / "run").exists() and bad.read_bytes() == before
+
+
+@pytest.mark.parametrize("attr", ["layer_names", "weight_names"])
+def test_a_weights_only_file_naming_one_thing_twice_is_refused(tmp_path, attr):
+    import shutil
+
+    bad = tmp_path / "w.h5"
+    shutil.copy(FIXTURES / "graph" / "k2_lenet_weights.h5", bad)
+    group, name = _name_twice(bad, attr)
+    with pytest.raises(UserError, match=rf"^{bad}: group '{group}' names '{name}' twice in its {attr}; "):
+        read_keras_h5(bad)

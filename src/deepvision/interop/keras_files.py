@@ -25,6 +25,7 @@ from deepvision.interop.keras_h5 import (
     attr_text,
     h5py_module,
     layer_weights,
+    listed_names,
     open_member,
     read_keras_h5,
     read_weights,
@@ -55,11 +56,7 @@ class KerasSource:
 
 
 def _legacy_groups(path: Path, group: Any) -> dict[str, list[tuple[str, Any]]]:
-    out = {}
-    for raw in group.attrs["layer_names"]:
-        name = attr_text(raw)
-        out[name] = layer_weights(path, group, name)
-    return out
+    return {name: layer_weights(path, group, name) for name in listed_names(path, group, "layer_names")}
 
 
 def _v3_groups(path: Path, root: Any) -> dict[str, list[tuple[str, Any]]]:

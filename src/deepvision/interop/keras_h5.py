@@ -122,11 +122,22 @@ def layer_weights(source: Path, group: Any, name: str) -> list[tuple[str, Any]]:
     g = open_member(source, group, name, f"the weight group of layer '{name}'")
     if not isinstance(g, h5py_module().Group):
         raise UserError(f"{source}: the weight group of layer '{name}' is not an HDF5 group; the file is damaged")
-    out = []
-    for raw in g.attrs.get("weight_names", []):
-        w = attr_text(raw)
-        out.append((w, open_member(source, g, w, f"weight '{w}' of layer '{name}'")))
-    return out
+    return [(w, open_member(source, g, w, f"weight '{w}' of layer '{name}'"))
+            for w in listed_names(source, g, "weight_names")]
+
+
+def listed_names(source: Path, group: Any, attr: str) -> list[str]:
+    """The names in attribute `attr` (layer_names, weight_names) of an HDF5 group; UserError naming the group
+    and the name when one is given twice (Keras' load_weights refuses such a file; read by name, the second
+    would silently stand for the first)."""
+    names = [attr_text(raw) for raw in group.attrs.get(attr, [])]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise UserError(f"{source}: group '{group.name}' names {name[:80]!r} twice in its {attr}; Keras writes "
+                            f"each name once, so the file is damaged")
+        seen.add(name)
+    return names
 
 
 def stored_datasets(group: Any) -> dict[Any, str]:
@@ -192,8 +203,7 @@ def read_keras_h5(path: str | Path) -> KerasFile:
         config_layers, input_shape = _config_layers(f.attrs.get("model_config"), f"{path} model_config")
         by_name = {c.get("config", {}).get("name", c.get("name")): c for c in config_layers}
         layers, used = [], set()
-        for raw in group.attrs["layer_names"]:
-            name = attr_text(raw)
+        for name in listed_names(path, group, "layer_names"):
             pairs = layer_weights(path, group, name)
             by_short = {_short(w): ds for w, ds in pairs}
             used.update(ds.id for ds in by_short.values())

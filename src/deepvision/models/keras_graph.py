@@ -122,6 +122,9 @@ def check_layer_configs(model: dict[str, Any], prefix: str = "") -> None:
             continue
         name, cls = f"{prefix}{layer_name(entry)}", entry.get("class_name")
         where = f"Keras layer '{name}' ({cls})"
+        for key in kl.FLAGS if cls in LAYERS else ():
+            if key in cfg and not (key == "scale" and cls == "Rescaling"):
+                kl.flag(cfg, key, where)
         for key in ("batch_input_shape", "batch_shape"):
             if cfg.get(key) is not None:
                 check_input_shape(f"{where} {key}", cfg[key])
@@ -522,7 +525,7 @@ class KerasGraph(nn.Module):
         if "Pool" in cls:
             kind = "max" if "Max" in cls else "avg"
             if cls.startswith("Global"):
-                return kl.GlobalPool(kind, bool(cfg.get("keepdims", False)))
+                return kl.GlobalPool(kind, kl.flag(cfg, "keepdims"))
             return kl.Pool(kind, nd, cfg)
         if cls.startswith("ZeroPadding"):
             return kl.ZeroPad(nd, cfg)

@@ -7,12 +7,13 @@ Every module with weights lists the Keras weights it takes (`keras_shapes`) and 
 (`set_keras`), converting layouts: conv kernels (kh, kw, in, out) -> (out, in, kh, kw), dense
 kernels (in, out) -> (out, in), transposed-conv kernels (kh, kw, out, in) -> (in, out, kh, kw).
 
-Why one module of ~570 lines: a catalogue of about forty small layer equivalents sharing the layout
+Why one module of ~585 lines: a catalogue of about forty small layer equivalents sharing the layout
 helpers (`to_keras`, `to_torch`, `same_pads`); one is checked against its neighbours when Keras' rules differ.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -38,6 +39,20 @@ def torch_axis(axis: int, rank: int) -> int:
     if rank < 3 or axis == 0:
         return axis
     return 1 if axis == rank - 1 else axis + 1
+
+
+# the yes/no fields of the supported layers, with Keras' defaults (`scale` of Rescaling is a number, not one)
+FLAGS = {"use_bias": True, "center": True, "scale": True, "keepdims": False, "rms_scaling": False, "invert": False}
+
+
+def flag(cfg: dict[str, Any], key: str, where: str = "") -> bool:
+    """Yes/no field `key` of a layer config: JSON true or false, Keras' default when absent. Anything else
+    (text, a number, null) is refused naming the layer: read by truthiness, "false" was taken as true."""
+    value = cfg.get(key, FLAGS[key])
+    if not isinstance(value, bool):
+        where = where or f"Keras layer {str(cfg.get('name', '?'))[:80]!r}"
+        raise UserError(f"{where}: {key} {json.dumps(value)[:80]} must be true or false (a JSON boolean)")
+    return value
 
 
 def same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -171,7 +186,7 @@ class Conv(nn.Module):
         self.padding = str(cfg.get("padding", "valid")).lower()
         if self.padding not in ("valid", "same", "causal"):
             raise UserError(f"padding '{self.padding}' is not supported")
-        bias = bool(cfg.get("use_bias", True))
+        bias = flag(cfg, "use_bias")
         conv_cls = nn.Conv1d if nd == 1 else nn.Conv2d
         static = self._static_padding()
         if kind == "conv":
@@ -269,7 +284,7 @@ def _tuple(value: Any, n: int) -> tuple[int, ...]:
 class Dense(nn.Module):
     def __init__(self, in_features: int, cfg: dict[str, Any], legacy: bool, units: int | None = None) -> None:
         super().__init__()
-        self.linear = nn.Linear(in_features, units or int(cfg["units"]), bool(cfg.get("use_bias", True)))
+        self.linear = nn.Linear(in_features, units or int(cfg["units"]), flag(cfg, "use_bias"))
         self.act = make_activation(cfg.get("activation"), legacy)
 
     def keras_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -340,7 +355,7 @@ def batch_norm(rank: int, channels: int, cfg: dict[str, Any]) -> nn.Module:
         raise UserError(f"BatchNormalization over axis {axis} is not supported (only the channel axis, -1)")
     cls = BatchNorm2d if rank == 4 else BatchNorm1d
     bn = cls(channels, eps=float(cfg.get("epsilon", 1e-3)), momentum=1 - float(cfg.get("momentum", 0.99)))
-    bn.keras_scale, bn.keras_center = bool(cfg.get("scale", True)), bool(cfg.get("center", True))
+    bn.keras_scale, bn.keras_center = flag(cfg, "scale"), flag(cfg, "center")
     return bn
 
 
@@ -352,11 +367,11 @@ class LayerNorm(nn.Module):
         rank = len(keras_shape) + 1
         axes = cfg.get("axis", -1)
         axes = sorted({(a + rank if a < 0 else a) for a in (axes if isinstance(axes, list) else [axes])})
-        if axes != list(range(rank - len(axes), rank)) or cfg.get("rms_scaling"):
+        if axes != list(range(rank - len(axes), rank)) or flag(cfg, "rms_scaling"):
             raise UserError(f"LayerNormalization over axes {cfg.get('axis')} is not supported (trailing axes only)")
         self.shape = tuple(keras_shape[a - 1] for a in axes)
         self.eps = float(cfg.get("epsilon", 1e-3))
-        self.scale, self.center = bool(cfg.get("scale", True)), bool(cfg.get("center", True))
+        self.scale, self.center = flag(cfg, "scale"), flag(cfg, "center")
         self.weight = nn.Parameter(torch.ones(self.shape))
         self.bias = nn.Parameter(torch.zeros(self.shape))
 
@@ -531,7 +546,7 @@ class Normalization(nn.Module):
         super().__init__()
         axis = cfg.get("axis", -1)
         axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
-        if axis not in (-1, rank - 1) or cfg.get("invert"):
+        if axis not in (-1, rank - 1) or flag(cfg, "invert"):
             raise UserError("Normalization is supported over the last axis (axis=-1, invert=False) only")
         self.channels = channels
         self.register_buffer("mean", torch.zeros(channels))
