@@ -663,3 +663,21 @@ def test_the_sigterm_rule_is_in_place_before_the_command_modules_and_torch_are_i
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert (done.returncode, done.stdout, done.stderr) == (143, "True False\n",
                                                            "deepvision evaluate: terminated (SIGTERM)\n")
+
+
+def test_trainings_own_stop_raised_while_handling_ctrl_c_keeps_its_own_lines(tmp_path, run_cli, monkeypatch):
+    """The trainer's StopRequested says where training stopped and how to resume; raised while a Ctrl+C was
+    handled, it is not taken for that Ctrl+C."""
+    import signal
+
+    from deepvision.engine.signals import StopRequested
+
+    def stopped(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise StopRequested(signal.SIGINT, 1, str(tmp_path / "r"))  # noqa: B904 - as the trainer may
+
+    monkeypatch.setattr("deepvision.cli.main.check_environment", stopped)
+    code, out, err = run_cli("recipes", "list")
+    assert (code, out) == (130, "") and err.startswith("training stopped after 1 completed epoch; resume with:"), err

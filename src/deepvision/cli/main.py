@@ -253,12 +253,13 @@ def check_environment() -> None:
 def stops_unchained() -> Iterator[None]:
     """An error raised from a stop (Ctrl+C, SIGTERM) raised as that stop: a compiled extension imported when the
     signal lands turns it into "ImportError: initialization failed", which would end in a traceback."""
+    from deepvision.engine.signals import StopRequested
     from deepvision.errors import chained_stop
 
     try:
         yield
     except Exception as exc:
-        stop = chained_stop(exc)
+        stop = None if isinstance(exc, StopRequested) else chained_stop(exc)  # training's stop speaks for itself
         if stop is None:
             raise
         raise stop from None
