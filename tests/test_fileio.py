@@ -64,6 +64,25 @@ def test_output_folder_removes_only_the_empty_folders_it_created(tmp_path):
     assert out.is_dir()
 
 
+def test_output_folder_discards_on_a_stop_an_extension_turned_into_an_import_error(tmp_path):
+    """A SIGTERM landing while a compiled extension imports arrives as "ImportError: initialization failed"
+    raised from it: still a stop, so what the block added goes; a plain ImportError keeps the written files."""
+    from deepvision.errors import Terminated
+    from deepvision.fileio import output_folder
+
+    for stop, kept in ((Terminated, []), (None, ["half.png"])):
+        out = tmp_path / str(stop)
+        out.mkdir()
+        with pytest.raises(ImportError), output_folder(out, discard_on_stop=True):
+            (out / "half.png").write_text("half")
+            try:
+                if stop is not None:
+                    raise stop
+            finally:
+                raise ImportError("initialization failed")
+        assert sorted(p.name for p in out.iterdir()) == kept
+
+
 def test_output_folder_removes_the_empty_sub_folders_a_failed_build_made(tmp_path):
     """images/cat/ made by a build that failed before its first image goes with --out; in a folder the user
     had, only what the build made goes (their empty folder and their files stay)."""

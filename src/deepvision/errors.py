@@ -20,6 +20,22 @@ class Terminated(BaseException):
 STOPS = (KeyboardInterrupt, Terminated)  # a stop by Ctrl+C or SIGTERM, as cleanup code catches it
 
 
+def chained_stop(exc: BaseException) -> BaseException | None:
+    """The stop (Ctrl+C or SIGTERM) that `exc` is or was raised from, else None: a compiled extension's
+    initialiser, importing when the signal lands, turns it into "ImportError: initialization failed". The
+    chain is followed as a traceback shows it: an error raised `from None` has already dealt with its context."""
+    todo, seen = [exc], set()
+    while todo:
+        link = todo.pop()
+        if link is None or id(link) in seen:  # a chain may loop back on itself
+            continue
+        if isinstance(link, STOPS):
+            return link
+        seen.add(id(link))
+        todo += [link.__cause__, None if link.__suppress_context__ else link.__context__]
+    return None
+
+
 def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
     """' (did you mean: a, b?)' for the closest choices, or '' when none is close."""
     close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.5)

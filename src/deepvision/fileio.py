@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from deepvision.errors import STOPS, UserError
+from deepvision.errors import UserError, chained_stop
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # what Pillow and OpenCV both read
 
@@ -94,7 +94,7 @@ def output_folder(path: str | Path, discard_on_stop: bool = False) -> Iterator[P
     except BaseException as exc:
         with contextlib.suppress(OSError):
             for name in sorted(set(os.listdir(path)) - before):
-                if discard_on_stop and isinstance(exc, STOPS):
+                if discard_on_stop and chained_stop(exc) is not None:  # also as an extension's ImportError
                     _remove_added(path / name)
                 _remove_empty_folders(path / name)
         _remove_made(created)

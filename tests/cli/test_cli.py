@@ -603,3 +603,100 @@ def test_sigterm_removes_a_commands_unfinished_files_and_says_so_in_one_line(tmp
     assert (code, err) == (143, "deepvision fer2013 build: terminated (SIGTERM); unfinished files were removed\n")
     assert not out.exists() or os.listdir(out) == []
     assert (tmp_path / "fer.csv").read_bytes() == before
+
+
+def _raised_from(stop: type[BaseException]):
+    """A function raising what a compiled extension's initialiser raises when `stop` lands while it imports."""
+
+    def failing(*args, **kwargs):
+        try:
+            raise stop
+        except BaseException as exc:
+            raise ImportError("initialization failed") from exc
+
+    return failing
+
+
+@pytest.mark.parametrize(("stop", "code", "line"), [
+    ("Terminated", 143, "deepvision im2rec: terminated (SIGTERM); unfinished record files were removed\n"),
+    ("KeyboardInterrupt", 130, "interrupted\n")])
+def test_an_error_raised_from_a_stop_ends_as_that_stop(tmp_path, run_cli, monkeypatch, stop, code, line):
+    """A SIGTERM landing while scipy or sklearn imported (export, evaluate) became "ImportError: initialization
+    failed", raised from the stop: a 67-line traceback and exit 1 instead of the stop's one line."""
+    from deepvision import errors
+
+    monkeypatch.setattr("deepvision.safeload.check_workers",
+                        _raised_from(getattr(errors, stop, KeyboardInterrupt)))
+    images = make_image_folder(tmp_path / "images", n_per_class=2)
+    assert run_cli("im2rec", "--list", "--recursive", tmp_path / "set", images) == (code, "", line)
+    assert not list(tmp_path.glob("set*"))
+
+
+def test_an_error_raised_from_a_stop_twice_over_ends_as_that_stop(run_cli, monkeypatch):
+    """The stop is found however deep in the chain, through a cause or a context; a chain looping back on itself
+    that holds no stop is still the error it is."""
+    from deepvision.errors import Terminated
+
+    def deep(*args, **kwargs):
+        try:
+            _raised_from(Terminated)()
+        except ImportError:
+            raise RuntimeError("loading the model failed")  # noqa: B904 - the implicit context, as library code has it
+
+    monkeypatch.setattr("deepvision.cli.main.check_environment", deep)
+    assert run_cli("recipes", "list") == (
+        143, "", "deepvision recipes: terminated (SIGTERM); unfinished files were removed\n")
+
+    def looping(*args, **kwargs):
+        first, second = ValueError("a"), ValueError("b")
+        first.__context__, second.__cause__ = second, first
+        raise first
+
+    monkeypatch.setattr("deepvision.cli.main.check_environment", looping)
+    with pytest.raises(ValueError, match="^a$"):
+        run_cli("recipes", "list")
+
+
+def test_the_sigterm_rule_is_in_place_before_the_command_modules_and_torch_are_imported():
+    """A SIGTERM in the first second or so, while the command modules and torch were imported, ended the
+    command with exit 143 and no line: the rule is installed first thing in main. Here SIGTERM arrives as the
+    command modules are about to be imported (a fresh interpreter, so nothing heavy is imported yet)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import os, signal, sys, time
+        from deepvision.cli import main as cli
+
+        def build_parser():
+            print(signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, "torch" in sys.modules, flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs between two bytecodes; this waits for it at most 10 s
+                time.sleep(0.01)
+
+        cli.build_parser = build_parser
+        sys.exit(cli.main(["evaluate", "runs/r1"]))
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (143, "True False\n",
+                                                           "deepvision evaluate: terminated (SIGTERM)\n")
+
+
+def test_trainings_own_stop_raised_while_handling_ctrl_c_keeps_its_own_lines(tmp_path, run_cli, monkeypatch):
+    """The trainer's StopRequested says where training stopped and how to resume; raised while a Ctrl+C was
+    handled, it is not taken for that Ctrl+C."""
+    import signal
+
+    from deepvision.engine.signals import StopRequested
+
+    def stopped(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise StopRequested(signal.SIGINT, 1, str(tmp_path / "r"))  # noqa: B904 - as the trainer may
+
+    monkeypatch.setattr("deepvision.cli.main.check_environment", stopped)
+    code, out, err = run_cli("recipes", "list")
+    assert (code, out) == (130, "") and err.startswith("training stopped after 1 completed epoch; resume with:"), err

@@ -11,6 +11,7 @@ import pkgutil
 import shutil
 import sys
 import textwrap
+from collections.abc import Iterator
 from typing import Any
 
 from deepvision.version import __version__
@@ -248,16 +249,55 @@ def check_environment() -> None:
     max_image_side(), max_read_bytes(), max_image_pixels(), env_flag("DEEPVISION_OFFLINE")
 
 
+@contextlib.contextmanager
+def stops_unchained() -> Iterator[None]:
+    """An error raised from a stop (Ctrl+C, SIGTERM) raised as that stop: a compiled extension imported when the
+    signal lands turns it into "ImportError: initialization failed", which would end in a traceback."""
+    from deepvision.engine.signals import StopRequested
+    from deepvision.errors import chained_stop
+
+    try:
+        yield
+    except Exception as exc:
+        stop = None if isinstance(exc, StopRequested) else chained_stop(exc)  # training's stop speaks for itself
+        if stop is None:
+            raise
+        raise stop from None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    args.argv = argv  # what a launcher (--nproc-per-node) hands to its workers
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0 if args.command is None else 2
-    from deepvision.cli.output import clip_message
+    # The SIGTERM rule comes first, before the command modules and torch are imported: a SIGTERM while they load
+    # ends in the one line too (serve, with its own handling, leaves the rule once its command is known).
     from deepvision.cli.terminate import sigterm_raises
+    from deepvision.errors import Terminated
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = None
+    try:
+        with sigterm_raises():
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            args.argv = argv  # what a launcher (--nproc-per-node) hands to its workers
+            if not getattr(args, "func", None):
+                parser.print_help()
+                return 0 if args.command is None else 2
+            if args.command not in OWN_SIGTERM:
+                return run_command(args)
+    except Terminated as exc:  # before the command started, or while its own ending was written
+        if os.environ.get("RANK", "0") == "0":
+            words = argv[:1] if argv and not argv[0].startswith("-") else []
+            prog = getattr(args, "command_prog", None) or " ".join(["deepvision", *words])
+            sys.stderr.write(f"{prog}: terminated (SIGTERM){'; ' + str(exc) if str(exc) else ''}\n")
+        return Terminated.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the parsed command: its errors and stops end in one line and their exit code."""
+    from deepvision.cli.output import clip_message
     from deepvision.engine.signals import StopRequested
     from deepvision.errors import Terminated, UserError
 
@@ -265,12 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     held = HeldNote(sys.stderr)
     streams = sys.stdout, sys.stderr
     try:
-        check_seed(args)
-        check_environment()
-        threads = fit_threads(args, held)
-        if held.note:
-            sys.stdout, sys.stderr = held.wrap(sys.stdout), held.wrap(sys.stderr)
-        with contextlib.nullcontext() if args.command in OWN_SIGTERM else sigterm_raises():
+        with stops_unchained():
+            check_seed(args)
+            check_environment()
+            threads = fit_threads(args, held)
+            if held.note:
+                sys.stdout, sys.stderr = held.wrap(sys.stdout), held.wrap(sys.stderr)
             return int(args.func(args) or 0)
     except UserError as exc:
         from deepvision.safeload import printable  # a name from a file or the command line, escaped

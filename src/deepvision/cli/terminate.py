@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 
 from deepvision.engine.signals import quiet_child_deaths
-from deepvision.errors import Terminated
+from deepvision.errors import Terminated, chained_stop
 
 __all__ = ["Terminated", "sigterm_raises", "sigterm_says"]
 
@@ -49,5 +49,7 @@ def sigterm_says(cleaned: str) -> Iterator[None]:
     """Under `main`'s SIGTERM rule: the command's one line on SIGTERM says what was cleaned up (`cleaned`)."""
     try:
         yield
-    except Terminated:
-        raise Terminated(cleaned) from None
+    except BaseException as exc:
+        if isinstance(chained_stop(exc), Terminated):  # also when an extension's import turned it into an ImportError
+            raise Terminated(cleaned) from None
+        raise

@@ -24,7 +24,7 @@ from deepvision.engine.distributed import DistInfo, init_distributed, on_main, s
 from deepvision.engine.resolve import refuse_output_in_data, resolve_run
 from deepvision.engine.signals import StopRequested
 from deepvision.engine.trainer import FitResult, Trainer
-from deepvision.errors import Terminated, UserError
+from deepvision.errors import Terminated, UserError, chained_stop
 from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.loading import check_identity
 from deepvision.runs.lock import RunLock, elastic_attempt
@@ -82,7 +82,7 @@ def train_run(cfg: Config, overrides: list[str] | None, out: str | Path) -> FitR
                 for held in lock:
                     held.release()
                 shutil.rmtree(made[0], ignore_errors=True)
-                if isinstance(exc, Terminated):
+                if isinstance(chained_stop(exc), Terminated):  # also when an extension's import turned it into an error
                     raise Terminated(f"nothing was trained; the new run folder {made[0]} was removed") from None
             raise
         if restarted:  # torchrun restarted the workers: continue what its first attempt trained
@@ -331,11 +331,12 @@ def _fit(trainer: Trainer, run: RunDir, dist: DistInfo) -> FitResult:
         result = trainer.fit()
     except StopRequested:
         raise  # the trainer marked the run interrupted
-    except Terminated:  # before fit() installed its graceful stop: the same stop, at the epoch it started from
-        if dist.is_main:
-            run.update_state(status="interrupted", epochs_done=trainer.start_epoch)
-        raise StopRequested(signal.SIGTERM, trainer.start_epoch, str(run.path)) from None
     except BaseException as exc:
+        if isinstance(chained_stop(exc), Terminated):  # before fit() installed its graceful stop (also as an
+            # ImportError, from an extension imported as it landed): the same stop, at the epoch it started from
+            if dist.is_main:
+                run.update_state(status="interrupted", epochs_done=trainer.start_epoch)
+            raise StopRequested(signal.SIGTERM, trainer.start_epoch, str(run.path)) from None
         if dist.is_main:
             with contextlib.suppress(Exception):
                 run.update_state(status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
