@@ -194,9 +194,11 @@ def test_emotion_to_a_video_file(astronaut_video, fer_run, tmp_path):
     assert not list(tmp_path.glob(".*partial*"))
 
 
-def test_a_sigterm_keeps_the_frames_processed_as_ctrl_c_does(astronaut_video, fer_run, tmp_path):
+@pytest.mark.parametrize("chained", [False, True])
+def test_a_sigterm_keeps_the_frames_processed_as_ctrl_c_does(astronaut_video, fer_run, tmp_path, chained):
     """`timeout 60 deepvision emotion --video CAM --out rec.mp4` records a minute: the SIGTERM that ends it
-    (raised as Terminated) keeps the frames processed, as Ctrl+C and `q` do."""
+    (raised as Terminated, or as the error a compiled library turned it into) keeps the frames processed,
+    as Ctrl+C and `q` do."""
     from deepvision.errors import Terminated
 
     video, _ = astronaut_video
@@ -204,6 +206,8 @@ def test_a_sigterm_keeps_the_frames_processed_as_ctrl_c_does(astronaut_video, fe
 
     def stop_after_three(result):
         if result.frame == 2:
+            if chained:
+                raise ImportError("initialization failed") from Terminated()
             raise Terminated
 
     summary = run_emotion(fer_run, video=video, headless=True, out=out, max_frames=8, detector="haar",

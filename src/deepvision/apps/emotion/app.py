@@ -38,7 +38,7 @@ import numpy as np
 
 from deepvision.apps.classifier import Classifier, load_classifier
 from deepvision.data.imageio import read_bgr
-from deepvision.errors import STOPS, UserError
+from deepvision.errors import UserError, chained_stop
 from deepvision.fileio import PendingFile, atomic_write_text, output_folder, output_subfolder, write_image
 from deepvision.inference.faces.detect import FaceDetector, create_detector, cv2_module, largest_face, to_gray
 from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side
@@ -411,7 +411,9 @@ def run_emotion(
                 if not more:
                     break
             ok = True
-        except STOPS:  # Ctrl+C or SIGTERM (`timeout 60 deepvision emotion ...` records a minute)
+        except BaseException as exc:  # Ctrl+C or SIGTERM (`timeout 60 deepvision emotion ...` records a minute)
+            if chained_stop(exc) is None:  # a stop, even one a library raised as its own error
+                raise
             ok = True  # keep what was processed
         finally:
             cap.release()
