@@ -400,6 +400,26 @@ def test_a_keras_zip_holding_a_member_twice_is_refused(tmp_path, run_cli, member
     assert not (tmp_path / "run").exists() and path.read_bytes() == before
 
 
+def test_two_keras3_layer_groups_naming_one_layer_are_refused(tmp_path, run_cli):
+    """Keras 3 weights are found by the name their `vars` group carries: a second group carrying a layer's
+    name replaced that layer's weights without a word."""
+    import io
+
+    src = zipfile.ZipFile(GRAPH / "dense_raw.keras")
+    raw = io.BytesIO(src.read("model.weights.h5"))
+    with h5py.File(raw, "a") as f:
+        f.copy(f["layers/dense"], "layers/zz")  # its vars carry the name of layers/dense's
+    path = tmp_path / "m.keras"
+    with zipfile.ZipFile(path, "w") as z:
+        for name in src.namelist():
+            z.writestr(name, raw.getvalue() if name == "model.weights.h5" else src.read(name))
+    before = path.read_bytes()
+    code, out, err = run_cli("import", "keras", path, "--out", tmp_path / "run")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert "two layer groups name their variables 'dense_14'; Keras writes each layer's once" in err, err
+    assert not (tmp_path / "run").exists() and path.read_bytes() == before
+
+
 @pytest.mark.parametrize(("given", "message"), [
     ("a,,b,c", "--classes: name 2 of 4 is empty"),
     ("a\x1b[2J,b,c,d", "--classes: class name 'a\\x1b[2J' is empty or holds a control character"),

@@ -72,6 +72,9 @@ def _v3_groups(path: Path, root: Any) -> dict[str, list[tuple[str, Any]]]:
             vars_ = open_object(path, sub, "vars", f"group '{prefix}{key}/vars'") if hasattr(sub, "keys") else None
             name = attr_text(vars_.attrs.get("name", key)) if vars_ is not None else key
             if vars_ is not None and len(vars_):
+                if prefix + name in out:  # the later would replace the earlier's weights without a word
+                    raise UserError(f"{path}: two layer groups name their variables '{prefix}{name}'; Keras writes "
+                                    f"each layer's once, so the file is damaged")
                 out[prefix + name] = [("", open_member(path, vars_, str(i), f"variable {i} of layer '{prefix}{name}'"))
                                       for i in range(len(vars_))]
             walk(sub, f"{prefix}{name}/")
