@@ -927,3 +927,21 @@ def test_an_imglab_label_holding_an_element_is_refused(tmp_path, run_cli):
     assert ("image a.jpg: <label> holds its value 'front' and an element <label>; a value holds only text: remove "
             "the element (or close <label> before it)") in err, err
     assert xml.read_bytes() == before and not (tmp_path / "o").exists()
+
+
+def test_voc_annotation_files_are_read_whatever_the_case_of_xml(tmp_path, run_cli):
+    root = _labelimg(tmp_path / "pets")
+    (root / "annotations" / "photo_1.xml").rename(root / "annotations" / "photo_1.XML")
+    (root / "annotations" / "photo_2.xml").rename(root / "annotations" / "photo_2.Xml")
+    for source in (root, root / "annotations"):
+        ann = read_annotations("voc", [str(source)])
+        assert sorted(Path(r.file).name for r in ann.splits["all"]) == [f"photo_{i}.jpg" for i in range(4)]
+    sets = root / "ImageSets" / "Main"
+    sets.mkdir(parents=True)
+    (sets / "train.txt").write_text("photo_0\nphoto_1\nphoto_2\nphoto_3\n")
+    assert len(read_annotations("voc", [str(root)]).splits["train"]) == 4
+    shutil.rmtree(sets.parent)
+    shutil.copy(root / "annotations" / "photo_1.XML", root / "annotations" / "photo_1.xml")
+    code, _, err = run_cli("detection", "build", "voc", root, "--out", tmp_path / "built")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not (tmp_path / "built").exists()
+    assert f"{root / 'annotations'} holds photo_1.XML and photo_1.xml, two annotations of one photo" in err

@@ -105,6 +105,18 @@ def read_voc_xml(xml_path: Path, image_dirs: list[Path] | None = None, dataset_r
     return record
 
 
+def _xml_files(folder: Path) -> dict[str, Path]:
+    """The annotation files of a folder by stem, whatever the case of `.xml` (as photos' extensions are
+    matched); a stem with two spellings (a.xml and a.XML) is refused: either would hide the other."""
+    files: dict[str, Path] = {}
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() == ".xml"):
+        if path.stem in files:
+            raise UserError(f"{folder} holds {files[path.stem].name} and {path.name}, two annotations of one photo; "
+                            f"keep one of them")
+        files[path.stem] = path
+    return files
+
+
 def _voc_folders(root: Path) -> tuple[Path, Path]:
     """(annotation folder, dataset root) for a VOC year folder, a dataset folder holding annotations/
     beside images/ (or annotations/xmls/), a folder of XML files beside their photos, or the
@@ -112,7 +124,7 @@ def _voc_folders(root: Path) -> tuple[Path, Path]:
     reading one would leave the other out without a word."""
     found: list[Path] = []
     for d in (root, *(root / name / sub for name in ANNOTATION_DIRS for sub in ("", "xmls"))):
-        if d.is_dir() and any(d.glob("*.xml")) and not any(d.samefile(f) for f in found):  # Annotations = annotations
+        if d.is_dir() and _xml_files(d) and not any(d.samefile(f) for f in found):  # Annotations = annotations
             found.append(d)
     if len(found) > 1:
         raise UserError(f"{root} holds XML annotations in {len(found)} folders ({', '.join(str(d) for d in found)}); "
@@ -157,17 +169,17 @@ def read_voc(root: str | Path, splits: list[str] | None = None, images_dir: str 
             listed = read_text_file(available[name], "VOC split list").split()
             split = "train" if name == "trainval" and not splits else name
             ids[split], lists[split] = listed, available[name]
+    xmls = _xml_files(ann_dir)
     if not ids:
-        xmls = sorted(ann_dir.glob("*.xml"))
         if not xmls:
             raise UserError(f"no VOC annotations in {root}: expected Annotations/*.xml, annotations/*.xml or "
                             f"*.xml files")
-        ids["all"] = [p.stem for p in xmls]
+        ids["all"] = list(xmls)
     out: dict[str, list[ImageRecord]] = {}
     for split, stems in ids.items():
         records = []
         for stem in stems:
-            xml = inside(ann_dir, f"{stem}.xml", str(sets / f"{split}.txt"))
+            xml = xmls.get(stem) or inside(ann_dir, f"{stem}.xml", str(sets / f"{split}.txt"))
             problem = file_problem(xml)
             if problem is not None:  # a FIFO is named, never opened
                 what = "does not exist" if problem == "missing" else f"is {problem}, not a regular file"
