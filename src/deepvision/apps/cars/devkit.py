@@ -199,6 +199,12 @@ def read_annotations(root: str | Path) -> tuple[list[str], list[str]]:
     if not root.is_dir():
         raise UserError(f"Stanford Cars root not found: {root}")
     allinone = root / "cars_annos.mat"
+    devkit = [root / "devkit" / "cars_meta.mat", root / "devkit" / "cars_train_annos.mat", root / "cars_train",
+              root / "cars_test"]
+    if allinone.exists() and all(p.exists() for p in devkit) and _test_annotations(root) is not None:
+        raise UserError(f"{root} holds two layouts of Stanford Cars: cars_annos.mat with car_ims/, and the devkit "
+                        f"(devkit/cars_meta.mat, its train and test annotations, cars_train/, cars_test/); move one "
+                        f"of them to a folder of its own and give the folder to read as --root")
     if allinone.exists():  # a FIFO or folder in its place is named as such by _loadmat, never opened
         mat = _loadmat(allinone)
         names = _class_names(mat, allinone)
