@@ -945,3 +945,23 @@ def test_voc_annotation_files_are_read_whatever_the_case_of_xml(tmp_path, run_cl
     code, _, err = run_cli("detection", "build", "voc", root, "--out", tmp_path / "built")
     assert code == 2 and len(err.strip().splitlines()) == 1 and not (tmp_path / "built").exists()
     assert f"{root / 'annotations'} holds photo_1.XML and photo_1.xml, two annotations of one photo" in err
+
+
+@pytest.mark.parametrize("where", ["annotation", "size", "part"])
+def test_a_voc_box_outside_an_object_is_refused(tmp_path, run_cli, where):
+    """A <bndbox> outside any <object> (directly under <annotation>, in <size>, in a <part> of no object) was
+    dropped without a word; one line names where it lies, nothing is written."""
+    root = _labelimg(tmp_path / "ds", n=2)
+    xml = root / "annotations" / "photo_0.xml"
+    box = "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox>"
+    text = xml.read_text()
+    text = {"annotation": text.replace("</annotation>", f"{box}</annotation>"),
+            "size": text.replace("</size>", f"{box}</size>"),
+            "part": text.replace("</annotation>", f"<part><name>head</name>{box}</part></annotation>")}[where]
+    xml.write_text(text)
+    before = _snapshot(root)
+    code, _, err = run_cli("detection", "build", "voc", root, "--out", tmp_path / "built")
+    assert code == 2 and err.count("\n") == 1, err
+    assert (f"{xml}: a <bndbox> lies in <{where}>; each <bndbox> belongs inside an <object> (with its <name>), "
+            f"one <object> per box") in err, err
+    assert _snapshot(root) == before and not (tmp_path / "built").exists()

@@ -102,6 +102,11 @@ def read_voc_xml(xml_path: Path, image_dirs: list[Path] | None = None, dataset_r
                           for k in ("xmin", "ymin", "xmax", "ymax"))
         difficult = parse_flag(only_text(obj, "difficult", where) or "0", f"{xml_path}, <difficult>")
         record.boxes.append(Box(x1 - 1, y1 - 1, x2, y2, name, difficult))
+    boxed = {id(e) for o in objects for e in (o, *o.iter("part"))}  # where a <bndbox> may lie
+    stray = next((e for e in root.iter() if id(e) not in boxed and e.find("bndbox") is not None), None)
+    if stray is not None:  # a box outside its <object> has no class: reading on would drop it without a word
+        raise UserError(f"{xml_path}: a <bndbox> lies in <{stray.tag}>; each <bndbox> belongs inside an <object> "
+                        f"(with its <name>), one <object> per box")
     return record
 
 
