@@ -965,3 +965,22 @@ def test_a_voc_box_outside_an_object_is_refused(tmp_path, run_cli, where):
     assert (f"{xml}: a <bndbox> lies in <{where}>; each <bndbox> belongs inside an <object> (with its <name>), "
             f"one <object> per box") in err, err
     assert _snapshot(root) == before and not (tmp_path / "built").exists()
+
+
+def test_voc_split_lists_are_read_whatever_the_case_of_imagesets_main(tmp_path, run_cli):
+    """Lists in imagesets/main/ were ignored and the splits drawn at random; two spellings are refused."""
+    root = _labelimg(tmp_path / "ds")
+    sets = root / "imagesets" / "main"
+    sets.mkdir(parents=True)
+    (sets / "train.txt").write_text("photo_0\nphoto_1\nphoto_2\n")
+    (sets / "val.txt").write_text("photo_3\n")
+    ann = read_annotations("voc", [str(root)])
+    assert {k: len(v) for k, v in ann.splits.items()} == {"train": 3, "val": 1}
+    other = root / "ImageSets" / "Main"
+    other.mkdir(parents=True)
+    (other / "train.txt").write_text("photo_0\n")
+    before = _snapshot(root)
+    code, _, err = run_cli("detection", "build", "voc", root, "--out", tmp_path / "built")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{root} holds split lists in 2 folders ({other}, {sets}); keep one ImageSets/Main folder" in err, err
+    assert _snapshot(root) == before and not (tmp_path / "built").exists()

@@ -143,6 +143,17 @@ def _voc_folders(root: Path) -> tuple[Path, Path]:
     return root, root
 
 
+def _image_sets(dataset_root: Path) -> Path:
+    """ImageSets/Main whatever its case (as the annotation folder is found); two spellings are refused:
+    reading one would draw the splits from the other's lists without a word."""
+    found = sorted(m for s in dataset_root.iterdir() if s.name.lower() == "imagesets" and s.is_dir()
+                   for m in s.iterdir() if m.name.lower() == "main" and m.is_dir())
+    if len(found) > 1:
+        raise UserError(f"{dataset_root} holds split lists in {len(found)} folders ({', '.join(map(str, found))}); "
+                        f"keep one ImageSets/Main folder")
+    return found[0] if found else dataset_root / "ImageSets" / "Main"
+
+
 def read_voc(root: str | Path, splits: list[str] | None = None, images_dir: str | Path | None = None
              ) -> Annotations:
     """A VOC year folder (Annotations/, JPEGImages/, ImageSets/Main/SPLIT.txt), a LabelImg-style
@@ -160,7 +171,7 @@ def read_voc(root: str | Path, splits: list[str] | None = None, images_dir: str 
         if not Path(images_dir).is_dir():
             raise UserError(f"--images: folder not found: {images_dir}")
         image_dirs = [Path(images_dir)]
-    sets = dataset_root / "ImageSets" / "Main"
+    sets = _image_sets(dataset_root)
     ids: dict[str, list[str]] = {}
     lists: dict[str, Path] = {}  # the ImageSets file of each split
     if sets.is_dir():
