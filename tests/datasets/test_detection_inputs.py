@@ -984,3 +984,29 @@ def test_voc_split_lists_are_read_whatever_the_case_of_imagesets_main(tmp_path, 
     assert code == 2 and err.count("\n") == 1, err
     assert f"{root} holds split lists in 2 folders ({other}, {sets}); keep one ImageSets/Main folder" in err, err
     assert _snapshot(root) == before and not (tmp_path / "built").exists()
+
+
+@pytest.mark.parametrize("extra", ["loose", "Train", "valid", "extra"])
+def test_a_yolo_classes_folder_refuses_photos_it_would_leave_out(tmp_path, run_cli, extra):
+    """Beside classes.txt, photos in images/ beside the split folders and split folders other than
+    train/val/test were left out without a word; one line names them and how to include them."""
+    root = tmp_path / "y"
+    (root / "classes.txt").parent.mkdir()
+    (root / "classes.txt").write_text("disc\n")
+    for stem in ("train/a", "val/b", "f" if extra == "loose" else f"{extra}/z"):
+        (root / "images" / stem).parent.mkdir(parents=True, exist_ok=True)
+        (root / "labels" / stem).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (40, 20)).save(root / "images" / f"{stem}.jpg")
+        (root / "labels" / f"{stem}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    before = _snapshot(root)
+    code, _, err = run_cli("detection", "build", "yolo", root, "--out", tmp_path / "built")
+    assert code == 2 and err.count("\n") == 1, err
+    images = root / "images"
+    if extra == "loose":
+        assert (f"{images} holds 1 photos beside its split folders that would be in no split (f.jpg); move them into "
+                f"a split folder (e.g. images/train/, their labels into labels/train/)") in err, err
+    else:
+        assert (f"{images} holds split folders {extra} that would be left out: beside classes.txt only images/train, "
+                f"images/val and images/test are read; rename them, or give a data YAML naming each split's folder "
+                f"(e.g. val: images/{extra})") in err, err
+    assert _snapshot(root) == before and not (tmp_path / "built").exists()
