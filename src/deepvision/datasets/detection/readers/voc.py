@@ -102,6 +102,11 @@ def read_voc_xml(xml_path: Path, image_dirs: list[Path] | None = None, dataset_r
                           for k in ("xmin", "ymin", "xmax", "ymax"))
         difficult = parse_flag(only_text(obj, "difficult", where) or "0", f"{xml_path}, <difficult>")
         record.boxes.append(Box(x1 - 1, y1 - 1, x2, y2, name, difficult))
+    boxed = {id(e) for o in objects for e in (o, *o.iter("part"))}  # where a <bndbox> may lie
+    stray = next((e for e in root.iter() if id(e) not in boxed and e.find("bndbox") is not None), None)
+    if stray is not None:  # a box outside its <object> has no class: reading on would drop it without a word
+        raise UserError(f"{xml_path}: a <bndbox> lies in <{stray.tag}>; each <bndbox> belongs inside an <object> "
+                        f"(with its <name>), one <object> per box")
     return record
 
 
@@ -138,6 +143,17 @@ def _voc_folders(root: Path) -> tuple[Path, Path]:
     return root, root
 
 
+def _image_sets(dataset_root: Path) -> Path:
+    """ImageSets/Main whatever its case (as the annotation folder is found); two spellings are refused:
+    reading one would draw the splits from the other's lists without a word."""
+    found = sorted(m for s in dataset_root.iterdir() if s.name.lower() == "imagesets" and s.is_dir()
+                   for m in s.iterdir() if m.name.lower() == "main" and m.is_dir())
+    if len(found) > 1:
+        raise UserError(f"{dataset_root} holds split lists in {len(found)} folders ({', '.join(map(str, found))}); "
+                        f"keep one ImageSets/Main folder")
+    return found[0] if found else dataset_root / "ImageSets" / "Main"
+
+
 def read_voc(root: str | Path, splits: list[str] | None = None, images_dir: str | Path | None = None
              ) -> Annotations:
     """A VOC year folder (Annotations/, JPEGImages/, ImageSets/Main/SPLIT.txt), a LabelImg-style
@@ -155,7 +171,7 @@ def read_voc(root: str | Path, splits: list[str] | None = None, images_dir: str 
         if not Path(images_dir).is_dir():
             raise UserError(f"--images: folder not found: {images_dir}")
         image_dirs = [Path(images_dir)]
-    sets = dataset_root / "ImageSets" / "Main"
+    sets = _image_sets(dataset_root)
     ids: dict[str, list[str]] = {}
     lists: dict[str, Path] = {}  # the ImageSets file of each split
     if sets.is_dir():
