@@ -338,6 +338,10 @@ class PendingFile:
         except OSError as exc:
             _remove_made(self.made)
             raise UserError(f"could not write {self.path}: {exc.strerror or exc}{hint}") from None
+        except BaseException:  # the stop held meanwhile, raised as the block ends: the new file goes with it
+            if hasattr(self, "tmp"):
+                self.discard()
+            raise
 
     def commit(self) -> None:
         try:
