@@ -51,6 +51,7 @@ def sigterm_raises(keep_ignored: bool = False) -> Iterator[None]:
         yield
     finally:
         for sig, old in saved.items():
+            # SIG_IGN: the interpreter's shutdown puts SIG_DFL in place of a Python handler, after atexit
             ignored = keep_ignored and stop_under_way() and sig in (signal.SIGINT, signal.SIGTERM)
             signal.signal(sig, signal.SIG_IGN if ignored else signal.SIG_DFL if old is None else old)
 

@@ -60,9 +60,10 @@ _stopping = threading.Event()
 def ignore_further_stops() -> None:
     """A stop (KeyboardInterrupt, Terminated) is being raised in the main thread: SIGINT and SIGTERM are ignored
     from now on, so that a second one (a double Ctrl+C, `timeout` signalling the group again) cannot cut its
-    cleanup short; handlers reinstalled meanwhile ask `stop_under_way`."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    cleanup short; handlers reinstalled meanwhile ask `stop_under_way`. A no-op handler, not SIG_IGN: a signal
+    already arrived but not yet handled would be reported as "ignored due to race condition"."""
+    signal.signal(signal.SIGINT, _ignore)
+    signal.signal(signal.SIGTERM, _ignore)
     _stopping.set()
 
 
@@ -85,4 +86,4 @@ def quiet_child_deaths() -> object:
 
 
 def _ignore(signum: int, frame: FrameType | None) -> None:
-    """SIGCHLD while a stop is under way."""
+    """SIGCHLD, SIGINT or SIGTERM while a stop is under way."""
