@@ -340,11 +340,7 @@ def _fit(trainer: Trainer, run: RunDir, dist: DistInfo) -> FitResult:
             raise StopRequested(signal.SIGTERM, trainer.start_epoch, str(run.path)) from None
         if dist.is_main:
             with contextlib.suppress(Exception):
-                if isinstance(chained_stop(exc), KeyboardInterrupt):  # a second Ctrl+C stops at once: a stop too
-                    done = trainer.history[-1].get("epoch", 0) if trainer.history else 0
-                    run.update_state(status="interrupted", epochs_done=max(trainer.start_epoch, done))
-                else:
-                    run.update_state(status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
+                run.update_state(status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
         raise
     if dist.is_main:
         run.update_state(status="finished")
