@@ -262,8 +262,9 @@ def test_a_stopped_dataset_leaves_no_half_written_folder(tmp_path, sig, made):
     src = tmp_path / "src"
     src.mkdir()
     rng = np.random.default_rng(0)
-    for i in range(400):
-        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(src / f"{i:03d}.png")
+    for i in range(400):  # photos large enough that the stop lands mid-run on a fast machine too
+        Image.fromarray(rng.integers(0, 256, (192, 192, 3), dtype=np.uint8)).save(src / f"{i:03d}.png",
+                                                                                   compress_level=1)
     out = tmp_path / "out"
     if made:  # an empty folder the user made is kept, and left empty
         out.mkdir()
