@@ -268,3 +268,26 @@ def test_a_torch_file_listing_a_member_twice_is_refused(tmp_path):
     with pytest.raises(UserError, match=f"last.pt is corrupt \\(it holds the member '{storage}' twice\\); retrain"):
         read_torch_file(path, "checkpoint", "retrain")
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("where", ["mkstemp", "replace"])
+def test_a_ctrl_c_while_a_file_is_created_or_renamed_leaves_no_hidden_file(tmp_path, monkeypatch, where):
+    """A stop that lands as the temporary file is made or renamed into place (a second Ctrl+C in training stops
+    at once) waits for that step: the file is whole or absent, never a stray `.NAME.*.tmp` beside it."""
+    import os
+    import signal
+    import tempfile
+
+    from deepvision import fileio
+
+    real = {"mkstemp": tempfile.mkstemp, "replace": os.replace}[where]
+
+    def interrupted(*args, **kwargs):
+        result = real(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(fileio.tempfile if where == "mkstemp" else fileio.os, where, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fileio.atomic_write_text(tmp_path / "run.json", "{}\n")
+    assert os.listdir(tmp_path) == ([] if where == "mkstemp" else ["run.json"])

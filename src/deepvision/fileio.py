@@ -329,24 +329,30 @@ class PendingFile:
         self.path, self.hint = Path(path), hint
         self.made = _missing_folders(self.path.parent) if parents else []
         try:
-            if self.made:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=suffix)
-            os.close(fd)
+            with stops_held():  # a stop (a second Ctrl+C stops at once) lands before or after: never a stray file
+                if self.made:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=suffix)
+                os.close(fd)
+                self.tmp = Path(name)
         except OSError as exc:
             _remove_made(self.made)
             raise UserError(f"could not write {self.path}: {exc.strerror or exc}{hint}") from None
-        self.tmp = Path(name)
+        except BaseException:  # the stop held meanwhile, raised as the block ends: the new file goes with it
+            if hasattr(self, "tmp"):
+                self.discard()
+            raise
 
     def commit(self) -> None:
         try:
-            with open(self.tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.chmod(self.tmp, file_mode())
-            os.replace(self.tmp, self.path)
+            with stops_held():  # the file is renamed into place, or left to discard(); a stop waits for either
+                with open(self.tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                os.chmod(self.tmp, file_mode())
+                os.replace(self.tmp, self.path)
+                self.made = []
         except OSError as exc:
             self.failed(exc)
-        self.made = []
 
     def discard(self) -> None:
         unlink_quietly(self.tmp)
@@ -367,12 +373,12 @@ def atomic_path(path: str | Path, suffix: str = ".tmp", hint: str = "", parents:
     pending = PendingFile(path, suffix, hint, parents)
     try:
         yield pending.tmp
+        pending.commit()  # inside: a stop landing just before it still discards the file
     except OSError as exc:
         pending.failed(exc)
     except BaseException:
         pending.discard()
         raise
-    pending.commit()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, parents: bool = False) -> None:

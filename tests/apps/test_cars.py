@@ -458,3 +458,48 @@ def test_a_stopped_fake_leaves_nothing_its_next_run_refuses(tmp_path, run_cli, m
         assert not (tmp_path / "new").exists()
     code, _, err = run_cli(*argv)
     assert code == 0 and (tmp_path / "new" / "cars" / "cars_annos.mat").is_file(), err
+
+
+def test_two_test_annotation_files_that_differ_are_refused(run_cli, fake, tmp_path):
+    """cars_test_annos_withlabels.mat in devkit/ and beside it: taking the first would be a guess, unless the
+    two hold the same bytes."""
+    import shutil
+
+    root = _devkit_layout(fake, tmp_path / "stanford")
+    devkit_test = root / "devkit" / "cars_test_annos_withlabels.mat"
+    shutil.copy(devkit_test, root / "cars_test_annos_withlabels.mat")
+    code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "same")
+    assert code == 0 and "train 64, val 13, test 13" in out, err
+    mat = scipy.io.loadmat(devkit_test)
+    for row in mat["annotations"][0]:
+        row["class"][0, 0] = int(row["class"][0, 0]) % 9 + 1
+    scipy.io.savemat(root / "cars_test_annos_withlabels.mat", {"annotations": mat["annotations"]})
+    before = sorted((p.relative_to(root), p.stat().st_mtime_ns) for p in root.rglob("*"))
+    code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "lists")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"deepvision cars lists: error: cars_test_annos_withlabels.mat is both in {root / 'devkit'} "
+                          f"and in {root}, and the two files differ; remove or move the wrong one"), err
+    assert not (tmp_path / "lists").exists()
+    assert sorted((p.relative_to(root), p.stat().st_mtime_ns) for p in root.rglob("*")) == before
+
+
+def test_the_all_in_one_and_the_devkit_layouts_together_are_refused(run_cli, fake, tmp_path):
+    """cars_annos.mat (+ car_ims/) beside a complete devkit layout: reading either without a word would be a
+    guess; a devkit without its test labels is no second layout."""
+    import shutil
+
+    root = _devkit_layout(fake, tmp_path / "stanford")
+    shutil.copy(fake / "cars_annos.mat", root / "cars_annos.mat")
+    shutil.copytree(fake / "car_ims", root / "car_ims")
+    before = sorted((p.relative_to(root), p.stat().st_mtime_ns) for p in root.rglob("*"))
+    code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "lists")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"deepvision cars lists: error: {root} holds two layouts of Stanford Cars: cars_annos.mat "
+                          f"with car_ims/, and the devkit (devkit/cars_meta.mat"), err
+    assert "give the folder to read as --root" in err
+    assert not (tmp_path / "lists").exists()
+    assert sorted((p.relative_to(root), p.stat().st_mtime_ns) for p in root.rglob("*")) == before
+    (root / "devkit" / "cars_test_annos_withlabels.mat").unlink()
+    code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "lists")
+    assert code == 0 and "train 64, val 13, test 13" in out, err
+    assert (tmp_path / "lists" / "train.lst").read_text().count("car_ims/") == 64

@@ -373,3 +373,23 @@ def test_a_stopped_fake_leaves_nothing_its_next_run_refuses(tmp_path, run_cli, m
         assert not (tmp_path / "new").exists()
     code, _, err = run_cli(*argv)
     assert code == 0 and (tmp_path / "new" / "bins" / "class_names.txt").is_file(), err
+
+
+def test_binaries_both_in_root_and_in_its_stl10_binary_are_refused(fake_bins, tmp_path, run_cli):
+    """Two sets of binaries: neither is read without a word; the message names both and how to choose."""
+    root = tmp_path / "bin"
+    (root / "stl10_binary").mkdir(parents=True)
+    for f in fake_bins.iterdir():
+        (root / f.name).write_bytes(f.read_bytes())
+        (root / "stl10_binary" / f.name).write_bytes(f.read_bytes())
+    before = sorted((p.relative_to(root), p.stat().st_mtime_ns) for p in root.rglob("*"))
+    code, out, err = run_cli("stl10", "build", "--root", root, "--out", tmp_path / "out", "--no-records")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"deepvision stl10 build: error: STL-10 binary files are both in {root} and in "
+                          f"{root / 'stl10_binary'}; give the folder that holds the ones to read as --root"), err
+    assert not (tmp_path / "out").exists()
+    assert sorted((p.relative_to(root), p.stat().st_mtime_ns) for p in root.rglob("*")) == before
+    assert binary.find_root(root / "stl10_binary") == root / "stl10_binary"
+    for f in fake_bins.iterdir():
+        (root / f.name).unlink()
+    assert binary.find_root(root) == root / "stl10_binary"

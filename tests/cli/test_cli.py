@@ -4,6 +4,7 @@ and one-line errors (exit code 2, no traceback) for bad input."""
 import json
 import os
 import shutil
+import signal
 import stat
 
 import numpy as np
@@ -700,3 +701,42 @@ def test_trainings_own_stop_raised_while_handling_ctrl_c_keeps_its_own_lines(tmp
     monkeypatch.setattr("deepvision.cli.main.check_environment", stopped)
     code, out, err = run_cli("recipes", "list")
     assert (code, out) == (130, "") and err.startswith("training stopped after 1 completed epoch; resume with:"), err
+
+
+def test_signals_while_a_ctrl_c_unwinds_change_nothing(tmp_path, run_cli, monkeypatch):
+    """A double Ctrl+C, or `timeout` signalling the process group again: once the stop is raised, further SIGINTs
+    and SIGTERMs are ignored while it unwinds; one line, exit 130, and the handlers are the caller's again."""
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    cleaned = []
+
+    def interrupted(*args, **kwargs):
+        try:
+            signal.raise_signal(signal.SIGINT)
+        finally:  # the command's cleanup, reached by more signals
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGTERM)
+            cleaned.append(True)
+
+    monkeypatch.setattr("deepvision.cli.main.check_environment", interrupted)
+    assert run_cli("recipes", "list") == (130, "", "interrupted\n")
+    assert cleaned == [True]
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_once_a_stop_is_raised_signals_stay_ignored_to_the_end_of_the_process(sig):
+    """The console script's rule: after the stop, through the interpreter's shutdown (atexit callbacks, torch's
+    among them), a late signal is ignored rather than raised as a traceback."""
+    from deepvision.cli.terminate import sigterm_raises
+    from deepvision.errors import Terminated
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(KeyboardInterrupt if sig == signal.SIGINT else Terminated), sigterm_raises(True):
+            signal.raise_signal(sig)
+        assert [signal.getsignal(s) for s in before] == [signal.SIG_IGN, signal.SIG_IGN]
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGTERM)
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)

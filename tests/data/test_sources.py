@@ -262,3 +262,25 @@ def test_folder_source_refuses_a_class_folder_linking_into_its_ancestry_or_a_cla
     os.symlink(tmp_path / "elsewhere" / "c", tmp_path / "data" / "train" / "c")  # a class kept elsewhere: fine
     bundle = load_data(build_config({"data": data}).data)
     assert bundle.classes == ["c", "horizontal", "vertical"] and len(bundle.train) == 6
+
+
+def test_folder_source_refuses_two_spellings_of_the_val_folder(tmp_path, run_cli):
+    """valid/ and validation/ both present: data.val=val could be either, so neither is taken silently."""
+    from tests.helpers import make_image_folder
+
+    for split, n in (("train", 3), ("valid", 1), ("validation", 2)):
+        make_image_folder(tmp_path / "data" / split, n_per_class=n, size=16)
+    data = {"source": "folder", "root": str(tmp_path / "data"), "train": "train", "val": "val", "test": None}
+    message = (f"{tmp_path / 'data'} holds both {tmp_path / 'data' / 'valid'} and {tmp_path / 'data' / 'validation'} "
+               f"for the split 'val'; name the one to read, e.g. --set data.val=valid")
+    with pytest.raises(UserError) as exc:
+        load_data(build_config({"data": data}).data)
+    assert str(exc.value) == message
+    (tmp_path / "c.yaml").write_text(f"data: {{source: folder, root: {tmp_path / 'data'}, train: train, "
+                                     f"val: val, test: null}}\n")
+    code, _, err = run_cli("data", "info", tmp_path / "c.yaml")
+    assert code == 2 and err.count("\n") == 1 and message in err
+    for name, count in (("valid", 2), ("validation", 4)):  # naming one folder reads it
+        assert len(load_data(build_config({"data": {**data, "val": name}}).data).val) == count
+    (tmp_path / "data" / "validation").rename(tmp_path / "validation")
+    assert len(load_data(build_config({"data": data}).data).val) == 2  # one spelling: it is the val split

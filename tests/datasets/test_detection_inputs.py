@@ -927,3 +927,86 @@ def test_an_imglab_label_holding_an_element_is_refused(tmp_path, run_cli):
     assert ("image a.jpg: <label> holds its value 'front' and an element <label>; a value holds only text: remove "
             "the element (or close <label> before it)") in err, err
     assert xml.read_bytes() == before and not (tmp_path / "o").exists()
+
+
+def test_voc_annotation_files_are_read_whatever_the_case_of_xml(tmp_path, run_cli):
+    root = _labelimg(tmp_path / "pets")
+    (root / "annotations" / "photo_1.xml").rename(root / "annotations" / "photo_1.XML")
+    (root / "annotations" / "photo_2.xml").rename(root / "annotations" / "photo_2.Xml")
+    for source in (root, root / "annotations"):
+        ann = read_annotations("voc", [str(source)])
+        assert sorted(Path(r.file).name for r in ann.splits["all"]) == [f"photo_{i}.jpg" for i in range(4)]
+    sets = root / "ImageSets" / "Main"
+    sets.mkdir(parents=True)
+    (sets / "train.txt").write_text("photo_0\nphoto_1\nphoto_2\nphoto_3\n")
+    assert len(read_annotations("voc", [str(root)]).splits["train"]) == 4
+    shutil.rmtree(sets.parent)
+    shutil.copy(root / "annotations" / "photo_1.XML", root / "annotations" / "photo_1.xml")
+    code, _, err = run_cli("detection", "build", "voc", root, "--out", tmp_path / "built")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not (tmp_path / "built").exists()
+    assert f"{root / 'annotations'} holds photo_1.XML and photo_1.xml, two annotations of one photo" in err
+
+
+@pytest.mark.parametrize("where", ["annotation", "size", "part"])
+def test_a_voc_box_outside_an_object_is_refused(tmp_path, run_cli, where):
+    """A <bndbox> outside any <object> (directly under <annotation>, in <size>, in a <part> of no object) was
+    dropped without a word; one line names where it lies, nothing is written."""
+    root = _labelimg(tmp_path / "ds", n=2)
+    xml = root / "annotations" / "photo_0.xml"
+    box = "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox>"
+    text = xml.read_text()
+    text = {"annotation": text.replace("</annotation>", f"{box}</annotation>"),
+            "size": text.replace("</size>", f"{box}</size>"),
+            "part": text.replace("</annotation>", f"<part><name>head</name>{box}</part></annotation>")}[where]
+    xml.write_text(text)
+    before = _snapshot(root)
+    code, _, err = run_cli("detection", "build", "voc", root, "--out", tmp_path / "built")
+    assert code == 2 and err.count("\n") == 1, err
+    assert (f"{xml}: a <bndbox> lies in <{where}>; each <bndbox> belongs inside an <object> (with its <name>), "
+            f"one <object> per box") in err, err
+    assert _snapshot(root) == before and not (tmp_path / "built").exists()
+
+
+def test_voc_split_lists_are_read_whatever_the_case_of_imagesets_main(tmp_path, run_cli):
+    """Lists in imagesets/main/ were ignored and the splits drawn at random; two spellings are refused."""
+    root = _labelimg(tmp_path / "ds")
+    sets = root / "imagesets" / "main"
+    sets.mkdir(parents=True)
+    (sets / "train.txt").write_text("photo_0\nphoto_1\nphoto_2\n")
+    (sets / "val.txt").write_text("photo_3\n")
+    ann = read_annotations("voc", [str(root)])
+    assert {k: len(v) for k, v in ann.splits.items()} == {"train": 3, "val": 1}
+    other = root / "ImageSets" / "Main"
+    other.mkdir(parents=True)
+    (other / "train.txt").write_text("photo_0\n")
+    before = _snapshot(root)
+    code, _, err = run_cli("detection", "build", "voc", root, "--out", tmp_path / "built")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{root} holds split lists in 2 folders ({other}, {sets}); keep one ImageSets/Main folder" in err, err
+    assert _snapshot(root) == before and not (tmp_path / "built").exists()
+
+
+@pytest.mark.parametrize("extra", ["loose", "Train", "valid", "extra"])
+def test_a_yolo_classes_folder_refuses_photos_it_would_leave_out(tmp_path, run_cli, extra):
+    """Beside classes.txt, photos in images/ beside the split folders and split folders other than
+    train/val/test were left out without a word; one line names them and how to include them."""
+    root = tmp_path / "y"
+    (root / "classes.txt").parent.mkdir()
+    (root / "classes.txt").write_text("disc\n")
+    for stem in ("train/a", "val/b", "f" if extra == "loose" else f"{extra}/z"):
+        (root / "images" / stem).parent.mkdir(parents=True, exist_ok=True)
+        (root / "labels" / stem).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (40, 20)).save(root / "images" / f"{stem}.jpg")
+        (root / "labels" / f"{stem}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    before = _snapshot(root)
+    code, _, err = run_cli("detection", "build", "yolo", root, "--out", tmp_path / "built")
+    assert code == 2 and err.count("\n") == 1, err
+    images = root / "images"
+    if extra == "loose":
+        assert (f"{images} holds 1 photos beside its split folders that would be in no split (f.jpg); move them into "
+                f"a split folder (e.g. images/train/, their labels into labels/train/)") in err, err
+    else:
+        assert (f"{images} holds split folders {extra} that would be left out: beside classes.txt only images/train, "
+                f"images/val and images/test are read; rename them, or give a data YAML naming each split's folder "
+                f"(e.g. val: images/{extra})") in err, err
+    assert _snapshot(root) == before and not (tmp_path / "built").exists()

@@ -93,3 +93,26 @@ def test_detection_test_map_after_training_matches_evaluate(trained_detection_ru
         assert final["test_map"] is None
     assert json.loads(run.test_metrics_path.read_text()) == final
     assert math.isfinite(run.read_history()[0]["val_map50"])
+
+
+def test_a_named_test_split_with_test_fraction_is_refused_before_a_run_folder(tmp_path, run_cli):
+    """Training reads no test split it does not score: the carved part would replace data.test unnoticed,
+    and evaluating the run refuses the pair; so training refuses it first, as evaluate does."""
+    import yaml
+
+    from tests.helpers import make_image_folder
+
+    for split in ("train", "valid", "holdout"):
+        make_image_folder(tmp_path / "data" / split, n_per_class=4, size=16)
+    cfg = tiny_config(1, source="folder", root=str(tmp_path / "data"), train="train", val="valid", test="holdout",
+                      val_fraction=0.0, test_fraction=0.2, workers=0)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    message = ("data.test and data.test_fraction are both set; use one of them (data.test=holdout, "
+               "data.test_fraction=0.2; --set data.test_fraction=0 reads the split 'holdout')")
+    for test in ("auto", "off"):
+        code, _, err = run_cli("train", tmp_path / "c.yaml", "--out", tmp_path / "runs", "--set", f"train.test={test}")
+        assert code == 2 and err.strip().splitlines() == [f"deepvision train: error: {message}"]
+        assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    with pytest.raises(UserError, match=r"^data\.test and data\.test_fraction are both set"):
+        train(cfg, out=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

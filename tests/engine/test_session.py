@@ -41,3 +41,35 @@ def test_a_sigterm_turned_into_an_import_error_stops_training_as_sigterm(tmp_pat
     else:
         assert err.startswith("training stopped before any epoch completed; start it again with:"), err
         assert json.loads((tmp_path / "runs" / "r" / "run.json").read_text())["status"] == "interrupted"
+
+
+def _second_ctrl_c_in_training(self, *args, **kwargs):
+    """A double Ctrl+C in training (the second stops at once), then more signals while the stop unwinds (a
+    third press, `timeout` signalling the process group again)."""
+    import signal
+
+    from deepvision.engine.signals import GracefulStop
+
+    try:
+        with GracefulStop():
+            signal.raise_signal(signal.SIGINT)  # the first asks for a stop after the batch
+            signal.raise_signal(signal.SIGINT)  # the second raises KeyboardInterrupt at once
+    finally:
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGTERM)
+
+
+def test_a_run_stopped_at_once_by_a_second_ctrl_c_is_interrupted_not_failed(tmp_path, run_cli, monkeypatch):
+    """The stop's one line and exit code, the run marked interrupted, no hidden partial file; signals arriving
+    while it unwinds change nothing."""
+    from deepvision.engine import session
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(1, workers=0)))
+    monkeypatch.setattr(session.Trainer, "fit", _second_ctrl_c_in_training)
+    code, _, err = run_cli("train", cfg, "--out", tmp_path / "runs", "--name", "r")
+    assert (code, err) == (130, "interrupted\n")
+    run = tmp_path / "runs" / "r"
+    state = json.loads((run / "run.json").read_text())
+    assert state["status"] == "interrupted" and "error" not in state, state
+    assert [p.name for p in run.rglob(".*")] == []

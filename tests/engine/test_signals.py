@@ -147,3 +147,23 @@ def test_sigterm_before_fit_installs_its_handler_marks_the_run_interrupted(tmp_p
     code, _, err = run_cli("train", path, "--out", tmp_path / "runs", "--name", "x")
     assert code == 143 and err.startswith("training stopped before any epoch completed; start it again with:"), err
     assert RunDir(tmp_path / "runs" / "x").read_state()["status"] == "interrupted"
+
+
+def test_a_second_ctrl_c_stops_at_once_and_later_signals_are_ignored_while_it_unwinds():
+    """The second Ctrl+C raises KeyboardInterrupt; a third, or a SIGTERM from `timeout`, cannot cut its cleanup
+    short; on leaving, the caller's handlers are back."""
+    from deepvision.engine.signals import GracefulStop
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    cleaned = False
+    with GracefulStop() as stop:
+        signal.raise_signal(signal.SIGINT)
+        assert stop.requested
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGTERM)
+            cleaned = True
+    assert cleaned
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

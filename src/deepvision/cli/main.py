@@ -271,10 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     from deepvision.cli.terminate import sigterm_raises
     from deepvision.errors import Terminated
 
+    ends_process = argv is None  # the console script: once stopped, further signals stay ignored to the end
     argv = list(sys.argv[1:] if argv is None else argv)
     args = None
     try:
-        with sigterm_raises():
+        with sigterm_raises(keep_ignored=ends_process):
             parser = build_parser()
             args = parser.parse_args(argv)
             args.argv = argv  # what a launcher (--nproc-per-node) hands to its workers

@@ -10,38 +10,50 @@ import signal
 import threading
 from collections.abc import Iterator
 
-from deepvision.engine.signals import quiet_child_deaths
+from deepvision.engine.signals import ignore_further_stops, quiet_child_deaths, stop_under_way, stops_reset
 from deepvision.errors import Terminated, chained_stop
 
 __all__ = ["Terminated", "sigterm_raises", "sigterm_says"]
 
 
 @contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into a `Terminated` exception in the main thread for the duration. A process forked
-    meanwhile (a pool's or a data loader's worker) inherits the handler: there SIGTERM ends it quietly,
-    as by default, and its parent does the cleanup."""
+def sigterm_raises(keep_ignored: bool = False) -> Iterator[None]:
+    """Turn SIGTERM into a `Terminated` exception and Ctrl+C into KeyboardInterrupt in the main thread for the
+    duration. Once one is raised, further SIGINTs and SIGTERMs are ignored while it unwinds (a double Ctrl+C,
+    or `timeout` signalling the process group again, would otherwise cut its cleanup short), and with
+    `keep_ignored` (the process ends with the command) also afterwards, through the interpreter's shutdown.
+    A process forked meanwhile (a pool's or a data loader's worker) inherits the handlers: there a signal
+    acts as by default, and its parent does the cleanup."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     pid = os.getpid()
     saved: dict[int, object] = {}
+    stops_reset()
 
     def handler(signum: int, frame: object) -> None:
         if os.getpid() != pid:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
             return
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
-        saved[signal.SIGCHLD] = quiet_child_deaths()
-        raise Terminated
+        if stop_under_way():  # training's own stop, or a stop raised before, unwinds: this one changes nothing
+            return
+        ignore_further_stops()
+        saved.setdefault(signal.SIGCHLD, quiet_child_deaths())
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
     saved[signal.SIGTERM] = signal.signal(signal.SIGTERM, handler)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # started ignoring Ctrl+C (nohup, &): it stays so
+        saved[signal.SIGINT] = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
         for sig, old in saved.items():
-            signal.signal(sig, old)
+            # SIG_IGN: the interpreter's shutdown puts SIG_DFL in place of a Python handler, after atexit
+            ignored = keep_ignored and stop_under_way() and sig in (signal.SIGINT, signal.SIGTERM)
+            signal.signal(sig, signal.SIG_IGN if ignored else signal.SIG_DFL if old is None else old)
 
 
 @contextlib.contextmanager

@@ -110,7 +110,7 @@ class DataConfig:
     val: str | None = None  # None: carve val_fraction out of train
     test: str | None = "test"
     val_fraction: float = 0.0
-    test_fraction: float = 0.0  # carve a test split out of train too (when the source has none)
+    test_fraction: float = 0.0  # carve a test split out of train (when the source has none); never with a named test
     split_seed: int = 42
     max_samples: int | None = None  # keep only the first N samples of each split (smoke runs)
     batch_size: int = 64  # per device

@@ -181,8 +181,7 @@ def inverse_affine(angle: float, shear: float, zoom: tuple[float, float] = (1.0,
                    ) -> tuple[float, float, float, float]:
     """Inverse (output -> input) 2x2 matrix of: rotate `angle` degrees counter-clockwise, then
     shear x by `shear`, in pixel coordinates with y pointing down; `zoom` (zx, zy) then scales the
-    output coordinates before that map, as Keras' zoom_range does (a zoom above 1 shows more of the
-    image, smaller)."""
+    output coordinates before that map, as Keras' zoom_range does (a zoom above 1 shows more of the image, smaller)."""
     rad = math.radians(angle)
     cos, sin = math.cos(rad), math.sin(rad)
     # forward M = [[1, shear], [0, 1]] @ [[cos, sin], [-sin, cos]]

@@ -168,7 +168,7 @@ VAL_FOLDERS = ("val", "valid", "validation")  # the names image-folder datasets 
 def split_folder(root: Path, name: str) -> Path:
     """The folder of split `name`: `root/name`, root itself for '.' or 'all', and the layouts datasets come
     in: `train` is root itself when root holds only class folders (no `train/`), `val` may be spelled
-    `valid` or `validation`."""
+    `valid` or `validation` (two of them present are refused: name the one to read)."""
     if name in (".", "all"):
         return root
     folder = root / name
@@ -176,9 +176,11 @@ def split_folder(root: Path, name: str) -> Path:
         return folder
     if name == "train" and not any((root / other).is_dir() for other in (*VAL_FOLDERS, "test")):
         return root
-    if name == "val":
-        return next((root / alias for alias in VAL_FOLDERS if (root / alias).is_dir()), folder)
-    return folder
+    found = [root / alias for alias in VAL_FOLDERS if name == "val" and (root / alias).is_dir()]
+    if len(found) > 1:  # taking the first would leave the other out without a word
+        raise UserError(f"{root} holds both {found[0]} and {found[1]} for the split 'val'; name the one to read, "
+                        f"e.g. --set data.val={found[0].name}")
+    return found[0] if found else folder
 
 
 @register_source("folder", options=())

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepvision.config.schema import Config
+from deepvision.config.schema import Config, DataConfig
 from deepvision.data.preprocess import Preprocess
 from deepvision.data.source_registry import resolve_path
 from deepvision.engine.tasks import Task, TaskData, get_task
@@ -59,6 +59,16 @@ def refuse_output_in_data(cfg: Config, out: str | Path) -> None:
         folder = resolve_path(cfg.data.root, name) if isinstance(name, str) and name else None
         if folder is not None and folder.is_dir():
             refuse_output_inside(out, folder, "the data folder")
+
+
+def refuse_named_test_with_fraction(cfg: Config) -> None:
+    """Refuse a named test split together with data.test_fraction, as evaluating the run would: training
+    reads no test split when it is not scored, so the carved part would replace the named one unnoticed."""
+    d = cfg.data
+    if d.test and d.test != DataConfig().test and d.test_fraction > 0:
+        raise UserError(f"data.test and data.test_fraction are both set; use one of them (data.test={d.test}, "
+                        f"data.test_fraction={d.test_fraction:g}; --set data.test_fraction=0 reads the split "
+                        f"'{d.test}')")
 
 
 def resolve_run(cfg: Config, *, roles: tuple[str, ...] = ("train", "val"), world: int = 1) -> ResolvedRun:

@@ -21,7 +21,7 @@ from deepvision.config.names import check_source_options
 from deepvision.config.profile import reset_optimizer_on_resume
 from deepvision.config.schema import Config
 from deepvision.engine.distributed import DistInfo, init_distributed, on_main, shutdown_distributed
-from deepvision.engine.resolve import refuse_output_in_data, resolve_run
+from deepvision.engine.resolve import refuse_named_test_with_fraction, refuse_output_in_data, resolve_run
 from deepvision.engine.signals import StopRequested
 from deepvision.engine.trainer import FitResult, Trainer
 from deepvision.errors import Terminated, UserError, chained_stop
@@ -47,6 +47,7 @@ def train_run(cfg: Config, overrides: list[str] | None, out: str | Path) -> FitR
     (`--max-restarts`), continue the run the job's first attempt created instead."""
     refuse_output_in_data(cfg, out)  # the new run would be listed as data (a class, its plots as images)
     check_source_options(cfg.data)  # a misspelt data option; earlier runs' stored configs are not held to it
+    refuse_named_test_with_fraction(cfg)
     dist, device = init_distributed(cfg.train.device)
     lock: list[RunLock] = []
     made: list[Path] = []  # the run directory this call created, removed again when it is stopped before training
@@ -339,7 +340,11 @@ def _fit(trainer: Trainer, run: RunDir, dist: DistInfo) -> FitResult:
             raise StopRequested(signal.SIGTERM, trainer.start_epoch, str(run.path)) from None
         if dist.is_main:
             with contextlib.suppress(Exception):
-                run.update_state(status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
+                if isinstance(chained_stop(exc), KeyboardInterrupt):  # a second Ctrl+C stops at once: a stop too
+                    done = trainer.history[-1].get("epoch", 0) if trainer.history else 0
+                    run.update_state(status="interrupted", epochs_done=max(trainer.start_epoch, done))
+                else:
+                    run.update_state(status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
         raise
     if dist.is_main:
         run.update_state(status="finished")

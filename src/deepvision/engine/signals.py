@@ -34,6 +34,7 @@ class GracefulStop:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None and signum == signal.SIGINT:
+            ignore_further_stops()
             raise KeyboardInterrupt  # second Ctrl+C: stop now
         self.signum = signum
         if signal.SIGCHLD not in self._old:
@@ -46,9 +47,34 @@ class GracefulStop:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.requested and exc[0] is not None:  # the stop unwinds: the CLI's handlers leave further signals be
+            _stopping.set()
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
         self._old.clear()
+
+
+_stopping = threading.Event()
+
+
+def ignore_further_stops() -> None:
+    """A stop (KeyboardInterrupt, Terminated) is being raised in the main thread: SIGINT and SIGTERM are ignored
+    from now on, so that a second one (a double Ctrl+C, `timeout` signalling the group again) cannot cut its
+    cleanup short; handlers reinstalled meanwhile ask `stop_under_way`. A no-op handler, not SIG_IGN: a signal
+    already arrived but not yet handled would be reported as "ignored due to race condition"."""
+    signal.signal(signal.SIGINT, _ignore)
+    signal.signal(signal.SIGTERM, _ignore)
+    _stopping.set()
+
+
+def stop_under_way() -> bool:
+    """Whether a stop was raised (or training's graceful stop unwinds) since `stops_reset`."""
+    return _stopping.is_set()
+
+
+def stops_reset() -> None:
+    """A new command starts: no stop is under way."""
+    _stopping.clear()
 
 
 def quiet_child_deaths() -> object:
@@ -60,4 +86,4 @@ def quiet_child_deaths() -> object:
 
 
 def _ignore(signum: int, frame: FrameType | None) -> None:
-    """SIGCHLD while a stop is under way."""
+    """SIGCHLD, SIGINT or SIGTERM while a stop is under way."""

@@ -24,6 +24,7 @@ ImageNet constants R 123.68, G 116.779, B 103.939.
 from __future__ import annotations
 
 import csv
+import filecmp
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -32,10 +33,10 @@ import numpy as np
 
 from deepvision.data.lst import ListEntry
 from deepvision.data.splits import stratified_split
-from deepvision.datasets.detection.readers.common import inside
+from deepvision.datasets.detection.readers.common import file_problem, inside
 from deepvision.datasets.listing import LISTS_MARKER, write_split_lists
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, file_id
+from deepvision.fileio import atomic_write_text, file_id, same_file
 from deepvision.placement import refuse_output_over_inputs
 from deepvision.safeload import check_class_names, check_mat_file, csv_rows, first_repeat, printable, read_text_file
 
@@ -180,12 +181,30 @@ def _refuse_repeats(paths: list[str], source: Path, what: str, seen: dict[object
                         f"could be trained on and tested on; remove one of them")
 
 
+def _test_annotations(root: Path) -> Path | None:
+    """devkit/cars_test_annos_withlabels.mat or the one beside devkit/ (where the file is published); one
+    in each place is refused unless the two are byte-identical: taking the first would be a guess."""
+    found = [p for p in (root / "devkit" / "cars_test_annos_withlabels.mat", root / "cars_test_annos_withlabels.mat")
+             if p.exists()]
+    if len(found) == 2 and not same_file(*found) and not (
+            file_problem(found[0]) is None is file_problem(found[1]) and filecmp.cmp(*found, shallow=False)):
+        raise UserError(f"cars_test_annos_withlabels.mat is both in {found[0].parent} and in {root}, and the two "
+                        f"files differ; remove or move the wrong one")
+    return found[0] if found else None
+
+
 def read_annotations(root: str | Path) -> tuple[list[str], list[str]]:
     """(image paths relative to root, class names) for every annotated image."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"Stanford Cars root not found: {root}")
     allinone = root / "cars_annos.mat"
+    devkit = [root / "devkit" / "cars_meta.mat", root / "devkit" / "cars_train_annos.mat", root / "cars_train",
+              root / "cars_test"]
+    if allinone.exists() and all(p.exists() for p in devkit) and _test_annotations(root) is not None:
+        raise UserError(f"{root} holds two layouts of Stanford Cars: cars_annos.mat with car_ims/, and the devkit "
+                        f"(devkit/cars_meta.mat, its train and test annotations, cars_train/, cars_test/); move one "
+                        f"of them to a folder of its own and give the folder to read as --root")
     if allinone.exists():  # a FIFO or folder in its place is named as such by _loadmat, never opened
         mat = _loadmat(allinone)
         names = _class_names(mat, allinone)
@@ -198,8 +217,7 @@ def read_annotations(root: str | Path) -> tuple[list[str], list[str]]:
                         f"at the Stanford Cars folder")
     names = _class_names(_loadmat(meta), meta)
     train = root / "devkit" / "cars_train_annos.mat"
-    test = next((p for p in (root / "devkit" / "cars_test_annos_withlabels.mat",
-                             root / "cars_test_annos_withlabels.mat") if p.exists()), None)
+    test = _test_annotations(root)
     out_paths, out_names = [], []
     seen: dict[object, tuple[Path, int, str]] = {}  # across both files: a test image linked to a training one
     for mat_path, folder in ((train, "cars_train"), (test, "cars_test")):

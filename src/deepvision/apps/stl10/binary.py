@@ -36,11 +36,16 @@ FILE_MD5 = {  # the members extracted from the archive (the unlabelled 2.7 GB fi
 
 
 def find_root(root: str | Path) -> Path:
-    """The folder holding train_X.bin...: `root` itself or its `stl10_binary/` (the archive's folder)."""
+    """The folder holding train_X.bin...: `root` itself or its `stl10_binary/` (the archive's folder); binary
+    files in both are refused rather than one set read without a word."""
     root = Path(root)
-    for folder in (root, root / "stl10_binary"):
-        if (folder / "train_X.bin").is_file() or (folder / "test_X.bin").is_file():
-            return folder
+    found = [folder for folder in (root, root / "stl10_binary")
+             if any((folder / f"{split}_{part}.bin").exists() for split in SPLITS for part in "Xy")]
+    if len(found) == 2 and not found[0].samefile(found[1]):
+        raise UserError(f"STL-10 binary files are both in {root} and in {found[1]}; give the folder that holds the "
+                        f"ones to read as --root (`--root {shell_word(found[1])}` for the archive's folder)")
+    if found:
+        return found[0]
     if not root.is_dir():
         word = shell_word(root)
         raise UserError(f"STL-10 folder not found: {root} (download it with `deepvision stl10 download --root "

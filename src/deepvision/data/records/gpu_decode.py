@@ -131,8 +131,7 @@ class BatchJpegDecoder:
         th, tw = self.spec.size
         c = self.spec.channels
         cl = torch.channels_last if self.spec.channels_last else torch.contiguous_format
-        out = torch.empty((len(images), c, th, tw), dtype=torch.uint8, device=self.device).contiguous(
-            memory_format=cl)
+        out = torch.empty((len(images), c, th, tw), dtype=torch.uint8, device=self.device).contiguous(memory_format=cl)
         groups: dict[tuple[int, int], list[int]] = {}
         for k, img in enumerate(images):
             if plans[k].box is None and (img.shape[-2] < th or img.shape[-1] < tw):  # smaller than the output

@@ -102,7 +102,24 @@ def read_voc_xml(xml_path: Path, image_dirs: list[Path] | None = None, dataset_r
                           for k in ("xmin", "ymin", "xmax", "ymax"))
         difficult = parse_flag(only_text(obj, "difficult", where) or "0", f"{xml_path}, <difficult>")
         record.boxes.append(Box(x1 - 1, y1 - 1, x2, y2, name, difficult))
+    boxed = {id(e) for o in objects for e in (o, *o.iter("part"))}  # where a <bndbox> may lie
+    stray = next((e for e in root.iter() if id(e) not in boxed and e.find("bndbox") is not None), None)
+    if stray is not None:  # a box outside its <object> has no class: reading on would drop it without a word
+        raise UserError(f"{xml_path}: a <bndbox> lies in <{stray.tag}>; each <bndbox> belongs inside an <object> "
+                        f"(with its <name>), one <object> per box")
     return record
+
+
+def _xml_files(folder: Path) -> dict[str, Path]:
+    """The annotation files of a folder by stem, whatever the case of `.xml` (as photos' extensions are
+    matched); a stem with two spellings (a.xml and a.XML) is refused: either would hide the other."""
+    files: dict[str, Path] = {}
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() == ".xml"):
+        if path.stem in files:
+            raise UserError(f"{folder} holds {files[path.stem].name} and {path.name}, two annotations of one photo; "
+                            f"keep one of them")
+        files[path.stem] = path
+    return files
 
 
 def _voc_folders(root: Path) -> tuple[Path, Path]:
@@ -112,7 +129,7 @@ def _voc_folders(root: Path) -> tuple[Path, Path]:
     reading one would leave the other out without a word."""
     found: list[Path] = []
     for d in (root, *(root / name / sub for name in ANNOTATION_DIRS for sub in ("", "xmls"))):
-        if d.is_dir() and any(d.glob("*.xml")) and not any(d.samefile(f) for f in found):  # Annotations = annotations
+        if d.is_dir() and _xml_files(d) and not any(d.samefile(f) for f in found):  # Annotations = annotations
             found.append(d)
     if len(found) > 1:
         raise UserError(f"{root} holds XML annotations in {len(found)} folders ({', '.join(str(d) for d in found)}); "
@@ -124,6 +141,17 @@ def _voc_folders(root: Path) -> tuple[Path, Path]:
     if root.name.lower() in {n.lower() for n in ANNOTATION_DIRS}:
         return root, root.parent
     return root, root
+
+
+def _image_sets(dataset_root: Path) -> Path:
+    """ImageSets/Main whatever its case (as the annotation folder is found); two spellings are refused:
+    reading one would draw the splits from the other's lists without a word."""
+    found = sorted(m for s in dataset_root.iterdir() if s.name.lower() == "imagesets" and s.is_dir()
+                   for m in s.iterdir() if m.name.lower() == "main" and m.is_dir())
+    if len(found) > 1:
+        raise UserError(f"{dataset_root} holds split lists in {len(found)} folders ({', '.join(map(str, found))}); "
+                        f"keep one ImageSets/Main folder")
+    return found[0] if found else dataset_root / "ImageSets" / "Main"
 
 
 def read_voc(root: str | Path, splits: list[str] | None = None, images_dir: str | Path | None = None
@@ -143,7 +171,7 @@ def read_voc(root: str | Path, splits: list[str] | None = None, images_dir: str 
         if not Path(images_dir).is_dir():
             raise UserError(f"--images: folder not found: {images_dir}")
         image_dirs = [Path(images_dir)]
-    sets = dataset_root / "ImageSets" / "Main"
+    sets = _image_sets(dataset_root)
     ids: dict[str, list[str]] = {}
     lists: dict[str, Path] = {}  # the ImageSets file of each split
     if sets.is_dir():
@@ -157,17 +185,17 @@ def read_voc(root: str | Path, splits: list[str] | None = None, images_dir: str 
             listed = read_text_file(available[name], "VOC split list").split()
             split = "train" if name == "trainval" and not splits else name
             ids[split], lists[split] = listed, available[name]
+    xmls = _xml_files(ann_dir)
     if not ids:
-        xmls = sorted(ann_dir.glob("*.xml"))
         if not xmls:
             raise UserError(f"no VOC annotations in {root}: expected Annotations/*.xml, annotations/*.xml or "
                             f"*.xml files")
-        ids["all"] = [p.stem for p in xmls]
+        ids["all"] = list(xmls)
     out: dict[str, list[ImageRecord]] = {}
     for split, stems in ids.items():
         records = []
         for stem in stems:
-            xml = inside(ann_dir, f"{stem}.xml", str(sets / f"{split}.txt"))
+            xml = xmls.get(stem) or inside(ann_dir, f"{stem}.xml", str(sets / f"{split}.txt"))
             problem = file_problem(xml)
             if problem is not None:  # a FIFO is named, never opened
                 what = "does not exist" if problem == "missing" else f"is {problem}, not a regular file"

@@ -183,6 +183,21 @@ def yolo_label_path(image: Path) -> Path:
     return image.with_suffix(".txt")
 
 
+def _check_split_folders(images: Path, split_dirs: list[str]) -> None:
+    """Beside classes.txt only images/train, val and test are read: refuse what would be left out without a word
+    (another split folder, photos lying in images/ beside the split folders)."""
+    if other := [d for d in split_dirs if d not in ("train", "val", "test")]:
+        raise UserError(f"{images} holds split folders {', '.join(other)} that would be left out: beside classes.txt "
+                        f"only images/train, images/val and images/test are read; rename them, or give a data YAML "
+                        f"naming each split's folder (e.g. val: images/{other[0]})")
+    loose = sorted(p.name for p in images.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS) \
+        if split_dirs else []
+    if loose:
+        raise UserError(f"{images} holds {len(loose)} photos beside its split folders that would be in no split "
+                        f"({', '.join(loose[:3])}{', ...' if len(loose) > 3 else ''}); move them into a split folder "
+                        f"(e.g. images/{split_dirs[0]}/, their labels into labels/{split_dirs[0]}/)")
+
+
 def read_yolo(source: str | Path) -> Annotations:
     """A YOLO dataset: an Ultralytics data YAML (path, train, val, test, names), or a folder holding one,
     or a folder with images/SPLIT/ and labels/SPLIT/ plus classes.txt. Label lines are
@@ -203,6 +218,7 @@ def read_yolo(source: str | Path) -> Annotations:
             raise UserError(f"{source}: a YOLO folder needs data.yaml or classes.txt with the class names")
         split_dirs = [d.name for d in sorted((source / "images").iterdir()) if d.is_dir()] \
             if (source / "images").is_dir() else []
+        _check_split_folders(source / "images", split_dirs)
         spec = {"path": ".", "names": _class_lines(classes_txt)}
         spec.update({s: f"images/{s}" for s in split_dirs} or {"all": "images" if (source / "images").is_dir()
                                                                 else "."})
