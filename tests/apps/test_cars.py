@@ -471,8 +471,8 @@ def test_two_test_annotation_files_that_differ_are_refused(run_cli, fake, tmp_pa
     code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "same")
     assert code == 0 and "train 64, val 13, test 13" in out, err
     mat = scipy.io.loadmat(devkit_test)
-    for row in mat["annotations"][0]:
-        row["class"][0, 0] = int(row["class"][0, 0]) % 9 + 1
+    for row in mat["annotations"][0]:  # a new array each: SciPy's may share memory with Python's cached bytes
+        row["class"] = np.array([[int(row["class"][0, 0]) % 9 + 1]], dtype=np.uint8)
     scipy.io.savemat(root / "cars_test_annos_withlabels.mat", {"annotations": mat["annotations"]})
     before = sorted((p.relative_to(root), p.stat().st_mtime_ns) for p in root.rglob("*"))
     code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "lists")
