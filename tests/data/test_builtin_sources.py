@@ -63,9 +63,9 @@ def _lst_data(folder, train="perm.lst", val="ok.lst", **options):
 def test_the_labels_files_of_the_splits_and_the_labels_option_must_name_the_same_classes(lists):
     assert load_data(_lst_data(lists)).classes == ["a", "b", "c"]  # both find labels.txt
     (lists / "perm.labels.txt").write_text("b\na\nc\n")
-    with pytest.raises(UserError, match=rf"^{lists}/labels.txt \(found beside ok.lst\) names the classes a, b, c, but "
-                                        rf"{lists}/perm.labels.txt \(found beside perm.lst\) names b, a, c: one label "
-                                        rf"number would mean two classes; make the files agree$"):
+    with pytest.raises(UserError, match=rf"^{lists}/labels.txt \(found beside perm.lst\) names the classes a, b, c, "
+                                        rf"but {lists}/perm.labels.txt \(found beside perm.lst\) names b, a, c: one "
+                                        rf"label number would mean two classes; make the files agree$"):
         load_data(_lst_data(lists))
     with pytest.raises(UserError, match=rf"perm.labels.txt \(found beside perm.lst\) names the classes b, a, c, but "
                                         rf"{lists}/labels.txt \(given as the labels file\) names a, b, c"):
@@ -118,3 +118,50 @@ def test_the_lst_source_refuses_one_image_listed_under_a_link(tmp_path):
         "source": "lst", "root": str(tmp_path), "train": str(tmp_path / "l.lst"), "test": None, "channels": 1}})
     with pytest.raises(UserError, match=r"link\.png and .*0\.png are one file \(a link\): the lists of "):
         load_data(cfg.data, roles=("train",))
+
+
+def test_a_prefix_labels_file_and_a_labels_txt_beside_one_list_must_agree(lists):
+    """ok.labels.txt (im2rec's) was taken and a disagreeing labels.txt beside it ignored without a word."""
+    (lists / "ok.labels.txt").write_text("c\nb\na\n")
+    with pytest.raises(UserError, match=rf"^{lists}/labels.txt \(found beside ok.lst\) names the classes a, b, c, but "
+                                        rf"{lists}/ok.labels.txt \(found beside ok.lst\) names c, b, a: one label "):
+        load_data(_lst_data(lists, "ok.lst", "ok.lst"))
+    (lists / "ok.labels.txt").write_text("a\nb\nc\n")
+    assert load_data(_lst_data(lists, "ok.lst", "ok.lst")).classes == ["a", "b", "c"]
+
+
+def _h5(path, labels, names=None):
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f["images"] = np.zeros((len(labels), 8, 8), np.uint8)
+        f["labels"] = np.array(labels)
+        if names is not None:
+            f["label_names"] = np.array(names, dtype="S")
+
+
+def test_hdf5_splits_and_the_labels_option_must_name_the_same_classes(tmp_path):
+    """The first split's label_names were taken: a validation file naming the classes in another order was
+    scored as if they agreed, and data.options.labels was ignored beside label_names."""
+    _h5(tmp_path / "tr.h5", [0, 1, 2, 0], ["zero", "one", "two"])
+    _h5(tmp_path / "va.h5", [2, 1, 0], ["two", "one", "zero"])
+    _h5(tmp_path / "plain.h5", [0, 1, 2, 2])
+    (tmp_path / "names.txt").write_text("two\none\nzero\n")
+
+    def load(val, **options):
+        return load_data(build_config({"data": {"source": "hdf5", "root": str(tmp_path), "train": "tr.h5",
+                                                "val": val, "test": None, "options": options}}).data)
+
+    with pytest.raises(UserError, match=rf"^{tmp_path}/va.h5 \(its label_names\) names the classes two, one, zero, "
+                                        rf"but {tmp_path}/tr.h5 \(its label_names\) names zero, one, two: one label "):
+        load("va.h5")
+    with pytest.raises(UserError, match=rf"^{tmp_path}/tr.h5 \(its label_names\) names the classes zero, one, two, "
+                                        rf"but names.txt \(given as the labels file\) names two, one, zero: "):
+        load("plain.h5", labels="names.txt")
+    assert load("plain.h5").classes == ["zero", "one", "two"]  # a file without names agrees with any
+    _h5(tmp_path / "va.h5", [2, 1, 0], ["zero", "one", "two"])
+    assert load("va.h5").classes == ["zero", "one", "two"]
+    _h5(tmp_path / "tr.h5", [0, 1, 3], ["zero", "one", "two", "three"])
+    _h5(tmp_path / "va.h5", [0, 1], ["zero", "one"])
+    with pytest.raises(UserError, match="va.h5 \\(its label_names\\) names the classes zero, one, but "):
+        load("va.h5")

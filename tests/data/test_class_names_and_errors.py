@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from deepvision.config import build_config
-from deepvision.data.lst import find_labels_file
+from deepvision.data.lst import labels_files
 from deepvision.data.sources import load_data
 from tests.helpers import make_image_folder, tiny_config
 
@@ -36,9 +36,9 @@ def packed(tmp_path_factory):
 def test_im2rec_writes_the_class_names_beside_the_lists(packed):
     _, data, _ = packed
     assert (data / "set.labels.txt").read_text() == "horizontal\nvertical\n"
-    assert find_labels_file(data / "set_train.rec") == data / "set.labels.txt"
-    assert find_labels_file(data / "set_val.lst") == data / "set.labels.txt"
-    assert find_labels_file(data / "other.rec") is None
+    assert labels_files(data / "set_train.rec") == [data / "set.labels.txt"]
+    assert labels_files(data / "set_val.lst") == [data / "set.labels.txt"]
+    assert labels_files(data / "other.rec") == []
 
 
 @pytest.mark.parametrize(("source", "ext"), [("rec", ".rec"), ("lst", ".lst")])

@@ -272,7 +272,7 @@ def test_folder_source_refuses_two_spellings_of_the_val_folder(tmp_path, run_cli
         make_image_folder(tmp_path / "data" / split, n_per_class=n, size=16)
     data = {"source": "folder", "root": str(tmp_path / "data"), "train": "train", "val": "val", "test": None}
     message = (f"{tmp_path / 'data'} holds both {tmp_path / 'data' / 'valid'} and {tmp_path / 'data' / 'validation'} "
-               f"for the split 'val'; name the one to read, e.g. --set data.val=valid")
+               f"for the split 'val'; name the one to read as a path, e.g. ./valid")
     with pytest.raises(UserError) as exc:
         load_data(build_config({"data": data}).data)
     assert str(exc.value) == message
@@ -284,3 +284,25 @@ def test_folder_source_refuses_two_spellings_of_the_val_folder(tmp_path, run_cli
         assert len(load_data(build_config({"data": {**data, "val": name}}).data).val) == count
     (tmp_path / "data" / "validation").rename(tmp_path / "validation")
     assert len(load_data(build_config({"data": data}).data).val) == 2  # one spelling: it is the val split
+
+
+def test_folder_source_reads_a_split_folder_in_any_case_and_refuses_two_spellings(tmp_path):
+    """Test/ and Val/ were never read (no test split, val carved from train); test/ beside Test/ is refused,
+    and the one named as a path (./Test) is read as written."""
+    from tests.helpers import make_image_folder
+
+    for split, n in (("train", 3), ("Val", 1), ("Test", 2)):
+        make_image_folder(tmp_path / "data" / split, n_per_class=n, size=16)
+    data = {"source": "folder", "root": str(tmp_path / "data"), "train": "train", "val": "val", "test": "test"}
+    bundle = load_data(build_config({"data": data}).data)
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (6, 2, 4)
+    make_image_folder(tmp_path / "data" / "test", n_per_class=4, size=16)
+    with pytest.raises(UserError) as exc:
+        load_data(build_config({"data": data}).data)
+    assert str(exc.value) == (f"{tmp_path / 'data'} holds both {tmp_path / 'data' / 'Test'} and "
+                              f"{tmp_path / 'data' / 'test'} for the split 'test'; name the one to read as a path, "
+                              f"e.g. ./Test")
+    for name, count in (("./Test", 4), ("./test", 8)):
+        assert len(load_data(build_config({"data": {**data, "test": name}}).data).test) == count
+    (tmp_path / "data" / "train").rename(tmp_path / "data" / "TRAIN")
+    assert len(load_data(build_config({"data": {**data, "test": "./test"}}).data).train) == 6

@@ -27,12 +27,11 @@ from PIL import Image
 from deepvision import safeload
 from deepvision.config.schema import MAX_CLASSES, DataConfig
 from deepvision.data import mnist
-from deepvision.data.lst import find_labels_file, read_lst
+from deepvision.data.lst import labels_files, read_lst
 from deepvision.data.preprocess import open_image
 from deepvision.data.source_registry import RawData, register_source, resolve_path
 from deepvision.data.tensors import SubsetDataset, TensorSplit, to_tensor_split
 from deepvision.errors import UserError
-from deepvision.fileio import same_file
 from deepvision.safeload import IMAGE_EXTS, check_class_names, image_files, input_file, name_lines, printable
 
 
@@ -166,21 +165,20 @@ VAL_FOLDERS = ("val", "valid", "validation")  # the names image-folder datasets 
 
 
 def split_folder(root: Path, name: str) -> Path:
-    """The folder of split `name`: `root/name`, root itself for '.' or 'all', and the layouts datasets come
-    in: `train` is root itself when root holds only class folders (no `train/`), `val` may be spelled
-    `valid` or `validation` (two of them present are refused: name the one to read)."""
+    """The folder of split `name`: `root/name` in any case (`Test/`), root itself for '.' or 'all', and the
+    layouts datasets come in: `train` is root itself when root holds only class folders (no `train/`),
+    `val` may be spelled `valid` or `validation`. Two folders for one split are refused: name the one to
+    read as a path (`./Test`), which is taken as written."""
     if name in (".", "all"):
         return root
-    folder = root / name
-    if folder.is_dir():
-        return folder
-    if name == "train" and not any((root / other).is_dir() for other in (*VAL_FOLDERS, "test")):
+    subs = sorted(d for d in root.iterdir() if d.is_dir()) if name and "/" not in name and root.is_dir() else []
+    spelled = lambda split: [d for d in subs if d.name.casefold() in (VAL_FOLDERS if split == "val" else (split,))]
+    if len(found := spelled(name.casefold())) > 1:  # taking one would leave the other out without a word
+        raise UserError(f"{root} holds both {found[0]} and {found[1]} for the split {name!r}; name the one to read "
+                        f"as a path, e.g. ./{found[0].name}")
+    if name == "train" and not found and not (spelled("val") or spelled("test")):
         return root
-    found = [root / alias for alias in VAL_FOLDERS if name == "val" and (root / alias).is_dir()]
-    if len(found) > 1:  # taking the first would leave the other out without a word
-        raise UserError(f"{root} holds both {found[0]} and {found[1]} for the split 'val'; name the one to read, "
-                        f"e.g. --set data.val={found[0].name}")
-    return found[0] if found else folder
+    return found[0] if found else root / name
 
 
 @register_source("folder", options=())
@@ -284,23 +282,28 @@ def class_labels(values: np.ndarray, source: str | Path, what: str, ids: list[in
 
 
 def class_names_for(cfg: DataConfig, data_files: list[Path], count: int) -> list[str]:
-    """Class names of list/record data: `data.options.labels` and the labels file im2rec wrote beside each
-    split's file (see `lst.find_labels_file`), which must all name the same classes (else one label number
-    would mean one class in one split and another in the next); the label numbers when there is none."""
-    found = [(f, f" (found beside {d.name})") for d in data_files if (f := find_labels_file(d)) is not None]
+    """Class names of list/record data: `data.options.labels` and the labels files beside each split's file
+    (see `lst.labels_files`), which must all name the same classes; the label numbers when there is none."""
+    found = [(f, f"found beside {d.name}") for d in data_files for f in labels_files(d)]
     if cfg.options.get("labels"):
-        found.insert(0, (resolve_path(cfg.root, cfg.options["labels"]), " (given as the labels file)"))
+        found.insert(0, (resolve_path(cfg.root, cfg.options["labels"]), "given as the labels file"))
+    return agreed_names([(f"{f} ({where})", read_class_names(f, 0)) for f, where in found], count)
+
+
+def agreed_names(found: list[tuple[str, list[str]]], count: int) -> list[str]:
+    """The class names every one of `found` ((where from, names), the first taken) gives, '0'..'count-1'
+    when none: two disagreeing are refused (one label number would mean two classes), as are fewer names
+    than `count`, the labels' top + 1."""
     if not found:
         return read_class_names(None, count)
-    (first, where), names = found[0], read_class_names(found[0][0], 0)
-    for other, other_where in found[1:]:
-        if not same_file(first, other) and (theirs := read_class_names(other, 0)) != names:
-            shown = [", ".join(map(printable, n[:4])) + (", ..." if len(n) > 4 else "") for n in (names, theirs)]
-            raise UserError(f"{other}{other_where} names the classes {shown[1]}, but {first}{where} names "
-                            f"{shown[0]}: one label number would mean two classes; make the files agree")
+    (first, names), shown = found[0], lambda n: ", ".join(map(printable, n[:4])) + (", ..." if len(n) > 4 else "")
+    for where, theirs in found[1:]:
+        if theirs != names:
+            raise UserError(f"{where} names the classes {shown(theirs)}, but {first} names {shown(names)}: one "
+                            f"label number would mean two classes; make the files agree")
     if len(names) < count:
-        raise UserError(f"{first}{where} names {len(names)} classes but the labels go up to {count - 1}; fix it "
-                        f"or name another file in data.options.labels")
+        raise UserError(f"{first} names {len(names)} classes but the labels go up to {count - 1}; fix it or name "
+                        f"another file in data.options.labels")
     return names
 
 
@@ -356,17 +359,19 @@ def rec_source(cfg: DataConfig, wanted: list[str]) -> RawData:
 @register_source("hdf5", options=("labels", "data_key"))
 def hdf5_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     """HDF5 image files (e.g. FER2013 as the reference stores it); split names are file paths."""
-    from deepvision.data.hdf5 import read_hdf5_arrays
+    from deepvision.data.hdf5 import HDF5Dataset
 
     key = cfg.options.get("data_key")
     file_names, limit = class_limit(cfg)
-    splits, classes, size, channels = {}, None, None, 1
+    splits, size, channels = {}, None, 1
+    found = [] if file_names is None else [(f"{cfg.options['labels']} (given as the labels file)", file_names)]
     for name in wanted:
         path = resolve_path(cfg.root, name)
         if name == "test" and (path.is_dir() or not path.exists()):  # the default test split is optional
             continue
         input_file(path, "HDF5 file")
-        data, labels, names = read_hdf5_arrays(path, key)
+        data, labels = (ds := HDF5Dataset(path, key, in_memory=True)).data, ds.targets
+        found += [(f"{path} (its label_names)", ds.classes)] if ds.named else []
         if data.ndim not in (3, 4) or (data.ndim == 4 and data.shape[3] not in (1, 3)):
             raise UserError(f"{path}: the data is {data.shape}; an image source needs N x H x W or N x H x W x C "
                             f"(C = 1 or 3) images (feature files are for the classifier tools)")
@@ -384,14 +389,8 @@ def hdf5_source(cfg: DataConfig, wanted: list[str]) -> RawData:
             data = data[..., 0]
         channels = 1 if data.ndim == 3 else 3
         size = tuple(data.shape[1:3])
-        classes = classes or names
         if len(labels):
-            class_labels(labels, path, "row", None, limit if file_names else max(limit, len(classes or [])),
-                         file_names is not None)
+            class_labels(labels, path, "row", None, limit, file_names is not None)
         splits[name] = to_tensor_split(data, labels)
-    if classes is None:
-        classes = []
     top = max((int(s.labels.max()) for s in splits.values() if len(s)), default=-1)
-    if len(classes) <= top:
-        classes = file_names if file_names is not None else read_class_names(None, top + 1)
-    return RawData(splits, list(classes), channels, size)
+    return RawData(splits, agreed_names(found, top + 1), channels, size)

@@ -83,6 +83,7 @@ class HDF5Dataset(Dataset):
         if len(self.targets) and self.targets.min() < 0:
             raise UserError(f"{self.path}: 'labels' holds the negative class {int(self.targets.min())}; class ids "
                             f"start at 0")
+        self.named = names is not None  # else the classes are the label numbers
         if names is None:  # classes 0..max; a stray huge id must not become a list of a trillion names
             top = int(self.targets.max()) + 1 if len(self.targets) else 0
             if top > MAX_UNNAMED_CLASSES:

@@ -70,12 +70,12 @@ def labels_file_for(prefix: str | Path) -> Path:
     return Path(f"{prefix}.labels.txt")
 
 
-def find_labels_file(data_file: str | Path) -> Path | None:
-    """The class-names file beside a .lst/.rec written by im2rec: NAME.labels.txt for NAME.lst or NAME.rec,
-    or for a shorter prefix of NAME ('set' for set_train.rec, set_0_val.rec), else labels.txt in the
-    same folder (as `deepvision imagenet lists` writes it); None when there is none. Whatever is there
-    counts (a FIFO or a folder in its place is named by the reader, never passed over for the next)."""
+def labels_files(data_file: str | Path) -> list[Path]:
+    """The class-names files beside a .lst/.rec, most specific first: NAME.labels.txt for NAME.lst or
+    NAME.rec (as im2rec writes it), the same for a shorter prefix of NAME ('set' for set_train.rec,
+    set_0_val.rec), and labels.txt in the same folder (as `deepvision imagenet lists` writes it). Whatever
+    is there counts (a FIFO or a folder in its place is named by the reader, never passed over)."""
     path = Path(data_file)
     parts = path.stem.split("_")
     candidates = [labels_file_for(path.with_name("_".join(parts[:k]))) for k in range(len(parts), 0, -1)]
-    return next((c for c in [*candidates, path.with_name("labels.txt")] if os.path.lexists(c)), None)
+    return [c for c in [*candidates, path.with_name("labels.txt")] if os.path.lexists(c)]

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from deepvision.data.lst import ListEntry, find_labels_file, labels_file_for
+from deepvision.data.lst import ListEntry, labels_file_for, labels_files
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, open_regular_file, written_whole
 from deepvision.placement import require_own_folder
@@ -270,7 +270,7 @@ def _refuse_renaming_records(prefix: str | Path, names: str) -> None:
     except (FileNotFoundError, UserError):  # absent, or unreadable: nothing a record could read either
         return
     base = Path(prefix)
-    recs = sorted(r for r in base.parent.glob(f"{glob.escape(base.name)}*.rec") if find_labels_file(r) == labels)
+    recs = sorted(r for r in base.parent.glob(f"{glob.escape(base.name)}*.rec") if labels in labels_files(r))
     if recs:
         raise UserError(f"{recs[0]} was packed under the class names of {labels}; these lists name other classes, "
                         f"which would rename its records: remove {recs[0].name} and its .idx, or choose another "

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from deepvision.data.imageio import DecodeError, Decoder, decode_opencv, read_image_file
-from deepvision.data.lst import find_labels_file
+from deepvision.data.lst import labels_files
 from deepvision.data.mean_file import read_mean_rgb
 from deepvision.data.records.pipeline import forking_cv2
 from deepvision.data.records.record_file import RecordFile
@@ -105,7 +105,7 @@ def compute_mean(
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     t0 = time.perf_counter()
     sums, count, skipped = np.zeros(3), 0, []
-    companions = [p for p in [find_labels_file(source)] if p is not None]  # the class names training reads
+    companions = labels_files(source)  # the class names training reads
     if source.suffix == ".rec" or source.suffix == ".idx":
         if out is not None:
             refuse_output_over_inputs(out, [source.with_suffix(".rec"), source.with_suffix(".idx"), *companions])
