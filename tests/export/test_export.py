@@ -269,3 +269,22 @@ def test_sigterm_during_an_export_leaves_no_hidden_temporary_file(runs, run_cli,
         assert (code, err) == (143, "deepvision export: terminated (SIGTERM); unfinished files were removed\n"), err
         assert os.listdir(outs) == [] and not (run / "export").exists()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the caller's again
+
+
+def test_export_never_writes_through_a_link_planted_as_the_runs_export_folder(runs, run_cli, tmp_path):
+    """RUN/export -> a folder elsewhere: the default --out replaced an export lying outside the run."""
+    import shutil
+
+    _, zoo, _, images = runs
+    run = tmp_path / "run"
+    shutil.copytree(zoo, run)
+    shutil.rmtree(run / "export", ignore_errors=True)  # an earlier test's export of the shared run
+    (tmp_path / "outside").mkdir()
+    (run / "export").symlink_to(tmp_path / "outside")
+    code, out, err = run_cli("export", run, "--images", *images[:2])
+    assert (code, out) == (2, "") and err == (f"deepvision export: error: {run / 'export'} is a symbolic link; "
+                                              f"refusing to write through it (make it a real folder of the run)\n"), err
+    assert list((tmp_path / "outside").iterdir()) == []
+    (run / "export").unlink()
+    code, out, err = run_cli("export", run, "--images", *images[:2])
+    assert code == 0 and (run / "export" / "run.onnx").is_file(), err

@@ -214,7 +214,8 @@ def export_run(
     loaded = load_run(run_dir, epoch, which, "cpu")
     hooks = hooks_cls(loaded)
     module = hooks.module()
-    target = Path(out) if out else loaded.run.path / "export" / f"{loaded.run.path.name}{SUFFIX[format]}"
+    name = f"{loaded.run.path.name}{SUFFIX[format]}"  # RUN/export: a link planted there is refused, never followed
+    target = Path(out) if out else loaded.run.folder("export", create=False) / name
     if target.suffix != SUFFIX[format]:
         raise UserError(f"--out {target}: {FORMAT_NAMES[format]} must end in {SUFFIX[format]}")
     # only an earlier export is replaced (a user's own model, a checkpoint or a .pb renamed is not)
