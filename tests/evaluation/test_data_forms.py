@@ -311,3 +311,28 @@ def test_class_folders_in_another_unicode_spelling_are_the_runs_classes(tmp_path
     plain = evaluate(run, data=str(nfc), quiet=True, out=tmp_path / "e1")
     other = evaluate(run, data=str(nfd), quiet=True, out=tmp_path / "e2")
     assert other["samples"] == plain["samples"] == 24 and other["rank1"] == plain["rank1"]
+
+
+def test_the_runs_own_split_whose_classes_changed_is_refused_however_spelled(tmp_path, run_cli):
+    """A class folder moved aside (or a labels file reordered) since training: `evaluate RUN` ended in a
+    traceback where the test split was carved from train, and `--data test` scored under the new names."""
+    import shutil
+
+    from tests.helpers import make_image_folder
+
+    make_image_folder(tmp_path / "data", n_per_class=10, size=16, classes=("a", "b", "c"))
+    cfg = tiny_config(1, source="folder", root=str(tmp_path / "data"), train=".", image_size=16, val_fraction=0.2,
+                      test_fraction=0.2)
+    cfg["model"]["num_classes"] = 3
+    run = train(cfg, out=tmp_path / "runs", name="f").run_dir
+    assert evaluate(run, quiet=True)["samples"] == 6
+    shutil.move(tmp_path / "data" / "b", tmp_path / "b")
+    line = ("deepvision evaluate: error: the run's data now names the classes a, c, but the run was trained on "
+            "a, b, c: its class folders or labels file changed since training; restore them, or give other data "
+            "as a path (--data PATH)\n")
+    for extra in ([], ["--data", "test"], ["--data", "val"]):
+        code, _, err = run_cli("evaluate", run, *extra, "--out", tmp_path / "eval")
+        assert (code, err) == (2, line)
+    assert not (tmp_path / "eval").exists()
+    code, _, err = run_cli("evaluate", run, "--data", tmp_path / "data", "--out", tmp_path / "eval")
+    assert code == 0, err  # other data, given as a path, is relabelled by name

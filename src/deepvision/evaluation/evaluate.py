@@ -210,11 +210,17 @@ def evaluate_run(
     if crops == 10:  # decided from the stored preprocessing, before the model loads
         _check_ten_crop(bundle.role(role), run.read_preprocess())
     loaded = load_run(run_dir, epoch=epoch, which=which, device=dev)  # refused in one line, before any output
-    if cfg.data.source == "folder" and data not in ROLES and bundle.classes != loaded.classes:
-        bundle = _remap_classes(bundle, role, loaded.classes, data)
+    own = data is None or data in ROLES  # the run's own split, however spelled: never relabelled by name
     unnamed = [str(i) for i in range(len(bundle.classes))]  # an HDF5 file without label_names, a list without
+    if own and bundle.classes not in (loaded.classes, unnamed):
+        shown = [", ".join(c[:4]) + (", ..." if len(c) > 4 else "") for c in (bundle.classes, loaded.classes)]
+        raise UserError(f"the run's data now names the classes {shown[0]}, but the run was trained on "
+                        f"{shown[1]}: its class folders or labels file changed since training; restore them, "
+                        f"or give other data as a path (--data PATH)")
+    if cfg.data.source == "folder" and not own and bundle.classes != loaded.classes:
+        bundle = _remap_classes(bundle, role, loaded.classes, data)
     named = cfg.data.source in ("hdf5", "lst", "rec")  # a labels file: label numbers taken as the run's classes
-    if named and data not in ROLES and bundle.classes not in (loaded.classes, unnamed):
+    if named and not own and bundle.classes not in (loaded.classes, unnamed):
         bundle = _remap_classes(bundle, role, loaded.classes, data, "class(es)")
     _check_labels_fit(bundle.role(role), len(loaded.classes), role if data in (None, *ROLES) else str(data))
     say(f"[INFO] model loaded from {loaded.checkpoint}")  # after the data's classes fit: a refusal stays one line
