@@ -74,16 +74,17 @@ def first_repeat(entries: Iterable[tuple[object, T]], seen: dict[object, T]) -> 
 
 
 def by_name_any_case(paths: Iterable[Path], key: Callable[[Path], str | None], what: str) -> dict[str, Path]:
-    """`paths` by `key(path)` in any case (casefolded; a path whose key is None is left out): the rule for
-    files and folders a dataset names by their spelling (Train.txt, Labels/, Fold_0_data.txt). Two spellings of
-    one key (train.txt and Train.txt, told apart on case-sensitive systems) are refused naming both: reading
-    one would leave the other out without a word. `what` names the kind of entry."""
+    """`paths` by `key(path)`, the name with the case that does not tell entries apart folded away (Train.txt
+    and train.TXT as 'train'; a path whose key is None is left out): the rule for files and folders a dataset
+    names by their spelling (Labels/, Fold_0_data.txt). Two spellings of one key, told apart on case-sensitive
+    systems, are refused naming both: reading one would leave the other out without a word. `what` names the
+    kind of entry."""
     found: dict[str, Path] = {}
     for path in sorted(paths):
         name = key(path)
         if name is None:
             continue
-        first = found.setdefault(name.casefold(), path)
+        first = found.setdefault(name, path)
         if first != path:
             raise UserError(f"{first.parent} holds both {first.name} and {path.name}, two spellings of one {what}; "
                             f"keep one of them")
@@ -98,7 +99,7 @@ def any_case(folder: str | Path, name: str, what: str) -> Path:
         entries = [p for p in folder.iterdir() if p.name.casefold() == name.casefold()]
     except OSError:
         entries = []
-    return by_name_any_case(entries, lambda p: p.name, what).get(name.casefold(), folder / name)
+    return by_name_any_case(entries, lambda p: p.name.casefold(), what).get(name.casefold(), folder / name)
 
 
 def refuse_linked_files(paths: Iterable[str | Path], seen: dict[object, Path], what: str) -> None:

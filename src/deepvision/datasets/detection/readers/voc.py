@@ -176,8 +176,8 @@ def read_voc(root: str | Path, splits: list[str] | None = None, images_dir: str 
     lists: dict[str, Path] = {}  # the ImageSets file of each split
     if sets.is_dir():
         # Train.txt and train.TXT are the train list too (as ImageSets/Main is found); two spellings refused
-        available = by_name_any_case(sets.iterdir(), lambda p: p.stem if p.suffix.lower() == ".txt" and "_" not in
-                                     p.stem else None, "split list")
+        available = by_name_any_case(sets.iterdir(), lambda p: p.stem.casefold() if p.suffix.lower() == ".txt" and
+                                     "_" not in p.stem else None, "split list")
         names = splits or [s for s in ("train", "val", "test") if s in available]
         if not splits and "train" not in available and "trainval" in available:
             names = ["trainval"] + [s for s in ("test",) if s in available]
