@@ -162,6 +162,28 @@ def test_adience_rows_naming_one_face_twice_or_a_face_outside_are_refused(tmp_pa
 
 
 
+def test_adience_fold_files_are_read_whatever_their_case(tmp_path, run_cli):
+    """Fold_Frontal_0_data.txt was left out without a word (its faces in no list); fold files are read in any
+    case, and two spellings of one fold are refused naming both."""
+    root = make_fake_adience(tmp_path / "adience", faces=20, size=8)
+    code, out, err = run_cli("adience", "lists", "--root", root, "--out", tmp_path / "o1", "--no-mean")
+    assert code == 0, err
+    (root / "fold_frontal_0_data.txt").rename(root / "Fold_Frontal_0_data.txt")
+    code, again, err = run_cli("adience", "lists", "--root", root, "--out", tmp_path / "o2", "--no-mean")
+    assert code == 0, err
+    lists = lambda out: {p.relative_to(out): p.read_text() for p in out.rglob("*.lst")}
+    assert len(lists(tmp_path / "o1")) >= 6 and lists(tmp_path / "o2") == lists(tmp_path / "o1")
+    assert again == out.replace(str(tmp_path / "o1"), str(tmp_path / "o2"))
+    (root / "fold_frontal_0_data.txt").write_text((root / "Fold_Frontal_0_data.txt").read_text())
+    before = sorted((p.relative_to(root), p.stat().st_mtime_ns) for p in root.rglob("*"))
+    code, out, err = run_cli("adience", "lists", "--root", root, "--out", tmp_path / "o3", "--no-mean")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert (f"{root} holds both Fold_Frontal_0_data.txt and fold_frontal_0_data.txt, two spellings of one fold "
+            f"file; keep one of them") in err, err
+    assert sorted((p.relative_to(root), p.stat().st_mtime_ns) for p in root.rglob("*")) == before
+    assert not (tmp_path / "o3").exists()
+
+
 def test_adience_rows_reaching_one_face_through_a_linked_user_folder_are_refused(tmp_path, run_cli):
     """A user folder linked to another user's stays inside the dataset, but the face it holds must not be
     listed under both names: rows are compared by the file they reach, not by their text."""

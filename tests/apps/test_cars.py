@@ -503,3 +503,33 @@ def test_the_all_in_one_and_the_devkit_layouts_together_are_refused(run_cli, fak
     code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "lists")
     assert code == 0 and "train 64, val 13, test 13" in out, err
     assert (tmp_path / "lists" / "train.lst").read_text().count("car_ims/") == 64
+
+
+def test_cars_annos_and_a_devkit_meta_naming_the_classes_differently_are_refused(run_cli, fake, tmp_path):
+    """cars_annos.mat beside a devkit/cars_meta.mat (the usual car_devkit.tgz download, no cars_train/) whose
+    class_names differ: cars_annos.mat's names were taken without a word; one line names both files."""
+    import shutil
+
+    root = tmp_path / "stanford"
+    (root / "devkit").mkdir(parents=True)
+    shutil.copy(fake / "cars_annos.mat", root / "cars_annos.mat")
+    shutil.copytree(fake / "car_ims", root / "car_ims")
+    names = [str(x[0]) for x in scipy.io.loadmat(fake / "cars_annos.mat")["class_names"][0]]
+    reversed_names = np.empty((1, len(names)), dtype=object)  # a new array: SciPy's own are never written into
+    for i, name in enumerate(names[::-1]):
+        reversed_names[0, i] = np.array([name])
+    scipy.io.savemat(root / "devkit" / "cars_meta.mat", {"class_names": reversed_names})
+    before = sorted((p.relative_to(root), p.stat().st_mtime_ns) for p in root.rglob("*"))
+    code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "lists")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert (f"{root / 'cars_annos.mat'} and {root / 'devkit' / 'cars_meta.mat'} name the classes differently "
+            f"(class 1 is {names[0]!r} in one and {names[-1]!r} in the other); the labels would come from one without "
+            f"a word: remove or move the wrong file") in err, err
+    assert sorted((p.relative_to(root), p.stat().st_mtime_ns) for p in root.rglob("*")) == before
+    assert not (tmp_path / "lists").exists()
+    same = np.empty((1, len(names)), dtype=object)
+    for i, name in enumerate(names):
+        same[0, i] = np.array([name])
+    scipy.io.savemat(root / "devkit" / "cars_meta.mat", {"class_names": same})
+    code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "lists")
+    assert code == 0, err

@@ -135,6 +135,24 @@ def test_fer2013_folders_of_any_name_and_a_missing_split(fer_csv, tmp_path, run_
     assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").iterdir())
 
 
+def test_fer2013_folder_holding_the_csv_and_the_image_release_is_refused(fer_csv, tmp_path, run_cli):
+    """A folder holding fer2013.csv beside the image-folder release was read from its images, the CSV left out
+    without a word; one line names both and how to choose."""
+    import shutil
+
+    _image_release(fer_csv, tmp_path / "FER")
+    shutil.copy(fer_csv, tmp_path / "FER" / "fer2013.csv")
+    before = sorted(str(p) for p in (tmp_path / "FER").rglob("*"))
+    code, _, err = run_cli("fer2013", "build", tmp_path / "FER", "--out", tmp_path / "fer")
+    assert code == 2 and err.count("\n") == 1, err
+    assert (f"{tmp_path / 'FER'} holds both fer2013.csv and the image-folder release (test/, train/); give the one "
+            f"to read: the CSV itself ({tmp_path / 'FER' / 'fer2013.csv'}), or the folder once the CSV is moved "
+            f"out") in err, err
+    assert sorted(str(p) for p in (tmp_path / "FER").rglob("*")) == before and not (tmp_path / "fer").exists()
+    built = build_fer2013(tmp_path / "FER" / "fer2013.csv", tmp_path / "fer", dtype="uint8")
+    assert sum(sum(c) for c in built.counts.values()) == len(_csv_rows(fer_csv))
+
+
 @pytest.fixture(scope="module")
 def astronaut_video(tmp_path_factory):
     path = tmp_path_factory.mktemp("video") / "astronaut.avi"

@@ -301,3 +301,29 @@ def test_a_stopped_fake_leaves_nothing_its_next_run_refuses(tmp_path, run_cli, m
     assert not (tmp_path / "new").exists()
     monkeypatch.undo()
     assert run_cli(*fake)[0] == 0
+
+
+def test_an_image_in_another_case_is_listed_as_spelled_and_a_missing_one_refused(tmp_path, run_cli):
+    """An image saved as .jpeg (or missing) was listed as .JPEG without a word; the list names the file as it
+    is spelled, a missing image is refused naming it and nothing is written."""
+    root = tmp_path / "ilsvrc"
+    make_fake_imagenet(root, classes=3, per_class=6, val_per_class=2, min_side=16, max_side=20)
+    images = DevkitPaths(root).images
+    first = sorted((images / "train").rglob("*.JPEG"))[0]
+    first.rename(first.with_suffix(".jpeg"))
+    val = sorted((images / "val").glob("*.JPEG"))[0]
+    val.rename(val.with_suffix(".Jpeg"))
+    code, _, err = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "lists", "--test-size", "3",
+                           "--no-mean", "--no-blacklist")
+    assert code == 0, err
+    listed = [e.path for n in ("train", "val", "test") for e in read_lst(tmp_path / "lists" / f"{n}.lst")]
+    assert len(listed) == 24 and all((images / p).is_file() for p in listed)
+    assert str(first.with_suffix(".jpeg").relative_to(images)) in listed
+    assert str(val.with_suffix(".Jpeg").relative_to(images)) in listed
+    first.with_suffix(".jpeg").unlink()
+    code, out, err = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "again", "--test-size", "3",
+                             "--no-mean", "--no-blacklist")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert (f"1 image(s) that {DevkitPaths(root).train_cls} lists are missing (first: {first}); restore them, or "
+            f"point --root at the complete ILSVRC folder") in err, err
+    assert not (tmp_path / "again").exists()

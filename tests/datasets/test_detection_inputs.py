@@ -986,6 +986,28 @@ def test_voc_split_lists_are_read_whatever_the_case_of_imagesets_main(tmp_path, 
     assert _snapshot(root) == before and not (tmp_path / "built").exists()
 
 
+def test_voc_split_list_files_are_read_whatever_their_case(tmp_path, run_cli):
+    """Train.txt/Val.txt were ignored (the splits drawn at random) and train.TXT beside val.txt dropped the
+    training split; the lists are read in any case, two spellings of one list refused naming both."""
+    root = _labelimg(tmp_path / "ds")
+    sets = root / "ImageSets" / "Main"
+    sets.mkdir(parents=True)
+    (sets / "Train.txt").write_text("photo_0\nphoto_1\nphoto_2\n")
+    (sets / "Val.txt").write_text("photo_3\n")
+    names = lambda ann: {k: sorted(Path(r.file).name for r in v) for k, v in ann.splits.items()}
+    assert names(read_annotations("voc", [str(root)])) == {"train": ["photo_0.jpg", "photo_1.jpg", "photo_2.jpg"],
+                                                           "val": ["photo_3.jpg"]}
+    (sets / "Train.txt").rename(sets / "train.TXT")
+    (sets / "Val.txt").rename(sets / "val.txt")
+    assert {k: len(v) for k, v in read_annotations("voc", [str(root)]).splits.items()} == {"train": 3, "val": 1}
+    (sets / "Train.txt").write_text("photo_0\n")
+    before = _snapshot(root)
+    code, _, err = run_cli("detection", "build", "voc", root, "--out", tmp_path / "built")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{sets} holds both Train.txt and train.TXT, two spellings of one split list; keep one of them" in err, err
+    assert _snapshot(root) == before and not (tmp_path / "built").exists()
+
+
 @pytest.mark.parametrize("extra", ["loose", "Train", "valid", "extra"])
 def test_a_yolo_classes_folder_refuses_photos_it_would_leave_out(tmp_path, run_cli, extra):
     """Beside classes.txt, photos in images/ beside the split folders and split folders other than
@@ -1010,3 +1032,35 @@ def test_a_yolo_classes_folder_refuses_photos_it_would_leave_out(tmp_path, run_c
                 f"images/val and images/test are read; rename them, or give a data YAML naming each split's folder "
                 f"(e.g. val: images/{extra})") in err, err
     assert _snapshot(root) == before and not (tmp_path / "built").exists()
+
+
+@pytest.mark.parametrize("layout", ["classes", "yaml", "Images"])
+def test_yolo_labels_are_found_whatever_the_case_of_the_folder_and_suffix(tmp_path, run_cli, layout):
+    """Labels/ (another spelling of labels/), or a.TXT in it, was never read: every photo built as a negative.
+    The folder and the suffix are found in any case; two spellings of either are refused naming both."""
+    root = tmp_path / "y"
+    images = root / ("Images" if layout == "Images" else "images")
+    for stem in ("train/a", "train/b", "train/c", "val/d", "val/e"):
+        (images / stem).parent.mkdir(parents=True, exist_ok=True)
+        (root / "Labels" / stem).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (64, 64)).save(images / f"{stem}.jpg")
+        (root / "Labels" / f"{stem}.{'TXT' if stem == 'train/a' else 'txt'}").write_text("0 0.5 0.5 0.2 0.2\n")
+    if layout == "yaml":
+        (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: [disc, square]\n")
+    else:
+        (root / "classes.txt").write_text("disc\nsquare\n")
+    ann = read_annotations("yolo", [str(root)])
+    assert {k: [len(r.boxes) for r in v] for k, v in ann.splits.items()} == {"train": [1, 1, 1], "val": [1, 1]}
+    (root / "labels" / "train").mkdir(parents=True)
+    (root / "Labels" / "train" / "b.txt").rename(root / "labels" / "train" / "b.txt")
+    before = _snapshot(root)
+    code, _, err = run_cli("detection", "build", "yolo", root, "--out", tmp_path / "built", "--strict")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{root} holds both Labels and labels, two spellings of one labels folder; keep one of them" in err, err
+    assert _snapshot(root) == before and not (tmp_path / "built").exists()
+    shutil.rmtree(root / "labels")
+    (root / "Labels" / "train" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    code, _, err = run_cli("detection", "build", "yolo", root, "--out", tmp_path / "built")
+    assert code == 2 and err.count("\n") == 1, err
+    assert (f"{root / 'Labels' / 'train'} holds both a.TXT and a.txt, two spellings of one label file; keep one of "
+            f"them") in err, err

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -71,6 +71,35 @@ def first_repeat(entries: Iterable[tuple[object, T]], seen: dict[object, T]) -> 
         if first != value:
             return first, value
     return None
+
+
+def by_name_any_case(paths: Iterable[Path], key: Callable[[Path], str | None], what: str) -> dict[str, Path]:
+    """`paths` by `key(path)`, the name with the case that does not tell entries apart folded away (Train.txt
+    and train.TXT as 'train'; a path whose key is None is left out): the rule for files and folders a dataset
+    names by their spelling (Labels/, Fold_0_data.txt). Two spellings of one key, told apart on case-sensitive
+    systems, are refused naming both: reading one would leave the other out without a word. `what` names the
+    kind of entry."""
+    found: dict[str, Path] = {}
+    for path in sorted(paths):
+        name = key(path)
+        if name is None:
+            continue
+        first = found.setdefault(name, path)
+        if first != path:
+            raise UserError(f"{first.parent} holds both {first.name} and {path.name}, two spellings of one {what}; "
+                            f"keep one of them")
+    return found
+
+
+def any_case(folder: str | Path, name: str, what: str) -> Path:
+    """`folder/name` spelled in any case (`Labels` for `labels`), as found in `folder`; `folder/name` itself
+    when no entry has that name (or `folder` is no folder). Two spellings are refused (see `by_name_any_case`)."""
+    folder = Path(folder)
+    try:
+        entries = [p for p in folder.iterdir() if p.name.casefold() == name.casefold()]
+    except OSError:
+        entries = []
+    return by_name_any_case(entries, lambda p: p.name.casefold(), what).get(name.casefold(), folder / name)
 
 
 def refuse_linked_files(paths: Iterable[str | Path], seen: dict[object, Path], what: str) -> None:

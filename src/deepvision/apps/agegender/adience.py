@@ -1,6 +1,6 @@
 """Adience fold files -> age and gender list files with per-task means (docs/faces.md).
 
-Only `fold_frontal_{0..4}_data.txt` are read (the reference read every *.txt of the folder), each
+Only `fold_frontal_{0..4}_data.txt` are read, in any case (the reference read every *.txt of the folder), each
 beginning with the Adience header line (HEADER, its columns in order). A row
 is kept when its age starts with "(" and its gender is m or f. Age tuples map to the first of the 8
 buckets with lo >= lower and hi <= upper ("lower_upper", last "60_inf"); a tuple that fits none is
@@ -16,6 +16,7 @@ same size from the rest (scikit-learn `train_test_split`, as the reference), and
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import re
 from dataclasses import dataclass, field
@@ -35,7 +36,15 @@ from deepvision.datasets.listing import (
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, file_id, output_subfolder, written_whole
 from deepvision.placement import new_output_folder
-from deepvision.safeload import MAX_FAKE_IMAGES, MAX_FAKE_SIDE, check_range, is_control, printable, read_text_file
+from deepvision.safeload import (
+    MAX_FAKE_IMAGES,
+    MAX_FAKE_SIDE,
+    by_name_any_case,
+    check_range,
+    is_control,
+    printable,
+    read_text_file,
+)
 
 AGE_BINS = ((0, 2), (4, 6), (8, 13), (15, 20), (25, 32), (38, 43), (48, 53), (60, math.inf))
 AGE_CLASSES = sorted(f"{lo}_{'inf' if math.isinf(hi) else hi}" for lo, hi in AGE_BINS)  # label-encoder order
@@ -91,7 +100,10 @@ def read_folds(root: str | Path) -> AdienceRows:
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"Adience folder not found: {root}")
-    files = sorted(root.glob(FOLD_GLOB))
+    # Fold_Frontal_0_data.txt is fold 0 too (left out, its faces were in no list); two spellings are refused
+    folds = by_name_any_case(root.iterdir(), lambda p: p.name.casefold() if fnmatch.fnmatchcase(
+        p.name.casefold(), FOLD_GLOB) else None, "fold file")
+    files = [folds[k] for k in sorted(folds)]
     if not files:
         raise UserError(f"no {FOLD_GLOB} file in {root}; give the folder holding the Adience fold files")
     rows = AdienceRows()

@@ -208,6 +208,13 @@ def read_annotations(root: str | Path) -> tuple[list[str], list[str]]:
     if allinone.exists():  # a FIFO or folder in its place is named as such by _loadmat, never opened
         mat = _loadmat(allinone)
         names = _class_names(mat, allinone)
+        meta = root / "devkit" / "cars_meta.mat"  # car_devkit.tgz unpacked beside: its names must be the same
+        if meta.exists() and (other := _class_names(_loadmat(meta), meta)) != names:
+            i = next((i for i, (a, b) in enumerate(zip(names, other)) if a != b), min(len(names), len(other)))
+            how = (f"class {i + 1} is {printable(repr(names[i]))[:60]} in one and {printable(repr(other[i]))[:60]} in "
+                   f"the other" if i < min(len(names), len(other)) else f"{len(names)} and {len(other)} classes")
+            raise UserError(f"{allinone} and {meta} name the classes differently ({how}); the labels would come from "
+                            f"one without a word: remove or move the wrong file")
         paths, labels = _annotations(mat, allinone, "relative_im_path", len(names))
         _check_inside(root, paths, allinone, {})
         return paths, [names[k] for k in labels]

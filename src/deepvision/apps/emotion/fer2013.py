@@ -144,9 +144,14 @@ def _folder_samples(root: Path, notes: list[str]) -> tuple[int, Iterator[tuple[i
 
     parts = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
                    and any(e.is_dir() and e.name.lower() in FOLDER_LABELS for e in d.iterdir()))
+    tables = sorted(f for f in root.iterdir() if f.suffix.lower() == ".csv" and f.is_file())
     if not parts:
-        raise UserError(f"{root} has no folder of emotion folders: give fer2013.csv or the image-folder release "
-                        f"(train/<emotion>/*.jpg, test/<emotion>/*.jpg)")
+        raise UserError(f"{root} has no folder of emotion folders: give {tables[0] if tables else 'fer2013.csv'} "
+                        f"or the image-folder release (train/<emotion>/*.jpg, test/<emotion>/*.jpg)")
+    if tables:  # the two releases side by side: reading the images would leave the CSV out without a word
+        shown = ", ".join(f"{p.name}/" for p in parts)
+        raise UserError(f"{root} holds both {tables[0].name} and the image-folder release ({shown}); "
+                        f"give the one to read: the CSV itself ({tables[0]}), or the folder once the CSV is moved out")
     found: list[tuple[str, int, int, Path]] = []
     other: Counter = Counter()
     example = ""

@@ -20,7 +20,14 @@ from deepvision.data.splits import stratified_split
 from deepvision.datasets.listing import write_split_lists
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, input_file
-from deepvision.safeload import check_class_names, is_control, printable, read_text_file, refuse_linked_files
+from deepvision.safeload import (
+    by_name_any_case,
+    check_class_names,
+    is_control,
+    printable,
+    read_text_file,
+    refuse_linked_files,
+)
 
 
 @dataclass(frozen=True)
@@ -171,6 +178,28 @@ def read_val(paths: DevkitPaths, num_classes: int, blacklist: bool = True) -> tu
     return stems, labels, dropped
 
 
+def _image_exts(folder: Path, stems: list[str], ext: str, listing: Path) -> list[str]:
+    """Each stem's extension as its image under `folder` spells it: `ext`, or `ext` in another case (`.jpeg`
+    for `.JPEG`, as photos' extensions are matched elsewhere); a missing image is refused, naming the first
+    and the count (a list naming a file that is not there would fail only later, in packing or training)."""
+    found: dict[Path, dict[str, Path]] = {}  # each image folder, listed once
+    tail = ext.casefold()
+    key = lambda p: p.name[:len(p.name) - len(ext)] + tail if p.name.casefold().endswith(tail) else None
+    exts, missing = [], []
+    for stem in stems:
+        path = folder / f"{stem}{ext}"
+        if path.parent not in found:
+            found[path.parent] = by_name_any_case(path.parent.iterdir(), key, "image") if path.parent.is_dir() else {}
+        real = found[path.parent].get(key(path) or "")
+        if real is None or not real.is_file():
+            missing.append(path)
+        exts.append(real.name[len(real.name) - len(ext):] if real is not None else ext)
+    if missing:
+        raise UserError(f"{len(missing):,} image(s) that {listing} lists are missing (first: {missing[0]}); restore "
+                        f"them, or point --root at the complete ILSVRC folder")
+    return exts
+
+
 def build_lists(root: str | Path, out: str | Path | None = None, *, test_size: int | None = None,
                 test_per_class: int = 50, seed: int = 42, ext: str = ".JPEG", absolute: bool = False,
                 blacklist: bool = True) -> ImagenetLists:
@@ -185,8 +214,10 @@ def build_lists(root: str | Path, out: str | Path | None = None, *, test_size: i
     index = {wnid: i for i, (wnid, _) in enumerate(classes)}
     train_stems, train_labels = read_train_cls(paths.train_cls, index)
     val_stems, val_labels, dropped = read_val(paths, len(classes), blacklist)
-    listed = [paths.images / "train" / f"{stem}{ext}" for stem in train_stems]
-    listed += [paths.images / "val" / f"{stem}{ext}" for stem in val_stems]
+    train_exts = _image_exts(paths.images / "train", train_stems, ext, paths.train_cls)
+    val_exts = _image_exts(paths.images / "val", val_stems, ext, paths.val)
+    listed = [paths.images / "train" / f"{stem}{e}" for stem, e in zip(train_stems, train_exts)]
+    listed += [paths.images / "val" / f"{stem}{e}" for stem, e in zip(val_stems, val_exts)]
     refuse_linked_files(listed, {}, "the train, val and test lists")  # one image under two labels, in two splits
     size = test_size if test_size is not None else test_per_class * len(classes)
     if size >= len(train_stems):
@@ -195,12 +226,12 @@ def build_lists(root: str | Path, out: str | Path | None = None, *, test_size: i
     keep, held = stratified_split(np.asarray(train_labels), size, seed) if size else (np.arange(len(train_stems)), [])
     prefix = str(paths.images) + "/" if absolute else ""
 
-    def entries(stems: list[str], labels: list[int], order, folder: str) -> list[ListEntry]:
-        return [ListEntry(i, (float(labels[j]),), f"{prefix}{folder}/{stems[j]}{ext}") for i, j in enumerate(order)]
+    def entries(stems: list[str], exts: list[str], labels: list[int], order, folder: str) -> list[ListEntry]:
+        return [ListEntry(i, (float(labels[j]),), f"{prefix}{folder}/{stems[j]}{exts[j]}") for i, j in enumerate(order)]
 
-    lists = ImagenetLists(classes, entries(train_stems, train_labels, keep, "train"),
-                          entries(val_stems, val_labels, range(len(val_stems)), "val"),
-                          entries(train_stems, train_labels, held, "train"), dropped)
+    lists = ImagenetLists(classes, entries(train_stems, train_exts, train_labels, keep, "train"),
+                          entries(val_stems, val_exts, val_labels, range(len(val_stems)), "val"),
+                          entries(train_stems, train_exts, train_labels, held, "train"), dropped)
     if out is not None:
         out = Path(out)
         lists.files.update(write_split_lists(out, {n: getattr(lists, n) for n in ("train", "val", "test")},

@@ -19,9 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmds = p.add_subparsers(dest="adience_command", metavar="<action>")
     lists = cmds.add_parser(
         "lists", help="fold files -> OUT/{age,gender}/{train,val,test}.lst, labels.txt, mean.json",
-        description="Read fold_frontal_*_data.txt under --root (other files are ignored), keep rows whose age "
-                    "starts with '(' and gender is m/f, map ages to the 8 buckets (a tuple fitting none is dropped "
-                    "from the age task), split each task into stratified train/val/test (15%% each for val and "
+        description="Read fold_frontal_*_data.txt under --root (in any case; other files are ignored), keep rows "
+                    "whose age starts with '(' and gender is m/f, map ages to the 8 buckets (a tuple fitting none is "
+                    "dropped from the age task), split each task into stratified train/val/test (15%% each for val and "
                     "test, seeded) and compute each task's training mean.",
         epilog=LISTS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     lists.add_argument("--root", required=True, help="Adience folder (fold files and aligned/)")

@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     lists = cmds.add_parser(
         "lists", help="read the devkit and write train/val/test.lst, labels.txt and mean.json",
         description="Read the ILSVRC devkit under --root: labels = map_clsloc id - 1 in map order, blacklisted "
-                    "validation images dropped, a stratified seeded test split carved from train. Writes "
+                    "validation images dropped, a stratified seeded test split carved from train; each image is "
+                    "listed as spelled on disk (.JPEG in any case), a missing one stops the command. Writes "
                     "train.lst, val.lst, test.lst (paths relative to ROOT/Data/CLS-LOC), labels.txt (wnid and "
                     "name), mean.json (mean R, G, B of the training split's original images) and lists.json (the mark "
                     "that lets a later run replace this folder's lists; any other folder must be new or empty).",

@@ -19,7 +19,7 @@ from deepvision.datasets.detection.readers.common import (
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
 from deepvision.fileio import same_file
-from deepvision.safeload import read_text_file
+from deepvision.safeload import by_name_any_case, read_text_file
 
 ANNOTATION_DIRS = ("Annotations", "annotations", "xml", "xmls", "labels")  # where tools put the XML files
 
@@ -175,16 +175,19 @@ def read_voc(root: str | Path, splits: list[str] | None = None, images_dir: str 
     ids: dict[str, list[str]] = {}
     lists: dict[str, Path] = {}  # the ImageSets file of each split
     if sets.is_dir():
-        available = {p.stem: p for p in sets.glob("*.txt") if "_" not in p.stem}
+        # Train.txt and train.TXT are the train list too (as ImageSets/Main is found); two spellings refused
+        available = by_name_any_case(sets.iterdir(), lambda p: p.stem.casefold() if p.suffix.lower() == ".txt" and
+                                     "_" not in p.stem else None, "split list")
         names = splits or [s for s in ("train", "val", "test") if s in available]
         if not splits and "train" not in available and "trainval" in available:
             names = ["trainval"] + [s for s in ("test",) if s in available]
         for name in names:
-            if name not in available:
-                raise UserError(f"{sets} has no {name}.txt; available: {', '.join(sorted(available)) or 'none'}")
-            listed = read_text_file(available[name], "VOC split list").split()
+            if name.casefold() not in available:
+                shown = sorted(p.stem for p in available.values())
+                raise UserError(f"{sets} has no {name}.txt; available: {', '.join(shown) or 'none'}")
+            listed = read_text_file(available[name.casefold()], "VOC split list").split()
             split = "train" if name == "trainval" and not splits else name
-            ids[split], lists[split] = listed, available[name]
+            ids[split], lists[split] = listed, available[name.casefold()]
     xmls = _xml_files(ann_dir)
     if not ids:
         if not xmls:
@@ -194,12 +197,13 @@ def read_voc(root: str | Path, splits: list[str] | None = None, images_dir: str 
     out: dict[str, list[ImageRecord]] = {}
     for split, stems in ids.items():
         records = []
+        listing = lists.get(split, ann_dir)
         for stem in stems:
-            xml = xmls.get(stem) or inside(ann_dir, f"{stem}.xml", str(sets / f"{split}.txt"))
+            xml = xmls.get(stem) or inside(ann_dir, f"{stem}.xml", str(listing))
             problem = file_problem(xml)
             if problem is not None:  # a FIFO is named, never opened
                 what = "does not exist" if problem == "missing" else f"is {problem}, not a regular file"
-                raise UserError(f"{sets / (split + '.txt')} lists '{stem}' but {xml} {what}")
+                raise UserError(f"{listing} lists '{stem}' but {xml} {what}")
             record = read_voc_xml(xml, image_dirs, dataset_root)
             record.source = f"{xml} (listed in {lists[split]})" if split in lists else str(xml)
             records.append(record)

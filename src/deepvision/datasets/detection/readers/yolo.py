@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -14,7 +15,7 @@ from deepvision.datasets.detection.readers.common import IMAGE_EXTENSIONS, file_
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
 from deepvision.fileio import same_file
-from deepvision.safeload import check_class_names, name_lines, printable, read_text_file
+from deepvision.safeload import any_case, by_name_any_case, check_class_names, name_lines, printable, read_text_file
 
 
 def _yolo_names(value: Any, where: str) -> list[str]:
@@ -145,7 +146,7 @@ def _orphan_labels(folders: list[Path], claimed: dict[Path, Path]) -> list[Image
         labels = yolo_label_path(folder / "_").parent
         if not labels.is_dir():
             continue
-        for label in sorted(labels.rglob("*.txt")):
+        for label in sorted(q for q in labels.rglob("*") if q.suffix.lower() == ".txt"):
             if label.resolve() not in claimed and label.is_file() and (labels != folder or _reads_as_boxes(label)):
                 image = claimed[label.resolve()] = folder / label.relative_to(labels).with_suffix(".*")
                 out.append(ImageRecord(str(image.resolve()), looked_in=(f"{image.name} (the image of {label})",
@@ -173,14 +174,28 @@ def _label_beside(image: Path, label: Path) -> Path | None:
     return beside if beside.stat().st_size == 0 or _reads_as_boxes(beside) else None
 
 
-def yolo_label_path(image: Path) -> Path:
-    """Ultralytics' rule: the last /images/ in the path becomes /labels/, and the suffix .txt."""
+def yolo_label_path(image: Path, listings: dict[Path, dict[str, Path]] | None = None) -> Path:
+    """Ultralytics' rule: the last /images/ in the path becomes /labels/, and the suffix .txt. As on the
+    case-insensitive systems Ultralytics also runs on, the folders (Images/, Labels/) and the suffix (a.TXT) are
+    matched in any case; two spellings (labels/ and Labels/, a.txt and a.TXT) are refused naming both, as
+    reading one would build the other's photos as negatives. `listings` keeps the folders' listings across calls."""
+    listings = {} if listings is None else listings
+
+    def spelled(folder: Path, name: str, key: Callable[[Path], str | None], what: str) -> Path:
+        if folder not in listings:
+            listings[folder] = by_name_any_case(folder.iterdir(), key, what) if folder.is_dir() else {}
+        return listings[folder].get(key(folder / name) or name, folder / name)
+
     parts = list(image.parts)
+    label = image.with_suffix(".txt")
     for i in range(len(parts) - 1, -1, -1):
-        if parts[i] == "images":
-            parts[i] = "labels"
-            return Path(*parts).with_suffix(".txt")
-    return image.with_suffix(".txt")
+        if parts[i].casefold() == "images":
+            labels = spelled(Path(*parts[:i]), "labels", lambda p: "labels" if p.name.casefold() == "labels" else None,
+                             "labels folder")
+            label = labels.joinpath(*parts[i + 1:]).with_suffix(".txt")
+            break
+    return spelled(label.parent, label.name, lambda p: p.stem + p.suffix.lower() if p.suffix.lower() == ".txt"
+                   else None, "label file")
 
 
 def _check_split_folders(images: Path, split_dirs: list[str]) -> None:
@@ -216,12 +231,11 @@ def read_yolo(source: str | Path) -> Annotations:
         classes_txt = source / "classes.txt"
         if not classes_txt.is_file():
             raise UserError(f"{source}: a YOLO folder needs data.yaml or classes.txt with the class names")
-        split_dirs = [d.name for d in sorted((source / "images").iterdir()) if d.is_dir()] \
-            if (source / "images").is_dir() else []
-        _check_split_folders(source / "images", split_dirs)
+        images = any_case(source, "images", "images folder")  # Images/ is images/, as labels/ is found
+        split_dirs = [d.name for d in sorted(images.iterdir()) if d.is_dir()] if images.is_dir() else []
+        _check_split_folders(images, split_dirs)
         spec = {"path": ".", "names": _class_lines(classes_txt)}
-        spec.update({s: f"images/{s}" for s in split_dirs} or {"all": "images" if (source / "images").is_dir()
-                                                                else "."})
+        spec.update({s: f"{images.name}/{s}" for s in split_dirs} or {"all": images.name if images.is_dir() else "."})
         yaml_path = source / "classes.txt"
     else:
         if source.is_dir():
@@ -248,6 +262,7 @@ def read_yolo(source: str | Path) -> Annotations:
     splits: dict[str, list[ImageRecord]] = {}
     claimed: dict[Path, Path] = {}  # label file -> the image that takes it
     folders: dict[str, list[Path]] = {}
+    listings: dict[Path, dict[str, Path]] = {}  # the folders searched for label files, listed once
     for split in ("train", "val", "test", "all"):
         if not spec.get(split):
             continue
@@ -256,7 +271,7 @@ def read_yolo(source: str | Path) -> Annotations:
         images, folders[split] = _yolo_images(spec[split], base, f"{yaml_path}, {split}")
         for image, named_in in images:
             record = ImageRecord(str(image.resolve()), source=named_in)
-            label = yolo_label_path(image)
+            label = yolo_label_path(image, listings)
             kind = file_problem(label)
             if kind not in (None, "missing"):
                 raise UserError(f"YOLO label file {label} is {kind}, not a text file")
