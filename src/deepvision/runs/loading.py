@@ -118,13 +118,13 @@ def _classes(run: RunDir, ckpt: dict[str, Any], cfg: Config) -> list[str]:
 
 
 def check_classifier(cfg: Config, where: str | Path) -> None:
-    """Refuse a run (or a checkpoint, `where`) of another task where a classifier is needed: its outputs read
-    as class scores, or its head's input as image features. One line, before the model is built."""
-    if cfg.task != "classification":
+    """Refuse a detection run (or its checkpoint, `where`) where a classifier is needed: its outputs read as
+    class scores, or its head's input as image features (tasks built on classification, such as age, pass).
+    One line, before the model is built."""
+    if cfg.task == "detection":
         run = Path(where).is_dir()
-        hint = f"; draw its boxes with `deepvision detect {shell_word(where)} IMAGE...`" \
-            if cfg.task == "detection" and run else ""
-        raise UserError(f"{where} {'is' if run else 'holds the model of'} a {cfg.task} run and a classifier is "
+        hint = f"; draw its boxes with `deepvision detect {shell_word(where)} IMAGE...`" if run else ""
+        raise UserError(f"{where} {'is' if run else 'holds the model of'} a detection run and a classifier is "
                         f"needed here (a classification run)" + hint)
 
 
