@@ -39,3 +39,28 @@ def test_a_stop_while_the_report_is_written_leaves_no_half_report(digits_run, tm
         assert (got, err.count("\n")) == (code, 1)
     assert not (digits_run / "eval").exists()
     assert _contents(tmp_path / "earlier") == before and sorted(p.name for p in tmp_path.iterdir()) == ["earlier"]
+
+
+def test_a_detection_run_refuses_the_options_it_would_ignore_and_takes_its_batch_size(tmp_path, run_cli, monkeypatch):
+    """--crops and --skip-corrupt have no meaning for a detection run's mAP (one view per image, every image read):
+    refused in one line, nothing written; --batch-size sets the batches it is scored in."""
+    from deepvision.evaluation import detection
+    from tests.detection_helpers import built_fake, make_detection_run
+
+    run = make_detection_run(tmp_path / "runs", built_fake(tmp_path, images=4, size=96, seed=2),
+                             ["disc", "square", "triangle"])
+    cases = [(("--crops", "10", "--batch-size", "1", "--skip-corrupt"), "--crops and --skip-corrupt", "go"),
+             (("--skip-corrupt",), "--skip-corrupt", "goes"),
+             (("--crops", "2"), "--crops", "goes")]
+    for args, given, verb in cases:
+        code, out, err = run_cli("evaluate", run, *args)
+        assert (code, out) == (2, "") and err.splitlines() == [
+            f"deepvision evaluate: error: {given} {verb} with classification runs; {run} is a detection run (one "
+            f"view per image, every image read): leave {given} out"], err
+    assert not (run / "eval").exists()
+    sizes = []
+    loader = detection.BatchLoader
+    monkeypatch.setattr(detection, "BatchLoader", lambda source, batch, **kw: sizes.append(batch) or
+                        loader(source, batch, **kw))
+    assert run_cli("evaluate", run, "--batch-size", "1", "--out", tmp_path / "one")[0] == 0
+    assert sizes == [1] and (tmp_path / "one" / "metrics.json").is_file()

@@ -115,6 +115,31 @@ def test_video_in_annotated_video_out(run, tmp_path):
     assert not list((tmp_path / "out").glob(".*partial*"))  # written under a temporary name, then renamed
 
 
+def test_a_folder_gives_its_images_and_videos_at_every_level(run, tmp_path):
+    """As classify and predict search folders: the images of sub-folders are detected and a video in the folder
+    is read as a video (neither was left out without a word); hidden files stay out; a folder with neither is
+    refused in one line."""
+    from deepvision.inference.detect import run_detect
+
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    Image.fromarray(np.full((60, 80, 3), 200, np.uint8)).save(photos / "a.jpg")
+    Image.fromarray(np.full((60, 80, 3), 10, np.uint8)).save(photos / "sub" / "b.png")
+    Image.fromarray(np.full((60, 80, 3), 10, np.uint8)).save(photos / ".hidden.png")
+    writer = cv2.VideoWriter(str(photos / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (128, 96))
+    for _ in range(3):
+        writer.write(np.full((96, 128, 3), 90, np.uint8))
+    writer.release()
+    images, videos = run_detect(run, [photos], out=tmp_path / "out")
+    assert [r.source for r in images] == [str(photos / "a.jpg"), str(photos / "sub" / "b.png")]
+    assert [(v.source, v.frames) for v in videos] == [(str(photos / "clip.mp4"), 3)]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "b.jpg", "clip.mp4", "detections.json"]
+    (tmp_path / "none" / "deep").mkdir(parents=True)
+    (tmp_path / "none" / "deep" / "notes.txt").write_text("no image\n")
+    with pytest.raises(UserError, match=r"none holds no image \(.jpg.*\) or video \(.mp4.*\) at any level$"):
+        run_detect(run, [tmp_path / "none"])
+
+
 def test_outputs_never_overwrite_inputs_or_each_other(run, tmp_path):
     from deepvision.inference.detect import run_detect
 

@@ -61,7 +61,7 @@ def load_classifier(source: str | Path, *, keras_model: str | None = None, epoch
     if path.is_dir():
         from deepvision.runs.loading import load_run
 
-        loaded = load_run(path, epoch=epoch, device=dev)
+        loaded = load_run(path, epoch=epoch, device=dev, classifier=True)
         return Classifier(loaded.model, loaded.pre, loaded.classes, str(loaded.checkpoint))
     if not path.is_file():
         raise UserError(f"model not found: {path} (give a run directory, a .pt checkpoint or a Keras .h5 file)")
@@ -76,13 +76,15 @@ def load_classifier(source: str | Path, *, keras_model: str | None = None, epoch
 def _from_checkpoint(path: Path, device: torch.device) -> Classifier:
     from deepvision.config.io import build_config
     from deepvision.runs.checkpoint import load_checkpoint
-    from deepvision.runs.loading import build_checked
+    from deepvision.runs.loading import build_checked, check_classifier
     from deepvision.safeload import check_class_names
 
     ckpt = load_checkpoint(path)
-    if not isinstance(ckpt.get("config"), dict) or not isinstance(ckpt.get("preprocess"), dict):
+    cfg = build_config(ckpt["config"]) if isinstance(ckpt.get("config"), dict) else None
+    if cfg is not None:
+        check_classifier(cfg, path)
+    if cfg is None or not isinstance(ckpt.get("preprocess"), dict):
         raise UserError(f"{path} holds no config/preprocessing; give its run directory instead")
-    cfg = build_config(ckpt["config"])
     cfg.model.pretrained = None
     pre = Preprocess.from_dict(ckpt["preprocess"])
     model = build_checked(cfg, pre, ckpt["model_state"], str(path), f"the preprocessing stored in {path}")

@@ -177,10 +177,17 @@ def evaluate_run(
     if run_cfg.task == "detection":  # mAP, per-class AP, PR curves
         from deepvision.evaluation.detection import evaluate_detection_run
 
+        ignored = [o for o, given in (("--crops", crops != 1), ("--skip-corrupt", skip_corrupt)) if given]
+        if ignored:  # taken, they would be ignored without a word: the report would not say so
+            given = " and ".join(ignored)
+            raise UserError(f"{given} {'goes' if len(ignored) == 1 else 'go'} with classification runs; {run.path} "
+                            f"is a detection run (one view per image, every image read): leave {given} out")
         if out is not None:  # a folder of the user's files is never written into; an earlier report is replaced
             require_own_folder(out, "metrics.json", '{\n  "split":', "evaluate")
 
         loaded = load_run(run_dir, epoch=epoch, which=which, device=resolve_device(device))
+        if batch_size:
+            loaded.cfg.data.eval_batch_size = batch_size
         own_split = data is None or data in ROLES  # else: another built dataset's test split
         report = evaluate_detection_run(loaded, (data or "test") if own_split else "test",
                                         data=None if own_split else data, out=out)

@@ -99,7 +99,7 @@ def load_model(model: str | None = None, weights: str | None = None, *, run: str
 def _from_run(run: str | Path, epoch: int | None, device: torch.device) -> LoadedModel:
     from deepvision.runs.loading import load_run
 
-    loaded = load_run(run, epoch=epoch, device=device)
+    loaded = load_run(run, epoch=epoch, device=device, classifier=True)  # features and classify alike
     source = {"run": str(Path(run).resolve())}
     if epoch is not None:
         source["epoch"] = epoch

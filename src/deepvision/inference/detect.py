@@ -31,7 +31,7 @@ from deepvision.inference.video import frame_rate, open_video, quiet_native_outp
 from deepvision.models.detection import detection_family
 from deepvision.placement import replace_only_own
 from deepvision.runs.loading import LoadedRun, load_run
-from deepvision.safeload import input_file, read_json
+from deepvision.safeload import image_files, input_file, read_json
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 MAX_SIDE = 1000
@@ -148,17 +148,19 @@ def _scaled(detections: list[Detection], scale: float) -> list[Detection]:
 
 
 def expand_sources(sources: list[str | Path]) -> list[tuple[Path, str]]:
-    """(path, kind) for every image ("image") and video ("video"); folders give their images, sorted."""
+    """(path, kind) for every image ("image") and video ("video"); folders give the images and videos under
+    them, at every level, sorted (as classify and predict search folders)."""
     out: list[tuple[Path, str]] = []
     for src in sources:
         p = Path(src)
         if not p.is_dir():  # a missing path, a FIFO or a device is refused before anything opens it
             input_file(p, "image or video", "; give an image or video file, or a folder of images")
         if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+            files = image_files(p, (*IMAGE_EXTENSIONS, *VIDEO_EXTENSIONS))
             if not files:
-                raise UserError(f"{p} holds no image ({', '.join(IMAGE_EXTENSIONS)})")
-            out += [(f, "image") for f in files]
+                raise UserError(f"{p} holds no image ({', '.join(IMAGE_EXTENSIONS)}) or video "
+                                f"({', '.join(VIDEO_EXTENSIONS)}) at any level")
+            out += [(f, "video" if f.suffix.lower() in VIDEO_EXTENSIONS else "image") for f in files]
         elif p.suffix.lower() in VIDEO_EXTENSIONS:
             out.append((p, "video"))
         else:

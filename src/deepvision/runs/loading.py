@@ -20,7 +20,7 @@ from deepvision.models.shapes import check_planned_activations
 from deepvision.models.weights import check_weights_finite, check_weights_fit, load_weights
 from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.rundir import RunDir
-from deepvision.safeload import check_class_names, printable
+from deepvision.safeload import check_class_names, printable, shell_word
 
 
 @dataclass
@@ -117,10 +117,24 @@ def _classes(run: RunDir, ckpt: dict[str, Any], cfg: Config) -> list[str]:
     return classes + [str(i) for i in range(len(classes), outputs)]  # a head wider than the data's classes
 
 
+def check_classifier(cfg: Config, where: str | Path) -> None:
+    """Refuse a detection run (or its checkpoint, `where`) where a classifier is needed: its outputs read as
+    class scores, or its head's input as image features (tasks built on classification, such as age, pass).
+    One line, before the model is built."""
+    if cfg.task == "detection":
+        run = Path(where).is_dir()
+        hint = f"; draw its boxes with `deepvision detect {shell_word(where)} IMAGE...`" if run else ""
+        raise UserError(f"{where} {'is' if run else 'holds the model of'} a detection run and a classifier is "
+                        f"needed here (a classification run)" + hint)
+
+
 def load_run(run_dir: str | Path, epoch: int | None = None, which: str = "best",
-             device: str | torch.device = "cpu") -> LoadedRun:
-    """The run's model in eval mode with the weights of `epoch` (or best.pt / last.pt)."""
+             device: str | torch.device = "cpu", *, classifier: bool = False) -> LoadedRun:
+    """The run's model in eval mode with the weights of `epoch` (or best.pt / last.pt). `classifier`: the
+    caller applies it as a classifier; a run of another task is refused (`check_classifier`)."""
     run, path, ckpt, cfg, pre = _open_run(run_dir, epoch, which)
+    if classifier:
+        check_classifier(cfg, run.path)
     model = build_checked(cfg, pre, ckpt["model_state"], f"{path}", f"{run.preprocess_path}")
     model.to(device).eval()
     classes = _classes(run, ckpt, cfg)

@@ -88,7 +88,7 @@ def show_cars(run_dir: str | Path, *, sample_size: int = 10, out: str | Path | N
     # its NNN_sampleK.png and predictions.json replace only an earlier show's, never a run's or a user's files
     require_own_folder(out_dir, "predictions.json", '[{"index":', "cars show")
     refuse_output_in_data(run.read_config(), out_dir)
-    loaded = load_run(run_dir, epoch=epoch, device=resolve_device(device))
+    loaded = load_run(run_dir, epoch=epoch, device=resolve_device(device), classifier=True)
     cfg = loaded.cfg
     cfg.data.channels = loaded.pre.channels
     bundle = load_data(cfg.data, roles=("test",))

@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "with '<class>: <score>' labels. With --out, annotated images (.jpg), videos "
                                    "(.mp4) and detections.json (pixel boxes of the original images) are written.")
     p.add_argument("run_dir", help="detection run directory")
-    p.add_argument("sources", nargs="+", metavar="IMAGE|FOLDER|VIDEO", help="image files, folders of images, videos")
+    p.add_argument("sources", nargs="+", metavar="IMAGE|FOLDER|VIDEO",
+                   help="image files, videos, folders (their images and videos at every level)")
     p.add_argument("--min-confidence", type=float, default=0.5, help="score threshold (default 0.5)")
     p.add_argument("--out", help="folder for annotated images/videos and detections.json")
     p.add_argument("--json", action="store_true", help="print the detections as JSON")
