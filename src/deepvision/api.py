@@ -5,16 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deepvision.config.io import build_config, load_config, override_list
+from deepvision.config.io import build_config, load_config, override_list, refuse_flag_with_override
 from deepvision.config.schema import Config
 from deepvision.engine.resolve import resolve_run
 from deepvision.engine.session import default_name, resume_run, train_run
 from deepvision.engine.trainer import FitResult
 from deepvision.errors import UserError
-from deepvision.evaluation.evaluate import evaluate_run
+from deepvision.evaluation.evaluate import evaluate_run, refuse_split_name_as_path
 from deepvision.inference.predict import Prediction, predict_images
 from deepvision.models.registry import create_model, list_models
 from deepvision.runs.loading import load_run
+from deepvision.safeload import shell_word
 
 __all__ = ["create_model", "default_name", "detect", "detection_build", "detection_fake", "evaluate", "export",
            "import_keras", "import_mxnet", "list_models", "load_run", "predict", "resolve_run", "resume", "train"]
@@ -44,6 +45,8 @@ def train(
     """Train from a config (YAML path, recipe name, mapping or Config) into a new run directory under `out`.
     `overrides`: 'key=value' strings as `--set` takes them, one string or a list."""
     overrides = override_list(overrides)
+    if name is not None:  # `--name` with `--set name=`: two names for one run
+        refuse_flag_with_override(f"--name {shell_word(name)}", "name", str(name), overrides)
     cfg = _as_config(config, overrides)
     if name is not None:
         cfg.name = name
@@ -75,6 +78,7 @@ def resume(
 def evaluate(run_dir: str | Path | FitResult, **kwargs: Any) -> dict[str, Any]:
     """Evaluate a run; see `deepvision.evaluation.evaluate.evaluate_run` for the options. A detection run
     returns its mAP report (voc_map50, voc_map50_11pt, coco, per_class) on `data` (default: test)."""
+    refuse_split_name_as_path(kwargs.get("data"))
     return evaluate_run(_path(run_dir), **kwargs)
 
 

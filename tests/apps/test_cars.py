@@ -206,6 +206,19 @@ def test_show_samples_and_draws(run_cli, cars_run, fake, tmp_path):
     assert (code, out) == (2, "") and "--sample-size must be a whole number from 1 to 10,000, got 100000000" in err
 
 
+def test_show_refuses_splits_drawn_otherwise_by_a_hand_edit(run_cli, cars_run, tmp_path):
+    """The test images are sampled from the split the run was tested on, never one a config.yaml edit draws."""
+    import shutil
+
+    copy = tmp_path / "cars"
+    shutil.copytree(cars_run, copy)
+    text = (copy / "config.yaml").read_text()
+    (copy / "config.yaml").write_text(text.replace("split_seed: 42", "split_seed: 7", 1))
+    code, out, err = run_cli("cars", "show", copy, "--sample-size", "2", "--out", tmp_path / "s")
+    assert (code, out) == (2, "") and err.count("\n") == 1 and "(data.split_seed: 42 -> 7)" in err, err
+    assert not (tmp_path / "s").exists()
+
+
 def test_show_writes_only_into_its_own_folder_outside_the_data(run_cli, cars_run, fake, tmp_path):
     """A folder of the user's files, the run's own folder and the test images' folder are refused in one
     line before the model loads, nothing written; an earlier show's folder is written again."""

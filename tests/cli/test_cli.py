@@ -134,6 +134,28 @@ def test_a_recipe_name_that_is_also_a_file_here_is_refused(run_cli, tmp_path, mo
     assert resolve_config_arg("demo") == recipe_path("demo")
 
 
+@pytest.mark.parametrize(("flag", "given", "said"), [
+    (("--name", "NX"), "name=NY", "--name NX and --set name=NY give name two values"),
+    (("--data-root", "empty"), "data.root=/elsewhere",
+     "--data-root empty and --set data.root=/elsewhere give data.root two values"),
+])
+def test_a_flag_and_a_set_giving_one_setting_two_values_are_refused(run_cli, tmp_path, flag, given, said):
+    """`train demo --name NX --set name=NY` trained run NX and dropped NY without a word; the --data-root refusal
+    spoke of "--set data.root is given twice" to a user who gave --data-root."""
+    code, out, err = run_cli("train", "demo", *flag, "--set", given, "--out", tmp_path / "runs")
+    assert (code, out) == (2, "") and err == f"deepvision train: error: {said}; give one\n"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_name_given_twice_is_refused_by_the_api_too(tmp_path):
+    from deepvision.api import train
+    from deepvision.errors import UserError
+
+    with pytest.raises(UserError, match=r"^--name NX and --set name=NY give name two values; give one$"):
+        train("demo", ["name=NY"], name="NX", out=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A 2-class run on an image folder (exercises the folder source and the binary reports)."""

@@ -246,3 +246,32 @@ def test_a_hand_edited_model_section_is_refused_by_every_loader(full_run, tmp_pa
     with pytest.raises(UserError, match=r"^config.yaml was edited by hand \(checkpoint.monitor: val_acc -> val_loss\); "
                                         r"checkpoint.monitor cannot change on resume, so undo the edit$"):
         resume(copy, epoch=2, overrides=["train.epochs=5"])
+
+
+def test_reset_optimizer_with_the_setting_saying_otherwise_is_refused(full_run, tmp_path, run_cli):
+    """`resume --reset-optimizer --set train.reset_optimizer_on_resume=false` reset the optimizer while config.yaml
+    and run.json recorded false; the flag and the key give two values."""
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run.run_dir, copy)
+    before = {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()}
+    code, out, err = run_cli("resume", copy, "--reset-optimizer", "--set", "train.reset_optimizer_on_resume=false",
+                             "--set", "train.epochs=5")
+    assert (code, out) == (2, "") and err == (
+        "deepvision resume: error: --reset-optimizer and --set train.reset_optimizer_on_resume=false give "
+        "train.reset_optimizer_on_resume two values; give one\n")
+    assert {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()} == before
+    with pytest.raises(UserError, match="^--reset-optimizer and --set train={reset_optimizer_on_resume: false} give"):
+        resume(copy, reset_optimizer=True, overrides=["train={reset_optimizer_on_resume: false}"])
+
+
+def test_the_task_cannot_change_on_resume(trained_detection_run, tmp_path, run_cli):
+    """`resume --set task=classification` on a detection run was taken and recorded in run.json's overrides,
+    and the run went on training its detector."""
+    copy = tmp_path / "det"
+    shutil.copytree(trained_detection_run, copy)
+    before = {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()}
+    code, out, err = run_cli("resume", copy, "--set", "task=classification", "--set", "train.epochs=2")
+    assert (code, out) == (2, "") and err == (
+        "deepvision resume: error: task cannot change on resume (detection -> classification): the run's checkpoints "
+        "hold a detection model; leave --set task out, or start a new run for another task\n")
+    assert {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()} == before

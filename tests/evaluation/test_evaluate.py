@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from deepvision.api import train
@@ -64,3 +66,63 @@ def test_a_detection_run_refuses_the_options_it_would_ignore_and_takes_its_batch
                         loader(source, batch, **kw))
     assert run_cli("evaluate", run, "--batch-size", "1", "--out", tmp_path / "one")[0] == 0
     assert sizes == [1] and (tmp_path / "one" / "metrics.json").is_file()
+
+
+def _files(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(("edit", "named"), [
+    (("split_seed: 42", "split_seed: 7"), "data.split_seed: 42 -> 7"),
+    (("test_fraction: 0.5", "test_fraction: 0.3"), "data.test_fraction: 0.5 -> 0.3"),
+])
+def test_splits_drawn_otherwise_by_a_hand_edit_are_refused(digits_run, tmp_path, run_cli, edit, named):
+    """config.yaml edited by hand (data.split_seed 42 -> 7): evaluate drew the splits again and scored a "test"
+    split holding images the run trained on, as the run's test score."""
+    copy = tmp_path / "copy"
+    shutil.copytree(digits_run, copy)
+    text = (copy / "config.yaml").read_text()
+    assert edit[0] in text
+    (copy / "config.yaml").write_text(text.replace(edit[0], edit[1], 1))
+    before = _files(copy)
+    for split in ((), ("--data", "test"), ("--data", "train")):
+        code, out, err = run_cli("evaluate", copy, *split)
+        assert (code, out) == (2, "") and err == (
+            f"deepvision evaluate: error: {copy / 'config.yaml'} draws the run's splits otherwise than best.pt was "
+            f"trained with ({named}), so they would hold images it trained on; undo the edit: a run's held-out "
+            f"splits never change\n")
+    assert _files(copy) == before
+    (copy / "config.yaml").write_text(text)  # undone: scored as before
+    assert run_cli("evaluate", copy)[0] == 0
+
+
+def test_a_split_edit_of_a_detection_run_is_refused(trained_detection_run, tmp_path, run_cli):
+    copy = tmp_path / "det"
+    shutil.copytree(trained_detection_run, copy)
+    text = (copy / "config.yaml").read_text()
+    (copy / "config.yaml").write_text(text.replace("split_seed: 42", "split_seed: 7", 1))
+    before = _files(copy)
+    code, out, err = run_cli("evaluate", copy)
+    assert (code, out) == (2, "") and err.count("\n") == 1 and "(data.split_seed: 42 -> 7)" in err, err
+    assert _files(copy) == before
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_a_split_name_that_is_also_a_path_here_is_refused(digits_run, tmp_path, run_cli, monkeypatch, kind):
+    """`evaluate RUN --data test` in a folder holding ./test scored the run's own test split without a word
+    about the folder; `--data ./test` names the folder."""
+    monkeypatch.chdir(tmp_path)
+    if kind == "folder":
+        (tmp_path / "test" / "zero").mkdir(parents=True)
+    else:
+        (tmp_path / "test").write_text("x.png 0\n")
+    before = _files(digits_run)
+    code, out, err = run_cli("evaluate", digits_run, "--data", "test", "--out", tmp_path / "report")
+    assert (code, out) == (2, "") and err == (
+        f"deepvision evaluate: error: 'test' is the run's test split and a {kind} in this folder; give --data "
+        f"./test for the {kind}, or evaluate from another folder for the split\n")
+    assert _files(digits_run) == before and not (tmp_path / "report").exists()
+    code, _, err = run_cli("evaluate", digits_run, "--data", "./test", "--out", tmp_path / "report")
+    assert "is the run's test split" not in err  # the path is read as the data (and found wanting here)
+    monkeypatch.chdir(digits_run)  # no ./test here: the run's own split
+    assert run_cli("evaluate", digits_run, "--data", "test", "--out", tmp_path / "report")[0] == 0

@@ -190,6 +190,32 @@ def model_change(before: Config, after: Config) -> tuple[str, str, str] | None:
     return f"model.{changed[0]}", show(ours.get(changed[0])), show(theirs.get(changed[0]))
 
 
+SPLIT_SETTINGS = ("val", "test", "val_fraction", "test_fraction", "split_seed")  # what draws the held-out splits
+
+
+def split_change(before: Config, after: Config) -> tuple[str, str, str] | None:
+    """The first data setting that draws the held-out splits and differs between two configs, with its two
+    values as shown ("data.split_seed", "42", "7"); None when they agree. data.val and data.test compare as
+    given or unset: their paths may move with the data."""
+    for key in SPLIT_SETTINGS:
+        old, new = getattr(before.data, key), getattr(after.data, key)
+        if key in ("val", "test"):
+            old, new = ("unset" if v is None else "given" for v in (old, new))
+        if new != old:
+            return f"data.{key}", str(old), str(new)
+    return None
+
+
+def refuse_flag_with_override(flag: str, key: str, value: str, overrides: str | Iterable[str] | None) -> None:
+    """Refuse a command-line `flag` that sets `key` to `value` (spelt as --set takes it) given together with a
+    --set that gives `key` another value: which of the two holds, the command line does not say."""
+    wanted = parse_override(f"{key}={value}")[1]
+    for text in override_list(overrides):
+        for keys, given in _leaves(*parse_override(text)):
+            if ".".join(keys) == key and given != wanted:
+                raise UserError(f"{flag} and --set {printable(text)[:80]} give {key} two values; give one")
+
+
 def flat_settings(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Settings by dotted key ("model.args.width"), tuples as lists, so two configs compare key by key; an
     empty mapping adds no key (`args: {}` holds no setting)."""

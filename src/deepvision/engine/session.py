@@ -16,7 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from deepvision.config.io import build_config, flat_settings, model_change, override_keys
+from deepvision.config.io import (
+    SPLIT_SETTINGS,
+    apply_overrides,
+    build_config,
+    flat_settings,
+    model_change,
+    override_keys,
+    refuse_flag_with_override,
+    split_change,
+)
 from deepvision.config.names import check_source_options
 from deepvision.config.profile import reset_optimizer_on_resume
 from deepvision.config.schema import Config
@@ -120,6 +129,8 @@ def resume_run(run_dir: str | Path, *, epoch: int | None = None, overrides: list
                reset_optimizer: bool = False) -> FitResult:
     """Continue a run from the checkpoint of `epoch` (default: the latest); see `deepvision.api.resume`.
     A run interrupted before its first checkpoint starts again from epoch 0 with its config.yaml."""
+    if reset_optimizer:
+        refuse_flag_with_override("--reset-optimizer", "train.reset_optimizer_on_resume", "true", overrides)
     _restore_config(RunDir(run_dir))
     run = RunDir.open(run_dir)
     lock = RunLock(run.path)
@@ -131,17 +142,22 @@ def resume_run(run_dir: str | Path, *, epoch: int | None = None, overrides: list
         lock.release()
 
 
-SPLIT_SETTINGS = ("val", "test", "val_fraction", "test_fraction", "split_seed")  # what draws the held-out splits
 # what a resume refuses to change besides the model, named when config.yaml holds an edit of it (data.val and
 # data.test may move with the data: their edit is advised to --set, which checks them)
-FIXED_ON_RESUME = ("checkpoint.prefix", "checkpoint.monitor", "train.topk",
+FIXED_ON_RESUME = ("task", "checkpoint.prefix", "checkpoint.monitor", "train.topk",
                    *(f"data.{key}" for key in SPLIT_SETTINGS if key not in ("val", "test")))
 
 
-def _check_fixed_settings(before: Config, cfg: Config) -> None:
+def _check_fixed_settings(before: Config, cfg: Config, task: Any = None) -> None:
     """Refuse a resume that changes the checkpoint prefix (earlier epochs would not be found), the model
     section (every earlier checkpoint would be rebuilt as another network), the measures best.pt was chosen
-    by and history.csv holds, or the held-out splits."""
+    by and history.csv holds, the held-out splits, or the task (whose model the checkpoints hold). `task`: the
+    task as given, before a detector's task is inferred (which would hide a change)."""
+    task = cfg.task if task is None else task
+    if task != before.task:
+        raise UserError(f"task cannot change on resume ({before.task} -> {printable(str(task))[:40]}): the run's "
+                        f"checkpoints hold a {before.task} model; leave --set task out, or start a new run for "
+                        f"another task")
     prefix = before.checkpoint.prefix
     if cfg.checkpoint.prefix != prefix:
         raise UserError(f"checkpoint.prefix cannot change on resume: the run's checkpoints are {prefix}-NNNN.pt, and "
@@ -163,14 +179,12 @@ def _check_fixed_settings(before: Config, cfg: Config) -> None:
         raise UserError(f"train.topk cannot change on resume ({before.train.topk} -> {cfg.train.topk}): history.csv's "
                         f"top-k columns hold top-{before.train.topk} accuracy for the earlier epochs; start a new run "
                         f"from this run's weights (--set model.pretrained=CHECKPOINT) for another k")
-    for key in SPLIT_SETTINGS:
-        old, new = getattr(before.data, key), getattr(cfg.data, key)
-        if key in ("val", "test"):  # a held-out split given or not; its path may move with the data
-            old, new = ("unset" if v is None else "given" for v in (old, new))
-        if new != old:
-            raise UserError(f"data.{key} cannot change on resume ({old} -> {new}): the splits would be drawn "
-                            f"again and images trained on would be validated or tested; start a new run from "
-                            f"this run's weights (--set model.pretrained=CHECKPOINT) for other splits")
+    split = split_change(before, cfg)
+    if split is not None:
+        key, old, new = split
+        raise UserError(f"{key} cannot change on resume ({old} -> {new}): the splits would be drawn again and "
+                        f"images trained on would be validated or tested; start a new run from this run's weights "
+                        f"(--set model.pretrained=CHECKPOINT) for other splits")
 
 
 def _restore_config(run: RunDir) -> None:
@@ -197,7 +211,7 @@ def _resume_locked(run: RunDir, epoch: int | None, overrides: list[str] | None, 
     keys = override_keys(overrides)
     _check_hand_edits(run, saved, keys)
     if isinstance(saved, dict):  # the settings earlier checkpoints depend on stay as they were
-        _check_fixed_settings(build_config(saved), cfg)
+        _check_fixed_settings(build_config(saved), cfg, apply_overrides(saved, overrides).get("task"))
     manual_lr = ckpt.get("scheduler_state", {}).get("manual_lr")
     if any(k.startswith("schedule.") for k in keys):
         manual_lr = None

@@ -27,7 +27,7 @@ from deepvision.engine.tasks.detection import DetectionMeter, DetectionTask
 from deepvision.errors import UserError
 from deepvision.evaluation.report_folder import ROLES, report_folder, slug
 from deepvision.fileio import atomic_write_text, written_whole
-from deepvision.runs.loading import LoadedRun, load_run
+from deepvision.runs.loading import LoadedRun, load_run, refuse_split_edit
 from deepvision.safeload import spreadsheet_cell
 
 DEFINITIONS = {
@@ -87,6 +87,7 @@ def evaluate_detection_run(run_dir: str | Path | LoadedRun, split: str = "test",
     task = DetectionTask(cfg)
     if data is None and split in ("train", "val", "test"):
         # the run's own split, carved from train when the run used val_fraction/test_fraction
+        refuse_split_edit(loaded.run, loaded.cfg, loaded.checkpoint)
         task_data = load_detection_data(cfg.data, (split,), loaded.pre)
         if split not in task_data.splits:
             raise UserError(f"the run has no {split} split (data.{split} is not set); give --split NAME or --data DIR")

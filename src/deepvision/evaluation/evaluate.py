@@ -52,9 +52,9 @@ from deepvision.placement import (
     refuse_output_inside,
     require_own_folder,
 )
-from deepvision.runs.loading import LoadedRun, load_run
+from deepvision.runs.loading import LoadedRun, load_run, refuse_split_edit
 from deepvision.runs.rundir import RunDir
-from deepvision.safeload import check_choice, check_range, spreadsheet_cell, spreadsheet_row
+from deepvision.safeload import bare_name_here, check_choice, check_range, spreadsheet_cell, spreadsheet_row
 
 # --crops: the views averaged per image -> (what the progress line says, the report folder's suffix)
 REPORT_FILES = {"metrics": "metrics.json", "report": "report.csv", "confusion_csv": "confusion_matrix.csv",
@@ -76,6 +76,15 @@ def _check_labels_fit(dataset: Any, n_classes: int, what: str) -> None:
         k = int(beyond[0])
         raise UserError(f"the {what} data's sample {k + 1} has label {int(targets[k])}, but the run has "
                         f"{n_classes} classes (labels 0..{n_classes - 1}); it was labelled for another model")
+
+
+def refuse_split_name_as_path(data: str | None) -> None:
+    """Refuse `--data test` (train, val) where a folder or file ./test is here too: the run's split and the
+    user's data are spelt alike, and the split would be scored without a word about the folder."""
+    kind = bare_name_here(data) if isinstance(data, str) and data in ROLES else None
+    if kind:
+        raise UserError(f"'{data}' is the run's {data} split and a {kind} in this folder; give --data ./{data} for "
+                        f"the {kind}, or evaluate from another folder for the split")
 
 
 def _data_config_for(cfg: Config, data: str | None) -> tuple[Config, str]:
@@ -198,6 +207,8 @@ def evaluate_run(
     say = (lambda *_: None) if quiet else print
     # the data is read (and refused, in one line) before the model loads and before anything is printed
     cfg, role = _data_config_for(run_cfg, data)
+    if data in (None, *ROLES):  # the run's own split: drawn as the checkpoint's were, never as an edit says
+        refuse_split_edit(run, run_cfg, run.resolve_checkpoint(epoch, which))
     if out is not None and data not in (None, *ROLES) and cfg.data.source == "lst":
         _refuse_report_over_listed_images(out, cfg.data.train, cfg.data.root)
     if out is not None:  # a folder of the user's files is never written into; an earlier report is replaced

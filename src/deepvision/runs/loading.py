@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepvision.config.io import build_config, model_change
+from deepvision.config.io import build_config, model_change, split_change
 from deepvision.config.schema import Config
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
@@ -218,3 +218,15 @@ def _relocate_model_files(cfg: Config, run: RunDir) -> None:
             moved = run.path / Path(value).name
             if moved.is_file():
                 cfg.model.args[key] = str(moved)
+
+
+def refuse_split_edit(run: RunDir, cfg: Config, checkpoint: Path) -> None:
+    """Refuse reading the run's own splits from a config (config.yaml edited by hand) that draws them otherwise
+    than `checkpoint` was trained with: a new test split would hold images the run trained on."""
+    trained = load_checkpoint(checkpoint).get("config")
+    change = split_change(build_config(trained), cfg) if isinstance(trained, dict) else None
+    if change is not None:
+        key, old, new = change
+        raise UserError(f"{run.config_path} draws the run's splits otherwise than {checkpoint.name} was trained with "
+                        f"({key}: {old} -> {new}), so they would hold images it trained on; undo the edit: a run's "
+                        f"held-out splits never change")

@@ -39,6 +39,15 @@ def regular_file(path: str | Path, what: str = "file") -> Path:
     return path
 
 
+def bare_name_here(name: str) -> str | None:
+    """'file' or 'folder' when `name`, a bare word (no folder part), is also something in the working folder;
+    else None. Where a word may name a built-in thing (a shipped recipe, a run's split) or a path, a word that is
+    both is refused: which one was meant, the word does not say (./NAME names the path)."""
+    if "/" in name or os.sep in name or not os.path.lexists(name):
+        return None
+    return "folder" if os.path.isdir(name) else "file"
+
+
 def image_files(folder: str | Path, exts: Iterable[str] = IMAGE_EXTS, recursive: bool = True) -> list[Path]:
     """The files under `folder` (every level with `recursive`) whose suffix is in `exts`, sorted, hidden
     files and folders left out. A FIFO, socket, device or broken link named like an image is refused,

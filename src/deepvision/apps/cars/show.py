@@ -78,7 +78,7 @@ def show_cars(run_dir: str | Path, *, sample_size: int = 10, out: str | Path | N
     from deepvision.engine.distributed import resolve_device
     from deepvision.engine.resolve import refuse_output_in_data
     from deepvision.inference.predict import predict_tensors
-    from deepvision.runs.loading import load_run
+    from deepvision.runs.loading import load_run, refuse_split_edit
     from deepvision.runs.rundir import RunDir
 
     check_range("--sample-size", sample_size, 1, MAX_SAMPLES)  # each sample is a PNG: a visualiser, not a sweep
@@ -89,6 +89,7 @@ def show_cars(run_dir: str | Path, *, sample_size: int = 10, out: str | Path | N
     require_own_folder(out_dir, "predictions.json", '[{"index":', "cars show")
     refuse_output_in_data(run.read_config(), out_dir)
     loaded = load_run(run_dir, epoch=epoch, device=resolve_device(device), classifier=True)
+    refuse_split_edit(loaded.run, loaded.cfg, loaded.checkpoint)  # the test split drawn as the run's was
     cfg = loaded.cfg
     cfg.data.channels = loaded.pre.channels
     bundle = load_data(cfg.data, roles=("test",))

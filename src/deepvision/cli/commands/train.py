@@ -53,10 +53,13 @@ def run(args: argparse.Namespace) -> int:
     if should_launch(args.nproc_per_node):
         return launch(args.nproc_per_node, "train", args.argv)
     from deepvision.api import train
+    from deepvision.config.io import refuse_flag_with_override
     from deepvision.recipes import resolve_config_arg
+    from deepvision.safeload import shell_word
 
     overrides = list(args.overrides)
     if args.data_root:
+        refuse_flag_with_override(f"--data-root {shell_word(args.data_root)}", "data.root", args.data_root, overrides)
         overrides.insert(0, f"data.root={args.data_root}")
     result = train(resolve_config_arg(args.config), overrides, name=args.name, out=args.out)
     _summary(result)
