@@ -42,7 +42,7 @@ from deepvision.config.io import build_config, config_to_yaml, read_yaml
 from deepvision.config.schema import MAX_EPOCHS, Config
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path, atomic_write_text, move, not_a_folder, special_kind
+from deepvision.fileio import atomic_path, atomic_write_text, move, not_a_folder, open_regular_file, special_kind
 from deepvision.runs.checkpoint import atomic_save, load_checkpoint
 from deepvision.runs.history import HISTORY_FIELDS
 from deepvision.runs.lock import LOCK_NAME, RunLock, is_stale, read_holder
@@ -269,9 +269,12 @@ class RunDir:
 
     def crash_report(self) -> str | None:
         """The first line of the fatal-error report that ends train.log ("Fatal Python error: Segmentation
-        fault"), or None when the log ends in a line of the run's own."""
+        fault"), or None when the log ends in a line of the run's own. A FIFO or folder in train.log's place
+        is a UserError (opening a FIFO would wait for a writer for ever)."""
+        if not self.regular(self.log_path, "delete it (training starts a new train.log)"):
+            return None
         try:
-            with open(self.log_path, "rb") as f:
+            with open_regular_file(self.log_path) as f:
                 f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))
                 tail = f.read().decode("utf-8", "replace")
         except OSError:
