@@ -10,6 +10,7 @@ import pytest
 from deepvision.config import build_config
 from deepvision.config.schema import CheckpointConfig
 from deepvision.engine.schedules import Schedule
+from deepvision.errors import UserError
 from deepvision.runs.history import describe_lrs, lr_steps
 from deepvision.runs.journal import journal, render_table, to_markdown
 from deepvision.runs.rundir import RunDir
@@ -338,3 +339,31 @@ def test_a_top5_below_top1_is_impossible_in_history_and_reports(tmp_path, run_cl
     assert rows["report"].get("test_map") is None and rows["report"].get("test_map50") is None
     code, out, _ = run_cli("runs", tmp_path, "--columns", "name,test_acc,test_top5")
     assert code == 0 and "88.00" not in out and "10.00" not in out
+
+
+def test_a_history_whose_epochs_disagree_with_run_json_marks_the_run_damaged(tmp_path, run_cli):
+    """Another run's history.csv copied in (or another run's run.json): `runs` marks the run damaged and `plot`
+    and `runs compare` refuse it, naming both files; a live or killed run's history may be one epoch ahead."""
+    good = fake_run(tmp_path, "good", {"name": "constant"}, 3)
+    good.write_state({"status": "finished", "epochs_done": 3})
+    bad = fake_run(tmp_path, "h1", {"name": "constant"}, 3)
+    bad.write_state({"status": "finished", "epochs_done": 3})
+    other = fake_run(tmp_path.parent / f"{tmp_path.name}-other", "a", {"name": "constant"}, 1)
+    bad.history_path.write_bytes(other.history_path.read_bytes())
+    before = bad.history_path.read_bytes()
+    message = (f"{bad.history_path} ends at epoch 1 but {bad.state_path} says 3 epoch(s) were done: one of them is "
+               f"another run's or an old copy")
+    rows = {r["name"]: r for r in journal(tmp_path)}
+    assert rows["h1"]["status"].startswith(f"damaged: {message}") and rows["h1"].get("best_val_acc") is None
+    assert rows["good"]["status"] == "finished" and rows["good"]["epochs"] == 3
+    code, out, err = run_cli("runs", tmp_path)
+    assert code == 0 and err == "" and "epoch(s) were done" in " ".join(out.split())
+    for args in (("plot", bad.path), ("runs", "compare", bad.path, good.path)):
+        code, _, err = run_cli(*args)
+        assert code == 2 and err.count("\n") == 1 and message in err
+    assert bad.history_path.read_bytes() == before and not any(bad.plots.iterdir())
+    bad.write_state({"status": "running", "epochs_done": 0})  # history.csv is written just before run.json
+    assert [r["epoch"] for r in bad.read_history()] == [1]
+    bad.write_state({"status": "finished", "epochs_done": 0})
+    with pytest.raises(UserError, match="ends at epoch 1 but"):
+        bad.read_history()

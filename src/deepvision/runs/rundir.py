@@ -341,7 +341,26 @@ class RunDir:
                 raise UserError(f"{path} is damaged ({problem}); delete it")
             raise UserError(f"{self.history_path} is damaged ({problem}); every checkpoint holds the "
                             f"history: `deepvision resume` rewrites it")
+        if path == self.history_path:
+            self._check_history_epochs(rows)
         return rows
+
+    def _check_history_epochs(self, rows: list[dict[str, Any]]) -> None:
+        """Refuse a history.csv whose last epoch is not run.json's epochs_done (another run's history copied in,
+        or another run's run.json, or an old copy), naming both. While a run trains (and when its process
+        died) history.csv may be one epoch ahead: it is written just before run.json."""
+        if not rows:  # nothing to list or plot (an imported run resumed: its checkpoint holds no history)
+            return
+        try:
+            state = self.read_state()
+        except UserError:  # a damaged run.json is named where it is read
+            return
+        done, last = state.get("epochs_done"), rows[-1]["epoch"]
+        if done is None or last == done or (last == done + 1 and state.get("status") not in ("finished", "imported")):
+            return
+        raise UserError(f"{self.history_path} ends at epoch {last} but {self.state_path} says {done} epoch(s) were "
+                        f"done: one of them is another run's or an old copy; restore the run's own (every "
+                        f"checkpoint holds the history, and `deepvision resume` rewrites history.csv)")
 
     def write_test_metrics(self, metrics: dict[str, Any]) -> None:
         atomic_write_text(self.test_metrics_path, json.dumps(metrics, indent=2, allow_nan=False) + "\n")
