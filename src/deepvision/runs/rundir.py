@@ -381,6 +381,18 @@ class RunDir:
             return None
         return _numbers(data) if isinstance(data, dict) else None
 
+    def wrote(self, report: dict[str, Any]) -> bool:
+        """Whether a report (`read_report`: an evaluation's metrics.json, test_metrics.json) was written for
+        this run: its run id is the run's, so a report copied from another run, or written into this run's
+        folder by `evaluate OTHER --out`, is not. A report without a run id (an earlier release) is taken by
+        the run folder it names, one naming none as the run's."""
+        theirs, ours = report.get("run_id"), self.run_id
+        if theirs is not None and ours is not None:
+            return theirs == ours
+        named = Path(str(report.get("run", ""))).name
+        return named in ("", ".", "..") or unicodedata.normalize("NFC", named) == unicodedata.normalize(
+            "NFC", self.path.name)
+
     # -- checkpoints -------------------------------------------------------------------------------
     def checkpoint_path(self, prefix: str, epoch: int) -> Path:
         path = self.checkpoints / f"{prefix}-{epoch:04d}.pt"
@@ -607,7 +619,7 @@ def _fmt(v: Any) -> Any:
     return v
 
 
-_REPORT_TEXT = ("split", "data", "checkpoint", "monitor")  # the report fields that hold words, not numbers
+_REPORT_TEXT = ("split", "data", "checkpoint", "monitor", "run", "run_id")  # report fields holding words, not numbers
 
 
 def _finite(value: Any) -> bool:
