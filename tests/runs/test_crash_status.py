@@ -60,3 +60,30 @@ def test_a_run_killed_without_a_report_reads_killed(tmp_path):
     assert run.status() == "killed"  # SIGKILL or the OOM killer leave nothing in train.log
     run.log_path.write_text("2026-01-01 10:00:00 Epoch[0]\nFatal Python error: Aborted\n\nCurrent thread:\n")
     assert run.status() == "crashed" and run.crash_report() == "Fatal Python error: Aborted"
+
+
+def test_a_fifo_as_train_log_of_a_killed_run_marks_it_damaged_and_the_listing_goes_on(tmp_path, run_cli):
+    """A "running" run whose process is gone has train.log read for a crash report: a FIFO there is named as
+    the other run files are, never opened (the read would wait for a writer for ever)."""
+    from tests.runs.test_journal_table import fake_run
+
+    fake_run(tmp_path, "good", {"name": "constant"}, 2)
+    bad = fake_run(tmp_path, "k1", {"name": "constant"}, 2, status="running")
+    os.mkfifo(bad.log_path)
+
+    def hung(*_):
+        raise AssertionError("train.log was opened as a FIFO")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        rows = {r["name"]: r for r in journal(tmp_path)}
+        code, out, err = run_cli("runs", tmp_path)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert rows["k1"]["status"] == f"damaged: {bad.log_path} is not a regular file (a FIFO); delete it (training " \
+                                   f"starts a new train.log)"
+    assert rows["good"]["status"] == "finished"
+    assert code == 0 and err == "" and "k1: " in out and "good" in out
+    assert bad.log_path.is_fifo()

@@ -10,6 +10,7 @@ import pytest
 from deepvision.config import build_config
 from deepvision.config.schema import CheckpointConfig
 from deepvision.engine.schedules import Schedule
+from deepvision.errors import UserError
 from deepvision.runs.history import describe_lrs, lr_steps
 from deepvision.runs.journal import journal, render_table, to_markdown
 from deepvision.runs.rundir import RunDir
@@ -338,3 +339,74 @@ def test_a_top5_below_top1_is_impossible_in_history_and_reports(tmp_path, run_cl
     assert rows["report"].get("test_map") is None and rows["report"].get("test_map50") is None
     code, out, _ = run_cli("runs", tmp_path, "--columns", "name,test_acc,test_top5")
     assert code == 0 and "88.00" not in out and "10.00" not in out
+
+
+def test_a_history_whose_epochs_disagree_with_run_json_marks_the_run_damaged(tmp_path, run_cli):
+    """Another run's history.csv copied in (or another run's run.json): `runs` marks the run damaged and `plot`
+    and `runs compare` refuse it, naming both files; a live or killed run's history may be one epoch ahead."""
+    good = fake_run(tmp_path, "good", {"name": "constant"}, 3)
+    good.write_state({"status": "finished", "epochs_done": 3})
+    bad = fake_run(tmp_path, "h1", {"name": "constant"}, 3)
+    bad.write_state({"status": "finished", "epochs_done": 3})
+    other = fake_run(tmp_path.parent / f"{tmp_path.name}-other", "a", {"name": "constant"}, 1)
+    bad.history_path.write_bytes(other.history_path.read_bytes())
+    before = bad.history_path.read_bytes()
+    message = (f"{bad.history_path} ends at epoch 1 but {bad.state_path} says 3 epoch(s) were done: one of them is "
+               f"another run's or an old copy")
+    rows = {r["name"]: r for r in journal(tmp_path)}
+    assert rows["h1"]["status"].startswith(f"damaged: {message}") and rows["h1"].get("best_val_acc") is None
+    assert rows["good"]["status"] == "finished" and rows["good"]["epochs"] == 3
+    code, out, err = run_cli("runs", tmp_path)
+    assert code == 0 and err == "" and "epoch(s) were done" in " ".join(out.split())
+    for args in (("plot", bad.path), ("runs", "compare", bad.path, good.path)):
+        code, _, err = run_cli(*args)
+        assert code == 2 and err.count("\n") == 1 and message in err
+    assert bad.history_path.read_bytes() == before and not any(bad.plots.iterdir())
+    bad.write_state({"status": "running", "epochs_done": 0})  # history.csv is written just before run.json
+    assert [r["epoch"] for r in bad.read_history()] == [1]
+    bad.write_state({"status": "finished", "epochs_done": 0})
+    with pytest.raises(UserError, match="ends at epoch 1 but"):
+        bad.read_history()
+
+
+def _report(run, folder, **fields):
+    import json
+
+    (run.folder("eval", folder) / "metrics.json").write_text(json.dumps({"run": str(run.path), **fields}))
+
+
+def test_the_test_score_is_best_pts_never_another_checkpoints_or_another_runs(tmp_path):
+    """`runs` shows best.pt's test score (test_metrics.json, or `evaluate`'s report of best.pt) beside the best
+    epoch: a report of last.pt or of a saved epoch, of an earlier best.pt, or of another run (its run id, an
+    earlier release's report naming another run folder, a test_metrics.json of another epoch count) is not it."""
+    import json
+
+    run = fake_run(tmp_path, "b3", {"name": "constant"}, 3, best_at=2)
+    run.write_state({"status": "finished", "run_id": "aaaa1111", "epochs_done": 3, "best_epoch": 2})
+    run.test_metrics_path.write_text(json.dumps({"split": "test", "run_id": "aaaa1111", "checkpoint": "best",
+                                                 "epoch": 2, "epochs": 3, "test_acc": 0.7, "test_top5": 0.9}))
+    ckpt = run.checkpoints
+    _report(run, "test-last", run_id="aaaa1111", checkpoint=str(ckpt / "last.pt"), epoch=3, data="test", rank1=0.6)
+    _report(run, "test-lenet-0003", run_id="aaaa1111", checkpoint=str(ckpt / "lenet-0003.pt"), epoch=3, rank1=0.6)
+    _report(run, "test-best-2", run_id="aaaa1111", checkpoint=str(ckpt / "best.pt"), epoch=1, rank1=0.5)  # stale
+    _report(run, "test-best-3", run_id="bbbb2222", checkpoint="runs/a/checkpoints/best.pt", epoch=2, rank1=0.88)
+    (run.folder("eval", "test-best-4") / "metrics.json").write_text(json.dumps(  # an earlier release's report
+        {"run": "runs/a", "checkpoint": "runs/a/checkpoints/best.pt", "epoch": 2, "rank1": 0.88}))
+    (row,) = journal(tmp_path)
+    assert (row["best_epoch"], row["test_acc"], row["test_top5"]) == (2, 0.7, 0.9)
+
+    _report(run, "test-best", run_id="aaaa1111", checkpoint=str(ckpt / "best.pt"), epoch=2, rank1=0.75, rank5=0.95)
+    (row,) = journal(tmp_path)
+    assert (row["test_acc"], row["test_top5"]) == (0.75, 0.95)
+    (run.eval_dir / "test-best" / "metrics.json").write_text(json.dumps(  # an earlier release's, of this run
+        {"run": f"runs/{run.path.name}", "checkpoint": "best.pt", "epoch": 2, "rank1": 0.76}))
+    assert journal(tmp_path)[0]["test_acc"] == 0.76
+
+    for copied in ({"run_id": "bbbb2222"}, {"epochs": 1, "epoch": 1}, {"epoch": 1}):  # another run's, an old one
+        run.eval_dir.joinpath("test-best", "metrics.json").unlink()
+        trained = {"split": "test", "run_id": "aaaa1111", "checkpoint": "best", "epoch": 2, "epochs": 3,
+                   "test_acc": 0.88}
+        run.test_metrics_path.write_text(json.dumps({**trained, **copied}))
+        (row,) = journal(tmp_path)
+        assert row.get("test_acc") is None, copied
+        _report(run, "test-best", checkpoint="best.pt", epoch=2, rank1=0.75)

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,10 @@ from deepvision.engine.detection_metrics import VOCResult, evaluate_coco, evalua
 from deepvision.engine.distributed import resolve_device
 from deepvision.engine.tasks.detection import DetectionMeter, DetectionTask
 from deepvision.errors import UserError
-from deepvision.evaluation.report_folder import ROLES, report_folder, slug
+from deepvision.evaluation.report_folder import ROLES, refuse_other_runs_folder, report_folder, slug
 from deepvision.fileio import atomic_write_text, written_whole
 from deepvision.runs.loading import LoadedRun, load_run, refuse_split_edit
+from deepvision.runs.rundir import RunDir
 from deepvision.safeload import spreadsheet_cell
 
 DEFINITIONS = {
@@ -48,9 +49,10 @@ class DetectionEvaluation:
     voc_11pt: VOCResult
     coco: dict[str, float]
     out_dir: Path
+    scored: dict[str, Any] = field(default_factory=dict)  # the run, its id, the checkpoint and its epoch
 
     def metrics(self) -> dict[str, Any]:
-        return {"split": self.split, "data": self.data, "images": self.images, "boxes": self.boxes,
+        return {"split": self.split, "data": self.data, **self.scored, "images": self.images, "boxes": self.boxes,
                 "voc_map50": self.voc.map, "voc_map50_11pt": self.voc_11pt.map, "coco": self.coco,
                 "per_class": {c.name: {"ap": c.ap, "ap_11pt": c11.ap, "positives": c.positives}
                               for c, c11 in zip(self.voc.per_class, self.voc_11pt.per_class)},
@@ -82,6 +84,8 @@ def evaluate_detection_run(run_dir: str | Path | LoadedRun, split: str = "test",
                            epoch: int | None = None, device: str = "auto", out: str | Path | None = None
                            ) -> DetectionEvaluation:
     """Score a detection run on `split` of its dataset (or of the built dataset `data`)."""
+    if out is not None:  # never another run's folder or report, refused before the model loads
+        refuse_other_runs_folder(out, run_dir.run if isinstance(run_dir, LoadedRun) else RunDir.open(run_dir))
     loaded = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, epoch, "best", resolve_device(device))
     cfg = copy.deepcopy(loaded.cfg)
     task = DetectionTask(cfg)
@@ -122,8 +126,10 @@ def evaluate_detection_run(run_dir: str | Path | LoadedRun, split: str = "test",
     name = split if data is None else str(data) if str(data) not in ROLES else f"./{data}"  # a folder named test
     default = "-".join(["detection", *([] if data is None else [slug(name)]), slug(split), loaded.checkpoint.stem])
     out_dir = Path(out) if out else report_folder(loaded.run, default, name, split)
+    scored = {"run": str(loaded.run.path), **({"run_id": loaded.run.run_id} if loaded.run.run_id else {}),
+              "checkpoint": str(loaded.checkpoint), "epoch": loaded.epoch}
     result = DetectionEvaluation(split, name, len(records), int(sum(len(g["labels"]) for g in gts)), voc, voc11, coco,
-                                 out_dir)
+                                 out_dir, scored)
     with written_whole(out_dir, last="metrics.json") as tmp:  # the report lands whole or not at all
         atomic_write_text(tmp / "metrics.json", json.dumps(_jsonable(result.metrics()), indent=2) + "\n")
         _write_csv(tmp / "per_class_ap.csv", voc, voc11)

@@ -41,7 +41,7 @@ from deepvision.engine.trainer import amp_dtype
 from deepvision.errors import UserError
 from deepvision.evaluation import metrics as M
 from deepvision.evaluation.plots import plot_binary, plot_confusion
-from deepvision.evaluation.report_folder import ROLES, report_folder, slug
+from deepvision.evaluation.report_folder import ROLES, refuse_other_runs_folder, report_folder, slug
 from deepvision.evaluation.tencrop import TenCropTransform, ten_crop
 from deepvision.fileio import atomic_write_text, written_whole
 from deepvision.models.outputs import class_probabilities
@@ -179,6 +179,8 @@ def evaluate_run(
         if data is not None and data not in ROLES:
             refuse_output_inside(out, data, "the data folder")
     run = RunDir.open(run_dir)
+    if out is not None:
+        refuse_other_runs_folder(out, run)
     run_cfg = run.read_config()
     if out is not None:  # the report's PNGs would become images of the run's own data, or of any other
         refuse_output_in_data(run_cfg, out)
@@ -270,7 +272,8 @@ def evaluate_run(
         raise UserError(f"the data has label {int(labels.max())} but the model predicts {probs.shape[1]} classes; "
                         f"it was labelled for another model")
     result: dict[str, Any] = {
-        "run": str(loaded.run.path), "checkpoint": str(loaded.checkpoint), "epoch": loaded.epoch,
+        "run": str(loaded.run.path), **({"run_id": loaded.run.run_id} if loaded.run.run_id else {}),
+        "checkpoint": str(loaded.checkpoint), "epoch": loaded.epoch,
         "data": role if data in (None, *ROLES) else str(data), "samples": int(len(labels)), "crops": crops,
         # rank-5 is omitted (None) with 5 classes or fewer, where it is always 100%
         "rank1": M.rank_k(probs, labels, 1), "rank5": M.rank_k(probs, labels, 5) if len(loaded.classes) > 5 else None,

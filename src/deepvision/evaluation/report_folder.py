@@ -3,9 +3,11 @@ report of other data (or, for detection, of another split)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from deepvision.errors import UserError
+from deepvision.fileio import same_file
 from deepvision.runs.rundir import RunDir
 from deepvision.safeload import read_json
 
@@ -35,6 +37,24 @@ def report_folder(run: RunDir, name: str, data: str, split: str | None = None) -
             return folder
     other = "other data or splits" if split is not None else "other data"
     raise UserError(f"{run.path / 'eval'} holds {name} to {name}-999, reports of {other}; give --out")
+
+
+def refuse_other_runs_folder(out: str | Path, run: RunDir, option: str = "--out") -> None:
+    """Refuse, before any work, an --out inside another run's folder or holding a report another run wrote
+    (`RunDir.wrote`): it would replace that run's report, and `deepvision runs` would read it as that run's."""
+    out = Path(out)
+    for folder in (out.absolute(), *out.absolute().parents):  # the innermost run folder holding --out
+        if (folder / "run.json").is_file() and (folder / "config.yaml").is_file():
+            if not same_file(folder, run.path):
+                shown = folder if out.is_absolute() else os.path.relpath(folder)
+                raise UserError(f"{option} {out} is inside the run {shown}, not {run.path}; a report there "
+                                f"would be taken for that run's: choose a folder outside it (or in {run.path})")
+            break
+    report = RunDir.read_report(out / "metrics.json") if (out / "metrics.json").is_file() else None
+    if report is not None and not run.wrote(report):
+        theirs = report.get("run") or str(report.get("run_id", ""))[:8]
+        raise UserError(f"{option} {out} holds the report of another run ({theirs}); it would be replaced: choose "
+                        f"another folder")
 
 
 def slug(text: str) -> str:

@@ -117,10 +117,14 @@ def _monitored(run: RunDir, hist: list[dict[str, Any]], monitor: str) -> dict[st
 
 
 def _test_scores(run: RunDir, monitor: str) -> dict[str, Any]:
-    """Test-split numbers: `deepvision evaluate` reports under eval/ first, then the trainer's test_metrics.json
-    (train.test). test_value is the monitored metric on the test split."""
+    """Test-split numbers of best.pt, the run's test score: `deepvision evaluate` reports under eval/ first,
+    then the trainer's test_metrics.json (train.test). A report of another checkpoint (`--last`, `--epoch`),
+    of an earlier best.pt, or of another run (copied in, or written here by `evaluate OTHER --out`) is not it.
+    test_value is the monitored metric on the test split."""
     out: dict[str, Any] = {}
     trained = run.read_test_metrics() or {}
+    if not _trainers_own(run, trained):
+        trained = {}
     test = _test_metrics(run)
     if test:
         out.update(test_acc=test.get("rank1"), test_top5=test.get("rank5"), test_crops=test.get("crops", 1))
@@ -137,11 +141,33 @@ def _test_scores(run: RunDir, monitor: str) -> dict[str, Any]:
     return out
 
 
+def _trainers_own(run: RunDir, trained: dict[str, Any]) -> bool:
+    """Whether test_metrics.json is this run's as it is now: its run id (when it has one), its epoch count
+    (run.json's epochs_done) and, for best.pt, its epoch (run.json's best_epoch) agree with the run's."""
+    state = run.read_state()
+    return run.wrote(trained) and all(
+        mine is None or theirs is None or mine == theirs
+        for mine, theirs in ((state.get("epochs_done"), trained.get("epochs")),
+                             (state.get("best_epoch"), trained.get("epoch") if trained.get("checkpoint") == "best"
+                              else None)))
+
+
+def _of_best(run: RunDir, name: str, report: dict[str, Any], base: str) -> bool:
+    """Whether an evaluation report scored this run's best.pt as it is now: its checkpoint is best.pt (a report
+    naming none: its folder is BASEbest) of run.json's best_epoch, and the run wrote it (`RunDir.wrote`)."""
+    checkpoint = report.get("checkpoint")
+    if checkpoint is not None:
+        is_best = Path(checkpoint).name == "best.pt"
+    else:
+        is_best = name == f"{base}best" or name.startswith(f"{base}best-")
+    best, epoch = run.read_state().get("best_epoch"), report.get("epoch")
+    return is_best and (best is None or epoch is None or best == epoch) and run.wrote(report)
+
+
 def _detection_metrics(run: RunDir) -> dict[str, Any] | None:
-    """The newest `deepvision evaluate` report of a detection run on its test split (best.pt preferred)."""
+    """The newest `deepvision evaluate` report of best.pt on a detection run's test split."""
     found = _own_test_reports(run, "detection-test-*")
-    best = [m for name, m in found if name == "detection-test-best"]
-    return (best or [m for _, m in found] or [None])[-1]
+    return ([m for name, m in found if _of_best(run, name, m, "detection-test-")] or [None])[-1]
 
 
 def _own_test_reports(run: RunDir, folders: str) -> list[tuple[str, dict[str, Any]]]:
@@ -157,14 +183,11 @@ def _own_test_reports(run: RunDir, folders: str) -> list[tuple[str, dict[str, An
 
 
 def _test_metrics(run: RunDir) -> dict[str, Any] | None:
-    """The test-split evaluation to report: single centre crop of best.pt (the reference's protocol),
-    else the newest single-crop one, else the newest of any kind."""
-    found = _own_test_reports(run, "test-*")
-    for wanted in (lambda name, m: name == "test-best", lambda name, m: m.get("crops", 1) == 1, lambda name, m: True):
-        matches = [m for name, m in found if wanted(name, m)]
-        if matches:
-            return matches[-1]
-    return None
+    """The evaluation of best.pt on the test split to report: single centre crop (the reference's protocol),
+    else the newest of any kind."""
+    found = [m for name, m in _own_test_reports(run, "test-*") if _of_best(run, name, m, "test-")]
+    single = [m for m in found if m.get("crops", 1) == 1]
+    return (single or found or [None])[-1]
 
 
 def journal(root: str | Path) -> list[dict[str, Any]]:

@@ -42,7 +42,7 @@ from deepvision.config.io import build_config, config_to_yaml, read_yaml
 from deepvision.config.schema import MAX_EPOCHS, Config
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_path, atomic_write_text, move, not_a_folder, special_kind
+from deepvision.fileio import atomic_path, atomic_write_text, move, not_a_folder, open_regular_file, special_kind
 from deepvision.runs.checkpoint import atomic_save, load_checkpoint
 from deepvision.runs.history import HISTORY_FIELDS
 from deepvision.runs.lock import LOCK_NAME, RunLock, is_stale, read_holder
@@ -269,9 +269,12 @@ class RunDir:
 
     def crash_report(self) -> str | None:
         """The first line of the fatal-error report that ends train.log ("Fatal Python error: Segmentation
-        fault"), or None when the log ends in a line of the run's own."""
+        fault"), or None when the log ends in a line of the run's own. A FIFO or folder in train.log's place
+        is a UserError (opening a FIFO would wait for a writer for ever)."""
+        if not self.regular(self.log_path, "delete it (training starts a new train.log)"):
+            return None
         try:
-            with open(self.log_path, "rb") as f:
+            with open_regular_file(self.log_path) as f:
                 f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))
                 tail = f.read().decode("utf-8", "replace")
         except OSError:
@@ -338,7 +341,26 @@ class RunDir:
                 raise UserError(f"{path} is damaged ({problem}); delete it")
             raise UserError(f"{self.history_path} is damaged ({problem}); every checkpoint holds the "
                             f"history: `deepvision resume` rewrites it")
+        if path == self.history_path:
+            self._check_history_epochs(rows)
         return rows
+
+    def _check_history_epochs(self, rows: list[dict[str, Any]]) -> None:
+        """Refuse a history.csv whose last epoch is not run.json's epochs_done (another run's history copied in,
+        or another run's run.json, or an old copy), naming both. While a run trains (and when its process
+        died) history.csv may be one epoch ahead: it is written just before run.json."""
+        if not rows:  # nothing to list or plot (an imported run resumed: its checkpoint holds no history)
+            return
+        try:
+            state = self.read_state()
+        except UserError:  # a damaged run.json is named where it is read
+            return
+        done, last = state.get("epochs_done"), rows[-1]["epoch"]
+        if done is None or last == done or (last == done + 1 and state.get("status") not in ("finished", "imported")):
+            return
+        raise UserError(f"{self.history_path} ends at epoch {last} but {self.state_path} says {done} epoch(s) were "
+                        f"done: one of them is another run's or an old copy; restore the run's own (every "
+                        f"checkpoint holds the history, and `deepvision resume` rewrites history.csv)")
 
     def write_test_metrics(self, metrics: dict[str, Any]) -> None:
         atomic_write_text(self.test_metrics_path, json.dumps(metrics, indent=2, allow_nan=False) + "\n")
@@ -358,6 +380,18 @@ class RunDir:
         except (OSError, UserError):
             return None
         return _numbers(data) if isinstance(data, dict) else None
+
+    def wrote(self, report: dict[str, Any]) -> bool:
+        """Whether a report (`read_report`: an evaluation's metrics.json, test_metrics.json) was written for
+        this run: its run id is the run's, so a report copied from another run, or written into this run's
+        folder by `evaluate OTHER --out`, is not. A report without a run id (an earlier release) is taken by
+        the run folder it names, one naming none as the run's."""
+        theirs, ours = report.get("run_id"), self.run_id
+        if theirs is not None and ours is not None:
+            return theirs == ours
+        named = Path(str(report.get("run", ""))).name
+        return named in ("", ".", "..") or unicodedata.normalize("NFC", named) == unicodedata.normalize(
+            "NFC", self.path.name)
 
     # -- checkpoints -------------------------------------------------------------------------------
     def checkpoint_path(self, prefix: str, epoch: int) -> Path:
@@ -585,7 +619,7 @@ def _fmt(v: Any) -> Any:
     return v
 
 
-_REPORT_TEXT = ("split", "data", "checkpoint", "monitor")  # the report fields that hold words, not numbers
+_REPORT_TEXT = ("split", "data", "checkpoint", "monitor", "run", "run_id")  # report fields holding words, not numbers
 
 
 def _finite(value: Any) -> bool:

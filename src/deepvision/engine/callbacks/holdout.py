@@ -92,7 +92,8 @@ class TestEvaluator(Callback):
             del model
         if not t.dist.is_main:
             return
-        result = {"split": "test", "checkpoint": which, "epoch": weights_epoch, "epochs": logs.epoch,
+        own = {"run_id": t.run.run_id} if t.run.run_id else {}  # `runs` tells a copy from another run by it
+        result = {"split": "test", **own, "checkpoint": which, "epoch": weights_epoch, "epochs": logs.epoch,
                   "monitor": t.cfg.checkpoint.monitor, "samples": metrics["count"], "seconds": metrics["seconds"],
                   **{f"test_{k}": _finite(v) for k, v in _metrics(metrics).items()}}
         t.run.write_test_metrics(result)
