@@ -489,6 +489,22 @@ def test_data_download_offline_says_no_network_not_could_not_write(run_cli, tmp_
 
 
 
+def test_data_download_with_deepvision_offline_tries_no_mirror(run_cli, tmp_path, monkeypatch):
+    """DEEPVISION_OFFLINE=1 refuses at once, naming the switch: no mirror is tried, no folder is made."""
+    import urllib.request
+
+    def no_network(url, *args, **kwargs):
+        raise AssertionError(f"tried {url}")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setenv("DEEPVISION_OFFLINE", "1")
+    code, out, err = run_cli("data", "download", "mnist", "--root", tmp_path / "m", "--splits", "test")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert ("DEEPVISION_OFFLINE is set, so MNIST's t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz is not "
+            f"downloaded; unset it to download, or copy what was fetched elsewhere to {tmp_path / 'm'}") in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_data_download_root_that_is_a_file_or_fifo_is_named(run_cli, tmp_path):
     """A file or FIFO given as --root is named for what it is, not answered with the bare "File exists"."""
     (tmp_path / "afile").write_text("x\n")
