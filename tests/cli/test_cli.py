@@ -125,8 +125,8 @@ def test_a_recipe_name_that_is_also_a_file_here_is_refused(run_cli, tmp_path, mo
     before = (tmp_path / "demo").read_bytes()
     code, out, err = run_cli("train", "demo", "--out", tmp_path / "runs")
     assert (code, out) == (2, "") and err.count("\n") == 1, err
-    assert "'demo' is a shipped recipe and a file in this folder; give ./demo for the file, or rename the file " \
-           "to use the recipe" in err
+    assert "'demo' is a shipped recipe and a file in this folder; give ./demo for the file, or rename it to " \
+           "use the recipe" in err
     assert (tmp_path / "demo").read_bytes() == before and not (tmp_path / "runs").exists()
     assert resolve_config_arg("./demo").resolve() == (tmp_path / "demo").resolve()
     (tmp_path / "demo").unlink()

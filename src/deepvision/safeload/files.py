@@ -39,6 +39,16 @@ def regular_file(path: str | Path, what: str = "file") -> Path:
     return path
 
 
+def refuse_name_and_file(arg: str, known: str, fix: str, folders: bool = True) -> None:
+    """UserError when `arg`, a bare word (no folder part) that is `known` ("a shipped recipe"), also names a
+    file in the working directory (or a folder, unless `folders` is False: where a file is wanted, a folder is
+    no rival): which one was meant, the word does not say. `fix` ends the message ("or rename the file")."""
+    if "/" in arg or os.sep in arg or not os.path.lexists(arg) or (not folders and os.path.isdir(arg)):
+        return
+    kind = "folder" if os.path.isdir(arg) else "file"
+    raise UserError(f"'{arg}' is {known} and a {kind} in this folder; give ./{arg} for the {kind}, {fix}")
+
+
 def image_files(folder: str | Path, exts: Iterable[str] = IMAGE_EXTS, recursive: bool = True) -> list[Path]:
     """The files under `folder` (every level with `recursive`) whose suffix is in `exts`, sorted, hidden
     files and folders left out. A FIFO, socket, device or broken link named like an image is refused,
