@@ -288,9 +288,9 @@ def test_download_with_deepvision_offline_tries_no_url(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, *a, **k: pytest.fail(f"tried {url}"))
     monkeypatch.setenv("DEEPVISION_OFFLINE", "yes")
     url = "http://example.invalid/stl10_binary.tar.gz"
-    with pytest.raises(UserError, match=rf"^DEEPVISION_OFFLINE is set, so {url} is not downloaded; unset it to "
-                                        rf"download, or copy what was fetched elsewhere to {tmp_path}/stl10_binary"
-                                        rf"\.tar\.gz$"):
+    with pytest.raises(UserError, match=rf"^DEEPVISION_OFFLINE is set, so nothing is downloaded \({url}\); unset "
+                                        rf"it to download, or copy what was fetched elsewhere to {tmp_path}/"
+                                        rf"stl10_binary\.tar\.gz$"):
         binary.download(tmp_path, url, md5=None, file_md5={"train_X.bin": None})
     assert not (tmp_path / "stl10_binary.tar.gz").exists()
 

@@ -500,8 +500,9 @@ def test_data_download_with_deepvision_offline_tries_no_mirror(run_cli, tmp_path
     monkeypatch.setenv("DEEPVISION_OFFLINE", "1")
     code, out, err = run_cli("data", "download", "mnist", "--root", tmp_path / "m", "--splits", "test")
     assert (code, out) == (2, "") and err.count("\n") == 1, err
-    assert ("DEEPVISION_OFFLINE is set, so MNIST's t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz is not "
-            f"downloaded; unset it to download, or copy what was fetched elsewhere to {tmp_path / 'm'}") in err
+    assert ("DEEPVISION_OFFLINE is set, so nothing is downloaded (MNIST's t10k-images-idx3-ubyte.gz, "
+            f"t10k-labels-idx1-ubyte.gz); unset it to download, or copy what was fetched elsewhere to "
+            f"{tmp_path / 'm'}") in err
     assert list(tmp_path.iterdir()) == []
 
 

@@ -47,8 +47,8 @@ def refuse_offline(what: str, place: str | Path) -> None:
     """UserError (one line) when DEEPVISION_OFFLINE is set: `what` is not downloaded; `place` is where a copy
     fetched elsewhere goes."""
     if env_flag("DEEPVISION_OFFLINE"):
-        raise UserError(f"DEEPVISION_OFFLINE is set, so {what} is not downloaded; unset it to download, or copy "
-                        f"what was fetched elsewhere to {place}")
+        raise UserError(f"DEEPVISION_OFFLINE is set, so nothing is downloaded ({what}); unset it to download, or "
+                        f"copy what was fetched elsewhere to {place}")
 
 
 def fetch_url(url: str, target: str | Path, md5: str | None = None,
