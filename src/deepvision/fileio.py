@@ -222,7 +222,16 @@ def output_subfolder(out: str | Path, relative: str | Path, option: str = "--out
 
 def md5_of(path: str | Path) -> str:
     """The MD5 hex digest of a file, read in 1 MiB blocks (checksums of downloaded datasets)."""
-    h = hashlib.md5()
+    return _digest(path, "md5")
+
+
+def sha256_of(path: str | Path) -> str:
+    """The SHA-256 hex digest of a file, read in 1 MiB blocks (an ONNX export's external data)."""
+    return _digest(path, "sha256")
+
+
+def _digest(path: str | Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)

@@ -182,6 +182,58 @@ def check_weights_finite(path: str | Path, model: Any = None) -> None:
             raise UserError(f"{path}: constant {name!r} holds NaN; the file is damaged (export it again)")
 
 
+EXTERNAL_KEY = "external_data"  # in the deepvision record: {"file", "bytes", "sha256"} of the weights stored beside
+
+
+def external_data_record(path: str | Path) -> dict[str, Any]:
+    """What the deepvision record keeps of an external-data file: its name, size and SHA-256."""
+    from deepvision.fileio import sha256_of
+
+    path = Path(path)
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_of(path)}
+
+
+def check_external_data(path: str | Path, model: Any, own: Any) -> None:
+    """Refuse weights stored beside the ONNX file at `path` (external data) unless the deepvision record
+    (`own`) names that file with its size and SHA-256 and the file matches: onnxruntime reads whatever file
+    the location names, so another export's `.data` copied in would answer under this file's classes and
+    preprocessing. Called before `ort_session` reads them; the recorded file must be a regular file beside `path`."""
+    from deepvision.fileio import sha256_of
+    from deepvision.safeload import printable, regular_file
+
+    onnx = require("onnx")
+    names = sorted({e.value for _, t, _ in _stored_tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL
+                    for e in t.external_data if e.key == "location"})
+    record = own.get(EXTERNAL_KEY) if isinstance(own, dict) else None
+    fix = "export the run again with `deepvision export RUN`"
+    if not names and record is None:
+        return
+    shown = ", ".join(printable(n)[:80] for n in names)
+    if record is None:
+        raise UserError(f"{path} keeps its weights in {shown} beside it but its deepvision metadata records no size "
+                        f"and sha256 of them, so nothing ties the two files together; {fix} (it records them), or "
+                        f"save it as one file: onnx.save(onnx.load(IN), OUT)")
+    if not (isinstance(record, dict) and isinstance(record.get("file"), str) and type(record.get("bytes")) is int
+            and isinstance(record.get("sha256"), str)):
+        raise UserError(f"{path}: its metadata's {EXTERNAL_KEY} record is not a file name, size and sha256; the file "
+                        f"is damaged: {fix}")
+    if names != [record["file"]]:
+        held = f"keeps its weights in {shown}" if names else "keeps its weights inside"
+        raise UserError(f"{path} {held}, but its metadata records them in {printable(record['file'])[:80]}; the "
+                        f"file was changed after the export: {fix}")
+    if record["file"] != Path(record["file"]).name or record["file"] in (".", ".."):  # never a path elsewhere
+        raise UserError(f"{path}: its metadata records external data in {printable(record['file'])[:80]}, not a "
+                        f"file beside it; the file is damaged or crafted: {fix}")
+    sidecar = regular_file(Path(path).parent / record["file"], "external data file")
+    size = sidecar.stat().st_size
+    digest = sha256_of(sidecar) if size == record["bytes"] else None
+    if size != record["bytes"] or digest != record["sha256"]:
+        found = f"{size:,} bytes" + (f", sha256 {digest[:12]}" if digest else "")
+        raise UserError(f"{sidecar} is not the external data exported with {path} ({found}; {path} records "
+                        f"{record['bytes']:,} bytes, sha256 {record['sha256'][:12]}); put back the .data file "
+                        f"exported with it, or {fix}")
+
+
 def check_same_records(path: str | Path, metadata: dict[str, str], own: Any) -> None:
     """An exported file carries its class names and preprocessing twice: the plain `classes` and `preprocess`
     keys other tools read, and in the deepvision record (`own`). Refuse a file whose two copies of either

@@ -158,6 +158,19 @@ def test_a_test_file_of_another_extraction_is_refused_in_one_line(run_cli, tmp_p
             db.attrs["deepvision"] = json.dumps({"network": "tv:vgg16", "layer": layer, "data": name})
     code, _, err = run_cli("logreg", tmp_path / "train.h5", "--test", tmp_path / "test.h5", "--out", tmp_path / "m")
     assert code == 2 and "extracted differently" in err and "(layer differ)" in err and not (tmp_path / "m").exists()
+    for bare, flag in (("test.h5", "--test "), ("train.h5", "")):  # one file without the record: nothing to compare
+        with h5py.File(tmp_path / bare, "a") as db:
+            del db.attrs["deepvision"]
+        before = (tmp_path / bare).read_bytes()
+        kept = tmp_path / ("train.h5" if bare == "test.h5" else "test.h5")
+        code, out, err = run_cli("logreg", tmp_path / "train.h5", "--test", tmp_path / "test.h5", "--out",
+                                 tmp_path / "m")
+        assert (code, out) == (2, "") and err.count("\n") == 1, err
+        assert (f"{flag}{tmp_path / bare} carries no deepvision extraction record, {kept} does; extract it with "
+                f"`deepvision features` and the options of {kept}") in err
+        assert (tmp_path / bare).read_bytes() == before and not (tmp_path / "m").exists()
+        with h5py.File(tmp_path / bare, "a") as db:
+            db.attrs["deepvision"] = json.dumps({"network": "tv:vgg16", "layer": "features.30", "data": bare})
     for name in ("train.h5", "test.h5"):
         with h5py.File(tmp_path / name, "a") as db:
             db.attrs["deepvision"] = json.dumps({"network": "tv:vgg16", "layer": "features.30", "data": "photos/"})

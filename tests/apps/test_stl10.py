@@ -281,6 +281,20 @@ def test_fakes_never_replace_existing_data(tmp_path, run_cli):
                                                            "train_X.bin"]
 
 
+def test_download_with_deepvision_offline_tries_no_url(tmp_path, monkeypatch):
+    """DEEPVISION_OFFLINE=1: the archive is not fetched, the one-line error names the switch and the file."""
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, *a, **k: pytest.fail(f"tried {url}"))
+    monkeypatch.setenv("DEEPVISION_OFFLINE", "yes")
+    url = "http://example.invalid/stl10_binary.tar.gz"
+    with pytest.raises(UserError, match=rf"^DEEPVISION_OFFLINE is set, so nothing is downloaded \({url}\); unset "
+                                        rf"it to download, or copy what was fetched elsewhere to {tmp_path}/"
+                                        rf"stl10_binary\.tar\.gz$"):
+        binary.download(tmp_path, url, md5=None, file_md5={"train_X.bin": None})
+    assert not (tmp_path / "stl10_binary.tar.gz").exists()
+
+
 def test_download_failures_name_the_network_and_keep_the_archive(tmp_path, monkeypatch):
     """HTTP errors and broken transfers are one line about the download; a file already there is kept."""
     import urllib.error

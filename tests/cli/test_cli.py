@@ -125,8 +125,8 @@ def test_a_recipe_name_that_is_also_a_file_here_is_refused(run_cli, tmp_path, mo
     before = (tmp_path / "demo").read_bytes()
     code, out, err = run_cli("train", "demo", "--out", tmp_path / "runs")
     assert (code, out) == (2, "") and err.count("\n") == 1, err
-    assert "'demo' is a shipped recipe and a file in this folder; give ./demo for the file, or rename the file " \
-           "to use the recipe" in err
+    assert "'demo' is a shipped recipe and a file in this folder; give ./demo for the file, or rename it to " \
+           "use the recipe" in err
     assert (tmp_path / "demo").read_bytes() == before and not (tmp_path / "runs").exists()
     assert resolve_config_arg("./demo").resolve() == (tmp_path / "demo").resolve()
     (tmp_path / "demo").unlink()
@@ -509,6 +509,23 @@ def test_data_download_offline_says_no_network_not_could_not_write(run_cli, tmp_
            "service not known); tried " + ", ".join(MIRRORS) in err
     assert "could not write" not in err and list((tmp_path / "m").iterdir()) == []
 
+
+
+def test_data_download_with_deepvision_offline_tries_no_mirror(run_cli, tmp_path, monkeypatch):
+    """DEEPVISION_OFFLINE=1 refuses at once, naming the switch: no mirror is tried, no folder is made."""
+    import urllib.request
+
+    def no_network(url, *args, **kwargs):
+        raise AssertionError(f"tried {url}")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setenv("DEEPVISION_OFFLINE", "1")
+    code, out, err = run_cli("data", "download", "mnist", "--root", tmp_path / "m", "--splits", "test")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert ("DEEPVISION_OFFLINE is set, so nothing is downloaded (MNIST's t10k-images-idx3-ubyte.gz, "
+            f"t10k-labels-idx1-ubyte.gz); unset it to download, or copy what was fetched elsewhere to "
+            f"{tmp_path / 'm'}") in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_data_download_root_that_is_a_file_or_fifo_is_named(run_cli, tmp_path):

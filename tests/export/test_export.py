@@ -288,3 +288,57 @@ def test_export_never_writes_through_a_link_planted_as_the_runs_export_folder(ru
     (run / "export").unlink()
     code, out, err = run_cli("export", run, "--images", *images[:2])
     assert code == 0 and (run / "export" / "run.onnx").is_file(), err
+
+
+def test_external_data_is_recorded_and_another_one_is_refused(runs, run_cli, tmp_path, monkeypatch):
+    """Weights stored beside the file (past protobuf's limit, forced here) have their size and sha256 in the
+    metadata; a `.data` file copied in from another export, or external data no record names (another tool's
+    file), is refused by predict and the detector loader in one line naming both files."""
+    import onnx
+
+    from deepvision.export import onnx_export
+    from deepvision.export.detection import load_exported
+    from deepvision.fileio import sha256_of
+
+    _, zoo, _, images = runs
+    monkeypatch.setattr(onnx_export, "_ONNX_SINGLE_FILE_LIMIT", 0)
+    target, sidecar = tmp_path / "a.onnx", tmp_path / "a.onnx.data"
+    code, out, err = run_cli("export", zoo, "--out", target)
+    assert code == 0 and sidecar.is_file(), err
+    meta = json.loads({p.key: p.value for p in onnx.load(str(target), load_external_data=False).metadata_props}
+                      ["deepvision"])
+    assert meta["external_data"] == {"file": "a.onnx.data", "bytes": sidecar.stat().st_size,
+                                     "sha256": sha256_of(sidecar)}
+    code, out, err = run_cli("predict", target, images[0])
+    assert code == 0, err
+    own = sidecar.read_bytes()
+    other = bytearray(own)
+    other[-4:] = b"\x00\x00\x80\x3f"  # another export of the architecture: other weights, the same size
+    for data in (bytes(other), own[:-4]):
+        sidecar.write_bytes(data)
+        code, out, err = run_cli("predict", target, images[0])
+        assert (code, out) == (2, "") and err.count("\n") == 1, err
+        assert f"{sidecar} is not the external data exported with {target} ({len(data):,} bytes" in err
+        assert f"records {len(own):,} bytes, sha256 {meta['external_data']['sha256'][:12]}); put back" in err
+        with pytest.raises(UserError, match="is not the external data exported with"):
+            load_exported(target)
+        assert sidecar.read_bytes() == data
+    sidecar.write_bytes(own)
+    foreign = tmp_path / "f.onnx"  # re-saved by onnx itself: the record names a.onnx.data, the graph f.onnx.data
+    model = onnx.load(str(target))
+    onnx.save_model(model, str(foreign), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="f.onnx.data", size_threshold=0)
+    code, out, err = run_cli("predict", foreign, images[0])
+    assert code == 2 and "keeps its weights in f.onnx.data, but its metadata records them in a.onnx.data" in err
+    model = onnx.load(str(target))  # and without the record: a file another tool wrote
+    entry = next(p for p in model.metadata_props if p.key == "deepvision")
+    entry.value = json.dumps({k: v for k, v in meta.items() if k != "external_data"})
+    (tmp_path / "f.onnx.data").unlink()
+    onnx.save_model(model, str(foreign), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="f.onnx.data", size_threshold=0)
+    code, out, err = run_cli("predict", foreign, images[0])
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert f"{foreign} keeps its weights in f.onnx.data beside it but its deepvision metadata records no size and " \
+           "sha256 of them" in err and "onnx.save(onnx.load(IN), OUT)" in err
+    with pytest.raises(UserError, match="records no size and sha256"):
+        load_exported(foreign)

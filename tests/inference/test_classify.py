@@ -186,3 +186,23 @@ def test_options_of_the_other_kind_of_model_are_refused(run_cli, tmp_path):
            f"own checkpoint" in err
     with pytest.raises(UserError, match="--epoch goes with a run directory"):
         load_model("tv:mobilenet_v2", epoch=3, device="cpu")
+
+
+def test_a_weights_tag_that_is_also_a_file_here_is_refused(run_cli, tmp_path, monkeypatch):
+    """`--weights DEFAULT` loaded a file named DEFAULT in the working directory as torchvision's weights;
+    now the word is refused while both exist, and `./DEFAULT` loads the file."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(Path(SKIMAGE) / "coffee.png", tmp_path / "one.png")
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "DEFAULT")
+    before = (tmp_path / "DEFAULT").read_bytes()
+    for tag in ("DEFAULT", "torchvision"):
+        (tmp_path / tag).write_bytes(before)
+        code, out, err = run_cli("classify", "one.png", "--model", "tv:resnet18", "--weights", tag, "--out",
+                                 tmp_path / "p.json")
+        assert (code, out) == (2, "") and err.count("\n") == 1, err
+        assert f"'{tag}' is " in err and f"and a file in this folder; give ./{tag} for the file, or " \
+               "torchvision:DEFAULT for the weights" in err
+        assert (tmp_path / tag).read_bytes() == before and not (tmp_path / "p.json").exists()
+    code, out, err = run_cli("classify", "one.png", "--model", "tv:resnet18", "--weights", "./DEFAULT", "--top", "1")
+    assert code == 0 and "1. n" in out, err

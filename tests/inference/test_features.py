@@ -212,3 +212,17 @@ def test_a_terminated_extraction_leaves_no_partial_file(run_cli, folder, tmp_pat
     code, _, err = run_cli("features", "lenet", folder, "--out", tmp_path / "o" / "f.h5", "--batch-size", "2")
     assert code == 143 and "terminated (SIGTERM); no feature file was left" in err, err
     assert not (tmp_path / "o").exists() or os.listdir(tmp_path / "o") == []
+
+
+def test_a_registered_model_name_that_is_also_a_folder_here_is_refused(run_cli, folder, tmp_path, monkeypatch):
+    """`features lenet DATA` read a run folder ./lenet (or called an empty one no run) for the registered
+    model; which one was meant the word does not say: `./lenet` names the folder."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lenet").mkdir()
+    code, out, err = run_cli("features", "lenet", folder, "--out", tmp_path / "f.h5")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert "'lenet' is a registered model and a folder in this folder; give ./lenet for the folder, or rename it " \
+           "to use the model" in err
+    assert not (tmp_path / "f.h5").exists()
+    code, _, err = run_cli("features", "./lenet", folder, "--out", tmp_path / "f.h5")
+    assert code == 2 and "lenet is not a deepvision run directory" in err

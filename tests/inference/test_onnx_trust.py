@@ -328,6 +328,7 @@ def test_nan_in_external_data_is_refused(tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
     from deepvision.inference.onnx_runtime import METADATA_KEY, OnnxClassifier
+    from deepvision.onnxrt import external_data_record
 
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 3, 8, 8])
     y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, 3])
@@ -338,7 +339,6 @@ def test_nan_in_external_data_is_refused(tmp_path):
                               opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, _meta()
     tensor = model.graph.initializer[0]
     tensor.ClearField("raw_data")
     tensor.data_location = TensorProto.EXTERNAL
@@ -346,6 +346,7 @@ def test_nan_in_external_data_is_refused(tmp_path):
     location.key, location.value = "location", "w.bin"
     for fill, ok in ((1.0, True), (np.nan, False)):
         np.full(9, fill, np.float32).tofile(tmp_path / "w.bin")
+        entry.key, entry.value = METADATA_KEY, _meta(external_data=external_data_record(tmp_path / "w.bin"))
         onnx.save(model, str(tmp_path / "m.onnx"))
         if ok:
             assert OnnxClassifier(tmp_path / "m.onnx").classes == ["a", "b", "c"]

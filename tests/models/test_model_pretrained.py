@@ -176,3 +176,17 @@ def test_offline_switch_reads_yes_no_words(monkeypatch, tmp_path, value, offline
     else:
         assert load_weights_file(entry) == {}
     assert len(calls) == (0 if offline else 1)
+
+
+def test_detector_keyword_that_is_also_a_file_here_is_refused(monkeypatch, tmp_path):
+    """`pretrained: coco` with a file ./coco here: the keyword was taken without a word; a COCO data folder
+    named coco is no weights file and leaves the keyword alone."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "coco").write_bytes(b"a state dict")
+    cfg = build_config({"model": {"name": "ssdlite320_mobilenet_v3_large", "num_classes": 3, "in_channels": 3,
+                                  "pretrained": "coco"}})
+    with pytest.raises(UserError, match=r"^'coco' is a detector weights keyword and a file in this folder; give "
+                                        r"\./coco for the file, or rename it$"):
+        build_model(cfg, Preprocess(3, (320, 320)))
+    assert (tmp_path / "coco").read_bytes() == b"a state dict"
+

@@ -192,3 +192,25 @@ def test_pretrained_torchvision_option():
     assert torchvision_tag("tv:resnet50", None) is None
     with pytest.raises(UserError, match="pretrained: torchvision needs a torchvision model"):
         torchvision_tag("alexnet_ref", "torchvision")
+
+
+def test_a_weights_tag_that_is_also_a_file_here_is_refused(tmp_path, monkeypatch):
+    """`pretrained: DEFAULT` (or `torchvision`) with a file of that name here took the file as the weights;
+    which one was meant the word does not say. `./DEFAULT` names the file, `torchvision:DEFAULT` the weights,
+    and a folder named like the keyword (a clone of the library) is no weights file."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "DEFAULT").write_bytes(b"a state dict")
+    (tmp_path / "torchvision").mkdir()
+    with pytest.raises(UserError, match=r"^'DEFAULT' is a torchvision weights tag and a file in this folder; give "
+                                        r"\./DEFAULT for the file, or torchvision:DEFAULT for the weights$"):
+        torchvision_tag("tv:resnet18", "DEFAULT")
+    assert torchvision_tag("tv:resnet18", "./DEFAULT") is None
+    assert torchvision_tag("tv:resnet18", "torchvision:DEFAULT") == "DEFAULT"
+    assert torchvision_tag("tv:resnet18", "torchvision") == "DEFAULT"  # the folder is not a weights file
+    assert torchvision_tag("alexnet_ref", "DEFAULT") is None  # tags exist only for tv: models
+    (tmp_path / "torchvision").rmdir()
+    (tmp_path / "torchvision").write_bytes(b"a state dict")
+    with pytest.raises(UserError, match=r"^'torchvision' is the keyword for torchvision's weights and a file in "
+                                        r"this folder; give \./torchvision for the file, or torchvision:DEFAULT"):
+        torchvision_tag("tv:resnet18", "torchvision")
+    assert (tmp_path / "DEFAULT").read_bytes() == (tmp_path / "torchvision").read_bytes() == b"a state dict"

@@ -1,6 +1,8 @@
 """Downloading one file: the URL is opened before the target is touched, so a network failure is reported
 as one ("no network", "HTTP 404 Not Found"), never as a failure to write; the body goes through
-`fileio.atomic_path` (a temporary file, then rename), checked by MD5 when one is given."""
+`fileio.atomic_path` (a temporary file, then rename), checked by MD5 when one is given. With DEEPVISION_OFFLINE
+set no download is tried at all (`refuse_offline`): behind a firewall that drops packets each try waits out its
+timeout."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path, md5_of
+from deepvision.safeload import env_flag
 
 TIMEOUT_S = 60
 
@@ -40,11 +43,21 @@ def network_reason(exc: BaseException) -> str:
     return str(reason) or type(reason).__name__
 
 
+def refuse_offline(what: str, place: str | Path) -> None:
+    """UserError (one line) when DEEPVISION_OFFLINE is set: `what` is not downloaded; `place` is where a copy
+    fetched elsewhere goes."""
+    if env_flag("DEEPVISION_OFFLINE"):
+        raise UserError(f"DEEPVISION_OFFLINE is set, so nothing is downloaded ({what}); unset it to download, or "
+                        f"copy what was fetched elsewhere to {place}")
+
+
 def fetch_url(url: str, target: str | Path, md5: str | None = None,
               progress: Callable[[int, int], None] | None = None) -> Path:
     """Download `url` to `target` atomically; DownloadError (one line) when the network fails, UserError
-    when the MD5 does not match or `target` cannot be written. `target` is untouched on any failure."""
+    when the MD5 does not match or `target` cannot be written, or DEEPVISION_OFFLINE is set. `target` is
+    untouched on any failure."""
     target = Path(target)
+    refuse_offline(url, target)
     try:
         response = urllib.request.urlopen(url, timeout=TIMEOUT_S)
     except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError

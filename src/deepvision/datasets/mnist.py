@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from deepvision.data.mnist import ALIASES, FILES
-from deepvision.datasets.fetch import DownloadError, fetch_url
+from deepvision.datasets.fetch import DownloadError, fetch_url, refuse_offline
 from deepvision.errors import UserError
 from deepvision.fileio import md5_of, not_a_folder
 
@@ -29,28 +29,28 @@ def download(root: str | Path, splits: tuple[str, ...] = ("train", "test")) -> P
     if os.path.lexists(root) and not root.is_dir():  # a file or FIFO there: named, never "File exists"
         what = not_a_folder(root, "folder") if root.exists() else f"{root} is a link to nothing, not a folder"
         raise UserError(f"--root {what}; give a folder for the MNIST files")
+    names = [stem + ".gz" for split in splits for stem in FILES[ALIASES.get(split, split)]]
+    names = [n for n in names if not ((root / n).is_file() and md5_of(root / n) == MD5[n])]
+    if names:  # refused before the folder is made: offline, nothing is written
+        refuse_offline(f"MNIST's {', '.join(names)}", root)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"could not create the folder {root}: {exc.strerror or exc}") from None
-    for split in splits:
-        for stem in FILES[ALIASES.get(split, split)]:
-            name = stem + ".gz"
-            target = root / name
-            if target.is_file() and md5_of(target) == MD5[name]:
-                continue
-            reasons = []
-            for mirror in MIRRORS:
-                try:
-                    fetch_url(mirror + name, target, MD5[name])
-                    break
-                except DownloadError as exc:  # the next mirror; a file that cannot be written is final
-                    reasons.append(exc.reason)
-                except UserError as exc:
-                    if "MD5 mismatch" not in str(exc):
-                        raise
-                    reasons.append(f"checksum mismatch from {mirror}")
-            else:
-                raise UserError(f"could not download {name}: {'; '.join(dict.fromkeys(reasons))}; tried "
-                                f"{', '.join(MIRRORS)}")
+    for name in names:
+        target = root / name
+        reasons = []
+        for mirror in MIRRORS:
+            try:
+                fetch_url(mirror + name, target, MD5[name])
+                break
+            except DownloadError as exc:  # the next mirror; a file that cannot be written is final
+                reasons.append(exc.reason)
+            except UserError as exc:
+                if "MD5 mismatch" not in str(exc):
+                    raise
+                reasons.append(f"checksum mismatch from {mirror}")
+        else:
+            raise UserError(f"could not download {name}: {'; '.join(dict.fromkeys(reasons))}; tried "
+                            f"{', '.join(MIRRORS)}")
     return root

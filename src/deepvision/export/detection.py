@@ -35,6 +35,7 @@ from deepvision.export.onnx_export import METADATA_KEY
 from deepvision.fileio import zip_damage
 from deepvision.models.detection import detection_family
 from deepvision.onnxrt import (
+    check_external_data,
     check_same_records,
     check_weights_finite,
     load_model,
@@ -247,14 +248,16 @@ def load_exported(path: str | Path, fmt: str | None = None) -> tuple[Any, list[s
     if not path.is_file():
         raise UserError(f"exported model not found: {path}")
     if (fmt or ("onnx" if path.suffix == ".onnx" else "torchscript")) == "onnx":
-        session = ort_session(path)
+        require("onnxruntime")  # a missing package is reported before anything is read
         model = load_model(path)
-        check_weights_finite(path, model)
         meta = model_metadata(path, model)
+        own = load_json(meta[METADATA_KEY], f"{path} metadata") if METADATA_KEY in meta else None
+        check_external_data(path, model, own)  # before onnxruntime reads weights from beside the file
+        session = ort_session(path)
+        check_weights_finite(path, model)
         del model
         classes = _classes(load_json(meta.get("classes", "[]"), f"{path} metadata"))
         check_class_names(classes, f"{path} metadata")
-        own = load_json(meta[METADATA_KEY], f"{path} metadata") if METADATA_KEY in meta else None
         check_same_records(path, meta, own)
         return (lambda im: tuple(run_session(session, path, None, {"image": np.asarray(im)}))), classes
     damage = zip_damage(path)  # a member listed twice: torch reads the first, zip tools the last

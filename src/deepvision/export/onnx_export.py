@@ -1,4 +1,4 @@
-"""ONNX writing (torch.onnx's exporter, weights inside the file) and onnxruntime loading."""
+"""ONNX writing (torch.onnx's exporter, weights inside the file, or beside it past protobuf's limit)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from deepvision.errors import UserError
-from deepvision.onnxrt import require
+from deepvision.onnxrt import EXTERNAL_KEY, external_data_record, require
 
 METADATA_KEY = "deepvision"  # read by deepvision.inference.onnx_runtime
 INPUT, OUTPUT = "pixels", "logits"
@@ -38,7 +38,8 @@ def _quiet_exporter_logs():
 def to_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path, final_name: str, meta: dict[str, Any],
             dynamic_batch: bool, opset: int | None) -> Path | None:
     """Export to `path` with the metadata. Models over protobuf's 2 GB limit keep their weights in
-    `<final_name>.data` beside it (returned); others are one file (None)."""
+    `<final_name>.data` beside it (returned), its size and SHA-256 recorded in the metadata; others are one
+    file (None)."""
     onnx = require("onnx")
     require("onnxscript")
     dynamic = {"pixels": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None
@@ -58,14 +59,20 @@ def to_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path, final_name: s
     if opset is not None and written != opset:  # the exporter falls back to its own opset when it cannot convert
         raise UserError(f"torch.onnx could not write this model at opset {opset} (it gives opset {written}); "
                         f"give --opset {written} or leave --opset out")
+    sidecar = path.parent / f"{final_name}.data"
+    big = model.ByteSize() > _ONNX_SINGLE_FILE_LIMIT
+    if big:  # the weights first, so that the metadata can record the size and digest of the file they went to
+        from onnx.external_data_helper import convert_model_to_external_data, write_external_data_tensors
+
+        convert_model_to_external_data(model, all_tensors_to_one_file=True, location=sidecar.name)
+        write_external_data_tensors(model, str(path.parent))
+        meta = {**meta, EXTERNAL_KEY: external_data_record(sidecar)}
     del model.metadata_props[:]
     for key, value in ((METADATA_KEY, json.dumps(meta)), ("classes", json.dumps(meta["classes"])),
                        ("preprocess", json.dumps(meta["preprocess"]))):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     model.producer_name = "deepvision"
-    big = model.ByteSize() > _ONNX_SINGLE_FILE_LIMIT
-    onnx.save_model(model, str(path), save_as_external_data=big, all_tensors_to_one_file=True,
-                    location=f"{final_name}.data" if big else None)
+    onnx.save_model(model, str(path))
     onnx.checker.check_model(str(path))
-    return path.parent / f"{final_name}.data" if big else None
+    return sidecar if big else None

@@ -23,6 +23,7 @@ from torch import nn
 from deepvision.data.preprocess import Preprocess
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
+from deepvision.safeload import refuse_name_and_file
 
 
 @dataclass
@@ -76,7 +77,13 @@ def preprocess_from_entry(entry: Any) -> Preprocess:
 
 def load_model(model: str | None = None, weights: str | None = None, *, run: str | Path | None = None,
                epoch: int | None = None, device: str | torch.device = "auto") -> LoadedModel:
-    """Resolve `model` (tv:NAME, a run directory, or a registered name) or `run` into a LoadedModel."""
+    """Resolve `model` (tv:NAME, a run directory, or a registered name) or `run` into a LoadedModel. A bare
+    registered name that is also a file or folder here is refused (`./NAME` names the run)."""
+    if run is None and model and ":" not in model:
+        from deepvision.models.registry import canonical_name, list_models
+
+        if canonical_name(model) in list_models():
+            refuse_name_and_file(model, "a registered model", "or rename it to use the model")
     if run is not None or (model is not None and is_run_dir(model)):
         run = run if run is not None else model
         if weights is not None:  # taken, it would be ignored without a word
@@ -108,12 +115,14 @@ def _from_run(run: str | Path, epoch: int | None, device: torch.device) -> Loade
 
 def _from_torchvision(model: str, weights: str | None, device: torch.device) -> LoadedModel:
     from deepvision.inference.synsets import imagenet_class_names
+    from deepvision.models.pretrained import torchvision_tag
     from deepvision.models.registry import create_model, get_model_spec
     from deepvision.models.torchvision_models import resolve_weights
 
     name = model.removeprefix("tv:")
     get_model_spec(model)  # unknown names: one line with suggestions
-    if _is_file_arg(weights):
+    tag = torchvision_tag(model, weights) if weights else "DEFAULT"  # a tag that is also a file here: refused
+    if tag is None and _is_file_arg(weights):
         from deepvision.models.weights import load_state_dict_file, load_weights
 
         entry = resolve_weights(name, "DEFAULT")
@@ -122,7 +131,7 @@ def _from_torchvision(model: str, weights: str | None, device: torch.device) -> 
         load_weights(net, load_state_dict_file(str(weights)), strict=True, source=f"weights in {weights}")
         source = {"model": model, "weights": str(Path(str(weights)).resolve())}
     else:
-        entry = resolve_weights(name, str(weights or "DEFAULT"))
+        entry = resolve_weights(name, str(tag or weights))
         classes_n = len(entry.meta["categories"])
         net = create_model(model, num_classes=classes_n, weights=entry.name)
         source = {"model": model, "weights": entry.name}

@@ -16,11 +16,13 @@ from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
 from deepvision.models.outputs import class_probabilities
 from deepvision.onnxrt import (
+    check_external_data,
     check_same_records,
     check_weights_finite,
     load_model,
     model_metadata,
     ort_session,
+    require,
     run_session,
 )
 from deepvision.safeload import check_class_names, input_file, load_json, printable
@@ -48,7 +50,7 @@ class OnnxClassifier:
 
     def __init__(self, path: str | Path) -> None:
         self.path = input_file(path, "ONNX file")  # a FIFO is named as one, never opened
-        self.session = ort_session(self.path)
+        require("onnxruntime")  # a missing package is reported before anything is read
         model = load_model(self.path)  # its metadata_props, not onnxruntime's map, which keeps a repeated key's last
         self.metadata = model_metadata(self.path, model)
         raw = self.metadata.get(METADATA_KEY)
@@ -63,6 +65,8 @@ class OnnxClassifier:
             self.output = self.meta["output"]["name"]
         except (TypeError, KeyError, ValueError):
             raise UserError(f"{self.path} has no deepvision metadata; export it with `deepvision export RUN`") from None
+        check_external_data(self.path, model, self.meta)  # before onnxruntime reads weights from beside the file
+        self.session = ort_session(self.path)
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
         if self.input not in inputs or self.output not in outputs:

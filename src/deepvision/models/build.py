@@ -43,10 +43,12 @@ def build_model(cfg: Config, input_size: Any, *, plan: bool = True) -> nn.Module
     """
     from deepvision.models.detection import detection_family
     from deepvision.models.pretrained import head_modules, load_pretrained, torchvision_tag
+    from deepvision.safeload import refuse_name_and_file
 
     opts = model_options(cfg, input_size)
     if detection_family(cfg.model.name) and cfg.model.pretrained in ("coco", "imagenet"):
         # detectors: torchvision's COCO weights with a new class head, or ImageNet weights for the backbone only
+        refuse_name_and_file(cfg.model.pretrained, "a detector weights keyword", "or rename it", folders=False)
         opts["weights"] = cfg.model.pretrained
         return create_model(cfg.model.name, cfg.model.num_classes, cfg.model.in_channels, plan=plan, **opts)
     tag = torchvision_tag(cfg.model.name, cfg.model.pretrained)

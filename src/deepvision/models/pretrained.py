@@ -26,6 +26,7 @@ from torch import nn
 
 from deepvision.errors import UserError
 from deepvision.models.weights import check_tensor_kinds, load_state_dict_file
+from deepvision.safeload import refuse_name_and_file
 
 
 def head_modules(model: nn.Module) -> list[str]:
@@ -40,20 +41,32 @@ def head_modules(model: nn.Module) -> list[str]:
 
 def torchvision_tag(model_name: str, pretrained: str | None) -> str | None:
     """The torchvision weights tag requested by `pretrained: torchvision[:TAG]` (or, on a tv: model, a bare
-    tag such as `IMAGENET1K_V1`, as `--weights` takes it), else None."""
-    if not pretrained or Path(str(pretrained)).exists():
+    tag such as `IMAGENET1K_V1`, as `--weights` takes it), else None (a weights file). A bare keyword or tag
+    that is also a file here is refused (`./TAG` names the file); a folder of that name is no weights file."""
+    if not pretrained:
         return None
     source = str(pretrained)
-    if model_name.startswith("tv:") and not source.startswith("torchvision"):
-        from deepvision.models.torchvision_models import is_weights_tag
-
-        return source if is_weights_tag(model_name.removeprefix("tv:"), source) else None
-    if source != "torchvision" and not source.startswith("torchvision:"):
+    keyword = source == "torchvision" or source.startswith("torchvision:")
+    tag = model_name.startswith("tv:") and not keyword and is_torchvision_tag(model_name, source)
+    if not keyword and not tag:
         return None
+    if not source.startswith("torchvision:"):  # the prefixed spelling names the weights alone
+        refuse_name_and_file(source, "a torchvision weights tag" if tag else "the keyword for torchvision's weights",
+                             f"or torchvision:{'DEFAULT' if keyword else source} for the weights", folders=False)
+    if tag:
+        return source
     if not model_name.startswith("tv:"):
         raise UserError(f"pretrained: {source} needs a torchvision model (tv:NAME), not '{model_name}'; "
                         f"give a weights file instead")
     return source.partition(":")[2] or "DEFAULT"
+
+
+def is_torchvision_tag(model_name: str, weights: str) -> bool:
+    """Whether `weights` names published weights of the tv: model `model_name` (DEFAULT, a tag, Enum.TAG,
+    `torchvision[:TAG]`)."""
+    from deepvision.models.torchvision_models import is_weights_tag
+
+    return model_name.startswith("tv:") and is_weights_tag(model_name.removeprefix("tv:"), weights)
 
 
 def _first_conv_key(model: nn.Module) -> str | None:

@@ -72,6 +72,7 @@ from deepvision.safeload.files import (
     read_declared,
     read_text_file,
     refuse_linked_files,
+    refuse_name_and_file,
     regular_file,
     shown_value,
 )
@@ -104,5 +105,6 @@ __all__ = [
     "image_files", "input_file", "is_control", "is_plain_number_text", "json_depth", "load_json", "load_yaml",
     "max_image_side", "max_read_bytes", "name_lines", "not_utf8", "open_npz", "plain_float", "printable", "read_bytes",
     "read_declared", "read_json", "read_text_file", "read_yaml", "record_index", "refuse_linked_files",
-    "regular_file", "shell_word", "shown_value", "spreadsheet_cell", "spreadsheet_row", "text_file_lines"
+    "refuse_name_and_file", "regular_file", "shell_word", "shown_value", "spreadsheet_cell", "spreadsheet_row",
+    "text_file_lines",
 ]

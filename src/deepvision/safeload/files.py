@@ -48,6 +48,15 @@ def bare_name_here(name: str) -> str | None:
     return "folder" if os.path.isdir(name) else "file"
 
 
+def refuse_name_and_file(arg: str, known: str, fix: str, folders: bool = True) -> None:
+    """UserError when `arg`, a bare word that is `known` ("a torchvision weights tag"), also names a file in the
+    working directory (or a folder, unless `folders` is False: where a file is wanted, a folder is no rival):
+    which one was meant, the word does not say. `fix` ends the message ("or torchvision:TAG for the weights")."""
+    kind = bare_name_here(arg)
+    if kind and (folders or kind == "file"):
+        raise UserError(f"'{arg}' is {known} and a {kind} in this folder; give ./{arg} for the {kind}, {fix}")
+
+
 def image_files(folder: str | Path, exts: Iterable[str] = IMAGE_EXTS, recursive: bool = True) -> list[Path]:
     """The files under `folder` (every level with `recursive`) whose suffix is in `exts`, sorted, hidden
     files and folders left out. A FIFO, socket, device or broken link named like an image is refused,

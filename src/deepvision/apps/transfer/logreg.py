@@ -136,7 +136,7 @@ def read_features(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
 def _check_same_extraction(train: Path, test: Path, names: list[str], test_names: list[str], dim: int,
                            test_dim: int) -> None:
     """UserError unless `test` holds features of the same network, layer and classes as `train`, drawn from
-    other data."""
+    other data; a file without deepvision's record beside one with it is refused (nothing to compare)."""
     if same_file(train, test):
         raise UserError(f"--test {test} is the training file {train}; give the features of a separate split")
     if test_names != names:
@@ -148,6 +148,10 @@ def _check_same_extraction(train: Path, test: Path, names: list[str], test_names
     from deepvision.inference.features import read_feature_info
 
     a, b = read_feature_info(train), read_feature_info(test)
+    if bool(a) != bool(b):  # one record says what the other file must be; a file without one cannot be checked
+        (bare, kept), flag = ((train, test), "") if b else ((test, train), "--test ")
+        raise UserError(f"{flag}{bare} carries no deepvision extraction record, {kept} does; extract it with "
+                        f"`deepvision features` and the options of {kept}, so the two can be compared")
     differ = sorted(k for k in (a.keys() | b.keys()) - set(EXTRACTION_KEYS_IGNORED) if a and b and a.get(k) != b.get(k))
     if differ:
         raise UserError(f"--test {test} was extracted differently from {train} ({', '.join(differ)} differ); "
