@@ -27,12 +27,38 @@ ALIASES = {"t10k": "test", "training": "train", "testing": "test"}
 CLASSES = [str(i) for i in range(10)]
 
 
+def _present(root: Path, stem: str) -> list[Path]:
+    """The copies of idx file `stem` in `root`: NAME, NAME.gz, N.idx, N.idx.gz (a FIFO or a folder counts)."""
+    idx = stem.replace("-idx", ".idx")
+    return [root / n for n in (stem, stem + ".gz", idx, idx + ".gz") if os.path.lexists(root / n)]
+
+
 def _find(root: Path, stem: str) -> Path:
-    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
-        if os.path.lexists(root / name):  # a FIFO or a folder in its place is named by `read_idx`
-            return root / name
-    raise UserError(f"MNIST file {stem}[.gz] not found in {root}; download it with `deepvision data download mnist "
-                    f"--root {root}` or point data.root at the folder that holds it")
+    """The idx file of `stem` in `root`. Several present (a download and its unpacked copy) must hold the same
+    bytes, a .gz compared inflated; differing ones are refused, none taken (a FIFO is named, never opened)."""
+    found = _present(root, stem)
+    if not found:
+        raise UserError(f"MNIST file {stem}[.gz] not found in {root}; download it with `deepvision data download "
+                        f"mnist --root {root}` or point data.root at the folder that holds it")
+    for other in found[1:]:
+        if not _same_bytes(found[0], other):
+            raise UserError(f"{root} holds both {found[0].name} and {other.name}, which differ (one is not the "
+                            f"other unpacked); remove the one not to read")
+    return found[0]
+
+
+def _same_bytes(a: Path, b: Path, chunk: int = 2**20) -> bool:
+    """Whether two idx files hold the same bytes (.gz inflated), compared chunk by chunk up to the read ceiling
+    (`read_idx` refuses anything longer)."""
+    opener = lambda p: (gzip.open if p.suffix == ".gz" else open)(safeload.regular_file(p, "MNIST file"), "rb")
+    try:
+        with opener(a) as f, opener(b) as g:
+            for _ in range(safeload.max_read_bytes() // chunk + 2):
+                if (x := f.read(chunk)) != (y := g.read(chunk)) or not x:
+                    return x == y
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise UserError(f"{a} or {b} is corrupt or truncated ({exc}); remove the damaged one") from None
+    return True
 
 
 def read_idx(path: str | Path, expect_magic: int | None = None) -> np.ndarray:
@@ -85,15 +111,7 @@ def load_mnist_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarr
 
 
 def available_splits(root: str | Path) -> list[str]:
-    root = Path(root)
-    found = []
-    for split, (image_stem, _) in FILES.items():
-        try:
-            _find(root, image_stem)
-            found.append(split)
-        except UserError:
-            pass
-    return found
+    return [split for split, (image_stem, _) in FILES.items() if _present(Path(root), image_stem)]
 
 
 MAX_TEXT_FILE_BYTES = 2**30  # the tutorial's 60,000 training digits are about 110 MB of text
