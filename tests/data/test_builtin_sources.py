@@ -44,6 +44,32 @@ def test_folder_source_refuses_a_file_link_giving_one_image_two_classes_or_split
     assert code == 0 and "train        6 samples" in out
 
 
+def test_folder_source_refuses_images_beside_the_class_folders_naming_them(tmp_path, run_cli):
+    """An image lying directly in a split folder belongs to no class: it was left out without a word."""
+    _image_tree(tmp_path / "ds")
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(tmp_path / "ds" / "train" / "stray.png")
+    (tmp_path / "c.yaml").write_text(f"data: {{source: folder, root: {tmp_path / 'ds'}, train: train, test: test, "
+                                     f"channels: 1}}\n")
+    code, _, err = run_cli("data", "info", tmp_path / "c.yaml")
+    assert code == 2 and err == (f"deepvision data info: error: {tmp_path / 'ds' / 'train'} holds 1 image(s) beside "
+                                 f"its class folders (stray.png), which belong to no class; move them into a class "
+                                 f"folder\n")
+    assert (tmp_path / "ds" / "train" / "stray.png").is_file()
+    (tmp_path / "ds" / "train" / "stray.png").rename(tmp_path / "ds" / "train" / "0" / "stray.png")
+    (tmp_path / "ds" / "test" / "notes.txt").write_text("not an image")  # other files are no images
+    for k in range(2):  # the test split and root itself as the training split are checked too
+        Image.fromarray(np.full((8, 8), 7, np.uint8)).save(tmp_path / "ds" / "test" / f"a{k}.jpg")
+    code, _, err = run_cli("data", "info", tmp_path / "c.yaml")
+    assert code == 2 and f"{tmp_path / 'ds' / 'test'} holds 2 image(s) beside its class folders (a0.jpg, ...)" in err
+    code, _, err = run_cli("data", "info", tmp_path / "c.yaml", "--set", f"data.root={tmp_path / 'ds' / 'train'}",
+                           "--set", "data.train=.", "--set", "data.test=null")
+    assert code == 0, err
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(tmp_path / "ds" / "train" / "b.png")
+    code, _, err = run_cli("data", "info", tmp_path / "c.yaml", "--set", f"data.root={tmp_path / 'ds' / 'train'}",
+                           "--set", "data.train=.", "--set", "data.test=null")
+    assert code == 2 and "train holds 1 image(s) beside its class folders (b.png)" in err
+
+
 @pytest.fixture
 def lists(tmp_path):
     """ls1/ok.lst and ls1/perm.lst: the same 6 images, class numbers 0-2, and ls1/labels.txt a, b, c."""

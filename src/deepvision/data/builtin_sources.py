@@ -202,6 +202,9 @@ def folder_source(cfg: DataConfig, wanted: list[str]) -> RawData:
             continue
         paths, labels = [], []
         found = _class_folders(folder)
+        if loose := image_files(folder, recursive=False):  # they belong to no class: never left out unnoticed
+            raise UserError(f"{folder} holds {len(loose)} image(s) beside its class folders ({printable(loose[0].name)}"
+                            f"{', ...' * (len(loose) > 1)}), which belong to no class; move them into a class folder")
         _refuse_overlapping_classes(folder, found)
         for cls in found:
             if cls not in index:
