@@ -133,6 +133,30 @@ def test_the_lst_source_reads_images_under_its_image_root_option(tmp_path):
     assert int(np.asarray(image).max()) == 200
 
 
+def test_the_lst_source_reads_a_relative_list_under_data_root_first_as_the_run_records_it(lists, run_cli,
+                                                                                          monkeypatch):
+    """Relative lists were read in the working directory only, while the run recorded data.root's list; a list
+    in both places that differs is refused naming both, one copy of the same bytes is read."""
+    (lists.parent / "cwd").mkdir()
+    monkeypatch.chdir(lists.parent / "cwd")
+    (lists.parent / "c.yaml").write_text(f"data: {{source: lst, root: {lists}, train: ok.lst, test: null, "
+                                         f"channels: 1}}\n")
+    code, out, err = run_cli("data", "info", lists.parent / "c.yaml")  # only under data.root
+    assert code == 0 and "train        6 samples" in out, err
+    (lists.parent / "cwd" / "ok.lst").write_text("".join((lists / "ok.lst").read_text().splitlines(True)[:3]))
+    code, _, err = run_cli("data", "info", lists.parent / "c.yaml")
+    assert code == 2 and err == (f"deepvision data info: error: ok.lst is both {lists}/ok.lst (under data.root, read "
+                                 f"first) and {lists.parent}/cwd/ok.lst (in the working directory), which differ; "
+                                 f"give the one to read as an absolute path, or remove the other\n")
+    assert len((lists.parent / "cwd" / "ok.lst").read_text().splitlines()) == 3  # inputs unchanged
+    code, out, _ = run_cli("data", "info", lists.parent / "c.yaml", "--set", f"data.train={lists.parent}/cwd/ok.lst",
+                           "--set", "data.val_fraction=0")
+    assert code == 0 and "train        3 samples" in out
+    (lists.parent / "cwd" / "ok.lst").write_bytes((lists / "ok.lst").read_bytes())  # the same list twice is one
+    code, out, _ = run_cli("data", "info", lists.parent / "c.yaml")
+    assert code == 0 and "train        6 samples" in out
+
+
 def test_the_lst_source_refuses_one_image_listed_under_a_link(tmp_path):
     """A symbolic link listed with another label trained one image as two classes (im2rec refused the list)."""
     (tmp_path / "a").mkdir()

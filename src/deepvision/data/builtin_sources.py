@@ -230,7 +230,7 @@ def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     names, limit = class_limit(cfg)
     splits, top, files, seen = {}, -1, [], {}
     for name in wanted:
-        path = resolve_path(None, name)
+        path = resolve_path(cfg.root, name, compare=True)  # as the run records it (engine.resolve)
         if name == "test" and (path.is_dir() or not path.exists()):  # the default test split is optional
             continue
         entries = read_lst(path)  # a FIFO or a folder is named as what it is, never opened
