@@ -145,8 +145,8 @@ def test_the_lst_source_reads_a_relative_list_under_data_root_first_as_the_run_r
     assert code == 0 and "train        6 samples" in out, err
     (lists.parent / "cwd" / "ok.lst").write_text("".join((lists / "ok.lst").read_text().splitlines(True)[:3]))
     code, _, err = run_cli("data", "info", lists.parent / "c.yaml")
-    assert code == 2 and err == (f"deepvision data info: error: ok.lst is both {lists}/ok.lst (under data.root, read "
-                                 f"first) and {lists.parent}/cwd/ok.lst (in the working directory), which differ; "
+    assert code == 2 and err == (f"deepvision data info: error: ok.lst is both {lists}/ok.lst (under data.root) and "
+                                 f"{lists.parent}/cwd/ok.lst (in the working directory), which differ; "
                                  f"give the one to read as an absolute path, or remove the other\n")
     assert len((lists.parent / "cwd" / "ok.lst").read_text().splitlines()) == 3  # inputs unchanged
     code, out, _ = run_cli("data", "info", lists.parent / "c.yaml", "--set", f"data.train={lists.parent}/cwd/ok.lst",

@@ -34,7 +34,7 @@ def test_an_lst_run_records_the_list_and_image_root_it_read(tmp_path, monkeypatc
     assert resolved.cfg.data.options["image_root"] == str(tmp_path / "imgs")
     assert sum(resolved.data.counts().values()) == 8
     (tmp_path / "d.lst").write_text("".join(rows[:4]))  # another list of the same name here
-    with pytest.raises(UserError, match=rf"^d.lst is both root/d.lst \(under data.root, read first\) and "
+    with pytest.raises(UserError, match=rf"^d.lst is both root/d.lst \(under data.root\) and "
                                         rf"{tmp_path}/d.lst \(in the working directory\), which differ; "):
         resolve_run(build_config(_lst_config("imgs")))
     assert (tmp_path / "d.lst").read_text() == "".join(rows[:4])

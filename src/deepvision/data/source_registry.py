@@ -3,6 +3,7 @@ up. Sources register themselves on import."""
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,18 +60,14 @@ def registered_sources() -> dict[str, SourceFn]:
 
 
 def resolve_path(root: str | Path | None, name: str | Path, compare: bool = False) -> Path:
-    """A data file named in a config: absolute as given; relative ones under `data.root` first, then in
-    the working directory (so a stray file in the working directory never shadows the data root's). With
-    `compare`, a file in both places that differs from the other is refused naming both (meant was either)."""
+    """A data file named in a config: absolute as given; relative ones under `data.root` first, then in the working
+    directory (a stray copy there never shadows the root's; with `compare`, one that differs is refused naming both)."""
     p = Path(name)
     if p.is_absolute() or not root:
         return p
     under_root = Path(root) / p
-    try:
-        differ = compare and under_root.is_file() and p.is_file() and not filecmp.cmp(under_root, p, shallow=False)
-    except OSError as exc:  # unreadable: named, as reading it would
-        raise UserError(f"{exc.filename} cannot be read: {exc.strerror or exc}") from None
-    if differ:
-        raise UserError(f"{p} is both {under_root} (under data.root, read first) and {p.absolute()} (in the working "
-                        f"directory), which differ; give the one to read as an absolute path, or remove the other")
+    with contextlib.suppress(OSError):  # an unreadable copy is named by its reader, or unread
+        if compare and under_root.is_file() and p.is_file() and not filecmp.cmp(under_root, p, shallow=False):
+            raise UserError(f"{p} is both {under_root} (under data.root) and {p.absolute()} (in the working directory),"
+                            f" which differ; give the one to read as an absolute path, or remove the other")
     return under_root if under_root.exists() or not p.exists() else p
