@@ -19,10 +19,8 @@ from deepvision import safeload
 from deepvision.errors import UserError
 
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
-FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
+FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 ALIASES = {"t10k": "test", "training": "train", "testing": "test"}
 CLASSES = [str(i) for i in range(10)]
 
@@ -33,32 +31,18 @@ def _present(root: Path, stem: str) -> list[Path]:
     return [root / n for n in (stem, stem + ".gz", idx, idx + ".gz") if os.path.lexists(root / n)]
 
 
-def _find(root: Path, stem: str) -> Path:
-    """The idx file of `stem` in `root`. Several present (a download and its unpacked copy) must hold the same
-    bytes, a .gz compared inflated; differing ones are refused, none taken (a FIFO is named, never opened)."""
-    found = _present(root, stem)
-    if not found:
+def _read(root: Path, stem: str, magic: int) -> np.ndarray:
+    """The idx file `stem` in `root`. Several copies present (a download and its unpacked copy) must hold the same
+    data (a .gz read inflated, each bounded by `read_idx`); differing ones are refused naming both, none taken."""
+    arrays = {p: read_idx(p, magic) for p in _present(root, stem)}  # a FIFO or a folder is named by `read_idx`
+    if not arrays:
         raise UserError(f"MNIST file {stem}[.gz] not found in {root}; download it with `deepvision data download "
                         f"mnist --root {root}` or point data.root at the folder that holds it")
-    for other in found[1:]:
-        if not _same_bytes(found[0], other):
-            raise UserError(f"{root} holds both {found[0].name} and {other.name}, which differ (one is not the "
-                            f"other unpacked); remove the one not to read")
-    return found[0]
-
-
-def _same_bytes(a: Path, b: Path, chunk: int = 2**20) -> bool:
-    """Whether two idx files hold the same bytes (.gz inflated), compared chunk by chunk up to the read ceiling
-    (`read_idx` refuses anything longer)."""
-    opener = lambda p: (gzip.open if p.suffix == ".gz" else open)(safeload.regular_file(p, "MNIST file"), "rb")
-    try:
-        with opener(a) as f, opener(b) as g:
-            for _ in range(safeload.max_read_bytes() // chunk + 2):
-                if (x := f.read(chunk)) != (y := g.read(chunk)) or not x:
-                    return x == y
-    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-        raise UserError(f"{a} or {b} is corrupt or truncated ({exc}); remove the damaged one") from None
-    return True
+    first, *others = arrays
+    if other := next((p for p in others if not np.array_equal(arrays[p], arrays[first])), None):
+        raise UserError(f"{root} holds both {first.name} and {other.name}, which differ (one is not the other "
+                        f"unpacked); remove the one not to read")
+    return arrays[first]
 
 
 def read_idx(path: str | Path, expect_magic: int | None = None) -> np.ndarray:
@@ -101,8 +85,7 @@ def load_mnist_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarr
     if not root.is_dir():
         raise UserError(f"MNIST folder not found: {root}")
     image_stem, label_stem = FILES[split]
-    images = read_idx(_find(root, image_stem), IMAGE_MAGIC)
-    labels = read_idx(_find(root, label_stem), LABEL_MAGIC)
+    images, labels = _read(root, image_stem, IMAGE_MAGIC), _read(root, label_stem, LABEL_MAGIC)
     if len(images) != len(labels):  # the magic numbers fixed the shapes: N x rows x cols and N
         raise UserError(f"MNIST {split}: {len(images)} images but {len(labels)} labels in {root}")
     if labels.max() > 9:
