@@ -276,8 +276,7 @@ def class_labels(values: np.ndarray, source: str | Path, what: str, ids: list[in
         name = f"{what} {ids[k] if ids is not None else k}"
         if np.isfinite(v) and v >= 0 and v == np.floor(v):
             hint = ("named by the labels file (data.options.labels)" if labels_file else
-                    "allowed without a labels file; if there really are more classes, name them in "
-                    "data.options.labels")
+                    "allowed without a labels file; if there really are more classes, name them in data.options.labels")
             raise UserError(f"{source}: {name} has label {v:g}, beyond the class numbers 0..{limit - 1:,} {hint}")
         raise UserError(f"{source}: {name} has label {np.format_float_positional(v, trim='-')}; single-label "
                         f"data needs whole class numbers 0, 1, ... ({int(np.count_nonzero(bad)):,} such label(s))")
