@@ -105,7 +105,7 @@ class Preprocess:
             raise TypeError("preprocess must be a mapping")
         if unknown := next((str(k) for k in d if k not in (fields := cls.__dataclass_fields__)), None):
             raise UserError(f"preprocess key {printable(unknown)[:40]!r} is not a preprocessing setting"
-                            f"{suggest(unknown, fields)}; valid: {', '.join(fields)}")  # taken and ignored, else
+                            f"{suggest(unknown, fields)}; valid: {', '.join(fields)}")  # never dropped unread
         return cls(**{**d, "size": d["size"]})
 
     # -- file -> uint8 tensor -------------------------------------------------------------
