@@ -44,6 +44,32 @@ def test_folder_source_refuses_a_file_link_giving_one_image_two_classes_or_split
     assert code == 0 and "train        6 samples" in out
 
 
+def test_folder_source_refuses_images_beside_the_class_folders_naming_them(tmp_path, run_cli):
+    """An image lying directly in a split folder belongs to no class: it was left out without a word."""
+    _image_tree(tmp_path / "ds")
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(tmp_path / "ds" / "train" / "stray.png")
+    (tmp_path / "c.yaml").write_text(f"data: {{source: folder, root: {tmp_path / 'ds'}, train: train, test: test, "
+                                     f"channels: 1}}\n")
+    code, _, err = run_cli("data", "info", tmp_path / "c.yaml")
+    assert code == 2 and err == (f"deepvision data info: error: {tmp_path / 'ds' / 'train'} holds 1 image(s) beside "
+                                 f"its class folders (stray.png), which belong to no class; move them into a class "
+                                 f"folder\n")
+    assert (tmp_path / "ds" / "train" / "stray.png").is_file()
+    (tmp_path / "ds" / "train" / "stray.png").rename(tmp_path / "ds" / "train" / "0" / "stray.png")
+    (tmp_path / "ds" / "test" / "notes.txt").write_text("not an image")  # other files are no images
+    for k in range(2):  # the test split and root itself as the training split are checked too
+        Image.fromarray(np.full((8, 8), 7, np.uint8)).save(tmp_path / "ds" / "test" / f"a{k}.jpg")
+    code, _, err = run_cli("data", "info", tmp_path / "c.yaml")
+    assert code == 2 and f"{tmp_path / 'ds' / 'test'} holds 2 image(s) beside its class folders (a0.jpg, ...)" in err
+    code, _, err = run_cli("data", "info", tmp_path / "c.yaml", "--set", f"data.root={tmp_path / 'ds' / 'train'}",
+                           "--set", "data.train=.", "--set", "data.test=null")
+    assert code == 0, err
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(tmp_path / "ds" / "train" / "b.png")
+    code, _, err = run_cli("data", "info", tmp_path / "c.yaml", "--set", f"data.root={tmp_path / 'ds' / 'train'}",
+                           "--set", "data.train=.", "--set", "data.test=null")
+    assert code == 2 and "train holds 1 image(s) beside its class folders (b.png)" in err
+
+
 @pytest.fixture
 def lists(tmp_path):
     """ls1/ok.lst and ls1/perm.lst: the same 6 images, class numbers 0-2, and ls1/labels.txt a, b, c."""
@@ -105,6 +131,30 @@ def test_the_lst_source_reads_images_under_its_image_root_option(tmp_path):
         "channels": 1, "options": {"image_root": str(tmp_path / "photos")}}})
     image, _ = load_data(cfg.data, roles=("train",)).train[0]
     assert int(np.asarray(image).max()) == 200
+
+
+def test_the_lst_source_reads_a_relative_list_under_data_root_first_as_the_run_records_it(lists, run_cli,
+                                                                                          monkeypatch):
+    """Relative lists were read in the working directory only, while the run recorded data.root's list; a list
+    in both places that differs is refused naming both, one copy of the same bytes is read."""
+    (lists.parent / "cwd").mkdir()
+    monkeypatch.chdir(lists.parent / "cwd")
+    (lists.parent / "c.yaml").write_text(f"data: {{source: lst, root: {lists}, train: ok.lst, test: null, "
+                                         f"channels: 1}}\n")
+    code, out, err = run_cli("data", "info", lists.parent / "c.yaml")  # only under data.root
+    assert code == 0 and "train        6 samples" in out, err
+    (lists.parent / "cwd" / "ok.lst").write_text("".join((lists / "ok.lst").read_text().splitlines(True)[:3]))
+    code, _, err = run_cli("data", "info", lists.parent / "c.yaml")
+    assert code == 2 and err == (f"deepvision data info: error: ok.lst is both {lists}/ok.lst (under data.root) and "
+                                 f"{lists.parent}/cwd/ok.lst (in the working directory), which differ; "
+                                 f"give the one to read as an absolute path, or remove the other\n")
+    assert len((lists.parent / "cwd" / "ok.lst").read_text().splitlines()) == 3  # inputs unchanged
+    code, out, _ = run_cli("data", "info", lists.parent / "c.yaml", "--set", f"data.train={lists.parent}/cwd/ok.lst",
+                           "--set", "data.val_fraction=0")
+    assert code == 0 and "train        3 samples" in out
+    (lists.parent / "cwd" / "ok.lst").write_bytes((lists / "ok.lst").read_bytes())  # the same list twice is one
+    code, out, _ = run_cli("data", "info", lists.parent / "c.yaml")
+    assert code == 0 and "train        6 samples" in out
 
 
 def test_the_lst_source_refuses_one_image_listed_under_a_link(tmp_path):

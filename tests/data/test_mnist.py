@@ -114,3 +114,31 @@ def test_the_mnist_source_reports_the_size_its_headers_declare(tmp_path):
     cfg = build_config({"data": {"source": "mnist", "root": str(tmp_path), "train": "train", "test": "test"}})
     with pytest.raises(UserError, match=r"images of different sizes \(train 32x30, test 28x28\)"):
         load_data(cfg.data)
+
+
+def test_two_copies_of_an_idx_file_are_read_only_when_they_hold_the_same_bytes(tmp_path, run_cli):
+    """A download (.gz) beside its unpacked copy is one file; a copy that differs is refused naming both, never
+    the first of them taken (labels from one file, images from another)."""
+    images, labels = np.zeros((6, 28, 28), np.uint8), np.arange(6, dtype=np.uint8)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images, 2051)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", images, 2051)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels, 2049)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", (labels + 1) % 10, 2049)
+    (tmp_path / "c.yaml").write_text(f"data: {{source: mnist, root: {tmp_path}, train: test, test: null}}\n")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    code, _, err = run_cli("data", "info", tmp_path / "c.yaml")
+    assert code == 2 and err == (f"deepvision data info: error: {tmp_path} holds both t10k-labels-idx1-ubyte and "
+                                 f"t10k-labels-idx1-ubyte.gz, which differ (one is not the other unpacked); remove "
+                                 f"the one not to read\n")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    write_idx(tmp_path / "t10k-labels.idx1-ubyte", labels, 2049)  # a third copy is compared too
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", labels, 2049)
+    cfg = build_config({"data": {"source": "mnist", "root": str(tmp_path), "train": "test", "test": None}})
+    assert load_data(cfg.data, roles=("train",)).train.labels.tolist() == labels.tolist()
+    write_idx(tmp_path / "t10k-labels.idx1-ubyte", labels[:5], 2049)  # a shorter copy differs too
+    with pytest.raises(UserError, match="holds both t10k-labels-idx1-ubyte and t10k-labels.idx1-ubyte, which differ"):
+        load_data(cfg.data, roles=("train",))
+    (tmp_path / "t10k-labels.idx1-ubyte").unlink()
+    os.mkfifo(tmp_path / "t10k-images.idx3-ubyte")  # a FIFO among the copies is named, never opened
+    with pytest.raises(UserError, match=r"t10k-images.idx3-ubyte is a FIFO, not a regular file"):
+        load_data(cfg.data, roles=("train",))

@@ -1,6 +1,8 @@
 """The one evaluation transform: image files of every kind decode to identical model inputs on every path."""
 
 import io
+import json
+import re
 
 import numpy as np
 import pytest
@@ -137,3 +139,25 @@ def test_preprocess_values_of_the_wrong_type_are_refused(change, message):
     with pytest.raises(UserError, match=message):
         Preprocess.from_dict({"channels": 1, "size": [28, 28], **change})
     assert Preprocess.from_dict({"channels": 1, "size": [28, 28], "scale": 0.5, "crop": True}).crop is True
+
+
+@pytest.mark.parametrize(("key", "hint"), [
+    ("interpolaton", " (did you mean: interpolation?)"), ("mean_file", " (did you mean: mean?)"), ("colour", ""),
+])
+def test_an_unknown_preprocess_key_is_refused_naming_the_closest(tmp_path, run_cli, key, hint):
+    """A misspelled or foreign key in preprocess.json (or export metadata) was dropped: neither applied nor named."""
+    from deepvision.runs.rundir import RunDir
+
+    message = (f"preprocess key '{key}' is not a preprocessing setting{hint}; valid: channels, size, resize, scale, "
+               f"mean, std, crop, interpolation")
+    with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+        Preprocess.from_dict({"channels": 1, "size": [28, 28], key: "bgr"})
+    written = Preprocess(3, (32, 32), resize=36, mean=[0.5], std=[0.25], crop=True, interpolation="bicubic")
+    run = RunDir(tmp_path)
+    run.write_preprocess(written)  # what the project writes reads back, every field
+    assert run.read_preprocess() == written
+    text = json.dumps({**written.to_dict(), key: "bgr"})
+    run.preprocess_path.write_text(text)
+    with pytest.raises(UserError, match=f"^{re.escape(f'{run.preprocess_path}: {message}')}$"):
+        run.read_preprocess()
+    assert run.preprocess_path.read_text() == text

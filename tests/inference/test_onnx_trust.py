@@ -46,6 +46,8 @@ def _meta(**changes):
     (_meta(preprocess={"channels": 3, "size": [45000, 45000]}), "preprocess size 45000x45000 exceeds the ceiling"),
     (_meta(preprocess={"channels": 7, "size": [8, 8]}), "preprocess channels must be 1 or 3, got 7"),
     (_meta(preprocess={"channels": 3, "size": [0, -5]}), "preprocess size 0x-5 must be positive"),
+    (_meta(preprocess={"channels": 3, "size": [8, 8], "interpolaton": "bicubic"}),
+     r"preprocess key 'interpolaton' is not a preprocessing setting \(did you mean: interpolation\?\)"),
     (_meta(input={"name": "pixels"}), "its metadata names input 'pixels'"),
     ("not json", "has no deepvision metadata"),
     (_meta(version=9), r"metadata is format 'deepvision-export' version 9; this deepvision reads deepvision-export "

@@ -29,8 +29,7 @@ _EXPORTS = {
     "Preprocess": "deepvision.data.preprocess", "SampleTransform": "deepvision.data.transforms",
     "load_data": "deepvision.data.sources", "register_source": "deepvision.data.sources",
     "build_loaders": "deepvision.data.loaders", "BatchLoader": "deepvision.data.loader",
-    "BatchSource": "deepvision.data.loader",
-}
+    "BatchSource": "deepvision.data.loader"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -53,8 +53,7 @@ def draw_mirror(enabled: bool, rng: random.Random) -> bool:
     return bool(enabled and rng.random() < 0.5)
 
 
-def draw_plan(aug: AugmentConfig, size: tuple[int, int], out_size: tuple[int, int], rng: random.Random
-              ) -> AugmentPlan:
+def draw_plan(aug: AugmentConfig, size: tuple[int, int], out_size: tuple[int, int], rng: random.Random) -> AugmentPlan:
     """The plan for one sample of width x height `size` (after any resize) and output (H, W) `out_size`."""
     w, h = size
     th, tw = out_size

@@ -202,6 +202,9 @@ def folder_source(cfg: DataConfig, wanted: list[str]) -> RawData:
             continue
         paths, labels = [], []
         found = _class_folders(folder)
+        if loose := image_files(folder, recursive=False):  # they belong to no class: never left out unnoticed
+            raise UserError(f"{folder} holds {len(loose)} image(s) beside its class folders ({printable(loose[0].name)}"
+                            f"{', ...' * (len(loose) > 1)}), which belong to no class; move them into a class folder")
         _refuse_overlapping_classes(folder, found)
         for cls in found:
             if cls not in index:
@@ -227,7 +230,7 @@ def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     names, limit = class_limit(cfg)
     splits, top, files, seen = {}, -1, [], {}
     for name in wanted:
-        path = resolve_path(None, name)
+        path = resolve_path(cfg.root, name, compare=True)  # as the run records it (engine.resolve)
         if name == "test" and (path.is_dir() or not path.exists()):  # the default test split is optional
             continue
         entries = read_lst(path)  # a FIFO or a folder is named as what it is, never opened
@@ -273,8 +276,7 @@ def class_labels(values: np.ndarray, source: str | Path, what: str, ids: list[in
         name = f"{what} {ids[k] if ids is not None else k}"
         if np.isfinite(v) and v >= 0 and v == np.floor(v):
             hint = ("named by the labels file (data.options.labels)" if labels_file else
-                    "allowed without a labels file; if there really are more classes, name them in "
-                    "data.options.labels")
+                    "allowed without a labels file; if there really are more classes, name them in data.options.labels")
             raise UserError(f"{source}: {name} has label {v:g}, beyond the class numbers 0..{limit - 1:,} {hint}")
         raise UserError(f"{source}: {name} has label {np.format_float_positional(v, trim='-')}; single-label "
                         f"data needs whole class numbers 0, 1, ... ({int(np.count_nonzero(bad)):,} such label(s))")

@@ -179,9 +179,8 @@ def external_storage(path: Path, ds: Any, what: str) -> None:
 
 
 def open_dataset(path: Path, db: Any, key: str, check: bool = True) -> Any:
-    """Dataset `key` of the open file `db`, or None when absent, opened through `open_object` (links
-    and external storage refused); with `check`, the declared size is checked (`check_dataset`) before
-    anything is read."""
+    """Dataset `key` of the open file `db`, or None when absent, opened through `open_object` (links and external
+    storage refused); with `check`, the declared size is checked (`check_dataset`) before anything is read."""
     ds = open_object(path, db, key)
     if ds is None:
         return None

@@ -252,8 +252,7 @@ class BatchLoader(EpochPlan):
                 prefetch_factor=self.prefetch if workers > 0 else None,
                 # a private generator: starting the workers must not draw from the global RNG, or a
                 # resumed run's dropout masks would differ from an uninterrupted run's
-                generator=torch.Generator().manual_seed(self.seed),
-            )
+                generator=torch.Generator().manual_seed(self.seed))
             if workers > 0:
                 # Stop the persistent workers when this loader dies, even inside a garbage cycle: the
                 # finalizer runs before the collector tears the loader's queues apart.

@@ -19,20 +19,30 @@ from deepvision import safeload
 from deepvision.errors import UserError
 
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
-FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
+FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 ALIASES = {"t10k": "test", "training": "train", "testing": "test"}
 CLASSES = [str(i) for i in range(10)]
 
 
-def _find(root: Path, stem: str) -> Path:
-    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
-        if os.path.lexists(root / name):  # a FIFO or a folder in its place is named by `read_idx`
-            return root / name
-    raise UserError(f"MNIST file {stem}[.gz] not found in {root}; download it with `deepvision data download mnist "
-                    f"--root {root}` or point data.root at the folder that holds it")
+def _present(root: Path, stem: str) -> list[Path]:
+    """The copies of idx file `stem` in `root`: NAME, NAME.gz, N.idx, N.idx.gz (a FIFO or a folder counts)."""
+    idx = stem.replace("-idx", ".idx")
+    return [root / n for n in (stem, stem + ".gz", idx, idx + ".gz") if os.path.lexists(root / n)]
+
+
+def _read(root: Path, stem: str, magic: int) -> np.ndarray:
+    """The idx file `stem` in `root`. Several copies present (a download and its unpacked copy) must hold the same
+    data (a .gz read inflated, each bounded by `read_idx`); differing ones are refused naming both, none taken."""
+    arrays = {p: read_idx(p, magic) for p in _present(root, stem)}  # a FIFO or a folder is named by `read_idx`
+    if not arrays:
+        raise UserError(f"MNIST file {stem}[.gz] not found in {root}; download it with `deepvision data download "
+                        f"mnist --root {root}` or point data.root at the folder that holds it")
+    first, *others = arrays
+    if other := next((p for p in others if not np.array_equal(arrays[p], arrays[first])), None):
+        raise UserError(f"{root} holds both {first.name} and {other.name}, which differ (one is not the other "
+                        f"unpacked); remove the one not to read")
+    return arrays[first]
 
 
 def read_idx(path: str | Path, expect_magic: int | None = None) -> np.ndarray:
@@ -75,8 +85,7 @@ def load_mnist_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarr
     if not root.is_dir():
         raise UserError(f"MNIST folder not found: {root}")
     image_stem, label_stem = FILES[split]
-    images = read_idx(_find(root, image_stem), IMAGE_MAGIC)
-    labels = read_idx(_find(root, label_stem), LABEL_MAGIC)
+    images, labels = _read(root, image_stem, IMAGE_MAGIC), _read(root, label_stem, LABEL_MAGIC)
     if len(images) != len(labels):  # the magic numbers fixed the shapes: N x rows x cols and N
         raise UserError(f"MNIST {split}: {len(images)} images but {len(labels)} labels in {root}")
     if labels.max() > 9:
@@ -85,15 +94,7 @@ def load_mnist_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarr
 
 
 def available_splits(root: str | Path) -> list[str]:
-    root = Path(root)
-    found = []
-    for split, (image_stem, _) in FILES.items():
-        try:
-            _find(root, image_stem)
-            found.append(split)
-        except UserError:
-            pass
-    return found
+    return [split for split, (image_stem, _) in FILES.items() if _present(Path(root), image_stem)]
 
 
 MAX_TEXT_FILE_BYTES = 2**30  # the tutorial's 60,000 training digits are about 110 MB of text

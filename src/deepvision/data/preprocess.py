@@ -17,8 +17,8 @@ from PIL import Image
 
 from deepvision.data.augment_plan import short_side_size
 from deepvision.data.imageio import open_image, to_mode
-from deepvision.errors import UserError
-from deepvision.safeload import check_image_side, check_numbers, shown_value
+from deepvision.errors import UserError, suggest
+from deepvision.safeload import check_image_side, check_numbers, printable, shown_value
 
 __all__ = ["Preprocess", "center_crop", "normalize_batch", "open_image", "pil_to_tensor", "resize_short_side",
            "to_mode"]
@@ -103,8 +103,10 @@ class Preprocess:
         UserError for a value out of range; TypeError/KeyError when it is not such a mapping at all."""
         if not isinstance(d, dict):
             raise TypeError("preprocess must be a mapping")
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**{**known, "size": d["size"]})
+        if unknown := next((str(k) for k in d if k not in (fields := cls.__dataclass_fields__)), None):
+            raise UserError(f"preprocess key {printable(unknown)[:40]!r} is not a preprocessing setting"
+                            f"{suggest(unknown, fields)}; valid: {', '.join(fields)}")  # never dropped unread
+        return cls(**{**d, "size": d["size"]})
 
     # -- file -> uint8 tensor -------------------------------------------------------------
     def load(self, source: str | Path | bytes | Image.Image) -> torch.Tensor:

@@ -3,6 +3,8 @@ up. Sources register themselves on import."""
 
 from __future__ import annotations
 
+import contextlib
+import filecmp
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 from deepvision.config.names import register_names, register_source_options
 from deepvision.config.schema import DataConfig
 from deepvision.data.tensors import Split
+from deepvision.errors import UserError
 
 
 @dataclass
@@ -56,11 +59,15 @@ def registered_sources() -> dict[str, SourceFn]:
     return dict(_SOURCES)
 
 
-def resolve_path(root: str | Path | None, name: str | Path) -> Path:
-    """A data file named in a config: absolute as given; relative ones under `data.root` first, then in
-    the working directory (so a stray file in the working directory never shadows the data root's)."""
+def resolve_path(root: str | Path | None, name: str | Path, compare: bool = False) -> Path:
+    """A data file named in a config: absolute as given; relative ones under `data.root` first, then in the working
+    directory (a stray copy there never shadows the root's; with `compare`, one that differs is refused naming both)."""
     p = Path(name)
     if p.is_absolute() or not root:
         return p
     under_root = Path(root) / p
+    with contextlib.suppress(OSError):  # an unreadable copy is named by its reader, or unread
+        if compare and under_root.is_file() and p.is_file() and not filecmp.cmp(under_root, p, shallow=False):
+            raise UserError(f"{p} is both {under_root} (under data.root) and {p.absolute()} (in the working directory),"
+                            f" which differ; give the one to read as an absolute path, or remove the other")
     return under_root if under_root.exists() or not p.exists() else p

@@ -73,7 +73,7 @@ def data_config_for_path(cfg: DataConfig, data: str | Path, image_root: str | No
     if path.is_dir():
         d.source, d.root, d.train = "folder", str(path), "."
     elif path.suffix == ".lst":
-        d.source, d.train, d.root = "lst", str(path), image_root or str(path.parent)
+        d.source, d.train, d.root = "lst", str(path.absolute()), image_root or str(path.parent)  # read as given
     elif path.suffix in (".rec", ".idx"):
         d.source, d.train, d.root = "rec", str(path.with_suffix(".rec")), None
     elif _is_hdf5(path):

@@ -1,6 +1,5 @@
-"""In-memory data: a dataset held as one uint8 tensor (on the GPU when there is one), batched by
-indexing, with no per-sample Python loop. Augmentation runs on whole batches on the same device.
-"""
+"""In-memory data: a dataset held as one uint8 tensor (on the GPU when there is one), batched by indexing, with no
+per-sample Python loop. Augmentation runs on whole batches on the same device."""
 
 from __future__ import annotations
 

@@ -153,5 +153,7 @@ def _resolve_data_paths(cfg: Config, pre: Preprocess) -> None:
         path = resolve_path(d.root, d.options["labels"])
         if path.is_file():
             d.options["labels"] = str(path.resolve())
+    if isinstance(d.options.get("image_root"), str) and d.options["image_root"]:  # read as written (lst_source)
+        d.options["image_root"] = str(Path(d.options["image_root"]).resolve())
     if isinstance(d.options.get("idx"), dict):
         d.options["idx"] = {k: str(resolve_path(d.root, v).resolve()) for k, v in d.options["idx"].items()}

@@ -146,6 +146,5 @@ def _image(entry: dict[str, Any], image_root: Path, classes: list[str], path: Pa
         raise UserError(f"{path}: {printable(name)} names classes {printable(str(names))[:60]} that its class ids "
                         f"do not give; rebuild the dataset")
     if len(boxes) and ((boxes < 0).any() or (boxes > 1).any() or (boxes[:, 2:] <= boxes[:, :2]).any()):
-        raise UserError(f"{path}: {printable(name)} has boxes outside [0, 1] or of zero size; rebuild the "
-                        f"dataset")
+        raise UserError(f"{path}: {printable(name)} has boxes outside [0, 1] or of zero size; rebuild the dataset")
     return IndexImage(file, width, height, boxes, labels, difficult)

@@ -143,8 +143,7 @@ class DetectionData:
             ds = self.datasets[role] = self.dataset(role, seed)
             out[role] = BatchLoader(
                 DetectionSource(ds, d.skip_corrupt), d.batch_size if training else (d.eval_batch_size or d.batch_size),
-                training=training,
-                shuffle=d.shuffle is not False, seed=seed, rank=rank, world=world,
+                training=training, shuffle=d.shuffle is not False, seed=seed, rank=rank, world=world,
                 last_batch=d.last_batch if training else "keep", workers=d.workers, max_steps=max_steps,
                 pin_memory=torch.device(device).type == "cuda", min_batch=self.min_batch if training else 1)
         return out

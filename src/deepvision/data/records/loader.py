@@ -169,8 +169,7 @@ class RecordDataset(Dataset):
             augment=cfg.augment, shuffle=shuffle, seed=seed, rank=rank, world=world, last_batch=last_batch,
             workers=cfg.workers, max_steps=max_steps, dtype="uint8", pin_memory=on_cuda,
             skip_corrupt=cfg.skip_corrupt, memory_format=opts.get("memory_format", "channels_last"),
-            decoder=decoder, prefetch=int(opts.get("prefetch", 4)), device=device if gpu else None,
-        )
+            decoder=decoder, prefetch=int(opts.get("prefetch", 4)), device=device if gpu else None)
 
 
 def check_record_options(options: dict[str, Any]) -> None:

@@ -38,8 +38,7 @@ class ImageRecordIter(RecordLoader):
         training: bool | None = None, preprocess_threads: int | None = None, seed: int = 0,
         num_parts: int = 1, part_index: int = 0, label_width: int = 1, dtype: str = "float32",
         device: torch.device | str | None = None, skip_corrupt: bool = False,
-        memory_format: str = "contiguous", decoder: str = "auto",
-    ) -> None:
+        memory_format: str = "contiguous", decoder: str = "auto") -> None:
         if len(data_shape) != 3:
             raise UserError(f"data_shape must be (channels, height, width), got {tuple(data_shape)}")
         c, h, w = (int(v) for v in data_shape)

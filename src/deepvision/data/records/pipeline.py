@@ -53,8 +53,7 @@ def _corrupt(file: RecordFile, pos: int, why: str) -> RecordError:
     offset = int(file.offsets[pos])
     return RecordError(f"{file.path}: record {pos} (id {int(file.ids[pos])}) at byte offset {offset} is corrupt: "
                        f"{why}; set data.skip_corrupt: true (evaluate --skip-corrupt, skip_corrupt=True) to skip such "
-                       f"records, or re-pack "
-                       f"the images", index=pos, offset=offset)
+                       f"records, or re-pack the images", index=pos, offset=offset)
 
 
 @dataclass
@@ -197,8 +196,7 @@ def _transform_into(img: np.ndarray, rng: random.Random, out: np.ndarray, spec: 
 
 
 def _prepare(img: np.ndarray, spec: _Spec, aug: AugmentConfig) -> np.ndarray:
-    """The deterministic resize before the random steps (`augment_plan.prepared_size`; area filter when
-    shrinking)."""
+    """The deterministic resize before the random steps (`augment_plan.prepared_size`; area filter when shrinking)."""
     target = prepared_size((img.shape[1], img.shape[0]), spec.size, spec.resize, aug, spec.crop_only)
     return img if target is None else _resize(img, *target)
 

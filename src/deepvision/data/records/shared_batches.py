@@ -92,10 +92,9 @@ _POOL_KEYS = itertools.count()
 
 
 class _SlotRef:
-    """What a worker sends for a batch in a slot; becomes the tensor in the main process (`tensor()`), or
-    a pinned copy in the DataLoader's pin-memory thread (`pin_memory()`), which frees the slot at once.
-    A reference the main process drops unused (a prefetched batch discarded when an epoch is abandoned)
-    frees its slot too."""
+    """What a worker sends for a batch in a slot; becomes the tensor in the main process (`tensor()`), or a pinned
+    copy in the DataLoader's pin-memory thread (`pin_memory()`), which frees the slot at once. A reference the main
+    process drops unused (a prefetched batch discarded when an epoch is abandoned) frees its slot too."""
 
     __slots__ = ("pool", "slot", "shape", "origin", "claimed")
 
