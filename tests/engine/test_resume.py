@@ -246,3 +246,22 @@ def test_a_hand_edited_model_section_is_refused_by_every_loader(full_run, tmp_pa
     with pytest.raises(UserError, match=r"^config.yaml was edited by hand \(checkpoint.monitor: val_acc -> val_loss\); "
                                         r"checkpoint.monitor cannot change on resume, so undo the edit$"):
         resume(copy, epoch=2, overrides=["train.epochs=5"])
+
+
+def test_an_older_last_pt_than_a_saved_epoch_is_named_not_rewound_to(full_run, tmp_path):
+    """resume "from the latest" with a last.pt of epoch 2 beside the run's epoch-4 file: refused naming both
+    (--epoch 2 or --epoch 4), nothing moved aside; --epoch 4 continues from the latest."""
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run.run_dir, copy)
+    run = RunDir(copy)
+    saved = run.saved_epochs()
+    last = run.checkpoints / "last.pt"
+    last.unlink()
+    shutil.copyfile(saved[2], last)
+    before = {str(p.relative_to(copy)): p.read_bytes() for p in sorted(copy.rglob("*")) if p.is_file()}
+    with pytest.raises(UserError, match=rf"^{last} holds epoch 2 but the run saved epoch 4 \({saved[4].name}\); "
+                                        r"name the weights with --epoch 2 or --epoch 4$"):
+        resume(copy, overrides=["train.epochs=5"])
+    assert {str(p.relative_to(copy)): p.read_bytes() for p in sorted(copy.rglob("*")) if p.is_file()} == before
+    resume(copy, epoch=4, overrides=["train.epochs=5"])
+    assert load_checkpoint(last)["epoch"] == 5 and not list(run.checkpoints.glob("discarded-*"))
