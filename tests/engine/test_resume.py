@@ -275,3 +275,22 @@ def test_the_task_cannot_change_on_resume(trained_detection_run, tmp_path, run_c
         "deepvision resume: error: task cannot change on resume (detection -> classification): the run's checkpoints "
         "hold a detection model; leave --set task out, or start a new run for another task\n")
     assert {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()} == before
+
+
+def test_an_older_last_pt_than_a_saved_epoch_is_named_not_rewound_to(full_run, tmp_path):
+    """resume "from the latest" with a last.pt of epoch 2 beside the run's epoch-4 file: refused naming both
+    (--epoch 2 or --epoch 4), nothing moved aside; --epoch 4 continues from the latest."""
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run.run_dir, copy)
+    run = RunDir(copy)
+    saved = run.saved_epochs()
+    last = run.checkpoints / "last.pt"
+    last.unlink()
+    shutil.copyfile(saved[2], last)
+    before = {str(p.relative_to(copy)): p.read_bytes() for p in sorted(copy.rglob("*")) if p.is_file()}
+    with pytest.raises(UserError, match=rf"^{last} holds epoch 2 but the run saved epoch 4 \({saved[4].name}\); "
+                                        r"name the weights with --epoch 2 or --epoch 4$"):
+        resume(copy, overrides=["train.epochs=5"])
+    assert {str(p.relative_to(copy)): p.read_bytes() for p in sorted(copy.rglob("*")) if p.is_file()} == before
+    resume(copy, epoch=4, overrides=["train.epochs=5"])
+    assert load_checkpoint(last)["epoch"] == 5 and not list(run.checkpoints.glob("discarded-*"))

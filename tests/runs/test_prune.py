@@ -250,3 +250,52 @@ def test_a_checkpoint_linked_from_outside_the_run_frees_nothing(runs, tmp_path):
 
     assert out.splitlines()[-1] == f"1 run: freed {format_bytes(alone)}"
     assert kept.read_bytes() == data
+
+
+def _files(run: RunDir) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run.checkpoints.iterdir()) if p.is_file()}
+
+
+def test_the_default_prefix_applies_when_config_yaml_leaves_it_out(runs):
+    """config.yaml without checkpoint.prefix names its files by the default prefix (the model name): a
+    user's `backup-0007.pt` beside them is not the run's and stays."""
+    run = RunDir(runs / "all")
+    own = run.saved_epochs()
+    shutil.copy(own[1], run.checkpoints / "backup-0007.pt")
+    text = run.config_path.read_text()
+    run.config_path.write_text(text.replace("  prefix: lenet\n", ""))
+    assert "prefix" not in run.config_path.read_text() and run.saved_epochs() == own
+    code, out, err = run_main("runs", "prune", runs / "all")
+    assert code == 0 and f"{runs / 'all'}: deleted epochs 1-4 (" in out, err
+    assert (run.checkpoints / "backup-0007.pt").is_file()
+
+
+def test_a_run_whose_config_yaml_cannot_be_read_is_refused_before_any_run_is_pruned(runs, tmp_path):
+    """Its checkpoint names are unknown: prune refuses the run in one line, and prunes no other run given
+    with it; reading takes any prefix, but two files for one epoch are refused."""
+    shutil.copytree(runs / "all", runs / "good")
+    run, good = RunDir(runs / "all"), RunDir(runs / "good")
+    shutil.copy(run.saved_epochs()[1], run.checkpoints / "mycopy-0001.pt")
+    text = run.config_path.read_text()
+    run.config_path.write_text(text.replace("  prefix: lenet\n", "  prefix: [lenet\n"))
+    before, others = _files(run), _files(good)
+    code, out, err = run_main("runs", "prune", runs)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert f"the checkpoint files of {run.path} cannot be told from others: " in err
+    assert "restore config.yaml (its checkpoint.prefix names them)" in err
+    assert _files(run) == before and _files(good) == others
+    with pytest.raises(UserError, match=r"^lenet-0001.pt and mycopy-0001.pt in .* both hold epoch 1, and .*"
+                                        r"config.yaml, which names the run's checkpoint prefix, cannot be read"):
+        run.saved_epochs()
+
+
+def test_without_best_pt_prune_keeps_the_best_epoch_that_run_json_records(runs):
+    run = RunDir(runs / "all")
+    state = run.read_state()
+    state["best_epoch"] = 2
+    run.write_state(state)
+    (run.checkpoints / "best.pt").unlink()
+    kept = run.saved_epochs()[2].read_bytes()
+    code, out, err = run_main("runs", "prune", runs / "all")
+    assert code == 0 and f"{runs / 'all'}: deleted epochs 1, 3-4 (" in out, err
+    assert list(run.saved_epochs()) == [2] and run.saved_epochs()[2].read_bytes() == kept

@@ -490,3 +490,87 @@ def test_a_run_name_in_another_unicode_spelling_is_taken(tmp_path):
     (second.path / "config.yaml").write_text("name: x\n")
     third = RunDir.create(tmp_path, "cafe\u0301")
     assert [second.path.name, third.path.name] == ["caf\u00e9-2", "caf\u00e9-3"]
+
+
+def test_best_pt_missing_or_of_another_epoch_is_named_not_replaced(tmp_path, run_cli):
+    """Without best.pt the loaders name run.json's best epoch (--epoch N) instead of taking the newest file;
+    a best.pt holding another epoch than run.json's best is refused naming both; nothing changes."""
+    from PIL import Image
+
+    run = _run(tmp_path, epochs=2)
+    best_epoch = run.read_state()["best_epoch"]
+    saved = run.saved_epochs()
+    best = run.checkpoints / "best.pt"
+    best.unlink()
+    Image.new("L", (28, 28), 90).save(tmp_path / "x.png")
+    before = _snapshot(run)
+    for args in (["evaluate", run.path], ["predict", run.path, tmp_path / "x.png"],
+                 ["export", run.path, "--out", tmp_path / "m.onnx"]):
+        code, _, err = run_cli(*args)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert (f"{best} is missing; run.json records epoch {best_epoch} as the best, saved as "
+                f"{saved[best_epoch].name}: name it with --epoch {best_epoch}") in err
+    assert _snapshot(run) == before and not (tmp_path / "m.onnx").exists()
+    code, _, err = run_cli("predict", run.path, tmp_path / "x.png", "--epoch", best_epoch)
+    assert code == 0, err
+    other = 3 - best_epoch
+    shutil.copyfile(saved[other], best)  # a copy of the other epoch, same run id
+    before = _snapshot(run)
+    code, _, err = run_cli("evaluate", run.path)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert (f"{best} holds epoch {other} but run.json records epoch {best_epoch} ({saved[best_epoch].name}) as "
+            f"the best; name the weights with --epoch {best_epoch} or --epoch {other}") in err
+    assert _snapshot(run) == before
+    state = run.read_state()
+    run.state_path.unlink()  # no record of the best epoch: best.pt is taken as it is
+    best.unlink()
+    with pytest.raises(UserError, match=r"best.pt is missing, and run.json, which records the best epoch, is gone "
+                                        r"too; name the weights with --epoch N \(saved epochs: 1, 2\)$"):
+        evaluate(run.path, quiet=True)
+    state["best_epoch"] = None  # run.json says no epoch was best: the newest weights, as training scored them
+    run.write_state(state)
+    assert evaluate(run.path, quiet=True)
+
+
+def test_a_run_without_run_json_still_refuses_another_runs_checkpoint(tmp_path, run_cli):
+    """config.yaml records the run id, so deleting run.json (the advice for a damaged one) leaves the
+    identity check in place; a config.yaml written before it did is compared on the run's settings."""
+    from PIL import Image
+
+    mine, theirs = _run(tmp_path, "mine"), _run(tmp_path, "theirs")
+    run_id = mine.run_id
+    assert mine.config_path.read_text().splitlines()[0].endswith(f"; run id: {run_id}")
+    mine.state_path.unlink()
+    assert RunDir(mine.path).run_id == run_id
+    assert evaluate(mine.path, quiet=True)  # its own checkpoints load without run.json
+    for name in ("best.pt", "last.pt"):
+        (mine.checkpoints / name).unlink()
+        shutil.copyfile(theirs.checkpoints / name, mine.checkpoints / name)
+    Image.new("L", (28, 28), 90).save(tmp_path / "x.png")
+    before = _snapshot(mine)
+    for args in (["evaluate", mine.path], ["predict", mine.path, tmp_path / "x.png"],
+                 ["resume", mine.path, "--set", "train.epochs=3"]):
+        code, _, err = run_cli(*args)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"belongs to another run (run id {theirs.run_id[:8]}, this run is {run_id[:8]})" in err
+    assert _snapshot(mine) == before
+    # a config.yaml without the id (written by an earlier version): the settings tell the runs apart
+    first, rest = mine.config_path.read_text().split("\n", 1)
+    mine.config_path.write_text(first.split(";")[0] + "\n" + rest)
+    before = _snapshot(mine)
+    for args, name in ((["evaluate", mine.path], "best.pt"), (["resume", mine.path, "--set", "train.epochs=3"],
+                                                               "last.pt")):
+        code, _, err = run_cli(*args)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert (f"{mine.checkpoints / name} belongs to another run: it was trained with name theirs but "
+                f"{mine.config_path} gives mine") in err
+    assert _snapshot(mine) == before
+
+
+def test_a_resume_without_run_json_keeps_the_run_id(tmp_path):
+    run = _run(tmp_path, epochs=1)
+    run_id = run.run_id
+    run.state_path.unlink()
+    resume(run.path, overrides=["train.epochs=2"])
+    assert run.read_state()["run_id"] == run_id
+    assert torch.load(run.checkpoints / "last.pt", weights_only=True)["run_id"] == run_id

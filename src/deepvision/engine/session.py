@@ -206,6 +206,8 @@ def _resume_locked(run: RunDir, epoch: int | None, overrides: list[str] | None, 
     path = run.resolve_checkpoint(epoch, "last")
     ckpt = load_checkpoint(path)
     _check_identity(run, ckpt, path)
+    if epoch is None:  # "the latest": a last.pt older than a saved epoch is named, never rewound to
+        run.check_alias(path, int(ckpt["epoch"]))
     saved = ckpt.get("config")
     cfg = build_config(saved, overrides) if isinstance(saved, dict) else run.read_config(overrides)
     keys = override_keys(overrides)
@@ -267,6 +269,8 @@ def _begin_segment(run: RunDir, trainer: Trainer, segment: dict[str, Any], messa
     run.write_history(trainer.history, trainer.task.history_fields())
     _write_run_files(run, trainer)
     state = run.read_state()
+    if run.run_id and not state.get("run_id"):  # run.json was lost: config.yaml kept the id
+        state["run_id"] = run.run_id
     state.setdefault("segments", []).append({**segment, "time": _now()})
     state.update(status="running", epochs_done=trainer.start_epoch, best_epoch=trainer.best_epoch)
     state.pop("error", None)

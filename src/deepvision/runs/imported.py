@@ -70,12 +70,12 @@ def write_imported_run(run_dir: str | Path, cfg: Config, pre: Preprocess, classe
         try:
             run = RunDir(tmp)
             run.checkpoints.mkdir()
-            run.write_config(cfg)
+            run_id = uuid.uuid4().hex
+            run.write_config(cfg, run_id)
             run.write_preprocess(pre)
             run.write_labels(classes)
             for name, src in (files or {}).items():
                 shutil.copyfile(src, tmp / name)
-            run_id = uuid.uuid4().hex
             payload = {"format": FORMAT, "version": VERSION, "epoch": epoch, "run_id": run_id,
                        "model": {"name": cfg.model.name, "num_classes": cfg.model.num_classes,
                                  "in_channels": cfg.model.in_channels},

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepvision.config.io import build_config, model_change, split_change
+from deepvision.config.io import build_config, flat_settings, model_change, split_change, to_dict
 from deepvision.config.schema import Config
 from deepvision.data.preprocess import Preprocess
 from deepvision.errors import UserError
@@ -34,16 +34,43 @@ class LoadedRun:
     epoch: int
 
 
+# settings that tell one run from another when the run's id is lost (run.json gone, config.yaml written before
+# it recorded the id): a resume never changes them (the split settings), or they name the run
+IDENTITY_SETTINGS = ("name", "task", "data.source", "data.max_samples", "data.val_fraction", "data.test_fraction",
+                     "data.split_seed")
+
+
 def check_identity(run: RunDir, ckpt: dict[str, Any], path: Path, model_name: str) -> None:
-    """Refuse a checkpoint that belongs to another run (a copied-in file): another run id or model."""
+    """Refuse a checkpoint that belongs to another run (a copied-in file): another run id or model. A run
+    whose id is lost (no run.json, an older config.yaml) compares the settings the checkpoint was trained
+    with to config.yaml's (`IDENTITY_SETTINGS`) instead."""
     theirs, ours = ckpt.get("run_id"), run.run_id
     if theirs and ours and theirs != ours:
         raise UserError(f"{path} belongs to another run (run id {theirs[:8]}, this run is {ours[:8]}); "
                         f"copy it into its own run directory or evaluate it there")
+    if theirs and not ours:
+        _check_same_settings(run, ckpt.get("config"), path)
     found = ckpt.get("model", {}).get("name")
     if found != model_name:
         raise UserError(f"{path} holds model '{found}' but {run.path} trains '{model_name}'; it belongs to "
                         f"another run")
+
+
+def _check_same_settings(run: RunDir, trained: Any, path: Path) -> None:
+    if not isinstance(trained, dict):
+        return
+    try:
+        ours = flat_settings(to_dict(run.read_config()))
+    except UserError:
+        raise UserError(f"{run.path} has no run.json and config.yaml cannot be read, so {path.name} cannot be told "
+                        f"from another run's checkpoint; restore run.json or config.yaml") from None
+    theirs = flat_settings(to_dict(build_config(trained)))
+    key = next((k for k in IDENTITY_SETTINGS if ours.get(k) != theirs.get(k)), None)
+    if key is not None:
+        shown = lambda v: "unset" if v is None else printable(str(v))[:40]
+        raise UserError(f"{path} belongs to another run: it was trained with {key} {shown(theirs.get(key))} but "
+                        f"{run.config_path} gives {shown(ours.get(key))} (run.json, which holds the run id, is "
+                        f"gone); copy it into its own run directory or evaluate it there")
 
 
 def run_classes(run: RunDir, ckpt: dict[str, Any]) -> list[str]:
@@ -81,6 +108,8 @@ def _open_run(run_dir: str | Path, epoch: int | None,
     cfg = run.read_config()
     pre = run.read_preprocess()
     check_identity(run, ckpt, path, cfg.model.name)
+    if epoch is None:  # last.pt or best.pt taken by name: its epoch must be the one the run's record names
+        run.check_alias(path, int(ckpt.get("epoch", 0)))
     trained = ckpt.get("config")
     change = model_change(build_config(trained), cfg) if isinstance(trained, dict) else None
     if change is not None:  # the weights would be run through another network than they were trained in

@@ -60,6 +60,8 @@ from deepvision.safeload import (
 )
 
 CONFIG_MARK = "# written by deepvision (change settings with --set); settings digest: "
+RUN_ID_MARK = "; run id: "  # follows the digest on config.yaml's first line
+_RUN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 MAX_HISTORY_BYTES = 64 * 2**20  # a row per epoch: a detector's 40 columns for 100,000 epochs is ~40 MB
 
 # what run.json's "status" may say (training writes the first five, `import` the sixth); "crashed" and
@@ -145,11 +147,14 @@ class RunDir:
         return run
 
     # -- config, preprocessing, labels ---------------------------------------------------------
-    def write_config(self, cfg: Config) -> None:
+    def write_config(self, cfg: Config, run_id: str | None = None) -> None:
         """config.yaml, its first line a comment holding a digest of the settings below it, so that a resume
-        can tell a hand edit (which the checkpoint's settings would replace) from the file it wrote."""
+        can tell a hand edit (which the checkpoint's settings would replace) from the file it wrote, and the
+        run id (`run_id`, else run.json's), so that the run keeps its identity when run.json is lost."""
         body = config_to_yaml(cfg)
-        atomic_write_text(self.config_path, f"{CONFIG_MARK}{_digest(body)}\n{body}")
+        run_id = run_id or self.run_id
+        tag = f"{RUN_ID_MARK}{run_id}" if isinstance(run_id, str) and _RUN_ID.fullmatch(run_id) else ""
+        atomic_write_text(self.config_path, f"{CONFIG_MARK}{_digest(body)}{tag}\n{body}")
 
     def config_edited(self) -> dict[str, Any] | None:
         """config.yaml's settings when they were changed by hand after deepvision wrote the file; None when
@@ -158,7 +163,7 @@ class RunDir:
             return None
         text = read_bytes(self.config_path, "config.yaml", MAX_TEXT_BYTES).decode("utf-8-sig", "replace")
         first, _, body = text.partition("\n")
-        if not first.startswith(CONFIG_MARK) or first[len(CONFIG_MARK):].strip() == _digest(body):
+        if not first.startswith(CONFIG_MARK) or first[len(CONFIG_MARK):].partition(";")[0].strip() == _digest(body):
             return None
         return read_yaml(self.config_path)
 
@@ -251,8 +256,22 @@ class RunDir:
     def run_id(self) -> str | None:
         """The identity checkpoints of this run carry (set when the run is created)."""
         if not hasattr(self, "_run_id"):
-            self._run_id = self.read_state().get("run_id")
+            self._run_id = self.read_state().get("run_id") or self.config_run_id()
         return self._run_id
+
+    def config_run_id(self) -> str | None:
+        """The run id config.yaml's first line records (None in a file written before it did, or edited):
+        the run's identity when run.json is gone."""
+        try:
+            if not self.has_config():
+                return None
+            with open(self.config_path, "rb") as f:
+                first = f.readline(1024).decode("utf-8-sig", "replace")
+        except (OSError, UserError):
+            return None
+        head, sep, run_id = first.partition(RUN_ID_MARK)
+        run_id = run_id.strip()
+        return run_id if head.startswith(CONFIG_MARK) and sep and _RUN_ID.fullmatch(run_id) else None
 
     def status(self) -> str:
         """run.json's status, except that a "running" run whose process is gone reads "crashed" when train.log
@@ -404,37 +423,63 @@ class RunDir:
         return (self.checkpoints / "last.pt").is_file() or bool(self.saved_epochs())
 
     def saved_epochs(self) -> dict[int, Path]:
-        """The run's periodic checkpoints by epoch: `<prefix>-NNNN.pt` with the prefix config.yaml names, so
-        a file of another name placed beside them (a user's copy, `backup-0002.pt`) is never taken for one
-        (nor deleted by retention or `runs prune`); any prefix when config.yaml cannot be read."""
+        """The run's periodic checkpoints by epoch: `<prefix>-NNNN.pt` with the run's prefix (`checkpoint_prefix`),
+        so a file of another name placed beside them (a user's copy, `backup-0002.pt`) is never taken for one
+        (nor deleted by retention or `runs prune`). When config.yaml cannot be read any prefix is taken for
+        reading, and two files for one epoch are refused in one line."""
         prefix = self._checkpoint_prefix()
-        found = {}
+        found: dict[int, Path] = {}
         if self.checkpoints.is_dir():
             for p in sorted(self.checkpoints.iterdir()):
                 m = _CKPT.match(p.name)
                 # the name the run writes (no extra leading zeros), holding a torch.save file (a zip)
                 if (m and (prefix is None or m["prefix"] == prefix) and m["epoch"] == f"{int(m['epoch']):04d}"
                         and _is_zip(p)):
-                    found[int(m["epoch"])] = p
+                    epoch = int(m["epoch"])
+                    if epoch in found:
+                        raise UserError(f"{found[epoch].name} and {p.name} in {self.checkpoints} both hold epoch "
+                                        f"{epoch}, and {self.config_path}, which names the run's checkpoint prefix, "
+                                        f"cannot be read; restore config.yaml")
+                    found[epoch] = p
         return dict(sorted(found.items()))
+
+    def checkpoint_prefix(self) -> str:
+        """The prefix of the run's periodic checkpoints: config.yaml's checkpoint.prefix, else its default (the
+        model name); UserError when config.yaml cannot be read."""
+        try:
+            cfg = self.read_config()
+        except UserError as exc:
+            raw: Any = None
+            with contextlib.suppress(UserError, OSError):
+                raw = read_yaml(self.config_path).get("checkpoint")
+            prefix = raw.get("prefix") if isinstance(raw, dict) else None
+            if isinstance(prefix, str) and prefix:  # a setting elsewhere is bad: the prefix is still the run's
+                return prefix
+            raise UserError(f"the checkpoint files of {self.path} cannot be told from others: {str(exc)[:200]}; "
+                            f"restore config.yaml (its checkpoint.prefix names them)") from None
+        return cfg.checkpoint.prefix or cfg.model.name.replace(":", "_")
 
     def _checkpoint_prefix(self) -> str | None:
         try:
-            prefix = read_yaml(self.config_path).get("checkpoint", {}).get("prefix")
-        except (UserError, AttributeError):
+            return self.checkpoint_prefix()
+        except UserError:
             return None
-        return prefix if isinstance(prefix, str) and prefix else None
 
     def resolve_checkpoint(self, epoch: int | None = None, which: str = "last") -> Path:
-        """Checkpoint of `epoch`, or last.pt / best.pt; UserError listing what exists otherwise."""
+        """Checkpoint of `epoch`, or last.pt / best.pt; UserError listing what exists otherwise. Without
+        best.pt, the weights are named in one line (run.json's best epoch, when it is saved), never taken
+        from another epoch; the newest epoch stands in only when run.json records that no epoch was best."""
         if epoch is None:
             path = self.checkpoints / f"{which}.pt"
             if self.regular(path, "delete it or restore it (or name a saved epoch with --epoch)"):
                 return path
             saved = self.saved_epochs()
-            if saved:
-                return saved[max(saved)]
-            raise UserError(f"{self.path} holds no checkpoints yet")
+            if not saved:
+                raise UserError(f"{self.path} holds no checkpoints yet")
+            state = self.read_state()
+            if which == "best" and (not state or state.get("best_epoch") is not None):
+                raise UserError(self._missing_best(state.get("best_epoch"), saved))
+            return saved[max(saved)]
         if isinstance(epoch, bool) or not isinstance(epoch, int):
             raise UserError(f"epoch must be a whole number, got {shown_value(epoch)}")
         saved = self.saved_epochs()
@@ -446,6 +491,37 @@ class RunDir:
         have = ", ".join(map(str, saved)) or "none"
         raise UserError(f"epoch {epoch} was never saved in {self.checkpoints}; saved epochs: {have}")
 
+    def _missing_best(self, best: int | None, saved: dict[int, Path]) -> str:
+        where = f"{self.checkpoints / 'best.pt'} is missing"
+        have = ", ".join(map(str, saved))
+        if best is None:
+            return (f"{where}, and run.json, which records the best epoch, is gone too; name the weights with "
+                    f"--epoch N (saved epochs: {have})")
+        if best in saved:
+            return (f"{where}; run.json records epoch {best} as the best, saved as {saved[best].name}: name it with "
+                    f"--epoch {best} (or restore best.pt as a copy of it)")
+        return (f"{where}, and the best epoch {best} (run.json) was not kept; name the weights with --epoch N "
+                f"(saved epochs: {have})")
+
+    def check_alias(self, path: Path, held: int) -> None:
+        """Refuse last.pt or best.pt, taken by default, when the run's record says another epoch: a best.pt
+        holding another epoch than run.json's best_epoch, a last.pt older than a saved epoch's file. Both
+        are named, with the --epoch that picks each."""
+        if path.parent != self.checkpoints or path.name not in ("best.pt", "last.pt"):
+            return
+        if path.name == "best.pt":
+            best = self.read_state().get("best_epoch")
+            if best is not None and best != held:
+                saved = self.saved_epochs()
+                kept = f" ({saved[best].name})" if best in saved else ""
+                raise UserError(f"{path} holds epoch {held} but run.json records epoch {best}{kept} as the best; "
+                                f"name the weights with --epoch {best} or --epoch {held} (or restore best.pt)")
+            return
+        saved = self.saved_epochs()
+        newest = max(saved, default=None)
+        if newest is not None and newest > held:
+            raise UserError(f"{path} holds epoch {held} but the run saved epoch {newest} ({saved[newest].name}); "
+                            f"name the weights with --epoch {held} or --epoch {newest}")
 
     # -- writing checkpoints: the only code that creates, links, prunes and rewinds them ------------------
     def save_checkpoint(self, payload: dict[str, Any], epoch: int, *, prefix: str, periodic: bool, best: bool,
@@ -522,8 +598,17 @@ class RunDir:
 
     def prunable(self, keep: int = 0, discarded: bool = False) -> list[Path]:
         """The files `prune` deletes: periodic checkpoints but the newest `keep` (last.pt and best.pt
-        stay: they are the run's own), and with `discarded` every file in discarded-*/ folders."""
-        saved = list(self.saved_epochs().values())
+        stay: they are the run's own; without best.pt the file of run.json's best epoch stays in its place,
+        without last.pt the newest), and with `discarded` every file in discarded-*/ folders. No periodic
+        file when config.yaml, which names them, cannot be read (`prune` refuses such a run)."""
+        own = self.saved_epochs() if self._checkpoint_prefix() is not None else {}
+        spared = set()
+        if own and not (self.checkpoints / "best.pt").is_file():
+            with contextlib.suppress(UserError):
+                spared.add(self.read_state().get("best_epoch"))
+        if own and not (self.checkpoints / "last.pt").is_file():
+            spared.add(max(own))
+        saved = [p for e, p in own.items() if e not in spared]
         # a best.pt or last.pt that is a symbolic link to a periodic file keeps that file (never left dangling)
         aliases = {os.path.realpath(p) for p in (self.checkpoints / "best.pt", self.checkpoints / "last.pt")
                    if p.is_symlink()}
@@ -545,6 +630,7 @@ class RunDir:
         Returns the files and the bytes freed (hard links to kept files free nothing)."""
         if keep < 0:
             raise UserError(f"--keep must be 0 or more, got {keep}")
+        self.checkpoint_prefix()  # a run whose checkpoint names cannot be read is refused, never pruned by guess
         doomed = self.prunable(keep, discarded)
         freed = bytes_freed(doomed)
         if dry_run or not doomed:

@@ -145,9 +145,11 @@ def prune(targets: list[str], keep: int, discarded: bool, dry_run: bool) -> int:
             runs += found
         else:
             raise UserError(not_a_folder(target, "run directory or folder of runs"))
+    opened = [RunDir.open(path) for path in runs]
+    for run in opened:  # a run whose checkpoint names cannot be read is refused before any run is pruned
+        run.checkpoint_prefix()
     total = 0
-    for path in runs:
-        run = RunDir.open(path)
+    for path, run in zip(runs, opened):
         saved = run.saved_epochs()
         files, freed = run.prune(keep, discarded, dry_run)
         total += freed
