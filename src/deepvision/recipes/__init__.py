@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from deepvision.errors import UserError, suggest
-from deepvision.safeload import bare_name_here, input_file, shell_word
+from deepvision.safeload import input_file, refuse_name_and_file, shell_word
 
 
 def recipe_names() -> list[str]:
@@ -43,10 +43,8 @@ def resolve_config_arg(arg: str) -> Path:
     """A config argument is a YAML path, or else the name of a shipped recipe. A bare recipe name (no
     folder, no .yaml) that is also a file here is refused: which one was meant, the name does not say."""
     p = Path(arg)
-    kind = bare_name_here(arg) if arg in recipe_names() else None
-    if kind:
-        raise UserError(f"'{arg}' is a shipped recipe and a {kind} in this folder; give ./{arg} for the {kind}, or "
-                        f"rename the {kind} to use the recipe")
+    if arg in recipe_names():
+        refuse_name_and_file(arg, "a shipped recipe", "or rename it to use the recipe")
     if p.is_file():
         return p
     stem = p.name[:-5] if p.name.endswith(".yaml") else p.name
