@@ -503,3 +503,15 @@ def test_the_all_in_one_and_the_devkit_layouts_together_are_refused(run_cli, fak
     code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "lists")
     assert code == 0 and "train 64, val 13, test 13" in out, err
     assert (tmp_path / "lists" / "train.lst").read_text().count("car_ims/") == 64
+
+
+def test_a_stop_while_mean_json_is_written_leaves_no_lists(fake, tmp_path, run_cli, monkeypatch):
+    """labels.txt and mean.json land with the lists in one step: a stop while they are written leaves no
+    --out folder, never lists marked complete without them."""
+    from tests.helpers import stopped_both_ways
+
+    argv = ["cars", "lists", "--root", fake, "--out", tmp_path / "lists"]
+    for _ in stopped_both_ways(monkeypatch, run_cli, argv, "deepvision.datasets.mean.write_mean_json", 1):
+        assert not (tmp_path / "lists").exists()
+    code, _, err = run_cli(*argv)
+    assert code == 0 and (tmp_path / "lists" / "mean.json").is_file(), err

@@ -301,3 +301,21 @@ def test_a_stopped_fake_leaves_nothing_its_next_run_refuses(tmp_path, run_cli, m
     assert not (tmp_path / "new").exists()
     monkeypatch.undo()
     assert run_cli(*fake)[0] == 0
+
+
+def test_a_stop_while_the_mean_is_computed_leaves_the_out_folder_as_it_was(fake, tmp_path, run_cli, monkeypatch):
+    """mean.json is written with the lists in one step: a stop while it is computed left the lists, labels.txt
+    and lists.json (the folder's complete mark) without mean.json. Both a new --out and earlier lists stay."""
+    from tests.helpers import stopped_both_ways
+
+    out = tmp_path / "il"
+    argv = ["imagenet", "lists", "--root", fake.root, "--out", out, "--test-size", "5", "--workers", "1"]
+    for _ in stopped_both_ways(monkeypatch, run_cli, argv, "deepvision.datasets.mean.compute_mean", 1):
+        assert not out.exists()
+    code, _, err = run_cli(*argv)
+    assert code == 0, err
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["labels.txt", "lists.json", "mean.json", "test.lst", "train.lst", "val.lst"]
+    for _ in stopped_both_ways(monkeypatch, run_cli, [*argv[:-4], "--test-size", "7", "--workers", "1"],
+                               "deepvision.datasets.mean.write_mean_json", 1):
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
