@@ -470,3 +470,24 @@ def test_a_stopped_fake_leaves_nothing_its_next_run_refuses(tmp_path, run_cli, m
             assert os.listdir(out) == [] if out.name == "empty" else not (tmp_path / "new").exists()
         code, _, err = run_cli(*argv)
         assert code == 0 and (out / "fold_frontal_4_data.txt").is_file(), err
+
+
+def test_a_stop_while_the_means_are_computed_leaves_the_out_folder_as_it_was(adience, tmp_path, run_cli,
+                                                                              monkeypatch):
+    """The tasks' mean.json files are written with the lists in one step: a stop while the second is computed
+    left both tasks' lists and lists.json (the folder's complete mark) without a mean. A new --out stays
+    absent, earlier lists stay as they were."""
+    from tests.helpers import stopped_both_ways
+
+    _, root, _ = adience
+    out = tmp_path / "lists"
+    argv = ["adience", "lists", "--root", root, "--out", out, "--workers", "1"]
+    for _ in stopped_both_ways(monkeypatch, run_cli, argv, "deepvision.datasets.mean.compute_mean", 2):
+        assert not out.exists()
+    code, _, err = run_cli(*argv)
+    assert code == 0, err
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert {p.relative_to(out).as_posix() for p in before} >= {"age/mean.json", "gender/mean.json", "lists.json"}
+    again = [*argv, "--seed", "7"]
+    for _ in stopped_both_ways(monkeypatch, run_cli, again, "deepvision.datasets.mean.compute_mean", 2):
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

@@ -546,3 +546,15 @@ def test_cars_annos_and_a_devkit_meta_naming_the_classes_differently_are_refused
     scipy.io.savemat(root / "devkit" / "cars_meta.mat", {"class_names": same})
     code, out, err = run_cli("cars", "lists", "--root", root, "--out", tmp_path / "lists")
     assert code == 0, err
+
+
+def test_a_stop_while_mean_json_is_written_leaves_no_lists(fake, tmp_path, run_cli, monkeypatch):
+    """labels.txt and mean.json land with the lists in one step: a stop while they are written leaves no
+    --out folder, never lists marked complete without them."""
+    from tests.helpers import stopped_both_ways
+
+    argv = ["cars", "lists", "--root", fake, "--out", tmp_path / "lists"]
+    for _ in stopped_both_ways(monkeypatch, run_cli, argv, "deepvision.datasets.mean.write_mean_json", 1):
+        assert not (tmp_path / "lists").exists()
+    code, _, err = run_cli(*argv)
+    assert code == 0 and (tmp_path / "lists" / "mean.json").is_file(), err

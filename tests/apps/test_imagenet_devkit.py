@@ -327,3 +327,21 @@ def test_an_image_in_another_case_is_listed_as_spelled_and_a_missing_one_refused
     assert (f"1 image(s) that {DevkitPaths(root).train_cls} lists are missing (first: {first}); restore them, or "
             f"point --root at the complete ILSVRC folder") in err, err
     assert not (tmp_path / "again").exists()
+
+
+def test_a_stop_while_the_mean_is_computed_leaves_the_out_folder_as_it_was(fake, tmp_path, run_cli, monkeypatch):
+    """mean.json is written with the lists in one step: a stop while it is computed left the lists, labels.txt
+    and lists.json (the folder's complete mark) without mean.json. Both a new --out and earlier lists stay."""
+    from tests.helpers import stopped_both_ways
+
+    out = tmp_path / "il"
+    argv = ["imagenet", "lists", "--root", fake.root, "--out", out, "--test-size", "5", "--workers", "1"]
+    for _ in stopped_both_ways(monkeypatch, run_cli, argv, "deepvision.datasets.mean.compute_mean", 1):
+        assert not out.exists()
+    code, _, err = run_cli(*argv)
+    assert code == 0, err
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["labels.txt", "lists.json", "mean.json", "test.lst", "train.lst", "val.lst"]
+    for _ in stopped_both_ways(monkeypatch, run_cli, [*argv[:-4], "--test-size", "7", "--workers", "1"],
+                               "deepvision.datasets.mean.write_mean_json", 1):
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before

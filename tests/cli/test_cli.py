@@ -762,6 +762,43 @@ def test_signals_while_a_ctrl_c_unwinds_change_nothing(tmp_path, run_cli, monkey
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_that_lands_while_a_module_imports_is_raised_once_the_import_ends(tmp_path, run_cli, monkeypatch,
+                                                                                  sig):
+    """A signal while a module imports: C code there (a compiled extension's initialiser, the compiler) can turn
+    the stop into an ImportError that an optional import swallows, or drop it. The stop waits for the import
+    to end and then ends the command all the same (a second signal meanwhile changes nothing)."""
+    import sys
+    import time
+
+    (tmp_path / "optional_probe.py").write_text(
+        "try:\n    import dropping_extension\nexcept ImportError:\n    dropping_extension = None\n")
+    (tmp_path / "dropping_extension.py").write_text(
+        "import signal\ntry:\n"
+        f"    signal.raise_signal({int(sig)})\n    signal.raise_signal(signal.SIGINT)\n"
+        "except BaseException as exc:\n    raise ImportError('initialization failed') from exc\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
+    finished = []
+
+    def importing(*args, **kwargs):
+        import optional_probe  # noqa: F401
+
+        time.sleep(5)  # the command's work, which the stop cuts short
+        finished.append(True)
+
+    monkeypatch.setattr("deepvision.cli.main.check_environment", importing)
+    try:
+        code, out, err = run_cli("recipes", "list")
+        assert sys.modules["optional_probe"].dropping_extension is not None  # the import itself ran undisturbed
+    finally:
+        sys.modules.pop("optional_probe", None), sys.modules.pop("dropping_extension", None)
+    line = "deepvision recipes: terminated (SIGTERM); unfinished files were removed\n"
+    assert (code, out, err) == ((143, "", line) if sig == signal.SIGTERM else (130, "", "interrupted\n"))
+    assert finished == []
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_once_a_stop_is_raised_signals_stay_ignored_to_the_end_of_the_process(sig):
     """The console script's rule: after the stop, through the interpreter's shutdown (atexit callbacks, torch's

@@ -167,3 +167,25 @@ def test_a_second_ctrl_c_stops_at_once_and_later_signals_are_ignored_while_it_un
             cleaned = True
     assert cleaned
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_programs_started_while_a_stop_unwinds_are_not_ended_by_the_groups_further_signals():
+    """A second signal to the process group reached the `pgrep` that joblib starts to end its workers'
+    children: it died halfway and joblib printed two tracebacks before the stop's one line. Once a stop is
+    under way, the programs its cleanup starts ignore SIGINT and SIGTERM (SIGKILL still ends them); on
+    leaving, the caller's handlers are back and programs started later take signals again."""
+    from deepvision.engine.signals import GracefulStop
+
+    helper = ["sh", "-c", "kill -INT $$; kill -TERM $$; echo finished"]
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    done = None
+    with GracefulStop():
+        signal.raise_signal(signal.SIGINT)
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            done = subprocess.run(helper, capture_output=True, text=True)
+            signal.raise_signal(signal.SIGINT)  # the process itself still finds its no-op
+    assert (done.returncode, done.stdout) == (0, "finished\n"), done
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert subprocess.run(helper, capture_output=True).returncode == -signal.SIGINT

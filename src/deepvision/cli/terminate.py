@@ -9,11 +9,24 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from types import FrameType
+from typing import NoReturn
 
 from deepvision.engine.signals import ignore_further_stops, quiet_child_deaths, stop_under_way, stops_reset
 from deepvision.errors import Terminated, chained_stop
 
 __all__ = ["Terminated", "sigterm_raises", "sigterm_says"]
+
+RECHECK_S = 0.02  # how often a stop that landed in an import looks again whether the import has ended
+
+
+def importing(frame: FrameType | None) -> bool:
+    """Whether `frame` (where a signal interrupted the main thread) runs inside the import machinery."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib._bootstrap"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 @contextlib.contextmanager
@@ -23,15 +36,33 @@ def sigterm_raises(keep_ignored: bool = False) -> Iterator[None]:
     or `timeout` signalling the process group again, would otherwise cut its cleanup short), and with
     `keep_ignored` (the process ends with the command) also afterwards, through the interpreter's shutdown.
     A process forked meanwhile (a pool's or a data loader's worker) inherits the handlers: there a signal
-    acts as by default, and its parent does the cleanup."""
+    acts as by default, and its parent does the cleanup.
+
+    A stop is never raised inside the import machinery: C code there (compiling a module's source, a compiled
+    extension's initialiser) can drop the exception, or turn it into an ImportError that an optional import
+    swallows, and the command would run to its end. A signal that lands while a module imports is recorded
+    (further signals are ignored from then on) and raised, by a SIGALRM timer that rechecks every
+    `RECHECK_S` seconds, as soon as no import is in progress; at the latest when the block ends."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     pid = os.getpid()
     saved: dict[int, object] = {}
+    pending: list[int] = []  # the signal whose stop waits for an import to end
     stops_reset()
 
-    def handler(signum: int, frame: object) -> None:
+    def stop(signum: int) -> NoReturn:
+        if pending:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, saved.pop(signal.SIGALRM))  # type: ignore[arg-type]
+            pending.clear()
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+    def recheck(_: int, frame: FrameType | None) -> None:
+        if pending and not importing(frame):
+            stop(pending[0])
+
+    def handler(signum: int, frame: FrameType | None) -> None:
         if os.getpid() != pid:
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt
@@ -42,13 +73,22 @@ def sigterm_raises(keep_ignored: bool = False) -> Iterator[None]:
             return
         ignore_further_stops()
         saved.setdefault(signal.SIGCHLD, quiet_child_deaths())
-        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        if not importing(frame):
+            stop(signum)
+        pending.append(signum)
+        saved[signal.SIGALRM] = signal.signal(signal.SIGALRM, recheck)
+        signal.siginterrupt(signal.SIGALRM, False)  # the import's system calls resume rather than fail
+        signal.setitimer(signal.ITIMER_REAL, RECHECK_S, RECHECK_S)
 
     saved[signal.SIGTERM] = signal.signal(signal.SIGTERM, handler)
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # started ignoring Ctrl+C (nohup, &): it stays so
         saved[signal.SIGINT] = signal.signal(signal.SIGINT, handler)
     try:
-        yield
+        try:
+            yield
+        finally:
+            if pending:  # the block ended (or failed) while the stop waited: the stop ends the command all the same
+                stop(pending[0])
     finally:
         for sig, old in saved.items():
             # SIG_IGN: the interpreter's shutdown puts SIG_DFL in place of a Python handler, after atexit

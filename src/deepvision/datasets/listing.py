@@ -14,7 +14,7 @@ import json
 import os
 import random
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from deepvision.data.lst import ListEntry, labels_file_for, labels_files
@@ -56,17 +56,6 @@ def require_own_lists_folder(out: str | Path, builder: str) -> None:
     require_own_folder(out, LISTS_MARKER, f'{{"builder": "{builder}"', builder)
 
 
-def forget_earlier_means(out: str | Path, builder: str, folders: Iterable[str] = ("",)) -> None:
-    """Remove the mean.json (in each of `folders` of `out`) that an earlier run of `builder` computed, once
-    `out` is known to be its folder: the new lists would otherwise sit beside the mean of other images, and
-    a run with --no-mean, or one stopped before its mean, would leave it there."""
-    if _builder_of(Path(out) / LISTS_MARKER) == builder:
-        for folder in folders:
-            mean = Path(out) / folder / "mean.json"
-            if mean.is_symlink() or mean.is_file():
-                mean.unlink()
-
-
 def _builder_of(marker: Path) -> str | None:
     """The builder a LISTS_MARKER names, else None (no marker, or not one a builder wrote)."""
     try:
@@ -84,18 +73,21 @@ def write_lists_marker(out: str | Path, builder: str) -> Path:
     return path
 
 
-def write_split_lists(out: str | Path, splits: dict[str, Iterable[ListEntry]], builder: str) -> dict[str, Path]:
+def write_split_lists(out: str | Path, splits: dict[str, Iterable[ListEntry]], builder: str,
+                      beside: Callable[[Path], dict[str, str]] | None = None) -> dict[str, Path]:
     """Write `out/NAME.lst` for every split (creating `out`), then the marker of `builder`; returns the
-    lists' paths by split name."""
+    lists' paths by split name. `beside` writes more files into the folder (the lists already there) and
+    returns their names by key, returned as paths too: they land in `out` with the lists or not at all."""
     out = Path(out)
     files = {}
     require_own_lists_folder(out, builder)
-    forget_earlier_means(out, builder)
-    # the lists land together, the marker last: a failure or a stop leaves the folder as it was
-    with written_whole(out, last=LISTS_MARKER) as tmp:
+    # the lists land together, the marker last: a failure or a stop leaves the folder as it was; an earlier
+    # run's mean.json (the folder is the builder's own) goes unless `beside` wrote a new one
+    with written_whole(out, last=LISTS_MARKER, stale=("mean.json",)) as tmp:
         for name, entries in splits.items():
             write_lst(tmp / f"{name}.lst", entries)
             files[name] = out / f"{name}.lst"
+        files.update({key: out / name for key, name in (beside(tmp) if beside else {}).items()})
         write_lists_marker(tmp, builder)
     return files
 

@@ -3,6 +3,7 @@ batch; a second Ctrl+C interrupts at once. Either way the last completed epoch's
 
 from __future__ import annotations
 
+import ctypes
 import signal
 import threading
 from types import FrameType
@@ -64,7 +65,24 @@ def ignore_further_stops() -> None:
     already arrived but not yet handled would be reported as "ignored due to race condition"."""
     signal.signal(signal.SIGINT, _ignore)
     signal.signal(signal.SIGTERM, _ignore)
+    _helpers_ignore_stops()
     _stopping.set()
+
+
+def _helpers_ignore_stops() -> None:
+    """Ignore SIGINT and SIGTERM at the system level too, under the no-op that Python's own table keeps (which
+    still takes a signal that arrived before): a program the cleanup starts inherits the ignored signals
+    across exec, so a second signal to the process group cannot kill it halfway (joblib's `pgrep`, which
+    finds its workers' children to end them, then failed with two tracebacks). Python's next `signal.signal`
+    for either sets the system's disposition again."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.signal.restype = ctypes.c_void_p
+        libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    except (OSError, AttributeError):  # no C library to ask (not POSIX): the helpers stay exposed
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        libc.signal(int(sig), 1)  # 1: SIG_IGN
 
 
 def stop_under_way() -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,6 @@ from deepvision.data.lst import ListEntry
 from deepvision.data.splits import stratified_split
 from deepvision.datasets.listing import (
     LISTS_MARKER,
-    forget_earlier_means,
     require_own_lists_folder,
     write_lists_marker,
     write_lst,
@@ -186,8 +186,10 @@ def split_task(task: str, paths: list[str], labels: list[int], classes: list[str
 
 
 def build_adience_lists(root: str | Path, out: str | Path | None = None, *, seed: int = 42, absolute: bool = False,
-                        fraction: float = 0.15) -> dict[str, TaskLists]:
-    """Age and gender lists from the fold files under `root`; written under `out/age`, `out/gender` when given."""
+                        fraction: float = 0.15,
+                        beside: Callable[[Path, dict[str, TaskLists]], object] | None = None) -> dict[str, TaskLists]:
+    """Age and gender lists from the fold files under `root`; written under `out/age`, `out/gender` when given,
+    with what `beside(folder, tasks)` writes into the folder of lists (the means) in the same step."""
     root = Path(root)
     rows = read_folds(root)
     prefix = f"{root.resolve()}/" if absolute else ""
@@ -205,9 +207,9 @@ def build_adience_lists(root: str | Path, out: str | Path | None = None, *, seed
     if out is None:
         return tasks
     require_own_lists_folder(out, "adience lists")  # a run's folder or another builder's lists are left alone
-    forget_earlier_means(out, "adience lists", tasks)
-    # the lists land together, the marker last: a failure or a stop leaves the folder as it was
-    with written_whole(out, last=LISTS_MARKER) as tmp:
+    # the lists land together, the marker last: a failure or a stop leaves the folder as it was; an earlier
+    # run's means go unless `beside` wrote new ones
+    with written_whole(out, last=LISTS_MARKER, stale=[f"{name}/mean.json" for name in tasks]) as tmp:
         for name, lists in tasks.items():
             folder = output_subfolder(tmp, name)
             for split in ("train", "val", "test"):
@@ -215,6 +217,8 @@ def build_adience_lists(root: str | Path, out: str | Path | None = None, *, seed
                 lists.files[split] = Path(out) / name / f"{split}.lst"
             atomic_write_text(folder / "labels.txt", "".join(f"{c}\n" for c in lists.classes))
             lists.files["labels"] = Path(out) / name / "labels.txt"
+        if beside is not None:
+            beside(tmp, tasks)
         write_lists_marker(tmp, "adience lists")
     return tasks
 
@@ -268,8 +272,10 @@ def make_fake_adience(out: str | Path, faces: int = 80, seed: int = 0, size: int
 
 
 def write_task_means(tasks: dict[str, TaskLists], root: str | Path | None, workers: int | None = None,
-                     progress=None) -> dict[str, Path]:
-    """mean.json beside each task's lists: the mean R, G, B of that task's training images."""
+                     progress=None, folder: str | Path | None = None) -> dict[str, Path]:
+    """mean.json beside each task's lists: the mean R, G, B of that task's training images. `folder`: where the
+    lists are being written (`build_adience_lists`'s `beside`), by default where they lie; returns where each
+    mean was written."""
     from deepvision.datasets.mean import compute_mean, write_mean_json
 
     written = {}
@@ -277,8 +283,9 @@ def write_task_means(tasks: dict[str, TaskLists], root: str | Path | None, worke
         train = lists.files.get("train")
         if train is None:
             raise UserError("write the lists (give an output folder) before computing their means")
-        result = compute_mean(train, root=root, workers=workers,
+        here = train.parent if folder is None else Path(folder) / name
+        result = compute_mean(here / "train.lst", root=root, workers=workers,
                               progress=(lambda d, t, n=name: progress(n, d, t)) if progress else None)
-        written[name] = write_mean_json(train.parent / "mean.json", result)
-        lists.files["mean"] = written[name]
+        written[name] = write_mean_json(here / "mean.json", result)
+        lists.files["mean"] = train.parent / "mean.json"
     return written

@@ -326,10 +326,12 @@ def build_cars_lists(root: str | Path, out: str | Path | None = None, *, csv_pat
     if out is not None:
         from deepvision.datasets.mean import write_mean_json
 
-        out = Path(out)
-        lists.files.update(write_split_lists(out, {n: getattr(lists, n) for n in ("train", "val", "test")},
-                                             "cars lists"))
-        atomic_write_text(out / "labels.txt", "".join(f"{c}\n" for c in classes))
-        lists.files["labels"] = out / "labels.txt"
-        lists.files["mean"] = write_mean_json(out / "mean.json", IMAGENET_MEAN)
+
+        def labels_and_mean(tmp: Path) -> dict[str, str]:  # with the lists, in one step
+            atomic_write_text(tmp / "labels.txt", "".join(f"{c}\n" for c in classes))
+            write_mean_json(tmp / "mean.json", IMAGENET_MEAN)
+            return {"labels": "labels.txt", "mean": "mean.json"}
+
+        lists.files.update(write_split_lists(Path(out), {n: getattr(lists, n) for n in ("train", "val", "test")},
+                                             "cars lists", labels_and_mean))
     return lists

@@ -10,6 +10,7 @@ test lists come out in random order, val keeps val.txt order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,8 +203,9 @@ def _image_exts(folder: Path, stems: list[str], ext: str, listing: Path) -> list
 
 def build_lists(root: str | Path, out: str | Path | None = None, *, test_size: int | None = None,
                 test_per_class: int = 50, seed: int = 42, ext: str = ".JPEG", absolute: bool = False,
-                blacklist: bool = True) -> ImagenetLists:
-    """Parse the devkit under `root` and (when `out` is given) write train/val/test.lst and labels.txt.
+                blacklist: bool = True, beside: Callable[[Path], dict[str, str]] | None = None) -> ImagenetLists:
+    """Parse the devkit under `root` and (when `out` is given) write train/val/test.lst and labels.txt, with
+    what `beside` writes (the mean: see `write_split_lists`) in the same step.
 
     `test_size` defaults to `test_per_class` x classes (50,000 for ILSVRC's 1,000 classes).
     """
@@ -233,9 +235,11 @@ def build_lists(root: str | Path, out: str | Path | None = None, *, test_size: i
                           entries(val_stems, val_exts, val_labels, range(len(val_stems)), "val"),
                           entries(train_stems, train_exts, train_labels, held, "train"), dropped)
     if out is not None:
-        out = Path(out)
-        lists.files.update(write_split_lists(out, {n: getattr(lists, n) for n in ("train", "val", "test")},
-                                             "imagenet lists"))
-        atomic_write_text(out / "labels.txt", "".join(f"{wnid} {name}\n" for wnid, name in classes))
-        lists.files["labels"] = out / "labels.txt"
+
+        def labels_and_more(tmp: Path) -> dict[str, str]:
+            atomic_write_text(tmp / "labels.txt", "".join(f"{wnid} {name}\n" for wnid, name in classes))
+            return {"labels": "labels.txt", **(beside(tmp) if beside else {})}
+
+        lists.files.update(write_split_lists(Path(out), {n: getattr(lists, n) for n in ("train", "val", "test")},
+                                             "imagenet lists", labels_and_more))
     return lists

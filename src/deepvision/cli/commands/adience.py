@@ -43,20 +43,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def make_lists(args: argparse.Namespace) -> int:
-    from deepvision.apps.agegender.adience import build_adience_lists, write_task_means
+    from pathlib import Path
+
+    from deepvision.apps.agegender.adience import TaskLists, build_adience_lists, write_task_means
     from deepvision.cli.output import progress_bar
 
-    tasks = build_adience_lists(args.root, args.out, seed=args.seed, absolute=args.absolute)
+    def means(folder: Path, tasks: dict[str, TaskLists]) -> None:  # with the lists: a stop leaves --out as it was
+        with progress_bar() as bar:
+            ids = {name: bar.add_task(f"{name} mean", total=len(lists.train)) for name, lists in tasks.items()}
+            write_task_means(tasks, None if args.absolute else args.root, args.workers,
+                             lambda name, done, total: bar.update(ids[name], completed=done), folder)
+
+    tasks = build_adience_lists(args.root, args.out, seed=args.seed, absolute=args.absolute,
+                                beside=None if args.no_mean else means)
     for name, lists in tasks.items():
         print(f"{name}: {lists.total:,} faces, {len(lists.classes)} classes; train {len(lists.train):,}, "
               f"val {len(lists.val):,}, test {len(lists.test):,}")
         if lists.left_out:
             print(f"  left out: {lists.left_out}")
-    if not args.no_mean:
-        with progress_bar() as bar:
-            ids = {name: bar.add_task(f"{name} mean", total=len(lists.train)) for name, lists in tasks.items()}
-            write_task_means(tasks, None if args.absolute else args.root, args.workers,
-                             lambda name, done, total: bar.update(ids[name], completed=done))
     for lists in tasks.values():
         for path in lists.files.values():
             print(f"  {path}")

@@ -62,24 +62,30 @@ def make_lists(args: argparse.Namespace) -> int:
 
         if args.workers is not None:
             check_workers("--workers", args.workers)
-    lists = build_lists(args.root, args.out, test_size=args.test_size, seed=args.seed, absolute=args.absolute,
-                        blacklist=not args.no_blacklist)
-    print(f"{len(lists.classes)} classes; train {len(lists.train):,}, val {len(lists.val):,} "
-          f"({lists.blacklisted:,} blacklisted dropped), test {len(lists.test):,}")
-    for path in lists.files.values():
-        print(f"  {path}")
-    if not args.no_mean:
+    means = []
+
+    def mean(tmp: Path) -> dict[str, str]:  # beside the lists, in the same step: a stop leaves --out as it was
         from deepvision.cli.output import progress_bar
         from deepvision.datasets.mean import compute_mean, write_mean_json
 
         with progress_bar() as bar:
-            task = bar.add_task("mean of the training images", total=len(lists.train))
-            result = compute_mean(Path(args.out) / "train.lst", root=None if args.absolute else DevkitPaths(
-                Path(args.root)).images, workers=args.workers, progress=lambda done, total: bar.update(task,
-                                                                                                       completed=done))
-        path = write_mean_json(Path(args.out) / "mean.json", result)
-        print(f"  {path}: R {result.r:.3f}, G {result.g:.3f}, B {result.b:.3f} over {result.count:,} images"
-              + (f" ({len(result.skipped)} unreadable skipped)" if result.skipped else ""))
+            task = bar.add_task("mean of the training images", total=None)
+            means.append(compute_mean(tmp / "train.lst", root=None if args.absolute else DevkitPaths(
+                Path(args.root)).images, workers=args.workers, progress=lambda done, total: bar.update(
+                    task, completed=done, total=total)))
+        write_mean_json(tmp / "mean.json", means[0])
+        return {"mean": "mean.json"}
+
+    lists = build_lists(args.root, args.out, test_size=args.test_size, seed=args.seed, absolute=args.absolute,
+                        blacklist=not args.no_blacklist, beside=None if args.no_mean else mean)
+    print(f"{len(lists.classes)} classes; train {len(lists.train):,}, val {len(lists.val):,} "
+          f"({lists.blacklisted:,} blacklisted dropped), test {len(lists.test):,}")
+    for key, path in lists.files.items():
+        if key != "mean":
+            print(f"  {path}")
+    for result in means:
+        print(f"  {lists.files['mean']}: R {result.r:.3f}, G {result.g:.3f}, B {result.b:.3f} over "
+              f"{result.count:,} images" + (f" ({len(result.skipped)} unreadable skipped)" if result.skipped else ""))
     return 0
 
 
