@@ -110,3 +110,20 @@ def test_two_splits_of_other_data_keep_two_reports(trained_detection_run, tmp_pa
     assert sorted(p.name for p in det.eval_dir.iterdir()) == sorted(f.name for f in folders.values())
     assert json.loads((folders["train"] / "metrics.json").read_text()) == reports["train"]
     assert journal(tmp_path / "runs") == [row]  # neither is the run's own test score
+
+
+def test_detection_evaluate_never_writes_its_report_into_the_users_folder(trained_detection_run, tmp_path, run_cli):
+    """`detection evaluate --out DIR` wrote metrics.json and its figures into any folder; like `evaluate`, it
+    takes only a new, empty or earlier report folder."""
+    det = shutil.copytree(trained_detection_run, tmp_path / "runs" / "det")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "metrics.json").write_text('{"mine": 1}\n')
+    code, out, err = run_cli("detection", "evaluate", det, "--out", mine)
+    assert (code, out) == (2, "") and err.count("\n") == 1 and str(mine) in err, err
+    assert sorted(p.name for p in mine.iterdir()) == ["metrics.json"]
+    assert (mine / "metrics.json").read_text() == '{"mine": 1}\n'
+    code, _, err = run_cli("detection", "evaluate", det, "--out", tmp_path / "report")
+    assert code == 0 and (tmp_path / "report" / "metrics.json").is_file(), err
+    code, _, err = run_cli("detection", "evaluate", det, "--out", tmp_path / "report")
+    assert code == 0, err  # its own earlier report is replaced

@@ -27,6 +27,7 @@ from deepvision.engine.tasks.detection import DetectionMeter, DetectionTask
 from deepvision.errors import UserError
 from deepvision.evaluation.report_folder import ROLES, refuse_other_runs_folder, report_folder, slug
 from deepvision.fileio import atomic_write_text, written_whole
+from deepvision.placement import require_own_folder
 from deepvision.runs.loading import LoadedRun, load_run, refuse_split_edit
 from deepvision.runs.rundir import RunDir
 from deepvision.safeload import spreadsheet_cell
@@ -86,6 +87,7 @@ def evaluate_detection_run(run_dir: str | Path | LoadedRun, split: str = "test",
     """Score a detection run on `split` of its dataset (or of the built dataset `data`)."""
     if out is not None:  # never another run's folder or report, refused before the model loads
         refuse_other_runs_folder(out, run_dir.run if isinstance(run_dir, LoadedRun) else RunDir.open(run_dir))
+        require_own_folder(out, "metrics.json", '{\n  "split":', "detection evaluate")  # never the user's files
     loaded = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, epoch, "best", resolve_device(device))
     cfg = copy.deepcopy(loaded.cfg)
     task = DetectionTask(cfg)
