@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepvision.datasets.fetch import fetch_url
+from deepvision.datasets.fetch import fetch_url, refuse_offline
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path, md5_of
 from deepvision.safeload import input_file, read_bytes, shell_word
@@ -117,14 +117,17 @@ def download(root: str | Path, url: str = URL, md5: str | None = ARCHIVE_MD5,
     root = Path(root)
     file_md5 = FILE_MD5 if file_md5 is None else file_md5
     target = root / "stl10_binary"
+    if all((target / n).is_file() and (m is None or md5_of(target / n) == m) for n, m in file_md5.items()):
+        return target
+    archive = root / url.rstrip("/").rsplit("/", 1)[-1]
+    fetch = not (archive.is_file() and (md5 is None or md5_of(archive) == md5))
+    if fetch:  # offline: refused before any folder is made
+        refuse_offline(url, archive)
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create {target}: {exc.strerror or exc}") from None
-    if all((target / n).is_file() and (m is None or md5_of(target / n) == m) for n, m in file_md5.items()):
-        return target
-    archive = root / url.rstrip("/").rsplit("/", 1)[-1]
-    if not (archive.is_file() and (md5 is None or md5_of(archive) == md5)):
+    if fetch:
         _fetch(url, archive, md5, progress)
     _extract(archive, target, file_md5)
     return target
