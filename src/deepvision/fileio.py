@@ -83,7 +83,7 @@ def output_folder(path: str | Path, discard_on_stop: bool = False) -> Iterator[P
     With `discard_on_stop`, a stop (Ctrl+C, SIGTERM) also removes the files and folders the block added
     at the top of `path`: a half-written output that the same command, run again, would refuse."""
     path = Path(path)
-    created = _missing_folders(path)
+    created = missing_folders(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         before = set() if created else set(os.listdir(path))
@@ -97,11 +97,11 @@ def output_folder(path: str | Path, discard_on_stop: bool = False) -> Iterator[P
                 if discard_on_stop and chained_stop(exc) is not None:  # also as an extension's ImportError
                     _remove_added(path / name)
                 _remove_empty_folders(path / name)
-        _remove_made(created)
+        remove_made(created)
         raise
 
 
-def _missing_folders(path: Path) -> list[Path]:
+def missing_folders(path: Path) -> list[Path]:
     """`path` and those of its parents that do not exist, deepest first: what a mkdir(parents=True) makes."""
     missing = []
     for folder in [path, *path.parents]:
@@ -111,8 +111,8 @@ def _missing_folders(path: Path) -> list[Path]:
     return missing
 
 
-def _remove_made(folders: list[Path]) -> None:
-    """Remove the folders a command made (`_missing_folders`, deepest first) while they are empty."""
+def remove_made(folders: list[Path]) -> None:
+    """Remove the folders a command made (`missing_folders`, deepest first) while they are empty."""
     for folder in folders:  # rmdir refuses a folder that is not empty
         try:
             folder.rmdir()
@@ -336,7 +336,7 @@ class PendingFile:
 
     def __init__(self, path: str | Path, suffix: str = ".tmp", hint: str = "", parents: bool = False) -> None:
         self.path, self.hint = Path(path), hint
-        self.made = _missing_folders(self.path.parent) if parents else []
+        self.made = missing_folders(self.path.parent) if parents else []
         try:
             with stops_held():  # a stop (a second Ctrl+C stops at once) lands before or after: never a stray file
                 if self.made:
@@ -345,7 +345,7 @@ class PendingFile:
                 os.close(fd)
                 self.tmp = Path(name)
         except OSError as exc:
-            _remove_made(self.made)
+            remove_made(self.made)
             raise UserError(f"could not write {self.path}: {exc.strerror or exc}{hint}") from None
         except BaseException:  # the stop held meanwhile, raised as the block ends: the new file goes with it
             if hasattr(self, "tmp"):
@@ -365,7 +365,7 @@ class PendingFile:
 
     def discard(self) -> None:
         unlink_quietly(self.tmp)
-        _remove_made(self.made)
+        remove_made(self.made)
 
     def failed(self, exc: OSError) -> None:
         """Discard the file and raise the one-line error for `exc`."""

@@ -226,3 +226,19 @@ def test_a_registered_model_name_that_is_also_a_folder_here_is_refused(run_cli, 
     assert not (tmp_path / "f.h5").exists()
     code, _, err = run_cli("features", "./lenet", folder, "--out", tmp_path / "f.h5")
     assert code == 2 and "lenet is not a deepvision run directory" in err
+
+
+@pytest.mark.parametrize("command", ["features", "classify"])
+def test_a_torchvision_name_that_is_also_a_folder_here_is_refused(run_cli, folder, tmp_path, monkeypatch, command):
+    """`classify --model tv:resnet18` and `features tv:resnet18` read a run folder named ./tv:resnet18 instead of
+    torchvision's model (lenet's answers under resnet18's name); `./tv:resnet18` names the folder."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tv:resnet18").mkdir()
+    image = next(iter(sorted(folder.rglob("*.png"))))
+    argv = (["features", "tv:resnet18", folder, "--out", tmp_path / "f.h5"] if command == "features" else
+            ["classify", image, "--model", "tv:resnet18"])
+    code, out, err = run_cli(*argv)
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert "'tv:resnet18' is a torchvision model name and a folder in this folder; give ./tv:resnet18 for the " \
+           "folder, or rename it to use torchvision's model" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tv:resnet18"]

@@ -34,6 +34,7 @@ from deepvision.engine.resolve import refuse_named_test_with_fraction, refuse_ou
 from deepvision.engine.signals import StopRequested
 from deepvision.engine.trainer import FitResult, Trainer
 from deepvision.errors import Terminated, UserError, chained_stop
+from deepvision.fileio import missing_folders, remove_made
 from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.loading import check_identity
 from deepvision.runs.lock import RunLock, elastic_attempt
@@ -60,6 +61,7 @@ def train_run(cfg: Config, overrides: list[str] | None, out: str | Path) -> FitR
     dist, device = init_distributed(cfg.train.device)
     lock: list[RunLock] = []
     made: list[Path] = []  # the run directory this call created, removed again when it is stopped before training
+    new_out = missing_folders(Path(out))  # and --out with the folders above it that it made, left empty then
     try:
         def create() -> tuple[str, bool]:
             earlier = _earlier_attempt_run(out, default_name(cfg))
@@ -92,6 +94,7 @@ def train_run(cfg: Config, overrides: list[str] | None, out: str | Path) -> FitR
                 for held in lock:
                     held.release()
                 shutil.rmtree(made[0], ignore_errors=True)
+                remove_made(new_out)
                 if isinstance(chained_stop(exc), Terminated):  # also when an extension's import turned it into an error
                     raise Terminated(f"nothing was trained; the new run folder {made[0]} was removed") from None
             raise

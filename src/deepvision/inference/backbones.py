@@ -78,8 +78,10 @@ def preprocess_from_entry(entry: Any) -> Preprocess:
 def load_model(model: str | None = None, weights: str | None = None, *, run: str | Path | None = None,
                epoch: int | None = None, device: str | torch.device = "auto") -> LoadedModel:
     """Resolve `model` (tv:NAME, a run directory, or a registered name) or `run` into a LoadedModel. A bare
-    registered name that is also a file or folder here is refused (`./NAME` names the run)."""
-    if run is None and model and ":" not in model:
+    registered or torchvision name that is also a file or folder here is refused (`./NAME` names the run)."""
+    if run is None and model and model.startswith("tv:"):
+        refuse_name_and_file(model, "a torchvision model name", "or rename it to use torchvision's model")
+    elif run is None and model and ":" not in model:
         from deepvision.models.registry import canonical_name, list_models
 
         if canonical_name(model) in list_models():
