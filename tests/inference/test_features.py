@@ -242,3 +242,6 @@ def test_a_torchvision_name_that_is_also_a_folder_here_is_refused(run_cli, folde
     assert "'tv:resnet18' is a torchvision model name and a folder in this folder; give ./tv:resnet18 for the " \
            "folder, or rename it to use torchvision's model" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tv:resnet18"]
+    (tmp_path / "timm:resnet18").mkdir()  # timm need not be installed: the name is refused before it is read
+    code, _, err = run_cli(*[("timm:resnet18" if a == "tv:resnet18" else a) for a in argv])
+    assert code == 2 and "'timm:resnet18' is a timm model name and a folder in this folder" in err, err

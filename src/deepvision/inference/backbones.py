@@ -79,8 +79,9 @@ def load_model(model: str | None = None, weights: str | None = None, *, run: str
                epoch: int | None = None, device: str | torch.device = "auto") -> LoadedModel:
     """Resolve `model` (tv:NAME, a run directory, or a registered name) or `run` into a LoadedModel. A bare
     registered or torchvision name that is also a file or folder here is refused (`./NAME` names the run)."""
-    if run is None and model and model.startswith("tv:"):
-        refuse_name_and_file(model, "a torchvision model name", "or rename it to use torchvision's model")
+    if run is None and model and ":" in model:  # tv:NAME, timm:NAME
+        library = {"tv": "torchvision"}.get(model.split(":")[0], model.split(":")[0])
+        refuse_name_and_file(model, f"a {library} model name", f"or rename it to use {library}'s model")
     elif run is None and model and ":" not in model:
         from deepvision.models.registry import canonical_name, list_models
 
