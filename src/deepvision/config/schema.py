@@ -324,6 +324,10 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     reference: dict[str, Any] = field(default_factory=dict)  # published results of a recipe, for journals
 
+    def checkpoint_prefix(self) -> str:
+        """The periodic checkpoints' prefix: checkpoint.prefix, else the model name (':' as '_' in a file name)."""
+        return self.checkpoint.prefix or self.model.name.replace(":", "_")
+
     def validate(self, path: str) -> None:
         from deepvision.config.names import check_names
         from deepvision.config.profile import apply_profile

@@ -107,8 +107,7 @@ def resolve_run(cfg: Config, *, roles: tuple[str, ...] = ("train", "val"), world
     if m.in_channels != pre.channels:
         raise UserError(f"model.in_channels is {m.in_channels} but the data gives "
                         f"{pre.channels}-channel images (set data.channels)")
-    if cfg.checkpoint.prefix is None:
-        cfg.checkpoint.prefix = m.name.replace(":", "_")
+    cfg.checkpoint.prefix = cfg.checkpoint_prefix()
     if cfg.checkpoint.monitor is None:
         cfg.checkpoint.monitor = task.default_monitor
     metrics = [f for f in task.history_fields() if f.startswith(("train_", "val_"))]

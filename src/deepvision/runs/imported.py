@@ -81,7 +81,7 @@ def write_imported_run(run_dir: str | Path, cfg: Config, pre: Preprocess, classe
                                  "in_channels": cfg.model.in_channels},
                        "model_state": state, "config": to_dict(cfg), "preprocess": pre.to_dict(),
                        "classes": list(classes), "history": [], "imported_from": source}
-            ckpt = run.checkpoint_path(cfg.checkpoint.prefix or cfg.model.name.replace(":", "_"), epoch)
+            ckpt = run.checkpoint_path(cfg.checkpoint_prefix(), epoch)
             atomic_save(payload, ckpt)
             for alias in ("best.pt", "last.pt"):
                 link_or_copy(ckpt, run.checkpoints / alias)

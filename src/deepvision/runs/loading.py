@@ -32,6 +32,7 @@ class LoadedRun:
     model: nn.Module
     checkpoint: Path
     epoch: int
+    trained: dict[str, Any] | None = None  # the settings the checkpoint was trained with, as it stores them
 
 
 # settings that tell one run from another when the run's id is lost (run.json gone, config.yaml written before
@@ -167,7 +168,9 @@ def load_run(run_dir: str | Path, epoch: int | None = None, which: str = "best",
     model = build_checked(cfg, pre, ckpt["model_state"], f"{path}", f"{run.preprocess_path}")
     model.to(device).eval()
     classes = _classes(run, ckpt, cfg)
-    return LoadedRun(run, cfg, pre, classes, model, path, int(ckpt.get("epoch", 0)))
+    trained = ckpt.get("config")
+    return LoadedRun(run, cfg, pre, classes, model, path, int(ckpt.get("epoch", 0)),
+                     trained if isinstance(trained, dict) else None)
 
 
 def check_run_loads(run_dir: str | Path) -> bool:
@@ -249,10 +252,11 @@ def _relocate_model_files(cfg: Config, run: RunDir) -> None:
                 cfg.model.args[key] = str(moved)
 
 
-def refuse_split_edit(run: RunDir, cfg: Config, checkpoint: Path) -> None:
+def refuse_split_edit(run: RunDir, cfg: Config, checkpoint: Path, trained: Any = None) -> None:
     """Refuse reading the run's own splits from a config (config.yaml edited by hand) that draws them otherwise
-    than `checkpoint` was trained with: a new test split would hold images the run trained on."""
-    trained = load_checkpoint(checkpoint).get("config")
+    than `checkpoint` was trained with (its stored settings `trained`, read from it when not given): a new
+    test split would hold images the run trained on."""
+    trained = load_checkpoint(checkpoint).get("config") if trained is None else trained
     change = split_change(build_config(trained), cfg) if isinstance(trained, dict) else None
     if change is not None:
         key, old, new = change

@@ -457,7 +457,7 @@ class RunDir:
                 return prefix
             raise UserError(f"the checkpoint files of {self.path} cannot be told from others: {str(exc)[:200]}; "
                             f"restore config.yaml (its checkpoint.prefix names them)") from None
-        return cfg.checkpoint.prefix or cfg.model.name.replace(":", "_")
+        return cfg.checkpoint_prefix()
 
     def _checkpoint_prefix(self) -> str | None:
         try:
