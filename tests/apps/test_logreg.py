@@ -1,6 +1,8 @@
 """`deepvision logreg`: grid search, held-out report, a model saved without pickle."""
 
 import json
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -260,3 +262,29 @@ def test_a_stop_while_the_report_is_written_leaves_the_folder_as_it_was(run_cli,
         assert (got, err.count("\n")) == (code, 1)
     assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.h5", "m"]
+
+
+def _blocked_signals() -> int:
+    """The calling process's blocked-signal mask, as Linux reports it."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("SigBlk:")[1].split()[0], 16)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_grid_search_workers_start_with_the_stop_signals_blocked():
+    # Ctrl+C reaches the whole process group: workers still starting up would print tracebacks.
+    import signal
+
+    from joblib import Parallel, delayed
+    from joblib.externals.loky import get_reusable_executor
+
+    from deepvision.apps.transfer.logreg import _start_workers_shielded
+
+    try:
+        _start_workers_shielded(2)
+        masks = Parallel(n_jobs=2)(delayed(_blocked_signals)() for _ in range(4))
+    finally:
+        get_reusable_executor().shutdown(wait=True)
+    stops = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
+    assert all(mask & stops == stops for mask in masks)
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == set()  # this process still takes the stop

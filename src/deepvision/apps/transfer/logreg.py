@@ -19,9 +19,12 @@ runs code (`apps/transfer/linear_model.py`: `LinearModel` predicts from it with 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -81,6 +84,40 @@ def _estimator(solver: str, max_iter: int, seed: int):
     if solver == "liblinear":
         return OneVsRestClassifier(lr), "estimator__C", "ovr"
     return lr, "C", "multinomial"
+
+
+def _start_workers_shielded(jobs: int) -> None:
+    """Start joblib's worker processes for `jobs` with SIGINT and SIGTERM blocked in them.
+
+    Ctrl+C reaches every process of the group, and workers caught while they start up would each print a
+    KeyboardInterrupt traceback. They are started from a thread that blocks both signals, which the workers
+    inherit; the grid search then reuses them, and a stop during the search still reaches this process,
+    whose joblib ends the workers. A stop while they start waits for them to be up, then ends them.
+    """
+    import multiprocessing.resource_tracker
+
+    from joblib import Parallel, delayed, effective_n_jobs
+    from joblib.externals.loky import get_reusable_executor
+    from joblib.externals.loky.backend import resource_tracker
+
+    # Started from here first: the standard library's tracker (Python 3.11) unblocks the signals of the thread
+    # that starts it, which would expose the workers again.
+    multiprocessing.resource_tracker.ensure_running()
+    resource_tracker.ensure_running()
+
+    def start() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        with contextlib.suppress(Exception):  # the search itself meets and reports whatever broke here
+            Parallel(n_jobs=jobs)(delayed(int)(0) for _ in range(effective_n_jobs(jobs)))
+
+    thread = threading.Thread(target=start, name="start-workers", daemon=True)
+    thread.start()
+    try:
+        thread.join()
+    except BaseException:
+        thread.join()
+        get_reusable_executor().shutdown(wait=True, kill_workers=True)
+        raise
 
 
 def _as_linear(best: Any, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -260,6 +297,8 @@ def fit_logreg(
     say(f"[INFO] tuning hyperparameters: C in {', '.join(f'{c:g}' for c in values)} ({cv}-fold, solver {solver})")
     search = GridSearchCV(estimator, {key: values}, cv=folds, n_jobs=jobs, refit=False)
     t0 = time.perf_counter()
+    if jobs != 1:
+        _start_workers_shielded(jobs)
     with warnings.catch_warnings():  # the filter reaches the worker processes: no library text from the folds
         warnings.simplefilter("ignore", ConvergenceWarning)
         search.fit(fit_x, y[:i])
