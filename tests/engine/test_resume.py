@@ -200,6 +200,8 @@ def test_the_checkpoint_prefix_cannot_change_on_resume(full_run, tmp_path):
     ("checkpoint.monitor=val_top5", "checkpoint.monitor cannot change on resume (val_acc -> val_top5): best.pt"),
     ("checkpoint.monitor=null", "checkpoint.monitor cannot change on resume (val_acc -> unset)"),
     ("train.topk=1", "train.topk cannot change on resume (5 -> 1): history.csv's top-k columns hold top-5"),
+    ("data.max_samples=200", "data.max_samples cannot change on resume (300 -> 200): the earlier epochs were "
+                             "trained and validated on other samples"),
 ])
 def test_the_model_and_the_held_out_splits_cannot_change_on_resume(full_run, tmp_path, override, named):
     """`resume --set model.args.activation=relu` was taken: every earlier checkpoint was then rebuilt with relu

@@ -96,6 +96,23 @@ def test_splits_drawn_otherwise_by_a_hand_edit_are_refused(digits_run, tmp_path,
     assert run_cli("evaluate", copy)[0] == 0
 
 
+def test_a_hand_edited_sample_limit_is_refused(digits_run, tmp_path, run_cli):
+    """data.max_samples edited in config.yaml: no training image enters the test split (it is carved before the
+    limit), but a report over other samples would be listed as the run's test score."""
+    copy = tmp_path / "copy"
+    shutil.copytree(digits_run, copy)
+    text = (copy / "config.yaml").read_text()
+    assert "max_samples: 60" in text
+    (copy / "config.yaml").write_text(text.replace("max_samples: 60", "max_samples: 20", 1))
+    before = _files(copy)
+    code, out, err = run_cli("evaluate", copy)
+    assert (code, out) == (2, "") and err == (
+        f"deepvision evaluate: error: {copy / 'config.yaml'} draws the run's splits otherwise than best.pt was "
+        f"trained with (data.max_samples: 60 -> 20), its test score would be over other samples; undo the edit: "
+        f"a run's held-out splits never change\n")
+    assert _files(copy) == before
+
+
 def test_a_split_edit_of_a_detection_run_is_refused(trained_detection_run, tmp_path, run_cli):
     copy = tmp_path / "det"
     shutil.copytree(trained_detection_run, copy)

@@ -194,15 +194,15 @@ SPLIT_SETTINGS = ("val", "test", "val_fraction", "test_fraction", "split_seed") 
 
 
 def split_change(before: Config, after: Config) -> tuple[str, str, str] | None:
-    """The first data setting that draws the held-out splits and differs between two configs, with its two
-    values as shown ("data.split_seed", "42", "7"); None when they agree. data.val and data.test compare as
-    given or unset: their paths may move with the data."""
-    for key in SPLIT_SETTINGS:
+    """The first data setting that draws the held-out splits (or, last, data.max_samples, which limits them)
+    and differs between two configs, with its two values as shown ("data.split_seed", "42", "7"); None when
+    they agree. data.val and data.test compare as given or unset: their paths may move with the data."""
+    for key in (*SPLIT_SETTINGS, "max_samples"):
         old, new = getattr(before.data, key), getattr(after.data, key)
         if key in ("val", "test"):
             old, new = ("unset" if v is None else "given" for v in (old, new))
         if new != old:
-            return f"data.{key}", str(old), str(new)
+            return f"data.{key}", "unset" if old is None else str(old), "unset" if new is None else str(new)
     return None
 
 

@@ -185,9 +185,10 @@ def _check_fixed_settings(before: Config, cfg: Config, task: Any = None) -> None
     split = split_change(before, cfg)
     if split is not None:
         key, old, new = split
-        raise UserError(f"{key} cannot change on resume ({old} -> {new}): the splits would be drawn again and "
-                        f"images trained on would be validated or tested; start a new run from this run's weights "
-                        f"(--set model.pretrained=CHECKPOINT) for other splits")
+        why = ("the earlier epochs were trained and validated on other samples" if key == "data.max_samples" else
+               "the splits would be drawn again and images trained on would be validated or tested")
+        raise UserError(f"{key} cannot change on resume ({old} -> {new}): {why}; start a new run from this run's "
+                        f"weights (--set model.pretrained=CHECKPOINT) for other splits")
 
 
 def _restore_config(run: RunDir) -> None:

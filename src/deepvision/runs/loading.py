@@ -260,6 +260,7 @@ def refuse_split_edit(run: RunDir, cfg: Config, checkpoint: Path, trained: Any =
     change = split_change(build_config(trained), cfg) if isinstance(trained, dict) else None
     if change is not None:
         key, old, new = change
+        why = ("its test score would be over other samples" if key == "data.max_samples" else
+               "so they would hold images it trained on")
         raise UserError(f"{run.config_path} draws the run's splits otherwise than {checkpoint.name} was trained with "
-                        f"({key}: {old} -> {new}), so they would hold images it trained on; undo the edit: a run's "
-                        f"held-out splits never change")
+                        f"({key}: {old} -> {new}), {why}; undo the edit: a run's held-out splits never change")
