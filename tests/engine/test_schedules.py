@@ -52,3 +52,31 @@ def test_describe_lrs_compresses_epoch_ranges():
     lrs = [1e-2] * 3 + [1e-3] * 2 + [1e-4]
     assert describe_lrs(lrs) == "1-3: 0.01; 4-5: 0.001; 6: 0.0001"
     assert describe_lrs([]) == ""
+
+
+@pytest.mark.parametrize(("given", "named"), [
+    ({"ranges": [[1, 1, 0.1], [1, 1, 0.2]]}, "schedule.ranges is read by the piecewise schedule, not constant: set "
+                                             "schedule.name=piecewise, or leave schedule.ranges out (on resume: --set "
+                                             "schedule.ranges=[])"),
+    ({"name": "cosine", "milestones": [1]}, "schedule.milestones is read by the multistep schedule, not cosine"),
+    ({"name": "cosine", "step_size": 1}, "schedule.step_size is read by the step schedule, not cosine"),
+    ({"name": "step", "power": 3.0}, "schedule.power is read by the poly schedule, not step"),
+    ({"name": "piecewise", "ranges": ["1-2: 0.1"], "gamma": 0.5},
+     "schedule.gamma is read by the step and multistep schedule, not piecewise"),
+    ({"name": "step", "min_lr": 0.01}, "schedule.min_lr is read by the poly and cosine schedule, not step"),
+])
+def test_an_option_of_another_schedule_is_refused(given, named):
+    """schedule.ranges given with the default constant schedule was recorded and never read: the run trained at
+    optim.lr without a word."""
+    with pytest.raises(UserError) as info:
+        Schedule(ScheduleConfig(**given), 0.1, 10)
+    assert str(info.value).startswith(named), info.value
+
+
+def test_every_recipe_reads_the_schedule_options_it_gives():
+    from deepvision.config.io import load_config
+    from deepvision.recipes import recipe_names, recipe_path
+
+    for name in recipe_names():
+        cfg = load_config(recipe_path(name))
+        Schedule(cfg.schedule, cfg.optim.lr, cfg.train.epochs)
