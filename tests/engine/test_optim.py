@@ -46,3 +46,29 @@ def test_decay_exemption_for_bias_and_norm():
 def test_unknown_optimizer():
     with pytest.raises(UserError, match="unknown optimizer 'adamm'.*did you mean: adam"):
         build_optimizer(model(), OptimConfig(name="adamm"))
+
+
+@pytest.mark.parametrize(("given", "named"), [
+    ({"name": "adam", "momentum": 0.9}, "optim.momentum is read by the sgd and rmsprop optimizer, not adam: set "
+                                        "optim.name=sgd, or leave optim.momentum out (on resume: --set "
+                                        "optim.momentum=0.0)"),
+    ({"name": "sgd", "eps": 1e-8}, "optim.eps is read by the adam, adamw, adadelta and rmsprop optimizer, not sgd"),
+    ({"name": "sgd", "betas": [0.5, 0.9]}, "optim.betas is read by the adam and adamw optimizer, not sgd"),
+    ({"name": "adamw", "rho": 0.9}, "optim.rho is read by the adadelta optimizer, not adamw"),
+    ({"name": "adadelta", "centered": True}, "optim.centered is read by the rmsprop optimizer, not adadelta: set "
+                                             "optim.name=rmsprop, or leave optim.centered out (on resume: --set "
+                                             "optim.centered=false)"),
+])
+def test_an_option_of_another_optimizer_is_refused(given, named):
+    """optim.momentum given with adam was recorded with the run and never read."""
+    with pytest.raises(UserError) as info:
+        build_optimizer(nn.Linear(2, 2), OptimConfig(**given))
+    assert str(info.value).startswith(named), info.value
+
+
+def test_every_recipe_reads_the_optimizer_options_it_gives():
+    from deepvision.config.io import load_config
+    from deepvision.recipes import recipe_names, recipe_path
+
+    for name in recipe_names():
+        build_optimizer(nn.Linear(2, 2), load_config(recipe_path(name)).optim)

@@ -22,6 +22,22 @@ MAX_EPOCHS = 100_000  # train.epochs, and the epoch of an imported checkpoint
 MAX_SEED = 2**32 - 1  # NumPy's and scikit-learn's seed range
 
 
+def refuse_unread_options(section: Any, name: str, read_by: dict[str, tuple[str, ...]], path: str, kind: str
+                          ) -> None:
+    """Refuse an option of `section` (a dataclass) given away from its default for another `name` than the
+    ones that read it (`read_by`): it would be recorded with the run and never read (schedule.ranges with the
+    constant schedule trained at optim.lr without a word)."""
+    defaults = type(section)()
+    for key, readers in read_by.items():
+        default = getattr(defaults, key)
+        if name not in readers and getattr(section, key) != default:
+            shown = "null" if default is None else str(default).lower() if isinstance(default, bool) else default
+            names = " and ".join(filter(None, (", ".join(readers[:-1]), readers[-1])))
+            raise UserError(f"{path}.{key} is read by the {names} {kind}, not {name}: set "
+                            f"{path}.name={readers[0]}, or leave {path}.{key} out (on resume: --set "
+                            f"{path}.{key}={shown})")
+
+
 def _bounded(where: str, value: float | None, low: float, high: float, *, low_open: bool = False,
              high_open: bool = False) -> None:
     """Raise a one-line UserError unless `value` (None passes) is a finite number in the range."""

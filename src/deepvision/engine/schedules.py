@@ -7,13 +7,12 @@ Piecewise ranges use the reference's 1-based inclusive epochs: "1-50: 1e-2" mean
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any
 
 from deepvision.config.names import register_names
-from deepvision.config.schema import ScheduleConfig
+from deepvision.config.schema import ScheduleConfig, refuse_unread_options
 from deepvision.errors import UserError, unknown
 from deepvision.safeload import is_plain_number_text
 
@@ -69,18 +68,6 @@ READ_BY = {"ranges": ("piecewise",), "step_size": ("step",), "milestones": ("mul
            "gamma": ("step", "multistep"), "power": ("poly",), "min_lr": ("poly", "cosine")}
 
 
-def _refuse_unread_options(cfg: ScheduleConfig, name: str) -> None:
-    """Refuse an option given for another schedule: it would be recorded with the run and never read (ranges
-    given with the default constant schedule trained at optim.lr without a word)."""
-    defaults = ScheduleConfig()
-    for key, readers in READ_BY.items():
-        default = getattr(defaults, key)
-        if name not in readers and getattr(cfg, key) != default:
-            raise UserError(f"schedule.{key} is read by the {' and '.join(readers)} schedule, not {name}: set "
-                            f"schedule.name={readers[0]}, or leave schedule.{key} out (on resume: --set "
-                            f"schedule.{key}={json.dumps(default)})")
-
-
 class Schedule:
     """Callable `(epoch, fraction) -> lr` built from a ScheduleConfig."""
 
@@ -89,7 +76,7 @@ class Schedule:
         if self.name not in SCHEDULES:
             raise unknown("schedule", cfg.name, SCHEDULES)
         self.cfg, self.base_lr, self.epochs = cfg, base_lr, epochs
-        _refuse_unread_options(cfg, self.name)
+        refuse_unread_options(cfg, self.name, READ_BY, "schedule", "schedule")
         self.ranges = parse_ranges(cfg.ranges) if self.name == "piecewise" else []
         if self.name == "step" and cfg.step_size <= 0:
             raise UserError("schedule.step_size must be a positive number of epochs")
