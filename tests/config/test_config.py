@@ -1,6 +1,7 @@
 import pytest
 
 from deepvision.config import build_config, config_to_yaml, load_config, read_yaml
+from deepvision.config.schema import AugmentConfig
 from deepvision.errors import UserError
 
 
@@ -171,3 +172,27 @@ def test_a_config_file_that_sets_nothing_is_refused(tmp_path, run_cli, text):
     (tmp_path / "exp.yaml").write_text(text)
     code, out, err = run_cli("data", "info", tmp_path / "exp.yaml")
     assert (code, out) == (2, "") and f"{tmp_path / 'exp.yaml'} sets nothing; an experiment config names" in err
+
+
+@pytest.mark.parametrize(("given", "named"), [
+    ({"scale": [0.5, 1.0]}, "data.augment.scale is read only with random_resized_crop: true; leave it out (on "
+                            "resume: --set data.augment.scale=[0.08, 1.0])"),
+    ({"ratio": [0.5, 2.0]}, "data.augment.ratio is read only with random_resized_crop: true"),
+    ({"fill": 0}, "data.augment.fill is read only with rotate, max_shear_ratio or zoom and fill_mode constant"),
+    ({"zoom": 0.1, "fill_mode": "nearest", "fill": 0}, "data.augment.fill is read only with rotate"),
+    ({"fill_mode": "nearest"}, "data.augment.fill_mode is read only with rotate, max_shear_ratio or zoom; leave it "
+                               "out (on resume: --set data.augment.fill_mode=constant)"),
+])
+def test_an_augmentation_option_no_switch_reads_is_refused(given, named):
+    """data.augment.scale without random_resized_crop was recorded with the run and never read."""
+    with pytest.raises(UserError) as info:
+        AugmentConfig(**given).refuse_unread("data.augment")
+    assert str(info.value).startswith(named), info.value
+    AugmentConfig(rotate=5, fill=0).refuse_unread("data.augment")  # read: taken
+
+
+def test_every_recipe_reads_the_augmentation_options_it_gives():
+    from deepvision.recipes import recipe_names, recipe_path
+
+    for name in recipe_names():
+        load_config(recipe_path(name)).data.augment.refuse_unread("data.augment")

@@ -116,6 +116,20 @@ class AugmentConfig:
             or self.random_resized_crop
         )
 
+    def refuse_unread(self, path: str) -> None:
+        """Refuse an option that no switch given reads (scale without random_resized_crop, fill without a
+        rotation, shear or zoom): it would be recorded with the run and never read."""
+        defaults, warped = AugmentConfig(), bool(self.rotate or self.max_shear_ratio or self.zoom)
+        for key, read, by in (("scale", self.random_resized_crop, "random_resized_crop: true"),
+                              ("ratio", self.random_resized_crop, "random_resized_crop: true"),
+                              ("fill", warped and self.fill_mode == "constant",
+                               "rotate, max_shear_ratio or zoom and fill_mode constant"),
+                              ("fill_mode", warped, "rotate, max_shear_ratio or zoom")):
+            if not read and getattr(self, key) != getattr(defaults, key):
+                shown = str(getattr(defaults, key)).replace("'", "")
+                raise UserError(f"{path}.{key} is read only with {by}; leave it out (on resume: --set "
+                                f"{path}.{key}={shown})")
+
 
 @dataclass
 class DataConfig:

@@ -108,6 +108,7 @@ class Trainer:
         self.eval_amp = amp_dtype(tc.amp, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
         self.schedule = Schedule(cfg.schedule, cfg.optim.lr, tc.epochs)
+        cfg.data.augment.refuse_unread("data.augment")
         self.manual_lr = manual_lr
         self.stop = GracefulStop()  # fit() installs its signal handlers; until then nothing is requested
         self._position = (0, 0)  # (batches done, steps) of the epoch in progress
