@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import torch
 
 from deepvision.api import train
 from deepvision.errors import Terminated
@@ -186,3 +187,17 @@ def test_out_never_replaces_another_runs_report_nor_writes_into_another_run(digi
     (other / "eval" / "test-last" / "metrics.json").write_text(json.dumps(last))
     (row,) = journal(runs)
     assert row["test_acc"] == report["rank1"]
+
+
+def test_another_runs_checkpoint_is_named_as_such_before_the_split_check(digits_run, tmp_path, run_cli):
+    """best.pt replaced by another run's: evaluate blamed an edit of config.yaml that never happened."""
+    copy = tmp_path / "copy"
+    shutil.copytree(digits_run, copy)
+    best = copy / "checkpoints" / "best.pt"
+    ckpt = torch.load(best, weights_only=True)
+    ckpt["run_id"] = "f" * 32
+    ckpt["config"]["data"]["val_fraction"] = 0.5  # its splits differ too: the run id is what is named
+    torch.save(ckpt, best)
+    code, out, err = run_cli("evaluate", copy)
+    assert (code, out) == (2, "") and err.startswith(
+        f"deepvision evaluate: error: {best} belongs to another run (run id ffffffff, this run is "), err

@@ -256,7 +256,10 @@ def refuse_split_edit(run: RunDir, cfg: Config, checkpoint: Path, trained: Any =
     """Refuse reading the run's own splits from a config (config.yaml edited by hand) that draws them otherwise
     than `checkpoint` was trained with (its stored settings `trained`, read from it when not given): a new
     test split would hold images the run trained on."""
-    trained = load_checkpoint(checkpoint).get("config") if trained is None else trained
+    if trained is None:  # not loaded yet: another run's checkpoint is named as such, not as an edit
+        ckpt = load_checkpoint(checkpoint)
+        check_identity(run, ckpt, checkpoint, cfg.model.name)
+        trained = ckpt.get("config")
     change = split_change(build_config(trained), cfg) if isinstance(trained, dict) else None
     if change is not None:
         key, old, new = change
