@@ -171,3 +171,17 @@ def test_a_config_file_that_sets_nothing_is_refused(tmp_path, run_cli, text):
     (tmp_path / "exp.yaml").write_text(text)
     code, out, err = run_cli("data", "info", tmp_path / "exp.yaml")
     assert (code, out) == (2, "") and f"{tmp_path / 'exp.yaml'} sets nothing; an experiment config names" in err
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("Dataset", "x 'Dataset' is a name the folder's own files take (dataset); choose another name"),
+    ("a\udcffb", "x must be a plain file name"),
+    (None, "x must be a plain file name"),
+])
+def test_check_file_name_refuses_the_folder_s_own_names_in_any_case_and_bytes_not_utf8(value, message):
+    from deepvision.config.schema import check_file_name
+
+    check_file_name("datasets", "x", taken=("dataset",))
+    with pytest.raises(UserError) as err:
+        check_file_name(value, "x", taken=("dataset",))
+    assert str(err.value).startswith(message)
