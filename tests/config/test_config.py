@@ -196,3 +196,17 @@ def test_every_recipe_reads_the_augmentation_options_it_gives():
 
     for name in recipe_names():
         load_config(recipe_path(name)).data.augment.refuse_unread("data.augment")
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("Dataset", "x 'Dataset' is a name the folder's own files take (dataset); choose another name"),
+    ("a\udcffb", "x must be a plain file name"),
+    (None, "x must be a plain file name"),
+])
+def test_check_file_name_refuses_the_folder_s_own_names_in_any_case_and_bytes_not_utf8(value, message):
+    from deepvision.config.schema import check_file_name
+
+    check_file_name("datasets", "x", taken=("dataset",))
+    with pytest.raises(UserError) as err:
+        check_file_name(value, "x", taken=("dataset",))
+    assert str(err.value).startswith(message)

@@ -634,3 +634,29 @@ def test_a_stopped_build_leaves_no_file_its_next_run_refuses(tmp_path, run_cli, 
     stop_on_call(monkeypatch, "deepvision.datasets.detection.build.atomic_write_text", 4, stop)
     assert run_cli(*build, "--test-fraction", "0.5", "--seed", "3")[0] in (130, 143)
     assert {p.name: p.read_bytes() for p in built.iterdir()} == before
+
+
+@pytest.mark.parametrize(("splits", "message"), [
+    (["dataset"], "'splits': split name 'dataset' is a name the folder's own files take"),
+    (["../train"], "'splits': split name must be a plain file name (no path separators"),
+    (["tr\x1bain"], "'splits': split name must be a plain file name"),
+    ("train", "'splits' must be a list of split names; rebuild the dataset"),
+    ([7], "'splits': split name must be a plain file name"),
+])
+def test_load_index_reads_only_the_splits_dataset_json_lists_by_plain_names(tmp_path, run_cli, splits, message):
+    """`--split dataset` read dataset.json itself as a split ("has no image"); a hand-edited list of splits
+    ('../x', a word instead of a list) led to files outside the dataset. Each is one line, nothing drawn."""
+    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out", test_fraction=0)
+    for split in ("dataset", "classes", "../out/train", "val"):
+        code, out, err = run_cli("detection", "show", tmp_path / "out", "--split", split, "--out", tmp_path / "show")
+        assert (code, out) == (2, "") and err.count("\n") == 1, err
+        assert err == f"deepvision detection show: error: split {split!r} not found in {tmp_path / 'out'}; " \
+                      f"available: train\n"
+    meta_path = tmp_path / "out" / "dataset.json"
+    meta = json.loads(meta_path.read_text())
+    meta["splits"] = splits
+    meta_path.write_text(json.dumps(meta))
+    code, out, err = run_cli("detection", "show", tmp_path / "out", "--out", tmp_path / "show")
+    assert (code, out) == (2, "") and err.count("\n") == 1 and "\x1b" not in err, err
+    assert err.startswith(f"deepvision detection show: error: {meta_path} {message}"), err
+    assert not (tmp_path / "show").exists()

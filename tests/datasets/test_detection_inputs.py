@@ -1064,3 +1064,61 @@ def test_yolo_labels_are_found_whatever_the_case_of_the_folder_and_suffix(tmp_pa
     assert code == 2 and err.count("\n") == 1, err
     assert (f"{root / 'Labels' / 'train'} holds both a.TXT and a.txt, two spellings of one label file; keep one of "
             f"them") in err, err
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("dataset", "split name 'dataset' is a name the folder's own files take (dataset, label_map, classes)"),
+    ("Classes", "split name 'Classes' is a name the folder's own files take"),
+    ("label_map", "split name 'label_map' is a name the folder's own files take"),
+    ("../esc", "split name must be a plain file name (no path separators, '..', "),
+    ("a b/c", "got 'a b/c'"),
+    ("a\\b", "got 'a\\\\b'"),
+    ("tr\x1bain", "got 'tr\\x1bain'"),
+    (".hidden", "got '.hidden'"),
+    ("", "got ''"),
+    (" train", "got ' train'"),
+])
+@pytest.mark.parametrize("fmt", ["coco", "imglab"])
+def test_a_split_name_its_file_cannot_take_is_refused_before_anything_is_read(tmp_path, run_cli, fmt, name,
+                                                                            message):
+    """SPLIT=PATH names the split's file SPLIT.json beside dataset.json: a split named 'dataset' was replaced
+    by the index (the build said 9 images, the index held none), '../x' landed elsewhere and was listed under
+    a name no reader found, an ESC went raw to the terminal. Each is one line before any file is read."""
+    from deepvision.datasets.detection import make_fake
+
+    fake = make_fake(tmp_path / fmt, fmt, images=6, size=64, seed=0).out
+    first = next(p for p in sorted(fake.rglob("*")) if p.suffix in (".json", ".xml"))
+    built = tmp_path / "built"
+    code, _, err = run_cli("detection", "build", fmt, f"train={first}", "--out", built)
+    assert code == 0, err
+    before, inputs = _snapshot(built), _snapshot(fake)
+    for given in (first, tmp_path / "missing.json"):  # a file that is not there is never looked at first
+        code, out, err = run_cli("detection", "build", fmt, f"{name}={given}", f"val={first}", "--out", built)
+        assert (code, out) == (2, "") and err.count("\n") == 1 and "\x1b" not in err, err
+        assert err.startswith("deepvision detection build: error: ") and ": split name" in err and message in err
+        assert _snapshot(built) == before and _snapshot(fake) == inputs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["built", fmt]
+
+
+def test_a_file_named_as_the_index_is_refused_as_a_split_and_every_reader_s_names_are_checked(tmp_path, run_cli):
+    """A plain path's split is named by its stem (dataset.json -> 'dataset'): refused the same way, saying
+    that SPLIT=PATH names it; a reader's own split names (the API, read_voc's `splits`) meet the same rule."""
+    from deepvision.datasets.detection import make_fake
+
+    fake = make_fake(tmp_path / "coco", "coco", images=6, size=64, seed=0).out
+    own = tmp_path / "mine" / "dataset.json"
+    own.parent.mkdir()
+    own.write_bytes((fake / "annotations" / "instances_train2017.json").read_bytes())
+    code, out, err = run_cli("detection", "build", "coco", own, "--images", fake / "train2017", "--out",
+                             tmp_path / "built")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert f"{own} (a split named by the file's stem; SPLIT=PATH names it): split name 'dataset' is a name" in err
+    code, _, err = run_cli("detection", "build", "coco", f"train={own}", "--images", fake / "train2017", "--out",
+                           tmp_path / "built")
+    assert code == 0 and (tmp_path / "built" / "train.json").is_file(), err
+    ann = read_annotations("coco", [f"train={own}"], images_dir=str(fake / "train2017"))
+    ann.splits = {"label_map": ann.splits["train"]}
+    with pytest.raises(UserError, match=r"^the coco annotations: split name 'label_map' is a name the folder's own "
+                                        r"files take \(dataset, label_map, classes\); choose another name$"):
+        build_dataset(ann, tmp_path / "other")
+    assert not (tmp_path / "other").exists()

@@ -57,13 +57,17 @@ def _bounded(where: str, value: float | None, low: float, high: float, *, low_op
         raise UserError(f"{where} must be a finite number in {rng}, got {value!r}")
 
 
-def check_file_name(value: str, key: str, kind: str = "file") -> None:
-    """Names that become files or folders of a run: plain names only, so nothing is written outside it."""
-    bad = not value or value.startswith(".") or any(c in value for c in "/\\:") or ".." in value or \
-        any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value)  # tab, newline, ESC, ...
+def check_file_name(value: str, key: str, kind: str = "file", taken: tuple[str, ...] = ()) -> None:
+    """Names that become files or folders of a run: plain names only, so nothing is written outside it; none of
+    `taken` (names the folder's own files take, in any case: Dataset.json is dataset.json on macOS and Windows)."""
+    bad = not isinstance(value, str) or not value or value.startswith(".") or ".." in value or \
+        any(c in "/\\:" or unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs") for c in value)  # ESC, ...
     if bad or value != value.strip():  # 'x ' beside 'x': two folders that print alike
         raise UserError(f"{key} must be a plain {kind} name (no path separators, '..', surrounding spaces or "
                         f"control characters such as tabs, newlines or ESC, not starting with '.'), got {value!r}")
+    if value.casefold() in (name.casefold() for name in taken):
+        raise UserError(f"{key} {value!r} is a name the folder's own files take ({', '.join(taken)}); choose "
+                        f"another name")
 
 
 @dataclass

@@ -340,8 +340,7 @@ def rec_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     splits, top, files = {}, -1, []
     for name in wanted:
         path = resolve_path(cfg.root, name)
-        if path.suffix == ".idx":
-            path = path.with_suffix(".rec")
+        path = path.with_suffix(".rec") if path.suffix == ".idx" else path
         if name == "test" and (path.is_dir() or not path.exists()):  # the default test split is optional
             continue
         input_file(path, "record file", " (data.source: rec expects .rec paths in data.train/val/test; pack "

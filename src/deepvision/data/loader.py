@@ -148,9 +148,7 @@ class BatchLoader(EpochPlan):
 
     def batches(self, epoch: int | None = None) -> list[torch.Tensor]:
         out = super().batches(epoch)
-        if self.training and out and len(out[-1]) < self.min_batch:
-            out = out[:-1]
-        return out
+        return out[:-1] if self.training and out and len(out[-1]) < self.min_batch else out
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         epoch = self.epoch

@@ -143,9 +143,7 @@ class Preprocess:
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 (N)CHW -> float normalised tensor, on x's device."""
         a, b = self.affine(x.device)
-        if x.dim() == 3:
-            return normalize_batch(x.unsqueeze(0), a, b).squeeze(0)
-        return normalize_batch(x, a, b)
+        return normalize_batch(x.unsqueeze(0), a, b).squeeze(0) if x.dim() == 3 else normalize_batch(x, a, b)
 
 
 def normalize_batch(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -157,9 +155,7 @@ def normalize_batch(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.
 def resize_short_side(img: Image.Image, size: int, resample: int = Image.BILINEAR) -> Image.Image:
     """Resize so the shorter side is `size` (bilinear by default), keeping the aspect ratio (im2rec's rule);
     UserError when the result would be above the pixel limit (`augment_plan.short_side_size`)."""
-    if min(img.size) == size:
-        return img
-    return img.resize(short_side_size(img.size, size), resample)
+    return img if min(img.size) == size else img.resize(short_side_size(img.size, size), resample)
 
 
 def center_crop(img: Image.Image, size: tuple[int, int]) -> Image.Image:

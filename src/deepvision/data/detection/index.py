@@ -20,12 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from deepvision.config.schema import check_file_name
 from deepvision.errors import UserError
 from deepvision.safeload import ParseError, check_class_names, first_not_whole, max_image_side, printable, read_json
 
 _ITEM = re.compile(r"""\bid:\s*(\d+)\s+name:\s*(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)")""")  # label map items
 FORMAT = "deepvision-detection"
 VERSION = 1
+OWN_FILES = ("dataset.json", "label_map.pbtxt", "classes.txt")  # beside them, SPLIT.json for each split
 
 
 @dataclass
@@ -65,18 +67,25 @@ def load_index(root: str | Path, splits: list[str] | None = None) -> DetectionIn
         raise UserError(f"{meta_path} 'classes' must be a list of class names (text); rebuild the dataset")
     check_class_names(classes, f"{meta_path} 'classes'")
     _check_companions(root, classes)
-    image_root = Path(meta["image_root"])
-    image_root = image_root if image_root.is_absolute() else (root / image_root)
-    wanted = splits if splits is not None else list(meta.get("splits", []))
+    image_root = root / meta["image_root"]  # an absolute image root stays as it is
+    listed = meta.get("splits")
+    if not isinstance(listed, list):
+        raise UserError(f"{meta_path} 'splits' must be a list of split names; rebuild the dataset")
+    for split in listed:  # a hand edit
+        check_split_name(split, f"{meta_path} 'splits'")
     out: dict[str, list[IndexImage]] = {}
-    for split in wanted:
+    for split in listed if splits is None else splits:
         path = root / f"{split}.json"
-        if not path.is_file():
-            have = ", ".join(meta.get("splits", [])) or "none"
-            raise UserError(f"split '{split}' not found in {root}; available: {have}")
+        if split not in listed or not path.is_file():  # never dataset.json read as a split, nor ../x.json
+            raise UserError(f"split {split!r} not found in {root}; available: {', '.join(listed) or 'none'}")
         doc = _read_json(path)
         out[split] = [_image(entry, image_root, classes, path) for entry in doc.get("images", [])]
     return DetectionIndex(root, classes, out, meta)
+
+
+def check_split_name(name: str, where: str) -> None:
+    """A split's name names its file SPLIT.json beside OWN_FILES: a plain file name, none of theirs in any case."""
+    check_file_name(name, f"{where}: split name", "file", taken=tuple(Path(own).stem for own in OWN_FILES))
 
 
 def _check_companions(root: Path, classes: list[str]) -> None:

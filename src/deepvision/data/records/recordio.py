@@ -70,9 +70,7 @@ def read_record_at(buf: Any, offset: int, size: int | None = None) -> tuple[memo
         pos = start + ((length + 3) & ~3)
         if cflag in (0, 3):
             break
-    if len(parts) == 1:
-        return parts[0], pos
-    return MAGIC_BYTES.join(bytes(p) for p in parts), pos
+    return (parts[0] if len(parts) == 1 else MAGIC_BYTES.join(bytes(p) for p in parts)), pos
 
 
 def idx_path_for(rec_path: str | Path) -> Path:

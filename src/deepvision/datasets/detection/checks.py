@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from deepvision.data.detection.index import FORMAT
+from deepvision.data.detection.index import FORMAT, OWN_FILES, check_split_name
 from deepvision.data.imageio import image_size
 from deepvision.datasets.detection.readers.common import file_problem
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
@@ -30,7 +30,6 @@ from deepvision.safeload import check_class_names as safe_class_names
 from deepvision.safeload import printable
 
 TOLERANCE = 1.0  # px beyond the border that annotation tools produce by rounding; clipped silently
-OUTPUT_FILES = ("dataset.json", "label_map.pbtxt", "classes.txt")  # plus SPLIT.json per split
 
 
 def _problem(box: Box, width: int, height: int) -> str | None:
@@ -120,7 +119,9 @@ def check_class_names(classes: list[str], ann: Annotations) -> None:
 def check_output(out: Path, ann: Annotations, split_names: list[str], extra_inputs: list[str]) -> None:
     """Refuse an output folder that is an input folder or lies inside one (a folder read, or one holding
     images: the index would land among the photos, and YOLO reads image folders recursively), or that
-    would write over an input, before anything is written."""
+    would write over an input, or a split name its file SPLIT.json cannot take, before anything is written."""
+    for split in split_names:  # the readers' names (a SPLIT=PATH argument is refused before it is read)
+        check_split_name(split, f"the {ann.source_format} annotations")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder for the built dataset")
     target = out.resolve()
@@ -135,7 +136,7 @@ def check_output(out: Path, ann: Annotations, split_names: list[str], extra_inpu
     for path in inputs:
         if path.is_file() and path.resolve().parent == target:
             raise UserError(f"--out {out} holds the input {path}, which the build could write over; {hint}")
-    outputs = [target / name for name in (*OUTPUT_FILES, *(f"{s}.json" for s in split_names))]
+    outputs = [target / name for name in (*OWN_FILES, *(f"{s}.json" for s in split_names))]
     for path in outputs:
         if path.exists() and any(_same_file(path, Path(i)) for i in ann.inputs):
             raise UserError(f"--out {out}: the build would write over the input {path}; {hint}")

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from deepvision.data.detection.index import check_split_name
 from deepvision.errors import UserError
 from deepvision.fileio import special_kind
 from deepvision.safeload import MAX_JSON_FILE_BYTES, input_file, plain_float, printable, read_bytes
@@ -119,16 +120,20 @@ def count_line(counter: Counter, limit: int = 6) -> str:
 
 def split_files(items: list[str], default_names: dict[str, str] | None = None) -> dict[str, Path]:
     """`SPLIT=PATH` or plain `PATH` arguments -> {split: path}; plain names are mapped by their stem
-    (training.xml -> train, testing.xml -> test, instances_val2017.json -> val)."""
+    (training.xml -> train, testing.xml -> test, instances_val2017.json -> val). A split's name must be
+    one its file SPLIT.json can take (`check_split_name`), refused before any file is read."""
     aliases = {"training": "train", "testing": "test", "validation": "val", "valid": "val", **(default_names or {})}
     out: dict[str, Path] = {}
     for item in items:
         name, sep, path = item.partition("=")
+        where = printable(item)
         if not sep or os.path.exists(item):
             path, name = item, Path(item).stem
+            where += " (a split named by the file's stem; SPLIT=PATH names it)"
             name = name.split("_", 1)[1] if name.startswith("instances_") else name
             name = aliases.get(name, name.rstrip("0123456789") or name)
             name = aliases.get(name, name)
+        check_split_name(name, where)  # before any file is read: the name becomes the split's file
         p = input_file(path, "annotation file")
         if name in out:
             raise UserError(f"two files for split '{name}' ({out[name]} and {p}); name them SPLIT=PATH")
