@@ -292,6 +292,21 @@ def test_emotion_bad_input(tmp_path, fer_run, run_cli):
     assert code == 2 and "--keras-model names the architecture of a Keras file" in err
 
 
+def test_emotion_refuses_a_video_path_holding_a_frame_number_pattern(tmp_path, fer_run, run_cli):
+    """OpenCV would read "pat%01d.avi" as pat0.avi, pat1.avi, ... (a FIFO among them blocks for good): one
+    line, before the model loads, nothing written."""
+    named = tmp_path / "pat%01d.avi"
+    named.write_bytes(b"\x00\x01garbage" * 100)
+    (tmp_path / "pat0.avi").write_bytes(cv2.imencode(".png", np.full((64, 64, 3), 200, np.uint8))[1].tobytes())
+    os.mkfifo(tmp_path / "pat1.avi")
+    line = (f"deepvision emotion: error: {named}: '%01d' in a video's path is a frame-number pattern (OpenCV and "
+            f"FFmpeg would read other, numbered files in its place); rename it without the '%'")
+    for model in (fer_run, tmp_path / "nothing"):
+        code, out, err = run_cli("emotion", model, "--video", named, "--headless", "--out", tmp_path / "o")
+        assert (code, out, err.splitlines()) == (2, "", [line])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pat%01d.avi", "pat0.avi", "pat1.avi"]
+
+
 def _near_frames(n: int) -> list[np.ndarray]:
     """640 x 480 frames of the astronaut's head and shoulders (the face about 95 pixels at width 300), panning."""
     from tests.faces.facetools import astronaut_bgr

@@ -4,6 +4,7 @@ tests/cli/test_detection_cli.py)."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -138,6 +139,27 @@ def test_a_folder_gives_its_images_and_videos_at_every_level(run, tmp_path):
     (tmp_path / "none" / "deep" / "notes.txt").write_text("no image\n")
     with pytest.raises(UserError, match=r"none holds no image \(.jpg.*\) or video \(.mp4.*\) at any level$"):
         run_detect(run, [tmp_path / "none"])
+
+
+def test_a_video_path_holding_a_frame_number_pattern_is_refused_before_anything_is_read(run, tmp_path, run_cli):
+    """OpenCV would read "pat%01d.avi" as pat0.avi, pat1.avi, ... (files never named; a FIFO among them blocks
+    for good): named or found in a folder, it is refused in one line before the model loads, nothing written."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    named = folder / "pat%01d.avi"
+    named.write_bytes(b"\x00\x01garbage" * 100)
+    (folder / "pat0.avi").write_bytes(cv2.imencode(".png", np.full((64, 64, 3), 200, np.uint8))[1].tobytes())
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(folder / "a.jpg")
+    before = {p: p.read_bytes() for p in folder.iterdir()}
+    line = (f"deepvision detect: error: {named}: '%01d' in a video's path is a frame-number pattern (OpenCV and "
+            f"FFmpeg would read other, numbered files in its place); rename it without the '%'")
+    for source in (folder, named):  # a folder holding a FIFO is refused for it: made for the video named alone
+        code, out, err = run_cli("detect", run, source, "--out", tmp_path / "out")
+        assert (code, out, err.splitlines()) == (2, "", [line])
+        if source == folder:
+            os.mkfifo(folder / "pat1.avi")
+    assert {p: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    assert sorted(tmp_path.iterdir()) == [folder]
 
 
 def test_outputs_never_overwrite_inputs_or_each_other(run, tmp_path):

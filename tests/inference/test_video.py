@@ -4,6 +4,7 @@ refused before FFmpeg can open the files it names, a FIFO without waiting; real 
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -43,3 +44,82 @@ def test_binary_containers_open_and_read(tmp_path, name, fourcc):
     ok, frame = cap.read()
     cap.release()
     assert ok and frame.shape == (48, 64, 3) and abs(int(frame.mean()) - 90) <= 3
+
+
+def _png(value: int) -> bytes:
+    return cv2.imencode(".png", np.full((48, 64, 3), value, np.uint8))[1].tobytes()
+
+
+@pytest.mark.parametrize(("name", "pattern"), [("pat%01d.avi", "%01d"), ("x%d.png", "%d"),
+                                               ("run%03d/clip.mp4", "%03d")])
+def test_a_frame_number_pattern_in_the_path_is_refused_before_other_files_are_read(tmp_path, name, pattern):
+    """OpenCV's image-sequence reader and FFmpeg's image2 demuxer would read pat0.avi, pat1.avi, ... in place
+    of the file named (a FIFO among them blocks for good): the path is refused, nothing opened or changed."""
+    named = tmp_path / name
+    named.parent.mkdir(exist_ok=True)
+    named.write_bytes(b"\x00\x01garbage" * 100)
+    width = int(pattern[1:-1] or 1)
+    numbered = [tmp_path / name.replace(pattern, f"{i:0{width}d}") for i in range(3)]
+    for path in numbered:
+        path.parent.mkdir(exist_ok=True)
+    for path in numbered[:2]:
+        path.write_bytes(_png(200))
+    os.mkfifo(numbered[2])
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(UserError) as info:
+        open_video(cv2, named)
+    assert str(info.value) == (f"{named}: '{pattern}' in a video's path is a frame-number pattern (OpenCV and "
+                               f"FFmpeg would read other, numbered files in its place); rename it without the '%'")
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("name", ["50%.avi", "100%off.avi", "%x1.avi"])
+def test_a_percent_sign_that_is_no_frame_number_opens_the_file_named(tmp_path, name):
+    writer = cv2.VideoWriter(str(tmp_path / name), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for _ in range(3):
+        writer.write(np.full((48, 64, 3), 90, np.uint8))
+    writer.release()
+    cap = open_video(cv2, tmp_path / name)
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    cap.release()
+    assert frames == 3
+
+
+def test_only_the_ffmpeg_backend_opens_a_video(tmp_path, monkeypatch):
+    """OpenCV's image-sequence backend, tried when FFmpeg fails, turns a digit run into a pattern and reads
+    other files: the backend is named, never left to OpenCV's choice."""
+    seen = []
+    real = cv2.VideoCapture
+
+    def spy(*args):
+        seen.append(args[1:])
+        return real(*args)
+
+    monkeypatch.setattr(cv2, "VideoCapture", spy)
+    (tmp_path / "clip1.avi").write_bytes(b"\x00\x01garbage" * 100)
+    (tmp_path / "clip2.avi").write_bytes(_png(200))
+    with pytest.raises(UserError, match=r"cannot open .*clip1.avi as a video \(unsupported or damaged file\)"):
+        open_video(cv2, tmp_path / "clip1.avi")
+    assert seen == [(cv2.CAP_FFMPEG,)]
+
+
+def test_an_opencv_without_ffmpeg_is_named(tmp_path):
+    (tmp_path / "v.avi").write_bytes(b"\x00\x01garbage" * 100)
+
+    class Capture:
+        def __init__(self, path, api):
+            pass
+
+        def isOpened(self):
+            return False
+
+        def release(self):
+            pass
+
+    fake = SimpleNamespace(CAP_FFMPEG=1900, VideoCapture=Capture,
+                           videoio_registry=SimpleNamespace(hasBackend=lambda api: False))
+    with pytest.raises(UserError, match=r"v.avi: this OpenCV build has no FFmpeg video reader; install "
+                                        r"opencv-python-headless$"):
+        open_video(fake, tmp_path / "v.avi")

@@ -27,7 +27,7 @@ from deepvision.datasets.detection.readers import IMAGE_EXTENSIONS
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
 from deepvision.fileio import PendingFile, atomic_write_text, write_image, written_whole
-from deepvision.inference.video import frame_rate, open_video, quiet_native_output
+from deepvision.inference.video import check_video_name, frame_rate, open_video, quiet_native_output
 from deepvision.models.detection import detection_family
 from deepvision.placement import replace_only_own
 from deepvision.runs.loading import LoadedRun, load_run
@@ -165,6 +165,9 @@ def expand_sources(sources: list[str | Path]) -> list[tuple[Path, str]]:
             out.append((p, "video"))
         else:
             out.append((p, "image"))
+    for p, kind in out:  # before any image is read or written (open_video checks it again)
+        if kind == "video":
+            check_video_name(p)
     return out
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,15 +109,36 @@ def check_video_container(path: str | Path, what: str = "a video") -> None:
                         f"files it names)")
 
 
+# a printf frame number ("%d", "%03d"): OpenCV's image-sequence reader and FFmpeg's image2 demuxer (a name
+# ending in an image extension) read "x%01d.avi" as x0.avi, x1.avi, ... in place of the file named
+_FRAME_NUMBER = re.compile(r"%\d*d")
+
+
+def check_video_name(path: str | Path) -> None:
+    """UserError when `path` holds a frame-number pattern, which a video reader would expand into the names
+    of other files (a FIFO among them blocks for good); the file is not opened."""
+    found = _FRAME_NUMBER.search(str(path))
+    if found:
+        raise UserError(f"{path}: {found.group()!r} in a video's path is a frame-number pattern (OpenCV and FFmpeg "
+                        f"would read other, numbered files in its place); rename it without the '%'")
+
+
 def open_video(cv2: Any, path: str | Path, what: str = "a video") -> QuietCapture:
     """The opened capture of video file `path` (natively silent, see the module docstring); UserError
-    when OpenCV cannot open it, or when the file is not a binary container (`check_video_container`)."""
+    when OpenCV cannot open it, when its path holds a frame-number pattern (`check_video_name`) or when the
+    file is not a binary container (`check_video_container`). Only the FFmpeg backend opens it: OpenCV's
+    image-sequence backend, tried after FFmpeg fails, reads numbered files other than the one named."""
+    check_video_name(path)
     check_video_container(path, what)
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg quiet, where the backend reads it late
     with quiet_native_output(cv2):
-        capture = cv2.VideoCapture(str(path))
+        capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
         opened = capture.isOpened()
     if not opened:
         capture.release()
+        registry = getattr(cv2, "videoio_registry", None)
+        if registry is not None and not registry.hasBackend(cv2.CAP_FFMPEG):
+            raise UserError(f"cannot open {path}: this OpenCV build has no FFmpeg video reader; install "
+                            f"opencv-python-headless")
         raise UserError(f"cannot open {path} as {what} (unsupported or damaged file)")
     return QuietCapture(cv2, capture)

@@ -43,7 +43,7 @@ from deepvision.fileio import PendingFile, atomic_write_text, output_folder, out
 from deepvision.inference.faces.detect import FaceDetector, create_detector, cv2_module, largest_face, to_gray
 from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side
 from deepvision.inference.faces.track import DETECT_EVERY, FaceTracker
-from deepvision.inference.video import frame_rate, open_video
+from deepvision.inference.video import check_video_name, frame_rate, open_video
 from deepvision.models.memory_format import to_channels_last
 from deepvision.placement import (
     begins_with,
@@ -364,6 +364,8 @@ def run_emotion(
         check_range("--threads", threads, 1, MAX_THREADS)
     if video is None:
         check_camera(camera)
+    else:
+        check_video_name(video)  # before the model loads (open_capture checks it again)
     _check_width(width)
     if video is not None and out is not None:
         refuse_output_over_inputs(out, [video])
