@@ -132,3 +132,36 @@ def stopped_both_ways(monkeypatch: Any, run_cli: Any, argv: list[Any], target: s
         monkeypatch.undo()
         yield name
 
+
+
+class _FullDisk:
+    """A file on a disk that fills up `room` bytes into it: a write reaching past that stops there and the
+    next fails with ENOSPC, as on a full disk. Everything else goes to the real file `f`."""
+
+    def __init__(self, f: Any, room: int) -> None:
+        self.f, self.room = f, room
+
+    def write(self, data: Any) -> int:
+        import errno
+        import os
+
+        left = self.room - self.f.tell()
+        if left <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.f.write(memoryview(data)[:left])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.f, name)
+
+
+def fill_disk_after(monkeypatch: Any, room: int) -> None:
+    """Make every HDF5 file deepvision writes meet a full disk `room` bytes into it."""
+    from deepvision.datasets import hdf5
+
+    real = hdf5._GuardedFile.__init__
+
+    def on_full_disk(self: Any, path: Path) -> None:
+        real(self, path)
+        self.f = _FullDisk(self.f, room)
+
+    monkeypatch.setattr(hdf5._GuardedFile, "__init__", on_full_disk)

@@ -19,6 +19,7 @@ from deepvision.apps.emotion.fer2013 import build_fer2013, make_fake_fer_csv
 from deepvision.data.hdf5 import read_hdf5_arrays
 from deepvision.datasets.fer import FER7_LABELS
 from tests.faces.facetools import expected_box, fer_model, iou, write_video
+from tests.helpers import fill_disk_after
 
 SIX = ["angry", "scared", "happy", "sad", "surprised", "neutral"]
 
@@ -50,6 +51,16 @@ def test_fer2013_build_six_classes(fer_csv, tmp_path, run_cli):
     assert "train" in out and "surprised" in out
     code, _, err = run_cli("fer2013", "build", fer_csv, "--out", tmp_path / "fer")
     assert code == 2 and "already exist" in err  # never overwritten
+
+
+def test_fer2013_build_on_a_full_disk_is_one_line_and_leaves_nothing(fer_csv, tmp_path, run_cli, monkeypatch):
+    """A disk that filled while HDF5 finished a split file: a traceback and a segmentation fault (exit 139)."""
+    fill_disk_after(monkeypatch, 200_000)
+    code, out, err = run_cli("fer2013", "build", fer_csv, "--out", tmp_path / "fer")
+    assert (code, out) == (2, "")
+    assert err == (f"deepvision fer2013 build: error: could not write {tmp_path / 'fer' / 'train.hdf5'}: No space "
+                   f"left on device — free some space or choose another --out\n")
+    assert os.listdir(tmp_path) == []
 
 
 def test_fer2013_fake_rows_are_bounded_before_anything_is_built(tmp_path, run_cli):

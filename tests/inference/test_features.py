@@ -15,7 +15,7 @@ from deepvision.datasets.listing import write_lst
 from deepvision.errors import UserError
 from deepvision.inference.backbones import load_model
 from deepvision.inference.features import FeatureExtractor, default_layer, extract_features, layer_names, open_data
-from tests.helpers import make_image_folder
+from tests.helpers import fill_disk_after, make_image_folder
 
 
 @pytest.fixture(scope="module")
@@ -197,8 +197,38 @@ def test_features_that_would_not_fit_are_refused_before_the_file_is_written(mobi
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**6, 10**6))
     with pytest.raises(UserError, match=r"^the features of 8 images \(62,720 float64 values each, layer "
-                                        r"features\.18\) take 4\.0 MB, more than the 1\.0 MB free in "):
+                                        r"features\.18\) take 4\.1 MB, more than the 1\.0 MB free in "):
         extract_features(ex, open_data(folder), tmp_path / "f.h5", batch_size=2)
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_free_space_check_counts_what_the_file_really_takes(mobilenet, folder, tmp_path, monkeypatch):
+    """The check counted rows x values x item size (400 x 500 float64: 1.6 MB) while the file took 2.1 MB (whole
+    chunks and metadata): with free space in between, the full disk came while HDF5 finished the file."""
+    import shutil
+    from collections import namedtuple
+
+    real = shutil.disk_usage(tmp_path)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 500_000, 500_000))
+    ex = FeatureExtractor(mobilenet)  # 1,280 values an image: 82 kB of values, one chunk of 819 rows: 1.0 MiB
+    with pytest.raises(UserError, match=r"^the features of 8 images \(1,280 float64 values each, layer "
+                                        r"classifier\.0\) take 1\.1 MB, more than the 500\.0 kB free in "):
+        extract_features(ex, open_data(folder), tmp_path / "f.h5")
+    assert os.listdir(tmp_path) == []
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real)
+    extract_features(ex, open_data(folder), tmp_path / "f.h5")
+    assert 8 * 1280 * 8 < 1 << 20 < (tmp_path / "f.h5").stat().st_size < 1_100_000
+
+
+def test_a_full_disk_while_the_file_is_written_is_one_line(run_cli, folder, tmp_path, monkeypatch):
+    """A disk that filled while HDF5 finished the file: three tracebacks and a segmentation fault (exit 139)."""
+    fill_disk_after(monkeypatch, 50_000)
+    code, out, err = run_cli("features", "lenet", folder, "--out", tmp_path / "o" / "f.h5", "--batch-size", "2")
+    progress, line = err.splitlines()
+    assert (code, out) == (2, "") and progress.startswith("extracting features: 8/8 images"), err
+    assert line == (f"deepvision features: error: could not write {tmp_path / 'o' / 'f.h5'}: No space left on device "
+                    f"— free some space or choose another --out")
     assert os.listdir(tmp_path) == []
 
 

@@ -201,22 +201,25 @@ def open_data(data: str | Path, *, channels: int = 3, labels: str | None = None,
     return DataItems(dataset, list(bundle.classes), f"{cfg.source}:{data}")
 
 
-def check_feature_sizes(out: Path, rows: int, dim: int, buffered: int, dtype: str, layer: str) -> None:
-    """Refuse features that would not fit: `buffered` rows held in memory (float32, as computed) beyond half
-    of what this process may use, or the file beyond the free space of its disk (a 300 kB data set of
-    1,500 small images at VGG16's first convolution asked for 25 GB of buffer and a 38 GB file)."""
+def check_feature_sizes(out: Path, rows: int, dim: int, buffer_size: int, dtype: str, layer: str) -> None:
+    """Refuse features that would not fit: the rows held in memory (float32, as computed; at most
+    `buffer_size`) beyond half of what this process may use, or the file (its whole chunks, the index and
+    the metadata counted) beyond the free space of its disk (a 300 kB data set of 1,500 small images at
+    VGG16's first convolution asked for 25 GB of buffer and a 38 GB file)."""
     import shutil
 
+    from deepvision.datasets.hdf5 import file_bytes
     from deepvision.safeload import format_bytes, max_read_bytes
 
     fixes = f"give --pool N, another --layer{', --dtype float16' if dtype != 'float16' else ''} or fewer images"
+    buffered = min(buffer_size, rows)
     held, ceiling = buffered * dim * 4, max_read_bytes() // 2
     if held > ceiling:
         raise UserError(f"layer {layer} gives {dim:,} values an image: holding {buffered:,} rows (--buffer-size) "
                         f"takes {format_bytes(held)}, more than half the memory this process may use "
                         f"({format_bytes(ceiling)}); give a smaller --buffer-size, --pool N or another --layer")
     folder = next(p for p in (out.absolute().parent, *out.absolute().parents) if p.exists())
-    size, free = rows * dim * np.dtype(dtype).itemsize, shutil.disk_usage(folder).free
+    size, free = file_bytes(rows, (dim,), dtype, buffer_size) + rows * 8, shutil.disk_usage(folder).free  # + index
     if size > free:
         raise UserError(f"the features of {rows:,} images ({dim:,} {dtype} values each, layer {layer}) take "
                         f"{format_bytes(size)}, more than the {format_bytes(free)} free in {folder}; {fixes}")
@@ -260,7 +263,7 @@ def extract_features(
         for chunk, batch in batches(order.tolist(), load, batch_size, threads):
             rows = extractor(batch)
             if writer is None:  # the width is known from the first batch: what it takes is checked before writing
-                check_feature_sizes(out, n, rows.shape[1], min(buffer_size, n), dtype, extractor.layer)
+                check_feature_sizes(out, n, rows.shape[1], buffer_size, dtype, extractor.layer)
                 writer = HDF5DatasetWriter(out, (n, rows.shape[1]), "features", buffer_size, dtype=dtype)
             writer.add(rows, targets[chunk])
             done += len(chunk)
