@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -117,3 +118,27 @@ def test_a_stopped_generator_leaves_nothing_in_its_new_folder(tmp_path, stop):
     with pytest.raises(UserError, match="already exists and is not empty"), new_output_folder(tmp_path / "failed"):
         pass
     assert os.listdir(tmp_path / "failed") == ["kept.txt"]
+
+
+def test_an_output_folder_in_an_input_folder_is_refused(tmp_path):
+    """An --out that is a folder of the inputs or lies inside one (through a link or a `..` detour too): the
+    outputs, named as the inputs, would be read back as inputs next time. Files among the inputs, and
+    folders beside the inputs, are no such folder."""
+    from deepvision.placement import refuse_output_in_input_folders
+
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    (photos / "a.png").write_bytes(b"x")
+    (tmp_path / "link").symlink_to(photos)
+    inputs = [photos / "a.png", tmp_path / "missing", photos]
+    for out in (photos, tmp_path / "link", photos / "sub" / "..", photos / "sub", photos / "new" / "deeper",
+                tmp_path / "link" / "new", tmp_path / "x" / ".." / "photos" / "n"):
+        with pytest.raises(UserError, match=f"^--out {re.escape(str(out))} is inside the input folder {photos}; "
+                                            f"its files would be read as part of it next time, so choose a "
+                                            f"folder outside it$"):
+            refuse_output_in_input_folders(out, inputs)
+    with pytest.raises(UserError, match=f"^-o {photos / 'p.csv'} is inside the input folder {photos}; the next "
+                                        f"command over that folder would read it as an input"):
+        refuse_output_in_input_folders(photos / "p.csv", inputs, "-o", file=True)
+    refuse_output_in_input_folders(tmp_path / "out", inputs)  # beside the photos: fine
+    refuse_output_in_input_folders(photos / "sub", [photos / "a.png"])  # only folders given as inputs count

@@ -77,6 +77,14 @@ def refuse_output_inside(out: str | Path, folder: str | Path, what: str, option:
                         f"time, so choose a folder outside it")
 
 
+def refuse_output_in_input_folders(out: str | Path, inputs: Iterable[str | Path], option: str = "--out",
+                                   file: bool = False) -> None:
+    """`refuse_output_inside` for every folder among a command's inputs (files and folders of images): the
+    outputs, named as the inputs, would be read back as new inputs by the next run over that folder."""
+    for item in inputs:
+        refuse_output_inside(out, item, "the input folder", option, file)
+
+
 def distinct_stems(paths: Iterable[str | Path]) -> list[str]:
     """A name per input for the outputs made from it: the file's stem (`face` for face.jpg), or its whole
     name (`face.jpg`) when another input has the same stem (face.jpg and face.png), so that no output

@@ -298,6 +298,24 @@ def test_agegender_samples_from_the_test_list(runs, adience, tmp_path, run_cli):
     assert code == 2 and "number of samples" in err  # the message says samples, not "epoch"
 
 
+def test_agegender_out_inside_the_photo_folder_is_refused_before_the_models_load(tmp_path, run_cli):
+    """Its drawings would join the photos, read back by the next command over the folder: one line, exit 2,
+    before the runs are read; the folder unchanged."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "a.png"), np.full((40, 40, 3), 90, np.uint8))
+    for out in (photos / "faces", photos / "faces" / "deeper"):
+        code, stdout, err = run_cli("agegender", tmp_path / "no-age", tmp_path / "no-gender", "--image", photos,
+                                    "--out", out, "--headless")
+        assert (code, stdout) == (2, "") and err.splitlines() == [
+            f"deepvision agegender: error: --out {out} is inside the input folder {photos}; its files would be read "
+            f"as part of it next time, so choose a folder outside it"], err
+    assert [p.name for p in photos.iterdir()] == ["a.png"]
+    code, _, err = run_cli("agegender", tmp_path / "no-age", tmp_path / "no-gender", "--image", photos,
+                           "--out", tmp_path / "out", "--headless")
+    assert code == 2 and "model not found" in err  # beside the folder: past the check, to the runs
+
+
 def test_agegender_bad_input(runs, tmp_path, run_cli):
     age, gender = runs
     code, _, err = run_cli("agegender", age, gender, "--image", tmp_path / "none.jpg", "--out", tmp_path / "o")
@@ -310,7 +328,7 @@ def test_agegender_bad_input(runs, tmp_path, run_cli):
     (tmp_path / "photos" / "a" / "input.png").write_bytes(b"kept")  # the user's own file, where a.png's output goes
     code, _, err = run_cli("agegender", age, gender, "--image", tmp_path / "photos", "--out", tmp_path / "photos",
                            "--headless")
-    assert code == 2 and err.count("\n") == 1 and f"--out {tmp_path / 'photos'} holds the input " in err
+    assert code == 2 and err.count("\n") == 1 and f"--out {tmp_path / 'photos'} is inside the input folder " in err
     assert (tmp_path / "photos" / "a" / "input.png").read_bytes() == b"kept"
     assert not (tmp_path / "photos" / "results.csv").exists()
     (tmp_path / "o3" / "input").mkdir(parents=True)  # OUT/<stem>/ is the photo's own folder

@@ -525,6 +525,23 @@ def test_emotion_refuses_a_linked_sub_folder_in_out(astronaut_video, fer_run, tm
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["probabilities", "results.csv"]  # face/: removed
 
 
+def test_emotion_images_out_inside_the_photo_folder_is_refused_before_the_model_loads(tmp_path, run_cli):
+    """The annotated copies, named as the photos, would be read back as photos by the next run over the
+    folder: one line, exit 2, before the model is read; the folder unchanged."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(photos / "face.png")
+    (tmp_path / "link").symlink_to(photos)
+    for out in (photos / "emo", tmp_path / "link" / "emo"):
+        code, stdout, err = run_cli("emotion", tmp_path / "no-model", "--image", photos, "--out", out)
+        assert (code, stdout) == (2, "") and err.splitlines() == [
+            f"deepvision emotion: error: --out {out} is inside the input folder {photos}; its files would be read "
+            f"as part of it next time, so choose a folder outside it"], err
+    assert [p.name for p in photos.iterdir()] == ["face.png"]
+    code, _, err = run_cli("emotion", tmp_path / "no-model", "--image", photos, "--out", tmp_path / "out")
+    assert code == 2 and "model not found" in err  # beside the folder: past the check, to the model
+
+
 def test_emotion_images_never_replace_the_photos_or_each_other(fer_run, tmp_path, run_cli):
     """--out the photos' own folder is refused (the photos unchanged); face.jpg and face.png get
     face.jpg.png and face.png.png, not one face.png for both."""
@@ -539,6 +556,8 @@ def test_emotion_images_never_replace_the_photos_or_each_other(fer_run, tmp_path
         if out.name == "link":
             out.symlink_to(photos)
         code, _, err = run_cli("emotion", fer_run, "--image", photos, "--out", out, "--detector", "haar")
+        assert code == 2 and err.count("\n") == 1 and "is inside the input folder" in err, err
+        code, _, err = run_cli("emotion", fer_run, "--image", photos / "face.jpg", "--out", out, "--detector", "haar")
         assert code == 2 and err.count("\n") == 1 and "holds the input" in err, err
     assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
     code, _, err = run_cli("emotion", fer_run, "--image", photos, "--out", tmp_path / "o", "--detector", "haar")

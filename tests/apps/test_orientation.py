@@ -145,9 +145,29 @@ def test_apply_out_cannot_be_the_input_folder(tmp_path):
     before = {p.name: p.read_bytes() for p in src.iterdir()}
     (tmp_path / "link").symlink_to(src)
     for out in (src, tmp_path / "link"):
-        with pytest.raises(UserError, match="holds the input"):
+        with pytest.raises(UserError, match="is inside the input folder"):
             apply_orientation(tmp_path / "no-model-needed", [src], out)
+        with pytest.raises(UserError, match="holds the input"):  # photos named one by one
+            apply_orientation(tmp_path / "no-model-needed", sorted(src.iterdir()), out)
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before
+
+
+def test_apply_out_inside_an_input_folder_is_refused(run_cli, tmp_path):
+    """The corrected copies, named as the photos, would be read (and corrected again) by the next apply over
+    the folder: one line before the model loads, the folder unchanged."""
+    src = photos(tmp_path / "photos", count=2)
+    (src / "old").mkdir()
+    before = {p: p.read_bytes() for p in src.rglob("*") if p.is_file()}
+    (tmp_path / "link").symlink_to(src)
+    for out in (src / "sub", src / "old", tmp_path / "link" / "sub"):
+        code, stdout, err = run_cli("orientation", "apply", tmp_path / "no-model-needed", src, "--out", out)
+        assert (code, stdout) == (2, "") and err.splitlines() == [
+            f"deepvision orientation apply: error: --out {out} is inside the input folder {src}; its files would "
+            f"be read as part of it next time, so choose a folder outside it"], err
+    assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in src.iterdir() if p.is_dir()) == ["old"]
+    code, _, err = run_cli("orientation", "apply", tmp_path / "no-model-needed", src, "--out", tmp_path / "out")
+    assert code == 2 and "no-model-needed" in err  # beside the folder: past the check, to the model
 
 
 def test_apply_out_is_new_empty_or_an_earlier_applys(tmp_path):

@@ -162,6 +162,27 @@ def test_a_video_path_holding_a_frame_number_pattern_is_refused_before_anything_
     assert sorted(tmp_path.iterdir()) == [folder]
 
 
+def test_an_out_in_an_input_folder_is_refused_before_the_model_loads(tmp_path, run_cli):
+    """The annotated copies, named as the photos, would be detected again by the next run over the folder
+    (which reads sub-folders too): an --out that is an input folder or lies inside one is one line, exit 2,
+    before the run is read; the folder unchanged."""
+    photos = tmp_path / "photos"
+    (photos / "day").mkdir(parents=True)  # the photos only in a sub-folder: --out photos holds none directly
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(photos / "day" / "a.jpg")
+    before = {p: p.read_bytes() for p in photos.rglob("*") if p.is_file()}
+    (tmp_path / "link").symlink_to(photos)
+    for out in (photos, photos / "sub", photos / "day", tmp_path / "link" / "sub"):
+        code, stdout, err = run_cli("detect", tmp_path / "no-run", tmp_path / "link", photos / "day" / "a.jpg",
+                                    "--out", out)
+        assert (code, stdout) == (2, "") and err.splitlines() == [
+            f"deepvision detect: error: --out {out} is inside the input folder {tmp_path / 'link'}; its files "
+            f"would be read as part of it next time, so choose a folder outside it"], err
+    assert {p: p.read_bytes() for p in photos.rglob("*") if p.is_file()} == before
+    assert [p.name for p in photos.iterdir()] == ["day"]
+    code, _, err = run_cli("detect", tmp_path / "no-run", photos, "--out", tmp_path / "out")
+    assert code == 2 and "no-run" in err  # beside the folder: past the check, to the run
+
+
 def test_outputs_never_overwrite_inputs_or_each_other(run, tmp_path):
     from deepvision.inference.detect import run_detect
 

@@ -23,7 +23,12 @@ from deepvision.inference.backbones import LoadedModel
 from deepvision.inference.batching import batches, expand_images
 from deepvision.inference.predict import Prediction, check_top
 from deepvision.models.outputs import class_probabilities
-from deepvision.placement import begins_with, refuse_output_inside, refuse_output_over_inputs, refuse_replacing
+from deepvision.placement import (
+    begins_with,
+    refuse_output_in_input_folders,
+    refuse_output_over_inputs,
+    refuse_replacing,
+)
 from deepvision.safeload import read_json, spreadsheet_cell
 
 
@@ -90,8 +95,7 @@ def check_predictions_out(path: str | Path, inputs: Sequence[str | Path] = (), r
         given = f"'{path.suffix}'" if path.suffix else "none"
         raise UserError(f"{option} {path}: give a .csv or .json file (the results are written as CSV or JSON); "
                         f"its suffix is {given}")
-    for item in inputs:
-        refuse_output_inside(path, item, "the input folder", option, file=True)
+    refuse_output_in_input_folders(path, inputs, option, file=True)
     refuse_output_over_inputs(path, [*inputs, *read], option)
     refuse_replacing(path, _written_here, "a table classify wrote", option)
     return path

@@ -29,7 +29,7 @@ from deepvision.errors import UserError
 from deepvision.fileio import PendingFile, atomic_write_text, write_image, written_whole
 from deepvision.inference.video import check_video_name, frame_rate, open_video, quiet_native_output
 from deepvision.models.detection import detection_family
-from deepvision.placement import replace_only_own
+from deepvision.placement import refuse_output_in_input_folders, replace_only_own
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.safeload import image_files, input_file, read_json
 
@@ -315,6 +315,7 @@ def run_detect(run_dir: str | Path, sources: list[str | Path], *, min_confidence
     items = expand_sources(sources)
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
+        refuse_output_in_input_folders(out_dir, sources)  # the annotated copies would be read back next time
         _check_outputs(items, out_dir)
         replace_only_own(out_dir, [output_path(out_dir, p, kind) for p, kind in items], _earlier_outputs(out_dir),
                          "detections.json", '{"run":', "detect")

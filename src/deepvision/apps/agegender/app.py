@@ -39,6 +39,7 @@ from deepvision.placement import (
     enclosing,
     listed_in,
     refuse_output_folder_over_inputs,
+    refuse_output_in_input_folders,
     refuse_unlisted,
     require_own_folder,
 )
@@ -137,6 +138,7 @@ def predict_agegender(run_age: str | Path | Classifier, run_gender: str | Path |
     """Every face of an image (or of each image of a folder, sorted): box, aligned face, age and gender."""
     paths = list_images(image)
     if out is not None:  # its sub-folders and results.csv would land among (and over) the photos
+        refuse_output_in_input_folders(out, [image])
         refuse_output_folder_over_inputs(out, paths)
         inside = next((p for p in paths if enclosing(Path(p), [Path(out)]) is not None), None)
         if inside is not None:  # OUT/<stem>/ may be the folder the photo is in

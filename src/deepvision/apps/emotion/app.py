@@ -50,6 +50,7 @@ from deepvision.placement import (
     distinct_stems,
     listed_in,
     refuse_output_folder_over_inputs,
+    refuse_output_in_input_folders,
     refuse_output_over_inputs,
     replace_only_own,
     require_own_folder,
@@ -471,20 +472,21 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
 
     _check_width(width)
     paths = list_images(image)
+    out_path = Path(out) if out is not None else None
+    names = distinct_stems(paths)
+    if out_path is not None:  # refused before the model loads
+        if out_path.suffix.lower() in VIDEO_SUFFIXES:
+            raise UserError(f"--out {out_path}: with --image give a folder for the annotated images")
+        refuse_output_in_input_folders(out_path, [image])  # the annotated copies would be read back next time
+        targets = [out_path / f"{n}.png" for n in names]
+        refuse_output_folder_over_inputs(out_path, paths, targets)
+        replace_only_own(out_path, targets, listed_in(out_path / "results.json", "outputs"),
+                         "results.csv", "image,face,x,y,w,h,label", "emotion --image", list_marker="results.json")
     # a Keras file is mapped onto the emotion architecture it fits (FER class names and input transform)
     clf = model if isinstance(model, Classifier) else load_classifier(model, keras_model=keras_model or "auto",
                                                                        device=device)
     detector = detector or default_detector()
     det = create_detector(detector)
-    out_path = Path(out) if out is not None else None
-    names = distinct_stems(paths)
-    if out_path is not None:
-        if out_path.suffix.lower() in VIDEO_SUFFIXES:
-            raise UserError(f"--out {out_path}: with --image give a folder for the annotated images")
-        targets = [out_path / f"{n}.png" for n in names]
-        refuse_output_folder_over_inputs(out_path, paths, targets)
-        replace_only_own(out_path, targets, listed_in(out_path / "results.json", "outputs"),
-                         "results.csv", "image,face,x,y,w,h,label", "emotion --image", list_marker="results.json")
     with output_folder(out_path) if out_path is not None else contextlib.nullcontext():
         # a refusal (an unreadable image, a model answering NaN) leaves no empty folder it made
         summary = ImagesSummary()

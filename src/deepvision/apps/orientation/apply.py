@@ -24,7 +24,7 @@ from PIL import Image
 from deepvision.apps.orientation.dataset import ANGLES
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_path, atomic_write_text, written_whole
-from deepvision.placement import refuse_output_folder_over_inputs, replace_only_own
+from deepvision.placement import refuse_output_folder_over_inputs, refuse_output_in_input_folders, replace_only_own
 from deepvision.safeload import csv_rows, read_text_file, spreadsheet_row
 
 
@@ -150,6 +150,7 @@ def apply_orientation(
             rng = np.random.default_rng(seed)
             paths = [paths[i] for i in sorted(rng.choice(len(paths), sample, replace=False))]
     out = Path(out)
+    refuse_output_in_input_folders(out, inputs)  # the corrected copies would be corrected again next time
     refuse_output_folder_over_inputs(out, paths, [out / "predictions.csv", out / "sheet.png"])
     names = _output_names(paths, SAVE_FORMATS)
     replace_only_own(out, [out / n for n in names], _earlier_outputs(out), "predictions.csv", _HEADER,
