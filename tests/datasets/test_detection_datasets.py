@@ -281,6 +281,30 @@ def test_bad_boxes_need_fix_and_are_named(tmp_path):
     assert np.allclose(load_index(tmp_path / "drop").splits["train"][0].pixel_boxes(), [[1, 1, 20, 20], [0, 0, 50, 40]])
 
 
+def test_a_box_too_thin_for_the_index_is_a_bad_box_so_every_build_reads_back(tmp_path, run_cli):
+    """1e-7 px wide at x = 10 of 50: positive in float64, zero in the index reader's float32. The build applies
+    the reader's rule: refused, or dropped by --fix, never written for every later command to refuse."""
+    from deepvision.data.detection.index import bad_boxes
+
+    thin = (10, 10, 10 + 1e-7, 15, "a")
+    assert bad_boxes([x / 50 for x in thin[:4]]).tolist() == [True]  # the reader's own rule
+    assert bad_boxes([[0.2, 0.2, 0.2 + 1e-6, 0.3], [0, 0, 1, 1]]).tolist() == [False, False]
+    boxes = [thin, (1, 1, 20, 20, "a"), (50 - 1e-7, 3, 50.5, 9, "a")]  # thin once clipped to the image
+    with pytest.raises(UserError) as err:
+        build_dataset(_one_image(tmp_path, boxes), tmp_path / "out")
+    msg = str(err.value)
+    assert msg.startswith("2 bad box(es), first: ") and "\n" not in msg
+    assert "img.png: box [10, 10, 10, 15] 'a' has a width or height too small to store" in msg
+    assert not (tmp_path / "out").exists()
+    for fix in ("drop", "clip"):
+        report = build_dataset(_one_image(tmp_path, boxes), tmp_path / fix, fix=fix)
+        assert report.counts["train"].boxes == 1 and "2 bad box(es)" in report.notes[-1]
+        img = load_index(tmp_path / fix).splits["train"][0]
+        assert np.allclose(img.pixel_boxes()[0], [1, 1, 20, 20])
+    code, _, err = run_cli("detection", "show", tmp_path / "drop", "--out", tmp_path / "show")
+    assert code == 0, err
+
+
 def test_unknown_classes_missing_images_negatives_strict(tmp_path):
     from deepvision.datasets.detection.schema import Box, ImageRecord
 

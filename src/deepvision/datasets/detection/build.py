@@ -173,7 +173,7 @@ def build_dataset(
             w, h = rec.width, rec.height
             entries.append({
                 "file": os.path.relpath(rec.file, image_root), "width": w, "height": h,
-                "boxes": [[b.xmin / w, b.ymin / h, b.xmax / w, b.ymax / h] for b in rec.boxes],
+                "boxes": [b.normalised(w, h) for b in rec.boxes],
                 "labels": [ids[b.label] for b in rec.boxes], "names": [b.label for b in rec.boxes],
                 "difficult": [int(b.difficult) for b in rec.boxes],
             })
