@@ -696,7 +696,7 @@ def test_a_stopped_build_leaves_no_file_its_next_run_refuses(tmp_path, run_cli, 
 def test_load_index_reads_only_the_splits_dataset_json_lists_by_plain_names(tmp_path, run_cli, splits, message):
     """`--split dataset` read dataset.json itself as a split ("has no image"); a hand-edited list of splits
     ('../x', a word instead of a list) led to files outside the dataset. Each is one line, nothing drawn."""
-    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out", test_fraction=0)
+    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out")
     for split in ("dataset", "classes", "../out/train", "val"):
         code, out, err = run_cli("detection", "show", tmp_path / "out", "--split", split, "--out", tmp_path / "show")
         assert (code, out) == (2, "") and err.count("\n") == 1, err
