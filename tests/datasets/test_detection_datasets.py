@@ -249,8 +249,8 @@ def test_yolo_polygons_missing_label_files_and_bad_class(tmp_path):
     (root / "data.yaml").write_text("path: .\ntrain: images/train\nnames: [car, sign]\n")
     ann = read_annotations("yolo", [str(root / "data.yaml")])
     with pytest.raises(UserError, match=r"a\.txt line 3: class index 7 is not in names \(0\.\.1\); repair with"):
-        build_dataset(ann, tmp_path / "out", test_fraction=0)
-    report = build_dataset(ann, tmp_path / "out", test_fraction=0, fix="drop")
+        build_dataset(ann, tmp_path / "out")
+    report = build_dataset(ann, tmp_path / "out", fix="drop")
     assert report.counts["train"].negatives == 2
     img = load_index(tmp_path / "out").splits["train"][0]
     assert np.allclose(img.pixel_boxes(), [[80, 30, 120, 70], [20, 10, 60, 50]], atol=1e-3)
@@ -279,6 +279,57 @@ def test_bad_boxes_need_fix_and_are_named(tmp_path):
     assert "clipped 2 bad box(es)" in report.notes[0]
     build_dataset(_one_image(tmp_path, boxes), tmp_path / "drop", fix="drop")
     assert np.allclose(load_index(tmp_path / "drop").splits["train"][0].pixel_boxes(), [[1, 1, 20, 20], [0, 0, 50, 40]])
+
+
+def test_a_box_too_thin_for_the_index_is_a_bad_box_so_every_build_reads_back(tmp_path, run_cli):
+    """1e-7 px wide at x = 10 of 50: positive in float64, zero in the index reader's float32. The build applies
+    the reader's rule: refused, or dropped by --fix, never written for every later command to refuse."""
+    from deepvision.data.detection.index import bad_boxes
+
+    thin = (10, 10, 10 + 1e-7, 15, "a")
+    assert bad_boxes([x / 50 for x in thin[:4]]).tolist() == [True]  # the reader's own rule
+    assert bad_boxes([[0.2, 0.2, 0.2 + 1e-6, 0.3], [0, 0, 1, 1]]).tolist() == [False, False]
+    boxes = [thin, (1, 1, 20, 20, "a"), (50 - 1e-7, 3, 50.5, 9, "a")]  # thin once clipped to the image
+    with pytest.raises(UserError) as err:
+        build_dataset(_one_image(tmp_path, boxes), tmp_path / "out")
+    msg = str(err.value)
+    assert msg.startswith("2 bad box(es), first: ") and "\n" not in msg
+    assert "img.png: box [10, 10, 10, 15] 'a' has a width or height too small to store" in msg
+    assert not (tmp_path / "out").exists()
+    for fix in ("drop", "clip"):
+        report = build_dataset(_one_image(tmp_path, boxes), tmp_path / fix, fix=fix)
+        assert report.counts["train"].boxes == 1 and "2 bad box(es)" in report.notes[-1]
+        img = load_index(tmp_path / fix).splits["train"][0]
+        assert np.allclose(img.pixel_boxes()[0], [1, 1, 20, 20])
+    code, _, err = run_cli("detection", "show", tmp_path / "drop", "--out", tmp_path / "show")
+    assert code == 0, err
+
+
+def test_split_options_are_refused_where_the_annotations_come_split(tmp_path, run_cli):
+    """--test-fraction and --seed were taken and ignored when the annotations held their splits (VOC
+    ImageSets/Main lists, COCO files per split): a 50% test split asked for, the files' 25% given, rc 0.
+    Refused on one line like --reference-clip; they still draw the split of annotations that come as one set."""
+    voc = make_fake(tmp_path / "voc", "voc", images=8, size=48, seed=0).out
+    coco = make_fake(tmp_path / "coco", "coco", images=8, size=48, seed=0)
+    for args, message in [
+            (["voc", voc, "--test-fraction", "0.5", "--seed", "7"], f"--test-fraction and --seed apply when the "
+             f"annotations come as one set; {voc} has ImageSets/Main lists (train, test): leave --test-fraction "
+             f"and --seed out"),
+            (["voc", voc, "--seed", "42"], "--seed applies when the annotations come as one set; "),
+            (["coco", *coco.build_args[1:], "--test-fraction", "0"], "--test-fraction applies when the annotations "
+             "come as one set; the coco annotations come in splits (train, val): leave --test-fraction out")]:
+        code, out, err = run_cli("detection", "build", *args, "--out", tmp_path / "built")
+        assert (code, out) == (2, "") and err.count("\n") == 1 and message in err, err
+        assert not (tmp_path / "built").exists()
+    with pytest.raises(UserError, match="--test-fraction applies when the annotations come as one set"):
+        build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "built", test_fraction=0.5)
+    code, out, err = run_cli("detection", "build", "voc", voc, "--out", tmp_path / "built")
+    assert code == 0 and "train        6 images" in out and "test         2 images" in out, err
+    (voc / "ImageSets" / "Main" / "train.txt").unlink()
+    (voc / "ImageSets" / "Main" / "test.txt").unlink()
+    code, out, err = run_cli("detection", "build", "voc", voc, "--out", tmp_path / "one-set", "--test-fraction",
+                             "0.5", "--seed", "7")
+    assert code == 0 and "train        4 images" in out and "test         4 images" in out, err
 
 
 def test_unknown_classes_missing_images_negatives_strict(tmp_path):
@@ -407,7 +458,7 @@ def test_label_map_unknown_fields_and_broken_text_are_refused(tmp_path, text, me
 
 
 def test_load_index_rejects_edited_files(tmp_path):
-    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out", test_fraction=0)
+    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out")
     doc = json.loads((tmp_path / "out" / "train.json").read_text())
     doc["images"][0]["labels"] = [5]
     (tmp_path / "out" / "train.json").write_text(json.dumps(doc))
@@ -427,8 +478,7 @@ def test_load_index_rejects_edited_files(tmp_path):
 def test_load_index_refuses_companions_that_disagree(tmp_path, name, edit):
     """classes.txt, label_map.pbtxt and each box's class name repeat what dataset.json and the class ids say;
     one reordered or renamed by hand was ignored here (and believed by the tools that read it)."""
-    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a"), (2, 2, 30, 30, "b")]), tmp_path / "out",
-                  test_fraction=0)
+    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a"), (2, 2, 30, 30, "b")]), tmp_path / "out")
     assert load_index(tmp_path / "out").classes == ["a", "b"]
     label_map, built = tmp_path / "out" / "label_map.pbtxt", (tmp_path / "out" / "label_map.pbtxt").read_text()
     label_map.write_text(built.replace("'", '"'))  # double quotes: the same label map
@@ -462,7 +512,7 @@ def test_load_index_refuses_companions_that_disagree(tmp_path, name, edit):
 def test_load_index_refuses_values_a_build_never_writes(tmp_path, edit, message):
     """A train.json edited by hand (or sent by someone): NaN boxes, sides past the ceiling, files outside
     the image folder are one line naming the split file, before any image is read."""
-    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out", test_fraction=0)
+    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out")
     doc = json.loads((tmp_path / "out" / "train.json").read_text())
     doc["images"][0].update(edit)
     (tmp_path / "out" / "train.json").write_text(json.dumps(doc))
@@ -475,7 +525,7 @@ def test_load_index_refuses_values_a_build_never_writes(tmp_path, edit, message)
     ([7], "'classes' must be a list of class names (text); rebuild the dataset"),
 ])
 def test_load_index_refuses_class_names_a_build_never_writes(tmp_path, run_cli, classes, message):
-    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out", test_fraction=0)
+    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out")
     meta = json.loads((tmp_path / "out" / "dataset.json").read_text())
     meta["classes"] = classes
     (tmp_path / "out" / "dataset.json").write_text(json.dumps(meta))
@@ -632,7 +682,7 @@ def test_a_stopped_build_leaves_no_file_its_next_run_refuses(tmp_path, run_cli, 
     built = tmp_path / "new" / "built"
     before = {p.name: p.read_bytes() for p in built.iterdir()}
     stop_on_call(monkeypatch, "deepvision.datasets.detection.build.atomic_write_text", 4, stop)
-    assert run_cli(*build, "--test-fraction", "0.5", "--seed", "3")[0] in (130, 143)
+    assert run_cli(*build, "--classes", "triangle,square,disc")[0] in (130, 143)  # files that differ
     assert {p.name: p.read_bytes() for p in built.iterdir()} == before
 
 
@@ -646,7 +696,7 @@ def test_a_stopped_build_leaves_no_file_its_next_run_refuses(tmp_path, run_cli, 
 def test_load_index_reads_only_the_splits_dataset_json_lists_by_plain_names(tmp_path, run_cli, splits, message):
     """`--split dataset` read dataset.json itself as a split ("has no image"); a hand-edited list of splits
     ('../x', a word instead of a list) led to files outside the dataset. Each is one line, nothing drawn."""
-    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out", test_fraction=0)
+    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out")
     for split in ("dataset", "classes", "../out/train", "val"):
         code, out, err = run_cli("detection", "show", tmp_path / "out", "--split", split, "--out", tmp_path / "show")
         assert (code, out) == (2, "") and err.count("\n") == 1, err

@@ -194,7 +194,7 @@ def test_yolo_class_must_be_an_integer(tmp_path, cls):
 def test_yolo_nan_coordinates_and_integral_class(tmp_path):
     ann = read_annotations("yolo", [str(_yolo(tmp_path, "1.0 nan 0.5 0.2 0.2\n0 0.5 0.5 0.5 0.5"))])
     assert [b.label for b in ann.splits["train"][0].boxes] == ["sign", "car"]
-    report = build_dataset(ann, tmp_path / "out", fix="drop", test_fraction=0)
+    report = build_dataset(ann, tmp_path / "out", fix="drop")
     assert report.counts["train"].boxes == 1
     assert np.allclose(load_index(tmp_path / "out").splits["train"][0].pixel_boxes(), [[10, 5, 30, 15]])
 
@@ -503,7 +503,7 @@ def test_out_inside_an_input_or_image_folder_is_refused(tmp_path, run_cli):
     assert code == 2 and f"is inside the input folder ({images})" in " ".join(err.split())
     assert not (images / "idx").exists() and _snapshot(voc) == before
     # show: the drawings never land among the photos
-    code, _, err = run_cli("detection", "build", "voc", voc, "--out", tmp_path / "built", "--test-fraction", "0")
+    code, _, err = run_cli("detection", "build", "voc", voc, "--out", tmp_path / "built")
     assert code == 0, err
     code, _, err = run_cli("detection", "show", tmp_path / "built", "--out", voc / "JPEGImages")
     assert code == 2 and err.count("\n") == 1

@@ -120,11 +120,11 @@ def test_coco_duplicate_image_ids_and_false_sizes(tmp_path):
         read_coco({"train": twice})
     huge = _coco(tmp_path / "c2", [{"id": 1, "file_name": "p.jpg", "width": 1e30, "height": 48}])
     ann = read_coco({"train": huge})  # 1e30 is no integer size: the image's own is used
-    build_dataset(ann, tmp_path / "o2", test_fraction=0)
+    build_dataset(ann, tmp_path / "o2")
     for width in (6400, 10**30):
         wrong = _coco(tmp_path / f"c{width}", [{"id": 1, "file_name": "p.jpg", "width": width, "height": 48}])
         with pytest.raises(UserError, match=f"give its size as {width}x48 but the image is 64x48"):
-            build_dataset(read_coco({"train": wrong}), tmp_path / "o3", test_fraction=0)
+            build_dataset(read_coco({"train": wrong}), tmp_path / "o3")
 
 
 @pytest.mark.parametrize(("value", "difficult"), [("0", False), ("1", True), ("true", True), ("False", False)])

@@ -14,22 +14,16 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    # list files
-    "ListEntry": "deepvision.data.lst", "read_lst": "deepvision.data.lst",
-    # record files
-    "IRHeader": "deepvision.data.records", "pack_header": "deepvision.data.records",
-    "unpack_header": "deepvision.data.records", "unpack_img": "deepvision.data.records",
-    "RecordReader": "deepvision.data.records", "RecordFile": "deepvision.data.records",
-    "RecordError": "deepvision.data.records", "IndexMismatchError": "deepvision.data.records",
-    "read_index": "deepvision.data.records", "scan_records": "deepvision.data.records",
+    "ListEntry": "deepvision.data.lst", "read_lst": "deepvision.data.lst",  # list files
+    **dict.fromkeys(("IRHeader", "pack_header", "unpack_header", "unpack_img", "RecordReader", "RecordFile",  # records
+                     "RecordError", "IndexMismatchError", "read_index", "scan_records"), "deepvision.data.records"),
     # loading
     "RecordDataset": "deepvision.data.records.loader", "RecordLoader": "deepvision.data.records.loader",
     "ImageRecordIter": "deepvision.data.records.mxnet_iter", "EpochBatchSampler": "deepvision.data.sampling",
-    "HDF5Dataset": "deepvision.data.hdf5",
-    "Preprocess": "deepvision.data.preprocess", "SampleTransform": "deepvision.data.transforms",
-    "load_data": "deepvision.data.sources", "register_source": "deepvision.data.sources",
-    "build_loaders": "deepvision.data.loaders", "BatchLoader": "deepvision.data.loader",
-    "BatchSource": "deepvision.data.loader"}
+    "HDF5Dataset": "deepvision.data.hdf5", "Preprocess": "deepvision.data.preprocess",
+    "SampleTransform": "deepvision.data.transforms", "load_data": "deepvision.data.sources",
+    "register_source": "deepvision.data.sources", "build_loaders": "deepvision.data.loaders",
+    "BatchLoader": "deepvision.data.loader", "BatchSource": "deepvision.data.loader"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -42,9 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--classes", help="class names in id order: a comma list, classes.txt or label_map.pbtxt "
                                      "(default: the format's own order, else sorted; LISA: the 3 classes)")
     b.add_argument("--fix", choices=("clip", "drop"), help="repair boxes that are empty or outside the image")
-    b.add_argument("--test-fraction", type=float, default=0.25,
-                   help="test share when the annotations come as one set (default 0.25)")
-    b.add_argument("--seed", type=int, default=42, help="seed of that split (default 42)")
+    b.add_argument("--test-fraction", type=float,
+                   help="test share when the annotations come as one set (default 0.25; refused when they come "
+                        "split)")
+    b.add_argument("--seed", type=int, help="seed of that split (default 42)")
     b.add_argument("--images", metavar="DIR",
                    help="voc, coco: the folder holding the images (default: found from the annotation files)")
     b.add_argument("--reference-clip", action="store_true",

@@ -154,6 +154,12 @@ def _image(entry: dict[str, Any], image_root: Path, classes: list[str], path: Pa
     if names is not None and names != [classes[i - 1] for i in labels]:
         raise UserError(f"{path}: {printable(name)} names classes {printable(str(names))[:60]} that its class ids "
                         f"do not give; rebuild the dataset")
-    if len(boxes) and ((boxes < 0).any() or (boxes > 1).any() or (boxes[:, 2:] <= boxes[:, :2]).any()):
+    if bad_boxes(boxes).any():
         raise UserError(f"{path}: {printable(name)} has boxes outside [0, 1] or of zero size; rebuild the dataset")
     return IndexImage(file, width, height, boxes, labels, difficult)
+
+
+def bad_boxes(boxes: np.ndarray) -> np.ndarray:
+    """Per box: outside [0, 1] or of zero size as the index holds it (normalised, float32); the build checks it too."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return (boxes < 0).any(1) | (boxes > 1).any(1) | (boxes[:, 2:] <= boxes[:, :2]).any(1)

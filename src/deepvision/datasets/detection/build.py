@@ -60,8 +60,10 @@ class BuildReport:
         return out
 
 
-def _split_all(records: list[ImageRecord], test_fraction: float, seed: int) -> dict[str, list[ImageRecord]]:
+def _split_all(records: list[ImageRecord], test_fraction: float | None, seed: int | None
+               ) -> dict[str, list[ImageRecord]]:
     """Split by image as the reference does: sklearn's train_test_split of the image list (75/25, seed 42)."""
+    test_fraction, seed = 0.25 if test_fraction is None else test_fraction, 42 if seed is None else seed
     if test_fraction <= 0:
         return {"train": records}
     if len(records) < 2:
@@ -89,24 +91,38 @@ def check_one_record_per_image(ann: Annotations) -> None:
                         f"and {rec.source or 'a record'} ({split}); give each image one record in one split")
 
 
+def check_split_options(ann: Annotations, test_fraction: float | None, seed: int | None) -> None:
+    """Refuse --test-fraction or --seed where the annotations hold their own splits: they would be ignored."""
+    given = [opt for opt, value in (("--test-fraction", test_fraction), ("--seed", seed)) if value is not None]
+    if not given or list(ann.splits) == ["all"]:
+        return
+    names = ", ".join(ann.splits)
+    where = f"{ann.inputs[0]} has ImageSets/Main lists ({names})" if ann.source_format == "voc" and ann.inputs \
+        else f"the {ann.source_format} annotations come in splits ({names})"
+    raise UserError(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} when the annotations come as one "
+                    f"set; {where}: leave {' and '.join(given)} out")
+
+
 def build_dataset(
     ann: Annotations,
     out: str | Path,
     *,
     classes: list[str] | None = None,
     fix: str | None = None,
-    test_fraction: float = 0.25,
-    seed: int = 42,
+    test_fraction: float | None = None,
+    seed: int | None = None,
     strict: bool = False,
     command: str = "",
     extra_inputs: list[str] | None = None,
 ) -> BuildReport:
-    """Check the annotations, split by image when they come as one set, and write the index to `out`
-    (`extra_inputs`: other files read, such as the class list, which `out` may not write over)."""
+    """Check the annotations, split by image when they come as one set (`test_fraction`, default 0.25, and
+    `seed`, default 42; refused when they come split), and write the index to `out` (`extra_inputs`: other
+    files read, such as the class list, which `out` may not write over)."""
     if fix is not None and fix not in FIXES:
         raise UserError(f"--fix must be clip or drop, got {fix!r}")
-    if not 0 <= test_fraction < 1:
+    if test_fraction is not None and not 0 <= test_fraction < 1:
         raise UserError(f"--test-fraction must be in [0, 1), got {test_fraction}")
+    check_split_options(ann, test_fraction, seed)
     classes = list(classes or ann.classes or sorted({b.label for rs in ann.splits.values() for r in rs
                                                       for b in r.boxes}))
     if not classes:
@@ -173,7 +189,7 @@ def build_dataset(
             w, h = rec.width, rec.height
             entries.append({
                 "file": os.path.relpath(rec.file, image_root), "width": w, "height": h,
-                "boxes": [[b.xmin / w, b.ymin / h, b.xmax / w, b.ymax / h] for b in rec.boxes],
+                "boxes": [b.normalised(w, h) for b in rec.boxes],
                 "labels": [ids[b.label] for b in rec.boxes], "names": [b.label for b in rec.boxes],
                 "difficult": [int(b.difficult) for b in rec.boxes],
             })
@@ -233,7 +249,8 @@ def read_annotations(fmt: str, inputs: list[str], *, classes: list[str] | None =
 
 
 def build_from_files(fmt: str, inputs: list[str | Path], out: str | Path, *, classes: str | list[str] | None = None,
-                     fix: str | None = None, test_fraction: float = 0.25, seed: int = 42, images_dir: str | None = None,
+                     fix: str | None = None, test_fraction: float | None = None, seed: int | None = None,
+                     images_dir: str | None = None,
                      reference_clip: bool = False, strict: bool = False, command: str = "") -> BuildReport:
     """`deepvision detection build`: read annotations in format `fmt` and write the dataset index to `out`.
 

@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from deepvision.data.detection.index import FORMAT, OWN_FILES, check_split_name
+from deepvision.data.detection.index import FORMAT, OWN_FILES, bad_boxes, check_split_name
 from deepvision.data.imageio import image_size
 from deepvision.datasets.detection.readers.common import file_problem
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
@@ -40,7 +40,17 @@ def _problem(box: Box, width: int, height: int) -> str | None:
     t = TOLERANCE
     if box.xmin < -t or box.ymin < -t or box.xmax > width + t or box.ymax > height + t:
         return f"extends outside the {width}x{height} image"
+    if _too_thin(_clip(box, width, height), width, height):
+        return "has a width or height too small to store (zero once normalised to [0, 1] in 32-bit floats)"
     return None
+
+
+def _too_thin(box: Box, width: int, height: int) -> bool:
+    """A box inside the image whose side is positive in pixels but zero as the index holds it (1e-7 px at x = 10):
+    the index reader would refuse what the build wrote, so the build applies the reader's own rule."""
+    coords = box.normalised(width, height)
+    # float32 moves a value in [0, 1] by at most 2**-25: a wider side stays positive (no array per box)
+    return min(coords[2] - coords[0], coords[3] - coords[1]) <= 2**-23 and bool(bad_boxes(coords)[0])
 
 
 def _clip(box: Box, width: int, height: int) -> Box:
@@ -90,7 +100,7 @@ def check_records(records: list[ImageRecord], classes: list[str], fix: str | Non
                     continue
             finite = all(map(math.isfinite, box.coords))
             box = _clip(box, rec.width, rec.height)
-            if not finite or box.xmax <= box.xmin or box.ymax <= box.ymin:
+            if not finite or box.xmax <= box.xmin or box.ymax <= box.ymin or _too_thin(box, rec.width, rec.height):
                 if problem is None:  # a sliver within the tolerance band: nothing left to keep
                     counters["bad"].append(f"{rec.file}: {box.describe()} is empty inside the image")
                 counters["emptied"] += 1

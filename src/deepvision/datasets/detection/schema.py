@@ -24,6 +24,10 @@ class Box:
     def coords(self) -> tuple[float, float, float, float]:
         return (self.xmin, self.ymin, self.xmax, self.ymax)
 
+    def normalised(self, width: int, height: int) -> list[float]:
+        """The box as the built index stores it: [xmin, ymin, xmax, ymax] as fractions of the image's size."""
+        return [self.xmin / width, self.ymin / height, self.xmax / width, self.ymax / height]
+
     def describe(self) -> str:
         return f"box [{self.xmin:g}, {self.ymin:g}, {self.xmax:g}, {self.ymax:g}] '{self.label}'"
 
