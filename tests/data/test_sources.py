@@ -306,3 +306,10 @@ def test_folder_source_reads_a_split_folder_in_any_case_and_refuses_two_spelling
         assert len(load_data(build_config({"data": {**data, "test": name}}).data).test) == count
     (tmp_path / "data" / "train").rename(tmp_path / "data" / "TRAIN")
     assert len(load_data(build_config({"data": {**data, "test": "./test"}}).data).train) == 6
+
+
+def test_every_name_the_data_package_exports_resolves():
+    import deepvision.data
+
+    for name in deepvision.data.__all__:
+        assert getattr(deepvision.data, name).__name__ == name

@@ -22,7 +22,7 @@ _EXPORTS = {
     "ImageRecordIter": "deepvision.data.records.mxnet_iter", "EpochBatchSampler": "deepvision.data.sampling",
     "HDF5Dataset": "deepvision.data.hdf5", "Preprocess": "deepvision.data.preprocess",
     "SampleTransform": "deepvision.data.transforms", "load_data": "deepvision.data.sources",
-    "register_source": "deepvision.data.sources", "build_loaders": "deepvision.data.loaders",
+    "register_source": "deepvision.data.source_registry", "build_loaders": "deepvision.data.loaders",
     "BatchLoader": "deepvision.data.loader", "BatchSource": "deepvision.data.loader"}
 
 __all__ = sorted(_EXPORTS)
