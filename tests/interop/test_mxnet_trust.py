@@ -657,6 +657,7 @@ def test_the_final_softmax_keeps_its_temperature(tmp_path, temperature):
     ([_node("SoftmaxOutput", "so", []), _node("_copy", "cp", [])], False),
     ([_node("softmax", "sm", []), _node("Flatten", "fl", [])], False),
     ([_node("SoftmaxActivation", "sa", []), _node("BlockGrad", "bg", []), _node("identity", "id", [])], False),
+    ([_node("softmax", "sm", []), _node("Reshape", "r", [], shape="(0, -1)")], False),
     ([_node("softmax", "s1", []), _node("softmax", "s2", [])], True),  # MXNet's output: softmax(softmax(z))
 ])
 def test_the_final_softmax_is_found_behind_identities_and_dropped_once(tmp_path, tail, double):

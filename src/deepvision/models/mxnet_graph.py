@@ -15,7 +15,7 @@ weights under `layers.<node name>.*`. Operators (MXNet 1.x names and defaults):
     returns logits (a softmax `temperature` T is kept as logits / T, which give the same probabilities).
 
 The final softmax is the one reached from the output through operators that are identities at inference
-(Dropout, _copy, Cast, Flatten, ...); it is built and checked like any node, and dropped only where
+(Dropout, _copy, Cast, Flatten, Reshape, ...); it is built and checked like any node, and dropped only where
 deepvision's softmax over each sample's classes computes the same (not over the batch axis or part of a
 sample). A sigmoid output (a binary or multi-label head) and a single output are refused: a softmax over
 the classes cannot represent them.
@@ -254,8 +254,9 @@ def _param_names(symbol: Symbol, node: Node) -> dict[str, str]:
     return {rename.get(role, role): name for role, name in roles.items()}
 
 
-# Operators that pass a sample's values on unchanged at inference: the final softmax may sit behind them.
-PASS_OPS = IDENTITY_OPS | {"Flatten", "flatten"}
+# Operators that pass a sample's values on unchanged at inference (reshaped at most): the final softmax
+# may sit behind them.
+PASS_OPS = IDENTITY_OPS | {"Flatten", "flatten", "Reshape", "reshape"}
 
 
 def _head(symbol: Symbol) -> tuple[Node, Node | None]:
