@@ -601,3 +601,111 @@ def test_a_loss_head_may_leave_out_its_label_but_takes_no_third_input(tmp_path):
     with pytest.raises(UserError, match=r"^MXNet node 'out' \(SoftmaxOutput\): takes 2 inputs \(data, label\), the "
                                         r"symbol gives 3: the extra input 'data' would be dropped"):
         import_mxnet(prefix, 1, out=tmp_path / "run2", input_size=(1, 8, 8), quiet=True)
+
+
+def _head_checkpoint(tmp_path: Path, tail: list[dict], hidden: int = 2, after: int = 6) -> Path:
+    """The small checkpoint with its head replaced: FullyConnected(`hidden`) (node 6, or node `after`)
+    -> `tail`, chained, the last one the graph's output."""
+    rng = np.random.default_rng(1)
+    prefix = _checkpoint(tmp_path, weights={"arg:f_weight": rng.normal(size=(hidden, 144)).astype(np.float32),
+                                            "arg:f_bias": rng.normal(size=hidden).astype(np.float32)})
+    doc = json.loads(Path(f"{prefix}-symbol.json").read_text())
+    nodes = doc["nodes"][:7]
+    nodes[6]["attrs"]["num_hidden"] = str(hidden)
+    last = after
+    for op in tail:
+        nodes.append({**op, "inputs": [[last, 0, 0]] + op["inputs"]})
+        last = len(nodes) - 1
+    doc.update(nodes=nodes, heads=[[last, 0, 0]])
+    Path(f"{prefix}-symbol.json").write_text(json.dumps(doc))
+    return prefix
+
+
+def _probabilities(prefix: Path, x):
+    """Softmax over the classes of what the imported graph returns, and the FullyConnected logits z."""
+    import torch
+
+    from deepvision.interop.mxnet_import import load_graph_weights
+    from deepvision.interop.mxnet_params import split_params
+    from deepvision.models.mxnet_symbol import read_symbol
+
+    graph = MXNetGraph(read_symbol(f"{prefix}-symbol.json"), in_channels=1, input_size=8).eval()
+    args, aux = split_params(read_params(f"{prefix}-0001.params"), "params")
+    load_graph_weights(graph, args, aux, "params")
+    p = {k: torch.tensor(np.array(v)) for k, v in args.items()}  # new arrays, the file's left alone
+    c = torch.nn.functional.conv2d(x, p["c_weight"], p["c_bias"])
+    with torch.no_grad():
+        return torch.softmax(graph(x), 1), c.flatten(1) @ p["f_weight"].T + p["f_bias"]
+
+
+@pytest.mark.parametrize("temperature", [4.0, -1.0, 0.5])
+def test_the_final_softmax_keeps_its_temperature(tmp_path, temperature):
+    """softmax(z / T) is what MXNet outputs: the head is dropped, its temperature kept (a negative one
+    reverses the ranking)."""
+    import torch
+
+    prefix = _head_checkpoint(tmp_path, [_node("softmax", "sm", [], temperature=f"{temperature:g}")], hidden=3)
+    x = 0.05 * torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))  # logits of a few units
+    probs, z = _probabilities(prefix, x)
+    assert torch.allclose(probs, torch.softmax(z / temperature, 1), atol=1e-6)
+    if temperature < 0:
+        assert (probs.argmax(1) == z.argmin(1)).all()
+
+
+@pytest.mark.parametrize(("tail", "double"), [
+    ([_node("softmax", "sm", []), _node("Dropout", "dr", [], p="0.5", mode="training")], False),
+    ([_node("SoftmaxOutput", "so", []), _node("_copy", "cp", [])], False),
+    ([_node("softmax", "sm", []), _node("Flatten", "fl", [])], False),
+    ([_node("SoftmaxActivation", "sa", []), _node("BlockGrad", "bg", []), _node("identity", "id", [])], False),
+    ([_node("softmax", "sm", []), _node("Reshape", "r", [], shape="(0, -1)")], False),
+    ([_node("softmax", "s1", []), _node("softmax", "s2", [])], True),  # MXNet's output: softmax(softmax(z))
+])
+def test_the_final_softmax_is_found_behind_identities_and_dropped_once(tmp_path, tail, double):
+    import torch
+
+    prefix = _head_checkpoint(tmp_path, tail, hidden=3)
+    x = 0.05 * torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))  # logits of a few units
+    probs, z = _probabilities(prefix, x)
+    want = torch.softmax(z, 1)
+    assert torch.allclose(probs, torch.softmax(want, 1) if double else want, atol=1e-6)
+
+
+@pytest.mark.parametrize(("tail", "hidden", "message"), [
+    ([_node("softmax", "sm", [], temperature="nan")], 3, r"'sm' \(softmax\): temperature=nan must be a finite number$"),
+    ([_node("softmax", "sm", [], temperature="abc")], 3, r"'sm' \(softmax\): temperature=abc must be a finite number$"),
+    ([_node("softmax", "sm", [], temperature="0")], 3, r"'sm' \(softmax\): temperature=0 divides by zero$"),
+    ([_node("softmax", "sm", [], axis="0"), _node("Dropout", "dr", [])], 3,
+     r"'sm' \(softmax\): axis=0 takes the softmax over the batch axis, which a classifier cannot take$"),
+    ([_node("softmax", "sm", []), _node("Dropout", "dr", [], mode="always")], 3,
+     r"'dr' \(Dropout\): mode=always drops values at inference too"),
+    ([_node("softmax", "sm", [], use_length="maybe")], 3, r"'sm' \(softmax\): use_length=maybe must be true"),
+    ([_node("softmax", "sm", [], use_length="1")], 3, r"'sm' \(softmax\): use_length=True \(a softmax over the "),
+    ([_node("Activation", "sig", [], act_type="sigmoid")], 1,
+     r"'sig' \(Activation\): the graph's output is a sigmoid \(a binary or multi-label head\), which a deepvision "
+     r"classifier \(a softmax over the classes\) cannot represent"),
+    ([_node("sigmoid", "sig", []), _node("Flatten", "fl", [])], 3, r"'sig' \(sigmoid\): the graph's output is a "
+                                                                    r"sigmoid"),
+    ([_node("softmax", "sm", [])], 1, r"net-symbol.json: the graph has 1 output \('sm'\); a softmax over one class "
+                                      r"is always 100%"),
+    ([], 1, r"net-symbol.json: the graph has 1 output \('f'\)"),
+])
+def test_a_head_deepvision_cannot_represent_is_refused(tmp_path, run_cli, tail, hidden, message):
+    """Every attribute of the final softmax is read as for an inner node; a sigmoid (binary or multi-label)
+    or single-output head is refused naming it: it imported as one class at 100% or as softmax(sigmoid)."""
+    prefix = _head_checkpoint(tmp_path, tail, hidden=hidden)
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    sized = ["--input-size", "1x8x8"] if hidden > 1 else []  # the size found from the weights refuses alike
+    code, out, err = run_cli("import", "mxnet", prefix, 1, "--out", tmp_path / "run", *sized)
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert re.search(r"error: (MXNet node |\S*)" + message, err.strip()), err
+    assert not (tmp_path / "run").exists() and {p: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_a_final_softmax_over_part_of_each_sample_is_refused(tmp_path):
+    """A channel softmax over a 4x6x6 map normalises each position apart: not one softmax over the sample."""
+    prefix = _head_checkpoint(tmp_path, [_node("SoftmaxActivation", "sa", [], mode="channel"),
+                                         _node("Flatten", "fl", [])], after=3)
+    with pytest.raises(UserError, match=r"^MXNet node 'sa' \(SoftmaxActivation\): the final softmax normalises over "
+                                        r"axis 1 of its input \(4, 6, 6\) per position, not over each sample's"):
+        _import(prefix, tmp_path)
+    assert not (tmp_path / "run").exists()

@@ -25,7 +25,7 @@ import torch
 from deepvision.config.schema import MAX_EPOCHS
 from deepvision.errors import UserError, suggest
 from deepvision.interop.mxnet_params import read_params, split_params
-from deepvision.models.mxnet_graph import MXNetGraph, check_operators
+from deepvision.models.mxnet_graph import MXNetGraph, SingleOutputError, check_operators
 from deepvision.models.mxnet_symbol import Symbol, read_symbol
 from deepvision.safeload import (
     MAX_TEXT_BYTES,
@@ -154,10 +154,14 @@ def infer_input_size(symbol: Symbol, args: dict[str, np.ndarray], aux: dict[str,
         return int(shape[1]), int(shape[2]), int(shape[3])
     check_operators(symbol)
     arrays = {**args, **aux}
+    single: SingleOutputError | None = None
     for channels in (3, 1):
         for side in _CANDIDATE_SIDES:
             try:
                 graph = MXNetGraph(symbol, channels, side, materialize=False)
+            except SingleOutputError as exc:  # said at the end, unless another size gives classes
+                single = single or exc
+                continue
             except UserError:
                 continue
             fits = all(tuple(arrays[var].shape) == tuple(graph.layers[key].state_dict()[role].shape)
@@ -165,6 +169,8 @@ def infer_input_size(symbol: Symbol, args: dict[str, np.ndarray], aux: dict[str,
                        if var in arrays and not (role == "weight" and getattr(graph.layers[key], "fix_gamma", 0)))
             if fits:
                 return channels, side, side
+    if single is not None:
+        raise single
     raise UserError(f"{symbol.path}: cannot tell the input size from the weights; give --input-size CxHxW")
 
 

@@ -11,7 +11,14 @@ weights under `layers.<node name>.*`. Operators (MXNet 1.x names and defaults):
     count_include_pad), LRN, Flatten, Concat, elemwise_add / _Plus / broadcast_add / add_n,
     elemwise_mul / elemwise_sub, the *_scalar arithmetic, clip, Dropout (inference: identity),
     Reshape (0, -1 and positive sizes), softmax / SoftmaxActivation, identity / BlockGrad / _copy,
-    and a final SoftmaxOutput / Softmax / softmax, which is dropped: the module returns logits.
+    and a final SoftmaxOutput / Softmax / softmax / SoftmaxActivation, which is dropped: the module
+    returns logits (a softmax `temperature` T is kept as logits / T, which give the same probabilities).
+
+The final softmax is the one reached from the output through operators that are identities at inference
+(Dropout, _copy, Cast, Flatten, Reshape, ...); it is built and checked like any node, and dropped only where
+deepvision's softmax over each sample's classes computes the same (not over the batch axis or part of a
+sample). A sigmoid output (a binary or multi-label head) and a single output are refused: a softmax over
+the classes cannot represent them.
 
 Anything else is refused with one line naming every unsupported operator. A Pooling window that
 PyTorch would size differently from MXNet's "full" convention is refused naming the layer.
@@ -30,11 +37,27 @@ from torch import nn
 
 from deepvision.errors import UserError
 from deepvision.models.layers import module_key
-from deepvision.models.mxnet_ops import ADD_OPS, CONCAT_OPS, MUL_OPS, SUB_OPS, SUPPORTED, make_module, node_error
+from deepvision.models.mxnet_ops import (
+    ADD_OPS,
+    CONCAT_OPS,
+    IDENTITY_OPS,
+    MUL_OPS,
+    SUB_OPS,
+    SUPPORTED,
+    InstanceSoftmax,
+    ScalarOp,
+    Softmax,
+    make_module,
+    node_error,
+)
 from deepvision.models.mxnet_symbol import SOFTMAX_HEADS, Node, Symbol, read_symbol
 from deepvision.models.registry import ModelSpec, register_provider
 from deepvision.models.shapes import check_activation, hw
 from deepvision.safeload import check_declared_bytes, printable
+
+
+class SingleOutputError(UserError):
+    """The graph computes one output: whatever the input size, no classifier to import."""
 
 
 class MXNetGraph(nn.Module):
@@ -53,7 +76,8 @@ class MXNetGraph(nn.Module):
         self.node_keys: dict[int, str] = {}
         self.steps: list[tuple[int, str, str, tuple[int, ...], tuple[int, ...]]] = []
         self.concat_dims: dict[str, int] = {}
-        output, self.softmax_head = _strip_softmax(symbol)
+        output, softmax = _head(symbol)
+        self.softmax_head = softmax is not None
         needed = symbol.ancestors(output.index)
         _check_supported(symbol, needed)
         data = [n for n in symbol.input_nodes() if n.index in needed]
@@ -85,6 +109,8 @@ class MXNetGraph(nn.Module):
                     except (ValueError, TypeError, OverflowError, ZeroDivisionError, RuntimeError) as exc:
                         raise node_error(node, f"attributes {node.attrs} cannot be built "
                                                f"({str(exc).splitlines()[0][:120]})") from None
+                    if softmax is not None and node.index == softmax.index:
+                        self.layers[key] = _drop_softmax(node, self.layers[key], xs[0])
                     self.mx_params[key] = _param_names(symbol, node)
                     if head is not None and node.index == head.index:
                         self.head_key = key
@@ -109,6 +135,10 @@ class MXNetGraph(nn.Module):
             raise UserError(f"{symbol.path}: the graph has {out_shape[1]} outputs and no final FullyConnected or "
                             f"Convolution to resize to {num_classes} classes")
         self.num_classes = out_shape[1]
+        if self.num_classes == 1:
+            name = printable(symbol.output.name)[:60]
+            raise SingleOutputError(f"{symbol.path}: the graph has 1 output ('{name}'); a softmax over one class is "
+                                    f"always 100%: deepvision imports classifiers of 2 or more classes")
         self._plan_release()
         if materialize:  # else the layers stay on the meta device: shapes only, for inspection
             self.materialize()
@@ -170,7 +200,7 @@ class MXNetGraph(nn.Module):
         return values[stop]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (the final softmax of the MXNet graph is left out)."""
+        """Logits (the final softmax of the MXNet graph is left out, its temperature kept)."""
         return self._run(x, self.output_index)
 
 
@@ -224,8 +254,16 @@ def _param_names(symbol: Symbol, node: Node) -> dict[str, str]:
     return {rename.get(role, role): name for role, name in roles.items()}
 
 
-def _strip_softmax(symbol: Symbol) -> tuple[Node, bool]:
-    node, stripped = symbol.output, False
+# Operators that pass a sample's values on unchanged at inference (reshaped at most): the final softmax
+# may sit behind them.
+PASS_OPS = IDENTITY_OPS | {"Flatten", "flatten", "Reshape", "reshape"}
+
+
+def _head(symbol: Symbol) -> tuple[Node, Node | None]:
+    """(output node, final softmax or None). The final softmax is the first softmax head reached from the
+    output through `PASS_OPS` (one only: a softmax of a softmax keeps the inner one); it stays in the graph
+    and `_drop_softmax` replaces it when the graph is built. A sigmoid there is refused, naming it."""
+    node = symbol.output
     if len(symbol.heads) != 1:
         names = ", ".join(f"'{symbol.nodes[i].name}'" for i, _ in symbol.heads[:4])
         raise UserError(f"{symbol.path}: the graph has {len(symbol.heads)} outputs ({names}); deepvision imports "
@@ -233,10 +271,30 @@ def _strip_softmax(symbol: Symbol) -> tuple[Node, bool]:
     if symbol.heads[0][1] != 0:
         raise UserError(f"{symbol.path}: the output is output {symbol.heads[0][1]} of '{node.name}' "
                         f"(multi-output operators are not supported)")
-    while node.op in SOFTMAX_HEADS:
-        _check_node(symbol, node)
-        node, stripped = symbol.nodes[symbol.data_inputs(node)[0][0]], True
-    return node, stripped
+    while node.op in PASS_OPS and len(symbol.data_inputs(node)) == 1:
+        node = symbol.nodes[symbol.data_inputs(node)[0][0]]
+    if node.op == "sigmoid" or (node.op == "Activation" and node.get("act_type") == "sigmoid"):
+        raise node_error(node, "the graph's output is a sigmoid (a binary or multi-label head), which a "
+                               "deepvision classifier (a softmax over the classes) cannot represent; import a "
+                               "graph ending in a softmax over 2 or more classes")
+    return symbol.output, node if node.op in SOFTMAX_HEADS else None
+
+
+def _drop_softmax(node: Node, module: nn.Module, x: torch.Tensor) -> nn.Module:
+    """What replaces the final softmax (`module`, built and checked like any node, input `x`): nothing,
+    or logits / temperature. Refused where deepvision's softmax over each sample's values would compute
+    something else: a softmax over the batch axis, or over part of a sample."""
+    dims = set(range(1, x.dim())) if isinstance(module, InstanceSoftmax) else {module.dim % x.dim()}
+    if 0 in dims:
+        raise node_error(node, f"axis={node.get('axis')} takes the softmax over the batch axis, which a "
+                               f"classifier cannot take")
+    rest = [d for d in range(1, x.dim()) if d not in dims and x.shape[d] > 1]
+    if rest:
+        raise node_error(node, f"the final softmax normalises over axis {min(dims)} of its input "
+                               f"{tuple(x.shape[1:])} per position, not over each sample's classes; deepvision "
+                               f"cannot represent this output")
+    temperature = module.temperature if isinstance(module, Softmax) else 1.0
+    return nn.Identity() if temperature == 1.0 else ScalarOp("_div_scalar", temperature)
 
 
 def _classifier(symbol: Symbol, output: Node) -> Node | None:
@@ -253,7 +311,7 @@ def _classifier(symbol: Symbol, output: Node) -> Node | None:
 
 def check_operators(symbol: Symbol) -> None:
     """UserError naming every operator of the graph (up to its output) that the importer cannot build."""
-    output, _ = _strip_softmax(symbol)
+    output, _ = _head(symbol)
     _check_supported(symbol, symbol.ancestors(output.index))
 
 

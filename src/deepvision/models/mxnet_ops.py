@@ -206,6 +206,8 @@ def make_module(node: Node, inputs: list[torch.Tensor], out_override: int | None
         temperature = node.number("temperature") if node.get("temperature") is not None else 1.0
         if temperature == 0:
             raise node_error(node, "temperature=0 divides by zero")
+        if node.flag("use_length"):
+            raise node_error(node, "use_length=True (a softmax over the first `length` values) is not supported")
         return Softmax(node.integer("axis", -x.dim(), x.dim() - 1), temperature)
     if op == "SoftmaxActivation":
         mode = node.get("mode")

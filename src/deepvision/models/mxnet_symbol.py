@@ -59,7 +59,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "Dropout": {"p": 0.5, "mode": "training"},
     "Reshape": {"reverse": False, "shape": None, "target_shape": None},
     "reshape": {"reverse": False, "shape": None, "target_shape": None},
-    "softmax": {"axis": -1, "temperature": None},
+    "softmax": {"axis": -1, "temperature": None, "use_length": False},
     "SoftmaxActivation": {"mode": "instance"},
     "SoftmaxOutput": {"multi_output": False, "preserve_shape": False},
     "clip": {},
