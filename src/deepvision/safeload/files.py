@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from deepvision.errors import UserError
-from deepvision.fileio import (  # re-exported: IMAGE_EXTS, input_file
+from deepvision.fileio import (  # re-exported: IMAGE_EXTS, input_file, tree_entries
     IMAGE_EXTS,
     file_id,
     input_file,
     read_regular_file,
     special_kind,
+    tree_entries,
 )
 
 T = TypeVar("T")
@@ -55,38 +56,6 @@ def refuse_name_and_file(arg: str, known: str, fix: str, folders: bool = True) -
     kind = bare_name_here(arg)
     if kind and (folders or kind == "file"):
         raise UserError(f"'{arg}' is {known} and a {kind} in this folder; give ./{arg} for the {kind}, {fix}")
-
-
-def tree_entries(top: str | Path, root: str | Path | None = None, hidden: bool = True) -> list[Path]:
-    """Everything under `top` at every level that is not a folder, sorted, reached through `top`'s paths.
-    Linked folders are followed, as Ultralytics' recursive glob and im2rec do: a folder met on the walk is a
-    folder, linked or not, never left out without a word. A link that makes the walk reach one folder twice
-    (a loop back to its own ancestor, or a second way to a folder read already: its files would be read twice)
-    is refused naming the link, and with `root` (a dataset's folder) so is a link leading outside root (the
-    dataset would not be whole without what lies outside it). Without `hidden`, hidden folders are not entered."""
-    top = Path(top)
-    real_top, real_root = top.resolve(), Path(root).resolve() if root is not None else None
-    seen: dict[tuple[int, int] | None, Path] = {file_id(top): top}
-    found: list[Path] = []
-    for here, dirs, files in os.walk(top, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if hidden or not d.startswith("."))
-        for name in dirs:
-            sub = Path(here, name)
-            if os.path.islink(sub):
-                target = sub.resolve()
-                if real_top.is_relative_to(target):
-                    raise UserError(f"{sub} is a link to {target}, which holds {top}: following it would never "
-                                    f"end; remove the link")
-                if real_root is not None and not target.is_relative_to(real_root):
-                    raise UserError(f"{sub} is a link to {target}, outside the dataset folder {root}; move that "
-                                    f"folder into {root}, or copy it there in place of the link")
-            first = seen.setdefault(file_id(sub), sub)
-            if first != sub:
-                link = sub if os.path.islink(sub) else first
-                raise UserError(f"{sub} and {first} are one folder ({link} is a link): its files would be read "
-                                f"twice; remove the link")
-        found += [Path(here, name) for name in files]
-    return sorted(found)
 
 
 def image_files(folder: str | Path, exts: Iterable[str] = IMAGE_EXTS, recursive: bool = True) -> list[Path]:
