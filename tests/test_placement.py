@@ -142,3 +142,18 @@ def test_an_output_folder_in_an_input_folder_is_refused(tmp_path):
         refuse_output_in_input_folders(photos / "p.csv", inputs, "-o", file=True)
     refuse_output_in_input_folders(tmp_path / "out", inputs)  # beside the photos: fine
     refuse_output_in_input_folders(photos / "sub", [photos / "a.png"])  # only folders given as inputs count
+
+
+def test_an_output_inside_a_folder_linked_from_an_input_folder_is_refused(tmp_path):
+    """A linked folder under an input folder is read as part of it: an --out inside the link's target would be
+    read back next time, so it is refused naming the link; a folder beside the target is fine."""
+    from deepvision.placement import refuse_output_in_input_folders
+
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "ext" / "sub").mkdir(parents=True)
+    (tmp_path / "photos" / "more").symlink_to(tmp_path / "ext")
+    with pytest.raises(UserError, match=f"^--out {tmp_path / 'ext' / 'sub'} is inside {tmp_path / 'photos'}'s linked "
+                                        f"folder {tmp_path / 'photos' / 'more'}; its files would be read as part of "
+                                        f"it next time, so choose a folder outside it$"):
+        refuse_output_in_input_folders(tmp_path / "ext" / "sub", [tmp_path / "photos"])
+    refuse_output_in_input_folders(tmp_path / "out", [tmp_path / "photos"])

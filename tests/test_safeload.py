@@ -424,6 +424,33 @@ def test_image_files_lists_regular_images_and_names_what_is_not_one(tmp_path):
         image_files(tmp_path, (".jpg",))
 
 
+def test_image_files_follows_linked_folders_and_refuses_a_loop_or_a_folder_read_twice(tmp_path):
+    """A linked sub-folder is read like any folder (never left out without a word); a link back to a folder
+    holding the walk, or a second way to a folder read already, is refused naming the link; with a root,
+    a link leading outside it is refused."""
+    from deepvision.safeload import image_files, tree_entries
+
+    top, ext = tmp_path / "top", tmp_path / "ext"
+    (top / "real").mkdir(parents=True)
+    ext.mkdir()
+    for path in (top / "a.jpg", top / "real" / "b.jpg", ext / "c.jpg"):
+        path.write_bytes(b"x")
+    os.symlink(ext, top / "linked")
+    assert image_files(top, (".jpg",)) == [top / "a.jpg", top / "linked" / "c.jpg", top / "real" / "b.jpg"]
+    with pytest.raises(UserError, match=rf"^{top / 'linked'} is a link to {ext}, outside the dataset folder {top}; "):
+        tree_entries(top, root=top)
+    assert tree_entries(top, root=tmp_path)[1] == top / "linked" / "c.jpg"
+    for name, target, why in (("up", tmp_path, f"which holds {top}: following it would never end"),
+                              ("loop", top / "real", "are one folder")):
+        os.symlink(target, top / "real" / name)
+        with pytest.raises(UserError, match="remove the link$") as err:
+            image_files(top, (".jpg",))
+        assert str(top / "real" / name) in str(err.value) and why in str(err.value) and "\n" not in str(err.value)
+        (top / "real" / name).unlink()
+    os.symlink(tmp_path, top / ".hidden")  # hidden folders are not read as images, so not entered either
+    assert len(image_files(top, (".jpg",))) == 3
+
+
 def test_a_class_name_in_two_unicode_spellings_is_one_name_given_twice():
     from deepvision.safeload import check_class_names
 

@@ -53,6 +53,49 @@ def file_id(path: str | Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def walk_folders(top: str | Path, root: str | Path | None = None, hidden: bool = True
+                 ) -> Iterator[tuple[str, list[str], list[str]]]:
+    """`os.walk(top)` (folder, sub-folders, other entries), sub-folders sorted, linked folders followed, as
+    Ultralytics' recursive glob and im2rec do: a folder met on the walk is a folder, linked or not, never left
+    out without a word. A link that makes the walk reach one folder twice (a loop back to its own ancestor, or a
+    second way to a folder read already: its files would be read twice) is refused naming the link, and with
+    `root` (a dataset's folder) so is a link leading outside root (the dataset would not be whole without what
+    lies outside it). Without `hidden`, hidden folders are not entered."""
+    top = Path(top)
+    real_top, real_root = top.resolve(), Path(root).resolve() if root is not None else None
+    seen: dict[tuple[int, int] | None, Path] = {file_id(top): top}
+    for here, dirs, files in os.walk(top, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if hidden or not d.startswith("."))
+        for name in dirs:
+            sub = Path(here, name)
+            if os.path.islink(sub):
+                target = sub.resolve()
+                if real_top.is_relative_to(target):
+                    raise UserError(f"{sub} is a link to {target}, which holds {top}: following it would never "
+                                    f"end; remove the link")
+                if real_root is not None and not target.is_relative_to(real_root):
+                    raise UserError(f"{sub} is a link to {target}, outside the dataset folder {root}; move that "
+                                    f"folder into {root}, or copy it there in place of the link")
+            first = seen.setdefault(file_id(sub), sub)
+            if first != sub:
+                link = sub if os.path.islink(sub) else first
+                raise UserError(f"{sub} and {first} are one folder ({link} is a link): its files would be read "
+                                f"twice; remove the link")
+        yield here, dirs, files
+
+
+def tree_entries(top: str | Path, root: str | Path | None = None, hidden: bool = True) -> list[Path]:
+    """Everything under `top` at every level that is not a folder, sorted, reached through `top`'s paths and
+    its linked folders (see `walk_folders`)."""
+    return sorted(Path(here, name) for here, _, files in walk_folders(top, root, hidden) for name in files)
+
+
+def linked_folders(top: str | Path) -> list[Path]:
+    """The linked folders under `top` (hidden folders not entered) that a walk of it follows."""
+    return [Path(here, d) for here, dirs, _ in walk_folders(top, hidden=False) for d in dirs
+            if os.path.islink(Path(here, d))]
+
+
 def unlink_quietly(path: str | Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from deepvision.errors import UserError
-from deepvision.fileio import IMAGE_EXTS, file_id, not_a_folder, open_regular_file, output_folder, same_file
+from deepvision.fileio import (
+    IMAGE_EXTS,
+    file_id,
+    linked_folders,
+    not_a_folder,
+    open_regular_file,
+    output_folder,
+    same_file,
+)
 
 
 def refuse_output_over_inputs(out: str | Path, inputs: Iterable[str | Path], option: str = "--out") -> None:
@@ -83,6 +91,8 @@ def refuse_output_in_input_folders(out: str | Path, inputs: Iterable[str | Path]
     outputs, named as the inputs, would be read back as new inputs by the next run over that folder."""
     for item in inputs:
         refuse_output_inside(out, item, "the input folder", option, file)
+        for link in linked_folders(item) if os.path.isdir(item) else ():  # read as part of the input folder
+            refuse_output_inside(out, link, f"{item}'s linked folder", option, file)
 
 
 def distinct_stems(paths: Iterable[str | Path]) -> list[str]:

@@ -552,6 +552,36 @@ def test_an_image_hard_linked_into_two_splits_is_refused(tmp_path, run_cli):
     assert not (tmp_path / "built").exists()
 
 
+def test_yolo_reads_the_photos_of_a_linked_sub_folder_and_refuses_a_link_out_or_around(tmp_path, run_cli):
+    """A linked folder under a split's image folder is followed, as Ultralytics' recursive glob does: its photos
+    are read with their labels, never reported missing. A link leading outside the dataset folder, or back to a
+    folder holding the split (a loop), is refused in one line naming it, nothing written."""
+    from deepvision.datasets.detection import make_fake
+
+    yolo = make_fake(tmp_path / "y", "yolo", images=8, size=64, seed=0)
+    train, labels = yolo.out / "images" / "train", yolo.out / "labels" / "train"
+    count = len(list(train.glob("*.jpg")))
+    (yolo.out / "extra").mkdir()
+    (labels / "more").mkdir()
+    for photo in sorted(train.glob("*.jpg"))[:2]:  # moved into a folder beside images/, linked from train/
+        photo.rename(yolo.out / "extra" / photo.name)
+        (labels / f"{photo.stem}.txt").rename(labels / "more" / f"{photo.stem}.txt")
+    os.symlink("../../extra", train / "more")
+    code, out, err = run_cli("detection", "build", *yolo.build_args, "--out", tmp_path / "built")
+    assert code == 0 and "missing" not in out + err, out + err
+    assert json.loads((tmp_path / "built" / "dataset.json").read_text())["counts"]["train"]["images"] == count
+    (tmp_path / "outside").mkdir()
+    for link, target, why in ((train / "out", tmp_path / "outside", "outside the dataset folder"),
+                              (train / "up", yolo.out / "images", "following it would never end")):
+        (train / "more").unlink(missing_ok=True)
+        os.symlink(target, link)
+        before = _snapshot(yolo.out)
+        code, _, err = run_cli("detection", "build", *yolo.build_args, "--out", tmp_path / "refused")
+        assert code == 2 and err.count("\n") == 1 and f"{link} is a link to {target}" in err and why in err, err
+        assert not (tmp_path / "refused").exists() and _snapshot(yolo.out) == before
+        link.unlink()
+
+
 def test_yolo_label_file_without_its_image_is_counted_and_refused_with_strict(tmp_path, run_cli):
     """A label file whose image is gone is a missing image, as in VOC and COCO: a warning naming it, and an
     error with --strict; its boxes are never left out without a word."""

@@ -4,6 +4,7 @@ PyTorch; `deepvision predict` on the exported .onnx gives the run's own predicti
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -342,3 +343,21 @@ def test_external_data_is_recorded_and_another_one_is_refused(runs, run_cli, tmp
            "sha256 of them" in err and "onnx.save(onnx.load(IN), OUT)" in err
     with pytest.raises(UserError, match="records no size and sha256"):
         load_exported(foreign)
+
+
+def test_check_images_under_the_data_root_are_found_in_linked_folders(tmp_path):
+    """The export's check batch takes the run's images as training reads them: a linked class folder's
+    sub-folder is followed, not left out."""
+    from types import SimpleNamespace
+
+    from deepvision.export.export import check_inputs
+
+    (tmp_path / "root" / "a").mkdir(parents=True)
+    (tmp_path / "ext").mkdir()
+    for i in range(2):
+        (tmp_path / "ext" / f"{i}.png").write_bytes(b"x")
+    os.symlink(tmp_path / "ext", tmp_path / "root" / "a" / "more")
+    loaded = SimpleNamespace(cfg=SimpleNamespace(data=SimpleNamespace(root=str(tmp_path / "root"))),
+                             pre=SimpleNamespace(load=lambda p: torch.zeros(1, 2, 2)))
+    batch, source = check_inputs(loaded, None)
+    assert batch.shape == (2, 1, 2, 2) and source == f"the 2 images under {tmp_path / 'root'}"

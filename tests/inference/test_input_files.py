@@ -39,6 +39,25 @@ def test_predict_refuses_a_fifo_before_loading_the_run(tmp_path, fifo):
                               "give an image file (JPEG, PNG, BMP, GIF, TIFF or WebP)")
 
 
+def test_detect_and_classify_read_the_photos_of_a_linked_folder(tmp_path):
+    """A linked sub-folder of an input folder is searched like any folder, never left out without a word;
+    a link back to a folder holding the input (a loop) is refused naming it."""
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "ext").mkdir()
+    for path in (tmp_path / "photos" / "a.jpg", tmp_path / "ext" / "b.jpg", tmp_path / "ext" / "c.png"):
+        path.write_bytes(b"x")
+    (tmp_path / "photos" / "more").symlink_to(tmp_path / "ext")
+    found = [tmp_path / "photos" / n for n in ("a.jpg", "more/b.jpg", "more/c.png")]
+    assert expand_images([tmp_path / "photos"]) == found
+    assert expand_sources([tmp_path / "photos"]) == [(p, "image") for p in found]
+    (tmp_path / "ext" / "up").symlink_to(tmp_path)
+    for expand in (expand_images, expand_sources):
+        with pytest.raises(UserError, match=f"^{tmp_path / 'photos' / 'more' / 'up'} is a link to {tmp_path}, which "
+                                            f"holds {tmp_path / 'photos'}: following it would never end; remove the "
+                                            f"link$"):
+            expand([tmp_path / "photos"])
+
+
 def test_missing_inputs_still_say_not_found(tmp_path):
     with pytest.raises(UserError, match="image or video not found: "):
         expand_sources([tmp_path / "none.jpg"])

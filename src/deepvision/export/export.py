@@ -39,7 +39,7 @@ from deepvision.models.outputs import check_finite_output
 from deepvision.placement import refuse_output_over_inputs, refuse_replacing
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.runs.rundir import RunDir
-from deepvision.safeload import check_range
+from deepvision.safeload import check_range, image_files
 from deepvision.version import __version__
 
 FORMATS = ("onnx", "torchscript")
@@ -111,7 +111,7 @@ def check_inputs(loaded: LoadedRun, images: list[str | Path] | None, count: int 
     if not paths:
         root = loaded.cfg.data.root
         if root and Path(root).is_dir():
-            found = sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = image_files(root, IMAGE_SUFFIXES)  # linked folders followed, as training reads them
             step = max(1, len(found) // count)
             paths = found[::step][:count]
             source = f"image{'s' if len(paths) != 1 else ''} under {root}"

@@ -75,6 +75,7 @@ from deepvision.safeload.files import (
     refuse_name_and_file,
     regular_file,
     shown_value,
+    tree_entries,
 )
 from deepvision.safeload.text import (
     FORMULA_STARTS,
@@ -106,5 +107,5 @@ __all__ = [
     "max_image_side", "max_read_bytes", "name_lines", "not_utf8", "open_npz", "plain_float", "printable", "read_bytes",
     "read_declared", "read_json", "read_text_file", "read_yaml", "record_index", "refuse_linked_files",
     "refuse_name_and_file", "regular_file", "shell_word", "shown_value", "spreadsheet_cell", "spreadsheet_row",
-    "text_file_lines",
+    "text_file_lines", "tree_entries",
 ]

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from deepvision.errors import UserError
-from deepvision.fileio import (  # re-exported: IMAGE_EXTS, input_file
+from deepvision.fileio import (  # re-exported: IMAGE_EXTS, input_file, tree_entries
     IMAGE_EXTS,
     file_id,
     input_file,
     read_regular_file,
     special_kind,
+    tree_entries,
 )
 
 T = TypeVar("T")
@@ -58,12 +59,13 @@ def refuse_name_and_file(arg: str, known: str, fix: str, folders: bool = True) -
 
 
 def image_files(folder: str | Path, exts: Iterable[str] = IMAGE_EXTS, recursive: bool = True) -> list[Path]:
-    """The files under `folder` (every level with `recursive`) whose suffix is in `exts`, sorted, hidden
-    files and folders left out. A FIFO, socket, device or broken link named like an image is refused,
-    never opened and never skipped without a word (the user meant it as an image)."""
+    """The files under `folder` (every level with `recursive`, linked folders followed: see `tree_entries`)
+    whose suffix is in `exts`, sorted, hidden files and folders left out. A FIFO, socket, device or broken link
+    named like an image is refused, never opened and never skipped without a word (the user meant it as an
+    image)."""
     folder, exts = Path(folder), {e.lower() for e in exts}
     found = []
-    for f in sorted(folder.rglob("*") if recursive else folder.iterdir()):
+    for f in tree_entries(folder, hidden=False) if recursive else sorted(folder.iterdir()):
         if f.suffix.lower() not in exts or any(p.startswith(".") for p in f.relative_to(folder).parts):
             continue
         try:

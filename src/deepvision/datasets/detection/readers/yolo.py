@@ -15,7 +15,15 @@ from deepvision.datasets.detection.readers.common import IMAGE_EXTENSIONS, file_
 from deepvision.datasets.detection.schema import Annotations, Box, ImageRecord
 from deepvision.errors import UserError
 from deepvision.fileio import same_file
-from deepvision.safeload import any_case, by_name_any_case, check_class_names, name_lines, printable, read_text_file
+from deepvision.safeload import (
+    any_case,
+    by_name_any_case,
+    check_class_names,
+    name_lines,
+    printable,
+    read_text_file,
+    tree_entries,
+)
 
 
 def _yolo_names(value: Any, where: str) -> list[str]:
@@ -118,7 +126,7 @@ def _yolo_images(entry: Any, base: Path, where: str) -> tuple[list[tuple[Path, s
         p = _yolo_split_path(base, e, where)
         if p.is_dir():
             folders.append(p)
-            out += [(q, f"the folder {p}") for q in sorted(p.rglob("*")) if q.suffix.lower() in IMAGE_EXTENSIONS]
+            out += [(q, f"the folder {p}") for q in _tree(p, base) if q.suffix.lower() in IMAGE_EXTENSIONS]
         elif p.suffix == ".txt" and p.is_file():  # a list of image paths, relative to the dataset path
             listed: dict[str, tuple[int, str]] = {}
             for line_no, text in enumerate(read_text_file(p, "YOLO image list").splitlines(), 1):
@@ -135,7 +143,13 @@ def _yolo_images(entry: Any, base: Path, where: str) -> tuple[list[tuple[Path, s
     return out, folders
 
 
-def _orphan_labels(folders: list[Path], claimed: dict[Path, Path]) -> list[ImageRecord]:
+def _tree(folder: Path, base: Path) -> list[Path]:
+    """The files under a split's folder, linked folders followed (as Ultralytics' glob does) inside the dataset
+    folder `base` (or inside the split's folder, where it lies outside `base`)."""
+    return tree_entries(folder, base if folder.resolve().is_relative_to(base.resolve()) else folder)
+
+
+def _orphan_labels(folders: list[Path], claimed: dict[Path, Path], base: Path) -> list[ImageRecord]:
     """A record, its image missing, for each label file of a split's image folder that no image takes (its
     image deleted or renamed): the build counts it with the other missing images, so its boxes are never left
     out without a word. In the labels/ folder every .txt is a label file; beside the images, only a .txt whose
@@ -146,7 +160,7 @@ def _orphan_labels(folders: list[Path], claimed: dict[Path, Path]) -> list[Image
         labels = yolo_label_path(folder / "_").parent
         if not labels.is_dir():
             continue
-        for label in sorted(q for q in labels.rglob("*") if q.suffix.lower() == ".txt"):
+        for label in (q for q in _tree(labels, base) if q.suffix.lower() == ".txt"):
             if label.resolve() not in claimed and label.is_file() and (labels != folder or _reads_as_boxes(label)):
                 image = claimed[label.resolve()] = folder / label.relative_to(labels).with_suffix(".*")
                 out.append(ImageRecord(str(image.resolve()), looked_in=(f"{image.name} (the image of {label})",
@@ -322,7 +336,7 @@ def read_yolo(source: str | Path) -> Annotations:
                             f"folder that mirrors images/ ({label.parent}): move them there")
         splits[split] = records
     for split, split_folders in folders.items():
-        splits[split] += _orphan_labels(split_folders, claimed)
+        splits[split] += _orphan_labels(split_folders, claimed, base)
     if not splits:
         raise UserError(f"{yaml_path} names no split (train, val or test)")
     return Annotations(splits, names, [], "yolo", inputs=[str(source), str(yaml_path)],
