@@ -300,7 +300,7 @@ def test_broken_configs_and_weights_are_one_line_errors(tmp_path):
         kernel = next(k for k in dst["layers"] if k.startswith("dense"))
         del dst[f"layers/{kernel}/vars/1"]
         dst[f"layers/{kernel}/vars"].create_dataset("1", data=np.array([b"a", b"b", b"c"]))
-    with pytest.raises(UserError, match="cannot be read as numbers"):
+    with pytest.raises(UserError, match=r"is stored as \|S1, not as real numbers \(float or integer\)"):
         load_keras(text, config=GRAPH / "shallownet.json")
 
 
@@ -640,3 +640,186 @@ def test_every_yes_no_field_is_read_as_a_json_boolean(cls, key, extra):
     rescale = model(True)
     rescale["config"]["layers"][1] = {"class_name": "Rescaling", "config": {"name": "r", "scale": 0.5}}
     KerasGraph(rescale)  # Rescaling's scale is a number, not a yes/no
+
+
+# -- the model's output: final softmax, sigmoid heads, the output reference ----------------------------------
+
+
+def _k3(cls: str, name: str, **cfg) -> dict:
+    return {"class_name": cls, "config": {"name": name, "trainable": True, **cfg}}
+
+
+def _k3_input(name: str = "input_layer") -> dict:
+    return {"class_name": "InputLayer", "config": {"batch_shape": [None, 4, 4, 3], "dtype": "float32", "name": name}}
+
+
+def _write_h5(path: Path, model: dict, weights: dict[str, dict[str, np.ndarray]]) -> Path:
+    """A Keras 3 `model.save("m.h5")` file: `weights` maps each top-level layer to {weight path: array}."""
+    with h5py.File(path, "w") as f:
+        f.attrs["keras_version"], f.attrs["backend"] = "3.5.0", "tensorflow"
+        f.attrs["model_config"] = json.dumps(model)
+        g = f.create_group("model_weights")
+        g.attrs["layer_names"] = np.array([n.encode() for n in weights], dtype=object)
+        for layer, arrays in weights.items():
+            lg = g.create_group(layer)
+            lg.attrs["weight_names"] = np.array([k.encode() for k in arrays], dtype=object if arrays else np.float64)
+            for k, v in arrays.items():
+                lg.create_dataset(k, data=v)
+    return path
+
+
+def _dense_head(units: int, activation: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (rng.normal(0, 0.3, (48, units)).astype(np.float32), rng.normal(0, 0.1, units).astype(np.float32))
+
+
+def _seq(name: str, layers: list[dict]) -> dict:
+    return {"class_name": "Sequential", "config": {"name": name, "trainable": True, "layers": layers}}
+
+
+def _keras_dense(x: torch.Tensor, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Keras' Flatten + Dense on NCHW images: flattened channels-last."""
+    return x.permute(0, 2, 3, 1).reshape(len(x), -1).numpy() @ kernel + bias
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def _classifier(tmp_path: Path, variant: str, activation: str = "softmax", units: int = 3) -> Path:
+    """Flatten + Dense(units, activation) on 4x4x3 inputs, with identity layers after it or inside a
+    nested 'head' model as `variant` says."""
+    kernel, bias = _dense_head(units, activation)
+    dense = _k3("Dense", "dense", units=units, activation=activation, use_bias=True)
+    flat = _k3("Flatten", "flatten", data_format="channels_last")
+    after = {"plain": [], "dropout": [_k3("Dropout", "dropout", rate=0.5)],
+             "noise": [_k3("ActivityRegularization", "reg", l1=0.0, l2=0.0), _k3("GaussianNoise", "noise", stddev=0.1),
+                       _k3("Activation", "linear", activation="linear")],
+             "sigmoid_layer": [_k3("Activation", "act", activation="sigmoid")]}
+    if variant in after:
+        layers = [_k3_input(), flat, (_k3("Dense", "dense", units=units, activation="linear", use_bias=True)
+                                      if variant == "sigmoid_layer" else dense), *after[variant]]
+        return _write_h5(tmp_path / f"{variant}.h5", _seq("sequential", layers),
+                         {"dense": {"sequential/dense/kernel": kernel, "sequential/dense/bias": bias},
+                          **{e["config"]["name"]: {} for e in after[variant]}})
+    inner = [_k3_input("head_input"), flat, dense] + ([_k3("Dropout", "drop", rate=0.3)] if "inner" in variant else [])
+    outer = [_k3_input(), _seq("head", inner)] + ([_k3("Dropout", "outer_drop", rate=0.3)] if "outer" in variant
+                                                  else [])
+    extra = {"outer_drop": {}} if "outer" in variant else {}
+    return _write_h5(tmp_path / f"{variant}.h5", _seq("outer", outer),
+                     {"head": {"dense/kernel": kernel, "dense/bias": bias}, **extra})
+
+
+@pytest.mark.parametrize("variant", ["plain", "dropout", "noise", "nested", "nested_inner_drop",
+                                     "nested_outer_drop"])
+def test_the_final_softmax_is_left_out_past_identity_layers_and_in_nested_models(tmp_path, run_cli, variant):
+    """A softmax followed only by layers that are identities at inference (Dropout, noise, regularization,
+    a linear Activation), or ending a nested 'head' model, is the final softmax: left out, so predict's
+    softmax gives Keras' probabilities, not softmax(softmax(z))."""
+    path = _classifier(tmp_path, variant)
+    kernel, bias = _dense_head(3, "softmax")
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    want = _softmax(_keras_dense(x, kernel, bias))
+    model = load_keras(path).model
+    with torch.no_grad():
+        np.testing.assert_allclose(torch.softmax(model(x), 1).numpy(), want, atol=1e-6)
+    assert model.softmax_dropped
+    code, _, err = run_cli("import", "keras", path, "--out", tmp_path / "run")
+    assert code == 0, err
+    with torch.no_grad():
+        np.testing.assert_allclose(torch.softmax(load_run(tmp_path / "run").model(x), 1).numpy(), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["plain", "dropout", "sigmoid_layer", "nested_inner_drop"])
+def test_a_one_unit_sigmoid_output_is_read_as_two_classes(tmp_path, run_cli, variant):
+    """Keras' binary classifier Dense(1, 'sigmoid') gives p = P(class 1): the import has two classes whose
+    probabilities are exactly [1 - p, p], and the run it writes loads back with the same head."""
+    path = _classifier(tmp_path, variant, "sigmoid", units=1)
+    kernel, bias = _dense_head(1, "sigmoid")
+    x = torch.rand(3, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    p = 1 / (1 + np.exp(-_keras_dense(x, kernel, bias)))
+    want = np.concatenate([1 - p, p], 1)
+    imported = load_keras(path)
+    assert imported.classes == ["0", "1"]
+    with torch.no_grad():
+        np.testing.assert_allclose(torch.softmax(imported.model(x), 1).numpy(), want, atol=1e-6)
+    code, _, err = run_cli("import", "keras", path, "--out", tmp_path / "run")
+    assert code == 0, err
+    loaded = load_run(tmp_path / "run")
+    assert loaded.cfg.model.num_classes == 2
+    with torch.no_grad():
+        np.testing.assert_allclose(torch.softmax(loaded.model(x), 1).numpy(), want, atol=1e-6)
+
+
+@pytest.mark.parametrize(("activation", "units", "shown"), [
+    ("sigmoid", 3, "a sigmoid over 3 outputs (independent yes/no scores: multi-label)"),
+    ("hard_sigmoid", 1, "a hard_sigmoid"),
+])
+@pytest.mark.parametrize("variant", ["plain", "dropout", "nested_inner_drop"])
+def test_a_sigmoid_output_softmax_cannot_represent_is_refused(tmp_path, run_cli, activation, units, shown, variant):
+    path = _classifier(tmp_path, variant, activation, units)
+    before = path.read_bytes()
+    code, out, err = run_cli("import", "keras", path, "--out", tmp_path / "run")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.strip().endswith(f"Keras layer 'dense' (Dense) ends the model with {shown}; deepvision classifiers "
+                                f"pick one class by softmax and cannot represent it"), err
+    assert not (tmp_path / "run").exists() and path.read_bytes() == before
+
+
+def test_a_fresh_head_for_other_classes_drops_a_sigmoid_after_identity_layers(tmp_path):
+    """Fine-tuning with another class count replaces the final Dense, also past a Dropout; the fresh head
+    is a softmax classifier (no sigmoid left on it)."""
+    model = _config_of(_classifier(tmp_path, "dropout", "sigmoid", units=1))
+    graph = KerasGraph(model, num_classes=5)
+    head = graph.layers[graph.head_key]
+    assert graph.num_classes == 5 and head.linear.out_features == 5 and isinstance(head.act, torch.nn.Identity)
+
+
+def _functional(output: list, keras2_nested: bool = False) -> dict:
+    """input -> Flatten -> Dense 'd1' (softmax) as a Keras 2-style functional config; with `keras2_nested` the
+    Dense sits in a nested Sequential 'head' whose own graph Keras 2 counts as its node 0."""
+    inp = {"class_name": "InputLayer", "name": "inp", "inbound_nodes": [],
+           "config": {"batch_shape": [None, 4, 4, 3], "name": "inp"}}
+    flat = {**_k3("Flatten", "flat"), "name": "flat", "inbound_nodes": [[["inp", 0, 0, {}]]]}
+    dense = _k3("Dense", "d1", units=3, activation="softmax", use_bias=True)
+    if keras2_nested:
+        head = {**_seq("head", [{"class_name": "InputLayer", "config": {"batch_input_shape": [None, 48],
+                                                                        "name": "head_in"}}, dense]),
+                "name": "head", "inbound_nodes": [[["flat", 0, 0, {}]]]}
+        layers = [inp, flat, head]
+    else:
+        layers = [inp, flat, {**dense, "name": "d1", "inbound_nodes": [[["flat", 0, 0, {}]]]}]
+    return {"class_name": "Functional", "config": {"name": "model", "layers": layers,
+                                                   "input_layers": [["inp", 0, 0]], "output_layers": [output]}}
+
+
+@pytest.mark.parametrize(("output", "message"), [
+    (["d1", 5, 0], "names node 5 of layer 'd1' as its output, which has 1 node(s); the model config is damaged"),
+    (["d1", -1, 0], "names node -1 of layer 'd1' as its output, which has 1 node(s); the model config is damaged"),
+    (["d1", 0, 3], "names output 3 of layer 'd1' as its output; the importer reads layers with one output "
+                   "(output 0)"),
+    (["nowhere", 0, 0], "names layer 'nowhere' as its output, which is not one of its layers"),
+])
+def test_an_output_naming_no_tensor_of_the_model_is_one_line(tmp_path, run_cli, output, message):
+    kernel, bias = _dense_head(3, "softmax")
+    path = _write_h5(tmp_path / "out.h5", _functional(output), {"d1": {"d1/kernel": kernel, "d1/bias": bias}})
+    before = path.read_bytes()
+    code, out, err = run_cli("import", "keras", path, "--out", tmp_path / "run")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.strip().endswith(f"model 'model' {message}"), err
+    assert not (tmp_path / "run").exists() and path.read_bytes() == before
+
+
+def test_a_keras2_nested_model_as_the_output_is_found_by_its_node_number(tmp_path):
+    """Keras 2 numbers a nested model's call in the outer graph from 1 (its own graph is node 0), in
+    `output_layers` as in inbound nodes; node 0 of it is no tensor of the outer model."""
+    kernel, bias = _dense_head(3, "softmax")
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(3))
+    graph = KerasGraph(_functional(["head", 1, 0], keras2_nested=True), keras_version="2.15.0")
+    graph.module_at("head/d1").set_keras({"kernel": kernel, "bias": bias})
+    with torch.no_grad():
+        np.testing.assert_allclose(torch.softmax(graph.eval()(x), 1).numpy(),
+                                   _softmax(_keras_dense(x, kernel, bias)), atol=1e-6)
+    with pytest.raises(UserError, match=r"names node 0 of layer 'head' as its output, which has 1 node\(s\)"):
+        KerasGraph(_functional(["head", 0, 0], keras2_nested=True), keras_version="2.15.0")

@@ -7,6 +7,7 @@ with Keras (e.g. a venv with tensorflow-cpu) to regenerate them live, EmotionVGG
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -229,3 +230,52 @@ def test_a_weights_only_file_naming_one_thing_twice_is_refused(tmp_path, attr):
     group, name = _name_twice(bad, attr)
     with pytest.raises(UserError, match=rf"^{bad}: group '{group}' names '{name}' twice in its {attr}; "):
         read_keras_h5(bad)
+
+
+@pytest.mark.parametrize(("kernel", "dtype"), [
+    (lambda k: k.astype(np.complex64) + 1j, "complex64"),
+    (lambda k: k > 0, "bool"),
+    (lambda k: np.full(k.shape, b"a"), "|S1"),
+])
+@pytest.mark.parametrize("route", [(), ("--model", "keras_mnist_cnn")])
+def test_a_weight_not_stored_as_real_numbers_is_refused(tmp_path, run_cli, kernel, dtype, route):
+    """A cast to float32 would silently drop a complex kernel's imaginary part (or read flags and text as
+    numbers): the one weight reader refuses it naming layer and dtype; integer weights still read."""
+    import shutil
+
+    import h5py
+
+    bad = tmp_path / "bad.h5"
+    shutil.copy(FIXTURES / "keras_mnist_cnn.h5", bad)
+    with h5py.File(bad, "r+") as f:
+        names: list[str] = []
+        f["model_weights"].visit(lambda n: names.append(n) if n.endswith("/kernel") else None)
+        name = names[-1]
+        old = np.array(f["model_weights"][name][()])  # a copy: the file's array stays untouched
+        del f["model_weights"][name]
+        f["model_weights"].create_dataset(name, data=kernel(old))
+    layer = name.split("/")[0]
+    before = bad.read_bytes()
+    code, out, err = run_cli("import", "keras", bad, *route, "--out", tmp_path / "run")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert f"weight 'kernel' of layer '{layer}' is stored as {dtype}, not as real numbers (float or integer)" in err
+    assert not (tmp_path / "run").exists() and bad.read_bytes() == before
+    with pytest.raises(UserError, match=rf"is stored as {re.escape(dtype)}, not as real numbers"):
+        read_keras_h5(bad)
+
+
+def test_integer_weights_are_read_as_numbers(tmp_path):
+    import shutil
+
+    import h5py
+
+    path = tmp_path / "int.h5"
+    shutil.copy(FIXTURES / "keras_mnist_cnn.h5", path)
+    with h5py.File(path, "r+") as f:
+        names: list[str] = []
+        f["model_weights"].visit(lambda n: names.append(n) if n.endswith("/bias") else None)
+        old = np.array(f["model_weights"][names[-1]][()])
+        del f["model_weights"][names[-1]]
+        f["model_weights"].create_dataset(names[-1], data=np.round(old * 100).astype(np.int64))
+    layer = next(x for x in read_keras_h5(path).layers if x.name == names[-1].split("/")[0])
+    np.testing.assert_array_equal(layer.weights["bias"], np.round(old * 100).astype(np.float32))

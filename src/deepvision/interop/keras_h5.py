@@ -19,6 +19,7 @@ from deepvision.safeload import load_json
 
 KINDS = {"Conv2D": "conv", "Convolution2D": "conv", "Dense": "dense", "BatchNormalization": "bn",
          "SeparableConv2D": "separable", "SeparableConvolution2D": "separable", "DepthwiseConv2D": "depthwise"}
+REAL_KINDS = "fiu"  # numpy dtype kinds a weight may be stored as: float, signed and unsigned integer
 
 
 @dataclass
@@ -164,11 +165,15 @@ def refuse_unused(source: Path, stored: dict[Any, str], used: set[Any]) -> None:
 
 
 def read_weights(source: Path, layer: str, datasets: dict[str, Any]) -> dict[str, np.ndarray]:
-    """{name: float32 array} of one layer's weight datasets; a one-line UserError when one is stored in an
-    external file or cannot be read (a dangling external link included) or holds NaN/infinite values (they
-    would import and then predict "nan%" for every class)."""
+    """{name: float32 array} of one layer's weight datasets; a one-line UserError when one is not stored as
+    real numbers (complex, bool, text), is stored in an external file or cannot be read (a dangling external
+    link included) or holds NaN/infinite values (they would import and then predict "nan%" for every class)."""
     for name, ds in datasets.items():
         external_storage(source, ds, f"weight '{name}' of layer '{layer}'")
+        kind = getattr(getattr(ds, "dtype", None), "kind", "f")
+        if kind not in REAL_KINDS:  # a cast to float32 would drop an imaginary part or turn flags/text into numbers
+            raise UserError(f"{source}: weight '{name}' of layer '{layer}' is stored as {ds.dtype}, not as real "
+                            f"numbers (float or integer); a Keras weight is real: the file is damaged")
     try:
         arrays = {name: np.asarray(ds[()], dtype=np.float32) for name, ds in datasets.items()}
     except (OSError, TypeError, ValueError, KeyError, RuntimeError) as exc:  # KeyError: a dangling external link

@@ -14,10 +14,12 @@ rebuilt from the JSON every time, nothing pickled; its state dict holds the weig
     Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Rescaling, Normalization,
 
 with the activations of `keras_layers.ACTIVATIONS`. Anything else (Lambda, custom layers) is
-refused with one line naming every such layer. The final softmax is left out: the module returns
-logits. `num_classes` other than the file's replaces a final Dense with a fresh one (fine-tuning).
+refused with one line naming every such layer. The module returns logits: the final softmax is left
+out (looking past layers that are identities at inference and into a nested model that gives the
+output), a one-unit sigmoid becomes two classes, other sigmoid outputs are refused (`_head_output`).
+`num_classes` other than the file's replaces a final Dense with a fresh one (fine-tuning).
 
-Why one module of ~680 lines: reading the config (layers, inbound nodes, Keras 2/3 spellings) and wiring
+Why one module of ~780 lines: reading the config (layers, inbound nodes, Keras 2/3 spellings) and wiring
 the module from it walk the same structures; split, each half would re-parse what the other holds.
 """
 
@@ -298,6 +300,21 @@ def _own_node(entry: dict[str, Any]) -> int:
         else 0
 
 
+def _output_skip(entry: dict[str, Any], keras3: bool) -> int:
+    """How many nodes a model's `output_layers` numbering counts before a layer's first call: a nested
+    Functional model's own graph (Keras 3 numbers it so for every Functional; Keras 2 as `_own_node`)."""
+    if keras3:
+        return 1 if entry.get("class_name") in ("Functional", "Model") else 0
+    return _own_node(entry)
+
+
+def _is_identity(entry: dict[str, Any]) -> bool:
+    """A layer that passes its input through unchanged at inference (dropout, noise, a linear activation)."""
+    cls = entry.get("class_name")
+    cfg = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+    return cls in IDENTITY or (cls == "Activation" and kl.activation_name(cfg.get("activation")) == "linear")
+
+
 def _io_refs(value: Any) -> list[tuple[str, int, int]]:
     if not value:
         return []
@@ -314,8 +331,13 @@ class KerasGraph(nn.Module):
     """
 
     def __init__(self, model: dict[str, Any], input_shape: tuple[int, ...] | None = None, num_classes: int = 0,
-                 keras_version: str = "3", top: bool = True, materialize: bool = True) -> None:
+                 keras_version: str = "3", top: bool = True, materialize: bool = True, head: bool | None = None
+                 ) -> None:
+        """`head` (default: `top`): this model's output is the network's output, so its final softmax is
+        left out (see `_head_output`), also when it is a nested model's."""
         super().__init__()
+        self.head = top if head is None else head
+        self.output_changed = False  # the final softmax left out or a sigmoid read as two classes
         if top:
             check_layer_configs(model)
             bad = unsupported_layers(model)
@@ -330,15 +352,21 @@ class KerasGraph(nn.Module):
         entries = model_layers(model)
         self.entries = {layer_name(e): e for e in entries}
         self.op_args: dict[tuple[str, int], list[float | None]] = {}
+        written = None
         if model.get("class_name") == "Sequential" or "inbound_nodes" not in (entries[0] if entries else {}):
             entries, ins, outs = self._as_functional(entries)
         else:
             cfg = model.get("config", {})
-            ins, outs = _io_refs(cfg.get("input_layers")), _io_refs(cfg.get("output_layers"))
+            keras3 = any(isinstance(n, dict) for e in entries for n in e.get("inbound_nodes") or [])
+            skips = {layer_name(e): _output_skip(e, keras3) for e in entries}
+            written = _io_refs(cfg.get("output_layers"))[:1] or None
+            ins, outs = ([(n, i - skips.get(n, 0), t) for n, i, t in _io_refs(cfg.get(key))]
+                         for key in ("input_layers", "output_layers"))
         if len(ins) != 1 or len(outs) != 1:
             raise UserError(f"model '{self.name}' has {len(ins)} inputs and {len(outs)} outputs; the importer takes "
                             f"one of each")
         self.input_ref, self.output_ref = ins[0], outs[0]
+        self.output_written = written[0] if written else outs[0]  # as the config numbers it, for messages
         shape = self._resolve_input_shape(model, input_shape)
         self.head_key: str | None = None
         self.softmax_dropped = False
@@ -381,13 +409,14 @@ class KerasGraph(nn.Module):
                        ) -> tuple[list[dict[str, Any]], list[tuple[str, int, int]], list[tuple[str, int, int]]]:
         """A Sequential's layers as a chain of calls."""
         chain: list[dict[str, Any]] = []
-        prev = "__input__"
+        prev, skip = "__input__", 0
         for e in entries:
             if e.get("class_name") == "InputLayer":
                 continue
             name = layer_name(e)
-            chain.append({**e, "name": name, "inbound_nodes": [[[prev, 0, 0, {}]]]})
-            prev = name
+            # in Keras 2 numbering (`_calls` takes a nested model's own graph off), so a layer after one reads its call
+            chain.append({**e, "name": name, "inbound_nodes": [[[prev, skip, 0, {}]]]})
+            prev, skip = name, _own_node(e)
         self.entries = {layer_name(e): e for e in chain}
         return chain, [("__input__", 0, 0)], [(prev, 0, 0)]
 
@@ -421,7 +450,8 @@ class KerasGraph(nn.Module):
                 values[(layer_name(e), 0, 0)] = x
         taken: set[str] = set()
         order = self._order(entries)
-        final = next((e for e, _, _ in order if layer_name(e) == self.output_ref[0]), None)
+        self._check_output_ref(order, values)
+        final = self._final(order)
         for entry, call, refs in order:
             name, cls = layer_name(entry), str(entry.get("class_name"))
             cfg = entry.get("config", {}) or {}
@@ -435,9 +465,10 @@ class KerasGraph(nn.Module):
             if name not in self.keys:
                 self.keys[name] = key = module_key(name, taken, "layer", "k_")
                 if kind == "module":
-                    is_head = top and entry is final and cls == "Dense" and num_classes > 0
+                    resize = top and entry is final and cls == "Dense" and num_classes not in (0, _own_classes(cfg))
                     try:
-                        made = self._make(cls, cfg, entry, xs, num_classes if is_head else None)
+                        made = self._make(cls, cfg, entry, xs, num_classes if resize else None,
+                                          head=self.head and entry is final)
                     except (KeyError, TypeError, ValueError, IndexError) as exc:
                         raise UserError(f"Keras layer '{name}' ({cls}) has a config the importer cannot read "
                                         f"({type(exc).__name__}: {exc})") from None
@@ -446,9 +477,10 @@ class KerasGraph(nn.Module):
                             raise
                         raise UserError(f"Keras layer '{name}' ({cls}): {exc}") from None
                     self.layers[key] = made.eval()
-                    if top and entry is final:
-                        self._drop_softmax(cls, cfg, key)
-                        if cls == "Dense":
+                    if self.head and entry is final:
+                        calls = sum(layer_name(e) == name for e, _, _ in order)
+                        self._head_output(name, cls, key, xs, resize, calls)
+                        if top and cls == "Dense":
                             self.head_key = key
             key = self.keys[name]
             self.steps.append((name, call, kind, key, tuple(refs)))
@@ -468,17 +500,78 @@ class KerasGraph(nn.Module):
                 check_activation(f"Keras layer '{name}' ({cls})", out, kl.to_keras(out).shape[1:])
         return values
 
-    def _drop_softmax(self, cls: str, cfg: dict[str, Any], key: str) -> None:
+    def _check_output_ref(self, order: list[tuple[dict[str, Any], int, list[tuple[str, int, int]]]],
+                          values: dict[tuple[str, int, int], torch.Tensor]) -> None:
+        """Refuse an `output_layers` entry that names no tensor the model computes, in one line."""
+        name, node, tensor = self.output_ref
+        made = {(layer_name(e), c) for e, c, _ in order} | {k[:2] for k in values}
+        if (name, node) in made and tensor == 0:
+            return
+        where = f"model '{self.name}' names"
+        if (name, node) in made:
+            raise UserError(f"{where} output {tensor} of layer '{name}' as its output; the importer reads layers "
+                            f"with one output (output 0)")
+        if name not in self.entries:
+            raise UserError(f"{where} layer '{name}' as its output, which is not one of its layers")
+        calls = sum(layer_name(e) == name for e, _, _ in order)
+        raise UserError(f"{where} node {self.output_written[1]} of layer '{name}' as its output, which has {calls} "
+                        f"node(s); the model config is damaged")
+
+    def _final(self, order: list[tuple[dict[str, Any], int, list[tuple[str, int, int]]]]) -> dict[str, Any] | None:
+        """The layer whose output is the model's, looking past layers that are identities at inference
+        (a Dropout after the classifier): its softmax is the one predict applies, so it is left out."""
+        by_call = {(layer_name(e), c): (e, refs) for e, c, refs in order}
+        ref = self.output_ref
+        while (found := by_call.get(ref[:2])) is not None:
+            entry, refs = found
+            if not _is_identity(entry) or len(refs) != 1:
+                return entry
+            ref = refs[0]
+        return None
+
+    def _head_output(self, name: str, cls: str, key: str, xs: list[torch.Tensor], resized: bool, calls: int
+                     ) -> None:
+        """Make the final layer's output logits that predict's softmax turns into Keras' probabilities: a
+        final softmax is left out; a one-unit sigmoid becomes the two-class logits [0, z] (softmax of them is
+        [1 - p, p]); other sigmoid outputs (multi-label) cannot be represented and are refused. A fresh head
+        (`resized`, fine-tuning) is a softmax classifier, so its sigmoid is left out too."""
         module = self.layers[key]
-        if cls in ("Activation", "Softmax") and isinstance(module, kl.Softmax) and not module.log:
-            self.layers[key] = nn.Identity()
-            self.softmax_dropped = True
-        elif isinstance(getattr(module, "act", None), kl.Softmax) and not module.act.log:
-            module.act = nn.Identity()
-            self.softmax_dropped = True
+        if isinstance(module, KerasGraph):  # a nested model: its own final layer was handled when it was built
+            changed = module.output_changed
+            self.softmax_dropped |= module.softmax_dropped
+        else:
+            own = cls in ("Activation", "Softmax")
+            act = module if own else getattr(module, "act", None)
+            new: nn.Module | None = None
+            if isinstance(act, kl.Softmax) and not act.log:
+                new = nn.Identity()
+                self.softmax_dropped = True
+            elif isinstance(act, (nn.Sigmoid, nn.Hardsigmoid, kl.LegacyHardSigmoid)):
+                out = module(*xs)
+                width = int(out.shape[1]) if out.dim() >= 2 else 1
+                if resized:
+                    new = nn.Identity()
+                elif isinstance(act, nn.Sigmoid) and width == 1:
+                    new = kl.TwoClassLogits()
+                else:
+                    what = (f"a sigmoid over {width} outputs (independent yes/no scores: multi-label)"
+                            if isinstance(act, nn.Sigmoid) else "a hard_sigmoid")
+                    raise UserError(f"Keras layer '{name}' ({cls}) ends the model with {what}; deepvision "
+                                    f"classifiers pick one class by softmax and cannot represent it")
+            if new is not None:
+                if own:
+                    self.layers[key] = new
+                else:
+                    module.act = new
+            changed = new is not None
+        if changed and calls > 1:
+            raise UserError(f"Keras layer '{name}' ({cls}) gives the model's output and is also used elsewhere; the "
+                            f"importer changes its final activation (softmax left out, sigmoid as two classes) "
+                            f"and cannot do so for one use only")
+        self.output_changed |= changed
 
     def _make(self, cls: str, cfg: dict[str, Any], entry: dict[str, Any], xs: list[torch.Tensor],
-              units: int | None) -> nn.Module:
+              units: int | None, head: bool = False) -> nn.Module:
         x = xs[0]
         rank = x.dim()
         ch = int(x.shape[1]) if rank >= 2 else 1
@@ -489,7 +582,7 @@ class KerasGraph(nn.Module):
                             f"models are supported")
         if cls in MODEL_CLASSES:
             return KerasGraph(entry, keras_shape, keras_version="2" if self.legacy else "3", top=False,
-                              materialize=False)
+                              materialize=False, head=head)
         nd = 1 if cls.endswith("1D") else 2
         if cls in ("Conv1D", "Conv2D", "Convolution2D"):
             return kl.Conv("conv", nd, ch, cfg, self.legacy)
@@ -634,6 +727,12 @@ class KerasGraph(nn.Module):
             elif hasattr(module, "keras_shapes") and module.keras_shapes():
                 out.append((f"{prefix}{name}", module))
         return out
+
+
+def _own_classes(cfg: dict[str, Any]) -> Any:
+    """The classes a final Dense stands for: its units, 2 for a one-unit sigmoid (read as [1 - p, p])."""
+    units = cfg.get("units")
+    return 2 if units == 1 and kl.activation_name(cfg.get("activation")) == "sigmoid" else units
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

@@ -115,6 +115,14 @@ class LegacyHardSigmoid(nn.Module):
         return torch.clamp(0.2 * x + 0.5, 0.0, 1.0)
 
 
+class TwoClassLogits(nn.Module):
+    """A one-unit sigmoid output z read as the logits [0, z] of two classes: their softmax is exactly
+    [1 - sigmoid(z), sigmoid(z)], Keras' binary classifier as a softmax over classes 0 and 1."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.zeros_like(x), x], dim=1)
+
+
 class Exponential(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.exp(x)
