@@ -189,6 +189,17 @@ def test_a_video_named_like_an_ffmpeg_protocol_is_the_video_read(run, tmp_path, 
     assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
+def test_a_device_refusal_names_the_option_given(run, tmp_path, run_cli, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(tmp_path / "a.jpg")
+    code, out, err = run_cli("detect", run, tmp_path / "a.jpg", "--out", tmp_path / "out", "--device", "cuda")
+    assert (code, out, err) == (2, "", "deepvision detect: error: --device cuda: no CUDA GPU is available; use "
+                                       "--device cpu\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg"]
+
+
 def test_an_out_in_an_input_folder_is_refused_before_the_model_loads(tmp_path, run_cli):
     """The annotated copies, named as the photos, would be detected again by the next run over the folder
     (which reads sub-folders too): an --out that is an input folder or lies inside one is one line, exit 2,
