@@ -318,6 +318,26 @@ def test_emotion_refuses_a_video_path_holding_a_frame_number_pattern(tmp_path, f
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pat%01d.avi", "pat0.avi", "pat1.avi"]
 
 
+def test_emotion_reads_a_video_named_like_an_ffmpeg_protocol_as_that_file(tmp_path, fer_run, run_cli, monkeypatch):
+    """FFmpeg would read "concat:g.avi|long.avi" as g.avi then long.avi (frames of files never named): the
+    file named is the file read, its 3 frames; the other files unchanged."""
+    monkeypatch.chdir(tmp_path)
+    for name, frames in (("long.avi", 9), ("concat:g.avi|long.avi", 3)):
+        writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+        for _ in range(frames):
+            writer.write(np.full((48, 64, 3), 90, np.uint8))
+        writer.release()
+    (tmp_path / "g.avi").write_bytes(b"\x00\x01garbage" * 90)
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    code, out, err = run_cli("emotion", fer_run, "--video", "concat:g.avi|long.avi", "--headless", "--out", "o.avi")
+    assert code == 0, err
+    assert "no face found in 3 of 3 frames" in out and json.loads((tmp_path / "o.json").read_text())["frames"] == 3
+    cap = cv2.VideoCapture(str(tmp_path / "o.avi"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    cap.release()
+    assert {p: p.read_bytes() for p in before} == before
+
+
 def _near_frames(n: int) -> list[np.ndarray]:
     """640 x 480 frames of the astronaut's head and shoulders (the face about 95 pixels at width 300), panning."""
     from tests.faces.facetools import astronaut_bgr

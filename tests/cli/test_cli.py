@@ -233,6 +233,39 @@ def test_plot_and_runs_journal(trained, run_cli):
     assert "| stripes | lenet | 3 | 1-3: 0.05 |" in out
 
 
+@pytest.mark.parametrize(("command", "argv", "device", "said"), [
+    ("predict", ["IMAGE"], "cuda", "--device cuda: no CUDA GPU is available; use --device cpu"),
+    ("evaluate", [], "cuda:1", "--device cuda:1: no CUDA GPU is available; use --device cpu"),
+    ("evaluate", [], "tpu", "--device tpu: must be auto, cpu, cuda or cuda:N"),
+    ("features", ["DATA", "--out", "OUT"], "cuda", "--device cuda: no CUDA GPU is available; use --device cpu"),
+    ("classify", ["IMAGE", "--run"], "cuda", "--device cuda: no CUDA GPU is available; use --device cpu"),
+])
+def test_device_refusals_name_the_option_given(trained, run_cli, tmp_path, monkeypatch, command, argv, device, said):
+    """The commands take --device, not the train.device key of a config: the refusal speaks of the option,
+    in one line, exit 2, nothing written."""
+    import torch
+
+    _, run, data = trained
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    words = {"IMAGE": data / "vertical" / "vertical_000.png", "DATA": data, "OUT": tmp_path / "f.h5"}
+    args = [words.get(a, a) for a in argv]
+    args = [*args, run] if command == "classify" else [run, *args]
+    before = sorted(run.rglob("*"))
+    code, out, err = run_cli(command, *args, "--device", device)
+    assert (code, out, err) == (2, "", f"deepvision {command}: error: {said}\n")
+    assert sorted(run.rglob("*")) == before and not list(tmp_path.iterdir())
+
+
+def test_train_device_refusal_names_the_config_key(run_cli, cfg_file, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, out, err = run_cli("train", cfg_file(), "--out", tmp_path / "runs", "--set", "train.device=cuda")
+    assert (code, err) == (2, "deepvision train: error: train.device=cuda: no CUDA GPU is available; use "
+                              "train.device=cpu\n")
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.fixture
 def cfg_file(tmp_path):
     def write(**changes):

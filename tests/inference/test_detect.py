@@ -162,6 +162,44 @@ def test_a_video_path_holding_a_frame_number_pattern_is_refused_before_anything_
     assert sorted(tmp_path.iterdir()) == [folder]
 
 
+def test_a_video_named_like_an_ffmpeg_protocol_is_the_video_read(run, tmp_path, run_cli, monkeypatch):
+    """FFmpeg would read "concat:g.avi|long.avi" as g.avi then long.avi (frames of files never named), and
+    "concat:f.avi" beside a FIFO f.avi would block for good: the file named is read and written out, by the
+    absolute paths FFmpeg is handed; the other files unchanged."""
+    monkeypatch.chdir(tmp_path)
+    for name, frames, value in (("long.avi", 9, 200), ("concat:g.avi|long.avi", 3, 90), ("concat:f.avi", 2, 90)):
+        writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+        for _ in range(frames):
+            writer.write(np.full((48, 64, 3), value, np.uint8))
+        writer.release()
+    (tmp_path / "g.avi").write_bytes(b"\x00\x01garbage" * 90)
+    os.mkfifo("f.avi")
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    written = []
+    real = cv2.VideoWriter
+    monkeypatch.setattr(cv2, "VideoWriter", lambda name, *a: written.append(name) or real(name, *a))
+    for name, frames in (("concat:g.avi|long.avi", 3), ("concat:f.avi", 2)):
+        code, out, err = run_cli("detect", run, name, "--out", "out")
+        assert code == 0 and out.lstrip().startswith(f"{name}: {frames} frames, "), err
+        stem = name.rsplit(".", 1)[0]
+        cap = cv2.VideoCapture(str(tmp_path / "out" / f"{stem}.mp4"))
+        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == frames
+        cap.release()
+    assert len(written) == 2 and all(os.path.isabs(name) for name in written)
+    assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_a_device_refusal_names_the_option_given(run, tmp_path, run_cli, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(tmp_path / "a.jpg")
+    code, out, err = run_cli("detect", run, tmp_path / "a.jpg", "--out", tmp_path / "out", "--device", "cuda")
+    assert (code, out, err) == (2, "", "deepvision detect: error: --device cuda: no CUDA GPU is available; use "
+                                       "--device cpu\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg"]
+
+
 def test_an_out_in_an_input_folder_is_refused_before_the_model_loads(tmp_path, run_cli):
     """The annotated copies, named as the photos, would be detected again by the next run over the folder
     (which reads sub-folders too): an --out that is an input folder or lies inside one is one line, exit 2,

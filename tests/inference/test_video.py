@@ -4,13 +4,14 @@ refused before FFmpeg can open the files it names, a FIFO without waiting; real 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from deepvision.errors import UserError
-from deepvision.inference.video import open_video
+from deepvision.inference.video import ffmpeg_name, open_video
 
 cv2 = pytest.importorskip("cv2")
 
@@ -123,3 +124,43 @@ def test_an_opencv_without_ffmpeg_is_named(tmp_path):
     with pytest.raises(UserError, match=r"v.avi: this OpenCV build has no FFmpeg video reader; install "
                                         r"opencv-python-headless$"):
         open_video(fake, tmp_path / "v.avi")
+
+
+def _clip(path, frames: int, value: int) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for _ in range(frames):
+        writer.write(np.full((48, 64, 3), value, np.uint8))
+    writer.release()
+
+
+def test_a_name_starting_with_an_ffmpeg_protocol_opens_the_file_of_that_name(tmp_path, monkeypatch):
+    """FFmpeg reads a name's leading "word:" as a protocol: "concat:g.avi|long.avi" would read g.avi and then
+    long.avi, "concat:f.avi" beside a FIFO f.avi would block for good. FFmpeg is handed the absolute path, so
+    the file named (and checked) is the file read; the other files are left as they were."""
+    monkeypatch.chdir(tmp_path)
+    _clip(tmp_path / "long.avi", 9, 200)
+    (tmp_path / "g.avi").write_bytes(b"\x00\x01garbage" * 90)
+    os.mkfifo(tmp_path / "f.avi")
+    seen = []
+    real = cv2.VideoCapture
+    monkeypatch.setattr(cv2, "VideoCapture", lambda name, api: seen.append(name) or real(name, api))
+    names = ["concat:g.avi|long.avi", "concat:f.avi", "pipe:0.avi"]
+    for name in names:
+        _clip(tmp_path / name, 3, 90)
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    for name in names:
+        cap = open_video(cv2, name)
+        means = []
+        while (frame := cap.read())[0]:
+            means.append(int(frame[1].mean()))
+        cap.release()
+        assert len(means) == 3 and all(abs(m - 90) <= 3 for m in means), (name, means)
+    assert seen == [str(tmp_path / name) for name in names]
+    assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_ffmpeg_is_handed_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert ffmpeg_name("concat:a.avi|b.avi") == str(tmp_path / "concat:a.avi|b.avi")
+    assert ffmpeg_name(Path("x/../tcp:host.mp4")) == str(tmp_path / "tcp:host.mp4")
+    assert ffmpeg_name(tmp_path / "v.avi") == str(tmp_path / "v.avi")

@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 
 from deepvision.errors import UserError
+from deepvision.safeload.text import shell_word
 
 T = TypeVar("T")
 
@@ -30,25 +31,32 @@ class DistInfo:
         return self.world > 1
 
 
-def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> cuda:LOCAL_RANK when available, else cpu; validates explicit choices."""
+def resolve_device(spec: str, local_rank: int = 0, option: str = "--device") -> torch.device:
+    """'auto' -> cuda:LOCAL_RANK when available, else cpu; validates explicit choices. A refusal names the
+    setting the value came from, as the user gave it: the commands' `--device` option by default, the
+    `train.device` key of a training config (option="train.device")."""
     if spec == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+
+    def setting(value: str) -> str:  # "--device cpu" or "train.device=cpu"
+        return f"{option} {value}" if option.startswith("-") else f"{option}={value}"
+
+    given = setting(shell_word(spec))
     try:
         device = torch.device(spec)
     except RuntimeError:
-        raise UserError(f"train.device must be auto, cpu, cuda or cuda:N, got {spec!r}") from None
+        raise UserError(f"{given}: must be auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UserError("train.device is cuda but no CUDA GPU is available; use train.device=cpu")
+            raise UserError(f"{given}: no CUDA GPU is available; use {setting('cpu')}")
         if device.index is None:
             device = torch.device(f"cuda:{local_rank}")
         if device.index >= torch.cuda.device_count():
-            raise UserError(f"train.device {spec}: only {torch.cuda.device_count()} GPU(s) present")
+            raise UserError(f"{given}: only {torch.cuda.device_count()} GPU(s) present")
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError("train.device is mps but Apple's MPS backend is not available here; use cpu")
+        raise UserError(f"{given}: Apple's MPS backend is not available here; use {setting('cpu')}")
     elif device.type not in ("cpu", "mps"):
-        raise UserError(f"train.device {spec!r} is not supported; use auto, cpu or cuda")
+        raise UserError(f"{given}: not supported; use auto, cpu, cuda or cuda:N")
     return device
 
 
@@ -56,10 +64,10 @@ def init_distributed(device_spec: str) -> tuple[DistInfo, torch.device]:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1); else a single process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return DistInfo(), resolve_device(device_spec)
+        return DistInfo(), resolve_device(device_spec, option="train.device")
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_spec, local_rank)
+    device = resolve_device(device_spec, local_rank, option="train.device")
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():

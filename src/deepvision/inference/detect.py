@@ -27,7 +27,7 @@ from deepvision.datasets.detection.readers import IMAGE_EXTENSIONS
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
 from deepvision.fileio import PendingFile, atomic_write_text, write_image, written_whole
-from deepvision.inference.video import check_video_name, frame_rate, open_video, quiet_native_output
+from deepvision.inference.video import check_video_name, ffmpeg_name, frame_rate, open_video, quiet_native_output
 from deepvision.models.detection import detection_family
 from deepvision.placement import refuse_output_in_input_folders, replace_only_own
 from deepvision.runs.loading import LoadedRun, load_run
@@ -241,7 +241,7 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
             if target is not None:
                 if writer is None:
                     with quiet_native_output(cv2):  # the encoder's own complaints: ours is the one line
-                        writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps_in,
+                        writer = cv2.VideoWriter(ffmpeg_name(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps_in,
                                                  (frame.shape[1], frame.shape[0]))
                     if not writer.isOpened():
                         raise UserError(f"could not open {target} for writing")

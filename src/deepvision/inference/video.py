@@ -123,16 +123,25 @@ def check_video_name(path: str | Path) -> None:
                         f"would read other, numbered files in its place); rename it without the '%'")
 
 
+def ffmpeg_name(path: str | Path) -> str:
+    """The name to hand FFmpeg (through OpenCV) for the local file `path`, read or written: its absolute path.
+    FFmpeg takes a name's leading "word:" for a protocol ("concat:a.avi|b.avi" reads other files, "pipe:1" a
+    descriptor, "tcp:" the network); an absolute path starts with "/" (or a drive letter, which FFmpeg knows),
+    so the file named is the file opened."""
+    return os.path.abspath(os.fspath(path))
+
+
 def open_video(cv2: Any, path: str | Path, what: str = "a video") -> QuietCapture:
     """The opened capture of video file `path` (natively silent, see the module docstring); UserError
     when OpenCV cannot open it, when its path holds a frame-number pattern (`check_video_name`) or when the
-    file is not a binary container (`check_video_container`). Only the FFmpeg backend opens it: OpenCV's
-    image-sequence backend, tried after FFmpeg fails, reads numbered files other than the one named."""
+    file is not a binary container (`check_video_container`). Only the FFmpeg backend opens it, by its
+    `ffmpeg_name`: OpenCV's image-sequence backend, tried after FFmpeg fails, reads numbered files other than
+    the one named, and FFmpeg reads a "protocol:" prefix as one."""
     check_video_name(path)
     check_video_container(path, what)
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg quiet, where the backend reads it late
     with quiet_native_output(cv2):
-        capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        capture = cv2.VideoCapture(ffmpeg_name(path), cv2.CAP_FFMPEG)
         opened = capture.isOpened()
     if not opened:
         capture.release()

@@ -43,7 +43,7 @@ from deepvision.fileio import PendingFile, atomic_write_text, output_folder, out
 from deepvision.inference.faces.detect import FaceDetector, create_detector, cv2_module, largest_face, to_gray
 from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side
 from deepvision.inference.faces.track import DETECT_EVERY, FaceTracker
-from deepvision.inference.video import check_video_name, frame_rate, open_video
+from deepvision.inference.video import check_video_name, ffmpeg_name, frame_rate, open_video
 from deepvision.models.memory_format import to_channels_last
 from deepvision.placement import (
     begins_with,
@@ -272,7 +272,8 @@ class _Sink:
                 composite = np.pad(composite, ((0, h % 2), (0, w % 2), (0, 0)))
             if self.writer is None:
                 h, w = composite.shape[:2]
-                self.writer = cv2.VideoWriter(str(self.pending.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+                self.writer = cv2.VideoWriter(ffmpeg_name(self.pending.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
+                                              (w, h))
                 if not self.writer.isOpened():
                     raise UserError(f"cannot write the video {self.out} (no encoder for {self.out.suffix})")
             self.writer.write(composite)
