@@ -112,6 +112,8 @@ def test_every_error_has_the_services_shape(run_dir):
                                headers={"Content-Type": "multipart/form-data; boundary=b"})
         unknown = client.get("/api/nothing")
         wrong_method = client.get("/api/predict")
+        undocumented = [client.get(path) for path in ("/docs", "/redoc", "/openapi.json")]  # CDN scripts
+    assert [a.status_code for a in undocumented] == [404] * 3
     for answer, status, words in ((no_boundary, 400, "not a valid multipart form (Missing boundary"),
                                   (too_many, 400, "not a valid multipart form (Too many fields"),
                                   (unknown, 404, "not found: /api/nothing; this server answers"),

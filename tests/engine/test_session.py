@@ -43,6 +43,24 @@ def test_a_sigterm_turned_into_an_import_error_stops_training_as_sigterm(tmp_pat
         assert json.loads((tmp_path / "runs" / "r" / "run.json").read_text())["status"] == "interrupted"
 
 
+def test_a_stop_while_the_run_folder_is_made_removes_it(tmp_path, run_cli, monkeypatch):
+    """A SIGTERM after the run folder was made and before its sub-folders were left the folder behind, without
+    the note that it was removed."""
+    from deepvision.errors import Terminated
+    from deepvision.runs.rundir import RunDir
+
+    def stopped(self, name):
+        raise Terminated
+
+    monkeypatch.setattr(RunDir, "folder", stopped)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(1, workers=0)))
+    code, _, err = run_cli("train", cfg, "--out", tmp_path / "runs", "--name", "r")
+    assert (code, err) == (143, f"deepvision train: terminated (SIGTERM); nothing was trained; the new run folder "
+                                f"{tmp_path / 'runs' / 'r'} was removed\n")
+    assert not (tmp_path / "runs").exists()
+
+
 def _second_ctrl_c_in_training(self, *args, **kwargs):
     """A double Ctrl+C in training (the second stops at once), then more signals while the stop unwinds (a
     third press, `timeout` signalling the process group again)."""

@@ -146,6 +146,19 @@ def test_pool_larger_than_the_map_is_refused(mobilenet, folder, tmp_path):
     assert not (tmp_path / "f.h5").exists()
 
 
+def test_options_that_would_be_ignored_are_refused(mobilenet, folder, tmp_path, run_cli):
+    """--flatten on a layer giving a vector and --seed with --no-shuffle were taken and ignored."""
+    batch = torch.zeros(1, 3, 224, 224, dtype=torch.uint8)
+    with pytest.raises(UserError, match=r"^--flatten applies to a layer giving a feature map; layer classifier.0 "):
+        FeatureExtractor(mobilenet, "classifier.0", flatten="channels_first", flatten_given=True)(batch)
+    assert FeatureExtractor(mobilenet, "classifier.0")(batch).shape == (1, 1280)  # the default: not named, taken
+    code, out, err = run_cli("features", "mobilenet_v2", folder, "--out", tmp_path / "f.h5", "--no-shuffle",
+                             "--seed", "5")
+    assert (code, out, err) == (2, "", "deepvision features: error: --seed applies to the shuffle, and --no-shuffle "
+                                       "keeps the data's own order; leave --seed out\n")
+    assert not (tmp_path / "f.h5").exists()
+
+
 @pytest.mark.parametrize(("option", "message"), [
     ("--labels", "--labels applies to .lst, .rec and HDF5 data, and {folder} is a folder of class sub-folders"),
     ("--image-root", "--image-root applies to .lst data only (the folder its paths are relative to), and {folder} is "

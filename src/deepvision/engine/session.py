@@ -67,8 +67,7 @@ def train_run(cfg: Config, overrides: list[str] | None, out: str | Path) -> FitR
             earlier = _earlier_attempt_run(out, default_name(cfg))
             if earlier is not None:
                 return str(earlier), True
-            run = RunDir.create(out, default_name(cfg))
-            made.append(run.path)
+            run = RunDir.create(out, default_name(cfg), made=made)
             lock.append(RunLock(run.path).acquire())
             state = {"status": "starting", "run_id": uuid.uuid4().hex, "created": _now()}
             elastic = elastic_attempt()

@@ -87,7 +87,7 @@ class FeatureExtractor:
     """uint8 image batches -> (N, D) float32 feature rows from one layer of `loaded.model`."""
 
     def __init__(self, loaded: LoadedModel, layer: str | None = None, *, pool: int | None = None,
-                 flatten: str = "channels_last") -> None:
+                 flatten: str = "channels_last", flatten_given: bool = False) -> None:
         if flatten not in FLATTEN_ORDERS:
             raise UserError(f"flatten order must be one of {', '.join(FLATTEN_ORDERS)}, got {flatten!r}")
         if pool is not None and pool < 1:
@@ -109,6 +109,7 @@ class FeatureExtractor:
         else:
             self.net = _HookExtractor(model, layer).eval()
         self.loaded, self.layer, self.pool, self.flatten = loaded, layer, pool, flatten
+        self.flatten_given = flatten_given  # --flatten named: refused, as --pool is, where it would be ignored
 
     def __call__(self, batch: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
@@ -117,9 +118,10 @@ class FeatureExtractor:
             if isinstance(out, (tuple, list)):
                 out = out[0]
             out = check_finite_output(out.float(), "features")
-            if self.pool and out.dim() != 4:  # nothing to pool: the option would be ignored without a word
-                raise UserError(f"--pool applies to a layer giving a feature map; layer {self.layer} gives "
-                                f"{tuple(out.shape[1:])} values per image (leave --pool out, or name a "
+            unread = "--pool" if self.pool else "--flatten" if self.flatten_given else None
+            if unread and out.dim() != 4:  # nothing to pool or reorder: the option would be ignored without a word
+                raise UserError(f"{unread} applies to a layer giving a feature map; layer {self.layer} gives "
+                                f"{tuple(out.shape[1:])} values per image (leave {unread} out, or name a "
                                 f"convolutional layer with --layer)")
             if out.dim() == 4:
                 if self.pool:

@@ -113,8 +113,9 @@ class RunDir:
 
     # -- creation / opening ----------------------------------------------------------------
     @classmethod
-    def create(cls, out: str | Path, name: str, exist_ok: bool = False) -> RunDir:
-        """Make <out>/<name>, or <out>/<name>-2, -3 ... when taken (Ultralytics-style)."""
+    def create(cls, out: str | Path, name: str, exist_ok: bool = False, made: list[Path] | None = None) -> RunDir:
+        """Make <out>/<name>, or <out>/<name>-2, -3 ... when taken (Ultralytics-style). `made`: the folder's path
+        is appended before it is made, so a stop at any moment leaves nothing its caller does not know of."""
         out = Path(out)
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -131,6 +132,8 @@ class RunDir:
                                 or spelled.get(path.name, path.name) != path.name):
             path = out / f"{name}-{k}"
             k += 1
+        if made is not None:
+            made.append(path)
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
         run.folder("checkpoints")

@@ -187,7 +187,10 @@ def create_app(source: str | Path | Predictor, *, max_upload_mb: float = 10.0, m
     logging.getLogger("python_multipart").setLevel(logging.ERROR)
     page = PAGE.read_text(encoding="utf-8").replace("{{MODEL}}", _html_escape(predictor.name)).replace(
         "{{MAX_MB}}", f"{max_upload_mb:g}")
-    app = FastAPI(title="deepvision", description=f"Serving {predictor.name}", version="1")
+    # no /docs, /redoc or /openapi.json: the service answers what it documents, and those pages load scripts
+    # from public CDNs
+    app = FastAPI(title="deepvision", description=f"Serving {predictor.name}", version="1", docs_url=None,
+                  redoc_url=None, openapi_url=None)
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="tv: DEFAULT, a tag (IMAGENET1K_V1, torchvision:IMAGENET1K_V1) or a file; "
                    "registered models: a weights file")
     p.add_argument("--pool", type=int, help="average-pool 4-D activations to a K x K grid before flattening")
-    p.add_argument("--flatten", choices=["channels_last", "channels_first"], default="channels_last",
+    p.add_argument("--flatten", choices=["channels_last", "channels_first"],
                    help="flatten order of 4-D activations (default channels_last, the reference's H, W, C)")
     p.add_argument("--no-crop", dest="crop", action="store_false",
                    help="resize whole images to the input size, ignoring aspect (the reference's way) instead of "
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
     p.add_argument("--buffer-size", type=int, default=1000, help="rows buffered before each write (default 1000)")
     p.add_argument("--no-shuffle", dest="shuffle", action="store_false", help="keep the data's own order")
-    p.add_argument("--seed", type=int, default=42, help="seed of the shuffle (default 42)")
+    p.add_argument("--seed", type=int, help="seed of the shuffle (default 42)")
     p.add_argument("--dtype", choices=["float64", "float32", "float16"], default="float64",
                    help="stored precision (default float64, the reference's)")
     p.add_argument("--labels", help="class names file for .lst/.rec data (one per line)")
