@@ -72,3 +72,21 @@ def make_detection_run(root: Path, data_root: Path, classes: list[str], seed: in
                  "model_state": model.state_dict(), "classes": classes, "config": to_dict(cfg)},
                 run.checkpoints / "best.pt")
     return run.path
+
+
+def run_on_a_copy_of_its_data(run_dir: Path, tmp_path: Path, edit: bool = True) -> tuple[Path, Path]:
+    """A copy of the run `run_dir` and a copy of its built dataset (the same split files in another place), beside
+    a copy of the annotations it was built from: (the run, the dataset). `edit`: the run's config.yaml reads the
+    copy (else it reads the original: a resume takes `--set data.root=COPY`)."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    root = Path(RunDir(copy).read_config().data.root)
+    shutil.copytree(root.parent, tmp_path / "data", ignore=lambda folder, names: [n for n in names if n == "runs"])
+    if not edit:
+        return copy, tmp_path / "data" / root.name
+    text = (copy / "config.yaml").read_text()
+    (copy / "config.yaml").write_text(text.replace(f"root: {root}\n", f"root: {tmp_path / 'data' / root.name}\n", 1))
+    assert RunDir(copy).read_config().data.root == str(tmp_path / "data" / root.name)
+    return copy, tmp_path / "data" / root.name

@@ -296,3 +296,29 @@ def test_an_older_last_pt_than_a_saved_epoch_is_named_not_rewound_to(full_run, t
     assert {str(p.relative_to(copy)): p.read_bytes() for p in sorted(copy.rglob("*")) if p.is_file()} == before
     resume(copy, epoch=4, overrides=["train.epochs=5"])
     assert load_checkpoint(last)["epoch"] == 5 and not list(run.checkpoints.glob("discarded-*"))
+
+
+def test_a_detection_run_does_not_resume_on_its_dataset_rebuilt_since(trained_detection_run, tmp_path, run_cli):
+    """The run's dataset rebuilt with other splits: resume trained on, and validated on images trained on before.
+    Refused in one line until the dataset is as the run recorded it (the same split files, in any place)."""
+    from deepvision.datasets.detection import build_dataset, make_fake
+    from deepvision.datasets.detection.build import read_annotations
+    from tests.detection_helpers import run_on_a_copy_of_its_data
+
+    copy, root = run_on_a_copy_of_its_data(trained_detection_run, tmp_path, edit=False)
+    shutil.copytree(root, tmp_path / "kept")
+    fake = make_fake(tmp_path / "other", "voc", images=12, size=96, seed=4)
+    build_dataset(read_annotations("voc", fake.build_args[1:]), root)  # other annotations, the same class names
+    files = lambda: {p: p.read_bytes() for p in sorted([*copy.rglob("*"), *root.rglob("*")]) if p.is_file()}
+    before = files()
+    code, out, err = run_cli("resume", copy, "--set", "train.epochs=2", "--set", f"data.root={root}")
+    assert (code, out) == (2, "") and err.count("\n") == 1 and err.startswith(
+        f"deepvision resume: error: the train split of {root} is not the one last.pt was trained with (split "
+        f"'train', "), err
+    assert err.endswith("the dataset was rebuilt or edited since, and the earlier epochs were trained and validated "
+                        "on the other splits; rebuild it as it was, or start a new run from this run's weights (--set "
+                        "model.pretrained=CHECKPOINT) for the new splits\n"), err
+    assert files() == before
+    shutil.rmtree(root)
+    shutil.copytree(tmp_path / "kept", root)  # rebuilt as it was
+    assert len(resume(copy, overrides=["train.epochs=2", f"data.root={root}"]).history) == 2

@@ -201,3 +201,44 @@ def test_another_runs_checkpoint_is_named_as_such_before_the_split_check(digits_
     code, out, err = run_cli("evaluate", copy)
     assert (code, out) == (2, "") and err.startswith(
         f"deepvision evaluate: error: {best} belongs to another run (run id ffffffff, this run is "), err
+
+
+def test_a_detection_run_is_not_scored_on_its_dataset_rebuilt_since(trained_detection_run, tmp_path, run_cli):
+    """The run's dataset rebuilt from other annotations (same class names) drew other splits, and the test split
+    held images the run trained on: scored and listed as the run's test score. The run records its split files;
+    a copy of them elsewhere is the run's data, a rebuild is refused until it is rebuilt as it was; a run trained
+    before the record is compared with nothing."""
+    from deepvision.datasets.detection import build_dataset, make_fake
+    from deepvision.datasets.detection.build import read_annotations
+    from tests.detection_helpers import run_on_a_copy_of_its_data
+
+    copy, root = run_on_a_copy_of_its_data(trained_detection_run, tmp_path)
+    recorded = torch.load(copy / "checkpoints" / "best.pt", weights_only=True)["data_splits"]
+    assert set(recorded["splits"]) == {"train", "test"}  # val is carved from train (data.val_fraction)
+    assert run_cli("evaluate", copy, "--out", tmp_path / "moved")[0] == 0  # the same split files, moved
+    shutil.copytree(root.parent, tmp_path / "kept")
+    fake = make_fake(tmp_path / "other", "voc", images=12, size=96, seed=4)
+    build_dataset(read_annotations("voc", fake.build_args[1:]), root)  # rebuilt from other annotations, in place
+    before = _files(copy), _files(root.parent)
+    train = recorded["splits"]["train"]
+    for command, args in (("evaluate", ()), ("detection evaluate", ()), ("evaluate", ("--data", "test"))):
+        code, out, err = run_cli(*command.split(), copy, *args)
+        assert (code, out) == (2, "") and err.count("\n") == 1 and err.startswith(
+            f"deepvision {command}: error: the train split of "
+            f"{root} is not the one best.pt was trained with (split 'train', {train['images']} images, sha256 "
+            f"{train['sha256'][:12]} -> split 'train', "), err
+        assert err.endswith("the dataset was rebuilt or edited since, and the run's held-out splits may hold images "
+                            "it trained on; rebuild it as it was, or score other data with --data DIR: a run's "
+                            "held-out splits never change\n"), err
+    assert (_files(copy), _files(root.parent)) == before
+    assert run_cli("evaluate", copy, "--data", root, "--out", tmp_path / "scored")[0] == 0  # other data, so named
+    ckpt = torch.load(copy / "checkpoints" / "best.pt", weights_only=True)
+    del ckpt["data_splits"]  # a run trained before the record: nothing to compare with
+    torch.save(ckpt, tmp_path / "best.pt")
+    shutil.copy(copy / "checkpoints" / "best.pt", tmp_path / "recorded.pt")
+    shutil.copy(tmp_path / "best.pt", copy / "checkpoints" / "best.pt")
+    assert run_cli("evaluate", copy, "--out", tmp_path / "old")[0] == 0
+    shutil.copy(tmp_path / "recorded.pt", copy / "checkpoints" / "best.pt")
+    shutil.rmtree(root.parent)
+    shutil.copytree(tmp_path / "kept", root.parent)  # rebuilt as it was
+    assert run_cli("evaluate", copy, "--out", tmp_path / "again")[0] == 0

@@ -190,6 +190,22 @@ def _check_fixed_settings(before: Config, cfg: Config, task: Any = None) -> None
                         f"weights (--set model.pretrained=CHECKPOINT) for other splits")
 
 
+def _check_split_files(cfg: Config, recorded: Any, checkpoint: Path) -> None:
+    """Refuse resuming on split files other than the ones `checkpoint` recorded (a detection dataset rebuilt
+    since): the earlier epochs were trained on the recorded ones. A checkpoint without the record passes."""
+    if not isinstance(recorded, dict):
+        return
+    from deepvision.datasets.detection.record import rebuild_hint, split_record_change
+
+    change = split_record_change(recorded, cfg.data)
+    if change is not None:
+        role, old, new = change
+        raise UserError(f"the {role} split of {printable(cfg.data.root)} is not the one {checkpoint.name} was "
+                        f"trained with ({old} -> {new}): the dataset was rebuilt or edited since, and the earlier "
+                        f"epochs were trained and validated on the other splits; {rebuild_hint(recorded)}, or start "
+                        f"a new run from this run's weights (--set model.pretrained=CHECKPOINT) for the new splits")
+
+
 def _restore_config(run: RunDir) -> None:
     """Rewrite a run's removed config.yaml from its last checkpoint, which holds the settings a resume takes
     anyway (what the commands advise when something other than a file stands in config.yaml's place)."""
@@ -217,6 +233,7 @@ def _resume_locked(run: RunDir, epoch: int | None, overrides: list[str] | None, 
     _check_hand_edits(run, saved, keys)
     if isinstance(saved, dict):  # the settings earlier checkpoints depend on stay as they were
         _check_fixed_settings(build_config(saved), cfg, apply_overrides(saved, overrides).get("task"))
+    _check_split_files(cfg, ckpt.get("data_splits"), path)
     manual_lr = ckpt.get("scheduler_state", {}).get("manual_lr")
     if any(k.startswith("schedule.") for k in keys):
         manual_lr = None

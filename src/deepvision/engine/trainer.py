@@ -460,6 +460,7 @@ class Trainer:
             "config": to_dict(self.cfg),
             "preprocess": self.pre.to_dict(),
             "classes": list(self.data.classes),
+            **({"data_splits": record} if (record := self.task.data_record()) is not None else {}),
         }
 
 

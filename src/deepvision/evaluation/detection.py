@@ -93,7 +93,7 @@ def evaluate_detection_run(run_dir: str | Path | LoadedRun, split: str = "test",
     task = DetectionTask(cfg)
     if data is None and split in ("train", "val", "test"):
         # the run's own split, carved from train when the run used val_fraction/test_fraction
-        refuse_split_edit(loaded.run, loaded.cfg, loaded.checkpoint, loaded.trained)
+        refuse_split_edit(loaded.run, loaded.cfg, loaded.checkpoint, loaded.trained, loaded.data_splits)
         task_data = load_detection_data(cfg.data, (split,), loaded.pre)
         if split not in task_data.splits:
             raise UserError(f"the run has no {split} split (data.{split} is not set); give --split NAME or --data DIR")

@@ -33,6 +33,7 @@ class LoadedRun:
     checkpoint: Path
     epoch: int
     trained: dict[str, Any] | None = None  # the settings the checkpoint was trained with, as it stores them
+    data_splits: dict[str, Any] | None = None  # the split files it was trained on, where its task records them
 
 
 # settings that tell one run from another when the run's id is lost (run.json gone, config.yaml written before
@@ -169,8 +170,9 @@ def load_run(run_dir: str | Path, epoch: int | None = None, which: str = "best",
     model.to(device).eval()
     classes = _classes(run, ckpt, cfg)
     trained = ckpt.get("config")
+    recorded = ckpt.get("data_splits")
     return LoadedRun(run, cfg, pre, classes, model, path, int(ckpt.get("epoch", 0)),
-                     trained if isinstance(trained, dict) else None)
+                     trained if isinstance(trained, dict) else None, recorded if isinstance(recorded, dict) else None)
 
 
 def check_run_loads(run_dir: str | Path) -> bool:
@@ -252,14 +254,16 @@ def _relocate_model_files(cfg: Config, run: RunDir) -> None:
                 cfg.model.args[key] = str(moved)
 
 
-def refuse_split_edit(run: RunDir, cfg: Config, checkpoint: Path, trained: Any = None) -> None:
+def refuse_split_edit(run: RunDir, cfg: Config, checkpoint: Path, trained: Any = None,
+                      data_splits: Any = None) -> None:
     """Refuse reading the run's own splits from a config (config.yaml edited by hand) that draws them otherwise
-    than `checkpoint` was trained with (its stored settings `trained`, read from it when not given): a new
-    test split would hold images the run trained on."""
+    than `checkpoint` was trained with (its stored settings `trained`, read from it when not given), or from
+    a dataset whose split files are not the ones it recorded (`data_splits`: a detection dataset rebuilt since):
+    a new test split would hold images the run trained on."""
     if trained is None:  # not loaded yet: another run's checkpoint is named as such, not as an edit
         ckpt = load_checkpoint(checkpoint)
         check_identity(run, ckpt, checkpoint, cfg.model.name)
-        trained = ckpt.get("config")
+        trained, data_splits = ckpt.get("config"), ckpt.get("data_splits")
     change = split_change(build_config(trained), cfg) if isinstance(trained, dict) else None
     if change is not None:
         key, old, new = change
@@ -267,3 +271,13 @@ def refuse_split_edit(run: RunDir, cfg: Config, checkpoint: Path, trained: Any =
                "so they would hold images it trained on")
         raise UserError(f"{run.config_path} draws the run's splits otherwise than {checkpoint.name} was trained with "
                         f"({key}: {old} -> {new}), {why}; undo the edit: a run's held-out splits never change")
+    if isinstance(data_splits, dict):  # recorded by the task that trained the run (detection); else nothing
+        from deepvision.datasets.detection.record import rebuild_hint, split_record_change
+
+        rebuilt = split_record_change(data_splits, cfg.data)
+        if rebuilt is not None:
+            role, old, new = rebuilt
+            raise UserError(f"the {role} split of {printable(cfg.data.root)} is not the one {checkpoint.name} was "
+                            f"trained with ({old} -> {new}): the dataset was rebuilt or edited since, and the run's "
+                            f"held-out splits may hold images it trained on; {rebuild_hint(data_splits)}, or score "
+                            f"other data with --data DIR: a run's held-out splits never change")

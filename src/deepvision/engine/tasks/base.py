@@ -72,6 +72,11 @@ class Task(ABC):
         """Called once the run's preprocessing and device are known, before the first batch."""
         self.pre, self.device, self.channels_last = pre, device, channels_last
 
+    def data_record(self) -> dict[str, Any] | None:
+        """What identifies the data `load_data` read beyond the config's settings (the files of a built dataset's
+        splits), stored in the run's checkpoints; None: the settings say it all."""
+        return None
+
     def num_outputs(self, num_classes: int) -> int:
         """Width of the model's output for `num_classes` data classes."""
         return num_classes

@@ -146,6 +146,7 @@ class DetectionTask(Task):
         if family == "ssd":
             self.train_metrics = SSD_METRICS  # type: ignore[misc]  (an instance value: the model decides)
         self.classes: list[str] = []
+        self.splits_read: dict[str, Any] | None = None
 
     def load_data(self, roles: tuple[str, ...], model_input: tuple[int, int, int] | None,
                   model_preprocess: dict[str, Any] | None = None) -> DetectionData:
@@ -159,9 +160,15 @@ class DetectionTask(Task):
         min_batch = 2 if self.cfg.model.name.removeprefix("tv:").startswith("ssdlite") else 1
         if min_batch > self.cfg.data.batch_size:
             raise UserError(f"{self.cfg.model.name} needs data.batch_size >= 2 (BatchNorm on 1 x 1 feature maps)")
+        from deepvision.datasets.detection.record import split_record
+
         data = load_detection_data(self.cfg.data, roles, pre, min_batch=min_batch)
         self.classes = data.classes
+        self.splits_read = split_record(self.cfg.data)  # scoring its own splits or resuming compares with it
         return data
+
+    def data_record(self) -> dict[str, Any] | None:
+        return self.splits_read
 
     def num_outputs(self, num_classes: int) -> int:
         return num_classes + 1  # class 0 is the background
