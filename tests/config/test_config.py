@@ -210,3 +210,28 @@ def test_check_file_name_refuses_the_folder_s_own_names_in_any_case_and_bytes_no
     with pytest.raises(UserError) as err:
         check_file_name(value, "x", taken=("dataset",))
     assert str(err.value).startswith(message)
+
+
+def test_an_override_that_names_another_schedule_or_optimizer_leaves_out_the_replaced_ones_options():
+    """`train RECIPE --set optim.name=adam --set schedule.name=constant` (a recipe's SGD with momentum and
+    piecewise ranges) is a habit: the recipe's options for what the overrides replace are left out; an option
+    the overrides give themselves stays, to be refused when training starts."""
+    from deepvision.engine.optim import build_optimizer
+    from deepvision.engine.schedules import Schedule
+    from deepvision.recipes import recipe_path
+
+    recipe = read_yaml(recipe_path("imagenet_alexnet_a3"))
+    assert recipe["optim"]["momentum"] == 0.9 and recipe["schedule"]["ranges"]
+    cfg = build_config(recipe, ["optim.name=adam", "schedule.name=constant", "data.augment.rotate=0",
+                                "data.augment.max_shear_ratio=0", "data.augment.fill=0"])
+    assert (cfg.optim.momentum, cfg.schedule.ranges, cfg.data.augment.fill) == (0.0, [], 0)
+    import torch
+
+    build_optimizer(torch.nn.Linear(2, 2), cfg.optim)
+    Schedule(cfg.schedule, cfg.optim.lr, cfg.train.epochs)
+    with pytest.raises(UserError, match=r"^data.augment.fill is read only with rotate"):
+        cfg.data.augment.refuse_unread("data.augment")  # given by the override itself: refused
+    kept = build_config(recipe, ["optim.name=adam", "optim.momentum=0.5"])
+    with pytest.raises(UserError, match=r"^optim.momentum is read by the sgd and rmsprop optimizer, not adam"):
+        build_optimizer(torch.nn.Linear(2, 2), kept.optim)
+    assert build_config(recipe).schedule.ranges == recipe["schedule"]["ranges"]  # no override: as given

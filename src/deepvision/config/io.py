@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from deepvision.config.coerce import from_dict, to_dict
-from deepvision.config.schema import Config
+from deepvision.config.schema import OPTIM_READ_BY, SCHEDULE_READ_BY, Config, augment_unread
 from deepvision.errors import UserError
 from deepvision.safeload import (
     MAX_YAML_FILE_BYTES,
@@ -149,7 +149,26 @@ def apply_overrides(data: dict[str, Any], overrides: str | Iterable[str] | None)
                     raise UserError(f"--set {text}: '{k}' is not a section")
                 node = child
             node[keys[-1]] = value
+    _leave_out_replaced_options(data, set(given))
     return data
+
+
+def _leave_out_replaced_options(data: dict[str, Any], given: set[str]) -> None:
+    """An override that names another schedule or optimizer (or switches augmentation) installs it: the options
+    the config gave for the one it replaces (a recipe's piecewise ranges, SGD's momentum) are left out, not kept
+    unread; an unread option given by an override itself stays, to be refused when training starts."""
+    for section, read_by in (("schedule", SCHEDULE_READ_BY), ("optim", OPTIM_READ_BY)):
+        part = data.get(section)
+        if f"{section}.name" in given and isinstance(part, dict):
+            name = str(part.get("name", "")).lower()
+            for key in [k for k, readers in read_by.items() if name not in readers]:
+                if f"{section}.{key}" not in given:
+                    part.pop(key, None)
+    aug = data.get("data", {}).get("augment") if isinstance(data.get("data"), dict) else None
+    if isinstance(aug, dict) and any(k.startswith("data.augment.") for k in given):
+        for key in augment_unread(aug):
+            if f"data.augment.{key}" not in given:
+                aug.pop(key, None)
 
 
 def build_config(data: dict[str, Any], overrides: str | Iterable[str] | None = None) -> Config:

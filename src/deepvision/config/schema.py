@@ -22,6 +22,25 @@ MAX_EPOCHS = 100_000  # train.epochs, and the epoch of an imported checkpoint
 MAX_SEED = 2**32 - 1  # NumPy's and scikit-learn's seed range
 
 
+# the options each schedule and optimizer reads besides its name (warm-up, lr and weight decay: every one)
+SCHEDULE_READ_BY = {"ranges": ("piecewise",), "step_size": ("step",), "milestones": ("multistep",),
+                    "gamma": ("step", "multistep"), "power": ("poly",), "min_lr": ("poly", "cosine")}
+OPTIM_READ_BY = {"momentum": ("sgd", "rmsprop"), "nesterov": ("sgd",), "betas": ("adam", "adamw"),
+                 "eps": ("adam", "adamw", "adadelta", "rmsprop"), "rho": ("adadelta",), "alpha": ("rmsprop",),
+                 "centered": ("rmsprop",)}
+
+
+def augment_unread(aug: dict[str, Any]) -> list[str]:
+    """The augmentation options no switch of `aug` (a config mapping) reads: scale and ratio without
+    random_resized_crop, fill without a rotation, shear or zoom in constant fill mode, fill_mode without
+    any of the three."""
+    warped = any(aug.get(k) for k in ("rotate", "max_shear_ratio", "zoom"))
+    unread = [] if aug.get("random_resized_crop") else ["scale", "ratio"]
+    if not (warped and aug.get("fill_mode", "constant") == "constant"):
+        unread.append("fill")
+    return unread if warped else [*unread, "fill_mode"]
+
+
 def refuse_unread_options(section: Any, name: str, read_by: dict[str, tuple[str, ...]], path: str, kind: str
                           ) -> None:
     """Refuse an option of `section` (a dataclass) given away from its default for another `name` than the
@@ -123,15 +142,14 @@ class AugmentConfig:
     def refuse_unread(self, path: str) -> None:
         """Refuse an option that no switch given reads (scale without random_resized_crop, fill without a
         rotation, shear or zoom): it would be recorded with the run and never read."""
-        defaults, warped = AugmentConfig(), bool(self.rotate or self.max_shear_ratio or self.zoom)
-        for key, read, by in (("scale", self.random_resized_crop, "random_resized_crop: true"),
-                              ("ratio", self.random_resized_crop, "random_resized_crop: true"),
-                              ("fill", warped and self.fill_mode == "constant",
-                               "rotate, max_shear_ratio or zoom and fill_mode constant"),
-                              ("fill_mode", warped, "rotate, max_shear_ratio or zoom")):
-            if not read and getattr(self, key) != getattr(defaults, key):
+        defaults = AugmentConfig()
+        by = {"scale": "random_resized_crop: true", "ratio": "random_resized_crop: true",
+              "fill": "rotate, max_shear_ratio or zoom and fill_mode constant",
+              "fill_mode": "rotate, max_shear_ratio or zoom"}
+        for key in augment_unread(self.__dict__):
+            if getattr(self, key) != getattr(defaults, key):
                 shown = str(getattr(defaults, key)).replace("'", "")
-                raise UserError(f"{path}.{key} is read only with {by}; leave it out (on resume: --set "
+                raise UserError(f"{path}.{key} is read only with {by[key]}; leave it out (on resume: --set "
                                 f"{path}.{key}={shown})")
 
 

@@ -6,15 +6,11 @@ import torch
 from torch import nn
 
 from deepvision.config.names import register_names
-from deepvision.config.schema import OptimConfig, refuse_unread_options
+from deepvision.config.schema import OPTIM_READ_BY, OptimConfig, refuse_unread_options
 from deepvision.errors import unknown
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta", "rmsprop")
 register_names("optim.name", "optimizer", lambda: OPTIMIZERS)
-# the options each optimizer reads besides lr and weight decay
-READ_BY = {"momentum": ("sgd", "rmsprop"), "nesterov": ("sgd",), "betas": ("adam", "adamw"),
-           "eps": ("adam", "adamw", "adadelta", "rmsprop"), "rho": ("adadelta",), "alpha": ("rmsprop",),
-           "centered": ("rmsprop",)}
 
 
 def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool,
@@ -59,7 +55,7 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, split_head: bool = False
     name = cfg.name.lower()
     if name not in OPTIMIZERS:
         raise unknown("optimizer", cfg.name, OPTIMIZERS)
-    refuse_unread_options(cfg, name, READ_BY, "optim", "optimizer")
+    refuse_unread_options(cfg, name, OPTIM_READ_BY, "optim", "optimizer")
     head = head_parameter_ids(model) if (split_head or cfg.lr_mult) else None
     groups = param_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias, head, cfg.lr_mult)
     eps = {} if cfg.eps is None else {"eps": cfg.eps}

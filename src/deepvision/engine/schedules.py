@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from deepvision.config.names import register_names
-from deepvision.config.schema import ScheduleConfig, refuse_unread_options
+from deepvision.config.schema import SCHEDULE_READ_BY, ScheduleConfig, refuse_unread_options
 from deepvision.errors import UserError, unknown
 from deepvision.safeload import is_plain_number_text
 
@@ -63,11 +63,6 @@ def parse_ranges(ranges: list[Any]) -> list[tuple[int, int, float]]:
     return out
 
 
-# the schedule options each schedule reads (warm-up is read by every schedule)
-READ_BY = {"ranges": ("piecewise",), "step_size": ("step",), "milestones": ("multistep",),
-           "gamma": ("step", "multistep"), "power": ("poly",), "min_lr": ("poly", "cosine")}
-
-
 class Schedule:
     """Callable `(epoch, fraction) -> lr` built from a ScheduleConfig."""
 
@@ -76,7 +71,7 @@ class Schedule:
         if self.name not in SCHEDULES:
             raise unknown("schedule", cfg.name, SCHEDULES)
         self.cfg, self.base_lr, self.epochs = cfg, base_lr, epochs
-        refuse_unread_options(cfg, self.name, READ_BY, "schedule", "schedule")
+        refuse_unread_options(cfg, self.name, SCHEDULE_READ_BY, "schedule", "schedule")
         self.ranges = parse_ranges(cfg.ranges) if self.name == "piecewise" else []
         if self.name == "step" and cfg.step_size <= 0:
             raise UserError("schedule.step_size must be a positive number of epochs")
