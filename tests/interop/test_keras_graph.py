@@ -823,3 +823,28 @@ def test_a_keras2_nested_model_as_the_output_is_found_by_its_node_number(tmp_pat
                                    _softmax(_keras_dense(x, kernel, bias)), atol=1e-6)
     with pytest.raises(UserError, match=r"names node 0 of layer 'head' as its output, which has 1 node\(s\)"):
         KerasGraph(_functional(["head", 0, 0], keras2_nested=True), keras_version="2.15.0")
+
+
+@pytest.mark.parametrize("tail", [[], [{"class_name": "Reshape", "config": {"name": "rs", "target_shape": [6, 6, 4]}}]])
+def test_a_model_whose_output_is_a_map_is_refused(tmp_path, run_cli, tail):
+    """A model ending in a Conv2D (one map per image) imported as a classifier of its channels, and predict
+    failed with a traceback; the import and the run's builder refuse it naming the output layer."""
+    from deepvision.models.keras_graph import keras_graph
+    from tests.interop.test_keras_mapping import _conv, write_keras2_h5
+
+    conv = _conv("conv_1", 4)
+    conv["config"]["batch_input_shape"] = [None, 6, 6, 1]
+    path = write_keras2_h5(tmp_path / "map.h5", [conv, *tail])
+    before = path.read_bytes()
+    code, out, err = run_cli("import", "keras", path, "--out", tmp_path / "run")
+    last = (tail or [conv])[-1]["config"]["name"]
+    message = (f"Keras layer '{last}': the model's output is (6, 6, 4) per image, not one score vector per image; "
+               f"deepvision imports classifiers")
+    assert (code, out) == (2, "") and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "run").exists() and path.read_bytes() == before
+    with h5py.File(path, "r") as f:
+        config = tmp_path / "model.json"
+        config.write_text(f.attrs["model_config"] if isinstance(f.attrs["model_config"], str)
+                          else f.attrs["model_config"].decode())
+    with pytest.raises(UserError, match=re.escape(message)):
+        keras_graph(config=str(config))

@@ -709,3 +709,107 @@ def test_a_final_softmax_over_part_of_each_sample_is_refused(tmp_path):
                                         r"axis 1 of its input \(4, 6, 6\) per position, not over each sample's"):
         _import(prefix, tmp_path)
     assert not (tmp_path / "run").exists()
+
+
+_GLOBAL_AVG = {"global_pool": "True", "pool_type": "avg", "kernel": "(1, 1)"}
+
+
+@pytest.mark.parametrize(("tail", "sized", "message"), [
+    ([], True, r"'c' \(Convolution\): the graph's output is \(4, 6, 6\) per image, a map, not one score vector per "
+               r"image"),
+    ([], False, r"'c' \(Convolution\): the graph's output is \(4, \d+, \d+\) per image, a map"),
+    ([_node("SoftmaxOutput", "so", [], multi_output="True")], True,
+     r"'so' \(SoftmaxOutput\): the final softmax normalises over axis 1 of its input \(4, 6, 6\) per position"),
+    ([_node("SoftmaxOutput", "so", [], preserve_shape="True")], False,
+     r"'so' \(SoftmaxOutput\): the final softmax normalises over axis 3 of its input \(4, \d+, \d+\) per position"),
+    ([_node("Reshape", "r", [], shape="(-1, 4)")], True,
+     r"'r' \(Reshape\): the graph's output has shape \(36, 4\) for one image: its first axis is not the batch"),
+])
+def test_a_map_output_is_refused_with_or_without_an_input_size(tmp_path, run_cli, tail, sized, message):
+    """A per-pixel head (a convolution's map, a per-position softmax) imported as a classifier of C classes
+    and failed at predict; it is refused naming the node and the shape, also when the size is found from
+    the weights."""
+    prefix = _head_checkpoint(tmp_path, tail, after=3)
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    code, out, err = run_cli("import", "mxnet", prefix, 1, "--out", tmp_path / "run",
+                             *(["--input-size", "1x8x8"] if sized else []))
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert re.search(r"error: MXNet node " + message, err), err
+    assert not (tmp_path / "run").exists() and {p: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_an_output_of_one_value_per_class_and_position_one_is_flattened(tmp_path, run_cli):
+    """(N, C, 1, 1) is one score vector per image: imported as C classes, returned as (N, C), predicted."""
+    import torch
+    from PIL import Image
+
+    prefix = _head_checkpoint(tmp_path, [_node("Pooling", "gp", [], **_GLOBAL_AVG)], after=3)
+    assert _import(prefix, tmp_path).num_classes == 4
+    Image.new("L", (8, 8), 90).save(tmp_path / "img.png")
+    code, out, err = run_cli("predict", tmp_path / "run", tmp_path / "img.png")
+    assert code == 0 and out.count("%") == 4, (out, err)
+    from deepvision.interop.mxnet_import import load_graph_weights
+    from deepvision.interop.mxnet_params import split_params
+    from deepvision.models.mxnet_symbol import read_symbol
+
+    graph = MXNetGraph(read_symbol(f"{prefix}-symbol.json"), in_channels=1, input_size=8).eval()
+    args, aux = split_params(read_params(f"{prefix}-0001.params"), "params")
+    load_graph_weights(graph, args, aux, "params")
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    p = {k: torch.tensor(np.array(v)) for k, v in args.items()}  # new arrays, the file's left alone
+    want = torch.nn.functional.conv2d(x, p["c_weight"], p["c_bias"]).mean((2, 3))
+    with torch.no_grad():
+        got = graph(x)
+    assert graph.num_classes == 4 and got.shape == (2, 4) and torch.allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize(("tail", "after", "message"), [
+    ([_node("softmax", "sm", []), _node("_mul_scalar", "ms", [], scalar="2")], 6,
+     r"'sm' \(softmax\): the graph's output 'ms' \(_mul_scalar\) is computed from this softmax's probabilities, "
+     r"not logits \(deepvision applies its own softmax to the output\); save the symbol ending at the softmax or "
+     r"before it$"),
+    ([_node("SoftmaxOutput", "so", []), _node("Dropout", "dr", []), _node("clip", "cl", [], a_min="0", a_max="1")],
+     6, r"'so' \(SoftmaxOutput\): the graph's output 'cl' \(clip\) is computed from this softmax's"),
+    ([_node("softmax", "sm", [], axis="1"), _node("Pooling", "gp", [], **_GLOBAL_AVG), _node("Flatten", "fl", [])],
+     3, r"'sm' \(softmax\): the graph's output 'fl' \(Flatten\) is computed from this softmax's probabilities"),
+    ([_node("softmax", "s1", []), _node("_mul_scalar", "half", [], scalar="0.5"),
+      _node("elemwise_add", "sum", [7])], 6, r"'s1' \(softmax\): the graph's output 'sum' \(elemwise_add\)"),
+    ([_node("Activation", "sg", [], act_type="sigmoid"), _node("_plus_scalar", "ps", [], scalar="1")], 6,
+     r"'sg' \(Activation\): the graph's output 'ps' \(_plus_scalar\) is computed from this sigmoid's probabilities, "
+     r"not logits \(deepvision applies its own softmax to the output\); save the symbol ending before it$"),
+    ([_node("Reshape", "r", [], shape="(1, -1)")], 6,
+     r"'r' \(Reshape\): shape=\(1, -1\) fixes the batch axis to 1; use 0 or -1 first to keep each image apart$"),
+])
+def test_an_output_deepvision_would_misread_as_logits_is_refused(tmp_path, run_cli, tail, after, message):
+    """A softmax (or sigmoid) whose probabilities reach the output through other operators than identities
+    stayed in the graph, and predict applied its own softmax on top; a Reshape to a fixed batch of one mixed
+    the images of any other batch. Both are refused naming the node."""
+    prefix = _head_checkpoint(tmp_path, tail, hidden=3, after=after)
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    code, out, err = run_cli("import", "mxnet", prefix, 1, "--out", tmp_path / "run", "--input-size", "1x8x8")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert re.search(r"error: MXNet node " + message, err.strip()), err
+    assert not (tmp_path / "run").exists() and {p: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize(("tail", "expect"), [
+    # attention: logits weighted by their softmax are not probabilities alone
+    ([_node("softmax", "sm", []), _node("elemwise_mul", "m", [6])], lambda z: torch_softmax(z) * z),
+    # the final softmax of scaled probabilities: dropped, its input (2 p) read as logits, as MXNet computes
+    ([_node("softmax", "s1", []), _node("_mul_scalar", "ms", [], scalar="2"), _node("softmax", "s2", [])],
+     lambda z: 2 * torch_softmax(z)),
+])
+def test_probabilities_mixed_or_taken_by_the_final_softmax_are_imported(tmp_path, tail, expect):
+    import torch
+
+    prefix = _head_checkpoint(tmp_path, tail, hidden=3)
+    assert _import(prefix, tmp_path).num_classes == 3
+    x = 0.05 * torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    probs, z = _probabilities(prefix, x)
+    assert torch.allclose(probs, torch.softmax(expect(z), 1), atol=1e-6)
+
+
+def torch_softmax(z):
+    import torch
+
+    return torch.softmax(z, 1)

@@ -247,6 +247,7 @@ def _load_graph(path: Path, config: str | Path | None, *, classes: list[str] | N
         if size and stated and len(stated) == 3:
             shape = (size, size, stated[2] or 3)
         graph = KerasGraph(model_cfg, shape, keras_version=version)
+        graph.check_scores()  # before the weights are read
         load_graph_weights(src, graph)
     graph.eval()
     if len(graph.input_shape) != 3:

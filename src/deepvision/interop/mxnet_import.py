@@ -25,7 +25,7 @@ import torch
 from deepvision.config.schema import MAX_EPOCHS
 from deepvision.errors import UserError, suggest
 from deepvision.interop.mxnet_params import read_params, split_params
-from deepvision.models.mxnet_graph import MXNetGraph, SingleOutputError, check_operators
+from deepvision.models.mxnet_graph import MXNetGraph, OutputShapeError, check_operators
 from deepvision.models.mxnet_symbol import Symbol, read_symbol
 from deepvision.safeload import (
     MAX_TEXT_BYTES,
@@ -154,12 +154,12 @@ def infer_input_size(symbol: Symbol, args: dict[str, np.ndarray], aux: dict[str,
         return int(shape[1]), int(shape[2]), int(shape[3])
     check_operators(symbol)
     arrays = {**args, **aux}
-    single: SingleOutputError | None = None
+    single: OutputShapeError | None = None
     for channels in (3, 1):
         for side in _CANDIDATE_SIDES:
             try:
                 graph = MXNetGraph(symbol, channels, side, materialize=False)
-            except SingleOutputError as exc:  # said at the end, unless another size gives classes
+            except OutputShapeError as exc:  # said at the end, unless another size gives class scores
                 single = single or exc
                 continue
             except UserError:

@@ -389,6 +389,15 @@ class KerasGraph(nn.Module):
             self._reset()
         self.train()
 
+    def check_scores(self) -> None:
+        """UserError unless the output is one score vector per image, what a deepvision classifier returns
+        (a map, as a model ending in a Conv2D gives, was read as classes and predict failed)."""
+        if len(self.output_shape) > 1:
+            shown = (*self.output_shape[1:], self.output_shape[0])  # as Keras writes it, channels last
+            raise UserError(f"Keras layer '{self.output_ref[0]}': the model's output is {shown} per image, not one "
+                            f"score vector per image; deepvision imports classifiers (end the model with a "
+                            f"GlobalAveragePooling2D, or a Flatten and a Dense)")
+
     # -- building ---------------------------------------------------------------------------------
     def _resolve_input_shape(self, model: dict[str, Any], given: tuple[int, ...] | None) -> tuple[int, ...]:
         stated = input_shape(model)
@@ -757,7 +766,9 @@ def keras_graph(num_classes: int = 0, in_channels: int = 3, config: str = "",
     if input_size is not None and stated is not None and len(stated) == 3:
         h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
         shape = (int(h), int(w), stated[2] if stated[2] is not None else in_channels)
-    return KerasGraph(model, shape, num_classes, keras_version)
+    graph = KerasGraph(model, shape, num_classes, keras_version)
+    graph.check_scores()
+    return graph
 
 
 def _provider(name: str) -> ModelSpec:

@@ -18,7 +18,9 @@ The final softmax is the one reached from the output through operators that are 
 (Dropout, _copy, Cast, Flatten, Reshape, ...); it is built and checked like any node, and dropped only where
 deepvision's softmax over each sample's classes computes the same (not over the batch axis or part of a
 sample). A sigmoid output (a binary or multi-label head) and a single output are refused: a softmax over
-the classes cannot represent them.
+the classes cannot represent them. So is an output computed from softmax or sigmoid probabilities alone by
+other operators without weights (scaled, pooled, summed): deepvision reads the output as logits. The output
+must be one score vector per image: (N, C), or (N, C, 1, ..., 1), which is flattened; a map is refused.
 
 Anything else is refused with one line naming every unsupported operator. A Pooling window that
 PyTorch would size differently from MXNet's "full" convention is refused naming the layer.
@@ -56,7 +58,11 @@ from deepvision.models.shapes import check_activation, hw
 from deepvision.safeload import check_declared_bytes, printable
 
 
-class SingleOutputError(UserError):
+class OutputShapeError(UserError):
+    """At this input size the graph's output is not one score vector per image (another size may give one)."""
+
+
+class SingleOutputError(OutputShapeError):
     """The graph computes one output: whatever the input size, no classifier to import."""
 
 
@@ -130,6 +136,8 @@ class MXNetGraph(nn.Module):
                                             f"the input size") from None
                 check_activation(f"MXNet node '{node.name}' ({node.op})", values[node.index])
             out_shape = tuple(values[self.output_index].shape)
+        self.flatten_output = _check_output_shape(symbol, out_shape)
+        out_shape = out_shape[:2]
         self.output_shape = out_shape[1:]
         if num_classes > 0 and out_shape[1] != num_classes:
             raise UserError(f"{symbol.path}: the graph has {out_shape[1]} outputs and no final FullyConnected or "
@@ -200,8 +208,9 @@ class MXNetGraph(nn.Module):
         return values[stop]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (the final softmax of the MXNet graph is left out, its temperature kept)."""
-        return self._run(x, self.output_index)
+        """Logits (the final softmax of the MXNet graph is left out, its temperature kept), (N, classes)."""
+        y = self._run(x, self.output_index)
+        return y.flatten(1) if self.flatten_output else y
 
 
 def _kind(op: str) -> str:
@@ -273,11 +282,60 @@ def _head(symbol: Symbol) -> tuple[Node, Node | None]:
                         f"(multi-output operators are not supported)")
     while node.op in PASS_OPS and len(symbol.data_inputs(node)) == 1:
         node = symbol.nodes[symbol.data_inputs(node)[0][0]]
-    if node.op == "sigmoid" or (node.op == "Activation" and node.get("act_type") == "sigmoid"):
+    if _is_sigmoid(node):
         raise node_error(node, "the graph's output is a sigmoid (a binary or multi-label head), which a "
                                "deepvision classifier (a softmax over the classes) cannot represent; import a "
                                "graph ending in a softmax over 2 or more classes")
-    return symbol.output, node if node.op in SOFTMAX_HEADS else None
+    softmax = node if node.op in SOFTMAX_HEADS else None
+    _check_not_probabilities(symbol, softmax)
+    return symbol.output, softmax
+
+
+def _is_sigmoid(node: Node) -> bool:
+    return node.op == "sigmoid" or (node.op == "Activation" and node.get("act_type") == "sigmoid")
+
+
+# Layers whose output is new scores (weights applied), whatever their input: probabilities stop there.
+_WEIGHTED_OPS = {"Convolution", "FullyConnected", "BatchNorm"}
+
+
+def _check_not_probabilities(symbol: Symbol, head: Node | None) -> None:
+    """Refuse an output computed from softmax or sigmoid probabilities alone by operators without weights
+    (scaled, pooled, added, concatenated...), other than the final softmax `head` that is dropped:
+    deepvision reads the output as logits and applies its own softmax, which would be wrong there. A value
+    that mixes probabilities with other values (x * softmax(a), attention) is not probabilities."""
+    source: dict[int, Node | None] = {}  # node index -> the softmax/sigmoid its value is probabilities of
+    for node in symbol.nodes:  # topological order: inputs come first
+        ins = [source.get(i) for i, _ in symbol.data_inputs(node)]
+        if node.op in SOFTMAX_HEADS or _is_sigmoid(node):
+            source[node.index] = node
+        elif node.op != "null" and node.op not in _WEIGHTED_OPS and ins and all(s is not None for s in ins):
+            source[node.index] = ins[0]
+    found = source.get(symbol.output.index)
+    if found is None or found is head:
+        return
+    what = "sigmoid" if _is_sigmoid(found) else "softmax"
+    out = symbol.output
+    raise node_error(found, f"the graph's output '{printable(out.name)[:60]}' ({out.op}) is computed from this "
+                            f"{what}'s probabilities, not logits (deepvision applies its own softmax to the output); "
+                            f"save the symbol ending {'at the softmax or ' if what == 'softmax' else ''}before it")
+
+
+def _check_output_shape(symbol: Symbol, shape: tuple[int, ...]) -> bool:
+    """Whether the output (`shape` for one image) must be flattened: it is one score vector per image,
+    (1, C) or (1, C, 1, ..., 1); a map, or an output whose first axis is not the image, is refused naming
+    the output node and its shape."""
+    out = symbol.output
+    if len(shape) < 2 or shape[0] != 1:
+        raise OutputShapeError(str(node_error(out, f"the graph's output has shape {shape} for one image: its first "
+                                                   f"axis is not the batch of images, so it holds no score vector "
+                                                   f"per image")))
+    if any(d != 1 for d in shape[2:]):
+        raise OutputShapeError(str(node_error(out, f"the graph's output is {shape[1:]} per image, a map, not one "
+                                                   f"score vector per image; deepvision imports classifiers (end "
+                                                   f"the graph with a global Pooling and a Flatten, or a "
+                                                   f"FullyConnected)")))
+    return len(shape) > 2
 
 
 def _drop_softmax(node: Node, module: nn.Module, x: torch.Tensor) -> nn.Module:
@@ -290,9 +348,9 @@ def _drop_softmax(node: Node, module: nn.Module, x: torch.Tensor) -> nn.Module:
                                f"classifier cannot take")
     rest = [d for d in range(1, x.dim()) if d not in dims and x.shape[d] > 1]
     if rest:
-        raise node_error(node, f"the final softmax normalises over axis {min(dims)} of its input "
-                               f"{tuple(x.shape[1:])} per position, not over each sample's classes; deepvision "
-                               f"cannot represent this output")
+        raise OutputShapeError(str(node_error(node, f"the final softmax normalises over axis {min(dims)} of its "
+                                                    f"input {tuple(x.shape[1:])} per position, not over each "
+                                                    f"sample's classes; deepvision cannot represent this output")))
     temperature = module.temperature if isinstance(module, Softmax) else 1.0
     return nn.Identity() if temperature == 1.0 else ScalarOp("_div_scalar", temperature)
 

@@ -201,6 +201,9 @@ def make_module(node: Node, inputs: list[torch.Tensor], out_override: int | None
             raise node_error(node, f"shape={node.attrs.get('shape', node.attrs.get('target_shape'))}"
                                     f"{' reverse=True' if node.flag('reverse') else ''}: only 0, -1 and positive "
                                     f"sizes are supported")
+        if spec and spec[0] > 0:  # MXNet reads it as that many images: any other batch is reshaped across images
+            raise node_error(node, f"shape={node.attrs.get('shape', node.attrs.get('target_shape'))} fixes the batch "
+                                   f"axis to {spec[0]}; use 0 or -1 first to keep each image apart")
         return Reshape(spec)
     if op == "softmax":
         temperature = node.number("temperature") if node.get("temperature") is not None else 1.0
