@@ -696,23 +696,30 @@ def _classifier(tmp_path: Path, variant: str, activation: str = "softmax", units
     after = {"plain": [], "dropout": [_k3("Dropout", "dropout", rate=0.5)],
              "noise": [_k3("ActivityRegularization", "reg", l1=0.0, l2=0.0), _k3("GaussianNoise", "noise", stddev=0.1),
                        _k3("Activation", "linear", activation="linear")],
-             "sigmoid_layer": [_k3("Activation", "act", activation="sigmoid")]}
+             "flatten": [_k3("Flatten", "flat2")], "reshape": [_k3("Reshape", "reshape", target_shape=[units])],
+             "scale": [_k3("Rescaling", "resc", scale=10.0, offset=0.0)],
+             "drop_relu": [_k3("Dropout", "dropout", rate=0.5), _k3("ReLU", "relu")],
+             "sigmoid_layer": [_k3("Activation", "act", activation="sigmoid")],
+             "softmax_layer": [_k3("Dropout", "dropout", rate=0.5), _k3("Activation", "act", activation="softmax")],
+             "log_softmax_layer": [_k3("Activation", "act", activation="log_softmax")]}
     if variant in after:
+        own_act = variant in ("sigmoid_layer", "softmax_layer")
         layers = [_k3_input(), flat, (_k3("Dense", "dense", units=units, activation="linear", use_bias=True)
-                                      if variant == "sigmoid_layer" else dense), *after[variant]]
+                                      if own_act else dense), *after[variant]]
         return _write_h5(tmp_path / f"{variant}.h5", _seq("sequential", layers),
                          {"dense": {"sequential/dense/kernel": kernel, "sequential/dense/bias": bias},
                           **{e["config"]["name"]: {} for e in after[variant]}})
     inner = [_k3_input("head_input"), flat, dense] + ([_k3("Dropout", "drop", rate=0.3)] if "inner" in variant else [])
-    outer = [_k3_input(), _seq("head", inner)] + ([_k3("Dropout", "outer_drop", rate=0.3)] if "outer" in variant
-                                                  else [])
+    outer_layer = (_k3("Rescaling", "outer_drop", scale=2.0, offset=0.0) if "outer_scale" in variant
+                   else _k3("Dropout", "outer_drop", rate=0.3))
+    outer = [_k3_input(), _seq("head", inner)] + ([outer_layer] if "outer" in variant else [])
     extra = {"outer_drop": {}} if "outer" in variant else {}
     return _write_h5(tmp_path / f"{variant}.h5", _seq("outer", outer),
                      {"head": {"dense/kernel": kernel, "dense/bias": bias}, **extra})
 
 
-@pytest.mark.parametrize("variant", ["plain", "dropout", "noise", "nested", "nested_inner_drop",
-                                     "nested_outer_drop"])
+@pytest.mark.parametrize("variant", ["plain", "dropout", "noise", "flatten", "reshape", "nested",
+                                     "nested_inner_drop", "nested_outer_drop"])
 def test_the_final_softmax_is_left_out_past_identity_layers_and_in_nested_models(tmp_path, run_cli, variant):
     """A softmax followed only by layers that are identities at inference (Dropout, noise, regularization,
     a linear Activation), or ending a nested 'head' model, is the final softmax: left out, so predict's
@@ -775,6 +782,89 @@ def test_a_fresh_head_for_other_classes_drops_a_sigmoid_after_identity_layers(tm
     head = graph.layers[graph.head_key]
     assert graph.num_classes == 5 and head.linear.out_features == 5 and isinstance(head.act, torch.nn.Identity)
 
+
+
+@pytest.mark.parametrize(("variant", "activation", "units", "changer"), [
+    ("scale", "softmax", 3, "'resc' (Rescaling)"),
+    ("drop_relu", "softmax", 3, "'relu' (ReLU)"),
+    ("scale", "sigmoid", 1, "'resc' (Rescaling)"),
+    ("nested_outer_scale", "softmax", 3, "'outer_drop' (Rescaling)"),
+])
+def test_a_softmax_or_sigmoid_whose_values_later_layers_change_is_refused(tmp_path, run_cli, variant, activation,
+                                                                           units, changer):
+    """softmax -> Rescaling(10) outputs 10 p: read as logits, predict showed softmax(10 p). Neither the
+    softmax can be left out nor the output read as logits, so the import is refused naming both layers;
+    a new class count (fine-tuning) meets the same refusal."""
+    path = _classifier(tmp_path, variant, activation, units)
+    before = path.read_bytes()
+    code, out, err = run_cli("import", "keras", path, "--out", tmp_path / "run")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert (f"Keras layer 'dense' (Dense) ends in a {activation} whose output reaches the model's output through "
+            f"Keras layer {changer}, which changes its values; deepvision reads the output as logits") in err, err
+    assert not (tmp_path / "run").exists() and path.read_bytes() == before
+    with pytest.raises(UserError, match=f"ends in a {activation} whose output reaches"):
+        KerasGraph(_config_of(path), num_classes=5)
+
+
+def test_softmax_heads_merged_by_a_layer_are_refused():
+    """Average of two softmax heads (an ensemble) outputs probabilities, not logits: refused."""
+    inp = {"class_name": "InputLayer", "name": "inp", "inbound_nodes": [],
+           "config": {"batch_shape": [None, 4, 4, 3], "name": "inp"}}
+    flat = {**_k3("Flatten", "flat"), "name": "flat", "inbound_nodes": [[["inp", 0, 0, {}]]]}
+    heads = [{**_k3("Dense", n, units=3, activation="softmax"), "name": n, "inbound_nodes": [[["flat", 0, 0, {}]]]}
+             for n in ("d1", "d2")]
+    avg = {**_k3("Average", "avg"), "name": "avg", "inbound_nodes": [[["d1", 0, 0, {}], ["d2", 0, 0, {}]]]}
+    model = {"class_name": "Functional", "config": {"name": "m", "layers": [inp, flat, *heads, avg],
+                                                    "input_layers": [["inp", 0, 0]], "output_layers": [["avg", 0, 0]]}}
+    with pytest.raises(UserError, match=r"Keras layer 'd\d' \(Dense\) ends in a softmax whose output reaches the "
+                                        r"model's output through Keras layer 'avg' \(Average\)"):
+        KerasGraph(model)
+
+
+@pytest.mark.parametrize("activation", ["linear", "softmax"])
+def test_a_final_log_softmax_is_kept_as_log_probabilities(tmp_path, activation):
+    """log_softmax outputs log-probabilities, logits as they stand: predict's softmax of them is exp of
+    Keras' output. After a softmax too: Keras then outputs log softmax(p), whose exp is softmax(p)."""
+    path = _classifier(tmp_path, "log_softmax_layer", activation)
+    kernel, bias = _dense_head(3, activation)
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(3))
+    z = _keras_dense(x, kernel, bias)
+    z = _softmax(z) if activation == "softmax" else z
+    keras_out = z - np.log(np.exp(z).sum(1, keepdims=True))
+    model = load_keras(path).model
+    with torch.no_grad():
+        np.testing.assert_allclose(torch.softmax(model(x), 1).numpy(), np.exp(keras_out), atol=1e-6)
+    assert not model.softmax_dropped
+
+
+@pytest.mark.parametrize(("variant", "units"), [("sigmoid_layer", 1), ("softmax_layer", 3)])
+def test_a_fresh_head_replaces_the_dense_before_a_final_activation_layer(tmp_path, variant, units):
+    """Dense + a separate Activation('sigmoid'/'softmax') is the head as Dense(..., activation=...) is: a new
+    class count replaces the Dense and leaves the activation out; the file's own count keeps the head."""
+    model = _config_of(_classifier(tmp_path, variant, units=units))
+    graph = KerasGraph(model, num_classes=5)
+    head = graph.layers[graph.head_key]
+    assert graph.num_classes == 5 and head.linear.out_features == 5
+    assert isinstance(graph.module_at("act"), torch.nn.Identity)
+    same = KerasGraph(model, num_classes=2 if units == 1 else 3)
+    assert same.layers[same.head_key].linear.out_features == units and same.num_classes == (2 if units == 1 else 3)
+
+
+@pytest.mark.parametrize(("layers", "weights", "message"), [
+    ([_k3("Conv2D", "conv", filters=2, kernel_size=[1, 1], activation="linear")],
+     {"conv": {"s/conv/kernel": np.ones((1, 1, 3, 2), np.float32), "s/conv/bias": np.zeros(2, np.float32)}},
+     "the model's output has shape (4, 4, 2) per image; deepvision classifiers take one score vector per image"),
+    ([_k3("Reshape", "rs", target_shape=[6, 8]), _k3("Softmax", "sm", axis=-1), _k3("Flatten", "f")],
+     {"rs": {}, "sm": {}, "f": {}},
+     "Keras layer 'sm' (Softmax) ends the model with a softmax over output (6, 8), not over one score vector per "
+     "image"),
+])
+def test_an_output_that_is_not_one_score_vector_per_image_is_refused(tmp_path, run_cli, layers, weights, message):
+    path = _write_h5(tmp_path / "m.h5", _seq("s", [_k3_input(), *layers]), weights)
+    before = path.read_bytes()
+    code, out, err = run_cli("import", "keras", path, "--out", tmp_path / "run")
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "run").exists() and path.read_bytes() == before
 
 def _functional(output: list, keras2_nested: bool = False) -> dict:
     """input -> Flatten -> Dense 'd1' (softmax) as a Keras 2-style functional config; with `keras2_nested` the

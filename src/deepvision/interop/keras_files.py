@@ -285,7 +285,7 @@ def read_keras_file(path: str | Path, config: str | Path | None = None) -> Keras
                 return read_keras_h5(path)
             raise UserError(f"{path} is a Keras 3 weights-only file: its weights are told apart by position, "
                             f"so give the model config too (--config model.json, from model.to_json())")
-        graph = KerasGraph(model_cfg, keras_version=src.keras_version, materialize=False)
+        graph = KerasGraph(model_cfg, keras_version=src.keras_version, materialize=False, head=False)  # weights only
         arrays = load_graph_weights_arrays(src, graph)
         version = src.keras_version
     layers = [KerasLayer(p, str(graph.entry(p).get("class_name")), graph.entry(p).get("config", {}) or {},

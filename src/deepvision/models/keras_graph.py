@@ -44,6 +44,11 @@ MERGE = {"Add": "add", "Subtract": "sub", "Multiply": "mul", "Average": "avg", "
          "Minimum": "min", "Concatenate": "concat"}
 IDENTITY = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout",
             "AlphaDropout", "ActivityRegularization", "InputLayer")
+SHAPE_ONLY = ("Flatten", "Reshape", "Permute")  # values unchanged, only arranged anew
+# layers that compute new scores from their input: the walk back from the output for a final softmax ends there
+SCORING = ("Dense", "Conv1D", "Conv2D", "Convolution2D", "SeparableConv2D", "SeparableConvolution2D",
+           "DepthwiseConv2D", "Conv2DTranspose")
+HEAD_ACTIVATIONS = ("softmax", "log_softmax", "sigmoid", "hard_sigmoid")  # outputs that are (log-)probabilities
 LAYERS = frozenset({
     "Conv1D", "Conv2D", "Convolution2D", "SeparableConv2D", "SeparableConvolution2D", "DepthwiseConv2D",
     "Conv2DTranspose", "Dense", "BatchNormalization", "LayerNormalization", "Activation", "LeakyReLU", "PReLU",
@@ -315,6 +320,16 @@ def _is_identity(entry: dict[str, Any]) -> bool:
     return cls in IDENTITY or (cls == "Activation" and kl.activation_name(cfg.get("activation")) == "linear")
 
 
+def _head_activation(entry: dict[str, Any]) -> str | None:
+    """The activation a layer ends with if its output is (log-)probabilities: softmax, sigmoid, ..."""
+    cls = entry.get("class_name")
+    cfg = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+    if cls == "Softmax":
+        return "softmax"
+    act = kl.activation_name(cfg.get("activation")) if cls == "Activation" or cls in SCORING else None
+    return act if act in HEAD_ACTIVATIONS else None
+
+
 def _io_refs(value: Any) -> list[tuple[str, int, int]]:
     if not value:
         return []
@@ -331,12 +346,14 @@ class KerasGraph(nn.Module):
     """
 
     def __init__(self, model: dict[str, Any], input_shape: tuple[int, ...] | None = None, num_classes: int = 0,
-                 keras_version: str = "3", top: bool = True, materialize: bool = True, head: bool | None = None
-                 ) -> None:
+                 keras_version: str = "3", top: bool = True, materialize: bool = True, head: bool | None = None,
+                 after: str | None = None) -> None:
         """`head` (default: `top`): this model's output is the network's output, so its final softmax is
-        left out (see `_head_output`), also when it is a nested model's."""
+        left out (see `_head_output`), also when it is a nested model's. `after`: the network's output is this
+        model's through that layer ('name' (Class)), which changes values: a final softmax here is refused."""
         super().__init__()
         self.head = top if head is None else head
+        self.after = after
         self.output_changed = False  # the final softmax left out or a sigmoid read as two classes
         if top:
             check_layer_configs(model)
@@ -460,7 +477,9 @@ class KerasGraph(nn.Module):
         taken: set[str] = set()
         order = self._order(entries)
         self._check_output_ref(order, values)
-        final = self._final(order)
+        final, dense, after = self._final(order) if self.head or self.after else (None, None, {})
+        own = _own_classes(dense.get("config") or {}, final) if dense is not None else None
+        resize = top and dense is not None and num_classes not in (0, own)
         for entry, call, refs in order:
             name, cls = layer_name(entry), str(entry.get("class_name"))
             cfg = entry.get("config", {}) or {}
@@ -474,10 +493,9 @@ class KerasGraph(nn.Module):
             if name not in self.keys:
                 self.keys[name] = key = module_key(name, taken, "layer", "k_")
                 if kind == "module":
-                    resize = top and entry is final and cls == "Dense" and num_classes not in (0, _own_classes(cfg))
                     try:
-                        made = self._make(cls, cfg, entry, xs, num_classes if resize else None,
-                                          head=self.head and entry is final)
+                        made = self._make(cls, cfg, entry, xs, num_classes if resize and entry is dense else None,
+                                          head=self.head and entry is final, after=after.get(name))
                     except (KeyError, TypeError, ValueError, IndexError) as exc:
                         raise UserError(f"Keras layer '{name}' ({cls}) has a config the importer cannot read "
                                         f"({type(exc).__name__}: {exc})") from None
@@ -489,8 +507,8 @@ class KerasGraph(nn.Module):
                     if self.head and entry is final:
                         calls = sum(layer_name(e) == name for e, _, _ in order)
                         self._head_output(name, cls, key, xs, resize, calls)
-                        if top and cls == "Dense":
-                            self.head_key = key
+                    if top and entry is dense:
+                        self.head_key = key
             key = self.keys[name]
             self.steps.append((name, call, kind, key, tuple(refs)))
             try:
@@ -526,17 +544,64 @@ class KerasGraph(nn.Module):
         raise UserError(f"{where} node {self.output_written[1]} of layer '{name}' as its output, which has {calls} "
                         f"node(s); the model config is damaged")
 
-    def _final(self, order: list[tuple[dict[str, Any], int, list[tuple[str, int, int]]]]) -> dict[str, Any] | None:
-        """The layer whose output is the model's, looking past layers that are identities at inference
-        (a Dropout after the classifier): its softmax is the one predict applies, so it is left out."""
+    def _final(self, order: list[tuple[dict[str, Any], int, list[tuple[str, int, int]]]]
+               ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, str]]:
+        """(final, dense, after) for the model's output, whose values predict reads as logits:
+
+        - final: the layer reached from the output past layers that leave values unchanged (identities at
+          inference, Flatten, Reshape, Permute); its softmax is the one predict applies, so it is left out.
+        - dense: the Dense a new class count replaces: the final layer, or the Dense before a final
+          Activation/Softmax layer (past identities).
+        - after: nested models whose output reaches the model's through layers that change values, with the
+          first such layer ('name' (Class)), for their own walk.
+
+        A softmax, log_softmax or sigmoid whose output reaches the model's output through layers that change
+        values (Rescaling, ReLU, pooling, a merge) is refused naming both: predict would apply its own softmax
+        to them. The walk ends at a layer that computes new scores (Dense, convolutions)."""
         by_call = {(layer_name(e), c): (e, refs) for e, c, refs in order}
-        ref = self.output_ref
-        while (found := by_call.get(ref[:2])) is not None:
+        final: tuple[str, int] | None = None
+        after: dict[str, str] = {}
+        reshaped = False  # a Reshape/Flatten/Permute between: a new class count would not fit it
+        stack: list[tuple[tuple[str, int, int], str | None]] = [(self.output_ref, self.after)]
+        seen: set[tuple[str, int, bool]] = set()
+        while stack:
+            ref, changer = stack.pop()
+            found = by_call.get(ref[:2])
+            if found is None or (*ref[:2], changer is None) in seen:
+                continue
+            seen.add((*ref[:2], changer is None))
             entry, refs = found
-            if not _is_identity(entry) or len(refs) != 1:
-                return entry
-            ref = refs[0]
-        return None
+            name, cls = layer_name(entry), str(entry.get("class_name"))
+            act = _head_activation(entry)
+            if cls in MODEL_CLASSES or act is not None or cls in SCORING:
+                if changer is None:
+                    final = ref[:2]
+                elif cls in MODEL_CLASSES:
+                    after[name] = changer
+                elif act is not None:
+                    raise UserError(f"Keras layer '{name}' ({cls}) ends in a {act} whose output reaches the model's "
+                                    f"output through {changer}, which changes its values; deepvision reads the output "
+                                    f"as logits and cannot leave that {act} out: end the model with the {act} (or "
+                                    f"without it) and import again")
+            elif _is_identity(entry) or cls in SHAPE_ONLY:
+                reshaped |= changer is None and cls in SHAPE_ONLY
+                stack += [(r, changer) for r in refs]
+            else:
+                stack += [(r, changer or f"Keras layer '{name}' ({cls})") for r in refs]
+
+        def before(key: tuple[str, int] | None, skip_activation: bool) -> tuple[str, int] | None:
+            """The layer call feeding `key`, past identities (and one Activation/Softmax layer)."""
+            while key is not None and (_is_identity(by_call[key][0]) or (
+                    skip_activation and by_call[key][0].get("class_name") in ("Activation", "Softmax"))):
+                skip_activation &= _is_identity(by_call[key][0])
+                refs = by_call[key][1]
+                key = refs[0][:2] if len(refs) == 1 and refs[0][:2] in by_call else None
+            return key
+
+        dense = before(final, True) if not reshaped else None
+        dense_entry = by_call[dense][0] if dense is not None else None
+        return (by_call[final][0] if final else None,
+                dense_entry if dense_entry is not None and dense_entry.get("class_name") == "Dense" else None, after)
 
     def _head_output(self, name: str, cls: str, key: str, xs: list[torch.Tensor], resized: bool, calls: int
                      ) -> None:
@@ -553,6 +618,11 @@ class KerasGraph(nn.Module):
             act = module if own else getattr(module, "act", None)
             new: nn.Module | None = None
             if isinstance(act, kl.Softmax) and not act.log:
+                out = module(*xs)
+                if out.dim() != 2:  # one softmax per row or pixel: predict's one softmax over all is not it
+                    raise UserError(f"Keras layer '{name}' ({cls}) ends the model with a softmax over output "
+                                    f"{tuple(kl.to_keras(out).shape[1:])}, not over one score vector per image; "
+                                    f"deepvision classifiers cannot represent it")
                 new = nn.Identity()
                 self.softmax_dropped = True
             elif isinstance(act, (nn.Sigmoid, nn.Hardsigmoid, kl.LegacyHardSigmoid)):
@@ -580,7 +650,7 @@ class KerasGraph(nn.Module):
         self.output_changed |= changed
 
     def _make(self, cls: str, cfg: dict[str, Any], entry: dict[str, Any], xs: list[torch.Tensor],
-              units: int | None, head: bool = False) -> nn.Module:
+              units: int | None, head: bool = False, after: str | None = None) -> nn.Module:
         x = xs[0]
         rank = x.dim()
         ch = int(x.shape[1]) if rank >= 2 else 1
@@ -591,7 +661,7 @@ class KerasGraph(nn.Module):
                             f"models are supported")
         if cls in MODEL_CLASSES:
             return KerasGraph(entry, keras_shape, keras_version="2" if self.legacy else "3", top=False,
-                              materialize=False, head=head)
+                              materialize=False, head=head, after=after)
         nd = 1 if cls.endswith("1D") else 2
         if cls in ("Conv1D", "Conv2D", "Convolution2D"):
             return kl.Conv("conv", nd, ch, cfg, self.legacy)
@@ -738,10 +808,12 @@ class KerasGraph(nn.Module):
         return out
 
 
-def _own_classes(cfg: dict[str, Any]) -> Any:
-    """The classes a final Dense stands for: its units, 2 for a one-unit sigmoid (read as [1 - p, p])."""
+def _own_classes(cfg: dict[str, Any], final: dict[str, Any] | None) -> Any:
+    """The classes a final Dense stands for: its units, 2 for a one-unit sigmoid (read as [1 - p, p]), its
+    own or that of the `final` Activation layer after it."""
     units = cfg.get("units")
-    return 2 if units == 1 and kl.activation_name(cfg.get("activation")) == "sigmoid" else units
+    acts = {kl.activation_name(cfg.get("activation")), _head_activation(final) if final is not None else None}
+    return 2 if units == 1 and "sigmoid" in acts else units
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
