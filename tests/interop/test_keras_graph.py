@@ -219,7 +219,8 @@ def test_imported_graph_run_fine_tunes_with_a_new_head(tmp_path, run_cli):
                              "--set", "train.epochs=1", "--set", "data.val=val", "--set", "data.test=null",
                              "--out", tmp_path / "ft")
     assert code == 0, err
-    assert "2 missing keys" in out and "layers.dense.linear.weight" in out  # only the head starts afresh
+    flat = " ".join(out.split())  # the report wraps long paths at the terminal's width
+    assert "2 missing keys" in flat and "layers.dense.linear.weight" in flat  # only the head starts afresh
     tuned = load_run(tmp_path / "ft" / "imported")
     start = load_run(run)
     assert tuned.model.layers["dense"].linear.out_features == 2
@@ -853,7 +854,7 @@ def test_a_fresh_head_replaces_the_dense_before_a_final_activation_layer(tmp_pat
 @pytest.mark.parametrize(("layers", "weights", "message"), [
     ([_k3("Conv2D", "conv", filters=2, kernel_size=[1, 1], activation="linear")],
      {"conv": {"s/conv/kernel": np.ones((1, 1, 3, 2), np.float32), "s/conv/bias": np.zeros(2, np.float32)}},
-     "the model's output has shape (4, 4, 2) per image; deepvision classifiers take one score vector per image"),
+     "Keras layer 'conv': the model's output is (4, 4, 2) per image, not one score vector per image"),
     ([_k3("Reshape", "rs", target_shape=[6, 8]), _k3("Softmax", "sm", axis=-1), _k3("Flatten", "f")],
      {"rs": {}, "sm": {}, "f": {}},
      "Keras layer 'sm' (Softmax) ends the model with a softmax over output (6, 8), not over one score vector per "
@@ -865,6 +866,7 @@ def test_an_output_that_is_not_one_score_vector_per_image_is_refused(tmp_path, r
     code, out, err = run_cli("import", "keras", path, "--out", tmp_path / "run")
     assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "run").exists() and path.read_bytes() == before
+
 
 def _functional(output: list, keras2_nested: bool = False) -> dict:
     """input -> Flatten -> Dense 'd1' (softmax) as a Keras 2-style functional config; with `keras2_nested` the

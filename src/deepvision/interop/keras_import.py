@@ -253,10 +253,6 @@ def _load_graph(path: Path, config: str | Path | None, *, classes: list[str] | N
     if len(graph.input_shape) != 3:
         raise UserError(f"{path.name} takes inputs of shape {graph.input_shape}; deepvision runs take images "
                         f"(height, width, channels)")
-    if len(graph.output_shape) != 1:  # a map (N, C, H, W) or a sequence: not one score per class
-        out = (*graph.output_shape[1:], graph.output_shape[0])
-        raise UserError(f"{path.name}: the model's output has shape {out} per image; deepvision classifiers take "
-                        f"one score vector per image (end the model with a Dense or a global pooling)")
     h, w, channels = graph.input_shape
     n = graph.num_classes
     names = list(classes) if classes else [str(i) for i in range(n)]

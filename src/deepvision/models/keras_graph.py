@@ -409,8 +409,8 @@ class KerasGraph(nn.Module):
     def check_scores(self) -> None:
         """UserError unless the output is one score vector per image, what a deepvision classifier returns
         (a map, as a model ending in a Conv2D gives, was read as classes and predict failed)."""
-        if len(self.output_shape) > 1:
-            shown = (*self.output_shape[1:], self.output_shape[0])  # as Keras writes it, channels last
+        if len(self.output_shape) != 1:  # a map (N, C, H, W), a sequence or one number per image
+            shown = (*self.output_shape[1:], *self.output_shape[:1])  # as Keras writes it, channels last
             raise UserError(f"Keras layer '{self.output_ref[0]}': the model's output is {shown} per image, not one "
                             f"score vector per image; deepvision imports classifiers (end the model with a "
                             f"GlobalAveragePooling2D, or a Flatten and a Dense)")
