@@ -39,6 +39,7 @@ from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.loading import check_identity
 from deepvision.runs.lock import RunLock, elastic_attempt
 from deepvision.runs.rundir import RunDir
+from deepvision.runs.split_members import change_message, data_name, is_members_record, members_change
 from deepvision.safeload import printable
 
 
@@ -206,6 +207,21 @@ def _check_split_files(cfg: Config, recorded: Any, checkpoint: Path) -> None:
                         f"a new run from this run's weights (--set model.pretrained=CHECKPOINT) for the new splits")
 
 
+def _check_same_members(cfg: Config, recorded: Any, now: Any, checkpoint: Path) -> None:
+    """Refuse resuming a classification run on splits with other members than `checkpoint` recorded (images
+    added, moved or replaced since: the splits are carved again): the earlier epochs were trained and validated
+    on the recorded ones. `now`: the record of the splits just read. A checkpoint without the record passes."""
+    if not is_members_record(recorded) or not is_members_record(now):
+        return
+    roles = tuple(r for r in ("train", "val", "test") if r in ("train", "val") or r in now["splits"])
+    change = members_change(recorded, now, roles)
+    if change is not None:
+        raise UserError(change_message(change, data_name(cfg.data), checkpoint.name, "the earlier epochs were "
+                                       "trained and validated on the recorded splits", "restore the data as it "
+                                       "was, or start a new run from this run's weights (--set "
+                                       "model.pretrained=CHECKPOINT) for the new splits"))
+
+
 def _restore_config(run: RunDir) -> None:
     """Rewrite a run's removed config.yaml from its last checkpoint, which holds the settings a resume takes
     anyway (what the commands advise when something other than a file stands in config.yaml's place)."""
@@ -244,6 +260,7 @@ def _resume_locked(run: RunDir, epoch: int | None, overrides: list[str] | None, 
 
     def make(dist: DistInfo, device: Any) -> Trainer:
         resolved = resolve_run(cfg, world=dist.world)
+        _check_same_members(cfg, ckpt.get("data_splits"), resolved.task.data_record(), path)
         _check_same_classes(run, resolved.data.classes)
         _check_same_preprocessing(ckpt.get("preprocess"), resolved.pre.to_dict())
         return Trainer(resolved, run, dist=dist, device=device, resume=ckpt, manual_lr=manual_lr,

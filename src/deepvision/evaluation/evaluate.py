@@ -52,7 +52,7 @@ from deepvision.placement import (
     refuse_output_inside,
     require_own_folder,
 )
-from deepvision.runs.loading import LoadedRun, load_run, refuse_split_edit
+from deepvision.runs.loading import LoadedRun, load_run, refuse_member_change, refuse_split_edit
 from deepvision.runs.rundir import RunDir
 from deepvision.safeload import bare_name_here, check_choice, check_range, spreadsheet_cell, spreadsheet_row
 
@@ -209,8 +209,9 @@ def evaluate_run(
     say = (lambda *_: None) if quiet else print
     # the data is read (and refused, in one line) before the model loads and before anything is printed
     cfg, role = _data_config_for(run_cfg, data)
+    recorded = None
     if data in (None, *ROLES):  # the run's own split: drawn as the checkpoint's were, never as an edit says
-        refuse_split_edit(run, run_cfg, run.resolve_checkpoint(epoch, which))
+        recorded = refuse_split_edit(run, run_cfg, run.resolve_checkpoint(epoch, which))
     if out is not None and data not in (None, *ROLES) and cfg.data.source == "lst":
         _refuse_report_over_listed_images(out, cfg.data.train, cfg.data.root)
     if out is not None:  # a folder of the user's files is never written into; an earlier report is replaced
@@ -227,6 +228,8 @@ def evaluate_run(
         raise UserError(f"the run's data has no '{role}' split; choose from "
                         f"{', '.join(r for r in ROLES if present.role(r) is not None)} (--data), or give "
                         f"{DATA_FORMS}")
+    if data in (None, *ROLES):  # the run's own split holds the members it held when the run was trained
+        refuse_member_change(run_cfg, recorded, bundle, (role,), run.resolve_checkpoint(epoch, which))
     if crops == 10:  # decided from the stored preprocessing, before the model loads
         _check_ten_crop(bundle.role(role), run.read_preprocess())
     loaded = load_run(run_dir, epoch=epoch, which=which, device=dev)  # refused in one line, before any output
