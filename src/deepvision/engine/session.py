@@ -193,8 +193,9 @@ def _check_fixed_settings(before: Config, cfg: Config, task: Any = None) -> None
 
 def _check_split_files(cfg: Config, recorded: Any, checkpoint: Path) -> None:
     """Refuse resuming on split files other than the ones `checkpoint` recorded (a detection dataset rebuilt
-    since): the earlier epochs were trained on the recorded ones. A checkpoint without the record passes."""
-    if not isinstance(recorded, dict):
+    since): the earlier epochs were trained on the recorded ones. A checkpoint without the record passes, and
+    a classification run's record is compared once its data is read (`_check_same_members`)."""
+    if not isinstance(recorded, dict) or is_members_record(recorded):
         return
     from deepvision.datasets.detection.record import rebuild_hint, split_record_change
 
