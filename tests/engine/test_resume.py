@@ -168,6 +168,27 @@ def test_a_hand_edit_of_config_yaml_is_named_not_replaced(full_run, tmp_path):
     assert "epochs: 5\n" in (copy / "config.yaml").read_text()
 
 
+def test_the_suggested_set_for_a_hand_edit_holds_the_whole_value(full_run, tmp_path):
+    """A long data.root edited in config.yaml: the message cut the value, inside its --set too, so the suggested
+    command could not be pasted. The suggestion holds it whole, quoted for the shell, control characters
+    escaped; the named change stays short."""
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run.run_dir, copy)
+    text = (copy / "config.yaml").read_text()
+    root = "/data/" + "a_long_folder_name_" * 5 + "with space\x1b/images"
+    assert "  source: digits\n" in text
+    (copy / "config.yaml").write_text(text.replace("  root: null\n", "", 1).replace(
+        "  source: digits\n", "  source: digits\n  root: \"" + root.replace("\x1b", "\\x1b") + "\"\n", 1))
+    before = {name: (copy / name).read_bytes() for name in ("config.yaml", "run.json", "history.csv")}
+    with pytest.raises(UserError) as info:
+        resume(copy, epoch=2)
+    shown = root.replace("\x1b", "\\x1b")
+    assert str(info.value) == (f"config.yaml was edited by hand (data.root: null -> {shown[:60]}); a resume takes "
+                               f"the settings from the checkpoint, so give changes with --set (--set "
+                               f"'data.root={shown}') or undo the edit")
+    assert {name: (copy / name).read_bytes() for name in before} == before
+
+
 def test_a_config_yaml_without_the_digest_line_resumes_as_before(full_run, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(full_run.run_dir, copy)

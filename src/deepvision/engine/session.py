@@ -40,7 +40,7 @@ from deepvision.runs.loading import check_identity
 from deepvision.runs.lock import RunLock, elastic_attempt
 from deepvision.runs.rundir import RunDir
 from deepvision.runs.split_members import change_message, data_name, is_members_record, members_change
-from deepvision.safeload import printable
+from deepvision.safeload import printable, shell_word
 
 
 def default_name(cfg: Config) -> str:
@@ -345,16 +345,17 @@ def _check_hand_edits(run: RunDir, saved: Any, keys: list[str]) -> None:
         what = "the model" if k.startswith("model.") else k if k in FIXED_ON_RESUME else None
         fix = f"{what} cannot change on resume, so undo the edit" if what else (
             f"a resume takes the settings from the checkpoint, so give changes with --set (--set "
-            f"{k}={_yaml(theirs, k) if k in theirs else 'null'}) or undo the edit")
+            f"{shell_word(f'{k}=' + (_yaml(theirs, k, None) if k in theirs else 'null'))}) or undo the edit")
         raise UserError(f"config.yaml was edited by hand ({k}: {_yaml(ours, k)} -> {_yaml(theirs, k)}{more}); {fix}")
 
 
-def _yaml(flat: dict[str, Any], key: str) -> str:
-    """A setting as a --set value is written (relu, 4, null, [1, 2]); "unset" where the key is absent."""
+def _yaml(flat: dict[str, Any], key: str, limit: int | None = 60) -> str:
+    """A setting as a --set value is written (relu, 4, null, [1, 2]), cut to `limit` characters (None: whole,
+    for a command to paste); "unset" where the key is absent."""
     if key not in flat:
         return "unset"
     value = flat[key]
-    return printable(value)[:60] if isinstance(value, str) else printable(json.dumps(value))[:60]
+    return printable(value if isinstance(value, str) else json.dumps(value))[:limit]
 
 
 def _check_same_preprocessing(trained: Any, new: dict[str, Any]) -> None:
