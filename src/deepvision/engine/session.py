@@ -261,8 +261,8 @@ def _resume_locked(run: RunDir, epoch: int | None, overrides: list[str] | None, 
 
     def make(dist: DistInfo, device: Any) -> Trainer:
         resolved = resolve_run(cfg, world=dist.world)
+        _check_same_classes(run, resolved.data.classes)  # the more telling refusal where the classes changed
         _check_same_members(cfg, ckpt.get("data_splits"), resolved.task.data_record(), path)
-        _check_same_classes(run, resolved.data.classes)
         _check_same_preprocessing(ckpt.get("preprocess"), resolved.pre.to_dict())
         return Trainer(resolved, run, dist=dist, device=device, resume=ckpt, manual_lr=manual_lr,
                        reset_optimizer=reset)

@@ -228,8 +228,6 @@ def evaluate_run(
         raise UserError(f"the run's data has no '{role}' split; choose from "
                         f"{', '.join(r for r in ROLES if present.role(r) is not None)} (--data), or give "
                         f"{DATA_FORMS}")
-    if data in (None, *ROLES):  # the run's own split holds the members it held when the run was trained
-        refuse_member_change(run_cfg, recorded, bundle, (role,), run.resolve_checkpoint(epoch, which))
     if crops == 10:  # decided from the stored preprocessing, before the model loads
         _check_ten_crop(bundle.role(role), run.read_preprocess())
     loaded = load_run(run_dir, epoch=epoch, which=which, device=dev)  # refused in one line, before any output
@@ -240,6 +238,8 @@ def evaluate_run(
         raise UserError(f"the run's data now names the classes {shown[0]}, but the run was trained on "
                         f"{shown[1]}: its class folders or labels file changed since training; restore them, "
                         f"or give other data as a path (--data PATH)")
+    if own:  # the run's own split holds the members it held when the run was trained
+        refuse_member_change(run_cfg, recorded, bundle, (role,), run.resolve_checkpoint(epoch, which))
     if cfg.data.source == "folder" and not own and bundle.classes != loaded.classes:
         bundle = _remap_classes(bundle, role, loaded.classes, data)
     named = cfg.data.source in ("hdf5", "lst", "rec")  # a labels file: label numbers taken as the run's classes
