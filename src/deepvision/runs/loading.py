@@ -296,7 +296,7 @@ def refuse_member_change(cfg: Config, recorded: Any, bundle: Any, roles: tuple[s
     or replaced since make the fractions carve other images. Nothing recorded: nothing compared."""
     from deepvision.runs import split_members as members
 
-    moved = members.members_change(recorded, members.members_record(bundle), roles)
+    moved = members.members_change(recorded, members.members_record(bundle, roles), roles)
     if moved is not None:
         raise UserError(members.change_message(
             moved, members.data_name(cfg.data), checkpoint.name, "the run's held-out splits may hold images it "

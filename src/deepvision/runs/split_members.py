@@ -28,10 +28,11 @@ def is_members_record(recorded: Any) -> bool:
     return isinstance(recorded, dict) and recorded.get("kind") == KIND and isinstance(recorded.get("splits"), dict)
 
 
-def members_record(bundle: DataBundle) -> dict[str, Any]:
-    """Per role the bundle holds, its sample count and the sha256 over its sorted members with their labels."""
+def members_record(bundle: DataBundle, roles: tuple[str, ...] = ROLES) -> dict[str, Any]:
+    """Per role of `roles` the bundle holds, its sample count and the sha256 over its sorted members with their
+    labels."""
     splits = {}
-    for role in ROLES:
+    for role in roles:
         split = bundle.role(role)
         if split is not None and (digest := _digest(split)) is not None:
             splits[role] = {"count": len(split), "sha256": digest}
@@ -87,12 +88,11 @@ def _file_members(split: Any) -> list[str] | None:
     if paths is None:
         return None
     indices = getattr(split, "indices", None)
-    chosen = [os.path.abspath(p) for p in (paths if indices is None else [paths[i] for i in indices])]
-    try:
-        common = os.path.commonpath(chosen) if len(chosen) > 1 else os.path.dirname(chosen[0]) if chosen else ""
-    except ValueError:  # paths on different drives
-        return chosen
-    return [os.path.relpath(p, common) for p in chosen]
+    chosen = [p if os.path.isabs(p) else os.path.abspath(p) for p in map(str, paths if indices is None else
+                                                                            (paths[i] for i in indices))]
+    prefix = os.path.commonprefix(chosen)  # by characters (fast over a million paths): cut back to a folder
+    cut = prefix.rfind(os.sep) + 1
+    return [p[cut:] for p in chosen]
 
 
 def _record_members(split: Any) -> list[str] | None:
