@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pytest
 
 from deepvision.config.schema import DataConfig
 from deepvision.data.sources import load_data
@@ -57,3 +58,33 @@ def test_nothing_recorded_is_compared_with_nothing(tmp_path):
     root = make_image_folder(tmp_path / "a", n_per_class=10, size=8)
     assert members_change(None, _record(root)) is None
     assert members_change({"command": "x", "splits": {}}, _record(root)) is None  # a detection record
+
+
+def _write_rec(path, labels):
+    from deepvision.data.records import IRHeader, pack_header
+    from deepvision.datasets.records import RecordWriter
+    from tests.data.recordtools import jpeg_bytes, noise_image
+
+    with RecordWriter(path) as w:
+        for i, label in enumerate(labels):
+            w.write(pack_header(IRHeader(0, float(label), i, 0), jpeg_bytes(noise_image(i, (8, 8)))), key=i)
+    return path
+
+
+def test_records_are_named_by_id_and_offset_and_a_replaced_file_is_another_split(tmp_path):
+    pytest.importorskip("cv2")
+    labels = [i % 2 for i in range(20)]
+    (tmp_path / "a").mkdir()
+    _write_rec(tmp_path / "a" / "t.rec", labels)
+
+    def record(folder):
+        cfg = DataConfig(source="rec", root=str(folder), train="t.rec", test=None, val_fraction=0.2,
+                         test_fraction=0.2)
+        return members_record(load_data(cfg))
+
+    then = record(tmp_path / "a")
+    assert {r: s["count"] for r, s in then["splits"].items()} == {"train": 12, "val": 4, "test": 4}
+    shutil.copytree(tmp_path / "a", tmp_path / "b", ignore=shutil.ignore_patterns("*.cache*"))
+    assert members_change(then, record(tmp_path / "b")) is None  # the same file elsewhere
+    _write_rec(tmp_path / "b" / "t.rec", labels[:-1] + [0])  # repacked: one label other
+    assert members_change(then, record(tmp_path / "b")) is not None
