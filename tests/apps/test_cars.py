@@ -219,6 +219,28 @@ def test_show_refuses_splits_drawn_otherwise_by_a_hand_edit(run_cli, cars_run, t
     assert not (tmp_path / "s").exists()
 
 
+def test_show_refuses_a_test_list_replaced_since_training(run_cli, cars_run, tmp_path):
+    """The run's lists moved elsewhere are its data; a test list replaced by another (an entry left out) is
+    not the split the run was tested on, and is refused before anything is written."""
+    import shutil
+
+    lists = cars_run.parent.parent / "lists"
+    copy = tmp_path / "cars"
+    shutil.copytree(cars_run, copy)
+    shutil.copytree(lists, tmp_path / "lists")
+    text = (copy / "config.yaml").read_text()
+    assert str(lists) in text
+    (copy / "config.yaml").write_text(text.replace(str(lists), str(tmp_path / "lists")))
+    assert run_cli("cars", "show", copy, "--sample-size", "2", "--out", tmp_path / "same")[0] == 0
+    test = tmp_path / "lists" / "test.lst"
+    test.write_text("".join(test.read_text().splitlines(keepends=True)[:-1]))
+    code, out, err = run_cli("cars", "show", copy, "--sample-size", "2", "--out", tmp_path / "s")
+    assert (code, out) == (2, "") and err.count("\n") == 1 and err.startswith(
+        "deepvision cars show: error: the test split of "), err
+    assert "is not the one best.pt was trained with (13 images, sha256 " in err and "-> 12 images" in err, err
+    assert not (tmp_path / "s").exists()
+
+
 def test_show_writes_only_into_its_own_folder_outside_the_data(run_cli, cars_run, fake, tmp_path):
     """A folder of the user's files, the run's own folder and the test images' folder are refused in one
     line before the model loads, nothing written; an earlier show's folder is written again."""

@@ -168,6 +168,27 @@ def test_a_hand_edit_of_config_yaml_is_named_not_replaced(full_run, tmp_path):
     assert "epochs: 5\n" in (copy / "config.yaml").read_text()
 
 
+def test_the_suggested_set_for_a_hand_edit_holds_the_whole_value(full_run, tmp_path):
+    """A long data.root edited in config.yaml: the message cut the value, inside its --set too, so the suggested
+    command could not be pasted. The suggestion holds it whole, quoted for the shell, control characters
+    escaped; the named change stays short."""
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run.run_dir, copy)
+    text = (copy / "config.yaml").read_text()
+    root = "/data/" + "a_long_folder_name_" * 5 + "with space\x1b/images"
+    assert "  source: digits\n" in text
+    (copy / "config.yaml").write_text(text.replace("  root: null\n", "", 1).replace(
+        "  source: digits\n", "  source: digits\n  root: \"" + root.replace("\x1b", "\\x1b") + "\"\n", 1))
+    before = {name: (copy / name).read_bytes() for name in ("config.yaml", "run.json", "history.csv")}
+    with pytest.raises(UserError) as info:
+        resume(copy, epoch=2)
+    shown = root.replace("\x1b", "\\x1b")
+    assert str(info.value) == (f"config.yaml was edited by hand (data.root: null -> {shown[:60]}); a resume takes "
+                               f"the settings from the checkpoint, so give changes with --set (--set "
+                               f"'data.root={shown}') or undo the edit")
+    assert {name: (copy / name).read_bytes() for name in before} == before
+
+
 def test_a_config_yaml_without_the_digest_line_resumes_as_before(full_run, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(full_run.run_dir, copy)
@@ -322,3 +343,31 @@ def test_a_detection_run_does_not_resume_on_its_dataset_rebuilt_since(trained_de
     shutil.rmtree(root)
     shutil.copytree(tmp_path / "kept", root)  # rebuilt as it was
     assert len(resume(copy, overrides=["train.epochs=2", f"data.root={root}"]).history) == 2
+
+
+def test_resuming_on_splits_carved_from_changed_data_is_refused(tmp_path):
+    """Images added to a folder run's class folders: val_fraction/test_fraction carve other images, so the
+    earlier epochs were trained and validated on other splits; refused in one line, the run unchanged. The
+    same images under another root resume."""
+    from tests.helpers import make_image_folder
+
+    root = make_image_folder(tmp_path / "images", n_per_class=15, size=16)
+    cfg = tiny_config(1, source="folder", root=str(root), train=".", test=None, val_fraction=0.2,
+                      test_fraction=0.2, batch_size=8)
+    cfg["model"]["in_channels"] = 3
+    run_dir = train(cfg, out=tmp_path / "runs", name="folder").run_dir
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    for image in make_image_folder(tmp_path / "more", n_per_class=10, size=16, seed=3).rglob("*.png"):
+        shutil.copy(image, root / image.parent.name / f"new_{image.name}")
+    before = {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()}
+    with pytest.raises(UserError, match=rf"^the train split of {root} is not the one last.pt was trained with "
+                                        r"\(18 images, sha256 \w{12} -> 30 images, .*: images were added, moved or "
+                                        r"replaced since, and the earlier epochs were trained and validated on the "
+                                        r"recorded splits; restore the data as it was, or start a new run"):
+        resume(copy, overrides=["train.epochs=2"])
+    assert {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()} == before
+    for image in root.rglob("new_*.png"):
+        image.unlink()
+    shutil.move(root, tmp_path / "elsewhere")
+    assert resume(copy, overrides=["train.epochs=2", f"data.root={tmp_path / 'elsewhere'}"]).history[-1]["epoch"] == 2

@@ -242,3 +242,50 @@ def test_a_detection_run_is_not_scored_on_its_dataset_rebuilt_since(trained_dete
     shutil.rmtree(root.parent)
     shutil.copytree(tmp_path / "kept", root.parent)  # rebuilt as it was
     assert run_cli("evaluate", copy, "--out", tmp_path / "again")[0] == 0
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    from tests.helpers import make_image_folder
+
+    root = make_image_folder(tmp_path_factory.mktemp("data") / "images", n_per_class=15, size=16)
+    cfg = tiny_config(1, source="folder", root=str(root), train=".", test=None, val_fraction=0.2,
+                      test_fraction=0.2, batch_size=8)
+    cfg["model"]["in_channels"] = 3
+    return train(cfg, out=tmp_path_factory.mktemp("runs"), name="folder").run_dir, root
+
+
+def test_a_classification_run_is_not_scored_on_splits_carved_from_changed_data(folder_run, tmp_path, run_cli):
+    """Images added to the class folders since training made test_fraction carve other images, and the "test"
+    split scored as the run's held images it trained on. The run records its splits' members: the same images
+    elsewhere are the run's data, added images are refused; a run trained before the record is compared with
+    nothing."""
+    from tests.helpers import make_image_folder
+
+    run_dir, root = folder_run
+    copy, data = tmp_path / "run", tmp_path / "moved" / "images"
+    shutil.copytree(run_dir, copy)
+    shutil.copytree(root, data)
+    text = (copy / "config.yaml").read_text()
+    (copy / "config.yaml").write_text(text.replace(f"root: {root}\n", f"root: {data}\n", 1))
+    recorded = torch.load(copy / "checkpoints" / "best.pt", weights_only=True)["data_splits"]
+    assert {r: s["count"] for r, s in recorded["splits"].items()} == {"train": 18, "val": 6, "test": 6}
+    assert run_cli("evaluate", copy, "--out", tmp_path / "same")[0] == 0  # the same images, moved
+    for image in make_image_folder(tmp_path / "more", n_per_class=10, size=16, seed=3).rglob("*.png"):
+        shutil.copy(image, data / image.parent.name / f"new_{image.name}")
+    before = _files(copy), _files(data)
+    for args, role in (((), "test"), (("--data", "test"), "test"), (("--data", "val"), "val")):
+        code, out, err = run_cli("evaluate", copy, *args)
+        old = recorded["splits"][role]
+        assert (code, out) == (2, "") and err.count("\n") == 1 and err.startswith(
+            f"deepvision evaluate: error: the {role} split of {data} is not the one best.pt was trained with "
+            f"({old['count']} images, sha256 {old['sha256'][:12]} -> "), err
+        assert err.endswith("images were added, moved or replaced since, and the run's held-out splits may hold "
+                            "images it trained on; score other data with --data PATH: a run's held-out splits "
+                            "never change\n"), err
+    assert (_files(copy), _files(data)) == before
+    assert run_cli("evaluate", copy, "--data", data, "--out", tmp_path / "other")[0] == 0  # other data, so named
+    ckpt = torch.load(copy / "checkpoints" / "best.pt", weights_only=True)
+    del ckpt["data_splits"]  # a run trained before the record: nothing to compare with
+    torch.save(ckpt, copy / "checkpoints" / "best.pt")
+    assert run_cli("evaluate", copy, "--out", tmp_path / "old")[0] == 0

@@ -39,7 +39,8 @@ from deepvision.runs.checkpoint import load_checkpoint
 from deepvision.runs.loading import check_identity
 from deepvision.runs.lock import RunLock, elastic_attempt
 from deepvision.runs.rundir import RunDir
-from deepvision.safeload import printable
+from deepvision.runs.split_members import change_message, data_name, is_members_record, members_change
+from deepvision.safeload import printable, shell_word
 
 
 def default_name(cfg: Config) -> str:
@@ -192,8 +193,9 @@ def _check_fixed_settings(before: Config, cfg: Config, task: Any = None) -> None
 
 def _check_split_files(cfg: Config, recorded: Any, checkpoint: Path) -> None:
     """Refuse resuming on split files other than the ones `checkpoint` recorded (a detection dataset rebuilt
-    since): the earlier epochs were trained on the recorded ones. A checkpoint without the record passes."""
-    if not isinstance(recorded, dict):
+    since): the earlier epochs were trained on the recorded ones. A checkpoint without the record passes, and
+    a classification run's record is compared once its data is read (`_check_same_members`)."""
+    if not isinstance(recorded, dict) or is_members_record(recorded):
         return
     from deepvision.datasets.detection.record import rebuild_hint, split_record_change
 
@@ -204,6 +206,21 @@ def _check_split_files(cfg: Config, recorded: Any, checkpoint: Path) -> None:
                         f"trained with ({old} -> {new}): the dataset was rebuilt or edited since, and the earlier "
                         f"epochs were trained and validated on the other splits; {rebuild_hint(recorded)}, or start "
                         f"a new run from this run's weights (--set model.pretrained=CHECKPOINT) for the new splits")
+
+
+def _check_same_members(cfg: Config, recorded: Any, now: Any, checkpoint: Path) -> None:
+    """Refuse resuming a classification run on splits with other members than `checkpoint` recorded (images
+    added, moved or replaced since: the splits are carved again): the earlier epochs were trained and validated
+    on the recorded ones. `now`: the record of the splits just read. A checkpoint without the record passes."""
+    if not is_members_record(recorded) or not is_members_record(now):
+        return
+    roles = tuple(r for r in ("train", "val", "test") if r in ("train", "val") or r in now["splits"])
+    change = members_change(recorded, now, roles)
+    if change is not None:
+        raise UserError(change_message(change, data_name(cfg.data), checkpoint.name, "the earlier epochs were "
+                                       "trained and validated on the recorded splits", "restore the data as it "
+                                       "was, or start a new run from this run's weights (--set "
+                                       "model.pretrained=CHECKPOINT) for the new splits"))
 
 
 def _restore_config(run: RunDir) -> None:
@@ -244,7 +261,8 @@ def _resume_locked(run: RunDir, epoch: int | None, overrides: list[str] | None, 
 
     def make(dist: DistInfo, device: Any) -> Trainer:
         resolved = resolve_run(cfg, world=dist.world)
-        _check_same_classes(run, resolved.data.classes)
+        _check_same_classes(run, resolved.data.classes)  # the more telling refusal where the classes changed
+        _check_same_members(cfg, ckpt.get("data_splits"), resolved.task.data_record(), path)
         _check_same_preprocessing(ckpt.get("preprocess"), resolved.pre.to_dict())
         return Trainer(resolved, run, dist=dist, device=device, resume=ckpt, manual_lr=manual_lr,
                        reset_optimizer=reset)
@@ -327,16 +345,17 @@ def _check_hand_edits(run: RunDir, saved: Any, keys: list[str]) -> None:
         what = "the model" if k.startswith("model.") else k if k in FIXED_ON_RESUME else None
         fix = f"{what} cannot change on resume, so undo the edit" if what else (
             f"a resume takes the settings from the checkpoint, so give changes with --set (--set "
-            f"{k}={_yaml(theirs, k) if k in theirs else 'null'}) or undo the edit")
+            f"{shell_word(f'{k}=' + (_yaml(theirs, k, None) if k in theirs else 'null'))}) or undo the edit")
         raise UserError(f"config.yaml was edited by hand ({k}: {_yaml(ours, k)} -> {_yaml(theirs, k)}{more}); {fix}")
 
 
-def _yaml(flat: dict[str, Any], key: str) -> str:
-    """A setting as a --set value is written (relu, 4, null, [1, 2]); "unset" where the key is absent."""
+def _yaml(flat: dict[str, Any], key: str, limit: int | None = 60) -> str:
+    """A setting as a --set value is written (relu, 4, null, [1, 2]), cut to `limit` characters (None: whole,
+    for a command to paste); "unset" where the key is absent."""
     if key not in flat:
         return "unset"
     value = flat[key]
-    return printable(value)[:60] if isinstance(value, str) else printable(json.dumps(value))[:60]
+    return printable(value if isinstance(value, str) else json.dumps(value))[:limit]
 
 
 def _check_same_preprocessing(trained: Any, new: dict[str, Any]) -> None:

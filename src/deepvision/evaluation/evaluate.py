@@ -52,7 +52,7 @@ from deepvision.placement import (
     refuse_output_inside,
     require_own_folder,
 )
-from deepvision.runs.loading import LoadedRun, load_run, refuse_split_edit
+from deepvision.runs.loading import LoadedRun, load_run, refuse_member_change, refuse_split_edit
 from deepvision.runs.rundir import RunDir
 from deepvision.safeload import bare_name_here, check_choice, check_range, spreadsheet_cell, spreadsheet_row
 
@@ -209,8 +209,9 @@ def evaluate_run(
     say = (lambda *_: None) if quiet else print
     # the data is read (and refused, in one line) before the model loads and before anything is printed
     cfg, role = _data_config_for(run_cfg, data)
+    recorded = None
     if data in (None, *ROLES):  # the run's own split: drawn as the checkpoint's were, never as an edit says
-        refuse_split_edit(run, run_cfg, run.resolve_checkpoint(epoch, which))
+        recorded = refuse_split_edit(run, run_cfg, run.resolve_checkpoint(epoch, which))
     if out is not None and data not in (None, *ROLES) and cfg.data.source == "lst":
         _refuse_report_over_listed_images(out, cfg.data.train, cfg.data.root)
     if out is not None:  # a folder of the user's files is never written into; an earlier report is replaced
@@ -237,6 +238,8 @@ def evaluate_run(
         raise UserError(f"the run's data now names the classes {shown[0]}, but the run was trained on "
                         f"{shown[1]}: its class folders or labels file changed since training; restore them, "
                         f"or give other data as a path (--data PATH)")
+    if own:  # the run's own split holds the members it held when the run was trained
+        refuse_member_change(run_cfg, recorded, bundle, (role,), run.resolve_checkpoint(epoch, which))
     if cfg.data.source == "folder" and not own and bundle.classes != loaded.classes:
         bundle = _remap_classes(bundle, role, loaded.classes, data)
     named = cfg.data.source in ("hdf5", "lst", "rec")  # a labels file: label numbers taken as the run's classes

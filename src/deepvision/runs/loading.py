@@ -255,11 +255,12 @@ def _relocate_model_files(cfg: Config, run: RunDir) -> None:
 
 
 def refuse_split_edit(run: RunDir, cfg: Config, checkpoint: Path, trained: Any = None,
-                      data_splits: Any = None) -> None:
+                      data_splits: Any = None, bundle: Any = None, roles: tuple[str, ...] = ("test",)) -> Any:
     """Refuse reading the run's own splits from a config (config.yaml edited by hand) that draws them otherwise
     than `checkpoint` was trained with (its stored settings `trained`, read from it when not given), or from
-    a dataset whose split files are not the ones it recorded (`data_splits`: a detection dataset rebuilt since):
-    a new test split would hold images the run trained on."""
+    data whose splits are not the ones it recorded (`data_splits`): a detection dataset rebuilt since, or, with
+    `bundle` (the splits as drawn now), a classification split of `roles` with other members. A new test split
+    would hold images the run trained on. Returns the record, for `refuse_member_change` once the data is read."""
     if trained is None:  # not loaded yet: another run's checkpoint is named as such, not as an edit
         ckpt = load_checkpoint(checkpoint)
         check_identity(run, ckpt, checkpoint, cfg.model.name)
@@ -271,7 +272,12 @@ def refuse_split_edit(run: RunDir, cfg: Config, checkpoint: Path, trained: Any =
                "so they would hold images it trained on")
         raise UserError(f"{run.config_path} draws the run's splits otherwise than {checkpoint.name} was trained with "
                         f"({key}: {old} -> {new}), {why}; undo the edit: a run's held-out splits never change")
-    if isinstance(data_splits, dict):  # recorded by the task that trained the run (detection); else nothing
+    from deepvision.runs import split_members as members
+
+    if members.is_members_record(data_splits):  # recorded by a classification run: compared with drawn splits
+        if bundle is not None:
+            refuse_member_change(cfg, data_splits, bundle, roles, checkpoint)
+    elif isinstance(data_splits, dict):  # recorded by the task that trained the run (detection); else nothing
         from deepvision.datasets.detection.record import rebuild_hint, split_record_change
 
         rebuilt = split_record_change(data_splits, cfg.data)
@@ -281,3 +287,17 @@ def refuse_split_edit(run: RunDir, cfg: Config, checkpoint: Path, trained: Any =
                             f"trained with ({old} -> {new}): the dataset was rebuilt or edited since, and the run's "
                             f"held-out splits may hold images it trained on; {rebuild_hint(data_splits)}, or score "
                             f"other data with --data DIR: a run's held-out splits never change")
+    return data_splits
+
+
+def refuse_member_change(cfg: Config, recorded: Any, bundle: Any, roles: tuple[str, ...], checkpoint: Path) -> None:
+    """Refuse scoring a classification split of `roles` in `bundle` (drawn from `cfg.data`) whose members are not
+    the ones `checkpoint` recorded (`recorded`, its `data_splits`): images added, moved between class folders
+    or replaced since make the fractions carve other images. Nothing recorded: nothing compared."""
+    from deepvision.runs import split_members as members
+
+    moved = members.members_change(recorded, members.members_record(bundle, roles), roles)
+    if moved is not None:
+        raise UserError(members.change_message(
+            moved, members.data_name(cfg.data), checkpoint.name, "the run's held-out splits may hold images it "
+            "trained on", "score other data with --data PATH: a run's held-out splits never change"))

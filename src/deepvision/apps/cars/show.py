@@ -89,11 +89,11 @@ def show_cars(run_dir: str | Path, *, sample_size: int = 10, out: str | Path | N
     require_own_folder(out_dir, "predictions.json", '[{"index":', "cars show")
     refuse_output_in_data(run.read_config(), out_dir)
     loaded = load_run(run_dir, epoch=epoch, device=resolve_device(device), classifier=True)
-    # the test split is drawn as the run's was
-    refuse_split_edit(loaded.run, loaded.cfg, loaded.checkpoint, loaded.trained)
     cfg = loaded.cfg
     cfg.data.channels = loaded.pre.channels
     bundle = load_data(cfg.data, roles=("test",))
+    # the test split is drawn as the run's was
+    refuse_split_edit(loaded.run, loaded.cfg, loaded.checkpoint, loaded.trained, loaded.data_splits, bundle=bundle)
     split = bundle.test
     if split is None:
         raise UserError(f"the run's data has no test split ({cfg.data.test}); the visualiser samples test images")

@@ -17,6 +17,7 @@ from deepvision.data.sources import DataBundle, load_data
 from deepvision.engine.distributed import all_reduce_sum
 from deepvision.engine.tasks.base import Task
 from deepvision.engine.tasks.registry import register_task
+from deepvision.runs.split_members import members_record
 
 
 class ClassificationMeter:
@@ -132,12 +133,22 @@ class ClassificationTask(Task):
         self.topk = cfg.train.topk
         self.channels_last = False
         self._affine: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.bundle: DataBundle | None = None
+        self.members: dict[str, Any] | None = None
 
     def load_data(self, roles: tuple[str, ...], model_input: tuple[int, int, int] | None,
                   model_preprocess: dict[str, Any] | None) -> ClassificationData:
         bundle = load_data(self.cfg.data, roles=roles)
         pre = resolve_preprocess(self.cfg.data, bundle, model_input, model_preprocess)
+        self.bundle, self.members = bundle, None
         return ClassificationData(bundle, pre, self.cfg.data)
+
+    def data_record(self) -> dict[str, Any] | None:
+        """The members of the splits read (`members_record`), computed once: scoring the run's own splits and
+        resuming it compare them with the splits drawn then."""
+        if self.members is None and self.bundle is not None:
+            self.members = members_record(self.bundle)
+        return self.members
 
     def setup(self, pre: Preprocess, device: torch.device, channels_last: bool) -> None:
         """Fix the device-side normalisation (uint8 -> float in one pass) and the memory format."""
