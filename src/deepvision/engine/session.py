@@ -1,5 +1,9 @@
 """Training sessions: `train` makes a new run directory, `resume` continues one, each holding the
-run's lock and recording in run.json how the segment ended (the Python API and CLI call these)."""
+run's lock and recording in run.json how the segment ended (the Python API and CLI call these).
+
+Why one module of ~415 lines: a resume refuses what its checkpoints depend on (settings, classes,
+preprocessing, the data's splits) with the same helpers a new run's set-up uses, and both end a segment
+the same way; split, the two would each need the other's private steps."""
 
 from __future__ import annotations
 

@@ -7,6 +7,9 @@ Gluon ResNet v1, `resnet_ref` for Gluon ResNet v2 bottlenecks) and both networks
 batch to prove they agree. The run directory holds config.yaml, preprocess.json, labels.txt, the
 symbol file (mxnet-symbol.json), import.json and checkpoints/<name>-NNNN.pt (+ best.pt, last.pt), so
 `predict`, `evaluate`, `export`, `serve` and fine-tuning (`model.pretrained`) accept it.
+
+Why one module of ~410 lines: both routes (the graph, or a deepvision architecture checked against it
+on one batch) read the same files, infer the same input size and write the same run directory.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import torch
 from deepvision.config.schema import MAX_EPOCHS
 from deepvision.errors import UserError, suggest
 from deepvision.interop.mxnet_params import read_params, split_params
-from deepvision.models.mxnet_graph import MXNetGraph, OutputShapeError, check_operators
+from deepvision.models.mxnet_graph import MXNetGraph, check_operators
+from deepvision.models.mxnet_head import OutputShapeError
 from deepvision.models.mxnet_symbol import Symbol, read_symbol
 from deepvision.safeload import (
     MAX_TEXT_BYTES,
