@@ -868,6 +868,18 @@ def test_an_output_that_is_not_one_score_vector_per_image_is_refused(tmp_path, r
     assert not (tmp_path / "run").exists() and path.read_bytes() == before
 
 
+@pytest.mark.parametrize("activation", ["linear", "relu", "softmax"])
+def test_a_model_with_one_output_unit_is_refused(tmp_path, run_cli, activation):
+    """Dense(1) without a sigmoid imported as a one-class model answering 100% for every image."""
+    layers = [_k3("Flatten", "f"), _k3("Dense", "d", units=1, activation=activation, use_bias=True)]
+    weights = {"f": {}, "d": {"s/d/kernel": np.ones((48, 1), np.float32), "s/d/bias": np.zeros(1, np.float32)}}
+    path = _write_h5(tmp_path / "m.h5", _seq("s", [_k3_input(), *layers]), weights)
+    code, out, err = run_cli("import", "keras", path, "--out", tmp_path / "run")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert "Keras layer 'd': the model has 1 output unit; a softmax over one class is always 100%" in err
+    assert not (tmp_path / "run").exists()
+
+
 def _functional(output: list, keras2_nested: bool = False) -> dict:
     """input -> Flatten -> Dense 'd1' (softmax) as a Keras 2-style functional config; with `keras2_nested` the
     Dense sits in a nested Sequential 'head' whose own graph Keras 2 counts as its node 0."""

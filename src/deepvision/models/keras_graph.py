@@ -414,6 +414,10 @@ class KerasGraph(nn.Module):
             raise UserError(f"Keras layer '{self.output_ref[0]}': the model's output is {shown} per image, not one "
                             f"score vector per image; deepvision imports classifiers (end the model with a "
                             f"GlobalAveragePooling2D, or a Flatten and a Dense)")
+        if self.output_shape == (1,):  # a one-unit sigmoid head is two classes already; anything else is one
+            raise UserError(f"Keras layer '{self.output_ref[0]}': the model has 1 output unit; a softmax over one "
+                            f"class is always 100%, so deepvision imports a binary classifier only as Dense(1, "
+                            f"'sigmoid') (two classes [1 - p, p]) or with 2 or more outputs")
 
     # -- building ---------------------------------------------------------------------------------
     def _resolve_input_shape(self, model: dict[str, Any], given: tuple[int, ...] | None) -> tuple[int, ...]:
