@@ -86,6 +86,17 @@ def test_a_runs_folder_inside_the_data_folder_is_refused_before_anything_is_made
         assert (code, stdout) == (2, "") and err.count("\n") == 1, err
         assert f"--out {out} is inside the data folder {data}" in err
     assert sorted(p.name for p in data.iterdir()) == before and not (data / "horizontal" / "runs").exists()
+    cfg["data"]["train"] = "train"  # the default: root itself when it holds the class folders
+    (tmp_path / "f.yaml").write_text(yaml.safe_dump(cfg))
+    code, _, err = run_cli("train", tmp_path / "f.yaml", "--out", data / "horizontal" / "runs")
+    assert code == 2 and f"is inside the data folder {data}" in err, err
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (data / "horizontal" / "more").symlink_to(elsewhere)  # a linked folder is read as part of the class
+    code, _, err = run_cli("train", tmp_path / "f.yaml", "--out", elsewhere / "runs")
+    assert code == 2 and f"is inside the data folder {data}'s linked folder {data / 'horizontal' / 'more'}" in err, err
+    (data / "horizontal" / "more").unlink()
+    cfg["data"]["train"] = "."
     cfg["train"]["max_steps"] = 1
     (tmp_path / "f.yaml").write_text(yaml.safe_dump(cfg))
     code, _, err = run_cli("train", tmp_path / "f.yaml", "--out", tmp_path / "runs")

@@ -19,10 +19,12 @@ import numpy as np
 import torch
 
 from deepvision.config.schema import Config, DataConfig
+from deepvision.data.builtin_sources import split_folder
 from deepvision.data.preprocess import Preprocess
 from deepvision.data.source_registry import resolve_path
 from deepvision.engine.tasks import Task, TaskData, get_task
 from deepvision.errors import UserError
+from deepvision.fileio import linked_folders
 from deepvision.models.registry import ModelSpec, get_model_spec
 from deepvision.placement import refuse_output_inside
 
@@ -55,10 +57,18 @@ def seed_everything(seed: int) -> None:
 def refuse_output_in_data(cfg: Config, out: str | Path) -> None:
     """Refuse, before anything is written, an output folder inside a folder the config's data splits are read
     from (a folder source's root or class folders): what is written there would be read as data next time."""
+    root = Path(cfg.data.root) if cfg.data.root else None
     for name in (cfg.data.train, cfg.data.val, cfg.data.test):
-        folder = resolve_path(cfg.data.root, name) if isinstance(name, str) and name else None
-        if folder is not None and folder.is_dir():
+        if not (isinstance(name, str) and name):
+            continue
+        if cfg.data.source == "folder" and root is not None and root.is_dir():
+            folder = split_folder(root, name)  # `train` is root itself when root holds the class folders
+        else:
+            folder = resolve_path(cfg.data.root, name)
+        if folder.is_dir():
             refuse_output_inside(out, folder, "the data folder")
+            for link in linked_folders(folder):  # read as part of the data: so is what is written there
+                refuse_output_inside(out, link, f"the data folder {folder}'s linked folder")
 
 
 def refuse_named_test_with_fraction(cfg: Config) -> None:
