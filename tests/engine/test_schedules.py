@@ -64,6 +64,7 @@ def test_describe_lrs_compresses_epoch_ranges():
     ({"name": "piecewise", "ranges": ["1-2: 0.1"], "gamma": 0.5},
      "schedule.gamma is read by the step and multistep schedule, not piecewise"),
     ({"name": "step", "min_lr": 0.01}, "schedule.min_lr is read by the poly and cosine schedule, not step"),
+    ({"warmup_start_factor": 0.5}, "schedule.warmup_start_factor is read only with schedule.warmup_epochs > 0"),
 ])
 def test_an_option_of_another_schedule_is_refused(given, named):
     """schedule.ranges given with the default constant schedule was recorded and never read: the run trained at

@@ -72,6 +72,10 @@ class Schedule:
             raise unknown("schedule", cfg.name, SCHEDULES)
         self.cfg, self.base_lr, self.epochs = cfg, base_lr, epochs
         refuse_unread_options(cfg, self.name, SCHEDULE_READ_BY, "schedule", "schedule")
+        if cfg.warmup_epochs == 0 and cfg.warmup_start_factor != ScheduleConfig().warmup_start_factor:
+            raise UserError(f"schedule.warmup_start_factor is read only with schedule.warmup_epochs > 0 (no warm-up "
+                            f"now); set the warm-up's length, or leave the factor out (on resume: --set "
+                            f"schedule.warmup_start_factor={ScheduleConfig().warmup_start_factor})")
         self.ranges = parse_ranges(cfg.ranges) if self.name == "piecewise" else []
         if self.name == "step" and cfg.step_size <= 0:
             raise UserError("schedule.step_size must be a positive number of epochs")
