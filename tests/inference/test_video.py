@@ -164,3 +164,26 @@ def test_ffmpeg_is_handed_absolute_paths(tmp_path, monkeypatch):
     assert ffmpeg_name("concat:a.avi|b.avi") == str(tmp_path / "concat:a.avi|b.avi")
     assert ffmpeg_name(Path("x/../tcp:host.mp4")) == str(tmp_path / "tcp:host.mp4")
     assert ffmpeg_name(tmp_path / "v.avi") == str(tmp_path / "v.avi")
+
+
+def test_a_video_that_does_not_hold_the_frames_written_is_refused(tmp_path):
+    """OpenCV's writer says nothing when a frame cannot be written: past a file size limit detect reported an
+    unreadable 10 kB video as written."""
+    import cv2
+
+    from deepvision.errors import UserError
+    from deepvision.inference.video import check_written_video, write_frame
+
+    path = tmp_path / ".partial-x" / "v.mp4"
+    path.parent.mkdir()
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (32, 32))
+    for i in range(12):
+        write_frame(cv2, writer, np.full((32, 32, 3), i * 20, np.uint8))
+    writer.release()
+    check_written_video(cv2, path, 12, path)
+    with pytest.raises(UserError, match=r"^could not write .*/v.mp4: it holds 12 of the 13 frames written"):
+        check_written_video(cv2, path, 13, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # cut short: no index, nothing readable
+    with pytest.raises(UserError) as info:
+        check_written_video(cv2, path, 12, path)
+    assert str(info.value).startswith(f"could not write {tmp_path / 'v.mp4'}: it holds 0 of the 12 frames"), info.value

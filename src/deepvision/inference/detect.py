@@ -27,7 +27,15 @@ from deepvision.datasets.detection.readers import IMAGE_EXTENSIONS
 from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
 from deepvision.fileio import PendingFile, atomic_write_text, write_image, written_whole
-from deepvision.inference.video import check_video_name, ffmpeg_name, frame_rate, open_video, quiet_native_output
+from deepvision.inference.video import (
+    check_video_name,
+    check_written_video,
+    ffmpeg_name,
+    frame_rate,
+    open_video,
+    quiet_native_output,
+    write_frame,
+)
 from deepvision.models.detection import detection_family
 from deepvision.placement import refuse_output_in_input_folders, replace_only_own
 from deepvision.runs.loading import LoadedRun, load_run
@@ -245,7 +253,7 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
                                                  (frame.shape[1], frame.shape[0]))
                     if not writer.isOpened():
                         raise UserError(f"could not open {target} for writing")
-                writer.write(frame)
+                write_frame(cv2, writer, frame)
             if show:
                 try:
                     cv2.imshow("deepvision detect", frame)
@@ -263,6 +271,7 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
         if writer is not None:
             writer.release()
             writer = None
+            check_written_video(cv2, partial, frames, target)
             pending.commit()  # a stopped or failed run never leaves half a video under the final name
             pending = None
     finally:

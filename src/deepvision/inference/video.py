@@ -151,3 +151,24 @@ def open_video(cv2: Any, path: str | Path, what: str = "a video") -> QuietCaptur
                             f"opencv-python-headless")
         raise UserError(f"cannot open {path} as {what} (unsupported or damaged file)")
     return QuietCapture(cv2, capture)
+
+
+def write_frame(cv2: Any, writer: Any, frame: Any) -> None:
+    """One frame to `writer`, OpenCV's complaints silenced: a frame it cannot write (a full disk, a file size
+    limit) is found by `check_written_video`, said in one line, not one warning a frame."""
+    with quiet_native_output(cv2):
+        writer.write(frame)
+
+
+def check_written_video(cv2: Any, path: str | Path, frames: int, shown: str | Path) -> None:
+    """Refuse a released video at `path` that does not hold the `frames` written to it (OpenCV's writer says
+    nothing when a frame cannot be written: a full disk or a file size limit left a short, or unreadable,
+    file reported as written); `shown`: the name to give. Reads the container's header only."""
+    with quiet_native_output(cv2):
+        capture = cv2.VideoCapture(ffmpeg_name(path), cv2.CAP_FFMPEG)
+        held = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+        capture.release()
+    if held < frames:
+        shown = Path(*[part for part in Path(shown).parts if not part.startswith(".partial-")])  # where it goes
+        raise UserError(f"could not write {shown}: it holds {held} of the {frames} frames written (the disk is full, "
+                        f"or a file size limit was reached); free some space or choose another --out")

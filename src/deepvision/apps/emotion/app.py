@@ -43,7 +43,14 @@ from deepvision.fileio import PendingFile, atomic_write_text, output_folder, out
 from deepvision.inference.faces.detect import FaceDetector, create_detector, cv2_module, largest_face, to_gray
 from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side
 from deepvision.inference.faces.track import DETECT_EVERY, FaceTracker
-from deepvision.inference.video import check_video_name, ffmpeg_name, frame_rate, open_video
+from deepvision.inference.video import (
+    check_video_name,
+    check_written_video,
+    ffmpeg_name,
+    frame_rate,
+    open_video,
+    write_frame,
+)
 from deepvision.models.memory_format import to_channels_last
 from deepvision.placement import (
     begins_with,
@@ -246,6 +253,7 @@ class _Sink:
         self.cv2 = cv2_module()
         self.out, self.headless, self.fps = out, headless, fps
         self.writer = None
+        self.written = 0  # frames given to the writer: the finished video must hold them all
         self.pending: PendingFile | None = None
         self.is_video = out is not None and out.suffix.lower() in VIDEO_SUFFIXES
         if out is not None and not self.is_video:
@@ -276,7 +284,8 @@ class _Sink:
                                               (w, h))
                 if not self.writer.isOpened():
                     raise UserError(f"cannot write the video {self.out} (no encoder for {self.out.suffix})")
-            self.writer.write(composite)
+            write_frame(cv2, self.writer, composite)
+            self.written += 1
         elif self.out is not None:
             for sub, image in (("face", frame), ("probabilities", canvas)):
                 write_image(self.out / sub / f"{index:06d}.png", image)  # atomic: a planted link is replaced
@@ -291,6 +300,12 @@ class _Sink:
             self.writer.release()
         if self.pending is not None:
             if ok and self.writer is not None:
+                try:
+                    check_written_video(self.cv2, self.pending.tmp, self.written, self.out)
+                except UserError:
+                    self.pending.discard()
+                    self.pending = None
+                    raise
                 self.pending.commit()
             else:
                 self.pending.discard()
