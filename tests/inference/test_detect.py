@@ -200,6 +200,18 @@ def test_a_device_refusal_names_the_option_given(run, tmp_path, run_cli, monkeyp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg"]
 
 
+def test_options_for_the_other_kind_of_input_are_refused_before_the_model_loads(tmp_path, run_cli):
+    """--show with images only (it opens a window for videos) and --batch-size with videos only (read frame by
+    frame) were taken and ignored."""
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(tmp_path / "a.jpg")
+    (tmp_path / "v.avi").write_bytes(b"RIFF")  # a name is enough: refused before anything is read
+    for given, line in ((("a.jpg", "--show"), "--show applies to videos, and no video was given; leave --show out"),
+                        (("v.avi", "--batch-size", "2"), "--batch-size applies to images (a video is read frame by "
+                                                         "frame), and only videos were given; leave --batch-size out")):
+        code, out, err = run_cli("detect", tmp_path / "no-run", tmp_path / given[0], *given[1:])
+        assert (code, out, err) == (2, "", f"deepvision detect: error: {line}\n")
+
+
 def test_an_out_in_an_input_folder_is_refused_before_the_model_loads(tmp_path, run_cli):
     """The annotated copies, named as the photos, would be detected again by the next run over the folder
     (which reads sub-folders too): an --out that is an input folder or lies inside one is one line, exit 2,

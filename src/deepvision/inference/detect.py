@@ -317,11 +317,20 @@ def _earlier_outputs(out_dir: Path) -> list[str]:
 
 def run_detect(run_dir: str | Path, sources: list[str | Path], *, min_confidence: float = 0.5,
                out: str | Path | None = None, show: bool = False, epoch: int | None = None, which: str = "best",
-               device: str = "auto", batch_size: int = 4, on_video_frame: Callable[[int, int], None] | None = None
+               device: str = "auto", batch_size: int | None = None,
+               on_video_frame: Callable[[int, int], None] | None = None
                ) -> tuple[list[ImageDetections], list[VideoResult]]:
-    """Detect in every source; with `out`, annotated images/videos and detections.json are written there."""
+    """Detect in every source; with `out`, annotated images/videos and detections.json are written there.
+    `show` applies to videos and `batch_size` (default 4) to images: given where they would be ignored, refused."""
     check_min_confidence(min_confidence)  # the arguments are refused before the model loads
     items = expand_sources(sources)
+    kinds = {kind for _, kind in items}
+    if show and "video" not in kinds:
+        raise UserError("--show applies to videos, and no video was given; leave --show out")
+    if batch_size is not None and "image" not in kinds:
+        raise UserError("--batch-size applies to images (a video is read frame by frame), and only videos were "
+                        "given; leave --batch-size out")
+    batch_size = 4 if batch_size is None else batch_size
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         refuse_output_in_input_folders(out_dir, sources)  # the annotated copies would be read back next time

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--show", action="store_true", help="show videos in a window (q quits); headless by default")
     p.add_argument("--epoch", type=int, help="checkpoint epoch (default: best.pt)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4)")
+    p.add_argument("--batch-size", type=int, help="images per forward pass (default 4)")
     p.set_defaults(func=run)
 
 
@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from deepvision.inference.detect import check_min_confidence, run_detect
     from deepvision.safeload import check_range
 
-    check_range("--batch-size", args.batch_size, 1, MAX_BATCH)
+    if args.batch_size is not None:
+        check_range("--batch-size", args.batch_size, 1, MAX_BATCH)
     check_min_confidence(args.min_confidence)
     # the bar starts with the first video frame: a refusal before it stays one line on stderr
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
