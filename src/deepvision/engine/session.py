@@ -201,15 +201,11 @@ def _check_split_files(cfg: Config, recorded: Any, checkpoint: Path) -> None:
     a classification run's record is compared once its data is read (`_check_same_members`)."""
     if not isinstance(recorded, dict) or is_members_record(recorded):
         return
-    from deepvision.datasets.detection.record import rebuild_hint, split_record_change
+    from deepvision.datasets.detection.record import refuse_rebuilt
 
-    change = split_record_change(recorded, cfg.data)
-    if change is not None:
-        role, old, new = change
-        raise UserError(f"the {role} split of {printable(cfg.data.root)} is not the one {checkpoint.name} was "
-                        f"trained with ({old} -> {new}): the dataset was rebuilt or edited since, and the earlier "
-                        f"epochs were trained and validated on the other splits; {rebuild_hint(recorded)}, or start "
-                        f"a new run from this run's weights (--set model.pretrained=CHECKPOINT) for the new splits")
+    refuse_rebuilt(recorded, cfg.data, checkpoint.name, "the earlier epochs were trained and validated on the other "
+                   "splits", "start a new run from this run's weights (--set model.pretrained=CHECKPOINT) for the "
+                   "new splits")
 
 
 def _check_same_members(cfg: Config, recorded: Any, now: Any, checkpoint: Path) -> None:

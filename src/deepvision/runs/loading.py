@@ -278,15 +278,10 @@ def refuse_split_edit(run: RunDir, cfg: Config, checkpoint: Path, trained: Any =
         if bundle is not None:
             refuse_member_change(cfg, data_splits, bundle, roles, checkpoint)
     elif isinstance(data_splits, dict):  # recorded by the task that trained the run (detection); else nothing
-        from deepvision.datasets.detection.record import rebuild_hint, split_record_change
+        from deepvision.datasets.detection.record import refuse_rebuilt
 
-        rebuilt = split_record_change(data_splits, cfg.data)
-        if rebuilt is not None:
-            role, old, new = rebuilt
-            raise UserError(f"the {role} split of {printable(cfg.data.root)} is not the one {checkpoint.name} was "
-                            f"trained with ({old} -> {new}): the dataset was rebuilt or edited since, and the run's "
-                            f"held-out splits may hold images it trained on; {rebuild_hint(data_splits)}, or score "
-                            f"other data with --data DIR: a run's held-out splits never change")
+        refuse_rebuilt(data_splits, cfg.data, checkpoint.name, "the run's held-out splits may hold images it trained "
+                       "on", "score other data with --data DIR: a run's held-out splits never change")
     return data_splits
 
 

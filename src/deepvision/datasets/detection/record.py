@@ -61,6 +61,17 @@ def rebuild_hint(recorded: Any) -> str:
         "rebuild it as it was"
 
 
+def refuse_rebuilt(recorded: Any, data: DataConfig, checkpoint: str, consequence: str, alternative: str) -> None:
+    """Refuse splits other than the ones `checkpoint` recorded (`recorded`, its `split_record`): one line naming
+    the first changed role, `consequence` of going on, the rebuild that restores them, or `alternative`."""
+    change = split_record_change(recorded, data)
+    if change is not None:
+        role, old, new = change
+        raise UserError(f"the {role} split of {printable(data.root)} is not the one {checkpoint} was trained with "
+                        f"({old} -> {new}): the dataset was rebuilt or edited since, and {consequence}; "
+                        f"{rebuild_hint(recorded)}, or {alternative}")
+
+
 def _sha256(path: Path) -> str:
     try:
         with open(path, "rb") as f:
