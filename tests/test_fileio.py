@@ -291,3 +291,18 @@ def test_a_ctrl_c_while_a_file_is_created_or_renamed_leaves_no_hidden_file(tmp_p
     with pytest.raises(KeyboardInterrupt):
         fileio.atomic_write_text(tmp_path / "run.json", "{}\n")
     assert os.listdir(tmp_path) == ([] if where == "mkstemp" else ["run.json"])
+
+
+def test_messages_name_files_where_they_land_not_in_hidden_work_folders(tmp_path):
+    """A disk-full line names out/sheet.png and run/config.yaml, not the hidden folder being written."""
+    from deepvision.fileio import public_names, written_whole
+
+    with written_whole(tmp_path / "out") as work:
+        assert public_names(f"could not write {work / 'sheet.png'}: No space left on device") == \
+            f"could not write {tmp_path / 'out' / 'sheet.png'}: No space left on device"
+    assert public_names("could not write .partial-ab12cd_4/a.png: x") == "could not write a.png: x"
+    assert public_names("could not write /t/.ulk.import-3vz_pjv1/config.yaml: File too large") == \
+        "could not write /t/ulk/config.yaml: File too large"
+    assert public_names("could not write '/t/.ulk.import-3vz_pjv1': x") == "could not write '/t/ulk': x"
+    for kept in ("/a/.partial-abc/y", "/a/b.import-1234abcd/c", "/a/x.partial-1234abcd/c"):  # not ours
+        assert public_names(kept) == kept

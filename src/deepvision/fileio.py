@@ -5,7 +5,7 @@ regular-file reads that cannot hang on a FIFO, and torch files read safely.
 The rules on where an output may go (never over an input, into a folder another command owns or a
 folder of images) are `deepvision.placement`.
 
-Why one module of ~510 lines: the architecture tests hold every rename and every torch.load to this file,
+Why one module of ~525 lines: the architecture tests hold every rename and every torch.load to this file,
 so the project's writes and its one unpickling site can be read in one place."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import errno
 import hashlib
 import io
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -108,6 +109,18 @@ def move(src: str | Path, dst: str | Path) -> None:
         os.replace(src, dst)
     except OSError as exc:
         raise UserError(f"could not move {src} to {dst}: {exc.strerror or exc}") from None
+
+
+# the hidden folders a command writes into before its outputs move into place: `written_whole`'s
+# `.partial-XXXXXXXX` inside --out, an import's `.NAME.import-XXXXXXXX` beside it (tempfile's 8 characters)
+_WORK_FOLDER = re.compile(r"(?<![^/\s'\"])\.partial-[a-z0-9_]{8}/")
+_IMPORT_FOLDER = re.compile(r"(?<![^/\s'\"])\.([^/\s]+)\.import-[a-z0-9_]{8}(?=/|[\s:;,'\"]|$)")
+
+
+def public_names(text: str) -> str:
+    """`text` (a message) with every path into a command's hidden work folder named where the file will
+    land: "could not write out/.partial-ab12cd34/sheet.png" says "out/sheet.png", as the user gave it."""
+    return _IMPORT_FOLDER.sub(r"\1", _WORK_FOLDER.sub("", text))
 
 
 def write_failed(path: str | Path, exc: OSError) -> UserError:

@@ -823,3 +823,35 @@ def test_emotion_refusing_after_its_out_folder_was_made_leaves_none(astronaut_vi
     code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", tmp_path / "kept",
                            "--detector", "haar")
     assert code == 2 and (tmp_path / "kept").is_dir()  # a folder the user had stays
+
+
+def test_emotion_images_that_cannot_all_be_written_leave_out_as_it_was(fer_run, tmp_path, run_cli, monkeypatch):
+    """A full disk at the second annotated image: one line naming it under --out, and --out holds what it held
+    before (here: an earlier report of the same command, whole), never half a report."""
+    from deepvision.apps.emotion import app
+    from deepvision.errors import UserError
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a", "b", "c"):
+        cv2.imwrite(str(photos / f"{name}.png"), np.full((120, 160, 3), 90, np.uint8))
+    out = tmp_path / "o"
+    code, _, err = run_cli("emotion", fer_run, "--image", photos, "--out", out, "--detector", "haar")
+    assert code == 0, err
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real, calls = app.write_image, []
+
+    def full_disk(path, image):
+        calls.append(path)
+        if len(calls) == 2:
+            raise UserError(f"could not write {path}: No space left on device")
+        real(path, image)
+
+    monkeypatch.setattr(app, "write_image", full_disk)
+    for target in (out, tmp_path / "new"):
+        calls.clear()
+        code, _, err = run_cli("emotion", fer_run, "--image", photos, "--out", target, "--detector", "haar")
+        assert code == 2 and err.count("\n") == 1, err
+        assert err.endswith(f"could not write {target / 'b.png'}: No space left on device\n"), err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not (tmp_path / "new").exists()

@@ -174,7 +174,7 @@ def test_a_video_that_does_not_hold_the_frames_written_is_refused(tmp_path):
     from deepvision.errors import UserError
     from deepvision.inference.video import check_written_video, write_frame
 
-    path = tmp_path / ".partial-x" / "v.mp4"
+    path = tmp_path / ".partial-x1y2z3_4" / "v.mp4"
     path.parent.mkdir()
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (32, 32))
     for i in range(12):

@@ -813,3 +813,38 @@ def torch_softmax(z):
     import torch
 
     return torch.softmax(z, 1)
+
+
+def test_an_import_that_cannot_write_names_the_run_folder_and_leaves_nothing(tmp_path, monkeypatch):
+    """A full disk or a file size limit while the run is written: one line naming the file under --out (not
+    the hidden folder it was written in), nothing left beside it."""
+    import errno
+
+    from deepvision.config.io import build_config
+    from deepvision.data.preprocess import Preprocess
+    from deepvision.models.registry import create_model
+    from deepvision.runs import imported
+    from deepvision.runs.imported import write_imported_run
+
+    real, failing = imported.Path.write_bytes, ["model.json"]
+
+    def full(path, data):
+        if path.name == failing[0] or path.name.startswith(f".{failing[0]}."):
+            raise OSError(errno.EFBIG, "File too large", str(path))
+        return real(path, data)
+
+    monkeypatch.setattr(imported.Path, "write_bytes", full)
+    cfg = build_config({"name": "t", "model": {"name": "lenet", "num_classes": 2, "in_channels": 1},
+                        "data": {"source": "digits"}})
+    state = create_model("lenet", 2, 1, input_size=28).state_dict()
+    with pytest.raises(UserError) as caught:
+        write_imported_run(tmp_path / "run", cfg, Preprocess(channels=1, size=(28, 28)), ["a", "b"], state,
+                           epoch=1, source={}, files={"model.json": b"{}"})
+    assert str(caught.value) == (f"could not write {tmp_path / 'run' / 'model.json'}: File too large; free some "
+                                 f"space or choose another --out")
+    assert list(tmp_path.iterdir()) == []
+    failing[0] = "labels.txt"  # written by the run's own atomic writer
+    with pytest.raises(UserError, match=f"^could not write {tmp_path / 'run' / 'labels.txt'}: File too large$"):
+        write_imported_run(tmp_path / "run", cfg, Preprocess(channels=1, size=(28, 28)), ["a", "b"], state,
+                           epoch=1, source={}, files={"model.json": b"{}"})
+    assert list(tmp_path.iterdir()) == []

@@ -314,10 +314,11 @@ def run_command(args: argparse.Namespace) -> int:
                 sys.stdout, sys.stderr = held.wrap(sys.stdout), held.wrap(sys.stderr)
             return int(args.func(args) or 0)
     except UserError as exc:
+        from deepvision.fileio import public_names  # a file in a hidden work folder named where it lands
         from deepvision.safeload import printable  # a name from a file or the command line, escaped
 
         held.drop()
-        sys.stderr.write(f"{args.command_prog}: error: {clip_message(printable(exc))}\n")
+        sys.stderr.write(f"{args.command_prog}: error: {clip_message(public_names(printable(exc)))}\n")
         return 2
     except StopRequested as stop:
         if os.environ.get("RANK", "0") == "0":  # under DDP every rank stops; rank 0 speaks
@@ -351,9 +352,11 @@ def run_command(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         return 0
     except OSError as exc:  # a file system problem no check anticipated: still one line, exit 2
+        from deepvision.fileio import public_names
+
         held.drop()
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        sys.stderr.write(f"{args.command_prog}: error: {clip_message(f'{where}{exc.strerror or exc}')}\n")
+        sys.stderr.write(f"{args.command_prog}: error: {clip_message(public_names(f'{where}{exc.strerror or exc}'))}\n")
         return 2
     finally:
         held.release()  # a crash or an interruption still tells how many threads it ran on

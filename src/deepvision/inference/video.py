@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from deepvision.errors import UserError
-from deepvision.fileio import open_regular_file
+from deepvision.fileio import open_regular_file, public_names
 
 DEFAULT_FPS = 30.0  # output videos of a source declaring no usable frame rate (a camera, a damaged header)
 
@@ -169,6 +169,6 @@ def check_written_video(cv2: Any, path: str | Path, frames: int, shown: str | Pa
         held = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
         capture.release()
     if held < frames:
-        shown = Path(*[part for part in Path(shown).parts if not part.startswith(".partial-")])  # where it goes
-        raise UserError(f"could not write {shown}: it holds {held} of the {frames} frames written (the disk is full, "
-                        f"or a file size limit was reached); free some space or choose another --out")
+        raise UserError(f"could not write {public_names(str(shown))}: it holds {held} of the {frames} frames "
+                        f"written (the disk is full, or a file size limit was reached); free some space or "
+                        f"choose another --out")

@@ -15,7 +15,6 @@ last.pt (epoch 0). Use the checkpoint as `model.pretrained` to fine-tune.
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -311,9 +310,7 @@ def import_keras(
         return out
     cfg.model.args["config"] = str(out.resolve() / CONFIG_FILE)
     cfg.model.pretrained = str(out.resolve() / "checkpoints" / "best.pt")  # fine-tuning starts from the import
-    with tempfile.TemporaryDirectory() as scratch:
-        config_path = Path(scratch) / CONFIG_FILE
-        config_path.write_text(json.dumps(imported.keras_config, indent=1) + "\n")
-        write_imported_run(out, cfg, imported.pre, imported.classes, imported.model.state_dict(), epoch=0,
-                           source=source, files={CONFIG_FILE: config_path})
+    config_text = json.dumps(imported.keras_config, indent=1) + "\n"
+    write_imported_run(out, cfg, imported.pre, imported.classes, imported.model.state_dict(), epoch=0,
+                       source=source, files={CONFIG_FILE: config_text.encode()})
     return out

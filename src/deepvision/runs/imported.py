@@ -22,7 +22,7 @@ from deepvision.config.coerce import to_dict
 from deepvision.config.schema import Config, check_file_name
 from deepvision.data.preprocess import Preprocess, normalize_batch
 from deepvision.errors import UserError
-from deepvision.fileio import move, output_folder
+from deepvision.fileio import move, output_folder, public_names
 from deepvision.runs.checkpoint import FORMAT, VERSION, atomic_save
 from deepvision.runs.rundir import RunDir, link_or_copy
 
@@ -55,9 +55,9 @@ def check_finite_prediction(model: torch.nn.Module, pre: Preprocess, source: str
 
 def write_imported_run(run_dir: str | Path, cfg: Config, pre: Preprocess, classes: list[str],
                        state: dict[str, torch.Tensor], *, epoch: int, source: dict[str, Any],
-                       files: dict[str, Path] | None = None) -> RunDir:
+                       files: dict[str, Path | bytes] | None = None) -> RunDir:
     """Write the run at `run_dir` (which must not exist, or be an empty folder). `files` are copied in
-    under their given names (e.g. the MXNet symbol the model is rebuilt from)."""
+    under their given names (e.g. the MXNet symbol the model is rebuilt from), or written when given as bytes."""
     check_run_folder_name(run_dir)
     run_dir = Path(run_dir)
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
@@ -75,7 +75,10 @@ def write_imported_run(run_dir: str | Path, cfg: Config, pre: Preprocess, classe
             run.write_preprocess(pre)
             run.write_labels(classes)
             for name, src in (files or {}).items():
-                shutil.copyfile(src, tmp / name)
+                if isinstance(src, bytes):
+                    (tmp / name).write_bytes(src)
+                else:
+                    shutil.copyfile(src, tmp / name)
             payload = {"format": FORMAT, "version": VERSION, "epoch": epoch, "run_id": run_id,
                        "model": {"name": cfg.model.name, "num_classes": cfg.model.num_classes,
                                  "in_channels": cfg.model.in_channels},
@@ -93,6 +96,15 @@ def write_imported_run(run_dir: str | Path, cfg: Config, pre: Preprocess, classe
             if run_dir.exists():
                 run_dir.rmdir()  # the empty folder named by --out
             move(tmp, run_dir)
+        except OSError as exc:  # a full disk, a file size limit: named where the file would have landed
+            shutil.rmtree(tmp, ignore_errors=True)
+            name = Path(exc.filename).relative_to(tmp) if exc.filename and Path(exc.filename).is_relative_to(tmp) \
+                else None
+            raise UserError(f"could not write {run_dir / name if name else run_dir}: {exc.strerror or exc}; free "
+                            f"some space or choose another --out") from None
+        except UserError as exc:  # a writer's own line names the hidden folder: name the run folder
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise UserError(public_names(str(exc))) from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

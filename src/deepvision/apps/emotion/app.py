@@ -16,7 +16,7 @@ The face detector is MTCNN when facenet-pytorch is installed, else the reference
 (turned faces, faces in a crowd); searching every 8th frame, 38 frames/s of one CPU core end to end
 there against 13 searching every frame (docs/faces.md).
 
-Why one module of ~530 lines: the live loop, the still-image mode and their outputs share the
+Why one module of ~555 lines: the live loop, the still-image mode and their outputs share the
 recognizer, the detector choice and the drawing; the classifier loading lives in apps/classifier.py.
 """
 
@@ -39,7 +39,14 @@ import numpy as np
 from deepvision.apps.classifier import Classifier, load_classifier
 from deepvision.data.imageio import read_bgr
 from deepvision.errors import UserError, chained_stop
-from deepvision.fileio import PendingFile, atomic_write_text, output_folder, output_subfolder, write_image
+from deepvision.fileio import (
+    PendingFile,
+    atomic_write_text,
+    output_folder,
+    output_subfolder,
+    write_image,
+    written_whole,
+)
 from deepvision.inference.faces.detect import FaceDetector, create_detector, cv2_module, largest_face, to_gray
 from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side
 from deepvision.inference.faces.track import DETECT_EVERY, FaceTracker
@@ -503,8 +510,9 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
                                                                        device=device)
     detector = detector or default_detector()
     det = create_detector(detector)
-    with output_folder(out_path) if out_path is not None else contextlib.nullcontext():
-        # a refusal (an unreadable image, a model answering NaN) leaves no empty folder it made
+    # everything lands together at the end: a refusal (an unreadable image, a model answering NaN), a full
+    # disk or a stop leaves --out as it was
+    with written_whole(out_path, last="results.json") if out_path is not None else contextlib.nullcontext() as tmp:
         summary = ImagesSummary()
         for path, name in zip(paths, names):
             frame = read_bgr(path)
@@ -523,15 +531,15 @@ def run_emotion_images(model: str | Path | Classifier, image: str | Path, *, out
                 box = tuple(int(round(v / factor)) for v in face.box)
                 summary.faces.append(FaceEmotion(str(path), k, box, label,  # type: ignore[arg-type]
                                                  {c: float(p) for c, p in zip(clf.classes, probs)}))
-            if out_path is not None:
-                write_image(out_path / f"{name}.png", shown)
+            if tmp is not None:
+                write_image(tmp / f"{name}.png", shown)
         if out_path is not None:
             summary.files = {"csv": str(out_path / "results.csv"), "json": str(out_path / "results.json")}
-            atomic_write_text(summary.files["csv"], _faces_csv(summary.faces, clf.classes))
+            atomic_write_text(tmp / "results.csv", _faces_csv(summary.faces, clf.classes))
             payload = {"model": clf.source, "classes": clf.classes, "detector": detector, "width": width,
                        "images": len(paths), "no_face": summary.no_face, "faces": [f.to_dict() for f in summary.faces],
                        "outputs": [f"{n}.png" for n in names]}
-            atomic_write_text(summary.files["json"], json.dumps(payload, indent=1) + "\n")
+            atomic_write_text(tmp / "results.json", json.dumps(payload, indent=1) + "\n")
         return summary
 
 
