@@ -371,3 +371,22 @@ def test_resuming_on_splits_carved_from_changed_data_is_refused(tmp_path):
         image.unlink()
     shutil.move(root, tmp_path / "elsewhere")
     assert resume(copy, overrides=["train.epochs=2", f"data.root={tmp_path / 'elsewhere'}"]).history[-1]["epoch"] == 2
+
+
+@pytest.mark.parametrize("folder", ["tensorboard", "plots", "eval", "checkpoints"])
+def test_a_link_planted_at_a_run_folder_is_refused_before_the_resume_changes_anything(full_run, tmp_path, folder):
+    """A link at tensorboard/ was refused only after the resume had rewritten config.yaml and marked the
+    finished run failed; every sub-folder the new segment writes into is checked first."""
+    copy, elsewhere = tmp_path / "copy", tmp_path / "elsewhere"
+    shutil.copytree(full_run.run_dir, copy, symlinks=True)
+    elsewhere.mkdir()
+    if (copy / folder).exists():
+        shutil.copytree(copy / folder, elsewhere, dirs_exist_ok=True)
+        shutil.rmtree(copy / folder)
+    (copy / folder).symlink_to(elsewhere, target_is_directory=True)
+    before = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    inside = sorted(p.name for p in elsewhere.iterdir())
+    with pytest.raises(UserError, match=f"^{copy / folder} is a symbolic link; refusing to write through it"):
+        resume(copy, overrides=["train.epochs=5"])
+    assert {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in elsewhere.iterdir()) == inside

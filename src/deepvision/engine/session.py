@@ -237,6 +237,7 @@ def _restore_config(run: RunDir) -> None:
 def _resume_locked(run: RunDir, epoch: int | None, overrides: list[str] | None, reset_optimizer: bool
                    ) -> FitResult:
     run.read_state()  # a damaged run.json is a one-line error before anything changes
+    run.check_folders()  # so is a link planted at a sub-folder the new segment writes into
     if epoch is None and not run.has_checkpoints():
         return _restart(run, overrides)
     path = run.resolve_checkpoint(epoch, "last")

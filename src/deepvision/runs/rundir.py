@@ -92,6 +92,12 @@ class RunDir:
     eval_dir = property(lambda self: self.folder("eval", create=False))
     tensorboard_dir = property(lambda self: self.folder("tensorboard"))
 
+    def check_folders(self) -> None:
+        """Refuse a link or a file planted in place of any of the run's sub-folders, before a command that
+        writes into some of them (a resume) changes anything."""
+        for name in ("checkpoints", "plots", "eval", "tensorboard"):
+            self.folder(name, create=False)
+
     def folder(self, *parts: str, create: bool = True) -> Path:
         """The run's sub-folder `parts` (e.g. "eval", "test-best"), created when missing (with `create`).
         Every level that exists must be a real folder: a symbolic link planted in the run (or a file in
