@@ -369,6 +369,58 @@ def test_a_history_whose_epochs_disagree_with_run_json_marks_the_run_damaged(tmp
         bad.read_history()
 
 
+@pytest.mark.parametrize("emptied", ["header", "zero bytes", "missing"])
+def test_a_history_without_epochs_of_a_run_that_did_epochs_marks_it_damaged(tmp_path, run_cli, emptied):
+    """A history.csv emptied to its header, to 0 bytes or deleted, of a run whose run.json says 3 epochs were
+    done, disagrees as one ending at epoch 2 does: `runs` marks it damaged (never 0 epochs beside its scores),
+    `plot` and `runs compare` refuse it in one line, and the file is left as it was."""
+    good = fake_run(tmp_path, "good", {"name": "constant"}, 3)
+    bad = fake_run(tmp_path, "bad", {"name": "constant"}, 3)
+    bad.write_state({"status": "finished", "epochs_done": 3})
+    if emptied == "missing":
+        bad.history_path.unlink()
+    else:
+        bad.history_path.write_text("" if emptied == "zero bytes" else bad.history_path.read_text().split("\n")[0])
+    before = bad.history_path.read_bytes() if emptied != "missing" else None
+    held = "is missing" if emptied == "missing" else "holds no epoch"
+    message = f"{bad.history_path} {held} but {bad.state_path} says 3 epoch(s) were done: restore the run's own"
+    rows = {r["name"]: r for r in journal(tmp_path)}
+    assert rows["bad"]["status"].startswith(f"damaged: {message}") and rows["bad"].get("epochs") is None
+    assert rows["good"]["status"] == "finished" and rows["good"]["epochs"] == 3
+    code, out, err = run_cli("runs", tmp_path)
+    assert code == 0 and err == "" and "damaged" in out and "3 epoch(s) were done" in " ".join(out.split())
+    for args in (("plot", bad.path), ("runs", "compare", bad.path, good.path)):
+        code, _, err = run_cli(*args)
+        assert code == 2 and err.count("\n") == 1 and message in err
+    if before is None:
+        assert not bad.history_path.exists()
+    else:
+        assert bad.history_path.read_bytes() == before
+    assert not any(bad.plots.iterdir()) and not (tmp_path / "compare.png").exists()
+
+
+def test_a_run_with_no_epoch_yet_or_an_imported_one_is_listed_without_history(tmp_path):
+    """No epoch done (a run just started) and an imported run (its history starts after the epoch its weights
+    came with) have no history rows and are listed; an imported run with epochs done since, and none in
+    its history, is damaged."""
+    new = fake_run(tmp_path, "new", {"name": "constant"}, 1)
+    new.write_history([])
+    new.write_state({"status": "interrupted", "epochs_done": 0})
+    imported = fake_run(tmp_path, "imported", {"name": "constant"}, 1)
+    imported.history_path.unlink()
+    segments = [{"start_epoch": 5, "imported_from": "model.params"}]
+    imported.write_state({"status": "imported", "epochs_done": 5, "segments": segments})
+    rows = {r["name"]: r for r in journal(tmp_path)}
+    assert rows["new"]["status"] == "interrupted" and rows["new"]["epochs"] == 0
+    assert rows["imported"]["status"] == "imported" and rows["imported"]["epochs"] == 0
+    imported.write_history([])  # resumed: history.csv is rewritten (the checkpoint holds none) before an epoch ends
+    imported.write_state({"status": "interrupted", "epochs_done": 5, "segments": segments})
+    assert imported.read_history() == []
+    imported.write_state({"status": "finished", "epochs_done": 7, "segments": segments})
+    with pytest.raises(UserError, match="holds no epoch but .* says 7 epoch"):
+        imported.read_history()
+
+
 def _report(run, folder, **fields):
     import json
 

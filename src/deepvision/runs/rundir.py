@@ -337,6 +337,8 @@ class RunDir:
     def read_history(self, path: Path | None = None) -> list[dict[str, Any]]:
         path = path or self.history_path
         if not self.regular(path, "delete it (`deepvision resume` rewrites it)"):
+            if path == self.history_path:
+                self._check_history_epochs([], missing=True)
             return []
         check_file_size(path, "history", MAX_HISTORY_BYTES)
         rows = []
@@ -373,22 +375,32 @@ class RunDir:
             self._check_history_epochs(rows)
         return rows
 
-    def _check_history_epochs(self, rows: list[dict[str, Any]]) -> None:
+    def _check_history_epochs(self, rows: list[dict[str, Any]], missing: bool = False) -> None:
         """Refuse a history.csv whose last epoch is not run.json's epochs_done (another run's history copied in,
         or another run's run.json, or an old copy), naming both. While a run trains (and when its process
-        died) history.csv may be one epoch ahead: it is written just before run.json."""
-        if not rows:  # nothing to list or plot (an imported run resumed: its checkpoint holds no history)
-            return
+        died) history.csv may be one epoch ahead: it is written just before run.json. A history with no
+        epoch (header only, empty or `missing`) ends where the run began: epoch 0, or the epoch an imported
+        run's weights came with (its checkpoint holds no history)."""
         try:
             state = self.read_state()
         except UserError:  # a damaged run.json is named where it is read
             return
-        done, last = state.get("epochs_done"), rows[-1]["epoch"]
+        done = state.get("epochs_done")
+        last = rows[-1]["epoch"] if rows else self._first_epoch(state)
         if done is None or last == done or (last == done + 1 and state.get("status") not in ("finished", "imported")):
             return
-        raise UserError(f"{self.history_path} ends at epoch {last} but {self.state_path} says {done} epoch(s) were "
-                        f"done: one of them is another run's or an old copy; restore the run's own (every "
-                        f"checkpoint holds the history, and `deepvision resume` rewrites history.csv)")
+        held, why = ((f"ends at epoch {last}", "one of them is another run's or an old copy; ") if rows else
+                     ("is missing" if missing else "holds no epoch", ""))
+        raise UserError(f"{self.history_path} {held} but {self.state_path} says {done} epoch(s) were done: {why}"
+                        f"restore the run's own (every checkpoint holds the history, and `deepvision resume` "
+                        f"rewrites history.csv)")
+
+    @staticmethod
+    def _first_epoch(state: dict[str, Any]) -> int:
+        """The epoch a run's history starts after: 0, or an imported run's epoch (run.json's first segment)."""
+        segments = state.get("segments") or [{}]
+        start = segments[0].get("start_epoch") if "imported_from" in segments[0] else 0
+        return start if isinstance(start, int) and not isinstance(start, bool) else 0
 
     def write_test_metrics(self, metrics: dict[str, Any]) -> None:
         atomic_write_text(self.test_metrics_path, json.dumps(metrics, indent=2, allow_nan=False) + "\n")
