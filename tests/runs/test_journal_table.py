@@ -462,3 +462,17 @@ def test_the_test_score_is_best_pts_never_another_checkpoints_or_another_runs(tm
         (row,) = journal(tmp_path)
         assert row.get("test_acc") is None, copied
         _report(run, "test-best", checkpoint="best.pt", epoch=2, rank1=0.75)
+
+
+def test_runs_compare_refuses_a_run_with_no_epoch_yet_as_plot_does(tmp_path, run_cli):
+    """A run just started was drawn as a name in the legend without a curve, exit 0."""
+    new = fake_run(tmp_path, "new", {"name": "constant"}, 1)
+    new.write_history([])
+    new.write_state({"status": "interrupted", "epochs_done": 0})
+    done = fake_run(tmp_path, "done", {"name": "constant"}, 2)
+    for args in (["plot", new.path], ["runs", "compare", done.path, new.path, "--out", tmp_path / "c.png"]):
+        code, _, err = run_cli(*args)
+        assert code == 2 and err.count("\n") == 1 and f"{new.history_path} holds no completed epoch yet" in err, err
+    assert not (tmp_path / "c.png").exists()
+    code, _, err = run_cli("runs", "compare", done.path, done.path.parent / "." / "done", "--out", tmp_path / "c.png")
+    assert code == 2 and "names the run" in err

@@ -187,7 +187,11 @@ def compare(runs: list[str], out: str | None, metrics: list[str]) -> int:
     opened = [RunDir.open(path) for path in runs]
     for run in opened:
         name = run.path.name
-        histories[name if name not in histories else str(run.path)] = run.read_history()
+        history = run.read_history()
+        if not history:  # as `plot` says: a run with no epoch would be drawn as a name without a curve
+            raise UserError(f"runs compare: {run.history_path} holds no completed epoch yet; compare it once an "
+                            f"epoch is done")
+        histories[name if name not in histories else str(run.path)] = history
     # any run's history column (detection runs have val_map50, train_loss_classifier, ...)
     known = list(dict.fromkeys([*HISTORY_FIELDS, *(k for h in histories.values() for r in h for k in r)]))
     bad = [m for m in metrics if m not in known or m == "epoch"]
