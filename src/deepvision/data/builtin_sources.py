@@ -392,8 +392,7 @@ def hdf5_source(cfg: DataConfig, wanted: list[str]) -> RawData:
             data = data[..., 0]
         channels = 1 if data.ndim == 3 else 3
         size = tuple(data.shape[1:3])
-        if len(labels):
-            class_labels(labels, path, "row", None, limit, file_names is not None)
+        class_labels(labels, path, "row", None, limit, file_names is not None)  # HDF5Dataset refuses a file of no rows
         splits[name] = to_tensor_split(data, labels)
     top = max((int(s.labels.max()) for s in splits.values() if len(s)), default=-1)
     return RawData(splits, agreed_names(found, top + 1), channels, size)
