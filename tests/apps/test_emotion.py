@@ -63,6 +63,27 @@ def test_fer2013_build_on_a_full_disk_is_one_line_and_leaves_nothing(fer_csv, tm
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("usage", ["PrivateTest", "PublicTest"])
+def test_fer2013_build_refuses_a_split_that_would_get_no_face_and_writes_nothing(fer_csv, tmp_path, run_cli, usage):
+    """val.hdf5 and test.hdf5 were written with no row (exit 0), and training on them ended in a traceback."""
+    lines = fer_csv.read_text().splitlines()
+    (tmp_path / "x.csv").write_text("\n".join(line for line in lines if not line.endswith("," + usage)) + "\n")
+    before = sorted(os.listdir(tmp_path))
+    code, out, err = run_cli("fer2013", "build", tmp_path / "x.csv", "--out", tmp_path / "o2")
+    split = {"PrivateTest": "val", "PublicTest": "test"}[usage]
+    assert (code, out) == (2, "")
+    assert err == (f"deepvision fer2013 build: error: no {usage} row in {tmp_path / 'x.csv'}, so {split}.hdf5 would "
+                   f"hold no row: part of the release is missing (the reference's splits need Training, PrivateTest "
+                   f"and PublicTest); nothing written\n"), err
+    assert sorted(os.listdir(tmp_path)) == before  # not even the --out folder
+    release = _image_release(fer_csv, tmp_path / "FER")  # the image-folder release is refused as before
+    for _, _, file in (r for r in release if r[0] == usage):
+        file.unlink()
+    code, _, err = run_cli("fer2013", "build", tmp_path / "FER", "--out", tmp_path / "o3")
+    assert code == 2 and err.count("\n") == 1 and f"no {usage}_N image under" in err, err
+    assert not (tmp_path / "o3").exists()
+
+
 def test_fer2013_fake_rows_are_bounded_before_anything_is_built(tmp_path, run_cli):
     code, out, err = run_cli("fer2013", "fake", "--out", tmp_path / "f.csv", "--rows", "1000000000")
     assert (code, out) == (2, "")

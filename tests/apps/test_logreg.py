@@ -206,7 +206,7 @@ def _replace(db, key, value):
 
 FEATURE_FILE_CASES = [
     ("empty", lambda db: (_replace(db, "features", db["features"][:0]), _replace(db, "labels", db["labels"][:0])),
-     "{f} holds no rows; extract the features of a data set with images"),
+     "{f} holds no rows ('features' is 0x6); give a file with at least one sample"),
     ("huge", lambda db: _replace(db, "features", np.full(db["features"].shape, 1e308)),
      "{f}: 40 row(s) hold features beyond ±1e+150 (first: row 0, 1e+308), whose squares overflow"),
     ("names", lambda db: _replace(db, "label_names", np.array([0, 1, 2])),

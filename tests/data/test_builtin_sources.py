@@ -70,6 +70,38 @@ def test_folder_source_refuses_images_beside_the_class_folders_naming_them(tmp_p
     assert code == 2 and "train holds 1 image(s) beside its class folders (b.png)" in err
 
 
+def test_folder_source_refuses_a_class_folder_holding_no_image_naming_the_files_it_would_not_read(tmp_path, run_cli):
+    """An empty class folder (or one of files in other formats) became a class trained on nothing, exit 0, its files
+    left unread without a word; torchvision's ImageFolder refuses it too. Every split folder is held to it."""
+    _image_tree(tmp_path / "ds", splits=("train", "val"))
+    (tmp_path / "ds" / "train" / "3").mkdir()
+    (tmp_path / "c.yaml").write_text(f"data: {{source: folder, root: {tmp_path / 'ds'}, train: train, val: val, "
+                                     f"channels: 1}}\n")
+    reads = ".jpg, .jpeg, .png, .bmp, .gif, .tif, .tiff, .webp"
+    code, out, err = run_cli("data", "info", tmp_path / "c.yaml")
+    assert code == 2 and out == "" and err == (f"deepvision data info: error: {tmp_path / 'ds' / 'train' / '3'} holds "
+                                               f"no image ({reads}), so class '3' would have no sample; add its images "
+                                               f"(in a format read) or remove the folder\n"), err
+    for name in ("x0.pgm", "x1.pgm", "sub/y0.jfif"):  # readable by Pillow, but not of the formats read
+        (tmp_path / "ds" / "train" / "3" / name).parent.mkdir(exist_ok=True)
+        Image.new("L", (8, 8)).save(tmp_path / "ds" / "train" / "3" / name, "PPM" if name.endswith("pgm") else "JPEG")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    code, out, err = run_cli("data", "info", tmp_path / "c.yaml")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.endswith("so class '3' would have no sample; its files (.jfif, .pgm) are not read; add its images (in a "
+                        "format read) or remove the folder\n"), err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    Image.fromarray(np.full((8, 8), 9, np.uint8)).save(tmp_path / "ds" / "train" / "3" / "sub" / "ok.png")
+    (tmp_path / "ds" / "val" / "1" / "im0.png").unlink()
+    (tmp_path / "ds" / "val" / "1" / "im1.png").unlink()  # a validation class folder is held to it as well
+    with pytest.raises(UserError, match=f"^{tmp_path / 'ds' / 'val' / '1'} holds no image .*so class '1' would"):
+        load_data(build_config({"data": {"source": "folder", "root": str(tmp_path / "ds"), "train": "train",
+                                         "val": "val", "channels": 1}}).data)
+    (tmp_path / "ds" / "val" / "1").rmdir()
+    code, out, err = run_cli("data", "info", tmp_path / "c.yaml")
+    assert code == 0 and "4 classes" in out, out + err
+
+
 @pytest.fixture
 def lists(tmp_path):
     """ls1/ok.lst and ls1/perm.lst: the same 6 images, class numbers 0-2, and ls1/labels.txt a, b, c."""

@@ -75,6 +75,25 @@ def test_hdf5_source_feeds_training(tmp_path):
     assert len(bundle.val) == 6
 
 
+def test_an_hdf5_split_of_no_rows_is_one_line_in_every_reader(tmp_path, run_cli):
+    """A split file with no rows (as a FER2013 CSV without PrivateTest rows made val.hdf5) ended in a ValueError
+    traceback ("cannot reshape array of size 0") in `train` and `data info`."""
+    with HDF5DatasetWriter(tmp_path / "train.hdf5", (4, 6, 6), "images") as w:
+        w.add(np.full((4, 6, 6), 100.0), np.arange(4) % 2)
+    with h5py.File(tmp_path / "val.hdf5", "w") as db:
+        db["images"], db["labels"] = np.zeros((0, 6, 6)), np.zeros(0, np.int64)
+    message = f"{tmp_path / 'val.hdf5'} holds no rows ('images' is 0x6x6); give a file with at least one sample"
+    with pytest.raises(UserError) as exc:
+        HDF5Dataset(tmp_path / "val.hdf5")
+    assert str(exc.value) == message
+    (tmp_path / "c.yaml").write_text(f"data: {{source: hdf5, root: '{tmp_path}', train: train.hdf5, val: val.hdf5, "
+                                     f"image_size: 28}}\n")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    code, out, err = run_cli("data", "info", tmp_path / "c.yaml")
+    assert code == 2 and out == "" and err == f"deepvision data info: error: {message}\n", err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_hdf5_source_refuses_non_finite_float_images(tmp_path, bad):
     images = np.full((4, 6, 6), 100.0, np.float32)

@@ -368,24 +368,52 @@ def test_table_cache_is_used_and_invalidated(tmp_path, monkeypatch):
 def test_headers_split_by_the_magic_number(tmp_path):
     """A header field equal to the magic (id2 here, or a label's bits) splits the record inside the header."""
     magic_float = struct.unpack("<f", MAGIC_LE)[0]
-    payloads = [
-        pack_header(IRHeader(0, 2.0, 1, MAGIC), b"img1"),
-        pack_header(IRHeader(0, magic_float, 2, 0), b"img2"),
-        pack_header(IRHeader(0, [1.0, magic_float], 3, 0), b"img3"),
-        pack_header(IRHeader(0, 4.0, 4, 0), b"img4"),
-    ]
-    with RecordWriter(tmp_path / "s.rec") as w:
-        for i, p in enumerate(payloads):
-            w.write(p, key=i)
-    assert [p for _, p in independent_read((tmp_path / "s.rec").read_bytes())] == payloads
-    for drop_idx in (False, True):
+    files = {  # a record file holds one number of labels per record: single-label and two-label files
+        "s": ([pack_header(IRHeader(0, 2.0, 1, MAGIC), b"img1"), pack_header(IRHeader(0, magic_float, 2, 0), b"img2"),
+               pack_header(IRHeader(0, 4.0, 4, 0), b"img4")], [[2.0], [magic_float], [4.0]]),
+        "m": ([pack_header(IRHeader(0, [3.0, 5.0], 1, MAGIC), b"img1"),
+               pack_header(IRHeader(0, [1.0, magic_float], 2, 0), b"img2"),
+               pack_header(IRHeader(0, [4.0, 6.0], 4, 0), b"img4")], [[3.0, 5.0], [1.0, magic_float], [4.0, 6.0]]),
+    }
+    for name, (payloads, labels) in files.items():
+        with RecordWriter(tmp_path / f"{name}.rec") as w:
+            for i, p in enumerate(payloads):
+                w.write(p, key=i)
+        assert [p for _, p in independent_read((tmp_path / f"{name}.rec").read_bytes())] == payloads
+        for drop_idx in (False, True):
+            if drop_idx:
+                os.unlink(tmp_path / f"{name}.idx")
+            rf = RecordFile.open(tmp_path / f"{name}.rec", cache=False)
+            assert rf.ids.tolist() == [1, 2, 4]
+            assert rf.labels.tolist() == labels
+            assert [bytes(rf.read(i)) for i in range(3)] == payloads
+
+
+def test_records_mixing_label_counts_are_refused_by_every_reader(tmp_path, run_cli):
+    """Classification data gives every image the same number of labels (the lst source refuses a list that
+    does not): records of one label and of three ([class, 7, 8]) were read as single-label data from the first
+    label, by training, `data info`, `evaluate --data X.rec` and `mean`."""
+    with RecordWriter(tmp_path / "a.rec") as w:
+        for i in range(6):
+            label = float(i % 3) if i % 2 == 0 else [float(i % 3), 7.0, 8.0]
+            w.write(pack_header(IRHeader(0, label, 50 + i, 0), b"not decoded"), key=i)
+    (tmp_path / "c.yaml").write_text(f"model: {{name: lenet}}\ndata: {{source: rec, train: '{tmp_path / 'a.rec'}', "
+                                     f"image_size: 28}}\n")
+    message = (f"{tmp_path / 'a.rec'} mixes label counts: record 0 (id 50) has 1 label(s), record 1 (id 51) has 3; a "
+               f"classification record file gives every image the same number (pack it again from a list whose "
+               f"lines all hold the same labels)")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for drop_idx in (False, True):  # read through the .idx, or the index rebuilt by a scan
         if drop_idx:
-            os.unlink(tmp_path / "s.idx")
-        rf = RecordFile.open(tmp_path / "s.rec", cache=False)
-        assert rf.ids.tolist() == [1, 2, 3, 4]
-        assert rf.labels[:, 0].tolist() == [2.0, magic_float, 1.0, 4.0]
-        assert rf.labels[2, 1] == magic_float
-        assert [bytes(rf.read(i)) for i in range(4)] == payloads
+            os.unlink(tmp_path / "a.idx")
+            del before["a.idx"]
+        with pytest.raises(UserError) as exc:
+            RecordFile.open(tmp_path / "a.rec", cache=False)
+        assert str(exc.value) == message
+        for args in (("mean", tmp_path / "a.rec"), ("data", "info", tmp_path / "c.yaml")):
+            code, out, err = run_cli(*args)
+            assert code == 2 and out == "" and err == f"deepvision {' '.join(args[:-1])}: error: {message}\n", err
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_corrupt_label_count_is_a_record_error(tmp_path):

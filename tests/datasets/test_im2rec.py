@@ -261,6 +261,26 @@ def test_an_image_listed_twice_with_other_labels_is_refused_before_packing(tmp_p
     assert not (tmp_path / "p.rec").exists() and not (tmp_path / "p.idx").exists()
 
 
+def test_pack_label_refuses_a_list_mixing_label_counts_before_packing(tmp_path, run_cli):
+    """--pack-label packs every label of a line: lines of one and of two labels made a record file the record
+    readers refuse (the lst source refuses the list itself); without it the first label of each is packed."""
+    root = tmp_path / "imgs"
+    make_folder(root, per_class=2, classes=("a", "b"))
+    (tmp_path / "p_train.lst").write_text("0\t0\ta/img_0.jpg\n1\t1\t5\tb/img_0.jpg\n2\t1\tb/img_1.jpg\n")
+    (tmp_path / "p_val.lst").write_text("3\t0\ta/img_1.jpg\n")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    code, out, err = run_cli("im2rec", "--pack-label", tmp_path / "p", root, "--num-thread", "1")
+    assert code == 2 and out == "" and err.endswith(
+        f"error: {tmp_path / 'p_train.lst'} mixes label counts: line 1 has 1 label(s), line 2 has 2; --pack-label "
+        f"packs them all and a classification record file gives every image the same number (make the lines "
+        f"agree, or pack without --pack-label to keep the first label)\n"), err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before  # not even p_val.rec
+    with pytest.raises(UserError, match="p_train.lst mixes label counts: line 1 has 1 label"):
+        im2rec.pack_list(tmp_path / "p_train.lst", im2rec.PackOptions(root=str(root), pack_label=True), workers=1)
+    assert run_cli("im2rec", tmp_path / "p", root, "--num-thread", "1")[0] == 0
+    assert [h.label for h, _ in _records(tmp_path / "p_train.rec")] == [0.0, 1.0, 1.0]
+
+
 def test_a_file_name_that_is_not_utf8_is_refused_before_the_list_is_written(tmp_path, run_cli):
     root = tmp_path / "imgs"
     (root / "a").mkdir(parents=True)

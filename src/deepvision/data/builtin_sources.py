@@ -209,7 +209,11 @@ def folder_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         for cls in found:
             if cls not in index:
                 raise UserError(f"{folder}/{cls} is not a class of the training folder {train_dir}")
-            files = image_files(folder / cls)
+            if not (files := image_files(folder / cls)):  # a class with no sample (ImageFolder refuses it too)
+                kinds = sorted({f.suffix.lower() or f.name for f in safeload.tree_entries(folder / cls, hidden=False)})
+                unread = f"; its files ({printable(', '.join(kinds[:6]))}) are not read" if kinds else ""
+                raise UserError(f"{folder / cls} holds no image ({', '.join(IMAGE_EXTS)}), so class {printable(cls)!r} "
+                                f"would have no sample{unread}; add its images (in a format read) or remove the folder")
             safeload.refuse_linked_files(files, seen, f"the data under {root}")  # one image in two classes or splits
             paths += map(str, files)
             labels += [index[cls]] * len(files)
@@ -236,10 +240,8 @@ def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         entries = read_lst(path)  # a FIFO or a folder is named as what it is, never opened
         if not entries:
             raise UserError(f"list file {path} is empty")
-        counts = {len(e.labels) for e in entries}
-        if len(counts) > 1:
-            first = entries[0]
-            other = next(e for e in entries if len(e.labels) != len(first.labels))
+        first = entries[0]
+        if (other := next((e for e in entries if len(e.labels) != len(first.labels)), None)) is not None:
             raise UserError(f"list file {path} mixes label counts: entry {first.index} has "
                             f"{len(first.labels)} label(s), entry {other.index} has {len(other.labels)}; "
                             f"a classification list gives every image the same number")
@@ -390,8 +392,7 @@ def hdf5_source(cfg: DataConfig, wanted: list[str]) -> RawData:
             data = data[..., 0]
         channels = 1 if data.ndim == 3 else 3
         size = tuple(data.shape[1:3])
-        if len(labels):
-            class_labels(labels, path, "row", None, limit, file_names is not None)
+        class_labels(labels, path, "row", None, limit, file_names is not None)  # HDF5Dataset refuses a file of no rows
         splits[name] = to_tensor_split(data, labels)
     top = max((int(s.labels.max()) for s in splits.values() if len(s)), default=-1)
     return RawData(splits, agreed_names(found, top + 1), channels, size)

@@ -78,6 +78,9 @@ class HDF5Dataset(Dataset):
             raise UserError(f"cannot read {self.path} as HDF5 ({' '.join(str(exc).split())[:160]})") from None
         if not self.shape:
             raise UserError(f"{self.path}: '{data_key}' is a scalar, not rows")
+        if not self.shape[0]:  # an empty split (sized by its rows, it would fail later with a traceback)
+            raise UserError(f"{self.path} holds no rows ('{data_key}' is {'x'.join(map(str, self.shape))}); give a "
+                            f"file with at least one sample")
         if len(self.targets) != self.shape[0]:
             raise UserError(f"{self.path}: {self.shape[0]} rows but {len(self.targets)} labels")
         if len(self.targets) and self.targets.min() < 0:
@@ -103,8 +106,7 @@ class HDF5Dataset(Dataset):
             if len(self.targets) and self.targets.max() >= len(self.classes):
                 raise UserError(f"{self.path}: 'labels' holds class {int(self.targets.max())} but 'label_names' names "
                                 f"{len(self.classes)} classes (0..{len(self.classes) - 1})")
-        self.data_key = data_key
-        self.transform = transform
+        self.data_key, self.transform = data_key, transform
         self.dtype = dtype or (torch.float32 if self.stored_dtype.kind == "f" else None)
         self._file: Any = None
         self._pid: int | None = None
@@ -114,8 +116,7 @@ class HDF5Dataset(Dataset):
 
     def _dataset(self) -> Any:
         if self._file is None or self._pid != os.getpid():  # h5py handles must not cross a fork
-            self._file = _h5py().File(self.path, "r")
-            self._pid = os.getpid()
+            self._file, self._pid = _h5py().File(self.path, "r"), os.getpid()
         return self._file[self.data_key]
 
     def row(self, i: int) -> np.ndarray:

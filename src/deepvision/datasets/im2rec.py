@@ -258,6 +258,8 @@ def pack_list(
     items, problems = read_list_lenient(lst, unique_index=True)
     _refuse_over(lst, items, options.root, _existing_outputs([rec]))
     _refuse_relabelled(lst, items, options.root)
+    if options.pack_label:
+        _refuse_mixed_label_counts(lst, items)
     skipped: list[tuple[str, str, str]] = list(problems)
     t0 = time.perf_counter()
     tasks = list(enumerate(items))
@@ -346,18 +348,32 @@ def _refuse_relabelled(lst: Path, items: list[PackItem], root: str | Path) -> No
                             f"{met.line}{also}); an image has one label")
 
 
-def refuse_outputs_over_inputs(lists: Iterable[tuple[Path, Path]], root: str | Path) -> None:
+def _refuse_mixed_label_counts(lst: Path, items: list[PackItem]) -> None:
+    """With --pack-label every label of a line is packed: lines with other numbers of labels would make a record
+    file the record readers refuse (a classification record file gives every image the same number)."""
+    other = next((item for item in items if len(item.labels) != len(items[0].labels)), None)
+    if other is not None:
+        first = items[0]
+        raise UserError(f"{lst} mixes label counts: line {first.line} has {len(first.labels)} label(s), line "
+                        f"{other.line} has {len(other.labels)}; --pack-label packs them all and a classification "
+                        f"record file gives every image the same number (make the lines agree, or pack without "
+                        f"--pack-label to keep the first label)")
+
+
+def refuse_outputs_over_inputs(lists: Iterable[tuple[Path, Path]], root: str | Path, pack_label: bool = False) -> None:
     """Refuse, before anything is packed, a pack whose outputs (`pack_outputs` of each list's record file)
     are one of its inputs: a .lst, or an image a list names under `root` (compared by inode, so links
     and `..` detours are caught): packing would replace those photos with the record file or its index.
     `lists`: (.lst, record file) pairs; every list is read, so a duplicate index or an image listed
-    with two labels is refused here too."""
+    with two labels is refused here too, and with `pack_label` a list mixing label counts."""
     lists = list(lists)
     outputs = _existing_outputs(rec for _, rec in lists)
     for lst, _ in lists:
         items = read_list_lenient(lst, unique_index=True)[0]
         _refuse_over(lst, items, root, outputs)
         _refuse_relabelled(lst, items, root)
+        if pack_label:
+            _refuse_mixed_label_counts(lst, items)
 
 
 def _write_skipped(rec: Path, skipped: list[tuple[str, str, str]]) -> None:

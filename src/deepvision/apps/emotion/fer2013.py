@@ -250,14 +250,15 @@ def build_fer2013(source: str | Path, out: str | Path, *, classes: int = 6, dtyp
     names = list(FER6_LABELS if classes == 6 else FER7_LABELS)
     counts = {split: [0] * classes for split in files}
     with output_folder(out):  # a build that fails leaves no empty --out folder it made
-        _write_splits(samples, total, files, counts, names, classes, dtype, progress)
+        _write_splits(source, samples, total, files, counts, names, classes, dtype, progress)
     return FerBuild(files, counts, names, notes)
 
 
-def _write_splits(samples: Iterator[tuple[int, np.ndarray, str]], total: int, files: dict[str, Path],
+def _write_splits(source: Path, samples: Iterator[tuple[int, np.ndarray, str]], total: int, files: dict[str, Path],
                   counts: dict[str, list[int]], names: list[str], classes: int, dtype: str,
                   progress: Callable[[int, int], None] | None) -> None:
-    """Pack `samples` into the split files; on failure none of them is left behind."""
+    """Pack `samples` into the split files; on failure none of them is left behind, and a split that gets no
+    face is a failure (training and scoring refuse a file of no rows)."""
     from deepvision.datasets.hdf5 import HDF5DatasetWriter
 
     writers: dict[str, HDF5DatasetWriter] = {}
@@ -271,6 +272,10 @@ def _write_splits(samples: Iterator[tuple[int, np.ndarray, str]], total: int, fi
             counts[split][label] += 1
             if progress and (done % 500 == 0 or done == total):
                 progress(done, total)
+        if missing := [usage for usage, split in SPLITS.items() if not sum(counts[split])]:  # as the folder release
+            raise UserError(f"no {' or '.join(missing)} row in {source}, so {files[SPLITS[missing[0]]].name} would "
+                            f"hold no row: part of the release is missing (the reference's splits need Training, "
+                            f"PrivateTest and PublicTest); nothing written")
         for w in writers.values():
             w.store_class_labels(names)
             w.close()

@@ -147,8 +147,6 @@ def read_features(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     x, y, names = read_hdf5_arrays(path, "features")
     if x.dtype.kind not in "biuf":
         raise UserError(f"{path}: features are {x.dtype} values; give numbers (`deepvision features` writes them)")
-    if not len(x):
-        raise UserError(f"{path} holds no rows; extract the features of a data set with images")
     x = np.asarray(x, dtype=np.float64)
     finite = np.isfinite(x)
     if not finite.all():
@@ -260,8 +258,6 @@ def fit_logreg(
         test = Path(test)
         tx, ty, test_names = read_features(test)
         _check_same_extraction(features, test, names, test_names, x.shape[1], tx.shape[1])
-        if len(ty) < 1:
-            raise UserError(f"--test {test} holds no rows")
         if len(y) < cv:
             raise UserError(f"{features} has {len(y)} rows: too few for {cv}-fold CV")
         n, i = len(y) + len(ty), len(y)

@@ -141,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
     if not lists:
         raise UserError(f"did not find any list file with prefix {prefix} (make one with `deepvision im2rec "
                         f"--list {args.prefix} {args.root}`)")
-    refuse_outputs_over_inputs([(lst, working / (lst.stem + ".rec")) for lst in lists], root)
+    refuse_outputs_over_inputs([(lst, working / (lst.stem + ".rec")) for lst in lists], root, args.pack_label)
     for lst in lists:
         print(f"Creating .rec file from {lst} in {working}", file=sys.stderr)
         reporter = ProgressReporter(lst.stem)

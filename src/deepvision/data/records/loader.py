@@ -58,10 +58,7 @@ class RecordDataset(Dataset):
     def __init__(self, path: str | Path, idx_path: str | Path | None = None, *, channels: int = 3,
                  transform: Any = None, skip_corrupt: bool = False, decoder: str = "auto", cache: bool = True) -> None:
         self.file = path if isinstance(path, RecordFile) else RecordFile.open(path, idx_path, cache=cache)
-        self.channels = channels
-        self.transform = transform
-        self.skip_corrupt = skip_corrupt
-        self.decoder = decoder
+        self.channels, self.transform, self.skip_corrupt, self.decoder = channels, transform, skip_corrupt, decoder
         self.positions: np.ndarray | None = None  # None: every record, in index order
         self._decoder: Decoder | None = None
 

@@ -29,7 +29,7 @@ from deepvision.errors import UserError
 from deepvision.fileio import atomic_path
 from deepvision.safeload import ENV_NO, ENV_YES, input_file
 
-CACHE_VERSION = 2  # 2: a key given twice in the .idx is refused
+CACHE_VERSION = 3  # 2: a key given twice in the .idx is refused; 3: mixed label counts are refused
 
 
 def cache_dir() -> Path | None:
@@ -81,10 +81,7 @@ class RecordFile:
         if cached is not None:
             keys, offsets, ids, labels = cached
         else:
-            if has_idx:
-                keys, offsets = read_index(idx)
-            else:
-                keys, offsets = scan_index(path)
+            keys, offsets = read_index(idx) if has_idx else scan_index(path)
             ids, labels = _header_table(path, idx if has_idx else None, offsets)
             if cache:
                 _save_cache(path, signature, keys, offsets, ids, labels)
@@ -226,7 +223,13 @@ def _scan_headers(path: Path, idx: Path | None, mm: mmap.mmap, offsets: np.ndarr
             bad = int(np.flatnonzero(too_many)[0])
             raise RecordError(f"{path}: record {bad} at byte offset {offsets[bad]} is corrupt: its header announces "
                               f"{flag[bad]} labels in a {length[bad]}-byte record", index=bad, offset=int(offsets[bad]))
-        width = max(1, int(flag.max()))
+        counts = np.maximum(flag, 1)  # flag 0: the one label in the header
+        if np.any(mixed := counts != counts[0]):  # as the lst source: readers take one width
+            b = int(np.argmax(mixed))
+            raise UserError(f"{path} mixes label counts: record 0 (id {ids[0]}) has {counts[0]} label(s), record {b} "
+                            f"(id {ids[b]}) has {counts[b]}; a classification record file gives every image the "
+                            f"same number (pack it again from a list whose lines all hold the same labels)")
+        width = int(counts[0])
         labels = np.zeros((n, width), np.float32)
         single = direct & (flag == 0)
         labels[single, 0] = words[w[single] + 3].view("<f4")
@@ -239,10 +242,7 @@ def _scan_headers(path: Path, idx: Path | None, mm: mmap.mmap, offsets: np.ndarr
             header, _ = unpack_header(read_record_at(mm, int(offsets[i]), size)[0])
             joined[int(i)] = header
         for i, header in joined.items():
-            if header.flag > 0:
-                labels[i, : header.flag] = header.label
-            else:
-                labels[i, 0] = header.label
+            labels[i, : max(header.flag, 1)] = header.label  # flag 0: the one label in the header
         return ids, labels
     finally:
         del words
