@@ -255,4 +255,16 @@ def test_a_bad_token_in_the_environment_is_named_as_such(run_cli, tmp_path, monk
     monkeypatch.setenv("DEEPVISION_SERVE_TOKEN", "abc")
     code, _, err = run_cli("serve", tmp_path)
     assert code == 2 and err.count("\n") == 1, err
-    assert "the environment variable DEEPVISION_SERVE_TOKEN must be at least 8 printable" in err
+    assert "the environment variable DEEPVISION_SERVE_TOKEN must be at least 8 letters, digits or - . _ ~" in err
+
+
+@pytest.mark.parametrize("token", ["abc+defgh", "abc%2Bdefgh", "abc&defgh", "abc#defgh", "abc=defgh", "abc?defgh",
+                                   "abc/defgh", "abcdéfgh1"])
+def test_a_token_that_an_address_would_change_is_refused(token):
+    """'abc+defgh' was taken, and then the address the server gives (?token=abc+defgh) was refused: the query
+    reads '+' as a space; '%2B' is decoded, '&' and '#' cut the value."""
+    from deepvision.apps.serve.app import check_token
+
+    with pytest.raises(UserError, match=r"^--token must be at least 8 letters, digits or - \. _ ~ "):
+        check_token(token)
+    check_token("s3cret-token_4.2~")  # secrets.token_urlsafe's alphabet and the unreserved marks pass

@@ -849,3 +849,24 @@ def test_once_a_stop_is_raised_signals_stay_ignored_to_the_end_of_the_process(si
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["export", "RUN", "--out", ""], "argument --out: an empty value; give one, or leave the option out"),
+    (["export", "RUN", "--out", " "], "argument --out: an empty value; give one, or leave the option out"),
+    (["train", "mnist_lenet", "--out", ""], "argument --out: an empty value; give one, or leave the option out"),
+    (["evaluate", "RUN", "--data", ""], "argument --data: an empty value; give one, or leave the option out"),
+    (["export", "RUN", "--out", "a\nb.onnx"], "argument --out: 'a\\nb.onnx': a name holding a control character"),
+    (["export", "RUN", "--out", " lead.onnx"], "argument --out: ' lead.onnx': a name holding a control character"),
+    (["detection", "build", "coco", "x.json", "--out", "out/b\x1b"], "argument --out: 'out/b\\x1b': a name holding"),
+])
+def test_an_option_given_empty_or_an_output_name_that_prints_as_another_is_refused(capsys, tmp_path, args, line):
+    """`export --out ''` exported to the default place, exit 0 (an empty value read as "not given"); a newline
+    or a leading space in --out wrote a file printed over two lines or as another name."""
+    from deepvision.cli.main import main
+
+    with pytest.raises(SystemExit) as info:  # argparse's refusal, as for every malformed option
+        main([str(tmp_path / "run") if a == "RUN" else a for a in args])
+    code, (out, err) = info.value.code, capsys.readouterr()
+    assert (code, out, err.count("\n")) == (2, "", 1) and line in err, err
+    assert list(tmp_path.iterdir()) == []

@@ -114,8 +114,14 @@ class Parser(argparse.ArgumentParser):
         return parsed
 
     def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
-        from deepvision.safeload import is_plain_number_text
+        from deepvision.safeload import is_control, is_plain_number_text, printable
 
+        if action.option_strings and not arg_string.strip():  # `--out ''` read as "not given" wrote the default
+            raise argparse.ArgumentError(action, "an empty value; give one, or leave the option out")
+        name = os.path.basename(arg_string.rstrip("/"))
+        if action.dest == "out" and (any(map(is_control, arg_string)) or name != name.strip()):
+            raise argparse.ArgumentError(action, f"{printable(repr(arg_string))}: a name holding a control character "
+                                                 f"or surrounding spaces prints as another; choose a plain name")
         if action.type in (int, float) and not is_plain_number_text(arg_string):
             kind = "a whole number" if action.type is int else "a number"  # int() reads '٣' as 3, '1_0' as 10
             raise argparse.ArgumentError(action, f"must be {kind} in ASCII digits, got {arg_string[:24]!r}")
