@@ -44,10 +44,11 @@ def connection_cap(soft: int | None = None) -> int:
 
 
 def accept_backlog(cap: int, soft: int | None = None) -> int:
-    """The listen backlog, which is also how many connections asyncio accepts in one go before any is
-    counted against the cap: half the descriptors left above the cap, 16 to 2048."""
+    """The listen backlog, which is also how many connections asyncio accepts in one go: a quarter of the
+    descriptors left above the cap, 8 to 2048. A connection beyond the cap holds its descriptor for a few
+    turns of the event loop after it is accepted, while each turn may accept this many more."""
     soft = descriptor_limit() if soft is None else soft
-    return 2048 if soft is None else max(16, min(2048, (soft - cap) // 2))
+    return 2048 if soft is None else max(8, min(2048, (soft - cap) // 4))
 
 
 class _Every:
