@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import resource
 import time
 from typing import Any
 
@@ -31,7 +30,11 @@ logger = logging.getLogger("uvicorn.error")
 
 
 def descriptor_limit() -> int | None:
-    """The process's soft limit on open files, or None when unlimited."""
+    """The process's soft limit on open files, or None when unlimited (or not known: Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     return None if soft == resource.RLIM_INFINITY or soft < 0 else soft
 
