@@ -22,12 +22,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(app, port: int | None = None) -> Iterator[str]:
-    """Serve `app` with uvicorn in a thread; yields the base URL; stops the server afterwards."""
+def running(app, port: int | None = None, **options) -> Iterator[str]:
+    """Serve `app` with uvicorn in a thread, with `serve`'s connection limits unless `options` (for
+    uvicorn.Config) say otherwise; yields the base URL; stops the server afterwards."""
     import uvicorn
 
+    from deepvision.apps.serve.app import server_options
+
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    options = {**server_options(), **options}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

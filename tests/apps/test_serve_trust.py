@@ -173,8 +173,23 @@ def test_limits_must_be_finite_and_positive(upload, pixels, message):
         check_limits(10, 1e6, "short")
 
 
+@pytest.mark.parametrize(("seconds", "message"), [
+    (0.0, "--request-timeout must be a finite positive number, got 0.0"),
+    (float("inf"), "--request-timeout must be a finite positive number, got inf"),
+    (1e9, r"--request-timeout must be at most 3600 seconds \(an hour\), got 1e\+09"),
+])
+def test_the_request_timeout_must_be_finite_positive_and_bounded(run_cli, tmp_path, seconds, message):
+    from deepvision.apps.serve.app import check_limits
+
+    with pytest.raises(UserError, match=message):
+        check_limits(10, 1e6, None, seconds)
+    code, _, err = run_cli("serve", tmp_path, "--request-timeout", str(seconds))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--request-timeout must be" in err
+
+
 @pytest.mark.parametrize(("option", "value"), [("--max-upload-mb", "nan"), ("--max-upload-mb", "inf"),
-                                               ("--max-megapixels", "nan")])
+                                               ("--max-megapixels", "nan"), ("--request-timeout", "nan"),
+                                               ("--request-timeout", "inf")])
 def test_serve_cli_refuses_non_finite_limits_in_one_line(run_cli, tmp_path, option, value):
     code, _, err = run_cli("serve", tmp_path, option, value)
     assert code == 2 and f"{option} must be a finite positive number, got {value}" in err

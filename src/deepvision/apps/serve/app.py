@@ -15,6 +15,9 @@ The server binds 127.0.0.1 unless told otherwise; bound to any other address it 
 open to the network, unless an access `token` is set: then every request must carry it, as
 `Authorization: Bearer TOKEN` or `?token=TOKEN` (the page passes on the one in its own address), and
 gets 401 without it.
+
+A request that does not arrive whole within `request_timeout` seconds is closed, and connections beyond a
+cap below the file-descriptor limit are closed at once (connections.py).
 """
 
 import hmac
@@ -33,6 +36,7 @@ from deepvision.errors import UserError
 SERVE_EXTRA = "pip install deepvision[serve]"
 PAGE = Path(__file__).with_name("index.html")
 MAX_MEGAPIXELS = 1000  # OpenCV refuses images above 2**30 pixels (CV_IO_MAX_IMAGE_PIXELS) whatever we allow
+MAX_REQUEST_TIMEOUT = 3600  # seconds
 
 
 class UploadTooLarge(Exception):
@@ -111,9 +115,12 @@ async def _json_reply(send: Any, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def check_limits(max_upload_mb: float, max_pixels: float, token: str | None = None) -> None:
-    """UserError unless the upload and pixel limits are finite positive numbers and the token is usable."""
-    for name, value in (("--max-upload-mb", max_upload_mb), ("--max-megapixels", max_pixels / 1e6)):
+def check_limits(max_upload_mb: float, max_pixels: float, token: str | None = None,
+                 request_timeout: float = 30.0) -> None:
+    """UserError unless the upload and pixel limits and the request timeout are finite positive numbers
+    within their bounds and the token is usable."""
+    for name, value in (("--max-upload-mb", max_upload_mb), ("--max-megapixels", max_pixels / 1e6),
+                        ("--request-timeout", request_timeout)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                 or value <= 0:
             raise UserError(f"{name} must be a finite positive number, got {value}")
@@ -124,6 +131,9 @@ def check_limits(max_upload_mb: float, max_pixels: float, token: str | None = No
     if max_pixels > MAX_MEGAPIXELS * 1e6:
         raise UserError(f"--max-megapixels must be at most {MAX_MEGAPIXELS} (the decoders' own ceiling), "
                         f"got {max_pixels / 1e6:g}")
+    if request_timeout > MAX_REQUEST_TIMEOUT:
+        raise UserError(f"--request-timeout must be at most {MAX_REQUEST_TIMEOUT} seconds (an hour), "
+                        f"got {request_timeout:g}")
     if token is not None:
         check_token(token)
 
@@ -284,9 +294,12 @@ def _html_escape(text: str) -> str:
 
 
 def serve(source: str | Path, host: str = "127.0.0.1", port: int = 8000, *, max_upload_mb: float = 10.0,
-          max_pixels: float = 40_000_000, device: str = "auto", token: str | None = None) -> None:
-    """Serve `source` on http://host:port until interrupted (Ctrl+C)."""
-    check_limits(max_upload_mb, max_pixels, token)
+          max_pixels: float = 40_000_000, device: str = "auto", token: str | None = None,
+          request_timeout: float = 30.0) -> None:
+    """Serve `source` on http://host:port until interrupted (Ctrl+C); a connection whose request does not
+    arrive whole within `request_timeout` seconds is closed (see connections.py for this and the cap on
+    open connections)."""
+    check_limits(max_upload_mb, max_pixels, token, request_timeout)
     max_pixels = int(max_pixels)  # whole pixels, once the limit (in megapixels from the CLI) is checked
     try:
         import uvicorn
@@ -299,4 +312,14 @@ def serve(source: str | Path, host: str = "127.0.0.1", port: int = 8000, *, max_
     query = "?token=TOKEN" if token is not None else ""
     print(f"serving {source} on http://{host}:{port}/{query}  (JSON: POST /api/predict, health: GET /health; "
           f"Ctrl+C stops)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", **server_options(request_timeout))
+
+
+def server_options(request_timeout: float = 30.0, max_connections: int | None = None) -> dict[str, Any]:
+    """uvicorn.Config's options for the request deadline and the connection cap (connections.py), which
+    also keep asyncio's failed-accept reports to one line a minute."""
+    from deepvision.apps.serve import connections
+
+    connections.quiet_accept_failures()
+    cap = connections.connection_cap() if max_connections is None else max_connections
+    return {"http": connections.protocol_class(request_timeout, cap), "backlog": connections.accept_backlog(cap)}

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token", default=None,
                    help="access token every request must carry (Authorization: Bearer TOKEN, or ?token=); "
                         "default: $DEEPVISION_SERVE_TOKEN, else none")
+    p.add_argument("--request-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="close a connection whose request (headers and body) has not arrived whole after this "
+                        "many seconds (default 30, at most 3600); answering it may take longer")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (runs; .onnx files run on the CPU)")
     p.set_defaults(func=run)
 
@@ -44,5 +47,6 @@ def run(args: argparse.Namespace) -> int:
 
         check_token(token, "the environment variable DEEPVISION_SERVE_TOKEN")
     serve(args.source, args.host, args.port, max_upload_mb=args.max_upload_mb,
-          max_pixels=args.max_megapixels * 1e6, device=args.device, token=token)
+          max_pixels=args.max_megapixels * 1e6, device=args.device, token=token,
+          request_timeout=args.request_timeout)
     return 0

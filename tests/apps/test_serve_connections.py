@@ -1,0 +1,181 @@
+"""`deepvision serve`'s connection limits (apps/serve/connections.py) on a real uvicorn server: a request
+that does not arrive whole within the deadline is closed, one that does is answered however long the app
+takes, connections beyond the cap are closed at once, and none of it writes a traceback to the log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from deepvision.interop.mxnet_import import import_mxnet
+from tests.apps.serve_helpers import running
+
+pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "mxnet"
+TOKEN = "s3cret-token-42"
+DEADLINE = 0.3  # seconds: the request deadline these servers run with
+
+
+async def slow_app(scope, receive, send) -> None:
+    """Reads the whole body, then answers 'ok' (after a second on /slow, longer than DEADLINE)."""
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        return await send({"type": "lifespan.shutdown.complete"})
+    while (await receive()).get("more_body"):
+        pass
+    if scope["path"] == "/slow":
+        await asyncio.sleep(1.0)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _options(**limits) -> dict:
+    from deepvision.apps.serve.app import server_options
+
+    return {**server_options(**limits), "log_config": None}  # records reach caplog
+
+
+def _connect(url: str, data: bytes = b"") -> socket.socket:
+    host, port = url.rsplit("/", 1)[-1].split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(data)
+    return sock
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """What the server sends before it closes (b'' when it closes without a word); 10 s at most."""
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+            if b"\r\n\r\n" in received and received.endswith(b"ok"):
+                break
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def _warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_incomplete_requests_are_closed_at_the_deadline(caplog):
+    caplog.set_level(logging.WARNING)
+    with running(slow_app, **_options(request_timeout=DEADLINE)) as url:
+        silent = _connect(url)
+        half_headers = _connect(url, b"GET / HTTP/1.1\r\nHost: x\r\n")
+        half_body = _connect(url, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + bytes(10))
+        answered = _connect(url, b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n")  # then half a second
+        assert [_answer(s) for s in (silent, half_headers, half_body)] == [b"", b"", b""]
+        first = _answer(answered)
+        assert first.startswith(b"HTTP/1.1 200") and _answer(answered) == b""  # the second one is cut
+        for sock in (silent, half_headers, half_body, answered):
+            sock.close()
+    lines = [w for w in _warnings(caplog) if "did not arrive whole within 0.3 s (--request-timeout)" in w]
+    assert 1 <= len(lines) <= 2  # one line per 10 s, whatever the number of connections closed
+    assert "Traceback" not in caplog.text and all(r.exc_info is None for r in caplog.records)
+
+
+def test_a_request_received_whole_is_answered_however_slow_the_app(caplog):
+    caplog.set_level(logging.WARNING)
+    with running(slow_app, **_options(request_timeout=DEADLINE)) as url:
+        sock = _connect(url, b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        assert _answer(sock).startswith(b"HTTP/1.1 200")
+        sock.close()
+        assert httpx.get(f"{url}/slow", timeout=30).text == "ok"
+    assert "Traceback" not in caplog.text
+
+
+def test_connections_beyond_the_cap_are_closed_at_once(caplog):
+    from deepvision.apps.serve.app import RequireToken
+
+    caplog.set_level(logging.WARNING)
+    with running(RequireToken(slow_app, TOKEN), **_options(request_timeout=60, max_connections=3)) as url:
+        held = [_connect(url, b"GET / HTTP/1.1\r\nHost: x\r\n") for _ in range(3)]
+        authorised = f"GET /health?token={TOKEN} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        assert _answer(_connect(url, authorised)) == b""  # the fourth: closed without waiting for the deadline
+        for sock in held:
+            sock.close()
+        give_up = time.monotonic() + 30  # until the server has seen them go
+        while True:
+            answer = _answer(_connect(url, authorised))
+            if answer or time.monotonic() > give_up:
+                break
+            time.sleep(0.05)
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"ok")
+    cap_lines = [w for w in _warnings(caplog) if "3 connections are open, the most this server holds" in w]
+    assert len(cap_lines) == 1  # one line per burst
+    assert "Traceback" not in caplog.text and all(r.exc_info is None for r in caplog.records)
+
+
+def test_a_slow_upload_cut_by_the_deadline_leaves_no_traceback(tmp_path, caplog):
+    from deepvision.apps.serve import create_app
+
+    run = import_mxnet(FIX / "inception_bn_block", 7, input_size=(3, 32, 32), scale=1 / 255, out=tmp_path / "run",
+                       quiet=True).run_dir
+    caplog.set_level(logging.DEBUG)
+    part = b'--xx\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n\x89PNG'
+    with running(create_app(run, token=TOKEN), **_options(request_timeout=DEADLINE)) as url:
+        for framing in (b"Content-Length: 100000", b"Transfer-Encoding: chunked"):
+            body = part if framing.startswith(b"Content") else b"%x\r\n%s\r\n" % (len(part), part)
+            sock = _connect(url, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                            TOKEN.encode() + b"\r\nContent-Type: multipart/form-data; boundary=xx\r\n" + framing +
+                            b"\r\n\r\n" + body)
+            assert _answer(sock) == b""
+            sock.close()
+        assert httpx.get(f"{url}/health", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert any("did not arrive whole" in w for w in _warnings(caplog))
+    assert "Traceback" not in caplog.text and all(r.exc_info is None for r in caplog.records)
+
+
+def test_failed_accepts_are_one_line_without_traceback(caplog):
+    from deepvision.apps.serve.connections import quiet_accept_failures
+
+    quiet_accept_failures()
+    quiet_accept_failures()  # once per process, however often asked
+    caplog.set_level(logging.DEBUG)
+    log = logging.getLogger("asyncio")
+    try:
+        raise OSError(24, "Too many open files")
+    except OSError as exc:
+        for _ in range(500):  # what asyncio logs while accept() fails
+            log.error("socket.accept() out of system resource\nsocket: <asyncio.TransportSocket fd=6>", exc_info=exc)
+    log.error("some other failure")
+    messages = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    assert messages == ["deepvision serve: cannot accept connections now (Too many open files); retrying",
+                        "some other failure"]
+    assert "Traceback" not in caplog.text
+    assert sum(isinstance(f, type(log.filters[-1])) for f in log.filters) == 1
+
+
+@pytest.mark.parametrize(("soft", "cap", "backlog"), [(1024, 924, 25), (None, 1000, 2048), (65536, 1000, 2048),
+                                                      (60, 8, 13), (4096, 1000, 774)])
+def test_the_cap_stays_below_the_descriptor_limit(soft, cap, backlog):
+    from deepvision.apps.serve.connections import accept_backlog, connection_cap
+
+    assert connection_cap(soft) == cap and accept_backlog(cap, soft) == backlog
+
+
+def test_serve_runs_uvicorn_with_the_limits(tmp_path, monkeypatch):
+    import uvicorn
+
+    from deepvision.apps.serve import serve
+    from deepvision.apps.serve.connections import BoundedH11Protocol
+
+    run = import_mxnet(FIX / "inception_bn_block", 7, input_size=(3, 32, 32), scale=1 / 255, out=tmp_path / "run",
+                       quiet=True).run_dir
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options))
+    monkeypatch.setattr("deepvision.apps.serve.app.check_port", lambda host, port: None)
+    serve(run, "127.0.0.1", 8000, request_timeout=7.5)
+    assert issubclass(seen["http"], BoundedH11Protocol) and seen["http"].request_timeout == 7.5
+    assert seen["backlog"] >= 8
