@@ -116,3 +116,37 @@ def test_a_named_test_split_with_test_fraction_is_refused_before_a_run_folder(tm
     with pytest.raises(UserError, match=r"^data\.test and data\.test_fraction are both set"):
         train(cfg, out=tmp_path / "runs")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_test_fraction_over_the_datas_own_test_split_of_the_default_name_is_refused(tmp_path, run_cli):
+    """With data.test left at its default ('test') and a test/ folder in the data, --set data.test_fraction=0.2
+    scored a part carved out of train/ and never read test/ (exit 0); data.test=null still carves one."""
+    import yaml
+
+    from tests.helpers import make_image_folder
+
+    for split in ("train", "test"):
+        make_image_folder(tmp_path / "data" / split, n_per_class=6, size=16)
+    cfg = tiny_config(1, source="folder", root=str(tmp_path / "data"), train="train", test="test",
+                      val_fraction=0.0, test_fraction=0.2, workers=0)
+    cfg["data"].pop("test")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    message = ("data.test_fraction is set but the data has its own test split 'test'; use one of them (--set "
+               "data.test_fraction=0 reads it, --set data.test=null carves one instead)")
+    code, _, err = run_cli("train", tmp_path / "c.yaml", "--out", tmp_path / "runs")
+    assert code == 2 and err.strip().splitlines() == [f"deepvision train: error: {message}"], err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    code, _, err = run_cli("train", tmp_path / "c.yaml", "--out", tmp_path / "runs", "--set", "data.test=null")
+    assert code == 0, err
+    assert "(train 10, test 2)" in (tmp_path / "runs" / cfg["name"] / "train.log").read_text()  # 20% of 12 carved
+    code, _, err = run_cli("train", tmp_path / "c.yaml", "--out", tmp_path / "runs", "--set", "data.test_fraction=0")
+    assert code == 0, err
+
+
+def test_a_split_seed_with_nothing_carved_is_refused():
+    """data.split_seed was taken and recorded with no fraction set: nothing is drawn, the run equals one without."""
+    from deepvision.config import build_config
+
+    with pytest.raises(UserError, match=r"^data\.split_seed is read only when a split is carved out of train "):
+        build_config({"name": "s", "data": {"source": "digits", "split_seed": 7}})
+    assert build_config({"name": "s", "data": {"source": "digits", "split_seed": 7, "val_fraction": 0.1}})

@@ -201,6 +201,9 @@ class DataConfig:
             raise UserError(f"{path}.channels must be 1 or 3, got {self.channels}")
         _bounded(f"{path}.workers", self.workers, 0, 1024)
         _bounded(f"{path}.split_seed", self.split_seed, 0, MAX_SEED)
+        if self.split_seed != DataConfig.split_seed and not (self.val_fraction or self.test_fraction):
+            raise UserError(f"{path}.split_seed is read only when a split is carved out of train ({path}.val_fraction "
+                            f"or {path}.test_fraction above 0); leave it out")
         _bounded(f"{path}.scale", self.scale, 0, 1e6, low_open=True)
         if isinstance(self.mean, list):
             for i, v in enumerate(self.mean):
@@ -208,6 +211,13 @@ class DataConfig:
         for i, v in enumerate(self.std or []):
             _bounded(f"{path}.std[{i}]", v, 0, 1e6, low_open=True)
         self._check_file_options(f"{path}.options")
+
+    def refuse_carving_over(self, role: str) -> None:
+        """Refuse carving `role` out of train (its fraction set) while the data holds that split itself, under
+        its default name too: the carved part would replace the data's own split unnoticed."""
+        name = getattr(self, role)
+        raise UserError(f"data.{role}_fraction is set but the data has its own {role} split '{name}'; use one of "
+                        f"them (--set data.{role}_fraction=0 reads it, --set data.{role}=null carves one instead)")
 
     def _check_file_options(self, path: str) -> None:
         """The options the file sources share: `labels` names a class-names file, `idx` maps split names to

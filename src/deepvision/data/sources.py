@@ -98,12 +98,12 @@ def load_data(cfg: DataConfig, roles: tuple[str, ...] = ("train", "val", "test")
     if cfg.source not in sources:
         raise unknown("data source", cfg.source, sources)
     defaults = DataConfig()
-    wanted = [getattr(cfg, role) for role in ("train", "val", "test") if role == "train" or role in roles]
-    raw = sources[cfg.source](cfg, list(dict.fromkeys(name for name in wanted if name)))
+    read = [r for r in ("train", "val", "test") if r == "train" or r in roles or (r == "test" and cfg.test_fraction)]
+    raw = sources[cfg.source](cfg, list(dict.fromkeys(getattr(cfg, role) for role in read if getattr(cfg, role))))
     split_of: dict[str, Split | None] = {}
     for role in ("train", "val", "test"):
         name = getattr(cfg, role)
-        if not name or (role != "train" and role not in roles):
+        if not name or role not in read:  # a test split is looked for when one would be carved over it
             split_of[role] = None
         elif name in raw.splits:
             split_of[role] = raw.splits[name]
@@ -125,8 +125,8 @@ def load_data(cfg: DataConfig, roles: tuple[str, ...] = ("train", "val", "test")
         if fraction > 0:
             if role == "val" and split_of[role] is not None:
                 continue  # the data has the named val split: val_fraction is only the fallback
-            if split_of[role] is not None and getattr(cfg, role) != getattr(defaults, role):
-                raise UserError(f"data.{role} and data.{role}_fraction are both set; use one of them")
+            if split_of[role] is not None:
+                cfg.refuse_carving_over(role)
             count = int(round(fraction * n))
             keep, out = stratified_split(_targets(split_of["train"]), count, cfg.split_seed + (role == "val"))
             split_of[role] = split_of["train"].subset(out)

@@ -176,8 +176,8 @@ def load_detection_data(cfg: DataConfig, roles: tuple[str, ...], preprocess: Pre
     n = len(splits["train"])
     for role, fraction, offset in (("test", cfg.test_fraction, 0), ("val", cfg.val_fraction, 1)):
         if fraction > 0:
-            if role in splits and getattr(cfg, role) != getattr(DataConfig(), role):
-                raise UserError(f"data.{role} and data.{role}_fraction are both set; use one of them")
+            if role in splits or (role == "test" and cfg.test in available):  # the data's own, read or not
+                cfg.refuse_carving_over(role)
             count = int(round(fraction * n))
             order = np.random.RandomState(cfg.split_seed + offset).permutation(len(splits["train"]))
             splits[role] = [splits["train"][i] for i in sorted(order[:count])]
