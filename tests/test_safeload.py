@@ -424,6 +424,22 @@ def test_image_files_lists_regular_images_and_names_what_is_not_one(tmp_path):
         image_files(tmp_path, (".jpg",))
 
 
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_is_image_file_is_the_one_rule_for_an_entry_named_like_an_image(tmp_path):
+    """The rule `image_files` applies to each entry, for walkers of their own (im2rec --list): a regular file
+    (or a link to one) is an image, a folder is a folder, anything else is refused naming it, never opened."""
+    from deepvision.safeload import is_image_file
+
+    (tmp_path / "a.png").write_bytes(b"x")
+    os.symlink(tmp_path / "a.png", tmp_path / "l.png")
+    (tmp_path / "d.png").mkdir()
+    os.mkfifo(tmp_path / "f.png")
+    assert [is_image_file(tmp_path / n, tmp_path) for n in ("a.png", "l.png", "d.png")] == [True, True, False]
+    with pytest.raises(UserError, match=rf"^{tmp_path / 'f.png'} is a FIFO, not an image file; remove it from "
+                                        rf"{tmp_path} \(only regular files are read as images\)$"):
+        is_image_file(tmp_path / "f.png", tmp_path)
+
 def test_image_files_follows_linked_folders_and_refuses_a_loop_or_a_folder_read_twice(tmp_path):
     """A linked sub-folder is read like any folder (never left out without a word); a link back to a folder
     holding the walk, or a second way to a folder read already, is refused naming the link; with a root,

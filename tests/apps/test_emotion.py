@@ -149,6 +149,22 @@ def test_fer2013_build_from_the_image_folder_release(fer_csv, tmp_path, run_cli)
     assert code == 2 and err.count("\n") == 1 and "the 1 file(s) there, e.g." in err and "im0.png" in err
 
 
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fer2013_image_release_names_a_fifo_or_broken_link_named_like_a_face(fer_csv, tmp_path, run_cli):
+    """A FIFO or a broken link named Training_N.jpg was counted among the files "not named Training_N" (a wrong
+    reason); it is refused by name, as every image folder reader refuses it."""
+    _image_release(fer_csv, tmp_path / "FER")
+    happy = tmp_path / "FER" / "train" / "happy"
+    for make, kind in ((os.mkfifo, "a FIFO"), (lambda p: os.symlink(tmp_path / "gone.jpg", p), "a broken link")):
+        make(happy / "Training_99999.jpg")
+        code, out, err = run_cli("fer2013", "build", tmp_path / "FER", "--out", tmp_path / "fer")
+        assert (code, out) == (2, "") and err == (f"deepvision fer2013 build: error: {happy / 'Training_99999.jpg'} is "
+                                                  f"{kind}, not an image file; remove it from {happy} (only regular "
+                                                  f"files are read as images)\n"), err
+        assert not list(tmp_path.glob("fer/*.hdf5"))
+        os.unlink(happy / "Training_99999.jpg")
+
 def test_fer2013_folders_of_any_name_and_a_missing_split(fer_csv, tmp_path, run_cli):
     """Copies that move PublicTest into validation/ build the same splits; a missing part is one line."""
     import shutil

@@ -247,3 +247,76 @@ def test_hdf5_splits_and_the_labels_option_must_name_the_same_classes(tmp_path):
     _h5(tmp_path / "va.h5", [0, 1], ["zero", "one"])
     with pytest.raises(UserError, match="va.h5 \\(its label_names\\) names the classes zero, one, but "):
         load("va.h5")
+
+
+def _h5_images(path, images):
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f["images"], f["labels"] = images, np.arange(len(images)) % 3
+
+
+def _hdf5_yaml(tmp_path, train, val):
+    (tmp_path / "c.yaml").write_text(f"model: {{name: lenet}}\ntrain: {{epochs: 1}}\ndata: {{source: hdf5, root: "
+                                     f"'{tmp_path}', train: {train}, val: {val}, image_size: 28, batch_size: 4}}\n")
+    return tmp_path / "c.yaml"
+
+
+@pytest.mark.parametrize(("images", "message"), [
+    (np.zeros((6, 8, 8), [("a", "u1"), ("b", "u1")]),
+     "the data is (6, 8, 8) [('a', 'u1'), ('b', 'u1')]; an image source needs N x H x W [x C] (C = 1 or 3) integer "
+     "or float pixels"),
+    (np.zeros((6, 8, 8), np.complex64), "the data is (6, 8, 8) complex64; an image source needs N x H x W [x C] "),
+    (np.zeros((6, 8, 8), bool), "the data is (6, 8, 8) bool; an image source needs N x H x W [x C] "),
+    (np.zeros((6, 0, 8), np.uint8), "the image size (height x width) 0x8 must be positive"),
+    (np.zeros((6, 8, 0, 3), np.float32), "the image size (height x width) 8x0 must be positive"),
+    (np.zeros((2, 1, 16385), np.uint8), "the image size (height x width) 1x16385 exceeds the ceiling of 16384 "),
+])
+def test_hdf5_image_data_of_no_pixel_type_or_no_pixels_is_one_line_before_any_run_folder(tmp_path, run_cli, images,
+                                                                                         message):
+    """A compound dtype ended in a numpy TypeError traceback; images 0 pixels high were accepted by `data info`
+    and ended `train` in a torch interpolate traceback."""
+    _h5_images(tmp_path / "bad.h5", images)
+    _h5_images(tmp_path / "val.h5", np.zeros((6, 8, 8), np.uint8))
+    config, runs = _hdf5_yaml(tmp_path, "bad.h5", "val.h5"), tmp_path / "runs"
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for prog, command in (("data info", ("data", "info", config)), ("train", ("train", config, "--out", runs))):
+        code, out, err = run_cli(*command)
+        assert code == 2 and out == "" and err.count("\n") == 1, err
+        assert err.startswith(f"deepvision {prog}: error: {tmp_path / 'bad.h5'}: {message}"), err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no run folder either
+
+
+@pytest.mark.parametrize(("train", "val", "shown"), [
+    ((6, 8, 8, 3), (6, 8, 8), "(8, 8, 3) and {val} holds (8, 8, 1)"),
+    ((6, 8, 8), (6, 8, 8, 3), "(8, 8, 1) and {val} holds (8, 8, 3)"),
+    ((6, 1, 1), (6, 8, 8), "(1, 1, 1) and {val} holds (8, 8, 1)"),
+])
+def test_hdf5_splits_must_agree_in_size_and_channels(tmp_path, run_cli, train, val, shown):
+    """The last split's channels and size were the run's: an RGB train file beside a gray val file trained a
+    1-channel model on grayed images (the other order a 3-channel one), and 1x1 images were upscaled."""
+    _h5_images(tmp_path / "tr.h5", np.zeros(train, np.uint8))
+    _h5_images(tmp_path / "va.h5", np.zeros(val, np.uint8))
+    config, runs = _hdf5_yaml(tmp_path, "tr.h5", "va.h5"), tmp_path / "runs"
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for prog, command in (("data info", ("data", "info", config)), ("train", ("train", config, "--out", runs))):
+        code, out, err = run_cli(*command)
+        assert code == 2 and out == "" and err == (
+            f"deepvision {prog}: error: {tmp_path / 'tr.h5'} holds {shown.format(val=tmp_path / 'va.h5')} "
+            f"images (height, width, channels): the splits of one source must agree; convert one file to the other's "
+            f"shape\n"), err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_hdf5_splits_of_one_shape_load_with_its_channels_and_size(tmp_path):
+    """N x H x W x 1 is the gray N x H x W; the run takes the shape the splits share."""
+    _h5_images(tmp_path / "tr.h5", np.full((6, 5, 7, 1), 9, np.uint8))
+    _h5_images(tmp_path / "va.h5", np.full((3, 5, 7), 9.0))
+    _h5_images(tmp_path / "rgb.h5", np.full((3, 5, 7, 3), 9, np.int32))
+    load = lambda tr, va: load_data(build_config({"data": {"source": "hdf5", "root": str(tmp_path), "train": tr,
+                                                           "val": va, "test": None}}).data)
+    gray = load("tr.h5", "va.h5")
+    assert (gray.channels, gray.size, tuple(gray.train.images.shape), tuple(gray.val.images.shape)) == (
+        1, (5, 7), (6, 1, 5, 7), (3, 1, 5, 7))
+    colour = load("rgb.h5", "rgb.h5")
+    assert (colour.channels, colour.size, tuple(colour.train.images.shape)) == (3, (5, 7), (3, 3, 5, 7))

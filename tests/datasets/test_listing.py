@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import pytest
 
@@ -128,3 +129,33 @@ def test_a_stopped_builder_leaves_no_lists_its_next_run_refuses(tmp_path, run_cl
     monkeypatch.undo()
     code, _, err = run_cli(*roots[builder], "--out", out)
     assert code == 0, err
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.parametrize(("entry", "make", "kind"), [
+    ("1/f.png", os.mkfifo, "a FIFO"),
+    ("2/b.png", lambda p: os.symlink("/nonexistent", p), "a broken link"),
+    ("0/z.jpg", lambda p: os.symlink("/dev/zero", p), "a character device"),
+])
+@pytest.mark.parametrize("recursive", [True, False])
+def test_im2rec_list_names_a_special_file_or_broken_link_named_like_an_image(tmp_path, run_cli, entry, make, kind,
+                                                                             recursive):
+    """A FIFO, a device link or a broken link named like an image was left out of the list without a word (exit
+    0); the folder source refuses the same tree, and so does the list maker now, naming the entry."""
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    for cls in ("0", "1", "2"):
+        (root / cls).mkdir(parents=True)
+        Image.new("L", (8, 8)).save(root / cls / "x.png")
+    (root / "0" / "dir.png").mkdir()  # a folder named like an image is a folder, neither listed nor refused
+    make(root / entry)
+    folder = root if recursive else root / entry.split("/")[0]
+    code, out, err = run_cli("im2rec", "--list", *(["--recursive"] if recursive else []), tmp_path / "p", folder)
+    assert (code, out) == (2, "") and err == (f"deepvision im2rec: error: {root / entry} is {kind}, not an image "
+                                              f"file; remove it from {folder} (only regular files are read as "
+                                              f"images)\n"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs"]  # no list written
+    os.unlink(root / entry)
+    code, out, err = run_cli("im2rec", "--list", *(["--recursive"] if recursive else []), tmp_path / "p", folder)
+    assert code == 0 and (tmp_path / "p.lst").read_text().count("\n") == (3 if recursive else 1), err

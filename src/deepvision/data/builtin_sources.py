@@ -366,7 +366,7 @@ def hdf5_source(cfg: DataConfig, wanted: list[str]) -> RawData:
 
     key = cfg.options.get("data_key")
     file_names, limit = class_limit(cfg)
-    splits, size, channels = {}, None, 1
+    splits, shapes = {}, {}  # shapes: (height, width, channels) -> the first file of that shape
     found = [] if file_names is None else [(f"{cfg.options['labels']} (given as the labels file)", file_names)]
     for name in wanted:
         path = resolve_path(cfg.root, name)
@@ -375,9 +375,10 @@ def hdf5_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         input_file(path, "HDF5 file")
         data, labels = (ds := HDF5Dataset(path, key, in_memory=True)).data, ds.targets
         found += [(f"{path} (its label_names)", ds.classes)] if ds.named else []
-        if data.ndim not in (3, 4) or (data.ndim == 4 and data.shape[3] not in (1, 3)):
-            raise UserError(f"{path}: the data is {data.shape}; an image source needs N x H x W or N x H x W x C "
-                            f"(C = 1 or 3) images (feature files are for the classifier tools)")
+        if data.dtype.kind not in "iuf" or data.ndim not in (3, 4) or data.shape[3:] not in ((), (1,), (3,)):
+            raise UserError(f"{path}: the data is {data.shape} {data.dtype}; an image source needs N x H x W [x C] "
+                            f"(C = 1 or 3) integer or float pixels (feature files are for the classifier tools)")
+        safeload.check_image_side(f"{path}: the image size (height x width)", *data.shape[1:3])
         if data.dtype != np.uint8:
             rows = data.reshape(len(data), -1)
             wrong = ~(np.isfinite(rows) & (rows >= 0) & (rows <= 255)).all(axis=1)  # clipping would hide them
@@ -388,11 +389,11 @@ def hdf5_source(cfg: DataConfig, wanted: list[str]) -> RawData:
                 raise UserError(f"{path}: the images hold {what}; image data must be 8-bit pixels 0-255 (scale "
                                 f"16-bit or signed data to that range first)")
             data = np.clip(np.rint(data), 0, 255).astype(np.uint8)
-        if data.ndim == 4 and data.shape[3] == 1:
-            data = data[..., 0]
-        channels = 1 if data.ndim == 3 else 3
-        size = tuple(data.shape[1:3])
+        shapes.setdefault((*data.shape[1:3], data.shape[3] if data.ndim == 4 else 1), path)
+        if len(shapes) > 1:  # one model for both: the other split would be converted to its shape without a word
+            raise UserError(f"{' and '.join(f'{f} holds {s}' for s, f in shapes.items())} images (height, width, "
+                            f"channels): the splits of one source must agree; convert one file to the other's shape")
         class_labels(labels, path, "row", None, limit, file_names is not None)  # HDF5Dataset refuses a file of no rows
         splits[name] = to_tensor_split(data, labels)
     top = max((int(s.labels.max()) for s in splits.values() if len(s)), default=-1)
-    return RawData(splits, agreed_names(found, top + 1), channels, size)
+    return RawData(splits, agreed_names(found, top + 1), *next(((s[2], s[:2]) for s in shapes), (1, None)))

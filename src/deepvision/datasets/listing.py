@@ -2,8 +2,9 @@
 
 `list_images` is im2rec.py's sorted walk (one label per folder with `recursive`, directory links
 followed), made safe: a directory link back into its own ancestry is not followed (im2rec.py walks it
-until the path is too long), only regular files are listed, and names a .lst line cannot hold (a tab,
-a line break) are left out and reported. `make_list` shuffles with `random.seed(100)` and writes the
+until the path is too long), only regular files are listed (a FIFO, device or broken link named like an
+image is refused, never left out without a word), and names a .lst line cannot hold (a tab, a line
+break) are left out and reported. `make_list` shuffles with `random.seed(100)` and writes the
 chunks and train/val/test ratios; on trees without link cycles the output is im2rec.py's, byte for byte.
 """
 
@@ -21,7 +22,7 @@ from deepvision.data.lst import ListEntry, labels_file_for, labels_files
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, open_regular_file, written_whole
 from deepvision.placement import require_own_folder
-from deepvision.safeload import check_class_names, not_utf8, printable, read_text_file
+from deepvision.safeload import check_class_names, is_image_file, not_utf8, printable, read_text_file
 
 DEFAULT_EXTS = (".jpeg", ".jpg", ".png")
 
@@ -101,7 +102,8 @@ def list_images(root: str | Path, recursive: bool, exts: Iterable[str],
     `categories` as relative folder -> label); otherwise only files directly in root, all labelled 0.
     Directory links are followed, as im2rec.py does, except a link back to one of its own ancestors
     (a cycle, which im2rec.py walks until the path is too long): it is skipped and its relative path
-    appended to `loops`. Only regular files are listed (a FIFO named .jpg would block the packer).
+    appended to `loops`. Only regular files are listed: a FIFO, device or broken link named like an image is
+    refused naming it (`safeload.is_image_file`: the user meant it as an image; a FIFO would block the packer).
     Paths with a tab or a line break, which a .lst line cannot hold, are left out and appended to
     `rejected` (im2rec.py writes them and every reader then refuses the list).
     """
@@ -126,7 +128,7 @@ def list_images(root: str | Path, recursive: bool, exts: Iterable[str],
             files.sort()
             for fname in files:
                 fpath = os.path.join(path, fname)
-                if os.path.splitext(fname)[1].lower() in exts and os.path.isfile(fpath):
+                if os.path.splitext(fname)[1].lower() in exts and is_image_file(fpath, root):
                     rel = os.path.relpath(fpath, root)
                     if unlistable(rel):
                         if rejected is not None:
@@ -140,7 +142,7 @@ def list_images(root: str | Path, recursive: bool, exts: Iterable[str],
     else:
         for fname in sorted(os.listdir(root)):
             fpath = os.path.join(root, fname)
-            if os.path.isfile(fpath) and os.path.splitext(fname)[1].lower() in exts:
+            if os.path.splitext(fname)[1].lower() in exts and is_image_file(fpath, root):
                 rel = os.path.relpath(fpath, root)
                 if unlistable(rel):
                     if rejected is not None:

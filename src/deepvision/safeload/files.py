@@ -64,21 +64,23 @@ def image_files(folder: str | Path, exts: Iterable[str] = IMAGE_EXTS, recursive:
     named like an image is refused, never opened and never skipped without a word (the user meant it as an
     image)."""
     folder, exts = Path(folder), {e.lower() for e in exts}
-    found = []
-    for f in tree_entries(folder, hidden=False) if recursive else sorted(folder.iterdir()):
-        if f.suffix.lower() not in exts or any(p.startswith(".") for p in f.relative_to(folder).parts):
-            continue
-        try:
-            kind = special_kind(os.stat(f).st_mode)
-        except OSError:
-            kind = "a broken link"
-        if kind == "a directory":  # a folder named like an image is a folder
-            continue
-        if kind is not None:
-            raise UserError(f"{f} is {kind}, not an image file; remove it from {folder} (only regular "
-                            f"files are read as images)")
-        found.append(f)
-    return found
+    return [f for f in (tree_entries(folder, hidden=False) if recursive else sorted(folder.iterdir()))
+            if f.suffix.lower() in exts and not any(p.startswith(".") for p in f.relative_to(folder).parts)
+            and is_image_file(f, folder)]
+
+
+def is_image_file(path: str | Path, folder: str | Path) -> bool:
+    """True when `path`, an entry of `folder` named like an image, is a regular file (links followed), False for a
+    folder (a folder named like an image is a folder). A FIFO, socket, device or broken link is refused naming it:
+    never opened (a FIFO would block) and never left out without a word (the user meant it as an image)."""
+    try:
+        kind = special_kind(os.stat(path).st_mode)
+    except OSError:
+        kind = "a broken link"
+    if kind not in (None, "a directory"):
+        raise UserError(f"{path} is {kind}, not an image file; remove it from {folder} (only regular "
+                        f"files are read as images)")
+    return kind is None
 
 
 def first_repeat(entries: Iterable[tuple[object, T]], seen: dict[object, T]) -> tuple[T, T] | None:

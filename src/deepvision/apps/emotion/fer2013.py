@@ -27,7 +27,7 @@ from deepvision.datasets.fer import FER6_LABELS, FER6_MAP, FER7_LABELS
 from deepvision.errors import UserError
 from deepvision.fileio import open_regular_text, output_folder
 from deepvision.placement import refuse_output_inside, require_new_file
-from deepvision.safeload import bounded_lines, check_fake_images, check_file_size, csv_rows, regular_file
+from deepvision.safeload import bounded_lines, check_fake_images, check_file_size, csv_rows, is_image_file, regular_file
 from deepvision.safeload.text import printable
 
 SPLITS = {"Training": "train", "PrivateTest": "val", "PublicTest": "test"}
@@ -169,7 +169,7 @@ def _folder_samples(root: Path, notes: list[str]) -> tuple[int, Iterator[tuple[i
             read[real] = folder
             for file in sorted(folder.iterdir()):
                 match = IMAGE_NAME.match(file.name)
-                if match is None or not file.is_file():
+                if match is None or not is_image_file(file, folder):  # a FIFO or broken link is named, not counted
                     other[part.name] += 1
                     example = example or str(file)
                     continue
