@@ -179,3 +179,24 @@ def test_serve_runs_uvicorn_with_the_limits(tmp_path, monkeypatch):
     serve(run, "127.0.0.1", 8000, request_timeout=7.5)
     assert issubclass(seen["http"], BoundedH11Protocol) and seen["http"].request_timeout == 7.5
     assert seen["backlog"] >= 8
+
+
+def test_a_stop_does_not_wait_for_an_upload_its_client_never_finishes(caplog):
+    """A client holding an unfinished upload kept a stopped server running for as long as it stayed
+    connected; the stop now waits a grace period, then ends the request with one line, no traceback."""
+    caplog.set_level(logging.DEBUG)
+    options = {**_options(request_timeout=600.0), "timeout_graceful_shutdown": 0.3}
+    with running(slow_app, **options) as url:
+        sock = _connect(url, b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nfirst bytes")
+        time.sleep(0.3)  # the request is in flight: its headers arrived, its body never will
+    sock.close()
+    assert [w for w in _warnings(caplog) if "in flight" in w] == [
+        "deepvision serve: stopped; 1 running task(s) still in flight (a request not received whole) ended "
+        "without an answer"]
+    assert "Traceback" not in caplog.text and all(r.exc_info is None for r in caplog.records)
+
+
+def test_serve_stops_within_its_grace_period():
+    from deepvision.apps.serve.app import STOP_GRACE_S, server_options
+
+    assert server_options()["timeout_graceful_shutdown"] == STOP_GRACE_S <= 10

@@ -315,6 +315,9 @@ def serve(source: str | Path, host: str = "127.0.0.1", port: int = 8000, *, max_
     uvicorn.run(app, host=host, port=port, log_level="warning", **server_options(request_timeout))
 
 
+STOP_GRACE_S = 5.0
+
+
 def server_options(request_timeout: float = 30.0, max_connections: int | None = None) -> dict[str, Any]:
     """uvicorn.Config's options for the request deadline and the connection cap (connections.py), which
     also keep asyncio's failed-accept reports to one line a minute."""
@@ -322,4 +325,6 @@ def server_options(request_timeout: float = 30.0, max_connections: int | None = 
 
     connections.quiet_accept_failures()
     cap = connections.connection_cap() if max_connections is None else max_connections
-    return {"http": connections.protocol_class(request_timeout, cap), "backlog": connections.accept_backlog(cap)}
+    # a stop waits this long for requests in flight (an upload held open by its client would hold it for ever)
+    return {"http": connections.protocol_class(request_timeout, cap), "backlog": connections.accept_backlog(cap),
+            "timeout_graceful_shutdown": STOP_GRACE_S}

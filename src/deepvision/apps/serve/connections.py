@@ -160,8 +160,26 @@ class _AcceptFailures(logging.Filter):
         return True
 
 
+class _CancelledAtStop(logging.Filter):
+    """On uvicorn's logger: a stop that ends requests still in flight after its grace period (an upload its
+    client never finishes) is one line, not uvicorn's error line and a traceback per cancelled request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, asyncio.CancelledError) and str(record.msg).startswith("Exception in ASGI application"):
+            return False
+        text = record.getMessage()  # "Cancel 1 running task(s), timeout graceful shutdown exceeded"
+        if text.startswith("Cancel ") and "timeout graceful shutdown exceeded" in text:
+            record.msg = f"deepvision serve: stopped; {text[7:].split(',')[0].strip()} still in flight (a request " \
+                         f"not received whole) ended without an answer"
+            record.args, record.levelno, record.levelname = None, logging.WARNING, "WARNING"
+        return True
+
+
 def quiet_accept_failures() -> None:
-    """Install the `_AcceptFailures` filter on the `asyncio` logger (once per process)."""
-    log = logging.getLogger("asyncio")
-    if not any(isinstance(f, _AcceptFailures) for f in log.filters):
-        log.addFilter(_AcceptFailures())
+    """Install the `_AcceptFailures` filter on the `asyncio` logger and `_CancelledAtStop` on uvicorn's
+    (once per process)."""
+    for name, kind in (("asyncio", _AcceptFailures), ("uvicorn.error", _CancelledAtStop)):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in log.filters):
+            log.addFilter(kind())
