@@ -218,6 +218,16 @@ def test_evaluate_offers_the_skip_it_suggests(tmp_path, run_cli):
     code, out, err = run_cli("evaluate", run, "--data", tmp_path / "data", "--skip-corrupt")
     assert code == 0, err
     assert json.loads((run / "eval" / "data-best" / "metrics.json").read_text())["samples"] == 11
+    assert [line for line in err.splitlines() if "skipped" in line] == [
+        f"[WARN] skipped 1 unreadable sample(s) of 12 (--skip-corrupt; first: "
+        f"{tmp_path / 'data' / 'vertical' / 'vertical_002.png'}); scored the rest"], err
+    # the run's data.max_skipped_fraction (0.1) bounds what --skip-corrupt leaves out, as in training
+    for name in ("vertical_003.png", "vertical_004.png"):
+        (tmp_path / "data" / "vertical" / name).write_bytes(b"")
+    code, _, err = run_cli("evaluate", run, "--data", tmp_path / "data", "--skip-corrupt", "--out", tmp_path / "e")
+    assert code == 2 and err.count("\n") == 1 and "3 of 12 " in err, err
+    assert "more than data.max_skipped_fraction=0.1; repair or remove those files" in err
+    assert not (tmp_path / "e").exists()
     for image in (tmp_path / "data").rglob("*.png"):
         image.write_bytes(b"")
     code, _, err = run_cli("evaluate", run, "--data", tmp_path / "data", "--skip-corrupt", "--out", tmp_path / "e")

@@ -20,6 +20,7 @@ from deepvision.data.loader import BatchLoader
 from deepvision.data.loaders import build_loaders
 from deepvision.data.lst import read_lst
 from deepvision.data.preprocess import Preprocess
+from deepvision.data.protocols import check_skip_limit
 from deepvision.data.sources import (
     DATA_FORMS,
     DataBundle,
@@ -258,6 +259,7 @@ def evaluate_run(
                                roles=("test",))["test"]
     say(f"[INFO] predicting on {role if data in (None, *ROLES) else data} data"
         + CROPS[crops][0] + "...")
+    loader.skips.warn, loader.skips.limit = False, None  # said and bounded below, in evaluate's own words
     meter = ClassificationMeter(dev, loss_is_sum=True) if crops == 1 else None
     progress = PhaseProgress("evaluate", len(loader), stream=sys.stdout, bar=None) if not quiet else None
     try:
@@ -271,6 +273,12 @@ def evaluate_run(
         raise UserError(f"no sample of the {what} data could be read"
                         + (" (every one was unreadable and skipped)" if cfg.data.skip_corrupt else "")
                         + "; nothing to evaluate, no report written")
+    if skipped := loader.skips.epoch:  # --skip-corrupt: the run's data.max_skipped_fraction bounds it
+        what = role if data in (None, *ROLES) else str(data)
+        check_skip_limit(len(skipped), len(labels), cfg.data.max_skipped_fraction, what, f"first: {skipped[0]}",
+                         training=False)
+        print(f"[WARN] skipped {len(skipped)} unreadable sample(s) of {len(skipped) + len(labels)} (--skip-corrupt; "
+              f"first: {skipped[0]}); scored the rest", file=sys.stderr)
     if len(labels) and labels.max() >= probs.shape[1]:
         raise UserError(f"the data has label {int(labels.max())} but the model predicts {probs.shape[1]} classes; "
                         f"it was labelled for another model")
