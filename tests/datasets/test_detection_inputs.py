@@ -1152,3 +1152,23 @@ def test_a_file_named_as_the_index_is_refused_as_a_split_and_every_reader_s_name
                                         r"files take \(dataset, label_map, classes\); choose another name$"):
         build_dataset(ann, tmp_path / "other")
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "broken link"])
+def test_a_yolo_classes_folder_names_a_fifo_or_broken_link_beside_its_split_folders(tmp_path, run_cli, kind):
+    """A FIFO or broken link named like a photo in images/ beside the split folders was passed over without a
+    word (only regular files were counted as photos left out); it is named for what it is, never opened."""
+    root = tmp_path / "y"
+    root.mkdir()
+    (root / "classes.txt").write_text("disc\n")
+    for folder in ("images/train", "labels/train"):
+        (root / folder).mkdir(parents=True)
+    Image.new("RGB", (40, 20)).save(root / "images" / "train" / "a.jpg")
+    (root / "labels" / "train" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    odd = root / "images" / "f.jpg"
+    os.mkfifo(odd) if kind == "fifo" else odd.symlink_to(tmp_path / "gone.jpg")
+    code, _, err = run_cli("detection", "build", "yolo", root, "--out", tmp_path / "built")
+    assert code == 2 and err.count("\n") == 1, err
+    what = "a FIFO" if kind == "fifo" else "a broken link"
+    assert f"{odd} is {what}, not an image file; remove it from {root / 'images'}" in err, err
+    assert not (tmp_path / "built").exists()

@@ -19,6 +19,7 @@ from deepvision.safeload import (
     any_case,
     by_name_any_case,
     check_class_names,
+    is_image_file,
     name_lines,
     printable,
     read_text_file,
@@ -219,8 +220,8 @@ def _check_split_folders(images: Path, split_dirs: list[str]) -> None:
         raise UserError(f"{images} holds split folders {', '.join(other)} that would be left out: beside classes.txt "
                         f"only images/train, images/val and images/test are read; rename them, or give a data YAML "
                         f"naming each split's folder (e.g. val: images/{other[0]})")
-    loose = sorted(p.name for p in images.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS) \
-        if split_dirs else []
+    loose = sorted(p.name for p in images.iterdir()  # a FIFO or a broken link named like a photo: named as such
+                   if p.suffix.lower() in IMAGE_EXTENSIONS and is_image_file(p, images)) if split_dirs else []
     if loose:
         raise UserError(f"{images} holds {len(loose)} photos beside its split folders that would be in no split "
                         f"({', '.join(loose[:3])}{', ...' if len(loose) > 3 else ''}); move them into a split folder "
