@@ -176,7 +176,9 @@ def test_limits_must_be_finite_and_positive(upload, pixels, message):
 @pytest.mark.parametrize(("seconds", "message"), [
     (0.0, "--request-timeout must be a finite positive number, got 0.0"),
     (float("inf"), "--request-timeout must be a finite positive number, got inf"),
-    (1e9, r"--request-timeout must be at most 3600 seconds \(an hour\), got 1e\+09"),
+    (1e9, r"--request-timeout must be 1 to 3600 seconds \(an hour\), got 1e\+09"),
+    (1e-9, r"--request-timeout must be 1 to 3600 seconds \(an hour\), got 1e-09"),
+    (0.5, r"--request-timeout must be 1 to 3600 seconds \(an hour\), got 0.5"),
 ])
 def test_the_request_timeout_must_be_finite_positive_and_bounded(run_cli, tmp_path, seconds, message):
     from deepvision.apps.serve.app import check_limits

@@ -131,8 +131,8 @@ def check_limits(max_upload_mb: float, max_pixels: float, token: str | None = No
     if max_pixels > MAX_MEGAPIXELS * 1e6:
         raise UserError(f"--max-megapixels must be at most {MAX_MEGAPIXELS} (the decoders' own ceiling), "
                         f"got {max_pixels / 1e6:g}")
-    if request_timeout > MAX_REQUEST_TIMEOUT:
-        raise UserError(f"--request-timeout must be at most {MAX_REQUEST_TIMEOUT} seconds (an hour), "
+    if not 1 <= request_timeout <= MAX_REQUEST_TIMEOUT:  # below a second an upload of a few reads is cut
+        raise UserError(f"--request-timeout must be 1 to {MAX_REQUEST_TIMEOUT} seconds (an hour), "
                         f"got {request_timeout:g}")
     if token is not None:
         check_token(token)
