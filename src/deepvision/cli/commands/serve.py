@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "default: $DEEPVISION_SERVE_TOKEN, else none")
     p.add_argument("--request-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="close a connection whose request (headers and body) has not arrived whole after this "
-                        "many seconds (default 30, at most 3600); answering it may take longer")
+                        "many seconds (default 30, 1 to 3600); answering it may take longer")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (runs; .onnx files run on the CPU)")
     p.set_defaults(func=run)
 
