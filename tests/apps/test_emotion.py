@@ -678,6 +678,28 @@ def test_fer2013_release_links_stay_inside_and_folders_are_read_once(fer_csv, tm
         build_fer2013(tmp_path / "FER", tmp_path / "fer3", dtype="uint8")
 
 
+@pytest.mark.parametrize("kind", ["symlink", "hard link"])
+def test_fer2013_release_refuses_a_link_to_another_face_under_another_number(fer_csv, tmp_path, run_cli, kind):
+    """A link named like a new face (another number, another emotion or the test split) is one image with two
+    labels, or a training face tested on: one line naming both paths, nothing written, the release unchanged."""
+    release = _image_release(fer_csv, tmp_path / "FER")
+    face = next(file for usage, _, file in release if usage == "Training")
+    other = "happy" if face.parent.name != "happy" else "sad"
+    for alias in (tmp_path / "FER" / "train" / other / "Training_99999.jpg",
+                  tmp_path / "FER" / "test" / face.parent.name / "PublicTest_99999.jpg"):
+        alias.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "symlink":
+            alias.symlink_to(os.path.relpath(face, alias.parent))
+        else:
+            os.link(face, alias)
+        code, out, err = run_cli("fer2013", "build", tmp_path / "FER", "--out", tmp_path / "o")
+        assert (code, out) == (2, "") and err.count("\n") == 1, err
+        assert f"{alias}" in err and f"{face}" in err and "are one file (a link)" in err, err
+        assert not (tmp_path / "o").exists()
+        alias.unlink()
+    assert build_fer2013(tmp_path / "FER", tmp_path / "o", dtype="uint8").counts  # without the link: built
+
+
 @pytest.mark.parametrize("pixel, shown", [("99999999999999999999", "99999999999999999999"), ("2_5_5", "2_5_5"),
                                           ("+9", "+9"), ("\u0665", "\u0665")])
 def test_fer2013_csv_pixels_are_plain_digits_0_to_255(fer_csv, tmp_path, pixel, shown):
