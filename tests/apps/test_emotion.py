@@ -531,8 +531,8 @@ def test_emotion_video_sidecars_never_replace_a_users_file(astronaut_video, fer_
 
 
 def test_emotion_replaces_only_a_video_an_earlier_run_wrote(astronaut_video, fer_run, tmp_path, run_cli):
-    """An existing video without its run's results table beside it is the user's recording: refused in one
-    line, unchanged; a video an earlier run wrote (its STEM.csv beside it) is replaced."""
+    """An existing video without its run's report beside it is the user's recording: refused in one line,
+    unchanged; a video an earlier run wrote (its STEM.json beside it lists it) is replaced."""
     video, _ = astronaut_video
     holiday = tmp_path / "holiday.avi"
     holiday.write_bytes(video.read_bytes())
@@ -540,7 +540,7 @@ def test_emotion_replaces_only_a_video_an_earlier_run_wrote(astronaut_video, fer
     code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", holiday, "--max-frames", "1",
                            "--detector", "haar")
     assert code == 2 and err.count("\n") == 1, err
-    assert "holiday.avi already exists and is not a video an earlier emotion run wrote (no holiday.csv" in err
+    assert "holiday.avi already exists and is not a video an earlier emotion run wrote (no holiday.json" in err
     assert holiday.read_bytes() == video.read_bytes() and not (tmp_path / "holiday.csv").exists()
     out = tmp_path / "annotated.avi"
     for frames in ("1", "2"):  # the second run replaces the first one's video and tables
@@ -548,6 +548,38 @@ def test_emotion_replaces_only_a_video_an_earlier_run_wrote(astronaut_video, fer
                                frames, "--detector", "haar")
         assert code == 0, err
     assert len(_csv_rows(tmp_path / "annotated.csv")) == 2
+
+
+def test_emotion_never_replaces_the_report_of_another_video_of_the_same_stem(astronaut_video, fer_run, tmp_path,
+                                                                              run_cli):
+    """e.avi's report is e.csv and e.json; --out e.mp4 (or e.AVI, e.mkv) would write the same two files: one line
+    naming the video they belong to, nothing written, the first recording and its report unchanged. A report
+    that names no video is refused too; --out e.avi itself still replaces its own report."""
+    video, _ = astronaut_video
+    first = tmp_path / "e.avi"
+    code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", first, "--max-frames", "3",
+                           "--detector", "haar")
+    assert code == 0, err
+    doc = json.loads((tmp_path / "e.json").read_text())
+    assert doc["outputs"] == ["e.avi", "e.csv", "e.json"] and doc["input"] == str(video)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for name in ("e.mp4", "e.AVI", "e.mkv"):
+        code, out, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", tmp_path / name,
+                                 "--max-frames", "1", "--detector", "haar")
+        assert (code, out) == (2, "") and err.splitlines() == [
+            f"deepvision emotion: error: --out {tmp_path / name} would replace e.csv and e.json, the report written "
+            f"with e.avi by an earlier emotion run; choose another name, or move them"], err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    (tmp_path / "e.json").unlink()  # a report that names no video (the run stopped before writing it)
+    code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", tmp_path / "e.mp4",
+                           "--max-frames", "1", "--detector", "haar")
+    assert code == 2 and err.count("\n") == 1 and "would replace e.csv, the report of an earlier emotion run that " \
+        "does not name e.mp4 as its video" in err, err
+    (tmp_path / "e.json").write_bytes(before["e.json"])
+    code, _, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", first, "--max-frames", "1",
+                           "--detector", "haar")
+    assert code == 0, err
+    assert len(_csv_rows(tmp_path / "e.csv")) == 1 and json.loads((tmp_path / "e.json").read_text())["frames"] == 1
 
 
 def test_emotion_frames_replace_a_planted_link_never_follow_it(astronaut_video, fer_run, tmp_path, run_cli):
@@ -676,6 +708,28 @@ def test_fer2013_release_links_stay_inside_and_folders_are_read_once(fer_csv, tm
     os.symlink(outside, tmp_path / "FER" / "extra" / "fear")  # an emotion folder that is a link out
     with pytest.raises(UserError, match=r"extra/fear is a link to .*secret, outside the release"):
         build_fer2013(tmp_path / "FER", tmp_path / "fer3", dtype="uint8")
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hard link"])
+def test_fer2013_release_refuses_a_link_to_another_face_under_another_number(fer_csv, tmp_path, run_cli, kind):
+    """A link named like a new face (another number, another emotion or the test split) is one image with two
+    labels, or a training face tested on: one line naming both paths, nothing written, the release unchanged."""
+    release = _image_release(fer_csv, tmp_path / "FER")
+    face = next(file for usage, _, file in release if usage == "Training")
+    other = "happy" if face.parent.name != "happy" else "sad"
+    for alias in (tmp_path / "FER" / "train" / other / "Training_99999.jpg",
+                  tmp_path / "FER" / "test" / face.parent.name / "PublicTest_99999.jpg"):
+        alias.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "symlink":
+            alias.symlink_to(os.path.relpath(face, alias.parent))
+        else:
+            os.link(face, alias)
+        code, out, err = run_cli("fer2013", "build", tmp_path / "FER", "--out", tmp_path / "o")
+        assert (code, out) == (2, "") and err.count("\n") == 1, err
+        assert f"{alias}" in err and f"{face}" in err and "are one file (a link)" in err, err
+        assert not (tmp_path / "o").exists()
+        alias.unlink()
+    assert build_fer2013(tmp_path / "FER", tmp_path / "o", dtype="uint8").counts  # without the link: built
 
 
 @pytest.mark.parametrize("pixel, shown", [("99999999999999999999", "99999999999999999999"), ("2_5_5", "2_5_5"),

@@ -73,6 +73,7 @@ from deepvision.safeload import (
     check_image_side,
     check_range,
     input_file,
+    printable,
     shown_value,
     spreadsheet_cell,
     spreadsheet_row,
@@ -324,17 +325,26 @@ VIDEO_HEADER = "frame,faces,x,y,w,h,label"  # how the results table of a video b
 
 
 def _require_own_video(out: Path) -> None:
-    """Refuse, before any work, a video file output that would replace a file no earlier run wrote: the
-    video must be new or have its run's results table (STEM.csv) beside it, and STEM.csv and STEM.json,
-    written with it, must be new or that run's (a user's recording or spreadsheet is never replaced)."""
-    companions = {out.with_suffix(".csv"): VIDEO_HEADER, out.with_suffix(".json"): '{"model":'}
+    """Refuse, before any work, a video file output that would replace a file no earlier run wrote, or the
+    report of another video: the video and STEM.csv and STEM.json, written with it, must be new or that
+    run's, whose STEM.json lists this very video among its outputs. Videos of one stem share the names of
+    their reports: e.avi's report is not e.mp4's to replace (nor is a user's recording or spreadsheet)."""
+    table, report = out.with_suffix(".csv"), out.with_suffix(".json")
+    companions = {table: VIDEO_HEADER, report: '{"model":'}
     for path, start in companions.items():
         if os.path.lexists(path) and not (path.is_file() and begins_with(path, start)):
             raise UserError(f"--out {out} would also write {path}, which already exists and is not from an earlier "
                             f"run; choose another name")
-    if os.path.lexists(out) and not (out.is_file() and begins_with(out.with_suffix(".csv"), VIDEO_HEADER)):
+    listed = listed_in(report, "outputs")
+    if os.path.lexists(out) and not (out.is_file() and out.name in listed):
         raise UserError(f"--out {out} already exists and is not a video an earlier emotion run wrote (no "
-                        f"{out.with_suffix('.csv').name} of that run beside it); choose a new file name")
+                        f"{report.name} of that run beside it lists it); choose a new file name")
+    held = [p.name for p in companions if os.path.lexists(p)]
+    if held and out.name not in listed:
+        whose = (f"written with {printable(listed[0])} by an earlier emotion run" if listed else
+                 f"of an earlier emotion run that does not name {out.name} as its video")
+        raise UserError(f"--out {out} would replace {' and '.join(held)}, the report {whose}; choose another name, "
+                        f"or move {'them' if len(held) > 1 else 'it'}")
 
 
 def results_csv(results: list[FrameResult], classes: list[str]) -> str:
@@ -453,11 +463,14 @@ def run_emotion(
             if sink.is_video:
                 summary.files["video"] = str(out_path)
             atomic_write_text(summary.files["csv"], results_csv(results, clf.classes))
-            payload = {"model": clf.source, "classes": clf.classes, "detector": detector, "width": width,
+            payload = {"model": clf.source, "input": str(video) if video is not None else f"camera {camera}",
+                       "classes": clf.classes, "detector": detector, "width": width,
                        "fast_detection": fast_detection, "detect_every": detect_every, "frames": summary.frames,
                        "no_face": summary.no_face,
                        "fps": summary.fps,
                        "results": [r.to_dict(clf.classes) for r in results]}
+            if sink.is_video:  # what the next run to this --out may replace (_require_own_video)
+                payload["outputs"] = [Path(summary.files[k]).name for k in ("video", "csv", "json")]
             atomic_write_text(summary.files["json"], json.dumps(payload, indent=1) + "\n")
         return summary
 

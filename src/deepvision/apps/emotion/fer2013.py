@@ -27,7 +27,15 @@ from deepvision.datasets.fer import FER6_LABELS, FER6_MAP, FER7_LABELS
 from deepvision.errors import UserError
 from deepvision.fileio import open_regular_text, output_folder
 from deepvision.placement import refuse_output_inside, require_new_file
-from deepvision.safeload import bounded_lines, check_fake_images, check_file_size, csv_rows, is_image_file, regular_file
+from deepvision.safeload import (
+    bounded_lines,
+    check_fake_images,
+    check_file_size,
+    csv_rows,
+    is_image_file,
+    refuse_linked_files,
+    regular_file,
+)
 from deepvision.safeload.text import printable
 
 SPLITS = {"Training": "train", "PrivateTest": "val", "PublicTest": "test"}
@@ -129,7 +137,8 @@ def _folder_samples(root: Path, notes: list[str]) -> tuple[int, Iterator[tuple[i
     """The image-folder release: every `Training_N`, `PrivateTest_N` and `PublicTest_N` image under
     ROOT/<part>/<emotion>/ for every part folder (train/ and test/ in the Kaggle release; some copies add
     validation/), in the order split, N, emotion. The name prefix decides the split, not the folder. Files
-    with other names (augmented copies, notes) are left out and counted in `notes`."""
+    with other names (augmented copies, notes) are left out and counted in `notes`; two names of one file
+    (a symbolic or hard link) are refused."""
     from deepvision.data.imageio import open_image
 
     top = root.resolve()
@@ -175,6 +184,8 @@ def _folder_samples(root: Path, notes: list[str]) -> tuple[int, Iterator[tuple[i
                     continue
                 within(file)
                 found.append((SPLIT_OF_PREFIX[match.group(1).lower()], int(match.group(2)), label, file))
+    # a link to another face under another number: one image in two classes, or a training face in the test split
+    refuse_linked_files((file for *_, file in found), {}, f"the data under {root}")
     if other:
         where = ", ".join(f"{n:,} in {name}/" for name, n in sorted(other.items()))
         notes.append(f"left out {sum(other.values()):,} file(s) not named Training_N, PrivateTest_N or "
