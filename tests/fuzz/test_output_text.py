@@ -104,11 +104,13 @@ def test_emotion_video_summary_escapes_the_output_path(tmp_path, run_cli):
     run = import_keras(fer_model(), tmp_path / "runs" / "fer", "auto")
     video = tmp_path / "v.avi"
     write_video(video, frames=2)
-    out = tmp_path / "o\x1b[2J[bold]x"
+    parent = tmp_path / "o\x1b[2J[bold]x"  # a folder the user has; a new name like it is refused (test_cli)
+    parent.mkdir()
+    out = parent / "rec"
     code, stdout, err = run_cli("emotion", run, "--video", video, "--headless", "--out", out, "--detector", "haar")
     assert code == 0, err
     assert "\x1b" not in stdout
-    assert f"  csv: {tmp_path}/o\\x1b[2J[bold]x/results.csv" in stdout.splitlines()
+    assert f"  csv: {tmp_path}/o\\x1b[2J[bold]x/rec/results.csv" in stdout.splitlines()
     assert (out / "results.csv").is_file()
 
 

@@ -119,7 +119,7 @@ class Parser(argparse.ArgumentParser):
         if action.option_strings and not arg_string.strip():  # `--out ''` read as "not given" wrote the default
             raise argparse.ArgumentError(action, "an empty value; give one, or leave the option out")
         name = os.path.basename(arg_string.rstrip("/"))
-        if action.dest == "out" and (any(map(is_control, arg_string)) or name != name.strip()):
+        if action.dest == "out" and (any(map(is_control, name)) or name != name.strip()):  # the name it will make
             raise argparse.ArgumentError(action, f"{printable(repr(arg_string))}: a name holding a control character "
                                                  f"or surrounding spaces prints as another; choose a plain name")
         if action.type in (int, float) and not is_plain_number_text(arg_string):
