@@ -528,7 +528,7 @@ def test_evaluation_labels_beyond_the_runs_classes_are_refused_before_predicting
 
     _check_labels_fit(SimpleNamespace(targets=np.array([0, 9, 3])), 10, "t.lst")
     _check_labels_fit(SimpleNamespace(), 10, "t.lst")
-    with pytest.raises(UserError, match=r"the t\.lst data's sample 2 has label 12, but the run has 10 classes "
+    with pytest.raises(UserError, match=r"the t\.lst data's sample 1 has label 12, but the run has 10 classes "
                                         r"\(labels 0\.\.9\)"):
         _check_labels_fit(SimpleNamespace(targets=np.array([0, 12, 3])), 10, "t.lst")
 
