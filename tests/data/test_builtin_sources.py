@@ -320,3 +320,23 @@ def test_hdf5_splits_of_one_shape_load_with_its_channels_and_size(tmp_path):
         1, (5, 7), (6, 1, 5, 7), (3, 1, 5, 7))
     colour = load("rgb.h5", "rgb.h5")
     assert (colour.channels, colour.size, tuple(colour.train.images.shape)) == (3, (5, 7), (3, 3, 5, 7))
+
+
+def test_a_records_label_is_named_as_every_record_message_names_the_record(tmp_path, run_cli):
+    """A record's label not a whole class number said "record 2" with neither its id nor its byte offset, which
+    the corrupt-record messages give: the record is named one way, from 0, with its id and byte offset."""
+    from deepvision.data.records.header import IRHeader, pack_header
+    from deepvision.datasets.records import RecordWriter
+    from tests.data.recordtools import noise_image, png_bytes
+
+    body = png_bytes(noise_image(0, (8, 8)))
+    with RecordWriter(tmp_path / "x.rec") as w:
+        offsets = [w.write(pack_header(IRHeader(0, label, 100 + k, 0), body), 100 + k)
+                   for k, label in enumerate((0.0, 1.0, 2.0000002, 1.0))]
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    (tmp_path / "c.yaml").write_text(f"data: {{source: rec, train: {tmp_path / 'x.rec'}, test: null}}\n")
+    code, out, err = run_cli("data", "info", tmp_path / "c.yaml")
+    assert (code, out) == (2, "") and err == (f"deepvision data info: error: {tmp_path / 'x.rec'}: record 2 (id 102) "
+                                              f"at byte offset {offsets[2]} has label 2.000000238418579; single-label "
+                                              f"data needs whole class numbers 0, 1, ... (1 such label(s))\n"), err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != "c.yaml"} == before

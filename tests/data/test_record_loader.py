@@ -167,7 +167,8 @@ def test_corrupt_records_error_or_skip(tmp_path):
     with pytest.warns(UserWarning, match="skipped 1 unreadable sample"):
         (x, y), = list(skipping)
     assert x.shape[0] == 5 and y.tolist() == [0, 1, 2, 4, 5]
-    assert len(skipping.skips.epoch) == 1 and skipping.skips.epoch[0].startswith(f"record 3 at byte {offsets[3]}: ")
+    assert len(skipping.skips.epoch) == 1
+    assert skipping.skips.epoch[0].startswith(f"record 3 (id 3) at byte offset {offsets[3]}: ")  # as errors name it
 
 
 def test_mismatched_index_is_reported(rec, tmp_path):

@@ -159,3 +159,28 @@ def test_im2rec_list_names_a_special_file_or_broken_link_named_like_an_image(tmp
     os.unlink(root / entry)
     code, out, err = run_cli("im2rec", "--list", *(["--recursive"] if recursive else []), tmp_path / "p", folder)
     assert code == 0 and (tmp_path / "p.lst").read_text().count("\n") == (3 if recursive else 1), err
+
+
+@pytest.mark.parametrize("link", [os.symlink, os.link], ids=["symbolic", "hard"])
+@pytest.mark.parametrize("recursive", [True, False])
+def test_im2rec_list_refuses_one_image_reached_twice(tmp_path, run_cli, link, recursive):
+    """A link to an image in another class folder was listed as a second image of that class (exit 0); packing
+    and the lst source then refused the list. The list command refuses it at once, as the folder source does."""
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    for cls in ("0", "1"):
+        (root / cls).mkdir(parents=True)
+        Image.new("L", (8, 8)).save(root / cls / "x.png")
+    folder = root if recursive else root / "0"
+    dup = root / ("1" if recursive else "0") / "y.png"
+    link(root / "0" / "x.png", dup)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    code, out, err = run_cli("im2rec", "--list", *(["--recursive"] if recursive else []), tmp_path / "p", folder)
+    assert (code, out) == (2, "") and err == (f"deepvision im2rec: error: {dup} and {root / '0/x.png'} are one file "
+                                              f"(a link): the list of {folder} would hold one image twice; remove the "
+                                              f"link or copy the image\n"), err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # no list written
+    dup.unlink()
+    code, _, err = run_cli("im2rec", "--list", *(["--recursive"] if recursive else []), tmp_path / "p", folder)
+    assert code == 0 and (tmp_path / "p.lst").read_text().count("\n") == (2 if recursive else 1), err

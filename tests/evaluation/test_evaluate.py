@@ -289,3 +289,30 @@ def test_a_classification_run_is_not_scored_on_splits_carved_from_changed_data(f
     del ckpt["data_splits"]  # a run trained before the record: nothing to compare with
     torch.save(ckpt, copy / "checkpoints" / "best.pt")
     assert run_cli("evaluate", copy, "--out", tmp_path / "old")[0] == 0
+
+
+def test_a_label_beyond_the_runs_classes_names_its_record_or_file_as_the_data_does(digits_run, tmp_path, run_cli):
+    """A record file's label beyond the run's classes was "sample 3" (counted from 1) where every record message
+    says "record 2 (id ...) at byte offset ..." (from 0): the record is named that one way; a list's image by its
+    file."""
+    import numpy as np
+    from PIL import Image
+
+    from deepvision.data.records.header import IRHeader, pack_header
+    from deepvision.datasets.records import RecordWriter
+
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((8, 8), 90, np.uint8)).save(tmp_path / name)
+    body = (tmp_path / "a.png").read_bytes()
+    with RecordWriter(tmp_path / "x_val.rec") as w:
+        offsets = [w.write(pack_header(IRHeader(0, float(label), 100 + k, 0), body), 100 + k)
+                   for k, label in enumerate((0, 1, 12, 3))]
+    (tmp_path / "l.lst").write_text("0\t0\ta.png\n1\t12\tb.png\n")
+    before = _contents(tmp_path)
+    for data, name in ((tmp_path / "x_val.rec", f"{tmp_path / 'x_val.rec'}: record 2 (id 102) at byte offset "
+                                                f"{offsets[2]}"),
+                       (tmp_path / "l.lst", tmp_path / "b.png")):
+        code, out, err = run_cli("evaluate", digits_run, "--data", data, "--out", tmp_path / "eval")
+        assert code == 2 and err == (f"deepvision evaluate: error: {name} has label 12, but the run has 10 classes "
+                                     f"(labels 0..9); it was labelled for another model\n"), (out, err)
+    assert _contents(tmp_path) == before and not (tmp_path / "eval").exists()

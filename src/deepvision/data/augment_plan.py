@@ -1,18 +1,16 @@
 """One augmentation plan per sample: the random parameters, drawn once by one function.
 
-`draw_plan` turns an `AugmentConfig` and a per-sample `random.Random` into an `AugmentPlan` (angle,
-shear, per-axis zoom, crop window or random-resized-crop box, mirror). The executors only apply plans:
-Pillow (`transforms.SampleTransform`, file datasets), OpenCV (`records.pipeline`, the record loader)
-and torch (`tensor_loader.BatchAugment`, in-memory tensors on the device). Box-aware (detection)
-samples get their plan from `draw_box_plan` (SSD's zoom-out canvas, IoU crop window and the same
-mirror rule), which `detection.transforms.BoxTransform` applies to the image and its boxes together.
-Every loader seeds the generator with `sample_seed(seed, epoch, index)`, so a sample gets the same
-crop, flip and rotation whichever loader, worker count or device produced it, and a resumed run
-replays them exactly.
+`draw_plan` turns an `AugmentConfig` and a per-sample `random.Random` into an `AugmentPlan` (angle, shear, per-axis
+zoom, crop window or random-resized-crop box, mirror). The executors only apply plans: Pillow
+(`transforms.SampleTransform`, file datasets), OpenCV (`records.pipeline`, the record loader) and torch
+(`tensor_loader.BatchAugment`, in-memory tensors on the device). Box-aware (detection) samples get their plan from
+`draw_box_plan` (SSD's zoom-out canvas, IoU crop window and the same mirror rule), which
+`detection.transforms.BoxTransform` applies to the image and its boxes together. Every loader seeds the generator with
+`sample_seed(seed, epoch, index)`, so a sample gets the same crop, flip and rotation whichever loader, worker count or
+device produced it, and a resumed run replays them exactly.
 
-The order of the draws is the reference record iterator's order of operations: affine (angle, then
-shear, then the x and y zoom when `zoom` is set), then the crop window, then the mirror; a
-random-resized crop draws its box, then the mirror.
+The order of the draws is the reference record iterator's order of operations: affine (angle, then shear, then the x and
+y zoom when `zoom` is set), then the crop window, then the mirror; a random-resized crop draws its box, then the mirror.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ names the image dataset (default: images).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -248,8 +249,8 @@ def lst_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         base = Path(cfg.options.get("image_root") or cfg.root or path.parent)
         paths = [e.path if Path(e.path).is_absolute() else str(base / e.path) for e in entries]
         safeload.refuse_linked_files(paths, seen, f"the lists of {cfg.root or path.parent}")  # one image, two labels
-        labels = class_labels(np.array([e.label for e in entries], dtype=np.float64), path, "entry",
-                              [e.index for e in entries], limit, names is not None)
+        labels = class_labels(np.array([e.label for e in entries], dtype=np.float64),
+                              lambda k, p=path, e=entries: f"{p}: entry {e[k].index}", limit, names is not None)
         top = max(top, int(labels.max()))
         splits[name] = ImageFileDataset(paths, labels.tolist(), channels)
         files.append(path)
@@ -265,22 +266,20 @@ def class_limit(cfg: DataConfig) -> tuple[list[str] | None, int]:
     return names, len(names)
 
 
-def class_labels(values: np.ndarray, source: str | Path, what: str, ids: list[int] | np.ndarray | None,
-                 limit: int, labels_file: bool = False) -> np.ndarray:
+def class_labels(values: np.ndarray, name: Callable[[int], str], limit: int, labels_file: bool = False) -> np.ndarray:
     """Single-label class numbers as int64, checked before anything is sized by them: every value must
-    be a whole number in [0, limit). `what`/`ids` name the offending entry ("entry 7", "record 12");
-    `labels_file` says the limit is the length of a labels file (else it is MAX_CLASSES)."""
+    be a whole number in [0, limit). `name(k)` names value k's entry ("FILE: entry 7", a record as its file
+    names it); `labels_file` says the limit is the length of a labels file (else it is MAX_CLASSES)."""
     values = np.asarray(values, dtype=np.float64)
     bad = ~np.isfinite(values) | (values < 0) | (values != np.floor(values)) | (values >= limit)
     if np.any(bad):
         k = int(np.flatnonzero(bad)[0])
         v = values[k]
-        name = f"{what} {ids[k] if ids is not None else k}"
         if np.isfinite(v) and v >= 0 and v == np.floor(v):
             hint = ("named by the labels file (data.options.labels)" if labels_file else
                     "allowed without a labels file; if there really are more classes, name them in data.options.labels")
-            raise UserError(f"{source}: {name} has label {v:g}, beyond the class numbers 0..{limit - 1:,} {hint}")
-        raise UserError(f"{source}: {name} has label {np.format_float_positional(v, trim='-')}; single-label "
+            raise UserError(f"{name(k)} has label {v:g}, beyond the class numbers 0..{limit - 1:,} {hint}")
+        raise UserError(f"{name(k)} has label {np.format_float_positional(v, trim='-')}; single-label "
                         f"data needs whole class numbers 0, 1, ... ({int(np.count_nonzero(bad)):,} such label(s))")
     return values.astype(np.int64)
 
@@ -352,7 +351,7 @@ def rec_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         if len(ds) == 0:
             raise UserError(f"record file {path} holds no record")
         # check the float labels before `targets` truncates them to integers
-        labels = class_labels(ds.labels[:, 0], path, "record", None, limit, names is not None)
+        labels = class_labels(ds.labels[:, 0], ds.describe, limit, names is not None)
         top = max(top, int(labels.max()))
         splits[name] = ds
         files.append(path)
@@ -393,7 +392,7 @@ def hdf5_source(cfg: DataConfig, wanted: list[str]) -> RawData:
         if len(shapes) > 1:  # one model for both: the other split would be converted to its shape without a word
             raise UserError(f"{' and '.join(f'{f} holds {s}' for s, f in shapes.items())} images (height, width, "
                             f"channels): the splits of one source must agree; convert one file to the other's shape")
-        class_labels(labels, path, "row", None, limit, file_names is not None)  # HDF5Dataset refuses a file of no rows
+        class_labels(labels, f"{path}: row {{}}".format, limit, file_names is not None)  # HDF5Dataset refuses 0 rows
         splits[name] = to_tensor_split(data, labels)
     top = max((int(s.labels.max()) for s in splits.values() if len(s)), default=-1)
     return RawData(splits, agreed_names(found, top + 1), *next(((s[2], s[:2]) for s in shapes), (1, None)))

@@ -43,15 +43,15 @@ class DatasetSource(BatchSource):
             except UserError:
                 if not self.skip_errors:
                     raise
-                skipped.append(self.describe(index))
+                skipped.append(describe_sample(self.dataset, index))
                 continue
             rng = random.Random(sample_seed(self.seed, epoch, index))
             try:
                 x = self.transform(img, rng)
             except UserError as exc:  # an image the resize would make too large (augment_plan.short_side_size)
                 if not self.skip_errors:
-                    raise UserError(f"cannot read {self.describe(index)}: {exc}") from None
-                skipped.append(self.describe(index))
+                    raise UserError(f"cannot read {describe_sample(self.dataset, index)}: {exc}") from None
+                skipped.append(describe_sample(self.dataset, index))
                 continue
             samples.append((x, int(label)))
         if not samples:
@@ -64,16 +64,22 @@ class DatasetSource(BatchSource):
         side = max(pre.resize or 0, *pre.size)
         return self.transform(Image.new("L" if pre.channels == 1 else "RGB", (side, side)), random.Random(0))
 
-    def describe(self, index: int) -> str:
-        """The file of sample `index` (through subset views), when the dataset lists its files."""
-        ds, i = self.dataset, index
-        try:
-            while isinstance(getattr(ds, "indices", None), np.ndarray) and "dataset" in vars(ds):
-                ds, i = ds.dataset, int(ds.indices[i])
-            paths = getattr(ds, "paths", None)
-            if paths is None and getattr(ds, "samples", None) is not None:
-                paths = [s[0] for s in ds.samples]
-            return str(paths[i]) if paths is not None else f"sample {index}"
-        except (IndexError, TypeError, KeyError):
-            return f"sample {index}"
+
+def describe_sample(dataset: Any, index: int, unknown: str | None = None) -> str:
+    """Sample `index` of `dataset` as messages name it: its record (file, 0-based position, id, byte offset),
+    else its file, else `unknown` (default "sample N", 0-based)."""
+    ds, i = dataset, index
+    try:  # through subset views
+        while isinstance(getattr(ds, "indices", None), np.ndarray) and "dataset" in vars(ds):
+            ds, i = ds.dataset, int(ds.indices[i])
+        if callable(getattr(ds, "describe", None)):
+            return ds.describe(i)
+        paths = getattr(ds, "paths", None)
+        if paths is None and getattr(ds, "samples", None) is not None:
+            paths = [s[0] for s in ds.samples]
+        if paths is not None:
+            return str(paths[i])
+    except (IndexError, TypeError, KeyError):
+        pass
+    return unknown or f"sample {index}"
 

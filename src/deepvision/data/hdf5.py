@@ -1,10 +1,9 @@
 """HDF5 containers for the Keras-side pipelines (FER2013 images, extracted features), as training reads them.
 
-`HDF5Dataset` reads a file written by `deepvision.datasets.hdf5.HDF5DatasetWriter` (or the reference's
-writer: a data dataset named "images", "features" or "data", int64 `labels`, optional UTF-8
-`label_names`) as a PyTorch dataset of (tensor, label) pairs, opening the file lazily in each worker
-process. `open_object` and `open_dataset` open members of any HDF5 file the project reads (Keras
-weights too) with links and external storage refused.
+`HDF5Dataset` reads a file written by `deepvision.datasets.hdf5.HDF5DatasetWriter` (or the reference's writer: a data
+dataset named "images", "features" or "data", int64 `labels`, optional UTF-8 `label_names`) as a PyTorch dataset of
+(tensor, label) pairs, opening the file lazily in each worker process. `open_object` and `open_dataset` open members of
+any HDF5 file the project reads (Keras weights too) with links and external storage refused.
 """
 
 from __future__ import annotations

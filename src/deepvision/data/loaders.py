@@ -24,11 +24,10 @@ def resolve_preprocess(cfg: DataConfig, bundle: DataBundle, model_input: tuple[i
                        model_preprocess: dict[str, Any] | None = None) -> Preprocess:
     """The run's evaluation transform: channels, input size, resize, scale, mean and std.
 
-    Mean and std left unset in the config come from the model's own metadata when it has some
-    (torchvision/timm weights: ImageNet statistics), as timm's data config does. So does the shorter-side
-    resize before the crop (256 for a 224 input) when the config sets neither data.resize nor
-    data.image_size and the images have mixed sizes: photos are resized and cropped the weights' way,
-    never cropped small from a large photo.
+    Mean and std left unset in the config come from the model's own metadata when it has some (torchvision/timm weights:
+    ImageNet statistics), as timm's data config does. So does the shorter-side resize before the crop (256 for a 224
+    input) when the config sets neither data.resize nor data.image_size and the images have mixed sizes: photos are
+    resized and cropped the weights' way, never cropped small from a large photo.
     """
     channels = cfg.channels or bundle.channels
     meta = model_preprocess or {}

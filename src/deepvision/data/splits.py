@@ -9,10 +9,8 @@ from deepvision.errors import UserError
 
 
 def stratified_split(labels, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (keep, held_out) with `fraction` of the samples held out, stratified by label.
-
-    Falls back to an unstratified split when a class has a single sample.
-    """
+    """Indices (keep, held_out) with `fraction` of the samples held out, stratified by label (unstratified when a
+    class has a single sample)."""
     labels = np.asarray(labels)
     n = len(labels)
     idx = np.arange(n)

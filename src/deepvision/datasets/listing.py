@@ -4,8 +4,9 @@
 followed), made safe: a directory link back into its own ancestry is not followed (im2rec.py walks it
 until the path is too long), only regular files are listed (a FIFO, device or broken link named like an
 image is refused, never left out without a word), and names a .lst line cannot hold (a tab, a line
-break) are left out and reported. `make_list` shuffles with `random.seed(100)` and writes the
-chunks and train/val/test ratios; on trees without link cycles the output is im2rec.py's, byte for byte.
+break) are left out and reported. `make_list` refuses one image reached twice (a symbolic or hard
+link, a second path to a folder), which packing would refuse, shuffles with `random.seed(100)` and writes the
+chunks and train/val/test ratios; on trees without such links the output is im2rec.py's, byte for byte.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from deepvision.data.lst import ListEntry, labels_file_for, labels_files
 from deepvision.errors import UserError
 from deepvision.fileio import atomic_write_text, open_regular_file, written_whole
 from deepvision.placement import require_own_folder
-from deepvision.safeload import check_class_names, is_image_file, not_utf8, printable, read_text_file
+from deepvision.safeload import (
+    check_class_names,
+    is_image_file,
+    not_utf8,
+    printable,
+    read_text_file,
+    refuse_linked_files,
+)
 
 DEFAULT_EXTS = (".jpeg", ".jpg", ".png")
 
@@ -197,7 +205,7 @@ def make_list(
     `categories`, `loops` and `rejected` collect what `list_images` reports (folder labels, directory
     links that loop, file names a list cannot hold). With `recursive`, the class names (each label's
     folder, relative to root) also go to PREFIX.labels.txt, one per line in label order; the lst and
-    rec sources read it automatically.
+    rec sources read it automatically. An image reached twice (a symbolic or hard link) is refused.
     """
     root = Path(root)
     if not root.is_dir():
@@ -211,6 +219,9 @@ def make_list(
     cat: dict[str, int] = {} if categories is None else categories
     left_out: list[str] = [] if rejected is None else rejected
     image_list = list(list_images(root, recursive, exts, cat, loops, left_out))
+    # a symbolic or hard link (or a linked folder) lists one image twice, under two classes with --recursive:
+    # the packer and the lst source refuse such a list, so it is refused here, before anything is written
+    refuse_linked_files((root / rel for _, rel, _ in image_list), {}, f"the list of {root}")
     if not image_list:  # an empty list would pack an empty record file and train on nothing
         where = f"in or under {root}" if recursive else f"directly in {root} (--recursive reads its sub-folders)"
         unlisted = f"; {len(left_out)} left out for a tab or a line break in the name" if left_out else ""

@@ -72,7 +72,7 @@ def _record_means(task: tuple[str, int, int]) -> tuple[np.ndarray, int, list[tup
             flag = int.from_bytes(bytes(payload[:4]), "little")
             img = decoder(payload[24 + 4 * flag :])
         except (RecordError, DecodeError, ValueError) as exc:
-            skipped.append((f"record {i} (byte offset {int(rf.offsets[i])})", str(exc)))
+            skipped.append((rf.describe(i), str(exc)))
             continue
         total += np.asarray(cv2.mean(img)[:3])
         count += 1

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from deepvision.config.schema import MAX_BATCH, Config
-from deepvision.data.dataset_loader import DatasetSource
+from deepvision.data.dataset_loader import DatasetSource, describe_sample
 from deepvision.data.loader import BatchLoader
 from deepvision.data.loaders import build_loaders
 from deepvision.data.lst import read_lst
@@ -74,8 +74,9 @@ def _check_labels_fit(dataset: Any, n_classes: int, what: str) -> None:
     targets = np.asarray(targets)
     beyond = np.flatnonzero(targets >= n_classes)
     if len(beyond):
-        k = int(beyond[0])
-        raise UserError(f"the {what} data's sample {k + 1} has label {int(targets[k])}, but the run has "
+        k = int(beyond[0])  # named as the data's own messages name it: its record or file, else "sample k" from 0
+        sample = describe_sample(dataset, k, f"the {what} data's sample {k}")
+        raise UserError(f"{sample} has label {int(targets[k])}, but the run has "
                         f"{n_classes} classes (labels 0..{n_classes - 1}); it was labelled for another model")
 
 

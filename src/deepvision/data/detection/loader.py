@@ -1,10 +1,9 @@
 """A built detection dataset as training data: per-role splits, the dataset, and the loader.
 
-Batches are `(images, targets)`: a list of uint8 3 x H x W tensors (sizes differ; the detector
-resizes them) and a list of dicts with `boxes` (N, 4) float32 xyxy pixels, `labels` (N,) int64
-class ids from 1, `difficult` (N,) bool and `image_id` (the index in the split). Training targets
-leave out difficult boxes unless `data.options.train_difficult` is set. The epoch order and the
-augmentation depend only on (seed, epoch), as for every deepvision loader.
+Batches are `(images, targets)`: a list of uint8 3 x H x W tensors (sizes differ; the detector resizes them) and a list
+of dicts with `boxes` (N, 4) float32 xyxy pixels, `labels` (N,) int64 class ids from 1, `difficult` (N,) bool and
+`image_id` (the index in the split). Training targets leave out difficult boxes unless `data.options.train_difficult` is
+set. The epoch order and the augmentation depend only on (seed, epoch), as for every deepvision loader.
 """
 
 from __future__ import annotations

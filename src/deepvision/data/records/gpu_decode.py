@@ -1,19 +1,17 @@
 """GPU JPEG decoding for record files: `data.options.decoder: nvjpeg` (alias `gpu`).
 
-`BatchJpegDecoder` reads the payloads of one batch in the main process (the `.rec` is memory-mapped,
-so this is a copy, not a decode), hands them to `torchvision.io.decode_jpeg(list, device=...)` in one
-call (nvJPEG's batched decoder on CUDA, libjpeg-turbo on the CPU), and then executes every sample's
-augmentation plan on the device: the same `draw_plan` from the same `sample_seed(seed, epoch, index)`
-as the CPU workers, executed by `tensor_loader.BatchAugment`. Samples are grouped by their prepared
-size, so each group is cropped, mirrored or warped by one batched call.
+`BatchJpegDecoder` reads the payloads of one batch in the main process (the `.rec` is memory-mapped, so this is a copy,
+not a decode), hands them to `torchvision.io.decode_jpeg(list, device=...)` in one call (nvJPEG's batched decoder on
+CUDA, libjpeg-turbo on the CPU), and then executes every sample's augmentation plan on the device: the same `draw_plan`
+from the same `sample_seed(seed, epoch, index)` as the CPU workers, executed by `tensor_loader.BatchAugment`. Samples
+are grouped by their prepared size, so each group is cropped, mirrored or warped by one batched call.
 
-Geometry (crop windows, flips, angles) is identical to the CPU record loader; pixels differ only where
-resampling is involved (torch's antialiased bilinear filter instead of OpenCV's area filter, nvJPEG's
-IDCT instead of libjpeg-turbo's). Images smaller than the output are stretched up to it (the CPU path
-pads a random crop of such an image with zeros). The decoding rules are `imageio`'s: a JPEG above the
-pixel limit is refused before decoding, and only plain JPEGs (complete, upright) reach nvJPEG; EXIF-
-rotated or truncated JPEGs and every other format go through the one CPU decoder, `imageio.Decoder`,
-which applies the orientation or refuses them with the CPU loader's reason.
+Geometry (crop windows, flips, angles) is identical to the CPU record loader; pixels differ only where resampling is
+involved (torch's antialiased bilinear filter instead of OpenCV's area filter, nvJPEG's IDCT instead of
+libjpeg-turbo's). Images smaller than the output are stretched up to it (the CPU path pads a random crop of such an
+image with zeros). The decoding rules are `imageio`'s: a JPEG above the pixel limit is refused before decoding, and only
+plain JPEGs (complete, upright) reach nvJPEG; EXIF-rotated or truncated JPEGs and every other format go through the one
+CPU decoder, `imageio.Decoder`, which applies the orientation or refuses them with the CPU loader's reason.
 """
 
 from __future__ import annotations

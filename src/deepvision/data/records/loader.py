@@ -1,22 +1,21 @@
 """Record datasets and the high-throughput record loader (the ImageRecordIter replacement).
 
-`RecordDataset` is a map-style PyTorch dataset over a `.rec` (+ `.idx`): labels come from the record
-headers without decoding, `dataset[i]` gives (PIL image, label) like torchvision datasets, and
-`batch_sampler(...)` shards and reshuffles it for a plain `DataLoader`.
+`RecordDataset` is a map-style PyTorch dataset over a `.rec` (+ `.idx`): labels come from the record headers without
+decoding, `dataset[i]` gives (PIL image, label) like torchvision datasets, and `batch_sampler(...)` shards and
+reshuffles it for a plain `DataLoader`.
 
-`RecordSource` is the fast batch source that `RecordLoader` (a `data.loader.BatchLoader`) runs. Each
-worker process memory-maps the `.rec`, decodes the JPEGs of a whole batch with libjpeg-turbo, augments
-them with OpenCV (`records.pipeline`) and writes them straight into a reusable shared-memory batch
-buffer (`records.shared_batches`), so only the buffer's number crosses the process boundary. Batches
-stay uint8 and are normalised on the GPU (or, for float32 output on the CPU, by the workers).
-Augmentation follows the one augmentation plan (`data.augment_plan`), so the same epoch of the same run
-gives the same crops and flips whichever source or worker count is used.
+`RecordSource` is the fast batch source that `RecordLoader` (a `data.loader.BatchLoader`) runs. Each worker process
+memory-maps the `.rec`, decodes the JPEGs of a whole batch with libjpeg-turbo, augments them with OpenCV
+(`records.pipeline`) and writes them straight into a reusable shared-memory batch buffer (`records.shared_batches`), so
+only the buffer's number crosses the process boundary. Batches stay uint8 and are normalised on the GPU (or, for float32
+output on the CPU, by the workers). Augmentation follows the one augmentation plan (`data.augment_plan`), so the same
+epoch of the same run gives the same crops and flips whichever source or worker count is used.
 
-`decoder='nvjpeg'` (alias 'gpu'; `data.options.decoder`) skips the workers: the loader's thread decodes
-whole batches with nvJPEG and augments them on the GPU (`records.gpu_decode`).
+`decoder='nvjpeg'` (alias 'gpu'; `data.options.decoder`) skips the workers: the loader's thread decodes whole batches
+with nvJPEG and augments them on the GPU (`records.gpu_decode`).
 
-The dataset builds its loader (it is the engine's `LoaderFactory`) and the loader reads the dataset, so
-both live here; `ImageRecordIter`, the loader under MXNet's argument names, is `records.mxnet_iter`.
+The dataset builds its loader (it is the engine's `LoaderFactory`) and the loader reads the dataset, so both live here;
+`ImageRecordIter`, the loader under MXNet's argument names, is `records.mxnet_iter`.
 """
 
 from __future__ import annotations
@@ -109,6 +108,10 @@ class RecordDataset(Dataset):
     @property
     def label_width(self) -> int:
         return self.file.label_width
+
+    def describe(self, i: int) -> str:
+        """Sample i as record messages name it: the file, then the record's position, id and byte offset."""
+        return f"{self.path}: {self.file.describe(self._pos(i))}"
 
     # -- reading --------------------------------------------------------------------------------------
     def read_raw(self, i: int) -> tuple[IRHeader, bytes]:
@@ -203,7 +206,7 @@ class RecordSource(BatchSource):
             x, labels, skipped, error = self.maker[(epoch, indices)]
             if error:
                 raise RecordError(error[0], index=int(error[1]), offset=int(error[2]))
-        return x, labels, [f"record {int(p)} at byte {int(o)}: {why}" for p, o, why in skipped]
+        return x, labels, [f"{self.dataset.file.describe(int(p))}: {why}" for p, _, why in skipped]
 
     def finish(self, x: torch.Tensor | _SlotRef, raw_labels: bytes) -> tuple[torch.Tensor, torch.Tensor]:
         width = self.dataset.label_width

@@ -50,10 +50,9 @@ def forking_cv2() -> Iterator[None]:
 
 
 def _corrupt(file: RecordFile, pos: int, why: str) -> RecordError:
-    offset = int(file.offsets[pos])
-    return RecordError(f"{file.path}: record {pos} (id {int(file.ids[pos])}) at byte offset {offset} is corrupt: "
-                       f"{why}; set data.skip_corrupt: true (evaluate --skip-corrupt, skip_corrupt=True) to skip such "
-                       f"records, or re-pack the images", index=pos, offset=offset)
+    return RecordError(f"{file.path}: {file.describe(pos)} is corrupt: {why}; set data.skip_corrupt: true (evaluate "
+                       f"--skip-corrupt, skip_corrupt=True) to skip such records, or re-pack the images", index=pos,
+                       offset=int(file.offsets[pos]))
 
 
 @dataclass

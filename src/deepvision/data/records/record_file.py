@@ -87,6 +87,10 @@ class RecordFile:
                 _save_cache(path, signature, keys, offsets, ids, labels)
         return cls(path, idx if has_idx else None, keys, offsets, ids, labels, rebuilt=not has_idx)
 
+    def describe(self, pos: int) -> str:
+        """Record `pos` as every message names it: its 0-based position, id and byte offset."""
+        return f"record {pos} (id {int(self.ids[pos])}) at byte offset {int(self.offsets[pos])}"
+
     def read(self, i: int) -> memoryview | bytes:
         """Payload (header + image) of the record at position i."""
         return self.reader.read_at(int(self.offsets[i]), index=int(i))

@@ -1,14 +1,13 @@
 """MXNet/dmlc RecordIO: byte-compatible framing, a writer, a memory-mapped reader and the .idx file.
 
-Framing (little-endian): every part starts with the magic 0xCED7230A and a uint32 `lrec` whose upper
-3 bits are the continuation flag (0 whole, 1 first, 2 middle, 3 last part) and whose lower 29 bits are
-the part length; the part's bytes follow, and the record is zero-padded to a 4-byte boundary. The
-writer splits a payload wherever the magic occurs at a 4-byte-aligned offset (dropping those 4 bytes);
-the reader joins the parts and re-inserts the magic between them.
+Framing (little-endian): every part starts with the magic 0xCED7230A and a uint32 `lrec` whose upper 3 bits are the
+continuation flag (0 whole, 1 first, 2 middle, 3 last part) and whose lower 29 bits are the part length; the part's
+bytes follow, and the record is zero-padded to a 4-byte boundary. The writer splits a payload wherever the magic occurs
+at a 4-byte-aligned offset (dropping those 4 bytes); the reader joins the parts and re-inserts the magic between them.
 
-The `.idx` file holds `key<TAB>byte offset` per record (the offset of the record's first magic word).
-`RecordFile` (the validated, cached view the loaders use) is in `records.record_file`. Writing record
-files (the framing, `RecordWriter`, `.idx` files, MXNet's `MXRecordIO`) is `deepvision.datasets.records`.
+The `.idx` file holds `key<TAB>byte offset` per record (the offset of the record's first magic word). `RecordFile` (the
+validated, cached view the loaders use) is in `records.record_file`. Writing record files (the framing, `RecordWriter`,
+`.idx` files, MXNet's `MXRecordIO`) is `deepvision.datasets.records`.
 """
 
 from __future__ import annotations
