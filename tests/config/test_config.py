@@ -182,6 +182,18 @@ def test_a_config_file_that_sets_nothing_is_refused(tmp_path, run_cli, text):
     ({"zoom": 0.1, "fill_mode": "nearest", "fill": 0}, "data.augment.fill is read only with rotate"),
     ({"fill_mode": "nearest"}, "data.augment.fill_mode is read only with rotate, max_shear_ratio or zoom; leave it "
                                "out (on resume: --set data.augment.fill_mode=constant)"),
+    ({"random_resized_crop": True, "rotate": 30}, "data.augment.rotate is not read with random_resized_crop: true "
+                                                  "(its random box replaces the crop, rotation, shear and zoom); leave "
+                                                  "it out (on resume: --set data.augment.rotate=0.0)"),
+    ({"random_resized_crop": True, "zoom": 0.2}, "data.augment.zoom is not read with random_resized_crop: true"),
+    ({"random_resized_crop": True, "max_shear_ratio": 0.3}, "data.augment.max_shear_ratio is not read with random_"),
+    ({"random_resized_crop": True, "rand_crop": True}, "data.augment.rand_crop is not read with random_resized_crop: "
+                                                       "true (its random box replaces the crop, rotation, shear and "
+                                                       "zoom); leave it out (on resume: --set data.augment.rand_crop="
+                                                       "false)"),
+    ({"random_resized_crop": True, "rotate": 5, "fill": 0}, "data.augment.rotate is not read with random_resized_crop"),
+    ({"random_resized_crop": True, "fill_mode": "nearest"}, "data.augment.fill_mode is read only with rotate, "
+                                                            "max_shear_ratio or zoom (without random_resized_crop)"),
 ])
 def test_an_augmentation_option_no_switch_reads_is_refused(given, named):
     """data.augment.scale without random_resized_crop was recorded with the run and never read."""
@@ -189,6 +201,42 @@ def test_an_augmentation_option_no_switch_reads_is_refused(given, named):
         AugmentConfig(**given).refuse_unread("data.augment")
     assert str(info.value).startswith(named), info.value
     AugmentConfig(rotate=5, fill=0).refuse_unread("data.augment")  # read: taken
+    AugmentConfig(random_resized_crop=True, scale=[0.5, 1.0], rand_mirror=True).refuse_unread("data.augment")
+
+
+def test_every_augmentation_option_refused_with_random_resized_crop_is_one_its_plan_never_reads():
+    """With random_resized_crop the plan is its box and the mirror: the refused options change no draw."""
+    import random
+
+    from deepvision.config.schema import AUGMENT_REPLACED_BY_RRC
+    from deepvision.data.augment_plan import draw_plan, prepared_size
+
+    plain = AugmentConfig(random_resized_crop=True, rand_mirror=True, rotation_mode="uniform")
+    for key, value in {"rand_crop": True, "rotate": 30.0, "max_shear_ratio": 0.3, "zoom": 0.2}.items():
+        assert key in AUGMENT_REPLACED_BY_RRC
+        given = AugmentConfig(**{**plain.__dict__, key: value})
+        for seed in range(5):
+            assert draw_plan(given, (40, 30), (28, 28), random.Random(seed)) == \
+                draw_plan(plain, (40, 30), (28, 28), random.Random(seed))
+        assert prepared_size((40, 30), (28, 28), None, given) is None
+
+
+@pytest.mark.parametrize("given", ["rotate=30", "zoom=0.2", "max_shear_ratio=0.3", "rand_crop=true"])
+def test_train_refuses_a_crop_or_warp_option_beside_random_resized_crop(tmp_path, run_cli, given):
+    """`train --set data.augment.random_resized_crop=true --set data.augment.rotate=30` recorded rotate: 30 and
+    trained bit for bit as without it."""
+    import yaml
+
+    from tests.helpers import tiny_config
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(1, workers=0)))
+    code, _, err = run_cli("train", cfg, "--out", tmp_path / "runs", "--name", "r", "--set",
+                           "data.augment.random_resized_crop=true", "--set", f"data.augment.{given}")
+    key = given.split("=")[0]
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"data.augment.{key} is not read with random_resized_crop: true" in err
+    assert not (tmp_path / "runs" / "r").exists()
 
 
 def test_every_recipe_reads_the_augmentation_options_it_gives():
@@ -235,3 +283,6 @@ def test_an_override_that_names_another_schedule_or_optimizer_leaves_out_the_rep
     with pytest.raises(UserError, match=r"^optim.momentum is read by the sgd and rmsprop optimizer, not adam"):
         build_optimizer(torch.nn.Linear(2, 2), kept.optim)
     assert build_config(recipe).schedule.ranges == recipe["schedule"]["ranges"]  # no override: as given
+    rrc = build_config(recipe, ["data.augment.random_resized_crop=true"]).data.augment
+    assert recipe["data"]["augment"]["rand_crop"] and (rrc.rand_crop, rrc.rotate, rrc.max_shear_ratio) == (False, 0, 0)
+    rrc.refuse_unread("data.augment")  # the recipe's crop and warp, replaced by the override: left out

@@ -468,3 +468,26 @@ def test_each_step_refuses_the_other_steps_options_but_the_shared_ones(tmp_path,
     assert run_cli("im2rec", "--list", "--recursive", "--num-thread", "1", tmp_path / "p", root)[0] == 0
     assert run_cli("im2rec", "--recursive", "--num-thread", "1", "--pass-through", tmp_path / "p", root)[0] == 0
     assert (tmp_path / "p.rec").stat().st_size > 0
+
+
+@pytest.mark.parametrize(("options", "named"), [
+    (["--resize", "4"], "--resize applies to packing without --pass-through only (--pass-through stores each image "
+                        "file as it is); leave it out here"),
+    (["--quality", "5"], "--quality applies to packing without --pass-through only"),
+    (["--encoding", ".png"], "--encoding applies to packing without --pass-through only"),
+    (["--center-crop"], "--center-crop applies to packing without --pass-through only"),
+    (["--color", "0", "--resize", "4"], "--resize, --color apply to packing without --pass-through only"),
+])
+def test_pass_through_refuses_the_re_encoding_options(tmp_path, run_cli, options, named):
+    """`--pass-through --resize 20` packed the original bytes, byte for byte those packed without --resize."""
+    root = tmp_path / "imgs"
+    (root / "a").mkdir(parents=True)
+    noise_image(1, (8, 8)).save(root / "a" / "x.png")
+    assert run_cli("im2rec", "--list", "--recursive", tmp_path / "p", root)[0] == 0
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = run_cli("im2rec", "--pass-through", "--num-thread", "1", *options, tmp_path / "p", root)
+    assert (code, out) == (2, "") and err.count("\n") == 1 and named in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no .rec written
+    # the same options re-encode without --pass-through; --pass-through with --pack-label is read
+    assert run_cli("im2rec", "--num-thread", "1", *options, tmp_path / "p", root)[0] == 0
+    assert run_cli("im2rec", "--num-thread", "1", "--pass-through", "--pack-label", tmp_path / "p", root)[0] == 0

@@ -44,6 +44,22 @@ def test_solid_colours_give_exact_means_from_record(solid_list, run_cli):
     assert result.to_dict() == pytest.approx(expected(), abs=1e-9)
 
 
+@pytest.mark.parametrize("named", [".rec", ".idx"])
+def test_root_with_a_record_file_is_refused(solid_list, run_cli, tmp_path, named):
+    """`mean d.rec --root /nonexistent` printed the record file's mean: --root was taken and never read."""
+    lst, root = solid_list
+    assert run_cli("im2rec", "--encoding", ".png", "--num-thread", "1", lst.with_suffix(""), root)[0] == 0
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = run_cli("mean", lst.with_suffix(named), "--root", tmp_path / "nonexistent", "--out",
+                             tmp_path / "m.json")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert "--root applies to a .lst (the folder its paths are relative to); s.rec holds its images: leave it " \
+           "out" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no mean file
+    code, out, _ = run_cli("mean", lst.with_suffix(named), "--num-thread", "1")
+    assert code == 0 and json.loads(out) == pytest.approx(expected())
+
+
 def test_unreadable_images_are_skipped(solid_list):
     lst, root = solid_list
     (root / "bad.png").write_bytes(b"nope")
@@ -91,7 +107,8 @@ def test_out_over_an_input_is_refused_and_the_input_kept(solid_list, run_cli, ta
     out = {"list": lst, "image": root / "1.png", "image via ..": root / ".." / "imgs" / "0.png",
            "record": lst.with_suffix(".idx")}.get(target, labels)
     before = out.read_bytes()
-    code, _, err = run_cli("mean", source, "--root", root, "--out", out, "--num-thread", "1")
+    given_root = [] if source.suffix == ".rec" else ["--root", root]  # a .rec holds its images
+    code, _, err = run_cli("mean", source, *given_root, "--out", out, "--num-thread", "1")
     assert code == 2 and err.count("\n") == 1 and "is an input of this command" in err
     assert out.read_bytes() == before
 

@@ -131,6 +131,27 @@ def test_cli_errors_are_one_line(run_cli, offline_torch_home, folder, tmp_path):
     assert code == 2 and "data not found" in err
 
 
+@pytest.mark.parametrize(("options", "named"), [
+    (["DIR", "--out", "OUT"], "DATA, --out apply to extraction; --list-layers only lists the layers: leave them out"),
+    (["--batch-size", "7"], "--batch-size applies to extraction; --list-layers only lists the layers: leave it out"),
+    (["--batch-size", "0"], "--batch-size applies to extraction"),  # not a range error: not read at all
+    (["--layer", "classifier.3", "--no-shuffle", "--seed", "3", "--dtype", "float16"],
+     "--layer, --no-shuffle, --seed, --dtype apply to extraction"),
+    (["--pool", "2", "--flatten", "channels_first", "--no-crop", "--buffer-size", "9"],
+     "--pool, --flatten, --no-crop, --buffer-size apply to extraction"),
+    (["--labels", "l.txt", "--image-root", "r", "--device", "cpu"], "--labels, --image-root, --device apply to"),
+])
+def test_list_layers_refuses_the_extraction_options(run_cli, tmp_path, folder, options, named):
+    """`features RUN DATA --list-layers --out f.h5 --batch-size 7 ...` listed the layers, wrote nothing and said
+    nothing of the options given."""
+    given = [str(folder) if o == "DIR" else str(tmp_path / "f.h5") if o == "OUT" else o for o in options]
+    code, out, err = run_cli("features", "lenet", *given, "--list-layers")
+    assert (code, out) == (2, "") and err.count("\n") == 1 and named in err, err
+    assert not (tmp_path / "f.h5").exists()
+    code, out, _ = run_cli("features", "lenet", "--list-layers")
+    assert code == 0 and "features.0" in out.split()
+
+
 def test_pool_larger_than_the_map_is_refused(mobilenet, folder, tmp_path):
     """features.18 is 7 x 7 at 224 px: --pool 8 (or 100,000) would upsample, never pool; one line
     before anything is written."""

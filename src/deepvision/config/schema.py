@@ -30,12 +30,16 @@ OPTIM_READ_BY = {"momentum": ("sgd", "rmsprop"), "nesterov": ("sgd",), "betas": 
                  "centered": ("rmsprop",)}
 
 
+AUGMENT_REPLACED_BY_RRC = ("rand_crop", "rotate", "max_shear_ratio", "zoom")  # draw_plan skips them for its box
+
+
 def augment_unread(aug: dict[str, Any]) -> list[str]:
     """The augmentation options no switch of `aug` (a config mapping) reads: scale and ratio without
-    random_resized_crop, fill without a rotation, shear or zoom in constant fill mode, fill_mode without
-    any of the three."""
-    warped = any(aug.get(k) for k in ("rotate", "max_shear_ratio", "zoom"))
-    unread = [] if aug.get("random_resized_crop") else ["scale", "ratio"]
+    random_resized_crop, the crop and warp options with it (its box replaces them), fill without a rotation,
+    shear or zoom in constant fill mode, fill_mode without any of the three."""
+    rrc = bool(aug.get("random_resized_crop"))
+    warped = not rrc and any(aug.get(k) for k in ("rotate", "max_shear_ratio", "zoom"))
+    unread = list(AUGMENT_REPLACED_BY_RRC) if rrc else ["scale", "ratio"]
     if not (warped and aug.get("fill_mode", "constant") == "constant"):
         unread.append("fill")
     return unread if warped else [*unread, "fill_mode"]
@@ -140,17 +144,20 @@ class AugmentConfig:
         )
 
     def refuse_unread(self, path: str) -> None:
-        """Refuse an option that no switch given reads (scale without random_resized_crop, fill without a
-        rotation, shear or zoom): it would be recorded with the run and never read."""
+        """Refuse an option that no switch given reads (scale without random_resized_crop, rotate with it, fill
+        without a rotation, shear or zoom): it would be recorded with the run and never read."""
         defaults = AugmentConfig()
-        by = {"scale": "random_resized_crop: true", "ratio": "random_resized_crop: true",
-              "fill": "rotate, max_shear_ratio or zoom and fill_mode constant",
-              "fill_mode": "rotate, max_shear_ratio or zoom"}
+        warp = "rotate, max_shear_ratio or zoom" + (" (without random_resized_crop)" if self.random_resized_crop
+                                                     else "")
+        by = {"scale": "is read only with random_resized_crop: true",
+              "ratio": "is read only with random_resized_crop: true",
+              "fill": f"is read only with {warp} and fill_mode constant", "fill_mode": f"is read only with {warp}",
+              **dict.fromkeys(AUGMENT_REPLACED_BY_RRC, "is not read with random_resized_crop: true (its random box "
+                              "replaces the crop, rotation, shear and zoom)")}
         for key in augment_unread(self.__dict__):
             if getattr(self, key) != getattr(defaults, key):
-                shown = str(getattr(defaults, key)).replace("'", "")
-                raise UserError(f"{path}.{key} is read only with {by[key]}; leave it out (on resume: --set "
-                                f"{path}.{key}={shown})")
+                shown = str(getattr(defaults, key)).replace("'", "").lower()
+                raise UserError(f"{path}.{key} {by[key]}; leave it out (on resume: --set {path}.{key}={shown})")
 
 
 @dataclass

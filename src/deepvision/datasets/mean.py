@@ -107,6 +107,10 @@ def compute_mean(
     sums, count, skipped = np.zeros(3), 0, []
     companions = labels_files(source)  # the class names training reads
     if source.suffix == ".rec" or source.suffix == ".idx":
+        if root is not None:  # taken and ignored: a record file holds the images themselves
+            rec = source.with_suffix(".rec").name
+            raise UserError(f"--root applies to a .lst (the folder its paths are relative to); {rec} holds its "
+                            f"images: leave it out")
         if out is not None:
             refuse_output_over_inputs(out, [source.with_suffix(".rec"), source.with_suffix(".idx"), *companions])
             refuse_replacing(out, _is_mean_file, "a mean file")

@@ -15,6 +15,11 @@ EPILOG = """examples:
   deepvision features tv:resnet50 --list-layers
 then: deepvision logreg features.h5
 """
+# what extraction reads (name -> dest) and --list-layers does not: given beside it, refused
+EXTRACTION = {"DATA": "data", "--out": "out", "--layer": "layer", "--pool": "pool", "--flatten": "flatten",
+              "--no-crop": "crop", "--batch-size": "batch_size", "--buffer-size": "buffer_size",
+              "--no-shuffle": "shuffle", "--seed": "seed", "--dtype": "dtype", "--labels": "labels",
+              "--image-root": "image_root", "--device": "device"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", help="class names file for .lst/.rec data (one per line)")
     p.add_argument("--image-root", help="folder the paths of a .lst file are relative to (default: its folder)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, extraction_defaults={dest: p.get_default(dest) for dest in EXTRACTION.values()})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,8 +61,11 @@ def run(args: argparse.Namespace) -> int:
     from deepvision.errors import UserError
     from deepvision.safeload import check_range
 
-    check_range("--batch-size", args.batch_size, 1, MAX_BATCH)
     if args.list_layers:
+        given = [name for name, dest in EXTRACTION.items() if getattr(args, dest) != args.extraction_defaults[dest]]
+        if given:
+            raise UserError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to extraction; "
+                            f"--list-layers only lists the layers: leave {'it' if len(given) == 1 else 'them'} out")
         from deepvision.inference.backbones import load_model
         from deepvision.inference.features import default_layer, layer_names
 
@@ -67,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         for name in names:
             print(f"{name}{'   (default)' if name == default else ''}")
         return 0
+    check_range("--batch-size", args.batch_size, 1, MAX_BATCH)
     if not args.data or not args.out:
         raise UserError("give DATA and --out (or --list-layers)")
     from deepvision.apps.transfer import features

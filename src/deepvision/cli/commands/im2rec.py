@@ -14,6 +14,7 @@ LIST_ONLY = {"--exts": "exts", "--chunks": "chunks", "--train-ratio": "train_rat
 PACK_ONLY = {"--pass-through": "pass_through", "--resize": "resize", "--center-crop": "center_crop",
              "--quality": "quality", "--color": "color", "--encoding": "encoding", "--pack-label": "pack_label",
              "--max-pixels": "max_pixels"}
+RE_ENCODE_ONLY = ("--resize", "--center-crop", "--quality", "--color", "--encoding")  # --pass-through stores bytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -86,12 +87,12 @@ def _run(args: argparse.Namespace) -> int:
     from deepvision.errors import UserError
     from deepvision.safeload import check_workers
 
-    ignored = [flag for flag, dest in (PACK_ONLY if args.list else LIST_ONLY).items()
-               if getattr(args, dest) != args.step_defaults[dest]]
-    if ignored:  # the other step's options would be ignored without a word
-        raise UserError(f"{', '.join(ignored)} {'applies' if len(ignored) == 1 else 'apply'} to "
-                        f"{'packing (without --list)' if args.list else 'making lists (--list)'} only; "
-                        f"leave {'it' if len(ignored) == 1 else 'them'} out here")
+    # the other step's options, or the re-encoding ones beside --pass-through, would be ignored without a word
+    _refuse_given(args, PACK_ONLY if args.list else LIST_ONLY,
+                  "packing (without --list)" if args.list else "making lists (--list)")
+    if args.pass_through:
+        _refuse_given(args, {flag: PACK_ONLY[flag] for flag in RE_ENCODE_ONLY}, "packing without --pass-through",
+                      " (--pass-through stores each image file as it is)")
     check_workers("--num-thread", args.num_thread)  # taken by both steps, so checked in both
     prefix = os.path.abspath(args.prefix)
     root = os.path.abspath(args.root)
@@ -156,3 +157,13 @@ def _run(args: argparse.Namespace) -> int:
             line += f"; skipped {len(result.skipped)}, listed in {result.skipped_file}"
         print(line)
     return 0
+
+
+def _refuse_given(args: argparse.Namespace, options: dict[str, str], step: str, why: str = "") -> None:
+    """Refuse the `options` (flag -> dest) given away from their defaults: only `step` reads them."""
+    from deepvision.errors import UserError
+
+    given = [flag for flag, dest in options.items() if getattr(args, dest) != args.step_defaults[dest]]
+    if given:
+        raise UserError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to {step} only{why}; "
+                        f"leave {'it' if len(given) == 1 else 'them'} out here")

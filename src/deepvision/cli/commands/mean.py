@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "to --out. Use it as data.mean in a config, or mean_json= in ImageRecordIter.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="LST_OR_REC", help="a list file (.lst) or a record file (.rec)")
-    p.add_argument("--root", help="folder the list's relative paths start from (default: the list's folder)")
+    p.add_argument("--root", help="folder the list's relative paths start from (default: the list's folder); "
+                   "a .lst only")
     p.add_argument("--out", "-o", help="write the JSON here (atomically) instead of printing it")
     p.add_argument("--num-thread", type=int, default=os.cpu_count() or 1,
                    help="worker processes (default: all cores)")
