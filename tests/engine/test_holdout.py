@@ -143,10 +143,9 @@ def test_a_test_fraction_over_the_datas_own_test_split_of_the_default_name_is_re
     assert code == 0, err
 
 
-def test_a_split_seed_with_nothing_carved_is_refused():
+def test_a_split_seed_with_nothing_carved_is_refused(tmp_path):
     """data.split_seed was taken and recorded with no fraction set: nothing is drawn, the run equals one without."""
-    from deepvision.config import build_config
-
+    cfg = tiny_config(1, val_fraction=0.0, test="test", split_seed=7)
     with pytest.raises(UserError, match=r"^data\.split_seed is read only when a split is carved out of train "):
-        build_config({"name": "s", "data": {"source": "digits", "split_seed": 7}})
-    assert build_config({"name": "s", "data": {"source": "digits", "split_seed": 7, "val_fraction": 0.1}})
+        train(cfg, out=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -3,6 +3,10 @@
 Every key has a default, so a config only states what differs. `deepvision train --help` and the
 README's configuration reference list the keys; unknown keys and wrong types are rejected with a
 one-line error.
+
+Why one module of ~410 lines: each section's dataclass validates its own keys, and the options that
+would be ignored are refused here against the same defaults; split up, every section would import the
+others' defaults to tell which of its keys are read.
 """
 
 from __future__ import annotations
@@ -208,9 +212,6 @@ class DataConfig:
             raise UserError(f"{path}.channels must be 1 or 3, got {self.channels}")
         _bounded(f"{path}.workers", self.workers, 0, 1024)
         _bounded(f"{path}.split_seed", self.split_seed, 0, MAX_SEED)
-        if self.split_seed != DataConfig.split_seed and not (self.val_fraction or self.test_fraction):
-            raise UserError(f"{path}.split_seed is read only when a split is carved out of train ({path}.val_fraction "
-                            f"or {path}.test_fraction above 0); leave it out")
         _bounded(f"{path}.scale", self.scale, 0, 1e6, low_open=True)
         if isinstance(self.mean, list):
             for i, v in enumerate(self.mean):

@@ -13,7 +13,7 @@ with the reason in `PREFIX.skipped.txt` instead of ending the run; palette/alpha
 white and 16-bit images scaled (EXIF orientation, CMYK and grayscale JPEGs are handled as OpenCV does);
 outputs are written to temporary files and renamed when complete.
 
-Why one module of ~420 lines: listing, encoding, the worker pool and its bounded shutdown, and the
+Why one module of ~435 lines: listing, encoding, the worker pool and its bounded shutdown, and the
 lenient list reader are the one packing path; split up, each part would need the others' options.
 """
 

@@ -73,12 +73,17 @@ def refuse_output_in_data(cfg: Config, out: str | Path) -> None:
 
 def refuse_named_test_with_fraction(cfg: Config) -> None:
     """Refuse a named test split together with data.test_fraction, as evaluating the run would: training
-    reads no test split when it is not scored, so the carved part would replace the named one unnoticed."""
+    reads no test split when it is not scored, so the carved part would replace the named one unnoticed;
+    and a split seed where nothing is carved (it would be recorded and never read)."""
     d = cfg.data
     if d.test and d.test != DataConfig().test and d.test_fraction > 0:
         raise UserError(f"data.test and data.test_fraction are both set; use one of them (data.test={d.test}, "
                         f"data.test_fraction={d.test_fraction:g}; --set data.test_fraction=0 reads the split "
                         f"'{d.test}')")
+    if d.split_seed != DataConfig.split_seed and not (d.val_fraction or d.test_fraction):  # a new run only: a
+        # recorded run's hand edit is named as such by the commands that read it
+        raise UserError("data.split_seed is read only when a split is carved out of train (data.val_fraction or "
+                        "data.test_fraction above 0); leave it out")
 
 
 def resolve_run(cfg: Config, *, roles: tuple[str, ...] = ("train", "val"), world: int = 1) -> ResolvedRun:

@@ -6,7 +6,7 @@ and the checkpoints' disk use; `--wide` or `--columns` show more. Rank-5 is left
 5 classes or fewer, where it is always 100%. Runs that monitor another metric (detection: val_map50)
 get a column with its best value, and the test split's mAP (test_metrics.json or `deepvision evaluate`).
 
-Why one module of ~520 lines: the rows, the column layout and the three renderings (table, CSV,
+Why one module of ~525 lines: the rows, the column layout and the three renderings (table, CSV,
 Markdown) all follow the one `COLUMNS` table, and a change to a column touches each of them.
 """
 

@@ -14,7 +14,7 @@
         eval/                evaluation reports
         tensorboard/         event files (when tensorboard is installed)
 
-Why one module of ~820 lines: RunDir is the only code that writes, links, prunes and rewinds a run's
+Why one module of ~840 lines: RunDir is the only code that writes, links, prunes and rewinds a run's
 files; keeping it whole keeps every write under the same link and atomicity rules.
 """
 
