@@ -17,10 +17,8 @@ class BatchAugment:
     """The torch executor of augmentation plans: crop, mirror, rotation, shear and random-resized crops
     on a uint8 N x C x H x W batch, on the batch's device.
 
-    `apply(x, plans)` executes one `AugmentPlan` per sample; `plans_for` draws them per sample from
-    (seed, epoch, index), like the file and record loaders, so the same sample gets the same
-    augmentation everywhere.
-    """
+    `apply(x, plans)` executes one `AugmentPlan` per sample; `plans_for` draws them per sample from (seed, epoch,
+    index), like the file and record loaders, so the same sample gets the same augmentation everywhere."""
 
     def __init__(self, cfg: AugmentConfig, out_size: tuple[int, int]) -> None:
         self.cfg = cfg
