@@ -227,3 +227,16 @@ def test_data_info_and_train_warn_of_a_linked_training_file_as_val(tmp_path, run
     assert code == 0 and warn in out.splitlines(), err
     code, out, err = run_cli("train", tmp_path / "hl.yaml", "--out", tmp_path / "runs")
     assert code == 0 and " ".join(out.split()).count(warn) == 1, err  # the run's report wraps long lines
+
+
+def test_a_tutorial_text_file_given_again_as_val_is_named_too(tmp_path):
+    from deepvision.config.schema import DataConfig
+    from deepvision.data.sources import load_data
+    from deepvision.engine.tasks.classification import overlap_notes
+
+    (tmp_path / "a.txt").write_text("".join(f"{i % 10} , {' '.join(['0'] * 784)}\n" for i in range(4)))
+    (tmp_path / "link.txt").symlink_to("a.txt")
+    data = load_data(DataConfig(source="mnist_text", root=str(tmp_path), train="a.txt", val="link.txt", test=None,
+                                val_fraction=0.0))
+    assert overlap_notes(data) == ["[WARN] 4 of the 4 val images are training images too: val scores do not "
+                                   "measure generalisation"]
