@@ -365,6 +365,29 @@ def test_table_cache_is_used_and_invalidated(tmp_path, monkeypatch):
         RecordFile.open(tmp_path / "big.rec")
 
 
+def test_table_cache_sees_an_edit_in_place_that_restores_the_times(tmp_path, monkeypatch):
+    """Labels rewritten in place (same size and inode) with the modification time set back (`touch -r`) were
+    read from the cached table; the change time, which nobody can set back, is in the key."""
+    monkeypatch.setenv("DEEPVISION_CACHE_DIR", str(tmp_path / "cache"))
+    rec = tmp_path / "big.rec"
+    with RecordWriter(rec) as w:
+        for i in range(1200):
+            w.write(pack_header(IRHeader(0, float(i % 10), i, 0), b"x" * 4), key=i)
+    first = RecordFile.open(rec)
+    assert list((tmp_path / "cache" / "records").glob("big-*.npz")) and first.labels[0, 0] == 0.0
+    before, inode = rec.stat(), rec.stat().st_ino
+    with open(rec, "r+b") as f:  # the first record's label (bytes 12-15: after magic, length and flag)
+        f.seek(12)
+        f.write(struct.pack("<f", 9.0))
+    os.utime(rec, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = rec.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, inode)
+    if after.st_ctime_ns == before.st_ctime_ns:  # a file system with coarse change times
+        pytest.skip("the change time did not move")
+    again = RecordFile.open(rec)
+    assert again.labels[0, 0] == 9.0 and np.array_equal(again.labels[1:], first.labels[1:])
+
+
 def test_headers_split_by_the_magic_number(tmp_path):
     """A header field equal to the magic (id2 here, or a label's bits) splits the record inside the header."""
     magic_float = struct.unpack("<f", MAGIC_LE)[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -166,3 +167,76 @@ def test_age_task_tracks_one_off_accuracy_in_training_and_validation(tmp_path):
     assert "train_one_off" in header and "val_one_off" in header
     with pytest.raises(UserError, match="8 Adience age buckets"):
         train({**tiny_config(1, max_samples=50), "task": "age"}, out=tmp_path / "runs", name="digits")
+
+
+def _overlap_data(tmp_path):
+    """A 12-record .rec, a 12-row HDF5 file, another of each, and a link to each."""
+    import h5py
+
+    from deepvision.data.records import IRHeader, pack_header
+    from deepvision.datasets.records import RecordWriter
+
+    for name in ("a", "b"):
+        with RecordWriter(tmp_path / f"{name}.rec") as w:
+            for i in range(12):
+                w.write(pack_header(IRHeader(0, float(i % 2), i, 0), b"x" * 8), key=i)
+        with h5py.File(tmp_path / f"{name}.h5", "w") as f:
+            f["images"] = np.full((12, 8, 8), 7, np.uint8)
+            f["labels"] = np.arange(12) % 2
+        (tmp_path / f"{name}-link.rec").symlink_to(f"{name}.rec")
+        (tmp_path / f"{name}-link.h5").symlink_to(f"{name}.h5")
+    return tmp_path
+
+
+@pytest.mark.parametrize("source, ext", [("rec", "rec"), ("hdf5", "h5")])
+def test_the_training_file_given_again_as_val_or_test_is_named_by_one_rule(tmp_path, source, ext):
+    """A .rec or HDF5 file given as val or test as well as train (the same path, or a link to it) trained with
+    no word, as the lst source warns; splits carved from the file and other files are not shared."""
+    from deepvision.config.schema import DataConfig
+    from deepvision.data.sources import load_data
+    from deepvision.engine.tasks.classification import overlap_notes
+
+    root = _overlap_data(tmp_path)
+
+    def notes(**split) -> list[str]:
+        return overlap_notes(load_data(DataConfig(**{"source": source, "root": str(root), "train": f"a.{ext}",
+                                                     "test": None, "val_fraction": 0.0, **split})))
+
+    warn = "[WARN] 12 of the 12 {} images are training images too: {} scores do not measure generalisation"
+    assert notes(val=f"a.{ext}") == [warn.format("val", "val")]
+    assert notes(val=f"b.{ext}", test=f"a-link.{ext}") == [warn.format("test", "test")]
+    assert notes(val=f"a-link.{ext}", max_samples=6) == [warn.replace("12", "6").format("val", "val")]
+    assert notes(val=f"b.{ext}", test=f"b-link.{ext}") == []
+    assert notes(val_fraction=0.25) == notes(val=f"b-link.{ext}") == []  # carved rows or records are distinct
+    data = load_data(DataConfig(source=source, root=str(root), train=f"a.{ext}", test=None, val_fraction=0.5))
+    data.val = data.train.subset(np.arange(3))  # three training samples, picked again
+    assert overlap_notes(data) == ["[WARN] 3 of the 3 val images are training images too: val scores do not "
+                                   "measure generalisation"]
+
+
+def test_data_info_and_train_warn_of_a_linked_training_file_as_val(tmp_path, run_cli):
+    import yaml
+
+    root = _overlap_data(tmp_path)
+    cfg = tiny_config(1, source="hdf5", root=str(root), train="a.h5", val="a-link.h5", test=None, val_fraction=0.0,
+                      batch_size=4, workers=0, image_size=28)
+    cfg["train"]["max_steps"] = 1
+    (tmp_path / "hl.yaml").write_text(yaml.safe_dump(cfg))
+    warn = "[WARN] 12 of the 12 val images are training images too: val scores do not measure generalisation"
+    code, out, err = run_cli("data", "info", tmp_path / "hl.yaml")
+    assert code == 0 and warn in out.splitlines(), err
+    code, out, err = run_cli("train", tmp_path / "hl.yaml", "--out", tmp_path / "runs")
+    assert code == 0 and " ".join(out.split()).count(warn) == 1, err  # the run's report wraps long lines
+
+
+def test_a_tutorial_text_file_given_again_as_val_is_named_too(tmp_path):
+    from deepvision.config.schema import DataConfig
+    from deepvision.data.sources import load_data
+    from deepvision.engine.tasks.classification import overlap_notes
+
+    (tmp_path / "a.txt").write_text("".join(f"{i % 10} , {' '.join(['0'] * 784)}\n" for i in range(4)))
+    (tmp_path / "link.txt").symlink_to("a.txt")
+    data = load_data(DataConfig(source="mnist_text", root=str(tmp_path), train="a.txt", val="link.txt", test=None,
+                                val_fraction=0.0))
+    assert overlap_notes(data) == ["[WARN] 4 of the 4 val images are training images too: val scores do not "
+                                   "measure generalisation"]

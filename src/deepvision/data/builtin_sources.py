@@ -117,7 +117,7 @@ def mnist_text_source(cfg: DataConfig, wanted: list[str]) -> RawData:
     for name in wanted:
         path = resolve_path(cfg.root, name)
         if name != "test" or (path.exists() and not path.is_dir()):  # the default test split is optional
-            splits[name] = to_tensor_split(*mnist.read_text(path))  # a FIFO is named, never opened
+            splits[name] = to_tensor_split(*mnist.read_text(path), path)  # a FIFO is named, never opened
     return RawData(splits, mnist.CLASSES, 1, (28, 28))
 
 
@@ -393,6 +393,6 @@ def hdf5_source(cfg: DataConfig, wanted: list[str]) -> RawData:
             raise UserError(f"{' and '.join(f'{f} holds {s}' for s, f in shapes.items())} images (height, width, "
                             f"channels): the splits of one source must agree; convert one file to the other's shape")
         class_labels(labels, f"{path}: row {{}}".format, limit, file_names is not None)  # HDF5Dataset refuses 0 rows
-        splits[name] = to_tensor_split(data, labels)
+        splits[name] = to_tensor_split(data, labels, path)
     top = max((int(s.labels.max()) for s in splits.values() if len(s)), default=-1)
     return RawData(splits, agreed_names(found, top + 1), *next(((s[2], s[:2]) for s in shapes), (1, None)))

@@ -38,10 +38,9 @@ MAX_UNNAMED_CLASSES = 100_000  # classes an HDF5 file may number without naming 
 class HDF5Dataset(Dataset):
     """(row tensor, label) pairs from an HDF5 file written by HDF5DatasetWriter (or the reference).
 
-    data_key: the data dataset (default: the one of images/features/data present). Rows come back
-    as tensors of the stored dtype (float64 files: float32 unless `dtype` says otherwise); `transform`
-    receives the numpy row. `in_memory=True` reads everything once (FER2013 is 80 MB as uint8).
-    """
+    data_key: the data dataset (default: the one of images/features/data present). Rows come back as tensors of the
+    stored dtype (float64 files: float32 unless `dtype` says otherwise); `transform` receives the numpy row.
+    `in_memory=True` reads everything once (FER2013 is 80 MB as uint8)."""
 
     def __init__(self, path: str | Path, data_key: str | None = None, *, transform: Any = None,
                  dtype: torch.dtype | None = None, in_memory: bool = False) -> None:

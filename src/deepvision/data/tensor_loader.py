@@ -18,8 +18,7 @@ class BatchAugment:
     N x C x H x W batch, on the batch's device.
 
     `apply(x, plans)` executes one `AugmentPlan` per sample; `plans_for` draws them per sample from (seed, epoch,
-    index), like the file and record loaders, so the same sample gets the same augmentation everywhere.
-    """
+    index), like the file and record loaders, so the same sample gets the same augmentation everywhere."""
 
     def __init__(self, cfg: AugmentConfig, out_size: tuple[int, int]) -> None:
         self.cfg = cfg

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Union
@@ -15,10 +16,12 @@ from deepvision.safeload import check_declared_bytes
 
 @dataclass
 class TensorSplit:
-    """A split held in memory: uint8 images N x C x H x W and int64 labels N."""
+    """A split held in memory: uint8 images N x C x H x W and int64 labels N; `origin`, for rows read from a
+    file, is its (st_dev, st_ino) and each row's number there (a file given as two splits shares rows)."""
 
     images: torch.Tensor
     labels: torch.Tensor
+    origin: tuple[tuple[int, int], np.ndarray] | None = None
 
     @property
     def targets(self) -> np.ndarray:
@@ -29,7 +32,8 @@ class TensorSplit:
 
     def subset(self, idx: np.ndarray) -> TensorSplit:
         t = torch.as_tensor(idx, dtype=torch.long)
-        return TensorSplit(self.images.index_select(0, t), self.labels.index_select(0, t))
+        origin = None if self.origin is None else (self.origin[0], self.origin[1][np.asarray(idx)])
+        return TensorSplit(self.images.index_select(0, t), self.labels.index_select(0, t), origin)
 
 
 class SubsetDataset(torch.utils.data.Dataset):
@@ -61,11 +65,12 @@ class SubsetDataset(torch.utils.data.Dataset):
 Split = Union[TensorSplit, Any]  # noqa: UP007  (a TensorSplit, or a map-style dataset with `targets`)
 
 
-def to_tensor_split(images: np.ndarray, labels: np.ndarray) -> TensorSplit:
-    """N x H x W (grayscale) or N x H x W x C uint8 arrays -> TensorSplit in NCHW."""
+def to_tensor_split(images: np.ndarray, labels: np.ndarray, origin: str | os.PathLike | None = None) -> TensorSplit:
+    """N x H x W (grayscale) or N x H x W x C uint8 arrays -> TensorSplit in NCHW; `origin`: the file read."""
     x = torch.from_numpy(np.ascontiguousarray(images))
     x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2).contiguous()
-    return TensorSplit(x, torch.from_numpy(np.asarray(labels, dtype=np.int64)))
+    rows = None if origin is None else (((st := os.stat(origin)).st_dev, st.st_ino), np.arange(len(labels)))
+    return TensorSplit(x, torch.from_numpy(np.asarray(labels, dtype=np.int64)), rows)
 
 
 def stored_size(h: int, w: int, size: tuple[int, int] | None, resize: int | None,
@@ -78,14 +83,11 @@ def stored_size(h: int, w: int, size: tuple[int, int] | None, resize: int | None
     return (h, w)
 
 
-def adapt_tensor_split(
-    split: TensorSplit, channels: int, size: tuple[int, int] | None, resize: int | None, crop: bool = False
-) -> TensorSplit:
-    """Convert stored tensors to the configured channels and stored size (once, at load time).
-
-    With `crop` (random crops in training, centre crops in evaluation) images at least as large as
-    `size` keep their native size; the loader crops them.
-    """
+def adapt_tensor_split(split: TensorSplit, channels: int, size: tuple[int, int] | None, resize: int | None,
+                       crop: bool = False) -> TensorSplit:
+    """Convert stored tensors to the configured channels and stored size (once, at load time). With `crop` (random
+    crops in training, centre crops in evaluation) images at least as large as `size` keep their native size; the
+    loader crops them."""
     x = split.images
     if x.shape[1] != channels:
         if channels == 3:
@@ -104,4 +106,4 @@ def adapt_tensor_split(
                                  align_corners=False)
             out[i : i + 256] = part.round().clamp(0, 255).to(torch.uint8)
         x = out
-    return TensorSplit(x, split.labels)
+    return TensorSplit(x, split.labels, split.origin)

@@ -41,6 +41,7 @@ def show_info(args: argparse.Namespace) -> int:
     from deepvision.data.mean_file import read_mean_rgb
     from deepvision.data.source_registry import resolve_path
     from deepvision.data.sources import load_data
+    from deepvision.engine.tasks.classification import overlap_notes
     from deepvision.recipes import resolve_config_arg
 
     cfg = load_config(resolve_config_arg(args.config), args.overrides)
@@ -57,4 +58,6 @@ def show_info(args: argparse.Namespace) -> int:
         print(f"  {role:5s} {n:8,d} samples; per class min {counts.min()}, max {counts.max()}")
     if mean is not None:
         print(f"  mean  R {mean[0]:.2f}, G {mean[1]:.2f}, B {mean[2]:.2f} (0..255, {shown(mean_path.name)})")
+    for note in overlap_notes(bundle):  # what training warns about, said before it starts
+        print(note)
     return 0

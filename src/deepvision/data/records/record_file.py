@@ -50,7 +50,7 @@ class RecordFile:
     `open()` reads the `.idx` beside the `.rec` (or `idx_path`), or rebuilds the index by scanning when
     there is none, then checks that every offset holds a record and that the records tile the file
     (a stale or foreign `.idx` raises IndexMismatchError). The table of offsets, ids and labels is
-    cached under `cache_dir()` keyed by the files' sizes and modification times.
+    cached under `cache_dir()` keyed by the files' sizes, inodes and modification and change times.
     """
 
     def __init__(self, path: Path, idx_path: Path | None, keys: np.ndarray, offsets: np.ndarray,
@@ -101,10 +101,10 @@ class RecordFile:
 
 def _signature(path: Path, idx: Path | None) -> np.ndarray:
     st = path.stat()
-    sig = [CACHE_VERSION, st.st_size, st.st_mtime_ns, st.st_ino]
-    if idx is not None:
+    sig = [CACHE_VERSION, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]  # ctime: an edit in place that
+    if idx is not None:  # restores the mtime (touch -r) still changes it, and nobody can set it back
         si = idx.stat()
-        sig += [si.st_size, si.st_mtime_ns, si.st_ino]
+        sig += [si.st_size, si.st_mtime_ns, si.st_ino, si.st_ctime_ns]
     return np.asarray(sig, dtype=np.int64)
 
 

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -92,15 +93,8 @@ class ClassificationData:
         return self.bundle.counts()
 
     def notes(self) -> list[str]:
-        """A [WARN] line for each val/test split sharing image files with the training split (the same list
-        given twice, or lists made separately): its scores would not measure generalisation."""
-        train, out = _image_paths(self.bundle.train), []
-        for role in ("val", "test"):
-            held = _image_paths(self.bundle.role(role))
-            if train and held and (shared := len(train & held)):
-                out.append(f"[WARN] {shared:,} of the {len(held):,} {role} images are training images too: "
-                           f"{role} scores do not measure generalisation")
-        return out
+        """A [WARN] line for each val/test split sharing samples with the training split (`overlap_notes`)."""
+        return overlap_notes(self.bundle)
 
     def loaders(self, roles: tuple[str, ...], *, seed: int, rank: int = 0, world: int = 1,
                 device: torch.device | str = "cpu", max_steps: int | None = None) -> dict[str, Loader]:
@@ -108,15 +102,41 @@ class ClassificationData:
                              device=device, max_steps=max_steps, roles=roles)
 
 
-def _image_paths(split: Any) -> set[str]:
-    """The absolute image paths of a split read from image files (a view keeps its own indices); empty for
-    tensors and records, which name no files."""
+def overlap_notes(bundle: DataBundle) -> list[str]:
+    """A [WARN] line for each val/test split sharing samples with the training split: the same image files
+    (one list given twice, or lists made separately), or the records or rows of the training file itself given
+    again (a .rec or HDF5 file, by identity: through a link too). Its scores would not measure generalisation."""
+    train, out = _members(bundle.train), []
+    for role in ("val", "test"):
+        if (split := bundle.role(role)) is None or train is None or (held := _members(split)) is None:
+            shared = total = len(split) if split is not None and split is bundle.train else 0  # e.g. `val: train`
+        elif held[0] != train[0]:  # other files
+            shared = total = 0
+        elif held[0] is None:  # image files, by path
+            shared, total = len(train[1] & held[1]), len(held[1])
+        else:  # records by byte offset, rows by number: samples carved from the file are not shared
+            shared, total = int(np.isin(held[1], train[1]).sum()), len(held[1])
+        if shared:
+            out.append(f"[WARN] {shared:,} of the {total:,} {role} images are training images too: "
+                       f"{role} scores do not measure generalisation")
+    return out
+
+
+def _members(split: Any) -> tuple[Any, Any] | None:
+    """What a split's samples are, to compare splits: (None, absolute image paths) for image files, (the file's
+    kind, st_dev and st_ino; byte offsets or row numbers) for a record or HDF5 file; None for samples of no file."""
     indices = getattr(split, "indices", None)
-    paths = getattr(getattr(split, "dataset", split), "paths", None)
-    if paths is None:
-        return set()
-    chosen = paths if indices is None else [paths[i] for i in indices]
-    return {os.path.abspath(p) for p in chosen}
+    base = getattr(split, "dataset", split)
+    if (paths := getattr(base, "paths", None)) is not None:
+        return None, {os.path.abspath(p) for p in (paths if indices is None else [paths[i] for i in indices])}
+    if (origin := getattr(base, "origin", None)) is not None:  # rows read from a file (TensorSplit)
+        return ("rows", *origin[0]), origin[1]
+    record_file, positions = getattr(base, "file", None), getattr(base, "positions", None)
+    if getattr(record_file, "offsets", None) is None:
+        return None
+    offsets = record_file.offsets if positions is None else record_file.offsets[positions]
+    st = os.stat(record_file.path)
+    return ("records", st.st_dev, st.st_ino), np.asarray(offsets if indices is None else offsets[indices])
 
 
 @register_task("classification")
