@@ -55,11 +55,11 @@ def test_record_loader_paths_fill_the_skip_record_and_the_limit_holds(rec, tmp_p
         warnings.simplefilter("error")  # the engine reports skips; the loader must not warn as well
         (x, y), = list(loader)
     assert x.shape[0] == 6
-    assert [s.split(" at byte")[0] for s in loader.skips.epoch] == [f"record {i}" for i in BAD]
+    assert [s.split(" at byte")[0] for s in loader.skips.epoch] == [f"record {i} (id {i})" for i in BAD]
     with pytest.raises(UserError, match=r"2 of 8 train samples are unreadable .*max_skipped_fraction=0\.2"):
         trainer._check_skipped(0, "train", scored=6)
     listed = (run.path / "skipped.txt").read_text().splitlines()
-    assert [line.split("\t")[2].split(" at byte")[0] for line in listed] == [f"record {i}" for i in BAD]
+    assert [line.split("\t")[2].split(" at byte")[0] for line in listed] == [f"record {i} (id {i})" for i in BAD]
     trainer.close()  # stops the loaders' workers and closes train.log
 
 
