@@ -13,6 +13,8 @@ a minute.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import math
 import time
@@ -129,7 +131,20 @@ class BoundedH11Protocol(H11Protocol):
         if not self.transport.is_closing() and self.conn.their_state in _INCOMPLETE:
             self._say("timeout", f"closed a connection whose request did not arrive whole within "
                                  f"{self.request_timeout:g} s (--request-timeout)")
+            if self.conn.their_state is h11.SEND_BODY and self.conn.our_state is h11.SEND_RESPONSE:
+                self._answer_timeout()  # a request under way: its client is told why, as every error is told
             self.transport.close()
+
+    def _answer_timeout(self) -> None:
+        """408 with the JSON error every refusal of the API has, then the connection closes."""
+        body = json.dumps({"error": f"the request did not arrive whole within {self.request_timeout:g} s "
+                                    f"(--request-timeout); send it again, or ask for a longer timeout"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+        with contextlib.suppress(h11.LocalProtocolError):  # the state moved on meanwhile: close without one
+            self.transport.write(b"".join(self.conn.send(event) for event in (  # type: ignore[misc]
+                h11.Response(status_code=408, headers=headers, reason=b"Request Timeout"), h11.Data(data=body),
+                h11.EndOfMessage())))
 
     def _say(self, key: str, message: str) -> None:
         held = self.warn(key)
