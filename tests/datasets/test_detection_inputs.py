@@ -839,6 +839,48 @@ def test_coco_images_in_two_standard_folders_are_refused(tmp_path, run_cli):
     assert code == 0, err
 
 
+@pytest.mark.parametrize("change", ["remove", "zzz.jpg", "000000000000.JPG"])
+def test_one_missing_coco_image_is_skipped_alone(tmp_path, run_cli, change):
+    """The image folder was found only when the first file_name was in it: one missing image (or a renamed or
+    case-slipped file_name) sent the whole split to the annotation folder, 9 of 12 skipped, train built empty."""
+    from deepvision.datasets.detection import make_fake
+
+    coco = make_fake(tmp_path / "coco", "coco", images=12, size=64, seed=0).out
+    train = coco / "annotations" / "instances_train2017.json"
+    if change == "remove":
+        (coco / "train2017" / "000000000000.jpg").unlink()
+    else:
+        train.write_text(train.read_text().replace("000000000000.jpg", change))
+    code, out, err = run_cli("detection", "build", "coco", train, coco / "annotations" / "instances_val2017.json",
+                           "--out", tmp_path / "built")
+    shown = "000000000000.jpg" if change == "remove" else change
+    assert code == 0 and f"skipped 1 of 12 image(s) whose image file is missing; looked for {shown} in " \
+        f"{coco / 'train2017'}" in " ".join(out.split()), out + err
+    counts = json.loads((tmp_path / "built" / "dataset.json").read_text())["counts"]
+    assert (counts["train"]["images"], counts["val"]["images"]) == (8, 3)
+
+
+@pytest.mark.parametrize("fmt", ["coco", "voc"])
+def test_a_split_left_empty_by_missing_images_is_refused(tmp_path, run_cli, fmt):
+    """Every image of one split missing while the other split has its images: the split was built empty, exit 0."""
+    from deepvision.datasets.detection import make_fake
+
+    root = make_fake(tmp_path / "d", fmt, images=12, size=64, seed=0).out
+    if fmt == "coco":
+        for image in (root / "train2017").iterdir():
+            image.unlink()
+        inputs = [root / "annotations" / f"instances_{s}2017.json" for s in ("train", "val")]
+    else:
+        for name in (root / "ImageSets" / "Main" / "train.txt").read_text().split():
+            (root / "JPEGImages" / f"{name}.jpg").unlink()
+        inputs = [root]
+    before = _snapshot(root)
+    code, out, err = run_cli("detection", "build", fmt, *inputs, "--out", tmp_path / "built")
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert "error: no image of split train is left to write (" in err and "whose image file is missing" in err
+    assert _snapshot(root) == before and not (tmp_path / "built").exists()
+
+
 def test_a_yolo_list_line_naming_two_files_is_refused(tmp_path):
     """A list's line is read inside the dataset path, else inside the list's own folder: a line naming a file
     in both was read from the first without a word (and the second was never tried when the path is absolute)."""

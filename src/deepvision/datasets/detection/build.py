@@ -175,6 +175,10 @@ def build_dataset(
     if not any(splits.values()):  # nothing was printed yet: the refusal itself names what was skipped
         why = "; ".join(problems) if problems else f"the annotations list {total:,} image(s)"
         raise UserError(f"no image is left to write: {why}")
+    emptied = [name for name, records in ann.splits.items() if records and not splits[name]]
+    if emptied:  # a split built empty would train or evaluate on nothing, and the build would still pass
+        raise UserError(f"no image of split {emptied[0]} is left to write ({len(ann.splits[emptied[0]]):,} "
+                        f"annotated): {'; '.join(problems)}")
     if "all" in splits and len(splits) == 1:
         splits = _split_all(splits["all"], test_fraction, seed)
     files = [Path(r.file) for rs in splits.values() for r in rs]

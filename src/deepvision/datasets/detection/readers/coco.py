@@ -15,25 +15,36 @@ from deepvision.safeload import MAX_JSON_FILE_BYTES, load_json, printable, read_
 
 
 def _coco_image_dir(json_path: Path, images: list[dict[str, Any]], images_dir: Path | None) -> Path:
+    """The folder holding most of the split's `file_name`s (a spread sample of them), the standard layout
+    ANNOTATIONS/../SPLIT2017/ searched first: one missing image (or a case slip in its name) must not send
+    every other image of the split to a folder that holds none of them. Two folders holding as many are
+    refused, as the first searched would be a guess; with none, the first folder that exists is named."""
     if images_dir is not None:
         return images_dir
     stem = json_path.stem  # instances_val2017 -> val2017, the standard COCO layout
     split_dir = stem.split("_", 1)[1] if "_" in stem else stem
-    candidates = [json_path.parent, json_path.parent.parent / split_dir, json_path.parent / split_dir,
+    candidates = [json_path.parent.parent / split_dir, json_path.parent, json_path.parent / split_dir,
                   json_path.parent / "images", json_path.parent.parent / "images" / split_dir,
                   json_path.parent.parent / "images"]
-    probe = next((img.get("file_name") for img in images if isinstance(img.get("file_name"), str)), None)
-    found: list[Path] = []
-    for c in candidates if probe else []:
-        try:
-            if inside(c, probe, str(json_path)).is_file() and not any(same_file(c, f) for f in found):
-                found.append(c)
-        except UserError:
-            break  # reported with the image it belongs to
-    if len(found) > 1:  # one folder is taken for every image: the first searched would be a guess
-        raise UserError(f"{json_path}: its images (e.g. {printable(probe)[:60]}) are both in {found[0]} and in "
-                        f"{found[1]}; give the folder to read with --images")
-    return found[0] if found else json_path.parent
+    names = [img["file_name"] for img in images if isinstance(img.get("file_name"), str) and img["file_name"]]
+    names = names[::max(1, len(names) // 1000)]  # a few stats per image of a 118k-image split would be slow
+    found: list[tuple[int, Path, str]] = []  # (images held, folder, one of them)
+    for c in candidates:
+        if not c.is_dir() or any(same_file(c, f) for _, f, _ in found):
+            continue
+        held = []
+        for name in names:
+            try:
+                if inside(c, name, str(json_path)).is_file():
+                    held.append(name)
+            except UserError:
+                continue  # reported with the image it belongs to
+        found.append((len(held), c, held[0] if held else ""))
+    best = sorted((f for f in found if f[0]), key=lambda f: -f[0])  # stable: the search order breaks no tie
+    if len(best) > 1 and best[0][0] == best[1][0]:
+        raise UserError(f"{json_path}: its images (e.g. {printable(best[0][2])[:60]}) are both in {best[0][1]} "
+                        f"and in {best[1][1]}; give the folder to read with --images")
+    return best[0][1] if best else found[0][1] if found else json_path.parent
 
 
 def _coco_json(json_path: Path) -> dict[str, Any]:
