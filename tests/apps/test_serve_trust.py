@@ -176,7 +176,8 @@ def test_limits_must_be_finite_and_positive(upload, pixels, message):
 @pytest.mark.parametrize(("seconds", "message"), [
     (0.0, "--request-timeout must be a finite positive number, got 0.0"),
     (float("inf"), "--request-timeout must be a finite positive number, got inf"),
-    (1e9, r"--request-timeout must be 1 to 3600 seconds \(an hour\), got 1e\+09"),
+    (1e9, r"--request-timeout must be 1 to 3600 seconds \(an hour\), got 1000000000\.0"),
+    (3600.0001, r"--request-timeout must be 1 to 3600 seconds \(an hour\), got 3600\.0001"),
     (1e-9, r"--request-timeout must be 1 to 3600 seconds \(an hour\), got 1e-09"),
     (0.5, r"--request-timeout must be 1 to 3600 seconds \(an hour\), got 0.5"),
 ])

@@ -859,6 +859,10 @@ def test_once_a_stop_is_raised_signals_stay_ignored_to_the_end_of_the_process(si
     (["export", "RUN", "--out", "a\nb.onnx"], "argument --out: 'a\\nb.onnx': a name holding a control character"),
     (["export", "RUN", "--out", " lead.onnx"], "argument --out: ' lead.onnx': a name holding a control character"),
     (["detection", "build", "coco", "x.json", "--out", "out/b\x1b"], "argument --out: 'out/b\\x1b': a name holding"),
+    (["im2rec", "--list", "", "RUN"], "argument prefix: an empty value; give one (see"),
+    (["im2rec", "--list", " p", "RUN"], "argument prefix: ' p': a name holding a control character"),
+    (["orientation", "dataset", "RUN", ""], "argument OUT: an empty value; give one (see"),
+    (["runs", "RUN", "--bogus\nx"], "unrecognized arguments: --bogus\\nx (see"),
 ])
 def test_an_option_given_empty_or_an_output_name_that_prints_as_another_is_refused(capsys, tmp_path, args, line):
     """`export --out ''` exported to the default place, exit 0 (an empty value read as "not given"); a newline
@@ -870,3 +874,21 @@ def test_an_option_given_empty_or_an_output_name_that_prints_as_another_is_refus
     code, (out, err) = info.value.code, capsys.readouterr()
     assert (code, out, err.count("\n")) == (2, "", 1) and line in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_worker_that_cannot_hand_a_batch_over_is_one_line():
+    """Under `ulimit -f 20` a loader worker's shared-memory batch file cannot be sized: 74 lines of two
+    tracebacks, exit 1; it is one line naming the limit and the way round it."""
+    from deepvision.cli.main import out_of_memory
+
+    exc = RuntimeError("Caught RuntimeError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+                       "last):\n ...\nRuntimeError: unable to resize file </torch_18066_1960424101_0> to the right "
+                       "size: File too large (27)")
+    line = out_of_memory(exc)
+    assert line is not None and "\n" not in line
+    assert line.startswith("the data loader's worker processes could not hand a batch over (File too large: ")
+    assert "ulimit -f" in line and "data.workers=0" in line
+    assert out_of_memory(RuntimeError("unable to open shared memory object </torch_1_2_3> in read-write mode: "
+                                      "No space left on device (28)")).startswith(
+        "the data loader's worker processes could not hand a batch over (No space left on device")
+    assert out_of_memory(RuntimeError("some other failure")) is None

@@ -240,3 +240,28 @@ def test_a_tutorial_text_file_given_again_as_val_is_named_too(tmp_path):
                                 val_fraction=0.0))
     assert overlap_notes(data) == ["[WARN] 4 of the 4 val images are training images too: val scores do not "
                                    "measure generalisation"]
+
+
+def test_a_class_named_without_a_training_sample_is_refused_before_training(tmp_path, run_cli):
+    """label_names (or a labels file) naming one class more than the training data holds trained a model with an
+    output it never learned, exit 0 (the folder source refused an empty class folder only)."""
+    import h5py
+    import yaml
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 255, (40, 16, 16)).astype(np.uint8), np.arange(40) % 2  # classes a and b only
+    for name, rows in (("t.h5", slice(0, 30)), ("v.h5", slice(30, 40))):
+        with h5py.File(tmp_path / name, "w") as f:
+            f["images"], f["labels"] = x[rows], y[rows]
+            f["label_names"] = np.array(["a", "b", "c"], dtype=h5py.string_dtype())
+    cfg = {"name": "c", "model": {"name": "lenet"}, "train": {"epochs": 1, "tensorboard": False},
+           "data": {"source": "hdf5", "root": str(tmp_path), "train": "t.h5", "val": "v.h5", "test": None,
+                    "image_size": 16, "batch_size": 8, "workers": 0}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    code, _, err = run_cli("train", tmp_path / "c.yaml", "--out", tmp_path / "runs")
+    assert code == 2 and err.count("\n") == 1, err
+    assert ("class 'c' has no sample in the training split (hdf5: t.h5); the model would get an output it never "
+            "learns: remove it from the class names") in err, err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    code, _, err = run_cli("train", tmp_path / "c.yaml", "--out", tmp_path / "runs", "--set", "data.max_samples=20")
+    assert code == 0, err  # a smoke run's first N samples may hold some classes only

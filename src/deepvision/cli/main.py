@@ -38,6 +38,12 @@ def out_of_memory(exc: BaseException) -> str | None:
     DataLoader worker re-raises Python's MemoryError, PyTorch's allocators raise RuntimeErrors."""
     torch = sys.modules.get("torch")
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    whole = str(exc)
+    if isinstance(exc, RuntimeError) and "</torch_" in whole and "unable to" in whole:  # a worker's batch file
+        reason = next((r for r in ("File too large", "No space left on device") if r in whole), "cannot write it")
+        return (f"the data loader's worker processes could not hand a batch over ({reason}: PyTorch passes it in a "
+                f"shared-memory file, which the file size limit (ulimit -f) or the space of /dev/shm bounds); raise "
+                f"them (training: --set data.workers=0 loads in one process)")
     if isinstance(exc, MemoryError):
         where = "this machine's memory"
     elif torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
@@ -96,7 +102,9 @@ class Parser(argparse.ArgumentParser):
         self.register("action", "store", _StoreOnce)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        from deepvision.safeload import printable  # an argument holding a line break stays on the one line
+
+        sys.stderr.write(f"{self.prog}: error: {printable(message)} (see {self.prog} --help)\n")
         raise SystemExit(2)
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
@@ -116,10 +124,12 @@ class Parser(argparse.ArgumentParser):
     def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
         from deepvision.safeload import is_control, is_plain_number_text, printable
 
-        if action.option_strings and not arg_string.strip():  # `--out ''` read as "not given" wrote the default
-            raise argparse.ArgumentError(action, "an empty value; give one, or leave the option out")
+        parser = isinstance(action, argparse._SubParsersAction)  # it is handed every remaining argument
+        if not parser and not arg_string.strip():  # `--out ''` read as "not given" wrote the default
+            raise argparse.ArgumentError(action, "an empty value; give one" + (", or leave the option out"
+                                                                              if action.option_strings else ""))
         name = os.path.basename(arg_string.rstrip("/"))
-        if action.dest == "out" and (any(map(is_control, name)) or name != name.strip()):  # the name it will make
+        if action.dest in ("out", "prefix") and (any(map(is_control, name)) or name != name.strip()):  # a new name
             raise argparse.ArgumentError(action, f"{printable(repr(arg_string))}: a name holding a control character "
                                                  f"or surrounding spaces prints as another; choose a plain name")
         if action.type in (int, float) and not is_plain_number_text(arg_string):

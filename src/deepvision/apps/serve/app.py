@@ -133,7 +133,7 @@ def check_limits(max_upload_mb: float, max_pixels: float, token: str | None = No
                         f"got {max_pixels / 1e6:g}")
     if not 1 <= request_timeout <= MAX_REQUEST_TIMEOUT:  # below a second an upload of a few reads is cut
         raise UserError(f"--request-timeout must be 1 to {MAX_REQUEST_TIMEOUT} seconds (an hour), "
-                        f"got {request_timeout:g}")
+                        f"got {request_timeout!r}")
     if token is not None:
         check_token(token)
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepvision.config.schema import DataConfig
 from deepvision.data.loaders import build_loaders, resolve_preprocess
 from deepvision.data.preprocess import Preprocess, normalize_batch
 from deepvision.data.protocols import Loader
@@ -18,7 +19,9 @@ from deepvision.data.sources import DataBundle, load_data
 from deepvision.engine.distributed import all_reduce_sum
 from deepvision.engine.tasks.base import Task
 from deepvision.engine.tasks.registry import register_task
+from deepvision.errors import UserError
 from deepvision.runs.split_members import members_record
+from deepvision.safeload import printable
 
 
 class ClassificationMeter:
@@ -102,6 +105,20 @@ class ClassificationData:
                              device=device, max_steps=max_steps, roles=roles)
 
 
+def refuse_classes_without_samples(bundle: DataBundle, cfg: DataConfig) -> None:
+    """Refuse training data whose class names (a labels file, HDF5 label_names, class folders) name a class the
+    training split holds no sample of: the model would get an output it never learns, without a word."""
+    labels = np.asarray(bundle.train.targets)
+    if labels.size == 0 or labels.min() < 0:
+        return  # refused elsewhere, in the reader's own words
+    missing = np.flatnonzero(np.bincount(labels, minlength=len(bundle.classes)) == 0)
+    if missing.size:
+        more = f" (and {missing.size - 1} more)" if missing.size > 1 else ""
+        raise UserError(f"class '{printable(bundle.classes[missing[0]])}'{more} has no sample in the training split "
+                        f"({cfg.source}: {cfg.train}); the model would get an output it never learns: remove it from "
+                        f"the class names (the labels file, or label_names) or add samples of it")
+
+
 def overlap_notes(bundle: DataBundle) -> list[str]:
     """A [WARN] line for each val/test split sharing samples with the training split: the same image files
     (one list given twice, or lists made separately), or the records or rows of the training file itself given
@@ -159,6 +176,8 @@ class ClassificationTask(Task):
     def load_data(self, roles: tuple[str, ...], model_input: tuple[int, int, int] | None,
                   model_preprocess: dict[str, Any] | None) -> ClassificationData:
         bundle = load_data(self.cfg.data, roles=roles)
+        if not self.cfg.data.max_samples:  # a smoke run's first N samples may hold some classes only
+            refuse_classes_without_samples(bundle, self.cfg.data)
         pre = resolve_preprocess(self.cfg.data, bundle, model_input, model_preprocess)
         self.bundle, self.members = bundle, None
         return ClassificationData(bundle, pre, self.cfg.data)
