@@ -892,3 +892,32 @@ def test_a_worker_that_cannot_hand_a_batch_over_is_one_line():
                                       "No space left on device (28)")).startswith(
         "the data loader's worker processes could not hand a batch over (No space left on device")
     assert out_of_memory(RuntimeError("some other failure")) is None
+
+
+def test_a_library_error_caused_by_a_full_disk_is_one_line(run_cli, monkeypatch):
+    """joblib's "Could not pickle the task to send it to the workers", caused by its hand-over file hitting the
+    file size limit (a worker's traceback, as text), ended `logreg` in 36 lines; it is one line, exit 2."""
+    import errno
+    import pickle
+
+    from deepvision.cli.commands import recipes
+
+    class RemoteTraceback(Exception):
+        pass
+
+    def fail(args):
+        try:
+            raise RemoteTraceback('\n"""\nTraceback ...\nOSError: [Errno 27] File too large\n"""')
+        except RemoteTraceback as remote:
+            raise pickle.PicklingError("Could not pickle the task to send it to the workers.") from remote
+
+    monkeypatch.setattr(recipes, "run", fail)
+    code, out, err = run_cli("recipes")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "error: File too large while handing data to worker processes" in err and "ulimit -f" in err
+    def full(args):
+        raise RuntimeError("a library's own words") from OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(recipes, "run", full)
+    code, out, err = run_cli("recipes")
+    assert code == 2 and "error: No space left on device while handing data" in err

@@ -56,6 +56,27 @@ def out_of_memory(exc: BaseException) -> str | None:
     return f"out of {where}{detail}; use a smaller batch size or input size, or free memory"
 
 
+def _storage_error_in(exc: BaseException) -> str | None:
+    """The one line for an error whose cause is a full disk or a file size limit (a library wraps the OSError:
+    joblib's "Could not pickle the task" when its worker hand-over file cannot be written), else None."""
+    import errno
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        # a worker's OSError comes back as the text of its traceback (joblib's _RemoteTraceback)
+        found = next((os.strerror(e) for e in (errno.ENOSPC, errno.EFBIG) if f"[Errno {e}] " in str(cause)), None)
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EFBIG):
+            found = cause.strerror
+        if found:
+            return (f"{found} while handing data to worker processes or writing a temporary file (the disk holding "
+                    f"the temporary folder is full, or the file size limit, ulimit -f, is below it); free space or "
+                    f"raise the limit")
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def fit_lines(text: str, width: int = HELP_WIDTH) -> str:
     """`text` with every line wrapped to `width` columns: prose keeps its indentation, an example's
     trailing `# comment` moves to the next line, and long commands continue indented."""
@@ -352,7 +373,8 @@ def run_command(args: argparse.Namespace) -> int:
             sys.stderr.write(f"training stopped {done}; {again} with:\n  {hint}\n{nodes}")
         return stop.exit_code
     except (ModuleNotFoundError, MemoryError, RuntimeError) as exc:  # a missing extra, or memory run out
-        advice = missing_extra(exc) if isinstance(exc, ModuleNotFoundError) else out_of_memory(exc)
+        advice = missing_extra(exc) if isinstance(exc, ModuleNotFoundError) else \
+            out_of_memory(exc) or _storage_error_in(exc)
         if advice is None:
             raise
         held.drop()
@@ -373,6 +395,13 @@ def run_command(args: argparse.Namespace) -> int:
         held.drop()
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         sys.stderr.write(f"{args.command_prog}: error: {clip_message(public_names(f'{where}{exc.strerror or exc}'))}\n")
+        return 2
+    except Exception as exc:  # a library's error caused by a full disk or a file size limit (joblib's hand-over)
+        full = _storage_error_in(exc)
+        if full is None:
+            raise
+        held.drop()
+        sys.stderr.write(f"{args.command_prog}: error: {clip_message(full)}\n")
         return 2
     finally:
         held.release()  # a crash or an interruption still tells how many threads it ran on
