@@ -446,6 +446,9 @@ class _FlakyCamera:
     def __init__(self, pattern: str) -> None:
         self.pattern = list(pattern)  # "1" a frame, "0" a failed read
 
+    def get(self, prop):  # as a video file, it declares as many frames as its pattern holds
+        return float(len(self.pattern)) if prop == cv2.CAP_PROP_FRAME_COUNT else 0.0
+
     def read(self):
         if not self.pattern:
             return False, None
@@ -455,7 +458,29 @@ class _FlakyCamera:
 
 def test_failed_camera_reads_are_skipped():
     assert len(list(frames_from(_FlakyCamera("1001101"), is_camera=True, max_frames=4))) == 4
-    assert len(list(frames_from(_FlakyCamera("1101"), is_camera=False))) == 2  # a video ends at its first failure
+    video = frames_from(_FlakyCamera("1101"), is_camera=False)  # a damaged frame of a video is skipped, and named
+    assert len(list(video)) == 3 and video.skipped == [3]
+
+
+def test_emotion_skips_and_names_a_damaged_video_frame_and_refuses_a_mostly_damaged_video(fer_run, tmp_path,
+                                                                                         run_cli):
+    from tests.inference.videotools import damaged_avi
+
+    video = damaged_avi(tmp_path / "clip.avi", damaged=(4,))
+    before = video.read_bytes()
+    code, out, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", tmp_path / "e.avi",
+                             "--detector", "haar")
+    assert code == 0, err
+    assert "clip.avi: skipped 1 damaged frame of 10 (frame 4)" in out and "9 frames:" in out
+    doc = json.loads((tmp_path / "e.json").read_text())
+    assert doc["frames"] == 9 and doc["skipped_frames"] == [4] and len(doc["results"]) == 9
+    assert video.read_bytes() == before
+    bad = damaged_avi(tmp_path / "bad.avi", damaged=(2, 3, 4, 5, 6, 7))
+    code, out, err = run_cli("emotion", fer_run, "--video", bad, "--headless", "--out", tmp_path / "out" / "b.avi",
+                             "--detector", "haar")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "bad.avi: 6 of its 10 frames could not be decoded (frames 2, 3, 4, 5, 6 and 1 more)" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_emotion_on_still_images_labels_every_face(fer_run, tmp_path, run_cli):

@@ -116,6 +116,27 @@ def test_video_in_annotated_video_out(run, tmp_path):
     assert not list((tmp_path / "out").glob(".*partial*"))  # written under a temporary name, then renamed
 
 
+def test_a_damaged_video_frame_is_skipped_and_named_and_a_mostly_damaged_video_refused(run, tmp_path, run_cli):
+    from tests.inference.videotools import damaged_avi
+
+    video = damaged_avi(tmp_path / "clip.avi", damaged=(4,))
+    before = video.read_bytes()
+    code, out, err = run_cli("detect", run, video, "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "clip.avi: skipped 1 damaged frame of 10 (frame 4)" in out and "clip.avi: 9 frames" in out
+    doc = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert doc["videos"][0]["frames"] == 9 and doc["videos"][0]["skipped_frames"] == [4]
+    cap = cv2.VideoCapture(str(tmp_path / "out" / "clip.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 9
+    cap.release()
+    assert video.read_bytes() == before
+    bad = damaged_avi(tmp_path / "bad.avi", damaged=(2, 3, 4, 5, 6, 7))
+    code, out, err = run_cli("detect", run, bad, "--out", tmp_path / "out2")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "bad.avi: 6 of its 10 frames could not be decoded (frames 2, 3, 4, 5, 6 and 1 more)" in err
+    assert not (tmp_path / "out2").exists()
+
+
 def test_a_folder_gives_its_images_and_videos_at_every_level(run, tmp_path):
     """As classify and predict search folders: the images of sub-folders are detected and a video in the folder
     is read as a video (neither was left out without a word); hidden files stay out; a folder with neither is

@@ -187,3 +187,71 @@ def test_a_video_that_does_not_hold_the_frames_written_is_refused(tmp_path):
     with pytest.raises(UserError) as info:
         check_written_video(cv2, path, 12, path)
     assert str(info.value).startswith(f"could not write {tmp_path / 'v.mp4'}: it holds 0 of the 12 frames"), info.value
+
+
+class _Capture:
+    """A capture declaring `declared` frames whose reads follow `pattern`: "1" a frame, "0" a failed read."""
+
+    def __init__(self, pattern: str, declared: float) -> None:
+        self.pattern, self.declared, self.reads = list(pattern), declared, 0
+
+    def get(self, prop):
+        return self.declared if prop == cv2.CAP_PROP_FRAME_COUNT else 0.0
+
+    def read(self):
+        self.reads += 1
+        ok = bool(self.pattern) and self.pattern.pop(0) == "1"
+        return ok, (np.zeros((4, 4, 3), np.uint8) if ok else None)
+
+
+@pytest.mark.parametrize(("pattern", "declared", "given", "skipped"), [
+    ("1101111", 7, 6, [3]),  # a damaged frame before the declared count: skipped, the rest read
+    ("1100111", 7, 5, [3, 4]),
+    ("11111000", 8, 5, []),  # failed reads with no frame after them: the real end (an estimated count overshoots)
+    ("1101111", 0, 2, []),  # no declared count: the first failed read ends the video
+    ("1101111", float("nan"), 2, []),
+    ("1101111", 4e9, 2, []),  # an unbelievable count is no count
+])
+def test_video_frames_skip_damaged_frames_before_the_declared_count(pattern, declared, given, skipped):
+    from deepvision.inference.video import VideoFrames
+
+    frames = VideoFrames(cv2, _Capture(pattern, declared), "v.avi")
+    assert len(list(frames)) == given and frames.skipped == skipped
+    assert (frames.note is None) == (not skipped)
+
+
+def test_video_frames_stop_at_max_frames_and_after_a_long_run_of_failed_reads(monkeypatch):
+    from deepvision.inference import video
+    from deepvision.inference.video import VideoFrames
+
+    assert len(list(VideoFrames(cv2, _Capture("1011111", 7), "v.avi", max_frames=3))) == 3
+    monkeypatch.setattr(video, "MAX_DAMAGED_RUN", 3)
+    capture = _Capture("1" + "0" * 50, 1000)
+    assert len(list(VideoFrames(cv2, capture, "v.avi"))) == 1 and capture.reads == 5  # not 1,000 reads
+
+
+def test_a_damaged_frame_of_a_real_video_is_skipped_and_named(tmp_path):
+    from deepvision.inference.video import VideoFrames
+    from tests.inference.videotools import damaged_avi
+
+    path = damaged_avi(tmp_path / "v.avi", damaged=(4,))
+    before = path.read_bytes()
+    cap = open_video(cv2, path)
+    frames = VideoFrames(cv2, cap, path)
+    means = [int(f.mean()) for f in frames]
+    cap.release()
+    assert len(means) == 9 and frames.skipped == [4] and means[3] > means[2] + 30  # frame 5 follows frame 3
+    assert frames.note == "skipped 1 damaged frame of 10 (frame 4)"
+    assert path.read_bytes() == before
+
+
+def test_a_video_with_most_frames_damaged_is_refused_in_one_line(tmp_path):
+    from deepvision.inference.video import VideoFrames
+    from tests.inference.videotools import damaged_avi
+
+    path = damaged_avi(tmp_path / "v.avi", damaged=(2, 3, 4, 5, 6, 7, 8))
+    cap = open_video(cv2, path)
+    with pytest.raises(UserError, match=r"v\.avi: 7 of its 10 frames could not be decoded \(frames 2, 3, 4, 5, 6 "
+                                        r"and 2 more\); the video is damaged: re-encode it or give another$"):
+        list(VideoFrames(cv2, cap, path))
+    cap.release()

@@ -28,6 +28,7 @@ from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
 from deepvision.fileio import PendingFile, atomic_write_text, write_image, written_whole
 from deepvision.inference.video import (
+    VideoFrames,
     check_video_name,
     check_written_video,
     ffmpeg_name,
@@ -213,6 +214,8 @@ class VideoResult:
     seconds: float
     output: str | None
     per_frame: list[list[Detection]] = field(default_factory=list, repr=False)
+    skipped: list[int] = field(default_factory=list)  # damaged frames skipped (1-based, `VideoFrames`)
+    note: str | None = None  # the line naming them
 
     @property
     def fps(self) -> float:
@@ -235,11 +238,9 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
     frames = count = 0
     per_frame: list[list[Detection]] = []
     start = time.perf_counter()
+    reader = VideoFrames(cv2, cap, path, max_frames)
     try:
-        while max_frames is None or frames < max_frames:
-            ok, frame = cap.read()
-            if not ok:
-                break
+        for frame in reader:
             frame, scale = detector.cap(frame)
             dets = detector.detect([cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)])[0]
             detector.draw(frame, dets)
@@ -286,7 +287,7 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
             with contextlib.suppress(Exception):
                 cv2.destroyAllWindows()
     return VideoResult(str(path), frames, count, time.perf_counter() - start, str(target) if target else None,
-                       per_frame)
+                       per_frame, reader.skipped, reader.note)
 
 
 def _check_outputs(items: list[tuple[Path, str]], out_dir: Path) -> None:
@@ -349,7 +350,7 @@ def run_detect(run_dir: str | Path, sources: list[str | Path], *, min_confidence
                 r.output = str(out_dir / Path(r.output).name) if r.output else r.output
             doc = {"run": str(Path(run_dir)), "min_confidence": min_confidence,
                    "images": [r.to_dict() for r in image_results],
-                   "videos": [{"video": v.source, "frames": v.frames, "output": v.output,
+                   "videos": [{"video": v.source, "frames": v.frames, "skipped_frames": v.skipped, "output": v.output,
                                "detections": [[d.to_dict() for d in f] for f in v.per_frame]} for v in videos]}
             atomic_write_text(tmp / "detections.json", json.dumps(doc, indent=1) + "\n")
     return image_results, videos

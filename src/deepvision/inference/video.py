@@ -77,6 +77,72 @@ class QuietCapture:
         return getattr(self._capture, name)
 
 
+MAX_DECLARED_FRAMES = 100_000_000  # a header declaring more is not believed (a damaged count, not a video)
+MAX_DAMAGED_RUN = 1_000  # failed reads in a row with no readable frame yet after them: the file's real end
+MAX_DAMAGED_FRACTION = 0.5  # more of the declared frames damaged than this: the video is refused
+
+
+def declared_frames(capture: Any, cv2: Any) -> int | None:
+    """The frame count a video's container declares, when known and believable (1 to MAX_DECLARED_FRAMES)."""
+    try:
+        count = float(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0)
+    except (TypeError, ValueError):
+        return None
+    return int(count) if 1 <= count <= MAX_DECLARED_FRAMES else None
+
+
+def _frame_list(numbers: list[int], shown: int = 5) -> str:
+    """ "frame 4", "frames 4, 7", "frames 2, 3, 5, 6, 8 and 3 more" (1-based frame numbers)."""
+    head = ", ".join(map(str, numbers[:shown]))
+    more = f" and {len(numbers) - shown} more" if len(numbers) > shown else ""
+    return f"frame{'s' if len(numbers) > 1 else ''} {head}{more}"
+
+
+class VideoFrames:
+    """The frames of an opened video file, in order: the one rule every command reading a video file uses.
+    A failed read before the container's declared frame count (`declared_frames`) is a damaged frame (a
+    corrupt packet; OpenCV reads the frames after it): it is skipped and counted (`skipped`, `note`), not
+    taken for the end. Failed reads with no readable frame after them are the real end (a count estimated
+    from the duration may overshoot). More than MAX_DAMAGED_FRACTION of the declared frames damaged: UserError.
+    Without a declared count the first failed read ends the video."""
+
+    def __init__(self, cv2: Any, capture: Any, path: str | Path, max_frames: int | None = None) -> None:
+        self.capture, self.path, self.max_frames = capture, path, max_frames
+        self.declared = declared_frames(capture, cv2)
+        self.skipped: list[int] = []  # 1-based numbers of the damaged frames skipped
+        self.given = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        index, run = 0, []  # frames read so far (failed included); the current run of failed reads
+        while self.max_frames is None or self.given < self.max_frames:
+            ok, frame = self.capture.read()
+            index += 1
+            if not ok or frame is None:
+                if self.declared is None or index > self.declared or len(run) >= MAX_DAMAGED_RUN:
+                    return
+                run.append(index)
+                continue
+            if run:  # a readable frame after them: the failed reads were damaged frames, not the end
+                self.skipped += run
+                run = []
+                self._check()
+            self.given += 1
+            yield frame
+
+    def _check(self) -> None:
+        if self.declared is not None and len(self.skipped) > self.declared * MAX_DAMAGED_FRACTION:
+            raise UserError(f"{self.path}: {len(self.skipped)} of its {self.declared} frames could not be decoded "
+                            f"({_frame_list(self.skipped)}); the video is damaged: re-encode it or give another")
+
+    @property
+    def note(self) -> str | None:
+        """One line naming the damaged frames skipped, None when there were none."""
+        if not self.skipped:
+            return None
+        n = len(self.skipped)
+        return f"skipped {n} damaged frame{'s' if n > 1 else ''} of {self.declared} ({_frame_list(self.skipped)})"
+
+
 # FFmpeg demuxers that read a list of other files or network streams from a text file: a "video" like
 # this makes FFmpeg open whatever it names (a FIFO blocks for good, a device reads for ever)
 _PLAYLIST_STARTS = {b"ffconcat": "an FFmpeg concat list", b"#EXTM3U": "an HLS playlist",

@@ -29,7 +29,7 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from deepvision.inference.faces.detect import FaceDetector, create_detector, cv2
 from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side
 from deepvision.inference.faces.track import DETECT_EVERY, FaceTracker
 from deepvision.inference.video import (
+    VideoFrames,
     check_video_name,
     check_written_video,
     ffmpeg_name,
@@ -110,6 +111,8 @@ class EmotionSummary:
     wall_seconds: float
     results: list[FrameResult] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
+    skipped: list[int] = field(default_factory=list)  # damaged frames of a video file skipped (1-based)
+    note: str | None = None  # the line naming them
 
     @property
     def fps(self) -> float:
@@ -237,14 +240,20 @@ def _quiet_opencv(cv2: Any) -> Iterator[None]:
         log.setLogLevel(level)
 
 
-def frames_from(cap: Any, is_camera: bool, max_frames: int | None = None) -> Iterator[np.ndarray]:
-    """Frames until the end of the stream; failed camera reads are skipped, up to MAX_FAILED_READS in a row."""
+def frames_from(cap: Any, is_camera: bool, max_frames: int | None = None,
+                source: str | Path = "the video") -> Iterable[np.ndarray]:
+    """Frames until the end of the stream. A video file is read by the rule of `VideoFrames` (damaged frames
+    skipped and counted, its `note`); failed camera reads are skipped, up to MAX_FAILED_READS in a row."""
+    if not is_camera:
+        return VideoFrames(cv2_module(), cap, source, max_frames)
+    return _camera_frames(cap, max_frames)
+
+
+def _camera_frames(cap: Any, max_frames: int | None) -> Iterator[np.ndarray]:
     failed = given = 0
     while max_frames is None or given < max_frames:
         ok, frame = cap.read()
         if not ok or frame is None:
-            if not is_camera:
-                return
             failed += 1
             if failed >= MAX_FAILED_READS:
                 raise UserError(f"the camera returned no frame {MAX_FAILED_READS} times in a row; stopping")
@@ -423,7 +432,8 @@ def run_emotion(
                                    detect_every=detect_every)
     cap = open_capture(video, camera)
     fps_in = frame_rate(cap, cv2_module())
-    stream = frames_from(cap, video is None, max_frames)
+    frames = frames_from(cap, video is None, max_frames, video if video is not None else "the video")
+    stream = iter(frames)
     first = next(stream, None)  # before any output exists: a video without a frame writes nothing
     if first is None:
         cap.release()
@@ -456,7 +466,8 @@ def run_emotion(
             sink.close(ok)
             torch.set_num_threads(previous_threads)
         summary = EmotionSummary(len(results), sum(r.box is None for r in results), sum(r.seconds for r in results),
-                                 time.perf_counter() - started, results)
+                                 time.perf_counter() - started, results,
+                                 skipped=list(getattr(frames, "skipped", [])), note=getattr(frames, "note", None))
         if out_path is not None:
             base = out_path.with_suffix("") if sink.is_video else out_path / "results"
             summary.files = {"csv": f"{base}.csv", "json": f"{base}.json"}
@@ -466,6 +477,7 @@ def run_emotion(
             payload = {"model": clf.source, "input": str(video) if video is not None else f"camera {camera}",
                        "classes": clf.classes, "detector": detector, "width": width,
                        "fast_detection": fast_detection, "detect_every": detect_every, "frames": summary.frames,
+                       "skipped_frames": summary.skipped,
                        "no_face": summary.no_face,
                        "fps": summary.fps,
                        "results": [r.to_dict(clf.classes) for r in results]}

@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
             bar.stop()
     if args.json:
         print(json.dumps({"images": [r.to_dict() for r in images],
-                          "videos": [{"video": v.source, "frames": v.frames, "output": v.output,
+                          "videos": [{"video": v.source, "frames": v.frames, "skipped_frames": v.skipped,
+                                      "output": v.output,
                                       "detections": [[d.to_dict() for d in f] for f in v.per_frame]}
                                      for v in videos]}, indent=1))
         return 0
@@ -68,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
             x1, y1, x2, y2 = d.box
             print(f"  {shown(d.name)}: {d.score:.2f} at [{x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}]")
     for v in videos:
+        if v.note:
+            print(f"{shown(v.source)}: {v.note}")
         print(f"{shown(v.source)}: {v.frames} frames, {v.detections} detection(s), {v.fps:.1f} frames/s"
               + (f" -> {shown(v.output)}" if v.output else ""))
     return 0

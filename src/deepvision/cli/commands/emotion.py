@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
                           max_frames=args.max_frames, device=args.device, threads=args.threads,
                           fast_detection=not args.full_size_detection,
                           detect_every=DETECT_EVERY if args.detect_every is None else args.detect_every)
+    if summary.note:
+        print(f"{shown(args.video)}: {summary.note}")
     if summary.no_face:
         print(f"no face found in {summary.no_face} of {summary.frames} frames")
     for kind, path in summary.files.items():
