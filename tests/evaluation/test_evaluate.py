@@ -316,3 +316,26 @@ def test_a_label_beyond_the_runs_classes_names_its_record_or_file_as_the_data_do
         assert code == 2 and err == (f"deepvision evaluate: error: {name} has label 12, but the run has 10 classes "
                                      f"(labels 0..9); it was labelled for another model\n"), (out, err)
     assert _contents(tmp_path) == before and not (tmp_path / "eval").exists()
+
+
+def test_evaluating_on_the_data_the_run_trained_from_is_said(tmp_path, run_cli):
+    """`evaluate RUN --data FOLDER` on the run's own training folder scored training images without a word
+    (training warns of a val split holding training images); the same folder through a link is said too."""
+    import shutil
+
+    from deepvision.api import train
+    from tests.helpers import make_image_folder
+
+    make_image_folder(tmp_path / "data", n_per_class=6, size=16)
+    cfg = {"model": {"name": "lenet"}, "train": {"epochs": 1, "tensorboard": False},
+           "data": {"source": "folder", "root": str(tmp_path / "data"), "train": ".", "val": None, "test": None,
+                    "image_size": 16, "channels": 1, "batch_size": 4, "workers": 0}}
+    run = train(cfg, out=tmp_path / "runs", name="t").run_dir
+    (tmp_path / "link").symlink_to(tmp_path / "data", target_is_directory=True)
+    shutil.copytree(tmp_path / "data", tmp_path / "other")
+    for given, said in ((tmp_path / "data", True), (tmp_path / "link", True), (tmp_path / "other", False)):
+        code, out, err = run_cli("evaluate", run, "--data", given, "--out", tmp_path / f"e-{given.name}")
+        assert code == 0, err
+        warned = [line for line in out.splitlines() if line.startswith("[WARN]")]
+        assert warned == ([f"[WARN] {given} is the data the run trained from ({tmp_path / 'data'}): its score does "
+                           f"not measure generalisation"] if said else []), out

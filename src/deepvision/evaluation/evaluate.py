@@ -1,6 +1,6 @@
 """`deepvision evaluate`: score a trained run on a split (or new data) and write a full report.
 
-Why one module of ~410 lines: choosing the data (the run's own split, checked against what the run
+Why one module of ~425 lines: choosing the data (the run's own split, checked against what the run
 recorded, or other data matched to its classes), predicting and writing the report are one path whose
 refusals must all come before the report folder is touched.
 """
@@ -11,6 +11,7 @@ import copy
 import csv
 import io
 import json
+import os
 import sys
 import unicodedata
 from pathlib import Path
@@ -26,6 +27,7 @@ from deepvision.data.loaders import build_loaders
 from deepvision.data.lst import read_lst
 from deepvision.data.preprocess import Preprocess
 from deepvision.data.protocols import check_skip_limit
+from deepvision.data.source_registry import resolve_path
 from deepvision.data.sources import (
     DATA_FORMS,
     DataBundle,
@@ -112,6 +114,19 @@ def _refuse_report_over_listed_images(out: str | Path, list_file: str | Path, ro
     base = Path(root) if root else Path(list_file).parent
     images = [base / entry.path for entry in read_lst(list_file)]  # an absolute entry stays as it is
     refuse_output_folder_over_inputs(out, images, [Path(out) / name for name in REPORT_FILES.values()])
+
+
+def _trained_from(run_cfg: Config, data: str | Path) -> Path | None:
+    """The run's training file or folder when `data` is that same file or folder (by identity: a link to it
+    too), else None; training warns of a val split that holds training images in the same way."""
+    if run_cfg.data.source not in ("folder", "lst", "rec", "hdf5") or not run_cfg.data.train:
+        return None
+    trained = resolve_path(run_cfg.data.root, run_cfg.data.train)
+    given = Path(data).with_suffix(".rec") if Path(data).suffix == ".idx" else Path(data)
+    try:
+        return trained if os.path.samefile(given, trained) else None
+    except OSError:  # either is missing or unreadable: nothing to compare
+        return None
 
 
 def collect_probs(loaded: LoadedRun, loader, device: torch.device, crops: int = 1,
@@ -239,6 +254,9 @@ def evaluate_run(
         _check_ten_crop(bundle.role(role), run.read_preprocess())
     loaded = load_run(run_dir, epoch=epoch, which=which, device=dev)  # refused in one line, before any output
     own = data is None or data in ROLES  # the run's own split, however spelled: never relabelled by name
+    if not own and (trained := _trained_from(run_cfg, data)) is not None:
+        say(f"[WARN] {data} is the data the run trained from ({trained}): its score does not measure "
+            f"generalisation")
     unnamed = [str(i) for i in range(len(bundle.classes))]  # an HDF5 file without label_names, a list without
     if own and bundle.classes not in (loaded.classes, unnamed):
         shown = [", ".join(c[:4]) + (", ..." if len(c) > 4 else "") for c in (bundle.classes, loaded.classes)]
