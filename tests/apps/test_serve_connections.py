@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 import time
 from pathlib import Path
@@ -177,11 +178,40 @@ def test_serve_runs_uvicorn_with_the_limits(tmp_path, monkeypatch):
     run = import_mxnet(FIX / "inception_bn_block", 7, input_size=(3, 32, 32), scale=1 / 255, out=tmp_path / "run",
                        quiet=True).run_dir
     seen = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: seen.update(config=self.config))
     monkeypatch.setattr("deepvision.apps.serve.app.check_port", lambda host, port: None)
     serve(run, "127.0.0.1", 8000, request_timeout=7.5)
-    assert issubclass(seen["http"], BoundedH11Protocol) and seen["http"].request_timeout == 7.5
-    assert seen["backlog"] >= 8
+    config = seen["config"]
+    assert issubclass(config.http, BoundedH11Protocol) and config.http.request_timeout == 7.5
+    assert config.backlog >= 8 and config.timeout_graceful_shutdown == 5.0
+
+
+@pytest.mark.parametrize(("signals", "stop"), [((signal.SIGINT,), KeyboardInterrupt),
+                                               ((signal.SIGINT, signal.SIGINT), KeyboardInterrupt),
+                                               ((signal.SIGTERM, signal.SIGINT, signal.SIGTERM), "Terminated")])
+def test_the_first_stop_ends_serve_and_later_ones_change_nothing(tmp_path, monkeypatch, signals, stop):
+    """A second Ctrl+C made uvicorn force its exit and raise the signals again: 38 lines of tracebacks, exit 0.
+    The first signal stops the server; later ones are ignored; serve then raises the stop the CLI turns into
+    its one line (130 or 143)."""
+    import uvicorn
+
+    from deepvision.apps.serve import serve
+    from deepvision.errors import Terminated
+
+    run = import_mxnet(FIX / "inception_bn_block", 7, input_size=(3, 32, 32), scale=1 / 255, out=tmp_path / "run",
+                       quiet=True).run_dir
+    seen = {}
+
+    def run_server(self, sockets=None):
+        for sig in signals:
+            self.handle_exit(sig, None)
+        seen.update(should_exit=self.should_exit, force_exit=self.force_exit)
+
+    monkeypatch.setattr(uvicorn.Server, "run", run_server)
+    monkeypatch.setattr("deepvision.apps.serve.app.check_port", lambda host, port: None)
+    with pytest.raises(Terminated if stop == "Terminated" else stop):
+        serve(run, "127.0.0.1", 8000)
+    assert seen == {"should_exit": True, "force_exit": False}
 
 
 def test_a_stop_does_not_wait_for_an_upload_its_client_never_finishes(caplog):

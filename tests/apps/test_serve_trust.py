@@ -207,7 +207,7 @@ def test_binding_beyond_loopback_warns_unless_a_token_is_set(run_dir, monkeypatc
 
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
-    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: None)
     monkeypatch.setattr("deepvision.apps.serve.app.check_port", lambda host, port: None)  # 8000 may be taken
     serve(run_dir, "0.0.0.0", 8000)
     err = capsys.readouterr().err

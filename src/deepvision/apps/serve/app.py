@@ -20,18 +20,22 @@ A request that does not arrive whole within `request_timeout` seconds is closed,
 cap below the file-descriptor limit are closed at once (connections.py).
 """
 
+import contextlib
 import hmac
 import ipaddress
 import logging
 import math
 import re
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from deepvision.apps.serve.pillow_warnings import quiet_pillow_warnings
 from deepvision.apps.serve.predictor import Predictor, RejectedImage
-from deepvision.errors import UserError
+from deepvision.errors import Terminated, UserError
 
 SERVE_EXTRA = "pip install deepvision[serve]"
 PAGE = Path(__file__).with_name("index.html")
@@ -312,7 +316,43 @@ def serve(source: str | Path, host: str = "127.0.0.1", port: int = 8000, *, max_
     query = "?token=TOKEN" if token is not None else ""
     print(f"serving {source} on http://{host}:{port}/{query}  (JSON: POST /api/predict, health: GET /health; "
           f"Ctrl+C stops)")
-    uvicorn.run(app, host=host, port=port, log_level="warning", **server_options(request_timeout))
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", **server_options(request_timeout))
+    server = _server_class()(config)
+    server.run()
+    if server.stopped_by == signal.SIGINT:  # the CLI's one line for a stop, as every command ends
+        raise KeyboardInterrupt
+    if server.stopped_by == signal.SIGTERM:
+        raise Terminated("the server stopped")
+
+
+def _server_class() -> type:
+    """uvicorn's Server (made on first use: uvicorn is an optional dependency), stopped by the first Ctrl+C or
+    SIGTERM: later ones are ignored while it shuts down (uvicorn's second Ctrl+C, or `timeout` passing a signal on,
+    printed 38 lines of tracebacks), and the signal is not raised again once it has stopped: `serve` ends in the
+    CLI's one line for a stop instead."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        stopped_by: int | None = None
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.stopped_by is None:
+                self.stopped_by, self.should_exit = sig, True
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            saved = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in saved.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
 
 
 STOP_GRACE_S = 5.0
