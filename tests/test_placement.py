@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 
@@ -95,9 +96,9 @@ def test_a_figure_replaces_only_its_own_kind_and_never_joins_a_folder_of_images(
 
 @pytest.mark.parametrize("stop", ["Terminated", "KeyboardInterrupt"])
 def test_a_stopped_generator_leaves_nothing_in_its_new_folder(tmp_path, stop):
-    """A generator stopped mid-write (Ctrl+C, SIGTERM) removes what it wrote: its own next run refused the
-    half-written tree as "not empty". An empty folder the user made stays, empty; a failure that is not a
-    stop keeps what was written (nothing is lost), and a folder that holds something is refused first."""
+    """A generator stopped mid-write (Ctrl+C, SIGTERM) or failing (a full disk) removes what it wrote: its
+    own next run refused the half-written tree as "not empty". An empty folder the user made stays, empty,
+    and a folder that holds something is refused first."""
     from deepvision import errors
     from deepvision.placement import new_output_folder
 
@@ -111,13 +112,35 @@ def test_a_stopped_generator_leaves_nothing_in_its_new_folder(tmp_path, stop):
             (folder / "half.txt").write_text("half")
             raise exc
         assert (os.listdir(out) == []) if made else not (tmp_path / "new").exists()
-    with pytest.raises(RuntimeError), new_output_folder(tmp_path / "failed") as folder:
+    with pytest.raises(OSError), new_output_folder(tmp_path / "failed") as folder:
         (folder / "kept.txt").write_text("kept")
-        raise RuntimeError("disk full")
-    assert os.listdir(tmp_path / "failed") == ["kept.txt"]
-    with pytest.raises(UserError, match="already exists and is not empty"), new_output_folder(tmp_path / "failed"):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert not (tmp_path / "failed").exists()
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.txt").write_text("mine")
+    with pytest.raises(UserError, match="already exists and is not empty"), new_output_folder(tmp_path / "full"):
         pass
-    assert os.listdir(tmp_path / "failed") == ["kept.txt"]
+    assert os.listdir(tmp_path / "full") == ["mine.txt"]
+
+
+def test_a_full_disk_names_the_output_of_a_command_whose_error_names_no_file(tmp_path, run_cli, monkeypatch):
+    """A write() to an open file that fails names no file: the line names the command's --out, and a
+    generator leaves nothing of its half-written tree (its next run is not refused)."""
+    from deepvision.apps.cars import fake
+
+    real = fake.Image.Image.save
+    calls = []
+
+    def full(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > 3:
+            raise OSError(errno.EFBIG, "File too large")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(fake.Image.Image, "save", full)
+    code, out, err = run_cli("cars", "fake", "--out", tmp_path / "cars")
+    assert code == 2 and err == f"deepvision cars fake: error: writing under {tmp_path / 'cars'}: File too large\n"
+    assert len(calls) == 4 and os.listdir(tmp_path) == []
 
 
 def test_an_output_folder_in_an_input_folder_is_refused(tmp_path):

@@ -130,14 +130,15 @@ def write_failed(path: str | Path, exc: OSError) -> UserError:
 
 
 @contextlib.contextmanager
-def output_folder(path: str | Path, discard_on_stop: bool = False) -> Iterator[Path]:
+def output_folder(path: str | Path, discard_on_stop: bool = False, discard_on_failure: bool = False) -> Iterator[Path]:
     """Create folder `path` (and its missing parents) for one command's outputs. When the block fails, the
     folders the command made and left empty are removed again (deepest first): sub-folders it made
     inside `path` (`images/cat/` of a build that failed before its first image), then `path` and the
     parents this call created. A folder that existed before is kept, as is every file and every folder
     holding one, so a failed or refused build leaves no empty `--out` tree and never loses anything.
     With `discard_on_stop`, a stop (Ctrl+C, SIGTERM) also removes the files and folders the block added
-    at the top of `path`: a half-written output that the same command, run again, would refuse."""
+    at the top of `path`: a half-written output that the same command, run again, would refuse; with
+    `discard_on_failure`, any failure does (a full disk: a generator's half-written tree)."""
     path = Path(path)
     created = missing_folders(path)
     try:
@@ -149,8 +150,8 @@ def output_folder(path: str | Path, discard_on_stop: bool = False) -> Iterator[P
         yield path
     except BaseException as exc:
         with contextlib.suppress(OSError):
-            for name in sorted(set(os.listdir(path)) - before):
-                if discard_on_stop and chained_stop(exc) is not None:  # also as an extension's ImportError
+            for name in sorted(set(os.listdir(path)) - before):  # a stop: also as an ImportError
+                if discard_on_failure or discard_on_stop and chained_stop(exc) is not None:
                     _remove_added(path / name)
                 _remove_empty_folders(path / name)
         remove_made(created)

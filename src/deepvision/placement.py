@@ -129,10 +129,10 @@ def require_new_folder(path: str | Path, option: str = "--out") -> None:
 @contextlib.contextmanager
 def new_output_folder(path: str | Path, option: str = "--out") -> Iterator[Path]:
     """A generator's or builder's new output folder: refused unless new or empty (`require_new_folder`), then
-    created for the block; a block that fails leaves no empty folder it made, and a stopped one (Ctrl+C,
+    created for the block; a block that fails (a full disk, a file size limit) or is stopped (Ctrl+C,
     SIGTERM) removes everything it added, so the same command run again is not refused a half-written tree."""
     require_new_folder(path, option)
-    with output_folder(path, discard_on_stop=True) as folder:
+    with output_folder(path, discard_on_failure=True) as folder:
         yield folder
 
 

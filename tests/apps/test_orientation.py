@@ -272,6 +272,28 @@ def test_dataset_refuses_one_photo_reached_twice(run_cli, tmp_path, link):
     assert "are one file (a link): the data set made from" in err and not (tmp_path / "out").exists()
 
 
+def test_a_dataset_on_a_full_disk_leaves_no_half_written_folder(run_cli, tmp_path, monkeypatch):
+    """The third image meets a full disk: one line naming it, and neither the two images written nor the
+    folders are left (the same command run again refused the half-written set as not empty)."""
+    import errno
+
+    from deepvision.apps.orientation import dataset
+
+    src = photos(tmp_path / "src", count=6)
+    real, calls = dataset._save, []
+
+    def full(img, path, quality):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(img, path, quality)
+
+    monkeypatch.setattr(dataset, "_save", full)
+    code, out, err = run_cli("orientation", "dataset", src, tmp_path / "out")
+    assert code == 2 and err.count("\n") == 1 and f"{calls[2]}: No space left on device" in err, err
+    assert not (tmp_path / "out").exists() and len(list(src.iterdir())) == 6
+
+
 @pytest.mark.parametrize(("sig", "made"), [("SIGINT", False), ("SIGTERM", False), ("SIGTERM", True)])
 def test_a_stopped_dataset_leaves_no_half_written_folder(tmp_path, sig, made):
     """A stop left 1,045 images and no counts.json, and the same command run again refused the folder."""

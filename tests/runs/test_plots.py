@@ -183,6 +183,20 @@ def test_a_history_header_or_epoch_no_run_writes_is_damage(tmp_path, run_cli, he
     assert code == 2 and err.count("\n") == 1 and f"history.csv is damaged ({problem}" in err, err
 
 
+def test_a_history_saved_by_a_spreadsheet_reads_and_an_oversized_field_is_named(tmp_path, run_cli):
+    """A BOM before the header (a spreadsheet's UTF-8 save) is not part of the first column's name; a field
+    beyond the CSV module's limit is named with its line, not as "damaged (Error)"."""
+    run = fake_run(tmp_path, "r", {"name": "constant"}, 2)
+    text = run.history_path.read_text()
+    run.history_path.write_text("\ufeff" + text)
+    assert [row["epoch"] for row in run.read_history()] == [1, 2]
+    lines = text.splitlines()
+    run.history_path.write_text("\n".join([lines[0], lines[1], "x" * 200_000 + lines[2]]) + "\n")
+    code, out, err = run_cli("plot", run.path)
+    assert code == 2 and err.count("\n") == 1 and "history.csv is damaged (line 3: not readable as CSV (field " \
+        "larger than field limit" in err, err
+
+
 def test_a_figure_stopped_while_saved_leaves_no_folder_made_for_it(tmp_path, monkeypatch):
     """`runs compare a b --out new/cmp.png` stopped as the figure is written: neither a temporary file nor
     new/ is left; a folder that was there stays."""

@@ -82,6 +82,15 @@ def _storage_error_in(exc: BaseException) -> str | None:
     return None
 
 
+def _writing_under(args: argparse.Namespace, exc: OSError) -> str:
+    """Where a full disk or a file size limit struck when the OSError names no file (a write() to an open
+    file): the command's output, `--out`, else nothing."""
+    import errno
+
+    out = getattr(args, "out", None)
+    return f"writing under {out}: " if out and exc.errno in (errno.ENOSPC, errno.EFBIG) else ""
+
+
 def fit_lines(text: str, width: int = HELP_WIDTH) -> str:
     """`text` with every line wrapped to `width` columns: prose keeps its indentation, an example's
     trailing `# comment` moves to the next line, and long commands continue indented."""
@@ -398,7 +407,7 @@ def run_command(args: argparse.Namespace) -> int:
         from deepvision.fileio import public_names
 
         held.drop()
-        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else _writing_under(args, exc)
         sys.stderr.write(f"{args.command_prog}: error: {clip_message(public_names(f'{where}{exc.strerror or exc}'))}\n")
         return 2
     except Exception as exc:  # a library's error caused by a full disk or a file size limit (joblib's hand-over)

@@ -344,7 +344,7 @@ class RunDir:
         rows = []
         problem = None
         try:
-            with open(path, newline="", encoding="utf-8") as f:
+            with open(path, newline="", encoding="utf-8-sig") as f:  # a spreadsheet's save adds a BOM
                 reader = csv.reader(f)
                 header = next(reader, [])
                 twice = sorted(name for name, n in Counter(header).items() if n > 1)  # linear: headers may be long
@@ -360,7 +360,9 @@ class RunDir:
                         raise ValueError(f"line {line}: epoch '{printable(str(row['epoch'])[:20])}' is not a "
                                          f"whole number")
                     rows.append({k: _parse(k, v) for k, v in row.items()})
-        except (UnicodeDecodeError, csv.Error, ValueError) as exc:
+        except csv.Error as exc:
+            problem = f"line {reader.line_num}: not readable as CSV ({exc})"
+        except (UnicodeDecodeError, ValueError) as exc:
             problem = str(exc) if str(exc).startswith("line ") else exc.__class__.__name__
         if problem is None:
             problem = _bad_cell(rows)

@@ -98,7 +98,7 @@ def build_orientation_dataset(
         paths = [paths[i] for i in sorted(rng.choice(len(paths), max_images, replace=False))]
     paths = paths[:max_images]
     paths = [paths[i] for i in rng.permutation(len(paths))]
-    with output_folder(out, discard_on_stop=True):  # a stopped run leaves no half-written set the next refuses
+    with output_folder(out, discard_on_failure=True):  # a failed or stopped run leaves no set the next refuses
         for angle in ANGLES:
             (out / str(angle)).mkdir(exist_ok=True)
         counts = dict.fromkeys(ANGLES, 0)

@@ -101,8 +101,9 @@ def write_split(root: str | Path, split: str, images_hwc: np.ndarray, labels: np
     if images_hwc.shape[1:] != (SIDE, SIDE, 3):
         raise ValueError(f"images must be N x 96 x 96 x 3, got {images_hwc.shape}")
     x, y = root / f"{split}_X.bin", root / f"{split}_y.bin"
-    images_hwc.transpose(0, 3, 2, 1).tofile(x)
-    np.asarray(labels, dtype=np.uint8).tofile(y)
+    for path, data in ((x, images_hwc.transpose(0, 3, 2, 1)), (y, np.asarray(labels, dtype=np.uint8))):
+        with open(path, "wb") as f:  # a full disk is an OSError with its errno (ndarray.tofile's has none)
+            f.write(data.tobytes())
     return x, y
 
 
