@@ -422,9 +422,9 @@ def test_records_mixing_label_counts_are_refused_by_every_reader(tmp_path, run_c
             w.write(pack_header(IRHeader(0, label, 50 + i, 0), b"not decoded"), key=i)
     (tmp_path / "c.yaml").write_text(f"model: {{name: lenet}}\ndata: {{source: rec, train: '{tmp_path / 'a.rec'}', "
                                      f"image_size: 28}}\n")
-    message = (f"{tmp_path / 'a.rec'} mixes label counts: record 0 (id 50) has 1 label(s), record 1 (id 51) has 3; a "
-               f"classification record file gives every image the same number (pack it again from a list whose "
-               f"lines all hold the same labels)")
+    message = (f"{tmp_path / 'a.rec'} mixes label counts: record 0 (id 50) at byte offset 0 has 1 label(s), "
+               f"record 1 (id 51) at byte offset 44 has 3; a classification record file gives every image the same "
+               f"number (pack it again from a list whose lines all hold the same labels)")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     for drop_idx in (False, True):  # read through the .idx, or the index rebuilt by a scan
         if drop_idx:

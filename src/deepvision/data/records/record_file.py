@@ -229,10 +229,10 @@ def _scan_headers(path: Path, idx: Path | None, mm: mmap.mmap, offsets: np.ndarr
                               f"{flag[bad]} labels in a {length[bad]}-byte record", index=bad, offset=int(offsets[bad]))
         counts = np.maximum(flag, 1)  # flag 0: the one label in the header
         if np.any(mixed := counts != counts[0]):  # as the lst source: readers take one width
-            b = int(np.argmax(mixed))
-            raise UserError(f"{path} mixes label counts: record 0 (id {ids[0]}) has {counts[0]} label(s), record {b} "
-                            f"(id {ids[b]}) has {counts[b]}; a classification record file gives every image the "
-                            f"same number (pack it again from a list whose lines all hold the same labels)")
+            b, at = int(np.argmax(mixed)), "record {0} (id {1}) at byte offset {2} has {3}".format  # as describe()
+            raise UserError(f"{path} mixes label counts: {at(0, ids[0], offsets[0], counts[0])} label(s), "
+                            f"{at(b, ids[b], offsets[b], counts[b])}; a classification record file gives every "
+                            f"image the same number (pack it again from a list whose lines all hold the same labels)")
         width = int(counts[0])
         labels = np.zeros((n, width), np.float32)
         single = direct & (flag == 0)
