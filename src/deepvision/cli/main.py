@@ -1,6 +1,6 @@
 """`deepvision <command>`: dispatch, one-line errors (exit 2) and clean interruption.
 
-Why one module of ~420 lines: the parser's rules for every option (numbers in ASCII digits, empty values, names
+Why one module of ~430 lines: the parser's rules for every option (numbers in ASCII digits, empty values, names
 that print as others) and the one path every error and stop takes to its single line are the contract of every
 command; split up, a command could be reached by a path that skips part of it.
 """
