@@ -149,3 +149,24 @@ def test_a_split_seed_with_nothing_carved_is_refused(tmp_path):
     with pytest.raises(UserError, match=r"^data\.split_seed is read only when a split is carved out of train "):
         train(cfg, out=tmp_path / "runs")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_data_root_that_is_not_there_is_refused_when_the_files_are_found_in_the_working_directory(
+        tmp_path, monkeypatch):
+    """The fallback for a file missing under data.root read the working directory's copy and recorded a root
+    that does not exist; a root that is there still wins, and an absolute file needs none."""
+    from tests.helpers import make_image_folder
+
+    make_image_folder(tmp_path / "img", n_per_class=3, size=16)
+    names = sorted(p.name for p in (tmp_path / "img").iterdir())
+    lines = [f"{i}\t{names.index(p.parent.name)}\timg/{p.parent.name}/{p.name}"
+             for i, p in enumerate(sorted((tmp_path / "img").glob("*/*.png")))]
+    (tmp_path / "t.lst").write_text("\n".join(lines) + "\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = tiny_config(1, source="lst", root=str(tmp_path / "nowhere"), train="t.lst", val=None, test=None,
+                      val_fraction=0.0, workers=0, options={"image_root": str(tmp_path)})
+    with pytest.raises(UserError, match=r"^data\.root .*nowhere is not a folder, but t\.lst is in the working "):
+        train(cfg, out=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+    cfg["data"]["train"] = str(tmp_path / "t.lst")
+    assert len(train(cfg, out=tmp_path / "runs").history) == 1

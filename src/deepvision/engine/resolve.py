@@ -74,8 +74,15 @@ def refuse_output_in_data(cfg: Config, out: str | Path) -> None:
 def refuse_named_test_with_fraction(cfg: Config) -> None:
     """Refuse a named test split together with data.test_fraction, as evaluating the run would: training
     reads no test split when it is not scored, so the carved part would replace the named one unnoticed;
-    and a split seed where nothing is carved (it would be recorded and never read)."""
+    a split seed where nothing is carved (it would be recorded and never read); and a data.root that is
+    not there while the data files it should hold are found in the working directory (the fallback for a
+    file missing under the root would record a root no file was read from)."""
     d = cfg.data
+    named = [Path(n) for n in (d.train, d.val, d.test, d.options.get("labels")) if isinstance(n, str) and n]
+    stray = [p for p in named if p.suffix in DATA_FILE_SUFFIXES and not p.is_absolute() and p.exists()]
+    if d.root and not Path(d.root).is_dir() and stray:
+        raise UserError(f"data.root {d.root} is not a folder, but {stray[0]} is in the working directory; give "
+                        f"the folder that holds the data files, or leave data.root out to read them from here")
     if d.test and d.test != DataConfig().test and d.test_fraction > 0:
         raise UserError(f"data.test and data.test_fraction are both set; use one of them (data.test={d.test}, "
                         f"data.test_fraction={d.test_fraction:g}; --set data.test_fraction=0 reads the split "
