@@ -345,3 +345,21 @@ def test_a_stop_while_the_mean_is_computed_leaves_the_out_folder_as_it_was(fake,
     for _ in stopped_both_ways(monkeypatch, run_cli, [*argv[:-4], "--test-size", "7", "--workers", "1"],
                                "deepvision.datasets.mean.write_mean_json", 1):
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_class_with_no_training_image_is_refused_where_the_lists_are_made(tmp_path, run_cli):
+    """A class the map names but no training image holds was written to labels.txt (exit 0) and only
+    training refused it; one the test split empties is named too."""
+    root = tmp_path / "ilsvrc"
+    paths = make_fake_imagenet(root, classes=2, per_class=2, val_per_class=1, min_side=16, max_side=20)
+    before = paths.map_clsloc.read_text()
+    with paths.map_clsloc.open("a") as f:
+        f.write("n99999999 3 star\n")
+    code, out, err = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "l", "--no-mean",
+                             "--test-size", "1")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert f"class n99999999 (star) in {paths.map_clsloc} would have no training image: {paths.train_cls} lists " \
+           f"no image of it" in err and not (tmp_path / "l").exists()
+    paths.map_clsloc.write_text(before)
+    with pytest.raises(UserError, match=r"would have no training image: the test split takes all its images"):
+        build_lists(root, test_size=3)

@@ -226,6 +226,12 @@ def build_lists(root: str | Path, out: str | Path | None = None, *, test_size: i
         raise UserError(f"a test split of {size} images leaves nothing to train on ({len(train_stems)} training "
                         f"images); choose a smaller --test-size")
     keep, held = stratified_split(np.asarray(train_labels), size, seed) if size else (np.arange(len(train_stems)), [])
+    kept = np.bincount(np.asarray(train_labels, dtype=np.int64)[keep], minlength=len(classes))
+    if not kept.all():  # training refuses a class with no sample: say so where the lists are made
+        k = int(np.flatnonzero(kept == 0)[0])
+        why = "the test split takes all its images" if k in train_labels else f"{paths.train_cls} lists no image of it"
+        raise UserError(f"class {printable(classes[k][0])} ({printable(classes[k][1])}) in {paths.map_clsloc} would "
+                        f"have no training image: {why}; give it images, or remove it from the class map")
     prefix = str(paths.images) + "/" if absolute else ""
 
     def entries(stems: list[str], exts: list[str], labels: list[int], order, folder: str) -> list[ListEntry]:
