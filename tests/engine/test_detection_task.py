@@ -152,3 +152,19 @@ def test_detection_trains_through_the_engine_resumes_and_evaluates(built, tmp_pa
     assert 0.0 <= report["voc_map50"] <= 1.0 and (tmp_path / "report" / "metrics.json").is_file()
     with pytest.raises(UserError, match="is a detection run: use `deepvision detect"):
         predict(run.path, [str(next(p for p in built.parent.rglob("*") if p.suffix in (".jpg", ".png")))])
+
+
+def test_a_class_with_no_training_box_is_refused_as_a_class_with_no_sample(tmp_path):
+    """A class the dataset lists but no training box holds was trained (exit 0; the build printed its count of
+    0); one with difficult boxes only counts when data.train_difficult takes them."""
+    from deepvision.datasets.detection.build import build_dataset, read_annotations
+    from deepvision.datasets.detection.fake import make_fake
+
+    fake = make_fake(tmp_path / "voc", "voc", images=6, size=96, seed=11)
+    ann = read_annotations("voc", fake.build_args[1:])
+    build_dataset(ann, tmp_path / "b", classes=["disc", "square", "triangle", "star"])
+    spec = get_model_spec(RCNN[0])
+    with pytest.raises(UserError, match=r"^class 'star' has no box in the training split \(.*b: train\); the model "):
+        DetectionTask(_cfg(tmp_path / "b", *RCNN)).load_data(("train", "val"), spec.input_size, spec.preprocess)
+    smoke = DetectionTask(_cfg(tmp_path / "b", *RCNN, max_samples=2))  # a smoke run's first images: not refused
+    assert smoke.load_data(("train", "val"), spec.input_size, spec.preprocess).classes[-1] == "star"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from deepvision.config.names import register_inference
@@ -31,6 +32,7 @@ from deepvision.engine.tasks.base import Task
 from deepvision.engine.tasks.registry import register_task
 from deepvision.errors import UserError
 from deepvision.models.detection import RCNN_LOSSES, detection_family
+from deepvision.safeload import printable
 
 # torchvision's SSD names its two losses differently from Faster R-CNN; one set of column names for both
 LOSS_NAMES = {"classification": "loss_classifier", "bbox_regression": "loss_box_reg"}
@@ -123,6 +125,23 @@ def infer_detection_task(cfg: Config) -> None:
 register_inference(infer_detection_task)
 
 
+def refuse_classes_without_boxes(data: DetectionData) -> None:
+    """Refuse a dataset whose class list names a class no training box has (difficult boxes count only with
+    data.train_difficult), as the classification task refuses a class with no sample: the model would get an
+    output it never learns."""
+    boxes, learnt = np.zeros((2, len(data.classes) + 1), np.int64)
+    for im in data.splits["train"]:
+        boxes += np.bincount(im.labels, minlength=len(boxes))
+        learnt += np.bincount(im.labels if data.train_difficult else im.labels[~im.difficult], minlength=len(boxes))
+    missing = np.flatnonzero(learnt[1:] == 0)
+    if missing.size:
+        more = f" (and {missing.size - 1} more)" if missing.size > 1 else ""
+        has = "only difficult boxes (data.train_difficult is off)" if boxes[missing[0] + 1] else "no box"
+        raise UserError(f"class '{printable(data.classes[missing[0]])}'{more} has {has} in the training split "
+                        f"({data.cfg.root}: {data.cfg.train}); the model would get an output it never learns: "
+                        f"build the dataset without it (`deepvision detection build --classes`) or add boxes of it")
+
+
 @register_task("detection")
 class DetectionTask(Task):
     """Task "detection" (see the module docstring)."""
@@ -163,6 +182,8 @@ class DetectionTask(Task):
         from deepvision.datasets.detection.record import split_record
 
         data = load_detection_data(self.cfg.data, roles, pre, min_batch=min_batch)
+        if not self.cfg.data.max_samples:  # a smoke run's first N images may hold some classes only
+            refuse_classes_without_boxes(data)
         self.classes = data.classes
         self.splits_read = split_record(self.cfg.data)  # scoring its own splits or resuming compares with it
         return data
