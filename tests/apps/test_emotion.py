@@ -474,6 +474,7 @@ def test_emotion_skips_and_names_a_damaged_video_frame_and_refuses_a_mostly_dama
     assert "clip.avi: skipped 1 damaged frame of 10 (frame 4)" in out and "9 frames:" in out
     doc = json.loads((tmp_path / "e.json").read_text())
     assert doc["frames"] == 9 and doc["skipped_frames"] == [4] and len(doc["results"]) == 9
+    assert [r["frame"] for r in doc["results"]] == [0, 1, 2, 4, 5, 6, 7, 8, 9]  # the video's own frame numbers
     assert video.read_bytes() == before
     bad = damaged_avi(tmp_path / "bad.avi", damaged=(2, 3, 4, 5, 6, 7))
     code, out, err = run_cli("emotion", fer_run, "--video", bad, "--headless", "--out", tmp_path / "out" / "b.avi",

@@ -126,6 +126,8 @@ def test_a_damaged_video_frame_is_skipped_and_named_and_a_mostly_damaged_video_r
     assert "clip.avi: skipped 1 damaged frame of 10 (frame 4)" in out and "clip.avi: 9 frames" in out
     doc = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert doc["videos"][0]["frames"] == 9 and doc["videos"][0]["skipped_frames"] == [4]
+    # indexed by the video's frames: the skipped frame is null, the frames after it keep their own numbers
+    assert [f is None for f in doc["videos"][0]["detections"]] == [False] * 3 + [True] + [False] * 6
     cap = cv2.VideoCapture(str(tmp_path / "out" / "clip.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 9
     cap.release()

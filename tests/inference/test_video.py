@@ -207,7 +207,8 @@ class _Capture:
 @pytest.mark.parametrize(("pattern", "declared", "given", "skipped"), [
     ("1101111", 7, 6, [3]),  # a damaged frame before the declared count: skipped, the rest read
     ("1100111", 7, 5, [3, 4]),
-    ("11111000", 8, 5, []),  # failed reads with no frame after them: the real end (an estimated count overshoots)
+    ("11111000", 8, 5, [6, 7, 8]),  # failed reads up to the declared count at the end: damaged frames too
+    ("111110000", 8, 5, [6, 7, 8]),  # a failed read after the declared count: the end
     ("1101111", 0, 2, []),  # no declared count: the first failed read ends the video
     ("1101111", float("nan"), 2, []),
     ("1101111", 4e9, 2, []),  # an unbelievable count is no count
@@ -226,8 +227,13 @@ def test_video_frames_stop_at_max_frames_and_after_a_long_run_of_failed_reads(mo
 
     assert len(list(VideoFrames(cv2, _Capture("1011111", 7), "v.avi", max_frames=3))) == 3
     monkeypatch.setattr(video, "MAX_DAMAGED_RUN", 3)
-    capture = _Capture("1" + "0" * 50, 1000)
-    assert len(list(VideoFrames(cv2, capture, "v.avi"))) == 1 and capture.reads == 5  # not 1,000 reads
+    capture, given = _Capture("1" + "0" * 50, 1000), []
+    with pytest.raises(UserError, match=r"^v\.avi: 999 of its 1000 frames could not be decoded \(frames 2, 3, 4 and "
+                                        r"the 996 after them\)"):
+        given += VideoFrames(cv2, capture, "v.avi")
+    assert len(given) == 1 and capture.reads == 4  # not 1,000 reads
+    frames = VideoFrames(cv2, _Capture("1" * 8 + "0" * 5, 10), "v.avi")
+    assert len(list(frames)) == 8 and frames.note == "skipped 2 damaged frames of 10 (frames 9, 10)"
 
 
 def test_a_damaged_frame_of_a_real_video_is_skipped_and_named(tmp_path):
@@ -243,6 +249,24 @@ def test_a_damaged_frame_of_a_real_video_is_skipped_and_named(tmp_path):
     assert len(means) == 9 and frames.skipped == [4] and means[3] > means[2] + 30  # frame 5 follows frame 3
     assert frames.note == "skipped 1 damaged frame of 10 (frame 4)"
     assert path.read_bytes() == before
+
+
+def test_damaged_frames_at_the_end_of_a_real_video_are_named_and_counted(tmp_path):
+    """The last frames damaged were taken for the end: 1 of 10 frames processed, exit 0, no word."""
+    from deepvision.inference.video import VideoFrames
+    from tests.inference.videotools import damaged_avi
+
+    path = damaged_avi(tmp_path / "v.avi", damaged=(10,))
+    cap = open_video(cv2, path)
+    frames = VideoFrames(cv2, cap, path)
+    assert len(list(frames)) == 9 and frames.index == 8 and frames.note == "skipped 1 damaged frame of 10 (frame 10)"
+    cap.release()
+    path = damaged_avi(tmp_path / "w.avi", damaged=tuple(range(2, 11)))
+    cap = open_video(cv2, path)
+    with pytest.raises(UserError, match=r"w\.avi: 9 of its 10 frames could not be decoded \(frames 2, 3, 4, 5, 6 "
+                                        r"and 4 more\)"):
+        list(VideoFrames(cv2, cap, path))
+    cap.release()
 
 
 def test_a_video_with_most_frames_damaged_is_refused_in_one_line(tmp_path):

@@ -213,13 +213,20 @@ class VideoResult:
     detections: int
     seconds: float
     output: str | None
-    per_frame: list[list[Detection]] = field(default_factory=list, repr=False)
+    per_frame: list[list[Detection] | None] = field(default_factory=list, repr=False)  # by the video's frame
+    # numbers: None where a damaged frame was skipped
     skipped: list[int] = field(default_factory=list)  # damaged frames skipped (1-based, `VideoFrames`)
     note: str | None = None  # the line naming them
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The video's entry in detections.json: `detections` is indexed by the video's frame numbers (from
+        0), null for a damaged frame skipped."""
+        return {"video": self.source, "frames": self.frames, "skipped_frames": self.skipped, "output": self.output,
+                "detections": [None if f is None else [d.to_dict() for d in f] for f in self.per_frame]}
 
 
 def detect_video(detector: Detector, path: Path, out: Path | None = None, show: bool = False,
@@ -244,6 +251,7 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
             frame, scale = detector.cap(frame)
             dets = detector.detect([cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)])[0]
             detector.draw(frame, dets)
+            per_frame += [None] * (reader.index - len(per_frame))  # damaged frames skipped before this one
             per_frame.append(_scaled(dets, scale))
             count += len(dets)
             frames += 1
@@ -266,6 +274,7 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
                     break
             if progress is not None:
                 progress(frames, total)
+        per_frame += [None] * (max(reader.skipped, default=0) - len(per_frame))  # damaged frames at the end
         if frames == 0 and max_frames != 0:
             raise UserError(f"{path}: no frame could be decoded (a damaged video, or a codec this OpenCV lacks); "
                             f"nothing was written")
@@ -350,7 +359,6 @@ def run_detect(run_dir: str | Path, sources: list[str | Path], *, min_confidence
                 r.output = str(out_dir / Path(r.output).name) if r.output else r.output
             doc = {"run": str(Path(run_dir)), "min_confidence": min_confidence,
                    "images": [r.to_dict() for r in image_results],
-                   "videos": [{"video": v.source, "frames": v.frames, "skipped_frames": v.skipped, "output": v.output,
-                               "detections": [[d.to_dict() for d in f] for f in v.per_frame]} for v in videos]}
+                   "videos": [v.to_dict() for v in videos]}
             atomic_write_text(tmp / "detections.json", json.dumps(doc, indent=1) + "\n")
     return image_results, videos

@@ -101,16 +101,20 @@ def _frame_list(numbers: list[int], shown: int = 5) -> str:
 class VideoFrames:
     """The frames of an opened video file, in order: the one rule every command reading a video file uses.
     A failed read before the container's declared frame count (`declared_frames`) is a damaged frame (a
-    corrupt packet; OpenCV reads the frames after it): it is skipped and counted (`skipped`, `note`), not
-    taken for the end. Failed reads with no readable frame after them are the real end (a count estimated
-    from the duration may overshoot). More than MAX_DAMAGED_FRACTION of the declared frames damaged: UserError.
-    Without a declared count the first failed read ends the video."""
+    corrupt packet; OpenCV reads the frames after it), wherever it lies, the last frames included: it is
+    skipped and counted (`skipped`, `note`), never taken for the end. After MAX_DAMAGED_RUN failed reads in
+    a row the rest of the declared frames are counted as unread (`untried`) without trying them. More than
+    MAX_DAMAGED_FRACTION of the declared frames damaged or unread: UserError. `index`: the 0-based position
+    in the video of the frame last given, which results name. Without a declared count the first failed
+    read ends the video."""
 
     def __init__(self, cv2: Any, capture: Any, path: str | Path, max_frames: int | None = None) -> None:
         self.capture, self.path, self.max_frames = capture, path, max_frames
         self.declared = declared_frames(capture, cv2)
         self.skipped: list[int] = []  # 1-based numbers of the damaged frames skipped
+        self.untried = 0  # declared frames after a run of MAX_DAMAGED_RUN failed reads, not read
         self.given = 0
+        self.index = -1
 
     def __iter__(self) -> Iterator[Any]:
         index, run = 0, []  # frames read so far (failed included); the current run of failed reads
@@ -118,29 +122,40 @@ class VideoFrames:
             ok, frame = self.capture.read()
             index += 1
             if not ok or frame is None:
-                if self.declared is None or index > self.declared or len(run) >= MAX_DAMAGED_RUN:
-                    return
+                if self.declared is None or index > self.declared:
+                    break
                 run.append(index)
+                if len(run) >= MAX_DAMAGED_RUN:
+                    self.untried = self.declared - index
+                    break
                 continue
-            if run:  # a readable frame after them: the failed reads were damaged frames, not the end
-                self.skipped += run
-                run = []
-                self._check()
-            self.given += 1
+            self.skipped += run
+            run = []
+            self._check()
+            self.given, self.index = self.given + 1, index - 1
             yield frame
+        self.skipped += run  # failed reads up to the declared count: damaged frames at the end
+        self._check()
 
     def _check(self) -> None:
-        if self.declared is not None and len(self.skipped) > self.declared * MAX_DAMAGED_FRACTION:
-            raise UserError(f"{self.path}: {len(self.skipped)} of its {self.declared} frames could not be decoded "
-                            f"({_frame_list(self.skipped)}); the video is damaged: re-encode it or give another")
+        bad = len(self.skipped) + self.untried
+        if self.declared is not None and bad > self.declared * MAX_DAMAGED_FRACTION:
+            raise UserError(f"{self.path}: {bad} of its {self.declared} frames could not be decoded "
+                            f"({_frame_list(self.skipped)}{self._untried_text}); the video is damaged: re-encode it "
+                            f"or give another")
+
+    @property
+    def _untried_text(self) -> str:
+        return f" and the {self.untried} after them" if self.untried else ""
 
     @property
     def note(self) -> str | None:
         """One line naming the damaged frames skipped, None when there were none."""
         if not self.skipped:
             return None
-        n = len(self.skipped)
-        return f"skipped {n} damaged frame{'s' if n > 1 else ''} of {self.declared} ({_frame_list(self.skipped)})"
+        n = len(self.skipped) + self.untried
+        return (f"skipped {n} damaged frame{'s' if n > 1 else ''} of {self.declared} ({_frame_list(self.skipped)}"
+                f"{self._untried_text})")
 
 
 # FFmpeg demuxers that read a list of other files or network streams from a text file: a "video" like

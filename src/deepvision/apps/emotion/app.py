@@ -448,7 +448,8 @@ def run_emotion(
         if threads is not None:
             torch.set_num_threads(threads)
         try:
-            for i, frame in enumerate(itertools.chain([first], stream)):
+            for n, frame in enumerate(itertools.chain([first], stream)):
+                i = frames.index if isinstance(frames, VideoFrames) else n  # the video's own frame numbers
                 annotated, canvas, result = recognizer.process(frame, i)
                 more = sink.put(i, annotated, canvas)  # written before it counts: a stop keeps both in step
                 results.append(result)

@@ -57,10 +57,7 @@ def run(args: argparse.Namespace) -> int:
             bar.stop()
     if args.json:
         print(json.dumps({"images": [r.to_dict() for r in images],
-                          "videos": [{"video": v.source, "frames": v.frames, "skipped_frames": v.skipped,
-                                      "output": v.output,
-                                      "detections": [[d.to_dict() for d in f] for f in v.per_frame]}
-                                     for v in videos]}, indent=1))
+                          "videos": [v.to_dict() for v in videos]}, indent=1))
         return 0
     for r in images:
         written = f" -> {shown(r.output)}" if r.output else ""
