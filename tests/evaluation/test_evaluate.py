@@ -339,3 +339,36 @@ def test_evaluating_on_the_data_the_run_trained_from_is_said(tmp_path, run_cli):
         warned = [line for line in out.splitlines() if line.startswith("[WARN]")]
         assert warned == ([f"[WARN] {given} is the data the run trained from ({tmp_path / 'data'}): its score does "
                            f"not measure generalisation"] if said else []), out
+
+
+def test_evaluating_on_data_holding_the_runs_training_images_in_another_form_is_said(tmp_path, run_cli):
+    """A folder run whose training split was carved out of its data, scored on that data; a list run scored on
+    its images' folder, or on the record file packed from its training list: training images scored without
+    a word. Other images of the same folder are not counted."""
+    from deepvision.api import train
+    from tests.helpers import make_image_folder
+
+    make_image_folder(tmp_path / "data", n_per_class=10, size=16)
+    data = {"image_size": 16, "channels": 1, "batch_size": 4, "workers": 0}
+    cfg = {"model": {"name": "lenet"}, "train": {"epochs": 1, "tensorboard": False},
+           "data": {"source": "folder", "root": str(tmp_path / "data"), "val": None, "test": None,
+                    "val_fraction": 0.25, **data}}  # no train/ folder: the class folders at the root are train
+    run = train(cfg, out=tmp_path / "runs", name="carved").run_dir
+    code, out, err = run_cli("evaluate", run, "--data", tmp_path / "data", "--out", tmp_path / "e1")
+    total = len(list((tmp_path / "data").rglob("*.png")))
+    assert code == 0 and f"[WARN] {total - total // 4} of the {total} images of {tmp_path / 'data'} are images the " \
+        f"run trained on: its score does not measure generalisation" in out, (out, err)
+    names = sorted(p.relative_to(tmp_path / "data") for p in (tmp_path / "data").rglob("*.png"))
+    classes = sorted({p.parts[0] for p in names})
+    (tmp_path / "t.lst").write_text("".join(f"{i}\t{classes.index(p.parts[0])}\t{p}\n" for i, p in
+                                            enumerate(names[::2])))
+    assert run_cli("im2rec", tmp_path / "t", tmp_path / "data")[0] == 0
+    (tmp_path / "names.txt").write_text("".join(f"{c}\n" for c in classes))
+    cfg["data"] = {"source": "lst", "train": str(tmp_path / "t.lst"), "val": None, "test": None,
+                   "options": {"image_root": str(tmp_path / "data"), "labels": str(tmp_path / "names.txt")}, **data}
+    run = train(cfg, out=tmp_path / "runs", name="listed").run_dir
+    for given, said in ((tmp_path / "t.rec", f"t.rec is the data the run trained from ({tmp_path / 't.lst'})"),
+                        (tmp_path / "data", f"{len(names[::2])} of the {total} images of {tmp_path / 'data'} are "
+                                            f"images the run trained on")):
+        code, out, err = run_cli("evaluate", run, "--data", given, "--out", tmp_path / f"e-{given.suffix}")
+        assert code == 0 and f"[WARN] {tmp_path / said if said.startswith('t.') else said}" in out, (out, err)

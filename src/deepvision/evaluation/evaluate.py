@@ -7,6 +7,7 @@ refusals must all come before the report folder is touched.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
@@ -44,7 +45,7 @@ from deepvision.engine.resolve import refuse_output_in_data
 from deepvision.engine.tasks import get_task
 from deepvision.engine.tasks.age import is_age_buckets
 from deepvision.engine.tasks.base import Meter
-from deepvision.engine.tasks.classification import ClassificationMeter
+from deepvision.engine.tasks.classification import ClassificationMeter, shared_samples
 from deepvision.engine.trainer import amp_dtype
 from deepvision.errors import UserError
 from deepvision.evaluation import metrics as M
@@ -118,15 +119,30 @@ def _refuse_report_over_listed_images(out: str | Path, list_file: str | Path, ro
 
 def _trained_from(run_cfg: Config, data: str | Path) -> Path | None:
     """The run's training file or folder when `data` is that same file or folder (by identity: a link to it
-    too), else None; training warns of a val split that holds training images in the same way."""
+    too), or the list a record file beside it was packed from (`X.rec` and `X.lst`, as `im2rec` writes
+    them), else None; training warns of a val split that holds training images in the same way."""
     if run_cfg.data.source not in ("folder", "lst", "rec", "hdf5") or not run_cfg.data.train:
         return None
     trained = resolve_path(run_cfg.data.root, run_cfg.data.train)
     given = Path(data).with_suffix(".rec") if Path(data).suffix == ".idx" else Path(data)
+    packed = {".rec": ".lst", ".lst": ".rec"}.get(given.suffix)
+    for path in (given, *([given.with_suffix(packed)] if packed else [])):
+        with contextlib.suppress(OSError):  # either is missing or unreadable: nothing to compare
+            if os.path.samefile(path, trained):
+                return trained
+    return None
+
+
+def _training_samples_in(run_cfg: Config, split: Any) -> int:
+    """How many samples of `split` the run trained on (`shared_samples`): the run's training split is listed
+    again from its config, carved parts included, without decoding an image; 0 when it cannot be read."""
+    if run_cfg.data.source not in ("folder", "lst", "rec", "hdf5"):
+        return 0
     try:
-        return trained if os.path.samefile(given, trained) else None
-    except OSError:  # either is missing or unreadable: nothing to compare
-        return None
+        train = load_data(run_cfg.data, roles=("train",)).train
+    except (UserError, OSError):  # the training data moved or changed: nothing to compare
+        return 0
+    return shared_samples(train, split)
 
 
 def collect_probs(loaded: LoadedRun, loader, device: torch.device, crops: int = 1,
@@ -257,6 +273,9 @@ def evaluate_run(
     if not own and (trained := _trained_from(run_cfg, data)) is not None:
         say(f"[WARN] {data} is the data the run trained from ({trained}): its score does not measure "
             f"generalisation")
+    elif not own and (shared := _training_samples_in(run_cfg, bundle.role(role))):
+        say(f"[WARN] {shared:,} of the {len(bundle.role(role)):,} images of {data} are images the run trained on: "
+            f"its score does not measure generalisation")
     unnamed = [str(i) for i in range(len(bundle.classes))]  # an HDF5 file without label_names, a list without
     if own and bundle.classes not in (loaded.classes, unnamed):
         shown = [", ".join(c[:4]) + (", ..." if len(c) > 4 else "") for c in (bundle.classes, loaded.classes)]

@@ -123,20 +123,26 @@ def overlap_notes(bundle: DataBundle) -> list[str]:
     """A [WARN] line for each val/test split sharing samples with the training split: the same image files
     (one list given twice, or lists made separately), or the records or rows of the training file itself given
     again (a .rec or HDF5 file, by identity: through a link too). Its scores would not measure generalisation."""
-    train, out = _members(bundle.train), []
+    out = []
     for role in ("val", "test"):
-        if (split := bundle.role(role)) is None or train is None or (held := _members(split)) is None:
-            shared = total = len(split) if split is not None and split is bundle.train else 0  # e.g. `val: train`
-        elif held[0] != train[0]:  # other files
-            shared = total = 0
-        elif held[0] is None:  # image files, by path
-            shared, total = len(train[1] & held[1]), len(held[1])
-        else:  # records by byte offset, rows by number: samples carved from the file are not shared
-            shared, total = int(np.isin(held[1], train[1]).sum()), len(held[1])
-        if shared:
-            out.append(f"[WARN] {shared:,} of the {total:,} {role} images are training images too: "
+        if (split := bundle.role(role)) is not None and (shared := shared_samples(bundle.train, split)):
+            out.append(f"[WARN] {shared:,} of the {len(split):,} {role} images are training images too: "
                        f"{role} scores do not measure generalisation")
     return out
+
+
+def shared_samples(train_split: Any, split: Any) -> int:
+    """How many samples of `split` are samples of `train_split`: the same image files (by path), or the same
+    records or rows of one file (by identity: through a link too; samples carved from the file are not shared).
+    Samples of no file (generated, downloaded into memory) are compared only as the same split object."""
+    if split is train_split:  # e.g. `val: train`
+        return len(split)
+    train, held = _members(train_split), _members(split)
+    if train is None or held is None or held[0] != train[0]:  # other files, or samples of no file
+        return 0
+    if held[0] is None:  # image files, by path
+        return len(train[1] & held[1])
+    return int(np.isin(held[1], train[1]).sum())  # records by byte offset, rows by number
 
 
 def _members(split: Any) -> tuple[Any, Any] | None:
