@@ -363,3 +363,19 @@ def test_a_class_with_no_training_image_is_refused_where_the_lists_are_made(tmp_
     paths.map_clsloc.write_text(before)
     with pytest.raises(UserError, match=r"would have no training image: the test split takes all its images"):
         build_lists(root, test_size=3)
+
+
+def test_a_blacklist_dropping_every_validation_image_is_refused(tmp_path, run_cli):
+    """An empty val.lst was written with exit 0 ("val 0 (4 blacklisted dropped)"), as no other builder does."""
+    root = tmp_path / "ilsvrc"
+    paths = make_fake_imagenet(root, classes=2, per_class=4, val_per_class=2, min_side=16, max_side=20)
+    paths.val_blacklist.write_text("1\n2\n3\n4\n")
+    code, out, err = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "l", "--no-mean",
+                             "--test-size", "2")
+    assert (code, out) == (2, "") and err == (f"deepvision imagenet lists: error: no validation image is left: the "
+                                              f"blacklist {paths.val_blacklist} drops all 4 that {paths.val} lists; "
+                                              f"give the devkit's own blacklist, or --no-blacklist\n")
+    assert not (tmp_path / "l").exists()
+    code, out, err = run_cli("imagenet", "lists", "--root", root, "--out", tmp_path / "l", "--no-mean",
+                             "--test-size", "2", "--no-blacklist")
+    assert code == 0 and "val 4" in out, err

@@ -216,6 +216,10 @@ def build_lists(root: str | Path, out: str | Path | None = None, *, test_size: i
     index = {wnid: i for i, (wnid, _) in enumerate(classes)}
     train_stems, train_labels = read_train_cls(paths.train_cls, index)
     val_stems, val_labels, dropped = read_val(paths, len(classes), blacklist)
+    if not val_stems:  # every builder refuses a split its skips leave empty
+        raise UserError(f"no validation image is left: the blacklist {paths.val_blacklist} drops all {dropped:,} that "
+                        f"{paths.val} lists; give the devkit's own blacklist, or --no-blacklist" if dropped else
+                        f"{paths.val} lists no validation image; give the devkit's own")
     train_exts = _image_exts(paths.images / "train", train_stems, ext, paths.train_cls)
     val_exts = _image_exts(paths.images / "val", val_stems, ext, paths.val)
     listed = [paths.images / "train" / f"{stem}{e}" for stem, e in zip(train_stems, train_exts)]
