@@ -29,6 +29,16 @@ def test_overrides_parse_yaml_scalars_and_lists():
     assert build_config({}, ["train.epochs=3", "train.epochs=3"]).train.epochs == 3  # a script's repeat
 
 
+@pytest.mark.parametrize("given", ["data.val=", "data.val=''", 'data.mean=" "', "data.options.image_root=''"])
+def test_an_override_given_an_empty_value_is_refused(given):
+    """`--set data.val=$VAL` with VAL unset dropped the config's val split without a word; null still unsets."""
+    key = given.partition("=")[0]
+    with pytest.raises(UserError, match=rf"^--set {key}: an empty value; give one, or null to leave the setting "
+                                        r"unset$"):
+        build_config({"data": {"val": "v"}}, [given])
+    assert build_config({"data": {"val": "v"}}, ["data.val=null"]).data.val is None
+
+
 def test_a_mapping_override_sets_the_keys_it_names():
     """`--set data={batch_size: 4}` replaced the recipe's whole data section (its val and test splits
     vanished), and `--set 'train={epochs: 1}' --set train.epochs=2` trained 2 epochs without a word."""

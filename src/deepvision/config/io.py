@@ -90,9 +90,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise UserError(f"--set expects key=value with a dotted key, e.g. optim.lr=0.01; got {text!r}")
     try:
-        value = load_yaml_text(raw, f"--set {key}") if raw.strip() else None
+        value = load_yaml_text(raw, f"--set {key}") if raw.strip() else ""
     except ParseError:
         value = raw
+    if isinstance(value, str) and not value.strip():  # a script's `--set data.val=$VAL` with VAL unset
+        raise UserError(f"--set {printable(key)}: an empty value; give one, or null to leave the setting unset")
     return key.split("."), value
 
 

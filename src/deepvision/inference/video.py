@@ -104,7 +104,8 @@ class VideoFrames:
     corrupt packet; OpenCV reads the frames after it), wherever it lies, the last frames included: it is
     skipped and counted (`skipped`, `note`), never taken for the end. After MAX_DAMAGED_RUN failed reads in
     a row the rest of the declared frames are counted as unread (`untried`) without trying them. More than
-    MAX_DAMAGED_FRACTION of the declared frames damaged or unread: UserError. `index`: the 0-based position
+    MAX_DAMAGED_FRACTION of the declared frames damaged or unread: UserError (none decoded at all: no frame,
+    which every reader refuses in its own words). `index`: the 0-based position
     in the video of the frame last given, which results name. Without a declared count the first failed
     read ends the video."""
 
@@ -135,7 +136,8 @@ class VideoFrames:
             self.given, self.index = self.given + 1, index - 1
             yield frame
         self.skipped += run  # failed reads up to the declared count: damaged frames at the end
-        self._check()
+        if self.given:  # none decoded: the reader's own line says so (a damaged video, or a codec OpenCV lacks)
+            self._check()
 
     def _check(self) -> None:
         bad = len(self.skipped) + self.untried
