@@ -85,6 +85,11 @@ def test_prune_keeps_last_best_and_the_newest_n(runs):
     run = RunDir(runs / "all")
     before = run.checkpoint_disk_use()["total"]
     best_epoch = int(load_checkpoint(run.checkpoints / "best.pt")["epoch"])
+    code, out, _ = run_main("runs", "prune", runs / "all", "--keep", "1", "--dry-run")
+    dry = out.splitlines()
+    for twice in ([runs / "all", runs / "all"], [runs / "all", runs]):  # one run, named twice: counted once
+        code, out, _ = run_main("runs", "prune", *twice, "--keep", "1", "--dry-run")
+        assert code == 0 and out.splitlines()[-1] == dry[-1] and out.count("would delete epochs 1-3") == 1, out
     code, out, _ = run_main("runs", "prune", runs / "all", "--keep", "1")
     assert code == 0 and f"{runs / 'all'}: deleted epochs 1-3 (" in out
     assert list(run.saved_epochs()) == [4]

@@ -145,6 +145,10 @@ def prune(targets: list[str], keep: int, discarded: bool, dry_run: bool) -> int:
             runs += found
         else:
             raise UserError(not_a_folder(target, "run directory or folder of runs"))
+    unique: dict[Path, Path] = {}
+    for path in runs:  # a run named twice, or named and inside a folder named: pruned and counted once
+        unique.setdefault(path.resolve(), path)
+    runs = list(unique.values())
     opened = [RunDir.open(path) for path in runs]
     for run in opened:  # a run whose checkpoint names cannot be read is refused before any run is pruned
         run.checkpoint_prefix()
