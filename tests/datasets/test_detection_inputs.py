@@ -1214,3 +1214,15 @@ def test_a_yolo_classes_folder_names_a_fifo_or_broken_link_beside_its_split_fold
     what = "a FIFO" if kind == "fifo" else "a broken link"
     assert f"{odd} is {what}, not an image file; remove it from {root / 'images'}" in err, err
     assert not (tmp_path / "built").exists()
+
+
+def test_a_class_list_with_an_empty_name_is_refused(tmp_path, run_cli):
+    """`--classes 'disc,,square'` built two classes and dropped the triangles as "not in the class list"."""
+    from deepvision.datasets.detection.fake import make_fake
+
+    make_fake(tmp_path / "v", "voc", images=4, size=64)
+    code, out, err = run_cli("detection", "build", "voc", tmp_path / "v", "--out", tmp_path / "b",
+                             "--classes", "disc,,square")
+    assert (code, out) == (2, "") and err.endswith("error: --classes: name 2 of 3 is empty (two commas in a row, or "
+                                                   "one at an end)\n"), err
+    assert not (tmp_path / "b").exists()

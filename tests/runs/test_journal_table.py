@@ -92,6 +92,10 @@ def test_wide_and_chosen_columns(runs, run_cli):
     assert any(line.split() == [LONG[1], "60"] for line in out.splitlines())
     code, _, err = run_cli("runs", runs, "--columns", "name,speed")
     assert code == 2 and "unknown journal column 'speed'" in err and err.count("\n") == 1
+    for given, item in ((",", "column 1 of 2"), ("name,,best_epoch", "column 2 of 3")):  # the default table was shown
+        code, out, err = run_cli("runs", runs, "--columns", given)
+        assert (code, out) == (2, "") and err == f"deepvision runs: error: --columns: {item} is empty (two commas " \
+                                                 f"in a row, or one at an end)\n"
 
 
 def test_markdown_reports_the_best_epoch(runs):

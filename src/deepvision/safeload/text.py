@@ -142,6 +142,16 @@ def name_lines(text: str) -> list[str]:
     return [line.strip() for line in _LINE_BREAK.split(text) if line.strip()]
 
 
+def comma_items(text: str, option: str, what: str = "item") -> list[str]:
+    """The stripped items of a comma list given to `option`; UserError for an empty one (two commas in a row,
+    or one at an end): a stray comma would shift every later item by one, or drop one unseen."""
+    items = [item.strip() for item in text.split(",")]
+    if "" in items:
+        raise UserError(f"{option}: {what} {items.index('') + 1} of {len(items)} is empty (two commas in a row, "
+                        f"or one at an end)")
+    return items
+
+
 def check_class_names(names: list[str], where: str) -> None:
     """UserError naming the first class name that labels.txt (one name a line) could not keep: empty, not a
     string, holding a control character or a line separator (a newline would split it into two classes), with

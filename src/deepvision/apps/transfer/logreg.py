@@ -42,7 +42,7 @@ from deepvision.placement import (
     refuse_output_over_inputs,
     require_own_folder,
 )
-from deepvision.safeload import check_range, spreadsheet_row
+from deepvision.safeload import check_range, comma_items, spreadsheet_row
 
 __all__ = ["LinearModel", "fit_logreg", "parse_grid", "read_features"]
 
@@ -61,7 +61,7 @@ def parse_grid(spec: str | Sequence[float] | None) -> list[float]:
         if key.strip() != "C":
             raise UserError(f"--grid searches the inverse regularisation C only (C=0.01,0.1,...), got '{key}'")
         try:
-            grid = [float(v) for v in values.split(",") if v.strip()]
+            grid = [float(v) for v in comma_items(values, "--grid", "value")]
         except ValueError:
             raise UserError(f"--grid values must be numbers, got '{values}'") from None
     else:

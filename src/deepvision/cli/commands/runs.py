@@ -62,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
         return prune(args.args[1:], args.keep or 0, args.discarded, args.dry_run)
     if len(args.args) > 1:
         raise UserError("give one runs folder (or `compare RUN_A RUN_B ...`)")
-    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    from deepvision.safeload import comma_items
+
+    columns = comma_items(args.columns, "--columns", "column") if args.columns else None
     return table(args.args[0] if args.args else "runs", args.markdown, args.csv, wide=args.wide, columns=columns)
 
 

@@ -59,14 +59,11 @@ def run(args: argparse.Namespace) -> int:
     from deepvision.config.io import parse_override
     from deepvision.errors import UserError
     from deepvision.interop.keras_import import import_keras
-    from deepvision.safeload import check_class_names, name_lines, read_text_file
+    from deepvision.safeload import check_class_names, comma_items, name_lines, read_text_file
 
     classes = None
     if args.classes:
-        classes = [c.strip() for c in args.classes.split(",")]
-        if "" in classes:  # a stray comma would shift every later name by one class
-            raise UserError(f"--classes: name {classes.index('') + 1} of {len(classes)} is empty "
-                            f"(two commas in a row, or one at an end)")
+        classes = comma_items(args.classes, "--classes", "name")
         check_class_names(classes, "--classes")  # named as the user gave them, not as a temporary file
     elif args.labels:
         text = read_text_file(args.labels, "labels file")

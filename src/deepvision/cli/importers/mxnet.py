@@ -42,12 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _floats(text: str | None, flag: str) -> list[float] | None:
     from deepvision.errors import UserError
-    from deepvision.safeload import plain_float
+    from deepvision.safeload import comma_items, plain_float
 
     if text is None:
         return None
     try:  # ASCII numbers only: float() reads '١' as 1 and '1_2' as 12
-        values = [plain_float(v.strip()) for v in text.split(",") if v.strip()]
+        values = [plain_float(v) for v in comma_items(text, flag, "value")]
     except ValueError:
         raise UserError(f"{flag} must be comma-separated numbers like 123.68,116.779,103.939, got '{text}'") from None
     if not all(math.isfinite(v) for v in values):  # named here, before the checkpoint is read

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from deepvision.errors import UserError
-from deepvision.safeload import input_file, name_lines, read_text_file
+from deepvision.safeload import comma_items, input_file, name_lines, read_text_file
 
 _STRING = r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\""  # a protobuf text-format string literal
 # text-format tokens: a comment, a string, an open quote that never closes on its line, punctuation, a bare word
@@ -75,7 +75,7 @@ def read_class_list(value: str) -> list[str]:
             names = name_lines(text)
     else:
         _refuse_file_names(value)
-        names = [n.strip() for n in value.split(",") if n.strip()]
+        names = comma_items(value, "--classes", "name") if value.strip() else []
     if not names:
         raise UserError(f"no class names in {value!r}")
     if len(set(names)) != len(names):
