@@ -209,9 +209,11 @@ def test_the_first_stop_ends_serve_and_later_ones_change_nothing(tmp_path, monke
 
     monkeypatch.setattr(uvicorn.Server, "run", run_server)
     monkeypatch.setattr("deepvision.apps.serve.app.check_port", lambda host, port: None)
+    ignoring = []  # as every command's stop: later signals stay ignored while the process ends
+    monkeypatch.setattr("deepvision.apps.serve.app.ignore_further_stops", lambda: ignoring.append(True))
     with pytest.raises(Terminated if stop == "Terminated" else stop):
         serve(run, "127.0.0.1", 8000)
-    assert seen == {"should_exit": True, "force_exit": False}
+    assert seen == {"should_exit": True, "force_exit": False} and ignoring == [True]
 
 
 def test_a_stop_does_not_wait_for_an_upload_its_client_never_finishes(caplog):
@@ -233,3 +235,22 @@ def test_serve_stops_within_its_grace_period():
     from deepvision.apps.serve.app import STOP_GRACE_S, server_options
 
     assert server_options()["timeout_graceful_shutdown"] == STOP_GRACE_S <= 10
+
+
+def test_a_sigterm_while_the_model_loads_ends_serve_in_its_one_line(tmp_path, run_cli, monkeypatch):
+    """serve ran outside the CLI's SIGTERM rule until its server started: a SIGTERM while the model loaded
+    killed it without a word (the first seconds of every start)."""
+    import os
+
+    from deepvision.apps.serve import app
+
+    def loading(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler raises before this ends
+        raise AssertionError("not stopped")
+
+    monkeypatch.setattr(app, "create_app", loading)
+    monkeypatch.setattr(app, "check_port", lambda host, port: None)
+    code, out, err = run_cli("serve", tmp_path, "--port", "8000")
+    assert (code, out, err) == (143, "", "deepvision serve: terminated (SIGTERM)\n")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the caller's again

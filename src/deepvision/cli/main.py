@@ -266,16 +266,14 @@ def fit_threads(args: argparse.Namespace, held: HeldNote) -> int | None:
     return previous
 
 
-# Commands with their own SIGTERM handling throughout (uvicorn's graceful shutdown); every other command runs
-# with SIGTERM raised as an exception, so that atomic writers remove their temporary files as on Ctrl+C
-# (training installs its graceful stop over it while epochs run).
-OWN_SIGTERM = frozenset({"serve"})
-TRAINING = frozenset({"train", "resume", "demo"})  # no unfinished files to speak of: the run's state says it
+# Every command runs with SIGTERM raised as an exception, so that atomic writers remove their temporary files as
+# on Ctrl+C (training installs its graceful stop over it while epochs run; serve's server its own while it serves).
+NO_FILES = frozenset({"train", "resume", "demo", "serve"})  # no unfinished files to speak of
 
 
 def terminated_line(args: argparse.Namespace, exc: BaseException) -> str:
     """The one line a command stopped by SIGTERM prints (what was cleaned up: the exception's own words)."""
-    what = str(exc) or ("" if args.command in TRAINING else "unfinished files were removed")
+    what = str(exc) or ("" if args.command in NO_FILES else "unfinished files were removed")
     return f"{args.command_prog}: terminated (SIGTERM){'; ' + what if what else ''}\n"
 
 
@@ -318,7 +316,7 @@ def stops_unchained() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     # The SIGTERM rule comes first, before the command modules and torch are imported: a SIGTERM while they load
-    # ends in the one line too (serve, with its own handling, leaves the rule once its command is known).
+    # ends in the one line too.
     from deepvision.cli.terminate import sigterm_raises
     from deepvision.errors import Terminated
 
@@ -333,8 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             if not getattr(args, "func", None):
                 parser.print_help()
                 return 0 if args.command is None else 2
-            if args.command not in OWN_SIGTERM:
-                return run_command(args)
+            return run_command(args)
     except Terminated as exc:  # before the command started, or while its own ending was written
         if os.environ.get("RANK", "0") == "0":
             words = argv[:1] if argv and not argv[0].startswith("-") else []
@@ -344,7 +341,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
-    return run_command(args)
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""SIGTERM as `deepvision` runs every command but serve: the signal unwinds like Ctrl+C, so worker processes
+"""SIGTERM as `deepvision` runs every command: the signal unwinds like Ctrl+C, so worker processes
 are terminated and unfinished files removed, and the command ends with one line (`sigterm_says` names what
 was cleaned up) and the signal's exit code."""
 

@@ -35,6 +35,7 @@ from typing import Any
 
 from deepvision.apps.serve.pillow_warnings import quiet_pillow_warnings
 from deepvision.apps.serve.predictor import Predictor, RejectedImage
+from deepvision.engine.signals import ignore_further_stops
 from deepvision.errors import Terminated, UserError
 
 SERVE_EXTRA = "pip install deepvision[serve]"
@@ -319,6 +320,8 @@ def serve(source: str | Path, host: str = "127.0.0.1", port: int = 8000, *, max_
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", **server_options(request_timeout))
     server = _server_class()(config)
     server.run()
+    if server.stopped_by is not None:  # as every command's stop: a later signal cannot kill the process as it ends
+        ignore_further_stops()
     if server.stopped_by == signal.SIGINT:  # the CLI's one line for a stop, as every command ends
         raise KeyboardInterrupt
     if server.stopped_by == signal.SIGTERM:
