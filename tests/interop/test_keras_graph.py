@@ -578,6 +578,9 @@ def test_layer_values_that_overflow_or_keras_refuses_are_refused(tmp_path, run_c
     ("SpatialDropout2D", {"rate": "0.2"}, "rate '0.2' must be a number, not text"),
     ("GaussianDropout", {"rate": 1.0}, "rate 1.0 must be a finite number from 0 (below 1)"),
     ("ELU", {"alpha": "1"}, "alpha '1' must be a number, not text"),
+    ("Concatenate", {"axis": "-1"}, "axis '-1' must be a whole number, not text or fractions"),
+    ("Permute", {"dims": [2.7, 1, 3]}, "dims [2.7, 1, 3] must be whole numbers, not text or fractions"),
+    ("LayerNormalization", {"axis": ["-1"]}, "axis ['-1'] must be whole numbers, not text or fractions"),
     ("LeakyReLU", {"alpha": 0.9, "negative_slope": 0.1},
      "alpha 0.9 and negative_slope 0.1 are two values for one setting; keep one"),
 ])
@@ -597,7 +600,8 @@ def test_numeric_layer_settings_follow_one_rule(cls, cfg, message):
 @pytest.mark.parametrize(("cls", "cfg"), [
     ("LeakyReLU", {"alpha": 0.2, "negative_slope": 0.2}), ("LeakyReLU", {"alpha": -0.1}),  # Keras 2 allows it
     ("ReLU", {"negative_slope": 0, "threshold": 0.5, "max_value": 6}), ("ELU", {"alpha": -1.0}),
-    ("BatchNormalization", {"epsilon": 1e-5, "momentum": 0.9}), ("Dropout", {"rate": 0}),
+    ("BatchNormalization", {"epsilon": 1e-5, "momentum": 0.9, "axis": [-1]}), ("Dropout", {"rate": 0}),
+    ("Normalization", {"axis": None}), ("Permute", {"dims": [2, 1, 3]}), ("PReLU", {"shared_axes": [1, 2]}),
     ("MyCustomLayer", {"rate": "0.1"}),  # not built: refused as unsupported, not here
 ])
 def test_numeric_layer_settings_keras_accepts_pass(cls, cfg):

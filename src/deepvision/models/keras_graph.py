@@ -70,6 +70,7 @@ POSITIVE_INT_FIELDS = ("filters", "units", "depth_multiplier", "groups", "kernel
 COUNT_FIELDS = ("padding", "cropping", "output_padding")
 FINITE_FIELDS = ("epsilon", "momentum", "rate", "alpha", "negative_slope", "threshold", "max_value", "stddev")
 RESCALING_FIELDS = ("scale", "offset")  # BatchNormalization's `scale` is a yes/no: numbers only in Rescaling
+AXIS_FIELDS = ("axis", "dims", "shared_axes")  # whole numbers, possibly negative; ranges are the builders'
 KERAS_NON_NEGATIVE = {"ReLU": ("max_value", "negative_slope", "threshold"), "LeakyReLU": ("negative_slope",)}
 
 
@@ -177,6 +178,12 @@ def check_layer_configs(model: dict[str, Any], prefix: str = "") -> None:
                                 f"{MAX_LAYER_INT:,} (or one -1)")
         for key in FINITE_FIELDS + (RESCALING_FIELDS if cls == "Rescaling" else ()):
             check_number(where, str(cls), key, cfg.get(key))
+        for key in AXIS_FIELDS if cls in LAYERS and cls != "Softmax" else ():  # Softmax: _softmax_axis
+            value = cfg.get(key)
+            if value is not None and not all(isinstance(v, int) and not isinstance(v, bool)
+                                             for v in _whole_numbers(value)):
+                raise UserError(f"{where}: {key} {repr(value)[:80]} must be {_whole_phrase(value)}, not text or "
+                                f"fractions")
         if cls == "LeakyReLU" and "alpha" in cfg and "negative_slope" in cfg and cfg["alpha"] != cfg["negative_slope"]:
             # Keras 3 takes the deprecated alpha over negative_slope, Keras 2 knows alpha alone
             raise UserError(f"{where}: alpha {cfg['alpha']!r} and negative_slope {cfg['negative_slope']!r} are two "
