@@ -542,6 +542,10 @@ def test_import_keras_size_zero_is_refused_not_ignored(tmp_path, run_cli):
      r"Keras layer 'rs' \(Rescaling\).*scale '0.5' must be a number, not text"),
     ({"class_name": "ReLU", "config": {"name": "rl", "max_value": -1.0}},
      r"max_value -1.0 cannot be negative"),
+    ({"class_name": "LeakyReLU", "config": {"name": "lr", "negative_slope": -1}},
+     r"Keras layer 'lr' \(LeakyReLU\).*negative_slope -1 cannot be negative \(Keras refuses it too\)"),
+    ({"class_name": "Dropout", "config": {"name": "dr", "rate": "0.2"}},
+     r"Keras layer 'dr' \(Dropout\).*rate '0.2' must be a number, not text"),
     ({"class_name": "MaxPooling2D", "config": {"name": "mp", "pool_size": [1, 1], "padding": "causal"}},
      r"Keras layer 'mp' \(MaxPooling2D\).*padding 'causal' is not supported"),
     ({"class_name": "AveragePooling2D", "config": {"name": "ap", "pool_size": [1, 1], "padding": "bogus"}},
@@ -559,6 +563,52 @@ def test_layer_values_that_overflow_or_keras_refuses_are_refused(tmp_path, run_c
     code, _, err = run_cli("import", "keras", path, "--out", tmp_path / "run")
     assert code == 2 and len(err.strip().splitlines()) == 1 and re.search(message, err), err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("cls", "cfg", "message"), [
+    ("LeakyReLU", {"negative_slope": -1}, "negative_slope -1 cannot be negative (Keras refuses it too)"),
+    ("ReLU", {"negative_slope": -0.5}, "negative_slope -0.5 cannot be negative (Keras refuses it too)"),
+    ("ReLU", {"threshold": -1}, "threshold -1 cannot be negative (Keras refuses it too)"),
+    ("ReLU", {"negative_slope": "0.5"}, "negative_slope '0.5' must be a number, not text"),
+    ("BatchNormalization", {"epsilon": "0.001"}, "epsilon '0.001' must be a number, not text"),
+    ("BatchNormalization", {"momentum": "0.99"}, "momentum '0.99' must be a number, not text"),
+    ("BatchNormalization", {"epsilon": {"value": 1e-3}}, "epsilon {'value': 0.001} must be a finite number from 0"),
+    ("LayerNormalization", {"epsilon": -1e-3}, "epsilon -0.001 must be a finite number from 0"),
+    ("GaussianNoise", {"stddev": "0.1"}, "stddev '0.1' must be a number, not text"),
+    ("SpatialDropout2D", {"rate": "0.2"}, "rate '0.2' must be a number, not text"),
+    ("GaussianDropout", {"rate": 1.0}, "rate 1.0 must be a finite number from 0 (below 1)"),
+    ("ELU", {"alpha": "1"}, "alpha '1' must be a number, not text"),
+    ("Concatenate", {"axis": "-1"}, "axis '-1' must be a whole number, not text or fractions"),
+    ("Permute", {"dims": [2.7, 1, 3]}, "dims [2.7, 1, 3] must be whole numbers, not text or fractions"),
+    ("LayerNormalization", {"axis": ["-1"]}, "axis ['-1'] must be whole numbers, not text or fractions"),
+    ("LeakyReLU", {"alpha": 0.9, "negative_slope": 0.1},
+     "alpha 0.9 and negative_slope 0.1 are two values for one setting; keep one"),
+])
+def test_numeric_layer_settings_follow_one_rule(cls, cfg, message):
+    """Every number a layer setting holds is a finite JSON number within what Keras accepts: text is refused,
+    not parsed (Keras' arithmetic fails on it), ReLU/LeakyReLU slopes and thresholds are not negative (Keras
+    refuses them), and a LeakyReLU holding alpha and negative_slope apart is two values for one setting."""
+    from deepvision.errors import UserError
+    from deepvision.models.keras_graph import check_layer_configs
+
+    model = {"class_name": "Sequential", "config": {"layers": [{"class_name": cls, "config": {"name": "x", **cfg}}]}}
+    with pytest.raises(UserError) as info:
+        check_layer_configs(model)
+    assert str(info.value) == f"Keras layer 'x' ({cls}): {message}"
+
+
+@pytest.mark.parametrize(("cls", "cfg"), [
+    ("LeakyReLU", {"alpha": 0.2, "negative_slope": 0.2}), ("LeakyReLU", {"alpha": -0.1}),  # Keras 2 allows it
+    ("ReLU", {"negative_slope": 0, "threshold": 0.5, "max_value": 6}), ("ELU", {"alpha": -1.0}),
+    ("BatchNormalization", {"epsilon": 1e-5, "momentum": 0.9, "axis": [-1]}), ("Dropout", {"rate": 0}),
+    ("Normalization", {"axis": None}), ("Permute", {"dims": [2, 1, 3]}), ("PReLU", {"shared_axes": [1, 2]}),
+    ("MyCustomLayer", {"rate": "0.1"}),  # not built: refused as unsupported, not here
+])
+def test_numeric_layer_settings_keras_accepts_pass(cls, cfg):
+    from deepvision.models.keras_graph import check_layer_configs
+
+    check_layer_configs({"class_name": "Sequential",
+                         "config": {"layers": [{"class_name": cls, "config": {"name": "x", **cfg}}]}})
 
 
 @pytest.mark.parametrize(("src", "first", "second"), [("k2_resnet_small.h5", "activation_5", "activation_6"),

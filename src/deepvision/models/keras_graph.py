@@ -70,6 +70,8 @@ POSITIVE_INT_FIELDS = ("filters", "units", "depth_multiplier", "groups", "kernel
 COUNT_FIELDS = ("padding", "cropping", "output_padding")
 FINITE_FIELDS = ("epsilon", "momentum", "rate", "alpha", "negative_slope", "threshold", "max_value", "stddev")
 RESCALING_FIELDS = ("scale", "offset")  # BatchNormalization's `scale` is a yes/no: numbers only in Rescaling
+AXIS_FIELDS = ("axis", "dims", "shared_axes")  # whole numbers, possibly negative; ranges are the builders'
+KERAS_NON_NEGATIVE = {"ReLU": ("max_value", "negative_slope", "threshold"), "LeakyReLU": ("negative_slope",)}
 
 
 def parse_json(text: str | bytes, source: str) -> Any:
@@ -113,6 +115,27 @@ def check_input_shape(field: str, shape: Any) -> None:
     check_declared_bytes(f"{field} {list(shape)!r} (one float32 sample)", total)
 
 
+def check_number(where: str, cls: str, key: str, value: Any) -> None:
+    """One numeric setting of a layer the importer reads (epsilon, momentum, rate, stddev, slopes, caps,
+    Rescaling's values): a finite JSON number (None keeps Keras' default), within what Keras itself accepts.
+    Text is refused, not parsed: Keras' arithmetic fails on it. One line names layer, field and value."""
+    if isinstance(value, list):  # per-channel values (Rescaling): text is refused where it is read
+        bad = [v for v in _whole_numbers(value) if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise UserError(f"{where}: {key} holds {bad[0]!r}; every value must be a finite number")
+        return
+    if value is None or (isinstance(value, (dict, str)) and cls not in LAYERS):  # refused as unsupported
+        return
+    if isinstance(value, str):
+        raise UserError(f"{where}: {key} {value[:80]!r} must be a number, not text")
+    span = " from 0 (below 1)" if key == "rate" else " from 0" if key in ("epsilon", "stddev") else ""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or (span and value < 0) or (key == "rate" and value >= 1):
+        raise UserError(f"{where}: {key} {str(value)[:80]} must be a finite number{span}")
+    if key in KERAS_NON_NEGATIVE.get(cls, ()) and value < 0:
+        raise UserError(f"{where}: {key} {value!r} cannot be negative (Keras refuses it too)")
+
+
 def check_layer_configs(model: dict[str, Any], prefix: str = "") -> None:
     """Refuse, before any module exists, a layer config value the importer could not build from exactly:
     sizes that are not whole numbers in range (NaN, negative, 0 strides or kernels, 2e9 filters), a
@@ -154,23 +177,17 @@ def check_layer_configs(model: dict[str, Any], prefix: str = "") -> None:
                 raise UserError(f"{where}: target_shape {shape!r} must be a list of whole numbers from 1 to "
                                 f"{MAX_LAYER_INT:,} (or one -1)")
         for key in FINITE_FIELDS + (RESCALING_FIELDS if cls == "Rescaling" else ()):
+            check_number(where, str(cls), key, cfg.get(key))
+        for key in AXIS_FIELDS if cls in LAYERS and cls != "Softmax" else ():  # Softmax: _softmax_axis
             value = cfg.get(key)
-            if isinstance(value, list):  # per-channel values (Rescaling): text is refused where it is read
-                bad = [v for v in _whole_numbers(value) if isinstance(v, float) and not math.isfinite(v)]
-                if bad:
-                    raise UserError(f"{where}: {key} holds {bad[0]!r}; every value must be a finite number")
-                continue
-            if isinstance(value, str) and (key in RESCALING_FIELDS or key == "max_value"):
-                raise UserError(f"{where}: {key} {value!r} must be a number, not text")
-            if value is None or isinstance(value, (dict, str)):
-                continue
-            if key == "max_value" and cls == "ReLU" and isinstance(value, (int, float)) and value < 0:
-                raise UserError(f"{where}: max_value {value!r} cannot be negative (Keras refuses it too)")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or (key in ("epsilon", "rate", "stddev") and value < 0) or (key == "rate" and value >= 1):
-                raise UserError(f"{where}: {key} {value!r} must be a finite number"
-                                + (" from 0 (below 1)" if key == "rate" else " from 0" if key in ("epsilon", "stddev")
-                                   else ""))
+            if value is not None and not all(isinstance(v, int) and not isinstance(v, bool)
+                                             for v in _whole_numbers(value)):
+                raise UserError(f"{where}: {key} {repr(value)[:80]} must be {_whole_phrase(value)}, not text or "
+                                f"fractions")
+        if cls == "LeakyReLU" and "alpha" in cfg and "negative_slope" in cfg and cfg["alpha"] != cfg["negative_slope"]:
+            # Keras 3 takes the deprecated alpha over negative_slope, Keras 2 knows alpha alone
+            raise UserError(f"{where}: alpha {cfg['alpha']!r} and negative_slope {cfg['negative_slope']!r} are two "
+                            f"values for one setting; keep one")
         if cls in MODEL_CLASSES:
             check_layer_configs(entry, f"{name}/")
 
