@@ -305,6 +305,82 @@ def test_a_box_too_thin_for_the_index_is_a_bad_box_so_every_build_reads_back(tmp
     assert code == 0, err
 
 
+def test_a_box_given_twice_in_one_image_is_kept_once_and_counted(tmp_path):
+    """One class and coordinates twice in one image were two targets (an extra false negative in evaluation):
+    the first is kept, the others dropped and counted in one note naming the first image, as Ultralytics does.
+    Compared as kept, after the silent clip of the rounding band; another class or another image is no repeat."""
+    boxes = [(1, 1, 20, 40, "a"), (1, 1, 20, 40, "a"), (1, 1, 20, 40, "b"), (1, 1, 20, 40.5, "a"),
+             (2, 1, 20, 40, "a"), (1, 1, 20, 40, "a", True)]
+    ann = _one_image(tmp_path, boxes)
+    from deepvision.datasets.detection.schema import Box, ImageRecord
+
+    Image.new("RGB", (50, 40)).save(tmp_path / "images" / "other.png")
+    ann.splits["train"].append(ImageRecord(str(tmp_path / "images" / "other.png"), [Box(1, 1, 20, 20, "a")]))
+    report = build_dataset(ann, tmp_path / "out")
+    first = tmp_path / "images" / "img.png"
+    assert report.notes == [f"dropped 3 box(es) given twice in one image (one class and coordinates), first: {first}"]
+    assert report.counts["train"].boxes == 4
+    index = load_index(tmp_path / "out")
+    img, other = index.splits["train"]
+    assert np.allclose(img.pixel_boxes(), [[1, 1, 20, 40], [1, 1, 20, 40], [2, 1, 20, 40]])
+    assert [index.classes[int(k) - 1] for k in img.labels] == ["a", "b", "a"]
+    assert img.difficult.tolist() == [0, 0, 0]  # the first given is the one kept
+    assert np.allclose(other.pixel_boxes(), [[1, 1, 20, 20]])
+    assert json.loads((tmp_path / "out" / "dataset.json").read_text())["notes"] == report.notes
+
+
+def _give_a_box_twice(fmt: str, fake) -> tuple[Path, str]:
+    """Repeat one box of `fake` in its own image, as a hand edit would; the file edited and the image's name."""
+    out = fake.out
+    if fmt == "yolo":
+        path = next(p for p in sorted((out / "labels" / "train").glob("*.txt")) if p.read_text().strip())
+        path.write_text(path.read_text() + path.read_text().splitlines()[-1] + "\n")
+        return path, path.stem
+    if fmt == "voc":
+        path = sorted((out / "Annotations").glob("*.xml"))[0]
+        text = path.read_text()
+        obj = re.findall(r"<object>.*?</object>", text, re.S)[0]
+        path.write_text(text.replace("</annotation>", obj + "</annotation>"))
+        return path, re.search(r"<filename>(.*?)</filename>", text).group(1)
+    if fmt == "coco":
+        path = Path(fake.build_args[1].split("=")[-1])
+        doc = json.loads(path.read_text())
+        doc["annotations"].append({**doc["annotations"][0], "id": 99999})
+        path.write_text(json.dumps(doc))
+        image_id = doc["annotations"][0]["image_id"]
+        return path, next(i["file_name"] for i in doc["images"] if i["id"] == image_id)
+    if fmt == "imglab":
+        path = Path(fake.build_args[1].split("=")[-1])
+        text = path.read_text()
+        box = re.search(r"<box .*?</box>", text, re.S).group(0)
+        path.write_text(text.replace(box, box + box, 1))
+        return path, re.search(r"<image file='(.*?)'", text).group(1)
+    path = Path(fake.build_args[1].split("=")[-1])  # lisa
+    lines = path.read_text().splitlines(keepends=True)
+    line = next(x for x in lines[1:] if x.split(";")[1] in ("pedestrianCrossing", "signalAhead", "stop"))
+    path.write_text("".join(lines) + line)
+    return path, line.split(";")[0]
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "voc", "coco", "imglab", "lisa"])
+def test_every_format_keeps_a_box_given_twice_once(tmp_path, run_cli, fmt):
+    fake = make_fake(tmp_path / fmt, fmt, images=8, size=64, seed=3)
+    code, _, err = run_cli("detection", "build", *fake.build_args, "--out", tmp_path / "before")
+    assert code == 0, err
+    before = json.loads((tmp_path / "before" / "dataset.json").read_text())
+    edited, image = _give_a_box_twice(fmt, fake)
+    text = edited.read_bytes()
+    code, out, err = run_cli("detection", "build", *fake.build_args, "--out", tmp_path / "after")
+    assert code == 0, err
+    assert "dropped 1 box(es) given twice in one image (one class and coordinates), first:" in out
+    after = json.loads((tmp_path / "after" / "dataset.json").read_text())
+    note = [n for n in after["notes"] if "given twice" in n]
+    assert not any("given twice" in n for n in before["notes"])
+    assert len(note) == 1 and Path(note[0].split("first: ")[1]).stem == Path(image).stem, note
+    assert after["counts"] == before["counts"]  # one target, as before the repeat
+    assert edited.read_bytes() == text  # the input is left as it is
+
+
 def test_split_options_are_refused_where_the_annotations_come_split(tmp_path, run_cli):
     """--test-fraction and --seed were taken and ignored when the annotations held their splits (VOC
     ImageSets/Main lists, COCO files per split): a 50% test split asked for, the files' 25% given, rc 0.

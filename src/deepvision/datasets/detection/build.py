@@ -133,7 +133,7 @@ def build_dataset(
     check_output(out, ann, split_names, extra_inputs or [])
     check_one_record_per_image(ann)
     counters: dict[str, Any] = {"missing": [], "unreadable": [], "unknown": Counter(), "bad": [], "emptied": 0,
-                                "resized": []}
+                                "resized": [], "twice": []}
     splits = {name: check_records(records, classes, fix, counters) for name, records in ann.splits.items()}
     notes = list(ann.notes)
     if counters["resized"]:
@@ -149,6 +149,10 @@ def build_dataset(
         notes.append(f"{verb} {len(bad):,} bad box(es) (--fix {fix}), first: {bad[0]}"
                      + (f"; {counters['emptied']:,} left empty or not finite were dropped" if fix == "clip" and
                         counters["emptied"] else ""))
+    if counters["twice"]:
+        twice = counters["twice"]
+        notes.append(f"dropped {len(twice):,} box(es) given twice in one image (one class and coordinates), "
+                     f"first: {twice[0]}")
     missing = counters["missing"]
     total = sum(len(rs) for rs in ann.splits.values())
     if missing and not any(splits.values()) and not counters["unreadable"]:

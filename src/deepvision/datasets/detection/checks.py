@@ -7,6 +7,7 @@
   same way, and dropped by either `fix` (no repair applies);
 - class names not in the class list: skipped and counted (an error with `strict`); class names
   that are empty or hold control characters (a newline would split classes.txt): an error;
+- a box given twice in one image (one class and coordinates): the first kept, the others dropped and counted;
 - images without boxes: kept as negatives and counted;
 - missing or unreadable image files: skipped and counted (an error with `strict`); a path that is
   a FIFO, device or folder instead of a file: an error (never opened, so it cannot block);
@@ -106,8 +107,22 @@ def check_records(records: list[ImageRecord], classes: list[str], fix: str | Non
                 counters["emptied"] += 1
                 continue
             boxes.append(box)
-        rec.boxes = boxes
+        rec.boxes = _drop_repeats(rec, boxes, counters)
         kept.append(rec)
+    return kept
+
+
+def _drop_repeats(rec: ImageRecord, boxes: list[Box], counters: dict[str, Any]) -> list[Box]:
+    """Keep the first of the boxes of one class and coordinates (as kept, after clipping), as Ultralytics does:
+    a box given twice would be two targets in training and an extra false negative in evaluation."""
+    kept: list[Box] = []
+    seen: set[tuple[str, tuple[float, float, float, float]]] = set()
+    for box in boxes:
+        if (box.label, box.coords) in seen:
+            counters["twice"].append(rec.file)
+            continue
+        seen.add((box.label, box.coords))
+        kept.append(box)
     return kept
 
 
