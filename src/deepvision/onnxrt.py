@@ -291,14 +291,14 @@ PASS_THROUGH = frozenset({"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueez
 _EXPORT_AGAIN = "the file is damaged or crafted (export it again with `deepvision export RUN`)"
 
 
-def check_graph_ops(path: str | Path, model: Any, logits: str | None = None, control_flow: bool = False) -> None:
+def check_graph_ops(path: str | Path, model: Any, logits: str | None = None, branches: bool = False) -> None:
     """Refuse, at load, a node deepvision's own export never writes and onnxruntime would run as given, in one
     line naming the node and its operator: a random-number operator or a Dropout in training mode (the same
-    image answered differently on every call), control flow unless `control_flow` (Loop, Scan, If or any node
-    holding a subgraph: a loop onnxruntime runs inside one C call, which no signal stops), and, where `logits`
-    names the output the reader applies softmax to, a Softmax/LogSoftmax producing it (directly or through
-    Identity/Reshape/Flatten/Squeeze/Unsqueeze): its probabilities would go through softmax twice. Subgraphs
-    and the model's local functions are checked too."""
+    image answered differently on every call), control flow (Loop, Scan, If or any node holding a subgraph: a
+    loop onnxruntime runs inside one C call, which no signal stops; `branches` keeps If, which torchvision's
+    detectors export and which runs one branch once), and, where `logits` names the output the reader applies
+    softmax to, a Softmax/LogSoftmax producing it (directly or through Identity/Reshape/Flatten/Squeeze/
+    Unsqueeze): its probabilities would go through softmax twice. Subgraphs and local functions are checked too."""
     from deepvision.safeload import printable
 
     def node_name(node: Any) -> str:
@@ -318,7 +318,7 @@ def check_graph_ops(path: str | Path, model: Any, logits: str | None = None, con
         nodes, constants = bodies.pop()
         for node in nodes:
             subgraphs = [a.g for a in node.attribute if a.HasField("g")] + [g for a in node.attribute for g in a.graphs]
-            if not control_flow and (node.op_type in CONTROL_FLOW or subgraphs):
+            if (node.op_type in CONTROL_FLOW or subgraphs) and not (branches and node.op_type == "If"):
                 raise UserError(f"{path}: {node_name(node)} is control flow, which onnxruntime runs to its end "
                                 f"with no bound and no stop (not even Ctrl+C), and a deepvision export never holds "
                                 f"one; {_EXPORT_AGAIN}")

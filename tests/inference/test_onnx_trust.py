@@ -468,8 +468,8 @@ def test_predict_and_serve_refuse_a_graph_no_export_writes(tmp_path, run_cli, ki
 
 
 def test_graphs_an_export_may_hold_are_kept(tmp_path):
-    """A Dropout in inference mode, a Softmax not producing the output, and, for a detector (whose scores are
-    probabilities and whose torchvision graph holds an If), control flow and a final Softmax."""
+    """A Dropout in inference mode and a Softmax not producing the output; for a detector (whose scores are
+    probabilities and whose torchvision graph holds If nodes) an If and a final Softmax, never a Loop."""
     from onnx import TensorProto, helper
 
     from deepvision.inference.onnx_runtime import OnnxClassifier
@@ -479,21 +479,34 @@ def test_graphs_an_export_may_hold_are_kept(tmp_path):
     tail = [helper.make_node("Dropout", ["raw", "", "train"], ["d"]), helper.make_node("Softmax", ["d"], ["s"]),
             helper.make_node("Add", ["raw", "s"], ["logits"])]
     assert OnnxClassifier(_tail_onnx(tmp_path / "ok.onnx", tail, [off])).classes == ["a", "b", "c"]
-    for kind in ("If", "Loop", "Softmax"):
+    for kind in ("If", "Softmax"):
         path = _tail_onnx(tmp_path / f"{kind}.onnx", *_tampered(kind))
-        check_graph_ops(path, load_model(path), control_flow=True)
+        check_graph_ops(path, load_model(path), branches=True)
 
 
-def test_the_detector_loader_refuses_a_random_node_in_a_branch(tmp_path):
-    """Random numbers are refused everywhere, subgraphs included, and by the exported detector's loader."""
+def _detector_onnx(path, branch_nodes, branch_initializers=()):
+    """A graph whose output 'boxes' comes out of an If whose branch holds `branch_nodes` making 'out'."""
     from onnx import TensorProto, helper
+
+    branch = helper.make_graph(branch_nodes, "branch", [], [helper.make_tensor_value_info("out", TensorProto.FLOAT,
+                                                                                           None)])
+    tail = [helper.make_node("If", ["cond"], ["boxes"], then_branch=branch, else_branch=branch)]
+    return _tail_onnx(path, tail, [helper.make_tensor("cond", TensorProto.BOOL, [], [True]), *branch_initializers],
+                      output="boxes", metadata=False)
+
+
+@pytest.mark.parametrize("kind", ["RandomUniformLike", "Loop"])
+def test_the_detector_loader_refuses_a_random_node_or_a_loop_in_a_branch(tmp_path, kind):
+    """The exported detector's loader keeps If but refuses random numbers and loops, subgraphs included."""
+    from onnx import helper
 
     from deepvision.export.detection import load_exported
 
-    branch = helper.make_graph([helper.make_node("RandomUniformLike", ["raw"], ["out"])], "branch", [],
-                               [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)])
-    tail = [helper.make_node("If", ["c"], ["boxes"], then_branch=branch, else_branch=branch)]
-    path = _tail_onnx(tmp_path / "det.onnx", tail, [helper.make_tensor("c", TensorProto.BOOL, [], [True])],
-                      output="boxes", metadata=False)
-    with pytest.raises(UserError, match=r"det.onnx: node 'RandomUniformLike' \(RandomUniformLike\) draws random"):
+    if kind == "Loop":
+        nodes, initializers = _loop_and_branch("Loop")
+        nodes[0].output[0] = "out"
+    else:
+        nodes, initializers = [helper.make_node("RandomUniformLike", ["raw"], ["out"])], []
+    path = _detector_onnx(tmp_path / "det.onnx", nodes, initializers)
+    with pytest.raises(UserError, match=rf"det.onnx: node '{kind}' \({kind}\) (draws random|is control flow)"):
         load_exported(path)
