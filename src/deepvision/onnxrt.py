@@ -282,3 +282,68 @@ def _stored_tensors(graph: Any) -> Iterator[tuple[str, Any, bool]]:
                 if attr.HasField("g"):  # the branches of If/Loop/Scan hold constants too
                     graphs.append(attr.g)
                 graphs += list(attr.graphs)
+
+
+CONTROL_FLOW = frozenset({"Loop", "Scan", "If"})
+RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+                        "Bernoulli"})
+PASS_THROUGH = frozenset({"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze"})  # values kept as they are
+_EXPORT_AGAIN = "the file is damaged or crafted (export it again with `deepvision export RUN`)"
+
+
+def check_graph_ops(path: str | Path, model: Any, logits: str | None = None, branches: bool = False) -> None:
+    """Refuse, at load, a node deepvision's own export never writes and onnxruntime would run as given, in one
+    line naming the node and its operator: a random-number operator or a Dropout in training mode (the same
+    image answered differently on every call), control flow (Loop, Scan, If or any node holding a subgraph: a
+    loop onnxruntime runs inside one C call, which no signal stops; `branches` keeps If, which torchvision's
+    detectors export and which runs one branch once), and, where `logits` names the output the reader applies
+    softmax to, a Softmax/LogSoftmax producing it (directly or through Identity/Reshape/Flatten/Squeeze/
+    Unsqueeze): its probabilities would go through softmax twice. Subgraphs and local functions are checked too."""
+    from deepvision.safeload import printable
+
+    def node_name(node: Any) -> str:
+        return f"node {printable(repr(node.name or node.op_type))[:60]} ({printable(node.op_type)[:40]})"
+
+    def is_false(name: str, constants: dict[str, Any]) -> bool:
+        from onnx import numpy_helper
+
+        try:  # training_mode given as a constant False is inference
+            return name in constants and not numpy_helper.to_array(constants[name]).any()
+        except Exception:  # an unreadable tensor is no proof of inference mode
+            return False
+
+    bodies = [(model.graph.node, _constants(model.graph.node, model.graph.initializer))]
+    bodies += [(f.node, _constants(f.node)) for f in model.functions]
+    while bodies:
+        nodes, constants = bodies.pop()
+        for node in nodes:
+            subgraphs = [a.g for a in node.attribute if a.HasField("g")] + [g for a in node.attribute for g in a.graphs]
+            if (node.op_type in CONTROL_FLOW or subgraphs) and not (branches and node.op_type == "If"):
+                raise UserError(f"{path}: {node_name(node)} is control flow, which onnxruntime runs to its end "
+                                f"with no bound and no stop (not even Ctrl+C), and a deepvision export never holds "
+                                f"one; {_EXPORT_AGAIN}")
+            if node.op_type in RANDOM_OPS or (node.op_type == "Dropout" and len(node.input) > 2 and node.input[2]
+                                              and not is_false(node.input[2], constants)):
+                raise UserError(f"{path}: {node_name(node)} draws random numbers, so one image would get another "
+                                f"answer on every call, and a deepvision export never holds one; "
+                                f"{_EXPORT_AGAIN}")
+            bodies += [(g.node, {**constants, **_constants(g.node, g.initializer)}) for g in subgraphs]
+    if logits is None:
+        return
+    producer = {out: node for node in model.graph.node for out in node.output if out}
+    node = producer.get(logits)
+    while node is not None and node.op_type in PASS_THROUGH and node.input:
+        node = producer.get(node.input[0])
+    if node is not None and node.op_type in ("Softmax", "LogSoftmax"):
+        raise UserError(f"{path}: output {printable(repr(logits))[:60]} is made by {node_name(node)}: it holds "
+                        f"probabilities, not logits, and would go through softmax twice (a deepvision export ends "
+                        f"in logits); {_EXPORT_AGAIN}")
+
+
+def _constants(nodes: Any, initializers: Any = ()) -> dict[str, Any]:
+    """Tensor name -> TensorProto of `initializers` and of the Constant nodes among `nodes` (their `value`)."""
+    found = {t.name: t for t in initializers}
+    for node in nodes:
+        if node.op_type == "Constant" and node.output:
+            found.update((node.output[0], a.t) for a in node.attribute if a.name == "value" and a.HasField("t"))
+    return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -374,3 +375,138 @@ def test_run_options_given_with_an_onnx_file_are_refused(tmp_path, run_cli, argv
     with pytest.raises(UserError, match=r"--device cuda applies to run directories; .* runs on the CPU"):
         create_app(path, device="cuda")
     create_app(path, device="cpu")  # the CPU is where it runs
+
+
+def _tail_onnx(path, tail, initializers=(), output="logits", metadata=True):
+    """A classifier (3 classes, 8x8 RGB) whose pooled values 'raw' go through the nodes `tail` to `output`."""
+    from onnx import TensorProto, helper
+
+    from deepvision.inference.onnx_runtime import METADATA_KEY
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info(output, TensorProto.FLOAT, None)
+    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["raw"]), *tail]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], list(initializers)),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if metadata:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, _meta()
+    onnx.save(model, str(path))
+    return path
+
+
+def _loop_and_branch(kind):
+    """A Loop of 10^12 empty iterations passing 'raw' through, or an If choosing it."""
+    from onnx import TensorProto, helper
+
+    if kind == "If":
+        branch = helper.make_graph([helper.make_node("Identity", ["raw"], ["out"])], "branch", [],
+                                   [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)])
+        return [helper.make_node("If", ["c"], ["logits"], then_branch=branch, else_branch=branch)], \
+            [helper.make_tensor("c", TensorProto.BOOL, [], [True])]
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Identity", ["v_in"], ["v_out"])],
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("v_in", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, None)])
+    trips = helper.make_tensor("M", TensorProto.INT64, [], [10**12])
+    return [helper.make_node("Loop", ["M", "c", "raw"], ["logits"], body=body)], \
+        [trips, helper.make_tensor("c", TensorProto.BOOL, [], [True])]
+
+
+def _tampered(kind):
+    """(tail nodes, initializers) of a graph no deepvision export writes."""
+    from onnx import TensorProto, helper
+
+    if kind in ("Loop", "If"):
+        return _loop_and_branch(kind)
+    if kind == "Softmax":
+        return [helper.make_node("Softmax", ["raw"], ["logits"], axis=1)], []
+    if kind == "LogSoftmax":  # through Reshape and Identity
+        return [helper.make_node("LogSoftmax", ["raw"], ["p"], axis=1),
+                helper.make_node("Reshape", ["p", "shape"], ["q"]), helper.make_node("Identity", ["q"], ["logits"])], \
+            [helper.make_tensor("shape", TensorProto.INT64, [2], [1, 3])]
+    if kind == "RandomNormalLike":
+        return [helper.make_node("RandomNormalLike", ["raw"], ["rn"], scale=10.0),
+                helper.make_node("Add", ["raw", "rn"], ["logits"])], []
+    ratio = helper.make_tensor("ratio", TensorProto.FLOAT, [], [0.5])
+    return [helper.make_node("Dropout", ["raw", "ratio", "train"], ["logits"])], \
+        [ratio, helper.make_tensor("train", TensorProto.BOOL, [], [True])]
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("Loop", r"node 'Loop' \(Loop\) is control flow, which onnxruntime runs to its end with no bound and no stop"),
+    ("If", r"node 'If' \(If\) is control flow"),
+    ("Softmax", r"output 'logits' is made by node 'Softmax' \(Softmax\): it holds probabilities, not logits, and "
+                r"would go through softmax twice"),
+    ("LogSoftmax", r"output 'logits' is made by node 'LogSoftmax' \(LogSoftmax\)"),
+    ("RandomNormalLike", r"node 'RandomNormalLike' \(RandomNormalLike\) draws random numbers, so one image would get "
+                         r"another answer on every call"),
+    ("Dropout", r"node 'Dropout' \(Dropout\) draws random numbers"),
+])
+def test_predict_and_serve_refuse_a_graph_no_export_writes(tmp_path, run_cli, kind, message):
+    """A Loop of 10^12 iterations hung predict beyond SIGTERM and Ctrl+C (onnxruntime runs it inside one C call),
+    an output 'logits' made by Softmax went through softmax twice (14% for 46%), a random node answered another
+    class on every call; all exit 0 or never. predict and serve refuse them at load in one line naming the node."""
+    from PIL import Image
+
+    from deepvision.apps.serve import create_app
+
+    path = _tail_onnx(tmp_path / "m.onnx", *_tampered(kind))
+    before = path.read_bytes()
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(tmp_path / "x.png")
+    code, out, err = run_cli("predict", path, tmp_path / "x.png")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert re.search(f"{re.escape(str(path))}: {message}.*; the file is damaged or crafted", err), err
+    with pytest.raises(UserError, match=message):
+        create_app(path)
+    assert path.read_bytes() == before
+
+
+def test_graphs_an_export_may_hold_are_kept(tmp_path):
+    """A Dropout in inference mode and a Softmax not producing the output; for a detector (whose scores are
+    probabilities and whose torchvision graph holds If nodes) an If and a final Softmax, never a Loop."""
+    from onnx import TensorProto, helper
+
+    from deepvision.inference.onnx_runtime import OnnxClassifier
+    from deepvision.onnxrt import check_graph_ops, load_model
+
+    off = helper.make_tensor("train", TensorProto.BOOL, [], [False])
+    tail = [helper.make_node("Dropout", ["raw", "", "train"], ["d"]), helper.make_node("Softmax", ["d"], ["s"]),
+            helper.make_node("Add", ["raw", "s"], ["logits"])]
+    assert OnnxClassifier(_tail_onnx(tmp_path / "ok.onnx", tail, [off])).classes == ["a", "b", "c"]
+    for kind in ("If", "Softmax"):
+        path = _tail_onnx(tmp_path / f"{kind}.onnx", *_tampered(kind))
+        check_graph_ops(path, load_model(path), branches=True)
+
+
+def _detector_onnx(path, branch_nodes, branch_initializers=()):
+    """A graph whose output 'boxes' comes out of an If whose branch holds `branch_nodes` making 'out'."""
+    from onnx import TensorProto, helper
+
+    branch = helper.make_graph(branch_nodes, "branch", [], [helper.make_tensor_value_info("out", TensorProto.FLOAT,
+                                                                                           None)])
+    tail = [helper.make_node("If", ["cond"], ["boxes"], then_branch=branch, else_branch=branch)]
+    return _tail_onnx(path, tail, [helper.make_tensor("cond", TensorProto.BOOL, [], [True]), *branch_initializers],
+                      output="boxes", metadata=False)
+
+
+@pytest.mark.parametrize("kind", ["RandomUniformLike", "Loop"])
+def test_the_detector_loader_refuses_a_random_node_or_a_loop_in_a_branch(tmp_path, kind):
+    """The exported detector's loader keeps If but refuses random numbers and loops, subgraphs included."""
+    from onnx import helper
+
+    from deepvision.export.detection import load_exported
+
+    if kind == "Loop":
+        nodes, initializers = _loop_and_branch("Loop")
+        nodes[0].output[0] = "out"
+    else:
+        nodes, initializers = [helper.make_node("RandomUniformLike", ["raw"], ["out"])], []
+    path = _detector_onnx(tmp_path / "det.onnx", nodes, initializers)
+    with pytest.raises(UserError, match=rf"det.onnx: node '{kind}' \({kind}\) (draws random|is control flow)"):
+        load_exported(path)

@@ -36,6 +36,7 @@ from deepvision.fileio import zip_damage
 from deepvision.models.detection import detection_family
 from deepvision.onnxrt import (
     check_external_data,
+    check_graph_ops,
     check_same_records,
     check_weights_finite,
     load_model,
@@ -253,6 +254,7 @@ def load_exported(path: str | Path, fmt: str | None = None) -> tuple[Any, list[s
         meta = model_metadata(path, model)
         own = load_json(meta[METADATA_KEY], f"{path} metadata") if METADATA_KEY in meta else None
         check_external_data(path, model, own)  # before onnxruntime reads weights from beside the file
+        check_graph_ops(path, model, branches=True)  # torchvision's detectors hold If; scores are probabilities
         session = ort_session(path)
         check_weights_finite(path, model)
         del model

@@ -17,6 +17,7 @@ from deepvision.errors import UserError
 from deepvision.models.outputs import class_probabilities
 from deepvision.onnxrt import (
     check_external_data,
+    check_graph_ops,
     check_same_records,
     check_weights_finite,
     load_model,
@@ -66,6 +67,7 @@ class OnnxClassifier:
         except (TypeError, KeyError, ValueError):
             raise UserError(f"{self.path} has no deepvision metadata; export it with `deepvision export RUN`") from None
         check_external_data(self.path, model, self.meta)  # before onnxruntime reads weights from beside the file
+        check_graph_ops(self.path, model, logits=self.output if isinstance(self.output, str) else None)
         self.session = ort_session(self.path)
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
