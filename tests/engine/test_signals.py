@@ -92,7 +92,7 @@ def test_a_stop_while_the_test_split_is_scored_keeps_the_saved_epoch(tmp_path, m
     is to score the test split (a resume would find nothing left to train)."""
     from deepvision.engine.callbacks import holdout
 
-    def cut_short(self):  # what torch raises when a loader worker died with the trainer's SIGTERM
+    def cut_short(self, *args):  # what torch raises when a loader worker died with the trainer's SIGTERM
         self.trainer.stop.signum = signal.SIGTERM
         raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated.")
 
@@ -107,6 +107,83 @@ def test_a_stop_while_the_test_split_is_scored_keeps_the_saved_epoch(tmp_path, m
            f"  deepvision evaluate {run.path}\n" in err
     assert run.read_state()["status"] == "interrupted" and run.read_state()["epochs_done"] == 1
     assert load_checkpoint(run.checkpoints / "last.pt")["epoch"] == 1 and len(run.read_history()) == 1
+
+
+def _stop_at_first_test_batch(monkeypatch, sig):
+    """Request a stop (as the signal handler does) once the first batch of a test scoring is done; returns the
+    batches scored after a saved epoch."""
+    from deepvision.engine.trainer import Trainer
+
+    score, seen = Trainer.score, []
+
+    def scoring(self, loader, model=None, on_batch=None, after_epoch=None):
+        def batch_done(i):
+            seen.append(i)
+            on_batch(i)
+            self.stop.signum = sig
+
+        return score(self, loader, model, batch_done if after_epoch is not None else on_batch, after_epoch)
+
+    monkeypatch.setattr(Trainer, "score", scoring)
+    return seen
+
+
+@pytest.mark.parametrize("sig,workers", [(signal.SIGINT, 0), (signal.SIGTERM, 0), (signal.SIGINT, 2)])
+def test_a_stop_while_the_test_split_is_scored_after_the_last_epoch_ends_the_scoring(tmp_path, monkeypatch, run_cli,
+                                                                                      sig, workers):
+    """A Ctrl+C or SIGTERM that only the trainer sees (no loader worker dies of it) while the test split is
+    scored after the last epoch: the scoring stops at the next batch, no test_metrics.json, the run interrupted."""
+    seen = _stop_at_first_test_batch(monkeypatch, sig)
+    cfg = tiny_config(2, max_samples=200, test_fraction=0.2, test=None, batch_size=8, workers=workers)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    code, out, err = run_cli("train", path, "--out", tmp_path / "runs", "--name", "t")
+    run = RunDir(tmp_path / "runs" / "t")
+    assert code == 128 + sig and "Traceback" not in err, err
+    assert seen == [1]  # 5 test batches: the stop ended the scoring at the next one
+    assert "stopped after epoch 2 was saved, before the test split was scored" in out + err
+    assert f"training stopped after 2 completed epochs, before the test split was scored; score it with:\n" \
+           f"  deepvision evaluate {run.path}\n" in err
+    assert run.read_state()["status"] == "interrupted" and run.read_state()["epochs_done"] == 2
+    assert not run.test_metrics_path.exists() and "done:" not in out
+    assert load_checkpoint(run.checkpoints / "last.pt")["epoch"] == 2 and len(run.read_history()) == 2
+
+
+def test_a_stop_while_the_test_split_is_scored_between_epochs_keeps_the_saved_epoch(tmp_path, monkeypatch, run_cli):
+    """train.test_every: a stop while the test split is scored after epoch 1 of 3 stops there; resume continues."""
+    seen = _stop_at_first_test_batch(monkeypatch, signal.SIGTERM)
+    cfg = tiny_config(3, max_samples=200, test_fraction=0.2, test=None, batch_size=8)
+    cfg["train"]["test_every"] = 1
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    code, out, err = run_cli("train", path, "--out", tmp_path / "runs", "--name", "t")
+    run = RunDir(tmp_path / "runs" / "t")
+    assert code == 143 and seen == [1], err
+    assert "stopped after epoch 1 was saved, before the test split was scored" in out + err
+    assert f"training stopped after 1 completed epoch; resume with:\n  deepvision resume {run.path}" in err
+    assert run.read_state()["status"] == "interrupted" and run.read_state()["epochs_done"] == 1
+    assert not run.test_metrics_path.exists() and len(run.read_history()) == 1
+
+
+@pytest.mark.parametrize("test_fraction", [0.2, 0.0])
+def test_a_stop_as_the_run_ends_is_reported_and_the_run_is_complete(tmp_path, monkeypatch, run_cli, test_fraction):
+    """A stop after the last epoch was saved and its test split scored (or with none to score), while the plots
+    are written: one line and 130, the run finished (nothing of it was cut short; a resume finds nothing left)."""
+    from deepvision.engine.callbacks import records
+
+    def plot(self):
+        self.trainer.stop.signum = signal.SIGINT
+
+    monkeypatch.setattr(records.Plotter, "on_train_end", plot)
+    cfg = tiny_config(1, max_samples=200, test_fraction=test_fraction, test=None)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    code, out, err = run_cli("train", path, "--out", tmp_path / "runs", "--name", "t")
+    run = RunDir(tmp_path / "runs" / "t")
+    assert code == 130 and "Traceback" not in err, err
+    assert err == f"training stopped as it ended, after 1 completed epoch: the run is complete ({run.path})\n"
+    assert run.read_state()["status"] == "finished" and "done:" not in out
+    assert run.test_metrics_path.exists() == bool(test_fraction)
 
 
 def test_sigterm_while_the_run_is_set_up_removes_the_new_run_folder(tmp_path):

@@ -373,6 +373,9 @@ def run_command(args: argparse.Namespace) -> int:
 
             n = stop.epochs_done
             done = f"after {n} completed epoch{'s' if n != 1 else ''}" if n else "before any epoch completed"
+            if stop.complete:
+                sys.stderr.write(f"training stopped as it ended, {done}: the run is complete ({stop.run_dir})\n")
+                return stop.exit_code
             if stop.unscored:  # nothing is left to train: a resume would be refused
                 sys.stderr.write(f"training stopped {done}, before the test split was scored; score it with:\n"
                                  f"  deepvision evaluate {stop.run_dir}\n")

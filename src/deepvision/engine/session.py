@@ -388,8 +388,10 @@ def _fit(trainer: Trainer, run: RunDir, dist: DistInfo) -> FitResult:
     """Run training; record in run.json how it ended."""
     try:
         result = trainer.fit()
-    except StopRequested:
-        raise  # the trainer marked the run interrupted
+    except StopRequested as stop:
+        if stop.complete and dist.is_main:  # the stop came as the run ended: nothing of it was cut short
+            run.update_state(status="finished")
+        raise  # else the trainer marked the run interrupted
     except BaseException as exc:
         if isinstance(chained_stop(exc), Terminated):  # before fit() installed its graceful stop (also as an
             # ImportError, from an extension imported as it landed): the same stop, at the epoch it started from

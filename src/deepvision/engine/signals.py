@@ -12,9 +12,11 @@ from types import FrameType
 class StopRequested(Exception):
     """Raised by the trainer after a stop signal; carries where training stopped."""
 
-    def __init__(self, signum: int, epochs_done: int, run_dir: str, unscored: bool = False) -> None:
+    def __init__(self, signum: int, epochs_done: int, run_dir: str, unscored: bool = False,
+                 complete: bool = False) -> None:
         self.signum, self.epochs_done, self.run_dir = signum, epochs_done, run_dir
         self.unscored = unscored  # every epoch done; only the final scoring of the test split was cut short
+        self.complete = complete  # the stop came as the run ended: every epoch saved, the test split scored
         super().__init__(f"stopped by {signal.Signals(signum).name}")
 
     @property

@@ -240,6 +240,10 @@ class Trainer:
             finally:
                 self.callbacks.on_train_end()
                 self.close()
+            if self.history and self._stop_requested(1, 1):  # a stop while the last epoch's reports were written:
+                # every epoch is saved and the test split scored (or there was none), so the run is complete
+                raise StopRequested(self.stop.signum or 2, self.history[-1]["epoch"], str(self.run.path),
+                                    complete=True)
         return FitResult(self.run.path, self.history, self.best_epoch, self.best_value, self.dist.is_main)
 
     def close(self) -> None:
@@ -411,6 +415,12 @@ class Trainer:
         raise StopRequested(self.stop.signum or 2, done, str(self.run.path),
                             unscored=done == self.cfg.train.epochs)
 
+    def stop_point(self, epoch: int) -> None:
+        """In the work after epoch `epoch` (0-based) was saved (the test split scored, its reports written): a
+        stop requested meanwhile ends the run here. Under DDP the ranks agree: every rank calls it at this point."""
+        if self._stop_requested(1, 1):
+            self._stopped_after(epoch)
+
     def validate(self, role: str = "val") -> dict[str, float]:
         """Score every sample of `role` exactly once (no padding) with the model in eval mode."""
         loader, cb = self.loaders[role], self.callbacks
@@ -420,24 +430,34 @@ class Trainer:
         return metrics
 
     @torch.no_grad()
-    def score(self, loader: Any, model: nn.Module | None = None, on_batch: Any = None) -> dict[str, float]:
+    def score(self, loader: Any, model: nn.Module | None = None, on_batch: Any = None,
+              after_epoch: int | None = None) -> dict[str, float]:
         """The task's evaluation metrics of `model` (default: the trained one) over `loader`, every sample
         once, the model in eval mode; under DDP every rank scores its share and the metrics are reduced.
-        `on_batch(i)` follows each batch."""
+        `on_batch(i)` follows each batch. `after_epoch`: the scoring follows that saved epoch (0-based), and a
+        stop requested before or during it ends the run (`stop_point`) at the next batch; under DDP, whose ranks
+        may score different numbers of batches, once the pass is over."""
         model = model if model is not None else self.model
         task = self.task
         was_training = model.training
         model.eval()
         meter = task.meter(self.device, "val")
-        with torch.inference_mode():
-            for i, batch in enumerate(loader):
-                x, y = task.to_device(batch, self.device)
-                with torch.autocast(self.device.type, dtype=self.eval_amp, enabled=self.eval_amp is not None):
-                    out, loss = task.eval_outputs(model, x, y)
-                meter.update(out, y, loss)
-                if on_batch is not None:
-                    on_batch(i + 1)
-        model.train(was_training)
+        stoppable = after_epoch is not None and not self.dist.enabled
+        try:
+            with torch.inference_mode():
+                for i, batch in enumerate(loader):
+                    if stoppable and self.stop.requested:
+                        self._stopped_after(after_epoch)
+                    x, y = task.to_device(batch, self.device)
+                    with torch.autocast(self.device.type, dtype=self.eval_amp, enabled=self.eval_amp is not None):
+                        out, loss = task.eval_outputs(model, x, y)
+                    meter.update(out, y, loss)
+                    if on_batch is not None:
+                        on_batch(i + 1)
+        finally:
+            model.train(was_training)
+        if after_epoch is not None:
+            self.stop_point(after_epoch)
         return meter.compute(self.dist.enabled)
 
     # -- checkpoints ---------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ class TestEvaluator(Callback):
         periodic = bool(self.every) and logs.epoch % self.every == 0
         latest = None
         if periodic:
-            latest = self.score()
+            latest = self.score(epoch)
             if t.dist.is_main:
                 rows = t.run.read_history(t.run.test_history_path)
                 rows = [r for r in rows if r.get("epoch") != logs.epoch]
@@ -83,12 +83,12 @@ class TestEvaluator(Callback):
         if best is None or best == logs.epoch or not path.is_file():
             which = "last" if best != logs.epoch else "best"
             weights_epoch = logs.epoch
-            metrics = latest if latest is not None else self.score()
+            metrics = latest if latest is not None else self.score(epoch)
         else:
             which, weights_epoch = "best", best
             model = copy.deepcopy(t.model)
             model.load_state_dict(load_checkpoint(path, map_location=t.device)["model_state"])
-            metrics = self.score(model)
+            metrics = self.score(epoch, model)
             del model
         if not t.dist.is_main:
             return
@@ -102,7 +102,8 @@ class TestEvaluator(Callback):
         head = f"test ({which}.pt, epoch {weights_epoch}, {metrics['count']:,} samples): {shown}"
         t.reporter.line(f"{head}; written to {t.run.test_metrics_path}", console=f"{head} -> test_metrics.json")
 
-    def score(self, model: Any = None) -> dict[str, Any]:
+    def score(self, epoch: int, model: Any = None) -> dict[str, Any]:
+        """Score the test split after epoch `epoch` (0-based) was saved; a stop requested meanwhile ends the run."""
         t = self.trainer
         if self.loader is None:
             tc = t.cfg.train
@@ -111,7 +112,7 @@ class TestEvaluator(Callback):
         t.reporter.start_phase("test", len(self.loader))
         start = time.perf_counter()
         try:
-            metrics = t.score(self.loader, model, on_batch=lambda _: t.reporter.advance(1))
+            metrics = t.score(self.loader, model, on_batch=lambda _: t.reporter.advance(1), after_epoch=epoch)
         finally:
             t.reporter.end_epoch()
         return {**metrics, "seconds": time.perf_counter() - start}
