@@ -7,7 +7,7 @@ that shapes the numbers (model, optimizer, scaler, RNG states, history) is resto
 epoch order depends only on (seed, epoch), and the learning rate only on the position in training,
 so resuming gives the same metrics as an uninterrupted run on the CPU.
 
-Why one module of ~475 lines: set-up, the training pass, validation and the stop/skip checks share the
+Why one module of ~495 lines: set-up, the training pass, validation and the stop/skip checks share the
 trainer's state (model, optimizer, scaler, loaders, the frozen parts); the step itself is `_train_pass`.
 """
 

@@ -1,6 +1,6 @@
 """`deepvision evaluate`: score a trained run on a split (or new data) and write a full report.
 
-Why one module of ~430 lines: choosing the data (the run's own split, checked against what the run
+Why one module of ~450 lines: choosing the data (the run's own split, checked against what the run
 recorded, or other data matched to its classes), predicting and writing the report are one path whose
 refusals must all come before the report folder is touched.
 """

@@ -19,7 +19,7 @@ out (looking past layers that are identities at inference and into a nested mode
 output), a one-unit sigmoid becomes two classes, other sigmoid outputs are refused (`_head_output`).
 `num_classes` other than the file's replaces a final Dense with a fresh one (fine-tuning).
 
-Why one module of ~870 lines: reading the config (layers, inbound nodes, Keras 2/3 spellings) and wiring
+Why one module of ~890 lines: reading the config (layers, inbound nodes, Keras 2/3 spellings) and wiring
 the module from it walk the same structures; split, each half would re-parse what the other holds.
 """
 
