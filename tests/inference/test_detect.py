@@ -418,3 +418,14 @@ def test_a_video_declaring_an_impossible_frame_rate_is_written_at_a_plain_one(ru
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3 and cap.get(cv2.CAP_PROP_FPS) == 30
     cap.release()
     assert "[ERROR" not in capfd.readouterr().err
+
+
+def test_an_mpeg_ts_video_is_read_to_its_end_without_a_damage_note(run, tmp_path, run_cli):
+    """A .ts file was refused as "cannot read ... as an image"; its frame count is OpenCV's estimate from the
+    duration (199 for 10 frames), and the failed reads past its real end are not damaged frames."""
+    writer = cv2.VideoWriter(str(tmp_path / "clip.ts"), cv2.VideoWriter_fourcc(*"PIM1"), 25, (64, 48))
+    for i in range(10):
+        writer.write(np.full((48, 64, 3), i * 20, np.uint8))
+    writer.release()
+    code, out, err = run_cli("detect", run, tmp_path / "clip.ts", "--out", tmp_path / "out")
+    assert code == 0 and "clip.ts: 10 frames" in out and "damaged" not in out, (out, err)

@@ -207,16 +207,20 @@ class _Capture:
 @pytest.mark.parametrize(("pattern", "declared", "given", "skipped"), [
     ("1101111", 7, 6, [3]),  # a damaged frame before the declared count: skipped, the rest read
     ("1100111", 7, 5, [3, 4]),
-    ("11111000", 8, 5, [6, 7, 8]),  # failed reads up to the declared count at the end: damaged frames too
+    ("11111000", 8, 5, [6, 7, 8]),  # failed reads up to an indexed count at the end: damaged frames too
     ("111110000", 8, 5, [6, 7, 8]),  # a failed read after the declared count: the end
+    ("11111000", "8 estimated", 5, []),  # a count estimated from the duration (MPEG-TS) overshoots: the end
     ("1101111", 0, 2, []),  # no declared count: the first failed read ends the video
     ("1101111", float("nan"), 2, []),
     ("1101111", 4e9, 2, []),  # an unbelievable count is no count
 ])
-def test_video_frames_skip_damaged_frames_before_the_declared_count(pattern, declared, given, skipped):
+def test_video_frames_skip_damaged_frames_before_the_declared_count(tmp_path, pattern, declared, given, skipped):
     from deepvision.inference.video import VideoFrames
 
-    frames = VideoFrames(cv2, _Capture(pattern, declared), "v.avi")
+    indexed = not (isinstance(declared, str) and declared.endswith(" estimated"))
+    (tmp_path / "v").write_bytes(b"RIFF\0\0\0\0AVI LIST" if indexed else b"\x47\x40\x00\x10" * 3)  # AVI, MPEG-TS
+    declared = declared if indexed else float(declared.split()[0])
+    frames = VideoFrames(cv2, _Capture(pattern, declared), tmp_path / "v")
     assert len(list(frames)) == given and frames.skipped == skipped
     assert (frames.note is None) == (not skipped)
 
@@ -224,6 +228,8 @@ def test_video_frames_skip_damaged_frames_before_the_declared_count(pattern, dec
 def test_video_frames_stop_at_max_frames_and_after_a_long_run_of_failed_reads(monkeypatch):
     from deepvision.inference import video
     from deepvision.inference.video import VideoFrames
+
+    monkeypatch.setattr(video, "indexed_frame_count", lambda path: True)
 
     assert len(list(VideoFrames(cv2, _Capture("1011111", 7), "v.avi", max_frames=3))) == 3
     monkeypatch.setattr(video, "MAX_DAMAGED_RUN", 3)

@@ -42,7 +42,8 @@ from deepvision.placement import refuse_output_in_input_folders, replace_only_ow
 from deepvision.runs.loading import LoadedRun, load_run
 from deepvision.safeload import image_files, input_file, read_json
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".ts", ".mts", ".m2ts",
+                    ".flv", ".3gp", ".ogv")
 MAX_SIDE = 1000
 
 

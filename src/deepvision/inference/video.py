@@ -98,12 +98,26 @@ def _frame_list(numbers: list[int], shown: int = 5) -> str:
     return f"frame{'s' if len(numbers) > 1 else ''} {head}{more}"
 
 
+def indexed_frame_count(path: str | Path) -> bool:
+    """Whether the container at `path` indexes its frames (AVI, MP4/MOV), so the count it declares is the
+    frames it holds; for others (MPEG-TS, MPEG-PS, ...) OpenCV estimates the count from the duration, and it
+    may overshoot (a 100-frame MPEG-TS file declares 199)."""
+    try:
+        with open_regular_file(path) as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head[:4] == b"RIFF" and head[8:12] == b"AVI " or head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide")
+
+
 class VideoFrames:
     """The frames of an opened video file, in order: the one rule every command reading a video file uses.
     A failed read before the container's declared frame count (`declared_frames`) is a damaged frame (a
-    corrupt packet; OpenCV reads the frames after it), wherever it lies, the last frames included: it is
-    skipped and counted (`skipped`, `note`), never taken for the end. After MAX_DAMAGED_RUN failed reads in
-    a row the rest of the declared frames are counted as unread (`untried`) without trying them. More than
+    corrupt packet; OpenCV reads the frames after it), wherever it lies: it is skipped and counted (`skipped`,
+    `note`), never taken for the end. Failed reads with no readable frame after them are damaged frames too
+    when the container indexes its frames (`indexed_frame_count`), else the real end (an estimated count
+    overshoots). After MAX_DAMAGED_RUN failed reads in a row the rest of the declared frames are counted as
+    unread (`untried`) without trying them. More than
     MAX_DAMAGED_FRACTION of the declared frames damaged or unread: UserError (none decoded at all: no frame,
     which every reader refuses in its own words). `index`: the 0-based position
     in the video of the frame last given, which results name. Without a declared count the first failed
@@ -112,6 +126,7 @@ class VideoFrames:
     def __init__(self, cv2: Any, capture: Any, path: str | Path, max_frames: int | None = None) -> None:
         self.capture, self.path, self.max_frames = capture, path, max_frames
         self.declared = declared_frames(capture, cv2)
+        self.indexed = indexed_frame_count(path)
         self.skipped: list[int] = []  # 1-based numbers of the damaged frames skipped
         self.untried = 0  # declared frames after a run of MAX_DAMAGED_RUN failed reads, not read
         self.given = 0
@@ -127,7 +142,7 @@ class VideoFrames:
                     break
                 run.append(index)
                 if len(run) >= MAX_DAMAGED_RUN:
-                    self.untried = self.declared - index
+                    self.untried = self.declared - index if self.indexed else 0
                     break
                 continue
             self.skipped += run
@@ -135,7 +150,7 @@ class VideoFrames:
             self._check()
             self.given, self.index = self.given + 1, index - 1
             yield frame
-        self.skipped += run  # failed reads up to the declared count: damaged frames at the end
+        self.skipped += run if self.indexed else []  # failed reads up to an indexed count: damaged frames at the end
         if self.given:  # none decoded: the reader's own line says so (a damaged video, or a codec OpenCV lacks)
             self._check()
 
