@@ -116,7 +116,10 @@ def test_a_stop_that_lands_in_a_finalizer_waits_for_it_to_end(capsys, sig, stop)
 def test_im2rec_stopped_while_its_pool_starts_ends_with_the_stops_line(tmp_path, run_cli, monkeypatch, sig, code,
                                                                        line):
     """A stop landing as the packing pool forks its workers (in logging's at-fork hook) printed a traceback,
-    was lost, and im2rec packed on, exit 0. It ends the command with its one line, no record file left."""
+    was lost, and im2rec packed on, exit 0. It ends the command with its one line, no record file left, and
+    no worker: the stop waits for the pool to start, so that the pool is stopped."""
+    import multiprocessing
+
     images = make_image_folder(tmp_path / "images", n_per_class=4, size=16)
     assert run_cli("im2rec", "--list", "--recursive", tmp_path / "set", images)[0] == 0
     listed = sorted(p.name for p in tmp_path.iterdir())
@@ -127,3 +130,26 @@ def test_im2rec_stopped_while_its_pool_starts_ends_with_the_stops_line(tmp_path,
     assert (result, out, err.splitlines()[-1] + "\n") == (code, "", line)
     assert "Traceback" not in err and "Exception ignored" not in err and not lock.armed
     assert sorted(p.name for p in tmp_path.iterdir()) == listed
+    assert not multiprocessing.active_children()
+
+
+@pytest.mark.parametrize(("sig", "stop"), STOPS)
+def test_a_stop_waiting_for_a_safe_point_waits_for_steps_that_hold_stops(sig, stop):
+    """A stop that waits (it landed in an at-fork hook) is raised by a timer's recheck; steps that must all happen
+    or none (`stops_held`: a pool's start, which the stop must find whole to stop it) hold that recheck too."""
+    from deepvision.cli import terminate
+    from deepvision.fileio import stops_held
+
+    steps: list[str] = []
+    try:
+        with pytest.raises(stop), sigterm_raises():
+            terminate._forking.append(True)  # as in an at-fork hook: the stop waits
+            signal.getsignal(sig)(sig, None)
+            with stops_held():
+                terminate._forking.clear()
+                time.sleep(0.5)  # the recheck comes meanwhile, and waits for the block's end
+                steps.append("held")
+            steps.append("after")
+    finally:
+        terminate._forking.clear()
+    assert steps == ["held"]
