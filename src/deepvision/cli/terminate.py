@@ -18,7 +18,7 @@ from deepvision.errors import Terminated, chained_stop
 
 __all__ = ["Terminated", "sigterm_raises", "sigterm_says"]
 
-RECHECK_S = 0.02  # how often a stop that landed in an import looks again whether the import has ended
+RECHECK_S = 0.02  # how often a stop waiting for a safe point (an import to end) looks again
 
 
 _forking: list[bool] = []  # set while os.fork runs its at-fork hooks (holds True then)
