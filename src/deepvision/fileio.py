@@ -228,8 +228,9 @@ def written_whole(path: str | Path, last: str | None = None, stale: Iterable[str
 
 @contextlib.contextmanager
 def stops_held() -> Iterator[None]:
-    """Hold Ctrl+C and SIGTERM off for a few steps that must all happen or none (renames): one that arrives
-    meanwhile is raised when the block ends. Only the main thread handles signals; elsewhere a no-op."""
+    """Hold Ctrl+C and SIGTERM off for a few steps that must all happen or none (renames, a pool's start): one
+    that arrives meanwhile is raised when the block ends. So is a stop that waits for a safe point (the CLI's
+    SIGALRM recheck, see `cli.terminate`). Only the main thread handles signals; elsewhere a no-op."""
     import signal
     import threading
 
@@ -237,15 +238,18 @@ def stops_held() -> Iterator[None]:
         yield
         return
     arrived: list[int] = []
-    saved = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum))
-             for sig in (signal.SIGINT, signal.SIGTERM)}
+    held = [signal.SIGINT, signal.SIGTERM] + [signal.SIGALRM] * callable(signal.getsignal(signal.SIGALRM))
+    saved = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum)) for sig in held}
     try:
         yield
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
-        if arrived:  # now to its own handler: KeyboardInterrupt, Terminated, or the default
-            signal.raise_signal(arrived[0])
+        stops = [sig for sig in arrived if sig != signal.SIGALRM]
+        if stops:  # now to its own handler: KeyboardInterrupt, Terminated, or the default
+            signal.raise_signal(stops[0])
+        if signal.SIGALRM in arrived:
+            signal.raise_signal(signal.SIGALRM)
 
 
 def output_subfolder(out: str | Path, relative: str | Path, option: str = "--out") -> Path:

@@ -49,7 +49,7 @@ from deepvision.data.records.pipeline import forking_cv2
 from deepvision.datasets.listing import DEFAULT_EXTS, list_images, make_list, unlistable
 from deepvision.datasets.records import RecordWriter, encode_image, frame_record
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, file_id, input_file
+from deepvision.fileio import atomic_write_text, file_id, input_file, stops_held
 from deepvision.safeload import check_workers, max_image_side, plain_float, printable, record_index
 
 __all__ = ["DEFAULT_EXTS", "PackItem", "PackOptions", "PackResult", "ProgressReporter", "encode_item",
@@ -264,16 +264,16 @@ def pack_list(
     t0 = time.perf_counter()
     tasks = list(enumerate(items))
     with RecordWriter(rec) as writer:
-        if workers == 1 or len(items) < 2:
-            _init_worker(options)
-            results: Iterable[tuple[int, bytes | None, str]] = map(_encode_task, tasks)
-            pool = None
-        else:
-            with forking_cv2():
-                pool = _pool_context().Pool(min(workers, len(items)), initializer=_init_worker,
-                                            initargs=(options, True))
-            results = pool.imap(_encode_task, tasks, chunksize=max(1, min(16, len(items) // (workers * 8) or 1)))
+        pool = None
         try:
+            if workers == 1 or len(items) < 2:
+                _init_worker(options)
+                results: Iterable[tuple[int, bytes | None, str]] = map(_encode_task, tasks)
+            else:
+                with stops_held(), forking_cv2():  # a stop as the workers start waits for the pool, which is stopped
+                    pool = _pool_context().Pool(min(workers, len(items)), initializer=_init_worker,
+                                                initargs=(options, True))
+                results = pool.imap(_encode_task, tasks, chunksize=max(1, min(16, len(items) // (workers * 8) or 1)))
             for done, (pos, framed, reason) in enumerate(results, 1):
                 item = items[pos]
                 if framed is None:

@@ -28,7 +28,7 @@ from deepvision.data.records.record_file import RecordFile
 from deepvision.data.records.recordio import RecordError
 from deepvision.datasets.im2rec import quiet_pool_worker, stop_pool
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text
+from deepvision.fileio import atomic_write_text, stops_held
 from deepvision.placement import begins_with, refuse_output_over_inputs, refuse_replacing
 from deepvision.safeload import check_workers, input_file
 
@@ -171,12 +171,14 @@ def _pool(ctx, workers: int, record_file: RecordFile | None):
     if workers == 1:
         yield _Serial(record_file)
         return
-    with forking_cv2():
-        pool = ctx.Pool(workers, initializer=_init, initargs=(record_file, True))
+    pool = None
     try:
+        with stops_held(), forking_cv2():  # a stop as the workers start waits for the pool, which the finally stops
+            pool = ctx.Pool(workers, initializer=_init, initargs=(record_file, True))
         yield pool
     finally:  # within bounded waits: a worker a signal ended may hold a queue's lock that terminate() waits for
-        stop_pool(pool, wait=1.0)
+        if pool is not None:
+            stop_pool(pool, wait=1.0)
 
 
 class _Serial:
