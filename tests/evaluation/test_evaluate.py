@@ -354,10 +354,12 @@ def test_evaluating_on_data_holding_the_runs_training_images_in_another_form_is_
            "data": {"source": "folder", "root": str(tmp_path / "data"), "val": None, "test": None,
                     "val_fraction": 0.25, **data}}  # no train/ folder: the class folders at the root are train
     run = train(cfg, out=tmp_path / "runs", name="carved").run_dir
-    code, out, err = run_cli("evaluate", run, "--data", tmp_path / "data", "--out", tmp_path / "e1")
     total = len(list((tmp_path / "data").rglob("*.png")))
-    assert code == 0 and f"[WARN] {total - total // 4} of the {total} images of {tmp_path / 'data'} are images the " \
-        f"run trained on: its score does not measure generalisation" in out, (out, err)
+    (tmp_path / "link").symlink_to(tmp_path / "data", target_is_directory=True)
+    for given in ("data", "link"):  # through a link to the folder too
+        code, out, err = run_cli("evaluate", run, "--data", tmp_path / given, "--out", tmp_path / f"e1{given}")
+        assert code == 0 and f"[WARN] {total - total // 4} of the {total} images of {tmp_path / given} are images " \
+            f"the run trained on: its score does not measure generalisation" in out, (out, err)
     names = sorted(p.relative_to(tmp_path / "data") for p in (tmp_path / "data").rglob("*.png"))
     classes = sorted({p.parts[0] for p in names})
     (tmp_path / "t.lst").write_text("".join(f"{i}\t{classes.index(p.parts[0])}\t{p}\n" for i, p in

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import shutil
+from pathlib import Path
 
 from deepvision.runs.journal import journal
 from deepvision.runs.rundir import RunDir
@@ -127,3 +128,22 @@ def test_detection_evaluate_never_writes_its_report_into_the_users_folder(traine
     assert code == 0 and (tmp_path / "report" / "metrics.json").is_file(), err
     code, _, err = run_cli("detection", "evaluate", det, "--out", tmp_path / "report")
     assert code == 0, err  # its own earlier report is replaced
+
+
+def test_detection_evaluate_on_the_data_the_run_trained_from_says_so(trained_detection_run, tmp_path, run_cli):
+    """`detection evaluate RUN --data DIR --split train` on the run's own dataset (or a link to it) scored its
+    training images without a word; another dataset's train split is not counted."""
+    import yaml
+
+    from tests.detection_helpers import built_fake
+
+    root = Path(yaml.safe_load((trained_detection_run / "config.yaml").read_text())["data"]["root"])
+    (tmp_path / "link").symlink_to(root, target_is_directory=True)
+    other = built_fake(tmp_path / "o", images=6, size=96, seed=9)
+    for data, said in ((root, True), (tmp_path / "link", True), (other, False)):
+        code, out, err = run_cli("detection", "evaluate", trained_detection_run, "--data", data, "--split", "train",
+                                 "--out", tmp_path / f"r-{data.name}")
+        warned = [line for line in out.splitlines() if line.startswith("[WARN]")]
+        assert code == 0 and len(warned) == said, (out, err)
+        assert not said or warned[0].endswith(f"images of train in {data} are images the run trained on: its "
+                                              f"scores do not measure generalisation")

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ class DetectionEvaluation:
     coco: dict[str, float]
     out_dir: Path
     scored: dict[str, Any] = field(default_factory=dict)  # the run, its id, the checkpoint and its epoch
+    notes: list[str] = field(default_factory=list)  # [WARN] lines shown before the scores
 
     def metrics(self) -> dict[str, Any]:
         return {"split": self.split, "data": self.data, **self.scored, "images": self.images, "boxes": self.boxes,
@@ -60,7 +62,7 @@ class DetectionEvaluation:
                 "definitions": DEFINITIONS}
 
     def lines(self) -> list[str]:
-        out = [f"{self.split}: {self.images:,} images, {self.boxes:,} boxes",
+        out = [*self.notes, f"{self.split}: {self.images:,} images, {self.boxes:,} boxes",
                f"VOC mAP@0.5, all-point (VOC2010+): {self.voc.map:.4f}",
                f"VOC mAP@0.5, 11-point (VOC2007):   {self.voc_11pt.map:.4f}"]
         if self.coco:
@@ -91,6 +93,7 @@ def evaluate_detection_run(run_dir: str | Path | LoadedRun, split: str = "test",
     loaded = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, epoch, "best", resolve_device(device))
     cfg = copy.deepcopy(loaded.cfg)
     task = DetectionTask(cfg)
+    notes: list[str] = []
     if data is None and split in ("train", "val", "test"):
         # the run's own split, carved from train when the run used val_fraction/test_fraction
         refuse_split_edit(loaded.run, loaded.cfg, loaded.checkpoint, loaded.trained, loaded.data_splits)
@@ -102,6 +105,9 @@ def evaluate_detection_run(run_dir: str | Path | LoadedRun, split: str = "test",
         root = str(data) if data is not None else cfg.data.root
         index = load_index(root, [split])
         images, classes = index.splits[split], index.classes
+        if shared := _training_images_in(cfg, loaded.pre, images):
+            notes = [f"[WARN] {shared:,} of the {len(images):,} images of {split} in {root} are images the run "
+                     f"trained on: its scores do not measure generalisation"]
     if classes != loaded.classes[: len(classes)] or len(classes) + 1 != (loaded.cfg.model.num_classes or 0):
         raise UserError(f"the classes of {root} ({', '.join(classes)}) differ from the run's "
                         f"({', '.join(loaded.classes[: (loaded.cfg.model.num_classes or 1) - 1])})")
@@ -131,12 +137,22 @@ def evaluate_detection_run(run_dir: str | Path | LoadedRun, split: str = "test",
     scored = {"run": str(loaded.run.path), **({"run_id": loaded.run.run_id} if loaded.run.run_id else {}),
               "checkpoint": str(loaded.checkpoint), "epoch": loaded.epoch}
     result = DetectionEvaluation(split, name, len(records), int(sum(len(g["labels"]) for g in gts)), voc, voc11, coco,
-                                 out_dir, scored)
+                                 out_dir, scored, notes)
     with written_whole(out_dir, last="metrics.json") as tmp:  # the report lands whole or not at all
         atomic_write_text(tmp / "metrics.json", json.dumps(_jsonable(result.metrics()), indent=2) + "\n")
         _write_csv(tmp / "per_class_ap.csv", voc, voc11)
         plot_pr_curves(voc, tmp / "pr_curves.png")
     return result
+
+
+def _training_images_in(cfg: Any, pre: Any, images: list[Any]) -> int:
+    """How many of `images` the run trained on (by file, a folder reached through a link included): the run's
+    training split is read again from its config, carved parts included; 0 when it cannot be read."""
+    try:
+        trained = {os.path.realpath(im.file) for im in load_detection_data(cfg.data, ("train",), pre).splits["train"]}
+    except (UserError, OSError):  # the training data moved or changed: nothing to compare
+        return 0
+    return sum(os.path.realpath(im.file) in trained for im in images)
 
 
 def _jsonable(obj: Any) -> Any:
