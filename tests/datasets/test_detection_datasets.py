@@ -97,9 +97,59 @@ def test_lisa_csv_as_distributed(tmp_path):
     assert np.allclose(img.boxes, [[862 / 1024, 104 / 522, 916 / 1024, 158 / 522]])
     assert report.counts["train"].boxes == 1
     bad = tmp_path / "bad.csv"
-    bad.write_text("Filename;Annotation tag;x\nimg.png;stop;1;2;abc;4;0,0\n")
+    bad.write_text(f"{LISA_HEADER}\nimg.png;stop;1;2;abc;4;0,0\n")
     with pytest.raises(UserError, match="bad.csv line 2: x2 'abc' is not a number"):
         read_annotations("lisa", [str(bad)], classes=["stop"])
+    bad.write_text(f"{LISA_HEADER}\nimg.png;stop;1;2;3\n")
+    with pytest.raises(UserError, match="bad.csv line 2: expected 6 or more ';'-separated fields"):
+        read_annotations("lisa", [str(bad)], classes=["stop"])
+
+
+LISA_HEADER = ("Filename;Annotation tag;Upper left corner X;Upper left corner Y;Lower right corner X;"
+               "Lower right corner Y;Occluded,On another road;Origin file")
+
+
+def _swap_columns(text: str, pairs: list[tuple[int, int]]) -> str:
+    """`text` with the ';'-separated fields of every line (the header too) exchanged pairwise."""
+    out = []
+    for line in text.splitlines():
+        fields = line.split(";")
+        for i, j in pairs:
+            fields[i], fields[j] = fields[j], fields[i]
+        out.append(";".join(fields))
+    return "\n".join(out) + "\n"
+
+
+def test_lisa_columns_are_found_by_their_header_names_in_any_order(tmp_path):
+    fake = make_fake(tmp_path / "lisa", "lisa", images=8, size=64, seed=3)
+    csv = fake.out / "allAnnotations.csv"
+    text = csv.read_text()
+    expected = read_annotations("lisa", [str(csv)], classes=None)
+    assert sum(len(r.boxes) for r in expected.splits["all"]) > 8
+    # Y before X, the tag last of the six and the corners after the 'Occluded,On another road' column
+    for pairs in ([(2, 3), (4, 5)], [(1, 5)], [(2, 6), (0, 7)]):
+        moved = fake.out / "moved.csv"
+        moved.write_text(_swap_columns(text, pairs))
+        got = read_annotations("lisa", [str(moved)], classes=None)
+        assert {r.file: r.boxes for r in got.splits["all"]} == {r.file: r.boxes for r in expected.splits["all"]}
+
+
+@pytest.mark.parametrize("header, message", [
+    ("Filename;Annotation tag;Upper left corner X;Top;Lower right corner X;Lower right corner Y",
+     "lacks the LISA column 'Upper left corner Y' in its header (first line 'Filename;Annotation tag;"),
+    ("a;b;c;d;e;f", "lacks the LISA column 'Filename' in its header (first line 'a;b;c;d;e;f')"),
+    ("img.png;stop;1;2;30;40", "lacks the LISA column 'Filename'"),  # no header: never read by position
+    (f"{LISA_HEADER};Upper left corner X", "names twice the LISA column 'Upper left corner X'"),
+])
+def test_lisa_header_missing_a_column_is_refused_naming_it(tmp_path, run_cli, header, message):
+    Image.new("RGB", (64, 48)).save(tmp_path / "img.png")
+    csv = tmp_path / "allAnnotations.csv"
+    csv.write_text(f"{header}\nimg.png;stop;1;2;30;40;0,0;x;9\n")
+    before = csv.read_bytes()
+    code, out, err = run_cli("detection", "build", "lisa", csv, "--classes", "stop", "--out", tmp_path / "out")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert message in err, err
+    assert csv.read_bytes() == before and not (tmp_path / "out").exists()
 
 
 def test_imglab_written_by_dlib_clipping_rules(tmp_path):

@@ -117,7 +117,8 @@ def test_no_image_left_names_the_first_skipped_image_and_the_count(tmp_path, run
     (tmp_path / "lisa" / "a.png").write_bytes(b"not an image")
     (tmp_path / "lisa" / "b.png").write_bytes(b"\x89PNG junk")
     csv_path = tmp_path / "lisa" / "allAnnotations.csv"
-    csv_path.write_text("Filename;Annotation tag;x1;y1;x2;y2;Occluded,On another road\n"
+    csv_path.write_text("Filename;Annotation tag;Upper left corner X;Upper left corner Y;Lower right corner X;"
+                        "Lower right corner Y;Occluded,On another road\n"
                         "a.png;stop;1;2;30;40;0,0\nb.png;stop;1;2;30;40;0,0\n")
     code, out, err = run_cli("detection", "build", "lisa", csv_path, "--classes", "stop", "--out", tmp_path / "out")
     assert code == 2 and out == "" and err.count("\n") == 1, err

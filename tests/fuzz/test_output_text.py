@@ -120,7 +120,8 @@ def test_lisa_tags_in_the_skipped_rows_note_are_escaped(tmp_path, run_cli):
     (tmp_path / "lisa").mkdir()  # the output goes beside the dataset, never inside it
     Image.new("RGB", (64, 48)).save(tmp_path / "lisa" / "a.png")
     csv_path = tmp_path / "lisa" / "allAnnotations.csv"
-    csv_path.write_text("Filename;Annotation tag;x1;y1;x2;y2;Occluded,On another road\n"
+    csv_path.write_text("Filename;Annotation tag;Upper left corner X;Upper left corner Y;Lower right corner X;"
+                        "Lower right corner Y;Occluded,On another road\n"
                         "a.png;stop;1;2;30;40;0,0\n"
                         "a.png;evil\x1b[2J\x07;1;2;30;40;0,0\n"
                         "a.png;[bold]x;1;2;30;40;0,0\n")
