@@ -399,6 +399,28 @@ def test_data_info_and_download_help(run_cli, tmp_path, mnist_dir):
     assert exc.value.code == 0
 
 
+def test_data_info_summarises_a_detection_dataset_by_role(run_cli, tmp_path, monkeypatch):
+    from deepvision.datasets.detection import make_fake
+    from deepvision.datasets.detection.build import build_from_files
+
+    fake = make_fake(tmp_path / "shapes", "voc", images=12, size=64, seed=4)
+    report = build_from_files("voc", fake.build_args[1:], tmp_path / "built")
+    monkeypatch.chdir(tmp_path)  # the recipe's data.root (shapes-built) is not here
+    before = sorted(p.name for p in (tmp_path / "built").iterdir())
+    code, out, err = run_cli("data", "info", "detection_synthetic", "--set", f"data.root={tmp_path / 'built'}")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"source detection: 3 classes ({', '.join(report.classes)}), built dataset {tmp_path / 'built'}"
+    train = report.counts["train"]
+    assert lines[1].split()[:5] == ["train", str(train.images), "images,", str(train.boxes), "boxes"]
+    assert lines[1].endswith("per class " + ", ".join(f"{k} {train.per_class.get(k, 0)}" for k in report.classes))
+    assert [line.split()[0] for line in lines[1:]] == ["train", "val", "test"]  # the recipe's val is its test split
+    assert sorted(p.name for p in (tmp_path / "built").iterdir()) == before
+    code, out, err = run_cli("data", "info", "detection_synthetic")  # the config sets task: detection
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert "shapes-built is not a built detection dataset (no dataset.json)" in err and "set task" not in err
+
+
 def test_record_runs_resolve_files_under_the_data_root(tmp_path, run_cli, monkeypatch):
     """Relative .rec/labels/mean names live under data.root; no test.rec is needed to train; evaluation on
     another record file works from any working directory."""

@@ -74,6 +74,17 @@ def test_missing_data_folder(tmp_path):
         load_data(cfg.data)
 
 
+def test_a_detection_source_read_as_classification_data_names_the_task_that_reads_it(tmp_path):
+    """Its callers (data info's classification summary, features, the demo) read classification splits whatever
+    the config's task: the message holds for a config that sets task: detection too."""
+    import deepvision.data.detection.loader  # noqa: F401  (registers the detection source)
+
+    cfg = build_config({"data": {"source": "detection", "root": str(tmp_path)}})
+    with pytest.raises(UserError, match=r"^data.source detection is read by the detection task only \(task: "
+                                        r"detection with a detection model\), not as classification data$"):
+        load_data(cfg.data)
+
+
 def test_unknown_source_suggests():
     # checked when the config loads (the source registry), and again by load_data for a DataConfig built directly
     with pytest.raises(UserError, match="unknown data source 'minst' .*did you mean: mnist"):

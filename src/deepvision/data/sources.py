@@ -93,8 +93,9 @@ def load_data(cfg: DataConfig, roles: tuple[str, ...] = ("train", "val", "test")
     """
     sources = registered_sources()
     if task_of_source(cfg.source):
-        raise UserError(f"data.source {cfg.source} is read by the {task_of_source(cfg.source)} task: set "
-                        f"task: {task_of_source(cfg.source)}")
+        task = task_of_source(cfg.source)  # callers read classification splits, whatever the config's task
+        raise UserError(f"data.source {cfg.source} is read by the {task} task only (task: {task} with a {task} "
+                        f"model), not as classification data")
     if cfg.source not in sources:
         raise unknown("data source", cfg.source, sources)
     defaults = DataConfig()

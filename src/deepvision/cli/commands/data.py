@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from deepvision.config.schema import Config
 
 ORDER = 50
 
@@ -39,12 +43,14 @@ def show_info(args: argparse.Namespace) -> int:
     from deepvision.cli.output import shown
     from deepvision.config.io import load_config
     from deepvision.data.mean_file import read_mean_rgb
-    from deepvision.data.source_registry import resolve_path
+    from deepvision.data.source_registry import resolve_path, task_of_source
     from deepvision.data.sources import load_data
     from deepvision.engine.tasks.classification import overlap_notes
     from deepvision.recipes import resolve_config_arg
 
     cfg = load_config(resolve_config_arg(args.config), args.overrides)
+    if task_of_source(cfg.data.source) == "detection":  # not classification splits: summarised by their own rule
+        return _detection_info(cfg)
     mean = mean_path = None
     if isinstance(cfg.data.mean, str):  # the mean file training subtracts, read and checked the same way
         mean_path = resolve_path(cfg.data.root, cfg.data.mean)
@@ -60,4 +66,27 @@ def show_info(args: argparse.Namespace) -> int:
         print(f"  mean  R {mean[0]:.2f}, G {mean[1]:.2f}, B {mean[2]:.2f} (0..255, {shown(mean_path.name)})")
     for note in overlap_notes(bundle):  # what training warns about, said before it starts
         print(note)
+    return 0
+
+
+def _detection_info(cfg: Config) -> int:
+    """The built detection dataset a config reads, by role as training reads it: images, boxes per class."""
+    import numpy as np
+
+    from deepvision.data.detection.loader import load_detection_data
+    from deepvision.data.preprocess import Preprocess
+    from deepvision.safeload import printable
+
+    # the preprocess only records the model's input; nothing here resizes an image
+    data = load_detection_data(cfg.data, ("train", "val", "test"), Preprocess(channels=3, size=(800, 800)))
+    names = ", ".join(map(printable, data.classes[:10])) + (", ..." if len(data.classes) > 10 else "")
+    print(f"source detection: {len(data.classes)} classes ({names}), built dataset {printable(cfg.data.root)}")
+    for role in (r for r in ("train", "val", "test") if r in data.splits):
+        images = data.splits[role]
+        labels = np.concatenate([im.labels for im in images]) if images else np.zeros(0, np.int64)
+        difficult = sum(int(im.difficult.sum()) for im in images)
+        per_class = np.bincount(labels, minlength=len(data.classes) + 1)[1:]
+        print(f"  {role:5s} {len(images):8,d} images, {labels.size:,} boxes"
+              + (f" ({difficult:,} difficult)" if difficult else "") + "; per class "
+              + ", ".join(f"{printable(k)} {n:,}" for k, n in zip(data.classes, per_class.tolist())))
     return 0
