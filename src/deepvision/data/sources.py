@@ -92,8 +92,7 @@ def load_data(cfg: DataConfig, roles: tuple[str, ...] = ("train", "val", "test")
     set, the named split is used when the data has it, else the fraction is carved.
     """
     sources = registered_sources()
-    if task_of_source(cfg.source):
-        task = task_of_source(cfg.source)  # callers read classification splits, whatever the config's task
+    if task := task_of_source(cfg.source):  # callers read classification splits, whatever the config's task
         raise UserError(f"data.source {cfg.source} is read by the {task} task only (task: {task} with a {task} "
                         f"model), not as classification data")
     if cfg.source not in sources:
