@@ -182,24 +182,23 @@ def external_storage(path: Path, ds: Any, what: str) -> None:
 
 def open_dataset(path: Path, db: Any, key: str, check: bool = True) -> Any:
     """Dataset `key` of the open file `db`, or None when absent, opened through `open_object` (links and external
-    storage refused); with `check`, the declared size is checked (`check_dataset`) before anything is read."""
-    ds = open_object(path, db, key)
-    if ds is not None and check:
-        check_dataset(path, key, ds)
-    elif ds is not None and not isinstance(ds, _h5py().Dataset):
-        raise UserError(f"{path}: '{key}' is not a dataset")
+    storage refused), its declared size checked (`check_dataset`; against one read's ceiling too with `check`)."""
+    if (ds := open_object(path, db, key)) is not None:
+        check_dataset(path, key, ds, whole=check)
     return ds
 
 
-def check_dataset(path: Path, key: str, ds: Any, what: str | None = None) -> None:
+def check_dataset(path: Path, key: str, ds: Any, what: str | None = None, whole: bool = True) -> None:
     """UserError when dataset `key` (named `what` in messages) declares more bytes than the file stores for it
-    (times HDF5_MAX_RATIO when compressed; a dataset never written stores none) or than one read may take."""
+    (times HDF5_MAX_RATIO when compressed; a dataset never written stores none) or, read `whole`, than one read
+    may take."""
     if not hasattr(ds, "shape") or not hasattr(ds, "dtype"):
         raise UserError(f"{path}: '{key}' is not a dataset")
     declared, stored = math.prod(ds.shape or ()) * ds.dtype.itemsize, ds.id.get_storage_size()
     ratio = HDF5_MAX_RATIO if ds.id.get_create_plist().get_nfilters() > 0 else 1.0
     field = f"{path}: {what}" if what else f"{path} dataset '{key}'"
-    check_declared_bytes(f"{field} ({'x'.join(map(str, ds.shape))} {ds.dtype})", declared, stored, ratio)
+    check_declared_bytes(f"{field} ({'x'.join(map(str, ds.shape))} {ds.dtype})", declared, stored, ratio,
+                         whole)
 
 
 def read_hdf5_arrays(path: str | Path, data_key: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
