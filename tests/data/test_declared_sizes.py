@@ -37,6 +37,25 @@ def test_hdf5_dataset_declaring_more_than_its_file_is_refused(tmp_path):
         HDF5Dataset(path, in_memory=True)
     with pytest.raises(UserError, match="declares 80.0 GB"):
         fit_logreg(path, tmp_path / "out", cv=2, jobs=1)
+    with pytest.raises(UserError, match=r"but the file stores 0 B for it"):  # read lazily (training) too
+        HDF5Dataset(path)
+
+
+def test_a_lazy_hdf5_source_checks_what_is_stored_but_not_the_whole_read_ceiling(tmp_path, monkeypatch):
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w") as db:
+        db.create_dataset("features", shape=(6, 2), dtype="f4", fillvalue=0.0)  # never written: would read zeros
+        db.create_dataset("labels", data=np.arange(6) % 2)
+    before = path.read_bytes()
+    with pytest.raises(UserError, match=r"dataset 'features' \(6x2 float32\) declares 48 B but the file stores 0 B"):
+        HDF5Dataset(path)
+    assert path.read_bytes() == before
+    with h5py.File(path, "w") as db:
+        db["features"], db["labels"] = np.ones((200, 100), np.float32), np.arange(200) % 2
+    monkeypatch.setenv("DEEPVISION_MAX_READ_GB", "0.00005")  # 50 kB: less than the 80 kB of features
+    assert HDF5Dataset(path)[3][0].tolist() == [1.0] * 100  # rows are read one at a time
+    with pytest.raises(UserError, match=r"declares 80.0 kB, above the 50.0 kB one read may take"):
+        HDF5Dataset(path, in_memory=True)
 
 
 def test_read_ceiling_is_configurable(monkeypatch):

@@ -118,3 +118,24 @@ def test_a_file_holding_two_data_arrays_is_refused_unless_one_is_named(tmp_path)
                                          r"data\.options\.data_key"):
         HDF5Dataset(path)
     assert HDF5Dataset(path, "data", in_memory=True)[0][0].max() == 255
+
+
+@pytest.mark.parametrize("in_memory", [False, True])
+@pytest.mark.parametrize("key", ["features", "labels"])
+def test_a_virtual_dataset_is_refused_even_when_read_lazily(tmp_path, key, in_memory):
+    arrays = {"features": np.arange(12, dtype=np.float32).reshape(6, 2), "labels": np.arange(6) % 2}
+    with h5py.File(tmp_path / "other.h5", "w") as other:  # what the virtual dataset would read
+        other["x"] = arrays[key]
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w") as db:
+        for name, values in arrays.items():
+            if name == key:
+                layout = h5py.VirtualLayout(shape=values.shape, dtype=values.dtype)
+                layout[:] = h5py.VirtualSource(str(tmp_path / "other.h5"), "x", shape=values.shape)
+                db.create_virtual_dataset(name, layout, fillvalue=0)
+            else:
+                db[name] = values
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(UserError, match=rf"'{key}' is a virtual dataset reading .*other\.h5:x; refused$"):
+        HDF5Dataset(path, "features", in_memory=in_memory)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

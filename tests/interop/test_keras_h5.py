@@ -279,3 +279,70 @@ def test_integer_weights_are_read_as_numbers(tmp_path):
         f["model_weights"].create_dataset(names[-1], data=np.round(old * 100).astype(np.int64))
     layer = next(x for x in read_keras_h5(path).layers if x.name == names[-1].split("/")[0])
     np.testing.assert_array_equal(layer.weights["bias"], np.round(old * 100).astype(np.float32))
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _stored_nowhere(path: Path, key: str, how: str) -> None:
+    """Replace dataset `key` of HDF5 file `path` by one declared but never written ("fill": only a fill value) or
+    by a virtual dataset mapping a copy of its values in another file ("vds"; "vds_missing": that file removed)."""
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        values = np.array(f[key][()])
+        del f[key]
+        if how == "fill":
+            f.create_dataset(key, shape=values.shape, dtype=values.dtype, fillvalue=0.0)
+            return
+        other = path.with_name(f"source_{how}.h5")
+        with h5py.File(other, "w") as s:
+            s.create_dataset("x", data=values)
+        layout = h5py.VirtualLayout(shape=values.shape, dtype=values.dtype)
+        layout[:] = h5py.VirtualSource(str(other.resolve()), "x", shape=values.shape)
+        f.create_virtual_dataset(key, layout, fillvalue=0)
+    if how == "vds_missing":
+        other.unlink()
+
+
+def _keras_zip_stored_nowhere(path: Path, key: str, how: str) -> None:
+    """`_stored_nowhere` on the model.weights.h5 member of the .keras zip `path`, zipped back."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    inner = path.with_name("model.weights.h5")
+    inner.write_bytes(members["model.weights.h5"])
+    _stored_nowhere(inner, key, how)
+    members["model.weights.h5"] = inner.read_bytes()
+    inner.unlink()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+STORED_NOWHERE = {  # route: (fixture, weight dataset, import arguments, the weight as the message names it)
+    "graph": ("graph/k2_lenet.h5", "model_weights/dense/dense/kernel:0", [], ("kernel", "dense")),
+    "mapped": ("mini_xception.h5", "model_weights/separable_conv2d_7/separable_conv2d_7/pointwise_kernel",
+               ["--model", "auto"], ("pointwise_kernel", "separable_conv2d_7")),
+    "keras3": ("graph/lenet.keras", "layers/conv2d_1/vars/0", [], ("kernel", "conv2d_2")),
+}
+
+
+@pytest.mark.parametrize("how", ["fill", "vds", "vds_missing"])
+@pytest.mark.parametrize("route", sorted(STORED_NOWHERE))
+def test_a_weight_stored_nowhere_or_in_another_file_is_refused_on_every_route(tmp_path, run_cli, route, how):
+    fixture, key, args, (weight, layer) = STORED_NOWHERE[route]
+    path = tmp_path / Path(fixture).name
+    path.write_bytes((FIXTURES / fixture).read_bytes())
+    (_keras_zip_stored_nowhere if path.suffix == ".keras" else _stored_nowhere)(path, key, how)
+    before = _snapshot(tmp_path)
+    code, _, err = run_cli("import", "keras", path, *args, "--out", tmp_path / "run")
+    assert code == 2 and err.count("\n") == 1, err
+    if how == "fill":  # declared, never written: it would import as zeros
+        assert f"weight '{weight}' of layer '{layer}' (" in err and "but the file stores 0 B for it" in err, err
+    else:  # read from (or, the source gone, filled in for) a file other than the one given
+        source = tmp_path / f"source_{how}.h5"
+        assert f"of layer '{layer}' is a virtual dataset reading {source.resolve()}:x; refused" in err, err
+    assert not (tmp_path / "run").exists() and _snapshot(tmp_path) == before

@@ -143,10 +143,9 @@ HDF5_MAX_RATIO = 1000.0  # gzip on real features or images stays far below; a fe
 def open_object(path: Path, db: Any, key: str, what: str | None = None) -> Any:
     """Member `key` (a group or dataset) of the open HDF5 file or group `db`, or None when absent.
     Only what is stored in the file itself is opened: an external link (another file) is refused, and
-    so is a soft link that leads nowhere or loops, and a dataset whose raw data lives in an external
-    file (`external_storage`). `what` names the member in messages (default: 'key')."""
-    h5py = _h5py()
-    what = what or repr(key)
+    so is a soft link that leads nowhere or loops, and a dataset whose data lives in an external file or
+    that is virtual (`external_storage`). `what` names the member in messages (default: 'key')."""
+    h5py, what = _h5py(), what or repr(key)
     try:
         link = db.get(key, getlink=True)
     except (KeyError, RuntimeError, OSError, ValueError):  # a bad path component
@@ -167,39 +166,39 @@ def open_object(path: Path, db: Any, key: str, what: str | None = None) -> Any:
 
 
 def external_storage(path: Path, ds: Any, what: str) -> None:
-    """UserError when dataset `ds` keeps its raw data in an external file (HDF5 EXTERNAL storage): reading it
-    would read (or block on) whatever file it names, outside the one the user gave."""
+    """UserError when dataset `ds` keeps its data outside its own storage (HDF5 EXTERNAL storage, a virtual dataset):
+    reading it would read (or block on) whatever file it names, or fill values where that file is missing."""
     try:
-        count = ds.id.get_create_plist().get_external_count()
+        virtual, count = bool(ds.is_virtual), ds.id.get_create_plist().get_external_count()
     except (AttributeError, RuntimeError, OSError):
-        count = 0
+        virtual, count = False, 0
+    if virtual:
+        names = sorted({f"{'this file' if s.file_name == '.' else s.file_name}:{s.dset_name}"
+                        for s in ds.virtual_sources()})
+        raise UserError(f"{path}: {what} is a virtual dataset reading {', '.join(names)[:300]}; refused")
     if count > 0:
         raise UserError(f"{path}: {what} is stored in an external file; refused")
 
 
 def open_dataset(path: Path, db: Any, key: str, check: bool = True) -> Any:
     """Dataset `key` of the open file `db`, or None when absent, opened through `open_object` (links and external
-    storage refused); with `check`, the declared size is checked (`check_dataset`) before anything is read."""
-    ds = open_object(path, db, key)
-    if ds is None:
-        return None
-    if check:
-        check_dataset(path, key, ds)
-    elif not isinstance(ds, _h5py().Dataset):
-        raise UserError(f"{path}: '{key}' is not a dataset")
+    storage refused), its declared size checked (`check_dataset`; against one read's ceiling too with `check`)."""
+    if (ds := open_object(path, db, key)) is not None:
+        check_dataset(path, key, ds, whole=check)
     return ds
 
 
-def check_dataset(path: Path, key: str, ds: Any) -> None:
-    """UserError when dataset `key` declares more bytes than the file stores for it (times HDF5_MAX_RATIO
-    when compressed) or than one read may take; checked before reading it."""
+def check_dataset(path: Path, key: str, ds: Any, what: str | None = None, whole: bool = True) -> None:
+    """UserError when dataset `key` (named `what` in messages) declares more bytes than the file stores for it
+    (times HDF5_MAX_RATIO when compressed; a dataset never written stores none) or, read `whole`, than one read
+    may take."""
     if not hasattr(ds, "shape") or not hasattr(ds, "dtype"):
         raise UserError(f"{path}: '{key}' is not a dataset")
-    declared = math.prod(ds.shape or ()) * ds.dtype.itemsize
-    stored = ds.id.get_storage_size()
-    compressed = ds.id.get_create_plist().get_nfilters() > 0
-    check_declared_bytes(f"{path} dataset '{key}' ({'x'.join(map(str, ds.shape))} {ds.dtype})", declared, stored,
-                         HDF5_MAX_RATIO if compressed else 1.0)
+    declared, stored = math.prod(ds.shape or ()) * ds.dtype.itemsize, ds.id.get_storage_size()
+    ratio = HDF5_MAX_RATIO if ds.id.get_create_plist().get_nfilters() > 0 else 1.0
+    field = f"{path}: {what}" if what else f"{path} dataset '{key}'"
+    check_declared_bytes(f"{field} ({'x'.join(map(str, ds.shape))} {ds.dtype})", declared, stored, ratio,
+                         whole)
 
 
 def read_hdf5_arrays(path: str | Path, data_key: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:

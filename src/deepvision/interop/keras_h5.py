@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from deepvision.data.hdf5 import external_storage, open_object
+from deepvision.data.hdf5 import check_dataset, external_storage, open_object
 from deepvision.errors import UserError
 from deepvision.safeload import load_json
 
@@ -166,14 +166,17 @@ def refuse_unused(source: Path, stored: dict[Any, str], used: set[Any]) -> None:
 
 def read_weights(source: Path, layer: str, datasets: dict[str, Any]) -> dict[str, np.ndarray]:
     """{name: float32 array} of one layer's weight datasets; a one-line UserError when one is not stored as
-    real numbers (complex, bool, text), is stored in an external file or cannot be read (a dangling external
+    real numbers (complex, bool, text), is stored in an external file or is a virtual dataset, stores fewer bytes
+    than it declares (never written: it would read as its fill value, zeros), cannot be read (a dangling external
     link included) or holds NaN/infinite values (they would import and then predict "nan%" for every class)."""
     for name, ds in datasets.items():
-        external_storage(source, ds, f"weight '{name}' of layer '{layer}'")
+        what = f"weight '{name}' of layer '{layer}'"
+        external_storage(source, ds, what)
         kind = getattr(getattr(ds, "dtype", None), "kind", "f")
         if kind not in REAL_KINDS:  # a cast to float32 would drop an imaginary part or turn flags/text into numbers
-            raise UserError(f"{source}: weight '{name}' of layer '{layer}' is stored as {ds.dtype}, not as real "
+            raise UserError(f"{source}: {what} is stored as {ds.dtype}, not as real "
                             f"numbers (float or integer); a Keras weight is real: the file is damaged")
+        check_dataset(source, name, ds, what)
     try:
         arrays = {name: np.asarray(ds[()], dtype=np.float32) for name, ds in datasets.items()}
     except (OSError, TypeError, ValueError, KeyError, RuntimeError) as exc:  # KeyError: a dangling external link

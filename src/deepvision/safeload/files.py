@@ -369,14 +369,16 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} TB"  # pragma: no cover
 
 
-def check_declared_bytes(field: str, declared: int, stored: int | None = None, max_ratio: float = 1.0) -> None:
+def check_declared_bytes(field: str, declared: int, stored: int | None = None, max_ratio: float = 1.0,
+                         ceiling: bool = True) -> None:
     """UserError naming `field` when an array's declared size exceeds what its file stores (`stored` bytes,
-    times `max_ratio` for compressed storage) or the `max_read_bytes()` ceiling; checked before reading."""
+    times `max_ratio` for compressed storage) or, with `ceiling` (an array read whole), the `max_read_bytes()`
+    ceiling; checked before reading."""
     if stored is not None and declared > stored * max_ratio:
         more = f" (compressed more than {max_ratio:g}:1)" if max_ratio > 1 else ""
         raise UserError(f"{field} declares {format_bytes(declared)} but the file stores "
                         f"{format_bytes(stored)} for it{more}; the file is damaged or crafted")
-    ceiling = max_read_bytes()
-    if declared > ceiling:
-        raise UserError(f"{field} declares {format_bytes(declared)}, above the {format_bytes(ceiling)} one read "
+    most = max_read_bytes() if ceiling else declared
+    if declared > most:
+        raise UserError(f"{field} declares {format_bytes(declared)}, above the {format_bytes(most)} one read "
                         f"may take (DEEPVISION_MAX_READ_GB raises it)")
