@@ -256,6 +256,28 @@ def test_minus_infinity_constants_are_kept(tmp_path):
                                                 helper.make_node("Add", ["input", "c"], ["logits"])]))
 
 
+def test_minus_infinity_as_a_pad_value_is_kept_and_elsewhere_refused(tmp_path):
+    """An exported max-pooling with explicit padding (mini_xception's TensorFlow "same") pads with an
+    initializer holding -inf: every such export was refused as holding an infinite weight. A Pad's value may be
+    -inf; the same initializer feeding an Add, or NaN as a Pad's value, is refused as before."""
+    from onnx import TensorProto, helper
+
+    from deepvision.onnxrt import check_weights_finite
+
+    pads = helper.make_tensor("pads", TensorProto.INT64, [4], [0, 0, 0, 1])
+    for value, op, refused in ((float("-inf"), "Pad", False), (float("nan"), "Pad", True),
+                               (float("-inf"), "Add", True), (float("inf"), "Pad", True)):
+        v = helper.make_tensor("v", TensorProto.FLOAT, [], [value])
+        node = helper.make_node("Pad", ["input", "pads", "v"], ["logits"]) if op == "Pad" else \
+            helper.make_node("Add", ["input", "v"], ["logits"])
+        path = _graph_with(tmp_path, [node], [pads, v])
+        if refused:
+            with pytest.raises(UserError, match="weight 'v' holds NaN or infinite values"):
+                check_weights_finite(path)
+        else:
+            check_weights_finite(path)
+
+
 def _bomb_onnx(path):
     """A 300-byte classifier (3 classes, 8x8 RGB) whose ConstantOfShape asks for 4 TB when it runs."""
     import numpy as np
