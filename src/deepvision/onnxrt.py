@@ -152,7 +152,8 @@ def model_metadata(path: str | Path, model: Any) -> dict[str, str]:
 
 def check_weights_finite(path: str | Path, model: Any = None) -> None:
     """UserError naming the first weight (initializer, sparse or dense) of the ONNX file at `path` that holds
-    NaN or infinity, or the first constant (a Constant node, a tensor or float attribute) holding NaN:
+    NaN or infinity (-inf given as a Pad's constant value is kept: an exported max-pooling pads with it), or
+    the first constant (a Constant node, a tensor or float attribute) holding NaN:
     every prediction through it would be NaN ("nan%"). Tensors stored beside the file (ONNX external data)
     are read too: call this after `ort_session`, which has refused external locations outside the model's
     folder, links and special files. `model` is the file's ModelProto where the caller has loaded it."""
@@ -163,6 +164,7 @@ def check_weights_finite(path: str | Path, model: Any = None) -> None:
 
     if model is None:
         model = load_model(path)
+    pad_values = _pad_values(model)
     for name, tensor, weight in _stored_tensors(model.graph):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             from onnx.external_data_helper import load_external_data_for_tensor
@@ -175,7 +177,7 @@ def check_weights_finite(path: str | Path, model: Any = None) -> None:
         values = numpy_helper.to_array(tensor)
         if values.dtype.kind not in "fc":
             continue
-        if weight and not np.isfinite(values).all():
+        if weight and not (np.isfinite(values) | (np.isneginf(values) & (name in pad_values))).all():
             raise UserError(f"{path}: weight {name!r} holds NaN or infinite values; the file is "
                             f"damaged (export it again from a run whose weights are finite)")
         if np.isnan(values).any():  # -inf constants are legitimate (attention masks), NaN never is
@@ -254,6 +256,22 @@ def check_same_records(path: str | Path, metadata: dict[str, str], own: Any) -> 
                 shown = [printable(repr(d[name]))[:40] if name in d else "absent" for d in (other, ours)]
             raise UserError(f"{path}: its metadata's two {key} records differ{field} ('{key}' {shown[0]}, "
                             f"'deepvision' {shown[1]}); export it again with `deepvision export RUN`")
+
+
+def _pad_values(model: Any) -> set[str]:
+    """Names of the tensors given as a Pad's constant value anywhere in the model: -inf there is how an exported
+    max-pooling with explicit padding (TensorFlow's "same", mini_xception's) pads, not a damaged weight."""
+    found: set[str] = set()
+    graphs, nodes = [model.graph], [n for f in model.functions for n in f.node]
+    while graphs:
+        nodes += list(graphs.pop().node)
+    while nodes:
+        node = nodes.pop()
+        if node.op_type == "Pad" and len(node.input) > 2:
+            found.add(node.input[2])
+        graphs = [a.g for a in node.attribute if a.HasField("g")] + [g for a in node.attribute for g in a.graphs]
+        nodes += [n for g in graphs for n in g.node]
+    return found
 
 
 def _stored_tensors(graph: Any) -> Iterator[tuple[str, Any, bool]]:

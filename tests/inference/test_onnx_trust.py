@@ -256,6 +256,28 @@ def test_minus_infinity_constants_are_kept(tmp_path):
                                                 helper.make_node("Add", ["input", "c"], ["logits"])]))
 
 
+def test_minus_infinity_as_a_pad_value_is_kept_and_elsewhere_refused(tmp_path):
+    """An exported max-pooling with explicit padding (mini_xception's TensorFlow "same") pads with an
+    initializer holding -inf: every such export was refused as holding an infinite weight. A Pad's value may be
+    -inf; the same initializer feeding an Add, or NaN as a Pad's value, is refused as before."""
+    from onnx import TensorProto, helper
+
+    from deepvision.onnxrt import check_weights_finite
+
+    pads = helper.make_tensor("pads", TensorProto.INT64, [4], [0, 0, 0, 1])
+    for value, op, refused in ((float("-inf"), "Pad", False), (float("nan"), "Pad", True),
+                               (float("-inf"), "Add", True), (float("inf"), "Pad", True)):
+        v = helper.make_tensor("v", TensorProto.FLOAT, [], [value])
+        node = helper.make_node("Pad", ["input", "pads", "v"], ["logits"]) if op == "Pad" else \
+            helper.make_node("Add", ["input", "v"], ["logits"])
+        path = _graph_with(tmp_path, [node], [pads, v])
+        if refused:
+            with pytest.raises(UserError, match="weight 'v' holds NaN or infinite values"):
+                check_weights_finite(path)
+        else:
+            check_weights_finite(path)
+
+
 def _bomb_onnx(path):
     """A 300-byte classifier (3 classes, 8x8 RGB) whose ConstantOfShape asks for 4 TB when it runs."""
     import numpy as np
@@ -465,6 +487,66 @@ def test_predict_and_serve_refuse_a_graph_no_export_writes(tmp_path, run_cli, ki
     with pytest.raises(UserError, match=message):
         create_app(path)
     assert path.read_bytes() == before
+
+
+def _probabilities(kind):
+    """(tail nodes, initializers, local functions) whose output 'logits' holds probabilities another way than
+    a Softmax writing it: computed by hand, a Softmax in a model-local function, a Softmax followed by Mul 1."""
+    from onnx import TensorProto, helper
+
+    if kind == "by hand":  # on pixels scaled to 0..1, as an export's own normalisation does
+        nodes = [helper.make_node("Mul", ["raw", "scale"], ["r"]), helper.make_node("Exp", ["r"], ["e"]),
+                 helper.make_node("ReduceSum", ["e", "ax"], ["s"], keepdims=1),
+                 helper.make_node("Div", ["e", "s"], ["logits"])]
+        return nodes, [helper.make_tensor("ax", TensorProto.INT64, [1], [1]),
+                       helper.make_tensor("scale", TensorProto.FLOAT, [1], [1 / 255])], []
+    if kind == "function":
+        body = [helper.make_node("Softmax", ["x"], ["y"], axis=1)]
+        function = helper.make_function("local.fn", "Sm", ["x"], ["y"], body, [helper.make_opsetid("", 17)])
+        return [helper.make_node("Sm", ["raw"], ["logits"], domain="local.fn")], [], [function]
+    return [helper.make_node("Softmax", ["raw"], ["p"], axis=1), helper.make_node("Mul", ["p", "one"], ["logits"])], \
+        [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])], []
+
+
+@pytest.mark.parametrize("kind", ["by hand", "function", "Mul 1"])
+def test_predict_and_serve_refuse_an_output_holding_probabilities(tmp_path, run_cli, kind):
+    """Probabilities reaching the output past the graph rule (a softmax by hand, inside a local function, followed
+    by Mul 1) went through softmax twice (14% where the model says 46%), exit 0. The model runs once at load on a
+    blank image: rows in [0, 1] summing to 1 are refused in one line, by predict and serve."""
+    from onnx import helper
+    from PIL import Image
+
+    from deepvision.apps.serve import create_app
+
+    nodes, initializers, functions = _probabilities(kind)
+    path = _tail_onnx(tmp_path / "m.onnx", nodes, initializers)
+    if functions:
+        model = onnx.load(str(path))
+        model.functions.extend(functions)
+        model.opset_import.append(helper.make_opsetid("local.fn", 1))
+        onnx.save(model, str(path))
+    before = path.read_bytes()
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(tmp_path / "x.png")
+    message = (f"{path}: its output 'logits' holds probabilities (each row sums to 1), not logits, and would go "
+               f"through softmax twice; export the logits")
+    code, out, err = run_cli("predict", path, tmp_path / "x.png")
+    assert (code, out) == (2, "") and err.count("\n") == 1 and message in err, err
+    with pytest.raises(UserError, match=re.escape(message)):
+        create_app(path)
+    assert path.read_bytes() == before
+
+
+def test_logits_that_look_like_probabilities_only_on_some_rows_are_kept(tmp_path):
+    """Logits in [0, 1] that do not sum to 1, and a graph that fails on every image (reported image by image,
+    as before), load."""
+    from onnx import TensorProto, helper
+
+    from deepvision.inference.onnx_runtime import OnnxClassifier
+
+    small = [helper.make_node("Mul", ["raw", "k"], ["logits"])]  # 128 / 1000 each: in [0, 1], summing to 0.384
+    k = helper.make_tensor("k", TensorProto.FLOAT, [1], [1e-3])
+    assert OnnxClassifier(_tail_onnx(tmp_path / "small.onnx", small, [k])).classes == ["a", "b", "c"]
+    assert OnnxClassifier(_bomb_onnx(tmp_path / "bomb.onnx")).classes == ["a", "b", "c"]
 
 
 def test_graphs_an_export_may_hold_are_kept(tmp_path):

@@ -81,6 +81,7 @@ class OnnxClassifier:
         batch = self.session.get_inputs()[0].shape[0]
         self.fixed_batch = batch if isinstance(batch, int) else None
         self.task = self.meta.get("task", "classification")
+        self._check_logits()
 
     def _check_contract(self) -> None:
         """The metadata must describe what this reader feeds: format version 1 of a classifier, 0..255
@@ -127,6 +128,27 @@ class OnnxClassifier:
         if isinstance(width, int) and width != len(self.classes):
             raise UserError(f"{self.path}: its metadata names {len(self.classes)} classes but output "
                             f"{self.output!r} gives {width} values; export it again with `deepvision export RUN`")
+
+    def _check_logits(self) -> None:
+        """The output must be logits, which predict turns into probabilities: a graph whose output already
+        holds probabilities (a Softmax however written: in a local function, followed by Mul 1, by hand) would
+        go through softmax twice and report 14% where the model says 46%. The model runs once on a blank
+        mid-gray image of its own preprocessing; rows all in [0, 1] summing to 1 are refused. A Sigmoid's values
+        cannot be told from logits this way."""
+        from PIL import Image
+
+        height, width = self.pre.size
+        blank = Image.new("RGB" if self.pre.channels == 3 else "L", (width, height), (128,) * self.pre.channels)
+        pixels = self.pre.load(blank).unsqueeze(0).repeat(self.fixed_batch or 1, 1, 1, 1)
+        try:
+            out = np.asarray(self.logits(pixels), dtype=np.float64)
+        except UserError:  # a graph that fails to run is reported image by image, as before
+            return
+        if out.ndim == 2 and out.size and ((out >= 0) & (out <= 1)).all() and \
+                (np.abs(out.sum(axis=1) - 1) <= 1e-4).all():
+            raise UserError(f"{self.path}: its output {_shown(self.output)} holds probabilities (each row sums to "
+                            f"1), not logits, and would go through softmax twice; export the logits (`deepvision "
+                            f"export RUN` does)")
 
     def logits(self, batch: torch.Tensor) -> np.ndarray:
         """Logits for a uint8 N x C x H x W batch (one image at a time for a fixed-batch file)."""
