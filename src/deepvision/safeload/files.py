@@ -95,6 +95,15 @@ def first_repeat(entries: Iterable[tuple[object, T]], seen: dict[object, T]) -> 
     return None
 
 
+def image_identity(path: str | Path) -> object:
+    """What tells one image file from another: (device, inode), links followed, where the file exists, else its
+    resolved path (case folded where the system folds it). Two names of one identity are one image."""
+    try:
+        return file_id(path) or os.path.normcase(os.path.realpath(path))
+    except ValueError:  # a NUL in the name (a hand-edited list): no file has it, the name alone tells it apart
+        return os.path.normcase(os.path.abspath(path))
+
+
 def by_name_any_case(paths: Iterable[Path], key: Callable[[Path], str | None], what: str) -> dict[str, Path]:
     """`paths` by `key(path)`, the name with the case that does not tell entries apart folded away (Train.txt
     and train.TXT as 'train'; a path whose key is None is left out): the rule for files and folders a dataset
@@ -133,6 +142,24 @@ def refuse_linked_files(paths: Iterable[str | Path], seen: dict[object, Path], w
         first, path = repeat
         raise UserError(f"{path} and {first} are one file (a link): {what} would hold one image twice; "
                         f"remove the link or copy the image")
+
+
+def refuse_listed_twice(lists: Iterable[tuple[object, Iterable[Path | None]]], root: Path, fix: str) -> None:
+    """UserError naming an image that two entries of `lists` (each a list's name and the files of its entries, None
+    for an entry without one) name, and both places: compared by `image_identity`, so two spellings of one file or a
+    link to it count too. One image in train and test would score the training, one listed twice weigh double.
+    Names are shown relative to `root`; `fix` ends the line."""
+    from deepvision.safeload.text import printable
+
+    seen: dict[object, tuple[object, int, Path]] = {}
+    for where, files in lists:
+        repeat = first_repeat(((image_identity(f), (where, i, f)) for i, f in enumerate(files) if f is not None), seen)
+        if repeat is not None:
+            (first_where, i, first), (where, j, file) = repeat
+            name, other = (printable(os.path.relpath(f, root)) for f in (file, first))
+            link = f" (one file with {other}: a link)" if file != first else ""
+            raise UserError(f"{name}{link} is listed twice, as image {i + 1} of {first_where} and image {j + 1} of "
+                            f"{where}; {fix}")
 
 
 MAX_JSON_FILE_BYTES = 2 * 10**9  # COCO's instances_train2017.json is 448 MB
