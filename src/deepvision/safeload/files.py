@@ -144,24 +144,6 @@ def refuse_linked_files(paths: Iterable[str | Path], seen: dict[object, Path], w
                         f"remove the link or copy the image")
 
 
-def refuse_listed_twice(lists: Iterable[tuple[object, Iterable[Path | None]]], root: Path, fix: str) -> None:
-    """UserError naming an image that two entries of `lists` (each a list's name and the files of its entries, None
-    for an entry without one) name, and both places: compared by `image_identity`, so two spellings of one file or a
-    link to it count too. One image in train and test would score the training, one listed twice weigh double.
-    Names are shown relative to `root`; `fix` ends the line."""
-    from deepvision.safeload.text import printable
-
-    seen: dict[object, tuple[object, int, Path]] = {}
-    for where, files in lists:
-        repeat = first_repeat(((image_identity(f), (where, i, f)) for i, f in enumerate(files) if f is not None), seen)
-        if repeat is not None:
-            (first_where, i, first), (where, j, file) = repeat
-            name, other = (printable(os.path.relpath(f, root)) for f in (file, first))
-            link = f" (one file with {other}: a link)" if file != first else ""
-            raise UserError(f"{name}{link} is listed twice, as image {i + 1} of {first_where} and image {j + 1} of "
-                            f"{where}; {fix}")
-
-
 MAX_JSON_FILE_BYTES = 2 * 10**9  # COCO's instances_train2017.json is 448 MB
 MAX_YAML_FILE_BYTES = 64 * 2**20  # configs and dataset descriptions are a few kB
 

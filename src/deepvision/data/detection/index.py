@@ -23,7 +23,7 @@ import numpy as np
 from deepvision.config.schema import check_file_name
 from deepvision.errors import UserError
 from deepvision.safeload import ParseError, check_class_names, first_not_whole, max_image_side, printable, read_json
-from deepvision.safeload.files import refuse_listed_twice
+from deepvision.safeload.text import refuse_listed_twice
 
 _ITEM = re.compile(r"""\bid:\s*(\d+)\s+name:\s*(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)")""")  # label map items
 FORMAT = "deepvision-detection"
