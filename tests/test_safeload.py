@@ -645,3 +645,20 @@ def test_an_npz_array_named_twice_or_hidden_without_its_suffix_is_refused(tmp_pa
         open_npz(path)
     with open_npz(_zip_with(tmp_path / "c.npz", [("notes", b"plain bytes"), ("coef.npy", _npy([1.0]))])) as z:
         assert z["notes"] == b"plain bytes" and z["coef"].tolist() == [1.0]
+
+
+def test_refuse_listed_twice_compares_files_by_identity(tmp_path):
+    """One image under two spellings or through a link is one image; a name with a NUL (no file has it) is compared
+    by name, never a ValueError; lists naming distinct files pass."""
+    from deepvision.safeload import refuse_listed_twice
+
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "b.jpg").write_bytes(b"x")
+    (tmp_path / "l.jpg").symlink_to(tmp_path / "a.jpg")
+    refuse_listed_twice([("one", [tmp_path / "a.jpg", None]), ("two", [tmp_path / "b.jpg", tmp_path / "n\x00.jpg"])],
+                        tmp_path, "fix it")
+    for other, shown in ((tmp_path / "." / "a.jpg", "a.jpg"),
+                         (tmp_path / "l.jpg", "l.jpg (one file with a.jpg: a link)")):
+        with pytest.raises(UserError) as err:
+            refuse_listed_twice([("one", [tmp_path / "b.jpg", tmp_path / "a.jpg"]), ("two", [other])], tmp_path, "fix")
+        assert str(err.value) == f"{shown} is listed twice, as image 2 of one and image 1 of two; fix"

@@ -218,3 +218,17 @@ def test_zoom_out_max_is_a_bounded_number(value):
     with pytest.raises(UserError, match=r"data.options.zoom_out_max must be a number from 1 to 16"):
         DetectionAugment.from_options({"zoom_out": True, "zoom_out_max": value}, True)
     assert DetectionAugment.from_options({"zoom_out": True, "zoom_out_max": 16}, True).zoom_out_max == 16.0
+
+
+def test_a_test_image_listed_in_train_is_refused_before_training(tmp_path):
+    """One image in train.json and test.json would be trained on and scored: training refuses it in one line."""
+    import json
+
+    root = built_fake(tmp_path, images=8, size=48)
+    train, test = (json.loads((root / f"{s}.json").read_text()) for s in ("train", "test"))
+    test["images"].append(train["images"][2])
+    (root / "test.json").write_text(json.dumps(test))
+    cfg = DataConfig(source="detection", root=str(root), val=None, workers=0)
+    with pytest.raises(UserError, match=rf"^{train['images'][2]['file']} is listed twice, as image 3 of .*train.json "
+                                        rf"and image 3 of .*test.json; an image belongs to one split, once"):
+        load_detection_data(cfg, ("train", "val", "test"), PRE)

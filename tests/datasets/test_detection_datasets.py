@@ -836,3 +836,52 @@ def test_load_index_reads_only_the_splits_dataset_json_lists_by_plain_names(tmp_
     assert (code, out) == (2, "") and err.count("\n") == 1 and "\x1b" not in err, err
     assert err.startswith(f"deepvision detection show: error: {meta_path} {message}"), err
     assert not (tmp_path / "show").exists()
+
+
+@pytest.mark.parametrize("case", ["test", "train", "spelled", "link"])
+def test_load_index_refuses_an_image_listed_twice_or_in_two_splits(tmp_path, run_cli, case):
+    """A hand-edited or merged index listing a training image in test.json trained and scored it without a word (the
+    test score counted an image trained on); one listed twice in train.json weighed double. The build never writes
+    either: every reader refuses it in one line naming the image and both places, the split not asked for too."""
+    from tests.detection_helpers import built_fake
+
+    root = built_fake(tmp_path, images=8, size=48)
+    train = json.loads((root / "train.json").read_text())
+    first = train["images"][0]["file"]
+    entry = dict(train["images"][0], file={"spelled": f"./{first}", "link": "link.jpg"}.get(case, first))
+    if case == "link":
+        image_root = root / json.loads((root / "dataset.json").read_text())["image_root"]
+        (image_root / "link.jpg").symlink_to(image_root / first)
+    split = "train" if case == "train" else "test"
+    doc = json.loads((root / f"{split}.json").read_text())
+    doc["images"].append(entry)
+    (root / f"{split}.json").write_text(json.dumps(doc))
+    before = {p.name: p.read_bytes() for p in root.iterdir()}
+    last = f"image {len(doc['images'])} of {root / f'{split}.json'}"
+    name = "link.jpg (one file with {first}: a link)" if case == "link" else first
+    message = f"{name.format(first=first)} is listed twice, as image 1 of {root / 'train.json'} and {last}; an image " \
+              f"belongs to one split, once: keep one entry or rebuild the dataset"
+    for splits in (None, ["test"], ["train"]):
+        with pytest.raises(UserError) as err:
+            load_index(root, splits)
+        assert str(err.value) == message
+    assert load_index(root, []).classes  # the metadata alone reads no split
+    code, out, err = run_cli("detection", "show", root, "--split", "test", "--out", tmp_path / "show")
+    assert (code, out, err) == (2, "", f"deepvision detection show: error: {message}\n")
+    assert not (tmp_path / "show").exists() and {p.name: p.read_bytes() for p in root.iterdir()} == before
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    ({"difficult": [0, 1]}, "has 1 box(es) but 2 difficult flag(s); rebuild the dataset"),
+    ({"difficult": []}, "has 1 box(es) but 0 difficult flag(s); rebuild the dataset"),
+    ({"labels": [1, 1]}, "has 1 box(es) but 2 label(s); rebuild the dataset"),
+])
+def test_load_index_names_the_list_whose_length_differs_from_the_boxes(tmp_path, edit, message):
+    """A difficult list shorter or longer than the boxes read "has 2 boxes but 2 labels": the wrong field."""
+    build_dataset(_one_image(tmp_path, [(1, 1, 20, 20, "a")]), tmp_path / "out")
+    doc = json.loads((tmp_path / "out" / "train.json").read_text())
+    doc["images"][0].update(edit)
+    (tmp_path / "out" / "train.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError) as err:
+        load_index(tmp_path / "out")
+    assert str(err.value) == f"{tmp_path / 'out' / 'train.json'}: img.png {message}"

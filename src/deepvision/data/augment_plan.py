@@ -136,8 +136,7 @@ def random_resized_crop_box(w: int, h: int, aug: AugmentConfig, rng: random.Rand
     for _ in range(10):
         target = area * rng.uniform(lo, hi)
         ratio = math.exp(rng.uniform(rlo, rhi))
-        cw = int(round(math.sqrt(target * ratio)))
-        ch = int(round(math.sqrt(target / ratio)))
+        cw, ch = int(round(math.sqrt(target * ratio))), int(round(math.sqrt(target / ratio)))
         if 0 < cw <= w and 0 < ch <= h:
             return rng.randint(0, w - cw), rng.randint(0, h - ch), cw, ch
     side = min(w, h)

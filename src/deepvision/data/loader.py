@@ -231,8 +231,7 @@ class BatchLoader(EpochPlan):
     def _finish(self, x: Any, y: Any) -> tuple[Any, Any]:
         x, y = self.source.finish(x, y)
         if self.device is not None:
-            x = x.to(self.device, non_blocking=True)
-            y = y.to(self.device, non_blocking=True)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         if self.normalize is not None:
             a, b = (t.to(x.device) for t in self.normalize)
             x = x.to(torch.float32).mul_(a).add_(b)
@@ -244,8 +243,7 @@ class BatchLoader(EpochPlan):
             context = "fork" if workers > 0 and "fork" in mp.get_all_start_methods() else None
             if context:
                 self.source.start_workers(workers, self.largest_batch)
-            self._loader = DataLoader(
-                _Worker(self.source), batch_size=None, sampler=_Tasks(self), num_workers=workers,
+            self._loader = DataLoader(_Worker(self.source), batch_size=None, sampler=_Tasks(self), num_workers=workers,
                 multiprocessing_context=context, pin_memory=self.pin_memory, persistent_workers=workers > 0,
                 prefetch_factor=self.prefetch if workers > 0 else None,
                 # a private generator: starting the workers must not draw from the global RNG, or a

@@ -43,8 +43,7 @@ class Preprocess:
             raise UserError(f"preprocess channels must be 1 or 3, got {self.channels!r}")
         try:
             size = tuple(self.size)
-            if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                                         for v in size):
+            if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in size):
                 raise TypeError
         except TypeError:
             raise UserError(f"preprocess size must be [height, width] in pixels, got {self.size!r}") from None
@@ -136,8 +135,7 @@ class Preprocess:
             mean = mean.expand(c)
         if std.numel() == 1 and c > 1:
             std = std.expand(c)
-        a = (self.scale / std).view(1, c, 1, 1)
-        b = (-mean / std).view(1, c, 1, 1)
+        a, b = (self.scale / std).view(1, c, 1, 1), (-mean / std).view(1, c, 1, 1)
         return a.to(device), b.to(device)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:

@@ -63,8 +63,7 @@ class SampleTransform:
         a, b, d, e = inverse_affine(angle, shear, zoom)
         w, h = img.size
         cx, cy = w / 2, h / 2
-        c = cx - a * cx - b * cy
-        f = cy - d * cx - e * cy
+        c, f = cx - a * cx - b * cy, cy - d * cx - e * cy
         fill = self.aug.fill if img.mode == "L" else (self.aug.fill,) * len(img.getbands())
         if self.aug.fill_mode == "nearest":  # edge pixels repeated: warp from an edge-padded copy
             pad = max(w, h)

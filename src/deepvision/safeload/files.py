@@ -95,6 +95,15 @@ def first_repeat(entries: Iterable[tuple[object, T]], seen: dict[object, T]) -> 
     return None
 
 
+def image_identity(path: str | Path) -> object:
+    """What tells one image file from another: (device, inode), links followed, where the file exists, else its
+    resolved path (case folded where the system folds it). Two names of one identity are one image."""
+    try:
+        return file_id(path) or os.path.normcase(os.path.realpath(path))
+    except ValueError:  # a NUL in the name (a hand-edited list): no file has it, the name alone tells it apart
+        return os.path.normcase(os.path.abspath(path))
+
+
 def by_name_any_case(paths: Iterable[Path], key: Callable[[Path], str | None], what: str) -> dict[str, Path]:
     """`paths` by `key(path)`, the name with the case that does not tell entries apart folded away (Train.txt
     and train.TXT as 'train'; a path whose key is None is left out): the rule for files and folders a dataset

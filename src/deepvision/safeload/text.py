@@ -4,6 +4,7 @@ the one class-name rule."""
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from deepvision.errors import UserError
-from deepvision.safeload.files import check_file_size, plain_float
+from deepvision.safeload.files import check_file_size, first_repeat, image_identity, plain_float
 
 T = TypeVar("T")
 
@@ -192,3 +193,19 @@ def record_index(text: str) -> int:
     if not 0 <= index <= MAX_RECORD_INDEX:
         raise ValueError(f"not a record index: {text!r}")
     return index
+
+
+def refuse_listed_twice(lists: Iterable[tuple[object, Iterable[Path | None]]], root: Path, fix: str) -> None:
+    """UserError naming an image that two entries of `lists` (each a list's name and the files of its entries, None
+    for an entry without one) name, and both places: compared by `image_identity`, so two spellings of one file or a
+    link to it count too. One image in train and test would score the training, one listed twice weigh double.
+    Names are shown relative to `root`; `fix` ends the line."""
+    seen: dict[object, tuple[object, int, Path]] = {}
+    for where, files in lists:
+        repeat = first_repeat(((image_identity(f), (where, i, f)) for i, f in enumerate(files) if f is not None), seen)
+        if repeat is not None:
+            (first_where, i, first), (where, j, file) = repeat
+            name, other = (printable(os.path.relpath(f, root)) for f in (file, first))
+            link = f" (one file with {other}: a link)" if file != first else ""
+            raise UserError(f"{name}{link} is listed twice, as image {i + 1} of {first_where} and image {j + 1} of "
+                            f"{where}; {fix}")

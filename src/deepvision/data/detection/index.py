@@ -23,6 +23,7 @@ import numpy as np
 from deepvision.config.schema import check_file_name
 from deepvision.errors import UserError
 from deepvision.safeload import ParseError, check_class_names, first_not_whole, max_image_side, printable, read_json
+from deepvision.safeload.text import refuse_listed_twice
 
 _ITEM = re.compile(r"""\bid:\s*(\d+)\s+name:\s*(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)")""")  # label map items
 FORMAT = "deepvision-detection"
@@ -80,7 +81,17 @@ def load_index(root: str | Path, splits: list[str] | None = None) -> DetectionIn
             raise UserError(f"split {split!r} not found in {root}; available: {', '.join(listed) or 'none'}")
         doc = _read_json(path)
         out[split] = [_image(entry, image_root, classes, path) for entry in doc.get("images", [])]
+    named = ((root / f"{s}.json", [im.file for im in out[s]] if s in out else _files_named(root, s, image_root))
+             for s in (listed if splits != [] else []))  # the splits not asked for too: one image in train and test
+    refuse_listed_twice(named, image_root, "an image belongs to one split, once: keep one entry or rebuild the dataset")
     return DetectionIndex(root, classes, out, meta)
+
+
+def _files_named(root: Path, split: str, image_root: Path) -> list[Path | None]:
+    """The image files of a split not read (None for an entry without a file name: its readers refuse it)."""
+    entries = _read_json(root / f"{split}.json").get("images") if (root / f"{split}.json").is_file() else None
+    return [image_root / e["file"] if isinstance(e, dict) and isinstance(e.get("file"), str) else None
+            for e in (entries if isinstance(entries, list) else [])]
 
 
 def check_split_name(name: str, where: str) -> None:
@@ -147,7 +158,8 @@ def _image(entry: dict[str, Any], image_root: Path, classes: list[str], path: Pa
         raise UserError(f"{path}: {printable(name)} has a box that is not a finite number (NaN or infinity); "
                         f"rebuild the dataset")
     if not (len(boxes) == len(labels) == len(difficult)):
-        raise UserError(f"{path}: {printable(name)} has {len(boxes)} boxes but {len(labels)} labels")
+        count, what = (len(labels), "label(s)") if len(labels) != len(boxes) else (len(difficult), "difficult flag(s)")
+        raise UserError(f"{path}: {printable(name)} has {len(boxes)} box(es) but {count} {what}; rebuild the dataset")
     if len(labels) and (labels.min() < 1 or labels.max() > len(classes)):
         raise UserError(f"{path}: {printable(name)} has class ids outside 1..{len(classes)}")
     names = entry.get("names")  # each box's class name beside its id, for readers of the file

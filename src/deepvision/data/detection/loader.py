@@ -53,8 +53,7 @@ class DetectionDataset(Dataset):
         h, w = image.shape[-2:]
         scale = np.array([w, h, w, h], np.float32)  # boxes are normalised: fit them to the decoded size
         boxes = torch.from_numpy(im.boxes * scale)
-        labels = torch.from_numpy(im.labels)
-        difficult = torch.from_numpy(im.difficult)
+        labels, difficult = torch.from_numpy(im.labels), torch.from_numpy(im.difficult)
         if not self.keep_difficult:
             keep = ~difficult
             boxes, labels, difficult = boxes[keep], labels[keep], difficult[keep]

@@ -163,8 +163,7 @@ class RecordDataset(Dataset):
             gpu_decode_device(decoder, "cuda")  # the one-line UserError on a machine without CUDA
             raise UserError(f"data.options.decoder: {decoder} decodes on a CUDA GPU, but this run trains on "
                             f"{device}; use decoder: auto")
-        return RecordLoader(
-            self, batch_size, size=pre.size, channels=pre.channels, resize=pre.resize,
+        return RecordLoader(self, batch_size, size=pre.size, channels=pre.channels, resize=pre.resize,
             crop=bool(getattr(pre, "crop", False)), training=training,
             augment=cfg.augment, shuffle=shuffle, seed=seed, rank=rank, world=world, last_batch=last_batch,
             workers=cfg.workers, max_steps=max_steps, dtype="uint8", pin_memory=on_cuda,
@@ -240,8 +239,7 @@ class RecordLoader(BatchLoader):
     decodes and augments whole batches on `device` in a thread instead of worker processes.
     """
 
-    def __init__(
-        self, dataset: RecordDataset | str | Path, batch_size: int, *, size: int | tuple[int, int] = 224,
+    def __init__(self, dataset: RecordDataset | str | Path, batch_size: int, *, size: int | tuple[int, int] = 224,
         channels: int | None = None, resize: int | None = None, crop: bool = False, training: bool = False,
         augment: AugmentConfig | None = None, shuffle: bool | None = None, seed: int = 0, rank: int | None = None,
         world: int | None = None, last_batch: str = "keep", workers: int | None = None, max_steps: int | None = None,

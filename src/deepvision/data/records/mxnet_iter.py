@@ -25,8 +25,7 @@ class ImageRecordIter(RecordLoader):
     overrides it. `num_parts`/`part_index` shard the records as DDP ranks do.
     """
 
-    def __init__(
-        self, path_imgrec: str | Path, data_shape: Sequence[int], batch_size: int, *,
+    def __init__(self, path_imgrec: str | Path, data_shape: Sequence[int], batch_size: int, *,
         path_imgidx: str | Path | None = None, shuffle: bool = False, rand_crop: bool = False,
         rand_mirror: bool = False, max_rotate_angle: float = 0.0, rotate: float | None = None,
         rotation_mode: str = "uniform", max_shear_ratio: float = 0.0, fill_value: int = 255,
@@ -59,8 +58,7 @@ class ImageRecordIter(RecordLoader):
             means, stds = [sum(means) / 3], [stds[0]]
         dataset = RecordDataset(path_imgrec, path_imgidx, channels=c, skip_corrupt=skip_corrupt, decoder=decoder)
         policy = last_batch or ("pad" if round_batch else "keep")
-        super().__init__(
-            dataset, batch_size, size=(h, w), channels=c, resize=resize if resize and resize > 0 else None,
+        super().__init__(dataset, batch_size, size=(h, w), channels=c, resize=resize if resize and resize > 0 else None,
             crop=True, training=training, augment=augment, shuffle=shuffle, seed=seed, rank=part_index, world=num_parts,
             last_batch=policy, workers=preprocess_threads, dtype=dtype, mean=[m * scale for m in means],
             std=stds, scale=scale, device=device, memory_format=memory_format, label_width=label_width, decoder=decoder)

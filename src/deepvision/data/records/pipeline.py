@@ -258,8 +258,7 @@ def _warp_into(img: np.ndarray, out: np.ndarray, affine: tuple[float, float, tup
     oh, ow = out.shape[:2]
     a, b, d, e = inverse_affine(angle, shear, zoom)
     cx, cy = w / 2, h / 2
-    c = cx - a * cx - b * cy
-    f = cy - d * cx - e * cy
+    c, f = cx - a * cx - b * cy, cy - d * cx - e * cy
     # PIL maps pixel centres (x + 0.5); OpenCV maps integer indices
     c += 0.5 * (a + b) - 0.5
     f += 0.5 * (d + e) - 0.5

@@ -20,9 +20,9 @@ from deepvision.datasets.detection.checks import check_class_names, check_output
 from deepvision.datasets.detection.labelmap import label_map_text, read_class_list
 from deepvision.datasets.detection.schema import Annotations, ImageRecord
 from deepvision.errors import UserError
-from deepvision.fileio import atomic_write_text, file_id, written_whole
+from deepvision.fileio import atomic_write_text, written_whole
 from deepvision.placement import begins_with
-from deepvision.safeload import first_repeat, printable, read_json
+from deepvision.safeload import first_repeat, image_identity, printable, read_json
 
 FIXES = ("clip", "drop")
 
@@ -81,8 +81,8 @@ def check_one_record_per_image(ann: Annotations) -> None:
     """Refuse an image file named by two records (an id in two VOC split lists, two XML files naming one
     photo, a symbolic or hard link to another record's image): its boxes would disagree, and it could land in
     train and test alike. Files are compared by identity (device, inode), paths where the file is absent."""
-    entries = ((file_id(rec.file) or os.path.normcase(os.path.realpath(rec.file)), (split, i, rec))
-               for split, records in ann.splits.items() for i, rec in enumerate(records))
+    entries = ((image_identity(rec.file), (split, i, rec)) for split, records in ann.splits.items()
+               for i, rec in enumerate(records))
     repeat = first_repeat(entries, {})
     if repeat is not None:
         (first_split, _, first), (split, _, rec) = repeat
