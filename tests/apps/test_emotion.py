@@ -972,3 +972,28 @@ def test_emotion_images_that_cannot_all_be_written_leave_out_as_it_was(fer_run, 
         assert err.endswith(f"could not write {target / 'b.png'}: No space left on device\n"), err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert not (tmp_path / "new").exists()
+
+
+def test_a_video_whose_report_cannot_be_written_is_not_left(fer_run, tmp_path, run_cli, monkeypatch):
+    """A disk that filled after the video was written left e.avi without its report, and the next run refused it
+    as "not a video an earlier emotion run wrote"; the video now lands last, with its report."""
+    from deepvision.apps.emotion import app
+    from deepvision.errors import UserError
+    from tests.inference.videotools import damaged_avi
+
+    video = damaged_avi(tmp_path / "clip.avi", damaged=())
+    real = app.atomic_write_text
+
+    def full(path, text, *args, **kwargs):
+        if str(path).endswith(".csv"):
+            raise UserError(f"could not write {path}: No space left on device")
+        return real(path, text, *args, **kwargs)
+
+    monkeypatch.setattr(app, "atomic_write_text", full)
+    code, out, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", tmp_path / "out" / "e.avi",
+                             "--detector", "haar")
+    assert code == 2 and err.endswith("No space left on device\n") and not (tmp_path / "out").exists(), err
+    monkeypatch.setattr(app, "atomic_write_text", real)
+    code, out, err = run_cli("emotion", fer_run, "--video", video, "--headless", "--out", tmp_path / "out" / "e.avi",
+                             "--detector", "haar")
+    assert code == 0 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["e.avi", "e.csv", "e.json"], err

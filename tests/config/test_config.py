@@ -296,3 +296,12 @@ def test_an_override_that_names_another_schedule_or_optimizer_leaves_out_the_rep
     rrc = build_config(recipe, ["data.augment.random_resized_crop=true"]).data.augment
     assert recipe["data"]["augment"]["rand_crop"] and (rrc.rand_crop, rrc.rotate, rrc.max_shear_ratio) == (False, 0, 0)
     rrc.refuse_unread("data.augment")  # the recipe's crop and warp, replaced by the override: left out
+
+
+@pytest.mark.parametrize(("data", "key"), [({"val": ""}, "data.val"), ({"mean": " "}, "data.mean"),
+                                           ({"train": ""}, "data.train")])
+def test_an_empty_value_in_a_config_file_is_refused_as_in_an_override(data, key):
+    """`val: ''` in the file dropped the named val split without a word; `--set data.val=''` was refused."""
+    with pytest.raises(UserError, match=rf"^{key}: an empty value; give one, or null to leave the setting unset$"):
+        build_config({"data": data})
+    assert build_config({"description": ""}).description == ""  # a description may be empty

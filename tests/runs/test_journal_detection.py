@@ -63,6 +63,18 @@ def test_runs_compare_accepts_detection_columns(trained_detection_run, tmp_path,
     assert code == 2 and "unknown metric 'val_nope'" in err and "val_map50" in err
 
 
+def test_runs_compare_refuses_runs_of_two_tasks(trained_detection_run, tmp_path, run_cli):
+    """A detection run's loss (classifier + box regression) was drawn on the cross-entropy axis beside
+    classification runs, and it was absent from the accuracy panel without a word."""
+    from tests.runs.test_journal_table import fake_run
+
+    cls = fake_run(tmp_path, "cls", {"name": "constant"}, 3)
+    code, out, err = run_cli("runs", "compare", cls.path, trained_detection_run, "--out", tmp_path / "c.png")
+    assert (code, out) == (2, "") and err.count("\n") == 1 and "is a classification run and" in err and \
+        "a detection run: their losses and metrics are other quantities; compare runs of one task" in err, err
+    assert not (tmp_path / "c.png").exists()
+
+
 def test_a_report_of_other_data_is_not_the_runs_test_score(trained_detection_run, tmp_path, run_cli):
     """`evaluate --data OTHER` writes eval/detection-<other>-<split>-best and names its data and split; `runs` keeps
     reporting the run's own test split, and the run's own report folder is not replaced."""

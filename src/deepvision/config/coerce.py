@@ -116,6 +116,8 @@ def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
             valid = ", ".join(sorted(fields))
             section = f"in '{path}' " if path else ""
             raise UserError(f"unknown config key '{where}' {section}{suggest(str(key), fields)}; valid keys: {valid}")
+        if isinstance(value, str) and not value.strip() and fields[key].default != "":  # `val: ''` dropped a split
+            raise UserError(f"{where}: an empty value; give one, or null to leave the setting unset")
         kwargs[key] = _coerce(value, hints[key], where)
     obj = cls(**kwargs)
     check = getattr(obj, "validate", None)

@@ -313,6 +313,7 @@ class _Sink:
         return True
 
     def close(self, ok: bool) -> None:
+        """Release the writer and check the video it wrote; it lands with its report (`commit`)."""
         if self.writer is not None:
             self.writer.release()
         if self.pending is not None:
@@ -320,14 +321,22 @@ class _Sink:
                 try:
                     check_written_video(self.cv2, self.pending.tmp, self.written, self.out)
                 except UserError:
-                    self.pending.discard()
-                    self.pending = None
+                    self.discard()
                     raise
-                self.pending.commit()
             else:
-                self.pending.discard()
+                self.discard()
         if not self.headless:
             self.cv2.destroyAllWindows()
+
+    def commit(self) -> None:
+        if self.pending is not None:
+            self.pending.commit()
+            self.pending = None
+
+    def discard(self) -> None:
+        if self.pending is not None:
+            self.pending.discard()
+            self.pending = None
 
 
 VIDEO_HEADER = "frame,faces,x,y,w,h,label"  # how the results table of a video begins
@@ -474,6 +483,7 @@ def run_emotion(
             summary.files = {"csv": f"{base}.csv", "json": f"{base}.json"}
             if sink.is_video:
                 summary.files["video"] = str(out_path)
+            made.callback(sink.discard)  # a report that cannot be written (a full disk) takes the video with it
             atomic_write_text(summary.files["csv"], results_csv(results, clf.classes))
             payload = {"model": clf.source, "input": str(video) if video is not None else f"camera {camera}",
                        "classes": clf.classes, "detector": detector, "width": width,
@@ -485,6 +495,7 @@ def run_emotion(
             if sink.is_video:  # what the next run to this --out may replace (_require_own_video)
                 payload["outputs"] = [Path(summary.files[k]).name for k in ("video", "csv", "json")]
             atomic_write_text(summary.files["json"], json.dumps(payload, indent=1) + "\n")
+        sink.commit()  # the video last: a report without its video is refused by no later run
         return summary
 
 
