@@ -112,6 +112,16 @@ def test_detection_history_gets_map_and_loss_components_not_an_empty_accuracy(tm
     assert labels == ["train (sum)", "box_reg", "classifier"]
 
 
+def test_a_detector_trained_without_a_val_split_gets_its_loss_and_no_empty_figure(tmp_path, figures):
+    """With no val split the history holds no mAP: it was drawn as a classifier's, an empty accuracy.png and
+    a "cross-entropy" loss."""
+    history = [{"epoch": e, "lr": 0.01, "train_loss": 3.0 / e, "train_loss_classifier": 2.0 / e,
+                "train_loss_box_reg": 1.0 / e, "val_map50": None, "val_map": None} for e in range(1, 4)]
+    paths = plots.plot_history(history, tmp_path, title="det")
+    assert [p.name for p in paths] == ["loss.png"] and set(figures) == {"loss.png"}
+    assert figures["loss.png"].axes[0].get_ylabel() == "detection loss"
+
+
 @pytest.mark.parametrize(("row", "problem"), [
     ("99999,nan,nan,nan,nan,nan,nan,nan,nan,nan", "line 5: epoch 99999 after epoch 3; the epochs count up"),
     ("4,nan,nan,nan,nan,nan,nan,nan,nan,nan", "line 5: learning rate nan is not a finite number"),

@@ -196,8 +196,9 @@ def plot_history(history: list[dict[str, Any]], out_dir: str | Path, title: str 
     out_dir = Path(out_dir)
     changes = lr_changes(history, manual)
     prefix = f"{title}: " if title else ""
-    if not any(_series(history, k)[0] for k in ("train_acc", "val_acc")) and \
-            any(_series(history, k)[0] for k in ("val_map50", "val_map")):
+    detector = any(_series(history, k)[0] for k in ("val_map50", "val_map")) or \
+        any(k.startswith("train_loss_") and v is not None for r in history for k, v in r.items())  # no val split
+    if not any(_series(history, k)[0] for k in ("train_acc", "val_acc")) and detector:
         return _detection_figures(history, out_dir, prefix, changes)
     accuracy = [("train_acc", "train rank-1", "-"), ("val_acc", "val rank-1", "-")]
     if rank5:
@@ -219,11 +220,12 @@ def _detection_figures(history: list[dict[str, Any]], out_dir: Path, prefix: str
     stale = out_dir / "accuracy.png"  # a detector has no accuracy: never leave an empty figure behind
     if stale.is_file():
         stale.unlink()
-    return [
-        _curves_figure(history, tuple(losses), "detection loss", f"{prefix}loss", out_dir / "loss.png", changes,
-                       log_ok=True),
-        _curves_figure(history, maps, "mAP", f"{prefix}validation mAP", out_dir / "map.png", changes, log_ok=False),
-    ]
+    figures = [_curves_figure(history, tuple(losses), "detection loss", f"{prefix}loss", out_dir / "loss.png",
+                              changes, log_ok=True)]
+    if any(_series(history, k)[0] for k, _, _ in maps):  # trained without a val split: no mAP to draw
+        figures.append(_curves_figure(history, maps, "mAP", f"{prefix}validation mAP", out_dir / "map.png", changes,
+                                      log_ok=False))
+    return figures
 
 
 def plot_run(run: RunDir, history: list[dict[str, Any]] | None = None) -> list[Path]:
