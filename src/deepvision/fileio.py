@@ -158,6 +158,19 @@ def output_folder(path: str | Path, discard_on_stop: bool = False, discard_on_fa
         raise
 
 
+def resolved_paths(paths: Iterable[str | Path]) -> set[str]:
+    """The absolute paths with their folders resolved (a folder reached through a link is the folder itself), to
+    tell whether two lists name the same files; one `realpath` per folder, not per file."""
+    folders: dict[str, str] = {}
+    out = set()
+    for path in paths:
+        head, name = os.path.split(os.path.abspath(path))
+        if (real := folders.get(head)) is None:
+            real = folders[head] = os.path.realpath(head)
+        out.add(os.path.join(real, name))
+    return out
+
+
 def missing_folders(path: Path) -> list[Path]:
     """`path` and those of its parents that do not exist, deepest first: what a mkdir(parents=True) makes."""
     missing = []

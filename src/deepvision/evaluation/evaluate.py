@@ -117,11 +117,14 @@ def _refuse_report_over_listed_images(out: str | Path, list_file: str | Path, ro
     refuse_output_folder_over_inputs(out, images, [Path(out) / name for name in REPORT_FILES.values()])
 
 
+FILE_SOURCES = ("folder", "lst", "rec", "hdf5")  # sources whose samples are files a run can name again
+
+
 def _trained_from(run_cfg: Config, data: str | Path) -> Path | None:
     """The run's training file or folder when `data` is that same file or folder (by identity: a link to it
     too), or the list a record file beside it was packed from (`X.rec` and `X.lst`, as `im2rec` writes
     them), else None; training warns of a val split that holds training images in the same way."""
-    if run_cfg.data.source not in ("folder", "lst", "rec", "hdf5") or not run_cfg.data.train:
+    if run_cfg.data.source not in FILE_SOURCES or not run_cfg.data.train:
         return None
     trained = resolve_path(run_cfg.data.root, run_cfg.data.train)
     given = Path(data).with_suffix(".rec") if Path(data).suffix == ".idx" else Path(data)
@@ -136,7 +139,7 @@ def _trained_from(run_cfg: Config, data: str | Path) -> Path | None:
 def _training_samples_in(run_cfg: Config, split: Any) -> int:
     """How many samples of `split` the run trained on (`shared_samples`): the run's training split is listed
     again from its config, carved parts included, without decoding an image; 0 when it cannot be read."""
-    if run_cfg.data.source not in ("folder", "lst", "rec", "hdf5"):
+    if run_cfg.data.source not in FILE_SOURCES:
         return 0
     try:
         train = load_data(run_cfg.data, roles=("train",)).train

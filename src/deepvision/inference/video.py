@@ -117,11 +117,10 @@ class VideoFrames:
     `note`), never taken for the end. Failed reads with no readable frame after them are damaged frames too
     when the container indexes its frames (`indexed_frame_count`), else the real end (an estimated count
     overshoots). After MAX_DAMAGED_RUN failed reads in a row the rest of the declared frames are counted as
-    unread (`untried`) without trying them. More than
-    MAX_DAMAGED_FRACTION of the declared frames damaged or unread: UserError (none decoded at all: no frame,
-    which every reader refuses in its own words). `index`: the 0-based position
-    in the video of the frame last given, which results name. Without a declared count the first failed
-    read ends the video."""
+    unread (`untried`) without trying them. More than MAX_DAMAGED_FRACTION of the declared frames damaged or
+    unread: UserError (none decoded at all: no frame, which every reader refuses in its own words). `index`:
+    the 0-based position in the video of the frame last given, which results name. Without a declared count
+    the first failed read ends the video."""
 
     def __init__(self, cv2: Any, capture: Any, path: str | Path, max_frames: int | None = None) -> None:
         self.capture, self.path, self.max_frames = capture, path, max_frames
@@ -145,9 +144,10 @@ class VideoFrames:
                     self.untried = self.declared - index if self.indexed else 0
                     break
                 continue
-            self.skipped += run
-            run = []
-            self._check()
+            if run:  # a readable frame after them: the failed reads were damaged frames, not the end
+                self.skipped += run
+                run = []
+                self._check()
             self.given, self.index = self.given + 1, index - 1
             yield frame
         self.skipped += run if self.indexed else []  # failed reads up to an indexed count: damaged frames at the end

@@ -16,7 +16,7 @@ The face detector is MTCNN when facenet-pytorch is installed, else the reference
 (turned faces, faces in a crowd); searching every 8th frame, 38 frames/s of one CPU core end to end
 there against 13 searching every frame (docs/faces.md).
 
-Why one module of ~580 lines: the live loop, the still-image mode and their outputs share the
+Why one module of ~590 lines: the live loop, the still-image mode and their outputs share the
 recognizer, the detector choice and the drawing; the classifier loading lives in apps/classifier.py.
 """
 

@@ -191,12 +191,12 @@ def compare(runs: list[str], out: str | None, metrics: list[str]) -> int:
         seen[key] = path
     histories = {}
     opened = [RunDir.open(path) for path in runs]
-    tasks = {run.path: run.read_config().task for run in opened}
-    if len(set(tasks.values())) > 1:  # a detection loss drawn on the cross-entropy axis of classification runs
-        (a, task_a), (b, task_b) = next(iter(tasks.items())), next((p, t) for p, t in tasks.items()
-                                                                      if t != tasks[opened[0].path])
-        raise UserError(f"runs compare: {shown(a)} is a {task_a} run and {shown(b)} a {task_b} run: their "
-                        f"losses and metrics are other quantities; compare runs of one task")
+    tasks = [run.read_config().task for run in opened]
+    if (other := next((i for i, task in enumerate(tasks) if task != tasks[0]), None)) is not None:
+        # a detection loss would be drawn on the cross-entropy axis of classification runs
+        raise UserError(f"runs compare: {shown(opened[0].path)} is a {tasks[0]} run and "
+                        f"{shown(opened[other].path)} a {tasks[other]} run: their losses and metrics are other "
+                        f"quantities; compare runs of one task")
     for run in opened:
         name = run.path.name
         history = run.read_history()

@@ -20,6 +20,7 @@ from deepvision.engine.distributed import all_reduce_sum
 from deepvision.engine.tasks.base import Task
 from deepvision.engine.tasks.registry import register_task
 from deepvision.errors import UserError
+from deepvision.fileio import resolved_paths
 from deepvision.runs.split_members import members_record
 from deepvision.safeload import printable
 
@@ -151,7 +152,7 @@ def _members(split: Any) -> tuple[Any, Any] | None:
     indices = getattr(split, "indices", None)
     base = getattr(split, "dataset", split)
     if (paths := getattr(base, "paths", None)) is not None:
-        return None, _real_paths(paths if indices is None else [paths[i] for i in indices])
+        return None, resolved_paths(paths if indices is None else [paths[i] for i in indices])
     if (origin := getattr(base, "origin", None)) is not None:  # rows read from a file (TensorSplit)
         return ("rows", *origin[0]), origin[1]
     record_file, positions = getattr(base, "file", None), getattr(base, "positions", None)
@@ -160,19 +161,6 @@ def _members(split: Any) -> tuple[Any, Any] | None:
     offsets = record_file.offsets if positions is None else record_file.offsets[positions]
     st = os.stat(record_file.path)
     return ("records", st.st_dev, st.st_ino), np.asarray(offsets if indices is None else offsets[indices])
-
-
-def _real_paths(paths: Any) -> set[str]:
-    """The paths with their folders resolved (a folder reached through a link is the folder itself); one
-    `realpath` per folder, not per file."""
-    folders: dict[str, str] = {}
-    out = set()
-    for path in paths:
-        head, name = os.path.split(os.path.abspath(path))
-        if (real := folders.get(head)) is None:
-            real = folders[head] = os.path.realpath(head)
-        out.add(os.path.join(real, name))
-    return out
 
 
 @register_task("classification")
