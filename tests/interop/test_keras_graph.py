@@ -583,6 +583,11 @@ def test_layer_values_that_overflow_or_keras_refuses_are_refused(tmp_path, run_c
     ("LayerNormalization", {"axis": ["-1"]}, "axis ['-1'] must be whole numbers, not text or fractions"),
     ("LeakyReLU", {"alpha": 0.9, "negative_slope": 0.1},
      "alpha 0.9 and negative_slope 0.1 are two values for one setting; keep one"),
+    ("ReLU", {"negative_slope": None}, "negative_slope is null, which Keras refuses; give a number"),
+    ("ReLU", {"threshold": None}, "threshold is null, which Keras refuses; give a number"),
+    ("LeakyReLU", {"negative_slope": None},
+     "negative_slope is null, which Keras refuses; give a number"),
+    ("LeakyReLU", {"alpha": None}, "alpha is null, which Keras refuses; give a number"),
 ])
 def test_numeric_layer_settings_follow_one_rule(cls, cfg, message):
     """Every number a layer setting holds is a finite JSON number within what Keras accepts: text is refused,
@@ -600,6 +605,7 @@ def test_numeric_layer_settings_follow_one_rule(cls, cfg, message):
 @pytest.mark.parametrize(("cls", "cfg"), [
     ("LeakyReLU", {"alpha": 0.2, "negative_slope": 0.2}), ("LeakyReLU", {"alpha": -0.1}),  # Keras 2 allows it
     ("ReLU", {"negative_slope": 0, "threshold": 0.5, "max_value": 6}), ("ELU", {"alpha": -1.0}),
+    ("ReLU", {"max_value": None}),  # no cap: Keras' default
     ("BatchNormalization", {"epsilon": 1e-5, "momentum": 0.9, "axis": [-1]}), ("Dropout", {"rate": 0}),
     ("Normalization", {"axis": None}), ("Permute", {"dims": [2, 1, 3]}), ("PReLU", {"shared_axes": [1, 2]}),
     ("MyCustomLayer", {"rate": "0.1"}),  # not built: refused as unsupported, not here

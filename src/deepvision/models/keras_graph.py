@@ -72,6 +72,7 @@ FINITE_FIELDS = ("epsilon", "momentum", "rate", "alpha", "negative_slope", "thre
 RESCALING_FIELDS = ("scale", "offset")  # BatchNormalization's `scale` is a yes/no: numbers only in Rescaling
 AXIS_FIELDS = ("axis", "dims", "shared_axes")  # whole numbers, possibly negative; ranges are the builders'
 KERAS_NON_NEGATIVE = {"ReLU": ("max_value", "negative_slope", "threshold"), "LeakyReLU": ("negative_slope",)}
+KERAS_NOT_NULL = {"ReLU": ("negative_slope", "threshold"), "LeakyReLU": ("negative_slope", "alpha")}  # None refused
 
 
 def parse_json(text: str | bytes, source: str) -> Any:
@@ -177,6 +178,8 @@ def check_layer_configs(model: dict[str, Any], prefix: str = "") -> None:
                 raise UserError(f"{where}: target_shape {shape!r} must be a list of whole numbers from 1 to "
                                 f"{MAX_LAYER_INT:,} (or one -1)")
         for key in FINITE_FIELDS + (RESCALING_FIELDS if cls == "Rescaling" else ()):
+            if key in cfg and cfg[key] is None and key in KERAS_NOT_NULL.get(str(cls), ()):
+                raise UserError(f"{where}: {key} is null, which Keras refuses; give a number")
             check_number(where, str(cls), key, cfg.get(key))
         for key in AXIS_FIELDS if cls in LAYERS and cls != "Softmax" else ():  # Softmax: _softmax_axis
             value = cfg.get(key)
