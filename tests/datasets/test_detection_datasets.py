@@ -132,6 +132,11 @@ def test_lisa_columns_are_found_by_their_header_names_in_any_order(tmp_path):
         moved.write_text(_swap_columns(text, pairs))
         got = read_annotations("lisa", [str(moved)], classes=None)
         assert {r.file: r.boxes for r in got.splits["all"]} == {r.file: r.boxes for r in expected.splits["all"]}
+    # the names in another case (a spreadsheet's export): the same columns
+    lines = text.splitlines()
+    moved.write_text("\n".join([lines[0].upper()] + lines[1:]) + "\n")
+    got = read_annotations("lisa", [str(moved)], classes=None)
+    assert {r.file: r.boxes for r in got.splits["all"]} == {r.file: r.boxes for r in expected.splits["all"]}
 
 
 @pytest.mark.parametrize("header, message", [
@@ -140,6 +145,7 @@ def test_lisa_columns_are_found_by_their_header_names_in_any_order(tmp_path):
     ("a;b;c;d;e;f", "lacks the LISA column 'Filename' in its header (first line 'a;b;c;d;e;f')"),
     ("img.png;stop;1;2;30;40", "lacks the LISA column 'Filename'"),  # no header: never read by position
     (f"{LISA_HEADER};Upper left corner X", "names twice the LISA column 'Upper left corner X'"),
+    (f"{LISA_HEADER};UPPER LEFT CORNER X", "names twice the LISA column 'Upper left corner X'"),
 ])
 def test_lisa_header_missing_a_column_is_refused_naming_it(tmp_path, run_cli, header, message):
     Image.new("RGB", (64, 48)).save(tmp_path / "img.png")

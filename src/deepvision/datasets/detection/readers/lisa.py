@@ -15,16 +15,16 @@ COLUMNS = ("Filename", "Annotation tag", "Upper left corner X", "Upper left corn
 
 
 def _columns(header: str, path: Path) -> list[int]:
-    """The positions of `COLUMNS` in the header (names compared without surrounding spaces): a header lacking
-    one, or naming one twice, is refused naming it, never read by position."""
-    names = [name.strip() for name in header.split(";")]
+    """The positions of `COLUMNS` in the header (names compared without surrounding spaces or case): a header
+    lacking one, or naming one twice, is refused naming it, never read by position."""
+    names = [name.strip().casefold() for name in header.split(";")]
     for column in COLUMNS:
-        if names.count(column) != 1:
-            how = "lacks" if column not in names else "names twice"
+        if names.count(column.casefold()) != 1:
+            how = "lacks" if column.casefold() not in names else "names twice"
             raise UserError(f"{path} {how} the LISA column '{column}' in its header (first line "
                             f"'{printable(header[:80])}'); its header names the columns "
                             f"'{';'.join(COLUMNS)};...' in any order")
-    return [names.index(column) for column in COLUMNS]
+    return [names.index(column.casefold()) for column in COLUMNS]
 
 
 def read_lisa(csv_path: str | Path, classes: list[str] | None) -> Annotations:
