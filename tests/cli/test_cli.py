@@ -416,6 +416,13 @@ def test_data_info_summarises_a_detection_dataset_by_role(run_cli, tmp_path, mon
     assert lines[1].endswith("per class " + ", ".join(f"{k} {train.per_class.get(k, 0)}" for k in report.classes))
     assert [line.split()[0] for line in lines[1:]] == ["train", "val", "test"]  # the recipe's val is its test split
     assert sorted(p.name for p in (tmp_path / "built").iterdir()) == before
+    assert "[WARN]" not in out
+    # the training split named again as val: said as training says it
+    code, out, err = run_cli("data", "info", "detection_synthetic", "--set", f"data.root={tmp_path / 'built'}",
+                             "--set", "data.val=train")
+    assert code == 0, err
+    assert out.splitlines()[-1] == (f"[WARN] {train.images} of the {train.images} val images are training images "
+                                    f"too: val scores do not measure generalisation")
     code, out, err = run_cli("data", "info", "detection_synthetic")  # the config sets task: detection
     assert code == 2 and out == "" and err.count("\n") == 1, err
     assert "shapes-built is not a built detection dataset (no dataset.json)" in err and "set task" not in err

@@ -26,7 +26,7 @@ def built(tmp_path_factory):
 def _cfg(built, name, args, **data) -> Config:
     return Config(model=ModelConfig(name=name, args=dict(args)),
                   data=DataConfig(source="detection", root=str(built), batch_size=3, workers=0, test="test",
-                                  val="test", **data))
+                                  **{"val": "test", **data}))
 
 
 def test_task_contract_and_a_training_step_that_learns(built):
@@ -38,6 +38,11 @@ def test_task_contract_and_a_training_step_that_learns(built):
     data = task.load_data(("train", "val"), spec.input_size, spec.preprocess)
     assert data.counts() == {"train": 6, "val": 2} and data.classes == ["disc", "square", "triangle"]
     assert data.preprocess.channels == 3 and not data.preprocess.mean  # the detector normalises itself
+    assert task.notes(data) == []
+    again = DetectionTask(_cfg(built, *RCNN, **{"val": "train"}))  # the training split named again as val
+    twice = again.load_data(("train", "val"), spec.input_size, spec.preprocess)
+    assert again.notes(twice) == ["[WARN] 6 of the 6 val images are training images too: val scores do not "
+                                  "measure generalisation"]
     model = create_model(RCNN[0], num_classes=task.num_outputs(len(data.classes)), **RCNN[1])
     assert model.roi_heads.box_predictor.cls_score.out_features == 4
     loaders = data.loaders(("train", "val"), seed=0)

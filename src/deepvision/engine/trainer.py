@@ -216,7 +216,7 @@ class Trainer:
                 + (" (training step)" if self.amp and self.eval_amp != self.amp else ""))
         if self._threads_note and self.dist.is_main:
             self.reporter.line(self._threads_note)
-        for note in getattr(self.data, "notes", list)() if self.dist.is_main else []:  # tasks without notes: none
+        for note in self.task.notes(self.data) if self.dist.is_main else []:
             self.reporter.line(note)
         store_note = restart_store_note()
         if store_note and self.dist.is_main:

@@ -75,6 +75,7 @@ def _detection_info(cfg: Config) -> int:
 
     from deepvision.data.detection.loader import load_detection_data
     from deepvision.data.preprocess import Preprocess
+    from deepvision.engine.tasks.detection import detection_overlap_notes
     from deepvision.safeload import printable
 
     # the preprocess only records the model's input; nothing here resizes an image
@@ -89,4 +90,6 @@ def _detection_info(cfg: Config) -> int:
         print(f"  {role:5s} {len(images):8,d} images, {labels.size:,} boxes"
               + (f" ({difficult:,} difficult)" if difficult else "") + "; per class "
               + ", ".join(f"{printable(k)} {n:,}" for k, n in zip(data.classes, per_class.tolist())))
+    for note in detection_overlap_notes(data):  # what training warns about, said before it starts
+        print(note)
     return 0

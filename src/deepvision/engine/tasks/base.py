@@ -77,6 +77,11 @@ class Task(ABC):
         splits), stored in the run's checkpoints; None: the settings say it all."""
         return None
 
+    def notes(self, data: TaskData) -> list[str]:
+        """[WARN] lines about the data read, said before training starts (val/test splits holding training
+        samples); the data's own `notes()` where it has them."""
+        return list(getattr(data, "notes", list)())
+
     def num_outputs(self, num_classes: int) -> int:
         """Width of the model's output for `num_classes` data classes."""
         return num_classes
@@ -106,3 +111,9 @@ class Task(ABC):
         from deepvision.runs.history import history_fields
 
         return history_fields(self.train_metrics, self.val_metrics)
+
+
+def overlap_note(role: str, shared: int, total: int) -> str:
+    """The warning for `shared` of a `role` split's `total` samples being training samples too."""
+    return (f"[WARN] {shared:,} of the {total:,} {role} images are training images too: {role} scores do not "
+            f"measure generalisation")

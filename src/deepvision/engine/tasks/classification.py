@@ -17,7 +17,7 @@ from deepvision.data.preprocess import Preprocess, normalize_batch
 from deepvision.data.protocols import Loader
 from deepvision.data.sources import DataBundle, load_data
 from deepvision.engine.distributed import all_reduce_sum
-from deepvision.engine.tasks.base import Task
+from deepvision.engine.tasks.base import Task, overlap_note
 from deepvision.engine.tasks.registry import register_task
 from deepvision.errors import UserError
 from deepvision.fileio import resolved_paths
@@ -124,12 +124,8 @@ def overlap_notes(bundle: DataBundle) -> list[str]:
     """A [WARN] line for each val/test split sharing samples with the training split: the same image files
     (one list given twice, or lists made separately), or the records or rows of the training file itself given
     again (a .rec or HDF5 file, by identity: through a link too). Its scores would not measure generalisation."""
-    out = []
-    for role in ("val", "test"):
-        if (split := bundle.role(role)) is not None and (shared := shared_samples(bundle.train, split)):
-            out.append(f"[WARN] {shared:,} of the {len(split):,} {role} images are training images too: "
-                       f"{role} scores do not measure generalisation")
-    return out
+    return [overlap_note(role, shared, len(split)) for role in ("val", "test")
+            if (split := bundle.role(role)) is not None and (shared := shared_samples(bundle.train, split))]
 
 
 def shared_samples(train_split: Any, split: Any) -> int:

@@ -28,7 +28,7 @@ from deepvision.config.schema import Config
 from deepvision.data.detection.loader import DetectionData, load_detection_data
 from deepvision.data.preprocess import Preprocess
 from deepvision.engine.detection_metrics import VOCResult, evaluate_coco, evaluate_voc
-from deepvision.engine.tasks.base import Task
+from deepvision.engine.tasks.base import Task, TaskData, overlap_note
 from deepvision.engine.tasks.registry import register_task
 from deepvision.errors import UserError
 from deepvision.models.detection import RCNN_LOSSES, detection_family
@@ -125,6 +125,14 @@ def infer_detection_task(cfg: Config) -> None:
 register_inference(infer_detection_task)
 
 
+def detection_overlap_notes(data: DetectionData) -> list[str]:
+    """A [WARN] line for each val/test split holding training images (`val: train` names one split twice; a
+    built index lists an image in one split only), as classification's `overlap_notes`."""
+    train = {im.file for im in data.splits["train"]}
+    return [overlap_note(role, shared, len(images)) for role in ("val", "test")
+            if (images := data.splits.get(role)) and (shared := sum(im.file in train for im in images))]
+
+
 def refuse_classes_without_boxes(data: DetectionData) -> None:
     """Refuse a dataset whose class list names a class no training box has (difficult boxes count only with
     data.train_difficult), as the classification task refuses a class with no sample: the model would get an
@@ -190,6 +198,9 @@ class DetectionTask(Task):
 
     def data_record(self) -> dict[str, Any] | None:
         return self.splits_read
+
+    def notes(self, data: TaskData) -> list[str]:
+        return detection_overlap_notes(data)  # type: ignore[arg-type]
 
     def num_outputs(self, num_classes: int) -> int:
         return num_classes + 1  # class 0 is the background
