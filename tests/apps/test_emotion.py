@@ -476,6 +476,12 @@ def test_emotion_skips_and_names_a_damaged_video_frame_and_refuses_a_mostly_dama
     assert doc["frames"] == 9 and doc["skipped_frames"] == [4] and len(doc["results"]) == 9
     assert [r["frame"] for r in doc["results"]] == [0, 1, 2, 4, 5, 6, 7, 8, 9]  # the video's own frame numbers
     assert video.read_bytes() == before
+    # the output video keeps the input's timing: a black frame in the damaged frame's slot
+    cap, means = cv2.VideoCapture(str(tmp_path / "e.avi")), []
+    while (got := cap.read())[0]:
+        means.append(float(got[1].mean()))
+    cap.release()
+    assert [m < 3 for m in means] == [False] * 3 + [True] + [False] * 6
     bad = damaged_avi(tmp_path / "bad.avi", damaged=(2, 3, 4, 5, 6, 7))
     code, out, err = run_cli("emotion", fer_run, "--video", bad, "--headless", "--out", tmp_path / "out" / "b.avi",
                              "--detector", "haar")

@@ -116,6 +116,15 @@ def test_video_in_annotated_video_out(run, tmp_path):
     assert not list((tmp_path / "out").glob(".*partial*"))  # written under a temporary name, then renamed
 
 
+def _frame_means(path) -> list[float]:
+    """The mean of each frame of a video file, in order."""
+    cap, means = cv2.VideoCapture(str(path)), []
+    while (got := cap.read())[0]:
+        means.append(float(got[1].mean()))
+    cap.release()
+    return means
+
+
 def test_a_damaged_video_frame_is_skipped_and_named_and_a_mostly_damaged_video_refused(run, tmp_path, run_cli):
     from tests.inference.videotools import damaged_avi
 
@@ -128,10 +137,12 @@ def test_a_damaged_video_frame_is_skipped_and_named_and_a_mostly_damaged_video_r
     assert doc["videos"][0]["frames"] == 9 and doc["videos"][0]["skipped_frames"] == [4]
     # indexed by the video's frames: the skipped frame is null, the frames after it keep their own numbers
     assert [f is None for f in doc["videos"][0]["detections"]] == [False] * 3 + [True] + [False] * 6
-    cap = cv2.VideoCapture(str(tmp_path / "out" / "clip.mp4"))
-    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 9
-    cap.release()
+    # the output keeps the input's timing: a black frame in the damaged frame's slot
+    assert [m < 6 for m in _frame_means(tmp_path / "out" / "clip.mp4")] == [False] * 3 + [True] + [False] * 6
     assert video.read_bytes() == before
+    ends = damaged_avi(tmp_path / "ends.avi", damaged=(9, 10))  # damaged frames at the end: their slots too
+    assert run_cli("detect", run, ends, "--out", tmp_path / "out3")[0] == 0
+    assert [m < 6 for m in _frame_means(tmp_path / "out3" / "ends.mp4")] == [False] * 8 + [True] * 2
     bad = damaged_avi(tmp_path / "bad.avi", damaged=(2, 3, 4, 5, 6, 7))
     code, out, err = run_cli("detect", run, bad, "--out", tmp_path / "out2")
     assert code == 2 and len(err.strip().splitlines()) == 1

@@ -28,6 +28,7 @@ from deepvision.engine.distributed import resolve_device
 from deepvision.errors import UserError
 from deepvision.fileio import PendingFile, atomic_write_text, write_image, written_whole
 from deepvision.inference.video import (
+    FrameSlots,
     VideoFrames,
     check_video_name,
     check_written_video,
@@ -35,7 +36,6 @@ from deepvision.inference.video import (
     frame_rate,
     open_video,
     quiet_native_output,
-    write_frame,
 )
 from deepvision.models.detection import detection_family
 from deepvision.placement import refuse_output_in_input_folders, replace_only_own
@@ -237,7 +237,7 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
     cap = open_video(cv2, path)
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     fps_in = frame_rate(cap, cv2)
-    writer = None
+    writer = slots = None
     target = output_path(out, path, "video") if out is not None else None
     if out is not None:
         _check_outputs([(path, "video")], out)
@@ -263,7 +263,8 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
                                                  (frame.shape[1], frame.shape[0]))
                     if not writer.isOpened():
                         raise UserError(f"could not open {target} for writing")
-                write_frame(cv2, writer, frame)
+                    slots = FrameSlots(cv2, writer)
+                slots.put(frame, reader.index)
             if show:
                 try:
                     cv2.imshow("deepvision detect", frame)
@@ -280,9 +281,10 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
             raise UserError(f"{path}: no frame could be decoded (a damaged video, or a codec this OpenCV lacks); "
                             f"nothing was written")
         if writer is not None:
+            slots.fill(len(per_frame))
             writer.release()
             writer = None
-            check_written_video(cv2, partial, frames, target)
+            check_written_video(cv2, partial, slots.written, target)
             pending.commit()  # a stopped or failed run never leaves half a video under the final name
             pending = None
     finally:

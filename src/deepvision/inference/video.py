@@ -258,6 +258,29 @@ def write_frame(cv2: Any, writer: Any, frame: Any) -> None:
         writer.write(frame)
 
 
+class FrameSlots:
+    """Frames written to an output video in the slots of the input's frames: a black frame stands in the slot of
+    each damaged frame skipped (`VideoFrames.skipped`), so the output keeps the input's timing and numbering.
+    `written`: the frames the output holds, which `check_written_video` expects."""
+
+    def __init__(self, cv2: Any, writer: Any) -> None:
+        self.cv2, self.writer, self.written, self.blank = cv2, writer, 0, None
+
+    def put(self, frame: Any, index: int) -> None:
+        """`frame` as output frame `index` (0-based), black frames in the slots before it."""
+        if self.blank is None:
+            self.blank = frame * 0
+        self.fill(index)
+        write_frame(self.cv2, self.writer, frame)
+        self.written += 1
+
+    def fill(self, slots: int) -> None:
+        """Black frames until the output holds `slots` frames (damaged frames at the end of the input)."""
+        while self.blank is not None and self.written < slots:
+            write_frame(self.cv2, self.writer, self.blank)
+            self.written += 1
+
+
 def check_written_video(cv2: Any, path: str | Path, frames: int, shown: str | Path) -> None:
     """Refuse a released video at `path` that does not hold the `frames` written to it (OpenCV's writer says
     nothing when a frame cannot be written: a full disk or a file size limit left a short, or unreadable,

@@ -51,13 +51,13 @@ from deepvision.inference.faces.detect import FaceDetector, create_detector, cv2
 from deepvision.inference.faces.draw import draw_face, probability_canvas, resize_to_width, side_by_side
 from deepvision.inference.faces.track import DETECT_EVERY, FaceTracker
 from deepvision.inference.video import (
+    FrameSlots,
     VideoFrames,
     check_video_name,
     check_written_video,
     ffmpeg_name,
     frame_rate,
     open_video,
-    write_frame,
 )
 from deepvision.models.memory_format import to_channels_last
 from deepvision.placement import (
@@ -270,7 +270,7 @@ class _Sink:
         self.cv2 = cv2_module()
         self.out, self.headless, self.fps = out, headless, fps
         self.writer = None
-        self.written = 0  # frames given to the writer: the finished video must hold them all
+        self.slots: FrameSlots | None = None  # frames in the input's slots: the finished video must hold them all
         self.pending: PendingFile | None = None
         self.is_video = out is not None and out.suffix.lower() in VIDEO_SUFFIXES
         if out is not None and not self.is_video:
@@ -301,8 +301,8 @@ class _Sink:
                                               (w, h))
                 if not self.writer.isOpened():
                     raise UserError(f"cannot write the video {self.out} (no encoder for {self.out.suffix})")
-            write_frame(cv2, self.writer, composite)
-            self.written += 1
+                self.slots = FrameSlots(cv2, self.writer)
+            self.slots.put(composite, index)
         elif self.out is not None:
             for sub, image in (("face", frame), ("probabilities", canvas)):
                 write_image(self.out / sub / f"{index:06d}.png", image)  # atomic: a planted link is replaced
@@ -312,14 +312,17 @@ class _Sink:
             return (cv2.waitKey(1) & 0xFF) != ord("q")
         return True
 
-    def close(self, ok: bool) -> None:
-        """Release the writer and check the video it wrote; it lands with its report (`commit`)."""
+    def close(self, ok: bool, slots: int = 0) -> None:
+        """Release the writer and check the video it wrote; it lands with its report (`commit`). `slots`: the
+        input frames read, damaged ones at the end included (black in the video, as those before)."""
         if self.writer is not None:
+            if ok:
+                self.slots.fill(slots)
             self.writer.release()
         if self.pending is not None:
             if ok and self.writer is not None:
                 try:
-                    check_written_video(self.cv2, self.pending.tmp, self.written, self.out)
+                    check_written_video(self.cv2, self.pending.tmp, self.slots.written, self.out)
                 except UserError:
                     self.discard()
                     raise
@@ -473,7 +476,7 @@ def run_emotion(
             ok = True  # keep what was processed
         finally:
             cap.release()
-            sink.close(ok)
+            sink.close(ok, max(getattr(frames, "skipped", []), default=0))
             torch.set_num_threads(previous_threads)
         summary = EmotionSummary(len(results), sum(r.box is None for r in results), sum(r.seconds for r in results),
                                  time.perf_counter() - started, results,
