@@ -316,7 +316,7 @@ def check_graph_ops(path: str | Path, model: Any, logits: str | None = None, bra
     loop onnxruntime runs inside one C call, which no signal stops; `branches` keeps If, which torchvision's
     detectors export and which runs one branch once), and, where `logits` names the output the reader applies
     softmax to, a Softmax/LogSoftmax producing it (directly or through Identity/Reshape/Flatten/Squeeze/
-    Unsqueeze): its probabilities would go through softmax twice. Subgraphs and local functions are checked too."""
+    Unsqueeze): its probabilities would go through softmax twice; or a Sigmoid/HardSigmoid (multi-label). Subgraphs and local functions are checked too."""
     from deepvision.safeload import printable
 
     def node_name(node: Any) -> str:
@@ -356,6 +356,10 @@ def check_graph_ops(path: str | Path, model: Any, logits: str | None = None, bra
         raise UserError(f"{path}: output {printable(repr(logits))[:60]} is made by {node_name(node)}: it holds "
                         f"probabilities, not logits, and would go through softmax twice (a deepvision export ends "
                         f"in logits); {_EXPORT_AGAIN}")
+    if node is not None and node.op_type in ("Sigmoid", "HardSigmoid"):
+        raise UserError(f"{path}: output {printable(repr(logits))[:60]} is made by {node_name(node)}: it holds "
+                        f"independent per-class probabilities (a multi-label head), not logits, and softmax would "
+                        f"misstate them (a deepvision export ends in logits); {_EXPORT_AGAIN}")
 
 
 def _constants(nodes: Any, initializers: Any = ()) -> dict[str, Any]:

@@ -452,6 +452,8 @@ def _tampered(kind):
         return [helper.make_node("LogSoftmax", ["raw"], ["p"], axis=1),
                 helper.make_node("Reshape", ["p", "shape"], ["q"]), helper.make_node("Identity", ["q"], ["logits"])], \
             [helper.make_tensor("shape", TensorProto.INT64, [2], [1, 3])]
+    if kind in ("Sigmoid", "HardSigmoid"):  # through Flatten
+        return [helper.make_node(kind, ["raw"], ["p"]), helper.make_node("Flatten", ["p"], ["logits"])], []
     if kind == "RandomNormalLike":
         return [helper.make_node("RandomNormalLike", ["raw"], ["rn"], scale=10.0),
                 helper.make_node("Add", ["raw", "rn"], ["logits"])], []
@@ -466,6 +468,9 @@ def _tampered(kind):
     ("Softmax", r"output 'logits' is made by node 'Softmax' \(Softmax\): it holds probabilities, not logits, and "
                 r"would go through softmax twice"),
     ("LogSoftmax", r"output 'logits' is made by node 'LogSoftmax' \(LogSoftmax\)"),
+    ("Sigmoid", r"output 'logits' is made by node 'Sigmoid' \(Sigmoid\): it holds independent per-class "
+                r"probabilities \(a multi-label head\), not logits"),
+    ("HardSigmoid", r"output 'logits' is made by node 'HardSigmoid' \(HardSigmoid\)"),
     ("RandomNormalLike", r"node 'RandomNormalLike' \(RandomNormalLike\) draws random numbers, so one image would get "
                          r"another answer on every call"),
     ("Dropout", r"node 'Dropout' \(Dropout\) draws random numbers"),
