@@ -316,7 +316,8 @@ def check_graph_ops(path: str | Path, model: Any, logits: str | None = None, bra
     loop onnxruntime runs inside one C call, which no signal stops; `branches` keeps If, which torchvision's
     detectors export and which runs one branch once), and, where `logits` names the output the reader applies
     softmax to, a Softmax/LogSoftmax producing it (directly or through Identity/Reshape/Flatten/Squeeze/
-    Unsqueeze): its probabilities would go through softmax twice; or a Sigmoid/HardSigmoid (multi-label). Subgraphs and local functions are checked too."""
+    Unsqueeze): its probabilities would go through softmax twice, or a Sigmoid/HardSigmoid (multi-label).
+    Subgraphs and local functions are checked too."""
     from deepvision.safeload import printable
 
     def node_name(node: Any) -> str:
