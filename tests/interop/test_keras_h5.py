@@ -293,6 +293,9 @@ def _stored_nowhere(path: Path, key: str, how: str) -> None:
     with h5py.File(path, "r+") as f:
         values = np.array(f[key][()])
         del f[key]
+        if how == "group":  # a group where the weight's dataset belongs
+            f.create_group(key)
+            return
         if how == "fill":
             f.create_dataset(key, shape=values.shape, dtype=values.dtype, fillvalue=0.0)
             return
@@ -345,4 +348,48 @@ def test_a_weight_stored_nowhere_or_in_another_file_is_refused_on_every_route(tm
     else:  # read from (or, the source gone, filled in for) a file other than the one given
         source = tmp_path / f"source_{how}.h5"
         assert f"of layer '{layer}' is a virtual dataset reading {source.resolve()}:x; refused" in err, err
+    assert not (tmp_path / "run").exists() and _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("route", sorted(STORED_NOWHERE))
+def test_a_group_in_a_weight_datasets_place_is_refused_on_every_route(tmp_path, run_cli, route):
+    """A group where a weight's dataset belongs was an AttributeError traceback ('Group' has no 'shape')."""
+    fixture, key, args, _ = STORED_NOWHERE[route]
+    path = tmp_path / Path(fixture).name
+    path.write_bytes((FIXTURES / fixture).read_bytes())
+    (_keras_zip_stored_nowhere if path.suffix == ".keras" else _stored_nowhere)(path, key, "group")
+    before = _snapshot(tmp_path)
+    code, _, err = run_cli("import", "keras", path, *args, "--out", tmp_path / "run")
+    assert code == 2 and err.count("\n") == 1, err
+    assert re.search(r"(weight|variable) '?[\w/:]+'? of layer '\w+' is an HDF5 group, not a dataset of numbers; the "
+                     r"file is damaged", err), err
+    assert not (tmp_path / "run").exists() and _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("how", ["utf-16", "model_weights dataset", "model_weights external"])
+@pytest.mark.parametrize("route", [(), ("--model", "keras_mnist_cnn")])
+def test_odd_hdf5_structure_of_a_keras_file_is_one_line(tmp_path, run_cli, how, route):
+    """A model_config attribute in UTF-16 was a UnicodeDecodeError traceback; 'model_weights' as a dataset or
+    an external link (another file) is refused, never followed."""
+    import h5py
+
+    path = tmp_path / "m.h5"
+    path.write_bytes((FIXTURES / "graph" / "k2_lenet.h5").read_bytes())
+    with h5py.File(path, "r+") as f:
+        if how == "utf-16":
+            text = f.attrs["model_config"]
+            text = text if isinstance(text, str) else text.decode()
+            f.attrs["model_config"] = np.bytes_(text.encode("utf-16"))
+        else:
+            del f["model_weights"]
+            if how == "model_weights dataset":
+                f.create_dataset("model_weights", data=np.zeros(3))
+            else:
+                f["model_weights"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/model_weights")
+    before = _snapshot(tmp_path)
+    code, _, err = run_cli("import", "keras", path, *route, "--out", tmp_path / "run")
+    assert code == 2 and err.count("\n") == 1, err
+    assert {"utf-16": "attribute model_config is not UTF-8 text (Keras writes UTF-8)",
+            "model_weights dataset": "'model_weights' is an HDF5 dataset, not a group of layers",
+            "model_weights external": "group 'model_weights' is an external link to"}[how] in err, err
     assert not (tmp_path / "run").exists() and _snapshot(tmp_path) == before

@@ -31,6 +31,8 @@ from deepvision.interop.keras_h5 import (
     read_weights,
     refuse_unused,
     stored_datasets,
+    weight_dataset,
+    weights_group,
 )
 from deepvision.safeload import check_zip_directory, regular_file
 
@@ -67,16 +69,22 @@ def _v3_groups(path: Path, root: Any) -> dict[str, list[tuple[str, Any]]]:
         layers = open_object(path, g, "layers", f"group '{prefix}layers'")
         if layers is None:
             return
+        if not isinstance(layers, h5py_module().Group):
+            raise UserError(f"{path}: '{prefix}layers' is an HDF5 dataset, not a group of layers; the file is damaged")
         for key in layers:
             sub = open_member(path, layers, key, f"layer group '{prefix}{key}'")
             vars_ = open_object(path, sub, "vars", f"group '{prefix}{key}/vars'") if hasattr(sub, "keys") else None
-            name = attr_text(vars_.attrs.get("name", key)) if vars_ is not None else key
+            name = attr_text(vars_.attrs.get("name", key), path, f"the name of group '{prefix}{key}/vars'") \
+                if vars_ is not None else key
             if vars_ is not None and len(vars_):
                 if prefix + name in out:  # the later would replace the earlier's weights without a word
                     raise UserError(f"{path}: two layer groups name their variables '{prefix}{name}'; Keras writes "
                                     f"each layer's once, so the file is damaged")
-                out[prefix + name] = [("", open_member(path, vars_, str(i), f"variable {i} of layer '{prefix}{name}'"))
-                                      for i in range(len(vars_))]
+                items = []
+                for i in range(len(vars_)):
+                    what = f"variable {i} of layer '{prefix}{name}'"
+                    items.append(("", weight_dataset(path, open_member(path, vars_, str(i), what), what)))
+                out[prefix + name] = items
             walk(sub, f"{prefix}{name}/")
 
     walk(root, "")
@@ -155,12 +163,13 @@ class open_keras:
         except OSError as exc:
             raise UserError(f"{path} is not an HDF5 file or a .keras zip ({exc})") from None
         f = self._file
-        group = f.get("model_weights", f)
+        group = weights_group(path, f)
         if "layer_names" in group.attrs:
             raw = f.attrs.get("model_config")
             if raw is not None:
-                config = parse_json(attr_text(raw), str(path))
-            version = attr_text(f.attrs.get("keras_version", group.attrs.get("keras_version", "")))
+                config = parse_json(attr_text(raw, path, "attribute model_config"), str(path))
+            version = attr_text(f.attrs.get("keras_version", group.attrs.get("keras_version", "")), path,
+                                "attribute keras_version")
             return KerasSource(path, _checked(config, path), version or "2", True, _legacy_groups(path, group),
                                stored_datasets(group))
         if "layers" in f or "vars" in f:

@@ -63,8 +63,16 @@ class KerasFile:
         return found
 
 
-def attr_text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+def attr_text(value: Any, source: Path | str, what: str) -> str:
+    """A text attribute of an HDF5 file as str; UserError naming it when its bytes are not UTF-8 (Keras writes
+    UTF-8)."""
+    if not isinstance(value, bytes):
+        return str(value)
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{source}: {what} is not UTF-8 text (Keras writes UTF-8); the file is damaged or was "
+                        f"not written by Keras") from None
 
 
 def _short(weight_name: str) -> str:
@@ -82,7 +90,8 @@ def _infer_class(weights: dict[str, np.ndarray]) -> str:
 
 
 def _config_layers(model_config: Any, source: str) -> tuple[list[dict[str, Any]], tuple[int, ...] | None]:
-    cfg = load_json(attr_text(model_config), source) if model_config is not None else {}
+    cfg = load_json(attr_text(model_config, source, "attribute model_config"), source) \
+        if model_config is not None else {}
     inner = cfg.get("config", {}) if isinstance(cfg, dict) else {}
     layers = inner.get("layers", inner) if isinstance(inner, dict) else inner  # Keras 2.0 Sequential: a list
     layers = layers if isinstance(layers, list) else []
@@ -123,15 +132,34 @@ def layer_weights(source: Path, group: Any, name: str) -> list[tuple[str, Any]]:
     g = open_member(source, group, name, f"the weight group of layer '{name}'")
     if not isinstance(g, h5py_module().Group):
         raise UserError(f"{source}: the weight group of layer '{name}' is not an HDF5 group; the file is damaged")
-    return [(w, open_member(source, g, w, f"weight '{w}' of layer '{name}'"))
-            for w in listed_names(source, g, "weight_names")]
+    pairs = [(w, open_member(source, g, w, f"weight '{w}' of layer '{name}'"))
+             for w in listed_names(source, g, "weight_names")]
+    return [(w, weight_dataset(source, ds, f"weight '{w}' of layer '{name}'")) for w, ds in pairs]
+
+
+def weights_group(source: Path, f: Any) -> Any:
+    """The group of a legacy Keras file holding its layers' weights: 'model_weights' of a whole-model file,
+    else the file itself (weights only), opened by the HDF5 reader's link rule; a dataset there is refused."""
+    group = open_object(source, f, "model_weights", "group 'model_weights'")
+    if group is None:
+        return f
+    if not isinstance(group, h5py_module().Group):
+        raise UserError(f"{source}: 'model_weights' is an HDF5 dataset, not a group of layers; the file is damaged")
+    return group
+
+
+def weight_dataset(source: Path, obj: Any, what: str) -> Any:
+    """`obj` when it is an HDF5 dataset; UserError naming `what` when the file holds a group in its place."""
+    if not isinstance(obj, h5py_module().Dataset):
+        raise UserError(f"{source}: {what} is an HDF5 group, not a dataset of numbers; the file is damaged")
+    return obj
 
 
 def listed_names(source: Path, group: Any, attr: str) -> list[str]:
     """The names in attribute `attr` (layer_names, weight_names) of an HDF5 group; UserError naming the group
     and the name when one is given twice (Keras' load_weights refuses such a file; read by name, the second
     would silently stand for the first)."""
-    names = [attr_text(raw) for raw in group.attrs.get(attr, [])]
+    names = [attr_text(raw, source, f"attribute {attr} of group '{group.name}'") for raw in group.attrs.get(attr, [])]
     seen: set[str] = set()
     for name in names:
         if name in seen:
@@ -203,7 +231,7 @@ def read_keras_h5(path: str | Path) -> KerasFile:
     except OSError as exc:
         raise UserError(f"{path} is not an HDF5 file ({exc})") from None
     with f:
-        group = f.get("model_weights", f)
+        group = weights_group(path, f)
         if "layer_names" not in group.attrs:
             hint = " (a Keras 3 .weights.h5 file: save the whole model with model.save('m.h5') instead)" \
                 if "layers" in f else ""
@@ -220,7 +248,8 @@ def read_keras_h5(path: str | Path) -> KerasFile:
             cls = c.get("class_name") or (_infer_class(weights) if weights else "?")
             layers.append(KerasLayer(name, cls, c.get("config", {}), weights))
         refuse_unused(path, stored_datasets(group), used)
-        version = attr_text(f.attrs.get("keras_version", group.attrs.get("keras_version", "")))
+        version = attr_text(f.attrs.get("keras_version", group.attrs.get("keras_version", "")), path,
+                            "attribute keras_version")
     return KerasFile(path, layers, version, input_shape, config_layers)
 
 
