@@ -165,3 +165,15 @@ def fill_disk_after(monkeypatch: Any, room: int) -> None:
         self.f = _FullDisk(self.f, room)
 
     monkeypatch.setattr(hdf5._GuardedFile, "__init__", on_full_disk)
+
+
+def encrypted_flag(path: Path) -> Path:
+    """`path` (a stored zip) with the "encrypted" flag set on every member, as a password-protected zip has it."""
+    data = bytearray(path.read_bytes())
+    for sig, off in ((b"PK\x01\x02", 8), (b"PK\x03\x04", 6)):
+        at = data.find(sig)
+        while at >= 0:
+            data[at + off] |= 1
+            at = data.find(sig, at + 4)
+    path.write_bytes(bytes(data))
+    return path

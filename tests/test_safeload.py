@@ -647,6 +647,19 @@ def test_an_npz_array_named_twice_or_hidden_without_its_suffix_is_refused(tmp_pa
         assert z["notes"] == b"plain bytes" and z["coef"].tolist() == [1.0]
 
 
+def test_an_encrypted_zip_member_is_refused_from_the_directory(tmp_path):
+    """zipfile asks for a password when an encrypted member is read: a RuntimeError traceback from an npz."""
+    from deepvision.fileio import zip_damage
+    from deepvision.safeload import open_npz
+    from tests.helpers import encrypted_flag
+
+    path = encrypted_flag(_zip_with(tmp_path / "a.npz", [("coef.npy", _npy([1.0]))]))
+    with pytest.raises(UserError, match=r"^\S+a.npz member coef.npy is encrypted; deepvision reads no "
+                                        r"password-protected archive$"):
+        open_npz(path)
+    assert "encrypted" in zip_damage(path)
+
+
 def test_refuse_listed_twice_compares_files_by_identity(tmp_path):
     """One image under two spellings or through a link is one image; a name with a NUL (no file has it) is compared
     by name, never a ValueError; lists naming distinct files pass."""

@@ -344,8 +344,8 @@ def zip_damage(path: str | Path) -> str | None:
         with zipfile.ZipFile(path) as zf:
             twice = repeated_member(zf)
             bad = None if twice else zf.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        return str(exc) or type(exc).__name__
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as exc:
+        return str(exc) or type(exc).__name__  # RuntimeError: an encrypted member
     if twice:
         return f"it holds the member {twice!r} twice"
     return f"CRC mismatch in {bad}" if bad else None

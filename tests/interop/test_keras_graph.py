@@ -401,6 +401,29 @@ def test_a_keras_zip_holding_a_member_twice_is_refused(tmp_path, run_cli, member
     assert not (tmp_path / "run").exists() and path.read_bytes() == before
 
 
+@pytest.mark.parametrize("how", ["crc", "encrypted"])
+def test_a_keras_zip_member_damaged_or_encrypted_is_one_line(tmp_path, run_cli, how):
+    """A member failing its CRC or flagged encrypted was a BadZipFile / RuntimeError traceback."""
+    from tests.helpers import encrypted_flag
+
+    path = tmp_path / "m.keras"
+    with zipfile.ZipFile(GRAPH / "lenet.keras") as src, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        for name in src.namelist():
+            z.writestr(name, src.read(name))
+    if how == "crc":
+        data = bytearray(path.read_bytes())
+        data[data.find(b"\x89HDF") + 3000] ^= 0x55
+        path.write_bytes(bytes(data))
+    else:
+        encrypted_flag(path)
+    data = path.read_bytes()
+    code, out, err = run_cli("import", "keras", path, "--out", tmp_path / "run")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert {"crc": f"{path}: member model.weights.h5 is damaged (Bad CRC-32",
+            "encrypted": "is encrypted; deepvision reads no password-protected archive"}[how] in err, err
+    assert not (tmp_path / "run").exists() and path.read_bytes() == data
+
+
 def test_two_keras3_layer_groups_naming_one_layer_are_refused(tmp_path, run_cli):
     """Keras 3 weights are found by the name their `vars` group carries: a second group carrying a layer's
     name replaced that layer's weights without a word."""

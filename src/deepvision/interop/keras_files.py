@@ -111,12 +111,24 @@ def _open_zip(path: Path) -> tuple[dict[str, Any], str, bytes]:
         for member, limit in (("config.json", MAX_JSON_BYTES), ("model.weights.h5", MAX_WEIGHTS_BYTES)):
             if z.getinfo(member).file_size > limit:
                 raise UserError(f"{path}: {member} is larger than {limit >> 20} MB")
-        config = parse_json(z.read("config.json"), f"{path}:config.json")
+        config = parse_json(_member(path, z, "config.json"), f"{path}:config.json")
         version = ""
         if "metadata.json" in names and z.getinfo("metadata.json").file_size < 1 << 20:
-            meta = parse_json(z.read("metadata.json"), f"{path}:metadata.json")
+            meta = parse_json(_member(path, z, "metadata.json"), f"{path}:metadata.json")
             version = str(meta.get("keras_version", "")) if isinstance(meta, dict) else ""
-        return config, version or "3", z.read("model.weights.h5")
+        return config, version or "3", _member(path, z, "model.weights.h5")
+
+
+def _member(path: Path, z: Any, name: str) -> bytes:
+    """The bytes of member `name` of the open zip `z`; UserError when they do not inflate or match their CRC."""
+    import zipfile
+    import zlib
+
+    try:
+        return z.read(name)
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise UserError(f"{path}: member {name} is damaged ({' '.join(str(exc).split())[:100]}); the file is "
+                        f"damaged or was not written by Keras") from None
 
 
 def _checked(config: Any, path: Path) -> dict[str, Any] | None:

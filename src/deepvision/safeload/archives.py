@@ -20,10 +20,13 @@ DEFLATE_MAX_RATIO = 1032.0  # deflate's own limit: no stream inflates further (a
 def check_zip_member(path: str | Path, info: Any, length: int, max_ratio: float = ZIP_MAX_RATIO) -> None:
     """Check one zip member (a `zipfile.ZipInfo`) from the zip directory alone, before it is inflated:
     its stored size within the file's `length` from its offset, its uncompressed size within the read
-    ceiling and `max_ratio` times its stored size (a zip bomb inflates 1000:1). UserError otherwise."""
+    ceiling and `max_ratio` times its stored size (a zip bomb inflates 1000:1), not encrypted. UserError
+    otherwise."""
     import zipfile
 
     field = f"{path} member {info.filename}"
+    if info.flag_bits & 0x1:  # zipfile would ask for a password when the member is read
+        raise UserError(f"{field} is encrypted; deepvision reads no password-protected archive")
     room = max(length - info.header_offset, 0)  # a member's bytes lie between its offset and the end
     if info.compress_size > room:
         raise UserError(f"{field} claims {format_bytes(info.compress_size)} stored but the file holds "
@@ -163,6 +166,6 @@ def open_npz(path: str | Path, max_ratio: float = ZIP_MAX_RATIO, what: str = ".n
                     raise UserError(f"{field} holds Python objects; only plain arrays are read")
                 check_declared_bytes(f"{field} shape {shape}", math.prod(shape) * dtype.itemsize,
                                      info.file_size)
-    except (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
         raise UserError(f"{path} is not a readable {what} ({' '.join(str(exc).split())[:120]})") from None
     return np.load(path, allow_pickle=False)
