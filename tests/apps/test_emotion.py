@@ -459,7 +459,7 @@ class _FlakyCamera:
 def test_failed_camera_reads_are_skipped():
     assert len(list(frames_from(_FlakyCamera("1001101"), is_camera=True, max_frames=4))) == 4
     video = frames_from(_FlakyCamera("1101"), is_camera=False)  # a damaged frame of a video is skipped, and named
-    assert len(list(video)) == 3 and video.skipped == [3]
+    assert len(list(video)) == 3 and video.skipped == [2]
 
 
 def test_emotion_skips_and_names_a_damaged_video_frame_and_refuses_a_mostly_damaged_video(fer_run, tmp_path,
@@ -474,19 +474,19 @@ def test_emotion_skips_and_names_a_damaged_video_frame_and_refuses_a_mostly_dama
     assert "clip.avi: skipped 1 damaged frame of 10 (frame 4)" in out and "9 frames:" in out
     doc = json.loads((tmp_path / "e.json").read_text())
     assert doc["frames"] == 9 and doc["skipped_frames"] == [4] and len(doc["results"]) == 9
-    assert [r["frame"] for r in doc["results"]] == [0, 1, 2, 4, 5, 6, 7, 8, 9]  # the video's own frame numbers
+    assert [r["frame"] for r in doc["results"]] == [0, 1, 2, 3, 5, 6, 7, 8, 9]  # the video's own frame numbers
     assert video.read_bytes() == before
     # the output video keeps the input's timing: a black frame in the damaged frame's slot
     cap, means = cv2.VideoCapture(str(tmp_path / "e.avi")), []
     while (got := cap.read())[0]:
         means.append(float(got[1].mean()))
     cap.release()
-    assert [m < 3 for m in means] == [False] * 3 + [True] + [False] * 6
-    bad = damaged_avi(tmp_path / "bad.avi", damaged=(2, 3, 4, 5, 6, 7))
+    assert [m < 3 for m in means] == [False] * 4 + [True] + [False] * 5
+    bad = damaged_avi(tmp_path / "bad.avi", damaged=(1, 2, 3, 4, 5, 6))
     code, out, err = run_cli("emotion", fer_run, "--video", bad, "--headless", "--out", tmp_path / "out" / "b.avi",
                              "--detector", "haar")
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "bad.avi: 6 of its 10 frames could not be decoded (frames 2, 3, 4, 5, 6 and 1 more)" in err
+    assert "bad.avi: 6 of its 10 frames could not be decoded (frames 1, 2, 3, 4, 5 and 1 more)" in err
     assert not (tmp_path / "out").exists()
 
 

@@ -136,17 +136,17 @@ def test_a_damaged_video_frame_is_skipped_and_named_and_a_mostly_damaged_video_r
     doc = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert doc["videos"][0]["frames"] == 9 and doc["videos"][0]["skipped_frames"] == [4]
     # indexed by the video's frames: the skipped frame is null, the frames after it keep their own numbers
-    assert [f is None for f in doc["videos"][0]["detections"]] == [False] * 3 + [True] + [False] * 6
+    assert [f is None for f in doc["videos"][0]["detections"]] == [False] * 4 + [True] + [False] * 5
     # the output keeps the input's timing: a black frame in the damaged frame's slot
-    assert [m < 6 for m in _frame_means(tmp_path / "out" / "clip.mp4")] == [False] * 3 + [True] + [False] * 6
+    assert [m < 6 for m in _frame_means(tmp_path / "out" / "clip.mp4")] == [False] * 4 + [True] + [False] * 5
     assert video.read_bytes() == before
-    ends = damaged_avi(tmp_path / "ends.avi", damaged=(9, 10))  # damaged frames at the end: their slots too
+    ends = damaged_avi(tmp_path / "ends.avi", damaged=(8, 9))  # damaged frames at the end: their slots too
     assert run_cli("detect", run, ends, "--out", tmp_path / "out3")[0] == 0
     assert [m < 6 for m in _frame_means(tmp_path / "out3" / "ends.mp4")] == [False] * 8 + [True] * 2
-    bad = damaged_avi(tmp_path / "bad.avi", damaged=(2, 3, 4, 5, 6, 7))
+    bad = damaged_avi(tmp_path / "bad.avi", damaged=(1, 2, 3, 4, 5, 6))
     code, out, err = run_cli("detect", run, bad, "--out", tmp_path / "out2")
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "bad.avi: 6 of its 10 frames could not be decoded (frames 2, 3, 4, 5, 6 and 1 more)" in err
+    assert "bad.avi: 6 of its 10 frames could not be decoded (frames 1, 2, 3, 4, 5 and 1 more)" in err
     assert not (tmp_path / "out2").exists()
 
 

@@ -205,10 +205,10 @@ class _Capture:
 
 
 @pytest.mark.parametrize(("pattern", "declared", "given", "skipped"), [
-    ("1101111", 7, 6, [3]),  # a damaged frame before the declared count: skipped, the rest read
-    ("1100111", 7, 5, [3, 4]),
-    ("11111000", 8, 5, [6, 7, 8]),  # failed reads up to an indexed count at the end: damaged frames too
-    ("111110000", 8, 5, [6, 7, 8]),  # a failed read after the declared count: the end
+    ("1101111", 7, 6, [2]),  # a damaged frame before the declared count: skipped, the rest read
+    ("1100111", 7, 5, [2, 3]),
+    ("11111000", 8, 5, [5, 6, 7]),  # failed reads up to an indexed count at the end: damaged frames too
+    ("111110000", 8, 5, [5, 6, 7]),  # a failed read after the declared count: the end
     ("11111000", "8 estimated", 5, []),  # a count estimated from the duration (MPEG-TS) overshoots: the end
     ("1101111", 0, 2, []),  # no declared count: the first failed read ends the video
     ("1101111", float("nan"), 2, []),
@@ -234,12 +234,12 @@ def test_video_frames_stop_at_max_frames_and_after_a_long_run_of_failed_reads(mo
     assert len(list(VideoFrames(cv2, _Capture("1011111", 7), "v.avi", max_frames=3))) == 3
     monkeypatch.setattr(video, "MAX_DAMAGED_RUN", 3)
     capture, given = _Capture("1" + "0" * 50, 1000), []
-    with pytest.raises(UserError, match=r"^v\.avi: 999 of its 1000 frames could not be decoded \(frames 2, 3, 4 and "
+    with pytest.raises(UserError, match=r"^v\.avi: 999 of its 1000 frames could not be decoded \(frames 1, 2, 3 and "
                                         r"the 996 after them\)"):
         given += VideoFrames(cv2, capture, "v.avi")
     assert len(given) == 1 and capture.reads == 4  # not 1,000 reads
     frames = VideoFrames(cv2, _Capture("1" * 8 + "0" * 5, 10), "v.avi")
-    assert len(list(frames)) == 8 and frames.note == "skipped 2 damaged frames of 10 (frames 9, 10)"
+    assert len(list(frames)) == 8 and frames.note == "skipped 2 damaged frames of 10 (frames 8, 9)"
 
 
 def test_a_damaged_frame_of_a_real_video_is_skipped_and_named(tmp_path):
@@ -252,7 +252,7 @@ def test_a_damaged_frame_of_a_real_video_is_skipped_and_named(tmp_path):
     frames = VideoFrames(cv2, cap, path)
     means = [int(f.mean()) for f in frames]
     cap.release()
-    assert len(means) == 9 and frames.skipped == [4] and means[3] > means[2] + 30  # frame 5 follows frame 3
+    assert len(means) == 9 and frames.skipped == [4] and means[4] > means[3] + 30  # frame 5 follows frame 3
     assert frames.note == "skipped 1 damaged frame of 10 (frame 4)"
     assert path.read_bytes() == before
 
@@ -262,14 +262,14 @@ def test_damaged_frames_at_the_end_of_a_real_video_are_named_and_counted(tmp_pat
     from deepvision.inference.video import VideoFrames
     from tests.inference.videotools import damaged_avi
 
-    path = damaged_avi(tmp_path / "v.avi", damaged=(10,))
+    path = damaged_avi(tmp_path / "v.avi", damaged=(9,))
     cap = open_video(cv2, path)
     frames = VideoFrames(cv2, cap, path)
-    assert len(list(frames)) == 9 and frames.index == 8 and frames.note == "skipped 1 damaged frame of 10 (frame 10)"
+    assert len(list(frames)) == 9 and frames.index == 8 and frames.note == "skipped 1 damaged frame of 10 (frame 9)"
     cap.release()
-    path = damaged_avi(tmp_path / "w.avi", damaged=tuple(range(2, 11)))
+    path = damaged_avi(tmp_path / "w.avi", damaged=tuple(range(1, 10)))
     cap = open_video(cv2, path)
-    with pytest.raises(UserError, match=r"w\.avi: 9 of its 10 frames could not be decoded \(frames 2, 3, 4, 5, 6 "
+    with pytest.raises(UserError, match=r"w\.avi: 9 of its 10 frames could not be decoded \(frames 1, 2, 3, 4, 5 "
                                         r"and 4 more\)"):
         list(VideoFrames(cv2, cap, path))
     cap.release()
@@ -279,9 +279,9 @@ def test_a_video_with_most_frames_damaged_is_refused_in_one_line(tmp_path):
     from deepvision.inference.video import VideoFrames
     from tests.inference.videotools import damaged_avi
 
-    path = damaged_avi(tmp_path / "v.avi", damaged=(2, 3, 4, 5, 6, 7, 8))
+    path = damaged_avi(tmp_path / "v.avi", damaged=(1, 2, 3, 4, 5, 6, 7))
     cap = open_video(cv2, path)
-    with pytest.raises(UserError, match=r"v\.avi: 7 of its 10 frames could not be decoded \(frames 2, 3, 4, 5, 6 "
+    with pytest.raises(UserError, match=r"v\.avi: 7 of its 10 frames could not be decoded \(frames 1, 2, 3, 4, 5 "
                                         r"and 2 more\); the video is damaged: re-encode it or give another$"):
         list(VideoFrames(cv2, cap, path))
     cap.release()

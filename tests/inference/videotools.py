@@ -9,7 +9,7 @@ import numpy as np
 
 
 def damaged_avi(path: Path, damaged: tuple[int, ...], frames: int = 10) -> Path:
-    """A 64x48 MJPG AVI of `frames` frames whose frames numbered `damaged` (1-based) cannot be decoded: their
+    """A 64x48 MJPG AVI of `frames` frames whose frames numbered `damaged` (from 0) cannot be decoded: their
     JPEG header claims 640x480 in a 64x48 stream. OpenCV reads every other frame, the ones after them too."""
     import cv2
 
@@ -18,7 +18,7 @@ def damaged_avi(path: Path, damaged: tuple[int, ...], frames: int = 10) -> Path:
         writer.write(np.full((48, 64, 3), i * 20, np.uint8))
     writer.release()
     data, at = bytearray(path.read_bytes()), -1
-    for number in range(1, frames + 1):
+    for number in range(frames):
         at = data.find(b"\xff\xc0", at + 1)  # the frame's start-of-frame marker
         assert at > 0
         if number in damaged:

@@ -216,7 +216,7 @@ class VideoResult:
     output: str | None
     per_frame: list[list[Detection] | None] = field(default_factory=list, repr=False)  # by the video's frame
     # numbers: None where a damaged frame was skipped
-    skipped: list[int] = field(default_factory=list)  # damaged frames skipped (1-based, `VideoFrames`)
+    skipped: list[int] = field(default_factory=list)  # damaged frames skipped (from 0, `VideoFrames`)
     note: str | None = None  # the line naming them
 
     @property
@@ -276,7 +276,7 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
                     break
             if progress is not None:
                 progress(frames, total)
-        per_frame += [None] * (max(reader.skipped, default=0) - len(per_frame))  # damaged frames at the end
+        per_frame += [None] * (reader.slots - len(per_frame))  # damaged frames at the end
         if frames == 0 and max_frames != 0:
             raise UserError(f"{path}: no frame could be decoded (a damaged video, or a codec this OpenCV lacks); "
                             f"nothing was written")

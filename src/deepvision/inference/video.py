@@ -92,7 +92,7 @@ def declared_frames(capture: Any, cv2: Any) -> int | None:
 
 
 def _frame_list(numbers: list[int], shown: int = 5) -> str:
-    """ "frame 4", "frames 4, 7", "frames 2, 3, 5, 6, 8 and 3 more" (1-based frame numbers)."""
+    """ "frame 4", "frames 4, 7", "frames 2, 3, 5, 6, 8 and 3 more" (frame numbers from 0)."""
     head = ", ".join(map(str, numbers[:shown]))
     more = f" and {len(numbers) - shown} more" if len(numbers) > shown else ""
     return f"frame{'s' if len(numbers) > 1 else ''} {head}{more}"
@@ -126,7 +126,7 @@ class VideoFrames:
         self.capture, self.path, self.max_frames = capture, path, max_frames
         self.declared = declared_frames(capture, cv2)
         self.indexed = indexed_frame_count(path)
-        self.skipped: list[int] = []  # 1-based numbers of the damaged frames skipped
+        self.skipped: list[int] = []  # numbers of the damaged frames skipped, from 0 as `index` and results
         self.untried = 0  # declared frames after a run of MAX_DAMAGED_RUN failed reads, not read
         self.given = 0
         self.index = -1
@@ -139,7 +139,7 @@ class VideoFrames:
             if not ok or frame is None:
                 if self.declared is None or index > self.declared:
                     break
-                run.append(index)
+                run.append(index - 1)
                 if len(run) >= MAX_DAMAGED_RUN:
                     self.untried = self.declared - index if self.indexed else 0
                     break
@@ -164,6 +164,12 @@ class VideoFrames:
     @property
     def _untried_text(self) -> str:
         return f" and the {self.untried} after them" if self.untried else ""
+
+    @property
+    def slots(self) -> int:
+        """The input frames covered so far, damaged ones skipped included: the frames of an output that keeps
+        the input's timing (`FrameSlots`)."""
+        return max([self.index, *self.skipped]) + 1
 
     @property
     def note(self) -> str | None:

@@ -111,7 +111,7 @@ class EmotionSummary:
     wall_seconds: float
     results: list[FrameResult] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
-    skipped: list[int] = field(default_factory=list)  # damaged frames of a video file skipped (1-based)
+    skipped: list[int] = field(default_factory=list)  # damaged frames of a video file skipped (from 0)
     note: str | None = None  # the line naming them
 
     @property
@@ -476,7 +476,7 @@ def run_emotion(
             ok = True  # keep what was processed
         finally:
             cap.release()
-            sink.close(ok, max(getattr(frames, "skipped", []), default=0))
+            sink.close(ok, frames.slots if isinstance(frames, VideoFrames) else 0)
             torch.set_num_threads(previous_threads)
         summary = EmotionSummary(len(results), sum(r.box is None for r in results), sum(r.seconds for r in results),
                                  time.perf_counter() - started, results,
