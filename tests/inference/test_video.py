@@ -285,3 +285,36 @@ def test_a_video_with_most_frames_damaged_is_refused_in_one_line(tmp_path):
                                         r"and 2 more\); the video is damaged: re-encode it or give another$"):
         list(VideoFrames(cv2, cap, path))
     cap.release()
+
+
+def _lower_declared_count(path, count: int):
+    """`path` (an AVI) with the frame count of its header (avih and strh) set to `count`; its index unchanged."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, data.find(b"avih") + 24, count)
+    struct.pack_into("<I", data, data.find(b"strh") + 40, count)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_an_avi_header_declaring_fewer_frames_than_its_index_is_read_by_its_index(tmp_path):
+    """A header count lowered to 1 (the idx1 index listing 10 frames, 9 damaged) was read as a 1-frame video,
+    exit 0; the index is the count, so the damaged frames are named and the video refused."""
+    from deepvision.inference.video import VideoFrames, avi_index_frames
+    from tests.inference.videotools import damaged_avi
+
+    path = _lower_declared_count(damaged_avi(tmp_path / "v.avi", damaged=tuple(range(1, 10))), 1)
+    assert avi_index_frames(path) == 10
+    cap = open_video(cv2, path)
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 1
+    with pytest.raises(UserError, match=r"v\.avi: 9 of its 10 frames could not be decoded"):
+        list(VideoFrames(cv2, cap, path))
+    cap.release()
+    clean = _lower_declared_count(damaged_avi(tmp_path / "c.avi", damaged=()), 5)
+    cap = open_video(cv2, clean)
+    frames = VideoFrames(cv2, cap, clean)
+    assert len(list(frames)) == 10 and frames.note is None
+    cap.release()
+    (tmp_path / "n.avi").write_bytes(b"RIFF\x04\x00\x00\x00AVI ")
+    assert avi_index_frames(tmp_path / "n.avi") is None and avi_index_frames(tmp_path / "x.mp4") is None

@@ -91,6 +91,42 @@ def declared_frames(capture: Any, cv2: Any) -> int | None:
     return int(count) if 1 <= count <= MAX_DECLARED_FRAMES else None
 
 
+MAX_AVI_INDEX_BYTES = 256 << 20  # 16 bytes a frame: 16 million frames; a larger idx1 is not read
+
+
+def avi_index_frames(path: str | Path) -> int | None:
+    """The video frames an AVI's own index (`idx1`) lists: the most non-empty chunks of one stream holding
+    video (`NNdc`, `NNdb`). FFmpeg reads an AVI by this index, while the count OpenCV reports is the header's,
+    which a damaged or crafted file may set lower (1 for 10 frames). None when the file has no idx1 (OpenDML
+    files index elsewhere) or is no AVI."""
+    import struct
+
+    import numpy as np
+
+    try:
+        with open_regular_file(path) as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"AVI ":
+                return None
+            at, end = 12, min(os.fstat(f.fileno()).st_size, 8 + struct.unpack("<I", head[4:8])[0])
+            while at + 8 <= end:
+                f.seek(at)
+                chunk, size = struct.unpack("<4sI", f.read(8))
+                if chunk == b"idx1":
+                    if size > MAX_AVI_INDEX_BYTES:
+                        return None
+                    data = f.read(size)
+                    entries = np.frombuffer(data[: len(data) // 16 * 16], dtype=[("id", "S4"), ("flags", "<u4"),
+                                                                               ("offset", "<u4"), ("size", "<u4")])
+                    ids = entries["id"][entries["size"] > 0]
+                    video = ids[np.char.endswith(ids, b"dc") | np.char.endswith(ids, b"db")]
+                    return int(np.unique(video, return_counts=True)[1].max()) if video.size else None
+                at += 8 + size + (size & 1)
+    except (OSError, struct.error, ValueError):
+        return None
+    return None
+
+
 def _frame_list(numbers: list[int], shown: int = 5) -> str:
     """ "frame 4", "frames 4, 7", "frames 2, 3, 5, 6, 8 and 3 more" (frame numbers from 0)."""
     head = ", ".join(map(str, numbers[:shown]))
@@ -124,7 +160,8 @@ class VideoFrames:
 
     def __init__(self, cv2: Any, capture: Any, path: str | Path, max_frames: int | None = None) -> None:
         self.capture, self.path, self.max_frames = capture, path, max_frames
-        self.declared = declared_frames(capture, cv2)
+        counts = [n for n in (declared_frames(capture, cv2), avi_index_frames(path)) if n]
+        self.declared = min(max(counts), MAX_DECLARED_FRAMES) if counts else None  # the index over a lower header
         self.indexed = indexed_frame_count(path)
         self.skipped: list[int] = []  # numbers of the damaged frames skipped, from 0 as `index` and results
         self.untried = 0  # declared frames after a run of MAX_DAMAGED_RUN failed reads, not read
