@@ -120,6 +120,26 @@ def _rewrite_keras(src: Path, dst: Path, edit) -> None:
             out.writestr(name, data)
 
 
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("mean", [], "mean [] must be a number or a list of numbers, one per channel"),
+    ("mean", "1", "mean '1' must be a number or a list of numbers, one per channel"),
+    ("variance", True, "variance True must be a number or a list of numbers, one per channel"),
+    ("mean", [1.0, 2.0], "mean holds 2 values for 3 channels"),
+])
+def test_normalization_statistics_in_the_config_are_numbers_per_channel(tmp_path, run_cli, key, value, message):
+    """An empty mean was a ValueError traceback; text or a yes/no imported as 1.0 for every channel."""
+    def edit(cfg):
+        layer = next(x for x in cfg["config"]["layers"] if x["class_name"] == "Normalization")
+        layer["config"].update({"mean": [0.5] * 3, "variance": [0.25] * 3, key: value})
+
+    path = tmp_path / "m.keras"
+    _rewrite_keras(GRAPH / "zoo_a.keras", path, edit)
+    code, out, err = run_cli("import", "keras", path, "--out", tmp_path / "run")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert re.search(rf"Keras layer '\w+' \(Normalization\): {re.escape(message)}$", err.strip()), err
+    assert not (tmp_path / "run").exists()
+
+
 def test_unsupported_layers_are_all_named_in_one_line(tmp_path, run_cli):
     def lambdas(cfg):
         layers = cfg["config"]["layers"]
@@ -611,6 +631,9 @@ def test_layer_values_that_overflow_or_keras_refuses_are_refused(tmp_path, run_c
     ("LeakyReLU", {"negative_slope": None},
      "negative_slope is null, which Keras refuses; give a number"),
     ("LeakyReLU", {"alpha": None}, "alpha is null, which Keras refuses; give a number"),
+    ("ReLU", {"negative_slope": []}, "negative_slope [] must be a number, not a list"),
+    ("Concatenate", {"axis": None}, "axis None must be a whole number (the axis joined)"),
+    ("Concatenate", {"axis": []}, "axis [] must be a whole number (the axis joined)"),
 ])
 def test_numeric_layer_settings_follow_one_rule(cls, cfg, message):
     """Every number a layer setting holds is a finite JSON number within what Keras accepts: text is refused,

@@ -120,6 +120,8 @@ def check_number(where: str, cls: str, key: str, value: Any) -> None:
     """One numeric setting of a layer the importer reads (epsilon, momentum, rate, stddev, slopes, caps,
     Rescaling's values): a finite JSON number (None keeps Keras' default), within what Keras itself accepts.
     Text is refused, not parsed: Keras' arithmetic fails on it. One line names layer, field and value."""
+    if isinstance(value, (list, tuple)) and key not in RESCALING_FIELDS and cls in LAYERS:
+        raise UserError(f"{where}: {key} {repr(value)[:80]} must be a number, not a list")
     if isinstance(value, list):  # per-channel values (Rescaling): text is refused where it is read
         bad = [v for v in _whole_numbers(value) if isinstance(v, float) and not math.isfinite(v)]
         if bad:
@@ -187,6 +189,9 @@ def check_layer_configs(model: dict[str, Any], prefix: str = "") -> None:
                                              for v in _whole_numbers(value)):
                 raise UserError(f"{where}: {key} {repr(value)[:80]} must be {_whole_phrase(value)}, not text or "
                                 f"fractions")
+        axis = cfg.get("axis", -1)
+        if cls == "Concatenate" and (not isinstance(axis, int) or isinstance(axis, bool)):
+            raise UserError(f"{where}: axis {repr(axis)[:80]} must be a whole number (the axis joined)")
         if cls == "LeakyReLU" and "alpha" in cfg and "negative_slope" in cfg and cfg["alpha"] != cfg["negative_slope"]:
             # Keras 3 takes the deprecated alpha over negative_slope, Keras 2 knows alpha alone
             raise UserError(f"{where}: alpha {cfg['alpha']!r} and negative_slope {cfg['negative_slope']!r} are two "

@@ -547,6 +547,15 @@ class Rescaling(nn.Module):
         return x * self._values(x, self.scale) + self._values(x, self.offset)
 
 
+def _leaves(value: Any) -> Any:
+    """The values of a number or a nested list of them, in order."""
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
+
+
 class Normalization(nn.Module):
     """Keras Normalization over the channel axis: (x - mean) / max(sqrt(variance), 1e-7)."""
 
@@ -560,8 +569,18 @@ class Normalization(nn.Module):
         self.register_buffer("mean", torch.zeros(channels))
         self.register_buffer("variance", torch.ones(channels))
         self.from_config = cfg.get("mean") is not None and cfg.get("variance") is not None
-        self.stated = (np.asarray(cfg["mean"], np.float32), np.asarray(cfg["variance"], np.float32)) \
-            if self.from_config else None
+        self.stated = (self._stated(cfg, "mean"), self._stated(cfg, "variance")) if self.from_config else None
+
+    def _stated(self, cfg: dict[str, Any], key: str) -> np.ndarray:
+        """The config's `mean` or `variance`: one number, or one for each channel (nested lists allowed, as
+        Keras broadcasts them); text, yes/no values and other counts are refused as Keras cannot use them."""
+        value = cfg[key]
+        leaves = list(_leaves(value))
+        if not leaves or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in leaves):
+            raise UserError(f"{key} {repr(value)[:80]} must be a number or a list of numbers, one per channel")
+        if len(leaves) not in (1, self.channels):
+            raise UserError(f"{key} holds {len(leaves)} values for {self.channels} channels")
+        return np.asarray(leaves, np.float32)
 
     def _fill(self, mean: np.ndarray, var: np.ndarray) -> None:
         self.mean.copy_(torch.from_numpy(np.broadcast_to(mean.reshape(-1), (self.channels,)).copy()))
