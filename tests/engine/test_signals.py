@@ -86,15 +86,18 @@ def test_a_signal_to_the_process_group_stops_training_with_loader_workers_cleanl
     assert load_checkpoint(run.checkpoints / "last.pt")["epoch"] >= 1
 
 
-def test_a_stop_while_the_test_split_is_scored_keeps_the_saved_epoch(tmp_path, monkeypatch, run_cli):
+@pytest.mark.parametrize("error", [RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated."),
+                                   FileNotFoundError(2, "No such file or directory")])
+def test_a_stop_while_the_test_split_is_scored_keeps_the_saved_epoch(tmp_path, monkeypatch, run_cli, error):
     """A signal to the process group while the test split is scored after the last epoch ends the test
     loader's workers: the epoch is saved, so the run stopped after it (not "before any epoch"), and the advice
-    is to score the test split (a resume would find nothing left to train)."""
+    is to score the test split (a resume would find nothing left to train). A worker that died while handing
+    over a batch's shared memory leaves its socket gone: FileNotFoundError, which ended as a failed run."""
     from deepvision.engine.callbacks import holdout
 
     def cut_short(self, *args):  # what torch raises when a loader worker died with the trainer's SIGTERM
         self.trainer.stop.signum = signal.SIGTERM
-        raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated.")
+        raise error
 
     monkeypatch.setattr(holdout.TestEvaluator, "score", cut_short)
     cfg = tiny_config(1, max_samples=200, test_fraction=0.2, test=None)

@@ -228,9 +228,10 @@ class Trainer:
                 for epoch in range(self.start_epoch, self.cfg.train.epochs):
                     try:
                         self.train_epoch(epoch)
-                    except (RuntimeError, ConnectionError, EOFError):
+                    except (RuntimeError, ConnectionError, EOFError, FileNotFoundError):
                         # a signal sent to the whole process group also ends the loader's workers (a batch they
-                        # were handing over is lost) and, under DDP, may end one rank while another waits in a
+                        # were handing over is lost: the socket a worker hands its shared memory through is gone,
+                        # FileNotFoundError) and, under DDP, may end one rank while another waits in a
                         # collective: torch raises these as errors; the stop they follow goes on
                         if not self.stop.requested:
                             raise
