@@ -305,7 +305,14 @@ def _stored_tensors(graph: Any) -> Iterator[tuple[str, Any, bool]]:
 CONTROL_FLOW = frozenset({"Loop", "Scan", "If"})
 RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
                         "Bernoulli"})
-PASS_THROUGH = frozenset({"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze"})  # values kept as they are
+# operators through which probabilities stay probabilities (or a constant multiple of them): the walk back from
+# a classifier's output passes them; any other (Gemm, Conv, pooling) ends it
+PASS_THROUGH = frozenset({"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Cast", "Mul", "Div",
+                          "Add", "Sub", "Neg", "Where", "Concat", "Clip", "Max", "Min", "Abs", "Slice", "Gather",
+                          "Expand", "Tile", "Pow", "Sqrt", "Log", "Exp"})
+PROBABILITY_OPS = {"Softmax": "probabilities", "LogSoftmax": "log-probabilities",
+                   "Sigmoid": "independent per-class probabilities (a multi-label head)",
+                   "HardSigmoid": "independent per-class probabilities (a multi-label head)"}
 _EXPORT_AGAIN = "the file is damaged or crafted (export it again with `deepvision export RUN`)"
 
 
@@ -315,9 +322,9 @@ def check_graph_ops(path: str | Path, model: Any, logits: str | None = None, bra
     image answered differently on every call), control flow (Loop, Scan, If or any node holding a subgraph: a
     loop onnxruntime runs inside one C call, which no signal stops; `branches` keeps If, which torchvision's
     detectors export and which runs one branch once), and, where `logits` names the output the reader applies
-    softmax to, a Softmax/LogSoftmax producing it (directly or through Identity/Reshape/Flatten/Squeeze/
-    Unsqueeze): its probabilities would go through softmax twice, or a Sigmoid/HardSigmoid (multi-label).
-    Subgraphs and local functions are checked too."""
+    softmax to, a Softmax/LogSoftmax/Sigmoid/HardSigmoid whose values reach it through operators that keep
+    them probabilities (`PASS_THROUGH`: reshaped, scaled, gated by Where): softmax would be applied to
+    probabilities. Subgraphs and local functions are checked too."""
     from deepvision.safeload import printable
 
     def node_name(node: Any) -> str:
@@ -349,18 +356,28 @@ def check_graph_ops(path: str | Path, model: Any, logits: str | None = None, bra
             bodies += [(g.node, {**constants, **_constants(g.node, g.initializer)}) for g in subgraphs]
     if logits is None:
         return
-    producer = {out: node for node in model.graph.node for out in node.output if out}
-    node = producer.get(logits)
-    while node is not None and node.op_type in PASS_THROUGH and node.input:
-        node = producer.get(node.input[0])
-    if node is not None and node.op_type in ("Softmax", "LogSoftmax"):
-        raise UserError(f"{path}: output {printable(repr(logits))[:60]} is made by {node_name(node)}: it holds "
-                        f"probabilities, not logits, and would go through softmax twice (a deepvision export ends "
-                        f"in logits); {_EXPORT_AGAIN}")
-    if node is not None and node.op_type in ("Sigmoid", "HardSigmoid"):
-        raise UserError(f"{path}: output {printable(repr(logits))[:60]} is made by {node_name(node)}: it holds "
-                        f"independent per-class probabilities (a multi-label head), not logits, and softmax would "
-                        f"misstate them (a deepvision export ends in logits); {_EXPORT_AGAIN}")
+    node = _probability_source(model.graph.node, logits)
+    if node is not None:
+        raise UserError(f"{path}: output {printable(repr(logits))[:60]} is made from {node_name(node)}: it holds "
+                        f"{PROBABILITY_OPS[node.op_type]}, not logits, and softmax would misstate them (a deepvision "
+                        f"export ends in logits); {_EXPORT_AGAIN}")
+
+
+def _probability_source(nodes: Any, output: str) -> Any:
+    """The Softmax, LogSoftmax, Sigmoid or HardSigmoid node whose values reach `output` through `PASS_THROUGH`
+    operators only (scaled, gated by Where, reshaped), if any; the walk ends at every other operator."""
+    producer = {out: node for node in nodes for out in node.output if out}
+    todo, seen = [output], set()
+    while todo:
+        node = producer.get(todo.pop())
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.op_type in PROBABILITY_OPS:
+            return node
+        if node.op_type in PASS_THROUGH:
+            todo += [name for name in node.input if name]
+    return None
 
 
 def _constants(nodes: Any, initializers: Any = ()) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 
 from deepvision.errors import UserError
@@ -454,6 +455,16 @@ def _tampered(kind):
             [helper.make_tensor("shape", TensorProto.INT64, [2], [1, 3])]
     if kind in ("Sigmoid", "HardSigmoid"):  # through Flatten
         return [helper.make_node(kind, ["raw"], ["p"]), helper.make_node("Flatten", ["p"], ["logits"])], []
+    if kind in ("Softmax x 0.5", "Sigmoid x 1"):  # scaled: rows no longer sum to 1 on the blank image
+        op, factor = kind.split(" x ")
+        node = helper.make_node(op, ["raw"], ["p"], **({"axis": 1} if op == "Softmax" else {}))
+        return [node, helper.make_node("Mul", ["p", "k"], ["logits"])], \
+            [helper.make_tensor("k", TensorProto.FLOAT, [1], [float(factor)])]
+    if kind == "gated Softmax":  # the logits on a uniform (blank) image, probabilities on any other
+        return [helper.make_node("ReduceMax", ["raw"], ["mx"], keepdims=0),
+                helper.make_node("ReduceMin", ["raw"], ["mn"], keepdims=0),
+                helper.make_node("Equal", ["mx", "mn"], ["blank"]), helper.make_node("Softmax", ["raw"], ["p"], axis=1),
+                helper.make_node("Where", ["blank", "raw", "p"], ["logits"])], []
     if kind == "RandomNormalLike":
         return [helper.make_node("RandomNormalLike", ["raw"], ["rn"], scale=10.0),
                 helper.make_node("Add", ["raw", "rn"], ["logits"])], []
@@ -465,12 +476,15 @@ def _tampered(kind):
 @pytest.mark.parametrize(("kind", "message"), [
     ("Loop", r"node 'Loop' \(Loop\) is control flow, which onnxruntime runs to its end with no bound and no stop"),
     ("If", r"node 'If' \(If\) is control flow"),
-    ("Softmax", r"output 'logits' is made by node 'Softmax' \(Softmax\): it holds probabilities, not logits, and "
-                r"would go through softmax twice"),
-    ("LogSoftmax", r"output 'logits' is made by node 'LogSoftmax' \(LogSoftmax\)"),
-    ("Sigmoid", r"output 'logits' is made by node 'Sigmoid' \(Sigmoid\): it holds independent per-class "
+    ("Softmax", r"output 'logits' is made from node 'Softmax' \(Softmax\): it holds probabilities, not logits, "
+                r"and softmax would misstate them"),
+    ("LogSoftmax", r"output 'logits' is made from node 'LogSoftmax' \(LogSoftmax\): it holds log-probabilities"),
+    ("Sigmoid", r"output 'logits' is made from node 'Sigmoid' \(Sigmoid\): it holds independent per-class "
                 r"probabilities \(a multi-label head\), not logits"),
-    ("HardSigmoid", r"output 'logits' is made by node 'HardSigmoid' \(HardSigmoid\)"),
+    ("HardSigmoid", r"output 'logits' is made from node 'HardSigmoid' \(HardSigmoid\)"),
+    ("Softmax x 0.5", r"output 'logits' is made from node 'Softmax' \(Softmax\): it holds probabilities"),
+    ("Sigmoid x 1", r"output 'logits' is made from node 'Sigmoid' \(Sigmoid\)"),
+    ("gated Softmax", r"output 'logits' is made from node 'Softmax' \(Softmax\)"),
     ("RandomNormalLike", r"node 'RandomNormalLike' \(RandomNormalLike\) draws random numbers, so one image would get "
                          r"another answer on every call"),
     ("Dropout", r"node 'Dropout' \(Dropout\) draws random numbers"),
@@ -496,7 +510,8 @@ def test_predict_and_serve_refuse_a_graph_no_export_writes(tmp_path, run_cli, ki
 
 def _probabilities(kind):
     """(tail nodes, initializers, local functions) whose output 'logits' holds probabilities another way than
-    a Softmax writing it: computed by hand, a Softmax in a model-local function, a Softmax followed by Mul 1."""
+    a Softmax writing it: computed by hand, a Softmax in a model-local function, a Softmax through MatMul by the
+    identity."""
     from onnx import TensorProto, helper
 
     if kind == "by hand":  # on pixels scaled to 0..1, as an export's own normalisation does
@@ -509,15 +524,15 @@ def _probabilities(kind):
         body = [helper.make_node("Softmax", ["x"], ["y"], axis=1)]
         function = helper.make_function("local.fn", "Sm", ["x"], ["y"], body, [helper.make_opsetid("", 17)])
         return [helper.make_node("Sm", ["raw"], ["logits"], domain="local.fn")], [], [function]
-    return [helper.make_node("Softmax", ["raw"], ["p"], axis=1), helper.make_node("Mul", ["p", "one"], ["logits"])], \
-        [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])], []
+    nodes = [helper.make_node("Softmax", ["raw"], ["p"], axis=1), helper.make_node("MatMul", ["p", "eye"], ["logits"])]
+    return nodes, [helper.make_tensor("eye", TensorProto.FLOAT, [3, 3], np.eye(3).ravel().tolist())], []
 
 
-@pytest.mark.parametrize("kind", ["by hand", "function", "Mul 1"])
+@pytest.mark.parametrize("kind", ["by hand", "function", "MatMul by the identity"])
 def test_predict_and_serve_refuse_an_output_holding_probabilities(tmp_path, run_cli, kind):
-    """Probabilities reaching the output past the graph rule (a softmax by hand, inside a local function, followed
-    by Mul 1) went through softmax twice (14% where the model says 46%), exit 0. The model runs once at load on a
-    blank image: rows in [0, 1] summing to 1 are refused in one line, by predict and serve."""
+    """Probabilities reaching the output past the graph rule (a softmax by hand, inside a local function, through
+    MatMul by the identity) went through softmax twice (14% where the model says 46%), exit 0. The model runs once
+    at load on a blank image: rows in [0, 1] summing to 1 are refused in one line, by predict and serve."""
     from onnx import helper
     from PIL import Image
 
@@ -564,7 +579,7 @@ def test_graphs_an_export_may_hold_are_kept(tmp_path):
 
     off = helper.make_tensor("train", TensorProto.BOOL, [], [False])
     tail = [helper.make_node("Dropout", ["raw", "", "train"], ["d"]), helper.make_node("Softmax", ["d"], ["s"]),
-            helper.make_node("Add", ["raw", "s"], ["logits"])]
+            helper.make_node("ReduceSum", ["s"], ["r"]), helper.make_node("Add", ["raw", "r"], ["logits"])]
     assert OnnxClassifier(_tail_onnx(tmp_path / "ok.onnx", tail, [off])).classes == ["a", "b", "c"]
     for kind in ("If", "Softmax"):
         path = _tail_onnx(tmp_path / f"{kind}.onnx", *_tampered(kind))
