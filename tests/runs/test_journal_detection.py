@@ -61,6 +61,28 @@ def test_runs_compare_accepts_detection_columns(trained_detection_run, tmp_path,
     assert (tmp_path / "cmp.png").stat().st_size > 0
     code, _, err = run_cli("runs", "compare", trained_detection_run, other, "--metrics", "val_nope")
     assert code == 2 and "unknown metric 'val_nope'" in err and "val_map50" in err
+    code, _, err = run_cli("runs", "compare", trained_detection_run, other, "--metrics", "val_acc")
+    assert code == 2 and "unknown metric 'val_acc'; the runs hold " in err  # no detection run has it: an empty panel
+
+
+def test_runs_compare_draws_detection_runs_on_their_own_quantities(trained_detection_run, tmp_path, run_cli,
+                                                                 monkeypatch):
+    """Two detection runs were drawn on the classification panels: an empty rank-1 accuracy panel and the
+    summed detection loss titled as cross-entropy, with their mAP nowhere."""
+    import shutil
+
+    from deepvision.runs import plots
+
+    other = tmp_path / "copy"
+    shutil.copytree(trained_detection_run, other)
+    drawn = []
+    monkeypatch.setattr(plots, "plot_compare", lambda histories, path, metrics, task: drawn.append((metrics, task))
+                        or plots.Path(path))
+    code, _, err = run_cli("runs", "compare", trained_detection_run, other, "--out", tmp_path / "cmp.png")
+    assert code == 0, err
+    assert drawn == [(("val_map50", "train_loss"), "detection")]
+    assert plots.metric_title("train_loss", "detection") == "training detection loss (sum of its components)"
+    assert plots.metric_title("val_map50", "detection") == "validation mAP@0.5"
 
 
 def test_runs_compare_refuses_runs_of_two_tasks(trained_detection_run, tmp_path, run_cli):

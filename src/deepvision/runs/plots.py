@@ -31,6 +31,8 @@ from deepvision.runs.rundir import RunDir
 LOG_SPAN = 20.0  # loss axes become logarithmic beyond this max/min ratio
 METRIC_TITLES = {"loss": "loss (cross-entropy)", "acc": "rank-1 accuracy", "top5": "rank-5 accuracy",
                  "lr": "learning rate"}
+TASK_TITLES = {"detection": {"loss": "detection loss (sum of its components)", "map50": "mAP@0.5",
+                             "map": "mAP@[.5:.95]"}}
 
 
 CURVES = ("train_loss", "val_loss", "train_acc", "val_acc", "train_top5", "val_top5", "val_map50", "val_map")
@@ -239,20 +241,22 @@ def plot_run(run: RunDir, history: list[dict[str, Any]] | None = None) -> list[P
                         manual=manual_lr_epochs(run))
 
 
-def metric_title(metric: str) -> str:
-    """'val_acc' -> 'validation rank-1 accuracy'."""
+def metric_title(metric: str, task: str = "classification") -> str:
+    """'val_acc' -> 'validation rank-1 accuracy' (a detection run's 'train_loss': its summed loss)."""
+    titles = {**METRIC_TITLES, **TASK_TITLES.get(task, {})}
     split, _, name = metric.partition("_")
     if not name:
-        return METRIC_TITLES.get(split, split)
+        return titles.get(split, split)
     where = {"val": "validation", "train": "training"}.get(split, split)
-    return f"{where} {METRIC_TITLES.get(name, name.replace('_', ' '))}"
+    return f"{where} {titles.get(name, name.replace('_', ' '))}"
 
 
 def plot_compare(histories: dict[str, list[dict[str, Any]]], path: str | Path,
-                 metrics: tuple[str, ...] = ("val_acc", "val_loss")) -> Path:
-    """Overlay the curves of several runs in one PNG: a panel per metric, one colour per run (val solid,
-    train dashed where a val metric is drawn), dotted lines at each run's learning-rate steps; one
+                 metrics: tuple[str, ...] = ("val_acc", "val_loss"), task: str = "classification") -> Path:
+    """Overlay the curves of several runs of one `task` in one PNG: a panel per metric, one colour per run (val
+    solid, train dashed where a val metric is drawn), dotted lines at each run's learning-rate steps; one
     legend for the figure."""
+    titles = {**METRIC_TITLES, **TASK_TITLES.get(task, {})}
     fig, axes = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4.6), squeeze=False)
     styles_used: set[str] = set()
     for ax, metric in zip(axes[0], metrics):
@@ -273,11 +277,11 @@ def plot_compare(histories: dict[str, list[dict[str, Any]]], path: str | Path,
                 styles_used.add("lr")
         if metric.endswith("loss"):
             _log_if_wide(ax, plotted)
-        shown = metric_title(metric)
+        shown = metric_title(metric, task)
         if metric.startswith("val_"):
-            shown = f"{METRIC_TITLES.get(metric[4:], metric[4:])}: validation (solid), training (dashed)"
+            shown = f"{titles.get(metric[4:], metric[4:])}: validation (solid), training (dashed)"
         ax.set_title(shown, loc="left", fontsize=10)
-        ax.set(xlabel="epoch", ylabel=METRIC_TITLES.get(metric.partition("_")[2] or metric, metric))
+        ax.set(xlabel="epoch", ylabel=titles.get(metric.partition("_")[2] or metric, metric))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--columns", metavar="A,B,...", help="these columns, in this order (see below)")
     p.add_argument("--out", help="compare: output PNG (default: compare.png beside the first run)")
     p.add_argument("--metrics", nargs="+",
-                   help="compare: history columns to plot (default: val_acc val_loss)")
+                   help="compare: history columns to plot (default: val_acc val_loss; detection: val_map50 "
+                        "train_loss; training columns where the runs have no val split)")
     p.add_argument("--keep", type=int, metavar="N",
                    help="prune: keep the newest N periodic checkpoints too (default 0: last.pt and best.pt only)")
     p.add_argument("--discarded", action="store_true",
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                         "and redirect it: deepvision runs DIR --csv > runs.csv")
     refuse_other_modes(args, mode)
     if mode == "compare":
-        return compare(args.args[1:], args.out, args.metrics or ["val_acc", "val_loss"])
+        return compare(args.args[1:], args.out, args.metrics)
     if mode == "prune":
         return prune(args.args[1:], args.keep or 0, args.discarded, args.dry_run)
     if len(args.args) > 1:
@@ -172,14 +173,14 @@ def prune(targets: list[str], keep: int, discarded: bool, dry_run: bool) -> int:
     return 0
 
 
-def compare(runs: list[str], out: str | None, metrics: list[str]) -> int:
+def compare(runs: list[str], out: str | None, metrics: list[str] | None) -> int:
     from pathlib import Path
 
     from deepvision.cli.output import shown
     from deepvision.errors import UserError
     from deepvision.placement import drawn_as, refuse_figure_among_images, refuse_output_over_inputs, refuse_replacing
     from deepvision.runs.plots import COMPARE_FIGURE, plot_compare
-    from deepvision.runs.rundir import HISTORY_FIELDS, RunDir
+    from deepvision.runs.rundir import RunDir
 
     if len(runs) < 2:
         raise UserError("runs compare needs at least two run directories")
@@ -204,11 +205,17 @@ def compare(runs: list[str], out: str | None, metrics: list[str]) -> int:
             raise UserError(f"runs compare: {run.history_path} holds no completed epoch yet; compare it once an "
                             f"epoch is done")
         histories[name if name not in histories else str(run.path)] = history
-    # any run's history column (detection runs have val_map50, train_loss_classifier, ...)
-    known = list(dict.fromkeys([*HISTORY_FIELDS, *(k for h in histories.values() for r in h for k in r)]))
-    bad = [m for m in metrics if m not in known or m == "epoch"]
+    # the columns some run holds a value in (detection runs have val_map50, train_loss_classifier, ...): a metric
+    # no run has would be an empty panel
+    known = list(dict.fromkeys(k for h in histories.values() for r in h for k, v in r.items()
+                               if v is not None and k != "epoch"))
+    if metrics is None:  # the task's own: validation where the runs have it, else training
+        wanted = ("val_map50", "train_loss") if tasks[0] == "detection" else ("val_acc", "val_loss")
+        metrics = [m if m in known else m.replace("val_", "train_") for m in wanted]
+        metrics = list(dict.fromkeys(m for m in metrics if m in known)) or ["train_loss"]
+    bad = [m for m in metrics if m not in known]
     if bad:
-        raise UserError(f"unknown metric '{bad[0]}'; choose from {', '.join(known[1:])}")
+        raise UserError(f"unknown metric '{bad[0]}'; the runs hold {', '.join(known)}")
     target = Path(out) if out else Path(runs[0]).parent / "compare.png"
     if target.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg"):
         raise UserError(f"--out {target}: give an image file name ending in .png, .pdf, .svg or .jpg")
@@ -223,5 +230,5 @@ def compare(runs: list[str], out: str | None, metrics: list[str]) -> int:
         refuse_output_over_inputs(target, run.path.rglob("*"))
     refuse_replacing(target, drawn_as(COMPARE_FIGURE), "a figure runs compare drew")
     refuse_figure_among_images(target)
-    print(shown(plot_compare(histories, target, tuple(metrics))))
+    print(shown(plot_compare(histories, target, tuple(metrics), task=tasks[0])))
     return 0
