@@ -299,6 +299,11 @@ def _stored_nowhere(path: Path, key: str, how: str) -> None:
         if how == "fill":
             f.create_dataset(key, shape=values.shape, dtype=values.dtype, fillvalue=0.0)
             return
+        if how == "partial gzip":  # chunked and compressed, its first chunk alone written
+            ds = f.create_dataset(key, shape=values.shape, dtype=values.dtype, fillvalue=0.0, compression="gzip",
+                                  chunks=(1,) * (values.ndim - 1) + (values.shape[-1],))
+            ds[(0,) * (values.ndim - 1)] = values[(0,) * (values.ndim - 1)]
+            return
         other = path.with_name(f"source_{how}.h5")
         with h5py.File(other, "w") as s:
             s.create_dataset("x", data=values)
@@ -333,7 +338,7 @@ STORED_NOWHERE = {  # route: (fixture, weight dataset, import arguments, the wei
 }
 
 
-@pytest.mark.parametrize("how", ["fill", "vds", "vds_missing"])
+@pytest.mark.parametrize("how", ["fill", "vds", "vds_missing", "partial gzip"])
 @pytest.mark.parametrize("route", sorted(STORED_NOWHERE))
 def test_a_weight_stored_nowhere_or_in_another_file_is_refused_on_every_route(tmp_path, run_cli, route, how):
     fixture, key, args, (weight, layer) = STORED_NOWHERE[route]
@@ -345,6 +350,9 @@ def test_a_weight_stored_nowhere_or_in_another_file_is_refused_on_every_route(tm
     assert code == 2 and err.count("\n") == 1, err
     if how == "fill":  # declared, never written: it would import as zeros
         assert f"weight '{weight}' of layer '{layer}' (" in err and "but the file stores 0 B for it" in err, err
+    elif how == "partial gzip":  # a compressed dataset stores fewer bytes than it declares: its chunks are counted
+        assert f"weight '{weight}' of layer '{layer}' (" in err and "chunks but the file holds 1: the others were " \
+            "never written and would read as zeros" in err, err
     else:  # read from (or, the source gone, filled in for) a file other than the one given
         source = tmp_path / f"source_{how}.h5"
         assert f"of layer '{layer}' is a virtual dataset reading {source.resolve()}:x; refused" in err, err

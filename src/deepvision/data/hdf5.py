@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from deepvision.errors import UserError
-from deepvision.safeload import check_class_names, check_declared_bytes, input_file
+from deepvision.safeload import check_class_names, check_declared_bytes, check_written_chunks, input_file
 
 DATA_KEYS = ("images", "features", "data")
 
@@ -197,8 +197,9 @@ def check_dataset(path: Path, key: str, ds: Any, what: str | None = None, whole:
     declared, stored = math.prod(ds.shape or ()) * ds.dtype.itemsize, ds.id.get_storage_size()
     ratio = HDF5_MAX_RATIO if ds.id.get_create_plist().get_nfilters() > 0 else 1.0
     field = f"{path}: {what}" if what else f"{path} dataset '{key}'"
-    check_declared_bytes(f"{field} ({'x'.join(map(str, ds.shape))} {ds.dtype})", declared, stored, ratio,
+    check_declared_bytes(field := f"{field} ({'x'.join(map(str, ds.shape))} {ds.dtype})", declared, stored, ratio,
                          whole)
+    check_written_chunks(field, ds)
 
 
 def read_hdf5_arrays(path: str | Path, data_key: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:

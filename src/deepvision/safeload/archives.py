@@ -43,6 +43,23 @@ def check_unique_members(path: str | Path, zf: Any) -> None:
         raise UserError(f"{path} holds the member {printable(twice)[:80]} twice; the file is damaged or crafted")
 
 
+def check_written_chunks(field: str, ds: Any) -> None:
+    """UserError when the chunked HDF5 dataset `ds` (an h5py Dataset) holds fewer chunks than its shape needs: a
+    chunk never written reads as the fill value (zeros), compressed or not (its stored size cannot tell, as a
+    compressed dataset legitimately stores fewer bytes than it declares). `field` names it in the message."""
+    chunks = getattr(ds, "chunks", None)
+    if not chunks or not ds.shape:
+        return
+    needed = math.prod(-(-n // c) for n, c in zip(ds.shape, chunks))
+    try:
+        held = ds.id.get_num_chunks()
+    except (AttributeError, RuntimeError, OSError, ValueError):  # an HDF5 library too old to count them
+        return
+    if held < needed:
+        raise UserError(f"{field} needs {needed:,} chunks but the file holds {held:,}: the others were never "
+                        f"written and would read as zeros; the file is damaged or was not written to its end")
+
+
 def check_zip_directory(path: str | Path, zf: Any, max_ratio: float = ZIP_MAX_RATIO) -> None:
     """`check_unique_members`, then `check_zip_member` for every member of the open `zipfile.ZipFile` `zf`
     read from `path`."""
