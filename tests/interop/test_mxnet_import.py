@@ -166,3 +166,13 @@ def test_imported_run_predicts_evaluates_finetunes_and_moves(run_cli, tmp_path):
     moved.parent.mkdir()
     shutil.move(str(run), moved)  # the symbol travels with the run directory
     assert load_run(moved).model.layers["fc2"].out_features == 10
+
+
+def test_a_labels_file_not_in_utf8_is_refused_as_keras_import_refuses_it(run_cli, tmp_path):
+    """A Latin-1 'caf\\xe9' was read with replacement characters: the class became 'caf\\ufffd', exit 0."""
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes(b"zero\none\ntwo\nthree\nfour\nfive\nsix\nseven\neight\ncaf\xe9\n")
+    code, out, err = run_cli("import", "mxnet", FIX / "lenet", "7", "--labels", labels, "--out", tmp_path / "run")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert f"labels file {labels} is not UTF-8 text (byte 48)" in err, err
+    assert not (tmp_path / "run").exists()

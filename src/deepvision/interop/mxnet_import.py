@@ -32,13 +32,12 @@ from deepvision.models.mxnet_graph import MXNetGraph, check_operators
 from deepvision.models.mxnet_head import OutputShapeError
 from deepvision.models.mxnet_symbol import Symbol, read_symbol
 from deepvision.safeload import (
-    MAX_TEXT_BYTES,
     check_class_names,
     check_image_side,
     check_range,
     input_file,
     name_lines,
-    read_bytes,
+    read_text_file,
 )
 
 SYMBOL_FILE = "mxnet-symbol.json"
@@ -211,10 +210,7 @@ def read_labels(path: str | Path | None, count: int) -> list[str]:
         return [str(i) for i in range(count)]
     p = input_file(path, "labels file")  # a FIFO is named, never opened
     names, wnids = [], []
-    try:
-        text = read_bytes(p, "labels file", MAX_TEXT_BYTES).decode("utf-8-sig", errors="replace")
-    except FileNotFoundError:
-        raise UserError(f"labels file not found: {p}") from None
+    text = read_text_file(p, "labels file")  # UTF-8 only: a name is never changed on import
     for line in name_lines(text):
         head, _, rest = line.partition(" ")
         synset = bool(rest) and len(head) == 9 and head[0] == "n" and head[1:].isdigit()
