@@ -185,6 +185,34 @@ def test_imglab_written_by_dlib_clipping_rules(tmp_path):
     assert "dropped 1" in modern.notes[1]
 
 
+def test_imglab_difficult_boxes_are_kept_as_difficult_and_turned_boxes_refused(tmp_path, run_cli):
+    """dlib writes difficult='1' and angle on a <box>: a difficult box was read as an ordinary one, and a box
+    turned by 45 degrees as an upright one, exit 0."""
+    dlib = pytest.importorskip("dlib")
+    Image.new("RGB", (100, 80)).save(tmp_path / "a.jpg")
+    meta = dlib.image_dataset_metadata
+
+    def save(name: str, angle: float) -> None:
+        data, image = meta.dataset(), meta.image()
+        image.filename = "a.jpg"
+        for rect, difficult in (((10, 5, 39, 24), True), ((60, 50, 89, 69), False)):
+            box = meta.box()
+            box.rect, box.label, box.difficult, box.angle = dlib.rectangle(*rect), "car", difficult, angle
+            image.boxes.append(box)
+        data.images.append(image)
+        meta.save_image_dataset_metadata(data, str(tmp_path / name))
+
+    save("training.xml", 0.0)
+    assert "difficult='1'" in (tmp_path / "training.xml").read_text()
+    read = read_annotations("imglab", [str(tmp_path / "training.xml")])
+    assert [b.difficult for b in read.splits["train"][0].boxes] == [True, False]
+    save("turned.xml", 45.0)
+    code, out, err = run_cli("detection", "build", "imglab", tmp_path / "turned.xml", "--out", tmp_path.parent / "o")
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert "turned.xml, image a.jpg: a <box> turned by angle 45 cannot be read as an upright box" in err, err
+    assert not (tmp_path.parent / "o").exists()
+
+
 @pytest.mark.parametrize("attrs", ["width='-15' height='16'", "width='15' height='0'"])
 def test_an_imglab_box_of_negative_or_zero_size_is_refused_like_every_format(tmp_path, run_cli, attrs):
     src = tmp_path / "src"

@@ -33,7 +33,8 @@ def _check_nesting(root: ET.Element, images: ET.Element, xml_path: Path) -> None
 
 
 def read_imglab(files: dict[str, Path], reference_clip: bool = False) -> Annotations:
-    """dlib imglab XML files (one per split). Boxes marked ignore are skipped; boxes are clipped to the
+    """dlib imglab XML files (one per split). Boxes marked ignore are skipped, boxes marked difficult kept as
+    difficult (VOC's rule), a turned box (a non-zero angle) refused; boxes are clipped to the
     image: start = max(0, left), end = min(W, left + width), or with `reference_clip`
     min(W, start + width) (the reference's rule). Boxes with end <= start after clipping (outside the
     image) are dropped; a box whose own width or height is zero or negative is kept as it is, for the
@@ -69,9 +70,13 @@ def read_imglab(files: dict[str, Path], reference_clip: bool = False) -> Annotat
                 left, top, width, height = (parse_number(box.get(k), where, k)
                                             for k in ("left", "top", "width", "height"))
                 label = only_text(box, "label", where)
+                difficult = parse_flag(box.get("difficult", "0"), f"{xml_path}, <box difficult>")  # as VOC's
+                if (angle := parse_number(box.get("angle", "0"), where, "angle")) != 0:
+                    raise UserError(f"{where}: a <box> turned by angle {angle:g} cannot be read as an upright box; "
+                                    f"give upright boxes (angle 0)")
                 if size is None or not all(map(math.isfinite, (left, top, width, height))) or min(width, height) <= 0:
                     # missing image, NaN/inf or a zero or negative size: keep the raw box; the build step reports it
-                    record.boxes.append(Box(left, top, left + width, top + height, label))
+                    record.boxes.append(Box(left, top, left + width, top + height, label, difficult))
                     continue
                 coords = []
                 for start, length, limit in ((left, width, size[0]), (top, height, size[1])):
@@ -84,7 +89,7 @@ def read_imglab(files: dict[str, Path], reference_clip: bool = False) -> Annotat
                     continue
                 if (x1, y1, x2, y2) != (left, top, left + width, top + height):
                     clipped += 1
-                record.boxes.append(Box(x1, y1, x2, y2, label))
+                record.boxes.append(Box(x1, y1, x2, y2, label, difficult))
             records.append(record)
         splits[split] = records
     notes = []
