@@ -125,6 +125,21 @@ def _frame_means(path) -> list[float]:
     return means
 
 
+def test_a_video_too_small_to_encode_is_named_as_such(run, tmp_path, run_cli):
+    """A valid 1x1-pixel video was refused as "could not open OUT/x.mp4 for writing" (a writable folder)."""
+    path = tmp_path / "one.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (1, 1))
+    for i in range(4):
+        writer.write(np.full((1, 1, 3), i * 50, np.uint8))
+    writer.release()
+    code, out, err = run_cli("detect", run, path, "--out", tmp_path / "out")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{path}: its frames are 1x1 pixels, too small to write as an annotated video (2x2 at least)" in err, err
+    assert not (tmp_path / "out").exists()
+    code, out, err = run_cli("detect", run, path)  # without --out: detected, nothing written
+    assert code == 0 and "one.avi: 4 frames" in out, (out, err)
+
+
 def test_a_damaged_video_frame_is_skipped_and_named_and_a_mostly_damaged_video_refused(run, tmp_path, run_cli):
     from tests.inference.videotools import damaged_avi
 

@@ -258,6 +258,10 @@ def detect_video(detector: Detector, path: Path, out: Path | None = None, show: 
             frames += 1
             if target is not None:
                 if writer is None:
+                    if min(frame.shape[:2]) < 2:  # the mp4v encoder refuses a side of 1 pixel
+                        raise UserError(f"{path}: its frames are {frame.shape[1]}x{frame.shape[0]} pixels, too small "
+                                        f"to write as an annotated video (2x2 at least); leave out --out to detect "
+                                        f"without writing one")
                     with quiet_native_output(cv2):  # the encoder's own complaints: ours is the one line
                         writer = cv2.VideoWriter(ffmpeg_name(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps_in,
                                                  (frame.shape[1], frame.shape[0]))
