@@ -5,7 +5,7 @@ regular-file reads that cannot hang on a FIFO, and torch files read safely.
 The rules on where an output may go (never over an input, into a folder another command owns or a
 folder of images) are `deepvision.placement`.
 
-Why one module of ~530 lines: the architecture tests hold every rename and every torch.load to this file,
+Why one module of ~540 lines: the architecture tests hold every rename and every torch.load to this file,
 so the project's writes and its one unpickling site can be read in one place."""
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ batch to prove they agree. The run directory holds config.yaml, preprocess.json,
 symbol file (mxnet-symbol.json), import.json and checkpoints/<name>-NNNN.pt (+ best.pt, last.pt), so
 `predict`, `evaluate`, `export`, `serve` and fine-tuning (`model.pretrained`) accept it.
 
-Why one module of ~410 lines: both routes (the graph, or a deepvision architecture checked against it
+Why one module of ~405 lines: both routes (the graph, or a deepvision architecture checked against it
 on one batch) read the same files, infer the same input size and write the same run directory.
 """
 

@@ -7,7 +7,7 @@ Every module with weights lists the Keras weights it takes (`keras_shapes`) and 
 (`set_keras`), converting layouts: conv kernels (kh, kw, in, out) -> (out, in, kh, kw), dense
 kernels (in, out) -> (out, in), transposed-conv kernels (kh, kw, out, in) -> (in, out, kh, kw).
 
-Why one module of ~590 lines: a catalogue of about forty small layer equivalents sharing the layout
+Why one module of ~610 lines: a catalogue of about forty small layer equivalents sharing the layout
 helpers (`to_keras`, `to_torch`, `same_pads`); one is checked against its neighbours when Keras' rules differ.
 """
 
