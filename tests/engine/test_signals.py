@@ -212,20 +212,24 @@ def test_sigterm_while_the_run_is_set_up_removes_the_new_run_folder(tmp_path):
         assert not (tmp_path / "runs").exists()  # --out, which the command made, goes with it
 
 
-def test_sigterm_before_fit_installs_its_handler_marks_the_run_interrupted(tmp_path, run_cli, monkeypatch):
-    """The moment between the run's files and the trainer's own handler: the same stop as in epoch 0."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("moment", ["fit", "_announce"])
+def test_a_stop_before_fit_installs_its_handler_or_as_the_run_is_announced_marks_the_run_interrupted(
+        tmp_path, run_cli, monkeypatch, sig, moment):
+    """The moments between the run's files and the first epoch: the same stop as in epoch 0 (a Ctrl+C as the
+    run's first line printed ended in a bare "interrupted")."""
     from deepvision.engine.trainer import Trainer
 
     _, path = config(tmp_path)
-    fit = Trainer.fit
+    method = getattr(Trainer, moment)
 
-    def signalled_fit(self):
-        os.kill(os.getpid(), signal.SIGTERM)
-        return fit(self)
+    def signalled(self):
+        os.kill(os.getpid(), sig)
+        return method(self)
 
-    monkeypatch.setattr(Trainer, "fit", signalled_fit)
+    monkeypatch.setattr(Trainer, moment, signalled)
     code, _, err = run_cli("train", path, "--out", tmp_path / "runs", "--name", "x")
-    assert code == 143 and err.startswith("training stopped before any epoch completed; start it again with:"), err
+    assert code == 128 + sig and "training stopped before any epoch completed; start it again with:" in err, err
     assert RunDir(tmp_path / "runs" / "x").read_state()["status"] == "interrupted"
 
 

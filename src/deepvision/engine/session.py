@@ -1,7 +1,7 @@
 """Training sessions: `train` makes a new run directory, `resume` continues one, each holding the
 run's lock and recording in run.json how the segment ended (the Python API and CLI call these).
 
-Why one module of ~415 lines: a resume refuses what its checkpoints depend on (settings, classes,
+Why one module of ~420 lines: a resume refuses what its checkpoints depend on (settings, classes,
 preprocessing, the data's splits) with the same helpers a new run's set-up uses, and both end a segment
 the same way; split, the two would each need the other's private steps."""
 
@@ -393,16 +393,19 @@ def _fit(trainer: Trainer, run: RunDir, dist: DistInfo) -> FitResult:
             run.update_state(status="finished")
         raise  # else the trainer marked the run interrupted
     except BaseException as exc:
-        if isinstance(chained_stop(exc), Terminated):  # before fit() installed its graceful stop (also as an
-            # ImportError, from an extension imported as it landed): the same stop, at the epoch it started from
+        stop = chained_stop(exc)
+        done = max(trainer.start_epoch, trainer.history[-1].get("epoch", 0) if trainer.history else 0)
+        if isinstance(stop, Terminated) or (isinstance(stop, KeyboardInterrupt) and not trainer.stop.requested):
+            # before fit() installed its graceful stop (also as an ImportError, from an extension imported as it
+            # landed): the same stop as one in the epoch it started from (a second Ctrl+C is the one below)
             if dist.is_main:
-                run.update_state(status="interrupted", epochs_done=trainer.start_epoch)
-            raise StopRequested(signal.SIGTERM, trainer.start_epoch, str(run.path)) from None
+                run.update_state(status="interrupted", epochs_done=done)
+            raise StopRequested(signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT, done,
+                                str(run.path)) from None
         if dist.is_main:
             with contextlib.suppress(Exception):
-                if isinstance(chained_stop(exc), KeyboardInterrupt):  # a second Ctrl+C stops at once: a stop too
-                    done = trainer.history[-1].get("epoch", 0) if trainer.history else 0
-                    run.update_state(status="interrupted", epochs_done=max(trainer.start_epoch, done))
+                if isinstance(stop, KeyboardInterrupt):  # a second Ctrl+C stops at once: a stop too
+                    run.update_state(status="interrupted", epochs_done=done)
                 else:
                     run.update_state(status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
         raise

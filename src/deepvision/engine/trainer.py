@@ -7,7 +7,7 @@ that shapes the numbers (model, optimizer, scaler, RNG states, history) is resto
 epoch order depends only on (seed, epoch), and the learning rate only on the position in training,
 so resuming gives the same metrics as an uninterrupted run on the CPU.
 
-Why one module of ~495 lines: set-up, the training pass, validation and the stop/skip checks share the
+Why one module of ~500 lines: set-up, the training pass, validation and the stop/skip checks share the
 trainer's state (model, optimizer, scaler, loaders, the frozen parts); the step itself is `_train_pass`.
 """
 
@@ -205,24 +205,9 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------------
     def fit(self) -> FitResult:
-        if self.dist.is_main:
-            counts = ", ".join(f"{k} {v}" for k, v in self.data.counts().items())
-            n_params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-            self.reporter.line(
-                f"run {self.run.path}: model {self.cfg.model.name} ({n_params:,} trainable parameters), "
-                f"data {self.cfg.data.source} ({counts}), device {self.device}"
-                + (f" x {self.dist.world} processes" if self.dist.enabled else "")
-                + (f", amp {str(self.amp).removeprefix('torch.')}" if self.amp else "")
-                + (" (training step)" if self.amp and self.eval_amp != self.amp else ""))
-        if self._threads_note and self.dist.is_main:
-            self.reporter.line(self._threads_note)
-        for note in self.task.notes(self.data) if self.dist.is_main else []:
-            self.reporter.line(note)
-        store_note = restart_store_note()
-        if store_note and self.dist.is_main:
-            self.reporter.line(store_note)
         with GracefulStop() as stop, self.reporter.crash_reports():
             self.stop = stop
+            self._announce()  # under the stop handlers: a Ctrl+C while it prints stops at the first batch
             try:
                 self.callbacks.on_train_start()
                 for epoch in range(self.start_epoch, self.cfg.train.epochs):
@@ -246,6 +231,25 @@ class Trainer:
                 raise StopRequested(self.stop.signum or 2, self.history[-1]["epoch"], str(self.run.path),
                                     complete=True)
         return FitResult(self.run.path, self.history, self.best_epoch, self.best_value, self.dist.is_main)
+
+    def _announce(self) -> None:
+        """The run's first lines: model, data, device, and the notes about them."""
+        if self.dist.is_main:
+            counts = ", ".join(f"{k} {v}" for k, v in self.data.counts().items())
+            n_params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+            self.reporter.line(
+                f"run {self.run.path}: model {self.cfg.model.name} ({n_params:,} trainable parameters), "
+                f"data {self.cfg.data.source} ({counts}), device {self.device}"
+                + (f" x {self.dist.world} processes" if self.dist.enabled else "")
+                + (f", amp {str(self.amp).removeprefix('torch.')}" if self.amp else "")
+                + (" (training step)" if self.amp and self.eval_amp != self.amp else ""))
+        if self._threads_note and self.dist.is_main:
+            self.reporter.line(self._threads_note)
+        for note in self.task.notes(self.data) if self.dist.is_main else []:
+            self.reporter.line(note)
+        store_note = restart_store_note()
+        if store_note and self.dist.is_main:
+            self.reporter.line(store_note)
 
     def close(self) -> None:
         """Stop loader workers and close the log file."""
