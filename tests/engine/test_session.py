@@ -69,7 +69,7 @@ def _second_ctrl_c_in_training(self, *args, **kwargs):
     from deepvision.engine.signals import GracefulStop
 
     try:
-        with GracefulStop():
+        with GracefulStop() as self.stop:  # as fit() holds it
             signal.raise_signal(signal.SIGINT)  # the first asks for a stop after the batch
             signal.raise_signal(signal.SIGINT)  # the second raises KeyboardInterrupt at once
     finally:
