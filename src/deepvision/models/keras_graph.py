@@ -83,13 +83,6 @@ def parse_json(text: str | bytes, source: str) -> Any:
     return load_json(text, source)
 
 
-def _whole_numbers(value: Any) -> list[Any]:
-    """The leaves of an int, list or nested list (a padding of ((1, 1), (2, 2)))."""
-    if isinstance(value, (list, tuple)):
-        return [v for item in value for v in _whole_numbers(item)]
-    return [value]
-
-
 def _whole_phrase(value: Any) -> str:
     return "whole numbers" if isinstance(value, (list, tuple)) else "a whole number"
 
@@ -123,7 +116,7 @@ def check_number(where: str, cls: str, key: str, value: Any) -> None:
     if isinstance(value, (list, tuple)) and key not in RESCALING_FIELDS and cls in LAYERS:
         raise UserError(f"{where}: {key} {repr(value)[:80]} must be a number, not a list")
     if isinstance(value, list):  # per-channel values (Rescaling): text is refused where it is read
-        bad = [v for v in _whole_numbers(value) if isinstance(v, float) and not math.isfinite(v)]
+        bad = [v for v in kl.leaves(value) if isinstance(v, float) and not math.isfinite(v)]
         if bad:
             raise UserError(f"{where}: {key} holds {bad[0]!r}; every value must be a finite number")
         return
@@ -163,14 +156,14 @@ def check_layer_configs(model: dict[str, Any], prefix: str = "") -> None:
                 check_input_shape(f"{where} {key}", cfg[key])
         for key in POSITIVE_INT_FIELDS:
             value = cfg.get(key)
-            if value is not None and (not _whole_numbers(value)
-                                      or not all(_is_whole(v, 1) for v in _whole_numbers(value))):
+            if value is not None and (not kl.leaves(value)
+                                      or not all(_is_whole(v, 1) for v in kl.leaves(value))):
                 raise UserError(f"{where}: {key} {value!r} must be {_whole_phrase(value)} from 1 to "
                                 f"{MAX_LAYER_INT:,}")
         for key in COUNT_FIELDS:
             value = cfg.get(key)
             if value is not None and not isinstance(value, str) \
-                    and not all(_is_whole(v, 0) for v in _whole_numbers(value)):
+                    and not all(_is_whole(v, 0) for v in kl.leaves(value)):
                 raise UserError(f"{where}: {key} {value!r} must be {_whole_phrase(value)} from 0 to "
                                 f"{MAX_LAYER_INT:,}")
         if cls == "Reshape" and "target_shape" in cfg:
@@ -186,7 +179,7 @@ def check_layer_configs(model: dict[str, Any], prefix: str = "") -> None:
         for key in AXIS_FIELDS if cls in LAYERS and cls != "Softmax" else ():  # Softmax: _softmax_axis
             value = cfg.get(key)
             if value is not None and not all(isinstance(v, int) and not isinstance(v, bool)
-                                             for v in _whole_numbers(value)):
+                                             for v in kl.leaves(value)):
                 raise UserError(f"{where}: {key} {repr(value)[:80]} must be {_whole_phrase(value)}, not text or "
                                 f"fractions")
         axis = cfg.get("axis", -1)

@@ -547,13 +547,11 @@ class Rescaling(nn.Module):
         return x * self._values(x, self.scale) + self._values(x, self.offset)
 
 
-def _leaves(value: Any) -> Any:
-    """The values of a number or a nested list of them, in order."""
+def leaves(value: Any) -> list[Any]:
+    """The values of a number or a nested list of them, in order (a padding of ((1, 1), (2, 2)): [1, 1, 2, 2])."""
     if isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _leaves(item)
-    else:
-        yield value
+        return [v for item in value for v in leaves(item)]
+    return [value]
 
 
 class Normalization(nn.Module):
@@ -575,12 +573,12 @@ class Normalization(nn.Module):
         """The config's `mean` or `variance`: one number, or one for each channel (nested lists allowed, as
         Keras broadcasts them); text, yes/no values and other counts are refused as Keras cannot use them."""
         value = cfg[key]
-        leaves = list(_leaves(value))
-        if not leaves or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in leaves):
+        values = leaves(value)
+        if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
             raise UserError(f"{key} {repr(value)[:80]} must be a number or a list of numbers, one per channel")
-        if len(leaves) not in (1, self.channels):
-            raise UserError(f"{key} holds {len(leaves)} values for {self.channels} channels")
-        return np.asarray(leaves, np.float32)
+        if len(values) not in (1, self.channels):
+            raise UserError(f"{key} holds {len(values)} values for {self.channels} channels")
+        return np.asarray(values, np.float32)
 
     def _fill(self, mean: np.ndarray, var: np.ndarray) -> None:
         self.mean.copy_(torch.from_numpy(np.broadcast_to(mean.reshape(-1), (self.channels,)).copy()))
