@@ -241,9 +241,14 @@ def plot_run(run: RunDir, history: list[dict[str, Any]] | None = None) -> list[P
                         manual=manual_lr_epochs(run))
 
 
+def metric_titles(task: str = "classification") -> dict[str, str]:
+    """The titles of a task's metrics ('loss' of a detection run is its summed loss)."""
+    return {**METRIC_TITLES, **TASK_TITLES.get(task, {})}
+
+
 def metric_title(metric: str, task: str = "classification") -> str:
     """'val_acc' -> 'validation rank-1 accuracy' (a detection run's 'train_loss': its summed loss)."""
-    titles = {**METRIC_TITLES, **TASK_TITLES.get(task, {})}
+    titles = metric_titles(task)
     split, _, name = metric.partition("_")
     if not name:
         return titles.get(split, split)
@@ -256,7 +261,7 @@ def plot_compare(histories: dict[str, list[dict[str, Any]]], path: str | Path,
     """Overlay the curves of several runs of one `task` in one PNG: a panel per metric, one colour per run (val
     solid, train dashed where a val metric is drawn), dotted lines at each run's learning-rate steps; one
     legend for the figure."""
-    titles = {**METRIC_TITLES, **TASK_TITLES.get(task, {})}
+    titles = metric_titles(task)
     fig, axes = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4.6), squeeze=False)
     styles_used: set[str] = set()
     for ax, metric in zip(axes[0], metrics):
