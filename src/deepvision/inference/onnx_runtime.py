@@ -131,10 +131,10 @@ class OnnxClassifier:
 
     def _check_logits(self) -> None:
         """The output must be logits, which predict turns into probabilities: a graph whose output already
-        holds probabilities (a Softmax however written: in a local function, followed by Mul 1, by hand) would
-        go through softmax twice and report 14% where the model says 46%. The model runs once on a blank
-        mid-gray image of its own preprocessing; rows all in [0, 1] summing to 1 are refused. A Sigmoid's values
-        cannot be told from logits this way."""
+        holds probabilities the graph rule (`check_graph_ops`) does not see (a softmax written by hand, in a
+        local function, through a MatMul) would go through softmax twice and report 14% where the model says
+        46%. The model runs once on a blank mid-gray image of its own preprocessing; rows all in [0, 1] summing
+        to 1 are refused. A Sigmoid's values cannot be told from logits this way."""
         from PIL import Image
 
         height, width = self.pre.size
